@@ -1,0 +1,36 @@
+# One entry point for people and CI. `make run` serves the demo model; `make test` runs every check.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint typecheck pytest openapi bench clean
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "dealscore needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+run: $(BIN)/.installed  ## set up, train the demo model on generated data, serve it on 127.0.0.1:8000
+	$(BIN)/dealscore serve
+
+test: lint typecheck pytest  ## set up and run every check: ruff, mypy, pytest
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy model training service dealscore
+
+pytest: $(BIN)/.installed
+	$(BIN)/pytest -q
+
+openapi: $(BIN)/.installed  ## regenerate the committed openapi.json from the app
+	$(BIN)/python -m service.openapi_export openapi.json
+
+bench: $(BIN)/.installed  ## every benchmark, each printing a table
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .dealscore .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""dealscore: the command line, the composition root that wires model/, training/ and service/."""

@@ -1,0 +1,3 @@
+from dealscore.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""Offline jobs over files: score deals, list gaps, client analytics. Outputs are written atomically."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from dealscore.outputs import write_csv_atomically
+from model.artifact import load_artifact
+from model.dataset import load_dataset
+from model.features import attach_clients, frame_columns
+
+
+def score_frame(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -> pd.DataFrame:
+    """Scores of canonical deals, in input order, with the columns of the contract first."""
+    joined = attach_clients(deals, clients)
+    batch = model.score(frame_columns(joined))
+    return pd.DataFrame({
+        "deal_id": deals["deal_id"].to_numpy(),
+        "p_win": batch.p_win,
+        "value": batch.value,
+        "expected_value": batch.expected_value,
+        "grade": batch.grade,
+        "value_per_hour": batch.value_per_hour,
+        "value_source": batch.value_source,
+        "history_source": batch.history_source,
+        "model_version": model.version,
+        "reasons": [json.dumps([{"feature": r.feature, "value": r.value, "effect": r.effect} for r in reasons])
+                    for reasons in batch.reasons],
+    })
+
+
+def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | None, mapping: str | None,
+               out: str) -> int:
+    model, _ = load_artifact(model_dir)
+    dataset = load_dataset(deals, clients, holdings, mapping, for_training=False)
+    scores = score_frame(model, dataset.deals, dataset.clients)
+    write_csv_atomically(scores, out)
+    return len(scores)
+
+
+def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, out: str, top_k: int = 5) -> int:
+    from model.client_analytics import gap_table
+
+    from model.dataset import load_tables
+
+    model, _ = load_artifact(model_dir)
+    if model.profiles is None:
+        from model.errors import ArtifactError
+
+        raise ArtifactError(f"model at {model_dir} has no ideal client profiles (trained without holdings)")
+    client_frame, holding_frame = load_tables(clients, holdings, mapping)
+    table = gap_table(model.profiles, client_frame, holding_frame, top_k=top_k)
+    write_csv_atomically(table, out)
+    return len(table)
+
+
+def clients_file(deals: str, clients: str | None, mapping: str | None, out: str, as_of: str | None = None,
+                 model_dir: str | None = None) -> int:
+    from model.client_analytics import client_analytics
+
+    dataset = load_dataset(deals, clients, None, mapping, for_training=True)
+    as_of_date = date.fromisoformat(as_of) if as_of else None
+    profiles = load_artifact(model_dir)[0].profiles if model_dir else None
+    table = client_analytics(dataset.deals, dataset.clients, as_of=as_of_date, profiles=profiles)
+    write_csv_atomically(table, out)
+    return len(table)
+
+
+__all__ = ["clients_file", "gaps_file", "score_file", "score_frame"]

@@ -1,0 +1,118 @@
+"""The data contract: canonical tables, their columns, types and allowed values, defined once.
+
+Readers, validation, feature building, the API schemas and the docs all derive from this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+
+class Kind(StrEnum):
+    ID = "id"  # identifier, kept as text
+    TEXT = "text"  # categorical text
+    DATE = "date"  # ISO 8601 date (or via the mapping file's date_format)
+    NUMBER = "number"  # finite real number
+    STATUS = "status"  # one of STATUS_VALUES
+
+
+Required = Literal["always", "training", "no"]
+
+STATUS_VALUES: tuple[str, ...] = ("won", "lost", "open")
+CLOSED_STATUSES: tuple[str, ...] = ("won", "lost")
+
+# Text longer than this is refused: no CRM id or category name is this long, and a 1 MB "name"
+# is an attack or a bug, not data.
+MAX_TEXT_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    required: Required
+    description: str
+    minimum: float | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def required_names(self, for_training: bool) -> tuple[str, ...]:
+        wanted = ("always", "training") if for_training else ("always",)
+        return tuple(c.name for c in self.columns if c.required in wanted)
+
+
+DEALS = Table(
+    name="deals",
+    key=("deal_id",),
+    columns=(
+        Column("deal_id", Kind.ID, "always", "unique id of the deal"),
+        Column("client_id", Kind.ID, "no", "links to clients and holdings; without it history features are off"),
+        Column("created_at", Kind.DATE, "training", "when the deal was opened; history is taken as of this date"),
+        Column("closed_at", Kind.DATE, "no", "when it was won or lost"),
+        Column("status", Kind.STATUS, "training", "won, lost or open (open deals are scored, not trained on)"),
+        Column("amount", Kind.NUMBER, "no", "deal value if won (money)", minimum=0.0),
+        Column("product", Kind.TEXT, "no", "what is being sold"),
+        Column("manager", Kind.TEXT, "no", "owner; excluded from features unless enabled"),
+        Column("effort_hours", Kind.NUMBER, "no", "expected manager hours; enables value per hour and class D",
+               minimum=0.0),
+    ),
+)
+
+CLIENTS = Table(
+    name="clients",
+    key=("client_id",),
+    columns=(
+        Column("client_id", Kind.ID, "always", "unique id of the client"),
+        Column("industry", Kind.TEXT, "no", "segment attribute"),
+        Column("size", Kind.TEXT, "no", "segment attribute (a size band, or a number of employees)"),
+        Column("region", Kind.TEXT, "no", "segment attribute"),
+        Column("since", Kind.DATE, "no", "date of the first contract"),
+    ),
+)
+
+HOLDINGS = Table(
+    name="holdings",
+    key=("client_id", "product"),
+    columns=(
+        Column("client_id", Kind.ID, "always", "the client holding the product"),
+        Column("product", Kind.TEXT, "always", "a product the client already has"),
+        Column("since", Kind.DATE, "no", "when the client took it"),
+        Column("revenue", Kind.NUMBER, "no", "income from this holding", minimum=0.0),
+    ),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (DEALS, CLIENTS, HOLDINGS)}
+
+# Client history a CRM may send with a deal at scoring time instead of relying on the artifact's.
+CLIENT_HISTORY = Table(
+    name="client_history",
+    key=("client_id",),
+    columns=(
+        Column("won_deals", Kind.NUMBER, "no", "number of won deals so far", minimum=0.0),
+        Column("won_amount", Kind.NUMBER, "no", "money of won deals so far", minimum=0.0),
+        Column("first_won_at", Kind.DATE, "no", "date of the first won deal"),
+        Column("last_won_at", Kind.DATE, "no", "date of the latest won deal"),
+    ),
+)
+
+# Columns of the deals table that never become model features: identifiers, the target, the
+# outcome date (known only after the fact) and the owner (reporting only unless enabled).
+NON_FEATURE_DEAL_COLUMNS: frozenset[str] = frozenset({"deal_id", "client_id", "status", "closed_at", "created_at"})
+OPT_IN_DEAL_COLUMNS: frozenset[str] = frozenset({"manager"})

@@ -1,0 +1,203 @@
+"""The input data set: deals, clients and holdings read, mapped and validated together.
+
+Problems of all tables come back in one ContractViolation, so a user fixes everything in one pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+import pandas as pd
+
+from model.contract import CLIENTS, DEALS, HOLDINGS, TABLES
+from model.errors import ContractViolation, Problem
+from model.mapping import EXCLUDED_ATTR, Mapping, apply_mapping, load_mapping
+from model.sources import read_table
+from model.validation import extra_column_kinds, id_set, validate_clients, validate_deals, validate_holdings
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: DataFrames compare element-wise, not to one bool
+class Dataset:
+    deals: pd.DataFrame
+    clients: pd.DataFrame | None
+    holdings: pd.DataFrame | None
+    # Non-contract columns kept as features: name -> "text" | "number". Deals' columns by their own
+    # name (as feature building looks them up), the other tables' as "clients.name", "holdings.name".
+    extra_columns: dict[str, str]
+    excluded_columns: tuple[str, ...]  # source columns the mapping dropped
+    holdings_derived: bool  # holdings built from won deals because none were given
+
+    @property
+    def summary(self) -> dict[str, int]:
+        """Row counts, and how many deals have no client or a client outside the clients table (prospects)."""
+        counts = {"deals": len(self.deals)}
+        no_ids = pd.Series(None, index=self.deals.index, dtype=object)
+        client_ids = self.deals["client_id"] if "client_id" in self.deals else no_ids
+        counts["deals_without_client"] = int(client_ids.isna().sum())
+        if self.clients is not None:
+            counts["clients"] = len(self.clients)
+            known = client_ids.isin(list(self.clients["client_id"]))
+            counts["prospect_deals"] = int((client_ids.notna() & ~known).sum())
+        if self.holdings is not None:
+            counts["holdings"] = len(self.holdings)
+        return counts
+
+
+def load_dataset(
+    deals: str,
+    clients: str | None = None,
+    holdings: str | None = None,
+    mapping: str | Path | None = None,
+    *,
+    for_training: bool,
+    today: date | None = None,
+) -> Dataset:
+    """Read every source (see model.sources), then map and validate them as dataset_from_frames does."""
+    problems: list[Problem] = []
+    loaded_mapping = _collect(problems, partial(load_mapping, mapping)) if mapping is not None else None
+    frames = {
+        name: _collect(problems, partial(read_table, source, name))
+        for name, source in (("deals", deals), ("clients", clients), ("holdings", holdings))
+        if source is not None
+    }
+    if problems:
+        raise ContractViolation(f"cannot read the input: {len(problems)} problem(s)", problems)
+    deals_df = frames["deals"]
+    assert deals_df is not None  # no problems, so every source was read
+    return dataset_from_frames(
+        deals_df, frames.get("clients"), frames.get("holdings"), loaded_mapping,
+        for_training=for_training, today=today,
+    )
+
+
+def dataset_from_frames(
+    deals_df: pd.DataFrame,
+    clients_df: pd.DataFrame | None = None,
+    holdings_df: pd.DataFrame | None = None,
+    mapping: Mapping | None = None,
+    *,
+    for_training: bool,
+    today: date | None = None,
+) -> Dataset:
+    """Map and validate frames already in memory; ContractViolation lists the problems of all tables."""
+    mapping = mapping or Mapping()
+    problems: list[Problem] = []
+    raw = {"deals": deals_df, "clients": clients_df, "holdings": holdings_df}
+    mapped: dict[str, pd.DataFrame] = {}
+    for name, frame in raw.items():
+        if frame is not None:
+            mapped_frame = _collect(problems, partial(apply_mapping, name, frame, mapping))
+            if mapped_frame is not None:
+                mapped[name] = mapped_frame
+
+    def formats(name: str) -> str | None:
+        return mapping.table(name).date_format
+
+    deals = clients = holdings = None
+    if "deals" in mapped:
+        deals = _collect(problems, partial(
+            validate_deals, mapped["deals"], for_training=for_training, date_format=formats("deals"),
+            today=today))
+    if "clients" in mapped:
+        clients = _collect(problems, partial(
+            validate_clients, mapped["clients"], date_format=formats("clients"), today=today))
+    if "holdings" in mapped:
+        # Ids from the mapped clients table even when it has problems of its own, so holdings are
+        # checked against what the user sent rather than skipped.
+        known = None
+        if "clients" in mapped and "client_id" in mapped["clients"]:
+            known = id_set(mapped["clients"]["client_id"])
+        holdings = _collect(problems, partial(
+            validate_holdings, mapped["holdings"], known_clients=known, date_format=formats("holdings"),
+            today=today))
+    if problems:
+        tables = [name for name in TABLES if any(p.table == name for p in problems)] or list(mapped)
+        raise ContractViolation(
+            f"input data breaks the data contract ({', '.join(tables)}): {len(problems)} problem(s)", problems
+        )
+    assert deals is not None  # no problems, so the deals were validated
+
+    holdings_derived = False
+    if holdings is None:
+        holdings = holdings_from_deals(deals)
+        holdings_derived = holdings is not None
+    extra_columns = extra_column_kinds(deals, DEALS)
+    for table, frame in ((CLIENTS, clients), (HOLDINGS, None if holdings_derived else holdings)):
+        if frame is not None:
+            kinds = extra_column_kinds(frame, table)
+            extra_columns.update({f"{table.name}.{name}": kind for name, kind in kinds.items()})
+    excluded = (c for frame in mapped.values() for c in frame.attrs.get(EXCLUDED_ATTR, ()))
+    return Dataset(
+        deals=deals, clients=clients, holdings=holdings, extra_columns=extra_columns,
+        excluded_columns=tuple(dict.fromkeys(excluded)), holdings_derived=holdings_derived,
+    )
+
+
+def holdings_from_deals(deals: pd.DataFrame) -> pd.DataFrame | None:
+    """What each client holds, read off its won deals: for CRMs that keep no holdings table.
+
+    since = the first win's closed_at (created_at when it has none), revenue = the wins' amounts.
+    None when the deals lack client_id, product or status, so nothing can be derived.
+    """
+    if not {"client_id", "product", "status"} <= set(deals.columns):
+        return None
+    won = deals[(deals["status"] == "won") & deals["client_id"].notna() & deals["product"].notna()]
+    holdings = pd.DataFrame({
+        "client_id": won["client_id"].astype(object), "product": won["product"].astype(object)
+    })
+    dates = [won[c] for c in ("closed_at", "created_at") if c in won]
+    if dates:
+        holdings["since"] = dates[0].fillna(dates[1]) if len(dates) == 2 else dates[0]
+    if "amount" in won:
+        holdings["revenue"] = won["amount"]
+    grouped = holdings.groupby(["client_id", "product"], sort=True)
+    derived = grouped.size().reset_index()[["client_id", "product"]].astype(object)
+    if "since" in holdings:
+        derived["since"] = grouped["since"].min().to_numpy().astype("datetime64[ns]")
+    if "revenue" in holdings:
+        derived["revenue"] = grouped["revenue"].sum(min_count=1).to_numpy().astype("float64")
+    return derived
+
+
+def _collect(problems: list[Problem], step: Callable[[], T]) -> T | None:
+    """Run one step; on ContractViolation keep its problems and go on, so all are reported at once."""
+    try:
+        return step()
+    except ContractViolation as error:
+        problems.extend(error.problems)
+        return None
+
+
+def load_tables(
+    clients: str, holdings: str, mapping: str | Path | None = None, *, today: date | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Clients and holdings alone (no deals), read, mapped and validated: for offline gap lists."""
+    problems: list[Problem] = []
+    loaded_mapping = (_collect(problems, partial(load_mapping, mapping)) if mapping is not None else None) or Mapping()
+    raw_clients = _collect(problems, partial(read_table, clients, "clients"))
+    raw_holdings = _collect(problems, partial(read_table, holdings, "holdings"))
+    if problems:
+        raise ContractViolation(f"cannot read the input: {len(problems)} problem(s)", problems)
+    assert raw_clients is not None and raw_holdings is not None
+    mapped_clients = _collect(problems, partial(apply_mapping, "clients", raw_clients, loaded_mapping))
+    mapped_holdings = _collect(problems, partial(apply_mapping, "holdings", raw_holdings, loaded_mapping))
+    typed_clients = typed_holdings = None
+    if mapped_clients is not None:
+        typed_clients = _collect(problems, partial(
+            validate_clients, mapped_clients, date_format=loaded_mapping.table("clients").date_format, today=today))
+    if mapped_holdings is not None:
+        known = id_set(mapped_clients["client_id"]) if mapped_clients is not None and (
+            "client_id" in mapped_clients) else None
+        typed_holdings = _collect(problems, partial(
+            validate_holdings, mapped_holdings, known_clients=known,
+            date_format=loaded_mapping.table("holdings").date_format, today=today))
+    if problems or typed_clients is None or typed_holdings is None:
+        raise ContractViolation(f"input data breaks the data contract: {len(problems)} problem(s)", problems)
+    return typed_clients, typed_holdings

@@ -1,0 +1,106 @@
+"""Every error dealscore raises on purpose, in one tree.
+
+DealscoreError (status 400, code "bad_request")
+├── ContractViolation (422, "invalid_input"): input breaks the data contract; carries every Problem
+├── InsufficientData (422, "insufficient_data"): too few closed deals to fit a model
+├── ArtifactError (409, "artifact_invalid"): a model artifact is missing, tampered or incompatible
+├── NotFound (404, "not_found")
+├── PayloadTooLarge (413, "payload_too_large")
+└── NotReady (503, "not_ready"): no model loaded and warmed yet
+
+The service maps each to the one error envelope; the command line prints the message and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input: where, what was expected, what came."""
+
+    field: str
+    expected: str
+    got: str
+    table: str | None = None
+    rows: tuple[int, ...] = ()
+    count: int = 0
+
+    def describe(self) -> str:
+        where = f"{self.table}.{self.field}" if self.table else self.field
+        text = f"{where}: expected {self.expected}, got {self.got}"
+        if self.rows:
+            shown = ", ".join(str(r) for r in self.rows)
+            more = self.count - len(self.rows)
+            text += f" (rows {shown}" + (f" and {more} more" if more > 0 else "") + ")"
+        return text
+
+    def as_detail(self) -> dict[str, str]:
+        location = f"{self.table}.{self.field}" if self.table else self.field
+        got = self.got
+        if self.rows:
+            got += f" (rows {', '.join(str(r) for r in self.rows)}"
+            more = self.count - len(self.rows)
+            got += f" and {more} more)" if more > 0 else ")"
+        return {"field": location, "expected": self.expected, "got": got}
+
+
+class DealscoreError(Exception):
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems: list[Problem] = list(problems or [])
+
+    def report(self) -> str:
+        """The message followed by one line per problem, for a terminal."""
+        lines = [self.message]
+        lines.extend(f"  - {p.describe()}" for p in self.problems)
+        return "\n".join(lines)
+
+
+class ContractViolation(DealscoreError):
+    status = 422
+    code = "invalid_input"
+
+
+class InsufficientData(DealscoreError):
+    status = 422
+    code = "insufficient_data"
+
+
+class ArtifactError(DealscoreError):
+    status = 409
+    code = "artifact_invalid"
+
+
+class NotFound(DealscoreError):
+    status = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(DealscoreError):
+    status = 413
+    code = "payload_too_large"
+
+
+class NotReady(DealscoreError):
+    status = 503
+    code = "not_ready"
+
+
+@dataclass
+class ProblemList:
+    """Collects problems so validation can report all of them at once, not the first."""
+
+    items: list[Problem] = field(default_factory=list)
+
+    def add(self, problem: Problem) -> None:
+        self.items.append(problem)
+
+    def raise_if_any(self, message: str) -> None:
+        if self.items:
+            raise ContractViolation(f"{message}: {len(self.items)} problem(s)", self.items)

@@ -1,0 +1,307 @@
+"""As-of deal features, computed by one function for training and for scoring.
+
+A deal's features use only what was known strictly before its `created_at` day: earlier closed deals
+of its client (RFM, status, win rate), of its product with that client, and of every categorical
+level (earlier win rates smoothed towards the earlier overall rate). Training builds a DealHistory
+from its closed deals and asks it about each training deal; the artifact keeps the same DealHistory,
+so a deal scored later goes through exactly the same lookups and formulas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from model.asof import NO_KEY, AsOfCounts, AsOfIndex
+from model.contract import NON_FEATURE_DEAL_COLUMNS, OPT_IN_DEAL_COLUMNS
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+ObjectArray = npt.NDArray[np.object_]
+Columns = Mapping[str, npt.NDArray[Any]]
+
+CLIENT_ATTRIBUTES: tuple[str, ...] = ("industry", "size", "region")
+CLIENT_STATUSES: tuple[str, ...] = ("prospect", "new", "regular", "lost")
+# Per-request client history a CRM may send instead of relying on the artifact's (see contract).
+HISTORY_OVERRIDE_COLUMNS: tuple[str, ...] = ("won_deals", "won_amount", "first_won_day", "last_won_day")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Knobs of the feature builder, saved with the model."""
+
+    lost_window_days: int = 360  # no win for this long: the client counts as lost (90/180/360 in practice)
+    smoothing: float = 20.0  # pseudo-deals pulling a level's win rate towards the overall rate
+    min_level_count: int = 20  # rarer levels share one "other" code in the model
+    max_levels: int = 60  # at most this many codes per categorical column
+    recent_window_days: int = 365  # window of the recent overall win rate (follows drift)
+    include_manager: bool = False
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass
+class FeatureSpec:
+    """What the features are, learned from the training data and saved in the artifact."""
+
+    config: FeatureConfig
+    categorical: list[str]
+    numeric: list[str]
+    vocab: dict[str, dict[str, int]]  # model codes of the frequent levels per categorical column
+    level_keys: dict[str, dict[str, int]]  # every level seen, for history lookups
+    client_keys: dict[str, int]
+    product_keys: dict[str, int]
+    has_client_history: bool
+    has_client_since: bool
+    names: list[str] = field(default_factory=list)
+    categorical_names: list[str] = field(default_factory=list)
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _levels(values: ObjectArray) -> list[str]:
+    return [str(v) for v in values if not _is_missing(v)]
+
+
+def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: Mapping[str, str]) -> FeatureSpec:
+    """Decide the feature columns and level vocabularies from (joined) training deals."""
+    excluded = set(config.exclude) | set(NON_FEATURE_DEAL_COLUMNS)
+    if not config.include_manager:
+        excluded |= OPT_IN_DEAL_COLUMNS
+    categorical: list[str] = []
+    numeric: list[str] = []
+    for column in deals.columns:
+        if column in excluded or column == "client_since":
+            continue
+        if column in ("amount", "effort_hours") or extra_columns.get(column) == "number":
+            numeric.append(column)
+        elif column in ("product", "manager", *CLIENT_ATTRIBUTES) or extra_columns.get(column) == "text":
+            if column == "size" and pd.api.types.is_numeric_dtype(deals[column]):
+                numeric.append(column)
+            else:
+                categorical.append(column)
+    vocab: dict[str, dict[str, int]] = {}
+    level_keys: dict[str, dict[str, int]] = {}
+    for column in categorical:
+        counts = pd.Series(_levels(deals[column].to_numpy(dtype=object))).value_counts()
+        frequent = counts[counts >= config.min_level_count].index[: config.max_levels]
+        vocab[column] = {str(level): code for code, level in enumerate(sorted(frequent))}
+        level_keys[column] = {str(level): code for code, level in enumerate(sorted(counts.index))}
+    has_client = "client_id" in deals.columns and bool(deals["client_id"].notna().any())
+    client_keys: dict[str, int] = {}
+    if has_client:
+        client_keys = {c: i for i, c in enumerate(sorted(set(_levels(deals["client_id"].to_numpy(dtype=object)))))}
+    product_keys = level_keys.get("product", {})
+    spec = FeatureSpec(
+        config=config, categorical=categorical, numeric=numeric, vocab=vocab, level_keys=level_keys,
+        client_keys=client_keys, product_keys=product_keys, has_client_history=has_client,
+        has_client_since="client_since" in deals.columns and bool(deals["client_since"].notna().any()),
+    )
+    spec.names, spec.categorical_names = _feature_names(spec)
+    return spec
+
+
+def _feature_names(spec: FeatureSpec) -> tuple[list[str], list[str]]:
+    names = list(spec.numeric) + list(spec.categorical)
+    names += [f"{c}_win_rate" for c in spec.categorical]
+    names += ["overall_win_rate", "recent_win_rate", "month"]
+    categorical_names = list(spec.categorical) + ["month"]
+    if spec.has_client_history:
+        names += ["client_won_deals", "client_won_amount", "client_days_since_last_win",
+                  "client_days_since_first_win", "client_closed_deals", "client_win_rate", "client_status"]
+        categorical_names.append("client_status")
+        if spec.product_keys:
+            names += ["client_product_deals", "client_product_wins"]
+    if spec.has_client_since:
+        names.append("client_tenure_days")
+    return names, categorical_names
+
+
+def day_numbers(dates: pd.Series) -> FloatArray:
+    """Dates as days since 1970-01-01 (float, NaN where missing)."""
+    values = pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]")
+    days = values.astype("datetime64[D]").astype(np.int64).astype(np.float64)
+    days[np.isnat(values)] = np.nan
+    return days
+
+
+def attach_clients(deals: pd.DataFrame, clients: pd.DataFrame | None) -> pd.DataFrame:
+    """Deals with their client's segment attributes (industry, size, region) and `client_since`."""
+    if clients is None or "client_id" not in deals.columns:
+        return deals
+    wanted = [c for c in (*CLIENT_ATTRIBUTES, "since") if c in clients.columns]
+    if not wanted:
+        return deals
+    own = [c for c in wanted if c in deals.columns]
+    attributes = clients[["client_id", *wanted]].rename(columns={"since": "client_since"})
+    return deals.drop(columns=own).merge(attributes, on="client_id", how="left")
+
+
+_DAY_COLUMNS = {"created_at": "created_day", "closed_at": "closed_day", "client_since": "client_since_day"}
+
+
+def frame_columns(deals: pd.DataFrame) -> dict[str, npt.NDArray[Any]]:
+    """A (joined) deals frame as the plain arrays the feature builder takes."""
+    columns: dict[str, npt.NDArray[Any]] = {}
+    for name in deals.columns:
+        if name in _DAY_COLUMNS:
+            columns[_DAY_COLUMNS[name]] = day_numbers(deals[name])
+        elif pd.api.types.is_numeric_dtype(deals[name]):
+            columns[name] = deals[name].to_numpy(dtype=np.float64)
+        else:
+            columns[name] = deals[name].to_numpy(dtype=object)
+    return columns
+
+
+def _codes(values: npt.NDArray[Any], mapping: Mapping[str, int], unknown: int) -> FloatArray:
+    out = np.empty(len(values), dtype=np.float64)
+    for i, v in enumerate(values):
+        out[i] = np.nan if _is_missing(v) else mapping.get(str(v), unknown)
+    return out
+
+
+def _keys(values: npt.NDArray[Any], mapping: Mapping[str, int]) -> IntArray:
+    out = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        out[i] = NO_KEY if _is_missing(v) else mapping.get(str(v), NO_KEY)
+    return out
+
+
+def _smoothed_rate(counts: AsOfCounts, prior: FloatArray, smoothing: float) -> FloatArray:
+    return (counts.wins + smoothing * prior) / (counts.events + smoothing)
+
+
+class DealHistory:
+    """The closed deals a model knows of, indexed for as-of lookups (kept in the artifact)."""
+
+    def __init__(self, spec: FeatureSpec, columns: Columns) -> None:
+        status = np.asarray(columns["status"], dtype=object)
+        closed = np.isin(status, ["won", "lost"])
+        created = np.asarray(columns["created_day"], dtype=np.float64)
+        closed_day = np.asarray(columns.get("closed_day", created), dtype=np.float64)
+        # A result is known when the deal closed; without a close date, from its creation on.
+        event_day = np.where(np.isnan(closed_day), created, closed_day)[closed].astype(np.int64)
+        won = (status == "won")[closed]
+        amount = np.asarray(columns.get("amount", np.full(len(status), np.nan)), dtype=np.float64)[closed]
+        n = int(closed.sum())
+        self.overall = AsOfIndex(np.zeros(n, dtype=np.int64), event_day, won, amount)
+        self.levels: dict[str, AsOfIndex] = {}
+        for column in spec.categorical:
+            keys = _keys(np.asarray(columns[column], dtype=object)[closed], spec.level_keys[column])
+            self.levels[column] = AsOfIndex(keys, event_day, won, amount)
+        self.client: AsOfIndex | None = None
+        self.client_product: AsOfIndex | None = None
+        if spec.has_client_history:
+            client = _keys(np.asarray(columns["client_id"], dtype=object)[closed], spec.client_keys)
+            self.client = AsOfIndex(client, event_day, won, amount)
+            if spec.product_keys and "product" in columns:
+                product = _keys(np.asarray(columns["product"], dtype=object)[closed], spec.product_keys)
+                pair = np.where((client >= 0) & (product >= 0), client * len(spec.product_keys) + product, NO_KEY)
+                self.client_product = AsOfIndex(pair, event_day, won, amount)
+        self.last_day = int(event_day.max()) if n else 0
+
+
+def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) -> FloatArray:
+    """The feature matrix (rows = deals, columns = spec.names) as of each deal's created day.
+
+    `columns` holds plain arrays: `created_day` (days since 1970), the categorical and numeric columns,
+    optionally `client_id`, `client_since_day` and per-deal client history sent by a CRM
+    (`won_deals`, `won_amount`, `first_won_day`, `last_won_day`; NaN where not sent).
+    """
+    created = np.asarray(columns["created_day"], dtype=np.float64)
+    n = created.size
+    day = created.astype(np.int64)
+    features: list[FloatArray] = []
+    missing = np.full(n, np.nan)
+    for column in spec.numeric:
+        features.append(np.asarray(columns.get(column, missing), dtype=np.float64))
+    for column in spec.categorical:
+        values = np.asarray(columns.get(column, np.full(n, None, dtype=object)), dtype=object)
+        features.append(_codes(values, spec.vocab[column], unknown=len(spec.vocab[column])))
+
+    smoothing = spec.config.smoothing
+    overall = history.overall.lookup(np.zeros(n, dtype=np.int64), day)
+    prior = np.where(overall.events > 0, overall.wins / np.maximum(overall.events, 1), 0.5)
+    for column in spec.categorical:
+        values = np.asarray(columns.get(column, np.full(n, None, dtype=object)), dtype=object)
+        counts = history.levels[column].lookup(_keys(values, spec.level_keys[column]), day)
+        features.append(_smoothed_rate(counts, prior, smoothing))
+    window_start = history.overall.lookup(np.zeros(n, dtype=np.int64), day - spec.config.recent_window_days)
+    recent_events = overall.events - window_start.events
+    recent_wins = overall.wins - window_start.wins
+    features.append(prior)
+    features.append((recent_wins + smoothing * prior) / (recent_events + smoothing))
+    features.append((created.astype("int64").astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+                     % 12 + 1).astype(np.float64))
+
+    if spec.has_client_history:
+        features.extend(_client_features(spec, history, columns, day, prior))
+    if spec.has_client_since:
+        since = np.asarray(columns.get("client_since_day", missing), dtype=np.float64)
+        features.append(created - since)
+    return np.column_stack(features) if features else np.empty((n, 0))
+
+
+def _client_features(spec: FeatureSpec, history: DealHistory, columns: Columns, day: IntArray,
+                     prior: FloatArray) -> list[FloatArray]:
+    n = day.size
+    client_ids = np.asarray(columns.get("client_id", np.full(n, None, dtype=object)), dtype=object)
+    client = _keys(client_ids, spec.client_keys)
+    assert history.client is not None
+    counts = history.client.lookup(client, day)
+    won_deals, won_amount = counts.wins, counts.won_amount
+    first_win, last_win = counts.first_win_day, counts.last_win_day
+    # History sent with the deal (a CRM knows newer wins than the artifact) takes precedence.
+    for name in HISTORY_OVERRIDE_COLUMNS:
+        if name in columns:
+            sent = np.asarray(columns[name], dtype=np.float64)
+            given = ~np.isnan(sent)
+            if name == "won_deals":
+                won_deals = np.where(given, sent, won_deals)
+            elif name == "won_amount":
+                won_amount = np.where(given, sent, won_amount)
+            elif name == "first_won_day":
+                first_win = np.where(given, sent, first_win)
+            else:
+                last_win = np.where(given, sent, last_win)
+    closed_deals = np.maximum(counts.events, won_deals)
+    days_since_last = day - last_win
+    status = np.where(won_deals <= 0, 0.0, np.where(won_deals == 1, 1.0, 2.0))
+    status = np.where((won_deals > 0) & (days_since_last > spec.config.lost_window_days), 3.0, status)
+    smoothing = spec.config.smoothing
+    out = [won_deals, won_amount, days_since_last, day - first_win, closed_deals,
+           (won_deals + smoothing * prior) / (closed_deals + smoothing), status]
+    if spec.product_keys:
+        products = np.asarray(columns.get("product", np.full(n, None, dtype=object)), dtype=object)
+        product = _keys(products, spec.product_keys)
+        pair = np.where((client >= 0) & (product >= 0), client * len(spec.product_keys) + product, NO_KEY)
+        if history.client_product is not None:
+            pair_counts = history.client_product.lookup(pair, day)
+            out += [pair_counts.events, pair_counts.wins]
+        else:
+            out += [np.zeros(n), np.zeros(n)]
+    return out
+
+
+def client_status_name(code: float) -> str:
+    return CLIENT_STATUSES[int(code)] if code == code else "prospect"
+
+
+def categorical_level(spec: FeatureSpec, column: str, code: float) -> str | None:
+    """The level a model code stands for (None for missing, "other" for rare or unseen levels)."""
+    if code != code:
+        return None
+    for level, c in spec.vocab[column].items():
+        if c == int(code):
+            return level
+    return "other"
+
+
+def feature_index(spec: FeatureSpec, names: Sequence[str]) -> list[int]:
+    return [spec.names.index(n) for n in names]

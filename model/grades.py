@@ -1,0 +1,55 @@
+"""Letter classes: A/B/C by Pareto share of value, D for deals not worth a manager's hour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+DEFAULT_SHARES: tuple[float, float, float] = (0.80, 0.15, 0.05)
+
+
+@dataclass(frozen=True)
+class GradeCutoffs:
+    """Fixed at training time so a letter keeps its meaning until the next model is published."""
+
+    a_min: float  # expected value at or above which a deal is A
+    b_min: float  # ... B; below it C
+    shares: tuple[float, float, float] = DEFAULT_SHARES
+    d_floor_per_hour: float | None = None  # expected value per hour below which a deal is D
+
+
+def pareto_cutoffs(values: FloatArray, shares: tuple[float, float, float] = DEFAULT_SHARES) -> tuple[float, float]:
+    """Smallest values still inside the top `shares[0]` and `shares[0] + shares[1]` of the total.
+
+    Items sorted by value, largest first; an item is A while the cumulative share *before* it is
+    below shares[0], so the item that crosses the line is still A (as ABC analysis counts it).
+    """
+    clean = np.sort(values[np.isfinite(values) & (values > 0)])[::-1]
+    if clean.size == 0:
+        return 0.0, 0.0
+    before = (np.cumsum(clean) - clean) / clean.sum()
+    a_items = clean[before < shares[0]]
+    b_items = clean[before < shares[0] + shares[1]]
+    return float(a_items[-1]), float(b_items[-1])
+
+
+def pareto_classes(values: FloatArray, shares: tuple[float, float, float] = DEFAULT_SHARES) -> npt.NDArray[np.str_]:
+    """ABC class of each item of one population (clients by income, products by sales...)."""
+    a_min, b_min = pareto_cutoffs(values, shares)
+    return letter_classes(values, GradeCutoffs(a_min=a_min, b_min=b_min, shares=shares))
+
+
+def letter_classes(expected_value: FloatArray, cutoffs: GradeCutoffs,
+                   value_per_hour: FloatArray | None = None) -> npt.NDArray[np.str_]:
+    ev = np.nan_to_num(expected_value, nan=0.0)
+    grades = np.where(ev >= cutoffs.a_min, "A", np.where(ev >= cutoffs.b_min, "B", "C"))
+    if cutoffs.a_min <= 0:  # no value information at training time: everything with value is A
+        grades = np.where(ev > 0, "A", "C")
+    if value_per_hour is not None and cutoffs.d_floor_per_hour is not None:
+        below_floor = np.isfinite(value_per_hour) & (value_per_hour < cutoffs.d_floor_per_hour)
+        grades = np.where(below_floor, "D", grades)
+    return grades.astype(np.str_)

@@ -1,0 +1,209 @@
+"""The mapping file: how a CRM's own column names, status values and date format become the contract's.
+
+A user describes their export once in YAML (see CONTRACT.md) instead of rewriting it by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from model.contract import STATUS_VALUES, TABLES, Kind
+from model.errors import ContractViolation, Problem, ProblemList
+
+WILDCARD = "*"  # in status_values: every value not listed elsewhere
+TABLE_KEYS: tuple[str, ...] = ("columns", "status_values", "date_format", "exclude")
+# apply_mapping records the source columns it dropped under this key of the frame's attrs.
+EXCLUDED_ATTR = "excluded_columns"
+
+
+@dataclass(frozen=True)
+class TableMapping:
+    """One table's section of the mapping file."""
+
+    columns: dict[str, str] = field(default_factory=dict)  # canonical name -> source column name
+    status_values: dict[str, tuple[str, ...]] = field(default_factory=dict)  # won/lost/open -> source values
+    date_format: str | None = None  # strftime format; None means ISO 8601
+    exclude: tuple[str, ...] = ()  # source columns dropped before anything else
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A whole mapping file: a TableMapping per contract table that has a section."""
+
+    tables: dict[str, TableMapping] = field(default_factory=dict)
+
+    def table(self, name: str) -> TableMapping:
+        return self.tables.get(name, TableMapping())
+
+
+def load_mapping(path: str | Path) -> Mapping:
+    """Read and check a mapping file; every mistake in it is reported at once, naming its key."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ContractViolation(
+            "mapping file not found",
+            [Problem("mapping file", "an existing YAML file", f"no file at '{path}'")],
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ContractViolation(
+            "mapping file cannot be read", [Problem("mapping file", "a readable UTF-8 YAML file", str(error))]
+        ) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ContractViolation(
+            "mapping file is not valid YAML",
+            [Problem("mapping file", "valid YAML", " ".join(str(error).split()))],
+        ) from None
+    problems = ProblemList()
+    mapping = parse_mapping(document if document is not None else {}, problems)
+    problems.raise_if_any(f"mapping file '{path}' is invalid")
+    return mapping
+
+
+def parse_mapping(document: object, problems: ProblemList) -> Mapping:
+    """Build a Mapping from parsed YAML, adding a Problem for each unknown or malformed key."""
+    if not isinstance(document, dict):
+        problems.add(Problem("mapping file", "a YAML mapping of table names", _kind_of(document)))
+        return Mapping()
+    tables: dict[str, TableMapping] = {}
+    for name, section in document.items():
+        if name not in TABLES:
+            problems.add(Problem(str(name), f"a table name, one of {', '.join(TABLES)}", f"'{name}'"))
+        elif not isinstance(section, dict):
+            problems.add(Problem(name, f"a mapping with keys {', '.join(TABLE_KEYS)}", _kind_of(section)))
+        else:
+            tables[name] = _parse_table(name, section, problems)
+    return Mapping(tables)
+
+
+def _parse_table(name: str, section: dict[Any, Any], problems: ProblemList) -> TableMapping:
+    table = TABLES[name]
+
+    def add(key: str, expected: str, got: str) -> None:
+        problems.add(Problem(f"{name}.{key}", expected, got))
+
+    for key in section:
+        if key not in TABLE_KEYS:
+            add(str(key), f"one of {', '.join(TABLE_KEYS)}", f"'{key}'")
+
+    columns: dict[str, str] = {}
+    raw_columns = section.get("columns") or {}
+    if not isinstance(raw_columns, dict):
+        add("columns", "a mapping of canonical name: source column", _kind_of(raw_columns))
+        raw_columns = {}
+    for canonical, source in raw_columns.items():
+        key = f"columns.{canonical}"
+        if canonical not in table.names:
+            add(key, f"a {name} column, one of {', '.join(table.names)}", f"'{canonical}'")
+        elif not isinstance(source, str) or not source:
+            add(key, "the source column's name as text", _kind_of(source))
+        elif source in columns.values():
+            # One source column cannot feed two canonical ones: renaming is one-to-one.
+            add(key, "a source column not mapped already", f"'{source}' mapped twice")
+        else:
+            columns[canonical] = source
+
+    status_values: dict[str, tuple[str, ...]] = {}
+    raw_statuses = section.get("status_values") or {}
+    if raw_statuses and not any(c.kind is Kind.STATUS for c in table.columns):
+        add("status_values", f"no status_values (the {name} table has no status)", "some")
+    elif not isinstance(raw_statuses, dict):
+        add("status_values", "a mapping of status: [values]", _kind_of(raw_statuses))
+    else:
+        seen: dict[str, str] = {}
+        for status, values in raw_statuses.items():
+            key = f"status_values.{status}"
+            listed = [values] if isinstance(values, str) else values
+            if status not in STATUS_VALUES:
+                add(key, f"a status, one of {', '.join(STATUS_VALUES)}", f"'{status}'")
+            elif not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
+                add(key, "a list of source values (text)", _kind_of(values))
+            else:
+                for value in listed:
+                    if seen.get(_status_key(value), status) != status:
+                        add(key, "each source value under one status only",
+                            f"'{value}' also under {seen[_status_key(value)]}")
+                    seen[_status_key(value)] = status
+                status_values[status] = tuple(listed)
+
+    date_format = section.get("date_format")
+    if date_format is not None and not _is_date_format(date_format):
+        got = f"'{date_format}'" if isinstance(date_format, str) else _kind_of(date_format)
+        add("date_format", "a strftime date format with day, month and year, like '%d-%b-%y'", got)
+        date_format = None
+
+    exclude = section.get("exclude") or []
+    if isinstance(exclude, str):
+        exclude = [exclude]
+    if not isinstance(exclude, list) or not all(isinstance(c, str) for c in exclude):
+        add("exclude", "a list of source column names", _kind_of(exclude))
+        exclude = []
+    return TableMapping(columns, status_values, date_format, tuple(exclude))
+
+
+def apply_mapping(table_name: str, raw: pd.DataFrame, mapping: Mapping) -> pd.DataFrame:
+    """Rename a source table's columns to canonical names and its status values to won/lost/open.
+
+    Excluded source columns are dropped first; the ones actually present are recorded in
+    `result.attrs[EXCLUDED_ATTR]`. Unmatched status values are left as they came, for validation
+    to report.
+    """
+    section = mapping.table(table_name)
+    excluded = [c for c in section.exclude if c in raw.columns]
+    kept = [c for c in raw.columns if c not in excluded]
+    renames = {source: canonical for canonical, source in section.columns.items() if source in kept}
+    clashes = [c for c in kept if c not in renames and section.columns.get(c) in renames]
+    if clashes:
+        # The export has both the canonical column and the one mapped onto it: which one is meant is a guess.
+        raise ContractViolation(
+            f"{table_name} table: mapped columns clash with columns of the same name",
+            [Problem(c, f"either a column '{c}' or a mapping of '{section.columns[c]}' to it, not both",
+                     "both", table=table_name) for c in clashes],
+        )
+    frame = raw[kept].rename(columns=renames)
+    if section.status_values and "status" in frame.columns:
+        frame["status"] = _translate_statuses(frame["status"], section.status_values)
+    frame.attrs[EXCLUDED_ATTR] = tuple(excluded)
+    return frame
+
+
+def _translate_statuses(values: pd.Series, status_values: dict[str, tuple[str, ...]]) -> pd.Series:
+    lookup = {_status_key(v): s for s, listed in status_values.items() for v in listed if v != WILDCARD}
+    other = next((status for status, listed in status_values.items() if WILDCARD in listed), None)
+
+    def translate(value: object) -> object:
+        if not isinstance(value, str):
+            return value  # missing stays missing; a number is left for validation to refuse
+        key = _status_key(value)
+        if key in lookup:
+            return lookup[key]
+        return other if other is not None and key else value
+
+    return values.astype(object).map(translate)
+
+
+def _status_key(value: str) -> str:
+    return value.strip().casefold()
+
+
+def _is_date_format(value: object) -> bool:
+    """True when the format writes and reads back a whole date (so it holds day, month and year)."""
+    if not isinstance(value, str) or "%" not in value:
+        return False
+    sample = date(2024, 3, 31)
+    try:
+        return datetime.strptime(sample.strftime(value), value).date() == sample
+    except ValueError:
+        return False
+
+
+def _kind_of(value: object) -> str:
+    return "nothing" if value is None else f"a {type(value).__name__}"

@@ -1,0 +1,163 @@
+"""The scorer: from deal columns to win probability, value, expected value, letter class and reasons.
+
+One vectorised pass per batch: features for all deals at once, one engine call for the margins and
+one for the contributions. The single-deal path goes through the same code with arrays of length one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from model.features import (
+    CLIENT_ATTRIBUTES,
+    HISTORY_OVERRIDE_COLUMNS,
+    DealHistory,
+    FeatureSpec,
+    build_features,
+    client_status_name,
+)
+from model.grades import GradeCutoffs, letter_classes
+from model.win_models import PlattCalibration, WinModel
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Reason:
+    feature: str
+    value: str | float | None
+    effect: float  # push on the calibrated log-odds of winning; > 0 raises p_win
+
+
+@dataclass
+class ValueModel:
+    """Amount if won, predicted from similar won deals when the CRM gives none (log-scale regression)."""
+
+    booster: Any
+    feature_index: list[int]
+
+    def predict(self, features: FloatArray) -> FloatArray:
+        log_amount = self.booster.predict(features[:, self.feature_index], num_threads=1)
+        return np.asarray(np.expm1(log_amount), dtype=np.float64)
+
+
+@dataclass
+class ScoreBatch:
+    p_win: FloatArray
+    value: FloatArray
+    value_source: list[str | None]  # "amount" (given), "model" (predicted) or None (unknown)
+    expected_value: FloatArray
+    value_per_hour: FloatArray
+    grade: list[str]
+    reasons: list[list[Reason]]
+    history_source: list[str]  # "request", "model" or "none" (a prospect with no history)
+
+
+@dataclass
+class ScoringModel:
+    version: str
+    spec: FeatureSpec
+    history: DealHistory
+    win_model: WinModel
+    calibration: PlattCalibration
+    value_model: ValueModel | None
+    cutoffs: GradeCutoffs
+    clients: dict[str, dict[str, Any]] = field(default_factory=dict)  # known clients' segment attributes
+    profiles: Any = None  # model.profiles.ClientProfiles when holdings were available at training time
+
+    def with_known_clients(self, columns: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+        """Fill a deal's missing client attributes from the clients the model was trained with."""
+        out = dict(columns)
+        if "client_id" not in columns or not self.clients:
+            return out
+        ids = columns["client_id"]
+        n = len(ids)
+        for attribute in (*CLIENT_ATTRIBUTES, "client_since_day"):
+            is_day = attribute == "client_since_day"
+            current = out.get(attribute)
+            filled = (np.array(current, dtype=np.float64 if is_day else object) if current is not None
+                      else np.full(n, np.nan if is_day else None, dtype=np.float64 if is_day else object))
+            for i, client_id in enumerate(ids):
+                known = self.clients.get(str(client_id)) if client_id is not None else None
+                value = filled[i]
+                if known is not None and (value is None or value != value):
+                    filled[i] = known.get(attribute, np.nan if is_day else None)
+            out[attribute] = filled
+        return out
+
+    def score(self, columns: Mapping[str, npt.NDArray[Any]], n_reasons: int = 5) -> ScoreBatch:
+        columns = self.with_known_clients(columns)
+        created = np.asarray(columns["created_day"], dtype=np.float64) if "created_day" in columns else None
+        if created is None or np.isnan(created).any():
+            # An open deal without a creation date is scored as of today.
+            today = float(np.datetime64("today", "D").astype(np.int64))
+            n_rows = len(next(iter(columns.values())))
+            columns["created_day"] = (np.full(n_rows, today) if created is None
+                                      else np.where(np.isnan(created), today, created))
+        features = build_features(self.spec, self.history, columns)
+        n = features.shape[0]
+        margin = self.win_model.margin(features)
+        p_win = self.calibration.probability(margin)
+
+        amount = np.asarray(columns.get("amount", np.full(n, np.nan)), dtype=np.float64)
+        value = amount.copy()
+        source: list[str | None] = ["amount" if a == a else None for a in amount]
+        needs_model = np.isnan(amount)
+        if self.value_model is not None and needs_model.any():
+            value[needs_model] = self.value_model.predict(features[needs_model])
+            source = [s if s is not None else "model" for s in source]
+        expected_value = p_win * value
+        hours = np.asarray(columns.get("effort_hours", np.full(n, np.nan)), dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_hour = np.where(hours > 0, expected_value / hours, np.nan)
+        grade = letter_classes(expected_value, self.cutoffs, per_hour)
+        reasons = self.reasons(features, columns, n_reasons) if n_reasons > 0 else [[] for _ in range(n)]
+        return ScoreBatch(
+            p_win=p_win, value=value, value_source=source, expected_value=expected_value,
+            value_per_hour=per_hour, grade=[str(g) for g in grade], reasons=reasons,
+            history_source=self._history_source(columns, n),
+        )
+
+    def _history_source(self, columns: Mapping[str, npt.NDArray[Any]], n: int) -> list[str]:
+        sent = np.zeros(n, dtype=bool)
+        for name in HISTORY_OVERRIDE_COLUMNS:
+            if name in columns:
+                sent |= ~np.isnan(np.asarray(columns[name], dtype=np.float64))
+        ids = columns.get("client_id", np.full(n, None, dtype=object))
+        known = [c is not None and str(c) in self.spec.client_keys for c in ids]
+        return ["request" if s else ("model" if k else "none") for s, k in zip(sent, known, strict=True)]
+
+    def reasons(self, features: FloatArray, columns: Mapping[str, npt.NDArray[Any]],
+                n_reasons: int) -> list[list[Reason]]:
+        """The features pushing each deal's probability most, strongest first, with their values."""
+        contributions = self.win_model.contributions(features)[:, :-1] * self.calibration.slope
+        order = np.argsort(-np.abs(contributions), axis=1)[:, :n_reasons]
+        out: list[list[Reason]] = []
+        for row in range(features.shape[0]):
+            row_reasons = []
+            for j in order[row]:
+                effect = float(contributions[row, j])
+                if effect == 0.0:
+                    continue
+                name = self.spec.names[j]
+                row_reasons.append(Reason(feature=name, value=self._shown_value(name, row, features[row, j], columns),
+                                          effect=round(effect, 4)))
+            out.append(row_reasons)
+        return out
+
+    def _shown_value(self, name: str, row: int, value: float,
+                     columns: Mapping[str, npt.NDArray[Any]]) -> str | float | None:
+        if name in self.spec.categorical:
+            raw = columns.get(name)
+            level = raw[row] if raw is not None else None
+            return None if level is None or level != level else str(level)
+        if name == "client_status":
+            return client_status_name(value)
+        if value != value:
+            return None
+        return round(float(value), 4)

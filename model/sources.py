@@ -1,0 +1,104 @@
+"""Readers for the contract's sources: CSV, Parquet, or a SQL table or query behind a SQLAlchemy URL.
+
+Values come back as raw as the source allows (CSV: every value a string) so that validation alone
+decides what parses; a source that cannot be read becomes a ContractViolation, never a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from model.errors import ContractViolation, Problem
+
+CSV_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz")
+PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
+EXPECTED_SOURCE = (
+    "a CSV (.csv, .csv.gz) or Parquet (.parquet, .pq) file, or 'SQLAlchemy URL::table or SELECT query'"
+)
+EXPECTED_QUERY = "a reachable database and a table or SELECT query it can answer"
+# URL, then "::", then a table or query. The first "::" outside [...] splits, so an IPv6 host
+# ("postgresql://[::1]/db") and a PostgreSQL cast in the query ("amount::text") both survive.
+_SQL_SOURCE = re.compile(r"^(?P<url>[A-Za-z][\w+.-]*://(?:\[[^\]]*\]|[^\[])*?)::(?P<what>.+)$", re.DOTALL)
+_QUERY_START = re.compile(r"^\s*(select|with)\b", re.IGNORECASE)
+
+
+def read_table(source: str, table: str) -> pd.DataFrame:
+    """Read the `table` ("deals", "clients" or "holdings") from `source`, values as raw as possible."""
+    sql = _SQL_SOURCE.match(source)
+    if sql:
+        return _read_sql(sql["url"], sql["what"].strip(), table)
+    path = Path(source)
+    name = path.name.lower()
+    if not name.endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
+        suffix = "".join(path.suffixes) or "no extension"
+        raise _unreadable(table, f"'{source}' ({suffix})")
+    if not path.is_file():
+        raise _unreadable(table, f"no file at '{source}'")
+    try:
+        if name.endswith(CSV_SUFFIXES):
+            # utf-8-sig: spreadsheet exports often start with a byte-order mark that would
+            # otherwise stick to the first column's name and break the mapping.
+            return pd.read_csv(path, dtype=str, keep_default_na=True, encoding="utf-8-sig")
+        return pd.read_parquet(path)
+    except UnicodeDecodeError:
+        raise _unreadable(table, f"'{source}' is not UTF-8 text", "a CSV file encoded as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise _unreadable(table, f"'{source}' is empty", expected="a CSV file with a header row") from None
+    except Exception as error:  # a damaged file fails deep inside pandas/pyarrow in many ways
+        raise _unreadable(table, f"'{source}' cannot be read: {_first_line(error)}") from None
+
+
+def _read_sql(url: str, what: str, table: str) -> pd.DataFrame:
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError) as error:
+        raise _unreadable(table, f"a malformed URL: {_first_line(error)}") from None
+    shown = parsed.render_as_string(hide_password=True)  # the message may reach a log or a client
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") and not database.startswith(
+        "file:"
+    ):
+        # SQLite would silently create an empty database file for a mistyped path.
+        if not Path(database).is_file():
+            raise _unreadable(table, f"no SQLite file at '{database}' ({shown})")
+    query = what if _QUERY_START.match(what) else _select_all(what)
+    engine: sa.Engine | None = None
+    try:
+        engine = sa.create_engine(parsed)
+        with engine.connect() as connection:
+            return pd.read_sql_query(query, connection)
+    except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError, ImportError, ValueError) as error:
+        reason = _first_line(_database_reason(error))
+        raise _unreadable(table, f"query failed on {shown}: {reason}", EXPECTED_QUERY) from None
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def _select_all(name: str) -> sa.Select[tuple[object, ...]]:
+    """SELECT * from a table name, optionally "schema.table"; quoted by SQLAlchemy, never pasted in."""
+    schema, _, table_name = name.rpartition(".")
+    return sa.select(sa.text("*")).select_from(sa.table(table_name, schema=schema or None))
+
+
+def _unreadable(table: str, got: str, expected: str = EXPECTED_SOURCE) -> ContractViolation:
+    return ContractViolation(f"{table} source cannot be read", [Problem(f"{table} source", expected, got)])
+
+
+def _database_reason(error: BaseException) -> BaseException:
+    """The database's own complaint, without the wrappers pandas and SQLAlchemy put around it."""
+    if isinstance(error, pd.errors.DatabaseError) and error.__cause__ is not None:
+        error = error.__cause__
+    if isinstance(error, sa.exc.DBAPIError) and error.orig is not None:
+        error = error.orig
+    return error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    line = text[0] if text else type(error).__name__
+    return line if len(line) <= 300 else line[:300] + "..."

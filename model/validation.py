@@ -1,0 +1,299 @@
+"""Validation: mapped source tables in, typed canonical tables out, every problem reported at once.
+
+Sources hand over raw values (CSV: strings); this module alone decides what parses. A problem names
+its table, column, the 1-based data rows as in the file (the first few and a count), what was
+expected and the first values that came instead.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from model.contract import CLIENTS, DEALS, HOLDINGS, MAX_TEXT_LENGTH, STATUS_VALUES, Column, Kind, Table
+from model.errors import Problem, ProblemList
+
+ROWS_SHOWN = 5  # row numbers quoted per problem; Problem.count holds the total
+VALUES_SHOWN = 3  # distinct bad values quoted per problem
+VALUE_CHARS = 40  # a quoted value is cut here: enough to recognise it, never a data dump
+# datetime64[ns] covers these years only; a CRM's "9999-12-31" placeholder falls outside.
+FIRST_DATE, LAST_DATE = pd.Timestamp.min.ceil("D"), pd.Timestamp.max.floor("D")
+
+
+def validate_deals(
+    raw: pd.DataFrame, *, for_training: bool, date_format: str | None = None, today: date | None = None
+) -> pd.DataFrame:
+    """Typed deals, or ContractViolation listing every problem.
+
+    Deals of clients missing from the clients table are prospects, not errors (see Dataset.summary).
+    """
+    check = _TableCheck(DEALS, raw, for_training=for_training, date_format=date_format, today=today)
+    deals = check.typed()
+    check.unique("deal_id")
+    if "created_at" in deals and "closed_at" in deals:
+        early = deals["closed_at"] < deals["created_at"]
+        if early.any():
+            first = early.to_numpy().nonzero()[0][0]
+            got = (f"'{deals['closed_at'].iloc[first]:%Y-%m-%d}' before created_at "
+                   f"'{deals['created_at'].iloc[first]:%Y-%m-%d}'")
+            check.report("closed_at", early, "a date on or after created_at", got)
+    if "status" in deals and "closed_at" in deals:
+        # Won or lost deals may lack closed_at (many CRMs do not keep it), but an open deal with a
+        # close date contradicts itself: one of the two is wrong.
+        open_closed = (deals["status"] == "open") & deals["closed_at"].notna()
+        dates = deals["closed_at"].dt.strftime("%Y-%m-%d")
+        check.report("closed_at", open_closed, "no closed_at for an open deal", _quoted(dates[open_closed]))
+    check.problems.raise_if_any("deals table breaks the data contract")
+    return deals
+
+
+def validate_clients(
+    raw: pd.DataFrame, *, date_format: str | None = None, today: date | None = None
+) -> pd.DataFrame:
+    """Typed clients, or ContractViolation listing every problem."""
+    check = _TableCheck(CLIENTS, raw, for_training=False, date_format=date_format, today=today)
+    clients = check.typed()
+    check.unique("client_id")
+    check.problems.raise_if_any("clients table breaks the data contract")
+    return clients
+
+
+def validate_holdings(
+    raw: pd.DataFrame,
+    *,
+    known_clients: set[str] | None,
+    date_format: str | None = None,
+    today: date | None = None,
+) -> pd.DataFrame:
+    """Typed holdings, or ContractViolation listing every problem.
+
+    With `known_clients` (the clients table's ids), a holding of an unknown client is a problem: a
+    product held by nobody we know cannot shape any client's profile.
+    """
+    check = _TableCheck(HOLDINGS, raw, for_training=False, date_format=date_format, today=today)
+    holdings = check.typed()
+    if known_clients is not None and "client_id" in holdings:
+        ids = holdings["client_id"]
+        unknown = ids.notna() & ~ids.isin(list(known_clients))
+        check.report("client_id", unknown, "a client_id from the clients table", _quoted(ids[unknown]))
+    check.problems.raise_if_any("holdings table breaks the data contract")
+    return holdings
+
+
+def extra_column_kinds(frame: pd.DataFrame, table: Table) -> dict[str, str]:
+    """The typed frame's non-contract columns: name -> "number" or "text"."""
+    return {
+        str(name): "number" if pd.api.types.is_float_dtype(frame[name]) else "text"
+        for name in frame.columns
+        if name not in table.names
+    }
+
+
+def id_set(values: pd.Series) -> set[str]:
+    """The ids present in a raw column, as validation would type them (trimmed text)."""
+    return {v for v in _text(values) if isinstance(v, str)}
+
+
+class _TableCheck:
+    """One table's raw frame, the problems found in it so far, and the parsing of each kind of column."""
+
+    def __init__(
+        self, table: Table, raw: pd.DataFrame, *, for_training: bool, date_format: str | None,
+        today: date | None,
+    ) -> None:
+        self.table = table
+        self.for_training = for_training
+        self.date_format = date_format
+        self.today = pd.Timestamp(today or date.today())
+        self.problems = ProblemList()
+        for name, times in Counter(raw.columns).items():
+            if times > 1:
+                self.problems.add(Problem(str(name), "one column of this name", f"{times} columns",
+                                          table=table.name))
+        # Keep the first of repeated columns so the rest of the checks still run on something.
+        self.raw = raw.loc[:, ~raw.columns.duplicated()].reset_index(drop=True)  # position + 1 = file row
+
+    def report(self, column: str, bad: pd.Series, expected: str, got: str) -> None:
+        positions = np.flatnonzero(bad.to_numpy(dtype=bool))
+        if len(positions):
+            rows = tuple(int(p) + 1 for p in positions[:ROWS_SHOWN])
+            self.problems.add(
+                Problem(column, expected, got, table=self.table.name, rows=rows, count=len(positions))
+            )
+
+    def typed(self) -> pd.DataFrame:
+        """The contract's columns present, in contract order and typed, then the extra columns."""
+        raw = self.raw
+        required = self.table.required_names(self.for_training)
+        for name in required:
+            if name not in raw.columns:
+                self.problems.add(Problem(name, f"a column '{name}'{_why_required(self.table.column(name))}",
+                                          f"no such column (columns: {_listing(raw.columns)})",
+                                          table=self.table.name))
+        columns: dict[str, pd.Series] = {}
+        for column in self.table.columns:
+            if column.name in raw.columns:
+                columns[column.name] = self._column(column, raw[column.name], column.name in required)
+        for name in raw.columns:
+            if name not in self.table.names:
+                columns[str(name)] = self._extra(str(name), raw[name])
+        return pd.DataFrame(columns, index=pd.RangeIndex(len(raw)))
+
+    def unique(self, name: str) -> None:
+        if name in self.raw.columns:
+            ids = _text(self.raw[name])
+            repeated = ids.notna() & ids.duplicated(keep=False)
+            self.report(name, repeated, f"unique {name} values", f"repeated {_quoted(ids[repeated])}")
+
+    def _column(self, column: Column, values: pd.Series, required: bool) -> pd.Series:
+        name = column.name
+        if column.kind is Kind.DATE:
+            typed, missing = self._dates(name, values)
+        elif column.kind is Kind.NUMBER:
+            typed, missing = self._numbers(name, values, column.minimum)
+        elif column.kind is Kind.STATUS:
+            typed = _text(values).map(lambda v: v.casefold() if isinstance(v, str) else v).astype(object)
+            missing = typed.isna()
+            unknown = ~missing & ~typed.isin(STATUS_VALUES)
+            self.report(name, unknown, f"one of {', '.join(STATUS_VALUES)}", _quoted(values[unknown]))
+        else:
+            typed = self._text(name, values)
+            missing = typed.isna()
+        if required:
+            self.report(name, missing, f"a non-empty {name}{_why_required(column)}", "empty")
+        return typed
+
+    def _extra(self, name: str, values: pd.Series) -> pd.Series:
+        """A number column if every value present is a finite number, otherwise text."""
+        numbers, _, bad = _numbers(values)
+        return numbers if not bad.any() else self._text(name, values)
+
+    def _text(self, name: str, values: pd.Series) -> pd.Series:
+        text = _text(values)
+        lengths = text.map(lambda v: len(v) if isinstance(v, str) else 0)
+        long = lengths > MAX_TEXT_LENGTH
+        if long.any():
+            got = f"{_quoted(text[long], shown=1)} ({lengths[long].iloc[0]} characters)"
+            self.report(name, long, f"text of at most {MAX_TEXT_LENGTH} characters", got)
+        return text
+
+    def _numbers(self, name: str, values: pd.Series, minimum: float | None) -> tuple[pd.Series, pd.Series]:
+        numbers, missing, bad = _numbers(values)
+        self.report(name, bad, "a finite number", _quoted(values[bad]))
+        if minimum is not None:
+            low = ~bad & (numbers < minimum)  # -inf is already reported as not finite
+            self.report(name, low, f"a number >= {minimum:g}", _quoted(values[low]))
+        return numbers, missing
+
+    def _dates(self, name: str, values: pd.Series) -> tuple[pd.Series, pd.Series]:
+        stamps, missing = _timestamps(values, self.date_format)
+        unparsed = ~missing & stamps.isna()
+        self.report(name, unparsed, _date_expected(self.date_format), _quoted(values[unparsed]))
+        outside = stamps.notna() & ((stamps < FIRST_DATE) | (stamps > LAST_DATE))
+        self.report(name, outside, f"a date between {FIRST_DATE:%Y-%m-%d} and {LAST_DATE:%Y-%m-%d}",
+                    _quoted(values[outside]))
+        dates = stamps.where(~outside).astype("datetime64[ns]").dt.normalize()
+        future = dates > self.today
+        self.report(name, future, f"a date not after today ({self.today:%Y-%m-%d})", _quoted(values[future]))
+        return dates, missing
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Plain Python str (trimmed) or NaN, in an object column: what downstream code expects to see."""
+    objects = values.astype(object)
+    present = objects.notna().to_numpy()
+    text = [_as_text(v) if p else np.nan for v, p in zip(objects, present, strict=True)]
+    return pd.Series(text, index=values.index, dtype=object)
+
+
+def _as_text(value: object) -> object:
+    if isinstance(value, str):
+        return value.strip() or np.nan
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # an id read as 12.0 (a number column with gaps) means "12"
+    return str(value)
+
+
+def _numbers(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """float64 numbers, the missing mask and the mask of values present but not finite numbers."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.astype("float64")
+        missing = numbers.isna()
+    else:
+        text = _text(values)
+        missing = text.isna()
+        numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+    bad = ~missing & ~np.isfinite(numbers)
+    return numbers, missing, bad
+
+
+def _timestamps(values: pd.Series, date_format: str | None) -> tuple[pd.Series, pd.Series]:
+    """Naive datetime64[us] (NaT where nothing parsed) and the missing mask.
+
+    Values already typed as dates (Parquet, SQL) are taken as they are; text is parsed with the
+    mapping's format or ISO 8601. Time zones are dropped, keeping each value's own wall-clock date.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values):
+        stamps = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) is not None else values
+        return stamps.astype("datetime64[us]"), stamps.isna()
+    objects = values.astype(object)
+    # notna(): NaT is an instance of datetime too, and missing is not a bad date.
+    typed = objects.notna() & objects.map(lambda v: isinstance(v, date | np.datetime64))
+    text = _text(objects.where(~typed))
+    missing = text.isna() & ~typed
+    try:
+        stamps = pd.to_datetime(text, format=date_format or "ISO8601", errors="coerce")
+        if stamps.dt.tz is not None:
+            stamps = stamps.dt.tz_localize(None)
+    except ValueError:  # mixed UTC offsets cannot share one column: parse value by value
+        stamps = pd.to_datetime(text.map(lambda v: _one_timestamp(v, date_format)))
+    stamps = stamps.astype("datetime64[us]")
+    if typed.any():
+        stamps[typed] = pd.to_datetime(objects[typed].map(_one_timestamp)).astype("datetime64[us]")
+    return stamps, missing
+
+
+def _one_timestamp(value: object, date_format: str | None = None) -> object:
+    """One value as a naive Timestamp, or NaT."""
+    if _is_missing(value):
+        return pd.NaT
+    try:
+        stamp = (pd.to_datetime(value, format=date_format or "ISO8601") if isinstance(value, str)
+                 else pd.Timestamp(value))  # type: ignore[arg-type]
+    except (ValueError, OverflowError):
+        return pd.NaT
+    return stamp.tz_localize(None) if stamp.tzinfo is not None else stamp
+
+
+def _is_missing(value: object) -> bool:
+    missing: Any = pd.isna(value)  # type: ignore[call-overload]
+    return bool(missing) if np.ndim(missing) == 0 else False
+
+
+def _date_expected(date_format: str | None) -> str:
+    if date_format is None:
+        return "a date like 2024-03-31 (ISO 8601)"
+    return f"a date like {date(2024, 3, 31).strftime(date_format)} (format '{date_format}')"
+
+
+def _why_required(column: Column) -> str:
+    return " (required for training)" if column.required == "training" else " (required)"
+
+
+def _quoted(values: pd.Series, shown: int = VALUES_SHOWN) -> str:
+    """The first few distinct values, quoted and cut short."""
+    distinct = list(dict.fromkeys(str(v) for v in values.head(100)))[:shown]
+    return ", ".join(f"'{v[:VALUE_CHARS]}...'" if len(v) > VALUE_CHARS else f"'{v}'" for v in distinct)
+
+
+def _listing(names: Iterable[object], shown: int = 10) -> str:
+    listed = [str(n) for n in names]
+    if not listed:
+        return "none"
+    more = len(listed) - shown
+    return ", ".join(listed[:shown]) + (f" and {more} more" if more > 0 else "")

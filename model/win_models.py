@@ -1,0 +1,79 @@
+"""Win-probability engines: gradient-boosted trees, or a regularised linear model for small data.
+
+Both give a raw margin (log-odds before calibration) and per-feature contributions to it, so the
+scorer can explain any deal the same way whichever engine is live.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class WinModel(Protocol):
+    kind: str
+
+    def margin(self, features: FloatArray) -> FloatArray: ...
+
+    def contributions(self, features: FloatArray) -> FloatArray:
+        """(n, n_features + 1): each feature's push on the margin, then the base value."""
+        ...
+
+
+class TreeWinModel:
+    """A LightGBM booster; predicts with one native thread (a worker must not fight its siblings)."""
+
+    kind = "gradient_boosting"
+
+    def __init__(self, booster: Any) -> None:
+        self.booster = booster
+
+    def margin(self, features: FloatArray) -> FloatArray:
+        return np.asarray(self.booster.predict(features, raw_score=True, num_threads=1), dtype=np.float64)
+
+    def contributions(self, features: FloatArray) -> FloatArray:
+        return np.asarray(self.booster.predict(features, pred_contrib=True, num_threads=1), dtype=np.float64)
+
+
+@dataclass
+class LinearWinModel:
+    """Logistic regression on standardised features with missing values filled by the training median.
+
+    Stored as plain arrays so scoring needs no scikit-learn objects and no pickled estimator state.
+    """
+
+    fill: FloatArray
+    mean: FloatArray
+    scale: FloatArray
+    coef: FloatArray
+    intercept: float
+    kind: str = "regularised_logistic"
+
+    def _standardise(self, features: FloatArray) -> FloatArray:
+        filled = np.where(np.isnan(features), self.fill, features)
+        return (filled - self.mean) / self.scale
+
+    def margin(self, features: FloatArray) -> FloatArray:
+        return np.asarray(self._standardise(features) @ self.coef + self.intercept, dtype=np.float64)
+
+    def contributions(self, features: FloatArray) -> FloatArray:
+        parts = self._standardise(features) * self.coef
+        base = np.full((features.shape[0], 1), self.intercept)
+        return np.hstack([parts, base])
+
+
+@dataclass(frozen=True)
+class PlattCalibration:
+    """p = sigmoid(slope * margin + intercept), fitted on deals later than those the engine saw."""
+
+    slope: float
+    intercept: float
+
+    def probability(self, margin: FloatArray) -> FloatArray:
+        z = np.clip(self.slope * margin + self.intercept, -35.0, 35.0)
+        return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)

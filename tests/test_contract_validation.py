@@ -1,0 +1,351 @@
+"""Validation of the data contract: one test per kind of bad input, each pinning where and what."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.contract import MAX_TEXT_LENGTH
+from model.dataset import dataset_from_frames
+from model.errors import ContractViolation, Problem
+from model.validation import validate_clients, validate_deals, validate_holdings
+
+TODAY = date(2025, 6, 30)
+
+
+def make_deals(**overrides: list[Any]) -> pd.DataFrame:
+    """Three valid deals as a CSV reader would hand them over (all text); keyword = column to replace."""
+    columns: dict[str, list[Any]] = {
+        "deal_id": ["D1", "D2", "D3"],
+        "client_id": ["C1", "C2", None],
+        "created_at": ["2024-01-05", "2024-02-01", "2024-03-01"],
+        "closed_at": ["2024-01-20", None, None],
+        "status": ["won", "lost", "open"],
+        "amount": ["1000", "250.5", None],
+        "product": ["Cloud", "Support", "Cloud"],
+        "effort_hours": ["10", "4", "2"],
+    }
+    columns.update(overrides)
+    return pd.DataFrame(columns, dtype=object)
+
+
+def make_clients(**overrides: list[Any]) -> pd.DataFrame:
+    columns: dict[str, list[Any]] = {
+        "client_id": ["C1", "C2"], "industry": ["Retail", "Banking"], "since": ["2020-01-01", "2021-06-30"],
+    }
+    columns.update(overrides)
+    return pd.DataFrame(columns, dtype=object)
+
+
+def make_holdings(**overrides: list[Any]) -> pd.DataFrame:
+    columns: dict[str, list[Any]] = {
+        "client_id": ["C1", "C2"], "product": ["Cloud", "Support"], "revenue": ["100", "0"],
+    }
+    columns.update(overrides)
+    return pd.DataFrame(columns, dtype=object)
+
+
+def the_problem(error: pytest.ExceptionInfo[ContractViolation], table: str, field: str) -> Problem:
+    found = [p for p in error.value.problems if p.table == table and p.field == field]
+    assert len(found) == 1, error.value.report()
+    return found[0]
+
+
+def bad_deals(raw: pd.DataFrame, *, for_training: bool = True, **options: Any) -> pytest.ExceptionInfo[
+    ContractViolation
+]:
+    with pytest.raises(ContractViolation, match="^deals table breaks the data contract") as error:
+        validate_deals(raw, for_training=for_training, today=TODAY, **options)
+    return error
+
+
+def test_valid_deals_come_back_typed() -> None:
+    raw = make_deals(Region=[" North ", "South", None], Seats=["5", "7.5", ""])
+    deals = validate_deals(raw, for_training=True, today=TODAY)
+
+    assert list(deals.columns) == [
+        "deal_id", "client_id", "created_at", "closed_at", "status", "amount", "product", "effort_hours",
+        "Region", "Seats",
+    ]
+    assert "manager" not in deals  # optional contract columns that did not come are not invented
+    for column in ("deal_id", "client_id", "status", "product", "Region"):
+        assert deals[column].dtype == object, column
+    for column in ("created_at", "closed_at"):
+        assert deals[column].dtype == "datetime64[ns]", column
+    for column in ("amount", "effort_hours", "Seats"):
+        assert deals[column].dtype == "float64", column
+    assert deals["client_id"].tolist()[:2] == ["C1", "C2"] and np.isnan(deals["client_id"][2])
+    assert all(type(s) is str for s in deals["status"])
+    assert deals["created_at"][0] == pd.Timestamp("2024-01-05")
+    assert deals["Region"].tolist()[:2] == ["North", "South"]  # trimmed
+    assert deals["Seats"].tolist()[:2] == [5.0, 7.5]
+
+
+def test_dates_are_normalised_to_midnight_and_time_zones_keep_their_own_date() -> None:
+    raw = make_deals(created_at=["2024-01-05T10:30:00", "2024-02-01T23:00:00-05:00", "2024-03-01 08:00"])
+    deals = validate_deals(raw, for_training=True, today=TODAY)
+    assert deals["created_at"].tolist() == [
+        pd.Timestamp("2024-01-05"), pd.Timestamp("2024-02-01"), pd.Timestamp("2024-03-01"),
+    ]
+
+
+def test_statuses_are_matched_ignoring_case_and_spaces() -> None:
+    deals = validate_deals(make_deals(status=[" Won", "LOST ", "Open"]), for_training=True, today=TODAY)
+    assert deals["status"].tolist() == ["won", "lost", "open"]
+
+
+def test_typed_input_from_parquet_or_sql_is_accepted() -> None:
+    raw = make_deals(
+        created_at=[pd.Timestamp("2024-01-05 10:00"), date(2024, 2, 1), pd.NaT],
+        amount=[1000, 250.5, np.nan],
+        deal_id=[1, 2, 3],
+    )
+    deals = validate_deals(raw, for_training=False, today=TODAY)
+    assert deals["deal_id"].tolist() == ["1", "2", "3"]
+    assert deals["created_at"][1] == pd.Timestamp("2024-02-01")
+    assert deals["amount"][1] == 250.5
+
+
+@pytest.mark.parametrize(
+    ("column", "for_training", "why"),
+    [("deal_id", False, "(required)"), ("created_at", True, "(required for training)"),
+     ("status", True, "(required for training)")],
+)
+def test_missing_required_column(column: str, for_training: bool, why: str) -> None:
+    error = bad_deals(make_deals().drop(columns=[column]), for_training=for_training)
+    problem = the_problem(error, "deals", column)
+    assert problem.expected == f"a column '{column}' {why}"
+    assert problem.got.startswith("no such column (columns: deal_id") or problem.got.startswith(
+        "no such column (columns: client_id"
+    )
+    assert problem.rows == ()
+
+
+def test_repeated_column_names() -> None:
+    raw = pd.concat([make_deals(), make_deals()[["deal_id"]]], axis=1)
+    problem = the_problem(bad_deals(raw), "deals", "deal_id")
+    assert (problem.expected, problem.got) == ("one column of this name", "2 columns")
+
+
+def test_training_columns_are_optional_for_scoring() -> None:
+    raw = make_deals().drop(columns=["status", "created_at"])
+    deals = validate_deals(raw, for_training=False, today=TODAY)
+    assert "status" not in deals
+
+
+def test_unparseable_iso_dates() -> None:
+    error = bad_deals(make_deals(created_at=["2024-01-05", "31/01/2024", "yesterday"]))
+    problem = the_problem(error, "deals", "created_at")
+    assert problem.expected == "a date like 2024-03-31 (ISO 8601)"
+    assert problem.got == "'31/01/2024', 'yesterday'"
+    assert (problem.rows, problem.count) == ((2, 3), 2)
+
+
+def test_dates_in_the_mapping_format() -> None:
+    raw = make_deals(created_at=["05-Jan-24", "2024-02-01", "01-Mar-24"], closed_at=["20-Jan-24", None, None])
+    error = bad_deals(raw, date_format="%d-%b-%y")
+    problem = the_problem(error, "deals", "created_at")
+    assert problem.expected == "a date like 31-Mar-24 (format '%d-%b-%y')"
+    assert (problem.got, problem.rows) == ("'2024-02-01'", (2,))
+
+
+def test_dates_outside_the_representable_range() -> None:
+    error = bad_deals(make_deals(created_at=["2024-01-05", "1500-01-01", "2024-03-01"]))
+    problem = the_problem(error, "deals", "created_at")
+    assert problem.expected == "a date between 1677-09-22 and 2262-04-11"
+    assert (problem.got, problem.rows) == ("'1500-01-01'", (2,))
+
+
+def test_unknown_status_values() -> None:
+    error = bad_deals(make_deals(status=["won", "pending", "Negotiation"]))
+    problem = the_problem(error, "deals", "status")
+    assert problem.expected == "one of won, lost, open"
+    assert (problem.got, problem.rows, problem.count) == ("'pending', 'Negotiation'", (2, 3), 2)
+
+
+def test_empty_status_is_a_problem_for_training_only() -> None:
+    raw = make_deals(status=["won", " ", "open"])
+    problem = the_problem(bad_deals(raw), "deals", "status")
+    assert (problem.expected, problem.got, problem.rows) == (
+        "a non-empty status (required for training)", "empty", (2,)
+    )
+    assert np.isnan(validate_deals(raw, for_training=False, today=TODAY)["status"][1])
+
+
+def test_duplicate_deal_ids() -> None:
+    problem = the_problem(bad_deals(make_deals(deal_id=["D1", "D2", "D1"])), "deals", "deal_id")
+    assert (problem.expected, problem.got, problem.rows) == ("unique deal_id values", "repeated 'D1'", (1, 3))
+
+
+def test_duplicate_client_ids() -> None:
+    with pytest.raises(ContractViolation, match="^clients table") as error:
+        validate_clients(make_clients(client_id=["C1", " C1"]), today=TODAY)
+    problem = the_problem(error, "clients", "client_id")
+    assert (problem.expected, problem.got) == ("unique client_id values", "repeated 'C1'")
+    assert problem.rows == (1, 2)
+
+
+def test_empty_ids() -> None:
+    problem = the_problem(bad_deals(make_deals(deal_id=["D1", "", None])), "deals", "deal_id")
+    assert (problem.expected, problem.got) == ("a non-empty deal_id (required)", "empty")
+    assert problem.rows == (2, 3)
+    with pytest.raises(ContractViolation) as error:
+        validate_clients(make_clients(client_id=["C1", "  "]), today=TODAY)
+    assert the_problem(error, "clients", "client_id").rows == (2,)
+
+
+def test_deals_without_client_id_are_fine() -> None:
+    deals = validate_deals(make_deals(client_id=[None, "", "C1"]), for_training=True, today=TODAY)
+    assert deals["client_id"].isna().sum() == 2
+
+
+@pytest.mark.parametrize("column", ["amount", "effort_hours"])
+def test_negative_deal_numbers(column: str) -> None:
+    problem = the_problem(bad_deals(make_deals(**{column: ["1", "-5", "-0.5"]})), "deals", column)
+    assert (problem.expected, problem.got, problem.rows) == ("a number >= 0", "'-5', '-0.5'", (2, 3))
+
+
+def test_negative_revenue() -> None:
+    with pytest.raises(ContractViolation, match="^holdings table") as error:
+        validate_holdings(make_holdings(revenue=["-1", "3"]), known_clients=None, today=TODAY)
+    problem = the_problem(error, "holdings", "revenue")
+    assert (problem.expected, problem.got, problem.rows) == ("a number >= 0", "'-1'", (1,))
+
+
+def test_non_numeric_and_non_finite_numbers() -> None:
+    error = bad_deals(make_deals(amount=["1,000", "inf", "NaN"], effort_hours=["2", "two", "-inf"]))
+    amount = the_problem(error, "deals", "amount")
+    assert (amount.expected, amount.got) == ("a finite number", "'1,000', 'inf', 'NaN'")
+    assert amount.rows == (1, 2, 3)
+    hours = the_problem(error, "deals", "effort_hours")
+    assert (hours.got, hours.rows) == ("'two', '-inf'", (2, 3))
+
+
+def test_closed_before_created() -> None:
+    raw = make_deals(closed_at=["2024-01-01", None, None])
+    problem = the_problem(bad_deals(raw), "deals", "closed_at")
+    assert problem.expected == "a date on or after created_at"
+    assert (problem.got, problem.rows) == ("'2024-01-01' before created_at '2024-01-05'", (1,))
+
+
+def test_dates_in_the_future() -> None:
+    error = bad_deals(make_deals(created_at=["2024-01-05", "2025-07-01", "2025-06-30"]))
+    problem = the_problem(error, "deals", "created_at")
+    assert (problem.expected, problem.got, problem.rows) == (
+        "a date not after today (2025-06-30)", "'2025-07-01'", (2,)
+    )
+    with pytest.raises(ContractViolation) as clients_error:
+        validate_clients(make_clients(since=["2030-01-01", None]), today=TODAY)
+    assert the_problem(clients_error, "clients", "since").rows == (1,)
+
+
+def test_closed_deals_may_lack_closed_at() -> None:
+    deals = validate_deals(make_deals(closed_at=[None, None, None]), for_training=True, today=TODAY)
+    assert deals["closed_at"].isna().all()
+
+
+def test_open_deal_with_closed_at() -> None:
+    problem = the_problem(bad_deals(make_deals(closed_at=[None, None, "2024-04-01"])), "deals", "closed_at")
+    assert (problem.expected, problem.got) == ("no closed_at for an open deal", "'2024-04-01'")
+    assert problem.rows == (3,)
+
+
+def test_text_too_long() -> None:
+    too_long = "x" * (MAX_TEXT_LENGTH + 1)
+    error = bad_deals(make_deals(product=["Cloud", too_long, "Cloud"], Note=["a", "b", "y" * 500]))
+    problem = the_problem(error, "deals", "product")
+    assert problem.expected == f"text of at most {MAX_TEXT_LENGTH} characters"
+    assert problem.got == f"'{'x' * 40}...' ({MAX_TEXT_LENGTH + 1} characters)"
+    assert problem.rows == (2,)
+    assert the_problem(error, "deals", "Note").rows == (3,)  # extra text columns too
+
+
+def test_holdings_of_unknown_clients() -> None:
+    raw = make_holdings(client_id=["C1", "C9"])
+    with pytest.raises(ContractViolation) as error:
+        validate_holdings(raw, known_clients={"C1", "C2"}, today=TODAY)
+    problem = the_problem(error, "holdings", "client_id")
+    assert (problem.expected, problem.got) == ("a client_id from the clients table", "'C9'")
+    assert problem.rows == (2,)
+    assert len(validate_holdings(raw, known_clients=None, today=TODAY)) == 2  # no clients table: no check
+
+
+def test_deals_of_unknown_clients_are_prospects_not_errors() -> None:
+    raw = make_deals(client_id=["C1", "P7", None])
+    dataset = dataset_from_frames(raw, make_clients(), make_holdings(), for_training=True, today=TODAY)
+    assert dataset.summary == {
+        "deals": 3, "deals_without_client": 1, "clients": 2, "prospect_deals": 1, "holdings": 2,
+    }
+
+
+def test_rows_show_the_first_five_and_a_count() -> None:
+    raw = pd.DataFrame({"deal_id": [f"D{i}" for i in range(8)], "amount": ["-1"] * 7 + ["1"]})
+    problem = the_problem(bad_deals(raw, for_training=False), "deals", "amount")
+    assert (problem.rows, problem.count) == ((1, 2, 3, 4, 5), 7)
+    assert problem.describe() == (
+        "deals.amount: expected a number >= 0, got '-1' (rows 1, 2, 3, 4, 5 and 2 more)"
+    )
+
+
+def test_quoted_values_are_cut_at_40_characters() -> None:
+    problem = the_problem(bad_deals(make_deals(status=["won", "s" * 60, "open"])), "deals", "status")
+    assert problem.got == f"'{'s' * 40}...'"
+
+
+def test_every_problem_is_reported_not_just_the_first() -> None:
+    raw = make_deals(deal_id=["D1", "D1", ""], status=["won", "maybe", "open"], amount=["-1", "x", None])
+    problems = bad_deals(raw).value.problems
+    assert {(p.field, p.expected) for p in problems} == {
+        ("deal_id", "a non-empty deal_id (required)"),
+        ("deal_id", "unique deal_id values"),
+        ("status", "one of won, lost, open"),
+        ("amount", "a finite number"),
+        ("amount", "a number >= 0"),
+    }
+
+
+def test_extra_columns_are_kept_and_their_kinds_reported() -> None:
+    raw = make_deals(Seats=["1", "2", None], Region=["North", "3", None], Ratio=["1", "inf", "2"])
+    dataset = dataset_from_frames(raw, make_clients(Tier=["gold", "silver"]), for_training=True, today=TODAY)
+    assert dataset.extra_columns == {
+        "Seats": "number", "Region": "text", "Ratio": "text", "clients.Tier": "text",
+    }
+    assert dataset.deals["Ratio"].tolist() == ["1", "inf", "2"]
+
+
+def test_holdings_are_derived_from_won_deals_when_absent() -> None:
+    raw = make_deals(
+        deal_id=["D1", "D2", "D3", "D4"], client_id=["C1", "C1", "C2", None],
+        created_at=["2024-01-05", "2024-02-01", "2024-03-01", "2024-03-02"],
+        closed_at=["2024-01-20", None, None, None], status=["won", "won", "lost", "won"],
+        amount=["1000", "500", "70", "9"], product=["Cloud", "Cloud", "Support", "Cloud"],
+        effort_hours=["1", "1", "1", "1"],
+    )
+    dataset = dataset_from_frames(raw, make_clients(), for_training=True, today=TODAY)
+    assert dataset.holdings_derived
+    assert dataset.holdings is not None
+    assert dataset.holdings.to_dict("records") == [
+        {"client_id": "C1", "product": "Cloud", "since": pd.Timestamp("2024-01-20"), "revenue": 1500.0},
+    ]
+    given = dataset_from_frames(raw, make_clients(), make_holdings(), for_training=True, today=TODAY)
+    assert not given.holdings_derived
+
+
+def test_problems_in_different_tables_come_back_together() -> None:
+    deals = make_deals(amount=["-1", "1", "2"])
+    clients = make_clients(client_id=["C1", "C1"])
+    holdings = make_holdings(client_id=["C1", "C404"], since=["2024-01-01", "someday"])
+    with pytest.raises(ContractViolation) as error:
+        dataset_from_frames(deals, clients, holdings, for_training=True, today=TODAY)
+    assert str(error.value) == "input data breaks the data contract (deals, clients, holdings): 4 problem(s)"
+    found = {(p.table, p.field, p.rows) for p in error.value.problems}
+    assert found == {
+        ("deals", "amount", (1,)),
+        ("clients", "client_id", (1, 2)),
+        ("holdings", "client_id", (2,)),
+        ("holdings", "since", (2,)),
+    }

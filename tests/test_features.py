@@ -1,0 +1,103 @@
+"""As-of features: a deal's features never depend on anything dated on or after its creation day."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.features import (
+    DealHistory,
+    FeatureConfig,
+    attach_clients,
+    build_features,
+    fit_feature_spec,
+    frame_columns,
+)
+from training.synthetic_crm import SyntheticCRM
+
+
+def _joined(crm: SyntheticCRM) -> pd.DataFrame:
+    deals = attach_clients(crm.deals, crm.clients)
+    return deals.sort_values(["created_at", "deal_id"], kind="stable").reset_index(drop=True)
+
+
+def _features(spec_source: pd.DataFrame, history_source: pd.DataFrame, asked: pd.DataFrame) -> np.ndarray:
+    spec = fit_feature_spec(spec_source, FeatureConfig(), {"source": "text", "campaign_code": "text",
+                                                            "competitor": "text"})
+    history = DealHistory(spec, frame_columns(history_source))
+    return build_features(spec, history, frame_columns(asked))
+
+
+def test_deleting_later_deals_never_changes_earlier_features(small_crm: SyntheticCRM) -> None:
+    deals = _joined(small_crm)
+    cut = deals["created_at"].quantile(0.6)
+    earlier = deals[deals["created_at"] < cut]
+    with_future = _features(earlier, deals, earlier)
+    without_future = _features(earlier, earlier, earlier)
+    np.testing.assert_array_equal(with_future, without_future)
+
+
+def test_appending_later_deals_never_changes_earlier_features(small_crm: SyntheticCRM) -> None:
+    deals = _joined(small_crm)
+    cut = deals["created_at"].quantile(0.5)
+    earlier = deals[deals["created_at"] < cut]
+    # Deals from the future of the same clients and products, all won, with huge amounts.
+    future = earlier.sample(500, random_state=1).copy()
+    future["deal_id"] = "F" + future["deal_id"].astype(str)
+    future["created_at"] = cut + pd.Timedelta(days=1)
+    future["closed_at"] = cut + pd.Timedelta(days=2)
+    future["status"] = "won"
+    future["amount"] = 1e9
+    appended = pd.concat([earlier, future], ignore_index=True)
+    np.testing.assert_array_equal(_features(earlier, appended, earlier), _features(earlier, earlier, earlier))
+
+
+def test_a_deal_closed_on_the_query_day_is_not_yet_known(small_crm: SyntheticCRM) -> None:
+    deals = _joined(small_crm)
+    target = deals[deals["client_id"].notna()].iloc[[len(deals) // 2]].copy()
+    same_day_win = target.copy()
+    same_day_win["deal_id"] = "same-day"
+    same_day_win["closed_at"] = target["created_at"].to_numpy()
+    same_day_win["created_at"] = target["created_at"].to_numpy() - np.timedelta64(10, "D")
+    same_day_win["status"] = "won"
+    history = pd.concat([deals, same_day_win], ignore_index=True)
+    spec = fit_feature_spec(deals, FeatureConfig(), {})
+    won_col = spec.names.index("client_won_deals")
+    before = build_features(spec, DealHistory(spec, frame_columns(deals)), frame_columns(target))[0, won_col]
+    after = build_features(spec, DealHistory(spec, frame_columns(history)), frame_columns(target))[0, won_col]
+    assert before == after
+    next_day = target.copy()
+    next_day["created_at"] = target["created_at"].to_numpy() + np.timedelta64(1, "D")
+    later = build_features(spec, DealHistory(spec, frame_columns(history)), frame_columns(next_day))[0, won_col]
+    assert later >= before + 1
+
+
+def test_client_rfm_features_match_a_hand_count() -> None:
+    day = pd.Timestamp("2024-01-01")
+    deals = pd.DataFrame({
+        "deal_id": ["a", "b", "c", "d", "e"],
+        "client_id": ["k", "k", "k", "k", "other"],
+        "created_at": [day, day + pd.Timedelta(days=10), day + pd.Timedelta(days=20), day + pd.Timedelta(days=100),
+                       day],
+        "closed_at": [day + pd.Timedelta(days=5), day + pd.Timedelta(days=15), day + pd.Timedelta(days=30), pd.NaT,
+                      day + pd.Timedelta(days=1)],
+        "status": ["won", "lost", "won", "open", "won"],
+        "amount": [100.0, 50.0, 300.0, 80.0, 7.0],
+        "product": ["x", "x", "y", "x", "x"],
+    })
+    spec = fit_feature_spec(deals, FeatureConfig(lost_window_days=60), {})
+    history = DealHistory(spec, frame_columns(deals))
+    row = build_features(spec, history, frame_columns(deals.iloc[[3]]))[0]
+    value = dict(zip(spec.names, row, strict=True))
+    assert value["client_won_deals"] == 2
+    assert value["client_won_amount"] == 400.0
+    assert value["client_closed_deals"] == 3
+    assert value["client_days_since_last_win"] == 100 - 30
+    assert value["client_days_since_first_win"] == 100 - 5
+    assert value["client_status"] == 3  # two wins, but none in the last 60 days: lost
+    assert value["client_product_deals"] == 2  # a (won) and b (lost) were product x
+    assert value["client_product_wins"] == 1
+    # Product x before day 100: a won, b lost, e won (other client): 2 of 3, smoothed towards 3 of 4 overall.
+    prior = 3 / 4
+    assert value["product_win_rate"] == pytest.approx((2 + 20 * prior) / (3 + 20))

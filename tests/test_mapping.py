@@ -1,0 +1,169 @@
+"""The mapping file: a CRM's export becomes the canonical tables; a bad mapping names the wrong key."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from model.dataset import load_dataset
+from model.errors import ContractViolation
+from model.mapping import EXCLUDED_ATTR, Mapping, TableMapping, apply_mapping, load_mapping
+
+TODAY = date(2025, 6, 30)
+
+CRM_EXPORT = """\
+Opportunity ID,Deal Date,Stage,Deal Cost,Solution Type,Manager Name,VP Name,Sector
+OPP-1,27-Mar-12,Won,150000.00,Solution 7,Gopa Trilochana,Ekta Zutshi,Sector 24
+OPP-2,25-Sep-12,Closed Lost,744705.88,Solution 7,Gopa Trilochana,Ekta Zutshi,Sector 24
+OPP-3,01-Aug-11, in progress ,60000.00,Solution 59,Russell Dahlen,Ekta Zutshi,Sector 20
+OPP-4,28-Apr-11,closed won,0.00,Solution 59,Russell Dahlen,Ekta Zutshi,
+"""
+
+CRM_MAPPING = """\
+deals:
+  columns: {deal_id: "Opportunity ID", created_at: "Deal Date", status: "Stage", amount: "Deal Cost",
+            product: "Solution Type", manager: "Manager Name"}
+  status_values: {won: ["Won", "Closed Won"], lost: ["Lost", "Closed Lost"], open: ["*"]}
+  date_format: "%d-%b-%y"
+  exclude: ["VP Name"]
+"""
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_crm_export_becomes_canonical_deals(tmp_path: Path) -> None:
+    deals_csv = write(tmp_path / "export.csv", CRM_EXPORT)
+    mapping = write(tmp_path / "mapping.yaml", CRM_MAPPING)
+
+    dataset = load_dataset(deals_csv, mapping=mapping, for_training=True, today=TODAY)
+    deals = dataset.deals
+
+    assert list(deals.columns) == [
+        "deal_id", "created_at", "status", "amount", "product", "manager", "Sector",
+    ]
+    assert deals["deal_id"].tolist() == ["OPP-1", "OPP-2", "OPP-3", "OPP-4"]
+    assert deals["created_at"].tolist() == [
+        pd.Timestamp("2012-03-27"), pd.Timestamp("2012-09-25"), pd.Timestamp("2011-08-01"),
+        pd.Timestamp("2011-04-28"),
+    ]
+    assert deals["status"].tolist() == ["won", "lost", "open", "won"]  # "*" caught " in progress "
+    assert deals["amount"].tolist() == [150000.0, 744705.88, 60000.0, 0.0]
+    assert dataset.excluded_columns == ("VP Name",)
+    assert dataset.extra_columns == {"Sector": "text"}
+    assert not dataset.holdings_derived  # no client_id: nothing to derive holdings from
+
+
+def test_each_table_has_its_own_section_and_date_format(tmp_path: Path) -> None:
+    deals_csv = write(tmp_path / "deals.csv", "Id,Account,Opened,Result\nD1,A1,2024-01-05,won\n")
+    clients_csv = write(tmp_path / "clients.csv", "Account,Sector,Customer Since\nA1,Retail,05/01/2020\n")
+    holdings_csv = write(tmp_path / "holdings.csv", "Account,Product,Start Date\nA1,Cloud,2021-02-03\n")
+    mapping = write(tmp_path / "mapping.yaml", """\
+deals:
+  columns: {deal_id: Id, client_id: Account, created_at: Opened, status: Result}
+clients:
+  columns: {client_id: Account, industry: Sector, since: "Customer Since"}
+  date_format: "%d/%m/%Y"
+holdings:
+  columns: {client_id: Account, product: Product, since: "Start Date"}
+""")
+    dataset = load_dataset(deals_csv, clients_csv, holdings_csv, mapping, for_training=True, today=TODAY)
+    assert dataset.clients is not None and dataset.holdings is not None
+    assert dataset.clients.to_dict("records") == [
+        {"client_id": "A1", "industry": "Retail", "since": pd.Timestamp("2020-01-05")},
+    ]
+    assert dataset.holdings["since"].tolist() == [pd.Timestamp("2021-02-03")]
+
+
+def test_status_values_without_wildcard_leave_unknown_values_for_validation(tmp_path: Path) -> None:
+    mapping = Mapping({"deals": TableMapping(
+        columns={"status": "Stage"}, status_values={"won": ("Won",), "lost": ("Lost",)}, exclude=("Owner",),
+    )})
+    raw = pd.DataFrame({
+        "deal_id": ["1", "2", "3"], "Stage": [" WON", "Pending", None], "Owner": ["a", "b", "c"],
+    })
+    mapped = apply_mapping("deals", raw, mapping)
+    assert mapped["status"].tolist()[:2] == ["won", "Pending"]
+    assert pd.isna(mapped["status"][2])
+    assert list(mapped.columns) == ["deal_id", "status"]
+    assert mapped.attrs[EXCLUDED_ATTR] == ("Owner",)
+
+
+def test_mapping_a_column_that_also_came_under_its_canonical_name_is_refused() -> None:
+    mapping = Mapping({"deals": TableMapping(columns={"deal_id": "Opportunity ID"})})
+    raw = pd.DataFrame({"deal_id": ["1"], "Opportunity ID": ["OPP-1"]})
+    with pytest.raises(ContractViolation) as error:
+        apply_mapping("deals", raw, mapping)
+    (problem,) = error.value.problems
+    assert (problem.table, problem.field, problem.got) == ("deals", "deal_id", "both")
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "expected", "got"),
+    [
+        ("dealz:\n  columns: {deal_id: Id}\n", "dealz",
+         "a table name, one of deals, clients, holdings", "'dealz'"),
+        ("deals:\n  colums: {deal_id: Id}\n", "deals.colums",
+         "one of columns, status_values, date_format, exclude", "'colums'"),
+        ("deals:\n  columns: {deal_idx: Id}\n", "deals.columns.deal_idx",
+         "a deals column, one of deal_id, client_id, created_at, closed_at, status, amount, product, "
+         "manager, effort_hours", "'deal_idx'"),
+        ("clients:\n  columns: {amount: Cost}\n", "clients.columns.amount",
+         "a clients column, one of client_id, industry, size, region, since", "'amount'"),
+        ("deals:\n  columns: {deal_id: Id, client_id: Id}\n", "deals.columns.client_id",
+         "a source column not mapped already", "'Id' mapped twice"),
+        ("deals:\n  status_values: {closed: [Done]}\n", "deals.status_values.closed",
+         "a status, one of won, lost, open", "'closed'"),
+        ("deals:\n  status_values: {won: [Done], lost: [done]}\n", "deals.status_values.lost",
+         "each source value under one status only", "'done' also under won"),
+        ("clients:\n  status_values: {won: [Done]}\n", "clients.status_values",
+         "no status_values (the clients table has no status)", "some"),
+        ("deals:\n  date_format: '%H:%M'\n", "deals.date_format",
+         "a strftime date format with day, month and year, like '%d-%b-%y'", "'%H:%M'"),
+        ("deals:\n  exclude: {a: b}\n", "deals.exclude", "a list of source column names", "a dict"),
+        ("- deals\n", "mapping file", "a YAML mapping of table names", "a list"),
+    ],
+)
+def test_bad_mapping_files_name_the_key(
+    tmp_path: Path, text: str, field: str, expected: str, got: str
+) -> None:
+    path = write(tmp_path / "mapping.yaml", text)
+    with pytest.raises(ContractViolation, match=r"^mapping file '.*' is invalid: 1 problem") as error:
+        load_mapping(path)
+    (problem,) = error.value.problems
+    assert (problem.field, problem.expected, problem.got) == (field, expected, got)
+
+
+def test_every_mistake_in_a_mapping_file_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path / "mapping.yaml", "deals:\n  columns: {dealid: Id}\n  date_fmt: x\nprospects: {}\n")
+    with pytest.raises(ContractViolation) as error:
+        load_mapping(path)
+    assert [p.field for p in error.value.problems] == ["deals.date_fmt", "deals.columns.dealid", "prospects"]
+
+
+def test_missing_or_unreadable_mapping_file(tmp_path: Path) -> None:
+    with pytest.raises(ContractViolation, match="mapping file not found") as missing:
+        load_mapping(tmp_path / "nope.yaml")
+    assert missing.value.problems[0].got == f"no file at '{tmp_path / 'nope.yaml'}'"
+
+    broken = write(tmp_path / "broken.yaml", "deals:\n  columns: {deal_id: [\n")
+    with pytest.raises(ContractViolation, match="not valid YAML") as error:
+        load_mapping(broken)
+    assert error.value.problems[0].field == "mapping file"
+    assert "line" in error.value.problems[0].got
+
+
+def test_empty_mapping_file_maps_nothing(tmp_path: Path) -> None:
+    assert load_mapping(write(tmp_path / "mapping.yaml", "")) == Mapping()
+
+
+def test_a_bad_mapping_and_a_missing_source_are_reported_together(tmp_path: Path) -> None:
+    mapping = write(tmp_path / "mapping.yaml", "deals:\n  columns: {dealid: Id}\n")
+    with pytest.raises(ContractViolation, match="^cannot read the input: 2 problem") as error:
+        load_dataset(str(tmp_path / "missing.csv"), mapping=mapping, for_training=True)
+    assert [p.field for p in error.value.problems] == ["deals.columns.dealid", "deals source"]

@@ -1,0 +1,210 @@
+"""Sources: CSV, Parquet, SQLite and PostgreSQL give the same validated deals; bad sources say why."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from model.dataset import dataset_from_frames
+from model.errors import ContractViolation
+from model.mapping import load_mapping
+from model.sources import read_table
+from model.validation import validate_deals
+
+TODAY = date(2025, 6, 30)
+POSTGRES_URL = "postgresql+psycopg://127.0.0.1:5432/test"
+IT_DEALS = Path(__file__).parents[2] / "shared/data/it_deals/it_deals.csv"
+
+
+@pytest.fixture
+def deals_text() -> pd.DataFrame:
+    """Deals as a CRM writes them out: every value text, gaps where nothing was entered."""
+    return pd.DataFrame({
+        "deal_id": ["D1", "D2", "D3"],
+        "client_id": ["C1", None, "C2"],
+        "created_at": ["2024-01-05", "2024-02-01", "2024-03-01"],
+        "closed_at": ["2024-01-20", None, None],
+        "status": ["won", "open", "lost"],
+        "amount": ["1000.5", "20", None],
+        "Region": ["North", "South", None],
+    }, dtype=object)
+
+
+@pytest.fixture
+def expected(deals_text: pd.DataFrame) -> pd.DataFrame:
+    return validate_deals(deals_text, for_training=True, today=TODAY)
+
+
+def same_deals(raw: pd.DataFrame, expected: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(validate_deals(raw, for_training=True, today=TODAY), expected)
+
+
+@pytest.mark.parametrize("name", ["deals.csv", "deals.CSV", "deals.csv.gz"])
+def test_csv(tmp_path: Path, deals_text: pd.DataFrame, expected: pd.DataFrame, name: str) -> None:
+    path = tmp_path / name
+    deals_text.to_csv(path, index=False, compression="gzip" if name.endswith(".gz") else None)
+    raw = read_table(str(path), "deals")
+    assert all(isinstance(v, str) for v in raw["amount"].dropna())  # validation owns type parsing
+    same_deals(raw, expected)
+
+
+def test_csv_with_byte_order_mark(tmp_path: Path, expected: pd.DataFrame, deals_text: pd.DataFrame) -> None:
+    path = tmp_path / "deals.csv"
+    path.write_bytes(deals_text.to_csv(index=False).encode("utf-8-sig"))
+    same_deals(read_table(str(path), "deals"), expected)
+
+
+@pytest.mark.parametrize("name", ["deals.parquet", "deals.pq"])
+def test_parquet_as_text_or_typed(
+    tmp_path: Path, deals_text: pd.DataFrame, expected: pd.DataFrame, name: str
+) -> None:
+    deals_text.to_parquet(tmp_path / f"text-{name}")
+    same_deals(read_table(str(tmp_path / f"text-{name}"), "deals"), expected)
+    typed = deals_text.assign(
+        created_at=pd.to_datetime(deals_text["created_at"], format="%Y-%m-%d"),
+        amount=pd.to_numeric(deals_text["amount"]),
+    )
+    typed.to_parquet(tmp_path / f"typed-{name}")
+    same_deals(read_table(str(tmp_path / f"typed-{name}"), "deals"), expected)
+
+
+def test_sqlite_table_and_query(tmp_path: Path, deals_text: pd.DataFrame, expected: pd.DataFrame) -> None:
+    database = tmp_path / "crm.db"
+    engine = sa.create_engine(f"sqlite:///{database}")
+    deals_text.to_sql("deals", engine, index=False)
+    engine.dispose()
+    same_deals(read_table(f"sqlite:///{database}::deals", "deals"), expected)
+    query = f"sqlite:///{database}::SELECT * FROM deals WHERE status IN ('won', 'lost')"
+    same_deals(read_table(query, "deals"), expected[expected["status"] != "open"].reset_index(drop=True))
+
+
+@pytest.fixture
+def postgres() -> Iterator[sa.Engine]:
+    """The local test server; the role is whichever of root (the URL's default) and postgres exists."""
+    url = sa.make_url(POSTGRES_URL)
+    last_error: Exception | None = None
+    for candidate in (url, url.set(username="postgres")):
+        engine = sa.create_engine(candidate)
+        try:
+            with engine.connect():
+                pass
+        except sa.exc.OperationalError as error:
+            last_error = error
+            engine.dispose()
+            continue
+        yield engine
+        engine.dispose()
+        return
+    pytest.skip(f"PostgreSQL at {POSTGRES_URL} is unreachable: {str(last_error).splitlines()[0]}")
+
+
+@pytest.mark.postgres
+def test_postgresql_table_and_query(
+    postgres: sa.Engine, deals_text: pd.DataFrame, expected: pd.DataFrame
+) -> None:
+    table = f"deals_{uuid.uuid4().hex[:12]}"
+    url = postgres.url.render_as_string(hide_password=False)
+    # Typed columns, as a real CRM database has them: dates and numeric come back as Python objects.
+    create = (f"CREATE TABLE {table} (deal_id text, client_id text, created_at date, closed_at date, "
+              "status text, amount numeric(12, 2), \"Region\" text)")
+    rows = deals_text.astype(object).where(deals_text.notna(), None).to_dict("records")
+    try:
+        with postgres.begin() as connection:
+            connection.execute(sa.text(create))
+            connection.execute(
+                sa.text(f"INSERT INTO {table} VALUES (:deal_id, :client_id, CAST(:created_at AS date), "
+                        f"CAST(:closed_at AS date), :status, CAST(:amount AS numeric), :Region)"),
+                [{str(k): v for k, v in row.items()} for row in rows],
+            )
+        same_deals(read_table(f"{url}::{table}", "deals"), expected)
+        by_query = read_table(f"{url}::SELECT * FROM {table} WHERE amount::numeric > 100", "deals")
+        assert by_query["deal_id"].tolist() == ["D1"]
+    finally:
+        with postgres.begin() as connection:
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ContractViolation, match="^deals source cannot be read") as error:
+        read_table(str(tmp_path / "deals.csv"), "deals")
+    (problem,) = error.value.problems
+    assert problem.field == "deals source"
+    assert problem.got == f"no file at '{tmp_path / 'deals.csv'}'"
+    assert "CSV" in problem.expected and "Parquet" in problem.expected and "::" in problem.expected
+
+
+def test_unknown_extension(tmp_path: Path) -> None:
+    path = tmp_path / "deals.xlsx"
+    path.write_bytes(b"PK")
+    with pytest.raises(ContractViolation) as error:
+        read_table(str(path), "clients")
+    (problem,) = error.value.problems
+    assert (problem.field, problem.got) == ("clients source", f"'{path}' (.xlsx)")
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("deal_id,manager\nD1,Jos\xe9\n".encode("cp1252"))
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    broken = tmp_path / "broken.parquet"
+    broken.write_text("not parquet")
+    for path, got in ((latin, "is not UTF-8 text"), (empty, "is empty"), (broken, "cannot be read")):
+        with pytest.raises(ContractViolation) as error:
+            read_table(str(path), "deals")
+        assert got in error.value.problems[0].got, path
+
+
+def test_failing_queries(tmp_path: Path) -> None:
+    database = tmp_path / "crm.db"
+    sa.create_engine(f"sqlite:///{database}").dispose()
+    database.touch()
+    cases = {
+        f"sqlite:///{database}::deals": "no such table: deals",
+        f"sqlite:///{database}::SELECT nonsense FROM nowhere": "no such table: nowhere",
+        f"sqlite:///{tmp_path / 'missing.db'}::deals": "no SQLite file at",
+        "nosuchdb://host/db::deals": "query failed on nosuchdb://host/db",
+        "postgresql+psycopg://user:secret@127.0.0.1:1/db::deals": "query failed on",
+    }
+    for source, got in cases.items():
+        with pytest.raises(ContractViolation) as error:
+            read_table(source, "deals")
+        (problem,) = error.value.problems
+        assert problem.field == "deals source"
+        assert got in problem.got, problem.got
+        assert "secret" not in problem.got
+    assert not (tmp_path / "missing.db").exists()  # a mistyped path must not leave an empty database behind
+
+
+@pytest.mark.skipif(not IT_DEALS.is_file(), reason=f"public data set not present at {IT_DEALS}")
+def test_it_deals_through_a_mapping_validates_for_training(tmp_path: Path) -> None:
+    mapping = tmp_path / "it_deals.yaml"
+    mapping.write_text("""\
+deals:
+  columns: {deal_id: "Deal Number", created_at: "Deal Date", status: "Deal Status Code", amount: "Deal Cost",
+            product: "Solution Type", manager: "Manager Name"}
+  status_values: {won: [Won], lost: [Lost]}
+  date_format: "%d-%b-%y"
+  exclude: ["VP Name"]
+""")
+    raw = read_table(str(IT_DEALS), "deals")
+    # The export has no deal id (and 11 rows repeat exactly): its row number is the only identity it has.
+    raw.insert(0, "Deal Number", [f"IT-{i}" for i in range(1, len(raw) + 1)])
+
+    dataset = dataset_from_frames(raw, mapping=load_mapping(mapping), for_training=True, today=TODAY)
+
+    deals = dataset.deals
+    assert len(deals) == 7697
+    assert set(deals["status"]) == {"won", "lost"}
+    assert deals["created_at"].min() >= pd.Timestamp("2011-01-01")
+    assert deals["created_at"].max() < pd.Timestamp("2018-01-01")
+    assert (deals["amount"] >= 0).all()
+    assert dataset.excluded_columns == ("VP Name",)
+    assert dataset.extra_columns == {"Client Category": "text", "Sector": "text", "Location": "text"}
+    assert 0.3 < (deals["status"] == "won").mean() < 0.4  # 36.4 % per the data set's provenance notes

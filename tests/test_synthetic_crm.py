@@ -1,0 +1,242 @@
+"""The synthetic CRM: deterministic files, the data contract, and a ground truth that holds what it claims."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from model.contract import CLIENTS, DEALS, HOLDINGS
+from training.synthetic_crm import END_DATE, EXTRA_DEAL_COLUMNS, SyntheticCRM, generate, write
+
+N_DEALS = 8_000
+END = pd.Timestamp(str(END_DATE))
+START = pd.Timestamp("2021-01-01")
+EXPECTED_FILES = [
+    "deals.csv", "clients.csv", "holdings.csv", "truth/deal_truth.csv", "truth/ideal_profiles.csv",
+    "truth/planted_gaps.csv", "truth/products.csv", "truth/README.md",
+]
+
+
+@pytest.fixture(scope="module")
+def crm() -> SyntheticCRM:
+    return generate(seed=11, n_deals=N_DEALS)
+
+
+@pytest.fixture(scope="module")
+def closed(crm: SyntheticCRM) -> pd.DataFrame:
+    deals = crm.deals.merge(crm.deal_truth, on="deal_id", validate="one_to_one")
+    return deals[deals["status"] != "open"]
+
+
+def _read_all(root: Path) -> dict[str, bytes]:
+    return {name: (root / name).read_bytes() for name in EXPECTED_FILES}
+
+
+# --- files -------------------------------------------------------------------------------------------
+
+
+def test_same_seed_writes_identical_bytes(tmp_path: Path) -> None:
+    first = write(generate(seed=3, n_deals=2_000), tmp_path / "a")
+    write(generate(seed=3, n_deals=2_000), tmp_path / "b")
+    assert [p.relative_to(tmp_path / "a").as_posix() for p in first] == EXPECTED_FILES
+    assert _read_all(tmp_path / "a") == _read_all(tmp_path / "b")
+
+
+def test_another_seed_gives_other_data(tmp_path: Path) -> None:
+    write(generate(seed=3, n_deals=2_000), tmp_path / "a")
+    write(generate(seed=4, n_deals=2_000), tmp_path / "b")
+    assert (tmp_path / "a" / "deals.csv").read_bytes() != (tmp_path / "b" / "deals.csv").read_bytes()
+
+
+def test_write_replaces_an_existing_data_set_and_leaves_no_staging(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    write(generate(seed=3, n_deals=500), out)
+    write(generate(seed=5, n_deals=700), out)
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+    assert len(pd.read_csv(out / "deals.csv")) == 700
+    assert len(pd.read_csv(out / "truth" / "deal_truth.csv")) == 700
+
+
+def test_written_deals_read_back_as_generated(crm: SyntheticCRM, tmp_path: Path) -> None:
+    write(crm, tmp_path)
+    back = pd.read_csv(tmp_path / "deals.csv", parse_dates=["created_at", "closed_at"])
+    pd.testing.assert_frame_equal(back, crm.deals, check_dtype=False)
+
+
+# --- the data contract --------------------------------------------------------------------------------
+
+
+def test_columns_follow_the_contract(crm: SyntheticCRM) -> None:
+    assert list(crm.deals.columns) == [*DEALS.names, *EXTRA_DEAL_COLUMNS]
+    assert list(crm.clients.columns) == list(CLIENTS.names)
+    assert list(crm.holdings.columns) == list(HOLDINGS.names)
+    assert list(crm.deal_truth.columns) == ["deal_id", "true_p_win", "true_value"]
+    assert list(crm.ideal_profiles.columns) == ["industry", "size", "product", "ideal", "true_adoption"]
+    assert list(crm.planted_gaps.columns) == ["client_id", "product"]
+    assert list(crm.product_catalogue.columns) == ["product", "family", "base_price"]
+
+
+def test_values_have_the_promised_shape(crm: SyntheticCRM) -> None:
+    deals = crm.deals
+    assert deals["deal_id"].is_unique and deals["deal_id"].str.fullmatch(r"D\d{6}").all()
+    assert crm.clients["client_id"].is_unique and crm.clients["client_id"].str.fullmatch(r"C\d{5}").all()
+    assert len(crm.clients) == N_DEALS // 8
+    assert set(deals["client_id"]) <= set(crm.clients["client_id"])
+    assert set(deals["status"]) == {"won", "lost", "open"}
+    assert (deals["amount"] > 0).all() and (deals["amount"].round(2) == deals["amount"]).all()
+    assert (deals["effort_hours"] > 0).all() and ((deals["effort_hours"] * 2) % 1 == 0).all()
+    assert set(deals["product"]) <= set(crm.product_catalogue["product"])
+    assert deals["manager"].nunique() == 12
+    assert deals["campaign_code"].nunique() == 30
+    assert 0.65 < deals["competitor"].isna().mean() < 0.75
+    assert set(crm.clients["size"]) == {"small", "medium", "large"}
+
+
+def test_tiny_data_set_still_has_fifty_clients() -> None:
+    tiny = generate(seed=1, n_deals=10)
+    assert len(tiny.deals) == 10 and len(tiny.clients) == 50
+
+
+def test_rejects_an_empty_data_set() -> None:
+    with pytest.raises(ValueError, match="n_deals"):
+        generate(n_deals=0)
+
+
+# --- time ---------------------------------------------------------------------------------------------
+
+
+def test_statuses_and_dates_are_consistent(crm: SyntheticCRM) -> None:
+    deals = crm.deals
+    is_open = deals["status"] == "open"
+    assert deals.loc[is_open, "closed_at"].isna().all()
+    assert deals.loc[~is_open, "closed_at"].notna().all()
+    cycle = (deals["closed_at"] - deals["created_at"]).dt.days[~is_open]
+    assert cycle.between(5, 120).all()
+    assert deals["created_at"].between(START, END).all()
+    assert deals["created_at"].is_monotonic_increasing
+    assert (deals["closed_at"].dropna() <= END + pd.Timedelta(days=120)).all()
+    assert (deals.loc[deals["created_at"] > END - pd.Timedelta(days=45), "status"] == "open").all()
+    assert 0.02 < is_open.mean() < 0.07
+    assert (deals["created_at"] == deals["created_at"].dt.normalize()).all()
+
+
+def test_clients_arrive_over_time_and_deal_only_after_arriving(crm: SyntheticCRM) -> None:
+    since = crm.clients.set_index("client_id")["since"]
+    assert since.min() < START + pd.Timedelta(days=60) and since.max() > pd.Timestamp("2025-01-01")
+    assert (crm.deals["created_at"] >= crm.deals["client_id"].map(since)).all()
+
+
+# --- the win probability ------------------------------------------------------------------------------
+
+
+def test_win_rate_matches_the_truth(closed: pd.DataFrame) -> None:
+    won = closed["status"] == "won"
+    assert 0.30 <= won.mean() <= 0.45
+    assert abs(won.mean() - closed["true_p_win"].mean()) < 0.02
+
+
+def test_truth_is_calibrated_within_deciles(closed: pd.DataFrame) -> None:
+    decile = pd.qcut(closed["true_p_win"], 10, labels=False)
+    by_decile = closed.assign(won=closed["status"] == "won").groupby(decile)
+    gap = (by_decile["won"].mean() - by_decile["true_p_win"].mean()).abs()
+    assert (gap < 0.07).all(), gap
+
+
+def test_truth_separates_wins_from_losses(closed: pd.DataFrame) -> None:
+    assert 0.78 < roc_auc_score(closed["status"] == "won", closed["true_p_win"]) < 0.88
+
+
+def _history_stage(deals: pd.DataFrame) -> pd.Series:
+    """Each deal's client status from the published deals alone, using wins closed before its creation."""
+    wins = deals.loc[deals["status"] == "won", ["client_id", "closed_at"]].sort_values("closed_at")
+    wins["earlier_wins"] = wins.groupby("client_id").cumcount() + 1
+    asof = pd.merge_asof(deals[["deal_id", "client_id", "created_at"]], wins, left_on="created_at",
+                         right_on="closed_at", by="client_id", allow_exact_matches=False)
+    days_since_win = (asof["created_at"] - asof["closed_at"]).dt.days
+    stage = np.select(
+        [asof["earlier_wins"].isna(), days_since_win > 360, asof["earlier_wins"] == 1],
+        ["prospect", "lost", "new"],
+        default="regular",
+    )
+    return pd.Series(stage, index=deals.index)
+
+
+def test_history_as_of_the_deal_date_drives_the_truth(crm: SyntheticCRM) -> None:
+    truth = crm.deal_truth["true_p_win"]
+    stage = _history_stage(crm.deals)
+    mean_p = truth.groupby(stage).mean()
+    assert set(mean_p.index) == {"prospect", "new", "regular", "lost"}
+    assert mean_p["regular"] > mean_p["new"] > mean_p["prospect"]
+    assert mean_p["regular"] - mean_p["prospect"] > 0.25
+    assert mean_p["lost"] < mean_p["regular"]
+
+
+# --- holdings and gaps --------------------------------------------------------------------------------
+
+
+def _held(crm: SyntheticCRM) -> pd.DataFrame:
+    products = crm.product_catalogue["product"]
+    table = pd.crosstab(crm.holdings["client_id"], crm.holdings["product"])
+    return table.reindex(index=crm.clients["client_id"], columns=products, fill_value=0) > 0
+
+
+def test_holdings_include_every_won_product_with_its_history(crm: SyntheticCRM) -> None:
+    won = crm.deals[crm.deals["status"] == "won"]
+    per_product = won.groupby(["client_id", "product"]).agg(
+        since=("closed_at", "min"), revenue=("amount", "sum"))
+    holdings = crm.holdings.set_index(["client_id", "product"])
+    assert holdings.index.is_unique
+    assert per_product.index.isin(holdings.index).all()
+    matched = holdings.loc[per_product.index]
+    assert (matched["since"] == per_product["since"]).all()
+    assert np.allclose(matched["revenue"], per_product["revenue"])
+    assert (crm.holdings["revenue"] > 0).all() and (crm.holdings["since"] <= END).all()
+
+
+def test_planted_gaps_are_ideal_products_the_client_lacks(crm: SyntheticCRM) -> None:
+    gaps = crm.planted_gaps.merge(crm.clients, on="client_id")
+    assert gaps["client_id"].is_unique
+    assert 0.12 < len(gaps) / len(crm.clients) < 0.18
+    held = set(zip(crm.holdings["client_id"], crm.holdings["product"], strict=True))
+    assert not any((c, p) in held for c, p in zip(gaps["client_id"], gaps["product"], strict=True))
+    profiles = crm.ideal_profiles.set_index(["industry", "size", "product"])
+    segment_product = list(zip(gaps["industry"], gaps["size"], gaps["product"], strict=True))
+    assert profiles.loc[segment_product, "ideal"].all()
+    won = crm.deals[crm.deals["status"] == "won"]
+    assert gaps.merge(won, on=["client_id", "product"]).empty
+
+
+def test_ideal_profiles_have_three_to_five_products(crm: SyntheticCRM) -> None:
+    profile_sizes = crm.ideal_profiles.groupby(["industry", "size"])["ideal"].sum()
+    assert len(profile_sizes) == 24 and profile_sizes.between(3, 5).all()
+    ideal = crm.ideal_profiles[crm.ideal_profiles["ideal"]]
+    assert ideal["true_adoption"].between(0.8, 0.92).all()
+
+
+def _top3_recall(crm: SyntheticCRM, scores: pd.DataFrame) -> float:
+    """Share of planted gaps among the three best-scored products a client does not hold."""
+    held = _held(crm)
+    hits = 0
+    for client_id, product in zip(crm.planted_gaps["client_id"], crm.planted_gaps["product"], strict=True):
+        candidates = scores.loc[client_id].where(~held.loc[client_id])
+        hits += product in candidates.nlargest(3).index
+    return hits / len(crm.planted_gaps)
+
+
+def test_a_segment_profile_finds_the_gaps_better_than_popularity(crm: SyntheticCRM) -> None:
+    held = _held(crm)
+    clients = crm.clients.set_index("client_id")
+    segment = clients["industry"] + "/" + clients["size"]
+    won = crm.deals[crm.deals["status"] == "won"].groupby("client_id")["amount"].sum()
+    won_amount = won.reindex(clients.index, fill_value=0.0)
+    best = won_amount.groupby(segment).rank(pct=True) >= 0.75
+    adoption = held[best].groupby(segment[best]).mean().reindex(segment)
+    adoption.index = clients.index
+    popularity = pd.DataFrame([held.mean()] * len(held), index=held.index)
+    by_segment, by_popularity = _top3_recall(crm, adoption), _top3_recall(crm, popularity)
+    assert by_segment > 0.8
+    assert by_segment > by_popularity + 0.1

@@ -1,0 +1,75 @@
+"""Quality of a win-probability model on held-out later deals: ranking, calibration, grades, lift."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def expected_calibration_error(won: FloatArray, p: FloatArray, bins: int = 10) -> float:
+    """Share-weighted mean |observed win rate - mean predicted p| over equal-width probability bins."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            total += inside.mean() * abs(won[inside].mean() - p[inside].mean())
+    return float(total)
+
+
+def calibration_curve(won: FloatArray, p: FloatArray, bins: int = 10) -> list[dict[str, float]]:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    curve = []
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            curve.append({"bin_low": float(edges[b]), "bin_high": float(edges[b + 1]),
+                          "mean_p": float(p[inside].mean()), "win_rate": float(won[inside].mean()),
+                          "deals": int(inside.sum())})
+    return curve
+
+
+def top_decile_lift(won: FloatArray, score: FloatArray) -> float:
+    if won.size == 0 or won.mean() == 0:
+        return float("nan")
+    k = max(1, int(round(0.1 * won.size)))
+    top = np.argsort(-score, kind="stable")[:k]
+    return float(won[top].mean() / won.mean())
+
+
+def probability_metrics(won: FloatArray, p: FloatArray) -> dict[str, float]:
+    both_classes = 0 < won.sum() < won.size
+    clipped = np.clip(p, 1e-6, 1 - 1e-6)
+    return {
+        "auc": float(roc_auc_score(won, p)) if both_classes else float("nan"),
+        "brier": float(brier_score_loss(won, p)),
+        "log_loss": float(log_loss(won, clipped, labels=[0, 1])),
+        "ece": expected_calibration_error(won, p),
+        "top_decile_lift": top_decile_lift(won, p),
+        "mean_p": float(p.mean()),
+        "win_rate": float(won.mean()),
+        "deals": int(won.size),
+    }
+
+
+def grade_table(won: FloatArray, grades: list[str], realised_value: FloatArray) -> list[dict[str, Any]]:
+    """Per letter class: deals, win rate, share of the realised (won) value."""
+    labels = np.asarray(grades)
+    realised = np.where(won > 0, np.nan_to_num(realised_value), 0.0)
+    total = realised.sum()
+    rows = []
+    for grade in ("A", "B", "C", "D"):
+        inside = labels == grade
+        if not inside.any():
+            continue
+        rows.append({"grade": grade, "deals": int(inside.sum()), "share_of_deals": float(inside.mean()),
+                     "win_rate": float(won[inside].mean()),
+                     "share_of_realised_value": float(realised[inside].sum() / total) if total > 0 else 0.0})
+    return rows

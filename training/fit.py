@@ -1,0 +1,301 @@
+"""Fitting: as-of features, a time-ordered split, calibrated win model, value model, grade cut-offs.
+
+Time order is the rule everywhere: the holdout is the latest deals, the calibration slice is later
+than the deals the trees were fitted on, and every feature is as of the deal's own date.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from model.errors import InsufficientData
+from model.features import (
+    DealHistory,
+    FeatureConfig,
+    FeatureSpec,
+    attach_clients,
+    build_features,
+    day_numbers,
+    fit_feature_spec,
+    frame_columns,
+)
+from model.grades import DEFAULT_SHARES, GradeCutoffs, letter_classes, pareto_cutoffs
+from model.scorer import ScoringModel, ValueModel
+from model.win_models import LinearWinModel, PlattCalibration, TreeWinModel, WinModel
+from training.evaluation import calibration_curve, grade_table, probability_metrics
+from training.leak_guard import find_leaks
+
+FloatArray = npt.NDArray[np.float64]
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    holdout_share: float = 0.2  # latest share of closed deals kept for evaluation
+    calibration_share: float = 0.2  # latest share of the fitting deals used to calibrate, not to grow trees
+    grade_shares: tuple[float, float, float] = DEFAULT_SHARES
+    d_floor_per_hour: float | None = None  # None: derived from the top managers' realised value per hour
+    d_floor_share: float = 0.2  # ... as this share of it
+    small_data_threshold: int = 200  # fewer wins or losses than this: regularised linear model
+    min_per_class: int = 20  # fewer wins or losses than this: refuse to train
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    keep_columns: tuple[str, ...] = ()  # columns the leak guard flags but the user keeps
+    seed: int = 0
+    max_rounds: int = 2000
+    threads: int = 2
+
+
+@dataclass
+class TrainingResult:
+    model: ScoringModel
+    metadata: dict[str, Any]
+    report: dict[str, Any]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def fingerprint(deals: pd.DataFrame) -> str:
+    hashed = pd.util.hash_pandas_object(deals, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes() + ",".join(map(str, deals.columns)).encode()).hexdigest()
+
+
+def check_enough_data(won: FloatArray, minimum: int) -> None:
+    wins, losses = int(won.sum()), int(won.size - won.sum())
+    if wins < minimum or losses < minimum:
+        need = [f"{minimum - wins} more won" if wins < minimum else "",
+                f"{minimum - losses} more lost" if losses < minimum else ""]
+        raise InsufficientData(
+            f"too few closed deals to fit a model: {wins} won and {losses} lost, at least {minimum} of each "
+            f"are needed ({' and '.join(x for x in need if x)} deals)")
+
+
+def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.int64], spec: FeatureSpec,
+                  config: TrainConfig, small_data: bool) -> tuple[WinModel, PlattCalibration, dict[str, Any]]:
+    """Engine on the earlier rows, Platt calibration on the later ones (rows are in time order)."""
+    n_calibration = max(int(round(len(rows) * config.calibration_share)), 1)
+    fit_rows, calibration_rows = rows[:-n_calibration], rows[-n_calibration:]
+    info: dict[str, Any] = {"fit_deals": int(fit_rows.size), "calibration_deals": int(calibration_rows.size)}
+    model: WinModel
+    if small_data:
+        model = _fit_linear(features[fit_rows], won[fit_rows], spec)
+    else:
+        categorical = [spec.names.index(c) for c in spec.categorical_names]
+        params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 40,
+                  "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0,
+                  "cat_smooth": 20, "min_data_per_group": 50, "num_threads": config.threads,
+                  "verbose": -1, "seed": config.seed, "deterministic": True, "force_row_wise": True}
+        train_set = lgb.Dataset(features[fit_rows], won[fit_rows], feature_name=spec.names,
+                                categorical_feature=categorical, free_raw_data=False)
+        valid_set = lgb.Dataset(features[calibration_rows], won[calibration_rows], reference=train_set)
+        booster = lgb.train(params, train_set, num_boost_round=config.max_rounds, valid_sets=[valid_set],
+                            callbacks=[lgb.early_stopping(50, verbose=False)])
+        booster.free_dataset()
+        info["rounds"] = int(booster.best_iteration or booster.current_iteration())
+        model = TreeWinModel(booster)
+    margin = model.margin(features[calibration_rows])
+    platt = LogisticRegression(C=1e4, max_iter=1000).fit(margin.reshape(-1, 1), won[calibration_rows])
+    calibration = PlattCalibration(slope=float(platt.coef_[0, 0]), intercept=float(platt.intercept_[0]))
+    return model, calibration, info
+
+
+def _fit_linear(features: FloatArray, won: FloatArray, spec: FeatureSpec) -> LinearWinModel:
+    # Raw category codes mean nothing on a line; their as-of win rates carry the same information.
+    usable = np.array([name not in spec.categorical_names for name in spec.names])
+    all_missing = np.isnan(features).all(axis=0)
+    fill = np.where(all_missing, 0.0, np.nanmedian(np.where(all_missing, 0.0, features), axis=0))
+    filled = np.where(np.isnan(features), fill, features)
+    mean, scale = filled.mean(axis=0), filled.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    usable &= filled.std(axis=0) > 0
+    standardised = (filled - mean) / scale
+    logistic = LogisticRegression(C=0.3, max_iter=2000).fit(standardised[:, usable], won)
+    coef = np.zeros(len(spec.names))
+    coef[usable] = logistic.coef_[0]
+    return LinearWinModel(fill=fill, mean=mean, scale=scale, coef=coef, intercept=float(logistic.intercept_[0]))
+
+
+def fit_value_model(features: FloatArray, amount: FloatArray, won: FloatArray, rows: npt.NDArray[np.int64],
+                    spec: FeatureSpec, config: TrainConfig) -> ValueModel | None:
+    """Amount if won from similar won deals; used when a deal comes without an amount."""
+    usable = rows[(won[rows] > 0) & np.isfinite(amount[rows]) & (amount[rows] > 0)]
+    if usable.size < 30:
+        return None
+    index = [i for i, name in enumerate(spec.names) if name not in ("amount",)]
+    categorical = [index.index(spec.names.index(c)) for c in spec.categorical_names]
+    params = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 20,
+              "num_threads": config.threads, "verbose": -1, "seed": config.seed, "deterministic": True,
+              "force_row_wise": True}
+    data = lgb.Dataset(features[usable][:, index], np.log1p(amount[usable]), categorical_feature=categorical)
+    booster = lgb.train(params, data, num_boost_round=300)
+    booster.free_dataset()
+    return ValueModel(booster=booster, feature_index=index)
+
+
+def d_floor(deals: pd.DataFrame, config: TrainConfig) -> float | None:
+    """Expected value per hour below which a deal is D: a share of what the top managers realise per hour."""
+    if config.d_floor_per_hour is not None:
+        return config.d_floor_per_hour
+    if "effort_hours" not in deals.columns or "amount" not in deals.columns:
+        return None
+    closed = deals[deals["status"].isin(["won", "lost"]) & (deals["effort_hours"] > 0)]
+    if closed.empty:
+        return None
+    won_amount = closed["amount"].where(closed["status"] == "won", 0.0).fillna(0.0)
+    if "manager" in closed.columns and closed["manager"].nunique() >= 4:
+        per_manager = (won_amount.groupby(closed["manager"]).sum()
+                       / closed["effort_hours"].groupby(closed["manager"]).sum())
+        top = per_manager[per_manager >= per_manager.quantile(0.75)]
+        rate = float(top.mean())
+    else:
+        rate = float(won_amount.sum() / closed["effort_hours"].sum())
+    return rate * config.d_floor_share if np.isfinite(rate) and rate > 0 else None
+
+
+def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = _quiet) -> TrainingResult:
+    """Fit, evaluate on the latest deals and assemble a scoring model. `dataset` is a model.dataset.Dataset."""
+    config = config or TrainConfig()
+    started = datetime.now(UTC)
+    deals = attach_clients(dataset.deals, dataset.clients)
+    deals = deals.sort_values(["created_at", "deal_id"], kind="stable").reset_index(drop=True)
+    closed_mask = deals["status"].isin(["won", "lost"]).to_numpy()
+    won = np.asarray(deals["status"] == "won", dtype=np.float64)
+    check_enough_data(won[closed_mask], config.min_per_class)
+    wins = int(won[closed_mask].sum())
+    losses = int(closed_mask.sum()) - wins
+    small_data = min(wins, losses) < config.small_data_threshold
+
+    progress("checking columns for outcome leaks")
+    spec = fit_feature_spec(deals, config.features, dataset.extra_columns)
+    leaks = find_leaks(deals, spec.numeric + spec.categorical, keep=config.keep_columns)
+    dropped = tuple(f.column for f in leaks if not f.kept)
+    if dropped:
+        features_config = replace(config.features, exclude=tuple(config.features.exclude) + dropped)
+        spec = fit_feature_spec(deals, features_config, dataset.extra_columns)
+
+    progress(f"building as-of features for {len(deals):,} deals")
+    columns = frame_columns(deals)
+    history = DealHistory(spec, columns)
+    features = build_features(spec, history, columns)
+
+    closed_rows = np.flatnonzero(closed_mask).astype(np.int64)
+    n_holdout = max(int(round(closed_rows.size * config.holdout_share)), 1)
+    train_rows, holdout_rows = closed_rows[:-n_holdout], closed_rows[-n_holdout:]
+    check_enough_data(won[train_rows], config.min_per_class // 2)
+
+    progress(f"fitting the evaluation model on {train_rows.size:,} deals, testing on the latest {n_holdout:,}")
+    eval_model, eval_calibration, eval_info = fit_win_model(features, won, train_rows, spec, config, small_data)
+    holdout_p = eval_calibration.probability(eval_model.margin(features[holdout_rows]))
+    baselines = _baselines(deals, spec, won, train_rows, holdout_rows)
+
+    progress(f"fitting the published model on all {closed_rows.size:,} closed deals")
+    win_model, calibration, final_info = fit_win_model(features, won, closed_rows, spec, config, small_data)
+    amount = deals["amount"].to_numpy(dtype=np.float64) if "amount" in deals.columns else np.full(len(deals), np.nan)
+    value_model = fit_value_model(features, amount, won, closed_rows, spec, config)
+
+    progress("fixing letter-class cut-offs")
+    model = ScoringModel(version="", spec=spec, history=history, win_model=win_model, calibration=calibration,
+                         value_model=value_model, cutoffs=GradeCutoffs(a_min=0.0, b_min=0.0),
+                         clients=_client_directory(dataset.clients))
+    reference_rows = np.arange(int(holdout_rows.min()), len(deals)) if holdout_rows.size else closed_rows
+    reference = model.score({k: v[reference_rows] for k, v in columns.items()}, n_reasons=0)
+    a_min, b_min = pareto_cutoffs(reference.expected_value, config.grade_shares)
+    model.cutoffs = GradeCutoffs(a_min=a_min, b_min=b_min, shares=config.grade_shares,
+                                 d_floor_per_hour=d_floor(deals, config))
+
+    holdout_value = np.where(np.isfinite(amount[holdout_rows]), amount[holdout_rows], np.nan)
+    hours = deals["effort_hours"].to_numpy(dtype=np.float64)[holdout_rows] if "effort_hours" in deals else None
+    holdout_ev = holdout_p * np.nan_to_num(holdout_value)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        holdout_vph = holdout_ev / hours if hours is not None else None
+    holdout_grades = letter_classes(holdout_ev, model.cutoffs, holdout_vph)
+
+    fp = fingerprint(dataset.deals)
+    model.version = f"{started:%Y%m%dT%H%M%S}-{fp[:8]}"
+    metrics = {"model": probability_metrics(won[holdout_rows], holdout_p), **baselines}
+    split_day = deals["created_at"].iloc[int(holdout_rows[0])]
+    report = {
+        "version": model.version,
+        "engine": win_model.kind,
+        "small_data": small_data,
+        "split": {"holdout_share": config.holdout_share, "holdout_from": str(split_day.date()),
+                  "train_deals": int(train_rows.size), "holdout_deals": int(n_holdout), **eval_info},
+        "metrics": metrics,
+        "holdout_p_win": holdout_p.tolist() if n_holdout <= 5000 else None,
+        "grades": grade_table(won[holdout_rows], [str(g) for g in holdout_grades], holdout_value),
+        "leaks": [{"column": f.column, "reason": f.reason, "kept": f.kept} for f in leaks],
+        "value_model": value_model is not None,
+    }
+    report["calibration_curve"] = calibration_curve(won[holdout_rows], holdout_p)
+    metadata = {
+        "trained_at": started.isoformat(timespec="seconds"),
+        "data": {"fingerprint": fp, "deals": len(deals), "closed_deals": int(closed_rows.size), "won": wins,
+                 "lost": losses, "open_deals": int((deals["status"] == "open").sum()),
+                 "clients": 0 if dataset.clients is None else len(dataset.clients),
+                 "first_deal": str(deals["created_at"].min().date()),
+                 "last_deal": str(deals["created_at"].max().date()),
+                 "extra_columns": dict(dataset.extra_columns)},
+        "engine": win_model.kind,
+        "small_data": small_data,
+        "features": spec.names,
+        "categorical_features": spec.categorical_names,
+        "excluded_columns": sorted(set(dropped) | set(getattr(dataset, "excluded_columns", ()))),
+        "leaks": report["leaks"],
+        "metrics": {name: dict(m) for name, m in metrics.items()},
+        "grade_cutoffs": {"a_min_expected_value": a_min, "b_min_expected_value": b_min,
+                          "shares": list(config.grade_shares),
+                          "d_floor_value_per_hour": model.cutoffs.d_floor_per_hour},
+        "training": {**final_info, "config": _config_dict(config)},
+    }
+    progress("done")
+    return TrainingResult(model=model, metadata=metadata, report=report)
+
+
+def _config_dict(config: TrainConfig) -> dict[str, Any]:
+    out = {k: v for k, v in config.__dict__.items() if k != "features"}
+    out["features"] = dict(config.features.__dict__)
+    return out
+
+
+def _client_directory(clients: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
+    if clients is None:
+        return {}
+    attributes = [c for c in ("industry", "size", "region") if c in clients.columns]
+    since = day_numbers(clients["since"]) if "since" in clients.columns else None
+    directory: dict[str, dict[str, Any]] = {}
+    records = clients[["client_id", *attributes]].to_dict("records")
+    for i, record in enumerate(records):
+        entry = {k: record[k] for k in attributes if record[k] == record[k]}
+        if since is not None and since[i] == since[i]:
+            entry["client_since_day"] = float(since[i])
+        directory[str(record["client_id"])] = entry
+    return directory
+
+
+def _baselines(deals: pd.DataFrame, spec: FeatureSpec, won: FloatArray, train_rows: npt.NDArray[np.int64],
+               holdout_rows: npt.NDArray[np.int64]) -> dict[str, dict[str, float]]:
+    """Prior win rate and a logistic regression on the raw columns, fitted on the same split."""
+    prior = np.full(holdout_rows.size, won[train_rows].mean())
+    raw = deals[spec.numeric + spec.categorical].copy()
+    for column in spec.numeric:
+        logged = pd.Series(np.log1p(raw[column].astype(float).clip(lower=0).to_numpy()), index=raw.index)
+        raw[column] = logged.fillna(float(logged.median()))
+    encoded = pd.get_dummies(raw, columns=spec.categorical, dummy_na=True, dtype=float)
+    matrix = encoded.to_numpy(dtype=np.float64)
+    mean, scale = matrix[train_rows].mean(axis=0), matrix[train_rows].std(axis=0)
+    matrix = (matrix - mean) / np.where(scale > 0, scale, 1.0)
+    logistic = LogisticRegression(C=1.0, max_iter=2000).fit(matrix[train_rows], won[train_rows])
+    return {"prior_rate": probability_metrics(won[holdout_rows], prior),
+            "logistic_regression": probability_metrics(won[holdout_rows],
+                                                       logistic.predict_proba(matrix[holdout_rows])[:, 1])}

@@ -1,0 +1,89 @@
+"""The training report as a self-contained HTML page (inline SVG plots, no external assets)."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+_WIDTH, _HEIGHT, _PAD = 360, 300, 40
+
+
+def _calibration_svg(curve: list[dict[str, Any]]) -> str:
+    def x(v: float) -> float:
+        return _PAD + v * (_WIDTH - 2 * _PAD)
+
+    def y(v: float) -> float:
+        return _HEIGHT - _PAD - v * (_HEIGHT - 2 * _PAD)
+
+    points = " ".join(f"{x(b['mean_p']):.1f},{y(b['win_rate']):.1f}" for b in curve)
+    dots = "".join(
+        f'<circle cx="{x(b["mean_p"]):.1f}" cy="{y(b["win_rate"]):.1f}" r="{2 + min(b["deals"], 2000) ** 0.5 / 8:.1f}"'
+        f' fill="#1f6feb"><title>p {b["mean_p"]:.2f}: won {b["win_rate"]:.2f} of {b["deals"]} deals</title></circle>'
+        for b in curve)
+    ticks = "".join(
+        f'<text x="{x(t):.0f}" y="{_HEIGHT - _PAD + 15}" font-size="10" text-anchor="middle">{t:.1f}</text>'
+        f'<text x="{_PAD - 6}" y="{y(t) + 3:.0f}" font-size="10" text-anchor="end">{t:.1f}</text>'
+        for t in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0))
+    return (f'<svg width="{_WIDTH}" height="{_HEIGHT}" role="img" aria-label="calibration curve">'
+            f'<rect x="{_PAD}" y="{_PAD}" width="{_WIDTH - 2 * _PAD}" height="{_HEIGHT - 2 * _PAD}" fill="#f6f8fa"/>'
+            f'<line x1="{x(0)}" y1="{y(0)}" x2="{x(1)}" y2="{y(1)}" stroke="#999" stroke-dasharray="4"/>'
+            f'<polyline points="{points}" fill="none" stroke="#1f6feb"/>{dots}{ticks}'
+            f'<text x="{_WIDTH / 2}" y="{_HEIGHT - 5}" font-size="11" text-anchor="middle">predicted p_win</text>'
+            f'<text x="12" y="{_HEIGHT / 2}" font-size="11" transform="rotate(-90 12 {_HEIGHT / 2})" '
+            f'text-anchor="middle">observed win rate</text></svg>')
+
+
+def _grade_svg(grades: list[dict[str, Any]]) -> str:
+    bar_width, gap = 50, 30
+    bars = []
+    for i, row in enumerate(grades):
+        for j, (key, colour) in enumerate((("share_of_deals", "#8b949e"), ("share_of_realised_value", "#2da44e"))):
+            height = row[key] * (_HEIGHT - 2 * _PAD)
+            left = _PAD + i * (2 * bar_width + gap) + j * bar_width
+            bars.append(f'<rect x="{left}" y="{_HEIGHT - _PAD - height:.1f}" width="{bar_width - 4}" '
+                        f'height="{height:.1f}" fill="{colour}"><title>{row["grade"]}: {key} '
+                        f'{row[key]:.1%}</title></rect>')
+        bars.append(f'<text x="{_PAD + i * (2 * bar_width + gap) + bar_width}" y="{_HEIGHT - _PAD + 15}" '
+                    f'font-size="12" text-anchor="middle">{row["grade"]}</text>')
+    width = _PAD * 2 + len(grades) * (2 * bar_width + gap)
+    return (f'<svg width="{width}" height="{_HEIGHT}" role="img" aria-label="grades">{"".join(bars)}'
+            f'<text x="{_PAD}" y="20" font-size="11" fill="#8b949e">share of deals</text>'
+            f'<text x="{_PAD + 110}" y="20" font-size="11" fill="#2da44e">share of realised value</text></svg>')
+
+
+def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:
+    columns = ("auc", "brier", "log_loss", "ece", "top_decile_lift", "mean_p", "win_rate", "deals")
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    rows = "".join(
+        f"<tr><th>{html.escape(name)}</th>" + "".join(
+            f"<td>{m.get(c, float('nan')):.4g}</td>" if c != "deals" else f"<td>{int(m.get(c, 0))}</td>"
+            for c in columns) + "</tr>"
+        for name, m in metrics.items())
+    return f"<table><tr><th>model</th>{head}</tr>{rows}</table>"
+
+
+def render_html(report: dict[str, Any]) -> str:
+    split = report["split"]
+    leaks = "".join(f"<li><b>{html.escape(f['column'])}</b>: {html.escape(f['reason'])}"
+                    f"{' (kept on request)' if f['kept'] else ' (excluded)'}</li>" for f in report["leaks"])
+    grades = "".join(
+        f"<tr><th>{g['grade']}</th><td>{g['deals']}</td><td>{g['share_of_deals']:.1%}</td>"
+        f"<td>{g['win_rate']:.1%}</td><td>{g['share_of_realised_value']:.1%}</td></tr>" for g in report["grades"])
+    title = f"dealscore model {html.escape(report['version'])}"
+    grade_head = ("<tr><th>grade</th><th>deals</th><th>share of deals</th><th>win rate</th>"
+                  "<th>share of realised value</th></tr>")
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}th:first-child{{text-align:left}}</style></head><body>
+<h1>dealscore model {html.escape(report['version'])}</h1>
+<p>Engine: <b>{html.escape(report['engine'])}</b>{' (small-data mode)' if report['small_data'] else ''}.
+Time-ordered holdout: the latest {split['holdout_deals']} closed deals (created from {split['holdout_from']}),
+model fitted on the {split['train_deals']} earlier ones.</p>
+<h2>Quality on the holdout, beside baselines fitted on the same split</h2>{_metrics_table(report['metrics'])}
+<h2>Calibration (of deals scored p, a share p should be won)</h2>{_calibration_svg(report['calibration_curve'])}
+<h2>Letter classes on the holdout</h2>
+<table>{grade_head}{grades}</table>
+{_grade_svg(report['grades'])}
+<h2>Leak guard</h2>{f'<ul>{leaks}</ul>' if leaks else '<p>No column looked like a leak of the outcome.</p>'}
+</body></html>
+"""

@@ -9,7 +9,7 @@ import pytest
 from model.dataset import dataset_from_frames
 from model.errors import InsufficientData
 from model.features import attach_clients, frame_columns
-from training.evaluation import expected_calibration_error
+from model.metrics import expected_calibration_error
 from training.fit import TrainingResult, train
 from training.synthetic_crm import SyntheticCRM
 

@@ -32,7 +32,7 @@ from model.features import (
 from model.grades import DEFAULT_SHARES, GradeCutoffs, letter_classes, pareto_cutoffs
 from model.scorer import ScoringModel, ValueModel
 from model.win_models import LinearWinModel, PlattCalibration, TreeWinModel, WinModel
-from training.evaluation import calibration_curve, grade_table, probability_metrics
+from model.metrics import calibration_curve, grade_table, probability_metrics
 from training.leak_guard import find_leaks
 
 FloatArray = npt.NDArray[np.float64]

@@ -1,4 +1,4 @@
-"""Quality of a win-probability model on held-out later deals: ranking, calibration, grades, lift."""
+"""Quality of win probabilities against outcomes: ranking, calibration, grades, lift (training and live)."""
 
 from __future__ import annotations
 

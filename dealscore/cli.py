@@ -13,7 +13,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+from dealscore.registry_commands import add_registry_commands
 from model.errors import DealscoreError
 
 EXIT_INPUT = 2  # the input or the artifact is wrong; the message says what to fix
@@ -50,7 +52,7 @@ def _training_config(args: argparse.Namespace) -> object:
     features = FeatureConfig(include_manager=args.include_manager, exclude=tuple(args.exclude or ()),
                              lost_window_days=args.lost_window_days)
     return TrainConfig(holdout_share=args.holdout_share, features=features, keep_columns=tuple(args.keep or ()),
-                       d_floor_per_hour=args.d_floor_per_hour)
+                       d_floor_per_hour=args.d_floor_per_hour, threads=args.threads)
 
 
 def train_artifact(deals: str, clients: str | None, holdings: str | None, mapping: str | None, out: str,
@@ -146,7 +148,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.main import serve
     from service.settings import Settings
 
-    overrides: dict[str, object] = {}
+    overrides: dict[str, Any] = {}
     if args.host:
         overrides["host"] = args.host
     if args.port:
@@ -187,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--keep", nargs="*", help="columns the leak guard flags that you keep anyway")
     train.add_argument("--lost-window-days", type=int, default=360)
     train.add_argument("--d-floor-per-hour", type=float, default=None)
+    train.add_argument("--threads", type=int, default=1,
+                       help="native threads for fitting (more than 1 helps only on an idle machine)")
     train.set_defaults(run=cmd_train)
 
     score = commands.add_parser("score", help="score a file of deals offline")
@@ -217,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(run=cmd_serve)
+    add_registry_commands(commands)
     return parser
 
 

@@ -1,0 +1,370 @@
+"""The model registry: publish, rollback, prune, atomic commits (failures and a killed writer), the lock,
+and the service-side watcher that refuses a tampered or incompatible version while the old one serves."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from model.artifact import MODEL_FILE, save_artifact
+from model.errors import ArtifactError, DealscoreError, NotFound, NotReady
+from model.features import attach_clients, frame_columns
+from model.registry import LiveModelWatcher, Registry, RegistryLocked, live_stack, warm_up
+from model.scorer import ScoringModel
+from training.fit import TrainConfig, TrainingResult, train
+from training.synthetic_crm import SyntheticCRM, generate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_crm() -> SyntheticCRM:
+    return generate(seed=3, n_deals=1_500)
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_crm: SyntheticCRM) -> TrainingResult:
+    from model.dataset import dataset_from_frames
+
+    dataset = dataset_from_frames(tiny_crm.deals, tiny_crm.clients, tiny_crm.holdings, for_training=True)
+    return train(dataset, TrainConfig(threads=1))  # one thread: OpenMP threads sharing busy cores crawl
+
+
+def as_version(result: TrainingResult, version: str) -> ScoringModel:
+    return dataclasses.replace(result.model, version=version)
+
+
+def add(registry: Registry, result: TrainingResult, version: str, **kwargs: Any) -> str:
+    return registry.add(as_version(result, version), result.metadata, {"report.json": b"{}"}, **kwargs)
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under the registry (the lock file aside) with its bytes: the whole on-disk state."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+def tamper(path: Path) -> None:
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    path.write_bytes(bytes(content))
+
+
+@pytest.fixture(scope="session")
+def base_registry(tmp_path_factory: pytest.TempPathFactory, tiny: TrainingResult) -> Path:
+    reg = Registry(tmp_path_factory.mktemp("base") / "registry")
+    add(reg, tiny, "v1", action="publish", reason="first model")
+    add(reg, tiny, "v2")
+    return reg.root
+
+
+@pytest.fixture()
+def registry(tmp_path: Path, base_registry: Path) -> Registry:
+    """A fresh copy of a registry with v1 live (first model) and v2 stored."""
+    return Registry(shutil.copytree(base_registry, tmp_path / "registry"))
+
+
+def test_an_empty_registry_has_nothing_live(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "none")
+    assert (reg.versions(), reg.live_version(), reg.live_path(), reg.manifest_stamp()) == ([], None, None, None)
+    with pytest.raises(NotReady, match="no live model"):
+        reg.load_live()
+    assert not (tmp_path / "none").exists()  # reading creates nothing
+
+
+def test_add_publish_and_load_live(registry: Registry, tiny: TrainingResult, tiny_crm: SyntheticCRM) -> None:
+    assert registry.versions() == ["v1", "v2"]
+    assert registry.live_version() == "v1"
+    assert registry.live_path() == registry.root / "versions" / "v1"
+    model, meta = registry.load_live()
+    assert model.version == meta["version"] == "v1"
+    columns = frame_columns(attach_clients(tiny_crm.deals.head(50), tiny_crm.clients))
+    np.testing.assert_allclose(model.score(columns).p_win, tiny.model.score(columns).p_win)
+    first, added = registry.history()
+    assert (first.action, first.version, first.previous, first.reason) == ("publish", "v1", None, "first model")
+    assert (added.action, added.version, added.previous) == ("added", "v2", "v1")
+    manifest = json.loads(registry.manifest_path.read_text())
+    assert manifest["live"] == "v1" and manifest["history"][0]["from"] is None  # "from" in the file
+
+
+def test_publish_records_when_from_and_why(registry: Registry) -> None:
+    stamp, generation = registry.manifest_stamp(), registry.generation()
+    event = registry.publish("v2", "better on the latest deals")
+    assert event is not None
+    assert (event.version, event.previous, event.reason) == ("v2", "v1", "better on the latest deals")
+    assert event.at and event.by and not event.forced
+    assert registry.live_version() == "v2"
+    assert registry.manifest_stamp() != stamp and registry.generation() == generation + 1
+    assert registry.publish("v2", "again") is None  # already live: nothing written
+    assert registry.generation() == generation + 1
+    with pytest.raises(NotFound, match="v9 is not in the model registry"):
+        registry.publish("v9", "no such version")
+
+
+def test_rollback_returns_to_the_previous_live_version(registry: Registry, tiny: TrainingResult) -> None:
+    registry.publish("v2", "monthly")
+    add(registry, tiny, "v3", action="publish", reason="monthly")
+    assert registry.previous_version() == "v2"
+    event = registry.rollback("v3 misbehaves")
+    assert (event.action, event.version, event.previous, event.reason) == ("rollback", "v2", "v3", "v3 misbehaves")
+    assert registry.live_version() == "v2" and registry.load_live()[0].version == "v2"
+    registry.rollback("and v2 too")
+    assert registry.live_version() == "v1"
+    with pytest.raises(DealscoreError, match="nothing to roll back to.*v1 is the first version"):
+        registry.rollback("no further")
+    assert live_stack(registry.history()) == ["v1"]
+
+
+def test_rollback_refuses_a_tampered_target(registry: Registry) -> None:
+    registry.publish("v2", "monthly")
+    tamper(registry.path_of("v1") / MODEL_FILE)
+    before = snapshot(registry.root)
+    with pytest.raises(ArtifactError, match=f"{MODEL_FILE} does not match its checksum"):
+        registry.rollback("try")
+    assert snapshot(registry.root) == before and registry.live_version() == "v2"
+
+
+def test_prune_keeps_the_latest_the_live_and_the_previous(registry: Registry, tiny: TrainingResult) -> None:
+    registry.publish("v2", "monthly")  # live v2, previous v1
+    for version in ("v3", "v4", "v5"):
+        add(registry, tiny, version, action="refused", reason="worse")
+    assert registry.prune(keep_last=2) == ["v3"]
+    assert registry.versions() == ["v1", "v2", "v4", "v5"]
+    assert sorted(p.name for p in (registry.root / "versions").iterdir()) == ["v1", "v2", "v4", "v5"]
+    assert registry.history()[-1].action == "prune" and registry.history()[-1].removed == ("v3",)
+    assert registry.prune(keep_last=1) == ["v4"]  # v1 (previous) and v2 (live) survive any keep_last
+    assert registry.prune(keep_last=1) == []
+    with pytest.raises(DealscoreError, match="keep_last must be at least 1"):
+        registry.prune(0)
+
+
+def test_publishing_a_tampered_version_is_refused(registry: Registry) -> None:
+    tamper(registry.path_of("v2") / MODEL_FILE)
+    before = snapshot(registry.root)
+    with pytest.raises(ArtifactError, match=f"file {MODEL_FILE} does not match its checksum"):
+        registry.publish("v2", "monthly")
+    assert snapshot(registry.root) == before
+
+
+@pytest.mark.parametrize("damage", ["model bytes", "library version", "swapped folder"])
+def test_load_live_refuses_a_damaged_artifact_naming_the_problem(registry: Registry, damage: str) -> None:
+    live = registry.path_of("v1")
+    if damage == "model bytes":
+        tamper(live / MODEL_FILE)
+        expected = f"file {MODEL_FILE} does not match its checksum"
+    elif damage == "library version":
+        meta = json.loads((live / "metadata.json").read_text())
+        meta["libraries"]["lightgbm"] = "1.0.0"
+        (live / "metadata.json").write_text(json.dumps(meta))
+        expected = "written with lightgbm 1.0.0"
+    else:
+        for name in ("metadata.json", MODEL_FILE, "report.json"):
+            (live / name).write_bytes((registry.path_of("v2") / name).read_bytes())
+        meta = json.loads((live / "metadata.json").read_text())
+        assert meta["version"] == "v2"
+        expected = "the artifact inside is version 'v2'"
+    with pytest.raises(ArtifactError, match=expected):
+        registry.load_live()
+
+
+def test_the_watcher_swaps_only_a_verified_warm_model(registry: Registry, tiny: TrainingResult,
+                                                      tiny_crm: SyntheticCRM) -> None:
+    watcher = LiveModelWatcher(registry)
+    first = watcher.check(None)
+    assert first.status == "loaded" and first.loaded is not None and first.loaded.version == "v1"
+    serving = first.loaded
+    assert watcher.check("v1").status == "unchanged"
+
+    registry.publish("v2", "monthly")
+    swap = watcher.check("v1")
+    assert swap.status == "loaded" and swap.loaded is not None and swap.loaded.model.version == "v2"
+    serving = swap.loaded
+
+    add(registry, tiny, "v3", action="publish", reason="monthly")
+    tamper(registry.path_of("v3") / MODEL_FILE)  # corrupted on disk after it was published
+    refused = watcher.check(serving.version)
+    assert refused.status == "refused" and refused.loaded is None and refused.refused is not None
+    assert refused.refused.version == "v3" and MODEL_FILE in refused.refused.reason
+    # The old model keeps serving, and every later poll still reports the refusal (for /v1/model).
+    columns = frame_columns(attach_clients(tiny_crm.deals.head(20), tiny_crm.clients))
+    assert serving.model.score(columns).p_win.shape == (20,)
+    again = watcher.check(serving.version)
+    assert again.status == "unchanged" and again.refused == refused.refused and again.live_version == "v3"
+
+    registry.rollback("v3 is damaged")
+    back = watcher.check(serving.version)
+    assert back.status == "unchanged" and back.live_version == "v2" and watcher.last_refused is None
+
+
+def test_the_watcher_refuses_a_model_that_fails_its_warm_up(registry: Registry) -> None:
+    def broken(model: ScoringModel) -> None:
+        raise RuntimeError("engine crashed")
+
+    registry.publish("v2", "monthly")
+    result = LiveModelWatcher(registry, warm=broken).check("v1")
+    assert result.status == "refused" and result.refused is not None
+    assert "failed its warm-up: RuntimeError: engine crashed" in result.refused.reason
+
+
+def test_the_watcher_keeps_the_model_when_the_manifest_is_unreadable(registry: Registry) -> None:
+    watcher = LiveModelWatcher(registry)
+    assert watcher.check(None).status == "loaded"
+    registry.manifest_path.write_text("{not json")
+    with pytest.raises(ArtifactError, match="not a valid manifest"):
+        registry.live_version()
+    result = watcher.check("v1", force=True)
+    assert result.status == "refused" and result.refused is not None and result.refused.version is None
+
+
+def test_warm_up_scores_a_prospect_and_a_known_client(tiny: TrainingResult) -> None:
+    warm_up(tiny.model)
+
+
+# -- atomicity: a failure at any step leaves the old state, whole, and no leftovers --------------------
+
+
+def _fail_on(target: str, real: Callable[..., Any]) -> Callable[..., Any]:
+    def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> Any:
+        path = Path(dst)
+        hit = path.name == "manifest.json" if target == "manifest" else path.parent.name == "versions"
+        if hit:
+            raise OSError(f"injected failure renaming into {path.name}")
+        return real(src, dst, *args, **kwargs)
+
+    return replace
+
+
+OPERATIONS: dict[str, Callable[[Registry, TrainingResult], object]] = {
+    "add": lambda reg, tiny: add(reg, tiny, "v3"),
+    "add and publish": lambda reg, tiny: add(reg, tiny, "v3", action="publish", reason="monthly"),
+    "publish": lambda reg, tiny: reg.publish("v2", "monthly"),
+    "prune": lambda reg, tiny: reg.prune(keep_last=1),
+}
+STEPS = [("add", "artifact"), ("add", "manifest"), ("add and publish", "artifact"), ("add and publish", "manifest"),
+         ("publish", "manifest"), ("prune", "manifest")]
+
+
+@pytest.mark.parametrize(("operation", "step"), STEPS)
+def test_a_failed_step_leaves_the_old_state(registry: Registry, tiny: TrainingResult, operation: str, step: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    if operation == "prune":
+        add(registry, tiny, "v3")  # so that prune has v2 to remove
+    before = snapshot(registry.root)
+    old = (registry.versions(), registry.live_version(), registry.history())
+    monkeypatch.setattr(os, "replace", _fail_on(step, os.replace))
+    with pytest.raises(OSError, match="injected failure"):
+        OPERATIONS[operation](registry, tiny)
+    monkeypatch.undo()
+    assert snapshot(registry.root) == before  # no temp manifest, no staging folder, no orphan version
+    assert (registry.versions(), registry.live_version(), registry.history()) == old
+    OPERATIONS[operation](registry, tiny)  # and the same change goes through once the fault is gone
+    assert snapshot(registry.root) != before
+
+
+def test_a_failed_fsync_of_the_new_manifest_leaves_the_old_state(registry: Registry,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    before = snapshot(registry.root)
+
+    def fsync(fd: int) -> None:
+        raise OSError("injected fsync failure")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match="injected fsync failure"):
+        registry.publish("v2", "monthly")
+    monkeypatch.undo()
+    assert snapshot(registry.root) == before
+
+
+KILLER = """
+import dataclasses, os, signal, sys
+from pathlib import Path
+from model.registry import Registry
+target = sys.argv[2]
+real = os.replace
+def replace(src, dst, *args, **kwargs):
+    path = Path(dst)
+    if (path.name == "manifest.json") if target == "manifest" else (path.parent.name == "versions"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst, *args, **kwargs)
+os.replace = replace
+registry = Registry(sys.argv[1])
+model, meta = registry.load("v2")
+registry.add(dataclasses.replace(model, version="v3"), meta, {"report.json": b"{}"}, action="publish", reason="x")
+"""
+
+
+def test_a_killed_writer_leaves_the_old_state_and_the_next_change_sweeps(registry: Registry) -> None:
+    """SIGKILL at the last moment of a publish: the new version's folder and the new manifest are on disk,
+    the rename that would commit them never happens. (A kill earlier leaves a subset of that debris.)"""
+    before = snapshot(registry.root)
+    old = (registry.versions(), registry.live_version(), registry.manifest_path.read_bytes())
+    done = subprocess.run([sys.executable, "-c", KILLER, str(registry.root), "manifest"], cwd=ROOT,
+                          capture_output=True, timeout=120, check=False)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+    leftovers = set(snapshot(registry.root)) - set(before)
+    assert any(name.startswith("versions/v3/") for name in leftovers)  # the crash left the new folder
+    assert any(".manifest.json.tmp-" in name for name in leftovers)  # ... and the unrenamed manifest
+    assert (registry.versions(), registry.live_version(), registry.manifest_path.read_bytes()) == old
+    assert registry.load_live()[0].version == "v1"  # readers see the old state meanwhile
+    registry.publish("v2", "next change")  # takes the lock, sweeps the debris
+    after = snapshot(registry.root)
+    assert not set(after) - set(before) - {"manifest.json"}
+    assert not [p for p in registry.root.rglob("*") if "v3" in p.name or ".tmp-" in p.name]
+
+
+def test_a_second_writer_waits_for_the_lock_then_gives_up(registry: Registry) -> None:
+    other = Registry(registry.root, lock_timeout=0.2)
+    with registry.locked():
+        with pytest.raises(RegistryLocked, match=rf"locked by another process \(pid {os.getpid()}"):
+            other.publish("v2", "concurrent")
+    assert other.publish("v2", "after the lock was released") is not None
+
+
+def test_a_gate_decision_is_not_applied_over_another_live_version(registry: Registry,
+                                                                  tiny: TrainingResult) -> None:
+    before = snapshot(registry.root)
+    with pytest.raises(DealscoreError, match="live version .* changed from v0 to v1"):
+        add(registry, tiny, "v3", action="publish", reason="gate passed against v0", expect_live="v0")
+    assert snapshot(registry.root) == before
+
+
+def test_version_names_cannot_escape_the_registry(registry: Registry, tiny: TrainingResult) -> None:
+    for bad in ("../outside", ".hidden", "a/b", ""):
+        with pytest.raises(DealscoreError, match="version names are"):
+            add(registry, tiny, bad)
+    with pytest.raises(ArtifactError, match="v1 is already in the model registry"):
+        add(registry, tiny, "v1")
+
+
+def test_an_artifact_directory_is_verified_and_copied_in(registry: Registry, tiny: TrainingResult,
+                                                         tmp_path: Path) -> None:
+    artifact = save_artifact(as_version(tiny, "v7"), tmp_path / "trained", tiny.metadata, {"report.json": b"{}"})
+    assert registry.add_artifact(artifact, reason="trained by hand") == "v7"
+    assert registry.versions()[-1] == "v7" and registry.live_version() == "v1"
+    assert registry.verify("v7")["version"] == "v7"
+    other = save_artifact(as_version(tiny, "v8"), tmp_path / "other", tiny.metadata)
+    tamper(other / MODEL_FILE)
+    with pytest.raises(ArtifactError, match="does not match its checksum"):
+        registry.add_artifact(other)
+    assert "v8" not in registry.versions()
+
+
+def test_the_sweep_removes_only_its_own_debris(registry: Registry) -> None:
+    versions = registry.root / "versions"
+    (versions / "notes.txt").write_text("someone's notes")
+    (versions / "foreign").mkdir()
+    (versions / "foreign" / "data.csv").write_text("a,b\n")
+    (versions / ".v9.tmp-abc").mkdir()  # a staging folder of a crashed writer
+    registry.publish("v2", "monthly")
+    assert sorted(p.name for p in versions.iterdir()) == ["foreign", "notes.txt", "v1", "v2"]

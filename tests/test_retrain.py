@@ -1,0 +1,322 @@
+"""The monthly retrain through the command line: the first model, a worse candidate refused (exit 3), a
+better one published, --force recorded, rollback, validation stopping everything before training; and
+the gate's pieces (window choice, checks, PSI) on their own."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dealscore import cli
+from dealscore.registry_commands import EXIT_REFUSED, add_registry_commands, format_table
+from model.artifact import MODEL_FILE
+from model.registry import Registry
+from training.retrain import (
+    RetrainConfig,
+    choose_window,
+    gate_checks,
+    population_stability_index,
+)
+from training.synthetic_crm import CSV_OPTIONS, SyntheticCRM, generate, write
+
+THREADS = ["--threads", "1"]  # OpenMP threads sharing busy cores make fitting many times slower
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """dealscore.cli.main with the registry commands wired in (a no-op once cli.py wires them itself)."""
+    original = cli.build_parser
+
+    def build() -> argparse.ArgumentParser:
+        parser = original()
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        if "retrain" not in commands.choices:
+            add_registry_commands(commands)
+        return parser
+
+    out, err = io.StringIO(), io.StringIO()
+    cli.build_parser = build
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(argv)
+    finally:
+        cli.build_parser = original
+    return code, out.getvalue(), err.getvalue()
+
+
+def as_of(deals: pd.DataFrame, cutoff: str) -> pd.DataFrame:
+    """The CRM export as it looked on `cutoff`: later deals absent, deals closed later still open."""
+    day = pd.Timestamp(cutoff)
+    seen = deals[deals["created_at"] < day].copy()
+    late = seen["closed_at"] >= day
+    seen.loc[late, "status"] = "open"
+    seen.loc[late, "closed_at"] = pd.NaT
+    return seen
+
+
+def shuffled_labels(deals: pd.DataFrame, before: str) -> pd.DataFrame:
+    """Won/lost shuffled among the closed deals created before `before`: a candidate fitted on it is worse;
+    the latest deals, which the gate compares on, keep their true outcomes."""
+    out = deals.copy()
+    rows = (out["status"] != "open") & (out["created_at"] < pd.Timestamp(before))
+    out.loc[rows, "status"] = np.random.default_rng(0).permutation(out.loc[rows, "status"].to_numpy())
+    return out
+
+
+@dataclass
+class Step:
+    code: int
+    out: str
+    err: str
+    manifest: dict[str, Any]
+
+
+@dataclass
+class GateRun:
+    root: Path
+    data: Path
+    first: Step
+    worse: Step
+    better: Step
+
+
+@pytest.fixture(scope="session")
+def crm() -> SyntheticCRM:
+    return generate(seed=5, n_deals=4_000)
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory: pytest.TempPathFactory, crm: SyntheticCRM) -> Path:
+    folder = tmp_path_factory.mktemp("crm")
+    write(crm, folder / "full")
+    as_of(crm.deals, "2025-01-01").to_csv(folder / "last_year.csv", **CSV_OPTIONS)
+    shuffled_labels(crm.deals, "2025-03-01").to_csv(folder / "shuffled.csv", **CSV_OPTIONS)
+    return folder
+
+
+def retrain_args(root: Path, data: Path, deals: str, *extra: str) -> list[str]:
+    full = data / "full"
+    return ["retrain", "--registry", str(root), "--deals", str(deals), "--clients", str(full / "clients.csv"),
+            "--holdings", str(full / "holdings.csv"), *THREADS, *extra]
+
+
+@pytest.fixture(scope="session")
+def gate_run(tmp_path_factory: pytest.TempPathFactory, data: Path) -> GateRun:
+    """Three monthly runs on one registry: last year's export, then a worse candidate, then a better one."""
+    root = tmp_path_factory.mktemp("gate") / "registry"
+
+    def step(deals: Path) -> Step:
+        code, out, err = run_cli(retrain_args(root, data, str(deals)))
+        return Step(code, out, err, json.loads((root / "manifest.json").read_text()))
+
+    first = step(data / "last_year.csv")
+    worse = step(data / "shuffled.csv")
+    better = step(data / "full" / "deals.csv")
+    return GateRun(root, data, first, worse, better)
+
+
+def comparison(root: Path, version: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((root / "versions" / version / "comparison.json").read_text())
+    return data
+
+
+def test_the_first_model_is_published_as_such(gate_run: GateRun) -> None:
+    step = gate_run.first
+    assert step.code == 0, step.err
+    [event] = step.manifest["history"]
+    assert (event["action"], event["from"], event["reason"]) == ("publish", None, "first model")
+    assert step.manifest["live"] == event["version"]
+    assert "PUBLISHED: first model" in step.out
+
+
+def test_a_worse_candidate_is_refused_and_the_live_model_stays(gate_run: GateRun) -> None:
+    step, live = gate_run.worse, gate_run.first.manifest["live"]
+    assert step.code == EXIT_REFUSED, step.err
+    assert step.manifest["live"] == live
+    event = step.manifest["history"][-1]
+    assert (event["action"], event["from"]) == ("refused", live)
+    assert event["reason"].startswith(f"candidate is worse than the live model {live}: AUC")
+    assert f"not published, {live} stays live" in step.err
+    report = comparison(gate_run.root, event["version"])  # kept in the refused version's folder
+    assert report["decision"]["published"] is False
+    auc, _ = report["decision"]["checks"]
+    assert auc["name"] == "auc" and not auc["passed"]
+    assert report["metrics"]["candidate"]["auc"] < 0.6 < 0.7 < report["metrics"]["live"]["auc"]
+    assert "NOT PUBLISHED" in (gate_run.root / "versions" / event["version"] / "comparison.md").read_text()
+    assert "NO" in step.out and "NOT PUBLISHED" in step.out
+
+
+def test_a_better_candidate_is_published_with_its_comparison(gate_run: GateRun) -> None:
+    step, live = gate_run.better, gate_run.first.manifest["live"]
+    assert step.code == 0, step.err
+    event = step.manifest["history"][-1]
+    assert (event["action"], event["from"], event["forced"]) == ("publish", live, False)
+    assert step.manifest["live"] == event["version"]
+    report = comparison(gate_run.root, event["version"])
+    window = report["comparison"]
+    # Last year's model was fitted on deals up to 2024-12-31; the candidate's holdout starts later:
+    # both are judged on deals neither saw, and the gate model saw only deals before the window.
+    assert window["mode"] == "after_live_training" and not window["live_in_sample"]
+    assert window["from"] > "2024-12-31" and window["closed_deals"] >= 200
+    assert report["comparison"]["gate_model"]["deals"] < 4_000
+    candidate, live_metrics = report["metrics"]["candidate"], report["metrics"]["live"]
+    assert candidate["deals"] == live_metrics["deals"] == window["closed_deals"]
+    assert candidate["auc"] >= live_metrics["auc"] - 0.01
+    assert all(check["passed"] for check in report["decision"]["checks"])
+    shift = report["grade_shift"]
+    assert sum(map(sum, shift["matrix"])) == window["closed_deals"] and shift["labels"] == ["A", "B", "C", "D"]
+    drift = report["drift"]
+    assert drift["p_win"]["psi"] >= 0 and {r["source"] for r in drift["features"]} == {"input", "history", "calendar"}
+    assert all(r["psi"] >= 0 for r in drift["features"])
+    markdown = (gate_run.root / "versions" / event["version"] / "comparison.md").read_text()
+    for part in ("**Decision: PUBLISHED.**", "| auc |", "live (rows) to candidate (columns)", "| amount | input"):
+        assert part in markdown
+    assert "AUC" in step.out and "PUBLISHED: candidate is not worse" in step.out
+
+
+def test_models_commands_show_the_registry(gate_run: GateRun) -> None:
+    root = str(gate_run.root)
+    first, worse, better = (s.manifest["history"][-1]["version"] for s in (gate_run.first, gate_run.worse,
+                                                                             gate_run.better))
+    code, out, _ = run_cli(["models", "list", "--registry", root])
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["version", "status", "trained"]
+    assert [line.split()[:2] for line in lines[2:5]] == [[better, "live"], [worse, "refused"], [first, "previous"]]
+    code, out, _ = run_cli(["models", "show", "live", "--registry", root])
+    assert code == 0 and "checksums and library versions verified" in out and better in out
+    code, out, _ = run_cli(["models", "diff", first, better, "--registry", root])
+    assert code == 0 and "last deal" in out and "2024-12-31" in out and "2025-12-31" in out
+    code, out, _ = run_cli(["models", "history", "--registry", root])
+    assert code == 0 and [line.split()[2] for line in out.splitlines()[2:]] == ["publish", "refused", "publish"]
+    code, _, err = run_cli(["models", "show", "nope", "--registry", root])
+    assert code == 2 and "nope is not in the model registry" in err
+
+
+def test_rollback_returns_to_the_previous_live_model(gate_run: GateRun, tmp_path: Path) -> None:
+    root = shutil.copytree(gate_run.root, tmp_path / "registry")
+    first = gate_run.first.manifest["live"]
+    code, out, _ = run_cli(["models", "rollback", "--registry", str(root), "--reason", "complaints"])
+    assert code == 0 and f"{first} is live again" in out
+    assert Registry(root).live_version() == first and Registry(root).history()[-1].reason == "complaints"
+    code, _, err = run_cli(["models", "rollback", "--registry", str(root)])
+    assert code == 2 and "nothing to roll back to" in err
+
+
+def test_force_publishes_over_the_gate_and_says_so(gate_run: GateRun, tmp_path: Path) -> None:
+    """The live model is damaged, so the gate cannot compare and refuses; --force publishes anyway."""
+    root = shutil.copytree(gate_run.root, tmp_path / "registry")
+    live = Registry(root).live_version()
+    assert live is not None
+    model_file = root / "versions" / live / MODEL_FILE
+    model_file.write_bytes(model_file.read_bytes()[:-10])
+    code, out, err = run_cli(retrain_args(root, gate_run.data, str(gate_run.data / "full" / "deals.csv"), "--force",
+                                          "--note", "live artifact corrupted on disk"))
+    assert code == 0, err
+    event = Registry(root).history()[-1]
+    assert (event.action, event.previous, event.forced) == ("publish", live, True)
+    assert event.reason.startswith(f"forced despite the gate: the live model {live} cannot be loaded")
+    assert event.reason.endswith("(note: live artifact corrupted on disk)")
+    assert "PUBLISHED (forced)" in out
+    assert comparison(root, event.version or "")["decision"]["forced"] is True
+
+
+def test_invalid_data_stops_the_retrain_before_training(gate_run: GateRun, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch, crm: SyntheticCRM) -> None:
+    import training.retrain
+
+    def no_training(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("training started on invalid data")
+
+    monkeypatch.setattr(training.retrain, "train", no_training)
+    root = shutil.copytree(gate_run.root, tmp_path / "registry")
+    listing = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    manifest = (root / "manifest.json").read_bytes()
+    bad = crm.deals.head(300).copy()
+    bad["status"] = bad["status"].astype(object)
+    bad.loc[bad.index[:3], "status"] = "maybe"
+    bad.loc[bad.index[5], "amount"] = -10.0
+    bad.to_csv(tmp_path / "bad.csv", **CSV_OPTIONS)
+    code, out, err = run_cli(retrain_args(root, gate_run.data, str(tmp_path / "bad.csv")))
+    assert code == 2 and out == ""
+    assert "deals.status" in err and "deals.amount" in err  # every problem listed, not the first
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == listing
+    assert (root / "manifest.json").read_bytes() == manifest
+
+
+def test_the_models_commands_need_an_existing_registry(tmp_path: Path) -> None:
+    code, _, err = run_cli(["models", "list", "--registry", str(tmp_path / "none")])
+    assert code == 2 and "no model registry at" in err
+    assert not (tmp_path / "none").exists()
+
+
+# -- the gate's pieces -------------------------------------------------------------------------------------
+
+
+def test_gate_checks() -> None:
+    config = RetrainConfig(auc_tolerance=0.01, ece_limit=0.03, ece_margin=0.005)
+    live = {"auc": 0.80, "ece": 0.02}
+    assert [c.passed for c in gate_checks({"auc": 0.795, "ece": 0.03}, live, config)] == [True, True]
+    assert [c.passed for c in gate_checks({"auc": 0.78, "ece": 0.04}, live, config)] == [False, False]
+    assert not gate_checks({"auc": float("nan"), "ece": 0.0}, live, config)[0].passed
+    # A drifted live model far above the limit: a candidate no worse than it is not refused for calibration...
+    assert gate_checks({"auc": 0.8, "ece": 0.09}, {"auc": 0.8, "ece": 0.10}, config)[1].passed
+    # ... and on few deals, ECE within what chance alone gives a calibrated model passes.
+    assert gate_checks({"auc": 0.8, "ece": 0.05}, live, config, ece_chance=0.06)[1].passed
+    assert not gate_checks({"auc": 0.8, "ece": 0.07}, live, config, ece_chance=0.06)[1].passed
+
+
+def test_population_stability_index() -> None:
+    rng = np.random.default_rng(1)
+    reference = rng.normal(size=5_000)
+    assert population_stability_index(reference, rng.normal(size=5_000)) < 0.02
+    assert population_stability_index(reference, rng.normal(loc=1.0, size=5_000)) > 0.25
+    missing = np.where(rng.random(5_000) < 0.5, np.nan, rng.normal(size=5_000))
+    assert population_stability_index(reference, missing) > 0.25  # missing values are a bin of their own
+    codes = rng.integers(0, 4, size=2_000).astype(float)
+    assert population_stability_index(codes, codes, categorical=True) == pytest.approx(0.0)
+    assert population_stability_index(codes, np.full(2_000, 3.0), categorical=True) > 0.25
+    assert np.isnan(population_stability_index(reference, np.empty(0)))
+
+
+def _window(created: list[str], won: list[int], live_end: str | None, holdout_from: str,
+            minimum: int = 3) -> Any:
+    days = pd.Series(pd.to_datetime(created))
+    meta = {"data": {"last_deal": live_end}} if live_end else {}
+    return choose_window(days, np.ones(len(created), dtype=bool), np.asarray(won, dtype=np.float64),
+                         date.fromisoformat(holdout_from), meta, RetrainConfig(min_comparison_deals=minimum))
+
+
+def test_the_window_starts_after_the_live_models_data_when_it_can() -> None:
+    created = ["2025-01-10", "2025-02-10", "2025-03-10", "2025-04-10", "2025-05-10", "2025-06-10"]
+    won = [1, 0, 1, 0, 1, 0]
+    # Live data end before the candidate's holdout: the holdout is unseen by both.
+    window = _window(created, won, "2024-12-31", "2025-03-01")
+    assert (window.start, window.mode, window.live_in_sample) == (date(2025, 3, 1), "after_live_training", False)
+    # Live data end inside the holdout: start the day after, if enough deals remain.
+    window = _window(created, won, "2025-03-31", "2025-03-01")
+    assert (window.start, window.mode, window.live_in_sample) == (date(2025, 4, 1), "after_live_training", False)
+    # Too few deals after the live model's data: the candidate's holdout, flagged as favouring the live model.
+    window = _window(created, won, "2025-04-30", "2025-03-01")
+    assert (window.start, window.mode, window.live_in_sample) == (date(2025, 3, 1), "candidate_holdout", True)
+    assert "only 2 closed deals" in window.note and "in-sample advantage" in window.note
+    # The live model's metadata does not say: the same fallback.
+    window = _window(created, won, None, "2025-03-01")
+    assert window.mode == "candidate_holdout" and "does not say" in window.note
+
+
+def test_tables_align_numbers_right() -> None:
+    table = format_table(["name", "auc", "note"], [["live", 0.8123, "ok"], ["candidate", 0.79, None]])
+    header, rule, live, candidate = table.splitlines()
+    assert live.index("0.812") == candidate.index("0.790") and rule.startswith("---------  -----")
+    assert header.split() == ["name", "auc", "note"]

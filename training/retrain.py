@@ -1,0 +1,489 @@
+"""The monthly retrain: fit a candidate, compare it with the live model on deals neither was fitted on,
+publish it only when it is not worse, and write the comparison (metrics, letter shifts, drift) either way.
+
+Why a "gate model": `training.fit.train` refits the published model on *all* closed deals, its own
+holdout included, so scoring that model on its holdout would be in-sample and flatter it. The gate
+therefore scores the candidate's recipe (same code, same settings) refitted on the deals created
+before the comparison window: a model that has seen none of the deals it is judged on, exactly like
+the live model (whose training data ended earlier). The published artifact is the full refit.
+
+The comparison window is the closed deals created after both the live model's last training deal and
+the candidate's holdout start. When too few such deals exist, it falls back to the candidate's holdout,
+which the live model may have been fitted on: the live model then has an in-sample advantage, which
+makes the gate conservative (it errs towards keeping the live model); the report says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from model.errors import DealscoreError, InsufficientData
+from model.features import attach_clients, build_features, frame_columns
+from model.metrics import expected_calibration_error, probability_metrics
+from model.registry import Registry
+from model.scorer import ScoringModel
+from training.fit import TrainConfig, TrainingResult, train
+from training.report import render_html
+
+__all__ = [
+    "Check",
+    "ComparisonWindow",
+    "RetrainConfig",
+    "RetrainOutcome",
+    "gate_checks",
+    "population_stability_index",
+    "render_markdown",
+    "retrain",
+]
+
+FloatArray = npt.NDArray[np.float64]
+Progress = Callable[[str], None]
+GRADES = ("A", "B", "C", "D")
+COMPARED_METRICS = ("auc", "ece", "brier", "log_loss", "top_decile_lift", "mean_p", "win_rate")
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """The publish gate and the registry's housekeeping.
+
+    A candidate is published when both hold on the comparison deals:
+    - AUC >= live AUC - auc_tolerance (ranking not worse, within noise);
+    - ECE <= max(ece_limit, chance, live ECE + ece_margin), where "chance" is the 95th percentile of the
+      ECE a perfectly calibrated model shows on that many deals (simulated from the candidate's own
+      probabilities: on 750 deals it is about 0.05, above the 0.03 limit, so a fixed limit alone would
+      refuse good models by noise), and the live term keeps a candidate from being refused for being only
+      as badly calibrated as the model it would replace (a drifted live model is often far above the limit).
+    """
+
+    auc_tolerance: float = 0.01
+    ece_limit: float = 0.03
+    ece_margin: float = 0.005
+    min_comparison_deals: int = 200  # fewer closed deals after the live model's data: fall back (see module doc)
+    keep_last: int = 12  # versions kept in the registry (the live and the previous live are always kept)
+    psi_bins: int = 10  # quantile bins of the drift check
+    ece_noise_draws: int = 200  # simulations of a perfectly calibrated model, for the ECE noise floor
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    candidate: float
+    live: float
+    threshold: float
+    passed: bool
+    rule: str
+
+
+@dataclass(frozen=True)
+class ComparisonWindow:
+    start: date  # closed deals created on or after this day are compared; the gate model saw only earlier ones
+    mode: str  # "after_live_training" | "candidate_holdout"
+    live_in_sample: bool  # the live model was fitted on some of the compared deals
+    note: str
+
+
+@dataclass
+class RetrainOutcome:
+    published: bool
+    version: str
+    reason: str
+    report_path: Path  # comparison.md in the candidate's version folder (comparison.json beside it)
+    forced: bool = False
+    live_before: str | None = None
+    live_after: str | None = None
+    checks: list[Check] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def gate_checks(candidate: Mapping[str, float], live: Mapping[str, float], config: RetrainConfig,
+                ece_chance: float = 0.0) -> list[Check]:
+    """The two publish conditions, each with the numbers it was decided on (see RetrainConfig)."""
+    auc_threshold = live["auc"] - config.auc_tolerance
+    chance = ece_chance if ece_chance == ece_chance else 0.0
+    ece_threshold = max(config.ece_limit, chance, live["ece"] + config.ece_margin)
+    return [
+        Check("auc", candidate["auc"], live["auc"], auc_threshold,
+              bool(candidate["auc"] >= auc_threshold),  # False when either is NaN
+              f"AUC >= live - {config.auc_tolerance:.3f}"),
+        Check("ece", candidate["ece"], live["ece"], ece_threshold, bool(candidate["ece"] <= ece_threshold),
+              f"ECE <= max({config.ece_limit:.3f}, chance {chance:.3f}, live + {config.ece_margin:.3f})"),
+    ]
+
+
+def population_stability_index(reference: npt.ArrayLike, current: npt.ArrayLike, bins: int = 10,
+                               categorical: bool = False) -> float:
+    """PSI = sum (cur% - ref%) * ln(cur% / ref%) over the reference's quantile bins (or the levels of a
+    categorical code); missing values are a bin of their own. < 0.1 stable, 0.1-0.25 moderate, > 0.25 major."""
+    ref = np.asarray(reference, dtype=np.float64)
+    cur = np.asarray(current, dtype=np.float64)
+    if ref.size == 0 or cur.size == 0:
+        return float("nan")
+    ref_known, cur_known = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
+    if categorical:
+        levels = np.unique(np.concatenate([ref_known, cur_known]))
+        ref_bins, cur_bins = np.searchsorted(levels, ref_known), np.searchsorted(levels, cur_known)
+        n_bins = levels.size
+    else:
+        quantiles = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+        edges = np.unique(np.quantile(ref_known, quantiles)) if ref_known.size else np.empty(0)
+        ref_bins = np.searchsorted(edges, ref_known, side="right")
+        cur_bins = np.searchsorted(edges, cur_known, side="right")
+        n_bins = edges.size + 1
+    ref_counts = np.append(np.bincount(ref_bins, minlength=n_bins), ref.size - ref_known.size)
+    cur_counts = np.append(np.bincount(cur_bins, minlength=n_bins), cur.size - cur_known.size)
+    p = np.maximum(ref_counts / ref.size, 1e-4)
+    q = np.maximum(cur_counts / cur.size, 1e-4)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def drift_level(psi: float) -> str:
+    if psi != psi:
+        return "n/a"
+    return "stable" if psi < 0.1 else ("moderate" if psi < 0.25 else "major")
+
+
+def _parse_day(value: object) -> date | None:
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def choose_window(created: pd.Series, closed: npt.NDArray[np.bool_], won: FloatArray, holdout_from: date,
+                  live_meta: Mapping[str, Any], config: RetrainConfig) -> ComparisonWindow:
+    """The latest deals neither model was fitted on, as far as the live model allows (see module doc)."""
+    data = live_meta.get("data")
+    live_end = _parse_day(data.get("last_deal")) if isinstance(data, Mapping) else None
+    new_end = created.max().date()
+    if live_end is None:
+        return ComparisonWindow(holdout_from, "candidate_holdout", True,
+                                "the live model's metadata does not say when its training data ends, so the "
+                                "candidate's holdout is used; the live model may have been fitted on some of it, "
+                                "which favours the live model (the gate errs towards keeping it)")
+    if live_end < holdout_from:
+        return ComparisonWindow(holdout_from, "after_live_training", False,
+                                f"the candidate's holdout starts after the live model's training data "
+                                f"(to {live_end}): neither model was fitted on these deals")
+    start = live_end + timedelta(days=1)
+    inside = closed & (created >= pd.Timestamp(start)).to_numpy()
+    n, wins = int(inside.sum()), float(won[inside].sum())
+    if n >= config.min_comparison_deals and 0 < wins < n:
+        return ComparisonWindow(start, "after_live_training", False,
+                                f"deals created after the live model's training data (to {live_end}); "
+                                "neither model was fitted on them")
+    stale = (f" The new data end on {new_end}, before the live model's ({live_end}): is the export stale?"
+             if new_end <= live_end else "")
+    return ComparisonWindow(
+        holdout_from, "candidate_holdout", True,
+        f"only {n} closed deals were created after the live model's training data (to {live_end}), fewer than "
+        f"{config.min_comparison_deals}; the candidate's holdout (from {holdout_from}) is used instead. The live "
+        "model was fitted on part of it, an in-sample advantage: the gate errs towards keeping the live model."
+        + stale)
+
+
+def _slice(columns: Mapping[str, npt.NDArray[Any]], rows: npt.NDArray[np.int64]) -> dict[str, npt.NDArray[Any]]:
+    return {name: values[rows] for name, values in columns.items()}
+
+
+def _grade_matrix(before: Sequence[str], after: Sequence[str]) -> dict[str, Any]:
+    matrix = [[0] * len(GRADES) for _ in GRADES]
+    for old, new in zip(before, after, strict=True):
+        if old in GRADES and new in GRADES:
+            matrix[GRADES.index(old)][GRADES.index(new)] += 1
+    changed = sum(matrix[i][j] for i in range(len(GRADES)) for j in range(len(GRADES)) if i != j)
+    return {"labels": list(GRADES), "rows": "live", "columns": "candidate", "matrix": matrix,
+            "deals": len(before), "changed": changed}
+
+
+def _ece_noise(p: FloatArray, draws: int) -> dict[str, float]:
+    """ECE a perfectly calibrated model would show on these deals by chance alone (mean and 95th percentile)."""
+    if p.size == 0 or draws <= 0:
+        return {"mean": float("nan"), "p95": float("nan")}
+    rng = np.random.default_rng(0)
+    values = [expected_calibration_error((rng.random(p.size) < p).astype(np.float64), p) for _ in range(draws)]
+    return {"mean": float(np.mean(values)), "p95": float(np.quantile(values, 0.95))}
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become null."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _model_summary(version: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+    data = meta.get("data", {}) if isinstance(meta.get("data"), Mapping) else {}
+    return {"version": version, "trained_at": meta.get("trained_at"), "engine": meta.get("engine"),
+            "first_deal": data.get("first_deal"), "last_deal": data.get("last_deal"),
+            "closed_deals": data.get("closed_deals"),
+            "training_holdout_metrics": (meta.get("metrics") or {}).get("model")}
+
+
+def retrain(registry: Registry, dataset: Any, train_config: TrainConfig | None = None,
+            config: RetrainConfig | None = None, force: bool = False, progress: Progress = _quiet,
+            note: str = "") -> RetrainOutcome:
+    """Train a candidate on `dataset` (a validated model.dataset.Dataset), gate it against the live model,
+    store it in the registry with its comparison report, publish it if it passes (or `force`), prune.
+
+    The registry changes in one atomic commit at the end; anything failing before leaves it untouched.
+    `note` (e.g. why ops forced it) is added to the recorded reason.
+    """
+    train_config = train_config or TrainConfig()
+    config = config or RetrainConfig()
+    live_version = registry.live_version()
+    started = datetime.now(UTC)
+
+    progress("training the candidate on all deals")
+    candidate = train(dataset, train_config, progress=lambda step: progress(f"candidate: {step}"))
+    version = candidate.model.version
+
+    deals = attach_clients(dataset.deals, dataset.clients)
+    deals = deals.sort_values(["created_at", "deal_id"], kind="stable").reset_index(drop=True)
+    columns = frame_columns(deals)
+    status = deals["status"].to_numpy(dtype=object)
+    closed = np.isin(status, ["won", "lost"])
+    won = (status == "won").astype(np.float64)
+    holdout_from = _parse_day(candidate.report["split"]["holdout_from"]) or deals["created_at"].max().date()
+
+    report: dict[str, Any] = {
+        "created_at": started.isoformat(timespec="seconds"),
+        "candidate": _model_summary(version, candidate.metadata),
+        "live": None,
+        "config": {"gate": dataclasses.asdict(config), "training": candidate.metadata["training"]["config"]},
+    }
+    checks: list[Check] = []
+    live_model: ScoringModel | None = None
+    window: ComparisonWindow
+    if live_version is None:
+        window = ComparisonWindow(holdout_from, "candidate_holdout", False, "no live model yet: nothing to compare")
+        passed, reason = True, "first model"
+    else:
+        try:
+            live_model, live_meta = registry.load(live_version)
+        except DealscoreError as exc:
+            report["live"] = {"version": live_version, "error": exc.message}
+            window = ComparisonWindow(holdout_from, "candidate_holdout", False, "the live model could not be loaded")
+            passed = False
+            reason = (f"the live model {live_version} cannot be loaded, so the candidate was not compared "
+                      f"({exc.message}); publish with --force after checking the candidate's report")
+        else:
+            report["live"] = _model_summary(live_version, live_meta)
+            window = choose_window(deals["created_at"], closed, won, holdout_from, live_meta, config)
+    start = pd.Timestamp(window.start)
+    in_window = (deals["created_at"] >= start).to_numpy()
+    compared = np.flatnonzero(closed & in_window).astype(np.int64)
+    report["comparison"] = {"mode": window.mode, "from": str(window.start),
+                            "to": str(deals["created_at"].max().date()), "closed_deals": int(compared.size),
+                            "won": int(won[compared].sum()), "live_in_sample": window.live_in_sample,
+                            "note": window.note}
+
+    if live_model is not None and live_version is not None:
+        passed, reason, checks = _compare_with_live(
+            report, dataset, train_config, config, candidate, live_model, live_version, window, columns, status,
+            won, compared, progress)
+
+    report["drift"] = _drift(candidate, columns, closed, in_window, window.start, config)
+    published = passed or force
+    forced = force and not passed
+    if forced:
+        reason = f"forced despite the gate: {reason}"
+    if note:
+        reason = f"{reason} (note: {note})"
+    report["decision"] = {"published": published, "forced": forced, "reason": reason,
+                          "checks": [dataclasses.asdict(c) for c in checks]}
+    report = _clean(report)
+    files = {
+        "report.json": json.dumps(_clean(candidate.report), indent=2, default=str).encode(),
+        "report.html": render_html(candidate.report).encode(),
+        "comparison.json": json.dumps(report, indent=2, default=str).encode(),
+        "comparison.md": render_markdown(report).encode(),
+    }
+    progress("storing the candidate" + (" and publishing it" if published else " (not published)"))
+    registry.add(candidate.model, candidate.metadata, files, action="publish" if published else "refused",
+                 reason=reason, forced=forced, expect_live=live_version)
+    removed = registry.prune(config.keep_last)
+    if removed:
+        progress(f"pruned {len(removed)} old version(s): {', '.join(removed)}")
+    return RetrainOutcome(published=published, version=version, reason=reason,
+                          report_path=registry.path_of(version) / "comparison.md", forced=forced,
+                          live_before=live_version, live_after=version if published else live_version,
+                          checks=checks, report=report)
+
+
+def _compare_with_live(report: dict[str, Any], dataset: Any, train_config: TrainConfig, config: RetrainConfig,
+                       candidate: TrainingResult, live_model: ScoringModel, live_version: str,
+                       window: ComparisonWindow, columns: Mapping[str, npt.NDArray[Any]],
+                       status: npt.NDArray[np.object_], won: FloatArray, compared: npt.NDArray[np.int64],
+                       progress: Progress) -> tuple[bool, str, list[Check]]:
+    """Fit the gate model, score it and the live model on the comparison deals, apply the rules; fills
+    the report's metrics, letter shifts and score shift. Returns (passed, reason, checks)."""
+    won_compared = won[compared]
+    if compared.size == 0 or not 0 < won_compared.sum() < compared.size:
+        return False, (f"cannot compare with the live model {live_version}: the {compared.size} comparison deals "
+                       "do not include both won and lost deals"), []
+    start = pd.Timestamp(window.start)
+    gate_dataset = dataclasses.replace(dataset, deals=dataset.deals[dataset.deals["created_at"] < start])
+    progress(f"training the gate model on the {len(gate_dataset.deals):,} deals created before {window.start}")
+    try:
+        gate = train(gate_dataset, train_config, progress=lambda step: progress(f"gate model: {step}"))
+    except InsufficientData as exc:
+        raise InsufficientData(f"too little data before the comparison window ({window.start}) to fit the "
+                               f"gate model: {exc.message}") from exc
+    report["comparison"]["gate_model"] = {
+        "version": gate.model.version, "deals": int(len(gate_dataset.deals)),
+        "description": "the candidate's recipe and settings fitted on the deals created before "
+                       f"{window.start} only; the published candidate is the same recipe fitted on all deals"}
+    window_columns = _slice(columns, compared)
+    live_scores = live_model.score(window_columns, n_reasons=0)
+    gate_p = gate.model.score(window_columns, n_reasons=0).p_win
+    live_metrics = probability_metrics(won_compared, live_scores.p_win)
+    gate_metrics = probability_metrics(won_compared, gate_p)
+    report["metrics"] = {"live": live_metrics, "candidate": gate_metrics}
+    noise = _ece_noise(gate_p, config.ece_noise_draws)
+    report["ece_noise_floor"] = noise
+    checks = gate_checks(gate_metrics, live_metrics, config, noise["p95"])
+    failed = [c for c in checks if not c.passed]
+    where = (f"on {compared.size:,} closed deals created from {window.start}"
+             + (" (candidate's holdout; live in-sample)" if window.live_in_sample else ""))
+    summary = (f"AUC {gate_metrics['auc']:.3f} vs {live_metrics['auc']:.3f}, "
+               f"ECE {gate_metrics['ece']:.3f} vs {live_metrics['ece']:.3f} {where}")
+    if failed:
+        reason = (f"candidate is worse than the live model {live_version}: "
+                  + "; ".join(f"{c.name.upper()} {c.candidate:.3f} fails {c.rule} ({c.threshold:.3f})"
+                              for c in failed) + f" [{summary}]")
+    else:
+        reason = f"candidate is not worse than the live model {live_version}: {summary}"
+
+    # What managers will see change: the published candidate's letters against the live model's.
+    candidate_scores = candidate.model.score(window_columns, n_reasons=0)
+    report["grade_shift"] = _grade_matrix(live_scores.grade, candidate_scores.grade)
+    open_rows = np.flatnonzero(status == "open").astype(np.int64)
+    if open_rows.size:
+        open_columns = _slice(columns, open_rows)
+        report["grade_shift_open_deals"] = _grade_matrix(live_model.score(open_columns, n_reasons=0).grade,
+                                                         candidate.model.score(open_columns, n_reasons=0).grade)
+    report["score_shift_psi"] = population_stability_index(live_scores.p_win, candidate_scores.p_win,
+                                                            config.psi_bins)
+    return not failed, reason, checks
+
+
+def _drift(candidate: TrainingResult, columns: Mapping[str, npt.NDArray[Any]], closed: npt.NDArray[np.bool_],
+           in_window: npt.NDArray[np.bool_], start: date, config: RetrainConfig) -> dict[str, Any]:
+    """PSI of every model feature and of p_win: closed deals before the window vs closed deals in it."""
+    model = candidate.model
+    features = build_features(model.spec, model.history, columns)
+    p_win = model.calibration.probability(model.win_model.margin(features))
+    reference, current = closed & ~in_window, closed & in_window
+    categorical = set(model.spec.categorical_names)
+    inputs = set(model.spec.numeric) | set(model.spec.categorical)
+    rows: list[dict[str, Any]] = []
+    for j, name in enumerate(model.spec.names):
+        psi = population_stability_index(features[reference, j], features[current, j], config.psi_bins,
+                                         categorical=name in categorical)
+        source = "input" if name in inputs else ("calendar" if name == "month" else "history")
+        rows.append({"feature": name, "kind": "categorical" if name in categorical else "numeric",
+                     "source": source, "psi": psi, "level": drift_level(psi)})
+    # Input columns first: their drift means the data changed. History features (as-of win rates, client
+    # tenure...) and the month move with time by construction, so they are shown apart, as context.
+    rows.sort(key=lambda r: (r["source"] != "input", -float(r["psi"]) if r["psi"] == r["psi"] else 0.0))
+    psi_p = population_stability_index(p_win[reference], p_win[current], config.psi_bins)
+    return {"reference": f"closed deals created before {start} ({int(reference.sum()):,})",
+            "current": f"closed deals created from {start} ({int(current.sum()):,})",
+            "p_win": {"psi": psi_p, "level": drift_level(psi_p)}, "features": rows}
+
+
+# -- the human-readable report -----------------------------------------------------------------------
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|")  # a CRM's own column name may hold a pipe
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The comparison as Markdown: decision, window, metrics side by side, letter shifts, drift."""
+    candidate, live = report["candidate"], report.get("live")
+    decision = report["decision"]
+    verdict = "PUBLISHED" + (" (forced)" if decision["forced"] else "") if decision["published"] else "NOT PUBLISHED"
+    lines = [f"# Retrain: candidate {candidate['version']}"
+             + (f" vs live {live['version']}" if live else " (first model)"), "",
+             f"**Decision: {verdict}.** {decision['reason']}", ""]
+    comparison = report["comparison"]
+    lines += ["## Comparison deals", "",
+              f"{comparison['closed_deals']:,} closed deals ({comparison['won']:,} won) created from "
+              f"{comparison['from']} to {comparison['to']}: {comparison['note']}.", ""]
+    gate = comparison.get("gate_model")
+    if gate:
+        lines += [f"Candidate figures come from the gate model: {gate['description']} "
+                  f"({gate['deals']:,} deals).", ""]
+    metrics = report.get("metrics")
+    if metrics and live:
+        checks = {c["name"]: c for c in decision["checks"]}
+        lines += ["## Metrics", "", f"| metric | live {live['version']} | candidate | rule | passed |",
+                  "|---|---:|---:|---|---|"]
+        for name in COMPARED_METRICS:
+            check = checks.get(name)
+            rule = f"{check['rule']} ({_fmt(check['threshold'])})" if check else ""
+            passed = ("yes" if check["passed"] else "**no**") if check else ""
+            lines.append(f"| {name} | {_fmt(metrics['live'].get(name))} | {_fmt(metrics['candidate'].get(name))} "
+                         f"| {rule} | {passed} |")
+        noise = report.get("ece_noise_floor", {})
+        lines += ["", f"ECE noise floor: a perfectly calibrated model would show ECE {_fmt(noise.get('mean'))} "
+                  f"on these deals by chance (95th percentile {_fmt(noise.get('p95'))}).", ""]
+    elif live and live.get("error"):
+        lines += ["## Live model", "", f"Could not be loaded: {live['error']}", ""]
+    else:
+        training = candidate.get("training_holdout_metrics") or {}
+        lines += ["## Candidate on its holdout", "",
+                  "| " + " | ".join(COMPARED_METRICS) + " |", "|" + "---:|" * len(COMPARED_METRICS),
+                  "| " + " | ".join(_fmt(training.get(m)) for m in COMPARED_METRICS) + " |", ""]
+    for key, title in (("grade_shift", "comparison deals"), ("grade_shift_open_deals", "open deals")):
+        shift = report.get(key)
+        if not shift:
+            continue
+        lines += [f"## Letter classes, live (rows) to candidate (columns), {title}", "",
+                  f"{shift['changed']:,} of {shift['deals']:,} deals change letter.", "",
+                  "| live \\ candidate | " + " | ".join(shift["labels"]) + " |",
+                  "|---|" + "---:|" * len(shift["labels"])]
+        for label, row in zip(shift["labels"], shift["matrix"], strict=True):
+            lines.append(f"| {label} | " + " | ".join(str(v) for v in row) + " |")
+        lines.append("")
+    if report.get("score_shift_psi") is not None:
+        lines += [f"PSI of p_win, live vs candidate on the comparison deals: {_fmt(report['score_shift_psi'])}.", ""]
+    drift = report["drift"]
+    lines += ["## Data drift (population stability index)", "",
+              f"Reference: {drift['reference']}; current: {drift['current']}. "
+              "< 0.1 stable, 0.1-0.25 moderate, > 0.25 major. Drift is reported, not gated. "
+              "History features (as-of win rates, client history) and the month change with time by "
+              "construction; drift in the input columns is what says the data changed.", "",
+              "| feature | source | kind | PSI | level |", "|---|---|---|---:|---|",
+              f"| p_win (candidate) | score | numeric | {_fmt(drift['p_win']['psi'])} | {drift['p_win']['level']} |"]
+    lines += [f"| {_cell(r['feature'])} | {r['source']} | {r['kind']} | {_fmt(r['psi'])} | {r['level']} |"
+              for r in drift["features"]]
+    lines.append("")
+    return "\n".join(lines)

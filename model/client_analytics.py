@@ -1,0 +1,273 @@
+"""Client analytics as of a date: status, RFM, ABC by income, XYZ by purchase regularity, golden clients.
+
+Also the offline gap table (`dealscore gaps`). Only won deals closed on or before the as-of date count:
+a client becomes a client at its first payment, and nothing after the as-of date is seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from model.features import day_numbers
+from model.grades import DEFAULT_SHARES, pareto_classes
+from model.profiles import ClientFacts, ClientGaps, ClientProfiles
+
+FloatArray = npt.NDArray[np.float64]
+
+DEFAULT_WINDOWS: tuple[int, ...] = (90, 180, 360)
+DEFAULT_XYZ_CV_CUTOFFS: tuple[float, float] = (1.0, 2.0)
+DAYS_PER_MONTH = 365.25 / 12
+# Median days between a regular client's purchases up to which it is a monthly / periodic buyer;
+# beyond that it buys about once a year.
+MONTHLY_MAX_GAP_DAYS = 45.0
+PERIODIC_MAX_GAP_DAYS = 200.0
+GAP_COLUMNS: tuple[str, ...] = ("client_id", "rank", "product", "adoption", "p_accept", "potential_income",
+                                "segment", "reason")
+SCORE_BANDS = 5  # RFM scores 1..5, 5 best
+
+
+def status_window_labels(windows: Sequence[int]) -> list[str]:
+    """Recency bands of the windows, e.g. (90, 180, 360) -> 0-90, 91-180, 181-360, 361+."""
+    labels, lower = [], 0
+    for w in windows:
+        labels.append(f"{lower}-{w}")
+        lower = w + 1
+    labels.append(f"{lower}+")
+    return labels
+
+
+def client_analytics(deals: pd.DataFrame, clients: pd.DataFrame | None, as_of: date | None = None,
+                     windows: Sequence[int] = DEFAULT_WINDOWS, *, profiles: ClientProfiles | None = None,
+                     holdings: pd.DataFrame | None = None,
+                     shares: tuple[float, float, float] = DEFAULT_SHARES, xyz_months: int = 12,
+                     xyz_cv_cutoffs: tuple[float, float] = DEFAULT_XYZ_CV_CUTOFFS) -> pd.DataFrame:
+    """One row per client (clients table first, then other clients of the deals) as of `as_of`.
+
+    status: prospect (no win yet), new (one win), regular (two or more), lost (no win for longer than
+    the last window). status_window: the recency band of the last win. RFM scores are quintiles 1..5
+    among clients with a win (5 = most recent / most frequent / most money). abc: Pareto class of money
+    won. xyz: regularity of purchases in the last `xyz_months` months, by the coefficient of variation
+    (purchase_cv) of the monthly number of wins: X up to xyz_cv_cutoffs[0] (with the default 1.0, about
+    every other month or more often), Y up to xyz_cv_cutoffs[1] (2.0: about one month in five), Z beyond
+    or no purchase in the window. golden: AX or AY. With `profiles`, the
+    client's segment and potential income (the ideal client's income minus its own, never negative).
+    """
+    windows = tuple(sorted(int(w) for w in windows))
+    if not windows or windows[0] <= 0:
+        raise ValueError(f"windows must be positive day counts, got {windows}")
+    as_of_day = _as_of_day(deals, as_of)
+    ids = _client_ids(clients, deals)
+    won = _won_deals(deals, as_of_day)
+
+    grouped = won.groupby("client_id", sort=False)
+    frequency: FloatArray = np.asarray(grouped.size().reindex(ids).fillna(0), dtype=np.float64)
+    monetary: FloatArray = np.asarray(grouped["amount"].sum().reindex(ids).fillna(0.0), dtype=np.float64)
+    first_day: FloatArray = np.asarray(grouped["day"].min().reindex(ids), dtype=np.float64)
+    last_day: FloatArray = np.asarray(grouped["day"].max().reindex(ids), dtype=np.float64)
+    recency: FloatArray = as_of_day - last_day
+    has_win = frequency > 0
+
+    lost_after = windows[-1]
+    status = np.where(~has_win, "prospect", np.where(recency > lost_after, "lost",
+                                                     np.where(frequency == 1, "new", "regular")))
+    labels = status_window_labels(windows)
+    band = np.searchsorted(np.array(windows, dtype=np.float64), np.nan_to_num(recency), side="left")
+    status_window = np.array(labels, dtype=object)[band]
+
+    r_score = _scores(-recency, has_win)
+    f_score = _scores(frequency, has_win)
+    m_score = _scores(monetary, has_win)
+    active, purchase_cv = _monthly_regularity(won, ids, as_of_day, xyz_months)
+    abc = _classes(monetary, has_win, shares, ("A", "B", "C"))
+    steady, occasional = xyz_cv_cutoffs
+    xyz = np.where(purchase_cv <= steady, "X", np.where(purchase_cv <= occasional, "Y", "Z"))  # NaN: Z
+
+    table = pd.DataFrame({
+        "client_id": pd.Series(ids, dtype=object),
+        "status": pd.Series(status, dtype=object),
+        "status_window": pd.Series(status_window, dtype=object).where(has_win, np.nan),
+        "regular_type": _regular_type(won, ids, status),
+        "first_won_at": _timestamps(first_day),
+        "last_won_at": _timestamps(last_day),
+        "recency_days": recency,
+        "frequency": frequency,
+        "monetary": np.round(monetary, 2),
+        "r_score": r_score,
+        "f_score": f_score,
+        "m_score": m_score,
+        "rfm": pd.Series([f"{r:.0f}{f:.0f}{m:.0f}" if ok else np.nan for r, f, m, ok
+                          in zip(r_score, f_score, m_score, has_win, strict=True)], dtype=object),
+        "abc": pd.Series(abc, dtype=object),
+        "active_months": active,
+        "purchase_cv": np.round(purchase_cv, 4),
+        "xyz": pd.Series(xyz, dtype=object).where(has_win, np.nan),
+    })
+    table["golden"] = (table["abc"] == "A") & table["xyz"].isin(["X", "Y"])
+    if profiles is not None:
+        facts = client_facts(clients, holdings, ids=ids)
+        answers = profiles.gaps_for(facts, top_k=0, as_of_day=as_of_day)
+        table["segment"] = pd.Series([a.segment for a in answers], dtype=object)
+        table["potential_income"] = np.array(
+            [np.nan if a.potential_income is None else a.potential_income for a in answers], dtype=np.float64)
+    return table
+
+
+def _as_of_day(deals: pd.DataFrame, as_of: date | None) -> float:
+    if as_of is not None:
+        return float(np.datetime64(as_of, "D").astype(np.int64))
+    days = [day_numbers(deals[c]) for c in ("created_at", "closed_at")
+            if c in deals and deals[c].notna().any()]
+    if not days:
+        return float(np.datetime64("today", "D").astype(np.int64))
+    return float(max(np.nanmax(d) for d in days))
+
+
+def _client_ids(clients: pd.DataFrame | None, deals: pd.DataFrame) -> list[str]:
+    ids: list[str] = []
+    if clients is not None and "client_id" in clients:
+        ids = [str(c) for c in clients["client_id"].dropna()]
+    if "client_id" in deals:
+        ids += [str(c) for c in deals["client_id"].dropna()]
+    return list(dict.fromkeys(ids))
+
+
+def _won_deals(deals: pd.DataFrame, as_of_day: float) -> pd.DataFrame:
+    """Won deals paid on or before the as-of day: client_id, day (closed_at, else created_at), amount."""
+    if "client_id" not in deals or "status" not in deals:
+        return pd.DataFrame({"client_id": pd.Series(dtype=object), "day": pd.Series(dtype=np.float64),
+                             "amount": pd.Series(dtype=np.float64)})
+    won = deals[(deals["status"] == "won") & deals["client_id"].notna()]
+    day = np.full(len(won), np.nan)
+    for column in ("created_at", "closed_at"):  # closed_at wins where both exist
+        if column in won:
+            values = day_numbers(won[column])
+            day = np.where(np.isnan(values), day, values)
+    amount = (won["amount"].to_numpy(dtype=np.float64) if "amount" in won else np.full(len(won), np.nan))
+    frame = pd.DataFrame({"client_id": won["client_id"].astype(str).to_numpy(), "day": day,
+                          "amount": np.nan_to_num(amount, nan=0.0)})
+    return frame[frame["day"] <= as_of_day].reset_index(drop=True)
+
+
+def _scores(values: FloatArray, has_win: npt.NDArray[np.bool_]) -> FloatArray:
+    """Quintile scores 1..5 of the clients with a win (ties share a score); NaN for the others."""
+    out = np.full(values.size, np.nan)
+    if has_win.any():
+        ranks = pd.Series(values[has_win]).rank(method="average", pct=True).to_numpy()
+        out[has_win] = np.clip(np.ceil(ranks * SCORE_BANDS), 1, SCORE_BANDS)
+    return out
+
+
+def _classes(values: FloatArray, has_win: npt.NDArray[np.bool_], shares: tuple[float, float, float],
+             letters: tuple[str, str, str]) -> npt.NDArray[np.object_]:
+    out = np.full(values.size, np.nan, dtype=object)
+    if has_win.any():
+        abc = pareto_classes(values[has_win], shares)
+        out[has_win] = np.array(letters, dtype=object)[np.searchsorted(np.array(["A", "B", "C"]), abc)]
+    return out
+
+
+def _monthly_regularity(won: pd.DataFrame, ids: list[str], as_of_day: float,
+                        months: int) -> tuple[FloatArray, FloatArray]:
+    """Months with a win among the last `months` (30.4-day months ending on the as-of day), and the
+    coefficient of variation of the monthly win counts (NaN without any win in the window)."""
+    age = np.floor((as_of_day - won["day"].to_numpy(dtype=np.float64)) / DAYS_PER_MONTH)
+    recent = (age >= 0) & (age < months)
+    position = {c: i for i, c in enumerate(ids)}
+    client = np.array([position[c] for c in won["client_id"].to_numpy()[recent]], dtype=np.int64)
+    counts = np.zeros((len(ids), months))
+    np.add.at(counts, (client, age[recent].astype(np.int64)), 1.0)
+    mean = counts.mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cv = np.where(mean > 0, counts.std(axis=1) / mean, np.nan)
+    active: FloatArray = (counts > 0).sum(axis=1).astype(np.float64)
+    return active, np.asarray(cv, dtype=np.float64)
+
+
+def _regular_type(won: pd.DataFrame, ids: list[str], status: npt.NDArray[Any]) -> pd.Series:
+    ordered = won.sort_values(["client_id", "day"])
+    gaps = ordered.groupby("client_id")["day"].diff()
+    median_gap = gaps.groupby(ordered["client_id"]).median().reindex(ids).to_numpy(dtype=np.float64)
+    kind = np.where(median_gap <= MONTHLY_MAX_GAP_DAYS, "monthly",
+                    np.where(median_gap <= PERIODIC_MAX_GAP_DAYS, "periodic", "yearly")).astype(object)
+    kind[(status != "regular") | np.isnan(median_gap)] = np.nan
+    return pd.Series(kind, dtype=object)
+
+
+def _timestamps(days: FloatArray) -> pd.Series:
+    return pd.Series(pd.to_datetime(days, unit="D"), dtype="datetime64[ns]")
+
+
+def client_facts(clients: pd.DataFrame | None, holdings: pd.DataFrame | None,
+                 extra_attributes: Sequence[str] = (), ids: Sequence[str] | None = None) -> list[ClientFacts]:
+    """ClientFacts of the clients of the frames (clients table first, then holders not in it).
+
+    With holdings given, a client without a holdings row holds nothing; without them, products stay
+    None and the profiles use what they knew at training.
+    """
+    if ids is None:
+        ids = list(dict.fromkeys(
+            [str(c) for c in (clients["client_id"].dropna() if clients is not None else [])]
+            + [str(c) for c in (holdings["client_id"].dropna() if holdings is not None else [])]))
+    products: dict[str, tuple[str, ...]] = {}
+    if holdings is not None:
+        rows = holdings[holdings["client_id"].notna() & holdings["product"].notna()]
+        for client_id, group in rows.groupby(rows["client_id"].astype(str))["product"]:
+            products[str(client_id)] = tuple(sorted({str(p) for p in group}))
+    attributes: dict[str, dict[str, Any]] = {}
+    if clients is not None and not clients.empty:
+        unique = clients.drop_duplicates("client_id")
+        columns = [c for c in ("industry", "size", "region", *extra_attributes) if c in unique]
+        since = day_numbers(unique["since"]) if "since" in unique else np.full(len(unique), np.nan)
+        records = unique[["client_id", *columns]].to_dict("records")
+        for record, since_day in zip(records, since, strict=True):
+            values: dict[str, Any] = {k: _text(record[k]) for k in columns}
+            values["since_day"] = None if since_day != since_day else float(since_day)
+            attributes[str(record["client_id"])] = values
+    facts = []
+    for client_id in ids:
+        values = attributes.get(client_id, {})
+        extras = {k: values[k] for k in extra_attributes if values.get(k) is not None}
+        facts.append(ClientFacts(
+            client_id=client_id, industry=values.get("industry"), size=values.get("size"),
+            region=values.get("region"), since_day=values.get("since_day"),
+            products=products.get(client_id, ()) if holdings is not None else None,
+            attributes=extras or None,
+        ))
+    return facts
+
+
+def _text(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, float | np.floating):
+        return f"{float(value):g}"
+    return str(value)
+
+
+def gap_table(profiles: ClientProfiles, clients: pd.DataFrame | None, holdings: pd.DataFrame | None,
+              top_k: int = 5, as_of: date | None = None, chunk: int = 2000) -> pd.DataFrame:
+    """Every client's gap list, one row per gap: client_id, rank (1 = offer first), product, adoption,
+    p_accept, potential_income, then the segment used and the reason."""
+    extras = [a for a in profiles.encoder.attributes if a not in ("industry", "size", "region", "tenure")]
+    facts = client_facts(clients, holdings, extras)
+    as_of_day = None if as_of is None else float(np.datetime64(as_of, "D").astype(np.int64))
+    answers: list[ClientGaps] = []
+    for start in range(0, len(facts), chunk):
+        answers.extend(profiles.gaps_for(facts[start:start + chunk], top_k=top_k, as_of_day=as_of_day))
+    rows = [(a.client_id, rank, g.product, g.adoption, g.p_accept, g.potential_income, a.segment, g.reason)
+            for a in answers for rank, g in enumerate(a.gaps, start=1)]
+    table = pd.DataFrame(rows, columns=list(GAP_COLUMNS))
+    table = table.astype({"client_id": object, "product": object, "segment": object, "reason": object,
+                          "rank": np.int64, "adoption": np.float64, "p_accept": np.float64,
+                          "potential_income": np.float64})
+    return table
+
+
+__all__ = ["DEFAULT_WINDOWS", "GAP_COLUMNS", "client_analytics", "client_facts", "gap_table",
+           "status_window_labels"]

@@ -1,0 +1,438 @@
+"""Ideal client profiles and gap lists: what a segment's best clients hold that a client lacks.
+
+training/profiles_fit.py fits a ClientProfiles; it answers inside every /v1/score call, so the query
+path touches only dicts and numpy arrays (no pandas) and costs tens of microseconds per client.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+DAY_SECONDS_PER_YEAR = 365.25  # tenure is banded in years of 365.25 days
+ALL_CLIENTS = "all"  # name of the segment of last resort
+# Attributes a ClientFacts carries by name; any other model attribute comes through ClientFacts.attributes.
+FACT_ATTRIBUTES: tuple[str, ...] = ("industry", "size", "region")
+TENURE = "tenure"  # derived from since_day
+
+RawValue = str | float | None
+Level = str | None  # an attribute's level as the profiles see it: text, a band label, or unknown
+
+
+@dataclass(frozen=True)
+class Gap:
+    """One cross-sell trigger: a product the client lacks, why, and what it would bring."""
+
+    product: str
+    adoption: float  # share of the segment's best clients that hold it
+    p_accept: float  # estimated chance this client takes it
+    potential_income: float  # p_accept x the product's typical income in the segment (0 when unknown)
+    reason: str
+    adoption_all: float | None = None  # share of all the segment's clients that hold it, for contrast
+    typical_income: float | None = None  # median income of one holding of it in the segment
+    in_profile: bool = True  # part of the segment's ideal profile (adoption >= the profile threshold)
+
+
+@dataclass(frozen=True)
+class ClientFacts:
+    client_id: str
+    industry: str | None = None
+    size: str | None = None
+    region: str | None = None
+    since_day: float | None = None  # first contract, days since 1970-01-01
+    products: tuple[str, ...] | None = None  # None = not sent: use the holdings known at training
+    attributes: Mapping[str, RawValue] | None = None  # extra client attributes the profiles were fitted with
+
+
+@dataclass(frozen=True)
+class ClientGaps:
+    client_id: str
+    segment: str  # the segment actually used, after any fallback (e.g. "industry=retail|size=small")
+    gaps: list[Gap]  # rank 1 first
+    potential_income: float | None  # ideal client's income in the segment minus the client's own, >= 0
+    income: float | None = None  # the client's own income as the profiles see it
+    ideal_income: float | None = None
+
+
+def band_label(value: float, edges: Sequence[float], unit: str = "") -> str:
+    """The band of `value` among sorted `edges`: "<10", "10-50", "250+" (left edge included)."""
+    i = bisect_right(edges, value)
+    if i == 0:
+        return f"<{edges[0]:g}{unit}"
+    if i == len(edges):
+        return f"{edges[-1]:g}{unit}+"
+    return f"{edges[i - 1]:g}-{edges[i]:g}{unit}"
+
+
+def _as_number(value: RawValue) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, float | int):
+        return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+@dataclass
+class ProfileEncoder:
+    """Client attributes to levels (text, or bands of numbers and tenure) and to the model's design row.
+
+    Training and scoring both go through `levels` and `design`, so a client is seen the same way by both.
+    """
+
+    attributes: tuple[str, ...]  # every attribute used by segments or the acceptance model, in order
+    bands: dict[str, tuple[float, ...]]  # numeric attribute -> band edges (tenure in years)
+    vocab: dict[str, dict[str, int]] = field(default_factory=dict)  # attribute -> level -> design column
+    cell_keys: tuple[str, ...] = ()  # the finest segment's keys, one column per frequent cell
+    cells: dict[tuple[Level, ...], int] = field(default_factory=dict)
+    n_products: int = 0
+    held_offset: int = 0  # design columns [held_offset, held_offset + n_products) flag the held products
+    width: int = 0
+
+    def levels(self, raw: Mapping[str, RawValue], as_of_day: float) -> tuple[Level, ...]:
+        out: list[Level] = []
+        for name in self.attributes:
+            value = raw.get("since_day") if name == TENURE else raw.get(name)
+            edges = self.bands.get(name)
+            if name == TENURE:
+                since = _as_number(value)
+                out.append(None if since is None or edges is None
+                           else band_label(max(as_of_day - since, 0.0) / DAY_SECONDS_PER_YEAR, edges, "y"))
+            elif value is None or (isinstance(value, float) and value != value):
+                out.append(None)
+            elif edges is not None and (number := _as_number(value)) is not None:
+                out.append(band_label(number, edges))
+            else:
+                out.append(str(value))
+        return tuple(out)
+
+    def columns(self, levels: tuple[Level, ...], held: Sequence[int]) -> list[int]:
+        """The design columns set to 1 for one client (the design is all ones and zeros)."""
+        active = []
+        for name, level in zip(self.attributes, levels, strict=True):
+            column = self.vocab.get(name, {}).get(level) if level is not None else None
+            if column is not None:
+                active.append(column)
+        if self.cells:
+            column = self.cells.get(tuple(levels[self.attributes.index(k)] for k in self.cell_keys))
+            if column is not None:
+                active.append(column)
+        active.extend(self.held_offset + j for j in held)
+        return active
+
+    def design(self, levels: Sequence[tuple[Level, ...]], held: Sequence[Sequence[int]]) -> FloatArray:
+        matrix = np.zeros((len(levels), self.width), dtype=np.float64)
+        for row, (client_levels, client_held) in enumerate(zip(levels, held, strict=True)):
+            matrix[row, self.columns(client_levels, client_held)] = 1.0
+        return matrix
+
+
+@dataclass
+class AcceptanceModel:
+    """Chance a client takes each product: one logistic regression per product.
+
+    logit_p = intercept_p + prior_coef_p * logit(segment share of p) + coef_p . design
+              + count_coef_p * log1p(number of other products held)
+
+    The segment's (smoothed) share of clients holding p enters as a feature, so where the data say
+    little, the model stays near the segment's popularity; the client's attributes and the products it
+    already holds move it from there.
+    """
+
+    coef: FloatArray  # (products, width); a product's own held flag has weight 0
+    intercept: FloatArray  # (products,)
+    count_coef: FloatArray  # (products,)
+    prior_coef: FloatArray  # (products,)
+    fitted: BoolArray  # (products,) False: too few holders; the chance is the segment's smoothed share
+    regularisation: FloatArray | None = None  # (products,) the L2 inverse strength used, NaN when not fitted
+
+    def probability(self, design: FloatArray, n_held: FloatArray, prior_logit: FloatArray) -> FloatArray:
+        return self._squash(design @ self.coef.T, n_held, prior_logit)
+
+    def probability_of_columns(self, columns: Sequence[list[int]], n_held: FloatArray,
+                               prior_logit: FloatArray) -> FloatArray:
+        """Same as `probability` from each client's active design columns: cheaper for a few clients."""
+        coef_by_column = self.coef.T
+        linear = np.stack([coef_by_column[c].sum(axis=0) for c in columns])
+        return self._squash(linear, n_held, prior_logit)
+
+    def _squash(self, linear: FloatArray, n_held: FloatArray, prior_logit: FloatArray) -> FloatArray:
+        logit = (linear + self.intercept + np.log1p(n_held)[:, None] * self.count_coef
+                 + prior_logit * self.prior_coef)
+        result: FloatArray = 1.0 / (1.0 + np.exp(-np.clip(logit, -30.0, 30.0)))
+        return result
+
+
+SMALL_BATCH = 16  # up to this many clients, sum active coefficients instead of a dense product
+PRIOR_CLIENTS = 5.0  # pseudo-clients pulling a segment's share towards its coarser segment's
+PRIOR_LOGIT_LIMIT = 6.0
+
+
+def share_logit(share: FloatArray) -> FloatArray:
+    clipped = np.clip(share, 1e-6, 1.0 - 1e-6)
+    result: FloatArray = np.clip(np.log(clipped / (1.0 - clipped)), -PRIOR_LOGIT_LIMIT, PRIOR_LOGIT_LIMIT)
+    return result
+
+
+@dataclass
+class ClientProfiles:
+    """Segments, their ideal profiles, and gap lists for any client (known at training or not)."""
+
+    products: tuple[str, ...]
+    encoder: ProfileEncoder
+    acceptance: AcceptanceModel
+    levels: tuple[tuple[str, ...], ...]  # segment keys, finest first; the last is () = all clients
+    segment_rows: dict[tuple[int, tuple[Level, ...]], int]  # (level, levels of its keys) -> segment row
+    segment_names: list[str]
+    segment_level: list[int]
+    n_clients: FloatArray  # (segments,)
+    n_best: FloatArray  # (segments,)
+    ideal_income: FloatArray  # (segments,) NaN when no income is known
+    adoption_best: FloatArray  # (segments, products)
+    adoption_all: FloatArray  # (segments, products)
+    typical_income: FloatArray  # (segments, products) NaN when no income is known
+    prior_logit: FloatArray  # (segments, products) logit of the smoothed share of all clients holding it
+    min_adoption: float  # a product is in a segment's ideal profile from this best-client adoption
+    fill_outside_profile: bool  # after the profile's gaps, offer other likely products
+    min_p_accept: float  # ... when at least this likely
+    rank_by: str  # "expected_income" (p_accept x typical income) or "p_accept"
+    reference_day: float  # the data's last day at training; tenure of known clients is taken as of today
+    known_attributes: dict[str, dict[str, RawValue]]
+    known_products: dict[str, tuple[int, ...]]
+    known_income: dict[str, float]
+    has_income: bool
+    best_rule: str
+    summary: dict[str, Any] = field(default_factory=dict)
+    # Derived from the fields above; rebuilt after unpickling.
+    product_index: dict[str, int] = field(init=False, repr=False)
+    _in_profile: BoolArray = field(init=False, repr=False)
+    _level_positions: list[tuple[int, ...]] = field(init=False, repr=False)
+    _who: list[str] = field(init=False, repr=False)
+    _income_factor: list[FloatArray | None] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.product_index = {p: i for i, p in enumerate(self.products)}
+        # Per segment: who "the best clients" are in a reason, and the money of each product (None: unknown).
+        self._who = [f"the best {'/'.join(part.split('=', 1)[1] for part in name.split('|'))} clients"
+                     if name != ALL_CLIENTS else "the best clients" for name in self.segment_names]
+        self._income_factor = [None if not self.has_income or np.isnan(row).all() else np.nan_to_num(row)
+                               for row in self.typical_income]
+        self._in_profile = self.adoption_best >= self.min_adoption
+        self._level_positions = [tuple(self.encoder.attributes.index(k) for k in keys)
+                                 for keys in self.levels]
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._refresh()
+
+    # ------------------------------------------------------------------------------------------------
+    # Query path.
+
+    def resolve(self, clients: Sequence[ClientFacts], as_of_day: float | None = None) -> list[ResolvedClient]:
+        """Each client's levels, segment (after fallback), held products and income."""
+        day = _today() if as_of_day is None else as_of_day
+        out: list[ResolvedClient] = []
+        for facts in clients:
+            known = self.known_attributes.get(facts.client_id)
+            raw: dict[str, RawValue] = dict(known) if known else {}
+            for name in FACT_ATTRIBUTES:
+                value = getattr(facts, name)
+                if value is not None:
+                    raw[name] = value
+            if facts.since_day is not None and facts.since_day == facts.since_day:
+                raw["since_day"] = facts.since_day
+            if facts.attributes:
+                raw.update({k: v for k, v in facts.attributes.items() if v is not None})
+            levels = self.encoder.levels(raw, day)
+            row = self.segment_row(levels)
+            if facts.products is None:
+                held = self.known_products.get(facts.client_id, ())
+            else:
+                index = self.product_index
+                held = tuple(sorted({index[p] for p in facts.products if p in index}))
+            income = self.known_income.get(facts.client_id)
+            factor = self._income_factor[row]
+            if income is None and factor is not None:  # a client new to the model earns what its products do
+                income = float(factor[list(held)].sum())
+            out.append(ResolvedClient(facts.client_id, levels, row, held, income))
+        return out
+
+    def segment_row(self, levels: tuple[Level, ...]) -> int:
+        """The finest stored segment of these attribute levels (all clients when none fits)."""
+        for level, positions in enumerate(self._level_positions):
+            values = tuple(levels[i] for i in positions)
+            if None in values:
+                continue
+            row = self.segment_rows.get((level, values))
+            if row is not None:
+                return row
+        return len(self.segment_names) - 1  # the all-clients segment is stored last
+
+    def p_accept(self, resolved: Sequence[ResolvedClient]) -> FloatArray:
+        """(clients, products) chance each client takes each product, held or not."""
+        n_held = np.array([len(r.held) for r in resolved], dtype=np.float64)
+        prior = self.prior_logit[[r.segment_row for r in resolved]]
+        if len(resolved) <= SMALL_BATCH:
+            columns = [self.encoder.columns(r.levels, r.held) for r in resolved]
+            return self.acceptance.probability_of_columns(columns, n_held, prior)
+        design = self.encoder.design([r.levels for r in resolved], [r.held for r in resolved])
+        return self.acceptance.probability(design, n_held, prior)
+
+    def gaps_for(self, clients: Sequence[ClientFacts], top_k: int = 5,
+                 as_of_day: float | None = None) -> list[ClientGaps]:
+        """Each client's gap list, rank 1 first, and its potential income."""
+        if not clients:
+            return []
+        resolved = self.resolve(clients, as_of_day)
+        probability = self.p_accept(resolved) if top_k > 0 else None
+        out: list[ClientGaps] = []
+        for i, client in enumerate(resolved):
+            row = client.segment_row
+            ideal = float(self.ideal_income[row])
+            potential = None
+            if self.has_income and client.income is not None and ideal == ideal:
+                potential = round(max(ideal - client.income, 0.0), 2)
+            gaps = self._gap_list(client, probability[i], top_k) if probability is not None else []
+            out.append(ClientGaps(
+                client_id=client.client_id, segment=self.segment_names[row], gaps=gaps,
+                potential_income=potential,
+                income=None if client.income is None else round(client.income, 2),
+                ideal_income=round(ideal, 2) if ideal == ideal else None,
+            ))
+        return out
+
+    def ranked_products(self, client: ResolvedClient, probability: FloatArray,
+                        rank_by: str | None = None) -> list[int]:
+        """Products in gap order: the profile's missing products by expected income (or `rank_by`), then
+        the others the client may take."""
+        row = client.segment_row
+        candidate = np.ones(len(self.products), dtype=np.bool_)
+        candidate[list(client.held)] = False
+        in_profile = self._in_profile[row]
+        if not self.fill_outside_profile:
+            candidate &= in_profile
+        else:
+            candidate &= in_profile | (probability >= self.min_p_accept)
+        by = self.rank_by if rank_by is None else rank_by
+        key = probability if by == "p_accept" else self._expected_income(row, probability)
+        positions = np.flatnonzero(candidate)
+        order = np.lexsort((-key[positions], ~in_profile[positions]))
+        return positions[order].tolist()  # type: ignore[no-any-return]
+
+    def _expected_income(self, row: int, probability: FloatArray) -> FloatArray:
+        factor = self._income_factor[row]
+        return probability if factor is None else probability * factor
+
+    def _gap_list(self, client: ResolvedClient, probability: FloatArray, top_k: int) -> list[Gap]:
+        row = client.segment_row
+        ranked = self.ranked_products(client, probability)[:top_k]
+        if not ranked:
+            return []
+        p = probability.tolist()
+        best, everyone = self.adoption_best[row].tolist(), self.adoption_all[row].tolist()
+        typical = self.typical_income[row].tolist() if self._income_factor[row] is not None else None
+        in_profile = self._in_profile[row].tolist()
+        partners = self._partners(client)
+        who = self._who[row]
+        gaps: list[Gap] = []
+        for j in ranked:
+            if in_profile[j]:
+                reason = f"{best[j]:.0%} of {who} have it ({everyone[j]:.0%} of all)"
+            else:
+                reason = f"outside the ideal profile ({best[j]:.0%} of {who} have it)"
+            reason += f"; {p[j]:.0%} chance for this client"
+            if partners is not None and partners[j] is not None:
+                reason += f", often taken with {partners[j]}"
+            worth = typical[j] if typical is not None else None
+            if worth is not None:
+                reason += f"; worth about {worth:,.0f}"
+            gaps.append(Gap(
+                product=self.products[j], adoption=round(best[j], 4), p_accept=round(p[j], 4),
+                potential_income=round(p[j] * worth, 2) if worth is not None else 0.0, reason=reason,
+                adoption_all=round(everyone[j], 4),
+                typical_income=round(worth, 2) if worth is not None else None,
+                in_profile=in_profile[j],
+            ))
+        return gaps
+
+    def _partners(self, client: ResolvedClient) -> list[str | None] | None:
+        """For each product, the held product that raises its chance most (odds x1.65 or more), if any."""
+        if not client.held:
+            return None
+        held = np.array(client.held)
+        weights = self.acceptance.coef[:, self.encoder.held_offset + held]  # (products, held)
+        strongest = np.argmax(weights, axis=1)
+        strong = (weights[np.arange(len(self.products)), strongest] >= 0.5) & self.acceptance.fitted
+        return [self.products[client.held[k]] if ok else None
+                for k, ok in zip(strongest.tolist(), strong.tolist(), strict=True)]
+
+    # ------------------------------------------------------------------------------------------------
+    # Reporting.
+
+    def ideal_profiles(self) -> list[dict[str, Any]]:
+        """Per segment: its keys, client and best-client counts, adoption per product, ideal income."""
+        out: list[dict[str, Any]] = []
+        for (level, values), row in sorted(self.segment_rows.items(), key=lambda item: item[1]):
+            products: list[dict[str, Any]] = [{
+                "product": p,
+                "adoption_best": round(float(self.adoption_best[row, j]), 4),
+                "adoption_all": round(float(self.adoption_all[row, j]), 4),
+                "typical_income": _rounded(self.typical_income[row, j]),
+                "in_profile": bool(self._in_profile[row, j]),
+            } for j, p in enumerate(self.products)]
+            products.sort(key=lambda item: (-float(item["adoption_best"]), str(item["product"])))
+            out.append({
+                "segment": self.segment_names[row],
+                "keys": dict(zip(self.levels[level], values, strict=True)),
+                "clients": int(self.n_clients[row]),
+                "best_clients": int(self.n_best[row]),
+                "best_rule": self.best_rule,
+                "ideal_income": _rounded(self.ideal_income[row]),
+                "ideal_products": [item["product"] for item in products if item["in_profile"]],
+                "products": products,
+            })
+        return out
+
+
+@dataclass(frozen=True)
+class ResolvedClient:
+    client_id: str
+    levels: tuple[Level, ...]
+    segment_row: int
+    held: tuple[int, ...]
+    income: float | None
+
+
+def segment_name(keys: Sequence[str], values: Sequence[Level]) -> str:
+    if not keys:
+        return ALL_CLIENTS
+    return "|".join(f"{k}={v}" for k, v in zip(keys, values, strict=True))
+
+
+def _rounded(value: float) -> float | None:
+    return None if value != value else round(float(value), 2)
+
+
+def _today() -> float:
+    return float(np.datetime64("today", "D").astype(np.int64))
+
+
+__all__ = [
+    "ALL_CLIENTS", "PRIOR_CLIENTS", "AcceptanceModel", "ClientFacts", "ClientGaps", "ClientProfiles", "Gap",
+    "ProfileEncoder", "ResolvedClient", "band_label", "segment_name", "share_logit",
+]

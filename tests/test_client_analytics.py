@@ -1,0 +1,148 @@
+"""Client analytics as of a date (status windows at their edges, RFM, ABC, XYZ, golden clients) and the
+offline gap table."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.client_analytics import GAP_COLUMNS, client_analytics, gap_table, status_window_labels
+from model.profiles import ClientProfiles
+from training.profiles_fit import fit_profiles
+from training.synthetic_crm import SyntheticCRM
+
+AS_OF = date(2024, 12, 31)
+
+
+def make_deals(rows: list[tuple[str, int, str, float]]) -> pd.DataFrame:
+    """Deals from (client_id, days before AS_OF it closed, status, amount)."""
+    closed = [pd.Timestamp(AS_OF - timedelta(days=days)) for _, days, _, _ in rows]
+    return pd.DataFrame({
+        "deal_id": [f"d{i}" for i in range(len(rows))],
+        "client_id": [r[0] for r in rows],
+        "created_at": pd.Series([c - pd.Timedelta(days=10) for c in closed], dtype="datetime64[ns]"),
+        "closed_at": pd.Series(closed, dtype="datetime64[ns]"),
+        "status": [r[2] for r in rows],
+        "amount": [r[3] for r in rows],
+    }).astype({"deal_id": object, "client_id": object, "status": object})
+
+
+def analytics(rows: list[tuple[str, int, str, float]], **options: object) -> pd.DataFrame:
+    table = client_analytics(make_deals(rows), None, as_of=AS_OF, **options)  # type: ignore[arg-type]
+    return table.set_index("client_id")
+
+
+def test_status_windows_at_their_edges() -> None:
+    table = analytics([
+        ("w90", 90, "won", 10.0), ("w91", 91, "won", 10.0), ("w180", 180, "won", 10.0),
+        ("w181", 181, "won", 10.0), ("w360", 360, "won", 10.0), ("w361", 361, "won", 10.0),
+    ])
+    assert status_window_labels((90, 180, 360)) == ["0-90", "91-180", "181-360", "361+"]
+    assert table["recency_days"].to_dict() == {"w90": 90.0, "w91": 91.0, "w180": 180.0, "w181": 181.0,
+                                               "w360": 360.0, "w361": 361.0}
+    assert table["status_window"].to_dict() == {"w90": "0-90", "w91": "91-180", "w180": "91-180",
+                                                "w181": "181-360", "w360": "181-360", "w361": "361+"}
+    assert table["status"].to_dict() == {"w90": "new", "w91": "new", "w180": "new", "w181": "new",
+                                         "w360": "new", "w361": "lost"}
+    shorter = analytics([("a", 90, "won", 1.0), ("b", 91, "won", 1.0)], windows=(30, 90))
+    assert shorter["status"].to_dict() == {"a": "new", "b": "lost"}
+    assert shorter["status_window"].to_dict() == {"a": "31-90", "b": "91+"}
+
+
+def test_status_counts_only_wins_paid_by_the_as_of_date() -> None:
+    table = analytics([
+        ("prospect", 5, "lost", 0.0), ("prospect", 3, "open", 100.0),
+        ("new", 20, "won", 50.0), ("new", 40, "lost", 0.0), ("new", -5, "won", 999.0),  # a win after AS_OF
+        ("regular", 400, "won", 30.0), ("regular", 30, "won", 20.0),
+        ("lapsed", 500, "won", 10.0), ("lapsed", 400, "won", 10.0),
+    ])
+    assert table["status"].to_dict() == {"prospect": "prospect", "new": "new", "regular": "regular",
+                                         "lapsed": "lost"}
+    assert table.loc["new", "frequency"] == 1.0 and table.loc["new", "monetary"] == 50.0
+    assert table.loc["new", "last_won_at"] == pd.Timestamp(AS_OF - timedelta(days=20))
+    assert table.loc["regular", "first_won_at"] == pd.Timestamp(AS_OF - timedelta(days=400))
+    assert table.loc["regular", "regular_type"] == "yearly"
+    assert table["abc"].isna()["prospect"] and table["r_score"].isna()["prospect"]
+    assert not table.loc["prospect", "golden"]
+
+
+def test_rfm_scores_are_quintiles_with_five_best() -> None:
+    rows = [(f"c{i}", 10 * (5 - i), "won", 100.0 * i) for i in range(1, 6)]
+    rows += [(f"c{i}", 200 + k, "won", 1.0) for i in range(1, 6) for k in range(i - 1)]
+    table = analytics(rows)
+    assert table["r_score"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]  # c5 bought most recently
+    assert table["f_score"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert table["m_score"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert table.loc["c5", "rfm"] == "555"
+
+
+def test_abc_by_income_and_golden_clients() -> None:
+    # Incomes 600, 300, 60, 30, 10: A holds the first 80% (600 and 300), B the next 15% (60).
+    monthly = [("big", 15 + 30 * m, "won", 50.0) for m in range(12)]  # 600 over 12 months: AX
+    rows = monthly + [("mid", 15, "won", 300.0), ("small", 40, "won", 60.0), ("tiny1", 60, "won", 30.0),
+                      ("tiny2", 70, "won", 10.0)]
+    table = analytics(rows)
+    assert table["abc"].to_dict() == {"big": "A", "mid": "A", "small": "B", "tiny1": "C", "tiny2": "C"}
+    assert table.loc["big", "active_months"] == 12.0 and table.loc["big", "purchase_cv"] == 0.0
+    assert table["xyz"].to_dict() == {"big": "X", "mid": "Z", "small": "Z", "tiny1": "Z", "tiny2": "Z"}
+    assert table.loc["big", "regular_type"] == "monthly"
+    assert table["golden"].to_dict() == {"big": True, "mid": False, "small": False, "tiny1": False,
+                                         "tiny2": False}
+    # one purchase: income without regularity is not golden
+
+
+def test_xyz_follows_the_regularity_of_monthly_purchases() -> None:
+    rows = [("every_other", 15 + 61 * k, "won", 1.0) for k in range(6)]  # 6 of 12 months: CV 1.0
+    rows += [("quarterly", 15 + 91 * k, "won", 1.0) for k in range(4)]  # 4 of 12: CV 1.41
+    rows += [("twice", 15, "won", 1.0), ("twice", 200, "won", 1.0)]  # 2 of 12: CV 2.24
+    rows += [("old", 400, "won", 1.0)]  # nothing in the last 12 months
+    table = analytics(rows)
+    assert table["xyz"].to_dict() == {"every_other": "X", "quarterly": "Y", "twice": "Z", "old": "Z"}
+    assert table.loc["quarterly", "purchase_cv"] == pytest.approx(2 ** 0.5, abs=1e-4)
+    assert table["purchase_cv"].isna()["old"] and table.loc["old", "active_months"] == 0.0
+
+
+def test_analytics_table_has_canonical_types(small_crm: SyntheticCRM) -> None:
+    table = client_analytics(small_crm.deals, small_crm.clients)
+    assert table["client_id"].is_unique and len(table) >= len(small_crm.clients)
+    for column in ("client_id", "status", "status_window", "abc", "xyz", "rfm"):
+        assert table[column].dtype == object
+    for column in ("first_won_at", "last_won_at"):
+        assert table[column].dtype == "datetime64[ns]"
+    for column in ("recency_days", "frequency", "monetary", "r_score", "f_score", "m_score", "active_months",
+                   "purchase_cv"):
+        assert table[column].dtype == np.float64
+    assert set(table["status"]) <= {"prospect", "new", "regular", "lost"}
+    assert (table["golden"] == ((table["abc"] == "A") & table["xyz"].isin(["X", "Y"]))).all()
+    assert "potential_income" not in table
+
+
+@pytest.fixture(scope="module")
+def crm_profiles(small_crm: SyntheticCRM) -> ClientProfiles:
+    return fit_profiles(small_crm.deals, small_crm.clients, small_crm.holdings)
+
+
+def test_potential_income_comes_with_profiles(small_crm: SyntheticCRM, crm_profiles: ClientProfiles) -> None:
+    table = client_analytics(small_crm.deals, small_crm.clients, profiles=crm_profiles)
+    assert table["potential_income"].dtype == np.float64
+    assert (table["potential_income"].dropna() >= 0).all() and table["potential_income"].notna().all()
+    assert table["segment"].str.len().gt(0).all()
+
+
+def test_gap_table_rows(small_crm: SyntheticCRM, crm_profiles: ClientProfiles) -> None:
+    table = gap_table(crm_profiles, small_crm.clients, small_crm.holdings, top_k=3)
+    assert tuple(table.columns) == GAP_COLUMNS
+    assert tuple(table.columns[:6]) == ("client_id", "rank", "product", "adoption", "p_accept",
+                                        "potential_income")
+    assert table.groupby("client_id")["rank"].apply(lambda r: list(r) == list(range(1, len(r) + 1))).all()
+    assert table["rank"].max() <= 3 and table["rank"].dtype == np.int64
+    held = set(zip(small_crm.holdings["client_id"], small_crm.holdings["product"], strict=True))
+    assert not held & set(zip(table["client_id"], table["product"], strict=True))
+    assert (table["potential_income"] >= 0).all() and table["p_accept"].between(0, 1).all()
+    # Clients without any holdings row hold nothing, and still get gaps.
+    holders = set(small_crm.holdings["client_id"])
+    newcomers = set(small_crm.clients["client_id"]) - holders
+    assert newcomers and newcomers <= set(table["client_id"])

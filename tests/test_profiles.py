@@ -1,0 +1,258 @@
+"""Ideal client profiles and gap lists: segments with fallback, a hand-computed profile, gap rules,
+planted-gap recovery on generated data, and the real data sets (skipped when absent)."""
+
+from __future__ import annotations
+
+import pickle
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.profiles import ALL_CLIENTS, ClientFacts, ClientProfiles, band_label
+from training.gap_evaluation import (
+    BASELINE,
+    MAVEN_CONFIG,
+    SERVED,
+    SERVED_BY_P,
+    hide_one_out,
+    ideal_profile_recovery,
+    maven_crm_frames,
+    planted_gap_recall,
+)
+from training.profiles_fit import ProfileConfig, fit_profiles
+from training.synthetic_crm import SyntheticCRM
+
+TINY = ProfileConfig(min_segment_clients=1, min_best_clients=1, min_income_holders=2)
+
+
+def tiny_portfolio() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Five retail/small clients; income 600, 300, 60, 30, 10 (total 1,000)."""
+    clients = pd.DataFrame({
+        "client_id": ["c1", "c2", "c3", "c4", "c5"],
+        "industry": ["retail"] * 5,
+        "size": ["small"] * 5,
+    }).astype(object)
+    holdings = pd.DataFrame({
+        "client_id": ["c1", "c1", "c2", "c3", "c4", "c5"],
+        "product": ["A", "B", "A", "B", "C", "A"],
+        "revenue": [500.0, 100.0, 300.0, 60.0, 30.0, 10.0],
+    }).astype({"client_id": object, "product": object})
+    return clients, holdings
+
+
+@pytest.fixture(scope="module")
+def crm_profiles(small_crm: SyntheticCRM) -> ClientProfiles:
+    return fit_profiles(small_crm.deals, small_crm.clients, small_crm.holdings)
+
+
+def test_profile_of_a_tiny_portfolio_matches_the_hand_computation() -> None:
+    clients, holdings = tiny_portfolio()
+    profiles = fit_profiles(None, clients, holdings, TINY)
+    segment = next(p for p in profiles.ideal_profiles() if p["segment"] == "industry=retail|size=small")
+    # Pareto on income: 600 starts at 0% of the total, 300 at 60%: both A; 60 starts at 90%: not A.
+    assert segment["clients"] == 5 and segment["best_clients"] == 2
+    by_product = {p["product"]: p for p in segment["products"]}
+    assert by_product["A"]["adoption_best"] == 1.0 and by_product["A"]["adoption_all"] == 0.6
+    assert by_product["B"]["adoption_best"] == 0.5 and by_product["B"]["adoption_all"] == 0.4
+    assert by_product["C"]["adoption_best"] == 0.0 and by_product["C"]["adoption_all"] == 0.2
+    assert segment["ideal_income"] == 450.0  # median income of the best clients (600, 300)
+    assert by_product["A"]["typical_income"] == 300.0  # median of 500, 300, 10
+    assert by_product["B"]["typical_income"] == 80.0  # median of 100, 60
+    assert segment["ideal_products"] == ["A", "B"]  # held by at least half of the best clients
+
+    answers = {a.client_id: a for a in profiles.gaps_for([ClientFacts(c) for c in clients["client_id"]])}
+    assert answers["c3"].potential_income == 390.0  # 450 - 60
+    assert answers["c1"].potential_income == 0.0  # earns more than the ideal client: never negative
+    assert [g.product for g in answers["c4"].gaps][:2] in (["A", "B"], ["B", "A"])
+    assert all(g.in_profile for g in answers["c4"].gaps[:2])
+
+
+def test_small_segments_fall_back_to_a_coarser_one_and_the_answer_names_it() -> None:
+    clients = pd.DataFrame({
+        "client_id": [f"c{i}" for i in range(12)],
+        "industry": ["retail"] * 8 + ["farming"] * 4,
+        "size": ["small"] * 6 + ["large"] * 2 + ["small"] * 4,
+    }).astype(object)
+    holdings = pd.DataFrame({"client_id": [f"c{i}" for i in range(12)], "product": ["A", "B"] * 6,
+                             "revenue": np.arange(1.0, 13.0) * 100})
+    holdings = holdings.astype({"client_id": object, "product": object})
+    config = ProfileConfig(min_segment_clients=5, min_best_clients=1)
+    profiles = fit_profiles(None, clients, holdings, config)
+    asked = [ClientFacts("c0"), ClientFacts("c6"), ClientFacts("c8"), ClientFacts("x", industry="mining"),
+             ClientFacts("y", size="small"), ClientFacts("z", industry="retail", size="large")]
+    segments = [a.segment for a in profiles.gaps_for(asked)]
+    assert segments == ["industry=retail|size=small", "industry=retail", ALL_CLIENTS, ALL_CLIENTS,
+                        ALL_CLIENTS, "industry=retail"]
+    # A segment with enough clients but too few best ones falls back as well.
+    strict = fit_profiles(None, clients, holdings, ProfileConfig(min_segment_clients=5, min_best_clients=6))
+    assert strict.gaps_for([ClientFacts("c0")])[0].segment == ALL_CLIENTS
+
+
+def test_fallback_chain_is_configurable_and_validated() -> None:
+    clients, holdings = tiny_portfolio()
+    clients["region"] = ["north", "north", "south", "south", "south"]
+    config = ProfileConfig(segment_keys=("industry", "size", "region"), fallback=(("industry",),),
+                           min_segment_clients=3, min_best_clients=1)
+    assert config.chain() == (("industry", "size", "region"), ("industry",), ())
+    profiles = fit_profiles(None, clients, holdings, config)
+    assert profiles.gaps_for([ClientFacts("c3")])[0].segment == "industry=retail|size=small|region=south"
+    assert profiles.gaps_for([ClientFacts("c1")])[0].segment == "industry=retail"
+    with pytest.raises(ValueError, match="subset"):
+        ProfileConfig(segment_keys=("industry",), fallback=(("region",),)).chain()
+    with pytest.raises(ValueError, match="segment keys"):
+        ProfileConfig(segment_keys=("colour",)).chain()
+
+
+def test_gaps_never_include_held_products(small_crm: SyntheticCRM, crm_profiles: ClientProfiles) -> None:
+    held = small_crm.holdings.groupby("client_id")["product"].agg(set).to_dict()
+    answers = crm_profiles.gaps_for([ClientFacts(c) for c in small_crm.clients["client_id"]], top_k=20)
+    assert sum(len(a.gaps) for a in answers) > 0
+    for answer in answers:
+        assert not {g.product for g in answer.gaps} & held.get(answer.client_id, set())
+    sent = crm_profiles.gaps_for([ClientFacts("C00001", products=("deposit", "leasing"))], top_k=20)[0]
+    assert not {g.product for g in sent.gaps} & {"deposit", "leasing"}
+
+
+def test_potential_income_is_never_negative(small_crm: SyntheticCRM, crm_profiles: ClientProfiles) -> None:
+    answers = crm_profiles.gaps_for([ClientFacts(c) for c in small_crm.clients["client_id"]])
+    potentials = np.array([a.potential_income for a in answers], dtype=np.float64)
+    assert np.isfinite(potentials).all() and (potentials >= 0).all()
+    assert (potentials == 0).any() and (potentials > 0).any()  # rich clients have none, others some
+    assert all(g.potential_income >= 0 and 0 <= g.p_accept <= 1 for a in answers for g in a.gaps)
+
+
+def test_gaps_are_ranked_by_expected_income_within_the_profile(crm_profiles: ClientProfiles) -> None:
+    answer = crm_profiles.gaps_for([ClientFacts("C00002")], top_k=20)[0]
+    inside = [g for g in answer.gaps if g.in_profile]
+    outside = [g for g in answer.gaps if not g.in_profile]
+    assert answer.gaps == inside + outside
+    for tier in (inside, outside):
+        money = [g.potential_income for g in tier]
+        assert money == sorted(money, reverse=True)
+    for gap in answer.gaps:
+        assert gap.typical_income is not None
+        assert gap.potential_income == pytest.approx(gap.p_accept * gap.typical_income, rel=1e-3, abs=0.02)
+        assert gap.reason and "chance" in gap.reason
+
+
+def test_new_clients_and_new_segments_still_get_sensible_gaps(crm_profiles: ClientProfiles) -> None:
+    newcomer, stranger = crm_profiles.gaps_for([
+        ClientFacts("new-1", industry="retail", size="small", products=()),
+        ClientFacts("new-2", industry="space mining", size="huge"),
+    ])
+    assert newcomer.segment == "industry=retail|size=small" and newcomer.gaps
+    assert newcomer.potential_income == newcomer.ideal_income  # holds nothing yet: all of it is potential
+    assert stranger.segment == ALL_CLIENTS and stranger.gaps
+    assert {g.product for g in newcomer.gaps} <= set(crm_profiles.products)
+
+
+def test_known_client_uses_its_training_holdings_unless_products_are_sent(
+        small_crm: SyntheticCRM, crm_profiles: ClientProfiles) -> None:
+    client = small_crm.holdings["client_id"].iloc[0]
+    own = set(small_crm.holdings.loc[small_crm.holdings["client_id"] == client, "product"])
+    known = crm_profiles.gaps_for([ClientFacts(client)], top_k=20)[0]
+    assert not {g.product for g in known.gaps} & own
+    sent = crm_profiles.gaps_for([ClientFacts(client, products=())], top_k=20)[0]
+    assert own & {g.product for g in sent.gaps}
+
+
+def test_acceptance_uses_the_products_already_held(crm_profiles: ClientProfiles) -> None:
+    """The planted affinity acquiring -> cash_collection shows in the fitted model."""
+    without, with_trigger = crm_profiles.p_accept(crm_profiles.resolve([
+        ClientFacts("a", industry="manufacturing", size="medium", products=("settlement_account",)),
+        ClientFacts("b", industry="manufacturing", size="medium",
+                    products=("settlement_account", "acquiring")),
+    ], as_of_day=crm_profiles.reference_day))
+    j = crm_profiles.product_index["cash_collection"]
+    assert with_trigger[j] > without[j]
+
+
+def test_profiles_survive_pickling_and_answer_fast(crm_profiles: ClientProfiles) -> None:
+    restored = pickle.loads(pickle.dumps(crm_profiles))
+    facts = [ClientFacts("C00003"),
+             ClientFacts("x", industry="retail", size="small", products=("acquiring",))]
+    assert restored.gaps_for(facts, as_of_day=20_000.0) == crm_profiles.gaps_for(facts, as_of_day=20_000.0)
+    one = [ClientFacts("C00003")]
+    crm_profiles.gaps_for(one)
+    timings = []
+    for _ in range(200):
+        started = time.perf_counter()
+        crm_profiles.gaps_for(one)
+        timings.append(time.perf_counter() - started)
+    assert statistics.median(timings) < 0.002  # well under a millisecond on an idle machine
+
+
+def test_numeric_sizes_and_tenure_are_banded() -> None:
+    assert [band_label(v, (10.0, 50.0)) for v in (3, 10, 49.9, 50, 500)] == ["<10", "10-50", "10-50", "50+",
+                                                                           "50+"]
+    clients = pd.DataFrame({
+        "client_id": [f"c{i}" for i in range(8)],
+        "industry": ["retail"] * 8,
+        "size": [5.0, 8.0, 12.0, 30.0, 40.0, 60.0, 80.0, 90.0],
+        "since": pd.to_datetime(["2020-01-01"] * 4 + ["2024-06-01"] * 4).astype("datetime64[ns]"),
+    }).astype({"client_id": object, "industry": object})
+    holdings = pd.DataFrame({"client_id": [f"c{i}" for i in range(8)], "product": ["A"] * 8,
+                             "revenue": [1.0] * 8}).astype({"client_id": object, "product": object})
+    holdings["since"] = pd.Timestamp("2024-12-31")
+    config = ProfileConfig(segment_keys=("size", "tenure"), size_bands=(10.0, 50.0), min_segment_clients=2,
+                           min_best_clients=1)
+    profiles = fit_profiles(None, clients, holdings, config)
+    names = {p["segment"] for p in profiles.ideal_profiles()}
+    assert "size=10-50|tenure=3y+" in names and "size=50+|tenure=<1y" in names
+    answer = profiles.gaps_for([ClientFacts("n", size="70", since_day=float(np.datetime64("2024-10-01", "D")
+                                                                              .astype(np.int64)))],
+                               as_of_day=profiles.reference_day)[0]
+    assert answer.segment == "size=50+|tenure=<1y"
+
+
+def test_holdings_are_derived_from_won_deals_when_absent() -> None:
+    deals = pd.DataFrame({
+        "deal_id": ["d1", "d2", "d3", "d4"],
+        "client_id": ["c1", "c1", "c2", "c2"],
+        "created_at": pd.to_datetime(["2024-01-01"] * 4).astype("datetime64[ns]"),
+        "status": ["won", "won", "won", "lost"],
+        "amount": [100.0, 50.0, 70.0, 999.0],
+        "product": ["A", "B", "A", "B"],
+    }).astype({"deal_id": object, "client_id": object, "status": object, "product": object})
+    profiles = fit_profiles(deals, None, None, TINY)
+    assert profiles.products == ("A", "B")
+    assert profiles.known_income == {"c1": 150.0, "c2": 70.0}
+    assert [g.product for g in profiles.gaps_for([ClientFacts("c2")])[0].gaps] == ["B"]
+
+
+def test_planted_gaps_are_recovered(small_crm: SyntheticCRM) -> None:
+    results = {r.method: r for r in planted_gap_recall(small_crm, folds=3)}
+    assert results[SERVED].clients == len(small_crm.planted_gaps)
+    assert results[SERVED].recall_at_3 >= 0.85
+    assert results[SERVED_BY_P].recall_at_1 >= results[BASELINE].recall_at_1 - 0.02
+    assert results[SERVED].recall_at_3 >= results["global_popularity"].recall_at_3 + 0.2
+
+
+def test_ideal_profiles_match_the_planted_ones(small_crm: SyntheticCRM, crm_profiles: ClientProfiles) -> None:
+    recovery = ideal_profile_recovery(crm_profiles, small_crm.ideal_profiles)
+    assert recovery["segments"] >= 12
+    assert recovery["precision"] >= 0.75 and recovery["recall"] >= 0.8
+
+
+def test_hidden_products_come_back_ahead_of_popularity(small_crm: SyntheticCRM) -> None:
+    results = {r.method: r for r in hide_one_out("synthetic", small_crm.clients, small_crm.holdings,
+                                                 deals=small_crm.deals, folds=3)}
+    assert results["p_accept_only"].mrr >= results[BASELINE].mrr
+    assert results[SERVED].income_recall_at_3 is not None
+    assert results[SERVED].income_recall_at_3 >= results[BASELINE].income_recall_at_3  # type: ignore[operator]
+
+
+def test_maven_crm_accounts_get_profiles(shared_data: Path) -> None:
+    clients, holdings = maven_crm_frames(shared_data / "maven_crm", as_of="2017-04-01")
+    assert clients["client_id"].is_unique and set(holdings["client_id"]) <= set(clients["client_id"])
+    assert "GTXPro" not in set(holdings["product"])
+    profiles = fit_profiles(None, clients, holdings, MAVEN_CONFIG)
+    answers = profiles.gaps_for([ClientFacts(c) for c in clients["client_id"]])
+    held = holdings.groupby("client_id")["product"].agg(set).to_dict()
+    assert all(not {g.product for g in a.gaps} & held.get(a.client_id, set()) for a in answers)
+    assert sum(bool(a.gaps) for a in answers) >= 0.8 * len(answers)
+    assert all(a.potential_income is not None and a.potential_income >= 0 for a in answers)

@@ -1,0 +1,333 @@
+"""Held-out evaluation of gap lists beside a popularity baseline.
+
+Two protocols, both cross-fitted by client (the profiles that rank a client never saw it):
+- planted gaps (synthetic CRM): does the removed ideal product come back in the client's top k?
+- hide one out (any holdings): hide one held product of each client; does it come back in the top k?
+Methods: the served gap list ("ideal_profile_gaps", by expected income), the same list ordered by
+p_accept ("ideal_profile_gaps_by_p"), the segment's most common missing products ("popularity", the
+baseline), and two diagnostics: products by p_accept alone, and by their share of all clients.
+
+recall@k counts a hit when the target is among the first k; income recall@3 weighs each case by the
+hidden holding's revenue (what a manager would have found), where revenue is known.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from model.client_analytics import client_facts
+from model.profiles import ClientFacts, ClientProfiles
+from training.profiles_fit import ProfileConfig, fit_profiles
+from training.synthetic_crm import SyntheticCRM
+
+SERVED = "ideal_profile_gaps"
+SERVED_BY_P = "ideal_profile_gaps_by_p"
+BASELINE = "popularity"
+METHODS: tuple[str, ...] = (SERVED, SERVED_BY_P, BASELINE, "p_accept_only", "global_popularity")
+DEFAULT_CONFIG = ProfileConfig()
+
+
+@dataclass(frozen=True)
+class Case:
+    """One client to rank: what it is shown to hold, and the product that should come back."""
+
+    client_id: str
+    given: tuple[str, ...]
+    target: str
+    weight: float = float("nan")  # the target's revenue, for income recall
+
+
+@dataclass(frozen=True)
+class RecallResult:
+    data_set: str
+    method: str
+    recall_at_1: float
+    recall_at_3: float
+    mrr: float  # mean reciprocal rank of the target (0 when it is not listed)
+    clients: int
+    income_recall_at_3: float | None = None  # revenue-weighted recall@3, when revenues are known
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"data_set": self.data_set, "method": self.method, "recall_at_1": round(self.recall_at_1, 4),
+                "recall_at_3": round(self.recall_at_3, 4), "mrr": round(self.mrr, 4), "clients": self.clients,
+                "income_recall_at_3": (None if self.income_recall_at_3 is None
+                                       else round(self.income_recall_at_3, 4))}
+
+
+def rankings(profiles: ClientProfiles, facts: Sequence[ClientFacts]) -> dict[str, list[list[str]]]:
+    """Each method's order of the products each client does not hold (the served list may be shorter)."""
+    resolved = profiles.resolve(facts)
+    probability = profiles.p_accept(resolved)
+    overall = profiles.adoption_all[-1]
+    out: dict[str, list[list[str]]] = {m: [] for m in METHODS}
+    names = profiles.products
+    for i, client in enumerate(resolved):
+        missing = np.ones(len(names), dtype=np.bool_)
+        missing[list(client.held)] = False
+        candidates = np.flatnonzero(missing)
+        segment = profiles.adoption_all[client.segment_row]
+
+        def by(*keys: np.ndarray[Any, Any], among: np.ndarray[Any, Any] = candidates) -> list[str]:
+            order = np.lexsort(tuple(-k[among] for k in reversed(keys)))
+            return [names[j] for j in among[order]]
+
+        for method, rank_by in ((SERVED, None), (SERVED_BY_P, "p_accept")):
+            out[method].append([names[j] for j in profiles.ranked_products(client, probability[i], rank_by)])
+        out[BASELINE].append(by(segment, overall))
+        out["p_accept_only"].append(by(probability[i]))
+        out["global_popularity"].append(by(overall))
+    return out
+
+
+def score_rankings(data_set: str, ranked: Mapping[str, list[list[str]]], targets: Sequence[str],
+                   weights: Sequence[float] | None = None) -> list[RecallResult]:
+    results = []
+    weight = np.array(weights if weights is not None else [np.nan] * len(targets), dtype=np.float64)
+    weighed = np.isfinite(weight) & (weight > 0)
+    for method, lists in ranked.items():
+        position = np.array([lst.index(t) + 1 if t in lst else 0
+                             for lst, t in zip(lists, targets, strict=True)])
+        n = max(len(targets), 1)
+        top3 = (position >= 1) & (position <= 3)
+        income = (float(weight[weighed & top3].sum() / weight[weighed].sum())
+                  if weighed.sum() >= max(1, len(targets) // 2) else None)
+        results.append(RecallResult(
+            data_set=data_set, method=method,
+            recall_at_1=float(((position >= 1) & (position <= 1)).sum() / n),
+            recall_at_3=float(((position >= 1) & (position <= 3)).sum() / n),
+            mrr=float(np.where(position > 0, 1.0 / np.maximum(position, 1), 0.0).sum() / n),
+            clients=len(targets), income_recall_at_3=income,
+        ))
+    return results
+
+
+def cross_fitted(data_set: str, cases: Sequence[Case], clients: pd.DataFrame | None, holdings: pd.DataFrame,
+                 config: ProfileConfig, deals: pd.DataFrame | None = None, folds: int = 5,
+                 seed: int = 0) -> list[RecallResult]:
+    """Rank each case with profiles fitted on the other folds' clients only."""
+    universe = list(dict.fromkeys(
+        ([str(c) for c in clients["client_id"]] if clients is not None else [])
+        + [str(c) for c in holdings["client_id"]]))
+    fold_of = dict(zip(universe, np.random.default_rng(seed).permutation(len(universe)) % folds, strict=True))
+    attributes = {f.client_id: f for f in client_facts(clients, None, config.extra_attributes, ids=universe)}
+    ranked: dict[str, list[list[str]]] = {m: [] for m in METHODS}
+    targets: list[str] = []
+    weights: list[float] = []
+    for fold in range(folds):
+        fold_cases = [c for c in cases if fold_of[c.client_id] == fold]
+        if not fold_cases:
+            continue
+        keep = {c for c in universe if fold_of[c] != fold}
+        profiles = fit_profiles(
+            None if deals is None else deals[deals["client_id"].astype(str).isin(keep)],
+            None if clients is None else clients[clients["client_id"].astype(str).isin(keep)],
+            holdings[holdings["client_id"].astype(str).isin(keep)], config)
+        facts = [replace(attributes[c.client_id], products=c.given) for c in fold_cases]
+        for method, lists in rankings(profiles, facts).items():
+            ranked[method].extend(lists)
+        targets.extend(c.target for c in fold_cases)
+        weights.extend(c.weight for c in fold_cases)
+    return score_rankings(data_set, ranked, targets, weights)
+
+
+def hide_one_out_cases(holdings: pd.DataFrame, seed: int = 0, max_clients: int | None = None) -> list[Case]:
+    """For each client holding something: all but one random held product given, that one the target."""
+    rng = np.random.default_rng(seed)
+    rows = holdings.dropna(subset=["client_id", "product"])
+    money = rows["revenue"] if "revenue" in rows else pd.Series(np.nan, index=rows.index)
+    revenue = money.astype(np.float64).groupby([rows["client_id"].astype(str), rows["product"].astype(str)],
+                                               sort=True).sum(min_count=1)
+    owned: dict[str, dict[str, float]] = {}
+    for client_id, product, value in zip(revenue.index.get_level_values(0), revenue.index.get_level_values(1),
+                                         revenue.to_numpy(), strict=True):
+        owned.setdefault(str(client_id), {})[str(product)] = float(value)
+    cases = []
+    for client_id, products in owned.items():
+        names = sorted(products)
+        hidden = names[int(rng.integers(len(names)))]
+        cases.append(Case(client_id, tuple(p for p in names if p != hidden), hidden, products[hidden]))
+    if max_clients is not None and len(cases) > max_clients:
+        chosen = np.sort(rng.choice(len(cases), size=max_clients, replace=False))
+        cases = [cases[i] for i in chosen]
+    return cases
+
+
+def hide_one_out(data_set: str, clients: pd.DataFrame | None, holdings: pd.DataFrame,
+                 config: ProfileConfig = DEFAULT_CONFIG, deals: pd.DataFrame | None = None, folds: int = 5,
+                 seed: int = 0, max_clients: int | None = None) -> list[RecallResult]:
+    cases = hide_one_out_cases(holdings, seed, max_clients)
+    return cross_fitted(data_set, cases, clients, holdings, config, deals, folds, seed)
+
+
+def planted_gap_recall(crm: SyntheticCRM, config: ProfileConfig = DEFAULT_CONFIG, folds: int = 5,
+                       seed: int = 0, data_set: str = "synthetic planted gaps") -> list[RecallResult]:
+    owned: dict[str, tuple[str, ...]] = {}
+    for client_id, product in zip(crm.holdings["client_id"], crm.holdings["product"], strict=True):
+        owned[str(client_id)] = (*owned.get(str(client_id), ()), str(product))
+    cases = [Case(str(c), tuple(sorted(set(owned.get(str(c), ())))), str(p))
+             for c, p in zip(crm.planted_gaps["client_id"], crm.planted_gaps["product"], strict=True)]
+    return cross_fitted(data_set, cases, crm.clients, crm.holdings, config, crm.deals, folds, seed)
+
+
+def evaluate_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdings: pd.DataFrame | None,
+                      config: ProfileConfig = DEFAULT_CONFIG, folds: int = 3, seed: int = 0,
+                      max_clients: int = 5000) -> dict[str, Any]:
+    """Hide-one-out recall of the training data's own holdings, for the training report."""
+    if holdings is None or holdings.empty:
+        from model.dataset import holdings_from_deals
+
+        holdings = holdings_from_deals(deals) if deals is not None else None
+    if holdings is None or holdings.empty:
+        return {"evaluated": False, "why": "no holdings"}
+    results = hide_one_out("training holdings", clients, holdings, config, deals, folds, seed, max_clients)
+    by_method = {r.method: r.as_dict() for r in results}
+    served, baseline = by_method[SERVED], by_method[BASELINE]
+    return {
+        "evaluated": True,
+        "protocol": f"hide one held product per client, {folds}-fold cross-fitted by client",
+        "methods": by_method,
+        "recall_at_3_over_popularity": round(served["recall_at_3"] - baseline["recall_at_3"], 4),
+        "recall_at_1_over_popularity": round(served["recall_at_1"] - baseline["recall_at_1"], 4),
+    }
+
+
+def ideal_profile_recovery(profiles: ClientProfiles, truth: pd.DataFrame) -> dict[str, float]:
+    """Precision and recall of the fitted ideal profiles (industry x size segments) against the planted ones
+    (`SyntheticCRM.ideal_profiles`: industry, size, product, ideal)."""
+    planted = {(str(i), str(s), str(p)) for i, s, p, ideal
+               in truth[["industry", "size", "product", "ideal"]].itertuples(index=False) if ideal}
+    found, covered = set(), set()
+    for segment in profiles.ideal_profiles():
+        keys = segment["keys"]
+        if set(keys) != {"industry", "size"}:
+            continue
+        covered.add((keys["industry"], keys["size"]))
+        found |= {(keys["industry"], keys["size"], p) for p in segment["ideal_products"]}
+    planted = {t for t in planted if t[:2] in covered}
+    hits = len(found & planted)
+    return {"segments": float(len(covered)), "precision": hits / max(len(found), 1),
+            "recall": hits / max(len(planted), 1)}
+
+
+SUMMARY_KEYS = ("clients", "holdings", "products", "income_source", "segment_levels", "segments",
+                "clients_by_segment_level", "acceptance_regularisation")
+SEGMENT_KEYS = ("segment", "clients", "best_clients", "ideal_income", "ideal_products")
+
+
+def profile_report(profiles: ClientProfiles, deals: pd.DataFrame | None, clients: pd.DataFrame | None,
+                   holdings: pd.DataFrame | None, config: ProfileConfig = DEFAULT_CONFIG,
+                   folds: int = 3) -> dict[str, Any]:
+    """The training report's section on profiles: what was fitted, and its held-out evaluation."""
+    return {
+        "summary": {k: profiles.summary[k] for k in SUMMARY_KEYS if k in profiles.summary},
+        "evaluation": evaluate_profiles(deals, clients, holdings, config, folds=folds),
+        "segments": [{k: p[k] for k in SEGMENT_KEYS} for p in profiles.ideal_profiles()],
+    }
+
+
+def render_profiles_html(section: Mapping[str, Any] | None) -> str:
+    """The profiles section of the HTML training report ('' when the model has none)."""
+    if not section:
+        return ""
+    summary, evaluation = section["summary"], section["evaluation"]
+    parts = [f"<h2>Ideal client profiles and gap lists</h2><p>{summary['clients']:,} clients, "
+             f"{summary['holdings']:,} holdings of {len(summary['products'])} products; income from "
+             f"{html.escape(str(summary['income_source']))}; segments "
+             f"{html.escape(' → '.join(summary['segment_levels']))}.</p>"]
+    if evaluation.get("evaluated"):
+        rows = "".join(
+            f"<tr><th>{html.escape(m)}</th><td>{r['recall_at_1']:.3f}</td><td>{r['recall_at_3']:.3f}</td>"
+            f"<td>{r['mrr']:.3f}</td><td>{_shown(r['income_recall_at_3'], '.3f')}</td>"
+            f"<td>{r['clients']}</td></tr>" for m, r in evaluation["methods"].items())
+        head = ("<tr><th>method</th><th>recall@1</th><th>recall@3</th><th>MRR</th><th>income recall@3</th>"
+                "<th>clients</th></tr>")
+        parts.append(f"<p>{html.escape(evaluation['protocol'])}.</p><table>{head}{rows}</table>")
+    segments = "".join(
+        f"<tr><th>{html.escape(s['segment'])}</th><td>{s['clients']}</td><td>{s['best_clients']}</td>"
+        f"<td>{_shown(s['ideal_income'], ',.0f')}</td>"
+        f"<td style='text-align:left'>{html.escape(', '.join(s['ideal_products']))}</td></tr>"
+        for s in section["segments"])
+    parts.append("<table><tr><th>segment</th><th>clients</th><th>best clients</th><th>ideal income</th>"
+                 f"<th>ideal profile</th></tr>{segments}</table>")
+    return "\n".join(parts)
+
+
+def _shown(value: float | None, style: str) -> str:
+    return "-" if value is None else format(value, style)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Real holdings as canonical frames.
+
+BANK_PRODUCTS = {"housing": "housing_loan", "loan": "personal_loan", "y": "term_deposit"}
+BANK_CONFIG = ProfileConfig(extra_attributes=("education", "marital", "default", "balance"),
+                            client_value_column="balance")
+
+
+def bank_marketing_frames(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """UCI Bank Marketing as clients (job as industry, age band as size) and holdings of three products.
+
+    No revenue per product exists: gaps rank by p_accept and the best clients are those with the
+    highest average balance (BANK_CONFIG.client_value_column).
+    """
+    raw = pd.read_csv(path)
+    ids = pd.Series([f"B{i:05d}" for i in range(1, len(raw) + 1)], dtype=object)
+    age_band = pd.cut(raw["age"], [0, 30, 45, 60, 200], right=False, labels=["<30", "30-44", "45-59", "60+"])
+    clients = pd.DataFrame({
+        "client_id": ids, "industry": raw["job"].astype(object), "size": age_band.astype(str).astype(object),
+        "education": raw["education"].astype(object), "marital": raw["marital"].astype(object),
+        "default": raw["default"].astype(object), "balance": raw["balance"].astype(np.float64),
+    })
+    parts = [pd.DataFrame({"client_id": ids[raw[column] == "yes"], "product": product})
+             for column, product in BANK_PRODUCTS.items()]
+    holdings = pd.concat(parts, ignore_index=True).astype({"client_id": object, "product": object})
+    holdings["revenue"] = np.nan
+    return clients, holdings.sort_values(["client_id", "product"], ignore_index=True)
+
+
+MAVEN_CONFIG = ProfileConfig(min_segment_clients=10, min_best_clients=3)
+
+
+def maven_crm_frames(folder: str | Path, as_of: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Maven CRM accounts as clients and their won products as holdings (revenue = won close values).
+
+    With `as_of`, only deals closed before that date count: a snapshot where accounts hold fewer
+    products, so hiding one leaves a real choice (with all of 2017 nearly every account holds 6 of 7).
+    """
+    folder = Path(folder)
+    accounts = pd.read_csv(folder / "accounts.csv")
+    pipeline = pd.read_csv(folder / "sales_pipeline.csv", parse_dates=["close_date"])
+    clients = pd.DataFrame({
+        "client_id": accounts["account"].astype(object),
+        "industry": accounts["sector"].replace({"technolgy": "technology"}).astype(object),
+        "size": accounts["employees"].astype(np.float64),
+        "region": accounts["office_location"].astype(object),
+        "since": pd.to_datetime(accounts["year_established"].astype(str) + "-01-01").astype("datetime64[ns]"),
+    })
+    won = pipeline[(pipeline["deal_stage"] == "Won") & pipeline["account"].notna()].copy()
+    won["product"] = won["product"].replace({"GTXPro": "GTX Pro"})
+    if as_of is not None:
+        won = won[won["close_date"] < pd.Timestamp(as_of)]
+    grouped = won.groupby(["account", "product"], sort=True)
+    holdings = pd.DataFrame({
+        "client_id": grouped.size().index.get_level_values(0).astype(object),
+        "product": grouped.size().index.get_level_values(1).astype(object),
+        "since": grouped["close_date"].min().to_numpy().astype("datetime64[ns]"),
+        "revenue": grouped["close_value"].sum().to_numpy(dtype=np.float64),
+    })
+    return clients, holdings
+
+
+__all__ = [
+    "BANK_CONFIG", "BASELINE", "MAVEN_CONFIG", "METHODS", "SERVED", "SERVED_BY_P", "Case", "RecallResult",
+    "bank_marketing_frames", "cross_fitted", "evaluate_profiles", "hide_one_out", "hide_one_out_cases",
+    "ideal_profile_recovery", "maven_crm_frames", "planted_gap_recall", "profile_report", "rankings",
+    "render_profiles_html", "score_rankings",
+]

@@ -1,0 +1,605 @@
+"""Fitting ideal client profiles: segments with fallback, best clients, adoption, incomes, acceptance model.
+
+The acceptance model (one logistic regression per product, on the client's attributes, its segment and
+the other products it holds) gives each gap its p_accept; the segment's best clients give the ideal
+profile and the ideal income. Everything is stored as plain arrays in a model.profiles.ClientProfiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import sparse, special
+from threadpoolctl import threadpool_limits
+
+from model.dataset import holdings_from_deals
+from model.errors import InsufficientData
+from model.features import day_numbers
+from model.grades import DEFAULT_SHARES, pareto_classes
+from model.profiles import (
+    ALL_CLIENTS,
+    FACT_ATTRIBUTES,
+    PRIOR_CLIENTS,
+    TENURE,
+    AcceptanceModel,
+    ClientProfiles,
+    Level,
+    ProfileEncoder,
+    RawValue,
+    segment_name,
+    share_logit,
+)
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+BEST_RULES = ("pareto_a", "top_share", "all")
+REGULARISATION_GRID: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
+CV_FOLDS = 3
+DENSE_LIMIT = 5_000_000  # design cells up to which the acceptance model is fitted on a dense array
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """How segments, best clients, ideal profiles and gap lists are made. Saved with the model."""
+
+    segment_keys: tuple[str, ...] = ("industry", "size")  # any of industry, size, region, tenure, extras
+    # Coarser segments tried in order when a client's segment is too small; each a subset of the one
+    # before. None: drop keys from the end (industry x size -> industry -> all clients).
+    fallback: tuple[tuple[str, ...], ...] | None = None
+    min_segment_clients: int = 20  # smaller segments fall back to a coarser one
+    min_best_clients: int = 5  # ... and so do segments with fewer best clients than this
+    best_rule: str = "pareto_a"  # "pareto_a": class A of income; "top_share": top best_top_share; "all"
+    best_shares: tuple[float, float, float] = DEFAULT_SHARES  # Pareto shares for "pareto_a"
+    best_top_share: float = 0.2
+    min_adoption: float = 0.5  # in the ideal profile: held by at least this share of the best clients
+    fill_outside_profile: bool = True  # after the profile's gaps, offer other products the client may take
+    min_p_accept: float = 0.02  # ... when at least this likely
+    rank_by: str = "expected_income"  # gap order: "expected_income" (p_accept x typical income) or "p_accept"
+    # Attributes of the acceptance model. None: industry, size, region and tenure when the data has them,
+    # plus extra_attributes.
+    model_attributes: tuple[str, ...] | None = None
+    extra_attributes: tuple[str, ...] = ()  # other client columns (text, or numbers cut in quantile bands)
+    size_bands: tuple[float, ...] | None = None  # numeric size (employees): band edges; None = data terciles
+    tenure_bands_years: tuple[float, ...] = (1.0, 3.0)
+    numeric_bands: int = 3  # quantile bands of other numeric attributes
+    min_level_clients: int = 5  # rarer attribute levels get no column of their own in the acceptance model
+    # Inverse L2 strength (C) of the acceptance model. None: chosen per product by 3-fold cross-validated
+    # log-loss among REGULARISATION_GRID (up to cv_max_clients clients; above that 1.0, as data dominate).
+    regularisation: float | None = None
+    cv_max_clients: int = 20_000
+    min_product_holders: int = 5  # fewer holders (or non-holders): the product's chance is its smoothed share
+    min_income_holders: int = 3  # fewer holders in a segment: its typical income comes from the coarser one
+    client_value_column: str | None = None  # a numeric clients column to use as realised value (income)
+    ideal_income_statistic: str = "median"  # "median" or "mean" income of the best clients
+
+    def chain(self) -> tuple[tuple[str, ...], ...]:
+        """Segment keys from the finest to all clients, validated."""
+        if self.fallback is None:
+            levels = [self.segment_keys[:n] for n in range(len(self.segment_keys), -1, -1)]
+        else:
+            levels = [self.segment_keys, *self.fallback]
+            if levels[-1]:
+                levels.append(())
+        for finer, coarser in zip(levels, levels[1:], strict=False):
+            if not set(coarser) <= set(finer):
+                raise ValueError(f"fallback segment {coarser} must use a subset of the keys of {finer}")
+        known = {*FACT_ATTRIBUTES, TENURE, *self.extra_attributes}
+        unknown = sorted({k for level in levels for k in level} - known)
+        if unknown:
+            raise ValueError(f"segment keys must be among {sorted(known)}, got {unknown}")
+        if self.best_rule not in BEST_RULES:
+            raise ValueError(f"best_rule must be one of {BEST_RULES}, got {self.best_rule!r}")
+        if self.rank_by not in ("expected_income", "p_accept"):
+            raise ValueError(f"rank_by must be expected_income or p_accept, got {self.rank_by!r}")
+        if self.ideal_income_statistic not in ("median", "mean"):
+            raise ValueError("ideal_income_statistic must be median or mean, "
+                             f"got {self.ideal_income_statistic!r}")
+        return tuple(dict.fromkeys(tuple(level) for level in levels))
+
+
+@dataclass
+class _Portfolio:
+    """Clients in a fixed order with what they hold and earn, as arrays."""
+
+    ids: list[str]
+    raw: list[dict[str, RawValue]]
+    products: tuple[str, ...]
+    held: BoolArray  # (clients, products)
+    holding_client: npt.NDArray[np.int64]  # one row per (client, product) holding
+    holding_product: npt.NDArray[np.int64]
+    holding_revenue: FloatArray  # NaN when unknown
+    income: FloatArray  # (clients,) realised value used to find the best clients
+    has_income: bool  # income is money (revenue, won amounts or the value column)
+    income_source: str
+    reference_day: float
+
+
+def fit_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdings: pd.DataFrame | None,
+                 config: ProfileConfig = ProfileConfig()) -> ClientProfiles:
+    """Fit the profiles from canonical frames. Holdings come from won deals when none are given."""
+    levels_chain = config.chain()
+    portfolio = _portfolio(deals, clients, holdings, config)
+    encoder = _encoder(portfolio, clients, levels_chain, config)
+    levels = [encoder.levels(raw, portfolio.reference_day) for raw in portfolio.raw]
+    _fill_vocab(encoder, levels, levels_chain, config)
+    segments = _segments(portfolio, encoder, levels, levels_chain, config)
+    n_products = len(portfolio.products)
+    n_clients = np.array(segments.n_clients, dtype=np.float64)
+    adoption_all = np.array(segments.adoption_all, dtype=np.float64).reshape(-1, n_products)
+    parent_share = adoption_all[_parent_rows(segments, levels_chain)]
+    prior_share = ((adoption_all * n_clients[:, None] + PRIOR_CLIENTS * parent_share)
+                   / (n_clients[:, None] + PRIOR_CLIENTS))
+    held_lists = [tuple(int(j) for j in np.flatnonzero(row)) for row in portfolio.held]
+    # The acceptance model comes last: it needs each client's segment, which the profiles resolve.
+    untrained = AcceptanceModel(coef=np.zeros((n_products, encoder.width)), intercept=np.zeros(n_products),
+                                count_coef=np.zeros(n_products), prior_coef=np.ones(n_products),
+                                fitted=np.zeros(n_products, dtype=np.bool_))
+    profiles = ClientProfiles(
+        products=portfolio.products, encoder=encoder, acceptance=untrained, levels=levels_chain,
+        segment_rows=segments.rows, segment_names=segments.names,
+        segment_level=segments.level, n_clients=n_clients, n_best=np.array(segments.n_best, dtype=np.float64),
+        ideal_income=np.array(segments.ideal_income, dtype=np.float64),
+        adoption_best=np.array(segments.adoption_best, dtype=np.float64).reshape(-1, n_products),
+        adoption_all=adoption_all,
+        typical_income=np.array(segments.typical_income, dtype=np.float64).reshape(-1, n_products),
+        prior_logit=share_logit(prior_share),
+        min_adoption=config.min_adoption, fill_outside_profile=config.fill_outside_profile,
+        min_p_accept=config.min_p_accept, rank_by=config.rank_by, reference_day=portfolio.reference_day,
+        known_attributes={cid: {k: v for k, v in raw.items() if v is not None}
+                          for cid, raw in zip(portfolio.ids, portfolio.raw, strict=True)},
+        known_products=dict(zip(portfolio.ids, held_lists, strict=True)),
+        known_income=({cid: float(x) for cid, x in zip(portfolio.ids, portfolio.income, strict=True)}
+                      if portfolio.has_income else {}),
+        has_income=portfolio.has_income, best_rule=config.best_rule,
+    )
+    rows = np.array([profiles.segment_row(lv) for lv in levels], dtype=np.int64)
+    design = encoder.design(levels, held_lists)
+    acceptance = _fit_acceptance(design, portfolio.held, profiles.prior_logit[rows], encoder, config)
+    profiles.acceptance = acceptance
+    chosen_regularisation = (acceptance.regularisation if acceptance.regularisation is not None
+                             else np.full(n_products, np.nan))
+    resolved_levels = Counter(profiles.segment_level[row] for row in rows.tolist())
+    profiles.summary = {
+        "clients": len(portfolio.ids),
+        "holdings": int(portfolio.held.sum()),
+        "products": list(portfolio.products),
+        "income_source": portfolio.income_source,
+        "segment_levels": ["×".join(level) or ALL_CLIENTS for level in levels_chain],
+        "segments": {"×".join(level) or ALL_CLIENTS: sum(1 for lv in segments.level if lv == i)
+                     for i, level in enumerate(levels_chain)},
+        "clients_by_segment_level": {"×".join(levels_chain[i]) or ALL_CLIENTS: n
+                                     for i, n in sorted(resolved_levels.items())},
+        "acceptance_fitted_products": int(acceptance.fitted.sum()),
+        "acceptance_regularisation": {p: (None if c != c else float(c)) for p, c
+                                      in zip(portfolio.products, chosen_regularisation, strict=True)},
+        "design_columns": encoder.width,
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.__dict__.items()},
+    }
+    return profiles
+
+
+# ---------------------------------------------------------------------------------------------------
+# Portfolio: who holds what, and who earns how much.
+
+
+def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdings: pd.DataFrame | None,
+               config: ProfileConfig) -> _Portfolio:
+    if holdings is None or holdings.empty:
+        holdings = holdings_from_deals(deals) if deals is not None else None
+    if holdings is None or holdings.empty:
+        raise InsufficientData("no holdings to fit client profiles: give a holdings table or won deals with "
+                               "client_id and product")
+    holdings = holdings[holdings["client_id"].notna() & holdings["product"].notna()]
+    frame = pd.DataFrame({"client_id": holdings["client_id"].astype(str),
+                          "product": holdings["product"].astype(str),
+                          "revenue": (holdings["revenue"].astype(np.float64) if "revenue" in holdings
+                                      else np.nan)})
+    if deals is not None and frame["revenue"].isna().all() and {"amount", "status"} <= set(deals.columns):
+        won = deals[(deals["status"] == "won") & deals["client_id"].notna() & deals["product"].notna()]
+        keys = [won["client_id"].astype(str), won["product"].astype(str)]
+        amounts = won.groupby(keys)["amount"].sum(min_count=1)
+        pairs = pd.MultiIndex.from_frame(frame[["client_id", "product"]])
+        frame["revenue"] = amounts.reindex(pairs).to_numpy()
+    frame = frame.groupby(["client_id", "product"], sort=True)["revenue"].sum(min_count=1).reset_index()
+
+    client_ids: list[str] = []
+    if clients is not None and "client_id" in clients:
+        client_ids = list(dict.fromkeys(clients["client_id"].dropna().astype(str)))
+    known = set(client_ids)
+    client_ids += [c for c in dict.fromkeys(frame["client_id"]) if c not in known]
+    position = {c: i for i, c in enumerate(client_ids)}
+    products = tuple(sorted(frame["product"].unique()))
+    product_position = {p: j for j, p in enumerate(products)}
+    holding_client: npt.NDArray[np.int64] = np.asarray(frame["client_id"].map(position), dtype=np.int64)
+    holding_product: npt.NDArray[np.int64] = np.asarray(frame["product"].map(product_position),
+                                                         dtype=np.int64)
+    held = np.zeros((len(client_ids), len(products)), dtype=np.bool_)
+    held[holding_client, holding_product] = True
+
+    revenue = frame["revenue"].to_numpy(dtype=np.float64)
+    has_revenue = bool(np.isfinite(revenue).any() and np.nansum(revenue) > 0)
+    income_source = "holdings revenue" if "revenue" in holdings and holdings["revenue"].notna().any() else (
+        "won deal amounts" if has_revenue else "number of products held")
+    if has_revenue:  # a holding with unknown revenue earns what the product typically does
+        medians = pd.Series(revenue).groupby(holding_product).median()
+        fill = medians.reindex(holding_product).to_numpy(dtype=np.float64)
+        fill = np.where(np.isnan(fill), np.nanmedian(revenue), fill)
+        revenue_filled = np.where(np.isnan(revenue), fill, revenue)
+        income = np.bincount(holding_client, weights=revenue_filled,
+                             minlength=len(client_ids)).astype(np.float64)
+    else:
+        income = held.sum(axis=1).astype(np.float64)
+    has_income = has_revenue
+    raw = _raw_attributes(client_ids, clients, config)
+    if config.client_value_column is not None:
+        if clients is None or config.client_value_column not in clients:
+            raise ValueError(f"client_value_column {config.client_value_column!r} is not a clients column")
+        unique = clients.drop_duplicates("client_id")
+        values = pd.Series(pd.to_numeric(unique[config.client_value_column], errors="coerce").to_numpy(),
+                           index=unique["client_id"].astype(str))
+        income = np.clip(values.reindex(client_ids).fillna(0.0).to_numpy(dtype=np.float64), 0.0, None)
+        has_income, income_source = True, f"clients.{config.client_value_column}"
+    return _Portfolio(
+        ids=client_ids, raw=raw, products=products, held=held, holding_client=holding_client,
+        holding_product=holding_product, holding_revenue=revenue, income=income, has_income=has_income,
+        income_source=income_source, reference_day=_reference_day(deals, clients, holdings),
+    )
+
+
+def _raw_attributes(client_ids: list[str], clients: pd.DataFrame | None,
+                    config: ProfileConfig) -> list[dict[str, RawValue]]:
+    if clients is None or clients.empty:
+        return [{} for _ in client_ids]
+    unique = clients.drop_duplicates("client_id").copy()
+    unique["client_id"] = unique["client_id"].astype(str)
+    unique = unique.set_index("client_id")
+    columns: dict[str, list[RawValue]] = {}
+    for name in (*FACT_ATTRIBUTES, *config.extra_attributes):
+        if name in unique:
+            columns[name] = [_raw(v) for v in unique[name].reindex(client_ids).tolist()]
+    if "since" in unique:
+        days = day_numbers(unique["since"].reindex(client_ids))
+        columns["since_day"] = [None if d != d else float(d) for d in days]
+    return [{name: values[i] for name, values in columns.items()} for i in range(len(client_ids))]
+
+
+def _raw(value: object) -> RawValue:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value)
+    return str(value)
+
+
+def _reference_day(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdings: pd.DataFrame) -> float:
+    days: list[float] = []
+    sources = ((deals, ("created_at", "closed_at")), (clients, ("since",)), (holdings, ("since",)))
+    for frame, columns in sources:
+        for column in columns:
+            if frame is not None and column in frame and frame[column].notna().any():
+                days.append(float(np.nanmax(day_numbers(frame[column]))))
+    return max(days) if days else float(np.datetime64("today", "D").astype(np.int64))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Encoder: attribute levels and the acceptance model's design columns.
+
+
+def _encoder(portfolio: _Portfolio, clients: pd.DataFrame | None, chain: tuple[tuple[str, ...], ...],
+             config: ProfileConfig) -> ProfileEncoder:
+    present = {name for name in (*FACT_ATTRIBUTES, *config.extra_attributes)
+               if any(raw.get(name) is not None for raw in portfolio.raw)}
+    if any(raw.get("since_day") is not None for raw in portfolio.raw):
+        present.add(TENURE)
+    if config.model_attributes is None:
+        model_attributes = [a for a in (*FACT_ATTRIBUTES, TENURE, *config.extra_attributes) if a in present]
+    else:
+        model_attributes = [a for a in config.model_attributes if a in present]
+    segment_attributes = [k for level in chain for k in level]
+    attributes = tuple(dict.fromkeys([*segment_attributes, *model_attributes]))
+    bands: dict[str, tuple[float, ...]] = {TENURE: tuple(config.tenure_bands_years)}
+    for name in attributes:
+        if name == TENURE or clients is None or name not in clients:
+            continue
+        column = clients[name]
+        if pd.api.types.is_numeric_dtype(column) and column.notna().any():
+            if name == "size" and config.size_bands is not None:
+                bands[name] = tuple(sorted(config.size_bands))
+            else:
+                bands[name] = _quantile_edges(column.to_numpy(dtype=np.float64), config.numeric_bands)
+    encoder = ProfileEncoder(attributes=attributes, bands=bands)
+    encoder.vocab = {name: {} for name in model_attributes}
+    fine = chain[0]
+    encoder.cell_keys = fine if len(fine) >= 2 else ()
+    encoder.n_products = len(portfolio.products)
+    return encoder
+
+
+def _quantile_edges(values: FloatArray, n_bands: int) -> tuple[float, ...]:
+    finite = values[np.isfinite(values)]
+    quantiles = np.quantile(finite, np.linspace(0, 1, n_bands + 1)[1:-1])
+    edges = sorted({float(f"{q:.3g}") for q in quantiles})
+    return tuple(edges) or (float(np.median(finite)),)
+
+
+def _fill_vocab(encoder: ProfileEncoder, levels: list[tuple[Level, ...]], chain: tuple[tuple[str, ...], ...],
+                config: ProfileConfig) -> None:
+    column = 0
+    for name in list(encoder.vocab):
+        position = encoder.attributes.index(name)
+        counts = Counter(lv[position] for lv in levels if lv[position] is not None)
+        frequent = sorted(str(level) for level, n in counts.items() if n >= config.min_level_clients)
+        encoder.vocab[name] = {level: column + i for i, level in enumerate(frequent)}
+        column += len(frequent)
+    if encoder.cell_keys:
+        positions = [encoder.attributes.index(k) for k in encoder.cell_keys]
+        cells = Counter(tuple(lv[i] for i in positions) for lv in levels)
+        frequent_cells = sorted((cell for cell, n in cells.items()
+                                 if n >= config.min_level_clients and None not in cell), key=str)
+        encoder.cells = {cell: column + i for i, cell in enumerate(frequent_cells)}
+        column += len(frequent_cells)
+    encoder.held_offset = column
+    encoder.width = column + encoder.n_products
+
+
+# ---------------------------------------------------------------------------------------------------
+# Segments: best clients, adoption, ideal income and typical product income, with fallback.
+
+
+_Stats = tuple[int, int, float, FloatArray, FloatArray, FloatArray]
+
+
+@dataclass
+class _Segments:
+    rows: dict[tuple[int, tuple[Level, ...]], int]
+    names: list[str]
+    level: list[int]
+    n_clients: list[int]
+    n_best: list[int]
+    ideal_income: list[float]
+    adoption_best: list[float]  # flattened (segments x products)
+    adoption_all: list[float]
+    typical_income: list[float]
+
+
+def best_clients(income: FloatArray, n_products: FloatArray, config: ProfileConfig) -> BoolArray:
+    """The segment's best clients by the configured rule (income is realised value, or product count)."""
+    n = income.size
+    if config.best_rule == "all" or n == 0:
+        return np.ones(n, dtype=np.bool_)
+    if config.best_rule == "pareto_a":
+        best = pareto_classes(income, config.best_shares) == "A"
+        if best.any():
+            return np.asarray(best, dtype=np.bool_)
+    # top share, by value then by breadth of holdings (also the fallback when nobody has value)
+    order = np.lexsort((-n_products, -income))
+    best = np.zeros(n, dtype=np.bool_)
+    best[order[: max(1, math.ceil(config.best_top_share * n))]] = True
+    return best
+
+
+def _segments(portfolio: _Portfolio, encoder: ProfileEncoder, levels: list[tuple[Level, ...]],
+              chain: tuple[tuple[str, ...], ...], config: ProfileConfig) -> _Segments:
+    n_products = len(portfolio.products)
+    held = portfolio.held
+    breadth = held.sum(axis=1).astype(np.float64)
+    revenue = portfolio.holding_revenue
+    # stored[level][values] = (n, n_best, ideal income, adoption best, adoption all, typical income)
+    stored: dict[int, dict[tuple[Level, ...], _Stats]] = {}
+    for level in range(len(chain) - 1, -1, -1):  # coarse to fine, so every segment's parent exists
+        keys = chain[level]
+        positions = [encoder.attributes.index(k) for k in keys]
+        groups: dict[tuple[Level, ...], list[int]] = {}
+        for i, client_levels in enumerate(levels):
+            values = tuple(client_levels[p] for p in positions)
+            if None not in values:
+                groups.setdefault(values, []).append(i)
+        stored[level] = {}
+        for values, members_list in sorted(groups.items(), key=lambda item: str(item[0])):
+            members = np.array(members_list, dtype=np.int64)
+            best = members[best_clients(portfolio.income[members], breadth[members], config)]
+            if keys and (members.size < config.min_segment_clients or best.size < config.min_best_clients):
+                continue
+            parent_typical = (_parent(stored, chain, level, keys, values)[5] if keys
+                              else _global_typical(portfolio))
+            typical = _typical_income(portfolio, members, revenue, parent_typical, config)
+            statistic = np.median if config.ideal_income_statistic == "median" else np.mean
+            ideal = float(statistic(portfolio.income[best])) if portfolio.has_income else float("nan")
+            stored[level][values] = (int(members.size), int(best.size), ideal, held[best].mean(axis=0),
+                                     held[members].mean(axis=0), typical)
+        if not keys and not stored[level]:  # no clients at all: an empty all-clients segment
+            stored[level][()] = (0, 0, float("nan"), np.zeros(n_products), np.zeros(n_products),
+                                 _global_typical(portfolio))
+    out = _Segments(rows={}, names=[], level=[], n_clients=[], n_best=[], ideal_income=[], adoption_best=[],
+                    adoption_all=[], typical_income=[])
+    for level in range(len(chain)):  # finest first; all clients last
+        for values, (n, n_best, ideal, a_best, a_all, typical) in stored[level].items():
+            out.rows[(level, values)] = len(out.names)
+            out.names.append(segment_name(chain[level], values))
+            out.level.append(level)
+            out.n_clients.append(n)
+            out.n_best.append(n_best)
+            out.ideal_income.append(ideal)
+            out.adoption_best.extend(a_best.tolist())
+            out.adoption_all.extend(a_all.tolist())
+            out.typical_income.extend(typical.tolist())
+    return out
+
+
+def _parent_rows(segments: _Segments, chain: tuple[tuple[str, ...], ...]) -> list[int]:
+    """Row of each segment's next coarser stored segment (the all-clients segment is its own parent)."""
+    parents = []
+    for (level, values), _row in sorted(segments.rows.items(), key=lambda item: item[1]):
+        by_key = dict(zip(chain[level], values, strict=True))
+        parent = len(segments.names) - 1
+        for coarser in range(level + 1, len(chain)):
+            found = segments.rows.get((coarser, tuple(by_key[k] for k in chain[coarser])))
+            if found is not None:
+                parent = found
+                break
+        parents.append(parent)
+    return parents
+
+
+def _parent(stored: dict[int, dict[tuple[Level, ...], Any]], chain: tuple[tuple[str, ...], ...], level: int,
+            keys: tuple[str, ...], values: tuple[Level, ...]) -> Any:
+    by_key = dict(zip(keys, values, strict=True))
+    for coarser in range(level + 1, len(chain)):
+        parent_values = tuple(by_key[k] for k in chain[coarser])
+        if parent_values in stored[coarser]:
+            return stored[coarser][parent_values]
+    raise AssertionError("the all-clients segment is always stored")
+
+
+def _global_typical(portfolio: _Portfolio) -> FloatArray:
+    n_products = len(portfolio.products)
+    revenue = portfolio.holding_revenue
+    finite = np.isfinite(revenue)
+    if not finite.any():
+        return np.full(n_products, np.nan)
+    overall = float(np.median(revenue[finite]))
+    typical = np.full(n_products, overall)
+    for j in range(n_products):
+        own = revenue[finite & (portfolio.holding_product == j)]
+        if own.size:
+            typical[j] = float(np.median(own))
+    return typical
+
+
+def _typical_income(portfolio: _Portfolio, members: npt.NDArray[np.int64], revenue: FloatArray,
+                    parent: FloatArray, config: ProfileConfig) -> FloatArray:
+    in_segment = np.isin(portfolio.holding_client, members) & np.isfinite(revenue)
+    typical = parent.copy()
+    if not in_segment.any():
+        return typical
+    products, amounts = portfolio.holding_product[in_segment], revenue[in_segment]
+    for j in np.unique(products):
+        own = amounts[products == j]
+        if own.size >= config.min_income_holders:
+            typical[int(j)] = float(np.median(own))
+    return typical
+
+
+# ---------------------------------------------------------------------------------------------------
+# Acceptance model.
+
+
+def _fit_acceptance(design: FloatArray, held: BoolArray, prior_logit: FloatArray, encoder: ProfileEncoder,
+                    config: ProfileConfig) -> AcceptanceModel:
+    """Per product: the segment's share as a fixed offset, plus L2-shrunk adjustments from the client.
+
+    The offset (coefficient 1) makes the segment's popularity the starting point; the client's
+    attributes, the products it already holds and how many it holds move it only as far as the data
+    support, since the L2 penalty pulls every adjustment towards zero.
+    """
+    n_clients, n_products = held.shape
+    coef = np.zeros((n_products, encoder.width))
+    intercept = np.zeros(n_products)
+    count_coef = np.zeros(n_products)
+    fitted = np.zeros(n_products, dtype=np.bool_)
+    chosen = np.full(n_products, np.nan)
+    n_held = held.sum(axis=1).astype(np.float64)
+    fold = np.random.default_rng(0).permutation(n_clients) % CV_FOLDS
+    # Small designs are fitted dense, on one BLAS thread (threads only fight over tiny matrices); large
+    # ones sparse, as the design is mostly zeros (one-hots and held flags).
+    dense = n_clients * (encoder.width + 1) <= DENSE_LIMIT
+    sparse_design = None if dense else sparse.csr_matrix(design)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for j in range(n_products):
+            y = held[:, j].astype(np.float64)
+            holders = int(y.sum())
+            if min(holders, n_clients - holders) < config.min_product_holders:
+                continue  # the segment's smoothed share alone
+            own = encoder.held_offset + j
+            keep = np.ones(encoder.width)
+            keep[own] = 0.0  # a product never explains itself
+            count = np.log1p(n_held - y)[:, None]
+            features: Any
+            if sparse_design is None:
+                features = np.column_stack([design * keep, count])
+            else:
+                features = sparse.hstack([sparse_design @ sparse.diags(keep), sparse.csr_matrix(count)],
+                                         format="csr")
+            chosen[j] = _regularisation(features, y, prior_logit[:, j], fold, config)
+            weights, intercept[j] = logistic_with_offset(features, y, prior_logit[:, j], float(chosen[j]))
+            coef[j] = weights[:-1]
+            coef[j, own] = 0.0
+            count_coef[j] = weights[-1]
+            fitted[j] = True
+    return AcceptanceModel(coef=coef, intercept=intercept, count_coef=count_coef,
+                           prior_coef=np.ones(n_products), fitted=fitted, regularisation=chosen)
+
+
+def _regularisation(features: Any, y: FloatArray, offset: FloatArray, fold: npt.NDArray[np.int64],
+                    config: ProfileConfig) -> float:
+    """The configured C, or the grid's C with the least cross-validated log-loss."""
+    if config.regularisation is not None:
+        return config.regularisation
+    if y.size > config.cv_max_clients:
+        return 1.0
+    losses = np.zeros(len(REGULARISATION_GRID))
+    for k in range(CV_FOLDS):
+        train, test = fold != k, fold == k
+        if y[train].min() == y[train].max():
+            continue
+        start = None
+        for i, c in enumerate(REGULARISATION_GRID):  # strongest first, each warm-starting the next
+            weights, bias = logistic_with_offset(features[train], y[train], offset[train], c, start=start)
+            start = np.concatenate([[bias], weights])
+            z = features[test] @ weights + bias + offset[test]
+            losses[i] += float(np.sum(np.logaddexp(0.0, z) - y[test] * z))
+    return REGULARISATION_GRID[int(np.argmin(losses))]
+
+
+def logistic_with_offset(features: Any, y: FloatArray, offset: FloatArray, c: float, max_iter: int = 50,
+                         tol: float = 1e-7, start: FloatArray | None = None) -> tuple[FloatArray, float]:
+    """L2 logistic regression with a fixed offset, by Newton's method.
+
+    Minimises C * log-loss + |w|^2 / 2 (scikit-learn's scaling; the intercept is not penalised).
+    `features` is a dense array or a scipy sparse matrix; `start` = (intercept, *weights) to warm-start.
+    Returns (weights, intercept).
+    """
+    n_rows, n_features = features.shape
+    dense = isinstance(features, np.ndarray)
+    augmented: Any = (np.column_stack([np.ones(n_rows), features]) if dense
+                      else sparse.hstack([sparse.csr_matrix(np.ones((n_rows, 1))), features], format="csr"))
+    penalty = np.ones(n_features + 1)
+    penalty[0] = 1e-9  # the intercept is free; a hair of ridge keeps the Hessian invertible
+
+    def objective(w: FloatArray) -> float:
+        z = augmented @ w + offset
+        return c * float(np.sum(np.logaddexp(0.0, z) - y * z)) + 0.5 * float(w[1:] @ w[1:])
+
+    w = np.zeros(n_features + 1) if start is None else start.copy()
+    current = objective(w)
+    for _ in range(max_iter):
+        p = special.expit(augmented @ w + offset)
+        gradient = c * (augmented.T @ (p - y)) + penalty * w
+        weight = c * p * (1.0 - p)
+        if dense:
+            hessian = augmented.T @ (augmented * weight[:, None]) + np.diag(penalty)
+        else:
+            hessian = (augmented.T @ augmented.multiply(weight[:, None]).tocsr()).toarray() + np.diag(penalty)
+        step = np.linalg.solve(hessian, gradient)
+        scale = 1.0
+        while True:  # halve the step until the objective goes down (Newton rarely needs it)
+            candidate = w - scale * step
+            value = objective(candidate)
+            if value <= current or scale < 1e-6:
+                break
+            scale *= 0.5
+        converged = abs(current - value) <= tol * max(1.0, abs(current))
+        w, current = candidate, value
+        if converged:
+            break
+    return w[1:], float(w[0])
+
+
+__all__ = ["BEST_RULES", "ProfileConfig", "best_clients", "fit_profiles", "logistic_with_offset"]

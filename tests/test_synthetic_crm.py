@@ -10,14 +10,24 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from model.contract import CLIENTS, DEALS, HOLDINGS
-from training.synthetic_crm import END_DATE, EXTRA_DEAL_COLUMNS, SyntheticCRM, generate, write
+from training.synthetic_crm import (
+    AFFINITIES,
+    END_DATE,
+    EXTRA_DEAL_COLUMNS,
+    GAP_REASONS,
+    JOURNEY,
+    REGION_EFFECT,
+    SyntheticCRM,
+    generate,
+    write,
+)
 
 N_DEALS = 8_000
 END = pd.Timestamp(str(END_DATE))
 START = pd.Timestamp("2021-01-01")
 EXPECTED_FILES = [
     "deals.csv", "clients.csv", "holdings.csv", "truth/deal_truth.csv", "truth/ideal_profiles.csv",
-    "truth/planted_gaps.csv", "truth/products.csv", "truth/README.md",
+    "truth/planted_gaps.csv", "truth/products.csv", "truth/propensity.csv", "truth/README.md",
 ]
 
 
@@ -76,8 +86,10 @@ def test_columns_follow_the_contract(crm: SyntheticCRM) -> None:
     assert list(crm.holdings.columns) == list(HOLDINGS.names)
     assert list(crm.deal_truth.columns) == ["deal_id", "true_p_win", "true_value"]
     assert list(crm.ideal_profiles.columns) == ["industry", "size", "product", "ideal", "true_adoption"]
-    assert list(crm.planted_gaps.columns) == ["client_id", "product"]
+    assert list(crm.planted_gaps.columns) == ["client_id", "product", "reason", "propensity"]
     assert list(crm.product_catalogue.columns) == ["product", "family", "base_price"]
+    assert list(crm.propensity.columns) == ["client_id", *crm.product_catalogue["product"]]
+    assert crm.propensity["client_id"].tolist() == crm.clients["client_id"].tolist()
 
 
 def test_values_have_the_promised_shape(crm: SyntheticCRM) -> None:
@@ -197,17 +209,83 @@ def test_holdings_include_every_won_product_with_its_history(crm: SyntheticCRM) 
     assert (crm.holdings["revenue"] > 0).all() and (crm.holdings["since"] <= END).all()
 
 
-def test_planted_gaps_are_ideal_products_the_client_lacks(crm: SyntheticCRM) -> None:
+def _propensity(crm: SyntheticCRM) -> pd.DataFrame:
+    return crm.propensity.set_index("client_id")[list(crm.product_catalogue["product"])]
+
+
+def _segment(frame: pd.DataFrame) -> pd.Series:
+    return frame["industry"] + "/" + frame["size"]
+
+
+def test_planted_gaps_are_the_clients_most_likely_missing_product(crm: SyntheticCRM) -> None:
     gaps = crm.planted_gaps.merge(crm.clients, on="client_id")
     assert gaps["client_id"].is_unique
     assert 0.12 < len(gaps) / len(crm.clients) < 0.18
-    held = set(zip(crm.holdings["client_id"], crm.holdings["product"], strict=True))
-    assert not any((c, p) in held for c, p in zip(gaps["client_id"], gaps["product"], strict=True))
-    profiles = crm.ideal_profiles.set_index(["industry", "size", "product"])
-    segment_product = list(zip(gaps["industry"], gaps["size"], gaps["product"], strict=True))
-    assert profiles.loc[segment_product, "ideal"].all()
+    held = _held(crm)
+    assert not any(held.at[c, p] for c, p in zip(gaps["client_id"], gaps["product"], strict=True))
     won = crm.deals[crm.deals["status"] == "won"]
     assert gaps.merge(won, on=["client_id", "product"]).empty
+    # the gap is the product the client's own propensity ranks first among those it lacks
+    propensity = _propensity(crm)
+    lacking = propensity.where(~held)
+    assert (lacking.loc[gaps["client_id"]].idxmax(axis=1).to_numpy() == gaps["product"].to_numpy()).all()
+    own = propensity.to_numpy()[propensity.index.get_indexer(pd.Index(gaps["client_id"])),
+                                propensity.columns.get_indexer(pd.Index(gaps["product"]))]
+    assert np.allclose(gaps["propensity"].to_numpy(), own)
+    # established clients that already hold most of their segment's ideal profile
+    wide = crm.ideal_profiles.pivot(index=["industry", "size"], columns="product", values="ideal")
+    ideal = wide.reindex(pd.MultiIndex.from_frame(gaps[["industry", "size"]]))[held.columns].to_numpy(dtype=bool)
+    gap_held = held.loc[gaps["client_id"]].to_numpy()
+    assert ((gap_held & ideal).sum(axis=1) / ideal.sum(axis=1) >= 0.75).all()
+    assert (gap_held.sum(axis=1) >= 2).all()
+    # the reason: the segment's profile when the gap is in it, else a client-specific lift
+    in_profile = ideal[np.arange(len(gaps)), held.columns.get_indexer(pd.Index(gaps["product"]))]
+    assert set(gaps["reason"]) <= set(GAP_REASONS)
+    assert ((gaps["reason"] == "segment_profile").to_numpy() == in_profile).all()
+    assert (gaps["reason"] == "affinity").mean() > 0.2
+
+
+def test_popularity_cannot_find_every_gap(crm: SyntheticCRM) -> None:
+    """Many gaps are not among the segment's most common products, some not even among its most common
+    missing ones: the client's holdings, region and tenure decide."""
+    held = _held(crm)
+    clients = crm.clients.set_index("client_id")
+    share = held.groupby(_segment(clients)).mean()
+    gaps = crm.planted_gaps.merge(crm.clients, on="client_id")
+    segment = _segment(gaps)
+    top3 = [p in share.loc[s].nlargest(3).index for s, p in zip(segment, gaps["product"], strict=True)]
+    assert np.mean(top3) <= 0.7
+    top3_missing = [p in share.loc[s][~held.loc[c]].nlargest(3).index
+                    for c, s, p in zip(gaps["client_id"], segment, gaps["product"], strict=True)]
+    assert np.mean(top3_missing) < 0.97
+
+
+def test_affinities_region_and_tenure_shape_the_holdings(crm: SyntheticCRM) -> None:
+    assert sorted(JOURNEY) == sorted(crm.product_catalogue["product"])
+    assert all(JOURNEY.index(a) < JOURNEY.index(b) for a, b, _ in AFFINITIES)
+    held = _held(crm)
+    insured = held["business_insurance"]
+    assert insured[held["leasing"]].mean() > insured[~held["leasing"]].mean() + 0.2
+    merchant = held["acquiring"] & ~held["ecommerce_gateway"]
+    assert held["cash_collection"][merchant].mean() > held["cash_collection"][~held["acquiring"]].mean() + 0.1
+    clients = crm.clients.set_index("client_id")
+    share = held.groupby(clients["region"]).mean()
+    higher = []
+    for product in {p for _, p in REGION_EFFECT}:
+        effects = {r: v for (r, p), v in REGION_EFFECT.items() if p == product}
+        top = max(effects, key=lambda r: effects[r])
+        others = [r for r in share.index if effects.get(r, 0.0) <= 0.0]
+        higher.append(share.at[top, product] > share.loc[others, product].mean())
+    assert np.mean(higher) >= 0.75
+    years = (END - clients["since"]).dt.days / 365.25
+    assert held["credit_line"][years >= 3].mean() > 2 * held["credit_line"][years < 1].mean()
+
+
+def test_held_products_were_the_likelier_ones(crm: SyntheticCRM) -> None:
+    propensity = _propensity(crm)
+    held = _held(crm)
+    assert propensity.to_numpy().min() >= 0 and propensity.to_numpy().max() <= 1
+    assert propensity.where(held).stack().mean() > propensity.where(~held).stack().mean() + 0.3
 
 
 def test_ideal_profiles_have_three_to_five_products(crm: SyntheticCRM) -> None:
@@ -217,26 +295,18 @@ def test_ideal_profiles_have_three_to_five_products(crm: SyntheticCRM) -> None:
     assert ideal["true_adoption"].between(0.8, 0.92).all()
 
 
-def _top3_recall(crm: SyntheticCRM, scores: pd.DataFrame) -> float:
-    """Share of planted gaps among the three best-scored products a client does not hold."""
-    held = _held(crm)
-    hits = 0
-    for client_id, product in zip(crm.planted_gaps["client_id"], crm.planted_gaps["product"], strict=True):
-        candidates = scores.loc[client_id].where(~held.loc[client_id])
-        hits += product in candidates.nlargest(3).index
-    return hits / len(crm.planted_gaps)
-
-
-def test_a_segment_profile_finds_the_gaps_better_than_popularity(crm: SyntheticCRM) -> None:
+def test_the_ideal_profile_still_describes_the_best_clients(crm: SyntheticCRM) -> None:
+    """Among the segment's best clients by won amount, ideal products are the ones widely held."""
     held = _held(crm)
     clients = crm.clients.set_index("client_id")
-    segment = clients["industry"] + "/" + clients["size"]
+    segment = _segment(clients)
     won = crm.deals[crm.deals["status"] == "won"].groupby("client_id")["amount"].sum()
     won_amount = won.reindex(clients.index, fill_value=0.0)
     best = won_amount.groupby(segment).rank(pct=True) >= 0.75
-    adoption = held[best].groupby(segment[best]).mean().reindex(segment)
-    adoption.index = clients.index
-    popularity = pd.DataFrame([held.mean()] * len(held), index=held.index)
-    by_segment, by_popularity = _top3_recall(crm, adoption), _top3_recall(crm, popularity)
-    assert by_segment > 0.8
-    assert by_segment > by_popularity + 0.1
+    adoption = held[best].groupby(segment[best]).mean().stack()
+    profiles = crm.ideal_profiles.set_index(["industry", "size", "product"])["ideal"].sort_index()
+    ideal = np.array([profiles.loc[(*s.split("/"), p)] for s, p in adoption.index])
+    assert adoption[ideal].mean() > 0.7 and adoption[~ideal].mean() < 0.25
+    widely_held = adoption >= 0.5
+    assert (widely_held & ideal).sum() / widely_held.sum() > 0.85  # precision of "held by half the best"
+    assert (widely_held & ideal).sum() / ideal.sum() > 0.85  # and its recall

@@ -2,7 +2,8 @@
 
 The demo data, the end-to-end tests and the benchmarks use it to check that a model recovers what was
 planted: a calibrated win probability that depends on the client's history *as of* each deal's date,
-a slow drift over time, and ideal product profiles per segment with deliberately removed products
+a slow drift over time, ideal product profiles per segment, and holdings that also follow the client's
+region, tenure and product affinities, with each sampled client's most likely missing product recorded
 (planted cross-sell gaps). Same seed and size give byte-identical files; nothing depends on today.
 """
 
@@ -136,21 +137,54 @@ IDEAL_ADOPTION_RANGE = (0.80, 0.92)  # chance a best client of the segment holds
 # Share of a best client's adoption that a middle and a weak client reach, by tier.
 TIER_CUTS = (0.35, 0.75)  # percentile of latent value within the segment: weak < .35 <= middle < .75 <= best
 TIER_ADOPTION_SCALE = (0.30, 0.60, 1.00)
-# Planted affinities: holding the first product makes the second likelier (added after the profile draw).
-AFFINITIES: tuple[tuple[str, str, float], ...] = (
-    ("acquiring", "cash_collection", 0.40),
-    ("ecommerce_gateway", "acquiring", 0.40),
-    ("leasing", "business_insurance", 0.40),
-    ("credit_line", "bank_guarantee", 0.30),
-    ("payroll", "deposit", 0.30),
-    ("fx_hedging", "deposit", 0.30),
+# What a client holds beyond its segment. Each product's chance is a logistic in a latent propensity:
+#   logit(segment chance, tier-scaled) + region effect + tenure effect + sum of affinities from held products
+# and a client's planted gap is the product that propensity ranks highest among those it lacks.
+# Products are drawn one after another along a client's usual journey, so an affinity only runs forward.
+JOURNEY: tuple[str, ...] = (
+    "settlement_account", "payroll", "deposit", "acquiring", "ecommerce_gateway", "cash_collection",
+    "credit_line", "bank_guarantee", "leasing", "business_insurance", "fx_hedging",
 )
+# Planted affinities (logit lift): holding the first product makes the second likelier. Together they form
+# chains across families: acquiring -> cash_collection -> business_insurance, credit_line -> leasing ->
+# business_insurance, acquiring -> ecommerce_gateway -> fx_hedging.
+AFFINITIES: tuple[tuple[str, str, float], ...] = (
+    ("payroll", "deposit", 1.1),  # salaries pass through, balances stay
+    ("payroll", "business_insurance", 0.5),  # staff cover
+    ("acquiring", "cash_collection", 1.6),  # a shop with card terminals also handles cash
+    ("acquiring", "ecommerce_gateway", 1.1),  # a merchant going online
+    ("ecommerce_gateway", "cash_collection", -1.2),  # ... and who sells online handles little cash
+    ("ecommerce_gateway", "fx_hedging", 0.8),  # selling abroad online
+    ("cash_collection", "business_insurance", 0.6),  # cash in transit cover
+    ("credit_line", "bank_guarantee", 1.6),  # guarantees issued under the credit limit
+    ("credit_line", "leasing", 0.7),
+    ("leasing", "business_insurance", 2.3),  # leased assets must be insured
+)
+# Region effects (logit, centred per product over the regions when drawn): trade at the borders, the
+# capital online, a cash economy in the south, industry in the east, a harsh climate in the north.
+REGION_EFFECT: dict[tuple[str, str], float] = {
+    ("west", "fx_hedging"): 0.9, ("east", "fx_hedging"): 0.4, ("central", "fx_hedging"): 0.3,
+    ("central", "ecommerce_gateway"): 0.9, ("central", "deposit"): 0.3, ("central", "cash_collection"): -0.5,
+    ("south", "cash_collection"): 0.8, ("south", "credit_line"): 0.5, ("south", "ecommerce_gateway"): -0.5,
+    ("east", "leasing"): 0.7, ("east", "bank_guarantee"): 0.5,
+    ("north", "business_insurance"): 0.8, ("north", "deposit"): 0.4,
+}
+# Tenure effect (logit per year as a client at the end of the span, from TENURE_CENTRE_YEARS, capped at
+# +-TENURE_CAP_YEARS): a bank lends to clients it knows; newcomers start with payments.
+TENURE_PER_YEAR: dict[str, float] = {
+    "credit_line": 0.60, "bank_guarantee": 0.50, "leasing": 0.40, "deposit": 0.20, "fx_hedging": 0.20,
+    "acquiring": -0.10, "ecommerce_gateway": -0.20,
+}
+TENURE_CENTRE_YEARS = 2.5
+TENURE_CAP_YEARS = 2.5
 PORTFOLIO_DEAL_SHARE = 0.90  # most deals are for products the client needs; the rest are cold offers
 # A client's latent value (N(0, 1)) scales its deal rate and its ticket size, log-linearly.
 DEALS_PER_VALUE = 0.9
 SPEND_PER_VALUE = 0.25
 GAP_CLIENT_SHARE = 0.15
 GAP_MIN_IDEAL_SHARE = 0.75  # a client "fits its profile well" when it has at least this share of it
+GAP_MIN_PRODUCTS = 2  # ... and is an established client, holding at least two products
+GAP_REASONS: tuple[str, ...] = ("segment_profile", "affinity", "region", "tenure", "segment_fit")
 
 
 @dataclass(frozen=True)
@@ -190,8 +224,9 @@ class SyntheticCRM:
     holdings: pd.DataFrame  # client_id, product, since, revenue
     deal_truth: pd.DataFrame  # deal_id, true_p_win, true_value
     ideal_profiles: pd.DataFrame  # industry, size, product, ideal, true_adoption
-    planted_gaps: pd.DataFrame  # client_id, product
+    planted_gaps: pd.DataFrame  # client_id, product, reason, propensity
     product_catalogue: pd.DataFrame  # product, family, base_price
+    propensity: pd.DataFrame  # client_id + one column per product: the latent chance given what is held
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -203,6 +238,9 @@ class _World:
     fit: FloatArray  # (industry, product) win-logit fit
     ideal: BoolArray  # (industry, size, product)
     adoption: FloatArray  # (industry, size, product): chance a best client holds it
+    region_effect: FloatArray  # (region, product) logit, centred per product
+    tenure_per_year: FloatArray  # (product,) logit per year of tenure
+    affinity: FloatArray  # (trigger, follower) logit lift; non-zero only forward along JOURNEY
     manager_skill: FloatArray  # (manager,)
     campaign_codes: tuple[str, ...]
 
@@ -245,14 +283,16 @@ def generate(seed: int = 7, n_deals: int = 20_000) -> SyntheticCRM:
     rng = np.random.default_rng(seed)
     world = _draw_world(rng)
     clients = _draw_clients(rng, max(50, n_deals // 8))
-    portfolio = _draw_portfolios(rng, clients, world)
+    base_logit = _base_logit(clients, world)
+    portfolio = _draw_portfolios(rng, base_logit, world)
     deals = _draw_deals(rng, n_deals, clients, portfolio, world)
     outcome_draw = rng.random(n_deals)
     true_p, won = _simulate_outcomes(deals, outcome_draw, len(clients.industry))
     won_closed = won & ~deals.is_open
     won_matrix = _won_matrix(deals, won_closed, len(clients.industry))
-    gaps = _plant_gaps(rng, clients, portfolio, won_matrix, world)
-    held = (portfolio & ~gaps) | won_matrix
+    held = portfolio | won_matrix
+    propensity_logit = base_logit + held @ world.affinity  # a product's own holding never enters its logit
+    gaps = _plant_gaps(rng, clients, propensity_logit, held, world)
     deal_ids = _ids("D", n_deals, 6)
     client_ids = _ids("C", len(clients.industry), 5)
     return SyntheticCRM(
@@ -261,8 +301,9 @@ def generate(seed: int = 7, n_deals: int = 20_000) -> SyntheticCRM:
         holdings=_holdings_frame(rng, clients, deals, won_closed, held, client_ids),
         deal_truth=_truth_frame(deals, true_p, deal_ids),
         ideal_profiles=_ideal_profiles_frame(world),
-        planted_gaps=_gaps_frame(gaps, client_ids),
+        planted_gaps=_gaps_frame(gaps, clients, held, propensity_logit, world, client_ids),
         product_catalogue=_catalogue_frame(),
+        propensity=_propensity_frame(propensity_logit, client_ids),
     )
 
 
@@ -289,9 +330,38 @@ def _draw_world(rng: np.random.Generator) -> _World:
         fit=fit,
         ideal=ideal,
         adoption=adoption,
+        region_effect=_region_effect(),
+        tenure_per_year=np.array([TENURE_PER_YEAR.get(p, 0.0) for p in PRODUCT_NAMES]),
+        affinity=_affinity_matrix(),
         manager_skill=rng.normal(0.0, WIN.manager_skill_sd, size=len(MANAGERS)),
         campaign_codes=tuple(f"CMP-{int(c)}" for c in codes),
     )
+
+
+def _region_effect() -> FloatArray:
+    """(region, product) logit effects, centred per product so they average out over the regions."""
+    effect = np.zeros((len(REGIONS), len(PRODUCTS)))
+    for (region, product), value in REGION_EFFECT.items():
+        effect[REGIONS.index(region), PRODUCT_NAMES.index(product)] = value
+    centred: FloatArray = effect - effect.mean(axis=0)
+    return centred
+
+
+def _affinity_matrix() -> FloatArray:
+    """(trigger, follower) logit lifts; every affinity runs forward along JOURNEY."""
+    affinity = np.zeros((len(PRODUCTS), len(PRODUCTS)))
+    for trigger, follower, lift in AFFINITIES:
+        if JOURNEY.index(trigger) >= JOURNEY.index(follower):
+            raise AssertionError(f"affinity {trigger} -> {follower} runs against the journey")
+        affinity[PRODUCT_NAMES.index(trigger), PRODUCT_NAMES.index(follower)] = lift
+    return affinity
+
+
+def _tenure_offset(arrival: IntArray) -> FloatArray:
+    """Years as a client at the end of the span, from TENURE_CENTRE_YEARS, capped at +-TENURE_CAP_YEARS."""
+    offset: FloatArray = np.clip((N_DAYS - arrival) / 365.25 - TENURE_CENTRE_YEARS, -TENURE_CAP_YEARS,
+                                 TENURE_CAP_YEARS)
+    return offset
 
 
 def _draw_clients(rng: np.random.Generator, n_clients: int) -> _Clients:
@@ -331,16 +401,32 @@ def _percentile_within(group: IntArray, value: FloatArray) -> FloatArray:
     return result
 
 
-def _draw_portfolios(rng: np.random.Generator, clients: _Clients, world: _World) -> BoolArray:
-    """The products each client needs (and mostly has): its segment's profile, scaled by its tier."""
+def _base_logit(clients: _Clients, world: _World) -> FloatArray:
+    """Each client's propensity logit for each product before affinities: its segment's chance (scaled by
+    its tier for ideal products) moved by its region and its tenure."""
     adoption = world.adoption[clients.industry, clients.size]
     ideal = world.ideal[clients.industry, clients.size]
     scale = np.array(TIER_ADOPTION_SCALE)[clients.tier][:, None]
-    p_hold = np.where(ideal, adoption * scale, adoption)
-    portfolio: BoolArray = rng.random(p_hold.shape) < p_hold
-    for trigger, follower, chance in AFFINITIES:
-        t, f = PRODUCT_NAMES.index(trigger), PRODUCT_NAMES.index(follower)
-        portfolio[:, f] |= portfolio[:, t] & (rng.random(len(portfolio)) < chance)
+    chance = np.where(ideal, adoption * scale, adoption)
+    result: FloatArray = (np.log(chance / (1.0 - chance)) + world.region_effect[clients.region]
+                          + _tenure_offset(clients.arrival)[:, None] * world.tenure_per_year[None, :])
+    return result
+
+
+def _expit(logit: FloatArray) -> FloatArray:
+    result: FloatArray = 1.0 / (1.0 + np.exp(-logit))
+    return result
+
+
+def _draw_portfolios(rng: np.random.Generator, base_logit: FloatArray, world: _World) -> BoolArray:
+    """The products each client needs (and mostly has), drawn along the journey: each product's chance
+    comes from the client's base propensity plus the affinities of what it already took up."""
+    draw = rng.random(base_logit.shape)
+    portfolio = np.zeros(base_logit.shape, dtype=np.bool_)
+    for product in JOURNEY:
+        j = PRODUCT_NAMES.index(product)
+        logit = base_logit[:, j] + portfolio @ world.affinity[:, j]
+        portfolio[:, j] = draw[:, j] < _expit(logit)
     return portfolio
 
 
@@ -483,21 +569,25 @@ def _won_matrix(deals: _Deals, won_closed: BoolArray, n_clients: int) -> BoolArr
     return won
 
 
-def _plant_gaps(rng: np.random.Generator, clients: _Clients, portfolio: BoolArray, won: BoolArray,
+def _plant_gaps(rng: np.random.Generator, clients: _Clients, propensity_logit: FloatArray, held: BoolArray,
                 world: _World) -> BoolArray:
-    """Remove one ideal product from ~15% of clients that fit their profile well.
+    """Plant one gap on ~15% of the established clients that already fit their profile well: the product
+    their own propensity ranks first among those they lack.
 
-    Only a product the client never won can be removed, so holdings stay consistent with won deals.
+    The propensity counts the segment's profile, the region, the tenure and the affinities of what the
+    client holds, so once a client has most of its profile the gap is often outside it. A lacking product
+    was never won, since every won product is held.
     """
     ideal = world.ideal[clients.industry, clients.size]
-    ideal_share = (portfolio & ideal).sum(axis=1) / ideal.sum(axis=1)
-    removable = portfolio & ideal & ~won
-    eligible = np.flatnonzero((ideal_share >= GAP_MIN_IDEAL_SHARE) & removable.any(axis=1))
-    n_gaps = min(len(eligible), round(GAP_CLIENT_SHARE * len(portfolio)))
+    ideal_share = (held & ideal).sum(axis=1) / ideal.sum(axis=1)
+    n_held = held.sum(axis=1)
+    eligible = np.flatnonzero((ideal_share >= GAP_MIN_IDEAL_SHARE) & (n_held >= GAP_MIN_PRODUCTS)
+                              & (n_held < len(PRODUCTS)))
+    n_gaps = min(len(eligible), round(GAP_CLIENT_SHARE * len(held)))
     chosen = np.sort(rng.choice(eligible, size=n_gaps, replace=False))
-    scores = np.where(removable[chosen], rng.random((n_gaps, len(PRODUCTS))), -1.0)
-    gaps = np.zeros_like(portfolio)
-    gaps[chosen, np.argmax(scores, axis=1)] = True
+    lacking_logit = np.where(held[chosen], -np.inf, propensity_logit[chosen])
+    gaps = np.zeros_like(held)
+    gaps[chosen, np.argmax(lacking_logit, axis=1)] = True
     return gaps
 
 
@@ -596,12 +686,31 @@ def _ideal_profiles_frame(world: _World) -> pd.DataFrame:
     })
 
 
-def _gaps_frame(gaps: BoolArray, client_ids: npt.NDArray[np.object_]) -> pd.DataFrame:
+def _gaps_frame(gaps: BoolArray, clients: _Clients, held: BoolArray, propensity_logit: FloatArray,
+                world: _World, client_ids: npt.NDArray[np.object_]) -> pd.DataFrame:
+    """One row per planted gap with what put it first: the segment's ideal profile, or else the largest
+    client-specific lift (an affinity with held products, the region, the tenure), or the segment's lean."""
     client, product = np.nonzero(gaps)
+    lifts = np.column_stack([
+        np.einsum("ij,ij->i", held[client].astype(np.float64), world.affinity[:, product].T),
+        world.region_effect[clients.region[client], product],
+        _tenure_offset(clients.arrival[client]) * world.tenure_per_year[product],
+    ])
+    strongest = np.where(lifts.max(axis=1) > 0, np.argmax(lifts, axis=1) + 1, len(GAP_REASONS) - 1)
+    in_profile = world.ideal[clients.industry[client], clients.size[client], product]
+    reason = np.where(in_profile, 0, strongest)
     return pd.DataFrame({
         "client_id": client_ids[client],
         "product": np.array(PRODUCT_NAMES, dtype=object)[product],
+        "reason": np.array(GAP_REASONS, dtype=object)[reason],
+        "propensity": np.round(_expit(propensity_logit[client, product]), 4),
     })
+
+
+def _propensity_frame(propensity_logit: FloatArray, client_ids: npt.NDArray[np.object_]) -> pd.DataFrame:
+    frame = pd.DataFrame(np.round(_expit(propensity_logit), 4), columns=list(PRODUCT_NAMES))
+    frame.insert(0, "client_id", client_ids)
+    return frame
 
 
 def _catalogue_frame() -> pd.DataFrame:
@@ -634,6 +743,7 @@ def write(crm: SyntheticCRM, out_dir: str | Path) -> list[Path]:
         "truth/ideal_profiles.csv": crm.ideal_profiles,
         "truth/planted_gaps.csv": crm.planted_gaps,
         "truth/products.csv": crm.product_catalogue,
+        "truth/propensity.csv": crm.propensity,
     }
     relative = [*tables, "truth/README.md"]
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -667,7 +777,13 @@ def truth_readme(crm: SyntheticCRM) -> str:
     coefficients += [f"| competitor = {name} | {effect:+.2f} |" for name, (_, effect) in COMPETITORS.items()]
     fit_pairs = [f"| {industry} | {product} | {value:+.1f} |"
                  for (industry, product), value in INDUSTRY_FIT.items()]
-    affinities = ", ".join(f"{a} -> {b} ({chance:.2f})" for a, b, chance in AFFINITIES)
+    affinities = [f"| {a} | {b} | {lift:+.1f} |" for a, b, lift in AFFINITIES]
+    region_effect = _region_effect()
+    region_rows = [f"| {product} | " + " | ".join(f"{region_effect[r, j]:+.2f}" for r in range(len(REGIONS))) + " |"
+                   for j, product in enumerate(PRODUCT_NAMES) if region_effect[:, j].any()]
+    tenure_terms = ", ".join(f"{product} {value:+.2f}" for product, value in TENURE_PER_YEAR.items())
+    gaps = crm.planted_gaps
+    reasons = ", ".join(f"{reason} {int((gaps['reason'] == reason).sum())}" for reason in GAP_REASONS)
     size_prices = ", ".join(f"{s} x{f:g}" for s, f in zip(SIZES, SIZE_PRICE_FACTOR, strict=True))
     lines = [
         "# Ground truth of this synthetic CRM",
@@ -699,7 +815,8 @@ def truth_readme(crm: SyntheticCRM) -> str:
         f"client had wins but none in the last {LOST_CLIENT_DAYS} days; on top, for clients with wins,",
         "recency is log1p(days since the last win / 30), frequency log1p(wins), money",
         "log1p(won amount / 1000).",
-        "Open deals never enter anyone's history. `campaign_code` and `region` have no effect at all.",
+        "Open deals never enter anyone's history. `campaign_code` and `region` have no effect on it",
+        "(region shapes holdings, below).",
         "",
         "| term | coefficient |",
         "|---|---|",
@@ -715,15 +832,48 @@ def truth_readme(crm: SyntheticCRM) -> str:
         f"{1 - TIER_CUTS[1]:.0%} by a latent value that also drives how often and how much the client buys,",
         "so nearly the top by won amount. Middle and weak clients hold ideal products with",
         f"{TIER_ADOPTION_SCALE[1]:.2f} and {TIER_ADOPTION_SCALE[0]:.2f} times that chance.",
-        f"Planted affinities then add products: {affinities}.",
-        "Adoption measured on holdings.csv reads lower for ideal products (the planted gaps are removed,",
-        "and the top by won amount is not exactly the best tier) and higher for others (won cold offers).",
-        "Every product a client won is held (since = first win's closed_at, revenue = its won amounts).",
+        "It is the segment's chance before the client's own terms (propensity.csv): region effects average",
+        f"out over the regions, tenure is counted from {TENURE_CENTRE_YEARS:g} years, and affinities add",
+        "products (so followers of a segment's ideal products read higher on holdings.csv).",
+        "Every product a client won is held (since = first win's closed_at, revenue = its won amounts);",
+        "won cold offers also make non-ideal products read a little higher.",
+        "",
+        "## propensity.csv",
+        "Per client and product, the client's latent chance of holding it, given the products it holds on",
+        "holdings.csv. The same formula drew the holdings (won deals were added after):",
+        "",
+        "```",
+        "logit = logit(true_adoption x tier scale for ideal products, true_adoption otherwise)",
+        "      + region effect + tenure effect + sum of the affinities of the products the client holds",
+        "```",
+        "",
+        "Products were drawn one by one along the journey",
+        f"{' -> '.join(JOURNEY[:6])} ->",
+        f"{' -> '.join(JOURNEY[6:])},",
+        "so an affinity only runs forward and a product's own holding never enters its logit.",
+        f"Tenure effect: logit per year as a client at {END_DATE}, counted from {TENURE_CENTRE_YEARS:g} years "
+        f"and capped at +-{TENURE_CAP_YEARS:g} years:",
+        f"{tenure_terms}.",
+        "",
+        "| trigger | follower | logit lift |",
+        "|---|---|---|",
+        *affinities,
+        "",
+        "| product (region effect, centred) | " + " | ".join(REGIONS) + " |",
+        "|---|" + "---|" * len(REGIONS),
+        *region_rows,
         "",
         "## planted_gaps.csv",
-        f"Clients holding at least {GAP_MIN_IDEAL_SHARE:.0%} of their segment's ideal profile had one ideal",
-        "product removed from holdings.csv; they never won a deal of it. A good gap model ranks it near",
-        "the top.",
+        f"{GAP_CLIENT_SHARE:.0%} of the clients, drawn among those holding at least {GAP_MIN_PRODUCTS} products "
+        f"and at least {GAP_MIN_IDEAL_SHARE:.0%}",
+        "of their segment's ideal profile: `product` is the one their propensity ranks first among the",
+        "products they lack (so not held, and never won), `propensity` its latent chance. Once a client",
+        "holds most of its profile, its next product is often outside it: `reason` is `segment_profile`",
+        "when the gap is in the segment's ideal profile, else the largest client-specific lift on it",
+        "(`affinity` with held products, `region`, `tenure`), or `segment_fit` when none is positive.",
+        f"Here: {reasons}.",
+        "A good gap model ranks the gap near the top; the segment's most common missing products find the",
+        "profile gaps but not all of the others.",
         "",
         "## products.csv",
         "The product catalogue. Amounts are lognormal around the base price, scaled by size",

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from dealscore.feedback_commands import add_feedback_commands
 from dealscore.registry_commands import add_registry_commands
 from model.errors import DealscoreError
 
@@ -222,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.set_defaults(run=cmd_serve)
     add_registry_commands(commands)
+    add_feedback_commands(commands)
     return parser
 
 

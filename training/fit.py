@@ -33,7 +33,9 @@ from model.grades import DEFAULT_SHARES, GradeCutoffs, letter_classes, pareto_cu
 from model.metrics import calibration_curve, grade_table, probability_metrics
 from model.scorer import ScoringModel, ValueModel
 from model.win_models import LinearWinModel, PlattCalibration, TreeWinModel, WinModel
+from training.gap_evaluation import profile_report
 from training.leak_guard import find_leaks
+from training.profiles_fit import ProfileConfig, fit_profiles
 
 FloatArray = npt.NDArray[np.float64]
 Progress = Callable[[str], None]
@@ -50,6 +52,7 @@ class TrainConfig:
     min_per_class: int = 20  # fewer wins or losses than this: refuse to train
     features: FeatureConfig = field(default_factory=FeatureConfig)
     keep_columns: tuple[str, ...] = ()  # columns the leak guard flags but the user keeps
+    profiles: ProfileConfig = field(default_factory=ProfileConfig)  # ideal client profiles and gap lists
     seed: int = 0
     max_rounds: int = 2000
     # One native thread by default: on a busy 2-core machine two OpenMP threads made fitting ~15x slower.
@@ -259,13 +262,21 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                           "d_floor_value_per_hour": model.cutoffs.d_floor_per_hour},
         "training": {**final_info, "config": _config_dict(config)},
     }
+    holdings = getattr(dataset, "holdings", None)
+    if holdings is not None and not holdings.empty:
+        progress(f"fitting ideal client profiles on {holdings['client_id'].nunique():,} clients' holdings")
+        model.profiles = fit_profiles(dataset.deals, dataset.clients, holdings, config.profiles)
+        profiles = profile_report(model.profiles, dataset.deals, dataset.clients, holdings, config.profiles)
+        report["profiles"] = profiles
+        metadata["profiles"] = {**profiles["summary"], "evaluation": profiles["evaluation"]}
     progress("done")
     return TrainingResult(model=model, metadata=metadata, report=report)
 
 
 def _config_dict(config: TrainConfig) -> dict[str, Any]:
-    out = {k: v for k, v in config.__dict__.items() if k != "features"}
+    out = {k: v for k, v in config.__dict__.items() if k not in ("features", "profiles")}
     out["features"] = dict(config.features.__dict__)
+    out["profiles"] = dict(config.profiles.__dict__)
     return out
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from training.gap_evaluation import render_profiles_html
+
 _WIDTH, _HEIGHT, _PAD = 360, 300, 40
 
 
@@ -85,5 +87,6 @@ model fitted on the {split['train_deals']} earlier ones.</p>
 <table>{grade_head}{grades}</table>
 {_grade_svg(report['grades'])}
 <h2>Leak guard</h2>{f'<ul>{leaks}</ul>' if leaks else '<p>No column looked like a leak of the outcome.</p>'}
+{render_profiles_html(report.get("profiles"))}
 </body></html>
 """

@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1
+# The dealscore scoring service: slim, non-root, one native thread per worker, healthcheck on /health/ready.
+#
+#   docker build -t dealscore .
+#   docker run -p 8000:8000 dealscore                     # serves the demo model trained into the image
+#   docker run -p 8000:8000 -v /srv/dealscore/registry:/registry:ro \
+#              -e DEALSCORE_REGISTRY_DIR=/registry dealscore   # serves the registry's live version
+#
+# Settings are DEALSCORE_* variables (docs/settings.md). Artifacts must come from the same lightgbm and
+# numpy major.minor as the image has: loading refuses anything else.
+ARG PYTHON_VERSION=3.11
+
+FROM python:${PYTHON_VERSION}-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+# LightGBM needs the OpenMP runtime, also to train the demo model here.
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-compile .
+# The demo model: generated data, trained at build time, so the image serves out of the box.
+ARG DEMO_DEALS=20000
+RUN /opt/venv/bin/dealscore demo-data --out /tmp/demo --deals "${DEMO_DEALS}" \
+ && /opt/venv/bin/dealscore train --deals /tmp/demo/deals.csv --clients /tmp/demo/clients.csv \
+        --holdings /tmp/demo/holdings.csv --out /opt/dealscore/demo-model \
+ && rm -rf /tmp/demo
+
+FROM python:${PYTHON_VERSION}-slim
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin dealscore
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/dealscore/demo-model /opt/dealscore/demo-model
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    OMP_NUM_THREADS=1 \
+    DEALSCORE_HOST=0.0.0.0 \
+    DEALSCORE_PORT=8000 \
+    DEALSCORE_MODEL_DIR=/opt/dealscore/demo-model
+USER 10001
+WORKDIR /tmp
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % os.environ.get('DEALSCORE_PORT', '8000'), timeout=2)"]
+CMD ["python", "-m", "service.main"]

@@ -1,0 +1,119 @@
+"""`dealscore quality`, `dealscore db upgrade` and `dealscore db training-source`: the feedback loop in a terminal.
+
+The database is DEALSCORE_DATABASE_URL (or --database-url), a SQLite file under DEALSCORE_HOME by
+default, as for the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from model.errors import DealscoreError, NotFound
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)  # noqa: T201 (progress goes to stderr)
+
+
+def _out(text: str) -> None:
+    print(text)  # noqa: T201 (the command's output)
+
+
+def _database(args: argparse.Namespace) -> Any:
+    from service.feedback.config import database_url_from_env
+    from service.feedback.db import Database
+
+    return Database(args.database_url or database_url_from_env(), migrate=True)
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    from service.feedback.quality import latest_version, model_versions, quality_report, render_table
+
+    database = _database(args)
+    try:
+        _ensure(database)
+        version = args.version
+        if version in (None, "live"):
+            version = latest_version(database.engine)
+            if version is None:
+                raise NotFound(f"the score log at {database.shown_url} is empty: no version to report on")
+        elif not any(v["version"] == version for v in model_versions(database.engine)):
+            raise NotFound(f"the score log at {database.shown_url} has no scores of model version '{version}'")
+        report = quality_report(database.engine, version, top=args.top)
+        _out(json.dumps(report, indent=2, default=str) if args.json else render_table(report))
+        return 0
+    finally:
+        database.dispose()
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from service.feedback.db import current_revision, upgrade
+
+    database = _database(args)
+    try:
+        before = _at(database, current_revision)
+        after = _at(database, lambda engine: upgrade(engine, args.revision))
+        _say(f"database {database.shown_url}: schema {before or 'empty'} -> {after}")
+        return 0
+    finally:
+        database.dispose()
+
+
+def cmd_db_training_source(args: argparse.Namespace) -> int:
+    from service.feedback.training import training_source
+
+    database = _database(args)
+    try:
+        _ensure(database)
+        _out(_at(database, lambda engine: training_source(engine, database.url, flatten_extras=not args.core_only)))
+        return 0
+    finally:
+        database.dispose()
+
+
+def _ensure(database: Any) -> None:
+    _at(database, lambda _engine: database.ensure_schema())
+
+
+def _at(database: Any, step: Any) -> Any:
+    """Run a database step; an unreachable database is one clear line, not a traceback."""
+    import sqlalchemy as sa
+
+    from service.feedback.db import SchemaNotReady, describe_error
+
+    try:
+        return step(database.engine)
+    except (sa.exc.SQLAlchemyError, SchemaNotReady) as error:
+        raise DealscoreError(f"database {database.shown_url}: {describe_error(error)}") from None
+
+
+def add_feedback_commands(commands: Any) -> None:
+    """Add `quality` and `db` to the CLI's subparsers (`commands` from ArgumentParser.add_subparsers)."""
+
+    def database_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--database-url", default=None,
+                            help="SQLAlchemy URL; default DEALSCORE_DATABASE_URL, else a SQLite file in DEALSCORE_HOME")
+
+    quality = commands.add_parser("quality", help="live quality of a model version: outcomes and managers' judgements")
+    database_option(quality)
+    quality.add_argument("--version", default="live",
+                         help="model version; 'live' (default): the version that scored most recently")
+    quality.add_argument("--top", type=int, default=10, help="strongest disagreements listed")
+    quality.add_argument("--json", action="store_true", help="the report as JSON instead of a table")
+    quality.set_defaults(run=cmd_quality)
+
+    db = commands.add_parser("db", help="the feedback database: schema migrations, training source")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="bring the schema up to date (the service also does on start)")
+    database_option(upgrade)
+    upgrade.add_argument("--revision", default="head")
+    upgrade.set_defaults(run=cmd_db_upgrade)
+    source = db_commands.add_parser(
+        "training-source", help="print the --deals source that trains on the logged deals and their outcomes")
+    database_option(source)
+    source.add_argument("--core-only", action="store_true",
+                        help="the training_deals view (contract columns only), without the extra features")
+    source.set_defaults(run=cmd_db_training_source)

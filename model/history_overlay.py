@@ -1,0 +1,200 @@
+"""Client history from outcomes that arrived after a model was trained, as the scorer's override columns.
+
+The artifact's DealHistory knows the closed deals it was trained on; outcomes reported later (the
+service's POST /v1/outcomes) would stay invisible until the next retrain. This overlay adds their wins,
+as of each scored deal's created day (strictly before it, as everywhere), to the artifact's own counts
+and hands the scorer the per-deal history columns (won_deals, won_amount, first_won_day, last_won_day).
+
+An outcome the artifact already has is never counted twice: when the trained deal ids are known, by
+id; otherwise only outcomes closed after the artifact's last event day count. History a CRM sent with
+a deal always wins: rows carrying any history column of their own are left as they came.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from bisect import bisect_left
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from model.asof import NO_KEY
+from model.features import HISTORY_OVERRIDE_COLUMNS, DealHistory, FeatureSpec
+
+FloatArray = npt.NDArray[np.float64]
+
+__all__ = ["OutcomeBook", "OutcomeEvent", "history_overrides", "with_outcome_history"]
+
+
+@dataclass(frozen=True)
+class OutcomeEvent:
+    """One realised result: which deal, whose, won or lost, the money and the day it closed."""
+
+    deal_id: str
+    client_id: str | None
+    won: bool
+    amount: float  # NaN when unknown; counts as 0 in the money won
+    closed_day: int  # days since 1970-01-01
+
+
+@dataclass(frozen=True)
+class _ClientWins:
+    """A client's won outcomes sorted by closed day (immutable: readers never lock)."""
+
+    days: tuple[int, ...]
+    events: tuple[OutcomeEvent, ...]
+
+
+class OutcomeBook:
+    """The live outcomes, one per deal (the latest word wins), indexed by client.
+
+    Written under a lock by whoever records outcomes; read lock-free by scoring threads, which only
+    ever see a complete per-client snapshot (one dict item assignment swaps it).
+    """
+
+    def __init__(self, events: Iterable[OutcomeEvent] = ()) -> None:
+        self._lock = threading.Lock()
+        self._by_deal: dict[str, OutcomeEvent] = {}
+        self._deals_of_client: dict[str, dict[str, OutcomeEvent]] = {}
+        self._by_client: dict[str, _ClientWins] = {}
+        with self._lock:
+            for event in events:
+                self._store(event)
+            for client_id in self._deals_of_client:
+                self._reindex(client_id)
+    def __len__(self) -> int:
+        return len(self._by_deal)
+
+    def __contains__(self, deal_id: object) -> bool:
+        return deal_id in self._by_deal
+
+    def get(self, deal_id: str) -> OutcomeEvent | None:
+        return self._by_deal.get(deal_id)
+
+    def record(self, event: OutcomeEvent) -> bool:
+        """Add or replace the outcome of `event.deal_id`; False when it was already known as is."""
+        with self._lock:
+            previous = self._by_deal.get(event.deal_id)
+            if previous == event:
+                return False
+            self._store(event)
+            touched = {event.client_id, previous.client_id if previous is not None else None}
+            for client_id in touched:
+                if client_id is not None:
+                    self._reindex(client_id)
+            return True
+
+    def record_all(self, events: Iterable[OutcomeEvent]) -> int:
+        return sum(self.record(e) for e in events)
+
+    def wins_of(self, client_id: str) -> tuple[OutcomeEvent, ...]:
+        found = self._by_client.get(client_id)
+        return found.events if found is not None else ()
+
+    def wins_before(self, client_id: str, day: int) -> tuple[OutcomeEvent, ...]:
+        """The client's won outcomes closed strictly before `day`, oldest first."""
+        found = self._by_client.get(client_id)
+        if found is None:
+            return ()
+        return found.events[: bisect_left(found.days, day)]
+
+    def _store(self, event: OutcomeEvent) -> None:
+        # Called with the lock held.
+        previous = self._by_deal.get(event.deal_id)
+        if previous is not None and previous.client_id is not None:
+            self._deals_of_client.get(previous.client_id, {}).pop(event.deal_id, None)
+        self._by_deal[event.deal_id] = event
+        if event.client_id is not None:
+            self._deals_of_client.setdefault(event.client_id, {})[event.deal_id] = event
+
+    def _reindex(self, client_id: str) -> None:
+        # Called with the lock held; costs the client's own outcomes only.
+        wins = sorted((e for e in self._deals_of_client.get(client_id, {}).values() if e.won),
+                      key=lambda e: (e.closed_day, e.deal_id))
+        if wins:
+            self._by_client[client_id] = _ClientWins(tuple(e.closed_day for e in wins), tuple(wins))
+        else:
+            self._by_client.pop(client_id, None)
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def history_overrides(
+    history: DealHistory,
+    spec: FeatureSpec,
+    book: OutcomeBook,
+    columns: Mapping[str, npt.NDArray[Any]],
+    trained_deal_ids: Collection[str] | None = None,
+) -> dict[str, FloatArray] | None:
+    """The override columns (NaN where the artifact's own history stands), or None when nothing applies.
+
+    A row gets values only when its client has a counted outcome closed strictly before the row's
+    `created_day` and the row carries no history of its own; its values are then the artifact's
+    as-of counts plus those outcomes.
+    """
+    if not spec.has_client_history or len(book) == 0 or "client_id" not in columns or "created_day" not in columns:
+        return None
+    client_ids = np.asarray(columns["client_id"], dtype=object)
+    created = np.asarray(columns["created_day"], dtype=np.float64)
+    n = client_ids.size
+    sent = np.zeros(n, dtype=bool)
+    for name in HISTORY_OVERRIDE_COLUMNS:
+        if name in columns:
+            sent |= ~np.isnan(np.asarray(columns[name], dtype=np.float64))
+
+    def counted(event: OutcomeEvent) -> bool:
+        if trained_deal_ids is not None:
+            return event.deal_id not in trained_deal_ids
+        return event.closed_day > history.last_day
+
+    rows: list[int] = []
+    added: list[tuple[int, float, float, float]] = []  # wins, money, first day, last day from outcomes
+    for row in range(n):
+        client_id = client_ids[row]
+        if sent[row] or _missing(client_id) or math.isnan(created[row]):
+            continue
+        before = [e for e in book.wins_before(str(client_id), int(created[row])) if counted(e)]
+        if not before:
+            continue
+        money = float(sum(0.0 if math.isnan(e.amount) else e.amount for e in before))
+        rows.append(row)
+        added.append((len(before), money, float(before[0].closed_day), float(before[-1].closed_day)))
+    if not rows:
+        return None
+
+    index = np.asarray(rows, dtype=np.int64)
+    assert history.client is not None  # has_client_history implies a client index
+    keys = np.asarray([spec.client_keys.get(str(client_ids[r]), NO_KEY) for r in rows], dtype=np.int64)
+    base = history.client.lookup(keys, created[index].astype(np.int64))
+    extra = np.asarray(added, dtype=np.float64)
+    out = {name: np.full(n, np.nan) for name in HISTORY_OVERRIDE_COLUMNS}
+    out["won_deals"][index] = base.wins + extra[:, 0]
+    out["won_amount"][index] = base.won_amount + extra[:, 1]
+    out["first_won_day"][index] = np.fmin(base.first_win_day, extra[:, 2])
+    out["last_won_day"][index] = np.fmax(base.last_win_day, extra[:, 3])
+    return out
+
+
+def with_outcome_history(
+    columns: Mapping[str, npt.NDArray[Any]],
+    history: DealHistory,
+    spec: FeatureSpec,
+    book: OutcomeBook,
+    trained_deal_ids: Collection[str] | None = None,
+) -> dict[str, npt.NDArray[Any]]:
+    """`columns` with the outcome overlay merged into the history override columns (a new dict)."""
+    out = dict(columns)
+    overrides = history_overrides(history, spec, book, columns, trained_deal_ids)
+    if overrides is None:
+        return out
+    n = len(np.asarray(columns["created_day"]))
+    for name, values in overrides.items():
+        given = np.asarray(out[name], dtype=np.float64) if name in out else np.full(n, np.nan)
+        out[name] = np.where(np.isnan(values), given, values)
+    return out

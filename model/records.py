@@ -1,0 +1,234 @@
+"""Deal records (one mapping or object per deal, as an API or a queue hands them over) as scorer columns.
+
+The single-deal path must not pay for a pandas DataFrame, so this builds the plain numpy arrays the
+feature builder takes directly. It mirrors the offline path `frame_columns(attach_clients(deals, clients))`
+value for value: dates become day numbers, text is trimmed (empty means missing), a nested client's
+segment attributes and first-contract date stand in for a clients table, and its history fields become
+the per-deal overrides (`won_deals`, `won_amount`, `first_won_day`, `last_won_day`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from model.contract import CLIENT_HISTORY, DEALS, Kind
+from model.errors import ContractViolation, Problem
+from model.features import CLIENT_ATTRIBUTES, HISTORY_OVERRIDE_COLUMNS
+
+__all__ = ["RESERVED_NAMES", "day_number", "deal_columns", "parse_date", "text_value"]
+
+Columns = dict[str, npt.NDArray[Any]]
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+# Columns the feature builder derives or takes with a meaning of its own: a deal's extra field may not
+# carry one of these names, or it would silently become (say) client history or the deal's date.
+RESERVED_NAMES: frozenset[str] = frozenset(
+    {"client", "created_day", "closed_day", "client_since", "client_since_day", *HISTORY_OVERRIDE_COLUMNS,
+     *CLIENT_HISTORY.names}
+)
+_DEAL_DATES = {c.name: c.name.replace("_at", "_day") for c in DEALS.columns if c.kind is Kind.DATE}
+_DEAL_NUMBERS = tuple(c.name for c in DEALS.columns if c.kind is Kind.NUMBER)
+_DEAL_TEXT = tuple(c.name for c in DEALS.columns if c.kind in (Kind.TEXT, Kind.STATUS)
+                   or (c.kind is Kind.ID and c.name not in ("deal_id", "client_id")))
+_HISTORY_DAYS = {"first_won_at": "first_won_day", "last_won_at": "last_won_day"}
+_HISTORY_NUMBERS = tuple(c.name for c in CLIENT_HISTORY.columns if c.kind is Kind.NUMBER)
+_KNOWN_DEAL_FIELDS = frozenset({*DEALS.names, "client"})
+
+
+def parse_date(value: object) -> date:
+    """An ISO 8601 date ("2024-03-31") or date-time (its own wall-clock date, zone dropped).
+
+    Raises ValueError for anything else; the offline path parses the same forms through pandas.
+    """
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("not a date")
+    text = value.strip()
+    if len(text) <= 10:
+        return date.fromisoformat(text)
+    return datetime.fromisoformat(text).date()
+
+
+def day_number(value: object) -> float:
+    """Days since 1970-01-01 as the feature builder counts them; NaN for a missing value."""
+    if value is None:
+        return math.nan
+    return float(parse_date(value).toordinal() - _EPOCH_ORDINAL)
+
+
+def text_value(value: object) -> str | None:
+    """Text as the offline validation types it: trimmed, empty is missing, an integral number without ".0"."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if value != value:
+            return None
+        if value.is_integer():
+            return str(int(value))
+    return str(value)
+
+
+def _fields(record: object) -> Iterable[tuple[str, Any]]:
+    """A record's (name, value) pairs: a mapping's items; a pydantic-style object's attributes, then its extras.
+
+    Names starting with "__" (pydantic's own bookkeeping in the attributes) are left out by the caller.
+    """
+    if isinstance(record, Mapping):
+        return record.items()
+    extra = getattr(record, "__pydantic_extra__", None)
+    return chain(vars(record).items(), extra.items()) if extra else vars(record).items()
+
+
+def _number(value: object) -> float | None:
+    """A finite float, or None when the value is not one (text that reads as a number counts)."""
+    if value is None or isinstance(value, bool):
+        return None if value is None else math.nan
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return math.nan
+    else:
+        return math.nan
+    return number if math.isfinite(number) else math.nan
+
+
+def deal_columns(deals: Sequence[object], *, kinds: Mapping[str, str] | None = None,
+                 today: date | None = None) -> Columns:
+    """The scorer's columns for `deals` (mappings or objects), in input order.
+
+    `kinds` names how a non-contract column is typed ("number" or "text"); a model passes its own
+    feature kinds so a column is typed as it was in training. Other extra columns are numbers when every
+    value present is a number, text otherwise. A deal without `created_at` is scored as of `today`
+    (when given). Problems (a number column with text in it, a missing date) raise ContractViolation
+    naming `deals[i].field`.
+    """
+    n = len(deals)
+    kinds = kinds or {}
+    problems: list[Problem] = []
+    # One pass over the deals gathers every value present, column by column (None where absent): the
+    # single-deal path then pays per column present, not per column the contract could carry.
+    present: dict[str, list[Any]] = {}
+    client_values: dict[str, list[Any]] = {}
+    has_client = [False] * n
+    for i, deal in enumerate(deals):
+        for name, value in _fields(deal):
+            if value is None or name.startswith("__"):
+                continue
+            if name == "client":
+                has_client[i] = True
+                for client_name, client_value in _fields(value):
+                    if client_value is not None and not client_name.startswith("__"):
+                        client_values.setdefault(client_name, [None] * n)[i] = client_value
+            else:
+                present.setdefault(name, [None] * n)[i] = value
+    none: list[Any] = [None] * n
+
+    columns: Columns = {"deal_id": _text_column(present.get("deal_id", none))}
+    own_ids, client_ids = present.get("client_id", none), client_values.get("client_id", none)
+    columns["client_id"] = np.array([text_value(own if own is not None else theirs)
+                                     for own, theirs in zip(own_ids, client_ids, strict=True)], dtype=object)
+    for i, (own, theirs) in enumerate(zip(own_ids, client_ids, strict=True)):
+        if own is not None and theirs is not None and text_value(own) != text_value(theirs):
+            problems.append(Problem(f"deals[{i}].client.client_id", f"the deal's client_id '{str(own)[:40]}'",
+                                    f"'{str(theirs)[:40]}'"))
+
+    for name, day_name in _DEAL_DATES.items():
+        if name == "created_at":
+            days = _day_column(present.get(name, none))
+            missing = np.isnan(days)
+            if missing.any():
+                if today is None:
+                    problems.extend(Problem(f"deals[{i}].created_at", "a date like 2024-03-31 (ISO 8601)", "nothing")
+                                    for i in np.flatnonzero(missing))
+                else:
+                    days[missing] = float(today.toordinal() - _EPOCH_ORDINAL)
+            columns[day_name] = days
+        elif name in present:
+            columns[day_name] = _day_column(present[name])
+    for name in _DEAL_NUMBERS:
+        columns[name] = _number_column(name, present.get(name, none), problems)
+    for name in _DEAL_TEXT:
+        if name in present:
+            columns[name] = _text_column(present[name])
+
+    if any(has_client):
+        for name in CLIENT_ATTRIBUTES:
+            # The client's value when it gives one, else a deal-level column of the same name.
+            theirs, own = client_values.get(name, none), present.get(name, none)
+            columns[name] = _text_column([t if t is not None else o for t, o in zip(theirs, own, strict=True)])
+        columns["client_since_day"] = _day_column(client_values.get("since", none))
+        if any(name in client_values for name in CLIENT_HISTORY.names):
+            for name in _HISTORY_NUMBERS:
+                columns[name] = np.array([_plain(v) for v in client_values.get(name, none)], dtype=np.float64)
+            for name, day_name in _HISTORY_DAYS.items():
+                columns[day_name] = _day_column(client_values.get(name, none))
+    else:
+        for name in CLIENT_ATTRIBUTES:
+            if name in present:
+                columns[name] = _text_column(present[name])
+
+    for name, values in present.items():
+        if name in _KNOWN_DEAL_FIELDS or name in CLIENT_ATTRIBUTES:
+            continue
+        kind = kinds.get(name) or ("number" if all(v is None or _is_plain_number(v) for v in values) else "text")
+        columns[name] = _number_column(name, values, problems) if kind == "number" else _text_column(values)
+
+    for name, kind in kinds.items():  # a model's number column sent as a client attribute
+        if kind == "number" and name in columns and columns[name].dtype == object:
+            columns[name] = _number_column(name, list(columns[name]), problems)
+    if problems:
+        raise ContractViolation(f"{len(problems)} problem(s) in {n} deal(s)", problems)
+    return columns
+
+
+def _is_plain_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _text_column(values: Sequence[object]) -> npt.NDArray[np.object_]:
+    return np.array([text_value(v) for v in values], dtype=object)
+
+
+def _day_column(values: Sequence[object]) -> npt.NDArray[np.float64]:
+    return np.array([day_number(v) for v in values], dtype=np.float64)
+
+
+def _number_column(name: str, values: Sequence[object], problems: list[Problem]) -> npt.NDArray[np.float64]:
+    if all(type(v) is float or v is None for v in values):  # validated input: the quick way
+        quick = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+        if not np.isinf(quick).any():
+            return quick
+    out = np.full(len(values), np.nan)
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        number = _number(value)
+        if number is None or number != number:
+            shown = str(value)
+            shown = shown[:40] + "..." if len(shown) > 40 else shown
+            problems.append(Problem(f"deals[{i}].{name}", "a finite number", f"'{shown}'"))
+        else:
+            out[i] = number
+    return out
+
+
+def _plain(value: object) -> float:
+    number = _number(value)
+    return math.nan if number is None else number

@@ -1,0 +1,175 @@
+"""The application factory: `create_app(settings, *, model=None)`; nothing is built at import time.
+
+Tests build their own app with their own settings and model; the server builds one per worker from
+the environment (`create_app_from_env`). A model given in memory is warmed and served at once; otherwise
+the model named by the settings is loaded in the background after start-up, so /health/live answers
+at once and /health/ready says 503 until the model is loaded and warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import date
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from model.errors import ContractViolation, DealscoreError, NotFound
+from model.scorer import ScoringModel
+from service.dataplane import DataPlane, utc_today
+from service.errors import MethodNotAllowed, error_body, problems_from_pydantic
+from service.feedback import Feedback, FeedbackConfig, feedback_router
+from service.holder import ModelHolder
+from service.logs import LOGGER_NAME, configure_logging
+from service.middleware import RequestContextMiddleware
+from service.routes import router
+from service.schemas import FIELD_NAMES, request_models
+from service.settings import Settings
+
+__all__ = ["create_app", "create_app_from_env"]
+
+API_VERSION = "1"
+log = logging.getLogger(LOGGER_NAME)
+
+
+def create_app(settings: Settings, *, model: ScoringModel | None = None, metadata: dict[str, Any] | None = None,
+               clock: Callable[[], date] = utc_today, feedback: Feedback | None = None) -> FastAPI:
+    """The service. `model`: serve this in-memory model (warmed here); else load the one the settings name.
+    `feedback`: the score log / outcomes / judgements store (started and stopped with the app); None: no
+    feedback routes and no score log (tests); `create_app_from_env` builds one from the settings."""
+    holder = ModelHolder()
+    if model is not None:
+        holder.install(model, metadata)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loading = None
+        if holder.peek() is None and (settings.registry_dir or settings.model_dir) is not None:
+            loading = asyncio.create_task(_load_in_background(holder, settings))
+        app.state.loading = loading
+        if feedback is not None:
+            await asyncio.to_thread(feedback.start)  # migrations; never fails for a database that is down
+        yield
+        if loading is not None and not loading.done():
+            loading.cancel()
+        if feedback is not None:
+            await asyncio.to_thread(feedback.stop)  # the queued score log goes to the database or the spool
+        app.state.executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="dealscore", version=API_VERSION, lifespan=lifespan,
+        description="Deal scoring: calibrated win probability, expected value, letter grade, reasons and "
+                    "cross-sell gaps. Every non-2xx answer is the one error envelope (ErrorResponse).",
+    )
+    app.state.settings = settings
+    app.state.models = holder
+    app.state.dataplane = plane = DataPlane(settings, clock)
+    app.state.feedback = feedback
+    if feedback is not None:
+        plane.column_transforms.append(feedback.transform_columns)  # outcomes in the client history
+        plane.observers.append(feedback.observe)  # the score log
+    app.state.executor = ThreadPoolExecutor(max_workers=settings.scoring_threads, thread_name_prefix="dealscore-score")
+    app.include_router(router)
+    if feedback is not None:
+
+        def live_version() -> str | None:
+            snapshot = holder.peek()
+            return snapshot.version if snapshot is not None else None
+
+        app.include_router(feedback_router(feedback, live_version))
+    _install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The server's factory (uvicorn --factory): settings from DEALSCORE_* variables, JSON logs."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings, feedback=Feedback(FeedbackConfig.from_settings(settings)))
+
+
+async def _load_in_background(holder: ModelHolder, settings: Settings) -> None:
+    """Load the model the settings name; on failure the service stays up, not ready, and says why."""
+    source = settings.registry_dir or settings.model_dir
+
+    def load() -> None:
+        if settings.registry_dir is not None:
+            holder.load_registry(settings.registry_dir)
+        elif settings.model_dir is not None:
+            holder.load(settings.model_dir)
+
+    try:
+        await asyncio.to_thread(load)
+    except DealscoreError as exc:
+        log.error("model not loaded", extra={"source": str(source), "reason": exc.message})
+    except Exception:  # the service stays up and not ready; the log has the traceback
+        log.exception("model not loaded", extra={"source": str(source)})
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+def _envelope(error: DealscoreError, request: Request) -> Response:
+    return Response(content=error_body(error, _request_id(request)), status_code=error.status,
+                    media_type="application/json")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_dealscore_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DealscoreError)
+        return _envelope(exc, request)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        method, path = request.method, request.url.path[:100]
+        error: DealscoreError
+        if exc.status_code == 404:
+            error = NotFound(f"no route {method} {path}")
+        elif exc.status_code == 405:
+            error = MethodNotAllowed(f"{method} is not allowed on {path}")
+        else:
+            error = DealscoreError(str(exc.detail)[:200])
+            error.status = exc.status_code
+            error.code = "http_error"
+        return _envelope(error, request)
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        # FastAPI's locations start with where the value came from: ('query', 'by') -> 'query.by'.
+        problems = problems_from_pydantic(list(exc.errors()), FIELD_NAMES)
+        return _envelope(ContractViolation(f"{len(problems)} problem(s) in the request", problems), request)
+
+    app.add_exception_handler(DealscoreError, on_dealscore_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+
+
+def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    """FastAPI's document plus the request bodies the data plane parses itself."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    models = request_models(settings.max_batch)
+    for schema in (models.score, models.gaps):
+        body = schema.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in body.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components[schema.__name__] = body
+    # FastAPI's own 422 schemas are never sent: every error is an ErrorResponse.
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    document["components"]["schemas"] = dict(sorted(components.items()))
+    app.openapi_schema = document
+    return document

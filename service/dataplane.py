@@ -1,0 +1,293 @@
+"""What each endpoint does with a request body, without HTTP: parse and check it, score, encode the answer.
+
+Runs in a worker thread (it is CPU-bound); one model snapshot per request, one vectorised model pass
+per batch. The answer is encoded straight to JSON bytes with orjson: no per-request pandas, no
+intermediate pydantic response objects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from model.errors import ContractViolation, PayloadTooLarge, Problem
+from model.records import RESERVED_NAMES, deal_columns, parse_date, text_value
+from model.scorer import ScoreBatch
+from service.errors import MalformedJSON, problems_from_pydantic, shown
+from service.holder import LoadedModel
+from service.schemas import FIELD_NAMES, MAX_FIELD_NAME, Deal, RankBy, request_models
+from service.settings import Settings
+
+__all__ = ["Columns", "DataPlane", "ScoredRequest", "utc_today"]
+
+Columns = dict[str, np.ndarray[Any, Any]]
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+class DataPlane:
+    def __init__(self, settings: Settings, clock: Callable[[], date] = utc_today) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.models = request_models(settings.max_batch)
+        # Extension points for features that live elsewhere: transforms of the columns before scoring
+        # (e.g. client history from outcomes reported after training), and observers of each scored
+        # batch (e.g. the score log). Both run in the worker thread; observers must be quick and not raise.
+        self.column_transforms: list[Callable[[LoadedModel, Columns], Columns]] = []
+        self.observers: list[Callable[[ScoredRequest], None]] = []
+
+    # ---------------------------------------------------------------------------------------------
+    # Endpoints
+
+    def score(self, body: bytes, snapshot: LoadedModel, request_id: str, rank_by: RankBy | None = None) -> bytes:
+        today = self.clock()
+        request: Any = self._parse(self.models.score, body, "deals", today)
+        deals: list[Any] = request.deals
+        columns = deal_columns(deals, kinds=snapshot.kinds, today=today)
+        for transform in self.column_transforms:
+            columns = transform(snapshot, columns)
+        batch = snapshot.model.score(columns, n_reasons=self.settings.reasons)
+        gaps = self._deal_gaps(snapshot, deals, columns["client_id"])
+        scores = _score_items(columns["deal_id"], batch, gaps, snapshot.version)
+        for observer in self.observers:
+            observer(ScoredRequest(request_id, snapshot, columns, batch))
+        if rank_by is None:
+            return orjson.dumps({"model_version": snapshot.version, "request_id": request_id, "scores": scores})
+        key = batch.expected_value if rank_by is RankBy.expected_value else batch.value_per_hour
+        # Best first; unknown values last; equal values keep their input order (a stable sort).
+        order = np.argsort(-np.where(np.isnan(key), -np.inf, key), kind="stable")
+        ranked = [{"rank": rank, **scores[i]} for rank, i in enumerate(order.tolist(), start=1)]
+        return orjson.dumps({"model_version": snapshot.version, "request_id": request_id, "by": rank_by.value,
+                             "scores": ranked})
+
+    def gaps(self, body: bytes, snapshot: LoadedModel, request_id: str, top: int = 5) -> bytes:
+        today = self.clock()
+        request: Any = self._parse(self.models.gaps, body, "clients", today)
+        clients: list[Any] = request.clients
+        facts = [_facts(text_value(c.client_id), c) for c in clients]
+        profiles = getattr(snapshot.model, "profiles", None)
+        results: list[dict[str, Any]]
+        if profiles is None:
+            results = [{"client_id": f.client_id, "segment": None, "gaps": [], "potential_income": None}
+                       for f in facts]
+        else:
+            results = [_client_gaps_item(g) for g in profiles.gaps_for(facts, top_k=top)]
+        return orjson.dumps({"model_version": snapshot.version, "request_id": request_id, "clients": results})
+
+    # ---------------------------------------------------------------------------------------------
+    # Parsing: the schema first, then the checks that need the whole batch or the settings. When the
+    # schema fails, the batch checks still run on the raw JSON, so one answer lists every problem.
+
+    def _parse(self, schema: type[BaseModel], body: bytes, items: str, today: date) -> BaseModel:
+        try:
+            request = schema.model_validate_json(body, context={"today": today})
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            invalid = next((e for e in errors if e["type"] == "json_invalid"), None)
+            if invalid is not None:
+                reason = str((invalid.get("ctx") or {}).get("error", "not JSON"))
+                raise MalformedJSON("the request body is not valid JSON",
+                                    [Problem("body", "a JSON object", reason[:200])]) from None
+            too_long = next((e for e in errors if e["type"] == "too_long" and tuple(e["loc"]) == (items,)), None)
+            if too_long is not None:
+                raise self._too_many(items, (too_long.get("ctx") or {}).get("actual_length", "more")) from None
+            problems = problems_from_pydantic(errors, FIELD_NAMES)
+            problems = [Problem(items, f"1 to {self.settings.max_batch} {items}", "an empty list")
+                        if p.field == items and p.got == "a list of 0 item(s)" else p for p in problems]
+            raw = _loads(body)
+            listed = raw.get(items) if isinstance(raw, dict) else None
+            if isinstance(listed, list):
+                known = {p.field for p in problems}
+                problems += [p for p in self._batch_problems(listed, items) if p.field not in known]
+            raise ContractViolation(f"{len(problems)} problem(s) in the request", problems) from None
+        problems = self._batch_problems(getattr(request, items), items)
+        if problems:
+            raise ContractViolation(f"{len(problems)} problem(s) in the request", problems)
+        return request
+
+    def _too_many(self, items: str, sent: object) -> PayloadTooLarge:
+        limit = self.settings.max_batch
+        return PayloadTooLarge(f"too many {items} in one request: at most {limit:,} are accepted, got {sent}; "
+                               "split the batch", [Problem(items, f"at most {limit} items", f"{sent} items")])
+
+    def _batch_problems(self, entries: Sequence[Any], items: str) -> list[Problem]:
+        """Duplicate ids, extra fields beyond the limits, closed before created, two different client ids.
+
+        `entries` are validated models or, when the schema already failed, the raw JSON objects.
+        """
+        problems: list[Problem] = []
+        key = "deal_id" if items == "deals" else "client_id"
+        _check_unique([_text_or_none(_get(e, key)) for e in entries], items, key, problems)
+        if items != "deals":
+            return problems
+        limit = self.settings.max_extra_fields
+        for i, entry in enumerate(entries):
+            where = f"deals[{i}]"
+            extra = _extra_fields(entry)
+            if len(extra) > limit:
+                problems.append(Problem(where, f"at most {limit} extra fields", f"{len(extra)} extra fields"))
+            for name, value in extra.items():
+                if len(name) > MAX_FIELD_NAME:
+                    problems.append(Problem(f"{where}.{name[:MAX_FIELD_NAME]}...",
+                                            f"a field name of at most {MAX_FIELD_NAME} characters",
+                                            f"{len(name)} characters"))
+                elif name in RESERVED_NAMES:
+                    problems.append(Problem(f"{where}.{name}", "no field of this name on a deal (it is computed, "
+                                            "or belongs on the deal's client)", shown(value)))
+            closed = _get(entry, "closed_at")
+            if closed is not None:
+                created, closed = _date_or_none(_get(entry, "created_at")), _date_or_none(closed)
+                if created is not None and closed is not None and closed < created:
+                    problems.append(Problem(f"{where}.closed_at", "a date on or after created_at",
+                                            f"'{closed.isoformat()}'"))
+            client = _get(entry, "client")
+            if client is not None:
+                own = _text_or_none(_get(entry, "client_id"))
+                theirs = _text_or_none(_get(client, "client_id"))
+                if own is not None and theirs is not None and own != theirs:
+                    problems.append(Problem(f"{where}.client.client_id", f"the deal's client_id {shown(own)}",
+                                            shown(theirs)))
+        return problems
+
+    # ---------------------------------------------------------------------------------------------
+    # Gaps
+
+    def _deal_gaps(self, snapshot: LoadedModel, deals: Sequence[Any],
+                   client_ids: np.ndarray[Any, Any]) -> list[list[dict[str, Any]]]:
+        n = len(deals)
+        profiles = getattr(snapshot.model, "profiles", None)
+        if profiles is None or self.settings.top_gaps <= 0:
+            return [[] for _ in range(n)]
+        wanted: dict[str, Any] = {}
+        for deal, client_id in zip(deals, client_ids, strict=True):
+            if client_id is not None and client_id not in wanted:
+                wanted[client_id] = _facts(client_id, deal.client, deal)
+        if not wanted:
+            return [[] for _ in range(n)]
+        found = {g.client_id: [_gap_item(x) for x in g.gaps]
+                 for g in profiles.gaps_for(list(wanted.values()), top_k=self.settings.top_gaps)}
+        return [found.get(c, []) if c is not None else [] for c in client_ids]
+
+
+@dataclass(frozen=True)
+class ScoredRequest:
+    """What an observer of scoring sees: the request, the model snapshot, its input columns and scores."""
+
+    request_id: str
+    snapshot: LoadedModel
+    columns: Mapping[str, np.ndarray[Any, Any]]
+    batch: ScoreBatch
+
+
+DEAL_FIELDS: frozenset[str] = frozenset(Deal.model_fields)
+
+
+def _loads(body: bytes) -> Any:
+    """The body as plain JSON values for the batch checks; None if only pydantic's parser reads it."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:  # NaN and Infinity literals: pydantic reads them (to refuse them)
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+
+
+def _get(entry: Any, name: str) -> Any:
+    """A field of a validated model or of a raw JSON object (anything else has none)."""
+    if isinstance(entry, Mapping):
+        return entry.get(name)
+    return getattr(entry, name, None) if isinstance(entry, BaseModel) else None
+
+
+def _extra_fields(entry: Any) -> Mapping[str, Any]:
+    if isinstance(entry, BaseModel):
+        return entry.__pydantic_extra__ or {}
+    if isinstance(entry, Mapping):
+        return {k: v for k, v in entry.items() if k not in DEAL_FIELDS}
+    return {}
+
+
+def _text_or_none(value: object) -> str | None:
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return text_value(value)
+    return None
+
+
+def _date_or_none(value: object) -> date | None:
+    if isinstance(value, date):
+        return value
+    try:
+        return parse_date(value)
+    except ValueError:
+        return None
+
+
+def _check_unique(ids: Sequence[str | None], items: str, name: str, problems: list[Problem]) -> None:
+    seen: dict[str, int] = {}
+    for i, value in enumerate(ids):
+        if value is None:
+            continue
+        first = seen.setdefault(value, i)
+        if first != i:
+            problems.append(Problem(f"{items}[{i}].{name}", f"a {name} not used by another item of the batch",
+                                    f"{shown(value)}, also at {items}[{first}]"))
+
+
+def _facts(client_id: str | None, client: Any, deal: Any = None) -> Any:
+    from model.profiles import ClientFacts
+
+    def attribute(name: str) -> str | None:
+        value = getattr(client, name, None) if client is not None else None
+        if value is None and deal is not None:
+            value = (deal.__pydantic_extra__ or {}).get(name)
+        return text_value(value)
+
+    since = getattr(client, "since", None) if client is not None else None
+    products = getattr(client, "products", None) if client is not None else None
+    return ClientFacts(
+        client_id=client_id or "", industry=attribute("industry"), size=attribute("size"),
+        region=attribute("region"),
+        since_day=None if since is None else float((parse_date(since) - date(1970, 1, 1)).days),
+        products=None if products is None else tuple(products),
+    )
+
+
+def _gap_item(gap: Any) -> dict[str, Any]:
+    return {"product": gap.product, "adoption": gap.adoption, "p_accept": gap.p_accept,
+            "potential_income": gap.potential_income, "reason": gap.reason}
+
+
+def _client_gaps_item(result: Any) -> dict[str, Any]:
+    return {"client_id": result.client_id, "segment": result.segment,
+            "gaps": [_gap_item(g) for g in result.gaps], "potential_income": result.potential_income}
+
+
+def _floats(values: np.ndarray[Any, Any]) -> list[float | None]:
+    return [None if math.isnan(v) else v for v in values.tolist()]
+
+
+def _score_items(deal_ids: Iterable[Any], batch: ScoreBatch, gaps: list[list[dict[str, Any]]],
+                 version: str) -> list[dict[str, Any]]:
+    p_win = batch.p_win.tolist()
+    value, expected, per_hour = _floats(batch.value), _floats(batch.expected_value), _floats(batch.value_per_hour)
+    return [
+        {
+            "deal_id": deal_id, "p_win": p_win[i], "value": value[i], "expected_value": expected[i],
+            "grade": batch.grade[i],
+            "reasons": [{"feature": r.feature, "value": r.value, "effect": r.effect} for r in batch.reasons[i]],
+            "gaps": gaps[i], "value_source": batch.value_source[i], "value_per_hour": per_hour[i],
+            "history_source": batch.history_source[i], "model_version": version,
+        }
+        for i, deal_id in enumerate(deal_ids)
+    ]

@@ -1,0 +1,187 @@
+"""The one error envelope of the API, and the translation of every failure into it.
+
+Every non-2xx answer is `{"error": {"code", "message", "details": [{"field", "expected", "got"}]},
+"request_id"}`. Errors the service raises on purpose are `model.errors.DealscoreError`s (status and
+code on the class); the few that only exist over HTTP are added here:
+
+DealscoreError (model.errors; 400 "bad_request")
+├── MalformedJSON (400, "malformed_json"): the body is not JSON
+├── UnsupportedMediaType (415, "unsupported_media_type"): the body is not sent as application/json
+├── MethodNotAllowed (405, "method_not_allowed")
+├── ContractViolation (422, "invalid_input"), NotFound (404), PayloadTooLarge (413), NotReady (503)
+└── ... (see model.errors)
+InternalError (500, "internal_error"): anything else; logged with the request id, never echoing input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from model.contract import MAX_TEXT_LENGTH
+from model.errors import DealscoreError, Problem
+
+__all__ = [
+    "MalformedJSON", "MethodNotAllowed", "UnsupportedMediaType", "envelope", "error_body", "problems_from_pydantic",
+    "shown",
+]
+
+GOT_CHARS = 40  # a quoted input value is cut here: enough to recognise it, never a data dump
+INTERNAL_MESSAGE = "internal error; the request id identifies it in the service log"
+
+
+class MalformedJSON(DealscoreError):
+    status = 400
+    code = "malformed_json"
+
+
+class UnsupportedMediaType(DealscoreError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class MethodNotAllowed(DealscoreError):
+    status = 405
+    code = "method_not_allowed"
+
+
+def envelope(code: str, message: str, details: Iterable[Mapping[str, str]], request_id: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": list(details)}, "request_id": request_id}
+
+
+def error_body(error: DealscoreError, request_id: str) -> bytes:
+    details = [{"field": p.field if not p.table else f"{p.table}.{p.field}", "expected": p.expected,
+                "got": p.as_detail()["got"]} for p in error.problems]
+    return orjson.dumps(envelope(error.code, error.message, details, request_id))
+
+
+def internal_error_body(request_id: str) -> bytes:
+    return orjson.dumps(envelope("internal_error", INTERNAL_MESSAGE, [], request_id))
+
+
+def shown(value: object) -> str:
+    """An input value as quoted in an error: type-aware and cut short."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        text = repr(value)
+        return text if len(text) <= GOT_CHARS else text[:GOT_CHARS] + "..."
+    if isinstance(value, str):
+        quoted = value if len(value) <= GOT_CHARS else value[:GOT_CHARS] + "..."
+        suffix = f" ({len(value)} characters)" if len(value) > MAX_TEXT_LENGTH else ""
+        return f"'{quoted}'{suffix}"
+    if isinstance(value, Mapping):
+        return f"an object with {len(value)} field(s)"
+    if isinstance(value, list | tuple):
+        return f"a list of {len(value)} item(s)"
+    return f"a value of type {type(value).__name__}"
+
+
+def json_path(location: Sequence[int | str], prefix: str = "") -> str:
+    """('deals', 0, 'amount') -> 'deals[0].amount'."""
+    path = prefix
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+# Union members appear in pydantic's locations as tags ('str', 'constrained-str', 'function-after[...]');
+# a field is one thing to the client, so they are folded into one detail per field.
+def _is_tag(part: object, field_names: frozenset[str]) -> bool:
+    if not isinstance(part, str) or part in field_names:
+        return False
+    return part in ("str", "int", "float", "bool", "none", "list", "dict") or part.startswith(
+        ("constrained-", "function-", "lax-", "strict-", "literal[", "json-or-python", "nullable["))
+
+
+_EXPECTED = {
+    "missing": "a value (required)",
+    "string_type": "text",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "finite_number": "a finite number",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "dict_type": "an object",
+    "extra_forbidden": "no such field (see the schema)",
+    "literal_error": "one of {expected}",
+    "enum": "one of {expected}",
+    "string_too_long": "text of at most {max_length} characters",
+    "string_too_short": "text of at least {min_length} characters",
+    "too_long": "at most {max_length} items",
+    "too_short": "at least {min_length} items",
+    "greater_than_equal": "a number >= {ge}",
+    "greater_than": "a number > {gt}",
+    "less_than_equal": "a number <= {le}",
+    "less_than": "a number < {lt}",
+}
+
+
+def _expected(error: Mapping[str, Any]) -> str:
+    kind = str(error.get("type", ""))
+    context = error.get("ctx") or {}
+    template = _EXPECTED.get(kind)
+    if template is None:
+        # Custom errors (dates) carry their own wording in the message.
+        return str(error.get("msg", "a valid value"))
+    try:
+        return template.format(**{k: _number_text(v) for k, v in context.items()})
+    except (KeyError, IndexError):
+        return template
+
+
+def _number_text(value: object) -> object:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+EXTRA_EXPECTED = f"text of at most {MAX_TEXT_LENGTH} characters, a finite number, true, false or null"
+
+
+def problems_from_pydantic(errors: Sequence[Mapping[str, Any]], field_names: frozenset[str],
+                           prefix: str = "") -> list[Problem]:
+    """One Problem per bad field: its JSON path, what was expected (union members joined), what came.
+
+    `field_names` are the schemas' own fields; any other name in a location is an extra field of a deal.
+    """
+    grouped: dict[str, tuple[list[str], object]] = {}
+    for error in errors:
+        location = [p for p in error.get("loc", ()) if not _is_tag(p, field_names)]
+        path = json_path(location, prefix)
+        # Extra fields exist on deals only: ('deals', i, name).
+        is_extra = (len(location) == 3 and location[0] == "deals" and location[2] not in field_names
+                    and error.get("type") != "extra_forbidden")
+        expected = EXTRA_EXPECTED if is_extra else _expected(error)
+        if error.get("type") == "missing":
+            got: object = _Missing
+        else:
+            got = error.get("input")
+        seen, _ = grouped.setdefault(path, ([], got))
+        if expected not in seen:
+            seen.append(expected)
+    problems = []
+    for path, (expectations, got) in grouped.items():
+        # A length or range message is more telling than "text" when the value was of the right type.
+        specific = [e for e in expectations if e not in ("text", "an integer", "a number", "true or false",
+                                                         "a finite number")]
+        wanted = specific if specific and len(specific) < len(expectations) else expectations
+        problems.append(Problem(path, " or ".join(wanted), "nothing" if got is _Missing else shown(got)))
+    return problems
+
+
+class _MissingType:
+    pass
+
+
+_Missing = _MissingType()

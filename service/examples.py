@@ -1,0 +1,90 @@
+"""Example bodies for the OpenAPI document: one for every request and every response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+REQUEST_ID = "5f0c6a1e2b7d4c1f9a8e3d2c1b0a9f8e"
+VERSION = "20250101T120000-1a2b3c4d"
+
+DEAL = {
+    "deal_id": "D-1042",
+    "client_id": "C-77",
+    "created_at": "2025-03-14",
+    "amount": 18000,
+    "product": "credit_line",
+    "effort_hours": 12,
+    "source": "referral",
+    "client": {"client_id": "C-77", "industry": "agriculture", "size": "medium", "region": "south",
+               "since": "2022-06-01", "products": ["settlement_account", "deposit"],
+               "won_deals": 3, "won_amount": 9400, "first_won_at": "2022-07-15", "last_won_at": "2025-01-20"},
+}
+PROSPECT_DEAL = {"deal_id": "D-1043", "created_at": "2025-03-14", "product": "acquiring", "amount": 2000}
+
+SCORE_REQUEST = {"deals": [DEAL, PROSPECT_DEAL]}
+
+REASONS = [
+    {"feature": "client_status", "value": "regular", "effect": 0.412},
+    {"feature": "source", "value": "referral", "effect": 0.305},
+    {"feature": "amount", "value": 18000.0, "effect": -0.121},
+]
+GAPS = [{"product": "business_insurance", "adoption": 0.86, "p_accept": 0.41, "potential_income": 1435.0,
+         "reason": "held by 86% of the best agriculture/medium clients"}]
+
+SCORE = {
+    "deal_id": "D-1042", "p_win": 0.63, "value": 18000.0, "expected_value": 11340.0, "grade": "A",
+    "reasons": REASONS, "gaps": GAPS, "value_source": "amount", "value_per_hour": 945.0,
+    "history_source": "request", "model_version": VERSION,
+}
+PROSPECT_SCORE = {
+    "deal_id": "D-1043", "p_win": 0.22, "value": 2000.0, "expected_value": 440.0, "grade": "C",
+    "reasons": [{"feature": "client_status", "value": "prospect", "effect": -0.52}], "gaps": [],
+    "value_source": "amount", "value_per_hour": None, "history_source": "none", "model_version": VERSION,
+}
+SCORE_RESPONSE = {"model_version": VERSION, "request_id": REQUEST_ID, "scores": [SCORE, PROSPECT_SCORE]}
+RANK_RESPONSE = {"model_version": VERSION, "request_id": REQUEST_ID, "by": "expected_value",
+                 "scores": [{"rank": 1, **SCORE}, {"rank": 2, **PROSPECT_SCORE}]}
+
+GAPS_REQUEST = {"clients": [DEAL["client"], {"client_id": "C-90", "industry": "retail", "size": "small"}]}
+GAPS_RESPONSE = {"model_version": VERSION, "request_id": REQUEST_ID, "clients": [
+    {"client_id": "C-77", "segment": "industry=agriculture|size=medium", "gaps": GAPS, "potential_income": 5200.0},
+    {"client_id": "C-90", "segment": "industry=retail|size=small", "gaps": [], "potential_income": 0.0},
+]}
+
+MODEL_INFO = {
+    "model_version": VERSION, "request_id": REQUEST_ID, "trained_at": "2025-01-01T12:00:00+00:00",
+    "engine": "gradient_boosting",
+    "data": {"deals": 20000, "closed_deals": 19400, "won": 8100, "lost": 11300, "first_deal": "2021-01-02",
+             "last_deal": "2024-12-31"},
+    "metrics": {"model": {"auc": 0.81, "brier": 0.17, "ece": 0.02, "top_decile_lift": 2.1}},
+    "grade_cutoffs": {"a_min_expected_value": 3467.0, "b_min_expected_value": 977.5, "shares": [0.8, 0.15, 0.05],
+                      "d_floor_value_per_hour": 119.2},
+    "features": ["amount", "effort_hours", "product", "client_status"],
+    "has_profiles": True,
+}
+LIVE = {"status": "live", "request_id": REQUEST_ID}
+READY = {"status": "ready", "request_id": REQUEST_ID, "model_version": VERSION}
+
+
+def error(code: str, message: str, details: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or []}, "request_id": REQUEST_ID}
+
+
+ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
+    400: ("The body is not JSON.", error("malformed_json", "the request body is not valid JSON", [
+        {"field": "body", "expected": "a JSON object", "got": "EOF while parsing an object at line 1 column 18"}])),
+    404: ("No such resource.", error("not_found", "no route GET /v1/nothing")),
+    405: ("The resource does not take this method.", error("method_not_allowed", "GET is not allowed on /v1/score")),
+    413: ("The body or the batch is too large.", error(
+        "payload_too_large", "too many deals in one request: at most 1,000 are accepted, got 1500; split the batch",
+        [{"field": "deals", "expected": "at most 1000 items", "got": "1500 items"}])),
+    415: ("The body is not sent as JSON.", error(
+        "unsupported_media_type", "send the body as application/json",
+        [{"field": "content-type", "expected": "application/json", "got": "'text/plain'"}])),
+    422: ("Invalid input: every bad field is listed.", error("invalid_input", "2 problem(s) in the request", [
+        {"field": "deals[0].amount", "expected": "a number >= 0", "got": "-5"},
+        {"field": "deals[1].created_at", "expected": "a date like 2024-03-31 (ISO 8601)", "got": "'31/03/2024'"}])),
+    500: ("Unexpected failure; the request id finds it in the service log.", error(
+        "internal_error", "internal error; the request id identifies it in the service log")),
+    503: ("No model is loaded and warmed yet.", error("not_ready", "no model is loaded yet")),
+}

@@ -1,0 +1,208 @@
+"""Engines from a database URL (SQLite by default, PostgreSQL in production) and the schema migrations.
+
+Migrations are Alembic's, configured in code (no alembic.ini in the working directory), and safe to run
+from several processes at once: PostgreSQL serialises them with an advisory lock, SQLite with a lock
+file beside the database, so the second process finds the schema current and does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+logger = logging.getLogger("dealscore.service.feedback")
+
+VERSION_TABLE = "dealscore_alembic_version"  # not "alembic_version": the database may host other apps
+# pg_advisory_xact_lock key: any constant unique to this application ("dealscor" as eight bytes).
+_MIGRATION_LOCK_KEY = 0x6465616C73636F72
+
+
+def _json_serializer(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def make_engine(url: str, connect_timeout_seconds: int = 5) -> sa.Engine:
+    """An engine for `url` with the settings this store relies on (WAL and a busy timeout on SQLite)."""
+    parsed = sa.make_url(url)
+    options: dict[str, Any] = {"json_serializer": _json_serializer, "json_deserializer": orjson.loads}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            options["poolclass"] = sa.StaticPool  # one in-memory database shared by all threads
+        else:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        options["connect_args"] = {"timeout": 30.0, "check_same_thread": False}
+        engine = sa.create_engine(parsed, **options)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        options["connect_args"] = {"connect_timeout": connect_timeout_seconds}
+    options["pool_pre_ping"] = True  # a server restart must not surface as one failed write per pooled connection
+    return sa.create_engine(parsed, **options)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: readers (quality, judgement checks) do not block the score-log writer, nor it them.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def shown_url(url: str) -> str:
+    """The URL with its password hidden: for logs and messages."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<malformed database URL>"
+
+
+def migrations_dir() -> Path:
+    """The Alembic script directory: the installed `migrations` package, else the source tree's."""
+    spec = importlib.util.find_spec("migrations")
+    if spec is not None and spec.origin is not None and (Path(spec.origin).parent / "env.py").is_file():
+        return Path(spec.origin).parent
+    return Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(connection: sa.Connection | None = None) -> Config:
+    # Alembic is imported when a migration runs, not when a service worker starts.
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["connection"] = connection
+    config.attributes["configure_logging"] = False
+    return config
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> str | None:
+    """Bring the schema to `revision`; returns the revision the database is at afterwards."""
+    from alembic import command
+
+    with _migration_lock(engine), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        command.upgrade(alembic_config(connection), revision)
+    return current_revision(engine)
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: sa.Engine) -> Iterator[None]:
+    """Across processes on one host, for SQLite files (PostgreSQL locks inside the transaction)."""
+    database = engine.url.database or ""
+    if engine.dialect.name != "sqlite" or database in ("", ":memory:"):
+        yield
+        return
+    import fcntl  # POSIX only, like the spool's locks
+
+    lock_path = Path(f"{database}.migrate.lock")
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def reachable(engine: sa.Engine) -> bool:
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        return True
+    except sa.exc.SQLAlchemyError:
+        return False
+
+
+def dialect_insert(backend: str | sa.Engine | sa.Connection, table: sa.Table) -> Any:
+    """INSERT with ON CONFLICT support for the backend at hand (a dialect name, engine or connection)."""
+    name = backend if isinstance(backend, str) else backend.dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+    raise ValueError(f"the feedback store supports PostgreSQL and SQLite, not {name}")
+
+
+def describe_error(error: BaseException) -> str:
+    """The database's own complaint, one line, without SQL or parameters (they may hold deal data)."""
+    if isinstance(error, sa.exc.DBAPIError) and error.orig is not None:
+        error = error.orig
+    lines = str(error).strip().splitlines()
+    line = lines[0] if lines else type(error).__name__
+    return line[:300]
+
+
+class SchemaNotReady(RuntimeError):
+    """The database is reachable but not at the code's schema revision (and migrating is off)."""
+
+
+class Database:
+    """One engine plus "is the schema current?", checked (or migrated) once, then trusted.
+
+    When the database is down at start, the first successful use migrates it: the service starts and
+    scores without it, and catches up when it appears.
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True, connect_timeout_seconds: int = 5) -> None:
+        self.url = url
+        self.migrate = migrate
+        self.engine = make_engine(url, connect_timeout_seconds)
+        self._ready = False
+        self._lock = threading.Lock()
+
+    @property
+    def shown_url(self) -> str:
+        return shown_url(self.url)
+
+    @property
+    def schema_ready(self) -> bool:
+        return self._ready
+
+    def ensure_schema(self) -> None:
+        """Migrate (or check) once; raises SQLAlchemyError when the database is unreachable."""
+        if self._ready:
+            return
+        with self._lock:
+            if self._ready:
+                return
+            if self.migrate:
+                upgrade(self.engine)
+            else:
+                at, head = current_revision(self.engine), head_revision()
+                if at != head:
+                    raise SchemaNotReady(f"the database {self.shown_url} is at schema revision {at}, the code needs "
+                                         f"{head}: run `dealscore db upgrade`")
+            self._ready = True
+
+    def dispose(self) -> None:
+        self.engine.dispose()

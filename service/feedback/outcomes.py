@@ -1,0 +1,215 @@
+"""Realised outcomes: stored idempotently by deal id, every change kept, and fed to the client history.
+
+Sending an outcome twice changes nothing (same revision, no new audit row); a changed outcome bumps
+the revision and is recorded in outcome_revisions. Both are one upsert (INSERT ... ON CONFLICT ... DO
+UPDATE WHERE something differs), so two service processes receiving the same outcome at once store it
+once. The in-memory OutcomeBook (model/history_overlay.py) follows the table: updated on each POST,
+loaded at start, and refreshed periodically with what other processes recorded.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from model.errors import ContractViolation, Problem
+from model.history_overlay import OutcomeBook, OutcomeEvent
+from service.feedback.db import Database, dialect_insert
+from service.feedback.tables import outcome_revisions, outcomes, score_log
+
+logger = logging.getLogger("dealscore.service.feedback")
+
+_EPOCH = date(1970, 1, 1)
+DATE_SLACK = timedelta(days=1)  # a CRM a time zone ahead of the server may already be on tomorrow
+REFRESH_OVERLAP = timedelta(minutes=5)  # re-read this much before the watermark: clocks and late commits
+Result = Literal["created", "updated", "unchanged"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    deal_id: str
+    status: Literal["won", "lost"]
+    amount: float | None
+    closed_at: date
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordedOutcome:
+    deal_id: str
+    result: Result
+    revision: int
+    client_id: str | None
+
+
+def day_number(day: date) -> int:
+    return (day - _EPOCH).days
+
+
+def event_of(deal_id: str, status: str, amount: float | None, closed_at: date, client_id: str | None) -> OutcomeEvent:
+    return OutcomeEvent(deal_id=deal_id, client_id=client_id, won=status == "won",
+                        amount=math.nan if amount is None else float(amount), closed_day=day_number(closed_at))
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def latest_logged_deals(connection: sa.Connection, deal_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The deal as last logged, for each of `deal_ids` the score log knows."""
+    wanted = sorted(set(deal_ids))
+    found: dict[str, tuple[datetime, int, dict[str, Any]]] = {}
+    for start in range(0, len(wanted), 500):
+        rows = connection.execute(
+            sa.select(score_log.c.deal_id, score_log.c.scored_at, score_log.c.id, score_log.c.deal)
+            .where(score_log.c.deal_id.in_(wanted[start:start + 500])))
+        for deal_id, scored_at, row_id, deal in rows:
+            known = found.get(deal_id)
+            if known is None or (scored_at, row_id) > known[:2]:
+                found[deal_id] = (scored_at, row_id, deal if isinstance(deal, dict) else {})
+    return {deal_id: entry[2] for deal_id, entry in found.items()}
+
+
+def _logged_client(deal: dict[str, Any] | None) -> str | None:
+    if not deal:
+        return None
+    client = deal.get("client")
+    return _text(deal.get("client_id")) or (_text(client.get("client_id")) if isinstance(client, dict) else None)
+
+
+def _bind(table: sa.Table, *names: str) -> dict[str, Any]:
+    return {name: sa.bindparam(name, type_=table.c[name].type) for name in names}
+
+
+@functools.cache
+def _statements(dialect: str) -> tuple[Any, Any, Any]:
+    """The upsert, the audit insert and the revision lookup, built once per dialect (building costs more
+    than running them) and executed with plain parameters."""
+    upsert_insert = dialect_insert(dialect, outcomes).values(
+        **_bind(outcomes, "deal_id", "status", "amount", "closed_at", "client_id", "recorded_at", "updated_at"),
+        revision=1)
+    table, new = outcomes.c, upsert_insert.excluded
+    changed = sa.or_(
+        table.status.is_distinct_from(new.status),
+        table.amount.is_distinct_from(new.amount),
+        table.closed_at.is_distinct_from(new.closed_at),
+        sa.and_(new.client_id.is_not(None), table.client_id.is_distinct_from(new.client_id)),
+    )
+    upsert = upsert_insert.on_conflict_do_update(
+        index_elements=["deal_id"],
+        set_={"status": new.status, "amount": new.amount, "closed_at": new.closed_at,
+              "client_id": sa.func.coalesce(new.client_id, table.client_id),
+              "revision": table.revision + 1, "updated_at": new.updated_at},
+        where=changed,
+    ).returning(table.revision, table.client_id)
+    audit = dialect_insert(dialect, outcome_revisions).values(
+        **_bind(outcome_revisions, "deal_id", "revision", "status", "amount", "closed_at", "client_id", "request_id",
+                "recorded_at"),
+    ).on_conflict_do_nothing(index_elements=["deal_id", "revision"])
+    current = sa.select(table.revision, table.client_id).where(table.deal_id == sa.bindparam("deal_id"))
+    return upsert, audit, current
+
+
+class OutcomeStore:
+    def __init__(self, database: Database, book: OutcomeBook) -> None:
+        self.database = database
+        self.book = book
+        self._watermark: datetime | None = None
+        self.loaded = False
+
+    def record(self, items: Sequence[Outcome], request_id: str | None = None, *,
+               today: date | None = None) -> list[RecordedOutcome]:
+        """Store a batch (all or nothing) and update the client history; ContractViolation lists every problem."""
+        today = today or datetime.now(UTC).date()
+        self.database.ensure_schema()
+        engine = self.database.engine
+        with engine.connect() as connection:
+            logged = latest_logged_deals(connection, (o.deal_id for o in items))
+        self._check(items, logged, today)
+
+        now = datetime.now(UTC)
+        results: list[RecordedOutcome] = []
+        with engine.begin() as connection:  # writes first: SQLite takes its write lock at once
+            for item in items:
+                client_id = item.client_id or _logged_client(logged.get(item.deal_id))
+                results.append(self._upsert(connection, item, client_id, request_id, now))
+        for item, result in zip(items, results, strict=True):
+            self.book.record(event_of(item.deal_id, item.status, item.amount, item.closed_at, result.client_id))
+        return results
+
+    def _check(self, items: Sequence[Outcome], logged: dict[str, dict[str, Any]], today: date) -> None:
+        problems: list[Problem] = []
+        first_index: dict[str, int] = {}
+        for i, item in enumerate(items):
+            where = f"outcomes[{i}]"
+            seen = first_index.setdefault(item.deal_id, i)
+            if seen != i:
+                problems.append(Problem(f"{where}.deal_id", "a deal_id not used by another outcome of the batch",
+                                        f"'{item.deal_id}', also at outcomes[{seen}]"))
+            if item.closed_at > today + DATE_SLACK:
+                problems.append(Problem(f"{where}.closed_at", f"a date up to today ({today.isoformat()})",
+                                        f"'{item.closed_at.isoformat()}'"))
+            created = (logged.get(item.deal_id) or {}).get("created_at")
+            if isinstance(created, str) and created[:10] > item.closed_at.isoformat():
+                problems.append(Problem(f"{where}.closed_at",
+                                        f"a date on or after the deal's created_at ({created[:10]})",
+                                        f"'{item.closed_at.isoformat()}'"))
+        if problems:
+            raise ContractViolation(f"{len(problems)} problem(s) in the outcomes", problems)
+
+    def _upsert(self, connection: sa.Connection, item: Outcome, client_id: str | None, request_id: str | None,
+                now: datetime) -> RecordedOutcome:
+        upsert, audit, current = _statements(connection.dialect.name)
+        values = {"deal_id": item.deal_id, "status": item.status, "amount": item.amount, "closed_at": item.closed_at,
+                  "client_id": client_id}
+        stored = connection.execute(upsert, {**values, "recorded_at": now, "updated_at": now}).first()
+        if stored is None:  # the same outcome again: nothing changed
+            revision, stored_client = connection.execute(current, {"deal_id": item.deal_id}).one()
+            return RecordedOutcome(item.deal_id, "unchanged", int(revision), stored_client)
+        revision, stored_client = int(stored[0]), stored[1]
+        connection.execute(audit, {**values, "client_id": stored_client, "revision": revision,
+                                   "request_id": request_id, "recorded_at": now})
+        return RecordedOutcome(item.deal_id, "created" if revision == 1 else "updated", revision, stored_client)
+
+    # -- the overlay's source ----------------------------------------------------------------------
+    def load(self) -> int:
+        """Fill the book from the table (at start); returns how many outcomes it holds."""
+        self._watermark = None
+        changed = self.refresh()
+        self.loaded = True
+        return changed
+
+    def refresh(self) -> int:
+        """Outcomes recorded since the last look (by any process) into the book; returns how many changed."""
+        self.database.ensure_schema()
+        query = sa.select(outcomes.c.deal_id, outcomes.c.status, outcomes.c.amount, outcomes.c.closed_at,
+                          outcomes.c.client_id, outcomes.c.updated_at)
+        if self._watermark is not None:
+            query = query.where(outcomes.c.updated_at >= self._watermark - REFRESH_OVERLAP)
+        with self.database.engine.connect() as connection:
+            rows = connection.execute(query).all()
+            without_client = [r.deal_id for r in rows if r.client_id is None]
+            logged = latest_logged_deals(connection, without_client) if without_client else {}
+        changed = 0
+        for row in rows:
+            client_id = row.client_id or _logged_client(logged.get(row.deal_id))
+            changed += self.book.record(event_of(row.deal_id, row.status, row.amount, row.closed_at, client_id))
+            if self._watermark is None or row.updated_at > self._watermark:
+                self._watermark = row.updated_at
+        return changed
+
+    def revisions(self, deal_id: str) -> list[dict[str, Any]]:
+        with self.database.engine.connect() as connection:
+            rows = connection.execute(sa.select(outcome_revisions).where(outcome_revisions.c.deal_id == deal_id)
+                                      .order_by(outcome_revisions.c.revision)).mappings().all()
+        return [dict(r) for r in rows]

@@ -1,0 +1,189 @@
+"""HTTP routes of the feedback loop: /v1/outcomes, /v1/judgements, /v1/quality (thin: parse, delegate, answer).
+
+Handlers are plain `def` (FastAPI runs them in its thread pool): each does database work. Invalid
+bodies become ContractViolation with every bad field listed (this router's own field names, so the
+service's shared handler words them right), and a database that is down becomes a 503.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.responses import Response
+
+from model.errors import ContractViolation, NotFound
+from model.records import parse_date
+from service.errors import problems_from_pydantic
+from service.feedback.judgements import Judgement
+from service.feedback.outcomes import Outcome
+from service.feedback.schemas import (
+    EXAMPLE_REQUEST_ID,
+    FEEDBACK_FIELD_NAMES,
+    JUDGEMENT_EXAMPLE,
+    JUDGEMENT_RESPONSE_EXAMPLE,
+    OUTCOMES_EXAMPLE,
+    OUTCOMES_RESPONSE_EXAMPLE,
+    QUALITY_EXAMPLE,
+    VERSIONS_EXAMPLE,
+    JudgementIn,
+    JudgementResponse,
+    OutcomeResultOut,
+    OutcomesRequest,
+    OutcomesResponse,
+    QualityResponse,
+    VersionOut,
+    VersionsResponse,
+)
+from service.feedback.store import Feedback
+
+__all__ = ["feedback_router"]
+
+LIVE = "live"
+
+
+class _FeedbackRoute(APIRoute):
+    """Body and query errors of these routes as ContractViolation, located without FastAPI's 'body.' prefix."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                errors = [{**e, "loc": tuple(e.get("loc", ()))[1:] if tuple(e.get("loc", ()))[:1] == ("body",)
+                           else tuple(e.get("loc", ()))} for e in exc.errors()]
+                problems = problems_from_pydantic(errors, FEEDBACK_FIELD_NAMES)
+                raise ContractViolation(f"{len(problems)} problem(s) in the request", problems) from None
+
+        return checked
+
+
+def _request_id(request: Request) -> str:
+    found = getattr(request.state, "request_id", None)
+    return str(found) if found else uuid.uuid4().hex
+
+
+def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: Callable[[], str | None] = lambda: None,
+                    error_responses: dict[int | str, dict[str, Any]] | None = None) -> APIRouter:
+    """The routes, bound to a Feedback store (or a function returning it, for stores built at start-up).
+
+    `live_version` names the model serving now (the default of /v1/quality); `error_responses` replace
+    this router's OpenAPI error declarations (ErrorResponse per status, with feedback examples) by status.
+    """
+    router = APIRouter(route_class=_FeedbackRoute, tags=["feedback"])
+    store: Callable[[], Feedback] = feedback if callable(feedback) else (lambda: feedback)
+    errors = {**_error_declarations(), **(error_responses or {})}
+
+    def declared(example: dict[str, Any], *statuses: int) -> dict[int | str, dict[str, Any]]:
+        ok: dict[int | str, dict[str, Any]] = {200: {"description": "Successful Response",
+                                                     "content": {JSON: {"example": example}}}}
+        return {**ok, **{s: errors[s] for s in statuses if s in errors}}
+
+    @router.post("/v1/outcomes", response_model=OutcomesResponse, summary="Record realised outcomes of scored deals",
+                 responses=declared(OUTCOMES_RESPONSE_EXAMPLE, 422, 500, 503),
+                 openapi_extra=_body_example(OUTCOMES_EXAMPLE))
+    def post_outcomes(body: OutcomesRequest, request: Request) -> OutcomesResponse:
+        """Idempotent by deal_id: the same outcome again changes nothing; a changed one is updated (revision + 1)
+        and its previous version kept. A win also enters its client's history for later scores at once."""
+        rid = _request_id(request)
+        today = datetime.now(UTC).date()
+        items = [Outcome(deal_id=str(o.deal_id), status=o.status, amount=o.amount,
+                         closed_at=parse_date(o.closed_at) if o.closed_at is not None else today,
+                         client_id=str(o.client_id) if o.client_id is not None else None) for o in body.outcomes]
+        results = store().record_outcomes(items, rid)
+        counts = {kind: sum(r.result == kind for r in results) for kind in ("created", "updated", "unchanged")}
+        return OutcomesResponse(
+            request_id=rid, received=len(results), **counts,
+            results=[OutcomeResultOut(deal_id=r.deal_id, result=r.result, revision=r.revision,
+                                      client_history=r.client_id is not None) for r in results])
+
+    @router.post("/v1/judgements", response_model=JudgementResponse,
+                 summary="Record a manager's judgement that one deal should rank above another",
+                 responses=declared(JUDGEMENT_RESPONSE_EXAMPLE, 422, 500, 503),
+                 openapi_extra=_body_example(JUDGEMENT_EXAMPLE))
+    def post_judgement(body: JudgementIn, request: Request) -> JudgementResponse:
+        """Both deals must have been scored, and differ. One standing view per manager and pair: sending it
+        again changes nothing, reversing it updates it."""
+        recorded = store().record_judgement(Judgement(manager=body.manager, above_deal_id=str(body.above_deal_id),
+                                                      below_deal_id=str(body.below_deal_id), note=body.note))
+        return JudgementResponse(request_id=_request_id(request), judgement_id=recorded.judgement_id,
+                                 result=recorded.result, revision=recorded.revision)
+
+    @router.get("/v1/quality", response_model=QualityResponse,
+                summary="Live quality of a model version against outcomes and managers' judgements",
+                responses=declared(QUALITY_EXAMPLE, 404, 422, 500, 503))
+    def get_quality(
+        request: Request,
+        version: Annotated[str, Query(max_length=100, description="a model version, or 'live' for the one serving"
+                                      )] = LIVE,
+        top: Annotated[int, Query(ge=0, le=100, description="strongest disagreements listed")] = 10,
+    ) -> QualityResponse:
+        """On deals with outcomes: AUC, Brier score, calibration error and win rate per grade of what the version
+        said before each deal closed. On judgements: the share of pairs ordered as the managers did, per
+        manager and overall, and the strongest disagreements."""
+        feedback = store()
+        wanted = _resolve(feedback, version, live_version)
+        if version != LIVE and not any(v["version"] == wanted for v in feedback.versions()):
+            raise NotFound(f"the score log has no scores of model version '{wanted[:100]}'; "
+                           "GET /v1/quality/versions lists the versions it has")
+        report = feedback.quality(wanted, top=top)
+        return QualityResponse.model_validate({"request_id": _request_id(request), **report})
+
+    @router.get("/v1/quality/versions", response_model=VersionsResponse,
+                summary="Model versions the score log has scores of, the most recently scoring first",
+                responses=declared(VERSIONS_EXAMPLE, 500, 503))
+    def get_versions(request: Request) -> VersionsResponse:
+        feedback = store()
+        return VersionsResponse(request_id=_request_id(request), live=live_version(),
+                                versions=[VersionOut.model_validate(v) for v in feedback.versions()])
+
+    return router
+
+
+JSON = "application/json"
+
+
+def _body_example(example: dict[str, Any]) -> dict[str, Any]:
+    # Merged by FastAPI into the generated requestBody (schema from the route's body parameter).
+    return {"requestBody": {"content": {JSON: {"example": example}}}}
+
+
+def _error_declarations() -> dict[int | str, dict[str, Any]]:
+    """The error envelope per status in the OpenAPI document, with this router's own examples."""
+    from service.schemas import ErrorResponse
+
+    def declared(description: str, code: str, message: str, details: list[dict[str, str]] | None = None
+                 ) -> dict[str, Any]:
+        example = {"error": {"code": code, "message": message, "details": details or []},
+                   "request_id": EXAMPLE_REQUEST_ID}
+        return {"model": ErrorResponse, "description": description,
+                "content": {JSON: {"example": example}}}
+
+    return {
+        404: declared("The score log has no scores of that model version (or none at all).", "not_found",
+                      "the score log has no scores of model version 'v0'; GET /v1/quality/versions lists the "
+                      "versions it has"),
+        422: declared("Invalid input: every bad field is listed.", "invalid_input", "judgement refused: 1 problem(s)",
+                      [{"field": "below_deal_id", "expected": "the id of a deal the service has scored",
+                        "got": "'D9' (never scored)"}]),
+        500: declared("Unexpected failure; the request id finds it in the service log.", "internal_error",
+                      "internal error; the request id identifies it in the service log"),
+        503: declared("The feedback database is unavailable; scoring is not affected.", "feedback_unavailable",
+                      "the feedback database is unavailable; scoring is not affected, retry later"),
+    }
+
+
+def _resolve(feedback: Feedback, version: str, live_version: Callable[[], str | None]) -> str:
+    if version != LIVE:
+        return version
+    live = live_version() or feedback.latest_version()
+    if live is None:
+        raise NotFound("no model is live and the score log is empty: no version to report on")
+    return live

@@ -1,0 +1,603 @@
+"""The score log: every score the service gives, written off the request path, never lost, never doubled.
+
+The request thread only puts one item per request on a bounded queue (no serialisation, no I/O). A
+background thread gathers items into batches and inserts them (ON CONFLICT DO NOTHING on request id
+and deal id). When the database fails, batches go to an append-only JSON-lines spool file, fsync'd per
+batch, and are replayed when it answers again and at the next start; replaying twice inserts nothing
+twice. If the queue is full (the writer cannot keep up), the request thread spools its own item.
+
+Each process appends to its own spool file and holds an exclusive lock on it while alive, so a
+second process on the same spool directory replays only files whose owner is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import math
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import orjson
+import sqlalchemy as sa
+
+from service.feedback.db import Database, SchemaNotReady, describe_error, dialect_insert
+from service.feedback.tables import score_log
+
+logger = logging.getLogger("dealscore.service.feedback")
+
+SPOOL_PATTERN = "score-log-*.jsonl"
+MAX_BACKOFF_SECONDS = 60.0
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One request's scores as the route had them; turned into rows by the writer thread."""
+
+    request_id: str
+    model_version: str
+    deals: Sequence[Any] | Mapping[str, Any]  # the deal objects, or the scorer's columns (see columns_documents)
+    size: int
+    p_win: Sequence[float]
+    value: Sequence[float] | None
+    expected_value: Sequence[float] | None
+    grade: Sequence[str]
+    scored_at: float  # time.time()
+    seq: int
+
+
+_STOP = object()
+
+
+def deal_document(deal: Any) -> dict[str, Any]:
+    """A deal as JSON-ready data: a pydantic model's dump, or a mapping with dates and numbers normalised."""
+    if hasattr(deal, "model_dump"):
+        dumped = deal.model_dump(mode="json", exclude_none=True)
+        return dict(dumped) if isinstance(dumped, Mapping) else {"deal": dumped}
+    if isinstance(deal, Mapping):
+        return {str(k): _plain(v) for k, v in deal.items() if not _missing(v)}
+    raise TypeError(f"a deal to log must be a mapping or a pydantic model, got {type(deal).__name__}")
+
+
+_DAY_FIELDS = {"created_day": "created_at", "closed_day": "closed_at"}
+_CLIENT_FIELDS = ("industry", "size", "region")
+# Client history the scorer may have been handed (by the CRM or the outcome overlay): not the deal itself.
+_NOT_LOGGED = frozenset({"won_deals", "won_amount", "first_won_day", "last_won_day"})
+_EPOCH = date(1970, 1, 1)
+
+
+def columns_documents(columns: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The deals of scorer columns (model.records.deal_columns) as JSON-ready documents, one per row.
+
+    Day numbers become ISO dates; a known client's segment attributes and first-contract date go under
+    `client` (as a request nests them), so the training views read both kinds of log entry alike.
+    Runs in the writer thread, column by column (numpy converts each column to Python values at once).
+    """
+    n = len(columns["deal_id"])
+    documents: list[dict[str, Any]] = [{} for _ in range(n)]
+    clients: list[dict[str, Any]] = [{} for _ in range(n)]
+    client_ids = list(columns["client_id"]) if "client_id" in columns else [None] * n
+    for name, values in columns.items():
+        if name in _NOT_LOGGED or name.startswith("_"):  # private names are no deal fields (nor features)
+            continue
+        array = np.asarray(values)
+        if name in _DAY_FIELDS or name == "client_since_day":
+            days = array.astype(np.float64)
+            known = ~np.isnan(days)
+            texts = np.full(n, None, dtype=object)
+            texts[known] = np.datetime_as_string(days[known].astype(np.int64).astype("datetime64[D]"))
+            plain: list[Any] = texts.tolist()
+        else:
+            plain = array.tolist()
+        key = _DAY_FIELDS.get(name, name)
+        nested = name == "client_since_day" or name in _CLIENT_FIELDS
+        for i, value in enumerate(plain):
+            if value is None or value != value:  # None or NaN: not sent
+                continue
+            if not isinstance(value, str | int | float | bool):
+                value = _plain(value)
+            if nested and client_ids[i] is not None:
+                clients[i]["since" if name == "client_since_day" else name] = value
+            else:
+                documents[i][key] = value
+    for document, client in zip(documents, clients, strict=True):
+        if client and "client_id" in document:
+            document["client"] = {"client_id": document["client_id"], **client}
+    return documents
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == datetime.min.time() else value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    if isinstance(value, float) and not math.isfinite(value):  # NaN is missing; infinities are not data
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items() if not _missing(v)}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_plain(v) for v in value]
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", exclude_none=True)
+    return value
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _rows(item: _Item) -> list[Row]:
+    scored_at = datetime.fromtimestamp(item.scored_at, UTC)
+    documents = (columns_documents(item.deals) if isinstance(item.deals, Mapping)
+                 else [deal_document(deal) for deal in item.deals])
+    rows = []
+    for i, document in enumerate(documents):
+        rows.append({
+            "request_id": item.request_id,
+            "deal_id": str(document.get("deal_id", "")),
+            "model_version": item.model_version,
+            "p_win": float(item.p_win[i]),
+            "value": _number(item.value[i]) if item.value is not None else None,
+            "expected_value": _number(item.expected_value[i]) if item.expected_value is not None else None,
+            "grade": str(item.grade[i]),
+            "scored_at": scored_at,
+            "deal": document,
+        })
+    return rows
+
+
+_COLUMNS = ("request_id", "deal_id", "model_version", "p_win", "value", "expected_value", "grade", "scored_at",
+            "deal")
+# The hot path of the writer thread, below SQLAlchemy's per-row bind processing: one executemany of
+# plain tuples (the JSON serialised once here), so the writer holds the GIL as briefly as it can.
+_INSERT_SQL = {
+    "sqlite": f"INSERT INTO score_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+              "ON CONFLICT (request_id, deal_id) DO NOTHING",
+    "postgresql": f"INSERT INTO score_log ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * 8)}, "
+                  "CAST(%s AS JSONB)) ON CONFLICT (request_id, deal_id) DO NOTHING",
+}
+
+
+def insert_rows(engine: sa.Engine, rows: Sequence[Row]) -> None:
+    """Insert score-log rows; a row already there (same request id and deal id) is left alone."""
+    if not rows:
+        return
+    dialect = engine.dialect.name
+    if dialect not in _INSERT_SQL:
+        statement = dialect_insert(engine, score_log).on_conflict_do_nothing(index_elements=["request_id", "deal_id"])
+        with engine.begin() as connection:
+            connection.execute(statement, list(rows))
+        return
+    sqlite = dialect == "sqlite"
+    stamps: dict[datetime, Any] = {}  # one request's rows share their instant: convert it once
+    parameters = []
+    for row in rows:
+        instant = row["scored_at"]
+        stamp = stamps.get(instant)
+        if stamp is None:
+            utc = instant.astimezone(UTC)
+            # SQLite: the text SQLAlchemy's DateTime writes (tables.UtcDateTime reads it back as UTC).
+            stamp = stamps[instant] = utc.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else utc
+        parameters.append((row["request_id"], row["deal_id"], row["model_version"], row["p_win"], row["value"],
+                           row["expected_value"], row["grade"], stamp, orjson.dumps(row["deal"]).decode()))
+    with engine.begin() as connection:
+        # psycopg runs executemany as one pipeline (no round trip per row); sqlite3 loops in C.
+        connection.exec_driver_sql(_INSERT_SQL[dialect], parameters)
+
+
+class Spool:
+    """Append-only JSON-lines files of rows the database did not take yet (one file per process)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self._own_path = self._new_own_path()
+        self._own: IO[bytes] | None = None
+        self._lock = threading.Lock()
+        self.rows = 0  # rows waiting in the files this process owns or has adopted
+        self.corrupt_lines_total = 0
+
+    def _new_own_path(self) -> Path:
+        return self.directory / f"score-log-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+
+    @property
+    def own_path(self) -> Path:
+        return self._own_path
+
+    def append(self, rows: Sequence[Row]) -> None:
+        """Write and fsync: once this returns, the rows survive a crash of the process or the machine."""
+        if not rows:
+            return
+        payload = b"".join(orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z) + b"\n"
+                           for row in rows)
+        with self._lock:
+            handle = self._open_own()
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+            self.rows += len(rows)
+
+    def _open_own(self) -> IO[bytes]:
+        if self._own is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle = self._own_path.open("ab")
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: never contended
+            self._own = handle
+        return self._own
+
+    def adopt_orphans(self) -> int:
+        """Count rows in spool files whose owner is gone (lockable by us); they are replayed with ours."""
+        found = 0
+        for _path, handle in self._orphans():
+            with handle:
+                found += sum(1 for line in handle if line.strip())
+        with self._lock:
+            self.rows = self._own_rows() + found
+        return found
+
+    def _own_rows(self) -> int:
+        if self._own is None or not self._own_path.exists():
+            return 0
+        with self._own_path.open("rb") as handle:
+            return sum(1 for line in handle if line.strip())
+
+    def _orphans(self) -> list[tuple[Path, IO[bytes]]]:
+        if not self.directory.is_dir():
+            return []
+        out: list[tuple[Path, IO[bytes]]] = []
+        for path in sorted(self.directory.glob(SPOOL_PATTERN)):
+            if path == self._own_path:
+                continue
+            try:
+                handle = path.open("rb")
+            except FileNotFoundError:
+                continue  # another process replayed and removed it just now
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()  # its owner is alive and will replay it
+                continue
+            out.append((path, handle))
+        return out
+
+    def replay(self, write: Callable[[list[Row]], None], chunk_rows: int) -> int:
+        """Write every spooled row (own file and orphans) through `write`; drop each file once it is in.
+
+        If `write` raises, the files stay as they are (replaying them again later is harmless) and the
+        error propagates.
+        """
+        replayed = 0
+        with self._lock:
+            for path, handle in self._orphans():
+                with handle:
+                    replayed += self._replay_file(handle, write, chunk_rows)
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+            if self._own is not None:
+                with self._own_path.open("rb") as handle:
+                    replayed += self._replay_file(handle, write, chunk_rows)
+                self._own.truncate(0)
+                self._own.seek(0)
+            self.rows = 0
+        return replayed
+
+    def _replay_file(self, handle: IO[bytes], write: Callable[[list[Row]], None], chunk_rows: int) -> int:
+        handle.seek(0)
+        chunk: list[Row] = []
+        count = 0
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = orjson.loads(line)
+                row["scored_at"] = datetime.fromisoformat(row["scored_at"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                # A line torn by a crash mid-write: the rest of the file is still good.
+                self.corrupt_lines_total += 1
+                logger.warning("score log spool %s: line %d is not a complete entry; skipped", handle.name, number)
+                continue
+            chunk.append(row)
+            if len(chunk) >= chunk_rows:
+                write(chunk)
+                count += len(chunk)
+                chunk = []
+        if chunk:
+            write(chunk)
+            count += len(chunk)
+        return count
+
+    def close(self) -> None:
+        with self._lock:
+            if self._own is None:
+                return
+            if self._own_path.stat().st_size == 0:
+                self._own_path.unlink(missing_ok=True)
+            fcntl.flock(self._own.fileno(), fcntl.LOCK_UN)
+            self._own.close()
+            self._own = None
+            # Entries left in it are an orphan's now, replayed by the next start (of this or any process).
+            self._own_path = self._new_own_path()
+
+
+@dataclass(frozen=True)
+class ScoreLogStats:
+    pending: int  # entries not yet in the database: queued plus spooled
+    queued: int
+    spooled: int
+    written_total: int
+    spooled_total: int
+    overflow_total: int  # requests the full queue sent straight to the spool
+    dropped_total: int  # entries lost (unreadable deal objects, or both database and disk failing)
+    database_up: bool
+    last_error: str | None
+
+
+class ScoreLog:
+    """The background writer. `record` is the only call on the request path."""
+
+    def __init__(self, database: Database, spool_dir: Path, *, queue_size: int = 10_000, batch_rows: int = 1_000,
+                 flush_seconds: float = 0.25, retry_seconds: float = 2.0) -> None:
+        self.database = database
+        self.spool = Spool(spool_dir)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
+        self._batch_rows = max(1, batch_rows)
+        self._flush_seconds = flush_seconds
+        self._retry_seconds = retry_seconds
+        self._backoff = retry_seconds
+        self._next_attempt = 0.0  # monotonic time before which the database is not tried again
+        self._lock = threading.Lock()
+        self._done = threading.Condition(self._lock)
+        self._seq = 0
+        self._outstanding: set[int] = set()  # sequence numbers recorded but not yet in the database or spool
+        self._queued = 0
+        self._written_total = 0
+        self._spooled_total = 0
+        self._overflow_total = 0
+        self._dropped_total = 0
+        self._database_up = False
+        self._last_error: str | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- the request path ------------------------------------------------------------------------
+    def record(self, request_id: str, model_version: str, deals: Sequence[Any], batch: Any) -> None:
+        """Log one request's scores. `deals`: the request's deal objects (pydantic models or mappings) in
+        batch order; `batch` has p_win, value, expected_value and grade (a ScoreBatch).
+
+        Costs one queue put: the deals are turned into rows later, by the writer thread, so they must
+        not be mutated after this call (the service's request objects are not).
+        """
+        self._submit(request_id, model_version, deals, len(deals), batch)
+
+    def record_columns(self, request_id: str, model_version: str, columns: Mapping[str, Any], batch: Any) -> None:
+        """As `record`, from the scorer's input columns (what model.score was given) instead of deal objects."""
+        self._submit(request_id, model_version, columns, len(columns["deal_id"]), batch)
+
+    def _submit(self, request_id: str, model_version: str, deals: Sequence[Any] | Mapping[str, Any], n: int,
+                batch: Any) -> None:
+        if n == 0:
+            return
+        with self._lock:
+            self._seq += 1
+            self._queued += n
+            seq = self._seq
+            self._outstanding.add(seq)
+        item = _Item(request_id=request_id, model_version=model_version, deals=deals, size=n, p_win=batch.p_win,
+                     value=getattr(batch, "value", None), expected_value=getattr(batch, "expected_value", None),
+                     grade=batch.grade, scored_at=time.time(), seq=seq)
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self._overflow(item)
+
+    def _overflow(self, item: _Item) -> None:
+        """The writer is behind by a whole queue: this request pays for its own (fsync'd) spool write."""
+        try:
+            rows = _rows(item)
+            self.spool.append(rows)
+            with self._lock:
+                self._overflow_total += 1
+                self._spooled_total += len(rows)
+        except Exception:  # the log must never fail a scoring request
+            logger.exception("score log: request %s could not be spooled; its entries are lost", item.request_id)
+            with self._lock:
+                self._dropped_total += item.size
+        finally:
+            self._finish([item])
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        adopted = self.spool.adopt_orphans()
+        if adopted:
+            logger.info("score log: %d entries in the spool from an earlier run; replaying", adopted)
+        self._thread = threading.Thread(target=self._run, name="dealscore-score-log", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write what is queued (to the database, else the spool) and stop the writer."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._queue.put(_STOP)
+        thread.join(timeout)
+        if thread.is_alive():
+            logger.error("score log writer did not stop within %.0f s; %d entries may wait in memory",
+                         timeout, self.stats().queued)
+        self.spool.close()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything recorded so far is in the database or the spool; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._done:
+            target = self._seq
+            while self._outstanding and min(self._outstanding) <= target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._done.wait(remaining)
+        return True
+
+    def retry_now(self) -> None:
+        """Forget the back-off: the next writer turn tries the database (a test, or an operator, knows it is back)."""
+        self._next_attempt = 0.0
+
+    def stats(self) -> ScoreLogStats:
+        with self._lock:
+            return ScoreLogStats(
+                pending=self._queued + self.spool.rows, queued=self._queued, spooled=self.spool.rows,
+                written_total=self._written_total, spooled_total=self._spooled_total,
+                overflow_total=self._overflow_total, dropped_total=self._dropped_total,
+                database_up=self._database_up, last_error=self._last_error)
+
+    def pending(self) -> int:
+        return self.stats().pending
+
+    # -- the writer thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            items, stopping = self._gather()
+            self._replay_if_due()
+            if items:
+                self._write(items)
+        self._replay_if_due()
+
+    def _replay_if_due(self) -> None:
+        if not self.spool.rows or time.monotonic() < self._next_attempt:
+            return
+        try:
+            self._replay()
+        except Exception:  # the writer must outlive anything one replay can throw
+            logger.exception("score log: replaying the spool failed unexpectedly")
+            self._next_attempt = time.monotonic() + self._backoff
+
+    def _gather(self) -> tuple[list[_Item], bool]:
+        """Up to batch_rows rows: wait for the first item, then at most flush_seconds for more."""
+        items: list[_Item] = []
+        rows = 0
+        timeout = self._flush_seconds if not self.spool.rows else min(self._flush_seconds, self._retry_seconds)
+        deadline = time.monotonic() + timeout
+        while rows < self._batch_rows:
+            remaining = deadline - time.monotonic()
+            try:
+                got = self._queue.get(timeout=max(remaining, 0.0)) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if got is _STOP:
+                self._drain_into(items)
+                return items, True
+            items.append(got)
+            rows += got.size
+        return items, False
+
+    def _drain_into(self, items: list[_Item]) -> None:
+        while True:
+            try:
+                got = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if got is not _STOP:
+                items.append(got)
+
+    def _write(self, items: list[_Item]) -> None:
+        rows: list[Row] = []
+        for item in items:
+            try:
+                rows.extend(_rows(item))
+            except Exception:  # a deal object the log cannot read: lose this request's entries, not the batch
+                logger.exception("score log: request %s cannot be logged", item.request_id)
+                with self._lock:
+                    self._dropped_total += item.size
+        try:
+            if self.spool.rows or time.monotonic() < self._next_attempt:
+                self._to_spool(rows)  # the database is known to be down: keep the order of events simple
+            else:
+                for start in range(0, len(rows), self._batch_rows):
+                    self._insert(rows[start:start + self._batch_rows])
+                    with self._lock:
+                        self._written_total += len(rows[start:start + self._batch_rows])
+                self._mark_up()
+        except (sa.exc.SQLAlchemyError, OSError, SchemaNotReady) as error:
+            self._mark_down(error)
+            self._spool_or_complain(rows)  # rows inserted before the failure are re-inserted as no-ops later
+        except Exception:
+            logger.exception("score log: unexpected failure writing %d entries; spooling them", len(rows))
+            self._spool_or_complain(rows)
+        finally:
+            self._finish(items)
+
+    def _spool_or_complain(self, rows: list[Row]) -> None:
+        try:
+            self._to_spool(rows)
+        except OSError:  # the disk failed too: nothing is left to keep them
+            logger.exception("score log: %d entries lost: neither the database nor the spool took them", len(rows))
+            with self._lock:
+                self._dropped_total += len(rows)
+
+    def _insert(self, rows: list[Row]) -> None:
+        self.database.ensure_schema()
+        insert_rows(self.database.engine, rows)
+
+    def _to_spool(self, rows: list[Row]) -> None:
+        self.spool.append(rows)
+        with self._lock:
+            self._spooled_total += len(rows)
+
+    def _replay(self) -> None:
+        try:
+            replayed = self.spool.replay(self._insert, self._batch_rows)
+        except (sa.exc.SQLAlchemyError, SchemaNotReady) as error:
+            self._mark_down(error)
+            return
+        with self._lock:
+            self._written_total += replayed
+        self._mark_up()
+        logger.info("score log: the database %s is back; %d spooled entries written", self.database.shown_url,
+                    replayed)
+
+    def _finish(self, items: Sequence[_Item]) -> None:
+        if not items:
+            return
+        done = sum(item.size for item in items)
+        with self._done:
+            self._queued -= done
+            self._outstanding.difference_update(item.seq for item in items)
+            self._done.notify_all()
+
+    def _mark_up(self) -> None:
+        self._backoff = self._retry_seconds
+        with self._lock:
+            self._database_up = True
+            self._last_error = None
+
+    def _mark_down(self, error: BaseException) -> None:
+        reason = describe_error(error)
+        if self._database_up or self._last_error is None:
+            logger.warning("score log: database %s unavailable (%s); spooling to %s, retrying in %.1f s",
+                           self.database.shown_url, reason, self.spool.directory, self._backoff)
+        self._next_attempt = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, MAX_BACKOFF_SECONDS)
+        with self._lock:
+            self._database_up = False
+            self._last_error = reason

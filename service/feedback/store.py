@@ -1,0 +1,213 @@
+"""The feedback store as the service holds it: one object to start, stop, and call from the routes.
+
+Start-up never fails because the database is down: migrations, the outcome history and the spool replay
+are retried in the background, and scoring goes on meanwhile (its log entries wait in the spool).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy.typing as npt
+import sqlalchemy as sa
+
+from model.errors import NotReady
+from model.history_overlay import OutcomeBook, with_outcome_history
+from service.feedback.config import FeedbackConfig
+from service.feedback.db import Database, SchemaNotReady, describe_error
+from service.feedback.judgements import Judgement, JudgementStore, RecordedJudgement
+from service.feedback.outcomes import Outcome, OutcomeStore, RecordedOutcome
+from service.feedback.quality import latest_version, model_versions, quality_report
+from service.feedback.score_log import ScoreLog, ScoreLogStats
+
+logger = logging.getLogger("dealscore.service.feedback")
+
+
+class FeedbackUnavailable(NotReady):
+    """503: the feedback database cannot be reached; scoring is unaffected."""
+
+    code = "feedback_unavailable"
+
+
+class Feedback:
+    def __init__(self, config: FeedbackConfig | None = None) -> None:
+        self.config = config or FeedbackConfig()
+        self.database = Database(self.config.database_url, migrate=self.config.migrate_on_start,
+                                 connect_timeout_seconds=self.config.connect_timeout_seconds)
+        self.book = OutcomeBook()
+        self.score_log = ScoreLog(
+            self.database, self.config.spool_dir, queue_size=self.config.queue_size,
+            batch_rows=self.config.batch_rows, flush_seconds=self.config.flush_seconds,
+            retry_seconds=self.config.retry_seconds) if self.config.score_log_enabled else None
+        self.outcomes = OutcomeStore(self.database, self.book)
+        self.judgements = JudgementStore(self.database, self.flush_score_log)
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+        self._lifecycle = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._refresher is not None
+
+    def start(self) -> None:
+        """Migrate and load the outcome history if the database answers; start the background work.
+
+        Idempotent: an app factory may start a store its caller has already started.
+        """
+        with self._lifecycle:
+            if self._refresher is not None:
+                return
+            self._catch_up()
+            if self.score_log is not None:
+                self.score_log.start()
+            self._stop.clear()
+            self._refresher = threading.Thread(target=self._refresh_loop, name="dealscore-feedback-refresh",
+                                               daemon=True)
+            self._refresher.start()
+
+    def stop(self) -> None:
+        """Write what the log holds (to the database, else the spool) and stop; idempotent."""
+        with self._lifecycle:
+            if self._refresher is None:
+                return
+            self._stop.set()
+            self._refresher.join(5.0)
+            self._refresher = None
+            if self.score_log is not None:
+                self.score_log.stop()
+            self.database.dispose()
+
+    def __enter__(self) -> Feedback:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def _catch_up(self) -> bool:
+        try:
+            self.database.ensure_schema()
+            if not self.outcomes.loaded:
+                held = self.outcomes.load()
+                logger.info("feedback: %d outcomes loaded into the client history", held)
+            else:
+                self.outcomes.refresh()
+            return True
+        except (sa.exc.SQLAlchemyError, SchemaNotReady) as error:
+            logger.warning("feedback: database %s unavailable (%s); retrying in the background",
+                           self.database.shown_url, describe_error(error))
+            return False
+        except Exception:  # a failed migration must not stop scoring: logged, retried in the background
+            logger.exception("feedback: preparing the database %s failed", self.database.shown_url)
+            return False
+
+    def _refresh_loop(self) -> None:
+        interval = self.config.outcomes_refresh_seconds
+        retry = max(self.config.retry_seconds, 0.1)
+        while True:
+            wait = interval if self.outcomes.loaded and interval > 0 else retry
+            if self._stop.wait(wait if wait > 0 else 3600.0):
+                return
+            if self.outcomes.loaded and interval <= 0:
+                continue
+            self._catch_up()
+
+    # -- scoring -----------------------------------------------------------------------------------
+    def with_history(self, model: Any, columns: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+        """Columns for `model.score` with outcomes recorded after the model's training in the client history."""
+        return with_outcome_history(columns, model.history, model.spec, self.book,
+                                    getattr(model, "trained_deal_ids", None))
+
+    def transform_columns(self, snapshot: Any, columns: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+        """A data-plane column transform (service.dataplane.DataPlane.column_transforms): `with_history`
+        for the snapshot's model."""
+        return self.with_history(snapshot.model, columns)
+
+    def record_scores(self, request_id: str, model_version: str, deals: Sequence[Any], batch: Any) -> None:
+        """Log a request's scores (one queue put); `deals` are the request's deal objects, in batch order."""
+        if self.score_log is not None:
+            self.score_log.record(request_id, model_version, deals, batch)
+
+    def record_columns(self, request_id: str, model_version: str, columns: Mapping[str, Any], batch: Any) -> None:
+        """Log a request's scores from the scorer's input columns (one queue put)."""
+        if self.score_log is not None:
+            self.score_log.record_columns(request_id, model_version, columns, batch)
+
+    def observe(self, scored: Any) -> None:
+        """A scoring observer (service.dataplane.ScoredRequest: request_id, snapshot, columns, batch)."""
+        self.record_columns(scored.request_id, scored.snapshot.version, scored.columns, scored.batch)
+
+    def flush_score_log(self, timeout: float = 5.0) -> bool:
+        return self.score_log.flush(timeout) if self.score_log is not None else True
+
+    def score_log_stats(self) -> ScoreLogStats | None:
+        return self.score_log.stats() if self.score_log is not None else None
+
+    def score_log_pending(self) -> int:
+        """Log entries not yet in the database (queued in memory plus spooled on disk)."""
+        return self.score_log.pending() if self.score_log is not None else 0
+
+    def metrics(self) -> dict[str, float]:
+        """Gauges and counters for a /metrics endpoint (names follow the _total convention)."""
+        stats = self.score_log_stats()
+        out: dict[str, float] = {"feedback_outcomes_known": float(len(self.book)),
+                                 "feedback_database_schema_ready": float(self.database.schema_ready)}
+        if stats is not None:
+            out.update({
+                "score_log_pending": float(stats.pending), "score_log_queued": float(stats.queued),
+                "score_log_spooled": float(stats.spooled), "score_log_written_total": float(stats.written_total),
+                "score_log_spooled_total": float(stats.spooled_total),
+                "score_log_overflow_total": float(stats.overflow_total),
+                "score_log_dropped_total": float(stats.dropped_total),
+                "score_log_database_up": float(stats.database_up),
+            })
+        return out
+
+    # -- feedback ----------------------------------------------------------------------------------
+    def record_outcomes(self, items: Sequence[Outcome], request_id: str | None = None) -> list[RecordedOutcome]:
+        with self._database_errors():
+            return self.outcomes.record(items, request_id)
+
+    def record_judgement(self, item: Judgement) -> RecordedJudgement:
+        with self._database_errors():
+            return self.judgements.record(item)
+
+    def quality(self, version: str, top: int = 10) -> dict[str, Any]:
+        with self._database_errors():
+            self.database.ensure_schema()
+            return quality_report(self.database.engine, version, top=top)
+
+    def versions(self) -> list[dict[str, Any]]:
+        with self._database_errors():
+            self.database.ensure_schema()
+            return model_versions(self.database.engine)
+
+    def latest_version(self) -> str | None:
+        with self._database_errors():
+            self.database.ensure_schema()
+            return latest_version(self.database.engine)
+
+    def _database_errors(self) -> _DatabaseErrors:
+        return _DatabaseErrors(self.database.shown_url)
+
+
+class _DatabaseErrors:
+    """Turns "the database is not there" into a 503 with the reason (never the SQL or its parameters)."""
+
+    def __init__(self, shown_url: str) -> None:
+        self.shown_url = shown_url
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: object) -> None:
+        if error is None:
+            return
+        if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError | SchemaNotReady):
+            logger.warning("feedback: database %s unavailable: %s", self.shown_url, describe_error(error))
+            raise FeedbackUnavailable("the feedback database is unavailable; scoring is not affected, retry later"
+                                      ) from error

@@ -1,0 +1,74 @@
+"""The score log and outcomes as a training source: `URL::training_deals`, or a SELECT with the extras.
+
+The `training_deals` view (a migration) has the contract's deal columns. A deal's extra features live
+in its logged JSON under names only the data knows, so a view cannot list them; this module looks at
+which extra fields the log holds and writes the SELECT that adds them as columns, numbers as numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import sqlalchemy as sa
+
+from model.contract import DEALS
+from service.feedback.tables import TRAINING_DEALS_VIEW
+
+# Only plain names become columns: they go into SQL as quoted identifiers and JSON paths.
+_PLAIN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+_NOT_EXTRA = frozenset({*DEALS.names, "client"})
+_NUMERIC = {"postgresql": {"number"}, "sqlite": {"integer", "real"}}
+_NULL = {"null"}
+
+
+def extra_fields(engine: sa.Engine) -> dict[str, str]:
+    """Extra fields of the logged deals: name -> "number" (every value a number) or "text"."""
+    if engine.dialect.name == "postgresql":
+        query = ("SELECT e.key, jsonb_typeof(e.value), count(*) FROM score_log s, jsonb_each(s.deal) e "
+                 "GROUP BY 1, 2")
+    else:
+        query = "SELECT j.key, j.type, count(*) FROM score_log s, json_each(s.deal) j GROUP BY 1, 2"
+    kinds: dict[str, set[str]] = defaultdict(set)
+    with engine.connect() as connection:
+        for key, kind, _count in connection.execute(sa.text(query)):
+            if key not in _NOT_EXTRA and _PLAIN_NAME.match(key):
+                kinds[key].add(kind)
+    numeric = _NUMERIC.get(engine.dialect.name, set())
+    out: dict[str, str] = {}
+    for key, seen in sorted(kinds.items()):
+        present = seen - _NULL
+        if present & {"object", "array"}:
+            continue  # nested values are not features
+        if present:
+            out[key] = "number" if present <= numeric else "text"
+    return out
+
+
+def training_query(engine: sa.Engine) -> str:
+    """SELECT over training_deals plus the extra fields of each deal's latest logged request."""
+    extras = extra_fields(engine)
+    quote = engine.dialect.identifier_preparer.quote
+    columns = []
+    for name, kind in extras.items():
+        if engine.dialect.name == "postgresql":
+            value = f"l.deal ->> '{name}'"
+            columns.append(f"CAST({value} AS DOUBLE PRECISION) AS {quote(name)}" if kind == "number"
+                           else f"{value} AS {quote(name)}")
+        else:
+            path = f"'$.{name}'"
+            columns.append(f"CAST(json_extract(l.deal, {path}) AS REAL) AS {quote(name)}" if kind == "number" else
+                           f"CASE json_type(l.deal, {path}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+                           f"ELSE json_extract(l.deal, {path}) END AS {quote(name)}")
+    if not columns:
+        return f"SELECT * FROM {TRAINING_DEALS_VIEW}"
+    latest = ("SELECT s.deal_id, s.deal, ROW_NUMBER() OVER (PARTITION BY s.deal_id ORDER BY s.scored_at DESC, "
+              "s.id DESC) AS latest FROM score_log s")
+    return (f"SELECT t.*, {', '.join(columns)} FROM {TRAINING_DEALS_VIEW} t "
+            f"JOIN ({latest}) l ON l.deal_id = t.deal_id AND l.latest = 1")
+
+
+def training_source(engine: sa.Engine, url: str, *, flatten_extras: bool = True) -> str:
+    """What to pass as `--deals`: `URL::training_deals`, or `URL::SELECT ...` with the extra features."""
+    what = training_query(engine) if flatten_extras else TRAINING_DEALS_VIEW
+    return f"{url}::{what}"

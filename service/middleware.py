@@ -1,0 +1,85 @@
+"""The outermost layer of every request: its id, its log line, and the last line of defence (500).
+
+A pure ASGI middleware (Starlette's BaseHTTPMiddleware costs a task and a copy per request). It takes
+the caller's X-Request-ID when it is a sane token, makes one otherwise, puts it in `scope["state"]`
+for the routes and in the response header, and logs one JSON line when the answer is sent: route,
+status, duration and the model version the request used; never the payload.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import internal_error_body
+from service.logs import LOGGER_NAME
+
+__all__ = ["RequestContextMiddleware", "REQUEST_ID_HEADER"]
+
+REQUEST_ID_HEADER = "x-request-id"
+_SANE_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+log = logging.getLogger(LOGGER_NAME)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Logged with its traceback here; the client gets the envelope and the id, nothing else.
+            log.exception("unhandled error", extra=_fields(scope, state, request_id, 500, started))
+            if not response_started:
+                body = internal_error_body(request_id)
+                await send({"type": "http.response.start", "status": 500, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), header]})
+                await send({"type": "http.response.body", "body": body})
+            return
+        log.info("request", extra=_fields(scope, state, request_id, status, started))
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            if _SANE_ID.match(value):
+                return str(value.decode())
+            break
+    return new_request_id()
+
+
+def _fields(scope: Scope, state: dict[str, Any], request_id: str, status: int, started: float) -> dict[str, Any]:
+    route = scope.get("route")
+    path = getattr(route, "path", None) or str(scope.get("path", ""))[:100]
+    return {"request_id": request_id, "method": scope.get("method"), "route": path, "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000.0, 3),
+            "model_version": state.get("model_version")}

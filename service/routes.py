@@ -1,0 +1,224 @@
+"""HTTP routes: read the body within limits, hand it to the data plane in a worker thread, send bytes back.
+
+Handlers are `async` only for reading the body and awaiting the scoring thread: parsing, scoring and
+encoding are CPU work and run off the event loop (`offload`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Annotated, Any, TypeVar
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from model.errors import NotReady, PayloadTooLarge, Problem
+from service import examples
+from service.dataplane import DataPlane
+from service.errors import UnsupportedMediaType, shown
+from service.holder import LoadedModel, ModelHolder
+from service.schemas import (
+    ErrorResponse,
+    GapsResponse,
+    Health,
+    ModelInfo,
+    RankBy,
+    RankResponse,
+    ScoreResponse,
+)
+from service.settings import Settings
+
+__all__ = ["router"]
+
+JSON = "application/json"
+T = TypeVar("T")
+router = APIRouter()
+
+
+def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorResponse, "description": examples.ERRORS[status][0],
+                     "content": {JSON: {"example": examples.ERRORS[status][1]}}} for status in statuses}
+
+
+def _ok(example: dict[str, Any], description: str = "Successful Response") -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": description, "content": {JSON: {"example": example}}}}
+
+
+def _body(schema: str, example: dict[str, Any], description: str) -> dict[str, Any]:
+    # The body is parsed by the data plane (pydantic straight from bytes), so it is declared by hand here.
+    return {"requestBody": {"required": True, "description": description, "content": {JSON: {
+        "schema": {"$ref": f"#/components/schemas/{schema}"}, "example": example}}}}
+
+
+BODY_ERRORS = (400, 413, 415, 422, 500, 503)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Dependencies: `async` because they do no blocking work; FastAPI runs plain `def` ones in the thread
+# pool, a thread hop each.
+
+
+def get_holder(request: Request) -> ModelHolder:
+    holder: ModelHolder = request.app.state.models
+    return holder
+
+
+async def get_snapshot(request: Request) -> LoadedModel:
+    snapshot = get_holder(request).current()
+    request.state.model_version = snapshot.version
+    return snapshot
+
+
+async def request_id(request: Request) -> str:
+    return str(request.state.request_id)
+
+
+Snapshot = Annotated[LoadedModel, Depends(get_snapshot)]
+RequestId = Annotated[str, Depends(request_id)]
+
+
+async def read_json_body(request: Request) -> bytes:
+    """The raw body, refused early when it is not JSON or larger than the limit."""
+    settings: Settings = request.app.state.settings
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
+        raise UnsupportedMediaType("send the body as application/json",
+                                   [Problem("content-type", JSON, shown(content_type) if content_type else "nothing")])
+    limit = settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit, int(declared))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit, None)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int, size: int | None) -> PayloadTooLarge:
+    got = f"{size:,} bytes" if size is not None else f"more than {limit:,} bytes"
+    return PayloadTooLarge(f"request body too large: at most {limit:,} bytes are accepted; split the batch",
+                           [Problem("body", f"at most {limit} bytes", got)])
+
+
+async def offload(request: Request, work: Callable[..., T], *args: Any) -> T:
+    """Run CPU-bound `work` on the app's scoring threads, off the event loop.
+
+    A small dedicated pool (settings.scoring_threads), not anyio's default one of 40: scoring holds the
+    GIL most of the time, so more threads only contend for it; and cheaper per call than anyio's hop.
+    """
+    executor: ThreadPoolExecutor = request.app.state.executor
+    return await asyncio.get_running_loop().run_in_executor(executor, partial(work, *args))
+
+
+def _json(content: bytes, status: int = 200) -> Response:
+    return Response(content=content, status_code=status, media_type=JSON)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scoring
+
+
+@router.post(
+    "/v1/score", tags=["scoring"], response_model=ScoreResponse,
+    summary="Score deals: win probability, value, expected value, grade, reasons and gaps",
+    responses={**_ok(examples.SCORE_RESPONSE), **_error_responses(*BODY_ERRORS)},
+    openapi_extra=_body("ScoreRequest", examples.SCORE_REQUEST, "1 to max_batch deals (default 1,000)"),
+)
+async def score(request: Request) -> Response:
+    """Scores come back in input order. A deal's client may carry its history (won_deals, won_amount,
+    first_won_at, last_won_at); without it the model's history as of training is used for a known
+    client_id, and an unknown client is a prospect. `history_source` says which."""
+    # The hot path resolves its needs inline rather than through Depends: FastAPI's dependency solving
+    # costs more per request than everything else the service adds to a single-deal score.
+    snapshot, body = await _prepare(request)
+    plane: DataPlane = request.app.state.dataplane
+    return _json(await offload(request, plane.score, body, snapshot, request.state.request_id))
+
+
+@router.post(
+    "/v1/rank", tags=["scoring"], response_model=RankResponse,
+    summary="Score deals and sort them, best first, each with its rank",
+    responses={**_ok(examples.RANK_RESPONSE), **_error_responses(*BODY_ERRORS)},
+    openapi_extra=_body("ScoreRequest", examples.SCORE_REQUEST, "1 to max_batch deals (default 1,000)"),
+)
+async def rank(request: Request,
+               by: Annotated[RankBy, Query(description="what to sort by; deals without it come last")]
+               = RankBy.expected_value) -> Response:
+    """Sorted by expected value (default) or expected value per manager hour, largest first; deals
+    without the value sort last; equal values keep their input order."""
+    snapshot, body = await _prepare(request)
+    plane: DataPlane = request.app.state.dataplane
+    return _json(await offload(request, plane.score, body, snapshot, request.state.request_id, by))
+
+
+@router.post(
+    "/v1/gaps", tags=["clients"], response_model=GapsResponse,
+    summary="Cross-sell gap lists: what each client lacks against its segment's ideal profile",
+    responses={**_ok(examples.GAPS_RESPONSE), **_error_responses(*BODY_ERRORS)},
+    openapi_extra=_body("GapsRequest", examples.GAPS_REQUEST, "1 to max_batch clients (default 1,000)"),
+)
+async def gaps(request: Request,
+               top: Annotated[int, Query(ge=1, le=50, description="gap items per client")] = 5) -> Response:
+    """Each client's gap list, rank 1 = offer first, in input order. Without `products` the client's
+    holdings known at training are used. Empty lists when the model has no ideal profiles."""
+    snapshot, body = await _prepare(request)
+    plane: DataPlane = request.app.state.dataplane
+    return _json(await offload(request, plane.gaps, body, snapshot, request.state.request_id, top))
+
+
+async def _prepare(request: Request) -> tuple[LoadedModel, bytes]:
+    """The model snapshot this request works on (503 before one is ready), then its body within limits."""
+    snapshot = await get_snapshot(request)
+    return snapshot, await read_json_body(request)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Model and health
+
+
+@router.get("/v1/model", tags=["model"], response_model=ModelInfo, summary="The live model",
+            responses={**_ok(examples.MODEL_INFO), **_error_responses(500, 503)})
+async def model_info(snapshot: Snapshot, rid: RequestId) -> Response:
+    """Version, training date, data summary, metrics, grade cut-offs and features of the model serving now."""
+    meta = snapshot.metadata
+    info = {
+        "model_version": snapshot.version, "request_id": rid, "trained_at": meta.get("trained_at"),
+        "engine": meta.get("engine"), "data": meta.get("data", {}), "metrics": meta.get("metrics", {}),
+        "grade_cutoffs": meta.get("grade_cutoffs", {}),
+        "features": list(meta.get("features") or snapshot.model.spec.names),
+        "has_profiles": getattr(snapshot.model, "profiles", None) is not None,
+        "small_data": meta.get("small_data"), "libraries": meta.get("libraries", {}),
+        "loaded_at": snapshot.loaded_at.isoformat(timespec="seconds"),
+    }
+    return _json(_dumps(info))
+
+
+@router.get("/health/live", tags=["health"], response_model=Health, summary="The process is up",
+            responses={**_ok(examples.LIVE), **_error_responses(500)})
+async def live(rid: RequestId) -> Response:
+    return _json(_dumps({"status": "live", "request_id": rid}))
+
+
+@router.get("/health/ready", tags=["health"], response_model=Health,
+            summary="A model is loaded and warmed (503 until then)",
+            responses={**_ok(examples.READY), **_error_responses(500, 503)})
+async def ready(request: Request, rid: RequestId) -> Response:
+    snapshot = get_holder(request).peek()
+    if snapshot is None:
+        get_holder(request).current()  # raises NotReady with the reason
+        raise NotReady("no model is loaded yet")
+    request.state.model_version = snapshot.version
+    return _json(_dumps({"status": "ready", "request_id": rid, "model_version": snapshot.version}))
+
+
+def _dumps(content: dict[str, Any]) -> bytes:
+    return orjson.dumps(content, default=str)

@@ -1,0 +1,279 @@
+"""Request and response schemas, derived from the data contract in model/contract.py.
+
+Request models are built with pydantic.create_model from the contract's tables, so a column added to the
+contract appears in the API (and its OpenAPI) without anyone restating it here. Response models exist
+for the OpenAPI document; the routes serialise their answers directly (see service.routes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from enum import StrEnum
+from functools import lru_cache
+from typing import Annotated, Any, Literal, cast
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    WithJsonSchema,
+    create_model,
+)
+from pydantic_core import PydanticCustomError
+
+from model.contract import CLIENT_HISTORY, CLIENTS, DEALS, MAX_TEXT_LENGTH, STATUS_VALUES, Column, Kind, Table
+from model.records import parse_date
+
+__all__ = [
+    "ClientGapsOut", "ErrorResponse", "GapOut", "GapsResponse", "Health", "ModelInfo", "RankBy", "RankResponse",
+    "ReasonOut", "RequestModels", "ScoreOut", "ScoreResponse", "request_models",
+]
+
+MAX_ID = 10**18 - 1  # an integer id beyond this is a bug upstream, and str() of a huge int is slow or fails
+MAX_DATE_CHARS = 40
+MAX_PRODUCTS = 500  # products one client may list as held
+MAX_FIELD_NAME = 64
+
+
+EARLIEST_DATE = date(1900, 1, 1)
+# As-of history is indexed by day number from 1970 on: a deal dated earlier has no meaningful history.
+EARLIEST_DEAL_DATE = date(1970, 1, 1)
+DATE_SLACK = timedelta(days=1)  # a CRM a time zone ahead of the server may already be on tomorrow
+
+
+def _date_parser(earliest: date) -> Callable[[str, ValidationInfo], date]:
+    def parse(value: str, info: ValidationInfo) -> date:
+        try:
+            parsed = parse_date(value)
+        except ValueError:
+            raise PydanticCustomError("date_format", "a date like 2024-03-31 (ISO 8601)") from None
+        today = (info.context or {}).get("today")
+        if parsed < earliest or (today is not None and parsed > today + DATE_SLACK):
+            latest = f"today ({today.isoformat()})" if today is not None else "today"
+            raise PydanticCustomError("date_range", "a date from {earliest} to {latest}",
+                                      {"earliest": earliest.isoformat(), "latest": latest})
+        return parsed
+
+    return parse
+
+
+def _date_text(earliest: date) -> Any:
+    return Annotated[
+        StrictStr,
+        Field(max_length=MAX_DATE_CHARS),
+        AfterValidator(_date_parser(earliest)),
+        WithJsonSchema({"type": "string", "format": "date", "maxLength": MAX_DATE_CHARS,
+                        "description": "ISO 8601 date (2024-03-31) or date-time (its own calendar date is "
+                                       f"used), from {earliest.isoformat()} to today"}),
+    ]
+
+
+def _id_integer(value: int) -> int:
+    if not -MAX_ID <= value <= MAX_ID:
+        raise PydanticCustomError("id_integer", "text, or an integer of at most 18 digits")
+    return value
+
+
+Text = Annotated[
+    Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH)] | Annotated[StrictInt, AfterValidator(_id_integer)],
+    WithJsonSchema({"anyOf": [{"type": "string", "maxLength": MAX_TEXT_LENGTH}, {"type": "integer"}]}),
+]
+# An extra field of a deal may be a feature: text, a number or a flag, nothing nested.
+ExtraValue = Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH)] | StrictBool | Annotated[
+    float, Field(strict=True, allow_inf_nan=False)] | None
+
+
+def _annotation(column: Column) -> Any:
+    if column.kind is Kind.NUMBER:
+        return Annotated[float, Field(strict=True, allow_inf_nan=False, ge=column.minimum)]
+    if column.kind is Kind.DATE:
+        return _date_text(EARLIEST_DEAL_DATE if column.name == "created_at" else EARLIEST_DATE)
+    if column.kind is Kind.STATUS:
+        return Literal[STATUS_VALUES]
+    return Text
+
+
+def _fields(table: Table, *, required: tuple[str, ...]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for column in table.columns:
+        annotation = _annotation(column)
+        if column.name in required:
+            fields[column.name] = (annotation, Field(description=column.description))
+        else:
+            fields[column.name] = (annotation | None, Field(default=None, description=column.description))
+    return fields
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+class _OpenDeal(BaseModel):
+    # Unknown fields are kept: they may be extra features the model was trained with.
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True)
+    __pydantic_extra__: dict[str, ExtraValue] = Field(init=False)
+
+
+Client: type[BaseModel] = create_model(
+    "Client",
+    __base__=_Strict,
+    __doc__="A client: the clients table's columns, the products it holds, and optionally its history "
+            "(when sent, it is used instead of the history the model knows as of training).",
+    **_fields(CLIENTS, required=CLIENTS.required_names(for_training=False)),
+    products=(list[Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH)]] | None,
+              Field(default=None, max_length=MAX_PRODUCTS,
+                    description="products the client already holds; omitted: those known at training")),
+    **_fields(CLIENT_HISTORY, required=()),
+)
+
+Deal: type[BaseModel] = create_model(
+    "Deal",
+    __base__=_OpenDeal,
+    __doc__="A deal: the deals table's columns (status not needed), its client, and any extra features. "
+            "Without created_at the deal is scored as of today.",
+    **_fields(DEALS, required=DEALS.required_names(for_training=False)),
+    client=(cast(Any, Client | None), Field(default=None, description="the deal's client, with history if known")),
+)
+
+# Every field name of the request schemas: any other name in an error location is a deal's extra field.
+FIELD_NAMES: frozenset[str] = frozenset({*Deal.model_fields, *Client.model_fields, "deals", "clients"})
+
+
+class RequestModels:
+    """The request bodies for one batch limit (the limit is part of the schema: maxItems)."""
+
+    def __init__(self, max_batch: int) -> None:
+        self.max_batch = max_batch
+        self.score = create_model(
+            "ScoreRequest", __base__=_Strict, __doc__="Deals to score, 1 to max_batch of them.",
+            deals=(list[Deal], Field(min_length=1, max_length=max_batch)),  # type: ignore[valid-type]
+        )
+        self.gaps = create_model(
+            "GapsRequest", __base__=_Strict, __doc__="Clients whose gap lists are wanted, 1 to max_batch of them.",
+            clients=(list[Client], Field(min_length=1, max_length=max_batch)),  # type: ignore[valid-type]
+        )
+
+
+@lru_cache(maxsize=8)
+def request_models(max_batch: int) -> RequestModels:
+    return RequestModels(max_batch)
+
+
+# --------------------------------------------------------------------------------------------------
+# Responses (documentation of what the routes write).
+
+
+class RankBy(StrEnum):
+    expected_value = "expected_value"
+    value_per_hour = "value_per_hour"
+
+
+class ReasonOut(BaseModel):
+    feature: str
+    value: str | float | None = Field(description="the feature's value for this deal (a level or a number)")
+    effect: float = Field(description="push on the calibrated log-odds of winning; > 0 raises p_win")
+
+
+class GapOut(BaseModel):
+    product: str
+    adoption: float = Field(description="share of the segment's best clients that hold it")
+    p_accept: float = Field(description="estimated chance this client takes it")
+    potential_income: float = Field(description="expected money from offering it")
+    reason: str
+
+
+class ScoreOut(BaseModel):
+    deal_id: str
+    p_win: float = Field(ge=0, le=1, description="calibrated win probability")
+    value: float | None = Field(description="expected amount if won; null when unknown")
+    expected_value: float | None = Field(description="p_win x value")
+    grade: Literal["A", "B", "C", "D"]
+    reasons: list[ReasonOut]
+    gaps: list[GapOut] = Field(description="the deal client's top cross-sell gaps, rank 1 first")
+    value_source: Literal["amount", "model"] | None = Field(
+        description="'amount' (sent), 'model' (predicted from similar won deals) or null (unknown)")
+    value_per_hour: float | None = Field(description="expected_value / effort_hours; null without effort_hours")
+    history_source: Literal["request", "model", "none"] = Field(
+        description="client history used: sent with the deal, the model's as of training, or none (prospect)")
+    model_version: str
+
+
+class RankedScoreOut(ScoreOut):
+    rank: int = Field(ge=1, description="1 = work this deal first")
+
+
+class ScoreResponse(BaseModel):
+    model_version: str
+    request_id: str
+    scores: list[ScoreOut] = Field(description="in input order")
+
+
+class RankResponse(BaseModel):
+    model_version: str
+    request_id: str
+    by: RankBy
+    scores: list[RankedScoreOut] = Field(description="best first; ties keep input order")
+
+
+class ClientGapsOut(BaseModel):
+    client_id: str
+    segment: str | None = Field(description="the segment whose ideal profile was used (null: no profiles)")
+    gaps: list[GapOut]
+    potential_income: float | None = Field(
+        default=None, description="ideal client's income in the segment minus this client's, when known")
+
+
+class GapsResponse(BaseModel):
+    model_version: str
+    request_id: str
+    clients: list[ClientGapsOut] = Field(description="in input order")
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model_version: str
+    request_id: str
+    trained_at: str | None
+    engine: str | None
+    data: dict[str, Any] = Field(description="row counts, date range and fingerprint of the training data")
+    metrics: dict[str, Any] = Field(description="holdout metrics of the model and its baselines")
+    grade_cutoffs: dict[str, Any]
+    features: list[str]
+    has_profiles: bool = Field(description="whether gap lists can be computed")
+
+
+class Health(BaseModel):
+    status: Literal["live", "ready"]
+    request_id: str
+    model_version: str | None = None
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(description="JSON path of the bad value, e.g. deals[3].amount")
+    expected: str
+    got: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. invalid_input, payload_too_large")
+    message: str
+    details: list[ErrorDetail]
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+    request_id: str
+
+
+def contract_field_names() -> dict[str, tuple[str, ...]]:
+    """What the request schemas must carry, straight from the contract (checked by a test)."""
+    return {
+        "Deal": (*DEALS.names, "client"),
+        "Client": (*CLIENTS.names, "products", *CLIENT_HISTORY.names),
+    }

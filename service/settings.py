@@ -1,0 +1,109 @@
+"""The service's settings: environment variables with the DEALSCORE_ prefix, each documented below.
+
+docs/settings.md is generated from this class (`python -m service.settings_doc docs/settings.md`), and a
+test fails when the two differ, so the documentation cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class Settings(BaseSettings):
+    """Every knob of the HTTP service; the defaults are safe for a single machine."""
+
+    model_config = SettingsConfigDict(env_prefix="DEALSCORE_", use_attribute_docstrings=True, extra="forbid",
+                                      frozen=True)
+
+    model_dir: Path | None = None
+    """Directory of one model artifact (the output of `dealscore train`). Ignored when `registry_dir` is set."""
+
+    registry_dir: Path | None = None
+    """Model registry directory (see `dealscore models`); the service serves the version its manifest names
+    as live. Takes precedence over `model_dir`. With neither set the service starts but stays not ready (503)."""
+
+    max_batch: int = Field(default=1000, ge=1, le=100_000)
+    """Most deals (in /v1/score and /v1/rank) or clients (in /v1/gaps) in one request; more is answered
+    413 with this limit in the message."""
+
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    """Largest request body in bytes; a larger one is refused with 413 before it is parsed."""
+
+    max_extra_fields: int = Field(default=50, ge=0, le=1000)
+    """Most unknown (extra-feature) fields one deal may carry; each is text of at most the contract's
+    length, a finite number, true/false or null."""
+
+    reasons: int = Field(default=5, ge=0, le=50)
+    """Reasons returned with each score (the features pushing its probability most, strongest first)."""
+
+    top_gaps: int = Field(default=3, ge=0, le=50)
+    """Gap items returned with each score (the deal client's top cross-sell products)."""
+
+    log_level: LogLevel = "INFO"
+    """Level of the JSON-lines log on stderr: DEBUG, INFO, WARNING or ERROR. One INFO line per request."""
+
+    host: str = "127.0.0.1"
+    """Interface to listen on; the container image sets 0.0.0.0."""
+
+    port: int = Field(default=8000, ge=1, le=65535)
+    """TCP port to listen on."""
+
+    scoring_threads: int = Field(default=2, ge=1, le=32)
+    """Threads per worker that parse, score and encode requests off the event loop. Scoring holds the GIL
+    most of the time, so a few suffice; requests beyond them wait their turn instead of contending."""
+
+    workers: int = Field(default=1, ge=1, le=64)
+    """Worker processes. Each loads its own copy of the model and predicts with one native thread, so one
+    worker per CPU core is the rule; more only adds memory and contention."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL of the feedback database (score log, outcomes, managers' judgements), e.g.
+    `postgresql+psycopg://user:password@host/dealscore`. Default: a SQLite file `feedback.db` under
+    DEALSCORE_HOME (`./.dealscore`). See docs/feedback.md."""
+
+    spool_dir: Path | None = None
+    """Where score-log entries wait while the database is down (keep it on a persistent volume). Default:
+    `spool` under DEALSCORE_HOME."""
+
+    score_log_enabled: bool = True
+    """Log every score given (deal, model version, p_win, expected value, grade, request id, time) for live
+    quality and retraining. Judgements need it: they must name deals the service has scored."""
+
+    score_log_queue_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Requests waiting in memory for the score-log writer; beyond it a request writes its entries to the
+    spool itself (slower, never lost)."""
+
+    score_log_batch_rows: int = Field(default=1_000, ge=1, le=100_000)
+    """Score-log entries per database write."""
+
+    score_log_flush_seconds: float = Field(default=0.25, gt=0, le=60)
+    """Longest wait of the score-log writer to gather a batch: at most this much of the log is in memory
+    only (lost if the process is killed hard)."""
+
+    database_retry_seconds: float = Field(default=2.0, gt=0, le=3600)
+    """First wait before a failed feedback database is tried again (doubles on each failure, up to 60 s)."""
+
+    database_migrate_on_start: bool = True
+    """Bring the feedback database's schema up to date at start; false: only check it (run
+    `dealscore db upgrade` yourself)."""
+
+    outcomes_refresh_seconds: float = Field(default=30.0, ge=0, le=86_400)
+    """How often a service process reads outcomes other processes recorded into its client history (0: never)."""
+
+    @field_validator("model_dir", "registry_dir", "database_url", "spool_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # DEALSCORE_MODEL_DIR= (empty) in a container means "not set", not the working directory.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+

@@ -1,0 +1,104 @@
+"""The feedback routes over HTTP: bodies, answers, the error envelope, and 503 when the database is down."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_feedback_helpers import TestClient, batch, deal, down_url, feedback_app, running
+
+from service.feedback import Feedback
+
+
+@pytest.fixture()
+def api(tmp_path: Path) -> Iterator[tuple[TestClient, Feedback]]:
+    with running(f"sqlite:///{tmp_path / 'feedback.db'}", tmp_path / "spool") as feedback:
+        with TestClient(feedback_app(feedback, live_version=lambda: "v1")) as client:
+            yield client, feedback
+
+
+def test_outcomes_round_trip_and_idempotency(api: tuple[TestClient, Feedback]) -> None:
+    client, feedback = api
+    body = {"outcomes": [{"deal_id": "D1", "status": "won", "amount": 1200, "closed_at": "2025-03-01",
+                          "client_id": 42}, {"deal_id": 7, "status": "lost"}]}
+    first = client.post("/v1/outcomes", json=body)
+    assert first.status_code == 200, first.text
+    answer = first.json()
+    assert (answer["received"], answer["created"], answer["updated"], answer["unchanged"]) == (2, 2, 0, 0)
+    assert [(r["deal_id"], r["client_history"]) for r in answer["results"]] == [("D1", True), ("7", False)]
+    again = client.post("/v1/outcomes", json=body).json()
+    assert (again["created"], again["unchanged"]) == (0, 2)
+    body["outcomes"][0]["amount"] = 1300
+    changed = client.post("/v1/outcomes", json=body).json()
+    assert changed["results"][0] == {"deal_id": "D1", "result": "updated", "revision": 2, "client_history": True}
+    assert feedback.book.wins_of("42")[0].amount == 1300.0
+
+
+def test_invalid_bodies_list_every_problem_in_the_envelope(api: tuple[TestClient, Feedback]) -> None:
+    client, _ = api
+    answer = client.post("/v1/outcomes", json={"outcomes": [
+        {"deal_id": "D1", "status": "open", "amount": -1}, {"status": "won", "closed_at": "31/03/2025", "x": 1}]})
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_input"
+    fields = {d["field"]: d["expected"] for d in error["details"]}
+    assert fields["outcomes[0].status"] == "one of 'won' or 'lost'"
+    assert fields["outcomes[0].amount"] == "a number >= 0"
+    assert fields["outcomes[1].deal_id"] == "a value (required)"
+    assert fields["outcomes[1].closed_at"] == "a date like 2024-03-31 (ISO 8601)"
+    assert fields["outcomes[1].x"] == "no such field (see the schema)"
+    empty = client.post("/v1/outcomes", json={"outcomes": []}).json()["error"]["details"]
+    assert empty[0]["field"] == "outcomes"
+
+
+def test_judgements_are_validated_and_recorded(api: tuple[TestClient, Feedback]) -> None:
+    client, feedback = api
+    refused = client.post("/v1/judgements", json={"manager": "Elena", "above_deal_id": "D1", "below_deal_id": "D1"})
+    assert refused.status_code == 422
+    assert refused.json()["error"]["details"] == [
+        {"field": "below_deal_id", "expected": "a deal other than above_deal_id", "got": "'D1', the same deal"}]
+    unscored = client.post("/v1/judgements", json={"manager": "Elena", "above_deal_id": "D1", "below_deal_id": "D2"})
+    assert [d["field"] for d in unscored.json()["error"]["details"]] == ["above_deal_id", "below_deal_id"]
+    feedback.record_scores("r1", "v1", [deal("D1"), deal("D2")], batch([0.2, 0.7], [20.0, 70.0], ["C", "A"]))
+    created = client.post("/v1/judgements", json={"manager": "Elena", "above_deal_id": "D1", "below_deal_id": "D2",
+                                                  "note": "the client called back"})
+    assert created.status_code == 200 and created.json()["result"] == "created"
+    missing = client.post("/v1/judgements", json={"above_deal_id": "D1", "below_deal_id": "D2"}).json()
+    assert missing["error"]["details"][0]["field"] == "manager"
+
+
+def test_quality_for_the_live_version_and_by_name(api: tuple[TestClient, Feedback]) -> None:
+    client, feedback = api
+    feedback.record_scores("r1", "v1", [deal("D1"), deal("D2")], batch([0.9, 0.2], [90.0, 20.0], ["A", "C"]))
+    feedback.flush_score_log()
+    client.post("/v1/outcomes", json={"outcomes": [{"deal_id": "D1", "status": "won"},
+                                                   {"deal_id": "D2", "status": "lost"}]})
+    client.post("/v1/judgements", json={"manager": "Ivan", "above_deal_id": "D2", "below_deal_id": "D1"})
+    live = client.get("/v1/quality").json()
+    assert live["version"] == "v1"
+    assert (live["outcomes"]["deals"], live["outcomes"]["auc"]) == (2, 1.0)
+    assert (live["judgements"]["pairs"], live["judgements"]["agreement"]) == (1, 0.0)
+    assert live["judgements"]["disagreements"][0]["margin"] == 70.0
+    assert client.get("/v1/quality", params={"version": "v1", "top": 0}).json()["judgements"]["disagreements"] == []
+    unknown = client.get("/v1/quality", params={"version": "v0"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    bad_top = client.get("/v1/quality", params={"top": 1000}).json()["error"]["details"]
+    assert bad_top[0]["field"] == "query.top"
+    versions = client.get("/v1/quality/versions").json()
+    assert versions["live"] == "v1" and [v["version"] for v in versions["versions"]] == ["v1"]
+
+
+def test_feedback_answers_503_while_the_database_is_down(tmp_path: Path) -> None:
+    with running(down_url(), tmp_path / "spool") as feedback, TestClient(feedback_app(feedback)) as client:
+        answer = client.post("/v1/outcomes", json={"outcomes": [{"deal_id": "D1", "status": "won"}]})
+        assert answer.status_code == 503
+        assert answer.json()["error"]["code"] == "feedback_unavailable"
+        assert "127.0.0.1" not in answer.text  # the database's address stays in the log
+
+
+def test_the_routes_are_in_the_openapi_document(api: tuple[TestClient, Feedback]) -> None:
+    client, _ = api
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/outcomes", "/v1/judgements", "/v1/quality", "/v1/quality/versions"} <= set(paths)
+    assert "examples" in str(paths["/v1/outcomes"]["post"]["requestBody"]) or "OutcomesRequest" in str(paths)

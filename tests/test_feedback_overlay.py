@@ -1,0 +1,132 @@
+"""Client history from outcomes recorded after training (model/history_overlay.py): as of each deal's
+day, added to the artifact's counts, never counting an outcome the artifact already has."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_feedback_helpers import feedback_training_fixture  # noqa: F401 (fixture)
+
+from model.features import DealHistory, FeatureConfig, fit_feature_spec, frame_columns
+from model.history_overlay import OutcomeBook, OutcomeEvent, history_overrides, with_outcome_history
+from training.fit import TrainingResult
+
+
+def _day(text: str) -> int:
+    return int((np.datetime64(text, "D") - np.datetime64("1970-01-01", "D")).astype(int))
+
+
+@pytest.fixture(scope="module")
+def artifact() -> tuple[Any, DealHistory]:
+    """The history a model trained on: C1 won 100 on 2025-01-10 and 200 on 2025-02-10, and lost once."""
+    deals = pd.DataFrame({
+        "deal_id": ["T1", "T2", "T3", "T4"],
+        "client_id": ["C1", "C1", "C1", "C2"],
+        "created_at": pd.to_datetime(["2025-01-01", "2025-02-01", "2025-02-15", "2025-01-05"]),
+        "closed_at": pd.to_datetime(["2025-01-10", "2025-02-10", "2025-03-01", "2025-01-20"]),
+        "status": ["won", "won", "lost", "lost"],
+        "amount": [100.0, 200.0, 50.0, 70.0],
+        "product": ["p", "p", "p", "q"],
+    })
+    spec = fit_feature_spec(deals, FeatureConfig(min_level_count=1), {})
+    history = DealHistory(spec, frame_columns(deals))
+    assert history.last_day == _day("2025-03-01")
+    return spec, history
+
+
+def _columns(client_ids: list[str | None], created: list[str], **sent: list[float]) -> dict[str, Any]:
+    columns: dict[str, Any] = {"client_id": np.array(client_ids, dtype=object),
+                               "created_day": np.array([float(_day(c)) for c in created])}
+    columns.update({name: np.array(values, dtype=float) for name, values in sent.items()})
+    return columns
+
+
+def _won(deal_id: str, client_id: str, amount: float, closed: str) -> OutcomeEvent:
+    return OutcomeEvent(deal_id, client_id, True, amount, _day(closed))
+
+
+def test_later_outcomes_add_to_the_artifacts_history_as_of_each_deal(artifact: tuple[Any, DealHistory]) -> None:
+    spec, history = artifact
+    book = OutcomeBook([_won("N1", "C1", 1000.0, "2025-04-01"), _won("N2", "C1", 10.0, "2025-05-01")])
+    columns = _columns(["C1", "C1", "C1", "C1"], ["2025-03-15", "2025-04-01", "2025-04-02", "2025-06-01"])
+    out = history_overrides(history, spec, book, columns)
+    assert out is not None
+    # Before the first new win (and on its day: strictly before) the artifact's own history stands.
+    assert np.isnan(out["won_deals"][:2]).all()
+    assert out["won_deals"][2:].tolist() == [3.0, 4.0]
+    assert out["won_amount"][2:].tolist() == [1300.0, 1310.0]
+    assert out["first_won_day"][2:].tolist() == [_day("2025-01-10")] * 2
+    assert out["last_won_day"][2:].tolist() == [_day("2025-04-01"), _day("2025-05-01")]
+
+
+def test_an_outcome_the_artifact_already_has_is_not_counted_twice(artifact: tuple[Any, DealHistory]) -> None:
+    spec, history = artifact
+    # T2 as reported again after training, and an unknown deal closed on the artifact's last day.
+    book = OutcomeBook([_won("T2", "C1", 200.0, "2025-02-10"), _won("X1", "C1", 5.0, "2025-03-01")])
+    columns = _columns(["C1"], ["2025-06-01"])
+    assert history_overrides(history, spec, book, columns) is None
+    # When the trained deal ids are known, they decide: X1 is new even though it closed before the last day.
+    known = history_overrides(history, spec, book, columns, trained_deal_ids={"T1", "T2", "T3", "T4"})
+    assert known is not None and known["won_deals"].tolist() == [3.0] and known["won_amount"].tolist() == [305.0]
+
+
+def test_history_sent_with_the_deal_wins_and_unknown_clients_get_outcomes_only(
+        artifact: tuple[Any, DealHistory]) -> None:
+    spec, history = artifact
+    book = OutcomeBook([_won("N1", "C1", 1000.0, "2025-04-01"), _won("N2", "NEW", 40.0, "2025-04-01")])
+    columns = _columns(["C1", "NEW", None], ["2025-05-01"] * 3, won_deals=[7.0, np.nan, np.nan])
+    merged = with_outcome_history(columns, history, spec, book)
+    assert merged["won_deals"][0] == 7.0  # the CRM's own count stands
+    assert np.isnan(merged["won_amount"][0])
+    assert (merged["won_deals"][1], merged["won_amount"][1]) == (1.0, 40.0)  # a prospect's first win
+    assert np.isnan(merged["won_deals"][2])
+    assert columns["won_deals"][1] != columns["won_deals"][1]  # the caller's arrays are not touched
+
+
+def test_a_changed_outcome_replaces_the_old_one(artifact: tuple[Any, DealHistory]) -> None:
+    spec, history = artifact
+    book = OutcomeBook()
+    assert book.record(_won("N1", "C1", 1000.0, "2025-04-01"))
+    assert not book.record(_won("N1", "C1", 1000.0, "2025-04-01"))  # the same again: nothing to do
+    book.record(OutcomeEvent("N1", "C1", False, 0.0, _day("2025-04-01")))  # it was lost after all
+    assert book.wins_of("C1") == ()
+    assert history_overrides(history, spec, book, _columns(["C1"], ["2025-05-01"])) is None
+    book.record(_won("N1", "C2", 1000.0, "2025-04-01"))  # and belonged to another client
+    assert [e.deal_id for e in book.wins_of("C2")] == ["N1"]
+
+
+def test_readers_never_see_a_half_updated_book() -> None:
+    book = OutcomeBook()
+    stop = threading.Event()
+    seen_bad: list[int] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            wins = book.wins_of("C1")
+            if any(a.closed_day > b.closed_day for a, b in zip(wins, wins[1:], strict=False)):
+                seen_bad.append(len(wins))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for i in range(1000):
+        book.record(OutcomeEvent(f"D{i}", "C1", True, 1.0, 20000 - i))
+    stop.set()
+    reader.join()
+    assert seen_bad == [] and len(book.wins_of("C1")) == 1000
+
+
+def test_a_win_recorded_after_training_changes_the_score(feedback_training: TrainingResult) -> None:
+    model = feedback_training.model
+    client_id = next(iter(model.spec.client_keys))
+    day = float(model.history.last_day + 30)
+    columns: dict[str, Any] = {"deal_id": np.array(["N"], dtype=object), "created_day": np.array([day]),
+                               "client_id": np.array([client_id], dtype=object), "amount": np.array([5000.0])}
+    before = model.score(dict(columns), n_reasons=0)
+    book = OutcomeBook([OutcomeEvent(f"W{i}", client_id, True, 20000.0, int(day) - 10 + i) for i in range(5)])
+    after = model.score(with_outcome_history(columns, model.history, model.spec, book), n_reasons=0)
+    assert after.p_win[0] != before.p_win[0]
+    assert after.history_source == ["request"]

@@ -1,0 +1,77 @@
+"""The feedback loop through the whole service: scores are logged, outcomes change later scores,
+judgements and quality refer to what /v1/score said, and all of it survives a restart."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from test_feedback_helpers import (  # noqa: F401 (fixtures)
+    TestClient,
+    database_url_fixture,
+    feedback_training_fixture,
+    running,
+    wired_app,
+)
+
+from training.fit import TrainingResult
+
+
+def _day(day: float) -> str:
+    return str(np.datetime64(int(day), "D"))
+
+
+def _deal(model: Any, deal_id: str, client_id: str, days_after_training: int) -> dict[str, Any]:
+    return {"deal_id": deal_id, "client_id": client_id, "amount": 5000.0, "product": "payroll",
+            "created_at": _day(model.history.last_day + days_after_training), "source": "referral",
+            "client": {"client_id": client_id, "industry": "retail", "size": "small", "region": "north"}}
+
+
+def test_scores_outcomes_judgements_and_quality_through_the_service(
+        feedback_training: TrainingResult, database_url: str, tmp_path: Path) -> None:
+    model, metadata = feedback_training.model, feedback_training.metadata
+    client_id = next(iter(model.spec.client_keys))
+    spool = tmp_path / "spool"
+    with running(database_url, spool) as feedback, TestClient(wired_app(model, feedback, metadata)) as api:
+        first = api.post("/v1/score", json={"deals": [_deal(model, "N1", client_id, 5),
+                                                      _deal(model, "N2", client_id, 6)]})
+        assert first.status_code == 200, first.text
+        request_id = first.json()["request_id"]
+        # Tomorrow's deal (the latest date the service takes): the outcomes below close today, before it.
+        tomorrow = int((np.datetime64(date.today(), "D") - np.datetime64(int(model.history.last_day), "D"))
+                       .astype(int)) + 1
+        later = _deal(model, "N3", client_id, tomorrow)
+        before = api.post("/v1/score", json={"deals": [later]}).json()["scores"][0]["p_win"]
+        assert feedback.flush_score_log()
+        with feedback.database.engine.connect() as connection:
+            logged = connection.execute(sa.text("SELECT request_id, deal_id, model_version FROM score_log "
+                                                "ORDER BY id")).all()
+        assert [tuple(row) for row in logged[:2]] == [(request_id, "N1", model.version),
+                                                      (request_id, "N2", model.version)]
+
+        # Two wins of the client after training: a later deal of the same client is scored with them.
+        outcomes = api.post("/v1/outcomes", json={"outcomes": [
+            {"deal_id": "N1", "status": "won", "amount": 90000, "closed_at": date.today().isoformat()},
+            {"deal_id": "N2", "status": "won", "amount": 90000}]})  # closed_at: today by default
+        assert outcomes.status_code == 200, outcomes.text
+        assert all(r["client_history"] for r in outcomes.json()["results"])
+        after = api.post("/v1/score", json={"deals": [{**later, "deal_id": "N3b"}]}).json()["scores"][0]["p_win"]
+        assert after != before
+
+        judged = api.post("/v1/judgements", json={"manager": "Elena", "above_deal_id": "N2", "below_deal_id": "N3"})
+        assert judged.status_code == 200, judged.text
+        refused = api.post("/v1/judgements", json={"manager": "Elena", "above_deal_id": "N2", "below_deal_id": "X"})
+        assert refused.status_code == 422 and refused.json()["request_id"]
+        assert refused.json()["error"]["details"][0]["field"] == "below_deal_id"
+        quality = api.get("/v1/quality").json()
+        assert quality["version"] == model.version
+        assert (quality["outcomes"]["deals"], quality["judgements"]["pairs"]) == (2, 1)
+
+    # A restart: the log, the outcomes (and so the client history) and the judgements are all still there.
+    with running(database_url, spool) as feedback, TestClient(wired_app(model, feedback, metadata)) as api:
+        again = api.post("/v1/score", json={"deals": [{**later, "deal_id": "N3c"}]}).json()["scores"][0]["p_win"]
+        assert again == after
+        assert api.get("/v1/quality").json()["judgements"] == quality["judgements"]

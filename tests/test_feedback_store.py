@@ -1,0 +1,390 @@
+"""The feedback store against SQLite and the local PostgreSQL: migrations, outcomes, judgements, the
+score log's spool and replay, two processes on one database, and persistence across a restart."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from test_feedback_helpers import (  # noqa: F401 (fixtures)
+    batch,
+    count,
+    database_url_fixture,
+    deal,
+    down_url,
+    make_config,
+    postgres_url_fixture,
+    running,
+    wait_until,
+)
+
+from model.errors import ContractViolation
+from service.feedback import Feedback
+from service.feedback.db import VERSION_TABLE, current_revision, head_revision, make_engine, upgrade
+from service.feedback.judgements import Judgement
+from service.feedback.outcomes import Outcome
+from service.feedback.tables import metadata
+
+
+def test_migrations_build_the_schema_the_code_expects(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        assert upgrade(engine) == head_revision()
+        assert upgrade(engine) == head_revision()  # a second run is a no-op
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            differences = [d for d in compare_metadata(context, metadata)
+                           if not (d[0] == "remove_table" and d[1].name == VERSION_TABLE)]
+            assert differences == []
+            views = set(sa.inspect(connection).get_view_names())
+            assert {"training_deals", "training_clients"} <= views
+    finally:
+        engine.dispose()
+
+
+def test_two_processes_migrating_at_once_both_succeed(database_url: str) -> None:
+    engines = [make_engine(database_url) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def migrate(engine: sa.Engine) -> None:
+        try:
+            upgrade(engine)
+        except BaseException as error:  # collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=migrate, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        assert current_revision(engines[0]) == head_revision()
+    finally:
+        for e in engines:
+            e.dispose()
+
+
+def test_outcomes_are_idempotent_and_changes_are_recorded(database_url: str, tmp_path: Path) -> None:
+    won = Outcome("D1", "won", 1200.0, date(2025, 3, 1), client_id="C1")
+    with running(database_url, tmp_path / "spool") as feedback:
+        assert [r.result for r in feedback.record_outcomes([won])] == ["created"]
+        again = feedback.record_outcomes([won])
+        assert (again[0].result, again[0].revision) == ("unchanged", 1)
+        changed = feedback.record_outcomes([Outcome("D1", "won", 1500.0, date(2025, 3, 2), client_id="C1")])
+        assert (changed[0].result, changed[0].revision) == ("updated", 2)
+        assert [r.result for r in feedback.record_outcomes([Outcome("D1", "won", 1500.0, date(2025, 3, 2))])] == [
+            "unchanged"]  # no client id given: the stored one stands
+        revisions = feedback.outcomes.revisions("D1")
+        assert [(r["revision"], r["amount"]) for r in revisions] == [(1, 1200.0), (2, 1500.0)]
+        event = feedback.book.get("D1")
+        assert event is not None and event.amount == 1500.0 and event.client_id == "C1"
+    assert count(database_url, "outcomes") == 1
+    assert count(database_url, "outcome_revisions") == 2
+
+
+def test_outcomes_are_checked_as_a_whole_batch(database_url: str, tmp_path: Path) -> None:
+    with running(database_url, tmp_path / "spool") as feedback:
+        feedback.record_scores("r1", "v1", [deal("D1", created_at="2025-03-10", client_id="C1")],
+                               batch([0.5], [100.0], ["A"]))
+        assert feedback.flush_score_log()
+        with pytest.raises(ContractViolation) as refused:
+            feedback.record_outcomes([
+                Outcome("D1", "won", 10.0, date(2025, 3, 1)),  # before the deal was created
+                Outcome("D2", "lost", None, date(2999, 1, 1)),  # in the future
+                Outcome("D2", "won", None, date(2025, 1, 1)),  # the same deal twice
+            ])
+        fields = [p.field for p in refused.value.problems]
+        assert fields == ["outcomes[0].closed_at", "outcomes[1].closed_at", "outcomes[2].deal_id"]
+    assert count(database_url, "outcomes") == 0  # all or nothing
+
+
+def test_an_outcome_takes_its_client_from_the_score_log(database_url: str, tmp_path: Path) -> None:
+    with running(database_url, tmp_path / "spool") as feedback:
+        feedback.record_scores("r1", "v1", [deal("D1", client_id="C7", created_at="2025-01-02")],
+                               batch([0.4], [40.0], ["B"]))
+        feedback.flush_score_log()
+        [result] = feedback.record_outcomes([Outcome("D1", "won", 100.0, date(2025, 2, 1))])
+        assert result.client_id == "C7"
+        assert [e.deal_id for e in feedback.book.wins_of("C7")] == ["D1"]
+
+
+def test_two_processes_store_each_outcome_and_judgement_once(database_url: str, tmp_path: Path) -> None:
+    outcomes = [Outcome(f"D{i}", "won" if i % 2 else "lost", float(i), date(2025, 1, 1 + i % 28)) for i in range(40)]
+    with running(database_url, tmp_path / "a") as first, running(database_url, tmp_path / "b") as second:
+        first.record_scores("r0", "v1", [deal("D0"), deal("D1")], batch([0.1, 0.2], [1.0, 2.0], ["C", "C"]))
+        first.flush_score_log()
+        errors: list[BaseException] = []
+
+        def send(feedback: Feedback) -> None:
+            try:
+                for start in range(0, len(outcomes), 8):
+                    feedback.record_outcomes(outcomes[start:start + 8])
+                feedback.record_judgement(Judgement("m1", "D0", "D1"))
+            except BaseException as error:  # collected and asserted below
+                errors.append(error)
+
+        threads = [threading.Thread(target=send, args=(f,)) for f in (first, second, first, second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+    assert count(database_url, "outcomes") == 40
+    assert count(database_url, "outcome_revisions") == 40
+    assert count(database_url, "judgements") == 1
+
+
+def test_judgements_need_two_different_scored_deals(database_url: str, tmp_path: Path) -> None:
+    with running(database_url, tmp_path / "spool") as feedback:
+        with pytest.raises(ContractViolation) as refused:
+            feedback.record_judgement(Judgement("Elena", "D1", "D2"))
+        assert [(p.field, p.got) for p in refused.value.problems] == [
+            ("above_deal_id", "'D1' (never scored)"), ("below_deal_id", "'D2' (never scored)")]
+        with pytest.raises(ContractViolation) as same:
+            feedback.record_judgement(Judgement("Elena", "D1", "D1"))
+        assert [p.field for p in same.value.problems] == ["below_deal_id"]
+
+        # Scored a moment ago: the judgement waits for the log writer instead of refusing.
+        feedback.record_scores("r1", "v1", [deal("D1"), deal("D2")], batch([0.3, 0.6], [30.0, 60.0], ["B", "A"]))
+        first = feedback.record_judgement(Judgement("Elena", "D1", "D2", note="signed an LOI"))
+        assert (first.result, first.revision) == ("created", 1)
+        assert feedback.record_judgement(Judgement("Elena", "D1", "D2", note="signed an LOI")).result == "unchanged"
+        reversed_view = feedback.record_judgement(Judgement("Elena", "D2", "D1"))
+        assert (reversed_view.result, reversed_view.revision, reversed_view.judgement_id) == (
+            "updated", 2, first.judgement_id)
+        assert feedback.record_judgement(Judgement("Ivan", "D1", "D2")).result == "created"
+    assert count(database_url, "judgements") == 2
+
+
+def test_quality_on_a_hand_computed_example(database_url: str, tmp_path: Path) -> None:
+    with running(database_url, tmp_path / "spool") as feedback:
+        # v1 scores four deals; v2 scores them differently (must not leak into v1's figures).
+        deals = [deal(f"D{i}", created_at="2025-01-01") for i in range(1, 5)]
+        feedback.record_scores("r1", "v1", deals, batch([0.8, 0.6, 0.4, 0.2], [800.0, 600.0, 40.0, 200.0],
+                                                       ["A", "A", "B", "C"]))
+        feedback.record_scores("r2", "v2", deals, batch([0.1, 0.9, 0.9, 0.9], [1.0, 9.0, 9.0, 9.0],
+                                                       ["C", "A", "A", "A"]))
+        feedback.flush_score_log()
+        for above, below, manager, note in (("D3", "D2", "m1", "LOI signed"), ("D1", "D4", "m1", None),
+                                            ("D2", "D4", "m2", None)):
+            feedback.record_judgement(Judgement(manager, above, below, note))
+        today = date.today()
+        feedback.record_outcomes([Outcome("D1", "won", 1000.0, today), Outcome("D2", "lost", 0.0, today),
+                                  Outcome("D3", "won", 50.0, today), Outcome("D4", "lost", None, today)])
+        # Scored again after it closed: not "what v1 said at the time", so not counted.
+        feedback.record_scores("r3", "v1", [deal("D1")], batch([0.01], [1.0], ["C"]))
+        feedback.flush_score_log()
+        with feedback.database.engine.begin() as connection:
+            connection.execute(sa.text("UPDATE score_log SET scored_at = :later WHERE request_id = 'r3'"),
+                               {"later": "2999-01-01 00:00:00"})
+        report = feedback.quality("v1")
+
+    o = report["outcomes"]
+    assert (o["deals"], o["outcomes_total"]) == (4, 4)
+    # Wins D1 (0.8), D3 (0.4); losses D2 (0.6), D4 (0.2): 3 of the 4 won-lost pairs ordered right.
+    assert o["auc"] == pytest.approx(0.75)
+    assert o["brier"] == pytest.approx((0.2**2 + 0.6**2 + 0.6**2 + 0.2**2) / 4)  # 0.2
+    assert o["calibration_error"] == pytest.approx((0.2 + 0.6 + 0.6 + 0.2) / 4)  # one deal per bin: 0.4
+    assert o["win_rate"] == pytest.approx(0.5)
+    assert {g["grade"]: (g["deals"], g["win_rate"]) for g in o["grades"]} == {
+        "A": (2, 0.5), "B": (1, 1.0), "C": (1, 0.0)}
+    shares = {g["grade"]: g["share_of_realised_value"] for g in o["grades"]}
+    assert shares["A"] == pytest.approx(1000 / 1050) and shares["B"] == pytest.approx(50 / 1050)
+
+    j = report["judgements"]
+    # m1: D3 above D2 (v1: 40 < 600, disagrees), D1 above D4 (800 > 200, agrees); m2: D2 above D4 (agrees).
+    assert (j["pairs"], j["agreed"], j["agreement"]) == (3, 2.0, pytest.approx(2 / 3))
+    assert [(m["manager"], m["pairs"], m["agreement"]) for m in j["managers"]] == [("m1", 2, 0.5), ("m2", 1, 1.0)]
+    [worst] = j["disagreements"]
+    assert (worst["above_deal_id"], worst["below_deal_id"], worst["margin"], worst["note"]) == (
+        "D3", "D2", 560.0, "LOI signed")
+
+
+def test_replaying_a_spool_twice_stores_each_entry_once(database_url: str, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    with running(down_url(), spool, retry_seconds=60.0) as feedback:
+        feedback.record_scores("r1", "v1", [deal("D1"), deal("D2")], batch([0.1, 0.2], [1.0, 2.0], ["C", "C"]))
+        feedback.flush_score_log()
+        assert feedback.score_log_pending() == 2
+    [left] = list(spool.glob("score-log-*.jsonl"))
+    copy = spool / "score-log-copy-of-an-earlier-run.jsonl"
+    copy.write_bytes(left.read_bytes())  # the same entries in two files: a replay that ran twice
+    with running(database_url, spool) as feedback:
+        wait_until(lambda: feedback.score_log_pending() == 0, message="the spool to be replayed")
+    assert count(database_url, "score_log") == 2
+    assert list(spool.glob("score-log-*.jsonl")) == []
+
+
+def test_spool_and_replay_when_the_database_is_down(database_url: str, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    # Down: the database URL points at a closed port. Scoring goes on; the log waits in the spool.
+    with running(down_url(), spool) as feedback:
+        for r in range(5):
+            feedback.record_scores(f"r{r}", "v1", [deal(f"D{r}-{i}") for i in range(3)],
+                                   batch([0.5] * 3, [5.0] * 3, ["B"] * 3))
+        assert feedback.flush_score_log()
+        stats = feedback.score_log_stats()
+        assert stats is not None and (stats.pending, stats.spooled, stats.database_up) == (15, 15, False)
+    assert sum(len(p.read_text().splitlines()) for p in spool.glob("*.jsonl")) == 15  # kept across the restart
+    # Back: the next start replays the spool; nothing lost, nothing doubled.
+    with running(database_url, spool) as feedback:
+        wait_until(lambda: feedback.score_log_pending() == 0, message="the spool to be replayed")
+        stats = feedback.score_log_stats()
+        assert stats is not None and stats.written_total == 15 and stats.database_up
+    assert count(database_url, "score_log") == 15
+
+
+def test_the_log_survives_postgresql_going_down_and_back_while_running(postgres_url: str, tmp_path: Path) -> None:
+    from test_feedback_helpers import PortProxy
+
+    url = sa.make_url(postgres_url)
+    proxy = PortProxy((url.host or "127.0.0.1", url.port or 5432))
+    proxy.start()
+    through_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
+    try:
+        with running(through_proxy, tmp_path / "spool") as feedback:
+            feedback.record_scores("up-1", "v1", [deal("A1"), deal("A2")], batch([0.1, 0.2], [1.0, 2.0], ["C", "C"]))
+            wait_until(lambda: feedback.score_log_pending() == 0, message="the first write")
+            proxy.stop()  # the database goes away under the running writer
+            for r in range(3):
+                feedback.record_scores(f"down-{r}", "v1", [deal(f"B{r}")], batch([0.3], [3.0], ["C"]))
+            feedback.flush_score_log()
+            assert feedback.score_log_pending() == 3
+            stats = feedback.score_log_stats()
+            assert stats is not None and not stats.database_up and stats.last_error
+            proxy.start()  # and comes back
+            wait_until(lambda: feedback.score_log_pending() == 0, message="the spool to drain after recovery")
+            feedback.record_scores("up-2", "v1", [deal("C1")], batch([0.4], [4.0], ["C"]))
+            wait_until(lambda: feedback.score_log_pending() == 0, message="a write after recovery")
+    finally:
+        proxy.stop()
+    assert count(postgres_url, "score_log") == 6
+
+
+def test_everything_persists_across_a_restart(database_url: str, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    with running(database_url, spool) as feedback:
+        feedback.record_scores("r1", "v1", [deal("D1", client_id="C1"), deal("D2", client_id="C1")],
+                               batch([0.7, 0.2], [70.0, 20.0], ["A", "C"]))
+        feedback.record_judgement(Judgement("m1", "D2", "D1"))
+        feedback.record_outcomes([Outcome("D1", "won", 700.0, date(2025, 5, 1))])
+        before = feedback.quality("v1")
+    with running(database_url, spool) as restarted:
+        assert restarted.quality("v1") == before
+        assert [e.deal_id for e in restarted.book.wins_of("C1")] == ["D1"]  # the client history is back
+        assert restarted.record_outcomes([Outcome("D1", "won", 700.0, date(2025, 5, 1))])[0].result == "unchanged"
+    assert count(database_url, "score_log") == 2
+
+
+def test_an_outcome_another_process_records_reaches_this_ones_history(database_url: str, tmp_path: Path) -> None:
+    with running(database_url, tmp_path / "a", outcomes_refresh_seconds=0.05) as first, \
+            running(database_url, tmp_path / "b") as second:
+        second.record_outcomes([Outcome("D9", "won", 10.0, date(2025, 1, 1), client_id="C9")])
+        wait_until(lambda: first.book.get("D9") is not None, message="the other process's outcome")
+
+
+def test_the_store_starts_when_the_database_is_down_and_refuses_feedback_with_503(tmp_path: Path) -> None:
+    from service.feedback import FeedbackUnavailable
+
+    feedback = Feedback(make_config(down_url(), tmp_path / "spool"))
+    feedback.start()
+    try:
+        with pytest.raises(FeedbackUnavailable) as refused:
+            feedback.record_outcomes([Outcome("D1", "won", 1.0, date(2025, 1, 1))])
+        assert refused.value.status == 503
+    finally:
+        feedback.stop()
+
+
+def test_start_and_stop_are_idempotent_and_a_stopped_log_hands_its_spool_on(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    feedback = Feedback(make_config(down_url(), spool))
+    feedback.start()
+    feedback.start()
+    feedback.record_scores("r1", "v1", [deal("D1")], batch([0.5], [5.0], ["B"]))
+    feedback.flush_score_log()
+    feedback.stop()
+    feedback.stop()
+    assert feedback.score_log is not None
+    [left] = spool.glob("score-log-*.jsonl")
+    assert left != feedback.score_log.spool.own_path  # no longer its own: the next start replays it
+    assert feedback.score_log.spool.adopt_orphans() == 1
+
+
+def test_logged_deals_read_as_sent_from_the_scorers_columns() -> None:
+    from model.records import deal_columns
+    from service.feedback.score_log import columns_documents
+    from service.schemas import request_models
+
+    body = {"deals": [
+        {"deal_id": "D1", "client_id": "C1", "created_at": "2025-03-10", "amount": 1200.5, "product": "payroll",
+         "source": "referral", "rooms": 3, "client": {"client_id": "C1", "industry": "retail", "since": "2020-01-02",
+                                                      "won_deals": 4}},
+        {"deal_id": 7, "created_at": "2025-03-11", "industry": "banking"}]}
+    deals = request_models(10).score.model_validate(body).deals  # type: ignore[attr-defined]
+    documents = columns_documents(deal_columns(deals))
+    assert documents[0] == {"deal_id": "D1", "client_id": "C1", "created_at": "2025-03-10", "amount": 1200.5,
+                            "product": "payroll", "source": "referral", "rooms": 3.0,
+                            "client": {"client_id": "C1", "industry": "retail", "since": "2020-01-02"}}
+    assert documents[1] == {"deal_id": "7", "created_at": "2025-03-11", "industry": "banking"}
+
+
+_PROCESS_SCRIPT = """
+import random, sys
+from datetime import date
+from pathlib import Path
+from types import SimpleNamespace
+from service.feedback.config import FeedbackConfig
+from service.feedback.judgements import Judgement
+from service.feedback.outcomes import Outcome
+from service.feedback.store import Feedback
+url, spool = sys.argv[1], Path(sys.argv[2])
+rng = random.Random(str(spool))
+scores = SimpleNamespace(p_win=[0.5] * 5, value=[10.0] * 5, expected_value=[5.0] * 5, grade=["B"] * 5)
+feedback = Feedback(FeedbackConfig(database_url=url, spool_dir=spool, flush_seconds=0.02, outcomes_refresh_seconds=0))
+feedback.start()
+for r in rng.sample(range(10), 10):  # the same requests from both processes: a retried delivery
+    feedback.record_scores(f"r{r}", "v1", [{"deal_id": f"D{r}-{i}"} for i in range(5)], scores)
+for i in rng.sample(range(10), 10):
+    feedback.record_outcomes([Outcome(f"D{i}-0", "won", float(i), date(2025, 1, 1))])
+feedback.record_judgement(Judgement("m1", "D0-0", "D1-0"))
+feedback.stop()
+"""
+
+
+def test_two_service_processes_on_one_database(database_url: str, tmp_path: Path) -> None:
+    """Real processes, started at once on a fresh database: both migrate, log, record; nothing doubles."""
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    processes = [subprocess.Popen([sys.executable, "-c", _PROCESS_SCRIPT, database_url, str(tmp_path / name)],
+                                  env=env, stderr=subprocess.PIPE) for name in ("a", "b")]
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err.decode()[-2000:]
+    assert count(database_url, "score_log") == 50
+    assert count(database_url, "outcomes") == 10
+    assert count(database_url, "outcome_revisions") == 10
+    assert count(database_url, "judgements") == 1
+
+
+def test_a_full_queue_sends_requests_to_the_spool_and_nothing_is_lost(database_url: str, tmp_path: Path) -> None:
+    feedback = Feedback(make_config(database_url, tmp_path / "spool", queue_size=1))
+    assert feedback.score_log is not None
+    for r in range(3):  # the writer is not running yet: the queue holds one request, two overflow
+        feedback.record_scores(f"r{r}", "v1", [deal(f"D{r}")], batch([0.5], [5.0], ["B"]))
+    stats = feedback.score_log.stats()
+    assert (stats.overflow_total, stats.spooled, stats.queued) == (2, 2, 1)
+    feedback.start()
+    try:
+        wait_until(lambda: feedback.score_log_pending() == 0, message="queue and spool to drain")
+    finally:
+        feedback.stop()
+    assert count(database_url, "score_log") == 3

@@ -1,0 +1,106 @@
+"""The monthly loop without exports: logged deals and their outcomes are a training source, and the
+`dealscore quality` / `dealscore db` commands work on the same database."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_feedback_helpers import batch, count, database_url_fixture, running  # noqa: F401 (fixtures)
+
+from dealscore.feedback_commands import add_feedback_commands
+from model.dataset import load_dataset
+from service.feedback.outcomes import Outcome
+from service.feedback.training import extra_fields, training_source
+from training.fit import TrainConfig, train
+from training.synthetic_crm import generate
+
+
+def _payload(record: Mapping[Any, Any], clients: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    deal = {k: (v.date().isoformat() if isinstance(v, pd.Timestamp) else v) for k, v in record.items()
+            if k not in ("status", "closed_at") and not (v is None or v is pd.NaT or (isinstance(v, float) and v != v))}
+    client = clients.get(str(record["client_id"]))
+    if client is not None:
+        deal["client"] = client
+    return deal
+
+
+def _log_crm(feedback: Any, n_deals: int = 700) -> pd.DataFrame:
+    crm = generate(seed=3, n_deals=n_deals)
+    clients = {str(c["client_id"]): {"client_id": c["client_id"], "industry": c["industry"], "size": c["size"],
+                                     "region": c["region"], "since": c["since"].date().isoformat()}
+               for c in crm.clients.to_dict("records")}
+    records = crm.deals.to_dict("records")
+    rng = np.random.default_rng(0)
+    for start in range(0, len(records), 100):
+        chunk = records[start:start + 100]
+        p = rng.uniform(0.05, 0.95, len(chunk))
+        feedback.record_scores(f"r{start}", "v1", [_payload(r, clients) for r in chunk],
+                               batch(list(p), list(p * 1000), ["B"] * len(chunk)))
+    feedback.flush_score_log()
+    closed = crm.deals[crm.deals["status"] != "open"]
+    feedback.record_outcomes([Outcome(str(r["deal_id"]), r["status"], float(r["amount"]),
+                                      pd.Timestamp(r["closed_at"]).date()) for r in closed.to_dict("records")])
+    return crm.deals
+
+
+def test_logged_deals_and_outcomes_train_a_model(database_url: str, tmp_path: Path) -> None:
+    with running(database_url, tmp_path / "spool") as feedback:
+        deals = _log_crm(feedback)
+        engine = feedback.database.engine
+        assert extra_fields(engine) == {"campaign_code": "text", "competitor": "text", "source": "text"}
+        source = training_source(engine, database_url)
+        core = training_source(engine, database_url, flatten_extras=False)
+        assert core == f"{database_url}::training_deals"
+        dataset = load_dataset(source, clients=f"{database_url}::training_clients", for_training=True,
+                               today=date(2026, 1, 15))
+
+    got = dataset.deals.set_index("deal_id").sort_index()
+    want = deals.set_index("deal_id").sort_index()
+    assert len(got) == len(want)
+    assert (got["status"] == want["status"]).all()
+    assert (got["created_at"] == want["created_at"]).all()
+    assert got["closed_at"].equals(want["closed_at"].astype(got["closed_at"].dtype))
+    assert np.allclose(got["amount"], want["amount"], equal_nan=True)
+    assert set(dataset.extra_columns) >= {"source", "campaign_code", "competitor"}
+    assert dataset.clients is not None and {"industry", "size", "region"} <= set(dataset.clients.columns)
+    result = train(dataset, TrainConfig(threads=1))
+    assert result.metadata["data"]["deals"] == len(want)
+
+
+def _cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="dealscore")
+    add_feedback_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+def test_the_quality_and_db_commands(database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli("db", "upgrade", "--database-url", database_url) == 0
+    assert "schema empty -> 0001_feedback" in capsys.readouterr().err
+    with running(database_url, tmp_path / "spool") as feedback:
+        feedback.record_scores("r1", "v1", [{"deal_id": "D1"}, {"deal_id": "D2"}],
+                               batch([0.9, 0.3], [900.0, 30.0], ["A", "C"]))
+        feedback.flush_score_log()
+        feedback.record_outcomes([Outcome("D1", "won", 900.0, date.today()), Outcome("D2", "lost", 0.0, date.today())])
+    assert _cli("quality", "--database-url", database_url) == 0
+    table = capsys.readouterr().out
+    assert "model version v1" in table and "2 deals scored by this version" in table
+    assert _cli("db", "training-source", "--database-url", database_url) == 0
+    assert capsys.readouterr().out.strip() == f"{database_url}::SELECT * FROM training_deals"
+
+
+def test_the_quality_command_says_what_is_missing(tmp_path: Path) -> None:
+    from model.errors import NotFound
+
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    with pytest.raises(NotFound, match="empty"):
+        _cli("quality", "--database-url", url)
+    with pytest.raises(NotFound, match="no scores of model version 'v9'"):
+        _cli("quality", "--database-url", url, "--version", "v9")

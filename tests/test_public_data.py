@@ -1,0 +1,99 @@
+"""Public data sets through their mapping files (bench/mappings): training runs, the leak guard finds the
+known leaks, and where the data carry signal the model beats the prior win rate on a time-ordered holdout.
+
+Skipped when ../shared/data is absent. The quality numbers themselves live in bench/training_quality.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.public_data import BY_NAME, PUBLIC_SETS, load
+from model.dataset import Dataset
+from training.fit import TrainConfig, TrainingResult, train
+
+# One LightGBM thread: the suite shares two cores, and the results do not depend on it.
+CONFIG = TrainConfig(threads=1)
+CLEAR_MARGIN = 0.08  # AUC points over the prior rate (whose AUC is 0.5)
+
+
+def _data(shared_data: Path, name: str) -> Path:
+    if not BY_NAME[name].available(shared_data):
+        pytest.skip(f"{name} not found under {shared_data}")
+    return shared_data
+
+
+def _leaks(result: TrainingResult) -> dict[str, bool]:
+    return {leak["column"]: leak["kept"] for leak in result.report["leaks"]}
+
+
+def test_every_public_set_has_a_mapping_file_that_loads() -> None:
+    for public in PUBLIC_SETS:
+        assert public.mapping().table("deals").columns, public.name
+
+
+def test_it_deals_trained_on_years_before_2017_beats_the_prior_on_2017(shared_data: Path) -> None:
+    dataset = load("it_deals", _data(shared_data, "it_deals"))
+    deals = dataset.deals
+    share = float((deals["created_at"].dt.year >= 2017).mean())  # every deal is closed
+    result = train(dataset, TrainConfig(holdout_share=share, threads=1))
+    assert result.report["split"]["holdout_from"].startswith("2017")
+    assert result.report["split"]["holdout_deals"] == int((deals["created_at"].dt.year >= 2017).sum())
+    assert _leaks(result) == {}
+    metrics = result.report["metrics"]
+    assert metrics["model"]["auc"] >= metrics["prior_rate"]["auc"] + CLEAR_MARGIN
+    assert metrics["model"]["brier"] < metrics["prior_rate"]["brier"]
+
+
+def test_maven_crm_leak_guard_excludes_close_value(shared_data: Path) -> None:
+    """close_value is 0 for every lost deal: the guard must drop it, and the model must not look perfect.
+
+    Won and lost deals are close to random given the other columns (see PROVENANCE.md), so this set
+    checks plumbing and the leak guard, not a margin over the prior.
+    """
+    dataset = load("maven_crm", _data(shared_data, "maven_crm"))
+    assert dataset.summary["clients"] == 85
+    result = train(dataset, CONFIG)
+    assert _leaks(result) == {"close_value": False}
+    assert "close_value" not in result.model.spec.names
+    assert result.report["metrics"]["model"]["auc"] < 0.75
+
+    kept = train(dataset, TrainConfig(threads=1, keep_columns=("close_value",)))
+    assert _leaks(kept) == {"close_value": True}
+    assert kept.report["metrics"]["model"]["auc"] > 0.99  # what the guard protects against
+
+
+def _bank(shared_data: Path, *, keep_excluded: bool) -> Dataset:
+    # Every other contact keeps the run short; time order is kept (rows are in contact order).
+    return load("bank_marketing", _data(shared_data, "bank_marketing"), keep_excluded=keep_excluded,
+                rows=lambda deals: deals.iloc[::2])
+
+
+def test_bank_marketing_contact_dates_are_rebuilt_in_order(shared_data: Path) -> None:
+    dataset = _bank(shared_data, keep_excluded=False)
+    created = dataset.deals["created_at"]
+    assert created.is_monotonic_increasing
+    assert (created.min(), created.max()) == (pd.Timestamp("2008-05-05"), pd.Timestamp("2010-11-17"))
+    assert "duration" not in dataset.deals.columns and "duration" in dataset.excluded_columns
+
+
+# Strict: once the guard reports such columns for review this passes, and the marker must go.
+@pytest.mark.xfail(strict=True, reason="leak guard false negative: duration alone ranks outcomes at AUC ~0.78, "
+                                       "below SUSPECT_AUC 0.95, and there are no open deals to compare")
+def test_bank_marketing_leak_guard_flags_duration_when_left_in(shared_data: Path) -> None:
+    result = train(_bank(shared_data, keep_excluded=True), CONFIG)
+    assert "duration" in _leaks(result)
+
+
+# Not strict: how far the trees get before early stopping gives up on this drift moves with any change to
+# the fit, so a pass here is not yet a fix (bench/training_quality.py has the numbers).
+@pytest.mark.xfail(strict=False, reason="known miss: the win rate jumps from 7% to 32% at the holdout and early "
+                                        "stopping on log loss keeps the trees to a few rounds")
+def test_bank_marketing_without_duration_beats_the_prior(shared_data: Path) -> None:
+    result = train(_bank(shared_data, keep_excluded=False), CONFIG)
+    assert _leaks(result) == {}
+    metrics = result.report["metrics"]
+    assert metrics["model"]["auc"] >= metrics["prior_rate"]["auc"] + CLEAR_MARGIN

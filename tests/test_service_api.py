@@ -1,0 +1,262 @@
+"""The HTTP API's happy paths: every endpoint, input order, ranking, versions and request ids, readiness."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
+    TODAY,
+    TestClient,
+    fixture_service_artifact,
+    fixture_service_client,
+    fixture_service_crm,
+    fixture_service_dataset,
+    fixture_service_model,
+    fixture_service_training,
+    make_client,
+    make_deal,
+)
+
+from model.scorer import ScoringModel
+from service import Settings, create_app
+from service.holder import ModelHolder
+from service.schemas import ScoreOut
+
+SCORE_FIELDS = set(ScoreOut.model_fields)
+GAP_FIELDS = {"product", "adoption", "p_accept", "potential_income", "reason"}
+
+
+def _score(client: TestClient, deals: list[dict[str, Any]], path: str = "/v1/score", **kwargs: Any) -> Any:
+    response = client.post(path, json={"deals": deals}, **kwargs)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_score_answers_every_field_of_the_contract_in_input_order(service_client: TestClient,
+                                                                  service_model: ScoringModel) -> None:
+    ids = ["z-last", "a-first", "m-middle", "17"]
+    deals = [make_deal(deal_id=i, amount=1000.0 * (n + 1)) for n, i in enumerate(ids)]
+    body = _score(service_client, deals).json()
+    assert body["model_version"] == service_model.version
+    assert [s["deal_id"] for s in body["scores"]] == ids
+    for score in body["scores"]:
+        assert set(score) == SCORE_FIELDS
+        assert 0.0 <= score["p_win"] <= 1.0
+        assert score["expected_value"] == pytest.approx(score["p_win"] * score["value"])
+        assert score["grade"] in {"A", "B", "C", "D"}
+        assert score["model_version"] == service_model.version
+        assert score["value_source"] == "amount"
+        assert score["value_per_hour"] == pytest.approx(score["expected_value"] / 6.0)
+        assert len(score["reasons"]) == 5
+        effects = [abs(r["effect"]) for r in score["reasons"]]
+        assert effects == sorted(effects, reverse=True)
+        assert all(set(g) == GAP_FIELDS for g in score["gaps"])
+
+
+def test_history_source_says_which_history_was_used(service_client: TestClient,
+                                                     service_model: ScoringModel) -> None:
+    known = next(iter(service_model.spec.client_keys))
+    deals = [
+        make_deal(deal_id="known", client_id=known),
+        make_deal(deal_id="sent", client_id=known, client={"client_id": known, "won_deals": 3, "won_amount": 5000,
+                                                           "last_won_at": "2025-11-01"}),
+        make_deal(deal_id="prospect", client_id="never-seen"),
+        make_deal(deal_id="no-client", client_id=None),
+    ]
+    scores = _score(service_client, deals).json()["scores"]
+    assert [s["history_source"] for s in scores] == ["model", "request", "none", "none"]
+
+
+def test_a_deal_without_amount_gets_a_predicted_value(service_client: TestClient) -> None:
+    score = _score(service_client, [make_deal(amount=None)]).json()["scores"][0]
+    assert score["value_source"] == "model"
+    assert score["value"] > 0
+
+
+def test_a_deal_without_created_at_is_scored_as_of_today(service_client: TestClient) -> None:
+    today = make_deal(created_at=TODAY.isoformat())
+    undated = make_deal(created_at=None)
+    assert _score(service_client, [undated]).json()["scores"][0]["p_win"] == pytest.approx(
+        _score(service_client, [today]).json()["scores"][0]["p_win"])
+
+
+def test_extra_fields_are_features(service_client: TestClient) -> None:
+    referral, outbound = make_deal(source="referral"), make_deal(source="outbound")
+    scores = [_score(service_client, [d]).json()["scores"][0]["p_win"] for d in (referral, outbound)]
+    assert scores[0] != scores[1]
+
+
+def test_rank_sorts_best_first_and_keeps_input_order_on_ties(service_client: TestClient) -> None:
+    deals = [make_deal(deal_id="small", amount=100.0), make_deal(deal_id="big", amount=90_000.0),
+             make_deal(deal_id="twin-1", amount=5000.0), make_deal(deal_id="twin-2", amount=5000.0),
+             make_deal(deal_id="mid", amount=2000.0)]
+    body = _score(service_client, deals, "/v1/rank").json()
+    assert body["by"] == "expected_value"
+    scores = body["scores"]
+    assert [s["rank"] for s in scores] == [1, 2, 3, 4, 5]
+    values = [s["expected_value"] for s in scores]
+    assert values == sorted(values, reverse=True)
+    order = [s["deal_id"] for s in scores]
+    assert order.index("twin-1") + 1 == order.index("twin-2")
+    # The same body sent with the twins swapped keeps the new input order for them.
+    swapped = [deals[0], deals[1], deals[3], deals[2], deals[4]]
+    order = [s["deal_id"] for s in _score(service_client, swapped, "/v1/rank").json()["scores"]]
+    assert order.index("twin-2") + 1 == order.index("twin-1")
+
+
+def test_rank_by_value_per_hour_puts_deals_without_hours_last(service_client: TestClient) -> None:
+    deals = [make_deal(deal_id="no-hours", effort_hours=None, amount=90_000.0),
+             make_deal(deal_id="slow", effort_hours=100.0), make_deal(deal_id="fast", effort_hours=1.0)]
+    scores = _score(service_client, deals, "/v1/rank", params={"by": "value_per_hour"}).json()["scores"]
+    assert [s["deal_id"] for s in scores] == ["fast", "slow", "no-hours"]
+    assert scores[-1]["value_per_hour"] is None
+
+
+def test_gaps_answers_each_client_in_input_order(service_client: TestClient, service_model: ScoringModel) -> None:
+    clients = [{"client_id": "x-2", "industry": "retail", "products": ["payroll"]}, {"client_id": "x-1"}]
+    response = service_client.post("/v1/gaps", json={"clients": clients})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == service_model.version
+    assert [c["client_id"] for c in body["clients"]] == ["x-2", "x-1"]
+    sent, unknown = body["clients"]
+    assert sent["segment"].startswith("industry=retail") and sent["gaps"]
+    assert "payroll" not in {g["product"] for g in sent["gaps"]}  # never offer what the client holds
+    assert unknown["segment"] == "all" and unknown["gaps"]  # nothing known: the whole book's profile
+    assert all(set(g) == GAP_FIELDS and g["potential_income"] >= 0 for c in body["clients"] for g in c["gaps"])
+
+
+def test_model_describes_the_live_model(service_client: TestClient, service_model: ScoringModel) -> None:
+    body = service_client.get("/v1/model").json()
+    assert body["model_version"] == service_model.version
+    assert body["features"] == service_model.spec.names
+    assert body["metrics"]["model"]["auc"] > 0.5
+    assert set(body["grade_cutoffs"]) >= {"a_min_expected_value", "b_min_expected_value"}
+    assert body["data"]["deals"] > 0 and body["trained_at"]
+
+
+def test_every_response_carries_a_request_id_and_echoes_the_callers(service_client: TestClient) -> None:
+    responses = [
+        service_client.post("/v1/score", json={"deals": [make_deal()]}, headers={"X-Request-ID": "crm-42.a:b"}),
+        service_client.get("/v1/model", headers={"X-Request-ID": "crm-43"}),
+        service_client.get("/health/live", headers={"X-Request-ID": "crm-44"}),
+        service_client.post("/v1/score", json={"deals": []}, headers={"X-Request-ID": "crm-45"}),
+    ]
+    for response, sent in zip(responses, ["crm-42.a:b", "crm-43", "crm-44", "crm-45"], strict=True):
+        assert response.headers["x-request-id"] == sent
+        assert response.json()["request_id"] == sent
+    generated = service_client.get("/health/live")
+    assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["x-request-id"])
+    assert generated.json()["request_id"] == generated.headers["x-request-id"]
+    # A header that is not a sane token is replaced, never echoed (log and header injection).
+    odd = service_client.get("/health/live", headers={"X-Request-ID": "x" * 500})
+    assert odd.headers["x-request-id"] != "x" * 500
+
+
+def test_readiness_is_503_until_a_model_is_loaded_and_warm(service_artifact: Path) -> None:
+    app = create_app(Settings())
+    with make_client(app) as client:
+        assert client.get("/health/live").status_code == 200
+        not_ready = client.get("/health/ready")
+        assert not_ready.status_code == 503
+        assert not_ready.json()["error"]["code"] == "not_ready"
+        assert client.post("/v1/score", json={"deals": [make_deal()]}).status_code == 503
+        holder: ModelHolder = app.state.models
+        loaded = holder.load(service_artifact)
+        ready = client.get("/health/ready")
+        assert ready.status_code == 200
+        assert ready.json()["model_version"] == loaded.version
+
+
+def test_the_model_named_by_the_settings_is_loaded_at_start(service_artifact: Path) -> None:
+    app = create_app(Settings(model_dir=service_artifact))
+    with make_client(app) as client:
+        _wait(app)
+        assert client.get("/health/ready").status_code == 200
+
+
+def test_a_broken_artifact_leaves_the_service_up_and_not_ready(tmp_path: Path) -> None:
+    app = create_app(Settings(model_dir=tmp_path / "missing"))
+    with make_client(app) as client:
+        _wait(app)
+        response = client.get("/health/ready")
+        assert response.status_code == 503
+        assert "metadata.json" in response.json()["error"]["message"]
+
+
+def _wait(app: Any) -> None:
+    import time
+
+    deadline = time.monotonic() + 20
+    while not app.state.loading.done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_swap_does_not_change_the_model_a_request_started_with(service_model: ScoringModel) -> None:
+    holder = ModelHolder()
+    holder.install(service_model)
+    snapshot = holder.current()
+    other = holder.install(service_model)
+    assert holder.current() is other and snapshot is not other
+    assert snapshot.model is service_model  # the old snapshot is intact
+
+
+def test_each_request_is_logged_as_one_json_line_without_the_payload(service_client: TestClient,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    from service.logs import JsonFormatter
+
+    with caplog.at_level(logging.INFO, logger="dealscore.service"):
+        service_client.post("/v1/score", json={"deals": [make_deal(deal_id="secret-deal")]},
+                            headers={"X-Request-ID": "log-1"})
+    records = [r for r in caplog.records if getattr(r, "request_id", None) == "log-1"]
+    assert len(records) == 1
+    line = json.loads(JsonFormatter().format(records[0]))
+    assert line["route"] == "/v1/score" and line["status"] == 200 and line["method"] == "POST"
+    assert line["model_version"] and line["duration_ms"] > 0 and line["level"] == "INFO" and line["time"]
+    assert "secret-deal" not in json.dumps(line)
+
+
+def test_docs_are_served(service_client: TestClient) -> None:
+    assert service_client.get("/docs").status_code == 200
+    assert service_client.get("/openapi.json").json()["info"]["title"] == "dealscore"
+
+
+def test_transforms_and_observers_see_each_scored_batch(service_model: ScoringModel) -> None:
+    from service.dataplane import ScoredRequest
+
+    app = create_app(Settings(), model=service_model, clock=lambda: TODAY)
+    seen: list[ScoredRequest] = []
+    app.state.dataplane.observers.append(seen.append)
+
+    def double_amount(snapshot: Any, columns: dict[str, Any]) -> dict[str, Any]:
+        return {**columns, "amount": columns["amount"] * 2}
+
+    app.state.dataplane.column_transforms.append(double_amount)
+    with make_client(app) as client:
+        body = _score(client, [make_deal(amount=100.0), make_deal(deal_id="D-2", amount=50.0)],
+                      headers={"X-Request-ID": "obs-1"}).json()
+    assert [s["value"] for s in body["scores"]] == [200.0, 100.0]
+    assert len(seen) == 1 and seen[0].request_id == "obs-1" and len(seen[0].batch.p_win) == 2
+    assert seen[0].snapshot.version == service_model.version
+
+
+def test_the_registrys_live_version_is_served(service_artifact: Path, tmp_path: Path) -> None:
+    from model.registry import Registry
+
+    registry = Registry(tmp_path / "registry")
+    empty = create_app(Settings(registry_dir=registry.root))
+    with make_client(empty) as client:
+        _wait(empty)
+        assert client.get("/health/ready").status_code == 503  # no registry yet: up, not ready
+    version = registry.add_artifact(service_artifact, action="publish", reason="test")
+    app = create_app(Settings(registry_dir=registry.root, model_dir=tmp_path / "ignored"))
+    with make_client(app) as client:
+        _wait(app)
+        ready = client.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["model_version"] == version

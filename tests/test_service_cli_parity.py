@@ -1,0 +1,63 @@
+"""Over HTTP, the service scores deals exactly as `dealscore score` does offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
+    TODAY,
+    deal_payloads,
+    fixture_service_artifact,
+    fixture_service_crm,
+    fixture_service_dataset,
+    fixture_service_training,
+    make_client,
+)
+
+from dealscore.cli import main as dealscore
+from model.artifact import load_artifact
+from service import Settings, create_app
+from training.synthetic_crm import SyntheticCRM
+
+
+def test_service_scores_equal_the_command_line(service_crm: SyntheticCRM, service_artifact: Path,
+                                               tmp_path: Path) -> None:
+    deals = service_crm.deals.tail(300)  # the open deals and the latest closed ones
+    deals_csv, clients_csv, out_csv = tmp_path / "deals.csv", tmp_path / "clients.csv", tmp_path / "scores.csv"
+    deals.to_csv(deals_csv, index=False)
+    service_crm.clients.to_csv(clients_csv, index=False)
+    assert dealscore(["score", "--model", str(service_artifact), "--deals", str(deals_csv),
+                      "--clients", str(clients_csv), "--out", str(out_csv)]) == 0
+    offline = pd.read_csv(out_csv, dtype={"deal_id": str}).set_index("deal_id")
+
+    model, metadata = load_artifact(service_artifact)
+    app = create_app(Settings(), model=model, metadata=metadata, clock=lambda: TODAY)
+    with make_client(app) as client:
+        response = client.post("/v1/score", json={"deals": deal_payloads(deals, service_crm.clients)})
+    assert response.status_code == 200, response.text
+    online = pd.DataFrame(response.json()["scores"]).set_index("deal_id")
+
+    assert list(online.index) == list(deals["deal_id"])
+    offline = offline.loc[online.index]
+    for column in ("p_win", "value", "expected_value", "value_per_hour"):
+        pd.testing.assert_series_equal(online[column].astype(float), offline[column].astype(float),
+                                       check_names=False, rtol=1e-12, atol=0)
+    assert list(online["grade"]) == list(offline["grade"])
+    assert list(online["history_source"]) == list(offline["history_source"])
+    assert (online["model_version"] == offline["model_version"]).all()
+    assert all(online["p_win"].between(0, 1))
+    assert online["p_win"].nunique() > 100  # real scores, not a constant
+
+
+@pytest.mark.parametrize("n", [1, 7])
+def test_a_deal_scores_the_same_alone_and_in_a_batch(service_crm: SyntheticCRM, service_artifact: Path,
+                                                     n: int) -> None:
+    payloads = deal_payloads(service_crm.deals.tail(n), service_crm.clients)
+    model, metadata = load_artifact(service_artifact)
+    app = create_app(Settings(), model=model, metadata=metadata, clock=lambda: TODAY)
+    with make_client(app) as client:
+        batch = client.post("/v1/score", json={"deals": payloads}).json()["scores"]
+        alone = [client.post("/v1/score", json={"deals": [p]}).json()["scores"][0] for p in payloads]
+    assert alone == batch

@@ -1,0 +1,89 @@
+"""The container image: builds, runs as non-root, becomes healthy, scores. Needs a Docker daemon."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _docker_unavailable() -> str | None:
+    if shutil.which("docker") is None:
+        return "the docker command is not installed"
+    try:
+        probe = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
+                               timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"docker info failed: {exc}"
+    if probe.returncode != 0:
+        reason = (probe.stderr.strip().splitlines() or ["no answer"])[-1]
+        return f"no Docker daemon is reachable ({reason[:160]})"
+    return None
+
+
+UNAVAILABLE = _docker_unavailable()
+needs_docker = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"Docker image test skipped: {UNAVAILABLE}")
+
+
+def test_dockerfile_is_slim_non_root_and_health_checked() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert "-slim" in text and "USER 10001" in text and "/health/ready" in text and "HEALTHCHECK" in text
+
+
+def test_the_image_context_leaves_out_what_the_service_does_not_need() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", "tests"} <= set(ignored)
+
+
+@pytest.fixture(scope="module")
+def image() -> Iterator[str]:
+    tag = f"dealscore-test:{uuid.uuid4().hex[:8]}"
+    subprocess.run(["docker", "build", "--build-arg", "DEMO_DEALS=3000", "-t", tag, str(ROOT)], check=True,
+                   timeout=1800)
+    yield tag
+    subprocess.run(["docker", "image", "rm", "-f", tag], check=False, capture_output=True)
+
+
+@pytest.mark.slow
+@needs_docker
+def test_the_container_becomes_healthy_and_scores(image: str) -> None:
+    name = f"dealscore-smoke-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["docker", "run", "-d", "--name", name, "-p", "127.0.0.1::8000", image], check=True,
+                   capture_output=True, timeout=60)
+    try:
+        port = subprocess.run(["docker", "port", name, "8000/tcp"], check=True, capture_output=True, text=True,
+                              timeout=30).stdout.strip().splitlines()[0].rsplit(":", 1)[1]
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert time.monotonic() < deadline, "the container never became ready"
+            time.sleep(1)
+        user = subprocess.run(["docker", "exec", name, "id", "-u"], capture_output=True, text=True, check=True)
+        assert user.stdout.strip() != "0"
+        body = json.dumps({"deals": [{"deal_id": "smoke-1", "created_at": "2025-06-01", "amount": 1000}]}).encode()
+        request = urllib.request.Request(f"{base}/v1/score", data=body, headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+        assert answer["scores"][0]["deal_id"] == "smoke-1"
+        assert 0 <= answer["scores"][0]["p_win"] <= 1
+        health = subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", name],
+                                capture_output=True, text=True, check=True)
+        assert health.stdout.strip() in {"healthy", "starting"}
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)

@@ -1,0 +1,229 @@
+"""Bad input never gets a 500: every failure is the one envelope, with the status and the fields named."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
+    TODAY,
+    TestClient,
+    fixture_service_client,
+    fixture_service_crm,
+    fixture_service_dataset,
+    fixture_service_model,
+    fixture_service_training,
+    make_client,
+    make_deal,
+)
+
+from model.scorer import ScoringModel
+from service import Settings, create_app
+
+
+def _error(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error", "request_id"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert body["request_id"] == response.headers["x-request-id"]
+    for detail in body["error"]["details"]:
+        assert set(detail) == {"field", "expected", "got"}
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+def _fields(error: dict[str, Any]) -> list[str]:
+    return [d["field"] for d in error["details"]]
+
+
+def _post(client: TestClient, deals: Any, path: str = "/v1/score") -> Any:
+    return client.post(path, json={"deals": deals})
+
+
+def test_every_bad_field_is_listed_in_one_answer(service_client: TestClient) -> None:
+    deals = [
+        make_deal(deal_id="a", amount=-5, created_at="31/03/2024", effort_hours="six"),
+        make_deal(deal_id="b", product="x" * 1_000_000, client={"client_id": True, "industy": "typo"}),
+        make_deal(deal_id="a"),
+        {"amount": 10},
+    ]
+    error = _error(_post(service_client, deals), 422, "invalid_input")
+    by_field = {d["field"]: d for d in error["details"]}
+    assert set(by_field) == {
+        "deals[0].amount", "deals[0].created_at", "deals[0].effort_hours", "deals[1].product",
+        "deals[1].client.client_id", "deals[1].client.industy", "deals[2].deal_id", "deals[3].deal_id",
+    }
+    assert by_field["deals[0].amount"] == {"field": "deals[0].amount", "expected": "a number >= 0", "got": "-5"}
+    assert by_field["deals[0].created_at"]["got"] == "'31/03/2024'"
+    assert "ISO 8601" in by_field["deals[0].created_at"]["expected"]
+    assert by_field["deals[1].product"]["expected"] == "text of at most 200 characters"
+    assert "1000000 characters" in by_field["deals[1].product"]["got"]
+    assert len(by_field["deals[1].product"]["got"]) < 100  # never the whole value back
+    assert "also at deals[0]" in by_field["deals[2].deal_id"]["got"]
+    assert by_field["deals[3].deal_id"]["got"] == "nothing"
+
+
+@pytest.mark.parametrize(("deal", "field", "expected"), [
+    (make_deal(amount=-1), "deals[0].amount", "a number >= 0"),
+    (make_deal(effort_hours=-0.5), "deals[0].effort_hours", "a number >= 0"),
+    (make_deal(amount="12"), "deals[0].amount", "a number"),
+    (make_deal(amount=True), "deals[0].amount", "a number"),
+    (make_deal(created_at="2024-02-30"), "deals[0].created_at", "a date like 2024-03-31 (ISO 8601)"),
+    (make_deal(created_at="1965-01-01"), "deals[0].created_at", "a date from 1970-01-01 to today (2026-01-15)"),
+    (make_deal(created_at="2031-01-01"), "deals[0].created_at", "a date from 1970-01-01 to today (2026-01-15)"),
+    (make_deal(created_at=20240301), "deals[0].created_at", "text"),
+    (make_deal(closed_at="2025-01-01"), "deals[0].closed_at", "a date on or after created_at"),
+    (make_deal(status="maybe"), "deals[0].status", "one of 'won', 'lost' or 'open'"),
+    (make_deal(deal_id=None), "deals[0].deal_id", "a value (required)"),
+    (make_deal(deal_id=10**30), "deals[0].deal_id", "text, or an integer of at most 18 digits"),
+    (make_deal(client_id="C1", client={"client_id": "C2"}), "deals[0].client.client_id", "the deal's client_id 'C1'"),
+    (make_deal(client={"industry": "retail"}), "deals[0].client.client_id", "a value (required)"),
+    (make_deal(client={"client_id": "C00010", "won_deals": -2}), "deals[0].client.won_deals", "a number >= 0"),
+    (make_deal(client={"client_id": "C00010", "last_won_at": "soon"}), "deals[0].client.last_won_at",
+     "a date like 2024-03-31 (ISO 8601)"),
+    (make_deal(client={"client_id": "C00010", "products": "payroll"}), "deals[0].client.products", "a list"),
+    (make_deal(client="C00010"), "deals[0].client", "an object"),
+    (make_deal(source={"nested": 1}), "deals[0].source", "text of at most 200 characters, a finite number"),
+    (make_deal(source=[1, 2]), "deals[0].source", "text of at most 200 characters, a finite number"),
+    (make_deal(source="s" * 201), "deals[0].source", "text of at most 200 characters, a finite number"),
+    (make_deal(won_deals=3), "deals[0].won_deals", "no field of this name on a deal"),
+    (make_deal(created_day=20000), "deals[0].created_day", "no field of this name on a deal"),
+    (make_deal(**{"f" * 65: 1}), "deals[0]." + "f" * 64 + "...", "a field name of at most 64 characters"),
+])
+def test_each_kind_of_bad_value_names_its_field(service_client: TestClient, deal: dict[str, Any], field: str,
+                                                expected: str) -> None:
+    error = _error(_post(service_client, [deal]), 422, "invalid_input")
+    assert _fields(error) == [field]
+    assert error["details"][0]["expected"].startswith(expected)
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_nan_and_infinite_numbers_are_refused(service_client: TestClient, literal: str) -> None:
+    for field in ("amount", "source"):
+        body = json.dumps({"deals": [make_deal(**{field: 0})]}).replace(f'"{field}": 0', f'"{field}": {literal}')
+        response = service_client.post("/v1/score", content=body, headers={"content-type": "application/json"})
+        error = _error(response, 422, "invalid_input")
+        assert _fields(error) == [f"deals[0].{field}"]
+        assert "finite" in error["details"][0]["expected"]
+
+
+def test_too_many_extra_fields_are_refused(service_client: TestClient) -> None:
+    deal = make_deal(**{f"extra_{i}": i for i in range(49)})  # and source, campaign_code: 51
+    error = _error(_post(service_client, [deal]), 422, "invalid_input")
+    assert error["details"][0] == {"field": "deals[0]", "expected": "at most 50 extra fields",
+                                   "got": "51 extra fields"}
+
+
+def test_a_text_value_in_a_numeric_feature_is_refused(service_training: Any) -> None:
+    # A model trained with a numeric extra column must get numbers in it.
+    model: ScoringModel = service_training.model
+    numeric = "amount"
+    assert numeric in model.spec.numeric
+    app = create_app(Settings(), model=model, clock=lambda: TODAY)
+    with make_client(app) as client:
+        error = _error(_post(client, [make_deal(amount="lots")]), 422, "invalid_input")
+    assert _fields(error) == ["deals[0].amount"]
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"deals": []}, "deals"),
+    ({}, "deals"),
+    ({"deals": {"deal_id": "a"}}, "deals"),
+    ([], "body"),
+    ({"deals": [make_deal()], "extra": 1}, "extra"),
+])
+def test_a_body_of_the_wrong_shape_is_422(service_client: TestClient, body: Any, field: str) -> None:
+    error = _error(service_client.post("/v1/score", json=body), 422, "invalid_input")
+    assert _fields(error) == [field]
+
+
+def test_an_empty_batch_says_what_is_expected(service_client: TestClient) -> None:
+    error = _error(_post(service_client, []), 422, "invalid_input")
+    assert error["details"] == [{"field": "deals", "expected": "1 to 50 deals", "got": "an empty list"}]
+
+
+@pytest.mark.parametrize("path", ["/v1/score", "/v1/rank", "/v1/gaps"])
+def test_too_many_items_is_413_with_the_limit(service_client: TestClient, path: str) -> None:
+    items = "clients" if path == "/v1/gaps" else "deals"
+    entries = ([{"client_id": f"c{i}"} for i in range(51)] if items == "clients"
+               else [make_deal(deal_id=str(i)) for i in range(51)])
+    error = _error(service_client.post(path, json={items: entries}), 413, "payload_too_large")
+    assert "at most 50" in error["message"]
+    assert error["details"][0]["field"] == items
+
+
+def test_a_body_over_the_byte_limit_is_413_before_parsing(service_model: ScoringModel) -> None:
+    app = create_app(Settings(max_body_bytes=2048), model=service_model, clock=lambda: TODAY)
+    with make_client(app) as client:
+        big = {"deals": [make_deal(deal_id=str(i)) for i in range(40)]}
+        error = _error(client.post("/v1/score", json=big), 413, "payload_too_large")
+        assert "2,048 bytes" in error["message"]
+
+        def chunks() -> Any:  # no content-length: counted while streaming
+            for _ in range(10):
+                yield b" " * 1024
+
+        streamed = client.post("/v1/score", content=chunks(), headers={"content-type": "application/json"})
+        _error(streamed, 413, "payload_too_large")
+
+
+@pytest.mark.parametrize("body", [b"{", b'{"deals": [}', b"\xff\xfe", b"", b"deals=1"])
+def test_malformed_json_is_400(service_client: TestClient, body: bytes) -> None:
+    response = service_client.post("/v1/score", content=body, headers={"content-type": "application/json"})
+    error = _error(response, 400, "malformed_json")
+    assert _fields(error) == ["body"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_body_not_sent_as_json_is_415(service_client: TestClient, content_type: str | None) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = service_client.post("/v1/score", content=json.dumps({"deals": [make_deal()]}), headers=headers)
+    error = _error(response, 415, "unsupported_media_type")
+    assert _fields(error) == ["content-type"]
+
+
+def test_json_with_a_charset_is_fine(service_client: TestClient) -> None:
+    response = service_client.post("/v1/score", content=json.dumps({"deals": [make_deal()]}),
+                                   headers={"content-type": "application/json; charset=utf-8"})
+    assert response.status_code == 200
+
+
+def test_an_unknown_rank_order_is_422_naming_the_query_parameter(service_client: TestClient) -> None:
+    response = service_client.post("/v1/rank", params={"by": "luck"}, json={"deals": [make_deal()]})
+    error = _error(response, 422, "invalid_input")
+    assert _fields(error) == ["query.by"]
+    assert "expected_value" in error["details"][0]["expected"]
+
+
+def test_unknown_routes_and_methods_use_the_envelope(service_client: TestClient) -> None:
+    _error(service_client.get("/v1/nothing"), 404, "not_found")
+    _error(service_client.get("/v1/score"), 405, "method_not_allowed")
+
+
+def test_duplicate_clients_in_gaps_are_refused(service_client: TestClient) -> None:
+    response = service_client.post("/v1/gaps", json={"clients": [{"client_id": "a"}, {"client_id": "a"}]})
+    assert _fields(_error(response, 422, "invalid_input")) == ["clients[1].client_id"]
+
+
+def test_an_internal_error_is_500_without_input_or_traceback(service_model: ScoringModel,
+                                                              caplog: pytest.LogCaptureFixture,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(Settings(), model=service_model, clock=lambda: TODAY)
+
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret-deal-value in a traceback")
+
+    monkeypatch.setattr(app.state.dataplane, "score", explode)
+    with make_client(app) as client, caplog.at_level(logging.ERROR, logger="dealscore.service"):
+        response = client.post("/v1/score", json={"deals": [make_deal(deal_id="secret-deal-value")]},
+                               headers={"X-Request-ID": "boom-1"})
+    error = _error(response, 500, "internal_error")
+    assert "secret" not in response.text and "Traceback" not in response.text
+    assert error["details"] == []
+    logged = [r for r in caplog.records if getattr(r, "request_id", None) == "boom-1"]
+    assert logged and logged[0].exc_info is not None and logged[0].levelname == "ERROR"

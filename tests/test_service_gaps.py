@@ -1,0 +1,64 @@
+"""Gap lists over HTTP when the model has ideal client profiles: /v1/gaps and each score's `gaps`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
+    TODAY,
+    TestClient,
+    fixture_service_crm,
+    fixture_service_dataset,
+    fixture_service_profiled_model,
+    fixture_service_training,
+    make_client,
+    make_deal,
+)
+
+from model.scorer import ScoringModel
+from service import Settings, create_app
+from service.schemas import GapOut
+
+GAP_FIELDS = set(GapOut.model_fields)
+
+
+@pytest.fixture(scope="module")
+def client(service_profiled_model: ScoringModel) -> Iterator[TestClient]:
+    app = create_app(Settings(top_gaps=2), model=service_profiled_model, clock=lambda: TODAY)
+    with make_client(app) as test_client:
+        yield test_client
+
+
+def test_gaps_lists_products_for_known_and_new_clients(client: TestClient,
+                                                       service_profiled_model: ScoringModel) -> None:
+    known = next(iter(service_profiled_model.spec.client_keys))
+    clients = [{"client_id": known},
+               {"client_id": "new-1", "industry": "retail", "size": "small", "region": "north",
+                "since": "2024-01-10", "products": ["settlement_account"]}]
+    response = client.post("/v1/gaps", json={"clients": clients}, params={"top": 3})
+    assert response.status_code == 200, response.text
+    answers = response.json()["clients"]
+    assert [a["client_id"] for a in answers] == [known, "new-1"]
+    for answer in answers:
+        assert answer["segment"]
+        assert 0 < len(answer["gaps"]) <= 3
+        for gap in answer["gaps"]:
+            assert set(gap) == GAP_FIELDS
+            assert 0 <= gap["adoption"] <= 1 and 0 <= gap["p_accept"] <= 1 and gap["reason"]
+    assert "settlement_account" not in [g["product"] for g in answers[1]["gaps"]]  # it holds it already
+
+
+def test_each_score_carries_its_clients_top_gaps(client: TestClient, service_profiled_model: ScoringModel) -> None:
+    known = next(iter(service_profiled_model.spec.client_keys))
+    deals = [make_deal(deal_id="a", client_id=known), make_deal(deal_id="b", client_id=None),
+             make_deal(deal_id="c", client_id=known)]
+    scores = client.post("/v1/score", json={"deals": deals}).json()["scores"]
+    assert 0 < len(scores[0]["gaps"]) <= 2
+    assert scores[1]["gaps"] == []  # no client, no gap list
+    assert scores[2]["gaps"] == scores[0]["gaps"]
+    assert set(scores[0]["gaps"][0]) == GAP_FIELDS
+
+
+def test_model_says_it_has_profiles(client: TestClient) -> None:
+    assert client.get("/v1/model").json()["has_profiles"] is True

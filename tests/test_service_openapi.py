@@ -1,0 +1,103 @@
+"""The published contract: committed openapi.json equals the app's, examples everywhere, names from the contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from model.contract import CLIENT_HISTORY, CLIENTS, DEALS, MAX_TEXT_LENGTH
+from service import settings_doc
+from service.openapi_export import openapi_document, render
+from service.schemas import Client, Deal, ScoreOut, contract_field_names, request_models
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return openapi_document()
+
+
+def test_committed_openapi_is_what_the_app_serves(document: dict[str, Any]) -> None:
+    committed = ROOT / "openapi.json"
+    assert committed.is_file(), "openapi.json is missing: run `make openapi`"
+    assert committed.read_text() == render(document), "openapi.json is out of date: run `make openapi`"
+
+
+def test_every_request_and_response_has_an_example(document: dict[str, Any]) -> None:
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if "requestBody" in operation:
+                assert "example" in operation["requestBody"]["content"]["application/json"], (path, method)
+            for status, response in operation["responses"].items():
+                content = response.get("content", {}).get("application/json", {})
+                assert "example" in content, (path, method, status)
+
+
+def test_every_error_is_the_one_envelope(document: dict[str, Any]) -> None:
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if not status.startswith("2"):
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (path, method, status)
+                    example = response["content"]["application/json"]["example"]
+                    assert set(example) == {"error", "request_id"}
+                    assert set(example["error"]) == {"code", "message", "details"}
+    assert "HTTPValidationError" not in str(document)
+
+
+def test_the_contract_endpoints_are_all_there(document: dict[str, Any]) -> None:
+    assert set(document["paths"]) >= {"/v1/score", "/v1/rank", "/v1/gaps", "/v1/model", "/health/live",
+                                      "/health/ready"}
+    schemas = document["components"]["schemas"]
+    assert schemas["ScoreRequest"]["properties"]["deals"]["maxItems"] == Settings.model_construct().max_batch
+    for name in ("deal_id", "p_win", "value", "expected_value", "grade", "reasons", "gaps"):
+        assert name in schemas["ScoreOut"]["properties"]
+
+
+def test_request_schemas_carry_exactly_the_contracts_fields() -> None:
+    names = contract_field_names()
+    assert tuple(Deal.model_fields) == names["Deal"]
+    assert tuple(Client.model_fields) == names["Client"]
+    # ... and the contract's own rules: required fields, minimums, the text limit.
+    for column in DEALS.columns:
+        assert Deal.model_fields[column.name].is_required() == (column.required == "always"), column.name
+    for column in (*DEALS.columns, *CLIENTS.columns, *CLIENT_HISTORY.columns):
+        if column.minimum is not None:
+            model = Deal if column.name in Deal.model_fields else Client
+            schema = model.model_json_schema()["properties"][column.name]
+            assert {"minimum": column.minimum, "type": "number"} in schema["anyOf"], column.name
+    product = Deal.model_json_schema()["properties"]["product"]
+    assert {"type": "string", "maxLength": MAX_TEXT_LENGTH} in product["anyOf"]
+
+
+def test_the_batch_limit_comes_from_the_settings() -> None:
+    assert request_models(7).score.model_json_schema()["properties"]["deals"]["maxItems"] == 7
+
+
+def test_score_fields_follow_the_contract() -> None:
+    assert {"deal_id", "p_win", "value", "expected_value", "grade", "reasons", "gaps"} <= set(ScoreOut.model_fields)
+
+
+def test_settings_documentation_is_generated_from_the_code() -> None:
+    page = ROOT / "docs" / "settings.md"
+    assert page.is_file(), "docs/settings.md is missing: run `python -m service.settings_doc docs/settings.md`"
+    assert page.read_text() == settings_doc.render()
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"setting {name} has no documentation"
+        assert f"DEALSCORE_{name.upper()}" in page.read_text()
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEALSCORE_MAX_BATCH", "12")
+    monkeypatch.setenv("DEALSCORE_MODEL_DIR", "")
+    monkeypatch.setenv("DEALSCORE_LOG_LEVEL", "debug")
+    settings = Settings()
+    assert settings.max_batch == 12 and settings.model_dir is None and settings.log_level == "DEBUG"
+    monkeypatch.setenv("DEALSCORE_MAX_BATCH", "0")
+    with pytest.raises(ValueError):
+        Settings()

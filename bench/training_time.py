@@ -58,7 +58,8 @@ class Timing:
 
 # train()'s progress messages, by how they start, and the step each one opens.
 STEPS = {"checking": "leak guard", "building": "as-of features", "fitting the evaluation": "evaluation fit + baselines",
-         "fitting the published": "published fit + value model", "fixing": "grades + report", "done": "done"}
+         "fitting the published": "published fit + value model", "fixing": "grades + report",
+         "fitting ideal": "client profiles", "done": "done"}
 
 
 def step_name(message: str) -> str:

@@ -161,8 +161,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings(**overrides)
     if settings.model_dir is None and getattr(settings, "registry_dir", None) is None:
         settings = Settings(**{**overrides, "model_dir": str(ensure_demo_model(_progress()))})
+    _say(try_it_line(settings.host, settings.port))
     serve(settings)
     return 0
+
+
+def try_it_line(host: str, port: int) -> str:
+    """A ready-to-paste request for the demo model (a known demo client, a product of its catalogue)."""
+    deal = ('{"deals": [{"deal_id": "D1", "client_id": "C00042", "created_at": "2025-12-01", "amount": 12000, '
+            '"product": "credit_line", "effort_hours": 6, "source": "referral"}]}')
+    return (f"dealscore is starting on http://{host}:{port} (API docs at /docs). Once it is up, score a deal:\n"
+            f"  curl -s http://{host}:{port}/v1/score -H 'content-type: application/json' -d '{deal}'")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ run: $(BIN)/.installed  ## set up, train the demo model on generated data, serve
 test: lint typecheck pytest  ## set up and run every check: ruff, mypy, pytest
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check .
+	$(BIN)/ruff check --no-cache .
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy model training service dealscore

@@ -44,7 +44,6 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
 
 def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, out: str, top_k: int = 5) -> int:
     from model.client_analytics import gap_table
-
     from model.dataset import load_tables
 
     model, _ = load_artifact(model_dir)

@@ -5,7 +5,7 @@
 Three servers run on 127.0.0.1 (one uvicorn worker each, one native thread):
   floor    the service's own app with the model pass replaced by canned scores (bench/floor_server.py)
   bare     the same model behind a minimal FastAPI endpoint, hand-built numpy columns (bench/bare_server.py)
-  service  the real service (service.app), reasons and gap lists included
+  service  the real service (service.app as the server builds it: reasons, gap lists, score log)
 and are measured in turn, round after round (the median over rounds is reported, so drift on a shared
 machine hits all three alike): single-deal p50/p99 with one connection, requests/s and p99 with 8
 connections, deals/s for batches of 1,000 (sequential, from Python), and each server's CPU time per
@@ -110,10 +110,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running(name: str, model_dir: Path) -> Iterator[tuple[int, int]]:
+def running(name: str, model_dir: Path, home: Path) -> Iterator[tuple[int, int]]:
     port = _free_port()
+    # DEALSCORE_HOME in the run's temporary directory: the service's score log (a SQLite file by default)
+    # is part of what is measured, but never written into the working tree.
     env = {**os.environ, "DEALSCORE_MODEL_DIR": str(model_dir), "OMP_NUM_THREADS": "1",
-           "DEALSCORE_LOG_LEVEL": "INFO", "PYTHONPATH": str(ROOT)}
+           "DEALSCORE_LOG_LEVEL": "INFO", "PYTHONPATH": str(ROOT), "DEALSCORE_HOME": str(home / name)}
     command = [sys.executable, "-m", "uvicorn", SERVERS[name], "--factory", "--host", "127.0.0.1",
                "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
     # Logs go to /dev/null: the service still formats and writes its line per request, as in production.
@@ -336,7 +338,7 @@ def run(model_dir: Path, seconds: float, rounds: int, work: Path) -> Results:
             store[name] = []
     for round_ in range(rounds):
         for name in SERVERS:
-            with running(name, model_dir) as server:
+            with running(name, model_dir, work) as server:
                 drive(server, single_file, 1, 1)  # warm the connection path and caches
                 results.single[name].append(drive(server, single_file, 1, seconds))
                 results.concurrent[name].append(drive(server, single_file, 8, seconds))

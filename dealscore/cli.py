@@ -84,7 +84,8 @@ def _summary_table(artifact: Path) -> str:
     lines.append(f"grade A from EV {cut['a_min_expected_value']:,.0f}, B from {cut['b_min_expected_value']:,.0f}"
                  + (f", D below {floor:,.0f} per hour" if floor else ""))
     for leak in meta["leaks"]:
-        lines.append(f"leak guard: {leak['column']} {'kept' if leak['kept'] else 'excluded'}: {leak['reason']}")
+        verdict = "to review" if leak.get("review_only") else "kept" if leak["kept"] else "excluded"
+        lines.append(f"leak guard: {leak['column']} {verdict}: {leak['reason']}")
     lines.append(f"artifact: {artifact} (report.html inside)")
     return "\n".join(lines)
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from model.asof import NO_KEY, AsOfCounts, AsOfIndex
 from model.contract import NON_FEATURE_DEAL_COLUMNS, OPT_IN_DEAL_COLUMNS
+from model.errors import ContractViolation, Problem
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -104,6 +105,13 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
         has_client_since="client_since" in deals.columns and bool(deals["client_since"].notna().any()),
     )
     spec.names, spec.categorical_names = _feature_names(spec)
+    clashes = sorted({name for name in spec.names if spec.names.count(name) > 1})
+    if clashes:
+        # LightGBM refuses repeated feature names deep inside fitting; say which column to rename or exclude.
+        raise ContractViolation(
+            "extra columns clash with features dealscore derives itself",
+            [Problem(name, "a column name not used by a derived feature (rename it, or list it under exclude "
+                     "in the mapping file)", f"'{name}'", table="deals") for name in clashes])
     return spec
 
 

@@ -110,3 +110,13 @@ def test_too_few_closed_deals_are_refused_with_how_many_more(small_crm: Syntheti
     deals = pd.concat([closed, lost])
     with pytest.raises(InsufficientData, match="12 lost.*8 more lost"):
         train(dataset_from_frames(deals, small_crm.clients, None, for_training=True))
+
+
+def test_an_extra_column_named_like_a_derived_feature_is_refused_clearly(small_crm: SyntheticCRM) -> None:
+    from model.errors import ContractViolation
+
+    deals = small_crm.deals.copy()
+    deals["month"] = "March"
+    with pytest.raises(ContractViolation, match="clash") as caught:
+        train(dataset_from_frames(deals, small_crm.clients, None, for_training=True))
+    assert [p.field for p in caught.value.problems] == ["month"]

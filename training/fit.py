@@ -238,7 +238,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         "metrics": metrics,
         "holdout_p_win": holdout_p.tolist() if n_holdout <= 5000 else None,
         "grades": grade_table(won[holdout_rows], [str(g) for g in holdout_grades], holdout_value),
-        "leaks": [{"column": f.column, "reason": f.reason, "kept": f.kept} for f in leaks],
+        "leaks": [{"column": f.column, "reason": f.reason, "kept": f.kept, "review_only": f.review_only}
+                  for f in leaks],
         "value_model": value_model is not None,
     }
     report["calibration_curve"] = calibration_curve(won[holdout_rows], holdout_p)

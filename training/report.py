@@ -66,8 +66,10 @@ def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:
 
 def render_html(report: dict[str, Any]) -> str:
     split = report["split"]
+    notes = {"review": " (used: check it)", "kept": " (kept on request)", "excluded": " (excluded)"}
     leaks = "".join(f"<li><b>{html.escape(f['column'])}</b>: {html.escape(f['reason'])}"
-                    f"{' (kept on request)' if f['kept'] else ' (excluded)'}</li>" for f in report["leaks"])
+                    f"{notes['review' if f.get('review_only') else 'kept' if f['kept'] else 'excluded']}</li>"
+                    for f in report["leaks"])
     grades = "".join(
         f"<tr><th>{g['grade']}</th><td>{g['deals']}</td><td>{g['share_of_deals']:.1%}</td>"
         f"<td>{g['win_rate']:.1%}</td><td>{g['share_of_realised_value']:.1%}</td></tr>" for g in report["grades"])

@@ -158,13 +158,11 @@ def _admin(statement: str) -> None:
 
 
 def postgres_reachable() -> bool:
+    from service.feedback.db import reachable
+
     engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 2})
     try:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-        return True
-    except sa.exc.SQLAlchemyError:
-        return False
+        return reachable(engine)
     finally:
         engine.dispose()
 

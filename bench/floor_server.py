@@ -1,5 +1,6 @@
-"""The floor: the service's own app (same parsing, checks, columns, logging and response encoding) with the
-model pass replaced by canned scores. The gap between it and the service is what scoring costs.
+"""The floor: the service's own app as the server builds it (same parsing, checks, columns, logs, score log
+and response encoding) with the model pass replaced by canned scores and no gap lists. The gap between it
+and the service is what scoring costs.
 
     DEALSCORE_MODEL_DIR=/path/to/artifact uvicorn bench.floor_server:create_floor_app --factory
 """
@@ -16,6 +17,7 @@ from fastapi import FastAPI
 from model.artifact import load_artifact
 from model.scorer import ScoreBatch
 from service.app import create_app
+from service.feedback import Feedback, FeedbackConfig
 from service.logs import configure_logging
 from service.settings import Settings
 
@@ -44,6 +46,7 @@ def create_floor_app() -> FastAPI:
     assert settings.model_dir is not None, "set DEALSCORE_MODEL_DIR"
     model, metadata = load_artifact(settings.model_dir)
     model.profiles = None  # no gap lists either: the floor does no model work at all
-    app = create_app(settings, model=model, metadata=metadata)
+    feedback = Feedback(FeedbackConfig.from_settings(settings))
+    app = create_app(settings, model=model, metadata=metadata, feedback=feedback)
     model.score = CannedScores(model)  # type: ignore[method-assign]
     return app

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from model.artifact import METADATA_FILE, load_artifact, save_artifact, verify_artifact
+from model.artifact import METADATA_FILE, load_artifact, read_metadata, save_artifact, verify_artifact
 from model.errors import ArtifactError, DealscoreError, NotFound, NotReady
 from model.scorer import ScoringModel
 
@@ -248,14 +248,7 @@ class Registry:
     def metadata(self, version: str) -> dict[str, Any]:
         """A version's metadata.json, unverified (for listings); NotFound for a version not in the registry."""
         self._require(self._read(), version)
-        path = self.path_of(version) / METADATA_FILE
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ArtifactError(f"version {version} in {self.root}: {METADATA_FILE} is unreadable ({exc})") from exc
-        if not isinstance(data, dict):
-            raise ArtifactError(f"version {version} in {self.root}: {METADATA_FILE} is not an object")
-        return data
+        return read_metadata(self.path_of(version))
 
     def verify(self, version: str) -> dict[str, Any]:
         """Checksums, library versions and the version name inside; the metadata, or ArtifactError."""

@@ -1,4 +1,9 @@
-"""Offline jobs over files: score deals, list gaps, client analytics. Outputs are written atomically."""
+"""Offline jobs over files: score deals, list gaps, client analytics. Outputs are written atomically.
+
+With a model, input columns are typed as the model was trained on them (its feature spec, its profiles'
+attributes), as the service does: a text column whose values all look like numbers ("123") stays the
+text level "123" instead of becoming the number 123.0, a level the model never saw.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ import pandas as pd
 from dealscore.outputs import write_csv_atomically
 from model.artifact import load_artifact
 from model.dataset import load_dataset
-from model.features import attach_clients, frame_columns
+from model.features import CLIENT_ATTRIBUTES, attach_clients, frame_columns
+from model.profiles import TENURE
 
 
 def score_frame(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -> pd.DataFrame:
@@ -33,10 +39,32 @@ def score_frame(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -
     })
 
 
+def feature_kinds(model: Any) -> dict[str, str]:
+    """How the model's input columns are typed ("number" or "text"), named as load_dataset's `kinds`.
+
+    A client attribute (industry, size, region) is a feature under its own name whether it comes in the
+    deals file or through the clients table, so it is named both ways.
+    """
+    spec = model.spec
+    kinds = {**dict.fromkeys(spec.categorical, "text"), **dict.fromkeys(spec.numeric, "number")}
+    kinds.update({f"clients.{name}": kind for name, kind in kinds.items() if name in CLIENT_ATTRIBUTES})
+    return profile_kinds(model) | kinds
+
+
+def profile_kinds(model: Any) -> dict[str, str]:
+    """The clients columns the model's ideal profiles segment by: banded numbers or text levels."""
+    profiles = getattr(model, "profiles", None)
+    if profiles is None:
+        return {}
+    encoder = profiles.encoder
+    return {f"clients.{name}": "number" if name in encoder.bands else "text"
+            for name in encoder.attributes if name != TENURE}
+
+
 def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | None, mapping: str | None,
                out: str) -> int:
     model, _ = load_artifact(model_dir)
-    dataset = load_dataset(deals, clients, holdings, mapping, for_training=False)
+    dataset = load_dataset(deals, clients, holdings, mapping, for_training=False, kinds=feature_kinds(model))
     scores = score_frame(model, dataset.deals, dataset.clients)
     write_csv_atomically(scores, out)
     return len(scores)
@@ -51,7 +79,7 @@ def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, 
         from model.errors import ArtifactError
 
         raise ArtifactError(f"model at {model_dir} has no ideal client profiles (trained without holdings)")
-    client_frame, holding_frame = load_tables(clients, holdings, mapping)
+    client_frame, holding_frame = load_tables(clients, holdings, mapping, kinds=profile_kinds(model))
     table = gap_table(model.profiles, client_frame, holding_frame, top_k=top_k)
     write_csv_atomically(table, out)
     return len(table)
@@ -61,12 +89,14 @@ def clients_file(deals: str, clients: str | None, mapping: str | None, out: str,
                  model_dir: str | None = None) -> int:
     from model.client_analytics import client_analytics
 
-    dataset = load_dataset(deals, clients, None, mapping, for_training=True)
+    model = load_artifact(model_dir)[0] if model_dir else None
+    kinds = profile_kinds(model) if model is not None else None
+    dataset = load_dataset(deals, clients, None, mapping, for_training=True, kinds=kinds)
     as_of_date = date.fromisoformat(as_of) if as_of else None
-    profiles = load_artifact(model_dir)[0].profiles if model_dir else None
+    profiles = model.profiles if model is not None else None
     table = client_analytics(dataset.deals, dataset.clients, as_of=as_of_date, profiles=profiles)
     write_csv_atomically(table, out)
     return len(table)
 
 
-__all__ = ["clients_file", "gaps_file", "score_file", "score_frame"]
+__all__ = ["clients_file", "feature_kinds", "gaps_file", "profile_kinds", "score_file", "score_frame"]

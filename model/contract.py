@@ -6,6 +6,7 @@ Readers, validation, feature building, the API schemas and the docs all derive f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 from typing import Literal
 
@@ -16,6 +17,9 @@ class Kind(StrEnum):
     DATE = "date"  # ISO 8601 date (or via the mapping file's date_format)
     NUMBER = "number"  # finite real number
     STATUS = "status"  # one of STATUS_VALUES
+    # A number when every value present in the column is one (a count of employees), text otherwise (a
+    # size band): typed as an extra column is, or as the model's features say when scoring with a model.
+    TEXT_OR_NUMBER = "text_or_number"
 
 
 Required = Literal["always", "training", "no"]
@@ -27,6 +31,17 @@ CLOSED_STATUSES: tuple[str, ...] = ("won", "lost")
 # is an attack or a bug, not data.
 MAX_TEXT_LENGTH = 200
 
+# The dates a table may carry, first to last. The as-of history counts days from 1970-01-01, so a deal
+# dated earlier has no meaningful history (the API refuses it too); a client's first contract or a
+# holding's start may go back further, but a date before 1900 is a placeholder or a typo. Nothing may be
+# dated after the day of validation: "2999-12-31" means "unknown", not a date.
+EARLIEST_DATE = date(1900, 1, 1)
+EARLIEST_DEAL_DATE = date(1970, 1, 1)
+
+# Columns required for training only because fitting needs them: an open deal (scored, not trained on)
+# may leave them empty in a training set too. It is then set aside, as it cannot be placed in time.
+OPEN_DEALS_MAY_LACK: frozenset[str] = frozenset({"created_at"})
+
 
 @dataclass(frozen=True)
 class Column:
@@ -35,6 +50,7 @@ class Column:
     required: Required
     description: str
     minimum: float | None = None
+    earliest: date = EARLIEST_DATE  # dates only: the first accepted (the last is the day of validation)
 
 
 @dataclass(frozen=True)
@@ -64,8 +80,9 @@ DEALS = Table(
     columns=(
         Column("deal_id", Kind.ID, "always", "unique id of the deal"),
         Column("client_id", Kind.ID, "no", "links to clients and holdings; without it history features are off"),
-        Column("created_at", Kind.DATE, "training", "when the deal was opened; history is taken as of this date"),
-        Column("closed_at", Kind.DATE, "no", "when it was won or lost"),
+        Column("created_at", Kind.DATE, "training", "when the deal was opened; history is taken as of this date",
+               earliest=EARLIEST_DEAL_DATE),
+        Column("closed_at", Kind.DATE, "no", "when it was won or lost", earliest=EARLIEST_DEAL_DATE),
         Column("status", Kind.STATUS, "training", "won, lost or open (open deals are scored, not trained on)"),
         Column("amount", Kind.NUMBER, "no", "deal value if won (money)", minimum=0.0),
         Column("product", Kind.TEXT, "no", "what is being sold"),
@@ -81,7 +98,7 @@ CLIENTS = Table(
     columns=(
         Column("client_id", Kind.ID, "always", "unique id of the client"),
         Column("industry", Kind.TEXT, "no", "segment attribute"),
-        Column("size", Kind.TEXT, "no", "segment attribute (a size band, or a number of employees)"),
+        Column("size", Kind.TEXT_OR_NUMBER, "no", "segment attribute (a size band, or a number of employees)"),
         Column("region", Kind.TEXT, "no", "segment attribute"),
         Column("since", Kind.DATE, "no", "date of the first contract"),
     ),

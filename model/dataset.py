@@ -6,6 +6,7 @@ Problems of all tables come back in one ContractViolation, so a user fixes every
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Mapping as KindMap
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
@@ -33,6 +34,9 @@ class Dataset:
     extra_columns: dict[str, str]
     excluded_columns: tuple[str, ...]  # source columns the mapping dropped
     holdings_derived: bool  # holdings built from won deals because none were given
+    # Open deals of a training set without created_at: set aside (they cannot be placed in time, and
+    # open deals are scored, not trained on); see model.contract.OPEN_DEALS_MAY_LACK.
+    undated_open_deals: int = 0
 
     @property
     def summary(self) -> dict[str, int]:
@@ -47,6 +51,8 @@ class Dataset:
             counts["prospect_deals"] = int((client_ids.notna() & ~known).sum())
         if self.holdings is not None:
             counts["holdings"] = len(self.holdings)
+        if self.undated_open_deals:
+            counts["undated_open_deals"] = self.undated_open_deals
         return counts
 
 
@@ -58,6 +64,7 @@ def load_dataset(
     *,
     for_training: bool,
     today: date | None = None,
+    kinds: KindMap[str, str] | None = None,
 ) -> Dataset:
     """Read every source (see model.sources), then map and validate them as dataset_from_frames does."""
     problems: list[Problem] = []
@@ -73,7 +80,7 @@ def load_dataset(
     assert deals_df is not None  # no problems, so every source was read
     return dataset_from_frames(
         deals_df, frames.get("clients"), frames.get("holdings"), loaded_mapping,
-        for_training=for_training, today=today,
+        for_training=for_training, today=today, kinds=kinds,
     )
 
 
@@ -85,8 +92,14 @@ def dataset_from_frames(
     *,
     for_training: bool,
     today: date | None = None,
+    kinds: KindMap[str, str] | None = None,
 ) -> Dataset:
-    """Map and validate frames already in memory; ContractViolation lists the problems of all tables."""
+    """Map and validate frames already in memory; ContractViolation lists the problems of all tables.
+
+    `kinds` ("number" or "text") types columns as a model was trained on them instead of by their values,
+    named as in Dataset.extra_columns: a deals column by its name, a clients column as "clients.size".
+    For training, open deals without created_at are set aside and counted (Dataset.undated_open_deals).
+    """
     mapping = mapping or Mapping()
     problems: list[Problem] = []
     raw = {"deals": deals_df, "clients": clients_df, "holdings": holdings_df}
@@ -104,10 +117,11 @@ def dataset_from_frames(
     if "deals" in mapped:
         deals = _collect(problems, partial(
             validate_deals, mapped["deals"], for_training=for_training, date_format=formats("deals"),
-            today=today))
+            today=today, kinds=_table_kinds(kinds, "deals")))
     if "clients" in mapped:
         clients = _collect(problems, partial(
-            validate_clients, mapped["clients"], date_format=formats("clients"), today=today))
+            validate_clients, mapped["clients"], date_format=formats("clients"), today=today,
+            kinds=_table_kinds(kinds, "clients")))
     if "holdings" in mapped:
         # Ids from the mapped clients table even when it has problems of its own, so holdings are
         # checked against what the user sent rather than skipped.
@@ -124,6 +138,13 @@ def dataset_from_frames(
         )
     assert deals is not None  # no problems, so the deals were validated
 
+    undated_open = 0
+    if for_training and "created_at" in deals and "status" in deals:
+        undated = (deals["status"] == "open") & deals["created_at"].isna()
+        undated_open = int(undated.sum())
+        if undated_open:
+            deals = deals[~undated].reset_index(drop=True)
+
     holdings_derived = False
     if holdings is None:
         holdings = holdings_from_deals(deals)
@@ -137,7 +158,19 @@ def dataset_from_frames(
     return Dataset(
         deals=deals, clients=clients, holdings=holdings, extra_columns=extra_columns,
         excluded_columns=tuple(dict.fromkeys(excluded)), holdings_derived=holdings_derived,
+        undated_open_deals=undated_open,
     )
+
+
+def _table_kinds(kinds: KindMap[str, str] | None, table: str) -> dict[str, str] | None:
+    """One table's share of `kinds`: deals' columns go by their own name, other tables' as "table.name"."""
+    if not kinds:
+        return None
+    if table == "deals":
+        others = tuple(f"{name}." for name in TABLES if name != "deals")
+        return {name: kind for name, kind in kinds.items() if not name.startswith(others)}
+    prefix = f"{table}."
+    return {name[len(prefix):]: kind for name, kind in kinds.items() if name.startswith(prefix)}
 
 
 def holdings_from_deals(deals: pd.DataFrame) -> pd.DataFrame | None:
@@ -176,9 +209,13 @@ def _collect(problems: list[Problem], step: Callable[[], T]) -> T | None:
 
 
 def load_tables(
-    clients: str, holdings: str, mapping: str | Path | None = None, *, today: date | None = None
+    clients: str, holdings: str, mapping: str | Path | None = None, *, today: date | None = None,
+    kinds: KindMap[str, str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Clients and holdings alone (no deals), read, mapped and validated: for offline gap lists."""
+    """Clients and holdings alone (no deals), read, mapped and validated: for offline gap lists.
+
+    `kinds` as for dataset_from_frames ("clients.size": "number" or "text").
+    """
     problems: list[Problem] = []
     loaded_mapping = (_collect(problems, partial(load_mapping, mapping)) if mapping is not None else None) or Mapping()
     raw_clients = _collect(problems, partial(read_table, clients, "clients"))
@@ -191,7 +228,8 @@ def load_tables(
     typed_clients = typed_holdings = None
     if mapped_clients is not None:
         typed_clients = _collect(problems, partial(
-            validate_clients, mapped_clients, date_format=loaded_mapping.table("clients").date_format, today=today))
+            validate_clients, mapped_clients, date_format=loaded_mapping.table("clients").date_format, today=today,
+            kinds=_table_kinds(kinds, "clients")))
     if mapped_holdings is not None:
         known = id_set(mapped_clients["client_id"]) if mapped_clients is not None and (
             "client_id" in mapped_clients) else None

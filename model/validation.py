@@ -3,38 +3,54 @@
 Sources hand over raw values (CSV: strings); this module alone decides what parses. A problem names
 its table, column, the 1-based data rows as in the file (the first few and a count), what was
 expected and the first values that came instead.
+
+Dates are accepted from their column's `earliest` (1970-01-01 for a deal's dates, 1900-01-01 for the
+others; see model.contract) to the day of validation. Extra columns, and a client's `size`, are numbers
+when every value present is one and text otherwise, unless `kinds` says how a model was trained on them.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from model.contract import CLIENTS, DEALS, HOLDINGS, MAX_TEXT_LENGTH, STATUS_VALUES, Column, Kind, Table
+from model.contract import (
+    CLIENTS,
+    DEALS,
+    HOLDINGS,
+    MAX_TEXT_LENGTH,
+    OPEN_DEALS_MAY_LACK,
+    STATUS_VALUES,
+    Column,
+    Kind,
+    Table,
+)
 from model.errors import Problem, ProblemList
 
 ROWS_SHOWN = 5  # row numbers quoted per problem; Problem.count holds the total
 VALUES_SHOWN = 3  # distinct bad values quoted per problem
 VALUE_CHARS = 40  # a quoted value is cut here: enough to recognise it, never a data dump
-# datetime64[ns] covers these years only; a CRM's "9999-12-31" placeholder falls outside.
-FIRST_DATE, LAST_DATE = pd.Timestamp.min.ceil("D"), pd.Timestamp.max.floor("D")
 
 
 def validate_deals(
-    raw: pd.DataFrame, *, for_training: bool, date_format: str | None = None, today: date | None = None
+    raw: pd.DataFrame, *, for_training: bool, date_format: str | None = None, today: date | None = None,
+    kinds: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Typed deals, or ContractViolation listing every problem.
 
     Deals of clients missing from the clients table are prospects, not errors (see Dataset.summary).
+    For training, an open deal may lack created_at (see model.contract.OPEN_DEALS_MAY_LACK). `kinds`
+    ("number" or "text" by column name) types extra columns as a model was trained on them.
     """
-    check = _TableCheck(DEALS, raw, for_training=for_training, date_format=date_format, today=today)
+    check = _TableCheck(DEALS, raw, for_training=for_training, date_format=date_format, today=today,
+                        kinds=kinds)
     deals = check.typed()
-    check.unique("deal_id")
+    check.unique(*DEALS.key)
     if "created_at" in deals and "closed_at" in deals:
         early = deals["closed_at"] < deals["created_at"]
         if early.any():
@@ -53,12 +69,16 @@ def validate_deals(
 
 
 def validate_clients(
-    raw: pd.DataFrame, *, date_format: str | None = None, today: date | None = None
+    raw: pd.DataFrame, *, date_format: str | None = None, today: date | None = None,
+    kinds: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Typed clients, or ContractViolation listing every problem."""
-    check = _TableCheck(CLIENTS, raw, for_training=False, date_format=date_format, today=today)
+    """Typed clients, or ContractViolation listing every problem.
+
+    `kinds` ("number" or "text" by column name) types `size` and extra columns as a model was trained.
+    """
+    check = _TableCheck(CLIENTS, raw, for_training=False, date_format=date_format, today=today, kinds=kinds)
     clients = check.typed()
-    check.unique("client_id")
+    check.unique(*CLIENTS.key)
     check.problems.raise_if_any("clients table breaks the data contract")
     return clients
 
@@ -77,6 +97,8 @@ def validate_holdings(
     """
     check = _TableCheck(HOLDINGS, raw, for_training=False, date_format=date_format, today=today)
     holdings = check.typed()
+    # One row per product a client holds: a repeated pair would count the product twice in the profiles.
+    check.unique(*HOLDINGS.key)
     if known_clients is not None and "client_id" in holdings:
         ids = holdings["client_id"]
         unknown = ids.notna() & ~ids.isin(list(known_clients))
@@ -104,12 +126,13 @@ class _TableCheck:
 
     def __init__(
         self, table: Table, raw: pd.DataFrame, *, for_training: bool, date_format: str | None,
-        today: date | None,
+        today: date | None, kinds: Mapping[str, str] | None = None,
     ) -> None:
         self.table = table
         self.for_training = for_training
         self.date_format = date_format
         self.today = pd.Timestamp(today or date.today())
+        self.kinds = kinds or {}
         self.problems = ProblemList()
         for name, times in Counter(raw.columns).items():
             if times > 1:
@@ -136,24 +159,49 @@ class _TableCheck:
                                           f"no such column (columns: {_listing(raw.columns)})",
                                           table=self.table.name))
         columns: dict[str, pd.Series] = {}
+        missing: dict[str, pd.Series] = {}
         for column in self.table.columns:
             if column.name in raw.columns:
-                columns[column.name] = self._column(column, raw[column.name], column.name in required)
+                columns[column.name], missing[column.name] = self._column(column, raw[column.name])
         for name in raw.columns:
             if name not in self.table.names:
                 columns[str(name)] = self._extra(str(name), raw[name])
+        for name in required:
+            if name in missing:
+                empty = missing[name]
+                column = self.table.column(name)
+                if self.table is DEALS and name in OPEN_DEALS_MAY_LACK and "status" in columns:
+                    # Open deals are scored, not trained on: only won and lost ones need the value.
+                    empty = empty & (columns["status"] != "open")
+                    self.report(name, empty, f"a non-empty {name} (required for training of won and lost deals)",
+                                "empty")
+                else:
+                    self.report(name, empty, f"a non-empty {name}{_why_required(column)}", "empty")
         return pd.DataFrame(columns, index=pd.RangeIndex(len(raw)))
 
-    def unique(self, name: str) -> None:
-        if name in self.raw.columns:
-            ids = _text(self.raw[name])
-            repeated = ids.notna() & ids.duplicated(keep=False)
-            self.report(name, repeated, f"unique {name} values", f"repeated {_quoted(ids[repeated])}")
+    def unique(self, *key: str) -> None:
+        """Report rows whose key (one column or several) repeats; rows missing part of the key are skipped."""
+        if not all(name in self.raw.columns for name in key):
+            return
+        parts = [_text(self.raw[name]) for name in key]
+        complete = pd.concat([p.notna() for p in parts], axis=1).all(axis=1)
+        repeated = complete & pd.concat(parts, axis=1).duplicated(keep=False)
+        if len(key) == 1:
+            self.report(key[0], repeated, f"unique {key[0]} values", f"repeated {_quoted(parts[0][repeated])}")
+        else:
+            rows = zip(*(p[repeated].head(100) for p in parts), strict=True)
+            keys = list(dict.fromkeys(" / ".join(_quoted(pd.Series([v])) for v in row) for row in rows))
+            self.report(key[-1], repeated, f"one row per ({', '.join(key)})",
+                        f"repeated {', '.join(keys[:VALUES_SHOWN])}")
 
-    def _column(self, column: Column, values: pd.Series, required: bool) -> pd.Series:
+    def _column(self, column: Column, values: pd.Series) -> tuple[pd.Series, pd.Series]:
+        """The typed column and the mask of values missing (problems with values present are reported)."""
         name = column.name
         if column.kind is Kind.DATE:
-            typed, missing = self._dates(name, values)
+            typed, missing = self._dates(column, values)
+        elif column.kind is Kind.TEXT_OR_NUMBER:
+            typed = self._extra(name, values)
+            missing = typed.isna()
         elif column.kind is Kind.NUMBER:
             typed, missing = self._numbers(name, values, column.minimum)
         elif column.kind is Kind.STATUS:
@@ -164,12 +212,16 @@ class _TableCheck:
         else:
             typed = self._text(name, values)
             missing = typed.isna()
-        if required:
-            self.report(name, missing, f"a non-empty {name}{_why_required(column)}", "empty")
-        return typed
+        return typed, missing
 
     def _extra(self, name: str, values: pd.Series) -> pd.Series:
-        """A number column if every value present is a finite number, otherwise text."""
+        """Typed as `kinds` says (a model's feature kinds), else a number column if every value present
+        is a finite number, otherwise text."""
+        kind = self.kinds.get(name)
+        if kind == "text":
+            return self._text(name, values)
+        if kind == "number":
+            return self._numbers(name, values, None, expected="a finite number (the model uses it as a number)")[0]
         numbers, _, bad = _numbers(values)
         return numbers if not bad.any() else self._text(name, values)
 
@@ -182,24 +234,27 @@ class _TableCheck:
             self.report(name, long, f"text of at most {MAX_TEXT_LENGTH} characters", got)
         return text
 
-    def _numbers(self, name: str, values: pd.Series, minimum: float | None) -> tuple[pd.Series, pd.Series]:
+    def _numbers(self, name: str, values: pd.Series, minimum: float | None,
+                 expected: str = "a finite number") -> tuple[pd.Series, pd.Series]:
         numbers, missing, bad = _numbers(values)
-        self.report(name, bad, "a finite number", _quoted(values[bad]))
+        self.report(name, bad, expected, _quoted(values[bad]))
         if minimum is not None:
             low = ~bad & (numbers < minimum)  # -inf is already reported as not finite
             self.report(name, low, f"a number >= {minimum:g}", _quoted(values[low]))
         return numbers, missing
 
-    def _dates(self, name: str, values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    def _dates(self, column: Column, values: pd.Series) -> tuple[pd.Series, pd.Series]:
+        name = column.name
         stamps, missing = _timestamps(values, self.date_format)
         unparsed = ~missing & stamps.isna()
         self.report(name, unparsed, _date_expected(self.date_format), _quoted(values[unparsed]))
-        outside = stamps.notna() & ((stamps < FIRST_DATE) | (stamps > LAST_DATE))
-        self.report(name, outside, f"a date between {FIRST_DATE:%Y-%m-%d} and {LAST_DATE:%Y-%m-%d}",
+        # Compared as calendar days in datetime64[us], which holds any year a CRM may write ("9999-12-31").
+        days = stamps.dt.floor("D")
+        earliest = pd.Timestamp(column.earliest)
+        outside = days.notna() & ((days < earliest) | (days > self.today))
+        self.report(name, outside, f"a date from {earliest:%Y-%m-%d} to today ({self.today:%Y-%m-%d})",
                     _quoted(values[outside]))
-        dates = stamps.where(~outside).astype("datetime64[ns]").dt.normalize()
-        future = dates > self.today
-        self.report(name, future, f"a date not after today ({self.today:%Y-%m-%d})", _quoted(values[future]))
+        dates = days.where(~outside).astype("datetime64[ns]")
         return dates, missing
 
 

@@ -172,6 +172,12 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     config = config or TrainConfig()
     started = datetime.now(UTC)
     deals = attach_clients(dataset.deals, dataset.clients)
+    # Open deals are scored, not trained on: one without created_at cannot be placed in time, so it is
+    # set aside (model.dataset already does so; a Dataset built by hand may still carry some).
+    undated = ((deals["status"] == "open") & deals["created_at"].isna()).to_numpy()
+    undated_open = int(undated.sum()) + int(getattr(dataset, "undated_open_deals", 0))
+    if undated.any():
+        deals = deals[~undated]
     deals = deals.sort_values(["created_at", "deal_id"], kind="stable").reset_index(drop=True)
     closed_mask = deals["status"].isin(["won", "lost"]).to_numpy()
     won = np.asarray(deals["status"] == "won", dtype=np.float64)
@@ -247,6 +253,7 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         "trained_at": started.isoformat(timespec="seconds"),
         "data": {"fingerprint": fp, "deals": len(deals), "closed_deals": int(closed_rows.size), "won": wins,
                  "lost": losses, "open_deals": int((deals["status"] == "open").sum()),
+                 "undated_open_deals": undated_open,
                  "clients": 0 if dataset.clients is None else len(dataset.clients),
                  "first_deal": str(deals["created_at"].min().date()),
                  "last_deal": str(deals["created_at"].max().date()),

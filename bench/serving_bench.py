@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,12 +110,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running(name: str, model_dir: Path, home: Path) -> Iterator[tuple[int, int]]:
+def running(name: str, model_dir: Path | None, home: Path,
+            settings: Mapping[str, str] | None = None) -> Iterator[tuple[int, int]]:
+    """Server `name` on a free port (yields port and pid); `settings`: more DEALSCORE_* variables."""
     port = _free_port()
     # DEALSCORE_HOME in the run's temporary directory: the service's score log (a SQLite file by default)
     # is part of what is measured, but never written into the working tree.
-    env = {**os.environ, "DEALSCORE_MODEL_DIR": str(model_dir), "OMP_NUM_THREADS": "1",
-           "DEALSCORE_LOG_LEVEL": "INFO", "PYTHONPATH": str(ROOT), "DEALSCORE_HOME": str(home / name)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DEALSCORE_LOG_LEVEL": "INFO", "PYTHONPATH": str(ROOT),
+           "DEALSCORE_HOME": str(home / name), **(settings or {})}
+    if model_dir is not None:
+        env["DEALSCORE_MODEL_DIR"] = str(model_dir)
     command = [sys.executable, "-m", "uvicorn", SERVERS[name], "--factory", "--host", "127.0.0.1",
                "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
     # Logs go to /dev/null: the service still formats and writes its line per request, as in production.

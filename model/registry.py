@@ -38,6 +38,7 @@ import numpy as np
 
 from model.artifact import METADATA_FILE, load_artifact, read_metadata, save_artifact, verify_artifact
 from model.errors import ArtifactError, DealscoreError, NotFound, NotReady
+from model.profiles import ClientFacts
 from model.scorer import ScoringModel
 
 __all__ = [
@@ -511,19 +512,40 @@ def _check_name(version: str) -> None:
 
 
 def warm_up(model: ScoringModel) -> None:
-    """Score two made-up deals (a prospect and a known client) end to end; ArtifactError if that fails."""
-    today = float(np.datetime64("today", "D").astype(np.int64))
-    client = next(iter(model.spec.client_keys), None)
-    product = next(iter(model.spec.product_keys), None)
-    columns = {"deal_id": np.array(["warm-up-1", "warm-up-2"], dtype=object),
-               "created_day": np.array([today, today]),
-               "client_id": np.array([None, client], dtype=object),
-               "product": np.array([None, product], dtype=object)}
-    batch = model.score(columns, n_reasons=3)
+    """A test prediction through every part a request uses; ArtifactError if any of it fails or is wrong.
+
+    Two made-up deals (a prospect and a known client, every feature column filled) are scored with
+    reasons, and the known client's gap list is computed. It also pays the one-off costs (lazy native
+    initialisation, first-call caches) before traffic does. The service runs it before any model goes live.
+    """
+    client_id = next(iter(model.spec.client_keys), None)
+    try:
+        batch = model.score(_warm_up_deals(model, client_id), n_reasons=3)
+        if model.profiles is not None and client_id is not None:
+            model.profiles.gaps_for([ClientFacts(client_id=str(client_id))], top_k=3)
+    except Exception as exc:  # whatever breaks here means the artifact cannot serve
+        raise ArtifactError(f"model {model.version} failed its test prediction: {type(exc).__name__}: {exc}") from exc
     p = np.asarray(batch.p_win, dtype=np.float64)
     if p.shape != (2,) or not bool(np.all(np.isfinite(p) & (p >= 0.0) & (p <= 1.0))):
-        raise ArtifactError(f"model {model.version}: the warm-up prediction gave p_win {p.tolist()}, "
-                            "not two probabilities")
+        raise ArtifactError(f"model {model.version} failed its test prediction: p_win {p.tolist()} is not "
+                            "two probabilities")
+
+
+def _warm_up_deals(model: ScoringModel, client_id: str | None) -> dict[str, Any]:
+    """A prospect and a known client dated on the model's last history day, so the answer never depends on
+    the clock; every numeric feature 1.0 and every categorical one a level the model knows."""
+    spec = model.spec
+    day = float(model.history.last_day)
+    columns: dict[str, Any] = {"deal_id": np.array(["warm-up-1", "warm-up-2"], dtype=object),
+                               "created_day": np.array([day, day]),
+                               "client_id": np.array([None, client_id], dtype=object),
+                               "product": np.array([None, next(iter(spec.product_keys), None)], dtype=object)}
+    for name in spec.numeric:
+        columns[name] = np.array([1.0, 1.0])
+    for name in spec.categorical:
+        level = next(iter(spec.vocab.get(name, {})), None)
+        columns[name] = np.array([level, level], dtype=object)
+    return columns
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Tests build their own app with their own settings and model; the server builds one per worker from
 the environment (`create_app_from_env`). A model given in memory is warmed and served at once; otherwise
 the model named by the settings is loaded in the background after start-up, so /health/live answers
-at once and /health/ready says 503 until the model is loaded and warm.
+at once and /health/ready says 503 until the model is loaded and warm. With a registry, the service then
+follows its live version (service.reload): polled every `reload_interval_seconds`, and on POST /v1/admin/reload.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from service.feedback import Feedback, FeedbackConfig, feedback_router
 from service.holder import ModelHolder
 from service.logs import LOGGER_NAME, configure_logging
 from service.middleware import RequestContextMiddleware
+from service.reload import Reloader
 from service.routes import router
 from service.schemas import FIELD_NAMES, request_models
 from service.settings import Settings
@@ -48,18 +50,23 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
     holder = ModelHolder()
     if model is not None:
         holder.install(model, metadata)
+    reloader = Reloader(settings.registry_dir, holder) if settings.registry_dir is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loading = None
-        if holder.peek() is None and (settings.registry_dir or settings.model_dir) is not None:
-            loading = asyncio.create_task(_load_in_background(holder, settings))
+        if holder.peek() is None and (reloader is not None or settings.model_dir is not None):
+            loading = asyncio.create_task(_load_in_background(holder, reloader, settings))
         app.state.loading = loading
+        watching = None
+        if reloader is not None and settings.reload_interval_seconds > 0:
+            watching = asyncio.create_task(reloader.follow(settings.reload_interval_seconds))
         if feedback is not None:
             await asyncio.to_thread(feedback.start)  # migrations; never fails for a database that is down
         yield
-        if loading is not None and not loading.done():
-            loading.cancel()
+        for task in (loading, watching):
+            if task is not None and not task.done():
+                task.cancel()
         if feedback is not None:
             await asyncio.to_thread(feedback.stop)  # the queued score log goes to the database or the spool
         app.state.executor.shutdown(wait=False, cancel_futures=True)
@@ -71,6 +78,7 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
     )
     app.state.settings = settings
     app.state.models = holder
+    app.state.reloader = reloader
     app.state.dataplane = plane = DataPlane(settings, clock)
     app.state.feedback = feedback
     if feedback is not None:
@@ -98,18 +106,17 @@ def create_app_from_env() -> FastAPI:
     return create_app(settings, feedback=Feedback(FeedbackConfig.from_settings(settings)))
 
 
-async def _load_in_background(holder: ModelHolder, settings: Settings) -> None:
-    """Load the model the settings name; on failure the service stays up, not ready, and says why."""
+async def _load_in_background(holder: ModelHolder, reloader: Reloader | None, settings: Settings) -> None:
+    """Load the model the settings name; on failure the service stays up, not ready, and says why.
+
+    A registry's live version goes through the same check as every later reload (a refusal is logged
+    there and kept as the reason the service is not ready)."""
     source = settings.registry_dir or settings.model_dir
-
-    def load() -> None:
-        if settings.registry_dir is not None:
-            holder.load_registry(settings.registry_dir)
-        elif settings.model_dir is not None:
-            holder.load(settings.model_dir)
-
     try:
-        await asyncio.to_thread(load)
+        if reloader is not None:
+            await reloader.check_in_thread()
+        elif settings.model_dir is not None:
+            await asyncio.to_thread(holder.load, settings.model_dir)
     except DealscoreError as exc:
         log.error("model not loaded", extra={"source": str(source), "reason": exc.message})
     except Exception:  # the service stays up and not ready; the log has the traceback
@@ -121,8 +128,9 @@ def _request_id(request: Request) -> str:
 
 
 def _envelope(error: DealscoreError, request: Request) -> Response:
+    # A few errors carry HTTP headers of their own (a 401's WWW-Authenticate); model/ errors know no HTTP.
     return Response(content=error_body(error, _request_id(request)), status_code=error.status,
-                    media_type="application/json")
+                    media_type="application/json", headers=getattr(error, "headers", None))
 
 
 def _install_error_handlers(app: FastAPI) -> None:

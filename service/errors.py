@@ -8,6 +8,8 @@ DealscoreError (model.errors; 400 "bad_request")
 ├── MalformedJSON (400, "malformed_json"): the body is not JSON
 ├── UnsupportedMediaType (415, "unsupported_media_type"): the body is not sent as application/json
 ├── MethodNotAllowed (405, "method_not_allowed")
+├── Unauthorized (401, "unauthorized"): an admin route without the admin token
+├── NoRegistry (409, "no_registry"): a reload asked of a service that serves a model directory
 ├── ContractViolation (422, "invalid_input"), NotFound (404), PayloadTooLarge (413), NotReady (503)
 └── ... (see model.errors)
 InternalError (500, "internal_error"): anything else; logged with the request id, never echoing input.
@@ -16,7 +18,8 @@ InternalError (500, "internal_error"): anything else; logged with the request id
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import orjson
 
@@ -24,8 +27,8 @@ from model.contract import MAX_TEXT_LENGTH
 from model.errors import DealscoreError, Problem
 
 __all__ = [
-    "MalformedJSON", "MethodNotAllowed", "UnsupportedMediaType", "envelope", "error_body", "problems_from_pydantic",
-    "shown",
+    "MalformedJSON", "MethodNotAllowed", "NoRegistry", "Unauthorized", "UnsupportedMediaType", "envelope",
+    "error_body", "problems_from_pydantic", "shown",
 ]
 
 GOT_CHARS = 40  # a quoted input value is cut here: enough to recognise it, never a data dump
@@ -45,6 +48,18 @@ class UnsupportedMediaType(DealscoreError):
 class MethodNotAllowed(DealscoreError):
     status = 405
     code = "method_not_allowed"
+
+
+class Unauthorized(DealscoreError):
+    status = 401
+    code = "unauthorized"
+    # HTTP requires a 401 to name the scheme it wants (RFC 9110, 11.6.1); sent with the envelope.
+    headers: ClassVar[Mapping[str, str]] = MappingProxyType({"WWW-Authenticate": "Bearer"})
+
+
+class NoRegistry(DealscoreError):
+    status = 409
+    code = "no_registry"
 
 
 def envelope(code: str, message: str, details: Iterable[Mapping[str, str]], request_id: str) -> dict[str, Any]:

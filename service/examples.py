@@ -61,7 +61,16 @@ MODEL_INFO = {
                       "d_floor_value_per_hour": 119.2},
     "features": ["amount", "effort_hours", "product", "client_status"],
     "has_profiles": True,
+    "source": {"kind": "registry", "path": f"/srv/dealscore/registry/versions/{VERSION}"},
+    "refused": None,
 }
+REFUSED = {"version": "20250201T120000-5e6f7a8b",
+           "reason": "model artifact at /srv/dealscore/registry/versions/20250201T120000-5e6f7a8b: file "
+                     "model.joblib does not match its checksum (changed or corrupted after training); refusing "
+                     "to load it",
+           "at": "2025-02-01T12:05:00+00:00"}
+RELOAD_RESPONSE = {"status": "refused", "live_version": REFUSED["version"], "serving_version": VERSION,
+                   "refused": REFUSED, "request_id": REQUEST_ID}
 LIVE = {"status": "live", "request_id": REQUEST_ID}
 READY = {"status": "ready", "request_id": REQUEST_ID, "model_version": VERSION}
 
@@ -73,8 +82,13 @@ def error(code: str, message: str, details: list[dict[str, str]] | None = None) 
 ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     400: ("The body is not JSON.", error("malformed_json", "the request body is not valid JSON", [
         {"field": "body", "expected": "a JSON object", "got": "EOF while parsing an object at line 1 column 18"}])),
+    401: ("An admin route without `Authorization: Bearer <DEALSCORE_ADMIN_TOKEN>` (when the token is set).",
+          error("unauthorized", "admin routes need the header `Authorization: Bearer <token>`")),
     404: ("No such resource.", error("not_found", "no route GET /v1/nothing")),
     405: ("The resource does not take this method.", error("method_not_allowed", "GET is not allowed on /v1/score")),
+    409: ("The service serves a model directory, not a registry: there is nothing to reload.", error(
+        "no_registry", "this service serves the model directory /models/demo: there is nothing to reload; restart "
+                       "it to change the model, or serve a registry (DEALSCORE_REGISTRY_DIR)")),
     413: ("The body or the batch is too large.", error(
         "payload_too_large", "too many deals in one request: at most 1,000 are accepted, got 1500; split the batch",
         [{"field": "deals", "expected": "at most 1000 items", "got": "1500 items"}])),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from pydantic import SecretStr
+
 from service.logs import configure_logging
 from service.settings import Settings
 
@@ -19,7 +21,9 @@ def serve(settings: Settings) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     # Workers are separate processes that read their settings from the environment: hand them ours.
     for name, value in settings.model_dump(exclude_none=True).items():
-        os.environ[f"DEALSCORE_{name.upper()}"] = str(value)
+        # str() of a SecretStr is asterisks: the workers need the secret itself.
+        plain = value.get_secret_value() if isinstance(value, SecretStr) else value
+        os.environ[f"DEALSCORE_{name.upper()}"] = str(plain)
     configure_logging(settings.log_level)
     uvicorn.run("service.app:create_app_from_env", factory=True, host=settings.host, port=settings.port,
                 workers=settings.workers, log_level=settings.log_level.lower(), access_log=False,

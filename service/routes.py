@@ -7,6 +7,8 @@ encoding are CPU work and run off the event loop (`offload`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hmac
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -15,12 +17,15 @@ from typing import Annotated, Any, TypeVar
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from model.errors import NotReady, PayloadTooLarge, Problem
+from model.registry import RefusedVersion
 from service import examples
 from service.dataplane import DataPlane
-from service.errors import UnsupportedMediaType, shown
+from service.errors import NoRegistry, Unauthorized, UnsupportedMediaType, shown
 from service.holder import LoadedModel, ModelHolder
+from service.reload import Reloader
 from service.schemas import (
     ErrorResponse,
     GapsResponse,
@@ -28,6 +33,7 @@ from service.schemas import (
     ModelInfo,
     RankBy,
     RankResponse,
+    ReloadResponse,
     ScoreResponse,
 )
 from service.settings import Settings
@@ -67,6 +73,12 @@ def get_holder(request: Request) -> ModelHolder:
     return holder
 
 
+def get_reloader(request: Request) -> Reloader | None:
+    """The registry follower; None when the service serves a model directory or an in-memory model."""
+    reloader: Reloader | None = request.app.state.reloader
+    return reloader
+
+
 async def get_snapshot(request: Request) -> LoadedModel:
     snapshot = get_holder(request).current()
     request.state.model_version = snapshot.version
@@ -79,6 +91,9 @@ async def request_id(request: Request) -> str:
 
 Snapshot = Annotated[LoadedModel, Depends(get_snapshot)]
 RequestId = Annotated[str, Depends(request_id)]
+# Declares the bearer scheme in the OpenAPI (and /docs' Authorize button); require_admin does the checking.
+admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken",
+                          description="DEALSCORE_ADMIN_TOKEN; needed only when the service sets one")
 
 
 async def read_json_body(request: Request) -> bytes:
@@ -187,9 +202,11 @@ async def _prepare(request: Request) -> tuple[LoadedModel, bytes]:
 
 @router.get("/v1/model", tags=["model"], response_model=ModelInfo, summary="The live model",
             responses={**_ok(examples.MODEL_INFO), **_error_responses(500, 503)})
-async def model_info(snapshot: Snapshot, rid: RequestId) -> Response:
-    """Version, training date, data summary, metrics, grade cut-offs and features of the model serving now."""
+async def model_info(request: Request, snapshot: Snapshot, rid: RequestId) -> Response:
+    """Version, training date, data summary, metrics, grade cut-offs and features of the model serving now;
+    where it came from, and the registry's live version when the service refused to load it."""
     meta = snapshot.metadata
+    reloader = get_reloader(request)
     info = {
         "model_version": snapshot.version, "request_id": rid, "trained_at": meta.get("trained_at"),
         "engine": meta.get("engine"), "data": meta.get("data", {}), "metrics": meta.get("metrics", {}),
@@ -198,6 +215,8 @@ async def model_info(snapshot: Snapshot, rid: RequestId) -> Response:
         "has_profiles": getattr(snapshot.model, "profiles", None) is not None,
         "small_data": meta.get("small_data"), "libraries": meta.get("libraries", {}),
         "loaded_at": snapshot.loaded_at.isoformat(timespec="seconds"),
+        "source": {"kind": snapshot.kind, "path": snapshot.source},
+        "refused": _refused(reloader.refused if reloader is not None else None),
     }
     return _json(_dumps(info))
 
@@ -218,6 +237,49 @@ async def ready(request: Request, rid: RequestId) -> Response:
         raise NotReady("no model is loaded yet")
     request.state.model_version = snapshot.version
     return _json(_dumps({"status": "ready", "request_id": rid, "model_version": snapshot.version}))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Admin
+
+
+async def require_admin(request: Request,
+                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)]) -> None:
+    """With DEALSCORE_ADMIN_TOKEN set, the caller must send it as a bearer token; unset, admin routes are open."""
+    settings: Settings = request.app.state.settings
+    if settings.admin_token is None:
+        return
+    expected = settings.admin_token.get_secret_value().encode()
+    given = credentials.credentials.encode() if credentials is not None else b""
+    if not hmac.compare_digest(given, expected):  # constant time: the comparison leaks no prefix of the token
+        raise Unauthorized("admin routes need the header `Authorization: Bearer <token>` with the service's "
+                           "admin token (DEALSCORE_ADMIN_TOKEN)")
+
+
+@router.post("/v1/admin/reload", tags=["admin"], response_model=ReloadResponse,
+             summary="Load the registry's live version now, if it is not the one serving",
+             dependencies=[Depends(require_admin)],
+             responses={**_ok(examples.RELOAD_RESPONSE), **_error_responses(401, 409, 500)})
+async def reload(request: Request, rid: RequestId) -> Response:
+    """Reads the registry's manifest now (the service also polls it every DEALSCORE_RELOAD_INTERVAL_SECONDS).
+    A new live version is loaded, its checksums and library versions verified, and it is warmed with a test
+    prediction before it is swapped in; requests in flight finish on the model they started with. A version
+    that fails is refused: the old model keeps serving, and `refused` (here and in GET /v1/model) says why."""
+    reloader = get_reloader(request)
+    if reloader is None:
+        source = get_holder(request).peek()
+        what = f"the model directory {source.source}" if source is not None and source.source else "no registry"
+        raise NoRegistry(f"this service serves {what}: there is nothing to reload; restart it to change the "
+                         "model, or serve a registry (DEALSCORE_REGISTRY_DIR)")
+    result = await reloader.check_in_thread(force=True)
+    serving = get_holder(request).peek()
+    return _json(_dumps({"status": result.status, "live_version": result.live_version,
+                         "serving_version": serving.version if serving is not None else None,
+                         "refused": _refused(reloader.refused), "request_id": rid}))
+
+
+def _refused(refused: RefusedVersion | None) -> dict[str, Any] | None:
+    return dataclasses.asdict(refused) if refused is not None else None
 
 
 def _dumps(content: dict[str, Any]) -> bytes:

@@ -29,10 +29,12 @@ from pydantic_core import PydanticCustomError
 
 from model.contract import CLIENT_HISTORY, CLIENTS, DEALS, MAX_TEXT_LENGTH, STATUS_VALUES, Column, Kind, Table
 from model.records import parse_date
+from service.holder import SourceKind
 
 __all__ = [
-    "ClientGapsOut", "ErrorResponse", "GapOut", "GapsResponse", "Health", "ModelInfo", "RankBy", "RankResponse",
-    "ReasonOut", "RequestModels", "ScoreOut", "ScoreResponse", "request_models",
+    "ClientGapsOut", "ErrorResponse", "GapOut", "GapsResponse", "Health", "ModelInfo", "ModelSourceOut", "RankBy",
+    "RankResponse", "ReasonOut", "RefusedOut", "ReloadResponse", "RequestModels", "ScoreOut", "ScoreResponse",
+    "request_models",
 ]
 
 MAX_ID = 10**18 - 1  # an integer id beyond this is a bug upstream, and str() of a huge int is slow or fails
@@ -235,6 +237,19 @@ class GapsResponse(BaseModel):
     clients: list[ClientGapsOut] = Field(description="in input order")
 
 
+class RefusedOut(BaseModel):
+    version: str | None = Field(description="the live version the service refused to load; null when the "
+                                            "registry's manifest itself could not be read")
+    reason: str = Field(description="why: checksum mismatch, library versions, failed test prediction, ...")
+    at: str = Field(description="when it was refused (UTC, ISO 8601)")
+
+
+class ModelSourceOut(BaseModel):
+    kind: SourceKind = Field(description="'registry' (the registry's live version, followed by hot reload), "
+                                         "'model_dir' (one artifact directory) or 'memory' (handed over in-process)")
+    path: str | None = Field(description="the artifact directory the model was loaded from")
+
+
 class ModelInfo(BaseModel):
     model_config = ConfigDict(extra="allow")
     model_version: str
@@ -246,6 +261,19 @@ class ModelInfo(BaseModel):
     grade_cutoffs: dict[str, Any]
     features: list[str]
     has_profiles: bool = Field(description="whether gap lists can be computed")
+    source: ModelSourceOut
+    refused: RefusedOut | None = Field(description="the registry's live version when the service refused it "
+                                                   "(this model keeps serving); null otherwise")
+
+
+class ReloadResponse(BaseModel):
+    status: Literal["loaded", "unchanged", "refused"] = Field(
+        description="'loaded': the live version was loaded, verified, warmed and swapped in; 'unchanged': it "
+                    "already serves (or nothing is live); 'refused': it failed a check, the old model serves")
+    live_version: str | None = Field(description="the version the registry names as live")
+    serving_version: str | None = Field(description="the version answering requests now")
+    refused: RefusedOut | None
+    request_id: str
 
 
 class Health(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -27,6 +27,15 @@ class Settings(BaseSettings):
     registry_dir: Path | None = None
     """Model registry directory (see `dealscore models`); the service serves the version its manifest names
     as live. Takes precedence over `model_dir`. With neither set the service starts but stays not ready (503)."""
+
+    reload_interval_seconds: float = Field(default=5.0, ge=0, le=3600)
+    """How often the service checks whether the registry's live version changed (one stat of its manifest);
+    a new live version is loaded, verified and warmed, then swapped in (see docs/operations.md). 0: only at
+    start and on `POST /v1/admin/reload`. Without `registry_dir` there is nothing to follow."""
+
+    admin_token: SecretStr | None = None
+    """When set, admin routes (`POST /v1/admin/reload`) need the header `Authorization: Bearer <token>`
+    (401 otherwise). Unset: they are open to anyone who reaches the port; set it unless only operators can."""
 
     max_batch: int = Field(default=1000, ge=1, le=100_000)
     """Most deals (in /v1/score and /v1/rank) or clients (in /v1/gaps) in one request; more is answered
@@ -97,7 +106,7 @@ class Settings(BaseSettings):
     outcomes_refresh_seconds: float = Field(default=30.0, ge=0, le=86_400)
     """How often a service process reads outcomes other processes recorded into its client history (0: never)."""
 
-    @field_validator("model_dir", "registry_dir", "database_url", "spool_dir", mode="before")
+    @field_validator("model_dir", "registry_dir", "database_url", "spool_dir", "admin_token", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # DEALSCORE_MODEL_DIR= (empty) in a container means "not set", not the working directory.

@@ -28,6 +28,10 @@ Notes:
   registry's live version; otherwise the artifact in `DEALSCORE_MODEL_DIR`. The model is loaded after
   start-up: `/health/live` answers at once, `/health/ready` answers 503 until the model is loaded and
   has passed a test prediction.
+- With a registry the service follows its live version (hot reload): it checks the manifest every
+  `DEALSCORE_RELOAD_INTERVAL_SECONDS` and on `POST /v1/admin/reload`, loads, verifies and warms a new
+  live version, and only then swaps it in; a refused version leaves the old one serving and shows in
+  `GET /v1/model` (`refused`). See docs/operations.md.
 - Each worker predicts with one native thread (`OMP_NUM_THREADS=1` is set by `dealscore serve` and the
   container image); scale with `DEALSCORE_WORKERS`, one per CPU core.
 - Logs are JSON lines on stderr: `time`, `level`, `message`, `request_id`, `method`, `route`, `status`,

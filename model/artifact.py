@@ -25,7 +25,8 @@ from model.scorer import ScoringModel
 
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.joblib"
-ARTIFACT_FORMAT = 1
+# The layout of the pickled model. 2: one stacked as-of index for all categorical levels (was one per column).
+ARTIFACT_FORMAT = 2
 # Libraries whose pickled objects live in the artifact: a different major.minor may not load them
 # faithfully, so loading refuses rather than scoring with a silently different model.
 PINNED_LIBRARIES = ("lightgbm", "numpy")
@@ -114,6 +115,9 @@ def verify_artifact(artifact_dir: str | Path) -> dict[str, Any]:
         if _sha256(path) != expected:
             raise ArtifactError(f"model artifact at {directory}: file {name} does not match its checksum "
                                 "(changed or corrupted after training); refusing to load it")
+    if meta.get("format") != ARTIFACT_FORMAT:
+        raise ArtifactError(f"model artifact at {directory} has format {meta.get('format')!r}, this dealscore "
+                            f"reads format {ARTIFACT_FORMAT}; retrain the model with this version")
     recorded = meta.get("libraries", {})
     running = library_versions()
     for name in PINNED_LIBRARIES:

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from model.asof import NO_KEY, AsOfCounts, AsOfIndex
+from model.asof import NO_KEY, AsOfIndex
 from model.contract import NON_FEATURE_DEAL_COLUMNS, OPT_IN_DEAL_COLUMNS
 from model.errors import ContractViolation, Problem
 
@@ -181,10 +181,6 @@ def _keys(values: npt.NDArray[Any], mapping: Mapping[str, int]) -> IntArray:
     return out
 
 
-def _smoothed_rate(counts: AsOfCounts, prior: FloatArray, smoothing: float) -> FloatArray:
-    return (counts.wins + smoothing * prior) / (counts.events + smoothing)
-
-
 class DealHistory:
     """The closed deals a model knows of, indexed for as-of lookups (kept in the artifact)."""
 
@@ -199,10 +195,19 @@ class DealHistory:
         amount = np.asarray(columns.get("amount", np.full(len(status), np.nan)), dtype=np.float64)[closed]
         n = int(closed.sum())
         self.overall = AsOfIndex(np.zeros(n, dtype=np.int64), event_day, won, amount)
-        self.levels: dict[str, AsOfIndex] = {}
+        # Every categorical column's levels in one index (keys shifted per column), so a deal's level win
+        # rates take one binary search for all columns instead of one per column.
+        self.level_offsets: dict[str, int] = {}
+        offset = 0
+        stacked_keys = []
         for column in spec.categorical:
             keys = _keys(np.asarray(columns[column], dtype=object)[closed], spec.level_keys[column])
-            self.levels[column] = AsOfIndex(keys, event_day, won, amount)
+            stacked_keys.append(np.where(keys >= 0, keys + offset, NO_KEY))
+            self.level_offsets[column] = offset
+            offset += len(spec.level_keys[column])
+        k = len(stacked_keys)
+        self.levels = AsOfIndex(np.concatenate(stacked_keys) if k else np.zeros(0, dtype=np.int64),
+                                np.tile(event_day, k), np.tile(won, k), np.tile(amount, k))
         self.client: AsOfIndex | None = None
         self.client_product: AsOfIndex | None = None
         if spec.has_client_history:
@@ -234,15 +239,23 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
         features.append(_codes(values, spec.vocab[column], unknown=len(spec.vocab[column])))
 
     smoothing = spec.config.smoothing
-    overall = history.overall.lookup(np.zeros(n, dtype=np.int64), day)
-    prior = np.where(overall.events > 0, overall.wins / np.maximum(overall.events, 1), 0.5)
-    for column in spec.categorical:
-        values = np.asarray(columns.get(column, np.full(n, None, dtype=object)), dtype=object)
-        counts = history.levels[column].lookup(_keys(values, spec.level_keys[column]), day)
-        features.append(_smoothed_rate(counts, prior, smoothing))
-    window_start = history.overall.lookup(np.zeros(n, dtype=np.int64), day - spec.config.recent_window_days)
-    recent_events = overall.events - window_start.events
-    recent_wins = overall.wins - window_start.wins
+    # The overall counts as of the deal's day and as of the start of the recent window, in one search.
+    overall_events, overall_wins = history.overall.counts(
+        np.zeros(2 * n, dtype=np.int64), np.concatenate((day, day - spec.config.recent_window_days)))
+    events, wins = overall_events[:n], overall_wins[:n]
+    prior = np.where(events > 0, wins / np.maximum(events, 1), 0.5)
+    if spec.categorical:
+        level_keys = []
+        for column in spec.categorical:
+            values = np.asarray(columns.get(column, np.full(n, None, dtype=object)), dtype=object)
+            keys = _keys(values, spec.level_keys[column])
+            level_keys.append(np.where(keys >= 0, keys + history.level_offsets[column], NO_KEY))
+        level_events, level_wins = history.levels.counts(np.concatenate(level_keys),
+                                                         np.tile(day, len(spec.categorical)))
+        rates = (level_wins + smoothing * np.tile(prior, len(spec.categorical))) / (level_events + smoothing)
+        features.extend(rates.reshape(len(spec.categorical), n))
+    recent_events = events - overall_events[n:]
+    recent_wins = wins - overall_wins[n:]
     features.append(prior)
     features.append((recent_wins + smoothing * prior) / (recent_events + smoothing))
     features.append((created.astype("int64").astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
@@ -290,8 +303,7 @@ def _client_features(spec: FeatureSpec, history: DealHistory, columns: Columns, 
         product = _keys(products, spec.product_keys)
         pair = np.where((client >= 0) & (product >= 0), client * len(spec.product_keys) + product, NO_KEY)
         if history.client_product is not None:
-            pair_counts = history.client_product.lookup(pair, day)
-            out += [pair_counts.events, pair_counts.wins]
+            out += list(history.client_product.counts(pair, day))
         else:
             out += [np.zeros(n), np.zeros(n)]
     return out

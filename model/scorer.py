@@ -1,7 +1,7 @@
 """The scorer: from deal columns to win probability, value, expected value, letter class and reasons.
 
 One vectorised pass per batch: features for all deals at once, one engine call for the margins and
-one for the contributions. The single-deal path goes through the same code with arrays of length one.
+the contributions. The single-deal path goes through the same code with arrays of length one.
 """
 
 from __future__ import annotations
@@ -101,7 +101,10 @@ class ScoringModel:
                                       else np.where(np.isnan(created), today, created))
         features = build_features(self.spec, self.history, columns)
         n = features.shape[0]
-        margin = self.win_model.margin(features)
+        if n_reasons > 0:
+            margin, contributions = self.win_model.margin_and_contributions(features)
+        else:
+            margin, contributions = self.win_model.margin(features), None
         p_win = self.calibration.probability(margin)
 
         amount = np.asarray(columns.get("amount", np.full(n, np.nan)), dtype=np.float64)
@@ -116,7 +119,8 @@ class ScoringModel:
         with np.errstate(divide="ignore", invalid="ignore"):
             per_hour = np.where(hours > 0, expected_value / hours, np.nan)
         grade = letter_classes(expected_value, self.cutoffs, per_hour)
-        reasons = self.reasons(features, columns, n_reasons) if n_reasons > 0 else [[] for _ in range(n)]
+        reasons = (self.reasons(features, contributions, columns, n_reasons) if contributions is not None
+                   else [[] for _ in range(n)])
         return ScoreBatch(
             p_win=p_win, value=value, value_source=source, expected_value=expected_value,
             value_per_hour=per_hour, grade=[str(g) for g in grade], reasons=reasons,
@@ -132,10 +136,13 @@ class ScoringModel:
         known = [c is not None and str(c) in self.spec.client_keys for c in ids]
         return ["request" if s else ("model" if k else "none") for s, k in zip(sent, known, strict=True)]
 
-    def reasons(self, features: FloatArray, columns: Mapping[str, npt.NDArray[Any]],
+    def reasons(self, features: FloatArray, contributions: FloatArray, columns: Mapping[str, npt.NDArray[Any]],
                 n_reasons: int) -> list[list[Reason]]:
-        """The features pushing each deal's probability most, strongest first, with their values."""
-        contributions = self.win_model.contributions(features)[:, :-1] * self.calibration.slope
+        """The features pushing each deal's probability most, strongest first, with their values.
+
+        `contributions`: the engine's (deals, features + 1) pushes on the margin (the last is the base).
+        """
+        contributions = contributions[:, :-1] * self.calibration.slope
         order = np.argsort(-np.abs(contributions), axis=1)[:, :n_reasons]
         out: list[list[Reason]] = []
         for row in range(features.shape[0]):

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from model.tree_paths import PathCredits
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -24,20 +26,52 @@ class WinModel(Protocol):
         """(n, n_features + 1): each feature's push on the margin, then the base value."""
         ...
 
+    def margin_and_contributions(self, features: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Both at once, from one pass over the engine where it can."""
+        ...
+
 
 class TreeWinModel:
-    """A LightGBM booster; predicts with one native thread (a worker must not fight its siblings)."""
+    """A LightGBM booster; predicts with one native thread (a worker must not fight its siblings).
+
+    Contributions are decision-path credits (model/tree_paths.py), tabulated on first use and not
+    pickled: an artifact holds the booster only, and older artifacts load the same way.
+    """
 
     kind = "gradient_boosting"
 
     def __init__(self, booster: Any) -> None:
         self.booster = booster
+        self._paths: PathCredits | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"booster": self.booster}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.booster = state["booster"]
+        self._paths = None
+
+    @property
+    def paths(self) -> PathCredits:
+        # Two threads may both build it on first use; both results are equal, so no lock is needed.
+        if self._paths is None:
+            self._paths = PathCredits.of_booster(self.booster)
+        return self._paths
+
+    # The margin is summed from the leaves too (equal to raw_score predictions up to float rounding), so
+    # a deal gets the same probability whether or not its reasons are asked for.
+    def _leaves(self, features: FloatArray) -> npt.NDArray[Any]:
+        return np.asarray(self.booster.predict(features, pred_leaf=True, num_threads=1))
 
     def margin(self, features: FloatArray) -> FloatArray:
-        return np.asarray(self.booster.predict(features, raw_score=True, num_threads=1), dtype=np.float64)
+        return self.paths.margin(self._leaves(features))
 
     def contributions(self, features: FloatArray) -> FloatArray:
-        return np.asarray(self.booster.predict(features, pred_contrib=True, num_threads=1), dtype=np.float64)
+        return self.paths.contributions(self._leaves(features))
+
+    def margin_and_contributions(self, features: FloatArray) -> tuple[FloatArray, FloatArray]:
+        leaves = self._leaves(features)
+        return self.paths.margin(leaves), self.paths.contributions(leaves)
 
 
 @dataclass
@@ -65,6 +99,9 @@ class LinearWinModel:
         parts = self._standardise(features) * self.coef
         base = np.full((features.shape[0], 1), self.intercept)
         return np.hstack([parts, base])
+
+    def margin_and_contributions(self, features: FloatArray) -> tuple[FloatArray, FloatArray]:
+        return self.margin(features), self.contributions(features)
 
 
 @dataclass(frozen=True)

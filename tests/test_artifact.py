@@ -67,3 +67,13 @@ def test_a_failed_write_leaves_the_old_artifact_whole(artifact: Path, trained: T
     after = {p.name: p.read_bytes() for p in artifact.iterdir()}
     assert after == before
     assert [p.name for p in artifact.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_artifact_of_another_format_is_refused(artifact: Path) -> None:
+    # Format 1 pickled one as-of index per categorical column; this code reads the stacked index only.
+    meta_path = artifact / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["format"] = 1
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="has format 1, this dealscore reads format 2; retrain"):
+        load_artifact(artifact)

@@ -43,10 +43,10 @@ MAX_PRODUCTS = 500  # products one client may list as held
 MAX_FIELD_NAME = 64
 
 
-EARLIEST_DATE = date(1900, 1, 1)
-# As-of history is indexed by day number from 1970 on: a deal dated earlier has no meaningful history.
-EARLIEST_DEAL_DATE = date(1970, 1, 1)
-DATE_SLACK = timedelta(days=1)  # a CRM a time zone ahead of the server may already be on tomorrow
+# The first accepted date of each column is the contract's (`Column.earliest`), as offline validation has it.
+# The last is the server's UTC "today" plus one day, where offline validation stops at "today": a CRM a time
+# zone ahead of the server (UTC+1 to +14) may already be on tomorrow when it sends a deal opened "today".
+DATE_SLACK = timedelta(days=1)
 
 
 def _date_parser(earliest: date) -> Callable[[str, ValidationInfo], date]:
@@ -86,6 +86,26 @@ Text = Annotated[
     Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH)] | Annotated[StrictInt, AfterValidator(_id_integer)],
     WithJsonSchema({"anyOf": [{"type": "string", "maxLength": MAX_TEXT_LENGTH}, {"type": "integer"}]}),
 ]
+
+
+def _plain_integer(value: int) -> int:
+    # A longer integer is taken by the float member below (1e30), or refused there when beyond a float's range
+    # (10**400), so the columns never see an integer float() cannot convert.
+    if not -MAX_ID <= value <= MAX_ID:
+        raise PydanticCustomError("finite_number", "a finite number")
+    return value
+
+
+# A text band or a number (a client's size: "small" or 250). Which one the model sees is decided with the
+# whole batch by model.records.deal_columns: a number where the model's features treat the column as numeric
+# (text that reads as a number counts, 250.0 and 250 are the same), text otherwise ("250", never "250.0").
+TextOrNumber = Annotated[
+    Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH)]
+    | Annotated[StrictInt, AfterValidator(_plain_integer)]
+    | Annotated[float, Field(strict=True, allow_inf_nan=False)],
+    WithJsonSchema({"anyOf": [{"type": "string", "maxLength": MAX_TEXT_LENGTH}, {"type": "integer"},
+                              {"type": "number"}]}),
+]
 # An extra field of a deal may be a feature: text, a number or a flag, nothing nested.
 ExtraValue = Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH)] | StrictBool | Annotated[
     float, Field(strict=True, allow_inf_nan=False)] | None
@@ -94,8 +114,10 @@ ExtraValue = Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH)] | StrictBoo
 def _annotation(column: Column) -> Any:
     if column.kind is Kind.NUMBER:
         return Annotated[float, Field(strict=True, allow_inf_nan=False, ge=column.minimum)]
+    if column.kind is Kind.TEXT_OR_NUMBER:
+        return TextOrNumber
     if column.kind is Kind.DATE:
-        return _date_text(EARLIEST_DEAL_DATE if column.name == "created_at" else EARLIEST_DATE)
+        return _date_text(column.earliest)
     if column.kind is Kind.STATUS:
         return Literal[STATUS_VALUES]
     return Text

@@ -50,7 +50,7 @@ SERVERS = {
 }
 BATCH = 1000
 GOALS = ("single-deal p50 <= 1.5x floor and <= 1.2x bare; requests/s at concurrency 8 >= 0.5x floor; "
-         "batch deals/s >= 0.5x in-process")
+         "batch deals/s >= 0.5x in-process (score + gap lists, the same work as the answer)")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -282,7 +282,7 @@ class Results:
 
 def in_process(model_dir: Path, deals: list[dict[str, Any]], seconds: float) -> tuple[float, float, float]:
     """In this process, columns built once: deals/s of ScoringModel.score on 1,000-deal batches; the same
-    with the gap lists of their clients; and one deal's score in CPU ms."""
+    with the gap lists of their clients; and one deal's score and gap list in CPU ms."""
     from model.artifact import load_artifact
     from model.records import deal_columns
 
@@ -308,9 +308,12 @@ def in_process(model_dir: Path, deals: list[dict[str, Any]], seconds: float) -> 
 
     per_s, per_s_with_gaps = throughput(False), throughput(True)
     single = []
+    one_client = facts[-1:]  # the single-deal answer carries its client's gap list too
     for _ in range(2000):
         t = time.thread_time()
         model.score(one, n_reasons=5)
+        if profiles is not None:
+            profiles.gaps_for(one_client, top_k=3)
         single.append(time.thread_time() - t)
     return per_s, per_s_with_gaps, float(np.mean(single) * 1000)
 
@@ -379,18 +382,21 @@ def report(results: Results, rounds: int, seconds: float) -> tuple[str, dict[str
         ["requests/s, 8 connections", rps8["floor"], rps8["bare"], rps8["service"], "",
          f"{rps8['service'] / rps8['floor']:.2f}x floor"],
         ["p99 (ms), 8 connections", p99_8["floor"], p99_8["bare"], p99_8["service"], "", ""],
-        ["deals/s, batches of 1,000", batch["floor"], batch["bare"], batch["service"], in_proc,
-         f"{batch['service'] / in_proc:.2f}x in-process"],
-        ["deals/s in-process, score + gap lists", "", "", "", results.in_process_with_gaps_deals_per_s,
-         f"{batch['service'] / results.in_process_with_gaps_deals_per_s:.2f}x"],
+        ["deals/s, batches of 1,000", batch["floor"], batch["bare"], batch["service"],
+         results.in_process_with_gaps_deals_per_s,
+         f"{batch['service'] / results.in_process_with_gaps_deals_per_s:.2f}x in-process"],
+        ["deals/s in-process, score only (no gap lists)", "", "", "", in_proc,
+         f"{batch['service'] / in_proc:.2f}x"],
         ["server CPU us per deal, batches of 1,000", cpu_batch["floor"], cpu_batch["bare"], cpu_batch["service"],
-         1e6 / in_proc, f"{cpu_batch['service'] * in_proc / 1e6:.2f}x in-process"],
+         1e6 / results.in_process_with_gaps_deals_per_s,
+         f"{cpu_batch['service'] * results.in_process_with_gaps_deals_per_s / 1e6:.2f}x in-process"],
     ]
     goals = {
         "single_p50_vs_floor": (p50["service"] / p50["floor"], 1.5, "<="),
         "single_p50_vs_bare": (p50["service"] / p50["bare"], 1.2, "<="),
         "rps8_vs_floor": (rps8["service"] / rps8["floor"], 0.5, ">="),
-        "batch_vs_in_process": (batch["service"] / in_proc, 0.5, ">="),
+        # Like for like: the service's answer carries each deal's gap list, so the in-process run does too.
+        "batch_vs_in_process": (batch["service"] / results.in_process_with_gaps_deals_per_s, 0.5, ">="),
     }
     verdicts = [f"  {k}: {v:.2f} (goal {op} {g}) {'met' if (v <= g if op == '<=' else v >= g) else 'MISSED'}"
                 for k, (v, g, op) in goals.items()]

@@ -167,18 +167,31 @@ def frame_columns(deals: pd.DataFrame) -> dict[str, npt.NDArray[Any]]:
     return columns
 
 
+# Up to this many values a plain loop is quickest (the single-deal path); above it, each distinct value
+# is looked up once (pandas factorises the column at C speed; a training column has few distinct levels).
+_LOOP_MAX = 64
+
+
+def _lookup(values: npt.NDArray[Any], mapping: Mapping[str, int], unknown: float,
+            missing: float) -> FloatArray:
+    """Each value's entry in `mapping` (by its text), `unknown` if absent, `missing` for None/NaN."""
+    if len(values) <= _LOOP_MAX:
+        out = np.empty(len(values), dtype=np.float64)
+        for i, v in enumerate(values):
+            out[i] = missing if _is_missing(v) else mapping.get(str(v), unknown)
+        return out
+    codes, distinct = pd.factorize(values, use_na_sentinel=True)  # missing values get code -1
+    table = np.array([*(mapping.get(str(v), unknown) for v in distinct), missing], dtype=np.float64)
+    found: FloatArray = table[codes]  # code -1 picks the last entry: `missing`
+    return found
+
+
 def _codes(values: npt.NDArray[Any], mapping: Mapping[str, int], unknown: int) -> FloatArray:
-    out = np.empty(len(values), dtype=np.float64)
-    for i, v in enumerate(values):
-        out[i] = np.nan if _is_missing(v) else mapping.get(str(v), unknown)
-    return out
+    return _lookup(values, mapping, float(unknown), np.nan)
 
 
 def _keys(values: npt.NDArray[Any], mapping: Mapping[str, int]) -> IntArray:
-    out = np.empty(len(values), dtype=np.int64)
-    for i, v in enumerate(values):
-        out[i] = NO_KEY if _is_missing(v) else mapping.get(str(v), NO_KEY)
-    return out
+    return _lookup(values, mapping, NO_KEY, NO_KEY).astype(np.int64)
 
 
 class DealHistory:
@@ -230,13 +243,24 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
     created = np.asarray(columns["created_day"], dtype=np.float64)
     n = created.size
     day = created.astype(np.int64)
-    features: list[FloatArray] = []
-    missing = np.full(n, np.nan)
+    # Filled column by column in spec.names order; one matrix, no per-feature arrays to stack.
+    out = np.empty((n, len(spec.names)))
+    at = 0
     for column in spec.numeric:
-        features.append(np.asarray(columns.get(column, missing), dtype=np.float64))
-    for column in spec.categorical:
-        values = np.asarray(columns.get(column, np.full(n, None, dtype=object)), dtype=object)
-        features.append(_codes(values, spec.vocab[column], unknown=len(spec.vocab[column])))
+        out[:, at] = columns[column] if column in columns else np.nan
+        at += 1
+    k = len(spec.categorical)
+    level_keys = np.full(k * n, NO_KEY, dtype=np.int64)
+    for i, column in enumerate(spec.categorical):
+        raw = columns.get(column)
+        if raw is None:
+            out[:, at + i] = np.nan
+            continue
+        values = np.asarray(raw, dtype=object)
+        out[:, at + i] = _codes(values, spec.vocab[column], unknown=len(spec.vocab[column]))
+        keys = _keys(values, spec.level_keys[column])
+        level_keys[i * n:(i + 1) * n] = np.where(keys >= 0, keys + history.level_offsets[column], NO_KEY)
+    at += k
 
     smoothing = spec.config.smoothing
     # The overall counts as of the deal's day and as of the start of the recent window, in one search.
@@ -244,29 +268,29 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
         np.zeros(2 * n, dtype=np.int64), np.concatenate((day, day - spec.config.recent_window_days)))
     events, wins = overall_events[:n], overall_wins[:n]
     prior = np.where(events > 0, wins / np.maximum(events, 1), 0.5)
-    if spec.categorical:
-        level_keys = []
-        for column in spec.categorical:
-            values = np.asarray(columns.get(column, np.full(n, None, dtype=object)), dtype=object)
-            keys = _keys(values, spec.level_keys[column])
-            level_keys.append(np.where(keys >= 0, keys + history.level_offsets[column], NO_KEY))
-        level_events, level_wins = history.levels.counts(np.concatenate(level_keys),
-                                                         np.tile(day, len(spec.categorical)))
-        rates = (level_wins + smoothing * np.tile(prior, len(spec.categorical))) / (level_events + smoothing)
-        features.extend(rates.reshape(len(spec.categorical), n))
+    if k:
+        # Every column's level win rate as of the deal's day, from one search of the stacked index.
+        level_events, level_wins = history.levels.counts(level_keys, np.tile(day, k))
+        rates = (level_wins + smoothing * np.tile(prior, k)) / (level_events + smoothing)
+        out[:, at:at + k] = rates.reshape(k, n).T
+        at += k
     recent_events = events - overall_events[n:]
     recent_wins = wins - overall_wins[n:]
-    features.append(prior)
-    features.append((recent_wins + smoothing * prior) / (recent_events + smoothing))
-    features.append((created.astype("int64").astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
-                     % 12 + 1).astype(np.float64))
+    out[:, at] = prior
+    out[:, at + 1] = (recent_wins + smoothing * prior) / (recent_events + smoothing)
+    out[:, at + 2] = day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12 + 1
+    at += 3
 
     if spec.has_client_history:
-        features.extend(_client_features(spec, history, columns, day, prior))
+        for values in _client_features(spec, history, columns, day, prior):
+            out[:, at] = values
+            at += 1
     if spec.has_client_since:
-        since = np.asarray(columns.get("client_since_day", missing), dtype=np.float64)
-        features.append(created - since)
-    return np.column_stack(features) if features else np.empty((n, 0))
+        since = columns.get("client_since_day")
+        out[:, at] = created - np.asarray(since, dtype=np.float64) if since is not None else np.nan
+        at += 1
+    assert at == out.shape[1], "spec.names and the features built disagree"
+    return out
 
 
 def _client_features(spec: FeatureSpec, history: DealHistory, columns: Columns, day: IntArray,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -27,8 +27,7 @@ from model.win_models import PlattCalibration, WinModel
 FloatArray = npt.NDArray[np.float64]
 
 
-@dataclass(frozen=True)
-class Reason:
+class Reason(NamedTuple):  # a tuple, not a frozen dataclass: a batch of 1,000 deals builds 5,000 of them
     feature: str
     value: str | float | None
     effect: float  # push on the calibrated log-odds of winning; > 0 raises p_win
@@ -143,28 +142,31 @@ class ScoringModel:
         `contributions`: the engine's (deals, features + 1) pushes on the margin (the last is the base).
         """
         contributions = contributions[:, :-1] * self.calibration.slope
-        order = np.argsort(-np.abs(contributions), axis=1)[:, :n_reasons]
+        n = features.shape[0]
+        top = np.argsort(-np.abs(contributions), axis=1)[:, :n_reasons]
+        rows = np.arange(n)[:, None]
+        effect = contributions[rows, top]
+        # Vectorised rounding and one conversion to Python lists: the per-reason loop below only picks.
+        effects, kept = np.round(effect, 4).tolist(), (effect != 0.0).tolist()
+        numbers = np.round(features[rows, top], 4).tolist()
+        names, categorical = self.spec.names, set(self.spec.categorical)
+        levels = {name: columns[name].tolist() if name in columns else [None] * n for name in categorical}
         out: list[list[Reason]] = []
-        for row in range(features.shape[0]):
+        for row, features_of_row in enumerate(top.tolist()):
             row_reasons = []
-            for j in order[row]:
-                effect = float(contributions[row, j])
-                if effect == 0.0:
+            for k, j in enumerate(features_of_row):
+                if not kept[row][k]:
                     continue
-                name = self.spec.names[j]
-                row_reasons.append(Reason(feature=name, value=self._shown_value(name, row, features[row, j], columns),
-                                          effect=round(effect, 4)))
+                name = names[j]
+                value: str | float | None
+                if name in categorical:
+                    level = levels[name][row]
+                    value = None if level is None or level != level else str(level)
+                elif name == "client_status":
+                    value = client_status_name(numbers[row][k])
+                else:
+                    number = numbers[row][k]
+                    value = None if number != number else number
+                row_reasons.append(Reason(feature=name, value=value, effect=effects[row][k]))
             out.append(row_reasons)
         return out
-
-    def _shown_value(self, name: str, row: int, value: float,
-                     columns: Mapping[str, npt.NDArray[Any]]) -> str | float | None:
-        if name in self.spec.categorical:
-            raw = columns.get(name)
-            level = raw[row] if raw is not None else None
-            return None if level is None or level != level else str(level)
-        if name == "client_status":
-            return client_status_name(value)
-        if value != value:
-            return None
-        return round(float(value), 4)

@@ -30,6 +30,9 @@ CLIENT_ATTRIBUTES: tuple[str, ...] = ("industry", "size", "region")
 CLIENT_STATUSES: tuple[str, ...] = ("prospect", "new", "regular", "lost")
 # Per-request client history a CRM may send instead of relying on the artifact's (see contract).
 HISTORY_OVERRIDE_COLUMNS: tuple[str, ...] = ("won_deals", "won_amount", "first_won_day", "last_won_day")
+# Marks the deals whose override columns were filled from outcomes reported after training (not sent
+# by the CRM). A request cannot send it: request fields starting with "__" are dropped.
+OUTCOME_HISTORY_FLAG = "__history_from_outcomes"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model.asof import NO_KEY
-from model.features import HISTORY_OVERRIDE_COLUMNS, DealHistory, FeatureSpec
+from model.features import HISTORY_OVERRIDE_COLUMNS, OUTCOME_HISTORY_FLAG, DealHistory, FeatureSpec
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -197,4 +197,5 @@ def with_outcome_history(
     for name, values in overrides.items():
         given = np.asarray(out[name], dtype=np.float64) if name in out else np.full(n, np.nan)
         out[name] = np.where(np.isnan(values), given, values)
+    out[OUTCOME_HISTORY_FLAG] = ~np.isnan(overrides["won_deals"])  # for the answer's history_source
     return out

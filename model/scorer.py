@@ -16,6 +16,7 @@ import numpy.typing as npt
 from model.features import (
     CLIENT_ATTRIBUTES,
     HISTORY_OVERRIDE_COLUMNS,
+    OUTCOME_HISTORY_FLAG,
     DealHistory,
     FeatureSpec,
     build_features,
@@ -54,7 +55,9 @@ class ScoreBatch:
     value_per_hour: FloatArray
     grade: list[str]
     reasons: list[list[Reason]]
-    history_source: list[str]  # "request", "model" or "none" (a prospect with no history)
+    # "request" (sent with the deal), "outcomes" (the model's history plus outcomes reported since
+    # training), "model" (as of training) or "none" (a prospect with no history)
+    history_source: list[str]
 
 
 @dataclass
@@ -133,7 +136,10 @@ class ScoringModel:
                 sent |= ~np.isnan(np.asarray(columns[name], dtype=np.float64))
         ids = columns.get("client_id", np.full(n, None, dtype=object))
         known = [c is not None and str(c) in self.spec.client_keys for c in ids]
-        return ["request" if s else ("model" if k else "none") for s, k in zip(sent, known, strict=True)]
+        flag = columns.get(OUTCOME_HISTORY_FLAG)
+        from_outcomes = flag.tolist() if flag is not None else [False] * n
+        return ["outcomes" if o else "request" if s else "model" if k else "none"
+                for s, k, o in zip(sent, known, from_outcomes, strict=True)]
 
     def reasons(self, features: FloatArray, contributions: FloatArray, columns: Mapping[str, npt.NDArray[Any]],
                 n_reasons: int) -> list[list[Reason]]:

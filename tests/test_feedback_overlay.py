@@ -129,4 +129,8 @@ def test_a_win_recorded_after_training_changes_the_score(feedback_training: Trai
     book = OutcomeBook([OutcomeEvent(f"W{i}", client_id, True, 20000.0, int(day) - 10 + i) for i in range(5)])
     after = model.score(with_outcome_history(columns, model.history, model.spec, book), n_reasons=0)
     assert after.p_win[0] != before.p_win[0]
-    assert after.history_source == ["request"]
+    assert after.history_source == ["outcomes"]
+    # History the CRM sends with the deal wins over the outcomes, and the answer says so.
+    sent = {**columns, "won_deals": np.array([1.0]), "last_won_day": np.array([day - 400])}
+    assert model.score(with_outcome_history(sent, model.history, model.spec, book), n_reasons=0).history_source \
+        == ["request"]

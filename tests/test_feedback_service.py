@@ -44,7 +44,9 @@ def test_scores_outcomes_judgements_and_quality_through_the_service(
         tomorrow = int((np.datetime64(date.today(), "D") - np.datetime64(int(model.history.last_day), "D"))
                        .astype(int)) + 1
         later = _deal(model, "N3", client_id, tomorrow)
-        before = api.post("/v1/score", json={"deals": [later]}).json()["scores"][0]["p_win"]
+        before_score = api.post("/v1/score", json={"deals": [later]}).json()["scores"][0]
+        before = before_score["p_win"]
+        assert before_score["history_source"] == "model"
         assert feedback.flush_score_log()
         with feedback.database.engine.connect() as connection:
             logged = connection.execute(sa.text("SELECT request_id, deal_id, model_version FROM score_log "
@@ -58,8 +60,9 @@ def test_scores_outcomes_judgements_and_quality_through_the_service(
             {"deal_id": "N2", "status": "won", "amount": 90000}]})  # closed_at: today by default
         assert outcomes.status_code == 200, outcomes.text
         assert all(r["client_history"] for r in outcomes.json()["results"])
-        after = api.post("/v1/score", json={"deals": [{**later, "deal_id": "N3b"}]}).json()["scores"][0]["p_win"]
-        assert after != before
+        after_score = api.post("/v1/score", json={"deals": [{**later, "deal_id": "N3b"}]}).json()["scores"][0]
+        after = after_score["p_win"]
+        assert after != before and after_score["history_source"] == "outcomes"
 
         judged = api.post("/v1/judgements", json={"manager": "Elena", "above_deal_id": "N2", "below_deal_id": "N3"})
         assert judged.status_code == 200, judged.text

@@ -221,6 +221,7 @@ class ClientProfiles:
     _level_positions: list[tuple[int, ...]] = field(init=False, repr=False)
     _who: list[str] = field(init=False, repr=False)
     _income_factor: list[FloatArray | None] = field(init=False, repr=False)
+    _row_lists: list[tuple[list[float], list[float], list[float] | None, list[bool]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._refresh()
@@ -235,6 +236,12 @@ class ClientProfiles:
         self._in_profile = self.adoption_best >= self.min_adoption
         self._level_positions = [tuple(self.encoder.attributes.index(k) for k in keys)
                                  for keys in self.levels]
+        # Plain lists for the per-gap loop (a numpy scalar per read costs more than the rest of a gap).
+        self._row_lists = [(best.tolist(), everyone.tolist(), None if factor is None else typical.tolist(),
+                            in_profile.tolist())
+                           for best, everyone, typical, in_profile, factor in zip(
+                               self.adoption_best, self.adoption_all, self.typical_income, self._in_profile,
+                               self._income_factor, strict=True)]
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -344,10 +351,7 @@ class ClientProfiles:
         if not ranked:
             return []
         p = probability.tolist()
-        best, everyone = self.adoption_best[row].tolist(), self.adoption_all[row].tolist()
-        typical = self.typical_income[row].tolist() if self._income_factor[row] is not None else None
-        in_profile = self._in_profile[row].tolist()
-        partners = self._partners(client)
+        best, everyone, typical, in_profile = self._row_lists[row]
         who = self._who[row]
         gaps: list[Gap] = []
         for j in ranked:
@@ -356,8 +360,9 @@ class ClientProfiles:
             else:
                 reason = f"outside the ideal profile ({best[j]:.0%} of {who} have it)"
             reason += f"; {p[j]:.0%} chance for this client"
-            if partners is not None and partners[j] is not None:
-                reason += f", often taken with {partners[j]}"
+            partner = self._partner(j, client.held)
+            if partner is not None:
+                reason += f", often taken with {partner}"
             worth = typical[j] if typical is not None else None
             if worth is not None:
                 reason += f"; worth about {worth:,.0f}"
@@ -370,16 +375,14 @@ class ClientProfiles:
             ))
         return gaps
 
-    def _partners(self, client: ResolvedClient) -> list[str | None] | None:
-        """For each product, the held product that raises its chance most (odds x1.65 or more), if any."""
-        if not client.held:
+    def _partner(self, product: int, held: tuple[int, ...]) -> str | None:
+        """The held product that raises `product`'s chance most (odds x1.65 or more), if any."""
+        # Read from the acceptance model each time: fitting sets it after the profiles are built.
+        if not held or not self.acceptance.fitted[product]:
             return None
-        held = np.array(client.held)
-        weights = self.acceptance.coef[:, self.encoder.held_offset + held]  # (products, held)
-        strongest = np.argmax(weights, axis=1)
-        strong = (weights[np.arange(len(self.products)), strongest] >= 0.5) & self.acceptance.fitted
-        return [self.products[client.held[k]] if ok else None
-                for k, ok in zip(strongest.tolist(), strong.tolist(), strict=True)]
+        weights = self.acceptance.coef[product, self.encoder.held_offset:self.encoder.held_offset + len(self.products)]
+        strongest = max(held, key=lambda h: float(weights[h]))  # the first of equals, as argmax
+        return self.products[strongest] if weights[strongest] >= 0.5 else None
 
     # ------------------------------------------------------------------------------------------------
     # Reporting.

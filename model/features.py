@@ -245,6 +245,11 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
     """
     created = np.asarray(columns["created_day"], dtype=np.float64)
     n = created.size
+    undated = np.flatnonzero(np.isnan(created))
+    if undated.size:  # the scorer dates such deals today and training sets them aside; anyone else is told
+        raise ContractViolation("deals without a created_at day have no as-of features", [
+            Problem("created_at", "a date", "nothing", rows=tuple(undated[:5].tolist()), count=int(undated.size),
+                    table="deals")])
     day = created.astype(np.int64)
     # Filled column by column in spec.names order; one matrix, no per-feature arrays to stack.
     out = np.empty((n, len(spec.names)))

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from model.errors import ContractViolation
 from model.features import (
     DealHistory,
     FeatureConfig,
@@ -14,6 +15,7 @@ from model.features import (
     fit_feature_spec,
     frame_columns,
 )
+from training.fit import TrainingResult
 from training.synthetic_crm import SyntheticCRM
 
 
@@ -101,3 +103,11 @@ def test_client_rfm_features_match_a_hand_count() -> None:
     # Product x before day 100: a won, b lost, e won (other client): 2 of 3, smoothed towards 3 of 4 overall.
     prior = 3 / 4
     assert value["product_win_rate"] == pytest.approx((2 + 20 * prior) / (3 + 20))
+
+
+def test_a_deal_without_a_created_day_is_a_clear_error(trained: TrainingResult) -> None:
+    model = trained.model
+    columns = {"deal_id": np.array(["a", "b"], dtype=object), "created_day": np.array([19000.0, np.nan])}
+    with pytest.raises(ContractViolation) as caught:
+        build_features(model.spec, model.history, columns)
+    assert caught.value.problems[0].field == "created_at" and caught.value.problems[0].rows == (1,)

@@ -30,7 +30,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 __all__ = [
-    "TODAY", "TestClient", "deal_payloads", "fixture_service_artifact", "fixture_service_client",
+    "TODAY", "TestClient", "deal_payloads", "error_envelope", "fixture_service_artifact", "fixture_service_client",
     "fixture_service_crm", "fixture_service_dataset", "fixture_service_model",
     "fixture_service_profiled_model", "fixture_service_training", "make_client", "make_deal",
 ]
@@ -126,3 +126,18 @@ def deal_payloads(deals: pd.DataFrame, clients: pd.DataFrame | None = None) -> l
             deal["client"] = by_id[str(client_id)]
         out.append(deal)
     return out
+
+
+def error_envelope(response: Any, status: int = 422, code: str = "invalid_input") -> dict[str, Any]:
+    """The answer's `error`, after checking it is the one error envelope with this status and code."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error", "request_id"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert body["request_id"] == response.headers["x-request-id"]
+    for detail in body["error"]["details"]:
+        assert set(detail) == {"field", "expected", "got"}
+    error: dict[str, Any] = body["error"]
+    return error

@@ -13,6 +13,7 @@ import pytest
 from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
     TODAY,
     TestClient,
+    error_envelope,
     fixture_service_client,
     fixture_service_crm,
     fixture_service_dataset,
@@ -35,21 +36,6 @@ OTHER_RANGE = f"a date from 1900-01-01 to today ({TODAY.isoformat()})"
 CLIENT_ID = "C00010"
 
 
-def _error(response: Any, status: int = 422, code: str = "invalid_input") -> dict[str, Any]:
-    """The error envelope, checked to have its one shape (as in test_service_errors)."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error", "request_id"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert body["request_id"] == response.headers["x-request-id"]
-    for detail in body["error"]["details"]:
-        assert set(detail) == {"field", "expected", "got"}
-    error: dict[str, Any] = body["error"]
-    return error
-
-
 def _p_wins(client: TestClient, deals: list[dict[str, Any]]) -> list[float]:
     response = client.post("/v1/score", json={"deals": deals})
     assert response.status_code == 200, response.text
@@ -67,7 +53,7 @@ def test_the_contract_gives_the_ranges_the_service_states() -> None:
 
 def test_closed_at_before_1970_is_refused_naming_the_field(service_client: TestClient) -> None:
     deal = make_deal(created_at="1970-01-01", closed_at="1969-12-31", status="lost")
-    error = _error(service_client.post("/v1/score", json={"deals": [deal]}))
+    error = error_envelope(service_client.post("/v1/score", json={"deals": [deal]}))
     assert error["details"] == [{"field": "deals[0].closed_at", "expected": DEAL_RANGE, "got": "'1969-12-31'"}]
 
 
@@ -78,7 +64,7 @@ def test_the_first_accepted_deal_dates_are_scored(service_client: TestClient) ->
 
 
 def test_created_at_before_1970_is_refused(service_client: TestClient) -> None:
-    error = _error(service_client.post("/v1/score", json={"deals": [make_deal(created_at="1969-12-31")]}))
+    error = error_envelope(service_client.post("/v1/score", json={"deals": [make_deal(created_at="1969-12-31")]}))
     assert error["details"] == [{"field": "deals[0].created_at", "expected": DEAL_RANGE, "got": "'1969-12-31'"}]
 
 
@@ -86,14 +72,14 @@ def test_a_client_since_goes_back_to_1900(service_client: TestClient) -> None:
     old = make_deal(client={"client_id": CLIENT_ID, "since": "1900-01-01"})
     assert len(_p_wins(service_client, [old])) == 1
     older = make_deal(client={"client_id": CLIENT_ID, "since": "1899-12-31"})
-    error = _error(service_client.post("/v1/score", json={"deals": [older]}))
+    error = error_envelope(service_client.post("/v1/score", json={"deals": [older]}))
     assert error["details"] == [{"field": "deals[0].client.since", "expected": OTHER_RANGE, "got": "'1899-12-31'"}]
 
 
 def test_tomorrow_is_accepted_for_crms_ahead_of_the_server_but_not_the_day_after(service_client: TestClient) -> None:
     tomorrow, after = TODAY + timedelta(days=1), TODAY + timedelta(days=2)
     assert len(_p_wins(service_client, [make_deal(created_at=tomorrow.isoformat())])) == 1
-    error = _error(service_client.post("/v1/score", json={"deals": [make_deal(created_at=after.isoformat())]}))
+    error = error_envelope(service_client.post("/v1/score", json={"deals": [make_deal(created_at=after.isoformat())]}))
     assert error["details"] == [{"field": "deals[0].created_at", "expected": DEAL_RANGE,
                                  "got": f"'{after.isoformat()}'"}]
 
@@ -101,7 +87,7 @@ def test_tomorrow_is_accepted_for_crms_ahead_of_the_server_but_not_the_day_after
 def test_every_bad_date_is_listed_in_one_answer(service_client: TestClient) -> None:
     deals = [make_deal(deal_id="a", closed_at="1969-12-31"), make_deal(deal_id="b", created_at="1969-07-20"),
              make_deal(deal_id="c", client={"client_id": CLIENT_ID, "since": "1066-10-14"})]
-    error = _error(service_client.post("/v1/score", json={"deals": deals}))
+    error = error_envelope(service_client.post("/v1/score", json={"deals": deals}))
     assert {d["field"]: d["expected"] for d in error["details"]} == {
         "deals[0].closed_at": DEAL_RANGE, "deals[1].created_at": DEAL_RANGE, "deals[2].client.since": OTHER_RANGE}
 
@@ -131,14 +117,14 @@ def test_a_numeric_size_is_accepted_by_a_model_with_size_bands(service_client: T
 def test_a_size_that_is_not_a_finite_number_is_refused(service_client: TestClient, literal: str) -> None:
     body = json.dumps({"deals": [_with_size(0)]}).replace('"size": 0', f'"size": {literal}')
     response = service_client.post("/v1/score", content=body, headers={"content-type": "application/json"})
-    error = _error(response)
+    error = error_envelope(response)
     assert [d["field"] for d in error["details"]] == ["deals[0].client.size"]
     assert "finite" in error["details"][0]["expected"]
 
 
 @pytest.mark.parametrize("size", [True, [250], {"employees": 250}, "s" * 201])
 def test_a_size_that_is_neither_text_nor_a_number_is_refused(service_client: TestClient, size: Any) -> None:
-    error = _error(service_client.post("/v1/score", json={"deals": [_with_size(size)]}))
+    error = error_envelope(service_client.post("/v1/score", json={"deals": [_with_size(size)]}))
     assert [d["field"] for d in error["details"]] == ["deals[0].client.size"]
 
 
@@ -183,7 +169,7 @@ def test_validated_sizes_become_a_number_column() -> None:
 @pytest.mark.parametrize("size", ["inf", "NaN", "small"])
 def test_text_that_is_not_a_finite_number_is_refused_where_size_is_a_number(numeric_size_client: TestClient,
                                                                            size: str) -> None:
-    error = _error(numeric_size_client.post("/v1/score", json={"deals": [_with_size(size)]}))
+    error = error_envelope(numeric_size_client.post("/v1/score", json={"deals": [_with_size(size)]}))
     assert len(error["details"]) == 1
     detail = error["details"][0]
     # model.records names the column as the scorer sees it (the client's size stands in for a clients table).

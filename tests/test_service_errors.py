@@ -10,6 +10,7 @@ import pytest
 from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
     TODAY,
     TestClient,
+    error_envelope,
     fixture_service_client,
     fixture_service_crm,
     fixture_service_dataset,
@@ -21,20 +22,6 @@ from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
 
 from model.scorer import ScoringModel
 from service import Settings, create_app
-
-
-def _error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error", "request_id"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert body["request_id"] == response.headers["x-request-id"]
-    for detail in body["error"]["details"]:
-        assert set(detail) == {"field", "expected", "got"}
-    error: dict[str, Any] = body["error"]
-    return error
 
 
 def _fields(error: dict[str, Any]) -> list[str]:
@@ -52,7 +39,7 @@ def test_every_bad_field_is_listed_in_one_answer(service_client: TestClient) -> 
         make_deal(deal_id="a"),
         {"amount": 10},
     ]
-    error = _error(_post(service_client, deals), 422, "invalid_input")
+    error = error_envelope(_post(service_client, deals), 422, "invalid_input")
     by_field = {d["field"]: d for d in error["details"]}
     assert set(by_field) == {
         "deals[0].amount", "deals[0].created_at", "deals[0].effort_hours", "deals[1].product",
@@ -97,7 +84,7 @@ def test_every_bad_field_is_listed_in_one_answer(service_client: TestClient) -> 
 ])
 def test_each_kind_of_bad_value_names_its_field(service_client: TestClient, deal: dict[str, Any], field: str,
                                                 expected: str) -> None:
-    error = _error(_post(service_client, [deal]), 422, "invalid_input")
+    error = error_envelope(_post(service_client, [deal]), 422, "invalid_input")
     assert _fields(error) == [field]
     assert error["details"][0]["expected"].startswith(expected)
 
@@ -107,14 +94,14 @@ def test_nan_and_infinite_numbers_are_refused(service_client: TestClient, litera
     for field in ("amount", "source"):
         body = json.dumps({"deals": [make_deal(**{field: 0})]}).replace(f'"{field}": 0', f'"{field}": {literal}')
         response = service_client.post("/v1/score", content=body, headers={"content-type": "application/json"})
-        error = _error(response, 422, "invalid_input")
+        error = error_envelope(response, 422, "invalid_input")
         assert _fields(error) == [f"deals[0].{field}"]
         assert "finite" in error["details"][0]["expected"]
 
 
 def test_too_many_extra_fields_are_refused(service_client: TestClient) -> None:
     deal = make_deal(**{f"extra_{i}": i for i in range(49)})  # and source, campaign_code: 51
-    error = _error(_post(service_client, [deal]), 422, "invalid_input")
+    error = error_envelope(_post(service_client, [deal]), 422, "invalid_input")
     assert error["details"][0] == {"field": "deals[0]", "expected": "at most 50 extra fields",
                                    "got": "51 extra fields"}
 
@@ -126,7 +113,7 @@ def test_a_text_value_in_a_numeric_feature_is_refused(service_training: Any) -> 
     assert numeric in model.spec.numeric
     app = create_app(Settings(), model=model, clock=lambda: TODAY)
     with make_client(app) as client:
-        error = _error(_post(client, [make_deal(amount="lots")]), 422, "invalid_input")
+        error = error_envelope(_post(client, [make_deal(amount="lots")]), 422, "invalid_input")
     assert _fields(error) == ["deals[0].amount"]
 
 
@@ -138,12 +125,12 @@ def test_a_text_value_in_a_numeric_feature_is_refused(service_training: Any) -> 
     ({"deals": [make_deal()], "extra": 1}, "extra"),
 ])
 def test_a_body_of_the_wrong_shape_is_422(service_client: TestClient, body: Any, field: str) -> None:
-    error = _error(service_client.post("/v1/score", json=body), 422, "invalid_input")
+    error = error_envelope(service_client.post("/v1/score", json=body), 422, "invalid_input")
     assert _fields(error) == [field]
 
 
 def test_an_empty_batch_says_what_is_expected(service_client: TestClient) -> None:
-    error = _error(_post(service_client, []), 422, "invalid_input")
+    error = error_envelope(_post(service_client, []), 422, "invalid_input")
     assert error["details"] == [{"field": "deals", "expected": "1 to 50 deals", "got": "an empty list"}]
 
 
@@ -152,7 +139,7 @@ def test_too_many_items_is_413_with_the_limit(service_client: TestClient, path: 
     items = "clients" if path == "/v1/gaps" else "deals"
     entries = ([{"client_id": f"c{i}"} for i in range(51)] if items == "clients"
                else [make_deal(deal_id=str(i)) for i in range(51)])
-    error = _error(service_client.post(path, json={items: entries}), 413, "payload_too_large")
+    error = error_envelope(service_client.post(path, json={items: entries}), 413, "payload_too_large")
     assert "at most 50" in error["message"]
     assert error["details"][0]["field"] == items
 
@@ -161,7 +148,7 @@ def test_a_body_over_the_byte_limit_is_413_before_parsing(service_model: Scoring
     app = create_app(Settings(max_body_bytes=2048), model=service_model, clock=lambda: TODAY)
     with make_client(app) as client:
         big = {"deals": [make_deal(deal_id=str(i)) for i in range(40)]}
-        error = _error(client.post("/v1/score", json=big), 413, "payload_too_large")
+        error = error_envelope(client.post("/v1/score", json=big), 413, "payload_too_large")
         assert "2,048 bytes" in error["message"]
 
         def chunks() -> Any:  # no content-length: counted while streaming
@@ -169,13 +156,13 @@ def test_a_body_over_the_byte_limit_is_413_before_parsing(service_model: Scoring
                 yield b" " * 1024
 
         streamed = client.post("/v1/score", content=chunks(), headers={"content-type": "application/json"})
-        _error(streamed, 413, "payload_too_large")
+        error_envelope(streamed, 413, "payload_too_large")
 
 
 @pytest.mark.parametrize("body", [b"{", b'{"deals": [}', b"\xff\xfe", b"", b"deals=1"])
 def test_malformed_json_is_400(service_client: TestClient, body: bytes) -> None:
     response = service_client.post("/v1/score", content=body, headers={"content-type": "application/json"})
-    error = _error(response, 400, "malformed_json")
+    error = error_envelope(response, 400, "malformed_json")
     assert _fields(error) == ["body"]
 
 
@@ -183,7 +170,7 @@ def test_malformed_json_is_400(service_client: TestClient, body: bytes) -> None:
 def test_a_body_not_sent_as_json_is_415(service_client: TestClient, content_type: str | None) -> None:
     headers = {"content-type": content_type} if content_type else {}
     response = service_client.post("/v1/score", content=json.dumps({"deals": [make_deal()]}), headers=headers)
-    error = _error(response, 415, "unsupported_media_type")
+    error = error_envelope(response, 415, "unsupported_media_type")
     assert _fields(error) == ["content-type"]
 
 
@@ -195,19 +182,19 @@ def test_json_with_a_charset_is_fine(service_client: TestClient) -> None:
 
 def test_an_unknown_rank_order_is_422_naming_the_query_parameter(service_client: TestClient) -> None:
     response = service_client.post("/v1/rank", params={"by": "luck"}, json={"deals": [make_deal()]})
-    error = _error(response, 422, "invalid_input")
+    error = error_envelope(response, 422, "invalid_input")
     assert _fields(error) == ["query.by"]
     assert "expected_value" in error["details"][0]["expected"]
 
 
 def test_unknown_routes_and_methods_use_the_envelope(service_client: TestClient) -> None:
-    _error(service_client.get("/v1/nothing"), 404, "not_found")
-    _error(service_client.get("/v1/score"), 405, "method_not_allowed")
+    error_envelope(service_client.get("/v1/nothing"), 404, "not_found")
+    error_envelope(service_client.get("/v1/score"), 405, "method_not_allowed")
 
 
 def test_duplicate_clients_in_gaps_are_refused(service_client: TestClient) -> None:
     response = service_client.post("/v1/gaps", json={"clients": [{"client_id": "a"}, {"client_id": "a"}]})
-    assert _fields(_error(response, 422, "invalid_input")) == ["clients[1].client_id"]
+    assert _fields(error_envelope(response, 422, "invalid_input")) == ["clients[1].client_id"]
 
 
 def test_an_internal_error_is_500_without_input_or_traceback(service_model: ScoringModel,
@@ -222,7 +209,7 @@ def test_an_internal_error_is_500_without_input_or_traceback(service_model: Scor
     with make_client(app) as client, caplog.at_level(logging.ERROR, logger="dealscore.service"):
         response = client.post("/v1/score", json={"deals": [make_deal(deal_id="secret-deal-value")]},
                                headers={"X-Request-ID": "boom-1"})
-    error = _error(response, 500, "internal_error")
+    error = error_envelope(response, 500, "internal_error")
     assert "secret" not in response.text and "Traceback" not in response.text
     assert error["details"] == []
     logged = [r for r in caplog.records if getattr(r, "request_id", None) == "boom-1"]

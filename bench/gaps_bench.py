@@ -68,12 +68,14 @@ def table(results: list[RecallResult]) -> str:
 def goals(results: list[RecallResult]) -> list[str]:
     by = {(r.data_set, r.method): r for r in results}
     lines = []
-    served, baseline = by[("synthetic planted gaps", SERVED)], by[("synthetic planted gaps", BASELINE)]
-    meets_floor = served.recall_at_3 >= 0.85
-    meets_lead = served.recall_at_3 >= baseline.recall_at_3 + 0.2
-    lines.append(f"synthetic planted gaps: recall@3 {served.recall_at_3:.3f} >= 0.85: "
-                 f"{'yes' if meets_floor else 'NO'}; >= popularity {baseline.recall_at_3:.3f} + 0.2: "
-                 f"{'yes' if meets_lead else 'NO'}")
+    baseline = by[("synthetic planted gaps", BASELINE)]
+    for method in (SERVED, SERVED_BY_P):
+        ranked = by[("synthetic planted gaps", method)]
+        meets_floor = ranked.recall_at_3 >= 0.85
+        meets_lead = ranked.recall_at_3 >= baseline.recall_at_3 + 0.2
+        lines.append(f"synthetic planted gaps, {method}: recall@3 {ranked.recall_at_3:.3f} >= 0.85: "
+                     f"{'yes' if meets_floor else 'NO'}; >= popularity {baseline.recall_at_3:.3f} + 0.2: "
+                     f"{'yes' if meets_lead else 'NO'}")
     for data_set in dict.fromkeys(r.data_set for r in results):
         if data_set == "synthetic planted gaps":
             continue

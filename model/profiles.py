@@ -326,7 +326,7 @@ class ClientProfiles:
     def ranked_products(self, client: ResolvedClient, probability: FloatArray,
                         rank_by: str | None = None) -> list[int]:
         """Products in gap order: the profile's missing products by expected income (or `rank_by`), then
-        the others the client may take."""
+        the others the client may take, likeliest first."""
         row = client.segment_row
         candidate = np.ones(len(self.products), dtype=np.bool_)
         candidate[list(client.held)] = False
@@ -336,7 +336,10 @@ class ClientProfiles:
         else:
             candidate &= in_profile | (probability >= self.min_p_accept)
         by = self.rank_by if rank_by is None else rank_by
-        key = probability if by == "p_accept" else self._expected_income(row, probability)
+        # The profile's gaps by expected income; products outside it by chance alone: the best clients do
+        # not vouch for them, so the likeliest take comes before a big-ticket long shot.
+        key = probability if by == "p_accept" else np.where(in_profile, self._expected_income(row, probability),
+                                                           probability)
         positions = np.flatnonzero(candidate)
         order = np.lexsort((-key[positions], ~in_profile[positions]))
         return positions[order].tolist()  # type: ignore[no-any-return]

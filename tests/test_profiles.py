@@ -24,7 +24,7 @@ from training.gap_evaluation import (
     planted_gap_recall,
 )
 from training.profiles_fit import ProfileConfig, fit_profiles
-from training.synthetic_crm import SyntheticCRM
+from training.synthetic_crm import BUSINESS_LINES, SyntheticCRM, generate
 
 TINY = ProfileConfig(min_segment_clients=1, min_best_clients=1, min_income_holders=2)
 
@@ -125,14 +125,15 @@ def test_potential_income_is_never_negative(small_crm: SyntheticCRM, crm_profile
     assert all(g.potential_income >= 0 and 0 <= g.p_accept <= 1 for a in answers for g in a.gaps)
 
 
-def test_gaps_are_ranked_by_expected_income_within_the_profile(crm_profiles: ClientProfiles) -> None:
+def test_profile_gaps_come_first_by_expected_income_then_others_by_chance(crm_profiles: ClientProfiles) -> None:
     answer = crm_profiles.gaps_for([ClientFacts("C00002")], top_k=20)[0]
     inside = [g for g in answer.gaps if g.in_profile]
     outside = [g for g in answer.gaps if not g.in_profile]
-    assert answer.gaps == inside + outside
-    for tier in (inside, outside):
-        money = [g.potential_income for g in tier]
-        assert money == sorted(money, reverse=True)
+    assert inside and outside and answer.gaps == inside + outside
+    money = [g.potential_income for g in inside]
+    assert money == sorted(money, reverse=True)
+    chance = [g.p_accept for g in outside]
+    assert chance == sorted(chance, reverse=True)
     for gap in answer.gaps:
         assert gap.typical_income is not None
         assert gap.potential_income == pytest.approx(gap.p_accept * gap.typical_income, rel=1e-3, abs=0.02)
@@ -160,15 +161,22 @@ def test_known_client_uses_its_training_holdings_unless_products_are_sent(
     assert own & {g.product for g in sent.gaps}
 
 
-def test_acceptance_uses_the_products_already_held(crm_profiles: ClientProfiles) -> None:
-    """The planted affinity acquiring -> cash_collection shows in the fitted model."""
-    without, with_trigger = crm_profiles.p_accept(crm_profiles.resolve([
-        ClientFacts("a", industry="manufacturing", size="medium", products=("settlement_account",)),
-        ClientFacts("b", industry="manufacturing", size="medium",
-                    products=("settlement_account", "acquiring")),
-    ], as_of_day=crm_profiles.reference_day))
-    j = crm_profiles.product_index["cash_collection"]
-    assert with_trigger[j] > without[j]
+def test_acceptance_recovers_the_business_lines_affinities(crm_profiles: ClientProfiles) -> None:
+    """Each business line's entry product is what most raises the chance of its follow-on: in the follow-on's
+    model its held flag has the largest weight (1.5-2.0 on this data; 0.7-2.1 on seeds 7 and 23), and a
+    client sent with it gets better than double the odds of taking the follow-on."""
+    offset, products = crm_profiles.encoder.held_offset, crm_profiles.products
+    held_weights = crm_profiles.acceptance.coef[:, offset:offset + len(products)]
+    for line in BUSINESS_LINES:
+        entry, follow_on = products.index(line.entry), products.index(line.follow_on)
+        others = np.delete(held_weights[follow_on], [entry, follow_on])
+        assert held_weights[follow_on, entry] >= 0.5 and held_weights[follow_on, entry] > others.max() + 0.2
+        without, with_entry = crm_profiles.p_accept(crm_profiles.resolve([
+            ClientFacts("a", industry="manufacturing", size="medium", products=("settlement_account",)),
+            ClientFacts("b", industry="manufacturing", size="medium", products=("settlement_account", line.entry)),
+        ], as_of_day=crm_profiles.reference_day))
+        odds = with_entry[follow_on] / (1 - with_entry[follow_on]) / (without[follow_on] / (1 - without[follow_on]))
+        assert odds > 2.0, line.name
 
 
 def test_profiles_survive_pickling_and_answer_fast(crm_profiles: ClientProfiles) -> None:
@@ -224,20 +232,46 @@ def test_holdings_are_derived_from_won_deals_when_absent() -> None:
     assert [g.product for g in profiles.gaps_for([ClientFacts("c2")])[0].gaps] == ["B"]
 
 
-def test_planted_gaps_are_recovered(small_crm: SyntheticCRM) -> None:
+@pytest.mark.parametrize("seed", [7, 11, 23])
+def test_planted_gaps_are_recovered_well_ahead_of_popularity(seed: int) -> None:
+    """The issue's goal at the benchmark's size (bench/gaps_bench.py: 20,000 deals, 5 folds).
+
+    The planted gap is the client's likeliest missing product, mostly its business line's follow-on, seen
+    in the line's entry product it holds: popularity (the segment's most common missing products) cannot
+    see it. Measured recall@3 on seeds 7 / 11 / 23 (1 / 2 / 3): by p_accept 0.901 / 0.904 / 0.964 (0.918 /
+    0.899 / 0.904), popularity 0.665 / 0.654 / 0.771 (0.677 / 0.713 / 0.713), so a lead of at least 0.186.
+    The served list orders the profile's gaps by expected income and the products outside the profile by
+    chance, so on these gaps (outside the profile) it matches the p_accept order: 0.901 on seed 7 (0.788
+    when products outside the profile were ordered by expected income too).
+    """
+    crm = generate(seed=seed, n_deals=20_000)
+    results = {r.method: r for r in planted_gap_recall(crm, folds=5)}
+    assert results[SERVED].clients == len(crm.planted_gaps) >= 150
+    assert results[SERVED_BY_P].recall_at_3 >= 0.85
+    assert results[SERVED_BY_P].recall_at_3 >= results[BASELINE].recall_at_3 + 0.15
+    assert results[SERVED_BY_P].mrr >= results[BASELINE].mrr + 0.05  # +0.09 to +0.17 on the six seeds
+    assert results[SERVED].recall_at_3 >= 0.85
+    assert results[SERVED].recall_at_3 >= results[BASELINE].recall_at_3 + 0.15
+    assert results["p_accept_only"].recall_at_3 >= 0.9
+
+
+def test_planted_gaps_are_found_on_the_small_data_set(small_crm: SyntheticCRM) -> None:
+    """The same at the test fixture's size (750 clients, 55 planted gaps, 3 folds): 0.89 by p_accept, 0.82
+    served, 0.64 popularity (seeds 7 and 23 at this size: 0.84 / 0.82 by p_accept, 0.73 / 0.58 popularity)."""
     results = {r.method: r for r in planted_gap_recall(small_crm, folds=3)}
     assert results[SERVED].clients == len(small_crm.planted_gaps)
-    # The planted gap is the client's likeliest missing product; the served list orders by expected income.
-    assert results[SERVED_BY_P].recall_at_3 >= 0.85
-    assert results[SERVED].recall_at_3 >= 0.8
-    assert results[SERVED_BY_P].recall_at_1 >= results[BASELINE].recall_at_1 - 0.02
-    assert results[SERVED].recall_at_3 >= results["global_popularity"].recall_at_3 + 0.2
+    assert results[SERVED_BY_P].recall_at_3 >= 0.8
+    assert results[SERVED_BY_P].recall_at_3 >= results[BASELINE].recall_at_3 + 0.1
+    assert results[SERVED].recall_at_3 >= results["global_popularity"].recall_at_3 + 0.1
 
 
 def test_ideal_profiles_match_the_planted_ones(small_crm: SyntheticCRM, crm_profiles: ClientProfiles) -> None:
+    """Every planted profile product is found. Business lines add their products to the best clients of
+    every segment, so a few segments' fitted profiles also hold a line product (precision 0.68 here, 0.75-0.84
+    at 20,000 deals; 0.91-0.95 before there were lines)."""
     recovery = ideal_profile_recovery(crm_profiles, small_crm.ideal_profiles)
     assert recovery["segments"] >= 12
-    assert recovery["precision"] >= 0.75 and recovery["recall"] >= 0.8
+    assert recovery["precision"] >= 0.6 and recovery["recall"] >= 0.9
 
 
 def test_hidden_products_come_back_ahead_of_popularity(small_crm: SyntheticCRM) -> None:

@@ -12,8 +12,10 @@ from sklearn.metrics import roc_auc_score
 from model.contract import CLIENTS, DEALS, HOLDINGS
 from training.synthetic_crm import (
     AFFINITIES,
+    BUSINESS_LINES,
     END_DATE,
     EXTRA_DEAL_COLUMNS,
+    GAP_MIN_PROPENSITY,
     GAP_REASONS,
     JOURNEY,
     REGION_EFFECT,
@@ -27,7 +29,8 @@ END = pd.Timestamp(str(END_DATE))
 START = pd.Timestamp("2021-01-01")
 EXPECTED_FILES = [
     "deals.csv", "clients.csv", "holdings.csv", "truth/deal_truth.csv", "truth/ideal_profiles.csv",
-    "truth/planted_gaps.csv", "truth/products.csv", "truth/propensity.csv", "truth/README.md",
+    "truth/planted_gaps.csv", "truth/products.csv", "truth/propensity.csv", "truth/business_lines.csv",
+    "truth/README.md",
 ]
 
 
@@ -90,6 +93,9 @@ def test_columns_follow_the_contract(crm: SyntheticCRM) -> None:
     assert list(crm.product_catalogue.columns) == ["product", "family", "base_price"]
     assert list(crm.propensity.columns) == ["client_id", *crm.product_catalogue["product"]]
     assert crm.propensity["client_id"].tolist() == crm.clients["client_id"].tolist()
+    assert list(crm.business_lines.columns) == ["client_id", "business_line"]
+    assert crm.business_lines["client_id"].tolist() == crm.clients["client_id"].tolist()
+    assert set(crm.business_lines["business_line"]) == {b.name for b in BUSINESS_LINES}
 
 
 def test_values_have_the_promised_shape(crm: SyntheticCRM) -> None:
@@ -220,7 +226,7 @@ def _segment(frame: pd.DataFrame) -> pd.Series:
 def test_planted_gaps_are_the_clients_most_likely_missing_product(crm: SyntheticCRM) -> None:
     gaps = crm.planted_gaps.merge(crm.clients, on="client_id")
     assert gaps["client_id"].is_unique
-    assert 0.12 < len(gaps) / len(crm.clients) < 0.18
+    assert 0.04 < len(gaps) / len(crm.clients) <= 0.15
     held = _held(crm)
     assert not any(held.at[c, p] for c, p in zip(gaps["client_id"], gaps["product"], strict=True))
     won = crm.deals[crm.deals["status"] == "won"]
@@ -232,32 +238,59 @@ def test_planted_gaps_are_the_clients_most_likely_missing_product(crm: Synthetic
     own = propensity.to_numpy()[propensity.index.get_indexer(pd.Index(gaps["client_id"])),
                                 propensity.columns.get_indexer(pd.Index(gaps["product"]))]
     assert np.allclose(gaps["propensity"].to_numpy(), own)
-    # established clients that already hold most of their segment's ideal profile
+    assert (gaps["propensity"] >= GAP_MIN_PROPENSITY).all()  # more likely than not to take it
+    # established clients that already hold their segment's whole ideal profile
     wide = crm.ideal_profiles.pivot(index=["industry", "size"], columns="product", values="ideal")
     ideal = wide.reindex(pd.MultiIndex.from_frame(gaps[["industry", "size"]]))[held.columns].to_numpy(dtype=bool)
     gap_held = held.loc[gaps["client_id"]].to_numpy()
-    assert ((gap_held & ideal).sum(axis=1) / ideal.sum(axis=1) >= 0.75).all()
+    assert (gap_held | ~ideal).all()
     assert (gap_held.sum(axis=1) >= 2).all()
-    # the reason: the segment's profile when the gap is in it, else a client-specific lift
+    # the reason: the segment's profile when the gap is in it (never here), else a client-specific lift,
+    # mostly the client's business line: the follow-on (or the entry) of its own line
     in_profile = ideal[np.arange(len(gaps)), held.columns.get_indexer(pd.Index(gaps["product"]))]
     assert set(gaps["reason"]) <= set(GAP_REASONS)
     assert ((gaps["reason"] == "segment_profile").to_numpy() == in_profile).all()
-    assert (gaps["reason"] == "affinity").mean() > 0.2
+    by_line = gaps.merge(crm.business_lines, on="client_id")
+    line_products = {b.name: {b.entry, b.follow_on} for b in BUSINESS_LINES}
+    own_line = [p in line_products[b] for p, b in zip(by_line["product"], by_line["business_line"], strict=True)]
+    assert ((by_line["reason"] == "business_line").to_numpy() == np.array(own_line)).all()
+    assert np.mean(own_line) > 0.6
 
 
 def test_popularity_cannot_find_every_gap(crm: SyntheticCRM) -> None:
-    """Many gaps are not among the segment's most common products, some not even among its most common
-    missing ones: the client's holdings, region and tenure decide."""
+    """No gap is among the segment's most common products (the clients hold their whole profile), and
+    a third are not even among its most common missing ones: the client's business line decides."""
     held = _held(crm)
     clients = crm.clients.set_index("client_id")
     share = held.groupby(_segment(clients)).mean()
     gaps = crm.planted_gaps.merge(crm.clients, on="client_id")
     segment = _segment(gaps)
     top3 = [p in share.loc[s].nlargest(3).index for s, p in zip(segment, gaps["product"], strict=True)]
-    assert np.mean(top3) <= 0.7
+    assert np.mean(top3) <= 0.1
     top3_missing = [p in share.loc[s][~held.loc[c]].nlargest(3).index
                     for c, s, p in zip(gaps["client_id"], segment, gaps["product"], strict=True)]
-    assert np.mean(top3_missing) < 0.97
+    assert np.mean(top3_missing) < 0.8  # 0.64 here; 0.64-0.69 on seeds 3, 7, 11, 23
+
+
+def test_business_lines_vary_within_segments_and_show_in_the_holdings(crm: SyntheticCRM) -> None:
+    """Every segment mixes lines, and within segments where a line's entry product is not in the ideal
+    profile, clients holding it hold the line's follow-on far more often: an affinity the segment's
+    popularity cannot see. The truth agrees: the line's clients are likelier to take the follow-on."""
+    held = _held(crm)
+    clients = crm.clients.set_index("client_id")
+    segment = _segment(clients)
+    line = crm.business_lines.set_index("client_id")["business_line"]
+    assert (pd.crosstab(segment, line) > 0).sum(axis=1).min() >= 3
+    wide = crm.ideal_profiles.pivot(index=["industry", "size"], columns="product", values="ideal")
+    ideal = wide.reindex(pd.MultiIndex.from_frame(clients[["industry", "size"]]))
+    propensity = _propensity(crm)
+    for b in BUSINESS_LINES:
+        outside = ~ideal[b.entry].to_numpy(dtype=bool)
+        entry, follow_on = held[b.entry].to_numpy(), held[b.follow_on].to_numpy()
+        assert follow_on[outside & entry].mean() > follow_on[outside & ~entry].mean() + 0.2, b.name
+        assert entry[(line == b.name).to_numpy()].mean() > 0.8, b.name
+        in_line = (line == b.name).to_numpy()
+        assert propensity[b.follow_on][in_line].mean() > propensity[b.follow_on][~in_line].mean() + 0.3, b.name
 
 
 def test_affinities_region_and_tenure_shape_the_holdings(crm: SyntheticCRM) -> None:
@@ -296,7 +329,9 @@ def test_ideal_profiles_have_three_to_five_products(crm: SyntheticCRM) -> None:
 
 
 def test_the_ideal_profile_still_describes_the_best_clients(crm: SyntheticCRM) -> None:
-    """Among the segment's best clients by won amount, ideal products are the ones widely held."""
+    """Among the segment's best clients by won amount, ideal products are the ones widely held. Business
+    lines add their products in every segment, so other products read higher than the profile alone
+    (0.28 here against 0.82 for ideal ones), and a few of them reach half of the best clients."""
     held = _held(crm)
     clients = crm.clients.set_index("client_id")
     segment = _segment(clients)
@@ -306,7 +341,7 @@ def test_the_ideal_profile_still_describes_the_best_clients(crm: SyntheticCRM) -
     adoption = held[best].groupby(segment[best]).mean().stack()
     profiles = crm.ideal_profiles.set_index(["industry", "size", "product"])["ideal"].sort_index()
     ideal = np.array([profiles.loc[(*s.split("/"), p)] for s, p in adoption.index])
-    assert adoption[ideal].mean() > 0.7 and adoption[~ideal].mean() < 0.25
+    assert adoption[ideal].mean() > 0.7 and adoption[~ideal].mean() < 0.35
     widely_held = adoption >= 0.5
-    assert (widely_held & ideal).sum() / widely_held.sum() > 0.85  # precision of "held by half the best"
+    assert (widely_held & ideal).sum() / widely_held.sum() > 0.7  # precision of "held by half the best"
     assert (widely_held & ideal).sum() / ideal.sum() > 0.85  # and its recall

@@ -3,8 +3,11 @@
 The demo data, the end-to-end tests and the benchmarks use it to check that a model recovers what was
 planted: a calibrated win probability that depends on the client's history *as of* each deal's date,
 a slow drift over time, ideal product profiles per segment, and holdings that also follow the client's
-region, tenure and product affinities, with each sampled client's most likely missing product recorded
-(planted cross-sell gaps). Same seed and size give byte-identical files; nothing depends on today.
+region, tenure and product affinities and its business line (how it does business: not in the CRM, but
+seen in the products it holds), with the likeliest missing product of clients that hold their whole
+ideal profile recorded (planted cross-sell gaps). Same seed and size give byte-identical files; nothing
+depends on today. Business lines and what they add to the holdings come from a random stream of their
+own, so the deals and clients of a seed do not depend on them.
 """
 
 from __future__ import annotations
@@ -181,10 +184,45 @@ PORTFOLIO_DEAL_SHARE = 0.90  # most deals are for products the client needs; the
 # A client's latent value (N(0, 1)) scales its deal rate and its ticket size, log-linearly.
 DEALS_PER_VALUE = 0.9
 SPEND_PER_VALUE = 0.25
-GAP_CLIENT_SHARE = 0.15
-GAP_MIN_IDEAL_SHARE = 0.75  # a client "fits its profile well" when it has at least this share of it
-GAP_MIN_PRODUCTS = 2  # ... and is an established client, holding at least two products
-GAP_REASONS: tuple[str, ...] = ("segment_profile", "affinity", "region", "tenure", "segment_fit")
+
+
+@dataclass(frozen=True)
+class BusinessLine:
+    """How a client does business. The CRM does not record it and it varies within every segment, but the
+    products a client holds show it: nearly every client of a line holds its entry product, and most go on
+    to its follow-on product. So a client holding the entry but not yet the follow-on is a cross-sell that
+    the segment's popularity cannot see: it knows that a retail segment takes cards, not which of a
+    construction segment's clients do."""
+
+    name: str
+    entry: str  # the product that opens the line
+    follow_on: str  # the product the line leads to
+    weights: tuple[tuple[str, float], ...] = ()  # relative prior weight by region or size (1 elsewhere)
+
+
+BUSINESS_LINES: tuple[BusinessLine, ...] = (
+    # shops, restaurants, clinics: card terminals first, then the cash as well (a cash economy in the south)
+    BusinessLine("card_merchant", "acquiring", "cash_collection", (("south", 1.5),)),
+    # sells online, and soon abroad (the capital sells online)
+    BusinessLine("online_seller", "ecommerce_gateway", "fx_hedging", (("central", 2.0),)),
+    # many staff: salaries pass through, balances stay (large clients employ more)
+    BusinessLine("employer", "payroll", "deposit", (("large", 2.0), ("small", 0.5))),
+    # works on tenders and contracts: guarantees issued under the credit limit (industry in the east)
+    BusinessLine("contractor", "credit_line", "bank_guarantee", (("east", 1.5),)),
+    # runs vehicles and machines: leased assets must be insured
+    BusinessLine("asset_operator", "leasing", "business_insurance", (("east", 1.5),)),
+)
+# Every client has one line, drawn with the weights above. Besides what the pipeline brings, a client takes
+# each product with chance expit(FOLLOW_ON_BASE + its line's lift on it + region effect + tenure effect).
+LINE_ENTRY_LIFT = 6.0  # ~88% of a line's clients take its entry product
+LINE_FOLLOW_ON_LIFT = 4.5  # ~62% take its follow-on product
+FOLLOW_ON_BASE = -4.0  # any other product ~2%, moved by region and tenure
+HOLDINGS_STREAM = 1  # business lines and follow-on products draw from SeedSequence(seed, spawn_key=(1,))
+GAP_CLIENT_SHARE = 0.15  # at most this share of the clients gets a planted gap
+GAP_MIN_IDEAL_SHARE = 1.0  # planted on clients that already hold their segment's whole ideal profile,
+GAP_MIN_PRODUCTS = 2  # ... established ones, holding at least two products,
+GAP_MIN_PROPENSITY = 0.5  # ... and more likely than not to take the product they lack most likely
+GAP_REASONS: tuple[str, ...] = ("segment_profile", "business_line", "affinity", "region", "tenure", "segment_fit")
 
 
 @dataclass(frozen=True)
@@ -227,6 +265,7 @@ class SyntheticCRM:
     planted_gaps: pd.DataFrame  # client_id, product, reason, propensity
     product_catalogue: pd.DataFrame  # product, family, base_price
     propensity: pd.DataFrame  # client_id + one column per product: the latent chance given what is held
+    business_lines: pd.DataFrame  # client_id, business_line
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -241,6 +280,7 @@ class _World:
     region_effect: FloatArray  # (region, product) logit, centred per product
     tenure_per_year: FloatArray  # (product,) logit per year of tenure
     affinity: FloatArray  # (trigger, follower) logit lift; non-zero only forward along JOURNEY
+    line_lift: FloatArray  # (business line, product) logit lift on what the line's clients take
     manager_skill: FloatArray  # (manager,)
     campaign_codes: tuple[str, ...]
 
@@ -290,20 +330,26 @@ def generate(seed: int = 7, n_deals: int = 20_000) -> SyntheticCRM:
     true_p, won = _simulate_outcomes(deals, outcome_draw, len(clients.industry))
     won_closed = won & ~deals.is_open
     won_matrix = _won_matrix(deals, won_closed, len(clients.industry))
-    held = portfolio | won_matrix
-    propensity_logit = base_logit + held @ world.affinity  # a product's own holding never enters its logit
-    gaps = _plant_gaps(rng, clients, propensity_logit, held, world)
+    # Everything above is the pipeline. What the clients hold beside it comes from a stream of its own, so
+    # the deals and clients of a seed never depend on it.
+    holdings_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(HOLDINGS_STREAM,)))
+    line = _draw_lines(holdings_rng, clients)
+    follow_on_logit = _follow_on_logit(clients, line, world)
+    held = (portfolio | won_matrix) | (holdings_rng.random(follow_on_logit.shape) < _expit(follow_on_logit))
+    propensity = _propensity(base_logit, follow_on_logit, held, world)
+    gaps = _plant_gaps(holdings_rng, clients, propensity, held, world)
     deal_ids = _ids("D", n_deals, 6)
     client_ids = _ids("C", len(clients.industry), 5)
     return SyntheticCRM(
         deals=_deals_frame(deals, won_closed, world, deal_ids, client_ids),
         clients=_clients_frame(clients, client_ids),
-        holdings=_holdings_frame(rng, clients, deals, won_closed, held, client_ids),
+        holdings=_holdings_frame(holdings_rng, clients, deals, won_closed, held, client_ids),
         deal_truth=_truth_frame(deals, true_p, deal_ids),
         ideal_profiles=_ideal_profiles_frame(world),
-        planted_gaps=_gaps_frame(gaps, clients, held, propensity_logit, world, client_ids),
+        planted_gaps=_gaps_frame(gaps, clients, line, held, world, propensity, client_ids),
         product_catalogue=_catalogue_frame(),
-        propensity=_propensity_frame(propensity_logit, client_ids),
+        propensity=_propensity_frame(propensity, client_ids),
+        business_lines=_business_lines_frame(line, client_ids),
     )
 
 
@@ -333,6 +379,7 @@ def _draw_world(rng: np.random.Generator) -> _World:
         region_effect=_region_effect(),
         tenure_per_year=np.array([TENURE_PER_YEAR.get(p, 0.0) for p in PRODUCT_NAMES]),
         affinity=_affinity_matrix(),
+        line_lift=_line_lift_matrix(),
         manager_skill=rng.normal(0.0, WIN.manager_skill_sd, size=len(MANAGERS)),
         campaign_codes=tuple(f"CMP-{int(c)}" for c in codes),
     )
@@ -355,6 +402,15 @@ def _affinity_matrix() -> FloatArray:
             raise AssertionError(f"affinity {trigger} -> {follower} runs against the journey")
         affinity[PRODUCT_NAMES.index(trigger), PRODUCT_NAMES.index(follower)] = lift
     return affinity
+
+
+def _line_lift_matrix() -> FloatArray:
+    """(business line, product) logit lifts: the entry product's and the follow-on product's."""
+    lift = np.zeros((len(BUSINESS_LINES), len(PRODUCTS)))
+    for i, line in enumerate(BUSINESS_LINES):
+        lift[i, PRODUCT_NAMES.index(line.entry)] = LINE_ENTRY_LIFT
+        lift[i, PRODUCT_NAMES.index(line.follow_on)] = LINE_FOLLOW_ON_LIFT
+    return lift
 
 
 def _tenure_offset(arrival: IntArray) -> FloatArray:
@@ -428,6 +484,40 @@ def _draw_portfolios(rng: np.random.Generator, base_logit: FloatArray, world: _W
         logit = base_logit[:, j] + portfolio @ world.affinity[:, j]
         portfolio[:, j] = draw[:, j] < _expit(logit)
     return portfolio
+
+
+def _draw_lines(rng: np.random.Generator, clients: _Clients) -> IntArray:
+    """Each client's business line, drawn with the lines' weights for its region and size."""
+    weight = np.ones((len(clients.region), len(BUSINESS_LINES)))
+    for i, business_line in enumerate(BUSINESS_LINES):
+        for level, factor in business_line.weights:
+            if level in REGIONS:
+                weight[clients.region == REGIONS.index(level), i] *= factor
+            elif level in SIZES:
+                weight[clients.size == SIZES.index(level), i] *= factor
+            else:
+                raise AssertionError(f"business line {business_line.name}: {level!r} is neither a region nor a size")
+    cumulative = np.cumsum(weight / weight.sum(axis=1, keepdims=True), axis=1)
+    drawn = (cumulative < rng.random(len(weight))[:, None]).sum(axis=1)
+    line: IntArray = np.minimum(drawn, len(BUSINESS_LINES) - 1).astype(np.int64)
+    return line
+
+
+def _follow_on_logit(clients: _Clients, line: IntArray, world: _World) -> FloatArray:
+    """Each client's logit of taking each product beside the pipeline: its business line's lift, moved by
+    the same region and tenure effects as its needs."""
+    result: FloatArray = (FOLLOW_ON_BASE + world.line_lift[line] + world.region_effect[clients.region]
+                          + _tenure_offset(clients.arrival)[:, None] * world.tenure_per_year[None, :])
+    return result
+
+
+def _propensity(base_logit: FloatArray, follow_on_logit: FloatArray, held: BoolArray,
+                world: _World) -> FloatArray:
+    """Each client's chance of holding each product given what else it holds: through its needs (the
+    pipeline's logit, with the affinities of the products it holds) or through its business line."""
+    needs = _expit(base_logit + held @ world.affinity)  # a product's own holding never enters its logit
+    result: FloatArray = 1.0 - (1.0 - needs) * (1.0 - _expit(follow_on_logit))
+    return result
 
 
 def _draw_deals(rng: np.random.Generator, n_deals: int, clients: _Clients, portfolio: BoolArray,
@@ -569,25 +659,27 @@ def _won_matrix(deals: _Deals, won_closed: BoolArray, n_clients: int) -> BoolArr
     return won
 
 
-def _plant_gaps(rng: np.random.Generator, clients: _Clients, propensity_logit: FloatArray, held: BoolArray,
+def _plant_gaps(rng: np.random.Generator, clients: _Clients, propensity: FloatArray, held: BoolArray,
                 world: _World) -> BoolArray:
-    """Plant one gap on ~15% of the established clients that already fit their profile well: the product
-    their own propensity ranks first among those they lack.
+    """Plant one gap on up to 15% of the clients: established clients that already hold their segment's
+    whole ideal profile and are more likely than not to take some product they lack. The gap is the
+    product their own propensity ranks first among those they lack.
 
-    The propensity counts the segment's profile, the region, the tenure and the affinities of what the
-    client holds, so once a client has most of its profile the gap is often outside it. A lacking product
-    was never won, since every won product is held.
+    The profile has nothing left to offer them, so the gap is the cross-sell beyond it: mostly the
+    follow-on of the client's business line (seen in the line's entry product it holds), else the
+    affinity of a held product, its region or its tenure. A lacking product was never won, since every
+    won product is held.
     """
     ideal = world.ideal[clients.industry, clients.size]
     ideal_share = (held & ideal).sum(axis=1) / ideal.sum(axis=1)
     n_held = held.sum(axis=1)
+    lacking = np.where(held, -np.inf, propensity)
     eligible = np.flatnonzero((ideal_share >= GAP_MIN_IDEAL_SHARE) & (n_held >= GAP_MIN_PRODUCTS)
-                              & (n_held < len(PRODUCTS)))
+                              & (lacking.max(axis=1) >= GAP_MIN_PROPENSITY))
     n_gaps = min(len(eligible), round(GAP_CLIENT_SHARE * len(held)))
     chosen = np.sort(rng.choice(eligible, size=n_gaps, replace=False))
-    lacking_logit = np.where(held[chosen], -np.inf, propensity_logit[chosen])
     gaps = np.zeros_like(held)
-    gaps[chosen, np.argmax(lacking_logit, axis=1)] = True
+    gaps[chosen, np.argmax(lacking[chosen], axis=1)] = True
     return gaps
 
 
@@ -686,12 +778,14 @@ def _ideal_profiles_frame(world: _World) -> pd.DataFrame:
     })
 
 
-def _gaps_frame(gaps: BoolArray, clients: _Clients, held: BoolArray, propensity_logit: FloatArray,
-                world: _World, client_ids: npt.NDArray[np.object_]) -> pd.DataFrame:
+def _gaps_frame(gaps: BoolArray, clients: _Clients, line: IntArray, held: BoolArray, world: _World,
+                propensity: FloatArray, client_ids: npt.NDArray[np.object_]) -> pd.DataFrame:
     """One row per planted gap with what put it first: the segment's ideal profile, or else the largest
-    client-specific lift (an affinity with held products, the region, the tenure), or the segment's lean."""
+    client-specific lift (its business line, an affinity with held products, the region, the tenure), or
+    the segment's lean."""
     client, product = np.nonzero(gaps)
     lifts = np.column_stack([
+        world.line_lift[line[client], product],
         np.einsum("ij,ij->i", held[client].astype(np.float64), world.affinity[:, product].T),
         world.region_effect[clients.region[client], product],
         _tenure_offset(clients.arrival[client]) * world.tenure_per_year[product],
@@ -703,14 +797,21 @@ def _gaps_frame(gaps: BoolArray, clients: _Clients, held: BoolArray, propensity_
         "client_id": client_ids[client],
         "product": np.array(PRODUCT_NAMES, dtype=object)[product],
         "reason": np.array(GAP_REASONS, dtype=object)[reason],
-        "propensity": np.round(_expit(propensity_logit[client, product]), 4),
+        "propensity": np.round(propensity[client, product], 4),
     })
 
 
-def _propensity_frame(propensity_logit: FloatArray, client_ids: npt.NDArray[np.object_]) -> pd.DataFrame:
-    frame = pd.DataFrame(np.round(_expit(propensity_logit), 4), columns=list(PRODUCT_NAMES))
+def _propensity_frame(propensity: FloatArray, client_ids: npt.NDArray[np.object_]) -> pd.DataFrame:
+    frame = pd.DataFrame(np.round(propensity, 4), columns=list(PRODUCT_NAMES))
     frame.insert(0, "client_id", client_ids)
     return frame
+
+
+def _business_lines_frame(line: IntArray, client_ids: npt.NDArray[np.object_]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "client_id": client_ids,
+        "business_line": np.array([b.name for b in BUSINESS_LINES], dtype=object)[line],
+    })
 
 
 def _catalogue_frame() -> pd.DataFrame:
@@ -744,6 +845,7 @@ def write(crm: SyntheticCRM, out_dir: str | Path) -> list[Path]:
         "truth/planted_gaps.csv": crm.planted_gaps,
         "truth/products.csv": crm.product_catalogue,
         "truth/propensity.csv": crm.propensity,
+        "truth/business_lines.csv": crm.business_lines,
     }
     relative = [*tables, "truth/README.md"]
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -784,6 +886,10 @@ def truth_readme(crm: SyntheticCRM) -> str:
     tenure_terms = ", ".join(f"{product} {value:+.2f}" for product, value in TENURE_PER_YEAR.items())
     gaps = crm.planted_gaps
     reasons = ", ".join(f"{reason} {int((gaps['reason'] == reason).sum())}" for reason in GAP_REASONS)
+    line_counts = crm.business_lines["business_line"].value_counts()
+    line_rows = [f"| {b.name} | {b.entry} | {b.follow_on} | "
+                 + (", ".join(f"{level} x{factor:g}" for level, factor in b.weights) or "-")
+                 + f" | {int(line_counts.get(b.name, 0))} |" for b in BUSINESS_LINES]
     size_prices = ", ".join(f"{s} x{f:g}" for s, f in zip(SIZES, SIZE_PRICE_FACTOR, strict=True))
     lines = [
         "# Ground truth of this synthetic CRM",
@@ -833,24 +939,29 @@ def truth_readme(crm: SyntheticCRM) -> str:
         "so nearly the top by won amount. Middle and weak clients hold ideal products with",
         f"{TIER_ADOPTION_SCALE[1]:.2f} and {TIER_ADOPTION_SCALE[0]:.2f} times that chance.",
         "It is the segment's chance before the client's own terms (propensity.csv): region effects average",
-        f"out over the regions, tenure is counted from {TENURE_CENTRE_YEARS:g} years, and affinities add",
-        "products (so followers of a segment's ideal products read higher on holdings.csv).",
+        f"out over the regions, tenure is counted from {TENURE_CENTRE_YEARS:g} years, and affinities and",
+        "business lines add products (so followers of a segment's ideal products, and the lines' products,",
+        "read higher on holdings.csv).",
         "Every product a client won is held (since = first win's closed_at, revenue = its won amounts);",
         "won cold offers also make non-ideal products read a little higher.",
         "",
         "## propensity.csv",
         "Per client and product, the client's latent chance of holding it, given the products it holds on",
-        "holdings.csv. The same formula drew the holdings (won deals were added after):",
+        "holdings.csv and its business line (business_lines.csv). A client holds a product through its",
+        "needs (the pipeline: what its deals are about) or beside them, through its business line:",
         "",
         "```",
-        "logit = logit(true_adoption x tier scale for ideal products, true_adoption otherwise)",
-        "      + region effect + tenure effect + sum of the affinities of the products the client holds",
+        "needs      = expit(logit(true_adoption x tier scale for ideal products, true_adoption otherwise)",
+        "                   + region effect + tenure effect + sum of the affinities of the products it holds)",
+        f"follow_on  = expit({FOLLOW_ON_BASE:g} + business line lift + region effect + tenure effect)",
+        "propensity = 1 - (1 - needs) x (1 - follow_on)",
         "```",
         "",
-        "Products were drawn one by one along the journey",
+        "The needs drew the pipeline's products (won deals were added after) one by one along the journey",
         f"{' -> '.join(JOURNEY[:6])} ->",
         f"{' -> '.join(JOURNEY[6:])},",
-        "so an affinity only runs forward and a product's own holding never enters its logit.",
+        "so an affinity only runs forward and a product's own holding never enters its logit. The",
+        "follow-ons were drawn once per client and product, from a random stream of their own.",
         f"Tenure effect: logit per year as a client at {END_DATE}, counted from {TENURE_CENTRE_YEARS:g} years "
         f"and capped at +-{TENURE_CAP_YEARS:g} years:",
         f"{tenure_terms}.",
@@ -863,17 +974,33 @@ def truth_readme(crm: SyntheticCRM) -> str:
         "|---|" + "---|" * len(REGIONS),
         *region_rows,
         "",
+        "## business_lines.csv",
+        "Each client's business line: how it does business. The CRM does not record it and it varies",
+        "within every segment, but the products a client holds show it. A line lifts the follow-on logit",
+        f"of its entry product by {LINE_ENTRY_LIFT:+g} and of its follow-on product by {LINE_FOLLOW_ON_LIFT:+g}, so "
+        f"about {_expit(np.array(FOLLOW_ON_BASE + LINE_ENTRY_LIFT)):.0%} of its clients take the entry",
+        f"and {_expit(np.array(FOLLOW_ON_BASE + LINE_FOLLOW_ON_LIFT)):.0%} the follow-on beside their needs, against "
+        f"{_expit(np.array(FOLLOW_ON_BASE)):.0%} for any other product",
+        "(before region and tenure): clients holding a line's entry are much likelier to take its",
+        "follow-on than their segment's popularity says. Every client has one line, drawn with the prior",
+        "weights below (relative, 1 where none is given).",
+        "",
+        "| business line | entry | follow-on | prior weight | clients here |",
+        "|---|---|---|---|---|",
+        *line_rows,
+        "",
         "## planted_gaps.csv",
-        f"{GAP_CLIENT_SHARE:.0%} of the clients, drawn among those holding at least {GAP_MIN_PRODUCTS} products "
-        f"and at least {GAP_MIN_IDEAL_SHARE:.0%}",
-        "of their segment's ideal profile: `product` is the one their propensity ranks first among the",
-        "products they lack (so not held, and never won), `propensity` its latent chance. Once a client",
-        "holds most of its profile, its next product is often outside it: `reason` is `segment_profile`",
-        "when the gap is in the segment's ideal profile, else the largest client-specific lift on it",
-        "(`affinity` with held products, `region`, `tenure`), or `segment_fit` when none is positive.",
-        f"Here: {reasons}.",
-        "A good gap model ranks the gap near the top; the segment's most common missing products find the",
-        "profile gaps but not all of the others.",
+        f"Up to {GAP_CLIENT_SHARE:.0%} of the clients, drawn among established clients that hold their segment's "
+        f"{'whole ideal profile' if GAP_MIN_IDEAL_SHARE >= 1 else f'ideal profile at least {GAP_MIN_IDEAL_SHARE:.0%}'}",
+        f"and at least {GAP_MIN_PRODUCTS} products, and whose likeliest missing product has a propensity of at "
+        f"least {GAP_MIN_PROPENSITY:g}:",
+        "`product` is that product (so not held, and never won), `propensity` its latent chance. The profile",
+        "has nothing left to offer these clients, so the gap is the cross-sell beyond it: `reason` is",
+        "`segment_profile` when the gap is in the segment's ideal profile, else the largest client-specific",
+        "lift on it (`business_line`, `affinity` with held products, `region`, `tenure`), or `segment_fit`",
+        f"when none is positive. Here: {len(gaps)} gaps; {reasons}.",
+        "A good gap model ranks the gap near the top: the line shows in the entry product the client holds,",
+        "while the segment's most common missing products know nothing of the client's line.",
         "",
         "## products.csv",
         "The product catalogue. Amounts are lognormal around the base price, scaled by size",

@@ -1,6 +1,7 @@
 """Training quality (issue 4): our model beside baselines on time-ordered holdouts, and against the synthetic truth.
 
     python -m bench training_quality
+    python -m bench training_quality -- --synthetic 100000 1000000 --no-public   # the synthetic table only
 
 Public sets (../shared/data, read through bench/mappings/*.yaml): our model's AUC, Brier and ECE on
 the latest closed deals beside (a) the logistic regression of our own report, (b) a LightGBM tuned on
@@ -8,12 +9,14 @@ an inner time-ordered validation, on the same raw columns and without as-of feat
 Platt-calibrated, and (c) the prior win rate. it_deals is split by year: fitted on deals before 2017,
 tested on the 2017 deals. Goals: our AUC at least the best baseline's, ECE <= 0.02.
 
-Synthetic CRM (generate(seed=3, n_deals=100_000)): on the same holdout deals, our AUC against the AUC
-of the true probabilities (goal >= 0.97x), mean |p_win - true_p_win| (goal <= 0.05) and ECE.
+Synthetic CRM (generate(seed=3, n_deals=100_000), or the sizes given by --synthetic): on the same
+holdout deals, our AUC against the AUC of the true probabilities (goal >= 0.97x), mean
+|p_win - true_p_win| (goal <= 0.05) and ECE.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import time
 from collections.abc import Iterator
@@ -233,9 +236,9 @@ def evaluation_model_recorded() -> Iterator[list[tuple[FloatArray, WinModel, Pla
         fit.fit_win_model = original
 
 
-def synthetic_table() -> str:
+def synthetic_table(n_deals: int = SYNTHETIC_DEALS) -> str:
     started = time.perf_counter()
-    crm = generate(seed=SYNTHETIC_SEED, n_deals=SYNTHETIC_DEALS)
+    crm = generate(seed=SYNTHETIC_SEED, n_deals=n_deals)
     dataset = dataset_from_frames(crm.deals, crm.clients, crm.holdings, for_training=True)
     with evaluation_model_recorded() as calls:
         result = fit.train(dataset, TrainConfig(threads=THREADS))
@@ -261,7 +264,7 @@ def synthetic_table() -> str:
         f"synthetic: AUC ratio {ratio:.4f} >= {TRUTH_AUC_RATIO_GOAL}: {verdict(ratio >= TRUTH_AUC_RATIO_GOAL)}; "
         f"mean |p - true| {mean_abs:.4f} <= {MEAN_ABS_ERROR_GOAL}: {verdict(mean_abs <= MEAN_ABS_ERROR_GOAL)}; "
         f"ECE {ours['ece']:.4f} <= {ECE_GOAL}: {verdict(ours['ece'] <= ECE_GOAL)}",
-        f"  generate(seed={SYNTHETIC_SEED}, n_deals={SYNTHETIC_DEALS:,}); holdout from {split_info['holdout_from']}, "
+        f"  generate(seed={SYNTHETIC_SEED}, n_deals={n_deals:,}); holdout from {split_info['holdout_from']}, "
         f"{split_info['train_deals']:,} deals before; {split_info.get('rounds', '-')} rounds; "
         f"{time.perf_counter() - started:.0f} s",
     ]
@@ -284,9 +287,16 @@ def public_table() -> str:
 
 
 def main() -> None:
-    print(public_table(), flush=True)
-    print()
-    print(synthetic_table(), flush=True)
+    parser = argparse.ArgumentParser(prog="python -m bench.training_quality", description=__doc__.splitlines()[0])
+    parser.add_argument("--synthetic", type=int, nargs="*", default=[SYNTHETIC_DEALS],
+                        help="sizes of the synthetic CRM to check against the truth (none: skip)")
+    parser.add_argument("--no-public", action="store_true", help="skip the public data sets")
+    args = parser.parse_args()
+    if not args.no_public:
+        print(public_table(), flush=True)
+    for n_deals in args.synthetic:
+        print()
+        print(synthetic_table(n_deals), flush=True)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@
     python -m bench training_time -- --deals 100000 --profile   # cProfile of train(), top functions
 
 Each size: generate(seed, n) (not part of the goal), dataset_from_frames (the validation a real input
-goes through), then the full train() with its default config (two LightGBM threads, time-ordered
-holdout, baselines, published model, value model, grade cut-offs). Goal: train() on 1M deals in at
-most 3 minutes on 2 cores, growing roughly linearly (s per 100k deals at 1M within 1.5x of 100k's).
+goes through), then the full train() with its default config (one LightGBM thread, as `dealscore train`
+and `retrain` pass by default; --threads 2 on an idle machine; time-ordered holdout, baselines,
+published model, value model, grade cut-offs, client profiles and their evaluation). Goal: train() on
+1M deals in at most 3 minutes on 2 cores, growing roughly linearly (s per 100k deals at 1M within 1.5x of 100k's).
 The cores may be shared: the load average before and after each size is printed with it.
 """
 

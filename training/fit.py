@@ -108,10 +108,38 @@ def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.in
         booster.free_dataset()
         info["rounds"] = int(booster.best_iteration or booster.current_iteration())
         model = TreeWinModel(booster)
-    margin = model.margin(features[calibration_rows])
+    margin = fitting_margin(model, features[calibration_rows], config.threads)
     platt = LogisticRegression(C=1e4, max_iter=1000).fit(margin.reshape(-1, 1), won[calibration_rows])
     calibration = PlattCalibration(slope=float(platt.coef_[0, 0]), intercept=float(platt.intercept_[0]))
     return model, calibration, info
+
+
+def fitting_margin(model: WinModel, features: FloatArray, threads: int = 1) -> FloatArray:
+    """The raw margin, for calibrating and evaluating a model inside training.
+
+    A tree engine predicts its raw score directly: the scorer's sum of leaf outputs equals it up to float
+    rounding, and the leaf indices it sums from cost about twice as much to produce (~9 s against ~4.5 s
+    for the 190k deals of a 1M-deal calibration slice on one thread).
+    """
+    if isinstance(model, TreeWinModel):
+        return np.asarray(model.booster.predict(features, raw_score=True, num_threads=threads), dtype=np.float64)
+    return model.margin(features)
+
+
+class RawMarginModel:
+    """A win model whose margin is fitting_margin's: for scoring training's own deals in bulk, without reasons."""
+
+    def __init__(self, engine: WinModel, threads: int) -> None:
+        self.engine, self.threads, self.kind = engine, threads, engine.kind
+
+    def margin(self, features: FloatArray) -> FloatArray:
+        return fitting_margin(self.engine, features, self.threads)
+
+    def contributions(self, features: FloatArray) -> FloatArray:
+        return self.engine.contributions(features)
+
+    def margin_and_contributions(self, features: FloatArray) -> tuple[FloatArray, FloatArray]:
+        return self.engine.margin_and_contributions(features)
 
 
 def _fit_linear(features: FloatArray, won: FloatArray, spec: FeatureSpec) -> LinearWinModel:
@@ -138,11 +166,13 @@ def fit_value_model(features: FloatArray, amount: FloatArray, won: FloatArray, r
         return None
     index = [i for i, name in enumerate(spec.names) if name not in ("amount",)]
     categorical = [index.index(spec.names.index(c)) for c in spec.categorical_names]
-    params = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 20,
+    # 150 rounds at 0.1: as accurate as 300 at 0.05 on the synthetic CRM (RMSE of log amount on the latest
+    # fifth of won deals 0.3187 vs 0.3184 at 1M deals, 0.3317 vs 0.3306 at 100k) in half the time.
+    params = {"objective": "regression", "learning_rate": 0.1, "num_leaves": 31, "min_data_in_leaf": 20,
               "num_threads": config.threads, "verbose": -1, "seed": config.seed, "deterministic": True,
               "force_row_wise": True}
     data = lgb.Dataset(features[usable][:, index], np.log1p(amount[usable]), categorical_feature=categorical)
-    booster = lgb.train(params, data, num_boost_round=300)
+    booster = lgb.train(params, data, num_boost_round=150)
     booster.free_dataset()
     return ValueModel(booster=booster, feature_index=index)
 
@@ -206,7 +236,7 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
 
     progress(f"fitting the evaluation model on {train_rows.size:,} deals, testing on the latest {n_holdout:,}")
     eval_model, eval_calibration, eval_info = fit_win_model(features, won, train_rows, spec, config, small_data)
-    holdout_p = eval_calibration.probability(eval_model.margin(features[holdout_rows]))
+    holdout_p = eval_calibration.probability(fitting_margin(eval_model, features[holdout_rows], config.threads))
     baselines = _baselines(deals, spec, won, train_rows, holdout_rows)
 
     progress(f"fitting the published model on all {closed_rows.size:,} closed deals")
@@ -219,7 +249,9 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                          value_model=value_model, cutoffs=GradeCutoffs(a_min=0.0, b_min=0.0),
                          clients=_client_directory(dataset.clients))
     reference_rows = np.arange(int(holdout_rows.min()), len(deals)) if holdout_rows.size else closed_rows
-    reference = model.score({k: v[reference_rows] for k, v in columns.items()}, n_reasons=0)
+    # Scored by the scorer itself, with the engine's raw scores as margins (no reasons are asked for).
+    bulk = replace(model, win_model=RawMarginModel(win_model, config.threads))
+    reference = bulk.score({k: v[reference_rows] for k, v in columns.items()}, n_reasons=0)
     a_min, b_min = pareto_cutoffs(reference.expected_value, config.grade_shares)
     model.cutoffs = GradeCutoffs(a_min=a_min, b_min=b_min, shares=config.grade_shares,
                                  d_floor_per_hour=d_floor(deals, config))
@@ -313,9 +345,14 @@ def _baselines(deals: pd.DataFrame, spec: FeatureSpec, won: FloatArray, train_ro
         raw[column] = logged.fillna(float(logged.median()))
     encoded = pd.get_dummies(raw, columns=spec.categorical, dummy_na=True, dtype=float)
     matrix = encoded.to_numpy(dtype=np.float64)
-    mean, scale = matrix[train_rows].mean(axis=0), matrix[train_rows].std(axis=0)
-    matrix = (matrix - mean) / np.where(scale > 0, scale, 1.0)
-    logistic = LogisticRegression(C=1.0, max_iter=2000).fit(matrix[train_rows], won[train_rows])
+    # Only the split's rows are standardised, each part once (a 1M-deal matrix is ~0.5 GB per copy).
+    fit_part, test_part = matrix[train_rows], matrix[holdout_rows]
+    mean, scale = fit_part.mean(axis=0), fit_part.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    for part in (fit_part, test_part):
+        part -= mean
+        part /= scale
+    logistic = LogisticRegression(C=1.0, max_iter=2000).fit(fit_part, won[train_rows])
     return {"prior_rate": probability_metrics(won[holdout_rows], prior),
             "logistic_regression": probability_metrics(won[holdout_rows],
-                                                       logistic.predict_proba(matrix[holdout_rows])[:, 1])}
+                                                       logistic.predict_proba(test_part)[:, 1])}

@@ -14,6 +14,7 @@ hidden holding's revenue (what a manager would have found), where revenue is kno
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -110,13 +111,30 @@ def score_rankings(data_set: str, ranked: Mapping[str, list[list[str]]], targets
 
 def cross_fitted(data_set: str, cases: Sequence[Case], clients: pd.DataFrame | None, holdings: pd.DataFrame,
                  config: ProfileConfig, deals: pd.DataFrame | None = None, folds: int = 5,
-                 seed: int = 0) -> list[RecallResult]:
-    """Rank each case with profiles fitted on the other folds' clients only."""
+                 seed: int = 0, few_fits: bool = False) -> list[RecallResult]:
+    """Rank each case with profiles fitted on the other folds' clients only.
+
+    By default every client is dealt to one of `folds` folds. With `few_fits`, only the cases' clients
+    are dealt, into as few groups as keep each fit on at least (folds - 1) / folds of the clients that
+    hold something, and the other clients are in every fit: when the cases are a small sample of the
+    holders (5,000 of ~120,000 for a CRM of 1M deals) that is one fit instead of `folds`, each ranked
+    client still unseen.
+    """
     universe = list(dict.fromkeys(
         ([str(c) for c in clients["client_id"]] if clients is not None else [])
         + [str(c) for c in holdings["client_id"]]))
-    fold_of = dict(zip(universe, np.random.default_rng(seed).permutation(len(universe)) % folds, strict=True))
-    attributes = {f.client_id: f for f in client_facts(clients, None, config.extra_attributes, ids=universe)}
+    ranked_ids = list(dict.fromkeys(c.client_id for c in cases))
+    if few_fits:
+        holders = holdings["client_id"].dropna().astype(str).nunique()
+        groups = min(folds, max(1, math.ceil(len(ranked_ids) * folds / max(holders, 1))))
+        dealt = np.random.default_rng(seed).permutation(len(ranked_ids)) % groups
+        fold_of = dict.fromkeys(universe, -1) | dict(zip(ranked_ids, dealt.tolist(), strict=True))
+        folds = groups
+    else:
+        fold_of = dict(zip(universe, np.random.default_rng(seed).permutation(len(universe)) % folds, strict=True))
+    # Facts of the ranked clients only (all 125,000 of a 1M-deal CRM cost ~1 s for 5,000 ranked).
+    ranked_clients = None if clients is None else clients[clients["client_id"].astype(str).isin(ranked_ids)]
+    attributes = {f.client_id: f for f in client_facts(ranked_clients, None, config.extra_attributes, ids=ranked_ids)}
     ranked: dict[str, list[list[str]]] = {m: [] for m in METHODS}
     targets: list[str] = []
     weights: list[float] = []
@@ -161,9 +179,9 @@ def hide_one_out_cases(holdings: pd.DataFrame, seed: int = 0, max_clients: int |
 
 def hide_one_out(data_set: str, clients: pd.DataFrame | None, holdings: pd.DataFrame,
                  config: ProfileConfig = DEFAULT_CONFIG, deals: pd.DataFrame | None = None, folds: int = 5,
-                 seed: int = 0, max_clients: int | None = None) -> list[RecallResult]:
+                 seed: int = 0, max_clients: int | None = None, few_fits: bool = False) -> list[RecallResult]:
     cases = hide_one_out_cases(holdings, seed, max_clients)
-    return cross_fitted(data_set, cases, clients, holdings, config, deals, folds, seed)
+    return cross_fitted(data_set, cases, clients, holdings, config, deals, folds, seed, few_fits)
 
 
 def planted_gap_recall(crm: SyntheticCRM, config: ProfileConfig = DEFAULT_CONFIG, folds: int = 5,
@@ -186,12 +204,16 @@ def evaluate_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, 
         holdings = holdings_from_deals(deals) if deals is not None else None
     if holdings is None or holdings.empty:
         return {"evaluated": False, "why": "no holdings"}
-    results = hide_one_out("training holdings", clients, holdings, config, deals, folds, seed, max_clients)
+    # Few fits: at most max_clients clients are ranked, so on a large CRM one fit without them is enough
+    # (~6 s at 1M deals, against ~21 s for three folds of all the clients).
+    results = hide_one_out("training holdings", clients, holdings, config, deals, folds, seed, max_clients,
+                           few_fits=True)
     by_method = {r.method: r.as_dict() for r in results}
     served, baseline = by_method[SERVED], by_method[BASELINE]
     return {
         "evaluated": True,
-        "protocol": f"hide one held product per client, {folds}-fold cross-fitted by client",
+        "protocol": f"hide one held product per client (up to {max_clients:,} clients), cross-fitted by client: "
+                    f"each ranked by profiles fitted on at least {folds - 1}/{folds} of the holders, never on itself",
         "methods": by_method,
         "recall_at_3_over_popularity": round(served["recall_at_3"] - baseline["recall_at_3"], 4),
         "recall_at_1_over_popularity": round(served["recall_at_1"] - baseline["recall_at_1"], 4),

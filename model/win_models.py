@@ -58,18 +58,19 @@ class TreeWinModel:
             self._paths = PathCredits.of_booster(self.booster)
         return self._paths
 
-    # The margin is summed from the leaves too (equal to raw_score predictions up to float rounding), so
-    # a deal gets the same probability whether or not its reasons are asked for.
     def _leaves(self, features: FloatArray) -> npt.NDArray[Any]:
         return np.asarray(self.booster.predict(features, pred_leaf=True, num_threads=1))
 
     def margin(self, features: FloatArray) -> FloatArray:
-        return self.paths.margin(self._leaves(features))
+        # LightGBM's raw score: about half the cost of leaf indices for large batches (training's bulk).
+        return np.asarray(self.booster.predict(features, raw_score=True, num_threads=1), dtype=np.float64)
 
     def contributions(self, features: FloatArray) -> FloatArray:
         return self.paths.contributions(self._leaves(features))
 
     def margin_and_contributions(self, features: FloatArray) -> tuple[FloatArray, FloatArray]:
+        # One engine call: the margin summed from the same leaves equals the raw score within ~1e-14
+        # (tests/test_tree_paths.py), far below any digit a probability is shown with.
         leaves = self._leaves(features)
         return self.paths.margin(leaves), self.paths.contributions(leaves)
 

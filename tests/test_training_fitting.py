@@ -1,4 +1,4 @@
-"""Training's shortcuts for its own bulk predictions give what the scorer gives."""
+"""Training's bulk predictions give what the scorer gives."""
 
 from __future__ import annotations
 
@@ -6,22 +6,14 @@ import numpy as np
 import pandas as pd
 
 from model.dataset import Dataset
-from model.features import attach_clients, build_features, frame_columns
+from model.features import attach_clients, frame_columns
 from model.grades import pareto_cutoffs
-from training.fit import TrainingResult, fitting_margin
+from training.fit import TrainingResult
 
 
 def _sorted_deals(dataset: Dataset) -> pd.DataFrame:
     deals = attach_clients(dataset.deals, dataset.clients)
     return deals.sort_values(["created_at", "deal_id"], kind="stable").reset_index(drop=True)
-
-
-def test_fitting_margin_is_the_scorers_margin(small_dataset: Dataset, trained: TrainingResult) -> None:
-    model = trained.model
-    assert model.win_model.kind == "gradient_boosting"
-    features = build_features(model.spec, model.history, frame_columns(_sorted_deals(small_dataset)))
-    np.testing.assert_allclose(fitting_margin(model.win_model, features), model.win_model.margin(features),
-                               rtol=0, atol=1e-9)
 
 
 def test_grade_cutoffs_are_the_scorers(small_dataset: Dataset, trained: TrainingResult) -> None:

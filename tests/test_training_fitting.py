@@ -26,3 +26,16 @@ def test_grade_cutoffs_are_the_scorers(small_dataset: Dataset, trained: Training
     cutoffs = trained.metadata["grade_cutoffs"]
     assert np.isclose(a_min, cutoffs["a_min_expected_value"], rtol=1e-9)
     assert np.isclose(b_min, cutoffs["b_min_expected_value"], rtol=1e-9)
+
+
+def test_the_tree_shape_is_chosen_on_the_calibration_slice(trained: TrainingResult) -> None:
+    """Each configured tree shape is fitted on the evaluation split; the lowest calibration-slice log loss
+    wins, and the published model is grown with that shape (the holdout plays no part in the choice)."""
+    split = trained.report["split"]
+    tried = split["tree_shapes_tried"]
+    assert len(tried) == 2
+    best = min(tried, key=lambda t: t["calibration_slice_logloss"])
+    assert split["tree_shape"] == {k: best[k] for k in ("leaves", "min_deals_per_leaf", "learning_rate")}
+    published = trained.model.win_model.booster.dump_model()["tree_info"]
+    assert max(tree["num_leaves"] for tree in published) <= best["leaves"]
+    assert trained.metadata["training"]["tree_shape"] == split["tree_shape"]

@@ -93,6 +93,17 @@ def _fields(record: object) -> Iterable[tuple[str, Any]]:
     return chain(vars(record).items(), extra.items()) if extra else vars(record).items()
 
 
+def _gather(record: object, i: int, n: int, into: dict[str, list[Any]]) -> None:
+    """Each field `record` has (not None) into `into[name][i]`; a name's list of n is made when first seen."""
+    for name, value in _fields(record):
+        if value is None or name.startswith("__"):
+            continue
+        column = into.get(name)
+        if column is None:  # not setdefault(name, [None] * n): that builds the list for every value
+            column = into[name] = [None] * n
+        column[i] = value
+
+
 def _number(value: object) -> float | None:
     """A finite float, or None when the value is not one (text that reads as a number counts)."""
     if value is None or isinstance(value, bool):
@@ -125,20 +136,15 @@ def deal_columns(deals: Sequence[object], *, kinds: Mapping[str, str] | None = N
     # One pass over the deals gathers every value present, column by column (None where absent): the
     # single-deal path then pays per column present, not per column the contract could carry.
     present: dict[str, list[Any]] = {}
-    client_values: dict[str, list[Any]] = {}
-    has_client = [False] * n
     for i, deal in enumerate(deals):
-        for name, value in _fields(deal):
-            if value is None or name.startswith("__"):
-                continue
-            if name == "client":
-                has_client[i] = True
-                for client_name, client_value in _fields(value):
-                    if client_value is not None and not client_name.startswith("__"):
-                        client_values.setdefault(client_name, [None] * n)[i] = client_value
-            else:
-                present.setdefault(name, [None] * n)[i] = value
+        _gather(deal, i, n, present)
     none: list[Any] = [None] * n
+    nested = present.pop("client", none)
+    has_client = [client is not None for client in nested]
+    client_values: dict[str, list[Any]] = {}
+    for i, client in enumerate(nested):
+        if client is not None:
+            _gather(client, i, n, client_values)
 
     columns: Columns = {"deal_id": _text_column(present.get("deal_id", none))}
     own_ids, client_ids = present.get("client_id", none), client_values.get("client_id", none)

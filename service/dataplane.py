@@ -29,6 +29,8 @@ from service.settings import Settings
 __all__ = ["Columns", "DataPlane", "ScoredRequest", "utc_today"]
 
 Columns = dict[str, np.ndarray[Any, Any]]
+Encoded = orjson.Fragment  # JSON already encoded, embedded as is by orjson.dumps
+NO_ITEMS = orjson.Fragment(b"[]")
 
 
 def utc_today() -> date:
@@ -50,14 +52,11 @@ class DataPlane:
     # Endpoints
 
     def score(self, body: bytes, snapshot: LoadedModel, request_id: str, rank_by: RankBy | None = None) -> bytes:
-        today = self.clock()
-        request: Any = self._parse(self.models.score, body, "deals", today)
-        deals: list[Any] = request.deals
-        columns = deal_columns(deals, kinds=snapshot.kinds, today=today)
+        columns, clients = self._read_deals(body, snapshot)
         for transform in self.column_transforms:
             columns = transform(snapshot, columns)
         batch = snapshot.model.score(columns, n_reasons=self.settings.reasons)
-        gaps = self._deal_gaps(snapshot, deals, columns["client_id"])
+        gaps = self._deal_gaps(snapshot, clients, columns["client_id"])
         scores = _score_items(columns["deal_id"], batch, gaps, snapshot.version)
         for observer in self.observers:
             observer(ScoredRequest(request_id, snapshot, columns, batch))
@@ -83,6 +82,17 @@ class DataPlane:
         else:
             results = [_client_gaps_item(g) for g in profiles.gaps_for(facts, top_k=top)]
         return orjson.dumps({"model_version": snapshot.version, "request_id": request_id, "clients": results})
+
+    def _read_deals(self, body: bytes, snapshot: LoadedModel) -> tuple[Columns, list[Any]]:
+        """The request's scorer columns, and the facts of the clients whose gap lists are wanted.
+
+        Nothing else of the parsed request outlives this call: its objects (thousands for a batch) are
+        freed before scoring, not held, and walked by the garbage collector, until the answer is encoded.
+        """
+        today = self.clock()
+        request: Any = self._parse(self.models.score, body, "deals", today)
+        columns = deal_columns(request.deals, kinds=snapshot.kinds, today=today)
+        return columns, self._gap_clients(snapshot, request.deals, columns["client_id"])
 
     # ---------------------------------------------------------------------------------------------
     # Parsing: the schema first, then the checks that need the whole batch or the settings. When the
@@ -162,21 +172,25 @@ class DataPlane:
     # ---------------------------------------------------------------------------------------------
     # Gaps
 
-    def _deal_gaps(self, snapshot: LoadedModel, deals: Sequence[Any],
-                   client_ids: np.ndarray[Any, Any]) -> list[list[dict[str, Any]]]:
-        n = len(deals)
-        profiles = getattr(snapshot.model, "profiles", None)
-        if profiles is None or self.settings.top_gaps <= 0:
-            return [[] for _ in range(n)]
+    def _gap_clients(self, snapshot: LoadedModel, deals: Sequence[Any],
+                     client_ids: np.ndarray[Any, Any]) -> list[Any]:
+        """The facts of each client of the deals, once per client id; none when no gap lists are given."""
+        if getattr(snapshot.model, "profiles", None) is None or self.settings.top_gaps <= 0:
+            return []
         wanted: dict[str, Any] = {}
         for deal, client_id in zip(deals, client_ids, strict=True):
             if client_id is not None and client_id not in wanted:
                 wanted[client_id] = _facts(client_id, deal.client, deal)
-        if not wanted:
-            return [[] for _ in range(n)]
-        found = {g.client_id: [_gap_item(x) for x in g.gaps]
-                 for g in profiles.gaps_for(list(wanted.values()), top_k=self.settings.top_gaps)}
-        return [found.get(c, []) if c is not None else [] for c in client_ids]
+        return list(wanted.values())
+
+    def _deal_gaps(self, snapshot: LoadedModel, clients: list[Any],
+                   client_ids: np.ndarray[Any, Any]) -> list[Encoded]:
+        """Each deal's client's gap list, encoded (once per client: deals of one client share it)."""
+        if not clients:
+            return [NO_ITEMS] * len(client_ids)
+        found = {g.client_id: _encoded([_gap_item(x) for x in g.gaps])
+                 for g in snapshot.model.profiles.gaps_for(clients, top_k=self.settings.top_gaps)}
+        return [found.get(c, NO_ITEMS) if c is not None else NO_ITEMS for c in client_ids]
 
 
 @dataclass(frozen=True)
@@ -205,9 +219,9 @@ def _loads(body: bytes) -> Any:
 
 def _get(entry: Any, name: str) -> Any:
     """A field of a validated model or of a raw JSON object (anything else has none)."""
-    if isinstance(entry, Mapping):
-        return entry.get(name)
-    return getattr(entry, name, None) if isinstance(entry, BaseModel) else None
+    if isinstance(entry, BaseModel):  # first: the usual case, and a cheaper test than Mapping's
+        return getattr(entry, name, None)
+    return entry.get(name) if isinstance(entry, Mapping) else None
 
 
 def _extra_fields(entry: Any) -> Mapping[str, Any]:
@@ -277,15 +291,24 @@ def _floats(values: np.ndarray[Any, Any]) -> list[float | None]:
     return [None if math.isnan(v) else v for v in values.tolist()]
 
 
-def _score_items(deal_ids: Iterable[Any], batch: ScoreBatch, gaps: list[list[dict[str, Any]]],
+def _encoded(items: list[dict[str, Any]]) -> Encoded:
+    """A list of JSON objects as the bytes the answer embeds (the same bytes as the list in place): its dicts
+    are freed at once instead of living, and being walked by the garbage collector, until the batch is encoded."""
+    return orjson.Fragment(orjson.dumps(items))
+
+
+def _reasons(reasons: Sequence[Any]) -> Encoded:
+    return _encoded([{"feature": r.feature, "value": r.value, "effect": r.effect} for r in reasons])
+
+
+def _score_items(deal_ids: Iterable[Any], batch: ScoreBatch, gaps: list[Encoded],
                  version: str) -> list[dict[str, Any]]:
     p_win = batch.p_win.tolist()
     value, expected, per_hour = _floats(batch.value), _floats(batch.expected_value), _floats(batch.value_per_hour)
     return [
         {
             "deal_id": deal_id, "p_win": p_win[i], "value": value[i], "expected_value": expected[i],
-            "grade": batch.grade[i],
-            "reasons": [{"feature": r.feature, "value": r.value, "effect": r.effect} for r in batch.reasons[i]],
+            "grade": batch.grade[i], "reasons": _reasons(batch.reasons[i]),
             "gaps": gaps[i], "value_source": batch.value_source[i], "value_per_hour": per_hour[i],
             "history_source": batch.history_source[i], "model_version": version,
         }

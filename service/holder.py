@@ -8,6 +8,7 @@ the model already serving keeps serving.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Mapping
@@ -74,6 +75,7 @@ class ModelHolder:
         with self._swap_lock:
             old, self._current = self._current, new
             self.last_error = None
+        _freeze_long_lived()
         return old
 
     def install(self, model: ScoringModel, metadata: Mapping[str, Any] | None = None,
@@ -94,3 +96,15 @@ class ModelHolder:
             raise
         log.info("model loaded", extra={"model_version": loaded.version, "source": str(directory)})
         return loaded
+
+
+def _freeze_long_lived() -> None:
+    """Put what is alive now (the model, the app, the imported modules) out of the garbage collector's sight.
+
+    A full collection walks every tracked object: with a model of some 200,000 objects it takes ~80 ms, and
+    the allocations of a batch of 1,000 deals set one off every three batches or so. Frozen objects are still
+    freed by reference counting; unfreezing first lets the collection reclaim a replaced model's cycles.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
@@ -260,3 +261,16 @@ def test_the_registrys_live_version_is_served(service_artifact: Path, tmp_path: 
         ready = client.get("/health/ready")
         assert ready.status_code == 200, ready.text
         assert ready.json()["model_version"] == version
+
+
+def test_a_live_model_is_kept_out_of_the_garbage_collectors_walks(service_model: ScoringModel) -> None:
+    """After a swap the model's objects are frozen (gc.freeze): a full collection, set off by a batch's
+    allocations, then walks only the requests' objects, not the model's hundreds of thousands."""
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    holder = ModelHolder()
+    holder.install(service_model)
+    assert gc.get_freeze_count() > 0
+    live = holder.current()
+    assert all(o is not live for o in gc.get_objects())  # the collector's generations no longer hold it
+    gc.unfreeze()

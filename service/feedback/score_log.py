@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -102,20 +102,31 @@ def columns_documents(columns: Mapping[str, Any]) -> list[dict[str, Any]]:
         else:
             plain = array.tolist()
         key = _DAY_FIELDS.get(name, name)
-        nested = name == "client_since_day" or name in _CLIENT_FIELDS
-        for i, value in enumerate(plain):
-            if value is None or value != value:  # None or NaN: not sent
-                continue
-            if not isinstance(value, str | int | float | bool):
-                value = _plain(value)
-            if nested and client_ids[i] is not None:
-                clients[i]["since" if name == "client_since_day" else name] = value
-            else:
+        if name == "client_since_day" or name in _CLIENT_FIELDS:
+            client_key = "since" if name == "client_since_day" else name
+            for i, value in _sent(plain):
+                if client_ids[i] is not None:
+                    clients[i][client_key] = value
+                else:
+                    documents[i][key] = value
+        else:
+            for i, value in _sent(plain):
                 documents[i][key] = value
     for document, client in zip(documents, clients, strict=True):
         if client and "client_id" in document:
             document["client"] = {"client_id": document["client_id"], **client}
     return documents
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def _sent(values: list[Any]) -> Iterator[tuple[int, Any]]:
+    """(row, JSON-ready value) of each value a column holds; None and NaN are values not sent."""
+    for i, value in enumerate(values):
+        if value is None or value != value:
+            continue
+        yield i, value if isinstance(value, _SCALARS) else _plain(value)
 
 
 def _missing(value: Any) -> bool:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.metrics import log_loss
 
 from model.dataset import Dataset
 from model.features import attach_clients, frame_columns
 from model.grades import pareto_cutoffs
-from training.fit import TrainingResult
+from training.fit import SliceLogLoss, TrainingResult
 
 
 def _sorted_deals(dataset: Dataset) -> pd.DataFrame:
@@ -39,3 +41,25 @@ def test_the_tree_shape_is_chosen_on_the_calibration_slice(trained: TrainingResu
     published = trained.model.win_model.booster.dump_model()["tree_info"]
     assert max(tree["num_leaves"] for tree in published) <= best["leaves"]
     assert trained.metadata["training"]["tree_shape"] == split["tree_shape"]
+
+
+def test_calibration_margins_kept_from_early_stopping_are_the_boosters() -> None:
+    """The slice's margins kept at early stopping's best round are what the published booster predicts,
+    and the kept log loss is LightGBM's own binary_logloss of that round."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(6_000, 4))
+    won = (rng.random(6_000) < 1 / (1 + np.exp(-(x[:, 0] - 0.5 * x[:, 1] * x[:, 2])))).astype(np.float64)
+    fit_rows, slice_rows = slice(0, 4_000), slice(4_000, None)
+    train_set = lgb.Dataset(x[fit_rows], won[fit_rows], free_raw_data=False)
+    valid_set = lgb.Dataset(x[slice_rows], won[slice_rows], reference=train_set)
+    slice_loss = SliceLogLoss(won[slice_rows])
+    params = {"objective": "binary", "metric": "None", "learning_rate": 0.3, "num_leaves": 31, "verbose": -1,
+              "num_threads": 1, "deterministic": True, "force_row_wise": True}
+    booster = lgb.train(params, train_set, num_boost_round=500, valid_sets=[valid_set], feval=slice_loss,
+                        callbacks=[lgb.early_stopping(10, verbose=False)])
+    assert 1 < booster.best_iteration < 490  # stopped early, some rounds after its best one
+    raw = booster.predict(x[slice_rows], raw_score=True)
+    assert np.allclose(slice_loss.best_margin(), raw, rtol=0, atol=1e-9)
+    p = 1 / (1 + np.exp(-raw))
+    assert np.isclose(slice_loss.best, log_loss(won[slice_rows], p), rtol=1e-9)
+    assert slice_loss.best == booster.best_score["valid_0"]["binary_logloss"]

@@ -63,3 +63,12 @@ def test_calibration_margins_kept_from_early_stopping_are_the_boosters() -> None
     p = 1 / (1 + np.exp(-raw))
     assert np.isclose(slice_loss.best, log_loss(won[slice_rows], p), rtol=1e-9)
     assert slice_loss.best == booster.best_score["valid_0"]["binary_logloss"]
+
+
+def test_a_slice_predicted_with_certainty_gives_finite_margins() -> None:
+    """A slice the trees separate perfectly (probabilities 0 and 1) still gives Platt finite margins."""
+    slice_loss = SliceLogLoss(np.array([1.0, 0.0, 1.0]))
+    slice_loss(np.array([1.0, 0.0, 0.7]), None)
+    margins = slice_loss.best_margin()
+    assert np.isfinite(margins).all() and margins[0] > 30 and margins[1] < -30
+    assert np.isclose(margins[2], np.log(0.7 / 0.3))

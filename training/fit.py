@@ -144,13 +144,13 @@ class SliceLogLoss:
     name = "binary_logloss"
 
     def __init__(self, won: FloatArray) -> None:
-        self.won = won
+        self.won = won > 0
         self.best = float("inf")
         self._best_p: FloatArray | None = None
 
     def __call__(self, p: FloatArray, _: Any) -> tuple[str, float, bool]:
         # One logarithm per deal: of the probability given to what happened.
-        loss = float(-np.mean(np.log(np.clip(np.where(self.won > 0, p, 1.0 - p), 1e-15, None))))
+        loss = float(-np.mean(np.log(np.clip(np.where(self.won, p, 1.0 - p), 1e-15, None))))
         if loss < self.best:
             self.best, self._best_p = loss, np.array(p, dtype=np.float64)
         return self.name, loss, False
@@ -158,8 +158,9 @@ class SliceLogLoss:
     def best_margin(self) -> FloatArray:
         """The margins (log-odds before calibration) of the best round, from its probabilities."""
         assert self._best_p is not None, "no round was evaluated"
-        p = np.clip(self._best_p, 1e-300, 1 - 1e-16)
+        p = np.clip(self._best_p, 1e-15, 1 - 1e-15)  # margins within +-34.5, finite for Platt
         return np.asarray(np.log(p) - np.log1p(-p), dtype=np.float64)
+
 
 def _fit_best_shape(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.int64], spec: FeatureSpec,
                     config: TrainConfig, small_data: bool) -> tuple[WinModel, PlattCalibration, dict[str, Any],

@@ -82,8 +82,11 @@ def test_the_container_becomes_healthy_and_scores(image: str) -> None:
             answer = json.loads(response.read())
         assert answer["scores"][0]["deal_id"] == "smoke-1"
         assert 0 <= answer["scores"][0]["p_win"] <= 1
-        health = subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", name],
-                                capture_output=True, text=True, check=True)
-        assert health.stdout.strip() in {"healthy", "starting"}
+        # The image's own HEALTHCHECK (every 10 s, on /health/ready) must report the container healthy.
+        deadline = time.monotonic() + 60
+        while (status := subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", name],
+                                        capture_output=True, text=True, check=True).stdout.strip()) != "healthy":
+            assert status == "starting" and time.monotonic() < deadline, f"container health: {status}"
+            time.sleep(1)
     finally:
         subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)

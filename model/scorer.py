@@ -118,8 +118,10 @@ class ScoringModel:
             source = [s if s is not None else "model" for s in source]
         expected_value = p_win * value
         hours = np.asarray(columns.get("effort_hours", np.full(n, np.nan)), dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             per_hour = np.where(hours > 0, expected_value / hours, np.nan)
+        # A subnormal effort (2e-311 hours) overflows the division: no meaningful value per hour, like none.
+        per_hour[np.isinf(per_hour)] = np.nan
         grade = letter_classes(expected_value, self.cutoffs, per_hour)
         reasons = (self.reasons(features, contributions, columns, n_reasons) if contributions is not None
                    else [[] for _ in range(n)])
@@ -154,7 +156,10 @@ class ScoringModel:
         effect = contributions[rows, top]
         # Vectorised rounding and one conversion to Python lists: the per-reason loop below only picks.
         effects, kept = np.round(effect, 4).tolist(), (effect != 0.0).tolist()
-        numbers = np.round(features[rows, top], 4).tolist()
+        shown = features[rows, top]
+        with np.errstate(over="ignore", invalid="ignore"):  # rounding multiplies by 1e4: 1e308 would overflow
+            rounded = np.round(shown, 4)
+        numbers = np.where(np.isfinite(rounded), rounded, shown).tolist()
         names, categorical = self.spec.names, set(self.spec.categorical)
         levels = {name: columns[name].tolist() if name in columns else [None] * n for name in categorical}
         out: list[list[Reason]] = []

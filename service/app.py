@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import date
@@ -127,10 +127,11 @@ def _request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
 
 
-def _envelope(error: DealscoreError, request: Request) -> Response:
+def _envelope(error: DealscoreError, request: Request, headers: Mapping[str, str] | None = None) -> Response:
     # A few errors carry HTTP headers of their own (a 401's WWW-Authenticate); model/ errors know no HTTP.
+    # `headers`: those of the HTTP exception the error translates (a 405's Allow).
     return Response(content=error_body(error, _request_id(request)), status_code=error.status,
-                    media_type="application/json", headers=getattr(error, "headers", None))
+                    media_type="application/json", headers=headers or getattr(error, "headers", None))
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -150,7 +151,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             error = DealscoreError(str(exc.detail)[:200])
             error.status = exc.status_code
             error.code = "http_error"
-        return _envelope(error, request)
+        # Starlette's own headers are kept: a 405 must name the allowed methods in Allow (RFC 9110, 15.5.6).
+        return _envelope(error, request, exc.headers)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from model.contract import CLIENT_HISTORY, CLIENTS, DEALS, MAX_TEXT_LENGTH, STATUS_VALUES, Column, Kind, Table
-from model.records import parse_date
+from model.records import parse_date, text_value
 from service.holder import SourceKind
 
 __all__ = [
@@ -88,6 +88,22 @@ Text = Annotated[
 ]
 
 
+def _not_blank(value: str) -> str:
+    # Blank text is a missing value to the columns (model.records.text_value), so a required id must not be blank.
+    if text_value(value) is None:
+        raise PydanticCustomError("blank_id", "a non-empty id")
+    return value
+
+
+# A required id (a deal's deal_id, a client's client_id): Text that is not blank.
+RequiredId = Annotated[
+    Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH), AfterValidator(_not_blank)]
+    | Annotated[StrictInt, AfterValidator(_id_integer)],
+    WithJsonSchema({"anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH},
+                              {"type": "integer"}]}),
+]
+
+
 def _plain_integer(value: int) -> int:
     # A longer integer is taken by the float member below (1e30), or refused there when beyond a float's range
     # (10**400), so the columns never see an integer float() cannot convert.
@@ -128,6 +144,8 @@ def _fields(table: Table, *, required: tuple[str, ...]) -> dict[str, Any]:
     for column in table.columns:
         annotation = _annotation(column)
         if column.name in required:
+            if column.kind is Kind.ID:
+                annotation = RequiredId
             fields[column.name] = (annotation, Field(description=column.description))
         else:
             fields[column.name] = (annotation | None, Field(default=None, description=column.description))

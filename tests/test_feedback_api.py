@@ -52,6 +52,20 @@ def test_invalid_bodies_list_every_problem_in_the_envelope(api: tuple[TestClient
     assert empty[0]["field"] == "outcomes"
 
 
+@pytest.mark.parametrize("body", [b"\xff\xfe{", b'{"outcomes": [}', b"{"])
+@pytest.mark.parametrize("path", ["/v1/outcomes", "/v1/judgements"])
+def test_a_body_that_is_not_json_is_400_malformed_json(api: tuple[TestClient, Feedback], path: str,
+                                                       body: bytes) -> None:
+    # As the scoring routes answer it. Bytes that are not UTF-8 were FastAPI's undeclared 400 "http_error",
+    # and broken JSON a 422 located at a character offset (fuzzing).
+    client, _ = api
+    answer = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "malformed_json"
+    assert [(d["field"], d["expected"]) for d in error["details"]] == [("body", "a JSON object")]
+
+
 def test_judgements_are_validated_and_recorded(api: tuple[TestClient, Feedback]) -> None:
     client, feedback = api
     refused = client.post("/v1/judgements", json={"manager": "Elena", "above_deal_id": "D1", "below_deal_id": "D1"})

@@ -68,6 +68,10 @@ def test_every_bad_field_is_listed_in_one_answer(service_client: TestClient) -> 
     (make_deal(status="maybe"), "deals[0].status", "one of 'won', 'lost' or 'open'"),
     (make_deal(deal_id=None), "deals[0].deal_id", "a value (required)"),
     (make_deal(deal_id=10**30), "deals[0].deal_id", "text, or an integer of at most 18 digits"),
+    # Blank text is a missing value to the columns: a blank deal_id was scored and answered as null (fuzzing).
+    (make_deal(deal_id=""), "deals[0].deal_id", "a non-empty id"),
+    (make_deal(deal_id=" \t"), "deals[0].deal_id", "a non-empty id"),
+    (make_deal(client={"client_id": " "}), "deals[0].client.client_id", "a non-empty id"),
     (make_deal(client_id="C1", client={"client_id": "C2"}), "deals[0].client.client_id", "the deal's client_id 'C1'"),
     (make_deal(client={"industry": "retail"}), "deals[0].client.client_id", "a value (required)"),
     (make_deal(client={"client_id": "C00010", "won_deals": -2}), "deals[0].client.won_deals", "a number >= 0"),
@@ -190,6 +194,39 @@ def test_an_unknown_rank_order_is_422_naming_the_query_parameter(service_client:
 def test_unknown_routes_and_methods_use_the_envelope(service_client: TestClient) -> None:
     error_envelope(service_client.get("/v1/nothing"), 404, "not_found")
     error_envelope(service_client.get("/v1/score"), 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("GET", "/v1/score", {"POST"}), ("TRACE", "/health/live", {"GET"}), ("DELETE", "/v1/model", {"GET"}),
+])
+def test_a_405_names_the_allowed_methods(service_client: TestClient, method: str, path: str,
+                                         allowed: set[str]) -> None:
+    # RFC 9110 (15.5.6): a 405 must carry Allow; the envelope used to drop Starlette's header (fuzzing).
+    response = service_client.request(method, path)
+    error_envelope(response, 405, "method_not_allowed")
+    assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
+
+
+def test_a_blank_client_id_in_gaps_is_refused(service_client: TestClient) -> None:
+    response = service_client.post("/v1/gaps", json={"clients": [{"client_id": ""}]})
+    error = error_envelope(response, 422, "invalid_input")
+    assert error["details"] == [{"field": "clients[0].client_id", "expected": "a non-empty id", "got": "''"}]
+
+
+# Found by tests/test_service_fuzz.py: extreme finite numbers overflowed inside the scorer (a feature near the float
+# maximum rounded to 4 places for the reasons; an expected value divided by a subnormal effort_hours), a 500 under
+# the suite's "error" warning filter.
+@pytest.mark.parametrize("deal", [
+    {"deal_id": "x", "client": {"client_id": "X", "won_deals": 1.7976931348623157e308}},
+    make_deal(amount=None, effort_hours=2.225073858507e-311),
+], ids=["huge-feature", "subnormal-effort-hours"])
+def test_extreme_finite_numbers_score_without_overflow(service_client: TestClient, deal: dict[str, Any]) -> None:
+    response = service_client.post("/v1/rank", params={"by": "value_per_hour"}, json={"deals": [deal]})
+    assert response.status_code == 200, response.text
+    score = response.json()["scores"][0]
+    assert 0 <= score["p_win"] <= 1 and score["value_per_hour"] is None  # no hours given, or an overflow: none
+    won_deals = [r["value"] for r in score["reasons"] if r["feature"] == "client_won_deals"]
+    assert won_deals in ([], [1.7976931348623157e308])  # shown as sent when it is a reason, not as infinity
 
 
 def test_duplicate_clients_in_gaps_are_refused(service_client: TestClient) -> None:

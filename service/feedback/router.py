@@ -15,11 +15,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from model.errors import ContractViolation, NotFound
+from model.errors import ContractViolation, NotFound, Problem
 from model.records import parse_date
-from service.errors import problems_from_pydantic
+from service.errors import MalformedJSON, problems_from_pydantic
 from service.feedback.judgements import Judgement
 from service.feedback.outcomes import Outcome
 from service.feedback.schemas import (
@@ -56,13 +57,25 @@ class _FeedbackRoute(APIRoute):
         async def checked(request: Request) -> Response:
             try:
                 return await handler(request)
+            except HTTPException as exc:
+                # FastAPI's one 400 here: a body it could not decode at all (not UTF-8 text).
+                if exc.status_code == 400:
+                    raise _malformed("the body could not be decoded as JSON text") from None
+                raise
             except RequestValidationError as exc:
+                invalid = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+                if invalid is not None:  # not JSON: 400, as the scoring routes answer it
+                    raise _malformed(str((invalid.get("ctx") or {}).get("error", "not JSON"))) from None
                 errors = [{**e, "loc": tuple(e.get("loc", ()))[1:] if tuple(e.get("loc", ()))[:1] == ("body",)
                            else tuple(e.get("loc", ()))} for e in exc.errors()]
                 problems = problems_from_pydantic(errors, FEEDBACK_FIELD_NAMES)
                 raise ContractViolation(f"{len(problems)} problem(s) in the request", problems) from None
 
         return checked
+
+
+def _malformed(reason: str) -> MalformedJSON:
+    return MalformedJSON("the request body is not valid JSON", [Problem("body", "a JSON object", reason[:200])])
 
 
 def _request_id(request: Request) -> str:
@@ -87,7 +100,7 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
         return {**ok, **{s: errors[s] for s in statuses if s in errors}}
 
     @router.post("/v1/outcomes", response_model=OutcomesResponse, summary="Record realised outcomes of scored deals",
-                 responses=declared(OUTCOMES_RESPONSE_EXAMPLE, 422, 500, 503),
+                 responses=declared(OUTCOMES_RESPONSE_EXAMPLE, 400, 422, 500, 503),
                  openapi_extra=_body_example(OUTCOMES_EXAMPLE))
     def post_outcomes(body: OutcomesRequest, request: Request) -> OutcomesResponse:
         """Idempotent by deal_id: the same outcome again changes nothing; a changed one is updated (revision + 1)
@@ -106,7 +119,7 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
 
     @router.post("/v1/judgements", response_model=JudgementResponse,
                  summary="Record a manager's judgement that one deal should rank above another",
-                 responses=declared(JUDGEMENT_RESPONSE_EXAMPLE, 422, 500, 503),
+                 responses=declared(JUDGEMENT_RESPONSE_EXAMPLE, 400, 422, 500, 503),
                  openapi_extra=_body_example(JUDGEMENT_EXAMPLE))
     def post_judgement(body: JudgementIn, request: Request) -> JudgementResponse:
         """Both deals must have been scored, and differ. One standing view per manager and pair: sending it
@@ -167,6 +180,8 @@ def _error_declarations() -> dict[int | str, dict[str, Any]]:
                 "content": {JSON: {"example": example}}}
 
     return {
+        400: declared("The body is not JSON.", "malformed_json", "the request body is not valid JSON",
+                      [{"field": "body", "expected": "a JSON object", "got": "EOF while parsing an object"}]),
         404: declared("The score log has no scores of that model version (or none at all).", "not_found",
                       "the score log has no scores of model version 'v0'; GET /v1/quality/versions lists the "
                       "versions it has"),

@@ -45,6 +45,14 @@ class UnsupportedMediaType(DealscoreError):
     code = "unsupported_media_type"
 
 
+def require_json_media(content_type: str) -> None:
+    """Refuse (415) a body that is not declared as JSON: application/json or any application/*+json."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise UnsupportedMediaType("send the body as application/json", [
+            Problem("content-type", "application/json", shown(content_type) if content_type else "nothing")])
+
+
 class MethodNotAllowed(DealscoreError):
     status = 405
     code = "method_not_allowed"

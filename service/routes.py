@@ -23,7 +23,7 @@ from model.errors import NotReady, PayloadTooLarge, Problem
 from model.registry import RefusedVersion
 from service import examples
 from service.dataplane import DataPlane
-from service.errors import NoRegistry, Unauthorized, UnsupportedMediaType, shown
+from service.errors import NoRegistry, Unauthorized, require_json_media
 from service.holder import LoadedModel, ModelHolder
 from service.reload import Reloader
 from service.schemas import (
@@ -99,11 +99,7 @@ admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken",
 async def read_json_body(request: Request) -> bytes:
     """The raw body, refused early when it is not JSON or larger than the limit."""
     settings: Settings = request.app.state.settings
-    content_type = request.headers.get("content-type", "")
-    media = content_type.split(";", 1)[0].strip().lower()
-    if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
-        raise UnsupportedMediaType("send the body as application/json",
-                                   [Problem("content-type", JSON, shown(content_type) if content_type else "nothing")])
+    require_json_media(request.headers.get("content-type", ""))
     limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -66,6 +66,21 @@ def test_a_body_that_is_not_json_is_400_malformed_json(api: tuple[TestClient, Fe
     assert [(d["field"], d["expected"]) for d in error["details"]] == [("body", "a JSON object")]
 
 
+@pytest.mark.parametrize("path", ["/v1/outcomes", "/v1/judgements"])
+def test_feedback_bodies_are_refused_as_the_scoring_routes_refuse_them(api: tuple[TestClient, Feedback],
+                                                                        path: str) -> None:
+    """A body not declared as JSON is 415 naming content-type, and an empty one 400 malformed_json: the answers
+    /v1/score gives (tests/test_service_errors.py); they were 422 here."""
+    client, _ = api
+    wrong_type = client.post(path, content=b"{}", headers={"content-type": "text/plain"})
+    assert wrong_type.status_code == 415, wrong_type.text
+    assert wrong_type.json()["error"]["details"] == [
+        {"field": "content-type", "expected": "application/json", "got": "'text/plain'"}]
+    empty = client.post(path, content=b"", headers={"content-type": "application/json"})
+    assert empty.status_code == 400, empty.text
+    assert empty.json()["error"]["code"] == "malformed_json"
+
+
 def test_judgements_are_validated_and_recorded(api: tuple[TestClient, Feedback]) -> None:
     client, feedback = api
     refused = client.post("/v1/judgements", json={"manager": "Elena", "above_deal_id": "D1", "below_deal_id": "D1"})

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from model.errors import ContractViolation, NotFound, Problem
 from model.records import parse_date
-from service.errors import MalformedJSON, problems_from_pydantic
+from service.errors import MalformedJSON, problems_from_pydantic, require_json_media
 from service.feedback.judgements import Judgement
 from service.feedback.outcomes import Outcome
 from service.feedback.schemas import (
@@ -53,8 +53,11 @@ class _FeedbackRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        takes_body = self.body_field is not None
 
         async def checked(request: Request) -> Response:
+            if takes_body:  # as the scoring routes: 415 before the body is read
+                require_json_media(request.headers.get("content-type", ""))
             try:
                 return await handler(request)
             except HTTPException as exc:
@@ -66,6 +69,8 @@ class _FeedbackRoute(APIRoute):
                 invalid = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
                 if invalid is not None:  # not JSON: 400, as the scoring routes answer it
                     raise _malformed(str((invalid.get("ctx") or {}).get("error", "not JSON"))) from None
+                if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
+                    raise _malformed("an empty body") from None
                 errors = [{**e, "loc": tuple(e.get("loc", ()))[1:] if tuple(e.get("loc", ()))[:1] == ("body",)
                            else tuple(e.get("loc", ()))} for e in exc.errors()]
                 problems = problems_from_pydantic(errors, FEEDBACK_FIELD_NAMES)
@@ -100,7 +105,7 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
         return {**ok, **{s: errors[s] for s in statuses if s in errors}}
 
     @router.post("/v1/outcomes", response_model=OutcomesResponse, summary="Record realised outcomes of scored deals",
-                 responses=declared(OUTCOMES_RESPONSE_EXAMPLE, 400, 422, 500, 503),
+                 responses=declared(OUTCOMES_RESPONSE_EXAMPLE, 400, 415, 422, 500, 503),
                  openapi_extra=_body_example(OUTCOMES_EXAMPLE))
     def post_outcomes(body: OutcomesRequest, request: Request) -> OutcomesResponse:
         """Idempotent by deal_id: the same outcome again changes nothing; a changed one is updated (revision + 1)
@@ -119,7 +124,7 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
 
     @router.post("/v1/judgements", response_model=JudgementResponse,
                  summary="Record a manager's judgement that one deal should rank above another",
-                 responses=declared(JUDGEMENT_RESPONSE_EXAMPLE, 400, 422, 500, 503),
+                 responses=declared(JUDGEMENT_RESPONSE_EXAMPLE, 400, 415, 422, 500, 503),
                  openapi_extra=_body_example(JUDGEMENT_EXAMPLE))
     def post_judgement(body: JudgementIn, request: Request) -> JudgementResponse:
         """Both deals must have been scored, and differ. One standing view per manager and pair: sending it
@@ -182,6 +187,9 @@ def _error_declarations() -> dict[int | str, dict[str, Any]]:
     return {
         400: declared("The body is not JSON.", "malformed_json", "the request body is not valid JSON",
                       [{"field": "body", "expected": "a JSON object", "got": "EOF while parsing an object"}]),
+        415: declared("The body is not declared as JSON (Content-Type).", "unsupported_media_type",
+                      "send the body as application/json",
+                      [{"field": "content-type", "expected": "application/json", "got": "'text/plain'"}]),
         404: declared("The score log has no scores of that model version (or none at all).", "not_found",
                       "the score log has no scores of model version 'v0'; GET /v1/quality/versions lists the "
                       "versions it has"),

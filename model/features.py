@@ -189,8 +189,26 @@ def _lookup(values: npt.NDArray[Any], mapping: Mapping[str, int], unknown: float
     return found
 
 
-def _codes(values: npt.NDArray[Any], mapping: Mapping[str, int], unknown: int) -> FloatArray:
-    return _lookup(values, mapping, float(unknown), np.nan)
+def _codes_and_keys(values: npt.NDArray[Any], vocab: Mapping[str, int],
+                    level_keys: Mapping[str, int]) -> tuple[FloatArray, IntArray]:
+    """A categorical column's model codes (rare or unseen levels share the last code, missing is NaN) and
+    history keys (NO_KEY for unseen or missing), from one pass over its values."""
+    unknown = float(len(vocab))
+    if len(values) <= _LOOP_MAX:
+        codes = np.empty(len(values), dtype=np.float64)
+        keys = np.empty(len(values), dtype=np.int64)
+        for i, v in enumerate(values):
+            if _is_missing(v):
+                codes[i], keys[i] = np.nan, NO_KEY
+            else:
+                text = str(v)
+                codes[i], keys[i] = vocab.get(text, unknown), level_keys.get(text, NO_KEY)
+        return codes, keys
+    found, distinct = pd.factorize(values, use_na_sentinel=True)  # missing values get code -1
+    texts = [str(v) for v in distinct]
+    code_table = np.array([*(vocab.get(t, unknown) for t in texts), np.nan], dtype=np.float64)
+    key_table = np.array([*(level_keys.get(t, NO_KEY) for t in texts), NO_KEY], dtype=np.int64)
+    return code_table[found], key_table[found]  # code -1 picks the last entries: missing
 
 
 def _keys(values: npt.NDArray[Any], mapping: Mapping[str, int]) -> IntArray:
@@ -264,11 +282,12 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
         if raw is None:
             out[:, at + i] = np.nan
             continue
-        values = np.asarray(raw, dtype=object)
-        out[:, at + i] = _codes(values, spec.vocab[column], unknown=len(spec.vocab[column]))
-        keys = _keys(values, spec.level_keys[column])
-        level_keys[i * n:(i + 1) * n] = np.where(keys >= 0, keys + history.level_offsets[column], NO_KEY)
+        out[:, at + i], level_keys[i * n:(i + 1) * n] = _codes_and_keys(
+            np.asarray(raw, dtype=object), spec.vocab[column], spec.level_keys[column])
     at += k
+    # Each column's keys shifted into the stacked level index, all at once.
+    offsets = np.repeat([history.level_offsets[column] for column in spec.categorical], n)
+    level_keys = np.where(level_keys >= 0, level_keys + offsets, NO_KEY)
 
     smoothing = spec.config.smoothing
     # The overall counts as of the deal's day and as of the start of the recent window, in one search.

@@ -175,44 +175,36 @@ def frame_columns(deals: pd.DataFrame) -> dict[str, npt.NDArray[Any]]:
 _LOOP_MAX = 64
 
 
-def _lookup(values: npt.NDArray[Any], mapping: Mapping[str, int], unknown: float,
-            missing: float) -> FloatArray:
-    """Each value's entry in `mapping` (by its text), `unknown` if absent, `missing` for None/NaN."""
+Lookup = tuple[Mapping[str, int], float, float]  # a mapping, its value for an absent text, for a missing value
+
+
+def _lookup(values: npt.NDArray[Any], *lookups: Lookup) -> list[FloatArray]:
+    """Per (mapping, unknown, missing): each value's entry in the mapping (by its text), `unknown` if absent,
+    `missing` for None/NaN. Several mappings share one pass over the values (one str() per value)."""
     if len(values) <= _LOOP_MAX:
-        out = np.empty(len(values), dtype=np.float64)
+        outs = [np.empty(len(values), dtype=np.float64) for _ in lookups]
         for i, v in enumerate(values):
-            out[i] = missing if _is_missing(v) else mapping.get(str(v), unknown)
-        return out
+            text = None if _is_missing(v) else str(v)
+            for out, (mapping, unknown, missing) in zip(outs, lookups, strict=True):
+                out[i] = missing if text is None else mapping.get(text, unknown)
+        return outs
     codes, distinct = pd.factorize(values, use_na_sentinel=True)  # missing values get code -1
-    table = np.array([*(mapping.get(str(v), unknown) for v in distinct), missing], dtype=np.float64)
-    found: FloatArray = table[codes]  # code -1 picks the last entry: `missing`
-    return found
+    texts = [str(v) for v in distinct]
+    # Code -1 picks each table's last entry: `missing`.
+    return [np.array([*(mapping.get(t, unknown) for t in texts), missing], dtype=np.float64)[codes]
+            for mapping, unknown, missing in lookups]
 
 
 def _codes_and_keys(values: npt.NDArray[Any], vocab: Mapping[str, int],
                     level_keys: Mapping[str, int]) -> tuple[FloatArray, IntArray]:
     """A categorical column's model codes (rare or unseen levels share the last code, missing is NaN) and
-    history keys (NO_KEY for unseen or missing), from one pass over its values."""
-    unknown = float(len(vocab))
-    if len(values) <= _LOOP_MAX:
-        codes = np.empty(len(values), dtype=np.float64)
-        keys = np.empty(len(values), dtype=np.int64)
-        for i, v in enumerate(values):
-            if _is_missing(v):
-                codes[i], keys[i] = np.nan, NO_KEY
-            else:
-                text = str(v)
-                codes[i], keys[i] = vocab.get(text, unknown), level_keys.get(text, NO_KEY)
-        return codes, keys
-    found, distinct = pd.factorize(values, use_na_sentinel=True)  # missing values get code -1
-    texts = [str(v) for v in distinct]
-    code_table = np.array([*(vocab.get(t, unknown) for t in texts), np.nan], dtype=np.float64)
-    key_table = np.array([*(level_keys.get(t, NO_KEY) for t in texts), NO_KEY], dtype=np.int64)
-    return code_table[found], key_table[found]  # code -1 picks the last entries: missing
+    history keys (NO_KEY for unseen or missing)."""
+    codes, keys = _lookup(values, (vocab, float(len(vocab)), np.nan), (level_keys, NO_KEY, NO_KEY))
+    return codes, keys.astype(np.int64)
 
 
 def _keys(values: npt.NDArray[Any], mapping: Mapping[str, int]) -> IntArray:
-    return _lookup(values, mapping, NO_KEY, NO_KEY).astype(np.int64)
+    return _lookup(values, (mapping, NO_KEY, NO_KEY))[0].astype(np.int64)
 
 
 class DealHistory:

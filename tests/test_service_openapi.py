@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from model.contract import CLIENT_HISTORY, CLIENTS, DEALS, MAX_TEXT_LENGTH
-from service import settings_doc
+from service import create_app, settings_doc
 from service.openapi_export import openapi_document, render
 from service.schemas import Client, Deal, ScoreOut, contract_field_names, request_models
 from service.settings import Settings
@@ -101,3 +101,11 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("DEALSCORE_MAX_BATCH", "0")
     with pytest.raises(ValueError):
         Settings()
+
+
+def test_the_admin_token_is_declared_as_the_service_needs_it(document: dict[str, Any]) -> None:
+    """Optional ({} allowed) when no DEALSCORE_ADMIN_TOKEN is set, as the committed document says; required once
+    one is set, in the document that service serves."""
+    assert document["paths"]["/v1/admin/reload"]["post"]["security"] == [{"AdminToken": []}, {}]
+    guarded = create_app(Settings(admin_token="s3cret")).openapi()
+    assert guarded["paths"]["/v1/admin/reload"]["post"]["security"] == [{"AdminToken": []}]

@@ -120,8 +120,9 @@ class ScoringModel:
         hours = np.asarray(columns.get("effort_hours", np.full(n, np.nan)), dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             per_hour = np.where(hours > 0, expected_value / hours, np.nan)
-        # A subnormal effort (2e-311 hours) overflows the division: no meaningful value per hour, like none.
-        per_hour[np.isinf(per_hour)] = np.nan
+        # A tiny effort (2e-311 hours) overflows the division: the largest float keeps such a deal first when
+        # ranking by value per hour, as infinity would, and stays a number in JSON.
+        per_hour = np.minimum(per_hour, np.finfo(np.float64).max)
         grade = letter_classes(expected_value, self.cutoffs, per_hour)
         reasons = (self.reasons(features, contributions, columns, n_reasons) if contributions is not None
                    else [[] for _ in range(n)])

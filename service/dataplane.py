@@ -103,11 +103,9 @@ class DataPlane:
             request = schema.model_validate_json(body, context={"today": today})
         except ValidationError as exc:
             errors = exc.errors(include_url=False)
-            invalid = next((e for e in errors if e["type"] == "json_invalid"), None)
-            if invalid is not None:
-                reason = str((invalid.get("ctx") or {}).get("error", "not JSON"))
-                raise MalformedJSON("the request body is not valid JSON",
-                                    [Problem("body", "a JSON object", reason[:200])]) from None
+            malformed = MalformedJSON.among(errors)
+            if malformed is not None:
+                raise malformed from None
             too_long = next((e for e in errors if e["type"] == "too_long" and tuple(e["loc"]) == (items,)), None)
             if too_long is not None:
                 raise self._too_many(items, (too_long.get("ctx") or {}).get("actual_length", "more")) from None

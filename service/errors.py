@@ -39,6 +39,16 @@ class MalformedJSON(DealscoreError):
     status = 400
     code = "malformed_json"
 
+    @classmethod
+    def because(cls, reason: str) -> MalformedJSON:
+        return cls("the request body is not valid JSON", [Problem("body", "a JSON object", reason[:200])])
+
+    @classmethod
+    def among(cls, errors: Iterable[Mapping[str, Any]]) -> MalformedJSON | None:
+        """The 400 for pydantic's errors when the body did not parse as JSON at all (its json_invalid)."""
+        invalid = next((e for e in errors if e.get("type") == "json_invalid"), None)
+        return None if invalid is None else cls.because(str((invalid.get("ctx") or {}).get("error", "not JSON")))
+
 
 class UnsupportedMediaType(DealscoreError):
     status = 415

@@ -268,9 +268,11 @@ def test_a_live_model_is_kept_out_of_the_garbage_collectors_walks(service_model:
     allocations, then walks only the requests' objects, not the model's hundreds of thousands."""
     gc.unfreeze()
     assert gc.get_freeze_count() == 0
-    holder = ModelHolder()
-    holder.install(service_model)
-    assert gc.get_freeze_count() > 0
-    live = holder.current()
-    assert all(o is not live for o in gc.get_objects())  # the collector's generations no longer hold it
-    gc.unfreeze()
+    try:
+        holder = ModelHolder()
+        holder.install(service_model)
+        assert gc.get_freeze_count() > 0
+        live = holder.current()
+        assert all(o is not live for o in gc.get_objects())  # the collector's generations no longer hold it
+    finally:
+        gc.unfreeze()

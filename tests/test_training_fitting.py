@@ -62,7 +62,11 @@ def test_calibration_margins_kept_from_early_stopping_are_the_boosters() -> None
     assert np.allclose(slice_loss.best_margin(), raw, rtol=0, atol=1e-9)
     p = 1 / (1 + np.exp(-raw))
     assert np.isclose(slice_loss.best, log_loss(won[slice_rows], p), rtol=1e-9)
-    assert slice_loss.best == booster.best_score["valid_0"]["binary_logloss"]
+    # The same training with LightGBM's own metric stops at the same round with the same loss.
+    own = lgb.train({**params, "metric": "binary_logloss"}, train_set, num_boost_round=500, valid_sets=[valid_set],
+                    callbacks=[lgb.early_stopping(10, verbose=False)])
+    assert own.best_iteration == booster.best_iteration
+    assert np.isclose(own.best_score["valid_0"]["binary_logloss"], slice_loss.best, rtol=1e-9)
 
 
 def test_a_slice_predicted_with_certainty_gives_finite_margins() -> None:

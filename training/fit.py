@@ -127,6 +127,8 @@ def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.in
         info["calibration_slice_logloss"] = slice_loss.best
         model = TreeWinModel(booster)
         margin = slice_loss.best_margin()
+        if margin.max() > 25.0:  # log-odds rebuilt from a probability near 1 lose digits: ask the engine
+            margin = model.margin(features[calibration_rows])
     platt = LogisticRegression(C=1e4, max_iter=1000).fit(margin.reshape(-1, 1), won[calibration_rows])
     calibration = PlattCalibration(slope=float(platt.coef_[0, 0]), intercept=float(platt.intercept_[0]))
     return model, calibration, info
@@ -158,7 +160,7 @@ class SliceLogLoss:
     def best_margin(self) -> FloatArray:
         """The margins (log-odds before calibration) of the best round, from its probabilities."""
         assert self._best_p is not None, "no round was evaluated"
-        p = np.clip(self._best_p, 1e-15, 1 - 1e-15)  # margins within +-34.5, finite for Platt
+        p = np.clip(self._best_p, 1e-15, 1 - 1e-15)  # margins within about +-34.5, finite for Platt
         return np.asarray(np.log(p) - np.log1p(-p), dtype=np.float64)
 
 

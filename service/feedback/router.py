@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from model.errors import ContractViolation, NotFound, Problem
+from model.errors import ContractViolation, NotFound
 from model.records import parse_date
 from service.errors import MalformedJSON, problems_from_pydantic, require_json_media
 from service.feedback.judgements import Judgement
@@ -63,24 +63,20 @@ class _FeedbackRoute(APIRoute):
             except HTTPException as exc:
                 # FastAPI's one 400 here: a body it could not decode at all (not UTF-8 text).
                 if exc.status_code == 400:
-                    raise _malformed("the body could not be decoded as JSON text") from None
+                    raise MalformedJSON.because("the body could not be decoded as JSON text") from None
                 raise
             except RequestValidationError as exc:
-                invalid = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
-                if invalid is not None:  # not JSON: 400, as the scoring routes answer it
-                    raise _malformed(str((invalid.get("ctx") or {}).get("error", "not JSON"))) from None
+                malformed = MalformedJSON.among(exc.errors())
+                if malformed is not None:  # not JSON: 400, as the scoring routes answer it
+                    raise malformed from None
                 if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
-                    raise _malformed("an empty body") from None
+                    raise MalformedJSON.because("an empty body") from None
                 errors = [{**e, "loc": tuple(e.get("loc", ()))[1:] if tuple(e.get("loc", ()))[:1] == ("body",)
                            else tuple(e.get("loc", ()))} for e in exc.errors()]
                 problems = problems_from_pydantic(errors, FEEDBACK_FIELD_NAMES)
                 raise ContractViolation(f"{len(problems)} problem(s) in the request", problems) from None
 
         return checked
-
-
-def _malformed(reason: str) -> MalformedJSON:
-    return MalformedJSON("the request body is not valid JSON", [Problem("body", "a JSON object", reason[:200])])
 
 
 def _request_id(request: Request) -> str:

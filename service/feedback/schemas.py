@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from model.contract import MAX_TEXT_LENGTH
 from model.records import parse_date, text_value
+from service.schemas import RequiredId
 
 MAX_OUTCOMES = 10_000
 MAX_NOTE = 2_000
@@ -22,19 +23,12 @@ def _date(value: str) -> date:
         raise PydanticCustomError("date_format", "a date like 2024-03-31 (ISO 8601)") from None
 
 
-def _id(value: str | int) -> str:
-    text = text_value(value)
-    if text is None:
-        raise PydanticCustomError("empty_id", "a non-empty id")
-    return text
+def _id_text(value: str | int) -> str:
+    return str(text_value(value))  # never None: RequiredId refuses blank text
 
 
-# Ids as the scoring API takes them: text, or an integer (stored as its decimal text).
-Id = Annotated[
-    Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH)] | StrictInt,
-    AfterValidator(_id),
-    WithJsonSchema({"anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH}, {"type": "integer"}]}),
-]
+# Ids exactly as the scoring API takes them (text that is not blank, or an integer), stored as their text.
+Id = Annotated[RequiredId, AfterValidator(_id_text)]
 DateText = Annotated[StrictStr, Field(max_length=40), AfterValidator(_date),
                      WithJsonSchema({"type": "string", "format": "date", "maxLength": 40})]
 

@@ -3,10 +3,8 @@ and the service-side watcher that refuses a tampered or incompatible version whi
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from registry_helpers import add, as_version, fresh_copy, tamper, two_versions
 
 from model.artifact import MODEL_FILE, save_artifact
 from model.errors import ArtifactError, DealscoreError, NotFound, NotReady
@@ -41,38 +40,21 @@ def tiny(tiny_crm: SyntheticCRM) -> TrainingResult:
     return train(dataset, TrainConfig(threads=1))  # one thread: OpenMP threads sharing busy cores crawl
 
 
-def as_version(result: TrainingResult, version: str) -> ScoringModel:
-    return dataclasses.replace(result.model, version=version)
-
-
-def add(registry: Registry, result: TrainingResult, version: str, **kwargs: Any) -> str:
-    return registry.add(as_version(result, version), result.metadata, {"report.json": b"{}"}, **kwargs)
-
-
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every file under the registry (the lock file aside) with its bytes: the whole on-disk state."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and p.name != ".lock"}
 
 
-def tamper(path: Path) -> None:
-    content = bytearray(path.read_bytes())
-    content[len(content) // 2] ^= 0xFF
-    path.write_bytes(bytes(content))
-
-
 @pytest.fixture(scope="session")
 def base_registry(tmp_path_factory: pytest.TempPathFactory, tiny: TrainingResult) -> Path:
-    reg = Registry(tmp_path_factory.mktemp("base") / "registry")
-    add(reg, tiny, "v1", action="publish", reason="first model")
-    add(reg, tiny, "v2")
-    return reg.root
+    return two_versions(tmp_path_factory.mktemp("base") / "registry", tiny)
 
 
 @pytest.fixture()
 def registry(tmp_path: Path, base_registry: Path) -> Registry:
     """A fresh copy of a registry with v1 live (first model) and v2 stored."""
-    return Registry(shutil.copytree(base_registry, tmp_path / "registry"))
+    return fresh_copy(base_registry, tmp_path)
 
 
 def test_an_empty_registry_has_nothing_live(tmp_path: Path) -> None:

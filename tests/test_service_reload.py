@@ -3,10 +3,8 @@ a damaged version while the old one serves, and swaps under load without a faile
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +14,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from registry_helpers import add, fresh_copy, tamper, two_versions
 from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
     TODAY,
     TestClient,
@@ -39,26 +38,13 @@ WAIT_S = 30.0  # generous: a loaded shared machine; a passing test waits far les
 
 @pytest.fixture(scope="module")
 def base_registry(tmp_path_factory: pytest.TempPathFactory, service_training: TrainingResult) -> Path:
-    registry = Registry(tmp_path_factory.mktemp("reload") / "registry")
-    add(registry, service_training, "v1", action="publish", reason="first model")
-    add(registry, service_training, "v2")
-    return registry.root
+    return two_versions(tmp_path_factory.mktemp("reload") / "registry", service_training)
 
 
 @pytest.fixture()
 def registry(tmp_path: Path, base_registry: Path) -> Registry:
     """A fresh copy of a registry with v1 live and v2 stored (the session's model under two names)."""
-    return Registry(shutil.copytree(base_registry, tmp_path / "registry"))
-
-
-def add(registry: Registry, result: TrainingResult, version: str, **kwargs: Any) -> str:
-    return registry.add(dataclasses.replace(result.model, version=version), result.metadata, **kwargs)
-
-
-def tamper(path: Path) -> None:
-    content = bytearray(path.read_bytes())
-    content[len(content) // 2] ^= 0xFF
-    path.write_bytes(bytes(content))
+    return fresh_copy(base_registry, tmp_path)
 
 
 @contextmanager

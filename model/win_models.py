@@ -12,9 +12,15 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from model.leaf_lookup import SingleRowLeaves
 from model.tree_paths import PathCredits
 
 FloatArray = npt.NDArray[np.float64]
+
+# Up to this many deals, leaf indices come from LightGBM's single-row fast path, one call per deal;
+# above it, one `predict` call. Measured on the demo model: 1 deal 13 vs 50 us, 8 deals 65 vs 74 us,
+# 16 deals 105 vs 126 us but 178 vs 131 us with cold caches (as in a server).
+_SINGLE_ROW_MAX = 8
 
 
 class WinModel(Protocol):
@@ -35,7 +41,8 @@ class TreeWinModel:
     """A LightGBM booster; predicts with one native thread (a worker must not fight its siblings).
 
     Contributions are decision-path credits (model/tree_paths.py), tabulated on first use and not
-    pickled: an artifact holds the booster only, and older artifacts load the same way.
+    pickled: an artifact holds the booster only, and older artifacts load the same way. A few deals'
+    leaves come from LightGBM's single-row fast path (model/leaf_lookup.py), a batch's from `predict`.
     """
 
     kind = "gradient_boosting"
@@ -43,6 +50,7 @@ class TreeWinModel:
     def __init__(self, booster: Any) -> None:
         self.booster = booster
         self._paths: PathCredits | None = None
+        self._single_row = SingleRowLeaves(booster)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"booster": self.booster}
@@ -50,6 +58,7 @@ class TreeWinModel:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.booster = state["booster"]
         self._paths = None
+        self._single_row = SingleRowLeaves(self.booster)
 
     @property
     def paths(self) -> PathCredits:
@@ -59,6 +68,8 @@ class TreeWinModel:
         return self._paths
 
     def _leaves(self, features: FloatArray) -> npt.NDArray[Any]:
+        if features.shape[0] <= _SINGLE_ROW_MAX and self._single_row.available:
+            return self._single_row(features)
         return np.asarray(self.booster.predict(features, pred_leaf=True, num_threads=1))
 
     def margin(self, features: FloatArray) -> FloatArray:

@@ -1,0 +1,97 @@
+"""LightGBM's single-row fast path gives the leaves `predict(pred_leaf=True)` gives, in every thread."""
+
+from __future__ import annotations
+
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+
+from model import leaf_lookup
+from model.features import attach_clients, build_features, frame_columns
+from model.leaf_lookup import SingleRowLeaves
+from model.win_models import TreeWinModel
+from training.fit import TrainingResult
+from training.synthetic_crm import SyntheticCRM
+
+
+@pytest.fixture(scope="module")
+def features(trained: TrainingResult, small_crm: SyntheticCRM) -> np.ndarray:
+    model = trained.model
+    columns = model.with_known_clients(frame_columns(attach_clients(small_crm.deals.tail(400), small_crm.clients)))
+    out = build_features(model.spec, model.history, columns)
+    out[::7, ::3] = np.nan  # missing values take each split's default direction: cover them too
+    return out
+
+
+def _booster(trained: TrainingResult) -> lgb.Booster:
+    win_model = trained.model.win_model
+    assert isinstance(win_model, TreeWinModel)
+    return win_model.booster
+
+
+def test_the_fast_path_is_available_with_this_lightgbm() -> None:
+    # If a LightGBM upgrade moves the C library handle, the service silently falls back to the slow path:
+    # this test makes that visible instead.
+    assert leaf_lookup._library() is not None
+
+
+def test_single_rows_get_the_leaves_predict_gives(trained: TrainingResult, features: np.ndarray) -> None:
+    booster = _booster(trained)
+    fast = SingleRowLeaves(booster)
+    expected = booster.predict(features, pred_leaf=True, num_threads=1)
+    got = np.vstack([fast(features[i:i + 1]) for i in range(features.shape[0])])
+    np.testing.assert_array_equal(got, expected)
+    assert np.isnan(features).any(axis=1).sum() > 50
+
+
+def test_each_thread_gets_its_own_predictor_and_the_same_answers(trained: TrainingResult,
+                                                                 features: np.ndarray) -> None:
+    booster = _booster(trained)
+    fast = SingleRowLeaves(booster)
+    expected = booster.predict(features, pred_leaf=True, num_threads=1)
+
+    def rows(start: int) -> np.ndarray:
+        return np.vstack([fast(features[i:i + 1]) for i in range(start, features.shape[0], 4)])
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(rows, range(4)))
+    for start, got in enumerate(results):
+        np.testing.assert_array_equal(got, expected[start::4])
+
+
+def test_an_early_stopped_booster_uses_its_best_round_as_predict_does() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2000, 4))
+    y = (x[:, 0] + x[:, 1] + rng.normal(scale=1.5, size=2000) > 0).astype(float)
+    train, valid = lgb.Dataset(x[:1500], y[:1500]), lgb.Dataset(x[1500:], y[1500:])
+    # keep_training_booster: the booster keeps the rounds after its best one (lgb.train would cut them).
+    booster = lgb.train({"objective": "binary", "learning_rate": 0.3, "verbose": -1}, train, num_boost_round=200,
+                        valid_sets=[valid], callbacks=[lgb.early_stopping(5, verbose=False)],
+                        keep_training_booster=True)
+    assert 0 < booster.best_iteration < booster.num_trees()
+    rows = x[1500:1520]
+    got = np.vstack([SingleRowLeaves(booster)(rows[i:i + 1]) for i in range(rows.shape[0])])
+    np.testing.assert_array_equal(got, booster.predict(rows, pred_leaf=True))
+
+
+def test_a_row_of_the_wrong_width_is_refused(trained: TrainingResult, features: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="features"):
+        SingleRowLeaves(_booster(trained))(features[:1, :-1])
+
+
+def test_the_model_scores_the_same_with_and_without_the_fast_path(trained: TrainingResult, features: np.ndarray,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    win_model = trained.model.win_model
+    blocks = [features[i:i + n] for i, n in enumerate((1, 2, 5, 8, 9, 20))]  # both sides of the row limit
+    fast = [win_model.margin_and_contributions(block) for block in blocks]
+    # An unpickled model (as the service loads it) without the library handle: the `predict` path.
+    monkeypatch.setattr(leaf_lookup, "_library", lambda: None)
+    slow_model = pickle.loads(pickle.dumps(win_model))
+    assert not slow_model._single_row.available
+    for block, (fast_margin, fast_contributions) in zip(blocks, fast, strict=True):
+        margin, contributions = slow_model.margin_and_contributions(block)
+        np.testing.assert_array_equal(margin, fast_margin)
+        np.testing.assert_array_equal(contributions, fast_contributions)

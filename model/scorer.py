@@ -59,6 +59,15 @@ class ScoreBatch:
     # training), "model" (as of training) or "none" (a prospect with no history)
     history_source: list[str]
 
+    def rows(self, start: int, stop: int) -> ScoreBatch:
+        """The scores of deals start..stop-1 (several requests scored in one pass get theirs back)."""
+        part = slice(start, stop)
+        return ScoreBatch(
+            p_win=self.p_win[part], value=self.value[part], value_source=self.value_source[part],
+            expected_value=self.expected_value[part], value_per_hour=self.value_per_hour[part],
+            grade=self.grade[part], reasons=self.reasons[part], history_source=self.history_source[part],
+        )
+
 
 @dataclass
 class ScoringModel:

@@ -34,6 +34,7 @@ from service.middleware import RequestContextMiddleware
 from service.reload import Reloader
 from service.routes import router
 from service.schemas import FIELD_NAMES, request_models
+from service.score_queue import ScoreQueue
 from service.settings import Settings
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -85,6 +86,7 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
         plane.column_transforms.append(feedback.transform_columns)  # outcomes in the client history
         plane.observers.append(feedback.observe)  # the score log
     app.state.executor = ThreadPoolExecutor(max_workers=settings.scoring_threads, thread_name_prefix="dealscore-score")
+    app.state.score_queue = ScoreQueue(plane, app.state.executor, settings.scoring_threads)
     app.include_router(router)
     if feedback is not None:
 

@@ -26,7 +26,7 @@ from service.holder import LoadedModel
 from service.schemas import FIELD_NAMES, MAX_FIELD_NAME, Deal, RankBy, request_models
 from service.settings import Settings
 
-__all__ = ["Columns", "DataPlane", "ScoredRequest", "utc_today"]
+__all__ = ["Columns", "DataPlane", "ScoreCall", "ScoredRequest", "utc_today"]
 
 Columns = dict[str, np.ndarray[Any, Any]]
 Encoded = orjson.Fragment  # JSON already encoded, embedded as is by orjson.dumps
@@ -52,11 +52,71 @@ class DataPlane:
     # Endpoints
 
     def score(self, body: bytes, snapshot: LoadedModel, request_id: str, rank_by: RankBy | None = None) -> bytes:
-        columns, clients = self._read_deals(body, snapshot)
-        for transform in self.column_transforms:
-            columns = transform(snapshot, columns)
+        """One /v1/score (or, with `rank_by`, /v1/rank) answer."""
+        answer = self.score_together([ScoreCall(body, snapshot, request_id, rank_by)])[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def score_together(self, calls: Sequence[ScoreCall]) -> list[bytes | Exception]:
+        """Answers to several score requests (or the error each raises), their deals scored in one model pass.
+
+        Each request is parsed, checked and answered on its own, exactly as alone; only the model's work is
+        shared: one feature build, one engine call and one gap-list pass for all their deals, which costs
+        little more than the same work for one deal. Requests of one model snapshot share a pass, up to
+        `max_batch` deals; if a shared pass fails, each request is scored alone, so an error stays with the
+        request that caused it.
+        """
+        answers: list[bytes | Exception | None] = [None] * len(calls)
+        ready: list[tuple[int, _ReadRequest]] = []
+        for i, call in enumerate(calls):
+            try:
+                columns, clients = self._read_deals(call.body, call.snapshot)
+                for transform in self.column_transforms:
+                    columns = transform(call.snapshot, columns)
+                ready.append((i, _ReadRequest(call, columns, clients)))
+            except Exception as exc:  # the request's own error, raised in its handler
+                answers[i] = exc
+        for group in _model_passes(ready, self.settings.max_batch):
+            requests = [request for _, request in group]
+            try:
+                scored = self._model_pass(requests)
+            except Exception as exc:
+                if len(group) == 1:
+                    answers[group[0][0]] = exc
+                    continue
+                scored = None
+            for k, (i, request) in enumerate(group):
+                try:
+                    batch, gaps = scored[k] if scored is not None else self._model_pass([request])[0]
+                    answers[i] = self._answer(request, batch, gaps)
+                except Exception as exc:
+                    answers[i] = exc
+        return [a if a is not None else RuntimeError("request not answered") for a in answers]
+
+    def _model_pass(self, requests: Sequence[_ReadRequest]) -> list[tuple[ScoreBatch, list[Encoded]]]:
+        """Score the deals of `requests` (one snapshot) in one pass; each request's scores and gap lists."""
+        snapshot = requests[0].call.snapshot
+        columns = requests[0].columns if len(requests) == 1 else _concatenated([r.columns for r in requests])
         batch = snapshot.model.score(columns, n_reasons=self.settings.reasons)
-        gaps = self._deal_gaps(snapshot, clients, columns["client_id"])
+        clients = [client for r in requests for client in r.clients]
+        found = self._client_gaps(snapshot, clients)
+        out: list[tuple[ScoreBatch, list[Encoded]]] = []
+        deals = clients_seen = 0
+        for r in requests:
+            n = len(r.columns["deal_id"])
+            # A request's deals see its own clients' gap lists (two requests may send one client differently).
+            own = dict(zip((c.client_id for c in r.clients), found[clients_seen:clients_seen + len(r.clients)],
+                           strict=True))
+            gaps = [own.get(c, NO_ITEMS) if c is not None else NO_ITEMS for c in r.columns["client_id"]]
+            out.append((batch.rows(deals, deals + n) if len(requests) > 1 else batch, gaps))
+            deals += n
+            clients_seen += len(r.clients)
+        return out
+
+    def _answer(self, request: _ReadRequest, batch: ScoreBatch, gaps: list[Encoded]) -> bytes:
+        call, columns = request.call, request.columns
+        snapshot, request_id, rank_by = call.snapshot, call.request_id, call.rank_by
         scores = _score_items(columns["deal_id"], batch, gaps, snapshot.version)
         for observer in self.observers:
             observer(ScoredRequest(request_id, snapshot, columns, batch))
@@ -181,14 +241,68 @@ class DataPlane:
                 wanted[client_id] = _facts(client_id, deal.client, deal)
         return list(wanted.values())
 
-    def _deal_gaps(self, snapshot: LoadedModel, clients: list[Any],
-                   client_ids: np.ndarray[Any, Any]) -> list[Encoded]:
-        """Each deal's client's gap list, encoded (once per client: deals of one client share it)."""
+    def _client_gaps(self, snapshot: LoadedModel, clients: list[Any]) -> list[Encoded]:
+        """Each client's gap list, encoded, in the order of `clients` (deals of one client share it)."""
         if not clients:
-            return [NO_ITEMS] * len(client_ids)
-        found = {g.client_id: _encoded([_gap_item(x) for x in g.gaps])
-                 for g in snapshot.model.profiles.gaps_for(clients, top_k=self.settings.top_gaps)}
-        return [found.get(c, NO_ITEMS) if c is not None else NO_ITEMS for c in client_ids]
+            return []
+        return [_encoded([_gap_item(x) for x in g.gaps])
+                for g in snapshot.model.profiles.gaps_for(clients, top_k=self.settings.top_gaps)]
+
+
+@dataclass(frozen=True)
+class ScoreCall:
+    """A score (or rank) request waiting for its answer: its body, the model snapshot it is scored with."""
+
+    body: bytes
+    snapshot: LoadedModel
+    request_id: str
+    rank_by: RankBy | None = None
+
+
+@dataclass(frozen=True)
+class _ReadRequest:
+    """A score request parsed and checked: the scorer's columns, the clients whose gap lists it carries."""
+
+    call: ScoreCall
+    columns: Columns
+    clients: list[Any]
+
+
+def _model_passes(ready: list[tuple[int, _ReadRequest]],
+                  max_deals: int) -> list[list[tuple[int, _ReadRequest]]]:
+    """Consecutive requests of one snapshot, up to `max_deals` deals a pass (a larger request alone)."""
+    passes: list[list[tuple[int, _ReadRequest]]] = []
+    deals = 0
+    for item in ready:
+        n = len(item[1].columns["deal_id"])
+        current = passes[-1] if passes else None
+        if current is None or current[0][1].call.snapshot is not item[1].call.snapshot or deals + n > max_deals:
+            passes.append([item])
+            deals = n
+        else:
+            current.append(item)
+            deals += n
+    return passes
+
+
+def _concatenated(parts: Sequence[Columns]) -> Columns:
+    """Several requests' columns as one set: a column some requests lack is missing in their rows (NaN for
+    numbers, None for text, False for flags), which the scorer reads as it reads an absent column."""
+    sizes = [len(part["deal_id"]) for part in parts]
+    out: Columns = {}
+    for name in dict.fromkeys(name for part in parts for name in part):
+        dtype = next(part[name].dtype for part in parts if name in part)
+        out[name] = np.concatenate([part[name] if name in part else _missing(dtype, n)
+                                    for part, n in zip(parts, sizes, strict=True)])
+    return out
+
+
+def _missing(dtype: np.dtype[Any], n: int) -> np.ndarray[Any, Any]:
+    if dtype == np.bool_:
+        return np.zeros(n, dtype=np.bool_)
+    if dtype.kind == "f":
+        return np.full(n, np.nan)
+    return np.full(n, None, dtype=object)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """HTTP routes: read the body within limits, hand it to the data plane in a worker thread, send bytes back.
 
 Handlers are `async` only for reading the body and awaiting the scoring thread: parsing, scoring and
-encoding are CPU work and run off the event loop (`offload`).
+encoding are CPU work and run off the event loop (`offload`; score and rank requests through the
+score queue, which scores requests that wait for a thread together).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from model.errors import NotReady, PayloadTooLarge, Problem
 from model.registry import RefusedVersion
 from service import examples
-from service.dataplane import DataPlane
+from service.dataplane import DataPlane, ScoreCall
 from service.errors import NoRegistry, Unauthorized, require_json_media
 from service.holder import LoadedModel, ModelHolder
 from service.reload import Reloader
@@ -36,6 +37,7 @@ from service.schemas import (
     ReloadResponse,
     ScoreResponse,
 )
+from service.score_queue import ScoreQueue
 from service.settings import Settings
 
 __all__ = ["router"]
@@ -151,8 +153,8 @@ async def score(request: Request) -> Response:
     # The hot path resolves its needs inline rather than through Depends: FastAPI's dependency solving
     # costs more per request than everything else the service adds to a single-deal score.
     snapshot, body = await _prepare(request)
-    plane: DataPlane = request.app.state.dataplane
-    return _json(await offload(request, plane.score, body, snapshot, request.state.request_id))
+    queue: ScoreQueue = request.app.state.score_queue
+    return _json(await queue.answer(ScoreCall(body, snapshot, request.state.request_id)))
 
 
 @router.post(
@@ -167,8 +169,8 @@ async def rank(request: Request,
     """Sorted by expected value (default) or expected value per manager hour, largest first; deals
     without the value sort last; equal values keep their input order."""
     snapshot, body = await _prepare(request)
-    plane: DataPlane = request.app.state.dataplane
-    return _json(await offload(request, plane.score, body, snapshot, request.state.request_id, by))
+    queue: ScoreQueue = request.app.state.score_queue
+    return _json(await queue.answer(ScoreCall(body, snapshot, request.state.request_id, by)))
 
 
 @router.post(

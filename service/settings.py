@@ -66,7 +66,9 @@ class Settings(BaseSettings):
     scoring_threads: int = Field(default=1, ge=1, le=32)
     """Threads per worker that parse, score and encode requests off the event loop. Scoring holds the GIL
     most of the time: one thread serialises it without contention (measured ~25% more requests/s at 8
-    concurrent connections than two on a 2-core machine); scale with `workers` instead."""
+    concurrent connections than two on a 2-core machine); scale with `workers` instead. Score and rank
+    requests that arrive while every thread is busy wait, and a thread that comes free scores all the
+    waiting ones in one model pass (each still parsed, checked and answered on its own)."""
 
     workers: int = Field(default=1, ge=1, le=64)
     """Worker processes. Each loads its own copy of the model and predicts with one native thread, so one

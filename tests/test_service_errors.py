@@ -244,7 +244,7 @@ def test_an_internal_error_is_500_without_input_or_traceback(service_model: Scor
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret-deal-value in a traceback")
 
-    monkeypatch.setattr(app.state.dataplane, "score", explode)
+    monkeypatch.setattr(service_model, "score", explode)  # a failure inside the model pass
     with make_client(app) as client, caplog.at_level(logging.ERROR, logger="dealscore.service"):
         response = client.post("/v1/score", json={"deals": [make_deal(deal_id="secret-deal-value")]},
                                headers={"X-Request-ID": "boom-1"})

@@ -55,6 +55,8 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.scoring_stopped:  # started again after a shutdown (tests, an embedding server)
+            _start_scoring_threads(app, plane, settings)
         loading = None
         if holder.peek() is None and (reloader is not None or settings.model_dir is not None):
             loading = asyncio.create_task(_load_in_background(holder, reloader, settings))
@@ -71,6 +73,7 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
         if feedback is not None:
             await asyncio.to_thread(feedback.stop)  # the queued score log goes to the database or the spool
         app.state.executor.shutdown(wait=False, cancel_futures=True)
+        app.state.scoring_stopped = True
 
     app = FastAPI(
         title="dealscore", version=API_VERSION, lifespan=lifespan,
@@ -85,8 +88,7 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
     if feedback is not None:
         plane.column_transforms.append(feedback.transform_columns)  # outcomes in the client history
         plane.observers.append(feedback.observe)  # the score log
-    app.state.executor = ThreadPoolExecutor(max_workers=settings.scoring_threads, thread_name_prefix="dealscore-score")
-    app.state.score_queue = ScoreQueue(plane, app.state.executor, settings.scoring_threads)
+    _start_scoring_threads(app, plane, settings)  # here too, for callers that never run the lifespan
     app.include_router(router)
     if feedback is not None:
 
@@ -134,6 +136,13 @@ def _envelope(error: DealscoreError, request: Request, headers: Mapping[str, str
     # `headers`: those of the HTTP exception the error translates (a 405's Allow).
     return Response(content=error_body(error, _request_id(request)), status_code=error.status,
                     media_type="application/json", headers=headers or getattr(error, "headers", None))
+
+
+def _start_scoring_threads(app: FastAPI, plane: DataPlane, settings: Settings) -> None:
+    """The scoring threads (started lazily by the executor on first use) and the queue in front of them."""
+    app.state.executor = ThreadPoolExecutor(max_workers=settings.scoring_threads, thread_name_prefix="dealscore-score")
+    app.state.score_queue = ScoreQueue(plane, app.state.executor, settings.scoring_threads)
+    app.state.scoring_stopped = False
 
 
 def _install_error_handlers(app: FastAPI) -> None:

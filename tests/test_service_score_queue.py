@@ -182,3 +182,14 @@ def test_a_request_whose_client_hung_up_is_not_scored() -> None:
     executor.shutdown()
     assert (a, c) == (b"a", b"c") and isinstance(b, asyncio.CancelledError)
     assert plane.passes == [["a"], ["c"]]
+
+
+def test_an_app_started_a_second_time_scores_again(service_profiled_model: ScoringModel) -> None:
+    # Its first shutdown stopped the scoring threads; a second start (tests, an embedding server) gets new ones.
+    from service_fixtures import make_client
+
+    app = create_app(Settings(), model=service_profiled_model, clock=lambda: TODAY)
+    for _ in range(2):
+        with make_client(app) as client:
+            assert client.post("/v1/score", json={"deals": [make_deal()]}).status_code == 200
+            assert client.post("/v1/gaps", json={"clients": [{"client_id": "C00010"}]}).status_code == 200

@@ -29,8 +29,13 @@ _DTYPE_FLOAT64 = 1  # C_API_DTYPE_FLOAT64
 
 def _library() -> Any:
     try:
+        import lightgbm
         from lightgbm import basic
     except ImportError:  # pragma: no cover - lightgbm is a dependency
+        return None
+    # The C functions are called without declared signatures: only with the major version whose argument
+    # lists this module was written and tested against (4.x); another one uses `predict` until checked.
+    if not str(getattr(lightgbm, "__version__", "")).startswith("4."):
         return None
     lib = getattr(basic, "_LIB", None)
     needed = ("LGBM_BoosterPredictForMatSingleRowFastInit", "LGBM_BoosterPredictForMatSingleRowFast",
@@ -52,23 +57,31 @@ class _FastConfig:
         per_iteration = int(booster.num_model_per_iteration())
         used = num_iteration if num_iteration > 0 else int(booster.num_trees()) // per_iteration
         self.n_trees = used * per_iteration
+        # LightGBM writes as many leaf indices as the booster's current prediction setting says, which any
+        # `predict(num_iteration=...)` on the same booster changes after this set-up: the buffer holds every
+        # tree (the most it can ever write), and `leaves` checks that exactly `n_trees` were written.
+        self._capacity = int(booster.num_trees())
         self._handle = ctypes.c_void_p()
         _check(lib, lib.LGBM_BoosterPredictForMatSingleRowFastInit(
             booster._handle, ctypes.c_int(_PREDICT_LEAF_INDEX), ctypes.c_int(0), ctypes.c_int(num_iteration),
             ctypes.c_int(_DTYPE_FLOAT64), ctypes.c_int32(self.n_features), ctypes.c_char_p(b"num_threads=1"),
             ctypes.byref(self._handle)))
-        self._out = np.empty(self.n_trees, dtype=np.float64)
+        self._out = np.empty(max(self._capacity, self.n_trees), dtype=np.float64)
         self._out_pointer = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
         self._out_len = ctypes.c_int64()
 
-    def leaves(self, row: FloatArray) -> FloatArray:
-        """The leaf index per tree for one row of features (as floats: LightGBM's output buffer)."""
+    def leaves(self, row: FloatArray) -> FloatArray | None:
+        """The leaf index per tree for one row of features (as floats: LightGBM's output buffer), or None
+        when LightGBM did not write exactly one index per tree (the caller then asks `predict`)."""
         row = np.ascontiguousarray(row, dtype=np.float64)
+        self._out.fill(-1.0)  # leaf indices are >= 0: what is still -1 afterwards was not written
         _check(self._lib, self._lib.LGBM_BoosterPredictForMatSingleRowFast(
             self._handle, ctypes.c_void_p(row.ctypes.data), ctypes.byref(self._out_len), self._out_pointer))
-        if self._out_len.value != self.n_trees:
-            raise RuntimeError(f"LightGBM returned {self._out_len.value} leaf indices for {self.n_trees} trees")
-        return self._out
+        written = self._out[:self.n_trees]
+        if self._out_len.value != self.n_trees or written.min(initial=0.0) < 0.0 or \
+                (self._out[self.n_trees:] != -1.0).any():
+            return None
+        return written
 
     def __del__(self) -> None:
         handle = getattr(self, "_handle", None)
@@ -104,5 +117,8 @@ class SingleRowLeaves:
             raise ValueError(f"expected (deals, {config.n_features}) features, got shape {features.shape}")
         out = np.empty((features.shape[0], config.n_trees), dtype=np.intp)
         for i in range(features.shape[0]):
-            out[i] = config.leaves(features[i])
+            leaves = config.leaves(features[i])
+            if leaves is None:  # the booster's prediction setting changed under the set-up: ask predict
+                return np.asarray(self._booster.predict(features, pred_leaf=True, num_threads=1), dtype=np.intp)
+            out[i] = leaves
         return out

@@ -58,41 +58,62 @@ class DataPlane:
             raise answer
         return answer
 
-    def score_together(self, calls: Sequence[ScoreCall]) -> list[bytes | Exception]:
-        """Answers to several score requests (or the error each raises), their deals scored in one model pass.
+    def score_together(self, calls: Sequence[ScoreCall],
+                       answered: Callable[[int, bytes | Exception], None] | None = None) -> list[bytes | Exception]:
+        """Answers to several score requests (or the error each raises), their deals scored in shared passes.
 
         Each request is parsed, checked and answered on its own, exactly as alone; only the model's work is
-        shared: one feature build, one engine call and one gap-list pass for all their deals, which costs
-        little more than the same work for one deal. Requests of one model snapshot share a pass, up to
-        `max_batch` deals; if a shared pass fails, each request is scored alone, so an error stays with the
-        request that caused it.
+        shared: one feature build, one engine call and one gap-list pass for all the deals of a pass, which
+        costs little more than the same work for one deal. Consecutive requests of one model snapshot share
+        a pass, up to `max_batch` deals; if a shared pass fails, each of its requests is scored alone, so an
+        error stays with the request that caused it. Requests are read pass by pass and `answered(i, answer)`
+        is called as soon as request i's answer is ready: a small request is not held back by large ones
+        after it, and at most one pass of parsed requests is in memory.
         """
         answers: list[bytes | Exception | None] = [None] * len(calls)
-        ready: list[tuple[int, _ReadRequest]] = []
+
+        def give(i: int, answer: bytes | Exception) -> None:
+            answers[i] = answer
+            if answered is not None:
+                answered(i, answer)
+
+        group: list[tuple[int, _ReadRequest]] = []
+        deals = 0
         for i, call in enumerate(calls):
             try:
                 columns, clients = self._read_deals(call.body, call.snapshot)
                 for transform in self.column_transforms:
                     columns = transform(call.snapshot, columns)
-                ready.append((i, _ReadRequest(call, columns, clients)))
             except Exception as exc:  # the request's own error, raised in its handler
-                answers[i] = exc
-        for group in _model_passes(ready, self.settings.max_batch):
-            requests = [request for _, request in group]
-            try:
-                scored = self._model_pass(requests)
-            except Exception as exc:
-                if len(group) == 1:
-                    answers[group[0][0]] = exc
-                    continue
-                scored = None
-            for k, (i, request) in enumerate(group):
-                try:
-                    batch, gaps = scored[k] if scored is not None else self._model_pass([request])[0]
-                    answers[i] = self._answer(request, batch, gaps)
-                except Exception as exc:
-                    answers[i] = exc
+                give(i, exc)
+                continue
+            n = len(columns["deal_id"])
+            if group and (group[0][1].call.snapshot is not call.snapshot or deals + n > self.settings.max_batch):
+                self._score_group(group, give)
+                group, deals = [], 0
+            group.append((i, _ReadRequest(call, columns, clients)))
+            deals += n
+        if group:
+            self._score_group(group, give)
         return [a if a is not None else RuntimeError("request not answered") for a in answers]
+
+    def _score_group(self, group: list[tuple[int, _ReadRequest]],
+                     give: Callable[[int, bytes | Exception], None]) -> None:
+        requests = [request for _, request in group]
+        scored: list[tuple[ScoreBatch, list[Encoded]]] | None
+        try:
+            scored = self._model_pass(requests)
+        except Exception as exc:
+            if len(group) == 1:
+                give(group[0][0], exc)
+                return
+            scored = None
+        for k, (i, request) in enumerate(group):
+            try:
+                batch, gaps = scored[k] if scored is not None else self._model_pass([request])[0]
+                give(i, self._answer(request, batch, gaps))
+            except Exception as exc:
+                give(i, exc)
 
     def _model_pass(self, requests: Sequence[_ReadRequest]) -> list[tuple[ScoreBatch, list[Encoded]]]:
         """Score the deals of `requests` (one snapshot) in one pass; each request's scores and gap lists."""
@@ -266,23 +287,6 @@ class _ReadRequest:
     call: ScoreCall
     columns: Columns
     clients: list[Any]
-
-
-def _model_passes(ready: list[tuple[int, _ReadRequest]],
-                  max_deals: int) -> list[list[tuple[int, _ReadRequest]]]:
-    """Consecutive requests of one snapshot, up to `max_deals` deals a pass (a larger request alone)."""
-    passes: list[list[tuple[int, _ReadRequest]]] = []
-    deals = 0
-    for item in ready:
-        n = len(item[1].columns["deal_id"])
-        current = passes[-1] if passes else None
-        if current is None or current[0][1].call.snapshot is not item[1].call.snapshot or deals + n > max_deals:
-            passes.append([item])
-            deals = n
-        else:
-            current.append(item)
-            deals += n
-    return passes
 
 
 def _concatenated(parts: Sequence[Columns]) -> Columns:

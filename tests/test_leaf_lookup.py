@@ -62,7 +62,7 @@ def test_each_thread_gets_its_own_predictor_and_the_same_answers(trained: Traini
         np.testing.assert_array_equal(got, expected[start::4])
 
 
-def test_an_early_stopped_booster_uses_its_best_round_as_predict_does() -> None:
+def _early_stopped() -> tuple[lgb.Booster, np.ndarray]:
     rng = np.random.default_rng(5)
     x = rng.normal(size=(2000, 4))
     y = (x[:, 0] + x[:, 1] + rng.normal(scale=1.5, size=2000) > 0).astype(float)
@@ -71,10 +71,26 @@ def test_an_early_stopped_booster_uses_its_best_round_as_predict_does() -> None:
     booster = lgb.train({"objective": "binary", "learning_rate": 0.3, "verbose": -1}, train, num_boost_round=200,
                         valid_sets=[valid], callbacks=[lgb.early_stopping(5, verbose=False)],
                         keep_training_booster=True)
-    assert 0 < booster.best_iteration < booster.num_trees()
-    rows = x[1500:1520]
+    assert 2 < booster.best_iteration < booster.num_trees()
+    return booster, x[1500:1520]
+
+
+def test_an_early_stopped_booster_uses_its_best_round_as_predict_does() -> None:
+    booster, rows = _early_stopped()
     got = np.vstack([SingleRowLeaves(booster)(rows[i:i + 1]) for i in range(rows.shape[0])])
     np.testing.assert_array_equal(got, booster.predict(rows, pred_leaf=True))
+
+
+def test_a_predict_with_another_round_count_does_not_mislead_the_fast_path() -> None:
+    # Such a predict changes how many leaves LightGBM writes for the set-up predictor too: more than it
+    # was set up for (all trees), or fewer (stale indices would remain). Either is caught and `predict` used.
+    booster, rows = _early_stopped()
+    expected = booster.predict(rows, pred_leaf=True)
+    fast = SingleRowLeaves(booster)
+    fast(rows[:1])
+    for k, other in enumerate((-1, 2, -1)):
+        booster.predict(rows[:1], num_iteration=other)
+        np.testing.assert_array_equal(fast(rows[k + 1:k + 2]), expected[k + 1:k + 2])
 
 
 def test_a_row_of_the_wrong_width_is_refused(trained: TrainingResult, features: np.ndarray) -> None:

@@ -151,12 +151,36 @@ def test_requests_that_wait_for_the_scoring_thread_share_one_pass(service_profil
         assert dict(seen)[f"q{i}"] == [d["deal_id"] for d in orjson.loads(body)["deals"]]
 
 
-class _RecordingPlane:
-    def __init__(self) -> None:
-        self.passes: list[list[str]] = []
+def test_a_small_request_is_answered_before_the_large_ones_queued_after_it(service_profiled_model: ScoringModel,
+                                                                          service_crm: SyntheticCRM) -> None:
+    plane = DataPlane(Settings(max_batch=50), clock=lambda: TODAY)
+    snapshot = LoadedModel.build(service_profiled_model)
+    events: list[tuple[str, int]] = []
+    model_pass = plane._model_pass
 
-    def score_together(self, calls: list[ScoreCall]) -> list[bytes | Exception]:
+    def recorded_pass(requests: Any) -> Any:
+        events.append(("pass", sum(len(r.columns["deal_id"]) for r in requests)))
+        return model_pass(requests)
+
+    plane._model_pass = recorded_pass  # type: ignore[method-assign]
+    deals = deal_payloads(service_crm.deals.tail(100).drop(columns=["status", "closed_at"]), service_crm.clients)
+    bodies = [_body(deals[:1]), _body(deals[:50]), _body(deals[50:100])]
+    plane.score_together([ScoreCall(b, snapshot, f"r{i}") for i, b in enumerate(bodies)],
+                         answered=lambda i, answer: events.append(("answer", i)))
+    # 1 + 50 deals exceed max_batch: the small request's pass runs and is answered before the large ones.
+    assert events == [("pass", 1), ("answer", 0), ("pass", 50), ("answer", 1), ("pass", 50), ("answer", 2)]
+
+
+class _RecordingPlane:
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.passes: list[list[str]] = []
+        self.seconds = seconds
+
+    def score_together(self, calls: list[ScoreCall], answered: Any = None) -> list[bytes | Exception]:
         self.passes.append([c.request_id for c in calls])
+        time.sleep(self.seconds)
+        for i, c in enumerate(calls):
+            answered(i, c.request_id.encode())
         return [c.request_id.encode() for c in calls]
 
 
@@ -193,3 +217,26 @@ def test_an_app_started_a_second_time_scores_again(service_profiled_model: Scori
         with make_client(app) as client:
             assert client.post("/v1/score", json={"deals": [make_deal()]}).status_code == 200
             assert client.post("/v1/gaps", json={"clients": [{"client_id": "C00010"}]}).status_code == 200
+
+
+def test_requests_from_two_event_loops_both_get_their_answers() -> None:
+    # One app served from two loops (threads running their own loop): each answer is set on its own loop.
+    from concurrent.futures import ThreadPoolExecutor
+
+    plane = _RecordingPlane(seconds=0.2)
+    executor = ThreadPoolExecutor(1)
+    queue = ScoreQueue(plane, executor, threads=1)  # type: ignore[arg-type]
+    got: dict[str, Any] = {}
+
+    def client(name: str) -> None:
+        async def ask() -> bytes:
+            return await asyncio.wait_for(queue.answer(ScoreCall(b"", None, name)), timeout=10)  # type: ignore[arg-type]
+        got[name] = asyncio.run(ask())
+
+    threads = [threading.Thread(target=client, args=(name,)) for name in ("A", "B")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    executor.shutdown()
+    assert got == {"A": b"A", "B": b"B"}

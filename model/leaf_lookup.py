@@ -66,7 +66,7 @@ class _FastConfig:
             booster._handle, ctypes.c_int(_PREDICT_LEAF_INDEX), ctypes.c_int(0), ctypes.c_int(num_iteration),
             ctypes.c_int(_DTYPE_FLOAT64), ctypes.c_int32(self.n_features), ctypes.c_char_p(b"num_threads=1"),
             ctypes.byref(self._handle)))
-        self._out = np.empty(max(self._capacity, self.n_trees), dtype=np.float64)
+        self._out = np.empty(self._capacity, dtype=np.float64)  # n_trees <= every tree
         self._out_pointer = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
         self._out_len = ctypes.c_int64()
 

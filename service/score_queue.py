@@ -34,7 +34,7 @@ class ScoreQueue:
         self._lock = threading.Lock()
         self._waiting: Waiting = []
         self._busy = 0
-        self.passes = 0  # score_together calls made (with `requests`, how much sharing the load brought)
+        self.passes = 0  # score_together calls made, and the requests they answered (how much load was shared)
         self.requests = 0
 
     async def answer(self, call: ScoreCall) -> bytes:
@@ -51,8 +51,6 @@ class ScoreQueue:
                 return
             taken, self._waiting = self._waiting, []
             self._busy += 1
-            self.passes += 1
-            self.requests += len(taken)
         try:
             self._executor.submit(self._score, taken)
         except RuntimeError:  # the executor is shut down (the app is stopping)
@@ -66,6 +64,9 @@ class ScoreQueue:
         try:
             # Requests whose client hung up (their handler was cancelled) are dropped unscored.
             live = [(call, future) for call, future in taken if not future.done()]
+            with self._lock:
+                self.passes += 1
+                self.requests += len(live)
             self._plane.score_together([call for call, _ in live],
                                        answered=lambda i, answer: _resolve(live[i][1], answer))
         except BaseException as exc:  # a defect in score_together itself: no request may be left waiting

@@ -44,6 +44,10 @@ class FeatureConfig:
     min_level_count: int = 20  # rarer levels share one "other" code in the model
     max_levels: int = 60  # at most this many codes per categorical column
     recent_window_days: int = 365  # window of the recent overall win rate (follows drift)
+    # Columns whose levels also get a win rate per product (the product's win rate in the deal's industry,
+    # size, region): a product sells better to some kinds of clients, and one feature saying so lets the
+    # trees use that fit with one split instead of learning a product x industry table from scratch.
+    product_pairs: tuple[str, ...] = CLIENT_ATTRIBUTES
     include_manager: bool = False
     exclude: tuple[str, ...] = ()
 
@@ -63,6 +67,7 @@ class FeatureSpec:
     has_client_since: bool
     names: list[str] = field(default_factory=list)
     categorical_names: list[str] = field(default_factory=list)
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # (column, column): a win rate per level pair
 
 
 def _is_missing(value: object) -> bool:
@@ -106,6 +111,8 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
         config=config, categorical=categorical, numeric=numeric, vocab=vocab, level_keys=level_keys,
         client_keys=client_keys, product_keys=product_keys, has_client_history=has_client,
         has_client_since="client_since" in deals.columns and bool(deals["client_since"].notna().any()),
+        pairs=[("product", column) for column in config.product_pairs
+               if "product" in categorical and column in categorical and column != "product"],
     )
     spec.names, spec.categorical_names = _feature_names(spec)
     clashes = sorted({name for name in spec.names if spec.names.count(name) > 1})
@@ -121,6 +128,7 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
 def _feature_names(spec: FeatureSpec) -> tuple[list[str], list[str]]:
     names = list(spec.numeric) + list(spec.categorical)
     names += [f"{c}_win_rate" for c in spec.categorical]
+    names += [f"{a}_by_{b}_win_rate" for a, b in spec.pairs]
     names += ["overall_win_rate", "recent_win_rate", "month"]
     categorical_names = list(spec.categorical) + ["month"]
     if spec.has_client_history:
@@ -207,6 +215,11 @@ def _keys(values: npt.NDArray[Any], mapping: Mapping[str, int]) -> IntArray:
     return _lookup(values, (mapping, NO_KEY, NO_KEY))[0].astype(np.int64)
 
 
+def _pair_keys(a: IntArray, b: IntArray, n_b: int, offset: int) -> IntArray:
+    """Keys of level pairs in the stacked index (NO_KEY where either level is unseen or missing)."""
+    return np.where((a >= 0) & (b >= 0), offset + a * n_b + b, NO_KEY)
+
+
 class DealHistory:
     """The closed deals a model knows of, indexed for as-of lookups (kept in the artifact)."""
 
@@ -223,14 +236,22 @@ class DealHistory:
         self.overall = AsOfIndex(np.zeros(n, dtype=np.int64), event_day, won, amount)
         # Every categorical column's levels in one index (keys shifted per column), so a deal's level win
         # rates take one binary search for all columns instead of one per column.
+        # Level pairs follow in the same index, each pair of levels its own key.
         self.level_offsets: dict[str, int] = {}
         offset = 0
+        raw_keys: dict[str, IntArray] = {}
         stacked_keys = []
         for column in spec.categorical:
             keys = _keys(np.asarray(columns[column], dtype=object)[closed], spec.level_keys[column])
+            raw_keys[column] = keys
             stacked_keys.append(np.where(keys >= 0, keys + offset, NO_KEY))
             self.level_offsets[column] = offset
             offset += len(spec.level_keys[column])
+        self.pair_offsets: dict[tuple[str, str], int] = {}
+        for a, b in spec.pairs:
+            self.pair_offsets[(a, b)] = offset
+            stacked_keys.append(_pair_keys(raw_keys[a], raw_keys[b], len(spec.level_keys[b]), offset))
+            offset += len(spec.level_keys[a]) * len(spec.level_keys[b])
         k = len(stacked_keys)
         self.levels = AsOfIndex(np.concatenate(stacked_keys) if k else np.zeros(0, dtype=np.int64),
                                 np.tile(event_day, k), np.tile(won, k), np.tile(amount, k))
@@ -277,9 +298,16 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
         out[:, at + i], level_keys[i * n:(i + 1) * n] = _codes_and_keys(
             np.asarray(raw, dtype=object), spec.vocab[column], spec.level_keys[column])
     at += k
+    raw = level_keys.reshape(k, n)
+    position = {column: i for i, column in enumerate(spec.categorical)}
+    pair_keys = [_pair_keys(raw[position[a]], raw[position[b]], len(spec.level_keys[b]), history.pair_offsets[(a, b)])
+                 for a, b in spec.pairs]
     # Each column's keys shifted into the stacked level index, all at once.
     offsets = np.repeat([history.level_offsets[column] for column in spec.categorical], n)
     level_keys = np.where(level_keys >= 0, level_keys + offsets, NO_KEY)
+    m = len(pair_keys)
+    if m:
+        level_keys = np.concatenate([level_keys, *pair_keys])
 
     smoothing = spec.config.smoothing
     # The overall counts as of the deal's day and as of the start of the recent window, in one search.
@@ -288,11 +316,17 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
     events, wins = overall_events[:n], overall_wins[:n]
     prior = np.where(events > 0, wins / np.maximum(events, 1), 0.5)
     if k:
-        # Every column's level win rate as of the deal's day, from one search of the stacked index.
-        level_events, level_wins = history.levels.counts(level_keys, np.tile(day, k))
-        rates = (level_wins + smoothing * np.tile(prior, k)) / (level_events + smoothing)
+        # Every column's level win rate (and every pair's) as of the deal's day, from one search of the
+        # stacked index.
+        level_events, level_wins = history.levels.counts(level_keys, np.tile(day, k + m))
+        rates = (level_wins[:k * n] + smoothing * np.tile(prior, k)) / (level_events[:k * n] + smoothing)
         out[:, at:at + k] = rates.reshape(k, n).T
-        at += k
+        for j, (a, _) in enumerate(spec.pairs):
+            # A pair's rate leans towards its first column's own rate (the product's), not the overall one.
+            rows = slice((k + j) * n, (k + j + 1) * n)
+            a_rate = out[:, at + position[a]]
+            out[:, at + k + j] = (level_wins[rows] + smoothing * a_rate) / (level_events[rows] + smoothing)
+        at += k + m
     recent_events = events - overall_events[n:]
     recent_wins = wins - overall_wins[n:]
     out[:, at] = prior

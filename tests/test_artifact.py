@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.artifact import MODEL_FILE, load_artifact, save_artifact
+from model.artifact import ARTIFACT_FORMAT, MODEL_FILE, load_artifact, save_artifact
 from model.errors import ArtifactError
 from model.features import attach_clients, frame_columns
 from training.fit import TrainingResult
@@ -70,10 +70,10 @@ def test_a_failed_write_leaves_the_old_artifact_whole(artifact: Path, trained: T
 
 
 def test_an_artifact_of_another_format_is_refused(artifact: Path) -> None:
-    # Format 1 pickled one as-of index per categorical column; this code reads the stacked index only.
+    # Format 2 pickled feature specs without level pairs; this code reads their win rates too.
     meta_path = artifact / "metadata.json"
     meta = json.loads(meta_path.read_text())
-    meta["format"] = 1
+    meta["format"] = 2
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(ArtifactError, match="has format 1, this dealscore reads format 2; retrain"):
+    with pytest.raises(ArtifactError, match=f"has format 2, this dealscore reads format {ARTIFACT_FORMAT}; retrain"):
         load_artifact(artifact)

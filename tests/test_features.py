@@ -105,6 +105,35 @@ def test_client_rfm_features_match_a_hand_count() -> None:
     assert value["product_win_rate"] == pytest.approx((2 + 20 * prior) / (3 + 20))
 
 
+def test_product_by_segment_win_rates_match_a_hand_count() -> None:
+    day = pd.Timestamp("2024-01-01")
+    deals = pd.DataFrame({
+        "deal_id": ["a", "b", "c", "d", "e", "f"],
+        "client_id": ["k", "k", "m", "k", "n", "k"],
+        "created_at": [day, day + pd.Timedelta(days=10), day, day + pd.Timedelta(days=100), day,
+                       day + pd.Timedelta(days=100)],
+        "closed_at": [day + pd.Timedelta(days=5), day + pd.Timedelta(days=15), day + pd.Timedelta(days=3), pd.NaT,
+                      day + pd.Timedelta(days=1), pd.NaT],
+        "status": ["won", "lost", "lost", "open", "won", "open"],
+        "amount": [100.0, 50.0, 300.0, 80.0, 7.0, 9.0],
+        "product": ["x", "x", "y", "x", "x", "x"],
+        "industry": ["retail", "retail", "retail", "retail", "food", "mining"],
+    })
+    spec = fit_feature_spec(deals, FeatureConfig(), {})
+    assert spec.pairs == [("product", "industry")]
+    rows = build_features(spec, DealHistory(spec, frame_columns(deals)), frame_columns(deals.iloc[[3, 5]]))
+    value, unseen_pair = (dict(zip(spec.names, row, strict=True)) for row in rows)
+    # Before day 100, product x: a won, b lost (retail), e won (food); 2 wins in 4 closed deals overall.
+    product_rate = (2 + 20 * 2 / 4) / (3 + 20)
+    assert value["product_win_rate"] == pytest.approx(product_rate)
+    # x in retail: a won, b lost; smoothed towards product x's own rate, not the overall one.
+    assert value["product_by_industry_win_rate"] == pytest.approx((1 + 20 * product_rate) / (2 + 20))
+    # x in mining has no earlier deal: the pair's rate is the product's.
+    assert unseen_pair["product_by_industry_win_rate"] == pytest.approx(product_rate)
+    without_pairs = fit_feature_spec(deals, FeatureConfig(product_pairs=()), {})
+    assert not any(name.endswith("_by_industry_win_rate") for name in without_pairs.names)
+
+
 def test_a_deal_without_a_created_day_is_a_clear_error(trained: TrainingResult) -> None:
     model = trained.model
     columns = {"deal_id": np.array(["a", "b"], dtype=object), "created_day": np.array([19000.0, np.nan])}

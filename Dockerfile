@@ -16,7 +16,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-compile .
+# The versions CI tested (constraints.txt), not whatever is newest on the day of the build.
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-compile -c constraints.txt .
 # The demo model: generated data, trained at build time, so the image serves out of the box.
 ARG DEMO_DEALS=20000
 RUN /opt/venv/bin/dealscore demo-data --out /tmp/demo --deals "${DEMO_DEALS}" \

@@ -155,7 +155,8 @@ def holdout_p_win(calls: list[tuple[FloatArray, WinModel, PlattCalibration]], sp
     won = split.won[split.holdout_rows]
     reported = result.report["metrics"]["model"]["auc"]
     for features, model, calibration in calls:
-        p = calibration.probability(model.margin(features[split.holdout_rows]))
+        holdout = features[split.holdout_rows]
+        p = calibration.probability(model.margin(holdout), holdout)
         if abs(roc_auc_score(won, p) - reported) < 1e-12:
             return p
     raise AssertionError("no recorded fit gives train()'s holdout AUC")

@@ -116,7 +116,7 @@ class ScoringModel:
             margin, contributions = self.win_model.margin_and_contributions(features)
         else:
             margin, contributions = self.win_model.margin(features), None
-        p_win = self.calibration.probability(margin)
+        p_win = self.calibration.probability(margin, features)
 
         amount = np.asarray(columns.get("amount", np.full(n, np.nan)), dtype=np.float64)
         value = amount.copy()
@@ -160,6 +160,8 @@ class ScoringModel:
         `contributions`: the engine's (deals, features + 1) pushes on the margin (the last is the base).
         """
         contributions = contributions[:, :-1] * self.calibration.slope
+        if self.calibration.drift_column >= 0:  # the calibration's drift term is the recent win rate's push too
+            contributions[:, self.calibration.drift_column] += self.calibration.drift_push(features)
         n = features.shape[0]
         top = np.argsort(-np.abs(contributions), axis=1)[:, :n_reasons]
         rows = np.arange(n)[:, None]

@@ -118,11 +118,35 @@ class LinearWinModel:
 
 @dataclass(frozen=True)
 class PlattCalibration:
-    """p = sigmoid(slope * margin + intercept), fitted on deals later than those the engine saw."""
+    """p = sigmoid(slope * margin + drift * (recent log-odds - drift_centre) + intercept), fitted on deals
+    later than those the engine saw.
+
+    The drift term follows the team's recent win rate (`drift_column` of the features: its log-odds), so a
+    win rate that moves after the calibration slice still moves the probabilities: Platt on the margin
+    alone fixes the level of the slice's period. `drift` is kept within [0, 1] when fitted (0: the plain
+    Platt; 1: a point of recent win rate moves a deal's log-odds as much as the rate's own), and
+    `drift_centre` is the slice's mean, so on the slice the term is zero on average.
+    """
 
     slope: float
     intercept: float
+    drift: float = 0.0
+    drift_centre: float = 0.0
+    drift_column: int = -1  # index of the recent win rate in the feature matrix; -1: no drift term
 
-    def probability(self, margin: FloatArray) -> FloatArray:
-        z = np.clip(self.slope * margin + self.intercept, -35.0, 35.0)
+    def drift_push(self, features: FloatArray) -> FloatArray:
+        """Each deal's log-odds moved by the drift term (zeros without one)."""
+        if self.drift_column < 0 or self.drift == 0.0:
+            return np.zeros(features.shape[0])
+        return np.asarray(self.drift * (rate_log_odds(features[:, self.drift_column]) - self.drift_centre),
+                          dtype=np.float64)
+
+    def probability(self, margin: FloatArray, features: FloatArray) -> FloatArray:
+        z = np.clip(self.slope * margin + self.intercept + self.drift_push(features), -35.0, 35.0)
         return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
+
+
+def rate_log_odds(rate: FloatArray) -> FloatArray:
+    """Log-odds of a win rate, kept finite (a rate of 0 or 1 counts as 1e-4 from it)."""
+    clipped = np.clip(np.nan_to_num(rate, nan=0.5), 1e-4, 1.0 - 1e-4)
+    return np.asarray(np.log(clipped) - np.log1p(-clipped), dtype=np.float64)

@@ -390,7 +390,7 @@ def _drift(candidate: TrainingResult, columns: Mapping[str, npt.NDArray[Any]], c
     """PSI of every model feature and of p_win: closed deals before the window vs closed deals in it."""
     model = candidate.model
     features = build_features(model.spec, model.history, columns)
-    p_win = model.calibration.probability(model.win_model.margin(features))
+    p_win = model.calibration.probability(model.win_model.margin(features), features)
     reference, current = closed & ~in_window, closed & in_window
     categorical = set(model.spec.categorical_names)
     inputs = set(model.spec.numeric) | set(model.spec.categorical)

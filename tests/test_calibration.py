@@ -1,0 +1,81 @@
+"""Calibration that follows drift: Platt on the margin plus a bounded weight on the recent win rate."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from model.features import attach_clients, build_features, frame_columns
+from model.win_models import PlattCalibration, rate_log_odds
+from training.calibration import fit_calibration
+from training.fit import TrainingResult
+from training.synthetic_crm import SyntheticCRM
+
+
+def _slice(drift: float, n: int = 40_000, seed: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Margins, recent win rates and outcomes drawn from sigmoid(0.9 m - 0.3 + drift (logodds(r) - mean))."""
+    rng = np.random.default_rng(seed)
+    margin = rng.normal(0.0, 1.5, n)
+    recent = rng.uniform(0.2, 0.6, n)
+    push = rate_log_odds(recent)
+    z = 0.9 * margin - 0.3 + drift * (push - push.mean())
+    won = (rng.random(n) < 1.0 / (1.0 + np.exp(-z))).astype(np.float64)
+    return margin, recent, won
+
+
+def test_the_weight_of_a_planted_drift_is_recovered() -> None:
+    margin, recent, won = _slice(drift=0.7)
+    calibration = fit_calibration(margin, won, recent, drift_column=4)
+    assert calibration.drift == pytest.approx(0.7, abs=0.1)
+    assert calibration.slope == pytest.approx(0.9, abs=0.05)
+    assert calibration.intercept == pytest.approx(-0.3, abs=0.05)
+    assert calibration.drift_column == 4
+
+
+def test_without_drift_it_is_plain_platt() -> None:
+    margin, recent, won = _slice(drift=0.0)
+    assert fit_calibration(margin, won, recent, drift_column=4).drift < 0.1
+    plain = fit_calibration(margin, won, None)
+    reference = LogisticRegression(C=1e6, max_iter=1000, tol=1e-12).fit(margin.reshape(-1, 1), won)
+    assert plain.slope == pytest.approx(float(reference.coef_[0, 0]), abs=1e-4)
+    assert plain.intercept == pytest.approx(float(reference.intercept_[0]), abs=1e-4)
+    assert plain.drift == 0.0 and plain.drift_column == -1
+
+
+def test_a_slice_whose_rate_runs_against_its_outcomes_is_not_followed() -> None:
+    # A recent rate that goes up as outcomes go down is the slice's wobble, not a drift to extrapolate.
+    margin, recent, won = _slice(drift=-2.0)
+    calibration = fit_calibration(margin, won, recent, drift_column=4)
+    assert calibration.drift == 0.0 and calibration.drift_column == -1
+    features = np.column_stack([np.zeros((margin.size, 4)), recent])
+    expected = 1.0 / (1.0 + np.exp(-(calibration.slope * margin + calibration.intercept)))
+    np.testing.assert_allclose(calibration.probability(margin, features), expected, rtol=1e-12)
+
+
+def test_the_scorer_applies_the_drift_term_and_shows_it_in_the_reasons(trained: TrainingResult,
+                                                                        small_crm: SyntheticCRM) -> None:
+    model = dataclasses.replace(trained.model)
+    spec = model.spec
+    column = spec.names.index("recent_win_rate")
+    columns = model.with_known_clients(frame_columns(attach_clients(small_crm.deals.tail(300), small_crm.clients)))
+    features = build_features(spec, model.history, columns)
+    plain = PlattCalibration(slope=model.calibration.slope, intercept=model.calibration.intercept)
+    drifting = dataclasses.replace(plain, drift=0.5, drift_centre=-0.4, drift_column=column)
+    margin, contributions = model.win_model.margin_and_contributions(features)
+    push = 0.5 * (rate_log_odds(features[:, column]) + 0.4)
+    assert np.abs(push).max() > 0.01  # the recent rates of these deals differ from the centre
+
+    model.calibration = drifting
+    p = model.score(dict(columns), n_reasons=0).p_win
+    np.testing.assert_allclose(np.log(p / (1 - p)), plain.slope * margin + plain.intercept + push, atol=1e-9)
+    every = len(spec.names)
+    with_drift = model.reasons(features, contributions, columns, every)
+    model.calibration = plain
+    without = model.reasons(features, contributions, columns, every)
+    for row, (a, b) in enumerate(zip(with_drift, without, strict=True)):
+        effect_a = {r.feature: r.effect for r in a}.get("recent_win_rate", 0.0)
+        effect_b = {r.feature: r.effect for r in b}.get("recent_win_rate", 0.0)
+        assert effect_a - effect_b == pytest.approx(push[row], abs=2e-4)

@@ -215,8 +215,9 @@ def _keys(values: npt.NDArray[Any], mapping: Mapping[str, int]) -> IntArray:
     return _lookup(values, (mapping, NO_KEY, NO_KEY))[0].astype(np.int64)
 
 
-def _pair_keys(a: IntArray, b: IntArray, n_b: int, offset: int) -> IntArray:
-    """Keys of level pairs in the stacked index (NO_KEY where either level is unseen or missing)."""
+def _pair_keys(a: IntArray, b: IntArray, n_b: int | IntArray, offset: int | IntArray) -> IntArray:
+    """Keys of level pairs in the stacked index (NO_KEY where either level is unseen or missing). Takes one
+    pair's keys, or every pair's at once as (pairs, deals) arrays with (pairs, 1) sizes and offsets."""
     return np.where((a >= 0) & (b >= 0), offset + a * n_b + b, NO_KEY)
 
 
@@ -298,16 +299,18 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
         out[:, at + i], level_keys[i * n:(i + 1) * n] = _codes_and_keys(
             np.asarray(raw, dtype=object), spec.vocab[column], spec.level_keys[column])
     at += k
-    raw = level_keys.reshape(k, n)
     position = {column: i for i, column in enumerate(spec.categorical)}
-    pair_keys = [_pair_keys(raw[position[a]], raw[position[b]], len(spec.level_keys[b]), history.pair_offsets[(a, b)])
-                 for a, b in spec.pairs]
+    m = len(spec.pairs)
+    if m:  # every pair's keys in one go (a single deal pays a few numpy calls, not a few per pair)
+        raw = level_keys.reshape(k, n)
+        pair_keys = _pair_keys(raw[[position[a] for a, _ in spec.pairs]], raw[[position[b] for _, b in spec.pairs]],
+                               np.array([[len(spec.level_keys[b])] for _, b in spec.pairs]),
+                               np.array([[history.pair_offsets[pair]] for pair in spec.pairs])).ravel()
     # Each column's keys shifted into the stacked level index, all at once.
     offsets = np.repeat([history.level_offsets[column] for column in spec.categorical], n)
     level_keys = np.where(level_keys >= 0, level_keys + offsets, NO_KEY)
-    m = len(pair_keys)
     if m:
-        level_keys = np.concatenate([level_keys, *pair_keys])
+        level_keys = np.concatenate((level_keys, pair_keys))
 
     smoothing = spec.config.smoothing
     # The overall counts as of the deal's day and as of the start of the recent window, in one search.
@@ -318,8 +321,9 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
     if k:
         # Every column's level win rate (and every pair's) as of the deal's day, from one search of the
         # stacked index.
-        level_events, level_wins = history.levels.counts(level_keys, np.tile(day, k + m))
-        rates = (level_wins[:k * n] + smoothing * np.tile(prior, k)) / (level_events[:k * n] + smoothing)
+        # (np.concatenate of copies, not np.tile: the same array for a fraction of the single-deal cost)
+        level_events, level_wins = history.levels.counts(level_keys, np.concatenate([day] * (k + m)))
+        rates = (level_wins[:k * n] + smoothing * np.concatenate([prior] * k)) / (level_events[:k * n] + smoothing)
         out[:, at:at + k] = rates.reshape(k, n).T
         for j, (a, _) in enumerate(spec.pairs):
             # A pair's rate leans towards its first column's own rate (the product's), not the overall one.

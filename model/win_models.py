@@ -148,5 +148,6 @@ class PlattCalibration:
 
 def rate_log_odds(rate: FloatArray) -> FloatArray:
     """Log-odds of a win rate, kept finite (a rate of 0 or 1 counts as 1e-4 from it)."""
-    clipped = np.clip(np.nan_to_num(rate, nan=0.5), 1e-4, 1.0 - 1e-4)
-    return np.asarray(np.log(clipped) - np.log1p(-clipped), dtype=np.float64)
+    # (np.where, not np.nan_to_num: the latter costs ~30 us even on one deal)
+    clipped = np.clip(np.where(np.isnan(rate), 0.5, rate), 1e-4, 1.0 - 1e-4)
+    return np.asarray(np.log(clipped / (1.0 - clipped)), dtype=np.float64)

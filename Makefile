@@ -13,6 +13,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	@touch $@
 
 constraints:  ## re-pin constraints.txt to the newest versions pyproject.toml allows (then run `make test`)
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "pin with Python 3.11, as CI and the image run"'
 	rm -rf .constraints-venv
 	$(PYTHON) -m venv .constraints-venv
 	.constraints-venv/bin/pip install --quiet --upgrade pip

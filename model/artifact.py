@@ -26,7 +26,8 @@ from model.scorer import ScoringModel
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.joblib"
 # The layout of the pickled model. 2: one stacked as-of index for all categorical levels (was one per column);
-# 3: product x client attribute level pairs in that index (FeatureSpec.pairs).
+# 3: product x client attribute level pairs in that index (FeatureSpec.pairs), and PlattCalibration's drift
+# term (older code would load such a calibration and silently ignore its drift).
 ARTIFACT_FORMAT = 3
 # Libraries whose pickled objects live in the artifact: a different major.minor may not load them
 # faithfully, so loading refuses rather than scoring with a silently different model.

@@ -134,6 +134,28 @@ def test_product_by_segment_win_rates_match_a_hand_count() -> None:
     assert not any(name.endswith("_by_industry_win_rate") for name in without_pairs.names)
 
 
+def test_level_pair_rates_match_a_brute_force_count(small_crm: SyntheticCRM) -> None:
+    """Every pair (product with industry, size, region) and every product, counted by hand from the deals."""
+    deals = _joined(small_crm)
+    spec = fit_feature_spec(deals, FeatureConfig(), {})
+    assert spec.pairs == [("product", "industry"), ("product", "size"), ("product", "region")]
+    asked = deals.iloc[np.linspace(len(deals) // 3, len(deals) - 1, 60).astype(int)]
+    features = build_features(spec, DealHistory(spec, frame_columns(deals)), frame_columns(asked))
+    closed = deals[deals["status"].isin(["won", "lost"])]
+    smoothing = spec.config.smoothing
+    for row, deal in zip(features, asked.itertuples(index=False), strict=True):
+        value = dict(zip(spec.names, row, strict=True))
+        before = closed[closed["closed_at"] < deal.created_at]
+        same_product = before[before["product"] == deal.product]
+        product_rate = ((same_product["status"] == "won").sum() + smoothing * value["overall_win_rate"]) / (
+            len(same_product) + smoothing)
+        assert value["product_win_rate"] == pytest.approx(product_rate, rel=1e-12)
+        for column in ("industry", "size", "region"):
+            pair = same_product[same_product[column] == getattr(deal, column)]
+            expected = ((pair["status"] == "won").sum() + smoothing * product_rate) / (len(pair) + smoothing)
+            assert value[f"product_by_{column}_win_rate"] == pytest.approx(expected, rel=1e-12)
+
+
 def test_a_deal_without_a_created_day_is_a_clear_error(trained: TrainingResult) -> None:
     model = trained.model
     columns = {"deal_id": np.array(["a", "b"], dtype=object), "created_day": np.array([19000.0, np.nan])}

@@ -71,6 +71,8 @@ def _fit(margin: FloatArray, y: FloatArray, drift_input: FloatArray | None) -> t
     bounds = [(None, None), (None, None), (0.0, 1.0)][:inputs.shape[1]]
     fitted = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=bounds,
                       options={"maxiter": 1000, "gtol": 1e-10})
+    # A finite result is kept even when L-BFGS-B reports an abnormal line search: at this tolerance it does
+    # so next to the optimum of this convex objective (plain Platt still equals scikit-learn's to 1e-8).
     if not fitted.success and not np.all(np.isfinite(fitted.x)):
         raise RuntimeError(f"probability calibration did not converge: {fitted.message}")
     return log_loss(fitted.x), tuple(float(v) for v in fitted.x)

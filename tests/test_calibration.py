@@ -110,3 +110,17 @@ def test_the_scorer_applies_the_drift_term_and_shows_it_in_the_reasons(trained: 
         effect_a = {r.feature: r.effect for r in a}.get("recent_win_rate", 0.0)
         effect_b = {r.feature: r.effect for r in b}.get("recent_win_rate", 0.0)
         assert effect_a - effect_b == pytest.approx(push[row], abs=2e-4)
+
+
+def test_the_report_says_how_probabilities_were_calibrated(trained: TrainingResult) -> None:
+    import copy
+
+    from training.report import render_html
+
+    fitted = trained.report["split"]["calibration"]
+    page = render_html(trained.report)
+    assert f"slope {fitted['slope']:.3f}, intercept {fitted['intercept']:.3f}" in page
+    assert ("no drift term" in page) == (fitted["drift"] == 0.0)
+    drifting = copy.deepcopy(trained.report)
+    drifting["split"]["calibration"]["drift"] = 0.74
+    assert "a drift term with weight 0.74" in render_html(drifting)

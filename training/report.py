@@ -64,6 +64,18 @@ def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     return f"<table><tr><th>model</th>{head}</tr>{rows}</table>"
 
 
+def _calibration_note(split: dict[str, Any]) -> str:
+    """How the evaluation model's probabilities were calibrated: Platt, and whether a drift term was kept."""
+    fitted = split.get("calibration")
+    if not fitted:
+        return ""
+    drift = (f"; a drift term with weight {fitted['drift']:.2f} on the log-odds of the recent win rate (the slice "
+             "showed the win rate moving, and later probabilities follow it)" if fitted.get("drift")
+             else "; no drift term (the slice gave no evidence of a moving win rate)")
+    return (f"<p>Platt calibration on the latest {split.get('calibration_deals', 0):,} fitting deals: slope "
+            f"{fitted['slope']:.3f}, intercept {fitted['intercept']:.3f}{drift}.</p>")
+
+
 def render_html(report: dict[str, Any]) -> str:
     split = report["split"]
     notes = {"review": " (used: check it)", "kept": " (kept on request)", "excluded": " (excluded)"}
@@ -84,7 +96,8 @@ td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}th:first-child{{t
 Time-ordered holdout: the latest {split['holdout_deals']} closed deals (created from {split['holdout_from']}),
 model fitted on the {split['train_deals']} earlier ones.</p>
 <h2>Quality on the holdout, beside baselines fitted on the same split</h2>{_metrics_table(report['metrics'])}
-<h2>Calibration (of deals scored p, a share p should be won)</h2>{_calibration_svg(report['calibration_curve'])}
+<h2>Calibration (of deals scored p, a share p should be won)</h2>{_calibration_note(split)}
+{_calibration_svg(report['calibration_curve'])}
 <h2>Letter classes on the holdout</h2>
 <table>{grade_head}{grades}</table>
 {_grade_svg(report['grades'])}

@@ -4,10 +4,12 @@
     python -m bench training_time -- --deals 100000 --profile   # cProfile of train(), top functions
 
 Each size: generate(seed, n) (not part of the goal), dataset_from_frames (the validation a real input
-goes through), then the full train() with its default config (one LightGBM thread, as `dealscore train`
-and `retrain` pass by default; --threads 2 on an idle machine; time-ordered holdout, baselines,
-published model, value model, grade cut-offs, client profiles and their evaluation). Goal: train() on
-1M deals in at most 3 minutes on 2 cores, growing roughly linearly (s per 100k deals at 1M within 1.5x of 100k's).
+goes through), then the full train() with its default config (one native thread per LightGBM fit, as
+`dealscore train` and `retrain` pass by default, --threads 2 on an idle machine; independent fits side by
+side on as many Python threads as there are CPUs, --parallel-fits 1 for one after the other; time-ordered
+holdout, baselines, published model, value model, grade cut-offs, client profiles and their evaluation).
+Goal: train() on 1M deals in at most 3 minutes on 2 cores, growing roughly linearly (s per 100k deals at
+1M within 1.5x of 100k's).
 The cores may be shared: the load average before and after each size is printed with it.
 """
 
@@ -57,10 +59,12 @@ class Timing:
         return (self.deals, self.generate_s, self.validate_s, self.train_s, self.per_100k_s, self.rounds, self.load)
 
 
-# train()'s progress messages, by how they start, and the step each one opens.
-STEPS = {"checking": "leak guard", "building": "as-of features", "fitting the evaluation": "evaluation fit + baselines",
-         "fitting the published": "published fit + value model", "fixing": "grades + report",
-         "fitting ideal": "client profiles", "done": "done"}
+# train()'s progress messages, by how they start, and the step each one opens. Client profiles and the
+# baselines are fitted alongside the win models (TrainConfig.parallel_fits), so their time shows only as
+# the wait for them, if any, after the grades.
+STEPS = {"checking": "leak guard", "building": "as-of features", "fitting the evaluation": "evaluation fits",
+         "fitting ideal": "evaluation fits", "fitting the published": "published fit + value model",
+         "fixing": "grades + report", "waiting": "wait for profiles + baselines", "done": "done"}
 
 
 def step_name(message: str) -> str:
@@ -82,7 +86,9 @@ def measure(n_deals: int, config: TrainConfig, profile: bool) -> tuple[Timing, s
     if profiler is not None:
         profiler.disable()
     trained = time.perf_counter()
-    steps = {name: end - start for (name, start), (_, end) in zip(marks, marks[1:], strict=False)}
+    steps: dict[str, float] = {}
+    for (name, start), (_, end) in zip(marks, marks[1:], strict=False):
+        steps[name] = steps.get(name, 0.0) + end - start
     timing = Timing(n_deals, generated - started, loaded - generated, trained - loaded,
                     result.report["split"].get("rounds", "-"), f"{load_before} / {load_average()}", steps)
     stats = ""
@@ -97,9 +103,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.training_time", description=__doc__.splitlines()[0])
     parser.add_argument("--deals", type=int, nargs="+", default=list(SIZES), help="sizes to time")
     parser.add_argument("--threads", type=int, default=TrainConfig().threads, help="LightGBM threads")
+    parser.add_argument("--parallel-fits", type=int, default=TrainConfig().parallel_fits,
+                        help="independent fits at once (default: the CPUs visible, at most 4)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of train() for each size")
     args = parser.parse_args()
-    config = TrainConfig(threads=args.threads)
+    config = TrainConfig(threads=args.threads, parallel_fits=args.parallel_fits)
     timings: list[Timing] = []
     profiles: list[str] = []
     for n_deals in args.deals:
@@ -107,7 +115,8 @@ def main() -> None:
         timings.append(timing)
         if stats:
             profiles.append(stats)
-    notes = [f"seed {SEED}; TrainConfig(threads={args.threads}); {os.cpu_count()} CPUs visible; "
+    notes = [f"seed {SEED}; TrainConfig(threads={args.threads}, parallel_fits={args.parallel_fits}); "
+             f"{len(os.sched_getaffinity(0))} CPUs visible; "
              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"]
     by_size = {t.deals: t for t in timings}
     if 1_000_000 in by_size:

@@ -53,7 +53,8 @@ def _training_config(args: argparse.Namespace) -> object:
     features = FeatureConfig(include_manager=args.include_manager, exclude=tuple(args.exclude or ()),
                              lost_window_days=args.lost_window_days)
     return TrainConfig(holdout_share=args.holdout_share, features=features, keep_columns=tuple(args.keep or ()),
-                       d_floor_per_hour=args.d_floor_per_hour, threads=args.threads)
+                       d_floor_per_hour=args.d_floor_per_hour, threads=args.threads,
+                       parallel_fits=args.parallel_fits)
 
 
 def train_artifact(deals: str, clients: str | None, holdings: str | None, mapping: str | None, out: str,
@@ -202,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--d-floor-per-hour", type=float, default=None)
     train.add_argument("--threads", type=int, default=1,
                        help="native threads for fitting (more than 1 helps only on an idle machine)")
+    train.add_argument("--parallel-fits", type=int, default=None,
+                       help="independent fits run at once, each on its own thread (default: the CPUs this "
+                            "process may use, at most 4; 1 runs them one after the other)")
     train.set_defaults(run=cmd_train)
 
     score = commands.add_parser("score", help="score a file of deals offline")

@@ -112,6 +112,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                                keep_columns=tuple(args.keep or ()), d_floor_per_hour=args.d_floor_per_hour)
     if args.threads is not None:
         train_config = dataclasses.replace(train_config, threads=args.threads)
+    if args.parallel_fits is not None:
+        train_config = dataclasses.replace(train_config, parallel_fits=args.parallel_fits)
     gate = RetrainConfig(auc_tolerance=args.auc_tolerance, ece_limit=args.ece_limit, ece_margin=args.ece_margin,
                          min_comparison_deals=args.min_comparison_deals, keep_last=args.keep_last)
     outcome = retrain(registry, dataset, train_config, gate, force=args.force, progress=say, note=args.note or "")
@@ -402,6 +404,9 @@ def add_registry_commands(commands: Any) -> None:
     training.add_argument("--threads", type=int, default=None,
                           help="LightGBM threads (1 on a busy or small machine: OpenMP threads that share "
                                "cores slow fitting down many times over)")
+    training.add_argument("--parallel-fits", type=int, default=None,
+                          help="independent fits run at once, each on its own thread (default: the CPUs this "
+                               "process may use, at most 4)")
     retrain.set_defaults(run=cmd_retrain)
 
     models = commands.add_parser("models", help="list, show, diff, publish and roll back registry versions")

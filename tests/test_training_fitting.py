@@ -1,16 +1,19 @@
-"""Training's bulk predictions give what the scorer gives."""
+"""Training's bulk predictions give what the scorer gives; fits side by side give what fits in turn give."""
 
 from __future__ import annotations
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.metrics import log_loss
 
 from model.dataset import Dataset
 from model.features import attach_clients, frame_columns
 from model.grades import pareto_cutoffs
-from training.fit import SliceLogLoss, TrainingResult
+from training import fit
+from training.fit import SliceLogLoss, TrainConfig, TrainingResult, train
+from training.profiles_fit import ProfileConfig
 
 
 def _sorted_deals(dataset: Dataset) -> pd.DataFrame:
@@ -76,3 +79,36 @@ def test_a_slice_predicted_with_certainty_gives_finite_margins() -> None:
     margins = slice_loss.best_margin()
     assert np.isfinite(margins).all() and margins[0] > 30 and margins[1] < -30
     assert np.isclose(margins[2], np.log(0.7 / 0.3))
+
+
+def test_fits_side_by_side_give_what_fits_one_after_the_other_give(small_dataset: Dataset) -> None:
+    """TrainConfig.parallel_fits changes when the fits run, never what they give."""
+    alone = train(small_dataset, TrainConfig(parallel_fits=1))
+    together = train(small_dataset, TrainConfig(parallel_fits=3))
+    assert alone.model.win_model.booster.model_to_string() == together.model.win_model.booster.model_to_string()
+    assert alone.model.calibration == together.model.calibration
+    assert alone.report["metrics"] == together.report["metrics"]
+    assert alone.report["split"] == together.report["split"]
+    assert alone.report["profiles"] == together.report["profiles"]
+    assert alone.metadata["grade_cutoffs"] == together.metadata["grade_cutoffs"]
+    deals = _sorted_deals(small_dataset)
+    columns = frame_columns(deals.iloc[-300:])
+    a, b = alone.model.score(columns), together.model.score(columns)
+    assert np.array_equal(a.p_win, b.p_win) and np.array_equal(a.expected_value, b.expected_value)
+
+
+def test_a_failure_beside_the_win_model_reaches_the_caller(small_dataset: Dataset,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("profiles broke")
+
+    monkeypatch.setattr(fit, "fit_profiles", broken)
+    with pytest.raises(RuntimeError, match="profiles broke"):
+        train(small_dataset, TrainConfig(parallel_fits=2))
+
+
+def test_a_wrong_profile_setting_fails_before_any_fitting(small_dataset: Dataset) -> None:
+    said: list[str] = []
+    with pytest.raises(ValueError, match="segment keys"):
+        train(small_dataset, TrainConfig(profiles=ProfileConfig(segment_keys=("colour",))), progress=said.append)
+    assert not any(message.startswith("fitting") for message in said)

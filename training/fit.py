@@ -7,7 +7,9 @@ than the deals the trees were fitted on, and every feature is as of the deal's o
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from model.errors import InsufficientData
 from model.features import (
@@ -31,6 +34,7 @@ from model.features import (
 )
 from model.grades import DEFAULT_SHARES, GradeCutoffs, letter_classes, pareto_cutoffs
 from model.metrics import calibration_curve, grade_table, probability_metrics
+from model.profiles import ClientProfiles
 from model.scorer import ScoringModel, ValueModel
 from model.win_models import LinearWinModel, PlattCalibration, TreeWinModel, WinModel
 from training.calibration import fit_calibration
@@ -71,6 +75,14 @@ class TrainConfig:
     tree_shapes: tuple[tuple[int, int, float], ...] = ((31, 40, 0.05), (7, 200, 0.1))
     # One native thread by default: on a busy 2-core machine two OpenMP threads made fitting ~15x slower.
     threads: int = 1
+    # Independent fits (the tree shapes of the evaluation fit; value model, baselines and client profiles
+    # beside them) run at once on this many Python threads, each fit on `threads` native threads. LightGBM
+    # and the linear algebra release the GIL, and a waiting Python thread sleeps where an OpenMP thread
+    # spins, so on a busy machine this costs nothing (bench.training_time, 1M synthetic deals, 1 native
+    # thread, 2 CPUs: 182 s one after the other, 125-129 s side by side; 2 native threads one after the
+    # other: 134 s). None: the CPUs this process may use divided by `threads`, at most 4. Results do not
+    # depend on it.
+    parallel_fits: int | None = None
 
 
 @dataclass
@@ -174,20 +186,63 @@ class SliceLogLoss:
         return np.asarray(np.log(p) - np.log1p(-p), dtype=np.float64)
 
 
-def _fit_best_shape(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.int64], spec: FeatureSpec,
-                    config: TrainConfig, small_data: bool) -> tuple[WinModel, PlattCalibration, dict[str, Any],
-                                                                    tuple[int, int, float]]:
-    """The evaluation fit of each tree shape; the one with the lowest calibration-slice log loss, and its shape.
+def _best_shape(fits: list[WinFit], shapes: tuple[tuple[int, int, float], ...]) -> tuple[
+        WinModel, PlattCalibration, dict[str, Any], tuple[int, int, float]]:
+    """The evaluation fit with the lowest calibration-slice log loss, and its tree shape.
 
     Chosen on the fitting deals' own later slice, never on the holdout, so the holdout metrics stay honest."""
-    shapes = config.tree_shapes[:1] if small_data else config.tree_shapes
-    fits = [fit_win_model(features, won, rows, spec, config, small_data, shape) for shape in shapes]
     best = min(range(len(fits)), key=lambda i: float(fits[i][2].get("calibration_slice_logloss", 0.0)))
     model, calibration, info = fits[best]
     if len(fits) > 1:
         info["tree_shapes_tried"] = [{**f[2]["tree_shape"], "rounds": f[2]["rounds"],
                                       "calibration_slice_logloss": f[2]["calibration_slice_logloss"]} for f in fits]
     return model, calibration, info, shapes[best]
+
+
+class _FitPool(ThreadPoolExecutor):
+    """Python threads for independent fits; BLAS on one thread each while it runs (see parallel_fits).
+
+    Leaving it, on success or error, cancels what has not started and waits for what has."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        # By default as many fits as the cores hold at `threads` native threads each: more would make
+        # OpenMP threads spin against each other.
+        workers = config.parallel_fits or min(len(os.sched_getaffinity(0)) // max(config.threads, 1), 4)
+        super().__init__(max_workers=max(workers, 1), thread_name_prefix="dealscore-fit")
+        # Threads of BLAS beside threads of ours would only fight over the cores; one thread each also
+        # keeps the baselines' and profiles' figures independent of how many fits share the machine.
+        self._blas = threadpool_limits(limits=1, user_api="blas")
+
+    def __exit__(self, *exc: object) -> bool | None:
+        try:
+            self.shutdown(wait=True, cancel_futures=True)
+        finally:
+            self._blas.restore_original_limits()
+        return None
+
+
+def _fit_published(features: FloatArray, won: FloatArray, amount: FloatArray, rows: npt.NDArray[np.int64],
+                   spec: FeatureSpec, config: TrainConfig, small_data: bool,
+                   shape: tuple[int, int, float]) -> tuple[WinModel, PlattCalibration, dict[str, Any],
+                                                           ValueModel | None]:
+    """The published win model, in the shape the evaluation chose, and the value model (grades need both)."""
+    win_model, calibration, info = fit_win_model(features, won, rows, spec, config, small_data, shape)
+    return win_model, calibration, info, fit_value_model(features, amount, won, rows, spec, config)
+
+
+Alongside = tuple[dict[str, dict[str, float]], tuple[ClientProfiles, dict[str, Any]] | None]
+
+
+def _fit_alongside(dataset: Any, deals: pd.DataFrame, spec: FeatureSpec, won: FloatArray,
+                   train_rows: npt.NDArray[np.int64], holdout_rows: npt.NDArray[np.int64],
+                   config: TrainConfig) -> Alongside:
+    """What the published model does not need: the baselines, the client profiles and their report."""
+    baselines = _baselines(deals, spec, won, train_rows, holdout_rows)
+    holdings = getattr(dataset, "holdings", None)
+    if holdings is None or holdings.empty:
+        return baselines, None
+    profiles = fit_profiles(dataset.deals, dataset.clients, holdings, config.profiles)
+    return baselines, (profiles, profile_report(profiles, dataset.deals, dataset.clients, holdings, config.profiles))
 
 
 def _fit_linear(features: FloatArray, won: FloatArray, spec: FeatureSpec) -> LinearWinModel:
@@ -248,6 +303,7 @@ def d_floor(deals: pd.DataFrame, config: TrainConfig) -> float | None:
 def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = _quiet) -> TrainingResult:
     """Fit, evaluate on the latest deals and assemble a scoring model. `dataset` is a model.dataset.Dataset."""
     config = config or TrainConfig()
+    config.profiles.chain()  # a wrong profile setting fails now, not after minutes of fitting beside it
     started = datetime.now(UTC)
     deals = attach_clients(dataset.deals, dataset.clients)
     # Open deals are scored, not trained on: one without created_at cannot be placed in time, so it is
@@ -282,23 +338,36 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     train_rows, holdout_rows = closed_rows[:-n_holdout], closed_rows[-n_holdout:]
     check_enough_data(won[train_rows], config.min_per_class // 2)
 
-    progress(f"fitting the evaluation model on {train_rows.size:,} deals, testing on the latest {n_holdout:,}")
-    eval_model, eval_calibration, eval_info, shape = _fit_best_shape(features, won, train_rows, spec, config,
-                                                                     small_data)
-    holdout_p = eval_calibration.probability(eval_model.margin(features[holdout_rows]), features[holdout_rows])
-    baselines = _baselines(deals, spec, won, train_rows, holdout_rows)
-
-    progress(f"fitting the published model on all {closed_rows.size:,} closed deals")
-    win_model, calibration, final_info = fit_win_model(features, won, closed_rows, spec, config, small_data, shape)
     amount = deals["amount"].to_numpy(dtype=np.float64) if "amount" in deals.columns else np.full(len(deals), np.nan)
-    value_model = fit_value_model(features, amount, won, closed_rows, spec, config)
+    holdings = getattr(dataset, "holdings", None)
+    with _FitPool(config) as pool:
+        shapes = config.tree_shapes[:1] if small_data else config.tree_shapes
+        progress(f"fitting the evaluation model ({len(shapes)} tree shape{'s' if len(shapes) > 1 else ''}) on "
+                 f"{train_rows.size:,} deals, testing on the latest {n_holdout:,}")
+        shape_fits = [pool.submit(fit_win_model, features, won, train_rows, spec, config, small_data, shape)
+                      for shape in shapes]
+        if holdings is not None and not holdings.empty:
+            progress(f"fitting ideal client profiles on {holdings['client_id'].nunique():,} clients' holdings "
+                     "and the baselines alongside")
+        # One task, so that the published fit (on the critical path) never queues behind several.
+        alongside = pool.submit(_fit_alongside, dataset, deals, spec, won, train_rows, holdout_rows, config)
+        eval_model, eval_calibration, eval_info, shape = _best_shape([f.result() for f in shape_fits], shapes)
+        holdout_p = eval_calibration.probability(eval_model.margin(features[holdout_rows]), features[holdout_rows])
 
-    progress("fixing letter-class cut-offs")
-    model = ScoringModel(version="", spec=spec, history=history, win_model=win_model, calibration=calibration,
-                         value_model=value_model, cutoffs=GradeCutoffs(a_min=0.0, b_min=0.0),
-                         clients=_client_directory(dataset.clients))
-    reference_rows = np.arange(int(holdout_rows.min()), len(deals)) if holdout_rows.size else closed_rows
-    reference = model.score({k: v[reference_rows] for k, v in columns.items()}, n_reasons=0)
+        progress(f"fitting the published model on all {closed_rows.size:,} closed deals")
+        win_model, calibration, final_info, value_model = pool.submit(
+            _fit_published, features, won, amount, closed_rows, spec, config, small_data, shape).result()
+
+        progress("fixing letter-class cut-offs")
+        model = ScoringModel(version="", spec=spec, history=history, win_model=win_model, calibration=calibration,
+                             value_model=value_model, cutoffs=GradeCutoffs(a_min=0.0, b_min=0.0),
+                             clients=_client_directory(dataset.clients))
+        reference_rows = np.arange(int(holdout_rows.min()), len(deals)) if holdout_rows.size else closed_rows
+        reference = model.score({k: v[reference_rows] for k, v in columns.items()}, n_reasons=0)
+        if not alongside.done():
+            progress("waiting for the ideal client profiles and the baselines")
+        baselines, profiles = alongside.result()
+
     a_min, b_min = pareto_cutoffs(reference.expected_value, config.grade_shares)
     model.cutoffs = GradeCutoffs(a_min=a_min, b_min=b_min, shares=config.grade_shares,
                                  d_floor_per_hour=d_floor(deals, config))
@@ -349,13 +418,10 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                           "d_floor_value_per_hour": model.cutoffs.d_floor_per_hour},
         "training": {**final_info, "config": _config_dict(config)},
     }
-    holdings = getattr(dataset, "holdings", None)
-    if holdings is not None and not holdings.empty:
-        progress(f"fitting ideal client profiles on {holdings['client_id'].nunique():,} clients' holdings")
-        model.profiles = fit_profiles(dataset.deals, dataset.clients, holdings, config.profiles)
-        profiles = profile_report(model.profiles, dataset.deals, dataset.clients, holdings, config.profiles)
-        report["profiles"] = profiles
-        metadata["profiles"] = {**profiles["summary"], "evaluation": profiles["evaluation"]}
+    if profiles is not None:
+        model.profiles, section = profiles
+        report["profiles"] = section
+        metadata["profiles"] = {**section["summary"], "evaluation": section["evaluation"]}
     progress("done")
     return TrainingResult(model=model, metadata=metadata, report=report)
 

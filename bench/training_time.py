@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from bench.tables import format_table
 from model.dataset import dataset_from_frames
 from training.fit import TrainConfig, train
+from training.fit_pool import default_workers
 from training.synthetic_crm import generate
 
 SEED = 3
@@ -104,7 +105,7 @@ def main() -> None:
     parser.add_argument("--deals", type=int, nargs="+", default=list(SIZES), help="sizes to time")
     parser.add_argument("--threads", type=int, default=TrainConfig().threads, help="LightGBM threads")
     parser.add_argument("--parallel-fits", type=int, default=TrainConfig().parallel_fits,
-                        help="independent fits at once (default: the CPUs visible, at most 4)")
+                        help="independent fits at once (default: the CPUs this process may use / --threads, at most 4)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of train() for each size")
     args = parser.parse_args()
     config = TrainConfig(threads=args.threads, parallel_fits=args.parallel_fits)
@@ -115,8 +116,9 @@ def main() -> None:
         timings.append(timing)
         if stats:
             profiles.append(stats)
-    notes = [f"seed {SEED}; TrainConfig(threads={args.threads}, parallel_fits={args.parallel_fits}); "
-             f"{len(os.sched_getaffinity(0))} CPUs visible; "
+    workers = args.parallel_fits or default_workers(args.threads)
+    notes = [f"seed {SEED}; TrainConfig(threads={args.threads}, parallel_fits={args.parallel_fits}): {workers} "
+             f"fits at once; {os.cpu_count()} CPUs; "
              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"]
     by_size = {t.deals: t for t in timings}
     if 1_000_000 in by_size:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dealscore.feedback_commands import add_feedback_commands
-from dealscore.registry_commands import add_registry_commands
+from dealscore.registry_commands import PARALLEL_FITS_HELP, add_registry_commands, at_least_one
 from model.errors import DealscoreError
 
 EXIT_INPUT = 2  # the input or the artifact is wrong; the message says what to fix
@@ -201,11 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--keep", nargs="*", help="columns the leak guard flags that you keep anyway")
     train.add_argument("--lost-window-days", type=int, default=360)
     train.add_argument("--d-floor-per-hour", type=float, default=None)
-    train.add_argument("--threads", type=int, default=1,
+    train.add_argument("--threads", type=at_least_one, default=1,
                        help="native threads for fitting (more than 1 helps only on an idle machine)")
-    train.add_argument("--parallel-fits", type=int, default=None,
-                       help="independent fits run at once, each on its own thread (default: the CPUs this "
-                            "process may use, at most 4; 1 runs them one after the other)")
+    train.add_argument("--parallel-fits", type=at_least_one, default=None, help=PARALLEL_FITS_HELP)
     train.set_defaults(run=cmd_train)
 
     score = commands.add_parser("score", help="score a file of deals offline")

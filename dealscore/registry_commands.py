@@ -26,6 +26,22 @@ EXIT_REFUSED = 3  # the retrain gate kept the live model; distinct from errors s
 REGISTRY_ENV = "DEALSCORE_REGISTRY_DIR"  # the same variable the service reads
 
 
+PARALLEL_FITS_HELP = ("independent fits run at once, each on its own thread with --threads native threads (default: "
+                      "the CPUs this process may use divided by --threads, at most 4; 1 runs them one after the "
+                      "other)")
+
+
+def at_least_one(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
 def _out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
@@ -401,12 +417,10 @@ def add_registry_commands(commands: Any) -> None:
     training.add_argument("--keep", nargs="*", help="columns the leak guard flags that you keep anyway")
     training.add_argument("--lost-window-days", type=int, default=360)
     training.add_argument("--d-floor-per-hour", type=float, default=None)
-    training.add_argument("--threads", type=int, default=None,
+    training.add_argument("--threads", type=at_least_one, default=None,
                           help="LightGBM threads (1 on a busy or small machine: OpenMP threads that share "
                                "cores slow fitting down many times over)")
-    training.add_argument("--parallel-fits", type=int, default=None,
-                          help="independent fits run at once, each on its own thread (default: the CPUs this "
-                               "process may use, at most 4)")
+    training.add_argument("--parallel-fits", type=at_least_one, default=None, help=PARALLEL_FITS_HELP)
     retrain.set_defaults(run=cmd_retrain)
 
     models = commands.add_parser("models", help="list, show, diff, publish and roll back registry versions")

@@ -90,7 +90,12 @@ def test_fits_side_by_side_give_what_fits_one_after_the_other_give(small_dataset
     assert alone.report["metrics"] == together.report["metrics"]
     assert alone.report["split"] == together.report["split"]
     assert alone.report["profiles"] == together.report["profiles"]
+    assert alone.report["holdout_p_win"] == together.report["holdout_p_win"]
+    assert alone.report["calibration_curve"] == together.report["calibration_curve"]
+    assert alone.report["grades"] == together.report["grades"]
     assert alone.metadata["grade_cutoffs"] == together.metadata["grade_cutoffs"]
+    assert alone.model.value_model is not None and together.model.value_model is not None
+    assert alone.model.value_model.booster.model_to_string() == together.model.value_model.booster.model_to_string()
     deals = _sorted_deals(small_dataset)
     columns = frame_columns(deals.iloc[-300:])
     a, b = alone.model.score(columns), together.model.score(columns)
@@ -112,3 +117,11 @@ def test_a_wrong_profile_setting_fails_before_any_fitting(small_dataset: Dataset
     with pytest.raises(ValueError, match="segment keys"):
         train(small_dataset, TrainConfig(profiles=ProfileConfig(segment_keys=("colour",))), progress=said.append)
     assert not any(message.startswith("fitting") for message in said)
+
+
+
+def test_parallel_fits_and_threads_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError, match="parallel_fits must be at least 1"):
+        TrainConfig(parallel_fits=0)
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        TrainConfig(threads=0)

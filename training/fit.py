@@ -7,11 +7,11 @@ than the deals the trees were fitted on, and every feature is as of the deal's o
 from __future__ import annotations
 
 import hashlib
-import os
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import lightgbm as lgb
@@ -19,7 +19,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
-from threadpoolctl import threadpool_limits
 
 from model.errors import InsufficientData
 from model.features import (
@@ -38,6 +37,7 @@ from model.profiles import ClientProfiles
 from model.scorer import ScoringModel, ValueModel
 from model.win_models import LinearWinModel, PlattCalibration, TreeWinModel, WinModel
 from training.calibration import fit_calibration
+from training.fit_pool import FitPool, StopWhenSet, check_stop, default_workers
 from training.gap_evaluation import profile_report
 from training.leak_guard import find_leaks
 from training.profiles_fit import ProfileConfig, fit_profiles
@@ -75,14 +75,19 @@ class TrainConfig:
     tree_shapes: tuple[tuple[int, int, float], ...] = ((31, 40, 0.05), (7, 200, 0.1))
     # One native thread by default: on a busy 2-core machine two OpenMP threads made fitting ~15x slower.
     threads: int = 1
-    # Independent fits (the tree shapes of the evaluation fit; value model, baselines and client profiles
-    # beside them) run at once on this many Python threads, each fit on `threads` native threads. LightGBM
-    # and the linear algebra release the GIL, and a waiting Python thread sleeps where an OpenMP thread
-    # spins, so on a busy machine this costs nothing (bench.training_time, 1M synthetic deals, 1 native
-    # thread, 2 CPUs: 182 s one after the other, 125-129 s side by side; 2 native threads one after the
-    # other: 134 s). None: the CPUs this process may use divided by `threads`, at most 4. Results do not
-    # depend on it.
+    # Independent fits (the evaluation's tree shapes; the baselines and client profiles beside the win
+    # models) run at once on this many Python threads, each fit on `threads` native threads; why that is
+    # safe on a busy machine: training/fit_pool.py. bench.training_time, 1M synthetic deals, 2 CPUs: 182 s
+    # one after the other, 125-129 s side by side; 134 s with 2 native threads one after the other.
+    # None: the CPUs this process may use divided by `threads`, at most 4 (a container's CPU quota is not
+    # seen). Results do not depend on it; peak memory grows a little (1M deals: 4.75 vs 4.57 GB).
     parallel_fits: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
+        if self.parallel_fits is not None and self.parallel_fits < 1:
+            raise ValueError(f"parallel_fits must be at least 1 (or None for the default), got {self.parallel_fits}")
 
 
 @dataclass
@@ -115,10 +120,12 @@ WinFit = tuple[WinModel, PlattCalibration, dict[str, Any]]
 
 
 def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.int64], spec: FeatureSpec,
-                  config: TrainConfig, small_data: bool, shape: tuple[int, int, float] = (31, 40, 0.05)) -> WinFit:
+                  config: TrainConfig, small_data: bool, shape: tuple[int, int, float] = (31, 40, 0.05),
+                  stop: threading.Event | None = None) -> WinFit:
     """Engine on the earlier rows, Platt calibration on the later ones (rows are in time order).
 
-    `shape`: the trees' (leaves, fewest deals per leaf, learning rate)."""
+    `shape`: the trees' (leaves, fewest deals per leaf, learning rate); `stop`: ends the fit (FitCancelled)
+    before its next round once set."""
     n_calibration = max(int(round(len(rows) * config.calibration_share)), 1)
     fit_rows, calibration_rows = rows[:-n_calibration], rows[-n_calibration:]
     info: dict[str, Any] = {"fit_deals": int(fit_rows.size), "calibration_deals": int(calibration_rows.size)}
@@ -139,7 +146,7 @@ def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.in
         valid_set = lgb.Dataset(features[calibration_rows], won[calibration_rows], reference=train_set)
         slice_loss = SliceLogLoss(won[calibration_rows])
         booster = lgb.train(params, train_set, num_boost_round=config.max_rounds, valid_sets=[valid_set],
-                            feval=slice_loss, callbacks=[lgb.early_stopping(50, verbose=False)])
+                            feval=slice_loss, callbacks=[lgb.early_stopping(50, verbose=False), *_watching(stop)])
         booster.free_dataset()
         info["rounds"] = int(booster.best_iteration or booster.current_iteration())
         info["tree_shape"] = {"leaves": shape[0], "min_deals_per_leaf": shape[1], "learning_rate": shape[2]}
@@ -199,35 +206,17 @@ def _best_shape(fits: list[WinFit], shapes: tuple[tuple[int, int, float], ...]) 
     return model, calibration, info, shapes[best]
 
 
-class _FitPool(ThreadPoolExecutor):
-    """Python threads for independent fits; BLAS on one thread each while it runs (see parallel_fits).
-
-    Leaving it, on success or error, cancels what has not started and waits for what has."""
-
-    def __init__(self, config: TrainConfig) -> None:
-        # By default as many fits as the cores hold at `threads` native threads each: more would make
-        # OpenMP threads spin against each other.
-        workers = config.parallel_fits or min(len(os.sched_getaffinity(0)) // max(config.threads, 1), 4)
-        super().__init__(max_workers=max(workers, 1), thread_name_prefix="dealscore-fit")
-        # Threads of BLAS beside threads of ours would only fight over the cores; one thread each also
-        # keeps the baselines' and profiles' figures independent of how many fits share the machine.
-        self._blas = threadpool_limits(limits=1, user_api="blas")
-
-    def __exit__(self, *exc: object) -> bool | None:
-        try:
-            self.shutdown(wait=True, cancel_futures=True)
-        finally:
-            self._blas.restore_original_limits()
-        return None
+def _watching(stop: threading.Event | None) -> list[Callable[..., Any]]:
+    return [] if stop is None else [StopWhenSet(stop)]
 
 
 def _fit_published(features: FloatArray, won: FloatArray, amount: FloatArray, rows: npt.NDArray[np.int64],
                    spec: FeatureSpec, config: TrainConfig, small_data: bool,
-                   shape: tuple[int, int, float]) -> tuple[WinModel, PlattCalibration, dict[str, Any],
-                                                           ValueModel | None]:
+                   shape: tuple[int, int, float], stop: threading.Event) -> tuple[
+                       WinModel, PlattCalibration, dict[str, Any], ValueModel | None]:
     """The published win model, in the shape the evaluation chose, and the value model (grades need both)."""
-    win_model, calibration, info = fit_win_model(features, won, rows, spec, config, small_data, shape)
-    return win_model, calibration, info, fit_value_model(features, amount, won, rows, spec, config)
+    win_model, calibration, info = fit_win_model(features, won, rows, spec, config, small_data, shape, stop)
+    return win_model, calibration, info, fit_value_model(features, amount, won, rows, spec, config, stop)
 
 
 Alongside = tuple[dict[str, dict[str, float]], tuple[ClientProfiles, dict[str, Any]] | None]
@@ -235,13 +224,15 @@ Alongside = tuple[dict[str, dict[str, float]], tuple[ClientProfiles, dict[str, A
 
 def _fit_alongside(dataset: Any, deals: pd.DataFrame, spec: FeatureSpec, won: FloatArray,
                    train_rows: npt.NDArray[np.int64], holdout_rows: npt.NDArray[np.int64],
-                   config: TrainConfig) -> Alongside:
+                   config: TrainConfig, stop: threading.Event) -> Alongside:
     """What the published model does not need: the baselines, the client profiles and their report."""
     baselines = _baselines(deals, spec, won, train_rows, holdout_rows)
     holdings = getattr(dataset, "holdings", None)
     if holdings is None or holdings.empty:
         return baselines, None
+    check_stop(stop)
     profiles = fit_profiles(dataset.deals, dataset.clients, holdings, config.profiles)
+    check_stop(stop)
     return baselines, (profiles, profile_report(profiles, dataset.deals, dataset.clients, holdings, config.profiles))
 
 
@@ -262,7 +253,7 @@ def _fit_linear(features: FloatArray, won: FloatArray, spec: FeatureSpec) -> Lin
 
 
 def fit_value_model(features: FloatArray, amount: FloatArray, won: FloatArray, rows: npt.NDArray[np.int64],
-                    spec: FeatureSpec, config: TrainConfig) -> ValueModel | None:
+                    spec: FeatureSpec, config: TrainConfig, stop: threading.Event | None = None) -> ValueModel | None:
     """Amount if won from similar won deals; used when a deal comes without an amount."""
     usable = rows[(won[rows] > 0) & np.isfinite(amount[rows]) & (amount[rows] > 0)]
     if usable.size < 30:
@@ -275,7 +266,7 @@ def fit_value_model(features: FloatArray, amount: FloatArray, won: FloatArray, r
               "num_threads": config.threads, "verbose": -1, "seed": config.seed, "deterministic": True,
               "force_row_wise": True}
     data = lgb.Dataset(features[usable][:, index], np.log1p(amount[usable]), categorical_feature=categorical)
-    booster = lgb.train(params, data, num_boost_round=150)
+    booster = lgb.train(params, data, num_boost_round=150, callbacks=_watching(stop))
     booster.free_dataset()
     return ValueModel(booster=booster, feature_index=index)
 
@@ -303,7 +294,7 @@ def d_floor(deals: pd.DataFrame, config: TrainConfig) -> float | None:
 def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = _quiet) -> TrainingResult:
     """Fit, evaluate on the latest deals and assemble a scoring model. `dataset` is a model.dataset.Dataset."""
     config = config or TrainConfig()
-    config.profiles.chain()  # a wrong profile setting fails now, not after minutes of fitting beside it
+    config.profiles.chain()  # wrong segment or ranking settings fail now, not after minutes of fitting
     started = datetime.now(UTC)
     deals = attach_clients(dataset.deals, dataset.clients)
     # Open deals are scored, not trained on: one without created_at cannot be placed in time, so it is
@@ -340,23 +331,31 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
 
     amount = deals["amount"].to_numpy(dtype=np.float64) if "amount" in deals.columns else np.full(len(deals), np.nan)
     holdings = getattr(dataset, "holdings", None)
-    with _FitPool(config) as pool:
+    with FitPool(config.parallel_fits or default_workers(config.threads)) as pool:
         shapes = config.tree_shapes[:1] if small_data else config.tree_shapes
         progress(f"fitting the evaluation model ({len(shapes)} tree shape{'s' if len(shapes) > 1 else ''}) on "
                  f"{train_rows.size:,} deals, testing on the latest {n_holdout:,}")
-        shape_fits = [pool.submit(fit_win_model, features, won, train_rows, spec, config, small_data, shape)
-                      for shape in shapes]
-        if holdings is not None and not holdings.empty:
-            progress(f"fitting ideal client profiles on {holdings['client_id'].nunique():,} clients' holdings "
-                     "and the baselines alongside")
-        # One task, so that the published fit (on the critical path) never queues behind several.
-        alongside = pool.submit(_fit_alongside, dataset, deals, spec, won, train_rows, holdout_rows, config)
+        shape_fits = [pool.submit(fit_win_model, features, won, train_rows, spec, config, small_data, shape,
+                                  pool.stop) for shape in shapes]
+        alongside_task = partial(_fit_alongside, dataset, deals, spec, won, train_rows, holdout_rows, config,
+                                 pool.stop)
+        profiling = (f"fitting ideal client profiles on {holdings['client_id'].nunique():,} clients' holdings"
+                     if holdings is not None and not holdings.empty else None)
+        if pool.workers > 1:
+            # One task, so that the published fit (on the critical path) never queues behind several.
+            alongside = pool.submit(alongside_task)
+            if profiling:
+                progress(f"{profiling} and the baselines alongside")
         eval_model, eval_calibration, eval_info, shape = _best_shape([f.result() for f in shape_fits], shapes)
         holdout_p = eval_calibration.probability(eval_model.margin(features[holdout_rows]), features[holdout_rows])
 
         progress(f"fitting the published model on all {closed_rows.size:,} closed deals")
         win_model, calibration, final_info, value_model = pool.submit(
-            _fit_published, features, won, amount, closed_rows, spec, config, small_data, shape).result()
+            _fit_published, features, won, amount, closed_rows, spec, config, small_data, shape, pool.stop).result()
+        if pool.workers == 1:  # one after the other
+            if profiling:
+                progress(f"{profiling} and the baselines")
+            alongside = pool.submit(alongside_task)
 
         progress("fixing letter-class cut-offs")
         model = ScoringModel(version="", spec=spec, history=history, win_model=win_model, calibration=calibration,

@@ -221,6 +221,7 @@ class ClientProfiles:
     _level_positions: list[tuple[int, ...]] = field(init=False, repr=False)
     _who: list[str] = field(init=False, repr=False)
     _income_factor: list[FloatArray | None] = field(init=False, repr=False)
+    _rank_factor: FloatArray = field(init=False, repr=False)  # (segments, products); 1 where income is unknown
     _row_lists: list[tuple[list[float], list[float], list[float] | None, list[bool]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -233,6 +234,8 @@ class ClientProfiles:
                      if name != ALL_CLIENTS else "the best clients" for name in self.segment_names]
         self._income_factor = [None if not self.has_income or np.isnan(row).all() else np.nan_to_num(row)
                                for row in self.typical_income]
+        self._rank_factor = np.array([np.ones(len(self.products)) if factor is None else factor
+                                      for factor in self._income_factor]).reshape(-1, len(self.products))
         self._in_profile = self.adoption_best >= self.min_adoption
         self._level_positions = [tuple(self.encoder.attributes.index(k) for k in keys)
                                  for keys in self.levels]
@@ -307,6 +310,9 @@ class ClientProfiles:
             return []
         resolved = self.resolve(clients, as_of_day)
         probability = self.p_accept(resolved) if top_k > 0 else None
+        ranked = self._ranked(resolved, probability, top_k) if probability is not None else []
+        p_lists = probability.tolist() if probability is not None else []
+        partner_weights = self._partner_weights()
         out: list[ClientGaps] = []
         for i, client in enumerate(resolved):
             row = client.segment_row
@@ -314,7 +320,7 @@ class ClientProfiles:
             potential = None
             if self.has_income and client.income is not None and ideal == ideal:
                 potential = round(max(ideal - client.income, 0.0), 2)
-            gaps = self._gap_list(client, probability[i], top_k) if probability is not None else []
+            gaps = self._gap_list(client, p_lists[i], ranked[i], partner_weights) if ranked else []
             out.append(ClientGaps(
                 client_id=client.client_id, segment=self.segment_names[row], gaps=gaps,
                 potential_income=potential,
@@ -327,33 +333,38 @@ class ClientProfiles:
                         rank_by: str | None = None) -> list[int]:
         """Products in gap order: the profile's missing products by expected income (or `rank_by`), then
         the others the client may take, likeliest first."""
-        row = client.segment_row
-        candidate = np.ones(len(self.products), dtype=np.bool_)
-        candidate[list(client.held)] = False
-        in_profile = self._in_profile[row]
-        if not self.fill_outside_profile:
-            candidate &= in_profile
-        else:
-            candidate &= in_profile | (probability >= self.min_p_accept)
+        return self._ranked([client], probability[None, :], len(self.products), rank_by)[0]
+
+    def _ranked(self, clients: Sequence[ResolvedClient], probability: FloatArray, top_k: int,
+                rank_by: str | None = None) -> list[list[int]]:
+        """Each client's first `top_k` products in gap order, all clients in one sort."""
+        rows = [c.segment_row for c in clients]
+        in_profile = self._in_profile[rows]
+        candidate = in_profile | (probability >= self.min_p_accept) if self.fill_outside_profile else in_profile.copy()
+        for i, client in enumerate(clients):
+            candidate[i, list(client.held)] = False
         by = self.rank_by if rank_by is None else rank_by
         # The profile's gaps by expected income; products outside it by chance alone: the best clients do
         # not vouch for them, so the likeliest take comes before a big-ticket long shot.
-        key = probability if by == "p_accept" else np.where(in_profile, self._expected_income(row, probability),
+        key = probability if by == "p_accept" else np.where(in_profile, probability * self._rank_factor[rows],
                                                            probability)
-        positions = np.flatnonzero(candidate)
-        order = np.lexsort((-key[positions], ~in_profile[positions]))
-        return positions[order].tolist()  # type: ignore[no-any-return]
+        # The profile's candidates first (group 0), then the other candidates (1), each by key, equals in
+        # product order; non-candidates (2) are cut off below.
+        group = 2 - candidate * (1 + in_profile)
+        order = np.lexsort((-key, group), axis=-1).tolist()
+        return [ranked[:min(count, top_k)] for ranked, count in zip(order, candidate.sum(axis=1).tolist(), strict=True)]
 
-    def _expected_income(self, row: int, probability: FloatArray) -> FloatArray:
-        factor = self._income_factor[row]
-        return probability if factor is None else probability * factor
+    def _partner_weights(self) -> list[list[float]]:
+        """(product, held product): the held product's weight in the product's acceptance model."""
+        # Read from the acceptance model on each call: fitting sets it after the profiles are built.
+        offset = self.encoder.held_offset
+        return self.acceptance.coef[:, offset:offset + len(self.products)].tolist()  # type: ignore[no-any-return]
 
-    def _gap_list(self, client: ResolvedClient, probability: FloatArray, top_k: int) -> list[Gap]:
-        row = client.segment_row
-        ranked = self.ranked_products(client, probability)[:top_k]
+    def _gap_list(self, client: ResolvedClient, p: list[float], ranked: list[int],
+                  partner_weights: list[list[float]]) -> list[Gap]:
         if not ranked:
             return []
-        p = probability.tolist()
+        row = client.segment_row
         best, everyone, typical, in_profile = self._row_lists[row]
         who = self._who[row]
         gaps: list[Gap] = []
@@ -363,7 +374,7 @@ class ClientProfiles:
             else:
                 reason = f"outside the ideal profile ({best[j]:.0%} of {who} have it)"
             reason += f"; {p[j]:.0%} chance for this client"
-            partner = self._partner(j, client.held)
+            partner = self._partner(j, client.held, partner_weights)
             if partner is not None:
                 reason += f", often taken with {partner}"
             worth = typical[j] if typical is not None else None
@@ -378,13 +389,12 @@ class ClientProfiles:
             ))
         return gaps
 
-    def _partner(self, product: int, held: tuple[int, ...]) -> str | None:
+    def _partner(self, product: int, held: tuple[int, ...], partner_weights: list[list[float]]) -> str | None:
         """The held product that raises `product`'s chance most (odds x1.65 or more), if any."""
-        # Read from the acceptance model each time: fitting sets it after the profiles are built.
         if not held or not self.acceptance.fitted[product]:
             return None
-        weights = self.acceptance.coef[product, self.encoder.held_offset:self.encoder.held_offset + len(self.products)]
-        strongest = max(held, key=lambda h: float(weights[h]))  # the first of equals, as argmax
+        weights = partner_weights[product]
+        strongest = max(held, key=weights.__getitem__)  # the first of equals, as argmax
         return self.products[strongest] if weights[strongest] >= 0.5 else None
 
     # ------------------------------------------------------------------------------------------------

@@ -140,6 +140,21 @@ def test_profile_gaps_come_first_by_expected_income_then_others_by_chance(crm_pr
         assert gap.reason and "chance" in gap.reason
 
 
+def test_a_batch_of_clients_gets_the_gap_lists_each_would_get_alone(small_crm: SyntheticCRM,
+                                                                    crm_profiles: ClientProfiles) -> None:
+    """Gap lists are ranked for a whole batch at once: the batch must not change any client's answer."""
+    known = [ClientFacts(str(c)) for c in small_crm.clients["client_id"].iloc[:60]]
+    products = list(crm_profiles.products)
+    new = [ClientFacts(f"new-{i}", industry=str(small_crm.clients["industry"].iloc[i]), size="small",
+                       products=products[i % 3:i % 3 + i % 4]) for i in range(20)]
+    batch = known + new
+    for top_k in (1, 3, len(products)):
+        together = crm_profiles.gaps_for(batch, top_k=top_k, as_of_day=20_000.0)
+        alone = [crm_profiles.gaps_for([facts], top_k=top_k, as_of_day=20_000.0)[0] for facts in batch]
+        assert together == alone
+    assert sum(len(answer.gaps) for answer in together) > len(batch)
+
+
 def test_new_clients_and_new_segments_still_get_sensible_gaps(crm_profiles: ClientProfiles) -> None:
     newcomer, stranger = crm_profiles.gaps_for([
         ClientFacts("new-1", industry="retail", size="small", products=()),

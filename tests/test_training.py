@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -120,3 +122,24 @@ def test_an_extra_column_named_like_a_derived_feature_is_refused_clearly(small_c
     with pytest.raises(ContractViolation, match="clash") as caught:
         train(dataset_from_frames(deals, small_crm.clients, None, for_training=True))
     assert [p.field for p in caught.value.problems] == ["month"]
+
+
+def test_the_train_command_says_when_deals_carry_no_amounts(small_crm: SyntheticCRM, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Without amounts there is no value to cut classes on: the summary says so instead of printing
+    cut-offs of 0, and offline scores bear it out (every deal without an amount is C)."""
+    from dealscore.cli import main as dealscore
+
+    for with_amounts in (True, False):
+        deals = small_crm.deals if with_amounts else small_crm.deals.drop(columns=["amount"])
+        deals.to_csv(tmp_path / "deals.csv", index=False)
+        small_crm.clients.to_csv(tmp_path / "clients.csv", index=False)
+        out = tmp_path / ("valued" if with_amounts else "unvalued")
+        assert dealscore(["train", "--deals", str(tmp_path / "deals.csv"), "--clients", str(tmp_path / "clients.csv"),
+                          "--out", str(out)]) == 0
+        summary = capsys.readouterr().out
+        assert ("grade A from EV" in summary) is with_amounts
+        assert ("carry no amounts" in summary) is not with_amounts
+    assert dealscore(["score", "--model", str(out), "--deals", str(tmp_path / "deals.csv"),
+                      "--clients", str(tmp_path / "clients.csv"), "--out", str(tmp_path / "scores.csv")]) == 0
+    assert set(pd.read_csv(tmp_path / "scores.csv")["grade"]) == {"C"}

@@ -82,12 +82,17 @@ def _summary_table(artifact: Path) -> str:
         lines.append(f"{name:<22}{m['auc']:>8.3f}{m['brier']:>8.3f}{m['ece']:>8.3f}{m['top_decile_lift']:>10.2f}")
     cut = meta["grade_cutoffs"]
     floor = cut["d_floor_value_per_hour"]
+    below = f", D below {floor:,.0f} per hour" if floor else ""
     if cut["a_min_expected_value"] > 0:
         lines.append(f"grade A from EV {cut['a_min_expected_value']:,.0f}, B from {cut['b_min_expected_value']:,.0f}"
-                     + (f", D below {floor:,.0f} per hour" if floor else ""))
-    else:  # nothing to cut: no amounts, so no value model and no expected values at training time
-        lines.append("grades: the training deals carry no amounts, so expected values are unknown and every deal "
-                     "scored without an amount is C; map an amount column to grade deals by value")
+                     + below)
+    else:  # nothing to cut on: no deal of the reference period had a positive expected value
+        value = meta.get("value", {})
+        facts = (f" ({value['closed_deals_with_amount']:,} closed deals with an amount above 0, "
+                 f"{value['won_deals_with_amount']:,} of them won; a value model needs "
+                 f"{value['value_model_needs_won_deals']})" if value and not value["value_model"] else "")
+        lines.append(f"grades: no reference deal has an expected value above 0{facts}, so every deal scored "
+                     f"without an amount is C{below}; map an amount column to grade deals by value")
     for leak in meta["leaks"]:
         verdict = "to review" if leak.get("review_only") else "kept" if leak["kept"] else "excluded"
         lines.append(f"leak guard: {leak['column']} {verdict}: {leak['reason']}")

@@ -3,6 +3,8 @@ planted-gap recovery on generated data, and the real data sets (skipped when abs
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import pickle
 import statistics
 import time
@@ -153,6 +155,21 @@ def test_a_batch_of_clients_gets_the_gap_lists_each_would_get_alone(small_crm: S
         alone = [crm_profiles.gaps_for([facts], top_k=top_k, as_of_day=20_000.0)[0] for facts in batch]
         assert together == alone
     assert sum(len(answer.gaps) for answer in together) > len(batch)
+
+
+def test_partner_products_follow_the_acceptance_model_in_place(crm_profiles: ClientProfiles) -> None:
+    """The 'often taken with' partner comes from the acceptance model the profiles hold now (fitting sets it
+    after the profiles are built), even after gap lists were asked of an earlier one."""
+    profiles = copy.deepcopy(crm_profiles)
+    holder = ClientFacts("C00002")
+    before = profiles.gaps_for([holder], top_k=20)[0].gaps
+    assert any("often taken with" in gap.reason for gap in before)
+    offset = profiles.encoder.held_offset
+    coef = profiles.acceptance.coef.copy()
+    coef[:, offset:offset + len(profiles.products)] = 0.0  # no held product raises any other's chance
+    profiles.acceptance = dataclasses.replace(profiles.acceptance, coef=coef)
+    after = profiles.gaps_for([holder], top_k=20)[0].gaps
+    assert after and not any("often taken with" in gap.reason for gap in after)
 
 
 def test_new_clients_and_new_segments_still_get_sensible_gaps(crm_profiles: ClientProfiles) -> None:

@@ -139,7 +139,19 @@ def test_the_train_command_says_when_deals_carry_no_amounts(small_crm: Synthetic
                           "--out", str(out)]) == 0
         summary = capsys.readouterr().out
         assert ("grade A from EV" in summary) is with_amounts
-        assert ("carry no amounts" in summary) is not with_amounts
+        assert ("grades: no reference deal has an expected value above 0 (0 closed deals with an amount above 0, "
+                "0 of them won; a value model needs 30)" in summary) is not with_amounts
     assert dealscore(["score", "--model", str(out), "--deals", str(tmp_path / "deals.csv"),
                       "--clients", str(tmp_path / "clients.csv"), "--out", str(tmp_path / "scores.csv")]) == 0
     assert set(pd.read_csv(tmp_path / "scores.csv")["grade"]) == {"C"}
+
+    # Amounts on too few early won deals for a value model: the summary gives the counts and keeps the D floor.
+    deals = small_crm.deals.sort_values("created_at", kind="stable")
+    first_won = deals.index[deals["status"] == "won"][:20]
+    deals["amount"] = deals["amount"].where(deals.index.isin(first_won))
+    deals.to_csv(tmp_path / "deals.csv", index=False)
+    assert dealscore(["train", "--deals", str(tmp_path / "deals.csv"), "--clients", str(tmp_path / "clients.csv"),
+                      "--out", str(tmp_path / "few"), "--d-floor-per-hour", "10"]) == 0
+    summary = capsys.readouterr().out
+    assert "(20 closed deals with an amount above 0, 20 of them won; a value model needs 30)" in summary
+    assert "D below 10 per hour" in summary

@@ -117,6 +117,7 @@ def check_enough_data(won: FloatArray, minimum: int) -> None:
 
 
 WinFit = tuple[WinModel, PlattCalibration, dict[str, Any]]
+MIN_VALUE_MODEL_DEALS = 30  # won deals with a positive amount needed to model the amount of the others
 
 
 def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.int64], spec: FeatureSpec,
@@ -256,7 +257,7 @@ def fit_value_model(features: FloatArray, amount: FloatArray, won: FloatArray, r
                     spec: FeatureSpec, config: TrainConfig, stop: threading.Event | None = None) -> ValueModel | None:
     """Amount if won from similar won deals; used when a deal comes without an amount."""
     usable = rows[(won[rows] > 0) & np.isfinite(amount[rows]) & (amount[rows] > 0)]
-    if usable.size < 30:
+    if usable.size < MIN_VALUE_MODEL_DEALS:
         return None
     index = [i for i, name in enumerate(spec.names) if name not in ("amount",)]
     categorical = [index.index(spec.names.index(c)) for c in spec.categorical_names]
@@ -415,6 +416,11 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         "grade_cutoffs": {"a_min_expected_value": a_min, "b_min_expected_value": b_min,
                           "shares": list(config.grade_shares),
                           "d_floor_value_per_hour": model.cutoffs.d_floor_per_hour},
+        # What the values behind the grades rest on (a model without them grades every deal C that comes
+        # without an amount; `dealscore train` says why).
+        "value": {"closed_deals_with_amount": int(np.sum(amount[closed_rows] > 0)),
+                  "won_deals_with_amount": int(np.sum((amount[closed_rows] > 0) & (won[closed_rows] > 0))),
+                  "value_model": value_model is not None, "value_model_needs_won_deals": MIN_VALUE_MODEL_DEALS},
         "training": {**final_info, "config": _config_dict(config)},
     }
     if profiles is not None:

@@ -71,6 +71,7 @@ class FitPool(ThreadPoolExecutor):
         super().__init__(max_workers=workers, thread_name_prefix="dealscore-fit")
         self.workers = workers
         self.stop = threading.Event()
+        self._holds_blas = True
         _OneBlasThread.enter()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -79,15 +80,19 @@ class FitPool(ThreadPoolExecutor):
             self.stop.set()
         try:
             self.shutdown(wait=True, cancel_futures=True)
+        except BaseException:  # Ctrl-C while waiting for the fits: stop them too
+            self.stop.set()
+            raise
         finally:
-            _OneBlasThread.leave()
+            if self._holds_blas:  # once per pool, however often it is left
+                self._holds_blas = False
+                _OneBlasThread.leave()
 
 
 class StopWhenSet:
     """A LightGBM callback ending the fit before its next round once `event` is set."""
 
-    before_iteration = True
-    order = 0
+    before_iteration = True  # the only such callback we pass, so its order among them does not matter
 
     def __init__(self, event: threading.Event) -> None:
         self.event = event

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dealscore.feedback_commands import add_feedback_commands
-from dealscore.registry_commands import PARALLEL_FITS_HELP, add_registry_commands, at_least_one
+from dealscore.registry_commands import PARALLEL_FITS_HELP, add_registry_commands, at_least_one, grade_summary
 from model.errors import DealscoreError
 
 EXIT_INPUT = 2  # the input or the artifact is wrong; the message says what to fix
@@ -80,19 +80,7 @@ def _summary_table(artifact: Path) -> str:
              f"{'':<22}{'AUC':>8}{'Brier':>8}{'ECE':>8}{'lift@10%':>10}"]
     for name, m in meta["metrics"].items():
         lines.append(f"{name:<22}{m['auc']:>8.3f}{m['brier']:>8.3f}{m['ece']:>8.3f}{m['top_decile_lift']:>10.2f}")
-    cut = meta["grade_cutoffs"]
-    floor = cut["d_floor_value_per_hour"]
-    below = f", D below {floor:,.0f} per hour" if floor else ""
-    if cut["a_min_expected_value"] > 0:
-        lines.append(f"grade A from EV {cut['a_min_expected_value']:,.0f}, B from {cut['b_min_expected_value']:,.0f}"
-                     + below)
-    else:  # nothing to cut on: no deal of the reference period had a positive expected value
-        value = meta.get("value", {})
-        facts = (f" ({value['closed_deals_with_amount']:,} closed deals with an amount above 0, "
-                 f"{value['won_deals_with_amount']:,} of them won; a value model needs "
-                 f"{value['value_model_needs_won_deals']})" if value and not value["value_model"] else "")
-        lines.append(f"grades: no reference deal has an expected value above 0{facts}, so every deal scored "
-                     f"without an amount is C{below}; map an amount column to grade deals by value")
+    lines.append(grade_summary(meta))
     for leak in meta["leaks"]:
         verdict = "to review" if leak.get("review_only") else "kept" if leak["kept"] else "excluded"
         lines.append(f"leak guard: {leak['column']} {verdict}: {leak['reason']}")

@@ -31,6 +31,21 @@ PARALLEL_FITS_HELP = ("independent fits run at once, each on its own thread with
                       "other)")
 
 
+def grade_summary(meta: Mapping[str, Any]) -> str:
+    """One line on a model's letter-class cut-offs, or why it has none (no positive expected value)."""
+    cut = meta.get("grade_cutoffs", {})
+    floor = cut.get("d_floor_value_per_hour")
+    below = f", D below {floor:,.0f} per hour" if floor else ""
+    if cut.get("a_min_expected_value", 0) > 0:
+        return f"grade A from EV {cut['a_min_expected_value']:,.0f}, B from {cut['b_min_expected_value']:,.0f}{below}"
+    value = meta.get("value", {})  # recorded since 2026-12 (older models lack it)
+    facts = (f" ({value['closed_deals_with_amount']:,} closed deals with an amount above 0, "
+             f"{value['won_deals_with_amount']:,} of them won; a value model needs "
+             f"{value['value_model_needs_won_deals']})" if value and not value["value_model"] else "")
+    return (f"grades: no reference deal has an expected value above 0{facts}, so every deal scored without an "
+            f"amount is C{below}; map an amount column to grade deals by value")
+
+
 def at_least_one(text: str) -> int:
     """argparse type: a whole number of at least 1."""
     try:
@@ -260,8 +275,6 @@ def cmd_models_show(args: argparse.Namespace) -> int:
         integrity = f"REFUSED: {exc.message}"
     data = meta.get("data", {})
     metrics = _metrics_of(meta)
-    cut = meta.get("grade_cutoffs", {})
-    floor = cut.get("d_floor_value_per_hour")
     libraries = meta.get("libraries", {})
     rows = [
         ["version", f"{version} ({version_status(registry, version)})"],
@@ -272,9 +285,7 @@ def cmd_models_show(args: argparse.Namespace) -> int:
         ["engine", f"{meta.get('engine', '?')}{' (small-data mode)' if meta.get('small_data') else ''}"],
         ["holdout", "  ".join(f"{k} {_cell(metrics.get(k))}" for k in ("auc", "brier", "ece", "top_decile_lift"))
          + f"  on {metrics.get('deals', '?')} deals"],
-        ["grades", f"A from EV {cut.get('a_min_expected_value', 0):,.0f}, "
-                   f"B from {cut.get('b_min_expected_value', 0):,.0f}"
-                   + (f", D below {floor:,.0f} per hour" if floor else "")],
+        ["grades", grade_summary(meta).removeprefix("grade ").removeprefix("grades: ")],
         ["features", f"{len(meta.get('features', []))} ({len(meta.get('categorical_features', []))} categorical)"],
         ["libraries", ", ".join(f"{k} {v}" for k, v in sorted(libraries.items()))],
         ["integrity", integrity],

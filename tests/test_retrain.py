@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import io
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from datetime import date
@@ -195,6 +196,7 @@ def test_models_commands_show_the_registry(gate_run: GateRun) -> None:
     assert [line.split()[:2] for line in lines[2:5]] == [[better, "live"], [worse, "refused"], [first, "previous"]]
     code, out, _ = run_cli(["models", "show", "live", "--registry", root])
     assert code == 0 and "checksums and library versions verified" in out and better in out
+    assert re.search(r"grades\s+A from EV [\d,]+, B from [\d,]+", out)
     code, out, _ = run_cli(["models", "diff", first, better, "--registry", root])
     assert code == 0 and "last deal" in out and "2024-12-31" in out and "2025-12-31" in out
     code, out, _ = run_cli(["models", "history", "--registry", root])

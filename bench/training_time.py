@@ -6,7 +6,7 @@
 Each size: generate(seed, n) (not part of the goal), dataset_from_frames (the validation a real input
 goes through), then the full train() with its default config (one native thread per LightGBM fit, as
 `dealscore train` and `retrain` pass by default, --threads 2 on an idle machine; independent fits side by
-side on as many Python threads as there are CPUs, --parallel-fits 1 for one after the other; time-ordered
+side on the CPUs / --threads Python threads, at most 4, --parallel-fits 1 for one after the other; time-ordered
 holdout, baselines, published model, value model, grade cut-offs, client profiles and their evaluation).
 Goal: train() on 1M deals in at most 3 minutes on 2 cores, growing roughly linearly (s per 100k deals at
 1M within 1.5x of 100k's).

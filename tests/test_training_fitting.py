@@ -119,7 +119,6 @@ def test_a_wrong_profile_setting_fails_before_any_fitting(small_dataset: Dataset
     assert not any(message.startswith("fitting") for message in said)
 
 
-
 def test_parallel_fits_and_threads_must_be_at_least_one() -> None:
     with pytest.raises(ValueError, match="parallel_fits must be at least 1"):
         TrainConfig(parallel_fits=0)

@@ -190,17 +190,22 @@ def _lookup(values: npt.NDArray[Any], *lookups: Lookup) -> list[FloatArray]:
     """Per (mapping, unknown, missing): each value's entry in the mapping (by its text), `unknown` if absent,
     `missing` for None/NaN. Several mappings share one pass over the values (one str() per value)."""
     if len(values) <= _LOOP_MAX:
-        outs = [np.empty(len(values), dtype=np.float64) for _ in lookups]
-        for i, v in enumerate(values):
-            text = None if _is_missing(v) else str(v)
-            for out, (mapping, unknown, missing) in zip(outs, lookups, strict=True):
-                out[i] = missing if text is None else mapping.get(text, unknown)
-        return outs
+        return [np.array(entries, dtype=np.float64) for entries in _looked_up(values, lookups)]
     codes, distinct = pd.factorize(values, use_na_sentinel=True)  # missing values get code -1
     texts = [str(v) for v in distinct]
     # Code -1 picks each table's last entry: `missing`.
     return [np.array([*(mapping.get(t, unknown) for t in texts), missing], dtype=np.float64)[codes]
             for mapping, unknown, missing in lookups]
+
+
+def _looked_up(values: npt.NDArray[Any], lookups: Sequence[Lookup]) -> list[list[float]]:
+    """`_lookup`'s answer as plain lists, by a Python loop (quickest for a few values)."""
+    outs: list[list[float]] = [[] for _ in lookups]
+    for v in values.tolist():
+        text = None if _is_missing(v) else str(v)
+        for out, (mapping, unknown, missing) in zip(outs, lookups, strict=True):
+            out.append(missing if text is None else mapping.get(text, unknown))
+    return outs
 
 
 def _codes_and_keys(values: npt.NDArray[Any], vocab: Mapping[str, int],
@@ -209,6 +214,38 @@ def _codes_and_keys(values: npt.NDArray[Any], vocab: Mapping[str, int],
     history keys (NO_KEY for unseen or missing)."""
     codes, keys = _lookup(values, (vocab, float(len(vocab)), np.nan), (level_keys, NO_KEY, NO_KEY))
     return codes, keys.astype(np.int64)
+
+
+def _categorical_codes(spec: FeatureSpec, columns: Columns, n: int) -> tuple[FloatArray, IntArray]:
+    """Every categorical column's model codes and history keys (as `_codes_and_keys`), as (columns, deals)
+    arrays; an absent column is missing in every deal."""
+    k = len(spec.categorical)
+    if n > _LOOP_MAX:
+        codes = np.full((k, n), np.nan)
+        keys = np.full((k, n), NO_KEY, dtype=np.int64)
+        for i, column in enumerate(spec.categorical):
+            raw = columns.get(column)
+            if raw is not None:
+                codes[i], keys[i] = _codes_and_keys(np.asarray(raw, dtype=object), spec.vocab[column],
+                                                    spec.level_keys[column])
+        return codes, keys
+    # A few deals (the single-deal path): one Python pass over every column and two arrays at the end;
+    # numpy calls per column cost more here than the lookups themselves.
+    code_list: list[float] = []
+    key_list: list[float] = []
+    for column in spec.categorical:
+        raw = columns.get(column)
+        if raw is None:
+            code_list += [np.nan] * n
+            key_list += [NO_KEY] * n
+            continue
+        vocab = spec.vocab[column]
+        codes_of_column, keys_of_column = _looked_up(np.asarray(raw, dtype=object), (
+            (vocab, float(len(vocab)), np.nan), (spec.level_keys[column], NO_KEY, NO_KEY)))
+        code_list += codes_of_column
+        key_list += keys_of_column
+    return (np.array(code_list, dtype=np.float64).reshape(k, n),
+            np.array(key_list, dtype=np.int64).reshape(k, n))
 
 
 def _keys(values: npt.NDArray[Any], mapping: Mapping[str, int]) -> IntArray:
@@ -290,27 +327,20 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
         out[:, at] = columns[column] if column in columns else np.nan
         at += 1
     k = len(spec.categorical)
-    level_keys = np.full(k * n, NO_KEY, dtype=np.int64)
-    for i, column in enumerate(spec.categorical):
-        raw = columns.get(column)
-        if raw is None:
-            out[:, at + i] = np.nan
-            continue
-        out[:, at + i], level_keys[i * n:(i + 1) * n] = _codes_and_keys(
-            np.asarray(raw, dtype=object), spec.vocab[column], spec.level_keys[column])
+    codes, raw_keys = _categorical_codes(spec, columns, n)
+    out[:, at:at + k] = codes.T
     at += k
     position = {column: i for i, column in enumerate(spec.categorical)}
     m = len(spec.pairs)
-    if m:  # every pair's keys in one go (a single deal pays a few numpy calls, not a few per pair)
-        raw = level_keys.reshape(k, n)
-        pair_keys = _pair_keys(raw[[position[a] for a, _ in spec.pairs]], raw[[position[b] for _, b in spec.pairs]],
-                               np.array([[len(spec.level_keys[b])] for _, b in spec.pairs]),
-                               np.array([[history.pair_offsets[pair]] for pair in spec.pairs])).ravel()
     # Each column's keys shifted into the stacked level index, all at once.
-    offsets = np.repeat([history.level_offsets[column] for column in spec.categorical], n)
-    level_keys = np.where(level_keys >= 0, level_keys + offsets, NO_KEY)
-    if m:
-        level_keys = np.concatenate((level_keys, pair_keys))
+    offsets = np.array([history.level_offsets[column] for column in spec.categorical], dtype=np.int64)[:, None]
+    level_keys = np.where(raw_keys >= 0, raw_keys + offsets, NO_KEY).ravel()
+    if m:  # every pair's keys in one go (a single deal pays a few numpy calls, not a few per pair)
+        pair_keys = _pair_keys(raw_keys[[position[a] for a, _ in spec.pairs]],
+                               raw_keys[[position[b] for _, b in spec.pairs]],
+                               np.array([[len(spec.level_keys[b])] for _, b in spec.pairs]),
+                               np.array([[history.pair_offsets[pair]] for pair in spec.pairs]))
+        level_keys = np.concatenate((level_keys, pair_keys.ravel()))
 
     smoothing = spec.config.smoothing
     # The overall counts as of the deal's day and as of the start of the recent window, in one search.

@@ -118,7 +118,7 @@ class ScoringModel:
             margin, contributions = self.win_model.margin(features), None
         p_win = self.calibration.probability(margin, features)
 
-        amount = np.asarray(columns.get("amount", np.full(n, np.nan)), dtype=np.float64)
+        amount = np.asarray(columns["amount"], dtype=np.float64) if "amount" in columns else np.full(n, np.nan)
         value = amount.copy()
         source: list[str | None] = ["amount" if a == a else None for a in amount]
         needs_model = np.isnan(amount)
@@ -126,7 +126,8 @@ class ScoringModel:
             value[needs_model] = self.value_model.predict(features[needs_model])
             source = [s if s is not None else "model" for s in source]
         expected_value = p_win * value
-        hours = np.asarray(columns.get("effort_hours", np.full(n, np.nan)), dtype=np.float64)
+        hours = (np.asarray(columns["effort_hours"], dtype=np.float64) if "effort_hours" in columns
+                 else np.full(n, np.nan))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             per_hour = np.where(hours > 0, expected_value / hours, np.nan)
         # A tiny effort (2e-311 hours) overflows the division: the largest float keeps such a deal first when
@@ -137,7 +138,7 @@ class ScoringModel:
                    else [[] for _ in range(n)])
         return ScoreBatch(
             p_win=p_win, value=value, value_source=source, expected_value=expected_value,
-            value_per_hour=per_hour, grade=[str(g) for g in grade], reasons=reasons,
+            value_per_hour=per_hour, grade=grade.tolist(), reasons=reasons,
             history_source=self._history_source(columns, n),
         )
 

@@ -162,3 +162,24 @@ def test_a_deal_without_a_created_day_is_a_clear_error(trained: TrainingResult) 
     with pytest.raises(ContractViolation) as caught:
         build_features(model.spec, model.history, columns)
     assert caught.value.problems[0].field == "created_at" and caught.value.problems[0].rows == (1,)
+
+
+def test_a_deal_gets_the_same_features_alone_as_in_a_large_batch(small_crm: SyntheticCRM) -> None:
+    """Small batches take a plain-Python path to the level codes and large ones pandas' factorize: both
+    must give every deal the same features, for known, unseen and missing levels and an absent column."""
+    deals = _joined(small_crm)
+    spec = fit_feature_spec(deals, FeatureConfig(), {"source": "text", "campaign_code": "text", "competitor": "text"})
+    history = DealHistory(spec, frame_columns(deals))
+    asked = deals.iloc[np.linspace(0, len(deals) - 1, 200).astype(int)].copy()
+    asked["product"] = asked["product"].astype(object)
+    asked.iloc[::5, asked.columns.get_loc("product")] = "a product never seen"
+    asked.iloc[1::5, asked.columns.get_loc("industry")] = None
+    asked.iloc[2::5, asked.columns.get_loc("source")] = np.nan
+    columns = frame_columns(asked.drop(columns=["competitor"]))
+    together = build_features(spec, history, columns)
+    alone = np.vstack([build_features(spec, history, {name: values[i:i + 1] for name, values in columns.items()})
+                       for i in range(len(asked))])
+    np.testing.assert_array_equal(together, alone)
+    assert np.isnan(together[:, spec.names.index("competitor")]).all()
+    unseen = together[::5, spec.names.index("product")]
+    assert (unseen == len(spec.vocab["product"])).all()  # the shared code of rare and unseen levels

@@ -30,6 +30,9 @@ CLOSED_STATUSES: tuple[str, ...] = ("won", "lost")
 # Text longer than this is refused: no CRM id or category name is this long, and a 1 MB "name"
 # is an attack or a bug, not data.
 MAX_TEXT_LENGTH = 200
+# Text sent to the service never holds NUL (U+0000): no CRM value means it, and PostgreSQL cannot store it
+# (the score log, outcomes and judgements would refuse the row). A regular expression for the API schemas.
+NO_NUL_PATTERN = "^[^\\x00]*$"
 
 # The dates a table may carry, first to last. The as-of history counts days from 1970-01-01, so a deal
 # dated earlier has no meaningful history (the API refuses it too); a client's first contract or a

@@ -226,7 +226,10 @@ class DataPlane:
             if len(extra) > limit:
                 problems.append(Problem(where, f"at most {limit} extra fields", f"{len(extra)} extra fields"))
             for name, value in extra.items():
-                if len(name) > MAX_FIELD_NAME:
+                if "\x00" in name:  # PostgreSQL cannot store it in the score log's deal document
+                    problems.append(Problem(f"{where}.{_printable(name[:MAX_FIELD_NAME])}",
+                                            "a field name without NUL characters (\\u0000)", "a NUL character"))
+                elif len(name) > MAX_FIELD_NAME:
                     problems.append(Problem(f"{where}.{name[:MAX_FIELD_NAME]}...",
                                             f"a field name of at most {MAX_FIELD_NAME} characters",
                                             f"{len(name)} characters"))
@@ -246,6 +249,7 @@ class DataPlane:
                 if own is not None and theirs is not None and own != theirs:
                     problems.append(Problem(f"{where}.client.client_id", f"the deal's client_id {shown(own)}",
                                             shown(theirs)))
+                problems += _history_problems(client, _date_or_none(_get(entry, "created_at")), f"{where}.client")
         return problems
 
     # ---------------------------------------------------------------------------------------------
@@ -346,6 +350,39 @@ def _extra_fields(entry: Any) -> Mapping[str, Any]:
     if isinstance(entry, Mapping):
         return {k: v for k, v in entry.items() if k not in DEAL_FIELDS}
     return {}
+
+
+def _history_problems(client: Any, created: date | None, where: str) -> list[Problem]:
+    """Client history sent with a deal describes the client as of the deal's creation (the features are as
+    of that day, as in training: a win dated later would read as a negative "days since the last win"), and
+    its parts agree with each other."""
+    problems: list[Problem] = []
+    won = _get(client, "won_deals")
+    won = won if isinstance(won, int | float) and not isinstance(won, bool) and math.isfinite(won) else None
+    amount = _get(client, "won_amount")
+    first, last = _date_or_none(_get(client, "first_won_at")), _date_or_none(_get(client, "last_won_at"))
+    if won is not None and won != int(won):
+        problems.append(Problem(f"{where}.won_deals", "a whole number of won deals", shown(won)))
+    for name, day in (("first_won_at", first), ("last_won_at", last)):
+        if day is not None and created is not None and day > created:
+            problems.append(Problem(f"{where}.{name}", f"a date on or before the deal's created_at "
+                                    f"({created.isoformat()}): the client's history as of the deal's creation",
+                                    f"'{day.isoformat()}'"))
+    if first is not None and last is not None and first > last:
+        problems.append(Problem(f"{where}.first_won_at", f"a date on or before last_won_at ({last.isoformat()})",
+                                f"'{first.isoformat()}'"))
+    has_won = first is not None or last is not None or (isinstance(amount, int | float) and amount > 0)
+    if won == 0 and has_won:
+        problems.append(Problem(f"{where}.won_deals", "at least 1, as won_amount, first_won_at or last_won_at "
+                                "say the client has won", shown(_get(client, "won_deals"))))
+    if won == 1 and first is not None and last is not None and first != last:
+        problems.append(Problem(f"{where}.last_won_at", f"the day of first_won_at ({first.isoformat()}): "
+                                "won_deals is 1", f"'{last.isoformat()}'"))
+    return problems
+
+
+def _printable(name: str) -> str:
+    return name.replace("\x00", "\\u0000")
 
 
 def _text_or_none(value: object) -> str | None:

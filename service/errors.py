@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from model.contract import MAX_TEXT_LENGTH
+from model.contract import MAX_TEXT_LENGTH, NO_NUL_PATTERN
 from model.errors import DealscoreError, Problem
 
 __all__ = [
@@ -163,6 +163,8 @@ _EXPECTED = {
 def _expected(error: Mapping[str, Any]) -> str:
     kind = str(error.get("type", ""))
     context = error.get("ctx") or {}
+    if kind == "string_pattern_mismatch" and context.get("pattern") == NO_NUL_PATTERN:
+        return "text without NUL characters (\\u0000)"
     template = _EXPECTED.get(kind)
     if template is None:
         # Custom errors (dates) carry their own wording in the message.
@@ -179,7 +181,8 @@ def _number_text(value: object) -> object:
     return value
 
 
-EXTRA_EXPECTED = f"text of at most {MAX_TEXT_LENGTH} characters, a finite number, true, false or null"
+EXTRA_EXPECTED = (f"text of at most {MAX_TEXT_LENGTH} characters, a finite number, true, false or null (text "
+                  "without NUL characters, \\u0000)")
 
 
 def problems_from_pydantic(errors: Sequence[Mapping[str, Any]], field_names: frozenset[str],

@@ -27,7 +27,17 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from model.contract import CLIENT_HISTORY, CLIENTS, DEALS, MAX_TEXT_LENGTH, STATUS_VALUES, Column, Kind, Table
+from model.contract import (
+    CLIENT_HISTORY,
+    CLIENTS,
+    DEALS,
+    MAX_TEXT_LENGTH,
+    NO_NUL_PATTERN,
+    STATUS_VALUES,
+    Column,
+    Kind,
+    Table,
+)
 from model.records import parse_date, text_value
 from service.holder import SourceKind
 
@@ -82,9 +92,13 @@ def _id_integer(value: int) -> int:
     return value
 
 
+# Text of a request: at most MAX_TEXT_LENGTH characters, no NUL (the pattern runs in pydantic's core).
+PlainText = Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH, pattern=NO_NUL_PATTERN)]
+TEXT_SCHEMA: dict[str, Any] = {"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": NO_NUL_PATTERN}
+
 Text = Annotated[
-    Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH)] | Annotated[StrictInt, AfterValidator(_id_integer)],
-    WithJsonSchema({"anyOf": [{"type": "string", "maxLength": MAX_TEXT_LENGTH}, {"type": "integer"}]}),
+    PlainText | Annotated[StrictInt, AfterValidator(_id_integer)],
+    WithJsonSchema({"anyOf": [TEXT_SCHEMA, {"type": "integer"}]}),
 ]
 
 
@@ -95,12 +109,16 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _not_blank_product(value: str) -> str:
+    if text_value(value) is None:
+        raise PydanticCustomError("blank_product", "a product name (not blank)")
+    return value
+
+
 # A required id (a deal's deal_id, a client's client_id): Text that is not blank.
 RequiredId = Annotated[
-    Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH), AfterValidator(_not_blank)]
-    | Annotated[StrictInt, AfterValidator(_id_integer)],
-    WithJsonSchema({"anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH},
-                              {"type": "integer"}]}),
+    Annotated[PlainText, AfterValidator(_not_blank)] | Annotated[StrictInt, AfterValidator(_id_integer)],
+    WithJsonSchema({"anyOf": [{**TEXT_SCHEMA, "minLength": 1}, {"type": "integer"}]}),
 ]
 
 
@@ -116,15 +134,13 @@ def _plain_integer(value: int) -> int:
 # whole batch by model.records.deal_columns: a number where the model's features treat the column as numeric
 # (text that reads as a number counts, 250.0 and 250 are the same), text otherwise ("250", never "250.0").
 TextOrNumber = Annotated[
-    Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH)]
+    PlainText
     | Annotated[StrictInt, AfterValidator(_plain_integer)]
     | Annotated[float, Field(strict=True, allow_inf_nan=False)],
-    WithJsonSchema({"anyOf": [{"type": "string", "maxLength": MAX_TEXT_LENGTH}, {"type": "integer"},
-                              {"type": "number"}]}),
+    WithJsonSchema({"anyOf": [TEXT_SCHEMA, {"type": "integer"}, {"type": "number"}]}),
 ]
 # An extra field of a deal may be a feature: text, a number or a flag, nothing nested.
-ExtraValue = Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH)] | StrictBool | Annotated[
-    float, Field(strict=True, allow_inf_nan=False)] | None
+ExtraValue = PlainText | StrictBool | Annotated[float, Field(strict=True, allow_inf_nan=False)] | None
 
 
 def _annotation(column: Column) -> Any:
@@ -165,10 +181,10 @@ class _OpenDeal(BaseModel):
 Client: type[BaseModel] = create_model(
     "Client",
     __base__=_Strict,
-    __doc__="A client: the clients table's columns, the products it holds, and optionally its history "
-            "(when sent, it is used instead of the history the model knows as of training).",
+    __doc__="A client: the clients table's columns, the products it holds, and optionally its history as of "
+            "the deal's created_at (when sent, it is used instead of the history the model knows as of training).",
     **_fields(CLIENTS, required=CLIENTS.required_names(for_training=False)),
-    products=(list[Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH)]] | None,
+    products=(list[Annotated[PlainText, AfterValidator(_not_blank_product)]] | None,
               Field(default=None, max_length=MAX_PRODUCTS,
                     description="products the client already holds; omitted: those known at training")),
     **_fields(CLIENT_HISTORY, required=()),

@@ -388,3 +388,33 @@ def test_a_full_queue_sends_requests_to_the_spool_and_nothing_is_lost(database_u
     finally:
         feedback.stop()
     assert count(database_url, "score_log") == 3
+
+
+def test_an_entry_postgresql_refuses_is_dropped_and_the_rest_of_the_log_goes_on(postgres_url: str,
+                                                                                tmp_path: Path) -> None:
+    """PostgreSQL cannot store a NUL character. The API refuses one, but the log must not let any single
+    refused entry hold back, and keep spooling, every entry after it."""
+    with running(postgres_url, tmp_path / "spool") as feedback:
+        feedback.record_scores("r1", "v1", [deal("D1"), deal("BAD\x00ID"), deal("D2")],
+                               batch([0.1, 0.2, 0.3], [1.0, 2.0, 3.0], ["C", "C", "C"]))
+        feedback.flush_score_log()
+        feedback.record_scores("r2", "v1", [deal("D3")], batch([0.4], [4.0], ["B"]))
+        feedback.flush_score_log()
+        stats = feedback.score_log_stats()
+        assert stats is not None
+        assert (stats.written_total, stats.dropped_total, stats.spooled, stats.database_up) == (3, 1, 0, True)
+    assert count(postgres_url, "score_log") == 3
+
+
+def test_an_outcome_sent_right_after_its_score_is_checked_against_it(database_url: str, tmp_path: Path) -> None:
+    # A long linger: the score is still in the writer's queue when the outcome comes.
+    with running(database_url, tmp_path / "spool", flush_seconds=2.0) as feedback:
+        feedback.record_scores("r1", "v1", [deal("D1", client_id="C7", created_at="2025-03-01")],
+                               batch([0.4], [40.0], ["B"]))
+        with pytest.raises(ContractViolation) as refused:
+            feedback.record_outcomes([Outcome("D1", "won", 100.0, date(2025, 2, 1))])  # closed before created
+        assert [p.field for p in refused.value.problems] == ["outcomes[0].closed_at"]
+        feedback.record_scores("r2", "v1", [deal("D2", client_id="C8", created_at="2025-03-01")],
+                               batch([0.4], [40.0], ["B"]))
+        [result] = feedback.record_outcomes([Outcome("D2", "won", 100.0, date(2025, 4, 1))])
+        assert result.client_id == "C8"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from model.contract import CLIENT_HISTORY, CLIENTS, DEALS, MAX_TEXT_LENGTH
+from model.contract import CLIENT_HISTORY, CLIENTS, DEALS, MAX_TEXT_LENGTH, NO_NUL_PATTERN
 from service import create_app, settings_doc
 from service.openapi_export import openapi_document, render
 from service.schemas import Client, Deal, ScoreOut, contract_field_names, request_models
@@ -72,7 +72,7 @@ def test_request_schemas_carry_exactly_the_contracts_fields() -> None:
             schema = model.model_json_schema()["properties"][column.name]
             assert {"minimum": column.minimum, "type": "number"} in schema["anyOf"], column.name
     product = Deal.model_json_schema()["properties"]["product"]
-    assert {"type": "string", "maxLength": MAX_TEXT_LENGTH} in product["anyOf"]
+    assert {"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": NO_NUL_PATTERN} in product["anyOf"]
 
 
 def test_the_batch_limit_comes_from_the_settings() -> None:

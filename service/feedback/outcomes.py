@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -121,9 +121,14 @@ def _statements(dialect: str) -> tuple[Any, Any, Any]:
 
 
 class OutcomeStore:
-    def __init__(self, database: Database, book: OutcomeBook) -> None:
+    def __init__(self, database: Database, book: OutcomeBook,
+                 flush_score_log: Callable[[], object] | None = None) -> None:
         self.database = database
         self.book = book
+        # Scores reach the log a moment after they are given: an outcome reported right after scoring waits
+        # for the log writer once, so it is checked against the deal's created_at and linked to its client
+        # exactly as it would be a second later.
+        self._flush_score_log = flush_score_log
         self._watermark: datetime | None = None
         self.loaded = False
 
@@ -133,8 +138,10 @@ class OutcomeStore:
         today = today or datetime.now(UTC).date()
         self.database.ensure_schema()
         engine = self.database.engine
-        with engine.connect() as connection:
-            logged = latest_logged_deals(connection, (o.deal_id for o in items))
+        logged = self._logged(o.deal_id for o in items)
+        if len(logged) < len({o.deal_id for o in items}) and self._flush_score_log is not None:
+            self._flush_score_log()
+            logged = self._logged(o.deal_id for o in items)
         self._check(items, logged, today)
 
         now = datetime.now(UTC)
@@ -146,6 +153,10 @@ class OutcomeStore:
         for item, result in zip(items, results, strict=True):
             self.book.record(event_of(item.deal_id, item.status, item.amount, item.closed_at, result.client_id))
         return results
+
+    def _logged(self, deal_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        with self.database.engine.connect() as connection:
+            return latest_logged_deals(connection, deal_ids)
 
     def _check(self, items: Sequence[Outcome], logged: dict[str, dict[str, Any]], today: date) -> None:
         problems: list[Problem] = []

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from model.contract import MAX_TEXT_LENGTH
+from model.contract import MAX_TEXT_LENGTH, NO_NUL_PATTERN
 from model.records import parse_date, text_value
 from service.schemas import RequiredId
 
@@ -112,10 +112,10 @@ class JudgementIn(_Strict):
 
     model_config = ConfigDict(json_schema_extra={"examples": [JUDGEMENT_EXAMPLE]})
 
-    manager: Annotated[StrictStr, Field(min_length=1, max_length=MAX_TEXT_LENGTH)]
+    manager: Annotated[StrictStr, Field(min_length=1, max_length=MAX_TEXT_LENGTH, pattern=NO_NUL_PATTERN)]
     above_deal_id: Id
     below_deal_id: Id
-    note: Annotated[StrictStr, Field(max_length=MAX_NOTE)] | None = None
+    note: Annotated[StrictStr, Field(max_length=MAX_NOTE, pattern=NO_NUL_PATTERN)] | None = None
 
 
 class JudgementResponse(BaseModel):

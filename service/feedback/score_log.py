@@ -291,7 +291,7 @@ class Spool:
             out.append((path, handle))
         return out
 
-    def replay(self, write: Callable[[list[Row]], None], chunk_rows: int) -> int:
+    def replay(self, write: Callable[[list[Row]], object], chunk_rows: int) -> int:
         """Write every spooled row (own file and orphans) through `write`; drop each file once it is in.
 
         If `write` raises, the files stay as they are (replaying them again later is harmless) and the
@@ -312,7 +312,7 @@ class Spool:
             self.rows = 0
         return replayed
 
-    def _replay_file(self, handle: IO[bytes], write: Callable[[list[Row]], None], chunk_rows: int) -> int:
+    def _replay_file(self, handle: IO[bytes], write: Callable[[list[Row]], object], chunk_rows: int) -> int:
         handle.seek(0)
         chunk: list[Row] = []
         count = 0
@@ -358,7 +358,8 @@ class ScoreLogStats:
     written_total: int
     spooled_total: int
     overflow_total: int  # requests the full queue sent straight to the spool
-    dropped_total: int  # entries lost (unreadable deal objects, or both database and disk failing)
+    dropped_total: int  # entries lost (unreadable deal objects, values the database refuses, or both database
+    # and disk failing)
     database_up: bool
     last_error: str | None
 
@@ -545,9 +546,9 @@ class ScoreLog:
                 self._to_spool(rows)  # the database is known to be down: keep the order of events simple
             else:
                 for start in range(0, len(rows), self._batch_rows):
-                    self._insert(rows[start:start + self._batch_rows])
+                    written = self._insert(rows[start:start + self._batch_rows])
                     with self._lock:
-                        self._written_total += len(rows[start:start + self._batch_rows])
+                        self._written_total += written
                 self._mark_up()
         except (sa.exc.SQLAlchemyError, OSError, SchemaNotReady) as error:
             self._mark_down(error)
@@ -566,9 +567,29 @@ class ScoreLog:
             with self._lock:
                 self._dropped_total += len(rows)
 
-    def _insert(self, rows: list[Row]) -> None:
+    def _insert(self, rows: list[Row]) -> int:
+        """Insert `rows`; the number the database took (a row it refuses is dropped, and counted as such)."""
         self.database.ensure_schema()
-        insert_rows(self.database.engine, rows)
+        try:
+            insert_rows(self.database.engine, rows)
+        except sa.exc.DataError:
+            # The database refused a value, not the connection: spooling the batch would replay the same
+            # refusal forever and hold every later entry back. Write the rows one by one; drop the refused.
+            return self._insert_each(rows)
+        return len(rows)
+
+    def _insert_each(self, rows: list[Row]) -> int:
+        written = 0
+        for row in rows:
+            try:
+                insert_rows(self.database.engine, [row])
+                written += 1
+            except sa.exc.DataError as error:
+                logger.error("score log: the database refused the entry of request %s, deal %r (%s); dropped",
+                             row["request_id"], str(row["deal_id"])[:40], describe_error(error))
+                with self._lock:
+                    self._dropped_total += 1
+        return written
 
     def _to_spool(self, rows: list[Row]) -> None:
         self.spool.append(rows)

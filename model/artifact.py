@@ -1,12 +1,17 @@
 """Model artifacts on disk: a directory of joblib files, reports and a metadata.json with checksums.
 
 Writing is atomic (a temporary sibling directory renamed into place), so a crash never leaves a
-half-written artifact. Loading verifies every checksum and the library versions before unpickling:
-joblib runs code on load, so only artifacts written by dealscore into a directory it owns are loaded.
+half-written artifact. It replaces only an earlier artifact or an empty directory: anything else at the
+target (a user's folder, a file) is refused untouched, since replacing it would delete it.
+
+Loading verifies every checksum and the library versions before unpickling: joblib runs code on load, so
+only artifacts written by dealscore into a directory it owns are loaded. metadata.json carries a checksum
+of its own content (`metadata_sha256`), which in turn covers the checksums of the other files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,6 +29,9 @@ from model.errors import ArtifactError
 from model.scorer import ScoringModel
 
 METADATA_FILE = "metadata.json"
+# The sha256 of metadata.json's canonical content without this field. Artifacts written before it was
+# added lack it and still load (registries hold such versions); see metadata_checksum.
+METADATA_CHECKSUM = "metadata_sha256"
 MODEL_FILE = "model.joblib"
 # The layout of the pickled model. 2: one stacked as-of index for all categorical levels (was one per column);
 # 3: product x client attribute level pairs in that index (FeatureSpec.pairs), and PlattCalibration's drift
@@ -55,8 +63,13 @@ def _sha256(path: Path) -> str:
 
 def save_artifact(model: ScoringModel, out_dir: str | Path, metadata: Mapping[str, Any],
                   extra_files: Mapping[str, bytes] | None = None) -> Path:
-    """Write the model, extra files (reports) and metadata.json with checksums; atomically."""
+    """Write the model, extra files (reports) and metadata.json with checksums; atomically.
+
+    `out_dir` may be new, an empty directory or an earlier model artifact (replaced whole); anything else
+    is refused with ArtifactError (see check_target) and nothing on disk is changed.
+    """
     target = Path(out_dir).resolve()
+    check_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; a service running as another user must read it
@@ -65,9 +78,10 @@ def save_artifact(model: ScoringModel, out_dir: str | Path, metadata: Mapping[st
         for name, content in (extra_files or {}).items():
             (staging / name).write_bytes(content)
         checksums = {p.name: _sha256(p) for p in sorted(staging.iterdir()) if p.is_file()}
-        full = {**metadata, "version": model.version, "format": ARTIFACT_FORMAT,
-                "libraries": library_versions(), "checksums": checksums}
-        (staging / METADATA_FILE).write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
+        full = _plain_json({**metadata, "version": model.version, "format": ARTIFACT_FORMAT,
+                            "libraries": library_versions(), "checksums": checksums})
+        full[METADATA_CHECKSUM] = metadata_checksum(full)
+        (staging / METADATA_FILE).write_text(json.dumps(full, indent=2, sort_keys=True, allow_nan=False))
         _replace_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -75,10 +89,75 @@ def save_artifact(model: ScoringModel, out_dir: str | Path, metadata: Mapping[st
     return target
 
 
+def check_target(out_dir: str | Path) -> None:
+    """Refuse (ArtifactError) a place save_artifact must not write to; changes nothing on disk.
+
+    Writing replaces the whole directory, so it may only hold an earlier artifact: anything else in it
+    (`--out ~` names a home directory) would be deleted. Callers may run this before a long training.
+    """
+    target = Path(out_dir).resolve()
+    if not target.exists():
+        return
+    expected = "expected a new or empty directory or an earlier dealscore model artifact"
+    if not target.is_dir():
+        raise ArtifactError(f"cannot write the model artifact to {target}: {expected}, got an existing file; "
+                            "nothing was changed, choose another directory")
+    reason = _why_not_an_artifact(target)
+    if reason is not None:
+        raise ArtifactError(f"cannot write the model artifact to {target}: {expected}, got a directory that "
+                            f"{reason}; writing the model there would delete them, so nothing was changed: "
+                            "choose another directory or move those files away")
+
+
+def _why_not_an_artifact(directory: Path) -> str | None:
+    """None for an empty directory or one holding nothing but a model artifact, else what else it holds."""
+    names = sorted(p.name for p in directory.iterdir())
+    if not names:
+        return None
+    owned = _artifact_file_names(directory)
+    if owned is None:
+        return (f"holds {_listing(directory, names)} and no model artifact (no {METADATA_FILE} with the "
+                "version, format and checksums dealscore writes)")
+    foreign = [name for name in names if name not in owned or not _plain_file(directory / name)]
+    if foreign:
+        return f"holds a model artifact and also {_listing(directory, foreign)}"
+    return None
+
+
+def _artifact_file_names(directory: Path) -> set[str] | None:
+    """The files of the artifact in `directory` (metadata.json and those its checksums list); None when its
+    metadata.json is not one dealscore wrote (so the directory is not an artifact)."""
+    path = directory / METADATA_FILE
+    if not _plain_file(path):
+        return None
+    try:
+        meta = json.loads(path.read_text(), parse_constant=_null)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    checksums = meta.get("checksums")
+    if not (isinstance(meta.get("version"), str) and isinstance(meta.get("format"), int)
+            and isinstance(checksums, dict) and MODEL_FILE in checksums):
+        return None
+    return {METADATA_FILE, *checksums}
+
+
+def _plain_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _listing(directory: Path, names: list[str], shown: int = 5) -> str:
+    marked = [f"{name}/" if (directory / name).is_dir() else name for name in names[:shown]]
+    more = len(names) - shown
+    return ", ".join(marked) + (f" and {more} more" if more > 0 else "")
+
+
 def _replace_directory(staging: Path, target: Path) -> None:
     if not target.exists():
         os.replace(staging, target)
         return
+    check_target(target)  # again: the target may have changed while the model was being written
     # A directory cannot be renamed over a non-empty one: move the old aside first, then drop it.
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
     os.replace(target, old)
@@ -87,7 +166,39 @@ def _replace_directory(staging: Path, target: Path) -> None:
     except BaseException:
         os.replace(old, target)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    _remove_old_artifact(old)
+
+
+def _remove_old_artifact(old: Path) -> None:
+    """Delete the replaced artifact's own files only: should anything else have appeared in it since the
+    check, the folder stays (under its hidden name) rather than taking someone's file with it."""
+    owned = _artifact_file_names(old) or set()
+    for path in old.iterdir():
+        if path.name in owned and _plain_file(path):
+            path.unlink()
+    with contextlib.suppress(OSError):
+        old.rmdir()
+
+
+def _null(_token: str) -> None:
+    return None
+
+
+def _plain_json(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata as strict JSON values: what json.dumps(default=str) makes of it, with NaN and infinities
+    (the AUC of a one-class holdout) as null, since strict JSON readers refuse the bare token NaN."""
+    plain: dict[str, Any] = json.loads(json.dumps(metadata, default=str), parse_constant=_null)
+    return plain
+
+
+def metadata_checksum(metadata: Mapping[str, Any]) -> str:
+    """sha256 of the metadata's canonical JSON (sorted keys, no spaces, ASCII) without its own checksum.
+
+    Canonical rather than of the file's bytes, so the checksum can live inside the file it covers.
+    """
+    content = {key: value for key, value in metadata.items() if key != METADATA_CHECKSUM}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def read_metadata(artifact_dir: str | Path) -> dict[str, Any]:
@@ -95,7 +206,8 @@ def read_metadata(artifact_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArtifactError(f"no model artifact at {artifact_dir}: {METADATA_FILE} is missing")
     try:
-        data = json.loads(path.read_text())
+        # Artifacts written before metrics were made strict JSON hold bare NaN tokens: read as null, like new ones.
+        data = json.loads(path.read_text(), parse_constant=_null)
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"model artifact at {artifact_dir}: {METADATA_FILE} is unreadable ({exc})") from exc
     if not isinstance(data, dict):
@@ -103,10 +215,27 @@ def read_metadata(artifact_dir: str | Path) -> dict[str, Any]:
     return data
 
 
+def _changed(directory: Path, name: str) -> ArtifactError:
+    return ArtifactError(f"model artifact at {directory}: file {name} does not match its checksum "
+                         "(changed or corrupted after training); refusing to load it")
+
+
+def _verify_metadata_checksum(directory: Path, meta: Mapping[str, Any]) -> None:
+    if METADATA_CHECKSUM not in meta:
+        return  # written before metadata.json covered itself; registries still hold such versions
+    try:
+        expected = metadata_checksum(meta)
+    except ValueError:  # a number too large for a float (1e400 reads as infinity): never written so
+        raise _changed(directory, METADATA_FILE) from None
+    if meta[METADATA_CHECKSUM] != expected:
+        raise _changed(directory, METADATA_FILE)
+
+
 def verify_artifact(artifact_dir: str | Path) -> dict[str, Any]:
     """Check checksums and library versions; return the metadata. Raises ArtifactError on any mismatch."""
     directory = Path(artifact_dir)
     meta = read_metadata(directory)
+    _verify_metadata_checksum(directory, meta)  # first: the file checksums below are only as good as it
     checksums = meta.get("checksums")
     if not isinstance(checksums, dict) or MODEL_FILE not in checksums:
         raise ArtifactError(f"model artifact at {directory}: metadata lists no checksums")
@@ -115,8 +244,7 @@ def verify_artifact(artifact_dir: str | Path) -> dict[str, Any]:
         if not path.is_file():
             raise ArtifactError(f"model artifact at {directory}: file {name} is missing")
         if _sha256(path) != expected:
-            raise ArtifactError(f"model artifact at {directory}: file {name} does not match its checksum "
-                                "(changed or corrupted after training); refusing to load it")
+            raise _changed(directory, name)
     if meta.get("format") != ARTIFACT_FORMAT:
         raise ArtifactError(f"model artifact at {directory} has format {meta.get('format')!r}, this dealscore "
                             f"reads format {ARTIFACT_FORMAT}; retrain the model with this version")

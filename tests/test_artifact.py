@@ -1,14 +1,25 @@
-"""Artifacts: round trip, tamper detection, library version check, atomic writes."""
+"""Artifacts: round trip, tamper detection (metadata.json included), library version check, atomic writes
+that replace only an earlier artifact, strict JSON metadata."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from model.artifact import ARTIFACT_FORMAT, MODEL_FILE, load_artifact, save_artifact
+from model.artifact import (
+    ARTIFACT_FORMAT,
+    METADATA_CHECKSUM,
+    MODEL_FILE,
+    load_artifact,
+    metadata_checksum,
+    save_artifact,
+)
 from model.errors import ArtifactError
 from model.features import attach_clients, frame_columns
 from training.fit import TrainingResult
@@ -18,6 +29,24 @@ from training.synthetic_crm import SyntheticCRM
 @pytest.fixture()
 def artifact(tmp_path: Path, trained: TrainingResult) -> Path:
     return save_artifact(trained.model, tmp_path / "model", trained.metadata, {"report.json": b"{}"})
+
+
+def rewrite_metadata(artifact: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Change metadata.json and seal it again, as an artifact written that way would be."""
+    meta_path = artifact / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    change(meta)
+    meta[METADATA_CHECKSUM] = metadata_checksum(meta)
+    meta_path.write_text(json.dumps(meta))
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every path under root (hidden ones too) with its bytes; None for a directory."""
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
+
+
+def refuse_nan(token: str) -> None:
+    raise ValueError(f"{token} is not JSON")
 
 
 def test_round_trip_scores_the_same(artifact: Path, trained: TrainingResult, small_crm: SyntheticCRM) -> None:
@@ -46,10 +75,7 @@ def test_a_missing_file_is_refused(artifact: Path) -> None:
 
 
 def test_another_library_version_is_refused(artifact: Path) -> None:
-    meta_path = artifact / "metadata.json"
-    meta = json.loads(meta_path.read_text())
-    meta["libraries"]["lightgbm"] = "1.0.0"
-    meta_path.write_text(json.dumps(meta))
+    rewrite_metadata(artifact, lambda meta: meta["libraries"].update(lightgbm="1.0.0"))
     with pytest.raises(ArtifactError, match="written with lightgbm 1.0.0"):
         load_artifact(artifact)
 
@@ -71,9 +97,111 @@ def test_a_failed_write_leaves_the_old_artifact_whole(artifact: Path, trained: T
 
 def test_an_artifact_of_another_format_is_refused(artifact: Path) -> None:
     # Format 2 pickled feature specs without level pairs; this code reads their win rates too.
-    meta_path = artifact / "metadata.json"
-    meta = json.loads(meta_path.read_text())
-    meta["format"] = 2
-    meta_path.write_text(json.dumps(meta))
+    rewrite_metadata(artifact, lambda meta: meta.update(format=2))
     with pytest.raises(ArtifactError, match=f"has format 2, this dealscore reads format {ARTIFACT_FORMAT}; retrain"):
         load_artifact(artifact)
+
+
+# -- metadata.json is covered by a checksum of its own, and is strict JSON ----------------------------
+
+
+@pytest.mark.parametrize(("key", "value"), [("grade_cutoffs", {"a_min_expected_value": 1.0}),
+                                            ("trained_at", "2020-01-01T00:00:00")])
+def test_an_edited_metadata_json_is_refused(artifact: Path, key: str, value: object) -> None:
+    meta_path = artifact / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    if isinstance(value, dict):
+        meta[key].update(value)
+    else:
+        meta[key] = value
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    with pytest.raises(ArtifactError, match="file metadata.json does not match its checksum"):
+        load_artifact(artifact)
+
+
+def test_metadata_json_reformatted_but_unchanged_still_loads(artifact: Path) -> None:
+    # The checksum covers the content, not the bytes: the same metadata written otherwise is still it.
+    meta_path = artifact / "metadata.json"
+    meta_path.write_text(json.dumps(json.loads(meta_path.read_text()), separators=(",", ":")))
+    load_artifact(artifact)
+
+
+def test_an_artifact_written_before_the_metadata_checksum_still_loads(artifact: Path) -> None:
+    # Older dealscore wrote no metadata checksum and a one-class holdout's AUC as the bare token NaN.
+    meta_path = artifact / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    del meta[METADATA_CHECKSUM]
+    meta["metrics"]["model"]["auc"] = float("nan")
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    _, loaded = load_artifact(artifact)
+    assert METADATA_CHECKSUM not in loaded and loaded["metrics"]["model"]["auc"] is None
+
+
+def test_nan_metrics_are_written_as_null_in_strict_json(tmp_path: Path, trained: TrainingResult) -> None:
+    metrics = {"model": {"auc": float("nan"), "top_decile_lift": float("inf"), "brier": 0.2}}
+    target = save_artifact(trained.model, tmp_path / "model", {**trained.metadata, "metrics": metrics})
+    written = json.loads((target / "metadata.json").read_text(), parse_constant=refuse_nan)
+    assert written["metrics"]["model"] == {"auc": None, "top_decile_lift": None, "brier": 0.2}
+    _, loaded = load_artifact(target)
+    assert loaded["metrics"]["model"]["auc"] is None
+
+
+# -- where an artifact may be written: new, empty or an earlier artifact; nothing else is touched ------
+
+
+def test_a_directory_with_other_files_is_refused_and_left_untouched(tmp_path: Path,
+                                                                     trained: TrainingResult) -> None:
+    project = tmp_path / "proj"
+    (project / "sub").mkdir(parents=True)
+    (project / "notes.txt").write_text("data")
+    (project / "sub" / "more.txt").write_text("more")
+    before = snapshot(tmp_path)
+    with pytest.raises(ArtifactError, match=re.escape(str(project)) + r".*holds notes.txt, sub/ and no model "
+                                                                       "artifact"):
+        save_artifact(trained.model, project, trained.metadata)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_directory_with_someone_elses_metadata_json_is_refused(tmp_path: Path, trained: TrainingResult) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "metadata.json").write_text('{"name": "my project"}')
+    before = snapshot(tmp_path)
+    with pytest.raises(ArtifactError, match="holds metadata.json and no model artifact"):
+        save_artifact(trained.model, project, trained.metadata)
+    assert snapshot(tmp_path) == before
+
+
+def test_an_artifact_with_other_files_beside_it_is_refused(artifact: Path, trained: TrainingResult) -> None:
+    (artifact / "notes.txt").write_text("mine")
+    before = snapshot(artifact.parent)
+    with pytest.raises(ArtifactError, match="holds a model artifact and also notes.txt; writing the model there "
+                                            "would delete them, so nothing was changed"):
+        save_artifact(trained.model, artifact, trained.metadata)
+    assert snapshot(artifact.parent) == before
+
+
+def test_an_existing_file_is_refused_and_left_untouched(tmp_path: Path, trained: TrainingResult) -> None:
+    target = tmp_path / "model"
+    target.write_text("not a directory")
+    before = snapshot(tmp_path)
+    with pytest.raises(ArtifactError, match=re.escape(str(target)) + ".*got an existing file; nothing was changed"):
+        save_artifact(trained.model, target, trained.metadata)
+    assert snapshot(tmp_path) == before
+
+
+def test_an_empty_directory_takes_the_artifact(tmp_path: Path, trained: TrainingResult) -> None:
+    target = tmp_path / "model"
+    target.mkdir()
+    save_artifact(trained.model, target, trained.metadata)
+    load_artifact(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_an_earlier_artifact_is_replaced_whole(artifact: Path, trained: TrainingResult) -> None:
+    # Retraining into the same --out is normal: the old artifact's files go, the new one's come.
+    save_artifact(trained.model, artifact, trained.metadata, {"report.html": b"<html></html>"})
+    _, meta = load_artifact(artifact)
+    assert set(meta["checksums"]) == {MODEL_FILE, "report.html"}
+    assert sorted(p.name for p in artifact.iterdir()) == ["metadata.json", MODEL_FILE, "report.html"]
+    assert [p.name for p in artifact.parent.iterdir()] == [artifact.name]

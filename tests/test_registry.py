@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from registry_helpers import add, as_version, fresh_copy, tamper, two_versions
 
-from model.artifact import MODEL_FILE, save_artifact
+from model.artifact import METADATA_CHECKSUM, MODEL_FILE, metadata_checksum, save_artifact
 from model.errors import ArtifactError, DealscoreError, NotFound, NotReady
 from model.features import attach_clients, frame_columns
 from model.registry import LiveModelWatcher, Registry, RegistryLocked, live_stack, warm_up
@@ -148,6 +148,7 @@ def test_load_live_refuses_a_damaged_artifact_naming_the_problem(registry: Regis
     elif damage == "library version":
         meta = json.loads((live / "metadata.json").read_text())
         meta["libraries"]["lightgbm"] = "1.0.0"
+        meta[METADATA_CHECKSUM] = metadata_checksum(meta)  # re-sealed: only the library version is wrong
         (live / "metadata.json").write_text(json.dumps(meta))
         expected = "written with lightgbm 1.0.0"
     else:

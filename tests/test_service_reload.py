@@ -27,7 +27,7 @@ from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
 )
 
 from bench.reload_bench import figures, measure, reloaded_at, table
-from model.artifact import MODEL_FILE
+from model.artifact import METADATA_CHECKSUM, MODEL_FILE, metadata_checksum
 from model.registry import Registry
 from service import Settings, create_app
 from training.fit import TrainingResult
@@ -150,6 +150,7 @@ def test_a_damaged_version_is_refused_and_the_old_one_keeps_serving(registry: Re
         else:
             meta = json.loads((folder / "metadata.json").read_text())
             meta["libraries"]["lightgbm"] = "1.0.0"
+            meta[METADATA_CHECKSUM] = metadata_checksum(meta)  # re-sealed: only the library version is wrong
             (folder / "metadata.json").write_text(json.dumps(meta))
             expected = "written with lightgbm 1.0.0"
         answer = client.post("/v1/admin/reload").json()

@@ -13,11 +13,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dealscore.arguments import as_of_day, at_least_one, at_least_zero, refused_options
 from dealscore.feedback_commands import add_feedback_commands
-from dealscore.registry_commands import PARALLEL_FITS_HELP, add_registry_commands, at_least_one, grade_summary
-from model.errors import DealscoreError
+from dealscore.outputs import check_output_file
+from dealscore.registry_commands import PARALLEL_FITS_HELP, add_registry_commands, grade_summary
+from model.errors import ArtifactError, DealscoreError
+
+if TYPE_CHECKING:  # imported lazily at run time, so `dealscore --help` stays fast
+    from service.settings import Settings
 
 EXIT_INPUT = 2  # the input or the artifact is wrong; the message says what to fix
 EXIT_FAILURE = 1  # an unexpected failure
@@ -50,11 +55,12 @@ def _training_config(args: argparse.Namespace) -> object:
     from model.features import FeatureConfig
     from training.fit import TrainConfig
 
-    features = FeatureConfig(include_manager=args.include_manager, exclude=tuple(args.exclude or ()),
-                             lost_window_days=args.lost_window_days)
-    return TrainConfig(holdout_share=args.holdout_share, features=features, keep_columns=tuple(args.keep or ()),
-                       d_floor_per_hour=args.d_floor_per_hour, threads=args.threads,
-                       parallel_fits=args.parallel_fits)
+    with refused_options():
+        features = FeatureConfig(include_manager=args.include_manager, exclude=tuple(args.exclude or ()),
+                                 lost_window_days=args.lost_window_days)
+        return TrainConfig(holdout_share=args.holdout_share, features=features, keep_columns=tuple(args.keep or ()),
+                           d_floor_per_hour=args.d_floor_per_hour, threads=args.threads,
+                           parallel_fits=args.parallel_fits)
 
 
 def train_artifact(deals: str, clients: str | None, holdings: str | None, mapping: str | None, out: str,
@@ -79,7 +85,8 @@ def _summary_table(artifact: Path) -> str:
     lines = [f"model {meta['version']} ({meta['engine']}{', small-data mode' if meta['small_data'] else ''})",
              f"{'':<22}{'AUC':>8}{'Brier':>8}{'ECE':>8}{'lift@10%':>10}"]
     for name, m in meta["metrics"].items():
-        lines.append(f"{name:<22}{m['auc']:>8.3f}{m['brier']:>8.3f}{m['ece']:>8.3f}{m['top_decile_lift']:>10.2f}")
+        lines.append(f"{name:<22}{_metric(m['auc'], 8, 3)}{_metric(m['brier'], 8, 3)}{_metric(m['ece'], 8, 3)}"
+                     f"{_metric(m['top_decile_lift'], 10, 2)}")
     lines.append(grade_summary(meta))
     for leak in meta["leaks"]:
         verdict = "to review" if leak.get("review_only") else "kept" if leak["kept"] else "excluded"
@@ -88,7 +95,15 @@ def _summary_table(artifact: Path) -> str:
     return "\n".join(lines)
 
 
+def _metric(value: float | None, width: int, places: int) -> str:
+    # null in metadata.json (strict JSON) where a metric could not be computed, e.g. a one-class holdout
+    return f"{'n/a':>{width}}" if value is None or value != value else f"{value:>{width}.{places}f}"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from model.artifact import check_target
+
+    check_target(args.out)  # before the fit: a refused --out must not cost a whole training first
     artifact = train_artifact(args.deals, args.clients, args.holdings, args.mapping, args.out,
                               _training_config(args))
     print(_summary_table(artifact))  # noqa: T201 (the summary is the command's output)
@@ -98,25 +113,33 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from dealscore.offline import score_file
 
+    created = check_output_file(args.out)
     written = score_file(args.model, args.deals, args.clients, args.holdings, args.mapping, args.out)
-    _say(f"scored {written:,} deals into {args.out}")
+    _say(f"scored {written:,} deals into {args.out}{_created_note(created)}")
     return 0
 
 
 def cmd_gaps(args: argparse.Namespace) -> int:
     from dealscore.offline import gaps_file
 
+    created = check_output_file(args.out)
     written = gaps_file(args.model, args.clients, args.holdings, args.mapping, args.out, top_k=args.top)
-    _say(f"wrote {written:,} gap rows into {args.out}")
+    _say(f"wrote {written:,} gap rows into {args.out}{_created_note(created)}")
     return 0
 
 
 def cmd_clients(args: argparse.Namespace) -> int:
     from dealscore.offline import clients_file
 
+    created = check_output_file(args.out)
     written = clients_file(args.deals, args.clients, args.mapping, args.out, as_of=args.as_of, model_dir=args.model)
-    _say(f"wrote analytics of {written:,} clients into {args.out}")
+    _say(f"wrote analytics of {written:,} clients into {args.out}{_created_note(created)}")
     return 0
+
+
+def _created_note(folder: Path | None) -> str:
+    # A mistyped folder in --out is created, not refused: saying so lets the user notice the typo.
+    return f" (created the folder {folder})" if folder is not None else ""
 
 
 def demo_model_dir() -> Path:
@@ -144,25 +167,76 @@ def ensure_demo_model(progress: Callable[[str], None]) -> Path:
     return target
 
 
+# The serve options and the settings they set; any other setting comes from its DEALSCORE_* variable.
+SERVE_OPTIONS = {"host": "--host", "port": "--port", "model_dir": "--model", "registry_dir": "--registry"}
+# pydantic's bound checks say "Input should be greater than 0"; "expected a number greater than 0" reads better.
+_BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from service.main import serve
-    from service.settings import Settings
 
-    overrides: dict[str, Any] = {}
-    if args.host:
-        overrides["host"] = args.host
-    if args.port:
-        overrides["port"] = args.port
-    if args.model:
-        overrides["model_dir"] = args.model
-    if args.registry:
-        overrides["registry_dir"] = args.registry
-    settings = Settings(**overrides)
-    if settings.model_dir is None and getattr(settings, "registry_dir", None) is None:
-        settings = Settings(**{**overrides, "model_dir": str(ensure_demo_model(_progress()))})
+    overrides = _serve_overrides(args)
+    settings = serve_settings(overrides)
+    check_named_model(args.model)  # even beside a registry, which takes precedence: a wrong name is a typo
+    if settings.model_dir is None and settings.registry_dir is None:
+        settings = serve_settings({**overrides, "model_dir": str(ensure_demo_model(_progress()))})
     _say(try_it_line(settings.host, settings.port))
     serve(settings)
     return 0
+
+
+def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    given = {"host": args.host, "port": args.port, "model_dir": args.model, "registry_dir": args.registry}
+    for name in ("host", "model_dir", "registry_dir"):
+        # An empty text here is an unset shell variable ("--model $MODEL"). The settings would read an empty
+        # folder as "not set" and serve the demo model, and an empty host would listen on every interface.
+        if given[name] is not None and not given[name].strip():
+            expected = "an address to listen on" if name == "host" else "a folder"
+            raise DealscoreError(f"{SERVE_OPTIONS[name]}: expected {expected}, got an empty text")
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def serve_settings(overrides: dict[str, Any]) -> Settings:
+    """The service's Settings from the serve options and the DEALSCORE_* variables; a value they refuse is
+    one line naming the option, or the variable, it came from."""
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [_setting_problem(error, overrides) for error in exc.errors()]
+        raise DealscoreError("; ".join(problems)) from None
+
+
+def _setting_problem(error: Any, overrides: dict[str, Any]) -> str:
+    name = str(error["loc"][0]) if error["loc"] else "settings"
+    source = SERVE_OPTIONS[name] if name in overrides else f"DEALSCORE_{name.upper()}"
+    expected = str(error["msg"]).removeprefix("Input should be ")
+    if error["type"] in _BOUND_ERRORS:
+        expected = f"a number {expected}"
+    return f"{source}: expected {expected}, got {error['input']!r}"
+
+
+def check_named_model(model: str | None) -> None:
+    """A model folder named on the command line must be an artifact now. The service itself would start,
+    stay not ready and only log why, which suits a registry awaiting its first publish, not a typo."""
+    from model.artifact import verify_artifact
+
+    if model is None:
+        return
+    folder = Path(model)
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise DealscoreError(f"--model: expected a model artifact folder (dealscore train --out), got {model}, "
+                             f"which {what}")
+    try:
+        verify_artifact(folder)
+    except ArtifactError as exc:
+        raise DealscoreError(f"--model: expected a model artifact folder (dealscore train --out), got {model}: "
+                             f"{exc.message}") from None
 
 
 def try_it_line(host: str, port: int) -> str:
@@ -173,14 +247,17 @@ def try_it_line(host: str, port: int) -> str:
             f"  curl -s http://{host}:{port}/v1/score -H 'content-type: application/json' -d '{deal}'")
 
 
+OUT_HELP = "CSV file to write (replaced if it exists; missing folders on the way are created)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dealscore", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo-data", help="write a synthetic CRM with its ground truth")
     demo.add_argument("--out", required=True)
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--deals", type=int, default=20_000)
+    demo.add_argument("--seed", type=at_least_zero, default=7)
+    demo.add_argument("--deals", type=at_least_one, default=20_000)
     demo.set_defaults(run=cmd_demo_data)
 
     def data_options(p: argparse.ArgumentParser, deals_required: bool = True) -> None:
@@ -206,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="score a file of deals offline")
     score.add_argument("--model", required=True)
     data_options(score)
-    score.add_argument("--out", required=True)
+    score.add_argument("--out", required=True, help=OUT_HELP)
     score.set_defaults(run=cmd_score)
 
     gaps = commands.add_parser("gaps", help="every client's cross-sell gap list")
@@ -214,20 +291,21 @@ def build_parser() -> argparse.ArgumentParser:
     gaps.add_argument("--clients", required=True)
     gaps.add_argument("--holdings", required=True)
     gaps.add_argument("--mapping")
-    gaps.add_argument("--top", type=int, default=5)
-    gaps.add_argument("--out", required=True)
+    gaps.add_argument("--top", type=at_least_one, default=5, help="gaps listed per client")
+    gaps.add_argument("--out", required=True, help=OUT_HELP)
     gaps.set_defaults(run=cmd_gaps)
 
     clients = commands.add_parser("clients", help="client analytics: status, RFM, ABC, XYZ, golden clients")
     data_options(clients)
-    clients.add_argument("--as-of", default=None, help="ISO date; default: the latest deal date")
+    clients.add_argument("--as-of", type=as_of_day, default=None,
+                         help="ISO date, at most today; default: the latest deal date")
     clients.add_argument("--model", default=None, help="artifact with ideal profiles, for potential income")
-    clients.add_argument("--out", required=True)
+    clients.add_argument("--out", required=True, help=OUT_HELP)
     clients.set_defaults(run=cmd_clients)
 
     serve = commands.add_parser("serve", help="run the HTTP service (trains the demo model when none is given)")
-    serve.add_argument("--model")
-    serve.add_argument("--registry")
+    serve.add_argument("--model", help="artifact folder to serve (checked before the service starts)")
+    serve.add_argument("--registry", help="registry folder; the service serves its live version once there is one")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(run=cmd_serve)

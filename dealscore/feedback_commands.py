@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Any
 
+from dealscore.arguments import at_least_zero
 from model.errors import DealscoreError, NotFound
 
 
@@ -101,7 +102,7 @@ def add_feedback_commands(commands: Any) -> None:
     database_option(quality)
     quality.add_argument("--version", default="live",
                          help="model version; 'live' (default): the version that scored most recently")
-    quality.add_argument("--top", type=int, default=10, help="strongest disagreements listed")
+    quality.add_argument("--top", type=at_least_zero, default=10, help="strongest disagreements listed (0: none)")
     quality.add_argument("--json", action="store_true", help="the report as JSON instead of a table")
     quality.set_defaults(run=cmd_quality)
 

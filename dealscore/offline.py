@@ -85,16 +85,15 @@ def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, 
     return len(table)
 
 
-def clients_file(deals: str, clients: str | None, mapping: str | None, out: str, as_of: str | None = None,
+def clients_file(deals: str, clients: str | None, mapping: str | None, out: str, as_of: date | None = None,
                  model_dir: str | None = None) -> int:
     from model.client_analytics import client_analytics
 
     model = load_artifact(model_dir)[0] if model_dir else None
     kinds = profile_kinds(model) if model is not None else None
     dataset = load_dataset(deals, clients, None, mapping, for_training=True, kinds=kinds)
-    as_of_date = date.fromisoformat(as_of) if as_of else None
     profiles = model.profiles if model is not None else None
-    table = client_analytics(dataset.deals, dataset.clients, as_of=as_of_date, profiles=profiles)
+    table = client_analytics(dataset.deals, dataset.clients, as_of=as_of, profiles=profiles)
     write_csv_atomically(table, out)
     return len(table)
 

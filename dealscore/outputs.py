@@ -1,23 +1,80 @@
-"""Atomic output files: written beside the target, then renamed, so a failure leaves no half file."""
+"""Atomic output files: written beside the target, then renamed, so a failure leaves no half file.
+
+The file is created as open() would create it (mode 0666 less the process umask), so whoever may read a
+file this user writes (a CRM import job running as another user) may read the output. Folders missing on
+the way to it are created, as `dealscore train --out` does for its artifact.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import pandas as pd
 
+from model.errors import DealscoreError
 
-def write_csv_atomically(frame: pd.DataFrame, path: str | Path) -> Path:
+OUT_OPTION = "--out"  # the option that names the output file in every command that writes one
+
+
+def check_output_file(path: str | Path, option: str = OUT_OPTION) -> Path | None:
+    """Refuse, before any work, a path that cannot become the output file; return the first folder that
+    writing it will create (None: its folder exists).
+
+    Checked up front so that an hour of scoring does not end in a failed rename; write_csv_atomically
+    still reports what changes in between.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise DealscoreError(f"{option}: expected a file to write, got the folder {path}")
+    folder, first_missing = target.parent, None  # relative parents end in ".", which exists
+    while not folder.exists():
+        folder, first_missing = folder.parent, folder
+    if not folder.is_dir():
+        raise DealscoreError(f"{option}: expected a file in a folder, got {path}, but {folder} is a file")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DealscoreError(f"{option}: expected a file in a folder you may write to, got {path}, "
+                             f"but {folder} is not writable")
+    return first_missing
+
+
+def write_csv_atomically(frame: pd.DataFrame, path: str | Path, option: str = OUT_OPTION) -> Path:
     target = Path(path).resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = _new_file_beside(target)
+    except OSError as exc:
+        raise _unwritable(option, path, exc) from None
     try:
         with os.fdopen(handle, "w", newline="") as stream:
             frame.to_csv(stream, index=False)
         os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as exc:
+        temporary.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _unwritable(option, path, exc) from None
         raise
     return target
+
+
+def _new_file_beside(target: Path) -> tuple[int, Path]:
+    """A new empty file next to `target`, open for writing, with the mode open() would give it.
+
+    Not tempfile.mkstemp: its files are 0600 whatever the umask, and the rename would hand that mode on to
+    the output. O_EXCL keeps the name ours alone, as mkstemp does.
+    """
+    for _ in range(100):
+        candidate = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {target}")
+
+
+def _unwritable(option: str, path: str | Path, exc: OSError) -> DealscoreError:
+    if isinstance(exc, IsADirectoryError) and Path(path).is_dir():
+        return DealscoreError(f"{option}: expected a file to write, got the folder {path}")
+    return DealscoreError(f"{option}: expected a file that can be written, got {path} "
+                          f"({exc.strerror or type(exc).__name__})")

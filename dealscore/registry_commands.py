@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dealscore.arguments import at_least_one, refused_options
 from model.errors import DealscoreError, NotFound
 
 if TYPE_CHECKING:  # imported lazily at run time, so `dealscore --help` stays fast
@@ -44,17 +45,6 @@ def grade_summary(meta: Mapping[str, Any]) -> str:
              f"{value['value_model_needs_won_deals']})" if value and not value["value_model"] else "")
     return (f"grades: no reference deal has an expected value above 0{facts}, so every deal scored without an "
             f"amount is C{below}; map an amount column to grade deals by value")
-
-
-def at_least_one(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
 
 
 def _out(text: str = "") -> None:
@@ -133,20 +123,22 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from training.retrain import RetrainConfig, retrain
 
     registry = _registry(args, must_exist=False)
+    # Validation comes first: bad options, then bad data, end here (exit 2) before any training, with the
+    # registry untouched.
+    with refused_options():
+        features = FeatureConfig(include_manager=args.include_manager, exclude=tuple(args.exclude or ()),
+                                 lost_window_days=args.lost_window_days)
+        train_config = TrainConfig(holdout_share=args.holdout_share, features=features,
+                                   keep_columns=tuple(args.keep or ()), d_floor_per_hour=args.d_floor_per_hour)
+        if args.threads is not None:
+            train_config = dataclasses.replace(train_config, threads=args.threads)
+        if args.parallel_fits is not None:
+            train_config = dataclasses.replace(train_config, parallel_fits=args.parallel_fits)
+        gate = RetrainConfig(auc_tolerance=args.auc_tolerance, ece_limit=args.ece_limit, ece_margin=args.ece_margin,
+                             min_comparison_deals=args.min_comparison_deals, keep_last=args.keep_last)
     say = _progress()
     say("reading and validating the data")
-    # Validation comes first: bad data ends here (exit 2) before any training, with the registry untouched.
     dataset = load_dataset(args.deals, args.clients, args.holdings, args.mapping, for_training=True)
-    features = FeatureConfig(include_manager=args.include_manager, exclude=tuple(args.exclude or ()),
-                             lost_window_days=args.lost_window_days)
-    train_config = TrainConfig(holdout_share=args.holdout_share, features=features,
-                               keep_columns=tuple(args.keep or ()), d_floor_per_hour=args.d_floor_per_hour)
-    if args.threads is not None:
-        train_config = dataclasses.replace(train_config, threads=args.threads)
-    if args.parallel_fits is not None:
-        train_config = dataclasses.replace(train_config, parallel_fits=args.parallel_fits)
-    gate = RetrainConfig(auc_tolerance=args.auc_tolerance, ece_limit=args.ece_limit, ece_margin=args.ece_margin,
-                         min_comparison_deals=args.min_comparison_deals, keep_last=args.keep_last)
     outcome = retrain(registry, dataset, train_config, gate, force=args.force, progress=say, note=args.note or "")
     _out(retrain_summary(outcome.report, outcome.version, outcome.live_before))
     _out(f"report: {outcome.report_path}")
@@ -206,7 +198,8 @@ def retrain_summary(report: Mapping[str, Any], version: str, live: str | None) -
 def _metrics_of(meta: Mapping[str, Any]) -> Mapping[str, Any]:
     metrics = meta.get("metrics")
     model = metrics.get("model") if isinstance(metrics, Mapping) else None
-    return model if isinstance(model, Mapping) else {}
+    # A metric that could not be computed is null in metadata.json (strict JSON): shown as "n/a", like NaN.
+    return {k: float("nan") if v is None else v for k, v in model.items()} if isinstance(model, Mapping) else {}
 
 
 def version_status(registry: Registry, version: str) -> str:
@@ -374,7 +367,9 @@ def _history_table(events: Sequence[Event]) -> str:
 
 def cmd_models_history(args: argparse.Namespace) -> int:
     registry = _registry(args)
-    events = registry.history()[-args.last:] if args.last else registry.history()
+    events = registry.history()
+    if args.last is not None:
+        events = events[-args.last:]
     _out(_history_table(events) if events else "no history yet")
     return 0
 
@@ -418,9 +413,9 @@ def add_registry_commands(commands: Any) -> None:
     gate.add_argument("--auc-tolerance", type=float, default=0.01, help="candidate AUC >= live AUC - this")
     gate.add_argument("--ece-limit", type=float, default=0.03, help="candidate calibration error ceiling")
     gate.add_argument("--ece-margin", type=float, default=0.005, help="... or at most live ECE + this")
-    gate.add_argument("--min-comparison-deals", type=int, default=200,
+    gate.add_argument("--min-comparison-deals", type=at_least_one, default=200,
                       help="closed deals after the live model's data needed to compare on them")
-    gate.add_argument("--keep-last", type=int, default=12, help="versions kept (live and previous always)")
+    gate.add_argument("--keep-last", type=at_least_one, default=12, help="versions kept (live and previous always)")
     training = retrain.add_argument_group("training (as for `dealscore train`)")
     training.add_argument("--holdout-share", type=float, default=0.2)
     training.add_argument("--include-manager", action="store_true", help="use the deal owner as a feature")
@@ -453,14 +448,14 @@ def add_registry_commands(commands: Any) -> None:
     rollback.add_argument("--reason")
     rollback.set_defaults(run=cmd_models_rollback)
     history = actions.add_parser("history", help="publishes, rollbacks, refusals and prunes")
-    history.add_argument("--last", type=int, default=0, help="only the last N events")
+    history.add_argument("--last", type=at_least_one, default=None, help="only the last N events (default: all)")
     history.set_defaults(run=cmd_models_history)
     add = actions.add_parser("add", help="store an artifact directory from `dealscore train --out` (not live)")
     add.add_argument("artifact")
     add.add_argument("--reason")
     add.set_defaults(run=cmd_models_add)
     prune = actions.add_parser("prune", help="drop old versions (never the live or the previous one)")
-    prune.add_argument("--keep-last", type=int, required=True)
+    prune.add_argument("--keep-last", type=at_least_one, required=True)
     prune.set_defaults(run=cmd_models_prune)
     for sub in (listing, show, diff, publish, rollback, history, add, prune):
         _registry_option(sub)

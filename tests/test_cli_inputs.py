@@ -1,0 +1,297 @@
+"""What a user gets wrong on the command line ends in exit 2 with one line naming the option, what it
+expects and what came, before any work is done; and the files the offline commands write are readable as
+any file this user writes (a CRM import job running as another user reads them)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from registry_helpers import two_versions
+from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
+    fixture_service_artifact,
+    fixture_service_crm,
+    fixture_service_dataset,
+    fixture_service_training,
+)
+
+import service.main
+from dealscore import cli
+from dealscore.outputs import write_csv_atomically
+from model.errors import DealscoreError
+from model.registry import Registry
+from service.settings import Settings
+from training.fit import TrainConfig, TrainingResult
+from training.synthetic_crm import SyntheticCRM, write
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`dealscore ARGV`: the exit status and stderr, whether argparse or the command refused the input."""
+    try:
+        code = cli.main(argv)
+    except SystemExit as refused:  # argparse refuses a wrong option value before the command runs
+        code = int(refused.code or 0)
+    return code, capsys.readouterr().err
+
+
+def refusal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The line argparse refuses ARGV with (after its usage lines); the test fails if it accepts it."""
+    with pytest.raises(SystemExit) as refused:
+        cli.build_parser().parse_args(argv)
+    assert refused.value.code == 2
+    return capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def crm_files(service_crm: SyntheticCRM, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("crm")
+    write(service_crm, folder)
+    return folder
+
+
+def offline_command(command: str, crm_files: Path, model: Path, out: Path) -> list[str]:
+    """The arguments of `dealscore score|gaps|clients` over the session's CRM, writing to `out`."""
+    deals, clients, holdings = (str(crm_files / f"{t}.csv") for t in ("deals", "clients", "holdings"))
+    if command == "score":
+        return ["score", "--model", str(model), "--deals", deals, "--clients", clients, "--out", str(out)]
+    if command == "gaps":
+        return ["gaps", "--model", str(model), "--clients", clients, "--holdings", holdings, "--out", str(out)]
+    return ["clients", "--deals", deals, "--clients", clients, "--out", str(out)]
+
+
+# -- --as-of ------------------------------------------------------------------------------------------------
+
+
+def test_an_as_of_day_not_in_iso_form_is_refused(crm_files: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(["clients", "--deals", str(crm_files / "deals.csv"), "--as-of", "01/01/2023",
+                     "--out", str(tmp_path / "clients.csv")], capsys)
+    assert code == 2
+    assert err.splitlines()[-1] == ("dealscore clients: error: argument --as-of: expected an ISO date like "
+                                    "2024-03-31, got '01/01/2023'")
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_as_of_day_after_today_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """Deals may not be dated after today (the data validation refuses them), so a later as-of day is a typo
+    that would make every client look lapsed."""
+    tomorrow = date.today() + timedelta(days=1)
+    line = refusal(["clients", "--deals", "d.csv", "--out", "o.csv", "--as-of", tomorrow.isoformat()], capsys)
+    assert line.endswith(f"argument --as-of: expected a date from 1970-01-01 to today ({date.today():%Y-%m-%d}), "
+                         f"got {tomorrow:%Y-%m-%d}")
+    assert cli.build_parser().parse_args(["clients", "--deals", "d", "--out", "o", "--as-of",
+                                          date.today().isoformat()]).as_of == date.today()
+
+
+def test_an_as_of_day_sets_the_analytics_day(crm_files: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "clients.csv"
+    code, _ = run(["clients", "--deals", str(crm_files / "deals.csv"), "--as-of", "2025-06-30", "--out", str(out)],
+                  capsys)
+    assert code == 0
+    last_won = pd.to_datetime(pd.read_csv(out)["last_won_at"])
+    assert last_won.max() <= pd.Timestamp("2025-06-30")
+
+
+# -- --out ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["score", "gaps", "clients"])
+def test_an_existing_folder_as_out_is_refused_before_any_work(
+        command: str, crm_files: Path, service_artifact: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    code, err = run(offline_command(command, crm_files, service_artifact, folder), capsys)
+    assert code == 2
+    assert err == f"dealscore {command}: --out: expected a file to write, got the folder {folder}\n"
+    assert sorted(tmp_path.rglob("*")) == [folder]  # no temporary file left beside it
+
+
+def test_a_folder_that_appears_at_out_while_the_job_runs_is_named(tmp_path: Path) -> None:
+    """The check before the work cannot see what happens during it; the write names --out too."""
+    with pytest.raises(DealscoreError, match="^--out: expected a file to write, got the folder "):
+        write_csv_atomically(pd.DataFrame({"a": [1]}), tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_out_under_a_file_is_refused(crm_files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "report.csv"
+    blocker.write_text("not a folder")
+    out = blocker / "clients.csv"
+    code, err = run(offline_command("clients", crm_files, Path("unused"), out), capsys)
+    assert code == 2
+    assert err == f"dealscore clients: --out: expected a file in a folder, got {out}, but {blocker} is a file\n"
+
+
+def test_missing_folders_of_out_are_created_and_said(crm_files: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "exports" / "june" / "clients.csv"
+    code, err = run(offline_command("clients", crm_files, Path("unused"), out), capsys)
+    assert code == 0 and out.is_file()
+    assert err.endswith(f"into {out} (created the folder {tmp_path / 'exports'})\n")
+
+
+# -- output file modes ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def umask_027() -> Iterator[None]:
+    previous = os.umask(0o027)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@pytest.mark.parametrize("command", ["score", "gaps", "clients"])
+@pytest.mark.usefixtures("umask_027")
+def test_outputs_get_the_mode_the_umask_gives(command: str, crm_files: Path, service_artifact: Path,
+                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / f"{command}.csv"
+    out.write_text("an older export, private")
+    out.chmod(0o600)
+    code, _ = run(offline_command(command, crm_files, service_artifact, out), capsys)
+    assert code == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640  # 0666 less the umask, as open() would make it
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_an_output_under_umask_022_is_readable_by_all(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        written = write_csv_atomically(pd.DataFrame({"deal_id": ["D1"]}), tmp_path / "scores.csv")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(written.stat().st_mode) == 0o644
+
+
+# -- whole-number options -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("argv", "option", "expected"), [
+    (["models", "history", "--registry", "r", "--last", "0"], "--last", "at least 1, got 0"),
+    (["models", "history", "--registry", "r", "--last", "-1"], "--last", "at least 1, got -1"),
+    (["models", "prune", "--registry", "r", "--keep-last", "0"], "--keep-last", "at least 1, got 0"),
+    (["retrain", "--registry", "r", "--deals", "d.csv", "--keep-last", "0"], "--keep-last", "at least 1, got 0"),
+    (["retrain", "--registry", "r", "--deals", "d.csv", "--min-comparison-deals", "-5"], "--min-comparison-deals",
+     "at least 1, got -5"),
+    (["gaps", "--model", "m", "--clients", "c", "--holdings", "h", "--out", "o", "--top", "0"], "--top",
+     "at least 1, got 0"),
+    (["demo-data", "--out", "o", "--deals", "0"], "--deals", "at least 1, got 0"),
+    (["demo-data", "--out", "o", "--seed", "-1"], "--seed", "at least 0, got -1"),
+    (["quality", "--top", "-1"], "--top", "at least 0, got -1"),
+    (["models", "history", "--registry", "r", "--last", "two"], "--last", "a whole number, got 'two'"),
+])
+def test_whole_numbers_below_their_minimum_are_refused(argv: list[str], option: str, expected: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert refusal(argv, capsys).endswith(f"error: argument {option}: expected {expected}")
+
+
+def test_history_last_shows_the_latest_events(service_training: TrainingResult, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    root = two_versions(tmp_path / "registry", service_training)
+    Registry(root).publish("v2", "second model")
+    assert cli.main(["models", "history", "--registry", str(root), "--last", "1"]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]  # below the header and its rule
+    assert len(rows) == 1 and "second model" in rows[0]
+
+
+def test_a_training_option_the_training_code_refuses_is_bad_input(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """--holdout-share and the like are checked by the training settings themselves (a ValueError): exit 2
+    with their message under the option's name, before any data is read."""
+
+    def refuse(config: TrainConfig) -> None:
+        raise ValueError(f"holdout_share must be above 0 and below 1, got {config.holdout_share}")
+
+    monkeypatch.setattr(TrainConfig, "__post_init__", refuse)
+    missing = str(tmp_path / "no-such-deals.csv")
+    for argv in (["train", "--deals", missing, "--out", str(tmp_path / "model"), "--holdout-share", "5"],
+                 ["retrain", "--registry", str(tmp_path / "registry"), "--deals", missing, "--holdout-share", "5"]):
+        code, err = run(argv, capsys)
+        assert code == 2
+        assert err == (f"dealscore {argv[0]}: --holdout-share: holdout_share must be above 0 and below 1, "
+                       "got 5.0\n")
+    assert not list(tmp_path.iterdir())
+
+
+# -- serve ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """The settings `dealscore serve` would start the service with; no server, no demo model training."""
+    calls: list[Settings] = []
+    monkeypatch.setattr(service.main, "serve", calls.append)
+
+    def no_demo_model(progress: Any) -> Path:
+        raise AssertionError("dealscore serve set out to train the demo model")
+
+    monkeypatch.setattr(cli, "ensure_demo_model", no_demo_model)
+    for name in [n for n in os.environ if n.startswith("DEALSCORE_")]:
+        monkeypatch.delenv(name)
+    return calls
+
+
+@pytest.mark.parametrize(("port", "expected"), [("99999", "a number less than or equal to 65535, got 99999"),
+                                                ("0", "a number greater than or equal to 1, got 0")])
+def test_a_port_out_of_range_is_one_line(port: str, expected: str, served: list[Settings], service_artifact: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(["serve", "--model", str(service_artifact), "--port", port], capsys)
+    assert code == 2 and not served
+    assert err == f"dealscore serve: --port: expected {expected}\n"
+
+
+def test_a_setting_from_the_environment_is_named_by_its_variable(served: list[Settings], service_artifact: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DEALSCORE_WORKERS", "0")
+    code, err = run(["serve", "--model", str(service_artifact)], capsys)
+    assert code == 2 and not served
+    assert err == "dealscore serve: DEALSCORE_WORKERS: expected a number greater than or equal to 1, got '0'\n"
+
+
+@pytest.mark.parametrize("named", ["missing", "empty folder", "file", "empty text"])
+def test_a_model_named_on_the_command_line_must_be_an_artifact(named: str, served: list[Settings], tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    model = {"missing": str(tmp_path / "no-such-model"), "empty folder": str(tmp_path),
+             "file": str(tmp_path / "model.txt"), "empty text": ""}[named]
+    if named == "file":
+        Path(model).write_text("not a model")
+    code, err = run(["serve", "--model", model], capsys)
+    assert code == 2 and not served
+    assert err.startswith("dealscore serve: --model: expected ") and err.count("\n") == 1
+
+
+def test_serve_starts_with_a_named_model(served: list[Settings], service_artifact: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = run(["serve", "--model", str(service_artifact), "--port", "8123"], capsys)
+    assert code == 0
+    assert [(s.model_dir, s.port) for s in served] == [(service_artifact, 8123)]
+
+
+def test_serve_still_waits_for_an_empty_registry(served: list[Settings], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A registry awaiting its first publish is served not ready until then (service/app.py): not an error."""
+    code, _ = run(["serve", "--registry", str(tmp_path / "registry")], capsys)
+    assert code == 0
+    assert [s.registry_dir for s in served] == [tmp_path / "registry"]
+
+
+def test_train_refuses_an_out_folder_that_is_not_an_artifact_before_reading_data(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    # The deals file does not exist: the refusal of --out must come first, before any data is read.
+    code, err = run(["train", "--deals", str(tmp_path / "missing.csv"), "--out", str(out)], capsys)
+    assert code == 2
+    assert "cannot write the model artifact" in err and "notes.txt" in err
+    assert (out / "notes.txt").read_text() == "keep me"

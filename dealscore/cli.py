@@ -66,7 +66,7 @@ def _training_config(args: argparse.Namespace) -> object:
 def train_artifact(deals: str, clients: str | None, holdings: str | None, mapping: str | None, out: str,
                    config: object | None = None, progress: Callable[[str], None] | None = None) -> Path:
     """Load, validate, fit and write an artifact directory; shared by `train` and the demo `serve`."""
-    from model.artifact import save_artifact
+    from model.artifact import save_artifact, strict_json
     from model.dataset import load_dataset
     from training.fit import TrainConfig, train
     from training.report import render_html
@@ -75,7 +75,7 @@ def train_artifact(deals: str, clients: str | None, holdings: str | None, mappin
     say("reading and validating the data")
     dataset = load_dataset(deals, clients, holdings, mapping, for_training=True)
     result = train(dataset, config if isinstance(config, TrainConfig) else None, progress=say)
-    report_json = json.dumps(result.report, indent=2, default=str).encode()
+    report_json = json.dumps(strict_json(result.report), indent=2, allow_nan=False).encode()
     return save_artifact(result.model, out, result.metadata,
                          {"report.json": report_json, "report.html": render_html(result.report).encode()})
 
@@ -88,6 +88,9 @@ def _summary_table(artifact: Path) -> str:
         lines.append(f"{name:<22}{_metric(m['auc'], 8, 3)}{_metric(m['brier'], 8, 3)}{_metric(m['ece'], 8, 3)}"
                      f"{_metric(m['top_decile_lift'], 10, 2)}")
     lines.append(grade_summary(meta))
+    if meta.get("empty_columns"):
+        lines.append(f"empty columns (no value in any won or lost deal), trained without: "
+                     f"{', '.join(meta['empty_columns'])}")
     for leak in meta["leaks"]:
         verdict = "to review" if leak.get("review_only") else "kept" if leak["kept"] else "excluded"
         lines.append(f"leak guard: {leak['column']} {verdict}: {leak['reason']}")

@@ -78,7 +78,7 @@ def save_artifact(model: ScoringModel, out_dir: str | Path, metadata: Mapping[st
         for name, content in (extra_files or {}).items():
             (staging / name).write_bytes(content)
         checksums = {p.name: _sha256(p) for p in sorted(staging.iterdir()) if p.is_file()}
-        full = _plain_json({**metadata, "version": model.version, "format": ARTIFACT_FORMAT,
+        full = strict_json({**metadata, "version": model.version, "format": ARTIFACT_FORMAT,
                             "libraries": library_versions(), "checksums": checksums})
         full[METADATA_CHECKSUM] = metadata_checksum(full)
         (staging / METADATA_FILE).write_text(json.dumps(full, indent=2, sort_keys=True, allow_nan=False))
@@ -184,10 +184,10 @@ def _null(_token: str) -> None:
     return None
 
 
-def _plain_json(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """The metadata as strict JSON values: what json.dumps(default=str) makes of it, with NaN and infinities
-    (the AUC of a one-class holdout) as null, since strict JSON readers refuse the bare token NaN."""
-    plain: dict[str, Any] = json.loads(json.dumps(metadata, default=str), parse_constant=_null)
+def strict_json(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A document (metadata, a report) as strict JSON values: what json.dumps(default=str) makes of it, with
+    NaN and infinities (the AUC of a one-class holdout) as null, since strict JSON readers refuse NaN."""
+    plain: dict[str, Any] = json.loads(json.dumps(document, default=str), parse_constant=_null)
     return plain
 
 

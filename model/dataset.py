@@ -126,7 +126,7 @@ def dataset_from_frames(
         # Ids from the mapped clients table even when it has problems of its own, so holdings are
         # checked against what the user sent rather than skipped.
         known = None
-        if "clients" in mapped and "client_id" in mapped["clients"]:
+        if "clients" in mapped and "client_id" in mapped["clients"] and not mapped["clients"].empty:
             known = id_set(mapped["clients"]["client_id"])
         holdings = _collect(problems, partial(
             validate_holdings, mapped["holdings"], known_clients=known, date_format=formats("holdings"),
@@ -137,6 +137,10 @@ def dataset_from_frames(
             f"input data breaks the data contract ({', '.join(tables)}): {len(problems)} problem(s)", problems
         )
     assert deals is not None  # no problems, so the deals were validated
+    if clients is not None and clients.empty:
+        # A clients table without rows (a header-only export, a feedback view nothing has filled yet) tells
+        # nothing about any client: it stands for no clients table, so holdings are not checked against it.
+        clients = None
 
     undated_open = 0
     if for_training and "created_at" in deals and "status" in deals:

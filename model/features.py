@@ -51,6 +51,25 @@ class FeatureConfig:
     include_manager: bool = False
     exclude: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Wrong values fail here, not as nonsense features: a window of -5 days makes every client "lost".
+        # ValueError, as the other settings objects raise (the command line reports it as bad input).
+        for name, meaning in (("lost_window_days", "days without a win before a client counts as lost"),
+                              ("recent_window_days", "days of the recent win rate"),
+                              ("min_level_count", "deals a level needs for a code of its own"),
+                              ("max_levels", "codes per categorical column")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not hasattr(value, "__index__") or value < 1:  # ints, numpy's too
+                raise ValueError(f"{name} must be a whole number of at least 1 ({meaning}), got {value!r}")
+        if not (isinstance(self.smoothing, int | float) and 0 < self.smoothing < float("inf")):
+            raise ValueError(f"smoothing must be a finite number above 0 (pseudo-deals pulling a level's win rate "
+                             f"towards the overall rate), got {self.smoothing!r}")
+        for name in ("exclude", "product_pairs"):
+            names = getattr(self, name)
+            # A lone string would be taken letter by letter ("amount" -> a, m, o, ...), excluding nothing.
+            if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+                raise ValueError(f"{name} must be a list of column names, got {names!r}")
+
 
 @dataclass
 class FeatureSpec:

@@ -7,6 +7,7 @@ than the deals the trees were fitted on, and every feature is as of the deal's o
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -39,6 +40,7 @@ from model.win_models import LinearWinModel, PlattCalibration, TreeWinModel, Win
 from training.calibration import fit_calibration
 from training.fit_pool import FitPool, StopWhenSet, check_stop, default_workers
 from training.gap_evaluation import profile_report
+from training.inputs import check_named_columns, empty_columns
 from training.leak_guard import find_leaks
 from training.profiles_fit import ProfileConfig, fit_profiles
 
@@ -84,10 +86,38 @@ class TrainConfig:
     parallel_fits: int | None = None
 
     def __post_init__(self) -> None:
+        # Wrong settings fail here, before any fitting, not as nonsense metrics: a holdout share of 0 still
+        # "tests" on the latest deal, and a negative floor per hour makes class D unreachable.
         if self.threads < 1:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
         if self.parallel_fits is not None and self.parallel_fits < 1:
             raise ValueError(f"parallel_fits must be at least 1 (or None for the default), got {self.parallel_fits}")
+        _check_share("holdout_share", self.holdout_share, "the latest closed deals kept for evaluation")
+        _check_share("calibration_share", self.calibration_share, "the latest fitting deals used to calibrate")
+        _check_share("d_floor_share", self.d_floor_share, "the top managers' value per hour taken as the D floor",
+                     up_to_one=True)
+        floor = self.d_floor_per_hour
+        if floor is not None and not (_is_number(floor) and 0 <= floor < math.inf):
+            raise ValueError("d_floor_per_hour must be a finite number of at least 0 (expected value per hour "
+                             f"below which a deal is D; None derives it from the data), got {floor!r}")
+        for name in ("min_per_class", "max_rounds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if isinstance(self.keep_columns, str) or not all(isinstance(c, str) for c in self.keep_columns):
+            # A lone string would be taken letter by letter, keeping nothing the user meant.
+            raise ValueError(f"keep_columns must be a list of column names, got {self.keep_columns!r}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_share(name: str, value: float, of_what: str, up_to_one: bool = False) -> None:
+    """A share must leave something on both sides (a holdout of 0 or 1 leaves nothing to test or to fit on)."""
+    share = float(value) if _is_number(value) else math.nan
+    if not (0 < share <= 1 if up_to_one else 0 < share < 1):
+        bounds = "above 0 and at most 1" if up_to_one else "above 0 and below 1"
+        raise ValueError(f"{name} must be a number {bounds} (the share of {of_what}), got {value!r}")
 
 
 @dataclass
@@ -114,6 +144,18 @@ def check_enough_data(won: FloatArray, minimum: int) -> None:
         raise InsufficientData(
             f"too few closed deals to fit a model: {wins} won and {losses} lost, at least {minimum} of each "
             f"are needed ({' and '.join(x for x in need if x)} deals)")
+
+
+def check_holdout(won: FloatArray, share: float) -> None:
+    """The holdout's metrics need won and lost deals both (AUC is undefined on one outcome, and grade
+    cut-offs from a handful of deals mean nothing)."""
+    wins = int(won.sum())
+    losses = int(won.size) - wins
+    if wins == 0 or losses == 0:
+        raise InsufficientData(
+            f"the holdout (the latest {won.size:,} closed deals, holdout_share {share:g}) has {wins} won and "
+            f"{losses} lost deals, and evaluating the model needs both: raise holdout_share (--holdout-share) or "
+            "add closed deals")
 
 
 WinFit = tuple[WinModel, PlattCalibration, dict[str, Any]]
@@ -305,30 +347,37 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     if undated.any():
         deals = deals[~undated]
     deals = deals.sort_values(["created_at", "deal_id"], kind="stable").reset_index(drop=True)
+    check_named_columns(deals, config.features.exclude, config.keep_columns,
+                        getattr(dataset, "excluded_columns", ()))
     closed_mask = deals["status"].isin(["won", "lost"]).to_numpy()
     won = np.asarray(deals["status"] == "won", dtype=np.float64)
     check_enough_data(won[closed_mask], config.min_per_class)
     wins = int(won[closed_mask].sum())
     losses = int(closed_mask.sum()) - wins
     small_data = min(wins, losses) < config.small_data_threshold
+    # The time-ordered split is checked before any slow step: the holdout is the latest closed deals.
+    closed_rows = np.flatnonzero(closed_mask).astype(np.int64)
+    n_holdout = max(int(round(closed_rows.size * config.holdout_share)), 1)
+    train_rows, holdout_rows = closed_rows[:-n_holdout], closed_rows[-n_holdout:]
+    check_enough_data(won[train_rows], config.min_per_class // 2)
+    check_holdout(won[holdout_rows], config.holdout_share)
 
     progress("checking columns for outcome leaks")
     spec = fit_feature_spec(deals, config.features, dataset.extra_columns)
-    leaks = find_leaks(deals, spec.numeric + spec.categorical, keep=config.keep_columns)
+    empty = empty_columns(deals, spec.numeric + spec.categorical)
+    if empty:
+        progress(f"columns with no value in any won or lost deal, trained on as if absent: {', '.join(empty)}")
+    leaks = find_leaks(deals, [c for c in spec.numeric + spec.categorical if c not in empty],
+                       keep=config.keep_columns)
     dropped = tuple(f.column for f in leaks if not f.kept)
-    if dropped:
-        features_config = replace(config.features, exclude=tuple(config.features.exclude) + dropped)
+    if dropped or empty:
+        features_config = replace(config.features, exclude=tuple(config.features.exclude) + empty + dropped)
         spec = fit_feature_spec(deals, features_config, dataset.extra_columns)
 
     progress(f"building as-of features for {len(deals):,} deals")
     columns = frame_columns(deals)
     history = DealHistory(spec, columns)
     features = build_features(spec, history, columns)
-
-    closed_rows = np.flatnonzero(closed_mask).astype(np.int64)
-    n_holdout = max(int(round(closed_rows.size * config.holdout_share)), 1)
-    train_rows, holdout_rows = closed_rows[:-n_holdout], closed_rows[-n_holdout:]
-    check_enough_data(won[train_rows], config.min_per_class // 2)
 
     amount = deals["amount"].to_numpy(dtype=np.float64) if "amount" in deals.columns else np.full(len(deals), np.nan)
     holdings = getattr(dataset, "holdings", None)
@@ -367,6 +416,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         if not alongside.done():
             progress("waiting for the ideal client profiles and the baselines")
         baselines, profiles = alongside.result()
+    if profiles is not None and not profiles[1]["evaluation"].get("evaluated"):
+        progress(f"ideal client profiles fitted but not evaluated: {profiles[1]['evaluation'].get('why')}")
 
     a_min, b_min = pareto_cutoffs(reference.expected_value, config.grade_shares)
     model.cutoffs = GradeCutoffs(a_min=a_min, b_min=b_min, shares=config.grade_shares,
@@ -395,6 +446,7 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         "leaks": [{"column": f.column, "reason": f.reason, "kept": f.kept, "review_only": f.review_only}
                   for f in leaks],
         "value_model": value_model is not None,
+        "empty_columns": list(empty),
     }
     report["calibration_curve"] = calibration_curve(won[holdout_rows], holdout_p)
     metadata = {
@@ -410,7 +462,9 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         "small_data": small_data,
         "features": spec.names,
         "categorical_features": spec.categorical_names,
-        "excluded_columns": sorted(set(dropped) | set(getattr(dataset, "excluded_columns", ()))),
+        "excluded_columns": sorted(set(dropped) | set(empty) | set(getattr(dataset, "excluded_columns", ()))),
+        # Optional columns present but never filled in a closed deal: trained on as if absent.
+        "empty_columns": list(empty),
         "leaks": report["leaks"],
         "metrics": {name: dict(m) for name, m in metrics.items()},
         "grade_cutoffs": {"a_min_expected_value": a_min, "b_min_expected_value": b_min,

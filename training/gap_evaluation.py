@@ -33,6 +33,8 @@ SERVED_BY_P = "ideal_profile_gaps_by_p"
 BASELINE = "popularity"
 METHODS: tuple[str, ...] = (SERVED, SERVED_BY_P, BASELINE, "p_accept_only", "global_popularity")
 DEFAULT_CONFIG = ProfileConfig()
+# Clients holding something that hide-one-out needs: each is ranked by profiles fitted on the others.
+MIN_EVALUATION_HOLDERS = 2
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,13 @@ def evaluate_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, 
         holdings = holdings_from_deals(deals) if deals is not None else None
     if holdings is None or holdings.empty:
         return {"evaluated": False, "why": "no holdings"}
+    holders = holdings["client_id"].dropna().astype(str).nunique()
+    if holders < MIN_EVALUATION_HOLDERS:
+        # Each client is ranked by profiles fitted on the others: with a single holder those have no
+        # holdings at all. The profiles themselves are still fitted (on that client).
+        return {"evaluated": False,
+                "why": f"hide-one-out needs at least {MIN_EVALUATION_HOLDERS} clients holding products (each is "
+                       f"ranked by profiles fitted on the others); the holdings have {holders}"}
     # Few fits: at most max_clients clients are ranked, so on a large CRM one fit without them is enough
     # (~6 s at 1M deals, against ~21 s for three folds of all the clients).
     results = hide_one_out("training holdings", clients, holdings, config, deals, folds, seed, max_clients,

@@ -76,6 +76,14 @@ def _calibration_note(split: dict[str, Any]) -> str:
             f"{fitted['slope']:.3f}, intercept {fitted['intercept']:.3f}{drift}.</p>")
 
 
+def _empty_columns_note(empty: list[str]) -> str:
+    """Optional columns the data carries but never fills in a closed deal: the model was trained without them."""
+    if not empty:
+        return ""
+    return ("<p>Trained as if absent (no value in any won or lost deal): "
+            f"{html.escape(', '.join(empty))}.</p>")
+
+
 def render_html(report: dict[str, Any]) -> str:
     split = report["split"]
     notes = {"review": " (used: check it)", "kept": " (kept on request)", "excluded": " (excluded)"}
@@ -102,6 +110,7 @@ model fitted on the {split['train_deals']} earlier ones.</p>
 <table>{grade_head}{grades}</table>
 {_grade_svg(report['grades'])}
 <h2>Leak guard</h2>{f'<ul>{leaks}</ul>' if leaks else '<p>No column looked like a leak of the outcome.</p>'}
+{_empty_columns_note(report.get("empty_columns") or [])}
 {render_profiles_html(report.get("profiles"))}
 </body></html>
 """

@@ -1,0 +1,182 @@
+"""Training inputs at their edges: empty optional columns and tables, wrong options, a single client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.dataset import dataset_from_frames
+from model.errors import ContractViolation, InsufficientData
+from model.features import FeatureConfig
+from training.fit import TrainConfig, TrainingResult, train
+from training.synthetic_crm import SyntheticCRM
+
+
+def _train(deals: pd.DataFrame, clients: pd.DataFrame | None, holdings: pd.DataFrame | None = None,
+           config: TrainConfig | None = None) -> tuple[TrainingResult, list[str]]:
+    said: list[str] = []
+    dataset = dataset_from_frames(deals, clients, holdings, for_training=True)
+    return train(dataset, config or TrainConfig(threads=1), progress=said.append), said
+
+
+def _cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    from dealscore.cli import main as dealscore
+
+    code = dealscore(["train", *args, "--out", str(tmp_path / "model")])
+    return code, capsys.readouterr().err
+
+
+def _csv(frame: pd.DataFrame, path: Path) -> str:
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+# -- 1. Empty optional columns and tables: trained on as if absent ---------------------------------------
+
+
+@pytest.mark.parametrize("column", ["amount", "effort_hours", "competitor", "discount_pct"])
+def test_an_optional_deal_column_left_empty_is_trained_on_as_if_absent(small_crm: SyntheticCRM, column: str) -> None:
+    """amount and effort_hours (contract columns), competitor (an extra text column) and discount_pct (an
+    extra number column): blank in every deal, they once crashed the baselines' median fill."""
+    deals = small_crm.deals.copy()
+    deals[column] = np.nan
+    result, said = _train(deals, small_crm.clients, small_crm.holdings)
+    assert result.metadata["empty_columns"] == [column]
+    assert column in result.metadata["excluded_columns"]
+    assert result.report["empty_columns"] == [column]
+    assert column not in result.model.spec.names
+    assert any(column in line and "as if absent" in line for line in said)
+    assert result.metadata["metrics"]["logistic_regression"]["auc"] > 0.5
+
+
+def test_the_train_command_trains_on_deals_whose_amount_is_blank(small_crm: SyntheticCRM, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from dealscore.cli import main as dealscore
+
+    deals = small_crm.deals.assign(amount=np.nan)
+    code = dealscore(["train", "--deals", _csv(deals, tmp_path / "deals.csv"), "--out", str(tmp_path / "model")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "trained on as if absent: amount" in err
+    assert "empty columns (no value in any won or lost deal), trained without: amount" in out  # the summary
+    assert "amount" in (tmp_path / "model" / "report.html").read_text()
+
+
+def test_a_header_only_clients_table_is_no_clients_table(small_crm: SyntheticCRM, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The feedback recipe's training_clients view has no rows until clients are sent with deals."""
+    header_only = small_crm.clients.head(0)
+    dataset = dataset_from_frames(small_crm.deals, header_only, small_crm.holdings, for_training=True)
+    assert dataset.clients is None  # and so holdings are not refused as clients of an empty table
+    result = train(dataset, TrainConfig(threads=1))
+    assert result.metadata["data"]["clients"] == 0
+    assert "industry" not in result.model.spec.names
+
+    code, err = _cli(tmp_path, capsys, "--deals", _csv(small_crm.deals, tmp_path / "deals.csv"),
+                     "--clients", _csv(header_only, tmp_path / "clients.csv"),
+                     "--holdings", _csv(small_crm.holdings, tmp_path / "holdings.csv"))
+    assert code == 0, err
+
+
+def test_client_attributes_left_blank_are_trained_on_as_if_absent(small_crm: SyntheticCRM) -> None:
+    clients = small_crm.clients.copy()
+    for column in ("industry", "size", "region", "since"):
+        clients[column] = None
+    result, said = _train(small_crm.deals, clients, small_crm.holdings)
+    assert sorted(result.metadata["empty_columns"]) == ["industry", "region", "size"]
+    assert not {"industry", "size", "region", "client_tenure_days"} & set(result.model.spec.names)
+    assert result.model.profiles is not None  # profiles without segments: one segment of all clients
+
+
+def test_an_empty_required_column_is_a_contract_error(small_crm: SyntheticCRM) -> None:
+    with pytest.raises(ContractViolation) as caught:
+        dataset_from_frames(small_crm.deals.assign(status=None), small_crm.clients, None, for_training=True)
+    assert [(p.table, p.field) for p in caught.value.problems] == [("deals", "status")]
+    assert "non-empty status" in caught.value.problems[0].expected
+
+
+# -- 2. Options: refused with the option, what was expected and what came ---------------------------------
+
+
+@pytest.mark.parametrize(("make", "named", "came"), [
+    (lambda: TrainConfig(holdout_share=-0.5), "holdout_share", "-0.5"),
+    (lambda: TrainConfig(holdout_share=0), "holdout_share", "got 0"),
+    (lambda: TrainConfig(holdout_share=1.0), "holdout_share", "got 1.0"),
+    (lambda: TrainConfig(calibration_share=0.0), "calibration_share", "got 0.0"),
+    (lambda: TrainConfig(d_floor_per_hour=-1.0), "d_floor_per_hour", "got -1.0"),
+    (lambda: TrainConfig(d_floor_per_hour=float("nan")), "d_floor_per_hour", "got nan"),
+    (lambda: TrainConfig(keep_columns="stage_note"), "keep_columns", "'stage_note'"),  # type: ignore[arg-type]
+    (lambda: FeatureConfig(lost_window_days=-5), "lost_window_days", "got -5"),
+    (lambda: FeatureConfig(lost_window_days=0), "lost_window_days", "got 0"),
+    (lambda: FeatureConfig(smoothing=-1.0), "smoothing", "got -1.0"),
+    (lambda: FeatureConfig(exclude="amount"), "exclude", "'amount'"),  # type: ignore[arg-type]
+])
+def test_a_setting_out_of_range_is_refused_with_what_was_expected(make: object, named: str, came: str) -> None:
+    with pytest.raises(ValueError, match=named) as caught:
+        make()  # type: ignore[operator]
+    assert "must be" in str(caught.value) and came in str(caught.value)
+
+
+def test_the_train_command_refuses_out_of_range_options_as_bad_input(small_crm: SyntheticCRM, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    deals = _csv(small_crm.deals, tmp_path / "deals.csv")
+    for option, value in (("--holdout-share", "-0.5"), ("--holdout-share", "0"), ("--d-floor-per-hour", "-1"),
+                          ("--lost-window-days", "-5")):
+        code, err = _cli(tmp_path, capsys, "--deals", deals, option, value)
+        assert code == 2, err
+        named = option.removeprefix("--").replace("-", "_")
+        assert f"{named} must be" in err and "unexpected" not in err
+        assert len(err.strip().splitlines()) == 1, err
+
+
+def test_columns_named_by_exclude_or_keep_must_exist(small_crm: SyntheticCRM) -> None:
+    deals = small_crm.deals
+    config = TrainConfig(features=FeatureConfig(exclude=("competitr",)), keep_columns=("nonexistent",))
+    with pytest.raises(ContractViolation, match="'competitr', 'nonexistent'") as caught:
+        _train(deals, small_crm.clients, config=config)
+    by_option = {p.field: p for p in caught.value.problems}
+    assert "did you mean 'competitor'?" in by_option["exclude (--exclude)"].expected
+    assert "source, campaign_code, competitor" in by_option["keep_columns (--keep)"].expected
+    # A client attribute exists only with a clients table; the message says so.
+    with pytest.raises(ContractViolation, match="'region'") as caught:
+        _train(deals, None, config=TrainConfig(features=FeatureConfig(exclude=("region",))))
+    assert "comes from the clients table" in caught.value.problems[0].expected
+
+
+def test_the_train_command_refuses_an_unknown_excluded_column(small_crm: SyntheticCRM, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    deals = _csv(small_crm.deals, tmp_path / "deals.csv")
+    code, err = _cli(tmp_path, capsys, "--deals", deals, "--exclude", "nonexistent_col")
+    assert code == 2 and "columns the data does not have: 'nonexistent_col'" in err, err
+    code, err = _cli(tmp_path, capsys, "--deals", deals, "--keep", "nonexistent")
+    assert code == 2 and "keep_columns (--keep)" in err, err
+
+
+def test_a_holdout_of_one_outcome_is_refused(small_crm: SyntheticCRM) -> None:
+    """A share so small that the holdout is a deal or two cannot be evaluated (AUC needs both outcomes)."""
+    with pytest.raises(InsufficientData, match=r"holdout \(the latest 1 closed deals, holdout_share 0.0001\)"):
+        _train(small_crm.deals, small_crm.clients, config=TrainConfig(holdout_share=0.0001))
+
+
+# -- 3. A single client: profiles fitted, their evaluation skipped with the reason -------------------------
+
+
+def test_a_single_client_with_holdings_trains_and_says_why_profiles_are_not_evaluated(
+        small_crm: SyntheticCRM, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    deals = small_crm.deals.assign(client_id="C00001")
+    holdings = small_crm.holdings[small_crm.holdings["client_id"] == "C00001"]
+    assert len(holdings) > 0
+    result, said = _train(deals, None, holdings)
+    evaluation = result.metadata["profiles"]["evaluation"]
+    assert evaluation["evaluated"] is False
+    assert "at least 2 clients holding products" in evaluation["why"] and "have 1" in evaluation["why"]
+    assert any("profiles fitted but not evaluated" in line for line in said)
+    assert result.model.profiles is not None
+
+    code, err = _cli(tmp_path, capsys, "--deals", _csv(deals, tmp_path / "deals.csv"),
+                     "--holdings", _csv(holdings, tmp_path / "holdings.csv"))
+    assert code == 0, err
+    assert "not evaluated: hide-one-out needs at least 2 clients" in err

@@ -1,0 +1,61 @@
+"""What training takes from the data before fitting: the columns the options name, and the empty ones.
+
+A column an option names must exist (a typo in --exclude would otherwise leave the column in the model
+unnoticed), and an optional column with no value in any closed deal carries nothing to learn from: it is
+trained on as if absent, and the training output says so.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+
+from model.contract import NON_FEATURE_DEAL_COLUMNS
+from model.errors import ContractViolation, Problem
+from model.features import CLIENT_ATTRIBUTES
+
+CLOSED = ("won", "lost")
+COLUMNS_SHOWN = 15
+
+
+def check_named_columns(deals: pd.DataFrame, exclude: Iterable[str], keep: Iterable[str],
+                        dropped_by_mapping: Iterable[str] = ()) -> None:
+    """Refuse names in `exclude` or `keep_columns` that are no column of the (joined) deals.
+
+    Any column may be named (excluding deal_id is harmless, and so is one the mapping file already
+    dropped); the message lists the ones that can be features, and the closest name when one looks like
+    a typo."""
+    present = [str(c) for c in deals.columns]
+    known = {*present, *dropped_by_mapping}
+    problems = [_unknown(option, name, present)
+                for option, names in (("exclude", exclude), ("keep_columns", keep))
+                for name in dict.fromkeys(names) if name not in known]
+    if problems:
+        unknown = ", ".join(p.got for p in problems)
+        raise ContractViolation(f"training options name columns the data does not have: {unknown}", problems)
+
+
+def _unknown(option: str, name: str, present: Sequence[str]) -> Problem:
+    closest = difflib.get_close_matches(name, present, n=1)
+    if closest:
+        expected = f"a column of the deals or a client attribute (did you mean '{closest[0]}'?)"
+    else:
+        candidates = [c for c in present if c not in NON_FEATURE_DEAL_COLUMNS and c != "client_since"]
+        more = len(candidates) - COLUMNS_SHOWN
+        listed = ", ".join(candidates[:COLUMNS_SHOWN]) + (f" and {more} more" if more > 0 else "")
+        expected = f"a column of the deals or a client attribute ({listed or 'none'})"
+    if name in CLIENT_ATTRIBUTES:
+        expected += f"; {name} comes from the clients table, and none was given or it has no {name} column"
+    flag = "--exclude" if option == "exclude" else "--keep"
+    return Problem(f"{option} ({flag})", expected, f"'{name}'")
+
+
+def empty_columns(deals: pd.DataFrame, candidates: Iterable[str]) -> tuple[str, ...]:
+    """The candidate feature columns with no value in any won or lost deal.
+
+    Such a column (an optional one the CRM never fills, a client attribute of a blank clients table) has
+    nothing to learn from, and an all-missing column breaks fitting steps that fill gaps with a median."""
+    closed = deals[deals["status"].isin(CLOSED)]
+    return tuple(c for c in candidates if c in closed.columns and not closed[c].notna().any())

@@ -322,3 +322,22 @@ def test_tables_align_numbers_right() -> None:
     header, rule, live, candidate = table.splitlines()
     assert live.index("0.812") == candidate.index("0.790") and rule.startswith("---------  -----")
     assert header.split() == ["name", "auc", "note"]
+
+
+@pytest.mark.parametrize(("setting", "value"), [
+    ("auc_tolerance", float("nan")), ("auc_tolerance", -0.01), ("ece_margin", float("inf")), ("ece_limit", 0.0),
+    ("ece_limit", 1.5), ("min_comparison_deals", 0), ("keep_last", 0), ("psi_bins", 2.5),
+])
+def test_a_gate_setting_out_of_range_is_refused(setting: str, value: float) -> None:
+    """A NaN tolerance made every comparison false: nothing would ever be published, with no word why."""
+    with pytest.raises(ValueError, match=f"^{setting} must be"):
+        RetrainConfig(**{setting: value})
+
+
+def test_the_retrain_command_refuses_a_nan_tolerance_as_bad_input(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["retrain", "--registry", str(tmp_path / "registry"), "--deals", str(tmp_path / "none.csv"),
+                     "--auc-tolerance", "nan"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "--auc-tolerance: auc_tolerance must be a number from 0" in err

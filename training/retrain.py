@@ -77,6 +77,26 @@ class RetrainConfig:
     psi_bins: int = 10  # quantile bins of the drift check
     ece_noise_draws: int = 200  # simulations of a perfectly calibrated model, for the ECE noise floor
 
+    def __post_init__(self) -> None:
+        # A NaN or negative tolerance would make every comparison false (nothing ever published) or loosen
+        # the gate silently; refused here, as TrainConfig refuses its settings (the CLI: exit 2, the option).
+        for name, meaning in (("auc_tolerance", "AUC the candidate may lose against the live model"),
+                              ("ece_margin", "calibration error the candidate may add to the live model's")):
+            value = getattr(self, name)
+            if not (_real_number(value) and 0 <= value < 1):
+                raise ValueError(f"{name} must be a number from 0 to below 1 ({meaning}), got {value!r}")
+        if not (_real_number(self.ece_limit) and 0 < self.ece_limit <= 1):
+            raise ValueError(f"ece_limit must be a number above 0 and at most 1 (the calibration error a "
+                             f"candidate may always have), got {self.ece_limit!r}")
+        for name in ("min_comparison_deals", "keep_last", "psi_bins", "ece_noise_draws"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+
+
+def _real_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
 
 @dataclass(frozen=True)
 class Check:

@@ -5,6 +5,7 @@ A user describes their export once in YAML (see CONTRACT.md) instead of rewritin
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from model.contract import STATUS_VALUES, TABLES, Kind
 from model.errors import ContractViolation, Problem, ProblemList
 
 WILDCARD = "*"  # in status_values: every value not listed elsewhere
+TYPO_SIMILARITY = 0.85  # difflib ratio above which a missing source column is taken for a typo of a present one
 TABLE_KEYS: tuple[str, ...] = ("columns", "status_values", "date_format", "exclude")
 # apply_mapping records the source columns it dropped under this key of the frame's attrs.
 EXCLUDED_ATTR = "excluded_columns"
@@ -157,6 +159,10 @@ def apply_mapping(table_name: str, raw: pd.DataFrame, mapping: Mapping) -> pd.Da
     to report.
     """
     section = mapping.table(table_name)
+    typos = _likely_typos(table_name, section, [str(c) for c in raw.columns])
+    if typos:
+        raise ContractViolation(f"{table_name} table: the mapping file names columns the file does not have",
+                                typos)
     excluded = [c for c in section.exclude if c in raw.columns]
     kept = [c for c in raw.columns if c not in excluded]
     renames = {source: canonical for canonical, source in section.columns.items() if source in kept}
@@ -173,6 +179,29 @@ def apply_mapping(table_name: str, raw: pd.DataFrame, mapping: Mapping) -> pd.Da
         frame["status"] = _translate_statuses(frame["status"], section.status_values)
     frame.attrs[EXCLUDED_ATTR] = tuple(excluded)
     return frame
+
+
+def _likely_typos(table_name: str, section: TableMapping, present: list[str]) -> list[Problem]:
+    """Mapped or excluded source columns the file lacks while it has one of a very similar name.
+
+    A mapped column may be absent for good reason (one mapping serves training exports and scoring ones,
+    which carry no status), so absence alone is fine. But "Solution Typ" beside a "Solution Type" column is a
+    typo that would silently leave the product unmapped (trained as an unknown extra column) or an
+    excluded column in the model.
+    """
+    canonical = {c.name for c in TABLES[table_name].columns}
+    wanted = [(f"{table_name}.columns.{name}", source) for name, source in section.columns.items()]
+    wanted += [(f"{table_name}.exclude", source) for source in section.exclude]
+    problems = []
+    for field_name, source in wanted:
+        if source in present:
+            continue
+        close = difflib.get_close_matches(source, present, n=1, cutoff=TYPO_SIMILARITY)
+        # Not when the close one is a canonical name: the file already has the column under the contract's name.
+        if close and close[0] not in canonical and close[0] not in section.columns.values():
+            problems.append(Problem(field_name, f"a column of the {table_name} file (did you mean '{close[0]}'?)",
+                                    f"'{source}'", table=table_name))
+    return problems
 
 
 def _translate_statuses(values: pd.Series, status_values: dict[str, tuple[str, ...]]) -> pd.Series:

@@ -167,3 +167,24 @@ def test_a_bad_mapping_and_a_missing_source_are_reported_together(tmp_path: Path
     with pytest.raises(ContractViolation, match="^cannot read the input: 2 problem") as error:
         load_dataset(str(tmp_path / "missing.csv"), mapping=mapping, for_training=True)
     assert [p.field for p in error.value.problems] == ["deals.columns.dealid", "deals source"]
+
+
+def test_a_mapped_or_excluded_column_misspelt_is_refused_with_the_likely_name() -> None:
+    """A typo once left the product unmapped (trained as an unknown extra column) without a word."""
+    mapping = Mapping({"deals": TableMapping(columns={"deal_id": "Opportunity ID", "product": "Solution Typ",
+                                                      "status": "Stage"},
+                                             exclude=["VP Nmae", "Region Code"])})
+    raw = pd.DataFrame({"Opportunity ID": ["1"], "Solution Type": ["x"], "VP Name": ["v"]})
+    with pytest.raises(ContractViolation) as error:
+        apply_mapping("deals", raw, mapping)
+    found = [(p.field, p.expected, p.got) for p in error.value.problems]
+    assert found == [
+        ("deals.columns.product", "a column of the deals file (did you mean 'Solution Type'?)", "'Solution Typ'"),
+        ("deals.exclude", "a column of the deals file (did you mean 'VP Name'?)", "'VP Nmae'"),
+    ]  # Stage and Region Code are simply absent (a scoring export has no status): no close name, no problem
+
+
+def test_a_mapped_column_absent_beside_its_canonical_name_is_fine() -> None:
+    mapping = Mapping({"deals": TableMapping(columns={"product": "Product"})})
+    raw = pd.DataFrame({"deal_id": ["1"], "product": ["x"]})
+    assert list(apply_mapping("deals", raw, mapping).columns) == ["deal_id", "product"]

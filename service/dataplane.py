@@ -356,11 +356,15 @@ def _history_problems(client: Any, created: date | None, where: str) -> list[Pro
     """Client history sent with a deal describes the client as of the deal's creation (the features are as
     of that day, as in training: a win dated later would read as a negative "days since the last win"), and
     its parts agree with each other."""
+    sent_won, amount = _get(client, "won_deals"), _get(client, "won_amount")
+    sent_first, sent_last = _get(client, "first_won_at"), _get(client, "last_won_at")
+    if sent_won is None and amount is None and sent_first is None and sent_last is None:
+        return []  # no history sent (the usual case, and the cheap one in a batch of thousands)
     problems: list[Problem] = []
-    won = _get(client, "won_deals")
-    won = won if isinstance(won, int | float) and not isinstance(won, bool) and math.isfinite(won) else None
-    amount = _get(client, "won_amount")
-    first, last = _date_or_none(_get(client, "first_won_at")), _date_or_none(_get(client, "last_won_at"))
+    won = sent_won if isinstance(sent_won, int | float) and not isinstance(sent_won, bool) else None
+    won = won if won is not None and math.isfinite(won) else None
+    first = _date_or_none(sent_first) if sent_first is not None else None
+    last = _date_or_none(sent_last) if sent_last is not None else None
     if won is not None and won != int(won):
         problems.append(Problem(f"{where}.won_deals", "a whole number of won deals", shown(won)))
     for name, day in (("first_won_at", first), ("last_won_at", last)):
@@ -374,7 +378,7 @@ def _history_problems(client: Any, created: date | None, where: str) -> list[Pro
     has_won = first is not None or last is not None or (isinstance(amount, int | float) and amount > 0)
     if won == 0 and has_won:
         problems.append(Problem(f"{where}.won_deals", "at least 1, as won_amount, first_won_at or last_won_at "
-                                "say the client has won", shown(_get(client, "won_deals"))))
+                                "say the client has won", shown(sent_won)))
     if won == 1 and first is not None and last is not None and first != last:
         problems.append(Problem(f"{where}.last_won_at", f"the day of first_won_at ({first.isoformat()}): "
                                 "won_deals is 1", f"'{last.isoformat()}'"))

@@ -135,7 +135,8 @@ def cmd_clients(args: argparse.Namespace) -> int:
     from dealscore.offline import clients_file
 
     created = check_output_file(args.out)
-    written = clients_file(args.deals, args.clients, args.mapping, args.out, as_of=args.as_of, model_dir=args.model)
+    written = clients_file(args.deals, args.clients, args.holdings, args.mapping, args.out, as_of=args.as_of,
+                           model_dir=args.model, lost_window_days=args.lost_window_days)
     _say(f"wrote analytics of {written:,} clients into {args.out}{_created_note(created)}")
     return 0
 
@@ -303,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     clients.add_argument("--as-of", type=as_of_day, default=None,
                          help="ISO date, at most today; default: the latest deal date")
     clients.add_argument("--model", default=None, help="artifact with ideal profiles, for potential income")
+    clients.add_argument("--lost-window-days", type=at_least_one, default=None,
+                         help="days without a win after which a client is lost; default: the model's, else 360")
     clients.add_argument("--out", required=True, help=OUT_HELP)
     clients.set_defaults(run=cmd_clients)
 

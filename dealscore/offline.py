@@ -85,15 +85,22 @@ def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, 
     return len(table)
 
 
-def clients_file(deals: str, clients: str | None, mapping: str | None, out: str, as_of: date | None = None,
-                 model_dir: str | None = None) -> int:
-    from model.client_analytics import client_analytics
+def clients_file(deals: str, clients: str | None, holdings: str | None, mapping: str | None, out: str,
+                 as_of: date | None = None, model_dir: str | None = None,
+                 lost_window_days: int | None = None) -> int:
+    """The client analytics table. The lost window is `lost_window_days`, else the model's (so the table's
+    status agrees with the model's client_status reasons), else 360 days. Potential income (with a model)
+    compares the ideal client with what each client holds: the holdings file, else its won deals."""
+    from model.client_analytics import client_analytics, status_windows
 
     model = load_artifact(model_dir)[0] if model_dir else None
     kinds = profile_kinds(model) if model is not None else None
-    dataset = load_dataset(deals, clients, None, mapping, for_training=True, kinds=kinds)
+    dataset = load_dataset(deals, clients, holdings, mapping, for_training=True, kinds=kinds)
     profiles = model.profiles if model is not None else None
-    table = client_analytics(dataset.deals, dataset.clients, as_of=as_of, profiles=profiles)
+    if lost_window_days is None and model is not None:
+        lost_window_days = model.spec.config.lost_window_days
+    table = client_analytics(dataset.deals, dataset.clients, as_of=as_of, windows=status_windows(lost_window_days),
+                             profiles=profiles, holdings=dataset.holdings if profiles is not None else None)
     write_csv_atomically(table, out)
     return len(table)
 

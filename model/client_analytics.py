@@ -1,4 +1,4 @@
-"""Client analytics as of a date: status, RFM, ABC by income, XYZ by purchase regularity, golden clients.
+"""Client analytics as of a date: status, RFM, ABC by income, XYZ by purchase frequency, golden clients.
 
 Also the offline gap table (`dealscore gaps`). Only won deals closed on or before the as-of date count:
 a client becomes a client at its first payment, and nothing after the as-of date is seen.
@@ -21,7 +21,11 @@ from model.profiles import ClientFacts, ClientGaps, ClientProfiles
 FloatArray = npt.NDArray[np.float64]
 
 DEFAULT_WINDOWS: tuple[int, ...] = (90, 180, 360)
-DEFAULT_XYZ_CV_CUTOFFS: tuple[float, float] = (1.0, 2.0)
+# XYZ by the share of the last months with a purchase: X from half of them (every other month or more
+# often), Y from a fifth (about one month in five), Z below. A month with many purchases counts once, so a
+# client who buys every month and much in one of them is still X (a spread of monthly counts would call it
+# irregular).
+DEFAULT_XYZ_ACTIVE_SHARES: tuple[float, float] = (0.5, 0.2)
 DAYS_PER_MONTH = 365.25 / 12
 # Median days between a regular client's purchases up to which it is a monthly / periodic buyer;
 # beyond that it buys about once a year.
@@ -30,6 +34,14 @@ PERIODIC_MAX_GAP_DAYS = 200.0
 GAP_COLUMNS: tuple[str, ...] = ("client_id", "rank", "product", "adoption", "p_accept", "potential_income",
                                 "segment", "reason")
 SCORE_BANDS = 5  # RFM scores 1..5, 5 best
+
+
+def status_windows(lost_window_days: int | None = None) -> tuple[int, ...]:
+    """Recency bands ending at the lost window: the default bands below it, then the window itself
+    (90 -> (90,); 200 -> (90, 180, 200); None -> the defaults, lost after 360 days)."""
+    if lost_window_days is None:
+        return DEFAULT_WINDOWS
+    return (*(w for w in DEFAULT_WINDOWS if w < lost_window_days), lost_window_days)
 
 
 def status_window_labels(windows: Sequence[int]) -> list[str]:
@@ -46,17 +58,18 @@ def client_analytics(deals: pd.DataFrame, clients: pd.DataFrame | None, as_of: d
                      windows: Sequence[int] = DEFAULT_WINDOWS, *, profiles: ClientProfiles | None = None,
                      holdings: pd.DataFrame | None = None,
                      shares: tuple[float, float, float] = DEFAULT_SHARES, xyz_months: int = 12,
-                     xyz_cv_cutoffs: tuple[float, float] = DEFAULT_XYZ_CV_CUTOFFS) -> pd.DataFrame:
+                     xyz_active_shares: tuple[float, float] = DEFAULT_XYZ_ACTIVE_SHARES) -> pd.DataFrame:
     """One row per client (clients table first, then other clients of the deals) as of `as_of`.
 
     status: prospect (no win yet), new (one win), regular (two or more), lost (no win for longer than
     the last window). status_window: the recency band of the last win. RFM scores are quintiles 1..5
     among clients with a win (5 = most recent / most frequent / most money). abc: Pareto class of money
-    won. xyz: regularity of purchases in the last `xyz_months` months, by the coefficient of variation
-    (purchase_cv) of the monthly number of wins: X up to xyz_cv_cutoffs[0] (with the default 1.0, about
-    every other month or more often), Y up to xyz_cv_cutoffs[1] (2.0: about one month in five), Z beyond
-    or no purchase in the window. golden: AX or AY. With `profiles`, the
-    client's segment and potential income (the ideal client's income minus its own, never negative).
+    won. xyz: purchase frequency in the last `xyz_months` months, by the share of them with a win
+    (active_months / xyz_months): X from xyz_active_shares[0] (default: half, every other month or more
+    often), Y from xyz_active_shares[1] (a fifth), Z below or no purchase in the window; purchase_cv, the
+    coefficient of variation of the monthly win counts, is shown beside it. golden: AX or AY. With
+    `profiles`, the client's segment and potential income (the ideal client's income minus its own, never
+    negative), from `holdings` held as of the date when given (else what the profiles knew at training).
     """
     windows = tuple(sorted(int(w) for w in windows))
     if not windows or windows[0] <= 0:
@@ -85,8 +98,9 @@ def client_analytics(deals: pd.DataFrame, clients: pd.DataFrame | None, as_of: d
     m_score = _scores(monetary, has_win)
     active, purchase_cv = _monthly_regularity(won, ids, as_of_day, xyz_months)
     abc = _classes(monetary, has_win, shares, ("A", "B", "C"))
-    steady, occasional = xyz_cv_cutoffs
-    xyz = np.where(purchase_cv <= steady, "X", np.where(purchase_cv <= occasional, "Y", "Z"))  # NaN: Z
+    frequent, occasional = xyz_active_shares
+    active_share = active / xyz_months
+    xyz = np.where(active_share >= frequent, "X", np.where(active_share >= occasional, "Y", "Z"))
 
     table = pd.DataFrame({
         "client_id": pd.Series(ids, dtype=object),
@@ -110,7 +124,7 @@ def client_analytics(deals: pd.DataFrame, clients: pd.DataFrame | None, as_of: d
     })
     table["golden"] = (table["abc"] == "A") & table["xyz"].isin(["X", "Y"])
     if profiles is not None:
-        facts = client_facts(clients, holdings, ids=ids)
+        facts = client_facts(clients, _held_as_of(holdings, as_of_day), ids=ids)
         answers = profiles.gaps_for(facts, top_k=0, as_of_day=as_of_day)
         table["segment"] = pd.Series([a.segment for a in answers], dtype=object)
         table["potential_income"] = np.array(
@@ -170,6 +184,14 @@ def _classes(values: FloatArray, has_win: npt.NDArray[np.bool_], shares: tuple[f
         abc = pareto_classes(values[has_win], shares)
         out[has_win] = np.array(letters, dtype=object)[np.searchsorted(np.array(["A", "B", "C"]), abc)]
     return out
+
+
+def _held_as_of(holdings: pd.DataFrame | None, as_of_day: float) -> pd.DataFrame | None:
+    """The holdings already held on the as-of day (a holding without a start date counts as held)."""
+    if holdings is None or "since" not in holdings.columns:
+        return holdings
+    since = day_numbers(holdings["since"])
+    return holdings[np.isnan(since) | (since <= as_of_day)]
 
 
 def _monthly_regularity(won: pd.DataFrame, ids: list[str], as_of_day: float,

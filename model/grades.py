@@ -10,6 +10,7 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 DEFAULT_SHARES: tuple[float, float, float] = (0.80, 0.15, 0.05)
+LETTERS = np.array(["A", "B", "C", "D"])  # class numbers 0..3 as letters
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,23 @@ def pareto_cutoffs(values: FloatArray, shares: tuple[float, float, float] = DEFA
 
 
 def pareto_classes(values: FloatArray, shares: tuple[float, float, float] = DEFAULT_SHARES) -> npt.NDArray[np.str_]:
-    """ABC class of each item of one population (clients by income, products by sales...)."""
-    a_min, b_min = pareto_cutoffs(values, shares)
-    return letter_classes(values, GradeCutoffs(a_min=a_min, b_min=b_min, shares=shares))
+    """ABC class of each item of one population (clients by income, products by sales...).
 
-
-LETTERS = np.array(["A", "B", "C", "D"])
+    By rank, as ABC analysis counts: items sorted by value, largest first (equal values in input order);
+    an item is A while the share of value before it is under shares[0], B while under shares[0] + shares[1].
+    So ten clients of equal income are 8 A and 2 B, where a value cut-off (which fixed deal grades need)
+    would make all ten A. Items without a positive value are C.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    number = np.full(values.size, 2)
+    valued = np.flatnonzero(np.isfinite(values) & (values > 0))
+    if valued.size:
+        order = valued[np.argsort(-values[valued], kind="stable")]
+        ranked = values[order]
+        before = (np.cumsum(ranked) - ranked) / ranked.sum()
+        number[order] = np.where(before < shares[0], 0, np.where(before < shares[0] + shares[1], 1, 2))
+    classes: npt.NDArray[np.str_] = LETTERS[number]
+    return classes
 
 
 def letter_classes(expected_value: FloatArray, cutoffs: GradeCutoffs,

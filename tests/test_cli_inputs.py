@@ -295,3 +295,19 @@ def test_train_refuses_an_out_folder_that_is_not_an_artifact_before_reading_data
     assert code == 2
     assert "cannot write the model artifact" in err and "notes.txt" in err
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_clients_takes_its_holdings_and_lost_window(crm_files: Path, service_artifact: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """--holdings was accepted and dropped; the lost window was always 360 days, whatever the model's."""
+    base = ["clients", "--deals", str(crm_files / "deals.csv"), "--clients", str(crm_files / "clients.csv"),
+            "--model", str(service_artifact)]
+    code, err = run([*base, "--out", str(tmp_path / "default.csv")], capsys)
+    assert code == 0, err
+    code, err = run([*base, "--holdings", str(crm_files / "holdings.csv"), "--lost-window-days", "30",
+                     "--out", str(tmp_path / "short.csv")], capsys)
+    assert code == 0, err
+    default, short = (pd.read_csv(tmp_path / f"{name}.csv") for name in ("default", "short"))
+    assert (short["status"] == "lost").sum() > (default["status"] == "lost").sum()
+    assert set(short["status_window"].dropna()) <= {"0-30", "31+"}
+    assert short["potential_income"].notna().all()

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model.client_analytics import GAP_COLUMNS, client_analytics, gap_table, status_window_labels
-from model.profiles import ClientProfiles
+from model.client_analytics import GAP_COLUMNS, client_analytics, gap_table, status_window_labels, status_windows
+from model.grades import pareto_classes
+from model.profiles import ClientFacts, ClientProfiles
 from training.profiles_fit import fit_profiles
 from training.synthetic_crm import SyntheticCRM
 
@@ -103,6 +104,58 @@ def test_xyz_follows_the_regularity_of_monthly_purchases() -> None:
     assert table["xyz"].to_dict() == {"every_other": "X", "quarterly": "Y", "twice": "Z", "old": "Z"}
     assert table.loc["quarterly", "purchase_cv"] == pytest.approx(2 ** 0.5, abs=1e-4)
     assert table["purchase_cv"].isna()["old"] and table.loc["old", "active_months"] == 0.0
+
+
+def test_a_client_buying_every_month_is_x_even_with_one_busy_month() -> None:
+    """XYZ is frequency (DOMAIN.md): buying in all 12 months beats buying in 6, whatever one month holds.
+    By the spread of monthly counts (the earlier rule), 20 purchases in one month made this client Z."""
+    rows = [("every_month", 15 + 30 * m, "won", 10.0) for m in range(12)]
+    rows += [("every_month", 3, "won", 10.0) for _ in range(19)]  # a busy last month
+    rows += [("every_other", 15 + 61 * k, "won", 10.0) for k in range(6)]
+    table = analytics(rows)
+    assert table.loc["every_month", "active_months"] == 12.0 and table.loc["every_month", "purchase_cv"] > 2
+    assert table["xyz"].to_dict() == {"every_month": "X", "every_other": "X"}
+    assert table.loc["every_month", "golden"]
+
+
+def test_abc_cuts_by_rank_so_equal_values_can_fall_on_both_sides_of_the_line() -> None:
+    # 85% of income comes before the second 10: it is B (a value cut-off made it A, with A holding 95%).
+    assert pareto_classes(np.array([50.0, 25.0, 10.0, 10.0, 5.0])).tolist() == ["A", "A", "A", "B", "B"]
+    # Ten equal clients: A is the first eight (80%), not all ten (100%).
+    assert pareto_classes(np.full(10, 1000.0)).tolist() == ["A"] * 8 + ["B"] * 2
+    assert pareto_classes(np.array([0.0, np.nan, -5.0, 7.0])).tolist() == ["C", "C", "C", "A"]
+
+
+def test_the_lost_window_sets_the_status_and_its_bands() -> None:
+    assert status_windows(None) == (90, 180, 360) and status_windows(90) == (90,)
+    assert status_windows(200) == (90, 180, 200)
+    table = analytics([("recent", 60, "won", 1.0), ("half_year", 178, "won", 1.0)], windows=status_windows(90))
+    assert table["status"].to_dict() == {"recent": "new", "half_year": "lost"}
+    assert table["status_window"].to_dict() == {"recent": "0-90", "half_year": "91+"}
+
+
+def test_potential_income_counts_what_the_client_held_on_the_day(small_crm: SyntheticCRM,
+                                                                 crm_profiles: ClientProfiles) -> None:
+    """With holdings, a client new to the model is compared with the ideal client by what it holds, as
+    /v1/gaps does (it was once taken to hold nothing); a holding starting after the as-of day is not held yet."""
+    model_client = small_crm.holdings["client_id"].iloc[0]
+    attributes = small_crm.clients[small_crm.clients["client_id"] == model_client].assign(client_id="NEW-1")
+    own = small_crm.holdings[small_crm.holdings["client_id"] == model_client].assign(client_id="NEW-1")
+    as_of = pd.Timestamp(small_crm.deals["created_at"].max()).date()
+    as_of_day = float((pd.Timestamp(as_of) - pd.Timestamp("1970-01-01")).days)
+
+    def potential(holdings: pd.DataFrame | None) -> float:
+        table = client_analytics(small_crm.deals, attributes, as_of=as_of, profiles=crm_profiles, holdings=holdings)
+        return float(table.set_index("client_id").loc["NEW-1", "potential_income"])
+
+    row = attributes.iloc[0]
+    [expected] = crm_profiles.gaps_for([ClientFacts(
+        client_id="NEW-1", industry=row["industry"], size=row["size"], region=row["region"],
+        since_day=float((pd.Timestamp(row["since"]) - pd.Timestamp("1970-01-01")).days),
+        products=tuple(sorted(own["product"])))], top_k=0, as_of_day=as_of_day)
+    assert potential(own) == pytest.approx(expected.potential_income)
+    assert potential(own) < potential(None)  # holding something, it has less left to gain
+    assert potential(own.assign(since=pd.Timestamp(as_of) + pd.Timedelta(days=30))) == potential(None)
 
 
 def test_analytics_table_has_canonical_types(small_crm: SyntheticCRM) -> None:

@@ -5,8 +5,9 @@ service's POST /v1/outcomes) would stay invisible until the next retrain. This o
 as of each scored deal's created day (strictly before it, as everywhere), to the artifact's own counts
 and hands the scorer the per-deal history columns (won_deals, won_amount, first_won_day, last_won_day).
 
-An outcome the artifact already has is never counted twice: when the trained deal ids are known, by
-id; otherwise only outcomes closed after the artifact's last event day count. History a CRM sent with
+An outcome the artifact already has is never counted twice: when the trained deal ids are known (every
+artifact trained since they are recorded, as a DealIdSet), by id; for older artifacts, only outcomes
+closed after the artifact's last event day count. History a CRM sent with
 a deal always wins: rows carrying any history column of their own are left as they came.
 """
 
@@ -21,13 +22,51 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from model.asof import NO_KEY
 from model.features import HISTORY_OVERRIDE_COLUMNS, OUTCOME_HISTORY_FLAG, DealHistory, FeatureSpec
 
 FloatArray = npt.NDArray[np.float64]
 
-__all__ = ["OutcomeBook", "OutcomeEvent", "history_overrides", "with_outcome_history"]
+__all__ = ["DealIdSet", "OutcomeBook", "OutcomeEvent", "history_overrides", "with_outcome_history"]
+
+
+class DealIdSet:
+    """The ids of the closed deals a model's history holds, kept in its artifact as sorted 64-bit hashes.
+
+    An outcome reported for one of them is already in the model's history and must not count again (a
+    CRM reporting late, or backfilling, would otherwise double a client's wins). Eight bytes per deal,
+    against ~15x that for a set of strings, in the artifact and in every worker's memory; pandas' hash is
+    stable across processes (a fixed key), and a false "already known" needs a 64-bit collision.
+    """
+
+    def __init__(self, deal_ids: Iterable[str]) -> None:
+        self._hashes = np.unique(_hashed(list(deal_ids)))
+        self._answers: dict[str, bool] = {}  # outcomes are few and asked about on every score: remembered
+
+    def __len__(self) -> int:
+        return int(self._hashes.size)
+
+    def __contains__(self, deal_id: object) -> bool:
+        text = str(deal_id)
+        known = self._answers.get(text)
+        if known is None:
+            hashed = _hashed([text])[0]
+            at = int(np.searchsorted(self._hashes, hashed))
+            known = self._answers[text] = at < self._hashes.size and self._hashes[at] == hashed
+        return known
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_hashes": self._hashes}  # not the answers: a cache, rebuilt on use
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._hashes = state["_hashes"]
+        self._answers = {}
+
+
+def _hashed(deal_ids: list[str]) -> npt.NDArray[np.uint64]:
+    return np.asarray(pd.util.hash_array(np.asarray(deal_ids, dtype=object), categorize=False), dtype=np.uint64)
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,9 @@ class ScoringModel:
     cutoffs: GradeCutoffs
     clients: dict[str, dict[str, Any]] = field(default_factory=dict)  # known clients' segment attributes
     profiles: Any = None  # model.profiles.ClientProfiles when holdings were available at training time
+    # model.history_overlay.DealIdSet of the closed deals in `history` (None in artifacts older than it):
+    # outcomes reported for them later are already counted.
+    trained_deal_ids: Any = None
 
     def with_known_clients(self, columns: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
         """Fill a deal's missing client attributes from the clients the model was trained with."""

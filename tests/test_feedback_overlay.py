@@ -134,3 +134,27 @@ def test_a_win_recorded_after_training_changes_the_score(feedback_training: Trai
     sent = {**columns, "won_deals": np.array([1.0]), "last_won_day": np.array([day - 400])}
     assert model.score(with_outcome_history(sent, model.history, model.spec, book), n_reasons=0).history_source \
         == ["request"]
+
+
+def test_a_trained_model_knows_its_deals_so_a_late_report_of_one_is_not_counted_again(
+        feedback_training: TrainingResult) -> None:
+    """A CRM reporting a training deal's win late (closed_at defaults to today, after the model's last
+    event day) once doubled that client's wins: the artifact now records the closed deals it holds."""
+    import pickle
+
+    from training.synthetic_crm import generate
+
+    model = feedback_training.model
+    ids = pickle.loads(pickle.dumps(model.trained_deal_ids))  # as saved in and loaded from the artifact
+    deals = generate(seed=11, n_deals=2_000).deals  # the fixture's training data
+    closed = deals[deals["status"].isin(["won", "lost"])]
+    assert len(ids) == len(closed) and all(d in ids for d in closed["deal_id"])
+    assert not any(d in ids for d in deals.loc[deals["status"] == "open", "deal_id"]) and "D-new" not in ids
+    client_id, trained_wins = next((c, g) for c, g in closed[closed["status"] == "won"].groupby("client_id"))
+    day = model.history.last_day + 30
+    columns = {"created_day": np.array([float(day)]), "client_id": np.array([client_id], dtype=object)}
+    late = OutcomeBook([OutcomeEvent(d, client_id, True, 5000.0, day - 1) for d in trained_wins["deal_id"]])
+    assert history_overrides(model.history, model.spec, late, columns, trained_deal_ids=ids) is None
+    new = OutcomeBook([OutcomeEvent("D-new", client_id, True, 5000.0, day - 1)])
+    out = history_overrides(model.history, model.spec, new, columns, trained_deal_ids=ids)
+    assert out is not None and out["won_deals"][0] == len(trained_wins) + 1

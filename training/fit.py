@@ -33,6 +33,7 @@ from model.features import (
     frame_columns,
 )
 from model.grades import DEFAULT_SHARES, GradeCutoffs, letter_classes, pareto_cutoffs
+from model.history_overlay import DealIdSet
 from model.metrics import calibration_curve, grade_table, probability_metrics
 from model.profiles import ClientProfiles
 from model.scorer import ScoringModel, ValueModel
@@ -410,7 +411,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         progress("fixing letter-class cut-offs")
         model = ScoringModel(version="", spec=spec, history=history, win_model=win_model, calibration=calibration,
                              value_model=value_model, cutoffs=GradeCutoffs(a_min=0.0, b_min=0.0),
-                             clients=_client_directory(dataset.clients))
+                             clients=_client_directory(dataset.clients),
+                             trained_deal_ids=DealIdSet(deals["deal_id"][closed_mask].astype(str)))
         reference_rows = np.arange(int(holdout_rows.min()), len(deals)) if holdout_rows.size else closed_rows
         reference = model.score({k: v[reference_rows] for k, v in columns.items()}, n_reasons=0)
         if not alongside.done():

@@ -62,6 +62,8 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
             loading = asyncio.create_task(_load_in_background(holder, reloader, settings))
         app.state.loading = loading
         watching = None
+        # Not polling is safe with one worker only (the settings refuse more): the admin route reloads this
+        # process alone.
         if reloader is not None and settings.reload_interval_seconds > 0:
             watching = asyncio.create_task(reloader.follow(settings.reload_interval_seconds))
         if feedback is not None:

@@ -9,6 +9,10 @@ prediction) leaves the old model serving; `refused` says which version and why.
 The service checks every `reload_interval_seconds` (`follow`) and on POST /v1/admin/reload (forced: the
 manifest is read again even when its stamp did not change). Loading is blocking work: `check` runs in a
 worker thread (`check_in_thread`), never on the event loop.
+
+Each worker process has its own Reloader and model: the admin route reloads the worker that answers it,
+and the others follow on their own poll. Without polling they never would, which is why the settings
+refuse a registry with several workers and `reload_interval_seconds` 0 (service.settings).
 """
 
 from __future__ import annotations

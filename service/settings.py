@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -31,7 +32,9 @@ class Settings(BaseSettings):
     reload_interval_seconds: float = Field(default=5.0, ge=0, le=3600)
     """How often the service checks whether the registry's live version changed (one stat of its manifest);
     a new live version is loaded, verified and warmed, then swapped in (see docs/operations.md). 0: only at
-    start and on `POST /v1/admin/reload`. Without `registry_dir` there is nothing to follow."""
+    start and on `POST /v1/admin/reload`, which reloads only the worker process that answers it (the others
+    follow within one interval), so 0 is refused with more than one worker. Without `registry_dir` there is
+    nothing to follow."""
 
     admin_token: SecretStr | None = None
     """When set, admin routes (`POST /v1/admin/reload`) need the header `Authorization: Bearer <token>`
@@ -72,7 +75,9 @@ class Settings(BaseSettings):
 
     workers: int = Field(default=1, ge=1, le=64)
     """Worker processes. Each loads its own copy of the model and predicts with one native thread, so one
-    worker per CPU core is the rule; more only adds memory and contention."""
+    worker per CPU core is the rule; more only adds memory and contention. Each follows the registry on its
+    own: `POST /v1/admin/reload` reloads the worker that answers it, the others within one
+    `reload_interval_seconds` (which must then be above 0)."""
 
     database_url: str | None = None
     """SQLAlchemy URL of the feedback database (score log, outcomes, managers' judgements), e.g.
@@ -99,7 +104,8 @@ class Settings(BaseSettings):
     only (lost if the process is killed hard)."""
 
     database_retry_seconds: float = Field(default=2.0, gt=0, le=3600)
-    """First wait before a failed feedback database is tried again (doubles on each failure, up to 60 s)."""
+    """First wait before a failed feedback database is tried again (doubles on each failure, up to 60 s; back
+    to this once it answers). The log warns once when the database goes down and says when it is back."""
 
     database_migrate_on_start: bool = True
     """Bring the feedback database's schema up to date at start; false: only check it (run
@@ -113,6 +119,24 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # DEALSCORE_MODEL_DIR= (empty) in a container means "not set", not the working directory.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_can_follow(cls, workers: int, info: ValidationInfo) -> int:
+        # Each worker is a process with its own model; POST /v1/admin/reload reaches only the one that answers
+        # it. Without polling the others never look at the registry again: after a rollback about half the
+        # requests would be scored by the old version, indefinitely. (info.data holds the fields declared above
+        # this one, registry_dir and reload_interval_seconds among them; absent if they were refused themselves.)
+        never_polled = info.data.get("reload_interval_seconds") == 0
+        if workers > 1 and never_polled and info.data.get("registry_dir") is not None:
+            default = cls.model_fields["reload_interval_seconds"].default
+            raise PydanticCustomError(
+                "workers_need_reload_interval",
+                "1 worker, or DEALSCORE_RELOAD_INTERVAL_SECONDS above 0 (e.g. the default {default}), when serving "
+                "a registry: POST /v1/admin/reload reloads only the worker that answers it, and with the interval "
+                "0 the other workers would keep the old version forever",
+                {"default": default})
+        return workers
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -21,7 +21,7 @@ from service.feedback.db import Database, SchemaNotReady, describe_error
 from service.feedback.judgements import Judgement, JudgementStore, RecordedJudgement
 from service.feedback.outcomes import Outcome, OutcomeStore, RecordedOutcome
 from service.feedback.quality import latest_version, model_versions, quality_report
-from service.feedback.score_log import ScoreLog, ScoreLogStats
+from service.feedback.score_log import MAX_BACKOFF_SECONDS, ScoreLog, ScoreLogStats
 
 logger = logging.getLogger("dealscore.service.feedback")
 
@@ -47,6 +47,13 @@ class Feedback:
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
         self._lifecycle = threading.Lock()
+        # The back-off of the catch-up, as the score log backs off its writes (_mark_down/_mark_up there):
+        # a database down for hours is warned about once, and tried ever less often, not every few seconds.
+        self._retry_seconds = max(self.config.retry_seconds, 0.1)
+        self._backoff = self._retry_seconds
+        self._retry_in = self._retry_seconds
+        self._database_up = False
+        self._last_error: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     @property
@@ -96,24 +103,47 @@ class Feedback:
                 logger.info("feedback: %d outcomes loaded into the client history", held)
             else:
                 self.outcomes.refresh()
-            return True
         except (sa.exc.SQLAlchemyError, SchemaNotReady) as error:
-            logger.warning("feedback: database %s unavailable (%s); retrying in the background",
-                           self.database.shown_url, describe_error(error))
+            self._mark_down(f"unavailable ({describe_error(error)})")
             return False
-        except Exception:  # a failed migration must not stop scoring: logged, retried in the background
-            logger.exception("feedback: preparing the database %s failed", self.database.shown_url)
+        except Exception as error:  # a failed migration must not stop scoring: logged, retried in the background
+            self._mark_down(f"could not be prepared ({type(error).__name__}: {error})", failure=error)
             return False
+        self._mark_up()
+        return True
+
+    def _mark_up(self) -> None:
+        if self._last_error is not None:
+            logger.info("feedback: database %s is back; the outcome history is up to date", self.database.shown_url)
+        self._backoff = self._retry_seconds
+        self._database_up = True
+        self._last_error = None
+
+    def _mark_down(self, reason: str, failure: BaseException | None = None) -> None:
+        """Warn when the database goes down, not on each retry (those are DEBUG); each failure doubles the
+        wait before the next try, up to MAX_BACKOFF_SECONDS."""
+        if self._database_up or self._last_error is None:
+            logger.warning("feedback: database %s %s; retrying in the background in %.1f s, then after twice "
+                           "as long each time (at most %.0f s)", self.database.shown_url, reason, self._backoff,
+                           MAX_BACKOFF_SECONDS, exc_info=failure)
+        else:
+            logger.debug("feedback: database %s still %s; next try in %.1f s", self.database.shown_url, reason,
+                         self._backoff)
+        self._retry_in = self._backoff
+        self._backoff = min(self._backoff * 2, MAX_BACKOFF_SECONDS)
+        self._database_up = False
+        self._last_error = reason
+
+    def _next_wait(self) -> float | None:
+        """Seconds until the next catch-up: the back-off while the database is down, else the refresh
+        interval; None when there is nothing left to do (history loaded, refreshing off)."""
+        if not self._database_up:
+            return self._retry_in
+        interval = self.config.outcomes_refresh_seconds
+        return interval if interval > 0 else None
 
     def _refresh_loop(self) -> None:
-        interval = self.config.outcomes_refresh_seconds
-        retry = max(self.config.retry_seconds, 0.1)
-        while True:
-            wait = interval if self.outcomes.loaded and interval > 0 else retry
-            if self._stop.wait(wait if wait > 0 else 3600.0):
-                return
-            if self.outcomes.loaded and interval <= 0:
-                continue
+        while not self._stop.wait(self._next_wait()):
             self._catch_up()
 
     # -- scoring -----------------------------------------------------------------------------------

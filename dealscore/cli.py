@@ -1,18 +1,25 @@
 """The `dealscore` command line: demo data, training, offline scoring, client analytics, serving.
 
 Each command prints one clear line on stderr and exits non-zero on failure; input problems are
-listed in full (every bad column and row), never as a traceback.
+listed in full (every bad column and row), never as a traceback. Ctrl-C and SIGTERM end a command with one
+line and 130 or 143, as shells report a command a signal ended; a reader that stops early (`| head`) ends
+it quietly with 141, as it does any Unix tool.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import select
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from dealscore.arguments import as_of_day, at_least_one, at_least_zero, refused_options
@@ -26,17 +33,25 @@ if TYPE_CHECKING:  # imported lazily at run time, so `dealscore --help` stays fa
 
 EXIT_INPUT = 2  # the input or the artifact is wrong; the message says what to fix
 EXIT_FAILURE = 1  # an unexpected failure
+# A command a signal ended: 128 + the signal's number, the status shells report for it (130 Ctrl-C, 143 SIGTERM).
+EXIT_SIGNAL_BASE = 128
+EXIT_STDOUT_CLOSED = EXIT_SIGNAL_BASE + signal.SIGPIPE  # 141, what a shell reports for `yes | head -1`'s yes
 
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)  # noqa: T201 (the CLI's progress goes to stderr)
 
 
-def _progress() -> Callable[[str], None]:
+def _tell(message: str) -> None:
+    # flushed: `dealscore serve` runs until stopped, and a redirected stdout would hold the lines till then
+    print(message, flush=True)  # noqa: T201 (what serve says to the person who started it)
+
+
+def _progress(say: Callable[[str], None] = _say) -> Callable[[str], None]:
     started = time.perf_counter()
 
     def report(step: str) -> None:
-        _say(f"[{time.perf_counter() - started:6.1f}s] {step}")
+        say(f"[{time.perf_counter() - started:6.1f}s] {step}")
 
     return report
 
@@ -184,8 +199,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = serve_settings(overrides)
     check_named_model(args.model)  # even beside a registry, which takes precedence: a wrong name is a typo
     if settings.model_dir is None and settings.registry_dir is None:
-        settings = serve_settings({**overrides, "model_dir": str(ensure_demo_model(_progress()))})
-    _say(try_it_line(settings.host, settings.port))
+        settings = serve_settings({**overrides, "model_dir": str(ensure_demo_model(_progress(_tell)))})
+    # Human lines go to stdout: the service's stderr is its JSON-lines log (docs/settings.md).
+    _tell(try_it_line(settings.host, settings.port))
     serve(settings)
     return 0
 
@@ -320,18 +336,87 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Interrupted(KeyboardInterrupt):
+    """A SIGTERM, raised in the main thread as Ctrl-C is: every `finally:` and `with` of the command runs (the
+    registry lock, training's thread pool, the staging folders of atomic writes), as it does on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    # Once: a repeated SIGTERM must not break off the cleanup the first one started (SIGKILL still ends it).
+    signal.signal(signum, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts(command: str) -> Iterator[None]:
+    """SIGTERM ends the command as Ctrl-C does, except `serve`: uvicorn shuts down gracefully on it."""
+    if command == "serve" or threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    before = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
+    signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+    # Artifacts, output files and registry changes are written aside and renamed into place (model/artifact.py,
+    # dealscore/outputs.py, model/registry.py): an interrupted write leaves the old state. Schema migrations
+    # on SQLite are not one transaction, so `db` makes no such claim.
+    left = "" if command == "db" else ", nothing half-written is left"
+    _say(f"dealscore {command}: interrupted by {signal.Signals(signum).name}; stopped before finishing{left}")
+    return EXIT_SIGNAL_BASE + signum
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (`| head` that had its lines), not another broken pipe."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an object with no descriptor: not a pipe
+        return False
+    if not hasattr(select, "poll"):
+        return True  # no way to ask; stdout is by far the likeliest pipe a command writes to
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _end_quietly_on_closed_stdout(finished_with: int | None) -> int:
+    # The Python docs' recipe for SIGPIPE: the interpreter flushes stdout once more on exit, and what is left
+    # in its buffer would raise again; devnull takes it. 141, not 0: the output was cut short, as a shell
+    # reports for any Unix tool in `... | head` (and `set -o pipefail` scripts see it so); not 1, the
+    # status of an unexpected failure that pages someone (docs/operations.md). A command that had finished
+    # with a status of its own (retrain's 3: not published) keeps it: only its last output was lost.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return finished_with or EXIT_STDOUT_CLOSED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args))
-    except DealscoreError as exc:
-        _say(f"dealscore {args.command}: {exc.report()}")
-        return EXIT_INPUT
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # the last line of defence: one line, no traceback, unless debugging
-        if os.environ.get("DEALSCORE_DEBUG"):
-            raise
-        _say(f"dealscore {args.command}: unexpected failure: {type(exc).__name__}: {exc} "
-             "(set DEALSCORE_DEBUG=1 for the traceback)")
-        return EXIT_FAILURE
+    code: int | None = None
+    with _sigterm_interrupts(args.command):
+        try:
+            code = int(args.run(args))
+            sys.stdout.flush()  # now, not at exit: a reader that stopped early is one of the cases below
+            return code
+        except DealscoreError as exc:
+            _say(f"dealscore {args.command}: {exc.report()}")
+            return EXIT_INPUT
+        except KeyboardInterrupt as exc:
+            return _interrupted(args.command, exc)
+        except Exception as exc:  # the last line of defence: one line, no traceback, unless debugging
+            if isinstance(exc, BrokenPipeError) and _stdout_closed():
+                return _end_quietly_on_closed_stdout(code)
+            if os.environ.get("DEALSCORE_DEBUG"):
+                raise
+            _say(f"dealscore {args.command}: unexpected failure: {type(exc).__name__}: {exc} "
+                 "(set DEALSCORE_DEBUG=1 for the traceback)")
+            return EXIT_FAILURE

@@ -166,6 +166,9 @@ def demo_model_dir() -> Path:
     return base / "demo-model"
 
 
+DEMO_MODEL_FILES = ("metadata.json", "model.joblib", "report.json", "report.html")  # what train_artifact writes
+
+
 def ensure_demo_model(progress: Callable[[str], None]) -> Path:
     """The demo model trained on generated data, built once and reused."""
     from model.artifact import verify_artifact
@@ -178,6 +181,10 @@ def ensure_demo_model(progress: Callable[[str], None]) -> Path:
             return target
         except DealscoreError as exc:
             progress(f"rebuilding the demo model: {exc.message}")
+            # Its own files only (a damaged metadata.json no longer says which files are the artifact's, and
+            # save_artifact refuses to replace a folder it cannot recognise): anything else stays, and is named.
+            for name in DEMO_MODEL_FILES:
+                (target / name).unlink(missing_ok=True)
     data_dir = target.parent / "demo-data"
     progress("generating demo CRM data (seed 7)")
     write(generate(seed=7, n_deals=20_000), data_dir)
@@ -188,8 +195,6 @@ def ensure_demo_model(progress: Callable[[str], None]) -> Path:
 
 # The serve options and the settings they set; any other setting comes from its DEALSCORE_* variable.
 SERVE_OPTIONS = {"host": "--host", "port": "--port", "model_dir": "--model", "registry_dir": "--registry"}
-# pydantic's bound checks say "Input should be greater than 0"; "expected a number greater than 0" reads better.
-_BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -220,24 +225,9 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def serve_settings(overrides: dict[str, Any]) -> Settings:
     """The service's Settings from the serve options and the DEALSCORE_* variables; a value they refuse is
     one line naming the option, or the variable, it came from."""
-    from pydantic import ValidationError
+    from service.settings import settings_from
 
-    from service.settings import Settings
-
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        problems = [_setting_problem(error, overrides) for error in exc.errors()]
-        raise DealscoreError("; ".join(problems)) from None
-
-
-def _setting_problem(error: Any, overrides: dict[str, Any]) -> str:
-    name = str(error["loc"][0]) if error["loc"] else "settings"
-    source = SERVE_OPTIONS[name] if name in overrides else f"DEALSCORE_{name.upper()}"
-    expected = str(error["msg"]).removeprefix("Input should be ")
-    if error["type"] in _BOUND_ERRORS:
-        expected = f"a number {expected}"
-    return f"{source}: expected {expected}, got {error['input']!r}"
+    return settings_from(overrides, SERVE_OPTIONS)
 
 
 def check_named_model(model: str | None) -> None:

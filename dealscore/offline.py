@@ -95,7 +95,9 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
 
     model = load_artifact(model_dir)[0] if model_dir else None
     kinds = profile_kinds(model) if model is not None else None
-    dataset = load_dataset(deals, clients, holdings, mapping, for_training=True, kinds=kinds)
+    # Holdings matter only for potential income, which needs a model's profiles: not read without one.
+    dataset = load_dataset(deals, clients, holdings if model is not None else None, mapping, for_training=True,
+                           kinds=kinds)
     profiles = model.profiles if model is not None else None
     if lost_window_days is None and model is not None:
         lost_window_days = model.spec.config.lost_window_days

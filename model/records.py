@@ -22,7 +22,7 @@ from model.contract import CLIENT_HISTORY, DEALS, Kind
 from model.errors import ContractViolation, Problem
 from model.features import CLIENT_ATTRIBUTES, HISTORY_OVERRIDE_COLUMNS
 
-__all__ = ["RESERVED_NAMES", "day_number", "deal_columns", "parse_date", "text_value"]
+__all__ = ["RESERVED_NAMES", "day_number", "deal_columns", "is_plain_number", "parse_date", "text_value"]
 
 Columns = dict[str, npt.NDArray[Any]]
 
@@ -193,7 +193,7 @@ def deal_columns(deals: Sequence[object], *, kinds: Mapping[str, str] | None = N
     for name, values in present.items():
         if name in _KNOWN_DEAL_FIELDS or name in CLIENT_ATTRIBUTES:
             continue
-        kind = kinds.get(name) or ("number" if all(v is None or _is_plain_number(v) for v in values) else "text")
+        kind = kinds.get(name) or ("number" if all(v is None or is_plain_number(v) for v in values) else "text")
         columns[name] = _number_column(name, values, problems) if kind == "number" else _text_column(values)
 
     for name, kind in kinds.items():  # a model's number column sent as a client attribute
@@ -204,7 +204,7 @@ def deal_columns(deals: Sequence[object], *, kinds: Mapping[str, str] | None = N
     return columns
 
 
-def _is_plain_number(value: object) -> bool:
+def is_plain_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

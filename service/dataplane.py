@@ -197,9 +197,9 @@ class DataPlane:
             listed = raw.get(items) if isinstance(raw, dict) else None
             if isinstance(listed, list):
                 known = {p.field for p in problems}
-                problems += [p for p in self._batch_problems(listed, items) if p.field not in known]
+                problems += [p for p in self._batch_problems(listed, items, today) if p.field not in known]
             raise ContractViolation(f"{len(problems)} problem(s) in the request", problems) from None
-        problems = self._batch_problems(getattr(request, items), items)
+        problems = self._batch_problems(getattr(request, items), items, today)
         if problems:
             raise ContractViolation(f"{len(problems)} problem(s) in the request", problems)
         return request
@@ -209,7 +209,7 @@ class DataPlane:
         return PayloadTooLarge(f"too many {items} in one request: at most {limit:,} are accepted, got {sent}; "
                                "split the batch", [Problem(items, f"at most {limit} items", f"{sent} items")])
 
-    def _batch_problems(self, entries: Sequence[Any], items: str) -> list[Problem]:
+    def _batch_problems(self, entries: Sequence[Any], items: str, today: date) -> list[Problem]:
         """Duplicate ids, extra fields beyond the limits, closed before created, two different client ids.
 
         `entries` are validated models or, when the schema already failed, the raw JSON objects.
@@ -249,7 +249,7 @@ class DataPlane:
                 if own is not None and theirs is not None and own != theirs:
                     problems.append(Problem(f"{where}.client.client_id", f"the deal's client_id {shown(own)}",
                                             shown(theirs)))
-                problems += _history_problems(client, _date_or_none(_get(entry, "created_at")), f"{where}.client")
+                problems += _history_problems(client, entry, today, f"{where}.client")
         return problems
 
     # ---------------------------------------------------------------------------------------------
@@ -352,15 +352,17 @@ def _extra_fields(entry: Any) -> Mapping[str, Any]:
     return {}
 
 
-def _history_problems(client: Any, created: date | None, where: str) -> list[Problem]:
+def _history_problems(client: Any, deal: Any, today: date, where: str) -> list[Problem]:
     """Client history sent with a deal describes the client as of the deal's creation (the features are as
-    of that day, as in training: a win dated later would read as a negative "days since the last win"), and
-    its parts agree with each other."""
+    of that day, as in training: a win dated later would read as a negative "days since the last win"; a
+    deal without created_at is scored as of today), and its parts agree with each other."""
     sent_won, amount = _get(client, "won_deals"), _get(client, "won_amount")
     sent_first, sent_last = _get(client, "first_won_at"), _get(client, "last_won_at")
     if sent_won is None and amount is None and sent_first is None and sent_last is None:
         return []  # no history sent (the usual case, and the cheap one in a batch of thousands)
     problems: list[Problem] = []
+    dated = _get(deal, "created_at")
+    created = _date_or_none(dated) if dated is not None else today
     won = sent_won if isinstance(sent_won, int | float) and not isinstance(sent_won, bool) else None
     won = won if won is not None and math.isfinite(won) else None
     first = _date_or_none(sent_first) if sent_first is not None else None
@@ -370,8 +372,8 @@ def _history_problems(client: Any, created: date | None, where: str) -> list[Pro
     for name, day in (("first_won_at", first), ("last_won_at", last)):
         if day is not None and created is not None and day > created:
             problems.append(Problem(f"{where}.{name}", f"a date on or before the deal's created_at "
-                                    f"({created.isoformat()}): the client's history as of the deal's creation",
-                                    f"'{day.isoformat()}'"))
+                                    f"({created.isoformat()}{'' if dated is not None else ', today: none was sent'}"
+                                    "): the client's history as of the deal's creation", f"'{day.isoformat()}'"))
     if first is not None and last is not None and first > last:
         problems.append(Problem(f"{where}.first_won_at", f"a date on or before last_won_at ({last.isoformat()})",
                                 f"'{first.isoformat()}'"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from pydantic import SecretStr
 
@@ -30,5 +31,19 @@ def serve(settings: Settings) -> None:
                 log_config=None, server_header=False)
 
 
+def main() -> int:
+    """`python -m service.main` (the container's command): a bad setting is one line on stderr and exit 2."""
+    from model.errors import DealscoreError
+    from service.settings import settings_from
+
+    try:
+        settings = settings_from()
+    except DealscoreError as exc:
+        print(f"dealscore service: {exc.message}", file=sys.stderr)  # noqa: T201 (before logging is set up)
+        return 2
+    serve(settings)
+    return 0
+
+
 if __name__ == "__main__":
-    serve(Settings())
+    sys.exit(main())

@@ -6,12 +6,15 @@ test fails when the two differ, so the documentation cannot drift from the code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model.errors import DealscoreError
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -143,3 +146,30 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+
+
+# pydantic's bound checks say "Input should be greater than 0"; "expected a number greater than 0" reads better.
+_BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def settings_from(overrides: Mapping[str, Any] | None = None, option_names: Mapping[str, str] | None = None
+                  ) -> Settings:
+    """Settings from the DEALSCORE_* variables and `overrides`; a value they refuse raises DealscoreError with
+    one line per problem, naming the command-line option it came from (`option_names`: setting -> option)
+    or its variable. Both ways of starting the service (`dealscore serve`, `python -m service.main` in the
+    image) report a bad setting so, never as a pydantic dump."""
+    overrides = dict(overrides or {})
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        names = option_names or {}
+        raise DealscoreError("; ".join(_setting_problem(error, overrides, names) for error in exc.errors())) from None
+
+
+def _setting_problem(error: Any, overrides: Mapping[str, Any], option_names: Mapping[str, str]) -> str:
+    name = str(error["loc"][0]) if error["loc"] else "settings"
+    source = option_names[name] if name in overrides and name in option_names else f"DEALSCORE_{name.upper()}"
+    expected = str(error["msg"]).removeprefix("Input should be ")
+    if error["type"] in _BOUND_ERRORS:
+        expected = f"a number {expected}"
+    return f"{source}: expected {expected}, got {error['input']!r}"

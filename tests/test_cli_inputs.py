@@ -298,16 +298,54 @@ def test_train_refuses_an_out_folder_that_is_not_an_artifact_before_reading_data
 
 
 def test_clients_takes_its_holdings_and_lost_window(crm_files: Path, service_artifact: Path, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """--holdings was accepted and dropped; the lost window was always 360 days, whatever the model's."""
-    base = ["clients", "--deals", str(crm_files / "deals.csv"), "--clients", str(crm_files / "clients.csv"),
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """--holdings was accepted and dropped (a client new to the model counted as holding nothing); the lost
+    window was always 360 days, whatever the model's."""
+    import copy
+    import dataclasses
+
+    import dealscore.offline
+    from model.artifact import load_artifact
+
+    clients = pd.read_csv(crm_files / "clients.csv")
+    newcomer = clients.iloc[[0]].assign(client_id="NEW-1")
+    holdings = pd.read_csv(crm_files / "holdings.csv")
+    held = holdings[holdings["client_id"] == clients["client_id"].iloc[0]].assign(client_id="NEW-1")
+    newcomer.to_csv(tmp_path / "clients.csv", index=False)
+    held.to_csv(tmp_path / "holdings.csv", index=False)
+    # The fixture's model has the default 360-day window: a copy with 30 days shows whose window is used.
+    model, metadata = load_artifact(service_artifact)
+    short = copy.copy(model)
+    short.spec = dataclasses.replace(model.spec, config=dataclasses.replace(model.spec.config, lost_window_days=30))
+    monkeypatch.setattr(dealscore.offline, "load_artifact", lambda _: (short, metadata))
+    base = ["clients", "--deals", str(crm_files / "deals.csv"), "--clients", str(tmp_path / "clients.csv"),
             "--model", str(service_artifact)]
-    code, err = run([*base, "--out", str(tmp_path / "default.csv")], capsys)
-    assert code == 0, err
-    code, err = run([*base, "--holdings", str(crm_files / "holdings.csv"), "--lost-window-days", "30",
-                     "--out", str(tmp_path / "short.csv")], capsys)
-    assert code == 0, err
-    default, short = (pd.read_csv(tmp_path / f"{name}.csv") for name in ("default", "short"))
-    assert (short["status"] == "lost").sum() > (default["status"] == "lost").sum()
-    assert set(short["status_window"].dropna()) <= {"0-30", "31+"}
-    assert short["potential_income"].notna().all()
+    for name, extra in (("bare", []), ("held", ["--holdings", str(tmp_path / "holdings.csv")]),
+                        ("explicit", ["--lost-window-days", "360"])):
+        code, err = run([*base, *extra, "--out", str(tmp_path / f"{name}.csv")], capsys)
+        assert code == 0, err
+    bare, held_table, explicit = (pd.read_csv(tmp_path / f"{n}.csv").set_index("client_id")
+                                  for n in ("bare", "held", "explicit"))
+    assert held_table.loc["NEW-1", "potential_income"] < bare.loc["NEW-1", "potential_income"]
+    assert set(bare["status_window"].dropna()) <= {"0-30", "31+"}  # the model's window
+    assert (bare["status"] == "lost").sum() > (explicit["status"] == "lost").sum()  # the option wins over it
+
+
+def test_a_damaged_demo_model_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A truncated metadata.json no longer says which files are the artifact's, and save_artifact refuses a
+    folder it cannot recognise: the demo model's own files are removed first, so serve still repairs it."""
+    import training.synthetic_crm as synthetic_crm
+    from model.artifact import verify_artifact
+
+    real_generate = synthetic_crm.generate
+    monkeypatch.setattr(synthetic_crm, "generate", lambda seed, n_deals: real_generate(seed=seed, n_deals=2_000))
+    monkeypatch.setenv("DEALSCORE_HOME", str(tmp_path))
+    target = cli.demo_model_dir()
+    target.mkdir(parents=True)
+    (target / "metadata.json").write_text('{"version": "x", "form')
+    (target / "model.joblib").write_bytes(b"not a model")
+    said: list[str] = []
+    assert cli.ensure_demo_model(said.append) == target
+    verify_artifact(target)
+    assert any(line.startswith("rebuilding the demo model") for line in said)

@@ -99,6 +99,8 @@ def test_every_bad_field_is_listed_in_one_answer(service_client: TestClient) -> 
     (make_deal(client={"client_id": "C00010", "won_deals": 2, "first_won_at": "2025-01-01",
                        "last_won_at": "2025-12-21"}), "deals[0].client.last_won_at",
      "a date on or before the deal's created_at (2025-12-20)"),
+    (make_deal(created_at=None, client={"client_id": "C00010", "won_deals": 1, "last_won_at": "2026-01-16"}),
+     "deals[0].client.last_won_at", "a date on or before the deal's created_at (2026-01-15, today: none was sent)"),
     (make_deal(client={"client_id": "C00010", "won_deals": 2.5}), "deals[0].client.won_deals",
      "a whole number of won deals"),
     (make_deal(client={"client_id": "C00010", "won_deals": 2, "first_won_at": "2025-06-01",

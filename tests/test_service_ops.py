@@ -194,3 +194,15 @@ def test_dealscore_serve_refuses_in_one_line_naming_both_variables(tmp_path: Pat
     assert err.startswith("dealscore serve: DEALSCORE_WORKERS: expected 1 worker, or "
                           "DEALSCORE_RELOAD_INTERVAL_SECONDS above 0 (e.g. the default 5.0), when serving a registry")
     assert err.endswith("got '2'\n")
+
+
+def test_the_containers_entry_point_refuses_a_bad_setting_in_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The image runs `python -m service.main`, not the CLI: a bad variable was a pydantic dump there."""
+    import service.main
+
+    monkeypatch.setenv("DEALSCORE_PORT", "99999")
+    monkeypatch.setattr(service.main, "serve", lambda settings: pytest.fail("must not start"))
+    assert service.main.main() == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["dealscore service: DEALSCORE_PORT: expected a number less than or equal to 65535, got '99999'"]

@@ -36,6 +36,7 @@ from model.grades import DEFAULT_SHARES, GradeCutoffs, letter_classes, pareto_cu
 from model.history_overlay import DealIdSet
 from model.metrics import calibration_curve, grade_table, probability_metrics
 from model.profiles import ClientProfiles
+from model.records import is_plain_number
 from model.scorer import ScoringModel, ValueModel
 from model.win_models import LinearWinModel, PlattCalibration, TreeWinModel, WinModel
 from training.calibration import fit_calibration
@@ -98,7 +99,7 @@ class TrainConfig:
         _check_share("d_floor_share", self.d_floor_share, "the top managers' value per hour taken as the D floor",
                      up_to_one=True)
         floor = self.d_floor_per_hour
-        if floor is not None and not (_is_number(floor) and 0 <= floor < math.inf):
+        if floor is not None and not (is_plain_number(floor) and 0 <= floor < math.inf):
             raise ValueError("d_floor_per_hour must be a finite number of at least 0 (expected value per hour "
                              f"below which a deal is D; None derives it from the data), got {floor!r}")
         for name in ("min_per_class", "max_rounds"):
@@ -109,13 +110,9 @@ class TrainConfig:
             raise ValueError(f"keep_columns must be a list of column names, got {self.keep_columns!r}")
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _check_share(name: str, value: float, of_what: str, up_to_one: bool = False) -> None:
     """A share must leave something on both sides (a holdout of 0 or 1 leaves nothing to test or to fit on)."""
-    share = float(value) if _is_number(value) else math.nan
+    share = float(value) if is_plain_number(value) else math.nan
     if not (0 < share <= 1 if up_to_one else 0 < share < 1):
         bounds = "above 0 and at most 1" if up_to_one else "above 0 and below 1"
         raise ValueError(f"{name} must be a number {bounds} (the share of {of_what}), got {value!r}")

@@ -30,6 +30,7 @@ import pandas as pd
 from model.errors import DealscoreError, InsufficientData
 from model.features import attach_clients, build_features, frame_columns
 from model.metrics import expected_calibration_error, probability_metrics
+from model.records import is_plain_number
 from model.registry import Registry
 from model.scorer import ScoringModel
 from training.fit import TrainConfig, TrainingResult, train
@@ -83,19 +84,15 @@ class RetrainConfig:
         for name, meaning in (("auc_tolerance", "AUC the candidate may lose against the live model"),
                               ("ece_margin", "calibration error the candidate may add to the live model's")):
             value = getattr(self, name)
-            if not (_real_number(value) and 0 <= value < 1):
+            if not (is_plain_number(value) and 0 <= value < 1):
                 raise ValueError(f"{name} must be a number from 0 to below 1 ({meaning}), got {value!r}")
-        if not (_real_number(self.ece_limit) and 0 < self.ece_limit <= 1):
+        if not (is_plain_number(self.ece_limit) and 0 < self.ece_limit <= 1):
             raise ValueError(f"ece_limit must be a number above 0 and at most 1 (the calibration error a "
                              f"candidate may always have), got {self.ece_limit!r}")
         for name in ("min_comparison_deals", "keep_last", "psi_bins", "ece_noise_draws"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
-
-
-def _real_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
 
 @dataclass(frozen=True)

@@ -231,8 +231,13 @@ def _codes_and_keys(values: npt.NDArray[Any], vocab: Mapping[str, int],
                     level_keys: Mapping[str, int]) -> tuple[FloatArray, IntArray]:
     """A categorical column's model codes (rare or unseen levels share the last code, missing is NaN) and
     history keys (NO_KEY for unseen or missing)."""
-    codes, keys = _lookup(values, (vocab, float(len(vocab)), np.nan), (level_keys, NO_KEY, NO_KEY))
+    codes, keys = _lookup(values, *_code_lookups(vocab, level_keys))
     return codes, keys.astype(np.int64)
+
+
+def _code_lookups(vocab: Mapping[str, int], level_keys: Mapping[str, int]) -> tuple[Lookup, Lookup]:
+    """A level's model code (rare or unseen: the shared last code; missing: NaN) and its history key."""
+    return (vocab, float(len(vocab)), np.nan), (level_keys, NO_KEY, NO_KEY)
 
 
 def _categorical_codes(spec: FeatureSpec, columns: Columns, n: int) -> tuple[FloatArray, IntArray]:
@@ -258,9 +263,8 @@ def _categorical_codes(spec: FeatureSpec, columns: Columns, n: int) -> tuple[Flo
             code_list += [np.nan] * n
             key_list += [NO_KEY] * n
             continue
-        vocab = spec.vocab[column]
-        codes_of_column, keys_of_column = _looked_up(np.asarray(raw, dtype=object), (
-            (vocab, float(len(vocab)), np.nan), (spec.level_keys[column], NO_KEY, NO_KEY)))
+        codes_of_column, keys_of_column = _looked_up(np.asarray(raw, dtype=object),
+                                                     _code_lookups(spec.vocab[column], spec.level_keys[column]))
         code_list += codes_of_column
         key_list += keys_of_column
     return (np.array(code_list, dtype=np.float64).reshape(k, n),

@@ -315,6 +315,11 @@ DIFF_ROWS = (
 )
 
 
+def _diff_cell(flat: Mapping[str, Any], path: str) -> str:
+    # Present but null (a metric that could not be computed, strict JSON) reads "n/a"; absent stays blank.
+    return "n/a" if path in flat and flat[path] is None else _cell(flat.get(path))
+
+
 def cmd_models_diff(args: argparse.Namespace) -> int:
     registry = _registry(args)
     first, second = _resolve(registry, args.first), _resolve(registry, args.second)
@@ -323,7 +328,7 @@ def cmd_models_diff(args: argparse.Namespace) -> int:
     rows = []
     for label, path in DIFF_ROWS:
         left, right = flat_a.get(path), flat_b.get(path)
-        rows.append([label, _cell(left), _cell(right), "" if left == right else "*"])
+        rows.append([label, _diff_cell(flat_a, path), _diff_cell(flat_b, path), "" if left == right else "*"])
     _out(format_table(["", first, second, "differs"], rows))
     only_a = [f for f in a.get("features", []) if f not in b.get("features", [])]
     only_b = [f for f in b.get("features", []) if f not in a.get("features", [])]

@@ -349,3 +349,23 @@ def test_a_damaged_demo_model_is_rebuilt(tmp_path: Path, monkeypatch: pytest.Mon
     assert cli.ensure_demo_model(said.append) == target
     verify_artifact(target)
     assert any(line.startswith("rebuilding the demo model") for line in said)
+
+
+def test_a_null_metric_reads_n_a_in_models_diff(service_training: TrainingResult, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """metadata.json writes an uncomputable metric as null (strict JSON); diff showed a blank for it."""
+    import json
+
+    from model.artifact import METADATA_CHECKSUM, metadata_checksum
+
+    root = two_versions(tmp_path / "registry", service_training)
+    path = Registry(root).path_of("v2") / "metadata.json"
+    meta = json.loads(path.read_text())
+    meta["metrics"]["model"]["auc"] = None
+    meta[METADATA_CHECKSUM] = metadata_checksum(meta)
+    path.write_text(json.dumps(meta))
+    code = cli.main(["models", "diff", "v1", "v2", "--registry", str(root)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.startswith("holdout auc"))
+    assert row.split()[-2:] == ["n/a", "*"]

@@ -141,7 +141,8 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     from dealscore.offline import gaps_file
 
     created = check_output_file(args.out)
-    written = gaps_file(args.model, args.clients, args.holdings, args.mapping, args.out, top_k=args.top)
+    written = gaps_file(args.model, args.clients, args.holdings, args.mapping, args.out, top_k=args.top,
+                        as_of=args.as_of)
     _say(f"wrote {written:,} gap rows into {args.out}{_created_note(created)}")
     return 0
 
@@ -219,6 +220,11 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if given[name] is not None and not given[name].strip():
             expected = "an address to listen on" if name == "host" else "a folder"
             raise DealscoreError(f"{SERVE_OPTIONS[name]}: expected {expected}, got an empty text")
+    if args.model is not None and args.registry is not None:
+        # The registry would win and --model be ignored: both typed on one command line is a mistake to say.
+        # (Between variables the precedence stays: the image sets DEALSCORE_MODEL_DIR to its demo model.)
+        raise DealscoreError("--model and --registry: expected one of them (a registry serves its live version, "
+                             f"a model folder one artifact), got both: {args.model} and {args.registry}")
     return {name: value for name, value in given.items() if value is not None}
 
 
@@ -302,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     gaps.add_argument("--holdings", required=True)
     gaps.add_argument("--mapping")
     gaps.add_argument("--top", type=at_least_one, default=5, help="gaps listed per client")
+    gaps.add_argument("--as-of", type=as_of_day, default=None,
+                      help="ISO date, at most today: tenure on that day, holdings held by then; default: today")
     gaps.add_argument("--out", required=True, help=OUT_HELP)
     gaps.set_defaults(run=cmd_gaps)
 

@@ -70,7 +70,8 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
     return len(scores)
 
 
-def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, out: str, top_k: int = 5) -> int:
+def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, out: str, top_k: int = 5,
+              as_of: date | None = None) -> int:
     from model.client_analytics import gap_table
     from model.dataset import load_tables
 
@@ -80,7 +81,7 @@ def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, 
 
         raise ArtifactError(f"model at {model_dir} has no ideal client profiles (trained without holdings)")
     client_frame, holding_frame = load_tables(clients, holdings, mapping, kinds=profile_kinds(model))
-    table = gap_table(model.profiles, client_frame, holding_frame, top_k=top_k)
+    table = gap_table(model.profiles, client_frame, holding_frame, top_k=top_k, as_of=as_of)
     write_csv_atomically(table, out)
     return len(table)
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import platform
+import secrets
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -159,7 +160,8 @@ def _replace_directory(staging: Path, target: Path) -> None:
         return
     check_target(target)  # again: the target may have changed while the model was being written
     # A directory cannot be renamed over a non-empty one: move the old aside first, then drop it.
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    # Unique, not just per process: a leftover of a crashed run with the same pid must not block this one.
+    old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
     os.replace(target, old)
     try:
         os.replace(staging, target)

@@ -97,7 +97,7 @@ def client_analytics(deals: pd.DataFrame, clients: pd.DataFrame | None, as_of: d
     f_score = _scores(frequency, has_win)
     m_score = _scores(monetary, has_win)
     active, purchase_cv = _monthly_regularity(won, ids, as_of_day, xyz_months)
-    abc = _classes(monetary, has_win, shares, ("A", "B", "C"))
+    abc = _classes(monetary, has_win, shares, ("A", "B", "C"), np.array(ids, dtype=object))
     frequent, occasional = xyz_active_shares
     active_share = active / xyz_months
     xyz = np.where(active_share >= frequent, "X", np.where(active_share >= occasional, "Y", "Z"))
@@ -178,10 +178,10 @@ def _scores(values: FloatArray, has_win: npt.NDArray[np.bool_]) -> FloatArray:
 
 
 def _classes(values: FloatArray, has_win: npt.NDArray[np.bool_], shares: tuple[float, float, float],
-             letters: tuple[str, str, str]) -> npt.NDArray[np.object_]:
+             letters: tuple[str, str, str], ids: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
     out = np.full(values.size, np.nan, dtype=object)
     if has_win.any():
-        abc = pareto_classes(values[has_win], shares)
+        abc = pareto_classes(values[has_win], shares, tie_keys=ids[has_win])
         out[has_win] = np.array(letters, dtype=object)[np.searchsorted(np.array(["A", "B", "C"]), abc)]
     return out
 
@@ -275,10 +275,13 @@ def _text(value: object) -> str | None:
 def gap_table(profiles: ClientProfiles, clients: pd.DataFrame | None, holdings: pd.DataFrame | None,
               top_k: int = 5, as_of: date | None = None, chunk: int = 2000) -> pd.DataFrame:
     """Every client's gap list, one row per gap: client_id, rank (1 = offer first), product, adoption,
-    p_accept, potential_income, then the segment used and the reason."""
+    p_accept, potential_income, then the segment used and the reason. As of `as_of` (default today): the
+    clients' tenure on that day, and only the holdings held by then (as `client_analytics` counts them)."""
     extras = [a for a in profiles.encoder.attributes if a not in ("industry", "size", "region", "tenure")]
-    facts = client_facts(clients, holdings, extras)
     as_of_day = None if as_of is None else float(np.datetime64(as_of, "D").astype(np.int64))
+    if as_of_day is not None:
+        holdings = _held_as_of(holdings, as_of_day)
+    facts = client_facts(clients, holdings, extras)
     answers: list[ClientGaps] = []
     for start in range(0, len(facts), chunk):
         answers.extend(profiles.gaps_for(facts[start:start + chunk], top_k=top_k, as_of_day=as_of_day))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +24,17 @@ class GradeCutoffs:
     d_floor_per_hour: float | None = None  # expected value per hour below which a deal is D
 
 
+def check_shares(name: str, shares: object) -> None:
+    """Pareto shares must be three numbers, A's and B's above 0, none below 0, adding up to 1: a share list
+    that adds up to less leaves deals in no class, and one of 2 numbers fails only when grades are cut."""
+    numbers = list(shares) if isinstance(shares, list | tuple) else []
+    valid = (len(numbers) == 3 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers)
+             and numbers[0] > 0 and numbers[1] > 0 and numbers[2] >= 0 and abs(sum(numbers) - 1.0) <= 1e-6)
+    if not valid:
+        raise ValueError(f"{name} must be three shares of value for A, B and C (A and B above 0, adding up to 1, "
+                         f"e.g. {DEFAULT_SHARES}), got {shares!r}")
+
+
 def pareto_cutoffs(values: FloatArray, shares: tuple[float, float, float] = DEFAULT_SHARES) -> tuple[float, float]:
     """Smallest values still inside the top `shares[0]` and `shares[0] + shares[1]` of the total.
 
@@ -38,10 +50,12 @@ def pareto_cutoffs(values: FloatArray, shares: tuple[float, float, float] = DEFA
     return float(a_items[-1]), float(b_items[-1])
 
 
-def pareto_classes(values: FloatArray, shares: tuple[float, float, float] = DEFAULT_SHARES) -> npt.NDArray[np.str_]:
+def pareto_classes(values: FloatArray, shares: tuple[float, float, float] = DEFAULT_SHARES,
+                   tie_keys: npt.NDArray[Any] | None = None) -> npt.NDArray[np.str_]:
     """ABC class of each item of one population (clients by income, products by sales...).
 
-    By rank, as ABC analysis counts: items sorted by value, largest first (equal values in input order);
+    By rank, as ABC analysis counts: items sorted by value, largest first (equal values by `tie_keys`,
+    e.g. client ids, so that reordering an export cannot change a class; in input order without them);
     an item is A while the share of value before it is under shares[0], B while under shares[0] + shares[1].
     So ten clients of equal income are 8 A and 2 B, where a value cut-off (which fixed deal grades need)
     would make all ten A. Items without a positive value are C.
@@ -50,7 +64,8 @@ def pareto_classes(values: FloatArray, shares: tuple[float, float, float] = DEFA
     number = np.full(values.size, 2)
     valued = np.flatnonzero(np.isfinite(values) & (values > 0))
     if valued.size:
-        order = valued[np.argsort(-values[valued], kind="stable")]
+        order = valued[np.argsort(-values[valued], kind="stable") if tie_keys is None
+                       else np.lexsort((np.asarray(tie_keys)[valued], -values[valued]))]
         ranked = values[order]
         before = (np.cumsum(ranked) - ranked) / ranked.sum()
         number[order] = np.where(before < shares[0], 0, np.where(before < shares[0] + shares[1], 1, 2))

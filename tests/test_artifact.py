@@ -4,6 +4,7 @@ that replace only an earlier artifact, strict JSON metadata."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -205,3 +206,14 @@ def test_an_earlier_artifact_is_replaced_whole(artifact: Path, trained: Training
     assert set(meta["checksums"]) == {MODEL_FILE, "report.html"}
     assert sorted(p.name for p in artifact.iterdir()) == ["metadata.json", MODEL_FILE, "report.html"]
     assert [p.name for p in artifact.parent.iterdir()] == [artifact.name]
+
+
+def test_a_leftover_of_a_crashed_replacement_does_not_block_the_next(artifact: Path, trained: TrainingResult) -> None:
+    # A run killed between moving the old artifact aside and deleting it leaves this folder; a later run
+    # with the same process id (containers restart as pid 1) used to fail with "Directory not empty".
+    leftover = artifact.with_name(f".{artifact.name}.old-{os.getpid()}")
+    leftover.mkdir()
+    (leftover / MODEL_FILE).write_bytes(b"the crashed run's old model")
+    save_artifact(trained.model, artifact, trained.metadata)
+    load_artifact(artifact)
+    assert (leftover / MODEL_FILE).read_bytes() == b"the crashed run's old model"  # not ours to delete

@@ -99,6 +99,27 @@ def test_an_as_of_day_sets_the_analytics_day(crm_files: Path, tmp_path: Path,
     assert last_won.max() <= pd.Timestamp("2025-06-30")
 
 
+def test_gaps_as_of_a_day_offers_what_was_not_yet_held_then(
+        crm_files: Path, service_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clients = pd.read_csv(crm_files / "clients.csv").iloc[:1]
+    client = clients["client_id"].iloc[0]
+    holdings = pd.read_csv(crm_files / "holdings.csv")
+    holdings = holdings[holdings["client_id"] == client].copy()
+    holdings["since"] = "2020-01-01"
+    later = holdings["product"].iloc[0]
+    holdings.loc[holdings["product"] == later, "since"] = "2025-06-01"
+    clients.to_csv(tmp_path / "clients.csv", index=False)
+    holdings.to_csv(tmp_path / "holdings.csv", index=False)
+    base = ["gaps", "--model", str(service_artifact), "--clients", str(tmp_path / "clients.csv"),
+            "--holdings", str(tmp_path / "holdings.csv"), "--top", "20"]
+    for name, extra in (("now", []), ("then", ["--as-of", "2025-01-01"])):
+        code, err = run([*base, *extra, "--out", str(tmp_path / f"{name}.csv")], capsys)
+        assert code == 0, err
+    now, then = (pd.read_csv(tmp_path / f"{n}.csv") for n in ("now", "then"))
+    assert later not in set(now["product"])  # held today: never a gap
+    assert later in set(then["product"])  # taken in June 2025: a gap on the first of January
+
+
 # -- --out ----------------------------------------------------------------------------------------------------
 
 
@@ -283,6 +304,19 @@ def test_serve_still_waits_for_an_empty_registry(served: list[Settings], tmp_pat
     code, _ = run(["serve", "--registry", str(tmp_path / "registry")], capsys)
     assert code == 0
     assert [s.registry_dir for s in served] == [tmp_path / "registry"]
+
+
+def test_serve_refuses_both_a_model_and_a_registry_on_its_command_line(
+        served: list[Settings], service_artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The registry would take precedence and the named model be ignored without a word.
+    code, err = run(["serve", "--model", str(service_artifact), "--registry", str(tmp_path / "registry")], capsys)
+    assert code == 2 and not served
+    assert err.startswith("dealscore serve: --model and --registry: expected one of them") and err.count("\n") == 1
+    # From the environment the precedence stays (the container's demo model beside a mounted registry).
+    monkeypatch.setenv("DEALSCORE_MODEL_DIR", str(service_artifact))
+    code, _ = run(["serve", "--registry", str(tmp_path / "registry")], capsys)
+    assert code == 0 and [s.registry_dir for s in served] == [tmp_path / "registry"]
 
 
 def test_train_refuses_an_out_folder_that_is_not_an_artifact_before_reading_data(

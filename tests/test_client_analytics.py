@@ -126,6 +126,14 @@ def test_abc_cuts_by_rank_so_equal_values_can_fall_on_both_sides_of_the_line() -
     assert pareto_classes(np.array([0.0, np.nan, -5.0, 7.0])).tolist() == ["C", "C", "C", "A"]
 
 
+def test_equal_values_are_ranked_by_their_keys_so_row_order_cannot_change_a_class() -> None:
+    ids = np.array([f"c{i}" for i in (7, 2, 9, 0, 5, 1, 8, 3, 6, 4)], dtype=object)
+    classes = pareto_classes(np.full(10, 1000.0), tie_keys=ids)
+    assert sorted(ids[classes == "B"]) == ["c8", "c9"]  # the two largest ids, wherever their rows are
+    reversed_classes = pareto_classes(np.full(10, 1000.0), tie_keys=ids[::-1])
+    assert dict(zip(ids[::-1], reversed_classes, strict=True)) == dict(zip(ids, classes, strict=True))
+
+
 def test_the_lost_window_sets_the_status_and_its_bands() -> None:
     assert status_windows(None) == (90, 180, 360) and status_windows(90) == (90,)
     assert status_windows(200) == (90, 180, 200)

@@ -73,6 +73,27 @@ def test_profile_of_a_tiny_portfolio_matches_the_hand_computation() -> None:
     assert all(g.in_profile for g in answers["c4"].gaps[:2])
 
 
+def test_reordering_an_export_keeps_the_best_clients_of_equal_income() -> None:
+    # Ten clients of equal income: eight are A (80% of income). Which eight must not depend on row order,
+    # or re-exporting the same CRM in another order would change the ideal profile and every gap list.
+    ids = [f"c{i}" for i in range(10)]
+    clients = pd.DataFrame({"client_id": ids, "industry": ["retail"] * 10, "size": ["small"] * 10}).astype(object)
+    holdings = pd.DataFrame({"client_id": ids + ids[:2], "product": ["A"] * 10 + ["B"] * 2,
+                             "revenue": [50.0] * 2 + [100.0] * 8 + [50.0] * 2})
+    holdings = holdings.astype({"client_id": object, "product": object})
+
+    def profile_of(order: list[int]) -> dict[str, object]:
+        profiles = fit_profiles(None, clients.iloc[order], holdings.iloc[::-1] if order[0] else holdings, TINY)
+        return next(p for p in profiles.ideal_profiles() if p["segment"] == "industry=retail|size=small")
+
+    forward, backward = profile_of(list(range(10))), profile_of(list(range(9, -1, -1)))
+    assert forward["best_clients"] == 8
+    # Every client earns 100; c0 and c1 hold B; in id order both are among the best, so B's adoption among them is 2/8.
+    adoption = {p["product"]: p["adoption_best"] for p in forward["products"]}
+    assert adoption["B"] == 0.25
+    assert backward == forward
+
+
 def test_small_segments_fall_back_to_a_coarser_one_and_the_answer_names_it() -> None:
     clients = pd.DataFrame({
         "client_id": [f"c{i}" for i in range(12)],

@@ -169,6 +169,10 @@ def test_a_better_candidate_is_published_with_its_comparison(gate_run: GateRun) 
     # both are judged on deals neither saw, and the gate model saw only deals before the window.
     assert window["mode"] == "after_live_training" and not window["live_in_sample"]
     assert window["from"] > "2024-12-31" and window["closed_deals"] >= 200
+    # The window ends at the latest compared deal, not at the open deals created after it.
+    deals = pd.read_csv(gate_run.data / "full" / "deals.csv", parse_dates=["created_at"])
+    compared = deals[(deals["status"] != "open") & (deals["created_at"] >= pd.Timestamp(window["from"]))]
+    assert window["to"] == str(compared["created_at"].max().date()) < str(deals["created_at"].max().date())
     assert report["comparison"]["gate_model"]["deals"] < 4_000
     candidate, live_metrics = report["metrics"]["candidate"], report["metrics"]["live"]
     assert candidate["deals"] == live_metrics["deals"] == window["closed_deals"]

@@ -12,6 +12,7 @@ from model.dataset import dataset_from_frames
 from model.errors import ContractViolation, InsufficientData
 from model.features import FeatureConfig
 from training.fit import TrainConfig, TrainingResult, train
+from training.profiles_fit import ProfileConfig
 from training.synthetic_crm import SyntheticCRM
 
 
@@ -109,6 +110,10 @@ def test_an_empty_required_column_is_a_contract_error(small_crm: SyntheticCRM) -
     (lambda: TrainConfig(d_floor_per_hour=-1.0), "d_floor_per_hour", "got -1.0"),
     (lambda: TrainConfig(d_floor_per_hour=float("nan")), "d_floor_per_hour", "got nan"),
     (lambda: TrainConfig(keep_columns="stage_note"), "keep_columns", "'stage_note'"),  # type: ignore[arg-type]
+    (lambda: TrainConfig(grade_shares=(0.8, 0.15)), "grade_shares", "got (0.8, 0.15)"),  # type: ignore[arg-type]
+    (lambda: TrainConfig(grade_shares=(0.8, 0.1, 0.05)), "grade_shares", "got (0.8, 0.1, 0.05)"),
+    (lambda: TrainConfig(grade_shares=(0.0, 0.95, 0.05)), "grade_shares", "got (0.0, 0.95, 0.05)"),
+    (lambda: ProfileConfig(best_shares=(0.5, 0.6, -0.1)).chain(), "best_shares", "got (0.5, 0.6, -0.1)"),
     (lambda: FeatureConfig(lost_window_days=-5), "lost_window_days", "got -5"),
     (lambda: FeatureConfig(lost_window_days=0), "lost_window_days", "got 0"),
     (lambda: FeatureConfig(smoothing=-1.0), "smoothing", "got -1.0"),

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from model.dataset import holdings_from_deals
 from model.errors import InsufficientData
 from model.features import day_numbers
-from model.grades import DEFAULT_SHARES, pareto_classes
+from model.grades import DEFAULT_SHARES, check_shares, pareto_classes
 from model.profiles import (
     ALL_CLIENTS,
     FACT_ATTRIBUTES,
@@ -96,6 +96,7 @@ class ProfileConfig:
             raise ValueError(f"segment keys must be among {sorted(known)}, got {unknown}")
         if self.best_rule not in BEST_RULES:
             raise ValueError(f"best_rule must be one of {BEST_RULES}, got {self.best_rule!r}")
+        check_shares("best_shares", self.best_shares)
         if self.rank_by not in ("expected_income", "p_accept"):
             raise ValueError(f"rank_by must be expected_income or p_accept, got {self.rank_by!r}")
         if self.ideal_income_statistic not in ("median", "mean"):
@@ -369,17 +370,21 @@ class _Segments:
     typical_income: list[float]
 
 
-def best_clients(income: FloatArray, n_products: FloatArray, config: ProfileConfig) -> BoolArray:
-    """The segment's best clients by the configured rule (income is realised value, or product count)."""
+def best_clients(income: FloatArray, n_products: FloatArray, config: ProfileConfig,
+                 ids: npt.NDArray[np.object_]) -> BoolArray:
+    """The segment's best clients by the configured rule (income is realised value, or product count).
+
+    Equal incomes are ordered by client id, so the same portfolio in another row order has the same best
+    clients (and the same ideal profile)."""
     n = income.size
     if config.best_rule == "all" or n == 0:
         return np.ones(n, dtype=np.bool_)
     if config.best_rule == "pareto_a":
-        best = pareto_classes(income, config.best_shares) == "A"
+        best = pareto_classes(income, config.best_shares, tie_keys=ids) == "A"
         if best.any():
             return np.asarray(best, dtype=np.bool_)
     # top share, by value then by breadth of holdings (also the fallback when nobody has value)
-    order = np.lexsort((-n_products, -income))
+    order = np.lexsort((ids, -n_products, -income))
     best = np.zeros(n, dtype=np.bool_)
     best[order[: max(1, math.ceil(config.best_top_share * n))]] = True
     return best
@@ -390,6 +395,7 @@ def _segments(portfolio: _Portfolio, encoder: ProfileEncoder, levels: list[tuple
     n_products = len(portfolio.products)
     held = portfolio.held
     breadth = held.sum(axis=1).astype(np.float64)
+    client_ids = np.array(portfolio.ids, dtype=object)
     revenue = portfolio.holding_revenue
     # stored[level][values] = (n, n_best, ideal income, adoption best, adoption all, typical income)
     stored: dict[int, dict[tuple[Level, ...], _Stats]] = {}
@@ -404,7 +410,7 @@ def _segments(portfolio: _Portfolio, encoder: ProfileEncoder, levels: list[tuple
         stored[level] = {}
         for values, members_list in sorted(groups.items(), key=lambda item: str(item[0])):
             members = np.array(members_list, dtype=np.int64)
-            best = members[best_clients(portfolio.income[members], breadth[members], config)]
+            best = members[best_clients(portfolio.income[members], breadth[members], config, client_ids[members])]
             if keys and (members.size < config.min_segment_clients or best.size < config.min_best_clients):
                 continue
             parent_typical = (_parent(stored, chain, level, keys, values)[5] if keys

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from model.artifact import strict_json
 from model.errors import DealscoreError, InsufficientData
 from model.features import attach_clients, build_features, frame_columns
 from model.metrics import expected_calibration_error, probability_metrics
@@ -235,17 +236,6 @@ def _ece_noise(p: FloatArray, draws: int) -> dict[str, float]:
     return {"mean": float(np.mean(values)), "p95": float(np.quantile(values, 0.95))}
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN and infinities become null."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
 def _model_summary(version: str, meta: Mapping[str, Any]) -> dict[str, Any]:
     data = meta.get("data", {}) if isinstance(meta.get("data"), Mapping) else {}
     return {"version": version, "trained_at": meta.get("trained_at"), "engine": meta.get("engine"),
@@ -307,8 +297,11 @@ def retrain(registry: Registry, dataset: Any, train_config: TrainConfig | None =
     start = pd.Timestamp(window.start)
     in_window = (deals["created_at"] >= start).to_numpy()
     compared = np.flatnonzero(closed & in_window).astype(np.int64)
+    # "to" is the latest compared deal's creation day: open deals created later are not in the comparison.
+    last_compared = deals["created_at"].iloc[compared].max() if compared.size else None
     report["comparison"] = {"mode": window.mode, "from": str(window.start),
-                            "to": str(deals["created_at"].max().date()), "closed_deals": int(compared.size),
+                            "to": str(last_compared.date()) if last_compared is not None else str(window.start),
+                            "closed_deals": int(compared.size),
                             "won": int(won[compared].sum()), "live_in_sample": window.live_in_sample,
                             "note": window.note}
 
@@ -326,9 +319,9 @@ def retrain(registry: Registry, dataset: Any, train_config: TrainConfig | None =
         reason = f"{reason} (note: {note})"
     report["decision"] = {"published": published, "forced": forced, "reason": reason,
                           "checks": [dataclasses.asdict(c) for c in checks]}
-    report = _clean(report)
+    report = strict_json(report)
     files = {
-        "report.json": json.dumps(_clean(candidate.report), indent=2, default=str).encode(),
+        "report.json": json.dumps(strict_json(candidate.report), indent=2).encode(),
         "report.html": render_html(candidate.report).encode(),
         "comparison.json": json.dumps(report, indent=2, default=str).encode(),
         "comparison.md": render_markdown(report).encode(),

@@ -1,9 +1,14 @@
 """Gap-list benchmark: recall of planted and hidden products, served gap lists beside popularity.
 
-    .venv/bin/python -m bench.gaps_bench [--seed 7] [--deals 20000] [--folds 5] [--json FILE]
+    .venv/bin/python -m bench.gaps_bench [--seed 7] [--deals 20000] [--folds 5] [--draws 5] [--json FILE]
 
 Prints one table (data set, method, recall@1, recall@3, MRR, clients) and the goals. Real data sets
 are read from ../shared/data and skipped when absent.
+
+Each method is compared with popularity on the same cases by a sign test (exact McNemar): the clients
+whose hidden product only the method brings back in its top 3 against those only popularity does. With
+85 clients (maven) one client is 1.2 points of recall, so a difference is shown with its p-value; maven's
+hidden products are drawn `--draws` times (other products hidden, other folds) and the cases pooled.
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
+
+from scipy.stats import binomtest
 
 from training.gap_evaluation import (
     BANK_CONFIG,
@@ -33,7 +41,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MAVEN_SNAPSHOT = "2017-04-01"
 
 
-def run(seed: int, n_deals: int, folds: int) -> tuple[list[RecallResult], dict[str, float]]:
+def run(seed: int, n_deals: int, folds: int, draws: int = 5) -> tuple[list[RecallResult], dict[str, float]]:
     results: list[RecallResult] = []
     crm = generate(seed=seed, n_deals=n_deals)
     recovery = ideal_profile_recovery(fit_profiles(crm.deals, crm.clients, crm.holdings), crm.ideal_profiles)
@@ -46,12 +54,41 @@ def run(seed: int, n_deals: int, folds: int) -> tuple[list[RecallResult], dict[s
         results += hide_one_out("bank_marketing hide-one-out", clients, holdings, BANK_CONFIG, folds=folds)
     maven = SHARED_DATA / "maven_crm"
     if (maven / "sales_pipeline.csv").is_file():
-        clients, holdings = maven_crm_frames(maven)
-        results += hide_one_out("maven_crm hide-one-out", clients, holdings, MAVEN_CONFIG, folds=folds)
-        clients, holdings = maven_crm_frames(maven, as_of=MAVEN_SNAPSHOT)
-        results += hide_one_out(f"maven_crm hide-one-out @{MAVEN_SNAPSHOT}", clients, holdings, MAVEN_CONFIG,
-                                folds=folds)
+        for name, as_of in (("maven_crm hide-one-out", None), (f"maven_crm hide-one-out @{MAVEN_SNAPSHOT}",
+                                                               MAVEN_SNAPSHOT)):
+            clients, holdings = maven_crm_frames(maven, as_of=as_of)
+            label = f"{name} x{draws}" if draws > 1 else name
+            results += pooled(label, [hide_one_out(label, clients, holdings, MAVEN_CONFIG, folds=folds, seed=draw)
+                                      for draw in range(draws)])
     return results, recovery
+
+
+def pooled(data_set: str, runs: list[list[RecallResult]]) -> list[RecallResult]:
+    """Several draws of one protocol as one result per method, over all their cases."""
+    def mean(values: list[float], weights: list[int]) -> float:
+        return sum(v * w for v, w in zip(values, weights, strict=True)) / max(sum(weights), 1)
+
+    out = []
+    for method_runs in zip(*runs, strict=True):
+        n = sum(r.clients for r in method_runs)
+        sizes = [r.clients for r in method_runs]
+        incomes = [r.income_recall_at_3 for r in method_runs]
+        out.append(replace(
+            method_runs[0], data_set=data_set, clients=n,
+            recall_at_1=mean([r.recall_at_1 for r in method_runs], sizes),
+            recall_at_3=mean([r.recall_at_3 for r in method_runs], sizes),
+            mrr=mean([r.mrr for r in method_runs], sizes),
+            income_recall_at_3=None if None in incomes else mean([v for v in incomes if v is not None], sizes),
+            hits_at_3=tuple(hit for r in method_runs for hit in r.hits_at_3)))
+    return out
+
+
+def sign_test(method: RecallResult, baseline: RecallResult) -> tuple[int, int, float]:
+    """Cases only `method` has in its top 3, cases only `baseline` has, and the two-sided exact p-value."""
+    ahead = sum(m and not b for m, b in zip(method.hits_at_3, baseline.hits_at_3, strict=True))
+    behind = sum(b and not m for m, b in zip(method.hits_at_3, baseline.hits_at_3, strict=True))
+    p = binomtest(ahead, ahead + behind, 0.5).pvalue if ahead + behind else 1.0
+    return ahead, behind, float(p)
 
 
 def table(results: list[RecallResult]) -> str:
@@ -82,8 +119,10 @@ def goals(results: list[RecallResult]) -> list[str]:
         b = by[(data_set, BASELINE)]
         for method in (SERVED, SERVED_BY_P):
             s = by[(data_set, method)]
+            ahead, behind, p = sign_test(s, b)
             lines.append(f"{data_set}: {method} - popularity: recall@1 {s.recall_at_1 - b.recall_at_1:+.3f}, "
-                         f"recall@3 {s.recall_at_3 - b.recall_at_3:+.3f}, MRR {s.mrr - b.mrr:+.3f}")
+                         f"recall@3 {s.recall_at_3 - b.recall_at_3:+.3f} (top 3 ahead on {ahead:,} cases, "
+                         f"behind on {behind:,}, sign test p={p:.2g}), MRR {s.mrr - b.mrr:+.3f}")
     return lines
 
 
@@ -92,10 +131,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--deals", type=int, default=20_000)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--draws", type=int, default=5, help="hidden-product draws pooled on maven (small)")
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
     args = parser.parse_args()
     started = time.perf_counter()
-    results, recovery = run(args.seed, args.deals, args.folds)
+    results, recovery = run(args.seed, args.deals, args.folds, args.draws)
     print(table(results))
     print()
     print("\n".join(goals(results)))

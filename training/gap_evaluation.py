@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,9 @@ class RecallResult:
     mrr: float  # mean reciprocal rank of the target (0 when it is not listed)
     clients: int
     income_recall_at_3: float | None = None  # revenue-weighted recall@3, when revenues are known
+    # Per case, in case order: was the target in the top 3? For paired comparisons of two methods on the
+    # same cases (bench.gaps_bench's sign test); not part of the report.
+    hits_at_3: tuple[bool, ...] = field(default=(), repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"data_set": self.data_set, "method": self.method, "recall_at_1": round(self.recall_at_1, 4),
@@ -106,7 +109,7 @@ def score_rankings(data_set: str, ranked: Mapping[str, list[list[str]]], targets
             recall_at_1=float(((position >= 1) & (position <= 1)).sum() / n),
             recall_at_3=float(((position >= 1) & (position <= 3)).sum() / n),
             mrr=float(np.where(position > 0, 1.0 / np.maximum(position, 1), 0.0).sum() / n),
-            clients=len(targets), income_recall_at_3=income,
+            clients=len(targets), income_recall_at_3=income, hits_at_3=tuple(top3.tolist()),
         ))
     return results
 
@@ -182,6 +185,7 @@ def hide_one_out_cases(holdings: pd.DataFrame, seed: int = 0, max_clients: int |
 def hide_one_out(data_set: str, clients: pd.DataFrame | None, holdings: pd.DataFrame,
                  config: ProfileConfig = DEFAULT_CONFIG, deals: pd.DataFrame | None = None, folds: int = 5,
                  seed: int = 0, max_clients: int | None = None, few_fits: bool = False) -> list[RecallResult]:
+    """`seed` chooses the hidden product of each client and the folds."""
     cases = hide_one_out_cases(holdings, seed, max_clients)
     return cross_fitted(data_set, cases, clients, holdings, config, deals, folds, seed, few_fits)
 

@@ -87,6 +87,10 @@ class FeatureSpec:
     names: list[str] = field(default_factory=list)
     categorical_names: list[str] = field(default_factory=list)
     pairs: list[tuple[str, str]] = field(default_factory=list)  # (column, column): a win rate per level pair
+    # Numeric columns every closed training deal had, and the median they take when a deal to score lacks
+    # them: the engine learned no branch for a missing value there and would read one as 0 (a deal without
+    # an amount scored as a deal of amount 0). None in artifacts written before it (no filling).
+    numeric_fill: dict[str, float] | None = None
 
 
 def _is_missing(value: object) -> bool:
@@ -126,9 +130,16 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
     if has_client:
         client_keys = {c: i for i, c in enumerate(sorted(set(_levels(deals["client_id"].to_numpy(dtype=object)))))}
     product_keys = level_keys.get("product", {})
+    closed = (deals["status"].isin(["won", "lost"]).to_numpy() if "status" in deals.columns
+              else np.ones(len(deals), dtype=np.bool_))
+    numeric_fill: dict[str, float] = {}
+    for column in numeric:
+        values = pd.to_numeric(deals[column], errors="coerce").to_numpy(dtype=np.float64)[closed]
+        if values.size and not np.isnan(values).any():
+            numeric_fill[column] = float(np.median(values))
     spec = FeatureSpec(
         config=config, categorical=categorical, numeric=numeric, vocab=vocab, level_keys=level_keys,
-        client_keys=client_keys, product_keys=product_keys, has_client_history=has_client,
+        client_keys=client_keys, product_keys=product_keys, has_client_history=has_client, numeric_fill=numeric_fill,
         has_client_since="client_since" in deals.columns and bool(deals["client_since"].notna().any()),
         pairs=[("product", column) for column in config.product_pairs
                if "product" in categorical and column in categorical and column != "product"],
@@ -346,8 +357,12 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
     # Filled column by column in spec.names order; one matrix, no per-feature arrays to stack.
     out = np.empty((n, len(spec.names)))
     at = 0
+    fills = spec.numeric_fill or {}
     for column in spec.numeric:
         out[:, at] = columns[column] if column in columns else np.nan
+        fill = fills.get(column)
+        if fill is not None:
+            np.copyto(out[:, at], fill, where=np.isnan(out[:, at]))
         at += 1
     k = len(spec.categorical)
     codes, raw_keys = _categorical_codes(spec, columns, n)

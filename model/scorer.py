@@ -178,6 +178,7 @@ class ScoringModel:
         numbers = np.where(np.isfinite(rounded), rounded, shown).tolist()
         names, categorical = self.spec.names, set(self.spec.categorical)
         levels = {name: columns[name].tolist() if name in columns else [None] * n for name in categorical}
+        filled = set(self.spec.numeric_fill or ())  # shown as sent: null when not sent (the median stood in)
         out: list[list[Reason]] = []
         for row, features_of_row in enumerate(top.tolist()):
             row_reasons = []
@@ -191,9 +192,18 @@ class ScoringModel:
                     value = None if level is None or level != level else str(level)
                 elif name == "client_status":
                     value = client_status_name(numbers[row][k])
+                elif name in filled and _not_sent(columns.get(name), row):
+                    value = None
                 else:
                     number = numbers[row][k]
                     value = None if number != number else number
                 row_reasons.append(Reason(feature=name, value=value, effect=effects[row][k]))
             out.append(row_reasons)
         return out
+
+
+def _not_sent(column: npt.NDArray[Any] | None, row: int) -> bool:
+    if column is None:
+        return True
+    value = column[row]
+    return value is None or value != value

@@ -12,7 +12,7 @@ from model.dataset import dataset_from_frames
 from model.errors import InsufficientData
 from model.features import attach_clients, frame_columns
 from model.metrics import expected_calibration_error
-from training.fit import TrainingResult, train
+from training.fit import TrainConfig, TrainingResult, train
 from training.synthetic_crm import SyntheticCRM
 
 
@@ -155,3 +155,39 @@ def test_the_train_command_says_when_deals_carry_no_amounts(small_crm: Synthetic
     summary = capsys.readouterr().out
     assert "(20 closed deals with an amount above 0, 20 of them won; a value model needs 30)" in summary
     assert "D below 10 per hour" in summary
+
+
+def test_a_deal_without_an_amount_is_scored_as_a_typical_deal_not_as_one_of_amount_zero(
+        small_crm: SyntheticCRM, trained: TrainingResult) -> None:
+    """Every closed training deal had an amount and effort hours, so the engine learned no branch for a
+    missing one and read it as 0: leaving the amount out scored a deal exactly as amount 0. The median
+    of the training deals stands in now, and the reasons show the value as not sent."""
+    model = trained.model
+    fill = model.spec.numeric_fill or {}
+    closed = small_crm.deals[small_crm.deals["status"] != "open"]
+    assert fill["amount"] == closed["amount"].median() and fill["effort_hours"] == closed["effort_hours"].median()
+    deals = attach_clients(small_crm.deals.head(200), small_crm.clients)
+    columns = frame_columns(deals)
+
+    def p_win(amount: float, hours: float) -> np.ndarray:
+        changed = {**columns, "amount": np.full(len(deals), amount), "effort_hours": np.full(len(deals), hours)}
+        return model.score(changed, n_reasons=0).p_win
+
+    unsent = p_win(np.nan, np.nan)
+    assert np.array_equal(unsent, p_win(fill["amount"], fill["effort_hours"]))
+    assert not np.array_equal(unsent, p_win(0.0, 0.0))
+    without = {k: v for k, v in columns.items() if k not in ("amount", "effort_hours")}
+    batch = model.score(without, n_reasons=len(model.spec.names))
+    # An absent column is the same as a column of gaps (to rounding: this pass sums tree contributions).
+    np.testing.assert_allclose(batch.p_win, unsent, rtol=1e-9)
+    shown = {r.feature: r.value for reasons in batch.reasons for r in reasons}
+    assert shown["amount"] is None and shown["effort_hours"] is None
+    assert np.isnan(batch.value_per_hour).all()  # the effort stand-in is for p_win only, never for per hour
+
+
+def test_a_column_missing_in_some_training_deals_keeps_the_engines_missing_branch(small_crm: SyntheticCRM) -> None:
+    deals = small_crm.deals.copy()
+    deals.loc[deals.index[::7], "effort_hours"] = np.nan
+    result = train(dataset_from_frames(deals, small_crm.clients, None, for_training=True), TrainConfig(threads=1))
+    assert "effort_hours" not in (result.model.spec.numeric_fill or {})
+    assert "amount" in (result.model.spec.numeric_fill or {})

@@ -81,7 +81,7 @@ class DataPlane:
         deals = 0
         for i, call in enumerate(calls):
             try:
-                columns, clients = self._read_deals(call.body, call.snapshot)
+                columns, clients, client_of_deal = self._read_deals(call.body, call.snapshot)
                 for transform in self.column_transforms:
                     columns = transform(call.snapshot, columns)
             except Exception as exc:  # the request's own error, raised in its handler
@@ -91,7 +91,7 @@ class DataPlane:
             if group and (group[0][1].call.snapshot is not call.snapshot or deals + n > self.settings.max_batch):
                 self._score_group(group, give)
                 group, deals = [], 0
-            group.append((i, _ReadRequest(call, columns, clients)))
+            group.append((i, _ReadRequest(call, columns, clients, client_of_deal)))
             deals += n
         if group:
             self._score_group(group, give)
@@ -127,9 +127,7 @@ class DataPlane:
         for r in requests:
             n = len(r.columns["deal_id"])
             # A request's deals see its own clients' gap lists (two requests may send one client differently).
-            own = dict(zip((c.client_id for c in r.clients), found[clients_seen:clients_seen + len(r.clients)],
-                           strict=True))
-            gaps = [own.get(c, NO_ITEMS) if c is not None else NO_ITEMS for c in r.columns["client_id"]]
+            gaps = [found[clients_seen + k] if k >= 0 else NO_ITEMS for k in r.client_of_deal]
             out.append((batch.rows(deals, deals + n) if len(requests) > 1 else batch, gaps))
             deals += n
             clients_seen += len(r.clients)
@@ -164,8 +162,9 @@ class DataPlane:
             results = [_client_gaps_item(g) for g in profiles.gaps_for(facts, top_k=top)]
         return orjson.dumps({"model_version": snapshot.version, "request_id": request_id, "clients": results})
 
-    def _read_deals(self, body: bytes, snapshot: LoadedModel) -> tuple[Columns, list[Any]]:
-        """The request's scorer columns, and the facts of the clients whose gap lists are wanted.
+    def _read_deals(self, body: bytes, snapshot: LoadedModel) -> tuple[Columns, list[Any], list[int]]:
+        """The request's scorer columns, the facts of the clients whose gap lists are wanted, and which of
+        them each deal's is (-1: none).
 
         Nothing else of the parsed request outlives this call: its objects (thousands for a batch) are
         freed before scoring, not held, and walked by the garbage collector, until the answer is encoded.
@@ -173,7 +172,8 @@ class DataPlane:
         today = self.clock()
         request: Any = self._parse(self.models.score, body, "deals", today)
         columns = deal_columns(request.deals, kinds=snapshot.kinds, today=today)
-        return columns, self._gap_clients(snapshot, request.deals, columns["client_id"])
+        clients, client_of_deal = self._gap_clients(snapshot, request.deals, columns["client_id"])
+        return columns, clients, client_of_deal
 
     # ---------------------------------------------------------------------------------------------
     # Parsing: the schema first, then the checks that need the whole batch or the settings. When the
@@ -256,15 +256,23 @@ class DataPlane:
     # Gaps
 
     def _gap_clients(self, snapshot: LoadedModel, deals: Sequence[Any],
-                     client_ids: np.ndarray[Any, Any]) -> list[Any]:
-        """The facts of each client of the deals, once per client id; none when no gap lists are given."""
+                     client_ids: np.ndarray[Any, Any]) -> tuple[list[Any], list[int]]:
+        """The distinct facts of the deals' clients, and each deal's among them (-1: no client); nothing when
+        no gap lists are given. Deals of one client share a gap list only when they say the same of it: two
+        deals may send one client_id with different attributes or products, and each deal's gaps are those
+        it would get alone."""
+        n = len(client_ids)
         if getattr(snapshot.model, "profiles", None) is None or self.settings.top_gaps <= 0:
-            return []
-        wanted: dict[str, Any] = {}
+            return [], [-1] * n
+        wanted: dict[Any, int] = {}
+        client_of_deal: list[int] = []
         for deal, client_id in zip(deals, client_ids, strict=True):
-            if client_id is not None and client_id not in wanted:
-                wanted[client_id] = _facts(client_id, deal.client, deal)
-        return list(wanted.values())
+            if client_id is None:
+                client_of_deal.append(-1)
+                continue
+            facts = _facts(client_id, deal.client, deal)
+            client_of_deal.append(wanted.setdefault(facts, len(wanted)))
+        return list(wanted), client_of_deal
 
     def _client_gaps(self, snapshot: LoadedModel, clients: list[Any]) -> list[Encoded]:
         """Each client's gap list, encoded, in the order of `clients` (deals of one client share it)."""
@@ -290,7 +298,8 @@ class _ReadRequest:
 
     call: ScoreCall
     columns: Columns
-    clients: list[Any]
+    clients: list[Any]  # distinct client facts whose gap lists the deals need
+    client_of_deal: list[int]  # per deal, its client's position in `clients` (-1: none)
 
 
 def _concatenated(parts: Sequence[Columns]) -> Columns:

@@ -60,5 +60,24 @@ def test_each_score_carries_its_clients_top_gaps(client: TestClient, service_pro
     assert set(scores[0]["gaps"][0]) == GAP_FIELDS
 
 
+def test_a_deals_gaps_do_not_depend_on_other_deals_of_its_client_in_the_batch(
+        client: TestClient, service_profiled_model: ScoringModel) -> None:
+    """Two deals may say different things of one client_id (its industry, what it holds): each deal gets the
+    gap list it gets alone. The first deal's client used to stand for every later deal of that id, so a deal
+    could be offered a product its own client object said it held."""
+    known = next(iter(service_profiled_model.spec.client_keys))
+    holds = [g["product"] for g in client.post("/v1/score", json={"deals": [
+        make_deal(deal_id="probe", client_id=known, client={"client_id": known, "products": []})]}).json()[
+        "scores"][0]["gaps"]]
+    first = make_deal(deal_id="s1", client_id=known, client={"client_id": known, "industry": "retail",
+                                                              "products": []})
+    second = make_deal(deal_id="s2", client_id=known, client={"client_id": known, "products": holds})
+    bare = make_deal(deal_id="s3", client_id=known)
+    alone = [client.post("/v1/score", json={"deals": [d]}).json()["scores"][0]["gaps"] for d in (second, bare)]
+    together = client.post("/v1/score", json={"deals": [first, second, bare]}).json()["scores"]
+    assert [together[1]["gaps"], together[2]["gaps"]] == alone
+    assert not set(holds) & {g["product"] for g in together[1]["gaps"]}  # never what its client object holds
+
+
 def test_model_says_it_has_profiles(client: TestClient) -> None:
     assert client.get("/v1/model").json()["has_profiles"] is True

@@ -85,6 +85,21 @@ def test_leak_guard_excludes_a_close_value_that_is_zero_for_lost_deals(small_crm
     assert "close_value" not in result.model.spec.names
 
 
+def test_leak_guard_excludes_a_number_filled_in_only_for_won_deals(small_crm: SyntheticCRM) -> None:
+    """An invoice total exists only once the deal is won. Filled for fewer than half the closed deals, it
+    escaped the fill rule, and ranking with missing values at the median hid it (AUC ~0.5): the model then
+    reported AUC 1.000 and scored every open deal ~0."""
+    from training.leak_guard import find_leaks
+
+    deals = small_crm.deals.sort_values("created_at", kind="stable").reset_index(drop=True)
+    deals["invoice_total"] = np.where(deals["status"] == "won", deals["amount"] * 1.2, np.nan)
+    rng = np.random.default_rng(0)
+    deals["discount"] = np.where(rng.random(len(deals)) < 0.3, np.nan, rng.random(len(deals)))  # honest gaps
+    findings = {f.column: f for f in find_leaks(deals, ["invoice_total", "discount", "amount"])}
+    assert set(findings) == {"invoice_total"}
+    assert not findings["invoice_total"].review_only and "almost perfectly" in findings["invoice_total"].reason
+
+
 def test_leak_guard_keeps_a_flagged_column_on_request(small_crm: SyntheticCRM) -> None:
     from training.fit import TrainConfig
 
@@ -112,6 +127,20 @@ def test_too_few_closed_deals_are_refused_with_how_many_more(small_crm: Syntheti
     deals = pd.concat([closed, lost])
     with pytest.raises(InsufficientData, match="12 lost.*8 more lost"):
         train(dataset_from_frames(deals, small_crm.clients, None, for_training=True))
+
+
+def test_too_few_deals_before_the_holdout_are_refused_naming_that_part(small_crm: SyntheticCRM) -> None:
+    """22 won and 28 lost pass the 20-of-each floor; with a 40% holdout the fitting part is short of wins.
+    The counts are that part's, and newer deals would not help: the message says so."""
+    from training.fit import TrainConfig
+
+    closed = small_crm.deals[small_crm.deals["status"] != "open"].sort_values("created_at").copy()
+    won = closed[closed["status"] == "won"]
+    deals = pd.concat([won.tail(22), closed[closed["status"] == "lost"].head(28)])
+    with pytest.raises(InsufficientData, match=r"closed deals before the holdout \(the latest 40% .*smaller "
+                                               r"--holdout-share"):
+        train(dataset_from_frames(deals, small_crm.clients, None, for_training=True),
+              TrainConfig(holdout_share=0.4, threads=1))
 
 
 def test_an_extra_column_named_like_a_derived_feature_is_refused_clearly(small_crm: SyntheticCRM) -> None:
@@ -191,3 +220,13 @@ def test_a_column_missing_in_some_training_deals_keeps_the_engines_missing_branc
     result = train(dataset_from_frames(deals, small_crm.clients, None, for_training=True), TrainConfig(threads=1))
     assert "effort_hours" not in (result.model.spec.numeric_fill or {})
     assert "amount" in (result.model.spec.numeric_fill or {})
+
+
+def test_the_train_summary_cautions_when_the_model_is_worse_than_the_win_rate() -> None:
+    from dealscore.cli import worse_than_prior
+
+    worse = {"model": {"brier": 0.328}, "prior_rate": {"brier": 0.243}}  # 100 closed deals, measured
+    caution = worse_than_prior(worse)
+    assert caution is not None and "Brier 0.328 against 0.243" in caution
+    assert worse_than_prior({"model": {"brier": 0.160}, "prior_rate": {"brier": 0.230}}) is None
+    assert worse_than_prior({"model": {"brier": None}, "prior_rate": {"brier": 0.230}}) is None

@@ -30,12 +30,21 @@ class LeakFinding:
 
 
 def _auc_alone(values: pd.Series, won: np.ndarray) -> float:
+    """How well the column alone ranks outcomes (0.5: not at all, 1: perfectly), a missing value counting as
+    below every value and, separately, above: a number filled in only for won deals (an invoice total) gives
+    the outcome away by being there at all, which a missing-as-median score would hide (AUC ~0.5)."""
     if 0 == won.sum() or won.sum() == won.size:
         return 0.5
     score = values.to_numpy(dtype=np.float64)
-    score = np.where(np.isnan(score), np.nanmedian(score) if np.isfinite(score).any() else 0.0, score)
-    auc = float(roc_auc_score(won, score))
-    return max(auc, 1.0 - auc)
+    missing = np.isnan(score)
+    if not missing.any():
+        auc = float(roc_auc_score(won, score))
+        return max(auc, 1.0 - auc)
+    if missing.all():
+        return 0.5
+    low, high = float(np.nanmin(score)), float(np.nanmax(score))
+    aucs = [float(roc_auc_score(won, np.where(missing, edge, score))) for edge in (low - 1.0, high + 1.0)]
+    return max(max(a, 1.0 - a) for a in aucs)
 
 
 def _encoded_on_earlier_half(values: pd.Series, won: np.ndarray) -> pd.Series:

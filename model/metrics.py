@@ -40,8 +40,13 @@ def top_decile_lift(won: FloatArray, score: FloatArray) -> float:
     if won.size == 0 or won.mean() == 0:
         return float("nan")
     k = max(1, int(round(0.1 * won.size)))
-    top = np.argsort(-score, kind="stable")[:k]
-    return float(won[top].mean() / won.mean())
+    # Deals tied with the k-th score share the remaining places: their mean outcome counts, not that of
+    # whichever come first in the data. (A constant score, the prior baseline, took the holdout's earliest
+    # 10% and showed a lift of 0.22 on bank marketing, whose win rate climbs over the holdout; it is 1.)
+    threshold = np.sort(score)[::-1][k - 1]
+    above, tied = score > threshold, score == threshold
+    wins = won[above].sum() + (k - int(above.sum())) * won[tied].mean()
+    return float(wins / k / won.mean())
 
 
 def probability_metrics(won: FloatArray, p: FloatArray) -> dict[str, float]:

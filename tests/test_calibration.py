@@ -124,3 +124,14 @@ def test_the_report_says_how_probabilities_were_calibrated(trained: TrainingResu
     drifting = copy.deepcopy(trained.report)
     drifting["split"]["calibration"]["drift"] = 0.74
     assert "a drift term with weight 0.74" in render_html(drifting)
+
+
+def test_top_decile_lift_shares_the_places_among_tied_scores() -> None:
+    from model.metrics import top_decile_lift
+
+    won = np.array([0.0] * 50 + [1.0] * 50)  # the win rate climbs over time, as on bank marketing
+    assert top_decile_lift(won, np.full(100, 0.3)) == pytest.approx(1.0)  # a constant score ranks nothing
+    ranked = np.linspace(0.0, 1.0, 100)
+    assert top_decile_lift(won, ranked) == pytest.approx(2.0)  # the latest ten, all won
+    half_tied = np.where(np.arange(100) >= 80, 0.9, 0.1)  # twenty tied at the top, all won
+    assert top_decile_lift(won, half_tied) == pytest.approx(2.0)

@@ -102,6 +102,9 @@ def _summary_table(artifact: Path) -> str:
     for name, m in meta["metrics"].items():
         lines.append(f"{name:<22}{_metric(m['auc'], 8, 3)}{_metric(m['brier'], 8, 3)}{_metric(m['ece'], 8, 3)}"
                      f"{_metric(m['top_decile_lift'], 10, 2)}")
+    caution = worse_than_prior(meta["metrics"])
+    if caution:
+        lines.append(caution)
     lines.append(grade_summary(meta))
     if meta.get("empty_columns"):
         lines.append(f"empty columns (no value in any won or lost deal), trained without: "
@@ -111,6 +114,18 @@ def _summary_table(artifact: Path) -> str:
         lines.append(f"leak guard: {leak['column']} {verdict}: {leak['reason']}")
     lines.append(f"artifact: {artifact} (report.html inside)")
     return "\n".join(lines)
+
+
+def worse_than_prior(metrics: dict[str, Any]) -> str | None:
+    """A caution when the model's holdout probabilities are worse than the plain win rate's (Brier): it
+    happens with little data, where a calibration slice of a few dozen deals over- or under-stretches."""
+    model, prior = metrics.get("model") or {}, metrics.get("prior_rate") or {}
+    brier, base = model.get("brier"), prior.get("brier")
+    if brier is None or base is None or brier != brier or base != base or brier <= base:
+        return None
+    return (f"caution: on the holdout the model's probabilities are worse than the plain win rate's (Brier "
+            f"{brier:.3f} against {base:.3f}); with this little data, read p_win as a ranking, not as a chance, "
+            "and retrain when more deals have closed")
 
 
 def _metric(value: float | None, width: int, places: int) -> str:

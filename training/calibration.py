@@ -38,7 +38,7 @@ def fit_calibration(margin: FloatArray, won: FloatArray, recent_rate: FloatArray
         raise InsufficientData(
             f"the calibration slice (the latest {y.size:,} closed deals of the fitting period) holds only "
             f"{'won' if wins else 'lost'} deals; calibrating a probability needs both outcomes there (add more "
-            f"recent closed deals, or raise the calibration share)")
+            f"closed deals, or, from Python, raise TrainConfig.calibration_share)")
     plain_loss, plain = _fit(margin, y, None)
     if recent_rate is None or drift_column < 0:
         return PlattCalibration(slope=plain[0], intercept=plain[1])

@@ -135,14 +135,18 @@ def fingerprint(deals: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes() + ",".join(map(str, deals.columns)).encode()).hexdigest()
 
 
-def check_enough_data(won: FloatArray, minimum: int) -> None:
+def check_enough_data(won: FloatArray, minimum: int, part: str | None = None) -> None:
+    """Refuse with the counts and what is missing. `part`: which deals were counted, when not all closed ones
+    (the fitting part before the holdout: newer deals would land in the holdout and not help)."""
     wins, losses = int(won.sum()), int(won.size - won.sum())
     if wins < minimum or losses < minimum:
         need = [f"{minimum - wins} more won" if wins < minimum else "",
                 f"{minimum - losses} more lost" if losses < minimum else ""]
+        counted = f" {part}" if part else ""
         raise InsufficientData(
-            f"too few closed deals to fit a model: {wins} won and {losses} lost, at least {minimum} of each "
-            f"are needed ({' and '.join(x for x in need if x)} deals)")
+            f"too few closed deals{counted} to fit a model: {wins} won and {losses} lost, at least {minimum} of "
+            f"each are needed ({' and '.join(x for x in need if x)} deals"
+            + (", or a smaller --holdout-share)" if part else ")"))
 
 
 def check_holdout(won: FloatArray, share: float) -> None:
@@ -358,7 +362,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     closed_rows = np.flatnonzero(closed_mask).astype(np.int64)
     n_holdout = max(int(round(closed_rows.size * config.holdout_share)), 1)
     train_rows, holdout_rows = closed_rows[:-n_holdout], closed_rows[-n_holdout:]
-    check_enough_data(won[train_rows], config.min_per_class // 2)
+    check_enough_data(won[train_rows], config.min_per_class // 2,
+                      f"before the holdout (the latest {config.holdout_share:.0%} of closed deals, kept for testing)")
     check_holdout(won[holdout_rows], config.holdout_share)
 
     progress("checking columns for outcome leaks")

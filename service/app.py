@@ -79,6 +79,9 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
 
     app = FastAPI(
         title="dealscore", version=API_VERSION, lifespan=lifespan,
+        # No 307 from /v1/score/ to /v1/score: the redirect carried no error envelope, and its Location was
+        # built as http:// from the Host header (wrong behind a TLS proxy). A trailing slash is a 404.
+        redirect_slashes=False,
         description="Deal scoring: calibrated win probability, expected value, letter grade, reasons and "
                     "cross-sell gaps. Every non-2xx answer is the one error envelope (ErrorResponse).",
     )

@@ -55,12 +55,25 @@ class UnsupportedMediaType(DealscoreError):
     code = "unsupported_media_type"
 
 
-def require_json_media(content_type: str) -> None:
-    """Refuse (415) a body that is not declared as JSON: application/json or any application/*+json."""
-    media = content_type.split(";", 1)[0].strip().lower()
+def require_json_media(content_type: str, content_encoding: str = "") -> None:
+    """Refuse (415) a body that is not declared as JSON (application/json or any application/*+json), in
+    UTF-8, uncompressed: the body is read as exactly that, so a gzip or Latin-1 body would otherwise be
+    refused as malformed JSON, which misleads whoever reads the error."""
+    media, _, parameters = content_type.partition(";")
+    media = media.strip().lower()
     if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
         raise UnsupportedMediaType("send the body as application/json", [
             Problem("content-type", "application/json", shown(content_type) if content_type else "nothing")])
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            raise UnsupportedMediaType("send the body as UTF-8 JSON", [
+                Problem("content-type", "charset utf-8 (or none)", shown(content_type))])
+    encoding = content_encoding.strip().lower()
+    if encoding and encoding != "identity":
+        raise UnsupportedMediaType("send the body uncompressed", [
+            Problem("content-encoding", "identity (or none)", shown(content_encoding))])
 
 
 class MethodNotAllowed(DealscoreError):

@@ -101,7 +101,7 @@ admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken",
 async def read_json_body(request: Request) -> bytes:
     """The raw body, refused early when it is not JSON or larger than the limit."""
     settings: Settings = request.app.state.settings
-    require_json_media(request.headers.get("content-type", ""))
+    require_json_media(request.headers.get("content-type", ""), request.headers.get("content-encoding", ""))
     limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -75,7 +75,8 @@ def test_every_bad_field_is_listed_in_one_answer(service_client: TestClient) -> 
     (make_deal(client_id="C1", client={"client_id": "C2"}), "deals[0].client.client_id", "the deal's client_id 'C1'"),
     (make_deal(client={"industry": "retail"}), "deals[0].client.client_id", "a value (required)"),
     (make_deal(client={"client_id": "C00010", "won_deals": -2}), "deals[0].client.won_deals", "a number >= 0"),
-    (make_deal(client={"client_id": "C00010", "last_won_at": "soon"}), "deals[0].client.last_won_at",
+    (make_deal(client={"client_id": "C00010", "won_deals": 2, "won_amount": 90, "first_won_at": "2024-01-01",
+                       "last_won_at": "soon"}), "deals[0].client.last_won_at",
      "a date like 2024-03-31 (ISO 8601)"),
     (make_deal(client={"client_id": "C00010", "products": "payroll"}), "deals[0].client.products", "a list"),
     (make_deal(client="C00010"), "deals[0].client", "an object"),
@@ -96,19 +97,21 @@ def test_every_bad_field_is_listed_in_one_answer(service_client: TestClient) -> 
     (make_deal(client={"client_id": "C00010", "products": [" "]}), "deals[0].client.products[0]",
      "a product name (not blank)"),
     # Sent history is the client's as of the deal's creation (2025-12-20), and agrees with itself.
-    (make_deal(client={"client_id": "C00010", "won_deals": 2, "first_won_at": "2025-01-01",
+    (make_deal(client={"client_id": "C00010", "won_deals": 2, "won_amount": 90, "first_won_at": "2025-01-01",
                        "last_won_at": "2025-12-21"}), "deals[0].client.last_won_at",
      "a date on or before the deal's created_at (2025-12-20)"),
-    (make_deal(created_at=None, client={"client_id": "C00010", "won_deals": 1, "last_won_at": "2026-01-16"}),
+    (make_deal(created_at=None, client={"client_id": "C00010", "won_deals": 2, "won_amount": 90,
+                                        "first_won_at": "2026-01-10", "last_won_at": "2026-01-16"}),
      "deals[0].client.last_won_at", "a date on or before the deal's created_at (2026-01-15, today: none was sent)"),
-    (make_deal(client={"client_id": "C00010", "won_deals": 2.5}), "deals[0].client.won_deals",
+    (make_deal(client={"client_id": "C00010", "won_deals": 2.5, "won_amount": 90, "first_won_at": "2024-01-01",
+                       "last_won_at": "2025-01-01"}), "deals[0].client.won_deals",
      "a whole number of won deals"),
-    (make_deal(client={"client_id": "C00010", "won_deals": 2, "first_won_at": "2025-06-01",
+    (make_deal(client={"client_id": "C00010", "won_deals": 2, "won_amount": 90, "first_won_at": "2025-06-01",
                        "last_won_at": "2025-01-01"}), "deals[0].client.first_won_at",
      "a date on or before last_won_at (2025-01-01)"),
     (make_deal(client={"client_id": "C00010", "won_deals": 0, "won_amount": 500}), "deals[0].client.won_deals",
      "at least 1"),
-    (make_deal(client={"client_id": "C00010", "won_deals": 1, "first_won_at": "2024-01-01",
+    (make_deal(client={"client_id": "C00010", "won_deals": 1, "won_amount": 90, "first_won_at": "2024-01-01",
                        "last_won_at": "2025-01-01"}), "deals[0].client.last_won_at", "the day of first_won_at"),
 ])
 def test_each_kind_of_bad_value_names_its_field(service_client: TestClient, deal: dict[str, Any], field: str,
@@ -209,6 +212,42 @@ def test_json_with_a_charset_is_fine(service_client: TestClient) -> None:
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize(("client", "fields"), [
+    ({"won_amount": 500}, ["deals[0].client.won_deals"]),
+    ({"won_deals": 2, "last_won_at": "2025-11-01"},
+     ["deals[0].client.first_won_at", "deals[0].client.won_amount"]),
+])
+def test_sent_history_must_be_whole(service_client: TestClient, client: dict[str, Any], fields: list[str]) -> None:
+    """Sent history replaces the model's history of the client as a whole: part of it would be mixed with
+    the model's (0 wins sent, and the model's "last win 6 days ago" kept)."""
+    error = error_envelope(_post(service_client, [make_deal(client={"client_id": "C00010", **client})]), 422,
+                           "invalid_input")
+    assert sorted(_fields(error)) == fields
+
+
+@pytest.mark.parametrize(("headers", "field"), [
+    ({"content-type": "application/json", "content-encoding": "gzip"}, "content-encoding"),
+    ({"content-type": "application/json; charset=latin-1"}, "content-type"),
+])
+def test_a_compressed_or_non_utf8_body_is_415_not_malformed_json(service_client: TestClient,
+                                                                 headers: dict[str, str], field: str) -> None:
+    import gzip
+
+    body = json.dumps({"deals": [make_deal(deal_id="Zoë")]}).encode("latin-1")
+    if "content-encoding" in headers:
+        body = gzip.compress(body)
+    error = error_envelope(service_client.post("/v1/score", content=body, headers=headers), 415,
+                           "unsupported_media_type")
+    assert _fields(error) == [field]
+
+
+@pytest.mark.parametrize("path", ["/v1/score/", "/v1/model/", "/health/ready/"])
+def test_a_trailing_slash_is_404_in_the_envelope_not_a_redirect(service_client: TestClient, path: str) -> None:
+    response = service_client.request("POST" if "score" in path else "GET", path, json={"deals": [make_deal()]},
+                                      follow_redirects=False)
+    error_envelope(response, 404, "not_found")
+
+
 def test_an_unknown_rank_order_is_422_naming_the_query_parameter(service_client: TestClient) -> None:
     response = service_client.post("/v1/rank", params={"by": "luck"}, json={"deals": [make_deal()]})
     error = error_envelope(response, 422, "invalid_input")
@@ -250,7 +289,8 @@ def test_a_blank_client_id_in_gaps_is_refused(service_client: TestClient) -> Non
 # maximum rounded to 4 places for the reasons; an expected value divided by a subnormal effort_hours), a 500 under
 # the suite's "error" warning filter.
 @pytest.mark.parametrize("deal", [
-    {"deal_id": "x", "client": {"client_id": "X", "won_deals": 1.7976931348623157e308}},
+    {"deal_id": "x", "client": {"client_id": "X", "won_deals": 1.7976931348623157e308, "won_amount": 1.0,
+                                "first_won_at": "2024-01-01", "last_won_at": "2025-01-01"}},
     make_deal(amount=None, effort_hours=2.225073858507e-311),
 ], ids=["huge-feature", "subnormal-effort-hours"])
 def test_extreme_finite_numbers_score_without_overflow(service_client: TestClient, deal: dict[str, Any]) -> None:

@@ -57,7 +57,7 @@ class _FeedbackRoute(APIRoute):
 
         async def checked(request: Request) -> Response:
             if takes_body:  # as the scoring routes: 415 before the body is read
-                require_json_media(request.headers.get("content-type", ""))
+                require_json_media(request.headers.get("content-type", ""), request.headers.get("content-encoding", ""))
             try:
                 return await handler(request)
             except HTTPException as exc:

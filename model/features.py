@@ -427,20 +427,29 @@ def _client_features(spec: FeatureSpec, history: DealHistory, columns: Columns, 
     counts = history.client.lookup(client, day)
     won_deals, won_amount = counts.wins, counts.won_amount
     first_win, last_win = counts.first_win_day, counts.last_win_day
-    # History sent with the deal (a CRM knows newer wins than the artifact) takes precedence.
-    for name in HISTORY_OVERRIDE_COLUMNS:
-        if name in columns:
-            sent = np.asarray(columns[name], dtype=np.float64)
-            given = ~np.isnan(sent)
-            if name == "won_deals":
-                won_deals = np.where(given, sent, won_deals)
-            elif name == "won_amount":
-                won_amount = np.where(given, sent, won_amount)
-            elif name == "first_won_day":
-                first_win = np.where(given, sent, first_win)
-            else:
-                last_win = np.where(given, sent, last_win)
+    # History sent with the deal (a CRM knows newer wins than the artifact) replaces the model's wins as a
+    # whole, not field by field: 0 wins sent must not keep the model's "last win 6 days ago". Where a part
+    # was not sent, what the sent count implies stands in (0 wins: no money, no dates), else the model's.
+    # The model's count of lost deals stays: the CRM sends only wins.
+    sent_won = (np.asarray(columns["won_deals"], dtype=np.float64) if "won_deals" in columns
+                else np.full(n, np.nan))
+    replaced = ~np.isnan(sent_won)
     closed_deals = np.maximum(counts.events, won_deals)
+    if replaced.any():
+        none_won = replaced & (sent_won == 0)
+        lost_deals = counts.events - counts.wins
+        won_deals = np.where(replaced, sent_won, won_deals)
+        closed_deals = np.where(replaced, lost_deals + sent_won, closed_deals)
+        for name, implied in (("won_amount", 0.0), ("first_won_day", np.nan), ("last_won_day", np.nan)):
+            model_value = {"won_amount": won_amount, "first_won_day": first_win, "last_won_day": last_win}[name]
+            sent = np.asarray(columns[name], dtype=np.float64) if name in columns else np.full(n, np.nan)
+            value = np.where(~np.isnan(sent), sent, np.where(none_won, implied, model_value))
+            if name == "won_amount":
+                won_amount = value
+            elif name == "first_won_day":
+                first_win = value
+            else:
+                last_win = value
     days_since_last = day - last_win
     status = np.where(won_deals <= 0, 0.0, np.where(won_deals == 1, 1.0, 2.0))
     status = np.where((won_deals > 0) & (days_since_last > spec.config.lost_window_days), 3.0, status)
@@ -452,7 +461,9 @@ def _client_features(spec: FeatureSpec, history: DealHistory, columns: Columns, 
         product = _keys(products, spec.product_keys)
         pair = np.where((client >= 0) & (product >= 0), client * len(spec.product_keys) + product, NO_KEY)
         if history.client_product is not None:
-            out += list(history.client_product.counts(pair, day))
+            product_events, product_wins = history.client_product.counts(pair, day)
+            # never more wins of one product than the client's wins (a sent history may count fewer)
+            out += [product_events, np.minimum(product_wins, np.maximum(won_deals, 0.0))]
         else:
             out += [np.zeros(n), np.zeros(n)]
     return out

@@ -376,6 +376,17 @@ def _history_problems(client: Any, deal: Any, today: date, where: str) -> list[P
     won = won if won is not None and math.isfinite(won) else None
     first = _date_or_none(sent_first) if sent_first is not None else None
     last = _date_or_none(sent_last) if sent_last is not None else None
+    if sent_won is None:
+        # Sent history replaces the model's as a whole (model/features.py); without the count it is not one.
+        problems.append(Problem(f"{where}.won_deals", "the number of won deals whenever won_amount, first_won_at "
+                                "or last_won_at is sent (sent history replaces the model's history of the client)",
+                                "nothing"))
+    elif won is not None and won >= 1:
+        missing = [name for name, value in (("won_amount", amount), ("first_won_at", sent_first),
+                                            ("last_won_at", sent_last)) if value is None]
+        problems += [Problem(f"{where}.{name}", f"a value: won_deals is {shown(sent_won)}, and sent history "
+                             "replaces the model's history of the client as a whole", "nothing")
+                     for name in missing]
     if won is not None and won != int(won):
         problems.append(Problem(f"{where}.won_deals", "a whole number of won deals", shown(won)))
     for name, day in (("first_won_at", first), ("last_won_at", last)):

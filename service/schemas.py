@@ -182,7 +182,8 @@ Client: type[BaseModel] = create_model(
     "Client",
     __base__=_Strict,
     __doc__="A client: the clients table's columns, the products it holds, and optionally its history as of "
-            "the deal's created_at (when sent, it is used instead of the history the model knows as of training).",
+            "the deal's created_at. When sent it replaces the wins the model knows as of training, as a whole: "
+            "won_deals is required with any of it, and with wins also won_amount, first_won_at and last_won_at.",
     **_fields(CLIENTS, required=CLIENTS.required_names(for_training=False)),
     products=(list[Annotated[PlainText, AfterValidator(_not_blank_product)]] | None,
               Field(default=None, max_length=MAX_PRODUCTS,

@@ -105,6 +105,34 @@ def test_client_rfm_features_match_a_hand_count() -> None:
     assert value["product_win_rate"] == pytest.approx((2 + 20 * prior) / (3 + 20))
 
 
+def test_sent_history_replaces_the_models_as_a_whole() -> None:
+    """A CRM that sends 0 wins for client k must not get the model's 'last win 70 days ago' with it."""
+    day = pd.Timestamp("2024-01-01")
+    deals = pd.DataFrame({
+        "deal_id": ["a", "b", "c", "d"], "client_id": ["k", "k", "k", "k"],
+        "created_at": [day, day + pd.Timedelta(days=10), day + pd.Timedelta(days=20), day + pd.Timedelta(days=100)],
+        "closed_at": [day + pd.Timedelta(days=5), day + pd.Timedelta(days=15), day + pd.Timedelta(days=30), pd.NaT],
+        "status": ["won", "lost", "won", "open"], "amount": [100.0, 50.0, 300.0, 80.0],
+        "product": ["x", "x", "x", "x"],
+    })
+    spec = fit_feature_spec(deals, FeatureConfig(lost_window_days=60), {})
+    history = DealHistory(spec, frame_columns(deals))
+    columns = frame_columns(deals.iloc[[3, 3]])
+    columns["won_deals"] = np.array([0.0, 5.0])
+    columns["won_amount"] = np.array([np.nan, 900.0])
+    columns["first_won_day"] = np.array([np.nan, float((day - pd.Timestamp(0)).days) - 200])
+    columns["last_won_day"] = np.array([np.nan, float((day - pd.Timestamp(0)).days) + 90])
+    rows = build_features(spec, history, columns)
+    none, five = (dict(zip(spec.names, row, strict=True)) for row in rows)
+    assert none["client_won_deals"] == 0 and none["client_won_amount"] == 0.0
+    assert np.isnan(none["client_days_since_last_win"]) and np.isnan(none["client_days_since_first_win"])
+    assert none["client_status"] == 0  # a prospect, as sent
+    assert none["client_closed_deals"] == 1  # the model's one lost deal; its wins are replaced by none
+    assert none["client_product_wins"] == 0  # no product wins without wins
+    assert (five["client_won_deals"], five["client_won_amount"], five["client_closed_deals"]) == (5, 900.0, 6)
+    assert five["client_days_since_last_win"] == 10 and five["client_status"] == 2
+
+
 def test_product_by_segment_win_rates_match_a_hand_count() -> None:
     day = pd.Timestamp("2024-01-01")
     deals = pd.DataFrame({

@@ -65,7 +65,7 @@ def test_history_source_says_which_history_was_used(service_client: TestClient,
     deals = [
         make_deal(deal_id="known", client_id=known),
         make_deal(deal_id="sent", client_id=known, client={"client_id": known, "won_deals": 3, "won_amount": 5000,
-                                                           "last_won_at": "2025-11-01"}),
+                                                           "first_won_at": "2024-02-01", "last_won_at": "2025-11-01"}),
         make_deal(deal_id="prospect", client_id="never-seen"),
         make_deal(deal_id="no-client", client_id=None),
     ]

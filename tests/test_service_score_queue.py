@@ -56,7 +56,8 @@ def requests(service_crm: SyntheticCRM) -> list[tuple[bytes, RankBy | None]]:
     deals = deal_payloads(service_crm.deals.tail(40).drop(columns=["status", "closed_at"]), service_crm.clients)
     bare = [{k: v for k, v in d.items() if k != "client"} for d in deals[1:6]]  # no client objects at all
     with_history = [{**d, "client": {**d.get("client", {}), "client_id": d["client_id"], "won_deals": 3,
-                                     "won_amount": 12_000.0, "last_won_at": "2025-10-01"}, "note": "call back"}
+                                     "won_amount": 12_000.0, "first_won_at": "2023-04-01",
+                                     "last_won_at": "2025-10-01"}, "note": "call back"}
                      for d in deals[6:8]]
     # The first request's client again, sent with another industry: each request sees the client it sent.
     moved = {**deals[0], "deal_id": "again", "client": {**deals[0]["client"], "industry": "logistics"}}

@@ -120,10 +120,16 @@ def test_the_report_says_how_probabilities_were_calibrated(trained: TrainingResu
     fitted = trained.report["split"]["calibration"]
     page = render_html(trained.report)
     assert f"slope {fitted['slope']:.3f}, intercept {fitted['intercept']:.3f}" in page
-    assert ("no drift term" in page) == (fitted["drift"] == 0.0)
+    # The served model's own calibration too (an audit found only the evaluation model's in the report).
+    served = trained.model.calibration
+    assert trained.report["published"]["calibration"]["slope"] == served.slope
+    assert "published model, refitted on all closed deals, was calibrated" in page
+    assert f"slope {served.slope:.3f}, intercept {served.intercept:.3f}" in page
     drifting = copy.deepcopy(trained.report)
     drifting["split"]["calibration"]["drift"] = 0.74
-    assert "a drift term with weight 0.74" in render_html(drifting)
+    drifting["published"]["calibration"]["drift"] = 0.0
+    twice = render_html(drifting)
+    assert "a drift term with weight 0.74" in twice and "no drift term" in twice
 
 
 def test_top_decile_lift_shares_the_places_among_tied_scores() -> None:

@@ -452,6 +452,10 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                   for f in leaks],
         "value_model": value_model is not None,
         "empty_columns": list(empty),
+        # The served model is refitted on every closed deal and calibrated on its own latest slice: the
+        # holdout figures are the evaluation model's, so the report states both calibrations.
+        "published": {"calibration": final_info.get("calibration"),
+                      "calibration_deals": final_info.get("calibration_deals")},
     }
     report["calibration_curve"] = calibration_curve(won[holdout_rows], holdout_p)
     metadata = {

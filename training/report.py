@@ -64,16 +64,27 @@ def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     return f"<table><tr><th>model</th>{head}</tr>{rows}</table>"
 
 
-def _calibration_note(split: dict[str, Any]) -> str:
-    """How the evaluation model's probabilities were calibrated: Platt, and whether a drift term was kept."""
+def _calibration_note(split: dict[str, Any], published: dict[str, Any] | None = None) -> str:
+    """How the probabilities were calibrated (Platt, and whether a drift term was kept): the evaluation model's,
+    which the holdout figures measure, and the published model's, refitted on all closed deals."""
     fitted = split.get("calibration")
     if not fitted:
         return ""
+    note = (f"<p>The evaluation model (the holdout figures above and below) was calibrated by Platt on the "
+            f"latest {split.get('calibration_deals', 0):,} deals before the holdout: {_platt(fitted)}.")
+    served = (published or {}).get("calibration")
+    if served:
+        note += (f" The published model, refitted on all closed deals, was calibrated on its own latest "
+                 f"{(published or {}).get('calibration_deals') or 0:,} deals: {_platt(served)}. The holdout "
+                 "cannot test that second fit; the next retrain's comparison does.")
+    return note + "</p>"
+
+
+def _platt(fitted: dict[str, Any]) -> str:
     drift = (f"; a drift term with weight {fitted['drift']:.2f} on the log-odds of the recent win rate (the slice "
              "showed the win rate moving, and later probabilities follow it)" if fitted.get("drift")
              else "; no drift term (the slice gave no evidence of a moving win rate)")
-    return (f"<p>Platt calibration on the latest {split.get('calibration_deals', 0):,} fitting deals: slope "
-            f"{fitted['slope']:.3f}, intercept {fitted['intercept']:.3f}{drift}.</p>")
+    return f"slope {fitted['slope']:.3f}, intercept {fitted['intercept']:.3f}{drift}"
 
 
 def _empty_columns_note(empty: list[str]) -> str:
@@ -104,7 +115,7 @@ td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}th:first-child{{t
 Time-ordered holdout: the latest {split['holdout_deals']} closed deals (created from {split['holdout_from']}),
 model fitted on the {split['train_deals']} earlier ones.</p>
 <h2>Quality on the holdout, beside baselines fitted on the same split</h2>{_metrics_table(report['metrics'])}
-<h2>Calibration (of deals scored p, a share p should be won)</h2>{_calibration_note(split)}
+<h2>Calibration (of deals scored p, a share p should be won)</h2>{_calibration_note(split, report.get('published'))}
 {_calibration_svg(report['calibration_curve'])}
 <h2>Letter classes on the holdout</h2>
 <table>{grade_head}{grades}</table>

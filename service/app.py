@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import date
@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model.errors import ContractViolation, DealscoreError, NotFound
@@ -32,7 +33,7 @@ from service.holder import ModelHolder
 from service.logs import LOGGER_NAME, configure_logging
 from service.middleware import RequestContextMiddleware
 from service.reload import Reloader
-from service.routes import router
+from service.routes import JSON, router
 from service.schemas import FIELD_NAMES, request_models
 from service.score_queue import ScoreQueue
 from service.settings import Settings
@@ -83,7 +84,10 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
         # built as http:// from the Host header (wrong behind a TLS proxy). A trailing slash is a 404.
         redirect_slashes=False,
         description="Deal scoring: calibrated win probability, expected value, letter grade, reasons and "
-                    "cross-sell gaps. Every non-2xx answer is the one error envelope (ErrorResponse).",
+                    "cross-sell gaps. Every non-2xx answer is the one error envelope (ErrorResponse). Every "
+                    "answer carries a request_id, also in the X-Request-ID header: the caller's X-Request-ID "
+                    "when it is 1 to 128 of A-Z a-z 0-9 . _ : -, else a new one. Ids and texts are trimmed of "
+                    "surrounding whitespace, in answers too.",
     )
     app.state.settings = settings
     app.state.models = holder
@@ -181,6 +185,37 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
 
 
+def _restore_examples(document: dict[str, Any], app: FastAPI) -> None:
+    """Put the examples back as the routes declare them: get_openapi drops every null value of the document,
+    examples included (fastapi/fastapi#5559), so an example's `"value_per_hour": null` vanished and the
+    example no longer matched its own schema, where the field is required."""
+    for route in _api_routes(app.routes):
+        path = document.get("paths", {}).get(route.path_format, {})
+        for method in route.methods or ():
+            operation = path.get(method.lower())
+            if operation is None:
+                continue
+            for status, declared in (route.responses or {}).items():
+                example = declared.get("content", {}).get(JSON, {}).get("example")
+                target = operation.get("responses", {}).get(str(status), {}).get("content", {}).get(JSON)
+                if example is not None and target is not None:
+                    target["example"] = example
+            body = (route.openapi_extra or {}).get("requestBody", {}).get("content", {}).get(JSON, {})
+            target = operation.get("requestBody", {}).get("content", {}).get(JSON)
+            if "example" in body and target is not None:
+                target["example"] = body["example"]
+
+
+def _api_routes(routes: Iterable[Any]) -> Iterator[APIRoute]:
+    """The API routes, also inside included routers (FastAPI 0.165 keeps them as they were included; the
+    routers here are included without a prefix, so each route's path is its path in the document)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif (included := getattr(route, "original_router", None)) is not None:
+            yield from _api_routes(included.routes)
+
+
 def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     """FastAPI's document plus the request bodies the data plane parses itself."""
     if app.openapi_schema is not None:
@@ -197,6 +232,7 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
     document["components"]["schemas"] = dict(sorted(components.items()))
+    _restore_examples(document, app)
     if settings.admin_token is None:
         # Without DEALSCORE_ADMIN_TOKEN the admin routes are open: the token is optional ({} = no security).
         for operation in (op for path in document.get("paths", {}).values() for op in path.values()):

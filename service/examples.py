@@ -60,7 +60,10 @@ MODEL_INFO = {
     "grade_cutoffs": {"a_min_expected_value": 3467.0, "b_min_expected_value": 977.5, "shares": [0.8, 0.15, 0.05],
                       "d_floor_value_per_hour": 119.2},
     "features": ["amount", "effort_hours", "product", "client_status"],
-    "has_profiles": True,
+    "has_profiles": True, "small_data": False,
+    "libraries": {"dealscore": "0.1.0", "joblib": "1.6.0", "lightgbm": "4.7.0", "numpy": "2.4.6",
+                  "pandas": "3.1.1", "python": "3.11.7", "scikit-learn": "1.9.1"},
+    "loaded_at": "2025-01-02T08:00:05+00:00",
     "source": {"kind": "registry", "path": f"/srv/dealscore/registry/versions/{VERSION}"},
     "refused": None,
 }

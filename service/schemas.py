@@ -319,6 +319,10 @@ class ModelInfo(BaseModel):
     grade_cutoffs: dict[str, Any]
     features: list[str]
     has_profiles: bool = Field(description="whether gap lists can be computed")
+    small_data: bool | None = Field(description="trained in small-data mode (a regularised linear model); null "
+                                                "when the artifact does not say")
+    libraries: dict[str, str] = Field(description="versions of the libraries the model was trained with")
+    loaded_at: str = Field(description="when this service loaded the model (UTC, ISO 8601)")
     source: ModelSourceOut
     refused: RefusedOut | None = Field(description="the registry's live version when the service refused it "
                                                    "(this model keeps serving); null otherwise")

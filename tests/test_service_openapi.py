@@ -37,6 +37,26 @@ def test_every_request_and_response_has_an_example(document: dict[str, Any]) -> 
                 assert "example" in content, (path, method, status)
 
 
+def test_every_success_example_is_valid_for_its_response_model(document: dict[str, Any]) -> None:
+    """FastAPI drops null values from examples (fastapi/fastapi#5559): an example lost its required
+    `value_per_hour: null` and no longer matched its own schema, nor the live answers, which carry the key."""
+    from service.app import _api_routes
+
+    app = create_app(Settings.model_construct())
+    checked = 0
+    for route in _api_routes(app.routes):
+        if route.response_model is None:
+            continue
+        for method in route.methods:
+            operation = document["paths"][route.path_format][method.lower()]
+            example = operation["responses"]["200"]["content"]["application/json"]["example"]
+            route.response_model.model_validate(example)
+            checked += 1
+    assert checked >= 6
+    score = document["paths"]["/v1/score"]["post"]["responses"]["200"]["content"]["application/json"]["example"]
+    assert all("value_per_hour" in item for item in score["scores"])
+
+
 def test_every_error_is_the_one_envelope(document: dict[str, Any]) -> None:
     for path, operations in document["paths"].items():
         for method, operation in operations.items():

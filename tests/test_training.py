@@ -230,3 +230,16 @@ def test_the_train_summary_cautions_when_the_model_is_worse_than_the_win_rate() 
     assert caution is not None and "Brier 0.328 against 0.243" in caution
     assert worse_than_prior({"model": {"brier": 0.160}, "prior_rate": {"brier": 0.230}}) is None
     assert worse_than_prior({"model": {"brier": None}, "prior_rate": {"brier": 0.230}}) is None
+
+
+def test_lost_deals_written_with_amount_zero_are_valued_as_unquoted_not_as_worthless(
+        small_crm: SyntheticCRM) -> None:
+    """The contract lets an export write 0 as a lost deal's amount. Taken as its value, every lost deal had
+    expected value 0: the report's A, B and C were all won (win rate 100%), D held every lost deal, and the
+    cut-offs came from the won deals alone."""
+    deals = small_crm.deals.copy()
+    deals.loc[deals["status"] == "lost", "amount"] = 0.0
+    result = train(dataset_from_frames(deals, small_crm.clients, None, for_training=True), TrainConfig(threads=1))
+    assert "amount" in {leak["column"] for leak in result.report["leaks"]}  # the zeros give the outcome away
+    rates = {g["grade"]: g["win_rate"] for g in result.report["grades"]}
+    assert all(0.0 < rates[grade] < 0.95 for grade in "ABC" if grade in rates), rates

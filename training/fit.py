@@ -417,7 +417,14 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                              clients=_client_directory(dataset.clients),
                              trained_deal_ids=DealIdSet(deals["deal_id"][closed_mask].astype(str)))
         reference_rows = np.arange(int(holdout_rows.min()), len(deals)) if holdout_rows.size else closed_rows
-        reference = model.score({k: v[reference_rows] for k, v in columns.items()}, n_reasons=0)
+        # Valued as the service values a deal: its quote, else the value model. A lost deal's amount of 0 is
+        # no quote (the contract lets exports write 0 there), not a deal worth nothing: taken at face value it
+        # put every lost deal in D and dropped them all from the Pareto population the cut-offs come from.
+        quoted = np.where((deals["status"].to_numpy() == "lost") & (amount == 0.0), np.nan, amount)
+        reference_columns = {k: v[reference_rows] for k, v in columns.items()}
+        if "amount" in columns:
+            reference_columns["amount"] = quoted[reference_rows]
+        reference = model.score(reference_columns, n_reasons=0)
         if not alongside.done():
             progress("waiting for the ideal client profiles and the baselines")
         baselines, profiles = alongside.result()
@@ -428,7 +435,7 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     model.cutoffs = GradeCutoffs(a_min=a_min, b_min=b_min, shares=config.grade_shares,
                                  d_floor_per_hour=d_floor(deals, config))
 
-    holdout_value = np.where(np.isfinite(amount[holdout_rows]), amount[holdout_rows], np.nan)
+    holdout_value = reference.value[holdout_rows - reference_rows[0]] if holdout_rows.size else np.zeros(0)
     hours = deals["effort_hours"].to_numpy(dtype=np.float64)[holdout_rows] if "effort_hours" in deals else None
     holdout_ev = holdout_p * np.nan_to_num(holdout_value)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -447,7 +454,7 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                   "train_deals": int(train_rows.size), "holdout_deals": int(n_holdout), **eval_info},
         "metrics": metrics,
         "holdout_p_win": holdout_p.tolist() if n_holdout <= 5000 else None,
-        "grades": grade_table(won[holdout_rows], [str(g) for g in holdout_grades], holdout_value),
+        "grades": grade_table(won[holdout_rows], [str(g) for g in holdout_grades], amount[holdout_rows]),
         "leaks": [{"column": f.column, "reason": f.reason, "kept": f.kept, "review_only": f.review_only}
                   for f in leaks],
         "value_model": value_model is not None,

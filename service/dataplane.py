@@ -127,7 +127,8 @@ class DataPlane:
         for r in requests:
             n = len(r.columns["deal_id"])
             # A request's deals see its own clients' gap lists (two requests may send one client differently).
-            gaps = [found[clients_seen + k] if k >= 0 else NO_ITEMS for k in r.client_of_deal]
+            gaps = _deal_gaps(found, clients_seen, r.client_of_deal, r.columns.get("product"),
+                              self.settings.top_gaps)
             out.append((batch.rows(deals, deals + n) if len(requests) > 1 else batch, gaps))
             deals += n
             clients_seen += len(r.clients)
@@ -274,12 +275,12 @@ class DataPlane:
             client_of_deal.append(wanted.setdefault(facts, len(wanted)))
         return list(wanted), client_of_deal
 
-    def _client_gaps(self, snapshot: LoadedModel, clients: list[Any]) -> list[Encoded]:
-        """Each client's gap list, encoded, in the order of `clients` (deals of one client share it)."""
+    def _client_gaps(self, snapshot: LoadedModel, clients: list[Any]) -> list[list[Any]]:
+        """Each client's gap items, in the order of `clients`, one more than a deal shows: a deal leaves out
+        its own product (`_deal_gaps`)."""
         if not clients:
             return []
-        return [_encoded([_gap_item(x) for x in g.gaps])
-                for g in snapshot.model.profiles.gaps_for(clients, top_k=self.settings.top_gaps)]
+        return [g.gaps for g in snapshot.model.profiles.gaps_for(clients, top_k=self.settings.top_gaps + 1)]
 
 
 @dataclass(frozen=True)
@@ -468,6 +469,26 @@ def _client_gaps_item(result: Any) -> dict[str, Any]:
 
 def _floats(values: np.ndarray[Any, Any]) -> list[float | None]:
     return [None if math.isnan(v) else v for v in values.tolist()]
+
+
+def _deal_gaps(found: Sequence[list[Any]], offset: int, client_of_deal: Sequence[int],
+               products: np.ndarray[Any, Any] | None, top: int) -> list[Encoded]:
+    """Each deal's gap list: its client's, without the product the deal itself offers (a manager is already
+    selling it; listing it as a cross-sell trigger of the same deal reads as a mistake), at most `top` items.
+    Encoded once per (client, product)."""
+    encoded: dict[tuple[int, Any], Encoded] = {}
+    out: list[Encoded] = []
+    for i, k in enumerate(client_of_deal):
+        if k < 0:
+            out.append(NO_ITEMS)
+            continue
+        product = products[i] if products is not None else None
+        key = (offset + k, product)
+        if key not in encoded:
+            items = [g for g in found[offset + k] if g.product != product][:top]
+            encoded[key] = _encoded([_gap_item(g) for g in items])
+        out.append(encoded[key])
+    return out
 
 
 def _encoded(items: list[dict[str, Any]]) -> Encoded:

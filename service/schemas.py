@@ -67,7 +67,9 @@ def _date_parser(earliest: date) -> Callable[[str, ValidationInfo], date]:
             raise PydanticCustomError("date_format", "a date like 2024-03-31 (ISO 8601)") from None
         today = (info.context or {}).get("today")
         if parsed < earliest or (today is not None and parsed > today + DATE_SLACK):
-            latest = f"today ({today.isoformat()})" if today is not None else "today"
+            # Says the real bound: the server's UTC today plus the day a client ahead of UTC may be on.
+            latest = (f"today in the sender's time zone (at most {(today + DATE_SLACK).isoformat()})"
+                      if today is not None else "today")
             raise PydanticCustomError("date_range", "a date from {earliest} to {latest}",
                                       {"earliest": earliest.isoformat(), "latest": latest})
         return parsed
@@ -254,7 +256,8 @@ class ScoreOut(BaseModel):
     expected_value: float | None = Field(description="p_win x value")
     grade: Literal["A", "B", "C", "D"]
     reasons: list[ReasonOut]
-    gaps: list[GapOut] = Field(description="the deal client's top cross-sell gaps, rank 1 first")
+    gaps: list[GapOut] = Field(description="the deal client's top cross-sell gaps, rank 1 first, without the "
+                                           "deal's own product (it is being sold already)")
     value_source: Literal["amount", "model"] | None = Field(
         description="'amount' (sent), 'model' (predicted from similar won deals) or null (unknown)")
     value_per_hour: float | None = Field(description="expected_value / effort_hours; null without effort_hours")

@@ -31,8 +31,9 @@ from service.schemas import request_models
 from training.fit import TrainConfig, train
 from training.synthetic_crm import generate
 
-DEAL_RANGE = f"a date from 1970-01-01 to today ({TODAY.isoformat()})"
-OTHER_RANGE = f"a date from 1900-01-01 to today ({TODAY.isoformat()})"
+LATEST = f"today in the sender's time zone (at most {(TODAY + timedelta(days=1)).isoformat()})"
+DEAL_RANGE = f"a date from 1970-01-01 to {LATEST}"
+OTHER_RANGE = f"a date from 1900-01-01 to {LATEST}"
 CLIENT_ID = "C00010"
 
 

@@ -79,5 +79,18 @@ def test_a_deals_gaps_do_not_depend_on_other_deals_of_its_client_in_the_batch(
     assert not set(holds) & {g["product"] for g in together[1]["gaps"]}  # never what its client object holds
 
 
+def test_a_deals_gaps_leave_out_the_product_the_deal_sells(client: TestClient,
+                                                           service_profiled_model: ScoringModel) -> None:
+    known = next(iter(service_profiled_model.spec.client_keys))
+    listed = client.post("/v1/gaps", json={"clients": [{"client_id": known}]}, params={"top": 3}).json()
+    first, second, third = (g["product"] for g in listed["clients"][0]["gaps"])
+    selling_first = make_deal(deal_id="x", client_id=known, product=first)
+    scored = client.post("/v1/score", json={"deals": [selling_first]}).json()["scores"][0]["gaps"]
+    assert [g["product"] for g in scored] == [second, third]  # still top_gaps (2) items, the deal's left out
+    elsewhere = make_deal(deal_id="y", client_id=known, product="no-such-product")
+    assert [g["product"] for g in client.post("/v1/score", json={"deals": [elsewhere]}).json()["scores"][0][
+        "gaps"]] == [first, second]
+
+
 def test_model_says_it_has_profiles(client: TestClient) -> None:
     assert client.get("/v1/model").json()["has_profiles"] is True

@@ -17,7 +17,7 @@ from test_feedback_helpers import PortProxy, down_url, make_config, postgres_url
 import service.main
 from dealscore import cli
 from service.feedback import Feedback
-from service.feedback.score_log import MAX_BACKOFF_SECONDS
+from service.feedback.outage import MAX_BACKOFF_SECONDS
 from service.settings import Settings
 
 __all__ = ["postgres_url_fixture"]  # a fixture, registered by name
@@ -68,7 +68,7 @@ def test_the_retry_wait_doubles_up_to_the_cap_while_the_database_is_down(tmp_pat
                 waits.append(feedback._next_wait())
     finally:
         feedback.database.dispose()
-    assert MAX_BACKOFF_SECONDS == 60.0  # the score log's cap, shared: one back-off policy for the package
+    assert MAX_BACKOFF_SECONDS == 60.0  # one back-off policy for the package (service/feedback/outage.py)
     assert waits == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
     warned = store_warnings(records)
     assert len(warned) == 1, warned

@@ -33,12 +33,12 @@ import orjson
 import sqlalchemy as sa
 
 from service.feedback.db import Database, SchemaNotReady, describe_error, dialect_insert
+from service.feedback.outage import Outage
 from service.feedback.tables import score_log
 
 logger = logging.getLogger("dealscore.service.feedback")
 
 SPOOL_PATTERN = "score-log-*.jsonl"
-MAX_BACKOFF_SECONDS = 60.0
 Row = dict[str, Any]
 
 
@@ -375,7 +375,7 @@ class ScoreLog:
         self._batch_rows = max(1, batch_rows)
         self._flush_seconds = flush_seconds
         self._retry_seconds = retry_seconds
-        self._backoff = retry_seconds
+        self._outage = Outage(retry_seconds)
         self._next_attempt = 0.0  # monotonic time before which the database is not tried again
         self._lock = threading.Lock()
         self._done = threading.Condition(self._lock)
@@ -386,8 +386,6 @@ class ScoreLog:
         self._spooled_total = 0
         self._overflow_total = 0
         self._dropped_total = 0
-        self._database_up = False
-        self._last_error: str | None = None
         self._thread: threading.Thread | None = None
 
     # -- the request path ------------------------------------------------------------------------
@@ -480,7 +478,7 @@ class ScoreLog:
                 pending=self._queued + self.spool.rows, queued=self._queued, spooled=self.spool.rows,
                 written_total=self._written_total, spooled_total=self._spooled_total,
                 overflow_total=self._overflow_total, dropped_total=self._dropped_total,
-                database_up=self._database_up, last_error=self._last_error)
+                database_up=self._outage.up, last_error=self._outage.last_error)
 
     def pending(self) -> int:
         return self.stats().pending
@@ -502,7 +500,7 @@ class ScoreLog:
             self._replay()
         except Exception:  # the writer must outlive anything one replay can throw
             logger.exception("score log: replaying the spool failed unexpectedly")
-            self._next_attempt = time.monotonic() + self._backoff
+            self._next_attempt = time.monotonic() + self._outage.next_wait
 
     def _gather(self) -> tuple[list[_Item], bool]:
         """Up to batch_rows rows: wait for the first item, then at most flush_seconds for more."""
@@ -618,18 +616,14 @@ class ScoreLog:
             self._done.notify_all()
 
     def _mark_up(self) -> None:
-        self._backoff = self._retry_seconds
         with self._lock:
-            self._database_up = True
-            self._last_error = None
+            self._outage.recovered()
 
     def _mark_down(self, error: BaseException) -> None:
         reason = describe_error(error)
-        if self._database_up or self._last_error is None:
-            logger.warning("score log: database %s unavailable (%s); spooling to %s, retrying in %.1f s",
-                           self.database.shown_url, reason, self.spool.directory, self._backoff)
-        self._next_attempt = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, MAX_BACKOFF_SECONDS)
         with self._lock:
-            self._database_up = False
-            self._last_error = reason
+            news = self._outage.failed(reason)
+        if news:
+            logger.warning("score log: database %s unavailable (%s); spooling to %s, retrying in %.1f s",
+                           self.database.shown_url, reason, self.spool.directory, self._outage.wait)
+        self._next_attempt = time.monotonic() + self._outage.wait

@@ -19,9 +19,10 @@ from model.history_overlay import OutcomeBook, with_outcome_history
 from service.feedback.config import FeedbackConfig
 from service.feedback.db import Database, SchemaNotReady, describe_error
 from service.feedback.judgements import Judgement, JudgementStore, RecordedJudgement
+from service.feedback.outage import MAX_BACKOFF_SECONDS, Outage
 from service.feedback.outcomes import Outcome, OutcomeStore, RecordedOutcome
 from service.feedback.quality import latest_version, model_versions, quality_report
-from service.feedback.score_log import MAX_BACKOFF_SECONDS, ScoreLog, ScoreLogStats
+from service.feedback.score_log import ScoreLog, ScoreLogStats
 
 logger = logging.getLogger("dealscore.service.feedback")
 
@@ -47,13 +48,9 @@ class Feedback:
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
         self._lifecycle = threading.Lock()
-        # The back-off of the catch-up, as the score log backs off its writes (_mark_down/_mark_up there):
-        # a database down for hours is warned about once, and tried ever less often, not every few seconds.
-        self._retry_seconds = max(self.config.retry_seconds, 0.1)
-        self._backoff = self._retry_seconds
-        self._retry_in = self._retry_seconds
-        self._database_up = False
-        self._last_error: str | None = None
+        # The back-off of the catch-up, the score log's policy (service/feedback/outage.py): a database down
+        # for hours is warned about once, and tried ever less often, not every few seconds.
+        self._outage = Outage(max(self.config.retry_seconds, 0.1))
 
     # -- lifecycle ---------------------------------------------------------------------------------
     @property
@@ -113,32 +110,25 @@ class Feedback:
         return True
 
     def _mark_up(self) -> None:
-        if self._last_error is not None:
+        if self._outage.recovered():
             logger.info("feedback: database %s is back; the outcome history is up to date", self.database.shown_url)
-        self._backoff = self._retry_seconds
-        self._database_up = True
-        self._last_error = None
 
     def _mark_down(self, reason: str, failure: BaseException | None = None) -> None:
         """Warn when the database goes down, not on each retry (those are DEBUG); each failure doubles the
         wait before the next try, up to MAX_BACKOFF_SECONDS."""
-        if self._database_up or self._last_error is None:
+        if self._outage.failed(reason):
             logger.warning("feedback: database %s %s; retrying in the background in %.1f s, then after twice "
-                           "as long each time (at most %.0f s)", self.database.shown_url, reason, self._backoff,
+                           "as long each time (at most %.0f s)", self.database.shown_url, reason, self._outage.wait,
                            MAX_BACKOFF_SECONDS, exc_info=failure)
         else:
             logger.debug("feedback: database %s still %s; next try in %.1f s", self.database.shown_url, reason,
-                         self._backoff)
-        self._retry_in = self._backoff
-        self._backoff = min(self._backoff * 2, MAX_BACKOFF_SECONDS)
-        self._database_up = False
-        self._last_error = reason
+                         self._outage.wait)
 
     def _next_wait(self) -> float | None:
         """Seconds until the next catch-up: the back-off while the database is down, else the refresh
         interval; None when there is nothing left to do (history loaded, refreshing off)."""
-        if not self._database_up:
-            return self._retry_in
+        if not self._outage.up:
+            return self._outage.wait
         interval = self.config.outcomes_refresh_seconds
         return interval if interval > 0 else None
 

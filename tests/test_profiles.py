@@ -183,9 +183,14 @@ def test_partner_products_follow_the_acceptance_model_in_place(crm_profiles: Cli
     after the profiles are built), even after gap lists were asked of an earlier one."""
     profiles = copy.deepcopy(crm_profiles)
     holder = ClientFacts("C00002")
-    before = profiles.gaps_for([holder], top_k=20)[0].gaps
-    assert any("often taken with" in gap.reason for gap in before)
     offset = profiles.encoder.held_offset
+    held = profiles.known_products["C00002"]
+    assert held and profiles.acceptance.fitted.any()
+    coef = profiles.acceptance.coef.copy()
+    coef[profiles.acceptance.fitted, offset + held[0]] = 2.0  # what it holds raises every other's chance
+    profiles.acceptance = dataclasses.replace(profiles.acceptance, coef=coef)
+    before = profiles.gaps_for([holder], top_k=20)[0].gaps
+    assert any(f"often taken with {profiles.products[held[0]]}" in gap.reason for gap in before)
     coef = profiles.acceptance.coef.copy()
     coef[:, offset:offset + len(profiles.products)] = 0.0  # no held product raises any other's chance
     profiles.acceptance = dataclasses.replace(profiles.acceptance, coef=coef)
@@ -345,3 +350,19 @@ def test_maven_crm_accounts_get_profiles(shared_data: Path) -> None:
     assert all(not {g.product for g in a.gaps} & held.get(a.client_id, set()) for a in answers)
     assert sum(bool(a.gaps) for a in answers) >= 0.8 * len(answers)
     assert all(a.potential_income is not None and a.potential_income >= 0 for a in answers)
+
+
+def test_the_acceptance_penalty_stays_strong_unless_the_data_show_better() -> None:
+    """The one-standard-error rule: on a few dozen clients of noise the strongest penalty (the segment's
+    popularity) is kept; where an attribute truly moves the chance, a weak penalty lets it show."""
+    from training.profiles_fit import CV_FOLDS, REGULARISATION_GRID, _regularisation
+
+    def chosen(n: int, signal: float, seed: int) -> float:
+        rng = np.random.default_rng(seed)
+        features = rng.normal(size=(n, 4))
+        y = (rng.random(n) < 1 / (1 + np.exp(-signal * features[:, 0]))).astype(np.float64)
+        fold = rng.permutation(n) % CV_FOLDS
+        return _regularisation(features, y, np.zeros(n), fold, ProfileConfig())
+
+    assert [chosen(60, 0.0, seed) for seed in range(5)].count(REGULARISATION_GRID[0]) >= 4
+    assert chosen(3000, 3.0, 0) >= 0.1

@@ -40,7 +40,9 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 BEST_RULES = ("pareto_a", "top_share", "all")
-REGULARISATION_GRID: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
+# Strongest first (the one-standard-error rule below picks the first within reach of the best); 0.001 leaves
+# a client's chance at about its segment's popularity.
+REGULARISATION_GRID: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 CV_FOLDS = 3
 DENSE_LIMIT = 5_000_000  # design cells up to which the acceptance model is fitted on a dense array
 
@@ -550,7 +552,8 @@ def _regularisation(features: Any, y: FloatArray, offset: FloatArray, fold: npt.
         return config.regularisation
     if y.size > config.cv_max_clients:
         return 1.0
-    losses = np.zeros(len(REGULARISATION_GRID))
+    # Each client's held-out log-loss under each C, so the choice can see how noisy the comparison is.
+    losses = np.zeros((len(REGULARISATION_GRID), y.size))
     for k in range(CV_FOLDS):
         train, test = fold != k, fold == k
         if y[train].min() == y[train].max():
@@ -560,8 +563,17 @@ def _regularisation(features: Any, y: FloatArray, offset: FloatArray, fold: npt.
             weights, bias = logistic_with_offset(features[train], y[train], offset[train], c, start=start)
             start = np.concatenate([[bias], weights])
             z = features[test] @ weights + bias + offset[test]
-            losses[i] += float(np.sum(np.logaddexp(0.0, z) - y[test] * z))
-    return REGULARISATION_GRID[int(np.argmin(losses))]
+            losses[i, test] = np.logaddexp(0.0, z) - y[test] * z
+    # The one-standard-error rule (Hastie, Tibshirani & Friedman, The Elements of Statistical Learning, 7.10):
+    # the strongest penalty whose mean loss is within one standard error of the best. On a few dozen clients
+    # the best C by CV is mostly noise and moves the chance away from the segment's popularity for nothing
+    # (maven at 84 clients: recall@3 0.890 against popularity's 0.910); on thousands the rule picks the best.
+    mean = losses.mean(axis=1)
+    best = int(np.argmin(mean))
+    # Paired: each client's loss under C minus under the best C, so what all clients share cancels out.
+    excess = losses - losses[best]
+    standard_error = excess.std(axis=1, ddof=1) / np.sqrt(y.size) if y.size > 1 else np.zeros(len(mean))
+    return REGULARISATION_GRID[int(np.flatnonzero(excess.mean(axis=1) <= standard_error)[0])]
 
 
 def logistic_with_offset(features: Any, y: FloatArray, offset: FloatArray, c: float, max_iter: int = 50,

@@ -167,7 +167,8 @@ def cmd_clients(args: argparse.Namespace) -> int:
 
     created = check_output_file(args.out)
     written = clients_file(args.deals, args.clients, args.holdings, args.mapping, args.out, as_of=args.as_of,
-                           model_dir=args.model, lost_window_days=args.lost_window_days)
+                           model_dir=args.model, lost_window_days=args.lost_window_days,
+                           warn=lambda message: _say(f"note: {message}"))
     _say(f"wrote analytics of {written:,} clients into {args.out}{_created_note(created)}")
     return 0
 

@@ -8,6 +8,7 @@ text level "123" instead of becoming the number 123.0, a level the model never s
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -88,7 +89,7 @@ def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, 
 
 def clients_file(deals: str, clients: str | None, holdings: str | None, mapping: str | None, out: str,
                  as_of: date | None = None, model_dir: str | None = None,
-                 lost_window_days: int | None = None) -> int:
+                 lost_window_days: int | None = None, warn: Callable[[str], None] | None = None) -> int:
     """The client analytics table. The lost window is `lost_window_days`, else the model's (so the table's
     status agrees with the model's client_status reasons), else 360 days. Potential income (with a model)
     compares the ideal client with what each client holds: the holdings file, else its won deals."""
@@ -105,6 +106,12 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
     table = client_analytics(dataset.deals, dataset.clients, as_of=as_of, windows=status_windows(lost_window_days),
                              profiles=profiles, holdings=dataset.holdings if profiles is not None else None)
     write_csv_atomically(table, out)
+    warn = warn or (lambda message: None)
+    if not table.attrs.get("money_known", True):
+        warn("no won deal carries an amount: monetary, m_score and abc are left empty and no client is golden "
+             "(map an amount column to get them)")
+    if len(table) and (table["status"] == "prospect").all():
+        warn("no client had won a deal by the as-of day: every client is a prospect (is --as-of before the data?)")
     return len(table)
 
 

@@ -6,6 +6,7 @@ a client becomes a client at its first payment, and nothing after the as-of date
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -81,6 +82,10 @@ def client_analytics(deals: pd.DataFrame, clients: pd.DataFrame | None, as_of: d
     grouped = won.groupby("client_id", sort=False)
     frequency: FloatArray = np.asarray(grouped.size().reindex(ids).fillna(0), dtype=np.float64)
     monetary: FloatArray = np.asarray(grouped["amount"].sum().reindex(ids).fillna(0.0), dtype=np.float64)
+    # Without any won amount in the data, money is unknown, not 0: no M score, no ABC class and so no golden
+    # client, rather than every client C (the table's attrs say so, and `dealscore clients` tells the user).
+    money_known = ("amount" in deals and "status" in deals
+                   and bool((deals.loc[deals["status"] == "won", "amount"] > 0).any()))
     first_day: FloatArray = np.asarray(grouped["day"].min().reindex(ids), dtype=np.float64)
     last_day: FloatArray = np.asarray(grouped["day"].max().reindex(ids), dtype=np.float64)
     recency: FloatArray = as_of_day - last_day
@@ -95,9 +100,9 @@ def client_analytics(deals: pd.DataFrame, clients: pd.DataFrame | None, as_of: d
 
     r_score = _scores(-recency, has_win)
     f_score = _scores(frequency, has_win)
-    m_score = _scores(monetary, has_win)
+    m_score = _scores(monetary, has_win & money_known)
     active, purchase_cv = _monthly_regularity(won, ids, as_of_day, xyz_months)
-    abc = _classes(monetary, has_win, shares, ("A", "B", "C"), np.array(ids, dtype=object))
+    abc = _classes(monetary, has_win & money_known, shares, ("A", "B", "C"), np.array(ids, dtype=object))
     frequent, occasional = xyz_active_shares
     active_share = active / xyz_months
     xyz = np.where(active_share >= frequent, "X", np.where(active_share >= occasional, "Y", "Z"))
@@ -111,25 +116,55 @@ def client_analytics(deals: pd.DataFrame, clients: pd.DataFrame | None, as_of: d
         "last_won_at": _timestamps(last_day),
         "recency_days": recency,
         "frequency": frequency,
-        "monetary": np.round(monetary, 2),
+        "monetary": np.round(monetary, 2) if money_known else np.full(len(ids), np.nan),
         "r_score": r_score,
         "f_score": f_score,
         "m_score": m_score,
-        "rfm": pd.Series([f"{r:.0f}{f:.0f}{m:.0f}" if ok else np.nan for r, f, m, ok
-                          in zip(r_score, f_score, m_score, has_win, strict=True)], dtype=object),
+        "rfm": pd.Series([(f"{r:.0f}{f:.0f}{m:.0f}" if money_known else f"{r:.0f}{f:.0f}-") if ok else np.nan
+                          for r, f, m, ok in zip(r_score, f_score, m_score, has_win, strict=True)], dtype=object),
         "abc": pd.Series(abc, dtype=object),
         "active_months": active,
         "purchase_cv": np.round(purchase_cv, 4),
         "xyz": pd.Series(xyz, dtype=object).where(has_win, np.nan),
     })
     table["golden"] = (table["abc"] == "A") & table["xyz"].isin(["X", "Y"])
+    table.attrs["money_known"] = money_known
     if profiles is not None:
-        facts = client_facts(clients, _held_as_of(holdings, as_of_day), ids=ids)
+        held = _held_as_of(holdings, as_of_day)
+        facts = client_facts(clients, held, ids=ids)
+        incomes = _income_as_of(profiles, ids, monetary, held)
+        if incomes is not None:
+            facts = [dataclasses.replace(f, income=float(x)) for f, x in zip(facts, incomes, strict=True)]
         answers = profiles.gaps_for(facts, top_k=0, as_of_day=as_of_day)
         table["segment"] = pd.Series([a.segment for a in answers], dtype=object)
+        # The two figures potential income is the difference of, so a manager can see where it comes from.
+        table["income"] = np.array([np.nan if a.income is None else a.income for a in answers], dtype=np.float64)
+        table["ideal_income"] = np.array([np.nan if a.ideal_income is None else a.ideal_income for a in answers],
+                                         dtype=np.float64)
         table["potential_income"] = np.array(
             [np.nan if a.potential_income is None else a.potential_income for a in answers], dtype=np.float64)
     return table
+
+
+def _income_as_of(profiles: ClientProfiles, ids: list[str], monetary: FloatArray,
+                  held: pd.DataFrame | None) -> FloatArray | None:
+    """Each client's income as of the analytics day, measured as the profiles measured it at training:
+    money won by then, or the revenue (or number) of the holdings held by then. None when the data given
+    cannot say (holdings income without a holdings file, or a clients column): the profiles' own then."""
+    source = str(getattr(profiles, "summary", {}).get("income_source", ""))
+    if source == "won deal amounts":
+        return monetary
+    if held is None or source not in ("holdings revenue", "number of products held"):
+        return None
+    rows = held[held["client_id"].notna() & held["product"].notna()]
+    keys = rows["client_id"].astype(str)
+    if source == "number of products held":
+        counts = rows.assign(client_id=keys).drop_duplicates(["client_id", "product"]).groupby("client_id").size()
+        return np.asarray(counts.reindex(ids).fillna(0.0), dtype=np.float64)
+    if "revenue" not in rows.columns:
+        return None
+    revenue = pd.to_numeric(rows["revenue"], errors="coerce").groupby(keys).sum(min_count=1)
+    return np.asarray(revenue.reindex(ids).fillna(0.0), dtype=np.float64)
 
 
 def _as_of_day(deals: pd.DataFrame, as_of: date | None) -> float:
@@ -169,10 +204,12 @@ def _won_deals(deals: pd.DataFrame, as_of_day: float) -> pd.DataFrame:
 
 
 def _scores(values: FloatArray, has_win: npt.NDArray[np.bool_]) -> FloatArray:
-    """Quintile scores 1..5 of the clients with a win (ties share a score); NaN for the others."""
+    """Quintile scores 1..5 of the clients with a win; NaN for the others. Ties share the score of their
+    lowest place: half of all clients buying once score F=1 (the least frequent), where the mean place of
+    their tie gave them all 2 and left no client at 1."""
     out = np.full(values.size, np.nan)
     if has_win.any():
-        ranks = pd.Series(values[has_win]).rank(method="average", pct=True).to_numpy()
+        ranks = pd.Series(values[has_win]).rank(method="min", pct=True).to_numpy()
         out[has_win] = np.clip(np.ceil(ranks * SCORE_BANDS), 1, SCORE_BANDS)
     return out
 
@@ -212,7 +249,9 @@ def _monthly_regularity(won: pd.DataFrame, ids: list[str], as_of_day: float,
 
 
 def _regular_type(won: pd.DataFrame, ids: list[str], status: npt.NDArray[Any]) -> pd.Series:
-    ordered = won.sort_values(["client_id", "day"])
+    """How often a regular client buys: the median gap between its distinct purchase days (several wins on
+    one day are one purchase: counted as gaps of 0 they made a yearly buyer 'monthly'); none with one day."""
+    ordered = won.drop_duplicates(["client_id", "day"]).sort_values(["client_id", "day"])
     gaps = ordered.groupby("client_id")["day"].diff()
     median_gap = gaps.groupby(ordered["client_id"]).median().reindex(ids).to_numpy(dtype=np.float64)
     kind = np.where(median_gap <= MONTHLY_MAX_GAP_DAYS, "monthly",
@@ -276,12 +315,15 @@ def gap_table(profiles: ClientProfiles, clients: pd.DataFrame | None, holdings: 
               top_k: int = 5, as_of: date | None = None, chunk: int = 2000) -> pd.DataFrame:
     """Every client's gap list, one row per gap: client_id, rank (1 = offer first), product, adoption,
     p_accept, potential_income, then the segment used and the reason. As of `as_of` (default today): the
-    clients' tenure on that day, and only the holdings held by then (as `client_analytics` counts them)."""
+    clients' tenure on that day, only the holdings held by then (as `client_analytics` counts them), and
+    only clients whose first contract (`since`) is on or before it."""
     extras = [a for a in profiles.encoder.attributes if a not in ("industry", "size", "region", "tenure")]
     as_of_day = None if as_of is None else float(np.datetime64(as_of, "D").astype(np.int64))
     if as_of_day is not None:
         holdings = _held_as_of(holdings, as_of_day)
     facts = client_facts(clients, holdings, extras)
+    if as_of_day is not None:
+        facts = [f for f in facts if f.since_day is None or f.since_day <= as_of_day]
     answers: list[ClientGaps] = []
     for start in range(0, len(facts), chunk):
         answers.extend(profiles.gaps_for(facts[start:start + chunk], top_k=top_k, as_of_day=as_of_day))

@@ -51,6 +51,9 @@ class ClientFacts:
     since_day: float | None = None  # first contract, days since 1970-01-01
     products: tuple[str, ...] | None = None  # None = not sent: use the holdings known at training
     attributes: Mapping[str, RawValue] | None = None  # extra client attributes the profiles were fitted with
+    # Realised income as of the caller's date, measured as the profiles measure it (summary's income_source);
+    # None: what the profiles knew at training for a known client, else what its products typically earn.
+    income: float | None = None
 
 
 @dataclass(frozen=True)
@@ -278,7 +281,7 @@ class ClientProfiles:
             else:
                 index = self.product_index
                 held = tuple(sorted({index[p] for p in facts.products if p in index}))
-            income = self.known_income.get(facts.client_id)
+            income = facts.income if facts.income is not None else self.known_income.get(facts.client_id)
             factor = self._income_factor[row]
             if income is None and factor is not None:  # a client new to the model earns what its products do
                 income = float(factor[list(held)].sum())

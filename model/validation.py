@@ -237,6 +237,9 @@ class _TableCheck:
     def _numbers(self, name: str, values: pd.Series, minimum: float | None,
                  expected: str = "a finite number") -> tuple[pd.Series, pd.Series]:
         numbers, missing, bad = _numbers(values)
+        if bad.any() and values[bad].astype(str).str.contains(r"[,$€£¥]|\d \d", regex=True).any():
+            # "1,200.50", "$300", "1 200": formatted money, which a CRM report export often writes.
+            expected += " (digits with a point for decimals: no thousands separators, spaces or currency signs)"
         self.report(name, bad, expected, _quoted(values[bad]))
         if minimum is not None:
             low = ~bad & (numbers < minimum)  # -inf is already reported as not finite

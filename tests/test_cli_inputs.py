@@ -118,6 +118,23 @@ def test_gaps_as_of_a_day_offers_what_was_not_yet_held_then(
     now, then = (pd.read_csv(tmp_path / f"{n}.csv") for n in ("now", "then"))
     assert later not in set(now["product"])  # held today: never a gap
     assert later in set(then["product"])  # taken in June 2025: a gap on the first of January
+    since = pd.Timestamp(clients["since"].iloc[0]).date()
+    before = since - timedelta(days=1)
+    code, err = run([*base, "--as-of", before.isoformat(), "--out", str(tmp_path / "before.csv")], capsys)
+    assert code == 0 and pd.read_csv(tmp_path / "before.csv").empty  # not a client yet on that day
+
+
+def test_clients_says_when_money_is_unknown_or_the_day_is_before_every_win(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    deals = tmp_path / "deals.csv"
+    deals.write_text("deal_id,client_id,created_at,closed_at,status\n1,A,2024-01-10,2024-01-10,won\n"
+                     "2,A,2024-02-10,2024-02-10,won\n3,B,2024-03-01,2024-03-01,won\n")
+    code, err = run(["clients", "--deals", str(deals), "--out", str(tmp_path / "c.csv")], capsys)
+    assert code == 0 and "note: no won deal carries an amount" in err
+    assert pd.read_csv(tmp_path / "c.csv")["abc"].isna().all()
+    code, err = run(["clients", "--deals", str(deals), "--as-of", "2023-12-31", "--out", str(tmp_path / "d.csv")],
+                    capsys)
+    assert code == 0 and "every client is a prospect" in err
 
 
 # -- --out ----------------------------------------------------------------------------------------------------

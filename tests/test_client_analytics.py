@@ -160,10 +160,30 @@ def test_potential_income_counts_what_the_client_held_on_the_day(small_crm: Synt
     [expected] = crm_profiles.gaps_for([ClientFacts(
         client_id="NEW-1", industry=row["industry"], size=row["size"], region=row["region"],
         since_day=float((pd.Timestamp(row["since"]) - pd.Timestamp("1970-01-01")).days),
-        products=tuple(sorted(own["product"])))], top_k=0, as_of_day=as_of_day)
+        products=tuple(sorted(own["product"])), income=float(own["revenue"].sum()))], top_k=0, as_of_day=as_of_day)
+    # Its income is what its holdings earn (their revenue), as the profiles measured income at training.
     assert potential(own) == pytest.approx(expected.potential_income)
     assert potential(own) < potential(None)  # holding something, it has less left to gain
     assert potential(own.assign(since=pd.Timestamp(as_of) + pd.Timedelta(days=30))) == potential(None)
+
+
+def test_potential_income_of_a_known_client_is_as_of_the_day(small_crm: SyntheticCRM,
+                                                             crm_profiles: ClientProfiles) -> None:
+    """A client the model knows was compared by its income at training, whatever the as-of day: a client
+    that had bought nothing yet on the day showed no potential. Income is now as of the day, measured as
+    the profiles measured it (here the revenue of the holdings held by then)."""
+    client = small_crm.holdings["client_id"].iloc[0]
+    first_win = small_crm.deals[(small_crm.deals["client_id"] == client) & (small_crm.deals["status"] == "won")][
+        "closed_at"].min()
+    before = (pd.Timestamp(first_win) - pd.Timedelta(days=1)).date()
+    table = client_analytics(small_crm.deals, small_crm.clients, as_of=before, profiles=crm_profiles,
+                             holdings=small_crm.holdings).set_index("client_id")
+    row = table.loc[client]
+    held_then = small_crm.holdings[(small_crm.holdings["client_id"] == client)
+                                   & (pd.to_datetime(small_crm.holdings["since"]) <= pd.Timestamp(before))]
+    assert row["income"] == pytest.approx(float(held_then["revenue"].sum()))
+    assert row["potential_income"] == pytest.approx(max(row["ideal_income"] - row["income"], 0.0))
+    assert row["potential_income"] > 0  # nothing earned yet on the day: the whole ideal income is potential
 
 
 def test_analytics_table_has_canonical_types(small_crm: SyntheticCRM) -> None:
@@ -207,3 +227,27 @@ def test_gap_table_rows(small_crm: SyntheticCRM, crm_profiles: ClientProfiles) -
     holders = set(small_crm.holdings["client_id"])
     newcomers = set(small_crm.clients["client_id"]) - holders
     assert newcomers and newcomers <= set(table["client_id"])
+
+
+def test_several_wins_on_one_day_are_one_purchase_for_the_regular_type() -> None:
+    """Three lines bought on one day and one a year later: a yearly buyer, not 'monthly' (gaps of 0)."""
+    table = analytics([("basket", 400, "won", 10.0), ("basket", 400, "won", 10.0), ("basket", 400, "won", 10.0),
+                       ("basket", 35, "won", 10.0), ("one_day", 20, "won", 5.0), ("one_day", 20, "won", 5.0)])
+    assert table.loc["basket", "regular_type"] == "yearly"
+    assert table.loc["one_day", "status"] == "regular" and pd.isna(table.loc["one_day", "regular_type"])
+
+
+def test_the_least_frequent_buyers_score_one_even_when_they_are_half_of_all() -> None:
+    rows = [(f"once{i}", 30, "won", 10.0) for i in range(6)]
+    rows += [(f"more{i}", d, "won", 10.0) for i in range(4) for d in range(30, 30 + 10 * (i + 2), 10)]
+    table = analytics(rows)
+    assert set(table.loc[[f"once{i}" for i in range(6)], "f_score"]) == {1.0}  # the mean place gave them 2
+    assert table["f_score"].max() == 5.0
+
+
+def test_without_any_amount_money_is_unknown_not_zero() -> None:
+    table = analytics([("a", 30, "won", np.nan), ("a", 60, "won", np.nan), ("b", 40, "won", np.nan)])
+    assert table.attrs["money_known"] is False
+    assert table["abc"].isna().all() and table["m_score"].isna().all() and table["monetary"].isna().all()
+    assert not table["golden"].any() and table.loc["a", "rfm"].endswith("-")
+    assert analytics([("a", 30, "won", 5.0)]).attrs["money_known"] is True

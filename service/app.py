@@ -171,8 +171,14 @@ def _install_error_handlers(app: FastAPI) -> None:
             error = DealscoreError(str(exc.detail)[:200])
             error.status = exc.status_code
             error.code = "http_error"
-        # Starlette's own headers are kept: a 405 must name the allowed methods in Allow (RFC 9110, 15.5.6).
-        return _envelope(error, request, exc.headers)
+        # Starlette's own headers are kept: a 405 must name the allowed methods in Allow (RFC 9110, 15.5.6),
+        # HEAD too wherever GET is (the request middleware serves HEAD as GET without the body).
+        headers = dict(exc.headers or {})
+        allowed = [m.strip() for m in headers.get("allow", headers.get("Allow", "")).split(",") if m.strip()]
+        if "GET" in allowed and "HEAD" not in allowed:
+            headers.pop("Allow", None)
+            headers["allow"] = ", ".join([*allowed, "HEAD"])
+        return _envelope(error, request, headers)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -151,6 +151,9 @@ _EXPECTED = {
     "missing": "a value (required)",
     "string_type": "text",
     "int_type": "an integer",
+    "int_parsing": "an integer",  # a query parameter's text that is not one (?top=abc)
+    "int_from_float": "an integer",
+    "bool_parsing": "true or false",
     "float_type": "a number",
     "float_parsing": "a number",
     "finite_number": "a finite number",

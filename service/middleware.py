@@ -45,6 +45,11 @@ class RequestContextMiddleware:
         header = (b"x-request-id", request_id.encode())
         status = 500
         response_started = False
+        head = scope["method"] == "HEAD"
+        if head:
+            # HEAD is GET without the body (RFC 9110, 9.3.2), which load balancers and uptime checks use. The
+            # routes see a GET in a copy of the scope; the server's own scope still says HEAD.
+            scope = {**scope, "method": "GET"}
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
@@ -52,6 +57,8 @@ class RequestContextMiddleware:
                 status = message["status"]
                 response_started = True
                 message["headers"] = [*message.get("headers", ()), header]
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}  # the headers, content-length included, stay the GET's
             await send(message)
 
         try:
@@ -65,7 +72,10 @@ class RequestContextMiddleware:
                     (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), header]})
                 await send({"type": "http.response.body", "body": body})
             return
-        log.info("request", extra=_fields(scope, state, request_id, status, started))
+        fields = _fields(scope, state, request_id, status, started)
+        if head:
+            fields["method"] = "HEAD"  # as the client sent it
+        log.info("request", extra=fields)
 
 
 def _request_id(scope: Scope) -> str:

@@ -260,7 +260,8 @@ class ScoreOut(BaseModel):
                                            "deal's own product (it is being sold already)")
     value_source: Literal["amount", "model"] | None = Field(
         description="'amount' (sent), 'model' (predicted from similar won deals) or null (unknown)")
-    value_per_hour: float | None = Field(description="expected_value / effort_hours; null without effort_hours")
+    value_per_hour: float | None = Field(description="expected_value / effort_hours; null without effort_hours "
+                                                     "above 0")
     history_source: Literal["request", "outcomes", "model", "none"] = Field(
         description="client history used: sent with the deal, the model's plus outcomes reported since training "
                     "(POST /v1/outcomes), the model's as of training, or none (prospect)")

@@ -257,13 +257,22 @@ def test_an_unknown_rank_order_is_422_naming_the_query_parameter(service_client:
     assert "expected_value" in error["details"][0]["expected"]
 
 
+@pytest.mark.parametrize(("top", "expected"), [("abc", "an integer"), ("2.5", "an integer"),
+                                               ("0", "a number >= 1"), ("51", "a number <= 50")])
+def test_a_bad_gap_count_is_422_in_our_words(service_client: TestClient, top: str, expected: str) -> None:
+    response = service_client.post("/v1/gaps", params={"top": top}, json={"clients": [{"client_id": "a"}]})
+    error = error_envelope(response, 422, "invalid_input")
+    assert error["details"] == [{"field": "query.top", "expected": expected, "got": f"'{top}'"}]
+
+
 def test_unknown_routes_and_methods_use_the_envelope(service_client: TestClient) -> None:
     error_envelope(service_client.get("/v1/nothing"), 404, "not_found")
     error_envelope(service_client.get("/v1/score"), 405, "method_not_allowed")
 
 
 @pytest.mark.parametrize(("method", "path", "allowed"), [
-    ("GET", "/v1/score", {"POST"}), ("TRACE", "/health/live", {"GET"}), ("DELETE", "/v1/model", {"GET"}),
+    ("GET", "/v1/score", {"POST"}), ("TRACE", "/health/live", {"GET", "HEAD"}),
+    ("DELETE", "/v1/model", {"GET", "HEAD"}),
 ])
 def test_a_405_names_the_allowed_methods(service_client: TestClient, method: str, path: str,
                                          allowed: set[str]) -> None:
@@ -271,6 +280,16 @@ def test_a_405_names_the_allowed_methods(service_client: TestClient, method: str
     response = service_client.request(method, path)
     error_envelope(response, 405, "method_not_allowed")
     assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
+
+
+@pytest.mark.parametrize("path", ["/health/live", "/health/ready", "/v1/model"])
+def test_head_answers_as_get_without_a_body(service_client: TestClient, path: str) -> None:
+    got, head = service_client.get(path), service_client.head(path)
+    assert head.status_code == got.status_code == 200
+    assert head.content == b"" and head.headers["content-length"] == got.headers["content-length"]
+    assert head.headers["content-type"] == got.headers["content-type"] and head.headers["x-request-id"]
+    refused = service_client.head("/v1/score")  # a POST route: 405 as for GET, without the body
+    assert refused.status_code == 405 and refused.headers["allow"] == "POST" and refused.content == b""
 
 
 def test_history_up_to_the_creation_day_is_taken(service_client: TestClient) -> None:

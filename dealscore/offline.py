@@ -12,19 +12,27 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dealscore.outputs import write_csv_atomically
 from model.artifact import load_artifact
 from model.dataset import load_dataset
-from model.features import CLIENT_ATTRIBUTES, attach_clients, frame_columns
+from model.errors import ContractViolation, Problem
+from model.features import CLIENT_ATTRIBUTES, attach_clients, day_numbers, frame_columns
 from model.profiles import TENURE
+from model.records import missing_history
+
+HISTORY_COLUMNS = ("won_deals", "won_amount", "first_won_at", "last_won_at")
 
 
 def score_frame(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -> pd.DataFrame:
-    """Scores of canonical deals, in input order, with the columns of the contract first."""
+    """Scores of canonical deals, in input order, with the columns of the contract first. Deals may carry
+    their client's history (won_deals, won_amount, first_won_at, last_won_at), whole, as the service takes it."""
     joined = attach_clients(deals, clients)
-    batch = model.score(frame_columns(joined))
+    columns = frame_columns(joined)
+    columns.update(_sent_history(deals))
+    batch = model.score(columns)
     return pd.DataFrame({
         "deal_id": deals["deal_id"].to_numpy(),
         "p_win": batch.p_win,
@@ -38,6 +46,30 @@ def score_frame(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -
         "reasons": [json.dumps([{"feature": r.feature, "value": r.value, "effect": r.effect} for r in reasons])
                     for reasons in batch.reasons],
     })
+
+
+def _sent_history(deals: pd.DataFrame) -> dict[str, Any]:
+    """The scorer's history columns from the deals file's, refused (as the service refuses them) where a
+    row's history is not whole: it replaces the model's, and a part would be mixed with the model's."""
+    if not any(name in deals.columns for name in HISTORY_COLUMNS):
+        return {}
+    n = len(deals)
+    values = {name: deals[name].to_numpy(dtype=object) if name in deals.columns else np.full(n, None, dtype=object)
+              for name in HISTORY_COLUMNS}
+    missing: dict[str, list[int]] = {}
+    for i in range(n):
+        for name in missing_history(*(values[column][i] for column in HISTORY_COLUMNS)):
+            missing.setdefault(name, []).append(i + 1)
+    if missing:
+        raise ContractViolation("client history in the deals file is not whole", [
+            Problem(name, "a value wherever the row has client history (it replaces the model's: won_deals with any "
+                    "of it, and with wins also won_amount, first_won_at and last_won_at)", "nothing", table="deals",
+                    rows=tuple(rows[:5]), count=len(rows)) for name, rows in missing.items()])
+    out: dict[str, Any] = {name: pd.to_numeric(pd.Series(values[name]), errors="coerce").to_numpy(dtype=np.float64)
+                           for name in ("won_deals", "won_amount")}
+    for name in ("first_won_at", "last_won_at"):
+        out[name.replace("_at", "_day")] = day_numbers(pd.Series(values[name]))
+    return out
 
 
 def feature_kinds(model: Any) -> dict[str, str]:

@@ -136,13 +136,16 @@ def client_analytics(deals: pd.DataFrame, clients: pd.DataFrame | None, as_of: d
         if incomes is not None:
             facts = [dataclasses.replace(f, income=float(x)) for f, x in zip(facts, incomes, strict=True)]
         answers = profiles.gaps_for(facts, top_k=0, as_of_day=as_of_day)
-        table["segment"] = pd.Series([a.segment for a in answers], dtype=object)
+        # Not a client yet on the day (first contract later): no segment or potential, as `gaps` lists none.
+        later = np.array([f.since_day is not None and f.since_day > as_of_day for f in facts], dtype=np.bool_)
+        table["segment"] = pd.Series([a.segment for a in answers], dtype=object).where(~later, np.nan)
         # The two figures potential income is the difference of, so a manager can see where it comes from.
         table["income"] = np.array([np.nan if a.income is None else a.income for a in answers], dtype=np.float64)
         table["ideal_income"] = np.array([np.nan if a.ideal_income is None else a.ideal_income for a in answers],
                                          dtype=np.float64)
         table["potential_income"] = np.array(
             [np.nan if a.potential_income is None else a.potential_income for a in answers], dtype=np.float64)
+        table.loc[later, ["income", "ideal_income", "potential_income"]] = np.nan
     return table
 
 
@@ -161,10 +164,13 @@ def _income_as_of(profiles: ClientProfiles, ids: list[str], monetary: FloatArray
     if source == "number of products held":
         counts = rows.assign(client_id=keys).drop_duplicates(["client_id", "product"]).groupby("client_id").size()
         return np.asarray(counts.reindex(ids).fillna(0.0), dtype=np.float64)
-    if "revenue" not in rows.columns:
-        return None
-    revenue = pd.to_numeric(rows["revenue"], errors="coerce").groupby(keys).sum(min_count=1)
-    return np.asarray(revenue.reindex(ids).fillna(0.0), dtype=np.float64)
+    # One holding per client and product, its revenue summed (unknown only when no row knows it), as fitting.
+    money = pd.to_numeric(rows["revenue"], errors="coerce") if "revenue" in rows else pd.Series(np.nan, rows.index)
+    pairs = money.groupby([keys, rows["product"].astype(str)]).sum(min_count=1)
+    earned = profiles.holding_income(pairs.index.get_level_values(1).tolist(),
+                                     np.asarray(pairs.to_numpy(), dtype=np.float64))
+    income = pd.Series(earned).groupby(pairs.index.get_level_values(0).to_numpy()).sum()
+    return np.asarray(income.reindex(ids).fillna(0.0), dtype=np.float64)
 
 
 def _as_of_day(deals: pd.DataFrame, as_of: date | None) -> float:
@@ -204,13 +210,18 @@ def _won_deals(deals: pd.DataFrame, as_of_day: float) -> pd.DataFrame:
 
 
 def _scores(values: FloatArray, has_win: npt.NDArray[np.bool_]) -> FloatArray:
-    """Quintile scores 1..5 of the clients with a win; NaN for the others. Ties share the score of their
-    lowest place: half of all clients buying once score F=1 (the least frequent), where the mean place of
-    their tie gave them all 2 and left no client at 1."""
+    """Quintile scores 1..5 of the clients with a win; NaN for the others. Tied clients share the score of
+    their tie's middle place, except that the lowest value always scores 1 and the highest 5: half of all
+    clients buying once are the least frequent (F=1, where their middle place gave 2 and left nobody at 1),
+    and the many clients who bought on the as-of day are the most recent (R=5)."""
     out = np.full(values.size, np.nan)
     if has_win.any():
-        ranks = pd.Series(values[has_win]).rank(method="min", pct=True).to_numpy()
-        out[has_win] = np.clip(np.ceil(ranks * SCORE_BANDS), 1, SCORE_BANDS)
+        won = values[has_win]
+        ranks = pd.Series(won).rank(method="average", pct=True).to_numpy()
+        scores = np.clip(np.ceil(ranks * SCORE_BANDS), 1, SCORE_BANDS)
+        if won.min() < won.max():
+            scores = np.where(won == won.min(), 1.0, np.where(won == won.max(), float(SCORE_BANDS), scores))
+        out[has_win] = scores
     return out
 
 

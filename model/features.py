@@ -462,8 +462,12 @@ def _client_features(spec: FeatureSpec, history: DealHistory, columns: Columns, 
         pair = np.where((client >= 0) & (product >= 0), client * len(spec.product_keys) + product, NO_KEY)
         if history.client_product is not None:
             product_events, product_wins = history.client_product.counts(pair, day)
-            # never more wins of one product than the client's wins (a sent history may count fewer)
-            out += [product_events, np.minimum(product_wins, np.maximum(won_deals, 0.0))]
+            if replaced.any():
+                # Never more wins of one product than the client's sent wins; the product's lost deals stay
+                # the model's, so a replaced win does not turn into a loss.
+                capped = np.where(replaced, np.minimum(product_wins, np.maximum(won_deals, 0.0)), product_wins)
+                product_events, product_wins = product_events - product_wins + capped, capped
+            out += [product_events, product_wins]
         else:
             out += [np.zeros(n), np.zeros(n)]
     return out

@@ -24,7 +24,7 @@ class GradeCutoffs:
     d_floor_per_hour: float | None = None  # expected value per hour below which a deal is D
 
 
-def check_shares(name: str, shares: object) -> None:
+def check_pareto_shares(name: str, shares: object) -> None:
     """Pareto shares must be three numbers, A's and B's above 0, none below 0, adding up to 1: a share list
     that adds up to less leaves deals in no class, and one of 2 numbers fails only when grades are cut."""
     numbers = list(shares) if isinstance(shares, list | tuple) else []

@@ -288,6 +288,15 @@ class ClientProfiles:
             out.append(ResolvedClient(facts.client_id, levels, row, held, income))
         return out
 
+    def holding_income(self, products: Sequence[str], revenue: FloatArray) -> FloatArray:
+        """Each holding's income as fitting counted it: its revenue, else its product's typical revenue over
+        all clients (training/profiles_fit.py, _global_typical: what the all-clients segment stores); 0 for
+        a product the profiles do not know or when no revenue was known at all."""
+        typical = self.typical_income[len(self.segment_names) - 1]
+        index = self.product_index
+        fill = np.array([typical[index[p]] if p in index else np.nan for p in products], dtype=np.float64)
+        return np.nan_to_num(np.where(np.isnan(revenue), fill, revenue), nan=0.0)
+
     def segment_row(self, levels: tuple[Level, ...]) -> int:
         """The finest stored segment of these attribute levels (all clients when none fits)."""
         for level, positions in enumerate(self._level_positions):

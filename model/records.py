@@ -22,7 +22,8 @@ from model.contract import CLIENT_HISTORY, DEALS, Kind
 from model.errors import ContractViolation, Problem
 from model.features import CLIENT_ATTRIBUTES, HISTORY_OVERRIDE_COLUMNS
 
-__all__ = ["RESERVED_NAMES", "day_number", "deal_columns", "is_plain_number", "parse_date", "text_value"]
+__all__ = ["RESERVED_NAMES", "day_number", "deal_columns", "is_plain_number", "missing_history", "parse_date",
+           "text_value"]
 
 Columns = dict[str, npt.NDArray[Any]]
 
@@ -202,6 +203,24 @@ def deal_columns(deals: Sequence[object], *, kinds: Mapping[str, str] | None = N
     if problems:
         raise ContractViolation(f"{len(problems)} problem(s) in {n} deal(s)", problems)
     return columns
+
+
+def missing_history(won_deals: object, won_amount: object, first_won: object, last_won: object) -> list[str]:
+    """The client history fields a sent history lacks (None/NaN is not sent). Sent history replaces the
+    model's wins of the client as a whole (model/features.py), so it needs its count, and with wins their
+    money and dates: a part of it would be mixed with the model's. Nothing sent at all is no history."""
+    def sent(value: object) -> bool:
+        return value is not None and not (isinstance(value, float) and value != value)
+
+    given = {"won_deals": won_deals, "won_amount": won_amount, "first_won_at": first_won, "last_won_at": last_won}
+    if not any(sent(v) for v in given.values()):
+        return []
+    if not sent(won_deals):
+        return ["won_deals"]
+    wins = won_deals if is_plain_number(won_deals) else 0
+    if isinstance(wins, int | float) and wins >= 1:
+        return [name for name in ("won_amount", "first_won_at", "last_won_at") if not sent(given[name])]
+    return []
 
 
 def is_plain_number(value: object) -> bool:

@@ -15,7 +15,6 @@ import numpy.typing as npt
 
 from model.features import (
     CLIENT_ATTRIBUTES,
-    HISTORY_OVERRIDE_COLUMNS,
     OUTCOME_HISTORY_FLAG,
     DealHistory,
     FeatureSpec,
@@ -115,18 +114,24 @@ class ScoringModel:
                                       else np.where(np.isnan(created), today, created))
         features = build_features(self.spec, self.history, columns)
         n = features.shape[0]
+        amount = np.asarray(columns["amount"], dtype=np.float64) if "amount" in columns else np.full(n, np.nan)
+        needs_model = np.isnan(amount)
+        predicted = (self.value_model.predict(features[needs_model])
+                     if self.value_model is not None and needs_model.any() else None)
+        if predicted is not None and "amount" in (self.spec.numeric_fill or {}):
+            # The win model reads the deal's value too: the same estimate as its value, not the median the
+            # features stood in with, so p_win and expected value rest on one amount.
+            features[needs_model, self.spec.names.index("amount")] = predicted
         if n_reasons > 0:
             margin, contributions = self.win_model.margin_and_contributions(features)
         else:
             margin, contributions = self.win_model.margin(features), None
         p_win = self.calibration.probability(margin, features)
 
-        amount = np.asarray(columns["amount"], dtype=np.float64) if "amount" in columns else np.full(n, np.nan)
         value = amount.copy()
         source: list[str | None] = ["amount" if a == a else None for a in amount]
-        needs_model = np.isnan(amount)
-        if self.value_model is not None and needs_model.any():
-            value[needs_model] = self.value_model.predict(features[needs_model])
+        if predicted is not None:
+            value[needs_model] = predicted
             source = [s if s is not None else "model" for s in source]
         expected_value = p_win * value
         hours = (np.asarray(columns["effort_hours"], dtype=np.float64) if "effort_hours" in columns
@@ -146,10 +151,9 @@ class ScoringModel:
         )
 
     def _history_source(self, columns: Mapping[str, npt.NDArray[Any]], n: int) -> list[str]:
-        sent = np.zeros(n, dtype=bool)
-        for name in HISTORY_OVERRIDE_COLUMNS:
-            if name in columns:
-                sent |= ~np.isnan(np.asarray(columns[name], dtype=np.float64))
+        # Sent history counts where it replaced the model's: where won_deals came (model/features.py).
+        sent = (~np.isnan(np.asarray(columns["won_deals"], dtype=np.float64)) if "won_deals" in columns
+                else np.zeros(n, dtype=bool))
         ids = columns.get("client_id", np.full(n, None, dtype=object))
         known = [c is not None and str(c) in self.spec.client_keys for c in ids]
         flag = columns.get(OUTCOME_HISTORY_FLAG)

@@ -19,7 +19,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from model.errors import ContractViolation, PayloadTooLarge, Problem
-from model.records import RESERVED_NAMES, deal_columns, parse_date, text_value
+from model.records import RESERVED_NAMES, deal_columns, missing_history, parse_date, text_value
 from model.scorer import ScoreBatch
 from service.errors import MalformedJSON, problems_from_pydantic, shown
 from service.holder import LoadedModel
@@ -362,6 +362,13 @@ def _extra_fields(entry: Any) -> Mapping[str, Any]:
     return {}
 
 
+HISTORY_NEEDS = {
+    "won_deals": "the number of won deals whenever won_amount, first_won_at or last_won_at is sent (sent history "
+                 "replaces the model's history of the client)",
+    "whole": "sent history replaces the model's history of the client as a whole",
+}
+
+
 def _history_problems(client: Any, deal: Any, today: date, where: str) -> list[Problem]:
     """Client history sent with a deal describes the client as of the deal's creation (the features are as
     of that day, as in training: a win dated later would read as a negative "days since the last win"; a
@@ -377,17 +384,9 @@ def _history_problems(client: Any, deal: Any, today: date, where: str) -> list[P
     won = won if won is not None and math.isfinite(won) else None
     first = _date_or_none(sent_first) if sent_first is not None else None
     last = _date_or_none(sent_last) if sent_last is not None else None
-    if sent_won is None:
-        # Sent history replaces the model's as a whole (model/features.py); without the count it is not one.
-        problems.append(Problem(f"{where}.won_deals", "the number of won deals whenever won_amount, first_won_at "
-                                "or last_won_at is sent (sent history replaces the model's history of the client)",
-                                "nothing"))
-    elif won is not None and won >= 1:
-        missing = [name for name, value in (("won_amount", amount), ("first_won_at", sent_first),
-                                            ("last_won_at", sent_last)) if value is None]
-        problems += [Problem(f"{where}.{name}", f"a value: won_deals is {shown(sent_won)}, and sent history "
-                             "replaces the model's history of the client as a whole", "nothing")
-                     for name in missing]
+    for name in missing_history(sent_won, amount, sent_first, sent_last):
+        problems.append(Problem(f"{where}.{name}", HISTORY_NEEDS[name] if name == "won_deals" else
+                                f"a value: won_deals is {shown(sent_won)}, and {HISTORY_NEEDS['whole']}", "nothing"))
     if won is not None and won != int(won):
         problems.append(Problem(f"{where}.won_deals", "a whole number of won deals", shown(won)))
     for name, day in (("first_won_at", first), ("last_won_at", last)):

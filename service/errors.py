@@ -67,7 +67,7 @@ def require_json_media(content_type: str, content_encoding: str = "") -> None:
     for parameter in parameters.split(";"):
         name, _, value = parameter.partition("=")
         charset = value.strip().strip('"').lower()
-        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8", "us-ascii", "ascii"):  # ASCII ⊂ UTF-8
             raise UnsupportedMediaType("send the body as UTF-8 JSON", [
                 Problem("content-type", "charset utf-8 (or none)", shown(content_type))])
     encoding = content_encoding.strip().lower()

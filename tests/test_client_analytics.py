@@ -184,6 +184,24 @@ def test_potential_income_of_a_known_client_is_as_of_the_day(small_crm: Syntheti
     assert row["income"] == pytest.approx(float(held_then["revenue"].sum()))
     assert row["potential_income"] == pytest.approx(max(row["ideal_income"] - row["income"], 0.0))
     assert row["potential_income"] > 0  # nothing earned yet on the day: the whole ideal income is potential
+    # A client whose first contract comes after the day is not one yet: no segment or potential (as gaps).
+    since = pd.to_datetime(small_crm.clients.set_index("client_id")["since"])
+    later = since[since > pd.Timestamp(before)].index
+    assert len(later) and table.loc[later, ["segment", "potential_income"]].isna().all().all()
+
+
+def test_income_as_of_the_last_day_is_the_income_the_profiles_were_fitted_with(small_crm: SyntheticCRM) -> None:
+    """Measured as fitting measures it: a holding without a revenue figure earns its product's typical
+    revenue (it was counted 0, so a known client's income fell from 103,920 to 33,952 in a review)."""
+    holdings = small_crm.holdings.copy()
+    holdings.loc[holdings.index[::5], "revenue"] = np.nan
+    holdings = pd.concat([holdings, holdings.iloc[:40].assign(revenue=7.0)])  # a second row of the same holding
+    profiles = fit_profiles(small_crm.deals, small_crm.clients, holdings)
+    as_of = pd.Timestamp(max(small_crm.deals["created_at"].max(), pd.to_datetime(holdings["since"]).max())).date()
+    table = client_analytics(small_crm.deals, small_crm.clients, as_of=as_of, profiles=profiles,
+                             holdings=holdings).set_index("client_id")
+    known = pd.Series(profiles.known_income)
+    np.testing.assert_allclose(table.loc[known.index, "income"].to_numpy(), known.to_numpy(), rtol=1e-9, atol=0.01)
 
 
 def test_analytics_table_has_canonical_types(small_crm: SyntheticCRM) -> None:
@@ -243,6 +261,11 @@ def test_the_least_frequent_buyers_score_one_even_when_they_are_half_of_all() ->
     table = analytics(rows)
     assert set(table.loc[[f"once{i}" for i in range(6)], "f_score"]) == {1.0}  # the mean place gave them 2
     assert table["f_score"].max() == 5.0
+    # Six of ten bought on the latest day: the most recent, R=5 (their lowest place would give 3).
+    recent = analytics([(f"today{i}", 0, "won", 1.0) for i in range(6)] + [(f"b{i}", 10 * (i + 1), "won", 1.0)
+                                                                         for i in range(4)])
+    assert set(recent.loc[[f"today{i}" for i in range(6)], "r_score"]) == {5.0}
+    assert recent["r_score"].min() == 1.0
 
 
 def test_without_any_amount_money_is_unknown_not_zero() -> None:

@@ -129,6 +129,7 @@ def test_sent_history_replaces_the_models_as_a_whole() -> None:
     assert none["client_status"] == 0  # a prospect, as sent
     assert none["client_closed_deals"] == 1  # the model's one lost deal; its wins are replaced by none
     assert none["client_product_wins"] == 0  # no product wins without wins
+    assert none["client_product_deals"] == 1  # the product's lost deal b; its wins a and c are replaced
     assert (five["client_won_deals"], five["client_won_amount"], five["client_closed_deals"]) == (5, 900.0, 6)
     assert five["client_days_since_last_win"] == 10 and five["client_status"] == 2
 

@@ -61,3 +61,33 @@ def test_a_deal_scores_the_same_alone_and_in_a_batch(service_crm: SyntheticCRM, 
         batch = client.post("/v1/score", json={"deals": payloads}).json()["scores"]
         alone = [client.post("/v1/score", json={"deals": [p]}).json()["scores"][0] for p in payloads]
     assert alone == batch
+
+
+def test_client_history_in_a_deals_file_is_taken_whole_as_the_service_takes_it(
+        service_crm: SyntheticCRM, service_artifact: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A deals file's won_amount alone was silently ignored while history_source said 'request'. The file's
+    history is now taken as the service takes it: whole, or refused naming what is missing."""
+    deals = service_crm.deals[service_crm.deals["status"] == "open"].tail(3).copy()
+    history = {"won_deals": 4, "won_amount": 9000.0, "first_won_at": "2023-01-05", "last_won_at": "2025-06-01"}
+    deals_csv, out_csv = tmp_path / "deals.csv", tmp_path / "scores.csv"
+    deals.assign(won_amount=0.0).to_csv(deals_csv, index=False)
+    assert dealscore(["score", "--model", str(service_artifact), "--deals", str(deals_csv),
+                      "--out", str(out_csv)]) == 2
+    assert "deals.won_deals: expected a value wherever the row has client history" in capsys.readouterr().err
+    deals.assign(**history).to_csv(deals_csv, index=False)
+    assert dealscore(["score", "--model", str(service_artifact), "--deals", str(deals_csv),
+                      "--out", str(out_csv)]) == 0
+    offline = pd.read_csv(out_csv, dtype={"deal_id": str}).set_index("deal_id")
+
+    model, metadata = load_artifact(service_artifact)
+    app = create_app(Settings(), model=model, metadata=metadata, clock=lambda: TODAY)
+    payloads = [{**p, "client": {**p.get("client", {}), "client_id": p["client_id"], **history}}
+                for p in deal_payloads(deals, None)]
+    with make_client(app) as client:
+        response = client.post("/v1/score", json={"deals": payloads})
+    assert response.status_code == 200, response.text
+    online = pd.DataFrame(response.json()["scores"]).set_index("deal_id")
+    assert list(online["history_source"]) == list(offline.loc[online.index, "history_source"]) == ["request"] * 3
+    pd.testing.assert_series_equal(online["p_win"].astype(float), offline.loc[online.index, "p_win"].astype(float),
+                                   check_names=False, rtol=1e-12, atol=0)

@@ -208,9 +208,10 @@ def test_a_body_not_sent_as_json_is_415(service_client: TestClient, content_type
     assert _fields(error) == ["content-type"]
 
 
-def test_json_with_a_charset_is_fine(service_client: TestClient) -> None:
+@pytest.mark.parametrize("charset", ["utf-8", "UTF8", "us-ascii"])
+def test_json_with_a_charset_is_fine(service_client: TestClient, charset: str) -> None:
     response = service_client.post("/v1/score", content=json.dumps({"deals": [make_deal()]}),
-                                   headers={"content-type": "application/json; charset=utf-8"})
+                                   headers={"content-type": f"application/json; charset={charset}"})
     assert response.status_code == 200
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -189,8 +191,10 @@ def test_the_train_command_says_when_deals_carry_no_amounts(small_crm: Synthetic
 def test_a_deal_without_an_amount_is_scored_as_a_typical_deal_not_as_one_of_amount_zero(
         small_crm: SyntheticCRM, trained: TrainingResult) -> None:
     """Every closed training deal had an amount and effort hours, so the engine learned no branch for a
-    missing one and read it as 0: leaving the amount out scored a deal exactly as amount 0. The median
-    of the training deals stands in now, and the reasons show the value as not sent."""
+    missing one and read it as 0: leaving the amount out scored a deal exactly as amount 0. Now the value
+    model's estimate stands in for the amount (the value the answer gives, so p_win and expected value rest
+    on one amount), the median for effort hours (and for the amount without a value model), and the
+    reasons show the values as not sent."""
     model = trained.model
     fill = model.spec.numeric_fill or {}
     closed = small_crm.deals[small_crm.deals["status"] != "open"]
@@ -198,17 +202,40 @@ def test_a_deal_without_an_amount_is_scored_as_a_typical_deal_not_as_one_of_amou
     deals = attach_clients(small_crm.deals.head(200), small_crm.clients)
     columns = frame_columns(deals)
 
-    def p_win(amount: float, hours: float) -> np.ndarray:
-        changed = {**columns, "amount": np.full(len(deals), amount), "effort_hours": np.full(len(deals), hours)}
-        return model.score(changed, n_reasons=0).p_win
+    def scored(amount: object, hours: float) -> Any:
+        changed = {**columns, "amount": np.broadcast_to(np.asarray(amount, dtype=np.float64), len(deals)).copy(),
+                   "effort_hours": np.full(len(deals), hours)}
+        return model.score(changed, n_reasons=0)
 
-    unsent = p_win(np.nan, np.nan)
-    assert np.array_equal(unsent, p_win(fill["amount"], fill["effort_hours"]))
-    assert not np.array_equal(unsent, p_win(0.0, 0.0))
+    assert model.value_model is not None
+    unsent = scored(np.nan, np.nan)
+    assert unsent.value_source == ["model"] * len(deals)
+    np.testing.assert_array_equal(unsent.p_win, scored(unsent.value, fill["effort_hours"]).p_win)
+
+    class Seen:  # the win model, recording the features it is asked about
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.features = inner, np.zeros((0, 0))
+
+        def margin(self, features: np.ndarray) -> np.ndarray:
+            self.features = features.copy()
+            return np.asarray(self.inner.margin(features))
+
+    seen = Seen(model.win_model)
+    dataclasses.replace(model, win_model=seen).score({**columns, "amount": np.full(len(deals), np.nan),
+                                                      "effort_hours": np.full(len(deals), np.nan)}, n_reasons=0)
+    names = model.spec.names
+    np.testing.assert_array_equal(seen.features[:, names.index("amount")], unsent.value)
+    assert (seen.features[:, names.index("effort_hours")] == fill["effort_hours"]).all()
+    assert not np.array_equal(unsent.p_win, scored(0.0, 0.0).p_win)
+    without_value_model = dataclasses.replace(model, value_model=None)
+    np.testing.assert_array_equal(without_value_model.score({**columns, "amount": np.full(len(deals), np.nan)},
+                                                            n_reasons=0).p_win,
+                                  without_value_model.score({**columns, "amount": np.full(len(deals), fill["amount"])},
+                                                            n_reasons=0).p_win)
     without = {k: v for k, v in columns.items() if k not in ("amount", "effort_hours")}
     batch = model.score(without, n_reasons=len(model.spec.names))
     # An absent column is the same as a column of gaps (to rounding: this pass sums tree contributions).
-    np.testing.assert_allclose(batch.p_win, unsent, rtol=1e-9)
+    np.testing.assert_allclose(batch.p_win, unsent.p_win, rtol=1e-9)
     shown = {r.feature: r.value for reasons in batch.reasons for r in reasons}
     assert shown["amount"] is None and shown["effort_hours"] is None
     assert np.isnan(batch.value_per_hour).all()  # the effort stand-in is for p_win only, never for per hour

@@ -32,7 +32,7 @@ from model.features import (
     fit_feature_spec,
     frame_columns,
 )
-from model.grades import DEFAULT_SHARES, GradeCutoffs, check_shares, letter_classes, pareto_cutoffs
+from model.grades import DEFAULT_SHARES, GradeCutoffs, check_pareto_shares, letter_classes, pareto_cutoffs
 from model.history_overlay import DealIdSet
 from model.metrics import calibration_curve, grade_table, probability_metrics
 from model.profiles import ClientProfiles
@@ -98,7 +98,7 @@ class TrainConfig:
         _check_share("calibration_share", self.calibration_share, "the latest fitting deals used to calibrate")
         _check_share("d_floor_share", self.d_floor_share, "the top managers' value per hour taken as the D floor",
                      up_to_one=True)
-        check_shares("grade_shares", self.grade_shares)
+        check_pareto_shares("grade_shares", self.grade_shares)
         floor = self.d_floor_per_hour
         if floor is not None and not (is_plain_number(floor) and 0 <= floor < math.inf):
             raise ValueError("d_floor_per_hour must be a finite number of at least 0 (expected value per hour "

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from model.dataset import holdings_from_deals
 from model.errors import InsufficientData
 from model.features import day_numbers
-from model.grades import DEFAULT_SHARES, check_shares, pareto_classes
+from model.grades import DEFAULT_SHARES, check_pareto_shares, pareto_classes
 from model.profiles import (
     ALL_CLIENTS,
     FACT_ATTRIBUTES,
@@ -98,7 +98,7 @@ class ProfileConfig:
             raise ValueError(f"segment keys must be among {sorted(known)}, got {unknown}")
         if self.best_rule not in BEST_RULES:
             raise ValueError(f"best_rule must be one of {BEST_RULES}, got {self.best_rule!r}")
-        check_shares("best_shares", self.best_shares)
+        check_pareto_shares("best_shares", self.best_shares)
         if self.rank_by not in ("expected_income", "p_accept"):
             raise ValueError(f"rank_by must be expected_income or p_accept, got {self.rank_by!r}")
         if self.ideal_income_statistic not in ("median", "mean"):

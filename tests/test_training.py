@@ -241,6 +241,20 @@ def test_a_deal_without_an_amount_is_scored_as_a_typical_deal_not_as_one_of_amou
     assert np.isnan(batch.value_per_hour).all()  # the effort stand-in is for p_win only, never for per hour
 
 
+def test_an_artifact_from_before_the_fills_scores_as_it_did(small_crm: SyntheticCRM, trained: TrainingResult) -> None:
+    """Artifacts written before FeatureSpec.numeric_fill unpickle with None there: no filling, so a deal
+    without an amount scores as those models always did (the engine's reading of a gap), not differently
+    after an upgrade."""
+    model = trained.model
+    older = dataclasses.replace(model, spec=dataclasses.replace(model.spec, numeric_fill=None))
+    deals = attach_clients(small_crm.deals.head(100), small_crm.clients)
+    columns = frame_columns(deals)
+    gap, zero = ({**columns, "amount": np.full(len(deals), a), "effort_hours": np.full(len(deals), a)}
+                 for a in (np.nan, 0.0))
+    np.testing.assert_array_equal(older.score(gap, n_reasons=0).p_win, older.score(zero, n_reasons=0).p_win)
+    assert not np.array_equal(model.score(gap, n_reasons=0).p_win, older.score(gap, n_reasons=0).p_win)
+
+
 def test_a_column_missing_in_some_training_deals_keeps_the_engines_missing_branch(small_crm: SyntheticCRM) -> None:
     deals = small_crm.deals.copy()
     deals.loc[deals.index[::7], "effort_hours"] = np.nan

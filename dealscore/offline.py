@@ -21,7 +21,7 @@ from model.dataset import load_dataset
 from model.errors import ContractViolation, Problem
 from model.features import CLIENT_ATTRIBUTES, attach_clients, day_numbers, frame_columns
 from model.profiles import TENURE
-from model.records import missing_history
+from model.records import history_problems
 
 HISTORY_COLUMNS = ("won_deals", "won_amount", "first_won_at", "last_won_at")
 
@@ -49,22 +49,29 @@ def score_frame(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -
 
 
 def _sent_history(deals: pd.DataFrame) -> dict[str, Any]:
-    """The scorer's history columns from the deals file's, refused (as the service refuses them) where a
-    row's history is not whole: it replaces the model's, and a part would be mixed with the model's."""
+    """The scorer's history columns from the deals file's, refused where the service would refuse them
+    (model.records.history_problems): not whole, dated after the deal's creation, or disagreeing with itself."""
     if not any(name in deals.columns for name in HISTORY_COLUMNS):
         return {}
     n = len(deals)
     values = {name: deals[name].to_numpy(dtype=object) if name in deals.columns else np.full(n, None, dtype=object)
               for name in HISTORY_COLUMNS}
-    missing: dict[str, list[int]] = {}
-    for i in range(n):
-        for name in missing_history(*(values[column][i] for column in HISTORY_COLUMNS)):
-            missing.setdefault(name, []).append(i + 1)
-    if missing:
-        raise ContractViolation("client history in the deals file is not whole", [
-            Problem(name, "a value wherever the row has client history (it replaces the model's: won_deals with any "
-                    "of it, and with wins also won_amount, first_won_at and last_won_at)", "nothing", table="deals",
-                    rows=tuple(rows[:5]), count=len(rows)) for name, rows in missing.items()])
+    created = (pd.to_datetime(deals["created_at"]) if "created_at" in deals.columns
+               else pd.Series(pd.NaT, index=deals.index))
+    today = date.today()
+    found: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for i, day in enumerate(created):
+        row = [values[column][i] for column in HISTORY_COLUMNS]
+        if all(v is None or (isinstance(v, float) and v != v) for v in row):
+            continue
+        dated = not pd.isna(day)
+        won, amount, first, last = row
+        for name, expected, got in history_problems(won, amount, first, last, day.date() if dated else today, dated):
+            found.setdefault((name, expected), []).append((i + 1, got))
+    if found:
+        raise ContractViolation("client history in the deals file is not usable", [
+            Problem(name, expected, cases[0][1], table="deals", rows=tuple(r for r, _ in cases[:5]), count=len(cases))
+            for (name, expected), cases in found.items()])
     out: dict[str, Any] = {name: pd.to_numeric(pd.Series(values[name]), errors="coerce").to_numpy(dtype=np.float64)
                            for name in ("won_deals", "won_amount")}
     for name in ("first_won_at", "last_won_at"):

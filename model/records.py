@@ -10,7 +10,7 @@ the per-deal overrides (`won_deals`, `won_amount`, `first_won_day`, `last_won_da
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from itertools import chain
 from typing import Any
@@ -22,8 +22,8 @@ from model.contract import CLIENT_HISTORY, DEALS, Kind
 from model.errors import ContractViolation, Problem
 from model.features import CLIENT_ATTRIBUTES, HISTORY_OVERRIDE_COLUMNS
 
-__all__ = ["RESERVED_NAMES", "day_number", "deal_columns", "is_plain_number", "missing_history", "parse_date",
-           "text_value"]
+__all__ = ["RESERVED_NAMES", "day_number", "deal_columns", "history_problems", "is_plain_number",
+           "missing_history", "parse_date", "text_value"]
 
 Columns = dict[str, npt.NDArray[Any]]
 
@@ -203,6 +203,57 @@ def deal_columns(deals: Sequence[object], *, kinds: Mapping[str, str] | None = N
     if problems:
         raise ContractViolation(f"{len(problems)} problem(s) in {n} deal(s)", problems)
     return columns
+
+
+HISTORY_WHOLE = "sent history replaces the model's history of the client as a whole"
+
+
+def history_problems(won_deals: object, won_amount: object, first_won: object, last_won: object,
+                     created: date | None, created_sent: bool,
+                     show: Callable[[object], str] = repr) -> list[tuple[str, str, str]]:
+    """(field, expected, got) for each way a client history sent with a deal is wrong, for the service and
+    `dealscore score` alike. It must describe the client as of the deal's creation (`created`; today when
+    the deal has none): the features are as of that day, as in training, and a win dated later would read as
+    a negative "days since the last win". Its parts must agree with each other, and it must be whole
+    (`missing_history`). `show` renders a number as the caller's errors quote values."""
+    problems: list[tuple[str, str, str]] = []
+    for name in missing_history(won_deals, won_amount, first_won, last_won):
+        problems.append((name, "the number of won deals whenever won_amount, first_won_at or last_won_at is sent "
+                               "(sent history replaces the model's history of the client)" if name == "won_deals"
+                         else f"a value: won_deals is {show(won_deals)}, and {HISTORY_WHOLE}", "nothing"))
+    won = float(won_deals) if isinstance(won_deals, int | float) and not isinstance(won_deals, bool) else None
+    won = won if won is not None and math.isfinite(won) else None
+    first, last = _history_day(first_won), _history_day(last_won)
+    if won is not None and won != int(won):
+        problems.append(("won_deals", "a whole number of won deals", show(won_deals)))
+    for name, day in (("first_won_at", first), ("last_won_at", last)):
+        if day is not None and created is not None and day > created:
+            problems.append((name, f"a date on or before the deal's created_at ({created.isoformat()}"
+                                   f"{'' if created_sent else ', today: none was sent'}): the client's history as "
+                                   "of the deal's creation", f"'{day.isoformat()}'"))
+    if first is not None and last is not None and first > last:
+        problems.append(("first_won_at", f"a date on or before last_won_at ({last.isoformat()})",
+                         f"'{first.isoformat()}'"))
+    has_won = (first is not None or last is not None
+               or (isinstance(won_amount, int | float) and not isinstance(won_amount, bool) and won_amount > 0))
+    if won == 0 and has_won:
+        problems.append(("won_deals", "at least 1, as won_amount, first_won_at or last_won_at say the client "
+                                      "has won", show(won_deals)))
+    if won == 1 and first is not None and last is not None and first != last:
+        problems.append(("last_won_at", f"the day of first_won_at ({first.isoformat()}): won_deals is 1",
+                         f"'{last.isoformat()}'"))
+    return problems
+
+
+def _history_day(value: object) -> date | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, date):
+        return value.date() if isinstance(value, datetime) else value
+    try:
+        return parse_date(value)
+    except ValueError:
+        return None
 
 
 def missing_history(won_deals: object, won_amount: object, first_won: object, last_won: object) -> list[str]:

@@ -19,7 +19,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from model.errors import ContractViolation, PayloadTooLarge, Problem
-from model.records import RESERVED_NAMES, deal_columns, missing_history, parse_date, text_value
+from model.records import RESERVED_NAMES, deal_columns, history_problems, parse_date, text_value
 from model.scorer import ScoreBatch
 from service.errors import MalformedJSON, problems_from_pydantic, shown
 from service.holder import LoadedModel
@@ -362,49 +362,17 @@ def _extra_fields(entry: Any) -> Mapping[str, Any]:
     return {}
 
 
-HISTORY_NEEDS = {
-    "won_deals": "the number of won deals whenever won_amount, first_won_at or last_won_at is sent (sent history "
-                 "replaces the model's history of the client)",
-    "whole": "sent history replaces the model's history of the client as a whole",
-}
-
-
 def _history_problems(client: Any, deal: Any, today: date, where: str) -> list[Problem]:
-    """Client history sent with a deal describes the client as of the deal's creation (the features are as
-    of that day, as in training: a win dated later would read as a negative "days since the last win"; a
-    deal without created_at is scored as of today), and its parts agree with each other."""
+    """Client history sent with a deal: whole, as of the deal's creation, agreeing with itself
+    (model.records.history_problems, the rule `dealscore score` applies to a deals file too)."""
     sent_won, amount = _get(client, "won_deals"), _get(client, "won_amount")
     sent_first, sent_last = _get(client, "first_won_at"), _get(client, "last_won_at")
     if sent_won is None and amount is None and sent_first is None and sent_last is None:
         return []  # no history sent (the usual case, and the cheap one in a batch of thousands)
-    problems: list[Problem] = []
     dated = _get(deal, "created_at")
     created = _date_or_none(dated) if dated is not None else today
-    won = sent_won if isinstance(sent_won, int | float) and not isinstance(sent_won, bool) else None
-    won = won if won is not None and math.isfinite(won) else None
-    first = _date_or_none(sent_first) if sent_first is not None else None
-    last = _date_or_none(sent_last) if sent_last is not None else None
-    for name in missing_history(sent_won, amount, sent_first, sent_last):
-        problems.append(Problem(f"{where}.{name}", HISTORY_NEEDS[name] if name == "won_deals" else
-                                f"a value: won_deals is {shown(sent_won)}, and {HISTORY_NEEDS['whole']}", "nothing"))
-    if won is not None and won != int(won):
-        problems.append(Problem(f"{where}.won_deals", "a whole number of won deals", shown(won)))
-    for name, day in (("first_won_at", first), ("last_won_at", last)):
-        if day is not None and created is not None and day > created:
-            problems.append(Problem(f"{where}.{name}", f"a date on or before the deal's created_at "
-                                    f"({created.isoformat()}{'' if dated is not None else ', today: none was sent'}"
-                                    "): the client's history as of the deal's creation", f"'{day.isoformat()}'"))
-    if first is not None and last is not None and first > last:
-        problems.append(Problem(f"{where}.first_won_at", f"a date on or before last_won_at ({last.isoformat()})",
-                                f"'{first.isoformat()}'"))
-    has_won = first is not None or last is not None or (isinstance(amount, int | float) and amount > 0)
-    if won == 0 and has_won:
-        problems.append(Problem(f"{where}.won_deals", "at least 1, as won_amount, first_won_at or last_won_at "
-                                "say the client has won", shown(sent_won)))
-    if won == 1 and first is not None and last is not None and first != last:
-        problems.append(Problem(f"{where}.last_won_at", f"the day of first_won_at ({first.isoformat()}): "
-                                "won_deals is 1", f"'{last.isoformat()}'"))
-    return problems
+    return [Problem(f"{where}.{name}", expected, got) for name, expected, got
+            in history_problems(sent_won, amount, sent_first, sent_last, created, dated is not None, shown)]
 
 
 def _printable(name: str) -> str:

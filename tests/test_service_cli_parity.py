@@ -74,7 +74,12 @@ def test_client_history_in_a_deals_file_is_taken_whole_as_the_service_takes_it(
     deals.assign(won_amount=0.0).to_csv(deals_csv, index=False)
     assert dealscore(["score", "--model", str(service_artifact), "--deals", str(deals_csv),
                       "--out", str(out_csv)]) == 2
-    assert "deals.won_deals: expected a value wherever the row has client history" in capsys.readouterr().err
+    assert "deals.won_deals: expected the number of won deals whenever won_amount" in capsys.readouterr().err
+    late = deals.assign(**{**history, "last_won_at": "2099-01-01"})  # after every deal's creation
+    late.to_csv(deals_csv, index=False)
+    assert dealscore(["score", "--model", str(service_artifact), "--deals", str(deals_csv),
+                      "--out", str(out_csv)]) == 2
+    assert "deals.last_won_at: expected a date on or before the deal's created_at" in capsys.readouterr().err
     deals.assign(**history).to_csv(deals_csv, index=False)
     assert dealscore(["score", "--model", str(service_artifact), "--deals", str(deals_csv),
                       "--out", str(out_csv)]) == 0

@@ -31,8 +31,10 @@ def _database(args: argparse.Namespace) -> Any:
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
+    from service.feedback.config import database_url_from_env
     from service.feedback.quality import latest_version, model_versions, quality_report, render_table
 
+    _require_existing_sqlite(args.database_url or database_url_from_env())
     database = _database(args)
     try:
         _ensure(database)
@@ -73,6 +75,20 @@ def cmd_db_training_source(args: argparse.Namespace) -> int:
         return 0
     finally:
         database.dispose()
+
+
+def _require_existing_sqlite(url: str) -> None:
+    """A report reads the service's database: a SQLite file that is not there is a wrong place (run from
+    another folder, a variable not set), not one to create and migrate, empty, where the command ran."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() == "sqlite" and path and path != ":memory:" and not Path(path).exists():
+        raise NotFound(f"no feedback database at {path}: the service creates it when it logs scores; point "
+                       "--database-url or DEALSCORE_DATABASE_URL at the service's (nothing was created)")
 
 
 def _ensure(database: Any) -> None:

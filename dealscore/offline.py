@@ -131,7 +131,8 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
                  lost_window_days: int | None = None, warn: Callable[[str], None] | None = None) -> int:
     """The client analytics table. The lost window is `lost_window_days`, else the model's (so the table's
     status agrees with the model's client_status reasons), else 360 days. Potential income (with a model)
-    compares the ideal client with what each client holds: the holdings file, else its won deals."""
+    compares the ideal client with what each client holds and earns on the day: the holdings file; without
+    it, its won deals when the model's profiles were fitted on won deals, else what the model knew."""
     from model.client_analytics import client_analytics, status_windows
 
     model = load_artifact(model_dir)[0] if model_dir else None
@@ -140,12 +141,19 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
     dataset = load_dataset(deals, clients, holdings if model is not None else None, mapping, for_training=True,
                            kinds=kinds)
     profiles = model.profiles if model is not None else None
+    warn = warn or (lambda message: None)
     if lost_window_days is None and model is not None:
         lost_window_days = model.spec.config.lost_window_days
+    held = dataset.holdings if profiles is not None else None
+    if profiles is not None and dataset.holdings_derived and profiles.summary.get("holdings_source") != "won deals":
+        # The profiles measured income by a holdings table's revenue: holdings read off won deals would put
+        # money won beside an ideal income in other money. Without the file, what the model knew stands.
+        held = None
+        warn("without --holdings, each client's products and income are the model's as of training (it was "
+             "fitted on a holdings table); give --holdings for them as of the day")
     table = client_analytics(dataset.deals, dataset.clients, as_of=as_of, windows=status_windows(lost_window_days),
-                             profiles=profiles, holdings=dataset.holdings if profiles is not None else None)
+                             profiles=profiles, holdings=held)
     write_csv_atomically(table, out)
-    warn = warn or (lambda message: None)
     if not table.attrs.get("money_known", True):
         warn("no won deal carries an amount: monetary, m_score and abc are left empty and no client is golden "
              "(map an amount column to get them)")

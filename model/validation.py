@@ -208,7 +208,9 @@ class _TableCheck:
             typed = _text(values).map(lambda v: v.casefold() if isinstance(v, str) else v).astype(object)
             missing = typed.isna()
             unknown = ~missing & ~typed.isin(STATUS_VALUES)
-            self.report(name, unknown, f"one of {', '.join(STATUS_VALUES)}", _quoted(values[unknown]))
+            # A CRM's own stage names ("Negotiation") reach these three through the mapping file: say where.
+            self.report(name, unknown, f"one of {', '.join(STATUS_VALUES)} (map the export's own values to "
+                        "them in the mapping file's status_values; \"*\" catches the rest)", _quoted(values[unknown]))
         else:
             typed = self._text(name, values)
             missing = typed.isna()

@@ -23,6 +23,11 @@ a test fails when this page and the code differ.
 """
 
 FOOTER = """
+One more variable is read outside these settings, by the service and the `dealscore` commands alike:
+`DEALSCORE_HOME`, the folder of local state, default `./.dealscore` in the folder the command runs
+from: the demo model (`demo-model/`, trained on first `dealscore serve`), and the default SQLite feedback
+database and spool. Set it to one absolute path so every command finds the same state.
+
 Notes:
 - Exactly one model is served per process. With `DEALSCORE_REGISTRY_DIR` the service serves the
   registry's live version; otherwise the artifact in `DEALSCORE_MODEL_DIR`. The model is loaded after

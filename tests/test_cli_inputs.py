@@ -372,13 +372,19 @@ def test_clients_takes_its_holdings_and_lost_window(crm_files: Path, service_art
     monkeypatch.setattr(dealscore.offline, "load_artifact", lambda _: (short, metadata))
     base = ["clients", "--deals", str(crm_files / "deals.csv"), "--clients", str(tmp_path / "clients.csv"),
             "--model", str(service_artifact)]
+    said = {}
     for name, extra in (("bare", []), ("held", ["--holdings", str(tmp_path / "holdings.csv")]),
                         ("explicit", ["--lost-window-days", "360"])):
-        code, err = run([*base, *extra, "--out", str(tmp_path / f"{name}.csv")], capsys)
-        assert code == 0, err
+        code, said[name] = run([*base, *extra, "--out", str(tmp_path / f"{name}.csv")], capsys)
+        assert code == 0, said[name]
     bare, held_table, explicit = (pd.read_csv(tmp_path / f"{n}.csv").set_index("client_id")
                                   for n in ("bare", "held", "explicit"))
     assert held_table.loc["NEW-1", "potential_income"] < bare.loc["NEW-1", "potential_income"]
+    # Without --holdings the model (fitted on a holdings table) keeps its own incomes: money won would be
+    # another measure than the ideal income's. Before, income was the money won (a walkthrough found it).
+    assert model.profiles.summary["holdings_source"] == "table" and "without --holdings" in said["bare"]
+    known = holdings["client_id"].iloc[0]
+    assert bare.loc[known, "income"] == pytest.approx(model.profiles.known_income[known], abs=0.01)
     assert set(bare["status_window"].dropna()) <= {"0-30", "31+"}  # the model's window
     assert (bare["status"] == "lost").sum() > (explicit["status"] == "lost").sum()  # the option wins over it
 

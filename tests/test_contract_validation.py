@@ -164,7 +164,7 @@ def test_dates_outside_the_accepted_range() -> None:
 def test_unknown_status_values() -> None:
     error = bad_deals(make_deals(status=["won", "pending", "Negotiation"]))
     problem = the_problem(error, "deals", "status")
-    assert problem.expected == "one of won, lost, open"
+    assert problem.expected.startswith("one of won, lost, open (map the export's own values")
     assert (problem.got, problem.rows, problem.count) == ("'pending', 'Negotiation'", (2, 3), 2)
 
 
@@ -305,7 +305,8 @@ def test_every_problem_is_reported_not_just_the_first() -> None:
     assert {(p.field, p.expected) for p in problems} == {
         ("deal_id", "a non-empty deal_id (required)"),
         ("deal_id", "unique deal_id values"),
-        ("status", "one of won, lost, open"),
+        ("status", "one of won, lost, open (map the export's own values to them in the mapping file's "
+                   "status_values; \"*\" catches the rest)"),
         ("amount", "a finite number"),
         ("amount", "a number >= 0"),
     }

@@ -99,8 +99,12 @@ def test_the_quality_and_db_commands(database_url: str, tmp_path: Path, capsys: 
 def test_the_quality_command_says_what_is_missing(tmp_path: Path) -> None:
     from model.errors import NotFound
 
-    url = f"sqlite:///{tmp_path / 'empty.db'}"
-    with pytest.raises(NotFound, match="empty"):
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    with pytest.raises(NotFound, match="no feedback database at .*nothing was created"):
+        _cli("quality", "--database-url", url)  # run from the wrong folder: it used to create one there
+    assert not list(tmp_path.iterdir())
+    assert _cli("db", "upgrade", "--database-url", url) == 0
+    with pytest.raises(NotFound, match="the score log at .* is empty"):
         _cli("quality", "--database-url", url)
     with pytest.raises(NotFound, match="no scores of model version 'v9'"):
         _cli("quality", "--database-url", url, "--version", "v9")

@@ -278,6 +278,9 @@ def _fit_alongside(dataset: Any, deals: pd.DataFrame, spec: FeatureSpec, won: Fl
         return baselines, None
     check_stop(stop)
     profiles = fit_profiles(dataset.deals, dataset.clients, holdings, config.profiles)
+    # Whether holdings (and so incomes) were read off won deals: `dealscore clients` may then derive them the
+    # same way as of any day; from a holdings table, won deals would measure income in other money.
+    profiles.summary["holdings_source"] = "won deals" if getattr(dataset, "holdings_derived", False) else "table"
     check_stop(stop)
     return baselines, (profiles, profile_report(profiles, dataset.deals, dataset.clients, holdings, config.profiles))
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 import pandas as pd
 
 from model.contract import CLIENTS, DEALS, HOLDINGS, TABLES
-from model.errors import ContractViolation, Problem
+from model.errors import ContractViolation, Problem, counted
 from model.mapping import EXCLUDED_ATTR, Mapping, apply_mapping, load_mapping
 from model.sources import read_table
 from model.validation import extra_column_kinds, id_set, validate_clients, validate_deals, validate_holdings
@@ -75,7 +75,7 @@ def load_dataset(
         if source is not None
     }
     if problems:
-        raise ContractViolation(f"cannot read the input: {len(problems)} problem(s)", problems)
+        raise ContractViolation(f"cannot read the input: {counted(len(problems), 'problem')}", problems)
     deals_df = frames["deals"]
     assert deals_df is not None  # no problems, so every source was read
     return dataset_from_frames(
@@ -134,7 +134,7 @@ def dataset_from_frames(
     if problems:
         tables = [name for name in TABLES if any(p.table == name for p in problems)] or list(mapped)
         raise ContractViolation(
-            f"input data breaks the data contract ({', '.join(tables)}): {len(problems)} problem(s)", problems
+            f"input data breaks the data contract ({', '.join(tables)}): {counted(len(problems), 'problem')}", problems
         )
     assert deals is not None  # no problems, so the deals were validated
     if clients is not None and clients.empty:
@@ -225,7 +225,7 @@ def load_tables(
     raw_clients = _collect(problems, partial(read_table, clients, "clients"))
     raw_holdings = _collect(problems, partial(read_table, holdings, "holdings"))
     if problems:
-        raise ContractViolation(f"cannot read the input: {len(problems)} problem(s)", problems)
+        raise ContractViolation(f"cannot read the input: {counted(len(problems), 'problem')}", problems)
     assert raw_clients is not None and raw_holdings is not None
     mapped_clients = _collect(problems, partial(apply_mapping, "clients", raw_clients, loaded_mapping))
     mapped_holdings = _collect(problems, partial(apply_mapping, "holdings", raw_holdings, loaded_mapping))
@@ -241,5 +241,5 @@ def load_tables(
             validate_holdings, mapped_holdings, known_clients=known,
             date_format=loaded_mapping.table("holdings").date_format, today=today))
     if problems or typed_clients is None or typed_holdings is None:
-        raise ContractViolation(f"input data breaks the data contract: {len(problems)} problem(s)", problems)
+        raise ContractViolation(f"input data breaks the data contract: {counted(len(problems), 'problem')}", problems)
     return typed_clients, typed_holdings

@@ -16,6 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def counted(n: int, noun: str) -> str:
+    """"1 problem", "3 problems": messages read as sentences, not "1 problem(s)"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with the input: where, what was expected, what came."""
@@ -33,7 +38,8 @@ class Problem:
         if self.rows:
             shown = ", ".join(str(r) for r in self.rows)
             more = self.count - len(self.rows)
-            text += f" (rows {shown}" + (f" and {more} more" if more > 0 else "") + ")"
+            one = max(self.count, len(self.rows)) == 1
+            text += f" ({'row' if one else 'rows'} {shown}" + (f" and {more} more" if more > 0 else "") + ")"
         return text
 
     def as_detail(self) -> dict[str, str]:
@@ -103,4 +109,4 @@ class ProblemList:
 
     def raise_if_any(self, message: str) -> None:
         if self.items:
-            raise ContractViolation(f"{message}: {len(self.items)} problem(s)", self.items)
+            raise ContractViolation(f"{message}: {counted(len(self.items), 'problem')}", self.items)

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model.contract import CLIENT_HISTORY, DEALS, Kind
-from model.errors import ContractViolation, Problem
+from model.errors import ContractViolation, Problem, counted
 from model.features import CLIENT_ATTRIBUTES, HISTORY_OVERRIDE_COLUMNS
 
 __all__ = ["RESERVED_NAMES", "day_number", "deal_columns", "history_problems", "is_plain_number",
@@ -201,7 +201,7 @@ def deal_columns(deals: Sequence[object], *, kinds: Mapping[str, str] | None = N
         if kind == "number" and name in columns and columns[name].dtype == object:
             columns[name] = _number_column(name, list(columns[name]), problems)
     if problems:
-        raise ContractViolation(f"{len(problems)} problem(s) in {n} deal(s)", problems)
+        raise ContractViolation(f"{counted(len(problems), 'problem')} in {counted(n, 'deal')}", problems)
     return columns
 
 

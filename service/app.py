@@ -24,7 +24,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from model.errors import ContractViolation, DealscoreError, NotFound
+from model.errors import ContractViolation, DealscoreError, NotFound, counted
 from model.scorer import ScoringModel
 from service.dataplane import DataPlane, utc_today
 from service.errors import MethodNotAllowed, error_body, problems_from_pydantic
@@ -184,7 +184,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         # FastAPI's locations start with where the value came from: ('query', 'by') -> 'query.by'.
         problems = problems_from_pydantic(list(exc.errors()), FIELD_NAMES)
-        return _envelope(ContractViolation(f"{len(problems)} problem(s) in the request", problems), request)
+        return _envelope(ContractViolation(f"{counted(len(problems), 'problem')} in the request", problems), request)
 
     app.add_exception_handler(DealscoreError, on_dealscore_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

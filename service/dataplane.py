@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from model.errors import ContractViolation, PayloadTooLarge, Problem
+from model.errors import ContractViolation, PayloadTooLarge, Problem, counted
 from model.records import RESERVED_NAMES, deal_columns, history_problems, parse_date, text_value
 from model.scorer import ScoreBatch
 from service.errors import MalformedJSON, problems_from_pydantic, shown
@@ -199,10 +199,10 @@ class DataPlane:
             if isinstance(listed, list):
                 known = {p.field for p in problems}
                 problems += [p for p in self._batch_problems(listed, items, today) if p.field not in known]
-            raise ContractViolation(f"{len(problems)} problem(s) in the request", problems) from None
+            raise ContractViolation(f"{counted(len(problems), 'problem')} in the request", problems) from None
         problems = self._batch_problems(getattr(request, items), items, today)
         if problems:
-            raise ContractViolation(f"{len(problems)} problem(s) in the request", problems)
+            raise ContractViolation(f"{counted(len(problems), 'problem')} in the request", problems)
         return request
 
     def _too_many(self, items: str, sent: object) -> PayloadTooLarge:

@@ -98,7 +98,7 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     415: ("The body is not sent as JSON.", error(
         "unsupported_media_type", "send the body as application/json",
         [{"field": "content-type", "expected": "application/json", "got": "'text/plain'"}])),
-    422: ("Invalid input: every bad field is listed.", error("invalid_input", "2 problem(s) in the request", [
+    422: ("Invalid input: every bad field is listed.", error("invalid_input", "2 problems in the request", [
         {"field": "deals[0].amount", "expected": "a number >= 0", "got": "-5"},
         {"field": "deals[1].created_at", "expected": "a date like 2024-03-31 (ISO 8601)", "got": "'31/03/2024'"}])),
     500: ("Unexpected failure; the request id finds it in the service log.", error(

@@ -345,7 +345,7 @@ def test_problems_in_different_tables_come_back_together() -> None:
     holdings = make_holdings(client_id=["C1", "C404"], since=["2024-01-01", "someday"])
     with pytest.raises(ContractViolation) as error:
         dataset_from_frames(deals, clients, holdings, for_training=True, today=TODAY)
-    assert str(error.value) == "input data breaks the data contract (deals, clients, holdings): 4 problem(s)"
+    assert str(error.value) == "input data breaks the data contract (deals, clients, holdings): 4 problems"
     found = {(p.table, p.field, p.rows) for p in error.value.problems}
     assert found == {
         ("deals", "amount", (1,)),
@@ -353,3 +353,12 @@ def test_problems_in_different_tables_come_back_together() -> None:
         ("holdings", "client_id", (2,)),
         ("holdings", "since", (2,)),
     }
+
+
+def test_messages_count_in_words() -> None:
+    from model.errors import Problem, counted
+
+    assert (counted(1, "problem"), counted(4, "problem")) == ("1 problem", "4 problems")
+    assert Problem("amount", "a number", "'x'", table="deals", rows=(6,), count=1).describe().endswith("(row 6)")
+    assert Problem("amount", "a number", "'x'", table="deals", rows=(6, 9), count=7).describe().endswith(
+        "(rows 6, 9 and 5 more)")

@@ -14,7 +14,7 @@ from typing import Literal
 
 import sqlalchemy as sa
 
-from model.errors import ContractViolation, Problem
+from model.errors import ContractViolation, Problem, counted
 from service.feedback.db import Database, dialect_insert
 from service.feedback.tables import judgements, score_log
 
@@ -66,7 +66,7 @@ class JudgementStore:
                 if deal_id in missing:
                     problems.append(Problem(field, SCORED, f"{_quoted(deal_id)} (never scored)"))
         if problems:
-            raise ContractViolation(f"judgement refused: {len(problems)} problem(s)", problems)
+            raise ContractViolation(f"judgement refused: {counted(len(problems), 'problem')}", problems)
         return self._upsert(Judgement(manager, item.above_deal_id, item.below_deal_id, item.note))
 
     def _unscored(self, deal_ids: set[str]) -> set[str]:

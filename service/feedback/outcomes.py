@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from model.errors import ContractViolation, Problem
+from model.errors import ContractViolation, Problem, counted
 from model.history_overlay import OutcomeBook, OutcomeEvent
 from service.feedback.db import Database, dialect_insert
 from service.feedback.tables import outcome_revisions, outcomes, score_log
@@ -176,7 +176,7 @@ class OutcomeStore:
                                         f"a date on or after the deal's created_at ({created[:10]})",
                                         f"'{item.closed_at.isoformat()}'"))
         if problems:
-            raise ContractViolation(f"{len(problems)} problem(s) in the outcomes", problems)
+            raise ContractViolation(f"{counted(len(problems), 'problem')} in the outcomes", problems)
 
     def _upsert(self, connection: sa.Connection, item: Outcome, client_id: str | None, request_id: str | None,
                 now: datetime) -> RecordedOutcome:

@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from model.errors import ContractViolation, NotFound
+from model.errors import ContractViolation, NotFound, counted
 from model.records import parse_date
 from service.errors import MalformedJSON, problems_from_pydantic, require_json_media
 from service.feedback.judgements import Judgement
@@ -74,7 +74,7 @@ class _FeedbackRoute(APIRoute):
                 errors = [{**e, "loc": tuple(e.get("loc", ()))[1:] if tuple(e.get("loc", ()))[:1] == ("body",)
                            else tuple(e.get("loc", ()))} for e in exc.errors()]
                 problems = problems_from_pydantic(errors, FEEDBACK_FIELD_NAMES)
-                raise ContractViolation(f"{len(problems)} problem(s) in the request", problems) from None
+                raise ContractViolation(f"{counted(len(problems), 'problem')} in the request", problems) from None
 
         return checked
 
@@ -189,7 +189,7 @@ def _error_declarations() -> dict[int | str, dict[str, Any]]:
         404: declared("The score log has no scores of that model version (or none at all).", "not_found",
                       "the score log has no scores of model version 'v0'; GET /v1/quality/versions lists the "
                       "versions it has"),
-        422: declared("Invalid input: every bad field is listed.", "invalid_input", "judgement refused: 1 problem(s)",
+        422: declared("Invalid input: every bad field is listed.", "invalid_input", "judgement refused: 1 problem",
                       [{"field": "below_deal_id", "expected": "the id of a deal the service has scored",
                         "got": "'D9' (never scored)"}]),
         500: declared("Unexpected failure; the request id finds it in the service log.", "internal_error",

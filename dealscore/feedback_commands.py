@@ -86,9 +86,13 @@ def _require_existing_sqlite(url: str) -> None:
 
     parsed = make_url(url)
     path = parsed.database
-    if parsed.get_backend_name() == "sqlite" and path and path != ":memory:" and not Path(path).exists():
-        raise NotFound(f"no feedback database at {path}: the service creates it when it logs scores; point "
-                       "--database-url or DEALSCORE_DATABASE_URL at the service's (nothing was created)")
+    uri = str(parsed.query.get("uri", "")).lower() == "true" or (path or "").startswith("file:")
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:" or uri:
+        return  # a server database, an in-memory one, or a SQLite URI whose options this cannot second-guess
+    if not Path(path).exists():
+        raise NotFound(f"no feedback database at {Path(path).resolve()}: the service creates it when it logs "
+                       "scores; point --database-url or DEALSCORE_DATABASE_URL at the service's (nothing was "
+                       "created)")
 
 
 def _ensure(database: Any) -> None:

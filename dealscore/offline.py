@@ -8,6 +8,7 @@ text level "123" instead of becoming the number 123.0, a level the model never s
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -22,6 +23,7 @@ from model.errors import ContractViolation, Problem
 from model.features import CLIENT_ATTRIBUTES, attach_clients, day_numbers, frame_columns
 from model.profiles import TENURE
 from model.records import history_problems
+from model.validation import validate_client_history
 
 HISTORY_COLUMNS = ("won_deals", "won_amount", "first_won_at", "last_won_at")
 
@@ -49,33 +51,39 @@ def score_frame(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -
 
 
 def _sent_history(deals: pd.DataFrame) -> dict[str, Any]:
-    """The scorer's history columns from the deals file's, refused where the service would refuse them
-    (model.records.history_problems): not whole, dated after the deal's creation, or disagreeing with itself."""
-    if not any(name in deals.columns for name in HISTORY_COLUMNS):
+    """The scorer's history columns from the deals file's, refused where the service would refuse them: each
+    value typed as its schema types it (model.validation.validate_client_history), then the parts checked
+    together (model.records.history_problems: whole, dated by the deal's creation, agreeing)."""
+    present = [name for name in HISTORY_COLUMNS if name in deals.columns]
+    if not present:
         return {}
+    typed = validate_client_history(deals[present].reset_index(drop=True))
     n = len(deals)
-    values = {name: deals[name].to_numpy(dtype=object) if name in deals.columns else np.full(n, None, dtype=object)
+    values = {name: typed[name].to_numpy(dtype=object) if name in typed else np.full(n, None, dtype=object)
               for name in HISTORY_COLUMNS}
     created = (pd.to_datetime(deals["created_at"]) if "created_at" in deals.columns
                else pd.Series(pd.NaT, index=deals.index))
     today = date.today()
-    found: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    found: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
     for i, day in enumerate(created):
-        row = [values[column][i] for column in HISTORY_COLUMNS]
-        if all(v is None or (isinstance(v, float) and v != v) for v in row):
+        row = [None if pd.isna(v) else (v.date() if isinstance(v, pd.Timestamp) else v)
+               for v in (values[column][i] for column in HISTORY_COLUMNS)]
+        if all(v is None for v in row):
             continue
         dated = not pd.isna(day)
         won, amount, first, last = row
         for name, expected, got in history_problems(won, amount, first, last, day.date() if dated else today, dated):
-            found.setdefault((name, expected), []).append((i + 1, got))
+            # One line per field and kind of problem, however many rows: the kind without its row's figures.
+            found.setdefault((name, re.sub(r"[\d.,-]+", "#", expected)), []).append((i + 1, expected, got))
     if found:
         raise ContractViolation("client history in the deals file is not usable", [
-            Problem(name, expected, cases[0][1], table="deals", rows=tuple(r for r, _ in cases[:5]), count=len(cases))
-            for (name, expected), cases in found.items()])
-    out: dict[str, Any] = {name: pd.to_numeric(pd.Series(values[name]), errors="coerce").to_numpy(dtype=np.float64)
+            Problem(name, cases[0][1] + (" (as in the first row listed)" if len(cases) > 1 else ""), cases[0][2],
+                    table="deals", rows=tuple(r for r, _, _ in cases[:5]), count=len(cases))
+            for (name, _), cases in found.items()])
+    out: dict[str, Any] = {name: np.asarray(typed[name], dtype=np.float64) if name in typed else np.full(n, np.nan)
                            for name in ("won_deals", "won_amount")}
     for name in ("first_won_at", "last_won_at"):
-        out[name.replace("_at", "_day")] = day_numbers(pd.Series(values[name]))
+        out[name.replace("_at", "_day")] = day_numbers(typed[name]) if name in typed else np.full(n, np.nan)
     return out
 
 
@@ -145,12 +153,16 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
     if lost_window_days is None and model is not None:
         lost_window_days = model.spec.config.lost_window_days
     held = dataset.holdings if profiles is not None else None
-    if profiles is not None and dataset.holdings_derived and profiles.summary.get("holdings_source") != "won deals":
+    source = profiles.summary.get("holdings_source") if profiles is not None else None
+    if profiles is not None and dataset.holdings_derived and source == "table":
         # The profiles measured income by a holdings table's revenue: holdings read off won deals would put
         # money won beside an ideal income in other money. Without the file, what the model knew stands.
         held = None
         warn("without --holdings, each client's products and income are the model's as of training (it was "
              "fitted on a holdings table); give --holdings for them as of the day")
+    elif profiles is not None and dataset.holdings_derived and source is None:
+        warn("without --holdings, products and income are read off won deals; this model does not record what "
+             "its profiles were fitted on (trained before it did): if that was a holdings table, give --holdings")
     table = client_analytics(dataset.deals, dataset.clients, as_of=as_of, windows=status_windows(lost_window_days),
                              profiles=profiles, holdings=held)
     write_csv_atomically(table, out)

@@ -35,21 +35,20 @@ class Problem:
     def describe(self) -> str:
         where = f"{self.table}.{self.field}" if self.table else self.field
         text = f"{where}: expected {self.expected}, got {self.got}"
-        if self.rows:
-            shown = ", ".join(str(r) for r in self.rows)
-            more = self.count - len(self.rows)
-            one = max(self.count, len(self.rows)) == 1
-            text += f" ({'row' if one else 'rows'} {shown}" + (f" and {more} more" if more > 0 else "") + ")"
-        return text
+        return text + self._rows_note()
 
     def as_detail(self) -> dict[str, str]:
         location = f"{self.table}.{self.field}" if self.table else self.field
-        got = self.got
-        if self.rows:
-            got += f" (rows {', '.join(str(r) for r in self.rows)}"
-            more = self.count - len(self.rows)
-            got += f" and {more} more)" if more > 0 else ")"
-        return {"field": location, "expected": self.expected, "got": got}
+        return {"field": location, "expected": self.expected, "got": self.got + self._rows_note()}
+
+    def _rows_note(self) -> str:
+        """" (row 6)", " (rows 6, 9 and 5 more)", or nothing without rows."""
+        if not self.rows:
+            return ""
+        more = self.count - len(self.rows)
+        one = max(self.count, len(self.rows)) == 1
+        return (f" ({'row' if one else 'rows'} {', '.join(str(r) for r in self.rows)}"
+                + (f" and {more} more" if more > 0 else "") + ")")
 
 
 class DealscoreError(Exception):

@@ -22,7 +22,7 @@ from model.contract import CLIENT_HISTORY, DEALS, Kind
 from model.errors import ContractViolation, Problem, counted
 from model.features import CLIENT_ATTRIBUTES, HISTORY_OVERRIDE_COLUMNS
 
-__all__ = ["RESERVED_NAMES", "day_number", "deal_columns", "history_problems", "is_plain_number",
+__all__ = ["RESERVED_NAMES", "date_or_none", "day_number", "deal_columns", "history_problems", "is_plain_number",
            "missing_history", "parse_date", "text_value"]
 
 Columns = dict[str, npt.NDArray[Any]]
@@ -223,7 +223,7 @@ def history_problems(won_deals: object, won_amount: object, first_won: object, l
                          else f"a value: won_deals is {show(won_deals)}, and {HISTORY_WHOLE}", "nothing"))
     won = float(won_deals) if isinstance(won_deals, int | float) and not isinstance(won_deals, bool) else None
     won = won if won is not None and math.isfinite(won) else None
-    first, last = _history_day(first_won), _history_day(last_won)
+    first, last = date_or_none(first_won), date_or_none(last_won)
     if won is not None and won != int(won):
         problems.append(("won_deals", "a whole number of won deals", show(won_deals)))
     for name, day in (("first_won_at", first), ("last_won_at", last)):
@@ -245,7 +245,9 @@ def history_problems(won_deals: object, won_amount: object, first_won: object, l
     return problems
 
 
-def _history_day(value: object) -> date | None:
+def date_or_none(value: object) -> date | None:
+    """A date from a date, a datetime (its own calendar day) or ISO text; None when missing or unreadable
+    (the schema or the table check reports unreadable dates on their own)."""
     if value is None or (isinstance(value, float) and value != value):
         return None
     if isinstance(value, date):

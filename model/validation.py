@@ -11,6 +11,7 @@ when every value present is one and text otherwise, unless `kinds` says how a mo
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import date
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from model.contract import (
+    CLIENT_HISTORY,
     CLIENTS,
     DEALS,
     HOLDINGS,
@@ -105,6 +107,17 @@ def validate_holdings(
         check.report("client_id", unknown, "a client_id from the clients table", _quoted(ids[unknown]))
     check.problems.raise_if_any("holdings table breaks the data contract")
     return holdings
+
+
+def validate_client_history(raw: pd.DataFrame, *, table: str = "deals", today: date | None = None) -> pd.DataFrame:
+    """A file's client history columns (won_deals, won_amount, first_won_at, last_won_at; those present),
+    typed as the service's schema types them (numbers >= 0, ISO dates in range), or ContractViolation naming
+    each bad value as `table`.column with its rows. How the parts fit together is model.records'."""
+    check = _TableCheck(dataclasses.replace(CLIENT_HISTORY, name=table), raw, for_training=False, date_format=None,
+                        today=today)
+    typed = check.typed()
+    check.problems.raise_if_any("client history breaks the data contract")
+    return typed
 
 
 def extra_column_kinds(frame: pd.DataFrame, table: Table) -> dict[str, str]:

@@ -19,7 +19,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from model.errors import ContractViolation, PayloadTooLarge, Problem, counted
-from model.records import RESERVED_NAMES, deal_columns, history_problems, parse_date, text_value
+from model.records import RESERVED_NAMES, date_or_none, deal_columns, history_problems, parse_date, text_value
 from model.scorer import ScoreBatch
 from service.errors import MalformedJSON, problems_from_pydantic, shown
 from service.holder import LoadedModel
@@ -239,7 +239,7 @@ class DataPlane:
                                             "or belongs on the deal's client)", shown(value)))
             closed = _get(entry, "closed_at")
             if closed is not None:
-                created, closed = _date_or_none(_get(entry, "created_at")), _date_or_none(closed)
+                created, closed = date_or_none(_get(entry, "created_at")), date_or_none(closed)
                 if created is not None and closed is not None and closed < created:
                     problems.append(Problem(f"{where}.closed_at", "a date on or after created_at",
                                             f"'{closed.isoformat()}'"))
@@ -370,7 +370,7 @@ def _history_problems(client: Any, deal: Any, today: date, where: str) -> list[P
     if sent_won is None and amount is None and sent_first is None and sent_last is None:
         return []  # no history sent (the usual case, and the cheap one in a batch of thousands)
     dated = _get(deal, "created_at")
-    created = _date_or_none(dated) if dated is not None else today
+    created = date_or_none(dated) if dated is not None else today
     return [Problem(f"{where}.{name}", expected, got) for name, expected, got
             in history_problems(sent_won, amount, sent_first, sent_last, created, dated is not None, shown)]
 
@@ -383,15 +383,6 @@ def _text_or_none(value: object) -> str | None:
     if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
         return text_value(value)
     return None
-
-
-def _date_or_none(value: object) -> date | None:
-    if isinstance(value, date):
-        return value
-    try:
-        return parse_date(value)
-    except ValueError:
-        return None
 
 
 def _check_unique(ids: Sequence[str | None], items: str, name: str, problems: list[Problem]) -> None:

@@ -389,6 +389,35 @@ def test_clients_takes_its_holdings_and_lost_window(crm_files: Path, service_art
     assert (bare["status"] == "lost").sum() > (explicit["status"] == "lost").sum()  # the option wins over it
 
 
+@pytest.mark.parametrize("source", ["won deals", None])
+def test_clients_without_holdings_reads_won_deals_unless_the_model_says_otherwise(
+        source: str | None, crm_files: Path, service_artifact: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Profiles fitted on won deals (or an artifact from before this was recorded) keep reading holdings off
+    won deals as of the day; only an older artifact gets a note about it."""
+    import copy
+
+    import dealscore.offline
+    from model.artifact import load_artifact
+
+    model, metadata = load_artifact(service_artifact)
+    changed = copy.copy(model)
+    changed.profiles = copy.copy(model.profiles)
+    changed.profiles.summary = {k: v for k, v in model.profiles.summary.items() if k != "holdings_source"}
+    if source is not None:
+        changed.profiles.summary["holdings_source"] = source
+    monkeypatch.setattr(dealscore.offline, "load_artifact", lambda _: (changed, metadata))
+    code, err = run(["clients", "--deals", str(crm_files / "deals.csv"), "--model", str(service_artifact),
+                     "--as-of", "2024-06-30", "--out", str(tmp_path / "c.csv")], capsys)
+    assert code == 0, err
+    assert ("does not record what its profiles were fitted on" in err) == (source is None)
+    table = pd.read_csv(tmp_path / "c.csv").set_index("client_id")
+    known = next(c for c in model.profiles.known_income if c in table.index)
+    # As of mid-2024, not the model's end-of-training income (which the 'table' case keeps).
+    assert table["income"].sum() != pytest.approx(sum(model.profiles.known_income.get(c, 0.0) for c in table.index))
+    assert known in table.index
+
+
 def test_a_damaged_demo_model_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A truncated metadata.json no longer says which files are the artifact's, and save_artifact refuses a
     folder it cannot recognise: the demo model's own files are removed first, so serve still repairs it."""

@@ -108,3 +108,15 @@ def test_the_quality_command_says_what_is_missing(tmp_path: Path) -> None:
         _cli("quality", "--database-url", url)
     with pytest.raises(NotFound, match="no scores of model version 'v9'"):
         _cli("quality", "--database-url", url, "--version", "v9")
+
+
+def test_the_quality_command_reads_a_sqlite_uri_and_names_a_missing_file_in_full(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from model.errors import NotFound
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(NotFound, match=f"no feedback database at {tmp_path / 'here.db'}:"):
+        _cli("quality", "--database-url", "sqlite:///here.db")  # relative: the message names the full path
+    assert _cli("db", "upgrade", "--database-url", "sqlite:///here.db") == 0
+    with pytest.raises(NotFound, match="the score log at .* is empty"):  # opened, not refused as missing
+        _cli("quality", "--database-url", "sqlite:///file:here.db?mode=rw&uri=true")

@@ -75,11 +75,18 @@ def test_client_history_in_a_deals_file_is_taken_whole_as_the_service_takes_it(
     assert dealscore(["score", "--model", str(service_artifact), "--deals", str(deals_csv),
                       "--out", str(out_csv)]) == 2
     assert "deals.won_deals: expected the number of won deals whenever won_amount" in capsys.readouterr().err
-    late = deals.assign(**{**history, "last_won_at": "2099-01-01"})  # after every deal's creation
-    late.to_csv(deals_csv, index=False)
-    assert dealscore(["score", "--model", str(service_artifact), "--deals", str(deals_csv),
-                      "--out", str(out_csv)]) == 2
-    assert "deals.last_won_at: expected a date on or before the deal's created_at" in capsys.readouterr().err
+    late_day = (pd.Timestamp(deals["created_at"].max()) + pd.Timedelta(days=1)).date().isoformat()
+    for bad, says in (({"last_won_at": late_day}, "deals.last_won_at: expected a date on or before the deal's "
+                                                    "created_at"),
+                      ({"won_deals": -1}, "deals.won_deals: expected a number >= 0"),
+                      ({"won_deals": "three"}, "deals.won_deals: expected a finite number"),
+                      ({"first_won_at": "someday"}, "deals.first_won_at: expected a date like 2024-03-31"),
+                      ({"last_won_at": "12/31/2024"}, "deals.last_won_at: expected a date like 2024-03-31")):
+        deals.assign(**{**history, **bad}).to_csv(deals_csv, index=False)
+        assert dealscore(["score", "--model", str(service_artifact), "--deals", str(deals_csv),
+                          "--out", str(out_csv)]) == 2, bad
+        err = capsys.readouterr().err
+        assert says in err and "(rows 1, 2, 3)" in err and err.count("\n  - ") == 1, err  # one line per kind
     deals.assign(**history).to_csv(deals_csv, index=False)
     assert dealscore(["score", "--model", str(service_artifact), "--deals", str(deals_csv),
                       "--out", str(out_csv)]) == 0

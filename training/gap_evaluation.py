@@ -251,7 +251,7 @@ def ideal_profile_recovery(profiles: ClientProfiles, truth: pd.DataFrame) -> dic
             "recall": hits / max(len(planted), 1)}
 
 
-SUMMARY_KEYS = ("clients", "holdings", "products", "income_source", "segment_levels", "segments",
+SUMMARY_KEYS = ("clients", "holdings", "holdings_source", "products", "income_source", "segment_levels", "segments",
                 "clients_by_segment_level", "acceptance_regularisation")
 SEGMENT_KEYS = ("segment", "clients", "best_clients", "ideal_income", "ideal_products")
 

@@ -210,7 +210,8 @@ HISTORY_WHOLE = "sent history replaces the model's history of the client as a wh
 
 def history_problems(won_deals: object, won_amount: object, first_won: object, last_won: object,
                      created: date | None, created_sent: bool,
-                     show: Callable[[object], str] = repr) -> list[tuple[str, str, str]]:
+                     show: Callable[[object], str] = repr,
+                     reference: str = "the deal's created_at") -> list[tuple[str, str, str]]:
     """(field, expected, got) for each way a client history sent with a deal is wrong, for the service and
     `dealscore score` alike. It must describe the client as of the deal's creation (`created`; today when
     the deal has none): the features are as of that day, as in training, and a win dated later would read as
@@ -228,9 +229,13 @@ def history_problems(won_deals: object, won_amount: object, first_won: object, l
         problems.append(("won_deals", "a whole number of won deals", show(won_deals)))
     for name, day in (("first_won_at", first), ("last_won_at", last)):
         if day is not None and created is not None and day > created:
-            problems.append((name, f"a date on or before the deal's created_at ({created.isoformat()}"
-                                   f"{'' if created_sent else ', today: none was sent'}): the client's history as "
-                                   "of the deal's creation", f"'{day.isoformat()}'"))
+            if reference == "today":  # a client without a deal (/v1/gaps): its history as of now
+                expected = f"a date on or before today ({created.isoformat()})"
+            else:
+                expected = (f"a date on or before {reference} ({created.isoformat()}"
+                            f"{'' if created_sent else ', today: none was sent'}): the client's history as of the "
+                            "deal's creation")
+            problems.append((name, expected, f"'{day.isoformat()}'"))
     if first is not None and last is not None and first > last:
         problems.append(("first_won_at", f"a date on or before last_won_at ({last.isoformat()})",
                          f"'{first.isoformat()}'"))

@@ -219,6 +219,9 @@ class DataPlane:
         key = "deal_id" if items == "deals" else "client_id"
         _check_unique([_text_or_none(_get(e, key)) for e in entries], items, key, problems)
         if items != "deals":
+            # A client sent to /v1/gaps is checked as in a deal (a CRM reuses one client object), as of today.
+            for i, entry in enumerate(entries):
+                problems += _history_problems(entry, None, today, f"clients[{i}]")
             return problems
         limit = self.settings.max_extra_fields
         for i, entry in enumerate(entries):
@@ -369,10 +372,11 @@ def _history_problems(client: Any, deal: Any, today: date, where: str) -> list[P
     sent_first, sent_last = _get(client, "first_won_at"), _get(client, "last_won_at")
     if sent_won is None and amount is None and sent_first is None and sent_last is None:
         return []  # no history sent (the usual case, and the cheap one in a batch of thousands)
-    dated = _get(deal, "created_at")
+    dated = _get(deal, "created_at") if deal is not None else None
     created = date_or_none(dated) if dated is not None else today
     return [Problem(f"{where}.{name}", expected, got) for name, expected, got
-            in history_problems(sent_won, amount, sent_first, sent_last, created, dated is not None, shown)]
+            in history_problems(sent_won, amount, sent_first, sent_last, created, dated is not None, shown,
+                                "the deal's created_at" if deal is not None else "today")]
 
 
 def _printable(name: str) -> str:

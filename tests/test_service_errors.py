@@ -326,6 +326,28 @@ def test_extreme_finite_numbers_score_without_overflow(service_client: TestClien
     assert won_deals in ([], [1.7976931348623157e308])  # shown as sent when it is a reason, not as infinity
 
 
+@pytest.mark.parametrize(("client", "fields"), [
+    ({"won_deals": 0, "last_won_at": "2025-01-01"}, ["clients[0].won_deals"]),
+    ({"won_amount": 50}, ["clients[0].won_deals"]),
+    ({"won_deals": 2, "won_amount": 9.0, "first_won_at": "2025-03-01", "last_won_at": "2025-01-01"},
+     ["clients[0].first_won_at"]),
+])
+def test_a_clients_history_in_gaps_is_checked_as_in_a_deal(service_client: TestClient, client: dict[str, Any],
+                                                           fields: list[str]) -> None:
+    """The same client object was refused inside a deal and accepted by /v1/gaps (where it is not used)."""
+    response = service_client.post("/v1/gaps", json={"clients": [{"client_id": "a", **client}]})
+    assert _fields(error_envelope(response, 422, "invalid_input")) == fields
+
+
+def test_a_clients_win_in_gaps_must_be_dated_by_today(service_client: TestClient) -> None:
+    client = {"client_id": "a", "won_deals": 1, "won_amount": 9.0, "first_won_at": "2026-01-16",
+              "last_won_at": "2026-01-16"}  # a day of slack for a sender ahead of UTC passes the schema
+    error = error_envelope(service_client.post("/v1/gaps", json={"clients": [client]}), 422, "invalid_input")
+    assert {d["field"]: d["expected"] for d in error["details"]} == {
+        "clients[0].first_won_at": "a date on or before today (2026-01-15)",
+        "clients[0].last_won_at": "a date on or before today (2026-01-15)"}
+
+
 def test_duplicate_clients_in_gaps_are_refused(service_client: TestClient) -> None:
     response = service_client.post("/v1/gaps", json={"clients": [{"client_id": "a"}, {"client_id": "a"}]})
     assert _fields(error_envelope(response, 422, "invalid_input")) == ["clients[1].client_id"]

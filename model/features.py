@@ -89,7 +89,8 @@ class FeatureSpec:
     pairs: list[tuple[str, str]] = field(default_factory=list)  # (column, column): a win rate per level pair
     # Numeric columns every closed training deal had, and the median they take when a deal to score lacks
     # them: the engine learned no branch for a missing value there and would read one as 0 (a deal without
-    # an amount scored as a deal of amount 0). None in artifacts written before it (no filling).
+    # an amount scored as a deal of amount 0). The scorer then puts the value model's estimate in for a
+    # missing amount when it has one. None in artifacts written before it (no filling).
     numeric_fill: dict[str, float] | None = None
 
 
@@ -440,16 +441,14 @@ def _client_features(spec: FeatureSpec, history: DealHistory, columns: Columns, 
         lost_deals = counts.events - counts.wins
         won_deals = np.where(replaced, sent_won, won_deals)
         closed_deals = np.where(replaced, lost_deals + sent_won, closed_deals)
-        for name, implied in (("won_amount", 0.0), ("first_won_day", np.nan), ("last_won_day", np.nan)):
-            model_value = {"won_amount": won_amount, "first_won_day": first_win, "last_won_day": last_win}[name]
+
+        def sent_or(name: str, implied: float, model_value: FloatArray) -> FloatArray:
             sent = np.asarray(columns[name], dtype=np.float64) if name in columns else np.full(n, np.nan)
-            value = np.where(~np.isnan(sent), sent, np.where(none_won, implied, model_value))
-            if name == "won_amount":
-                won_amount = value
-            elif name == "first_won_day":
-                first_win = value
-            else:
-                last_win = value
+            return np.where(~np.isnan(sent), sent, np.where(none_won, implied, model_value))
+
+        won_amount = sent_or("won_amount", 0.0, won_amount)
+        first_win = sent_or("first_won_day", np.nan, first_win)
+        last_win = sent_or("last_won_day", np.nan, last_win)
     days_since_last = day - last_win
     status = np.where(won_deals <= 0, 0.0, np.where(won_deals == 1, 1.0, 2.0))
     status = np.where((won_deals > 0) & (days_since_last > spec.config.lost_window_days), 3.0, status)

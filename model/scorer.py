@@ -182,7 +182,7 @@ class ScoringModel:
         numbers = np.where(np.isfinite(rounded), rounded, shown).tolist()
         names, categorical = self.spec.names, set(self.spec.categorical)
         levels = {name: columns[name].tolist() if name in columns else [None] * n for name in categorical}
-        filled = set(self.spec.numeric_fill or ())  # shown as sent: null when not sent (the median stood in)
+        filled = set(self.spec.numeric_fill or ())  # shown as sent: null when not sent (a stand-in was used)
         out: list[list[Reason]] = []
         for row, features_of_row in enumerate(top.tolist()):
             row_reasons = []

@@ -142,9 +142,9 @@ def check_enough_data(won: FloatArray, minimum: int, part: str | None = None) ->
     if wins < minimum or losses < minimum:
         need = [f"{minimum - wins} more won" if wins < minimum else "",
                 f"{minimum - losses} more lost" if losses < minimum else ""]
-        counted = f" {part}" if part else ""
+        which = f" {part}" if part else ""
         raise InsufficientData(
-            f"too few closed deals{counted} to fit a model: {wins} won and {losses} lost, at least {minimum} of "
+            f"too few closed deals{which} to fit a model: {wins} won and {losses} lost, at least {minimum} of "
             f"each are needed ({' and '.join(x for x in need if x)} deals"
             + (", or a smaller --holdout-share)" if part else ")"))
 

@@ -114,16 +114,16 @@ def client_analytics(deals: pd.DataFrame, clients: pd.DataFrame | None, as_of: d
         "regular_type": _regular_type(won, ids, status),
         "first_won_at": _timestamps(first_day),
         "last_won_at": _timestamps(last_day),
-        "recency_days": recency,
-        "frequency": frequency,
+        "recency_days": _counts(recency, has_win),
+        "frequency": _counts(frequency, None),
         "monetary": np.round(monetary, 2) if money_known else np.full(len(ids), np.nan),
-        "r_score": r_score,
-        "f_score": f_score,
-        "m_score": m_score,
+        "r_score": _counts(r_score, None),
+        "f_score": _counts(f_score, None),
+        "m_score": _counts(m_score, None),
         "rfm": pd.Series([(f"{r:.0f}{f:.0f}{m:.0f}" if money_known else f"{r:.0f}{f:.0f}-") if ok else np.nan
                           for r, f, m, ok in zip(r_score, f_score, m_score, has_win, strict=True)], dtype=object),
         "abc": pd.Series(abc, dtype=object),
-        "active_months": active,
+        "active_months": _counts(active, None),
         "purchase_cv": np.round(purchase_cv, 4),
         "xyz": pd.Series(xyz, dtype=object).where(has_win, np.nan),
     })
@@ -207,6 +207,13 @@ def _won_deals(deals: pd.DataFrame, as_of_day: float) -> pd.DataFrame:
     frame = pd.DataFrame({"client_id": won["client_id"].astype(str).to_numpy(), "day": day,
                           "amount": np.nan_to_num(amount, nan=0.0)})
     return frame[frame["day"] <= as_of_day].reset_index(drop=True)
+
+
+def _counts(values: FloatArray, known: npt.NDArray[np.bool_] | None) -> pd.Series:
+    """Whole numbers (days, wins, months, scores) as integers, empty where unknown: a table read by people
+    and by CRM imports shows 40, not 40.0 (NaN forces floats on a plain numpy column)."""
+    missing = np.isnan(values) if known is None else ~known | np.isnan(values)
+    return pd.Series(pd.array(np.where(missing, 0, values).astype(np.int64), dtype="Int64")).mask(missing)
 
 
 def _scores(values: FloatArray, has_win: npt.NDArray[np.bool_]) -> FloatArray:

@@ -97,6 +97,11 @@ def test_an_as_of_day_sets_the_analytics_day(crm_files: Path, tmp_path: Path,
     assert code == 0
     last_won = pd.to_datetime(pd.read_csv(out)["last_won_at"])
     assert last_won.max() <= pd.Timestamp("2025-06-30")
+    # Whole numbers are written as such (40, not 40.0), empty for a prospect: a CRM import reads them as integers.
+    written = pd.read_csv(out, dtype=str, keep_default_na=False)
+    for column in ("recency_days", "frequency", "r_score", "f_score", "m_score", "active_months"):
+        assert written[column].str.fullmatch(r"\d*").all(), column
+    assert (written.loc[written["status"] == "prospect", "recency_days"] == "").all()
 
 
 def test_gaps_as_of_a_day_offers_what_was_not_yet_held_then(

@@ -211,9 +211,12 @@ def test_analytics_table_has_canonical_types(small_crm: SyntheticCRM) -> None:
         assert table[column].dtype == object
     for column in ("first_won_at", "last_won_at"):
         assert table[column].dtype == "datetime64[ns]"
-    for column in ("recency_days", "frequency", "monetary", "r_score", "f_score", "m_score", "active_months",
-                   "purchase_cv"):
+    for column in ("recency_days", "frequency", "r_score", "f_score", "m_score", "active_months"):
+        assert table[column].dtype == "Int64"  # whole numbers, empty where unknown (a prospect's recency)
+    for column in ("monetary", "purchase_cv"):
         assert table[column].dtype == np.float64
+    prospects = table["status"] == "prospect"
+    assert table.loc[prospects, "recency_days"].isna().all() and table.loc[~prospects, "recency_days"].notna().all()
     assert set(table["status"]) <= {"prospect", "new", "regular", "lost"}
     assert (table["golden"] == ((table["abc"] == "A") & table["xyz"].isin(["X", "Y"]))).all()
     assert "potential_income" not in table

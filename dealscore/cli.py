@@ -81,18 +81,16 @@ def _training_config(args: argparse.Namespace) -> object:
 def train_artifact(deals: str, clients: str | None, holdings: str | None, mapping: str | None, out: str,
                    config: object | None = None, progress: Callable[[str], None] | None = None) -> Path:
     """Load, validate, fit and write an artifact directory; shared by `train` and the demo `serve`."""
-    from model.artifact import save_artifact, strict_json
+    from model.artifact import save_artifact
     from model.dataset import load_dataset
     from training.fit import TrainConfig, train
-    from training.report import render_html
+    from training.report import report_files
 
     say = progress or _progress()
     say("reading and validating the data")
     dataset = load_dataset(deals, clients, holdings, mapping, for_training=True)
     result = train(dataset, config if isinstance(config, TrainConfig) else None, progress=say)
-    report_json = json.dumps(strict_json(result.report), indent=2, allow_nan=False).encode()
-    return save_artifact(result.model, out, result.metadata,
-                         {"report.json": report_json, "report.html": render_html(result.report).encode()})
+    return save_artifact(result.model, out, result.metadata, report_files(result))
 
 
 def _summary_table(artifact: Path) -> str:
@@ -183,12 +181,10 @@ def demo_model_dir() -> Path:
     return base / "demo-model"
 
 
-DEMO_MODEL_FILES = ("metadata.json", "model.joblib", "report.json", "report.html")  # what train_artifact writes
-
-
 def ensure_demo_model(progress: Callable[[str], None]) -> Path:
     """The demo model trained on generated data, built once and reused."""
     from model.artifact import verify_artifact
+    from training.report import REPORT_FILES
     from training.synthetic_crm import generate, write
 
     target = demo_model_dir()
@@ -200,7 +196,7 @@ def ensure_demo_model(progress: Callable[[str], None]) -> Path:
             progress(f"rebuilding the demo model: {exc.message}")
             # Its own files only (a damaged metadata.json no longer says which files are the artifact's, and
             # save_artifact refuses to replace a folder it cannot recognise): anything else stays, and is named.
-            for name in DEMO_MODEL_FILES:
+            for name in ("metadata.json", "model.joblib", *REPORT_FILES):  # what train_artifact writes
                 (target / name).unlink(missing_ok=True)
     data_dir = target.parent / "demo-data"
     progress("generating demo CRM data (seed 7)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +186,46 @@ def test_a_single_client_with_holdings_trains_and_says_why_profiles_are_not_eval
                      "--holdings", _csv(holdings, tmp_path / "holdings.csv"))
     assert code == 0, err
     assert "not evaluated: hide-one-out needs at least 2 clients" in err
+
+
+def test_the_artifact_holds_the_holdout_deals_every_report_figure_is_computed_from(
+        small_crm: SyntheticCRM, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """holdout.csv: one row per holdout deal, in the artifact and under its checksums; AUC, Brier, ECE, the
+    calibration curve and the per-grade table of report.json are recomputed from it here, independently."""
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    from dealscore.cli import main as dealscore
+    from model.artifact import verify_artifact
+
+    deals, clients = _csv(small_crm.deals, tmp_path / "deals.csv"), _csv(small_crm.clients, tmp_path / "clients.csv")
+    code = dealscore(["train", "--deals", deals, "--clients", clients, "--out", str(tmp_path / "model")])
+    assert code == 0, capsys.readouterr().err
+    assert "holdout.csv" in verify_artifact(tmp_path / "model")["checksums"]
+    report = json.loads((tmp_path / "model" / "report.json").read_text())
+    holdout = pd.read_csv(tmp_path / "model" / "holdout.csv", parse_dates=["created_at"])
+
+    closed = small_crm.deals[small_crm.deals["status"].isin(["won", "lost"])]
+    assert len(holdout) == report["split"]["holdout_deals"] and holdout["deal_id"].is_unique
+    assert set(holdout["deal_id"]) <= set(closed["deal_id"])
+    assert str(holdout["created_at"].min().date()) == report["split"]["holdout_from"]
+    # The latest closed deals: none before the split is later than any in the holdout.
+    earlier = closed[~closed["deal_id"].isin(holdout["deal_id"])]
+    assert earlier["created_at"].max() <= holdout["created_at"].min()
+
+    won, p = (holdout["status"] == "won").to_numpy(dtype=float), holdout["p_win"].to_numpy()
+    model = report["metrics"]["model"]
+    assert roc_auc_score(won, p) == pytest.approx(model["auc"], abs=1e-12)
+    assert brier_score_loss(won, p) == pytest.approx(model["brier"], abs=1e-12)
+    bins = np.minimum((p * 10).astype(int), 9)
+    by_bin = pd.DataFrame({"bin": bins, "won": won, "p": p}).groupby("bin")
+    ece = sum(len(g) / len(p) * abs(g["won"].mean() - g["p"].mean()) for _, g in by_bin)
+    assert ece == pytest.approx(model["ece"], abs=1e-12)
+    assert [c["deals"] for c in report["calibration_curve"]] == by_bin.size().tolist()
+
+    realised = np.where(won > 0, holdout["amount"].fillna(0.0), 0.0)
+    for row in report["grades"]:
+        inside = (holdout["grade"] == row["grade"]).to_numpy()
+        assert row["deals"] == inside.sum()
+        assert row["win_rate"] == pytest.approx(won[inside].mean(), abs=1e-12)
+        assert row["share_of_realised_value"] == pytest.approx(realised[inside].sum() / realised.sum(), abs=1e-12)
+    np.testing.assert_allclose(holdout["expected_value"], p * holdout["value"].fillna(0.0), rtol=1e-12)

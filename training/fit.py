@@ -124,6 +124,10 @@ class TrainingResult:
     model: ScoringModel
     metadata: dict[str, Any]
     report: dict[str, Any]
+    # One row per holdout deal (deal_id, created_at, status, amount, p_win, value, expected_value,
+    # value_per_hour, grade): what every figure of the report's evaluation is computed from, so that anyone
+    # can recompute them from the artifact (written there as holdout.csv).
+    holdout: pd.DataFrame | None = None
 
 
 def _quiet(_: str) -> None:
@@ -500,8 +504,17 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         model.profiles, section = profiles
         report["profiles"] = section
         metadata["profiles"] = {**section["summary"], "evaluation": section["evaluation"]}
+    holdout = pd.DataFrame({
+        "deal_id": deals["deal_id"].to_numpy()[holdout_rows],
+        "created_at": deals["created_at"].to_numpy()[holdout_rows],
+        "status": deals["status"].to_numpy()[holdout_rows],
+        "amount": amount[holdout_rows],
+        "p_win": holdout_p, "value": holdout_value, "expected_value": holdout_ev,
+        "value_per_hour": holdout_vph if holdout_vph is not None else np.full(holdout_rows.size, np.nan),
+        "grade": [str(g) for g in holdout_grades],
+    })
     progress("done")
-    return TrainingResult(model=model, metadata=metadata, report=report)
+    return TrainingResult(model=model, metadata=metadata, report=report, holdout=holdout)
 
 
 def _config_dict(config: TrainConfig) -> dict[str, Any]:

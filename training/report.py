@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
+from model.artifact import strict_json
 from training.gap_evaluation import render_profiles_html
+
+if TYPE_CHECKING:
+    from training.fit import TrainingResult
+
+# The files a training run adds to its artifact beside the model and metadata.json.
+REPORT_FILES = ("report.json", "report.html", "holdout.csv")
+
+
+def report_files(result: TrainingResult) -> dict[str, bytes]:
+    """report.json, report.html and holdout.csv (the holdout deals the evaluation scored, one per row: every
+    figure of the report can be recomputed from it) as the artifact stores them."""
+    files = {"report.json": json.dumps(strict_json(result.report), indent=2, allow_nan=False).encode(),
+             "report.html": render_html(result.report).encode()}
+    if result.holdout is not None:
+        files["holdout.csv"] = result.holdout.to_csv(index=False, date_format="%Y-%m-%d").encode()
+    return files
 
 _WIDTH, _HEIGHT, _PAD = 360, 300, 40
 

@@ -35,7 +35,7 @@ from model.records import is_plain_number
 from model.registry import Registry
 from model.scorer import ScoringModel
 from training.fit import TrainConfig, TrainingResult, train
-from training.report import render_html
+from training.report import report_files
 
 __all__ = [
     "Check",
@@ -321,8 +321,7 @@ def retrain(registry: Registry, dataset: Any, train_config: TrainConfig | None =
                           "checks": [dataclasses.asdict(c) for c in checks]}
     report = strict_json(report)
     files = {
-        "report.json": json.dumps(strict_json(candidate.report), indent=2).encode(),
-        "report.html": render_html(candidate.report).encode(),
+        **report_files(candidate),
         "comparison.json": json.dumps(report, indent=2, default=str).encode(),
         "comparison.md": render_markdown(report).encode(),
     }

@@ -35,6 +35,22 @@ def check_pareto_shares(name: str, shares: object) -> None:
                          f"e.g. {DEFAULT_SHARES}), got {shares!r}")
 
 
+# Shares of value are sums of floats: ten clients of 0.1 put 0.7999999999999999 of the total before the ninth,
+# and 0.8 + 0.15 is 0.9500000000000001. A share within this much below a line counts as on it, so equal
+# values split as the documented counts say (ten equal clients: 8 A and 2 B, whatever the amount).
+_SHARE_TOLERANCE = 1e-9
+
+
+def _share_before(ranked: FloatArray) -> FloatArray:
+    """Per item (largest first) the share of the total held by the items before it."""
+    share: FloatArray = (np.cumsum(ranked) - ranked) / ranked.sum()
+    return share
+
+
+def _under(share: FloatArray, line: float) -> npt.NDArray[np.bool_]:
+    return share < line - _SHARE_TOLERANCE
+
+
 def pareto_cutoffs(values: FloatArray, shares: tuple[float, float, float] = DEFAULT_SHARES) -> tuple[float, float]:
     """Smallest values still inside the top `shares[0]` and `shares[0] + shares[1]` of the total.
 
@@ -44,9 +60,9 @@ def pareto_cutoffs(values: FloatArray, shares: tuple[float, float, float] = DEFA
     clean = np.sort(values[np.isfinite(values) & (values > 0)])[::-1]
     if clean.size == 0:
         return 0.0, 0.0
-    before = (np.cumsum(clean) - clean) / clean.sum()
-    a_items = clean[before < shares[0]]
-    b_items = clean[before < shares[0] + shares[1]]
+    before = _share_before(clean)
+    a_items = clean[_under(before, shares[0])]
+    b_items = clean[_under(before, shares[0] + shares[1])]
     return float(a_items[-1]), float(b_items[-1])
 
 
@@ -67,8 +83,8 @@ def pareto_classes(values: FloatArray, shares: tuple[float, float, float] = DEFA
         order = valued[np.argsort(-values[valued], kind="stable") if tie_keys is None
                        else np.lexsort((np.asarray(tie_keys)[valued], -values[valued]))]
         ranked = values[order]
-        before = (np.cumsum(ranked) - ranked) / ranked.sum()
-        number[order] = np.where(before < shares[0], 0, np.where(before < shares[0] + shares[1], 1, 2))
+        before = _share_before(ranked)
+        number[order] = np.where(_under(before, shares[0]), 0, np.where(_under(before, shares[0] + shares[1]), 1, 2))
     classes: npt.NDArray[np.str_] = LETTERS[number]
     return classes
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from model.client_analytics import GAP_COLUMNS, client_analytics, gap_table, status_window_labels, status_windows
-from model.grades import pareto_classes
+from model.grades import pareto_classes, pareto_cutoffs
 from model.profiles import ClientFacts, ClientProfiles
 from training.profiles_fit import fit_profiles
 from training.synthetic_crm import SyntheticCRM
@@ -120,10 +120,24 @@ def test_a_client_buying_every_month_is_x_even_with_one_busy_month() -> None:
 
 def test_abc_cuts_by_rank_so_equal_values_can_fall_on_both_sides_of_the_line() -> None:
     # 85% of income comes before the second 10: it is B (a value cut-off made it A, with A holding 95%).
-    assert pareto_classes(np.array([50.0, 25.0, 10.0, 10.0, 5.0])).tolist() == ["A", "A", "A", "B", "B"]
+    # 95% comes before the 5: it is C, on the B line as the ninth of ten equal clients is on the A line.
+    assert pareto_classes(np.array([50.0, 25.0, 10.0, 10.0, 5.0])).tolist() == ["A", "A", "A", "B", "C"]
     # Ten equal clients: A is the first eight (80%), not all ten (100%).
     assert pareto_classes(np.full(10, 1000.0)).tolist() == ["A"] * 8 + ["B"] * 2
     assert pareto_classes(np.array([0.0, np.nan, -5.0, 7.0])).tolist() == ["C", "C", "C", "A"]
+
+
+@pytest.mark.parametrize("value", [1.0, 0.1, 0.001, 7.77, 19.99, 1234.56])
+@pytest.mark.parametrize(("n", "counts"), [(10, (8, 2, 0)), (20, (16, 3, 1)), (40, (32, 6, 2))])
+def test_equal_values_split_at_the_share_lines_whatever_the_amount(value: float, n: int,
+                                                                    counts: tuple[int, int, int]) -> None:
+    """The share before an item is a sum of floats: ten clients of 0.1 put 0.7999999999999999 before the ninth,
+    and 0.8 + 0.15 is 0.9500000000000001; an item on a line is not inside it, whatever rounding says."""
+    values = np.full(n, value)
+    classes = pareto_classes(values, tie_keys=np.arange(n))
+    assert tuple(int((classes == letter).sum()) for letter in "ABC") == counts
+    a_min, b_min = pareto_cutoffs(values)  # the deal-grade cut-offs: every equal value is in A
+    assert a_min == b_min == value
 
 
 def test_equal_values_are_ranked_by_their_keys_so_row_order_cannot_change_a_class() -> None:

@@ -33,6 +33,9 @@ HISTORY_OVERRIDE_COLUMNS: tuple[str, ...] = ("won_deals", "won_amount", "first_w
 # Marks the deals whose override columns were filled from outcomes reported after training (not sent
 # by the CRM). A request cannot send it: request fields starting with "__" are dropped.
 OUTCOME_HISTORY_FLAG = "__history_from_outcomes"
+# Lost deals of the client reported after training (the same overlay): added to the model's count of its
+# lost deals, which sent history leaves standing (a CRM sends wins only).
+OUTCOME_LOST_DEALS = "__lost_deals_from_outcomes"
 
 
 @dataclass(frozen=True)
@@ -90,12 +93,20 @@ class FeatureSpec:
     # Numeric columns every closed training deal had, and the median they take when a deal to score lacks
     # them: the engine learned no branch for a missing value there and would read one as 0 (a deal without
     # an amount scored as a deal of amount 0). The scorer then puts the value model's estimate in for a
-    # missing amount when it has one. None in artifacts written before it (no filling).
+    # missing amount when it has one. The client's tenure (TENURE) is filled alike: a client the model does
+    # not know, sent without `since`, read as 0 days was scored as a brand-new one. None in artifacts written
+    # before it (no filling); artifacts written before the tenure fill have none for it.
     numeric_fill: dict[str, float] | None = None
 
 
+TENURE = "client_tenure_days"  # the feature: days from the client's `since` to the deal's creation
+# A filled feature's own input, where it is not a column of that name: what decides that it was not sent.
+FILLED_FROM = {TENURE: "client_since_day"}
+
+
 def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
+    # pd.NA and NaT too, as pd.factorize (the batch path's lookup) reads them: both paths must agree.
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
 
 
 def _levels(values: ObjectArray) -> list[str]:
@@ -138,6 +149,10 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
         values = pd.to_numeric(deals[column], errors="coerce").to_numpy(dtype=np.float64)[closed]
         if values.size and not np.isnan(values).any():
             numeric_fill[column] = float(np.median(values))
+    if "client_since" in deals.columns and "created_at" in deals.columns:
+        tenure = (day_numbers(deals["created_at"]) - day_numbers(deals["client_since"]))[closed]
+        if tenure.size and not np.isnan(tenure).any():
+            numeric_fill[TENURE] = float(np.median(tenure))
     spec = FeatureSpec(
         config=config, categorical=categorical, numeric=numeric, vocab=vocab, level_keys=level_keys,
         client_keys=client_keys, product_keys=product_keys, has_client_history=has_client, numeric_fill=numeric_fill,
@@ -169,7 +184,7 @@ def _feature_names(spec: FeatureSpec) -> tuple[list[str], list[str]]:
         if spec.product_keys:
             names += ["client_product_deals", "client_product_wins"]
     if spec.has_client_since:
-        names.append("client_tenure_days")
+        names.append(TENURE)
     return names, categorical_names
 
 
@@ -414,6 +429,9 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
     if spec.has_client_since:
         since = columns.get("client_since_day")
         out[:, at] = created - np.asarray(since, dtype=np.float64) if since is not None else np.nan
+        fill = fills.get(TENURE)
+        if fill is not None:
+            np.copyto(out[:, at], fill, where=np.isnan(out[:, at]))
         at += 1
     assert at == out.shape[1], "spec.names and the features built disagree"
     return out
@@ -439,6 +457,8 @@ def _client_features(spec: FeatureSpec, history: DealHistory, columns: Columns, 
     if replaced.any():
         none_won = replaced & (sent_won == 0)
         lost_deals = counts.events - counts.wins
+        if OUTCOME_LOST_DEALS in columns:
+            lost_deals = lost_deals + np.nan_to_num(np.asarray(columns[OUTCOME_LOST_DEALS], dtype=np.float64))
         won_deals = np.where(replaced, sent_won, won_deals)
         closed_deals = np.where(replaced, lost_deals + sent_won, closed_deals)
 

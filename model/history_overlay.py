@@ -1,9 +1,10 @@
 """Client history from outcomes that arrived after a model was trained, as the scorer's override columns.
 
 The artifact's DealHistory knows the closed deals it was trained on; outcomes reported later (the
-service's POST /v1/outcomes) would stay invisible until the next retrain. This overlay adds their wins,
-as of each scored deal's created day (strictly before it, as everywhere), to the artifact's own counts
-and hands the scorer the per-deal history columns (won_deals, won_amount, first_won_day, last_won_day).
+service's POST /v1/outcomes) would stay invisible until the next retrain. This overlay adds them, as of
+each scored deal's created day (strictly before it, as everywhere), to the artifact's own counts and hands
+the scorer the per-deal history columns: wins as won_deals, won_amount, first_won_day, last_won_day, and
+losses as OUTCOME_LOST_DEALS (added to the client's closed deals, so its win rate counts them too).
 
 An outcome the artifact already has is never counted twice: when the trained deal ids are known (every
 artifact trained since they are recorded, as a DealIdSet), by id; for older artifacts, only outcomes
@@ -25,7 +26,13 @@ import numpy.typing as npt
 import pandas as pd
 
 from model.asof import NO_KEY
-from model.features import HISTORY_OVERRIDE_COLUMNS, OUTCOME_HISTORY_FLAG, DealHistory, FeatureSpec
+from model.features import (
+    HISTORY_OVERRIDE_COLUMNS,
+    OUTCOME_HISTORY_FLAG,
+    OUTCOME_LOST_DEALS,
+    DealHistory,
+    FeatureSpec,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -81,8 +88,8 @@ class OutcomeEvent:
 
 
 @dataclass(frozen=True)
-class _ClientWins:
-    """A client's won outcomes sorted by closed day (immutable: readers never lock)."""
+class _ClientOutcomes:
+    """A client's outcomes, won and lost, sorted by closed day (immutable: readers never lock)."""
 
     days: tuple[int, ...]
     events: tuple[OutcomeEvent, ...]
@@ -99,7 +106,7 @@ class OutcomeBook:
         self._lock = threading.Lock()
         self._by_deal: dict[str, OutcomeEvent] = {}
         self._deals_of_client: dict[str, dict[str, OutcomeEvent]] = {}
-        self._by_client: dict[str, _ClientWins] = {}
+        self._by_client: dict[str, _ClientOutcomes] = {}
         with self._lock:
             for event in events:
                 self._store(event)
@@ -132,10 +139,10 @@ class OutcomeBook:
 
     def wins_of(self, client_id: str) -> tuple[OutcomeEvent, ...]:
         found = self._by_client.get(client_id)
-        return found.events if found is not None else ()
+        return tuple(e for e in found.events if e.won) if found is not None else ()
 
-    def wins_before(self, client_id: str, day: int) -> tuple[OutcomeEvent, ...]:
-        """The client's won outcomes closed strictly before `day`, oldest first."""
+    def outcomes_before(self, client_id: str, day: int) -> tuple[OutcomeEvent, ...]:
+        """The client's outcomes, won and lost, closed strictly before `day`, oldest first."""
         found = self._by_client.get(client_id)
         if found is None:
             return ()
@@ -152,10 +159,9 @@ class OutcomeBook:
 
     def _reindex(self, client_id: str) -> None:
         # Called with the lock held; costs the client's own outcomes only.
-        wins = sorted((e for e in self._deals_of_client.get(client_id, {}).values() if e.won),
-                      key=lambda e: (e.closed_day, e.deal_id))
-        if wins:
-            self._by_client[client_id] = _ClientWins(tuple(e.closed_day for e in wins), tuple(wins))
+        outcomes = sorted(self._deals_of_client.get(client_id, {}).values(), key=lambda e: (e.closed_day, e.deal_id))
+        if outcomes:
+            self._by_client[client_id] = _ClientOutcomes(tuple(e.closed_day for e in outcomes), tuple(outcomes))
         else:
             self._by_client.pop(client_id, None)
 
@@ -175,7 +181,8 @@ def history_overrides(
 
     A row gets values only when its client has a counted outcome closed strictly before the row's
     `created_day` and the row carries no history of its own; its values are then the artifact's
-    as-of counts plus those outcomes.
+    as-of counts plus those outcomes (a client with new losses only keeps the artifact's wins, and gets
+    the losses in OUTCOME_LOST_DEALS).
     """
     if not spec.has_client_history or len(book) == 0 or "client_id" not in columns or "created_day" not in columns:
         return None
@@ -193,17 +200,20 @@ def history_overrides(
         return event.closed_day > history.last_day
 
     rows: list[int] = []
-    added: list[tuple[int, float, float, float]] = []  # wins, money, first day, last day from outcomes
+    # From outcomes: wins, money won, first and last win day (NaN without a win), losses.
+    added: list[tuple[int, float, float, float, int]] = []
     for row in range(n):
         client_id = client_ids[row]
         if sent[row] or _missing(client_id) or math.isnan(created[row]):
             continue
-        before = [e for e in book.wins_before(str(client_id), int(created[row])) if counted(e)]
+        before = [e for e in book.outcomes_before(str(client_id), int(created[row])) if counted(e)]
         if not before:
             continue
-        money = float(sum(0.0 if math.isnan(e.amount) else e.amount for e in before))
+        wins = [e for e in before if e.won]
+        money = float(sum(0.0 if math.isnan(e.amount) else e.amount for e in wins))
+        first, last = (float(wins[0].closed_day), float(wins[-1].closed_day)) if wins else (math.nan, math.nan)
         rows.append(row)
-        added.append((len(before), money, float(before[0].closed_day), float(before[-1].closed_day)))
+        added.append((len(wins), money, first, last, len(before) - len(wins)))
     if not rows:
         return None
 
@@ -217,6 +227,8 @@ def history_overrides(
     out["won_amount"][index] = base.won_amount + extra[:, 1]
     out["first_won_day"][index] = np.fmin(base.first_win_day, extra[:, 2])
     out["last_won_day"][index] = np.fmax(base.last_win_day, extra[:, 3])
+    out[OUTCOME_LOST_DEALS] = np.full(n, np.nan)
+    out[OUTCOME_LOST_DEALS][index] = extra[:, 4]
     return out
 
 

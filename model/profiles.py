@@ -281,7 +281,9 @@ class ClientProfiles:
             else:
                 index = self.product_index
                 held = tuple(sorted({index[p] for p in facts.products if p in index}))
-            income = facts.income if facts.income is not None else self.known_income.get(facts.client_id)
+            # An unknown income (None, or NaN from a table's empty cell) is not one: NaN made potential NaN.
+            given = facts.income if facts.income is not None and facts.income == facts.income else None
+            income = given if given is not None else self.known_income.get(facts.client_id)
             factor = self._income_factor[row]
             if income is None and factor is not None:  # a client new to the model earns what its products do
                 income = float(factor[list(held)].sum())

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from model.features import (
     CLIENT_ATTRIBUTES,
+    FILLED_FROM,
     OUTCOME_HISTORY_FLAG,
     DealHistory,
     FeatureSpec,
@@ -196,7 +197,7 @@ class ScoringModel:
                     value = None if level is None or level != level else str(level)
                 elif name == "client_status":
                     value = client_status_name(numbers[row][k])
-                elif name in filled and _not_sent(columns.get(name), row):
+                elif name in filled and _not_sent(columns.get(FILLED_FROM.get(name, name)), row):
                     value = None
                 else:
                     number = numbers[row][k]

@@ -205,6 +205,8 @@ def test_a_deal_gets_the_same_features_alone_as_in_a_large_batch(small_crm: Synt
     asked.iloc[1::5, asked.columns.get_loc("industry")] = None
     asked.iloc[2::5, asked.columns.get_loc("source")] = np.nan
     columns = frame_columns(asked.drop(columns=["competitor"]))
+    columns["region"] = columns["region"].copy()
+    columns["region"][3::5] = pd.NA  # as a nullable string column reads; missing in both paths
     together = build_features(spec, history, columns)
     alone = np.vstack([build_features(spec, history, {name: values[i:i + 1] for name, values in columns.items()})
                        for i in range(len(asked))])
@@ -212,3 +214,4 @@ def test_a_deal_gets_the_same_features_alone_as_in_a_large_batch(small_crm: Synt
     assert np.isnan(together[:, spec.names.index("competitor")]).all()
     unseen = together[::5, spec.names.index("product")]
     assert (unseen == len(spec.vocab["product"])).all()  # the shared code of rare and unseen levels
+    assert np.isnan(together[3::5, spec.names.index("region")]).all()

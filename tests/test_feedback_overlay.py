@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 from test_feedback_helpers import feedback_training_fixture  # noqa: F401 (fixture)
 
-from model.features import DealHistory, FeatureConfig, fit_feature_spec, frame_columns
+from model.features import (
+    OUTCOME_LOST_DEALS,
+    DealHistory,
+    FeatureConfig,
+    build_features,
+    fit_feature_spec,
+    frame_columns,
+)
 from model.history_overlay import OutcomeBook, OutcomeEvent, history_overrides, with_outcome_history
 from training.fit import TrainingResult
 
@@ -94,9 +101,51 @@ def test_a_changed_outcome_replaces_the_old_one(artifact: tuple[Any, DealHistory
     assert not book.record(_won("N1", "C1", 1000.0, "2025-04-01"))  # the same again: nothing to do
     book.record(OutcomeEvent("N1", "C1", False, 0.0, _day("2025-04-01")))  # it was lost after all
     assert book.wins_of("C1") == ()
-    assert history_overrides(history, spec, book, _columns(["C1"], ["2025-05-01"])) is None
+    lost = history_overrides(history, spec, book, _columns(["C1"], ["2025-05-01"]))
+    assert lost is not None  # the artifact's two wins stand; the loss counts among the closed deals
+    assert lost["won_deals"].tolist() == [2.0] and lost[OUTCOME_LOST_DEALS].tolist() == [1.0]
     book.record(_won("N1", "C2", 1000.0, "2025-04-01"))  # and belonged to another client
     assert [e.deal_id for e in book.wins_of("C2")] == ["N1"]
+
+
+def test_reported_outcomes_give_the_client_features_a_history_holding_those_deals_gives(
+        artifact: tuple[Any, DealHistory]) -> None:
+    """Wins and losses reported after training: the client's wins, money, recency, tenure, closed deals, win
+    rate and status as of a later deal are those of a model whose history holds the same deals. (Losses once
+    never reached the features: the closed-deal count stayed the artifact's and the win rate ran high.)"""
+    spec, history = artifact
+    later = pd.DataFrame({
+        "deal_id": ["N1", "N2", "N3", "N4"], "client_id": ["C1", "C1", "C1", "C2"],
+        "created_at": pd.to_datetime(["2025-03-20", "2025-03-25", "2025-04-01", "2025-03-20"]),
+        "closed_at": pd.to_datetime(["2025-04-01", "2025-04-10", "2025-04-20", "2025-04-05"]),
+        "status": ["won", "lost", "lost", "lost"], "amount": [1000.0, 30.0, 40.0, 20.0], "product": ["p"] * 4,
+    })
+    book = OutcomeBook(OutcomeEvent(r.deal_id, r.client_id, r.status == "won", r.amount, _day(str(r.closed_at.date())))
+                       for r in later.itertuples())
+    trained = pd.DataFrame({
+        "deal_id": ["T1", "T2", "T3", "T4"], "client_id": ["C1", "C1", "C1", "C2"],
+        "created_at": pd.to_datetime(["2025-01-01", "2025-02-01", "2025-02-15", "2025-01-05"]),
+        "closed_at": pd.to_datetime(["2025-01-10", "2025-02-10", "2025-03-01", "2025-01-20"]),
+        "status": ["won", "won", "lost", "lost"], "amount": [100.0, 200.0, 50.0, 70.0], "product": ["p", "p", "p", "q"],
+    })
+    holding_them = DealHistory(spec, frame_columns(pd.concat([trained, later], ignore_index=True)))
+    scored = pd.DataFrame({"deal_id": ["S1", "S2", "S3"], "client_id": ["C1", "C1", "C2"],
+                           "created_at": pd.to_datetime(["2025-04-15", "2025-06-01", "2025-06-01"]),
+                           "status": ["open"] * 3, "product": ["p"] * 3})
+    columns = frame_columns(scored)
+    overlaid = with_outcome_history(columns, history, spec, book, trained_deal_ids={"T1", "T2", "T3", "T4"})
+    # The win rate leans towards the overall rate, which the overlay leaves as trained: compared by its parts.
+    client = [i for i, name in enumerate(spec.names) if name.startswith("client_")
+              and not name.startswith("client_product") and name != "client_win_rate"]
+    assert "client_closed_deals" in [spec.names[i] for i in client]
+    ours, theirs = build_features(spec, history, overlaid), build_features(spec, holding_them, columns)
+    np.testing.assert_array_equal(ours[:, client], theirs[:, client])
+    at = {name: ours[:, spec.names.index(name)] for name in
+          ("client_closed_deals", "client_won_deals", "client_win_rate", "overall_win_rate")}
+    assert at["client_closed_deals"].tolist() == [5.0, 6.0, 2.0]  # N3 closed after S1 was created
+    smoothing = spec.config.smoothing
+    np.testing.assert_allclose(at["client_win_rate"], (at["client_won_deals"] + smoothing * at["overall_win_rate"])
+                               / (at["client_closed_deals"] + smoothing))
 
 
 def test_readers_never_see_a_half_updated_book() -> None:

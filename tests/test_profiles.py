@@ -146,6 +146,10 @@ def test_potential_income_is_never_negative(small_crm: SyntheticCRM, crm_profile
     assert np.isfinite(potentials).all() and (potentials >= 0).all()
     assert (potentials == 0).any() and (potentials > 0).any()  # rich clients have none, others some
     assert all(g.potential_income >= 0 and 0 <= g.p_accept <= 1 for a in answers for g in a.gaps)
+    # An income left empty (NaN, as a table's blank cell reads) is unknown, not a number: the known one stands.
+    ids = list(small_crm.clients["client_id"][:20])
+    blank = crm_profiles.gaps_for([ClientFacts(c, income=float("nan")) for c in ids])
+    assert [a.potential_income for a in blank] == [a.potential_income for a in answers[:20]]
 
 
 def test_profile_gaps_come_first_by_expected_income_then_others_by_chance(crm_profiles: ClientProfiles) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from model.dataset import dataset_from_frames
 from model.errors import InsufficientData
-from model.features import attach_clients, frame_columns
+from model.features import TENURE, attach_clients, frame_columns
 from model.metrics import expected_calibration_error
 from training.fit import TrainConfig, TrainingResult, train
 from training.synthetic_crm import SyntheticCRM
@@ -239,6 +239,36 @@ def test_a_deal_without_an_amount_is_scored_as_a_typical_deal_not_as_one_of_amou
     shown = {r.feature: r.value for reasons in batch.reasons for r in reasons}
     assert shown["amount"] is None and shown["effort_hours"] is None
     assert np.isnan(batch.value_per_hour).all()  # the effort stand-in is for p_win only, never for per hour
+
+
+def test_a_client_sent_without_since_is_scored_as_of_typical_tenure_not_as_a_brand_new_one(
+        small_crm: SyntheticCRM, trained: TrainingResult) -> None:
+    """Every training client had a `since`, so the engine learned no branch for a missing tenure and read it
+    as 0 days: a client the model does not know, sent without `since`, scored exactly as one that became a
+    client that day. The training deals' median tenure stands in, and the reasons show the tenure as not sent."""
+    model = trained.model
+    fill = (model.spec.numeric_fill or {})[TENURE]
+    closed = attach_clients(small_crm.deals, small_crm.clients)
+    closed = closed[closed["status"] != "open"]
+    assert fill == float(np.median((closed["created_at"] - closed["client_since"]).dt.days))
+    deals = attach_clients(small_crm.deals.tail(200), small_crm.clients)
+    columns = frame_columns(deals)
+    # Clients the model does not know (else its own record of their `since` is used).
+    strangers = {**columns, "client_id": np.array([f"new-{i}" for i in range(len(deals))], dtype=object)}
+    created = np.asarray(columns["created_day"], dtype=np.float64)
+
+    def p_win(since: np.ndarray) -> np.ndarray:
+        return np.asarray(model.score({**strangers, "client_since_day": since}, n_reasons=0).p_win)
+
+    unsent = p_win(np.full(len(deals), np.nan))
+    np.testing.assert_array_equal(unsent, p_win(created - fill))
+    assert not np.array_equal(unsent, p_win(created))  # not as a client of 0 days
+    batch = model.score({**strangers, "client_since_day": np.full(len(deals), np.nan)},
+                        n_reasons=len(model.spec.names))
+    assert {r.value for reasons in batch.reasons for r in reasons if r.feature == TENURE} == {None}
+    sent = model.score(strangers, n_reasons=len(model.spec.names))
+    tenure = [r.value for reasons in sent.reasons for r in reasons if r.feature == TENURE]
+    assert tenure and all(isinstance(v, float) for v in tenure)
 
 
 def test_an_artifact_from_before_the_fills_scores_as_it_did(small_crm: SyntheticCRM, trained: TrainingResult) -> None:

@@ -40,16 +40,35 @@ def read_table(source: str, table: str) -> pd.DataFrame:
         raise _unreadable(table, f"no file at '{source}'")
     try:
         if name.endswith(CSV_SUFFIXES):
-            # utf-8-sig: spreadsheet exports often start with a byte-order mark that would
-            # otherwise stick to the first column's name and break the mapping.
-            return pd.read_csv(path, dtype=str, keep_default_na=True, encoding="utf-8-sig")
+            return _read_csv(path, table)
         return pd.read_parquet(path)
+    except ContractViolation:
+        raise
     except UnicodeDecodeError:
         raise _unreadable(table, f"'{source}' is not UTF-8 text", "a CSV file encoded as UTF-8") from None
     except pd.errors.EmptyDataError:
         raise _unreadable(table, f"'{source}' is empty", expected="a CSV file with a header row") from None
     except Exception as error:  # a damaged file fails deep inside pandas/pyarrow in many ways
         raise _unreadable(table, f"'{source}' cannot be read: {_first_line(error)}") from None
+
+
+def _read_csv(path: Path, table: str) -> pd.DataFrame:
+    """Every value as the text the file holds; only an empty cell is missing. pandas' defaults would read
+    "NA" (a region: North America), "None" or "null" as missing, and rename a repeated header "Campaign" to
+    "Campaign.1", a new feature; read header-less, the repeated name stays for validation to refuse. Number
+    and date columns read the usual null markers as missing (model.validation.NULL_MARKERS), text does not.
+    utf-8-sig: spreadsheet exports often start with a byte-order mark that would otherwise stick to the
+    first column's name and break the mapping."""
+    rows = pd.read_csv(path, dtype=str, header=None, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+    header = [f"Unnamed: {i}" if isinstance(v, float) else v for i, v in enumerate(rows.iloc[0].tolist())]
+    separator = next((s for s in (";", "\t", "|") if len(header) == 1 and s in header[0]), None)
+    if separator is not None:  # else: "expected a column 'deal_id', got no such column (columns: id;d;s)"
+        shown = {";": "semicolons", "\t": "tabs", "|": "bars"}[separator]
+        raise _unreadable(table, f"'{path}', whose header is one column holding {shown}: {header[0][:80]!r}",
+                          "a comma-separated CSV file (save or export it with commas between columns)")
+    frame = rows.iloc[1:].reset_index(drop=True)
+    frame.columns = pd.Index(header, dtype=object)
+    return frame
 
 
 def _read_sql(url: str, what: str, table: str) -> pd.DataFrame:

@@ -35,6 +35,9 @@ from model.contract import (
 from model.errors import Problem, ProblemList
 
 ROWS_SHOWN = 5  # row numbers quoted per problem; Problem.count holds the total
+# What exports write for "no value" in a number or date cell (compared ignoring case). A text cell keeps
+# them as written: "NA" is a region (North America) or a country code (Namibia), "None" may be a level.
+NULL_MARKERS = frozenset({"nan", "null", "none", "na", "n/a", "#n/a"})
 VALUES_SHOWN = 3  # distinct bad values quoted per problem
 VALUE_CHARS = 40  # a quoted value is cut here: enough to recognise it, never a data dump
 
@@ -298,11 +301,16 @@ def _numbers(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
         numbers = values.astype("float64")
         missing = numbers.isna()
     else:
-        text = _text(values)
+        text = _without_null_markers(_text(values))
         missing = text.isna()
         numbers = pd.to_numeric(text, errors="coerce").astype("float64")
     bad = ~missing & ~np.isfinite(numbers)
     return numbers, missing, bad
+
+
+def _without_null_markers(text: pd.Series) -> pd.Series:
+    marked = text.map(lambda v: isinstance(v, str) and v.lower() in NULL_MARKERS).astype(bool)
+    return text.where(~marked) if marked.any() else text
 
 
 def _timestamps(values: pd.Series, date_format: str | None) -> tuple[pd.Series, pd.Series]:
@@ -317,7 +325,7 @@ def _timestamps(values: pd.Series, date_format: str | None) -> tuple[pd.Series, 
     objects = values.astype(object)
     # notna(): NaT is an instance of datetime too, and missing is not a bad date.
     typed = objects.notna() & objects.map(lambda v: isinstance(v, date | np.datetime64))
-    text = _text(objects.where(~typed))
+    text = _without_null_markers(_text(objects.where(~typed)))
     missing = text.isna() & ~typed
     try:
         stamps = pd.to_datetime(text, format=date_format or "ISO8601", errors="coerce")

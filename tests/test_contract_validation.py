@@ -218,11 +218,11 @@ def test_negative_revenue() -> None:
 
 
 def test_non_numeric_and_non_finite_numbers() -> None:
-    error = bad_deals(make_deals(amount=["1,000", "inf", "NaN"], effort_hours=["2", "two", "-inf"]))
+    error = bad_deals(make_deals(amount=["1,000", "inf", "Infinity"], effort_hours=["2", "two", "-inf"]))
     amount = the_problem(error, "deals", "amount")
     # "1,000" is formatted money: the message says what to change.
     assert (amount.expected, amount.got) == ("a finite number (digits with a point for decimals: no thousands "
-                                             "separators, spaces or currency signs)", "'1,000', 'inf', 'NaN'")
+                                             "separators, spaces or currency signs)", "'1,000', 'inf', 'Infinity'")
     assert amount.rows == (1, 2, 3)
     hours = the_problem(error, "deals", "effort_hours")
     assert (hours.expected, hours.got, hours.rows) == ("a finite number", "'two', '-inf'", (2, 3))

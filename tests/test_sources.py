@@ -60,6 +60,32 @@ def test_csv_with_byte_order_mark(tmp_path: Path, expected: pd.DataFrame, deals_
     same_deals(read_table(str(path), "deals"), expected)
 
 
+def test_csv_text_is_read_as_written_and_number_and_date_cells_read_null_markers_as_gaps(tmp_path: Path) -> None:
+    """pandas' defaults read "NA" (North America), "None" or "null" as missing in every column: a region
+    level vanished and a deal_id "NA" was refused as empty. Text now keeps them; number and date columns read
+    the usual null markers as gaps, as before."""
+    path = tmp_path / "deals.csv"
+    path.write_text("deal_id,created_at,closed_at,status,amount,Region,Score\n"
+                    "NA,2024-01-05,null,open,N/A,NA,1.5\n"
+                    "D2,2024-02-01,2024-02-10,won,#N/A,None,NaN\n"
+                    "D3,2024-03-01,,lost,20,north,\n")
+    deals = validate_deals(read_table(str(path), "deals"), for_training=True, today=TODAY)
+    assert deals["deal_id"].tolist() == ["NA", "D2", "D3"]
+    assert deals["Region"].tolist() == ["NA", "None", "north"]
+    assert deals["amount"].isna().tolist() == [True, True, False]
+    assert deals["closed_at"].isna().tolist() == [True, False, True]
+    assert deals["Score"].dtype == "float64" and deals["Score"].isna().tolist() == [False, True, True]
+
+
+def test_a_repeated_csv_header_is_refused_not_renamed_into_a_new_feature(tmp_path: Path) -> None:
+    path = tmp_path / "deals.csv"
+    path.write_text("deal_id,created_at,status,Campaign,Competitor,Campaign\nD1,2024-01-05,open,a,b,c\n")
+    with pytest.raises(ContractViolation) as error:
+        validate_deals(read_table(str(path), "deals"), for_training=True, today=TODAY)
+    problem = next(p for p in error.value.problems if p.field == "Campaign")
+    assert (problem.expected, problem.got) == ("one column of this name", "2 columns")
+
+
 @pytest.mark.parametrize("name", ["deals.parquet", "deals.pq"])
 def test_parquet_as_text_or_typed(
     tmp_path: Path, deals_text: pd.DataFrame, expected: pd.DataFrame, name: str
@@ -208,3 +234,13 @@ deals:
     assert dataset.excluded_columns == ("VP Name",)
     assert dataset.extra_columns == {"Client Category": "text", "Sector": "text", "Location": "text"}
     assert 0.3 < (deals["status"] == "won").mean() < 0.4  # 36.4 % per the data set's provenance notes
+
+
+def test_a_semicolon_separated_csv_is_refused_naming_the_separator(tmp_path: Path) -> None:
+    path = tmp_path / "deals.csv"
+    path.write_text("deal_id;created_at;status\nD1;2024-01-05;open\n")
+    with pytest.raises(ContractViolation) as error:
+        read_table(str(path), "deals")
+    problem = error.value.problems[0]
+    assert problem.expected.startswith("a comma-separated CSV file")
+    assert "one column holding semicolons: 'deal_id;created_at;status'" in problem.got

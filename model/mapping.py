@@ -11,6 +11,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -123,12 +124,17 @@ def _parse_table(name: str, section: dict[Any, Any], problems: ProblemList) -> T
         seen: dict[str, str] = {}
         for status, values in raw_statuses.items():
             key = f"status_values.{status}"
-            listed = [values] if isinstance(values, str) else values
+            listed = values if isinstance(values, list) else [values]
             if status not in STATUS_VALUES:
                 add(key, f"a status, one of {', '.join(STATUS_VALUES)}", f"'{status}'")
-            elif not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
-                add(key, "a list of source values (text)", _kind_of(values))
+            elif not all(isinstance(v, str | int | float) for v in listed):
+                add(key, "a list of source values (text, numbers or true/false)",
+                    _kind_of(values) if not isinstance(values, list) else "a list holding "
+                    + _kind_of(next(v for v in listed if not isinstance(v, str | int | float))))
             else:
+                # A status column stored as numbers (Parquet) or booleans (SQL): its values and these are
+                # compared as text, so `won: [1]` and `won: ["1"]` both match a 1.
+                listed = [status_text(v) for v in listed]
                 for value in listed:
                     if seen.get(_status_key(value), status) != status:
                         add(key, "each source value under one status only",
@@ -209,9 +215,9 @@ def _translate_statuses(values: pd.Series, status_values: dict[str, tuple[str, .
     other = next((status for status, listed in status_values.items() if WILDCARD in listed), None)
 
     def translate(value: object) -> object:
-        if not isinstance(value, str):
-            return value  # missing stays missing; a number is left for validation to refuse
-        key = _status_key(value)
+        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            return value  # missing stays missing
+        key = _status_key(status_text(value))
         if key in lookup:
             return lookup[key]
         return other if other is not None and key else value
@@ -221,6 +227,15 @@ def _translate_statuses(values: pd.Series, status_values: dict[str, tuple[str, .
 
 def _status_key(value: str) -> str:
     return value.strip().casefold()
+
+
+def status_text(value: object) -> str:
+    """A status value as text: 1 and 1.0 as "1", True as "true" (a status stored as a number or boolean)."""
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _is_date_format(value: object) -> bool:

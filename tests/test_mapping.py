@@ -94,6 +94,25 @@ def test_status_values_without_wildcard_leave_unknown_values_for_validation(tmp_
     assert mapped.attrs[EXCLUDED_ATTR] == ("Owner",)
 
 
+@pytest.mark.parametrize(("stage", "listed"), [
+    ([1, 0, 2, None], "{won: [1], lost: [0], open: [2]}"),
+    ([1, 0, 2, None], "{won: ['1'], lost: ['0'], open: ['2']}"),
+    ([1.0, 0.0, 2.0, float("nan")], "{won: [1], lost: [0], open: ['*']}"),
+    ([True, False, None, None], "{won: [true], lost: [false]}"),
+    ([True, False, None, None], "{won: ['True'], lost: ['false']}"),
+])
+def test_a_status_stored_as_numbers_or_booleans_maps_by_its_text(tmp_path: Path, stage: list[object],
+                                                                  listed: str) -> None:
+    """A Parquet Int64 or a SQL boolean status column: listed as "1" it was refused as '1', and a YAML 1
+    as "not a list of text"."""
+    mapping = load_mapping(write(tmp_path / "m.yaml", f"deals:\n  columns: {{status: Stage}}\n"
+                                                        f"  status_values: {listed}\n"))
+    raw = pd.DataFrame({"deal_id": ["a", "b", "c", "d"], "Stage": pd.Series(stage, dtype=object)})
+    statuses = apply_mapping("deals", raw, mapping)["status"].tolist()
+    assert statuses[:2] == ["won", "lost"] and pd.isna(statuses[3])
+    assert statuses[2] == "open" if stage[2] is not None else pd.isna(statuses[2])
+
+
 def test_mapping_a_column_that_also_came_under_its_canonical_name_is_refused() -> None:
     mapping = Mapping({"deals": TableMapping(columns={"deal_id": "Opportunity ID"})})
     raw = pd.DataFrame({"deal_id": ["1"], "Opportunity ID": ["OPP-1"]})
@@ -123,6 +142,8 @@ def test_mapping_a_column_that_also_came_under_its_canonical_name_is_refused() -
          "each source value under one status only", "'done' also under won"),
         ("clients:\n  status_values: {won: [Done]}\n", "clients.status_values",
          "no status_values (the clients table has no status)", "some"),
+        ("deals:\n  status_values: {won: [[1, 2]]}\n", "deals.status_values.won",
+         "a list of source values (text, numbers or true/false)", "a list holding a list"),
         ("deals:\n  date_format: '%H:%M'\n", "deals.date_format",
          "a strftime date format with day, month and year, like '%d-%b-%y'", "'%H:%M'"),
         ("deals:\n  exclude: {a: b}\n", "deals.exclude", "a list of source column names", "a dict"),

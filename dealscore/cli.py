@@ -145,7 +145,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from dealscore.offline import score_file
 
     created = check_output_file(args.out)
-    written = score_file(args.model, args.deals, args.clients, args.holdings, args.mapping, args.out)
+    written = score_file(args.model, args.deals, args.clients, args.holdings, args.mapping, args.out,
+                         warn=lambda message: _say(f"note: {message}"))
     _say(f"scored {written:,} deals into {args.out}{_created_note(created)}")
     return 0
 

@@ -18,14 +18,13 @@ import pandas as pd
 
 from dealscore.outputs import write_csv_atomically
 from model.artifact import load_artifact
+from model.contract import SENT_HISTORY_COLUMNS
 from model.dataset import load_dataset
 from model.errors import ContractViolation, Problem
 from model.features import CLIENT_ATTRIBUTES, attach_clients, day_numbers, frame_columns
 from model.profiles import TENURE
 from model.records import history_problems
 from model.validation import validate_client_history
-
-HISTORY_COLUMNS = ("won_deals", "won_amount", "first_won_at", "last_won_at")
 
 
 def score_frame(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -> pd.DataFrame:
@@ -54,20 +53,20 @@ def _sent_history(deals: pd.DataFrame) -> dict[str, Any]:
     """The scorer's history columns from the deals file's, refused where the service would refuse them: each
     value typed as its schema types it (model.validation.validate_client_history), then the parts checked
     together (model.records.history_problems: whole, dated by the deal's creation, agreeing)."""
-    present = [name for name in HISTORY_COLUMNS if name in deals.columns]
+    present = [name for name in SENT_HISTORY_COLUMNS if name in deals.columns]
     if not present:
         return {}
     typed = validate_client_history(deals[present].reset_index(drop=True))
     n = len(deals)
     values = {name: typed[name].to_numpy(dtype=object) if name in typed else np.full(n, None, dtype=object)
-              for name in HISTORY_COLUMNS}
+              for name in SENT_HISTORY_COLUMNS}
     created = (pd.to_datetime(deals["created_at"]) if "created_at" in deals.columns
                else pd.Series(pd.NaT, index=deals.index))
     today = date.today()
     found: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
     for i, day in enumerate(created):
         row = [None if pd.isna(v) else (v.date() if isinstance(v, pd.Timestamp) else v)
-               for v in (values[column][i] for column in HISTORY_COLUMNS)]
+               for v in (values[column][i] for column in SENT_HISTORY_COLUMNS)]
         if all(v is None for v in row):
             continue
         dated = not pd.isna(day)
@@ -110,12 +109,28 @@ def profile_kinds(model: Any) -> dict[str, str]:
 
 
 def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | None, mapping: str | None,
-               out: str) -> int:
+               out: str, warn: Callable[[str], None] | None = None) -> int:
     model, _ = load_artifact(model_dir)
     dataset = load_dataset(deals, clients, holdings, mapping, for_training=False, kinds=feature_kinds(model))
+    absent = missing_feature_columns(model, dataset.deals, dataset.clients)
+    if absent and warn is not None:
+        # Legal (every input is optional when scoring), but a renamed export column changes every score
+        # silently: the model reads it as missing in every deal.
+        warn(f"the deals file has no column for {len(absent)} of the model's inputs: {', '.join(absent)}; "
+             "every deal is scored with them missing (if the export names them differently, map them in the "
+             "mapping file's columns)")
     scores = score_frame(model, dataset.deals, dataset.clients)
     write_csv_atomically(scores, out)
     return len(scores)
+
+
+def missing_feature_columns(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -> list[str]:
+    """The model's input columns that neither the deals nor the clients table has (a client attribute is
+    not counted missing when the model knows clients: it fills theirs from its own record)."""
+    present = set(deals.columns) | (set(clients.columns) if clients is not None else set())
+    spec = model.spec
+    return [name for name in (*spec.numeric, *spec.categorical) if name not in present
+            and not (name in CLIENT_ATTRIBUTES and model.clients)]
 
 
 def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, out: str, top_k: int = 5,
@@ -169,7 +184,10 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
     if not table.attrs.get("money_known", True):
         warn("no won deal carries an amount: monetary, m_score and abc are left empty and no client is golden "
              "(map an amount column to get them)")
-    if len(table) and (table["status"] == "prospect").all():
+    if not len(table):
+        warn("no client to analyse: no deal names a client_id and no clients table was given (map the export's "
+             "client column to client_id in the mapping file)")
+    elif (table["status"] == "prospect").all():
         warn("no client had won a deal by the as-of day: every client is a prospect (is --as-of before the data?)")
     return len(table)
 

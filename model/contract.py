@@ -136,3 +136,6 @@ CLIENT_HISTORY = Table(
 # outcome date (known only after the fact) and the owner (reporting only unless enabled).
 NON_FEATURE_DEAL_COLUMNS: frozenset[str] = frozenset({"deal_id", "client_id", "status", "closed_at", "created_at"})
 OPT_IN_DEAL_COLUMNS: frozenset[str] = frozenset({"manager"})
+# A deal's client history as a CRM may send it when scoring (API: the deal's client; a deals file: these
+# columns). A deals column of such a name means that there, so it is never a feature to train on.
+SENT_HISTORY_COLUMNS: tuple[str, ...] = ("won_deals", "won_amount", "first_won_at", "last_won_at")

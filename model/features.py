@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from model.asof import NO_KEY, AsOfIndex
-from model.contract import NON_FEATURE_DEAL_COLUMNS, OPT_IN_DEAL_COLUMNS
+from model.contract import NON_FEATURE_DEAL_COLUMNS, OPT_IN_DEAL_COLUMNS, SENT_HISTORY_COLUMNS
 from model.errors import ContractViolation, Problem
 
 FloatArray = npt.NDArray[np.float64]
@@ -118,6 +118,16 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
     excluded = set(config.exclude) | set(NON_FEATURE_DEAL_COLUMNS)
     if not config.include_manager:
         excluded |= OPT_IN_DEAL_COLUMNS
+    sent_history = [c for c in SENT_HISTORY_COLUMNS if c in deals.columns]
+    if sent_history:
+        # Trained on as a feature, it would be read as the client's sent history when scoring a deals file
+        # (which refuses it, or replaces the model's history with it): one name, two meanings. Excluding it
+        # from the features (--exclude) leaves it in the file for scoring to read; the mapping file's
+        # exclude drops it on reading, for training and scoring alike.
+        raise ContractViolation("deals columns named like the client history a deal carries when scored", [
+            Problem(name, "no column of this name in a deals file: scoring reads it as the client's history "
+                    "sent with the deal (rename it in the mapping file's columns, or list it under the mapping "
+                    "file's exclude)", f"'{name}'", table="deals") for name in sent_history])
     categorical: list[str] = []
     numeric: list[str] = []
     for column in deals.columns:

@@ -460,3 +460,28 @@ def test_a_null_metric_reads_n_a_in_models_diff(service_training: TrainingResult
     assert code == 0, err
     row = next(line for line in out.splitlines() if line.startswith("holdout auc"))
     assert row.split()[-2:] == ["n/a", "*"]
+
+
+def test_scoring_a_file_without_some_of_the_models_input_columns_says_which(
+        crm_files: Path, service_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every input is optional when scoring, but an export whose "source" column was renamed changed every
+    score without a word: the note names the columns read as missing."""
+    deals = pd.read_csv(crm_files / "deals.csv", dtype=str).tail(50)
+    deals.rename(columns={"source": "Lead source"}).to_csv(tmp_path / "deals.csv", index=False)
+    out = tmp_path / "scores.csv"
+    code, err = run(["score", "--model", str(service_artifact), "--deals", str(tmp_path / "deals.csv"),
+                     "--out", str(out)], capsys)
+    assert code == 0 and out.exists()
+    assert ("note: the deals file has no column for 1 of the model's inputs: source; every deal is scored with "
+            "them missing") in err
+    code, err = run(offline_command("score", crm_files, service_artifact, tmp_path / "all.csv"), capsys)
+    assert code == 0 and "no column for" not in err
+
+
+def test_client_analytics_of_deals_without_client_ids_says_why_the_table_is_empty(
+        crm_files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    deals = pd.read_csv(crm_files / "deals.csv", dtype=str).drop(columns=["client_id"])
+    deals.to_csv(tmp_path / "deals.csv", index=False)
+    code, err = run(["clients", "--deals", str(tmp_path / "deals.csv"), "--out", str(tmp_path / "out.csv")], capsys)
+    assert code == 0
+    assert "note: no client to analyse: no deal names a client_id and no clients table was given" in err

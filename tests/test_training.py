@@ -12,7 +12,7 @@ import pytest
 
 from model.dataset import dataset_from_frames
 from model.errors import InsufficientData
-from model.features import TENURE, attach_clients, frame_columns
+from model.features import TENURE, FeatureConfig, attach_clients, frame_columns
 from model.metrics import expected_calibration_error
 from training.fit import TrainConfig, TrainingResult, train
 from training.synthetic_crm import SyntheticCRM
@@ -153,6 +153,22 @@ def test_an_extra_column_named_like_a_derived_feature_is_refused_clearly(small_c
     with pytest.raises(ContractViolation, match="clash") as caught:
         train(dataset_from_frames(deals, small_crm.clients, None, for_training=True))
     assert [p.field for p in caught.value.problems] == ["month"]
+
+
+def test_a_deals_column_named_like_sent_client_history_is_refused_for_training(small_crm: SyntheticCRM) -> None:
+    """A CRM's own "won_deals" column trained as a feature would be read as the client's sent history when
+    the same file is scored: the model could not score its own training file."""
+    from model.errors import ContractViolation
+
+    deals = small_crm.deals.assign(won_deals=np.arange(len(small_crm.deals)) % 5, last_won_at="2024-01-01")
+    with pytest.raises(ContractViolation, match="client history") as caught:
+        train(dataset_from_frames(deals, small_crm.clients, None, for_training=True), TrainConfig(threads=1))
+    assert [p.field for p in caught.value.problems] == ["won_deals", "last_won_at"]
+    assert "rename it in the mapping file's columns" in caught.value.problems[0].expected
+    # Not a feature is not enough: scoring the file would still read it (the mapping's exclude drops it).
+    excluded = TrainConfig(threads=1, features=FeatureConfig(exclude=("won_deals", "last_won_at")))
+    with pytest.raises(ContractViolation, match="client history"):
+        train(dataset_from_frames(deals, small_crm.clients, None, for_training=True), excluded)
 
 
 def test_the_train_command_says_when_deals_carry_no_amounts(small_crm: SyntheticCRM, tmp_path: Path,

@@ -229,3 +229,16 @@ def test_the_artifact_holds_the_holdout_deals_every_report_figure_is_computed_fr
         assert row["win_rate"] == pytest.approx(won[inside].mean(), abs=1e-12)
         assert row["share_of_realised_value"] == pytest.approx(realised[inside].sum() / realised.sum(), abs=1e-12)
     np.testing.assert_allclose(holdout["expected_value"], p * holdout["value"].fillna(0.0), rtol=1e-12)
+
+
+def test_deals_whose_client_ids_the_clients_table_lacks_are_counted_and_said(small_crm: SyntheticCRM) -> None:
+    """Ids written "00196" in one file and 196 in the other link nothing: every deal trained without its
+    client's attributes, and only an 'empty columns' line hinted at it."""
+    clients = small_crm.clients.assign(client_id="0" + small_crm.clients["client_id"])
+    result, said = _train(small_crm.deals, clients, None)
+    n = len(small_crm.deals)
+    assert result.metadata["data"]["deals_of_unknown_clients"] == n
+    assert any(line.startswith(f"{n:,} of {n:,} deals name a client_id the clients table lacks") for line in said)
+    linked, said = _train(small_crm.deals, small_crm.clients, None)
+    assert linked.metadata["data"]["deals_of_unknown_clients"] == 0
+    assert not any("client_id the clients table lacks" in line for line in said)

@@ -21,7 +21,7 @@ from model.artifact import load_artifact
 from model.contract import SENT_HISTORY_COLUMNS
 from model.dataset import load_dataset
 from model.errors import ContractViolation, Problem
-from model.features import CLIENT_ATTRIBUTES, attach_clients, day_numbers, frame_columns
+from model.features import CLIENT_ATTRIBUTES, CLIENT_EXTRA_PREFIX, attach_clients, day_numbers, frame_columns
 from model.profiles import TENURE
 from model.records import history_problems
 from model.validation import validate_client_history
@@ -95,6 +95,8 @@ def feature_kinds(model: Any) -> dict[str, str]:
     spec = model.spec
     kinds = {**dict.fromkeys(spec.categorical, "text"), **dict.fromkeys(spec.numeric, "number")}
     kinds.update({f"clients.{name}": kind for name, kind in kinds.items() if name in CLIENT_ATTRIBUTES})
+    # A clients table's extra column X is the feature client_X.
+    kinds.update({f"clients.{name[len(CLIENT_EXTRA_PREFIX):]}": kinds[name] for name in spec.client_extras or ()})
     return profile_kinds(model) | kinds
 
 
@@ -128,9 +130,11 @@ def missing_feature_columns(model: Any, deals: pd.DataFrame, clients: pd.DataFra
     """The model's input columns that neither the deals nor the clients table has (a client attribute is
     not counted missing when the model knows clients: it fills theirs from its own record)."""
     present = set(deals.columns) | (set(clients.columns) if clients is not None else set())
+    present |= set(attach_clients(deals.head(0), clients.head(0) if clients is not None else None).columns)
     spec = model.spec
+    from_clients = {*CLIENT_ATTRIBUTES, *(spec.client_extras or ())}
     return [name for name in (*spec.numeric, *spec.categorical) if name not in present
-            and not (name in CLIENT_ATTRIBUTES and model.clients)]
+            and not (name in from_clients and model.clients)]
 
 
 def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, out: str, top_k: int = 5,

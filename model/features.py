@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from model.asof import NO_KEY, AsOfIndex
-from model.contract import NON_FEATURE_DEAL_COLUMNS, OPT_IN_DEAL_COLUMNS, SENT_HISTORY_COLUMNS
+from model.contract import CLIENTS, NON_FEATURE_DEAL_COLUMNS, OPT_IN_DEAL_COLUMNS, SENT_HISTORY_COLUMNS
 from model.errors import ContractViolation, Problem
 
 FloatArray = npt.NDArray[np.float64]
@@ -97,6 +97,23 @@ class FeatureSpec:
     # not know, sent without `since`, read as 0 days was scored as a brand-new one. None in artifacts written
     # before it (no filling); artifacts written before the tenure fill have none for it.
     numeric_fill: dict[str, float] | None = None
+    # The features that are a clients table's extra columns (client_X): a known client's come from the
+    # model's record of it when a deal does not send them. None in artifacts written before them.
+    client_extras: list[str] | None = None
+
+
+# A clients table's own extra column X (revenue, year_established...) is the deals' feature client_X: named
+# apart from any deals column of the same name (a deal's revenue is not its client's).
+CLIENT_EXTRA_PREFIX = "client_"
+
+
+def client_extra_name(column: str) -> str:
+    return f"{CLIENT_EXTRA_PREFIX}{column}"
+
+
+def client_extra_columns(clients: pd.DataFrame) -> list[str]:
+    """The clients table's columns beyond the contract's (its extra features, before renaming)."""
+    return [str(c) for c in clients.columns if c not in CLIENTS.names]
 
 
 TENURE = "client_tenure_days"  # the feature: days from the client's `since` to the deal's creation
@@ -130,6 +147,10 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
                     "file's exclude)", f"'{name}'", table="deals") for name in sent_history])
     categorical: list[str] = []
     numeric: list[str] = []
+    # A clients table's extra column X reaches the deals as client_X (attach_clients).
+    client_kinds = {client_extra_name(name.split(".", 1)[1]): kind for name, kind in extra_columns.items()
+                    if name.startswith("clients.")}
+    extra_columns = {**extra_columns, **client_kinds}
     for column in deals.columns:
         if column in excluded or column == "client_since":
             continue
@@ -167,6 +188,7 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
         config=config, categorical=categorical, numeric=numeric, vocab=vocab, level_keys=level_keys,
         client_keys=client_keys, product_keys=product_keys, has_client_history=has_client, numeric_fill=numeric_fill,
         has_client_since="client_since" in deals.columns and bool(deals["client_since"].notna().any()),
+        client_extras=[c for c in (*numeric, *categorical) if c in client_kinds],
         pairs=[("product", column) for column in config.product_pairs
                if "product" in categorical and column in categorical and column != "product"],
     )
@@ -207,14 +229,17 @@ def day_numbers(dates: pd.Series) -> FloatArray:
 
 
 def attach_clients(deals: pd.DataFrame, clients: pd.DataFrame | None) -> pd.DataFrame:
-    """Deals with their client's segment attributes (industry, size, region) and `client_since`."""
+    """Deals with their client's segment attributes (industry, size, region), `client_since`, and the clients
+    table's extra columns as client_X."""
     if clients is None or "client_id" not in deals.columns:
         return deals
     wanted = [c for c in (*CLIENT_ATTRIBUTES, "since") if c in clients.columns]
-    if not wanted:
+    extras = client_extra_columns(clients)
+    if not wanted and not extras:
         return deals
-    own = [c for c in wanted if c in deals.columns]
-    attributes = clients[["client_id", *wanted]].rename(columns={"since": "client_since"})
+    renamed = {"since": "client_since", **{c: client_extra_name(c) for c in extras}}
+    attributes = clients[["client_id", *wanted, *extras]].rename(columns=renamed)
+    own = [c for c in attributes.columns if c in deals.columns and c != "client_id"]
     return deals.drop(columns=own).merge(attributes, on="client_id", how="left")
 
 

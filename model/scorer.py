@@ -91,16 +91,17 @@ class ScoringModel:
             return out
         ids = columns["client_id"]
         n = len(ids)
-        for attribute in (*CLIENT_ATTRIBUTES, "client_since_day"):
-            is_day = attribute == "client_since_day"
+        numbers = {"client_since_day", *self.spec.numeric}
+        for attribute in (*CLIENT_ATTRIBUTES, "client_since_day", *(self.spec.client_extras or ())):
+            is_number = attribute in numbers  # a day, or a clients table's numeric extra column
             current = out.get(attribute)
-            filled = (np.array(current, dtype=np.float64 if is_day else object) if current is not None
-                      else np.full(n, np.nan if is_day else None, dtype=np.float64 if is_day else object))
+            filled = (np.array(current, dtype=np.float64 if is_number else object) if current is not None
+                      else np.full(n, np.nan if is_number else None, dtype=np.float64 if is_number else object))
             for i, client_id in enumerate(ids):
                 known = self.clients.get(str(client_id)) if client_id is not None else None
                 value = filled[i]
                 if known is not None and (value is None or value != value):
-                    filled[i] = known.get(attribute, np.nan if is_day else None)
+                    filled[i] = known.get(attribute, np.nan if is_number else None)
             out[attribute] = filled
         return out
 

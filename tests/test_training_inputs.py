@@ -242,3 +242,52 @@ def test_deals_whose_client_ids_the_clients_table_lacks_are_counted_and_said(sma
     linked, said = _train(small_crm.deals, small_crm.clients, None)
     assert linked.metadata["data"]["deals_of_unknown_clients"] == 0
     assert not any("client_id the clients table lacks" in line for line in said)
+
+
+def test_a_clients_tables_extra_columns_are_features_named_client_x_scored_alike_everywhere(
+        small_crm: SyntheticCRM, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The contract: any other column is an extra feature. A clients table's revenue and tier were listed as
+    extra columns yet never trained on. They are client_revenue and client_tier (apart from a deals column of
+    the same name); a known client's come from the model's record when a deal or file does not carry them,
+    and the service, `dealscore score` with the clients file, and without it score alike."""
+    from service_fixtures import make_client
+
+    from dealscore.cli import main as dealscore
+    from model.artifact import load_artifact
+    from service import Settings, create_app
+
+    rng = np.random.default_rng(5)
+    clients = small_crm.clients.assign(revenue=rng.lognormal(10, 1, len(small_crm.clients)).round(2),
+                                       tier=rng.choice(["gold", "silver", "bronze"], len(small_crm.clients)))
+    result, _ = _train(small_crm.deals, clients, None)
+    spec = result.model.spec
+    assert spec.client_extras == ["client_revenue", "client_tier"]
+    assert "client_revenue" in spec.numeric and "client_tier" in spec.categorical
+    assert "client_tier_win_rate" in spec.names
+
+    deals_csv, clients_csv = _csv(small_crm.deals, tmp_path / "deals.csv"), _csv(clients, tmp_path / "clients.csv")
+    assert dealscore(["train", "--deals", deals_csv, "--clients", clients_csv, "--out", str(tmp_path / "m")]) == 0
+    open_deals = small_crm.deals[small_crm.deals["status"] == "open"].head(40).drop(columns=["status", "closed_at"])
+    _csv(open_deals, tmp_path / "open.csv")
+    outs = []
+    for name, extra in (("with", ["--clients", clients_csv]), ("without", [])):
+        out = tmp_path / f"{name}.csv"
+        assert dealscore(["score", "--model", str(tmp_path / "m"), "--deals", str(tmp_path / "open.csv"),
+                          *extra, "--out", str(out)]) == 0
+        outs.append(pd.read_csv(out).set_index("deal_id"))
+    assert "no column for" not in capsys.readouterr().err  # known clients: the model's record stands in
+    np.testing.assert_allclose(outs[0]["p_win"], outs[1]["p_win"], rtol=0, atol=1e-12)
+
+    model, metadata = load_artifact(tmp_path / "m")
+    payload = [{**{k: (v.date().isoformat() if isinstance(v, pd.Timestamp) else v) for k, v in deal.items()
+                   if v == v and v is not None}, "client_revenue": 10.0, "client_tier": "bronze"}
+               for deal in open_deals.to_dict("records")]
+    with make_client(create_app(Settings(), model=model, metadata=metadata)) as client:
+        sent_as_known = client.post("/v1/score", json={"deals": [
+            {k: v for k, v in deal.items() if k not in ("client_revenue", "client_tier")} for deal in payload]})
+        sent_other = client.post("/v1/score", json={"deals": payload})
+    assert sent_as_known.status_code == sent_other.status_code == 200, sent_other.text
+    served = [s["p_win"] for s in sent_as_known.json()["scores"]]
+    np.testing.assert_allclose(served, outs[0]["p_win"].to_numpy(), rtol=0, atol=1e-9)
+    # Sent at the deal level, a client's revenue and tier are what the model reads (not its record).
+    assert [s["p_win"] for s in sent_other.json()["scores"]] != served

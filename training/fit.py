@@ -28,6 +28,8 @@ from model.features import (
     FeatureSpec,
     attach_clients,
     build_features,
+    client_extra_columns,
+    client_extra_name,
     day_numbers,
     fit_feature_spec,
     frame_columns,
@@ -428,7 +430,7 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         progress("fixing letter-class cut-offs")
         model = ScoringModel(version="", spec=spec, history=history, win_model=win_model, calibration=calibration,
                              value_model=value_model, cutoffs=GradeCutoffs(a_min=0.0, b_min=0.0),
-                             clients=_client_directory(dataset.clients),
+                             clients=_client_directory(dataset.clients, spec),
                              trained_deal_ids=DealIdSet(deals["deal_id"][closed_mask].astype(str)))
         reference_rows = np.arange(int(holdout_rows.min()), len(deals)) if holdout_rows.size else closed_rows
         # Valued as the service values a deal: its quote, else the value model. A lost deal's amount of 0 is
@@ -537,13 +539,18 @@ def _config_dict(config: TrainConfig) -> dict[str, Any]:
     return out
 
 
-def _client_directory(clients: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
+def _client_directory(clients: pd.DataFrame | None, spec: FeatureSpec) -> dict[str, dict[str, Any]]:
+    """Each known client's segment attributes, `since` as a day and the extra columns the model uses (as
+    client_X): what a deal of that client is scored with when it does not send them."""
     if clients is None:
         return {}
+    used = set(spec.client_extras or ())
+    extras = {c: client_extra_name(c) for c in client_extra_columns(clients) if client_extra_name(c) in used}
     attributes = [c for c in ("industry", "size", "region") if c in clients.columns]
     since = day_numbers(clients["since"]) if "since" in clients.columns else None
     directory: dict[str, dict[str, Any]] = {}
-    records = clients[["client_id", *attributes]].to_dict("records")
+    records = clients[["client_id", *attributes, *extras]].rename(columns=extras).to_dict("records")
+    attributes += list(extras.values())
     for i, record in enumerate(records):
         entry = {k: record[k] for k in attributes if record[k] == record[k]}
         if since is not None and since[i] == since[i]:

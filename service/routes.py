@@ -20,11 +20,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from model.errors import NotReady, PayloadTooLarge, Problem
+from model.errors import NotReady
 from model.registry import RefusedVersion
 from service import examples
+from service.bodies import read_json_body
 from service.dataplane import DataPlane, ScoreCall
-from service.errors import NoRegistry, Unauthorized, require_json_media
+from service.errors import NoRegistry, Unauthorized
 from service.holder import LoadedModel, ModelHolder
 from service.reload import Reloader
 from service.schemas import (
@@ -96,30 +97,6 @@ RequestId = Annotated[str, Depends(request_id)]
 # Declares the bearer scheme in the OpenAPI (and /docs' Authorize button); require_admin does the checking.
 admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken",
                           description="DEALSCORE_ADMIN_TOKEN; needed only when the service sets one")
-
-
-async def read_json_body(request: Request) -> bytes:
-    """The raw body, refused early when it is not JSON or larger than the limit."""
-    settings: Settings = request.app.state.settings
-    require_json_media(request.headers.get("content-type", ""), request.headers.get("content-encoding", ""))
-    limit = settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit, int(declared))
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit, None)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int, size: int | None) -> PayloadTooLarge:
-    got = f"{size:,} bytes" if size is not None else f"more than {limit:,} bytes"
-    return PayloadTooLarge(f"request body too large: at most {limit:,} bytes are accepted; split the batch",
-                           [Problem("body", f"at most {limit} bytes", got)])
 
 
 async def offload(request: Request, work: Callable[..., T], *args: Any) -> T:

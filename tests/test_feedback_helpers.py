@@ -26,6 +26,7 @@ from fastapi.responses import Response
 from model.errors import ContractViolation, DealscoreError
 from service.errors import error_body, problems_from_pydantic
 from service.feedback import Feedback, FeedbackConfig, feedback_router
+from service.settings import Settings
 
 with warnings.catch_warnings():
     # starlette asks for httpx2 instead of httpx; the test client works the same with either.
@@ -161,9 +162,11 @@ def count(url_or_engine: str | sa.Engine, table: str) -> int:
             engine.dispose()
 
 
-def feedback_app(feedback: Feedback, live_version: Callable[[], str | None] = lambda: None) -> FastAPI:
+def feedback_app(feedback: Feedback, live_version: Callable[[], str | None] = lambda: None,
+                 settings: Settings | None = None) -> FastAPI:
     """The feedback routes with the service's error envelope, for tests that do not need the whole service."""
     app = FastAPI()
+    app.state.settings = settings or Settings()  # the body limit the routes apply
     app.include_router(feedback_router(feedback, live_version))
 
     async def on_error(request: Request, exc: Exception) -> Response:

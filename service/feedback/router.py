@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -20,7 +19,8 @@ from starlette.responses import Response
 
 from model.errors import ContractViolation, NotFound, counted
 from model.records import parse_date
-from service.errors import MalformedJSON, problems_from_pydantic, require_json_media
+from service.bodies import read_json_body
+from service.errors import MalformedJSON, problems_from_pydantic
 from service.feedback.judgements import Judgement
 from service.feedback.outcomes import Outcome
 from service.feedback.schemas import (
@@ -56,8 +56,10 @@ class _FeedbackRoute(APIRoute):
         takes_body = self.body_field is not None
 
         async def checked(request: Request) -> Response:
-            if takes_body:  # as the scoring routes: 415 before the body is read
-                require_json_media(request.headers.get("content-type", ""), request.headers.get("content-encoding", ""))
+            if takes_body:
+                # As the scoring routes: 415 before the body is read, 413 before more than the limit is. FastAPI's
+                # handler then parses the body kept here (Starlette's Request keeps it as _body).
+                request._body = await read_json_body(request)
             try:
                 return await handler(request)
             except HTTPException as exc:
@@ -101,15 +103,14 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
         return {**ok, **{s: errors[s] for s in statuses if s in errors}}
 
     @router.post("/v1/outcomes", response_model=OutcomesResponse, summary="Record realised outcomes of scored deals",
-                 responses=declared(OUTCOMES_RESPONSE_EXAMPLE, 400, 415, 422, 500, 503),
+                 responses=declared(OUTCOMES_RESPONSE_EXAMPLE, 400, 413, 415, 422, 500, 503),
                  openapi_extra=_body_example(OUTCOMES_EXAMPLE))
     def post_outcomes(body: OutcomesRequest, request: Request) -> OutcomesResponse:
         """Idempotent by deal_id: the same outcome again changes nothing; a changed one is updated (revision + 1)
         and its previous version kept. A win also enters its client's history for later scores at once."""
         rid = _request_id(request)
-        today = datetime.now(UTC).date()
         items = [Outcome(deal_id=str(o.deal_id), status=o.status, amount=o.amount,
-                         closed_at=parse_date(o.closed_at) if o.closed_at is not None else today,
+                         closed_at=parse_date(o.closed_at) if o.closed_at is not None else None,
                          client_id=str(o.client_id) if o.client_id is not None else None) for o in body.outcomes]
         results = store().record_outcomes(items, rid)
         counts = {kind: sum(r.result == kind for r in results) for kind in ("created", "updated", "unchanged")}
@@ -120,7 +121,7 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
 
     @router.post("/v1/judgements", response_model=JudgementResponse,
                  summary="Record a manager's judgement that one deal should rank above another",
-                 responses=declared(JUDGEMENT_RESPONSE_EXAMPLE, 400, 415, 422, 500, 503),
+                 responses=declared(JUDGEMENT_RESPONSE_EXAMPLE, 400, 413, 415, 422, 500, 503),
                  openapi_extra=_body_example(JUDGEMENT_EXAMPLE))
     def post_judgement(body: JudgementIn, request: Request) -> JudgementResponse:
         """Both deals must have been scored, and differ. One standing view per manager and pair: sending it
@@ -183,6 +184,9 @@ def _error_declarations() -> dict[int | str, dict[str, Any]]:
     return {
         400: declared("The body is not JSON.", "malformed_json", "the request body is not valid JSON",
                       [{"field": "body", "expected": "a JSON object", "got": "EOF while parsing an object"}]),
+        413: declared("The body is larger than max_body_bytes.", "payload_too_large",
+                      "request body too large: at most 4,194,304 bytes are accepted; split the batch",
+                      [{"field": "body", "expected": "at most 4194304 bytes", "got": "4,620,112 bytes"}]),
         415: declared("The body is not declared as JSON (Content-Type).", "unsupported_media_type",
                       "send the body as application/json",
                       [{"field": "content-type", "expected": "application/json", "got": "'text/plain'"}]),

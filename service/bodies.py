@@ -1,0 +1,35 @@
+"""Reading a request body: JSON media type first, then at most `max_body_bytes`, refused before parsing.
+
+Every route that takes a body reads it here (scoring and feedback alike), so the limit the settings
+promise holds everywhere: a body larger than the limit is a 413 before a byte of it is parsed.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from model.errors import PayloadTooLarge, Problem
+from service.errors import require_json_media
+
+
+async def read_json_body(request: Request) -> bytes:
+    """The raw body, refused early when it is not JSON or larger than the limit."""
+    require_json_media(request.headers.get("content-type", ""), request.headers.get("content-encoding", ""))
+    limit: int = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit, int(declared))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit, None)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int, size: int | None) -> PayloadTooLarge:
+    got = f"{size:,} bytes" if size is not None else f"more than {limit:,} bytes"
+    return PayloadTooLarge(f"request body too large: at most {limit:,} bytes are accepted; split the batch",
+                           [Problem("body", f"at most {limit} bytes", got)])

@@ -6,7 +6,7 @@ Readers, validation, feature building, the API schemas and the docs all derive f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -33,6 +33,17 @@ MAX_TEXT_LENGTH = 200
 # Text sent to the service never holds NUL (U+0000): no CRM value means it, and PostgreSQL cannot store it
 # (the score log, outcomes and judgements would refuse the row). A regular expression for the API schemas.
 NO_NUL_PATTERN = "^[^\\x00]*$"
+
+# "Today" in the sender's time zone may be tomorrow in the checker's (UTC+1 to +14): a deal opened today
+# there is dated up to one day ahead. The API, the outcome store and file validation all allow it, so a deal
+# the service logged is never refused when the feedback database becomes training data.
+DATE_SLACK = timedelta(days=1)
+
+
+def latest_date_text(today: date) -> str:
+    """How the latest accepted date reads in a message."""
+    return f"today (at most {(today + DATE_SLACK).isoformat()}, for a sender a time zone ahead)"
+
 
 # The dates a table may carry, first to last. The as-of history counts days from 1970-01-01, so a deal
 # dated earlier has no meaningful history (the API refuses it too); a client's first contract or a

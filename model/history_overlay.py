@@ -107,11 +107,8 @@ class OutcomeBook:
         self._by_deal: dict[str, OutcomeEvent] = {}
         self._deals_of_client: dict[str, dict[str, OutcomeEvent]] = {}
         self._by_client: dict[str, _ClientOutcomes] = {}
-        with self._lock:
-            for event in events:
-                self._store(event)
-            for client_id in self._deals_of_client:
-                self._reindex(client_id)
+        self.record_all(events)
+
     def __len__(self) -> int:
         return len(self._by_deal)
 
@@ -123,19 +120,25 @@ class OutcomeBook:
 
     def record(self, event: OutcomeEvent) -> bool:
         """Add or replace the outcome of `event.deal_id`; False when it was already known as is."""
-        with self._lock:
-            previous = self._by_deal.get(event.deal_id)
-            if previous == event:
-                return False
-            self._store(event)
-            touched = {event.client_id, previous.client_id if previous is not None else None}
-            for client_id in touched:
-                if client_id is not None:
-                    self._reindex(client_id)
-            return True
+        return self.record_all([event]) > 0
 
     def record_all(self, events: Iterable[OutcomeEvent]) -> int:
-        return sum(self.record(e) for e in events)
+        """Add or replace several outcomes; returns how many changed. Each client touched is re-indexed once,
+        after all of them: once per event made loading a client's n outcomes cost n sorts of up to n (8,000
+        outcomes of one client took 15 s, and held the service's start)."""
+        changed = 0
+        with self._lock:
+            touched: set[str] = set()
+            for event in events:
+                previous = self._by_deal.get(event.deal_id)
+                if previous == event:
+                    continue
+                self._store(event)
+                changed += 1
+                touched.update(c for c in (event.client_id, previous.client_id if previous else None) if c)
+            for client_id in touched:
+                self._reindex(client_id)
+        return changed
 
     def wins_of(self, client_id: str) -> tuple[OutcomeEvent, ...]:
         found = self._by_client.get(client_id)
@@ -199,6 +202,8 @@ def history_overrides(
             return event.deal_id not in trained_deal_ids
         return event.closed_day > history.last_day
 
+    deal_ids = (np.asarray(columns["deal_id"], dtype=object) if "deal_id" in columns
+                else np.full(n, None, dtype=object))
     rows: list[int] = []
     # From outcomes: wins, money won, first and last win day (NaN without a win), losses.
     added: list[tuple[int, float, float, float, int]] = []
@@ -206,7 +211,11 @@ def history_overrides(
         client_id = client_ids[row]
         if sent[row] or _missing(client_id) or math.isnan(created[row]):
             continue
-        before = [e for e in book.outcomes_before(str(client_id), int(created[row])) if counted(e)]
+        # Never the deal's own outcome: one reported before the deal was scored, dated before the created_at
+        # the deal is then scored with, would be its own history (its win raising its own p_win).
+        own = None if _missing(deal_ids[row]) else str(deal_ids[row])
+        before = [e for e in book.outcomes_before(str(client_id), int(created[row]))
+                  if counted(e) and e.deal_id != own]
         if not before:
             continue
         wins = [e for e in before if e.won]

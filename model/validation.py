@@ -23,6 +23,7 @@ import pandas as pd
 from model.contract import (
     CLIENT_HISTORY,
     CLIENTS,
+    DATE_SLACK,
     DEALS,
     HOLDINGS,
     MAX_TEXT_LENGTH,
@@ -31,6 +32,7 @@ from model.contract import (
     Column,
     Kind,
     Table,
+    latest_date_text,
 )
 from model.errors import Problem, ProblemList
 
@@ -272,8 +274,9 @@ class _TableCheck:
         # Compared as calendar days in datetime64[us], which holds any year a CRM may write ("9999-12-31").
         days = stamps.dt.floor("D")
         earliest = pd.Timestamp(column.earliest)
-        outside = days.notna() & ((days < earliest) | (days > self.today))
-        self.report(name, outside, f"a date from {earliest:%Y-%m-%d} to today ({self.today:%Y-%m-%d})",
+        latest = self.today + pd.Timedelta(DATE_SLACK)
+        outside = days.notna() & ((days < earliest) | (days > latest))
+        self.report(name, outside, f"a date from {earliest:%Y-%m-%d} to {latest_date_text(self.today.date())}",
                     _quoted(values[outside]))
         dates = days.where(~outside).astype("datetime64[ns]")
         return dates, missing

@@ -8,7 +8,7 @@ for the OpenAPI document; the routes serialise their answers directly (see servi
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any, Literal, cast
@@ -30,6 +30,7 @@ from pydantic_core import PydanticCustomError
 from model.contract import (
     CLIENT_HISTORY,
     CLIENTS,
+    DATE_SLACK,
     DEALS,
     MAX_TEXT_LENGTH,
     NO_NUL_PATTERN,
@@ -53,10 +54,8 @@ MAX_PRODUCTS = 500  # products one client may list as held
 MAX_FIELD_NAME = 64
 
 
-# The first accepted date of each column is the contract's (`Column.earliest`), as offline validation has it.
-# The last is the server's UTC "today" plus one day, where offline validation stops at "today": a CRM a time
-# zone ahead of the server (UTC+1 to +14) may already be on tomorrow when it sends a deal opened "today".
-DATE_SLACK = timedelta(days=1)
+# The first accepted date of each column is the contract's (`Column.earliest`); the last is the server's UTC
+# "today" plus DATE_SLACK, as offline validation has them (model.contract).
 
 
 def _date_parser(earliest: date) -> Callable[[str, ValidationInfo], date]:

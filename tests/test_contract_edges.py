@@ -86,7 +86,7 @@ def test_training_sets_aside_open_deals_without_created_at() -> None:
 def test_deal_dates_outside_the_accepted_range(value: str) -> None:
     raw = make_deals(created_at=["2024-01-05", value, "2024-03-01"], closed_at=[None, None, None])
     problem = the_problem(bad_deals(raw), "deals", "created_at")
-    assert problem.expected == "a date from 1970-01-01 to today (2025-06-30)"
+    assert problem.expected == "a date from 1970-01-01 to today (at most 2025-07-01, for a sender a time zone ahead)"
     assert (problem.got, problem.rows) == (f"'{value}'", (2,))
 
 
@@ -94,7 +94,8 @@ def test_closed_at_has_the_deal_range_too() -> None:
     raw = make_deals(created_at=[None, "2024-02-01", "2024-03-01"], closed_at=["1960-01-01", None, None])
     error = bad_deals(raw, for_training=False)
     problem = the_problem(error, "deals", "closed_at")
-    assert (problem.expected, problem.rows) == ("a date from 1970-01-01 to today (2025-06-30)", (1,))
+    assert problem.rows == (1,)
+    assert problem.expected == "a date from 1970-01-01 to today (at most 2025-07-01, for a sender a time zone ahead)"
 
 
 def test_first_and_last_accepted_dates() -> None:
@@ -111,7 +112,7 @@ def test_client_and_holding_dates_outside_the_accepted_range() -> None:
     with pytest.raises(ContractViolation) as error:
         validate_clients(make_clients(since=["1899-12-31", "2999-01-01"]), today=TODAY)
     problem = the_problem(error, "clients", "since")
-    assert problem.expected == "a date from 1900-01-01 to today (2025-06-30)"
+    assert problem.expected == "a date from 1900-01-01 to today (at most 2025-07-01, for a sender a time zone ahead)"
     assert (problem.got, problem.rows) == ("'1899-12-31', '2999-01-01'", (1, 2))
     with pytest.raises(ContractViolation) as error:
         validate_holdings(make_holdings(since=["1800-01-01", "2024-01-01"]), known_clients=None, today=TODAY)

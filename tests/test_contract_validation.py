@@ -157,7 +157,7 @@ def test_dates_outside_the_accepted_range() -> None:
     # Also beyond what datetime64[ns] holds; more edges in test_contract_edges.py.
     error = bad_deals(make_deals(created_at=["2024-01-05", "1500-01-01", "9999-12-31"]))
     problem = the_problem(error, "deals", "created_at")
-    assert problem.expected == "a date from 1970-01-01 to today (2025-06-30)"
+    assert problem.expected == "a date from 1970-01-01 to today (at most 2025-07-01, for a sender a time zone ahead)"
     assert (problem.got, problem.rows) == ("'1500-01-01', '9999-12-31'", (2, 3))
 
 
@@ -236,10 +236,12 @@ def test_closed_before_created() -> None:
 
 
 def test_dates_in_the_future() -> None:
-    error = bad_deals(make_deals(created_at=["2024-01-05", "2025-07-01", "2025-06-30"]))
+    # Tomorrow is a sender's today a time zone ahead (the API accepts it too, so a logged deal stays trainable);
+    # the day after is the future.
+    error = bad_deals(make_deals(created_at=["2024-01-05", "2025-07-02", "2025-07-01"]))
     problem = the_problem(error, "deals", "created_at")
     assert (problem.expected, problem.got, problem.rows) == (
-        "a date from 1970-01-01 to today (2025-06-30)", "'2025-07-01'", (2,)
+        "a date from 1970-01-01 to today (at most 2025-07-01, for a sender a time zone ahead)", "'2025-07-02'", (2,)
     )
     with pytest.raises(ContractViolation) as clients_error:
         validate_clients(make_clients(since=["2030-01-01", None]), today=TODAY)

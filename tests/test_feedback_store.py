@@ -88,6 +88,39 @@ def test_outcomes_are_idempotent_and_changes_are_recorded(database_url: str, tmp
     assert count(database_url, "outcome_revisions") == 2
 
 
+def test_an_outcome_resent_without_closed_at_on_a_later_day_is_unchanged(database_url: str, tmp_path: Path) -> None:
+    """closed_at not sent defaulted to today on every post: a CRM retrying the next day moved the close day
+    and bumped the revision. The stored day stands; a new deal's is today."""
+    with running(database_url, tmp_path / "spool") as feedback:
+        first = feedback.outcomes.record([Outcome("D1", "won", 100.0, None)], today=date(2025, 3, 1))
+        assert first[0].result == "created"
+        again = feedback.outcomes.record([Outcome("D1", "won", 100.0, None), Outcome("D2", "lost", None, None)],
+                                         today=date(2025, 3, 2))
+        assert [(r.result, r.revision) for r in again] == [("unchanged", 1), ("created", 1)]
+        corrected = feedback.outcomes.record([Outcome("D1", "lost", None, None)], today=date(2025, 3, 5))
+        assert (corrected[0].result, corrected[0].revision) == ("updated", 2)
+        assert [r["closed_at"] for r in feedback.outcomes.revisions("D1")] == [date(2025, 3, 1)] * 2
+        assert [r["closed_at"] for r in feedback.outcomes.revisions("D2")] == [date(2025, 3, 2)]
+
+
+def test_a_database_that_refuses_the_store_is_a_503_and_logs_no_deal_data(
+        database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A revoked grant or a dropped table (PostgreSQL: ProgrammingError) was a 500 whose log line carried the
+    INSERT's parameters (deal ids, amounts, client ids). It is the feedback store's 503, with the database's
+    own reason and no parameters, in the answer or the log."""
+    from service.feedback import FeedbackUnavailable
+
+    with running(database_url, tmp_path / "spool") as feedback:
+        feedback.record_outcomes([Outcome("D0", "won", 1.0, date(2025, 3, 1))])
+        with feedback.database.engine.begin() as connection:
+            connection.execute(sa.text("DROP TABLE outcome_revisions"))
+        with pytest.raises(FeedbackUnavailable) as refused:
+            feedback.record_outcomes([Outcome("SECRET-DEAL-7", "won", 987654.0, date(2025, 3, 1), client_id="C-42")])
+    shown = refused.value.message + caplog.text
+    assert "outcome_revisions" in shown  # the database's own reason (SQLite: unavailable; PostgreSQL: refused)
+    assert "SECRET-DEAL-7" not in shown and "987654" not in shown and "C-42" not in shown
+
+
 def test_outcomes_are_checked_as_a_whole_batch(database_url: str, tmp_path: Path) -> None:
     with running(database_url, tmp_path / "spool") as feedback:
         feedback.record_scores("r1", "v1", [deal("D1", created_at="2025-03-10", client_id="C1")],

@@ -35,7 +35,9 @@ def _json_serializer(value: Any) -> str:
 def make_engine(url: str, connect_timeout_seconds: int = 5) -> sa.Engine:
     """An engine for `url` with the settings this store relies on (WAL and a busy timeout on SQLite)."""
     parsed = sa.make_url(url)
-    options: dict[str, Any] = {"json_serializer": _json_serializer, "json_deserializer": orjson.loads}
+    # hide_parameters: a failed statement's message (logged, maybe shown) never carries the deal data bound to it.
+    options: dict[str, Any] = {"json_serializer": _json_serializer, "json_deserializer": orjson.loads,
+                               "hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database in ("", ":memory:"):

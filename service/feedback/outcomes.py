@@ -9,6 +9,7 @@ loaded at start, and refreshed periodically with what other processes recorded.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -19,6 +20,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from model.contract import DATE_SLACK
 from model.errors import ContractViolation, Problem, counted
 from model.history_overlay import OutcomeBook, OutcomeEvent
 from service.feedback.db import Database, dialect_insert
@@ -27,7 +29,6 @@ from service.feedback.tables import outcome_revisions, outcomes, score_log
 logger = logging.getLogger("dealscore.service.feedback")
 
 _EPOCH = date(1970, 1, 1)
-DATE_SLACK = timedelta(days=1)  # a CRM a time zone ahead of the server may already be on tomorrow
 REFRESH_OVERLAP = timedelta(minutes=5)  # re-read this much before the watermark: clocks and late commits
 Result = Literal["created", "updated", "unchanged"]
 
@@ -37,8 +38,15 @@ class Outcome:
     deal_id: str
     status: Literal["won", "lost"]
     amount: float | None
-    closed_at: date
+    # None: not sent. The deal's stored close day stands when it has an outcome already (a CRM re-sending
+    # it the next day, or a status correction, does not move it), else today.
+    closed_at: date | None
     client_id: str | None = None
+
+    @property
+    def day(self) -> date:
+        assert self.closed_at is not None, "closed_at is resolved before an outcome is checked or stored"
+        return self.closed_at
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,10 @@ class OutcomeStore:
         today = today or datetime.now(UTC).date()
         self.database.ensure_schema()
         engine = self.database.engine
+        undated = [o.deal_id for o in items if o.closed_at is None]
+        stored = self._stored_close_days(undated) if undated else {}
+        items = [dataclasses.replace(o, closed_at=stored.get(o.deal_id, today)) if o.closed_at is None else o
+                 for o in items]
         logged = self._logged(o.deal_id for o in items)
         if len(logged) < len({o.deal_id for o in items}) and self._flush_score_log is not None:
             self._flush_score_log()
@@ -150,9 +162,19 @@ class OutcomeStore:
             for item in items:
                 client_id = item.client_id or _logged_client(logged.get(item.deal_id))
                 results.append(self._upsert(connection, item, client_id, request_id, now))
-        for item, result in zip(items, results, strict=True):
-            self.book.record(event_of(item.deal_id, item.status, item.amount, item.closed_at, result.client_id))
+        self.book.record_all(event_of(item.deal_id, item.status, item.amount, item.day, result.client_id)
+                             for item, result in zip(items, results, strict=True))
         return results
+
+    def _stored_close_days(self, deal_ids: Sequence[str]) -> dict[str, date]:
+        wanted = sorted(set(deal_ids))
+        found: dict[str, date] = {}
+        with self.database.engine.connect() as connection:
+            for start in range(0, len(wanted), 500):
+                query = sa.select(outcomes.c.deal_id, outcomes.c.closed_at).where(
+                    outcomes.c.deal_id.in_(wanted[start:start + 500]))
+                found.update({row.deal_id: row.closed_at for row in connection.execute(query)})
+        return found
 
     def _logged(self, deal_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         with self.database.engine.connect() as connection:
@@ -167,21 +189,21 @@ class OutcomeStore:
             if seen != i:
                 problems.append(Problem(f"{where}.deal_id", "a deal_id not used by another outcome of the batch",
                                         f"'{item.deal_id}', also at outcomes[{seen}]"))
-            if item.closed_at > today + DATE_SLACK:
+            if item.day > today + DATE_SLACK:
                 problems.append(Problem(f"{where}.closed_at", f"a date up to today ({today.isoformat()})",
-                                        f"'{item.closed_at.isoformat()}'"))
+                                        f"'{item.day.isoformat()}'"))
             created = (logged.get(item.deal_id) or {}).get("created_at")
-            if isinstance(created, str) and created[:10] > item.closed_at.isoformat():
+            if isinstance(created, str) and created[:10] > item.day.isoformat():
                 problems.append(Problem(f"{where}.closed_at",
                                         f"a date on or after the deal's created_at ({created[:10]})",
-                                        f"'{item.closed_at.isoformat()}'"))
+                                        f"'{item.day.isoformat()}'"))
         if problems:
             raise ContractViolation(f"{counted(len(problems), 'problem')} in the outcomes", problems)
 
     def _upsert(self, connection: sa.Connection, item: Outcome, client_id: str | None, request_id: str | None,
                 now: datetime) -> RecordedOutcome:
         upsert, audit, current = _statements(connection.dialect.name)
-        values = {"deal_id": item.deal_id, "status": item.status, "amount": item.amount, "closed_at": item.closed_at,
+        values = {"deal_id": item.deal_id, "status": item.status, "amount": item.amount, "closed_at": item.day,
                   "client_id": client_id}
         stored = connection.execute(upsert, {**values, "recorded_at": now, "updated_at": now}).first()
         if stored is None:  # the same outcome again: nothing changed
@@ -211,10 +233,10 @@ class OutcomeStore:
             rows = connection.execute(query).all()
             without_client = [r.deal_id for r in rows if r.client_id is None]
             logged = latest_logged_deals(connection, without_client) if without_client else {}
-        changed = 0
+        changed = self.book.record_all(
+            event_of(row.deal_id, row.status, row.amount, row.closed_at, row.client_id or _logged_client(
+                logged.get(row.deal_id))) for row in rows)
         for row in rows:
-            client_id = row.client_id or _logged_client(logged.get(row.deal_id))
-            changed += self.book.record(event_of(row.deal_id, row.status, row.amount, row.closed_at, client_id))
             if self._watermark is None or row.updated_at > self._watermark:
                 self._watermark = row.updated_at
         return changed

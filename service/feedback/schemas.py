@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from model.contract import MAX_TEXT_LENGTH, NO_NUL_PATTERN
+from model.contract import EARLIEST_DEAL_DATE, MAX_TEXT_LENGTH, NO_NUL_PATTERN
 from model.records import parse_date, text_value
 from service.schemas import RequiredId
 
@@ -18,9 +18,13 @@ MAX_NOTE = 2_000
 
 def _date(value: str) -> date:
     try:
-        return parse_date(value)
+        parsed = parse_date(value)
     except ValueError:
         raise PydanticCustomError("date_format", "a date like 2024-03-31 (ISO 8601)") from None
+    if parsed < EARLIEST_DEAL_DATE:  # as a deal's closed_at: the history counts days from 1970-01-01
+        raise PydanticCustomError("date_range", "a date from {earliest} on",
+                                  {"earliest": EARLIEST_DEAL_DATE.isoformat()})
+    return parsed
 
 
 def _id_text(value: str | int) -> str:
@@ -44,7 +48,8 @@ class OutcomeIn(_Strict):
     status: Literal["won", "lost"] = Field(description="won or lost")
     amount: Annotated[float, Field(strict=True, ge=0)] | None = Field(
         default=None, description="money realised if won (the deal's value); lost deals may carry 0 or omit it")
-    closed_at: DateText | None = Field(default=None, description="when it was won or lost; default: today (UTC)")
+    closed_at: DateText | None = Field(default=None, description="when it was won or lost; default: the day "
+                                       "stored for the deal when it has an outcome already, else today (UTC)")
     client_id: Id | None = Field(default=None, description="the deal's client; default: as last sent to /v1/score")
 
 

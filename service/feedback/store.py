@@ -231,3 +231,9 @@ class _DatabaseErrors:
             logger.warning("feedback: database %s unavailable: %s", self.shown_url, describe_error(error))
             raise FeedbackUnavailable("the feedback database is unavailable; scoring is not affected, retry later"
                                       ) from error
+        if isinstance(error, sa.exc.DBAPIError) and not isinstance(error, sa.exc.IntegrityError):
+            # The database refuses what the store asks (a revoked grant, a dropped table): an operator's fix,
+            # not a bug of the request. An integrity error would be ours, and stays a 500.
+            logger.error("feedback: database %s refused the store: %s", self.shown_url, describe_error(error))
+            raise FeedbackUnavailable(f"the feedback database refused the request ({describe_error(error)}); "
+                                      "scoring is not affected, retry once it is fixed") from error

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from test_feedback_helpers import batch, count, database_url_fixture, running  # noqa: F401 (fixtures)
 
 from dealscore.feedback_commands import add_feedback_commands
@@ -74,6 +75,30 @@ def test_logged_deals_and_outcomes_train_a_model(database_url: str, tmp_path: Pa
     assert result.metadata["data"]["deals"] == len(want)
 
 
+def test_an_outcome_dated_before_its_deal_was_created_keeps_the_database_trainable(
+        database_url: str, tmp_path: Path) -> None:
+    """An outcome reported before its deal was first scored, the deal then scored with a later created_at:
+    training refused the whole feedback database (a deal closed before it was created). The view dates such
+    a close on the creation day; the outcomes table keeps what was reported."""
+    with running(database_url, tmp_path / "spool") as feedback:
+        feedback.record_outcomes([Outcome("G1", "won", 7000.0, date(2025, 11, 1))])
+        feedback.record_scores("r1", "v1", [{"deal_id": "G1", "created_at": "2025-12-01T09:30:00+02:00"},
+                                            {"deal_id": "G2", "created_at": "2025-11-20"}],
+                               batch([0.4, 0.5], [10.0, 20.0], ["C", "C"]))
+        feedback.flush_score_log()
+        feedback.record_outcomes([Outcome("G2", "lost", 0.0, date(2025, 11, 25))])
+        engine = feedback.database.engine
+        with engine.connect() as connection:
+            rows = {r.deal_id: (r.created_at[:10], r.closed_at) for r in connection.execute(
+                sa.text("SELECT deal_id, created_at, closed_at FROM training_deals"))}
+            stored = connection.execute(sa.text("SELECT closed_at FROM outcomes WHERE deal_id = 'G1'")).scalar()
+        assert rows == {"G1": ("2025-12-01", "2025-12-01"), "G2": ("2025-11-20", "2025-11-25")}
+        assert str(stored)[:10] == "2025-11-01"
+        deals = load_dataset(f"{database_url}::training_deals", for_training=True, today=date(2026, 1, 15)).deals
+        assert deals.set_index("deal_id")["closed_at"].dt.strftime("%Y-%m-%d").to_dict() == {
+            "G1": "2025-12-01", "G2": "2025-11-25"}
+
+
 def _cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="dealscore")
     add_feedback_commands(parser.add_subparsers(dest="command", required=True))
@@ -83,7 +108,7 @@ def _cli(*argv: str) -> int:
 
 def test_the_quality_and_db_commands(database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli("db", "upgrade", "--database-url", database_url) == 0
-    assert "schema empty -> 0001_feedback" in capsys.readouterr().err
+    assert "schema empty -> 0002_training_close_day" in capsys.readouterr().err
     with running(database_url, tmp_path / "spool") as feedback:
         feedback.record_scores("r1", "v1", [{"deal_id": "D1"}, {"deal_id": "D2"}],
                                batch([0.9, 0.3], [900.0, 30.0], ["A", "C"]))

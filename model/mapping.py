@@ -23,6 +23,9 @@ TYPO_SIMILARITY = 0.85  # difflib ratio above which a missing source column is t
 TABLE_KEYS: tuple[str, ...] = ("columns", "status_values", "date_format", "exclude")
 # apply_mapping records the source columns it dropped under this key of the frame's attrs.
 EXCLUDED_ATTR = "excluded_columns"
+# The mapping's canonical -> source column names, kept on the mapped frame: a required column the file
+# lacks is then named as the export names it, not only by its canonical name.
+MAPPED_ATTR = "mapped_columns"
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,7 @@ def apply_mapping(table_name: str, raw: pd.DataFrame, mapping: Mapping) -> pd.Da
     if section.status_values and "status" in frame.columns:
         frame["status"] = _translate_statuses(frame["status"], section.status_values)
     frame.attrs[EXCLUDED_ATTR] = tuple(excluded)
+    frame.attrs[MAPPED_ATTR] = dict(section.columns)
     return frame
 
 

@@ -152,6 +152,7 @@ class _TableCheck:
         self.today = pd.Timestamp(today or date.today())
         self.kinds = kinds or {}
         self.problems = ProblemList()
+        self.mapped: dict[str, str] = dict(raw.attrs.get("mapped_columns", {}))  # model.mapping.MAPPED_ATTR
         for name, times in Counter(raw.columns).items():
             if times > 1:
                 self.problems.add(Problem(str(name), "one column of this name", f"{times} columns",
@@ -173,8 +174,13 @@ class _TableCheck:
         required = self.table.required_names(self.for_training)
         for name in required:
             if name not in raw.columns:
-                self.problems.add(Problem(name, f"a column '{name}'{_why_required(self.table.column(name))}",
-                                          f"no such column (columns: {_listing(raw.columns)})",
+                source = self.mapped.get(name)
+                why = _why_required(self.table.column(name))
+                wanted = (f"a column '{source}' ({why[2:-1]}: the mapping file's name for {name})"
+                          if source is not None else f"a column '{name}'{why}")
+                # The file's own names, as the user knows them (a mapped column under its export name).
+                present = [self.mapped.get(str(c), c) for c in raw.columns]
+                self.problems.add(Problem(name, wanted, f"no such column (columns: {_listing(present)})",
                                           table=self.table.name))
         columns: dict[str, pd.Series] = {}
         missing: dict[str, pd.Series] = {}

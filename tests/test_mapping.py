@@ -209,3 +209,14 @@ def test_a_mapped_column_absent_beside_its_canonical_name_is_fine() -> None:
     mapping = Mapping({"deals": TableMapping(columns={"product": "Product"})})
     raw = pd.DataFrame({"deal_id": ["1"], "product": ["x"]})
     assert list(apply_mapping("deals", raw, mapping).columns) == ["deal_id", "product"]
+
+
+def test_a_mapped_required_column_the_file_lacks_is_named_as_the_mapping_names_it(tmp_path: Path) -> None:
+    """The refusal named only the canonical column, and listed the file's columns half renamed."""
+    export = write(tmp_path / "export.csv", CRM_EXPORT.replace("Opportunity ID", "Opp Reference"))
+    mapping = write(tmp_path / "mapping.yaml", CRM_MAPPING.replace('deal_id: "Opportunity ID"', 'deal_id: "Opp Ref"'))
+    with pytest.raises(ContractViolation) as error:
+        load_dataset(export, mapping=mapping, for_training=True, today=TODAY)
+    problem = next(p for p in error.value.problems if p.field == "deal_id")
+    assert problem.expected == "a column 'Opp Ref' (required: the mapping file's name for deal_id)"
+    assert problem.got.startswith("no such column (columns: Opp Reference, Deal Date, Stage, Deal Cost,")

@@ -291,3 +291,16 @@ def test_a_clients_tables_extra_columns_are_features_named_client_x_scored_alike
     np.testing.assert_allclose(served, outs[0]["p_win"].to_numpy(), rtol=0, atol=1e-9)
     # Sent at the deal level, a client's revenue and tier are what the model reads (not its record).
     assert [s["p_win"] for s in sent_other.json()["scores"]] != served
+
+
+def test_an_extra_column_of_numbers_with_a_placeholder_is_said_to_train_as_text(small_crm: SyntheticCRM) -> None:
+    """One "-" among thousands of numbers makes the column text (every value a rare level): legal, so said."""
+    deals = small_crm.deals.assign(discount=[f"{i % 30}.5" for i in range(len(small_crm.deals))])
+    deals.loc[deals.index[7], "discount"] = "-"
+    result, said = _train(deals.astype({"discount": object}), small_crm.clients)
+    assert result.metadata["data"]["extra_columns"]["discount"] == "text"
+    note = next(line for line in said if line.startswith("extra column discount"))
+    assert note == (f"extra column discount is trained as text: 1 of its {len(deals):,} values are not numbers "
+                    "(first: '-'); leave those cells empty to train it as a number")
+    _, said = _train(small_crm.deals, small_crm.clients)  # source, campaign_code, competitor: text, rightly
+    assert not any(line.startswith("extra column") for line in said)

@@ -44,7 +44,7 @@ from model.win_models import LinearWinModel, PlattCalibration, TreeWinModel, Win
 from training.calibration import fit_calibration
 from training.fit_pool import FitPool, StopWhenSet, check_stop, default_workers
 from training.gap_evaluation import profile_report
-from training.inputs import check_named_columns, empty_columns
+from training.inputs import check_named_columns, empty_columns, numbers_read_as_text
 from training.leak_guard import find_leaks
 from training.profiles_fit import ProfileConfig, fit_profiles
 
@@ -382,6 +382,10 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         progress(f"{unlinked:,} of {len(deals):,} deals name a client_id the clients table lacks: they train "
                  "without client attributes (if most should be there, do the ids match between the files? "
                  "'00196' and '196' are different ids)")
+    text_extras = [name for name, kind in dataset.extra_columns.items() if kind == "text" and "." not in name]
+    for column, odd, present, first in numbers_read_as_text(deals, text_extras):
+        progress(f"extra column {column} is trained as text: {odd:,} of its {present:,} values are not numbers "
+                 f"(first: {first!r}); leave those cells empty to train it as a number")
     progress("checking columns for outcome leaks")
     spec = fit_feature_spec(deals, config.features, dataset.extra_columns)
     empty = empty_columns(deals, spec.numeric + spec.categorical)

@@ -59,3 +59,24 @@ def empty_columns(deals: pd.DataFrame, candidates: Iterable[str]) -> tuple[str, 
     nothing to learn from, and an all-missing column breaks fitting steps that fill gaps with a median."""
     closed = deals[deals["status"].isin(CLOSED)]
     return tuple(c for c in candidates if c in closed.columns and not closed[c].notna().any())
+
+
+def numbers_read_as_text(deals: pd.DataFrame, text_columns: Iterable[str],
+                         share: float = 0.95) -> list[tuple[str, int, int, str]]:
+    """Text columns whose values are nearly all numbers: (column, values that are not, values, the first such).
+
+    An extra column is a number only when every value is one: one placeholder ("-", "n/a ", "1,5") makes a
+    column of 3,000 amounts 3,000 rare text levels, which carry nothing. Legal, so it is said, not refused.
+    """
+    found = []
+    for column in text_columns:
+        if column not in deals.columns:
+            continue
+        values = deals[column].dropna()
+        if values.empty:
+            continue
+        numbers = pd.to_numeric(values, errors="coerce")
+        not_numbers = values[numbers.isna() | ~numbers.abs().lt(float("inf"))]
+        if 0 < len(not_numbers) <= (1 - share) * len(values):
+            found.append((str(column), len(not_numbers), len(values), str(not_numbers.iloc[0])))
+    return found

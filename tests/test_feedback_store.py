@@ -28,7 +28,7 @@ from service.feedback import Feedback
 from service.feedback.db import VERSION_TABLE, current_revision, head_revision, make_engine, upgrade
 from service.feedback.judgements import Judgement
 from service.feedback.outcomes import Outcome
-from service.feedback.tables import metadata
+from service.feedback.tables import judgements, metadata
 
 
 def test_migrations_build_the_schema_the_code_expects(database_url: str) -> None:
@@ -188,10 +188,17 @@ def test_judgements_need_two_different_scored_deals(database_url: str, tmp_path:
         first = feedback.record_judgement(Judgement("Elena", "D1", "D2", note="signed an LOI"))
         assert (first.result, first.revision) == ("created", 1)
         assert feedback.record_judgement(Judgement("Elena", "D1", "D2", note="signed an LOI")).result == "unchanged"
+        # Re-sent without its note: nothing changed, and the note stays (it was erased, as revision 2).
+        assert feedback.record_judgement(Judgement("Elena", "D1", "D2")).result == "unchanged"
         reversed_view = feedback.record_judgement(Judgement("Elena", "D2", "D1"))
         assert (reversed_view.result, reversed_view.revision, reversed_view.judgement_id) == (
             "updated", 2, first.judgement_id)
-        assert feedback.record_judgement(Judgement("Ivan", "D1", "D2")).result == "created"
+        assert feedback.record_judgement(Judgement("Ivan", "D1", "D2", note="bigger budget")).result == "created"
+        assert feedback.record_judgement(Judgement("Ivan", "D1", "D2")).result == "unchanged"
+        with feedback.database.engine.connect() as connection:
+            notes = dict(connection.execute(sa.select(judgements.c.manager, judgements.c.note)).all())
+    # Elena's reversed view came without a note: the old view's note does not stay on it.
+    assert notes == {"Elena": None, "Ivan": "bigger budget"}
     assert count(database_url, "judgements") == 2
 
 

@@ -85,10 +85,14 @@ class JudgementStore:
             table, new = judgements.c, insert.excluded
             statement = insert.on_conflict_do_update(
                 index_elements=["manager", "deal_low", "deal_high"],
-                set_={"above_deal_id": new.above_deal_id, "below_deal_id": new.below_deal_id, "note": new.note,
+                # A view re-sent without its note keeps the stored one (and is unchanged when nothing else is):
+                # a note is not erased by a CRM that does not carry it. A reversed view takes its own note.
+                set_={"above_deal_id": new.above_deal_id, "below_deal_id": new.below_deal_id,
+                      "note": sa.case((table.above_deal_id.is_distinct_from(new.above_deal_id), new.note),
+                                      else_=sa.func.coalesce(new.note, table.note)),
                       "revision": table.revision + 1, "updated_at": new.updated_at},
                 where=sa.or_(table.above_deal_id.is_distinct_from(new.above_deal_id),
-                             table.note.is_distinct_from(new.note)),
+                             sa.and_(new.note.is_not(None), table.note.is_distinct_from(new.note))),
             ).returning(table.id, table.revision)
             stored = connection.execute(statement).first()
             if stored is None:

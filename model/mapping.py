@@ -26,6 +26,10 @@ EXCLUDED_ATTR = "excluded_columns"
 # The mapping's canonical -> source column names, kept on the mapped frame: a required column the file
 # lacks is then named as the export names it, not only by its canonical name.
 MAPPED_ATTR = "mapped_columns"
+# The rows whose status the mapping's "*" decided (row position -> the export's value, as written): named
+# when such a deal contradicts its status (an open deal with a close date), since the message would
+# otherwise not say where "open" came from.
+WILDCARD_ATTR = "wildcard_statuses"
 
 
 @dataclass(frozen=True)
@@ -184,10 +188,12 @@ def apply_mapping(table_name: str, raw: pd.DataFrame, mapping: Mapping) -> pd.Da
                      "both", table=table_name) for c in clashes],
         )
     frame = raw[kept].rename(columns=renames)
+    caught: dict[int, str] = {}
     if section.status_values and "status" in frame.columns:
-        frame["status"] = _translate_statuses(frame["status"], section.status_values)
+        frame["status"] = _translate_statuses(frame["status"], section.status_values, caught)
     frame.attrs[EXCLUDED_ATTR] = tuple(excluded)
     frame.attrs[MAPPED_ATTR] = dict(section.columns)
+    frame.attrs[WILDCARD_ATTR] = caught
     return frame
 
 
@@ -214,7 +220,9 @@ def _likely_typos(table_name: str, section: TableMapping, present: list[str]) ->
     return problems
 
 
-def _translate_statuses(values: pd.Series, status_values: dict[str, tuple[str, ...]]) -> pd.Series:
+def _translate_statuses(values: pd.Series, status_values: dict[str, tuple[str, ...]],
+                        caught: dict[int, str]) -> pd.Series:
+    """The canonical statuses; `caught` gets the position and export value of each row the wildcard decided."""
     lookup = {_status_key(v): s for s, listed in status_values.items() for v in listed if v != WILDCARD}
     other = next((status for status, listed in status_values.items() if WILDCARD in listed), None)
 
@@ -226,7 +234,12 @@ def _translate_statuses(values: pd.Series, status_values: dict[str, tuple[str, .
             return lookup[key]
         return other if other is not None and key else value
 
-    return values.astype(object).map(translate)
+    translated = [translate(v) for v in values.astype(object).tolist()]
+    if other is not None:
+        caught.update({i: status_text(v).strip() for i, (v, t) in enumerate(zip(values.tolist(), translated,
+                                                                                  strict=True))
+                       if t is other and _status_key(status_text(v)) not in lookup})
+    return pd.Series(translated, index=values.index, dtype=object)
 
 
 def _status_key(value: str) -> str:

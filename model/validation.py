@@ -70,7 +70,15 @@ def validate_deals(
         # close date contradicts itself: one of the two is wrong.
         open_closed = (deals["status"] == "open") & deals["closed_at"].notna()
         dates = deals["closed_at"].dt.strftime("%Y-%m-%d")
-        check.report("closed_at", open_closed, "no closed_at for an open deal", _quoted(dates[open_closed]))
+        expected = "no closed_at for an open deal"
+        by_wildcard = raw.attrs.get("wildcard_statuses", {})  # model.mapping.WILDCARD_ATTR
+        caught = list(dict.fromkeys(by_wildcard[i] for i in np.flatnonzero(open_closed.to_numpy())
+                                    if i in by_wildcard))
+        if caught:
+            shown = ", ".join(repr(v) for v in caught[:VALUES_SHOWN])
+            expected += (f" (the mapping's \"*\" made the status {shown} open: list it under won or lost if it "
+                         "means closed)")
+        check.report("closed_at", open_closed, expected, _quoted(dates[open_closed]))
     check.problems.raise_if_any("deals table breaks the data contract")
     return deals
 

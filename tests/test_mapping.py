@@ -220,3 +220,20 @@ def test_a_mapped_required_column_the_file_lacks_is_named_as_the_mapping_names_i
     problem = next(p for p in error.value.problems if p.field == "deal_id")
     assert problem.expected == "a column 'Opp Ref' (required: the mapping file's name for deal_id)"
     assert problem.got.startswith("no such column (columns: Opp Reference, Deal Date, Stage, Deal Cost,")
+
+
+def test_an_open_deal_with_a_close_date_names_the_status_the_wildcard_made_open(tmp_path: Path) -> None:
+    """With open: ["*"], an unlisted "Closed Won (pending)" became open, and the refusal of its closed_at
+    named neither the value nor the wildcard."""
+    export = write(tmp_path / "export.csv", "Opportunity ID,Deal Date,Stage,Close\n"
+                                             "A,01-Mar-24,Won,10-Mar-24\n"
+                                             "B,02-Mar-24,In progress,\n"
+                                             "C,03-Mar-24,Closed Won (pending),20-Mar-24\n")
+    mapping = write(tmp_path / "mapping.yaml", CRM_MAPPING.replace('manager: "Manager Name"}',
+                                                                   'manager: "Manager Name", closed_at: "Close"}'))
+    with pytest.raises(ContractViolation) as error:
+        load_dataset(export, mapping=mapping, for_training=True, today=TODAY)
+    problem = next(p for p in error.value.problems if p.field == "closed_at")
+    assert problem.expected == ("no closed_at for an open deal (the mapping's \"*\" made the status "
+                                "'Closed Won (pending)' open: list it under won or lost if it means closed)")
+    assert problem.rows == (3,)

@@ -70,7 +70,8 @@ def load_dataset(
     problems: list[Problem] = []
     loaded_mapping = _collect(problems, partial(load_mapping, mapping)) if mapping is not None else None
     frames = {
-        name: _collect(problems, partial(read_table, source, name))
+        name: _collect(problems, partial(read_table, source, name,
+                                         loaded_mapping.table(name).csv if loaded_mapping is not None else None))
         for name, source in (("deals", deals), ("clients", clients), ("holdings", holdings))
         if source is not None
     }
@@ -113,15 +114,18 @@ def dataset_from_frames(
     def formats(name: str) -> str | None:
         return mapping.table(name).date_format
 
+    def decimal(name: str) -> str:
+        return mapping.table(name).csv.decimal
+
     deals = clients = holdings = None
     if "deals" in mapped:
         deals = _collect(problems, partial(
             validate_deals, mapped["deals"], for_training=for_training, date_format=formats("deals"),
-            today=today, kinds=_table_kinds(kinds, "deals")))
+            today=today, kinds=_table_kinds(kinds, "deals"), decimal=decimal("deals")))
     if "clients" in mapped:
         clients = _collect(problems, partial(
             validate_clients, mapped["clients"], date_format=formats("clients"), today=today,
-            kinds=_table_kinds(kinds, "clients")))
+            kinds=_table_kinds(kinds, "clients"), decimal=decimal("clients")))
     if "holdings" in mapped:
         # Ids from the mapped clients table even when it has problems of its own, so holdings are
         # checked against what the user sent rather than skipped.
@@ -130,7 +134,7 @@ def dataset_from_frames(
             known = id_set(mapped["clients"]["client_id"])
         holdings = _collect(problems, partial(
             validate_holdings, mapped["holdings"], known_clients=known, date_format=formats("holdings"),
-            today=today))
+            today=today, decimal=decimal("holdings")))
     if problems:
         tables = [name for name in TABLES if any(p.table == name for p in problems)] or list(mapped)
         raise ContractViolation(

@@ -5,7 +5,9 @@ A user describes their export once in YAML (see CONTRACT.md) instead of rewritin
 
 from __future__ import annotations
 
+import codecs
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -17,10 +19,12 @@ import yaml
 
 from model.contract import STATUS_VALUES, TABLES, Kind
 from model.errors import ContractViolation, Problem, ProblemList
+from model.sources import CsvFormat
 
 WILDCARD = "*"  # in status_values: every value not listed elsewhere
 TYPO_SIMILARITY = 0.85  # difflib ratio above which a missing source column is taken for a typo of a present one
-TABLE_KEYS: tuple[str, ...] = ("columns", "status_values", "date_format", "exclude")
+TABLE_KEYS: tuple[str, ...] = ("columns", "status_values", "date_format", "exclude", "csv")
+CSV_KEYS: tuple[str, ...] = ("separator", "decimal", "encoding")
 # apply_mapping records the source columns it dropped under this key of the frame's attrs.
 EXCLUDED_ATTR = "excluded_columns"
 # The mapping's canonical -> source column names, kept on the mapped frame: a required column the file
@@ -40,6 +44,7 @@ class TableMapping:
     status_values: dict[str, tuple[str, ...]] = field(default_factory=dict)  # won/lost/open -> source values
     date_format: str | None = None  # strftime format; None means ISO 8601
     exclude: tuple[str, ...] = ()  # source columns dropped before anything else
+    csv: CsvFormat = field(default_factory=CsvFormat)  # how the table's CSV file is written
 
 
 @dataclass(frozen=True)
@@ -161,7 +166,39 @@ def _parse_table(name: str, section: dict[Any, Any], problems: ProblemList) -> T
     if not isinstance(exclude, list) or not all(isinstance(c, str) for c in exclude):
         add("exclude", "a list of source column names", _kind_of(exclude))
         exclude = []
-    return TableMapping(columns, status_values, date_format, tuple(exclude))
+    return TableMapping(columns, status_values, date_format, tuple(exclude), _parse_csv(section.get("csv"), add))
+
+
+def _parse_csv(raw: object, add: Callable[[str, str, str], None]) -> CsvFormat:
+    if raw is None:
+        return CsvFormat()
+    if not isinstance(raw, dict):
+        add("csv", f"a mapping with keys {', '.join(CSV_KEYS)}", _kind_of(raw))
+        return CsvFormat()
+    for key in raw:
+        if key not in CSV_KEYS:
+            add(f"csv.{key}", f"one of {', '.join(CSV_KEYS)}", f"'{key}'")
+    separator, decimal, encoding = raw.get("separator", ","), raw.get("decimal", "."), raw.get("encoding")
+    if not (isinstance(separator, str) and len(separator) == 1 and separator not in "\"\r\n"):
+        add("csv.separator", "one character between columns, like ',' or ';' (a tab: \"\\t\")",
+            repr(separator) if isinstance(separator, str) else _kind_of(separator))
+        separator = ","
+    if decimal not in (".", ","):
+        add("csv.decimal", "'.' or ','", repr(decimal) if isinstance(decimal, str) else _kind_of(decimal))
+        decimal = "."
+    if decimal == separator:
+        add("csv.decimal", "a decimal mark other than the separator", repr(decimal))
+        decimal = "."
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding if isinstance(encoding, str) else "")
+        except LookupError:
+            add("csv.encoding", "a text encoding Python knows, like 'utf-8', 'cp1252' or 'latin-1'",
+                repr(encoding) if isinstance(encoding, str) else _kind_of(encoding))
+            encoding = None
+    return CsvFormat(separator=separator, decimal=decimal,
+                     encoding="utf-8-sig" if encoding is None or codecs.lookup(encoding).name == "utf-8"
+                     else encoding)
 
 
 def apply_mapping(table_name: str, raw: pd.DataFrame, mapping: Mapping) -> pd.DataFrame:

@@ -7,6 +7,7 @@ decides what parses; a source that cannot be read becomes a ContractViolation, n
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +27,17 @@ _SQL_SOURCE = re.compile(r"^(?P<url>[A-Za-z][\w+.-]*://(?:\[[^\]]*\]|[^\[])*?)::
 _QUERY_START = re.compile(r"^\s*(select|with)\b", re.IGNORECASE)
 
 
-def read_table(source: str, table: str) -> pd.DataFrame:
+@dataclass(frozen=True)
+class CsvFormat:
+    """How a CSV file is written (the mapping file's `csv` key per table): spreadsheet exports in many
+    countries separate columns with ";", write decimals with ",", and use their own code page."""
+
+    separator: str = ","
+    decimal: str = "."  # applied by validation to number columns (values stay text until then)
+    encoding: str = "utf-8-sig"  # utf-8-sig: UTF-8 with or without the byte-order mark Excel writes
+
+
+def read_table(source: str, table: str, csv: CsvFormat | None = None) -> pd.DataFrame:
     """Read the `table` ("deals", "clients" or "holdings") from `source`, values as raw as possible."""
     sql = _SQL_SOURCE.match(source)
     if sql:
@@ -40,32 +51,43 @@ def read_table(source: str, table: str) -> pd.DataFrame:
         raise _unreadable(table, f"no file at '{source}'")
     try:
         if name.endswith(CSV_SUFFIXES):
-            return _read_csv(path, table)
+            return _read_csv(path, table, csv or CsvFormat())
         return pd.read_parquet(path)
     except ContractViolation:
         raise
     except UnicodeDecodeError:
-        raise _unreadable(table, f"'{source}' is not UTF-8 text", "a CSV file encoded as UTF-8") from None
+        encoding = (csv or CsvFormat()).encoding
+        shown = "UTF-8" if encoding == "utf-8-sig" else encoding
+        raise _unreadable(table, f"'{source}' is not {shown} text", f"a CSV file encoded as {shown} (the mapping "
+                          "file's csv: {encoding: ...} names another)") from None
     except pd.errors.EmptyDataError:
         raise _unreadable(table, f"'{source}' is empty", expected="a CSV file with a header row") from None
     except Exception as error:  # a damaged file fails deep inside pandas/pyarrow in many ways
         raise _unreadable(table, f"'{source}' cannot be read: {_first_line(error)}") from None
 
 
-def _read_csv(path: Path, table: str) -> pd.DataFrame:
+def _read_csv(path: Path, table: str, csv: CsvFormat) -> pd.DataFrame:
     """Every value as the text the file holds; only an empty cell is missing. pandas' defaults would read
     "NA" (a region: North America), "None" or "null" as missing, and rename a repeated header "Campaign" to
     "Campaign.1", a new feature; read header-less, the repeated name stays for validation to refuse. Number
     and date columns read the usual null markers as missing (model.validation.NULL_MARKERS), text does not.
-    utf-8-sig: spreadsheet exports often start with a byte-order mark that would otherwise stick to the
-    first column's name and break the mapping."""
-    rows = pd.read_csv(path, dtype=str, header=None, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
-    header = [f"Unnamed: {i}" if isinstance(v, float) else v for i, v in enumerate(rows.iloc[0].tolist())]
-    separator = next((s for s in (";", "\t", "|") if len(header) == 1 and s in header[0]), None)
+    Separator and encoding are the table's CsvFormat."""
+    def read(rows: int | None) -> pd.DataFrame:
+        return pd.read_csv(path, dtype=str, header=None, keep_default_na=False, na_values=[""], nrows=rows,
+                           encoding=csv.encoding, sep=csv.separator)
+
+    # The header alone first: a file separated otherwise reads as one column there, and is refused saying so
+    # (its rows may not even parse: "1.234,5" splits into two fields beside a one-field header).
+    first = read(1).iloc[0].tolist()
+    separator = next((s for s in (";", "\t", "|", ",") if len(first) == 1 and isinstance(first[0], str)
+                      and s in first[0] and s != csv.separator), None)
     if separator is not None:  # else: "expected a column 'deal_id', got no such column (columns: id;d;s)"
-        shown = {";": "semicolons", "\t": "tabs", "|": "bars"}[separator]
-        raise _unreadable(table, f"'{path}', whose header is one column holding {shown}: {header[0][:80]!r}",
-                          "a comma-separated CSV file (save or export it with commas between columns)")
+        shown = {";": "semicolons", "\t": "tabs", "|": "bars", ",": "commas"}[separator]
+        raise _unreadable(table, f"'{path}', whose header is one column holding {shown}: {first[0][:80]!r}",
+                          f"a CSV file separated by {csv.separator!r} (or the mapping file's csv: {{separator: "
+                          f"{separator!r}}} for this table)")
+    rows = read(None)
+    header = [f"Unnamed: {i}" if isinstance(v, float) else v for i, v in enumerate(rows.iloc[0].tolist())]
     frame = rows.iloc[1:].reset_index(drop=True)
     frame.columns = pd.Index(header, dtype=object)
     return frame

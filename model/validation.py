@@ -46,7 +46,7 @@ VALUE_CHARS = 40  # a quoted value is cut here: enough to recognise it, never a 
 
 def validate_deals(
     raw: pd.DataFrame, *, for_training: bool, date_format: str | None = None, today: date | None = None,
-    kinds: Mapping[str, str] | None = None,
+    kinds: Mapping[str, str] | None = None, decimal: str = ".",
 ) -> pd.DataFrame:
     """Typed deals, or ContractViolation listing every problem.
 
@@ -55,7 +55,7 @@ def validate_deals(
     ("number" or "text" by column name) types extra columns as a model was trained on them.
     """
     check = _TableCheck(DEALS, raw, for_training=for_training, date_format=date_format, today=today,
-                        kinds=kinds)
+                        kinds=kinds, decimal=decimal)
     deals = check.typed()
     check.unique(*DEALS.key)
     if "created_at" in deals and "closed_at" in deals:
@@ -85,13 +85,14 @@ def validate_deals(
 
 def validate_clients(
     raw: pd.DataFrame, *, date_format: str | None = None, today: date | None = None,
-    kinds: Mapping[str, str] | None = None,
+    kinds: Mapping[str, str] | None = None, decimal: str = ".",
 ) -> pd.DataFrame:
     """Typed clients, or ContractViolation listing every problem.
 
     `kinds` ("number" or "text" by column name) types `size` and extra columns as a model was trained.
     """
-    check = _TableCheck(CLIENTS, raw, for_training=False, date_format=date_format, today=today, kinds=kinds)
+    check = _TableCheck(CLIENTS, raw, for_training=False, date_format=date_format, today=today, kinds=kinds,
+                        decimal=decimal)
     clients = check.typed()
     check.unique(*CLIENTS.key)
     check.problems.raise_if_any("clients table breaks the data contract")
@@ -104,13 +105,14 @@ def validate_holdings(
     known_clients: set[str] | None,
     date_format: str | None = None,
     today: date | None = None,
+    decimal: str = ".",
 ) -> pd.DataFrame:
     """Typed holdings, or ContractViolation listing every problem.
 
     With `known_clients` (the clients table's ids), a holding of an unknown client is a problem: a
     product held by nobody we know cannot shape any client's profile.
     """
-    check = _TableCheck(HOLDINGS, raw, for_training=False, date_format=date_format, today=today)
+    check = _TableCheck(HOLDINGS, raw, for_training=False, date_format=date_format, today=today, decimal=decimal)
     holdings = check.typed()
     # One row per product a client holds: a repeated pair would count the product twice in the profiles.
     check.unique(*HOLDINGS.key)
@@ -152,9 +154,10 @@ class _TableCheck:
 
     def __init__(
         self, table: Table, raw: pd.DataFrame, *, for_training: bool, date_format: str | None,
-        today: date | None, kinds: Mapping[str, str] | None = None,
+        today: date | None, kinds: Mapping[str, str] | None = None, decimal: str = ".",
     ) -> None:
         self.table = table
+        self.decimal = decimal  # the CSV's decimal mark (model.sources.CsvFormat): number columns read it
         self.for_training = for_training
         self.date_format = date_format
         self.today = pd.Timestamp(today or date.today())
@@ -256,7 +259,7 @@ class _TableCheck:
             return self._text(name, values)
         if kind == "number":
             return self._numbers(name, values, None, expected="a finite number (the model uses it as a number)")[0]
-        numbers, _, bad = _numbers(values)
+        numbers, _, bad = _numbers(values, self.decimal)
         return numbers if not bad.any() else self._text(name, values)
 
     def _text(self, name: str, values: pd.Series) -> pd.Series:
@@ -270,10 +273,11 @@ class _TableCheck:
 
     def _numbers(self, name: str, values: pd.Series, minimum: float | None,
                  expected: str = "a finite number") -> tuple[pd.Series, pd.Series]:
-        numbers, missing, bad = _numbers(values)
-        if bad.any() and values[bad].astype(str).str.contains(r"[,$€£¥]|\d \d", regex=True).any():
+        numbers, missing, bad = _numbers(values, self.decimal)
+        if bad.any() and values[bad].astype(str).str.contains(r"[,.$€£¥]|\d \d", regex=True).any():
             # "1,200.50", "$300", "1 200": formatted money, which a CRM report export often writes.
-            expected += " (digits with a point for decimals: no thousands separators, spaces or currency signs)"
+            mark = "a comma" if self.decimal == "," else "a point"
+            expected += f" (digits with {mark} for decimals: no thousands separators, spaces or currency signs)"
         self.report(name, bad, expected, _quoted(values[bad]))
         if minimum is not None:
             low = ~bad & (numbers < minimum)  # -inf is already reported as not finite
@@ -312,14 +316,20 @@ def _as_text(value: object) -> object:
     return str(value)
 
 
-def _numbers(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """float64 numbers, the missing mask and the mask of values present but not finite numbers."""
+def _numbers(values: pd.Series, decimal: str = ".") -> tuple[pd.Series, pd.Series, pd.Series]:
+    """float64 numbers, the missing mask and the mask of values present but not finite numbers.
+
+    With a decimal comma, "12,5" is 12.5, and a value holding a point ("1.234,5", "12.5") is no number: its
+    point is a thousands separator or a slip, never read as the decimal mark."""
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         numbers = values.astype("float64")
         missing = numbers.isna()
     else:
         text = _without_null_markers(_text(values))
         missing = text.isna()
+        if decimal == ",":
+            text = text.map(lambda v: (v.replace(",", ".") if "." not in v else "not a number")
+                            if isinstance(v, str) else v)
         numbers = pd.to_numeric(text, errors="coerce").astype("float64")
     bad = ~missing & ~np.isfinite(numbers)
     return numbers, missing, bad

@@ -242,5 +242,33 @@ def test_a_semicolon_separated_csv_is_refused_naming_the_separator(tmp_path: Pat
     with pytest.raises(ContractViolation) as error:
         read_table(str(path), "deals")
     problem = error.value.problems[0]
-    assert problem.expected.startswith("a comma-separated CSV file")
+    assert problem.expected == ("a CSV file separated by ',' (or the mapping file's csv: {separator: ';'} for this "
+                                "table)")
     assert "one column holding semicolons: 'deal_id;created_at;status'" in problem.got
+
+
+def test_a_european_export_reads_through_the_mapping_files_csv_format(tmp_path: Path) -> None:
+    """Semicolons between columns, decimal commas, Windows-1252 text: an Excel export in much of Europe."""
+    from model.dataset import load_dataset
+
+    path = tmp_path / "deals.csv"
+    path.write_bytes("deal_id;created_at;status;amount;Région\nD1;2024-01-05;open;1234,5;Île-de-France\n"
+                     "D2;2024-02-01;won;20;Bretagne\n".encode("cp1252"))
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("deals:\n  csv: {separator: ';', decimal: ',', encoding: cp1252}\n", encoding="utf-8")
+    deals = load_dataset(str(path), mapping=str(mapping), for_training=False, today=TODAY).deals
+    assert deals["amount"].tolist() == [1234.5, 20.0]
+    assert deals["Région"].tolist() == ["Île-de-France", "Bretagne"]
+    path.write_bytes("deal_id;created_at;status;amount\nD1;2024-01-05;open;1.234,5\n".encode("cp1252"))
+    with pytest.raises(ContractViolation) as error:
+        load_dataset(str(path), mapping=str(mapping), for_training=False, today=TODAY)
+    problem = next(p for p in error.value.problems if p.field == "amount")
+    assert problem.expected == ("a finite number (digits with a comma for decimals: no thousands separators, "
+                                "spaces or currency signs)")
+    with pytest.raises(ContractViolation) as unseparated:  # the separator not declared
+        load_dataset(str(path), for_training=False, today=TODAY)
+    assert "one column holding semicolons" in unseparated.value.problems[0].got
+    path.write_bytes("deal_id,created_at,status,Région\nD1,2024-01-05,open,Île\n".encode("cp1252"))
+    with pytest.raises(ContractViolation) as unreadable:  # the code page not declared
+        load_dataset(str(path), for_training=False, today=TODAY)
+    assert "is not UTF-8 text" in unreadable.value.problems[0].got

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
 
-from model.contract import EARLIEST_DEAL_DATE
+from model.contract import DATE_SLACK, EARLIEST_DEAL_DATE, latest_date_text
 from model.errors import DealscoreError
 
 
@@ -38,18 +38,18 @@ def _whole_number(text: str, minimum: int) -> int:
 def as_of_day(text: str) -> date:
     """argparse type: an ISO date (2024-03-31) in the range the data contract accepts for deal dates.
 
-    The deals themselves may not be dated after today (model.validation refuses them), so an as-of day
-    after today can only be a typo: every client would look lapsed. Days before the first deal date the
-    contract accepts would find no deal at all.
+    The deals themselves are dated up to today (tomorrow for a sender a time zone ahead: DATE_SLACK, as
+    model.validation accepts them), so a later as-of day can only be a typo: every client would look lapsed.
+    Days before the first deal date the contract accepts would find no deal at all.
     """
     try:
         day = date.fromisoformat(text.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an ISO date like 2024-03-31, got {text!r}") from None
     today = date.today()  # the clock the data validation uses for "a date up to today"
-    if not EARLIEST_DEAL_DATE <= day <= today:
-        raise argparse.ArgumentTypeError(f"expected a date from {EARLIEST_DEAL_DATE:%Y-%m-%d} to today "
-                                         f"({today:%Y-%m-%d}), got {day:%Y-%m-%d}")
+    if not EARLIEST_DEAL_DATE <= day <= today + DATE_SLACK:
+        raise argparse.ArgumentTypeError(f"expected a date from {EARLIEST_DEAL_DATE:%Y-%m-%d} to "
+                                         f"{latest_date_text(today)}, got {day:%Y-%m-%d}")
     return day
 
 

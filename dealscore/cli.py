@@ -322,14 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     gaps.add_argument("--mapping")
     gaps.add_argument("--top", type=at_least_one, default=5, help="gaps listed per client")
     gaps.add_argument("--as-of", type=as_of_day, default=None,
-                      help="ISO date, at most today: tenure on that day, holdings held by then; default: today")
+                      help="ISO date, at most today (tomorrow, a time zone ahead): tenure on that day, holdings held "
+                           "by then; default: today")
     gaps.add_argument("--out", required=True, help=OUT_HELP)
     gaps.set_defaults(run=cmd_gaps)
 
     clients = commands.add_parser("clients", help="client analytics: status, RFM, ABC, XYZ, golden clients")
     data_options(clients)
     clients.add_argument("--as-of", type=as_of_day, default=None,
-                         help="ISO date, at most today; default: the latest deal date")
+                         help="ISO date, at most today (tomorrow, a time zone ahead); default: the latest deal date")
     clients.add_argument("--model", default=None, help="artifact with ideal profiles, for potential income")
     clients.add_argument("--lost-window-days", type=at_least_one, default=None,
                          help="days without a win after which a client is lost; default: the model's, else 360")

@@ -45,6 +45,10 @@ def latest_date_text(today: date) -> str:
     return f"today (at most {(today + DATE_SLACK).isoformat()}, for a sender a time zone ahead)"
 
 
+# What exports write for "no value" (compared ignoring case): missing in number, date, id, status and product
+# cells. Other text cells keep them as written: "NA" is a region (North America) or a country code (Namibia).
+NULL_MARKERS = frozenset({"nan", "null", "none", "na", "n/a", "#n/a"})
+
 # The dates a table may carry, first to last. The as-of history counts days from 1970-01-01, so a deal
 # dated earlier has no meaningful history (the API refuses it too); a client's first contract or a
 # holding's start may go back further, but a date before 1900 is a placeholder or a typo. Nothing may be

@@ -9,7 +9,7 @@ so a deal scored later goes through exactly the same lookups and formulas.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,12 +111,32 @@ def client_extra_name(column: str) -> str:
     return f"{CLIENT_EXTRA_PREFIX}{column}"
 
 
-def client_extra_columns(clients: pd.DataFrame) -> list[str]:
-    """The clients table's columns beyond the contract's (its extra features, before renaming)."""
-    return [str(c) for c in clients.columns if c not in CLIENTS.names]
+# The client features dealscore derives from its history, in spec.names order (FeatureSpec.names).
+CLIENT_HISTORY_FEATURES: tuple[str, ...] = (
+    "client_won_deals", "client_won_amount", "client_days_since_last_win", "client_days_since_first_win",
+    "client_closed_deals", "client_win_rate", "client_status")
+CLIENT_PRODUCT_FEATURES: tuple[str, ...] = ("client_product_deals", "client_product_wins")
+
+
+def client_extra_columns(clients: pd.DataFrame, deal_columns: Iterable[object] = ()) -> list[str]:
+    """The clients table's columns beyond the contract's that join the deals as client_X: not one whose
+    client_X names the client's id, its `since` days or a feature dealscore derives (a clients column `id`
+    would become a second client_id, `status` the derived client_status), nor one the deals already carry
+    under that name (the deal's own value stands, as when a CRM sends it with the deal)."""
+    taken = {str(c) for c in deal_columns}
+    return [str(c) for c in clients.columns if c not in CLIENTS.names
+            and client_extra_name(str(c)) not in RESERVED_CLIENT_NAMES and client_extra_name(str(c)) not in taken]
+
+
+def unused_client_columns(clients: pd.DataFrame, deal_columns: Iterable[object] = ()) -> list[str]:
+    """The clients table's extra columns that client_extra_columns leaves out (training says so)."""
+    joined = set(client_extra_columns(clients, deal_columns))
+    return [str(c) for c in clients.columns if c not in CLIENTS.names and str(c) not in joined]
 
 
 TENURE = "client_tenure_days"  # the feature: days from the client's `since` to the deal's creation
+RESERVED_CLIENT_NAMES: frozenset[str] = frozenset(
+    {"client_id", "client_since", "client_since_day", TENURE, *CLIENT_HISTORY_FEATURES, *CLIENT_PRODUCT_FEATURES})
 # A filled feature's own input, where it is not a column of that name: what decides that it was not sent.
 FILLED_FROM = {TENURE: "client_since_day"}
 
@@ -148,8 +168,12 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
     categorical: list[str] = []
     numeric: list[str] = []
     # A clients table's extra column X reaches the deals as client_X (attach_clients).
-    client_kinds = {client_extra_name(name.split(".", 1)[1]): kind for name, kind in extra_columns.items()
-                    if name.startswith("clients.")}
+    # (Not a name reserved for the client's own features, nor a deals column of the name: attach_clients
+    # joins neither.)
+    client_kinds = {joined: kind for joined, kind in ((client_extra_name(name.split(".", 1)[1]), kind)
+                                                       for name, kind in extra_columns.items()
+                                                       if name.startswith("clients."))
+                    if joined not in RESERVED_CLIENT_NAMES and joined not in extra_columns}
     extra_columns = {**extra_columns, **client_kinds}
     for column in deals.columns:
         if column in excluded or column == "client_since":
@@ -210,11 +234,10 @@ def _feature_names(spec: FeatureSpec) -> tuple[list[str], list[str]]:
     names += ["overall_win_rate", "recent_win_rate", "month"]
     categorical_names = list(spec.categorical) + ["month"]
     if spec.has_client_history:
-        names += ["client_won_deals", "client_won_amount", "client_days_since_last_win",
-                  "client_days_since_first_win", "client_closed_deals", "client_win_rate", "client_status"]
+        names += CLIENT_HISTORY_FEATURES
         categorical_names.append("client_status")
         if spec.product_keys:
-            names += ["client_product_deals", "client_product_wins"]
+            names += CLIENT_PRODUCT_FEATURES
     if spec.has_client_since:
         names.append(TENURE)
     return names, categorical_names
@@ -234,7 +257,7 @@ def attach_clients(deals: pd.DataFrame, clients: pd.DataFrame | None) -> pd.Data
     if clients is None or "client_id" not in deals.columns:
         return deals
     wanted = [c for c in (*CLIENT_ATTRIBUTES, "since") if c in clients.columns]
-    extras = client_extra_columns(clients)
+    extras = client_extra_columns(clients, deals.columns)
     if not wanted and not extras:
         return deals
     renamed = {"since": "client_since", **{c: client_extra_name(c) for c in extras}}

@@ -36,9 +36,11 @@ def check_pareto_shares(name: str, shares: object) -> None:
 
 
 # Shares of value are sums of floats: ten clients of 0.1 put 0.7999999999999999 of the total before the ninth,
-# and 0.8 + 0.15 is 0.9500000000000001. A share within this much below a line counts as on it, so equal
-# values split as the documented counts say (ten equal clients: 8 A and 2 B, whatever the amount).
-_SHARE_TOLERANCE = 1e-9
+# and 0.8 + 0.15 is 0.9500000000000001. A share within rounding error below a line counts as on it, so equal
+# values split as the documented counts say (ten equal clients: 8 A and 2 B, whatever the amount). Rounding
+# error grows with the number of items summed: a few machine epsilons per item, no more (a fixed 1e-9 moved a
+# genuine 79.99999995% share across the line).
+_ROUNDING_PER_ITEM = 4 * float(np.finfo(np.float64).eps)
 
 
 def _share_before(ranked: FloatArray) -> FloatArray:
@@ -48,7 +50,7 @@ def _share_before(ranked: FloatArray) -> FloatArray:
 
 
 def _under(share: FloatArray, line: float) -> npt.NDArray[np.bool_]:
-    return share < line - _SHARE_TOLERANCE
+    return share < line - _ROUNDING_PER_ITEM * max(share.size, 1)
 
 
 def pareto_cutoffs(values: FloatArray, shares: tuple[float, float, float] = DEFAULT_SHARES) -> tuple[float, float]:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from model.contract import STATUS_VALUES, TABLES, Kind
+from model.contract import NULL_MARKERS, STATUS_VALUES, TABLES, Kind
 from model.errors import ContractViolation, Problem, ProblemList
 from model.sources import CsvFormat
 
@@ -146,7 +146,7 @@ def _parse_table(name: str, section: dict[Any, Any], problems: ProblemList) -> T
             else:
                 # A status column stored as numbers (Parquet) or booleans (SQL): its values and these are
                 # compared as text, so `won: [1]` and `won: ["1"]` both match a 1.
-                listed = [status_text(v) for v in listed]
+                listed = [text for v in listed for text in _spellings(v)]
                 for value in listed:
                     if seen.get(_status_key(value), status) != status:
                         add(key, "each source value under one status only",
@@ -224,9 +224,11 @@ def apply_mapping(table_name: str, raw: pd.DataFrame, mapping: Mapping) -> pd.Da
             [Problem(c, f"either a column '{c}' or a mapping of '{section.columns[c]}' to it, not both",
                      "both", table=table_name) for c in clashes],
         )
-    frame = raw[kept].rename(columns=renames)
+    # By position: selecting by name would take each repeated column once per repeat (two 'status' columns
+    # became four, and validation's "one column of this name" said 4).
+    frame = raw.loc[:, ~raw.columns.isin(excluded)].rename(columns=renames)
     caught: dict[int, str] = {}
-    if section.status_values and "status" in frame.columns:
+    if section.status_values and list(frame.columns).count("status") == 1:  # a repeated one is refused later
         frame["status"] = _translate_statuses(frame["status"], section.status_values, caught)
     frame.attrs[EXCLUDED_ATTR] = tuple(excluded)
     frame.attrs[MAPPED_ATTR] = dict(section.columns)
@@ -266,6 +268,8 @@ def _translate_statuses(values: pd.Series, status_values: dict[str, tuple[str, .
     def translate(value: object) -> object:
         if value is None or value is pd.NA or (isinstance(value, float) and value != value):
             return value  # missing stays missing
+        if isinstance(value, str) and value.strip().casefold() in NULL_MARKERS:
+            return None  # "NULL" is no status: not one the wildcard decides
         key = _status_key(status_text(value))
         if key in lookup:
             return lookup[key]
@@ -281,6 +285,15 @@ def _translate_statuses(values: pd.Series, status_values: dict[str, tuple[str, .
 
 def _status_key(value: str) -> str:
     return value.strip().casefold()
+
+
+# YAML reads an unquoted Yes, No, On, Off, True or False as a boolean: `won: [Yes]` arrives as True. Such a
+# listed value matches every word YAML reads as it (and a boolean status column's true/false).
+_BOOLEAN_WORDS = {True: ("true", "yes", "on"), False: ("false", "no", "off")}
+
+
+def _spellings(value: object) -> tuple[str, ...]:
+    return _BOOLEAN_WORDS[value] if isinstance(value, bool) else (status_text(value),)
 
 
 def status_text(value: object) -> str:

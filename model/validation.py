@@ -27,6 +27,7 @@ from model.contract import (
     DEALS,
     HOLDINGS,
     MAX_TEXT_LENGTH,
+    NULL_MARKERS,
     OPEN_DEALS_MAY_LACK,
     STATUS_VALUES,
     Column,
@@ -37,9 +38,7 @@ from model.contract import (
 from model.errors import Problem, ProblemList
 
 ROWS_SHOWN = 5  # row numbers quoted per problem; Problem.count holds the total
-# What exports write for "no value" in a number or date cell (compared ignoring case). A text cell keeps
-# them as written: "NA" is a region (North America) or a country code (Namibia), "None" may be a level.
-NULL_MARKERS = frozenset({"nan", "null", "none", "na", "n/a", "#n/a"})
+
 VALUES_SHOWN = 3  # distinct bad values quoted per problem
 VALUE_CHARS = 40  # a quoted value is cut here: enough to recognise it, never a data dump
 
@@ -240,7 +239,8 @@ class _TableCheck:
         elif column.kind is Kind.NUMBER:
             typed, missing = self._numbers(name, values, column.minimum)
         elif column.kind is Kind.STATUS:
-            typed = _text(values).map(lambda v: v.casefold() if isinstance(v, str) else v).astype(object)
+            typed = _without_null_markers(_text(values)).map(lambda v: v.casefold() if isinstance(v, str) else v)
+            typed = typed.astype(object)
             missing = typed.isna()
             unknown = ~missing & ~typed.isin(STATUS_VALUES)
             # A CRM's own stage names ("Negotiation") reach these three through the mapping file: say where.
@@ -248,6 +248,10 @@ class _TableCheck:
                         "them in the mapping file's status_values; \"*\" catches the rest)", _quoted(values[unknown]))
         else:
             typed = self._text(name, values)
+            if column.kind is Kind.ID or name == "product":
+                # "NULL" from a SQL dump is no client and no product (all such deals would share one pseudo-client,
+                # and gap lists would offer "N/A"); a text feature keeps the word ("NA": North America).
+                typed = _without_null_markers(typed)
             missing = typed.isna()
         return typed, missing
 

@@ -78,15 +78,16 @@ def test_an_as_of_day_not_in_iso_form_is_refused(crm_files: Path, tmp_path: Path
     assert not list(tmp_path.iterdir())
 
 
-def test_an_as_of_day_after_today_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    """Deals may not be dated after today (the data validation refuses them), so a later as-of day is a typo
-    that would make every client look lapsed."""
-    tomorrow = date.today() + timedelta(days=1)
-    line = refusal(["clients", "--deals", "d.csv", "--out", "o.csv", "--as-of", tomorrow.isoformat()], capsys)
-    assert line.endswith(f"argument --as-of: expected a date from 1970-01-01 to today ({date.today():%Y-%m-%d}), "
-                         f"got {tomorrow:%Y-%m-%d}")
+def test_an_as_of_day_after_tomorrow_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """Deals may not be dated after tomorrow (the data validation refuses them), so a later as-of day is a
+    typo that would make every client look lapsed."""
+    tomorrow, later = date.today() + timedelta(days=1), date.today() + timedelta(days=2)
+    line = refusal(["clients", "--deals", "d.csv", "--out", "o.csv", "--as-of", later.isoformat()], capsys)
+    assert line.endswith(f"argument --as-of: expected a date from 1970-01-01 to today (at most {tomorrow:%Y-%m-%d}, "
+                         f"for a sender a time zone ahead), got {later:%Y-%m-%d}")
+    # Tomorrow: the latest day a deal may be dated (a sender a time zone ahead), so the latest as-of day too.
     assert cli.build_parser().parse_args(["clients", "--deals", "d", "--out", "o", "--as-of",
-                                          date.today().isoformat()]).as_of == date.today()
+                                          tomorrow.isoformat()]).as_of == tomorrow
 
 
 def test_an_as_of_day_sets_the_analytics_day(crm_files: Path, tmp_path: Path,

@@ -140,6 +140,12 @@ def test_equal_values_split_at_the_share_lines_whatever_the_amount(value: float,
     assert a_min == b_min == value
 
 
+def test_a_share_genuinely_under_a_line_is_inside_it() -> None:
+    # 79.99999995% before the second item: under 80%, so A (a fixed tolerance of 1e-9 made it B).
+    assert pareto_classes(np.array([7999999995.0, 2000000005.0])).tolist() == ["A", "A"]
+    assert pareto_cutoffs(np.array([7999999995.0, 2000000005.0])) == (2000000005.0, 2000000005.0)
+
+
 def test_equal_values_are_ranked_by_their_keys_so_row_order_cannot_change_a_class() -> None:
     ids = np.array([f"c{i}" for i in (7, 2, 9, 0, 5, 1, 8, 3, 6, 4)], dtype=object)
     classes = pareto_classes(np.full(10, 1000.0), tie_keys=ids)

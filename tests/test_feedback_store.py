@@ -101,6 +101,14 @@ def test_an_outcome_resent_without_closed_at_on_a_later_day_is_unchanged(databas
         assert (corrected[0].result, corrected[0].revision) == ("updated", 2)
         assert [r["closed_at"] for r in feedback.outcomes.revisions("D1")] == [date(2025, 3, 1)] * 2
         assert [r["closed_at"] for r in feedback.outcomes.revisions("D2")] == [date(2025, 3, 2)]
+        # Reported before it was scored, then scored with a later created_at: a correction without a day is
+        # not refused for the stored one (the training view dates such a close on the creation day).
+        feedback.record_scores("r1", "v1", [deal("D2", created_at="2025-03-10")], batch([0.5], [10.0], ["C"]))
+        assert feedback.flush_score_log()
+        fixed = feedback.outcomes.record([Outcome("D2", "won", 50.0, None)], today=date(2025, 3, 12))
+        assert (fixed[0].result, fixed[0].revision) == ("updated", 2)
+        with pytest.raises(ContractViolation):  # a day sent is still checked
+            feedback.outcomes.record([Outcome("D2", "won", 50.0, date(2025, 3, 2))], today=date(2025, 3, 12))
 
 
 def test_a_database_that_refuses_the_store_is_a_503_and_logs_no_deal_data(

@@ -90,6 +90,11 @@ def test_status_values_without_wildcard_leave_unknown_values_for_validation(tmp_
     mapped = apply_mapping("deals", raw, mapping)
     assert mapped["status"].tolist()[:2] == ["won", "Pending"]
     assert pd.isna(mapped["status"][2])
+    # "N/A" (a SQL dump's NULL) is no status, not one a wildcard decides.
+    wildcard = Mapping({"deals": TableMapping(columns={"status": "Stage"},
+                                              status_values={"won": ("Won",), "open": ("*",)})})
+    statuses = apply_mapping("deals", raw.assign(Stage=["Won", "N/A", "Pending"]), wildcard)["status"].tolist()
+    assert statuses[0] == "won" and pd.isna(statuses[1]) and statuses[2] == "open"
     assert list(mapped.columns) == ["deal_id", "status"]
     assert mapped.attrs[EXCLUDED_ATTR] == ("Owner",)
 
@@ -100,6 +105,8 @@ def test_status_values_without_wildcard_leave_unknown_values_for_validation(tmp_
     ([1.0, 0.0, 2.0, float("nan")], "{won: [1], lost: [0], open: ['*']}"),
     ([True, False, None, None], "{won: [true], lost: [false]}"),
     ([True, False, None, None], "{won: ['True'], lost: ['false']}"),
+    (["Yes", "No", "Maybe", None], "{won: [Yes], lost: [No], open: ['*']}"),  # YAML reads Yes as true
+    (["yes", "NO", "Maybe", None], "{won: [yes], lost: [no], open: ['*']}"),
 ])
 def test_a_status_stored_as_numbers_or_booleans_maps_by_its_text(tmp_path: Path, stage: list[object],
                                                                   listed: str) -> None:

@@ -62,15 +62,17 @@ def test_csv_with_byte_order_mark(tmp_path: Path, expected: pd.DataFrame, deals_
 
 def test_csv_text_is_read_as_written_and_number_and_date_cells_read_null_markers_as_gaps(tmp_path: Path) -> None:
     """pandas' defaults read "NA" (North America), "None" or "null" as missing in every column: a region
-    level vanished and a deal_id "NA" was refused as empty. Text now keeps them; number and date columns read
-    the usual null markers as gaps, as before."""
+    level vanished. Text features now keep them; number, date, id, status and product cells read the usual
+    null markers as gaps, as before (a SQL dump's "NULL" client is no client, its "N/A" product no product)."""
     path = tmp_path / "deals.csv"
-    path.write_text("deal_id,created_at,closed_at,status,amount,Region,Score\n"
-                    "NA,2024-01-05,null,open,N/A,NA,1.5\n"
-                    "D2,2024-02-01,2024-02-10,won,#N/A,None,NaN\n"
-                    "D3,2024-03-01,,lost,20,north,\n")
+    path.write_text("deal_id,client_id,created_at,closed_at,status,amount,product,Region,Score\n"
+                    "D1,NULL,2024-01-05,null,open,N/A,N/A,NA,1.5\n"
+                    "D2,C2,2024-02-01,2024-02-10,won,#N/A,loan,None,NaN\n"
+                    "D3,n/a,2024-03-01,,lost,20,None,north,\n")
     deals = validate_deals(read_table(str(path), "deals"), for_training=True, today=TODAY)
-    assert deals["deal_id"].tolist() == ["NA", "D2", "D3"]
+    assert deals["deal_id"].tolist() == ["D1", "D2", "D3"]
+    assert deals["client_id"].isna().tolist() == [True, False, True]
+    assert deals["product"].isna().tolist() == [True, False, True]
     assert deals["Region"].tolist() == ["NA", "None", "north"]
     assert deals["amount"].isna().tolist() == [True, True, False]
     assert deals["closed_at"].isna().tolist() == [True, False, True]
@@ -272,3 +274,16 @@ def test_a_european_export_reads_through_the_mapping_files_csv_format(tmp_path: 
     with pytest.raises(ContractViolation) as unreadable:  # the code page not declared
         load_dataset(str(path), for_training=False, today=TODAY)
     assert "is not UTF-8 text" in unreadable.value.problems[0].got
+
+
+def test_a_repeated_status_column_through_a_mapping_is_counted_right(tmp_path: Path) -> None:
+    from model.dataset import load_dataset
+
+    path = tmp_path / "deals.csv"
+    path.write_text("deal_id,created_at,Stage,Stage\nD1,2024-01-05,Won,Lost\n")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("deals:\n  columns: {status: Stage}\n  status_values: {won: [Won], lost: [Lost]}\n")
+    with pytest.raises(ContractViolation) as error:
+        load_dataset(str(path), mapping=str(mapping), for_training=True, today=TODAY)
+    problem = next(p for p in error.value.problems if p.field == "status")
+    assert (problem.expected, problem.got) == ("one column of this name", "2 columns")

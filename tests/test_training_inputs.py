@@ -304,3 +304,26 @@ def test_an_extra_column_of_numbers_with_a_placeholder_is_said_to_train_as_text(
                     "(first: '-'); leave those cells empty to train it as a number")
     _, said = _train(small_crm.deals, small_crm.clients)  # source, campaign_code, competitor: text, rightly
     assert not any(line.startswith("extra column") for line in said)
+
+
+def test_clients_columns_whose_client_name_is_taken_are_not_joined_and_said(
+        small_crm: SyntheticCRM, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A clients export's own `id` became a second client_id (training and scoring crashed), its `status`
+    clashed with the derived client_status (training refused), and a deals column client_tier was overwritten
+    by the clients table's tier. Such columns are not joined, and training names them."""
+    from dealscore.cli import main as dealscore
+
+    clients = small_crm.clients.assign(id=np.arange(len(small_crm.clients)), status="active",
+                                       tier=np.where(np.arange(len(small_crm.clients)) % 2, "gold", "silver"))
+    deals = small_crm.deals.assign(client_tier="deal-level")
+    result, said = _train(deals, clients)
+    spec = result.model.spec
+    assert spec.client_extras == []
+    assert "client_tier" in spec.categorical  # the deals' own column
+    assert "clients columns not trained on: id, status, tier (as client_<name> they would take the name" in "\n".join(
+        said)
+    deals_csv, clients_csv = _csv(deals, tmp_path / "deals.csv"), _csv(clients, tmp_path / "clients.csv")
+    assert dealscore(["train", "--deals", deals_csv, "--clients", clients_csv, "--out", str(tmp_path / "m")]) == 0
+    assert dealscore(["score", "--model", str(tmp_path / "m"), "--deals", deals_csv, "--clients", clients_csv,
+                      "--out", str(tmp_path / "s.csv")]) == 0, capsys.readouterr().err
+    assert len(pd.read_csv(tmp_path / "s.csv")) == len(deals)

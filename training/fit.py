@@ -33,6 +33,7 @@ from model.features import (
     day_numbers,
     fit_feature_spec,
     frame_columns,
+    unused_client_columns,
 )
 from model.grades import DEFAULT_SHARES, GradeCutoffs, check_pareto_shares, letter_classes, pareto_cutoffs
 from model.history_overlay import DealIdSet
@@ -382,6 +383,10 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         progress(f"{unlinked:,} of {len(deals):,} deals name a client_id the clients table lacks: they train "
                  "without client attributes (if most should be there, do the ids match between the files? "
                  "'00196' and '196' are different ids)")
+    unused = unused_client_columns(dataset.clients, dataset.deals.columns) if dataset.clients is not None else []
+    if unused:
+        progress(f"clients columns not trained on: {', '.join(unused)} (as client_<name> they would take the name "
+                 "of the client's id, a feature dealscore derives, or a deals column)")
     text_extras = [name for name, kind in dataset.extra_columns.items() if kind == "text" and "." not in name]
     for column, odd, present, first in numbers_read_as_text(deals, text_extras):
         progress(f"extra column {column} is trained as text: {odd:,} of its {present:,} values are not numbers "

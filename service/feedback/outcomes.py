@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -150,11 +150,14 @@ class OutcomeStore:
         stored = self._stored_close_days(undated) if undated else {}
         items = [dataclasses.replace(o, closed_at=stored.get(o.deal_id, today)) if o.closed_at is None else o
                  for o in items]
+        # A stored day was accepted when it came: the deal may have been scored since with a later created_at
+        # (an outcome reported first), and a correction that does not send a day must not be refused for it.
+        kept_days = {deal_id for deal_id in undated if deal_id in stored}
         logged = self._logged(o.deal_id for o in items)
         if len(logged) < len({o.deal_id for o in items}) and self._flush_score_log is not None:
             self._flush_score_log()
             logged = self._logged(o.deal_id for o in items)
-        self._check(items, logged, today)
+        self._check(items, logged, today, kept_days)
 
         now = datetime.now(UTC)
         results: list[RecordedOutcome] = []
@@ -180,7 +183,8 @@ class OutcomeStore:
         with self.database.engine.connect() as connection:
             return latest_logged_deals(connection, deal_ids)
 
-    def _check(self, items: Sequence[Outcome], logged: dict[str, dict[str, Any]], today: date) -> None:
+    def _check(self, items: Sequence[Outcome], logged: dict[str, dict[str, Any]], today: date,
+               kept_days: Collection[str] = ()) -> None:
         problems: list[Problem] = []
         first_index: dict[str, int] = {}
         for i, item in enumerate(items):
@@ -193,7 +197,7 @@ class OutcomeStore:
                 problems.append(Problem(f"{where}.closed_at", f"a date up to today ({today.isoformat()})",
                                         f"'{item.day.isoformat()}'"))
             created = (logged.get(item.deal_id) or {}).get("created_at")
-            if isinstance(created, str) and created[:10] > item.day.isoformat():
+            if isinstance(created, str) and created[:10] > item.day.isoformat() and item.deal_id not in kept_days:
                 problems.append(Problem(f"{where}.closed_at",
                                         f"a date on or after the deal's created_at ({created[:10]})",
                                         f"'{item.day.isoformat()}'"))

@@ -215,6 +215,15 @@ class Feedback:
         return _DatabaseErrors(self.database.shown_url)
 
 
+# PostgreSQL's codes for "not allowed" and "no such table" (SQLite says the latter as an OperationalError).
+_REFUSALS = frozenset({"42501", "42P01"})
+
+
+def _sqlstate(error: sa.exc.DBAPIError) -> str | None:
+    state = getattr(error.orig, "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
 class _DatabaseErrors:
     """Turns "the database is not there" into a 503 with the reason (never the SQL or its parameters)."""
 
@@ -231,9 +240,9 @@ class _DatabaseErrors:
             logger.warning("feedback: database %s unavailable: %s", self.shown_url, describe_error(error))
             raise FeedbackUnavailable("the feedback database is unavailable; scoring is not affected, retry later"
                                       ) from error
-        if isinstance(error, sa.exc.DBAPIError) and not isinstance(error, sa.exc.IntegrityError):
+        if isinstance(error, sa.exc.ProgrammingError) and _sqlstate(error) in _REFUSALS:
             # The database refuses what the store asks (a revoked grant, a dropped table): an operator's fix,
-            # not a bug of the request. An integrity error would be ours, and stays a 500.
+            # not a bug of the request. Any other database error would be ours, and stays a 500.
             logger.error("feedback: database %s refused the store: %s", self.shown_url, describe_error(error))
             raise FeedbackUnavailable(f"the feedback database refused the request ({describe_error(error)}); "
                                       "scoring is not affected, retry once it is fixed") from error

@@ -116,6 +116,12 @@ CLIENT_HISTORY_FEATURES: tuple[str, ...] = (
     "client_won_deals", "client_won_amount", "client_days_since_last_win", "client_days_since_first_win",
     "client_closed_deals", "client_win_rate", "client_status")
 CLIENT_PRODUCT_FEATURES: tuple[str, ...] = ("client_product_deals", "client_product_wins")
+TENURE = "client_tenure_days"  # the feature: days from the client's `since` to the deal's creation
+# Names a clients column may not take as client_X (attach_clients).
+RESERVED_CLIENT_NAMES: frozenset[str] = frozenset(
+    {"client_id", "client_since", "client_since_day", TENURE, *CLIENT_HISTORY_FEATURES, *CLIENT_PRODUCT_FEATURES})
+# A filled feature's own input, where it is not a column of that name: what decides that it was not sent.
+FILLED_FROM = {TENURE: "client_since_day"}
 
 
 def client_extra_columns(clients: pd.DataFrame, deal_columns: Iterable[object] = ()) -> list[str]:
@@ -132,13 +138,6 @@ def unused_client_columns(clients: pd.DataFrame, deal_columns: Iterable[object] 
     """The clients table's extra columns that client_extra_columns leaves out (training says so)."""
     joined = set(client_extra_columns(clients, deal_columns))
     return [str(c) for c in clients.columns if c not in CLIENTS.names and str(c) not in joined]
-
-
-TENURE = "client_tenure_days"  # the feature: days from the client's `since` to the deal's creation
-RESERVED_CLIENT_NAMES: frozenset[str] = frozenset(
-    {"client_id", "client_since", "client_since_day", TENURE, *CLIENT_HISTORY_FEATURES, *CLIENT_PRODUCT_FEATURES})
-# A filled feature's own input, where it is not a column of that name: what decides that it was not sent.
-FILLED_FROM = {TENURE: "client_since_day"}
 
 
 def _is_missing(value: object) -> bool:

@@ -24,6 +24,7 @@ from test_feedback_helpers import (  # noqa: F401 (fixtures)
 )
 
 from model.errors import ContractViolation
+from model.history_overlay import OutcomeBook
 from service.feedback import Feedback
 from service.feedback.db import VERSION_TABLE, current_revision, head_revision, make_engine, upgrade
 from service.feedback.judgements import Judgement
@@ -153,6 +154,26 @@ def test_an_outcome_takes_its_client_from_the_score_log(database_url: str, tmp_p
         [result] = feedback.record_outcomes([Outcome("D1", "won", 100.0, date(2025, 2, 1))])
         assert result.client_id == "C7"
         assert [e.deal_id for e in feedback.book.wins_of("C7")] == ["D1"]
+
+
+def test_a_win_reported_without_an_amount_realised_its_quote_everywhere(database_url: str, tmp_path: Path) -> None:
+    """It counted 0 money in the client history and in /v1/quality, and the quote in training_deals."""
+    with running(database_url, tmp_path / "spool") as feedback:
+        feedback.record_scores("r1", "v1", [deal("D1", client_id="C7", created_at="2025-01-02", amount=900.0),
+                                            deal("D2", client_id="C7", created_at="2025-01-03", amount=100.0)],
+                               batch([0.6, 0.4], [540.0, 40.0], ["A", "B"]))
+        feedback.flush_score_log()
+        feedback.record_outcomes([Outcome("D1", "won", None, date.today()),  # closed after it was scored
+                                  Outcome("D2", "won", 300.0, date.today())])
+        assert sorted(e.amount for e in feedback.book.wins_of("C7")) == [300.0, 900.0]
+        grades = {g["grade"]: g["share_of_realised_value"] for g in feedback.quality("v1")["outcomes"]["grades"]}
+        assert grades == {"A": 0.75, "B": 0.25}
+        feedback.outcomes.book = OutcomeBook()  # as another process loads it from the table
+        feedback.outcomes.load()
+        assert sorted(e.amount for e in feedback.outcomes.book.wins_of("C7")) == [300.0, 900.0]
+        with feedback.database.engine.connect() as connection:
+            amounts = dict(connection.execute(sa.text("SELECT deal_id, amount FROM training_deals")).all())
+        assert amounts == {"D1": 900.0, "D2": 300.0}
 
 
 def test_two_processes_store_each_outcome_and_judgement_once(database_url: str, tmp_path: Path) -> None:

@@ -88,6 +88,15 @@ def latest_logged_deals(connection: sa.Connection, deal_ids: Iterable[str]) -> d
     return {deal_id: entry[2] for deal_id, entry in found.items()}
 
 
+def realised_amount(status: str, amount: float | None, deal: dict[str, Any] | None) -> float | None:
+    """The money a won outcome realised: the amount reported, else the deal's quoted amount as last scored
+    (as the training_deals view takes it); None when neither is known. A lost deal realised nothing."""
+    if status != "won" or amount is not None:
+        return amount
+    quoted = (deal or {}).get("amount")
+    return float(quoted) if isinstance(quoted, int | float) and not isinstance(quoted, bool) else None
+
+
 def _logged_client(deal: dict[str, Any] | None) -> str | None:
     if not deal:
         return None
@@ -165,7 +174,9 @@ class OutcomeStore:
             for item in items:
                 client_id = item.client_id or _logged_client(logged.get(item.deal_id))
                 results.append(self._upsert(connection, item, client_id, request_id, now))
-        self.book.record_all(event_of(item.deal_id, item.status, item.amount, item.day, result.client_id)
+        self.book.record_all(event_of(item.deal_id, item.status,
+                                      realised_amount(item.status, item.amount, logged.get(item.deal_id)), item.day,
+                                      result.client_id)
                              for item, result in zip(items, results, strict=True))
         return results
 
@@ -235,11 +246,12 @@ class OutcomeStore:
             query = query.where(outcomes.c.updated_at >= self._watermark - REFRESH_OVERLAP)
         with self.database.engine.connect() as connection:
             rows = connection.execute(query).all()
-            without_client = [r.deal_id for r in rows if r.client_id is None]
-            logged = latest_logged_deals(connection, without_client) if without_client else {}
+            # The logged deal tells a client the outcome did not name, and a won deal's quote when no amount came.
+            wanted = [r.deal_id for r in rows if r.client_id is None or (r.status == "won" and r.amount is None)]
+            logged = latest_logged_deals(connection, wanted) if wanted else {}
         changed = self.book.record_all(
-            event_of(row.deal_id, row.status, row.amount, row.closed_at, row.client_id or _logged_client(
-                logged.get(row.deal_id))) for row in rows)
+            event_of(row.deal_id, row.status, realised_amount(row.status, row.amount, logged.get(row.deal_id)),
+                     row.closed_at, row.client_id or _logged_client(logged.get(row.deal_id))) for row in rows)
         for row in rows:
             if self._watermark is None or row.updated_at > self._watermark:
                 self._watermark = row.updated_at

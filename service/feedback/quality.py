@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from service.feedback.outcomes import latest_logged_deals, realised_amount
 from service.feedback.tables import judgements, outcomes, score_log
 
 
@@ -61,8 +62,13 @@ def _scores_of(connection: sa.Connection, version: str, deal_ids: sa.Select[Any]
 
 def quality_report(engine: sa.Engine, version: str, *, top: int = 10) -> dict[str, Any]:
     with engine.connect() as connection:
-        outcome_rows = connection.execute(
+        stored = connection.execute(
             sa.select(outcomes.c.deal_id, outcomes.c.status, outcomes.c.amount, outcomes.c.closed_at)).all()
+        # A won deal reported without an amount realised its quote, as history and training count it.
+        unpriced = [r.deal_id for r in stored if r.status == "won" and r.amount is None]
+        quoted = latest_logged_deals(connection, unpriced) if unpriced else {}
+        outcome_rows = [(r.deal_id, r.status, realised_amount(r.status, r.amount, quoted.get(r.deal_id)),
+                         r.closed_at) for r in stored]
         outcome_scores = _scores_of(connection, version, sa.select(outcomes.c.deal_id))
         judgement_rows = connection.execute(sa.select(judgements).order_by(judgements.c.id)).mappings().all()
         judged = sa.union(sa.select(judgements.c.above_deal_id), sa.select(judgements.c.below_deal_id))

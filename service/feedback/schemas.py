@@ -47,7 +47,8 @@ class OutcomeIn(_Strict):
     deal_id: Id = Field(description="the deal, as sent to /v1/score")
     status: Literal["won", "lost"] = Field(description="won or lost")
     amount: Annotated[float, Field(strict=True, ge=0)] | None = Field(
-        default=None, description="money realised if won (the deal's value); lost deals may carry 0 or omit it")
+        default=None, description="money realised if won (omitted: the deal's amount as last scored); lost deals "
+                                  "may carry 0 or omit it")
     closed_at: DateText | None = Field(default=None, description="when it was won or lost; default: the day "
                                        "stored for the deal when it has an outcome already, else today (UTC)")
     client_id: Id | None = Field(default=None, description="the deal's client; default: as last sent to /v1/score")

@@ -27,6 +27,8 @@ from service.bodies import read_json_body
 from service.dataplane import DataPlane, ScoreCall
 from service.errors import NoRegistry, Unauthorized
 from service.holder import LoadedModel, ModelHolder
+from service.metrics import MEDIA_TYPE as METRICS_MEDIA_TYPE
+from service.metrics import prometheus_text
 from service.reload import Reloader
 from service.schemas import (
     ErrorResponse,
@@ -212,6 +214,17 @@ async def ready(request: Request, rid: RequestId) -> Response:
         raise NotReady("no model is loaded yet")
     request.state.model_version = snapshot.version
     return _json(_dumps({"status": "ready", "request_id": rid, "model_version": snapshot.version}))
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """This worker's model and feedback figures for Prometheus (service/metrics.py); an ops endpoint, left out
+    of the API document."""
+    snapshot = get_holder(request).peek()
+    feedback = getattr(request.app.state, "feedback", None)
+    figures = feedback.metrics() if feedback is not None else {}
+    return Response(prometheus_text(snapshot.version if snapshot is not None else None, figures),
+                    media_type=METRICS_MEDIA_TYPE)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from test_feedback_helpers import (  # noqa: F401 (fixtures)
     TestClient,
     database_url_fixture,
+    down_url,
     feedback_training_fixture,
     running,
     wired_app,
@@ -78,3 +79,29 @@ def test_scores_outcomes_judgements_and_quality_through_the_service(
         again = api.post("/v1/score", json={"deals": [{**later, "deal_id": "N3c"}]}).json()["scores"][0]["p_win"]
         assert again == after
         assert api.get("/v1/quality").json()["judgements"] == quality["judgements"]
+
+
+def test_metrics_show_the_model_and_the_score_log_in_prometheus_text(
+        feedback_training: TrainingResult, tmp_path: Path) -> None:
+    """Operators could not see the score log's backlog while its database was away: nothing served it."""
+    model, metadata = feedback_training.model, feedback_training.metadata
+    client_id = next(iter(model.spec.client_keys))
+    with running(f"sqlite:///{tmp_path / 'feedback.db'}", tmp_path / "spool") as feedback, \
+            TestClient(wired_app(model, feedback, metadata)) as api:
+        assert api.post("/v1/score", json={"deals": [_deal(model, "M1", client_id, 5)]}).status_code == 200
+        assert feedback.flush_score_log()
+        answer = api.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = dict(line.rsplit(" ", 1) for line in answer.text.splitlines() if not line.startswith("#"))
+    assert samples["dealscore_model_loaded"] == "1"
+    assert samples[f'dealscore_model_info{{version="{model.version}"}}'] == "1"
+    assert samples["score_log_written_total"] == "1" and samples["score_log_pending"] == "0"
+    assert samples["score_log_database_up"] == "1"
+    assert "# TYPE score_log_written_total counter" in answer.text and "# TYPE score_log_pending gauge" in answer.text
+    # The database away: the backlog shows.
+    with running(down_url(), tmp_path / "spool-down") as feedback, \
+            TestClient(wired_app(model, feedback, metadata)) as api:
+        assert api.post("/v1/score", json={"deals": [_deal(model, "M2", client_id, 5)]}).status_code == 200
+        feedback.flush_score_log()
+        down = dict(line.rsplit(" ", 1) for line in api.get("/metrics").text.splitlines() if not line.startswith("#"))
+    assert down["score_log_database_up"] == "0" and int(down["score_log_pending"]) >= 1

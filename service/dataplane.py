@@ -193,7 +193,7 @@ class DataPlane:
                 raise self._too_many(items, (too_long.get("ctx") or {}).get("actual_length", "more")) from None
             problems = problems_from_pydantic(errors, FIELD_NAMES)
             problems = [Problem(items, f"1 to {self.settings.max_batch} {items}", "an empty list")
-                        if p.field == items and p.got == "a list of 0 item(s)" else p for p in problems]
+                        if p.field == items and p.got == "a list of 0 items" else p for p in problems]
             raw = _loads(body)
             listed = raw.get(items) if isinstance(raw, dict) else None
             if isinstance(listed, list):

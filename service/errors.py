@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import orjson
 
 from model.contract import MAX_TEXT_LENGTH, NO_NUL_PATTERN
-from model.errors import DealscoreError, Problem
+from model.errors import DealscoreError, Problem, counted
 
 __all__ = [
     "MalformedJSON", "MethodNotAllowed", "NoRegistry", "Unauthorized", "UnsupportedMediaType", "envelope",
@@ -121,9 +121,9 @@ def shown(value: object) -> str:
         suffix = f" ({len(value)} characters)" if len(value) > MAX_TEXT_LENGTH else ""
         return f"'{quoted}'{suffix}"
     if isinstance(value, Mapping):
-        return f"an object with {len(value)} field(s)"
+        return f"an object with {counted(len(value), 'field')}"
     if isinstance(value, list | tuple):
-        return f"a list of {len(value)} item(s)"
+        return f"a list of {counted(len(value), 'item')}"
     return f"a value of type {type(value).__name__}"
 
 
@@ -165,10 +165,10 @@ _EXPECTED = {
     "extra_forbidden": "no such field (see the schema)",
     "literal_error": "one of {expected}",
     "enum": "one of {expected}",
-    "string_too_long": "text of at most {max_length} characters",
-    "string_too_short": "text of at least {min_length} characters",
-    "too_long": "at most {max_length} items",
-    "too_short": "at least {min_length} items",
+    "string_too_long": "text of at most {max_length:character}",
+    "string_too_short": "text of at least {min_length:character}",
+    "too_long": "at most {max_length:item}",
+    "too_short": "at least {min_length:item}",
     "greater_than_equal": "a number >= {ge}",
     "greater_than": "a number > {gt}",
     "less_than_equal": "a number <= {le}",
@@ -186,9 +186,21 @@ def _expected(error: Mapping[str, Any]) -> str:
         # Custom errors (dates) carry their own wording in the message.
         return str(error.get("msg", "a valid value"))
     try:
-        return template.format(**{k: _number_text(v) for k, v in context.items()})
-    except (KeyError, IndexError):
+        return template.format(**{k: _Count(_number_text(v)) for k, v in context.items()})
+    except (KeyError, IndexError, ValueError):
         return template
+
+
+class _Count:
+    """A template value: `{n:item}` reads "1 item" or "3 items" (counted), `{n}` the value as it is."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __format__(self, noun: str) -> str:
+        if noun and isinstance(self.value, int):
+            return counted(self.value, noun)
+        return format(self.value, noun)
 
 
 def _number_text(value: object) -> object:

@@ -54,7 +54,7 @@ def test_invalid_bodies_list_every_problem_in_the_envelope(api: tuple[TestClient
     assert early["details"][0]["field"] == "outcomes[0].closed_at"
     assert early["details"][0]["expected"] == "a date from 1970-01-01 on"
     empty = client.post("/v1/outcomes", json={"outcomes": []}).json()["error"]["details"]
-    assert empty[0]["field"] == "outcomes"
+    assert empty[0] == {"field": "outcomes", "expected": "at least 1 item", "got": "a list of 0 items"}
 
 
 @pytest.mark.parametrize("path", ["/v1/outcomes", "/v1/judgements"])
@@ -136,6 +136,9 @@ def test_quality_for_the_live_version_and_by_name(api: tuple[TestClient, Feedbac
     assert client.get("/v1/quality", params={"version": "v1", "top": 0}).json()["judgements"]["disagreements"] == []
     unknown = client.get("/v1/quality", params={"version": "v0"})
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    assert unknown.json()["error"]["details"] == [{"field": "query.version", "expected": "'live' or a model "
+                                                   "version the score log has (latest: v1)", "got": "'v0'"}]
+    assert client.get("/v1/quality", params={"version": " LIVE"}).json()["version"] == "v1"
     bad_top = client.get("/v1/quality", params={"top": 1000}).json()["error"]["details"]
     assert bad_top[0]["field"] == "query.top"
     versions = client.get("/v1/quality/versions").json()

@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from model.errors import ContractViolation, NotFound, counted
+from model.errors import ContractViolation, NotFound, Problem, counted
 from model.records import parse_date
 from service.bodies import read_json_body
 from service.errors import MalformedJSON, problems_from_pydantic
@@ -145,9 +145,13 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
         manager and overall, and the strongest disagreements."""
         feedback = store()
         wanted = _resolve(feedback, version, live_version)
-        if version != LIVE and not any(v["version"] == wanted for v in feedback.versions()):
-            raise NotFound(f"the score log has no scores of model version '{wanted[:100]}'; "
-                           "GET /v1/quality/versions lists the versions it has")
+        if not _is_live(version):
+            known = [v["version"] for v in feedback.versions()]
+            if wanted not in known:
+                raise NotFound(f"the score log has no scores of model version '{wanted[:100]}'; "
+                               "GET /v1/quality/versions lists the versions it has",
+                               [Problem("query.version", "'live' or a model version the score log has (latest: "
+                                        f"{', '.join(known[:3]) or 'none'})", f"'{wanted[:100]}'")])
         report = feedback.quality(wanted, top=top)
         return QualityResponse.model_validate({"request_id": _request_id(request), **report})
 
@@ -203,8 +207,12 @@ def _error_declarations() -> dict[int | str, dict[str, Any]]:
     }
 
 
+def _is_live(version: str) -> bool:
+    return version.strip().casefold() == LIVE  # "LIVE" or " live" as a person types it
+
+
 def _resolve(feedback: Feedback, version: str, live_version: Callable[[], str | None]) -> str:
-    if version != LIVE:
+    if not _is_live(version):
         return version
     live = live_version() or feedback.latest_version()
     if live is None:

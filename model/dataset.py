@@ -226,8 +226,8 @@ def load_tables(
     """
     problems: list[Problem] = []
     loaded_mapping = (_collect(problems, partial(load_mapping, mapping)) if mapping is not None else None) or Mapping()
-    raw_clients = _collect(problems, partial(read_table, clients, "clients"))
-    raw_holdings = _collect(problems, partial(read_table, holdings, "holdings"))
+    raw_clients = _collect(problems, partial(read_table, clients, "clients", loaded_mapping.table("clients").csv))
+    raw_holdings = _collect(problems, partial(read_table, holdings, "holdings", loaded_mapping.table("holdings").csv))
     if problems:
         raise ContractViolation(f"cannot read the input: {counted(len(problems), 'problem')}", problems)
     assert raw_clients is not None and raw_holdings is not None
@@ -237,13 +237,14 @@ def load_tables(
     if mapped_clients is not None:
         typed_clients = _collect(problems, partial(
             validate_clients, mapped_clients, date_format=loaded_mapping.table("clients").date_format, today=today,
-            kinds=_table_kinds(kinds, "clients")))
+            kinds=_table_kinds(kinds, "clients"), decimal=loaded_mapping.table("clients").csv.decimal))
     if mapped_holdings is not None:
         known = id_set(mapped_clients["client_id"]) if mapped_clients is not None and (
             "client_id" in mapped_clients) else None
         typed_holdings = _collect(problems, partial(
             validate_holdings, mapped_holdings, known_clients=known,
-            date_format=loaded_mapping.table("holdings").date_format, today=today))
+            date_format=loaded_mapping.table("holdings").date_format, today=today,
+            decimal=loaded_mapping.table("holdings").csv.decimal))
     if problems or typed_clients is None or typed_holdings is None:
         raise ContractViolation(f"input data breaks the data contract: {counted(len(problems), 'problem')}", problems)
     return typed_clients, typed_holdings

@@ -486,3 +486,20 @@ def test_client_analytics_of_deals_without_client_ids_says_why_the_table_is_empt
     code, err = run(["clients", "--deals", str(tmp_path / "deals.csv"), "--out", str(tmp_path / "out.csv")], capsys)
     assert code == 0
     assert "note: no client to analyse: no deal names a client_id and no clients table was given" in err
+
+
+def test_gaps_reads_clients_and_holdings_in_the_mappings_csv_format(
+        crm_files: Path, service_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`gaps --mapping` applied the mapping's columns but not its csv key: a semicolon file was refused with a
+    message asking for exactly what the mapping said."""
+    for table in ("clients", "holdings"):
+        pd.read_csv(crm_files / f"{table}.csv", dtype=str).head(200).to_csv(tmp_path / f"{table}.csv", sep=";",
+                                                                              index=False)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("clients:\n  csv: {separator: ';'}\nholdings:\n  csv: {separator: ';'}\n")
+    out = tmp_path / "gaps.csv"
+    code, err = run(["gaps", "--model", str(service_artifact), "--clients", str(tmp_path / "clients.csv"),
+                     "--holdings", str(tmp_path / "holdings.csv"), "--mapping", str(mapping), "--out", str(out)],
+                    capsys)
+    assert code == 0, err
+    assert len(pd.read_csv(out)) > 0

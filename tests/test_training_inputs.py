@@ -327,3 +327,12 @@ def test_clients_columns_whose_client_name_is_taken_are_not_joined_and_said(
     assert dealscore(["score", "--model", str(tmp_path / "m"), "--deals", deals_csv, "--clients", clients_csv,
                       "--out", str(tmp_path / "s.csv")]) == 0, capsys.readouterr().err
     assert len(pd.read_csv(tmp_path / "s.csv")) == len(deals)
+
+
+def test_deals_without_client_ids_train_beside_a_holdings_table(small_crm: SyntheticCRM) -> None:
+    """The profile evaluation indexed deals by client_id: a deals file without one, given with holdings,
+    crashed at the end of training (KeyError) instead of training without client history."""
+    holdings = small_crm.holdings.drop(columns=["revenue"], errors="ignore")
+    result, _ = _train(small_crm.deals.drop(columns=["client_id"]), small_crm.clients, holdings)
+    assert not result.model.spec.has_client_history
+    assert result.model.profiles is not None

@@ -148,8 +148,11 @@ def cross_fitted(data_set: str, cases: Sequence[Case], clients: pd.DataFrame | N
         if not fold_cases:
             continue
         keep = {c for c in universe if fold_of[c] != fold}
+        fold_deals = deals
+        if deals is not None and "client_id" in deals.columns:  # deals without ids tell of no client
+            fold_deals = deals[deals["client_id"].astype(str).isin(keep)]
         profiles = fit_profiles(
-            None if deals is None else deals[deals["client_id"].astype(str).isin(keep)],
+            fold_deals,
             None if clients is None else clients[clients["client_id"].astype(str).isin(keep)],
             holdings[holdings["client_id"].astype(str).isin(keep)], config)
         facts = [replace(attributes[c.client_id], products=c.given) for c in fold_cases]

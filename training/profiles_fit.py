@@ -204,7 +204,8 @@ def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holding
                           "product": holdings["product"].astype(str),
                           "revenue": (holdings["revenue"].astype(np.float64) if "revenue" in holdings
                                       else np.nan)})
-    if deals is not None and frame["revenue"].isna().all() and {"amount", "status"} <= set(deals.columns):
+    if deals is not None and frame["revenue"].isna().all() and {"amount", "status", "client_id", "product"} <= set(
+            deals.columns):
         won = deals[(deals["status"] == "won") & deals["client_id"].notna() & deals["product"].notna()]
         keys = [won["client_id"].astype(str), won["product"].astype(str)]
         amounts = won.groupby(keys)["amount"].sum(min_count=1)

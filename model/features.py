@@ -135,9 +135,17 @@ def client_extra_columns(clients: pd.DataFrame, deal_columns: Iterable[object] =
 
 
 def unused_client_columns(clients: pd.DataFrame, deal_columns: Iterable[object] = ()) -> list[str]:
-    """The clients table's extra columns that client_extra_columns leaves out (training says so)."""
-    joined = set(client_extra_columns(clients, deal_columns))
-    return [str(c) for c in clients.columns if c not in CLIENTS.names and str(c) not in joined]
+    """The clients table's extra columns that client_extra_columns leaves out, each with why (training says)."""
+    joined, taken = set(client_extra_columns(clients, deal_columns)), {str(c) for c in deal_columns}
+
+    def why(name: str) -> str:
+        if name in ("client_id", "client_since", "client_since_day"):
+            return f"{name} is the client's own"
+        return f"{name} is a feature dealscore derives" if name in RESERVED_CLIENT_NAMES else f"the deals have {name}"
+
+    return [f"{c} ({why(client_extra_name(str(c)))})" for c in clients.columns
+            if c not in CLIENTS.names and str(c) not in joined and (client_extra_name(str(c)) in RESERVED_CLIENT_NAMES
+                                                                   or client_extra_name(str(c)) in taken)]
 
 
 def _is_missing(value: object) -> bool:

@@ -175,10 +175,12 @@ def deal_columns(deals: Sequence[object], *, kinds: Mapping[str, str] | None = N
         if name in present:
             columns[name] = _text_column(present[name])
 
+    from_client: dict[str, list[bool]] = {}  # per client attribute: which deals' values came in `client`
     if any(has_client):
         for name in CLIENT_ATTRIBUTES:
             # The client's value when it gives one, else a deal-level column of the same name.
             theirs, own = client_values.get(name, none), present.get(name, none)
+            from_client[name] = [t is not None for t in theirs]
             columns[name] = _text_column([t if t is not None else o for t, o in zip(theirs, own, strict=True)])
         columns["client_since_day"] = _day_column(client_values.get("since", none))
         if any(name in client_values for name in CLIENT_HISTORY.names):
@@ -199,7 +201,8 @@ def deal_columns(deals: Sequence[object], *, kinds: Mapping[str, str] | None = N
 
     for name, kind in kinds.items():  # a model's number column sent as a client attribute
         if kind == "number" and name in columns and columns[name].dtype == object:
-            columns[name] = _number_column(name, list(columns[name]), problems)
+            columns[name] = _number_column(name, list(columns[name]), problems,
+                                           _field_path(name, from_client.get(name, [False] * n)))
     if problems:
         raise ContractViolation(f"{counted(len(problems), 'problem')} in {counted(n, 'deal')}", problems)
     return columns
@@ -293,7 +296,14 @@ def _day_column(values: Sequence[object]) -> npt.NDArray[np.float64]:
     return np.array([day_number(v) for v in values], dtype=np.float64)
 
 
-def _number_column(name: str, values: Sequence[object], problems: list[Problem]) -> npt.NDArray[np.float64]:
+def _field_path(name: str, in_client: Sequence[bool]) -> Callable[[int], str]:
+    """Where deal i's value of `name` came from: its client object, or the deal itself."""
+    return lambda i: f"deals[{i}].client.{name}" if in_client[i] else f"deals[{i}].{name}"
+
+
+def _number_column(name: str, values: Sequence[object], problems: list[Problem],
+                   path: Callable[[int], str] | None = None) -> npt.NDArray[np.float64]:
+    """The values as numbers; a value that is none is a problem at `path(i)` (default: the deal's own field)."""
     if all(type(v) is float or v is None for v in values):  # validated input: the quick way
         quick = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
         if not np.isinf(quick).any():
@@ -306,7 +316,8 @@ def _number_column(name: str, values: Sequence[object], problems: list[Problem])
         if number is None or number != number:
             shown = str(value)
             shown = shown[:40] + "..." if len(shown) > 40 else shown
-            problems.append(Problem(f"deals[{i}].{name}", "a finite number", f"'{shown}'"))
+            problems.append(Problem(path(i) if path is not None else f"deals[{i}].{name}", "a finite number",
+                                    f"'{shown}'"))
         else:
             out[i] = number
     return out

@@ -30,7 +30,9 @@ class Settings(BaseSettings):
 
     registry_dir: Path | None = None
     """Model registry directory (see `dealscore models`); the service serves the version its manifest names
-    as live. Takes precedence over `model_dir`. With neither set the service starts but stays not ready (503)."""
+    as live. Takes precedence over `model_dir`. With neither set the app (run by uvicorn) starts but stays not
+    ready (503); `dealscore serve` then trains and serves the demo model, and the image sets `model_dir` to
+    the demo model it was built with."""
 
     reload_interval_seconds: float = Field(default=5.0, ge=0, le=3600)
     """How often the service checks whether the registry's live version changed (one stat of its manifest);

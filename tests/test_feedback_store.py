@@ -143,6 +143,8 @@ def test_outcomes_are_checked_as_a_whole_batch(database_url: str, tmp_path: Path
             ])
         fields = [p.field for p in refused.value.problems]
         assert fields == ["outcomes[0].closed_at", "outcomes[1].closed_at", "outcomes[2].deal_id"]
+        # The real bound (tomorrow is accepted: a sender a time zone ahead), not "up to today".
+        assert refused.value.problems[1].expected.startswith("a date up to today (at most ")
     assert count(database_url, "outcomes") == 0  # all or nothing
 
 

@@ -385,8 +385,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                  "'00196' and '196' are different ids)")
     unused = unused_client_columns(dataset.clients, dataset.deals.columns) if dataset.clients is not None else []
     if unused:
-        progress(f"clients columns not trained on: {', '.join(unused)} (as client_<name> they would take the name "
-                 "of the client's id, a feature dealscore derives, or a deals column)")
+        progress("clients columns not trained on (a clients column X joins the deals as client_X): "
+                 + ", ".join(unused))
     text_extras = [name for name, kind in dataset.extra_columns.items() if kind == "text" and "." not in name]
     for column, odd, present, first in numbers_read_as_text(deals, text_extras):
         progress(f"extra column {column} is trained as text: {odd:,} of its {present:,} values are not numbers "

@@ -203,8 +203,9 @@ def choose_window(created: pd.Series, closed: npt.NDArray[np.bool_], won: FloatA
         return ComparisonWindow(start, "after_live_training", False,
                                 f"deals created after the live model's training data (to {live_end}); "
                                 "neither model was fitted on them")
-    stale = (f" The new data end on {new_end}, before the live model's ({live_end}): is the export stale?"
-             if new_end <= live_end else "")
+    stale = ("" if new_end > live_end else
+             f" The new data end on {new_end}, {'the same day as' if new_end == live_end else 'before'} the live "
+             f"model's ({live_end}): is the export stale?")
     return ComparisonWindow(
         holdout_from, "candidate_holdout", True,
         f"only {n} closed deals were created after the live model's training data (to {live_end}), fewer than "

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from model.contract import DATE_SLACK
+from model.contract import DATE_SLACK, latest_date_text
 from model.errors import ContractViolation, Problem, counted
 from model.history_overlay import OutcomeBook, OutcomeEvent
 from service.feedback.db import Database, dialect_insert
@@ -205,7 +205,7 @@ class OutcomeStore:
                 problems.append(Problem(f"{where}.deal_id", "a deal_id not used by another outcome of the batch",
                                         f"'{item.deal_id}', also at outcomes[{seen}]"))
             if item.day > today + DATE_SLACK:
-                problems.append(Problem(f"{where}.closed_at", f"a date up to today ({today.isoformat()})",
+                problems.append(Problem(f"{where}.closed_at", f"a date up to {latest_date_text(today)}",
                                         f"'{item.day.isoformat()}'"))
             created = (logged.get(item.deal_id) or {}).get("created_at")
             if isinstance(created, str) and created[:10] > item.day.isoformat() and item.deal_id not in kept_days:

@@ -150,6 +150,8 @@ def test_feedback_answers_503_while_the_database_is_down(tmp_path: Path) -> None
         answer = client.post("/v1/outcomes", json={"outcomes": [{"deal_id": "D1", "status": "won"}]})
         assert answer.status_code == 503
         assert answer.json()["error"]["code"] == "feedback_unavailable"
+        assert answer.json()["error"]["details"] == [{"field": "feedback database", "expected": "reachable and at "
+                                                      "the service's schema", "got": "not reachable now"}]
         assert "127.0.0.1" not in answer.text  # the database's address stays in the log
 
 

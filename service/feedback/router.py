@@ -203,7 +203,9 @@ def _error_declarations() -> dict[int | str, dict[str, Any]]:
         500: declared("Unexpected failure; the request id finds it in the service log.", "internal_error",
                       "internal error; the request id identifies it in the service log"),
         503: declared("The feedback database is unavailable; scoring is not affected.", "feedback_unavailable",
-                      "the feedback database is unavailable; scoring is not affected, retry later"),
+                      "the feedback database is unavailable; scoring is not affected, retry later",
+                      [{"field": "feedback database", "expected": "reachable and at the service's schema",
+                        "got": "not reachable now"}]),
     }
 
 

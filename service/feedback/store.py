@@ -14,7 +14,7 @@ from typing import Any
 import numpy.typing as npt
 import sqlalchemy as sa
 
-from model.errors import NotReady
+from model.errors import NotReady, Problem
 from model.history_overlay import OutcomeBook, with_outcome_history
 from service.feedback.config import FeedbackConfig
 from service.feedback.db import Database, SchemaNotReady, describe_error
@@ -238,11 +238,15 @@ class _DatabaseErrors:
             return
         if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError | SchemaNotReady):
             logger.warning("feedback: database %s unavailable: %s", self.shown_url, describe_error(error))
-            raise FeedbackUnavailable("the feedback database is unavailable; scoring is not affected, retry later"
-                                      ) from error
+            raise FeedbackUnavailable("the feedback database is unavailable; scoring is not affected, retry later",
+                                      [Problem("feedback database", "reachable and at the service's schema",
+                                               "not reachable now" if not isinstance(error, SchemaNotReady)
+                                               else "an older schema (run `dealscore db upgrade`)")]) from error
         if isinstance(error, sa.exc.ProgrammingError) and _sqlstate(error) in _REFUSALS:
             # The database refuses what the store asks (a revoked grant, a dropped table): an operator's fix,
             # not a bug of the request. Any other database error would be ours, and stays a 500.
             logger.error("feedback: database %s refused the store: %s", self.shown_url, describe_error(error))
             raise FeedbackUnavailable(f"the feedback database refused the request ({describe_error(error)}); "
-                                      "scoring is not affected, retry once it is fixed") from error
+                                      "scoring is not affected, retry once it is fixed",
+                                      [Problem("feedback database", "the service's tables, readable and writable",
+                                               describe_error(error))]) from error

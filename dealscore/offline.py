@@ -30,7 +30,7 @@ from model.validation import validate_client_history
 def score_frame(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -> pd.DataFrame:
     """Scores of canonical deals, in input order, with the columns of the contract first. Deals may carry
     their client's history (won_deals, won_amount, first_won_at, last_won_at), whole, as the service takes it."""
-    joined = attach_clients(deals, clients)
+    joined = attach_clients(deals, clients, model.spec.client_extras or ())
     columns = frame_columns(joined)
     columns.update(_sent_history(deals))
     batch = model.score(columns)
@@ -130,7 +130,8 @@ def missing_feature_columns(model: Any, deals: pd.DataFrame, clients: pd.DataFra
     """The model's input columns that neither the deals nor the clients table has (a client attribute is
     not counted missing when the model knows clients: it fills theirs from its own record)."""
     present = set(deals.columns) | (set(clients.columns) if clients is not None else set())
-    present |= set(attach_clients(deals.head(0), clients.head(0) if clients is not None else None).columns)
+    present |= set(attach_clients(deals.head(0), clients.head(0) if clients is not None else None,
+                                  model.spec.client_extras or ()).columns)
     spec = model.spec
     from_clients = {*CLIENT_ATTRIBUTES, *(spec.client_extras or ())}
     return [name for name in (*spec.numeric, *spec.categorical) if name not in present

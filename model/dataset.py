@@ -5,6 +5,7 @@ Problems of all tables come back in one ContractViolation, so a user fixes every
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from collections.abc import Mapping as KindMap
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import pandas as pd
 from model.contract import CLIENTS, DEALS, HOLDINGS, TABLES
 from model.errors import ContractViolation, Problem, counted
 from model.mapping import EXCLUDED_ATTR, Mapping, apply_mapping, load_mapping
-from model.sources import read_table
+from model.sources import CsvFormat, is_csv, read_table
 from model.validation import extra_column_kinds, id_set, validate_clients, validate_deals, validate_holdings
 
 T = TypeVar("T")
@@ -80,9 +81,19 @@ def load_dataset(
     deals_df = frames["deals"]
     assert deals_df is not None  # no problems, so every source was read
     return dataset_from_frames(
-        deals_df, frames.get("clients"), frames.get("holdings"), loaded_mapping,
+        deals_df, frames.get("clients"), frames.get("holdings"),
+        _csv_format_for_csv_only(loaded_mapping, {"deals": deals, "clients": clients, "holdings": holdings}),
         for_training=for_training, today=today, kinds=kinds,
     )
+
+
+def _csv_format_for_csv_only(mapping: Mapping | None, sources: dict[str, str | None]) -> Mapping | None:
+    """The mapping with each table's csv format (its decimal mark above all) kept only where that table comes
+    from a CSV file: a Parquet or SQL source's numbers are typed already, and its text is not the export's."""
+    if mapping is None:
+        return None
+    return Mapping({name: table if (source := sources.get(name)) is not None and is_csv(source)
+                    else dataclasses.replace(table, csv=CsvFormat()) for name, table in mapping.tables.items()})
 
 
 def dataset_from_frames(
@@ -228,6 +239,7 @@ def load_tables(
     loaded_mapping = (_collect(problems, partial(load_mapping, mapping)) if mapping is not None else None) or Mapping()
     raw_clients = _collect(problems, partial(read_table, clients, "clients", loaded_mapping.table("clients").csv))
     raw_holdings = _collect(problems, partial(read_table, holdings, "holdings", loaded_mapping.table("holdings").csv))
+    loaded_mapping = _csv_format_for_csv_only(loaded_mapping, {"clients": clients, "holdings": holdings}) or Mapping()
     if problems:
         raise ContractViolation(f"cannot read the input: {counted(len(problems), 'problem')}", problems)
     assert raw_clients is not None and raw_holdings is not None

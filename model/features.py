@@ -9,7 +9,7 @@ so a deal scored later goes through exactly the same lookups and formulas.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,13 +258,17 @@ def day_numbers(dates: pd.Series) -> FloatArray:
     return days
 
 
-def attach_clients(deals: pd.DataFrame, clients: pd.DataFrame | None) -> pd.DataFrame:
+def attach_clients(deals: pd.DataFrame, clients: pd.DataFrame | None,
+                   client_extras: Collection[str] | None = None) -> pd.DataFrame:
     """Deals with their client's segment attributes (industry, size, region), `client_since`, and the clients
-    table's extra columns as client_X."""
+    table's extra columns as client_X: all that can join (training), or, scoring with a model, only those
+    it was trained on (`client_extras`, its FeatureSpec.client_extras): a deals file without the deals'
+    own client_X must not let the clients table's X stand in for it."""
     if clients is None or "client_id" not in deals.columns:
         return deals
     wanted = [c for c in (*CLIENT_ATTRIBUTES, "since") if c in clients.columns]
-    extras = client_extra_columns(clients, deals.columns)
+    extras = [c for c in client_extra_columns(clients, deals.columns)
+              if client_extras is None or client_extra_name(c) in client_extras]
     if not wanted and not extras:
         return deals
     renamed = {"since": "client_since", **{c: client_extra_name(c) for c in extras}}

@@ -187,7 +187,8 @@ def _parse_csv(raw: object, add: Callable[[str, str, str], None]) -> CsvFormat:
         add("csv.decimal", "'.' or ','", repr(decimal) if isinstance(decimal, str) else _kind_of(decimal))
         decimal = "."
     if decimal == separator:
-        add("csv.decimal", "a decimal mark other than the separator", repr(decimal))
+        add("csv.decimal", f"a decimal mark other than the separator {separator!r} (with a decimal comma, set the "
+            "separator too, e.g. ';')", repr(decimal))
         decimal = "."
     if encoding is not None:
         try:
@@ -268,11 +269,11 @@ def _translate_statuses(values: pd.Series, status_values: dict[str, tuple[str, .
     def translate(value: object) -> object:
         if value is None or value is pd.NA or (isinstance(value, float) and value != value):
             return value  # missing stays missing
-        if isinstance(value, str) and value.strip().casefold() in NULL_MARKERS:
-            return None  # "NULL" is no status: not one the wildcard decides
         key = _status_key(status_text(value))
-        if key in lookup:
+        if key in lookup:  # listed: what the mapping says, even for a word like "None"
             return lookup[key]
+        if key in NULL_MARKERS:
+            return None  # "NULL" is no status: not one the wildcard decides
         return other if other is not None and key else value
 
     translated = [translate(v) for v in values.astype(object).tolist()]
@@ -317,4 +318,7 @@ def _is_date_format(value: object) -> bool:
 
 
 def _kind_of(value: object) -> str:
-    return "nothing" if value is None else f"a {type(value).__name__}"
+    if value is None:
+        return "nothing"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"

@@ -37,6 +37,11 @@ class CsvFormat:
     encoding: str = "utf-8-sig"  # utf-8-sig: UTF-8 with or without the byte-order mark Excel writes
 
 
+def is_csv(source: str) -> bool:
+    """True for a CSV file source (the only kind a mapping's csv format applies to)."""
+    return _SQL_SOURCE.match(source) is None and Path(source).name.lower().endswith(CSV_SUFFIXES)
+
+
 def read_table(source: str, table: str, csv: CsvFormat | None = None) -> pd.DataFrame:
     """Read the `table` ("deals", "clients" or "holdings") from `source`, values as raw as possible."""
     sql = _SQL_SOURCE.match(source)

@@ -217,7 +217,8 @@ class _TableCheck:
         """Report rows whose key (one column or several) repeats; rows missing part of the key are skipped."""
         if not all(name in self.raw.columns for name in key):
             return
-        parts = [_text(self.raw[name]) for name in key]
+        # Keys are ids (and products): a "NULL" is missing there, reported once as such, not also as repeated.
+        parts = [_without_null_markers(_text(self.raw[name])) for name in key]
         complete = pd.concat([p.notna() for p in parts], axis=1).all(axis=1)
         repeated = complete & pd.concat(parts, axis=1).duplicated(keep=False)
         if len(key) == 1:

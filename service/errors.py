@@ -198,9 +198,9 @@ class _Count:
         self.value = value
 
     def __format__(self, noun: str) -> str:
-        if noun and isinstance(self.value, int):
-            return counted(self.value, noun)
-        return format(self.value, noun)
+        if not noun:
+            return format(self.value)
+        return counted(self.value, noun) if isinstance(self.value, int) else f"{self.value} {noun}s"
 
 
 def _number_text(value: object) -> object:

@@ -1,8 +1,10 @@
 """GET /metrics: what this worker serves and how its feedback store is doing, in Prometheus' text format.
 
-Each worker process answers with its own figures (several workers behind one port: scrape each, or read
-them as samples). Counters end in _total, everything else is a gauge; the model version is a label of
-dealscore_model_info, the usual way to expose a string.
+Each worker process answers with its own figures: with several workers behind one port, successive scrapes
+reach different workers (a counter seems to reset, the version to flip during a reload), so scrape each
+worker on its own (one worker per container) to read them as series. Counters end in _total, everything
+else is a gauge; the model version is a label of dealscore_model_info, the usual way to expose a string.
+Like /health, the endpoint is open: it shows no deal data.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def prometheus_text(model_version: str | None, feedback: Mapping[str, float]) ->
     def add(name: str, value: float, labels: str = "") -> None:
         kind = "counter" if name.endswith("_total") else "gauge"
         lines.extend((f"# HELP {name} {_HELP.get(name, name)}", f"# TYPE {name} {kind}",
-                      f"{name}{labels} {value:g}"))
+                      f"{name}{labels} {_number(value)}"))
 
     add("dealscore_model_loaded", 1.0 if model_version is not None else 0.0)
     if model_version is not None:
@@ -41,6 +43,11 @@ def prometheus_text(model_version: str | None, feedback: Mapping[str, float]) ->
     for name, value in feedback.items():
         add(name, value)
     return "\n".join(lines) + "\n"
+
+
+def _number(value: float) -> str:
+    # Exact: "%g" kept 6 digits, so a counter of 1,234,567 read 1.23457e+06 and stood still for thousands.
+    return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(float(value))
 
 
 def _label(value: str) -> str:

@@ -364,3 +364,9 @@ def test_messages_count_in_words() -> None:
     assert Problem("amount", "a number", "'x'", table="deals", rows=(6,), count=1).describe().endswith("(row 6)")
     assert Problem("amount", "a number", "'x'", table="deals", rows=(6, 9), count=7).describe().endswith(
         "(rows 6, 9 and 5 more)")
+
+
+def test_a_null_marker_id_is_reported_once_as_missing_not_also_as_repeated() -> None:
+    error = bad_deals(make_deals(deal_id=["NULL", "NULL", "D3"]))
+    fields = [(p.field, p.expected) for p in error.value.problems]
+    assert fields == [("deal_id", "a non-empty deal_id (required)")]

@@ -105,3 +105,12 @@ def test_metrics_show_the_model_and_the_score_log_in_prometheus_text(
         feedback.flush_score_log()
         down = dict(line.rsplit(" ", 1) for line in api.get("/metrics").text.splitlines() if not line.startswith("#"))
     assert down["score_log_database_up"] == "0" and int(down["score_log_pending"]) >= 1
+
+
+def test_metrics_print_counters_exactly() -> None:
+    from service.metrics import prometheus_text
+
+    text = prometheus_text("v1", {"score_log_written_total": 1_234_567.0, "score_log_pending": 0.0,
+                                  "feedback_outcomes_known": 12_345_678.0})
+    assert "score_log_written_total 1234567\n" in text and "feedback_outcomes_known 12345678\n" in text
+    assert 'dealscore_model_info{version="v1"} 1\n' in text

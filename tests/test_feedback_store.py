@@ -130,6 +130,22 @@ def test_a_database_that_refuses_the_store_is_a_503_and_logs_no_deal_data(
     assert "SECRET-DEAL-7" not in shown and "987654" not in shown and "C-42" not in shown
 
 
+def test_a_read_only_database_is_a_503(postgres_url: str, tmp_path: Path) -> None:
+    """A standby after a failover (or default_transaction_read_only) refuses writes with SQLSTATE 25006, an
+    InternalError: an operator's problem, so the store's 503, not a 500."""
+    from service.feedback import FeedbackUnavailable
+
+    with running(postgres_url, tmp_path / "spool"):
+        pass  # the schema, migrated through a writable connection
+    options = sa.make_url(postgres_url).query["options"]
+    read_only = str(sa.make_url(postgres_url).update_query_dict(
+        {"options": f"{options} -cdefault_transaction_read_only=on"}).render_as_string(hide_password=False))
+    with running(read_only, tmp_path / "spool-ro", migrate_on_start=False) as feedback:
+        with pytest.raises(FeedbackUnavailable) as refused:
+            feedback.record_outcomes([Outcome("D1", "won", 1.0, date(2025, 3, 1))])
+    assert "read-only" in refused.value.problems[0].got
+
+
 def test_outcomes_are_checked_as_a_whole_batch(database_url: str, tmp_path: Path) -> None:
     with running(database_url, tmp_path / "spool") as feedback:
         feedback.record_scores("r1", "v1", [deal("D1", created_at="2025-03-10", client_id="C1")],

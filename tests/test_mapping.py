@@ -95,6 +95,11 @@ def test_status_values_without_wildcard_leave_unknown_values_for_validation(tmp_
                                               status_values={"won": ("Won",), "open": ("*",)})})
     statuses = apply_mapping("deals", raw.assign(Stage=["Won", "N/A", "Pending"]), wildcard)["status"].tolist()
     assert statuses[0] == "won" and pd.isna(statuses[1]) and statuses[2] == "open"
+    # Unless the mapping lists it: then it is what the mapping says.
+    listed = Mapping({"deals": TableMapping(columns={"status": "Stage"},
+                                            status_values={"won": ("Won",), "lost": ("None",), "open": ("*",)})})
+    assert apply_mapping("deals", raw.assign(Stage=["Won", "None", "N/A"]), listed)["status"].tolist()[:2] == [
+        "won", "lost"]
     assert list(mapped.columns) == ["deal_id", "status"]
     assert mapped.attrs[EXCLUDED_ATTR] == ("Owner",)
 

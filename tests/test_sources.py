@@ -287,3 +287,16 @@ def test_a_repeated_status_column_through_a_mapping_is_counted_right(tmp_path: P
         load_dataset(str(path), mapping=str(mapping), for_training=True, today=TODAY)
     problem = next(p for p in error.value.problems if p.field == "status")
     assert (problem.expected, problem.got) == ("one column of this name", "2 columns")
+
+
+def test_a_csv_format_applies_to_csv_sources_only(tmp_path: Path) -> None:
+    """A mapping reused for a Parquet export applied its decimal comma there: amounts already typed as
+    numbers were refused ('15998.69': digits with a comma for decimals)."""
+    from model.dataset import load_dataset
+
+    pd.DataFrame({"deal_id": ["D1", "D2"], "created_at": ["2024-01-05", "2024-02-01"], "status": ["open", "won"],
+                  "amount": ["15998.69", "20.5"]}).to_parquet(tmp_path / "deals.parquet")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("deals:\n  csv: {separator: ';', decimal: ','}\n")
+    deals = load_dataset(str(tmp_path / "deals.parquet"), mapping=str(mapping), for_training=False, today=TODAY).deals
+    assert deals["amount"].tolist() == [15998.69, 20.5]

@@ -215,8 +215,9 @@ class Feedback:
         return _DatabaseErrors(self.database.shown_url)
 
 
-# PostgreSQL's codes for "not allowed" and "no such table" (SQLite says the latter as an OperationalError).
-_REFUSALS = frozenset({"42501", "42P01"})
+# PostgreSQL's codes for "not allowed", "no such table" and "read-only transaction" (a standby after a
+# failover); SQLite says the second as an OperationalError.
+_REFUSALS = frozenset({"42501", "42P01", "25006"})
 
 
 def _sqlstate(error: sa.exc.DBAPIError) -> str | None:
@@ -242,7 +243,7 @@ class _DatabaseErrors:
                                       [Problem("feedback database", "reachable and at the service's schema",
                                                "not reachable now" if not isinstance(error, SchemaNotReady)
                                                else "an older schema (run `dealscore db upgrade`)")]) from error
-        if isinstance(error, sa.exc.ProgrammingError) and _sqlstate(error) in _REFUSALS:
+        if isinstance(error, sa.exc.DBAPIError) and _sqlstate(error) in _REFUSALS:
             # The database refuses what the store asks (a revoked grant, a dropped table): an operator's fix,
             # not a bug of the request. Any other database error would be ours, and stays a 500.
             logger.error("feedback: database %s refused the store: %s", self.shown_url, describe_error(error))

@@ -266,21 +266,21 @@ def _translate_statuses(values: pd.Series, status_values: dict[str, tuple[str, .
     lookup = {_status_key(v): s for s, listed in status_values.items() for v in listed if v != WILDCARD}
     other = next((status for status, listed in status_values.items() if WILDCARD in listed), None)
 
-    def translate(value: object) -> object:
+    def translate(row: int, value: object) -> object:
         if value is None or value is pd.NA or (isinstance(value, float) and value != value):
             return value  # missing stays missing
-        key = _status_key(status_text(value))
+        text = status_text(value)
+        key = _status_key(text)
         if key in lookup:  # listed: what the mapping says, even for a word like "None"
             return lookup[key]
         if key in NULL_MARKERS:
             return None  # "NULL" is no status: not one the wildcard decides
-        return other if other is not None and key else value
+        if other is not None and key:
+            caught[row] = text.strip()
+            return other
+        return value
 
-    translated = [translate(v) for v in values.astype(object).tolist()]
-    if other is not None:
-        caught.update({i: status_text(v).strip() for i, (v, t) in enumerate(zip(values.tolist(), translated,
-                                                                                  strict=True))
-                       if t is other and _status_key(status_text(v)) not in lookup})
+    translated = [translate(row, v) for row, v in enumerate(values.astype(object).tolist())]
     return pd.Series(translated, index=values.index, dtype=object)
 
 

@@ -36,6 +36,7 @@ from model.contract import (
     latest_date_text,
 )
 from model.errors import Problem, ProblemList
+from model.mapping import MAPPED_ATTR, WILDCARD_ATTR
 
 ROWS_SHOWN = 5  # row numbers quoted per problem; Problem.count holds the total
 
@@ -70,7 +71,7 @@ def validate_deals(
         open_closed = (deals["status"] == "open") & deals["closed_at"].notna()
         dates = deals["closed_at"].dt.strftime("%Y-%m-%d")
         expected = "no closed_at for an open deal"
-        by_wildcard = raw.attrs.get("wildcard_statuses", {})  # model.mapping.WILDCARD_ATTR
+        by_wildcard = raw.attrs.get(WILDCARD_ATTR, {})
         caught = list(dict.fromkeys(by_wildcard[i] for i in np.flatnonzero(open_closed.to_numpy())
                                     if i in by_wildcard))
         if caught:
@@ -162,7 +163,7 @@ class _TableCheck:
         self.today = pd.Timestamp(today or date.today())
         self.kinds = kinds or {}
         self.problems = ProblemList()
-        self.mapped: dict[str, str] = dict(raw.attrs.get("mapped_columns", {}))  # model.mapping.MAPPED_ATTR
+        self.mapped: dict[str, str] = dict(raw.attrs.get(MAPPED_ATTR, {}))
         for name, times in Counter(raw.columns).items():
             if times > 1:
                 self.problems.add(Problem(str(name), "one column of this name", f"{times} columns",

@@ -31,6 +31,7 @@ from service.errors import MethodNotAllowed, error_body, problems_from_pydantic
 from service.feedback import Feedback, FeedbackConfig, feedback_router
 from service.holder import ModelHolder
 from service.logs import LOGGER_NAME, configure_logging
+from service.metrics import ServiceMetrics
 from service.middleware import RequestContextMiddleware
 from service.reload import Reloader
 from service.routes import JSON, router
@@ -94,6 +95,8 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
     app.state.reloader = reloader
     app.state.dataplane = plane = DataPlane(settings, clock)
     app.state.feedback = feedback
+    app.state.service_metrics = service_metrics = ServiceMetrics()
+    plane.observers.append(lambda scored: service_metrics.observe_grades(scored.batch.grade))
     if feedback is not None:
         plane.column_transforms.append(feedback.transform_columns)  # outcomes in the client history
         plane.observers.append(feedback.observe)  # the score log
@@ -107,7 +110,7 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
 
         app.include_router(feedback_router(feedback, live_version))
     _install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=service_metrics)
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     return app
 

@@ -3,7 +3,8 @@
 A pure ASGI middleware (Starlette's BaseHTTPMiddleware costs a task and a copy per request). It takes
 the caller's X-Request-ID when it is a sane token, makes one otherwise, puts it in `scope["state"]`
 for the routes and in the response header, and logs one JSON line when the answer is sent: route,
-status, duration and the model version the request used; never the payload.
+status, duration and the model version the request used; never the payload. The same answer is counted
+in the worker's /metrics (service.metrics).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import internal_error_body
 from service.logs import LOGGER_NAME
+from service.metrics import UNMATCHED_ROUTE, ServiceMetrics
 
 __all__ = ["RequestContextMiddleware", "REQUEST_ID_HEADER"]
 
@@ -31,8 +33,9 @@ def new_request_id() -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,7 +68,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         except Exception:
             # Logged with its traceback here; the client gets the envelope and the id, nothing else.
-            log.exception("unhandled error", extra=_fields(scope, state, request_id, 500, started))
+            fields = _fields(scope, state, request_id, 500, started)
+            log.exception("unhandled error", extra=fields)
+            self._count(scope, "HEAD" if head else str(scope["method"]), 500, fields["duration_ms"])
             if not response_started:
                 body = internal_error_body(request_id)
                 await send({"type": "http.response.start", "status": 500, "headers": [
@@ -76,6 +81,15 @@ class RequestContextMiddleware:
         if head:
             fields["method"] = "HEAD"  # as the client sent it
         log.info("request", extra=fields)
+        self._count(scope, str(fields["method"]), status, fields["duration_ms"])
+
+    def _count(self, scope: Scope, method: str, status: int, duration_ms: float) -> None:
+        if self.metrics is None:
+            return
+        # The route's template, not the path: a path no route serves (a scanner's, say) would make a series
+        # of its own for every value.
+        route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+        self.metrics.observe_request(route, method, status, duration_ms / 1000.0)
 
 
 def _request_id(scope: Scope) -> str:

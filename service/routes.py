@@ -218,13 +218,13 @@ async def ready(request: Request, rid: RequestId) -> Response:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    """This worker's model and feedback figures for Prometheus (service/metrics.py); an ops endpoint, left out
-    of the API document."""
+    """This worker's model, answers, scores and feedback figures for Prometheus (service/metrics.py); an ops
+    endpoint, left out of the API document."""
     snapshot = get_holder(request).peek()
     feedback = getattr(request.app.state, "feedback", None)
     figures = feedback.metrics() if feedback is not None else {}
-    return Response(prometheus_text(snapshot.version if snapshot is not None else None, figures),
-                    media_type=METRICS_MEDIA_TYPE)
+    return Response(prometheus_text(snapshot.version if snapshot is not None else None, figures,
+                                    request.app.state.service_metrics), media_type=METRICS_MEDIA_TYPE)
 
 
 # ---------------------------------------------------------------------------------------------------

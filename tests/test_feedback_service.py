@@ -95,16 +95,17 @@ def test_metrics_show_the_model_and_the_score_log_in_prometheus_text(
     samples = dict(line.rsplit(" ", 1) for line in answer.text.splitlines() if not line.startswith("#"))
     assert samples["dealscore_model_loaded"] == "1"
     assert samples[f'dealscore_model_info{{version="{model.version}"}}'] == "1"
-    assert samples["score_log_written_total"] == "1" and samples["score_log_pending"] == "0"
-    assert samples["score_log_database_up"] == "1"
-    assert "# TYPE score_log_written_total counter" in answer.text and "# TYPE score_log_pending gauge" in answer.text
+    assert samples["dealscore_score_log_written_total"] == "1" and samples["dealscore_score_log_pending"] == "0"
+    assert samples["dealscore_score_log_database_up"] == "1"
+    assert "# TYPE dealscore_score_log_written_total counter" in answer.text
+    assert "# TYPE dealscore_score_log_pending gauge" in answer.text
     # The database away: the backlog shows.
     with running(down_url(), tmp_path / "spool-down") as feedback, \
             TestClient(wired_app(model, feedback, metadata)) as api:
         assert api.post("/v1/score", json={"deals": [_deal(model, "M2", client_id, 5)]}).status_code == 200
         feedback.flush_score_log()
         down = dict(line.rsplit(" ", 1) for line in api.get("/metrics").text.splitlines() if not line.startswith("#"))
-    assert down["score_log_database_up"] == "0" and int(down["score_log_pending"]) >= 1
+    assert down["dealscore_score_log_database_up"] == "0" and int(down["dealscore_score_log_pending"]) >= 1
 
 
 def test_metrics_print_counters_exactly() -> None:
@@ -112,5 +113,6 @@ def test_metrics_print_counters_exactly() -> None:
 
     text = prometheus_text("v1", {"score_log_written_total": 1_234_567.0, "score_log_pending": 0.0,
                                   "feedback_outcomes_known": 12_345_678.0})
-    assert "score_log_written_total 1234567\n" in text and "feedback_outcomes_known 12345678\n" in text
+    assert "dealscore_score_log_written_total 1234567\n" in text
+    assert "dealscore_feedback_outcomes_known 12345678\n" in text
     assert 'dealscore_model_info{version="v1"} 1\n' in text

@@ -276,3 +276,56 @@ def test_a_live_model_is_kept_out_of_the_garbage_collectors_walks(service_model:
         assert all(o is not live for o in gc.get_objects())  # the collector's generations no longer hold it
     finally:
         gc.unfreeze()
+
+
+def _samples(text: str) -> dict[str, float]:
+    return {name: float(value) for name, value in (line.rsplit(" ", 1) for line in text.splitlines()
+                                                     if line and not line.startswith("#"))}
+
+
+def test_metrics_count_answers_by_route_template_and_scored_deals_by_grade(service_training: Any) -> None:
+    """Ops could see the model and the score log in /metrics but not how the service answered: no request
+    counts, no latency, nothing of what it scored."""
+    app = create_app(Settings(max_batch=50), model=service_training.model, metadata=service_training.metadata,
+                     clock=lambda: TODAY)
+    with make_client(app) as client:
+        scored = [_score(client, [make_deal(deal_id=f"D-{i}", amount=500.0 * (i + 1))]).json()["scores"][0]
+                  for i in range(3)]
+        ranked = _score(client, [make_deal(deal_id="R-1"), make_deal(deal_id="R-2", amount=90.0)],
+                        path="/v1/rank").json()["scores"]
+        assert client.post("/v1/score", json={"deals": []}).status_code == 422
+        assert client.get("/no/such/path/123").status_code == 404
+        assert client.head("/health/live").status_code == 200
+        samples = _samples(client.get("/metrics").text)
+    requests = {key: value for key, value in samples.items() if key.startswith("dealscore_http_requests_total")}
+    assert requests == {
+        'dealscore_http_requests_total{route="/v1/score",method="POST",status="200"}': 3,
+        'dealscore_http_requests_total{route="/v1/score",method="POST",status="422"}': 1,
+        'dealscore_http_requests_total{route="/v1/rank",method="POST",status="200"}': 1,
+        'dealscore_http_requests_total{route="unmatched",method="GET",status="404"}': 1,
+        'dealscore_http_requests_total{route="/health/live",method="HEAD",status="200"}': 1,
+    }  # the /metrics request itself is counted once it is answered, after this text was made
+    histogram = "dealscore_http_request_duration_seconds"
+    assert samples[f'{histogram}_count{{route="/v1/score"}}'] == 4
+    assert samples[f'{histogram}_bucket{{route="/v1/score",le="+Inf"}}'] == 4
+    buckets = [value for key, value in samples.items() if key.startswith(f'{histogram}_bucket{{route="/v1/score"')]
+    assert buckets == sorted(buckets)  # cumulative
+    assert 0 < samples[f'{histogram}_sum{{route="/v1/score"}}'] < 60
+    grades: dict[str, float] = {}
+    for item in scored + ranked:
+        grades[item["grade"]] = grades.get(item["grade"], 0) + 1
+    assert {key: value for key, value in samples.items() if key.startswith("dealscore_scored_deals_total")} == {
+        f'dealscore_scored_deals_total{{grade="{grade}"}}': count for grade, count in grades.items()}
+
+
+def test_a_latency_on_a_bucket_bound_counts_in_that_bucket() -> None:
+    from service.metrics import LATENCY_BUCKETS, ServiceMetrics
+
+    metrics = ServiceMetrics()
+    metrics.observe_request("/v1/score", "POST", 200, LATENCY_BUCKETS[0])
+    metrics.observe_request("/v1/score", "POST", 200, 1e6)
+    samples = _samples("\n".join(metrics.lines()))
+    bucket = 'dealscore_http_request_duration_seconds_bucket{{route="/v1/score",le="{}"}}'.format
+    assert samples[bucket(repr(LATENCY_BUCKETS[0]))] == 1
+    assert samples[bucket(repr(LATENCY_BUCKETS[-1]))] == 1
+    assert samples[bucket("+Inf")] == 2

@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 
 from model.artifact import METADATA_FILE, load_artifact, read_metadata, save_artifact, verify_artifact
-from model.errors import ArtifactError, DealscoreError, NotFound, NotReady
+from model.errors import ArtifactError, DealscoreError, NotFound, NotReady, counted
 from model.profiles import ClientFacts
 from model.scorer import ScoringModel
 
@@ -329,14 +329,33 @@ class Registry:
             os.close(fd)
 
     def _sweep(self) -> None:
-        """Remove what a crashed writer left: manifest temp files and folders the manifest does not name."""
+        """Remove what a crashed writer left: manifest temp files, staging folders, and version folders the
+        manifest no longer names (pruned) or never named (stored by an add that crashed before its commit).
+
+        Never on a guess: a registry whose manifest is gone is refused, not emptied (every folder would look
+        unnamed), and a folder that is not exactly a version the registry wrote (an operator's copy under
+        another name, say) is left alone.
+        """
         for leftover in self.root.glob(f"{_TEMP_PREFIX}*"):
             leftover.unlink(missing_ok=True)
         if not self.versions_dir.is_dir():
             return
-        named = set(self._read().names())
+        if not self.manifest_path.exists():
+            stored = [e.name for e in self.versions_dir.iterdir() if (e / METADATA_FILE).is_file()]
+            if stored:
+                raise ArtifactError(
+                    f"model registry at {self.root} holds {counted(len(stored), 'version folder')} but no "
+                    f"{MANIFEST_FILE}: it was deleted, or this is not the registry's directory. Nothing is changed; "
+                    f"restore {MANIFEST_FILE} from a backup, or move versions/ aside and `dealscore models add` the "
+                    "folders to keep")
+        manifest = self._read()
+        named = set(manifest.names())
+        ever_added = {e.version for e in manifest.history if e.version is not None}
+        pruned = {name for e in manifest.history for name in e.removed}
         for entry in self.versions_dir.iterdir():
-            if entry.name not in named and _written_by_registry(entry):
+            if entry.name in named or not _written_by_registry(entry):
+                continue
+            if _is_staging(entry) or (_holds_version(entry) and (entry.name in pruned or entry.name not in ever_added)):
                 shutil.rmtree(entry, ignore_errors=True)
 
     def _commit(self, manifest: _Manifest) -> None:
@@ -497,9 +516,21 @@ def _written_by_registry(entry: Path) -> bool:
     under versions/ was put there by someone else and is left alone."""
     if not entry.is_dir() or entry.is_symlink():
         return False
-    if entry.name.startswith(".") and (".tmp-" in entry.name or ".old-" in entry.name):
+    return _is_staging(entry) or (entry / METADATA_FILE).is_file() or not any(entry.iterdir())
+
+
+def _is_staging(entry: Path) -> bool:
+    return entry.name.startswith(".") and (".tmp-" in entry.name or ".old-" in entry.name)
+
+
+def _holds_version(entry: Path) -> bool:
+    """The folder holds the version it is named after (an empty one: a version's folder not yet written)."""
+    if not any(entry.iterdir()):
         return True
-    return (entry / METADATA_FILE).is_file() or not any(entry.iterdir())
+    try:
+        return str(read_metadata(entry).get("version")) == entry.name
+    except ArtifactError:
+        return False
 
 
 def _check_name(version: str) -> None:

@@ -343,6 +343,28 @@ def test_an_artifact_directory_is_verified_and_copied_in(registry: Registry, tin
     assert "v8" not in registry.versions()
 
 
+def test_a_registry_without_its_manifest_is_refused_not_emptied(registry: Registry, tiny: TrainingResult) -> None:
+    """With manifest.json gone every version folder looked unnamed, and the next change deleted them all."""
+    before = snapshot(registry.root)
+    registry.manifest_path.unlink()
+    for change in (lambda: registry.publish("v2", "monthly"), lambda: add(registry, tiny, "v3")):
+        with pytest.raises(ArtifactError, match=r"holds 2 version folders but no manifest.json: .* Nothing is changed"):
+            change()
+    assert sorted(p.name for p in (registry.root / "versions").iterdir()) == ["v1", "v2"]
+    assert set(snapshot(registry.root)) == set(before) - {"manifest.json"}
+
+
+def test_an_operators_copy_of_a_version_is_kept(registry: Registry) -> None:
+    """An operator's copy of a version under another name was deleted by the next change, though the docs say
+    folders the registry did not write are left alone."""
+    import shutil
+
+    versions = registry.root / "versions"
+    shutil.copytree(versions / "v1", versions / "backup-v1-before-upgrade")
+    registry.publish("v2", "monthly")
+    assert (versions / "backup-v1-before-upgrade" / "metadata.json").is_file()
+
+
 def test_the_sweep_removes_only_its_own_debris(registry: Registry) -> None:
     versions = registry.root / "versions"
     (versions / "notes.txt").write_text("someone's notes")

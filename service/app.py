@@ -24,10 +24,10 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from model.errors import ContractViolation, DealscoreError, NotFound, counted
+from model.errors import DealscoreError, NotFound
 from model.scorer import ScoringModel
 from service.dataplane import DataPlane, utc_today
-from service.errors import MethodNotAllowed, error_body, problems_from_pydantic
+from service.errors import MAX_LISTED_PROBLEMS, MethodNotAllowed, error_body, pydantic_problems, request_violation
 from service.feedback import Feedback, FeedbackConfig, feedback_router
 from service.holder import ModelHolder
 from service.logs import LOGGER_NAME, configure_logging
@@ -186,8 +186,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         # FastAPI's locations start with where the value came from: ('query', 'by') -> 'query.by'.
-        problems = problems_from_pydantic(list(exc.errors()), FIELD_NAMES)
-        return _envelope(ContractViolation(f"{counted(len(problems), 'problem')} in the request", problems), request)
+        problems, total = pydantic_problems(list(exc.errors()), FIELD_NAMES, limit=MAX_LISTED_PROBLEMS)
+        return _envelope(request_violation(problems, total), request)
 
     app.add_exception_handler(DealscoreError, on_dealscore_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

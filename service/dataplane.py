@@ -7,12 +7,13 @@ intermediate pydantic response objects.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast, get_args
 
 import numpy as np
 import orjson
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from model.errors import ContractViolation, PayloadTooLarge, Problem, counted
 from model.records import RESERVED_NAMES, date_or_none, deal_columns, history_problems, parse_date, text_value
 from model.scorer import ScoreBatch
-from service.errors import MalformedJSON, problems_from_pydantic, shown
+from service.errors import MAX_LISTED_PROBLEMS, MalformedJSON, pydantic_problems, request_violation, shown
 from service.holder import LoadedModel
 from service.schemas import FIELD_NAMES, MAX_FIELD_NAME, Deal, RankBy, request_models
 from service.settings import Settings
@@ -31,6 +32,9 @@ __all__ = ["Columns", "DataPlane", "ScoreCall", "ScoredRequest", "utc_today"]
 Columns = dict[str, np.ndarray[Any, Any]]
 Encoded = orjson.Fragment  # JSON already encoded, embedded as is by orjson.dumps
 NO_ITEMS = orjson.Fragment(b"[]")
+# Above this many pydantic failures a request's problems are sampled (DataPlane._sampled_violation), not all
+# converted: a few MB of bad fields made 1.26 million, whose conversion alone took 6 s and 2 GB.
+CONVERTED_ERRORS_AT_MOST = 5_000
 
 
 def utc_today() -> date:
@@ -184,6 +188,8 @@ class DataPlane:
         try:
             request = schema.model_validate_json(body, context={"today": today})
         except ValidationError as exc:
+            if exc.error_count() > CONVERTED_ERRORS_AT_MOST:
+                raise self._sampled_violation(schema, body, items, today, exc.error_count()) from None
             errors = exc.errors(include_url=False)
             malformed = MalformedJSON.among(errors)
             if malformed is not None:
@@ -191,19 +197,49 @@ class DataPlane:
             too_long = next((e for e in errors if e["type"] == "too_long" and tuple(e["loc"]) == (items,)), None)
             if too_long is not None:
                 raise self._too_many(items, (too_long.get("ctx") or {}).get("actual_length", "more")) from None
-            problems = problems_from_pydantic(errors, FIELD_NAMES)
+            problems, total = pydantic_problems(errors, FIELD_NAMES, limit=MAX_LISTED_PROBLEMS)
             problems = [Problem(items, f"1 to {self.settings.max_batch} {items}", "an empty list")
                         if p.field == items and p.got == "a list of 0 items" else p for p in problems]
             raw = _loads(body)
             listed = raw.get(items) if isinstance(raw, dict) else None
             if isinstance(listed, list):
                 known = {p.field for p in problems}
-                problems += [p for p in self._batch_problems(listed, items, today) if p.field not in known]
-            raise ContractViolation(f"{counted(len(problems), 'problem')} in the request", problems) from None
+                more = [p for p in self._batch_problems(listed, items, today) if p.field not in known]
+                problems, total = problems + more, total + len(more)
+            raise request_violation(problems, total) from None
         problems = self._batch_problems(getattr(request, items), items, today)
         if problems:
-            raise ContractViolation(f"{counted(len(problems), 'problem')} in the request", problems)
+            raise request_violation(problems)
         return request
+
+    def _sampled_violation(self, schema: type[BaseModel], body: bytes, items: str, today: date,
+                           errors: int) -> ContractViolation | PayloadTooLarge:
+        """The 422 for a request with more failures than are worth describing: the first items are checked one
+        by one, each cut to its first fields, until MAX_LISTED_PROBLEMS problems are found; pydantic's full
+        error list (a dict per failure, hundreds of thousands from a few MB of bad fields) is never built."""
+        raw = _loads(body)
+        listed = raw.get(items) if isinstance(raw, dict) else None
+        if not isinstance(listed, list):  # the failures are not in the items: the schema says it best, briefly
+            return request_violation([Problem(items, f"1 to {self.settings.max_batch} {items}",
+                                              shown(listed) if listed is not None else "nothing")], errors)
+        if len(listed) > self.settings.max_batch:
+            return self._too_many(items, len(listed))
+        item_model = _item_model(schema, items)
+        keep = len(item_model.model_fields) + self.settings.max_extra_fields + 1
+        problems = self._batch_problems(listed, items, today)[:MAX_LISTED_PROBLEMS]
+        known = {p.field for p in problems}
+        for i, item in enumerate(listed):
+            if len(problems) >= MAX_LISTED_PROBLEMS:
+                break
+            cut = dict(itertools.islice(item.items(), keep)) if isinstance(item, dict) else item
+            try:
+                item_model.model_validate_json(orjson.dumps(cut), context={"today": today})
+            except ValidationError as exc:
+                found, _ = pydantic_problems(exc.errors(include_url=False)[:10 * MAX_LISTED_PROBLEMS], FIELD_NAMES,
+                                             prefix=f"{items}[{i}]", limit=MAX_LISTED_PROBLEMS)
+                problems += [p for p in found if p.field not in known]
+        return ContractViolation(f"more than {counted(MAX_LISTED_PROBLEMS, 'problem')} in the request (the first "
+                                 f"{min(len(problems), MAX_LISTED_PROBLEMS)} listed)", problems[:MAX_LISTED_PROBLEMS])
 
     def _too_many(self, items: str, sent: object) -> PayloadTooLarge:
         limit = self.settings.max_batch
@@ -337,6 +373,13 @@ class ScoredRequest:
 
 
 DEAL_FIELDS: frozenset[str] = frozenset(Deal.model_fields)
+
+
+def _item_model(schema: type[BaseModel], items: str) -> type[BaseModel]:
+    """The model of one item of a request's list (`deals: list[Deal]` -> Deal)."""
+    annotation = schema.model_fields[items].annotation
+    (item,) = get_args(annotation)
+    return cast(type[BaseModel], item)
 
 
 def _loads(body: bytes) -> Any:

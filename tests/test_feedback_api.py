@@ -57,6 +57,29 @@ def test_invalid_bodies_list_every_problem_in_the_envelope(api: tuple[TestClient
     assert empty[0] == {"field": "outcomes", "expected": "at least 1 item", "got": "a list of 0 items"}
 
 
+def test_a_lone_surrogate_quoted_in_an_error_is_escaped_not_a_500(api: tuple[TestClient, Feedback]) -> None:
+    """The 422 quoted the input, and a lone surrogate is not UTF-8: writing the answer failed with a 500."""
+    client, _ = api
+    for path, body, field in [
+            ("/v1/outcomes", '{"outcomes": [{"deal_id": "X\\ud800", "status": "won"}]}', "outcomes[0].deal_id"),
+            ("/v1/judgements", '{"manager": "m", "above_deal_id": "D1", "below_deal_id": "D2", "note": "\\ud800"}',
+             "note")]:
+        answer = client.post(path, content=body, headers={"content-type": "application/json"})
+        assert answer.status_code == 422, answer.text
+        (detail,) = answer.json()["error"]["details"]
+        assert detail["field"] == field and "\\ud800" in detail["got"]
+        assert detail["expected"].startswith("text of whole characters")
+
+
+def test_outcome_problems_past_a_hundred_are_counted_not_listed(api: tuple[TestClient, Feedback]) -> None:
+    client, _ = api
+    answer = client.post("/v1/outcomes", json={"outcomes": [{"deal_id": f"D{i}", "status": "open"}
+                                                            for i in range(150)]})
+    error = answer.json()["error"]
+    assert answer.status_code == 422 and error["message"] == "150 problems in the request (the first 100 listed)"
+    assert [d["field"] for d in error["details"]] == [f"outcomes[{i}].status" for i in range(100)]
+
+
 @pytest.mark.parametrize("path", ["/v1/outcomes", "/v1/judgements"])
 def test_a_body_over_the_limit_is_413_before_it_is_parsed(tmp_path: Path, path: str) -> None:
     """max_body_bytes held for the scoring routes only: 4.6 MB of outcomes, or 300 MB of whitespace, was read

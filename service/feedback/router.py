@@ -17,10 +17,10 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from model.errors import ContractViolation, NotFound, Problem, counted
+from model.errors import NotFound, Problem
 from model.records import parse_date
 from service.bodies import read_json_body
-from service.errors import MalformedJSON, problems_from_pydantic
+from service.errors import MAX_LISTED_PROBLEMS, MalformedJSON, pydantic_problems, request_violation
 from service.feedback.judgements import Judgement
 from service.feedback.outcomes import Outcome
 from service.feedback.schemas import (
@@ -75,8 +75,8 @@ class _FeedbackRoute(APIRoute):
                     raise MalformedJSON.because("an empty body") from None
                 errors = [{**e, "loc": tuple(e.get("loc", ()))[1:] if tuple(e.get("loc", ()))[:1] == ("body",)
                            else tuple(e.get("loc", ()))} for e in exc.errors()]
-                problems = problems_from_pydantic(errors, FEEDBACK_FIELD_NAMES)
-                raise ContractViolation(f"{counted(len(problems), 'problem')} in the request", problems) from None
+                problems, total = pydantic_problems(errors, FEEDBACK_FIELD_NAMES, limit=MAX_LISTED_PROBLEMS)
+                raise request_violation(problems, total) from None
 
         return checked
 

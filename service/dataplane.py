@@ -458,7 +458,9 @@ def _facts(client_id: str | None, client: Any, deal: Any = None) -> Any:
         client_id=client_id or "", industry=attribute("industry"), size=attribute("size"),
         region=attribute("region"),
         since_day=None if since is None else float((parse_date(since) - date(1970, 1, 1)).days),
-        products=None if products is None else tuple(products),
+        # Trimmed as every text of a request: " leasing " is the product leasing, already held, never a gap.
+        products=None if products is None else tuple(
+            name for name in (text_value(p) for p in products) if name is not None),
     )
 
 

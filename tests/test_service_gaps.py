@@ -92,5 +92,20 @@ def test_a_deals_gaps_leave_out_the_product_the_deal_sells(client: TestClient,
         "gaps"]] == [first, second]
 
 
+def test_held_product_names_are_trimmed_as_every_text(client: TestClient,
+                                                     service_profiled_model: ScoringModel) -> None:
+    """" leasing " was not leasing: the client was offered the product it had just said it held."""
+    known = next(iter(service_profiled_model.spec.client_keys))
+    top = client.post("/v1/gaps", json={"clients": [{"client_id": known, "products": []}]},
+                      params={"top": 3}).json()["clients"][0]["gaps"][0]["product"]
+    for spelled in (top, f" {top} ", f"\t{top}"):
+        answer = client.post("/v1/gaps", json={"clients": [{"client_id": known, "products": [spelled]}]},
+                             params={"top": 3}).json()["clients"][0]
+        assert top not in [g["product"] for g in answer["gaps"]], spelled
+    padded = client.post("/v1/gaps", json={"clients": [{"client_id": known, "products": [f" {top} "]}]}).json()
+    plain = client.post("/v1/gaps", json={"clients": [{"client_id": known, "products": [top]}]}).json()
+    assert padded["clients"] == plain["clients"]
+
+
 def test_model_says_it_has_profiles(client: TestClient) -> None:
     assert client.get("/v1/model").json()["has_profiles"] is True

@@ -329,3 +329,36 @@ def test_a_latency_on_a_bucket_bound_counts_in_that_bucket() -> None:
     assert samples[bucket(repr(LATENCY_BUCKETS[0]))] == 1
     assert samples[bucket(repr(LATENCY_BUCKETS[-1]))] == 1
     assert samples[bucket("+Inf")] == 2
+
+
+def test_a_caller_that_hangs_up_mid_body_is_not_a_server_error(service_training: Any,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A client that closed its connection before sending the whole body was logged as an ERROR with a
+    traceback and counted as a 500, which set off error alerts for a failure that was not the service's."""
+    import asyncio
+
+    app = create_app(Settings(), model=service_training.model, metadata=service_training.metadata,
+                     clock=lambda: TODAY)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/v1/score", "raw_path": b"/v1/score", "query_string": b"",
+             "root_path": "", "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+    messages = iter([{"type": "http.request", "body": b'{"deals": [', "more_body": True},
+                     {"type": "http.disconnect"}])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with make_client(app) as client, caplog.at_level(logging.INFO, logger="dealscore.service"):
+        asyncio.run(app(scope, receive, send))
+        metrics = client.get("/metrics").text
+    assert sent == []  # nobody to answer
+    (record,) = [r for r in caplog.records if getattr(r, "route", None) == "/v1/score"]
+    assert record.levelname == "INFO" and record.getMessage() == "client disconnected"
+    assert record.status == 499 and record.exc_info is None
+    assert 'dealscore_http_requests_total{route="/v1/score",method="POST",status="499"} 1' in metrics
+    assert 'status="500"' not in metrics

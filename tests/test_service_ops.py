@@ -76,6 +76,29 @@ def test_the_retry_wait_doubles_up_to_the_cap_while_the_database_is_down(tmp_pat
     assert sum("still unavailable" in r.getMessage() for r in records if r.levelno == logging.DEBUG) == 7
 
 
+def test_a_first_wait_set_above_the_cap_is_never_shortened() -> None:
+    """DEALSCORE_DATABASE_RETRY_SECONDS accepts up to 3600: set to 120, the second wait was cut to 60."""
+    from service.feedback.outage import Outage
+
+    outage = Outage(120.0)
+    waits = []
+    for _ in range(3):
+        outage.failed("down")
+        waits.append(outage.wait)
+    assert waits == [120.0, 120.0, 120.0]
+
+
+def test_the_score_log_counts_its_database_up_from_the_start(postgres_url: str, tmp_path: Path) -> None:
+    """A healthy, idle worker read dealscore_score_log_database_up 0 until its first write: an alert on 0
+    fired after every restart."""
+    feedback = Feedback(make_config(postgres_url, tmp_path / "spool"))
+    with feedback:
+        assert feedback.metrics()["score_log_database_up"] == 1.0
+    down = Feedback(make_config(down_url(), tmp_path / "spool-down"))
+    with down:
+        assert down.metrics()["score_log_database_up"] == 0.0
+
+
 def test_the_background_retries_slow_down_and_warn_only_when_the_database_goes_down(
         tmp_path: Path) -> None:
     feedback = Feedback(make_config(down_url(), tmp_path / "spool", retry_seconds=0.1, score_log_enabled=False))

@@ -435,6 +435,12 @@ class ScoreLog:
             self._finish([item])
 
     # -- lifecycle ---------------------------------------------------------------------------------
+    def database_reached(self) -> None:
+        """The database answered someone else (the feedback store at start): the log counts it up until a write
+        of its own says otherwise. Before start() only: the writer thread owns the outage once it runs."""
+        if self._thread is None:
+            self._outage.recovered()
+
     def start(self) -> None:
         if self._thread is not None:
             return

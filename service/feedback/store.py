@@ -19,7 +19,7 @@ from model.history_overlay import OutcomeBook, with_outcome_history
 from service.feedback.config import FeedbackConfig
 from service.feedback.db import Database, SchemaNotReady, describe_error
 from service.feedback.judgements import Judgement, JudgementStore, RecordedJudgement
-from service.feedback.outage import MAX_BACKOFF_SECONDS, Outage
+from service.feedback.outage import Outage
 from service.feedback.outcomes import Outcome, OutcomeStore, RecordedOutcome
 from service.feedback.quality import latest_version, model_versions, quality_report
 from service.feedback.score_log import ScoreLog, ScoreLogStats
@@ -65,8 +65,10 @@ class Feedback:
         with self._lifecycle:
             if self._refresher is not None:
                 return
-            self._catch_up()
+            reached = self._catch_up()
             if self.score_log is not None:
+                if reached:  # the same database: the score log's up-gauge need not wait for its first write
+                    self.score_log.database_reached()
                 self.score_log.start()
             self._stop.clear()
             self._refresher = threading.Thread(target=self._refresh_loop, name="dealscore-feedback-refresh",
@@ -115,11 +117,11 @@ class Feedback:
 
     def _mark_down(self, reason: str, failure: BaseException | None = None) -> None:
         """Warn when the database goes down, not on each retry (those are DEBUG); each failure doubles the
-        wait before the next try, up to MAX_BACKOFF_SECONDS."""
+        wait before the next try, up to the outage's cap."""
         if self._outage.failed(reason):
             logger.warning("feedback: database %s %s; retrying in the background in %.1f s, then after twice "
                            "as long each time (at most %.0f s)", self.database.shown_url, reason, self._outage.wait,
-                           MAX_BACKOFF_SECONDS, exc_info=failure)
+                           self._outage.cap, exc_info=failure)
         else:
             logger.debug("feedback: database %s still %s; next try in %.1f s", self.database.shown_url, reason,
                          self._outage.wait)

@@ -110,7 +110,8 @@ class Settings(BaseSettings):
 
     database_retry_seconds: float = Field(default=2.0, gt=0, le=3600)
     """First wait before a failed feedback database is tried again (doubles on each failure, up to 60 s or
-    this wait when set longer; back to this once it answers). The log warns once when the database goes down and says when it is back."""
+    this wait when set longer; back to this once it answers). The log warns once when the database goes
+    down and says when it is back."""
 
     database_migrate_on_start: bool = True
     """Bring the feedback database's schema up to date at start; false: only check it (run

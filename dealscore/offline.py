@@ -21,7 +21,14 @@ from model.artifact import load_artifact
 from model.contract import SENT_HISTORY_COLUMNS
 from model.dataset import load_dataset
 from model.errors import ContractViolation, Problem
-from model.features import CLIENT_ATTRIBUTES, CLIENT_EXTRA_PREFIX, attach_clients, day_numbers, frame_columns
+from model.features import (
+    CLIENT_ATTRIBUTES,
+    CLIENT_EXTRA_PREFIX,
+    attach_clients,
+    day_numbers,
+    frame_columns,
+    missing_feature_columns,
+)
 from model.profiles import TENURE
 from model.records import history_problems
 from model.validation import validate_client_history
@@ -124,18 +131,6 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
     scores = score_frame(model, dataset.deals, dataset.clients)
     write_csv_atomically(scores, out)
     return len(scores)
-
-
-def missing_feature_columns(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -> list[str]:
-    """The model's input columns that neither the deals nor the clients table has (a client attribute is
-    not counted missing when the model knows clients: it fills theirs from its own record)."""
-    present = set(deals.columns) | (set(clients.columns) if clients is not None else set())
-    present |= set(attach_clients(deals.head(0), clients.head(0) if clients is not None else None,
-                                  model.spec.client_extras or ()).columns)
-    spec = model.spec
-    from_clients = {*CLIENT_ATTRIBUTES, *(spec.client_extras or ())}
-    return [name for name in (*spec.numeric, *spec.categorical) if name not in present
-            and not (name in from_clients and model.clients)]
 
 
 def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, out: str, top_k: int = 5,

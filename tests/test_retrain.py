@@ -237,6 +237,24 @@ def test_force_publishes_over_the_gate_and_says_so(gate_run: GateRun, tmp_path: 
     assert comparison(root, event.version or "")["decision"]["forced"] is True
 
 
+def test_an_export_without_an_input_of_the_live_model_is_refused(gate_run: GateRun, tmp_path: Path) -> None:
+    """The live model was scored without the columns the export lost, judged on degraded data, and a worse
+    candidate passed it (the ops audit: AUC 0.842 passed a degraded live 0.845, which scored 0.855 whole)."""
+    root = shutil.copytree(gate_run.root, tmp_path / "registry")
+    live = Registry(root).live_version()
+    deals = pd.read_csv(gate_run.data / "full" / "deals.csv", dtype=str, keep_default_na=False)
+    assert {"source", "campaign_code"} <= set(deals.columns)
+    deals.drop(columns=["source", "campaign_code"]).to_csv(tmp_path / "deals.csv", **CSV_OPTIONS)
+    code, out, err = run_cli(retrain_args(root, gate_run.data, str(tmp_path / "deals.csv")))
+    assert code == 3, err
+    event = Registry(root).history()[-1]
+    assert event.action == "refused" and Registry(root).live_version() == live
+    assert event.reason.startswith(f"the new data lack 2 input column(s) the live model {live} uses: ")
+    assert "source" in event.reason and "campaign_code" in event.reason and "NOT PUBLISHED" in out
+    assert sorted(comparison(root, event.version or "")["comparison"]["live_inputs_missing"]) == [
+        "campaign_code", "source"]
+
+
 def test_invalid_data_stops_the_retrain_before_training(gate_run: GateRun, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch, crm: SyntheticCRM) -> None:
     import training.retrain

@@ -29,7 +29,7 @@ import pandas as pd
 
 from model.artifact import strict_json
 from model.errors import DealscoreError, InsufficientData
-from model.features import attach_clients, build_features, frame_columns
+from model.features import attach_clients, build_features, frame_columns, missing_feature_columns
 from model.metrics import expected_calibration_error, probability_metrics
 from model.records import is_plain_number
 from model.registry import Registry
@@ -310,6 +310,17 @@ def retrain(registry: Registry, dataset: Any, train_config: TrainConfig | None =
         passed, reason, checks = _compare_with_live(
             report, dataset, train_config, config, candidate, live_model, live_version, window, columns, status,
             won, compared, progress)
+        # The live model scored without inputs it was trained on is judged on degraded data, and a worse candidate
+        # passes it; and a column that vanished from the export is a fault of the export, not a new normal.
+        vanished = missing_feature_columns(live_model, dataset.deals, dataset.clients)
+        report["comparison"]["live_inputs_missing"] = vanished
+        if vanished:
+            passed = False
+            reason = (f"the new data lack {len(vanished)} input column(s) the live model {live_version} uses: "
+                      f"{', '.join(vanished)}; scored without them the live model is judged on degraded data. Restore "
+                      "them in the export, or publish with --force if they are gone for good [" + reason + "]")
+        elif not passed and "is the export stale?" in window.note:
+            reason += " " + window.note[window.note.index("The new data end on"):]
 
     report["drift"] = _drift(candidate, columns, closed, in_window, window.start, config)
     published = passed or force

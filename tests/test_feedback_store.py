@@ -48,6 +48,43 @@ def test_migrations_build_the_schema_the_code_expects(database_url: str) -> None
         engine.dispose()
 
 
+def test_a_reused_request_id_keeps_each_scoring_and_the_latest_trains(database_url: str, tmp_path: Path) -> None:
+    """A caller's X-Request-ID sent again with the deal changed: the log kept the first scoring only (unique by
+    request id and deal), so the training view and the quality report read the stale deal. A database at the
+    former schema keeps its rows through the upgrade."""
+    import time
+
+    engine = make_engine(database_url)
+    try:
+        assert upgrade(engine, "0002_training_close_day") == "0002_training_close_day"
+        with engine.begin() as connection:
+            connection.execute(sa.text(
+                "INSERT INTO score_log (request_id, deal_id, model_version, p_win, value, expected_value, grade, "
+                "scored_at, deal) VALUES ('old', 'D0', 'v0', 0.5, 1.0, 0.5, 'B', :at, :deal)"),
+                {"at": "2025-01-01 00:00:00.000000", "deal": '{"deal_id": "D0", "created_at": "2025-01-01"}'})
+        assert upgrade(engine) == head_revision()
+    finally:
+        engine.dispose()
+    assert count(database_url, "score_log") == 1
+    with running(database_url, tmp_path / "spool") as feedback:
+        feedback.record_scores("fixed-id", "v1", [deal("D1", amount=100.0, created_at="2025-12-01")],
+                               batch([0.4], [40.0], ["B"]))
+        assert feedback.flush_score_log()
+        time.sleep(0.01)  # another instant
+        feedback.record_scores("fixed-id", "v1", [deal("D1", amount=99_999.0, created_at="2026-01-15")],
+                               batch([0.6], [60_000.0], ["A"]))
+        assert feedback.flush_score_log()
+    assert count(database_url, "score_log") == 3
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(sa.text(
+                "SELECT amount, created_at FROM training_deals WHERE deal_id = 'D1'")).one()
+    finally:
+        engine.dispose()
+    assert (float(row[0]), str(row[1])[:10]) == (99_999.0, "2026-01-15")
+
+
 def test_two_processes_migrating_at_once_both_succeed(database_url: str) -> None:
     engines = [make_engine(database_url) for _ in range(2)]
     errors: list[BaseException] = []
@@ -436,7 +473,7 @@ rng = random.Random(str(spool))
 scores = SimpleNamespace(p_win=[0.5] * 5, value=[10.0] * 5, expected_value=[5.0] * 5, grade=["B"] * 5)
 feedback = Feedback(FeedbackConfig(database_url=url, spool_dir=spool, flush_seconds=0.02, outcomes_refresh_seconds=0))
 feedback.start()
-for r in rng.sample(range(10), 10):  # the same requests from both processes: a retried delivery
+for r in rng.sample(range(10), 10):  # the same request ids from both processes: a retried delivery
     feedback.record_scores(f"r{r}", "v1", [{"deal_id": f"D{r}-{i}"} for i in range(5)], scores)
 for i in rng.sample(range(10), 10):
     feedback.record_outcomes([Outcome(f"D{i}-0", "won", float(i), date(2025, 1, 1))])
@@ -446,7 +483,8 @@ feedback.stop()
 
 
 def test_two_service_processes_on_one_database(database_url: str, tmp_path: Path) -> None:
-    """Real processes, started at once on a fresh database: both migrate, log, record; nothing doubles."""
+    """Real processes, started at once on a fresh database: both migrate, log, record; nothing doubles. A
+    request id sent to both is two scorings, each kept (the training view reads the latest)."""
     import subprocess
     import sys
 
@@ -456,7 +494,7 @@ def test_two_service_processes_on_one_database(database_url: str, tmp_path: Path
     for process in processes:
         _, err = process.communicate(timeout=120)
         assert process.returncode == 0, err.decode()[-2000:]
-    assert count(database_url, "score_log") == 50
+    assert count(database_url, "score_log") == 100
     assert count(database_url, "outcomes") == 10
     assert count(database_url, "outcome_revisions") == 10
     assert count(database_url, "judgements") == 1

@@ -108,7 +108,7 @@ def _cli(*argv: str) -> int:
 
 def test_the_quality_and_db_commands(database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli("db", "upgrade", "--database-url", database_url) == 0
-    assert "schema empty -> 0002_training_close_day" in capsys.readouterr().err
+    assert "schema empty -> 0003_score_log_each_scoring" in capsys.readouterr().err
     with running(database_url, tmp_path / "spool") as feedback:
         feedback.record_scores("r1", "v1", [{"deal_id": "D1"}, {"deal_id": "D2"}],
                                batch([0.9, 0.3], [900.0, 30.0], ["A", "C"]))

@@ -184,19 +184,21 @@ _COLUMNS = ("request_id", "deal_id", "model_version", "p_win", "value", "expecte
 # plain tuples (the JSON serialised once here), so the writer holds the GIL as briefly as it can.
 _INSERT_SQL = {
     "sqlite": f"INSERT INTO score_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
-              "ON CONFLICT (request_id, deal_id) DO NOTHING",
+              "ON CONFLICT (request_id, deal_id, scored_at) DO NOTHING",
     "postgresql": f"INSERT INTO score_log ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * 8)}, "
-                  "CAST(%s AS JSONB)) ON CONFLICT (request_id, deal_id) DO NOTHING",
+                  "CAST(%s AS JSONB)) ON CONFLICT (request_id, deal_id, scored_at) DO NOTHING",
 }
 
 
 def insert_rows(engine: sa.Engine, rows: Sequence[Row]) -> None:
-    """Insert score-log rows; a row already there (same request id and deal id) is left alone."""
+    """Insert score-log rows; a row already there (same request id, deal id and scoring instant: a replay of
+    the spool) is left alone."""
     if not rows:
         return
     dialect = engine.dialect.name
     if dialect not in _INSERT_SQL:
-        statement = dialect_insert(engine, score_log).on_conflict_do_nothing(index_elements=["request_id", "deal_id"])
+        statement = dialect_insert(engine, score_log).on_conflict_do_nothing(
+            index_elements=["request_id", "deal_id", "scored_at"])
         with engine.begin() as connection:
             connection.execute(statement, list(rows))
         return

@@ -67,7 +67,8 @@ class ScoreLogRow(Base):
     deal: Mapped[dict[str, Any]] = mapped_column(DealJson)
 
     __table_args__ = (
-        sa.UniqueConstraint("request_id", "deal_id", name="uq_score_log_request_deal"),
+        # The scoring instant too: a caller may reuse its request id, and every scoring is kept (migration 0003).
+        sa.UniqueConstraint("request_id", "deal_id", "scored_at", name="uq_score_log_request_deal_scored"),
         sa.Index("ix_score_log_deal_scored", "deal_id", "scored_at"),
         sa.Index("ix_score_log_version_deal", "model_version", "deal_id"),
     )

@@ -10,6 +10,7 @@ the per-deal overrides (`won_deals`, `won_amount`, `first_won_day`, `last_won_da
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from itertools import chain
@@ -55,9 +56,16 @@ def parse_date(value: object) -> date:
     if not isinstance(value, str):
         raise ValueError("not a date")
     text = value.strip()
+    if not _CALENDAR_DATE.match(text):
+        # Python also reads week dates (2025-W48-1) and ordinal dates (2025-328), which the offline path
+        # (pandas' ISO 8601 parser) refuses: a file and the API would disagree on the same value.
+        raise ValueError("not a calendar date")
     if len(text) <= 10:
         return date.fromisoformat(text)
     return datetime.fromisoformat(text).date()
+
+
+_CALENDAR_DATE = re.compile(r"\d{4}-?\d{2}-?\d{2}(?:$|[Tt ])")
 
 
 def day_number(value: object) -> float:

@@ -93,6 +93,17 @@ def test_every_bad_date_is_listed_in_one_answer(service_client: TestClient) -> N
         "deals[0].closed_at": DEAL_RANGE, "deals[1].created_at": DEAL_RANGE, "deals[2].client.since": OTHER_RANGE}
 
 
+def test_week_and_ordinal_dates_are_refused_as_a_file_refuses_them(service_client: TestClient) -> None:
+    """Python's date parser reads 2025-W48-1 and 2025-328, which `dealscore score` refuses in a file: the API
+    scored a deal the CLI would not."""
+    deals = [make_deal(deal_id="a", created_at="2025-W48-1"), make_deal(deal_id="b", created_at="2025-328"),
+             make_deal(deal_id="c", created_at="20251124"), make_deal(deal_id="d", created_at="2025-11-24T09:30")]
+    error = error_envelope(service_client.post("/v1/score", json={"deals": deals}))
+    assert {d["field"]: d["expected"] for d in error["details"]} == {
+        "deals[0].created_at": "a date like 2024-03-31 (ISO 8601)",
+        "deals[1].created_at": "a date like 2024-03-31 (ISO 8601)"}
+
+
 def test_the_schema_states_each_columns_range() -> None:
     schemas = request_models(10).score.model_json_schema()["$defs"]
     assert "from 1970-01-01 to today" in schemas["Deal"]["properties"]["closed_at"]["anyOf"][0]["description"]

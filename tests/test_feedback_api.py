@@ -183,3 +183,31 @@ def test_the_routes_are_in_the_openapi_document(api: tuple[TestClient, Feedback]
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/outcomes", "/v1/judgements", "/v1/quality", "/v1/quality/versions"} <= set(paths)
     assert "examples" in str(paths["/v1/outcomes"]["post"]["requestBody"]) or "OutcomesRequest" in str(paths)
+
+
+def test_judgement_notes_are_trimmed_and_outcome_amounts_bounded(api: tuple[TestClient, Feedback]) -> None:
+    """A note sent as "  n  " and again as "n" made two revisions of one view; two won outcomes of 1.7e308
+    summed to an infinite won amount, shown later as an unknown client history."""
+    client, feedback = api
+    feedback.record_scores("r", "v1", [deal("T1"), deal("T2")], batch([0.5, 0.4], [5.0, 4.0], ["B", "C"]))
+    feedback.flush_score_log()
+    body = {"manager": "m", "above_deal_id": "T1", "below_deal_id": "T2", "note": "  n  "}
+    assert client.post("/v1/judgements", json=body).json()["result"] == "created"
+    again = client.post("/v1/judgements", json={**body, "note": "n"}).json()
+    assert (again["result"], again["revision"]) == ("unchanged", 1)
+    huge = client.post("/v1/outcomes", json={"outcomes": [{"deal_id": "T1", "status": "won", "amount": 1.7e308}]})
+    assert huge.status_code == 422
+    assert huge.json()["error"]["details"][0]["field"] == "outcomes[0].amount"
+    assert huge.json()["error"]["details"][0]["expected"] == "a number <= 1000000000000000"
+
+
+def test_more_outcomes_than_the_limit_is_a_413_as_on_the_scoring_routes(api: tuple[TestClient, Feedback]) -> None:
+    from service.feedback.schemas import MAX_OUTCOMES
+
+    client, _ = api
+    answer = client.post("/v1/outcomes", json={"outcomes": [{"deal_id": f"D{i}", "status": "won"}
+                                                            for i in range(MAX_OUTCOMES + 1)]})
+    assert answer.status_code == 413
+    assert answer.json()["error"]["details"] == [
+        {"field": "outcomes", "expected": f"at most {MAX_OUTCOMES} items", "got": f"{MAX_OUTCOMES + 1} items"}]
+

@@ -149,6 +149,19 @@ def test_an_outcome_resent_without_closed_at_on_a_later_day_is_unchanged(databas
             feedback.outcomes.record([Outcome("D2", "won", 50.0, date(2025, 3, 2))], today=date(2025, 3, 12))
 
 
+def test_a_deal_created_tomorrow_closes_by_default_on_its_creation_day(database_url: str, tmp_path: Path) -> None:
+    """A caller ahead of UTC scored a deal created "tomorrow"; its outcome without closed_at defaulted to UTC
+    today, before the creation, and was refused quoting a date the caller never sent."""
+    with running(database_url, tmp_path / "spool") as feedback:
+        feedback.record_scores("r1", "v1", [deal("D1", created_at="2025-03-02")], batch([0.5], [10.0], ["C"]))
+        assert feedback.flush_score_log()
+        (recorded,) = feedback.outcomes.record([Outcome("D1", "won", 50.0, None)], today=date(2025, 3, 1))
+        assert recorded.result == "created"
+        assert [r["closed_at"] for r in feedback.outcomes.revisions("D1")] == [date(2025, 3, 2)]
+        with pytest.raises(ContractViolation, match="1 problem"):  # a day sent is still checked
+            feedback.outcomes.record([Outcome("D1", "won", 50.0, date(2025, 3, 1))], today=date(2025, 3, 1))
+
+
 def test_a_database_that_refuses_the_store_is_a_503_and_logs_no_deal_data(
         database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A revoked grant or a dropped table (PostgreSQL: ProgrammingError) was a 500 whose log line carried the

@@ -414,3 +414,14 @@ def test_a_lone_surrogate_in_a_field_is_a_client_error(service_client: TestClien
     response = service_client.post(path, content=body, headers={"content-type": "application/json"})
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["error"]["details"]
+
+
+def test_a_body_that_starts_with_a_byte_order_mark_is_read(service_client: TestClient) -> None:
+    """Some Windows tools write a UTF-8 BOM; RFC 8259 lets a parser ignore it. It was a 400 "expected value at
+    line 1 column 1", which named nothing the caller could see."""
+    body = json.dumps({"deals": [make_deal()]}).encode()
+    plain = service_client.post("/v1/score", content=body, headers={"content-type": "application/json"})
+    marked = service_client.post("/v1/score", content=b"\xef\xbb\xbf" + body,
+                                 headers={"content-type": "application/json"})
+    assert marked.status_code == 200, marked.text
+    assert marked.json()["scores"] == plain.json()["scores"]

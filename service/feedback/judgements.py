@@ -67,7 +67,9 @@ class JudgementStore:
                     problems.append(Problem(field, SCORED, f"{_quoted(deal_id)} (never scored)"))
         if problems:
             raise ContractViolation(f"judgement refused: {counted(len(problems), 'problem')}", problems)
-        return self._upsert(Judgement(manager, item.above_deal_id, item.below_deal_id, item.note))
+        # Trimmed as every text the service takes: "  n  " sent again as "n" was a new revision of the view.
+        note = (item.note.strip() or None) if item.note is not None else None
+        return self._upsert(Judgement(manager, item.above_deal_id, item.below_deal_id, note))
 
     def _unscored(self, deal_ids: set[str]) -> set[str]:
         with self.database.engine.connect() as connection:

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import logging
 import math
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from model.contract import DATE_SLACK, latest_date_text
 from model.errors import ContractViolation, Problem, counted
 from model.history_overlay import OutcomeBook, OutcomeEvent
+from model.records import parse_date
 from service.feedback.db import Database, dialect_insert
 from service.feedback.tables import outcome_revisions, outcomes, score_log
 
@@ -166,6 +167,11 @@ class OutcomeStore:
         if len(logged) < len({o.deal_id for o in items}) and self._flush_score_log is not None:
             self._flush_score_log()
             logged = self._logged(o.deal_id for o in items)
+        # Today (UTC) is only a default: a deal created "tomorrow" by a caller ahead of UTC closes no earlier
+        # than its creation. Refusing the default quoted a date the caller never sent.
+        defaulted = set(undated) - kept_days
+        items = [dataclasses.replace(o, closed_at=_created_day(logged.get(o.deal_id), o.day))
+                 if o.deal_id in defaulted else o for o in items]
         self._check(items, logged, today, kept_days)
 
         now = datetime.now(UTC)
@@ -262,3 +268,13 @@ class OutcomeStore:
             rows = connection.execute(sa.select(outcome_revisions).where(outcome_revisions.c.deal_id == deal_id)
                                       .order_by(outcome_revisions.c.revision)).mappings().all()
         return [dict(r) for r in rows]
+
+
+def _created_day(logged: Mapping[str, Any] | None, default: date) -> date:
+    """The later of a defaulted close day and the deal's logged creation day."""
+    created = (logged or {}).get("created_at")
+    try:
+        day = parse_date(created) if isinstance(created, str) else None
+    except ValueError:
+        day = None
+    return max(default, day) if day is not None else default

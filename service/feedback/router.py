@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from model.errors import NotFound, Problem
+from model.errors import NotFound, PayloadTooLarge, Problem
 from model.records import parse_date
 from service.bodies import read_json_body
 from service.errors import MAX_LISTED_PROBLEMS, MalformedJSON, pydantic_problems, request_violation
@@ -75,6 +75,14 @@ class _FeedbackRoute(APIRoute):
                     raise MalformedJSON.because("an empty body") from None
                 errors = [{**e, "loc": tuple(e.get("loc", ()))[1:] if tuple(e.get("loc", ()))[:1] == ("body",)
                            else tuple(e.get("loc", ()))} for e in exc.errors()]
+                too_long = next((e for e in errors if e.get("type") == "too_long" and len(e["loc"]) == 1), None)
+                if too_long is not None:  # a batch over its limit: 413, as the scoring routes answer it
+                    limit, sent = (too_long.get("ctx") or {}).get("max_length"), (too_long.get("ctx") or {}).get(
+                        "actual_length", "more")
+                    items = str(too_long["loc"][0])
+                    raise PayloadTooLarge(f"too many {items} in one request: at most {limit:,} are accepted, got "
+                                          f"{sent}; split the batch",
+                                          [Problem(items, f"at most {limit} items", f"{sent} items")]) from None
                 problems, total = pydantic_problems(errors, FEEDBACK_FIELD_NAMES, limit=MAX_LISTED_PROBLEMS)
                 raise request_violation(problems, total) from None
 
@@ -188,7 +196,8 @@ def _error_declarations() -> dict[int | str, dict[str, Any]]:
     return {
         400: declared("The body is not JSON.", "malformed_json", "the request body is not valid JSON",
                       [{"field": "body", "expected": "a JSON object", "got": "EOF while parsing an object"}]),
-        413: declared("The body is larger than max_body_bytes.", "payload_too_large",
+        413: declared("The body is larger than max_body_bytes, or holds more than 10,000 outcomes.",
+                      "payload_too_large",
                       "request body too large: at most 4,194,304 bytes are accepted; split the batch",
                       [{"field": "body", "expected": "at most 4194304 bytes", "got": "4,620,112 bytes"}]),
         415: declared("The body is not declared as JSON (Content-Type).", "unsupported_media_type",

@@ -14,6 +14,9 @@ from service.schemas import RequiredId
 
 MAX_OUTCOMES = 10_000
 MAX_NOTE = 2_000
+# A quadrillion (in any currency, far beyond a deal): wins are summed into a client's history, and two amounts
+# near the float limit made it infinite, shown as an unknown client_won_amount.
+MAX_AMOUNT = 1e15
 
 
 def _date(value: str) -> date:
@@ -46,7 +49,7 @@ class OutcomeIn(_Strict):
 
     deal_id: Id = Field(description="the deal, as sent to /v1/score")
     status: Literal["won", "lost"] = Field(description="won or lost")
-    amount: Annotated[float, Field(strict=True, ge=0)] | None = Field(
+    amount: Annotated[float, Field(strict=True, ge=0, le=MAX_AMOUNT)] | None = Field(
         default=None, description="money realised if won (omitted: the deal's amount as last scored); lost deals "
                                   "may carry 0 or omit it")
     closed_at: DateText | None = Field(default=None, description="when it was won or lost; default: the day "

@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.gaps_bench [--seed 7] [--deals 20000] [--folds 5] [--draws 5] [--json FILE]
 
-Prints one table (data set, method, recall@1, recall@3, MRR, clients) and the goals. Real data sets
-are read from ../shared/data and skipped when absent.
+Prints one table (data set, method, recall@1, recall@3, MRR, income@3, clients), the goals and the
+profiles' precision. Real data sets are read from ../shared/data and skipped when absent.
 
 Each method is compared with popularity on the same cases by a sign test (exact McNemar): the clients
 whose hidden product only the method brings back in its top 3 against those only popularity does. With

@@ -105,7 +105,7 @@ def _freeze_long_lived() -> None:
     the allocations of a batch of 1,000 deals set one off every three batches or so. Frozen objects are still
     freed by reference counting (a model has no reference cycles); unfreezing first lets this collection
     reclaim cycles among what the previous freeze caught. The collection holds the GIL: one pause of the
-    whole process per swap (40-80 ms measured).
+    whole process per swap (40-150 ms measured, by how busy the machine was).
     """
     gc.unfreeze()
     gc.collect()

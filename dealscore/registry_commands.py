@@ -137,6 +137,14 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         gate = RetrainConfig(auc_tolerance=args.auc_tolerance, ece_limit=args.ece_limit, ece_margin=args.ece_margin,
                              min_comparison_deals=args.min_comparison_deals, keep_last=args.keep_last)
     say = _progress()
+    # Before minutes of training: a registry this job cannot write to (a read-only mount, a wrong owner) was
+    # found only when the candidate was stored, and the gate's decision was lost with the run.
+    try:
+        with registry.locked():
+            pass
+    except OSError as exc:
+        raise DealscoreError(f"model registry at {registry.root} cannot be written: {exc.strerror or exc} "
+                             f"({exc.filename or registry.root}); the retrain job needs write access") from exc
     say("reading and validating the data")
     dataset = load_dataset(args.deals, args.clients, args.holdings, args.mapping, for_training=True)
     outcome = retrain(registry, dataset, train_config, gate, force=args.force, progress=say, note=args.note or "")
@@ -286,8 +294,12 @@ def cmd_models_show(args: argparse.Namespace) -> int:
     ]
     comparison = registry.path_of(version) / "comparison.json"
     if comparison.is_file():
-        decision = json.loads(comparison.read_text()).get("decision", {})
-        rows.append(["gate", decision.get("reason", "?")])
+        try:  # this command is how a damaged version is inspected: a damaged report is a row, not a crash
+            report = json.loads(comparison.read_text())
+            reason = str((report.get("decision") or {}).get("reason", "?")) if isinstance(report, dict) else "?"
+        except (OSError, ValueError) as exc:
+            reason = f"comparison.json is unreadable ({type(exc).__name__}: {exc})"
+        rows.append(["gate", reason])
     width = max(len(label) for label, _ in rows)
     _out("\n".join(f"{label:<{width}}  {value}" for label, value in rows))
     events = [e for e in registry.history() if version in (e.version, e.previous) and e.action != "prune"]

@@ -255,6 +255,27 @@ def test_an_export_without_an_input_of_the_live_model_is_refused(gate_run: GateR
         "campaign_code", "source"]
 
 
+def test_a_registry_that_cannot_be_written_stops_the_retrain_before_training(gate_run: GateRun,
+                                                                            tmp_path: Path) -> None:
+    """A read-only registry was found only when the candidate was stored, minutes later, as an 'unexpected
+    failure' naming no path; the gate's decision was lost with the run."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, out, err = run_cli(retrain_args(blocker / "registry", gate_run.data, str(gate_run.data / "last_year.csv")))
+    assert code == 2, err
+    assert f"model registry at {blocker / 'registry'} cannot be written" in err and "write access" in err
+    assert "training" not in out + err
+
+
+def test_models_show_reports_a_damaged_comparison_instead_of_crashing(gate_run: GateRun, tmp_path: Path) -> None:
+    root = shutil.copytree(gate_run.root, tmp_path / "registry")
+    live = Registry(root).live_version()
+    (root / "versions" / str(live) / "comparison.json").write_text("garbage")
+    code, out, err = run_cli(["models", "show", "live", "--registry", str(root)])
+    assert code == 0, err
+    assert "comparison.json is unreadable (JSONDecodeError" in out and "does not match its checksum" in out
+
+
 def test_invalid_data_stops_the_retrain_before_training(gate_run: GateRun, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch, crm: SyntheticCRM) -> None:
     import training.retrain

@@ -27,6 +27,8 @@ UNMATCHED_ROUTE = "unmatched"  # any path no route serves: one label, so random 
 _HELP = {
     "dealscore_model_loaded": "1 when a model is loaded and warmed (the worker is ready)",
     "dealscore_model_info": "the model version this worker serves, as a label",
+    "dealscore_model_refused": "1 while the registry's live version is refused by this worker (it serves an older "
+                               "one); the refused version is a label",
     "dealscore_http_requests_total": "answered requests by route template, method and status",
     "dealscore_http_request_duration_seconds": "time from the request's arrival to its answer, by route template",
     "dealscore_scored_deals_total": "deals scored (by /v1/score and /v1/rank), by letter class",
@@ -98,7 +100,7 @@ class ServiceMetrics:
 
 
 def prometheus_text(model_version: str | None, feedback: Mapping[str, float],
-                    service: ServiceMetrics | None = None) -> str:
+                    service: ServiceMetrics | None = None, refused_version: str | None = None) -> str:
     """The exposition text: the model, the answers and scores counted so far, then the feedback store's figures
     (named by `Feedback.metrics()` without the prefix, which is added here)."""
     lines: list[str] = []
@@ -110,6 +112,9 @@ def prometheus_text(model_version: str | None, feedback: Mapping[str, float],
     add("dealscore_model_loaded", 1.0 if model_version is not None else 0.0)
     if model_version is not None:
         add("dealscore_model_info", 1.0, f'{{version="{_label(model_version)}"}}')
+    # A refused version is the registry's live one that this worker would not load: alert on it.
+    add("dealscore_model_refused", 1.0 if refused_version is not None else 0.0,
+        f'{{version="{_label(refused_version)}"}}' if refused_version is not None else "")
     if service is not None:
         lines += service.lines()
     for name, value in feedback.items():

@@ -223,8 +223,11 @@ async def metrics(request: Request) -> Response:
     snapshot = get_holder(request).peek()
     feedback = getattr(request.app.state, "feedback", None)
     figures = feedback.metrics() if feedback is not None else {}
+    reloader = get_reloader(request)
+    refused = reloader.refused if reloader is not None else None
     return Response(prometheus_text(snapshot.version if snapshot is not None else None, figures,
-                                    request.app.state.service_metrics), media_type=METRICS_MEDIA_TYPE)
+                                    request.app.state.service_metrics, refused.version if refused else None),
+                    media_type=METRICS_MEDIA_TYPE)
 
 
 # ---------------------------------------------------------------------------------------------------

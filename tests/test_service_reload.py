@@ -161,11 +161,14 @@ def test_a_damaged_version_is_refused_and_the_old_one_keeps_serving(registry: Re
         assert info["model_version"] == "v1" and info["refused"] == answer["refused"]
         assert serving_version(client) == "v1"
         assert client.get("/health/ready").status_code == 200
+        # Ops alert on it: the worker's metrics say a live version is refused, and which.
+        assert 'dealscore_model_refused{version="v3"} 1\n' in client.get("/metrics").text
 
         registry.rollback("v3 is damaged")  # back to the version serving: nothing to load, nothing refused
         again = client.post("/v1/admin/reload").json()
         assert (again["status"], again["live_version"], again["refused"]) == ("unchanged", "v1", None)
         assert client.get("/v1/model").json()["refused"] is None
+        assert "dealscore_model_refused 0\n" in client.get("/metrics").text
 
 
 def test_a_refused_first_version_leaves_the_service_not_ready_saying_why(registry: Registry) -> None:

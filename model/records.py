@@ -241,7 +241,7 @@ def history_problems(won_deals: object, won_amount: object, first_won: object, l
     for name, day in (("first_won_at", first), ("last_won_at", last)):
         if day is not None and created is not None and day > created:
             if reference == "today":  # a client without a deal (/v1/gaps): its history as of now
-                expected = f"a date on or before today ({created.isoformat()})"
+                expected = f"a date on or before today (at most {created.isoformat()}, for a sender a time zone ahead)"
             else:
                 expected = (f"a date on or before {reference} ({created.isoformat()}"
                             f"{'' if created_sent else ', today: none was sent'}): the client's history as of the "

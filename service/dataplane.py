@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from model.contract import DATE_SLACK
 from model.errors import ContractViolation, PayloadTooLarge, Problem, counted
 from model.records import RESERVED_NAMES, date_or_none, deal_columns, history_problems, parse_date, text_value
 from model.scorer import ScoreBatch
@@ -417,6 +418,8 @@ def _history_problems(client: Any, deal: Any, today: date, where: str) -> list[P
         return []  # no history sent (the usual case, and the cheap one in a batch of thousands)
     dated = _get(deal, "created_at") if deal is not None else None
     created = date_or_none(dated) if dated is not None else today
+    if deal is None:  # a client sent alone (/v1/gaps), as of now: in the sender's time zone, as any date here
+        created = today + DATE_SLACK
     return [Problem(f"{where}.{name}", expected, got) for name, expected, got
             in history_problems(sent_won, amount, sent_first, sent_last, created, dated is not None, shown,
                                 "the deal's created_at" if deal is not None else "today")]

@@ -163,7 +163,9 @@ def retrain_summary(report: Mapping[str, Any], version: str, live: str | None) -
     lines = [f"candidate {version}" + (f" vs live {live}" if live else " (no live model yet)")]
     metrics = report.get("metrics")
     if metrics:
-        fitted = ("candidate's holdout; the live model was fitted on part of it" if comparison["live_in_sample"]
+        share = comparison.get("live_fitted_share")
+        fitted = ((f"candidate's holdout; the live model was fitted on {share:.0%} of them" if share is not None
+                   else "candidate's holdout; the live model was fitted on part of it") if comparison["live_in_sample"]
                   else "neither model was fitted on them")
         lines.append(f"compared on {comparison['closed_deals']:,} closed deals created {comparison['from']} to "
                      f"{comparison['to']} ({fitted})")

@@ -276,6 +276,21 @@ def test_models_show_reports_a_damaged_comparison_instead_of_crashing(gate_run: 
     assert "comparison.json is unreadable (JSONDecodeError" in out and "does not match its checksum" in out
 
 
+def test_a_refusal_on_deals_the_live_model_saw_says_so(gate_run: GateRun, tmp_path: Path) -> None:
+    """The same export again (the live model's data end where the new data end): the live model is judged on
+    deals it was fitted on. A refusal there was worded "candidate is worse" and the stale export was named
+    only in comparison.md; the cron log blamed the model."""
+    root = shutil.copytree(gate_run.root, tmp_path / "registry")
+    code, out, err = run_cli(retrain_args(root, gate_run.data, str(gate_run.data / "full" / "deals.csv")))
+    event = Registry(root).history()[-1]
+    window = comparison(root, event.version or "")["comparison"]
+    assert window["live_in_sample"] and window["live_fitted_share"] == 1.0
+    assert "the live model was fitted on 100% of them" in out
+    assert code == 3, err
+    assert event.reason.startswith("candidate not shown as good as the live model") and "in-sample" in event.reason
+    assert event.reason.endswith("is the export stale?") and "is the export stale?" in err
+
+
 def test_invalid_data_stops_the_retrain_before_training(gate_run: GateRun, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch, crm: SyntheticCRM) -> None:
     import training.retrain

@@ -165,9 +165,11 @@ def live_stack(history: list[Event]) -> list[str]:
 class Registry:
     """Versions of the model in a directory, one of them live. Safe for one writer at a time (locked)."""
 
-    def __init__(self, root: str | Path, lock_timeout: float = 60.0) -> None:
+    def __init__(self, root: str | Path, lock_timeout: float = 60.0,
+                 on_wait: Callable[[str], None] | None = None) -> None:
         self.root = Path(root)
         self.lock_timeout = lock_timeout
+        self.on_wait = on_wait  # told once, with the holder, when the lock is held by another process
         self._lock_depth = 0
         self._lock_fd: int | None = None
         self._thread_lock = threading.RLock()
@@ -306,11 +308,16 @@ class Registry:
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + self.lock_timeout
+        told = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if not told and self.on_wait is not None:
+                    told = True
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+                    self.on_wait(f"waiting up to {self.lock_timeout:g} s for the registry lock, held by {holder}")
                 if time.monotonic() >= deadline:
                     holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
                     os.close(fd)

@@ -85,5 +85,8 @@ class Reloader:
     def _not_ready_reason(self, result: ReloadResult) -> str:
         if result.refused is not None:
             return result.refused.reason
+        if not self.registry.root.is_dir():  # a typo or a volume not mounted reads very differently from "not yet"
+            return (f"the model registry at {self.registry.root} does not exist (no such directory): check "
+                    "DEALSCORE_REGISTRY_DIR or --registry, and the volume mount")
         return (f"the model registry at {self.registry.root} has no live version yet; publish one with "
                 "`dealscore retrain` or `dealscore models publish`")

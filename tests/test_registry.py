@@ -307,10 +307,14 @@ def test_a_killed_writer_leaves_the_old_state_and_the_next_change_sweeps(registr
 
 
 def test_a_second_writer_waits_for_the_lock_then_gives_up(registry: Registry) -> None:
-    other = Registry(registry.root, lock_timeout=0.2)
+    told: list[str] = []
+    other = Registry(registry.root, lock_timeout=0.2, on_wait=told.append)
     with registry.locked():
         with pytest.raises(RegistryLocked, match=rf"locked by another process \(pid {os.getpid()}"):
             other.publish("v2", "concurrent")
+    # A command waiting on the lock said nothing for a minute: it says once whom it waits for.
+    assert len(told) == 1
+    assert told[0].startswith(f"waiting up to 0.2 s for the registry lock, held by pid {os.getpid()}")
     assert other.publish("v2", "after the lock was released") is not None
 
 

@@ -186,6 +186,11 @@ def test_an_empty_registry_is_not_ready_until_a_version_is_published(tmp_path: P
                                                                      service_training: TrainingResult) -> None:
     registry = Registry(tmp_path / "registry")
     with following(registry, interval=0.05) as client:
+        # A path that is not there (a typo, a volume not mounted) is named as such, not as "not yet".
+        missing = client.get("/health/ready").json()["error"]["message"]
+        assert "does not exist (no such directory)" in missing and "volume mount" in missing
+        registry.root.mkdir()
+        client.post("/v1/admin/reload")
         ready = client.get("/health/ready")
         assert ready.status_code == 503 and "has no live version yet" in ready.json()["error"]["message"]
         add(registry, service_training, "v1", action="publish", reason="first model")

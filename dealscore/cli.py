@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # imported lazily at run time, so `dealscore --help` stays fa
     from service.settings import Settings
 
 EXIT_INPUT = 2  # the input or the artifact is wrong; the message says what to fix
+EXIT_RETRY = 4  # nothing is wrong with the input: a lock was held or a database away; run it again later
 EXIT_FAILURE = 1  # an unexpected failure
 # A command a signal ended: 128 + the signal's number, the status shells report for it (130 Ctrl-C, 143 SIGTERM).
 EXIT_SIGNAL_BASE = 128
@@ -421,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
         except DealscoreError as exc:
             _say(f"dealscore {args.command}: {exc.report()}")
-            return EXIT_INPUT
+            return EXIT_RETRY if exc.transient else EXIT_INPUT
         except KeyboardInterrupt as exc:
             return _interrupted(args.command, exc)
         except Exception as exc:  # the last line of defence: one line, no traceback, unless debugging

@@ -419,7 +419,8 @@ def _registry_option(parser: argparse.ArgumentParser) -> None:
 def add_registry_commands(commands: Any) -> None:
     """Add `retrain` and `models` to the CLI's subparsers (the object add_subparsers returned)."""
     retrain = commands.add_parser("retrain", help="train a candidate, gate it against the live model, publish it",
-                                  description="Exit 0 published, 3 refused by the gate (live model kept), "
+                                  description="Exit 0 published, 3 refused by the gate (live model kept), 4 try "
+                                              "again later (registry lock held, database source away), "
                                               "2 bad input.")
     _registry_option(retrain)
     retrain.add_argument("--deals", required=True, help="CSV, Parquet, or URL::table-or-query")

@@ -54,6 +54,9 @@ class Problem:
 class DealscoreError(Exception):
     status: int = 400
     code: str = "bad_request"
+    # Nothing is wrong with the input: something it needs was busy or away (a held lock, a database down). A
+    # scheduler may simply run the command again later (the CLI exits 4, not 2).
+    transient: bool = False
 
     def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
         super().__init__(message)
@@ -65,6 +68,14 @@ class DealscoreError(Exception):
         lines = [self.message]
         lines.extend(f"  - {p.describe()}" for p in self.problems)
         return "\n".join(lines)
+
+
+class SourceUnavailable(DealscoreError):
+    """A database source that could not be reached: down, or the network."""
+
+    status = 503
+    code = "source_unavailable"
+    transient = True
 
 
 class ContractViolation(DealscoreError):

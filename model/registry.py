@@ -73,6 +73,15 @@ ManifestStamp = tuple[int, int, int]
 class RegistryLocked(DealscoreError):
     status = 409
     code = "registry_locked"
+    transient = True
+
+
+class LiveVersionChanged(DealscoreError):
+    """Another process published or rolled back while a retrain prepared its candidate."""
+
+    status = 409
+    code = "live_version_changed"
+    transient = True
 
 
 @dataclass(frozen=True)
@@ -432,7 +441,7 @@ class Registry:
         if version in manifest.names():
             raise ArtifactError(f"version {version} is already in the model registry at {self.root}")
         if expect_live is not False and manifest.live != expect_live:
-            raise DealscoreError(f"the live version of {self.root} changed from {expect_live} to {manifest.live} "
+            raise LiveVersionChanged(f"the live version of {self.root} changed from {expect_live} to {manifest.live} "
                                  "while the candidate was prepared; nothing was changed, run the retrain again")
         return manifest
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from model.errors import ContractViolation, Problem
+from model.errors import ContractViolation, Problem, SourceUnavailable
 
 CSV_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz")
 PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
@@ -115,7 +115,12 @@ def _read_sql(url: str, what: str, table: str) -> pd.DataFrame:
     engine: sa.Engine | None = None
     try:
         engine = sa.create_engine(parsed)
-        with engine.connect() as connection:
+        try:
+            connection = engine.connect()
+        except sa.exc.OperationalError as error:  # not reached: nothing wrong with the query, try again later
+            raise SourceUnavailable(f"{table} source cannot be reached: {shown}: "
+                                    f"{_first_line(_database_reason(error))}") from None
+        with connection:
             return pd.read_sql_query(query, connection)
     except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError, ImportError, ValueError) as error:
         reason = _first_line(_database_reason(error))

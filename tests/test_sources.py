@@ -198,7 +198,6 @@ def test_failing_queries(tmp_path: Path) -> None:
         f"sqlite:///{database}::SELECT nonsense FROM nowhere": "no such table: nowhere",
         f"sqlite:///{tmp_path / 'missing.db'}::deals": "no SQLite file at",
         "nosuchdb://host/db::deals": "query failed on nosuchdb://host/db",
-        "postgresql+psycopg://user:secret@127.0.0.1:1/db::deals": "query failed on",
     }
     for source, got in cases.items():
         with pytest.raises(ContractViolation) as error:
@@ -208,6 +207,19 @@ def test_failing_queries(tmp_path: Path) -> None:
         assert got in problem.got, problem.got
         assert "secret" not in problem.got
     assert not (tmp_path / "missing.db").exists()  # a mistyped path must not leave an empty database behind
+
+
+def test_a_database_that_cannot_be_reached_is_a_transient_failure(tmp_path: Path) -> None:
+    """An unreachable database was 'bad input' (exit 2), like a wrong column: a scheduler could not tell that
+    running again later may succeed. It is SourceUnavailable now, and `dealscore` exits 4."""
+    from dealscore import cli
+    from model.errors import SourceUnavailable
+
+    source = "postgresql+psycopg://user:secret@127.0.0.1:1/db::deals"
+    with pytest.raises(SourceUnavailable, match="deals source cannot be reached: postgresql") as error:
+        read_table(source, "deals")
+    assert error.value.transient and "secret" not in error.value.message
+    assert cli.main(["train", "--deals", source, "--out", str(tmp_path / "model")]) == cli.EXIT_RETRY == 4
 
 
 @pytest.mark.skipif(not IT_DEALS.is_file(), reason=f"public data set not present at {IT_DEALS}")

@@ -137,6 +137,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         gate = RetrainConfig(auc_tolerance=args.auc_tolerance, ece_limit=args.ece_limit, ece_margin=args.ece_margin,
                              min_comparison_deals=args.min_comparison_deals, keep_last=args.keep_last)
     say = _progress()
+    if not registry.exists():
+        # Said on stderr, where a cron log keeps it: a mistyped path or a volume that is not mounted looks the same.
+        _say(f"dealscore retrain: no model registry at {registry.root} yet: creating one, and its first model is "
+             "published without a gate (if a registry should be there, check the path or the mount)")
     # Before minutes of training: a registry this job cannot write to (a read-only mount, a wrong owner) was
     # found only when the candidate was stored, and the gate's decision was lost with the run.
     try:

@@ -138,6 +138,9 @@ def test_the_first_model_is_published_as_such(gate_run: GateRun) -> None:
     assert (event["action"], event["from"], event["reason"]) == ("publish", None, "first model")
     assert step.manifest["live"] == event["version"]
     assert "PUBLISHED: first model" in step.out
+    # A mistyped path would look the same: the creation is said where a cron log keeps it.
+    assert f"no model registry at {gate_run.root} yet: creating one" in step.err
+    assert "creating one" not in gate_run.worse.err
 
 
 def test_a_worse_candidate_is_refused_and_the_live_model_stays(gate_run: GateRun) -> None:

@@ -45,13 +45,30 @@ class MalformedJSON(DealscoreError):
 
     @classmethod
     def because(cls, reason: str) -> MalformedJSON:
-        return cls("the request body is not valid JSON", [Problem("body", "a JSON object", reason[:200])])
+        # The parser words its own limits as syntax errors: say what they mean for the sender.
+        found = next(((hint, valid) for key, (hint, valid) in _PARSER_HINTS.items() if key in reason), None)
+        if found is None:
+            return cls("the request body is not valid JSON", [Problem("body", "a JSON object", reason[:200])])
+        hint, valid = found
+        message = "the request body is JSON beyond what the service reads" if valid else \
+            "the request body is not valid JSON"
+        return cls(message, [Problem("body", "a JSON object", f"{reason[:200]} ({hint})")])
 
     @classmethod
     def among(cls, errors: Iterable[Mapping[str, Any]]) -> MalformedJSON | None:
         """The 400 for pydantic's errors when the body did not parse as JSON at all (its json_invalid)."""
         invalid = next((e for e in errors if e.get("type") == "json_invalid"), None)
         return None if invalid is None else cls.because(str((invalid.get("ctx") or {}).get("error", "not JSON")))
+
+
+# A parser message, what it means, and whether the body was valid JSON all the same.
+_PARSER_HINTS = {
+    "recursion limit exceeded": ("nested deeper than the parser reads, about 200 levels; a request is a few "
+                                 "levels deep", True),
+    "number out of range": ("a number with more digits than a 64-bit float holds", True),
+    "hex escape": ("a \\uD800-\\uDFFF escape must come in a high-low pair: alone it is half a character",
+                   False),
+}
 
 
 class UnsupportedMediaType(DealscoreError):

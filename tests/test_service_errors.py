@@ -427,3 +427,19 @@ def test_a_body_that_starts_with_a_byte_order_mark_is_read(service_client: TestC
                                  headers={"content-type": "application/json"})
     assert marked.status_code == 200, marked.text
     assert marked.json()["scores"] == plain.json()["scores"]
+
+
+@pytest.mark.parametrize(("body", "message", "hint"), [
+    (b'{"deals": [{"deal_id": "\\ud800X"}]}', "the request body is not valid JSON", "high-low pair"),
+    (b'{"deals": ' + b"[" * 300 + b"]" * 300 + b"}", "the request body is JSON beyond what the service reads",
+     "nested deeper than the parser reads"),
+    (b'{"deals": [{"deal_id": "a", "amount": ' + b"1" * 5000 + b"}]}",
+     "the request body is JSON beyond what the service reads", "more digits than a 64-bit float holds"),
+])
+def test_the_parsers_own_limits_are_explained(service_client: TestClient, body: bytes, message: str,
+                                              hint: str) -> None:
+    """Deep nesting and a 5,000-digit number are valid JSON, but were answered "not valid JSON"; a lone
+    surrogate escape was "unexpected end of hex escape"."""
+    error = error_envelope(service_client.post("/v1/score", content=body,
+                                               headers={"content-type": "application/json"}), 400, "malformed_json")
+    assert error["message"] == message and hint in error["details"][0]["got"]

@@ -85,6 +85,29 @@ def test_a_reused_request_id_keeps_each_scoring_and_the_latest_trains(database_u
     assert (float(row[0]), str(row[1])[:10]) == (99_999.0, "2026-01-15")
 
 
+def test_the_score_log_key_migration_goes_down_keeping_each_deals_latest_scoring(database_url: str) -> None:
+    from alembic import command
+
+    from service.feedback.db import alembic_config
+
+    engine = make_engine(database_url)
+    insert = sa.text("INSERT INTO score_log (request_id, deal_id, model_version, p_win, grade, scored_at, deal) "
+                     "VALUES ('r', 'D1', 'v1', :p, 'B', :at, '{}')")
+    try:
+        upgrade(engine)
+        with engine.begin() as connection:
+            for p, at in ((0.1, "2025-01-01 00:00:00"), (0.2, "2025-01-02 00:00:00")):
+                connection.execute(insert, {"p": p, "at": at})
+        with engine.begin() as connection:
+            command.downgrade(alembic_config(connection), "0002_training_close_day")
+        with engine.connect() as connection:
+            assert [float(r[0]) for r in connection.execute(sa.text("SELECT p_win FROM score_log"))] == [0.2]
+            assert {"training_deals", "training_clients"} <= set(sa.inspect(connection).get_view_names())
+        assert upgrade(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
 def test_two_processes_migrating_at_once_both_succeed(database_url: str) -> None:
     engines = [make_engine(database_url) for _ in range(2)]
     errors: list[BaseException] = []

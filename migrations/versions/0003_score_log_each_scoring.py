@@ -52,5 +52,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # Rows that differ only in their instant would break the old key: keep the latest of each.
-    op.execute("DELETE FROM score_log WHERE id NOT IN (SELECT MAX(id) FROM score_log GROUP BY request_id, deal_id)")
+    # IN over the duplicates, not NOT IN over the keepers: PostgreSQL plans a NOT IN subquery row by row.
+    op.execute("DELETE FROM score_log WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY "
+               "request_id, deal_id ORDER BY id DESC) AS newer FROM score_log) AS ranked WHERE newer > 1)")
     _rekey(NEW_KEY, OLD_KEY)

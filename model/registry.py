@@ -63,6 +63,7 @@ VERSIONS_DIR = "versions"
 REGISTRY_FORMAT = 1
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _TEMP_PREFIX = ".manifest.json.tmp-"
+_PENDING_PREFIX = ".pending-"  # + a version: its folder is being written and not yet committed
 
 AddAction = Literal["added", "refused", "publish"]
 # (inode, mtime in ns, size) of manifest.json: a new manifest is a new file (renamed in), so any commit
@@ -362,17 +363,22 @@ class Registry:
                 raise ArtifactError(
                     f"model registry at {self.root} holds {counted(len(stored), 'version folder')} but no "
                     f"{MANIFEST_FILE}: it was deleted, or this is not the registry's directory. Nothing is changed; "
-                    f"restore {MANIFEST_FILE} from a backup, or move versions/ aside and `dealscore models add` the "
-                    "folders to keep")
+                    f"restore {MANIFEST_FILE} from a backup (versions added since stay on disk, unnamed and never "
+                    "deleted), or move versions/ aside and `dealscore models add` the folders to keep")
         manifest = self._read()
         named = set(manifest.names())
-        ever_added = {e.version for e in manifest.history if e.version is not None}
         pruned = {name for e in manifest.history for name in e.removed}
+        pending = {m.name.removeprefix(_PENDING_PREFIX) for m in self.root.glob(f"{_PENDING_PREFIX}*")}
         for entry in self.versions_dir.iterdir():
             if entry.name in named or not _written_by_registry(entry):
                 continue
-            if _is_staging(entry) or (_holds_version(entry) and (entry.name in pruned or entry.name not in ever_added)):
+            # A version folder goes only when the registry knows it for its own debris: pruned, or stored by an
+            # add that died before its commit (its marker is still there). Not merely because the manifest does
+            # not name it: a manifest restored from a backup does not name the versions added since.
+            if _is_staging(entry) or (_holds_version(entry) and (entry.name in pruned or entry.name in pending)):
                 shutil.rmtree(entry, ignore_errors=True)
+        for version in pending:
+            (self.root / f"{_PENDING_PREFIX}{version}").unlink(missing_ok=True)
 
     def _commit(self, manifest: _Manifest) -> None:
         """Write the manifest aside, fsync it, rename it over the old one, fsync the directory."""
@@ -412,8 +418,9 @@ class Registry:
         with self.locked():
             manifest = self._check_new(version, expect_live)
             self.versions_dir.mkdir(parents=True, exist_ok=True)
-            target = save_artifact(model, self.versions_dir / version, metadata, extra_files)
-            return self._commit_new(manifest, version, target, action, reason, forced)
+            with self._pending(version):
+                target = save_artifact(model, self.versions_dir / version, metadata, extra_files)
+                return self._commit_new(manifest, version, target, action, reason, forced)
 
     def add_artifact(self, artifact_dir: str | Path, *, action: AddAction = "added", reason: str = "",
                      forced: bool = False) -> str:
@@ -426,15 +433,31 @@ class Registry:
             manifest = self._check_new(version, False)
             self.versions_dir.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=self.versions_dir))
-            try:
-                shutil.copytree(source, staging, dirs_exist_ok=True)
-                staging.chmod(0o755)
-                verify_artifact(staging)  # what arrived is what was verified
-                os.replace(staging, self.versions_dir / version)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
-            return self._commit_new(manifest, version, self.versions_dir / version, action, reason, forced)
+            with self._pending(version):
+                try:
+                    shutil.copytree(source, staging, dirs_exist_ok=True)
+                    staging.chmod(0o755)
+                    verify_artifact(staging)  # what arrived is what was verified
+                    os.replace(staging, self.versions_dir / version)
+                except BaseException:
+                    shutil.rmtree(staging, ignore_errors=True)
+                    raise
+                return self._commit_new(manifest, version, self.versions_dir / version, action, reason, forced)
+
+    @contextlib.contextmanager
+    def _pending(self, version: str) -> Iterator[None]:
+        """A marker beside the manifest while a version's folder exists uncommitted: if this process dies before
+        the commit, the next change's sweep knows the folder for a crashed add's (and only then removes it)."""
+        marker = self.root / f"{_PENDING_PREFIX}{version}"
+        marker.touch()
+        _fsync_path(self.root, directory=True)
+        try:
+            yield
+        finally:
+            # Kept only while an uncommitted folder is left (a failed clean-up): the next sweep removes both.
+            with contextlib.suppress(Exception):
+                if not (self.versions_dir / version).exists() or version in self._read().names():
+                    marker.unlink(missing_ok=True)
 
     def _check_new(self, version: str, expect_live: str | None | Literal[False]) -> _Manifest:
         manifest = self._read()

@@ -358,6 +358,19 @@ def test_a_registry_without_its_manifest_is_refused_not_emptied(registry: Regist
     assert set(snapshot(registry.root)) == set(before) - {"manifest.json"}
 
 
+def test_a_manifest_restored_from_a_backup_costs_no_version_added_since(registry: Registry,
+                                                                        tiny: TrainingResult) -> None:
+    """The refusal's advice, restore manifest.json from a backup, led the next change to delete every version
+    the backup did not name, the live one included: they looked like folders of a crashed add."""
+    backup = registry.manifest_path.read_bytes()
+    add(registry, tiny, "v3", action="publish", reason="monthly")
+    registry.manifest_path.unlink()
+    registry.manifest_path.write_bytes(backup)
+    registry.publish("v2", "after the restore")
+    assert (registry.root / "versions" / "v3" / "metadata.json").is_file()
+    assert "v3" not in registry.versions()  # unnamed, invisible, kept
+
+
 def test_an_operators_copy_of_a_version_is_kept(registry: Registry) -> None:
     """An operator's copy of a version under another name was deleted by the next change, though the docs say
     folders the registry did not write are left alone."""

@@ -186,8 +186,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         # FastAPI's locations start with where the value came from: ('query', 'by') -> 'query.by'.
-        problems, total = pydantic_problems(list(exc.errors()), FIELD_NAMES, limit=MAX_LISTED_PROBLEMS)
-        return _envelope(request_violation(problems, total), request)
+        problems, paths = pydantic_problems(list(exc.errors()), FIELD_NAMES, limit=MAX_LISTED_PROBLEMS)
+        return _envelope(request_violation(problems, len(paths)), request)
 
     app.add_exception_handler(DealscoreError, on_dealscore_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

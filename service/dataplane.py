@@ -20,7 +20,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from model.contract import DATE_SLACK
-from model.errors import ContractViolation, PayloadTooLarge, Problem, counted
+from model.errors import ContractViolation, PayloadTooLarge, Problem
 from model.records import RESERVED_NAMES, date_or_none, deal_columns, history_problems, parse_date, text_value
 from model.scorer import ScoreBatch
 from service.errors import MAX_LISTED_PROBLEMS, MalformedJSON, pydantic_problems, request_violation, shown
@@ -198,14 +198,14 @@ class DataPlane:
             too_long = next((e for e in errors if e["type"] == "too_long" and tuple(e["loc"]) == (items,)), None)
             if too_long is not None:
                 raise self._too_many(items, (too_long.get("ctx") or {}).get("actual_length", "more")) from None
-            problems, total = pydantic_problems(errors, FIELD_NAMES, limit=MAX_LISTED_PROBLEMS)
+            problems, paths = pydantic_problems(errors, FIELD_NAMES, limit=MAX_LISTED_PROBLEMS)
             problems = [Problem(items, f"1 to {self.settings.max_batch} {items}", "an empty list")
                         if p.field == items and p.got == "a list of 0 items" else p for p in problems]
+            total = len(paths)
             raw = _loads(body)
             listed = raw.get(items) if isinstance(raw, dict) else None
             if isinstance(listed, list):
-                known = {p.field for p in problems}
-                more = [p for p in self._batch_problems(listed, items, today) if p.field not in known]
+                more = [p for p in self._batch_problems(listed, items, today) if p.field not in paths]
                 problems, total = problems + more, total + len(more)
             raise request_violation(problems, total) from None
         problems = self._batch_problems(getattr(request, items), items, today)
@@ -216,31 +216,42 @@ class DataPlane:
     def _sampled_violation(self, schema: type[BaseModel], body: bytes, items: str, today: date,
                            errors: int) -> ContractViolation | PayloadTooLarge:
         """The 422 for a request with more failures than are worth describing: the first items are checked one
-        by one, each cut to its first fields, until MAX_LISTED_PROBLEMS problems are found; pydantic's full
-        error list (a dict per failure, hundreds of thousands from a few MB of bad fields) is never built."""
+        by one, each cut to its first fields, until MAX_LISTED_PROBLEMS problems are found, then the request's
+        own fields; pydantic's full error list (a dict per failure, hundreds of thousands from a few MB of bad
+        fields) is never built."""
         raw = _loads(body)
         listed = raw.get(items) if isinstance(raw, dict) else None
-        if not isinstance(listed, list):  # the failures are not in the items: the schema says it best, briefly
+        if not isinstance(raw, dict) or not isinstance(listed, list):  # nothing of the request's shape to sample
             return request_violation([Problem(items, f"1 to {self.settings.max_batch} {items}",
-                                              shown(listed) if listed is not None else "nothing")], errors)
+                                              shown(listed) if listed is not None else "nothing")])
         if len(listed) > self.settings.max_batch:
             return self._too_many(items, len(listed))
         item_model = _item_model(schema, items)
         keep = len(item_model.model_fields) + self.settings.max_extra_fields + 1
         problems = self._batch_problems(listed, items, today)[:MAX_LISTED_PROBLEMS]
         known = {p.field for p in problems}
+        context = {"today": today}
+
+        def add(model: type[BaseModel], value: Any, prefix: str) -> None:
+            try:
+                # Python's json writes what _loads read (NaN, integers past 64 bits) back as the body had it.
+                model.model_validate_json(json.dumps(value), context=context)
+            except ValidationError as exc:
+                found, _ = pydantic_problems(exc.errors(include_url=False)[:10 * MAX_LISTED_PROBLEMS], FIELD_NAMES,
+                                             prefix=prefix, limit=MAX_LISTED_PROBLEMS)
+                problems.extend(p for p in found if p.field not in known)
+
         for i, item in enumerate(listed):
             if len(problems) >= MAX_LISTED_PROBLEMS:
                 break
-            cut = dict(itertools.islice(item.items(), keep)) if isinstance(item, dict) else item
-            try:
-                item_model.model_validate_json(orjson.dumps(cut), context={"today": today})
-            except ValidationError as exc:
-                found, _ = pydantic_problems(exc.errors(include_url=False)[:10 * MAX_LISTED_PROBLEMS], FIELD_NAMES,
-                                             prefix=f"{items}[{i}]", limit=MAX_LISTED_PROBLEMS)
-                problems += [p for p in found if p.field not in known]
-        return ContractViolation(f"more than {counted(MAX_LISTED_PROBLEMS, 'problem')} in the request (the first "
-                                 f"{min(len(problems), MAX_LISTED_PROBLEMS)} listed)", problems[:MAX_LISTED_PROBLEMS])
+            add(item_model, dict(itertools.islice(item.items(), keep)) if isinstance(item, dict) else item,
+                f"{items}[{i}]")
+        if len(problems) < MAX_LISTED_PROBLEMS:  # the request's own fields (unknown ones, say), its items aside
+            own = dict(itertools.islice(((k, v) for k, v in raw.items() if k != items), MAX_LISTED_PROBLEMS))
+            add(schema, {**own, items: listed[:1]}, "")
+        listed_problems = problems[:MAX_LISTED_PROBLEMS]
+        return ContractViolation(f"many problems in the request: the first {len(listed_problems)} found are listed",
+                                 listed_problems)
 
     def _too_many(self, items: str, sent: object) -> PayloadTooLarge:
         limit = self.settings.max_batch

@@ -139,7 +139,8 @@ def _escaped(value: Any) -> Any:
 
 
 def request_violation(problems: Sequence[Problem], total: int | None = None) -> ContractViolation:
-    """The 422 for a request's problems: all of them counted, at most MAX_LISTED_PROBLEMS listed."""
+    """The 422 for a request's problems: all of them counted (`total`, when more than are given), at most
+    MAX_LISTED_PROBLEMS listed."""
     total = max(total or 0, len(problems))
     listed = list(problems[:MAX_LISTED_PROBLEMS])
     message = f"{counted(total, 'problem')} in the request"
@@ -269,9 +270,9 @@ def problems_from_pydantic(errors: Sequence[Mapping[str, Any]], field_names: fro
 
 
 def pydantic_problems(errors: Sequence[Mapping[str, Any]], field_names: frozenset[str], prefix: str = "",
-                      limit: int | None = None) -> tuple[list[Problem], int]:
-    """problems_from_pydantic's first `limit` problems, and how many bad fields there are in all (the ones
-    past the limit are counted, not described)."""
+                      limit: int | None = None) -> tuple[list[Problem], set[str]]:
+    """problems_from_pydantic's first `limit` problems, and the paths of every bad field (the ones past the limit
+    are named, not described), so that other checks can tell a new problem from one already counted."""
     grouped: dict[tuple[Any, ...], tuple[list[str], object, list[Any]]] = {}
     beyond: set[tuple[Any, ...]] = set()
     for error in errors:
@@ -300,7 +301,7 @@ def pydantic_problems(errors: Sequence[Mapping[str, Any]], field_names: frozense
         wanted = specific if specific and len(specific) < len(expectations) else expectations
         problems.append(Problem(json_path(location, prefix), " or ".join(wanted),
                                 "nothing" if got is _Missing else shown(got)))
-    return problems, len(problems) + len(beyond)
+    return problems, {p.field for p in problems} | {json_path(list(key), prefix) for key in beyond}
 
 
 class _MissingType:

@@ -100,7 +100,8 @@ class ServiceMetrics:
 
 
 def prometheus_text(model_version: str | None, feedback: Mapping[str, float],
-                    service: ServiceMetrics | None = None, refused_version: str | None = None) -> str:
+                    service: ServiceMetrics | None = None, refused: bool = False,
+                    refused_version: str | None = None) -> str:
     """The exposition text: the model, the answers and scores counted so far, then the feedback store's figures
     (named by `Feedback.metrics()` without the prefix, which is added here)."""
     lines: list[str] = []
@@ -112,9 +113,10 @@ def prometheus_text(model_version: str | None, feedback: Mapping[str, float],
     add("dealscore_model_loaded", 1.0 if model_version is not None else 0.0)
     if model_version is not None:
         add("dealscore_model_info", 1.0, f'{{version="{_label(model_version)}"}}')
-    # A refused version is the registry's live one that this worker would not load: alert on it.
-    add("dealscore_model_refused", 1.0 if refused_version is not None else 0.0,
-        f'{{version="{_label(refused_version)}"}}' if refused_version is not None else "")
+    # A refused version is the registry's live one that this worker would not load (or an unreadable manifest,
+    # whose version is unknown: label ""): alert on it.
+    add("dealscore_model_refused", 1.0 if refused else 0.0,
+        f'{{version="{_label(refused_version or "")}"}}' if refused else "")
     if service is not None:
         lines += service.lines()
     for name, value in feedback.items():

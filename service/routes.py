@@ -226,7 +226,8 @@ async def metrics(request: Request) -> Response:
     reloader = get_reloader(request)
     refused = reloader.refused if reloader is not None else None
     return Response(prometheus_text(snapshot.version if snapshot is not None else None, figures,
-                                    request.app.state.service_metrics, refused.version if refused else None),
+                                    request.app.state.service_metrics, refused is not None,
+                                    refused.version if refused is not None else None),
                     media_type=METRICS_MEDIA_TYPE)
 
 

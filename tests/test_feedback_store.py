@@ -96,7 +96,8 @@ def test_the_score_log_key_migration_goes_down_keeping_each_deals_latest_scoring
     try:
         upgrade(engine)
         with engine.begin() as connection:
-            for p, at in ((0.1, "2025-01-01 00:00:00"), (0.2, "2025-01-02 00:00:00")):
+            # The later scoring inserted first, as a spool replayed after newer scores leaves it.
+            for p, at in ((0.2, "2025-01-02 00:00:00"), (0.1, "2025-01-01 00:00:00")):
                 connection.execute(insert, {"p": p, "at": at})
         with engine.begin() as connection:
             command.downgrade(alembic_config(connection), "0002_training_close_day")

@@ -265,3 +265,14 @@ def test_the_figures_catch_an_old_answer_after_the_swap() -> None:
     assert (result.stale_after_swap, result.errors, result.versions) == (1, 1, {"v1": 2, "v2": 1})
     assert result.in_flight_at_swap == 0 and round(result.swap_ms) == 150
     assert result.problems() == ["1 failed requests", "1 answers from v1 after the swap was complete"]
+
+
+def test_an_unreadable_manifest_is_refused_and_shows_in_metrics(registry: Registry) -> None:
+    """The refused version of an unreadable manifest is unknown: /metrics said 0 (not refused) while
+    /v1/model said refused."""
+    with following(registry) as client:
+        registry.manifest_path.write_text("{garbage")
+        answer = client.post("/v1/admin/reload").json()
+        assert answer["status"] == "refused" and answer["refused"]["version"] is None
+        assert answer["serving_version"] == "v1"
+        assert 'dealscore_model_refused{version=""} 1\n' in client.get("/metrics").text

@@ -53,6 +53,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     # Rows that differ only in their instant would break the old key: keep the latest of each.
     # IN over the duplicates, not NOT IN over the keepers: PostgreSQL plans a NOT IN subquery row by row.
+    # The latest by scoring instant, as the training view reads it (a spool replay inserts older rows later).
     op.execute("DELETE FROM score_log WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY "
-               "request_id, deal_id ORDER BY id DESC) AS newer FROM score_log) AS ranked WHERE newer > 1)")
+               "request_id, deal_id ORDER BY scored_at DESC, id DESC) AS newer FROM score_log) AS ranked "
+               "WHERE newer > 1)")
     _rekey(NEW_KEY, OLD_KEY)

@@ -83,8 +83,8 @@ class _FeedbackRoute(APIRoute):
                     raise PayloadTooLarge(f"too many {items} in one request: at most {limit:,} are accepted, got "
                                           f"{sent}; split the batch",
                                           [Problem(items, f"at most {limit} items", f"{sent} items")]) from None
-                problems, total = pydantic_problems(errors, FEEDBACK_FIELD_NAMES, limit=MAX_LISTED_PROBLEMS)
-                raise request_violation(problems, total) from None
+                problems, paths = pydantic_problems(errors, FEEDBACK_FIELD_NAMES, limit=MAX_LISTED_PROBLEMS)
+                raise request_violation(problems, len(paths)) from None
 
         return checked
 

@@ -221,7 +221,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.model_dir is None and settings.registry_dir is None:
         settings = serve_settings({**overrides, "model_dir": str(ensure_demo_model(_progress(_tell)))})
     # Human lines go to stdout: the service's stderr is its JSON-lines log (docs/settings.md).
-    _tell(try_it_line(settings.host, settings.port))
+    registry = settings.registry_dir
+    if registry is not None and not Path(registry).is_dir():
+        # Served all the same (a volume may be mounted later, a first publish may create it), but a typo
+        # would otherwise only show as a 503 on the first request.
+        _tell(f"dealscore serve: the model registry at {registry} does not exist (yet): the service stays not "
+              "ready until a version is published there; check the path or the mount")
+    else:
+        _tell(try_it_line(settings.host, settings.port))
     serve(settings)
     return 0
 

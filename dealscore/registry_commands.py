@@ -400,7 +400,8 @@ def cmd_models_history(args: argparse.Namespace) -> int:
 def cmd_models_add(args: argparse.Namespace) -> int:
     registry = _registry(args, must_exist=False)
     version = registry.add_artifact(Path(args.artifact), reason=args.reason or f"added from {args.artifact}")
-    _out(f"added {version} (not live; `dealscore models publish {version}` makes it live)")
+    _out(f"added {version} (not live; `dealscore models publish {version} --registry {registry.root}` makes it "
+         "live)")
     return 0
 
 
@@ -416,8 +417,8 @@ def cmd_models_prune(args: argparse.Namespace) -> int:
 
 def _registry_option(parser: argparse.ArgumentParser) -> None:
     default = os.environ.get(REGISTRY_ENV)
-    parser.add_argument("--registry", default=default, required=default is None,
-                        help=f"registry directory (default: ${REGISTRY_ENV})")
+    # Not required by argparse: _registry refuses a missing one and names the variable that can stand in.
+    parser.add_argument("--registry", default=default, help=f"registry directory (default: ${REGISTRY_ENV})")
 
 
 def add_registry_commands(commands: Any) -> None:

@@ -191,7 +191,8 @@ class _TableCheck:
                           if source is not None else f"a column '{name}'{why}")
                 # The file's own names, as the user knows them (a mapped column under its export name).
                 present = [self.mapped.get(str(c), c) for c in raw.columns]
-                self.problems.add(Problem(name, wanted, f"no such column (columns: {_listing(present)})",
+                hint = "" if source is not None else " (or the export's own name for it in the mapping file's columns:)"
+                self.problems.add(Problem(name, wanted + hint, f"no such column (columns: {_listing(present)})",
                                           table=self.table.name))
         columns: dict[str, pd.Series] = {}
         missing: dict[str, pd.Series] = {}
@@ -283,7 +284,11 @@ class _TableCheck:
         if bad.any() and values[bad].astype(str).str.contains(r"[,.$€£¥]|\d \d", regex=True).any():
             # "1,200.50", "$300", "1 200": formatted money, which a CRM report export often writes.
             mark = "a comma" if self.decimal == "," else "a point"
-            expected += f" (digits with {mark} for decimals: no thousands separators, spaces or currency signs)"
+            expected += f" (digits with {mark} for decimals: no thousands separators, spaces or currency signs"
+            # 2638,21 is a decimal comma; 1,000 may be a thousands separator: only the first gets the hint.
+            if self.decimal != "," and values[bad].astype(str).str.fullmatch(r"-?\d+,\d{1,2}").any():
+                expected += "; decimal commas read with the mapping file's csv: {decimal: ','}"
+            expected += ")"
         self.report(name, bad, expected, _quoted(values[bad]))
         if minimum is not None:
             low = ~bad & (numbers < minimum)  # -inf is already reported as not finite

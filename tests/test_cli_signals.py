@@ -226,9 +226,18 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 
 def test_serve_says_where_it_listens_on_stdout_and_leaves_stderr_to_the_log(
         served: list[object], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "registry").mkdir()
     assert cli.main(["serve", "--registry", str(tmp_path / "registry"), "--port", "8123"]) == 0
     out, err = capsys.readouterr()
     assert out == cli.try_it_line("127.0.0.1", 8123) + "\n" and err == ""
+
+
+def test_serve_says_at_start_that_its_registry_does_not_exist(served: list[object], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped --registry started with the usual banner; only the first request's 503 told."""
+    assert cli.main(["serve", "--registry", str(tmp_path / "typo"), "--port", "8123"]) == 0
+    out, _ = capsys.readouterr()
+    assert f"the model registry at {tmp_path / 'typo'} does not exist (yet)" in out and "curl" not in out
 
 
 def test_serve_says_how_the_demo_model_is_built_on_stdout(served: list[object], monkeypatch: pytest.MonkeyPatch,

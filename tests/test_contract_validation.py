@@ -118,7 +118,8 @@ def test_typed_input_from_parquet_or_sql_is_accepted() -> None:
 def test_missing_required_column(column: str, for_training: bool, why: str) -> None:
     error = bad_deals(make_deals().drop(columns=[column]), for_training=for_training)
     problem = the_problem(error, "deals", column)
-    assert problem.expected == f"a column '{column}' {why}"
+    assert problem.expected == (f"a column '{column}' {why} (or the export's own name for it in the mapping "
+                                "file's columns:)")
     assert problem.got.startswith("no such column (columns: deal_id") or problem.got.startswith(
         "no such column (columns: client_id"
     )
@@ -226,6 +227,9 @@ def test_non_numeric_and_non_finite_numbers() -> None:
     assert amount.rows == (1, 2, 3)
     hours = the_problem(error, "deals", "effort_hours")
     assert (hours.expected, hours.got, hours.rows) == ("a finite number", "'two', '-inf'", (2, 3))
+    # A decimal comma (two digits after it, not a thousands group) points to the mapping file's csv format.
+    comma = the_problem(bad_deals(make_deals(amount=["2638,21", "10", "12"])), "deals", "amount")
+    assert comma.expected.endswith("; decimal commas read with the mapping file's csv: {decimal: ','})")
 
 
 def test_closed_before_created() -> None:

@@ -58,12 +58,15 @@ def _progress(say: Callable[[str], None] = _say) -> Callable[[str], None]:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from training.synthetic_crm import generate, write
+    from training.synthetic_crm import export_as_of, generate, write
 
     crm = generate(seed=args.seed, n_deals=args.deals)
+    if args.until is not None:
+        crm = export_as_of(crm, args.until)
     paths = write(crm, args.out)
     _say(f"wrote {len(crm.deals):,} deals, {len(crm.clients):,} clients and {len(crm.holdings):,} holdings "
-         f"to {args.out} ({len(paths)} files, ground truth in {Path(args.out) / 'truth'})")
+         f"to {args.out} ({len(paths)} files, ground truth in {Path(args.out) / 'truth'})"
+         + (f", as an export taken on {args.until:%Y-%m-%d}" if args.until is not None else ""))
     return 0
 
 
@@ -292,9 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo-data", help="write a synthetic CRM with its ground truth")
-    demo.add_argument("--out", required=True)
-    demo.add_argument("--seed", type=at_least_zero, default=7)
-    demo.add_argument("--deals", type=at_least_one, default=20_000)
+    demo.add_argument("--out", required=True, help="folder to write (deals.csv, clients.csv, holdings.csv, truth/)")
+    demo.add_argument("--seed", type=at_least_zero, default=7, help="the draw (default 7, the demo model's)")
+    demo.add_argument("--deals", type=at_least_one, default=20_000, help="deals drawn over 2021-2025 (default 20,000)")
+    demo.add_argument("--until", type=as_of_day, default=None,
+                      help="write the CRM as an export taken that day: later deals absent, deals closed later "
+                           "open (exports of successive months try the monthly retrain)")
     demo.set_defaults(run=cmd_demo_data)
 
     def data_options(p: argparse.ArgumentParser, deals_required: bool = True) -> None:

@@ -29,7 +29,7 @@ from training.retrain import (
     gate_checks,
     population_stability_index,
 )
-from training.synthetic_crm import CSV_OPTIONS, SyntheticCRM, generate, write
+from training.synthetic_crm import CSV_OPTIONS, SyntheticCRM, export_as_of, generate, write
 
 THREADS = ["--threads", "1"]  # OpenMP threads sharing busy cores make fitting many times slower
 
@@ -53,16 +53,6 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
     finally:
         cli.build_parser = original
     return code, out.getvalue(), err.getvalue()
-
-
-def as_of(deals: pd.DataFrame, cutoff: str) -> pd.DataFrame:
-    """The CRM export as it looked on `cutoff`: later deals absent, deals closed later still open."""
-    day = pd.Timestamp(cutoff)
-    seen = deals[deals["created_at"] < day].copy()
-    late = seen["closed_at"] >= day
-    seen.loc[late, "status"] = "open"
-    seen.loc[late, "closed_at"] = pd.NaT
-    return seen
 
 
 def shuffled_labels(deals: pd.DataFrame, before: str) -> pd.DataFrame:
@@ -100,7 +90,7 @@ def crm() -> SyntheticCRM:
 def data(tmp_path_factory: pytest.TempPathFactory, crm: SyntheticCRM) -> Path:
     folder = tmp_path_factory.mktemp("crm")
     write(crm, folder / "full")
-    as_of(crm.deals, "2025-01-01").to_csv(folder / "last_year.csv", **CSV_OPTIONS)
+    export_as_of(crm, date(2024, 12, 31)).deals.to_csv(folder / "last_year.csv", **CSV_OPTIONS)
     shuffled_labels(crm.deals, "2025-03-01").to_csv(folder / "shuffled.csv", **CSV_OPTIONS)
     return folder
 

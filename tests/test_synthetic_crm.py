@@ -20,6 +20,7 @@ from training.synthetic_crm import (
     JOURNEY,
     REGION_EFFECT,
     SyntheticCRM,
+    export_as_of,
     generate,
     write,
 )
@@ -112,6 +113,27 @@ def test_values_have_the_promised_shape(crm: SyntheticCRM) -> None:
     assert deals["campaign_code"].nunique() == 30
     assert 0.65 < deals["competitor"].isna().mean() < 0.75
     assert set(crm.clients["size"]) == {"small", "medium", "large"}
+
+
+def test_an_export_as_of_a_day_shows_only_what_was_known_that_day(crm: SyntheticCRM, tmp_path: Path) -> None:
+    """demo-data --until: successive monthly exports to try the retrain on (the runbook could not be tried:
+    every export ended on the same day, and the gate judged the live model on its own training deals)."""
+    from datetime import date
+
+    from dealscore import cli
+
+    day = date(2024, 6, 30)
+    export = export_as_of(crm, day)
+    end = pd.Timestamp(day)
+    assert export.deals["created_at"].max() <= end < crm.deals["created_at"].max()
+    assert (export.deals["closed_at"].dropna() <= end).all()
+    was_closed_later = crm.deals.set_index("deal_id")["closed_at"].reindex(export.deals["deal_id"]) > end
+    assert (export.deals.loc[was_closed_later.to_numpy(), "status"] == "open").all() and was_closed_later.any()
+    assert (export.holdings["since"] <= end).all() and (export.clients["since"] <= end).all()
+    assert set(export.deal_truth["deal_id"]) == set(export.deals["deal_id"])
+    assert cli.main(["demo-data", "--out", str(tmp_path / "june"), "--deals", "3000", "--until", "2024-06-30"]) == 0
+    written = pd.read_csv(tmp_path / "june" / "deals.csv", parse_dates=["created_at"])
+    assert written["created_at"].max() <= end
 
 
 def test_tiny_data_set_still_has_fifty_clients() -> None:

@@ -16,7 +16,8 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import pandas as pd
 
 from model.contract import CLIENTS, DEALS, HOLDINGS
 
-__all__ = ["EXTRA_DEAL_COLUMNS", "SyntheticCRM", "generate", "truth_readme", "write"]
+__all__ = ["EXTRA_DEAL_COLUMNS", "SyntheticCRM", "export_as_of", "generate", "truth_readme", "write"]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -826,6 +827,22 @@ def _catalogue_frame() -> pd.DataFrame:
 # Writing.
 
 CSV_OPTIONS: dict[str, Any] = {"index": False, "date_format": "%Y-%m-%d", "lineterminator": "\n"}
+
+
+def export_as_of(crm: SyntheticCRM, day: date) -> SyntheticCRM:
+    """The CRM as an export taken at the end of `day` would show it: deals, clients and holdings that began
+    later absent, deals closed later still open. Exports of successive days try the monthly retrain on
+    generated data (the truth tables keep the whole draw; deal_truth keeps the deals shown)."""
+    end = pd.Timestamp(day)
+    deals = crm.deals[crm.deals["created_at"] <= end].copy()
+    late = deals["closed_at"] > end
+    deals.loc[late, "status"] = "open"
+    deals.loc[late, "closed_at"] = pd.NaT
+    clients = crm.clients[crm.clients["since"] <= end]
+    holdings = crm.holdings[crm.holdings["since"] <= end]
+    return replace(crm, deals=deals.reset_index(drop=True), clients=clients.reset_index(drop=True),
+                   holdings=holdings.reset_index(drop=True),
+                   deal_truth=crm.deal_truth[crm.deal_truth["deal_id"].isin(deals["deal_id"])].reset_index(drop=True))
 
 
 def write(crm: SyntheticCRM, out_dir: str | Path) -> list[Path]:

@@ -23,11 +23,13 @@ def _out(text: str) -> None:
     print(text)  # noqa: T201 (the command's output)
 
 
-def _database(args: argparse.Namespace) -> Any:
+def _database(args: argparse.Namespace, migrate: bool = False) -> Any:
+    """The feedback database. Reports read it as it is: a schema behind the code is an error naming `db upgrade`,
+    never a silent migration (workers of an earlier release may still serve from it)."""
     from service.feedback.config import database_url_from_env
     from service.feedback.db import Database
 
-    return Database(args.database_url or database_url_from_env(), migrate=True)
+    return Database(args.database_url or database_url_from_env(), migrate=migrate)
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
@@ -53,12 +55,30 @@ def cmd_quality(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from service.feedback.db import current_revision, upgrade
+    from service.feedback.db import current_revision, is_ancestor, upgrade
 
+    database = _database(args, migrate=True)
+    try:
+        before = _at(database, current_revision)
+        if before is not None and args.revision != "head" and is_ancestor(args.revision, before):
+            raise DealscoreError(f"database {database.shown_url} is at {before}, past {args.revision}: that is a "
+                                 f"downgrade (`dealscore db downgrade --revision {args.revision}`)")
+        after = _at(database, lambda engine: upgrade(engine, args.revision))
+        _say(f"database {database.shown_url}: schema {before or 'empty'} -> {after}")
+        return 0
+    finally:
+        database.dispose()
+
+
+def cmd_db_downgrade(args: argparse.Namespace) -> int:
+    from service.feedback.config import database_url_from_env
+    from service.feedback.db import current_revision, downgrade
+
+    _require_existing_sqlite(args.database_url or database_url_from_env())
     database = _database(args)
     try:
         before = _at(database, current_revision)
-        after = _at(database, lambda engine: upgrade(engine, args.revision))
+        after = _at(database, lambda engine: downgrade(engine, args.revision))
         _say(f"database {database.shown_url}: schema {before or 'empty'} -> {after}")
         return 0
     finally:
@@ -132,6 +152,11 @@ def add_feedback_commands(commands: Any) -> None:
     database_option(upgrade)
     upgrade.add_argument("--revision", default="head")
     upgrade.set_defaults(run=cmd_db_upgrade)
+    down = db_commands.add_parser("downgrade", help="take the schema back to an earlier revision (before running "
+                                                    "an earlier release on it)")
+    database_option(down)
+    down.add_argument("--revision", required=True, help="e.g. 0002_training_close_day")
+    down.set_defaults(run=cmd_db_downgrade)
     source = db_commands.add_parser(
         "training-source", help="print the --deals source that trains on the logged deals and their outcomes")
     database_option(source)

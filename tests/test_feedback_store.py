@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -104,6 +105,47 @@ def test_the_score_log_key_migration_goes_down_keeping_each_deals_latest_scoring
         with engine.connect() as connection:
             assert [float(r[0]) for r in connection.execute(sa.text("SELECT p_win FROM score_log"))] == [0.2]
             assert {"training_deals", "training_clients"} <= set(sa.inspect(connection).get_view_names())
+        assert upgrade(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_a_sqlite_migration_that_fails_halfway_leaves_the_database_as_it_was(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python's sqlite3 committed each DDL statement of a migration on its own: 0003 killed or failing halfway
+    left its views dropped and a temporary table behind, and every retry failed on that table."""
+    import importlib
+
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    engine = make_engine(url)
+    try:
+        upgrade(engine, "0002_training_close_day")
+        with engine.begin() as connection:
+            connection.execute(sa.text("INSERT INTO score_log (request_id, deal_id, model_version, p_win, grade, "
+                                       "scored_at, deal) VALUES ('r', 'D1', 'v1', 0.5, 'B', '2025-01-01', '{}')"))
+            connection.execute(sa.text("CREATE VIEW my_daily AS SELECT count(*) AS n FROM score_log"))
+
+        def state() -> tuple[Any, ...]:
+            with engine.connect() as connection:
+                return (current_revision(engine), sorted(sa.inspect(connection).get_table_names()),
+                        sorted(sa.inspect(connection).get_view_names()),
+                        connection.execute(sa.text("SELECT count(*) FROM score_log")).scalar())
+
+        before = state()
+        # Another application's view of the table: refused up front, saying what to do.
+        with pytest.raises(RuntimeError, match="my_daily read score_log.* drop them, upgrade, and create them again"):
+            upgrade(engine)
+        assert state() == before
+        with engine.begin() as connection:
+            connection.execute(sa.text("DROP VIEW my_daily"))
+        before = state()
+        # A failure after the table was rebuilt (the last view cannot be made): everything rolls back.
+        first = importlib.import_module("migrations.versions.0001_feedback_tables")
+        monkeypatch.setattr(first, "_SQLITE_TRAINING_CLIENTS", "CREATE VIEW training_clients AS SELEKT")
+        with pytest.raises(sa.exc.OperationalError):
+            upgrade(engine)
+        assert state() == before and before[0] == "0002_training_close_day"
+        monkeypatch.undo()
         assert upgrade(engine) == head_revision()
     finally:
         engine.dispose()

@@ -121,6 +121,33 @@ def test_the_quality_and_db_commands(database_url: str, tmp_path: Path, capsys: 
     assert capsys.readouterr().out.strip() == f"{database_url}::SELECT * FROM training_deals"
 
 
+def test_reports_never_migrate_and_the_schema_goes_down_by_its_own_command(
+        database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dealscore quality` moved a database still served by the earlier release to the new schema, silently;
+    `db upgrade --revision` to an older one printed 'X -> X' and exit 0; there was no way down."""
+    from model.errors import DealscoreError
+    from service.feedback.db import current_revision, head_revision, make_engine
+
+    assert _cli("db", "upgrade", "--database-url", database_url, "--revision", "0002_training_close_day") == 0
+    capsys.readouterr()
+    with pytest.raises(DealscoreError, match="run `dealscore db upgrade`"):
+        _cli("quality", "--database-url", database_url)
+    with pytest.raises(DealscoreError, match="run `dealscore db upgrade`"):
+        _cli("db", "training-source", "--database-url", database_url)
+    engine = make_engine(database_url)
+    try:
+        assert current_revision(engine) == "0002_training_close_day"
+        assert _cli("db", "upgrade", "--database-url", database_url) == 0
+        assert current_revision(engine) == head_revision()
+        with pytest.raises(DealscoreError, match="that is a downgrade"):
+            _cli("db", "upgrade", "--database-url", database_url, "--revision", "0002_training_close_day")
+        assert _cli("db", "downgrade", "--database-url", database_url, "--revision", "0002_training_close_day") == 0
+        assert current_revision(engine) == "0002_training_close_day"
+        assert "-> 0002_training_close_day" in capsys.readouterr().err
+    finally:
+        engine.dispose()
+
+
 def test_the_quality_command_says_what_is_missing(tmp_path: Path) -> None:
     from model.errors import NotFound
 

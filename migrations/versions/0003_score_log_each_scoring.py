@@ -11,7 +11,8 @@ key now includes the scoring instant, which a replay carries unchanged (the spoo
 scoring never shares.
 
 SQLite cannot drop a table's constraint, so its table is rebuilt (alembic's batch mode); its views, which
-name the table, are dropped first and made again after.
+name the table, are dropped first and made again after, all in one transaction (service.feedback.db). The
+rebuild needs free disk of about the table's size again, and the file keeps that size until a VACUUM.
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ def _rekey(old: tuple[str, list[str]], new: tuple[str, list[str]]) -> None:
         op.drop_constraint(old[0], "score_log", type_="unique")
         op.create_unique_constraint(new[0], "score_log", new[1])
         return
+    # SQLite checks every view when a table is renamed: another application's view of score_log would fail
+    # the rebuild halfway (rolled back, but with SQLite's words). Said first, with what to do.
+    others = [row[0] for row in op.get_bind().exec_driver_sql(
+        "SELECT name FROM sqlite_master WHERE type = 'view' AND name NOT IN ('training_deals', 'training_clients') "
+        "AND lower(sql) LIKE '%score_log%'")]
+    if others:
+        raise RuntimeError(f"the view(s) {', '.join(others)} read score_log, whose table this upgrade rebuilds: "
+                           "drop them, upgrade, and create them again")
     op.execute("DROP VIEW IF EXISTS training_clients")
     op.execute("DROP VIEW IF EXISTS training_deals")
     with op.batch_alter_table("score_log", recreate="always") as batch:

@@ -104,14 +104,51 @@ def current_revision(engine: sa.Engine) -> str | None:
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> str | None:
-    """Bring the schema to `revision`; returns the revision the database is at afterwards."""
+    """Bring the schema to `revision`; returns the revision the database is at afterwards. All or nothing."""
     from alembic import command
 
+    before = current_revision(engine)
+    with _migrating(engine) as connection:
+        command.upgrade(alembic_config(connection), revision)
+    after = current_revision(engine)
+    if after != before:  # said on start too, where nothing else would tell that the schema changed
+        logger.info("feedback: database %s migrated from schema %s to %s", shown_url(str(engine.url)),
+                    before or "empty", after)
+    return after
+
+
+def downgrade(engine: sa.Engine, revision: str) -> str | None:
+    """Take the schema back to `revision` (for an earlier release); all or nothing, as an upgrade."""
+    from alembic import command
+
+    with _migrating(engine) as connection:
+        command.downgrade(alembic_config(connection), revision)
+    return current_revision(engine)
+
+
+def is_ancestor(revision: str, of: str) -> bool:
+    """Whether `revision` comes before `of` in the migrations (so migrating `of` to it goes down)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    return revision != of and any(r.revision == revision for r in script.iterate_revisions(of, "base"))
+
+
+@contextlib.contextmanager
+def _migrating(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """One connection in one transaction for a whole migration, serialised across processes.
+
+    SQLite's DDL is transactional, but Python's sqlite3 driver begins a transaction only before DML, so each
+    CREATE, DROP or ALTER of a migration committed on its own: a migration killed halfway (a table rebuild
+    copying millions of rows) left the schema half changed and every retry failing. BEGIN first makes the
+    whole migration, and the version table's update, one transaction that commits or rolls back whole.
+    """
     with _migration_lock(engine), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
-        command.upgrade(alembic_config(connection), revision)
-    return current_revision(engine)
+        elif connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection
 
 
 @contextlib.contextmanager

@@ -347,7 +347,8 @@ class Registry:
 
     def _sweep(self) -> None:
         """Remove what a crashed writer left: manifest temp files, staging folders, and version folders the
-        manifest no longer names (pruned) or never named (stored by an add that crashed before its commit).
+        manifest no longer names (pruned) or never named (stored by an add that died before its commit, which
+        its pending marker shows).
 
         Never on a guess: a registry whose manifest is gone is refused, not emptied (every folder would look
         unnamed), and a folder that is not exactly a version the registry wrote (an operator's copy under
@@ -465,7 +466,7 @@ class Registry:
             raise ArtifactError(f"version {version} is already in the model registry at {self.root}")
         if expect_live is not False and manifest.live != expect_live:
             raise LiveVersionChanged(f"the live version of {self.root} changed from {expect_live} to {manifest.live} "
-                                 "while the candidate was prepared; nothing was changed, run the retrain again")
+                                     "while the candidate was prepared; nothing was changed, run the retrain again")
         return manifest
 
     def _commit_new(self, manifest: _Manifest, version: str, target: Path, action: AddAction, reason: str,

@@ -190,7 +190,7 @@ class DataPlane:
             request = schema.model_validate_json(body, context={"today": today})
         except ValidationError as exc:
             if exc.error_count() > CONVERTED_ERRORS_AT_MOST:
-                raise self._sampled_violation(schema, body, items, today, exc.error_count()) from None
+                raise self._sampled_violation(schema, body, items, today) from None
             errors = exc.errors(include_url=False)
             malformed = MalformedJSON.among(errors)
             if malformed is not None:
@@ -213,8 +213,8 @@ class DataPlane:
             raise request_violation(problems)
         return request
 
-    def _sampled_violation(self, schema: type[BaseModel], body: bytes, items: str, today: date,
-                           errors: int) -> ContractViolation | PayloadTooLarge:
+    def _sampled_violation(self, schema: type[BaseModel], body: bytes, items: str,
+                           today: date) -> ContractViolation | PayloadTooLarge:
         """The 422 for a request with more failures than are worth describing: the first items are checked one
         by one, each cut to its first fields, until MAX_LISTED_PROBLEMS problems are found, then the request's
         own fields; pydantic's full error list (a dict per failure, hundreds of thousands from a few MB of bad

@@ -45,8 +45,11 @@ def cmd_quality(args: argparse.Namespace) -> int:
             version = latest_version(database.engine)
             if version is None:
                 raise NotFound(f"the score log at {database.shown_url} is empty: no version to report on")
-        elif not any(v["version"] == version for v in model_versions(database.engine)):
-            raise NotFound(f"the score log at {database.shown_url} has no scores of model version '{version}'")
+        else:
+            known = [v["version"] for v in model_versions(database.engine)]
+            if version not in known:
+                raise NotFound(f"the score log at {database.shown_url} has no scores of model version '{version}' "
+                               f"(latest: {', '.join(known[:3]) or 'none'})")
         report = quality_report(database.engine, version, top=args.top)
         _out(json.dumps(report, indent=2, default=str) if args.json else render_table(report))
         return 0

@@ -292,7 +292,7 @@ class Registry:
     def _require(self, manifest: _Manifest, version: str) -> None:
         _check_name(version)
         if version not in manifest.names():
-            known = ", ".join(manifest.names()[-5:]) or "none"
+            known = ", ".join(reversed(manifest.names()[-5:])) or "none"  # newest first, as "latest" reads
             raise NotFound(f"version {version} is not in the model registry at {self.root} "
                            f"(latest versions: {known})")
 

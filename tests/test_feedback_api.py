@@ -211,3 +211,13 @@ def test_more_outcomes_than_the_limit_is_a_413_as_on_the_scoring_routes(api: tup
     assert answer.json()["error"]["details"] == [
         {"field": "outcomes", "expected": f"at most {MAX_OUTCOMES} items", "got": f"{MAX_OUTCOMES + 1} items"}]
 
+
+
+def test_an_outcome_status_is_read_in_any_case(api: tuple[TestClient, Feedback]) -> None:
+    """A CRM sending "Won" was refused, while a mapping file's status values ignore case."""
+    client, feedback = api
+    answer = client.post("/v1/outcomes", json={"outcomes": [{"deal_id": "W1", "status": " Won "},
+                                                            {"deal_id": "W2", "status": "LOST"}]})
+    assert answer.status_code == 200, answer.text
+    assert [r["status"] for r in feedback.outcomes.revisions("W1") + feedback.outcomes.revisions("W2")] == [
+        "won", "lost"]

@@ -306,6 +306,11 @@ def test_a_killed_writer_leaves_the_old_state_and_the_next_change_sweeps(registr
     assert not [p for p in registry.root.rglob("*") if "v3" in p.name or ".tmp-" in p.name]
 
 
+def test_an_unknown_version_is_answered_with_the_latest_first(registry: Registry) -> None:
+    with pytest.raises(NotFound, match=r"\(latest versions: v2, v1\)"):
+        registry.publish("v9", "typo")
+
+
 def test_a_second_writer_waits_for_the_lock_then_gives_up(registry: Registry) -> None:
     told: list[str] = []
     other = Registry(registry.root, lock_timeout=0.2, on_wait=told.append)

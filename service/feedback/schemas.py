@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from model.contract import EARLIEST_DEAL_DATE, MAX_TEXT_LENGTH, NO_NUL_PATTERN
@@ -40,6 +40,10 @@ DateText = Annotated[StrictStr, Field(max_length=40), AfterValidator(_date),
                      WithJsonSchema({"type": "string", "format": "date", "maxLength": 40})]
 
 
+def _status_text(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
@@ -48,7 +52,9 @@ class OutcomeIn(_Strict):
     """A deal's realised result. Sending it again changes nothing; a different result updates it."""
 
     deal_id: Id = Field(description="the deal, as sent to /v1/score")
-    status: Literal["won", "lost"] = Field(description="won or lost")
+    # Case and surrounding spaces aside, as a mapping file's status values are compared ("Won" from a CRM).
+    status: Annotated[Literal["won", "lost"], BeforeValidator(_status_text)] = Field(
+        description="won or lost (any case)")
     amount: Annotated[float, Field(strict=True, ge=0, le=MAX_AMOUNT)] | None = Field(
         default=None, description="money realised if won (omitted: the deal's amount as last scored); lost deals "
                                   "may carry 0 or omit it")

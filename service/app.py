@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from model.errors import DealscoreError, NotFound
 from model.scorer import ScoringModel
 from service.dataplane import DataPlane, utc_today
-from service.errors import MAX_LISTED_PROBLEMS, MethodNotAllowed, error_body, pydantic_problems, request_violation
+from service.errors import MethodNotAllowed, error_body, pydantic_violation
 from service.feedback import Feedback, FeedbackConfig, feedback_router
 from service.holder import ModelHolder
 from service.logs import LOGGER_NAME, configure_logging
@@ -186,8 +186,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         # FastAPI's locations start with where the value came from: ('query', 'by') -> 'query.by'.
-        problems, paths = pydantic_problems(list(exc.errors()), FIELD_NAMES, limit=MAX_LISTED_PROBLEMS)
-        return _envelope(request_violation(problems, len(paths)), request)
+        return _envelope(pydantic_violation(list(exc.errors()), FIELD_NAMES), request)
 
     app.add_exception_handler(DealscoreError, on_dealscore_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

@@ -29,7 +29,7 @@ from model.errors import ContractViolation, DealscoreError, Problem, counted
 __all__ = [
     "MAX_LISTED_PROBLEMS", "MalformedJSON", "MethodNotAllowed", "NoRegistry", "Unauthorized",
     "UnsupportedMediaType", "envelope", "error_body", "problems_from_pydantic", "pydantic_problems",
-    "request_violation", "shown",
+    "pydantic_violation", "request_violation", "shown",
 ]
 
 GOT_CHARS = 40  # a quoted input value is cut here: enough to recognise it, never a data dump
@@ -136,6 +136,12 @@ def _escaped(value: Any) -> Any:
     if isinstance(value, list):
         return [_escaped(v) for v in value]
     return value
+
+
+def pydantic_violation(errors: Sequence[Mapping[str, Any]], field_names: frozenset[str]) -> ContractViolation:
+    """The 422 for pydantic's errors of a request: every bad field counted, the first MAX_LISTED_PROBLEMS listed."""
+    problems, paths = pydantic_problems(errors, field_names, limit=MAX_LISTED_PROBLEMS)
+    return request_violation(problems, len(paths))
 
 
 def request_violation(problems: Sequence[Problem], total: int | None = None) -> ContractViolation:
@@ -273,7 +279,7 @@ def pydantic_problems(errors: Sequence[Mapping[str, Any]], field_names: frozense
                       limit: int | None = None) -> tuple[list[Problem], set[str]]:
     """problems_from_pydantic's first `limit` problems, and the paths of every bad field (the ones past the limit
     are named, not described), so that other checks can tell a new problem from one already counted."""
-    grouped: dict[tuple[Any, ...], tuple[list[str], object, list[Any]]] = {}
+    grouped: dict[tuple[Any, ...], tuple[list[str], object]] = {}
     beyond: set[tuple[Any, ...]] = set()
     for error in errors:
         # A union's failed members are one field: their locations differ only by the member's tag.
@@ -290,16 +296,16 @@ def pydantic_problems(errors: Sequence[Mapping[str, Any]], field_names: frozense
             got: object = _Missing
         else:
             got = error.get("input")
-        seen, _, _ = grouped.setdefault(key, ([], got, location))
+        seen, _ = grouped.setdefault(key, ([], got))
         if expected not in seen:
             seen.append(expected)
     problems = []
-    for expectations, got, location in grouped.values():
+    for key, (expectations, got) in grouped.items():
         # A length or range message is more telling than "text" when the value was of the right type.
         specific = [e for e in expectations if e not in ("text", "an integer", "a number", "true or false",
                                                          "a finite number")]
         wanted = specific if specific and len(specific) < len(expectations) else expectations
-        problems.append(Problem(json_path(location, prefix), " or ".join(wanted),
+        problems.append(Problem(json_path(list(key), prefix), " or ".join(wanted),
                                 "nothing" if got is _Missing else shown(got)))
     return problems, {p.field for p in problems} | {json_path(list(key), prefix) for key in beyond}
 

@@ -112,6 +112,7 @@ class ComparisonWindow:
     mode: str  # "after_live_training" | "candidate_holdout"
     live_in_sample: bool  # the live model was fitted on some of the compared deals
     note: str
+    stale: str = ""  # when the new data end no later than the live model's: said in the note and in a refusal
 
 
 @dataclass
@@ -204,14 +205,14 @@ def choose_window(created: pd.Series, closed: npt.NDArray[np.bool_], won: FloatA
                                 f"deals created after the live model's training data (to {live_end}); "
                                 "neither model was fitted on them")
     stale = ("" if new_end > live_end else
-             f" The new data end on {new_end}, {'the same day as' if new_end == live_end else 'before'} the live "
+             f"The new data end on {new_end}, {'the same day as' if new_end == live_end else 'before'} the live "
              f"model's ({live_end}): is the export stale?")
     return ComparisonWindow(
         holdout_from, "candidate_holdout", True,
         f"only {n} closed deals were created after the live model's training data (to {live_end}), fewer than "
         f"{config.min_comparison_deals}; the candidate's holdout (from {holdout_from}) is used instead. The live "
         "model was fitted on part of it, an in-sample advantage: the gate errs towards keeping the live model."
-        + stale)
+        + (f" {stale}" if stale else ""), stale)
 
 
 def _live_fitted_share(created: pd.Series, compared: npt.NDArray[np.int64],
@@ -329,8 +330,8 @@ def retrain(registry: Registry, dataset: Any, train_config: TrainConfig | None =
             reason = (f"the new data lack {len(vanished)} input column(s) the live model {live_version} uses: "
                       f"{', '.join(vanished)}; scored without them the live model is judged on degraded data. Restore "
                       "them in the export, or publish with --force if they are gone for good [" + reason + "]")
-        elif not passed and "is the export stale?" in window.note:
-            reason += " " + window.note[window.note.index("The new data end on"):]
+        elif not passed and window.stale:
+            reason += f" {window.stale}"
 
     report["drift"] = _drift(candidate, columns, closed, in_window, window.start, config)
     published = passed or force
@@ -399,17 +400,15 @@ def _compare_with_live(report: dict[str, Any], dataset: Any, train_config: Train
                 else " (candidate's holdout; live in-sample)" if window.live_in_sample else ""))
     summary = (f"AUC {gate_metrics['auc']:.3f} vs {live_metrics['auc']:.3f}, "
                f"ECE {gate_metrics['ece']:.3f} vs {live_metrics['ece']:.3f} {where}")
+    failures = "; ".join(f"{c.name.upper()} {c.candidate:.3f} fails {c.rule} ({c.threshold:.3f})" for c in failed)
     if failed and window.live_in_sample:
         # Too few deals neither model saw: the live model is judged on deals it was fitted on, which favours it
         # by construction. Not evidence that the candidate is worse; said so, for whoever reads the cron log.
         reason = (f"candidate not shown as good as the live model {live_version}, which was judged largely "
                   f"in-sample (too few closed deals since its data to compare fairly: next month usually can): "
-                  + "; ".join(f"{c.name.upper()} {c.candidate:.3f} fails {c.rule} ({c.threshold:.3f})"
-                              for c in failed) + f" [{summary}]")
+                  f"{failures} [{summary}]")
     elif failed:
-        reason = (f"candidate is worse than the live model {live_version}: "
-                  + "; ".join(f"{c.name.upper()} {c.candidate:.3f} fails {c.rule} ({c.threshold:.3f})"
-                              for c in failed) + f" [{summary}]")
+        reason = f"candidate is worse than the live model {live_version}: {failures} [{summary}]"
     else:
         reason = f"candidate is not worse than the live model {live_version}: {summary}"
 

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from model.errors import NotFound, PayloadTooLarge, Problem
 from model.records import parse_date
 from service.bodies import read_json_body
-from service.errors import MAX_LISTED_PROBLEMS, MalformedJSON, pydantic_problems, request_violation
+from service.errors import MalformedJSON, pydantic_violation
 from service.feedback.judgements import Judgement
 from service.feedback.outcomes import Outcome
 from service.feedback.schemas import (
@@ -83,8 +83,7 @@ class _FeedbackRoute(APIRoute):
                     raise PayloadTooLarge(f"too many {items} in one request: at most {limit:,} are accepted, got "
                                           f"{sent}; split the batch",
                                           [Problem(items, f"at most {limit} items", f"{sent} items")]) from None
-                problems, paths = pydantic_problems(errors, FEEDBACK_FIELD_NAMES, limit=MAX_LISTED_PROBLEMS)
-                raise request_violation(problems, len(paths)) from None
+                raise pydantic_violation(errors, FEEDBACK_FIELD_NAMES) from None
 
         return checked
 

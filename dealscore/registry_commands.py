@@ -298,20 +298,33 @@ def cmd_models_show(args: argparse.Namespace) -> int:
         ["integrity", integrity],
         ["folder", str(registry.path_of(version))],
     ]
-    comparison = registry.path_of(version) / "comparison.json"
-    if comparison.is_file():
-        try:  # this command is how a damaged version is inspected: a damaged report is a row, not a crash
-            report = json.loads(comparison.read_text())
-            reason = str((report.get("decision") or {}).get("reason", "?")) if isinstance(report, dict) else "?"
-        except (OSError, ValueError) as exc:
-            reason = f"comparison.json is unreadable ({type(exc).__name__}: {exc})"
-        rows.append(["gate", reason])
+    gate = gate_decision(registry, version)
+    if gate is not None:
+        rows.append(["gate", gate[1]])
     width = max(len(label) for label, _ in rows)
     _out("\n".join(f"{label:<{width}}  {value}" for label, value in rows))
     events = [e for e in registry.history() if version in (e.version, e.previous) and e.action != "prune"]
     if events:
         _out("\n" + _history_table(events))
     return 0
+
+
+def gate_decision(registry: Registry, version: str) -> tuple[bool | None, str] | None:
+    """The retrain gate's verdict on a version (published?, reason), None when no retrain judged it.
+
+    How a damaged version is inspected: an unreadable report is a reason that says so, not a crash."""
+    comparison = registry.path_of(version) / "comparison.json"
+    if not comparison.is_file():
+        return None
+    try:
+        report = json.loads(comparison.read_text())
+    except (OSError, ValueError) as exc:
+        return None, f"comparison.json is unreadable ({type(exc).__name__}: {exc})"
+    decision = report.get("decision") if isinstance(report, dict) else None
+    if not isinstance(decision, dict):
+        return None, "?"
+    published = decision.get("published")
+    return (published if isinstance(published, bool) else None), str(decision.get("reason", "?"))
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -372,6 +385,10 @@ def cmd_models_publish(args: argparse.Namespace) -> int:
     else:
         _out(f"{args.version} is live (was {event.previous or 'none'}); a running service picks it up on its "
              "next registry check or on POST /v1/admin/reload")
+        gate = gate_decision(registry, args.version)
+        if gate is not None and gate[0] is False:
+            # Publishing by hand is the way past the gate, and allowed; the operator should still know.
+            _say(f"note: the retrain gate had refused {args.version}: {gate[1]}")
     return 0
 
 

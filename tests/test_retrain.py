@@ -269,6 +269,18 @@ def test_models_show_reports_a_damaged_comparison_instead_of_crashing(gate_run: 
     assert "comparison.json is unreadable (JSONDecodeError" in out and "does not match its checksum" in out
 
 
+def test_publishing_a_refused_version_by_hand_names_the_gates_reason(gate_run: GateRun, tmp_path: Path) -> None:
+    root = shutil.copytree(gate_run.root, tmp_path / "registry")
+    refused = gate_run.worse.manifest["history"][-1]["version"]
+    code, out, err = run_cli(["models", "publish", refused, "--registry", str(root)])
+    assert code == 0, err
+    assert f"{refused} is live" in out
+    assert f"note: the retrain gate had refused {refused}: candidate is worse than the live model" in err
+    # A version the gate published says nothing of the kind when published again by hand.
+    code, out, err = run_cli(["models", "publish", gate_run.better.manifest["live"], "--registry", str(root)])
+    assert code == 0 and "gate" not in err, err
+
+
 def test_a_refusal_on_deals_the_live_model_saw_says_so(gate_run: GateRun, tmp_path: Path) -> None:
     """The same export again (the live model's data end where the new data end): the live model is judged on
     deals it was fitted on. A refusal there was worded "candidate is worse" and the stale export was named

@@ -21,7 +21,7 @@ class GradeCutoffs:
     a_min: float  # expected value at or above which a deal is A
     b_min: float  # ... B; below it C
     shares: tuple[float, float, float] = DEFAULT_SHARES
-    d_floor_per_hour: float | None = None  # expected value per hour below which a deal is D
+    d_floor_per_hour: float | None = None  # expected value per hour at or below which a deal is D
 
 
 def check_pareto_shares(name: str, shares: object) -> None:
@@ -101,7 +101,9 @@ def letter_classes(expected_value: FloatArray, cutoffs: GradeCutoffs,
     else:
         number = np.where(ev >= cutoffs.a_min, 0, np.where(ev >= cutoffs.b_min, 1, 2))
     if value_per_hour is not None and cutoffs.d_floor_per_hour is not None:
-        below_floor = np.isfinite(value_per_hour) & (value_per_hour < cutoffs.d_floor_per_hour)
-        number = np.where(below_floor, 3, number)
+        # At or below: DOMAIN.md's deal making 1,000 an hour where the best managers make 5,000 is not worth
+        # taking, and that is exactly the default floor (a fifth of the best managers' rate).
+        not_worth = np.isfinite(value_per_hour) & (value_per_hour <= cutoffs.d_floor_per_hour)
+        number = np.where(not_worth, 3, number)
     grades: npt.NDArray[np.str_] = LETTERS[number]
     return grades

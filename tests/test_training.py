@@ -13,8 +13,9 @@ import pytest
 from model.dataset import dataset_from_frames
 from model.errors import InsufficientData
 from model.features import TENURE, FeatureConfig, attach_clients, frame_columns
+from model.grades import GradeCutoffs, letter_classes
 from model.metrics import expected_calibration_error
-from training.fit import TrainConfig, TrainingResult, train
+from training.fit import TrainConfig, TrainingResult, d_floor, train
 from training.synthetic_crm import SyntheticCRM
 
 
@@ -63,6 +64,20 @@ def test_grades_follow_pareto_shares_and_d_flags_poor_value_per_hour(trained: Tr
     # A holds few deals but most of the realised value.
     assert grades["A"]["share_of_deals"] < 0.5
     assert grades["A"]["share_of_realised_value"] > 0.5
+
+
+def test_domains_example_deal_is_d_under_the_default_floor() -> None:
+    """DOMAIN.md: where the best managers make 5,000 an hour, a deal of 4,000 needing 4 hours (1,000 an hour)
+    is not worth taking. The default floor is a fifth of the top managers' rate, 1,000 here, and such a deal
+    was graded C because only a rate strictly below the floor was D."""
+    closed = pd.DataFrame({"manager": ["m1", "m2", "m3", "m4"], "status": ["won"] * 4,
+                           "amount": [1000.0, 2000.0, 3000.0, 5000.0], "effort_hours": [1.0] * 4})
+    floor = d_floor(closed, TrainConfig())
+    assert floor == pytest.approx(1000.0)
+    cutoffs = GradeCutoffs(a_min=10_000.0, b_min=5_000.0, d_floor_per_hour=floor)
+    expected_value = np.array([4000.0, 4000.0, 4000.0])
+    per_hour = np.array([1000.0, 1000.01, np.nan])  # on the floor, just above it, effort unknown
+    assert letter_classes(expected_value, cutoffs, per_hour).tolist() == ["D", "C", "C"]
 
 
 def test_reasons_name_features_with_values_strongest_first(small_crm: SyntheticCRM,

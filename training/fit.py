@@ -105,7 +105,7 @@ class TrainConfig:
         floor = self.d_floor_per_hour
         if floor is not None and not (is_plain_number(floor) and 0 <= floor < math.inf):
             raise ValueError("d_floor_per_hour must be a finite number of at least 0 (expected value per hour "
-                             f"below which a deal is D; None derives it from the data), got {floor!r}")
+                             f"at or below which a deal is D; None derives it from the data), got {floor!r}")
         for name in ("min_per_class", "max_rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
@@ -328,7 +328,8 @@ def fit_value_model(features: FloatArray, amount: FloatArray, won: FloatArray, r
 
 
 def d_floor(deals: pd.DataFrame, config: TrainConfig) -> float | None:
-    """Expected value per hour below which a deal is D: a share of what the top managers realise per hour."""
+    """Expected value per hour at or below which a deal is D: a share of what the top managers realise per hour
+    (with fewer than 4 managers, or no manager column, of what the whole team realises)."""
     if config.d_floor_per_hour is not None:
         return config.d_floor_per_hour
     if "effort_hours" not in deals.columns or "amount" not in deals.columns:

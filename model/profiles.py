@@ -227,6 +227,8 @@ class ClientProfiles:
     _rank_factor: FloatArray = field(init=False, repr=False)  # (segments, products); 1 where income is unknown
     # (acceptance model, its held-product weights as lists): built on first use for the model it was read from
     _partner_cache: tuple[AcceptanceModel, list[list[float]]] | None = field(init=False, repr=False)
+    _product_folded: dict[str, int] = field(init=False, repr=False)
+    _level_spellings: list[tuple[set[str], dict[str, str]]] = field(init=False, repr=False)
     _row_lists: list[tuple[list[float], list[float], list[float] | None, list[bool]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -234,6 +236,21 @@ class ClientProfiles:
 
     def _refresh(self) -> None:
         self.product_index = {p: i for i, p in enumerate(self.products)}
+        # Spellings differing only in case or surrounding spaces ("Acquiring", "Retail ") name the same product
+        # or level as the one fitted ("acquiring", "retail"): a held product offered back, or a client moved to
+        # the all-clients segment, for a capital letter. Exact spellings win; a folded spelling that two
+        # fitted ones share stays unknown.
+        self._product_folded = _folded(self.products)
+        fitted_levels: dict[str, set[str]] = {name: set(levels) for name, levels in self.encoder.vocab.items()}
+        for level, values in self.segment_rows:
+            for name, value in zip(self.levels[level], values, strict=True):
+                if value is not None:
+                    fitted_levels.setdefault(name, set()).add(value)
+        self._level_spellings = []
+        for name in self.encoder.attributes:
+            spellings = sorted(fitted_levels.get(name, ()))
+            folded = {form: spellings[position] for form, position in _folded(spellings).items()}
+            self._level_spellings.append((set(spellings), folded))
         # Per segment: who "the best clients" are in a reason, and the money of each product (None: unknown).
         self._who = [f"the best {'/'.join(part.split('=', 1)[1] for part in name.split('|'))} clients"
                      if name != ALL_CLIENTS else "the best clients" for name in self.segment_names]
@@ -274,29 +291,42 @@ class ClientProfiles:
                 raw["since_day"] = facts.since_day
             if facts.attributes:
                 raw.update({k: v for k, v in facts.attributes.items() if v is not None})
-            levels = self.encoder.levels(raw, day)
+            levels = self._fitted_spelling(self.encoder.levels(raw, day))
             row = self.segment_row(levels)
             if facts.products is None:
                 held = self.known_products.get(facts.client_id, ())
             else:
-                index = self.product_index
-                held = tuple(sorted({index[p] for p in facts.products if p in index}))
+                held = tuple(sorted({j for p in facts.products if (j := self.product_position(p)) is not None}))
             # An unknown income (None, or NaN from a table's empty cell) is not one: NaN made potential NaN.
             given = facts.income if facts.income is not None and facts.income == facts.income else None
             income = given if given is not None else self.known_income.get(facts.client_id)
-            factor = self._income_factor[row]
-            if income is None and factor is not None:  # a client new to the model earns what its products do
+            # A client new to the model earns what its products typically do over all clients: the value fitting
+            # gave a holding without revenue (holding_income), so its income and the ideal one are comparable.
+            factor = self._income_factor[-1]
+            if income is None and factor is not None:
                 income = float(factor[list(held)].sum())
             out.append(ResolvedClient(facts.client_id, levels, row, held, income))
         return out
+
+    def product_position(self, name: str) -> int | None:
+        """The fitted product a sent name means (exactly, else up to case and surrounding spaces)."""
+        position = self.product_index.get(name)
+        return position if position is not None else self._product_folded.get(name.strip().casefold())
+
+    def _fitted_spelling(self, levels: tuple[Level, ...]) -> tuple[Level, ...]:
+        if all(level is None or level in exact for level, (exact, _) in zip(levels, self._level_spellings,
+                                                                             strict=True)):
+            return levels
+        return tuple(level if level is None or level in exact else folded.get(level.strip().casefold(), level)
+                     for level, (exact, folded) in zip(levels, self._level_spellings, strict=True))
 
     def holding_income(self, products: Sequence[str], revenue: FloatArray) -> FloatArray:
         """Each holding's income as fitting counted it: its revenue, else its product's typical revenue over
         all clients (training/profiles_fit.py, _global_typical: what the all-clients segment stores); 0 for
         a product the profiles do not know or when no revenue was known at all."""
         typical = self.typical_income[len(self.segment_names) - 1]
-        index = self.product_index
-        fill = np.array([typical[index[p]] if p in index else np.nan for p in products], dtype=np.float64)
+        positions = [self.product_position(p) for p in products]
+        fill = np.array([np.nan if j is None else typical[j] for j in positions], dtype=np.float64)
         return np.nan_to_num(np.where(np.isnan(revenue), fill, revenue), nan=0.0)
 
     def segment_row(self, levels: tuple[Level, ...]) -> int:
@@ -460,6 +490,19 @@ def segment_name(keys: Sequence[str], values: Sequence[Level]) -> str:
     if not keys:
         return ALL_CLIENTS
     return "|".join(f"{k}={v}" for k, v in zip(keys, values, strict=True))
+
+
+def _folded(spellings: Sequence[str]) -> dict[str, int]:
+    """Each spelling's form without case and surrounding spaces to the spelling's position, for the forms
+    that exactly one spelling has."""
+    out: dict[str, int] = {}
+    shared: set[str] = set()
+    for position, spelling in enumerate(spellings):
+        form = spelling.strip().casefold()
+        if form in out:
+            shared.add(form)
+        out[form] = position
+    return {form: position for form, position in out.items() if form not in shared}
 
 
 def _rounded(value: float) -> float | None:

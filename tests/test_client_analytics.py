@@ -11,7 +11,7 @@ import pytest
 
 from model.client_analytics import GAP_COLUMNS, client_analytics, gap_table, status_window_labels, status_windows
 from model.grades import pareto_classes, pareto_cutoffs
-from model.profiles import ClientFacts, ClientProfiles
+from model.profiles import ALL_CLIENTS, ClientFacts, ClientProfiles
 from training.profiles_fit import fit_profiles
 from training.synthetic_crm import SyntheticCRM
 
@@ -185,6 +185,28 @@ def test_potential_income_counts_what_the_client_held_on_the_day(small_crm: Synt
     assert potential(own) == pytest.approx(expected.potential_income)
     assert potential(own) < potential(None)  # holding something, it has less left to gain
     assert potential(own.assign(since=pd.Timestamp(as_of) + pd.Timedelta(days=30))) == potential(None)
+
+
+def test_a_new_clients_holdings_without_revenue_are_valued_as_gaps_values_them(small_crm: SyntheticCRM,
+                                                                             crm_profiles: ClientProfiles) -> None:
+    """`dealscore clients` (holdings with blank revenue) and /v1/gaps (the products sent) gave one client two
+    potential incomes in an audit, 65,101 against 39,904: one valued its products over all clients, the other
+    in its segment. Both value them as fitting valued a holding without revenue."""
+    model_client = small_crm.holdings["client_id"].iloc[0]
+    attributes = small_crm.clients[small_crm.clients["client_id"] == model_client].assign(client_id="NEW-2")
+    own = small_crm.holdings[small_crm.holdings["client_id"] == model_client].assign(client_id="NEW-2",
+                                                                                   revenue=np.nan)
+    as_of = pd.Timestamp(small_crm.deals["created_at"].max()).date()
+    as_of_day = float((pd.Timestamp(as_of) - pd.Timestamp("1970-01-01")).days)
+    table = client_analytics(small_crm.deals, attributes, as_of=as_of, profiles=crm_profiles, holdings=own)
+    row = attributes.iloc[0]
+    [sent] = crm_profiles.gaps_for([ClientFacts(
+        client_id="NEW-2", industry=row["industry"], size=row["size"], region=row["region"],
+        products=tuple(own["product"]))], top_k=0, as_of_day=as_of_day)
+    listed = table.set_index("client_id").loc["NEW-2"]
+    assert sent.segment == listed["segment"] != ALL_CLIENTS
+    assert listed["income"] > 0 and sent.income == pytest.approx(listed["income"], abs=0.01)
+    assert sent.potential_income == pytest.approx(listed["potential_income"], abs=0.01)
 
 
 def test_potential_income_of_a_known_client_is_as_of_the_day(small_crm: SyntheticCRM,

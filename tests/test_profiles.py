@@ -140,6 +140,25 @@ def test_gaps_never_include_held_products(small_crm: SyntheticCRM, crm_profiles:
     assert not {g.product for g in sent.gaps} & {"deposit", "leasing"}
 
 
+def test_a_sent_spelling_differing_in_case_or_spaces_means_the_fitted_product_and_level(
+        crm_profiles: ClientProfiles) -> None:
+    """An audit sent a client holding "Acquiring" in "Retail"/"Small": acquiring came back as its second gap
+    and the client fell back to the all-clients segment."""
+    exact, spelled = crm_profiles.gaps_for([
+        ClientFacts("new-3", industry="retail", size="small", products=("acquiring", "deposit")),
+        ClientFacts("new-3", industry="Retail ", size="SMALL", products=(" Acquiring", "DEPOSIT")),
+    ], top_k=20, as_of_day=20_000.0)
+    assert spelled.segment == exact.segment == "industry=retail|size=small"
+    assert spelled == exact
+    assert not {g.product for g in spelled.gaps} & {"acquiring", "deposit"}
+    # A name two fitted products share up to case stays unknown rather than picking one of them.
+    clients, holdings = tiny_portfolio()
+    holdings["product"] = ["A", "B", "A", "B", "C", "a"]
+    twins = fit_profiles(None, clients, holdings, TINY)
+    assert twins.product_position("a") is not None and twins.product_position("A") is not None
+    assert twins.product_position(" a ") is None and twins.product_position("b") == twins.product_position("B")
+
+
 def test_potential_income_is_never_negative(small_crm: SyntheticCRM, crm_profiles: ClientProfiles) -> None:
     answers = crm_profiles.gaps_for([ClientFacts(c) for c in small_crm.clients["client_id"]])
     potentials = np.array([a.potential_income for a in answers], dtype=np.float64)

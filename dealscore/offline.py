@@ -121,6 +121,9 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
                out: str, warn: Callable[[str], None] | None = None) -> int:
     model, _ = load_artifact(model_dir)
     dataset = load_dataset(deals, clients, holdings, mapping, for_training=False, kinds=feature_kinds(model))
+    unlinked = dataset.unlinked_clients_note()
+    if unlinked and warn is not None:
+        warn(unlinked)
     absent = missing_feature_columns(model, dataset.deals, dataset.clients)
     if absent and warn is not None:
         # Legal (every input is optional when scoring), but a renamed export column changes every score
@@ -178,6 +181,9 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
     elif profiles is not None and dataset.holdings_derived and source is None:
         warn("without --holdings, products and income are read off won deals; this model does not record what "
              "its profiles were fitted on (trained before it did): if that was a holdings table, give --holdings")
+    unlinked = dataset.unlinked_clients_note()
+    if unlinked:
+        warn(unlinked.replace("no client attributes or history reach them", "no client has a won deal"))
     table = client_analytics(dataset.deals, dataset.clients, as_of=as_of, windows=status_windows(lost_window_days),
                              profiles=profiles, holdings=held)
     write_csv_atomically(table, out)
@@ -187,7 +193,7 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
     if not len(table):
         warn("no client to analyse: no deal names a client_id and no clients table was given (map the export's "
              "client column to client_id in the mapping file)")
-    elif (table["status"] == "prospect").all():
+    elif (table["status"] == "prospect").all() and not unlinked:
         warn("no client had won a deal by the as-of day: every client is a prospect (is --as-of before the data?)")
     return len(table)
 

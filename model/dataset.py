@@ -57,6 +57,25 @@ class Dataset:
         return counts
 
 
+    def unlinked_clients_note(self) -> str | None:
+        """Why the clients table given cannot reach the deals, when it cannot: no deal carries a client_id.
+
+        Legal (client history is optional), but a mapping that leaves client_id out (CONTRACT.md's example
+        does) trains on the client column as an ordinary text feature and joins nothing, without a word."""
+        if self.clients is None or ("client_id" in self.deals and self.deals["client_id"].notna().any()):
+            return None
+        ids = set(self.clients["client_id"].dropna().astype(str))
+        holding_ids = [str(column) for column, values in self.deals.items()
+                       if values.dtype == object and values.notna().any()
+                       and values.dropna().astype(str).isin(ids).mean() >= 0.5]
+        hint = (f"the deals column {holding_ids[0]!r} holds the clients table's ids: map it as client_id "
+                f"(deals: columns: {{client_id: {holding_ids[0]!r}}})" if holding_ids
+                else "if the export names the client's id differently, map it as client_id in the mapping's deals "
+                     "columns")
+        return (f"no deal carries a client_id, so the clients table is not joined to the deals: no client "
+                f"attributes or history reach them; {hint}")
+
+
 def load_dataset(
     deals: str,
     clients: str | None = None,

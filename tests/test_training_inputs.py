@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from model.artifact import save_artifact
 from model.dataset import dataset_from_frames
 from model.errors import ContractViolation, InsufficientData
 from model.features import FeatureConfig
@@ -52,6 +53,17 @@ def test_an_optional_deal_column_left_empty_is_trained_on_as_if_absent(small_crm
     assert column not in result.model.spec.names
     assert any(column in line and "as if absent" in line for line in said)
     assert result.metadata["metrics"]["logistic_regression"]["auc"] > 0.5
+
+
+def test_deals_with_only_the_required_columns_train_and_score(small_crm: SyntheticCRM) -> None:
+    """deal_id, created_at and status are all the contract requires: the raw-column baseline had no column to
+    encode, and get_dummies of nothing failed the whole training after the model was fitted."""
+    deals = small_crm.deals[["deal_id", "created_at", "status"]]
+    result, _ = _train(deals, None)
+    metrics = result.metadata["metrics"]
+    assert metrics["logistic_regression"] == metrics["prior_rate"]  # no column: its intercept, the win rate
+    scores = result.model.score({"deal_id": np.array(["x"], dtype=object), "created_day": np.array([20_100.0])})
+    assert 0 < float(scores.p_win[0]) < 1
 
 
 def test_the_train_command_trains_on_deals_whose_amount_is_blank(small_crm: SyntheticCRM, tmp_path: Path,
@@ -242,6 +254,33 @@ def test_deals_whose_client_ids_the_clients_table_lacks_are_counted_and_said(sma
     linked, said = _train(small_crm.deals, small_crm.clients, None)
     assert linked.metadata["data"]["deals_of_unknown_clients"] == 0
     assert not any("client_id the clients table lacks" in line for line in said)
+
+
+def test_deals_without_a_client_id_beside_a_clients_table_are_said_with_the_column_to_map(
+        small_crm: SyntheticCRM, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """CONTRACT.md's mapping example maps no client_id: the export's Account column trained as a text feature,
+    the clients table joined nothing, and train, score and clients said nothing of it (clients blamed --as-of)."""
+    from dealscore.cli import main as dealscore
+
+    deals = small_crm.deals.rename(columns={"client_id": "Account"})
+    result, said = _train(deals, small_crm.clients, None)
+    [note] = [line for line in said if "no deal carries a client_id" in line]
+    assert "the deals column 'Account' holds the clients table's ids: map it as client_id" in note
+    unlinked, said = _train(small_crm.deals.drop(columns=["client_id"]), small_crm.clients, None)
+    [note] = [line for line in said if "no deal carries a client_id" in line]
+    assert "if the export names the client's id differently" in note
+    linked, said = _train(small_crm.deals, small_crm.clients, None)
+    assert not any("no deal carries a client_id" in line for line in said)
+    deals_csv, clients_csv = _csv(deals, tmp_path / "deals.csv"), _csv(small_crm.clients, tmp_path / "clients.csv")
+    model_dir = save_artifact(linked.model, tmp_path / "model", linked.metadata)
+    capsys.readouterr()
+    assert dealscore(["score", "--model", str(model_dir), "--deals", deals_csv, "--clients", clients_csv,
+                      "--out", str(tmp_path / "s.csv")]) == 0
+    assert "'Account' holds the clients table's ids" in capsys.readouterr().err
+    assert dealscore(["clients", "--deals", deals_csv, "--clients", clients_csv, "--out",
+                      str(tmp_path / "c.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "no deal carries a client_id" in err and "'Account'" in err and "--as-of" not in err
 
 
 def test_a_clients_tables_extra_columns_are_features_named_client_x_scored_alike_everywhere(

@@ -377,6 +377,9 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                       f"before the holdout (the latest {config.holdout_share:.0%} of closed deals, kept for testing)")
     check_holdout(won[holdout_rows], config.holdout_share)
 
+    unlinked_note = dataset.unlinked_clients_note() if hasattr(dataset, "unlinked_clients_note") else None
+    if unlinked_note:
+        progress(unlinked_note)
     unlinked = _deals_of_unknown_clients(dataset)
     if unlinked:
         # Legal (prospects), but when few or no deals link, the ids usually differ in form between the files
@@ -577,6 +580,11 @@ def _baselines(deals: pd.DataFrame, spec: FeatureSpec, won: FloatArray, train_ro
     for column in spec.numeric:
         logged = pd.Series(np.log1p(raw[column].astype(float).clip(lower=0).to_numpy()), index=raw.index)
         raw[column] = logged.fillna(float(logged.median()))
+    prior_metrics = probability_metrics(won[holdout_rows], prior)
+    if raw.columns.empty:
+        # Deals with the required columns only: a logistic regression on no columns is its intercept, the
+        # training win rate (get_dummies of nothing raised and failed the whole training).
+        return {"prior_rate": prior_metrics, "logistic_regression": dict(prior_metrics)}
     encoded = pd.get_dummies(raw, columns=spec.categorical, dummy_na=True, dtype=float)
     matrix = encoded.to_numpy(dtype=np.float64)
     # Only the split's rows are standardised, each part once (a 1M-deal matrix is ~0.5 GB per copy).
@@ -587,6 +595,6 @@ def _baselines(deals: pd.DataFrame, spec: FeatureSpec, won: FloatArray, train_ro
         part -= mean
         part /= scale
     logistic = LogisticRegression(C=1.0, max_iter=2000).fit(fit_part, won[train_rows])
-    return {"prior_rate": probability_metrics(won[holdout_rows], prior),
+    return {"prior_rate": prior_metrics,
             "logistic_regression": probability_metrics(won[holdout_rows],
                                                        logistic.predict_proba(test_part)[:, 1])}

@@ -58,8 +58,10 @@ def _progress(say: Callable[[str], None] = _say) -> Callable[[str], None]:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
+    from dealscore.outputs import check_output_folder
     from training.synthetic_crm import export_as_of, generate, write
 
+    check_output_folder(args.out)  # before generating: an --out naming a file failed with a traceback
     crm = generate(seed=args.seed, n_deals=args.deals)
     if args.until is not None:
         crm = export_as_of(crm, args.until)

@@ -28,13 +28,27 @@ def check_output_file(path: str | Path, option: str = OUT_OPTION) -> Path | None
     target = Path(path)
     if target.is_dir():
         raise DealscoreError(f"{option}: expected a file to write, got the folder {path}")
-    folder, first_missing = target.parent, None  # relative parents end in ".", which exists
-    while not folder.exists():
+    return _folders_to_create(target.parent, option, path, "a file in a folder")
+
+
+def check_output_folder(path: str | Path, option: str = OUT_OPTION) -> Path | None:
+    """As check_output_file, for a command that writes several files into a folder (demo-data)."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise DealscoreError(f"{option}: expected a folder to write into, got the file {path}")
+    return _folders_to_create(target, option, path, "a folder")
+
+
+def _folders_to_create(folder: Path, option: str, path: str | Path, expected: str) -> Path | None:
+    """The first missing folder on the way to `folder` (None: it exists), once its nearest existing one is
+    known to be a folder this user may write in."""
+    first_missing = None
+    while not folder.exists():  # relative paths end in ".", which exists
         folder, first_missing = folder.parent, folder
     if not folder.is_dir():
-        raise DealscoreError(f"{option}: expected a file in a folder, got {path}, but {folder} is a file")
+        raise DealscoreError(f"{option}: expected {expected}, got {path}, but {folder} is a file")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise DealscoreError(f"{option}: expected a file in a folder you may write to, got {path}, "
+        raise DealscoreError(f"{option}: expected {expected} you may write to, got {path}, "
                              f"but {folder} is not writable")
     return first_missing
 

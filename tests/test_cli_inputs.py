@@ -174,6 +174,18 @@ def test_out_under_a_file_is_refused(crm_files: Path, tmp_path: Path, capsys: py
     assert err == f"dealscore clients: --out: expected a file in a folder, got {out}, but {blocker} is a file\n"
 
 
+def test_demo_data_into_a_file_or_under_one_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """demo-data --out README.md failed with a NotADirectoryError traceback."""
+    blocker = tmp_path / "README.md"
+    blocker.write_text("a file")
+    code, err = run(["demo-data", "--out", str(blocker), "--deals", "500"], capsys)
+    assert (code, err) == (2, f"dealscore demo-data: --out: expected a folder to write into, got the file {blocker}\n")
+    code, err = run(["demo-data", "--out", str(blocker / "crm"), "--deals", "500"], capsys)
+    assert (code, err) == (2, f"dealscore demo-data: --out: expected a folder, got {blocker / 'crm'}, "
+                              f"but {blocker} is a file\n")
+    assert blocker.read_text() == "a file" and sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
+
+
 def test_missing_folders_of_out_are_created_and_said(crm_files: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "exports" / "june" / "clients.csv"

@@ -20,13 +20,14 @@ from training.synthetic_crm import SyntheticCRM
 
 
 def _holdout(crm: SyntheticCRM, result: TrainingResult) -> tuple[pd.DataFrame, np.ndarray]:
-    """Closed deals of the holdout period, their scores and truth, in time order."""
-    start = pd.Timestamp(result.report["split"]["holdout_from"])
-    deals = crm.deals.merge(crm.deal_truth, on="deal_id")
-    later = deals[(deals["created_at"] >= start) & deals["status"].isin(["won", "lost"])]
-    later = later.sort_values(["created_at", "deal_id"], kind="stable")
-    scored = result.model.score(frame_columns(attach_clients(later, crm.clients)), n_reasons=0)
-    return later, scored.p_win
+    """The holdout deals as the evaluation model scored them (fitted on the earlier deals only), with their
+    truth, in time order. Not the published model: it was fitted on the holdout too, and its calibration
+    slice is the holdout period, so judging it there is judging it in-sample (an audit found these tests
+    passing that way with an ECE of 0.032 where the honest one was 0.055)."""
+    assert result.holdout is not None
+    later = result.holdout.merge(crm.deal_truth, on="deal_id")
+    assert len(later) == result.report["split"]["holdout_deals"]
+    return later, later["p_win"].to_numpy(dtype=np.float64)
 
 
 def test_model_ranks_nearly_as_well_as_the_truth(small_crm: SyntheticCRM, trained: TrainingResult) -> None:
@@ -36,7 +37,8 @@ def test_model_ranks_nearly_as_well_as_the_truth(small_crm: SyntheticCRM, traine
     won = (later["status"] == "won").to_numpy(dtype=float)
     truth_auc = roc_auc_score(won, later["true_p_win"])
     model_auc = roc_auc_score(won, p)
-    # bench/training_quality.py measures 0.97 x on 100k deals; 6k deals leave a wider margin for noise.
+    # bench/training_quality.py measures 0.99 x on 100k deals; at this fixture's 6k deals (1,138 in the holdout)
+    # seven seeds gave 0.946-0.986 x and mean |p - true| 0.087-0.100 (seed 11: 0.958, 0.095).
     assert model_auc >= 0.93 * truth_auc
     assert np.mean(np.abs(p - later["true_p_win"].to_numpy())) <= 0.11
 
@@ -51,6 +53,8 @@ def test_model_beats_the_baselines_on_the_holdout(trained: TrainingResult) -> No
 def test_probabilities_are_calibrated_on_later_deals(small_crm: SyntheticCRM, trained: TrainingResult) -> None:
     later, p = _holdout(small_crm, trained)
     won = (later["status"] == "won").to_numpy(dtype=float)
+    # Seed 11: ECE 0.041 (the true probabilities' own 0.030 on these deals: the noise of 1,138 outcomes) and
+    # the mean 0.029 under the win rate, which rises through the holdout period.
     assert expected_calibration_error(won, p) <= 0.05
     assert abs(p.mean() - won.mean()) <= 0.04
 

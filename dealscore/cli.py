@@ -347,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_options(clients)
     clients.add_argument("--as-of", type=as_of_day, default=None,
                          help="ISO date, at most today (tomorrow, a time zone ahead); default: the latest deal date")
-    clients.add_argument("--model", default=None, help="artifact with ideal profiles, for potential income")
+    clients.add_argument("--model", default=None,
+                         help="artifact whose ideal profiles give potential income (default: profiles fitted on "
+                              "the files as of the day)")
     clients.add_argument("--lost-window-days", type=at_least_one, default=None,
                          help="days without a win after which a client is lost; default: the model's, else 360")
     clients.add_argument("--out", required=True, help=OUT_HELP)

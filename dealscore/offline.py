@@ -136,6 +136,31 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
     return len(scores)
 
 
+def _profiles_as_of(dataset: Any, as_of: date | None, warn: Callable[[str], None]) -> Any:
+    """Ideal profiles fitted on what was known on the analytics day, for potential income without a model
+    (CONTRACT.md lists it among the clients command's columns, --model or not): won deals paid by then and
+    holdings held by then. None, said, when the data hold no products to build profiles from."""
+    from model.client_analytics import analytics_day
+    from model.errors import InsufficientData
+    from training.profiles_fit import fit_profiles
+
+    day = analytics_day(dataset.deals, as_of)
+    deals = dataset.deals
+    paid = np.full(len(deals), np.nan)
+    for column in ("created_at", "closed_at"):  # closed_at wins where both exist, as the analytics count wins
+        if column in deals:
+            values = day_numbers(deals[column])
+            paid = np.where(np.isnan(values), paid, values)
+    holdings = None if dataset.holdings_derived else dataset.holdings
+    if holdings is not None and "since" in holdings:
+        holdings = holdings[~(day_numbers(holdings["since"]) > day)]
+    try:
+        return fit_profiles(deals[paid <= day], dataset.clients, holdings, with_acceptance=False)
+    except InsufficientData as exc:
+        warn(f"no potential income: {exc.message}")
+        return None
+
+
 def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, out: str, top_k: int = 5,
               as_of: date | None = None) -> int:
     from model.client_analytics import gap_table
@@ -163,22 +188,20 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
 
     model = load_artifact(model_dir)[0] if model_dir else None
     kinds = profile_kinds(model) if model is not None else None
-    # Holdings matter only for potential income, which needs a model's profiles: not read without one.
-    dataset = load_dataset(deals, clients, holdings if model is not None else None, mapping, for_training=True,
-                           kinds=kinds)
-    profiles = model.profiles if model is not None else None
+    dataset = load_dataset(deals, clients, holdings, mapping, for_training=True, kinds=kinds)
     warn = warn or (lambda message: None)
+    profiles = model.profiles if model is not None else _profiles_as_of(dataset, as_of, warn)
     if lost_window_days is None and model is not None:
         lost_window_days = model.spec.config.lost_window_days
     held = dataset.holdings if profiles is not None else None
-    source = profiles.summary.get("holdings_source") if profiles is not None else None
-    if profiles is not None and dataset.holdings_derived and source == "table":
+    source = profiles.summary.get("holdings_source") if model is not None and profiles is not None else None
+    if model is not None and profiles is not None and dataset.holdings_derived and source == "table":
         # The profiles measured income by a holdings table's revenue: holdings read off won deals would put
         # money won beside an ideal income in other money. Without the file, what the model knew stands.
         held = None
         warn("without --holdings, each client's products and income are the model's as of training (it was "
              "fitted on a holdings table); give --holdings for them as of the day")
-    elif profiles is not None and dataset.holdings_derived and source is None:
+    elif model is not None and profiles is not None and dataset.holdings_derived and source is None:
         warn("without --holdings, products and income are read off won deals; this model does not record what "
              "its profiles were fitted on (trained before it did): if that was a holdings table, give --holdings")
     unlinked = dataset.unlinked_clients_note()

@@ -75,7 +75,7 @@ def client_analytics(deals: pd.DataFrame, clients: pd.DataFrame | None, as_of: d
     windows = tuple(sorted(int(w) for w in windows))
     if not windows or windows[0] <= 0:
         raise ValueError(f"windows must be positive day counts, got {windows}")
-    as_of_day = _as_of_day(deals, as_of)
+    as_of_day = analytics_day(deals, as_of)
     ids = _client_ids(clients, deals)
     won = _won_deals(deals, as_of_day)
 
@@ -173,7 +173,8 @@ def _income_as_of(profiles: ClientProfiles, ids: list[str], monetary: FloatArray
     return np.asarray(income.reindex(ids).fillna(0.0), dtype=np.float64)
 
 
-def _as_of_day(deals: pd.DataFrame, as_of: date | None) -> float:
+def analytics_day(deals: pd.DataFrame, as_of: date | None) -> float:
+    """The analytics' day (days since 1970): `as_of`, else the deals' latest date, else today."""
     if as_of is not None:
         return float(np.datetime64(as_of, "D").astype(np.int64))
     days = [day_numbers(deals[c]) for c in ("created_at", "closed_at")

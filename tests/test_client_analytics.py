@@ -4,6 +4,7 @@ offline gap table."""
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -274,6 +275,46 @@ def test_potential_income_comes_with_profiles(small_crm: SyntheticCRM, crm_profi
     assert table["potential_income"].dtype == np.float64
     assert (table["potential_income"].dropna() >= 0).all() and table["potential_income"].notna().all()
     assert table["segment"].str.len().gt(0).all()
+
+
+def test_the_clients_command_gives_potential_income_without_a_model_from_what_was_known_on_the_day(
+        small_crm: SyntheticCRM, tmp_path: Path) -> None:
+    """CONTRACT.md lists potential income among `dealscore clients`'s columns with no --model; it came only
+    with one. Without a model, profiles are fitted on the data as of the day: a holding that starts later, or
+    a deal won later, changes nothing."""
+    from dealscore.offline import clients_file
+
+    as_of = date(2024, 6, 30)
+    files = {name: tmp_path / f"{name}.csv" for name in ("deals", "clients", "holdings", "later", "deals_later")}
+    small_crm.deals.to_csv(files["deals"], index=False)
+    small_crm.clients.to_csv(files["clients"], index=False)
+    small_crm.holdings.to_csv(files["holdings"], index=False)
+    later_holding = small_crm.holdings.drop_duplicates("client_id").iloc[:40].assign(
+        since="2025-01-15", revenue=1e7, product="private_jet")
+    pd.concat([small_crm.holdings, later_holding]).to_csv(files["later"], index=False)
+
+    won_later = small_crm.deals[small_crm.deals["status"] == "won"].drop_duplicates("client_id").iloc[:40].assign(
+        deal_id=lambda d: d["deal_id"] + "-later", created_at=pd.Timestamp("2025-01-10"),
+        closed_at=pd.Timestamp("2025-02-10"), amount=1e7, product="private_jet")
+    pd.concat([small_crm.deals, won_later]).to_csv(files["deals_later"], index=False)
+
+    def table(holdings: str | None, deals: str = "deals") -> pd.DataFrame:
+        out = tmp_path / f"clients-{holdings}-{deals}.csv"
+        said: list[str] = []
+        clients_file(str(files[deals]), str(files["clients"]), str(files[holdings]) if holdings else None, None,
+                     str(out), as_of=as_of, warn=said.append)
+        assert not said, said
+        return pd.read_csv(out).set_index("client_id")
+
+    held = table("holdings")
+    assert {"segment", "income", "ideal_income", "potential_income"} <= set(held.columns)
+    clients_then = held["segment"].notna()
+    assert clients_then.sum() > 100 and (held.loc[clients_then, "potential_income"] >= 0).all()
+    assert (held.loc[clients_then, "potential_income"] > 0).any()
+    pd.testing.assert_frame_equal(table("later"), held)
+    won = table(None)  # holdings read off won deals
+    assert (won.loc[won["segment"].notna(), "potential_income"] > 0).any()
+    pd.testing.assert_frame_equal(table(None, "deals_later"), won)
 
 
 def test_gap_table_rows(small_crm: SyntheticCRM, crm_profiles: ClientProfiles) -> None:

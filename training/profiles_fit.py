@@ -125,8 +125,11 @@ class _Portfolio:
 
 
 def fit_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdings: pd.DataFrame | None,
-                 config: ProfileConfig = ProfileConfig()) -> ClientProfiles:
-    """Fit the profiles from canonical frames. Holdings come from won deals when none are given."""
+                 config: ProfileConfig = ProfileConfig(), *, with_acceptance: bool = True) -> ClientProfiles:
+    """Fit the profiles from canonical frames. Holdings come from won deals when none are given.
+
+    `with_acceptance=False` leaves the acceptance models unfitted (every product at its segment's share):
+    enough for segments, ideal profiles and potential income, and the costly part skipped."""
     levels_chain = config.chain()
     portfolio = _portfolio(deals, clients, holdings, config)
     encoder = _encoder(portfolio, clients, levels_chain, config)
@@ -164,7 +167,8 @@ def fit_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdi
     )
     rows = np.array([profiles.segment_row(lv) for lv in levels], dtype=np.int64)
     design = encoder.design(levels, held_lists)
-    acceptance = _fit_acceptance(design, portfolio.held, profiles.prior_logit[rows], encoder, config)
+    acceptance = (_fit_acceptance(design, portfolio.held, profiles.prior_logit[rows], encoder, config)
+                  if with_acceptance else untrained)
     profiles.acceptance = acceptance
     chosen_regularisation = (acceptance.regularisation if acceptance.regularisation is not None
                              else np.full(n_products, np.nan))

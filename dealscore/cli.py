@@ -218,11 +218,12 @@ SERVE_OPTIONS = {"host": "--host", "port": "--port", "model_dir": "--model", "re
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from service.main import serve
+    from service.main import check_listening_address, serve
 
     overrides = _serve_overrides(args)
     settings = serve_settings(overrides)
     check_named_model(args.model)  # even beside a registry, which takes precedence: a wrong name is a typo
+    check_listening_address(settings.host, settings.port)  # before a demo model is trained and "starting" said
     if settings.model_dir is None and settings.registry_dir is None:
         settings = serve_settings({**overrides, "model_dir": str(ensure_demo_model(_progress(_tell)))})
     # Human lines go to stdout: the service's stderr is its JSON-lines log (docs/settings.md).

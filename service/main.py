@@ -26,9 +26,36 @@ def serve(settings: Settings) -> None:
         plain = value.get_secret_value() if isinstance(value, SecretStr) else value
         os.environ[f"DEALSCORE_{name.upper()}"] = str(plain)
     configure_logging(settings.log_level)
+    check_listening_address(settings.host, settings.port)
     uvicorn.run("service.app:create_app_from_env", factory=True, host=settings.host, port=settings.port,
                 workers=settings.workers, log_level=settings.log_level.lower(), access_log=False,
                 log_config=None, server_header=False)
+
+
+def check_listening_address(host: str, port: int) -> None:
+    """Refuse, in one line, an address the server could not listen on. uvicorn found a busy port only after
+    the app had started (the feedback database migrated, the model loading), logged it among JSON lines and
+    exited 3 with no line of ours. (Another process can still take the port in between: uvicorn then fails.)
+    """
+    import errno
+    import socket
+
+    from model.errors import DealscoreError
+
+    where = f"port {port} on {host}"
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except socket.gaierror as exc:
+        raise DealscoreError(f"host: expected an address to listen on, got {host!r} ({exc.strerror})") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise DealscoreError(f"{where}: expected a free port, got one another process listens on (another "
+                                 "dealscore serve? choose --port or DEALSCORE_PORT)") from None
+        raise DealscoreError(f"{where}: expected an address this process may listen on, got "
+                             f"{exc.strerror or type(exc).__name__}") from None
 
 
 def main() -> int:

@@ -286,6 +286,8 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
     """The settings `dealscore serve` would start the service with; no server, no demo model training."""
     calls: list[Settings] = []
     monkeypatch.setattr(service.main, "serve", calls.append)
+    # Whether this machine's port 8000 is free is not what these tests are about (see the busy-port test).
+    monkeypatch.setattr(service.main, "check_listening_address", lambda host, port: None)
 
     def no_demo_model(progress: Any) -> Path:
         raise AssertionError("dealscore serve set out to train the demo model")
@@ -331,6 +333,25 @@ def test_serve_starts_with_a_named_model(served: list[Settings], service_artifac
     code, _ = run(["serve", "--model", str(service_artifact), "--port", "8123"], capsys)
     assert code == 0
     assert [(s.model_dir, s.port) for s in served] == [(service_artifact, 8123)]
+
+
+def test_a_port_another_process_listens_on_is_one_line_before_anything_starts(
+        service_artifact: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """uvicorn found the busy port after the app had started: exit 3, JSON log lines and no line of ours."""
+    import socket
+
+    started: list[Settings] = []
+    monkeypatch.setattr(service.main, "serve", started.append)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = cli.main(["serve", "--model", str(service_artifact), "--host", "127.0.0.1", "--port", str(port)])
+    said = capsys.readouterr()
+    assert code == 2 and not started
+    assert said.err == (f"dealscore serve: port {port} on 127.0.0.1: expected a free port, got one another process "
+                        "listens on (another dealscore serve? choose --port or DEALSCORE_PORT)\n")
+    assert said.out == ""  # not "dealscore is starting on ..." first
 
 
 def test_serve_still_waits_for_an_empty_registry(served: list[Settings], tmp_path: Path,

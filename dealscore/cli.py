@@ -127,9 +127,14 @@ def worse_than_prior(metrics: dict[str, Any]) -> str | None:
     brier, base = model.get("brier"), prior.get("brier")
     if brier is None or base is None or brier != brier or base != base or brier <= base:
         return None
-    return (f"caution: on the holdout the model's probabilities are worse than the plain win rate's (Brier "
-            f"{brier:.3f} against {base:.3f}); with this little data, read p_win as a ranking, not as a chance, "
-            "and retrain when more deals have closed")
+    said = (f"caution: on the holdout the model's probabilities are worse than the plain win rate's (Brier "
+            f"{brier:.3f} against {base:.3f}); ")
+    auc = model.get("auc")
+    if auc is not None and auc == auc and auc <= 0.5:  # then the ranking is no help either
+        return said + (f"its ranking is no better than chance either (AUC {auc:.3f}): do not work deals by "
+                       "p_win until more deals have closed and the model is retrained")
+    return said + "with this little data, read p_win as a ranking, not as a chance, and retrain when more deals " \
+        "have closed"
 
 
 def _metric(value: float | None, width: int, places: int) -> str:

@@ -20,7 +20,7 @@ from dealscore.outputs import write_csv_atomically
 from model.artifact import load_artifact
 from model.contract import SENT_HISTORY_COLUMNS
 from model.dataset import load_dataset
-from model.errors import ContractViolation, Problem
+from model.errors import ContractViolation, Problem, counted
 from model.features import (
     CLIENT_ATTRIBUTES,
     CLIENT_EXTRA_PREFIX,
@@ -133,6 +133,12 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
              "mapping file's columns)")
     scores = score_frame(model, dataset.deals, dataset.clients)
     write_csv_atomically(scores, out)
+    unvalued = int(scores["value"].isna().sum())
+    if unvalued and model.value_model is None and warn is not None:
+        # Training said so once; a file scored months later should say it where its C grades are read.
+        warn(f"{counted(unvalued, 'deal')} without an amount: this model has no value model (its training data "
+             "had too few won deals with an amount), so their value and expected value are empty and their grade "
+             "is C")
     return len(scores)
 
 

@@ -55,15 +55,24 @@ def test_an_optional_deal_column_left_empty_is_trained_on_as_if_absent(small_crm
     assert result.metadata["metrics"]["logistic_regression"]["auc"] > 0.5
 
 
-def test_deals_with_only_the_required_columns_train_and_score(small_crm: SyntheticCRM) -> None:
+def test_deals_with_only_the_required_columns_train_and_score(small_crm: SyntheticCRM, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """deal_id, created_at and status are all the contract requires: the raw-column baseline had no column to
-    encode, and get_dummies of nothing failed the whole training after the model was fitted."""
+    encode, and get_dummies of nothing failed the whole training after the model was fitted. Scored, every
+    deal is C without a value, which `dealscore score` says (it said nothing)."""
+    from dealscore.cli import main as dealscore
+
     deals = small_crm.deals[["deal_id", "created_at", "status"]]
     result, _ = _train(deals, None)
     metrics = result.metadata["metrics"]
     assert metrics["logistic_regression"] == metrics["prior_rate"]  # no column: its intercept, the win rate
-    scores = result.model.score({"deal_id": np.array(["x"], dtype=object), "created_day": np.array([20_100.0])})
-    assert 0 < float(scores.p_win[0]) < 1
+    model_dir = save_artifact(result.model, tmp_path / "model", result.metadata)
+    capsys.readouterr()
+    assert dealscore(["score", "--model", str(model_dir), "--deals", _csv(deals.head(40), tmp_path / "d.csv"),
+                      "--out", str(tmp_path / "s.csv")]) == 0
+    assert "40 deals without an amount: this model has no value model" in capsys.readouterr().err
+    scores = pd.read_csv(tmp_path / "s.csv")
+    assert scores["p_win"].between(0, 1, inclusive="neither").all() and (scores["grade"] == "C").all()
 
 
 def test_the_train_command_trains_on_deals_whose_amount_is_blank(small_crm: SyntheticCRM, tmp_path: Path,

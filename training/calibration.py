@@ -41,8 +41,8 @@ def fit_calibration(margin: FloatArray, won: FloatArray, recent_rate: FloatArray
     if wins == 0 or wins == y.size:
         raise InsufficientData(
             f"the calibration slice (the latest {y.size:,} closed deals of the fitting period) holds only "
-            f"{'won' if wins else 'lost'} deals; calibrating a probability needs both outcomes there (add more "
-            f"closed deals, or, from Python, raise TrainConfig.calibration_share)")
+            f"{'won' if wins else 'lost'} deals; calibrating a probability needs both outcomes there (add closed "
+            f"deals of the other outcome from that period, or move the slice with another --holdout-share)")
     if recent_rate is None or drift_column < 0:
         _, plain = _fit(margin, y, None)
         return PlattCalibration(slope=plain[0], intercept=plain[1])

@@ -21,7 +21,7 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from model.errors import InsufficientData
+from model.errors import InsufficientData, counted
 from model.features import (
     DealHistory,
     FeatureConfig,
@@ -147,13 +147,13 @@ def check_enough_data(won: FloatArray, minimum: int, part: str | None = None) ->
     (the fitting part before the holdout: newer deals would land in the holdout and not help)."""
     wins, losses = int(won.sum()), int(won.size - won.sum())
     if wins < minimum or losses < minimum:
-        need = [f"{minimum - wins} more won" if wins < minimum else "",
-                f"{minimum - losses} more lost" if losses < minimum else ""]
+        need = [counted(minimum - wins, "more won deal") if wins < minimum else "",
+                counted(minimum - losses, "more lost deal") if losses < minimum else ""]
         which = f" {part}" if part else ""
         raise InsufficientData(
             f"too few closed deals{which} to fit a model: {wins} won and {losses} lost, at least {minimum} of "
-            f"each are needed ({' and '.join(x for x in need if x)} deals"
-            + (", or a smaller --holdout-share)" if part else ")"))
+            f"each are needed ({' and '.join(x for x in need if x)}"
+            + (" created before the holdout, or a smaller --holdout-share)" if part else ")"))
 
 
 def check_holdout(won: FloatArray, share: float) -> None:

@@ -300,11 +300,19 @@ class ClientProfiles:
             # An unknown income (None, or NaN from a table's empty cell) is not one: NaN made potential NaN.
             given = facts.income if facts.income is not None and facts.income == facts.income else None
             income = given if given is not None else self.known_income.get(facts.client_id)
-            # A client new to the model earns what its products typically do over all clients: the value fitting
-            # gave a holding without revenue (holding_income), so its income and the ideal one are comparable.
+            # Products earn what they typically do over all clients: the value fitting gave a holding without
+            # revenue (holding_income), so a client's income and the ideal one are measured alike.
             factor = self._income_factor[-1]
-            if income is None and factor is not None:
+            if income is None and factor is not None:  # a client new to the model
                 income = float(factor[list(held)].sum())
+            elif given is None and income is not None and factor is not None and facts.products is not None:
+                # A known client sent with what it holds now: its income at training, moved by the products
+                # taken up or given up since. (A client sent holding every product kept its training income,
+                # and so a potential income beside an empty gap list.)
+                before = self.known_products.get(facts.client_id, ())
+                change = factor[[j for j in held if j not in before]].sum() - factor[
+                    [j for j in before if j not in held]].sum()
+                income = max(income + float(change), 0.0)
             out.append(ResolvedClient(facts.client_id, levels, row, held, income))
         return out
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model.profiles import ALL_CLIENTS, ClientFacts, ClientProfiles, band_label
+from model.profiles import ALL_CLIENTS, ClientFacts, ClientGaps, ClientProfiles, band_label
 from training.gap_evaluation import (
     BASELINE,
     MAVEN_CONFIG,
@@ -157,6 +157,29 @@ def test_a_sent_spelling_differing_in_case_or_spaces_means_the_fitted_product_an
     twins = fit_profiles(None, clients, holdings, TINY)
     assert twins.product_position("a") is not None and twins.product_position("A") is not None
     assert twins.product_position(" a ") is None and twins.product_position("b") == twins.product_position("B")
+
+
+def test_a_known_clients_income_follows_the_products_it_is_sent_with(crm_profiles: ClientProfiles) -> None:
+    """A known client sent holding every product kept its income at training, and so a potential income beside
+    an empty gap list (an audit: 39,020.72 with [], with 2 products and with all 11)."""
+    client = next(c for c, held in crm_profiles.known_products.items() if 0 < len(held) < len(crm_profiles.products)
+                  and crm_profiles.known_income.get(c, 0) > 0)
+    held = tuple(crm_profiles.products[j] for j in crm_profiles.known_products[client])
+    typical = crm_profiles.typical_income[-1]  # what a product earns over all clients, as fitting values it
+
+    def answer(products: tuple[str, ...] | None) -> ClientGaps:
+        return crm_profiles.gaps_for([ClientFacts(client, products=products)], top_k=20, as_of_day=20_000.0)[0]
+
+    trained = answer(None)
+    assert answer(held).income == trained.income == round(crm_profiles.known_income[client], 2)
+    everything = answer(crm_profiles.products)
+    gained = sum(typical[j] for j, p in enumerate(crm_profiles.products) if p not in held)
+    assert everything.income == pytest.approx(trained.income + gained, abs=0.01)
+    assert everything.gaps == [] and everything.potential_income <= trained.potential_income
+    nothing = answer(())
+    lost = sum(typical[crm_profiles.product_position(p)] for p in held)
+    assert nothing.income == pytest.approx(max(trained.income - lost, 0.0), abs=0.01)
+    assert nothing.potential_income >= trained.potential_income
 
 
 def test_potential_income_is_never_negative(small_crm: SyntheticCRM, crm_profiles: ClientProfiles) -> None:

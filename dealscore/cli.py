@@ -167,7 +167,7 @@ def cmd_gaps(args: argparse.Namespace) -> int:
 
     created = check_output_file(args.out)
     written = gaps_file(args.model, args.clients, args.holdings, args.mapping, args.out, top_k=args.top,
-                        as_of=args.as_of)
+                        as_of=args.as_of, warn=lambda message: _say(f"note: {message}"))
     _say(f"wrote {written:,} gap rows into {args.out}{_created_note(created)}")
     return 0
 

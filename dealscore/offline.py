@@ -168,7 +168,7 @@ def _profiles_as_of(dataset: Any, as_of: date | None, warn: Callable[[str], None
 
 
 def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, out: str, top_k: int = 5,
-              as_of: date | None = None) -> int:
+              as_of: date | None = None, warn: Callable[[str], None] | None = None) -> int:
     from model.client_analytics import gap_table
     from model.dataset import load_tables
 
@@ -180,6 +180,10 @@ def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, 
     client_frame, holding_frame = load_tables(clients, holdings, mapping, kinds=profile_kinds(model))
     table = gap_table(model.profiles, client_frame, holding_frame, top_k=top_k, as_of=as_of)
     write_csv_atomically(table, out)
+    if not model.profiles.has_income and len(table) and warn is not None:
+        # 0 reads as "worth nothing"; it means "unknown" here (the column stays a number for CRM imports).
+        warn("the model's profiles know no income (its holdings had no revenue and no won deal amounts): "
+             "potential_income is 0 in every row and gaps are ranked by p_accept alone")
     return len(table)
 
 

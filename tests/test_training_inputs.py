@@ -292,6 +292,23 @@ def test_deals_without_a_client_id_beside_a_clients_table_are_said_with_the_colu
     assert "no deal carries a client_id" in err and "'Account'" in err and "--as-of" not in err
 
 
+def test_gaps_from_profiles_that_know_no_income_say_their_zeros_mean_unknown(
+        small_crm: SyntheticCRM, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Holdings without revenue and deals without amounts: every gap row's potential_income was 0.0, read as
+    "worth nothing", without a word."""
+    from dealscore.cli import main as dealscore
+
+    holdings = small_crm.holdings.drop(columns=["revenue"])
+    result, _ = _train(small_crm.deals.drop(columns=["amount"]), small_crm.clients, holdings)
+    assert result.model.profiles is not None and not result.model.profiles.has_income
+    model_dir = save_artifact(result.model, tmp_path / "model", result.metadata)
+    capsys.readouterr()
+    assert dealscore(["gaps", "--model", str(model_dir), "--clients", _csv(small_crm.clients, tmp_path / "c.csv"),
+                      "--holdings", _csv(holdings, tmp_path / "h.csv"), "--out", str(tmp_path / "g.csv")]) == 0
+    assert "potential_income is 0 in every row" in capsys.readouterr().err
+    assert (pd.read_csv(tmp_path / "g.csv")["potential_income"] == 0).all()
+
+
 def test_a_clients_tables_extra_columns_are_features_named_client_x_scored_alike_everywhere(
         small_crm: SyntheticCRM, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The contract: any other column is an extra feature. A clients table's revenue and tier were listed as

@@ -109,7 +109,8 @@ def _registry(args: argparse.Namespace, must_exist: bool = True) -> Registry:
         raise DealscoreError(f"no registry given: pass --registry DIR or set {REGISTRY_ENV}")
     registry = Registry(args.registry, on_wait=lambda message: _say(f"dealscore: {message}"))
     if must_exist and not registry.exists():
-        raise NotFound(f"no model registry at {args.registry} (no manifest.json); `dealscore retrain` creates one")
+        raise NotFound(f"no model registry at {args.registry} (no manifest.json); `dealscore retrain` or "
+                       "`dealscore models add` creates one")
     return registry
 
 

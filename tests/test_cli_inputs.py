@@ -174,6 +174,12 @@ def test_out_under_a_file_is_refused(crm_files: Path, tmp_path: Path, capsys: py
     assert err == f"dealscore clients: --out: expected a file in a folder, got {out}, but {blocker} is a file\n"
 
 
+def test_a_missing_registry_names_both_commands_that_create_one(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(["models", "list", "--registry", str(tmp_path / "registry")], capsys)
+    assert code == 2 and "`dealscore retrain` or `dealscore models add` creates one" in err, err
+
+
 def test_demo_data_into_a_file_or_under_one_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """demo-data --out README.md failed with a NotADirectoryError traceback."""
     blocker = tmp_path / "README.md"

@@ -26,7 +26,6 @@ def serve(settings: Settings) -> None:
         plain = value.get_secret_value() if isinstance(value, SecretStr) else value
         os.environ[f"DEALSCORE_{name.upper()}"] = str(plain)
     configure_logging(settings.log_level)
-    check_listening_address(settings.host, settings.port)
     uvicorn.run("service.app:create_app_from_env", factory=True, host=settings.host, port=settings.port,
                 workers=settings.workers, log_level=settings.log_level.lower(), access_log=False,
                 log_config=None, server_header=False)
@@ -42,12 +41,17 @@ def check_listening_address(host: str, port: int) -> None:
 
     from model.errors import DealscoreError
 
+    if not host:  # uvicorn listens on every interface; nothing to resolve first
+        return
     where = f"port {port} on {host}"
     try:
-        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind, protocol) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-            probe.bind(address)
+        # Every address the name resolves to, as asyncio binds them all (IPv6 ones IPv6-only, as it does).
+        for family, kind, protocol, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+            with socket.socket(family, kind, protocol) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind(address)
     except socket.gaierror as exc:
         raise DealscoreError(f"host: expected an address to listen on, got {host!r} ({exc.strerror})") from None
     except OSError as exc:
@@ -65,6 +69,7 @@ def main() -> int:
 
     try:
         settings = settings_from()
+        check_listening_address(settings.host, settings.port)
     except DealscoreError as exc:
         print(f"dealscore service: {exc.message}", file=sys.stderr)  # noqa: T201 (before logging is set up)
         return 2

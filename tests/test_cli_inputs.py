@@ -360,6 +360,27 @@ def test_a_port_another_process_listens_on_is_one_line_before_anything_starts(
     assert said.out == ""  # not "dealscore is starting on ..." first
 
 
+def test_the_containers_command_refuses_a_busy_port_in_one_line_too(
+        service_artifact: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m service.main` (the image's command) let the refusal escape as a traceback (exit 1)."""
+    import socket
+
+    started: list[Settings] = []
+    monkeypatch.setattr(service.main, "serve", started.append)
+    for name in [n for n in os.environ if n.startswith("DEALSCORE_")]:
+        monkeypatch.delenv(name)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("DEALSCORE_MODEL_DIR", str(service_artifact))
+        monkeypatch.setenv("DEALSCORE_PORT", str(port))
+        code = service.main.main()
+    assert code == 2 and not started
+    err = capsys.readouterr().err
+    assert err.startswith(f"dealscore service: port {port} on 127.0.0.1: expected a free port") and err.count("\n") == 1
+
+
 def test_serve_still_waits_for_an_empty_registry(served: list[Settings], tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """A registry awaiting its first publish is served not ready until then (service/app.py): not an error."""

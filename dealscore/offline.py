@@ -142,26 +142,19 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
     return len(scores)
 
 
-def _profiles_as_of(dataset: Any, as_of: date | None, warn: Callable[[str], None]) -> Any:
+def _profiles_as_of(paid: pd.DataFrame, clients: pd.DataFrame | None, holdings: pd.DataFrame | None, day: float,
+                    warn: Callable[[str], None]) -> Any:
     """Ideal profiles fitted on what was known on the analytics day, for potential income without a model
-    (CONTRACT.md lists it among the clients command's columns, --model or not): won deals paid by then and
-    holdings held by then. None, said, when the data hold no products to build profiles from."""
-    from model.client_analytics import analytics_day
+    (CONTRACT.md lists it among the clients command's columns, --model or not): the deals paid by then and
+    the holdings table's holdings held by then (None: read off those deals). None, said, when they hold no
+    products to build profiles from."""
     from model.errors import InsufficientData
     from training.profiles_fit import fit_profiles
 
-    day = analytics_day(dataset.deals, as_of)
-    deals = dataset.deals
-    paid = np.full(len(deals), np.nan)
-    for column in ("created_at", "closed_at"):  # closed_at wins where both exist, as the analytics count wins
-        if column in deals:
-            values = day_numbers(deals[column])
-            paid = np.where(np.isnan(values), paid, values)
-    holdings = None if dataset.holdings_derived else dataset.holdings
     if holdings is not None and "since" in holdings:
         holdings = holdings[~(day_numbers(holdings["since"]) > day)]
     try:
-        return fit_profiles(deals[paid <= day], dataset.clients, holdings, with_acceptance=False)
+        return fit_profiles(paid, clients, holdings, with_acceptance=False)
     except InsufficientData as exc:
         warn(f"no potential income: {exc.message}")
         return None
@@ -194,16 +187,24 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
     status agrees with the model's client_status reasons), else 360 days. Potential income (with a model)
     compares the ideal client with what each client holds and earns on the day: the holdings file; without
     it, its won deals when the model's profiles were fitted on won deals, else what the model knew."""
-    from model.client_analytics import client_analytics, status_windows
+    from model.client_analytics import analytics_day, client_analytics, payment_days, status_windows
+    from model.dataset import holdings_from_deals
 
     model = load_artifact(model_dir)[0] if model_dir else None
     kinds = profile_kinds(model) if model is not None else None
     dataset = load_dataset(deals, clients, holdings, mapping, for_training=True, kinds=kinds)
     warn = warn or (lambda message: None)
-    profiles = model.profiles if model is not None else _profiles_as_of(dataset, as_of, warn)
+    day = analytics_day(dataset.deals, as_of)
+    paid = dataset.deals[payment_days(dataset.deals) <= day]
+    profiles = (model.profiles if model is not None
+                else _profiles_as_of(paid, dataset.clients, None if dataset.holdings_derived else dataset.holdings,
+                                     day, warn))
     if lost_window_days is None and model is not None:
         lost_window_days = model.spec.config.lost_window_days
-    held = dataset.holdings if profiles is not None else None
+    # Holdings read off won deals: of the deals paid by the day (read off all of them, a holding's revenue
+    # summed its later wins too, and a client earned on the day what it won months after).
+    held = (holdings_from_deals(paid) if dataset.holdings_derived else dataset.holdings) if profiles is not None \
+        else None
     source = profiles.summary.get("holdings_source") if model is not None and profiles is not None else None
     if model is not None and profiles is not None and dataset.holdings_derived and source == "table":
         # The profiles measured income by a holdings table's revenue: holdings read off won deals would put

@@ -161,12 +161,16 @@ def _income_as_of(profiles: ClientProfiles, ids: list[str], monetary: FloatArray
         return None
     rows = held[held["client_id"].notna() & held["product"].notna()]
     keys = rows["client_id"].astype(str)
+    # Products by their fitted spelling, as /v1/gaps reads them: "Deposit" beside "deposit" is one holding.
+    spelled = {p: p if (j := profiles.product_position(p)) is None else profiles.products[j]
+               for p in rows["product"].astype(str).unique()}
+    products = rows["product"].astype(str).map(spelled)
     if source == "number of products held":
-        counts = rows.assign(client_id=keys).drop_duplicates(["client_id", "product"]).groupby("client_id").size()
+        counts = pd.DataFrame({"client_id": keys, "product": products}).drop_duplicates().groupby("client_id").size()
         return np.asarray(counts.reindex(ids).fillna(0.0), dtype=np.float64)
     # One holding per client and product, its revenue summed (unknown only when no row knows it), as fitting.
     money = pd.to_numeric(rows["revenue"], errors="coerce") if "revenue" in rows else pd.Series(np.nan, rows.index)
-    pairs = money.groupby([keys, rows["product"].astype(str)]).sum(min_count=1)
+    pairs = money.groupby([keys, products]).sum(min_count=1)
     earned = profiles.holding_income(pairs.index.get_level_values(1).tolist(),
                                      np.asarray(pairs.to_numpy(), dtype=np.float64))
     income = pd.Series(earned).groupby(pairs.index.get_level_values(0).to_numpy()).sum()
@@ -193,17 +197,24 @@ def _client_ids(clients: pd.DataFrame | None, deals: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+def payment_days(deals: pd.DataFrame) -> npt.NDArray[np.float64]:
+    """The day each deal's outcome became known (days since 1970): closed_at, else created_at, else NaN. A won
+    deal pays on it: the analytics count a win, and the holdings read off won deals start, from then."""
+    day = np.full(len(deals), np.nan)
+    for column in ("created_at", "closed_at"):  # closed_at wins where both exist
+        if column in deals:
+            values = day_numbers(deals[column])
+            day = np.where(np.isnan(values), day, values)
+    return day
+
+
 def _won_deals(deals: pd.DataFrame, as_of_day: float) -> pd.DataFrame:
     """Won deals paid on or before the as-of day: client_id, day (closed_at, else created_at), amount."""
     if "client_id" not in deals or "status" not in deals:
         return pd.DataFrame({"client_id": pd.Series(dtype=object), "day": pd.Series(dtype=np.float64),
                              "amount": pd.Series(dtype=np.float64)})
     won = deals[(deals["status"] == "won") & deals["client_id"].notna()]
-    day = np.full(len(won), np.nan)
-    for column in ("created_at", "closed_at"):  # closed_at wins where both exist
-        if column in won:
-            values = day_numbers(won[column])
-            day = np.where(np.isnan(values), day, values)
+    day = payment_days(won)
     amount = (won["amount"].to_numpy(dtype=np.float64) if "amount" in won else np.full(len(won), np.nan))
     frame = pd.DataFrame({"client_id": won["client_id"].astype(str).to_numpy(), "day": day,
                           "amount": np.nan_to_num(amount, nan=0.0)})
@@ -355,5 +366,6 @@ def gap_table(profiles: ClientProfiles, clients: pd.DataFrame | None, holdings: 
     return table
 
 
-__all__ = ["DEFAULT_WINDOWS", "GAP_COLUMNS", "client_analytics", "client_facts", "gap_table",
+__all__ = ["DEFAULT_WINDOWS", "GAP_COLUMNS", "analytics_day", "client_analytics", "client_facts", "gap_table",
+           "payment_days",
            "status_window_labels"]

@@ -197,6 +197,8 @@ def test_a_new_clients_holdings_without_revenue_are_valued_as_gaps_values_them(s
     attributes = small_crm.clients[small_crm.clients["client_id"] == model_client].assign(client_id="NEW-2")
     own = small_crm.holdings[small_crm.holdings["client_id"] == model_client].assign(client_id="NEW-2",
                                                                                    revenue=np.nan)
+    # One of its products listed twice, once in capitals: one holding to both (the CLI once valued it twice).
+    own = pd.concat([own, own.iloc[:1].assign(product=lambda frame: frame["product"].str.upper())])
     as_of = pd.Timestamp(small_crm.deals["created_at"].max()).date()
     as_of_day = float((pd.Timestamp(as_of) - pd.Timestamp("1970-01-01")).days)
     table = client_analytics(small_crm.deals, attributes, as_of=as_of, profiles=crm_profiles, holdings=own)
@@ -295,7 +297,7 @@ def test_the_clients_command_gives_potential_income_without_a_model_from_what_wa
 
     won_later = small_crm.deals[small_crm.deals["status"] == "won"].drop_duplicates("client_id").iloc[:40].assign(
         deal_id=lambda d: d["deal_id"] + "-later", created_at=pd.Timestamp("2025-01-10"),
-        closed_at=pd.Timestamp("2025-02-10"), amount=1e7, product="private_jet")
+        closed_at=pd.Timestamp("2025-02-10"), amount=1e7)  # a product each already held by the day
     pd.concat([small_crm.deals, won_later]).to_csv(files["deals_later"], index=False)
 
     def table(holdings: str | None, deals: str = "deals") -> pd.DataFrame:

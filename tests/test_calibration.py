@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from model.errors import InsufficientData
 from model.features import attach_clients, build_features, frame_columns
 from model.win_models import PlattCalibration, rate_log_odds
-from training.calibration import fit_calibration
+from training.calibration import MIN_DRIFT_SLICE, fit_calibration
 from training.fit import TrainingResult
 from training.synthetic_crm import SyntheticCRM
 
@@ -55,6 +55,27 @@ def test_a_slice_whose_rate_runs_against_its_outcomes_is_not_followed() -> None:
     features = np.column_stack([np.zeros((margin.size, 4)), recent])
     expected = 1.0 / (1.0 + np.exp(-(calibration.slope * margin + calibration.intercept)))
     np.testing.assert_allclose(calibration.probability(margin, features), expected, rtol=1e-12)
+
+
+def test_slices_whose_outcomes_ignore_the_rate_get_little_or_no_drift_weight() -> None:
+    """Kept without a significance test (see training/calibration.py), the weight is noise on such slices: small
+    ones get plain Platt, and from MIN_DRIFT_SLICE deals on the noise stays small."""
+    rng = np.random.default_rng(0)
+
+    def weights(n: int) -> np.ndarray:
+        out = []
+        for _ in range(100):
+            margin, recent = rng.normal(0.0, 1.0, n), rng.uniform(0.2, 0.6, n)
+            won = (rng.random(n) < 1.0 / (1.0 + np.exp(-margin))).astype(np.float64)
+            won[:2] = [0.0, 1.0]
+            calibration = fit_calibration(margin, won, recent, drift_column=4)
+            assert (calibration.drift_column == -1) == (calibration.drift == 0.0)
+            out.append(calibration.drift)
+        return np.array(out)
+
+    assert not weights(MIN_DRIFT_SLICE - 1).any()
+    at_minimum = weights(MIN_DRIFT_SLICE)
+    assert at_minimum.any() and at_minimum.mean() < 0.12 and at_minimum.max() < 0.6
 
 
 def test_a_slice_the_margin_separates_stays_finite() -> None:

@@ -36,7 +36,7 @@ def grade_summary(meta: Mapping[str, Any]) -> str:
     """One line on a model's letter-class cut-offs, or why it has none (no positive expected value)."""
     cut = meta.get("grade_cutoffs", {})
     floor = cut.get("d_floor_value_per_hour")
-    below = f", D below {floor:,.0f} per hour" if floor else ""
+    below = f", D at or below {floor:,.0f} per hour" if floor is not None else ""
     if cut.get("a_min_expected_value", 0) > 0:
         return f"grade A from EV {cut['a_min_expected_value']:,.0f}, B from {cut['b_min_expected_value']:,.0f}{below}"
     value = meta.get("value", {})  # recorded since 2026-12 (older models lack it)
@@ -343,7 +343,7 @@ DIFF_ROWS = (
     ("holdout auc", "metrics.model.auc"), ("holdout brier", "metrics.model.brier"),
     ("holdout ece", "metrics.model.ece"), ("holdout lift@10%", "metrics.model.top_decile_lift"),
     ("holdout deals", "metrics.model.deals"), ("A from EV", "grade_cutoffs.a_min_expected_value"),
-    ("B from EV", "grade_cutoffs.b_min_expected_value"), ("D below EV/hour", "grade_cutoffs.d_floor_value_per_hour"),
+    ("B from EV", "grade_cutoffs.b_min_expected_value"), ("D at or below EV/hour", "grade_cutoffs.d_floor_value_per_hour"),
 )
 
 

@@ -220,7 +220,7 @@ def test_the_train_command_says_when_deals_carry_no_amounts(small_crm: Synthetic
                       "--out", str(tmp_path / "few"), "--d-floor-per-hour", "10"]) == 0
     summary = capsys.readouterr().out
     assert "(20 closed deals with an amount above 0, 20 of them won; a value model needs 30)" in summary
-    assert "D below 10 per hour" in summary
+    assert "D at or below 10 per hour" in summary
 
 
 def test_a_deal_without_an_amount_is_scored_as_a_typical_deal_not_as_one_of_amount_zero(

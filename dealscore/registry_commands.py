@@ -343,7 +343,8 @@ DIFF_ROWS = (
     ("holdout auc", "metrics.model.auc"), ("holdout brier", "metrics.model.brier"),
     ("holdout ece", "metrics.model.ece"), ("holdout lift@10%", "metrics.model.top_decile_lift"),
     ("holdout deals", "metrics.model.deals"), ("A from EV", "grade_cutoffs.a_min_expected_value"),
-    ("B from EV", "grade_cutoffs.b_min_expected_value"), ("D at or below EV/hour", "grade_cutoffs.d_floor_value_per_hour"),
+    ("B from EV", "grade_cutoffs.b_min_expected_value"),
+    ("D at or below EV/hour", "grade_cutoffs.d_floor_value_per_hour"),
 )
 
 

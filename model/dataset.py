@@ -66,14 +66,22 @@ class Dataset:
             return None
         ids = set(self.clients["client_id"].dropna().astype(str))
         holding_ids = [str(column) for column, values in self.deals.items()
-                       if values.dtype == object and values.notna().any()
-                       and values.dropna().astype(str).isin(ids).mean() >= 0.5]
+                       if values.notna().any() and _as_id_text(values.dropna()).isin(ids).mean() >= 0.5]
         hint = (f"the deals column {holding_ids[0]!r} holds the clients table's ids: map it as client_id "
                 f"(deals: columns: {{client_id: {holding_ids[0]!r}}})" if holding_ids
                 else "if the export names the client's id differently, map it as client_id in the mapping's deals "
                      "columns")
         return (f"no deal carries a client_id, so the clients table is not joined to the deals: no client "
                 f"attributes or history reach them; {hint}")
+
+
+def _as_id_text(values: pd.Series) -> pd.Series:
+    """A column's values as ids are written: whole numbers read as floats (196.0) as 196."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.astype(float)
+        if (numbers == numbers.round()).all():
+            return numbers.astype("int64").astype(str)
+    return values.astype(str)
 
 
 def load_dataset(

@@ -280,6 +280,12 @@ def test_deals_without_a_client_id_beside_a_clients_table_are_said_with_the_colu
     assert "if the export names the client's id differently" in note
     linked, said = _train(small_crm.deals, small_crm.clients, None)
     assert not any("no deal carries a client_id" in line for line in said)
+    # Ids that are numbers (read as floats where a cell is empty) are recognised too.
+    numbered = small_crm.clients.assign(client_id=small_crm.clients["client_id"].str[1:].astype(int).astype(str))
+    account = deals["Account"].str[1:].astype(float).where(deals.index % 9 != 0)
+    _, said = _train(deals.assign(Account=account), numbered, None)
+    [note] = [line for line in said if "no deal carries a client_id" in line]
+    assert "the deals column 'Account' holds the clients table's ids" in note
     deals_csv, clients_csv = _csv(deals, tmp_path / "deals.csv"), _csv(small_crm.clients, tmp_path / "clients.csv")
     model_dir = save_artifact(linked.model, tmp_path / "model", linked.metadata)
     capsys.readouterr()

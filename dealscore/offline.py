@@ -149,15 +149,23 @@ def _profiles_as_of(paid: pd.DataFrame, clients: pd.DataFrame | None, holdings: 
     the holdings table's holdings held by then (None: read off those deals). None, said, when they hold no
     products to build profiles from."""
     from model.errors import InsufficientData
-    from training.profiles_fit import fit_profiles
+    from training.profiles_fit import ProfileConfig, fit_profiles
 
     if holdings is not None and "since" in holdings:
         holdings = holdings[~(day_numbers(holdings["since"]) > day)]
+        if holdings.empty:
+            warn("no potential income: no holding of the holdings table had started by the day")
+            return None
     try:
-        return fit_profiles(paid, clients, holdings, with_acceptance=False)
+        profiles = fit_profiles(paid, clients, holdings, with_acceptance=False)
     except InsufficientData as exc:
         warn(f"no potential income: {exc.message}")
         return None
+    clients_seen = int(profiles.n_clients[-1])  # the all-clients segment, stored last
+    if clients_seen < ProfileConfig().min_segment_clients:
+        warn(f"the ideal profiles rest on {counted(clients_seen, 'client')} with products by the day (a segment "
+             f"needs {ProfileConfig().min_segment_clients}): read potential income as rough")
+    return profiles
 
 
 def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, out: str, top_k: int = 5,
@@ -220,6 +228,9 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
         warn(unlinked.replace("no client attributes or history reach them", "no client has a won deal"))
     table = client_analytics(dataset.deals, dataset.clients, as_of=as_of, windows=status_windows(lost_window_days),
                              profiles=profiles, holdings=held)
+    for column in ("segment", "income", "ideal_income", "potential_income"):
+        if column not in table:  # no profiles to say them: the same columns, empty, for a CRM import
+            table[column] = pd.Series(np.nan, index=table.index, dtype=object if column == "segment" else float)
     write_csv_atomically(table, out)
     if not table.attrs.get("money_known", True):
         warn("no won deal carries an amount: monetary, m_score and abc are left empty and no client is golden "

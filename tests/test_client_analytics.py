@@ -319,6 +319,24 @@ def test_the_clients_command_gives_potential_income_without_a_model_from_what_wa
     pd.testing.assert_frame_equal(table(None, "deals_later"), won)
 
 
+def test_potential_income_without_a_model_says_when_its_profiles_rest_on_little(small_crm: SyntheticCRM,
+                                                                              tmp_path: Path) -> None:
+    from dealscore.offline import clients_file
+
+    few = small_crm.deals[small_crm.deals["status"] == "won"].head(3)
+    few.to_csv(tmp_path / "few.csv", index=False)
+    said: list[str] = []
+    clients_file(str(tmp_path / "few.csv"), None, None, None, str(tmp_path / "out.csv"), warn=said.append)
+    assert any("the ideal profiles rest on 3 clients with products by the day" in line for line in said), said
+    small_crm.deals.to_csv(tmp_path / "deals.csv", index=False)
+    small_crm.holdings.to_csv(tmp_path / "holdings.csv", index=False)
+    said.clear()
+    clients_file(str(tmp_path / "deals.csv"), None, str(tmp_path / "holdings.csv"), None, str(tmp_path / "out.csv"),
+                 as_of=date(2019, 1, 1), warn=said.append)
+    assert "no potential income: no holding of the holdings table had started by the day" in said
+    assert pd.read_csv(tmp_path / "out.csv")["potential_income"].isna().all()
+
+
 def test_gap_table_rows(small_crm: SyntheticCRM, crm_profiles: ClientProfiles) -> None:
     table = gap_table(crm_profiles, small_crm.clients, small_crm.holdings, top_k=3)
     assert tuple(table.columns) == GAP_COLUMNS

@@ -36,6 +36,9 @@ def check_output_folder(path: str | Path, option: str = OUT_OPTION) -> Path | No
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise DealscoreError(f"{option}: expected a folder to write into, got the file {path}")
+    if target.is_symlink() and not target.exists():
+        raise DealscoreError(f"{option}: expected a folder to write into, got a link to nothing ({path} -> "
+                             f"{os.readlink(target)})")
     return _folders_to_create(target, option, path, "a folder")
 
 

@@ -190,6 +190,11 @@ def test_demo_data_into_a_file_or_under_one_is_refused(tmp_path: Path, capsys: p
     assert (code, err) == (2, f"dealscore demo-data: --out: expected a folder, got {blocker / 'crm'}, "
                               f"but {blocker} is a file\n")
     assert blocker.read_text() == "a file" and sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
+    dangling = tmp_path / "crm"
+    dangling.symlink_to(tmp_path / "gone")
+    code, err = run(["demo-data", "--out", str(dangling), "--deals", "500"], capsys)
+    assert (code, err) == (2, f"dealscore demo-data: --out: expected a folder to write into, got a link to nothing "
+                              f"({dangling} -> {tmp_path / 'gone'})\n")
 
 
 def test_missing_folders_of_out_are_created_and_said(crm_files: Path, tmp_path: Path,

@@ -137,7 +137,11 @@ def test_the_report_says_how_probabilities_were_calibrated(trained: TrainingResu
     drifting["split"]["calibration"]["drift"] = 0.74
     drifting["published"]["calibration"]["drift"] = 0.0
     twice = render_html(drifting)
-    assert "a drift term with weight 0.74" in twice and "no drift term" in twice
+    assert "a drift term with weight 0.74" in twice and "no drift term (the slice leaned against" in twice
+    # Why there is none on a small slice: it was not tried (the page had said the slice gave no evidence).
+    drifting["published"]["calibration_deals"] = MIN_DRIFT_SLICE - 1
+    small = render_html(drifting)
+    assert f"no drift term (a slice of fewer than {MIN_DRIFT_SLICE} deals cannot tell" in small
 
 
 def test_top_decile_lift_shares_the_places_among_tied_scores() -> None:

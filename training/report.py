@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from model.artifact import strict_json
+from training.calibration import MIN_DRIFT_SLICE
 from training.gap_evaluation import render_profiles_html
 
 if TYPE_CHECKING:
@@ -88,20 +89,26 @@ def _calibration_note(split: dict[str, Any], published: dict[str, Any] | None = 
     fitted = split.get("calibration")
     if not fitted:
         return ""
+    slice_deals = int(split.get("calibration_deals", 0) or 0)
     note = (f"<p>The evaluation model (the holdout figures above and below) was calibrated by Platt on the "
-            f"latest {split.get('calibration_deals', 0):,} deals before the holdout: {_platt(fitted)}.")
+            f"latest {slice_deals:,} deals before the holdout: {_platt(fitted, slice_deals)}.")
     served = (published or {}).get("calibration")
     if served:
+        served_deals = int((published or {}).get("calibration_deals") or 0)
         note += (f" The published model, refitted on all closed deals, was calibrated on its own latest "
-                 f"{(published or {}).get('calibration_deals') or 0:,} deals: {_platt(served)}. The holdout "
-                 "cannot test that second fit; the next retrain's comparison does.")
+                 f"{served_deals:,} deals: {_platt(served, served_deals)}. The holdout cannot test that second "
+                 "fit; the next retrain's comparison does.")
     return note + "</p>"
 
 
-def _platt(fitted: dict[str, Any]) -> str:
-    drift = (f"; a drift term with weight {fitted['drift']:.2f} on the log-odds of the recent win rate (the slice "
-             "showed the win rate moving, and later probabilities follow it)" if fitted.get("drift")
-             else "; no drift term (the slice gave no evidence of a moving win rate)")
+def _platt(fitted: dict[str, Any], slice_deals: int) -> str:
+    if fitted.get("drift"):
+        drift = (f"; a drift term with weight {fitted['drift']:.2f} on the log-odds of the recent win rate (the "
+                 "slice leaned towards a moving win rate, and later probabilities follow it)")
+    elif slice_deals < MIN_DRIFT_SLICE:
+        drift = f"; no drift term (a slice of fewer than {MIN_DRIFT_SLICE} deals cannot tell a moving rate from noise)"
+    else:
+        drift = "; no drift term (the slice leaned against a moving win rate)"
     return f"slope {fitted['slope']:.3f}, intercept {fitted['intercept']:.3f}{drift}"
 
 

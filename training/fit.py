@@ -57,10 +57,9 @@ Progress = Callable[[str], None]
 class TrainConfig:
     holdout_share: float = 0.2  # latest share of closed deals kept for evaluation
     calibration_share: float = 0.2  # latest share of the fitting deals used to calibrate, not to grow trees
-    # Calibration may also weigh the recent win rate, when the calibration slice shows evidence of drift, so
-    # probabilities follow a win rate that keeps moving after the slice (bench.training_quality: bank
-    # marketing, whose rate jumps from 5% to 32%, ECE 0.187 -> 0.085; no evidence on it_deals, maven or the
-    # synthetic CRM, which keep plain Platt).
+    # Calibration may also weigh the recent win rate, when the calibration slice leans that way (and holds 500
+    # deals or more), so probabilities follow a win rate that keeps moving after the slice (bench.training_quality:
+    # bank marketing, whose rate jumps from 5% to 32%, ECE 0.187 -> 0.085; it_deals 0.046 -> 0.029).
     calibration_follows_drift: bool = True
     grade_shares: tuple[float, float, float] = DEFAULT_SHARES
     d_floor_per_hour: float | None = None  # None: derived from the top managers' realised value per hour

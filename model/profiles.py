@@ -450,12 +450,19 @@ class ClientProfiles:
         return gaps
 
     def _partner(self, product: int, held: tuple[int, ...], partner_weights: list[list[float]]) -> str | None:
-        """The held product that raises `product`'s chance most (odds x1.65 or more), if any."""
+        """The held product that raises `product`'s chance most (odds x1.65 or more), if any.
+
+        Holding it sets its flag and adds one to the count of products held, so its push on the log-odds is its
+        flag's weight plus that step of the count term. (The flag alone once named housing_loan as "often taken
+        with" term_deposit on bank marketing, where holding it halved the model's chance, 0.19 -> 0.10.)
+        """
         if not held or not self.acceptance.fitted[product]:
             return None
         weights = partner_weights[product]
         strongest = max(held, key=weights.__getitem__)  # the first of equals, as argmax
-        return self.products[strongest] if weights[strongest] >= 0.5 else None
+        n = len(held)
+        count_step = float(self.acceptance.count_coef[product]) * (math.log1p(n) - math.log1p(n - 1))
+        return self.products[strongest] if weights[strongest] + count_step >= 0.5 else None
 
     # ------------------------------------------------------------------------------------------------
     # Reporting.

@@ -244,6 +244,24 @@ def test_partner_products_follow_the_acceptance_model_in_place(crm_profiles: Cli
     assert after and not any("often taken with" in gap.reason for gap in after)
 
 
+def test_a_partner_is_named_only_where_holding_it_raises_the_chance(crm_profiles: ClientProfiles) -> None:
+    """Holding a product sets its flag and adds one to the count of products held: a flag weight of 0.6 with a
+    count term of -2 lowers the chance, and bank marketing's gap lists said "often taken with" for such a pair."""
+    profiles = copy.deepcopy(crm_profiles)
+    client = ClientFacts("new-4", industry="retail", size="small", products=(profiles.products[0],))
+    offset = profiles.encoder.held_offset
+    coef = profiles.acceptance.coef.copy()
+    coef[:, offset:offset + len(profiles.products)] = 0.0
+    coef[profiles.acceptance.fitted, offset] = 0.6  # holding the first product raises every other's flag term
+    for count, named in ((0.0, True), (-2.0, False)):
+        count_coef = np.full(len(profiles.products), count)
+        profiles.acceptance = dataclasses.replace(profiles.acceptance, coef=coef, count_coef=count_coef)
+        gaps = profiles.gaps_for([client], top_k=20, as_of_day=20_000.0)[0].gaps
+        assert gaps
+        partnered = [g for g in gaps if f"often taken with {profiles.products[0]}" in g.reason]
+        assert bool(partnered) is named, (count, [g.reason for g in gaps])
+
+
 def test_new_clients_and_new_segments_still_get_sensible_gaps(crm_profiles: ClientProfiles) -> None:
     newcomer, stranger = crm_profiles.gaps_for([
         ClientFacts("new-1", industry="retail", size="small", products=()),

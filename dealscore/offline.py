@@ -133,6 +133,11 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
              "mapping file's columns)")
     scores = score_frame(model, dataset.deals, dataset.clients)
     write_csv_atomically(scores, out)
+    undated = int(dataset.deals["created_at"].isna().sum()) if "created_at" in dataset.deals else len(scores)
+    if undated and warn is not None:
+        # As the service does; a stage export without dates would otherwise be scored years after its data.
+        warn(f"{counted(undated, 'deal')} without created_at scored as of today ({date.today():%Y-%m-%d}): "
+             "their history features and month are today's")
     unvalued = int(scores["value"].isna().sum())
     if unvalued and model.value_model is None and warn is not None:
         # Training said so once; a file scored months later should say it where its C grades are read.

@@ -75,6 +75,24 @@ def test_deals_with_only_the_required_columns_train_and_score(small_crm: Synthet
     assert scores["p_win"].between(0, 1, inclusive="neither").all() and (scores["grade"] == "C").all()
 
 
+def test_undated_open_deals_are_said_when_set_aside_and_when_scored_as_of_today(
+        small_crm: SyntheticCRM, trained: TrainingResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A stage export without dates (maven's Prospecting deals) was scored as of today without a word, and
+    training set such deals aside without one."""
+    from dealscore.cli import main as dealscore
+
+    deals = small_crm.deals.copy()
+    open_rows = deals.index[deals["status"] == "open"][:7]
+    deals.loc[open_rows, "created_at"] = pd.NaT
+    _, said = _train(deals, small_crm.clients)
+    assert any(line.startswith("7 open deals without created_at set aside") for line in said), said
+    model_dir = save_artifact(trained.model, tmp_path / "model", trained.metadata)
+    capsys.readouterr()
+    assert dealscore(["score", "--model", str(model_dir), "--deals", _csv(deals.loc[open_rows[:5]], tmp_path / "d.csv"),
+                      "--out", str(tmp_path / "s.csv")]) == 0
+    assert "5 deals without created_at scored as of today (" in capsys.readouterr().err
+
+
 def test_the_train_command_trains_on_deals_whose_amount_is_blank(small_crm: SyntheticCRM, tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     from dealscore.cli import main as dealscore

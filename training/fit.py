@@ -357,6 +357,9 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     # set aside (model.dataset already does so; a Dataset built by hand may still carry some).
     undated = ((deals["status"] == "open") & deals["created_at"].isna()).to_numpy()
     undated_open = int(undated.sum()) + int(getattr(dataset, "undated_open_deals", 0))
+    if undated_open:
+        progress(f"{counted(undated_open, 'open deal')} without created_at set aside (open deals are scored, not "
+                 "trained on; `dealscore score` dates such a deal today)")
     if undated.any():
         deals = deals[~undated]
     deals = deals.sort_values(["created_at", "deal_id"], kind="stable").reset_index(drop=True)

@@ -100,13 +100,15 @@ def train_artifact(deals: str, clients: str | None, holdings: str | None, mappin
 
 
 def _summary_table(artifact: Path) -> str:
+    from model.metrics import probability_caution
+
     meta = json.loads((artifact / "metadata.json").read_text())
     lines = [f"model {meta['version']} ({meta['engine']}{', small-data mode' if meta['small_data'] else ''})",
              f"{'':<22}{'AUC':>8}{'Brier':>8}{'ECE':>8}{'lift@10%':>10}"]
     for name, m in meta["metrics"].items():
         lines.append(f"{name:<22}{_metric(m['auc'], 8, 3)}{_metric(m['brier'], 8, 3)}{_metric(m['ece'], 8, 3)}"
                      f"{_metric(m['top_decile_lift'], 10, 2)}")
-    caution = worse_than_prior(meta["metrics"])
+    caution = meta.get("caution") or probability_caution(meta["metrics"])  # older artifacts: from their metrics
     if caution:
         lines.append(caution)
     lines.append(grade_summary(meta))
@@ -118,23 +120,6 @@ def _summary_table(artifact: Path) -> str:
         lines.append(f"leak guard: {leak['column']} {verdict}: {leak['reason']}")
     lines.append(f"artifact: {artifact} (report.html inside)")
     return "\n".join(lines)
-
-
-def worse_than_prior(metrics: dict[str, Any]) -> str | None:
-    """A caution when the model's holdout probabilities are worse than the plain win rate's (Brier): it
-    happens with little data, where a calibration slice of a few dozen deals over- or under-stretches."""
-    model, prior = metrics.get("model") or {}, metrics.get("prior_rate") or {}
-    brier, base = model.get("brier"), prior.get("brier")
-    if brier is None or base is None or brier != brier or base != base or brier <= base:
-        return None
-    said = (f"caution: on the holdout the model's probabilities are worse than the plain win rate's (Brier "
-            f"{brier:.3f} against {base:.3f}); ")
-    auc = model.get("auc")
-    if auc is not None and auc == auc and auc <= 0.5:  # then the ranking is no help either
-        return said + (f"its ranking is no better than chance either (AUC {auc:.3f}): do not work deals by "
-                       "p_win until more deals have closed and the model is retrained")
-    return said + "with this little data, read p_win as a ranking, not as a chance, and retrain when more deals " \
-        "have closed"
 
 
 def _metric(value: float | None, width: int, places: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -78,3 +79,21 @@ def grade_table(won: FloatArray, grades: list[str], realised_value: FloatArray) 
                      "win_rate": float(won[inside].mean()),
                      "share_of_realised_value": float(realised[inside].sum() / total) if total > 0 else 0.0})
     return rows
+
+
+def probability_caution(metrics: Mapping[str, Any]) -> str | None:
+    """A caution when the model's holdout probabilities are worse than the plain win rate's (Brier): it
+    happens with little data, where a calibration slice of a few dozen deals over- or under-stretches. Kept in
+    the artifact (metadata, report) and shown by `dealscore train` and GET /v1/model."""
+    model, prior = metrics.get("model") or {}, metrics.get("prior_rate") or {}
+    brier, base = model.get("brier"), prior.get("brier")
+    if brier is None or base is None or brier != brier or base != base or brier <= base:
+        return None
+    said = (f"caution: on the holdout the model's probabilities are worse than the plain win rate's (Brier "
+            f"{brier:.3f} against {base:.3f}); ")
+    auc = model.get("auc")
+    if auc is not None and auc == auc and auc <= 0.5:  # then the ranking is no help either
+        return said + (f"its ranking is no better than chance either (AUC {auc:.3f}): do not work deals by "
+                       "p_win until more deals have closed and the model is retrained")
+    return said + "with this little data, read p_win as a ranking, not as a chance, and retrain when more deals " \
+        "have closed"

@@ -59,6 +59,7 @@ MODEL_INFO = {
     "metrics": {"model": {"auc": 0.81, "brier": 0.17, "ece": 0.02, "top_decile_lift": 2.1}},
     "grade_cutoffs": {"a_min_expected_value": 3467.0, "b_min_expected_value": 977.5, "shares": [0.8, 0.15, 0.05],
                       "d_floor_value_per_hour": 119.2},
+    "caution": None,
     "features": ["amount", "effort_hours", "product", "client_status"],
     "has_profiles": True, "small_data": False,
     "libraries": {"dealscore": "0.1.0", "joblib": "1.6.0", "lightgbm": "4.7.0", "numpy": "2.4.6",

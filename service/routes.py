@@ -21,6 +21,7 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from model.errors import NotReady
+from model.metrics import probability_caution
 from model.registry import RefusedVersion
 from service import examples
 from service.bodies import read_json_body
@@ -188,6 +189,8 @@ async def model_info(request: Request, snapshot: Snapshot, rid: RequestId) -> Re
         "model_version": snapshot.version, "request_id": rid, "trained_at": meta.get("trained_at"),
         "engine": meta.get("engine"), "data": meta.get("data", {}), "metrics": meta.get("metrics", {}),
         "grade_cutoffs": meta.get("grade_cutoffs", {}),
+        # Artifacts older than the field: said from their metrics, as training says it now.
+        "caution": meta["caution"] if "caution" in meta else probability_caution(meta.get("metrics") or {}),
         "features": list(meta.get("features") or snapshot.model.spec.names),
         "has_profiles": getattr(snapshot.model, "profiles", None) is not None,
         "small_data": meta.get("small_data"), "libraries": meta.get("libraries", {}),

@@ -329,16 +329,16 @@ def test_a_column_missing_in_some_training_deals_keeps_the_engines_missing_branc
 
 
 def test_the_train_summary_cautions_when_the_model_is_worse_than_the_win_rate() -> None:
-    from dealscore.cli import worse_than_prior
+    from model.metrics import probability_caution
 
     worse = {"model": {"brier": 0.328}, "prior_rate": {"brier": 0.243}}  # 100 closed deals, measured
-    caution = worse_than_prior(worse)
+    caution = probability_caution(worse)
     assert caution is not None and "Brier 0.328 against 0.243" in caution
-    assert worse_than_prior({"model": {"brier": 0.160}, "prior_rate": {"brier": 0.230}}) is None
-    assert worse_than_prior({"model": {"brier": None}, "prior_rate": {"brier": 0.230}}) is None
+    assert probability_caution({"model": {"brier": 0.160}, "prior_rate": {"brier": 0.230}}) is None
+    assert probability_caution({"model": {"brier": None}, "prior_rate": {"brier": 0.230}}) is None
     assert "read p_win as a ranking" in caution
     # A ranking worse than a coin's is not offered as the fallback (an audit saw AUC 0.39-0.45 told so).
-    chance = worse_than_prior({"model": {"brier": 0.250, "auc": 0.459}, "prior_rate": {"brier": 0.236}})
+    chance = probability_caution({"model": {"brier": 0.250, "auc": 0.459}, "prior_rate": {"brier": 0.236}})
     assert chance is not None and "no better than chance either (AUC 0.459)" in chance and "as a ranking" not in chance
 
 

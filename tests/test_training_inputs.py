@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from service_fixtures import make_client
 
 from model.artifact import save_artifact
 from model.dataset import dataset_from_frames
 from model.errors import ContractViolation, InsufficientData
 from model.features import FeatureConfig
+from service.app import create_app
+from service.settings import Settings
 from training.fit import TrainConfig, TrainingResult, train
 from training.profiles_fit import ProfileConfig
+from training.report import render_html
 from training.synthetic_crm import SyntheticCRM
 
 
@@ -66,6 +71,13 @@ def test_deals_with_only_the_required_columns_train_and_score(small_crm: Synthet
     result, _ = _train(deals, None)
     metrics = result.metadata["metrics"]
     assert metrics["logistic_regression"] == metrics["prior_rate"]  # no column: its intercept, the win rate
+    # Worse than the win rate here: the caution is kept where the model is read, not only said in a terminal.
+    caution = result.metadata["caution"]
+    assert caution and caution.startswith("caution: on the holdout the model's probabilities are worse")
+    assert result.report["caution"] == caution and html.escape(caution) in render_html(result.report)
+    app = create_app(Settings(), model=result.model, metadata=result.metadata)
+    with make_client(app) as client:
+        assert client.get("/v1/model").json()["caution"] == caution
     model_dir = save_artifact(result.model, tmp_path / "model", result.metadata)
     capsys.readouterr()
     assert dealscore(["score", "--model", str(model_dir), "--deals", _csv(deals.head(40), tmp_path / "d.csv"),

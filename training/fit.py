@@ -37,7 +37,7 @@ from model.features import (
 )
 from model.grades import DEFAULT_SHARES, GradeCutoffs, check_pareto_shares, letter_classes, pareto_cutoffs
 from model.history_overlay import DealIdSet
-from model.metrics import calibration_curve, grade_table, probability_metrics
+from model.metrics import calibration_curve, grade_table, probability_caution, probability_metrics
 from model.profiles import ClientProfiles
 from model.records import is_plain_number
 from model.scorer import ScoringModel, ValueModel
@@ -496,6 +496,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                       "calibration_deals": final_info.get("calibration_deals")},
     }
     report["calibration_curve"] = calibration_curve(won[holdout_rows], holdout_p)
+    # Where whoever reads the model finds it: the report, GET /v1/model, not only the training terminal.
+    report["caution"] = probability_caution(metrics)
     metadata = {
         "trained_at": started.isoformat(timespec="seconds"),
         "data": {"fingerprint": fp, "deals": len(deals), "closed_deals": int(closed_rows.size), "won": wins,
@@ -515,6 +517,7 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         "empty_columns": list(empty),
         "leaks": report["leaks"],
         "metrics": {name: dict(m) for name, m in metrics.items()},
+        "caution": report["caution"],
         "grade_cutoffs": {"a_min_expected_value": a_min, "b_min_expected_value": b_min,
                           "shares": list(config.grade_shares),
                           "d_floor_value_per_hour": model.cutoffs.d_floor_per_hour},

@@ -112,6 +112,12 @@ def _platt(fitted: dict[str, Any], slice_deals: int) -> str:
     return f"slope {fitted['slope']:.3f}, intercept {fitted['intercept']:.3f}{drift}"
 
 
+def _caution_note(caution: str | None) -> str:
+    if not caution:
+        return ""
+    return f'<p style="border-left:4px solid #c62828;padding-left:8px"><b>{html.escape(caution)}</b></p>'
+
+
 def _empty_columns_note(empty: list[str]) -> str:
     """Optional columns the data carries but never fills in a closed deal: the model was trained without them."""
     if not empty:
@@ -140,6 +146,7 @@ td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}th:first-child{{t
 Time-ordered holdout: the latest {split['holdout_deals']} closed deals (created from {split['holdout_from']}),
 model fitted on the {split['train_deals']} earlier ones.</p>
 <h2>Quality on the holdout, beside baselines fitted on the same split</h2>{_metrics_table(report['metrics'])}
+{_caution_note(report.get("caution"))}
 <h2>Calibration (of deals scored p, a share p should be won)</h2>{_calibration_note(split, report.get('published'))}
 {_calibration_svg(report['calibration_curve'])}
 <h2>Letter classes on the holdout</h2>

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model.dataset import dataset_from_frames
+from model.dataset import Dataset, dataset_from_frames
 from model.errors import InsufficientData
 from model.features import TENURE, FeatureConfig, attach_clients, frame_columns
 from model.grades import GradeCutoffs, letter_classes
 from model.metrics import expected_calibration_error
-from training.fit import TrainConfig, TrainingResult, d_floor, train
+from training.fit import TrainConfig, TrainingResult, d_floor, fingerprint, train
 from training.synthetic_crm import SyntheticCRM
 
 
@@ -82,6 +82,20 @@ def test_domains_example_deal_is_d_under_the_default_floor() -> None:
     expected_value = np.array([4000.0, 4000.0, 4000.0])
     per_hour = np.array([1000.0, 1000.01, np.nan])  # on the floor, just above it, effort unknown
     assert letter_classes(expected_value, cutoffs, per_hour).tolist() == ["D", "C", "C"]
+
+
+def test_the_data_fingerprint_covers_the_clients_and_holdings_too(small_dataset: Dataset,
+                                                                    trained: TrainingResult) -> None:
+    """Two models trained on the same deals with other holdings (2 products against 3) were fingerprinted
+    alike, though metadata calls it the fingerprint of the training data."""
+    deals, clients, holdings = small_dataset.deals, small_dataset.clients, small_dataset.holdings
+    assert holdings is not None and not small_dataset.holdings_derived
+    assert trained.metadata["data"]["fingerprint"] == fingerprint(deals, clients, holdings)
+    fewer = holdings[holdings["product"] != holdings["product"].iloc[0]]
+    prints = {fingerprint(deals, clients, holdings), fingerprint(deals, clients, fewer),
+              fingerprint(deals, None, holdings), fingerprint(deals, clients, None)}
+    assert len(prints) == 4
+    assert fingerprint(deals, clients, holdings.copy()) == fingerprint(deals, clients, holdings)
 
 
 def test_reasons_name_features_with_values_strongest_first(small_crm: SyntheticCRM,

@@ -136,9 +136,17 @@ def _quiet(_: str) -> None:
     return None
 
 
-def fingerprint(deals: pd.DataFrame) -> str:
-    hashed = pd.util.hash_pandas_object(deals, index=False).to_numpy()
-    return hashlib.sha256(hashed.tobytes() + ",".join(map(str, deals.columns)).encode()).hexdigest()
+def fingerprint(*tables: pd.DataFrame | None) -> str:
+    """One hash of every training table given, rows and column names (None: a table not given). Two models
+    trained on the same deals with other holdings were once fingerprinted alike."""
+    digest = hashlib.sha256()
+    for table in tables:
+        if table is None:
+            digest.update(b"<none>")
+            continue
+        digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
+        digest.update(",".join(map(str, table.columns)).encode() + b"|")
+    return digest.hexdigest()
 
 
 def check_enough_data(won: FloatArray, minimum: int, part: str | None = None) -> None:
@@ -473,7 +481,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         holdout_vph = holdout_ev / hours if hours is not None else None
     holdout_grades = letter_classes(holdout_ev, model.cutoffs, holdout_vph)
 
-    fp = fingerprint(dataset.deals)
+    given_holdings = None if getattr(dataset, "holdings_derived", False) else getattr(dataset, "holdings", None)
+    fp = fingerprint(dataset.deals, dataset.clients, given_holdings)
     model.version = f"{started:%Y%m%dT%H%M%S}-{fp[:8]}"
     metrics = {"model": probability_metrics(won[holdout_rows], holdout_p), **baselines}
     split_day = deals["created_at"].iloc[int(holdout_rows[0])]

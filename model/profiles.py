@@ -430,10 +430,10 @@ class ClientProfiles:
         gaps: list[Gap] = []
         for j in ranked:
             if in_profile[j]:
-                reason = f"{best[j]:.0%} of {who} have it ({everyone[j]:.0%} of all)"
+                reason = f"{_percent(best[j])} of {who} have it ({_percent(everyone[j])} of all)"
             else:
-                reason = f"outside the ideal profile ({best[j]:.0%} of {who} have it)"
-            reason += f"; {p[j]:.0%} chance for this client"
+                reason = f"outside the ideal profile ({_percent(best[j])} of {who} have it)"
+            reason += f"; {_percent(p[j])} chance for this client"
             partner = self._partner(j, client.held, partner_weights)
             if partner is not None:
                 reason += f", often taken with {partner}"
@@ -505,6 +505,15 @@ def segment_name(keys: Sequence[str], values: Sequence[Level]) -> str:
     if not keys:
         return ALL_CLIENTS
     return "|".join(f"{k}={v}" for k, v in zip(keys, values, strict=True))
+
+
+def _percent(share: float) -> str:
+    """A share as a manager reads it: a 99.75% chance is not a certainty, so not "100%" (nor 0.3% "0%")."""
+    if 0.995 <= share < 1.0:
+        return ">99%"
+    if 0.0 < share < 0.005:
+        return "<1%"
+    return f"{share:.0%}"
 
 
 def _folded(spellings: Sequence[str]) -> dict[str, int]:

@@ -262,6 +262,18 @@ def test_a_partner_is_named_only_where_holding_it_raises_the_chance(crm_profiles
         assert bool(partnered) is named, (count, [g.reason for g in gaps])
 
 
+def test_a_near_certain_chance_is_not_shown_as_a_certainty(crm_profiles: ClientProfiles) -> None:
+    """A p_accept of 0.9975 read "100% chance for this client" in an audit."""
+    profiles = copy.deepcopy(crm_profiles)
+    fitted = profiles.acceptance.fitted
+    profiles.acceptance = dataclasses.replace(profiles.acceptance,
+                                              intercept=np.where(fitted, 12.0, profiles.acceptance.intercept))
+    gaps = profiles.gaps_for([ClientFacts("new-5", industry="retail", size="small", products=())], top_k=20,
+                             as_of_day=20_000.0)[0].gaps
+    sure = [g for g in gaps if g.p_accept >= 0.995]
+    assert sure and all(">99% chance for this client" in g.reason and "100% chance" not in g.reason for g in sure)
+
+
 def test_new_clients_and_new_segments_still_get_sensible_gaps(crm_profiles: ClientProfiles) -> None:
     newcomer, stranger = crm_profiles.gaps_for([
         ClientFacts("new-1", industry="retail", size="small", products=()),

@@ -76,4 +76,6 @@ def refused_options(options: Mapping[str, str] = TRAINING_OPTIONS) -> Iterator[N
         raise DealscoreError(f"{option}: {message}") from None
 
 
-__all__ = ["TRAINING_OPTIONS", "as_of_day", "at_least_one", "at_least_zero", "refused_options"]
+EXCLUDE_HELP = "columns never used as features; month turns off the calendar-month feature"
+
+__all__ = ["EXCLUDE_HELP", "TRAINING_OPTIONS", "as_of_day", "at_least_one", "at_least_zero", "refused_options"]

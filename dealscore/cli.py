@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from dealscore.arguments import as_of_day, at_least_one, at_least_zero, refused_options
+from dealscore.arguments import EXCLUDE_HELP, as_of_day, at_least_one, at_least_zero, refused_options
 from dealscore.feedback_commands import add_feedback_commands
 from dealscore.outputs import check_output_file
 from dealscore.registry_commands import PARALLEL_FITS_HELP, add_registry_commands, grade_summary
@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True)
     train.add_argument("--holdout-share", type=float, default=0.2)
     train.add_argument("--include-manager", action="store_true", help="use the deal owner as a feature")
-    train.add_argument("--exclude", nargs="*", help="columns never used as features")
+    train.add_argument("--exclude", nargs="*", help=EXCLUDE_HELP)
     train.add_argument("--keep", nargs="*", help="columns the leak guard flags that you keep anyway")
     train.add_argument("--lost-window-days", type=int, default=360)
     train.add_argument("--d-floor-per-hour", type=float, default=None)

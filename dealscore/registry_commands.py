@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dealscore.arguments import at_least_one, refused_options
+from dealscore.arguments import EXCLUDE_HELP, at_least_one, refused_options
 from model.errors import DealscoreError, NotFound
 
 if TYPE_CHECKING:  # imported lazily at run time, so `dealscore --help` stays fast
@@ -463,7 +463,7 @@ def add_registry_commands(commands: Any) -> None:
     training = retrain.add_argument_group("training (as for `dealscore train`)")
     training.add_argument("--holdout-share", type=float, default=0.2)
     training.add_argument("--include-manager", action="store_true", help="use the deal owner as a feature")
-    training.add_argument("--exclude", nargs="*", help="columns never used as features")
+    training.add_argument("--exclude", nargs="*", help=EXCLUDE_HELP)
     training.add_argument("--keep", nargs="*", help="columns the leak guard flags that you keep anyway")
     training.add_argument("--lost-window-days", type=int, default=360)
     training.add_argument("--d-floor-per-hour", type=float, default=None)

@@ -27,6 +27,7 @@ ObjectArray = npt.NDArray[np.object_]
 Columns = Mapping[str, npt.NDArray[Any]]
 
 CLIENT_ATTRIBUTES: tuple[str, ...] = ("industry", "size", "region")
+CALENDAR_MONTH = "month"  # the derived calendar feature, the one derived feature `exclude` may name
 CLIENT_STATUSES: tuple[str, ...] = ("prospect", "new", "regular", "lost")
 # Per-request client history a CRM may send instead of relying on the artifact's (see contract).
 HISTORY_OVERRIDE_COLUMNS: tuple[str, ...] = ("won_deals", "won_amount", "first_won_day", "last_won_day")
@@ -100,6 +101,9 @@ class FeatureSpec:
     # The features that are a clients table's extra columns (client_X): a known client's come from the
     # model's record of it when a deal does not send them. None in artifacts written before them.
     client_extras: list[str] | None = None
+    # The deal's calendar month as a feature; off when `exclude` names it (dates that are an export's artefact
+    # make it noise). Artifacts written before the option have it.
+    has_month: bool = True
 
 
 # A clients table's own extra column X (revenue, year_established...) is the deals' feature client_X: named
@@ -222,6 +226,7 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
         client_extras=[c for c in (*numeric, *categorical) if c in client_kinds],
         pairs=[("product", column) for column in config.product_pairs
                if "product" in categorical and column in categorical and column != "product"],
+        has_month=CALENDAR_MONTH not in config.exclude,
     )
     spec.names, spec.categorical_names = _feature_names(spec)
     clashes = sorted({name for name in spec.names if spec.names.count(name) > 1})
@@ -238,8 +243,11 @@ def _feature_names(spec: FeatureSpec) -> tuple[list[str], list[str]]:
     names = list(spec.numeric) + list(spec.categorical)
     names += [f"{c}_win_rate" for c in spec.categorical]
     names += [f"{a}_by_{b}_win_rate" for a, b in spec.pairs]
-    names += ["overall_win_rate", "recent_win_rate", "month"]
-    categorical_names = list(spec.categorical) + ["month"]
+    names += ["overall_win_rate", "recent_win_rate"]
+    categorical_names = list(spec.categorical)
+    if spec.has_month:
+        names.append(CALENDAR_MONTH)
+        categorical_names.append(CALENDAR_MONTH)
     if spec.has_client_history:
         names += CLIENT_HISTORY_FEATURES
         categorical_names.append("client_status")
@@ -488,8 +496,10 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
     recent_wins = wins - overall_wins[n:]
     out[:, at] = prior
     out[:, at + 1] = (recent_wins + smoothing * prior) / (recent_events + smoothing)
-    out[:, at + 2] = day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12 + 1
-    at += 3
+    at += 2
+    if spec.has_month:
+        out[:, at] = day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12 + 1
+        at += 1
 
     if spec.has_client_history:
         for values in _client_features(spec, history, columns, day, prior):

@@ -14,7 +14,7 @@ import pandas as pd
 
 from model.contract import NON_FEATURE_DEAL_COLUMNS
 from model.errors import ContractViolation, Problem
-from model.features import CLIENT_ATTRIBUTES
+from model.features import CALENDAR_MONTH, CLIENT_ATTRIBUTES
 
 CLOSED = ("won", "lost")
 COLUMNS_SHOWN = 15
@@ -31,7 +31,8 @@ def check_named_columns(deals: pd.DataFrame, exclude: Iterable[str], keep: Itera
     known = {*present, *dropped_by_mapping}
     problems = [_unknown(option, name, present)
                 for option, names in (("exclude", exclude), ("keep_columns", keep))
-                for name in dict.fromkeys(names) if name not in known]
+                for name in dict.fromkeys(names)
+                if name not in known and not (option == "exclude" and name == CALENDAR_MONTH)]
     if problems:
         unknown = ", ".join(p.got for p in problems)
         raise ContractViolation(f"training options name columns the data does not have: {unknown}", problems)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from itertools import chain
 from typing import Any
@@ -24,7 +24,7 @@ from model.errors import ContractViolation, Problem, counted
 from model.features import CLIENT_ATTRIBUTES, HISTORY_OVERRIDE_COLUMNS
 
 __all__ = ["RESERVED_NAMES", "date_or_none", "day_number", "deal_columns", "history_problems", "is_plain_number",
-           "missing_history", "parse_date", "text_value"]
+           "missing_history", "parse_date", "text_value", "unused_extra_fields"]
 
 Columns = dict[str, npt.NDArray[Any]]
 
@@ -42,6 +42,16 @@ _DEAL_TEXT = tuple(c.name for c in DEALS.columns if c.kind in (Kind.TEXT, Kind.S
 _HISTORY_DAYS = {"first_won_at": "first_won_day", "last_won_at": "last_won_day"}
 _HISTORY_NUMBERS = tuple(c.name for c in CLIENT_HISTORY.columns if c.kind is Kind.NUMBER)
 _KNOWN_DEAL_FIELDS = frozenset({*DEALS.names, "client"})
+# The columns deal_columns makes of contract fields; any other is a deal's extra field, kept under its name.
+_CONTRACT_COLUMNS = frozenset({"deal_id", "client_id", *_DEAL_DATES.values(), *_DEAL_NUMBERS, *_DEAL_TEXT,
+                               *CLIENT_ATTRIBUTES, "client_since_day", *_HISTORY_NUMBERS, *_HISTORY_DAYS.values()})
+
+
+def unused_extra_fields(columns: Mapping[str, object], inputs: Collection[str]) -> list[str]:
+    """The deals' extra fields (not contract fields) that are none of the model's `inputs`, sorted: ignored
+    when scored. A misspelt "amout" was dropped without a word while the value fell back to the model's."""
+    return sorted(name for name in columns
+                  if name not in _CONTRACT_COLUMNS and not name.startswith("__") and name not in inputs)
 
 
 def parse_date(value: object) -> date:

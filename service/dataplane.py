@@ -21,7 +21,15 @@ from pydantic import BaseModel, ValidationError
 
 from model.contract import DATE_SLACK
 from model.errors import ContractViolation, PayloadTooLarge, Problem
-from model.records import RESERVED_NAMES, date_or_none, deal_columns, history_problems, parse_date, text_value
+from model.records import (
+    RESERVED_NAMES,
+    date_or_none,
+    deal_columns,
+    history_problems,
+    parse_date,
+    text_value,
+    unused_extra_fields,
+)
 from model.scorer import ScoreBatch
 from service.errors import MAX_LISTED_PROBLEMS, MalformedJSON, pydantic_problems, request_violation, shown
 from service.holder import LoadedModel
@@ -145,14 +153,17 @@ class DataPlane:
         scores = _score_items(columns["deal_id"], batch, gaps, snapshot.version)
         for observer in self.observers:
             observer(ScoredRequest(request_id, snapshot, columns, batch))
+        spec = snapshot.model.spec
+        ignored = unused_extra_fields(columns, {*spec.numeric, *spec.categorical})
         if rank_by is None:
-            return orjson.dumps({"model_version": snapshot.version, "request_id": request_id, "scores": scores})
+            return orjson.dumps({"model_version": snapshot.version, "request_id": request_id, "scores": scores,
+                                 "ignored_fields": ignored})
         key = batch.expected_value if rank_by is RankBy.expected_value else batch.value_per_hour
         # Best first; unknown values last; equal values keep their input order (a stable sort).
         order = np.argsort(-np.where(np.isnan(key), -np.inf, key), kind="stable")
         ranked = [{"rank": rank, **scores[i]} for rank, i in enumerate(order.tolist(), start=1)]
         return orjson.dumps({"model_version": snapshot.version, "request_id": request_id, "by": rank_by.value,
-                             "scores": ranked})
+                             "scores": ranked, "ignored_fields": ignored})
 
     def gaps(self, body: bytes, snapshot: LoadedModel, request_id: str, top: int = 5) -> bytes:
         today = self.clock()

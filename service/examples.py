@@ -41,9 +41,10 @@ PROSPECT_SCORE = {
     "reasons": [{"feature": "client_status", "value": "prospect", "effect": -0.52}], "gaps": [],
     "value_source": "amount", "value_per_hour": None, "history_source": "none", "model_version": VERSION,
 }
-SCORE_RESPONSE = {"model_version": VERSION, "request_id": REQUEST_ID, "scores": [SCORE, PROSPECT_SCORE]}
+SCORE_RESPONSE = {"model_version": VERSION, "request_id": REQUEST_ID, "scores": [SCORE, PROSPECT_SCORE],
+                  "ignored_fields": []}
 RANK_RESPONSE = {"model_version": VERSION, "request_id": REQUEST_ID, "by": "expected_value",
-                 "scores": [{"rank": 1, **SCORE}, {"rank": 2, **PROSPECT_SCORE}]}
+                 "scores": [{"rank": 1, **SCORE}, {"rank": 2, **PROSPECT_SCORE}], "ignored_fields": []}
 
 GAPS_REQUEST = {"clients": [DEAL["client"], {"client_id": "C-90", "industry": "retail", "size": "small"}]}
 GAPS_RESPONSE = {"model_version": VERSION, "request_id": REQUEST_ID, "clients": [

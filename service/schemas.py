@@ -271,10 +271,17 @@ class RankedScoreOut(ScoreOut):
     rank: int = Field(ge=1, description="1 = work this deal first")
 
 
+def _ignored_fields() -> Any:
+    return Field(default_factory=list, description="the deals' fields that are neither contract fields nor inputs "
+                                                   "of this model, so scoring did not read them (a misspelt field "
+                                                   "shows here), sorted")
+
+
 class ScoreResponse(BaseModel):
     model_version: str
     request_id: str
     scores: list[ScoreOut] = Field(description="in input order")
+    ignored_fields: list[str] = _ignored_fields()
 
 
 class RankResponse(BaseModel):
@@ -282,6 +289,7 @@ class RankResponse(BaseModel):
     request_id: str
     by: RankBy
     scores: list[RankedScoreOut] = Field(description="best first; ties keep input order")
+    ignored_fields: list[str] = _ignored_fields()
 
 
 class ClientGapsOut(BaseModel):

@@ -92,6 +92,21 @@ def test_extra_fields_are_features(service_client: TestClient) -> None:
     assert scores[0] != scores[1]
 
 
+def test_fields_the_model_does_not_read_are_named_in_the_answer(service_client: TestClient) -> None:
+    """A misspelt "amout" was dropped without a word (the value fell back to the model's estimate), while an
+    unknown field of a client is refused: the answer now names what scoring did not read."""
+    plain = _score(service_client, [make_deal(deal_id="a"), make_deal(deal_id="b")]).json()
+    assert plain["ignored_fields"] == []
+    typo = make_deal(deal_id="c", amount=None, amout=5000.0, colour="red")
+    answer = _score(service_client, [make_deal(deal_id="a"), typo]).json()
+    assert answer["ignored_fields"] == ["amout", "colour"]
+    assert answer["scores"][1]["value_source"] == "model"
+    ranked = service_client.post("/v1/rank", json={"deals": [typo]}).json()
+    assert ranked["ignored_fields"] == ["amout", "colour"]
+    # Contract fields the model happens not to use (status, manager) are not listed: a CRM sends them routinely.
+    assert _score(service_client, [make_deal(deal_id="d", manager="Ann", status="open")]).json()["ignored_fields"] == []
+
+
 def test_rank_sorts_best_first_and_keeps_input_order_on_ties(service_client: TestClient) -> None:
     deals = [make_deal(deal_id="small", amount=100.0), make_deal(deal_id="big", amount=90_000.0),
              make_deal(deal_id="twin-1", amount=5000.0), make_deal(deal_id="twin-2", amount=5000.0),

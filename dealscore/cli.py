@@ -325,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     gaps = commands.add_parser("gaps", help="every client's cross-sell gap list")
     gaps.add_argument("--model", required=True)
     gaps.add_argument("--clients", required=True)
-    gaps.add_argument("--holdings", required=True)
+    gaps.add_argument("--holdings", help="what each client holds now; default: what the model knew at training "
+                                         "(a client it does not know then holds nothing)")
     gaps.add_argument("--mapping")
     gaps.add_argument("--top", type=at_least_one, default=5, help="gaps listed per client")
     gaps.add_argument("--as-of", type=as_of_day, default=None,

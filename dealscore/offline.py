@@ -173,7 +173,7 @@ def _profiles_as_of(paid: pd.DataFrame, clients: pd.DataFrame | None, holdings: 
     return profiles
 
 
-def gaps_file(model_dir: str, clients: str, holdings: str, mapping: str | None, out: str, top_k: int = 5,
+def gaps_file(model_dir: str, clients: str, holdings: str | None, mapping: str | None, out: str, top_k: int = 5,
               as_of: date | None = None, warn: Callable[[str], None] | None = None) -> int:
     from model.client_analytics import gap_table
     from model.dataset import load_tables

@@ -255,23 +255,26 @@ def _collect(problems: list[Problem], step: Callable[[], T]) -> T | None:
 
 
 def load_tables(
-    clients: str, holdings: str, mapping: str | Path | None = None, *, today: date | None = None,
+    clients: str, holdings: str | None, mapping: str | Path | None = None, *, today: date | None = None,
     kinds: KindMap[str, str] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Clients and holdings alone (no deals), read, mapped and validated: for offline gap lists.
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Clients and holdings alone (no deals), read, mapped and validated: for offline gap lists. Holdings
+    None: none given (the profiles then use the holdings they knew at training).
 
     `kinds` as for dataset_from_frames ("clients.size": "number" or "text").
     """
     problems: list[Problem] = []
     loaded_mapping = (_collect(problems, partial(load_mapping, mapping)) if mapping is not None else None) or Mapping()
     raw_clients = _collect(problems, partial(read_table, clients, "clients", loaded_mapping.table("clients").csv))
-    raw_holdings = _collect(problems, partial(read_table, holdings, "holdings", loaded_mapping.table("holdings").csv))
+    raw_holdings = (_collect(problems, partial(read_table, holdings, "holdings", loaded_mapping.table("holdings").csv))
+                    if holdings is not None else None)
     loaded_mapping = _csv_format_for_csv_only(loaded_mapping, {"clients": clients, "holdings": holdings}) or Mapping()
     if problems:
         raise ContractViolation(f"cannot read the input: {counted(len(problems), 'problem')}", problems)
-    assert raw_clients is not None and raw_holdings is not None
+    assert raw_clients is not None
     mapped_clients = _collect(problems, partial(apply_mapping, "clients", raw_clients, loaded_mapping))
-    mapped_holdings = _collect(problems, partial(apply_mapping, "holdings", raw_holdings, loaded_mapping))
+    mapped_holdings = (_collect(problems, partial(apply_mapping, "holdings", raw_holdings, loaded_mapping))
+                       if raw_holdings is not None else None)
     typed_clients = typed_holdings = None
     if mapped_clients is not None:
         typed_clients = _collect(problems, partial(
@@ -284,6 +287,6 @@ def load_tables(
             validate_holdings, mapped_holdings, known_clients=known,
             date_format=loaded_mapping.table("holdings").date_format, today=today,
             decimal=loaded_mapping.table("holdings").csv.decimal))
-    if problems or typed_clients is None or typed_holdings is None:
+    if problems or typed_clients is None or (holdings is not None and typed_holdings is None):
         raise ContractViolation(f"input data breaks the data contract: {counted(len(problems), 'problem')}", problems)
     return typed_clients, typed_holdings

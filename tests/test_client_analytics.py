@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from model.client_analytics import GAP_COLUMNS, client_analytics, gap_table, status_window_labels, status_windows
+from model.dataset import dataset_from_frames
 from model.grades import pareto_classes, pareto_cutoffs
 from model.profiles import ALL_CLIENTS, ClientFacts, ClientProfiles
 from training.profiles_fit import fit_profiles
@@ -351,6 +352,30 @@ def test_gap_table_rows(small_crm: SyntheticCRM, crm_profiles: ClientProfiles) -
     holders = set(small_crm.holdings["client_id"])
     newcomers = set(small_crm.clients["client_id"]) - holders
     assert newcomers and newcomers <= set(table["client_id"])
+
+
+def test_the_gaps_command_without_holdings_uses_what_the_model_knew(small_crm: SyntheticCRM,
+                                                                     crm_profiles: ClientProfiles,
+                                                                     tmp_path: Path) -> None:
+    """`dealscore gaps` required --holdings, though a CRM without a holdings table (maven) trains on holdings
+    read off won deals: without the file, each client holds what the profiles knew, as /v1/gaps does."""
+    import dataclasses as dc
+
+    from dealscore.offline import gaps_file
+    from model.artifact import save_artifact
+    from training.fit import train
+
+    small_crm.clients.to_csv(tmp_path / "clients.csv", index=False)
+    result = train(dataset_from_frames(small_crm.deals, small_crm.clients, small_crm.holdings, for_training=True))
+    model_dir = save_artifact(dc.replace(result.model, profiles=crm_profiles), tmp_path / "model", result.metadata)
+    assert gaps_file(str(model_dir), str(tmp_path / "clients.csv"), None, None, str(tmp_path / "gaps.csv"),
+                     top_k=3) > 0
+    table = pd.read_csv(tmp_path / "gaps.csv")
+    assert not {(c, crm_profiles.products[j]) for c, held in crm_profiles.known_products.items() for j in held} & set(
+        zip(table["client_id"], table["product"], strict=True))
+    first = str(table["client_id"].iloc[0])
+    [served] = crm_profiles.gaps_for([ClientFacts(first)], top_k=3)
+    assert list(table.loc[table["client_id"] == first, "product"]) == [g.product for g in served.gaps]
 
 
 def test_several_wins_on_one_day_are_one_purchase_for_the_regular_type() -> None:

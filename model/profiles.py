@@ -218,6 +218,9 @@ class ClientProfiles:
     has_income: bool
     best_rule: str
     summary: dict[str, Any] = field(default_factory=dict)
+    # Known clients' income per product held (product position -> money), where income is holdings' money;
+    # empty in artifacts written before it (a product given up then takes off its typical income).
+    known_holding_income: dict[str, dict[int, float]] = field(default_factory=dict)
     # Derived from the fields above; rebuilt after unpickling.
     product_index: dict[str, int] = field(init=False, repr=False)
     _in_profile: BoolArray = field(init=False, repr=False)
@@ -270,7 +273,7 @@ class ClientProfiles:
                                self._income_factor, strict=True)]
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"known_holding_income": {}, **state})
         self._refresh()
 
     # ------------------------------------------------------------------------------------------------
@@ -305,14 +308,16 @@ class ClientProfiles:
             factor = self._income_factor[-1]
             if income is None and factor is not None:  # a client new to the model
                 income = float(factor[list(held)].sum())
-            elif given is None and income is not None and factor is not None and facts.products is not None:
-                # A known client sent with what it holds now: its income at training, moved by the products
-                # taken up or given up since. (A client sent holding every product kept its training income,
-                # and so a potential income beside an empty gap list.)
+            elif (given is None and income is not None and factor is not None and facts.products is not None
+                  and self.summary.get("income_source") in (None, "holdings revenue", "won deal amounts")):
+                # A known client sent with what it holds now: its income at training, plus what the products
+                # taken up since typically earn, less what the products given up earned it. (A client sent
+                # holding every product kept its training income, and so a potential beside an empty gap list.)
                 before = self.known_products.get(facts.client_id, ())
-                change = factor[[j for j in held if j not in before]].sum() - factor[
-                    [j for j in before if j not in held]].sum()
-                income = max(income + float(change), 0.0)
+                earned = self.known_holding_income.get(facts.client_id, {})
+                change = (float(factor[[j for j in held if j not in before]].sum())
+                          - sum(earned.get(j, float(factor[j])) for j in before if j not in held))
+                income = max(income + change, 0.0)
             out.append(ResolvedClient(facts.client_id, levels, row, held, income))
         return out
 

@@ -213,6 +213,21 @@ def test_a_new_clients_holdings_without_revenue_are_valued_as_gaps_values_them(s
     assert sent.potential_income == pytest.approx(listed["potential_income"], abs=0.01)
 
 
+def test_a_known_client_giving_up_a_product_gets_one_income_from_the_cli_and_the_api(
+        small_crm: SyntheticCRM, crm_profiles: ClientProfiles) -> None:
+    """/v1/gaps took a product given up off at its typical income, the CLI at the client's revenue from it."""
+    holdings = small_crm.holdings
+    client = next(c for c, rows in holdings.groupby("client_id") if len(rows) >= 2 and rows["revenue"].notna().all())
+    own = holdings[holdings["client_id"] == client]
+    without = holdings.drop(index=own.index[0])
+    as_of = pd.Timestamp(max(small_crm.deals["created_at"].max(), pd.to_datetime(holdings["since"]).max())).date()
+    listed = client_analytics(small_crm.deals, small_crm.clients, as_of=as_of, profiles=crm_profiles,
+                              holdings=without).set_index("client_id").loc[client]
+    [sent] = crm_profiles.gaps_for([ClientFacts(client, products=tuple(own["product"].iloc[1:]))], top_k=0)
+    assert sent.income == pytest.approx(listed["income"], abs=0.01)
+    assert sent.potential_income == pytest.approx(listed["potential_income"], abs=0.01)
+
+
 def test_potential_income_of_a_known_client_is_as_of_the_day(small_crm: SyntheticCRM,
                                                              crm_profiles: ClientProfiles) -> None:
     """A client the model knows was compared by its income at training, whatever the as-of day: a client

@@ -118,6 +118,7 @@ class _Portfolio:
     holding_client: npt.NDArray[np.int64]  # one row per (client, product) holding
     holding_product: npt.NDArray[np.int64]
     holding_revenue: FloatArray  # NaN when unknown
+    holding_income: FloatArray  # what each holding adds to its client's income (unknown revenue filled)
     income: FloatArray  # (clients,) realised value used to find the best clients
     has_income: bool  # income is money (revenue, won amounts or the value column)
     income_source: str
@@ -163,6 +164,7 @@ def fit_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdi
         known_products=dict(zip(portfolio.ids, held_lists, strict=True)),
         known_income=({cid: float(x) for cid, x in zip(portfolio.ids, portfolio.income, strict=True)}
                       if portfolio.has_income else {}),
+        known_holding_income=_holding_incomes(portfolio) if portfolio.income_source in HOLDING_INCOME else {},
         has_income=portfolio.has_income, best_rule=config.best_rule,
     )
     rows = np.array([profiles.segment_row(lv) for lv in levels], dtype=np.int64)
@@ -243,6 +245,7 @@ def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holding
         income = np.bincount(holding_client, weights=revenue_filled,
                              minlength=len(client_ids)).astype(np.float64)
     else:
+        revenue_filled = np.ones(len(holding_client))
         income = held.sum(axis=1).astype(np.float64)
     has_income = has_revenue
     raw = _raw_attributes(client_ids, clients, config)
@@ -256,7 +259,8 @@ def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holding
         has_income, income_source = True, f"clients.{config.client_value_column}"
     return _Portfolio(
         ids=client_ids, raw=raw, products=products, held=held, holding_client=holding_client,
-        holding_product=holding_product, holding_revenue=revenue, income=income, has_income=has_income,
+        holding_product=holding_product, holding_revenue=revenue, holding_income=revenue_filled, income=income,
+        has_income=has_income,
         income_source=income_source, reference_day=_reference_day(deals, clients, holdings),
     )
 
@@ -469,6 +473,20 @@ def _parent(stored: dict[int, dict[tuple[Level, ...], Any]], chain: tuple[tuple[
         if parent_values in stored[coarser]:
             return stored[coarser][parent_values]
     raise AssertionError("the all-clients segment is always stored")
+
+
+HOLDING_INCOME = ("holdings revenue", "won deal amounts")  # income sources that are the sum of holdings' money
+
+
+def _holding_incomes(portfolio: _Portfolio) -> dict[str, dict[int, float]]:
+    """Each known client's income per product held, as its income was summed (a product given up later takes
+    off what it earned this client, not what it typically earns)."""
+    out: dict[str, dict[int, float]] = {}
+    for client, product, money in zip(portfolio.holding_client.tolist(), portfolio.holding_product.tolist(),
+                                       portfolio.holding_income.tolist(), strict=True):
+        by_product = out.setdefault(portfolio.ids[client], {})
+        by_product[product] = by_product.get(product, 0.0) + money
+    return out
 
 
 def _global_typical(portfolio: _Portfolio) -> FloatArray:

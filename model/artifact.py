@@ -38,6 +38,15 @@ MODEL_FILE = "model.joblib"
 # 3: product x client attribute level pairs in that index (FeatureSpec.pairs), and PlattCalibration's drift
 # term (older code would load such a calibration and silently ignore its drift).
 ARTIFACT_FORMAT = 3
+# 4: format 3 without the calendar-month feature (`--exclude month`). Written only for such a model, so that
+# dealscore versions reading format 3 alone refuse it (they would build a month column the model lacks and
+# fail on the first deal) while every other artifact stays readable by them.
+MONTHLESS_FORMAT = 4
+READABLE_FORMATS = (ARTIFACT_FORMAT, MONTHLESS_FORMAT)
+
+
+def artifact_format(model: ScoringModel) -> int:
+    return ARTIFACT_FORMAT if getattr(model.spec, "has_month", True) else MONTHLESS_FORMAT
 # Libraries whose pickled objects live in the artifact: a different major.minor may not load them
 # faithfully, so loading refuses rather than scoring with a silently different model.
 PINNED_LIBRARIES = ("lightgbm", "numpy")
@@ -79,7 +88,7 @@ def save_artifact(model: ScoringModel, out_dir: str | Path, metadata: Mapping[st
         for name, content in (extra_files or {}).items():
             (staging / name).write_bytes(content)
         checksums = {p.name: _sha256(p) for p in sorted(staging.iterdir()) if p.is_file()}
-        full = strict_json({**metadata, "version": model.version, "format": ARTIFACT_FORMAT,
+        full = strict_json({**metadata, "version": model.version, "format": artifact_format(model),
                             "libraries": library_versions(), "checksums": checksums})
         full[METADATA_CHECKSUM] = metadata_checksum(full)
         (staging / METADATA_FILE).write_text(json.dumps(full, indent=2, sort_keys=True, allow_nan=False))
@@ -247,9 +256,10 @@ def verify_artifact(artifact_dir: str | Path) -> dict[str, Any]:
             raise ArtifactError(f"model artifact at {directory}: file {name} is missing")
         if _sha256(path) != expected:
             raise _changed(directory, name)
-    if meta.get("format") != ARTIFACT_FORMAT:
+    if meta.get("format") not in READABLE_FORMATS:
         raise ArtifactError(f"model artifact at {directory} has format {meta.get('format')!r}, this dealscore "
-                            f"reads format {ARTIFACT_FORMAT}; retrain the model with this version")
+                            f"reads format {ARTIFACT_FORMAT} (or {MONTHLESS_FORMAT}, without the month feature); "
+                            "retrain the model with this version")
     recorded = meta.get("libraries", {})
     running = library_versions()
     for name in PINNED_LIBRARIES:

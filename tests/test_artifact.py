@@ -99,8 +99,30 @@ def test_a_failed_write_leaves_the_old_artifact_whole(artifact: Path, trained: T
 def test_an_artifact_of_another_format_is_refused(artifact: Path) -> None:
     # Format 2 pickled feature specs without level pairs; this code reads their win rates too.
     rewrite_metadata(artifact, lambda meta: meta.update(format=2))
-    with pytest.raises(ArtifactError, match=f"has format 2, this dealscore reads format {ARTIFACT_FORMAT}; retrain"):
+    with pytest.raises(ArtifactError, match=f"has format 2, this dealscore reads format {ARTIFACT_FORMAT} "):
         load_artifact(artifact)
+
+
+def test_a_model_without_the_month_feature_is_written_as_format_4_and_read_back(
+        small_crm: SyntheticCRM, tmp_path: Path) -> None:
+    """dealscore versions that read format 3 alone refuse it (they built a month column it lacks and failed on the
+    first deal, IndexError); every other artifact stays format 3."""
+    from model.dataset import dataset_from_frames
+    from model.features import FeatureConfig
+    from training.fit import TrainConfig, train
+
+    result = train(dataset_from_frames(small_crm.deals, small_crm.clients, None, for_training=True),
+                   TrainConfig(threads=1, features=FeatureConfig(exclude=("month",))))
+    folder = save_artifact(result.model, tmp_path / "model", result.metadata)
+    assert json.loads((folder / "metadata.json").read_text())["format"] == 4
+    model, _ = load_artifact(folder)
+    deals = attach_clients(small_crm.deals.tail(20), small_crm.clients)
+    np.testing.assert_array_equal(model.score(frame_columns(deals)).p_win,
+                                  result.model.score(frame_columns(deals)).p_win)
+
+
+def test_an_artifact_with_the_month_feature_stays_format_3(artifact: Path) -> None:
+    assert json.loads((artifact / "metadata.json").read_text())["format"] == ARTIFACT_FORMAT == 3
 
 
 # -- metadata.json is covered by a checksum of its own, and is strict JSON ----------------------------

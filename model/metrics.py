@@ -81,19 +81,28 @@ def grade_table(won: FloatArray, grades: list[str], realised_value: FloatArray) 
     return rows
 
 
+# A Brier score this much above the plain win rate's is worse, not noise: a review saw a caution for 0.15627
+# against 0.15587 on 400 deals, printed as "0.156 against 0.156".
+BRIER_MARGIN = 0.001
+
+
 def probability_caution(metrics: Mapping[str, Any]) -> str | None:
-    """A caution when the model's holdout probabilities are worse than the plain win rate's (Brier): it
-    happens with little data, where a calibration slice of a few dozen deals over- or under-stretches. Kept in
-    the artifact (metadata, report) and shown by `dealscore train` and GET /v1/model."""
+    """A caution when the model's holdout probabilities are worse than the plain win rate's (Brier), or its
+    ranking no better than chance (AUC at most 0.5): it happens with little data, where a calibration slice of a
+    few dozen deals over- or under-stretches. Kept in the artifact (metadata, report) and shown by `dealscore
+    train` and GET /v1/model."""
     model, prior = metrics.get("model") or {}, metrics.get("prior_rate") or {}
-    brier, base = model.get("brier"), prior.get("brier")
-    if brier is None or base is None or brier != brier or base != base or brier <= base:
+    brier, base, auc = model.get("brier"), prior.get("brier"), model.get("auc")
+    worse = (brier is not None and base is not None and brier == brier and base == base
+             and brier > base + BRIER_MARGIN)
+    chance = auc is not None and auc == auc and auc <= 0.5
+    if not (worse or chance):
         return None
-    said = (f"caution: on the holdout the model's probabilities are worse than the plain win rate's (Brier "
-            f"{brier:.3f} against {base:.3f}); ")
-    auc = model.get("auc")
-    if auc is not None and auc == auc and auc <= 0.5:  # then the ranking is no help either
-        return said + (f"its ranking is no better than chance either (AUC {auc:.3f}): do not work deals by "
-                       "p_win until more deals have closed and the model is retrained")
-    return said + "with this little data, read p_win as a ranking, not as a chance, and retrain when more deals " \
-        "have closed"
+    brier_part = (f"the model's probabilities are worse than the plain win rate's (Brier {brier:.3f} against "
+                  f"{base:.3f})") if worse else ""
+    if chance:
+        ranking = f"the model ranks deals no better than chance (AUC {auc:.3f})"
+        return (f"caution: on the holdout {ranking}{' and ' + brier_part if worse else ''}: do not work deals by "
+                "p_win until more deals have closed and the model is retrained")
+    return (f"caution: on the holdout {brier_part}; with this little data, read p_win as a ranking, not as a "
+            "chance, and retrain when more deals have closed")

@@ -351,9 +351,14 @@ def test_the_train_summary_cautions_when_the_model_is_worse_than_the_win_rate() 
     assert probability_caution({"model": {"brier": 0.160}, "prior_rate": {"brier": 0.230}}) is None
     assert probability_caution({"model": {"brier": None}, "prior_rate": {"brier": 0.230}}) is None
     assert "read p_win as a ranking" in caution
-    # A ranking worse than a coin's is not offered as the fallback (an audit saw AUC 0.39-0.45 told so).
+    # A ranking worse than a coin's is not offered as the fallback (an audit saw AUC 0.39-0.45 told so); it is a
+    # caution on its own, and a noise-level Brier difference is none (0.15627 against 0.15587 printed as equal).
     chance = probability_caution({"model": {"brier": 0.250, "auc": 0.459}, "prior_rate": {"brier": 0.236}})
-    assert chance is not None and "no better than chance either (AUC 0.459)" in chance and "as a ranking" not in chance
+    assert chance is not None and "no better than chance (AUC 0.459) and the model's probabilities" in chance
+    assert "as a ranking" not in chance
+    alone = probability_caution({"model": {"brier": 0.236, "auc": 0.500}, "prior_rate": {"brier": 0.236}})
+    assert alone is not None and "no better than chance (AUC 0.500): do not work deals by p_win" in alone
+    assert probability_caution({"model": {"brier": 0.15627, "auc": 0.655}, "prior_rate": {"brier": 0.15587}}) is None
 
 
 def test_lost_deals_written_with_amount_zero_are_valued_as_unquoted_not_as_worthless(

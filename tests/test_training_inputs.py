@@ -73,7 +73,7 @@ def test_deals_with_only_the_required_columns_train_and_score(small_crm: Synthet
     assert metrics["logistic_regression"] == metrics["prior_rate"]  # no column: its intercept, the win rate
     # Worse than the win rate here: the caution is kept where the model is read, not only said in a terminal.
     caution = result.metadata["caution"]
-    assert caution and caution.startswith("caution: on the holdout the model's probabilities are worse")
+    assert caution and caution.startswith("caution: on the holdout the model ranks deals no better than chance")
     assert result.report["caution"] == caution and html.escape(caution) in render_html(result.report)
     app = create_app(Settings(), model=result.model, metadata=result.metadata)
     with make_client(app) as client:

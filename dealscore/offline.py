@@ -137,7 +137,7 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
     if undated and warn is not None:
         # As the service does; a stage export without dates would otherwise be scored years after its data.
         warn(f"{counted(undated, 'deal')} without created_at scored as of today ({date.today():%Y-%m-%d}): "
-             "their history features and month are today's")
+             "their history features are as of today")
     unvalued = int(scores["value"].isna().sum())
     if unvalued and model.value_model is None and warn is not None:
         # Training said so once; a file scored months later should say it where its C grades are read.
@@ -166,9 +166,10 @@ def _profiles_as_of(paid: pd.DataFrame, clients: pd.DataFrame | None, holdings: 
     except InsufficientData as exc:
         warn(f"no potential income: {exc.message}")
         return None
-    clients_seen = int(profiles.n_clients[-1])  # the all-clients segment, stored last
-    if clients_seen < ProfileConfig().min_segment_clients:
-        warn(f"the ideal profiles rest on {counted(clients_seen, 'client')} with products by the day (a segment "
+    # Clients holding something: a clients table's other clients hold nothing and say nothing of an ideal.
+    holders = sum(1 for held in profiles.known_products.values() if held)
+    if holders < ProfileConfig().min_segment_clients:
+        warn(f"the ideal profiles rest on {counted(holders, 'client')} with products by the day (a segment "
              f"needs {ProfileConfig().min_segment_clients}): read potential income as rough")
     return profiles
 

@@ -226,7 +226,8 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
         client_extras=[c for c in (*numeric, *categorical) if c in client_kinds],
         pairs=[("product", column) for column in config.product_pairs
                if "product" in categorical and column in categorical and column != "product"],
-        has_month=CALENDAR_MONTH not in config.exclude,
+        # A deals column named month is what `exclude` then names (as before the option): the feature stays.
+        has_month=CALENDAR_MONTH not in config.exclude or CALENDAR_MONTH in deals.columns,
     )
     spec.names, spec.categorical_names = _feature_names(spec)
     clashes = sorted({name for name in spec.names if spec.names.count(name) > 1})

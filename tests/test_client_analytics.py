@@ -344,6 +344,12 @@ def test_potential_income_without_a_model_says_when_its_profiles_rest_on_little(
     said: list[str] = []
     clients_file(str(tmp_path / "few.csv"), None, None, None, str(tmp_path / "out.csv"), warn=said.append)
     assert any("the ideal profiles rest on 3 clients with products by the day" in line for line in said), said
+    # A clients table adds clients that hold nothing: they do not make the profiles rest on more.
+    small_crm.clients.to_csv(tmp_path / "clients.csv", index=False)
+    said.clear()
+    clients_file(str(tmp_path / "few.csv"), str(tmp_path / "clients.csv"), None, None, str(tmp_path / "out.csv"),
+                 warn=said.append)
+    assert any("the ideal profiles rest on 3 clients with products by the day" in line for line in said), said
     small_crm.deals.to_csv(tmp_path / "deals.csv", index=False)
     small_crm.holdings.to_csv(tmp_path / "holdings.csv", index=False)
     said.clear()

@@ -214,6 +214,10 @@ def test_excluding_month_turns_the_calendar_feature_off(small_crm: SyntheticCRM)
     scored = result.model.score(frame_columns(attach_clients(small_crm.deals.tail(30), small_crm.clients)))
     assert all(r.feature != "month" for reasons in scored.reasons for r in reasons)
     assert np.all((scored.p_win > 0) & (scored.p_win < 1))
+    # A deals column named month is what --exclude month names then (as before the option): the feature stays.
+    own_month, _ = _train(small_crm.deals.assign(month="March"), small_crm.clients, config=TrainConfig(
+        threads=1, features=FeatureConfig(exclude=("month",))))
+    assert own_month.model.spec.names.count("month") == 1 and own_month.model.spec.has_month
     with_month, _ = _train(small_crm.deals, small_crm.clients)
     assert with_month.model.spec.names == [*names[:names.index("recent_win_rate") + 1], "month",
                                            *names[names.index("recent_win_rate") + 1:]]
@@ -329,7 +333,9 @@ def test_deals_without_a_client_id_beside_a_clients_table_are_said_with_the_colu
     # Ids that are numbers (read as floats where a cell is empty) are recognised too.
     numbered = small_crm.clients.assign(client_id=small_crm.clients["client_id"].str[1:].astype(int).astype(str))
     account = deals["Account"].str[1:].astype(float).where(deals.index % 9 != 0)
-    _, said = _train(deals.assign(Account=account), numbered, None)
+    # Last, behind whole effort hours that are ids too: a measure is not named as the client column.
+    moved = deals.drop(columns=["Account"]).assign(effort_hours=deals["effort_hours"].round(), Account=account)
+    _, said = _train(moved, numbered, None)
     [note] = [line for line in said if "no deal carries a client_id" in line]
     assert "the deals column 'Account' holds the clients table's ids" in note
     deals_csv, clients_csv = _csv(deals, tmp_path / "deals.csv"), _csv(small_crm.clients, tmp_path / "clients.csv")

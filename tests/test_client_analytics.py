@@ -333,6 +333,9 @@ def test_the_clients_command_gives_potential_income_without_a_model_from_what_wa
     won = table(None)  # holdings read off won deals
     assert (won.loc[won["segment"].notna(), "potential_income"] > 0).any()
     pd.testing.assert_frame_equal(table(None, "deals_later"), won)
+    won_later.assign(deal_id=lambda d: d["deal_id"] + "-jet", product="private_jet").pipe(
+        lambda jets: pd.concat([small_crm.deals, jets])).to_csv(files["deals_later"], index=False)
+    pd.testing.assert_frame_equal(table(None, "deals_later"), won)  # a product first won after the day
 
 
 def test_potential_income_without_a_model_says_when_its_profiles_rest_on_little(small_crm: SyntheticCRM,

@@ -278,6 +278,14 @@ def test_a_near_certain_chance_is_not_shown_as_a_certainty(crm_profiles: ClientP
                              as_of_day=20_000.0)[0].gaps
     sure = [g for g in gaps if g.p_accept >= 0.995]
     assert sure and all(">99% chance for this client" in g.reason and "100% chance" not in g.reason for g in sure)
+    profiles.acceptance = dataclasses.replace(profiles.acceptance,
+                                              intercept=np.where(fitted, -12.0, profiles.acceptance.intercept),
+                                              fitted=fitted)
+    profiles.min_p_accept = 0.0  # let the unlikely ones be listed too
+    gaps = profiles.gaps_for([ClientFacts("new-5", industry="retail", size="small", products=())], top_k=20,
+                             as_of_day=20_000.0)[0].gaps
+    faint = [g for g in gaps if g.p_accept < 0.005]  # rounded to 4 places: a tiny chance shows as 0.0
+    assert faint and all("<1% chance for this client" in g.reason for g in faint)
 
 
 def test_new_clients_and_new_segments_still_get_sensible_gaps(crm_profiles: ClientProfiles) -> None:

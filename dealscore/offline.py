@@ -168,9 +168,10 @@ def _profiles_as_of(paid: pd.DataFrame, clients: pd.DataFrame | None, holdings: 
         return None
     # Clients holding something: a clients table's other clients hold nothing and say nothing of an ideal.
     holders = sum(1 for held in profiles.known_products.values() if held)
-    if holders < ProfileConfig().min_segment_clients:
+    needed = ProfileConfig().min_segment_clients
+    if holders < needed:
         warn(f"the ideal profiles rest on {counted(holders, 'client')} with products by the day (a segment "
-             f"needs {ProfileConfig().min_segment_clients}): read potential income as rough")
+             f"needs {needed}): read potential income as rough")
     return profiles
 
 
@@ -198,9 +199,10 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
                  as_of: date | None = None, model_dir: str | None = None,
                  lost_window_days: int | None = None, warn: Callable[[str], None] | None = None) -> int:
     """The client analytics table. The lost window is `lost_window_days`, else the model's (so the table's
-    status agrees with the model's client_status reasons), else 360 days. Potential income (with a model)
-    compares the ideal client with what each client holds and earns on the day: the holdings file; without
-    it, its won deals when the model's profiles were fitted on won deals, else what the model knew."""
+    status agrees with the model's client_status reasons), else 360 days. Potential income compares the ideal
+    client (the model's profiles, else profiles fitted on these files as of the day) with what each client holds
+    and earns on the day: the holdings file; without it, its won deals paid by then (with a model: when its
+    profiles were fitted on won deals, else what the model knew)."""
     from model.client_analytics import analytics_day, client_analytics, payment_days, status_windows
     from model.dataset import holdings_from_deals
 
@@ -215,11 +217,12 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
                                      day, warn))
     if lost_window_days is None and model is not None:
         lost_window_days = model.spec.config.lost_window_days
-    # Holdings read off won deals: of the deals paid by the day (read off all of them, a holding's revenue
-    # summed its later wins too, and a client earned on the day what it won months after).
-    held = (holdings_from_deals(paid) if dataset.holdings_derived else dataset.holdings) if profiles is not None \
-        else None
-    source = profiles.summary.get("holdings_source") if model is not None and profiles is not None else None
+    held = None
+    if profiles is not None:
+        # Holdings read off won deals: of the deals paid by the day (read off all of them, a holding's revenue
+        # summed its later wins too, and a client earned on the day what it won months after).
+        held = holdings_from_deals(paid) if dataset.holdings_derived else dataset.holdings
+    source = profiles.summary.get("holdings_source") if profiles is not None else None
     if model is not None and profiles is not None and dataset.holdings_derived and source == "table":
         # The profiles measured income by a holdings table's revenue: holdings read off won deals would put
         # money won beside an ideal income in other money. Without the file, what the model knew stands.
@@ -229,9 +232,9 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
     elif model is not None and profiles is not None and dataset.holdings_derived and source is None:
         warn("without --holdings, products and income are read off won deals; this model does not record what "
              "its profiles were fitted on (trained before it did): if that was a holdings table, give --holdings")
-    unlinked = dataset.unlinked_clients_note()
+    unlinked = dataset.unlinked_clients_note("no client has a won deal")
     if unlinked:
-        warn(unlinked.replace("no client attributes or history reach them", "no client has a won deal"))
+        warn(unlinked)
     table = client_analytics(dataset.deals, dataset.clients, as_of=as_of, windows=status_windows(lost_window_days),
                              profiles=profiles, holdings=held)
     for column in ("segment", "income", "ideal_income", "potential_income"):

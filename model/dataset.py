@@ -57,8 +57,9 @@ class Dataset:
         return counts
 
 
-    def unlinked_clients_note(self) -> str | None:
+    def unlinked_clients_note(self, consequence: str = "no client attributes or history reach them") -> str | None:
         """Why the clients table given cannot reach the deals, when it cannot: no deal carries a client_id.
+        `consequence`: what that means for the command saying it.
 
         Legal (client history is optional), but a mapping that leaves client_id out (CONTRACT.md's example
         does) trains on the client column as an ordinary text feature and joins nothing, without a word."""
@@ -76,8 +77,7 @@ class Dataset:
                 f"(deals: columns: {{client_id: {holding_ids[0]!r}}})" if holding_ids
                 else "if the export names the client's id differently, map it as client_id in the mapping's deals "
                      "columns")
-        return (f"no deal carries a client_id, so the clients table is not joined to the deals: no client "
-                f"attributes or history reach them; {hint}")
+        return f"no deal carries a client_id, so the clients table is not joined to the deals: {consequence}; {hint}"
 
 
 def _as_id_text(values: pd.Series) -> pd.Series:

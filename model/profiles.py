@@ -23,6 +23,8 @@ ALL_CLIENTS = "all"  # name of the segment of last resort
 # Attributes a ClientFacts carries by name; any other model attribute comes through ClientFacts.attributes.
 FACT_ATTRIBUTES: tuple[str, ...] = ("industry", "size", "region")
 TENURE = "tenure"  # derived from since_day
+# Income sources that are the sum of the holdings' money (the profiles' summary names the source).
+HOLDING_INCOME: tuple[str, ...] = ("holdings revenue", "won deal amounts")
 
 RawValue = str | float | None
 Level = str | None  # an attribute's level as the profiles see it: text, a band label, or unknown
@@ -309,7 +311,7 @@ class ClientProfiles:
             if income is None and factor is not None:  # a client new to the model
                 income = float(factor[list(held)].sum())
             elif (given is None and income is not None and factor is not None and facts.products is not None
-                  and self.summary.get("income_source") in (None, "holdings revenue", "won deal amounts")):
+                  and self.summary.get("income_source", HOLDING_INCOME[0]) in HOLDING_INCOME):
                 # A known client sent with what it holds now: its income at training, plus what the products
                 # taken up since typically earn, less what the products given up earned it. (A client sent
                 # holding every product kept its training income, and so a potential beside an empty gap list.)
@@ -543,6 +545,6 @@ def _today() -> float:
 
 
 __all__ = [
-    "ALL_CLIENTS", "PRIOR_CLIENTS", "AcceptanceModel", "ClientFacts", "ClientGaps", "ClientProfiles", "Gap",
-    "ProfileEncoder", "ResolvedClient", "band_label", "segment_name", "share_logit",
+    "ALL_CLIENTS", "HOLDING_INCOME", "PRIOR_CLIENTS", "AcceptanceModel", "ClientFacts", "ClientGaps", "ClientProfiles",
+    "Gap", "ProfileEncoder", "ResolvedClient", "band_label", "segment_name", "share_logit",
 ]

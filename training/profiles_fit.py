@@ -25,6 +25,7 @@ from model.grades import DEFAULT_SHARES, check_pareto_shares, pareto_classes
 from model.profiles import (
     ALL_CLIENTS,
     FACT_ATTRIBUTES,
+    HOLDING_INCOME,
     PRIOR_CLIENTS,
     TENURE,
     AcceptanceModel,
@@ -473,9 +474,6 @@ def _parent(stored: dict[int, dict[tuple[Level, ...], Any]], chain: tuple[tuple[
         if parent_values in stored[coarser]:
             return stored[coarser][parent_values]
     raise AssertionError("the all-clients segment is always stored")
-
-
-HOLDING_INCOME = ("holdings revenue", "won deal amounts")  # income sources that are the sum of holdings' money
 
 
 def _holding_incomes(portfolio: _Portfolio) -> dict[str, dict[int, float]]:

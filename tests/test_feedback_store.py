@@ -4,6 +4,7 @@ score log's spool and replay, two processes on one database, and persistence acr
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -151,23 +152,28 @@ def test_a_sqlite_migration_that_fails_halfway_leaves_the_database_as_it_was(
         engine.dispose()
 
 
-def test_two_processes_migrating_at_once_both_succeed(database_url: str) -> None:
-    engines = [make_engine(database_url) for _ in range(2)]
+def _at_once(work: Callable[[sa.Engine], object], engines: list[sa.Engine]) -> list[BaseException]:
+    """`work` on each engine in a thread of its own, all started together; what they raised."""
     errors: list[BaseException] = []
 
-    def migrate(engine: sa.Engine) -> None:
+    def run(engine: sa.Engine) -> None:
         try:
-            upgrade(engine)
-        except BaseException as error:  # collected and asserted below
+            work(engine)
+        except BaseException as error:  # collected for the caller to assert on
             errors.append(error)
 
-    threads = [threading.Thread(target=migrate, args=(e,)) for e in engines]
+    threads = [threading.Thread(target=run, args=(e,)) for e in engines]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return errors
+
+
+def test_two_processes_migrating_at_once_both_succeed(database_url: str) -> None:
+    engines = [make_engine(database_url) for _ in range(2)]
     try:
-        assert errors == []
+        assert _at_once(upgrade, engines) == []
         assert current_revision(engines[0]) == head_revision()
     finally:
         for e in engines:
@@ -178,24 +184,14 @@ def test_processes_opening_a_new_sqlite_file_at_once_all_get_it_in_wal_mode(tmp_
     """Switching a new file to WAL needs it alone, and SQLite told the second connection "database is locked"
     at once (the busy timeout does not cover it): two workers starting on a fresh feedback database failed in
     12 of 150 runs, and this suite's migration test with them."""
+
+    def journal_mode(engine: sa.Engine) -> None:
+        with engine.connect() as connection:
+            assert str(connection.exec_driver_sql("PRAGMA journal_mode").scalar()).lower() == "wal"
+
     for attempt in range(30):
-        url = f"sqlite:///{tmp_path / f'fresh-{attempt}.db'}"
-        engines = [make_engine(url) for _ in range(3)]
-        errors: list[BaseException] = []
-
-        def connect(engine: sa.Engine, errors: list[BaseException] = errors) -> None:
-            try:
-                with engine.connect() as connection:
-                    mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
-                    assert str(mode).lower() == "wal"
-            except BaseException as error:  # collected and asserted below
-                errors.append(error)
-
-        threads = [threading.Thread(target=connect, args=(e,)) for e in engines]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        engines = [make_engine(f"sqlite:///{tmp_path / f'fresh-{attempt}.db'}") for _ in range(3)]
+        errors = _at_once(journal_mode, engines)
         for e in engines:
             e.dispose()
         assert errors == [], f"attempt {attempt}: {errors}"

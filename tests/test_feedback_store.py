@@ -189,7 +189,7 @@ def test_processes_opening_a_new_sqlite_file_at_once_all_get_it_in_wal_mode(tmp_
         with engine.connect() as connection:
             assert str(connection.exec_driver_sql("PRAGMA journal_mode").scalar()).lower() == "wal"
 
-    for attempt in range(30):
+    for attempt in range(100):
         engines = [make_engine(f"sqlite:///{tmp_path / f'fresh-{attempt}.db'}") for _ in range(3)]
         errors = _at_once(journal_mode, engines)
         for e in engines:

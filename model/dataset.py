@@ -70,9 +70,9 @@ class Dataset:
         # column with a meaning of its own (whole effort hours 1..750 matched ids 1..750 in a review).
         as_ids = {str(column): _as_id_text(values.dropna()) for column, values in self.deals.items()
                  if column not in DEALS.names and values.notna().any()}
-        holding = sorted((-values[values.isin(ids)].nunique(), column) for column, values in as_ids.items()
-                         if values.isin(ids).mean() >= 0.5)
-        holding_ids = [column for _, column in holding]
+        matches = {column: values.isin(ids) for column, values in as_ids.items()}
+        holding_ids = [column for _, column in sorted(
+            (-as_ids[column][found].nunique(), column) for column, found in matches.items() if found.mean() >= 0.5)]
         hint = (f"the deals column {holding_ids[0]!r} holds the clients table's ids: map it as client_id "
                 f"(deals: columns: {{client_id: {holding_ids[0]!r}}})" if holding_ids
                 else "if the export names the client's id differently, map it as client_id in the mapping's deals "

@@ -213,9 +213,20 @@ def public_rows(public: PublicSet) -> tuple[list[tuple[object, ...]], list[str]]
         f"{public.name}: AUC {ours['auc']:.4f} vs best baseline {best['auc']:.4f} ({best_name}): "
         f"{verdict(auc_met)}; ECE {ours['ece']:.4f} <= {ECE_GOAL}: {verdict(ours['ece'] <= ECE_GOAL)}; "
         f"leak guard: {leaks or 'nothing flagged'}; "
-        f"{time.perf_counter() - started:.0f} s"
+        f"{time.perf_counter() - started:.0f} s",
+        value_note(result.report),
     ]
     return rows, lines
+
+
+def value_note(report: dict[str, Any]) -> str:
+    """The value model on the holdout's won deals beside its baselines (training/value_fit.py)."""
+    value = report.get("value") or {}
+    if not value.get("evaluated"):
+        return f"  value model: not measured ({value.get('why', 'no value section')})"
+    errors = ", ".join(f"{name} {e['mean_abs_log_error']:.3f}" for name, e in value["errors"].items())
+    return (f"  value model on {value['holdout_won_deals_with_amount']:,} holdout wins, mean |log error| "
+            f"(lower is better): {errors}; spread factor {value['spread']:.3f}")
 
 
 @contextmanager
@@ -271,6 +282,7 @@ def synthetic_table(n_deals: int = SYNTHETIC_DEALS) -> str:
         f"  generate(seed={SYNTHETIC_SEED}, n_deals={n_deals:,}); holdout from {split_info['holdout_from']}, "
         f"{split_info['train_deals']:,} deals before; {split_info.get('rounds', '-')} rounds; "
         f"{time.perf_counter() - started:.0f} s",
+        value_note(result.report),
     ]
     return format_table("Synthetic CRM: our model against the true probabilities, same holdout deals",
                         ("model", "holdout", "AUC", "Brier", "ECE", "ECE floor", "mean |p - true|"), rows, notes)

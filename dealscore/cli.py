@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -112,6 +112,10 @@ def _summary_table(artifact: Path) -> str:
     if caution:
         lines.append(caution)
     lines.append(grade_summary(meta))
+    report = artifact / "report.json"
+    value_line = _value_summary(json.loads(report.read_text()).get("value")) if report.is_file() else None
+    if value_line:
+        lines.append(value_line)
     if meta.get("empty_columns"):
         lines.append(f"empty columns (no value in any won or lost deal), trained without: "
                      f"{', '.join(meta['empty_columns'])}")
@@ -120,6 +124,17 @@ def _summary_table(artifact: Path) -> str:
         lines.append(f"leak guard: {leak['column']} {verdict}: {leak['reason']}")
     lines.append(f"artifact: {artifact} (report.html inside)")
     return "\n".join(lines)
+
+
+def _value_summary(value: Mapping[str, Any] | None) -> str | None:
+    """One line on the value model (deals without an amount): its holdout error beside the median won amount."""
+    if not value or not value.get("evaluated"):
+        return None
+    errors = value["errors"]
+    return (f"value model (deals without an amount): mean |log error| {errors['model']['mean_abs_log_error']:.3f} on "
+            f"{value['holdout_won_deals_with_amount']:,} holdout wins, median won amount "
+            f"{errors['median won amount']['mean_abs_log_error']:.3f}; expected amount = typical x "
+            f"{value['spread']:.2f}")
 
 
 def _metric(value: float | None, width: int, places: int) -> str:

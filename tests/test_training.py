@@ -12,7 +12,7 @@ import pytest
 
 from model.dataset import Dataset, dataset_from_frames
 from model.errors import InsufficientData
-from model.features import TENURE, FeatureConfig, attach_clients, frame_columns
+from model.features import TENURE, FeatureConfig, attach_clients, build_features, frame_columns
 from model.grades import GradeCutoffs, letter_classes
 from model.metrics import expected_calibration_error
 from training.fit import TrainConfig, TrainingResult, d_floor, fingerprint, train
@@ -219,6 +219,8 @@ def test_the_train_command_says_when_deals_carry_no_amounts(small_crm: Synthetic
                           "--out", str(out)]) == 0
         summary = capsys.readouterr().out
         assert ("grade A from EV" in summary) is with_amounts
+        # and how well the value model guesses an amount, where there is one
+        assert ("value model (deals without an amount): mean |log error|" in summary) is with_amounts
         assert ("grades: no reference deal has an expected value above 0 (0 closed deals with an amount above 0, "
                 "0 of them won; a value model needs 30)" in summary) is not with_amounts
     assert dealscore(["score", "--model", str(out), "--deals", str(tmp_path / "deals.csv"),
@@ -241,9 +243,9 @@ def test_a_deal_without_an_amount_is_scored_as_a_typical_deal_not_as_one_of_amou
         small_crm: SyntheticCRM, trained: TrainingResult) -> None:
     """Every closed training deal had an amount and effort hours, so the engine learned no branch for a
     missing one and read it as 0: leaving the amount out scored a deal exactly as amount 0. Now the value
-    model's estimate stands in for the amount (the value the answer gives, so p_win and expected value rest
-    on one amount), the median for effort hours (and for the amount without a value model), and the
-    reasons show the values as not sent."""
+    model's typical amount for such a deal stands in for the amount (the value the answer gives is that times
+    the spread factor, its expected amount), the median for effort hours (and for the amount without a value
+    model), and the reasons show the values as not sent."""
     model = trained.model
     fill = model.spec.numeric_fill or {}
     closed = small_crm.deals[small_crm.deals["status"] != "open"]
@@ -259,7 +261,11 @@ def test_a_deal_without_an_amount_is_scored_as_a_typical_deal_not_as_one_of_amou
     assert model.value_model is not None
     unsent = scored(np.nan, np.nan)
     assert unsent.value_source == ["model"] * len(deals)
-    np.testing.assert_array_equal(unsent.p_win, scored(unsent.value, fill["effort_hours"]).p_win)
+    gaps = {**columns, "amount": np.full(len(deals), np.nan), "effort_hours": np.full(len(deals), np.nan)}
+    features = build_features(model.spec, model.history, model.with_known_clients(gaps))
+    typical, expected = model.value_model.typical_and_expected(features)
+    np.testing.assert_array_equal(unsent.value, expected)
+    np.testing.assert_array_equal(unsent.p_win, scored(typical, fill["effort_hours"]).p_win)
 
     class Seen:  # the win model, recording the features it is asked about
         def __init__(self, inner: Any) -> None:
@@ -273,7 +279,7 @@ def test_a_deal_without_an_amount_is_scored_as_a_typical_deal_not_as_one_of_amou
     dataclasses.replace(model, win_model=seen).score({**columns, "amount": np.full(len(deals), np.nan),
                                                       "effort_hours": np.full(len(deals), np.nan)}, n_reasons=0)
     names = model.spec.names
-    np.testing.assert_array_equal(seen.features[:, names.index("amount")], unsent.value)
+    np.testing.assert_array_equal(seen.features[:, names.index("amount")], typical)
     assert (seen.features[:, names.index("effort_hours")] == fill["effort_hours"]).all()
     assert not np.array_equal(unsent.p_win, scored(0.0, 0.0).p_win)
     without_value_model = dataclasses.replace(model, value_model=None)

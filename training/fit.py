@@ -43,11 +43,12 @@ from model.records import is_plain_number
 from model.scorer import ScoringModel, ValueModel
 from model.win_models import LinearWinModel, PlattCalibration, TreeWinModel, WinModel
 from training.calibration import fit_calibration
-from training.fit_pool import FitPool, StopWhenSet, check_stop, default_workers
+from training.fit_pool import FitPool, check_stop, default_workers, watching
 from training.gap_evaluation import profile_report
 from training.inputs import check_named_columns, empty_columns, numbers_read_as_text
 from training.leak_guard import find_leaks
 from training.profiles_fit import ProfileConfig, fit_profiles
+from training.value_fit import MIN_VALUE_MODEL_DEALS, fit_value_model, value_evaluation
 
 FloatArray = npt.NDArray[np.float64]
 Progress = Callable[[str], None]
@@ -176,7 +177,6 @@ def check_holdout(won: FloatArray, share: float) -> None:
 
 
 WinFit = tuple[WinModel, PlattCalibration, dict[str, Any]]
-MIN_VALUE_MODEL_DEALS = 30  # won deals with a positive amount needed to model the amount of the others
 
 
 def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.int64], spec: FeatureSpec,
@@ -206,7 +206,7 @@ def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.in
         valid_set = lgb.Dataset(features[calibration_rows], won[calibration_rows], reference=train_set)
         slice_loss = SliceLogLoss(won[calibration_rows])
         booster = lgb.train(params, train_set, num_boost_round=config.max_rounds, valid_sets=[valid_set],
-                            feval=slice_loss, callbacks=[lgb.early_stopping(50, verbose=False), *_watching(stop)])
+                            feval=slice_loss, callbacks=[lgb.early_stopping(50, verbose=False), *watching(stop)])
         booster.free_dataset()
         info["rounds"] = int(booster.best_iteration or booster.current_iteration())
         info["tree_shape"] = {"leaves": shape[0], "min_deals_per_leaf": shape[1], "learning_rate": shape[2]}
@@ -266,10 +266,6 @@ def _best_shape(fits: list[WinFit], shapes: tuple[tuple[int, int, float], ...]) 
     return model, calibration, info, shapes[best]
 
 
-def _watching(stop: threading.Event | None) -> list[Callable[..., Any]]:
-    return [] if stop is None else [StopWhenSet(stop)]
-
-
 def _fit_published(features: FloatArray, won: FloatArray, amount: FloatArray, rows: npt.NDArray[np.int64],
                    spec: FeatureSpec, config: TrainConfig, small_data: bool,
                    shape: tuple[int, int, float], stop: threading.Event) -> tuple[
@@ -313,25 +309,6 @@ def _fit_linear(features: FloatArray, won: FloatArray, spec: FeatureSpec) -> Lin
     coef = np.zeros(len(spec.names))
     coef[usable] = logistic.coef_[0]
     return LinearWinModel(fill=fill, mean=mean, scale=scale, coef=coef, intercept=float(logistic.intercept_[0]))
-
-
-def fit_value_model(features: FloatArray, amount: FloatArray, won: FloatArray, rows: npt.NDArray[np.int64],
-                    spec: FeatureSpec, config: TrainConfig, stop: threading.Event | None = None) -> ValueModel | None:
-    """Amount if won from similar won deals; used when a deal comes without an amount."""
-    usable = rows[(won[rows] > 0) & np.isfinite(amount[rows]) & (amount[rows] > 0)]
-    if usable.size < MIN_VALUE_MODEL_DEALS:
-        return None
-    index = [i for i, name in enumerate(spec.names) if name not in ("amount",)]
-    categorical = [index.index(spec.names.index(c)) for c in spec.categorical_names]
-    # 150 rounds at 0.1: as accurate as 300 at 0.05 on the synthetic CRM (RMSE of log amount on the latest
-    # fifth of won deals 0.3187 vs 0.3184 at 1M deals, 0.3317 vs 0.3306 at 100k) in half the time.
-    params = {"objective": "regression", "learning_rate": 0.1, "num_leaves": 31, "min_data_in_leaf": 20,
-              "num_threads": config.threads, "verbose": -1, "seed": config.seed, "deterministic": True,
-              "force_row_wise": True}
-    data = lgb.Dataset(features[usable][:, index], np.log1p(amount[usable]), categorical_feature=categorical)
-    booster = lgb.train(params, data, num_boost_round=150, callbacks=_watching(stop))
-    booster.free_dataset()
-    return ValueModel(booster=booster, feature_index=index)
 
 
 def d_floor(deals: pd.DataFrame, config: TrainConfig) -> float | None:
@@ -443,8 +420,15 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         holdout_p = eval_calibration.probability(eval_model.margin(features[holdout_rows]), features[holdout_rows])
 
         progress(f"fitting the published model on all {closed_rows.size:,} closed deals")
-        win_model, calibration, final_info, value_model = pool.submit(
-            _fit_published, features, won, amount, closed_rows, spec, config, small_data, shape, pool.stop).result()
+        published = pool.submit(_fit_published, features, won, amount, closed_rows, spec, config, small_data, shape,
+                                pool.stop)
+        products = deals["product"].to_numpy(dtype=object) if "product" in deals.columns else None
+        valuing = pool.submit(value_evaluation, features, amount, won, train_rows, holdout_rows, spec, config,
+                              products, pool.stop)
+        win_model, calibration, final_info, value_model = published.result()
+        value_section = valuing.result()
+        if value_model is not None:
+            value_model.spread = value_section["spread"]
         if pool.workers == 1:  # one after the other
             if profiling:
                 progress(f"{profiling} and the baselines")
@@ -498,6 +482,7 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         "leaks": [{"column": f.column, "reason": f.reason, "kept": f.kept, "review_only": f.review_only}
                   for f in leaks],
         "value_model": value_model is not None,
+        "value": value_section,
         "empty_columns": list(empty),
         # The served model is refitted on every closed deal and calibrated on its own latest slice: the
         # holdout figures are the evaluation model's, so the report states both calibrations.
@@ -534,7 +519,9 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         # without an amount; `dealscore train` says why).
         "value": {"closed_deals_with_amount": int(np.sum(amount[closed_rows] > 0)),
                   "won_deals_with_amount": int(np.sum((amount[closed_rows] > 0) & (won[closed_rows] > 0))),
-                  "value_model": value_model is not None, "value_model_needs_won_deals": MIN_VALUE_MODEL_DEALS},
+                  "value_model": value_model is not None, "value_model_needs_won_deals": MIN_VALUE_MODEL_DEALS,
+                  "value_model_spread": value_model.spread if value_model is not None else None,
+                  "value_model_rounds": value_model.booster.num_trees() if value_model is not None else None},
         "training": {**final_info, "config": _config_dict(config)},
     }
     if profiles is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
@@ -106,3 +107,8 @@ def check_stop(event: threading.Event | None) -> None:
     """Between the steps of a task that is not a boosting loop: end it if its training has ended."""
     if event is not None and event.is_set():
         raise FitCancelled("stopped between steps: the training it belongs to ended")
+
+
+def watching(stop: threading.Event | None) -> list[Callable[..., Any]]:
+    """The LightGBM callbacks that end a fit once `stop` is set (none without an event)."""
+    return [] if stop is None else [StopWhenSet(stop)]

@@ -126,6 +126,24 @@ def _empty_columns_note(empty: list[str]) -> str:
             f"{html.escape(', '.join(empty))}.</p>")
 
 
+def _value_section(value: dict[str, Any] | None) -> str:
+    """The value model on the holdout's won deals, beside the baselines, and the spread factor it was given."""
+    if not value:
+        return ""
+    if not value.get("evaluated"):
+        return f"<h2>Value of a deal without an amount</h2><p>Not measured: {html.escape(str(value.get('why')))}.</p>"
+    rows = "".join(f"<tr><th>{html.escape(name)}</th><td>{e['median_abs_pct_error']:.1%}</td>"
+                   f"<td>{e['mean_abs_log_error']:.3f}</td></tr>" for name, e in value["errors"].items())
+    return (f"<h2>Value of a deal without an amount</h2><p>Amount predicted for the holdout's "
+            f"{value['holdout_won_deals_with_amount']:,} won deals that have one, by a value model fitted on the "
+            f"{value['fitted_on_won_deals']:,} won deals before it, beside baselines fitted on the same deals "
+            "(typical amounts, before the spread factor):</p>"
+            "<table><tr><th>guess</th><th>median error, share of the amount</th><th>mean |log error|</th></tr>"
+            f"{rows}</table><p>Spread factor {value['spread']:.3f}: a deal's typical amount times this is its "
+            "expected amount, given the spread of amounts around the model's guesses; the published value model "
+            f"applies it. Holdout amounts ran {value['level']:.2f}x the evaluation model's guesses.</p>")
+
+
 def render_html(report: dict[str, Any]) -> str:
     split = report["split"]
     notes = {"review": " (used: check it)", "kept": " (kept on request)", "excluded": " (excluded)"}
@@ -152,6 +170,7 @@ model fitted on the {split['train_deals']} earlier ones.</p>
 <h2>Letter classes on the holdout</h2>
 <table>{grade_head}{grades}</table>
 {_grade_svg(report['grades'])}
+{_value_section(report.get("value"))}
 <h2>Leak guard</h2>{f'<ul>{leaks}</ul>' if leaks else '<p>No column looked like a leak of the outcome.</p>'}
 {_empty_columns_note(report.get("empty_columns") or [])}
 {render_profiles_html(report.get("profiles"))}

@@ -84,6 +84,17 @@ def test_the_report_measures_the_value_model_on_the_holdouts_won_deals_beside_ba
     assert "Value of a deal without an amount" in html and "Spread factor" in html
 
 
+def test_one_absurd_amount_does_not_set_every_value() -> None:
+    # A typing error (an amount a million times its product's) among the holdout's wins: every deal without
+    # an amount is multiplied by the spread factor, so one deal must not move it much.
+    clean = _deals(4000, seed=11)
+    typo = clean.copy()
+    late_win = typo.index[(typo["status"] == "won") & (typo["product"] == "audit")][-1]
+    typo.loc[late_win, "amount"] *= 1e6
+    spread = _trained(typo).report["value"]["spread"]
+    assert spread == pytest.approx(_trained(clean).report["value"]["spread"], rel=0.1)
+
+
 def test_too_few_later_wins_leave_values_uncorrected_and_say_why() -> None:
     deals = _deals(400, seed=3)
     # Amounts only on the earliest deals: the holdout's wins have none to test against.

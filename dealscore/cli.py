@@ -113,7 +113,8 @@ def _summary_table(artifact: Path) -> str:
         lines.append(caution)
     lines.append(grade_summary(meta))
     report = artifact / "report.json"
-    value_line = _value_summary(json.loads(report.read_text()).get("value")) if report.is_file() else None
+    value_line = (_value_summary(json.loads(report.read_text()).get("value"), bool(meta.get("value", {}).get(
+        "value_model"))) if report.is_file() else None)
     if value_line:
         lines.append(value_line)
     if meta.get("empty_columns"):
@@ -126,15 +127,21 @@ def _summary_table(artifact: Path) -> str:
     return "\n".join(lines)
 
 
-def _value_summary(value: Mapping[str, Any] | None) -> str | None:
-    """One line on the value model (deals without an amount): its holdout error beside the median won amount."""
-    if not value or not value.get("evaluated"):
+def _value_summary(value: Mapping[str, Any] | None, has_value_model: bool) -> str | None:
+    """One line on the value model (deals without an amount): its holdout error beside guessing the median."""
+    if not value:
         return None
+    if not value.get("evaluated"):
+        if not has_value_model:
+            return None  # the grade line says why there are no values
+        return ("value model (deals without an amount): not measured, its values not corrected for spread: "
+                f"{value['why']}")
     errors = value["errors"]
+    baselines = "; ".join(f"guessing the {name}: {e['mean_abs_log_error']:.3f}" for name, e in errors.items()
+                          if name != "model")
     return (f"value model (deals without an amount): mean |log error| {errors['model']['mean_abs_log_error']:.3f} on "
-            f"{value['holdout_won_deals_with_amount']:,} holdout wins, median won amount "
-            f"{errors['median won amount']['mean_abs_log_error']:.3f}; expected amount = typical x "
-            f"{value['spread']:.2f}")
+            f"{value['holdout_won_deals_with_amount']:,} holdout wins ({baselines}); expected amount = typical "
+            f"amount x {value['spread']:.2f}")
 
 
 def _metric(value: float | None, width: int, places: int) -> str:

@@ -41,7 +41,7 @@ class ValueModel:
     A regression of log(1 + amount) predicts a typical (median-like) amount: back on the money scale it
     falls short of the mean by the spread of the deals around it, about half on data whose amounts vary as
     widely as the IT consulting bids. An expected value wants the mean, so the prediction is multiplied by
-    `spread`, the mean of exp(residual) on later deals (Duan's smearing estimate, training/value_evaluation.py).
+    `spread`, the mean of exp(residual) on later deals (Duan's smearing estimate, training/value_fit.py).
     Models written before it load with 1.0: their values are unchanged.
     """
 
@@ -60,9 +60,12 @@ class ValueModel:
     def typical_and_expected(self, features: FloatArray) -> tuple[FloatArray, FloatArray]:
         """The typical amount of such a deal (the regression's median-like guess) and its expected amount."""
         log_amount = self.log_amount(features)
-        # E[1 + amount] = exp(log prediction) x E[exp(residual)]
-        return (np.asarray(np.expm1(log_amount), dtype=np.float64),
-                np.asarray(np.exp(log_amount) * self.spread - 1.0, dtype=np.float64))
+        largest = np.finfo(np.float64).max  # an absurd training amount must not make a value infinite
+        with np.errstate(over="ignore"):
+            typical = np.minimum(np.expm1(log_amount), largest)
+            # E[1 + amount] = exp(log prediction) x E[exp(residual)]
+            expected = np.minimum(np.exp(log_amount) * self.spread - 1.0, largest)
+        return np.asarray(typical, dtype=np.float64), np.asarray(expected, dtype=np.float64)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 
 from model.errors import InsufficientData
 from model.features import attach_clients, build_features, frame_columns
-from model.win_models import PlattCalibration, rate_log_odds
+from model.win_models import LinearWinModel, PlattCalibration, rate_log_odds
 from training.calibration import MIN_DRIFT_SLICE, fit_calibration
 from training.fit import TrainingResult
 from training.synthetic_crm import SyntheticCRM
@@ -153,3 +153,27 @@ def test_top_decile_lift_shares_the_places_among_tied_scores() -> None:
     assert top_decile_lift(won, ranked) == pytest.approx(2.0)  # the latest ten, all won
     half_tied = np.where(np.arange(100) >= 80, 0.9, 0.1)  # twenty tied at the top, all won
     assert top_decile_lift(won, half_tied) == pytest.approx(2.0)
+
+
+def test_a_drift_steeper_than_the_rate_itself_is_followed_only_as_far_as_the_rate() -> None:
+    # The weight is kept within [0, 1]: a point of recent win rate never moves a deal's log-odds further than
+    # the rate's own, however steeply the slice leans.
+    margin, recent, won = _slice(drift=2.5)
+    assert fit_calibration(margin, won, recent, drift_column=4).drift == 1.0
+
+
+def test_a_recent_rate_of_zero_or_one_moves_probabilities_a_finite_step() -> None:
+    # A quiet 365 days without a single win (or loss) must not send every probability to 0 or 1.
+    odds = rate_log_odds(np.array([0.0, 1.0, np.nan, 0.5]))
+    limit = float(np.log(1e-4 / (1 - 1e-4)))
+    np.testing.assert_allclose(odds, [limit, -limit, 0.0, 0.0])
+
+
+def test_a_linear_models_contributions_add_up_to_its_margin() -> None:
+    model = LinearWinModel(fill=np.array([1.0, 2.0]), mean=np.array([0.5, 1.0]), scale=np.array([2.0, 4.0]),
+                           coef=np.array([0.3, -0.7]), intercept=-0.4)
+    features = np.array([[3.0, np.nan], [np.nan, 5.0]])
+    contributions = model.contributions(features)
+    np.testing.assert_allclose(contributions.sum(axis=1), model.margin(features))
+    np.testing.assert_allclose(contributions[:, -1], [-0.4, -0.4])  # the base value, last
+    np.testing.assert_allclose(contributions[0, :2], [0.3 * (3.0 - 0.5) / 2.0, -0.7 * (2.0 - 1.0) / 4.0])

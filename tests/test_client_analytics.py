@@ -429,3 +429,21 @@ def test_without_any_amount_money_is_unknown_not_zero() -> None:
     assert table["abc"].isna().all() and table["m_score"].isna().all() and table["monetary"].isna().all()
     assert not table["golden"].any() and table.loc["a", "rfm"].endswith("-")
     assert analytics([("a", 30, "won", 5.0)]).attrs["money_known"] is True
+
+
+def test_won_amounts_of_zero_are_no_money_either() -> None:
+    # An export that writes 0 where it has no amount: no ABC class rather than every client C.
+    table = analytics([("z", 10, "won", 0.0), ("y", 20, "won", 0.0)])
+    assert table.attrs["money_known"] is False and table["abc"].isna().all()
+
+
+def test_a_window_of_zero_days_is_refused() -> None:
+    with pytest.raises(ValueError, match="windows must be positive day counts"):
+        analytics([("a", 1, "won", 1.0)], windows=(0, 90))
+
+
+def test_regular_type_at_the_edge_of_monthly() -> None:
+    # Purchases 45 days apart are monthly (at most 45), 46 apart periodic.
+    table = analytics([("m", 10, "won", 1.0), ("m", 55, "won", 1.0), ("m", 100, "won", 1.0),
+                       ("p", 10, "won", 1.0), ("p", 56, "won", 1.0), ("p", 102, "won", 1.0)])
+    assert table["regular_type"].to_dict() == {"m": "monthly", "p": "periodic"}

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from model.errors import ContractViolation
 from model.features import (
+    TENURE,
     DealHistory,
     FeatureConfig,
+    FeatureSpec,
     attach_clients,
     build_features,
     fit_feature_spec,
@@ -215,3 +219,94 @@ def test_a_deal_gets_the_same_features_alone_as_in_a_large_batch(small_crm: Synt
     unseen = together[::5, spec.names.index("product")]
     assert (unseen == len(spec.vocab["product"])).all()  # the shared code of rare and unseen levels
     assert np.isnan(together[3::5, spec.names.index("region")]).all()
+
+
+def _one_client(rows: list[tuple[str, int, int | None, str, float]],
+                **config: Any) -> tuple[FeatureSpec, DealHistory]:
+    """Deals of client k as (deal_id, created day, closed day or None, status, amount), days from 2024-01-01;
+    the feature spec and history fitted on them."""
+    day = pd.Timestamp("2024-01-01")
+    deals = pd.DataFrame({
+        "deal_id": [r[0] for r in rows], "client_id": "k",
+        "created_at": [day + pd.Timedelta(days=r[1]) for r in rows],
+        "closed_at": [day + pd.Timedelta(days=r[2]) if r[2] is not None else pd.NaT for r in rows],
+        "status": [r[3] for r in rows], "amount": [r[4] for r in rows], "product": "x"})
+    spec = fit_feature_spec(deals, FeatureConfig(**config), {})
+    return spec, DealHistory(spec, frame_columns(deals))
+
+
+def _features_on(spec: FeatureSpec, history: DealHistory, day: int, **values: object) -> dict[str, float]:
+    deal = pd.DataFrame({"deal_id": ["asked"], "client_id": ["k"], "product": ["x"],
+                         "created_at": [pd.Timestamp("2024-01-01") + pd.Timedelta(days=day)], **{
+                             k: [v] for k, v in values.items()}})
+    row = build_features(spec, history, frame_columns(deal))[0]
+    return dict(zip(spec.names, row.tolist(), strict=True))
+
+
+def test_a_win_closed_on_the_deals_own_day_is_not_yet_in_its_recency() -> None:
+    spec, history = _one_client([("a", 0, 30, "won", 100.0)])
+    same_day = _features_on(spec, history, 30)
+    assert same_day["client_won_deals"] == 0
+    assert np.isnan(same_day["client_days_since_last_win"]) and np.isnan(same_day["client_days_since_first_win"])
+    next_day = _features_on(spec, history, 31)
+    assert next_day["client_won_deals"] == 1
+    assert next_day["client_days_since_last_win"] == next_day["client_days_since_first_win"] == 1
+
+
+def test_client_status_at_the_edges_of_the_lost_window() -> None:
+    # Status codes: 0 no earlier win, 1 new (one), 2 regular (two or more), 3 lost (no win within the window).
+    spec, history = _one_client([("a", 0, 5, "won", 100.0), ("b", 0, 10, "won", 50.0)], lost_window_days=150)
+    assert _features_on(spec, history, 160)["client_status"] == 2  # last win exactly 150 days before: not lost
+    assert _features_on(spec, history, 161)["client_status"] == 3
+    spec, history = _one_client([("a", 0, 10, "won", 100.0), ("b", 0, 12, "lost", 80.0)], lost_window_days=150)
+    assert _features_on(spec, history, 20)["client_status"] == 1
+    assert _features_on(spec, history, 10)["client_status"] == 0
+
+
+def test_a_number_not_sent_is_the_closed_deals_median() -> None:
+    spec, history = _one_client([("a", 0, 5, "won", 100.0), ("b", 0, 10, "lost", 50.0)])
+    assert _features_on(spec, history, 20)["amount"] == 75.0
+    assert _features_on(spec, history, 20, amount=10.0)["amount"] == 10.0
+
+
+def test_a_client_without_since_has_the_median_tenure() -> None:
+    day = pd.Timestamp("2024-01-01")
+    deals = pd.DataFrame({"deal_id": ["a", "b"], "client_id": ["k", "m"], "status": ["won", "lost"],
+                          "created_at": [day, day + pd.Timedelta(days=10)], "amount": [1.0, 2.0],
+                          "client_since": [day - pd.Timedelta(days=100), day - pd.Timedelta(days=290)]})
+    spec = fit_feature_spec(deals, FeatureConfig(), {})
+    asked = pd.DataFrame({"deal_id": ["c"], "client_id": ["n"], "created_at": [day + pd.Timedelta(days=20)],
+                          "client_since": [pd.NaT]})
+    row = build_features(spec, DealHistory(spec, frame_columns(deals)), frame_columns(asked))[0]
+    assert dict(zip(spec.names, row.tolist(), strict=True))[TENURE] == 200.0  # median of 100 and 300 days
+
+
+def test_smoothing_must_be_above_zero() -> None:
+    with pytest.raises(ValueError, match="smoothing must be a finite number above 0"):
+        FeatureConfig(smoothing=0)
+
+
+def test_a_client_the_history_never_saw_has_none_of_another_clients_history() -> None:
+    spec, history = _one_client([("a", 0, 5, "won", 100.0), ("b", 0, 10, "won", 50.0)])
+    deal = pd.DataFrame({"deal_id": ["new"], "client_id": ["someone else"], "product": ["x"],
+                         "created_at": [pd.Timestamp("2024-03-01")]})
+    row = dict(zip(spec.names, build_features(spec, history, frame_columns(deal))[0].tolist(), strict=True))
+    assert row["client_won_deals"] == 0 and row["client_closed_deals"] == 0 and row["client_won_amount"] == 0
+    assert np.isnan(row["client_days_since_last_win"]) and np.isnan(row["client_days_since_first_win"])
+
+
+def test_a_win_without_an_amount_adds_nothing_to_the_clients_money() -> None:
+    # The blank one is the latest known: the client's money as of then must not be blank.
+    spec, history = _one_client([("a", 0, 5, "won", 100.0), ("c", 0, 10, "won", 30.0), ("b", 0, 12, "won", np.nan)])
+    row = _features_on(spec, history, 20)
+    assert row["client_won_deals"] == 3 and row["client_won_amount"] == 130.0
+
+
+def test_a_product_the_history_never_saw_has_no_history_of_its_own() -> None:
+    # No deals of it, for the client or at all: its smoothed win rate is the overall earlier rate.
+    spec, history = _one_client([("a", 0, 5, "won", 100.0), ("b", 0, 6, "won", 100.0), ("c", 0, 7, "lost", 1.0)])
+    seen = _features_on(spec, history, 20)
+    assert (seen["client_product_deals"], seen["client_product_wins"]) == (3, 2)
+    unseen = _features_on(spec, history, 20, product="never sold")
+    assert (unseen["client_product_deals"], unseen["client_product_wins"]) == (0, 0)
+    assert unseen["product_win_rate"] == pytest.approx(unseen["overall_win_rate"])

@@ -456,3 +456,23 @@ def test_the_acceptance_penalty_stays_strong_unless_the_data_show_better() -> No
 
     assert [chosen(60, 0.0, seed) for seed in range(5)].count(REGULARISATION_GRID[0]) >= 4
     assert chosen(3000, 3.0, 0) >= 0.1
+
+
+def test_a_product_every_best_client_holds_reads_100_percent() -> None:
+    from model.profiles import _percent
+
+    assert (_percent(1.0), _percent(0.0), _percent(0.5)) == ("100%", "0%", "50%")
+
+
+def test_income_of_a_known_client_sent_without_its_products_is_never_negative_on_older_models(
+        crm_profiles: ClientProfiles) -> None:
+    # Models written before per-holding income (still read) take off what each product given up typically
+    # earns, which can be more than the client earned: its income stays at 0, its potential at the ideal's.
+    profiles = copy.deepcopy(crm_profiles)
+    profiles.known_holding_income = {}
+    typical = profiles.typical_income[-1]
+    client = next(c for c, held in profiles.known_products.items()
+                  if held and profiles.known_income.get(c, 0.0) < float(np.nansum(typical[list(held)])))
+    answer = profiles.gaps_for([ClientFacts(client, products=())], top_k=3, as_of_day=20_000.0)[0]
+    assert answer.income == 0.0
+    assert answer.potential_income == answer.ideal_income

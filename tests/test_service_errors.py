@@ -462,3 +462,22 @@ def test_the_parsers_own_limits_are_explained(service_client: TestClient, body: 
     error = error_envelope(service_client.post("/v1/score", content=body,
                                                headers={"content-type": "application/json"}), 400, "malformed_json")
     assert error["message"] == message and hint in error["details"][0]["got"]
+
+
+def test_the_extra_field_limits_are_inclusive(service_client: TestClient) -> None:
+    # 48 here, and make_deal's source and campaign_code: exactly 50, one of them named with exactly 64 characters.
+    deal = make_deal(**{f"extra_{i}": i for i in range(47)}, **{"f" * 64: 1})
+    response = _post(service_client, [deal])
+    assert response.status_code == 200, response.text
+    assert "f" * 64 in response.json()["ignored_fields"]
+
+
+def test_a_sent_history_with_wins_needs_their_money_and_dates(service_client: TestClient) -> None:
+    one_win = make_deal(client={"client_id": "C00010", "won_deals": 1})
+    error = error_envelope(_post(service_client, [one_win]), 422, "invalid_input")
+    assert _fields(error) == [f"deals[0].client.{name}" for name in ("won_amount", "first_won_at", "last_won_at")]
+    # No wins and no money is a whole history: a client that has never won.
+    none_won = make_deal(client={"client_id": "C00010", "won_deals": 0, "won_amount": 0})
+    response = _post(service_client, [none_won])
+    assert response.status_code == 200, response.text
+    assert response.json()["scores"][0]["history_source"] == "request"

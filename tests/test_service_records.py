@@ -156,3 +156,19 @@ def test_validated_request_deals_give_the_same_columns_as_plain_dicts() -> None:
     assert not any(name.startswith("__") for name in from_model)
     for name in from_dict:
         np.testing.assert_array_equal(from_model[name], from_dict[name], err_msg=name)
+
+
+def test_the_clients_own_attribute_wins_over_a_deal_field_of_the_same_name() -> None:
+    columns = deal_columns([{"deal_id": "d1", "created_at": "2024-05-01", "industry": "retail",
+                             "client": {"client_id": "k", "industry": "food"}},
+                            {"deal_id": "d2", "created_at": "2024-05-01", "industry": "retail",
+                             "client": {"client_id": "m"}}])
+    assert columns["industry"].tolist() == ["food", "retail"]
+
+
+def test_the_services_own_bookkeeping_columns_are_never_reported_as_ignored_fields() -> None:
+    from model.features import OUTCOME_HISTORY_FLAG, OUTCOME_LOST_DEALS
+    from model.records import unused_extra_fields
+
+    columns = {"deal_id": 0, OUTCOME_HISTORY_FLAG: 0, OUTCOME_LOST_DEALS: 0, "amout": 0, "discount": 0}
+    assert unused_extra_fields(columns, {"discount"}) == ["amout"]

@@ -1,0 +1,45 @@
+"""Letter classes and ABC classes at their edges: what "at or above a cut-off" and "by value" mean exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.grades import GradeCutoffs, check_pareto_shares, letter_classes, pareto_classes, pareto_cutoffs
+
+
+def test_a_deal_exactly_at_a_cut_off_takes_the_higher_class() -> None:
+    # The cut-offs are the expected values of real reference deals (the last A, the last B): that deal
+    # must keep its own class when scored again.
+    cutoffs = GradeCutoffs(a_min=100.0, b_min=50.0)
+    grades = letter_classes(np.array([100.0, 99.99, 50.0, 49.99]), cutoffs)
+    assert grades.tolist() == ["A", "B", "B", "C"]
+
+
+def test_the_reference_deals_that_set_the_cut_offs_keep_their_classes() -> None:
+    values = np.array([500.0, 300.0, 100.0, 60.0, 40.0])
+    a_min, b_min = pareto_cutoffs(values)
+    # 500 + 300 is 80% of 1,000 reached with the second deal, so it is the last A; 100 brings 90%, 60 96%.
+    assert (a_min, b_min) == (300.0, 60.0)
+    assert letter_classes(values, GradeCutoffs(a_min=a_min, b_min=b_min)).tolist() == ["A", "A", "B", "B", "C"]
+
+
+def test_abc_ranks_by_value_and_ids_only_break_ties() -> None:
+    # Ids that sort against the values: ranking by id would make the small client A.
+    assert pareto_classes(np.array([10.0, 600.0]), tie_keys=np.array(["a", "b"], dtype=object)).tolist() == ["C", "A"]
+    # Equal values: the id decides, whatever the input order.
+    tied = pareto_classes(np.array([5.0] * 10), tie_keys=np.array(list("jihgfedcba"), dtype=object))
+    assert tied.tolist() == ["B", "B"] + ["A"] * 8
+
+
+def test_without_any_positive_value_there_are_no_cut_offs() -> None:
+    assert pareto_cutoffs(np.array([0.0, 0.0, 0.0])) == (0.0, 0.0)
+    # Zeros are not part of the population the shares are cut on.
+    assert pareto_cutoffs(np.array([100.0, 0.0, 0.0])) == (100.0, 100.0)
+
+
+def test_a_c_share_of_zero_is_allowed_but_not_an_a_or_b_share_of_zero() -> None:
+    check_pareto_shares("grade_shares", (0.85, 0.15, 0.0))
+    for shares in ((0.0, 0.95, 0.05), (0.95, 0.0, 0.05)):
+        with pytest.raises(ValueError, match="A and B above 0"):
+            check_pareto_shares("grade_shares", shares)

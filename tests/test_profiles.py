@@ -476,3 +476,23 @@ def test_income_of_a_known_client_sent_without_its_products_is_never_negative_on
     answer = profiles.gaps_for([ClientFacts(client, products=())], top_k=3, as_of_day=20_000.0)[0]
     assert answer.income == 0.0
     assert answer.potential_income == answer.ideal_income
+
+
+def test_a_product_won_but_missing_from_the_holdings_table_is_held_not_a_gap() -> None:
+    # The holdings export lags the CRM: c4 won a deal of B last week, the table does not list it yet.
+    clients, holdings = tiny_portfolio()
+    day = pd.Timestamp("2024-06-01")
+    deals = pd.DataFrame({"deal_id": ["d1", "d2", "d3"], "client_id": ["c4", "c4", "c5"],
+                          "product": ["B", "consulting", "B"], "status": ["won", "won", "lost"],
+                          "created_at": [day] * 3, "closed_at": [day] * 3, "amount": [70.0, 5.0, 9.0]})
+    without = fit_profiles(None, clients, holdings, TINY).gaps_for([ClientFacts("c4")], top_k=5)[0]
+    assert "B" in [g.product for g in without.gaps]
+    profiles = fit_profiles(deals, clients, holdings, TINY)
+    answer = profiles.gaps_for([ClientFacts("c4")], top_k=5)[0]
+    assert "B" not in [g.product for g in answer.gaps]
+    # A lost deal is not a holding, and a product the table never lists (a one-off service) is not a product.
+    assert "B" in [g.product for g in profiles.gaps_for([ClientFacts("c5")], top_k=5)[0].gaps]
+    assert profiles.products == ("A", "B", "C")
+    assert profiles.summary["holdings_added_from_won_deals"] == 1
+    # The added holding earns what B typically does (median of 100 and 60): c4's income is 30 + 80.
+    assert answer.income == 110.0

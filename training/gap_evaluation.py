@@ -254,8 +254,8 @@ def ideal_profile_recovery(profiles: ClientProfiles, truth: pd.DataFrame) -> dic
             "recall": hits / max(len(planted), 1)}
 
 
-SUMMARY_KEYS = ("clients", "holdings", "holdings_source", "products", "income_source", "segment_levels", "segments",
-                "clients_by_segment_level", "acceptance_regularisation")
+SUMMARY_KEYS = ("clients", "holdings", "holdings_added_from_won_deals", "holdings_source", "products", "income_source",
+                "segment_levels", "segments", "clients_by_segment_level", "acceptance_regularisation")
 SEGMENT_KEYS = ("segment", "clients", "best_clients", "ideal_income", "ideal_products")
 
 
@@ -270,6 +270,19 @@ def profile_report(profiles: ClientProfiles, deals: pd.DataFrame | None, clients
     }
 
 
+def won_not_held_note(summary: Mapping[str, Any]) -> str | None:
+    added = int(summary.get("holdings_added_from_won_deals") or 0)
+    if not added:
+        return None
+    return (f"{added:,} products that clients won deals of were missing from the holdings table: counted as held "
+            "(never offered back as gaps), earning what the product typically does")
+
+
+def _won_not_held(summary: Mapping[str, Any]) -> str:
+    note = won_not_held_note(summary)
+    return f" {html.escape(note[0].upper() + note[1:])}." if note else ""
+
+
 def render_profiles_html(section: Mapping[str, Any] | None) -> str:
     """The profiles section of the HTML training report ('' when the model has none)."""
     if not section:
@@ -278,7 +291,7 @@ def render_profiles_html(section: Mapping[str, Any] | None) -> str:
     parts = [f"<h2>Ideal client profiles and gap lists</h2><p>{summary['clients']:,} clients, "
              f"{summary['holdings']:,} holdings of {len(summary['products'])} products; income from "
              f"{html.escape(str(summary['income_source']))}; segments "
-             f"{html.escape(' → '.join(summary['segment_levels']))}.</p>"]
+             f"{html.escape(' → '.join(summary['segment_levels']))}.{_won_not_held(summary)}</p>"]
     if evaluation.get("evaluated"):
         rows = "".join(
             f"<tr><th>{html.escape(m)}</th><td>{r['recall_at_1']:.3f}</td><td>{r['recall_at_3']:.3f}</td>"

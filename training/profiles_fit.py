@@ -124,6 +124,7 @@ class _Portfolio:
     has_income: bool  # income is money (revenue, won amounts or the value column)
     income_source: str
     reference_day: float
+    won_not_in_holdings: int = 0  # (client, product) pairs of won deals the holdings table lacked, added
 
 
 def fit_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdings: pd.DataFrame | None,
@@ -179,6 +180,7 @@ def fit_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdi
     profiles.summary = {
         "clients": len(portfolio.ids),
         "holdings": int(portfolio.held.sum()),
+        "holdings_added_from_won_deals": portfolio.won_not_in_holdings,
         "products": list(portfolio.products),
         "income_source": portfolio.income_source,
         "segment_levels": ["×".join(level) or ALL_CLIENTS for level in levels_chain],
@@ -199,6 +201,26 @@ def fit_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdi
 # Portfolio: who holds what, and who earns how much.
 
 
+def _with_won_products(frame: pd.DataFrame, deals: pd.DataFrame | None) -> tuple[pd.DataFrame, int]:
+    """Holdings plus the products a client won a deal of and the holdings table lacks, and how many were added.
+
+    A holdings table is exported on its own schedule: a product won last week may be missing from it, and
+    was then offered back to the client as a gap. Only products the table knows are added (a deal's product
+    the table never lists, a one-off service, is not a product held). Their revenue is unknown: such a holding
+    earns what the product typically does, as any holding without revenue."""
+    if deals is None or not {"client_id", "product", "status"} <= set(deals.columns) or frame.empty:
+        return frame, 0
+    won = deals[(deals["status"] == "won") & deals["client_id"].notna() & deals["product"].notna()]
+    pairs = pd.DataFrame({"client_id": won["client_id"].astype(str),
+                          "product": won["product"].astype(str)}).drop_duplicates()
+    pairs = pairs[pairs["product"].isin(set(frame["product"]))]
+    held = pd.MultiIndex.from_frame(frame[["client_id", "product"]])
+    missing = pairs[~pd.MultiIndex.from_frame(pairs).isin(held)]
+    if missing.empty:
+        return frame, 0
+    return pd.concat([frame, missing.assign(revenue=np.nan)], ignore_index=True), len(missing)
+
+
 def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdings: pd.DataFrame | None,
                config: ProfileConfig) -> _Portfolio:
     if holdings is None or holdings.empty:
@@ -211,6 +233,7 @@ def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holding
                           "product": holdings["product"].astype(str),
                           "revenue": (holdings["revenue"].astype(np.float64) if "revenue" in holdings
                                       else np.nan)})
+    frame, added = _with_won_products(frame, deals)
     if deals is not None and frame["revenue"].isna().all() and {"amount", "status", "client_id", "product"} <= set(
             deals.columns):
         won = deals[(deals["status"] == "won") & deals["client_id"].notna() & deals["product"].notna()]
@@ -263,6 +286,7 @@ def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holding
         holding_product=holding_product, holding_revenue=revenue, holding_income=revenue_filled, income=income,
         has_income=has_income,
         income_source=income_source, reference_day=_reference_day(deals, clients, holdings),
+        won_not_in_holdings=added,
     )
 
 

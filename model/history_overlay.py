@@ -85,6 +85,7 @@ class OutcomeEvent:
     won: bool
     amount: float  # NaN when unknown; counts as 0 in the money won
     closed_day: int  # days since 1970-01-01
+    product: str | None = None  # the deal's product as last scored (None: not known)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,10 @@ class OutcomeBook:
     def wins_of(self, client_id: str) -> tuple[OutcomeEvent, ...]:
         found = self._by_client.get(client_id)
         return tuple(e for e in found.events if e.won) if found is not None else ()
+
+    def products_won(self, client_id: str) -> tuple[str, ...]:
+        """The products of the client's won deals the book knows of, sorted (a won product is held)."""
+        return tuple(sorted({e.product for e in self.wins_of(client_id) if e.product is not None}))
 
     def outcomes_before(self, client_id: str, day: int) -> tuple[OutcomeEvent, ...]:
         """The client's outcomes, won and lost, closed strictly before `day`, oldest first."""

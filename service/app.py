@@ -99,6 +99,7 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
     plane.observers.append(lambda scored: service_metrics.observe_grades(scored.batch.grade))
     if feedback is not None:
         plane.column_transforms.append(feedback.transform_columns)  # outcomes in the client history
+        plane.fact_transforms.append(feedback.transform_facts)  # products won since training are held
         plane.observers.append(feedback.observe)  # the score log
     _start_scoring_threads(app, plane, settings)  # here too, for callers that never run the lifespan
     app.include_router(router)

@@ -59,6 +59,8 @@ class DataPlane:
         # (e.g. client history from outcomes reported after training), and observers of each scored
         # batch (e.g. the score log). Both run in the worker thread; observers must be quick and not raise.
         self.column_transforms: list[Callable[[LoadedModel, Columns], Columns]] = []
+        # ... and of each client's facts before its gap list (e.g. products won since training, now held).
+        self.fact_transforms: list[Callable[[LoadedModel, Any], Any]] = []
         self.observers: list[Callable[[ScoredRequest], None]] = []
 
     # ---------------------------------------------------------------------------------------------
@@ -169,7 +171,7 @@ class DataPlane:
         today = self.clock()
         request: Any = self._parse(self.models.gaps, body, "clients", today)
         clients: list[Any] = request.clients
-        facts = [_facts(text_value(c.client_id), c) for c in clients]
+        facts = [self._transformed(snapshot, _facts(text_value(c.client_id), c)) for c in clients]
         profiles = getattr(snapshot.model, "profiles", None)
         results: list[dict[str, Any]]
         if profiles is None:
@@ -333,9 +335,14 @@ class DataPlane:
             if client_id is None:
                 client_of_deal.append(-1)
                 continue
-            facts = _facts(client_id, deal.client, deal)
+            facts = self._transformed(snapshot, _facts(client_id, deal.client, deal))
             client_of_deal.append(wanted.setdefault(facts, len(wanted)))
         return list(wanted), client_of_deal
+
+    def _transformed(self, snapshot: LoadedModel, facts: Any) -> Any:
+        for transform in self.fact_transforms:
+            facts = transform(snapshot, facts)
+        return facts
 
     def _client_gaps(self, snapshot: LoadedModel, clients: list[Any]) -> list[list[Any]]:
         """Each client's gap items, in the order of `clients`, one more than a deal shows: a deal leaves out

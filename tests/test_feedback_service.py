@@ -116,3 +116,37 @@ def test_metrics_print_counters_exactly() -> None:
     assert "dealscore_score_log_written_total 1234567\n" in text
     assert "dealscore_feedback_outcomes_known 12345678\n" in text
     assert 'dealscore_model_info{version="v1"} 1\n' in text
+
+
+def test_a_product_won_since_training_is_no_longer_offered_as_a_gap(
+        feedback_training: TrainingResult, database_url: str, tmp_path: Path) -> None:
+    model, metadata = feedback_training.model, feedback_training.metadata
+    spool = tmp_path / "spool"
+    with running(database_url, spool) as feedback, TestClient(wired_app(model, feedback, metadata)) as api:
+        client_id = next(c for c in model.profiles.known_products
+                         if api.post("/v1/gaps", json={"clients": [{"client_id": c}]}).json()["clients"][0]["gaps"])
+
+        def gaps() -> list[str]:
+            answer = api.post("/v1/gaps", json={"clients": [{"client_id": client_id}]}).json()
+            return [g["product"] for g in answer["clients"][0]["gaps"]]
+
+        offered = gaps()[0]
+        other = next(p for p in model.profiles.products if p != offered)
+        sold = {**_deal(model, "W1", client_id, 5), "product": offered}
+        assert api.post("/v1/score", json={"deals": [sold]}).status_code == 200
+        next_deal = {**_deal(model, "W2", client_id, 6), "product": other}
+        assert offered in [g["product"] for g in api.post("/v1/score", json={"deals": [next_deal]})
+                           .json()["scores"][0]["gaps"]]
+        # The CRM reports the sale: the client holds the product now.
+        reported = {"deal_id": "W1", "status": "won", "amount": 4000}
+        assert api.post("/v1/outcomes", json={"outcomes": [reported]}).status_code == 200
+        assert offered not in gaps()
+        assert offered not in [g["product"] for g in api.post("/v1/score", json={"deals": [{**next_deal,
+                               "deal_id": "W3"}]}).json()["scores"][0]["gaps"]]
+        # Products the CRM sends are its word: they are not added to.
+        held = [model.profiles.products[j] for j in model.profiles.known_products[client_id]]
+        sent = api.post("/v1/gaps", json={"clients": [{"client_id": client_id, "products": held}]}).json()
+        assert offered in [g["product"] for g in sent["clients"][0]["gaps"]]
+    # After a restart the book is read back from the database, the product with it.
+    with running(database_url, spool) as feedback, TestClient(wired_app(model, feedback, metadata)) as api:
+        assert offered not in gaps()

@@ -62,9 +62,12 @@ def day_number(day: date) -> int:
     return (day - _EPOCH).days
 
 
-def event_of(deal_id: str, status: str, amount: float | None, closed_at: date, client_id: str | None) -> OutcomeEvent:
+def event_of(deal_id: str, status: str, amount: float | None, closed_at: date, client_id: str | None,
+             logged: Mapping[str, Any] | None = None) -> OutcomeEvent:
+    """The book's event of an outcome; `logged`, the deal as last scored, tells a won deal's product."""
     return OutcomeEvent(deal_id=deal_id, client_id=client_id, won=status == "won",
-                        amount=math.nan if amount is None else float(amount), closed_day=day_number(closed_at))
+                        amount=math.nan if amount is None else float(amount), closed_day=day_number(closed_at),
+                        product=_text((logged or {}).get("product")) if status == "won" else None)
 
 
 def _text(value: Any) -> str | None:
@@ -182,7 +185,7 @@ class OutcomeStore:
                 results.append(self._upsert(connection, item, client_id, request_id, now))
         self.book.record_all(event_of(item.deal_id, item.status,
                                       realised_amount(item.status, item.amount, logged.get(item.deal_id)), item.day,
-                                      result.client_id)
+                                      result.client_id, logged.get(item.deal_id))
                              for item, result in zip(items, results, strict=True))
         return results
 
@@ -252,12 +255,14 @@ class OutcomeStore:
             query = query.where(outcomes.c.updated_at >= self._watermark - REFRESH_OVERLAP)
         with self.database.engine.connect() as connection:
             rows = connection.execute(query).all()
-            # The logged deal tells a client the outcome did not name, and a won deal's quote when no amount came.
-            wanted = [r.deal_id for r in rows if r.client_id is None or (r.status == "won" and r.amount is None)]
+            # The logged deal tells a client the outcome did not name, a won deal's quote when no amount came,
+            # and a won deal's product (held from then on: no longer a gap).
+            wanted = [r.deal_id for r in rows if r.client_id is None or r.status == "won"]
             logged = latest_logged_deals(connection, wanted) if wanted else {}
         changed = self.book.record_all(
             event_of(row.deal_id, row.status, realised_amount(row.status, row.amount, logged.get(row.deal_id)),
-                     row.closed_at, row.client_id or _logged_client(logged.get(row.deal_id))) for row in rows)
+                     row.closed_at, row.client_id or _logged_client(logged.get(row.deal_id)), logged.get(row.deal_id))
+            for row in rows)
         for row in rows:
             if self._watermark is None or row.updated_at > self._watermark:
                 self._watermark = row.updated_at

@@ -6,6 +6,7 @@ are retried in the background, and scoring goes on meanwhile (its log entries wa
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -148,6 +149,22 @@ class Feedback:
         """A data-plane column transform (service.dataplane.DataPlane.column_transforms): `with_history`
         for the snapshot's model."""
         return self.with_history(snapshot.model, columns)
+
+    def transform_facts(self, snapshot: Any, facts: Any) -> Any:
+        """A data-plane fact transform (service.dataplane.DataPlane.fact_transforms): a client sent without its
+        products holds what the model knew plus the products of wins reported since, so a product just won is
+        no longer offered as a gap (and its typical income counts as the client's)."""
+        profiles = getattr(snapshot.model, "profiles", None)
+        if profiles is None or facts.products is not None or not facts.client_id:
+            return facts
+        won = self.book.products_won(facts.client_id)
+        if not won:
+            return facts
+        known = profiles.known_products.get(facts.client_id, ())
+        new = [p for p in won if (j := profiles.product_position(p)) is not None and j not in known]
+        if not new:
+            return facts
+        return dataclasses.replace(facts, products=tuple(profiles.products[j] for j in known) + tuple(new))
 
     def record_scores(self, request_id: str, model_version: str, deals: Sequence[Any], batch: Any) -> None:
         """Log a request's scores (one queue put); `deals` are the request's deal objects, in batch order."""

@@ -200,8 +200,10 @@ class ScoringModel:
         top = np.argsort(-np.abs(contributions), axis=1)[:, :n_reasons]
         rows = np.arange(n)[:, None]
         effect = contributions[rows, top]
-        # Vectorised rounding and one conversion to Python lists: the per-reason loop below only picks.
-        effects, kept = np.round(effect, 4).tolist(), (effect != 0.0).tolist()
+        # Vectorised rounding and one conversion to Python lists: the per-reason loop below only picks. A push
+        # that rounds to 0 is no reason (a feature the trees barely touch showed as "effect 0.0").
+        rounded_effect = np.round(effect, 4)
+        effects, kept = rounded_effect.tolist(), (rounded_effect != 0.0).tolist()
         shown = features[rows, top]
         with np.errstate(over="ignore", invalid="ignore"):  # rounding multiplies by 1e4: 1e308 would overflow
             rounded = np.round(shown, 4)

@@ -645,3 +645,28 @@ def test_an_outcome_sent_right_after_its_score_is_checked_against_it(database_ur
                                batch([0.4], [40.0], ["B"]))
         [result] = feedback.record_outcomes([Outcome("D2", "won", 100.0, date(2025, 4, 1))])
         assert result.client_id == "C8"
+
+
+def test_the_logged_deal_is_its_latest_scoring(database_url: str) -> None:
+    # A deal scored twice (its client or quote changed in between): outcomes link to the latest.
+    from datetime import UTC, datetime
+
+    from service.feedback.outcomes import latest_logged_deals
+    from service.feedback.tables import score_log
+
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine)
+
+        def row(at: datetime, client: str) -> dict[str, Any]:
+            return {"request_id": f"r-{client}", "deal_id": "D1", "model_version": "v", "p_win": 0.5, "value": 1.0,
+                    "expected_value": 0.5, "grade": "B", "scored_at": at,
+                    "deal": {"deal_id": "D1", "client_id": client}}
+
+        with engine.begin() as connection:  # the later scoring written first: not the order of the rows
+            connection.execute(score_log.insert(), [row(datetime(2025, 3, 2, tzinfo=UTC), "later"),
+                                                    row(datetime(2025, 3, 1, tzinfo=UTC), "earlier")])
+        with engine.connect() as connection:
+            assert latest_logged_deals(connection, ["D1"])["D1"]["client_id"] == "later"
+    finally:
+        engine.dispose()

@@ -95,6 +95,9 @@ def test_status_values_without_wildcard_leave_unknown_values_for_validation(tmp_
                                               status_values={"won": ("Won",), "open": ("*",)})})
     statuses = apply_mapping("deals", raw.assign(Stage=["Won", "N/A", "Pending"]), wildcard)["status"].tolist()
     assert statuses[0] == "won" and pd.isna(statuses[1]) and statuses[2] == "open"
+    # Nor is a blank cell: it is left for validation to report, not made open.
+    assert apply_mapping("deals", raw.assign(Stage=["Won", "  ", "Pending"]), wildcard)["status"].tolist() == [
+        "won", "  ", "open"]
     # Unless the mapping lists it: then it is what the mapping says.
     listed = Mapping({"deals": TableMapping(columns={"status": "Stage"},
                                             status_values={"won": ("Won",), "lost": ("None",), "open": ("*",)})})

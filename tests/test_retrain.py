@@ -166,7 +166,9 @@ def test_a_better_candidate_is_published_with_its_comparison(gate_run: GateRun) 
     deals = pd.read_csv(gate_run.data / "full" / "deals.csv", parse_dates=["created_at"])
     compared = deals[(deals["status"] != "open") & (deals["created_at"] >= pd.Timestamp(window["from"]))]
     assert window["to"] == str(compared["created_at"].max().date()) < str(deals["created_at"].max().date())
-    assert report["comparison"]["gate_model"]["deals"] < 4_000
+    # The gate model, the candidate's stand-in trained as the live one was, saw only deals created before them.
+    before_window = int((deals["created_at"] < pd.Timestamp(window["from"])).sum())
+    assert report["comparison"]["gate_model"]["deals"] == before_window
     candidate, live_metrics = report["metrics"]["candidate"], report["metrics"]["live"]
     assert candidate["deals"] == live_metrics["deals"] == window["closed_deals"]
     assert candidate["auc"] >= live_metrics["auc"] - 0.01
@@ -286,10 +288,17 @@ def test_a_refusal_on_deals_the_live_model_saw_says_so(gate_run: GateRun, tmp_pa
     deals it was fitted on. A refusal there was worded "candidate is worse" and the stale export was named
     only in comparison.md; the cron log blamed the model."""
     root = shutil.copytree(gate_run.root, tmp_path / "registry")
-    code, out, err = run_cli(retrain_args(root, gate_run.data, str(gate_run.data / "full" / "deals.csv")))
-    event = Registry(root).history()[-1]
+    code, out, err = run_cli(retrain_args(root, gate_run.data, str(gate_run.data / "full" / "deals.csv"),
+                                          "--keep-last", "1"))
+    event = Registry(root).history()[-2]  # then the pruning
     window = comparison(root, event.version or "")["comparison"]
     assert window["live_in_sample"] and window["live_fitted_share"] == 1.0
+    # --keep-last 1 keeps the latest version (this refused one), the live one and the one before it.
+    worse = gate_run.worse.manifest["history"][-1]["version"]
+    assert Registry(root).history()[-1].action == "prune"
+    assert set(Registry(root).versions()) == {
+        event.version, gate_run.better.manifest["live"], gate_run.first.manifest["live"]}
+    assert worse not in Registry(root).versions()
     assert "the live model was fitted on 100% of them" in out
     assert code == 3, err
     assert event.reason.startswith("candidate not shown as good as the live model") and "in-sample" in event.reason
@@ -404,3 +413,65 @@ def test_the_retrain_command_refuses_a_nan_tolerance_as_bad_input(tmp_path: Path
     err = capsys.readouterr().err
     assert code == 2, err
     assert "--auc-tolerance: auc_tolerance must be a number from 0" in err
+
+
+def test_an_input_column_gone_from_the_export_stops_a_candidate_that_passes_every_check(
+        crm: SyntheticCRM, tmp_path: Path) -> None:
+    """The live model used an extra column (noise here, so losing it costs it little); the new export lacks it.
+    The candidate passes the checks against the degraded live model, and the gate still refuses."""
+    from model.dataset import dataset_from_frames
+    from training.fit import TrainConfig
+    from training.retrain import retrain
+
+    def dataset(deals: pd.DataFrame) -> Any:
+        return dataset_from_frames(deals, crm.clients, crm.holdings, for_training=True)
+
+    first = export_as_of(crm, date(2024, 12, 31)).deals.copy()
+    first["region_code"] = np.random.default_rng(0).integers(0, 5, len(first)).astype(float)
+    registry = Registry(tmp_path / "registry")
+    live = retrain(registry, dataset(first), TrainConfig(threads=1)).version
+    outcome = retrain(registry, dataset(crm.deals), TrainConfig(threads=1))
+    assert all(check.passed for check in outcome.checks)
+    assert not outcome.published and registry.live_version() == live
+    assert outcome.reason.startswith(f"the new data lack 1 input column(s) the live model {live} uses: region_code")
+
+
+def test_a_live_model_changed_during_the_retrain_refuses_the_gates_decision(gate_run: GateRun, crm: SyntheticCRM,
+                                                                             tmp_path: Path) -> None:
+    """Ops roll the live model back while a retrain prepares its candidate: the decision was taken against a
+    model that is no longer live, so nothing is stored or published over the rollback."""
+    from model.dataset import dataset_from_frames
+    from model.registry import LiveVersionChanged
+    from training.fit import TrainConfig
+    from training.retrain import retrain
+
+    registry = Registry(shutil.copytree(gate_run.root, tmp_path / "registry"))
+    before = registry.live_version()
+
+    def rolling_back(step: str) -> None:
+        if step.startswith("storing"):
+            registry.rollback("ops rolled back meanwhile")
+
+    with pytest.raises(LiveVersionChanged):
+        retrain(registry, dataset_from_frames(crm.deals, crm.clients, crm.holdings, for_training=True),
+                TrainConfig(threads=1), progress=rolling_back)
+    assert registry.live_version() == gate_run.first.manifest["live"] != before
+    assert registry.history()[-1].action == "rollback"
+
+
+def test_the_ece_a_calibrated_model_shows_by_chance_is_exceeded_by_one_draw_in_twenty() -> None:
+    from model.metrics import expected_calibration_error
+    from training.retrain import _ece_noise
+
+    p = np.random.default_rng(1).uniform(0.05, 0.6, 300)
+    allowed = _ece_noise(p, 200)["p95"]
+    rng = np.random.default_rng(7)  # other draws than the gate's own
+    draws = [expected_calibration_error((rng.random(p.size) < p).astype(np.float64), p) for _ in range(2000)]
+    assert 0.02 <= float(np.mean(np.array(draws) > allowed)) <= 0.09
+
+
+def test_a_window_of_deals_all_won_falls_back_to_the_candidates_holdout() -> None:
+    # Three deals after the live model's data, all won: no AUC can be measured on them.
+    created = ["2025-01-10", "2025-02-10", "2025-03-10", "2025-04-10", "2025-05-10", "2025-06-10"]
+    window = _window(created, [1, 0, 1, 1, 1, 1], "2025-03-31", "2025-03-01")
+    assert (window.start, window.mode) == (date(2025, 3, 1), "candidate_holdout")

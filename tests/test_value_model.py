@@ -141,3 +141,12 @@ def test_too_few_later_wins_leave_values_uncorrected_and_say_why() -> None:
     assert not value["evaluated"] and value["spread"] == 1.0
     assert f"{MIN_VALUE_TEST_DEALS} are needed" in value["why"]
     assert result.model.value_model is not None and result.model.value_model.spread == 1.0
+
+
+def test_the_percentage_error_is_a_share_of_the_actual_amount() -> None:
+    from training.value_fit import _errors
+
+    errors = _errors(np.log1p(np.array([100.0, 200.0, 300.0])), np.log1p(np.array([200.0, 400.0, 600.0])))
+    assert errors["median_abs_pct_error"] == pytest.approx(1.0)  # each guess twice the amount: off by 100%
+    assert errors["mean_abs_log_error"] == pytest.approx(np.mean(np.log1p([200.0, 400.0, 600.0])
+                                                                 - np.log1p([100.0, 200.0, 300.0])))

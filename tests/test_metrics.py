@@ -1,0 +1,58 @@
+"""The report's and the quality report's measures, computed by hand on a few deals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.metrics import (
+    calibration_curve,
+    expected_calibration_error,
+    grade_table,
+    probability_caution,
+    probability_metrics,
+    top_decile_lift,
+)
+
+
+def test_the_calibration_curve_gives_each_bins_observed_win_rate_and_its_edges() -> None:
+    curve = calibration_curve(np.array([1.0, 1.0, 0.0, 0.0]), np.array([0.15, 0.15, 0.85, 0.85]))
+    assert curve == [
+        {"bin_low": pytest.approx(0.1), "bin_high": pytest.approx(0.2), "mean_p": 0.15, "win_rate": 1.0, "deals": 2},
+        {"bin_low": pytest.approx(0.8), "bin_high": pytest.approx(0.9), "mean_p": 0.85, "win_rate": 0.0, "deals": 2},
+    ]
+
+
+def test_ece_bins_include_their_lower_edge() -> None:
+    # Bins are [0.1, 0.2), [0.2, 0.3): p = 0.1 shares a bin with 0.15, p = 0.2 is the next bin's.
+    p = np.array([0.1, 0.1, 0.15, 0.15, 0.2, 0.2])
+    won = np.array([0.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    first = abs(0.25 - np.mean([0.1, 0.1, 0.15, 0.15]))  # 1 win in 4 deals
+    second = abs(0.5 - 0.2)
+    assert expected_calibration_error(won, p) == pytest.approx(4 / 6 * first + 2 / 6 * second)
+
+
+def test_top_decile_lift_rounds_the_decile_to_the_nearest_deal() -> None:
+    # 15 deals: the top decile is round(1.5) = 2 deals, one of them won; the win rate is 3/15.
+    won = np.array([1.0, 0.0] + [0.0] * 10 + [1.0, 1.0, 0.0])
+    assert top_decile_lift(won, np.linspace(1.0, 0.0, 15)) == pytest.approx((1 / 2) / (3 / 15))
+
+
+def test_mean_p_and_win_rate_are_means() -> None:
+    metrics = probability_metrics(np.array([1.0, 0.0, 0.0, 1.0]), np.array([0.9, 0.1, 0.2, 0.3]))
+    assert (metrics["mean_p"], metrics["win_rate"], metrics["deals"]) == (pytest.approx(0.375), 0.5, 4)
+
+
+def test_the_grade_table_lists_every_class_with_its_share_of_deals_and_value() -> None:
+    table = grade_table(np.array([1.0, 0.0, 1.0, 0.0]), ["A", "B", "D", "D"], np.array([100.0, 50.0, 30.0, 20.0]))
+    assert [(r["grade"], r["deals"], r["share_of_deals"], r["win_rate"]) for r in table] == [
+        ("A", 1, 0.25, 1.0), ("B", 1, 0.25, 0.0), ("D", 2, 0.5, 0.5)]
+    # Realised value is won money only: 100 and 30 of 130.
+    assert [r["share_of_realised_value"] for r in table] == [pytest.approx(100 / 130), 0.0, pytest.approx(30 / 130)]
+
+
+def test_a_model_clearly_worse_than_the_win_rate_gets_a_caution() -> None:
+    worse = {"model": {"brier": 0.205, "auc": 0.6}, "prior_rate": {"brier": 0.200}}
+    assert probability_caution(worse) is not None
+    within_noise = {"model": {"brier": 0.2005, "auc": 0.6}, "prior_rate": {"brier": 0.200}}
+    assert probability_caution(within_noise) is None

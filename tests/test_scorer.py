@@ -1,0 +1,69 @@
+"""What a score says about single deals: value and its source, value per hour and class D, reasons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.dataset import Dataset
+from model.features import attach_clients, frame_columns
+from model.scorer import ScoreBatch, ValueModel
+from training.fit import TrainingResult
+
+
+def _open_deals(dataset: Dataset, n: int) -> pd.DataFrame:
+    return dataset.deals[dataset.deals["status"] == "open"].head(n).copy()
+
+
+def _scored(trained: TrainingResult, dataset: Dataset, deals: pd.DataFrame, n_reasons: int = 5) -> ScoreBatch:
+    return trained.model.score(frame_columns(attach_clients(deals, dataset.clients)), n_reasons=n_reasons)
+
+
+def test_a_batch_mixing_quoted_and_unquoted_deals_says_where_each_value_comes_from(
+        trained: TrainingResult, small_dataset: Dataset) -> None:
+    deals = _open_deals(small_dataset, 2)
+    deals["amount"] = [1000.0, np.nan]
+    batch = _scored(trained, small_dataset, deals)
+    assert batch.value_source == ["amount", "model"]
+    assert batch.value[0] == 1000.0 and batch.value[1] > 0
+
+
+def test_deals_not_worth_their_hours_are_d_and_zero_hours_have_no_value_per_hour(
+        trained: TrainingResult, small_dataset: Dataset) -> None:
+    floor = trained.model.cutoffs.d_floor_per_hour
+    assert floor is not None and floor > 0
+    deals = _open_deals(small_dataset, 5)
+    deals["effort_hours"] = 10_000.0
+    batch = _scored(trained, small_dataset, deals)
+    assert (batch.value_per_hour <= floor).all() and batch.grade == ["D"] * 5
+    # 0 hours is allowed by the contract, but a value per hour of it is not a number to rank by.
+    deals["effort_hours"] = 0.0
+    batch = _scored(trained, small_dataset, deals)
+    assert np.isnan(batch.value_per_hour).all() and "D" not in batch.grade
+
+
+def test_reasons_show_a_missing_category_as_null_and_never_a_push_of_zero(
+        trained: TrainingResult, small_dataset: Dataset) -> None:
+    deals = _open_deals(small_dataset, 20)
+    deals["source"] = np.nan
+    names = trained.model.spec.names
+    batch = _scored(trained, small_dataset, deals, n_reasons=len(names))
+    shown = [r for reasons in batch.reasons for r in reasons]
+    assert {r.value for r in shown if r.feature == "source"} == {None}
+    assert all(r.effect != 0.0 for r in shown)
+    # Every feature asked for, yet some never push these deals (the trees do not split on them).
+    assert min(len(reasons) for reasons in batch.reasons) < len(names)
+
+
+def test_the_expected_amount_is_the_typical_one_plus_one_times_the_spread_less_one() -> None:
+    # The regression is of log(1 + amount): E[1 + amount] = (1 + typical) x spread.
+    class Booster:
+        def predict(self, features: Any, num_threads: int = 1) -> Any:
+            return np.full(len(features), np.log1p(1000.0))
+
+    typical, expected = ValueModel(Booster(), [0], spread=1.9).typical_and_expected(np.zeros((1, 1)))
+    assert typical[0] == pytest.approx(1000.0)
+    assert expected[0] == pytest.approx(1001.0 * 1.9 - 1.0)

@@ -162,7 +162,9 @@ def _profiles_as_of(paid: pd.DataFrame, clients: pd.DataFrame | None, holdings: 
             warn("no potential income: no holding of the holdings table had started by the day")
             return None
     try:
-        profiles = fit_profiles(paid, clients, holdings, with_acceptance=False)
+        # The holdings table at its word, as each client's income below reads it: the ideal client and the
+        # clients are then measured alike.
+        profiles = fit_profiles(paid, clients, holdings, with_acceptance=False, add_won_products=False)
     except InsufficientData as exc:
         warn(f"no potential income: {exc.message}")
         return None

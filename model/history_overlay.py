@@ -94,6 +94,7 @@ class _ClientOutcomes:
 
     days: tuple[int, ...]
     events: tuple[OutcomeEvent, ...]
+    won_products: tuple[str, ...] = ()  # the products of its wins, sorted: read on every gap list, so built here
 
 
 class OutcomeBook:
@@ -147,7 +148,8 @@ class OutcomeBook:
 
     def products_won(self, client_id: str) -> tuple[str, ...]:
         """The products of the client's won deals the book knows of, sorted (a won product is held)."""
-        return tuple(sorted({e.product for e in self.wins_of(client_id) if e.product is not None}))
+        found = self._by_client.get(client_id)
+        return found.won_products if found is not None else ()
 
     def outcomes_before(self, client_id: str, day: int) -> tuple[OutcomeEvent, ...]:
         """The client's outcomes, won and lost, closed strictly before `day`, oldest first."""
@@ -169,7 +171,9 @@ class OutcomeBook:
         # Called with the lock held; costs the client's own outcomes only.
         outcomes = sorted(self._deals_of_client.get(client_id, {}).values(), key=lambda e: (e.closed_day, e.deal_id))
         if outcomes:
-            self._by_client[client_id] = _ClientOutcomes(tuple(e.closed_day for e in outcomes), tuple(outcomes))
+            products = tuple(sorted({e.product for e in outcomes if e.won and e.product is not None}))
+            self._by_client[client_id] = _ClientOutcomes(tuple(e.closed_day for e in outcomes), tuple(outcomes),
+                                                         products)
         else:
             self._by_client.pop(client_id, None)
 

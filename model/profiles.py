@@ -245,7 +245,7 @@ class ClientProfiles:
         # or level as the one fitted ("acquiring", "retail"): a held product offered back, or a client moved to
         # the all-clients segment, for a capital letter. Exact spellings win; a folded spelling that two
         # fitted ones share stays unknown.
-        self._product_folded = _folded(self.products)
+        self._product_folded = folded_spellings(self.products)
         fitted_levels: dict[str, set[str]] = {name: set(levels) for name, levels in self.encoder.vocab.items()}
         for level, values in self.segment_rows:
             for name, value in zip(self.levels[level], values, strict=True):
@@ -254,7 +254,7 @@ class ClientProfiles:
         self._level_spellings = []
         for name in self.encoder.attributes:
             spellings = sorted(fitted_levels.get(name, ()))
-            folded = {form: spellings[position] for form, position in _folded(spellings).items()}
+            folded = {form: spellings[position] for form, position in folded_spellings(spellings).items()}
             self._level_spellings.append((set(spellings), folded))
         # Per segment: who "the best clients" are in a reason, and the money of each product (None: unknown).
         self._who = [f"the best {'/'.join(part.split('=', 1)[1] for part in name.split('|'))} clients"
@@ -523,7 +523,7 @@ def _percent(share: float) -> str:
     return f"{share:.0%}"
 
 
-def _folded(spellings: Sequence[str]) -> dict[str, int]:
+def folded_spellings(spellings: Sequence[str]) -> dict[str, int]:
     """Each spelling's form without case and surrounding spaces to the spelling's position, for the forms
     that exactly one spelling has."""
     out: dict[str, int] = {}

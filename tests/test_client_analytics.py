@@ -447,3 +447,24 @@ def test_regular_type_at_the_edge_of_monthly() -> None:
     table = analytics([("m", 10, "won", 1.0), ("m", 55, "won", 1.0), ("m", 100, "won", 1.0),
                        ("p", 10, "won", 1.0), ("p", 56, "won", 1.0), ("p", 102, "won", 1.0)])
     assert table["regular_type"].to_dict() == {"m": "monthly", "p": "periodic"}
+
+
+def test_the_clients_command_measures_the_ideal_client_and_each_client_by_the_same_holdings(
+        tmp_path: Path) -> None:
+    """Fitting adds recent wins a lagging holdings table lacks, but `dealscore clients` reads each client's
+    income off the table: its profiles take the table at its word too, or c3's fresh win of A would raise the
+    ideal client (360 instead of 450) while c3's own income stayed 60."""
+    from dealscore.cli import main as dealscore
+
+    pd.DataFrame({"client_id": ["c1", "c2", "c3", "c4", "c5"], "industry": "retail", "size": "small"}).to_csv(
+        tmp_path / "clients.csv", index=False)
+    pd.DataFrame({"client_id": ["c1", "c1", "c2", "c3", "c4", "c5"], "product": ["A", "B", "A", "B", "C", "A"],
+                  "revenue": [500, 100, 300, 60, 30, 10]}).to_csv(tmp_path / "holdings.csv", index=False)
+    pd.DataFrame({"deal_id": ["y"], "client_id": ["c3"], "product": ["A"], "status": ["won"],
+                  "created_at": ["2024-06-01"], "closed_at": ["2024-06-01"], "amount": [1]}).to_csv(
+        tmp_path / "deals.csv", index=False)
+    assert dealscore(["clients", "--deals", str(tmp_path / "deals.csv"), "--clients", str(tmp_path / "clients.csv"),
+                      "--holdings", str(tmp_path / "holdings.csv"), "--out", str(tmp_path / "out.csv")]) == 0
+    table = pd.read_csv(tmp_path / "out.csv").set_index("client_id")
+    assert set(table["ideal_income"]) == {450.0}  # the median income of the best clients, 600 and 300
+    assert (table.loc["c3", "income"], table.loc["c3", "potential_income"]) == (60.0, 390.0)

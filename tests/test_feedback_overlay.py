@@ -241,3 +241,15 @@ def test_a_trained_model_knows_its_deals_so_a_late_report_of_one_is_not_counted_
     new = OutcomeBook([OutcomeEvent("D-new", client_id, True, 5000.0, day - 1)])
     out = history_overrides(model.history, model.spec, new, columns, trained_deal_ids=ids)
     assert out is not None and out["won_deals"][0] == len(trained_wins) + 1
+
+
+def test_the_book_knows_the_products_a_client_won_and_forgets_one_turned_lost() -> None:
+    from model.history_overlay import OutcomeBook, OutcomeEvent
+
+    book = OutcomeBook([OutcomeEvent("d1", "k", True, 10.0, 100, "leasing"),
+                        OutcomeEvent("d2", "k", True, 5.0, 101, "deposit"),
+                        OutcomeEvent("d3", "k", False, 1.0, 102, "payroll"),
+                        OutcomeEvent("d4", "k", True, 1.0, 103, None)])
+    assert book.products_won("k") == ("deposit", "leasing") and book.products_won("other") == ()
+    book.record(OutcomeEvent("d1", "k", False, 10.0, 100, None))  # corrected: that deal was lost
+    assert book.products_won("k") == ("deposit",)

@@ -133,6 +133,9 @@ def test_a_product_won_since_training_is_no_longer_offered_as_a_gap(
         offered = gaps()[0]
         other = next(p for p in model.profiles.products if p != offered)
         sold = {**_deal(model, "W1", client_id, 5), "product": offered}
+        # First scored as another product (and logged), then re-scored as the one sold just before the report.
+        assert api.post("/v1/score", json={"deals": [{**sold, "product": other}]}).status_code == 200
+        assert feedback.flush_score_log()
         assert api.post("/v1/score", json={"deals": [sold]}).status_code == 200
         next_deal = {**_deal(model, "W2", client_id, 6), "product": other}
         assert offered in [g["product"] for g in api.post("/v1/score", json={"deals": [next_deal]})

@@ -482,17 +482,26 @@ def test_a_product_won_but_missing_from_the_holdings_table_is_held_not_a_gap() -
     # The holdings export lags the CRM: c4 won a deal of B last week, the table does not list it yet.
     clients, holdings = tiny_portfolio()
     day = pd.Timestamp("2024-06-01")
-    deals = pd.DataFrame({"deal_id": ["d1", "d2", "d3"], "client_id": ["c4", "c4", "c5"],
-                          "product": ["B", "consulting", "B"], "status": ["won", "won", "lost"],
-                          "created_at": [day] * 3, "closed_at": [day] * 3, "amount": [70.0, 5.0, 9.0]})
+    deals = pd.DataFrame({"deal_id": ["d0", "d1", "d2", "d3"], "client_id": ["c3", "c4", "c4", "c5"],
+                          "product": ["C", " b", "consulting", "B"], "status": ["won", "won", "won", "lost"],
+                          "created_at": [day - pd.Timedelta(days=120)] + [day] * 3,
+                          "closed_at": [day - pd.Timedelta(days=100)] + [day] * 3, "amount": [5.0, 70.0, 5.0, 9.0]})
     without = fit_profiles(None, clients, holdings, TINY).gaps_for([ClientFacts("c4")], top_k=5)[0]
     assert "B" in [g.product for g in without.gaps]
     profiles = fit_profiles(deals, clients, holdings, TINY)
     answer = profiles.gaps_for([ClientFacts("c4")], top_k=5)[0]
-    assert "B" not in [g.product for g in answer.gaps]
+    assert "B" not in [g.product for g in answer.gaps]  # " b" is the table's B
     # A lost deal is not a holding, and a product the table never lists (a one-off service) is not a product.
     assert "B" in [g.product for g in profiles.gaps_for([ClientFacts("c5")], top_k=5)[0].gaps]
     assert profiles.products == ("A", "B", "C")
+    # c3's win of C closed 100 days before the data's last day: older than an export lags, so the table, which
+    # does not list it, says c3 no longer holds C.
+    assert 2 not in profiles.known_products["c3"]
     assert profiles.summary["holdings_added_from_won_deals"] == 1
     # The added holding earns what B typically does (median of 100 and 60): c4's income is 30 + 80.
     assert answer.income == 110.0
+    # A table listing a holding that started after the win was exported after it: its word stands.
+    later = holdings.assign(since=pd.Timestamp("2024-06-02"))
+    assert fit_profiles(deals, clients, later, TINY).summary["holdings_added_from_won_deals"] == 0
+    assert fit_profiles(deals, clients, holdings, TINY, add_won_products=False).summary[
+        "holdings_added_from_won_deals"] == 0

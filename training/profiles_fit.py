@@ -33,6 +33,7 @@ from model.profiles import (
     Level,
     ProfileEncoder,
     RawValue,
+    folded_spellings,
     segment_name,
     share_logit,
 )
@@ -128,13 +129,15 @@ class _Portfolio:
 
 
 def fit_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdings: pd.DataFrame | None,
-                 config: ProfileConfig = ProfileConfig(), *, with_acceptance: bool = True) -> ClientProfiles:
+                 config: ProfileConfig = ProfileConfig(), *, with_acceptance: bool = True,
+                 add_won_products: bool = True) -> ClientProfiles:
     """Fit the profiles from canonical frames. Holdings come from won deals when none are given.
 
     `with_acceptance=False` leaves the acceptance models unfitted (every product at its segment's share):
-    enough for segments, ideal profiles and potential income, and the costly part skipped."""
+    enough for segments, ideal profiles and potential income, and the costly part skipped.
+    `add_won_products=False` takes a holdings table at its word (no recent wins added, `_with_won_products`)."""
     levels_chain = config.chain()
-    portfolio = _portfolio(deals, clients, holdings, config)
+    portfolio = _portfolio(deals, clients, holdings, config, add_won_products)
     encoder = _encoder(portfolio, clients, levels_chain, config)
     levels = [encoder.levels(raw, portfolio.reference_day) for raw in portfolio.raw]
     _fill_vocab(encoder, levels, levels_chain, config)
@@ -201,19 +204,38 @@ def fit_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdi
 # Portfolio: who holds what, and who earns how much.
 
 
-def _with_won_products(frame: pd.DataFrame, deals: pd.DataFrame | None) -> tuple[pd.DataFrame, int]:
-    """Holdings plus the products a client won a deal of and the holdings table lacks, and how many were added.
+# A holdings table lags the CRM by an export cycle or so: wins closed within this many days of the data's
+# latest day, and after the table's latest `since`, may be missing from it. An older win missing from the
+# table is the table's word that the client no longer holds the product.
+WON_NOT_YET_IN_HOLDINGS_DAYS = 90
+
+
+def _with_won_products(frame: pd.DataFrame, deals: pd.DataFrame | None,
+                       holdings: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Holdings plus the products clients won lately that the holdings table lacks, and how many were added.
 
     A holdings table is exported on its own schedule: a product won last week may be missing from it, and
-    was then offered back to the client as a gap. Only products the table knows are added (a deal's product
-    the table never lists, a one-off service, is not a product held). Their revenue is unknown: such a holding
-    earns what the product typically does, as any holding without revenue."""
+    was then offered back to the client as a gap. Only wins closed in the last WON_NOT_YET_IN_HOLDINGS_DAYS
+    days of the data, after the table's latest `since` (a table that lists a later holding was exported
+    after the win), are added, and only of products the table lists, matched up to case and surrounding
+    spaces (a deal's product the table never lists, a one-off service, is not a product held). Their revenue
+    is unknown: such a holding earns what the product typically does, as any holding without revenue."""
     if deals is None or not {"client_id", "product", "status"} <= set(deals.columns) or frame.empty:
         return frame, 0
     won = deals[(deals["status"] == "won") & deals["client_id"].notna() & deals["product"].notna()]
-    pairs = pd.DataFrame({"client_id": won["client_id"].astype(str),
-                          "product": won["product"].astype(str)}).drop_duplicates()
-    pairs = pairs[pairs["product"].isin(set(frame["product"]))]
+    closed = day_numbers(won["closed_at"]) if "closed_at" in won else np.full(len(won), np.nan)
+    if "created_at" in won:
+        closed = np.where(np.isnan(closed), day_numbers(won["created_at"]), closed)
+    after = _reference_day(deals, None, holdings) - WON_NOT_YET_IN_HOLDINGS_DAYS
+    if "since" in holdings and holdings["since"].notna().any():
+        after = max(after, float(np.nanmax(day_numbers(holdings["since"]))))
+    won = won[closed > after]
+    table = sorted(set(frame["product"]))
+    named = dict(zip(table, table, strict=True))
+    folded = {form: table[j] for form, j in folded_spellings(table).items()}
+    products = [named.get(p, folded.get(p.strip().casefold())) for p in won["product"].astype(str)]
+    pairs = pd.DataFrame({"client_id": won["client_id"].astype(str).to_numpy(), "product": products})
+    pairs = pairs[pairs["product"].notna()].drop_duplicates()
     held = pd.MultiIndex.from_frame(frame[["client_id", "product"]])
     missing = pairs[~pd.MultiIndex.from_frame(pairs).isin(held)]
     if missing.empty:
@@ -222,7 +244,7 @@ def _with_won_products(frame: pd.DataFrame, deals: pd.DataFrame | None) -> tuple
 
 
 def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdings: pd.DataFrame | None,
-               config: ProfileConfig) -> _Portfolio:
+               config: ProfileConfig, add_won_products: bool = True) -> _Portfolio:
     if holdings is None or holdings.empty:
         holdings = holdings_from_deals(deals) if deals is not None else None
     if holdings is None or holdings.empty:
@@ -233,7 +255,7 @@ def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holding
                           "product": holdings["product"].astype(str),
                           "revenue": (holdings["revenue"].astype(np.float64) if "revenue" in holdings
                                       else np.nan)})
-    frame, added = _with_won_products(frame, deals)
+    frame, added = _with_won_products(frame, deals, holdings) if add_won_products else (frame, 0)
     if deals is not None and frame["revenue"].isna().all() and {"amount", "status", "client_id", "product"} <= set(
             deals.columns):
         won = deals[(deals["status"] == "won") & deals["client_id"].notna() & deals["product"].notna()]

@@ -167,7 +167,11 @@ class OutcomeStore:
         # (an outcome reported first), and a correction that does not send a day must not be refused for it.
         kept_days = {deal_id for deal_id in undated if deal_id in stored}
         logged = self._logged(o.deal_id for o in items)
-        if len(logged) < len({o.deal_id for o in items}) and self._flush_score_log is not None:
+        # A deal not logged yet, or a win (whose product and quote are read off the log): this process's scores
+        # still queued for the log are written first, so a deal re-scored with another product a moment ago is
+        # read as last scored. (Another process's queue is not reached: its next write, then a refresh, is.)
+        unlogged = len(logged) < len({o.deal_id for o in items})
+        if (unlogged or any(o.status == "won" for o in items)) and self._flush_score_log is not None:
             self._flush_score_log()
             logged = self._logged(o.deal_id for o in items)
         # Today (UTC) is only a default: a deal created "tomorrow" by a caller ahead of UTC closes no earlier

@@ -230,10 +230,9 @@ def _with_won_products(frame: pd.DataFrame, deals: pd.DataFrame | None,
     if "since" in holdings and holdings["since"].notna().any():
         after = max(after, float(np.nanmax(day_numbers(holdings["since"]))))
     won = won[closed > after]
-    table = sorted(set(frame["product"]))
-    named = dict(zip(table, table, strict=True))
-    folded = {form: table[j] for form, j in folded_spellings(table).items()}
-    products = [named.get(p, folded.get(p.strip().casefold())) for p in won["product"].astype(str)]
+    listed = sorted(set(frame["product"]))
+    exact, folded = set(listed), {form: listed[j] for form, j in folded_spellings(listed).items()}
+    products = [p if p in exact else folded.get(p.strip().casefold()) for p in won["product"].astype(str)]
     pairs = pd.DataFrame({"client_id": won["client_id"].astype(str).to_numpy(), "product": products})
     pairs = pairs[pairs["product"].notna()].drop_duplicates()
     held = pd.MultiIndex.from_frame(frame[["client_id", "product"]])

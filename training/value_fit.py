@@ -52,8 +52,7 @@ def value_evaluation(features: FloatArray, amount: FloatArray, won: FloatArray, 
                      products: npt.NDArray[Any] | None, stop: threading.Event | None = None) -> dict[str, Any]:
     """The report's value section: errors on the holdout's won deals of the model and the baselines, and the
     spread factor for the published value model (`spread`, 1.0 when it could not be measured)."""
-    tested = holdout_rows[(won[holdout_rows] > 0) & np.isfinite(amount[holdout_rows]) & (amount[holdout_rows] > 0)]
-    fitted_on = train_rows[(won[train_rows] > 0) & np.isfinite(amount[train_rows]) & (amount[train_rows] > 0)]
+    tested, fitted_on = _priced_wins(holdout_rows, won, amount), _priced_wins(train_rows, won, amount)
     section: dict[str, Any] = {"evaluated": False, "spread": 1.0, "holdout_won_deals_with_amount": int(tested.size),
                                "fitted_on_won_deals": int(fitted_on.size)}
     if tested.size == 0 and fitted_on.size == 0:
@@ -97,7 +96,7 @@ def fit_value_model(features: FloatArray, amount: FloatArray, won: FloatArray, r
     script (default split): IT bids 0.912 -> 0.877, synthetic CRM at 20k deals 0.289 -> 0.275, at 100k
     0.265 -> 0.263, maven with close_value as amount 0.0097 -> 0.0094.
     """
-    usable = rows[(won[rows] > 0) & np.isfinite(amount[rows]) & (amount[rows] > 0)]
+    usable = _priced_wins(rows, won, amount)
     if usable.size < MIN_VALUE_MODEL_DEALS:
         return None
     index = [i for i, name in enumerate(spec.names) if name not in ("amount",)]
@@ -118,6 +117,11 @@ def fit_value_model(features: FloatArray, amount: FloatArray, won: FloatArray, r
                         num_boost_round=rounds, callbacks=watching(stop))
     booster.free_dataset()
     return ValueModel(booster=booster, feature_index=index)
+
+
+def _priced_wins(rows: npt.NDArray[np.int64], won: FloatArray, amount: FloatArray) -> npt.NDArray[np.int64]:
+    """The won deals among `rows` with an amount above 0: what the value model learns from and is tested on."""
+    return rows[(won[rows] > 0) & np.isfinite(amount[rows]) & (amount[rows] > 0)]
 
 
 def smearing_factor(residual: FloatArray) -> float:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from model.client_analytics import client_facts
 from model.profiles import ClientFacts, ClientProfiles
-from training.profiles_fit import ProfileConfig, fit_profiles
+from training.profiles_fit import WON_NOT_YET_IN_HOLDINGS_DAYS, ProfileConfig, fit_profiles
 from training.synthetic_crm import SyntheticCRM
 
 SERVED = "ideal_profile_gaps"
@@ -274,8 +274,9 @@ def won_not_held_note(summary: Mapping[str, Any]) -> str | None:
     added = int(summary.get("holdings_added_from_won_deals") or 0)
     if not added:
         return None
-    return (f"{added:,} products that clients won deals of were missing from the holdings table: counted as held "
-            "(never offered back as gaps), earning what the product typically does")
+    return (f"{added:,} products that clients won in the last {WON_NOT_YET_IN_HOLDINGS_DAYS} days were missing "
+            "from the holdings table: counted as held (not offered back as gaps unless a client's products are "
+            "sent), earning what the product typically does")
 
 
 def _won_not_held(summary: Mapping[str, Any]) -> str:

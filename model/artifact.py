@@ -42,10 +42,18 @@ ARTIFACT_FORMAT = 3
 # dealscore versions reading format 3 alone refuse it (they would build a month column the model lacks and
 # fail on the first deal) while every other artifact stays readable by them.
 MONTHLESS_FORMAT = 4
-READABLE_FORMATS = (ARTIFACT_FORMAT, MONTHLESS_FORMAT)
+# 5: a value model whose expected amount is its typical one times a spread other than 1 (ValueModel.spread).
+# Versions reading formats 3 and 4 would load it, ignore the spread and value every deal sent without an
+# amount below its expected amount (by half on the IT consulting bids), so they must refuse it. A model with
+# a spread of 1, or none, keeps format 3 or 4.
+SPREAD_FORMAT = 5
+READABLE_FORMATS = (ARTIFACT_FORMAT, MONTHLESS_FORMAT, SPREAD_FORMAT)
 
 
 def artifact_format(model: ScoringModel) -> int:
+    """The oldest format that reads `model` faithfully (a reader of a format reads every older one)."""
+    if model.value_model is not None and getattr(model.value_model, "spread", 1.0) != 1.0:
+        return SPREAD_FORMAT
     return ARTIFACT_FORMAT if getattr(model.spec, "has_month", True) else MONTHLESS_FORMAT
 # Libraries whose pickled objects live in the artifact: a different major.minor may not load them
 # faithfully, so loading refuses rather than scoring with a silently different model.
@@ -258,8 +266,8 @@ def verify_artifact(artifact_dir: str | Path) -> dict[str, Any]:
             raise _changed(directory, name)
     if meta.get("format") not in READABLE_FORMATS:
         raise ArtifactError(f"model artifact at {directory} has format {meta.get('format')!r}, this dealscore "
-                            f"reads format {ARTIFACT_FORMAT} (or {MONTHLESS_FORMAT}, without the month feature); "
-                            "retrain the model with this version")
+                            f"reads formats {min(READABLE_FORMATS)} to {max(READABLE_FORMATS)}; retrain the model with "
+                            "this version")
     recorded = meta.get("libraries", {})
     running = library_versions()
     for name in PINNED_LIBRARIES:

@@ -99,20 +99,27 @@ def test_a_failed_write_leaves_the_old_artifact_whole(artifact: Path, trained: T
 def test_an_artifact_of_another_format_is_refused(artifact: Path) -> None:
     # Format 2 pickled feature specs without level pairs; this code reads their win rates too.
     rewrite_metadata(artifact, lambda meta: meta.update(format=2))
-    with pytest.raises(ArtifactError, match=f"has format 2, this dealscore reads format {ARTIFACT_FORMAT} "):
+    with pytest.raises(ArtifactError, match="has format 2, this dealscore reads formats 3 to 5; retrain"):
         load_artifact(artifact)
 
 
 def test_a_model_without_the_month_feature_is_written_as_format_4_and_read_back(
         small_crm: SyntheticCRM, tmp_path: Path) -> None:
     """dealscore versions that read format 3 alone refuse it (they built a month column it lacks and failed on the
-    first deal, IndexError); every other artifact stays format 3."""
+    first deal, IndexError); every other artifact without a value spread stays format 3. With a spread it is
+    format 5, which only versions that read format 4 too read."""
+    import dataclasses
+
     from model.dataset import dataset_from_frames
     from model.features import FeatureConfig
     from training.fit import TrainConfig, train
 
     result = train(dataset_from_frames(small_crm.deals, small_crm.clients, None, for_training=True),
                    TrainConfig(threads=1, features=FeatureConfig(exclude=("month",))))
+    assert result.model.value_model is not None and result.model.value_model.spread != 1.0
+    folder = save_artifact(result.model, tmp_path / "with_spread", result.metadata)
+    assert json.loads((folder / "metadata.json").read_text())["format"] == 5
+    result.model.value_model = dataclasses.replace(result.model.value_model, spread=1.0)
     folder = save_artifact(result.model, tmp_path / "model", result.metadata)
     assert json.loads((folder / "metadata.json").read_text())["format"] == 4
     model, _ = load_artifact(folder)
@@ -121,8 +128,32 @@ def test_a_model_without_the_month_feature_is_written_as_format_4_and_read_back(
                                   result.model.score(frame_columns(deals)).p_win)
 
 
-def test_an_artifact_with_the_month_feature_stays_format_3(artifact: Path) -> None:
-    assert json.loads((artifact / "metadata.json").read_text())["format"] == ARTIFACT_FORMAT == 3
+def test_a_model_whose_value_model_has_a_spread_is_written_as_format_5_and_read_back(
+        trained: TrainingResult, tmp_path: Path, small_crm: SyntheticCRM) -> None:
+    """Versions reading formats 3 and 4 would ignore the spread and value deals sent without an amount at their
+    typical amount: they must refuse such a model. Read back, it values those deals as before saving."""
+    assert trained.model.value_model is not None and trained.model.value_model.spread != 1.0
+    folder = save_artifact(trained.model, tmp_path / "model", trained.metadata)
+    assert json.loads((folder / "metadata.json").read_text())["format"] == 5
+    model, _ = load_artifact(folder)
+    deals = attach_clients(small_crm.deals.tail(20).drop(columns=["amount"]), small_crm.clients)
+    np.testing.assert_array_equal(model.score(frame_columns(deals)).value,
+                                  trained.model.score(frame_columns(deals)).value)
+
+
+def test_a_model_with_the_month_feature_and_no_spread_stays_format_3(trained: TrainingResult, tmp_path: Path) -> None:
+    """Every version since format 3 reads it."""
+    import copy
+    import dataclasses
+
+    assert trained.model.value_model is not None
+    model = copy.copy(trained.model)
+    model.value_model = dataclasses.replace(trained.model.value_model, spread=1.0)
+    folder = save_artifact(model, tmp_path / "model", trained.metadata)
+    assert json.loads((folder / "metadata.json").read_text())["format"] == ARTIFACT_FORMAT == 3
+    model.value_model = None
+    folder = save_artifact(model, tmp_path / "no_value_model", trained.metadata)
+    assert json.loads((folder / "metadata.json").read_text())["format"] == 3
 
 
 # -- metadata.json is covered by a checksum of its own, and is strict JSON ----------------------------

@@ -604,7 +604,8 @@ def warm_up(model: ScoringModel) -> None:
 
 def _warm_up_deals(model: ScoringModel, client_id: str | None) -> dict[str, Any]:
     """A prospect and a known client dated on the model's last history day, so the answer never depends on
-    the clock; every numeric feature 1.0 and every categorical one a level the model knows."""
+    the clock; every numeric feature 1.0 (but the prospect's amount) and every categorical one a level the
+    model knows."""
     spec = model.spec
     day = float(model.history.last_day)
     columns: dict[str, Any] = {"deal_id": np.array(["warm-up-1", "warm-up-2"], dtype=object),
@@ -613,6 +614,8 @@ def _warm_up_deals(model: ScoringModel, client_id: str | None) -> dict[str, Any]
                                "product": np.array([None, next(iter(spec.product_keys), None)], dtype=object)}
     for name in spec.numeric:
         columns[name] = np.array([1.0, 1.0])
+    # The prospect comes without an amount: the value model (when there is one) predicts it, as for such deals.
+    columns["amount"] = np.array([np.nan, 1.0])
     for name in spec.categorical:
         level = next(iter(spec.vocab.get(name, {})), None)
         columns[name] = np.array([level, level], dtype=object)

@@ -23,7 +23,7 @@ from model.features import (
     client_status_name,
 )
 from model.grades import GradeCutoffs, letter_classes
-from model.win_models import PlattCalibration, WinModel
+from model.win_models import PlattCalibration, TreeEnsemble, WinModel
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -49,9 +49,15 @@ class ValueModel:
     feature_index: list[int]
     spread: float = 1.0
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_trees"}  # the quick reader is rebuilt, not kept
+
     def log_amount(self, features: FloatArray) -> FloatArray:
-        """The regression's own prediction, log(1 + amount)."""
-        return np.asarray(self.booster.predict(features[:, self.feature_index], num_threads=1), dtype=np.float64)
+        """The regression's own prediction, log(1 + amount) (a regression's raw output is its prediction)."""
+        trees = self.__dict__.get("_trees")
+        if trees is None:
+            trees = self.__dict__["_trees"] = TreeEnsemble(self.booster)
+        return trees.raw(np.ascontiguousarray(features[:, self.feature_index]))
 
     def predict(self, features: FloatArray) -> FloatArray:
         """The expected amount if won."""

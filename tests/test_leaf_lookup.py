@@ -111,3 +111,17 @@ def test_the_model_scores_the_same_with_and_without_the_fast_path(trained: Train
         margin, contributions = slow_model.margin_and_contributions(block)
         np.testing.assert_array_equal(margin, fast_margin)
         np.testing.assert_array_equal(contributions, fast_contributions)
+
+
+def test_the_value_model_predicts_a_few_deals_as_predict_does(trained: TrainingResult, features: np.ndarray) -> None:
+    value_model = trained.model.value_model
+    assert value_model is not None
+    for n in (1, 3, 8, 9):  # both sides of the row limit
+        rows = features[:n]
+        expected = value_model.booster.predict(rows[:, value_model.feature_index], num_threads=1)
+        np.testing.assert_allclose(value_model.log_amount(rows), expected, rtol=1e-12, atol=1e-12)
+    # The quick reader is built on first use and not pickled: a saved model holds the booster only.
+    assert "_trees" in value_model.__dict__
+    restored = pickle.loads(pickle.dumps(value_model))
+    assert "_trees" not in restored.__dict__ and restored.spread == value_model.spread
+    np.testing.assert_array_equal(restored.log_amount(features[:1]), value_model.log_amount(features[:1]))

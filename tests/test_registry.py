@@ -211,7 +211,15 @@ def test_the_watcher_keeps_the_model_when_the_manifest_is_unreadable(registry: R
 
 
 def test_warm_up_scores_a_prospect_and_a_known_client(tiny: TrainingResult) -> None:
-    warm_up(tiny.model)
+    import pickle
+
+    model = pickle.loads(pickle.dumps(tiny.model))  # as an artifact loads: no leaf table built yet
+    assert model.value_model is not None and "_trees" not in model.value_model.__dict__
+    warm_up(model)
+    # The one-off set-ups are paid before traffic: the win model's leaf tables and the value model's (the
+    # prospect comes without an amount).
+    assert model.win_model._paths is not None
+    assert model.value_model.__dict__["_trees"]._paths is not None
 
 
 # -- atomicity: a failure at any step leaves the old state, whole, and no leftovers --------------------

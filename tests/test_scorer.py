@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
-import pytest
 
 from model.dataset import Dataset
 from model.features import attach_clients, frame_columns
@@ -60,10 +57,12 @@ def test_reasons_show_a_missing_category_as_null_and_never_a_push_of_zero(
 
 def test_the_expected_amount_is_the_typical_one_plus_one_times_the_spread_less_one() -> None:
     # The regression is of log(1 + amount): E[1 + amount] = (1 + typical) x spread.
-    class Booster:
-        def predict(self, features: Any, num_threads: int = 1) -> Any:
-            return np.full(len(features), np.log1p(1000.0))
+    import lightgbm as lgb
 
-    typical, expected = ValueModel(Booster(), [0], spread=1.9).typical_and_expected(np.zeros((1, 1)))
-    assert typical[0] == pytest.approx(1000.0)
-    assert expected[0] == pytest.approx(1001.0 * 1.9 - 1.0)
+    # Every won deal at 1,000: the trees predict log(1 + 1000) for any deal.
+    booster = lgb.train({"objective": "regression", "verbose": -1, "min_data_in_leaf": 1},
+                        lgb.Dataset(np.arange(50.0).reshape(-1, 1), np.full(50, np.log1p(1000.0))), num_boost_round=1)
+    for deals in (1, 40):  # the single-row path and `predict`
+        typical, expected = ValueModel(booster, [0], spread=1.9).typical_and_expected(np.zeros((deals, 1)))
+        np.testing.assert_allclose(typical, 1000.0)
+        np.testing.assert_allclose(expected, 1001.0 * 1.9 - 1.0)

@@ -590,13 +590,15 @@ def feature_index(spec: FeatureSpec, names: Sequence[str]) -> list[int]:
     return [spec.names.index(n) for n in names]
 
 
-def missing_feature_columns(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -> list[str]:
-    """The model's input columns that neither the deals nor the clients table has (a client attribute is
-    not counted missing when the model knows clients: it fills theirs from its own record)."""
+def missing_feature_columns(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None, *,
+                            filled_by_model: bool = True) -> list[str]:
+    """The model's input columns that neither the deals nor the clients table has. With `filled_by_model`, a
+    client attribute is not counted missing when the model knows clients: scoring fills theirs from its own
+    record. (Training on such data cannot: a model fitted on it goes without the attribute.)"""
     present = set(deals.columns) | (set(clients.columns) if clients is not None else set())
     present |= set(attach_clients(deals.head(0), clients.head(0) if clients is not None else None,
                                   model.spec.client_extras or ()).columns)
     spec = model.spec
     from_clients = {*CLIENT_ATTRIBUTES, *(spec.client_extras or ())}
     return [name for name in (*spec.numeric, *spec.categorical) if name not in present
-            and not (name in from_clients and model.clients)]
+            and not (filled_by_model and name in from_clients and model.clients)]

@@ -322,14 +322,18 @@ def retrain(registry: Registry, dataset: Any, train_config: TrainConfig | None =
             report, dataset, train_config, config, candidate, live_model, live_version, window, columns, status,
             won, compared, progress)
         # The live model scored without inputs it was trained on is judged on degraded data, and a worse candidate
-        # passes it; and a column that vanished from the export is a fault of the export, not a new normal.
-        vanished = missing_feature_columns(live_model, dataset.deals, dataset.clients)
+        # passes it; and a column that vanished from the export is a fault of the export, not a new normal. A
+        # client attribute counts too, although the live model fills known clients' from its own record: the
+        # candidate, fitted on this data, would go without it (a clients table that lost `industry`, or no
+        # clients table at all, published a model without the industry, size and region features).
+        vanished = missing_feature_columns(live_model, dataset.deals, dataset.clients, filled_by_model=False)
         report["comparison"]["live_inputs_missing"] = vanished
         if vanished:
             passed = False
             reason = (f"the new data lack {len(vanished)} input column(s) the live model {live_version} uses: "
-                      f"{', '.join(vanished)}; scored without them the live model is judged on degraded data. Restore "
-                      "them in the export, or publish with --force if they are gone for good [" + reason + "]")
+                      f"{', '.join(vanished)}; the candidate is fitted without them, and the live model is judged "
+                      "without them on degraded data. Restore them in the export, or publish with --force if they "
+                      "are gone for good [" + reason + "]")
         elif not passed and window.stale:
             reason += f" {window.stale}"
 

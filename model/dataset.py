@@ -150,7 +150,7 @@ def dataset_from_frames(
     mapped: dict[str, pd.DataFrame] = {}
     for name, frame in raw.items():
         if frame is not None:
-            mapped_frame = _collect(problems, partial(apply_mapping, name, frame, mapping))
+            mapped_frame = _collect(problems, partial(apply_mapping, name, frame, mapping, for_training=for_training))
             if mapped_frame is not None:
                 mapped[name] = mapped_frame
 

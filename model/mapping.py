@@ -202,15 +202,17 @@ def _parse_csv(raw: object, add: Callable[[str, str, str], None]) -> CsvFormat:
                      else encoding)
 
 
-def apply_mapping(table_name: str, raw: pd.DataFrame, mapping: Mapping) -> pd.DataFrame:
+def apply_mapping(table_name: str, raw: pd.DataFrame, mapping: Mapping, *, for_training: bool = False) -> pd.DataFrame:
     """Rename a source table's columns to canonical names and its status values to won/lost/open.
 
     Excluded source columns are dropped first; the ones actually present are recorded in
     `result.attrs[EXCLUDED_ATTR]`. Unmatched status values are left as they came, for validation
-    to report.
+    to report. For training, every column the mapping maps must be in the file (see `_unmatched`).
     """
     section = mapping.table(table_name)
-    typos = _likely_typos(table_name, section, [str(c) for c in raw.columns])
+    present = [str(c) for c in raw.columns]
+    typos = _likely_typos(table_name, section, present) + (
+        _unmatched(table_name, section, present) if for_training else [])
     if typos:
         raise ContractViolation(f"{table_name} table: the mapping file names columns the file does not have",
                                 typos)
@@ -258,6 +260,32 @@ def _likely_typos(table_name: str, section: TableMapping, present: list[str]) ->
             problems.append(Problem(field_name, f"a column of the {table_name} file (did you mean '{close[0]}'?)",
                                     f"'{source}'", table=table_name))
     return problems
+
+
+def _unmatched(table_name: str, section: TableMapping, present: list[str]) -> list[Problem]:
+    """Optional mapped columns a training file lacks, with no similar name (those are `_likely_typos`) and not
+    under their canonical name either.
+
+    A scoring export may lack some (no status yet); a training export that lacks a mapped column means a
+    mapping that no longer fits the export: `amount: "Nope"` trained a model with no amount and no value
+    model, and the export's own amount column became an anonymous extra feature, without a word.
+    """
+    # Required columns are left to validation, which names them as the mapping does among the others it lacks.
+    required = {c.name for c in TABLES[table_name].columns if c.required != "no"}
+    problems = []
+    for name, source in section.columns.items():
+        if source in present or name in present or name in required or difflib.get_close_matches(
+                source, present, n=1, cutoff=TYPO_SIMILARITY):
+            continue
+        shown = ", ".join(f"'{c}'" for c in present[:_COLUMNS_SHOWN]) + (", ..." if len(present) > _COLUMNS_SHOWN
+                                                                         else "")
+        problems.append(Problem(f"{table_name}.columns.{name}",
+                                f"a column of the {table_name} file, which has {shown}", f"'{source}'",
+                                table=table_name))
+    return problems
+
+
+_COLUMNS_SHOWN = 12
 
 
 def _translate_statuses(values: pd.Series, status_values: dict[str, tuple[str, ...]],

@@ -226,6 +226,21 @@ def test_a_mapped_or_excluded_column_misspelt_is_refused_with_the_likely_name() 
     ]  # Stage and Region Code are simply absent (a scoring export has no status): no close name, no problem
 
 
+def test_training_refuses_a_mapped_column_the_file_lacks_and_scoring_reads_on(tmp_path: Path) -> None:
+    """`amount: "Nope"` trained a model with no amount and no value model, its export's "Deal Cost" an
+    anonymous extra feature, without a word (the new-user audit). A scoring export may lack a mapped column
+    (no status yet): the scoring commands check the model's inputs themselves."""
+    export = write(tmp_path / "export.csv", CRM_EXPORT)
+    mapping = write(tmp_path / "mapping.yaml", CRM_MAPPING.replace('"Deal Cost"', '"Nope"'))
+    with pytest.raises(ContractViolation) as error:
+        load_dataset(export, mapping=mapping, for_training=True, today=TODAY)
+    [problem] = error.value.problems
+    assert (problem.field, problem.got) == ("deals.columns.amount", "'Nope'")
+    assert problem.expected.startswith("a column of the deals file, which has 'Opportunity ID', 'Deal Date',")
+    scored = load_dataset(export, mapping=mapping, for_training=False, today=TODAY)
+    assert "amount" not in scored.deals.columns and len(scored.deals) == 4
+
+
 def test_a_mapped_column_absent_beside_its_canonical_name_is_fine() -> None:
     mapping = Mapping({"deals": TableMapping(columns={"product": "Product"})})
     raw = pd.DataFrame({"deal_id": ["1"], "product": ["x"]})
@@ -250,8 +265,12 @@ def test_an_open_deal_with_a_close_date_names_the_status_the_wildcard_made_open(
                                              "A,01-Mar-24,Won,10-Mar-24\n"
                                              "B,02-Mar-24,In progress,\n"
                                              "C,03-Mar-24,Closed Won (pending),20-Mar-24\n")
-    mapping = write(tmp_path / "mapping.yaml", CRM_MAPPING.replace('manager: "Manager Name"}',
-                                                                   'manager: "Manager Name", closed_at: "Close"}'))
+    mapping = write(tmp_path / "mapping.yaml", """\
+deals:
+  columns: {deal_id: "Opportunity ID", created_at: "Deal Date", status: "Stage", closed_at: "Close"}
+  status_values: {won: ["Won", "Closed Won"], lost: ["Lost", "Closed Lost"], open: ["*"]}
+  date_format: "%d-%b-%y"
+""")
     with pytest.raises(ContractViolation) as error:
         load_dataset(export, mapping=mapping, for_training=True, today=TODAY)
     problem = next(p for p in error.value.problems if p.field == "closed_at")

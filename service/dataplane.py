@@ -143,7 +143,7 @@ class DataPlane:
             n = len(r.columns["deal_id"])
             # A request's deals see its own clients' gap lists (two requests may send one client differently).
             gaps = _deal_gaps(found, clients_seen, r.client_of_deal, r.columns.get("product"),
-                              self.settings.top_gaps)
+                              self.settings.top_gaps, getattr(snapshot.model, "profiles", None))
             out.append((batch.rows(deals, deals + n) if len(requests) > 1 else batch, gaps))
             deals += n
             clients_seen += len(r.clients)
@@ -511,9 +511,10 @@ def _floats(values: np.ndarray[Any, Any]) -> list[float | None]:
 
 
 def _deal_gaps(found: Sequence[list[Any]], offset: int, client_of_deal: Sequence[int],
-               products: np.ndarray[Any, Any] | None, top: int) -> list[Encoded]:
+               products: np.ndarray[Any, Any] | None, top: int, profiles: Any = None) -> list[Encoded]:
     """Each deal's gap list: its client's, without the product the deal itself offers (a manager is already
     selling it; listing it as a cross-sell trigger of the same deal reads as a mistake), at most `top` items.
+    The deal's product is matched as the profiles match a client's products: "Credit_Line" is credit_line.
     Encoded once per (client, product)."""
     encoded: dict[tuple[int, Any], Encoded] = {}
     out: list[Encoded] = []
@@ -524,7 +525,9 @@ def _deal_gaps(found: Sequence[list[Any]], offset: int, client_of_deal: Sequence
         product = products[i] if products is not None else None
         key = (offset + k, product)
         if key not in encoded:
-            items = [g for g in found[offset + k] if g.product != product][:top]
+            position = profiles.product_position(product) if profiles is not None and isinstance(product, str) else None
+            offered = profiles.products[position] if position is not None else product
+            items = [g for g in found[offset + k] if g.product != offered][:top]
             encoded[key] = _encoded([_gap_item(g) for g in items])
         out.append(encoded[key])
     return out

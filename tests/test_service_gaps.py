@@ -90,6 +90,12 @@ def test_a_deals_gaps_leave_out_the_product_the_deal_sells(client: TestClient,
     elsewhere = make_deal(deal_id="y", client_id=known, product="no-such-product")
     assert [g["product"] for g in client.post("/v1/score", json={"deals": [elsewhere]}).json()["scores"][0][
         "gaps"]] == [first, second]
+    # Spelt another way, it is still the product the deal sells, as a client's held products are matched: a
+    # deal for "CREDIT_LINE" was offered credit_line as its client's first gap (the new-user audit).
+    for spelled in (first.upper(), f" {first.title()} "):
+        deal = make_deal(deal_id="z", client_id=known, product=spelled)
+        assert [g["product"] for g in client.post("/v1/score", json={"deals": [deal]}).json()["scores"][0][
+            "gaps"]] == [second, third], spelled
 
 
 def test_held_product_names_are_trimmed_as_every_text(client: TestClient,

@@ -62,6 +62,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     from training.synthetic_crm import export_as_of, generate, write
 
     check_output_folder(args.out)  # before generating: an --out naming a file failed with a traceback
+    _refuse_to_replace_an_export(Path(args.out))
     crm = generate(seed=args.seed, n_deals=args.deals)
     if args.until is not None:
         crm = export_as_of(crm, args.until)
@@ -70,6 +71,18 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
          f"to {args.out} ({len(paths)} files, ground truth in {Path(args.out) / 'truth'})"
          + (f", as an export taken on {args.until:%Y-%m-%d}" if args.until is not None else ""))
     return 0
+
+
+def _refuse_to_replace_an_export(folder: Path) -> None:
+    """demo-data replaces deals.csv, clients.csv and holdings.csv: only an earlier demo data set's, known by
+    its ground truth beside them. `--out /srv/crm-export` once replaced a real export without a word."""
+    from training.synthetic_crm import is_demo_data
+
+    tables = [name for name in ("deals.csv", "clients.csv", "holdings.csv") if (folder / name).exists()]
+    if tables and not is_demo_data(folder):
+        raise DealscoreError(f"--out: expected a new folder or an earlier demo data set, got {folder}, which "
+                             f"holds {', '.join(tables)} with no demo ground truth beside (truth/): writing the "
+                             "demo data there would replace them. Choose another folder, or remove them first")
 
 
 def _training_config(args: argparse.Namespace) -> object:

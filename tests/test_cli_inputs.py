@@ -197,6 +197,23 @@ def test_demo_data_into_a_file_or_under_one_is_refused(tmp_path: Path, capsys: p
                               f"({dangling} -> {tmp_path / 'gone'})\n")
 
 
+def test_demo_data_replaces_an_earlier_demo_data_set_but_never_an_export(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`demo-data --out crm_export` replaced a real export's deals.csv without a word (the new-user audit)."""
+    export = tmp_path / "crm_export"
+    export.mkdir()
+    (export / "deals.csv").write_text("deal_id,created_at\nREAL-1,2025-01-02\n")
+    code, err = run(["demo-data", "--out", str(export), "--deals", "300"], capsys)
+    assert code == 2 and err.startswith(f"dealscore demo-data: --out: expected a new folder or an earlier demo "
+                                        f"data set, got {export}, which holds deals.csv with no demo ground truth")
+    assert [p.name for p in export.iterdir()] == ["deals.csv"] and "REAL-1" in (export / "deals.csv").read_text()
+    demo = tmp_path / "demo"
+    assert run(["demo-data", "--out", str(demo), "--deals", "300", "--seed", "1"], capsys)[0] == 0
+    first = (demo / "deals.csv").read_text()
+    assert run(["demo-data", "--out", str(demo), "--deals", "300", "--seed", "2"], capsys)[0] == 0
+    assert (demo / "deals.csv").read_text() != first  # an earlier demo data set is replaced, as before
+
+
 def test_missing_folders_of_out_are_created_and_said(crm_files: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "exports" / "june" / "clients.csv"

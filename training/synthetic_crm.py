@@ -845,6 +845,12 @@ def export_as_of(crm: SyntheticCRM, day: date) -> SyntheticCRM:
                    deal_truth=crm.deal_truth[crm.deal_truth["deal_id"].isin(deals["deal_id"])].reset_index(drop=True))
 
 
+def is_demo_data(folder: str | Path) -> bool:
+    """Whether `folder` holds a data set `write` wrote: its ground truth is beside the tables."""
+    truth = Path(folder) / "truth"
+    return (truth / "deal_truth.csv").is_file() and (truth / "README.md").is_file()
+
+
 def write(crm: SyntheticCRM, out_dir: str | Path) -> list[Path]:
     """Write the CRM tables and the truth under `out_dir`; returns the paths written.
 

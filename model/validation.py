@@ -209,7 +209,8 @@ class _TableCheck:
                 if self.table is DEALS and name in OPEN_DEALS_MAY_LACK and "status" in columns:
                     # Open deals are scored, not trained on: only won and lost ones need the value.
                     empty = empty & (columns["status"] != "open")
-                    self.report(name, empty, f"a non-empty {name} (required for training of won and lost deals)",
+                    self.report(name, empty, f"a non-empty {name} (required of won and lost deals for training "
+                                "and client analytics)",
                                 "empty")
                 else:
                     self.report(name, empty, f"a non-empty {name}{_why_required(column)}", "empty")
@@ -401,7 +402,8 @@ def _date_expected(date_format: str | None) -> str:
 
 
 def _why_required(column: Column) -> str:
-    return " (required for training)" if column.required == "training" else " (required)"
+    # Validation for training is also what `dealscore clients` asks for: it reads won deals and their dates too.
+    return " (required for training and client analytics)" if column.required == "training" else " (required)"
 
 
 def _quoted(values: pd.Series, shown: int = VALUES_SHOWN) -> str:

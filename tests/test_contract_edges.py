@@ -57,7 +57,8 @@ def test_open_deals_without_created_at_are_accepted_for_training() -> None:
 def test_closed_deals_without_created_at_are_refused_naming_the_field() -> None:
     raw = make_deals(created_at=["2024-01-05", None, None], closed_at=[None, None, None])
     problem = the_problem(bad_deals(raw), "deals", "created_at")
-    assert problem.expected == "a non-empty created_at (required for training of won and lost deals)"
+    assert problem.expected == ("a non-empty created_at (required of won and lost deals for training and client "
+                                "analytics)")
     assert (problem.got, problem.rows) == ("empty", (2,))  # row 3 is open: not a problem
     # A deal without a status cannot be told open: its created_at stays required.
     raw = make_deals(created_at=["2024-01-05", "2024-02-01", None], status=["won", "lost", None])

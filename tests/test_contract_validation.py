@@ -112,8 +112,8 @@ def test_typed_input_from_parquet_or_sql_is_accepted() -> None:
 
 @pytest.mark.parametrize(
     ("column", "for_training", "why"),
-    [("deal_id", False, "(required)"), ("created_at", True, "(required for training)"),
-     ("status", True, "(required for training)")],
+    [("deal_id", False, "(required)"), ("created_at", True, "(required for training and client analytics)"),
+     ("status", True, "(required for training and client analytics)")],
 )
 def test_missing_required_column(column: str, for_training: bool, why: str) -> None:
     error = bad_deals(make_deals().drop(columns=[column]), for_training=for_training)
@@ -173,7 +173,7 @@ def test_empty_status_is_a_problem_for_training_only() -> None:
     raw = make_deals(status=["won", " ", "open"])
     problem = the_problem(bad_deals(raw), "deals", "status")
     assert (problem.expected, problem.got, problem.rows) == (
-        "a non-empty status (required for training)", "empty", (2,)
+        "a non-empty status (required for training and client analytics)", "empty", (2,)
     )
     assert np.isnan(validate_deals(raw, for_training=False, today=TODAY)["status"][1])
 

@@ -190,6 +190,11 @@ def gaps_file(model_dir: str, clients: str, holdings: str | None, mapping: str |
     client_frame, holding_frame = load_tables(clients, holdings, mapping, kinds=profile_kinds(model))
     table = gap_table(model.profiles, client_frame, holding_frame, top_k=top_k, as_of=as_of)
     write_csv_atomically(table, out)
+    if as_of is not None and "since" in client_frame and warn is not None:
+        later = int((client_frame["since"] > pd.Timestamp(as_of)).sum())
+        if later:  # they were no clients yet on the day: no gap list, and no row (said, not silently left out)
+            warn(f"{later:,} of {len(client_frame):,} clients became clients after {as_of:%Y-%m-%d} (their since): "
+                 "no gap rows for them")
     if not model.profiles.has_income and len(table) and warn is not None:
         # 0 reads as "worth nothing"; it means "unknown" here (the column stays a number for CRM imports).
         warn("the model's profiles know no income (its holdings had no revenue and no won deal amounts): "

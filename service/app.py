@@ -24,10 +24,10 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from model.errors import DealscoreError, NotFound
+from model.errors import DealscoreError, NotFound, Problem
 from model.scorer import ScoringModel
 from service.dataplane import DataPlane, utc_today
-from service.errors import MethodNotAllowed, error_body, pydantic_violation
+from service.errors import MethodNotAllowed, error_body, pydantic_violation, shown
 from service.feedback import Feedback, FeedbackConfig, feedback_router
 from service.holder import ModelHolder
 from service.logs import LOGGER_NAME, configure_logging
@@ -166,22 +166,25 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         method, path = request.method, request.url.path[:100]
-        error: DealscoreError
-        if exc.status_code == 404:
-            error = NotFound(f"no route {method} {path}")
-        elif exc.status_code == 405:
-            error = MethodNotAllowed(f"{method} is not allowed on {path}")
-        else:
-            error = DealscoreError(str(exc.detail)[:200])
-            error.status = exc.status_code
-            error.code = "http_error"
         # Starlette's own headers are kept: a 405 must name the allowed methods in Allow (RFC 9110, 15.5.6),
         # HEAD too wherever GET is (the request middleware serves HEAD as GET without the body).
         headers = dict(exc.headers or {})
         allowed = [m.strip() for m in headers.get("allow", headers.get("Allow", "")).split(",") if m.strip()]
         if "GET" in allowed and "HEAD" not in allowed:
+            allowed.append("HEAD")
             headers.pop("Allow", None)
-            headers["allow"] = ", ".join([*allowed, "HEAD"])
+            headers["allow"] = ", ".join(allowed)
+        error: DealscoreError
+        if exc.status_code == 404:
+            error = NotFound(f"no route {method} {path}", [
+                Problem("path", "a path the API serves (GET /openapi.json lists them)", shown(path))])
+        elif exc.status_code == 405:
+            error = MethodNotAllowed(f"{method} is not allowed on {path}", [
+                Problem("method", f"one of {', '.join(allowed)}" if allowed else "another method", method[:20])])
+        else:
+            error = DealscoreError(str(exc.detail)[:200])
+            error.status = exc.status_code
+            error.code = "http_error"
         return _envelope(error, request, headers)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:

@@ -88,9 +88,15 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     400: ("The body is not JSON.", error("malformed_json", "the request body is not valid JSON", [
         {"field": "body", "expected": "a JSON object", "got": "EOF while parsing an object at line 1 column 18"}])),
     401: ("An admin route without `Authorization: Bearer <DEALSCORE_ADMIN_TOKEN>` (when the token is set).",
-          error("unauthorized", "admin routes need the header `Authorization: Bearer <token>`")),
-    404: ("No such resource.", error("not_found", "no route GET /v1/nothing")),
-    405: ("The resource does not take this method.", error("method_not_allowed", "GET is not allowed on /v1/score")),
+          error("unauthorized", "admin routes need the header `Authorization: Bearer <token>` with the service's "
+                "admin token (DEALSCORE_ADMIN_TOKEN)", [
+                    {"field": "Authorization", "expected": "Bearer and the service's admin token",
+                     "got": "no bearer token"}])),
+    404: ("No such resource.", error("not_found", "no route GET /v1/nothing", [
+        {"field": "path", "expected": "a path the API serves (GET /openapi.json lists them)",
+         "got": "'/v1/nothing'"}])),
+    405: ("The resource does not take this method.", error("method_not_allowed", "GET is not allowed on /v1/score", [
+        {"field": "method", "expected": "one of POST", "got": "GET"}])),
     409: ("The service serves a model directory, not a registry: there is nothing to reload.", error(
         "no_registry", "this service serves the model directory /models/demo: there is nothing to reload; restart "
                        "it to change the model, or serve a registry (DEALSCORE_REGISTRY_DIR)")),

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from model.errors import NotReady
+from model.errors import NotReady, Problem
 from model.metrics import probability_caution
 from model.registry import RefusedVersion
 from service import examples
@@ -247,8 +247,11 @@ async def require_admin(request: Request,
     expected = settings.admin_token.get_secret_value().encode()
     given = credentials.credentials.encode() if credentials is not None else b""
     if not hmac.compare_digest(given, expected):  # constant time: the comparison leaks no prefix of the token
+        # What came is described, never quoted: a wrong token may be another secret of the caller's.
+        got = "another token" if credentials is not None else "no bearer token"
         raise Unauthorized("admin routes need the header `Authorization: Bearer <token>` with the service's "
-                           "admin token (DEALSCORE_ADMIN_TOKEN)")
+                           "admin token (DEALSCORE_ADMIN_TOKEN)",
+                           [Problem("Authorization", "Bearer and the service's admin token", got)])
 
 
 @router.post("/v1/admin/reload", tags=["admin"], response_model=ReloadResponse,

@@ -267,8 +267,11 @@ def test_a_bad_gap_count_is_422_in_our_words(service_client: TestClient, top: st
 
 
 def test_unknown_routes_and_methods_use_the_envelope(service_client: TestClient) -> None:
-    error_envelope(service_client.get("/v1/nothing"), 404, "not_found")
-    error_envelope(service_client.get("/v1/score"), 405, "method_not_allowed")
+    # Each names what was wrong, as every error's details do (they were empty: the new-user audit).
+    assert error_envelope(service_client.get("/v1/nothing"), 404, "not_found")["details"] == [
+        {"field": "path", "expected": "a path the API serves (GET /openapi.json lists them)", "got": "'/v1/nothing'"}]
+    assert error_envelope(service_client.get("/v1/score"), 405, "method_not_allowed")["details"] == [
+        {"field": "method", "expected": "one of POST", "got": "GET"}]
 
 
 @pytest.mark.parametrize(("method", "path", "allowed"), [
@@ -279,8 +282,9 @@ def test_a_405_names_the_allowed_methods(service_client: TestClient, method: str
                                          allowed: set[str]) -> None:
     # RFC 9110 (15.5.6): a 405 must carry Allow; the envelope used to drop Starlette's header (fuzzing).
     response = service_client.request(method, path)
-    error_envelope(response, 405, "method_not_allowed")
+    error = error_envelope(response, 405, "method_not_allowed")
     assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
+    assert error["details"] == [{"field": "method", "expected": f"one of {response.headers['allow']}", "got": method}]
 
 
 @pytest.mark.parametrize("path", ["/health/live", "/health/ready", "/v1/model"])

@@ -205,6 +205,11 @@ def test_admin_routes_need_the_token_when_one_is_set(registry: Registry) -> None
             assert refused.status_code == 401, headers
             assert refused.headers["www-authenticate"] == "Bearer"
             assert refused.json()["error"]["code"] == "unauthorized" and "s3cret" not in refused.text
+            got = "no bearer token" if headers.get("Authorization", "").split() in ([], ["Basic", "czNjcmV0"],
+                                                                                    ["Bearer"]) else "another token"
+            assert refused.json()["error"]["details"] == [
+                {"field": "Authorization", "expected": "Bearer and the service's admin token", "got": got}]
+            assert "wrong" not in refused.text  # what came is described, never quoted
         allowed = client.post("/v1/admin/reload", headers={"Authorization": "Bearer s3cret"})
         assert allowed.status_code == 200 and allowed.json()["status"] == "unchanged"
         assert client.get("/v1/model").status_code == 200  # only admin routes are guarded

@@ -175,10 +175,11 @@ class DataPlane:
         profiles = getattr(snapshot.model, "profiles", None)
         results: list[dict[str, Any]]
         if profiles is None:
-            results = [{"client_id": f.client_id, "segment": None, "gaps": [], "potential_income": None}
-                       for f in facts]
+            results = [{"client_id": f.client_id, "segment": None, "gaps": [], "potential_income": None,
+                        "unknown_products": []} for f in facts]
         else:
-            results = [_client_gaps_item(g) for g in profiles.gaps_for(facts, top_k=top)]
+            results = [{**_client_gaps_item(g), "unknown_products": _unknown_products(profiles, f.products)}
+                       for g, f in zip(profiles.gaps_for(facts, top_k=top), facts, strict=True)]
         return orjson.dumps({"model_version": snapshot.version, "request_id": request_id, "clients": results})
 
     def _read_deals(self, body: bytes, snapshot: LoadedModel) -> tuple[Columns, list[Any], list[int]]:
@@ -504,6 +505,15 @@ def _gap_item(gap: Any) -> dict[str, Any]:
 def _client_gaps_item(result: Any) -> dict[str, Any]:
     return {"client_id": result.client_id, "segment": result.segment,
             "gaps": [_gap_item(g) for g in result.gaps], "potential_income": result.potential_income}
+
+
+def _unknown_products(profiles: Any, products: Sequence[str] | None) -> list[str]:
+    """The products a client sent that the model does not know, as sent (once each). They count as nothing
+    held: a CRM spelling "Business Insurance" where the model knows business_insurance is told so, not offered
+    the product it holds."""
+    if not products:
+        return []
+    return list(dict.fromkeys(p for p in products if profiles.product_position(p) is None))
 
 
 def _floats(values: np.ndarray[Any, Any]) -> list[float | None]:

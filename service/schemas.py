@@ -298,6 +298,10 @@ class ClientGapsOut(BaseModel):
     gaps: list[GapOut]
     potential_income: float | None = Field(
         default=None, description="ideal client's income in the segment minus this client's, when known")
+    unknown_products: list[str] = Field(
+        default_factory=list, description="products sent with the client that the model does not know (matched "
+                                          "up to case and surrounding spaces): not counted as held, so the gap "
+                                          "list may offer a product the client holds under that name")
 
 
 class GapsResponse(BaseModel):

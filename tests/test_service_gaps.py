@@ -113,5 +113,18 @@ def test_held_product_names_are_trimmed_as_every_text(client: TestClient,
     assert padded["clients"] == plain["clients"]
 
 
+def test_products_the_model_does_not_know_are_named(client: TestClient,
+                                                   service_profiled_model: ScoringModel) -> None:
+    """They count as nothing held: a CRM spelling a product otherwise than the model was ignored without a
+    word, and its client offered what it holds (the new-user audit)."""
+    known = next(iter(service_profiled_model.spec.client_keys))
+    product = service_profiled_model.profiles.products[0]
+    sent = [f" {product.upper()} ", "Business Insurance Pro", "nosuchproduct", "nosuchproduct"]
+    answer = client.post("/v1/gaps", json={"clients": [{"client_id": known, "products": sent},
+                                                       {"client_id": "new-2"}]}).json()["clients"]
+    assert answer[0]["unknown_products"] == ["Business Insurance Pro", "nosuchproduct"]
+    assert answer[1]["unknown_products"] == []
+
+
 def test_model_says_it_has_profiles(client: TestClient) -> None:
     assert client.get("/v1/model").json()["has_profiles"] is True

@@ -190,6 +190,13 @@ def gaps_file(model_dir: str, clients: str, holdings: str | None, mapping: str |
     client_frame, holding_frame = load_tables(clients, holdings, mapping, kinds=profile_kinds(model))
     table = gap_table(model.profiles, client_frame, holding_frame, top_k=top_k, as_of=as_of)
     write_csv_atomically(table, out)
+    if holding_frame is not None and warn is not None:
+        products = holding_frame["product"].dropna().astype(str)
+        unknown = sorted({p for p in products.unique() if model.profiles.product_position(p) is None})
+        if unknown:  # not held as far as the gap lists go: said, as /v1/gaps says unknown_products
+            rows = int(products.isin(unknown).sum())
+            warn(f"{rows:,} holdings rows name products the model does not know ({', '.join(unknown[:5])}"
+                 f"{', ...' if len(unknown) > 5 else ''}): they count as nothing held")
     if as_of is not None and "since" in client_frame and warn is not None:
         later = int((client_frame["since"] > pd.Timestamp(as_of)).sum())
         if later:  # they were no clients yet on the day: no gap list, and no row (said, not silently left out)

@@ -130,6 +130,12 @@ def test_gaps_as_of_a_day_offers_what_was_not_yet_held_then(
     assert code == 0 and pd.read_csv(tmp_path / "before.csv").empty  # not a client yet on that day
     # ... and said: the client was left out silently (the new-user audit)
     assert f"note: 1 of 1 clients became clients after {before.isoformat()} (their since): no gap rows" in err
+    assert "products the model does not know" not in err
+    pd.concat([holdings, holdings.iloc[:1].assign(product="spaceship")]).to_csv(tmp_path / "holdings.csv",
+                                                                                index=False)
+    code, err = run([*base, "--out", str(tmp_path / "spaceship.csv")], capsys)
+    assert code == 0 and "note: 1 holdings rows name products the model does not know (spaceship): they count " \
+                         "as nothing held" in err
 
 
 def test_clients_says_when_money_is_unknown_or_the_day_is_before_every_win(tmp_path: Path,

@@ -192,7 +192,7 @@ def gaps_file(model_dir: str, clients: str, holdings: str | None, mapping: str |
     write_csv_atomically(table, out)
     if holding_frame is not None and warn is not None:
         products = holding_frame["product"].dropna().astype(str)
-        unknown = sorted({p for p in products.unique() if model.profiles.product_position(p) is None})
+        unknown = sorted(model.profiles.unknown_products(products.unique()))
         if unknown:  # not held as far as the gap lists go: said, as /v1/gaps says unknown_products
             rows = int(products.isin(unknown).sum())
             warn(f"{rows:,} holdings rows name products the model does not know ({', '.join(unknown[:5])}"
@@ -222,7 +222,10 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
 
     model = load_artifact(model_dir)[0] if model_dir else None
     kinds = profile_kinds(model) if model is not None else None
-    dataset = load_dataset(deals, clients, holdings, mapping, for_training=True, kinds=kinds)
+    # The training mapping serves, but a column it maps that analytics never reads may be absent (a
+    # transactions export has no manager).
+    dataset = load_dataset(deals, clients, holdings, mapping, for_training=True, kinds=kinds,
+                           mapped_columns_required=False)
     warn = warn or (lambda message: None)
     day = analytics_day(dataset.deals, as_of)
     paid = dataset.deals[payment_days(dataset.deals) <= day]

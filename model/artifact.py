@@ -43,9 +43,10 @@ ARTIFACT_FORMAT = 3
 # fail on the first deal) while every other artifact stays readable by them.
 MONTHLESS_FORMAT = 4
 # 5: a value model whose expected amount is its typical one times a spread other than 1 (ValueModel.spread).
-# Versions reading formats 3 and 4 would load it, ignore the spread and value every deal sent without an
-# amount below its expected amount (by half on the IT consulting bids), so they must refuse it. A model with
-# a spread of 1, or none, keeps format 3 or 4.
+# dealscore before the spread would load it, ignore the spread and value every deal sent without an amount
+# below its expected amount (by half on the IT consulting bids), so it must refuse it. (The versions from the
+# spread's arrival until this format read the spread and refuse format 5 all the same: a refusal to load is
+# loud, a value cut by half is not.) A model with a spread of 1, or none, keeps format 3 or 4.
 SPREAD_FORMAT = 5
 READABLE_FORMATS = (ARTIFACT_FORMAT, MONTHLESS_FORMAT, SPREAD_FORMAT)
 

@@ -98,6 +98,7 @@ def load_dataset(
     for_training: bool,
     today: date | None = None,
     kinds: KindMap[str, str] | None = None,
+    mapped_columns_required: bool | None = None,
 ) -> Dataset:
     """Read every source (see model.sources), then map and validate them as dataset_from_frames does."""
     problems: list[Problem] = []
@@ -115,7 +116,7 @@ def load_dataset(
     return dataset_from_frames(
         deals_df, frames.get("clients"), frames.get("holdings"),
         _csv_format_for_csv_only(loaded_mapping, {"deals": deals, "clients": clients, "holdings": holdings}),
-        for_training=for_training, today=today, kinds=kinds,
+        for_training=for_training, today=today, kinds=kinds, mapped_columns_required=mapped_columns_required,
     )
 
 
@@ -137,20 +138,26 @@ def dataset_from_frames(
     for_training: bool,
     today: date | None = None,
     kinds: KindMap[str, str] | None = None,
+    mapped_columns_required: bool | None = None,
 ) -> Dataset:
     """Map and validate frames already in memory; ContractViolation lists the problems of all tables.
 
     `kinds` ("number" or "text") types columns as a model was trained on them instead of by their values,
     named as in Dataset.extra_columns: a deals column by its name, a clients column as "clients.size".
     For training, open deals without created_at are set aside and counted (Dataset.undated_open_deals).
+    `mapped_columns_required` (default: `for_training`): every column the mapping maps must be in its file
+    (model.mapping.apply_mapping); client analytics validates as training does but reads only a few columns.
     """
+    if mapped_columns_required is None:
+        mapped_columns_required = for_training
     mapping = mapping or Mapping()
     problems: list[Problem] = []
     raw = {"deals": deals_df, "clients": clients_df, "holdings": holdings_df}
     mapped: dict[str, pd.DataFrame] = {}
     for name, frame in raw.items():
         if frame is not None:
-            mapped_frame = _collect(problems, partial(apply_mapping, name, frame, mapping, for_training=for_training))
+            mapped_frame = _collect(problems, partial(apply_mapping, name, frame, mapping,
+                                                      require_mapped_columns=mapped_columns_required))
             if mapped_frame is not None:
                 mapped[name] = mapped_frame
 

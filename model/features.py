@@ -600,5 +600,9 @@ def missing_feature_columns(model: Any, deals: pd.DataFrame, clients: pd.DataFra
                                   model.spec.client_extras or ()).columns)
     spec = model.spec
     from_clients = {*CLIENT_ATTRIBUTES, *(spec.client_extras or ())}
-    return [name for name in (*spec.numeric, *spec.categorical) if name not in present
-            and not (filled_by_model and name in from_clients and model.clients)]
+    missing = [name for name in (*spec.numeric, *spec.categorical) if name not in present
+               and not (filled_by_model and name in from_clients and model.clients)]
+    # The clients' `since` (their tenure feature) is filled from the model's record as their attributes are.
+    if spec.has_client_since and "client_since" not in present and not (filled_by_model and model.clients):
+        missing.append("since")
+    return missing

@@ -202,17 +202,19 @@ def _parse_csv(raw: object, add: Callable[[str, str, str], None]) -> CsvFormat:
                      else encoding)
 
 
-def apply_mapping(table_name: str, raw: pd.DataFrame, mapping: Mapping, *, for_training: bool = False) -> pd.DataFrame:
+def apply_mapping(table_name: str, raw: pd.DataFrame, mapping: Mapping, *,
+                  require_mapped_columns: bool = False) -> pd.DataFrame:
     """Rename a source table's columns to canonical names and its status values to won/lost/open.
 
     Excluded source columns are dropped first; the ones actually present are recorded in
     `result.attrs[EXCLUDED_ATTR]`. Unmatched status values are left as they came, for validation
-    to report. For training, every column the mapping maps must be in the file (see `_unmatched`).
+    to report. With `require_mapped_columns` (training), every column the mapping maps must be in the file
+    (see `_unmatched`).
     """
     section = mapping.table(table_name)
     present = [str(c) for c in raw.columns]
     typos = _likely_typos(table_name, section, present) + (
-        _unmatched(table_name, section, present) if for_training else [])
+        _unmatched(table_name, section, present) if require_mapped_columns else [])
     if typos:
         raise ContractViolation(f"{table_name} table: the mapping file names columns the file does not have",
                                 typos)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -327,6 +327,10 @@ class ClientProfiles:
         """The fitted product a sent name means (exactly, else up to case and surrounding spaces)."""
         position = self.product_index.get(name)
         return position if position is not None else self._product_folded.get(name.strip().casefold())
+
+    def unknown_products(self, names: Iterable[str]) -> list[str]:
+        """The names that mean no fitted product, as sent, once each (they count as nothing held)."""
+        return list(dict.fromkeys(name for name in names if self.product_position(name) is None))
 
     def _fitted_spelling(self, levels: tuple[Level, ...]) -> tuple[Level, ...]:
         if all(level is None or level in exact for level, (exact, _) in zip(levels, self._level_spellings,

@@ -178,7 +178,9 @@ class DataPlane:
             results = [{"client_id": f.client_id, "segment": None, "gaps": [], "potential_income": None,
                         "unknown_products": []} for f in facts]
         else:
-            results = [{**_client_gaps_item(g), "unknown_products": _unknown_products(profiles, f.products)}
+            # Named, as they count as nothing held: a CRM spelling "Business Insurance" where the model knows
+            # business_insurance is told so, not just offered the product it holds.
+            results = [{**_client_gaps_item(g), "unknown_products": profiles.unknown_products(f.products or ())}
                        for g, f in zip(profiles.gaps_for(facts, top_k=top), facts, strict=True)]
         return orjson.dumps({"model_version": snapshot.version, "request_id": request_id, "clients": results})
 
@@ -505,15 +507,6 @@ def _gap_item(gap: Any) -> dict[str, Any]:
 def _client_gaps_item(result: Any) -> dict[str, Any]:
     return {"client_id": result.client_id, "segment": result.segment,
             "gaps": [_gap_item(g) for g in result.gaps], "potential_income": result.potential_income}
-
-
-def _unknown_products(profiles: Any, products: Sequence[str] | None) -> list[str]:
-    """The products a client sent that the model does not know, as sent (once each). They count as nothing
-    held: a CRM spelling "Business Insurance" where the model knows business_insurance is told so, not offered
-    the product it holds."""
-    if not products:
-        return []
-    return list(dict.fromkeys(p for p in products if profiles.product_position(p) is None))
 
 
 def _floats(values: np.ndarray[Any, Any]) -> list[float | None]:

@@ -138,6 +138,23 @@ def test_gaps_as_of_a_day_offers_what_was_not_yet_held_then(
                          "as nothing held" in err
 
 
+def test_clients_reads_with_the_training_mapping_when_the_export_lacks_a_column_it_maps(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Training refuses a mapped column its file lacks; client analytics, which never reads a manager, must not
+    (the review: a transactions export read with the CRM's training mapping was refused)."""
+    deals = tmp_path / "deals.csv"
+    deals.write_text("deal_id,client_id,created_at,closed_at,status,Deal Value\n"
+                     "1,A,2024-01-10,2024-01-10,won,100\n2,A,2024-02-10,2024-02-10,won,50\n")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text('deals:\n  columns: {amount: "Deal Value", manager: "Owner"}\n')
+    code, err = run(["clients", "--deals", str(deals), "--mapping", str(mapping), "--out", str(tmp_path / "c.csv")],
+                    capsys)
+    assert code == 0, err
+    assert pd.read_csv(tmp_path / "c.csv")["monetary"].tolist() == [150.0]
+    code, err = run(["train", "--deals", str(deals), "--mapping", str(mapping), "--out", str(tmp_path / "m")], capsys)
+    assert code == 2 and "deals.columns.manager" in err
+
+
 def test_clients_says_when_money_is_unknown_or_the_day_is_before_every_win(tmp_path: Path,
                                                                            capsys: pytest.CaptureFixture[str]) -> None:
     deals = tmp_path / "deals.csv"

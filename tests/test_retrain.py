@@ -252,21 +252,23 @@ def test_an_export_without_an_input_of_the_live_model_is_refused(gate_run: GateR
 
 def test_a_clients_table_without_an_attribute_of_the_live_model_is_refused(gate_run: GateRun,
                                                                           tmp_path: Path) -> None:
-    """The live model fills a known client's attributes from its own record, so the gate had let this pass:
-    the candidate, fitted without `industry`, lost every feature built on it and was published whenever its
-    AUC held up (the new-user audit: `--auc-tolerance 0.05` published it without a word)."""
+    """The live model fills a known client's attributes and first-contract date from its own record, so the gate
+    let such an export through: the candidate, fitted without `industry` (or `since`), lost every feature built
+    on it and was published whenever it passed the other checks (the new-user audit saw one published with
+    `--auc-tolerance 0.05`)."""
     root = shutil.copytree(gate_run.root, tmp_path / "registry")
     live = Registry(root).live_version()
     clients = pd.read_csv(gate_run.data / "full" / "clients.csv", dtype=str, keep_default_na=False)
-    clients.drop(columns=["industry"]).to_csv(tmp_path / "clients.csv", **CSV_OPTIONS)
+    clients.drop(columns=["industry", "since"]).to_csv(tmp_path / "clients.csv", **CSV_OPTIONS)
     args = retrain_args(root, gate_run.data, str(gate_run.data / "full" / "deals.csv"), "--auc-tolerance", "0.05")
     args[args.index("--clients") + 1] = str(tmp_path / "clients.csv")
     code, out, err = run_cli(args)
     assert code == 3, err
     event = Registry(root).history()[-1]
     assert event.action == "refused" and Registry(root).live_version() == live
-    assert event.reason.startswith(f"the new data lack 1 input column(s) the live model {live} uses: industry;")
-    assert comparison(root, event.version or "")["comparison"]["live_inputs_missing"] == ["industry"]
+    assert event.reason.startswith(f"the new data lack 2 input column(s) the live model {live} uses: industry, "
+                                   "since;")
+    assert comparison(root, event.version or "")["comparison"]["live_inputs_missing"] == ["industry", "since"]
 
 
 def test_a_registry_that_cannot_be_written_stops_the_retrain_before_training(gate_run: GateRun,

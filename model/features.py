@@ -20,6 +20,7 @@ import pandas as pd
 from model.asof import NO_KEY, AsOfIndex
 from model.contract import CLIENTS, NON_FEATURE_DEAL_COLUMNS, OPT_IN_DEAL_COLUMNS, SENT_HISTORY_COLUMNS
 from model.errors import ContractViolation, Problem
+from model.spellings import fitted_spellings, folded_form
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -104,6 +105,20 @@ class FeatureSpec:
     # The deal's calendar month as a feature; off when `exclude` names it (dates that are an export's artefact
     # make it noise). Artifacts written before the option have it.
     has_month: bool = True
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_fitted"}  # rebuilt on first use, not kept
+
+    def fitted_levels(self, column: str) -> Mapping[str, str]:
+        """A categorical column's levels by folded form (model/spellings.py): a level never seen at training
+        that differs from one seen only in case or surrounding spaces ("Credit_Line") is that level."""
+        cache: dict[str, Mapping[str, str]] | None = self.__dict__.get("_fitted")
+        if cache is None:
+            cache = self.__dict__["_fitted"] = {}
+        found = cache.get(column)
+        if found is None:
+            found = cache[column] = fitted_spellings(sorted(self.level_keys.get(column, {})))
+        return found
 
 
 # A clients table's own extra column X (revenue, year_established...) is the deals' feature client_X: named
@@ -308,35 +323,47 @@ _LOOP_MAX = 64
 
 
 Lookup = tuple[Mapping[str, int], float, float]  # a mapping, its value for an absent text, for a missing value
+# A column's levels seen at training and its fitted spellings by folded form (FeatureSpec.fitted_levels).
+Spellings = tuple[Mapping[str, int], Mapping[str, str]]
 
 
-def _lookup(values: npt.NDArray[Any], *lookups: Lookup) -> list[FloatArray]:
-    """Per (mapping, unknown, missing): each value's entry in the mapping (by its text), `unknown` if absent,
-    `missing` for None/NaN. Several mappings share one pass over the values (one str() per value)."""
+def _as_fitted(text: str, spellings: Spellings | None) -> str:
+    """The level seen at training that `text` means: itself when seen, else the one it folds to, if any."""
+    if spellings is None:
+        return text
+    seen, fitted = spellings
+    return text if text in seen else fitted.get(folded_form(text), text)
+
+
+def _lookup(values: npt.NDArray[Any], *lookups: Lookup, spellings: Spellings | None = None) -> list[FloatArray]:
+    """Per (mapping, unknown, missing): each value's entry in the mapping (by its text, read as the level
+    seen at training it means when `spellings` are given), `unknown` if absent, `missing` for None/NaN.
+    Several mappings share one pass over the values (one str() per value)."""
     if len(values) <= _LOOP_MAX:
-        return [np.array(entries, dtype=np.float64) for entries in _looked_up(values, lookups)]
+        return [np.array(entries, dtype=np.float64) for entries in _looked_up(values, lookups, spellings)]
     codes, distinct = pd.factorize(values, use_na_sentinel=True)  # missing values get code -1
-    texts = [str(v) for v in distinct]
+    texts = [_as_fitted(str(v), spellings) for v in distinct]
     # Code -1 picks each table's last entry: `missing`.
     return [np.array([*(mapping.get(t, unknown) for t in texts), missing], dtype=np.float64)[codes]
             for mapping, unknown, missing in lookups]
 
 
-def _looked_up(values: npt.NDArray[Any], lookups: Sequence[Lookup]) -> list[list[float]]:
+def _looked_up(values: npt.NDArray[Any], lookups: Sequence[Lookup],
+               spellings: Spellings | None = None) -> list[list[float]]:
     """`_lookup`'s answer as plain lists, by a Python loop (quickest for a few values)."""
     outs: list[list[float]] = [[] for _ in lookups]
     for v in values.tolist():
-        text = None if _is_missing(v) else str(v)
+        text = None if _is_missing(v) else _as_fitted(str(v), spellings)
         for out, (mapping, unknown, missing) in zip(outs, lookups, strict=True):
             out.append(missing if text is None else mapping.get(text, unknown))
     return outs
 
 
-def _codes_and_keys(values: npt.NDArray[Any], vocab: Mapping[str, int],
-                    level_keys: Mapping[str, int]) -> tuple[FloatArray, IntArray]:
+def _codes_and_keys(values: npt.NDArray[Any], vocab: Mapping[str, int], level_keys: Mapping[str, int],
+                    fitted: Mapping[str, str]) -> tuple[FloatArray, IntArray]:
     """A categorical column's model codes (rare or unseen levels share the last code, missing is NaN) and
-    history keys (NO_KEY for unseen or missing)."""
-    codes, keys = _lookup(values, *_code_lookups(vocab, level_keys))
+    history keys (NO_KEY for unseen or missing); a level spelt otherwise than at training is the one seen."""
+    codes, keys = _lookup(values, *_code_lookups(vocab, level_keys), spellings=(level_keys, fitted))
     return codes, keys.astype(np.int64)
 
 
@@ -356,7 +383,7 @@ def _categorical_codes(spec: FeatureSpec, columns: Columns, n: int) -> tuple[Flo
             raw = columns.get(column)
             if raw is not None:
                 codes[i], keys[i] = _codes_and_keys(np.asarray(raw, dtype=object), spec.vocab[column],
-                                                    spec.level_keys[column])
+                                                    spec.level_keys[column], spec.fitted_levels(column))
         return codes, keys
     # A few deals (the single-deal path): one Python pass over every column and two arrays at the end;
     # numpy calls per column cost more here than the lookups themselves.
@@ -369,15 +396,19 @@ def _categorical_codes(spec: FeatureSpec, columns: Columns, n: int) -> tuple[Flo
             key_list += [NO_KEY] * n
             continue
         codes_of_column, keys_of_column = _looked_up(np.asarray(raw, dtype=object),
-                                                     _code_lookups(spec.vocab[column], spec.level_keys[column]))
+                                                     _code_lookups(spec.vocab[column], spec.level_keys[column]),
+                                                     (spec.level_keys[column], spec.fitted_levels(column)))
         code_list += codes_of_column
         key_list += keys_of_column
     return (np.array(code_list, dtype=np.float64).reshape(k, n),
             np.array(key_list, dtype=np.int64).reshape(k, n))
 
 
-def _keys(values: npt.NDArray[Any], mapping: Mapping[str, int]) -> IntArray:
-    return _lookup(values, (mapping, NO_KEY, NO_KEY))[0].astype(np.int64)
+def _keys(values: npt.NDArray[Any], mapping: Mapping[str, int], fitted: Mapping[str, str] | None = None) -> IntArray:
+    """Each value's key in `mapping` (NO_KEY: unseen or missing); with `fitted`, a level spelt otherwise than at
+    training is the one seen (never for client ids: "c1" and "C1" are two clients)."""
+    spellings = (mapping, fitted) if fitted is not None else None
+    return _lookup(values, (mapping, NO_KEY, NO_KEY), spellings=spellings)[0].astype(np.int64)
 
 
 def _pair_keys(a: IntArray, b: IntArray, n_b: int | IntArray, offset: int | IntArray) -> IntArray:
@@ -557,7 +588,7 @@ def _client_features(spec: FeatureSpec, history: DealHistory, columns: Columns, 
            (won_deals + smoothing * prior) / (closed_deals + smoothing), status]
     if spec.product_keys:
         products = np.asarray(columns.get("product", np.full(n, None, dtype=object)), dtype=object)
-        product = _keys(products, spec.product_keys)
+        product = _keys(products, spec.product_keys, spec.fitted_levels("product"))
         pair = np.where((client >= 0) & (product >= 0), client * len(spec.product_keys) + product, NO_KEY)
         if history.client_product is not None:
             product_events, product_wins = history.client_product.counts(pair, day)

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from model.spellings import fitted_spellings, folded_form, folded_spellings
+
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
@@ -254,8 +256,7 @@ class ClientProfiles:
         self._level_spellings = []
         for name in self.encoder.attributes:
             spellings = sorted(fitted_levels.get(name, ()))
-            folded = {form: spellings[position] for form, position in folded_spellings(spellings).items()}
-            self._level_spellings.append((set(spellings), folded))
+            self._level_spellings.append((set(spellings), fitted_spellings(spellings)))
         # Per segment: who "the best clients" are in a reason, and the money of each product (None: unknown).
         self._who = [f"the best {'/'.join(part.split('=', 1)[1] for part in name.split('|'))} clients"
                      if name != ALL_CLIENTS else "the best clients" for name in self.segment_names]
@@ -326,7 +327,7 @@ class ClientProfiles:
     def product_position(self, name: str) -> int | None:
         """The fitted product a sent name means (exactly, else up to case and surrounding spaces)."""
         position = self.product_index.get(name)
-        return position if position is not None else self._product_folded.get(name.strip().casefold())
+        return position if position is not None else self._product_folded.get(folded_form(name))
 
     def unknown_products(self, names: Iterable[str]) -> list[str]:
         """The names that mean no fitted product, as sent, once each (they count as nothing held)."""
@@ -336,7 +337,7 @@ class ClientProfiles:
         if all(level is None or level in exact for level, (exact, _) in zip(levels, self._level_spellings,
                                                                              strict=True)):
             return levels
-        return tuple(level if level is None or level in exact else folded.get(level.strip().casefold(), level)
+        return tuple(level if level is None or level in exact else folded.get(folded_form(level), level)
                      for level, (exact, folded) in zip(levels, self._level_spellings, strict=True))
 
     def holding_income(self, products: Sequence[str], revenue: FloatArray) -> FloatArray:
@@ -525,19 +526,6 @@ def _percent(share: float) -> str:
     if 0.0 < share < 0.005:
         return "<1%"
     return f"{share:.0%}"
-
-
-def folded_spellings(spellings: Sequence[str]) -> dict[str, int]:
-    """Each spelling's form without case and surrounding spaces to the spelling's position, for the forms
-    that exactly one spelling has."""
-    out: dict[str, int] = {}
-    shared: set[str] = set()
-    for position, spelling in enumerate(spellings):
-        form = spelling.strip().casefold()
-        if form in out:
-            shared.add(form)
-        out[form] = position
-    return {form: position for form, position in out.items() if form not in shared}
 
 
 def _rounded(value: float) -> float | None:

@@ -310,3 +310,40 @@ def test_a_product_the_history_never_saw_has_no_history_of_its_own() -> None:
     unseen = _features_on(spec, history, 20, product="never sold")
     assert (unseen["client_product_deals"], unseen["client_product_wins"]) == (0, 0)
     assert unseen["product_win_rate"] == pytest.approx(unseen["overall_win_rate"])
+
+
+def test_a_level_spelt_otherwise_than_at_training_is_the_level_seen(small_crm: SyntheticCRM) -> None:
+    """A CRM sending "CREDIT_LINE" or " Retail " for credit_line and retail got the shared code of unseen levels
+    and no win-rate history: its p_win moved (0.48 to 0.69 in the new-user audit) for a capital letter. The
+    level seen at training is matched exactly first, so training's own levels never move; alone and in a batch
+    alike. Client ids are never folded: "c1" and "C1" are two clients."""
+    deals = _joined(small_crm)
+    spec = fit_feature_spec(deals, FeatureConfig(), {"source": "text", "campaign_code": "text", "competitor": "text"})
+    history = DealHistory(spec, frame_columns(deals))
+    asked = deals.tail(100).copy()
+    plain = build_features(spec, history, frame_columns(asked))
+    respelt = asked.assign(product=asked["product"].str.upper(), industry=" " + asked["industry"].str.title() + " ")
+    columns = frame_columns(respelt)
+    np.testing.assert_array_equal(build_features(spec, history, columns), plain)
+    alone = np.vstack([build_features(spec, history, {name: values[i:i + 1] for name, values in columns.items()})
+                       for i in range(len(asked))])
+    np.testing.assert_array_equal(alone, plain)
+    other_client = build_features(spec, history, frame_columns(asked.assign(client_id=asked["client_id"].str.lower())))
+    won_deals = spec.names.index("client_won_deals")
+    assert (plain[:, won_deals] > 0).any() and (other_client[:, won_deals] == 0).all()
+
+
+def test_two_levels_differing_only_in_case_stay_apart_and_a_third_spelling_is_neither() -> None:
+    day = pd.Timestamp("2024-01-01")
+    deals = pd.DataFrame({"deal_id": [str(i) for i in range(60)], "created_at": [day] * 60,
+                          "closed_at": [day] * 60, "status": ["won", "lost", "lost"] * 20,
+                          "product": ["NA", "na", "x"] * 20, "amount": 1.0})
+    spec = fit_feature_spec(deals, FeatureConfig(), {})
+    history = DealHistory(spec, frame_columns(deals))
+
+    def product_rate(product: str) -> float:
+        asked = pd.DataFrame({"deal_id": ["q"], "created_at": [day + pd.Timedelta(days=9)], "product": [product]})
+        return float(build_features(spec, history, frame_columns(asked))[0, spec.names.index("product_win_rate")])
+
+    assert product_rate("NA") > 0.6 and product_rate("na") < 0.2  # as trained: two levels (smoothed rates)
+    assert product_rate("Na") == pytest.approx(product_rate("never seen"))  # which one it means is a guess

@@ -33,10 +33,10 @@ from model.profiles import (
     Level,
     ProfileEncoder,
     RawValue,
-    folded_spellings,
     segment_name,
     share_logit,
 )
+from model.spellings import fitted_spellings, folded_form
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -231,8 +231,8 @@ def _with_won_products(frame: pd.DataFrame, deals: pd.DataFrame | None,
         after = max(after, float(np.nanmax(day_numbers(holdings["since"]))))
     won = won[closed > after]
     listed = sorted(set(frame["product"]))
-    exact, folded = set(listed), {form: listed[j] for form, j in folded_spellings(listed).items()}
-    products = [p if p in exact else folded.get(p.strip().casefold()) for p in won["product"].astype(str)]
+    exact, folded = set(listed), fitted_spellings(listed)
+    products = [p if p in exact else folded.get(folded_form(p)) for p in won["product"].astype(str)]
     pairs = pd.DataFrame({"client_id": won["client_id"].astype(str).to_numpy(), "product": products})
     pairs = pairs[pairs["product"].notna()].drop_duplicates()
     held = pd.MultiIndex.from_frame(frame[["client_id", "product"]])

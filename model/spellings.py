@@ -1,0 +1,30 @@
+"""Levels and product names sent in another case or with surrounding spaces ("Acquiring", "Retail ") mean the
+fitted spelling ("acquiring", "retail"): one rule for the deal scorer's categorical features, the ideal
+profiles' products and segment levels, and training's won-products-as-holdings. An exact spelling always wins;
+a folded form that two fitted spellings share ("NA" and "na") means neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def folded_form(text: str) -> str:
+    return text.strip().casefold()
+
+
+def folded_spellings(spellings: Sequence[str]) -> dict[str, int]:
+    """Each spelling's folded form to the spelling's position, for the forms that exactly one spelling has."""
+    out: dict[str, int] = {}
+    shared: set[str] = set()
+    for position, spelling in enumerate(spellings):
+        form = folded_form(spelling)
+        if form in out:
+            shared.add(form)
+        out[form] = position
+    return {form: position for form, position in out.items() if form not in shared}
+
+
+def fitted_spellings(spellings: Sequence[str]) -> dict[str, str]:
+    """Each folded form to the one fitted spelling that has it (forms two spellings share are left out)."""
+    return {form: spellings[position] for form, position in folded_spellings(spellings).items()}

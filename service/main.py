@@ -53,7 +53,8 @@ def check_listening_address(host: str, port: int) -> None:
                     probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 probe.bind(address)
     except socket.gaierror as exc:
-        raise DealscoreError(f"host: expected an address to listen on, got {host!r} ({exc.strerror})") from None
+        raise DealscoreError(f"host (--host or DEALSCORE_HOST): expected an address to listen on, got {host!r} "
+                             f"({exc.strerror})") from None
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise DealscoreError(f"{where}: expected a free port, got one another process listens on (another "

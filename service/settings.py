@@ -6,6 +6,7 @@ test fails when the two differ, so the documentation cannot drift from the code.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -149,6 +150,52 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_readable(cls, value: str | None) -> str | None:
+        # A URL SQLAlchemy cannot read, or one whose driver is not installed, failed in every worker at its start
+        # with a traceback (with two workers, respawned forever): refused here, by name, before anything starts.
+        if value is None:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            make_url(value).get_dialect().import_dbapi()
+        except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+            # (NoSuchModuleError, an unknown dialect, is an ArgumentError too: its message says which.)
+            plain = isinstance(exc, ArgumentError) and not isinstance(exc, NoSuchModuleError)
+            reason = "not a URL" if plain else str(exc).split("\n")[0][:160]
+            raise PydanticCustomError(
+                "database_url", "a SQLAlchemy database URL whose driver is installed, like "
+                "sqlite:////var/lib/dealscore/feedback.db or postgresql+psycopg://user@host/dealscore ({reason})",
+                {"reason": reason}) from None
+        return value
+
+    @field_validator("spool_dir")
+    @classmethod
+    def _spool_dir_writable(cls, value: Path | None) -> Path | None:
+        # The spool is where entries wait while the database is down; one that cannot be written lost them then
+        # ("neither the database nor the spool took them"), though the service had started and answered 200.
+        if value is None:
+            return None
+        existing = value
+        while not existing.exists():  # a folder to create: its nearest existing one must take it
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            what = "a file" if not existing.is_dir() else "not writable"
+            raise PydanticCustomError("spool_dir", "a folder this process may create and write in, but {at} is {what}",
+                                      {"at": str(existing), "what": what})
+        return value
+
+    @field_validator("registry_dir")
+    @classmethod
+    def _registry_is_no_file(cls, value: Path | None) -> Path | None:
+        # A folder that does not exist yet is served (a volume mounted later, a first publish); a file never can be.
+        if value is not None and value.exists() and not value.is_dir():
+            raise PydanticCustomError("registry_dir", "a folder (a model registry), but it is a file", {})
+        return value
+
 
 
 # pydantic's bound checks say "Input should be greater than 0"; "expected a number greater than 0" reads better.
@@ -175,4 +222,16 @@ def _setting_problem(error: Any, overrides: Mapping[str, Any], option_names: Map
     expected = str(error["msg"]).removeprefix("Input should be ")
     if error["type"] in _BOUND_ERRORS:
         expected = f"a number {expected}"
-    return f"{source}: expected {expected}, got {error['input']!r}"
+    got = _shown_url(error["input"]) if name == "database_url" else repr(error["input"])
+    return f"{source}: expected {expected}, got {got}"
+
+
+def _shown_url(value: object) -> str:
+    """A database URL as an error may show it: never its password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return repr(make_url(str(value)).render_as_string(hide_password=True))
+    except ArgumentError:
+        return "a text that is no URL (not shown: it may hold a password)"

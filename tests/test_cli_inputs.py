@@ -369,6 +369,32 @@ def test_a_setting_from_the_environment_is_named_by_its_variable(served: list[Se
     assert err == "dealscore serve: DEALSCORE_WORKERS: expected a number greater than or equal to 1, got '0'\n"
 
 
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("DEALSCORE_DATABASE_URL", "foo://bar", "DEALSCORE_DATABASE_URL: expected a SQLAlchemy database URL whose driver "
+     "is installed, like sqlite:////var/lib/dealscore/feedback.db or postgresql+psycopg://user@host/dealscore "
+     "(Can't load plugin: sqlalchemy.dialects:foo), got 'foo://bar'"),
+    ("DEALSCORE_DATABASE_URL", "postgresql+nodriver://ops:s3cret@db/dealscore", "got "
+     "'postgresql+nodriver://ops:***@db/dealscore'"),
+    ("DEALSCORE_DATABASE_URL", "postgres//ops:s3cret@db", "(not a URL), got a text that is no URL (not shown: it "
+     "may hold a password)"),
+    ("DEALSCORE_SPOOL_DIR", "{tmp}/a-file/spool", "DEALSCORE_SPOOL_DIR: expected a folder this process may create "
+     "and write in, but {tmp}/a-file is a file, got '{tmp}/a-file/spool'"),
+    ("DEALSCORE_REGISTRY_DIR", "{tmp}/a-file", "DEALSCORE_REGISTRY_DIR: expected a folder (a model registry), but "
+     "it is a file, got '{tmp}/a-file'"),
+])
+def test_feedback_and_registry_settings_that_cannot_work_are_refused_before_anything_starts(
+        variable: str, value: str, expected: str, served: list[Settings], service_artifact: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The ops audit: a bad database URL failed in every worker with a traceback (two workers respawned
+    forever); an unwritable spool lost the score log's entries once the database went away; a registry that
+    is a file logged a traceback every 5 s. Never a password in the answer."""
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv(variable, value.format(tmp=tmp_path))
+    code, err = run(["serve", "--model", str(service_artifact)], capsys)
+    assert code == 2 and not served and err.count("\n") == 1
+    assert expected.format(tmp=tmp_path) in err and "s3cret" not in err
+
+
 @pytest.mark.parametrize("named", ["missing", "empty folder", "file", "empty text"])
 def test_a_model_named_on_the_command_line_must_be_an_artifact(named: str, served: list[Settings], tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:

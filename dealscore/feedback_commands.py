@@ -57,9 +57,19 @@ def cmd_quality(args: argparse.Namespace) -> int:
         database.dispose()
 
 
+def _check_revision(revision: str) -> None:
+    """A revision the migrations have (alembic's own refusal was a CommandError: exit 1, no list)."""
+    from service.feedback.db import known_revisions
+
+    known = ["base", *known_revisions(), "head"]
+    if revision not in known:
+        raise DealscoreError(f"--revision: expected one of {', '.join(known)}, got {revision!r}")
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from service.feedback.db import current_revision, is_ancestor, upgrade
 
+    _check_revision(args.revision)
     database = _database(args, migrate=True)
     try:
         before = _at(database, current_revision)
@@ -77,10 +87,18 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
     from service.feedback.config import database_url_from_env
     from service.feedback.db import current_revision, downgrade
 
+    _check_revision(args.revision)
     _require_existing_sqlite(args.database_url or database_url_from_env())
     database = _database(args)
     try:
         before = _at(database, current_revision)
+        if not args.yes:
+            # A downgrade drops what later revisions added, data with it; to base, every table. It had run at
+            # once: 772 score-log rows and 770 outcomes gone on one typo'd command (the ops audit).
+            what = "every table of the feedback database, with its rows" if args.revision == "base" else \
+                "what the revisions after it added, with its data"
+            raise DealscoreError(f"database {database.shown_url} is at {before or 'no revision'}: downgrading to "
+                                 f"{args.revision} drops {what}; back it up, then run the command again with --yes")
         after = _at(database, lambda engine: downgrade(engine, args.revision))
         _say(f"database {database.shown_url}: schema {before or 'empty'} -> {after}")
         return 0
@@ -89,8 +107,11 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_db_training_source(args: argparse.Namespace) -> int:
+    from service.feedback.config import database_url_from_env
     from service.feedback.training import training_source
 
+    # As a report: a SQLite file that is not there is a wrong place, not one to create (it was, empty).
+    _require_existing_sqlite(args.database_url or database_url_from_env())
     database = _database(args)
     try:
         _ensure(database)
@@ -159,6 +180,8 @@ def add_feedback_commands(commands: Any) -> None:
                                                     "an earlier release on it)")
     database_option(down)
     down.add_argument("--revision", required=True, help="e.g. 0002_training_close_day")
+    down.add_argument("--yes", action="store_true",
+                      help="drop what the later revisions added, and its data (back the database up first)")
     down.set_defaults(run=cmd_db_downgrade)
     source = db_commands.add_parser(
         "training-source", help="print the --deals source that trains on the logged deals and their outcomes")

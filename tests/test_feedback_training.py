@@ -141,7 +141,18 @@ def test_reports_never_migrate_and_the_schema_goes_down_by_its_own_command(
         assert current_revision(engine) == head_revision()
         with pytest.raises(DealscoreError, match="that is a downgrade"):
             _cli("db", "upgrade", "--database-url", database_url, "--revision", "0002_training_close_day")
-        assert _cli("db", "downgrade", "--database-url", database_url, "--revision", "0002_training_close_day") == 0
+        # A downgrade drops data: it says so and changes nothing without --yes (the ops audit: to base it dropped
+        # every table, rows and all, at once); a revision the migrations lack is named, with the ones they have.
+        with pytest.raises(DealscoreError, match="drops what the revisions after it added.*again with --yes"):
+            _cli("db", "downgrade", "--database-url", database_url, "--revision", "0002_training_close_day")
+        with pytest.raises(DealscoreError, match="drops every table of the feedback database"):
+            _cli("db", "downgrade", "--database-url", database_url, "--revision", "base")
+        assert current_revision(engine) == head_revision()
+        for command in ("upgrade", "downgrade"):
+            with pytest.raises(DealscoreError, match=r"--revision: expected one of base, 0001_\w+, .*, head, got 'bog"):
+                _cli("db", command, "--database-url", database_url, "--revision", "bogus")
+        assert _cli("db", "downgrade", "--database-url", database_url, "--revision", "0002_training_close_day",
+                    "--yes") == 0
         assert current_revision(engine) == "0002_training_close_day"
         assert "-> 0002_training_close_day" in capsys.readouterr().err
     finally:
@@ -154,6 +165,8 @@ def test_the_quality_command_says_what_is_missing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'feedback.db'}"
     with pytest.raises(NotFound, match="no feedback database at .*nothing was created"):
         _cli("quality", "--database-url", url)  # run from the wrong folder: it used to create one there
+    with pytest.raises(NotFound, match="no feedback database at .*nothing was created"):
+        _cli("db", "training-source", "--database-url", url)  # it created one, empty (the ops audit)
     assert not list(tmp_path.iterdir())
     assert _cli("db", "upgrade", "--database-url", url) == 0
     with pytest.raises(NotFound, match="the score log at .* is empty"):

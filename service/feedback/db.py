@@ -119,19 +119,32 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def known_revisions() -> list[str]:
+    """Every revision of the migrations, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    return [r.revision for r in reversed(list(ScriptDirectory.from_config(alembic_config()).walk_revisions()))]
+
+
 def current_revision(engine: sa.Engine) -> str | None:
+    with engine.connect() as connection:
+        return _revision_on(connection)
+
+
+def _revision_on(connection: sa.Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+    return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> str | None:
     """Bring the schema to `revision`; returns the revision the database is at afterwards. All or nothing."""
     from alembic import command
 
-    before = current_revision(engine)
     with _migrating(engine) as connection:
+        # Read under the migration lock: two workers starting on an empty database both said they had
+        # migrated it when the revision before was read outside.
+        before = _revision_on(connection)
         command.upgrade(alembic_config(connection), revision)
     after = current_revision(engine)
     if after != before:  # said on start too, where nothing else would tell that the schema changed

@@ -497,6 +497,43 @@ def test_the_log_survives_postgresql_going_down_and_back_while_running(postgres_
     assert count(postgres_url, "score_log") == 6
 
 
+def _emptied(url: str) -> None:
+    """The database as if dropped and created anew under a running service: no table, no view, no revision."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                schema = str(sa.make_url(url).query["options"]).split("=", 1)[1]
+                connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+                connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+            else:
+                for kind in ("view", "table"):
+                    names = connection.exec_driver_sql(
+                        f"SELECT name FROM sqlite_master WHERE type = '{kind}' AND name NOT LIKE 'sqlite_%'").scalars()
+                    for name in list(names):
+                        connection.exec_driver_sql(f'DROP {kind.upper()} "{name}"')
+    finally:
+        engine.dispose()
+
+
+def test_a_database_emptied_while_running_is_migrated_again_and_loses_nothing(database_url: str,
+                                                                              tmp_path: Path) -> None:
+    """Trusted after its first check, the schema was never looked at again: every score spooled and every
+    outcome was a 503 ('relation "outcomes" does not exist') until a restart (the ops audit)."""
+    from service.feedback import FeedbackUnavailable
+
+    with running(database_url, tmp_path / "spool") as feedback:
+        feedback.record_scores("before", "v1", [deal("A1")], batch([0.5], [5.0], ["B"]))
+        wait_until(lambda: feedback.score_log_pending() == 0, message="the first write")
+        _emptied(database_url)
+        with pytest.raises(FeedbackUnavailable):
+            feedback.record_outcomes([Outcome("A1", "won", 10.0, date(2025, 3, 1))])  # the use that finds out
+        assert feedback.record_outcomes([Outcome("A1", "won", 10.0, date(2025, 3, 1))])[0].result == "created"
+        feedback.record_scores("after", "v1", [deal("B1"), deal("B2")], batch([0.4, 0.3], [4.0, 3.0], ["C", "C"]))
+        wait_until(lambda: feedback.score_log_pending() == 0, message="the scores after the database was emptied")
+    assert count(database_url, "score_log") == 2 and count(database_url, "outcomes") == 1
+
+
 def test_everything_persists_across_a_restart(database_url: str, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     with running(database_url, spool) as feedback:

@@ -279,5 +279,12 @@ class Database:
                                          f"{head}: run `dealscore db upgrade`")
             self._ready = True
 
+    def doubt(self) -> None:
+        """A use failed: check (or migrate) the schema again before the next one. Trusted after one check, a
+        database dropped and created empty while the service ran stayed without tables: every score spooled,
+        every outcome refused, until a restart (the ops audit). Rechecking after an outage costs one read of
+        the version table."""
+        self._ready = False
+
     def dispose(self) -> None:
         self.engine.dispose()

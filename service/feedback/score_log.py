@@ -628,6 +628,7 @@ class ScoreLog:
             self._outage.recovered()
 
     def _mark_down(self, error: BaseException) -> None:
+        self.database.doubt()
         reason = describe_error(error)
         with self._lock:
             news = self._outage.failed(reason)

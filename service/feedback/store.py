@@ -104,6 +104,7 @@ class Feedback:
             else:
                 self.outcomes.refresh()
         except (sa.exc.SQLAlchemyError, SchemaNotReady) as error:
+            self.database.doubt()
             self._mark_down(f"unavailable ({describe_error(error)})")
             return False
         except Exception as error:  # a failed migration must not stop scoring: logged, retried in the background
@@ -231,7 +232,7 @@ class Feedback:
             return latest_version(self.database.engine)
 
     def _database_errors(self) -> _DatabaseErrors:
-        return _DatabaseErrors(self.database.shown_url)
+        return _DatabaseErrors(self.database)
 
 
 # PostgreSQL's codes for "not allowed", "no such table" and "read-only transaction" (a standby after a
@@ -247,8 +248,9 @@ def _sqlstate(error: sa.exc.DBAPIError) -> str | None:
 class _DatabaseErrors:
     """Turns "the database is not there" into a 503 with the reason (never the SQL or its parameters)."""
 
-    def __init__(self, shown_url: str) -> None:
-        self.shown_url = shown_url
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.shown_url = database.shown_url
 
     def __enter__(self) -> None:
         return None
@@ -256,6 +258,8 @@ class _DatabaseErrors:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: object) -> None:
         if error is None:
             return
+        if isinstance(error, sa.exc.SQLAlchemyError | SchemaNotReady):
+            self.database.doubt()  # a dropped table or a database created anew: the next use migrates it again
         if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError | SchemaNotReady):
             logger.warning("feedback: database %s unavailable: %s", self.shown_url, describe_error(error))
             raise FeedbackUnavailable("the feedback database is unavailable; scoring is not affected, retry later",

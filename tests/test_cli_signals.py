@@ -219,6 +219,9 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """The SIGTERM handler `dealscore serve` hands uvicorn; no server is started."""
     handlers: list[object] = []
     monkeypatch.setattr(service.main, "serve", lambda settings: handlers.append(signal.getsignal(signal.SIGTERM)))
+    # Whether this machine's port 8000 is free is not what these tests are about: a server another process ran
+    # there failed two of them (tests/test_cli_inputs.py tests the busy port).
+    monkeypatch.setattr(service.main, "check_listening_address", lambda host, port: None)
     for name in [n for n in os.environ if n.startswith("DEALSCORE_")]:
         monkeypatch.delenv(name)
     return handlers

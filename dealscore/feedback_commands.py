@@ -57,26 +57,30 @@ def cmd_quality(args: argparse.Namespace) -> int:
         database.dispose()
 
 
-def _check_revision(revision: str) -> None:
-    """A revision the migrations have (alembic's own refusal was a CommandError: exit 1, no list)."""
+def _migration(database: Any, step: Any) -> Any:
+    """A migration step; a revision alembic cannot go to is a bad --revision (its CommandError was exit 1 and
+    named no revision), said with the revisions there are. Alembic's own forms stay: a prefix, -1, heads."""
+    from alembic.util.exc import CommandError
+
     from service.feedback.db import known_revisions
 
-    known = ["base", *known_revisions(), "head"]
-    if revision not in known:
-        raise DealscoreError(f"--revision: expected one of {', '.join(known)}, got {revision!r}")
+    try:
+        return _at(database, step)
+    except CommandError as error:
+        raise DealscoreError(f"--revision: {str(error).splitlines()[0][:200]} (the revisions: base, "
+                             f"{', '.join(known_revisions())}, head)") from None
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from service.feedback.db import current_revision, is_ancestor, upgrade
 
-    _check_revision(args.revision)
     database = _database(args, migrate=True)
     try:
         before = _at(database, current_revision)
         if before is not None and args.revision != "head" and is_ancestor(args.revision, before):
             raise DealscoreError(f"database {database.shown_url} is at {before}, past {args.revision}: that is a "
                                  f"downgrade (`dealscore db downgrade --revision {args.revision}`)")
-        after = _at(database, lambda engine: upgrade(engine, args.revision))
+        after = _migration(database, lambda engine: upgrade(engine, args.revision))
         _say(f"database {database.shown_url}: schema {before or 'empty'} -> {after}")
         return 0
     finally:
@@ -87,7 +91,6 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
     from service.feedback.config import database_url_from_env
     from service.feedback.db import current_revision, downgrade
 
-    _check_revision(args.revision)
     _require_existing_sqlite(args.database_url or database_url_from_env())
     database = _database(args)
     try:
@@ -96,10 +99,10 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
             # A downgrade drops what later revisions added, data with it; to base, every table. It had run at
             # once: 772 score-log rows and 770 outcomes gone on one typo'd command (the ops audit).
             what = "every table of the feedback database, with its rows" if args.revision == "base" else \
-                "what the revisions after it added, with its data"
+                "what the revisions after it added, if any, with its data"
             raise DealscoreError(f"database {database.shown_url} is at {before or 'no revision'}: downgrading to "
                                  f"{args.revision} drops {what}; back it up, then run the command again with --yes")
-        after = _at(database, lambda engine: downgrade(engine, args.revision))
+        after = _migration(database, lambda engine: downgrade(engine, args.revision))
         _say(f"database {database.shown_url}: schema {before or 'empty'} -> {after}")
         return 0
     finally:

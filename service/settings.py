@@ -163,9 +163,10 @@ class Settings(BaseSettings):
         try:
             make_url(value).get_dialect().import_dbapi()
         except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
-            # (NoSuchModuleError, an unknown dialect, is an ArgumentError too: its message says which.)
-            plain = isinstance(exc, ArgumentError) and not isinstance(exc, NoSuchModuleError)
-            reason = "not a URL" if plain else str(exc).split("\n")[0][:160]
+            # Only an unknown dialect's or a missing driver's message is shown: a parser's may quote a part of the
+            # password (a port that is not a number, an unencoded @). NoSuchModuleError is an ArgumentError too.
+            named = isinstance(exc, NoSuchModuleError | ImportError)
+            reason = str(exc).split("\n")[0][:160] if named else "not a URL SQLAlchemy reads"
             raise PydanticCustomError(
                 "database_url", "a SQLAlchemy database URL whose driver is installed, like "
                 "sqlite:////var/lib/dealscore/feedback.db or postgresql+psycopg://user@host/dealscore ({reason})",
@@ -180,10 +181,14 @@ class Settings(BaseSettings):
         if value is None:
             return None
         existing = value
-        while not existing.exists():  # a folder to create: its nearest existing one must take it
-            existing = existing.parent
-        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-            what = "a file" if not existing.is_dir() else "not writable"
+        try:
+            while not existing.exists():  # a folder to create: its nearest existing one must take it
+                existing = existing.parent
+            what = "a file" if not existing.is_dir() else None if os.access(existing, os.W_OK | os.X_OK) else \
+                "not writable"
+        except OSError:  # a folder on the way this process may not enter
+            what = "on a path this process may not enter"
+        if what is not None:
             raise PydanticCustomError("spool_dir", "a folder this process may create and write in, but {at} is {what}",
                                       {"at": str(existing), "what": what})
         return value
@@ -227,11 +232,10 @@ def _setting_problem(error: Any, overrides: Mapping[str, Any], option_names: Map
 
 
 def _shown_url(value: object) -> str:
-    """A database URL as an error may show it: never its password."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return repr(make_url(str(value)).render_as_string(hide_password=True))
-    except ArgumentError:
+    """A refused database URL as an error shows it: its scheme alone. Masking the password is not enough for a
+    URL SQLAlchemy misreads (an unencoded @ moves part of the password into the host) or one with a password
+    in its query string."""
+    scheme, separator, _ = str(value).partition("://")
+    if not separator or not scheme or len(scheme) > 40 or not scheme.replace("+", "").replace("_", "").isalnum():
         return "a text that is no URL (not shown: it may hold a password)"
+    return f"'{scheme}://...' (the rest not shown: it may hold a password)"

@@ -488,6 +488,8 @@ def test_the_log_survives_postgresql_going_down_and_back_while_running(postgres_
             assert feedback.score_log_pending() == 3
             stats = feedback.score_log_stats()
             assert stats is not None and not stats.database_up and stats.last_error
+            # Unreachable is not "another schema": the metric keeps what the last check found.
+            assert feedback.metrics()["feedback_database_schema_ready"] == 1.0
             proxy.start()  # and comes back
             wait_until(lambda: feedback.score_log_pending() == 0, message="the spool to drain after recovery")
             feedback.record_scores("up-2", "v1", [deal("C1")], batch([0.4], [4.0], ["C"]))
@@ -532,6 +534,31 @@ def test_a_database_emptied_while_running_is_migrated_again_and_loses_nothing(da
         feedback.record_scores("after", "v1", [deal("B1"), deal("B2")], batch([0.4, 0.3], [4.0, 3.0], ["C", "C"]))
         wait_until(lambda: feedback.score_log_pending() == 0, message="the scores after the database was emptied")
     assert count(database_url, "score_log") == 2 and count(database_url, "outcomes") == 1
+
+
+def test_a_database_taken_down_a_revision_under_a_running_service_is_not_taken_back_up(database_url: str,
+                                                                                        tmp_path: Path) -> None:
+    """An operator downgrades for an earlier release: this release's processes, still running, must not
+    migrate it back up on their next failed write (the review of the recheck after a failed use)."""
+    from service.feedback.db import downgrade
+
+    with running(database_url, tmp_path / "spool") as feedback:
+        feedback.record_scores("before", "v1", [deal("A1")], batch([0.5], [5.0], ["B"]))
+        wait_until(lambda: feedback.score_log_pending() == 0, message="the first write")
+        engine = make_engine(database_url)
+        try:
+            downgrade(engine, "0002_training_close_day")
+            for r in range(2):
+                feedback.record_scores(f"after-{r}", "v1", [deal(f"B{r}")], batch([0.4], [4.0], ["C"]))
+            # The writer's next attempt checks the schema again and finds it behind: said by the metric, and left.
+            wait_until(lambda: feedback.metrics()["feedback_database_schema_ready"] == 0.0,
+                       message="the recheck to find the older schema")
+            feedback.flush_score_log()
+            assert current_revision(engine) == "0002_training_close_day"
+            stats = feedback.score_log_stats()
+            assert stats is not None and stats.spooled >= 1 and "dealscore db upgrade" in (stats.last_error or "")
+        finally:
+            engine.dispose()
 
 
 def test_everything_persists_across_a_restart(database_url: str, tmp_path: Path) -> None:

@@ -165,9 +165,15 @@ def downgrade(engine: sa.Engine, revision: str) -> str | None:
 def is_ancestor(revision: str, of: str) -> bool:
     """Whether `revision` comes before `of` in the migrations (so migrating `of` to it goes down)."""
     from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
 
     script = ScriptDirectory.from_config(alembic_config())
-    return revision != of and any(r.revision == revision for r in script.iterate_revisions(of, "base"))
+    try:  # alembic's own forms: a unique prefix names its revision
+        found = script.get_revision(revision)
+    except CommandError:  # unknown or relative: the migration itself says what is wrong
+        return False
+    name = found.revision if found is not None else revision
+    return name != of and any(r.revision == name for r in script.iterate_revisions(of, "base"))
 
 
 @contextlib.contextmanager
@@ -252,7 +258,9 @@ class Database:
         self.url = url
         self.migrate = migrate
         self.engine = make_engine(url, connect_timeout_seconds)
-        self._ready = False
+        self._ready = False  # checked, and trusted until a use fails (doubt)
+        self._doubted = False
+        self._schema_ok = False  # what the last check found (the schema_ready metric)
         self._lock = threading.Lock()
 
     @property
@@ -261,7 +269,7 @@ class Database:
 
     @property
     def schema_ready(self) -> bool:
-        return self._ready
+        return self._schema_ok
 
     def ensure_schema(self) -> None:
         """Migrate (or check) once; raises SQLAlchemyError when the database is unreachable."""
@@ -270,21 +278,28 @@ class Database:
         with self._lock:
             if self._ready:
                 return
-            if self.migrate:
+            # After a failed use only an empty database (dropped and created anew) is migrated: one an operator
+            # took down to an earlier revision for an earlier release must not be taken back up under it.
+            if self.migrate and (not self._doubted or current_revision(self.engine) is None):
                 upgrade(self.engine)
             else:
                 at, head = current_revision(self.engine), head_revision()
                 if at != head:
+                    self._schema_ok = False
+                    hint = "run `dealscore db upgrade`" + (
+                        ", or stop this release's processes if an earlier release is to use it" if self.migrate
+                        else "")
                     raise SchemaNotReady(f"the database {self.shown_url} is at schema revision {at}, the code needs "
-                                         f"{head}: run `dealscore db upgrade`")
-            self._ready = True
+                                         f"{head}: {hint}")
+            self._ready = self._schema_ok = True
 
     def doubt(self) -> None:
-        """A use failed: check (or migrate) the schema again before the next one. Trusted after one check, a
-        database dropped and created empty while the service ran stayed without tables: every score spooled,
-        every outcome refused, until a restart (the ops audit). Rechecking after an outage costs one read of
-        the version table."""
+        """A use failed: check the schema again before the next one, and migrate it if it is empty. Trusted
+        after one check, a database dropped and created anew while the service ran stayed without tables:
+        every score spooled, every outcome refused, until a restart (the ops audit). Rechecking after an outage
+        costs one read of the version table; the schema_ready metric keeps what the last check found."""
         self._ready = False
+        self._doubted = True
 
     def dispose(self) -> None:
         self.engine.dispose()

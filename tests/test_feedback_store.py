@@ -561,6 +561,33 @@ def test_a_database_taken_down_a_revision_under_a_running_service_is_not_taken_b
             engine.dispose()
 
 
+def test_a_database_at_an_earlier_revision_and_down_at_start_is_migrated_when_it_comes(postgres_url: str,
+                                                                                        tmp_path: Path) -> None:
+    """The first use that reaches a database this process never checked migrates it, as at start; only one it
+    had found current is left at an earlier revision (the test above)."""
+    from test_feedback_helpers import PortProxy
+
+    from service.feedback.db import downgrade
+
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    downgrade(engine, "0002_training_close_day")  # what the earlier release left
+    url = sa.make_url(postgres_url)
+    proxy = PortProxy((url.host or "127.0.0.1", url.port or 5432))  # not started: the database is down
+    through_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
+    try:
+        with running(through_proxy, tmp_path / "spool") as feedback:
+            feedback.record_scores("down", "v1", [deal("A1")], batch([0.5], [5.0], ["B"]))
+            feedback.flush_score_log()
+            assert feedback.score_log_pending() == 1
+            proxy.start()
+            wait_until(lambda: feedback.score_log_pending() == 0, message="the spool to drain once it comes")
+        assert current_revision(engine) == head_revision()
+    finally:
+        proxy.stop()
+        engine.dispose()
+
+
 def test_everything_persists_across_a_restart(database_url: str, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     with running(database_url, spool) as feedback:

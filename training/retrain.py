@@ -331,9 +331,9 @@ def retrain(registry: Registry, dataset: Any, train_config: TrainConfig | None =
         if vanished:
             passed = False
             reason = (f"the new data lack {len(vanished)} input column(s) the live model {live_version} uses: "
-                      f"{', '.join(vanished)}; the candidate is fitted without them, and the live model is judged "
-                      "without them on degraded data. Restore them in the export, or publish with --force if they "
-                      "are gone for good [" + reason + "]")
+                      f"{', '.join(vanished)}; the candidate is fitted without them, and the live model, where it "
+                      "cannot fill them from its own records, is judged on degraded data. Restore them in the "
+                      "export, or publish with --force if they are gone for good [" + reason + "]")
         elif not passed and window.stale:
             reason += f" {window.stale}"
 

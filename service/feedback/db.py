@@ -297,9 +297,11 @@ class Database:
         """A use failed: check the schema again before the next one, and migrate it if it is empty. Trusted
         after one check, a database dropped and created anew while the service ran stayed without tables:
         every score spooled, every outcome refused, until a restart (the ops audit). Rechecking after an outage
-        costs one read of the version table; the schema_ready metric keeps what the last check found."""
+        costs one read of the version table; the schema_ready metric keeps what the last check found. Before
+        its first check passed (the database down at start) the first use that reaches it still migrates it."""
+        if self._ready:
+            self._doubted = True
         self._ready = False
-        self._doubted = True
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -10,7 +10,8 @@ The same app (service.create_app over one model) is measured with four data plan
   down         the same with the database down: every entry goes to the disk spool
 Each measures single-deal POST /v1/score p50/p99 and a 100-deal batch p50/p99 through an in-process
 ASGI client, with 500 recorded outcomes in the overlay. The log's cost on the request path is one
-queue put; what the table shows beyond that is the writer thread's share of the CPU.
+queue put; what the table shows beyond that is the writer thread's share of the CPU, whose own CPU time
+per single-deal request (user + system, from /proc, Linux only) is the last column.
 """
 
 from __future__ import annotations
@@ -176,6 +177,24 @@ def _latencies(post: Callable[[bytes], None], bodies: list[bytes]) -> list[float
     return out
 
 
+WRITER_THREAD = "dealscore-score-log"
+
+
+def _writer_cpu_seconds() -> float | None:
+    """CPU time (user + system) the score log's writer thread has used, from /proc; None where unreadable."""
+    import os
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == WRITER_THREAD and thread.native_id is not None:
+            try:
+                fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return None
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
@@ -186,7 +205,8 @@ def run(model_dir: str | None, requests: int, rounds: int) -> dict[str, dict[str
     singles = [orjson.dumps({"deals": [deals[i % len(deals)]]}) for i in range(requests)]
     batches = [orjson.dumps({"deals": [deals[(i * BATCH + j) % len(deals)] for j in range(BATCH)]})
                for i in range(max(requests // 10, 20))]
-    samples: dict[str, dict[str, list[float]]] = {k: {"p50": [], "p99": [], "b50": [], "b99": [], "pending": []}
+    samples: dict[str, dict[str, list[float]]] = {k: {"p50": [], "p99": [], "b50": [], "b99": [], "pending": [],
+                                                                     "writer_us": []}
                                                   for k in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         for round_number in range(rounds):
@@ -198,7 +218,15 @@ def run(model_dir: str | None, requests: int, rounds: int) -> dict[str, dict[str
                         assert response.status_code == 200, response.text
 
                     _latencies(post, singles[:100])  # warm-up
+                    if store is not None:
+                        store.flush_score_log(30.0)
+                    cpu_before = _writer_cpu_seconds()
                     single = _latencies(post, singles)
+                    if store is not None:
+                        store.flush_score_log(30.0)
+                        cpu_after = _writer_cpu_seconds()
+                        if cpu_before is not None and cpu_after is not None:
+                            samples[kind]["writer_us"].append((cpu_after - cpu_before) / len(singles) * 1e6)
                     batch = _latencies(post, batches)
                     samples[kind]["p50"].append(_percentile(single, 50))
                     samples[kind]["p99"].append(_percentile(single, 99))
@@ -216,11 +244,12 @@ def table(results: dict[str, dict[str, float]], requests: int, rounds: int) -> s
     rows = []
     for kind, r in results.items():
         rows.append([kind, r["p50"], r["p99"], f"{r['p50'] / off['p50']:.2f}x", r["b50"], r["b99"],
-                     f"{r['b50'] / off['b50']:.2f}x", int(r["pending"])])
+                     f"{r['b50'] / off['b50']:.2f}x", int(r["pending"]),
+                     f"{r['writer_us']:.0f}" if kind != "off" and r["writer_us"] else "-"])
     return format_table(
         f"score log: POST /v1/score latency in ms, in-process ASGI client (median of {rounds} rounds)",
         ["log", "1 deal p50", "1 deal p99", "p50 vs off", f"{BATCH} deals p50", f"{BATCH} deals p99",
-         "p50 vs off", "left in spool"], rows,
+         "p50 vs off", "left in spool", "writer CPU us / 1-deal request"], rows,
         [f"{requests:,} single-deal and {max(requests // 10, 20):,} batch requests per round; 500 outcomes in "
          "the history overlay; 'down': the database at a closed port, entries spooled to disk (fsync per batch)."])
 

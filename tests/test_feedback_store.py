@@ -765,3 +765,55 @@ def test_the_logged_deal_is_its_latest_scoring(database_url: str) -> None:
             assert latest_logged_deals(connection, ["D1"])["D1"]["client_id"] == "later"
     finally:
         engine.dispose()
+
+
+def test_requests_logged_in_one_batch_read_as_each_logged_alone(database_url: str, tmp_path: Path) -> None:
+    """The writer converts the scorer's columns of a batch's requests together where their column names agree;
+    each request's entries must read exactly as its columns converted alone, and a request whose columns
+    cannot be read loses only its own entries."""
+    from model.records import deal_columns
+    from service.feedback.score_log import columns_documents
+    from service.feedback.tables import score_log
+    from service.schemas import request_models
+
+    parse = request_models(10).score.model_validate
+    bodies = [
+        {"deals": [{"deal_id": "A1", "client_id": "C1", "created_at": "2025-03-10", "amount": 10.5,
+                    "product": "payroll", "client": {"client_id": "C1", "industry": "retail", "since": "2020-01-02"}}]},
+        {"deals": [{"deal_id": "B1", "created_at": "2025-03-11", "amount": 7, "product": "leasing"},
+                   {"deal_id": "B2", "client_id": "C2", "created_at": "2025-03-12", "product": "payroll"}]},
+        {"deals": [{"deal_id": "C1", "client_id": "C9", "created_at": "2025-04-01", "source": "referral",
+                    "client": {"client_id": "C9", "won_deals": 3, "last_won_at": "2025-01-01"}}]},
+        {"deals": [{"deal_id": "D1", "client_id": "C1", "created_at": "2025-03-13", "amount": 99.0,
+                    "product": "credit_line", "client": {"client_id": "C1", "industry": "banking"}}]},
+    ]
+    requests = [deal_columns(parse(body).deals) for body in bodies]  # type: ignore[attr-defined]
+    # Alike column names, unlike columns: a request whose deal ids outnumber its other columns' rows.
+    broken = {name: values[:1] if name != "deal_id" else values for name, values in requests[1].items()}
+    expected = {f"r{i}": columns_documents(columns) for i, columns in enumerate(requests)}
+    feedback = Feedback(make_config(database_url, tmp_path / "spool"))
+    assert feedback.score_log is not None
+    for i, columns in enumerate([*requests, *requests]):  # the writer is not running yet: one batch
+        n = len(columns["deal_id"])
+        feedback.record_columns(f"r{i % len(requests)}" if i < len(requests) else f"again{i}", "v1", columns,
+                                batch([0.5] * n, [1.0] * n, ["B"] * n))
+    feedback.record_columns("broken", "v1", broken, batch([0.5] * 2, [1.0] * 2, ["B"] * 2))
+    feedback.start()
+    try:
+        wait_until(lambda: feedback.score_log_pending() == 0, message="the log to drain")
+        assert feedback.score_log.stats().dropped_total == 2
+    finally:
+        feedback.stop()
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            logged = connection.execute(sa.select(score_log.c.request_id, score_log.c.deal)
+                                        .order_by(score_log.c.request_id, score_log.c.deal_id)).all()
+    finally:
+        engine.dispose()
+    by_request: dict[str, list[Any]] = {}
+    for request_id, document in logged:
+        by_request.setdefault(request_id, []).append(document)
+    assert {r: by_request[r] for r in expected} == {r: sorted(d, key=lambda x: str(x["deal_id"]))
+                                                    for r, d in expected.items()}
+    assert sorted(by_request) == sorted([*expected, *(f"again{i}" for i in range(4, 8))])

@@ -23,20 +23,31 @@ def _out(text: str) -> None:
     print(text)  # noqa: T201 (the command's output)
 
 
+def _database_url(args: argparse.Namespace) -> str:
+    """--database-url, else DEALSCORE_DATABASE_URL, else the SQLite file in DEALSCORE_HOME; refused by name, as
+    the service's settings refuse it, when SQLAlchemy cannot use it (it was an "unexpected failure" line)."""
+    from service.feedback.config import DATABASE_URL_EXPECTED, database_url_from_env, database_url_refusal, shown_url
+
+    url: str = args.database_url or database_url_from_env()
+    reason = database_url_refusal(url)
+    if reason is not None:
+        source = "--database-url" if args.database_url else "DEALSCORE_DATABASE_URL"
+        raise DealscoreError(f"{source}: expected {DATABASE_URL_EXPECTED} ({reason}), got {shown_url(url)}")
+    return url
+
+
 def _database(args: argparse.Namespace, migrate: bool = False) -> Any:
     """The feedback database. Reports read it as it is: a schema behind the code is an error naming `db upgrade`,
     never a silent migration (workers of an earlier release may still serve from it)."""
-    from service.feedback.config import database_url_from_env
     from service.feedback.db import Database
 
-    return Database(args.database_url or database_url_from_env(), migrate=migrate)
+    return Database(_database_url(args), migrate=migrate)
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
-    from service.feedback.config import database_url_from_env
     from service.feedback.quality import latest_version, model_versions, quality_report, render_table
 
-    _require_existing_sqlite(args.database_url or database_url_from_env())
+    _require_existing_sqlite(_database_url(args))
     database = _database(args)
     try:
         _ensure(database)
@@ -88,10 +99,9 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_db_downgrade(args: argparse.Namespace) -> int:
-    from service.feedback.config import database_url_from_env
     from service.feedback.db import current_revision, downgrade
 
-    _require_existing_sqlite(args.database_url or database_url_from_env())
+    _require_existing_sqlite(_database_url(args))
     database = _database(args)
     try:
         before = _at(database, current_revision)
@@ -110,11 +120,10 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_db_training_source(args: argparse.Namespace) -> int:
-    from service.feedback.config import database_url_from_env
     from service.feedback.training import training_source
 
     # As a report: a SQLite file that is not there is a wrong place, not one to create (it was, empty).
-    _require_existing_sqlite(args.database_url or database_url_from_env())
+    _require_existing_sqlite(_database_url(args))
     database = _database(args)
     try:
         _ensure(database)

@@ -157,20 +157,11 @@ class Settings(BaseSettings):
         # with a traceback (with two workers, respawned forever): refused here, by name, before anything starts.
         if value is None:
             return None
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+        from service.feedback.config import DATABASE_URL_EXPECTED, database_url_refusal
 
-        try:
-            make_url(value).get_dialect().import_dbapi()
-        except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
-            # Only an unknown dialect's or a missing driver's message is shown: a parser's may quote a part of the
-            # password (a port that is not a number, an unencoded @). NoSuchModuleError is an ArgumentError too.
-            named = isinstance(exc, NoSuchModuleError | ImportError)
-            reason = str(exc).split("\n")[0][:160] if named else "not a URL SQLAlchemy reads"
-            raise PydanticCustomError(
-                "database_url", "a SQLAlchemy database URL whose driver is installed, like "
-                "sqlite:////var/lib/dealscore/feedback.db or postgresql+psycopg://user@host/dealscore ({reason})",
-                {"reason": reason}) from None
+        reason = database_url_refusal(value)
+        if reason is not None:
+            raise PydanticCustomError("database_url", DATABASE_URL_EXPECTED + " ({reason})", {"reason": reason})
         return value
 
     @field_validator("spool_dir")
@@ -227,15 +218,7 @@ def _setting_problem(error: Any, overrides: Mapping[str, Any], option_names: Map
     expected = str(error["msg"]).removeprefix("Input should be ")
     if error["type"] in _BOUND_ERRORS:
         expected = f"a number {expected}"
-    got = _shown_url(error["input"]) if name == "database_url" else repr(error["input"])
+    from service.feedback.config import shown_url
+
+    got = shown_url(error["input"]) if name == "database_url" else repr(error["input"])
     return f"{source}: expected {expected}, got {got}"
-
-
-def _shown_url(value: object) -> str:
-    """A refused database URL as an error shows it: its scheme alone. Masking the password is not enough for a
-    URL SQLAlchemy misreads (an unencoded @ moves part of the password into the host) or one with a password
-    in its query string."""
-    scheme, separator, _ = str(value).partition("://")
-    if not separator or not scheme or len(scheme) > 40 or not scheme.replace("+", "").replace("_", "").isalnum():
-        return "a text that is no URL (not shown: it may hold a password)"
-    return f"'{scheme}://...' (the rest not shown: it may hold a password)"

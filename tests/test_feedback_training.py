@@ -187,3 +187,31 @@ def test_the_quality_command_reads_a_sqlite_uri_and_names_a_missing_file_in_full
     assert _cli("db", "upgrade", "--database-url", "sqlite:///here.db") == 0
     with pytest.raises(NotFound, match="the score log at .* is empty"):  # opened, not refused as missing
         _cli("quality", "--database-url", "sqlite:///file:here.db?mode=rw&uri=true")
+
+
+@pytest.mark.parametrize("command", [("quality",), ("db", "upgrade"), ("db", "downgrade", "--revision", "base"),
+                                     ("db", "training-source")])
+@pytest.mark.parametrize(("option", "url", "said"), [
+    (True, "mysql://ops:s3cret@db/dealscore", "--database-url: expected a SQLAlchemy database URL whose driver is "
+     "installed, like sqlite:////var/lib/dealscore/feedback.db or postgresql+psycopg://user@host/dealscore (No "
+     "module named 'MySQLdb'), got 'mysql://...' (the rest not shown: it may hold a password)"),
+    (False, "postgresql://ops:s3cret@db:5x/dealscore", "DEALSCORE_DATABASE_URL: expected a SQLAlchemy database URL "
+     "whose driver is installed, like sqlite:////var/lib/dealscore/feedback.db or postgresql+psycopg://user@host/"
+     "dealscore (not a URL SQLAlchemy reads), got 'postgresql://...' (the rest not shown: it may hold a password)"),
+])
+def test_the_feedback_commands_refuse_a_database_url_as_the_service_does(
+        command: tuple[str, ...], option: bool, url: str, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A URL of a driver not installed, or one SQLAlchemy cannot read, was an 'unexpected failure' line quoting
+    the parser (a port that is no number: part of the password); the service's settings refuse it by name."""
+    from dealscore.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DEALSCORE_DATABASE_URL", raising=False)
+    if not option:
+        monkeypatch.setenv("DEALSCORE_DATABASE_URL", url)
+    code = main([*command, *(["--database-url", url] if option else [])])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == f"dealscore {command[0]}: {said}\n"
+    assert "s3cret" not in err and not list(tmp_path.iterdir())

@@ -26,6 +26,36 @@ def database_url_from_env() -> str:
     return os.environ.get("DEALSCORE_DATABASE_URL") or default_database_url()
 
 
+DATABASE_URL_EXPECTED = ("a SQLAlchemy database URL whose driver is installed, like "
+                         "sqlite:////var/lib/dealscore/feedback.db or postgresql+psycopg://user@host/dealscore")
+
+
+def database_url_refusal(url: str) -> str | None:
+    """Why SQLAlchemy cannot use `url` (an unknown dialect, a driver not installed, a URL it cannot read), or
+    None. Only an unknown dialect's or a missing driver's message is given: a parser's may quote a part of the
+    password (a port that is not a number, an unencoded @)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(url).get_dialect().import_dbapi()
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:  # NoSuchModuleError: an ArgumentError
+        if isinstance(exc, NoSuchModuleError | ImportError):
+            return str(exc).split("\n")[0][:160]
+        return "not a URL SQLAlchemy reads"
+    return None
+
+
+def shown_url(value: object) -> str:
+    """A refused database URL as an error shows it: its scheme alone. Masking the password is not enough for a
+    URL SQLAlchemy misreads (an unencoded @ moves part of the password into the host) or one with a password
+    in its query string."""
+    scheme, separator, _ = str(value).partition("://")
+    if not separator or not scheme or len(scheme) > 40 or not scheme.replace("+", "").replace("_", "").isalnum():
+        return "a text that is no URL (not shown: it may hold a password)"
+    return f"'{scheme}://...' (the rest not shown: it may hold a password)"
+
+
 @dataclass(frozen=True)
 class FeedbackConfig:
     database_url: str = field(default_factory=database_url_from_env)

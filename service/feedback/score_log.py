@@ -187,8 +187,9 @@ def _documents_together(items: Sequence[_Item]) -> dict[int, list[dict[str, Any]
 
     columns_documents costs a few microseconds per column whatever its length: converting a stream of
     single-deal requests one by one cost the writer about 50 us per request more than converting them
-    together (bench/score_log_bench.py, writer CPU), time it spent holding the GIL the scoring thread needs. A group that cannot be converted together is left out (its items are then
-    converted one by one, so a request the log cannot read loses only its own entries).
+    together (bench/score_log_bench.py, writer CPU), time it spent holding the GIL the scoring thread needs.
+    A group that cannot be converted together is left out (its items are then converted one by one, so a
+    request the log cannot read loses only its own entries).
     """
     groups: dict[tuple[str, ...], list[tuple[_Item, Mapping[str, Any]]]] = {}
     for item in items:

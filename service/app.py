@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model.errors import DealscoreError, NotFound, Problem
@@ -42,6 +43,7 @@ from service.settings import Settings
 __all__ = ["create_app", "create_app_from_env"]
 
 API_VERSION = "1"
+DOCS_ASSETS = "/docs-assets"  # where /docs and /redoc load their scripts and styles from
 log = logging.getLogger(LOGGER_NAME)
 
 
@@ -79,8 +81,10 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
         app.state.executor.shutdown(wait=False, cancel_futures=True)
         app.state.scoring_stopped = True
 
-    app = FastAPI(
-        title="dealscore", version=API_VERSION, lifespan=lifespan,
+    # FastAPIOffline: FastAPI whose /docs and /redoc pages load Swagger UI and ReDoc from files the package ships,
+    # not from a CDN; with FastAPI's own, /docs was a blank page wherever the browser has no internet access.
+    app = FastAPIOffline(
+        title="dealscore", version=API_VERSION, lifespan=lifespan, static_url=DOCS_ASSETS,
         # No 307 from /v1/score/ to /v1/score: the redirect carried no error envelope, and its Location was
         # built as http:// from the Host header (wrong behind a TLS proxy). A trailing slash is a 404.
         redirect_slashes=False,

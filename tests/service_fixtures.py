@@ -7,8 +7,11 @@ each is registered under its name without the `fixture_` prefix, so test paramet
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import uvicorn
 
 from model.artifact import save_artifact
 from model.dataset import Dataset, dataset_from_frames
@@ -141,3 +145,20 @@ def error_envelope(response: Any, status: int = 422, code: str = "invalid_input"
         assert set(detail) == {"field", "expected", "got"}
     error: dict[str, Any] = body["error"]
     return error
+
+
+@contextmanager
+def uvicorn_server(app: Any, wait_s: float = 30.0) -> Iterator[int]:
+    """`app` served by uvicorn on 127.0.0.1 in a thread; yields the port (port 0: the OS picks a free one)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + wait_s
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.started, "uvicorn did not start"
+        yield int(server.servers[0].sockets[0].getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(timeout=wait_s)

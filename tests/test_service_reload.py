@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from registry_helpers import add, fresh_copy, tamper, two_versions
 from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
     TODAY,
@@ -24,6 +23,7 @@ from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
     fixture_service_training,
     make_client,
     make_deal,
+    uvicorn_server,
 )
 
 from bench.reload_bench import figures, measure, reloaded_at, table
@@ -227,21 +227,6 @@ def test_a_service_over_a_model_directory_has_nothing_to_reload(service_artifact
 
 
 # -- under load: a real server, clients scoring without pause while v2 is published and reloaded ---------
-
-
-@contextmanager
-def uvicorn_server(app: Any) -> Iterator[int]:
-    """`app` served by uvicorn on 127.0.0.1 in a thread; yields the port (port 0: the OS picks a free one)."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive())
-        assert server.started, "uvicorn did not start"
-        yield int(server.servers[0].sockets[0].getsockname()[1])
-    finally:
-        server.should_exit = True
-        thread.join(timeout=WAIT_S)
 
 
 def test_a_reload_under_load_fails_no_request_and_mixes_no_versions(registry: Registry) -> None:

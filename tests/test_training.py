@@ -12,7 +12,14 @@ import pytest
 
 from model.dataset import Dataset, dataset_from_frames
 from model.errors import InsufficientData
-from model.features import TENURE, FeatureConfig, attach_clients, build_features, frame_columns
+from model.features import (
+    TENURE,
+    FeatureConfig,
+    attach_clients,
+    build_features,
+    fit_feature_spec,
+    frame_columns,
+)
 from model.grades import GradeCutoffs, letter_classes
 from model.metrics import expected_calibration_error
 from training.fit import TrainConfig, TrainingResult, d_floor, fingerprint, train
@@ -378,3 +385,63 @@ def test_lost_deals_written_with_amount_zero_are_valued_as_unquoted_not_as_worth
     assert "amount" in {leak["column"] for leak in result.report["leaks"]}  # the zeros give the outcome away
     rates = {g["grade"]: g["win_rate"] for g in result.report["grades"]}
     assert all(0.0 < rates[grade] < 0.95 for grade in "ABC" if grade in rates), rates
+
+
+def _with_rare_levels(crm: SyntheticCRM, won_levels: int) -> tuple[pd.DataFrame, list[str]]:
+    """The CRM's deals with an extra text column: 10 'rare' levels of 15 closed deals each (the default
+    min_level_count is 20), all in the first half, and one common level for the rest. The first `won_levels`
+    rare levels' deals are all won deals (all 10: together a code of 150 won deals, which trees learn from)."""
+    deals = crm.deals.sort_values(["created_at", "deal_id"], kind="stable").reset_index(drop=True)
+    rng = np.random.default_rng(3)
+    rare = [f"rare-{i}" for i in range(10)]
+    first_half = np.arange(len(deals)) < len(deals) // 2
+    won = np.flatnonzero(first_half & (deals["status"] == "won").to_numpy())
+    closed = np.flatnonzero(first_half & (deals["status"] != "open").to_numpy())
+    chosen = rng.choice(won, size=15 * won_levels, replace=False)
+    closed = np.setdiff1d(closed, chosen)
+    chosen = np.concatenate([chosen, rng.choice(closed, size=15 * (len(rare) - won_levels), replace=False)])
+    deals["campaign"] = "common"
+    deals.loc[chosen, "campaign"] = np.repeat(rare, 15)
+    return deals, rare
+
+
+def test_the_holdout_figures_do_not_depend_on_deals_after_it(small_crm: SyntheticCRM) -> None:
+    """Which levels get a model code of their own was counted on every deal, open ones and the holdout's
+    included: 80 open deals of 8 rare levels appended to the IT bids moved every holdout p_win (by up to
+    0.18) and the reported AUC (the evaluation audit). Deals dated after the holdout began, whatever their
+    levels, must leave the evaluation model and its figures as they were."""
+    deals, rare = _with_rare_levels(small_crm, won_levels=10)
+    last = deals["created_at"].max()
+    later = deals[deals["status"] == "open"].head(10 * len(rare)).copy()
+    later["deal_id"] = "LATER-" + later["deal_id"].astype(str)
+    later["created_at"] = last + pd.Timedelta(days=1)
+    later["campaign"] = np.repeat(rare, 10)[:len(later)]
+    appended = pd.concat([deals, later], ignore_index=True)
+    config = TrainConfig(threads=1)
+    before = train(dataset_from_frames(deals, small_crm.clients, None, for_training=True), config)
+    after = train(dataset_from_frames(appended, small_crm.clients, None, for_training=True), config)
+    assert before.holdout is not None and after.holdout is not None
+    assert list(before.holdout["deal_id"]) == list(after.holdout["deal_id"])
+    np.testing.assert_array_equal(before.holdout["p_win"].to_numpy(), after.holdout["p_win"].to_numpy())
+    assert before.report["metrics"] == after.report["metrics"]
+    # The published model learns from every closed deal: the rare levels stay rare there too (open deals
+    # are not learnt from), so they share the rare code in both.
+    assert not set(rare) & set(after.model.spec.vocab["campaign"])
+
+
+def test_the_logistic_baseline_learns_nothing_from_the_holdout(small_crm: SyntheticCRM) -> None:
+    """A level rare in the fitting part (15 deals, all won) but common in the holdout: standardised with the
+    fitting part's spread, its dummy read tens of standard deviations there and wrecked the baseline's
+    probabilities. Fitted on the fitting part only, such a level is one of the rare ones there."""
+    from training.fit import _baselines
+
+    deals, _ = _with_rare_levels(small_crm, won_levels=1)
+    deals = attach_clients(deals, small_crm.clients)
+    closed = np.flatnonzero((deals["status"] != "open").to_numpy()).astype(np.int64)
+    train_rows, holdout_rows = closed[:-1000], closed[-1000:]
+    spec = fit_feature_spec(deals.iloc[train_rows].reset_index(drop=True), FeatureConfig(), {"campaign": "text"})
+    won = (deals["status"] == "won").to_numpy(dtype=np.float64)
+    plain = _baselines(deals, spec, won, train_rows, holdout_rows)["logistic_regression"]
+    deals.loc[holdout_rows[::2], "campaign"] = "rare-0"  # half the holdout now carries a level rare in training
+    shifted = _baselines(deals, spec, won, train_rows, holdout_rows)["logistic_regression"]
+    assert shifted["log_loss"] < plain["log_loss"] + 0.01, (plain, shifted)

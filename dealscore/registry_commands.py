@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dealscore.arguments import EXCLUDE_HELP, at_least_one, refused_options
-from model.errors import DealscoreError, NotFound
+from model.errors import ArtifactError, DealscoreError, NotFound
 
 if TYPE_CHECKING:  # imported lazily at run time, so `dealscore --help` stays fast
     from model.registry import Event, Registry
@@ -108,9 +108,13 @@ def _registry(args: argparse.Namespace, must_exist: bool = True) -> Registry:
     if not args.registry:
         raise DealscoreError(f"no registry given: pass --registry DIR or set {REGISTRY_ENV}")
     registry = Registry(args.registry, on_wait=lambda message: _say(f"dealscore: {message}"))
-    if must_exist and not registry.exists():
-        raise NotFound(f"no model registry at {args.registry} (no manifest.json); `dealscore retrain` or "
-                       "`dealscore models add` creates one")
+    if not registry.exists():
+        problem = registry.missing_manifest_problem()
+        if problem is not None:  # version folders without their manifest, or another kind of folder
+            raise ArtifactError(problem)
+        if must_exist:
+            raise NotFound(f"no model registry at {args.registry} (no manifest.json); `dealscore retrain` or "
+                           "`dealscore models add` creates one")
     return registry
 
 

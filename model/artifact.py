@@ -90,8 +90,8 @@ def save_artifact(model: ScoringModel, out_dir: str | Path, metadata: Mapping[st
     target = Path(out_dir).resolve()
     check_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Private (mkdtemp) until readable_by_all opens it up, once written whole.
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; a service running as another user must read it
     try:
         joblib.dump(model, staging / MODEL_FILE, compress=3)
         for name, content in (extra_files or {}).items():
@@ -101,11 +101,21 @@ def save_artifact(model: ScoringModel, out_dir: str | Path, metadata: Mapping[st
                             "libraries": library_versions(), "checksums": checksums})
         full[METADATA_CHECKSUM] = metadata_checksum(full)
         (staging / METADATA_FILE).write_text(json.dumps(full, indent=2, sort_keys=True, allow_nan=False))
+        readable_by_all(staging)
         _replace_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def readable_by_all(folder: Path) -> None:
+    """The folder (0755) and its files (0644) readable by every user, whatever the writer's umask: the service
+    may run as another user than the training job (with umask 077 it could not read a published model)."""
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        if path.is_file():
+            path.chmod(0o644)
 
 
 def check_target(out_dir: str | Path) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import threading
 from bisect import bisect_left
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +63,10 @@ class DealIdSet:
             at = int(np.searchsorted(self._hashes, hashed))
             known = self._answers[text] = at < self._hashes.size and self._hashes[at] == hashed
         return known
+
+    def holds(self, deal_ids: Sequence[object]) -> npt.NDArray[np.bool_]:
+        """Whether each of `deal_ids` is in the set (all at once: a retrain asks about thousands)."""
+        return np.isin(_hashed([str(d) for d in deal_ids]), self._hashes)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"_hashes": self._hashes}  # not the answers: a cache, rebuilt on use

@@ -36,7 +36,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from model.artifact import METADATA_FILE, load_artifact, read_metadata, save_artifact, verify_artifact
+from model.artifact import (
+    METADATA_FILE,
+    load_artifact,
+    read_metadata,
+    readable_by_all,
+    save_artifact,
+    verify_artifact,
+)
 from model.errors import ArtifactError, DealscoreError, NotFound, NotReady, counted
 from model.profiles import ClientFacts
 from model.scorer import ScoringModel
@@ -315,8 +322,12 @@ class Registry:
                     self._release()
 
     def _acquire(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only mount, a wrong owner: said as such, not an "unexpected failure"
+            raise DealscoreError(f"model registry at {self.root} cannot be written: {exc.strerror or exc} "
+                                 f"({exc.filename or self.root}); changing it needs write access") from exc
         deadline = time.monotonic() + self.lock_timeout
         told = False
         while True:
@@ -345,6 +356,29 @@ class Registry:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    def missing_manifest_problem(self) -> str | None:
+        """Why a folder without a manifest must not become a registry (None: nothing there, or only what a
+        registry itself writes first): version folders without their manifest (it was deleted), or files of
+        something else (an export, an artifact: a mistyped path had been turned into a registry)."""
+        if self.manifest_path.exists() or not self.root.is_dir():
+            return None
+        if self.versions_dir.is_dir():
+            stored = [e.name for e in self.versions_dir.iterdir() if (e / METADATA_FILE).is_file()]
+            if stored:
+                return (f"model registry at {self.root} holds {counted(len(stored), 'version folder')} but no "
+                        f"{MANIFEST_FILE}: it was deleted, or this is not the registry's directory. Nothing is "
+                        f"changed; restore {MANIFEST_FILE} from a backup (versions added since stay on disk, unnamed "
+                        "and never deleted), or move versions/ aside and `dealscore models add` the folders to keep")
+        foreign = sorted(e.name for e in self.root.iterdir()
+                         if e.name not in (LOCK_FILE, VERSIONS_DIR) and not e.name.startswith(_TEMP_PREFIX)
+                         and not e.name.startswith(_PENDING_PREFIX))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            return (f"{self.root} is not a model registry (no {MANIFEST_FILE}) and holds other files ({shown}): "
+                    "a registry needs a folder of its own; give a new or empty folder to create one, or the "
+                    "registry's own path")
+        return None
+
     def _sweep(self) -> None:
         """Remove what a crashed writer left: manifest temp files, staging folders, and version folders the
         manifest no longer names (pruned) or never named (stored by an add that died before its commit, which
@@ -354,18 +388,14 @@ class Registry:
         unnamed), and a folder that is not exactly a version the registry wrote (an operator's copy under
         another name, say) is left alone.
         """
+        if not self.manifest_path.exists():
+            problem = self.missing_manifest_problem()
+            if problem is not None:
+                raise ArtifactError(problem)
         for leftover in self.root.glob(f"{_TEMP_PREFIX}*"):
             leftover.unlink(missing_ok=True)
         if not self.versions_dir.is_dir():
             return
-        if not self.manifest_path.exists():
-            stored = [e.name for e in self.versions_dir.iterdir() if (e / METADATA_FILE).is_file()]
-            if stored:
-                raise ArtifactError(
-                    f"model registry at {self.root} holds {counted(len(stored), 'version folder')} but no "
-                    f"{MANIFEST_FILE}: it was deleted, or this is not the registry's directory. Nothing is changed; "
-                    f"restore {MANIFEST_FILE} from a backup (versions added since stay on disk, unnamed and never "
-                    "deleted), or move versions/ aside and `dealscore models add` the folders to keep")
         manifest = self._read()
         named = set(manifest.names())
         pruned = {name for e in manifest.history for name in e.removed}
@@ -437,7 +467,7 @@ class Registry:
             with self._pending(version):
                 try:
                     shutil.copytree(source, staging, dirs_exist_ok=True)
-                    staging.chmod(0o755)
+                    readable_by_all(staging)
                     verify_artifact(staging)  # what arrived is what was verified
                     os.replace(staging, self.versions_dir / version)
                 except BaseException:
@@ -462,6 +492,12 @@ class Registry:
 
     def _check_new(self, version: str, expect_live: str | None | Literal[False]) -> _Manifest:
         manifest = self._read()
+        if version in manifest.names() and expect_live is not False:
+            # A retrain's version is its start second and its data's fingerprint: another retrain of the same
+            # data, started in the same second, stored it first. Busy, not bad data (it had exited 2).
+            raise LiveVersionChanged(f"version {version} was stored in {self.root} by another retrain of the same "
+                                     "data, started in the same second, while this one ran; nothing was changed, "
+                                     "run the retrain again if it is still wanted")
         if version in manifest.names():
             raise ArtifactError(f"version {version} is already in the model registry at {self.root}")
         if expect_live is not False and manifest.live != expect_live:

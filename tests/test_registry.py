@@ -403,3 +403,80 @@ def test_the_sweep_removes_only_its_own_debris(registry: Registry) -> None:
     (versions / ".v9.tmp-abc").mkdir()  # a staging folder of a crashed writer
     registry.publish("v2", "monthly")
     assert sorted(p.name for p in versions.iterdir()) == ["foreign", "notes.txt", "v1", "v2"]
+
+
+# -- the ops audit of the monthly cycle ------------------------------------------------------------------
+
+
+def test_a_folder_of_something_else_is_not_turned_into_a_registry(tmp_path: Path, tiny: TrainingResult) -> None:
+    """A mistyped --registry naming an export's folder had been made a registry there, the run exiting 0."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "deals.csv").write_text("deal_id\nD1\n")
+    registry = Registry(folder)
+    with pytest.raises(ArtifactError, match=r"is not a model registry \(no manifest.json\) and holds other files "
+                                            r"\(deals.csv\)"):
+        add(registry, tiny, "v1", action="publish")
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "deals.csv"]
+    # What a registry writes first is no reason to refuse: a new folder, or one a refused first run left.
+    fresh = Registry(tmp_path / "new")
+    assert fresh.missing_manifest_problem() is None
+    add(fresh, tiny, "v1", action="publish")
+    assert fresh.live_version() == "v1"
+
+
+def test_a_registry_that_lost_its_manifest_says_to_restore_it(registry: Registry) -> None:
+    registry.manifest_path.unlink()
+    problem = registry.missing_manifest_problem()
+    assert problem is not None and "holds 2 version folders but no manifest.json" in problem
+    assert "restore manifest.json from a backup" in problem
+
+
+def test_a_registry_that_cannot_be_written_is_said_so(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only mount (EROFS on the lock file) ended publish and rollback as an 'unexpected failure'."""
+    import errno
+
+    real_open = os.open
+
+    def read_only(path: Any, flags: int, *args: Any) -> int:
+        if Path(path).name == ".lock" and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    for change in (lambda: registry.publish("v2", "by hand"), lambda: registry.rollback("by hand")):
+        with pytest.raises(DealscoreError, match=r"cannot be written: Read-only file system \(.*\.lock\); changing "
+                                                 r"it needs write access") as caught:
+            change()
+        assert not caught.value.transient
+
+
+def test_a_version_stored_meanwhile_by_a_retrain_of_the_same_data_is_busy_not_bad_input(
+        registry: Registry, tiny: TrainingResult) -> None:
+    """Two retrains of one export started in the same second name their candidates alike; the second had
+    exited 2 (bad data) where it should be told to run again (exit 4)."""
+    from model.registry import LiveVersionChanged
+
+    with pytest.raises(LiveVersionChanged, match="by another retrain of the same data") as caught:
+        add(registry, tiny, "v2", action="refused", expect_live="v1")
+    assert caught.value.transient
+    with pytest.raises(ArtifactError, match="already in the model registry"):  # by hand: a plain mistake
+        add(registry, tiny, "v2")
+
+
+def test_a_model_written_under_a_private_umask_is_readable_by_the_service_user(tmp_path: Path,
+                                                                            tiny: TrainingResult) -> None:
+    """A retrain under umask 077 wrote model.joblib and metadata.json 0600: a service running as another user
+    would refuse the new version."""
+    previous = os.umask(0o077)
+    try:
+        registry = Registry(tmp_path / "registry")
+        add(registry, tiny, "v1", action="publish")
+        artifact = save_artifact(as_version(tiny, "v2"), tmp_path / "artifact", tiny.metadata)
+        registry.add_artifact(artifact)
+    finally:
+        os.umask(previous)
+    for folder in (registry.path_of("v1"), registry.path_of("v2"), artifact):
+        assert folder.stat().st_mode & 0o777 == 0o755, folder
+        modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+        assert set(modes.values()) == {0o644}, modes

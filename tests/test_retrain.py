@@ -496,3 +496,45 @@ def test_a_window_of_deals_all_won_falls_back_to_the_candidates_holdout() -> Non
     created = ["2025-01-10", "2025-02-10", "2025-03-10", "2025-04-10", "2025-05-10", "2025-06-10"]
     window = _window(created, [1, 0, 1, 1, 1, 1], "2025-03-31", "2025-03-01")
     assert (window.start, window.mode) == (date(2025, 3, 1), "candidate_holdout")
+
+
+def test_the_live_models_fitted_share_counts_the_deals_it_was_fitted_on() -> None:
+    """Counted by creation day, a deal still open when the live model was trained read as fitted on: a retrain
+    on the outcomes the service collected since said 100% where the truth was 0% (the ops audit)."""
+    from types import SimpleNamespace
+
+    from model.history_overlay import DealIdSet
+    from training.retrain import _live_fitted_share
+
+    deals = pd.DataFrame({"deal_id": ["D1", "D2", "D3", "D4"],
+                          "created_at": pd.to_datetime(["2025-03-01", "2025-04-01", "2025-05-01", "2025-08-01"])})
+    compared = np.array([0, 2, 3], dtype=np.int64)  # D1 closed in its data, D3 then open, D4 created after it
+    live = {"last_deal": "2025-06-30"}
+    fitted = SimpleNamespace(trained_deal_ids=DealIdSet(["D1", "D2"]))
+    assert _live_fitted_share(deals, compared, fitted, live) == pytest.approx(1 / 3)
+    # An artifact without the ids: by date, as before (D1 and D3 created by its last training deal).
+    assert _live_fitted_share(deals, compared, SimpleNamespace(trained_deal_ids=None), live) == pytest.approx(2 / 3)
+    assert _live_fitted_share(deals, compared[:0], fitted, live) is None
+
+
+def test_the_commands_refuse_a_folder_that_is_no_registry_by_what_it_holds(tmp_path: Path, data: Path) -> None:
+    """The ops audit: retrain turned an export's folder into a registry (exit 0); list/show/history on a
+    registry whose manifest was deleted advised creating a new one instead of restoring it."""
+    export = shutil.copytree(data / "full", tmp_path / "export")
+    code, out, err = run_cli(retrain_args(export, data, str(export / "deals.csv")))
+    assert code == 2 and "is not a model registry (no manifest.json) and holds other files" in err
+    assert "creating one" not in err and not (export / "manifest.json").exists()
+    lost = tmp_path / "registry"
+    (lost / "versions" / "v1").mkdir(parents=True)
+    (lost / "versions" / "v1" / "metadata.json").write_text("{}")
+    for command in (["models", "list"], ["models", "show", "live"], ["models", "history"]):
+        code, out, err = run_cli([*command, "--registry", str(lost)])
+        assert code == 2 and "holds 1 version folder but no manifest.json" in err, (command, err)
+        assert "restore manifest.json from a backup" in err and "creates one" not in err
+
+
+def test_a_failed_gate_check_is_shown_with_the_decimals_that_tell_it_from_its_limit() -> None:
+    from training.retrain import _apart
+
+    assert _apart(0.04280, 0.04253, "ECE <= max(...)") == ("0.0428", "ECE <= max(...) (0.0425)")
+    assert _apart(0.61, 0.64, "AUC >= live - 0.02") == ("0.610", "AUC >= live - 0.02 (0.640)")

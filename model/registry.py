@@ -712,6 +712,12 @@ class LiveModelWatcher:
             except DealscoreError as exc:  # an unreadable manifest: keep the model we have
                 self._live = None
                 return self._refuse(None, exc.message)
+            if live is None and stamp is None:
+                # No manifest: a new registry, or one whose manifest was deleted under a serving model; the
+                # latter is said (in /v1/model's refused and the metrics), not passed over in silence.
+                problem = self.registry.missing_manifest_problem()
+                if problem is not None:
+                    return self._refuse(None, problem)
             if live is None or live == current_version:
                 if live is not None:
                     self.last_refused = None  # e.g. a rollback back to the model being served

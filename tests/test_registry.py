@@ -210,6 +210,19 @@ def test_the_watcher_keeps_the_model_when_the_manifest_is_unreadable(registry: R
     assert result.status == "refused" and result.refused is not None and result.refused.version is None
 
 
+def test_the_watcher_says_when_the_manifest_is_deleted_under_it(registry: Registry, tmp_path: Path) -> None:
+    """The ops audit: a serving registry whose manifest.json was deleted kept serving with `refused` null."""
+    watcher = LiveModelWatcher(registry)
+    assert watcher.check(None).status == "loaded"
+    registry.manifest_path.unlink()
+    result = watcher.check("v1")
+    assert result.status == "refused" and result.refused is not None
+    assert "holds 2 version folders but no manifest.json" in result.refused.reason
+    assert watcher.check("v1").refused == result.refused  # still said on the next check
+    # A registry not created yet is nothing to refuse.
+    assert LiveModelWatcher(Registry(tmp_path / "new")).check(None).status == "unchanged"
+
+
 def test_warm_up_scores_a_prospect_and_a_known_client(tiny: TrainingResult) -> None:
     import pickle
 

@@ -538,3 +538,13 @@ def test_a_failed_gate_check_is_shown_with_the_decimals_that_tell_it_from_its_li
 
     assert _apart(0.04280, 0.04253, "ECE <= max(...)") == ("0.0428", "ECE <= max(...) (0.0425)")
     assert _apart(0.61, 0.64, "AUC >= live - 0.02") == ("0.610", "AUC >= live - 0.02 (0.640)")
+
+
+def test_a_refusal_on_a_partial_export_says_the_export_shrank() -> None:
+    """The ops audit: a one-month delta export was refused with no hint that it held a fraction of the data."""
+    from training.retrain import _shrunk_export
+
+    assert "hold 900 closed deals, the live model's 4,000: is the export partial" in _shrunk_export(
+        900, {"closed_deals": 4000})
+    assert _shrunk_export(2000, {"closed_deals": 4000}) == ""  # half or more: a normal month to month change
+    assert _shrunk_export(900, {"closed_deals": None}) == "" and _shrunk_export(900, None) == ""

@@ -233,6 +233,16 @@ def _live_fitted_share(deals: pd.DataFrame, compared: npt.NDArray[np.int64], liv
     return float((deals["created_at"].iloc[compared] <= pd.Timestamp(last)).mean())
 
 
+def _shrunk_export(closed_deals: int, live: Mapping[str, Any] | None) -> str:
+    """A note when the new data hold under half the closed deals the live model was trained on: a partial
+    export (one month's delta, a filtered query) is refused by the gate, and the reason should say why."""
+    before = live.get("closed_deals") if isinstance(live, Mapping) else None
+    if not isinstance(before, int) or before <= 0 or closed_deals * 2 >= before:
+        return ""
+    return (f"The new data hold {closed_deals:,} closed deals, the live model's {before:,}: is the export partial "
+            "(one month only, a filtered query)? A retrain needs the whole history.")
+
+
 def _apart(value: float, threshold: float, rule: str) -> tuple[str, str]:
     """A failed check's value and its rule with its threshold, with as many decimals (3 to 6) as tell the two
     apart: at three, an ECE of 0.04280 against a limit of 0.04253 read "0.043 fails ... (0.043)"."""
@@ -355,6 +365,10 @@ def retrain(registry: Registry, dataset: Any, train_config: TrainConfig | None =
                       "export, or publish with --force if they are gone for good [" + reason + "]")
         elif not passed and window.stale:
             reason += f" {window.stale}"
+        shrunk = _shrunk_export(int(closed.sum()), report["live"])
+        report["comparison"]["shrunk_export"] = shrunk
+        if not passed and shrunk:
+            reason += f" {shrunk}"
 
     report["drift"] = _drift(candidate, columns, closed, in_window, window.start, config)
     published = passed or force

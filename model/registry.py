@@ -18,6 +18,7 @@ version's folder, which is never removed while it is live or the previous live v
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import getpass
 import json
@@ -76,6 +77,19 @@ AddAction = Literal["added", "refused", "publish"]
 # (inode, mtime in ns, size) of manifest.json: a new manifest is a new file (renamed in), so any commit
 # changes the stamp; one os.stat, cheap enough to poll every second.
 ManifestStamp = tuple[int, int, int]
+
+
+def _readable_folder(folder: Path) -> None:
+    """Create `folder` (and its missing parents) 0755 whatever the umask: the service may run as another user,
+    and a private versions/ hid every model in it (0700 under umask 077)."""
+    missing = []
+    at = folder
+    while not at.exists():
+        missing.append(at)
+        at = at.parent
+    for created in reversed(missing):
+        created.mkdir(exist_ok=True)
+        created.chmod(0o755)
 
 
 class RegistryLocked(DealscoreError):
@@ -322,10 +336,16 @@ class Registry:
                     self._release()
 
     def _acquire(self) -> None:
+        problem = self.missing_manifest_problem()  # before the lock file: a folder of something else stays as it is
+        if problem is not None:
+            raise ArtifactError(problem)
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            _readable_folder(self.root)
             fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:  # a read-only mount, a wrong owner: said as such, not an "unexpected failure"
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            # A read-only mount, a wrong owner: said as such, not an "unexpected failure".
             raise DealscoreError(f"model registry at {self.root} cannot be written: {exc.strerror or exc} "
                                  f"({exc.filename or self.root}); changing it needs write access") from exc
         deadline = time.monotonic() + self.lock_timeout
@@ -369,9 +389,10 @@ class Registry:
                         f"{MANIFEST_FILE}: it was deleted, or this is not the registry's directory. Nothing is "
                         f"changed; restore {MANIFEST_FILE} from a backup (versions added since stay on disk, unnamed "
                         "and never deleted), or move versions/ aside and `dealscore models add` the folders to keep")
+        # Hidden files (.lock, a manifest being written, .DS_Store, .snapshot) and a new volume's lost+found are
+        # no sign of something else: a registry on a freshly formatted volume starts next to lost+found.
         foreign = sorted(e.name for e in self.root.iterdir()
-                         if e.name not in (LOCK_FILE, VERSIONS_DIR) and not e.name.startswith(_TEMP_PREFIX)
-                         and not e.name.startswith(_PENDING_PREFIX))
+                         if e.name not in (VERSIONS_DIR, "lost+found") and not e.name.startswith("."))
         if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             return (f"{self.root} is not a model registry (no {MANIFEST_FILE}) and holds other files ({shown}): "
@@ -448,7 +469,7 @@ class Registry:
         _check_name(version)
         with self.locked():
             manifest = self._check_new(version, expect_live)
-            self.versions_dir.mkdir(parents=True, exist_ok=True)
+            _readable_folder(self.versions_dir)
             with self._pending(version):
                 target = save_artifact(model, self.versions_dir / version, metadata, extra_files)
                 return self._commit_new(manifest, version, target, action, reason, forced)
@@ -462,7 +483,7 @@ class Registry:
         _check_name(version)
         with self.locked():
             manifest = self._check_new(version, False)
-            self.versions_dir.mkdir(parents=True, exist_ok=True)
+            _readable_folder(self.versions_dir)
             staging = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=self.versions_dir))
             with self._pending(version):
                 try:

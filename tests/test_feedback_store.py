@@ -789,15 +789,23 @@ def test_requests_logged_in_one_batch_read_as_each_logged_alone(database_url: st
     ]
     requests = [deal_columns(parse(body).deals) for body in bodies]  # type: ignore[attr-defined]
     # Alike column names, unlike columns: a request whose deal ids outnumber its other columns' rows.
-    broken = {name: values[:1] if name != "deal_id" else values for name, values in requests[1].items()}
+    broken = {name: values[:1] if name != "deal_id" else values for name, values in requests[1].items()
+              if name != "product"}  # its own column names: a group of its own
+    # Alike column names, one column short by a value: read alone it lacks the value; it must not take the next
+    # request's amounts.
+    short = {name: values[:1] if name == "amount" else values for name, values in requests[1].items()}
     expected = {f"r{i}": columns_documents(columns) for i, columns in enumerate(requests)}
+    expected["short"] = columns_documents(short)
     feedback = Feedback(make_config(database_url, tmp_path / "spool"))
     assert feedback.score_log is not None
-    for i, columns in enumerate([*requests, *requests]):  # the writer is not running yet: one batch
+    # The writer is not running yet: one batch. The short request comes before requests of its column names: a
+    # value missing from it must not shift the next request's values onto the wrong deals.
+    feedback.record_columns("broken", "v1", broken, batch([0.5] * 2, [1.0] * 2, ["B"] * 2))
+    feedback.record_columns("short", "v1", short, batch([0.5] * 2, [1.0] * 2, ["B"] * 2))
+    for i, columns in enumerate([*requests, *requests]):
         n = len(columns["deal_id"])
         feedback.record_columns(f"r{i % len(requests)}" if i < len(requests) else f"again{i}", "v1", columns,
                                 batch([0.5] * n, [1.0] * n, ["B"] * n))
-    feedback.record_columns("broken", "v1", broken, batch([0.5] * 2, [1.0] * 2, ["B"] * 2))
     feedback.start()
     try:
         wait_until(lambda: feedback.score_log_pending() == 0, message="the log to drain")

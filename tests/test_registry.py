@@ -430,12 +430,18 @@ def test_a_folder_of_something_else_is_not_turned_into_a_registry(tmp_path: Path
     with pytest.raises(ArtifactError, match=r"is not a model registry \(no manifest.json\) and holds other files "
                                             r"\(deals.csv\)"):
         add(registry, tiny, "v1", action="publish")
-    assert sorted(p.name for p in folder.iterdir()) == [".lock", "deals.csv"]
-    # What a registry writes first is no reason to refuse: a new folder, or one a refused first run left.
+    assert sorted(p.name for p in folder.iterdir()) == ["deals.csv"]  # nothing written there, not even a lock
+    # What a registry writes first, hidden files and a new volume's lost+found are no reason to refuse.
     fresh = Registry(tmp_path / "new")
     assert fresh.missing_manifest_problem() is None
     add(fresh, tiny, "v1", action="publish")
     assert fresh.live_version() == "v1"
+    volume = tmp_path / "volume"
+    (volume / "lost+found").mkdir(parents=True)
+    (volume / ".DS_Store").write_text("")
+    (volume / ".lock").write_text("")
+    add(Registry(volume), tiny, "v1", action="publish")
+    assert Registry(volume).live_version() == "v1"
 
 
 def test_a_registry_that_lost_its_manifest_says_to_restore_it(registry: Registry) -> None:
@@ -463,6 +469,13 @@ def test_a_registry_that_cannot_be_written_is_said_so(registry: Registry, monkey
             change()
         assert not caught.value.transient
 
+    def disk_full(path: Any, flags: int, *args: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(os, "open", disk_full)  # not a matter of access: not said to be one
+    with pytest.raises(OSError, match="No space left"):
+        registry.publish("v2", "by hand")
+
 
 def test_a_version_stored_meanwhile_by_a_retrain_of_the_same_data_is_busy_not_bad_input(
         registry: Registry, tiny: TrainingResult) -> None:
@@ -483,12 +496,14 @@ def test_a_model_written_under_a_private_umask_is_readable_by_the_service_user(t
     would refuse the new version."""
     previous = os.umask(0o077)
     try:
-        registry = Registry(tmp_path / "registry")
+        registry = Registry(tmp_path / "ops" / "registry")  # created by the retrain, parents too
         add(registry, tiny, "v1", action="publish")
         artifact = save_artifact(as_version(tiny, "v2"), tmp_path / "artifact", tiny.metadata)
         registry.add_artifact(artifact)
     finally:
         os.umask(previous)
+    for folder in (tmp_path / "ops", registry.root, registry.versions_dir):
+        assert folder.stat().st_mode & 0o777 == 0o755, folder
     for folder in (registry.path_of("v1"), registry.path_of("v2"), artifact):
         assert folder.stat().st_mode & 0o777 == 0o755, folder
         modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}

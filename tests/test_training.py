@@ -445,3 +445,42 @@ def test_the_logistic_baseline_learns_nothing_from_the_holdout(small_crm: Synthe
     deals.loc[holdout_rows[::2], "campaign"] = "rare-0"  # half the holdout now carries a level rare in training
     shifted = _baselines(deals, spec, won, train_rows, holdout_rows)["logistic_regression"]
     assert shifted["log_loss"] < plain["log_loss"] + 0.01, (plain, shifted)
+
+
+def test_levels_frequent_only_thanks_to_the_holdout_get_no_code_of_their_own_in_the_evaluation(
+        small_crm: SyntheticCRM) -> None:
+    """The evaluation model's level codes are counted on its fitting part: closed holdout deals that make a rare
+    level frequent must not change how the fitting part's deals are coded, nor so the holdout's figures. The
+    relabelled deals are the latest closed ones, so no other deal's as-of features count them."""
+    deals, rare = _with_rare_levels(small_crm, won_levels=10)
+    latest = deals[deals["status"] != "open"].sort_values(["created_at", "deal_id"], kind="stable").tail(100).index
+    relabelled = deals.copy()
+    relabelled.loc[latest, "campaign"] = np.repeat(rare, 10)
+    config = TrainConfig(threads=1)
+    before = train(dataset_from_frames(deals, small_crm.clients, None, for_training=True), config)
+    after = train(dataset_from_frames(relabelled, small_crm.clients, None, for_training=True), config)
+    assert before.holdout is not None and after.holdout is not None
+    others = ~before.holdout["deal_id"].isin(deals.loc[latest, "deal_id"]).to_numpy()
+    assert others.sum() > 500
+    np.testing.assert_array_equal(before.holdout["p_win"].to_numpy()[others], after.holdout["p_win"].to_numpy()[others])
+    # The published model learns from every closed deal: there the rare levels now have codes of their own.
+    assert set(rare) <= set(after.model.spec.vocab["campaign"])
+
+
+def test_recoding_equals_building_with_the_other_vocabularies(small_crm: SyntheticCRM) -> None:
+    from model.features import DealHistory, recoded, with_vocabularies_of
+
+    deals, _ = _with_rare_levels(small_crm, won_levels=0)
+    deals = attach_clients(deals, small_crm.clients).sort_values(["created_at", "deal_id"], kind="stable")
+    deals = deals.reset_index(drop=True)
+    late = np.flatnonzero((deals["status"] != "open").to_numpy())[-40:]
+    deals.loc[late, "campaign"] = "late"  # frequent among closed deals, absent from the first quarter
+    spec = fit_feature_spec(deals, FeatureConfig(), {"campaign": "text", "source": "text"})
+    columns = frame_columns(deals)
+    history = DealHistory(spec, columns)
+    features = build_features(spec, history, columns)
+    fitting = np.arange(len(deals) // 4, dtype=np.int64)
+    narrower = with_vocabularies_of(spec, deals, fitting)
+    assert "late" in spec.vocab["campaign"] and "late" not in narrower.vocab["campaign"]
+    assert narrower.names == spec.names
+    np.testing.assert_array_equal(recoded(narrower, features, columns), build_features(narrower, history, columns))

@@ -193,7 +193,9 @@ def _documents_together(items: Sequence[_Item]) -> dict[int, list[dict[str, Any]
     """
     groups: dict[tuple[str, ...], list[tuple[_Item, Mapping[str, Any]]]] = {}
     for item in items:
-        if isinstance(item.deals, Mapping):
+        # Only items whose every column has a value per deal: one shorter column would shift the values of
+        # every later item of its group onto the wrong deals, and nothing would fail.
+        if isinstance(item.deals, Mapping) and all(len(np.asarray(v)) == item.size for v in item.deals.values()):
             groups.setdefault(tuple(item.deals), []).append((item, item.deals))
     converted: dict[int, list[dict[str, Any]]] = {}
     for names, group in groups.items():

@@ -33,7 +33,7 @@ from service.feedback import Feedback, FeedbackConfig, feedback_router
 from service.holder import ModelHolder
 from service.logs import LOGGER_NAME, configure_logging
 from service.metrics import ServiceMetrics
-from service.middleware import RequestContextMiddleware
+from service.middleware import DOCS_ASSETS, RequestContextMiddleware
 from service.reload import Reloader
 from service.routes import JSON, router
 from service.schemas import FIELD_NAMES, request_models
@@ -43,7 +43,6 @@ from service.settings import Settings
 __all__ = ["create_app", "create_app_from_env"]
 
 API_VERSION = "1"
-DOCS_ASSETS = "/docs-assets"  # where /docs and /redoc load their scripts and styles from
 log = logging.getLogger(LOGGER_NAME)
 
 

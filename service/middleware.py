@@ -25,6 +25,10 @@ from service.metrics import UNMATCHED_ROUTE, ServiceMetrics
 __all__ = ["RequestContextMiddleware", "REQUEST_ID_HEADER"]
 
 REQUEST_ID_HEADER = "x-request-id"
+DOCS_ASSETS = "/docs-assets"  # where /docs and /redoc load their scripts and styles from
+# The documentation's routes are Starlette's, which leave no route in the scope: counted by their own path, not
+# as "unmatched" (what a path no route serves is counted as).
+DOCUMENTATION_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 CLIENT_CLOSED = 499  # the status logged and counted for a request whose caller hung up mid-body
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 log = logging.getLogger(LOGGER_NAME)
@@ -97,8 +101,14 @@ class RequestContextMiddleware:
             return
         # The route's template, not the path: a path no route serves (a scanner's, say) would make a series
         # of its own for every value.
-        route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+        route = getattr(scope.get("route"), "path", None) or _documentation_route(str(scope.get("path", "")))
         self.metrics.observe_request(route, method, status, duration_ms / 1000.0)
+
+
+def _documentation_route(path: str) -> str:
+    if path in DOCUMENTATION_PATHS:
+        return path
+    return DOCS_ASSETS if path.startswith(DOCS_ASSETS + "/") else UNMATCHED_ROUTE
 
 
 def _request_id(scope: Scope) -> str:

@@ -825,3 +825,28 @@ def test_requests_logged_in_one_batch_read_as_each_logged_alone(database_url: st
     assert {r: by_request[r] for r in expected} == {r: sorted(d, key=lambda x: str(x["deal_id"]))
                                                     for r, d in expected.items()}
     assert sorted(by_request) == sorted([*expected, *(f"again{i}" for i in range(4, 8))])
+
+
+def test_an_outcome_and_a_judgement_right_after_another_workers_scoring_find_it(database_url: str,
+                                                                                tmp_path: Path) -> None:
+    """Two workers on one database: a deal scored by one, its outcome (or a judgement) sent at once to the other.
+    The scoring worker's log writer gathers for up to flush_seconds; the other had stored the outcome without
+    its client (the win lost to the client's history for good) and refused the judgement as 'never scored'
+    (the integration audit: 6 of 12 and 10 of 20 calls)."""
+    with running(database_url, tmp_path / "a", flush_seconds=0.4) as scorer, \
+            running(database_url, tmp_path / "b", flush_seconds=0.4, peer_log_wait_seconds=1.5) as other:
+        scorer.record_scores("r1", "v1", [deal("P1", client_id="C7", created_at="2025-01-02"), deal("P2")],
+                             batch([0.5, 0.4], [5.0, 4.0], ["B", "B"]))
+        [recorded] = other.record_outcomes([Outcome("P1", "won", 10.0, date(2025, 2, 1))])
+        assert recorded.client_id == "C7"
+        scorer.record_scores("r2", "v1", [deal("P3"), deal("P4")], batch([0.5, 0.4], [5.0, 4.0], ["B", "B"]))
+        assert other.record_judgement(Judgement("m1", "P3", "P4")).result == "created"
+
+
+def test_only_a_service_of_several_workers_waits_for_their_score_logs() -> None:
+    from service.feedback import FeedbackConfig
+    from service.settings import Settings
+
+    assert FeedbackConfig.from_settings(Settings(workers=1)).peer_log_wait_seconds == 0.0
+    several = FeedbackConfig.from_settings(Settings(workers=2))
+    assert several.peer_log_wait_seconds == several.flush_seconds + 0.5

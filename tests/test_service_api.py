@@ -311,6 +311,9 @@ def test_metrics_count_answers_by_route_template_and_scored_deals_by_grade(servi
         assert client.post("/v1/score", json={"deals": []}).status_code == 422
         assert client.get("/no/such/path/123").status_code == 404
         assert client.head("/health/live").status_code == 200
+        # The documentation is served, by routes that leave no template in the scope: not "unmatched".
+        assert client.get("/openapi.json").status_code == 200 and client.get("/docs").status_code == 200
+        assert client.get("/docs-assets/swagger-ui.css").status_code == 200
         samples = _samples(client.get("/metrics").text)
     requests = {key: value for key, value in samples.items() if key.startswith("dealscore_http_requests_total")}
     assert requests == {
@@ -319,6 +322,9 @@ def test_metrics_count_answers_by_route_template_and_scored_deals_by_grade(servi
         'dealscore_http_requests_total{route="/v1/rank",method="POST",status="200"}': 1,
         'dealscore_http_requests_total{route="unmatched",method="GET",status="404"}': 1,
         'dealscore_http_requests_total{route="/health/live",method="HEAD",status="200"}': 1,
+        'dealscore_http_requests_total{route="/openapi.json",method="GET",status="200"}': 1,
+        'dealscore_http_requests_total{route="/docs",method="GET",status="200"}': 1,
+        'dealscore_http_requests_total{route="/docs-assets",method="GET",status="200"}': 1,
     }  # the /metrics request itself is counted once it is answered, after this text was made
     histogram = "dealscore_http_request_duration_seconds"
     assert samples[f'{histogram}_count{{route="/v1/score"}}'] == 4

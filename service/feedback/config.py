@@ -69,6 +69,10 @@ class FeedbackConfig:
     migrate_on_start: bool = True
     outcomes_refresh_seconds: float = 30.0  # re-read outcomes other processes recorded (0: never)
     connect_timeout_seconds: int = 5
+    # How long an outcome or a judgement naming a deal the log lacks waits for other processes' score logs
+    # (their writers gather up to flush_seconds): with several workers the deal was often scored by another
+    # one a moment ago. 0 (one worker): its own queue is flushed first, nothing else to wait for.
+    peer_log_wait_seconds: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Any) -> FeedbackConfig:
@@ -94,4 +98,6 @@ class FeedbackConfig:
             migrate_on_start=bool(pick("migrate_on_start", "database_migrate_on_start")),
             outcomes_refresh_seconds=float(pick("outcomes_refresh_seconds", "outcomes_refresh_seconds")),
             connect_timeout_seconds=int(pick("connect_timeout_seconds", "database_connect_timeout_seconds")),
+            peer_log_wait_seconds=(float(pick("flush_seconds", "score_log_flush_seconds")) + 0.5
+                                   if int(getattr(settings, "workers", 1) or 1) > 1 else 0.0),
         )

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from model.errors import ContractViolation, Problem, counted
 from service.feedback.db import Database, dialect_insert
+from service.feedback.outcomes import wait_for_peers
 from service.feedback.tables import judgements, score_log
 
 Result = Literal["created", "updated", "unchanged"]
@@ -42,8 +43,10 @@ def _quoted(value: str) -> str:
 
 
 class JudgementStore:
-    def __init__(self, database: Database, flush_score_log: Callable[[], object] | None = None) -> None:
+    def __init__(self, database: Database, flush_score_log: Callable[[], object] | None = None, *,
+                 peer_log_wait_seconds: float = 0.0) -> None:
         self.database = database
+        self._peer_log_wait_seconds = peer_log_wait_seconds  # see FeedbackConfig
         # Scores reach the log a moment after they are given: a judgement made right after scoring
         # waits for the log writer once before calling a deal unscored.
         self._flush_score_log = flush_score_log
@@ -62,6 +65,10 @@ class JudgementStore:
             if missing and self._flush_score_log is not None:
                 self._flush_score_log()
                 missing = self._unscored(missing)
+            if missing and self._peer_log_wait_seconds > 0:  # scored a moment ago by another worker?
+                waited_for = missing
+                missing = wait_for_peers(lambda: self._unscored(waited_for), lambda left: not left,
+                                         self._peer_log_wait_seconds)
             for field, deal_id in (("above_deal_id", item.above_deal_id), ("below_deal_id", item.below_deal_id)):
                 if deal_id in missing:
                     problems.append(Problem(field, SCORED, f"{_quoted(deal_id)} (never scored)"))

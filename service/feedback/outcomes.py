@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import logging
 import math
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -143,13 +144,14 @@ def _statements(dialect: str) -> tuple[Any, Any, Any]:
 
 class OutcomeStore:
     def __init__(self, database: Database, book: OutcomeBook,
-                 flush_score_log: Callable[[], object] | None = None) -> None:
+                 flush_score_log: Callable[[], object] | None = None, *, peer_log_wait_seconds: float = 0.0) -> None:
         self.database = database
         self.book = book
         # Scores reach the log a moment after they are given: an outcome reported right after scoring waits
         # for the log writer once, so it is checked against the deal's created_at and linked to its client
         # exactly as it would be a second later.
         self._flush_score_log = flush_score_log
+        self._peer_log_wait_seconds = peer_log_wait_seconds
         self._watermark: datetime | None = None
         self.loaded = False
 
@@ -174,6 +176,12 @@ class OutcomeStore:
         if (unlogged or any(o.status == "won" for o in items)) and self._flush_score_log is not None:
             self._flush_score_log()
             logged = self._logged(o.deal_id for o in items)
+        wanted = {o.deal_id for o in items}
+        if len(logged) < len(wanted) and self._peer_log_wait_seconds > 0:
+            # Another worker may have scored it a moment ago, its entry still in that worker's queue: stored
+            # now, the outcome would lose its client (and its win the client's history) for good.
+            logged = wait_for_peers(lambda: self._logged(wanted), lambda found: len(found) == len(wanted),
+                                    self._peer_log_wait_seconds)
         # Today (UTC) is only a default: a deal created "tomorrow" by a caller ahead of UTC closes no earlier
         # than its creation. Refusing the default quoted a date the caller never sent.
         defaulted = set(undated) - kept_days
@@ -277,6 +285,16 @@ class OutcomeStore:
             rows = connection.execute(sa.select(outcome_revisions).where(outcome_revisions.c.deal_id == deal_id)
                                       .order_by(outcome_revisions.c.revision)).mappings().all()
         return [dict(r) for r in rows]
+
+
+def wait_for_peers(read: Callable[[], Any], complete: Callable[[Any], bool], seconds: float) -> Any:
+    """`read()` again every 50 ms until `complete` of what it read, or `seconds` passed; the last read."""
+    deadline = time.monotonic() + seconds
+    found = read()
+    while not complete(found) and time.monotonic() < deadline:
+        time.sleep(min(0.05, max(deadline - time.monotonic(), 0.0)))
+        found = read()
+    return found
 
 
 def _created_day(logged: Mapping[str, Any] | None, default: date) -> date:

@@ -114,7 +114,9 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
                  openapi_extra=_body_example(OUTCOMES_EXAMPLE))
     def post_outcomes(body: OutcomesRequest, request: Request) -> OutcomesResponse:
         """Idempotent by deal_id: the same outcome again changes nothing; a changed one is updated (revision + 1)
-        and its previous version kept. A win also enters its client's history for later scores at once."""
+        and its previous version kept. A win also enters its client's history for later scores: at once in the
+        worker that took it, in a service's other workers (and other instances on the database) within
+        DEALSCORE_OUTCOMES_REFRESH_SECONDS (30 s by default)."""
         rid = _request_id(request)
         items = [Outcome(deal_id=str(o.deal_id), status=o.status, amount=o.amount,
                          closed_at=parse_date(o.closed_at) if o.closed_at is not None else None,

@@ -44,8 +44,10 @@ class Feedback:
             self.database, self.config.spool_dir, queue_size=self.config.queue_size,
             batch_rows=self.config.batch_rows, flush_seconds=self.config.flush_seconds,
             retry_seconds=self.config.retry_seconds) if self.config.score_log_enabled else None
-        self.outcomes = OutcomeStore(self.database, self.book, self.flush_score_log)
-        self.judgements = JudgementStore(self.database, self.flush_score_log)
+        self.outcomes = OutcomeStore(self.database, self.book, self.flush_score_log,
+                                     peer_log_wait_seconds=self.config.peer_log_wait_seconds)
+        self.judgements = JudgementStore(self.database, self.flush_score_log,
+                                         peer_log_wait_seconds=self.config.peer_log_wait_seconds)
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
         self._lifecycle = threading.Lock()

@@ -97,9 +97,13 @@ def _id_integer(value: int) -> int:
 PlainText = Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH, pattern=NO_NUL_PATTERN)]
 TEXT_SCHEMA: dict[str, Any] = {"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": NO_NUL_PATTERN}
 
+# The bound is declared: a 19-digit CRM id sent as a number was refused though the schema said any integer.
+ID_INTEGER_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": -MAX_ID, "maximum": MAX_ID,
+                                     "description": "at most 18 digits; send a longer id as text"}
+
 Text = Annotated[
     PlainText | Annotated[StrictInt, AfterValidator(_id_integer)],
-    WithJsonSchema({"anyOf": [TEXT_SCHEMA, {"type": "integer"}]}),
+    WithJsonSchema({"anyOf": [TEXT_SCHEMA, ID_INTEGER_SCHEMA]}),
 ]
 
 
@@ -119,7 +123,7 @@ def _not_blank_product(value: str) -> str:
 # A required id (a deal's deal_id, a client's client_id): Text that is not blank.
 RequiredId = Annotated[
     Annotated[PlainText, AfterValidator(_not_blank)] | Annotated[StrictInt, AfterValidator(_id_integer)],
-    WithJsonSchema({"anyOf": [{**TEXT_SCHEMA, "minLength": 1}, {"type": "integer"}]}),
+    WithJsonSchema({"anyOf": [{**TEXT_SCHEMA, "minLength": 1}, ID_INTEGER_SCHEMA]}),
 ]
 
 

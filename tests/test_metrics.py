@@ -56,3 +56,15 @@ def test_a_model_clearly_worse_than_the_win_rate_gets_a_caution() -> None:
     assert probability_caution(worse) is not None
     within_noise = {"model": {"brier": 0.2005, "auc": 0.6}, "prior_rate": {"brier": 0.200}}
     assert probability_caution(within_noise) is None
+
+
+def test_a_model_ranking_well_behind_the_logistic_baseline_gets_a_caution() -> None:
+    """The bank data with its clients table: AUC 0.502 against the baseline's 0.703, p_win nearly one value, and
+    no caution (the chance rule needs 0.5 or less; the Brier was better than the win rate's)."""
+    behind = {"model": {"brier": 0.2475, "auc": 0.502}, "prior_rate": {"brier": 0.2779},
+              "logistic_regression": {"auc": 0.703}}
+    caution = probability_caution(behind)
+    assert caution is not None and "worse than a plain logistic regression" in caution
+    assert "0.502 against 0.703" in caution
+    close = {"model": {"brier": 0.20, "auc": 0.69}, "prior_rate": {"brier": 0.23}, "logistic_regression": {"auc": 0.72}}
+    assert probability_caution(close) is None  # within 0.05 of the baseline: no alarm

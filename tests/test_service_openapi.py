@@ -129,3 +129,12 @@ def test_the_admin_token_is_declared_as_the_service_needs_it(document: dict[str,
     assert document["paths"]["/v1/admin/reload"]["post"]["security"] == [{"AdminToken": []}, {}]
     guarded = create_app(Settings(admin_token="s3cret")).openapi()
     assert guarded["paths"]["/v1/admin/reload"]["post"]["security"] == [{"AdminToken": []}]
+
+
+def test_integer_ids_declare_the_bound_the_service_holds_them_to(document: dict[str, Any]) -> None:
+    """A 19-digit id sent as a number is refused ('an integer of at most 18 digits'); the schema had said any
+    integer, so a schema-valid request was a 422 (the integration audit)."""
+    deal = document["components"]["schemas"]["Deal"]["properties"]
+    for schema in (deal["deal_id"], deal["client_id"]):
+        [integer] = [s for s in schema["anyOf"] if s.get("type") == "integer"]
+        assert (integer["minimum"], integer["maximum"]) == (-(10**18 - 1), 10**18 - 1)

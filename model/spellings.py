@@ -1,16 +1,22 @@
-"""Levels and product names sent in another case or with surrounding spaces ("Acquiring", "Retail ") mean the
-fitted spelling ("acquiring", "retail"): one rule for the deal scorer's categorical features, the ideal
-profiles' products and segment levels, and training's won-products-as-holdings. An exact spelling always wins;
-a folded form that two fitted spellings share ("NA" and "na") means neither.
+"""Levels and product names sent in another case, with surrounding spaces, or with their words joined or
+separated otherwise ("Acquiring", "Retail ", "GTX Pro" for "GTXPro", "credit-line" for "credit_line") mean the
+fitted spelling: one rule for the deal scorer's categorical features, the ideal profiles' products and segment
+levels, and training's won-products-as-holdings. An exact spelling always wins; a folded form that two fitted
+spellings share ("NA" and "na", "GTX Pro" and "GTXPro") means neither.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+
+_SEPARATORS = re.compile(r"[\s_\-]+")
 
 
 def folded_form(text: str) -> str:
-    return text.strip().casefold()
+    # Word separators go too: maven's export spells one product "GTXPro" in its deals and "GTX Pro" elsewhere, and
+    # a holdings table in the second spelling had every client offered the product it held (the analytics audit).
+    return _SEPARATORS.sub("", text.casefold())
 
 
 def folded_spellings(spellings: Sequence[str]) -> dict[str, int]:

@@ -151,12 +151,23 @@ def test_a_sent_spelling_differing_in_case_or_spaces_means_the_fitted_product_an
     assert spelled.segment == exact.segment == "industry=retail|size=small"
     assert spelled == exact
     assert not {g.product for g in spelled.gaps} & {"acquiring", "deposit"}
+    # Words joined or separated otherwise are the fitted product too (maven: "GTX Pro" held, "GTXPro" fitted, and
+    # every holder offered it, ">99% chance").
+    joined, separated = crm_profiles.gaps_for([
+        ClientFacts("new-4", industry="retail", size="small", products=("cash_collection", "credit_line")),
+        ClientFacts("new-4", industry="retail", size="small", products=("Cash Collection", "credit-line")),
+    ], top_k=20, as_of_day=20_000.0)
+    assert separated == joined
+    assert crm_profiles.unknown_products(["Cash Collection", "credit-line", "CREDIT LINE"]) == []
     # A name two fitted products share up to case stays unknown rather than picking one of them.
     clients, holdings = tiny_portfolio()
     holdings["product"] = ["A", "B", "A", "B", "C", "a"]
     twins = fit_profiles(None, clients, holdings, TINY)
     assert twins.product_position("a") is not None and twins.product_position("A") is not None
     assert twins.product_position(" a ") is None and twins.product_position("b") == twins.product_position("B")
+    holdings["product"] = ["GTX Pro", "B", "GTXPro", "B", "C", "C"]
+    spelt_twice = fit_profiles(None, clients, holdings, TINY)
+    assert spelt_twice.product_position("gtx pro") is None  # two fitted products share the form: neither
 
 
 def test_a_known_clients_income_follows_the_products_it_is_sent_with(crm_profiles: ClientProfiles) -> None:

@@ -28,6 +28,7 @@ __all__ = ["RESERVED_NAMES", "date_or_none", "day_number", "deal_columns", "hist
 
 Columns = dict[str, npt.NDArray[Any]]
 
+CREATED_AT_SENT = "_created_at_sent"  # a private column: False where created_at was not sent (today stands in)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # Columns the feature builder derives or takes with a meaning of its own: a deal's extra field may not
 # carry one of these names, or it would silently become (say) client history or the deal's date.
@@ -184,6 +185,9 @@ def deal_columns(deals: Sequence[object], *, kinds: Mapping[str, str] | None = N
                                     for i in np.flatnonzero(missing))
                 else:
                     days[missing] = float(today.toordinal() - _EPOCH_ORDINAL)
+                    # Which days were sent: the score log must not record today as the deal's created_at (a
+                    # deal re-scored nightly without one had its outcome refused as closed before it was created).
+                    columns[CREATED_AT_SENT] = ~missing
             columns[day_name] = days
         elif name in present:
             columns[day_name] = _day_column(present[name])

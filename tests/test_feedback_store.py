@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -850,3 +851,24 @@ def test_only_a_service_of_several_workers_waits_for_their_score_logs() -> None:
     assert FeedbackConfig.from_settings(Settings(workers=1)).peer_log_wait_seconds == 0.0
     several = FeedbackConfig.from_settings(Settings(workers=2))
     assert several.peer_log_wait_seconds == several.flush_seconds + 0.5
+
+
+def test_a_deal_scored_without_created_at_takes_an_outcome_closed_before_its_latest_scoring(
+        database_url: str, tmp_path: Path) -> None:
+    """Scored without created_at, a deal is scored as of today; the log had recorded that day as its created_at,
+    so a deal re-scored nightly had its outcome (closed yesterday) refused, and the whole batch with it."""
+    from model.records import deal_columns
+    from service.feedback.score_log import columns_documents
+    from service.schemas import request_models
+
+    deals = request_models(10).score.model_validate({"deals": [  # type: ignore[attr-defined]
+        {"deal_id": "U1", "client_id": "C1", "amount": 50.0}, {"deal_id": "U2", "created_at": "2025-03-01"}]}).deals
+    columns = deal_columns(deals, today=date(2025, 6, 10))
+    assert np.isfinite(columns["created_day"]).all()  # the scorer still has a day for each
+    documents = columns_documents(columns)
+    assert "created_at" not in documents[0] and documents[1]["created_at"] == "2025-03-01"
+    with running(database_url, tmp_path / "spool") as feedback:
+        feedback.record_columns("r1", "v1", columns, batch([0.5, 0.5], [25.0, 1.0], ["B", "B"]))
+        recorded = feedback.record_outcomes([Outcome("U1", "won", 50.0, date(2025, 6, 9)),
+                                             Outcome("U2", "lost", None, date(2025, 4, 1))])
+    assert [r.result for r in recorded] == ["created", "created"] and recorded[0].client_id == "C1"

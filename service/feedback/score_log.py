@@ -32,6 +32,7 @@ import numpy as np
 import orjson
 import sqlalchemy as sa
 
+from model.records import CREATED_AT_SENT
 from service.feedback.db import Database, SchemaNotReady, describe_error, dialect_insert
 from service.feedback.outage import Outage
 from service.feedback.tables import score_log
@@ -90,6 +91,7 @@ def columns_documents(columns: Mapping[str, Any]) -> list[dict[str, Any]]:
     documents: list[dict[str, Any]] = [{} for _ in range(n)]
     clients: list[dict[str, Any]] = [{} for _ in range(n)]
     client_ids = list(columns["client_id"]) if "client_id" in columns else [None] * n
+    created_sent = columns.get(CREATED_AT_SENT)  # today stood in where False: not the deal's created_at
     for name, values in columns.items():
         if name in _NOT_LOGGED or name.startswith("_"):  # private names are no deal fields (nor features)
             continue
@@ -99,6 +101,8 @@ def columns_documents(columns: Mapping[str, Any]) -> list[dict[str, Any]]:
             known = ~np.isnan(days)
             texts = np.full(n, None, dtype=object)
             texts[known] = np.datetime_as_string(days[known].astype(np.int64).astype("datetime64[D]"))
+            if name == "created_day" and created_sent is not None:
+                texts[~np.asarray(created_sent, dtype=bool)] = None
             plain: list[Any] = texts.tolist()
         else:
             plain = array.tolist()

@@ -28,7 +28,7 @@ __all__ = ["RESERVED_NAMES", "date_or_none", "day_number", "deal_columns", "hist
 
 Columns = dict[str, npt.NDArray[Any]]
 
-CREATED_AT_SENT = "_created_at_sent"  # a private column: False where created_at was not sent (today stands in)
+CREATED_AT_SENT = "__created_at_sent"  # private (as "__" names are): False where created_at was not sent
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # Columns the feature builder derives or takes with a meaning of its own: a deal's extra field may not
 # carry one of these names, or it would silently become (say) client history or the deal's date.

@@ -97,6 +97,8 @@ def test_fields_the_model_does_not_read_are_named_in_the_answer(service_client: 
     unknown field of a client is refused: the answer now names what scoring did not read."""
     plain = _score(service_client, [make_deal(deal_id="a"), make_deal(deal_id="b")]).json()
     assert plain["ignored_fields"] == []
+    undated = _score(service_client, [make_deal(deal_id="u", created_at=None)]).json()  # scored as of today
+    assert undated["ignored_fields"] == []
     typo = make_deal(deal_id="c", amount=None, amout=5000.0, colour="red")
     answer = _score(service_client, [make_deal(deal_id="a"), typo]).json()
     assert answer["ignored_fields"] == ["amout", "colour"]

@@ -176,13 +176,6 @@ def _levels(values: ObjectArray) -> list[str]:
     return [str(v) for v in values if not _is_missing(v)]
 
 
-RARE_LEVEL, MISSING_LEVEL = -1, -2
-
-
-def vocabulary_codes(values: ObjectArray, vocab: Mapping[str, int]) -> IntArray:
-    """Each value's code in `vocab` as read exactly (RARE_LEVEL: not in it; MISSING_LEVEL: missing)."""
-    return np.array([MISSING_LEVEL if _is_missing(v) else vocab.get(str(v), RARE_LEVEL) for v in values],
-                    dtype=np.int64)
 
 
 def _vocabularies(deals: pd.DataFrame, categorical: Sequence[str], config: FeatureConfig,
@@ -206,13 +199,18 @@ def with_vocabularies_of(spec: FeatureSpec, deals: pd.DataFrame, rows: npt.NDArr
     return replace(spec, vocab=_vocabularies(deals, spec.categorical, spec.config, rows))
 
 
+def level_code_columns(spec: FeatureSpec) -> slice:
+    """Where build_features puts the categorical columns' model codes (after the numeric columns, one per
+    categorical column in spec order): a level's code, len(vocab) for a rare or unseen one, NaN for missing."""
+    return slice(len(spec.numeric), len(spec.numeric) + len(spec.categorical))
+
+
 def recoded(spec: FeatureSpec, features: FloatArray, columns: Columns) -> FloatArray:
     """A copy of `features` (built by build_features with a spec that differs from `spec` in its vocabularies
     only) whose level codes are `spec`'s."""
     out = features.copy()
-    at = len(spec.numeric)  # build_features' layout: the numeric columns, then one code per categorical column
     codes, _ = _categorical_codes(spec, columns, out.shape[0])
-    out[:, at:at + len(spec.categorical)] = codes.T
+    out[:, level_code_columns(spec)] = codes.T
     return out
 
 

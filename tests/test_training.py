@@ -433,6 +433,7 @@ def test_the_logistic_baseline_learns_nothing_from_the_holdout(small_crm: Synthe
     """A level rare in the fitting part (15 deals, all won) but common in the holdout: standardised with the
     fitting part's spread, its dummy read tens of standard deviations there and wrecked the baseline's
     probabilities. Fitted on the fitting part only, such a level is one of the rare ones there."""
+    from model.features import DealHistory, level_code_columns
     from training.fit import _baselines
 
     deals, _ = _with_rare_levels(small_crm, won_levels=1)
@@ -441,9 +442,15 @@ def test_the_logistic_baseline_learns_nothing_from_the_holdout(small_crm: Synthe
     train_rows, holdout_rows = closed[:-1000], closed[-1000:]
     spec = fit_feature_spec(deals.iloc[train_rows].reset_index(drop=True), FeatureConfig(), {"campaign": "text"})
     won = (deals["status"] == "won").to_numpy(dtype=np.float64)
-    plain = _baselines(deals, spec, won, train_rows, holdout_rows)["logistic_regression"]
+
+    def baseline(deals: pd.DataFrame) -> dict[str, float]:
+        columns = frame_columns(deals)
+        codes = build_features(spec, DealHistory(spec, columns), columns)[:, level_code_columns(spec)]
+        return _baselines(deals, spec, codes, won, train_rows, holdout_rows)["logistic_regression"]
+
+    plain = baseline(deals)
     deals.loc[holdout_rows[::2], "campaign"] = "rare-0"  # half the holdout now carries a level rare in training
-    shifted = _baselines(deals, spec, won, train_rows, holdout_rows)["logistic_regression"]
+    shifted = baseline(deals)
     assert shifted["log_loss"] < plain["log_loss"] + 0.01, (plain, shifted)
 
 

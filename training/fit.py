@@ -23,7 +23,6 @@ from sklearn.linear_model import LogisticRegression
 
 from model.errors import InsufficientData, counted
 from model.features import (
-    MISSING_LEVEL,
     DealHistory,
     FeatureConfig,
     FeatureSpec,
@@ -34,9 +33,9 @@ from model.features import (
     day_numbers,
     fit_feature_spec,
     frame_columns,
+    level_code_columns,
     recoded,
     unused_client_columns,
-    vocabulary_codes,
     with_vocabularies_of,
 )
 from model.grades import DEFAULT_SHARES, GradeCutoffs, check_pareto_shares, letter_classes, pareto_cutoffs
@@ -282,11 +281,11 @@ def _fit_published(features: FloatArray, won: FloatArray, amount: FloatArray, ro
 Alongside = tuple[dict[str, dict[str, float]], tuple[ClientProfiles, dict[str, Any]] | None]
 
 
-def _fit_alongside(dataset: Any, deals: pd.DataFrame, spec: FeatureSpec, won: FloatArray,
+def _fit_alongside(dataset: Any, deals: pd.DataFrame, spec: FeatureSpec, level_codes: FloatArray, won: FloatArray,
                    train_rows: npt.NDArray[np.int64], holdout_rows: npt.NDArray[np.int64],
                    config: TrainConfig, stop: threading.Event) -> Alongside:
     """What the published model does not need: the baselines, the client profiles and their report."""
-    baselines = _baselines(deals, spec, won, train_rows, holdout_rows)
+    baselines = _baselines(deals, spec, level_codes, won, train_rows, holdout_rows)
     holdings = getattr(dataset, "holdings", None)
     if holdings is None or holdings.empty:
         return baselines, None
@@ -415,8 +414,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                  f"{train_rows.size:,} deals, testing on the latest {n_holdout:,}")
         shape_fits = [pool.submit(fit_win_model, eval_features, won, train_rows, eval_spec, config, small_data,
                                   shape, pool.stop) for shape in shapes]
-        alongside_task = partial(_fit_alongside, dataset, deals, eval_spec, won, train_rows, holdout_rows, config,
-                                 pool.stop)
+        alongside_task = partial(_fit_alongside, dataset, deals, eval_spec, eval_features[:, level_code_columns(spec)],
+                                 won, train_rows, holdout_rows, config, pool.stop)
         profiling = (f"fitting ideal client profiles on {holdings['client_id'].nunique():,} clients' holdings"
                      if holdings is not None and not holdings.empty else None)
         if pool.workers > 1:
@@ -585,12 +584,13 @@ def _client_directory(clients: pd.DataFrame | None, spec: FeatureSpec) -> dict[s
     return directory
 
 
-def _baselines(deals: pd.DataFrame, spec: FeatureSpec, won: FloatArray, train_rows: npt.NDArray[np.int64],
-               holdout_rows: npt.NDArray[np.int64]) -> dict[str, dict[str, float]]:
+def _baselines(deals: pd.DataFrame, spec: FeatureSpec, level_codes: FloatArray, won: FloatArray,
+               train_rows: npt.NDArray[np.int64], holdout_rows: npt.NDArray[np.int64]) -> dict[str, dict[str, float]]:
     """Prior win rate and a logistic regression on the raw columns, fitted on the same split.
 
     Everything the regression is given is learnt from the fitting part: the numbers' fill and scale, and the
-    levels with a column of their own (`spec`'s vocabularies, counted there). A level's 0/1 column is not
+    levels with a column of their own (`spec`'s vocabularies, counted there; `level_codes`: the features' code
+    columns, level_code_columns). A level's 0/1 column is not
     standardised: a level rare in the fitting part then read about 78 standard deviations in the holdout
     (the audit: the IT bids' baseline had a log loss worse than the prior's, AUC 0.607 against 0.631)."""
     prior = np.full(holdout_rows.size, won[train_rows].mean())
@@ -606,12 +606,12 @@ def _baselines(deals: pd.DataFrame, spec: FeatureSpec, won: FloatArray, train_ro
         mean, scale = fit_part.mean(), fit_part.std()
         fit_columns.append((fit_part - mean) / (scale if scale > 0 else 1.0))
         test_columns.append((test_part - mean) / (scale if scale > 0 else 1.0))
-    for column in spec.categorical:
-        codes = vocabulary_codes(deals[column].to_numpy(dtype=object), spec.vocab[column])
+    for i, column in enumerate(spec.categorical):
+        codes = level_codes[:, i]
         # One column per level of its own, and one for missing; a rare or unseen level is all zeros.
-        for code in [*range(len(spec.vocab[column])), MISSING_LEVEL]:
-            fit_columns.append((codes[train_rows] == code).astype(np.float64))
-            test_columns.append((codes[holdout_rows] == code).astype(np.float64))
+        for dummy in [*(codes == code for code in range(len(spec.vocab[column]))), np.isnan(codes)]:
+            fit_columns.append(dummy[train_rows].astype(np.float64))
+            test_columns.append(dummy[holdout_rows].astype(np.float64))
     if not fit_columns:
         # Deals with the required columns only: a logistic regression on no columns is its intercept, the
         # training win rate.

@@ -1,0 +1,139 @@
+"""Boosters of several seeds averaged into one: the merged booster's margin is the members' mean, reasons
+still add up, and the win model averages seeds where its trees are few and keeps one booster where not."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import replace
+from types import SimpleNamespace
+from typing import cast
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from model.features import FeatureSpec
+from model.win_models import TreeWinModel
+from training.fit import TrainConfig, fit_win_model
+from training.seed_average import averaged_booster
+
+
+def _weak_signal(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deals whose outcome barely depends on five numbers and a categorical column (a weak signal, as in
+    the bank marketing data, where early stopping keeps a handful of rounds)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6))
+    x[:, 5] = rng.integers(0, 8, n)
+    logit = -0.8 + 0.25 * x[:, 0] - 0.2 * x[:, 1] * x[:, 2] + 0.3 * (x[:, 5] == 3)
+    won = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float64)
+    return x, won
+
+
+def _seed_boosters(x: np.ndarray, won: np.ndarray, seeds: range) -> list[lgb.Booster]:
+    train_set = lgb.Dataset(x[:3_000], won[:3_000], categorical_feature=[5], free_raw_data=False)
+    valid_set = lgb.Dataset(x[3_000:], won[3_000:], reference=train_set)
+    boosters = []
+    for seed in seeds:
+        params = {"objective": "binary", "verbose": -1, "num_leaves": 15, "learning_rate": 0.1, "seed": seed,
+                  "feature_fraction": 0.7, "bagging_fraction": 0.8, "bagging_freq": 1, "num_threads": 1,
+                  "deterministic": True, "force_row_wise": True}
+        boosters.append(lgb.train(params, train_set, 300, valid_sets=[valid_set],
+                                  callbacks=[lgb.early_stopping(20, verbose=False)]))
+    return boosters
+
+
+def test_the_averaged_booster_scores_the_members_mean() -> None:
+    x, won = _weak_signal(4_000, 1)
+    members = _seed_boosters(x, won, range(3))
+    rounds = [m.best_iteration for m in members]
+    assert len(set(rounds)) > 1  # members of different lengths: each is cut at its own best round
+    merged = averaged_booster(members)
+    assert merged.num_trees() == sum(rounds)
+    mean = np.mean([m.predict(x, raw_score=True) for m in members], axis=0)
+    np.testing.assert_allclose(merged.predict(x, raw_score=True), mean, rtol=0, atol=1e-12)
+    # As the service reads it: single-deal path, path credits adding up to the margin, after a pickle trip.
+    model = pickle.loads(pickle.dumps(TreeWinModel(merged)))
+    for rows in (x[:1], x[:5], x[:500]):
+        margin, contributions = model.margin_and_contributions(rows)
+        np.testing.assert_allclose(margin, mean[:len(rows)], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(contributions.sum(axis=1), margin, rtol=0, atol=1e-10)
+    # LightGBM's own TreeSHAP reads the scaled internal values: it adds up to the mean margin too.
+    np.testing.assert_allclose(merged.predict(x[:200], pred_contrib=True).sum(axis=1), mean[:200], atol=1e-10)
+
+
+def test_one_booster_is_kept_as_it_is_and_foreign_boosters_are_refused() -> None:
+    x, won = _weak_signal(4_000, 2)
+    first, second = _seed_boosters(x, won, range(2))
+    assert averaged_booster([first]) is first
+    other_x, other_won = _weak_signal(4_000, 3)
+    foreign = _seed_boosters(other_x * 10, other_won, range(1))[0]  # other bins
+    with pytest.raises(ValueError, match="different data"):
+        averaged_booster([first, foreign])
+    with pytest.raises(ValueError, match="no booster"):
+        averaged_booster([])
+
+
+def _spec(n_features: int) -> FeatureSpec:
+    """What fit_win_model reads of a feature spec: the names, none categorical, the recent win rate last."""
+    names = [f"f{i}" for i in range(n_features - 1)] + ["recent_win_rate"]
+    return cast(FeatureSpec, SimpleNamespace(names=names, categorical_names=[]))
+
+
+def _win_problem(n: int, seed: int, strength: float) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5))
+    x[:, 4] = 0.3  # the recent win rate, flat
+    logit = -0.5 + strength * (x[:, 0] - 0.7 * x[:, 1] + 0.5 * x[:, 2] * x[:, 3])
+    return x, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float64)
+
+
+def test_seeds_are_averaged_while_the_trees_are_few() -> None:
+    """Weak signal: early stopping keeps few rounds, so seeds are added up to seed_members; the reported rounds
+    are the trees the averaged model holds. Strong signal: one booster reaches the rounds target alone."""
+    config = replace(TrainConfig(), seed_members=4, seed_average_rounds=300)
+    rows = np.arange(6_000, dtype=np.int64)
+    weak_x, weak_won = _win_problem(6_000, 4, strength=0.15)
+    model, _, info = fit_win_model(weak_x, weak_won, rows, _spec(5), config, small_data=False, shape=(15, 40, 0.1))
+    assert len(info["rounds_per_seed"]) == 4
+    assert sum(info["rounds_per_seed"]) == info["rounds"] < 300
+    assert isinstance(model, TreeWinModel) and model.booster.num_trees() == info["rounds"]
+
+    strong_x, strong_won = _win_problem(6_000, 5, strength=2.0)
+    _, _, strong = fit_win_model(strong_x, strong_won, rows, _spec(5), replace(config, seed_average_rounds=60),
+                                 small_data=False, shape=(15, 40, 0.1))
+    assert strong["rounds"] >= 60 and "rounds_per_seed" not in strong
+
+
+def test_averaging_seeds_steadies_a_weak_signals_ranking() -> None:
+    """The point of averaging: a weak signal's holdout AUC depends much less on the training seed. Over four
+    training seeds, the standard deviation of AUC with one booster is at least twice that with five seeds
+    averaged (measured 0.0028 against 0.0010, mean AUC 0.574 against 0.576)."""
+    x, won = _win_problem(12_000, 6, strength=0.3)
+    rows = np.arange(9_000, dtype=np.int64)
+    holdout = slice(9_000, None)
+
+    def aucs(members: int) -> list[float]:
+        out = []
+        for seed in range(6):
+            config = replace(TrainConfig(), seed=seed * 10, seed_members=members, seed_average_rounds=1_000)
+            model, _, _ = fit_win_model(x, won, rows, _spec(5), config, small_data=False,
+                                        shape=(31, 40, 0.05))
+            out.append(float(roc_auc_score(won[holdout], model.margin(x[holdout]))))
+        return out
+
+    single, averaged = aucs(1), aucs(5)
+    assert np.std(single) >= 2 * np.std(averaged)
+    assert np.mean(averaged) >= np.mean(single)
+
+
+def test_seeds_average_on_data_large_enough_for_binning_by_sample() -> None:
+    """At 200k deals and more LightGBM bins from a sample drawn by seed; the members share one binned data set,
+    so their models stay averageable (building one per member made 1M deals fail: "different data")."""
+    x, won = _win_problem(260_000, 7, strength=0.2)
+    x[:, 0] = np.round(x[:, 0], 2)  # many distinct values, more than a bin each
+    config = replace(TrainConfig(), seed_members=2, seed_average_rounds=10_000, max_rounds=60)
+    model, _, info = fit_win_model(x, won, np.arange(x.shape[0], dtype=np.int64), _spec(5), config,
+                                   small_data=False, shape=(7, 200, 0.1))
+    assert len(info["rounds_per_seed"]) == 2
+    assert model.booster.num_trees() == info["rounds"]

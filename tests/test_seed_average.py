@@ -13,10 +13,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from model.dataset import dataset_from_frames
 from model.features import FeatureSpec
 from model.win_models import TreeWinModel
-from training.fit import TrainConfig, fit_win_model
+from training.fit import TrainConfig, TrainingResult, fit_win_model, train
+from training.report import render_html
 from training.seed_average import averaged_booster
+from training.synthetic_crm import SyntheticCRM
 
 
 def _weak_signal(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -137,3 +140,22 @@ def test_seeds_average_on_data_large_enough_for_binning_by_sample() -> None:
                                    small_data=False, shape=(7, 200, 0.1))
     assert len(info["rounds_per_seed"]) == 2
     assert model.booster.num_trees() == info["rounds"]
+
+
+def test_training_on_a_weak_signal_averages_seeds_and_its_report_says_so(small_crm: SyntheticCRM,
+                                                                        trained: TrainingResult) -> None:
+    """train() end to end on deals whose outcomes were shuffled (no signal left): the trees stop within a few
+    rounds, both the evaluation and the published model average seeds, the published booster holds the trees
+    the metadata counts, and the report names the averaging (the page said only "gradient_boosting")."""
+    deals = small_crm.deals.copy()
+    closed = deals["status"].isin(["won", "lost"]).to_numpy()
+    deals.loc[closed, "status"] = np.random.default_rng(3).permutation(deals.loc[closed, "status"].to_numpy())
+    result = train(dataset_from_frames(deals, small_crm.clients, None, for_training=True))
+    split, published = result.report["split"], result.metadata["training"]
+    assert len(split["rounds_per_seed"]) >= 2 and sum(split["rounds_per_seed"]) == split["rounds"]
+    assert len(published["rounds_per_seed"]) >= 2
+    assert result.model.win_model.booster.num_trees() == published["rounds"]
+    page = render_html(result.report)
+    assert f"the mean of {len(split['rounds_per_seed'])} boosters grown with different seeds" in page
+    assert "rounds_per_seed" not in trained.report["split"]  # the same deals, unshuffled: one booster
+    assert "boosters grown with different seeds" not in render_html(trained.report)

@@ -68,10 +68,12 @@ def test_deals_with_only_the_required_columns_train_and_score(small_crm: Synthet
     from dealscore.cli import main as dealscore
 
     deals = small_crm.deals[["deal_id", "created_at", "status"]]
-    result, _ = _train(deals, None)
+    # One booster: then worse than the win rate here (AUC 0.493, Brier 0.258 against 0.252). Averaged over seeds
+    # the same deals give AUC 0.513 and Brier 0.251, no caution (tests/test_seed_average.py).
+    result, _ = _train(deals, None, config=TrainConfig(threads=1, seed_members=1))
     metrics = result.metadata["metrics"]
     assert metrics["logistic_regression"] == metrics["prior_rate"]  # no column: its intercept, the win rate
-    # Worse than the win rate here: the caution is kept where the model is read, not only said in a terminal.
+    # The caution is kept where the model is read, not only said in a terminal.
     caution = result.metadata["caution"]
     assert caution and caution.startswith("caution: on the holdout the model ranks deals no better than chance")
     assert result.report["caution"] == caution and html.escape(caution) in render_html(result.report)

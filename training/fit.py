@@ -84,13 +84,12 @@ class TrainConfig:
     # better across seeds (seed 3: 0.0501 vs 0.0528; seed 1: 0.0544 vs 0.0538; seed 11: 0.0540 vs 0.0556)
     # and grow 2.5x the trees (the demo model: 369 vs 145), which every scored deal pays for.
     tree_shapes: tuple[tuple[int, int, float], ...] = ((31, 40, 0.05), (7, 200, 0.1))
-    # Boosters grown with seeds seed, seed + 1, ... are averaged (training/seed_average.py) until their rounds
-    # add up to seed_average_rounds or seed_members of them grew. Few rounds mean a weak signal read off a few
-    # random split choices; a booster of 50 rounds or more is kept alone, as before (and costs no more to
-    # score). Over training seeds 0-4 (bench.training_quality --seeds 5), one booster -> this rule: bank
-    # marketing AUC 0.635-0.727 -> 0.721-0.727, maven 0.492-0.527 -> 0.508-0.545; it_deals, the synthetic CRM
-    # and the demo model unchanged. A target of 300 also averaged those: their ECE got worse and 1M deals
-    # trained in 206 s instead of 160 (docs/domain.md).
+    # Boosters grown with other seeds are averaged (training/seed_average.py) until their kept rounds add up to
+    # seed_average_rounds or seed_members of them grew. Few rounds mean a weak signal read off a few random
+    # split choices; a booster of 50 rounds or more is kept alone, as before (and costs no more to score). Bank
+    # marketing, training seeds 0-9, one booster -> this rule: AUC 0.427-0.728 -> 0.721-0.728; it_deals, the
+    # synthetic CRM and the demo model unchanged. A target of 300 also averaged those: their ECE got worse and
+    # 1M deals trained in 206 s instead of 160 (docs/domain.md).
     seed_members: int = 5
     seed_average_rounds: int = 50
     # One native thread by default: on a busy 2-core machine two OpenMP threads made fitting ~15x slower.
@@ -194,11 +193,11 @@ WinFit = tuple[WinModel, PlattCalibration, dict[str, Any]]
 
 def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.int64], spec: FeatureSpec,
                   config: TrainConfig, small_data: bool, shape: tuple[int, int, float] = (31, 40, 0.05),
-                  stop: threading.Event | None = None) -> WinFit:
+                  stop: threading.Event | None = None, seeds: int | None = None) -> WinFit:
     """Engine on the earlier rows, Platt calibration on the later ones (rows are in time order).
 
     `shape`: the trees' (leaves, fewest deals per leaf, learning rate); `stop`: ends the fit (FitCancelled)
-    before its next round once set."""
+    before its next round once set; `seeds`: boosters to average, None: as config's rule finds."""
     n_calibration = max(int(round(len(rows) * config.calibration_share)), 1)
     fit_rows, calibration_rows = rows[:-n_calibration], rows[-n_calibration:]
     info: dict[str, Any] = {"fit_deals": int(fit_rows.size), "calibration_deals": int(calibration_rows.size)}
@@ -207,15 +206,17 @@ def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.in
         model = _fit_linear(features[fit_rows], won[fit_rows], spec)
         margin = model.margin(features[calibration_rows])
     else:
-        # Boosters of other seeds are averaged in while the trees are few (training/seed_average.py). They share
-        # the data set, binned once: the bins depend on the seed too at 200k deals and more (a binning sample).
+        # Boosters of other seeds are averaged in while the trees are few (training/seed_average.py), on one
+        # binned data set (binning 1M deals takes seconds). Each grows its kept rounds plus early stopping's 50,
+        # and is added only while the kept rounds add up to under 50: a weak signal costs at most 5 x 100 rounds.
         categorical = [spec.names.index(c) for c in spec.categorical_names]
         train_set = lgb.Dataset(features[fit_rows], won[fit_rows], feature_name=spec.names,
                                 categorical_feature=categorical, free_raw_data=False)
         valid_set = lgb.Dataset(features[calibration_rows], won[calibration_rows], reference=train_set)
         members: list[tuple[lgb.Booster, SliceLogLoss]] = []
-        while len(members) < config.seed_members and sum(b.best_iteration for b, _ in members) < \
-                config.seed_average_rounds:
+        while (len(members) < seeds if seeds is not None else
+               len(members) < config.seed_members and sum(b.best_iteration for b, _ in members) <
+               config.seed_average_rounds):
             members.append(_grow_trees(train_set, valid_set, won[calibration_rows], config, shape, len(members), stop))
         model = TreeWinModel(averaged_booster([booster for booster, _ in members]))
         rounds = [booster.best_iteration for booster, _ in members]
@@ -241,7 +242,8 @@ def _grow_trees(train_set: lgb.Dataset, valid_set: lgb.Dataset, slice_won: Float
                 shape: tuple[int, int, float], member: int, stop: threading.Event | None) -> tuple[
                     lgb.Booster, SliceLogLoss]:
     """One booster grown on the fitting deals, early-stopped on the calibration slice's log loss. Member 0 samples
-    deals and features by `config.seed` alone; member k by seeds of its own, config.seed + k."""
+    deals and features by `config.seed` alone; member k by seeds drawn from (config.seed, k), so that no two
+    training seeds share a member (seed + k had made member k of seed s member k - 1 of seed s + 1)."""
     leaves, min_leaf, learning_rate = shape
     params: dict[str, Any] = {
         "objective": "binary", "metric": "None", "learning_rate": learning_rate, "num_leaves": leaves,
@@ -249,7 +251,8 @@ def _grow_trees(train_set: lgb.Dataset, valid_set: lgb.Dataset, slice_won: Float
         "lambda_l2": 1.0, "cat_smooth": 20, "min_data_per_group": 50, "num_threads": config.threads,
         "verbose": -1, "seed": config.seed, "deterministic": True, "force_row_wise": True}
     if member:
-        params.update(bagging_seed=config.seed + member, feature_fraction_seed=config.seed + member)
+        bagging, features = np.random.SeedSequence([config.seed, member]).generate_state(2) % 2**31
+        params.update(bagging_seed=int(bagging), feature_fraction_seed=int(features))
     slice_loss = SliceLogLoss(slice_won)
     booster = lgb.train(params, train_set, num_boost_round=config.max_rounds, valid_sets=[valid_set],
                         feval=slice_loss, callbacks=[lgb.early_stopping(50, verbose=False), *watching(stop)])
@@ -309,10 +312,11 @@ def _best_shape(fits: list[WinFit], shapes: tuple[tuple[int, int, float], ...]) 
 
 def _fit_published(features: FloatArray, won: FloatArray, amount: FloatArray, rows: npt.NDArray[np.int64],
                    spec: FeatureSpec, config: TrainConfig, small_data: bool,
-                   shape: tuple[int, int, float], stop: threading.Event) -> tuple[
+                   shape: tuple[int, int, float], seeds: int | None, stop: threading.Event) -> tuple[
                        WinModel, PlattCalibration, dict[str, Any], ValueModel | None]:
-    """The published win model, in the shape the evaluation chose, and the value model (grades need both)."""
-    win_model, calibration, info = fit_win_model(features, won, rows, spec, config, small_data, shape, stop)
+    """The published win model, in the shape the evaluation chose and averaging as many seeds, and the value
+    model (grades need both)."""
+    win_model, calibration, info = fit_win_model(features, won, rows, spec, config, small_data, shape, stop, seeds)
     return win_model, calibration, info, fit_value_model(features, amount, won, rows, spec, config, stop)
 
 
@@ -466,8 +470,11 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                                                  eval_features[holdout_rows])
 
         progress(f"fitting the published model on all {closed_rows.size:,} closed deals")
+        # The published model averages as many seeds as the evaluation model, so that the holdout's figures are
+        # those of a model made alike (by its own rounds, bank marketing's had averaged 5 seeds for 2).
+        seeds = None if small_data else len(eval_info.get("rounds_per_seed", (0,)))
         published = pool.submit(_fit_published, features, won, amount, closed_rows, spec, config, small_data, shape,
-                                pool.stop)
+                                seeds, pool.stop)
         products = deals["product"].to_numpy(dtype=object) if "product" in deals.columns else None
         valuing = pool.submit(value_evaluation, eval_features, amount, won, train_rows, holdout_rows, eval_spec,
                               config, products, pool.stop)
@@ -536,7 +543,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         # The served model is refitted on every closed deal and calibrated on its own latest slice: the
         # holdout figures are the evaluation model's, so the report states both calibrations.
         "published": {"calibration": final_info.get("calibration"),
-                      "calibration_deals": final_info.get("calibration_deals")},
+                      "calibration_deals": final_info.get("calibration_deals"),
+                      "rounds_per_seed": final_info.get("rounds_per_seed")},
     }
     report["calibration_curve"] = calibration_curve(won[holdout_rows], holdout_p)
     # Where whoever reads the model finds it: the report, GET /v1/model, not only the training terminal.

@@ -144,14 +144,16 @@ def _value_section(value: dict[str, Any] | None) -> str:
             f"applies it. Holdout amounts ran {value['level']:.2f}x the evaluation model's guesses.</p>")
 
 
-def _seeds_note(split: dict[str, Any]) -> str:
-    """Said when the evaluation model averages boosters of several seeds (training/seed_average.py)."""
+def _seeds_note(split: dict[str, Any], published: dict[str, Any] | None) -> str:
+    """Said when the models average boosters of several seeds (training/seed_average.py)."""
     rounds = split.get("rounds_per_seed")
     if not rounds:
         return ""
-    return (f"The evaluation model is the mean of {len(rounds)} boosters grown with different seeds "
-            f"({', '.join(map(str, rounds))} rounds): their trees were few, a weak signal that one booster "
-            "would read differently with each seed.")
+    served = (published or {}).get("rounds_per_seed")
+    return (f"The model is the mean of {len(rounds)} boosters grown with different seeds (their rounds: "
+            f"{', '.join(map(str, rounds))} in the evaluation model"
+            + (f", {', '.join(map(str, served))} in the published one" if served else "")
+            + "): their trees were few, a weak signal that one booster would read differently with each seed.")
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -171,7 +173,7 @@ def render_html(report: dict[str, Any]) -> str:
 td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}th:first-child{{text-align:left}}</style></head><body>
 <h1>dealscore model {html.escape(report['version'])}</h1>
 <p>Engine: <b>{html.escape(report['engine'])}</b>{' (small-data mode)' if report['small_data'] else ''}.
-{_seeds_note(split)}
+{_seeds_note(split, report.get('published'))}
 Time-ordered holdout: the latest {split['holdout_deals']} closed deals (created from {split['holdout_from']}),
 model fitted on the {split['train_deals']} earlier ones.</p>
 <h2>Quality on the holdout, beside baselines fitted on the same split</h2>{_metrics_table(report['metrics'])}

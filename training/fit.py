@@ -47,7 +47,7 @@ from model.scorer import ScoringModel, ValueModel
 from model.win_models import LinearWinModel, PlattCalibration, TreeWinModel, WinModel
 from training.calibration import fit_calibration
 from training.fit_pool import FitPool, check_stop, default_workers, watching
-from training.gap_evaluation import profile_report, won_not_held_note
+from training.gap_evaluation import profile_report, unlisted_products_note, won_not_held_note
 from training.inputs import check_named_columns, empty_columns, numbers_read_as_text
 from training.leak_guard import find_leaks
 from training.profiles_fit import ProfileConfig, fit_profiles
@@ -504,9 +504,10 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         if not alongside.done():
             progress("waiting for the ideal client profiles and the baselines")
         baselines, profiles = alongside.result()
-    won_not_held = won_not_held_note(profiles[1]["summary"]) if profiles is not None else None
-    if won_not_held:
-        progress(won_not_held)
+    for note in ((won_not_held_note(profiles[1]["summary"]), unlisted_products_note(profiles[1]["summary"]))
+                 if profiles is not None else ()):
+        if note:
+            progress(note)
     if profiles is not None and not profiles[1]["evaluation"].get("evaluated"):
         progress(f"ideal client profiles fitted but not evaluated: {profiles[1]['evaluation'].get('why')}")
 

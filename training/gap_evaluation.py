@@ -254,8 +254,9 @@ def ideal_profile_recovery(profiles: ClientProfiles, truth: pd.DataFrame) -> dic
             "recall": hits / max(len(planted), 1)}
 
 
-SUMMARY_KEYS = ("clients", "holdings", "holdings_added_from_won_deals", "holdings_source", "products", "income_source",
-                "segment_levels", "segments", "clients_by_segment_level", "acceptance_regularisation")
+SUMMARY_KEYS = ("clients", "holdings", "holdings_added_from_won_deals", "won_products_not_in_holdings",
+                "holdings_source", "products", "income_source", "segment_levels", "segments",
+                "clients_by_segment_level", "acceptance_regularisation")
 SEGMENT_KEYS = ("segment", "clients", "best_clients", "ideal_income", "ideal_products")
 
 
@@ -279,9 +280,23 @@ def won_not_held_note(summary: Mapping[str, Any]) -> str | None:
             "sent), earning what the product typically does")
 
 
+def unlisted_products_note(summary: Mapping[str, Any]) -> str | None:
+    """Won deals' products that the holdings table names nowhere (a spelling the folding does not join)."""
+    unlisted: Mapping[str, int] = summary.get("won_products_not_in_holdings") or {}
+    if not unlisted:
+        return None
+    shown = ", ".join(f"{name!r} ({n:,} won deals)" for name, n in list(unlisted.items())[:8])
+    more = f" and {len(unlisted) - 8} more" if len(unlisted) > 8 else ""
+    return (f"products of won deals that the holdings table never names: {shown}{more}; gap lists can offer only "
+            f"products the holdings table names (holdings: {', '.join(map(repr, summary.get('products', [])[:8]))}"
+            f"{', ...' if len(summary.get('products', [])) > 8 else ''}): if it spells them otherwise, make the two "
+            "exports name them alike (case, spaces, '_' and '-' already match; the mapping file renames columns, "
+            "not products)")
+
+
 def _won_not_held(summary: Mapping[str, Any]) -> str:
-    note = won_not_held_note(summary)
-    return f" {html.escape(note[0].upper() + note[1:])}." if note else ""
+    notes = [note for note in (won_not_held_note(summary), unlisted_products_note(summary)) if note]
+    return "".join(f" {html.escape(note[0].upper() + note[1:])}." for note in notes)
 
 
 def render_profiles_html(section: Mapping[str, Any] | None) -> str:

@@ -126,6 +126,9 @@ class _Portfolio:
     income_source: str
     reference_day: float
     won_not_in_holdings: int = 0  # (client, product) pairs of won deals the holdings table lacked, added
+    # Products of won deals that no holding names, even folded (model/spellings.py), with their won deals:
+    # someone bought them, so a holdings table without them likely spells them otherwise.
+    won_products_not_listed: dict[str, int] | None = None
 
 
 def fit_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdings: pd.DataFrame | None,
@@ -184,6 +187,7 @@ def fit_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdi
         "clients": len(portfolio.ids),
         "holdings": int(portfolio.held.sum()),
         "holdings_added_from_won_deals": portfolio.won_not_in_holdings,
+        "won_products_not_in_holdings": portfolio.won_products_not_listed or {},
         "products": list(portfolio.products),
         "income_source": portfolio.income_source,
         "segment_levels": ["×".join(level) or ALL_CLIENTS for level in levels_chain],
@@ -244,6 +248,7 @@ def _with_won_products(frame: pd.DataFrame, deals: pd.DataFrame | None,
 
 def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdings: pd.DataFrame | None,
                config: ProfileConfig, add_won_products: bool = True) -> _Portfolio:
+    given = holdings is not None and not holdings.empty  # a holdings table, not holdings read off won deals
     if holdings is None or holdings.empty:
         holdings = holdings_from_deals(deals) if deals is not None else None
     if holdings is None or holdings.empty:
@@ -308,7 +313,19 @@ def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holding
         has_income=has_income,
         income_source=income_source, reference_day=_reference_day(deals, clients, holdings),
         won_not_in_holdings=added,
+        won_products_not_listed=_won_products_not_listed(deals, frame["product"]) if given else None,
     )
+
+
+def _won_products_not_listed(deals: pd.DataFrame | None, listed: pd.Series) -> dict[str, int]:
+    """Products of won deals that match no listed product, even folded, by their number of won deals."""
+    if deals is None or not {"status", "product"} <= set(deals.columns):
+        return {}
+    won = deals.loc[deals["status"] == "won", "product"].dropna().astype(str)
+    names = set(listed)
+    folded = {folded_form(p) for p in names}
+    unmatched = won[[p not in names and folded_form(p) not in folded for p in won]]
+    return {str(p): int(n) for p, n in unmatched.value_counts().items()}
 
 
 def _raw_attributes(client_ids: list[str], clients: pd.DataFrame | None,

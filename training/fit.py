@@ -193,11 +193,11 @@ WinFit = tuple[WinModel, PlattCalibration, dict[str, Any]]
 
 def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.int64], spec: FeatureSpec,
                   config: TrainConfig, small_data: bool, shape: tuple[int, int, float] = (31, 40, 0.05),
-                  stop: threading.Event | None = None, seeds: int | None = None) -> WinFit:
+                  stop: threading.Event | None = None) -> WinFit:
     """Engine on the earlier rows, Platt calibration on the later ones (rows are in time order).
 
     `shape`: the trees' (leaves, fewest deals per leaf, learning rate); `stop`: ends the fit (FitCancelled)
-    before its next round once set; `seeds`: boosters to average, None: as config's rule finds."""
+    before its next round once set."""
     n_calibration = max(int(round(len(rows) * config.calibration_share)), 1)
     fit_rows, calibration_rows = rows[:-n_calibration], rows[-n_calibration:]
     info: dict[str, Any] = {"fit_deals": int(fit_rows.size), "calibration_deals": int(calibration_rows.size)}
@@ -214,9 +214,8 @@ def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.in
                                 categorical_feature=categorical, free_raw_data=False)
         valid_set = lgb.Dataset(features[calibration_rows], won[calibration_rows], reference=train_set)
         members: list[tuple[lgb.Booster, SliceLogLoss]] = []
-        while (len(members) < seeds if seeds is not None else
-               len(members) < config.seed_members and sum(b.best_iteration for b, _ in members) <
-               config.seed_average_rounds):
+        while len(members) < config.seed_members and sum(b.best_iteration for b, _ in members) < \
+                config.seed_average_rounds:
             members.append(_grow_trees(train_set, valid_set, won[calibration_rows], config, shape, len(members), stop))
         model = TreeWinModel(averaged_booster([booster for booster, _ in members]))
         rounds = [booster.best_iteration for booster, _ in members]
@@ -312,11 +311,12 @@ def _best_shape(fits: list[WinFit], shapes: tuple[tuple[int, int, float], ...]) 
 
 def _fit_published(features: FloatArray, won: FloatArray, amount: FloatArray, rows: npt.NDArray[np.int64],
                    spec: FeatureSpec, config: TrainConfig, small_data: bool,
-                   shape: tuple[int, int, float], seeds: int | None, stop: threading.Event) -> tuple[
+                   shape: tuple[int, int, float], stop: threading.Event) -> tuple[
                        WinModel, PlattCalibration, dict[str, Any], ValueModel | None]:
-    """The published win model, in the shape the evaluation chose and averaging as many seeds, and the value
-    model (grades need both)."""
-    win_model, calibration, info = fit_win_model(features, won, rows, spec, config, small_data, shape, stop, seeds)
+    """The published win model, in the shape the evaluation chose, and the value model (grades need both). It
+    averages as many seeds as its own rounds call for: forced to the evaluation model's count, a published fit
+    that grew hundreds of rounds had averaged 5 such boosters, and one that stopped at 1 round kept it alone."""
+    win_model, calibration, info = fit_win_model(features, won, rows, spec, config, small_data, shape, stop)
     return win_model, calibration, info, fit_value_model(features, amount, won, rows, spec, config, stop)
 
 
@@ -332,7 +332,8 @@ def _fit_alongside(dataset: Any, deals: pd.DataFrame, spec: FeatureSpec, level_c
     if holdings is None or holdings.empty:
         return baselines, None
     check_stop(stop)
-    profiles = fit_profiles(dataset.deals, dataset.clients, holdings, config.profiles)
+    profiles = fit_profiles(dataset.deals, dataset.clients, holdings, config.profiles,
+                            holdings_table=not getattr(dataset, "holdings_derived", False))
     # Whether holdings (and so incomes) were read off won deals: `dealscore clients` may then derive them the
     # same way as of any day; from a holdings table, won deals would measure income in other money.
     profiles.summary["holdings_source"] = "won deals" if getattr(dataset, "holdings_derived", False) else "table"
@@ -470,11 +471,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                                                  eval_features[holdout_rows])
 
         progress(f"fitting the published model on all {closed_rows.size:,} closed deals")
-        # The published model averages as many seeds as the evaluation model, so that the holdout's figures are
-        # those of a model made alike (by its own rounds, bank marketing's had averaged 5 seeds for 2).
-        seeds = None if small_data else len(eval_info.get("rounds_per_seed", (0,)))
         published = pool.submit(_fit_published, features, won, amount, closed_rows, spec, config, small_data, shape,
-                                seeds, pool.stop)
+                                pool.stop)
         products = deals["product"].to_numpy(dtype=object) if "product" in deals.columns else None
         valuing = pool.submit(value_evaluation, eval_features, amount, won, train_rows, holdout_rows, eval_spec,
                               config, products, pool.stop)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from model.client_analytics import client_facts
+from model.errors import counted
 from model.profiles import ClientFacts, ClientProfiles
 from training.profiles_fit import WON_NOT_YET_IN_HOLDINGS_DAYS, ProfileConfig, fit_profiles
 from training.synthetic_crm import SyntheticCRM
@@ -255,8 +256,8 @@ def ideal_profile_recovery(profiles: ClientProfiles, truth: pd.DataFrame) -> dic
 
 
 SUMMARY_KEYS = ("clients", "holdings", "holdings_added_from_won_deals", "won_products_not_in_holdings",
-                "holdings_source", "products", "income_source", "segment_levels", "segments",
-                "clients_by_segment_level", "acceptance_regularisation")
+                "won_products_not_in_holdings_count", "holdings_source", "products", "income_source",
+                "segment_levels", "segments", "clients_by_segment_level", "acceptance_regularisation")
 SEGMENT_KEYS = ("segment", "clients", "best_clients", "ideal_income", "ideal_products")
 
 
@@ -285,8 +286,9 @@ def unlisted_products_note(summary: Mapping[str, Any]) -> str | None:
     unlisted: Mapping[str, int] = summary.get("won_products_not_in_holdings") or {}
     if not unlisted:
         return None
-    shown = ", ".join(f"{name!r} ({n:,} won deals)" for name, n in list(unlisted.items())[:8])
-    more = f" and {len(unlisted) - 8} more" if len(unlisted) > 8 else ""
+    shown = ", ".join(f"{name!r} ({counted(n, 'won deal')})" for name, n in list(unlisted.items())[:8])
+    total = max(int(summary.get("won_products_not_in_holdings_count") or 0), len(unlisted))
+    more = f" and {total - 8:,} more" if total > 8 else ""
     return (f"products of won deals that the holdings table never names: {shown}{more}; gap lists can offer only "
             f"products the holdings table names (holdings: {', '.join(map(repr, summary.get('products', [])[:8]))}"
             f"{', ...' if len(summary.get('products', [])) > 8 else ''}): if it spells them otherwise, make the two "

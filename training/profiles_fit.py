@@ -126,21 +126,27 @@ class _Portfolio:
     income_source: str
     reference_day: float
     won_not_in_holdings: int = 0  # (client, product) pairs of won deals the holdings table lacked, added
-    # Products of won deals that no holding names, even folded (model/spellings.py), with their won deals:
-    # someone bought them, so a holdings table without them likely spells them otherwise.
+    # Products of won deals that no holding names, even folded (model/spellings.py), with their won deals, most
+    # first: someone bought them, so a holdings table without them may spell them otherwise. Only the first
+    # UNLISTED_KEPT are kept (a product column of order lines made 300k of them at 1M deals); then how many.
     won_products_not_listed: dict[str, int] | None = None
+    won_products_not_listed_count: int = 0
+
+
+UNLISTED_KEPT = 20
 
 
 def fit_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdings: pd.DataFrame | None,
                  config: ProfileConfig = ProfileConfig(), *, with_acceptance: bool = True,
-                 add_won_products: bool = True) -> ClientProfiles:
+                 add_won_products: bool = True, holdings_table: bool = True) -> ClientProfiles:
     """Fit the profiles from canonical frames. Holdings come from won deals when none are given.
 
     `with_acceptance=False` leaves the acceptance models unfitted (every product at its segment's share):
     enough for segments, ideal profiles and potential income, and the costly part skipped.
-    `add_won_products=False` takes a holdings table at its word (no recent wins added, `_with_won_products`)."""
+    `add_won_products=False` takes a holdings table at its word (no recent wins added, `_with_won_products`).
+    `holdings_table=False`: the holdings given were read off won deals (model.dataset), not an export's table."""
     levels_chain = config.chain()
-    portfolio = _portfolio(deals, clients, holdings, config, add_won_products)
+    portfolio = _portfolio(deals, clients, holdings, config, add_won_products, holdings_table)
     encoder = _encoder(portfolio, clients, levels_chain, config)
     levels = [encoder.levels(raw, portfolio.reference_day) for raw in portfolio.raw]
     _fill_vocab(encoder, levels, levels_chain, config)
@@ -188,6 +194,7 @@ def fit_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdi
         "holdings": int(portfolio.held.sum()),
         "holdings_added_from_won_deals": portfolio.won_not_in_holdings,
         "won_products_not_in_holdings": portfolio.won_products_not_listed or {},
+        "won_products_not_in_holdings_count": portfolio.won_products_not_listed_count,
         "products": list(portfolio.products),
         "income_source": portfolio.income_source,
         "segment_levels": ["×".join(level) or ALL_CLIENTS for level in levels_chain],
@@ -247,8 +254,10 @@ def _with_won_products(frame: pd.DataFrame, deals: pd.DataFrame | None,
 
 
 def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdings: pd.DataFrame | None,
-               config: ProfileConfig, add_won_products: bool = True) -> _Portfolio:
-    given = holdings is not None and not holdings.empty  # a holdings table, not holdings read off won deals
+               config: ProfileConfig, add_won_products: bool = True, holdings_table: bool = True) -> _Portfolio:
+    # An export's holdings table, checked for products its won deals name otherwise (not when holdings are read
+    # off won deals, here or by model.dataset, nor when the table is taken at its word: `dealscore clients`).
+    check_listing = holdings_table and add_won_products and holdings is not None and not holdings.empty
     if holdings is None or holdings.empty:
         holdings = holdings_from_deals(deals) if deals is not None else None
     if holdings is None or holdings.empty:
@@ -313,19 +322,21 @@ def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holding
         has_income=has_income,
         income_source=income_source, reference_day=_reference_day(deals, clients, holdings),
         won_not_in_holdings=added,
-        won_products_not_listed=_won_products_not_listed(deals, frame["product"]) if given else None,
+        **(_won_products_not_listed(deals, frame["product"]) if check_listing else {}),
     )
 
 
-def _won_products_not_listed(deals: pd.DataFrame | None, listed: pd.Series) -> dict[str, int]:
-    """Products of won deals that match no listed product, even folded, by their number of won deals."""
+def _won_products_not_listed(deals: pd.DataFrame | None, listed: pd.Series) -> dict[str, Any]:
+    """_Portfolio's fields on won deals' products that match no listed product, as holdings match them: exactly,
+    or folded when only one listed spelling has that form (`_with_won_products`, model/spellings.py)."""
     if deals is None or not {"status", "product"} <= set(deals.columns):
         return {}
-    won = deals.loc[deals["status"] == "won", "product"].dropna().astype(str)
-    names = set(listed)
-    folded = {folded_form(p) for p in names}
-    unmatched = won[[p not in names and folded_form(p) not in folded for p in won]]
-    return {str(p): int(n) for p, n in unmatched.value_counts().items()}
+    counts = deals.loc[deals["status"] == "won", "product"].dropna().astype(str).value_counts()
+    names = sorted(set(listed))
+    exact, folded = set(names), fitted_spellings(names)
+    unmatched = counts[[p not in exact and folded_form(p) not in folded for p in counts.index]]
+    return {"won_products_not_listed": {str(p): int(n) for p, n in unmatched.head(UNLISTED_KEPT).items()},
+            "won_products_not_listed_count": int(unmatched.size)}
 
 
 def _raw_attributes(client_ids: list[str], clients: pd.DataFrame | None,

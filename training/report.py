@@ -145,15 +145,16 @@ def _value_section(value: dict[str, Any] | None) -> str:
 
 
 def _seeds_note(split: dict[str, Any], published: dict[str, Any] | None) -> str:
-    """Said when the models average boosters of several seeds (training/seed_average.py)."""
-    rounds = split.get("rounds_per_seed")
-    if not rounds:
+    """Said when a model averages boosters of several seeds (training/seed_average.py); each model decides by
+    its own rounds."""
+    models = [(name, rounds) for name, rounds in (("evaluation", split.get("rounds_per_seed")),
+                                                  ("published", (published or {}).get("rounds_per_seed"))) if rounds]
+    if not models:
         return ""
-    served = (published or {}).get("rounds_per_seed")
-    return (f"The model is the mean of {len(rounds)} boosters grown with different seeds (their rounds: "
-            f"{', '.join(map(str, rounds))} in the evaluation model"
-            + (f", {', '.join(map(str, served))} in the published one" if served else "")
-            + "): their trees were few, a weak signal that one booster would read differently with each seed.")
+    described = " and ".join(f"the {name} model the mean of {len(rounds)} boosters grown with different seeds "
+                             f"({', '.join(map(str, rounds))} rounds)" for name, rounds in models)
+    return (f"{described[0].upper()}{described[1:]}: their trees were few, a weak signal that one booster would "
+            "read differently with each seed.")
 
 
 def render_html(report: dict[str, Any]) -> str:

@@ -89,6 +89,26 @@ BRIER_MARGIN = 0.001
 BASELINE_AUC_MARGIN = 0.05  # behind the logistic baseline by more than this: a caution
 
 
+def reversed_ranking_caution(calibration: Mapping[str, Any] | None, calibration_deals: int | None) -> str | None:
+    """A caution when the published model's Platt slope is negative: its trees rank its own latest deals (the
+    calibration slice) backwards, so what they learnt from earlier deals reversed later, and the holdout figures,
+    measured on the evaluation model, do not describe it. (Bank marketing with a clients table published such a
+    model, slope -2.24, while its evaluation model's was positive.)"""
+    slope = (calibration or {}).get("slope")
+    if slope is None or not slope < 0:
+        return None
+    return (f"caution: the published model ranks its latest {calibration_deals or 0:,} closed deals backwards "
+            f"(calibration slope {slope:.2f}): what its trees learnt from earlier deals reversed later, and the "
+            "holdout figures describe the evaluation model, not this one; retrain on more deals, or exclude "
+            "columns, before working deals by p_win")
+
+
+def joined_cautions(*cautions: str | None) -> str | None:
+    """Several cautions as one text (None when there is none)."""
+    said = [c for c in cautions if c]
+    return " ".join(said) if said else None
+
+
 def probability_caution(metrics: Mapping[str, Any]) -> str | None:
     """A caution when the model's holdout probabilities are worse than the plain win rate's (Brier), or its
     ranking no better than chance (AUC at most 0.5): it happens with little data, where a calibration slice of a

@@ -338,8 +338,10 @@ class ModelInfo(BaseModel):
     grade_cutoffs: dict[str, Any]
     caution: str | None = Field(default=None, description="why p_win should not be read as a chance (the model's "
                                                           "holdout probabilities were worse than the plain win "
-                                                          "rate's, or it ranked no better than chance); null when "
-                                                          "there is no such caution")
+                                                          "rate's, it ranked no better than chance or well behind a "
+                                                          "plain logistic regression, or the published model ranks "
+                                                          "its own latest deals backwards); null when there is no "
+                                                          "such caution")
     features: list[str]
     has_profiles: bool = Field(description="whether gap lists can be computed")
     small_data: bool | None = Field(description="trained in small-data mode (a regularised linear model); null "

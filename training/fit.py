@@ -40,7 +40,14 @@ from model.features import (
 )
 from model.grades import DEFAULT_SHARES, GradeCutoffs, check_pareto_shares, letter_classes, pareto_cutoffs
 from model.history_overlay import DealIdSet
-from model.metrics import calibration_curve, grade_table, probability_caution, probability_metrics
+from model.metrics import (
+    calibration_curve,
+    grade_table,
+    joined_cautions,
+    probability_caution,
+    probability_metrics,
+    reversed_ranking_caution,
+)
 from model.profiles import ClientProfiles
 from model.records import is_plain_number
 from model.scorer import ScoringModel, ValueModel
@@ -547,7 +554,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     }
     report["calibration_curve"] = calibration_curve(won[holdout_rows], holdout_p)
     # Where whoever reads the model finds it: the report, GET /v1/model, not only the training terminal.
-    report["caution"] = probability_caution(metrics)
+    report["caution"] = joined_cautions(probability_caution(metrics), reversed_ranking_caution(
+        final_info.get("calibration"), final_info.get("calibration_deals")))
     metadata = {
         "trained_at": started.isoformat(timespec="seconds"),
         "data": {"fingerprint": fp, "deals": len(deals), "closed_deals": int(closed_rows.size), "won": wins,

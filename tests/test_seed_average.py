@@ -197,9 +197,9 @@ def test_training_on_a_weak_signal_averages_seeds_and_its_report_says_so(small_c
     assert result.model.win_model.booster.num_trees() == published["rounds"]
     page = render_html(result.report)
     evaluation_rounds = ", ".join(map(str, split["rounds_per_seed"]))
-    assert (f"The evaluation model the mean of {len(split['rounds_per_seed'])} boosters grown with different seeds "
+    assert (f"The evaluation model is the mean of {len(split['rounds_per_seed'])} boosters grown with different seeds "
             f"({evaluation_rounds} rounds)") in page
-    assert (f"the published model the mean of {len(published['rounds_per_seed'])} boosters grown with different "
+    assert (f"the published model is the mean of {len(published['rounds_per_seed'])} boosters grown with different "
             f"seeds ({', '.join(map(str, published['rounds_per_seed']))} rounds)") in page
     assert "rounds_per_seed" not in trained.report["split"]  # the same deals, unshuffled: one booster
     assert "boosters grown with different seeds" not in render_html(trained.report)

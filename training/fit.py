@@ -235,7 +235,7 @@ def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.in
         if max(m.max() for m in margins) > 25.0:  # log-odds rebuilt from a probability near 1 lose digits: ask
             margin = model.margin(features[calibration_rows])
         info["calibration_slice_logloss"] = (members[0][1].best if len(members) == 1
-                                             else margin_log_loss(margin, won[calibration_rows]))
+                                             else _margin_log_loss(margin, won[calibration_rows]))
     drift_column = spec.names.index("recent_win_rate") if config.calibration_follows_drift else -1
     recent = features[calibration_rows, drift_column] if drift_column >= 0 else None
     calibration = fit_calibration(margin, won[calibration_rows], recent, drift_column)
@@ -268,7 +268,7 @@ def _grow_trees(train_set: lgb.Dataset, valid_set: lgb.Dataset, slice_won: Float
     return booster, slice_loss
 
 
-def margin_log_loss(margin: FloatArray, won: FloatArray) -> float:
+def _margin_log_loss(margin: FloatArray, won: FloatArray) -> float:
     """Mean log loss of the sigmoid of a margin."""
     return float(np.mean(np.logaddexp(0.0, margin) - (won > 0) * margin))
 

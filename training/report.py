@@ -151,7 +151,7 @@ def _seeds_note(split: dict[str, Any], published: dict[str, Any] | None) -> str:
                                                   ("published", (published or {}).get("rounds_per_seed"))) if rounds]
     if not models:
         return ""
-    described = " and ".join(f"the {name} model the mean of {len(rounds)} boosters grown with different seeds "
+    described = " and ".join(f"the {name} model is the mean of {len(rounds)} boosters grown with different seeds "
                              f"({', '.join(map(str, rounds))} rounds)" for name, rounds in models)
     return (f"{described[0].upper()}{described[1:]}: their trees were few, a weak signal that one booster would "
             "read differently with each seed.")

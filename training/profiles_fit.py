@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,9 +242,7 @@ def _with_won_products(frame: pd.DataFrame, deals: pd.DataFrame | None,
     if "since" in holdings and holdings["since"].notna().any():
         after = max(after, float(np.nanmax(day_numbers(holdings["since"]))))
     won = won[closed > after]
-    listed = sorted(set(frame["product"]))
-    exact, folded = set(listed), fitted_spellings(listed)
-    products = [p if p in exact else folded.get(folded_form(p)) for p in won["product"].astype(str)]
+    products = _listed_spellings(won["product"].astype(str), frame["product"])
     pairs = pd.DataFrame({"client_id": won["client_id"].astype(str).to_numpy(), "product": products})
     pairs = pairs[pairs["product"].notna()].drop_duplicates()
     held = pd.MultiIndex.from_frame(frame[["client_id", "product"]])
@@ -326,15 +325,21 @@ def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holding
     )
 
 
+def _listed_spellings(products: Iterable[str], listed: Iterable[str]) -> list[str | None]:
+    """Each product as the holdings list spells it: itself when listed, else the one listed spelling of its folded
+    form (model/spellings.py), else None (unlisted, or a form two listed spellings share)."""
+    names = sorted(set(listed))
+    exact, folded = set(names), fitted_spellings(names)
+    return [p if p in exact else folded.get(folded_form(p)) for p in products]
+
+
 def _won_products_not_listed(deals: pd.DataFrame | None, listed: pd.Series) -> dict[str, Any]:
     """_Portfolio's fields on won deals' products that match no listed product, as holdings match them: exactly,
     or folded when only one listed spelling has that form (`_with_won_products`, model/spellings.py)."""
     if deals is None or not {"status", "product"} <= set(deals.columns):
         return {}
     counts = deals.loc[deals["status"] == "won", "product"].dropna().astype(str).value_counts()
-    names = sorted(set(listed))
-    exact, folded = set(names), fitted_spellings(names)
-    unmatched = counts[[p not in exact and folded_form(p) not in folded for p in counts.index]]
+    unmatched = counts[[p is None for p in _listed_spellings(counts.index, listed)]]
     return {"won_products_not_listed": {str(p): int(n) for p, n in unmatched.head(UNLISTED_KEPT).items()},
             "won_products_not_listed_count": int(unmatched.size)}
 

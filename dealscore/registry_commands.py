@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dealscore.arguments import EXCLUDE_HELP, at_least_one, refused_options
+from dealscore.arguments import EXCLUDE_HELP, GRADE_SHARES_HELP, at_least_one, grade_shares, refused_options
 from model.errors import ArtifactError, DealscoreError, NotFound
 
 if TYPE_CHECKING:  # imported lazily at run time, so `dealscore --help` stays fast
@@ -43,8 +43,8 @@ def grade_summary(meta: Mapping[str, Any]) -> str:
     facts = (f" ({value['closed_deals_with_amount']:,} closed deals with an amount above 0, "
              f"{value['won_deals_with_amount']:,} of them won; a value model needs "
              f"{value['value_model_needs_won_deals']})" if value and not value["value_model"] else "")
-    return (f"grades: no reference deal has an expected value above 0{facts}, so every deal scored without an "
-            f"amount is C{below}; map an amount column to grade deals by value")
+    return (f"grades: no reference deal has an expected value above 0{facts}, so there are no cut-offs and every "
+            f"deal is C, with or without an amount{below}; map an amount column to grade deals by value")
 
 
 def _out(text: str = "") -> None:
@@ -134,7 +134,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         features = FeatureConfig(include_manager=args.include_manager, exclude=tuple(args.exclude or ()),
                                  lost_window_days=args.lost_window_days)
         train_config = TrainConfig(holdout_share=args.holdout_share, features=features,
-                                   keep_columns=tuple(args.keep or ()), d_floor_per_hour=args.d_floor_per_hour)
+                                   keep_columns=tuple(args.keep or ()), d_floor_per_hour=args.d_floor_per_hour,
+                                   grade_shares=grade_shares(args.grade_shares))
         if args.threads is not None:
             train_config = dataclasses.replace(train_config, threads=args.threads)
         if args.parallel_fits is not None:
@@ -471,6 +472,7 @@ def add_registry_commands(commands: Any) -> None:
     training.add_argument("--keep", nargs="*", help="columns the leak guard flags that you keep anyway")
     training.add_argument("--lost-window-days", type=int, default=360)
     training.add_argument("--d-floor-per-hour", type=float, default=None)
+    training.add_argument("--grade-shares", type=float, nargs=3, metavar=("A", "B", "C"), help=GRADE_SHARES_HELP)
     training.add_argument("--threads", type=at_least_one, default=None,
                           help="LightGBM threads (1 on a busy or small machine: OpenMP threads that share "
                                "cores slow fitting down many times over)")

@@ -96,8 +96,10 @@ def letter_classes(expected_value: FloatArray, cutoffs: GradeCutoffs,
     # Worked on class numbers (0 = A ... 3 = D) and turned into letters once: string arrays in np.where
     # cost several times more, which shows on the single-deal path.
     ev = np.where(np.isnan(expected_value), 0.0, expected_value)
-    if cutoffs.a_min <= 0:  # no value information at training time: everything with value is A
-        number = np.where(ev > 0, 0, 2)
+    if cutoffs.a_min <= 0:
+        # No reference deal had a value at training time, so there is no share of value to place a deal in:
+        # every deal is C. (Every deal sent with an amount had been A: a 1-dollar deal beside a 50,000 one.)
+        number = np.full(ev.shape, 2)
     else:
         number = np.where(ev >= cutoffs.a_min, 0, np.where(ev >= cutoffs.b_min, 1, 2))
     if value_per_hour is not None and cutoffs.d_floor_per_hour is not None:

@@ -214,7 +214,8 @@ def test_a_deals_column_named_like_sent_client_history_is_refused_for_training(s
 def test_the_train_command_says_when_deals_carry_no_amounts(small_crm: SyntheticCRM, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """Without amounts there is no value to cut classes on: the summary says so instead of printing
-    cut-offs of 0, and offline scores bear it out (every deal without an amount is C)."""
+    cut-offs of 0, and offline scores bear it out: every deal is C, also one scored with an amount (each of
+    those had been A, a 1-dollar deal as much as the largest)."""
     from dealscore.cli import main as dealscore
 
     for with_amounts in (True, False):
@@ -233,6 +234,11 @@ def test_the_train_command_says_when_deals_carry_no_amounts(small_crm: Synthetic
     assert dealscore(["score", "--model", str(out), "--deals", str(tmp_path / "deals.csv"),
                       "--clients", str(tmp_path / "clients.csv"), "--out", str(tmp_path / "scores.csv")]) == 0
     assert set(pd.read_csv(tmp_path / "scores.csv")["grade"]) == {"C"}
+    small_crm.deals.to_csv(tmp_path / "with_amounts.csv", index=False)
+    assert dealscore(["score", "--model", str(out), "--deals", str(tmp_path / "with_amounts.csv"),
+                      "--clients", str(tmp_path / "clients.csv"), "--out", str(tmp_path / "scores.csv")]) == 0
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert (scores["value"] > 0).sum() > 100 and set(scores["grade"]) == {"C"}
 
     # Amounts on too few early won deals for a value model: the summary gives the counts and keeps the D floor.
     deals = small_crm.deals.sort_values("created_at", kind="stable")
@@ -289,6 +295,12 @@ def test_a_deal_without_an_amount_is_scored_as_a_typical_deal_not_as_one_of_amou
     np.testing.assert_array_equal(seen.features[:, names.index("amount")], typical)
     assert (seen.features[:, names.index("effort_hours")] == fill["effort_hours"]).all()
     assert not np.array_equal(unsent.p_win, scored(0.0, 0.0).p_win)
+    # An amount of 0 is no quote (a CRM's default), valued and read as no amount: it had been value 0 (grade D
+    # with effort hours) and a p_win of its own, from a branch for small amounts.
+    zero = scored(0.0, np.nan)
+    np.testing.assert_array_equal(zero.p_win, unsent.p_win)
+    np.testing.assert_array_equal(zero.value, unsent.value)
+    assert zero.value_source == ["model"] * len(deals) and (zero.value > 0).all()
     without_value_model = dataclasses.replace(model, value_model=None)
     np.testing.assert_array_equal(without_value_model.score({**columns, "amount": np.full(len(deals), np.nan)},
                                                             n_reasons=0).p_win,

@@ -498,14 +498,10 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                              clients=_client_directory(dataset.clients, spec),
                              trained_deal_ids=DealIdSet(deals["deal_id"][closed_mask].astype(str)))
         reference_rows = np.arange(int(holdout_rows.min()), len(deals)) if holdout_rows.size else closed_rows
-        # Valued as the service values a deal: its quote, else the value model. A lost deal's amount of 0 is
-        # no quote (the contract lets exports write 0 there), not a deal worth nothing: taken at face value it
-        # put every lost deal in D and dropped them all from the Pareto population the cut-offs come from.
-        quoted = np.where((deals["status"].to_numpy() == "lost") & (amount == 0.0), np.nan, amount)
-        reference_columns = {k: v[reference_rows] for k, v in columns.items()}
-        if "amount" in columns:
-            reference_columns["amount"] = quoted[reference_rows]
-        reference = model.score(reference_columns, n_reasons=0)
+        # Valued as the service values a deal: its quote, else the value model. The scorer reads an amount of 0
+        # as no quote (the contract lets exports write 0 for a lost deal): taken at face value it put every
+        # lost deal in D and dropped them all from the Pareto population the cut-offs come from.
+        reference = model.score({k: v[reference_rows] for k, v in columns.items()}, n_reasons=0)
         if not alongside.done():
             progress("waiting for the ideal client profiles and the baselines")
         baselines, profiles = alongside.result()

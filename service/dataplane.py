@@ -160,9 +160,11 @@ class DataPlane:
         if rank_by is None:
             return orjson.dumps({"model_version": snapshot.version, "request_id": request_id, "scores": scores,
                                  "ignored_fields": ignored})
-        key = batch.expected_value if rank_by is RankBy.expected_value else batch.value_per_hour
+        key = batch.value_per_hour if rank_by is RankBy.value_per_hour else batch.expected_value
         # Best first; unknown values last; equal values keep their input order (a stable sort).
         order = np.argsort(-np.where(np.isnan(key), -np.inf, key), kind="stable")
+        if rank_by is RankBy.grade:  # then by letter, stably: within a class the order above stays
+            order = order[np.argsort(np.asarray(batch.grade)[order], kind="stable")]
         ranked = [{"rank": rank, **scores[i]} for rank, i in enumerate(order.tolist(), start=1)]
         return orjson.dumps({"model_version": snapshot.version, "request_id": request_id, "by": rank_by.value,
                              "scores": ranked, "ignored_fields": ignored})

@@ -236,6 +236,7 @@ def request_models(max_batch: int) -> RequestModels:
 class RankBy(StrEnum):
     expected_value = "expected_value"
     value_per_hour = "value_per_hour"
+    grade = "grade"  # the letter class first (A, B, C, then D), expected value within it: as a manager reads them
 
 
 class ReasonOut(BaseModel):

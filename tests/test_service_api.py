@@ -135,6 +135,29 @@ def test_rank_by_value_per_hour_puts_deals_without_hours_last(service_client: Te
     assert scores[-1]["value_per_hour"] is None
 
 
+def test_rank_by_grade_puts_deals_not_worth_an_hour_last_however_large(service_client: TestClient) -> None:
+    """A manager reads the letter class first, then the value (DOMAIN.md): by expected value a huge D deal
+    (a year of work) ranked above A deals; by grade it comes after every A, B and C deal."""
+    deals = [make_deal(deal_id="huge-D", amount=5_000_000.0, effort_hours=1e6),
+             make_deal(deal_id="small", amount=100.0, effort_hours=None),
+             make_deal(deal_id="big", amount=90_000.0, effort_hours=10.0),
+             make_deal(deal_id="mid", amount=5_000.0, effort_hours=10.0),
+             make_deal(deal_id="mid-2", amount=5_000.0, effort_hours=10.0)]
+    by_value = _score(service_client, deals, "/v1/rank").json()["scores"]
+    assert by_value[0]["deal_id"] == "huge-D" and by_value[0]["grade"] == "D"
+    body = _score(service_client, deals, "/v1/rank", params={"by": "grade"}).json()
+    assert body["by"] == "grade"
+    scores = body["scores"]
+    assert [s["rank"] for s in scores] == [1, 2, 3, 4, 5]
+    grades = [s["grade"] for s in scores]
+    assert grades == sorted(grades) and grades[-1] == "D" and scores[-1]["deal_id"] == "huge-D"
+    for a, b in zip(scores, scores[1:], strict=False):  # within a class, by expected value; ties in input order
+        if a["grade"] == b["grade"]:
+            assert a["expected_value"] >= b["expected_value"]
+    order = [s["deal_id"] for s in scores]
+    assert order.index("mid") + 1 == order.index("mid-2")
+
+
 def test_gaps_answers_each_client_in_input_order(service_client: TestClient, service_model: ScoringModel) -> None:
     clients = [{"client_id": "x-2", "industry": "retail", "products": ["payroll"]}, {"client_id": "x-1"}]
     response = service_client.post("/v1/gaps", json={"clients": clients})

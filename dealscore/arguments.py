@@ -7,7 +7,7 @@ what it expects and what it got.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 
@@ -56,7 +56,8 @@ def as_of_day(text: str) -> date:
 # The options of `train` and `retrain` by the setting they fill, to name the option in a refusal.
 TRAINING_OPTIONS = {
     "holdout_share": "--holdout-share", "lost_window_days": "--lost-window-days",
-    "d_floor_per_hour": "--d-floor-per-hour", "exclude": "--exclude", "keep_columns": "--keep",
+    "d_floor_per_hour": "--d-floor-per-hour", "grade_shares": "--grade-shares", "exclude": "--exclude",
+    "keep_columns": "--keep",
     "threads": "--threads", "parallel_fits": "--parallel-fits", "auc_tolerance": "--auc-tolerance",
     "ece_limit": "--ece-limit", "ece_margin": "--ece-margin", "min_comparison_deals": "--min-comparison-deals",
     "keep_last": "--keep-last",
@@ -74,6 +75,17 @@ def refused_options(options: Mapping[str, str] = TRAINING_OPTIONS) -> Iterator[N
         message = str(exc)
         option = options.get(message.split(" ", 1)[0], "training options")
         raise DealscoreError(f"{option}: {message}") from None
+
+
+GRADE_SHARES_HELP = ("shares of expected value for classes A, B and C, adding up to 1 (default 0.8 0.15 0.05): "
+                     "A is the top deals that together hold the first share")
+
+
+def grade_shares(values: Sequence[float] | None) -> tuple[float, float, float]:
+    """TrainConfig's grade_shares from --grade-shares (three numbers; TrainConfig checks them), else the default."""
+    from model.grades import DEFAULT_SHARES
+
+    return DEFAULT_SHARES if values is None else (values[0], values[1], values[2])
 
 
 EXCLUDE_HELP = "columns never used as features; month turns off the calendar-month feature"

@@ -22,7 +22,15 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from dealscore.arguments import EXCLUDE_HELP, as_of_day, at_least_one, at_least_zero, refused_options
+from dealscore.arguments import (
+    EXCLUDE_HELP,
+    GRADE_SHARES_HELP,
+    as_of_day,
+    at_least_one,
+    at_least_zero,
+    grade_shares,
+    refused_options,
+)
 from dealscore.feedback_commands import add_feedback_commands
 from dealscore.outputs import check_output_file
 from dealscore.registry_commands import PARALLEL_FITS_HELP, add_registry_commands, grade_summary
@@ -94,7 +102,7 @@ def _training_config(args: argparse.Namespace) -> object:
                                  lost_window_days=args.lost_window_days)
         return TrainConfig(holdout_share=args.holdout_share, features=features, keep_columns=tuple(args.keep or ()),
                            d_floor_per_hour=args.d_floor_per_hour, threads=args.threads,
-                           parallel_fits=args.parallel_fits)
+                           parallel_fits=args.parallel_fits, grade_shares=grade_shares(args.grade_shares))
 
 
 def train_artifact(deals: str, clients: str | None, holdings: str | None, mapping: str | None, out: str,
@@ -346,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--keep", nargs="*", help="columns the leak guard flags that you keep anyway")
     train.add_argument("--lost-window-days", type=int, default=360)
     train.add_argument("--d-floor-per-hour", type=float, default=None)
+    train.add_argument("--grade-shares", type=float, nargs=3, metavar=("A", "B", "C"), help=GRADE_SHARES_HELP)
     train.add_argument("--threads", type=at_least_one, default=1,
                        help="native threads for fitting (more than 1 helps only on an idle machine)")
     train.add_argument("--parallel-fits", type=at_least_one, default=None, help=PARALLEL_FITS_HELP)

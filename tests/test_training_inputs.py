@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from service_fixtures import make_client
 
-from model.artifact import save_artifact
+from model.artifact import load_artifact, save_artifact
 from model.dataset import dataset_from_frames
 from model.errors import ContractViolation, InsufficientData
 from model.features import FeatureConfig, attach_clients, frame_columns
@@ -189,6 +189,30 @@ def test_the_train_command_refuses_out_of_range_options_as_bad_input(small_crm: 
         named = option.removeprefix("--").replace("-", "_")
         assert f"{named} must be" in err and "unexpected" not in err
         assert len(err.strip().splitlines()) == 1, err
+
+
+def test_grade_shares_are_an_option_of_train_and_retrain(small_crm: SyntheticCRM, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """DOMAIN.md: the Pareto shares are configurable. They were, in TrainConfig only: `--grade-shares` was an
+    unrecognised argument."""
+    from dealscore.cli import main as dealscore
+
+    deals = _csv(small_crm.deals, tmp_path / "deals.csv")
+    code, err = _cli(tmp_path, capsys, "--deals", deals, "--grade-shares", "0.7", "0.2", "0.2")
+    assert code == 2 and err.startswith("dealscore train: --grade-shares: grade_shares must be three shares"), err
+    assert not (tmp_path / "model").exists()
+    code, err = _cli(tmp_path, capsys, "--deals", deals, "--grade-shares", "0.5", "0.3", "0.2")
+    assert code == 0, err
+    cut = json.loads((tmp_path / "model" / "metadata.json").read_text())["grade_cutoffs"]
+    assert cut["shares"] == [0.5, 0.3, 0.2]
+    model, _ = load_artifact(tmp_path / "model")
+    assert model.cutoffs.shares == (0.5, 0.3, 0.2) and model.cutoffs.a_min == cut["a_min_expected_value"] > 0
+    # retrain takes it as train does (refused before the registry is touched)
+    code = dealscore(["retrain", "--registry", str(tmp_path / "registry"), "--deals", deals,
+                      "--grade-shares", "0.9", "0.2", "-0.1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--grade-shares: grade_shares must be three shares" in err, err
+    assert not (tmp_path / "registry").exists()
 
 
 def test_columns_named_by_exclude_or_keep_must_exist(small_crm: SyntheticCRM) -> None:

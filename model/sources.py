@@ -7,9 +7,11 @@ decides what parses; a source that cannot be read becomes a ContractViolation, n
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -25,6 +27,7 @@ EXPECTED_QUERY = "a reachable database and a table or SELECT query it can answer
 # ("postgresql://[::1]/db") and a PostgreSQL cast in the query ("amount::text") both survive.
 _SQL_SOURCE = re.compile(r"^(?P<url>[A-Za-z][\w+.-]*://(?:\[[^\]]*\]|[^\[])*?)::(?P<what>.+)$", re.DOTALL)
 _QUERY_START = re.compile(r"^\s*(select|with)\b", re.IGNORECASE)
+FLOAT_EXACT_UP_TO = 2**53  # every integer up to this magnitude has an exact float64
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ def read_table(source: str, table: str, csv: CsvFormat | None = None) -> pd.Data
     try:
         if name.endswith(CSV_SUFFIXES):
             return _read_csv(path, table, csv or CsvFormat())
-        return pd.read_parquet(path)
+        return _with_exact_integers(pd.read_parquet(path),
+                                    lambda: pd.read_parquet(path, dtype_backend="numpy_nullable"))
     except ContractViolation:
         raise
     except UnicodeDecodeError:
@@ -121,13 +125,33 @@ def _read_sql(url: str, what: str, table: str) -> pd.DataFrame:
             raise SourceUnavailable(f"{table} source cannot be reached: {shown}: "
                                     f"{_first_line(_database_reason(error))}") from None
         with connection:
-            return pd.read_sql_query(query, connection)
+            return _with_exact_integers(pd.read_sql_query(query, connection),
+                                        lambda: pd.read_sql_query(query, connection, dtype_backend="numpy_nullable"))
     except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError, ImportError, ValueError) as error:
         reason = _first_line(_database_reason(error))
         raise _unreadable(table, f"query failed on {shown}: {reason}", EXPECTED_QUERY) from None
     finally:
         if engine is not None:
             engine.dispose()
+
+
+def _with_exact_integers(frame: pd.DataFrame, read_nullable: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """`frame` with its integer columns exact. An integer column with gaps (a nullable BIGINT, a Parquet int64
+    with nulls) reads as float64, and above 2**53 a float cannot hold every integer: 19-digit client ids (as
+    some CRMs make them) were rounded, merging hundreds of clients into a few and linking deals to the wrong
+    one. Where a float column with gaps holds such magnitudes, the source is read again keeping integers
+    (`read_nullable`), and its integer columns there become Python ints (None for a gap): exact as text."""
+    suspects = [i for i in range(frame.shape[1]) if frame.dtypes.iloc[i] == np.float64
+                and bool(frame.iloc[:, i].isna().any()) and bool((frame.iloc[:, i].abs() >= FLOAT_EXACT_UP_TO).any())]
+    if not suspects:
+        return frame
+    nullable = read_nullable()
+    frame = frame.copy()
+    for i in suspects:
+        column = nullable.iloc[:, i]
+        if pd.api.types.is_integer_dtype(column.dtype):
+            frame.isetitem(i, pd.Series(column.astype(object).where(column.notna(), None), dtype=object))
+    return frame
 
 
 def _select_all(name: str) -> sa.Select[tuple[object, ...]]:

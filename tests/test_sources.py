@@ -158,6 +158,42 @@ def test_postgresql_table_and_query(
             connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
 
 
+# 19-digit ids, as some CRMs make them; one deal without a client makes the column nullable.
+BIG_IDS = [1234567890123456789, 1234567890123456790, None, 987654321098765432]
+
+
+def _ids_as_validated(frame: pd.DataFrame) -> list[object]:
+    clients = dataset_from_frames(frame.assign(created_at="2024-01-01", status="won",
+                                               deal_id=[f"D{i}" for i in range(len(frame))]),
+                                  None, None, for_training=False).deals["client_id"]
+    return [None if v != v else v for v in clients.tolist()]
+
+
+def test_nullable_integer_ids_above_2_53_are_read_exactly_from_parquet_and_sql(tmp_path: Path) -> None:
+    """A nullable integer column reads as float64, and a float64 holds no 19-digit integer exactly: two clients
+    1 apart became one, and deals linked to the wrong client, without a word (Parquet and SQL)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    exact = ["1234567890123456789", "1234567890123456790", None, "987654321098765432"]
+    path = tmp_path / "deals.parquet"
+    pq.write_table(pa.table({"client_id": pa.array(BIG_IDS, type=pa.int64()), "amount": [1.5, None, 3.0, 1e300],
+                             "small": pa.array([1, None, 3, 4], type=pa.int64())}), path)
+    database = tmp_path / "crm.db"
+    engine = sa.create_engine(f"sqlite:///{database}")
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE deals (client_id INTEGER, amount REAL, small INTEGER)"))
+        connection.execute(sa.text("INSERT INTO deals VALUES (:c, :a, :s)"),
+                           [{"c": c, "a": a, "s": s} for c, a, s in zip(BIG_IDS, [1.5, None, 3.0, 1e300],
+                                                                        [1, None, 3, 4], strict=True)])
+    engine.dispose()
+    for source in (str(path), f"sqlite:///{database}::deals"):
+        frame = read_table(source, "deals")
+        assert _ids_as_validated(frame) == exact, source
+        # Other columns read as before: floats stay floats, small integers with a gap too.
+        assert frame["amount"].dtype == "float64" and frame["small"].dtype == "float64"
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ContractViolation, match="^deals source cannot be read") as error:
         read_table(str(tmp_path / "deals.csv"), "deals")

@@ -150,7 +150,7 @@ def _with_exact_integers(frame: pd.DataFrame, read_nullable: Callable[[], pd.Dat
     for i in suspects:
         column = nullable.iloc[:, i]
         if pd.api.types.is_integer_dtype(column.dtype):
-            frame.isetitem(i, pd.Series(column.astype(object).where(column.notna(), None), dtype=object))
+            frame.isetitem(i, np.array([None if v is pd.NA else int(v) for v in column], dtype=object))
     return frame
 
 

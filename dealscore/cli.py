@@ -34,7 +34,7 @@ from dealscore.arguments import (
 from dealscore.feedback_commands import add_feedback_commands
 from dealscore.outputs import check_output_file
 from dealscore.registry_commands import PARALLEL_FITS_HELP, add_registry_commands, grade_summary
-from model.errors import ArtifactError, DealscoreError
+from model.errors import ArtifactError, DealscoreError, counted
 
 if TYPE_CHECKING:  # imported lazily at run time, so `dealscore --help` stays fast
     from service.settings import Settings
@@ -183,17 +183,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from dealscore.offline import score_file
 
-    created = check_output_file(args.out)
+    created = check_output_file(args.out, inputs=_input_files(args, "deals", "clients", "holdings", "mapping"))
     written = score_file(args.model, args.deals, args.clients, args.holdings, args.mapping, args.out,
                          warn=lambda message: _say(f"note: {message}"))
-    _say(f"scored {written:,} deals into {args.out}{_created_note(created)}")
+    _say(f"scored {counted(written, 'deal')} into {args.out}{_created_note(created)}")
     return 0
 
 
 def cmd_gaps(args: argparse.Namespace) -> int:
     from dealscore.offline import gaps_file
 
-    created = check_output_file(args.out)
+    created = check_output_file(args.out, inputs=_input_files(args, "clients", "holdings", "mapping"))
     written = gaps_file(args.model, args.clients, args.holdings, args.mapping, args.out, top_k=args.top,
                         as_of=args.as_of, warn=lambda message: _say(f"note: {message}"))
     _say(f"wrote {written:,} gap rows into {args.out}{_created_note(created)}")
@@ -203,12 +203,16 @@ def cmd_gaps(args: argparse.Namespace) -> int:
 def cmd_clients(args: argparse.Namespace) -> int:
     from dealscore.offline import clients_file
 
-    created = check_output_file(args.out)
+    created = check_output_file(args.out, inputs=_input_files(args, "deals", "clients", "holdings", "mapping"))
     written = clients_file(args.deals, args.clients, args.holdings, args.mapping, args.out, as_of=args.as_of,
                            model_dir=args.model, lost_window_days=args.lost_window_days,
                            warn=lambda message: _say(f"note: {message}"))
     _say(f"wrote analytics of {written:,} clients into {args.out}{_created_note(created)}")
     return 0
+
+
+def _input_files(args: argparse.Namespace, *names: str) -> dict[str, str | None]:
+    return {f"--{name}": getattr(args, name, None) for name in names}
 
 
 def _created_note(folder: Path | None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -18,9 +19,11 @@ from model.errors import DealscoreError
 OUT_OPTION = "--out"  # the option that names the output file in every command that writes one
 
 
-def check_output_file(path: str | Path, option: str = OUT_OPTION) -> Path | None:
+def check_output_file(path: str | Path, option: str = OUT_OPTION,
+                      inputs: Mapping[str, str | None] | None = None) -> Path | None:
     """Refuse, before any work, a path that cannot become the output file; return the first folder that
-    writing it will create (None: its folder exists).
+    writing it will create (None: its folder exists). `inputs`: the command's input files by option; the
+    output may be none of them (`score --deals f.csv --out f.csv` replaced the export with its scores).
 
     Checked up front so that an hour of scoring does not end in a failed rename; write_csv_atomically
     still reports what changes in between.
@@ -28,7 +31,19 @@ def check_output_file(path: str | Path, option: str = OUT_OPTION) -> Path | None
     target = Path(path)
     if target.is_dir():
         raise DealscoreError(f"{option}: expected a file to write, got the folder {path}")
+    for input_option, source in (inputs or {}).items():
+        if source is not None and _same_file(target, Path(source)):
+            raise DealscoreError(f"{option}: expected a file other than the command's inputs, got {path}, which is "
+                                 f"also {input_option}: writing it would replace that input")
     return _folders_to_create(target.parent, option, path, "a file in a folder")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """One file under two names (links and relative paths included); a SQL source is never a file here."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def check_output_folder(path: str | Path, option: str = OUT_OPTION) -> Path | None:

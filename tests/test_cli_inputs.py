@@ -65,6 +65,27 @@ def offline_command(command: str, crm_files: Path, model: Path, out: Path) -> li
     return ["clients", "--deals", deals, "--clients", clients, "--out", str(out)]
 
 
+@pytest.mark.parametrize("command", ["score", "gaps", "clients"])
+def test_an_output_file_that_is_one_of_the_inputs_is_refused_untouched(
+        command: str, crm_files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`score --deals deals.csv --out deals.csv` replaced the export with its scores, exit 0."""
+    import shutil
+
+    copy = tmp_path / "crm"
+    shutil.copytree(crm_files, copy)
+    argv = offline_command(command, copy, tmp_path / "no-model", tmp_path / "unused.csv")
+    option = "--clients"
+    victim = argv[argv.index(option) + 1]
+    before = Path(victim).read_bytes()
+    argv[argv.index("--out") + 1] = str(Path(victim).parent / ".." / "crm" / Path(victim).name)  # another spelling
+    code, err = run(argv, capsys)
+    assert code == 2, err
+    assert err.strip() == (f"dealscore {command}: --out: expected a file other than the command's inputs, got "
+                           f"{argv[argv.index('--out') + 1]}, which is also {option}: writing it would replace that "
+                           "input")
+    assert Path(victim).read_bytes() == before
+
+
 # -- --as-of ------------------------------------------------------------------------------------------------
 
 

@@ -284,6 +284,16 @@ def _unmatched(table_name: str, section: TableMapping, present: list[str]) -> li
         problems.append(Problem(f"{table_name}.columns.{name}",
                                 f"a column of the {table_name} file, which has {shown}", f"'{source}'",
                                 table=table_name))
+    # An excluded column the training file lacks keeps out nothing: `exclude: [competitor_name]` beside a
+    # `competitor` column left that column in the model, where `--exclude competitor_name` is refused.
+    for source in section.exclude:
+        if source in present or difflib.get_close_matches(source, present, n=1, cutoff=TYPO_SIMILARITY):
+            continue  # present, or a likely typo (`_likely_typos` names it)
+        close = difflib.get_close_matches(source, present, n=1)
+        hint = (f"did you mean '{close[0]}'?" if close else "which has " + ", ".join(
+            f"'{c}'" for c in present[:_COLUMNS_SHOWN]) + (", ..." if len(present) > _COLUMNS_SHOWN else ""))
+        problems.append(Problem(f"{table_name}.exclude", f"a column of the {table_name} file ({hint})",
+                                f"'{source}'", table=table_name))
     return problems
 
 

@@ -241,6 +241,22 @@ def test_training_refuses_a_mapped_column_the_file_lacks_and_scoring_reads_on(tm
     assert "amount" not in scored.deals.columns and len(scored.deals) == 4
 
 
+def test_training_refuses_an_excluded_column_the_file_lacks(tmp_path: Path) -> None:
+    """`exclude: [competitor_name]` beside a `competitor` column kept that column in the model without a word,
+    where `--exclude competitor_name` is refused; a scoring export may lack it (as a mapped column)."""
+    export = write(tmp_path / "export.csv", CRM_EXPORT)
+    mapping = write(tmp_path / "mapping.yaml", CRM_MAPPING.replace('exclude: ["VP Name"]',
+                                                                   'exclude: ["VP Name", "Sector Name", "Budget"]'))
+    with pytest.raises(ContractViolation) as error:
+        load_dataset(export, mapping=mapping, for_training=True, today=TODAY)
+    found = [(p.field, p.expected, p.got) for p in error.value.problems]
+    assert found[0] == ("deals.exclude", "a column of the deals file (did you mean 'Sector'?)", "'Sector Name'")
+    assert found[1][0] == "deals.exclude" and found[1][2] == "'Budget'"
+    assert found[1][1].startswith("a column of the deals file (which has 'Opportunity ID', 'Deal Date',")
+    assert len(found) == 2
+    assert len(load_dataset(export, mapping=mapping, for_training=False, today=TODAY).deals) == 4
+
+
 def test_a_mapped_column_absent_beside_its_canonical_name_is_fine() -> None:
     mapping = Mapping({"deals": TableMapping(columns={"product": "Product"})})
     raw = pd.DataFrame({"deal_id": ["1"], "product": ["x"]})

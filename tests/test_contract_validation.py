@@ -146,6 +146,15 @@ def test_unparseable_iso_dates() -> None:
     assert (problem.rows, problem.count) == ((2, 3), 2)
 
 
+def test_a_year_or_a_month_alone_is_no_date() -> None:
+    """ISO 8601 parsing read "2021" as 2021-01-01 and "2021-03" as 2021-03-01, exit 0: a deal "of 2021" dated
+    on New Year's Day, its history features as of that day."""
+    error = bad_deals(make_deals(created_at=["2021", "2021-03", "2021-03-05"]))
+    problem = the_problem(error, "deals", "created_at")
+    assert problem.expected == "a date like 2024-03-31 (ISO 8601)"
+    assert (problem.got, problem.rows) == ("'2021', '2021-03'", (1, 2))
+
+
 def test_dates_in_the_mapping_format() -> None:
     raw = make_deals(created_at=["05-Jan-24", "2024-02-01", "01-Mar-24"], closed_at=["20-Jan-24", None, None])
     error = bad_deals(raw, date_format="%d-%b-%y")

@@ -8,7 +8,8 @@ spellings share ("NA" and "na", "GTX Pro" and "GTXPro") means neither.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
 _SEPARATORS = re.compile(r"[\s_\-]+")
 
@@ -34,3 +35,25 @@ def folded_spellings(spellings: Sequence[str]) -> dict[str, int]:
 def fitted_spellings(spellings: Sequence[str]) -> dict[str, str]:
     """Each folded form to the one fitted spelling that has it (forms two spellings share are left out)."""
     return {form: spellings[position] for form, position in folded_spellings(spellings).items()}
+
+
+def merged_spellings(values: Iterable[str]) -> dict[str, str]:
+    """Within one table's column, each spelling that another, more frequent one folds alike to that one (ties:
+    the first in sorted order): a holdings export naming one product "Credit Line" in some rows and
+    "credit_line" in others means one product, not two (the profiles had listed it twice, and offered a client
+    holding one spelling the other)."""
+    counts = Counter(values)
+    chosen: dict[str, str] = {}
+    for spelling in sorted(counts, key=lambda s: (-counts[s], s)):
+        chosen.setdefault(folded_form(spelling), spelling)
+    return {spelling: chosen[folded_form(spelling)] for spelling in counts if chosen[folded_form(spelling)] != spelling}
+
+
+def merged_spellings_note(merged: dict[str, str], table: str = "holdings") -> str | None:
+    """Says which spellings `merged_spellings` read as another (None when none)."""
+    if not merged:
+        return None
+    shown = ", ".join(f"{spelling!r} as {chosen!r}" for spelling, chosen in list(merged.items())[:5])
+    more = f" and {len(merged) - 5} more" if len(merged) > 5 else ""
+    return (f"the {table} table spells products in several ways that differ only in case, spaces, '_' or '-'; each "
+            f"is read as its commonest spelling: {shown}{more}")

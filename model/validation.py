@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -37,11 +37,14 @@ from model.contract import (
 )
 from model.errors import Problem, ProblemList
 from model.mapping import MAPPED_ATTR, WILDCARD_ATTR
+from model.spellings import folded_form, merged_spellings
 
 ROWS_SHOWN = 5  # row numbers quoted per problem; Problem.count holds the total
 
 VALUES_SHOWN = 3  # distinct bad values quoted per problem
 VALUE_CHARS = 40  # a quoted value is cut here: enough to recognise it, never a data dump
+# holdings.attrs key: {spelling: the one it was read as} for products the holdings table spells several ways
+MERGED_SPELLINGS_ATTR = "merged_product_spellings"
 
 
 def validate_deals(
@@ -114,13 +117,21 @@ def validate_holdings(
     """
     check = _TableCheck(HOLDINGS, raw, for_training=False, date_format=date_format, today=today, decimal=decimal)
     holdings = check.typed()
-    # One row per product a client holds: a repeated pair would count the product twice in the profiles.
-    check.unique(*HOLDINGS.key)
+    merged: dict[str, str] = {}
+    if "product" in holdings:
+        # One product spelt two ways is one product, under its commoner spelling (model/spellings.py).
+        merged = merged_spellings(holdings["product"].dropna().astype(str))
+        if merged:
+            holdings["product"] = holdings["product"].map(lambda v: merged.get(v, v) if isinstance(v, str) else v)
+    # One row per product a client holds: a repeated pair would count the product twice in the profiles (a pair
+    # spelt otherwise, "Credit Line" beside "credit_line", too: +14% income on an audit's export).
+    check.unique(*HOLDINGS.key, folded=("product",))
     if known_clients is not None and "client_id" in holdings:
         ids = holdings["client_id"]
         unknown = ids.notna() & ~ids.isin(list(known_clients))
         check.report("client_id", unknown, "a client_id from the clients table", _quoted(ids[unknown]))
     check.problems.raise_if_any("holdings table breaks the data contract")
+    holdings.attrs[MERGED_SPELLINGS_ATTR] = merged
     return holdings
 
 
@@ -216,14 +227,17 @@ class _TableCheck:
                     self.report(name, empty, f"a non-empty {name}{_why_required(column)}", "empty")
         return pd.DataFrame(columns, index=pd.RangeIndex(len(raw)))
 
-    def unique(self, *key: str) -> None:
-        """Report rows whose key (one column or several) repeats; rows missing part of the key are skipped."""
+    def unique(self, *key: str, folded: Sequence[str] = ()) -> None:
+        """Report rows whose key (one column or several) repeats; rows missing part of the key are skipped.
+        Columns in `folded` compare their values' folded forms (model/spellings.py)."""
         if not all(name in self.raw.columns for name in key):
             return
         # Keys are ids (and products): a "NULL" is missing there, reported once as such, not also as repeated.
         parts = [_without_null_markers(_text(self.raw[name])) for name in key]
+        compared = [p.map(lambda v: folded_form(v) if isinstance(v, str) else v) if name in folded else p
+                    for name, p in zip(key, parts, strict=True)]
         complete = pd.concat([p.notna() for p in parts], axis=1).all(axis=1)
-        repeated = complete & pd.concat(parts, axis=1).duplicated(keep=False)
+        repeated = complete & pd.concat(compared, axis=1).duplicated(keep=False)
         if len(key) == 1:
             self.report(key[0], repeated, f"unique {key[0]} values", f"repeated {_quoted(parts[0][repeated])}")
         else:

@@ -12,7 +12,8 @@ import pytest
 from model.contract import MAX_TEXT_LENGTH
 from model.dataset import dataset_from_frames
 from model.errors import ContractViolation, Problem
-from model.validation import validate_clients, validate_deals, validate_holdings
+from model.spellings import merged_spellings_note
+from model.validation import MERGED_SPELLINGS_ATTR, validate_clients, validate_deals, validate_holdings
 
 TODAY = date(2025, 6, 30)
 
@@ -225,6 +226,28 @@ def test_negative_revenue() -> None:
         validate_holdings(make_holdings(revenue=["-1", "3"]), known_clients=None, today=TODAY)
     problem = the_problem(error, "holdings", "revenue")
     assert (problem.expected, problem.got, problem.rows) == ("a number >= 0", "'-1'", (1,))
+
+
+def test_a_product_the_holdings_spell_several_ways_is_one_product_under_its_commoner_spelling() -> None:
+    """A holdings export with "Credit Line" in some rows and "credit_line" in others had two products in the
+    profiles' catalogue, and gap lists offered a client holding one spelling the other."""
+    raw = make_holdings(client_id=["C1", "C2", "C3", "C4", "C5"],
+                        product=["Credit Line", "credit_line", "credit-line", "credit_line", "Cloud"],
+                        revenue=["1", "2", "3", "4", "5"])
+    holdings = validate_holdings(raw, known_clients=None, today=TODAY)
+    assert holdings["product"].tolist() == ["credit_line", "credit_line", "credit_line", "credit_line", "Cloud"]
+    merged = holdings.attrs[MERGED_SPELLINGS_ATTR]
+    assert merged == {"Credit Line": "credit_line", "credit-line": "credit_line"}
+    note = merged_spellings_note(merged)
+    assert note is not None and "'Credit Line' as 'credit_line', 'credit-line' as 'credit_line'" in note
+    assert validate_holdings(make_holdings(), known_clients=None, today=TODAY).attrs[MERGED_SPELLINGS_ATTR] == {}
+    # One client holding one product in two spellings is a repeated pair, as an exact repeat is (its income had
+    # counted twice: +14% on an audit's export).
+    with pytest.raises(ContractViolation) as error:
+        validate_holdings(make_holdings(client_id=["C1", "C1"], product=["Credit Line", "credit_line"]),
+                          known_clients=None, today=TODAY)
+    problem = the_problem(error, "holdings", "product")
+    assert problem.expected == "one row per (client_id, product)" and problem.rows == (1, 2)
 
 
 def test_non_numeric_and_non_finite_numbers() -> None:

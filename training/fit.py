@@ -51,6 +51,8 @@ from model.metrics import (
 from model.profiles import ClientProfiles
 from model.records import is_plain_number
 from model.scorer import ScoringModel, ValueModel
+from model.spellings import merged_spellings_note
+from model.validation import MERGED_SPELLINGS_ATTR
 from model.win_models import LinearWinModel, PlattCalibration, TreeWinModel, WinModel
 from training.calibration import fit_calibration
 from training.fit_pool import FitPool, check_stop, default_workers, watching
@@ -420,6 +422,11 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     unlinked_note = dataset.unlinked_clients_note() if hasattr(dataset, "unlinked_clients_note") else None
     if unlinked_note:
         progress(unlinked_note)
+    given_holdings = getattr(dataset, "holdings", None)
+    spellings_note = (merged_spellings_note(given_holdings.attrs.get(MERGED_SPELLINGS_ATTR, {}))
+                      if given_holdings is not None else None)
+    if spellings_note:
+        progress(spellings_note)
     unlinked = _deals_of_unknown_clients(dataset)
     if unlinked:
         # Legal (prospects), but when few or no deals link, the ids usually differ in form between the files

@@ -109,6 +109,8 @@ def load_dataset(
         for name, source in (("deals", deals), ("clients", clients), ("holdings", holdings))
         if source is not None
     }
+    _refuse_empty(problems, {name: (source, frames.get(name)) for name, source in (("clients", clients),
+                                                                                   ("holdings", holdings))})
     if problems:
         raise ContractViolation(f"cannot read the input: {counted(len(problems), 'problem')}", problems)
     deals_df = frames["deals"]
@@ -266,6 +268,19 @@ def _collect(problems: list[Problem], step: Callable[[], T]) -> T | None:
         return None
 
 
+def _refuse_empty(problems: list[Problem], given: dict[str, tuple[str | None, pd.DataFrame | None]],
+                  optional: tuple[str, ...] = ("clients", "holdings")) -> None:
+    """A clients or holdings source given with no rows is a broken export, not "no clients" or "nothing held":
+    a header-only holdings file had trained a model without ideal profiles, and listed every client's gaps as
+    if it held nothing, without a word."""
+    for name, (source, frame) in given.items():
+        if source is not None and frame is not None and frame.empty:
+            # (not the source itself: a SQL source's URL may hold a password)
+            leave_out = f" (leave --{name} out when there is none)" if name in optional else ""
+            problems.append(Problem(f"{name} source", f"a {name} table with at least one row{leave_out}",
+                                    "a table of no rows (a header alone)"))
+
+
 def load_tables(
     clients: str, holdings: str | None, mapping: str | Path | None = None, *, today: date | None = None,
     kinds: KindMap[str, str] | None = None,
@@ -281,6 +296,8 @@ def load_tables(
     raw_holdings = (_collect(problems, partial(read_table, holdings, "holdings", loaded_mapping.table("holdings").csv))
                     if holdings is not None else None)
     loaded_mapping = _csv_format_for_csv_only(loaded_mapping, {"clients": clients, "holdings": holdings}) or Mapping()
+    _refuse_empty(problems, {"clients": (clients, raw_clients), "holdings": (holdings, raw_holdings)},
+                  optional=("holdings",))
     if problems:
         raise ContractViolation(f"cannot read the input: {counted(len(problems), 'problem')}", problems)
     assert raw_clients is not None

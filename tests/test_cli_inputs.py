@@ -86,6 +86,27 @@ def test_an_output_file_that_is_one_of_the_inputs_is_refused_untouched(
     assert Path(victim).read_bytes() == before
 
 
+@pytest.mark.parametrize(("command", "table"), [("score", "clients"), ("gaps", "holdings"), ("gaps", "clients"),
+                                                ("clients", "clients")])
+def test_a_clients_or_holdings_file_of_a_header_alone_is_refused(
+        command: str, table: str, crm_files: Path, service_artifact: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A header-only holdings file trained a model without ideal profiles and listed every client's gaps as if
+    it held nothing; a header-only clients file dropped every client attribute; all without a word."""
+    import shutil
+
+    copy = tmp_path / "crm"
+    shutil.copytree(crm_files, copy)
+    (copy / f"{table}.csv").write_text((crm_files / f"{table}.csv").read_text().splitlines()[0] + "\n")
+    out = tmp_path / "out.csv"
+    code, err = run(offline_command(command, copy, service_artifact, out), capsys)
+    assert code == 2, err
+    leave_out = "" if (command, table) == ("gaps", "clients") else f" (leave --{table} out when there is none)"
+    assert (f"  - {table} source: expected a {table} table with at least one row{leave_out}, got a table of no rows "
+            "(a header alone)") in err.splitlines()
+    assert not out.exists()
+
+
 # -- --as-of ------------------------------------------------------------------------------------------------
 
 

@@ -38,6 +38,8 @@ class Dataset:
     # Open deals of a training set without created_at: set aside (they cannot be placed in time, and
     # open deals are scored, not trained on); see model.contract.OPEN_DEALS_MAY_LACK.
     undated_open_deals: int = 0
+    # A clients table was given but had no rows: it stands for none (a feedback view nothing has filled yet).
+    clients_table_empty: bool = False
 
     @property
     def summary(self) -> dict[str, int]:
@@ -109,8 +111,7 @@ def load_dataset(
         for name, source in (("deals", deals), ("clients", clients), ("holdings", holdings))
         if source is not None
     }
-    _refuse_empty(problems, {name: (source, frames.get(name)) for name, source in (("clients", clients),
-                                                                                   ("holdings", holdings))})
+    _refuse_empty(problems, {"holdings": (holdings, frames.get("holdings"))})
     if problems:
         raise ContractViolation(f"cannot read the input: {counted(len(problems), 'problem')}", problems)
     deals_df = frames["deals"]
@@ -193,7 +194,8 @@ def dataset_from_frames(
             f"input data breaks the data contract ({', '.join(tables)}): {counted(len(problems), 'problem')}", problems
         )
     assert deals is not None  # no problems, so the deals were validated
-    if clients is not None and clients.empty:
+    clients_table_empty = clients is not None and clients.empty
+    if clients_table_empty:
         # A clients table without rows (a header-only export, a feedback view nothing has filled yet) tells
         # nothing about any client: it stands for no clients table, so holdings are not checked against it.
         clients = None
@@ -218,7 +220,7 @@ def dataset_from_frames(
     return Dataset(
         deals=deals, clients=clients, holdings=holdings, extra_columns=extra_columns,
         excluded_columns=tuple(dict.fromkeys(excluded)), holdings_derived=holdings_derived,
-        undated_open_deals=undated_open,
+        undated_open_deals=undated_open, clients_table_empty=clients_table_empty,
     )
 
 
@@ -269,10 +271,11 @@ def _collect(problems: list[Problem], step: Callable[[], T]) -> T | None:
 
 
 def _refuse_empty(problems: list[Problem], given: dict[str, tuple[str | None, pd.DataFrame | None]],
-                  optional: tuple[str, ...] = ("clients", "holdings")) -> None:
-    """A clients or holdings source given with no rows is a broken export, not "no clients" or "nothing held":
-    a header-only holdings file had trained a model without ideal profiles, and listed every client's gaps as
-    if it held nothing, without a word."""
+                  optional: tuple[str, ...] = ("holdings",)) -> None:
+    """A holdings source given with no rows is a broken export, not "nothing held": a header-only holdings file
+    had trained a model without ideal profiles, and listed every client's gaps as if it held nothing, without a
+    word. (A clients table of no rows stands for none where one is optional, as the feedback database's
+    training_clients view is until CRMs send clients: training says so. `dealscore gaps` needs clients.)"""
     for name, (source, frame) in given.items():
         if source is not None and frame is not None and frame.empty:
             # (not the source itself: a SQL source's URL may hold a password)
@@ -296,8 +299,7 @@ def load_tables(
     raw_holdings = (_collect(problems, partial(read_table, holdings, "holdings", loaded_mapping.table("holdings").csv))
                     if holdings is not None else None)
     loaded_mapping = _csv_format_for_csv_only(loaded_mapping, {"clients": clients, "holdings": holdings}) or Mapping()
-    _refuse_empty(problems, {"clients": (clients, raw_clients), "holdings": (holdings, raw_holdings)},
-                  optional=("holdings",))
+    _refuse_empty(problems, {"clients": (clients, raw_clients), "holdings": (holdings, raw_holdings)})
     if problems:
         raise ContractViolation(f"cannot read the input: {counted(len(problems), 'problem')}", problems)
     assert raw_clients is not None

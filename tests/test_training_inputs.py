@@ -134,6 +134,11 @@ def test_a_header_only_clients_table_is_no_clients_table(small_crm: SyntheticCRM
                      "--clients", _csv(header_only, tmp_path / "clients.csv"),
                      "--holdings", _csv(small_crm.holdings, tmp_path / "holdings.csv"))
     assert code == 0, err
+    assert "the clients table has no rows: training goes on without client attributes" in err  # said, not silent
+    # A holdings file of no rows is refused: it had trained a model without ideal profiles, without a word.
+    code, err = _cli(tmp_path, capsys, "--deals", str(tmp_path / "deals.csv"),
+                     "--holdings", _csv(small_crm.holdings.head(0), tmp_path / "holdings.csv"))
+    assert code == 2 and "holdings source: expected a holdings table with at least one row" in err, err
 
 
 def test_client_attributes_left_blank_are_trained_on_as_if_absent(small_crm: SyntheticCRM) -> None:

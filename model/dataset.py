@@ -6,6 +6,7 @@ Problems of all tables come back in one ContractViolation, so a user fixes every
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable
 from collections.abc import Mapping as KindMap
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import pandas as pd
 
 from model.contract import CLIENTS, DEALS, HOLDINGS, TABLES
 from model.errors import ContractViolation, Problem, counted
-from model.mapping import EXCLUDED_ATTR, Mapping, apply_mapping, load_mapping
+from model.mapping import EXCLUDED_ATTR, WILDCARD, WILDCARD_ATTR, Mapping, apply_mapping, load_mapping
 from model.sources import CsvFormat, is_csv, read_table
 from model.validation import extra_column_kinds, id_set, validate_clients, validate_deals, validate_holdings
 
@@ -40,6 +41,21 @@ class Dataset:
     undated_open_deals: int = 0
     # A clients table was given but had no rows: it stands for none (a feedback view nothing has filled yet).
     clients_table_empty: bool = False
+    # The export's status values the mapping's "*" decided, with their row counts, and the status it gave them.
+    wildcard_statuses: dict[str, int] = dataclasses.field(default_factory=dict)
+    wildcard_status: str | None = None
+
+    def wildcard_note(self) -> str | None:
+        """Which export statuses the mapping's "*" read, and as what: a "Closed Won - Migrated" it made open was
+        a win lost from training (296 of 1,181 in an audit), with no word of it."""
+        if not self.wildcard_statuses:
+            return None
+        ranked = sorted(self.wildcard_statuses.items(), key=lambda item: -item[1])
+        shown = ", ".join(f"{value!r} ({n:,})" for value, n in ranked[:6])
+        more = f" and {len(ranked) - 6} more" if len(ranked) > 6 else ""
+        return (f"the mapping's \"*\" read {counted(sum(self.wildcard_statuses.values()), 'deal')} as "
+                f"{self.wildcard_status}: {shown}{more}; list a value under won or lost in status_values if it means "
+                "closed")
 
     @property
     def summary(self) -> dict[str, int]:
@@ -221,6 +237,9 @@ def dataset_from_frames(
         deals=deals, clients=clients, holdings=holdings, extra_columns=extra_columns,
         excluded_columns=tuple(dict.fromkeys(excluded)), holdings_derived=holdings_derived,
         undated_open_deals=undated_open, clients_table_empty=clients_table_empty,
+        wildcard_statuses=dict(Counter(str(v) for v in mapped["deals"].attrs.get(WILDCARD_ATTR, {}).values())),
+        wildcard_status=next((status for status, listed in mapping.table("deals").status_values.items()
+                              if WILDCARD in listed), None),
     )
 
 

@@ -241,6 +241,22 @@ def test_training_refuses_a_mapped_column_the_file_lacks_and_scoring_reads_on(tm
     assert "amount" not in scored.deals.columns and len(scored.deals) == 4
 
 
+def test_the_statuses_the_wildcard_read_are_named_with_their_counts(tmp_path: Path) -> None:
+    """With open: ["*"] and no close dates, 296 "Closed Won - Migrated" deals became open, wins lost from training
+    without a word (an input audit)."""
+    export = CRM_EXPORT + "OPP-5,02-Aug-11,Closed Won - Migrated,100.00,Solution 7,Gopa Trilochana,Ekta Zutshi,\n"
+    dataset = load_dataset(write(tmp_path / "export.csv", export), mapping=write(tmp_path / "mapping.yaml",
+                           CRM_MAPPING), for_training=True, today=TODAY)
+    assert dataset.wildcard_statuses == {"in progress": 1, "Closed Won - Migrated": 1}
+    assert dataset.wildcard_note() == ("the mapping's \"*\" read 2 deals as open: 'in progress' (1), 'Closed Won - "
+                                       "Migrated' (1); list a value under won or lost in status_values if it means "
+                                       "closed")
+    listed = CRM_MAPPING.replace('open: ["*"]', 'open: ["in progress", "Closed Won - Migrated"]')
+    dataset = load_dataset(write(tmp_path / "export.csv", export), mapping=write(tmp_path / "mapping.yaml", listed),
+                           for_training=True, today=TODAY)
+    assert dataset.wildcard_note() is None
+
+
 def test_training_refuses_an_excluded_column_the_file_lacks(tmp_path: Path) -> None:
     """`exclude: [competitor_name]` beside a `competitor` column kept that column in the model without a word,
     where `--exclude competitor_name` is refused; a scoring export may lack it (as a mapped column)."""

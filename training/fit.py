@@ -422,6 +422,9 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     unlinked_note = dataset.unlinked_clients_note() if hasattr(dataset, "unlinked_clients_note") else None
     if unlinked_note:
         progress(unlinked_note)
+    wildcard_note = dataset.wildcard_note() if hasattr(dataset, "wildcard_note") else None
+    if wildcard_note:
+        progress(wildcard_note)
     if getattr(dataset, "clients_table_empty", False):
         progress("the clients table has no rows: training goes on without client attributes (a feedback view "
                  "nothing has filled yet, or an export that lost its rows?)")

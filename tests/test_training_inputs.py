@@ -458,6 +458,17 @@ def test_an_extra_column_of_numbers_with_a_placeholder_is_said_to_train_as_text(
                     "(first: '-'); leave those cells empty to train it as a number")
     _, said = _train(small_crm.deals, small_crm.clients)  # source, campaign_code, competitor: text, rightly
     assert not any(line.startswith("extra column") for line in said)
+    # Thousands separators in every value made the column text without a word (an audit's budget column: AUC
+    # 0.828 against 0.921 written plainly).
+    formatted = small_crm.deals.assign(budget=[f"{1000 + 37 * i:,}.5" for i in range(len(small_crm.deals))])
+    formatted.loc[formatted.index[3], "budget"] = "$12"
+    formatted.loc[formatted.index[9], "budget"] = "n/a"
+    _, said = _train(formatted.astype({"budget": object}), small_crm.clients)
+    note = next(line for line in said if line.startswith("extra column budget"))
+    assert note == (f"extra column budget is trained as text: {len(formatted) - 1:,} of its {len(formatted):,} values "
+                    "are numbers written with thousands separators or a currency sign (first: '1,000.5'); 1 of its "
+                    f"{len(formatted):,} values are not numbers (first: 'n/a'); write numbers as plain digits and "
+                    "leave those cells empty to train it as a number")
 
 
 def test_clients_columns_whose_client_name_is_taken_are_not_joined_and_said(

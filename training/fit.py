@@ -445,9 +445,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         progress("clients columns not trained on (a clients column X joins the deals as client_X): "
                  + ", ".join(unused))
     text_extras = [name for name, kind in dataset.extra_columns.items() if kind == "text" and "." not in name]
-    for column, odd, present, first in numbers_read_as_text(deals, text_extras):
-        progress(f"extra column {column} is trained as text: {odd:,} of its {present:,} values are not numbers "
-                 f"(first: {first!r}); leave those cells empty to train it as a number")
+    for text_numbers in numbers_read_as_text(deals, text_extras):
+        progress(text_numbers.note())
     progress("checking columns for outcome leaks")
     spec = fit_feature_spec(deals, config.features, dataset.extra_columns)
     empty = empty_columns(deals, spec.numeric + spec.categorical)

@@ -122,9 +122,9 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
                out: str, warn: Callable[[str], None] | None = None) -> int:
     model, _ = load_artifact(model_dir)
     dataset = load_dataset(deals, clients, holdings, mapping, for_training=False, kinds=feature_kinds(model))
-    unlinked = dataset.unlinked_clients_note()
-    if unlinked and warn is not None:
-        warn(unlinked)
+    for note in (dataset.unlinked_clients_note(), dataset.client_id_spellings_note()):
+        if note and warn is not None:
+            warn(note)
     absent = missing_feature_columns(model, dataset.deals, dataset.clients)
     if absent and warn is not None:
         # Legal (every input is optional when scoring), but a renamed export column changes every score
@@ -255,8 +255,9 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
         warn("without --holdings, products and income are read off won deals; this model does not record what "
              "its profiles were fitted on (trained before it did): if that was a holdings table, give --holdings")
     unlinked = dataset.unlinked_clients_note("no client has a won deal")
-    if unlinked:
-        warn(unlinked)
+    for note in (unlinked, dataset.client_id_spellings_note()):
+        if note:
+            warn(note)
     spellings_note = (merged_spellings_note(dataset.holdings.attrs.get(MERGED_SPELLINGS_ATTR, {}))
                       if dataset.holdings is not None and not dataset.holdings_derived else None)
     if spellings_note:

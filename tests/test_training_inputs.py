@@ -447,6 +447,30 @@ def test_a_clients_tables_extra_columns_are_features_named_client_x_scored_alike
     assert [s["p_win"] for s in sent_other.json()["scores"]] != served
 
 
+def test_client_ids_spelt_otherwise_in_case_or_spaces_are_said(small_crm: SyntheticCRM) -> None:
+    """An export that changed the case of a third of its client ids had 1,000 of 3,000 deals lose their client's
+    attributes and history, and `score` and `clients` said nothing. Ids still match exactly."""
+    deals = small_crm.deals.copy()
+    changed = deals.index[:30]
+    deals.loc[changed, "client_id"] = deals.loc[changed, "client_id"].str.lower()
+    dataset = dataset_from_frames(deals, small_crm.clients, None, for_training=True)
+    note = dataset.client_id_spellings_note()
+    first = deals.loc[changed[0], "client_id"]
+    assert note is not None and note.startswith(
+        f"30 deals name a client_id that the clients table spells otherwise in case or spaces ({first!r}, where it "
+        f"has {first.upper()!r}); ")
+    assert "client_ids of the deals come in several such spellings" in note
+    assert dataset.summary["prospect_deals"] == 30  # not merged: "c1" and "C1" may be two clients
+    assert dataset_from_frames(small_crm.deals, small_crm.clients, None,
+                               for_training=True).client_id_spellings_note() is None
+    without_clients = dataset_from_frames(deals, None, None, for_training=True).client_id_spellings_note()
+    ids = deals["client_id"].dropna()
+    split = int((ids.groupby(ids.str.casefold()).nunique() > 1).sum())  # clients with deals in both spellings
+    assert 0 < split <= 30
+    assert without_clients is not None and without_clients.startswith(
+        f"{split} client_ids of the deals come in several such spellings")
+
+
 def test_an_extra_column_of_numbers_with_a_placeholder_is_said_to_train_as_text(small_crm: SyntheticCRM) -> None:
     """One "-" among thousands of numbers makes the column text (every value a rare level): legal, so said."""
     deals = small_crm.deals.assign(discount=[f"{i % 30}.5" for i in range(len(small_crm.deals))])

@@ -422,6 +422,9 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     unlinked_note = dataset.unlinked_clients_note() if hasattr(dataset, "unlinked_clients_note") else None
     if unlinked_note:
         progress(unlinked_note)
+    spelt_otherwise = dataset.client_id_spellings_note() if hasattr(dataset, "client_id_spellings_note") else None
+    if spelt_otherwise:
+        progress(spelt_otherwise)
     wildcard_note = dataset.wildcard_note() if hasattr(dataset, "wildcard_note") else None
     if wildcard_note:
         progress(wildcard_note)

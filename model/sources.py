@@ -6,6 +6,8 @@ decides what parses; a source that cannot be read becomes a ContractViolation, n
 
 from __future__ import annotations
 
+import csv as _csv
+import gzip
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from model.errors import ContractViolation, Problem, SourceUnavailable
+from model.errors import ContractViolation, Problem, SourceUnavailable, counted
 
 CSV_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz")
 PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
@@ -96,10 +98,33 @@ def _read_csv(path: Path, table: str, csv: CsvFormat) -> pd.DataFrame:
                           f"a CSV file separated by {csv.separator!r} (or the mapping file's csv: {{separator: "
                           f"{separator!r}}} for this table)")
     rows = read(None)
+    _refuse_short_rows(path, table, csv, rows.shape[1])
     header = [f"Unnamed: {i}" if isinstance(v, float) else v for i, v in enumerate(rows.iloc[0].tolist())]
     frame = rows.iloc[1:].reset_index(drop=True)
     frame.columns = pd.Index(header, dtype=object)
     return frame
+
+
+def _refuse_short_rows(path: Path, table: str, csv: CsvFormat, width: int) -> None:
+    """pandas pads a row with fewer fields than the header with gaps (a longer one it refuses): an export cut
+    off mid-line, or a row that lost its last fields, was read without a word, its missing cells empty. One
+    pass of the csv module counts each row's fields (blank lines skipped, as pandas does)."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    short: list[tuple[int, int]] = []
+    # pandas reads cells of any length (validation then refuses absurd text by name); the csv module's default
+    # limit, 128 KiB, would fail the file here instead.
+    _csv.field_size_limit(2**31 - 1)
+    with opener(path, "rt", encoding=csv.encoding, newline="") as text:
+        reader = _csv.reader(text, delimiter=csv.separator)
+        for row in reader:
+            if row and len(row) < width:
+                short.append((reader.line_num, len(row)))
+    if short:
+        line, fields = short[0]
+        more = f" (and {counted(len(short) - 1, 'more row')})" if len(short) > 1 else ""
+        raise _unreadable(table, f"'{path}' line {line} with {fields} of the header's {width} fields{more}",
+                          "a CSV file whose every row has as many fields as its header (a row cut short, as in an "
+                          "export that stopped mid-line, would be read with its last cells empty)")
 
 
 def _read_sql(url: str, what: str, table: str) -> pd.DataFrame:

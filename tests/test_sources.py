@@ -194,6 +194,23 @@ def test_nullable_integer_ids_above_2_53_are_read_exactly_from_parquet_and_sql(t
         assert frame["amount"].dtype == "float64" and frame["small"].dtype == "float64"
 
 
+def test_a_csv_row_with_fewer_fields_than_the_header_is_refused(tmp_path: Path) -> None:
+    """pandas pads a short row with gaps: an export cut off mid-line was read with its last cells empty, exit 0.
+    Trailing empty cells, blank lines and a quoted value holding a line break are no short rows."""
+    good = ('deal_id,created_at,status,amount\nD1,2024-01-05,won,10\n\nD2,2024-01-06,lost,\n'
+            'D3,"2024-01-07",open,"1\n2"\n')
+    path = tmp_path / "deals.csv"
+    path.write_text(good)
+    assert read_table(str(path), "deals")["deal_id"].tolist() == ["D1", "D2", "D3"]
+    path.write_text(good + "D4,2024-01-08\nD5,2024-01-09,won,5\nD6,2024-01")
+    with pytest.raises(ContractViolation) as error:
+        read_table(str(path), "deals")
+    [problem] = error.value.problems
+    assert problem.field == "deals source" and problem.expected.startswith(
+        "a CSV file whose every row has as many fields as its header")
+    assert problem.got == f"'{path}' line 7 with 2 of the header's 4 fields (and 1 more row)"
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ContractViolation, match="^deals source cannot be read") as error:
         read_table(str(tmp_path / "deals.csv"), "deals")

@@ -20,7 +20,7 @@ import pandas as pd
 from model.contract import CLIENTS, DEALS, HOLDINGS, TABLES
 from model.errors import ContractViolation, Problem, counted
 from model.mapping import EXCLUDED_ATTR, WILDCARD, WILDCARD_ATTR, Mapping, apply_mapping, load_mapping
-from model.sources import CsvFormat, is_csv, read_table
+from model.sources import CsvFormat, check_source, is_csv, read_table
 from model.validation import extra_column_kinds, id_set, validate_clients, validate_deals, validate_holdings
 
 T = TypeVar("T")
@@ -151,6 +151,12 @@ def load_dataset(
     """Read every source (see model.sources), then map and validate them as dataset_from_frames does."""
     problems: list[Problem] = []
     loaded_mapping = _collect(problems, partial(load_mapping, mapping)) if mapping is not None else None
+    if problems:
+        # The sources are only checked to exist, not read: read without the mapping's csv formats they would
+        # fail for reasons not theirs (a mistyped key beside `csv: {separator: ";"}` had the file called
+        # "separated by semicolons").
+        _check_sources(problems, {"deals": deals, "clients": clients, "holdings": holdings})
+        raise ContractViolation(f"cannot read the input: {counted(len(problems), 'problem')}", problems)
     frames = {
         name: _collect(problems, partial(read_table, source, name,
                                          loaded_mapping.table(name).csv if loaded_mapping is not None else None))
@@ -319,6 +325,12 @@ def _collect(problems: list[Problem], step: Callable[[], T]) -> T | None:
         return None
 
 
+def _check_sources(problems: list[Problem], sources: dict[str, str | None]) -> None:
+    for name, source in sources.items():
+        if source is not None:
+            _collect(problems, partial(check_source, source, name))
+
+
 def _refuse_empty(problems: list[Problem], given: dict[str, tuple[str | None, pd.DataFrame | None]],
                   optional: tuple[str, ...] = ("holdings",)) -> None:
     """A holdings source given with no rows is a broken export, not "nothing held": a header-only holdings file
@@ -344,6 +356,9 @@ def load_tables(
     """
     problems: list[Problem] = []
     loaded_mapping = (_collect(problems, partial(load_mapping, mapping)) if mapping is not None else None) or Mapping()
+    if problems:  # as in load_dataset: the sources are checked, not read, without their mapping
+        _check_sources(problems, {"clients": clients, "holdings": holdings})
+        raise ContractViolation(f"cannot read the input: {counted(len(problems), 'problem')}", problems)
     raw_clients = _collect(problems, partial(read_table, clients, "clients", loaded_mapping.table("clients").csv))
     raw_holdings = (_collect(problems, partial(read_table, holdings, "holdings", loaded_mapping.table("holdings").csv))
                     if holdings is not None else None)

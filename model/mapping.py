@@ -250,8 +250,9 @@ def _likely_typos(table_name: str, section: TableMapping, present: list[str]) ->
     excluded column in the model.
     """
     canonical = {c.name for c in TABLES[table_name].columns}
-    wanted = [(f"{table_name}.columns.{name}", source) for name, source in section.columns.items()]
-    wanted += [(f"{table_name}.exclude", source) for source in section.exclude]
+    # (fields within the table: a problem's table prefixes them when it is shown, "deals.columns.product")
+    wanted = [(f"columns.{name}", source) for name, source in section.columns.items()]
+    wanted += [("exclude", source) for source in section.exclude]
     problems = []
     for field_name, source in wanted:
         if source in present:
@@ -281,7 +282,7 @@ def _unmatched(table_name: str, section: TableMapping, present: list[str]) -> li
             continue
         shown = ", ".join(f"'{c}'" for c in present[:_COLUMNS_SHOWN]) + (", ..." if len(present) > _COLUMNS_SHOWN
                                                                          else "")
-        problems.append(Problem(f"{table_name}.columns.{name}",
+        problems.append(Problem(f"columns.{name}",
                                 f"a column of the {table_name} file, which has {shown}", f"'{source}'",
                                 table=table_name))
     # An excluded column the training file lacks keeps out nothing: `exclude: [competitor_name]` beside a
@@ -292,7 +293,7 @@ def _unmatched(table_name: str, section: TableMapping, present: list[str]) -> li
         close = difflib.get_close_matches(source, present, n=1)
         hint = (f"did you mean '{close[0]}'?" if close else "which has " + ", ".join(
             f"'{c}'" for c in present[:_COLUMNS_SHOWN]) + (", ..." if len(present) > _COLUMNS_SHOWN else ""))
-        problems.append(Problem(f"{table_name}.exclude", f"a column of the {table_name} file ({hint})",
+        problems.append(Problem("exclude", f"a column of the {table_name} file ({hint})",
                                 f"'{source}'", table=table_name))
     return problems
 

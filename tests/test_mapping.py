@@ -211,6 +211,19 @@ def test_a_bad_mapping_and_a_missing_source_are_reported_together(tmp_path: Path
     assert [p.field for p in error.value.problems] == ["deals.columns.dealid", "deals source"]
 
 
+def test_a_broken_mapping_is_not_blamed_on_the_files_it_would_have_read(tmp_path: Path) -> None:
+    """One mistyped key beside `csv: {separator: ";"}` had the file read with commas and called "separated by
+    semicolons" (and, with its encoding, "not UTF-8") beside the real problem."""
+    export = write(tmp_path / "export.csv", CRM_EXPORT.replace(",", ";"))
+    mapping = write(tmp_path / "mapping.yaml", CRM_MAPPING.replace("status_values", "status_value")
+                    + '  csv: {separator: ";"}\n')
+    with pytest.raises(ContractViolation, match="^cannot read the input: 1 problem") as error:
+        load_dataset(export, mapping=mapping, for_training=True, today=TODAY)
+    assert [p.field for p in error.value.problems] == ["deals.status_value"]
+    fixed = write(tmp_path / "fixed.yaml", CRM_MAPPING + '  csv: {separator: ";"}\n')
+    assert len(load_dataset(export, mapping=fixed, for_training=True, today=TODAY).deals) == 4
+
+
 def test_a_mapped_or_excluded_column_misspelt_is_refused_with_the_likely_name() -> None:
     """A typo once left the product unmapped (trained as an unknown extra column) without a word."""
     mapping = Mapping({"deals": TableMapping(columns={"deal_id": "Opportunity ID", "product": "Solution Typ",
@@ -219,7 +232,7 @@ def test_a_mapped_or_excluded_column_misspelt_is_refused_with_the_likely_name() 
     raw = pd.DataFrame({"Opportunity ID": ["1"], "Solution Type": ["x"], "VP Name": ["v"]})
     with pytest.raises(ContractViolation) as error:
         apply_mapping("deals", raw, mapping)
-    found = [(p.field, p.expected, p.got) for p in error.value.problems]
+    found = [(p.describe().split(":")[0], p.expected, p.got) for p in error.value.problems]
     assert found == [
         ("deals.columns.product", "a column of the deals file (did you mean 'Solution Type'?)", "'Solution Typ'"),
         ("deals.exclude", "a column of the deals file (did you mean 'VP Name'?)", "'VP Nmae'"),
@@ -235,7 +248,7 @@ def test_training_refuses_a_mapped_column_the_file_lacks_and_scoring_reads_on(tm
     with pytest.raises(ContractViolation) as error:
         load_dataset(export, mapping=mapping, for_training=True, today=TODAY)
     [problem] = error.value.problems
-    assert (problem.field, problem.got) == ("deals.columns.amount", "'Nope'")
+    assert (problem.describe().split(":")[0], problem.got) == ("deals.columns.amount", "'Nope'")
     assert problem.expected.startswith("a column of the deals file, which has 'Opportunity ID', 'Deal Date',")
     scored = load_dataset(export, mapping=mapping, for_training=False, today=TODAY)
     assert "amount" not in scored.deals.columns and len(scored.deals) == 4
@@ -265,7 +278,7 @@ def test_training_refuses_an_excluded_column_the_file_lacks(tmp_path: Path) -> N
                                                                    'exclude: ["VP Name", "Sector Name", "Budget"]'))
     with pytest.raises(ContractViolation) as error:
         load_dataset(export, mapping=mapping, for_training=True, today=TODAY)
-    found = [(p.field, p.expected, p.got) for p in error.value.problems]
+    found = [(p.describe().split(":")[0], p.expected, p.got) for p in error.value.problems]
     assert found[0] == ("deals.exclude", "a column of the deals file (did you mean 'Sector'?)", "'Sector Name'")
     assert found[1][0] == "deals.exclude" and found[1][2] == "'Budget'"
     assert found[1][1].startswith("a column of the deals file (which has 'Opportunity ID', 'Deal Date',")

@@ -52,13 +52,9 @@ def read_table(source: str, table: str, csv: CsvFormat | None = None) -> pd.Data
     sql = _SQL_SOURCE.match(source)
     if sql:
         return _read_sql(sql["url"], sql["what"].strip(), table)
-    path = Path(source)
+    path = check_source(source, table)
+    assert path is not None
     name = path.name.lower()
-    if not name.endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
-        suffix = "".join(path.suffixes) or "no extension"
-        raise _unreadable(table, f"'{source}' ({suffix})")
-    if not path.is_file():
-        raise _unreadable(table, f"no file at '{source}'")
     try:
         if name.endswith(CSV_SUFFIXES):
             return _read_csv(path, table, csv or CsvFormat())
@@ -77,6 +73,20 @@ def read_table(source: str, table: str, csv: CsvFormat | None = None) -> pd.Data
         raise _unreadable(table, f"'{source}' cannot be read: {_first_line(error)}") from None
 
 
+def check_source(source: str, table: str) -> Path | None:
+    """A file source's path once it names a file of a known kind (None for a SQL source, which only reading
+    checks); ContractViolation otherwise."""
+    if _SQL_SOURCE.match(source):
+        return None
+    path = Path(source)
+    if not path.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
+        suffix = "".join(path.suffixes) or "no extension"
+        raise _unreadable(table, f"'{source}' ({suffix})")
+    if not path.is_file():
+        raise _unreadable(table, f"no file at '{source}'")
+    return path
+
+
 def _read_csv(path: Path, table: str, csv: CsvFormat) -> pd.DataFrame:
     """Every value as the text the file holds; only an empty cell is missing. pandas' defaults would read
     "NA" (a region: North America), "None" or "null" as missing, and rename a repeated header "Campaign" to
@@ -87,6 +97,12 @@ def _read_csv(path: Path, table: str, csv: CsvFormat) -> pd.DataFrame:
         return pd.read_csv(path, dtype=str, header=None, keep_default_na=False, na_values=[""], nrows=rows,
                            encoding=csv.encoding, sep=csv.separator)
 
+    if csv.encoding.replace("_", "-").lower() not in ("utf-8", "utf-8-sig", "utf8"):
+        with path.open("rb") if not path.name.lower().endswith(".gz") else gzip.open(path, "rb") as raw:
+            if raw.read(3) == b"\xef\xbb\xbf":  # read as cp1252, the mark became the first column's "ï»¿"
+                raise _unreadable(table, f"'{path}', which starts with UTF-8's byte-order mark",
+                                  f"a CSV file encoded as {csv.encoding}, as the mapping file's csv: {{encoding: ...}} "
+                                  "says (this one is UTF-8: drop the encoding, UTF-8 is the default)")
     # The header alone first: a file separated otherwise reads as one column there, and is refused saying so
     # (its rows may not even parse: "1.234,5" splits into two fields beside a one-field header).
     first = read(1).iloc[0].tolist()

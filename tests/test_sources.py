@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from model.dataset import dataset_from_frames
 from model.errors import ContractViolation
 from model.mapping import load_mapping
-from model.sources import read_table
+from model.sources import CsvFormat, read_table
 from model.validation import validate_deals
 
 TODAY = date(2025, 6, 30)
@@ -209,6 +209,18 @@ def test_a_csv_row_with_fewer_fields_than_the_header_is_refused(tmp_path: Path) 
     assert problem.field == "deals source" and problem.expected.startswith(
         "a CSV file whose every row has as many fields as its header")
     assert problem.got == f"'{path}' line 7 with 2 of the header's 4 fields (and 1 more row)"
+
+
+def test_a_utf8_file_with_a_byte_order_mark_read_as_another_encoding_is_refused_saying_so(tmp_path: Path) -> None:
+    """Read as cp1252, the mark became part of the first column's name: "no such column (columns: ï»¿deal_id"."""
+    path = tmp_path / "deals.csv"
+    path.write_bytes(b"\xef\xbb\xbfdeal_id,created_at,status\nD1,2024-01-05,won\n")
+    with pytest.raises(ContractViolation) as error:
+        read_table(str(path), "deals", CsvFormat(encoding="cp1252"))
+    [problem] = error.value.problems
+    assert problem.got == f"'{path}', which starts with UTF-8's byte-order mark"
+    assert problem.expected.endswith("(this one is UTF-8: drop the encoding, UTF-8 is the default)")
+    assert read_table(str(path), "deals")["deal_id"].tolist() == ["D1"]  # the default reads it
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -210,7 +210,7 @@ def cmd_clients(args: argparse.Namespace) -> int:
     written = clients_file(args.deals, args.clients, args.holdings, args.mapping, args.out, as_of=args.as_of,
                            model_dir=args.model, lost_window_days=args.lost_window_days,
                            warn=lambda message: _say(f"note: {message}"))
-    _say(f"wrote analytics of {written:,} clients into {args.out}{_created_note(created)}")
+    _say(f"wrote analytics of {counted(written, 'client')} into {args.out}{_created_note(created)}")
     return 0
 
 

@@ -122,6 +122,11 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
                out: str, warn: Callable[[str], None] | None = None) -> int:
     model, _ = load_artifact(model_dir)
     dataset = load_dataset(deals, clients, holdings, mapping, for_training=False, kinds=feature_kinds(model))
+    if dataset.deals.empty:  # a nightly export of no new deals: an empty file, and no advice on its columns
+        write_csv_atomically(score_frame(model, dataset.deals, dataset.clients), out)
+        if warn is not None:
+            warn("the deals file has no rows: nothing to score (the output holds the header alone)")
+        return 0
     for note in (dataset.unlinked_clients_note(), dataset.client_id_spellings_note()):
         if note and warn is not None:
             warn(note)
@@ -268,14 +273,19 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
         if column not in table:  # no profiles to say them: the same columns, empty, for a CRM import
             table[column] = pd.Series(np.nan, index=table.index, dtype=object if column == "segment" else float)
     write_csv_atomically(table, out)
-    if not table.attrs.get("money_known", True):
-        warn("no won deal carries an amount: monetary, m_score and abc are left empty and no client is golden "
-             "(map an amount column to get them)")
-    if not len(table):
+    if dataset.deals.empty:
+        warn("the deals file has no rows: no client has a won deal")
+    elif not table.attrs.get("money_known", True):
+        fix = ("the amount column is empty for every won deal" if "amount" in dataset.deals
+               else "map an amount column to get them")
+        warn(f"no won deal carries an amount: monetary, m_score and abc are left empty and no client is golden "
+             f"({fix})")
+    if not len(table) and not dataset.deals.empty:
         warn("no client to analyse: no deal names a client_id and no clients table was given (map the export's "
              "client column to client_id in the mapping file)")
     elif (table["status"] == "prospect").all() and not unlinked:
-        warn("no client had won a deal by the as-of day: every client is a prospect (is --as-of before the data?)")
+        warn("no client had won a deal by the as-of day: every client is a prospect"
+             + (" (is --as-of before the data?)" if as_of is not None else ""))
     return len(table)
 
 

@@ -111,7 +111,8 @@ class Dataset:
 
         Legal (client history is optional), but a mapping that leaves client_id out (CONTRACT.md's example
         does) trains on the client column as an ordinary text feature and joins nothing, without a word."""
-        if self.clients is None or ("client_id" in self.deals and self.deals["client_id"].notna().any()):
+        if self.clients is None or self.deals.empty or (
+                "client_id" in self.deals and self.deals["client_id"].notna().any()):
             return None
         ids = set(self.clients["client_id"].dropna().astype(str))
         # The column whose values cover most of the clients' ids, of those mostly made of them; not a contract

@@ -108,6 +108,28 @@ def test_a_clients_or_holdings_file_of_a_header_alone_is_refused(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["score", "clients"])
+def test_a_deals_file_of_a_header_alone_is_said_without_advice_on_its_columns(
+        command: str, crm_files: Path, service_artifact: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A nightly export of no new deals: an empty output and exit 0, as before, but the notes had advised mapping a
+    client_id and an amount column the file has."""
+    import shutil
+
+    copy = tmp_path / "crm"
+    shutil.copytree(crm_files, copy)
+    (copy / "deals.csv").write_text((crm_files / "deals.csv").read_text().splitlines()[0] + "\n")
+    out = tmp_path / "out.csv"
+    code, err = run(offline_command(command, copy, service_artifact, out), capsys)
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if line.startswith("note: ")]
+    said = ("nothing to score (the output holds the header alone)" if command == "score"
+            else "no client has a won deal")
+    assert f"note: the deals file has no rows: {said}" in notes
+    assert not [note for note in notes if "map " in note or "carries" in note], notes  # no advice on columns
+    assert len(pd.read_csv(out)) == (0 if command == "score" else len(pd.read_csv(crm_files / "clients.csv")))
+
+
 # -- --as-of ------------------------------------------------------------------------------------------------
 
 

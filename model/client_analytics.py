@@ -111,7 +111,7 @@ def client_analytics(deals: pd.DataFrame, clients: pd.DataFrame | None, as_of: d
         "client_id": pd.Series(ids, dtype=object),
         "status": pd.Series(status, dtype=object),
         "status_window": pd.Series(status_window, dtype=object).where(has_win, np.nan),
-        "regular_type": _regular_type(won, ids, status),
+        "regular_type": _regular_type(won, ids, status, recency),
         "first_won_at": _timestamps(first_day),
         "last_won_at": _timestamps(last_day),
         "recency_days": _counts(recency, has_win),
@@ -278,14 +278,18 @@ def _monthly_regularity(won: pd.DataFrame, ids: list[str], as_of_day: float,
     return active, np.asarray(cv, dtype=np.float64)
 
 
-def _regular_type(won: pd.DataFrame, ids: list[str], status: npt.NDArray[Any]) -> pd.Series:
+def _regular_type(won: pd.DataFrame, ids: list[str], status: npt.NDArray[Any], recency: FloatArray) -> pd.Series:
     """How often a regular client buys: the median gap between its distinct purchase days (several wins on
-    one day are one purchase: counted as gaps of 0 they made a yearly buyer 'monthly'); none with one day."""
+    one day are one purchase: counted as gaps of 0 they made a yearly buyer 'monthly'), or the days since its
+    last purchase when longer: a client that bought monthly and has been silent for 11 months buys yearly at
+    best now (DOMAIN.md: a client whose frequency falls below the lowest band is lost; it falls band by band
+    first). None with one purchase day."""
     ordered = won.drop_duplicates(["client_id", "day"]).sort_values(["client_id", "day"])
     gaps = ordered.groupby("client_id")["day"].diff()
     median_gap = gaps.groupby(ordered["client_id"]).median().reindex(ids).to_numpy(dtype=np.float64)
-    kind = np.where(median_gap <= MONTHLY_MAX_GAP_DAYS, "monthly",
-                    np.where(median_gap <= PERIODIC_MAX_GAP_DAYS, "periodic", "yearly")).astype(object)
+    gap = np.where(np.isnan(median_gap), np.nan, np.fmax(median_gap, recency))
+    kind = np.where(gap <= MONTHLY_MAX_GAP_DAYS, "monthly",
+                    np.where(gap <= PERIODIC_MAX_GAP_DAYS, "periodic", "yearly")).astype(object)
     kind[(status != "regular") | np.isnan(median_gap)] = np.nan
     return pd.Series(kind, dtype=object)
 

@@ -442,6 +442,20 @@ def test_a_window_of_zero_days_is_refused() -> None:
         analytics([("a", 1, "won", 1.0)], windows=(0, 90))
 
 
+def test_a_regular_client_silent_longer_than_its_rhythm_falls_to_a_slower_type() -> None:
+    """A client that bought every month for half a year and then nothing for 11 months read "regular, monthly"
+    (an audit on CDNOW): its frequency has fallen to yearly at best; past the lost window it is lost."""
+    # (days before the as-of day) "fell" bought monthly until 330 days ago; "fresh" still buys monthly
+    rows = [("fell", 330 + 30 * m, "won", 1.0) for m in range(6)] + [("fresh", 10 + 30 * m, "won", 1.0)
+                                                                      for m in range(6)]
+    table = analytics(rows)
+    assert table["regular_type"].to_dict() == {"fell": "yearly", "fresh": "monthly"}
+    assert table["status"].to_dict() == {"fell": "regular", "fresh": "regular"}
+    assert table.loc["fell", "recency_days"] == 330
+    quieter = analytics([("fell", 100 + 30 * m, "won", 1.0) for m in range(6)])  # silent for 100 days
+    assert quieter.loc["fell", "regular_type"] == "periodic"
+
+
 def test_regular_type_at_the_edge_of_monthly() -> None:
     # Purchases 45 days apart are monthly (at most 45), 46 apart periodic.
     table = analytics([("m", 10, "won", 1.0), ("m", 55, "won", 1.0), ("m", 100, "won", 1.0),

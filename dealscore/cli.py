@@ -205,11 +205,19 @@ def cmd_gaps(args: argparse.Namespace) -> int:
 
 def cmd_clients(args: argparse.Namespace) -> int:
     from dealscore.offline import clients_file
+    from model.client_analytics import DEFAULT_XYZ_ACTIVE_SHARES, check_xyz_shares
+    from model.grades import check_pareto_shares
 
+    abc_shares = grade_shares(args.abc_shares)
+    xyz_shares = DEFAULT_XYZ_ACTIVE_SHARES if args.xyz_shares is None else (args.xyz_shares[0], args.xyz_shares[1])
+    with refused_options({"abc_shares": "--abc-shares", "xyz_shares": "--xyz-shares"}):
+        check_pareto_shares("abc_shares", abc_shares)
+        check_xyz_shares("xyz_shares", xyz_shares)
     created = check_output_file(args.out, inputs=_input_files(args, "deals", "clients", "holdings", "mapping"))
     written = clients_file(args.deals, args.clients, args.holdings, args.mapping, args.out, as_of=args.as_of,
                            model_dir=args.model, lost_window_days=args.lost_window_days,
-                           warn=lambda message: _say(f"note: {message}"))
+                           warn=lambda message: _say(f"note: {message}"), abc_shares=abc_shares,
+                           xyz_shares=xyz_shares)
     _say(f"wrote analytics of {counted(written, 'client')} into {args.out}{_created_note(created)}")
     return 0
 
@@ -395,6 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
                               "the files as of the day)")
     clients.add_argument("--lost-window-days", type=at_least_one, default=None,
                          help="days without a win after which a client is lost; default: the model's, else 360")
+    clients.add_argument("--abc-shares", type=float, nargs=3, metavar=("A", "B", "C"), default=None,
+                         help="shares of money won for ABC classes A, B and C, adding up to 1 (default 0.8 0.15 0.05)")
+    clients.add_argument("--xyz-shares", type=float, nargs=2, metavar=("X", "Y"), default=None,
+                         help="share of the last 12 months with a purchase from which a client is X, and Y "
+                              "(default 0.5 0.2)")
     clients.add_argument("--out", required=True, help=OUT_HELP)
     clients.set_defaults(run=cmd_clients)
 

@@ -221,14 +221,23 @@ def gaps_file(model_dir: str, clients: str, holdings: str | None, mapping: str |
 
 def clients_file(deals: str, clients: str | None, holdings: str | None, mapping: str | None, out: str,
                  as_of: date | None = None, model_dir: str | None = None,
-                 lost_window_days: int | None = None, warn: Callable[[str], None] | None = None) -> int:
+                 lost_window_days: int | None = None, warn: Callable[[str], None] | None = None,
+                 abc_shares: tuple[float, float, float] | None = None,
+                 xyz_shares: tuple[float, float] | None = None) -> int:
     """The client analytics table. The lost window is `lost_window_days`, else the model's (so the table's
     status agrees with the model's client_status reasons), else 360 days. Potential income compares the ideal
     client (the model's profiles, else profiles fitted on these files as of the day) with what each client holds
     and earns on the day: the holdings file; without it, its won deals paid by then (with a model: when its
     profiles were fitted on won deals, else what the model knew)."""
-    from model.client_analytics import analytics_day, client_analytics, payment_days, status_windows
+    from model.client_analytics import (
+        DEFAULT_XYZ_ACTIVE_SHARES,
+        analytics_day,
+        client_analytics,
+        payment_days,
+        status_windows,
+    )
     from model.dataset import holdings_from_deals
+    from model.grades import DEFAULT_SHARES
 
     model = load_artifact(model_dir)[0] if model_dir else None
     kinds = profile_kinds(model) if model is not None else None
@@ -268,7 +277,8 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
     if spellings_note:
         warn(spellings_note)
     table = client_analytics(dataset.deals, dataset.clients, as_of=as_of, windows=status_windows(lost_window_days),
-                             profiles=profiles, holdings=held)
+                             profiles=profiles, holdings=held, shares=abc_shares or DEFAULT_SHARES,
+                             xyz_active_shares=xyz_shares or DEFAULT_XYZ_ACTIVE_SHARES)
     for column in ("segment", "income", "ideal_income", "potential_income"):
         if column not in table:  # no profiles to say them: the same columns, empty, for a CRM import
             table[column] = pd.Series(np.nan, index=table.index, dtype=object if column == "segment" else float)

@@ -37,6 +37,14 @@ GAP_COLUMNS: tuple[str, ...] = ("client_id", "rank", "product", "adoption", "p_a
 SCORE_BANDS = 5  # RFM scores 1..5, 5 best
 
 
+def check_xyz_shares(name: str, shares: tuple[float, float]) -> None:
+    """XYZ's two lines: shares of the months with a purchase, X's above Y's, both within (0, 1]."""
+    x, y = shares
+    if not 0 < y <= x <= 1:
+        raise ValueError(f"{name} must be two shares of months with a purchase, X's at least Y's, both above 0 and "
+                         f"at most 1 (e.g. {DEFAULT_XYZ_ACTIVE_SHARES}), got {shares!r}")
+
+
 def status_windows(lost_window_days: int | None = None) -> tuple[int, ...]:
     """Recency bands ending at the lost window: the default bands below it, then the window itself
     (90 -> (90,); 200 -> (90, 180, 200); None -> the defaults, lost after 360 days)."""

@@ -130,6 +130,28 @@ def test_a_deals_file_of_a_header_alone_is_said_without_advice_on_its_columns(
     assert len(pd.read_csv(out)) == (0 if command == "score" else len(pd.read_csv(crm_files / "clients.csv")))
 
 
+def test_the_clients_command_takes_abc_and_xyz_shares(crm_files: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """DOMAIN.md: the Pareto shares are configurable; ABC and XYZ were fixed in `dealscore clients` (XYZ's
+    lines left 81% of paying clients in Z on the demo data)."""
+    base = ["clients", "--deals", str(crm_files / "deals.csv"), "--clients", str(crm_files / "clients.csv")]
+    tables = {}
+    for name, options in (("default", []), ("set", ["--abc-shares", "0.5", "0.3", "0.2", "--xyz-shares", "0.1",
+                                                     "0.05"])):
+        out = tmp_path / f"{name}.csv"
+        code, err = run([*base, *options, "--out", str(out)], capsys)
+        assert code == 0, err
+        tables[name] = pd.read_csv(out)
+    default, changed = tables["default"], tables["set"]
+    assert (changed["abc"] == "A").sum() < (default["abc"] == "A").sum()
+    assert (changed["xyz"] == "Z").sum() < (default["xyz"] == "Z").sum()
+    for option, values, said in (("--abc-shares", ["0.5", "0.3", "0.3"], "abc_shares must be three shares"),
+                                 ("--xyz-shares", ["0.2", "0.5"], "xyz_shares must be two shares")):
+        code, err = run([*base, option, *values, "--out", str(tmp_path / "bad.csv")], capsys)
+        assert code == 2 and err.startswith(f"dealscore clients: {option}: {said}"), err
+        assert not (tmp_path / "bad.csv").exists()
+
+
 # -- --as-of ------------------------------------------------------------------------------------------------
 
 

@@ -263,7 +263,8 @@ class ScoreOut(BaseModel):
     gaps: list[GapOut] = Field(description="the deal client's top cross-sell gaps, rank 1 first, without the "
                                            "deal's own product (it is being sold already)")
     value_source: Literal["amount", "model"] | None = Field(
-        description="'amount' (sent), 'model' (predicted from similar won deals) or null (unknown)")
+        description="'amount' (sent, above 0), 'model' (predicted from similar won deals; also for an amount of 0, "
+                    "taken as no quote yet) or null (unknown)")
     value_per_hour: float | None = Field(description="expected_value / effort_hours; null without effort_hours "
                                                      "above 0")
     history_source: Literal["request", "outcomes", "model", "none"] = Field(

@@ -192,12 +192,24 @@ def test_nullable_integer_ids_above_2_53_are_read_exactly_from_parquet_and_sql(t
         assert _ids_as_validated(frame) == exact, source
         # Other columns read as before: floats stay floats, small integers with a gap too.
         assert frame["amount"].dtype == "float64" and frame["small"].dtype == "float64"
+    # Read once: each row's exact id stays with its own row however the database orders them (a second read
+    # paired by position gave deals another deal's client when the order changed between the reads).
+    engine = sa.create_engine(f"sqlite:///{database}")
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE pairs (client_id INTEGER, label TEXT)"))
+        connection.execute(sa.text("INSERT INTO pairs VALUES (:c, :l)"),
+                           [{"c": None if i % 7 == 0 else 2**60 + i, "l": "none" if i % 7 == 0 else str(2**60 + i)}
+                            for i in range(200)])
+    engine.dispose()
+    for _ in range(3):
+        shuffled = read_table(f"sqlite:///{database}::SELECT * FROM pairs ORDER BY random()", "pairs")
+        assert [str(c) if c is not None else "none" for c in shuffled["client_id"]] == shuffled["label"].tolist()
 
 
 def test_a_csv_row_with_fewer_fields_than_the_header_is_refused(tmp_path: Path) -> None:
     """pandas pads a short row with gaps: an export cut off mid-line was read with its last cells empty, exit 0.
     Trailing empty cells, blank lines and a quoted value holding a line break are no short rows."""
-    good = ('deal_id,created_at,status,amount\nD1,2024-01-05,won,10\n\nD2,2024-01-06,lost,\n'
+    good = ('deal_id,created_at,status,amount\nD1,2024-01-05,won,10\n\nD2,2024-01-06,lost,\n   \n'
             'D3,"2024-01-07",open,"1\n2"\n')
     path = tmp_path / "deals.csv"
     path.write_text(good)
@@ -208,7 +220,7 @@ def test_a_csv_row_with_fewer_fields_than_the_header_is_refused(tmp_path: Path) 
     [problem] = error.value.problems
     assert problem.field == "deals source" and problem.expected.startswith(
         "a CSV file whose every row has as many fields as its header")
-    assert problem.got == f"'{path}' line 7 with 2 of the header's 4 fields (and 1 more row)"
+    assert problem.got == f"'{path}' line 8 with 2 of the header's 4 fields (and 1 more row)"
 
 
 def test_a_utf8_file_with_a_byte_order_mark_read_as_another_encoding_is_refused_saying_so(tmp_path: Path) -> None:

@@ -257,12 +257,18 @@ def _likely_typos(table_name: str, section: TableMapping, present: list[str]) ->
     for field_name, source in wanted:
         if source in present:
             continue
-        close = difflib.get_close_matches(source, present, n=1, cutoff=TYPO_SIMILARITY)
-        # Not when the close one is a canonical name: the file already has the column under the contract's name.
-        if close and close[0] not in canonical and close[0] not in section.columns.values():
-            problems.append(Problem(field_name, f"a column of the {table_name} file (did you mean '{close[0]}'?)",
+        close = _typo_of(source, present, section, canonical)
+        if close is not None:
+            problems.append(Problem(field_name, f"a column of the {table_name} file (did you mean '{close}'?)",
                                     f"'{source}'", table=table_name))
     return problems
+
+
+def _typo_of(source: str, present: list[str], section: TableMapping, canonical: set[str]) -> str | None:
+    """The present column `source` is a likely typo of, if any. Not a canonical name or another mapped source:
+    the file already has that column under the contract's name, or it is mapped in its own right."""
+    close = difflib.get_close_matches(source, present, n=1, cutoff=TYPO_SIMILARITY)
+    return close[0] if close and close[0] not in canonical and close[0] not in section.columns.values() else None
 
 
 def _unmatched(table_name: str, section: TableMapping, present: list[str]) -> list[Problem]:
@@ -287,8 +293,9 @@ def _unmatched(table_name: str, section: TableMapping, present: list[str]) -> li
                                 table=table_name))
     # An excluded column the training file lacks keeps out nothing: `exclude: [competitor_name]` beside a
     # `competitor` column left that column in the model, where `--exclude competitor_name` is refused.
+    canonical = {c.name for c in TABLES[table_name].columns}
     for source in section.exclude:
-        if source in present or difflib.get_close_matches(source, present, n=1, cutoff=TYPO_SIMILARITY):
+        if source in present or _typo_of(source, present, section, canonical) is not None:
             continue  # present, or a likely typo (`_likely_typos` names it)
         close = difflib.get_close_matches(source, present, n=1)
         hint = (f"did you mean '{close[0]}'?" if close else "which has " + ", ".join(

@@ -383,7 +383,7 @@ def _timestamps(values: pd.Series, date_format: str | None) -> tuple[pd.Series, 
     if date_format is None:
         # ISO 8601 parsing takes "2021" for 2021-01-01 and "2021-03" for 2021-03-01: a year or a month is no date
         # (a deal "of 2021" dated on New Year's Day), and `%Y` alone is refused as a date_format for that reason.
-        text = text.where(~text.str.fullmatch(r"\s*[+-]?\d{4}(-\d{1,2})?\s*", na=False), "not a date")
+        text = text.where(~text.str.fullmatch(r"\s*[+-]?\d{4}([-/. ]\d{1,2})?\s*", na=False), "not a date")
     try:
         stamps = pd.to_datetime(text, format=date_format or "ISO8601", errors="coerce")
         if stamps.dt.tz is not None:

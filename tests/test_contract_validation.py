@@ -154,6 +154,9 @@ def test_a_year_or_a_month_alone_is_no_date() -> None:
     problem = the_problem(error, "deals", "created_at")
     assert problem.expected == "a date like 2024-03-31 (ISO 8601)"
     assert (problem.got, problem.rows) == ("'2021', '2021-03'", (1, 2))
+    for month in ("2021/03", "2021/3", "2021.03", "2021 03"):  # other separators: the API refuses them too
+        assert the_problem(bad_deals(make_deals(created_at=[month, "2021-03-05", "2021-03-06"])), "deals",
+                           "created_at").rows == (1,), month
 
 
 def test_dates_in_the_mapping_format() -> None:

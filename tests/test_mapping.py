@@ -284,6 +284,16 @@ def test_training_refuses_an_excluded_column_the_file_lacks(tmp_path: Path) -> N
     assert found[1][1].startswith("a column of the deals file (which has 'Opportunity ID', 'Deal Date',")
     assert len(found) == 2
     assert len(load_dataset(export, mapping=mapping, for_training=False, today=TODAY).deals) == 4
+    # Close to a column the mapping maps or the contract names, a name is no typo _likely_typos reports: it was
+    # accepted without a word (`exclude: [amounts]` beside an amount column excluded nothing).
+    for name, close in (("Deal Costs", "Deal Cost"), ("amounts", None)):
+        mapping = write(tmp_path / "mapping.yaml", CRM_MAPPING.replace('exclude: ["VP Name"]', f'exclude: ["{name}"]'))
+        export = write(tmp_path / "export.csv", CRM_EXPORT if close else CRM_EXPORT.replace("Deal Cost", "amount"))
+        with pytest.raises(ContractViolation) as error:
+            load_dataset(export, mapping=mapping, for_training=True, today=TODAY)
+        [problem] = error.value.problems
+        assert (problem.describe().split(":")[0], problem.got) == ("deals.exclude", f"'{name}'")
+        assert f"did you mean '{close or 'amount'}'?" in problem.expected
 
 
 def test_a_mapped_column_absent_beside_its_canonical_name_is_fine() -> None:

@@ -126,8 +126,8 @@ def _summary_table(artifact: Path) -> str:
     meta = json.loads((artifact / "metadata.json").read_text())
     data = meta["data"]
     lines = [f"model {meta['version']} ({meta['engine']}{', small-data mode' if meta['small_data'] else ''})",
-             f"trained on {data['deals']:,} deals created {data['first_deal']} to {data['last_deal']}: "
-             f"{data['won']:,} won, {data['lost']:,} lost, {data['open_deals']:,} open (scored, not trained on)",
+             f"data: {data['deals']:,} deals created {data['first_deal']} to {data['last_deal']}: "
+             f"{data['won']:,} won and {data['lost']:,} lost (trained on), {data['open_deals']:,} open (not)",
              f"{'':<22}{'AUC':>8}{'Brier':>8}{'ECE':>8}{'lift@10%':>10}"]
     for name, m in meta["metrics"].items():
         lines.append(f"{name:<22}{_metric(m['auc'], 8, 3)}{_metric(m['brier'], 8, 3)}{_metric(m['ece'], 8, 3)}"

@@ -286,14 +286,14 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
     if dataset.deals.empty:
         warn("the deals file has no rows: no client has a won deal")
     elif not table.attrs.get("money_known", True):
-        fix = ("the amount column is empty for every won deal" if "amount" in dataset.deals
+        fix = ("the amount column has no amount above 0 for any won deal" if "amount" in dataset.deals
                else "map an amount column to get them")
         warn(f"no won deal carries an amount: monetary, m_score and abc are left empty and no client is golden "
              f"({fix})")
     if not len(table) and not dataset.deals.empty:
         warn("no client to analyse: no deal names a client_id and no clients table was given (map the export's "
              "client column to client_id in the mapping file)")
-    elif (table["status"] == "prospect").all() and not unlinked:
+    elif len(table) and (table["status"] == "prospect").all() and not unlinked:
         warn("no client had won a deal by the as-of day: every client is a prospect"
              + (" (is --as-of before the data?)" if as_of is not None else ""))
     return len(table)

@@ -86,19 +86,21 @@ class Dataset:
         spellings: dict[str, set[str]] = {}
         for value in ids.unique():
             spellings.setdefault(value.strip().casefold(), set()).add(value)
-        known = {} if self.clients is None else {str(k).strip().casefold(): str(k)
-                                                  for k in self.clients["client_id"].dropna()}
+        listed = set() if self.clients is None else {str(k) for k in self.clients["client_id"].dropna()}
+        known = {value.strip().casefold(): value for value in sorted(listed)}
+        # Deals whose id the clients table lacks exactly but has in another spelling (an exact match is linked).
         near = {value: known[form] for form, values in spellings.items() if form in known
-                for value in values if value != known[form]}
+                for value in values if value not in listed}
         split = [sorted(values) for values in spellings.values() if len(values) > 1]
         parts = []
         if near:
             first = next(iter(near.items()))
-            parts.append(f"{counted(int(ids.isin(list(near)).sum()), 'deal')} name a client_id that the clients "
-                         f"table spells otherwise in case or spaces ({first[0]!r}, where it has {first[1]!r})")
+            deals = int(ids.isin(list(near)).sum())
+            parts.append(f"{counted(deals, 'deal')} {'names' if deals == 1 else 'name'} a client_id that the "
+                         f"clients table spells otherwise in case or spaces ({first[0]!r}, where it has {first[1]!r})")
         if split:
-            parts.append(f"{counted(len(split), 'client_id')} of the deals come in several such spellings "
-                         f"({', '.join(map(repr, split[0][:3]))})")
+            parts.append(f"{counted(len(split), 'client_id')} of the deals {'comes' if len(split) == 1 else 'come'} "
+                         f"in several such spellings ({', '.join(map(repr, split[0][:3]))})")
         if not parts:
             return None
         return ("; ".join(parts) + ": ids match exactly ('c1' and 'C1' are two clients), so those deals go without "

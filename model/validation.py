@@ -234,8 +234,7 @@ class _TableCheck:
             return
         # Keys are ids (and products): a "NULL" is missing there, reported once as such, not also as repeated.
         parts = [_without_null_markers(_text(self.raw[name])) for name in key]
-        compared = [p.map(lambda v: folded_form(v) if isinstance(v, str) else v) if name in folded else p
-                    for name, p in zip(key, parts, strict=True)]
+        compared = [_folded(p) if name in folded else p for name, p in zip(key, parts, strict=True)]
         complete = pd.concat([p.notna() for p in parts], axis=1).all(axis=1)
         repeated = complete & pd.concat(compared, axis=1).duplicated(keep=False)
         if len(key) == 1:
@@ -332,6 +331,12 @@ def _text(values: pd.Series) -> pd.Series:
     present = objects.notna().to_numpy()
     text = [_as_text(v) if p else np.nan for v, p in zip(objects, present, strict=True)]
     return pd.Series(text, index=values.index, dtype=object)
+
+
+def _folded(values: pd.Series) -> pd.Series:
+    """Each text value's folded form (model/spellings.py), computed once per distinct value."""
+    forms = {v: folded_form(v) for v in values.dropna().unique() if isinstance(v, str)}
+    return values.map(forms)  # (text values or gaps here: a gap, in no dict, stays a gap)
 
 
 def _as_text(value: object) -> object:

@@ -128,6 +128,10 @@ def test_a_deals_file_of_a_header_alone_is_said_without_advice_on_its_columns(
     assert f"note: the deals file has no rows: {said}" in notes
     assert not [note for note in notes if "map " in note or "carries" in note], notes  # no advice on columns
     assert len(pd.read_csv(out)) == (0 if command == "score" else len(pd.read_csv(crm_files / "clients.csv")))
+    if command == "clients":  # and without a clients table: no client at all, not "every client is a prospect"
+        code, err = run(["clients", "--deals", str(copy / "deals.csv"), "--out", str(out)], capsys)
+        assert code == 0 and "note: the deals file has no rows: no client has a won deal" in err.splitlines()
+        assert "prospect" not in err, err
 
 
 def test_the_clients_command_takes_abc_and_xyz_shares(crm_files: Path, tmp_path: Path,

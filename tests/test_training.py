@@ -227,9 +227,9 @@ def test_the_train_command_says_when_deals_carry_no_amounts(small_crm: Synthetic
                           "--out", str(out)]) == 0
         summary = capsys.readouterr().out
         counts = small_crm.deals["status"].value_counts()
-        assert (f"trained on {len(small_crm.deals):,} deals created {small_crm.deals['created_at'].min():%Y-%m-%d} "
-                f"to {small_crm.deals['created_at'].max():%Y-%m-%d}: {counts['won']:,} won, {counts['lost']:,} lost, "
-                f"{counts['open']:,} open (scored, not trained on)") in summary
+        assert (f"data: {len(small_crm.deals):,} deals created {small_crm.deals['created_at'].min():%Y-%m-%d} "
+                f"to {small_crm.deals['created_at'].max():%Y-%m-%d}: {counts['won']:,} won and {counts['lost']:,} "
+                f"lost (trained on), {counts['open']:,} open (not)") in summary
         assert ("grade A from EV" in summary) is with_amounts
         # and how well the value model guesses an amount, where there is one
         assert ("value model (deals without an amount): mean |log error|" in summary) is with_amounts

@@ -477,6 +477,11 @@ def test_client_ids_spelt_otherwise_in_case_or_spaces_are_said(small_crm: Synthe
     assert dataset.summary["prospect_deals"] == 30  # not merged: "c1" and "C1" may be two clients
     assert dataset_from_frames(small_crm.deals, small_crm.clients, None,
                                for_training=True).client_id_spellings_note() is None
+    # A clients table with both spellings links each deal exactly: no deal is said to lose its client (it was).
+    lower = small_crm.clients.assign(client_id=small_crm.clients["client_id"].str.lower())
+    both = pd.concat([small_crm.clients, lower])
+    linked = dataset_from_frames(deals, both, None, for_training=True).client_id_spellings_note()
+    assert linked is not None and "clients table spells otherwise" not in linked
     without_clients = dataset_from_frames(deals, None, None, for_training=True).client_id_spellings_note()
     ids = deals["client_id"].dropna()
     split = int((ids.groupby(ids.str.casefold()).nunique() > 1).sum())  # clients with deals in both spellings

@@ -31,8 +31,7 @@ from model.features import (
 )
 from model.profiles import TENURE
 from model.records import history_problems
-from model.spellings import merged_spellings_note
-from model.validation import MERGED_SPELLINGS_ATTR, validate_client_history
+from model.validation import merged_spellings_of, validate_client_history
 
 
 def score_frame(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -> pd.DataFrame:
@@ -196,8 +195,7 @@ def gaps_file(model_dir: str, clients: str, holdings: str | None, mapping: str |
     client_frame, holding_frame = load_tables(clients, holdings, mapping, kinds=profile_kinds(model))
     table = gap_table(model.profiles, client_frame, holding_frame, top_k=top_k, as_of=as_of)
     write_csv_atomically(table, out)
-    spellings_note = merged_spellings_note(holding_frame.attrs.get(MERGED_SPELLINGS_ATTR, {})) if (
-        holding_frame is not None) else None
+    spellings_note = merged_spellings_of(holding_frame)
     if spellings_note and warn is not None:
         warn(spellings_note)
     if holding_frame is not None and warn is not None:
@@ -272,8 +270,7 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
     for note in (unlinked, dataset.client_id_spellings_note()):
         if note:
             warn(note)
-    spellings_note = (merged_spellings_note(dataset.holdings.attrs.get(MERGED_SPELLINGS_ATTR, {}))
-                      if dataset.holdings is not None and not dataset.holdings_derived else None)
+    spellings_note = None if dataset.holdings_derived else merged_spellings_of(dataset.holdings)
     if spellings_note:
         warn(spellings_note)
     table = client_analytics(dataset.deals, dataset.clients, as_of=as_of, windows=status_windows(lost_window_days),

@@ -136,8 +136,8 @@ class ScoringModel:
     def score(self, columns: Mapping[str, npt.NDArray[Any]], n_reasons: int = 5) -> ScoreBatch:
         columns = self.with_known_clients(columns)
         if "amount" in columns:
-            # An amount of 0 is no quote yet (CRMs default the field to 0; training reads a lost deal's 0 so
-            # too), not a deal worth nothing: it is valued, and read by the win model, as a deal without one.
+            # An amount of 0 is no quote yet (CRMs default the field to 0; training's features read it so too),
+            # not a deal worth nothing: it is valued, and read by the win model, as a deal without one.
             amount = np.asarray(columns["amount"], dtype=np.float64)
             columns["amount"] = np.where(amount == 0.0, np.nan, amount)
         created = np.asarray(columns["created_day"], dtype=np.float64) if "created_day" in columns else None

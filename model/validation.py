@@ -37,7 +37,7 @@ from model.contract import (
 )
 from model.errors import Problem, ProblemList
 from model.mapping import MAPPED_ATTR, WILDCARD_ATTR
-from model.spellings import folded_form, merged_spellings
+from model.spellings import folded_form, merged_spellings, merged_spellings_note
 
 ROWS_SHOWN = 5  # row numbers quoted per problem; Problem.count holds the total
 
@@ -133,6 +133,11 @@ def validate_holdings(
     check.problems.raise_if_any("holdings table breaks the data contract")
     holdings.attrs[MERGED_SPELLINGS_ATTR] = merged
     return holdings
+
+
+def merged_spellings_of(holdings: pd.DataFrame | None) -> str | None:
+    """What validate_holdings merged, said (None when nothing was, or no holdings table was given)."""
+    return merged_spellings_note(holdings.attrs.get(MERGED_SPELLINGS_ATTR, {})) if holdings is not None else None
 
 
 def validate_client_history(raw: pd.DataFrame, *, table: str = "deals", today: date | None = None) -> pd.DataFrame:

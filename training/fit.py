@@ -51,8 +51,7 @@ from model.metrics import (
 from model.profiles import ClientProfiles
 from model.records import is_plain_number
 from model.scorer import ScoringModel, ValueModel
-from model.spellings import merged_spellings_note
-from model.validation import MERGED_SPELLINGS_ATTR
+from model.validation import merged_spellings_of
 from model.win_models import LinearWinModel, PlattCalibration, TreeWinModel, WinModel
 from training.calibration import fit_calibration
 from training.fit_pool import FitPool, check_stop, default_workers, watching
@@ -419,23 +418,16 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                       f"before the holdout (the latest {config.holdout_share:.0%} of closed deals, kept for testing)")
     check_holdout(won[holdout_rows], config.holdout_share)
 
-    unlinked_note = dataset.unlinked_clients_note() if hasattr(dataset, "unlinked_clients_note") else None
-    if unlinked_note:
-        progress(unlinked_note)
-    spelt_otherwise = dataset.client_id_spellings_note() if hasattr(dataset, "client_id_spellings_note") else None
-    if spelt_otherwise:
-        progress(spelt_otherwise)
-    wildcard_note = dataset.wildcard_note() if hasattr(dataset, "wildcard_note") else None
-    if wildcard_note:
-        progress(wildcard_note)
+    # What the data set says of itself (a Dataset built by hand may not say it all).
+    notes = [getattr(dataset, name)() for name in ("unlinked_clients_note", "client_id_spellings_note",
+                                                    "wildcard_note") if hasattr(dataset, name)]
     if getattr(dataset, "clients_table_empty", False):
-        progress("the clients table has no rows: training goes on without client attributes (a feedback view "
-                 "nothing has filled yet, or an export that lost its rows?)")
-    given_holdings = getattr(dataset, "holdings", None)
-    spellings_note = (merged_spellings_note(given_holdings.attrs.get(MERGED_SPELLINGS_ATTR, {}))
-                      if given_holdings is not None else None)
-    if spellings_note:
-        progress(spellings_note)
+        notes.append("the clients table has no rows: training goes on without client attributes (a feedback view "
+                     "nothing has filled yet, or an export that lost its rows?)")
+    notes.append(merged_spellings_of(getattr(dataset, "holdings", None)))
+    for note in notes:
+        if note:
+            progress(note)
     unlinked = _deals_of_unknown_clients(dataset)
     if unlinked:
         # Legal (prospects), but when few or no deals link, the ids usually differ in form between the files
@@ -452,7 +444,7 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         progress(text_numbers.note())
     progress("checking columns for outcome leaks")
     # The features read an amount of 0 as no quote, as the scorer does (model/scorer.py): kept as 0, lost deals
-    # quoted 0 taught the trees "0 means lost", the holdout was judged on it (AUC 0.935 on an audit's data) and
+    # quoted 0 taught the trees "0 means lost", the holdout was judged on it (AUC 0.935 on a review's data) and
     # the served model, which never sees a 0, ranked those deals at AUC 0.812.
     featured = deals.assign(amount=deals["amount"].mask(deals["amount"] == 0)) if "amount" in deals else deals
     spec = fit_feature_spec(featured, config.features, dataset.extra_columns)

@@ -20,7 +20,7 @@ import pandas as pd
 from model.contract import CLIENTS, DEALS, HOLDINGS, TABLES
 from model.errors import ContractViolation, Problem, counted
 from model.mapping import EXCLUDED_ATTR, WILDCARD, WILDCARD_ATTR, Mapping, apply_mapping, load_mapping
-from model.sources import CsvFormat, check_source, is_csv, read_table
+from model.sources import NOT_CSV, CsvFormat, check_source, is_csv, read_table
 from model.validation import extra_column_kinds, id_set, validate_clients, validate_deals, validate_holdings
 
 T = TypeVar("T")
@@ -178,13 +178,14 @@ def load_dataset(
     )
 
 
-def _csv_format_for_csv_only(mapping: Mapping | None, sources: dict[str, str | None]) -> Mapping | None:
-    """The mapping with each table's csv format (its decimal mark above all) kept only where that table comes
-    from a CSV file: a Parquet or SQL source's numbers are typed already, and its text is not the export's."""
-    if mapping is None:
-        return None
-    return Mapping({name: table if (source := sources.get(name)) is not None and is_csv(source)
-                    else dataclasses.replace(table, csv=CsvFormat()) for name, table in mapping.tables.items()})
+def _csv_format_for_csv_only(mapping: Mapping | None, sources: dict[str, str | None]) -> Mapping:
+    """The mapping (None: none) with each table's csv format (its decimal mark above all) kept only where that
+    table comes from a CSV file: a Parquet or SQL source's numbers are typed already, and its text is not the
+    export's. Such a table's decimal is NOT_CSV, so that a refusal of its text numbers does not send the user to
+    the csv format, which it would not read."""
+    mapping = mapping or Mapping()
+    return Mapping({name: mapping.table(name) if (source := sources.get(name)) is None or is_csv(source)
+                    else dataclasses.replace(mapping.table(name), csv=CsvFormat(decimal=NOT_CSV)) for name in TABLES})
 
 
 def dataset_from_frames(
@@ -365,7 +366,7 @@ def load_tables(
     raw_clients = _collect(problems, partial(read_table, clients, "clients", loaded_mapping.table("clients").csv))
     raw_holdings = (_collect(problems, partial(read_table, holdings, "holdings", loaded_mapping.table("holdings").csv))
                     if holdings is not None else None)
-    loaded_mapping = _csv_format_for_csv_only(loaded_mapping, {"clients": clients, "holdings": holdings}) or Mapping()
+    loaded_mapping = _csv_format_for_csv_only(loaded_mapping, {"clients": clients, "holdings": holdings})
     _refuse_empty(problems, {"clients": (clients, raw_clients), "holdings": (holdings, raw_holdings)})
     if problems:
         raise ContractViolation(f"cannot read the input: {counted(len(problems), 'problem')}", problems)

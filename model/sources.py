@@ -39,8 +39,13 @@ class CsvFormat:
     countries separate columns with ";", write decimals with ",", and use their own code page."""
 
     separator: str = ","
-    decimal: str = "."  # applied by validation to number columns (values stay text until then)
+    # applied by validation to number columns (values stay text until then); NOT_CSV for a Parquet or SQL table,
+    # whose numbers come typed (a text one is read with a point, and a refusal says to type it at the source)
+    decimal: str = "."
     encoding: str = "utf-8-sig"  # utf-8-sig: UTF-8 with or without the byte-order mark Excel writes
+
+
+NOT_CSV = ""  # CsvFormat.decimal of a table that does not come from a CSV file
 
 
 def is_csv(source: str) -> bool:

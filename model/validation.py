@@ -37,6 +37,7 @@ from model.contract import (
 )
 from model.errors import Problem, ProblemList
 from model.mapping import MAPPED_ATTR, WILDCARD_ATTR
+from model.sources import NOT_CSV
 from model.spellings import folded_form, merged_spellings, merged_spellings_note
 
 ROWS_SHOWN = 5  # row numbers quoted per problem; Problem.count holds the total
@@ -306,7 +307,9 @@ class _TableCheck:
             expected += f" (digits with {mark} for decimals: no thousands separators, spaces or currency signs"
             # 2638,21 is a decimal comma; 1,000 may be a thousands separator: only the first gets the hint.
             if self.decimal != "," and values[bad].astype(str).str.fullmatch(r"-?\d+,\d{1,2}").any():
-                expected += "; decimal commas read with the mapping file's csv: {decimal: ','}"
+                expected += ("; decimal commas read with the mapping file's csv: {decimal: ','}"
+                             if self.decimal != NOT_CSV else
+                             "; this table is no CSV file, so make the column a number in the file or the query")
             expected += ")"
         self.report(name, bad, expected, _quoted(values[bad]))
         if minimum is not None:

@@ -235,6 +235,28 @@ def test_a_utf8_file_with_a_byte_order_mark_read_as_another_encoding_is_refused_
     assert read_table(str(path), "deals")["deal_id"].tolist() == ["D1"]  # the default reads it
 
 
+def test_decimal_commas_in_a_parquet_text_column_are_not_sent_to_the_csv_format(tmp_path: Path) -> None:
+    """The refusal advised the mapping file's csv: {decimal: ','}, which a Parquet or SQL table never reads."""
+    from model.dataset import load_dataset
+
+    path = tmp_path / "deals.parquet"
+    pd.DataFrame({"deal_id": ["D1", "D2"], "created_at": ["2024-01-05", "2024-01-06"], "status": ["won", "lost"],
+                  "amount": ["15998,69", "740,65"]}).to_parquet(path)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("deals:\n  csv: {decimal: ',', separator: ';'}\n")
+    for given in (None, str(mapping)):
+        with pytest.raises(ContractViolation) as error:
+            load_dataset(str(path), mapping=given, for_training=True, today=date(2026, 1, 1))
+        [problem] = error.value.problems
+        assert problem.field == "amount" and problem.expected.endswith(
+            "; this table is no CSV file, so make the column a number in the file or the query)"), given
+    csv_path = tmp_path / "deals.csv"
+    pd.read_parquet(path).to_csv(csv_path, index=False)
+    with pytest.raises(ContractViolation) as error:
+        load_dataset(str(csv_path), for_training=True, today=date(2026, 1, 1))
+    assert "read with the mapping file's csv: {decimal: ','}" in error.value.problems[0].expected
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ContractViolation, match="^deals source cannot be read") as error:
         read_table(str(tmp_path / "deals.csv"), "deals")

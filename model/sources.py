@@ -226,8 +226,11 @@ def _query_with_exact_integers(connection: sa.Connection, query: str | sa.Select
     (see _inexact_integer_columns): those take the rows' own values. (Reading twice and pairing rows by position
     gave deals another deal's client when the rows came back in another order: an UPDATE between the reads, a
     query without ORDER BY.)"""
-    # A text query goes to the driver as pandas sends it (no SQLAlchemy bind parameters: "amount::text" stays).
-    result = connection.exec_driver_sql(query) if isinstance(query, str) else connection.execute(query)
+    # A text query goes to the driver as it is: no SQLAlchemy bind parameters ("amount::text" stays), and no
+    # parameters at all, so that a driver reading "%" as a placeholder only beside parameters (psycopg) runs
+    # "LIKE 'a%'" (pandas' read_sql_query refused it: "only '%s', '%b', '%t' are allowed as placeholders").
+    result = (connection.execution_options(no_parameters=True).exec_driver_sql(query) if isinstance(query, str)
+              else connection.execute(query))
     columns, rows = list(result.keys()), result.fetchall()
     frame = pd.DataFrame.from_records(rows, columns=columns, coerce_float=True)
     for i in _inexact_integer_columns(frame):

@@ -153,6 +153,9 @@ def test_postgresql_table_and_query(
         same_deals(read_table(f"{url}::{table}", "deals"), expected)
         by_query = read_table(f"{url}::SELECT * FROM {table} WHERE amount::numeric > 100", "deals")
         assert by_query["deal_id"].tolist() == ["D1"]
+        # A "%" reaches the database as written (psycopg had read it as a placeholder and refused the query).
+        by_pattern = read_table(f"{url}::SELECT * FROM {table} WHERE deal_id LIKE 'D%'", "deals")
+        assert by_pattern["deal_id"].tolist() == expected["deal_id"].tolist()
     finally:
         with postgres.begin() as connection:
             connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))

@@ -39,8 +39,8 @@ class Settings(BaseSettings):
     """How often the service checks whether the registry's live version changed (one stat of its manifest);
     a new live version is loaded, verified and warmed, then swapped in (see docs/operations.md). 0: only at
     start and on `POST /v1/admin/reload`, which reloads only the worker process that answers it (the others
-    follow within one interval), so 0 is refused with more than one worker. Without `registry_dir` there is
-    nothing to follow."""
+    follow within one interval), so with `registry_dir`, 0 is refused with more than one worker. Without
+    `registry_dir` there is nothing to follow, and any interval is accepted."""
 
     admin_token: SecretStr | None = None
     """When set, admin routes (`POST /v1/admin/reload`) need the header `Authorization: Bearer <token>`
@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     """Worker processes. Each loads its own copy of the model and predicts with one native thread, so one
     worker per CPU core is the rule; more only adds memory and contention. Each follows the registry on its
     own: `POST /v1/admin/reload` reloads the worker that answers it, the others within one
-    `reload_interval_seconds` (which must then be above 0)."""
+    `reload_interval_seconds` (which must then be above 0 when they follow a registry)."""
 
     database_url: str | None = None
     """SQLAlchemy URL of the feedback database (score log, outcomes, managers' judgements), e.g.

@@ -25,7 +25,7 @@ a test fails when this page and the code differ.
 FOOTER = """
 One more variable is read outside these settings, by the service and the `dealscore` commands alike:
 `DEALSCORE_HOME`, the folder of local state, default `./.dealscore` in the folder the command runs
-from: the demo model (`demo-model/`, trained on first `dealscore serve`), and the default SQLite feedback
+from: the demo data and model (`demo-data/`, `demo-model/`, made on first `dealscore serve`), and the default SQLite feedback
 database and spool. Set it to one absolute path so every command finds the same state.
 
 Notes:

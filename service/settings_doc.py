@@ -25,8 +25,8 @@ a test fails when this page and the code differ.
 FOOTER = """
 One more variable is read outside these settings, by the service and the `dealscore` commands alike:
 `DEALSCORE_HOME`, the folder of local state, default `./.dealscore` in the folder the command runs
-from: the demo data and model (`demo-data/`, `demo-model/`, made on first `dealscore serve`), and the default SQLite feedback
-database and spool. Set it to one absolute path so every command finds the same state.
+from: the demo data and model (`demo-data/`, `demo-model/`, made on first `dealscore serve`), and the
+default SQLite feedback database and spool. Set it to one absolute path so every command finds the same state.
 
 Notes:
 - Exactly one model is served per process. With `DEALSCORE_REGISTRY_DIR` the service serves the
@@ -39,7 +39,7 @@ Notes:
   `GET /v1/model` (`refused`). See docs/operations.md.
 - Each worker predicts with one native thread (`OMP_NUM_THREADS=1` is set by `dealscore serve` and the
   container image); scale with `DEALSCORE_WORKERS`, one per CPU core.
-- Logs are JSON lines on stderr: `time`, `level`, `message`, `request_id`, `method`, `route`, `status`,
+- Logs are JSON lines on stderr: `time`, `level`, `logger`, `message`, `request_id`, `method`, `route`, `status`,
   `duration_ms`, `model_version`. Request and response bodies are never logged.
 """
 

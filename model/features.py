@@ -587,6 +587,10 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
     return out
 
 
+# Where the status is among _client_features' values (in CLIENT_HISTORY_FEATURES order).
+_STATUS_AT = CLIENT_HISTORY_FEATURES.index("client_status")
+
+
 def _client_features(spec: FeatureSpec, history: DealHistory, columns: Columns, day: IntArray,
                      prior: FloatArray) -> list[FloatArray]:
     n = day.size
@@ -640,6 +644,18 @@ def _client_features(spec: FeatureSpec, history: DealHistory, columns: Columns, 
         else:
             out += [np.zeros(n), np.zeros(n)]
     return out
+
+
+def client_statuses(spec: FeatureSpec, history: DealHistory, columns: Columns) -> list[str] | None:
+    """Each row's client status (prospect, new, regular, lost) as of its `created_day`, read exactly as a deal's
+    `client_status` feature reads it (sent history first, then the model's); None when the model keeps no
+    client history (trained without client ids)."""
+    if not spec.has_client_history:
+        return None
+    day = np.asarray(columns["created_day"], dtype=np.float64).astype(np.int64)
+    # The prior only enters the client's win rate, not its status.
+    status = _client_features(spec, history, columns, day, np.zeros(day.size))[_STATUS_AT]
+    return [client_status_name(code) for code in status.tolist()]
 
 
 def client_status_name(code: float) -> str:

@@ -21,6 +21,7 @@ from model.features import (
     FeatureSpec,
     build_features,
     client_status_name,
+    client_statuses,
 )
 from model.grades import GradeCutoffs, letter_classes
 from model.win_models import PlattCalibration, TreeEnsemble, WinModel
@@ -186,6 +187,13 @@ class ScoringModel:
             value_per_hour=per_hour, grade=grade.tolist(), reasons=reasons,
             history_source=self._history_source(columns, n),
         )
+
+    def client_standing(self, columns: Mapping[str, npt.NDArray[Any]]) -> tuple[list[str | None], list[str]]:
+        """Each row's client status as of its `created_day` (None for all when the model keeps no client
+        history) and the history it was read from, as a score states them (`history_source`)."""
+        n = len(columns["client_id"])
+        statuses = client_statuses(self.spec, self.history, columns)
+        return (list(statuses) if statuses is not None else [None] * n), self._history_source(columns, n)
 
     def _history_source(self, columns: Mapping[str, npt.NDArray[Any]], n: int) -> list[str]:
         # Sent history counts where it replaced the model's: where won_deals came (model/features.py).

@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast, get_args
 
 import numpy as np
@@ -184,7 +184,23 @@ class DataPlane:
             # business_insurance is told so, not just offered the product it holds.
             results = [{**_client_gaps_item(g), "unknown_products": profiles.unknown_products(f.products or ())}
                        for g, f in zip(profiles.gaps_for(facts, top_k=top), facts, strict=True)]
+        # Beside each list, where the client stands: cross-sell is for settled clients (DOMAIN.md), and which
+        # those are is the manager's call, made on the list's own figures.
+        statuses, sources = self._client_standing(snapshot, clients, today)
+        for result, status, source in zip(results, statuses, sources, strict=True):
+            result["client_status"], result["history_source"] = status, source
         return orjson.dumps({"model_version": snapshot.version, "request_id": request_id, "clients": results})
+
+    def _client_standing(self, snapshot: LoadedModel, clients: Sequence[Any],
+                         today: date) -> tuple[list[str | None], list[str]]:
+        """Each client's status at the end of today and the history it was read from: the history sent with it,
+        else the model's plus outcomes reported since training, read as by a deal of it created tomorrow (a
+        deal's history holds what closed before its day; a client's today holds today's wins too)."""
+        columns = deal_columns([{"deal_id": str(i), "client": c} for i, c in enumerate(clients)],
+                               kinds=snapshot.kinds, today=today + timedelta(days=1))
+        for transform in self.column_transforms:
+            columns = transform(snapshot, columns)
+        return snapshot.model.client_standing(columns)
 
     def _read_deals(self, body: bytes, snapshot: LoadedModel) -> tuple[Columns, list[Any], list[int]]:
         """The request's scorer columns, the facts of the clients whose gap lists are wanted, and which of

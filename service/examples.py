@@ -49,9 +49,9 @@ RANK_RESPONSE = {"model_version": VERSION, "request_id": REQUEST_ID, "by": "expe
 GAPS_REQUEST = {"clients": [DEAL["client"], {"client_id": "C-90", "industry": "retail", "size": "small"}]}
 GAPS_RESPONSE = {"model_version": VERSION, "request_id": REQUEST_ID, "clients": [
     {"client_id": "C-77", "segment": "industry=agriculture|size=medium", "gaps": GAPS, "potential_income": 5200.0,
-     "unknown_products": []},
+     "unknown_products": [], "client_status": "regular", "history_source": "request"},
     {"client_id": "C-90", "segment": "industry=retail|size=small", "gaps": [], "potential_income": 0.0,
-     "unknown_products": []},
+     "unknown_products": [], "client_status": "prospect", "history_source": "none"},
 ]}
 
 MODEL_INFO = {

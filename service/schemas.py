@@ -308,6 +308,13 @@ class ClientGapsOut(BaseModel):
         default_factory=list, description="products sent with the client that the model does not know (matched "
                                           "up to case and surrounding spaces): not counted as held, so the gap "
                                           "list may offer a product the client holds under that name")
+    client_status: Literal["prospect", "new", "regular", "lost"] | None = Field(
+        default=None, description="where the client stands today, its wins up to today included: prospect (no "
+                                  "won deal), new (one), regular (two or more), lost (no win within the model's "
+                                  "lost window); cross-sell suits settled clients with stable income. null when "
+                                  "the model was trained without client ids")
+    history_source: Literal["request", "outcomes", "model", "none"] = Field(
+        default="none", description="the client history the status was read from, as in a score's history_source")
 
 
 class GapsResponse(BaseModel):

@@ -140,10 +140,16 @@ def test_a_product_won_since_training_is_no_longer_offered_as_a_gap(
         next_deal = {**_deal(model, "W2", client_id, 6), "product": other}
         assert offered in [g["product"] for g in api.post("/v1/score", json={"deals": [next_deal]})
                            .json()["scores"][0]["gaps"]]
+        standing_before = api.post("/v1/gaps", json={"clients": [{"client_id": client_id}]}).json()["clients"][0]
+        assert standing_before["history_source"] == "model"
         # The CRM reports the sale: the client holds the product now.
         reported = {"deal_id": "W1", "status": "won", "amount": 4000}
         assert api.post("/v1/outcomes", json={"outcomes": [reported]}).status_code == 200
         assert offered not in gaps()
+        # And it has one more win, closed today (the default), which its status today counts.
+        standing = api.post("/v1/gaps", json={"clients": [{"client_id": client_id}]}).json()["clients"][0]
+        assert (standing["client_status"], standing["history_source"]) == (
+            "new" if standing_before["client_status"] == "prospect" else "regular", "outcomes")
         assert offered not in [g["product"] for g in api.post("/v1/score", json={"deals": [{**next_deal,
                                "deal_id": "W3"}]}).json()["scores"][0]["gaps"]]
         # Products the CRM sends are its word: they are not added to.

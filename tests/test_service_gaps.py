@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+import pandas as pd
 import pytest
 from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
     TODAY,
@@ -16,6 +18,7 @@ from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
     make_deal,
 )
 
+from model.dataset import Dataset
 from model.scorer import ScoringModel
 from service import Settings, create_app
 from service.schemas import GapOut
@@ -128,3 +131,45 @@ def test_products_the_model_does_not_know_are_named(client: TestClient,
 
 def test_model_says_it_has_profiles(client: TestClient) -> None:
     assert client.get("/v1/model").json()["has_profiles"] is True
+
+
+def test_each_gap_list_says_where_its_client_stands_today(client: TestClient, service_profiled_model: ScoringModel,
+                                                          service_dataset: Dataset) -> None:
+    """DOMAIN.md: cross-sell suits a client that has settled. Beside its gap list, each client's status today as
+    DOMAIN.md defines it, from the wins the model knows: prospect (none), new (one), regular (two or more),
+    lost (no win within the lost window)."""
+    won = service_dataset.deals[service_dataset.deals["status"] == "won"]
+    wins = won["closed_at"].fillna(won["created_at"]).groupby(won["client_id"]).agg(["count", "max"])
+    window = service_profiled_model.spec.config.lost_window_days
+
+    def expected(client_id: str) -> str:
+        if client_id not in wins.index:
+            return "prospect"
+        count, last = wins.loc[client_id]
+        if (pd.Timestamp(TODAY) - last).days > window:
+            return "lost"
+        return "new" if count == 1 else "regular"
+
+    known = sorted(service_profiled_model.spec.client_keys)[:80]
+    answers = client.post("/v1/gaps", json={"clients": [{"client_id": c} for c in [*known, "stranger"]]}).json()
+    got = {a["client_id"]: (a["client_status"], a["history_source"]) for a in answers["clients"]}
+    assert got == {**{c: (expected(c), "model") for c in known}, "stranger": ("prospect", "none")}
+    assert {status for status, _ in got.values()} == {"prospect", "new", "regular", "lost"}  # all four checked
+
+
+def test_history_sent_with_a_client_decides_its_status(client: TestClient,
+                                                       service_profiled_model: ScoringModel) -> None:
+    known = sorted(service_profiled_model.spec.client_keys)[0]
+
+    def sent(won: int, last: str) -> dict[str, Any]:
+        history = {"won_deals": won} if won == 0 else {"won_deals": won, "won_amount": 1000.0 * won,
+                                                       "first_won_at": "2020-02-01", "last_won_at": last}
+        if won == 1:
+            history["first_won_at"] = last
+        return {"client_id": known, **history}
+
+    cases = {"prospect": sent(0, ""), "new": sent(1, "2026-01-10"), "regular": sent(3, "2025-11-30"),
+             "lost": sent(3, "2024-06-30")}  # 564 days before TODAY: beyond the 360-day window
+    for status, body in cases.items():
+        answer = client.post("/v1/gaps", json={"clients": [body]}).json()["clients"][0]
+        assert (answer["client_status"], answer["history_source"]) == (status, "request"), status

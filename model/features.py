@@ -545,9 +545,13 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
         level_keys = np.concatenate((level_keys, pair_keys.ravel()))
 
     smoothing = spec.config.smoothing
-    # The overall counts as of the deal's day and as of the start of the recent window, in one search.
+    # The overall counts as of the deal's day and as of the start of the recent window, in one search. The
+    # window ends where the history does: a deal scored months after it would otherwise see only the history's
+    # last weeks (IT bids, a 2016 model scoring December 2017: 78 deals instead of about 850, and a mean p_win
+    # of 0.428 against a realised 0.375; 0.360 with the window held).
+    window_end = np.minimum(day, history.last_day + 1)
     overall_events, overall_wins = history.overall.counts(
-        np.zeros(2 * n, dtype=np.int64), np.concatenate((day, day - spec.config.recent_window_days)))
+        np.zeros(2 * n, dtype=np.int64), np.concatenate((day, window_end - spec.config.recent_window_days)))
     events, wins = overall_events[:n], overall_wins[:n]
     prior = np.where(events > 0, wins / np.maximum(events, 1), 0.5)
     if k:

@@ -263,6 +263,24 @@ def test_client_status_at_the_edges_of_the_lost_window() -> None:
     assert _features_on(spec, history, 10)["client_status"] == 0
 
 
+def test_the_recent_window_of_a_deal_after_the_history_ends_is_the_historys_last_one() -> None:
+    """A model serves for months after its data ends: a deal scored then reads the win rate of the history's
+    last window, not of the part of its own window the history reaches (which shrinks to its last few days)."""
+    lost = [(f"l{i}", 10 * i, 10 * i + 5, "lost", 1.0) for i in range(10)]  # closed on days 5 to 95
+    won = [(f"w{i}", 100 + 10 * i, 100 + 10 * i + 5, "won", 1.0) for i in range(10)]  # days 105 to 195
+    late = [("late", 190, 196, "lost", 1.0)]  # the history's last day: 196
+    spec, history = _one_client(lost + won + late, recent_window_days=100)
+    at_end = _features_on(spec, history, 197)  # window: days 97 to 196, 10 won and 1 lost
+    smoothing = spec.config.smoothing
+    assert at_end["recent_win_rate"] == pytest.approx((10 + smoothing * 10 / 21) / (11 + smoothing))
+    for later in (240, 400):  # the window held at the history's end, not days 140-239 (5 won, 1 lost) or none
+        features = _features_on(spec, history, later)
+        assert (features["recent_win_rate"], features["overall_win_rate"]) == (
+            at_end["recent_win_rate"], at_end["overall_win_rate"])
+    within = _features_on(spec, history, 150)  # inside the history nothing changes: days 50 to 149, 5 won of 10
+    assert within["recent_win_rate"] == pytest.approx((5 + smoothing * 5 / 15) / (10 + smoothing))
+
+
 def test_a_number_not_sent_is_the_closed_deals_median() -> None:
     spec, history = _one_client([("a", 0, 5, "won", 100.0), ("b", 0, 10, "lost", 50.0)])
     assert _features_on(spec, history, 20)["amount"] == 75.0

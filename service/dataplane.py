@@ -160,12 +160,7 @@ class DataPlane:
         if rank_by is None:
             return orjson.dumps({"model_version": snapshot.version, "request_id": request_id, "scores": scores,
                                  "ignored_fields": ignored})
-        key = batch.value_per_hour if rank_by is RankBy.value_per_hour else batch.expected_value
-        # Best first; unknown values last; equal values keep their input order (a stable sort).
-        order = np.argsort(-np.where(np.isnan(key), -np.inf, key), kind="stable")
-        if rank_by is RankBy.grade:  # then by letter, stably: within a class the order above stays
-            order = order[np.argsort(np.asarray(batch.grade)[order], kind="stable")]
-        ranked = [{"rank": rank, **scores[i]} for rank, i in enumerate(order.tolist(), start=1)]
+        ranked = [{"rank": rank, **scores[i]} for rank, i in enumerate(_ranking(batch, rank_by).tolist(), start=1)]
         return orjson.dumps({"model_version": snapshot.version, "request_id": request_id, "by": rank_by.value,
                              "scores": ranked, "ignored_fields": ignored})
 
@@ -525,6 +520,21 @@ def _gap_item(gap: Any) -> dict[str, Any]:
 def _client_gaps_item(result: Any) -> dict[str, Any]:
     return {"client_id": result.client_id, "segment": result.segment,
             "gaps": [_gap_item(g) for g in result.gaps], "potential_income": result.potential_income}
+
+
+def _ranking(batch: ScoreBatch, rank_by: RankBy) -> np.ndarray[Any, Any]:
+    """The deals' order, best first: by the key asked for (unknown values last), then by expected value, then
+    by p_win; what is still equal keeps its input order. Without the later keys, deals with no value (a model
+    trained without amounts) or no hours came back in the order sent, a p_win of 0.68 after one of 0.65."""
+    def descending(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return -np.where(np.isnan(values), -np.inf, values)
+
+    keys = [descending(batch.expected_value), descending(batch.p_win)]  # the first decides first
+    if rank_by is RankBy.value_per_hour:
+        keys.insert(0, descending(batch.value_per_hour))
+    elif rank_by is RankBy.grade:  # the letter class first (A, B, C, then D), as a manager reads them
+        keys.insert(0, np.searchsorted(np.array(["A", "B", "C", "D"]), np.asarray(batch.grade)))
+    return np.lexsort(keys[::-1])  # lexsort's last key decides first; it is stable
 
 
 def _floats(values: np.ndarray[Any, Any]) -> list[float | None]:

@@ -294,7 +294,8 @@ class RankResponse(BaseModel):
     model_version: str
     request_id: str
     by: RankBy
-    scores: list[RankedScoreOut] = Field(description="best first; ties keep input order")
+    scores: list[RankedScoreOut] = Field(description="best first (unknown values last); equal values by "
+                                                     "expected value, then p_win; still equal, in input order")
     ignored_fields: list[str] = _ignored_fields()
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import itertools
 import json
 import logging
 import re
@@ -128,11 +130,30 @@ def test_rank_sorts_best_first_and_keeps_input_order_on_ties(service_client: Tes
 
 
 def test_rank_by_value_per_hour_puts_deals_without_hours_last(service_client: TestClient) -> None:
-    deals = [make_deal(deal_id="no-hours", effort_hours=None, amount=90_000.0),
+    deals = [make_deal(deal_id="no-hours-small", effort_hours=None, amount=100.0),
+             make_deal(deal_id="no-hours", effort_hours=None, amount=90_000.0),
              make_deal(deal_id="slow", effort_hours=100.0), make_deal(deal_id="fast", effort_hours=1.0)]
     scores = _score(service_client, deals, "/v1/rank", params={"by": "value_per_hour"}).json()["scores"]
-    assert [s["deal_id"] for s in scores] == ["fast", "slow", "no-hours"]
+    # Those without hours by expected value (they came back in the order sent).
+    assert [s["deal_id"] for s in scores] == ["fast", "slow", "no-hours", "no-hours-small"]
     assert scores[-1]["value_per_hour"] is None
+
+
+def test_deals_without_a_value_rank_by_p_win(service_model: ScoringModel) -> None:
+    """A model trained without amounts values no deal (and grades every one C): ranked by expected value, grade or
+    value per hour, such deals came back in the order sent, a p_win of 0.68 after one of 0.65."""
+    app = create_app(Settings(), model=dataclasses.replace(service_model, value_model=None), clock=lambda: TODAY)
+    deals = [make_deal(deal_id=f"d{i}", amount=None, client_id=client_id, source=source)
+             for i, (client_id, source) in enumerate(itertools.product(["C00010", "C00020", "new"],
+                                                                       ["referral", "cold_call"]))]
+    with make_client(app) as client:
+        p_win = {s["deal_id"]: s["p_win"] for s in _score(client, deals).json()["scores"]}
+        deals.sort(key=lambda d: p_win[d["deal_id"]])  # sent worst first
+        assert len(set(p_win.values())) == len(deals)
+        for by in ("expected_value", "grade", "value_per_hour"):
+            scores = _score(client, deals, "/v1/rank", params={"by": by}).json()["scores"]
+            assert scores[0]["expected_value"] is None
+            assert [s["p_win"] for s in scores] == sorted(p_win.values(), reverse=True), by
 
 
 def test_rank_by_grade_puts_deals_not_worth_an_hour_last_however_large(service_client: TestClient) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -195,6 +195,12 @@ class ScoringModel:
         statuses = client_statuses(self.spec, self.history, columns)
         return (list(statuses) if statuses is not None else [None] * n), self._history_source(columns, n)
 
+    def _reason_groups(self) -> ReasonGroups:
+        groups = self.__dict__.get("_groups")
+        if groups is None:  # made once per model (not a field: artifacts written before it load unchanged)
+            groups = self.__dict__["_groups"] = ReasonGroups.of(self.spec)
+        return cast(ReasonGroups, groups)
+
     def _history_source(self, columns: Mapping[str, npt.NDArray[Any]], n: int) -> list[str]:
         # Sent history counts where it replaced the model's: where won_deals came (model/features.py).
         sent = (~np.isnan(np.asarray(columns["won_deals"], dtype=np.float64)) if "won_deals" in columns
@@ -208,17 +214,21 @@ class ScoringModel:
 
     def reasons(self, features: FloatArray, contributions: FloatArray, columns: Mapping[str, npt.NDArray[Any]],
                 n_reasons: int) -> list[list[Reason]]:
-        """The features pushing each deal's probability most, strongest first, with their values.
+        """The inputs pushing each deal's probability most, strongest first, with their values: a feature's
+        push, or a text column's through all its features together (ReasonGroups).
 
         `contributions`: the engine's (deals, features + 1) pushes on the margin (the last is the base).
         """
         contributions = contributions[:, :-1] * self.calibration.slope
         if self.calibration.drift_column >= 0:  # the calibration's drift term is the recent win rate's push too
             contributions[:, self.calibration.drift_column] += self.calibration.drift_push(features)
+        groups = self._reason_groups()
+        pushes = contributions @ groups.members  # per input: the sum of its features' pushes
         n = features.shape[0]
-        top = np.argsort(-np.abs(contributions), axis=1)[:, :n_reasons]
+        top_group = np.argsort(-np.abs(pushes), axis=1)[:, :n_reasons]
         rows = np.arange(n)[:, None]
-        effect = contributions[rows, top]
+        effect = pushes[rows, top_group]
+        top = groups.shown[top_group]  # the feature whose value a reason shows
         # Vectorised rounding and one conversion to Python lists: the per-reason loop below only picks. A push
         # that rounds to 0 is no reason (a feature the trees barely touch showed as "effect 0.0").
         rounded_effect = np.round(effect, 4)
@@ -251,6 +261,29 @@ class ScoringModel:
                 row_reasons.append(Reason(feature=name, value=value, effect=effects[row][k]))
             out.append(row_reasons)
         return out
+
+
+@dataclass(frozen=True)
+class ReasonGroups:
+    """Which reason each feature's push counts towards. A text column's pushes through its code, its win rate
+    and its pair rates (product_by_industry_win_rate...) are one reason, the column with the level sent: apart,
+    they took two of a deal's five places for one input, in opposite directions for 84 of 910 demo deals
+    (product +0.2, product_win_rate -0.1), and a level not sent showed as the overall win rate."""
+
+    members: FloatArray  # (features, reasons): 1 where the feature's push counts towards the reason
+    shown: npt.NDArray[np.int64]  # per reason, the feature whose name and value it shows
+
+    @classmethod
+    def of(cls, spec: FeatureSpec) -> ReasonGroups:
+        position = {name: j for j, name in enumerate(spec.names)}
+        reason_of = list(range(len(spec.names)))  # each feature its own reason, but for:
+        for column in spec.categorical:
+            for name in (f"{column}_win_rate", *(f"{a}_by_{b}_win_rate" for a, b in spec.pairs if a == column)):
+                reason_of[position[name]] = position[column]
+        shown = np.array(sorted(set(reason_of)), dtype=np.int64)
+        members = np.zeros((len(spec.names), shown.size))
+        members[np.arange(len(spec.names)), np.searchsorted(shown, reason_of)] = 1.0
+        return cls(members, shown)
 
 
 def _not_sent(column: npt.NDArray[Any] | None, row: int) -> bool:

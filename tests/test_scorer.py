@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from model.dataset import Dataset
-from model.features import attach_clients, frame_columns
+from model.features import attach_clients, build_features, frame_columns
 from model.scorer import ScoreBatch, ValueModel
 from training.fit import TrainingResult
 
@@ -53,6 +54,33 @@ def test_reasons_show_a_missing_category_as_null_and_never_a_push_of_zero(
     assert all(r.effect != 0.0 for r in shown)
     # Every feature asked for, yet some never push these deals (the trees do not split on them).
     assert min(len(reasons) for reasons in batch.reasons) < len(names)
+
+
+def test_a_text_column_is_one_reason_pushing_as_all_its_features_together(
+        trained: TrainingResult, small_dataset: Dataset) -> None:
+    """product, product_win_rate and product_by_industry_win_rate... are one input: apart, they took two of five
+    places for one deal, often in opposite directions, and a level not sent showed as the overall win rate."""
+    model = trained.model
+    spec = model.spec
+    assert spec.pairs and "product" in spec.categorical
+    deals = _open_deals(small_dataset, 200)
+    deals.loc[deals.index[:20], "source"] = np.nan
+    columns = frame_columns(attach_clients(deals, small_dataset.clients))
+    batch = model.score(columns, n_reasons=len(spec.names))
+    shown = [r for reasons in batch.reasons for r in reasons]
+    assert not [r.feature for r in shown if r.feature.endswith("_win_rate") and r.feature not in (
+        "overall_win_rate", "recent_win_rate", "client_win_rate")]
+    # Each column's push is the sum of its features' pushes, as the engine credits them.
+    features = build_features(spec, model.history, model.with_known_clients(columns))
+    _, contributions = model.win_model.margin_and_contributions(features)
+    pushes = contributions[:, :-1] * model.calibration.slope
+    product = [spec.names.index(name) for name in spec.names
+               if name == "product" or name == "product_win_rate" or name.startswith("product_by_")]
+    assert len(product) == 2 + sum(a == "product" for a, _ in spec.pairs)
+    for row, reasons in enumerate(batch.reasons):
+        effect = {r.feature: r.effect for r in reasons}
+        assert effect.get("product", 0.0) == pytest.approx(round(pushes[row, product].sum(), 4), abs=1e-12)
+    assert {r.value for reasons in batch.reasons[:20] for r in reasons if r.feature == "source"} == {None}
 
 
 def test_the_expected_amount_is_the_typical_one_plus_one_times_the_spread_less_one() -> None:

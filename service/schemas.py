@@ -241,7 +241,10 @@ class RankBy(StrEnum):
 
 class ReasonOut(BaseModel):
     feature: str
-    value: str | float | None = Field(description="the feature's value for this deal (a level or a number)")
+    value: str | float | None = Field(
+        description="the input's value for this deal (a level or a number; win rates are smoothed towards the "
+                    "overall rate with 20 deals' weight); null when it has none: a field not sent (a number's "
+                    "stand-in is not shown), or no win yet for client_days_since_last_win and _first_win")
     effect: float = Field(description="push on the calibrated log-odds of winning; > 0 raises p_win")
 
 
@@ -269,7 +272,8 @@ class ScoreOut(BaseModel):
                                                      "above 0")
     history_source: Literal["request", "outcomes", "model", "none"] = Field(
         description="client history used: sent with the deal, the model's plus outcomes reported since training "
-                    "(POST /v1/outcomes), the model's as of training, or none (prospect)")
+                    "(POST /v1/outcomes), the model's as of training, or none (no client_id, or one the "
+                    "model does not know: a prospect)")
     model_version: str
 
 

@@ -3,6 +3,7 @@ that replace only an earlier artifact, strict JSON metadata."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -58,6 +59,15 @@ def test_round_trip_scores_the_same(artifact: Path, trained: TrainingResult, sma
     assert set(meta["checksums"]) == {MODEL_FILE, "report.json"}
     for key in ("trained_at", "data", "libraries", "features", "metrics", "grade_cutoffs", "small_data"):
         assert key in meta
+
+
+def test_the_model_file_does_not_depend_on_what_was_scored_before_saving(
+        tmp_path: Path, trained: TrainingResult, small_crm: SyntheticCRM) -> None:
+    model = dataclasses.replace(trained.model)  # a fresh copy: nothing made lazily yet
+    before = save_artifact(model, tmp_path / "before", trained.metadata)
+    model.score(frame_columns(attach_clients(small_crm.deals.head(5), small_crm.clients)), n_reasons=5)
+    after = save_artifact(model, tmp_path / "after", trained.metadata)
+    assert (before / MODEL_FILE).read_bytes() == (after / MODEL_FILE).read_bytes()
 
 
 def test_a_tampered_file_is_refused(artifact: Path) -> None:

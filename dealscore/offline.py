@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
@@ -31,6 +31,7 @@ from model.features import (
 )
 from model.profiles import TENURE
 from model.records import history_problems
+from model.spellings import nearest_spelling
 from model.validation import merged_spellings_of, validate_client_history
 
 
@@ -203,7 +204,8 @@ def gaps_file(model_dir: str, clients: str, holdings: str | None, mapping: str |
         unknown = sorted(model.profiles.unknown_products(products.unique()))
         if unknown:  # not held as far as the gap lists go: said, as /v1/gaps says unknown_products
             rows = int(products.isin(unknown).sum())
-            warn(f"{rows:,} holdings rows name products the model does not know ({', '.join(unknown[:5])}"
+            named = [_with_nearest(name, model.profiles.products) for name in unknown[:5]]
+            warn(f"{rows:,} holdings rows name products the model does not know ({', '.join(named)}"
                  f"{', ...' if len(unknown) > 5 else ''}): they count as nothing held")
     if as_of is not None and "since" in client_frame and warn is not None:
         later = int((client_frame["since"] > pd.Timestamp(as_of)).sum())
@@ -215,6 +217,11 @@ def gaps_file(model_dir: str, clients: str, holdings: str | None, mapping: str |
         warn("the model's profiles know no income (its holdings had no revenue and no won deal amounts): "
              "potential_income is 0 in every row and gaps are ranked by p_accept alone")
     return len(table)
+
+
+def _with_nearest(name: str, products: Sequence[str]) -> str:
+    nearest = nearest_spelling(name, products)
+    return f"{name} (did you mean {nearest}?)" if nearest is not None else name
 
 
 def clients_file(deals: str, clients: str | None, holdings: str | None, mapping: str | None, out: str,

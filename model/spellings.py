@@ -7,6 +7,7 @@ spellings share ("NA" and "na", "GTX Pro" and "GTXPro") means neither.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -57,3 +58,11 @@ def merged_spellings_note(merged: dict[str, str], table: str = "holdings") -> st
     more = f" and {len(merged) - 5} more" if len(merged) > 5 else ""
     return (f"the {table} table spells products in several ways that differ only in case, spaces, '_' or '-'; each "
             f"is read as its commonest spelling: {shown}{more}")
+
+
+def nearest_spelling(name: str, spellings: Sequence[str]) -> str | None:
+    """The fitted spelling `name` most likely misspells ("Deposits" for deposit), for a "did you mean" only: it is
+    never read as that spelling (a near name may be another product). None when none is close."""
+    forms = fitted_spellings(spellings)
+    close = difflib.get_close_matches(folded_form(name), list(forms), n=1, cutoff=0.8)
+    return forms[close[0]] if close else None

@@ -227,6 +227,11 @@ def test_gaps_as_of_a_day_offers_what_was_not_yet_held_then(
     code, err = run([*base, "--out", str(tmp_path / "spaceship.csv")], capsys)
     assert code == 0 and "note: 1 holdings rows name products the model does not know (spaceship): they count " \
                          "as nothing held" in err
+    # A near miss of a product it knows is named as one, but still not read as it (manager-view audit).
+    plural = f"{later.title()}s"
+    pd.concat([holdings, holdings.iloc[:1].assign(product=plural)]).to_csv(tmp_path / "holdings.csv", index=False)
+    code, err = run([*base, "--out", str(tmp_path / "plural.csv")], capsys)
+    assert code == 0 and f"({plural} (did you mean {later}?)): they count as nothing held" in err
 
 
 def test_clients_reads_with_the_training_mapping_when_the_export_lacks_a_column_it_maps(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ from model.validation import merged_spellings_of, validate_client_history
 # Deals scored in one model pass offline. A deal's score never depends on the others scored with it; a whole
 # file in one pass held every deal's tree paths at once (the scale audit: 13.5 GB for 1M deals on a 1M-deal model).
 SCORE_CHUNK = 50_000
+_EPOCH = date(1970, 1, 1)
 
 
 def score_frame(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -> pd.DataFrame:
@@ -131,7 +132,7 @@ def profile_kinds(model: Any) -> dict[str, str]:
 
 def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | None, mapping: str | None,
                out: str, warn: Callable[[str], None] | None = None) -> int:
-    model, _ = load_artifact(model_dir)
+    model, metadata = load_artifact(model_dir)
     dataset = load_dataset(deals, clients, holdings, mapping, for_training=False, kinds=feature_kinds(model))
     if dataset.deals.empty:  # a nightly export of no new deals: an empty file, and no advice on its columns
         write_csv_atomically(score_frame(model, dataset.deals, dataset.clients), out)
@@ -155,6 +156,9 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
         # As the service does; a stage export without dates would otherwise be scored years after its data.
         warn(f"{counted(undated, 'deal')} without created_at scored as of today ({date.today():%Y-%m-%d}): "
              "their history features are as of today")
+    if warn is not None and "created_at" in dataset.deals:
+        for note in _out_of_history_notes(model, metadata, day_numbers(dataset.deals["created_at"])):
+            warn(note)
     unvalued = int(scores["value"].isna().sum())
     if unvalued and model.value_model is None and warn is not None:
         # Training said so once; a file scored months later should say it where its C grades are read.
@@ -162,6 +166,31 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
              "had too few won deals with an amount), so their value and expected value are empty and their grade "
              "is C")
     return len(scores)
+
+
+def _out_of_history_notes(model: Any, metadata: dict[str, Any], created: Any) -> list[str]:
+    """Deals dated where the model's history cannot speak for them: a lost window or more after it ends (a
+    known client without a win since reads "lost": the scale audit measured mean p_win 0.234 against a
+    realised 0.484 a year on), or before it begins (no history at all: every client a prospect)."""
+    notes = []
+    end, window = int(model.history.last_day), model.spec.config.lost_window_days
+    late = int((created > end + window).sum())
+    if late:
+        notes.append(f"{counted(late, 'deal')} created more than {window} days after the model's history ends "
+                     f"({_day_text(end)}): their clients' wins are as of then, so a client without one since reads "
+                     "lost and scores low; send the clients' history with the deals (won_deals, won_amount, "
+                     "first_won_at, last_won_at) or retrain on a recent export")
+    first = (metadata.get("data") or {}).get("first_deal")
+    if isinstance(first, str):
+        early = int((created < (date.fromisoformat(first) - _EPOCH).days).sum())
+        if early:
+            notes.append(f"{counted(early, 'deal')} created before the model's history begins ({first}): scored "
+                         "without any history (every client a prospect, win rates at 0.5)")
+    return notes
+
+
+def _day_text(day: int) -> str:
+    return (_EPOCH + timedelta(days=day)).isoformat()
 
 
 def _profiles_as_of(paid: pd.DataFrame, clients: pd.DataFrame | None, holdings: pd.DataFrame | None, day: float,

@@ -27,6 +27,8 @@ UNMATCHED_ROUTE = "unmatched"  # any path no route serves: one label, so random 
 _HELP = {
     "dealscore_model_loaded": "1 when a model is loaded and warmed (the worker is ready)",
     "dealscore_model_info": "the model version this worker serves, as a label",
+    "dealscore_model_history_end_timestamp_seconds": "the last day of the served model's deal history (Unix time, "
+                                                     "00:00 UTC): client statuses and win rates are as of then",
     "dealscore_model_refused": "1 while the registry's live version is refused by this worker (it serves an older "
                                "one); the refused version is a label",
     "dealscore_http_requests_total": "answered requests by route template, method and status",
@@ -101,9 +103,10 @@ class ServiceMetrics:
 
 def prometheus_text(model_version: str | None, feedback: Mapping[str, float],
                     service: ServiceMetrics | None = None, refused: bool = False,
-                    refused_version: str | None = None) -> str:
+                    refused_version: str | None = None, history_end_day: int | None = None) -> str:
     """The exposition text: the model, the answers and scores counted so far, then the feedback store's figures
-    (named by `Feedback.metrics()` without the prefix, which is added here)."""
+    (named by `Feedback.metrics()` without the prefix, which is added here). `history_end_day`: the model's last
+    history day, in days since 1970-01-01."""
     lines: list[str] = []
 
     def add(name: str, value: float, labels: str = "") -> None:
@@ -113,6 +116,10 @@ def prometheus_text(model_version: str | None, feedback: Mapping[str, float],
     add("dealscore_model_loaded", 1.0 if model_version is not None else 0.0)
     if model_version is not None:
         add("dealscore_model_info", 1.0, f'{{version="{_label(model_version)}"}}')
+    if history_end_day is not None:
+        # An ageing model says so only through its scores (a year on, known clients read "lost": the scale audit
+        # measured mean p_win 0.234 against a realised 0.484); alert on time() minus this.
+        add("dealscore_model_history_end_timestamp_seconds", float(history_end_day) * 86_400)
     # A refused version is the registry's live one that this worker would not load (or an unreadable manifest,
     # whose version is unknown: label ""): alert on it.
     add("dealscore_model_refused", 1.0 if refused else 0.0,

@@ -232,7 +232,8 @@ async def metrics(request: Request) -> Response:
     refused = reloader.refused if reloader is not None else None
     return Response(prometheus_text(snapshot.version if snapshot is not None else None, figures,
                                     request.app.state.service_metrics, refused is not None,
-                                    refused.version if refused is not None else None),
+                                    refused.version if refused is not None else None,
+                                    int(snapshot.model.history.last_day) if snapshot is not None else None),
                     media_type=METRICS_MEDIA_TYPE)
 
 

@@ -4,6 +4,7 @@ any file this user writes (a CRM import job running as another user reads them).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from collections.abc import Iterator
@@ -736,3 +737,27 @@ def test_gaps_reads_clients_and_holdings_in_the_mappings_csv_format(
                     capsys)
     assert code == 0, err
     assert len(pd.read_csv(out)) > 0
+
+
+def test_score_says_when_deals_lie_outside_the_models_history(service_training: TrainingResult,
+                                                              service_crm: SyntheticCRM, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """An aged model scored silently: a lost window after its history ends, every known client without a win
+    since reads lost (the scale audit: mean p_win 0.234 against a realised 0.484 a year on)."""
+    from model.artifact import save_artifact
+
+    model = service_training.model
+    spec = dataclasses.replace(model.spec, config=dataclasses.replace(model.spec.config, lost_window_days=90))
+    aged = save_artifact(dataclasses.replace(model, spec=spec), tmp_path / "model", service_training.metadata)
+    ends = (date(1970, 1, 1) + timedelta(days=int(model.history.last_day))).isoformat()
+    begins = service_training.metadata["data"]["first_deal"]
+    deals = service_crm.deals[service_crm.deals["status"] == "open"].head(6).copy()
+    deals["created_at"] = [ends] * 2 + [(date.fromisoformat(ends) + timedelta(days=91)).isoformat()] * 3 + [
+        "2018-01-01"]
+    deals.to_csv(tmp_path / "deals.csv", index=False)
+    code, err = run(["score", "--model", str(aged), "--deals", str(tmp_path / "deals.csv"),
+                     "--out", str(tmp_path / "scores.csv")], capsys)
+    assert code == 0, err
+    assert f"note: 3 deals created more than 90 days after the model's history ends ({ends})" in err
+    assert f"note: 1 deal created before the model's history begins ({begins})" in err
+    assert len(pd.read_csv(tmp_path / "scores.csv")) == 6  # said, and scored all the same

@@ -3,7 +3,7 @@ judgements and quality refer to what /v1/score said, and all of it survives a re
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,9 @@ def test_metrics_show_the_model_and_the_score_log_in_prometheus_text(
     samples = dict(line.rsplit(" ", 1) for line in answer.text.splitlines() if not line.startswith("#"))
     assert samples["dealscore_model_loaded"] == "1"
     assert samples[f'dealscore_model_info{{version="{model.version}"}}'] == "1"
+    # How old the model's history is, for an alert: its last day, at midnight UTC.
+    history_end = datetime.fromtimestamp(int(samples["dealscore_model_history_end_timestamp_seconds"]), UTC)
+    assert history_end.date().isoformat() == _day(model.history.last_day) and history_end.hour == 0
     assert samples["dealscore_score_log_written_total"] == "1" and samples["dealscore_score_log_pending"] == "0"
     assert samples["dealscore_score_log_database_up"] == "1"
     assert "# TYPE dealscore_score_log_written_total counter" in answer.text

@@ -144,6 +144,9 @@ def _summary_table(artifact: Path) -> str:
     if meta.get("empty_columns"):
         lines.append(f"empty columns (no value in any won or lost deal), trained without: "
                      f"{', '.join(meta['empty_columns'])}")
+    if meta.get("unsteady_columns"):
+        lines.append(f"no level codes (level win rates do not carry over between halves of the deals; their win "
+                     f"rates stay): {', '.join(meta['unsteady_columns'])}")
     for leak in meta["leaks"]:
         verdict = "to review" if leak.get("review_only") else "kept" if leak["kept"] else "excluded"
         lines.append(f"leak guard: {leak['column']} {verdict}: {leak['reason']}")

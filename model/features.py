@@ -25,6 +25,7 @@ from model.spellings import fitted_spellings, folded_form
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 ObjectArray = npt.NDArray[np.object_]
+BoolArray = npt.NDArray[np.bool_]
 Columns = Mapping[str, npt.NDArray[Any]]
 
 CLIENT_ATTRIBUTES: tuple[str, ...] = ("industry", "size", "region")
@@ -47,6 +48,10 @@ class FeatureConfig:
     lost_window_days: int = 360  # no win for this long: the client counts as lost (90/180/360 in practice)
     smoothing: float = 20.0  # pseudo-deals pulling a level's win rate towards the overall rate
     min_level_count: int = 20  # rarer levels share one "other" code in the model
+    # A column whose levels' win rates in one half of the closed deals (every other deal in time order) do not
+    # predict the other half's outcomes gets no codes, only its win rate: the trees had fitted the 30 codes of the
+    # demo CRM's campaign_code, which has no effect (level_rates_gain, docs/domain.md).
+    steady_levels_only: bool = True
     max_levels: int = 60  # at most this many codes per categorical column
     recent_window_days: int = 365  # window of the recent overall win rate (follows drift)
     # Columns whose levels also get a win rate per product (the product's win rate in the deal's industry,
@@ -105,6 +110,8 @@ class FeatureSpec:
     # The deal's calendar month as a feature; off when `exclude` names it (dates that are an export's artefact
     # make it noise). Artifacts written before the option have it.
     has_month: bool = True
+    # Categorical columns left without level codes by FeatureConfig.steady_levels_only (their win rates stay).
+    unsteady: tuple[str, ...] = ()
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_fitted"}  # rebuilt on first use, not kept
@@ -179,14 +186,87 @@ def _levels(values: ObjectArray) -> list[str]:
 
 
 def _vocabularies(deals: pd.DataFrame, categorical: Sequence[str], config: FeatureConfig,
-                  rows: npt.NDArray[np.int64]) -> dict[str, dict[str, int]]:
-    """Each categorical column's frequent levels (their own model codes), counted on `rows` of `deals` only."""
+                  rows: npt.NDArray[np.int64]) -> tuple[dict[str, dict[str, int]], tuple[str, ...]]:
+    """Each categorical column's frequent levels (their own model codes), counted on `rows` of `deals` only, and
+    the columns left without codes because their levels' win rates do not carry over (`steady_levels_only`)."""
     vocab: dict[str, dict[str, int]] = {}
+    unsteady: list[str] = []
+    won = (deals["status"].to_numpy(dtype=object)[rows] == "won") if "status" in deals.columns else None
+    amount = (deals["amount"].to_numpy(dtype=np.float64)[rows] if "amount" in deals.columns
+              else np.full(rows.size, np.nan))
     for column in categorical:
-        counts = pd.Series(_levels(deals[column].to_numpy(dtype=object)[rows])).value_counts()
+        values = deals[column].to_numpy(dtype=object)[rows]
+        counts = pd.Series(_levels(values)).value_counts()
         frequent = counts[counts >= config.min_level_count].index[: config.max_levels]
+        coded = {str(v) for v in frequent}
+        # The codes serve the value model too: a product that sets the price keeps them, though it moves no win
+        # rate (a test's audits at 1,000 and trainings at 100, won alike, were all valued at 275 without them).
+        if (config.steady_levels_only and won is not None and len(frequent) > 1
+                and level_rates_gain(values, won, coded, config.smoothing) <= 0.0
+                and level_amounts_gain(values[won], amount[won], coded, config.smoothing) <= 0.0):
+            unsteady.append(column)
+            frequent = frequent[:0]
         vocab[column] = {str(level): code for code, level in enumerate(sorted(frequent))}
-    return vocab
+    return vocab, tuple(unsteady)
+
+
+def _level_groups(values: ObjectArray, coded: Collection[str]) -> tuple[npt.NDArray[np.int64], int]:
+    """Each value's group as the model codes levels: a level of `coded` is itself, any other one shared level,
+    missing another; and how many groups there are."""
+    codes, distinct = pd.factorize(values, use_na_sentinel=True)  # missing values get code -1: the last name
+    names = [str(v) if str(v) in coded else "\0other" for v in distinct] + ["\0missing"]
+    _, group_of = np.unique(np.array(names, dtype=object), return_inverse=True)
+    return group_of.ravel()[codes], len(names)
+
+
+def _halves(n: int) -> tuple[tuple[BoolArray, BoolArray], tuple[BoolArray, BoolArray]]:
+    """(learn, test) twice: every other deal, so both halves span the same time and drift."""
+    first = np.arange(n) % 2 == 0
+    return (first, ~first), (~first, first)
+
+
+def level_amounts_gain(values: ObjectArray, amount: FloatArray, coded: Collection[str], smoothing: float) -> float:
+    """Mean squared-error reduction per won deal of knowing a column's level, for its log amount: each half
+    of the deals with an amount predicted by the other half's level means (smoothed towards that half's mean)
+    against that mean alone, as level_rates_gain does for outcomes. 0 without amounts to judge by."""
+    priced = np.isfinite(amount) & (amount > 0)
+    if priced.sum() < 2:
+        return 0.0
+    groups, n_groups = _level_groups(values[priced], coded)
+    log_amount = np.log1p(amount[priced])
+    gain = 0.0
+    for learn, test in _halves(log_amount.size):
+        base = log_amount[learn].mean()
+        deals = np.bincount(groups[learn], minlength=n_groups)
+        sums = np.bincount(groups[learn], weights=log_amount[learn], minlength=n_groups)
+        means = (sums + smoothing * base) / (deals + smoothing)
+        y = log_amount[test]
+        gain += float(np.sum((y - base) ** 2) - np.sum((y - means[groups[test]]) ** 2))
+    return gain / log_amount.size
+
+
+def level_rates_gain(values: ObjectArray, won: npt.NDArray[np.bool_], coded: Collection[str],
+                     smoothing: float) -> float:
+    """Mean log-likelihood gain per deal of knowing a column's level: each half of the deals (every other one,
+    so both span the same time and drift) scored with the other half's level win rates, as log-odds offsets
+    from that half's overall rate, against that overall rate alone. A level of `coded` is itself, any other
+    level one shared level (as the model codes them), missing another. Noise levels lose out of sample (< 0)."""
+    groups, n_groups = _level_groups(values, coded)
+    outcome = np.asarray(won, dtype=np.float64)
+    gain = 0.0
+    for learn, test in _halves(outcome.size):
+        base, test_rate = outcome[learn].mean(), outcome[test].mean()
+        if not (0.0 < base < 1.0 and 0.0 < test_rate < 1.0):
+            return 1.0  # one outcome only: nothing to judge the levels by
+        deals = np.bincount(groups[learn], minlength=n_groups)
+        wins = np.bincount(groups[learn], weights=outcome[learn], minlength=n_groups)
+        rates = (wins + smoothing * base) / (deals + smoothing)  # a level the half lacks: its overall rate
+        offsets = np.log(rates / (1.0 - rates)) - np.log(base / (1.0 - base))
+        plain = np.log(test_rate / (1.0 - test_rate))
+        margin = plain + offsets[groups[test]]
+        y = outcome[test]
+        gain += float(np.sum(y * margin - np.logaddexp(0.0, margin)) - np.sum(y * plain - np.logaddexp(0.0, plain)))
+    return gain / len(outcome)
 
 
 def with_vocabularies_of(spec: FeatureSpec, deals: pd.DataFrame, rows: npt.NDArray[np.int64]) -> FeatureSpec:
@@ -196,7 +276,8 @@ def with_vocabularies_of(spec: FeatureSpec, deals: pd.DataFrame, rows: npt.NDArr
     holdout got its own code in the training part too, so the holdout's figures moved when later deals were
     added (the audit: 80 open deals of 8 rare levels appended to the IT bids moved every holdout p_win, AUC
     0.678 -> 0.686). Everything else (history keys, fills) is shared: those never look past a deal's day."""
-    return replace(spec, vocab=_vocabularies(deals, spec.categorical, spec.config, rows))
+    vocab, unsteady = _vocabularies(deals, spec.categorical, spec.config, rows)
+    return replace(spec, vocab=vocab, unsteady=unsteady)
 
 
 def level_code_columns(spec: FeatureSpec) -> slice:
@@ -209,9 +290,13 @@ def recoded(spec: FeatureSpec, features: FloatArray, columns: Columns) -> FloatA
     """A copy of `features` (built by build_features with a spec that differs from `spec` in its vocabularies
     only) whose level codes are `spec`'s."""
     out = features.copy()
-    codes, _ = _categorical_codes(spec, columns, out.shape[0])
-    out[:, level_code_columns(spec)] = codes.T
+    out[:, level_code_columns(spec)] = level_codes(spec, columns, out.shape[0])
     return out
+
+
+def level_codes(spec: FeatureSpec, columns: Columns, n: int) -> FloatArray:
+    """The categorical columns' model codes of `n` deals, as build_features puts them (deals x columns)."""
+    return _categorical_codes(spec, columns, n)[0].T
 
 
 def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: Mapping[str, str]) -> FeatureSpec:
@@ -272,9 +357,9 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
         tenure = (day_numbers(deals["created_at"]) - day_numbers(deals["client_since"]))[closed]
         if tenure.size and not np.isnan(tenure).any():
             numeric_fill[TENURE] = float(np.median(tenure))
+    vocab, unsteady = _vocabularies(deals, categorical, config, np.flatnonzero(closed))
     spec = FeatureSpec(
-        config=config, categorical=categorical, numeric=numeric, level_keys=level_keys,
-        vocab=_vocabularies(deals, categorical, config, np.flatnonzero(closed)),
+        config=config, categorical=categorical, numeric=numeric, level_keys=level_keys, vocab=vocab, unsteady=unsteady,
         client_keys=client_keys, product_keys=product_keys, has_client_history=has_client, numeric_fill=numeric_fill,
         has_client_since="client_since" in deals.columns and bool(deals["client_since"].notna().any()),
         client_extras=[c for c in (*numeric, *categorical) if c in client_kinds],

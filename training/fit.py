@@ -34,6 +34,7 @@ from model.features import (
     fit_feature_spec,
     frame_columns,
     level_code_columns,
+    level_codes,
     recoded,
     unused_client_columns,
     with_vocabularies_of,
@@ -458,6 +459,9 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         features_config = replace(config.features, exclude=tuple(config.features.exclude) + empty + dropped)
         spec = fit_feature_spec(featured, features_config, dataset.extra_columns)
 
+    if spec.unsteady:
+        progress("no level codes for columns whose levels' win rates do not carry over from one half of the deals "
+                 f"to the other (their win rates stay): {', '.join(spec.unsteady)}")
     progress(f"building as-of features for {len(deals):,} deals")
     columns = frame_columns(featured)
     history = DealHistory(spec, columns)
@@ -466,6 +470,12 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     # of deals added after it) reaches the figures it is judged by; the published model's, on every closed deal.
     eval_spec = with_vocabularies_of(spec, deals, train_rows)
     eval_features = features if eval_spec.vocab == spec.vocab else recoded(eval_spec, features, columns)
+    # The logistic baseline keeps every column's levels, as before the check: a yardstick that moves with it
+    # would not measure it (maven's baseline AUC went 0.487 -> 0.504 without its noise columns' levels).
+    baseline_spec = (with_vocabularies_of(replace(spec, config=replace(spec.config, steady_levels_only=False)),
+                                          deals, train_rows) if eval_spec.unsteady else eval_spec)
+    baseline_codes = (level_codes(baseline_spec, columns, len(deals)) if baseline_spec is not eval_spec
+                      else eval_features[:, level_code_columns(spec)])
 
     amount = deals["amount"].to_numpy(dtype=np.float64) if "amount" in deals.columns else np.full(len(deals), np.nan)
     holdings = getattr(dataset, "holdings", None)
@@ -475,7 +485,7 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                  f"{train_rows.size:,} deals, testing on the latest {n_holdout:,}")
         shape_fits = [pool.submit(fit_win_model, eval_features, won, train_rows, eval_spec, config, small_data,
                                   shape, pool.stop) for shape in shapes]
-        alongside_task = partial(_fit_alongside, dataset, deals, eval_spec, eval_features[:, level_code_columns(spec)],
+        alongside_task = partial(_fit_alongside, dataset, deals, baseline_spec, baseline_codes,
                                  won, train_rows, holdout_rows, config, pool.stop)
         profiling = (f"fitting ideal client profiles on {holdings['client_id'].nunique():,} clients' holdings"
                      if holdings is not None and not holdings.empty else None)
@@ -553,6 +563,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         "value_model": value_model is not None,
         "value": value_section,
         "empty_columns": list(empty),
+        # Columns without level codes (FeatureConfig.steady_levels_only), in the published and evaluation models.
+        "unsteady_columns": {"published": list(spec.unsteady), "evaluation": list(eval_spec.unsteady)},
         # The served model is refitted on every closed deal and calibrated on its own latest slice: the
         # holdout figures are the evaluation model's, so the report states both calibrations.
         "published": {"calibration": final_info.get("calibration"),
@@ -580,6 +592,7 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         "excluded_columns": sorted(set(dropped) | set(empty) | set(getattr(dataset, "excluded_columns", ()))),
         # Optional columns present but never filled in a closed deal: trained on as if absent.
         "empty_columns": list(empty),
+        "unsteady_columns": list(spec.unsteady),
         "leaks": report["leaks"],
         "metrics": {name: dict(m) for name, m in metrics.items()},
         "caution": report["caution"],

@@ -145,8 +145,8 @@ def _summary_table(artifact: Path) -> str:
         lines.append(f"empty columns (no value in any won or lost deal), trained without: "
                      f"{', '.join(meta['empty_columns'])}")
     if meta.get("unsteady_columns"):
-        lines.append(f"no level codes (level win rates do not carry over between halves of the deals; their win "
-                     f"rates stay): {', '.join(meta['unsteady_columns'])}")
+        lines.append(f"no level codes (level win rates and won amounts do not carry over between halves of the "
+                     f"deals; their win rates stay): {', '.join(meta['unsteady_columns'])}")
     for leak in meta["leaks"]:
         verdict = "to review" if leak.get("review_only") else "kept" if leak["kept"] else "excluded"
         lines.append(f"leak guard: {leak['column']} {verdict}: {leak['reason']}")

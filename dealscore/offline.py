@@ -157,7 +157,9 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
         warn(f"{counted(undated, 'deal')} without created_at scored as of today ({date.today():%Y-%m-%d}): "
              "their history features are as of today")
     if warn is not None and "created_at" in dataset.deals:
-        for note in _out_of_history_notes(model, metadata, day_numbers(dataset.deals["created_at"])):
+        created = day_numbers(dataset.deals["created_at"])
+        created[np.isnan(created)] = (date.today() - _EPOCH).days  # scored as of today, as said below
+        for note in _out_of_history_notes(model, metadata, created):
             warn(note)
     unvalued = int(scores["value"].isna().sum())
     if unvalued and model.value_model is None and warn is not None:

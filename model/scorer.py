@@ -193,7 +193,9 @@ class ScoringModel:
         history) and the history it was read from, as a score states them (`history_source`)."""
         n = len(columns["client_id"])
         statuses = client_statuses(self.spec, self.history, columns)
-        return (list(statuses) if statuses is not None else [None] * n), self._history_source(columns, n)
+        if statuses is None:  # a model trained without client ids reads no history, sent or its own
+            return [None] * n, ["none"] * n
+        return list(statuses), self._history_source(columns, n)
 
     def _reason_groups(self) -> ReasonGroups:
         groups = self.__dict__.get("_groups")

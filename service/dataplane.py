@@ -191,8 +191,8 @@ class DataPlane:
         """Each client's status at the end of today and the history it was read from: the history sent with it,
         else the model's plus outcomes reported since training, read as by a deal of it created tomorrow (a
         deal's history holds what closed before its day; a client's today holds today's wins too)."""
-        columns = deal_columns([{"deal_id": str(i), "client": c} for i, c in enumerate(clients)],
-                               kinds=snapshot.kinds, today=today + timedelta(days=1))
+        # No deal id: a deal's own outcome never counts in its history, and "3" would be some CRM's real deal.
+        columns = deal_columns([{"client": c} for c in clients], kinds=snapshot.kinds, today=today + timedelta(days=1))
         for transform in self.column_transforms:
             columns = transform(snapshot, columns)
         return snapshot.model.client_standing(columns)

@@ -242,9 +242,10 @@ class RankBy(StrEnum):
 class ReasonOut(BaseModel):
     feature: str
     value: str | float | None = Field(
-        description="the input's value for this deal (a level or a number; win rates are smoothed towards the "
-                    "overall rate with 20 deals' weight); null when it has none: a field not sent (a number's "
-                    "stand-in is not shown), or no win yet for client_days_since_last_win and _first_win")
+        description="the input's value for this deal (a level or a number; a client's or a level's win rate is "
+                    "smoothed towards the overall one, 20 deals' weight by default); null when it has none: a "
+                    "field not sent (a number's stand-in is not shown), or no win yet for "
+                    "client_days_since_last_win and _first_win")
     effect: float = Field(description="push on the calibrated log-odds of winning; > 0 raises p_win")
 
 

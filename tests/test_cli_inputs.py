@@ -752,8 +752,8 @@ def test_score_says_when_deals_lie_outside_the_models_history(service_training: 
     ends = (date(1970, 1, 1) + timedelta(days=int(model.history.last_day))).isoformat()
     begins = service_training.metadata["data"]["first_deal"]
     deals = service_crm.deals[service_crm.deals["status"] == "open"].head(6).copy()
-    deals["created_at"] = [ends] * 2 + [(date.fromisoformat(ends) + timedelta(days=91)).isoformat()] * 3 + [
-        "2018-01-01"]
+    deals["created_at"] = [ends] * 2 + [(date.fromisoformat(ends) + timedelta(days=91)).isoformat()] * 2 + [
+        None, "2018-01-01"]  # the undated deal is scored as of today, long after
     deals.to_csv(tmp_path / "deals.csv", index=False)
     code, err = run(["score", "--model", str(aged), "--deals", str(tmp_path / "deals.csv"),
                      "--out", str(tmp_path / "scores.csv")], capsys)

@@ -111,6 +111,21 @@ def test_metrics_show_the_model_and_the_score_log_in_prometheus_text(
     assert down["dealscore_score_log_database_up"] == "0" and int(down["dealscore_score_log_pending"]) >= 1
 
 
+def test_a_clients_status_does_not_depend_on_where_it_is_in_the_request(
+        feedback_training: TrainingResult, database_url: str, tmp_path: Path) -> None:
+    """The review: /v1/gaps read each client's status as a deal "0", "1"... of it, and a deal's own outcome never
+    counts in its history, so a client whose won deal was "3" lost that win when sent fourth."""
+    model, metadata = feedback_training.model, feedback_training.metadata
+    with running(database_url, tmp_path / "spool") as feedback, TestClient(wired_app(model, feedback, metadata)) as api:
+        won = api.post("/v1/outcomes", json={"outcomes": [{"deal_id": "0", "status": "won", "amount": 500,
+                                                            "client_id": "NEW-C"}]})
+        assert won.status_code == 200, won.text
+        for clients in (["NEW-C", "x", "y"], ["x", "y", "NEW-C"]):
+            answer = api.post("/v1/gaps", json={"clients": [{"client_id": c} for c in clients]}).json()
+            standing = {c["client_id"]: (c["client_status"], c["history_source"]) for c in answer["clients"]}
+            assert standing["NEW-C"] == ("new", "outcomes"), clients
+
+
 def test_metrics_print_counters_exactly() -> None:
     from service.metrics import prometheus_text
 

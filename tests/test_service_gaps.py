@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
@@ -146,7 +148,7 @@ def test_each_gap_list_says_where_its_client_stands_today(client: TestClient, se
         if client_id not in wins.index:
             return "prospect"
         count, last = wins.loc[client_id]
-        if (pd.Timestamp(TODAY) - last).days > window:
+        if (pd.Timestamp(TODAY) + pd.Timedelta(days=1) - last).days > window:  # as of the end of TODAY
             return "lost"
         return "new" if count == 1 else "regular"
 
@@ -173,3 +175,13 @@ def test_history_sent_with_a_client_decides_its_status(client: TestClient,
     for status, body in cases.items():
         answer = client.post("/v1/gaps", json={"clients": [body]}).json()["clients"][0]
         assert (answer["client_status"], answer["history_source"]) == (status, "request"), status
+
+
+def test_a_model_without_client_history_reads_none_sent_or_its_own(service_profiled_model: ScoringModel) -> None:
+    """The review: trained without client ids, a client sent with its history read status null beside
+    history_source "request", which says the status was read from it."""
+    spec = dataclasses.replace(service_profiled_model.spec, has_client_history=False)
+    model = dataclasses.replace(service_profiled_model, spec=spec)
+    columns = {"client_id": np.array(["C00010"], dtype=object), "created_day": np.array([20_000.0]),
+               "won_deals": np.array([2.0])}
+    assert model.client_standing(columns) == ([None], ["none"])

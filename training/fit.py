@@ -460,8 +460,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         spec = fit_feature_spec(featured, features_config, dataset.extra_columns)
 
     if spec.unsteady:
-        progress("no level codes for columns whose levels' win rates do not carry over from one half of the deals "
-                 f"to the other (their win rates stay): {', '.join(spec.unsteady)}")
+        progress("no level codes for columns whose levels' win rates and won amounts do not carry over from one "
+                 f"half of the deals to the other (their win rates stay): {', '.join(spec.unsteady)}")
     progress(f"building as-of features for {len(deals):,} deals")
     columns = frame_columns(featured)
     history = DealHistory(spec, columns)

@@ -12,6 +12,7 @@ import importlib.util
 import logging
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -218,6 +219,16 @@ def reachable(engine: sa.Engine) -> bool:
         return True
     except sa.exc.SQLAlchemyError:
         return False
+
+
+def database_now(connection: sa.Connection) -> datetime:
+    """The clock outcome stamps and the outcomes refresh's read bound both come from, so writers and readers on
+    several hosts need no agreeing clocks: PostgreSQL's (now(): its transaction's start); a SQLite file's
+    processes share a machine, so this machine's."""
+    if connection.dialect.name == "postgresql":
+        instant = connection.execute(sa.text("SELECT now()")).scalar_one()
+        return instant.astimezone(UTC) if isinstance(instant, datetime) else datetime.now(UTC)
+    return datetime.now(UTC)
 
 
 def dialect_insert(backend: str | sa.Engine | sa.Connection, table: sa.Table) -> Any:

@@ -25,13 +25,13 @@ from model.contract import DATE_SLACK, latest_date_text
 from model.errors import ContractViolation, Problem, counted
 from model.history_overlay import OutcomeBook, OutcomeEvent
 from model.records import parse_date
-from service.feedback.db import Database, dialect_insert
+from service.feedback.db import Database, database_now, dialect_insert
 from service.feedback.tables import outcome_revisions, outcomes, score_log
 
 logger = logging.getLogger("dealscore.service.feedback")
 
 _EPOCH = date(1970, 1, 1)
-REFRESH_OVERLAP = timedelta(minutes=5)  # re-read this much before the watermark: clocks and late commits
+REFRESH_OVERLAP = timedelta(minutes=5)  # re-read this much before the last read began: late commits
 Result = Literal["created", "updated", "unchanged"]
 
 
@@ -192,9 +192,9 @@ class OutcomeStore:
                  if o.deal_id in defaulted else o for o in items]
         self._check(items, logged, today, kept_days)
 
-        now = datetime.now(UTC)
         results: list[RecordedOutcome] = []
         with engine.begin() as connection:  # writes first: SQLite takes its write lock at once
+            now = database_now(connection)  # (no statement on SQLite)
             for item in items:
                 client_id = item.client_id or _logged_client(logged.get(item.deal_id))
                 results.append(self._upsert(connection, item, client_id, request_id, now))
@@ -264,12 +264,12 @@ class OutcomeStore:
     def refresh(self) -> int:
         """Outcomes recorded since the last look (by any process) into the book; returns how many changed."""
         self.database.ensure_schema()
-        started = datetime.now(UTC)
         query = sa.select(outcomes.c.deal_id, outcomes.c.status, outcomes.c.amount, outcomes.c.closed_at,
                           outcomes.c.client_id, outcomes.c.updated_at)
         if self._read_from is not None:
             query = query.where(outcomes.c.updated_at >= self._read_from)
         with self.database.engine.connect() as connection:
+            started = database_now(connection)  # the stamps' clock
             read = connection.execute(query).all()
             rows = [row for row in read if self._applied.get(row.deal_id) != row.updated_at]
             # The logged deal tells a client the outcome did not name, a won deal's quote when no amount came,
@@ -281,7 +281,8 @@ class OutcomeStore:
                      row.closed_at, row.client_id or _logged_client(logged.get(row.deal_id)), logged.get(row.deal_id))
             for row in rows)
         # Every outcome stamped an overlap before this read began was committed, so read, by then (the overlap
-        # covers clocks and commit delays). The bound once followed the newest stamp instead: after a bulk import
+        # covers commit delays; stamps and `started` are the database's clock). The bound once followed the
+        # newest stamp instead: after a bulk import
         # and nothing since, each refresh re-read and re-applied the import's last 5 minutes, 4-5 s of a core
         # every 30 s for 382,092 outcomes (scale audit), until the next outcome came.
         self._read_from = started - REFRESH_OVERLAP

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -30,14 +30,13 @@ from model.features import (
     missing_feature_columns,
 )
 from model.profiles import TENURE
-from model.records import history_problems
+from model.records import day_number, history_problems
 from model.spellings import nearest_spelling
 from model.validation import merged_spellings_of, validate_client_history
 
 # Deals scored in one model pass offline. A deal's score never depends on the others scored with it; a whole
 # file in one pass held every deal's tree paths at once (the scale audit: 13.5 GB for 1M deals on a 1M-deal model).
 SCORE_CHUNK = 50_000
-_EPOCH = date(1970, 1, 1)
 
 
 def score_frame(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -> pd.DataFrame:
@@ -158,7 +157,7 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
              "their history features are as of today")
     if warn is not None and "created_at" in dataset.deals:
         created = day_numbers(dataset.deals["created_at"])
-        created[np.isnan(created)] = (date.today() - _EPOCH).days  # scored as of today, as said below
+        created[np.isnan(created)] = day_number(date.today())  # scored as of today, as said below
         for note in _out_of_history_notes(model, metadata, created):
             warn(note)
     unvalued = int(scores["value"].isna().sum())
@@ -179,20 +178,16 @@ def _out_of_history_notes(model: Any, metadata: dict[str, Any], created: Any) ->
     late = int((created > end + window).sum())
     if late:
         notes.append(f"{counted(late, 'deal')} created more than {window} days after the model's history ends "
-                     f"({_day_text(end)}): their clients' wins are as of then, so a client without one since reads "
-                     "lost and scores low; send the clients' history with the deals (won_deals, won_amount, "
-                     "first_won_at, last_won_at) or retrain on a recent export")
+                     f"({np.datetime64(end, 'D')}): their clients' wins are as of then, so a client without one "
+                     "since reads lost and scores low; send the clients' history with the deals (won_deals, "
+                     "won_amount, first_won_at, last_won_at) or retrain on a recent export")
     first = (metadata.get("data") or {}).get("first_deal")
     if isinstance(first, str):
-        early = int((created < (date.fromisoformat(first) - _EPOCH).days).sum())
+        early = int((created < day_number(first)).sum())
         if early:
             notes.append(f"{counted(early, 'deal')} created before the model's history begins ({first}): scored "
                          "without any history (every client a prospect, win rates at 0.5)")
     return notes
-
-
-def _day_text(day: int) -> str:
-    return (_EPOCH + timedelta(days=day)).isoformat()
 
 
 def _profiles_as_of(paid: pd.DataFrame, clients: pd.DataFrame | None, holdings: pd.DataFrame | None, day: float,

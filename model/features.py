@@ -48,9 +48,9 @@ class FeatureConfig:
     lost_window_days: int = 360  # no win for this long: the client counts as lost (90/180/360 in practice)
     smoothing: float = 20.0  # pseudo-deals pulling a level's win rate towards the overall rate
     min_level_count: int = 20  # rarer levels share one "other" code in the model
-    # A column whose levels' win rates in one half of the closed deals (every other deal in time order) do not
-    # predict the other half's outcomes gets no codes, only its win rate: the trees had fitted the 30 codes of the
-    # demo CRM's campaign_code, which has no effect (level_rates_gain, docs/domain.md).
+    # A column whose levels' win rates (and won amounts) in one half of the closed deals (every other deal in time
+    # order) do not predict the other half's gets no codes, only its win rate: the trees had fitted the 30 codes of
+    # the demo CRM's campaign_code, which has no effect (level_rates_gain, level_amounts_gain, docs/domain.md).
     steady_levels_only: bool = True
     max_levels: int = 60  # at most this many codes per categorical column
     recent_window_days: int = 365  # window of the recent overall win rate (follows drift)
@@ -249,8 +249,8 @@ def level_rates_gain(values: ObjectArray, won: npt.NDArray[np.bool_], coded: Col
                      smoothing: float) -> float:
     """Mean log-likelihood gain per deal of knowing a column's level: each half of the deals (every other one,
     so both span the same time and drift) scored with the other half's level win rates, as log-odds offsets
-    from that half's overall rate, against that overall rate alone. A level of `coded` is itself, any other
-    level one shared level (as the model codes them), missing another. Noise levels lose out of sample (< 0)."""
+    from that half's overall rate, against that overall rate alone, levels grouped as the model codes them
+    (_level_groups). Noise levels lose out of sample (< 0)."""
     groups, n_groups = _level_groups(values, coded)
     outcome = np.asarray(won, dtype=np.float64)
     gain = 0.0

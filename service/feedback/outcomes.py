@@ -282,9 +282,9 @@ class OutcomeStore:
             for row in rows)
         # Every outcome stamped an overlap before this read began was committed, so read, by then (the overlap
         # covers commit delays; stamps and `started` are the database's clock). The bound once followed the
-        # newest stamp instead: after a bulk import
-        # and nothing since, each refresh re-read and re-applied the import's last 5 minutes, 4-5 s of a core
-        # every 30 s for 382,092 outcomes (scale audit), until the next outcome came.
+        # newest stamp instead: after a bulk import and nothing since, each refresh re-read and re-applied the
+        # import's last 5 minutes, 4-5 s of a core every 30 s for 382,092 outcomes (scale audit), until the next
+        # outcome came.
         self._read_from = started - REFRESH_OVERLAP
         self._applied = {row.deal_id: row.updated_at for row in read if row.updated_at >= self._read_from}
         return changed

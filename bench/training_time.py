@@ -63,7 +63,8 @@ class Timing:
 # train()'s progress messages, by how they start, and the step each one opens. Client profiles and the
 # baselines are fitted alongside the win models (TrainConfig.parallel_fits), so their time shows only as
 # the wait for them, if any, after the grades.
-STEPS = {"checking": "leak guard", "building": "as-of features", "fitting the evaluation": "evaluation fits",
+STEPS = {"checking": "leak guard + level codes", "no level codes": "leak guard + level codes",
+         "building": "as-of features", "fitting the evaluation": "evaluation fits",
          "fitting ideal": "evaluation fits", "fitting the published": "published fit + value model",
          "fixing": "grades + report", "waiting": "wait for profiles + baselines", "done": "done"}
 

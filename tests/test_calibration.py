@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from model.errors import InsufficientData
 from model.features import attach_clients, build_features, frame_columns
 from model.win_models import LinearWinModel, PlattCalibration, rate_log_odds
-from training.calibration import MIN_DRIFT_SLICE, fit_calibration
+from training.calibration import MIN_DRIFT_SLICE, SLOPE_PRIOR_VARIANCE, fit_calibration
 from training.fit import TrainingResult
 from training.synthetic_crm import SyntheticCRM
 
@@ -40,8 +40,9 @@ def test_without_drift_it_is_plain_platt() -> None:
     margin, recent, won = _slice(drift=0.0)
     assert fit_calibration(margin, won, recent, drift_column=4).drift < 0.1
     plain = fit_calibration(margin, won, None)
-    # The same objective as the plain Platt fitted before (scikit-learn's, C=1e4), solved to the end.
-    reference = LogisticRegression(C=1e4, max_iter=1000, tol=1e-12).fit(margin.reshape(-1, 1), won)
+    # The same objective as scikit-learn's logistic regression with C as the slope's prior variance, solved to
+    # the end.
+    reference = LogisticRegression(C=SLOPE_PRIOR_VARIANCE, max_iter=1000, tol=1e-12).fit(margin.reshape(-1, 1), won)
     assert plain.slope == pytest.approx(float(reference.coef_[0, 0]), abs=1e-4)
     assert plain.intercept == pytest.approx(float(reference.intercept_[0]), abs=1e-4)
     assert plain.drift == 0.0 and plain.drift_column == -1
@@ -82,9 +83,29 @@ def test_a_slice_the_margin_separates_stays_finite() -> None:
     margin = np.concatenate([np.linspace(-3.0, -0.1, 50), np.linspace(0.1, 3.0, 50)])
     won = (margin > 0).astype(np.float64)
     calibration = fit_calibration(margin, won, None)
-    reference = LogisticRegression(C=1e4, max_iter=1000, tol=1e-12).fit(margin.reshape(-1, 1), won)
+    reference = LogisticRegression(C=SLOPE_PRIOR_VARIANCE, max_iter=1000, tol=1e-12).fit(margin.reshape(-1, 1), won)
     assert np.isfinite(calibration.slope)
     assert calibration.slope == pytest.approx(float(reference.coef_[0, 0]), rel=1e-3)
+
+
+def test_a_weak_engines_margin_is_stretched_only_as_far_as_the_slice_shows() -> None:
+    """An engine that hardly moved from the base rate (margins within a few hundredths, as maven_crm's 13-round
+    trees) gives the slice little to measure a slope by: the prior pulls it well under the slice's own best fit,
+    while a margin that spreads deals out (the synthetic CRM's, sd 1.5) is calibrated by its data alone."""
+    def slopes(spread: float, steepness: float, n: int) -> tuple[float, float]:
+        margin, _, _ = _slice(drift=0.0, n=n)
+        margin = margin * spread / margin.std()
+        won = (np.random.default_rng(1).random(n) < 1.0 / (1.0 + np.exp(-(steepness * margin + 0.4)))).astype(
+            np.float64)
+        unpenalised = LogisticRegression(C=1e12, max_iter=1000, tol=1e-12).fit(margin.reshape(-1, 1), won)
+        return fit_calibration(margin, won, None).slope, float(unpenalised.coef_[0, 0])
+
+    # Outcomes that do follow the weak margin, steeply (eight times it, as maven's slice seemed to show) ...
+    weak, weak_fit = slopes(0.036, 8.0, 1_100)
+    assert 0.0 < weak < 0.85 * weak_fit
+    # ... and a strong margin that is about right as it is.
+    strong, strong_fit = slopes(1.5, 1.0, 40_000)
+    assert strong == pytest.approx(strong_fit, rel=1e-3)
 
 
 @pytest.mark.parametrize("outcome", [0.0, 1.0])

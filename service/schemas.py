@@ -252,7 +252,10 @@ class ReasonOut(BaseModel):
 class GapOut(BaseModel):
     product: str
     adoption: float = Field(description="share of the segment's best clients that hold it")
-    p_accept: float = Field(description="estimated chance this client takes it")
+    p_accept: float = Field(description="estimated chance this client takes it: of taking it up within the model's "
+                                        "take-up horizon where past take-up calibrated it (the reason says 'N% chance "
+                                        "to take it within 12 months'), else the share of clients like this one that "
+                                        "hold it (the reason says 'held by N% of clients like this one')")
     potential_income: float = Field(description="expected money from offering it")
     reason: str
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model.profiles import ALL_CLIENTS, ClientFacts, ClientGaps, ClientProfiles, band_label
+from model.profiles import ALL_CLIENTS, ClientFacts, ClientGaps, ClientProfiles, TakeUpCalibration, band_label
 from training.gap_evaluation import (
     BASELINE,
     MAVEN_CONFIG,
@@ -225,7 +225,8 @@ def test_profile_gaps_come_first_by_expected_income_then_others_by_chance(crm_pr
     for gap in answer.gaps:
         assert gap.typical_income is not None
         assert gap.potential_income == pytest.approx(gap.p_accept * gap.typical_income, rel=1e-3, abs=0.02)
-        assert gap.reason and "chance" in gap.reason
+        # a calibrated take-up chance, or the acceptance model's p called what it is (tests/test_profiles_take_up.py)
+        assert "chance to take it within" in gap.reason or "of clients like this one" in gap.reason
 
 
 def test_a_batch_of_clients_gets_the_gap_lists_each_would_get_alone(small_crm: SyntheticCRM,
@@ -282,23 +283,28 @@ def test_a_partner_is_named_only_where_holding_it_raises_the_chance(crm_profiles
 
 
 def test_a_near_certain_chance_is_not_shown_as_a_certainty(crm_profiles: ClientProfiles) -> None:
-    """A p_accept of 0.9975 read "100% chance for this client" in an audit."""
-    profiles = copy.deepcopy(crm_profiles)
-    fitted = profiles.acceptance.fitted
-    profiles.acceptance = dataclasses.replace(profiles.acceptance,
-                                              intercept=np.where(fitted, 12.0, profiles.acceptance.intercept))
-    gaps = profiles.gaps_for([ClientFacts("new-5", industry="retail", size="small", products=())], top_k=20,
-                             as_of_day=20_000.0)[0].gaps
-    sure = [g for g in gaps if g.p_accept >= 0.995]
-    assert sure and all(">99% chance for this client" in g.reason and "100% chance" not in g.reason for g in sure)
-    profiles.acceptance = dataclasses.replace(profiles.acceptance,
-                                              intercept=np.where(fitted, -12.0, profiles.acceptance.intercept),
-                                              fitted=fitted)
-    profiles.min_p_accept = 0.0  # let the unlikely ones be listed too
-    gaps = profiles.gaps_for([ClientFacts("new-5", industry="retail", size="small", products=())], top_k=20,
-                             as_of_day=20_000.0)[0].gaps
-    faint = [g for g in gaps if g.p_accept < 0.005]  # rounded to 4 places: a tiny chance shows as 0.0
-    assert faint and all("<1% chance for this client" in g.reason for g in faint)
+    """A p_accept of 0.9975 read "100% chance for this client" in an audit. Without a take-up calibration the
+    reason gives the acceptance model's p as the share of clients like this one holding it; with one, the
+    calibrated chance: neither shows 0.9975 as 100% nor 0.003 as 0%."""
+    for take_up in (None, TakeUpCalibration(intercept=0.0, slope=1.0, days=365)):
+        profiles = copy.deepcopy(crm_profiles)
+        profiles.take_up = take_up
+        said = "held by {} of clients like this one" if take_up is None else "{} chance to take it within 12 months"
+        fitted = profiles.acceptance.fitted
+        profiles.acceptance = dataclasses.replace(profiles.acceptance,
+                                                  intercept=np.where(fitted, 12.0, profiles.acceptance.intercept))
+        gaps = profiles.gaps_for([ClientFacts("new-5", industry="retail", size="small", products=())], top_k=20,
+                                 as_of_day=20_000.0)[0].gaps
+        sure = [g for g in gaps if g.p_accept >= 0.995]
+        assert sure and all(said.format(">99%") in g.reason and "100%" not in g.reason for g in sure)
+        profiles.acceptance = dataclasses.replace(profiles.acceptance,
+                                                  intercept=np.where(fitted, -12.0, profiles.acceptance.intercept),
+                                                  fitted=fitted)
+        profiles.min_p_accept = 0.0  # let the unlikely ones be listed too
+        gaps = profiles.gaps_for([ClientFacts("new-5", industry="retail", size="small", products=())], top_k=20,
+                                 as_of_day=20_000.0)[0].gaps
+        faint = [g for g in gaps if g.p_accept < 0.005]  # rounded to 4 places: a tiny chance shows as 0.0
+        assert faint and all(said.format("<1%") in g.reason for g in faint)
 
 
 def test_new_clients_and_new_segments_still_get_sensible_gaps(crm_profiles: ClientProfiles) -> None:

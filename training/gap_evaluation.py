@@ -257,7 +257,7 @@ def ideal_profile_recovery(profiles: ClientProfiles, truth: pd.DataFrame) -> dic
 
 SUMMARY_KEYS = ("clients", "holdings", "holdings_added_from_won_deals", "won_products_not_in_holdings",
                 "won_products_not_in_holdings_count", "holdings_source", "products", "income_source",
-                "segment_levels", "segments", "clients_by_segment_level", "acceptance_regularisation")
+                "segment_levels", "segments", "clients_by_segment_level", "acceptance_regularisation", "take_up")
 SEGMENT_KEYS = ("segment", "clients", "best_clients", "ideal_income", "ideal_products")
 
 
@@ -296,8 +296,24 @@ def unlisted_products_note(summary: Mapping[str, Any]) -> str | None:
             "not products)")
 
 
+def take_up_note(summary: Mapping[str, Any]) -> str | None:
+    """What a gap's p_accept means in this model: a calibrated take-up chance, or the share of similar clients."""
+    take_up = summary.get("take_up")
+    if not take_up:
+        return None
+    if take_up.get("calibrated"):
+        check = take_up.get("check", {})
+        return (f"p_accept is the chance of taking a product up within {take_up['days']} days, learnt from what "
+                "clients lacking it took up in the last two such windows (out of time: log-loss "
+                f"{check.get('log_loss_calibrated')} against {check.get('log_loss_p')} for the acceptance model's p, "
+                f"ECE {check.get('ece_calibrated')} against {check.get('ece_p')})")
+    return ("p_accept is the share of clients like the client that hold a product, not a take-up chance (no take-up "
+            f"calibration: {take_up.get('why', 'not tried')})")
+
+
 def _won_not_held(summary: Mapping[str, Any]) -> str:
-    notes = [note for note in (won_not_held_note(summary), unlisted_products_note(summary)) if note]
+    notes = [note for note in (won_not_held_note(summary), unlisted_products_note(summary), take_up_note(summary))
+             if note]
     return "".join(f" {html.escape(note[0].upper() + note[1:])}." for note in notes)
 
 
@@ -398,5 +414,5 @@ __all__ = [
     "BANK_CONFIG", "BASELINE", "MAVEN_CONFIG", "METHODS", "SERVED", "SERVED_BY_P", "Case", "RecallResult",
     "bank_marketing_frames", "cross_fitted", "evaluate_profiles", "hide_one_out", "hide_one_out_cases",
     "ideal_profile_recovery", "maven_crm_frames", "planted_gap_recall", "profile_report", "rankings",
-    "render_profiles_html", "score_rankings",
+    "render_profiles_html", "score_rankings", "take_up_note",
 ]

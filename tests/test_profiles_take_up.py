@@ -12,19 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from model.metrics import expected_calibration_error
 from model.profiles import ClientFacts, ClientProfiles
 from training.gap_evaluation import MAVEN_CONFIG, maven_crm_frames
 from training.profiles_fit import ProfileConfig, fit_profiles
 from training.synthetic_crm import SyntheticCRM, export_as_of, generate
 
 T0 = date(2025, 1, 1)
-
-
-def _ece(p: np.ndarray, y: np.ndarray) -> float:
-    """Expected calibration error over ten equal-width bins of the stated chance."""
-    index = np.clip((p * 10).astype(int), 0, 9)
-    return sum(abs(p[index == b].mean() - y[index == b].mean()) * (index == b).sum()
-               for b in range(10) if (index == b).any()) / p.size
 
 
 def _stated_and_taken(crm: SyntheticCRM, config: ProfileConfig) -> tuple[ClientProfiles, np.ndarray, np.ndarray]:
@@ -56,7 +50,7 @@ def test_a_gaps_stated_chance_is_the_take_up_that_follows(seed: int) -> None:
     profiles, stated, took = _stated_and_taken(crm, ProfileConfig())
     assert stated.size >= 8_000
     assert abs(stated.mean() - took.mean()) <= 0.045
-    assert _ece(stated, took) <= 0.045
+    assert expected_calibration_error(took, stated) <= 0.045
     top = stated >= np.quantile(stated, 0.8)  # the calibration keeps the order of p: the same gaps as by p
     assert abs(stated[top].mean() - took[top].mean()) <= 0.05
     assert profiles.summary["take_up"]["calibrated"]

@@ -23,6 +23,7 @@ from model.dataset import holdings_from_deals
 from model.errors import InsufficientData
 from model.features import day_numbers
 from model.grades import DEFAULT_SHARES, check_pareto_shares, pareto_classes
+from model.metrics import expected_calibration_error
 from model.profiles import (
     ALL_CLIENTS,
     FACT_ATTRIBUTES,
@@ -670,8 +671,9 @@ def _take_up_calibration(deals: pd.DataFrame | None, clients: pd.DataFrame | Non
     raw_loss, mapped_loss = _log_loss(p, y), _log_loss(earlier.chance(p), y) if earlier is not None else math.inf
     info["check"] = {"log_loss_p": round(raw_loss, 4),
                      "log_loss_calibrated": None if earlier is None else round(mapped_loss, 4),
-                     "ece_p": round(_ece(p, y), 4),
-                     "ece_calibrated": None if earlier is None else round(_ece(earlier.chance(p), y), 4)}
+                     "ece_p": round(expected_calibration_error(y, p), 4),
+                     "ece_calibrated": (None if earlier is None
+                                        else round(expected_calibration_error(y, earlier.chance(p)), 4))}
     if earlier is None or mapped_loss >= raw_loss:
         return None, {**info, "why": "learnt on the window before, the map did not predict the last window's "
                                      "take-up better than p itself"}
@@ -766,17 +768,6 @@ def _platt(p: FloatArray, y: FloatArray, days: int) -> TakeUpCalibration | None:
 def _log_loss(p: FloatArray, y: FloatArray) -> float:
     clipped = np.clip(p, 1e-6, 1.0 - 1e-6)
     return float(-np.mean(y * np.log(clipped) + (1.0 - y) * np.log(1.0 - clipped)))
-
-
-def _ece(p: FloatArray, y: FloatArray, bins: int = 10) -> float:
-    """Expected calibration error over equal-width bins of p."""
-    index = np.clip((p * bins).astype(np.int64), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        members = index == b
-        if members.any():
-            total += members.sum() * abs(float(p[members].mean()) - float(y[members].mean()))
-    return float(total / max(p.size, 1))
 
 
 def _date(day: float) -> str:

@@ -164,7 +164,8 @@ class ScoringModel:
             margin, contributions = self.win_model.margin_and_contributions(features)
         else:
             margin, contributions = self.win_model.margin(features), None
-        p_win = self.calibration.probability(margin, features)
+        drift_push = self.calibration.drift_push(features)  # read by the probability and by the reasons
+        p_win = self.calibration.probability(margin, features, drift_push)
 
         value = amount.copy()
         source: list[str | None] = ["amount" if a == a else None for a in amount]
@@ -180,7 +181,7 @@ class ScoringModel:
         # ranking by value per hour, as infinity would, and stays a number in JSON.
         per_hour = np.minimum(per_hour, np.finfo(np.float64).max)
         grade = letter_classes(expected_value, self.cutoffs, per_hour)
-        reasons = (self.reasons(features, contributions, columns, n_reasons) if contributions is not None
+        reasons = (self.reasons(features, contributions, columns, n_reasons, drift_push) if contributions is not None
                    else [[] for _ in range(n)])
         return ScoreBatch(
             p_win=p_win, value=value, value_source=source, expected_value=expected_value,
@@ -219,15 +220,17 @@ class ScoringModel:
                 for s, k, o in zip(sent, known, from_outcomes, strict=True)]
 
     def reasons(self, features: FloatArray, contributions: FloatArray, columns: Mapping[str, npt.NDArray[Any]],
-                n_reasons: int) -> list[list[Reason]]:
+                n_reasons: int, drift_push: FloatArray | None = None) -> list[list[Reason]]:
         """The inputs pushing each deal's probability most, strongest first, with their values: a feature's
         push, or a text column's through all its features together (ReasonGroups).
 
-        `contributions`: the engine's (deals, features + 1) pushes on the margin (the last is the base).
+        `contributions`: the engine's (deals, features + 1) pushes on the margin (the last is the base);
+        `drift_push`: the calibration's drift term for these features, when the caller has it already.
         """
         contributions = contributions[:, :-1] * self.calibration.slope
         if self.calibration.drift_column >= 0:  # the calibration's drift term is the recent win rate's push too
-            contributions[:, self.calibration.drift_column] += self.calibration.drift_push(features)
+            contributions[:, self.calibration.drift_column] += (self.calibration.drift_push(features)
+                                                                if drift_push is None else drift_push)
         groups = self._reason_groups()
         pushes = contributions @ groups.members  # per input: the sum of its features' pushes
         n = features.shape[0]

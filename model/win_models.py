@@ -155,13 +155,22 @@ class PlattCalibration:
         return np.asarray(self.drift * (rate_log_odds(features[:, self.drift_column]) - self.drift_centre),
                           dtype=np.float64)
 
-    def probability(self, margin: FloatArray, features: FloatArray) -> FloatArray:
-        z = np.clip(self.slope * margin + self.intercept + self.drift_push(features), -35.0, 35.0)
+    def probability(self, margin: FloatArray, features: FloatArray, drift_push: FloatArray | None = None) -> FloatArray:
+        """`drift_push`: `self.drift_push(features)` when the caller has it already (the scorer's reasons
+        need it too: one computation per pass)."""
+        push = self.drift_push(features) if drift_push is None else drift_push
+        z = _clip(self.slope * margin + self.intercept + push, -35.0, 35.0)
         return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
+
+
+def _clip(values: FloatArray, low: float, high: float) -> FloatArray:
+    """np.clip's values (the same floats, NaN kept) without its Python-side dispatch: ~1 us a call on the
+    single-deal path against ~2 us for np.clip."""
+    return np.minimum(np.maximum(values, low), high)
 
 
 def rate_log_odds(rate: FloatArray) -> FloatArray:
     """Log-odds of a win rate, kept finite (a rate of 0 or 1 counts as 1e-4 from it)."""
     # (np.where, not np.nan_to_num: the latter costs ~30 us even on one deal)
-    clipped = np.clip(np.where(np.isnan(rate), 0.5, rate), 1e-4, 1.0 - 1e-4)
+    clipped = _clip(np.where(np.isnan(rate), 0.5, rate), 1e-4, 1.0 - 1e-4)
     return np.asarray(np.log(clipped / (1.0 - clipped)), dtype=np.float64)

@@ -69,14 +69,19 @@ class _FastConfig:
         self._out = np.empty(self._capacity, dtype=np.float64)  # n_trees <= every tree
         self._out_pointer = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
         self._out_len = ctypes.c_int64()
+        # The row is copied into a buffer of this thread's whose address is taken once: `row.ctypes.data` and
+        # the ctypes wrappers around it cost ~2 us a call, more than the copy of a few dozen floats.
+        self._row = np.empty(self.n_features, dtype=np.float64)
+        self._row_pointer = ctypes.c_void_p(self._row.ctypes.data)
+        self._out_len_ref = ctypes.byref(self._out_len)
 
     def leaves(self, row: FloatArray) -> FloatArray | None:
         """The leaf index per tree for one row of features (as floats: LightGBM's output buffer), or None
         when LightGBM did not write exactly one index per tree (the caller then asks `predict`)."""
-        row = np.ascontiguousarray(row, dtype=np.float64)
+        self._row[:] = row  # the caller checked its length; float64 as the predictor was set up for
         self._out.fill(-1.0)  # leaf indices are >= 0: what is still -1 afterwards was not written
         _check(self._lib, self._lib.LGBM_BoosterPredictForMatSingleRowFast(
-            self._handle, ctypes.c_void_p(row.ctypes.data), ctypes.byref(self._out_len), self._out_pointer))
+            self._handle, self._row_pointer, self._out_len_ref, self._out_pointer))
         written = self._out[:self.n_trees]
         if self._out_len.value != self.n_trees or written.min(initial=0.0) < 0.0 or \
                 (self._out[self.n_trees:] != -1.0).any():

@@ -234,17 +234,19 @@ class ScoringModel:
         groups = self._reason_groups()
         pushes = contributions @ groups.members  # per input: the sum of its features' pushes
         n = features.shape[0]
-        top_group = np.argsort(-np.abs(pushes), axis=1)[:, :n_reasons]
+        # Array methods, not np.argsort / np.round: the same results without numpy's per-call dispatch (~1.5 us
+        # each on the single-deal path).
+        top_group = (-np.abs(pushes)).argsort(axis=1)[:, :n_reasons]
         rows = np.arange(n)[:, None]
         effect = pushes[rows, top_group]
         top = groups.shown[top_group]  # the feature whose value a reason shows
         # Vectorised rounding and one conversion to Python lists: the per-reason loop below only picks. A push
         # that rounds to 0 is no reason (a feature the trees barely touch showed as "effect 0.0").
-        rounded_effect = np.round(effect, 4)
+        rounded_effect = effect.round(4)
         effects, kept = rounded_effect.tolist(), (rounded_effect != 0.0).tolist()
         shown = features[rows, top]
         with np.errstate(over="ignore", invalid="ignore"):  # rounding multiplies by 1e4: 1e308 would overflow
-            rounded = np.round(shown, 4)
+            rounded = shown.round(4)
         numbers = np.where(np.isfinite(rounded), rounded, shown).tolist()
         names, categorical = self.spec.names, set(self.spec.categorical)
         levels = {name: columns[name].tolist() if name in columns else [None] * n for name in categorical}

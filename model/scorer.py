@@ -212,7 +212,7 @@ class ScoringModel:
         # Sent history counts where it replaced the model's: where won_deals came (model/features.py).
         sent = (~np.isnan(np.asarray(columns["won_deals"], dtype=np.float64)) if "won_deals" in columns
                 else np.zeros(n, dtype=bool))
-        ids = columns.get("client_id", np.full(n, None, dtype=object))
+        ids = columns["client_id"] if "client_id" in columns else np.full(n, None, dtype=object)
         known = [c is not None and str(c) in self.spec.client_keys for c in ids]
         flag = columns.get(OUTCOME_HISTORY_FLAG)
         from_outcomes = flag.tolist() if flag is not None else [False] * n

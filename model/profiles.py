@@ -200,7 +200,7 @@ class TakeUpCalibration:
     and on maven's accounts (every account buying most products within months) it understated it by 0.4.
     Fitting learns logit(chance) = intercept + slope * z + curvature * z^2, z = logit(p) clamped to the range
     it was learnt on (so the map rises with p throughout), from what the clients lacking a product one
-    horizon before the data's end took up since (training/profiles_fit.py, _take_up_calibration).
+    horizon before the holdings' last start took up since (training/profiles_fit.py, _take_up_calibration).
     """
 
     intercept: float
@@ -473,10 +473,12 @@ class ClientProfiles:
                 rank_by: str | None = None, chance: FloatArray | None = None) -> list[list[int]]:
         """Each client's first `top_k` products in gap order, all clients in one sort.
 
-        Which products are offered at all follows the acceptance model's p (`probability`, so a take-up
-        calibration never changes the list's members); their order follows the stated chance (`chance`,
-        default `probability`) and the money it expects."""
-        chance = probability if chance is None else chance
+        Which products are candidates at all follows the acceptance model's p (`probability`); their order,
+        and so which of them make the first `top_k`, follows the stated chance (`chance`, default
+        `probability`) and the money it expects. Chances a take-up map states alike (it is flat beyond the
+        range of p it was learnt on) keep the order of p."""
+        if chance is probability:  # no take-up map (take_up_chance returns p itself): one key
+            chance = None
         rows = [c.segment_row for c in clients]
         in_profile = self._in_profile[rows]
         candidate = in_profile | (probability >= self.min_p_accept) if self.fill_outside_profile else in_profile.copy()
@@ -485,11 +487,14 @@ class ClientProfiles:
         by = self.rank_by if rank_by is None else rank_by
         # The profile's gaps by expected income; products outside it by chance alone: the best clients do
         # not vouch for them, so the likeliest take comes before a big-ticket long shot.
-        key = chance if by == "p_accept" else np.where(in_profile, chance * self._rank_factor[rows], chance)
+        def keyed(p: FloatArray) -> FloatArray:
+            return p if by == "p_accept" else np.where(in_profile, p * self._rank_factor[rows], p)
+
         # The profile's candidates first (group 0), then the other candidates (1), each by key, equals in
         # product order; non-candidates (2) are cut off below.
         group = 2 - candidate * (1 + in_profile)
-        order = np.lexsort((-key, group), axis=-1).tolist()
+        keys = (-keyed(probability), group) if chance is None else (-keyed(probability), -keyed(chance), group)
+        order = np.lexsort(keys, axis=-1).tolist()
         return [ranked[:min(count, top_k)] for ranked, count in zip(order, candidate.sum(axis=1).tolist(), strict=True)]
 
     def _partner_weights(self) -> list[list[float]]:

@@ -87,7 +87,7 @@ class ProfileConfig:
     client_value_column: str | None = None  # a numeric clients column to use as realised value (income)
     ideal_income_statistic: str = "median"  # "median" or "mean" income of the best clients
     # A gap's p_accept as the chance of taking the product up within this many days, learnt from dated
-    # holdings (_take_up_calibration): it needs two such windows before the data's end, each with at least
+    # holdings (_take_up_calibration): it needs two such windows up to the holdings' last start, each with at least
     # take_up_min_events take-ups. 0: never; p_accept then stays the share of clients like it that hold it.
     take_up_days: int = 365
     take_up_min_events: int = 30
@@ -113,6 +113,10 @@ class ProfileConfig:
         check_pareto_shares("best_shares", self.best_shares)
         if self.rank_by not in ("expected_income", "p_accept"):
             raise ValueError(f"rank_by must be expected_income or p_accept, got {self.rank_by!r}")
+        for name, least in (("take_up_days", 0), ("take_up_min_events", 1), ("take_up_max_clients", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"{name} must be a whole number of at least {least}, got {value!r}")
         if self.ideal_income_statistic not in ("median", "mean"):
             raise ValueError("ideal_income_statistic must be median or mean, "
                              f"got {self.ideal_income_statistic!r}")
@@ -629,12 +633,13 @@ def _take_up_calibration(deals: pd.DataFrame | None, clients: pd.DataFrame | Non
     The acceptance model is fitted on who holds what, so for a client lacking a product its p reads "clients
     like this one hold it", not the chance that this client takes it: against a year's take-up on the
     synthetic CRM a p of 0.4-0.7 meant 0.29-0.50, and on maven's accounts, which bought most products within
-    months, a p of 0.5 meant nearly 1. Profiles fitted as of one horizon before the data's end give each
-    client's p for the products it lacked then; a map (logit of the chance quadratic in logit p, _platt) is
-    fitted on whether it took them up before the end. Kept only when the map learnt the same way one horizon earlier
-    predicted the last window's take-up better (log-loss) than p itself: on maven, whose take-up ran out as
-    the accounts filled up, a map learnt on the months before overstated the next ones' (ECE 0.03-0.11 raw,
-    0.25-0.39 mapped) and so is refused; on the synthetic CRM it cut a year's ECE from 0.05-0.07 to 0.01-0.02.
+    months, a p of 0.5 meant nearly 1. Profiles fitted as of one horizon before the holdings' last start give
+    each client's p for the products it lacked then; a map (logit of the chance quadratic in logit p,
+    _quadratic_logit_map) is fitted on whether it took them up by then. Kept only when the map learnt the same
+    way one horizon earlier predicted the last window's take-up better (log-loss) than p itself: on maven,
+    whose take-up ran out as the accounts filled up, a map learnt on the months before overstated the next
+    ones' (ECE 0.03-0.11 raw, 0.25-0.39 mapped) and so is refused; on the synthetic CRM it cut a year's ECE
+    from 0.05-0.07 to 0.01-0.02.
     """
     days = int(config.take_up_days)
     info: dict[str, Any] = {"calibrated": False, "days": days}
@@ -650,23 +655,28 @@ def _take_up_calibration(deals: pd.DataFrame | None, clients: pd.DataFrame | Non
     if dated < TAKE_UP_DATED_SHARE:
         return None, {**info, "why": f"{dated:.0%} of holdings carry a start date (since); "
                                      f"{TAKE_UP_DATED_SHARE:.0%} needed"}
+    # The windows end the day after the holdings' own last start, not at the data's last day: an export whose
+    # holdings lag its deals would otherwise count the lag as months without take-up (review: a 120-day lag
+    # took a p of 0.6 from a chance of 0.445 to 0.294, and the out-of-time check still kept the map).
+    end_day = min(reference_day, float(np.nanmax(since))) + 1.0
+    starts = (end_day - 2 * days, end_day - days)
     windows = []
-    for start in (reference_day - 2 * days, reference_day - days):
+    for start in starts:
         window = _take_up_window(deals, clients, holdings, since, start, start + days, config, add_won_products,
                                  holdings_table, regularisation)
         if window is None:
             return None, {**info, "why": f"no holdings started before {_date(start)} (needs two windows of "
-                                         f"{days} days before {_date(reference_day)})"}
+                                         f"{days} days up to the holdings' last start, {_date(end_day - 1)})"}
         if window[1].sum() < config.take_up_min_events:
             return None, {**info, "why": f"{int(window[1].sum())} take-ups in the {days} days from {_date(start)} "
-                                         f"(needs {config.take_up_min_events} in each of the two windows before "
-                                         f"{_date(reference_day)})"}
+                                         f"(needs {config.take_up_min_events} in each of the two windows up to "
+                                         f"the holdings' last start, {_date(end_day - 1)})"}
         windows.append(window)
-    info["windows"] = [{"from": _date(start), "to": _date(start + days), "pairs": int(y.size),
+    info["windows"] = [{"from": _date(start), "to": _date(start + days - 1), "pairs": int(y.size),
                         "take_ups": int(y.sum()), "mean_p": round(float(p.mean()), 4),
                         "take_up_rate": round(float(y.mean()), 4)}
-                       for start, (p, y) in zip((reference_day - 2 * days, reference_day - days), windows, strict=True)]
-    earlier = _platt(*windows[0], days)
+                       for start, (p, y) in zip(starts, windows, strict=True)]
+    earlier = _quadratic_logit_map(*windows[0], days)
     p, y = windows[1]
     raw_loss, mapped_loss = _log_loss(p, y), _log_loss(earlier.chance(p), y) if earlier is not None else math.inf
     info["check"] = {"log_loss_p": round(raw_loss, 4),
@@ -677,7 +687,7 @@ def _take_up_calibration(deals: pd.DataFrame | None, clients: pd.DataFrame | Non
     if earlier is None or mapped_loss >= raw_loss:
         return None, {**info, "why": "learnt on the window before, the map did not predict the last window's "
                                      "take-up better than p itself"}
-    calibration = _platt(p, y, days)
+    calibration = _quadratic_logit_map(p, y, days)
     if calibration is None:
         return None, {**info, "why": "in the last window p did not rise with take-up"}
     return calibration, {**info, "calibrated": True, "intercept": round(calibration.intercept, 4),
@@ -717,10 +727,11 @@ def _take_up_window(deals: pd.DataFrame | None, clients: pd.DataFrame | None, ho
             snapshot_deals = deals[deals["client_id"].astype(str).isin(keep)]
         if "created_at" in deals:
             snapshot_deals = snapshot_deals[day_numbers(snapshot_deals["created_at"]) < start].copy()
-            if "closed_at" in snapshot_deals:
-                late = ~(day_numbers(snapshot_deals["closed_at"]) < start)
-                snapshot_deals.loc[late, "status"] = "open"
-                snapshot_deals.loc[late, "closed_at"] = pd.NaT
+            # A deal closed on or after `start` was open then; without close dates no outcome is known then.
+            late = (~(day_numbers(snapshot_deals["closed_at"]) < start) if "closed_at" in snapshot_deals
+                    else np.ones(len(snapshot_deals), dtype=np.bool_))
+            snapshot_deals.loc[late, "status"] = "open"
+            snapshot_deals.loc[late, "closed_at"] = pd.NaT
     snapshot_clients = None if clients is None else clients[clients["client_id"].astype(str).isin(keep)]
     try:
         profiles = fit_profiles(snapshot_deals, snapshot_clients, held_then, replace(config, take_up_days=0),
@@ -744,7 +755,7 @@ def _take_up_window(deals: pd.DataFrame | None, clients: pd.DataFrame | None, ho
     return p[lacking], taken[lacking].astype(np.float64)
 
 
-def _platt(p: FloatArray, y: FloatArray, days: int) -> TakeUpCalibration | None:
+def _quadratic_logit_map(p: FloatArray, y: FloatArray, days: int) -> TakeUpCalibration | None:
     """logit(chance) quadratic in z = logit(p) by maximum likelihood, z clamped to the range seen and cut at the
     parabola's vertex (flat beyond it, so the chance never falls as p rises); None unless it rises somewhere.
 

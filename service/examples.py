@@ -64,7 +64,7 @@ MODEL_INFO = {
                       "d_floor_value_per_hour": 119.2},
     "caution": None,
     "features": ["amount", "effort_hours", "product", "client_status"],
-    "has_profiles": True, "small_data": False,
+    "has_profiles": True, "gap_take_up_days": 365, "small_data": False,
     "libraries": {"dealscore": "0.1.0", "joblib": "1.6.0", "lightgbm": "4.7.0", "numpy": "2.4.6",
                   "pandas": "3.1.1", "python": "3.11.7", "scikit-learn": "1.9.1"},
     "loaded_at": "2025-01-02T08:00:05+00:00",

@@ -195,12 +195,18 @@ async def model_info(request: Request, snapshot: Snapshot, rid: RequestId) -> Re
         "caution": meta["caution"] if "caution" in meta else probability_caution(meta.get("metrics") or {}),
         "features": list(meta.get("features") or snapshot.model.spec.names),
         "has_profiles": getattr(snapshot.model, "profiles", None) is not None,
+        "gap_take_up_days": _take_up_days(snapshot.model),
         "small_data": meta.get("small_data"), "libraries": meta.get("libraries", {}),
         "loaded_at": snapshot.loaded_at.isoformat(timespec="seconds"),
         "source": {"kind": snapshot.kind, "path": snapshot.source},
         "refused": _refused(reloader.refused if reloader is not None else None),
     }
     return _json(_dumps(info))
+
+
+def _take_up_days(model: Any) -> int | None:
+    take_up = getattr(getattr(model, "profiles", None), "take_up", None)
+    return None if take_up is None else int(take_up.days)
 
 
 @router.get("/health/live", tags=["health"], response_model=Health, summary="The process is up",

@@ -254,7 +254,8 @@ class GapOut(BaseModel):
     adoption: float = Field(description="share of the segment's best clients that hold it")
     p_accept: float = Field(description="estimated chance this client takes it: of taking it up within the model's "
                                         "take-up horizon where past take-up calibrated it (the reason says 'N% chance "
-                                        "to take it within 12 months'), else the share of clients like this one that "
+                                        "to take it within' the horizon, 12 months by default; GET /v1/model's "
+                                        "gap_take_up_days gives it), else the share of clients like this one that "
                                         "hold it (the reason says 'held by N% of clients like this one')")
     potential_income: float = Field(description="expected money from offering it")
     reason: str
@@ -362,6 +363,9 @@ class ModelInfo(BaseModel):
                                                           "such caution")
     features: list[str]
     has_profiles: bool = Field(description="whether gap lists can be computed")
+    gap_take_up_days: int | None = Field(default=None, description=(
+        "the horizon, in days, over which a gap's p_accept is a chance of taking the product up (learnt from dated "
+        "holdings); null: p_accept is the share of clients like the client that hold it, or there are no profiles"))
     small_data: bool | None = Field(description="trained in small-data mode (a regularised linear model); null "
                                                 "when the artifact does not say")
     libraries: dict[str, str] = Field(description="versions of the libraries the model was trained with")

@@ -135,6 +135,23 @@ def test_model_says_it_has_profiles(client: TestClient) -> None:
     assert client.get("/v1/model").json()["has_profiles"] is True
 
 
+def test_model_says_over_what_horizon_p_accept_is_a_chance(service_profiled_model: ScoringModel) -> None:
+    """A CRM showing p_accept needs to know whether it is a take-up chance (and within how long) or the share of
+    clients like the client that hold the product: the reasons say so in words, /v1/model as a number."""
+    assert service_profiled_model.profiles is not None
+    calibrated = service_profiled_model.profiles.take_up
+    assert calibrated is not None
+    uncalibrated = dataclasses.replace(service_profiled_model,
+                                       profiles=dataclasses.replace(service_profiled_model.profiles, take_up=None))
+    for model, days in ((service_profiled_model, calibrated.days), (uncalibrated, None)):
+        app = create_app(Settings(), model=model, clock=lambda: TODAY)
+        with make_client(app) as test_client:
+            assert test_client.get("/v1/model").json()["gap_take_up_days"] == days
+            answer = test_client.post("/v1/gaps", json={"clients": [{"client_id": "C-new", "industry": "retail"}]})
+            reasons = [g["reason"] for g in answer.json()["clients"][0]["gaps"]]
+            assert reasons and all(("chance to take it within" in r) is (days is not None) for r in reasons)
+
+
 def test_each_gap_list_says_where_its_client_stands_today(client: TestClient, service_profiled_model: ScoringModel,
                                                           service_dataset: Dataset) -> None:
     """DOMAIN.md: cross-sell suits a client that has settled. Beside its gap list, each client's status today as

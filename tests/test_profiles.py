@@ -25,6 +25,7 @@ from training.gap_evaluation import (
     ideal_profile_recovery,
     maven_crm_frames,
     planted_gap_recall,
+    take_up_note,
     unlisted_products_note,
 )
 from training.profiles_fit import UNLISTED_KEPT, ProfileConfig, fit_profiles
@@ -519,6 +520,11 @@ def test_won_products_the_holdings_table_never_names_are_reported(small_crm: Syn
     assert note and f"'payroll' ({won_payroll:,} won deals)" in note and "'Payroll services'" in note
     assert note in said
     assert html.escape(note[0].upper() + note[1:]) in render_html(result.report)
+    # The report says what a gap's p_accept is in this model: a take-up chance, or a share of similar clients.
+    meaning = take_up_note(summary)
+    assert meaning and ("the chance of taking" in meaning) is summary["take_up"]["calibrated"]
+    assert html.escape(meaning[0].upper() + meaning[1:]) in render_html(result.report)
+    assert "P_accept" not in render_html(result.report)  # the field's name keeps its spelling in a sentence
     # A table naming every won product says nothing. Nor do holdings read off won deals, whether here or by
     # model.dataset: won deals without a client_id are not holdings, and their products had been reported as
     # missing from a "holdings table" the export never had.

@@ -303,13 +303,13 @@ def take_up_note(summary: Mapping[str, Any]) -> str | None:
         return None
     if take_up.get("calibrated"):
         check = take_up.get("check", {})
-        return (f"p_accept is the chance of taking a product up within {take_up['days']} days, learnt from what "
-                "clients lacking it took up in the last such window; checked out of time first: the map learnt "
+        return (f"a gap's p_accept is the chance of taking a product up within {take_up['days']} days, learnt from "
+                "what clients lacking it took up in the last such window; checked out of time first: the map learnt "
                 f"on the window before predicted the last one with log-loss {check.get('log_loss_calibrated')} "
                 f"against {check.get('log_loss_p')} for the acceptance model's p (ECE {check.get('ece_calibrated')} "
                 f"against {check.get('ece_p')})")
-    return ("p_accept is the share of clients like the client that hold a product, not a take-up chance (no take-up "
-            f"calibration: {take_up.get('why', 'not tried')})")
+    return ("a gap's p_accept is the share of clients like the client that hold a product, not a take-up chance "
+            f"(no take-up calibration: {take_up.get('why', 'not tried')})")
 
 
 def _won_not_held(summary: Mapping[str, Any]) -> str:

@@ -37,7 +37,7 @@ import training.fit as fit
 from bench.public_data import DATA_DIR, PUBLIC_SETS, PublicSet, load
 from bench.tables import format_table
 from model.dataset import Dataset, dataset_from_frames
-from model.features import attach_clients
+from model.features import attach_clients, unsent_features
 from model.metrics import expected_calibration_error, probability_metrics
 from model.win_models import PlattCalibration, WinModel
 from training.fit import TrainConfig, TrainingResult
@@ -158,7 +158,8 @@ def holdout_p_win(calls: list[tuple[FloatArray, WinModel, PlattCalibration]], sp
     reported = result.report["metrics"]["model"]["auc"]
     for features, model, calibration in calls:
         holdout = features[split.holdout_rows]
-        p = calibration.probability(model.margin(holdout), holdout)
+        # (an always-sent column a holdout deal lacks is averaged out, as train() scores it)
+        p = calibration.probability(model.margin(holdout, unsent_features(result.model.spec, holdout)), holdout)
         if abs(roc_auc_score(won, p) - reported) < 1e-12:
             return p
     raise AssertionError("no recorded fit gives train()'s holdout AUC")

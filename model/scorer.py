@@ -22,9 +22,10 @@ from model.features import (
     build_features,
     client_status_name,
     client_statuses,
+    unsent_features,
 )
 from model.grades import GradeCutoffs, letter_classes
-from model.win_models import PlattCalibration, TreeEnsemble, WinModel
+from model.win_models import PlattCalibration, TreeEnsemble, Unsent, WinModel
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -53,20 +54,22 @@ class ValueModel:
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_trees"}  # the quick reader is rebuilt, not kept
 
-    def log_amount(self, features: FloatArray) -> FloatArray:
-        """The regression's own prediction, log(1 + amount) (a regression's raw output is its prediction)."""
+    def log_amount(self, features: FloatArray, unsent: Unsent = None) -> FloatArray:
+        """The regression's own prediction, log(1 + amount) (a regression's raw output is its prediction);
+        `unsent` as the win model's (model.features.unsent_features), over all features."""
         trees = self.__dict__.get("_trees")
         if trees is None:
             trees = self.__dict__["_trees"] = TreeEnsemble(self.booster)
-        return trees.raw(np.ascontiguousarray(features[:, self.feature_index]))
+        return trees.raw(np.ascontiguousarray(features[:, self.feature_index]),
+                         unsent[:, self.feature_index] if unsent is not None else None)
 
-    def predict(self, features: FloatArray) -> FloatArray:
+    def predict(self, features: FloatArray, unsent: Unsent = None) -> FloatArray:
         """The expected amount if won."""
-        return self.typical_and_expected(features)[1]
+        return self.typical_and_expected(features, unsent)[1]
 
-    def typical_and_expected(self, features: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def typical_and_expected(self, features: FloatArray, unsent: Unsent = None) -> tuple[FloatArray, FloatArray]:
         """The typical amount of such a deal (the regression's median-like guess) and its expected amount."""
-        log_amount = self.log_amount(features)
+        log_amount = self.log_amount(features, unsent)
         largest = np.finfo(np.float64).max  # an absurd training amount must not make a value infinite
         with np.errstate(over="ignore"):
             typical = np.minimum(np.expm1(log_amount), largest)
@@ -150,9 +153,13 @@ class ScoringModel:
                                       else np.where(np.isnan(created), today, created))
         features = build_features(self.spec, self.history, columns)
         n = features.shape[0]
+        # Text inputs the trees always saw but a deal did not send are averaged out of the trees, not read as
+        # whatever category sits on the right of each split (model/unsent_paths.py).
+        unsent = unsent_features(self.spec, features)
         amount = np.asarray(columns["amount"], dtype=np.float64) if "amount" in columns else np.full(n, np.nan)
         needs_model = np.isnan(amount)
-        typical, predicted = (self.value_model.typical_and_expected(features[needs_model])
+        typical, predicted = (self.value_model.typical_and_expected(
+            features[needs_model], unsent[needs_model] if unsent is not None else None)
                               if self.value_model is not None and needs_model.any() else (None, None))
         if typical is not None and "amount" in (self.spec.numeric_fill or {}):
             # The win model reads the deal's amount too: the value model's guess for such a deal, not the
@@ -161,9 +168,9 @@ class ScoringModel:
             # skewed spread is larger than most deals'; on the IT consulting bids nearly twice the typical).
             features[needs_model, self.spec.names.index("amount")] = typical
         if n_reasons > 0:
-            margin, contributions = self.win_model.margin_and_contributions(features)
+            margin, contributions = self.win_model.margin_and_contributions(features, unsent)
         else:
-            margin, contributions = self.win_model.margin(features), None
+            margin, contributions = self.win_model.margin(features, unsent), None
         drift_push = self.calibration.drift_push(features)  # read by the probability and by the reasons
         p_win = self.calibration.probability(margin, features, drift_push)
 

@@ -14,8 +14,12 @@ import numpy.typing as npt
 
 from model.leaf_lookup import SingleRowLeaves
 from model.tree_paths import PathCredits
+from model.unsent_paths import UnsentPaths
 
 FloatArray = npt.NDArray[np.float64]
+# (deals, features): True where a deal did not send an input the trees always saw (model.features.unsent_features);
+# None when every deal sent everything.
+Unsent = npt.NDArray[np.bool_] | None
 
 # Up to this many deals, leaf indices come from LightGBM's single-row fast path, one call per deal;
 # above it, one `predict` call. Measured on the demo model: 1 deal 13 vs 50 us, 8 deals 65 vs 74 us,
@@ -26,13 +30,13 @@ _SINGLE_ROW_MAX = 8
 class WinModel(Protocol):
     kind: str
 
-    def margin(self, features: FloatArray) -> FloatArray: ...
+    def margin(self, features: FloatArray, unsent: Unsent = None) -> FloatArray: ...
 
-    def contributions(self, features: FloatArray) -> FloatArray:
+    def contributions(self, features: FloatArray, unsent: Unsent = None) -> FloatArray:
         """(n, n_features + 1): each feature's push on the margin, then the base value."""
         ...
 
-    def margin_and_contributions(self, features: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def margin_and_contributions(self, features: FloatArray, unsent: Unsent = None) -> tuple[FloatArray, FloatArray]:
         """Both at once, from one pass over the engine where it can."""
         ...
 
@@ -41,12 +45,14 @@ class TreeEnsemble:
     """A LightGBM booster, read the quick way for a few deals: their leaves from the single-row fast path
     (model/leaf_lookup.py), summed over per-leaf tables (model/tree_paths.py); a batch's from `predict`.
     Predicts with one native thread (a worker must not fight its siblings). The tables and fast-path
-    set-ups are built on first use and not pickled: an artifact holds the booster only.
+    set-ups are built on first use and not pickled: an artifact holds the booster only. Deals that did not
+    send an input the trees always saw have it averaged out (model/unsent_paths.py).
     """
 
     def __init__(self, booster: Any) -> None:
         self.booster = booster
         self._paths: PathCredits | None = None
+        self._unsent_paths: UnsentPaths | None = None
         self._single_row = SingleRowLeaves(booster)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -55,6 +61,7 @@ class TreeEnsemble:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.booster = state["booster"]
         self._paths = None
+        self._unsent_paths = None
         self._single_row = SingleRowLeaves(self.booster)
 
     @property
@@ -64,6 +71,22 @@ class TreeEnsemble:
             self._paths = PathCredits.of_booster(self.booster)
         return self._paths
 
+    def _average_out(self, features: FloatArray, unsent: Unsent, margin: FloatArray,
+                     contributions: FloatArray | None = None) -> None:
+        """Overwrite the margins (and contributions) of the deals that did not send some inputs by the trees'
+        leaves weighted over the branches those inputs would have decided."""
+        if unsent is None:
+            return
+        rows = np.flatnonzero(unsent.any(axis=1))
+        if rows.size == 0:
+            return
+        if self._unsent_paths is None:  # as for `paths`: a race builds two equal tables
+            self._unsent_paths = UnsentPaths.of_booster(self.booster)
+        weights = self._unsent_paths.leaf_weights(features[rows], unsent[rows])
+        margin[rows] = weights @ self.paths.leaf_values
+        if contributions is not None:  # the base value (last column) is the same for every deal
+            contributions[rows, :-1] = weights @ self.paths.credits
+
     def _few(self, features: FloatArray) -> bool:
         return features.shape[0] <= _SINGLE_ROW_MAX and self._single_row.available
 
@@ -72,13 +95,16 @@ class TreeEnsemble:
             return self._single_row(features)
         return np.asarray(self.booster.predict(features, pred_leaf=True, num_threads=1))
 
-    def raw(self, features: FloatArray) -> FloatArray:
+    def raw(self, features: FloatArray, unsent: Unsent = None) -> FloatArray:
         """The booster's raw output: a classifier's margin, a regression's prediction. For a few deals, the sum
         of their leaves' outputs (equal to `predict`'s within ~1e-14, tests/test_tree_paths.py): `predict`
         sets up a predictor on every call, about 0.1 ms, most of a single deal's cost."""
         if self._few(features):
-            return self.paths.margin(self._single_row(features))
-        return np.asarray(self.booster.predict(features, raw_score=True, num_threads=1), dtype=np.float64)
+            out = self.paths.margin(self._single_row(features))
+        else:
+            out = np.asarray(self.booster.predict(features, raw_score=True, num_threads=1), dtype=np.float64)
+        self._average_out(features, unsent, out)
+        return out
 
 
 class TreeWinModel(TreeEnsemble):
@@ -86,18 +112,20 @@ class TreeWinModel(TreeEnsemble):
 
     kind = "gradient_boosting"
 
-    def margin(self, features: FloatArray) -> FloatArray:
+    def margin(self, features: FloatArray, unsent: Unsent = None) -> FloatArray:
         # For a batch LightGBM's raw score, about half the cost of leaf indices (training's bulk).
-        return self.raw(features)
+        return self.raw(features, unsent)
 
-    def contributions(self, features: FloatArray) -> FloatArray:
-        return self.paths.contributions(self._leaves(features))
+    def contributions(self, features: FloatArray, unsent: Unsent = None) -> FloatArray:
+        return self.margin_and_contributions(features, unsent)[1]
 
-    def margin_and_contributions(self, features: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def margin_and_contributions(self, features: FloatArray, unsent: Unsent = None) -> tuple[FloatArray, FloatArray]:
         # One engine call: the margin summed from the same leaves equals the raw score within ~1e-14
         # (tests/test_tree_paths.py), far below any digit a probability is shown with.
         leaves = self._leaves(features)
-        return self.paths.margin(leaves), self.paths.contributions(leaves)
+        margin, contributions = self.paths.margin(leaves), self.paths.contributions(leaves)
+        self._average_out(features, unsent, margin, contributions)
+        return margin, contributions
 
 
 @dataclass
@@ -118,15 +146,16 @@ class LinearWinModel:
         filled = np.where(np.isnan(features), self.fill, features)
         return (filled - self.mean) / self.scale
 
-    def margin(self, features: FloatArray) -> FloatArray:
+    # `unsent` is read as any missing value is: filled with the training median.
+    def margin(self, features: FloatArray, unsent: Unsent = None) -> FloatArray:
         return np.asarray(self._standardise(features) @ self.coef + self.intercept, dtype=np.float64)
 
-    def contributions(self, features: FloatArray) -> FloatArray:
+    def contributions(self, features: FloatArray, unsent: Unsent = None) -> FloatArray:
         parts = self._standardise(features) * self.coef
         base = np.full((features.shape[0], 1), self.intercept)
         return np.hstack([parts, base])
 
-    def margin_and_contributions(self, features: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def margin_and_contributions(self, features: FloatArray, unsent: Unsent = None) -> tuple[FloatArray, FloatArray]:
         return self.margin(features), self.contributions(features)
 
 

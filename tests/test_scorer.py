@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from model.dataset import Dataset
-from model.features import attach_clients, build_features, frame_columns
+from model.features import attach_clients, build_features, frame_columns, unsent_features
 from model.scorer import ScoreBatch, ValueModel
 from training.fit import TrainingResult
 
@@ -46,11 +46,16 @@ def test_deals_not_worth_their_hours_are_d_and_zero_hours_have_no_value_per_hour
 def test_reasons_show_a_missing_category_as_null_and_never_a_push_of_zero(
         trained: TrainingResult, small_dataset: Dataset) -> None:
     deals = _open_deals(small_dataset, 20)
+    # competitor is missing in most training deals (the trees learnt what that means); source in none, so a deal
+    # without it has it averaged out of the trees (model/unsent_paths.py): no push, no reason.
+    assert "competitor" not in trained.model.spec.always_sent and "source" in trained.model.spec.always_sent
+    deals["competitor"] = np.nan
     deals["source"] = np.nan
     names = trained.model.spec.names
     batch = _scored(trained, small_dataset, deals, n_reasons=len(names))
     shown = [r for reasons in batch.reasons for r in reasons]
-    assert {r.value for r in shown if r.feature == "source"} == {None}
+    assert {r.value for r in shown if r.feature == "competitor"} == {None}
+    assert not [r for r in shown if r.feature == "source"]
     assert all(r.effect != 0.0 for r in shown)
     # Every feature asked for, yet some never push these deals (the trees do not split on them).
     assert min(len(reasons) for reasons in batch.reasons) < len(names)
@@ -64,7 +69,7 @@ def test_a_text_column_is_one_reason_pushing_as_all_its_features_together(
     spec = model.spec
     assert spec.pairs and "product" in spec.categorical
     deals = _open_deals(small_dataset, 200)
-    deals.loc[deals.index[:20], "source"] = np.nan
+    deals.loc[deals.index[:20], ["source", "competitor"]] = np.nan
     columns = frame_columns(attach_clients(deals, small_dataset.clients))
     batch = model.score(columns, n_reasons=len(spec.names))
     shown = [r for reasons in batch.reasons for r in reasons]
@@ -72,7 +77,7 @@ def test_a_text_column_is_one_reason_pushing_as_all_its_features_together(
         "overall_win_rate", "recent_win_rate", "client_win_rate")]
     # Each column's push is the sum of its features' pushes, as the engine credits them.
     features = build_features(spec, model.history, model.with_known_clients(columns))
-    _, contributions = model.win_model.margin_and_contributions(features)
+    _, contributions = model.win_model.margin_and_contributions(features, unsent_features(spec, features))
     pushes = contributions[:, :-1] * model.calibration.slope
     product = [spec.names.index(name) for name in spec.names
                if name == "product" or name == "product_win_rate" or name.startswith("product_by_")]
@@ -80,7 +85,10 @@ def test_a_text_column_is_one_reason_pushing_as_all_its_features_together(
     for row, reasons in enumerate(batch.reasons):
         effect = {r.feature: r.effect for r in reasons}
         assert effect.get("product", 0.0) == pytest.approx(round(pushes[row, product].sum(), 4), abs=1e-12)
-    assert {r.value for reasons in batch.reasons[:20] for r in reasons if r.feature == "source"} == {None}
+    # A level not sent shows as null; where the trees never saw the column missing (source) it is averaged out
+    # of them (model/unsent_paths.py) and pushes nothing.
+    assert {r.value for reasons in batch.reasons[:20] for r in reasons if r.feature == "competitor"} == {None}
+    assert not [r for reasons in batch.reasons[:20] for r in reasons if r.feature == "source"]
 
 
 def test_the_expected_amount_is_the_typical_one_plus_one_times_the_spread_less_one() -> None:

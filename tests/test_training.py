@@ -288,9 +288,9 @@ def test_a_deal_without_an_amount_is_scored_as_a_typical_deal_not_as_one_of_amou
         def __init__(self, inner: Any) -> None:
             self.inner, self.features = inner, np.zeros((0, 0))
 
-        def margin(self, features: np.ndarray) -> np.ndarray:
+        def margin(self, features: np.ndarray, unsent: np.ndarray | None = None) -> np.ndarray:
             self.features = features.copy()
-            return np.asarray(self.inner.margin(features))
+            return np.asarray(self.inner.margin(features, unsent))
 
     seen = Seen(model.win_model)
     dataclasses.replace(model, win_model=seen).score({**columns, "amount": np.full(len(deals), np.nan),

@@ -36,6 +36,7 @@ from model.features import (
     level_code_columns,
     level_codes,
     recoded,
+    unsent_features,
     unused_client_columns,
     with_vocabularies_of,
 )
@@ -495,8 +496,10 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
             if profiling:
                 progress(f"{profiling} and the baselines alongside")
         eval_model, eval_calibration, eval_info, shape = _best_shape([f.result() for f in shape_fits], shapes)
-        holdout_p = eval_calibration.probability(eval_model.margin(eval_features[holdout_rows]),
-                                                 eval_features[holdout_rows])
+        holdout_features = eval_features[holdout_rows]
+        # Averaged over an always-sent column where a holdout deal lacks it, as the served model scores it.
+        holdout_p = eval_calibration.probability(
+            eval_model.margin(holdout_features, unsent_features(eval_spec, holdout_features)), holdout_features)
 
         progress(f"fitting the published model on all {closed_rows.size:,} closed deals")
         published = pool.submit(_fit_published, features, won, amount, closed_rows, spec, config, small_data, shape,

@@ -29,7 +29,13 @@ import pandas as pd
 
 from model.artifact import strict_json
 from model.errors import DealscoreError, InsufficientData
-from model.features import attach_clients, build_features, frame_columns, missing_feature_columns
+from model.features import (
+    attach_clients,
+    build_features,
+    frame_columns,
+    missing_feature_columns,
+    unsent_features,
+)
 from model.metrics import expected_calibration_error, probability_metrics
 from model.records import is_plain_number
 from model.registry import Registry
@@ -472,7 +478,8 @@ def _drift(candidate: TrainingResult, columns: Mapping[str, npt.NDArray[Any]], c
     """PSI of every model feature and of p_win: closed deals before the window vs closed deals in it."""
     model = candidate.model
     features = build_features(model.spec, model.history, columns)
-    p_win = model.calibration.probability(model.win_model.margin(features), features)
+    p_win = model.calibration.probability(model.win_model.margin(features, unsent_features(model.spec, features)),
+                                          features)
     reference, current = closed & ~in_window, closed & in_window
     categorical = set(model.spec.categorical_names)
     inputs = set(model.spec.numeric) | set(model.spec.categorical)

@@ -37,13 +37,14 @@ import training.fit as fit
 from bench.public_data import DATA_DIR, PUBLIC_SETS, PublicSet, load
 from bench.tables import format_table
 from model.dataset import Dataset, dataset_from_frames
-from model.features import attach_clients, unsent_features
+from model.features import FeatureSpec, attach_clients, unsent_features
 from model.metrics import expected_calibration_error, probability_metrics
 from model.win_models import PlattCalibration, WinModel
 from training.fit import TrainConfig, TrainingResult
 from training.synthetic_crm import generate
 
 FloatArray = npt.NDArray[np.float64]
+Fit = tuple[FloatArray, WinModel, PlattCalibration, FeatureSpec]  # one fit_win_model call: its features, result, spec
 IntArray = npt.NDArray[np.int64]
 
 ECE_GOAL = 0.02
@@ -150,16 +151,16 @@ def ece_floor(p: FloatArray, draws: int = 200) -> float:
                           for _ in range(draws)]))
 
 
-def holdout_p_win(calls: list[tuple[FloatArray, WinModel, PlattCalibration]], split: Split,
+def holdout_p_win(calls: list[Fit], split: Split,
                   result: TrainingResult) -> FloatArray:
     """train()'s holdout probabilities, from its evaluation model: of the fits it made (one per tree shape
     on the earlier deals, then the published one), the one whose holdout AUC is the report's."""
     won = split.won[split.holdout_rows]
     reported = result.report["metrics"]["model"]["auc"]
-    for features, model, calibration in calls:
+    for features, model, calibration, spec in calls:
         holdout = features[split.holdout_rows]
         # (an always-sent column a holdout deal lacks is averaged out, as train() scores it)
-        p = calibration.probability(model.margin(holdout, unsent_features(result.model.spec, holdout)), holdout)
+        p = calibration.probability(model.margin(holdout, unsent_features(spec, holdout)), holdout)
         if abs(roc_auc_score(won, p) - reported) < 1e-12:
             return p
     raise AssertionError("no recorded fit gives train()'s holdout AUC")
@@ -247,18 +248,19 @@ def value_note(report: dict[str, Any]) -> str:
 
 
 @contextmanager
-def evaluation_model_recorded() -> Iterator[list[tuple[FloatArray, WinModel, PlattCalibration]]]:
+def evaluation_model_recorded() -> Iterator[list[Fit]]:
     """Record what train() fits, call by call (the evaluation fits on the earlier deals, then the published one).
 
     train() reports holdout probabilities only for holdouts of up to 5,000 deals; to compare with the
     truth deal by deal on a larger holdout the bench needs that model itself. Undone on exit.
     """
-    calls: list[tuple[FloatArray, WinModel, PlattCalibration]] = []
+    calls: list[Fit] = []
     original = fit.fit_win_model
 
     def recording(features: FloatArray, *args: Any, **kwargs: Any) -> Any:
         out = original(features, *args, **kwargs)
-        calls.append((features, out[0], out[1]))
+        spec = args[2] if len(args) > 2 else kwargs["spec"]  # fit_win_model(features, won, rows, spec, ...)
+        calls.append((features, out[0], out[1], spec))
         return out
 
     fit.fit_win_model = recording

@@ -279,6 +279,13 @@ def level_rates_gain(values: ObjectArray, won: npt.NDArray[np.bool_], coded: Col
     return gain / len(outcome)
 
 
+def _always_sent(deals: pd.DataFrame, categorical: Sequence[str], rows: npt.NDArray[np.int64]) -> tuple[str, ...]:
+    """The text columns missing in under ALWAYS_SENT_MISSING_SHARE of `rows` (FeatureSpec.always_sent)."""
+    if rows.size == 0:
+        return ()
+    return tuple(c for c in categorical if deals[c].iloc[rows].isna().mean() < ALWAYS_SENT_MISSING_SHARE)
+
+
 def with_vocabularies_of(spec: FeatureSpec, deals: pd.DataFrame, rows: npt.NDArray[np.int64]) -> FeatureSpec:
     """`spec` with the levels that get their own model code counted on `rows` of `deals` only.
 
@@ -287,7 +294,7 @@ def with_vocabularies_of(spec: FeatureSpec, deals: pd.DataFrame, rows: npt.NDArr
     added (the audit: 80 open deals of 8 rare levels appended to the IT bids moved every holdout p_win, AUC
     0.678 -> 0.686). Everything else (history keys, fills) is shared: those never look past a deal's day."""
     vocab, unsteady = _vocabularies(deals, spec.categorical, spec.config, rows)
-    return replace(spec, vocab=vocab, unsteady=unsteady)
+    return replace(spec, vocab=vocab, unsteady=unsteady, always_sent=_always_sent(deals, spec.categorical, rows))
 
 
 def level_code_columns(spec: FeatureSpec) -> slice:
@@ -368,8 +375,7 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
         if tenure.size and not np.isnan(tenure).any():
             numeric_fill[TENURE] = float(np.median(tenure))
     vocab, unsteady = _vocabularies(deals, categorical, config, np.flatnonzero(closed))
-    always_sent = tuple(c for c in categorical
-                        if closed.any() and deals[c][closed].isna().mean() < ALWAYS_SENT_MISSING_SHARE)
+    always_sent = _always_sent(deals, categorical, np.flatnonzero(closed))
     spec = FeatureSpec(
         config=config, categorical=categorical, numeric=numeric, level_keys=level_keys, vocab=vocab, unsteady=unsteady,
         always_sent=always_sent,
@@ -725,7 +731,8 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
 
 def unsent_features(spec: FeatureSpec, features: FloatArray) -> npt.NDArray[np.bool_] | None:
     """(deals, features): True at the features of each deal's `always_sent` text columns it did not send (its
-    code, its win rate, its pair rates); None when every deal sent them all (the usual case: one numpy check)."""
+    code, its win rate, its pair rates; for the product, also the client's earlier deals and wins of it, which
+    read 0 without one); None when every deal sent them all (the usual case: one numpy check)."""
     if not spec.always_sent:
         return None
     members = spec.__dict__.get("_unsent_members")
@@ -734,6 +741,8 @@ def unsent_features(spec: FeatureSpec, features: FloatArray) -> npt.NDArray[np.b
         members = np.zeros((len(spec.always_sent), len(spec.names)))
         for i, column in enumerate(spec.always_sent):
             own = [column, f"{column}_win_rate", *(f"{a}_by_{b}_win_rate" for a, b in spec.pairs if column in (a, b))]
+            if column == "product":
+                own += [name for name in CLIENT_PRODUCT_FEATURES if name in position]
             members[i, [position[name] for name in own]] = 1.0
         code_at = np.array([position[column] for column in spec.always_sent], dtype=np.intp)
         spec.__dict__["_unsent_members"] = members = (code_at, members)

@@ -33,7 +33,7 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.intp]
 
-_ZERO = 1e-35  # LightGBM's kZeroThreshold: what a "Zero" missing type counts as zero
+_ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float: 1.0000000180025095e-35)
 _MISSING_TYPES = {"None": 0, "Zero": 1, "NaN": 2}
 # Deals per block: the branch and leaf weights are (deals x nodes) and (deals x leaves) arrays; a block of
 # this many keeps them a few MB for the largest models here (~5,000 leaves).
@@ -64,7 +64,9 @@ class UnsentPaths:
         right_rows: list[int] = []
         right_cols: list[int] = []
         first_leaf = 0
+        thresholds = _thresholds(booster.model_to_string())
         for tree in booster.dump_model()["tree_info"]:
+            exact = thresholds.get(int(tree.get("tree_index", -1)), [])
             leaves = int(tree["num_leaves"])
             # (node, ids of the splits above it and their sides)
             stack: list[tuple[dict[str, Any], list[tuple[int, bool]]]] = [(tree["tree_structure"], [])]
@@ -77,6 +79,10 @@ class UnsentPaths:
                         (left_cols if went_left else right_cols).append(split)
                     continue
                 split = len(nodes)
+                index = int(node.get("split_index", -1))
+                if node["decision_type"] != "==" and 0 <= index < len(exact):
+                    # The model text's threshold: the JSON dump writes any above 1e300 as 1e300.
+                    node = {**node, "threshold": exact[index]}
                 nodes.append(node)
                 stack.append((node["left_child"], [*path, (split, True)]))
                 stack.append((node["right_child"], [*path, (split, False)]))
@@ -119,8 +125,9 @@ class UnsentPaths:
         missing = ((self.missing_type == 1) & (np.abs(numbers) <= _ZERO)) | ((self.missing_type == 2) & nan)
         with np.errstate(invalid="ignore"):
             numeric_left = np.where(missing, self.default_left, numbers <= self.threshold)
-            # Categorical: NaN and negative categories go right; a category goes left when in the split's set.
-            valid = ~nan & (values >= 0)
+            # Categorical: the value truncated towards 0 is the category (-0.5 is 0); NaN and negative categories
+            # go right; a category goes left when in the split's set.
+            valid = ~nan & (values > -1.0)
             # (a category beyond every set goes right; the bound also keeps a numeric feature's 1e308 out of the cast)
             listed = valid & (values < self.categories.shape[1])
         code = np.where(listed, values, 0.0).astype(np.intp)
@@ -142,6 +149,18 @@ class UnsentPaths:
             log_weight = self.left_of @ log_left.T + self.right_of @ log_right.T
             out[block] = np.exp(np.asarray(log_weight).T)
         return out
+
+
+def _thresholds(model_text: str) -> dict[int, list[float]]:
+    """Each tree's split thresholds by split index, as the model text writes them (17 significant digits)."""
+    out: dict[int, list[float]] = {}
+    tree = -1
+    for line in model_text.splitlines():
+        if line.startswith("Tree="):
+            tree = int(line[5:])
+        elif line.startswith("threshold=") and tree >= 0:
+            out[tree] = [float(v) for v in line[10:].split()]
+    return out
 
 
 def _count(node: dict[str, Any]) -> float:

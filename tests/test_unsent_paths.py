@@ -18,6 +18,7 @@ from model.features import (
     fit_feature_spec,
     frame_columns,
     unsent_features,
+    with_vocabularies_of,
 )
 from model.scorer import ScoringModel
 from model.unsent_paths import UnsentPaths
@@ -94,6 +95,9 @@ def test_always_sent_columns_are_those_training_deals_nearly_always_had() -> Non
     })
     spec = fit_feature_spec(deals, FeatureConfig(), {"source": "text", "region": "text"})
     assert spec.always_sent == ("product", "source")
+    # The evaluation model's are counted on its own fitting rows, like its level codes: nothing of the holdout.
+    assert with_vocabularies_of(spec, deals, np.arange(100, n)).always_sent == ("product", "source", "region")
+    assert with_vocabularies_of(spec, deals, np.arange(0, 500)).always_sent == ("product",)
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +123,8 @@ def test_a_text_column_not_sent_is_averaged_out_not_read_as_an_arbitrary_level(
     averaged = model.score(blanked, n_reasons=0).p_win
     routed = dataclasses.replace(model, spec=dataclasses.replace(model.spec, always_sent=())).score(
         blanked, n_reasons=0).p_win  # as before: LightGBM's own route for a missing category
-    # Measured on this fixture (1,139 later deals, 42% won): the mean p_win moved by -0.061 routed, -0.016 averaged
-    # without the product; -0.040 / -0.014 without the source. Brier 0.2082 / 0.1960 and 0.2017 / 0.1970 (sent:
+    # Measured on this fixture (1,139 later deals, 42% won): the mean p_win moved by -0.061 routed, -0.015 averaged
+    # without the product; -0.040 / -0.014 without the source. Brier 0.2082 / 0.1955 and 0.2017 / 0.1970 (sent:
     # 0.1878). The rest of the shift is the averaging's own: log-odds averaged branch by branch, tree by tree.
     shift, routed_shift = averaged.mean() - sent.mean(), routed.mean() - sent.mean()
     assert abs(shift) < 0.6 * abs(routed_shift)
@@ -131,3 +135,34 @@ def test_a_model_without_always_sent_columns_scores_as_before(trained: TrainingR
     # Artifacts written before the field load with none: nothing is averaged out.
     spec = dataclasses.replace(trained.model.spec, always_sent=())
     assert unsent_features(spec, np.full((3, len(spec.names)), np.nan)) is None
+
+
+def test_huge_thresholds_are_read_exactly() -> None:
+    # The JSON dump writes any threshold above 1e300 as 1e300; the model text keeps it (an absurd amount sent
+    # beside an input not sent must still take LightGBM's branch).
+    rng = np.random.default_rng(2)
+    x = rng.choice([1.0, 3e300, 2e303, 5e305, 1e308], size=(3000, 1))
+    y = (x[:, 0] > 1e304).astype(float)
+    booster = lgb.train({"objective": "binary", "num_leaves": 4, "min_data_in_leaf": 5, "verbose": -1},
+                        lgb.Dataset(x, y), num_boost_round=3)
+    thresholds = [n["threshold"] for t in booster.dump_model()["tree_info"] for n in [t["tree_structure"]]
+                  if "threshold" in n]
+    assert max(thresholds) == 1e300  # the dump's clamp this test is about
+    weights = UnsentPaths.of_booster(booster).leaf_weights(x, np.zeros(x.shape, dtype=bool))
+    first_leaf = np.concatenate(([0], np.cumsum([t["num_leaves"] for t in booster.dump_model()["tree_info"]])[:-1]))
+    expected = np.zeros_like(weights)
+    np.put_along_axis(expected, booster.predict(x, pred_leaf=True) + first_leaf, 1.0, axis=1)
+    np.testing.assert_array_equal(weights, expected)
+
+
+def test_a_product_not_sent_also_averages_out_the_clients_deals_of_it(trained: TrainingResult,
+                                                                      small_crm: SyntheticCRM) -> None:
+    # Without a product the client's earlier deals and wins of it read 0 ("never had it"): averaged out with it.
+    spec = trained.model.spec
+    features = _features(trained, small_crm.deals.tail(2), small_crm.clients)
+    features[0, spec.names.index("product")] = np.nan
+    unsent = unsent_features(spec, features)
+    assert unsent is not None and not unsent[1].any()
+    marked = {spec.names[j] for j in np.flatnonzero(unsent[0])}
+    assert {"product", "product_win_rate", "client_product_deals", "client_product_wins"} <= marked
+    assert not marked & {"source", "source_win_rate", "amount"}

@@ -100,9 +100,10 @@ class FeatureSpec:
     # Numeric columns every closed training deal had, and the median they take when a deal to score lacks
     # them: the engine learned no branch for a missing value there and would read one as 0 (a deal without
     # an amount scored as a deal of amount 0). The scorer then puts the value model's estimate in for a
-    # missing amount when it has one. The client's tenure (TENURE) is filled alike: a client the model does
-    # not know, sent without `since`, read as 0 days was scored as a brand-new one. None in artifacts written
-    # before it (no filling); artifacts written before the tenure fill have none for it.
+    # missing amount when it has one; any other such number not sent is averaged out of the trees
+    # (unsent_features), the median standing in for the feature only. The client's tenure (TENURE) is filled
+    # alike: a client the model does not know, sent without `since`, read as 0 days was scored as a brand-new
+    # one. None in artifacts written before it (no filling); artifacts written before the tenure fill have none.
     numeric_fill: dict[str, float] | None = None
     # The features that are a clients table's extra columns (client_X): a known client's come from the
     # model's record of it when a deal does not send them. None in artifacts written before them.
@@ -729,11 +730,15 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns) ->
     return out
 
 
-def unsent_features(spec: FeatureSpec, features: FloatArray) -> npt.NDArray[np.bool_] | None:
+def unsent_features(spec: FeatureSpec, features: FloatArray,
+                    columns: Columns | None = None) -> npt.NDArray[np.bool_] | None:
     """(deals, features): True at the features of each deal's `always_sent` text columns it did not send (its
     code, its win rate, its pair rates; for the product, also the client's earlier deals and wins of it, which
-    read 0 without one); None when every deal sent them all (the usual case: one numpy check)."""
-    if not spec.always_sent:
+    read 0 without one) and, given the deals' `columns`, at the numbers every closed training deal had that a
+    deal did not send (their median stood in; the amount's stand-in is the value model's, kept). None when every
+    deal sent them all (the usual case: a numpy check or two)."""
+    numbers = [name for name in (spec.numeric_fill or {}) if name != "amount"] if columns is not None else []
+    if not spec.always_sent and not numbers:
         return None
     members = spec.__dict__.get("_unsent_members")
     if members is None:  # (columns, features) made once per model; a cache, not kept in the artifact
@@ -745,12 +750,18 @@ def unsent_features(spec: FeatureSpec, features: FloatArray) -> npt.NDArray[np.b
                 own += [name for name in CLIENT_PRODUCT_FEATURES if name in position]
             members[i, [position[name] for name in own]] = 1.0
         code_at = np.array([position[column] for column in spec.always_sent], dtype=np.intp)
-        spec.__dict__["_unsent_members"] = members = (code_at, members)
-    code_at, by_column = members
+        spec.__dict__["_unsent_members"] = members = (code_at, members, position)
+    code_at, by_column, position = members
     missing = np.isnan(features[:, code_at])  # a text code is NaN exactly where the level was not sent
-    if not missing.any():
-        return None
-    unsent: npt.NDArray[np.bool_] = (missing.astype(np.float64) @ by_column) > 0.0
+    unsent: npt.NDArray[np.bool_] | None = (missing.astype(np.float64) @ by_column) > 0.0 if missing.any() else None
+    for name in numbers:
+        raw = columns.get(FILLED_FROM.get(name, name)) if columns is not None else None
+        not_sent = (np.ones(features.shape[0], dtype=bool) if raw is None
+                    else np.isnan(np.asarray(raw, dtype=np.float64)))
+        if not_sent.any():
+            if unsent is None:
+                unsent = np.zeros(features.shape, dtype=bool)
+            unsent[:, position[name]] |= not_sent
     return unsent
 
 

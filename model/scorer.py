@@ -153,9 +153,9 @@ class ScoringModel:
                                       else np.where(np.isnan(created), today, created))
         features = build_features(self.spec, self.history, columns)
         n = features.shape[0]
-        # Text inputs the trees always saw but a deal did not send are averaged out of the trees, not read as
-        # whatever category sits on the right of each split (model/unsent_paths.py).
-        unsent = unsent_features(self.spec, features)
+        # Inputs the trees always saw but a deal did not send are averaged out of the trees (model/unsent_paths.py):
+        # a text one is not read as whatever category sits on the right of each split, a number not as the median.
+        unsent = unsent_features(self.spec, features, columns)
         amount = np.asarray(columns["amount"], dtype=np.float64) if "amount" in columns else np.full(n, np.nan)
         needs_model = np.isnan(amount)
         typical, predicted = (self.value_model.typical_and_expected(

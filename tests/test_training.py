@@ -19,6 +19,7 @@ from model.features import (
     build_features,
     fit_feature_spec,
     frame_columns,
+    unsent_features,
 )
 from model.grades import GradeCutoffs, letter_classes
 from model.metrics import expected_calibration_error
@@ -279,10 +280,16 @@ def test_a_deal_without_an_amount_is_scored_as_a_typical_deal_not_as_one_of_amou
     unsent = scored(np.nan, np.nan)
     assert unsent.value_source == ["model"] * len(deals)
     gaps = {**columns, "amount": np.full(len(deals), np.nan), "effort_hours": np.full(len(deals), np.nan)}
-    features = build_features(model.spec, model.history, model.with_known_clients(gaps))
-    typical, expected = model.value_model.typical_and_expected(features)
+    known = model.with_known_clients(gaps)
+    features = build_features(model.spec, model.history, known)
+    # (effort hours not sent: every training deal had them, so they are averaged out of the trees,
+    # model/unsent_paths.py, the value model's too; their median stands in for the features only)
+    averaged = unsent_features(model.spec, features, known)
+    assert averaged is not None
+    typical, expected = model.value_model.typical_and_expected(features, averaged)
     np.testing.assert_array_equal(unsent.value, expected)
-    np.testing.assert_array_equal(unsent.p_win, scored(typical, fill["effort_hours"]).p_win)
+    np.testing.assert_array_equal(unsent.p_win, scored(typical, np.nan).p_win)  # effort hours not sent in both
+    assert not np.array_equal(model.win_model.margin(features, averaged), model.win_model.margin(features))
 
     class Seen:  # the win model, recording the features it is asked about
         def __init__(self, inner: Any) -> None:
@@ -315,7 +322,7 @@ def test_a_deal_without_an_amount_is_scored_as_a_typical_deal_not_as_one_of_amou
     # An absent column is the same as a column of gaps (to rounding: this pass sums tree contributions).
     np.testing.assert_allclose(batch.p_win, unsent.p_win, rtol=1e-9)
     shown = {r.feature: r.value for reasons in batch.reasons for r in reasons}
-    assert shown["amount"] is None and shown["effort_hours"] is None
+    assert shown["amount"] is None and "effort_hours" not in shown  # averaged out: no push, no reason
     assert np.isnan(batch.value_per_hour).all()  # the effort stand-in is for p_win only, never for per hour
 
 
@@ -323,7 +330,8 @@ def test_a_client_sent_without_since_is_scored_as_of_typical_tenure_not_as_a_bra
         small_crm: SyntheticCRM, trained: TrainingResult) -> None:
     """Every training client had a `since`, so the engine learned no branch for a missing tenure and read it
     as 0 days: a client the model does not know, sent without `since`, scored exactly as one that became a
-    client that day. The training deals' median tenure stands in, and the reasons show the tenure as not sent."""
+    client that day. The tenure is averaged out of the trees now (the training deals' median stands in for the
+    feature), and it is no reason."""
     model = trained.model
     fill = (model.spec.numeric_fill or {})[TENURE]
     closed = attach_clients(small_crm.deals, small_crm.clients)
@@ -339,15 +347,21 @@ def test_a_client_sent_without_since_is_scored_as_of_typical_tenure_not_as_a_bra
         return np.asarray(model.score({**strangers, "client_since_day": since}, n_reasons=0).p_win)
 
     unsent = p_win(np.full(len(deals), np.nan))
-    np.testing.assert_array_equal(unsent, p_win(created - fill))
+    # Averaged out of the trees (model/unsent_paths.py), the median standing in for the feature only.
+    unsent_since = {**strangers, "client_since_day": np.full(len(deals), np.nan)}
+    features = build_features(model.spec, model.history, unsent_since)
+    averaged = unsent_features(model.spec, features, unsent_since)
+    assert averaged is not None and {model.spec.names[j] for j in np.flatnonzero(averaged.any(axis=0))} == {TENURE}
+    np.testing.assert_allclose(unsent, model.calibration.probability(model.win_model.margin(features, averaged),
+                                                                     features), rtol=1e-12)
+    assert not np.array_equal(unsent, p_win(created - fill))
     # Not as a client of 0 days. (Read off the features: whether the trees tell 0 days from the median apart
     # depends on where their splits fell.)
-    unsent_since = {**strangers, "client_since_day": np.full(len(deals), np.nan)}
     tenure_read = build_features(model.spec, model.history, unsent_since)[:, model.spec.names.index(TENURE)]
     assert (tenure_read == fill).all() and fill > 0
     batch = model.score({**strangers, "client_since_day": np.full(len(deals), np.nan)},
                         n_reasons=len(model.spec.names))
-    assert {r.value for reasons in batch.reasons for r in reasons if r.feature == TENURE} == {None}
+    assert not [r for reasons in batch.reasons for r in reasons if r.feature == TENURE]  # averaged: no push
     sent = model.score(strangers, n_reasons=len(model.spec.names))
     tenure = [r.value for reasons in sent.reasons for r in reasons if r.feature == TENURE]
     assert tenure and all(isinstance(v, float) for v in tenure)

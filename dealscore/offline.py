@@ -65,6 +65,7 @@ def _scores(model: Any, columns: dict[str, Any], deal_ids: Any) -> pd.DataFrame:
         "model_version": model.version,
         "reasons": [json.dumps([{"feature": r.feature, "value": r.value, "effect": r.effect} for r in reasons])
                     for reasons in batch.reasons],
+        "not_sent": [json.dumps(inputs) for inputs in batch.not_sent],  # averaged out (ScoreBatch.not_sent)
     })
 
 

@@ -765,6 +765,17 @@ def unsent_features(spec: FeatureSpec, features: FloatArray,
     return unsent
 
 
+def not_sent_inputs(spec: FeatureSpec, unsent: npt.NDArray[np.bool_] | None, n: int) -> list[list[str]]:
+    """Per deal, the inputs `unsent_features` averaged out, by the names a deal sends them under (the client's
+    tenure is its `client.since`)."""
+    if unsent is None:
+        return [[] for _ in range(n)]
+    inputs = [*spec.always_sent, *(name for name in (spec.numeric_fill or {}) if name != "amount")]
+    at = np.array([spec.names.index(name) for name in inputs], dtype=np.intp)
+    shown = ["client.since" if name == TENURE else name for name in inputs]
+    return [[shown[k] for k in np.flatnonzero(row)] for row in unsent[:, at]]
+
+
 # Where the status is among _client_features' values (in CLIENT_HISTORY_FEATURES order).
 _STATUS_AT = CLIENT_HISTORY_FEATURES.index("client_status")
 

@@ -22,6 +22,7 @@ from model.features import (
     build_features,
     client_status_name,
     client_statuses,
+    not_sent_inputs,
     unsent_features,
 )
 from model.grades import GradeCutoffs, letter_classes
@@ -90,6 +91,9 @@ class ScoreBatch:
     # "request" (sent with the deal), "outcomes" (the model's history plus outcomes reported since
     # training), "model" (as of training) or "none" (a prospect with no history)
     history_source: list[str]
+    # Per deal, the inputs every training deal had that it did not send, averaged out of the trees
+    # (model/unsent_paths.py); empty when it sent them all.
+    not_sent: list[list[str]] = field(default_factory=list)
 
     def rows(self, start: int, stop: int) -> ScoreBatch:
         """The scores of deals start..stop-1 (several requests scored in one pass get theirs back)."""
@@ -98,6 +102,7 @@ class ScoreBatch:
             p_win=self.p_win[part], value=self.value[part], value_source=self.value_source[part],
             expected_value=self.expected_value[part], value_per_hour=self.value_per_hour[part],
             grade=self.grade[part], reasons=self.reasons[part], history_source=self.history_source[part],
+            not_sent=self.not_sent[part],
         )
 
 
@@ -193,7 +198,7 @@ class ScoringModel:
         return ScoreBatch(
             p_win=p_win, value=value, value_source=source, expected_value=expected_value,
             value_per_hour=per_hour, grade=grade.tolist(), reasons=reasons,
-            history_source=self._history_source(columns, n),
+            history_source=self._history_source(columns, n), not_sent=not_sent_inputs(self.spec, unsent, n),
         )
 
     def client_standing(self, columns: Mapping[str, npt.NDArray[Any]]) -> tuple[list[str | None], list[str]]:

@@ -279,6 +279,11 @@ class ScoreOut(BaseModel):
         description="client history used: sent with the deal, the model's plus outcomes reported since training "
                     "(POST /v1/outcomes), the model's as of training, or none (no client_id, or one the "
                     "model does not know: a prospect)")
+    not_sent: list[str] = Field(
+        description="inputs every deal the model was trained on had that this deal did not send (text fields, "
+                    "numbers other than the amount; the client's since as client.since): the model averaged them "
+                    "out, scoring the deal as the training deals like it in everything else. Empty when it sent "
+                    "them all; send them for a sharper score")
     model_version: str
 
 

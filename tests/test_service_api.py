@@ -75,6 +75,24 @@ def test_history_source_says_which_history_was_used(service_client: TestClient,
     assert [s["history_source"] for s in scores] == ["model", "request", "none", "none"]
 
 
+def test_a_score_names_the_inputs_it_averaged_out(service_client: TestClient, service_model: ScoringModel) -> None:
+    """Inputs every training deal had and a deal lacks are averaged out of the model (model/unsent_paths.py); the
+    answer names them, so that an integration that forgets one can see it (the reasons cannot: they push 0)."""
+    spec = service_model.spec
+    assert "source" in spec.always_sent and "effort_hours" in (spec.numeric_fill or {})
+    deals = [make_deal(deal_id="whole"), make_deal(deal_id="no-source", source=None),
+             make_deal(deal_id="no-hours-no-campaign", effort_hours=None, campaign_code=None),
+             make_deal(deal_id="stranger", client_id=None, client={"client_id": "never-seen", "industry": "retail"}),
+             make_deal(deal_id="no-amount", amount=None)]
+    scores = {s["deal_id"]: s for s in _score(service_client, deals).json()["scores"]}
+    assert scores["whole"]["not_sent"] == [] and scores["no-amount"]["not_sent"] == []  # the value model values it
+    assert scores["no-source"]["not_sent"] == ["source"]
+    assert scores["no-hours-no-campaign"]["not_sent"] == ["campaign_code", "effort_hours"]
+    # A client the model does not know, sent without its size, region and since.
+    assert set(scores["stranger"]["not_sent"]) == {"size", "region", "client.since"}
+    assert scores["no-source"]["p_win"] != scores["whole"]["p_win"]
+
+
 def test_a_deal_without_amount_gets_a_predicted_value(service_client: TestClient) -> None:
     score = _score(service_client, [make_deal(amount=None)]).json()["scores"][0]
     assert score["value_source"] == "model"

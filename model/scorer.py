@@ -91,9 +91,9 @@ class ScoreBatch:
     # "request" (sent with the deal), "outcomes" (the model's history plus outcomes reported since
     # training), "model" (as of training) or "none" (a prospect with no history)
     history_source: list[str]
-    # Per deal, the inputs every training deal had that it did not send, averaged out of the trees
+    # Per deal, the inputs (nearly) every training deal had that it did not send, averaged out of the trees
     # (model/unsent_paths.py); empty when it sent them all.
-    not_sent: list[list[str]] = field(default_factory=list)
+    not_sent: list[list[str]]
 
     def rows(self, start: int, stop: int) -> ScoreBatch:
         """The scores of deals start..stop-1 (several requests scored in one pass get theirs back)."""
@@ -160,7 +160,9 @@ class ScoringModel:
         n = features.shape[0]
         # Inputs the trees always saw but a deal did not send are averaged out of the trees (model/unsent_paths.py):
         # a text one is not read as whatever category sits on the right of each split, a number not as the median.
-        unsent = unsent_features(self.spec, features, columns)
+        # (the amount keeps the value model's stand-in, when there is one: below)
+        stand_ins = ("amount",) if self.value_model is not None else ()
+        unsent = unsent_features(self.spec, features, columns, stand_ins)
         amount = np.asarray(columns["amount"], dtype=np.float64) if "amount" in columns else np.full(n, np.nan)
         needs_model = np.isnan(amount)
         typical, predicted = (self.value_model.typical_and_expected(
@@ -198,7 +200,7 @@ class ScoringModel:
         return ScoreBatch(
             p_win=p_win, value=value, value_source=source, expected_value=expected_value,
             value_per_hour=per_hour, grade=grade.tolist(), reasons=reasons,
-            history_source=self._history_source(columns, n), not_sent=not_sent_inputs(self.spec, unsent, n),
+            history_source=self._history_source(columns, n), not_sent=not_sent_inputs(self.spec, unsent, n, stand_ins),
         )
 
     def client_standing(self, columns: Mapping[str, npt.NDArray[Any]]) -> tuple[list[str | None], list[str]]:

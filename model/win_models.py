@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse
 
 from model.leaf_lookup import SingleRowLeaves
 from model.tree_paths import PathCredits
@@ -82,7 +83,9 @@ class TreeEnsemble:
             return
         if self._unsent_paths is None:  # as for `paths`: a race builds two equal tables
             self._unsent_paths = UnsentPaths.of_booster(self.booster)
-        weights = self._unsent_paths.leaf_weights(features[rows], unsent[rows])
+        # Sparse (a deal reaches a few leaves of each tree) and summed row by row in leaf order: a deal's score
+        # does not depend on the deals scored beside it, to the last bit (a dense BLAS product blocks by batch).
+        weights = scipy.sparse.csr_matrix(self._unsent_paths.leaf_weights(features[rows], unsent[rows]))
         margin[rows] = weights @ self.paths.leaf_values
         if contributions is not None:  # the base value (last column) is the same for every deal
             contributions[rows, :-1] = weights @ self.paths.credits

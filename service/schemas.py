@@ -244,8 +244,10 @@ class ReasonOut(BaseModel):
     value: str | float | None = Field(
         description="the input's value for this deal (a level or a number; a client's or a level's win rate is "
                     "smoothed towards the overall one, 20 deals' weight by default); null when it has none: a "
-                    "field not sent (a number's stand-in is not shown), or no win yet for "
-                    "client_days_since_last_win and _first_win")
+                    "field not sent that still pushes (the amount, valued by the model; a text field missing "
+                    "often in training; a number's stand-in is not shown), or no win yet for "
+                    "client_days_since_last_win and _first_win. A field averaged out (not_sent) pushes nothing "
+                    "and is no reason")
     effect: float = Field(description="push on the calibrated log-odds of winning; > 0 raises p_win")
 
 
@@ -280,9 +282,12 @@ class ScoreOut(BaseModel):
                     "(POST /v1/outcomes), the model's as of training, or none (no client_id, or one the "
                     "model does not know: a prospect)")
     not_sent: list[str] = Field(
-        description="inputs every deal the model was trained on had that this deal did not send (text fields, "
-                    "numbers other than the amount; the client's since as client.since): the model averaged them "
-                    "out, scoring the deal as the training deals like it in everything else. Empty when it sent "
+        description="inputs (nearly) every deal the model was trained on had that this deal did not send: text fields "
+                    "missing in under 1% of them, numbers every one had (the amount only when no value model "
+                    "values it). The model read them as typical, averaging them out of its trees (scoring the deal "
+                    "as the training deals like it in everything else; a small-data linear model takes the "
+                    "training median). Values the model fills in for a client it knows are not listed, nor the "
+                    "client's since (a prospect has none; the training median stands in). Empty when it sent "
                     "them all; send them for a sharper score")
     model_version: str
 

@@ -88,8 +88,9 @@ def test_a_score_names_the_inputs_it_averaged_out(service_client: TestClient, se
     assert scores["whole"]["not_sent"] == [] and scores["no-amount"]["not_sent"] == []  # the value model values it
     assert scores["no-source"]["not_sent"] == ["source"]
     assert scores["no-hours-no-campaign"]["not_sent"] == ["campaign_code", "effort_hours"]
-    # A client the model does not know, sent without its size, region and since.
-    assert set(scores["stranger"]["not_sent"]) == {"size", "region", "client.since"}
+    # A client the model does not know, sent without its size and region (its since, unknown for a prospect, keeps
+    # the training median's stand-in: model.features.KEPT_STAND_INS).
+    assert scores["stranger"]["not_sent"] == ["size", "region"]
     assert scores["no-source"]["p_win"] != scores["whole"]["p_win"]
 
 

@@ -312,11 +312,14 @@ def test_a_deal_without_an_amount_is_scored_as_a_typical_deal_not_as_one_of_amou
     np.testing.assert_array_equal(zero.p_win, unsent.p_win)
     np.testing.assert_array_equal(zero.value, unsent.value)
     assert zero.value_source == ["model"] * len(deals) and (zero.value > 0).all()
+    # Without a value model nothing stands in for the amount but its median: it is averaged out like any number.
     without_value_model = dataclasses.replace(model, value_model=None)
-    np.testing.assert_array_equal(without_value_model.score({**columns, "amount": np.full(len(deals), np.nan)},
-                                                            n_reasons=0).p_win,
-                                  without_value_model.score({**columns, "amount": np.full(len(deals), fill["amount"])},
-                                                            n_reasons=0).p_win)
+    no_amount = without_value_model.score({**columns, "amount": np.full(len(deals), np.nan)}, n_reasons=0)
+    assert no_amount.not_sent == [["amount"]] * len(deals)
+    assert not np.array_equal(no_amount.p_win, without_value_model.score(
+        {**columns, "amount": np.full(len(deals), fill["amount"]), "effort_hours": np.full(len(deals), np.nan)},
+        n_reasons=0).p_win)
+    assert unsent.not_sent == [["effort_hours"]] * len(deals)  # with one, the amount keeps the value model's guess
     without = {k: v for k, v in columns.items() if k not in ("amount", "effort_hours")}
     batch = model.score(without, n_reasons=len(model.spec.names))
     # An absent column is the same as a column of gaps (to rounding: this pass sums tree contributions).
@@ -330,8 +333,7 @@ def test_a_client_sent_without_since_is_scored_as_of_typical_tenure_not_as_a_bra
         small_crm: SyntheticCRM, trained: TrainingResult) -> None:
     """Every training client had a `since`, so the engine learned no branch for a missing tenure and read it
     as 0 days: a client the model does not know, sent without `since`, scored exactly as one that became a
-    client that day. The tenure is averaged out of the trees now (the training deals' median stands in for the
-    feature), and it is no reason."""
+    client that day. The training deals' median tenure stands in, and the reasons show the tenure as not sent."""
     model = trained.model
     fill = (model.spec.numeric_fill or {})[TENURE]
     closed = attach_clients(small_crm.deals, small_crm.clients)
@@ -347,21 +349,15 @@ def test_a_client_sent_without_since_is_scored_as_of_typical_tenure_not_as_a_bra
         return np.asarray(model.score({**strangers, "client_since_day": since}, n_reasons=0).p_win)
 
     unsent = p_win(np.full(len(deals), np.nan))
-    # Averaged out of the trees (model/unsent_paths.py), the median standing in for the feature only.
-    unsent_since = {**strangers, "client_since_day": np.full(len(deals), np.nan)}
-    features = build_features(model.spec, model.history, unsent_since)
-    averaged = unsent_features(model.spec, features, unsent_since)
-    assert averaged is not None and {model.spec.names[j] for j in np.flatnonzero(averaged.any(axis=0))} == {TENURE}
-    np.testing.assert_allclose(unsent, model.calibration.probability(model.win_model.margin(features, averaged),
-                                                                     features), rtol=1e-12)
-    assert not np.array_equal(unsent, p_win(created - fill))
+    np.testing.assert_array_equal(unsent, p_win(created - fill))
     # Not as a client of 0 days. (Read off the features: whether the trees tell 0 days from the median apart
     # depends on where their splits fell.)
+    unsent_since = {**strangers, "client_since_day": np.full(len(deals), np.nan)}
     tenure_read = build_features(model.spec, model.history, unsent_since)[:, model.spec.names.index(TENURE)]
     assert (tenure_read == fill).all() and fill > 0
     batch = model.score({**strangers, "client_since_day": np.full(len(deals), np.nan)},
                         n_reasons=len(model.spec.names))
-    assert not [r for reasons in batch.reasons for r in reasons if r.feature == TENURE]  # averaged: no push
+    assert {r.value for reasons in batch.reasons for r in reasons if r.feature == TENURE} == {None}
     sent = model.score(strangers, n_reasons=len(model.spec.names))
     tenure = [r.value for reasons in sent.reasons for r in reasons if r.feature == TENURE]
     assert tenure and all(isinstance(v, float) for v in tenure)

@@ -166,3 +166,21 @@ def test_a_product_not_sent_also_averages_out_the_clients_deals_of_it(trained: T
     marked = {spec.names[j] for j in np.flatnonzero(unsent[0])}
     assert {"product", "product_win_rate", "client_product_deals", "client_product_wins"} <= marked
     assert not marked & {"source", "source_win_rate", "amount"}
+
+
+def test_a_deal_averaged_alone_scores_as_in_a_batch_to_the_last_bit(trained: TrainingResult,
+                                                                     small_crm: SyntheticCRM) -> None:
+    # /v1/rank and /v1/score of the same deals in another order (or beside others) give the same p_win: a ranking
+    # test compares them exactly.
+    model = trained.model
+    deals = small_crm.deals[small_crm.deals["status"] == "open"].head(40).drop(columns=["status"])
+    columns = frame_columns(attach_clients(deals, small_crm.clients))
+    columns["source"] = np.full(len(deals), None, dtype=object)
+    columns["effort_hours"] = np.where(np.arange(len(deals)) % 2 == 0, np.nan, columns["effort_hours"])
+    batch = model.score(columns)
+    assert all("source" in inputs for inputs in batch.not_sent)
+    reversed_batch = model.score({k: v[::-1] for k, v in columns.items()})
+    np.testing.assert_array_equal(reversed_batch.p_win[::-1], batch.p_win)
+    alone = [model.score({k: v[i:i + 1] for k, v in columns.items()}) for i in range(len(deals))]
+    np.testing.assert_array_equal(np.concatenate([a.p_win for a in alone]), batch.p_win)
+    assert [a.reasons[0] for a in alone] == batch.reasons

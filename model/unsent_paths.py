@@ -16,7 +16,7 @@ rest of the deal).
 
 The splits on the inputs sent are decided here in numpy, as LightGBM decides them (a numeric threshold
 with its missing-value rule; a category set; NaN and negative categories to the right), and the leaves'
-weights are the products of their paths' branch weights, computed in log space by two sparse products.
+weights are the products of their paths' branch weights.
 tests/test_unsent_paths.py checks the leaves against LightGBM's own on every training deal.
 """
 
@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -35,9 +34,9 @@ IntArray = npt.NDArray[np.intp]
 
 _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float: 1.0000000180025095e-35)
 _MISSING_TYPES = {"None": 0, "Zero": 1, "NaN": 2}
-# Deals per block: the branch and leaf weights are (deals x nodes) and (deals x leaves) arrays; a block of
-# this many keeps them a few MB for the largest models here (~5,000 leaves).
-_BLOCK = 64
+# Values per block of deals: a block gathers (deals x leaves x deepest path) branch weights; 2 million keep it
+# at 16 MB (the demo model: 136 deals a block; a 1M-deal model's larger trees: about 10).
+_BLOCK_VALUES = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -53,16 +52,14 @@ class UnsentPaths:
     category_row: IntArray  # categorical splits: the row of `categories` holding their set (-1 otherwise)
     categories: BoolArray  # (categorical splits, largest category + 1): True where a category goes left
     left_share: FloatArray  # share of the node's training deals that went left
-    left_of: Any  # scipy.sparse CSR (leaves, nodes): 1 where the leaf's path goes left at the node
-    right_of: Any  # likewise where it goes right
+    # (leaves, deepest path): each leaf's path as branches: node i's left is i, its right nodes + i; the padding
+    # beyond a leaf's depth is 2 x nodes, a branch of weight 1.
+    path: IntArray
 
     @classmethod
     def of_booster(cls, booster: Any) -> UnsentPaths:
         nodes: list[dict[str, Any]] = []
-        left_rows: list[int] = []
-        left_cols: list[int] = []
-        right_rows: list[int] = []
-        right_cols: list[int] = []
+        paths: dict[int, list[tuple[int, bool]]] = {}  # leaf row -> (split, went left) from the root down
         first_leaf = 0
         thresholds = _thresholds(booster.model_to_string())
         for tree in booster.dump_model()["tree_info"]:
@@ -73,10 +70,7 @@ class UnsentPaths:
             while stack:
                 node, path = stack.pop()
                 if "split_feature" not in node:
-                    leaf = first_leaf + int(node.get("leaf_index", 0))
-                    for split, went_left in path:
-                        (left_rows if went_left else right_rows).append(leaf)
-                        (left_cols if went_left else right_cols).append(split)
+                    paths[first_leaf + int(node.get("leaf_index", 0))] = path
                     continue
                 split = len(nodes)
                 index = int(node.get("split_index", -1))
@@ -102,8 +96,10 @@ class UnsentPaths:
         # A node no training deal reached (a count of 0 on both sides) is split evenly.
         left_share = np.where(totals > 0, counts[:, 0] / np.maximum(totals, 1.0), 0.5)
 
-        def incidence(rows: list[int], cols: list[int]) -> Any:
-            return scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(first_leaf, n_nodes))
+        depth = max((len(steps) for steps in paths.values()), default=0)
+        branches = np.full((first_leaf, max(depth, 1)), 2 * n_nodes, dtype=np.intp)
+        for leaf, steps in paths.items():
+            branches[leaf, :len(steps)] = [split if went_left else n_nodes + split for split, went_left in steps]
 
         return cls(
             feature=np.array([int(n["split_feature"]) for n in nodes], dtype=np.intp),
@@ -112,8 +108,7 @@ class UnsentPaths:
             default_left=np.array([bool(n.get("default_left", False)) for n in nodes], dtype=bool),
             missing_type=np.array([_MISSING_TYPES.get(str(n.get("missing_type", "None")), 0) for n in nodes],
                                   dtype=np.int8),
-            category_row=category_row, categories=categories, left_share=left_share,
-            left_of=incidence(left_rows, left_cols), right_of=incidence(right_rows, right_cols),
+            category_row=category_row, categories=categories, left_share=left_share, path=branches,
         )
 
     def goes_left(self, features: FloatArray) -> BoolArray:
@@ -139,15 +134,14 @@ class UnsentPaths:
         """(deals, leaves): each leaf's weight in its tree for each deal, 1 at the one leaf a deal reaches
         when it sent every input a tree asks about; `unsent` (deals, features) marks the inputs to average
         out. Each tree's weights add up to 1."""
-        out = np.empty((features.shape[0], self.left_of.shape[0]))
-        for start in range(0, features.shape[0], _BLOCK):
-            block = slice(start, start + _BLOCK)
-            branch = np.where(unsent[block][:, self.feature], self.left_share, self.goes_left(features[block]))
-            with np.errstate(divide="ignore"):
-                log_left, log_right = np.log(branch), np.log1p(-branch)
-            # A sparse product adds only the stored entries, so a branch of weight 0 (log -inf) never meets a 0.
-            log_weight = self.left_of @ log_left.T + self.right_of @ log_right.T
-            out[block] = np.exp(np.asarray(log_weight).T)
+        out = np.empty((features.shape[0], self.path.shape[0]))
+        step = max(1, _BLOCK_VALUES // self.path.size)
+        for start in range(0, features.shape[0], step):
+            block = slice(start, start + step)
+            left = np.where(unsent[block][:, self.feature], self.left_share, self.goes_left(features[block]))
+            branches = np.concatenate((left, 1.0 - left, np.ones((left.shape[0], 1))), axis=1)
+            # A leaf's weight: the product of its path's branches (a row's product never depends on other rows).
+            out[block] = branches[:, self.path].prod(axis=2)
         return out
 
 

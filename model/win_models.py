@@ -11,7 +11,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse
 
 from model.leaf_lookup import SingleRowLeaves
 from model.tree_paths import PathCredits
@@ -83,12 +82,15 @@ class TreeEnsemble:
             return
         if self._unsent_paths is None:  # as for `paths`: a race builds two equal tables
             self._unsent_paths = UnsentPaths.of_booster(self.booster)
-        # Sparse (a deal reaches a few leaves of each tree) and summed row by row in leaf order: a deal's score
-        # does not depend on the deals scored beside it, to the last bit (a dense BLAS product blocks by batch).
-        weights = scipy.sparse.csr_matrix(self._unsent_paths.leaf_weights(features[rows], unsent[rows]))
-        margin[rows] = weights @ self.paths.leaf_values
-        if contributions is not None:  # the base value (last column) is the same for every deal
-            contributions[rows, :-1] = weights @ self.paths.credits
+        weights = self._unsent_paths.leaf_weights(features[rows], unsent[rows])
+        # Deal by deal over the leaves it reaches (a few of each tree): a deal's score does not depend on the deals
+        # scored beside it, to the last bit (a dense BLAS product over the batch blocks by its size).
+        for row, leaf_weights in zip(rows.tolist(), weights, strict=True):
+            reached = leaf_weights.nonzero()[0]
+            share = leaf_weights[reached]
+            margin[row] = share @ self.paths.leaf_values[reached]
+            if contributions is not None:  # the base value (last column) is the same for every deal
+                contributions[row, :-1] = share @ self.paths.credits[reached]
 
     def _few(self, features: FloatArray) -> bool:
         return features.shape[0] <= _SINGLE_ROW_MAX and self._single_row.available

@@ -34,6 +34,8 @@ _HELP = {
     "dealscore_http_requests_total": "answered requests by route template, method and status",
     "dealscore_http_request_duration_seconds": "time from the request's arrival to its answer, by route template",
     "dealscore_scored_deals_total": "deals scored (by /v1/score and /v1/rank), by letter class",
+    "dealscore_inputs_not_sent_total": "scored deals that lacked an input (nearly) every training deal had, by "
+                                       "input: averaged out of the model (a score's not_sent)",
     "dealscore_feedback_outcomes_known": "outcomes in the client-history overlay",
     "dealscore_feedback_database_schema_ready": "1 when the feedback database is at the code's schema",
     "dealscore_score_log_pending": "scored deals not yet in the database (queued plus spooled)",
@@ -61,6 +63,7 @@ class ServiceMetrics:
         self._buckets: dict[str, list[int]] = {}  # per route: count per bucket (not cumulative), then +Inf
         self._seconds: dict[str, float] = {}
         self._grades: Counter[str] = Counter()
+        self._not_sent: Counter[str] = Counter()
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         slot = bisect.bisect_left(LATENCY_BUCKETS, seconds)  # le is inclusive: a value on a bound counts in it
@@ -77,9 +80,17 @@ class ServiceMetrics:
         with self._lock:
             self._grades.update(counted)
 
+    def observe_not_sent(self, not_sent: Iterable[Iterable[str]]) -> None:
+        """Per scored deal, the inputs it lacked (ScoreBatch.not_sent): the model's input names, so a bounded set
+        of labels. An integration that stops sending a field shows as one of these climbing."""
+        counted = Counter(name for inputs in not_sent for name in inputs)
+        if counted:
+            with self._lock:
+                self._not_sent.update(counted)
+
     def lines(self) -> list[str]:
         with self._lock:
-            requests, grades = dict(self._requests), dict(self._grades)
+            requests, grades, not_sent = dict(self._requests), dict(self._grades), dict(self._not_sent)
             buckets = {route: list(counts) for route, counts in self._buckets.items()}
             seconds = dict(self._seconds)
         out = _head("dealscore_http_requests_total", "counter")
@@ -98,6 +109,9 @@ class ServiceMetrics:
         out += _head("dealscore_scored_deals_total", "counter")
         out += [f'dealscore_scored_deals_total{{grade="{_label(grade)}"}} {count}'
                 for grade, count in sorted(grades.items())]
+        out += _head("dealscore_inputs_not_sent_total", "counter")
+        out += [f'dealscore_inputs_not_sent_total{{input="{_label(name)}"}} {count}'
+                for name, count in sorted(not_sent.items())]
         return out
 
 

@@ -371,7 +371,8 @@ def test_metrics_count_answers_by_route_template_and_scored_deals_by_grade(servi
     with make_client(app) as client:
         scored = [_score(client, [make_deal(deal_id=f"D-{i}", amount=500.0 * (i + 1))]).json()["scores"][0]
                   for i in range(3)]
-        ranked = _score(client, [make_deal(deal_id="R-1"), make_deal(deal_id="R-2", amount=90.0)],
+        ranked = _score(client, [make_deal(deal_id="R-1", source=None),
+                                 make_deal(deal_id="R-2", amount=90.0, source=None, effort_hours=None)],
                         path="/v1/rank").json()["scores"]
         assert client.post("/v1/score", json={"deals": []}).status_code == 422
         assert client.get("/no/such/path/123").status_code == 404
@@ -402,6 +403,10 @@ def test_metrics_count_answers_by_route_template_and_scored_deals_by_grade(servi
         grades[item["grade"]] = grades.get(item["grade"], 0) + 1
     assert {key: value for key, value in samples.items() if key.startswith("dealscore_scored_deals_total")} == {
         f'dealscore_scored_deals_total{{grade="{grade}"}}': count for grade, count in grades.items()}
+    # The inputs averaged out, per input: an integration that stops sending a field shows there.
+    assert {key: value for key, value in samples.items() if key.startswith("dealscore_inputs_not_sent_total")} == {
+        'dealscore_inputs_not_sent_total{input="source"}': 2,
+        'dealscore_inputs_not_sent_total{input="effort_hours"}': 1}
 
 
 def test_a_latency_on_a_bucket_bound_counts_in_that_bucket() -> None:

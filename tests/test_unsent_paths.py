@@ -21,6 +21,7 @@ from model.features import (
     with_vocabularies_of,
 )
 from model.scorer import ScoringModel
+from model.tree_paths import PathCredits
 from model.unsent_paths import UnsentPaths
 from model.win_models import TreeWinModel
 from training.fit import TrainingResult, train
@@ -33,6 +34,14 @@ def _features(trained: TrainingResult, deals: pd.DataFrame, clients: pd.DataFram
         attach_clients(deals, clients))))
 
 
+def _lightgbms_leaves(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
+    """(deals, leaves of all trees): 1 at the leaf LightGBM's predict sends each deal to in each tree."""
+    paths = PathCredits.of_booster(booster)
+    out = np.zeros((x.shape[0], paths.leaf_values.size))
+    np.put_along_axis(out, booster.predict(x, pred_leaf=True) + paths.first_leaf, 1.0, axis=1)
+    return out
+
+
 def test_the_leaves_are_lightgbms_own(trained: TrainingResult, small_crm: SyntheticCRM) -> None:
     # Every deal of the fixture, and the same deals with 10% of their values gone (NaN numbers take each split's
     # missing-value rule; NaN categories go right), reach exactly the leaf LightGBM's predict says.
@@ -41,12 +50,9 @@ def test_the_leaves_are_lightgbms_own(trained: TrainingResult, small_crm: Synthe
     holed = features.copy()
     holed[np.random.default_rng(0).random(features.shape) < 0.1] = np.nan
     paths = UnsentPaths.of_booster(booster)
-    first_leaf = np.concatenate(([0], np.cumsum([t["num_leaves"] for t in booster.dump_model()["tree_info"]])[:-1]))
     for x in (features, holed):
-        weights = paths.leaf_weights(x, np.zeros(x.shape, dtype=bool))
-        expected = np.zeros_like(weights)
-        np.put_along_axis(expected, booster.predict(x, pred_leaf=True) + first_leaf, 1.0, axis=1)
-        np.testing.assert_array_equal(weights, expected)
+        np.testing.assert_array_equal(paths.leaf_weights(x, np.zeros(x.shape, dtype=bool)),
+                                      _lightgbms_leaves(booster, x))
 
 
 def test_a_tree_splitting_on_an_input_not_sent_weighs_both_sides_by_its_training_deals() -> None:
@@ -131,10 +137,19 @@ def test_a_text_column_not_sent_is_averaged_out_not_read_as_an_arbitrary_level(
     assert np.mean((averaged - won) ** 2) < np.mean((routed - won) ** 2)
 
 
-def test_a_model_without_always_sent_columns_scores_as_before(trained: TrainingResult) -> None:
-    # Artifacts written before the field load with none: nothing is averaged out.
-    spec = dataclasses.replace(trained.model.spec, always_sent=())
-    assert unsent_features(spec, np.full((3, len(spec.names)), np.nan)) is None
+def test_a_model_without_always_sent_columns_reads_a_text_not_sent_as_before(trained: TrainingResult,
+                                                                            small_crm: SyntheticCRM) -> None:
+    # Artifacts written before the field load with none: a text column not sent takes LightGBM's own route.
+    model = trained.model
+    older = dataclasses.replace(model, spec=dataclasses.replace(model.spec, always_sent=()))
+    deals = small_crm.deals[small_crm.deals["status"] == "open"].head(30).drop(columns=["status"])
+    columns = {**frame_columns(attach_clients(deals, small_crm.clients)), "source": np.full(30, None, dtype=object)}
+    features = build_features(older.spec, older.history, older.with_known_clients(columns))
+    assert unsent_features(older.spec, features, older.with_known_clients(columns)) is None  # numbers all sent
+    routed = model.calibration.probability(model.win_model.booster.predict(features, raw_score=True), features)
+    np.testing.assert_allclose(older.score(columns, n_reasons=0).p_win, routed, rtol=1e-12)
+    assert older.score(columns).not_sent == [[]] * 30
+    assert not np.allclose(model.score(columns, n_reasons=0).p_win, routed)  # the model as written averages
 
 
 def test_huge_thresholds_are_read_exactly() -> None:
@@ -148,11 +163,8 @@ def test_huge_thresholds_are_read_exactly() -> None:
     thresholds = [n["threshold"] for t in booster.dump_model()["tree_info"] for n in [t["tree_structure"]]
                   if "threshold" in n]
     assert max(thresholds) == 1e300  # the dump's clamp this test is about
-    weights = UnsentPaths.of_booster(booster).leaf_weights(x, np.zeros(x.shape, dtype=bool))
-    first_leaf = np.concatenate(([0], np.cumsum([t["num_leaves"] for t in booster.dump_model()["tree_info"]])[:-1]))
-    expected = np.zeros_like(weights)
-    np.put_along_axis(expected, booster.predict(x, pred_leaf=True) + first_leaf, 1.0, axis=1)
-    np.testing.assert_array_equal(weights, expected)
+    np.testing.assert_array_equal(UnsentPaths.of_booster(booster).leaf_weights(x, np.zeros(x.shape, dtype=bool)),
+                                  _lightgbms_leaves(booster, x))
 
 
 def test_a_product_not_sent_also_averages_out_the_clients_deals_of_it(trained: TrainingResult,

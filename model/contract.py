@@ -39,6 +39,22 @@ NO_NUL_PATTERN = "^[^\\x00]*$"
 # the service logged is never refused when the feedback database becomes training data.
 DATE_SLACK = timedelta(days=1)
 
+# The most money one value may hold: a quadrillion, in any currency far beyond a deal or a year's income.
+# Amounts are summed (a client's won money, the realised value per grade); two near the float limit made
+# such a sum infinite, which the service showed as an unknown client_won_amount that still pushed p_win.
+MAX_MONEY = 1e15
+
+
+def number_range(minimum: float | None, maximum: float | None) -> str:
+    """How a number's accepted range reads in a message (whole bounds written out, as the API writes them)."""
+    def shown(bound: float) -> str:
+        return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+    if minimum is None:
+        assert maximum is not None, "a range needs a bound"
+        return f"a number <= {shown(maximum)}"
+    return f"a number >= {shown(minimum)}" if maximum is None else f"a number from {shown(minimum)} to {shown(maximum)}"
+
 
 def latest_date_text(today: date) -> str:
     """How the latest accepted date reads in a message."""
@@ -68,6 +84,7 @@ class Column:
     required: Required
     description: str
     minimum: float | None = None
+    maximum: float | None = None  # numbers only (money: MAX_MONEY)
     earliest: date = EARLIEST_DATE  # dates only: the first accepted (the last is the day of validation)
 
 
@@ -102,7 +119,7 @@ DEALS = Table(
                earliest=EARLIEST_DEAL_DATE),
         Column("closed_at", Kind.DATE, "no", "when it was won or lost", earliest=EARLIEST_DEAL_DATE),
         Column("status", Kind.STATUS, "training", "won, lost or open (open deals are scored, not trained on)"),
-        Column("amount", Kind.NUMBER, "no", "deal value if won (money)", minimum=0.0),
+        Column("amount", Kind.NUMBER, "no", "deal value if won (money)", minimum=0.0, maximum=MAX_MONEY),
         Column("product", Kind.TEXT, "no", "what is being sold"),
         Column("manager", Kind.TEXT, "no", "owner; excluded from features unless enabled"),
         Column("effort_hours", Kind.NUMBER, "no", "expected manager hours; enables value per hour and class D",
@@ -129,7 +146,7 @@ HOLDINGS = Table(
         Column("client_id", Kind.ID, "always", "the client holding the product"),
         Column("product", Kind.TEXT, "always", "a product the client already has"),
         Column("since", Kind.DATE, "no", "when the client took it"),
-        Column("revenue", Kind.NUMBER, "no", "income from this holding", minimum=0.0),
+        Column("revenue", Kind.NUMBER, "no", "income from this holding", minimum=0.0, maximum=MAX_MONEY),
     ),
 )
 
@@ -141,7 +158,7 @@ CLIENT_HISTORY = Table(
     key=("client_id",),
     columns=(
         Column("won_deals", Kind.NUMBER, "no", "number of won deals so far", minimum=0.0),
-        Column("won_amount", Kind.NUMBER, "no", "money of won deals so far", minimum=0.0),
+        Column("won_amount", Kind.NUMBER, "no", "money of won deals so far", minimum=0.0, maximum=MAX_MONEY),
         Column("first_won_at", Kind.DATE, "no", "date of the first won deal"),
         Column("last_won_at", Kind.DATE, "no", "date of the latest won deal"),
     ),

@@ -34,6 +34,7 @@ from model.contract import (
     Kind,
     Table,
     latest_date_text,
+    number_range,
 )
 from model.errors import Problem, ProblemList
 from model.mapping import MAPPED_ATTR, WILDCARD_ATTR
@@ -260,7 +261,7 @@ class _TableCheck:
             typed = self._extra(name, values)
             missing = typed.isna()
         elif column.kind is Kind.NUMBER:
-            typed, missing = self._numbers(name, values, column.minimum)
+            typed, missing = self._numbers(name, values, column.minimum, maximum=column.maximum)
         elif column.kind is Kind.STATUS:
             typed = _without_null_markers(_text(values)).map(lambda v: v.casefold() if isinstance(v, str) else v)
             typed = typed.astype(object)
@@ -299,7 +300,7 @@ class _TableCheck:
         return text
 
     def _numbers(self, name: str, values: pd.Series, minimum: float | None,
-                 expected: str = "a finite number") -> tuple[pd.Series, pd.Series]:
+                 expected: str = "a finite number", maximum: float | None = None) -> tuple[pd.Series, pd.Series]:
         numbers, missing, bad = _numbers(values, self.decimal)
         if bad.any() and values[bad].astype(str).str.contains(r"[,.$€£¥]|\d \d", regex=True).any():
             # "1,200.50", "$300", "1 200": formatted money, which a CRM report export often writes.
@@ -312,9 +313,11 @@ class _TableCheck:
                              "; this table is no CSV file, so make the column a number in the file or the query")
             expected += ")"
         self.report(name, bad, expected, _quoted(values[bad]))
-        if minimum is not None:
-            low = ~bad & (numbers < minimum)  # -inf is already reported as not finite
-            self.report(name, low, f"a number >= {minimum:g}", _quoted(values[low]))
+        if minimum is not None or maximum is not None:
+            # (-inf and inf are already reported as not finite)
+            outside = ~bad & ((numbers < minimum if minimum is not None else False)
+                              | (numbers > maximum if maximum is not None else False))
+            self.report(name, outside, number_range(minimum, maximum), _quoted(values[outside]))
         return numbers, missing
 
     def _dates(self, column: Column, values: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -397,6 +400,9 @@ def _timestamps(values: pd.Series, date_format: str | None) -> tuple[pd.Series, 
         # ISO 8601 parsing takes "2021" for 2021-01-01 and "2021-03" for 2021-03-01: a year or a month is no date
         # (a deal "of 2021" dated on New Year's Day), and `%Y` alone is refused as a date_format for that reason.
         text = text.where(~text.str.fullmatch(r"\s*[+-]?\d{4}([-/. ]\d{1,2})?\s*", na=False), "not a date")
+        # RFC 3339 allows a lower-case "t" between date and time, and the API (Python's parser) reads it; pandas
+        # does not: a value the service took was refused in a file (an API review).
+        text = text.str.replace(r"^(\s*\d{4}-?\d{2}-?\d{2})t", r"\1T", regex=True)
     try:
         stamps = pd.to_datetime(text, format=date_format or "ISO8601", errors="coerce")
         if stamps.dt.tz is not None:

@@ -36,7 +36,7 @@ from service.metrics import ServiceMetrics
 from service.middleware import DOCS_ASSETS, RequestContextMiddleware
 from service.reload import Reloader
 from service.routes import JSON, router
-from service.schemas import FIELD_NAMES, request_models
+from service.schemas import FIELD_NAMES, ID_INTEGER_SCHEMA, request_models
 from service.score_queue import ScoreQueue
 from service.settings import Settings
 
@@ -232,11 +232,25 @@ def _api_routes(routes: Iterable[Any]) -> Iterator[APIRoute]:
             yield from _api_routes(included.routes)
 
 
+def _exact_id_bounds(node: Any) -> None:
+    """Integer ids' bounds as the service checks them. FastAPI's document model keeps `maximum` as a float, so
+    the feedback routes' ids read 1e+18, one past the bound: a schema-valid 10**18 was refused (an API review)."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer" and node.get("description") == ID_INTEGER_SCHEMA["description"]:
+            node.update(minimum=ID_INTEGER_SCHEMA["minimum"], maximum=ID_INTEGER_SCHEMA["maximum"])
+        for value in node.values():
+            _exact_id_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _exact_id_bounds(value)
+
+
 def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     """FastAPI's document plus the request bodies the data plane parses itself."""
     if app.openapi_schema is not None:
         return app.openapi_schema
     document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    _exact_id_bounds(document)
     components = document.setdefault("components", {}).setdefault("schemas", {})
     models = request_models(settings.max_batch)
     for schema in (models.score, models.gaps):

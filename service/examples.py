@@ -102,7 +102,8 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
         {"field": "method", "expected": "one of POST", "got": "GET"}])),
     409: ("The service serves a model directory, not a registry: there is nothing to reload.", error(
         "no_registry", "this service serves the model directory /models/demo: there is nothing to reload; restart "
-                       "it to change the model, or serve a registry (DEALSCORE_REGISTRY_DIR)")),
+                       "it to change the model, or serve a registry (DEALSCORE_REGISTRY_DIR)", [
+            {"field": "DEALSCORE_REGISTRY_DIR", "expected": "a registry to reload from", "got": "a model directory"}])),
     413: ("The body or the batch is too large.", error(
         "payload_too_large", "too many deals in one request: at most 1,000 are accepted, got 1500; split the batch",
         [{"field": "deals", "expected": "at most 1000 items", "got": "1500 items"}])),
@@ -114,5 +115,7 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
         {"field": "deals[1].created_at", "expected": "a date like 2024-03-31 (ISO 8601)", "got": "'31/03/2024'"}])),
     500: ("Unexpected failure; the request id finds it in the service log.", error(
         "internal_error", "internal error; the request id identifies it in the service log")),
-    503: ("No model is loaded and warmed yet.", error("not_ready", "no model is loaded yet")),
+    503: ("No model is loaded and warmed yet.", error("not_ready", "no model is loaded yet", [
+        {"field": "model", "expected": "a loaded, warmed model",
+         "got": "none yet (loading, or no model directory or registry is set)"}])),
 }

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from model.artifact import load_artifact
-from model.errors import DealscoreError, NotReady
+from model.errors import DealscoreError, NotReady, Problem
 from model.registry import warm_up
 from model.scorer import ScoringModel
 from service.logs import LOGGER_NAME
@@ -64,7 +64,9 @@ class ModelHolder:
         snapshot = self._current
         if snapshot is None:
             reason = f": {self.last_error}" if self.last_error else ""
-            raise NotReady(f"no model is loaded yet{reason}")
+            raise NotReady(f"no model is loaded yet{reason}", [Problem(
+                "model", "a loaded, warmed model", "a load that failed (see the message)" if self.last_error
+                else "none yet (loading, or no model directory or registry is set)")])
         return snapshot
 
     def peek(self) -> LoadedModel | None:

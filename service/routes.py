@@ -222,7 +222,7 @@ async def ready(request: Request, rid: RequestId) -> Response:
     snapshot = get_holder(request).peek()
     if snapshot is None:
         get_holder(request).current()  # raises NotReady with the reason
-        raise NotReady("no model is loaded yet")
+        raise NotReady("no model is loaded yet", [Problem("model", "a loaded, warmed model", "none yet")])
     request.state.model_version = snapshot.version
     return _json(_dumps({"status": "ready", "request_id": rid, "model_version": snapshot.version}))
 
@@ -277,7 +277,9 @@ async def reload(request: Request, rid: RequestId) -> Response:
         source = get_holder(request).peek()
         what = f"the model directory {source.source}" if source is not None and source.source else "no registry"
         raise NoRegistry(f"this service serves {what}: there is nothing to reload; restart it to change the "
-                         "model, or serve a registry (DEALSCORE_REGISTRY_DIR)")
+                         "model, or serve a registry (DEALSCORE_REGISTRY_DIR)",
+                         [Problem("DEALSCORE_REGISTRY_DIR", "a registry to reload from",
+                                  "a model directory" if source is not None and source.source else "none set")])
     result = await reloader.check_in_thread(force=True)
     serving = get_holder(request).peek()
     return _json(_dumps({"status": result.status, "live_version": result.live_version,

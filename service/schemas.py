@@ -150,7 +150,7 @@ ExtraValue = PlainText | StrictBool | Annotated[float, Field(strict=True, allow_
 
 def _annotation(column: Column) -> Any:
     if column.kind is Kind.NUMBER:
-        return Annotated[float, Field(strict=True, allow_inf_nan=False, ge=column.minimum)]
+        return Annotated[float, Field(strict=True, allow_inf_nan=False, ge=column.minimum, le=column.maximum)]
     if column.kind is Kind.TEXT_OR_NUMBER:
         return TextOrNumber
     if column.kind is Kind.DATE:

@@ -221,3 +221,14 @@ def test_an_outcome_status_is_read_in_any_case(api: tuple[TestClient, Feedback])
     assert answer.status_code == 200, answer.text
     assert [r["status"] for r in feedback.outcomes.revisions("W1") + feedback.outcomes.revisions("W2")] == [
         "won", "lost"]
+
+
+def test_quality_with_no_live_model_and_an_empty_log_says_what_it_lacks(tmp_path: Path) -> None:
+    """The 404 named nothing in its details (an API review): every error says what was expected and what came."""
+    with running(f"sqlite:///{tmp_path / 'feedback.db'}", tmp_path / "spool") as feedback:
+        with TestClient(feedback_app(feedback, live_version=lambda: None)) as client:
+            answer = client.get("/v1/quality")
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+    assert answer.json()["error"]["details"] == [{
+        "field": "query.version", "expected": "a model version the score log has ('live': the live model's)",
+        "got": "'live', and no model is live and no score is logged"}]

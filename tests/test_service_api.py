@@ -246,6 +246,10 @@ def test_readiness_is_503_until_a_model_is_loaded_and_warm(service_artifact: Pat
         not_ready = client.get("/health/ready")
         assert not_ready.status_code == 503
         assert not_ready.json()["error"]["code"] == "not_ready"
+        # Every error names what was expected and what came, this one too (an API review found it empty).
+        assert not_ready.json()["error"]["details"] == [{
+            "field": "model", "expected": "a loaded, warmed model",
+            "got": "none yet (loading, or no model directory or registry is set)"}]
         assert client.post("/v1/score", json={"deals": [make_deal()]}).status_code == 503
         holder: ModelHolder = app.state.models
         loaded = holder.load(service_artifact)
@@ -268,6 +272,8 @@ def test_a_broken_artifact_leaves_the_service_up_and_not_ready(tmp_path: Path) -
         response = client.get("/health/ready")
         assert response.status_code == 503
         assert "metadata.json" in response.json()["error"]["message"]
+        assert response.json()["error"]["details"] == [{
+            "field": "model", "expected": "a loaded, warmed model", "got": "a load that failed (see the message)"}]
 
 
 def _wait(app: Any) -> None:

@@ -59,6 +59,10 @@ DEAL_DATES = "a date from 1970-01-01 to today in the sender's time zone (at most
 
 @pytest.mark.parametrize(("deal", "field", "expected"), [
     (make_deal(amount=-1), "deals[0].amount", "a number >= 0"),
+    # Summed into a client's won money once reported won: two near the float limit made it infinite.
+    (make_deal(amount=1.7e308), "deals[0].amount", "a number <= 1000000000000000"),
+    (make_deal(client={"client_id": "C00010", "won_deals": 2, "won_amount": 2e15, "first_won_at": "2024-01-01",
+                       "last_won_at": "2025-01-01"}), "deals[0].client.won_amount", "a number <= 1000000000000000"),
     (make_deal(effort_hours=-0.5), "deals[0].effort_hours", "a number >= 0"),
     (make_deal(amount="12"), "deals[0].amount", "a number"),
     (make_deal(amount=True), "deals[0].amount", "a number"),

@@ -83,14 +83,15 @@ def test_request_schemas_carry_exactly_the_contracts_fields() -> None:
     names = contract_field_names()
     assert tuple(Deal.model_fields) == names["Deal"]
     assert tuple(Client.model_fields) == names["Client"]
-    # ... and the contract's own rules: required fields, minimums, the text limit.
+    # ... and the contract's own rules: required fields, minimums and maximums, the text limit.
     for column in DEALS.columns:
         assert Deal.model_fields[column.name].is_required() == (column.required == "always"), column.name
     for column in (*DEALS.columns, *CLIENTS.columns, *CLIENT_HISTORY.columns):
         if column.minimum is not None:
             model = Deal if column.name in Deal.model_fields else Client
             schema = model.model_json_schema()["properties"][column.name]
-            assert {"minimum": column.minimum, "type": "number"} in schema["anyOf"], column.name
+            bounds = {"minimum": column.minimum} | ({"maximum": column.maximum} if column.maximum is not None else {})
+            assert {**bounds, "type": "number"} in schema["anyOf"], column.name
     product = Deal.model_json_schema()["properties"]["product"]
     assert {"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": NO_NUL_PATTERN} in product["anyOf"]
 
@@ -138,3 +139,26 @@ def test_integer_ids_declare_the_bound_the_service_holds_them_to(document: dict[
     for schema in (deal["deal_id"], deal["client_id"]):
         [integer] = [s for s in schema["anyOf"] if s.get("type") == "integer"]
         assert (integer["minimum"], integer["maximum"]) == (-(10**18 - 1), 10**18 - 1)
+
+
+def test_every_integer_id_of_the_document_holds_the_exact_bound(document: dict[str, Any]) -> None:
+    """The feedback routes' ids went through FastAPI's float-typed `maximum` and read 1e+18, one past the bound:
+    a schema-valid id of 10**18 was a 422 on /v1/outcomes (an API review)."""
+    found: list[dict[str, Any]] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "integer" and "18 digits" in str(node.get("description", "")):
+                found.append(node)
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(document)
+    schemas = document["components"]["schemas"]
+    assert {"OutcomeIn", "JudgementIn"} <= schemas.keys() and len(found) >= 6
+    for integer in found:
+        assert (integer["minimum"], integer["maximum"]) == (-(10**18 - 1), 10**18 - 1)
+        assert isinstance(integer["maximum"], int)

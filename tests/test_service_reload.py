@@ -222,6 +222,8 @@ def test_a_service_over_a_model_directory_has_nothing_to_reload(service_artifact
         answer = client.post("/v1/admin/reload")
         assert answer.status_code == 409 and answer.json()["error"]["code"] == "no_registry"
         assert str(service_artifact) in answer.json()["error"]["message"]
+        assert answer.json()["error"]["details"] == [
+            {"field": "DEALSCORE_REGISTRY_DIR", "expected": "a registry to reload from", "got": "a model directory"}]
         info = client.get("/v1/model").json()
         assert info["source"] == {"kind": "model_dir", "path": str(service_artifact)} and info["refused"] is None
 

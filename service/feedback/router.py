@@ -228,5 +228,7 @@ def _resolve(feedback: Feedback, version: str, live_version: Callable[[], str | 
         return version
     live = live_version() or feedback.latest_version()
     if live is None:
-        raise NotFound("no model is live and the score log is empty: no version to report on")
+        raise NotFound("no model is live and the score log is empty: no version to report on",
+                       [Problem("query.version", "a model version the score log has ('live': the live model's)",
+                                "'live', and no model is live and no score is logged")])
     return live

@@ -8,15 +8,14 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from model.contract import EARLIEST_DEAL_DATE, MAX_TEXT_LENGTH, NO_NUL_PATTERN
+from model.contract import EARLIEST_DEAL_DATE, MAX_MONEY, MAX_TEXT_LENGTH, NO_NUL_PATTERN
 from model.records import parse_date, text_value
 from service.schemas import RequiredId
 
 MAX_OUTCOMES = 10_000
 MAX_NOTE = 2_000
-# A quadrillion (in any currency, far beyond a deal): wins are summed into a client's history, and two amounts
-# near the float limit made it infinite, shown as an unknown client_won_amount.
-MAX_AMOUNT = 1e15
+# As a deal's amount (model.contract.MAX_MONEY): a win reported without its amount realises the deal's.
+MAX_AMOUNT = MAX_MONEY
 
 
 def _date(value: str) -> date:

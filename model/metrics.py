@@ -31,7 +31,8 @@ def calibration_curve(won: FloatArray, p: FloatArray, bins: int = 10) -> list[di
     for b in range(bins):
         inside = which == b
         if inside.any():
-            curve.append({"bin_low": float(edges[b]), "bin_high": float(edges[b + 1]),
+            # (b / bins, not linspace's edges: those print as 0.30000000000000004 in a report)
+            curve.append({"bin_low": b / bins, "bin_high": (b + 1) / bins,
                           "mean_p": float(p[inside].mean()), "win_rate": float(won[inside].mean()),
                           "deals": int(inside.sum())})
     return curve

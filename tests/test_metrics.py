@@ -23,6 +23,12 @@ def test_the_calibration_curve_gives_each_bins_observed_win_rate_and_its_edges()
     ]
 
 
+def test_calibration_bin_edges_read_as_written() -> None:
+    """/v1/quality showed a bin from 0.30000000000000004 (an API review): the edges are tenths exactly."""
+    curve = calibration_curve(np.array([1.0, 0.0, 1.0]), np.array([0.35, 0.65, 0.75]))
+    assert [(c["bin_low"], c["bin_high"]) for c in curve] == [(0.3, 0.4), (0.6, 0.7), (0.7, 0.8)]
+
+
 def test_ece_bins_include_their_lower_edge() -> None:
     # Bins are [0.1, 0.2), [0.2, 0.3): p = 0.1 shares a bin with 0.15, p = 0.2 is the next bin's.
     p = np.array([0.1, 0.1, 0.15, 0.15, 0.2, 0.2])

@@ -166,7 +166,10 @@ def shown(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        text = repr(value)
+        # A JSON 0 reaches the checks as the float 0.0 when its field is a number: quoted as it was sent, not
+        # as "0.0" (an API review; the raw-JSON path already quoted "0"). Huge whole floats keep their exponent.
+        whole = isinstance(value, float) and value.is_integer() and abs(value) < 1e16
+        text = str(int(value)) if whole else repr(value)
         return text if len(text) <= GOT_CHARS else text[:GOT_CHARS] + "..."
     if isinstance(value, str):
         quoted = value if len(value) <= GOT_CHARS else value[:GOT_CHARS] + "..."

@@ -489,3 +489,12 @@ def test_a_sent_history_with_wins_needs_their_money_and_dates(service_client: Te
     response = _post(service_client, [none_won])
     assert response.status_code == 200, response.text
     assert response.json()["scores"][0]["history_source"] == "request"
+
+
+def test_a_whole_number_is_quoted_as_sent(service_client: TestClient) -> None:
+    """The checks after the schema quoted a sent 0 as "0.0" and 5 as "5.0" (an API review)."""
+    deals = [make_deal(deal_id="a", client={"client_id": "C00010", "won_deals": 0, "won_amount": 500}),
+             make_deal(deal_id="b", won_deals=5)]
+    error = error_envelope(_post(service_client, deals), 422, "invalid_input")
+    got = {d["field"]: d["got"] for d in error["details"]}
+    assert got == {"deals[0].client.won_deals": "0", "deals[1].won_deals": "5"}

@@ -57,18 +57,31 @@ def test_invalid_bodies_list_every_problem_in_the_envelope(api: tuple[TestClient
     assert empty[0] == {"field": "outcomes", "expected": "at least 1 item", "got": "a list of 0 items"}
 
 
-def test_a_lone_surrogate_quoted_in_an_error_is_escaped_not_a_500(api: tuple[TestClient, Feedback]) -> None:
-    """The 422 quoted the input, and a lone surrogate is not UTF-8: writing the answer failed with a 500."""
+def test_a_lone_surrogate_is_explained_as_the_scoring_routes_explain_it(api: tuple[TestClient, Feedback]) -> None:
+    """Once a 500 (the 422 quoted it and a lone surrogate is not UTF-8), then a 422; the scoring routes answer it as
+    the JSON defect it is, and so do these now."""
     client, _ = api
-    for path, body, field in [
-            ("/v1/outcomes", '{"outcomes": [{"deal_id": "X\\ud800", "status": "won"}]}', "outcomes[0].deal_id"),
-            ("/v1/judgements", '{"manager": "m", "above_deal_id": "D1", "below_deal_id": "D2", "note": "\\ud800"}',
-             "note")]:
+    for path, body in [
+            ("/v1/outcomes", '{"outcomes": [{"deal_id": "X\\ud800", "status": "won"}]}'),
+            ("/v1/judgements", '{"manager": "m", "above_deal_id": "D1", "below_deal_id": "D2", "note": "\\ud800"}')]:
         answer = client.post(path, content=body, headers={"content-type": "application/json"})
-        assert answer.status_code == 422, answer.text
+        assert answer.status_code == 400, answer.text
         (detail,) = answer.json()["error"]["details"]
-        assert detail["field"] == field and "\\ud800" in detail["got"]
-        assert detail["expected"].startswith("text of whole characters")
+        assert detail["field"] == "body" and "must come in a high-low pair" in detail["got"]
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    (b'{"outcomes": [{"deal_id": "a",}]}', "trailing comma at line 1 column 31"),
+    (b'{"outcomes": ' + b"[" * 1000 + b"]" * 1000 + b"}", "nested deeper than the parser reads"),
+])
+def test_json_defects_are_located_as_the_scoring_routes_locate_them(api: tuple[TestClient, Feedback], body: bytes,
+                                                                    says: str) -> None:
+    """FastAPI's parse said "Expecting property name enclosed in double quotes" with no position, and called JSON
+    nested too deep "could not be decoded" (an API review)."""
+    client, _ = api
+    answer = client.post("/v1/outcomes", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "malformed_json"
+    assert says in answer.json()["error"]["details"][0]["got"]
 
 
 def test_outcome_problems_past_a_hundred_are_counted_not_listed(api: tuple[TestClient, Feedback]) -> None:

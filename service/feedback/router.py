@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
+import pydantic_core
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -59,7 +60,15 @@ class _FeedbackRoute(APIRoute):
             if takes_body:
                 # As the scoring routes: 415 before the body is read, 413 before more than the limit is. FastAPI's
                 # handler then parses the body kept here (Starlette's Request keeps it as _body).
-                request._body = await read_json_body(request)
+                request._body = body = await read_json_body(request)
+                if body.strip():
+                    # Syntax errors worded as the scoring routes word them (with line and column, and the nesting
+                    # limit named): FastAPI's own parse said "Expecting property name" with no position, and
+                    # "could not be decoded" of JSON nested too deep (an API review).
+                    try:
+                        pydantic_core.from_json(body)
+                    except ValueError as exc:
+                        raise MalformedJSON.because(str(exc)) from None
             try:
                 return await handler(request)
             except HTTPException as exc:

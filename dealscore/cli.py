@@ -32,7 +32,7 @@ from dealscore.arguments import (
     refused_options,
 )
 from dealscore.feedback_commands import add_feedback_commands
-from dealscore.outputs import check_output_file
+from dealscore.outputs import check_artifact_place, check_output_file
 from dealscore.registry_commands import PARALLEL_FITS_HELP, add_registry_commands, grade_summary
 from model.errors import ArtifactError, DealscoreError, counted
 
@@ -179,7 +179,9 @@ def _metric(value: float | None, width: int, places: int) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from model.artifact import check_target
 
-    check_target(args.out)  # before the fit: a refused --out must not cost a whole training first
+    # Before the fit: a refused --out must not cost a whole training first.
+    check_target(args.out)
+    check_artifact_place(args.out)
     artifact = train_artifact(args.deals, args.clients, args.holdings, args.mapping, args.out,
                               _training_config(args))
     print(_summary_table(artifact))  # noqa: T201 (the summary is the command's output)
@@ -189,7 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from dealscore.offline import score_file
 
-    created = check_output_file(args.out, inputs=_input_files(args, "deals", "clients", "holdings", "mapping"))
+    created = check_output_file(args.out, inputs=_input_files(args, "model", "deals", "clients", "holdings", "mapping"))
     written = score_file(args.model, args.deals, args.clients, args.holdings, args.mapping, args.out,
                          warn=lambda message: _say(f"note: {message}"))
     _say(f"scored {counted(written, 'deal')} into {args.out}{_created_note(created)}")
@@ -199,7 +201,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_gaps(args: argparse.Namespace) -> int:
     from dealscore.offline import gaps_file
 
-    created = check_output_file(args.out, inputs=_input_files(args, "clients", "holdings", "mapping"))
+    created = check_output_file(args.out, inputs=_input_files(args, "model", "clients", "holdings", "mapping"))
     written = gaps_file(args.model, args.clients, args.holdings, args.mapping, args.out, top_k=args.top,
                         as_of=args.as_of, warn=lambda message: _say(f"note: {message}"))
     _say(f"wrote {written:,} gap rows into {args.out}{_created_note(created)}")
@@ -216,7 +218,7 @@ def cmd_clients(args: argparse.Namespace) -> int:
     with refused_options({"abc_shares": "--abc-shares", "xyz_shares": "--xyz-shares"}):
         check_pareto_shares("abc_shares", abc_shares)
         check_xyz_shares("xyz_shares", xyz_shares)
-    created = check_output_file(args.out, inputs=_input_files(args, "deals", "clients", "holdings", "mapping"))
+    created = check_output_file(args.out, inputs=_input_files(args, "model", "deals", "clients", "holdings", "mapping"))
     written = clients_file(args.deals, args.clients, args.holdings, args.mapping, args.out, as_of=args.as_of,
                            model_dir=args.model, lost_window_days=args.lost_window_days,
                            warn=lambda message: _say(f"note: {message}"), abc_shares=abc_shares,

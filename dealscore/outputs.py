@@ -2,13 +2,17 @@
 
 The file is created as open() would create it (mode 0666 less the process umask), so whoever may read a
 file this user writes (a CRM import job running as another user) may read the output. Folders missing on
-the way to it are created, as `dealscore train --out` does for its artifact.
+the way to it are created, as `dealscore train --out` does for its artifact. Only a regular file can be
+replaced so: a device or a pipe named as the output is refused (renaming over /dev/null, as root, would
+replace the device itself).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import stat
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,11 +35,53 @@ def check_output_file(path: str | Path, option: str = OUT_OPTION,
     target = Path(path)
     if target.is_dir():
         raise DealscoreError(f"{option}: expected a file to write, got the folder {path}")
+    if str(path).endswith(("/", os.sep)):  # "out/new/" names a folder to be; it was written as a file "out/new"
+        raise DealscoreError(f"{option}: expected a file to write, got {path}, a folder's name (it ends in /)")
+    if target.exists() and not target.is_file():
+        raise DealscoreError(f"{option}: expected a regular file (written whole beside it, then renamed into "
+                             f"place), got {path}, {_kind(target)}; write to a file and copy it there")
     for input_option, source in (inputs or {}).items():
         if source is not None and _same_file(target, Path(source)):
             raise DealscoreError(f"{option}: expected a file other than the command's inputs, got {path}, which is "
                                  f"also {input_option}: writing it would replace that input")
+        if source is not None and Path(source).is_dir() and _inside(target, Path(source)):
+            raise DealscoreError(f"{option}: expected a file outside the command's inputs, got {path}, inside "
+                                 f"{input_option} {source}: writing it there would change that input")
     return _folders_to_create(target.parent, option, path, "a file in a folder")
+
+
+def _kind(path: Path) -> str:
+    mode = path.stat().st_mode
+    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a pipe"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "no regular file")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """`path` is `folder` or lies under it (links resolved: the model's folder under another name too)."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
+
+
+def check_artifact_place(path: str | Path, option: str = OUT_OPTION) -> Path | None:
+    """Refuse, before a training, a place its artifact cannot be written to; return the first folder writing it
+    will create (None: its folder exists).
+
+    The artifact is staged in a new folder beside the target and renamed into place, so the target's folder
+    must take one (a folder that is a file, a read-only mount or /proc failed only after the whole fit).
+    Inside a model registry it is refused: versions there are added by `dealscore models add` or `retrain`,
+    and one written over in place swapped the live model's files.
+    """
+    from model.registry import MANIFEST_FILE, VERSIONS_DIR  # (the registry module loads the scorer: only here)
+
+    target = Path(path).resolve()
+    for folder in (target, *target.parents):
+        if (folder / MANIFEST_FILE).is_file() and (folder / VERSIONS_DIR).is_dir():
+            raise DealscoreError(f"{option}: expected a folder outside a model registry, got {path}, inside the "
+                                 f"registry {folder}: add a trained model to it with `dealscore models add`")
+    return _folders_to_create(target.parent, option, path, "a folder in a folder")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -68,6 +114,11 @@ def _folders_to_create(folder: Path, option: str, path: str | Path, expected: st
     if not os.access(folder, os.W_OK | os.X_OK):
         raise DealscoreError(f"{option}: expected {expected} you may write to, got {path}, "
                              f"but {folder} is not writable")
+    try:  # access() says yes to root everywhere, /proc included: making a folder there is the real test
+        os.rmdir(tempfile.mkdtemp(prefix=".dealscore-probe-", dir=folder))
+    except OSError as exc:
+        raise DealscoreError(f"{option}: expected {expected} you may write to, got {path}, but {folder} takes "
+                             f"no new file or folder ({exc.strerror or type(exc).__name__})") from None
     return first_missing
 
 

@@ -1,0 +1,91 @@
+"""Where the commands may write: found by a CLI review, each refused before any work and with nothing changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
+    fixture_service_artifact,
+    fixture_service_crm,
+    fixture_service_dataset,
+    fixture_service_training,
+)
+from test_cli_inputs import offline_command, run
+
+from training.synthetic_crm import SyntheticCRM, write
+
+
+@pytest.fixture(scope="module")
+def crm_files(service_crm: SyntheticCRM, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("crm")
+    write(service_crm, folder)
+    return folder
+
+
+def file_checksums(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("command", ["score", "gaps", "clients"])
+def test_a_pipe_named_as_out_is_refused_not_replaced(command: str, crm_files: Path, service_artifact: Path,
+                                                     tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The output is written beside its target and renamed over it: over a device (as root, /dev/null or
+    /dev/full for the whole machine) or a pipe, that replaced the node itself with a file."""
+    pipe = tmp_path / "scores.csv"
+    os.mkfifo(pipe)
+    code, err = run(offline_command(command, crm_files, service_artifact, pipe), capsys)
+    assert code == 2, err
+    assert f"--out: expected a regular file (written whole beside it, then renamed into place), got {pipe}, a pipe" \
+        in err
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
+
+
+def test_out_naming_a_folder_to_be_is_refused(crm_files: Path, service_artifact: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`--out out/new/` wrote a file named out/new."""
+    argv = offline_command("score", crm_files, service_artifact, tmp_path / "new")
+    code, err = run([*argv[:-1], f"{tmp_path / 'new'}/"], capsys)
+    assert code == 2 and "a folder's name (it ends in /)" in err
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("command", ["score", "gaps"])
+def test_out_inside_the_model_is_refused(command: str, crm_files: Path, service_artifact: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`gaps --model m --out m/model.joblib` wrote over the model, which every later load then refused."""
+    model = tmp_path / "model"
+    shutil.copytree(service_artifact, model)
+    before = file_checksums(model)
+    code, err = run(offline_command(command, crm_files, model, model / "model.joblib"), capsys)
+    assert code == 2, err
+    assert f"expected a file outside the command's inputs, got {model / 'model.joblib'}, inside --model" in err
+    assert file_checksums(model) == before
+
+
+def test_train_out_under_a_file_is_refused_before_reading_data(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """It trained in full, then ended as an 'unexpected failure' (exit 1) at the rename."""
+    (tmp_path / "afile").write_text("x")
+    code, err = run(["train", "--deals", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "afile" / "m")],
+                    capsys)
+    assert code == 2, err
+    assert f"--out: expected a folder in a folder, got {tmp_path / 'afile' / 'm'}, but {tmp_path / 'afile'} is a " \
+           "file" in err
+
+
+def test_train_out_inside_a_registry_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`train --out REG/versions/LIVE` replaced the live model's files in place."""
+    registry = tmp_path / "reg"
+    (registry / "versions" / "v1").mkdir(parents=True)
+    (registry / "manifest.json").write_text(json.dumps({"live": "v1"}))
+    code, err = run(["train", "--deals", str(tmp_path / "missing.csv"), "--out", str(registry / "versions" / "v1")],
+                    capsys)
+    assert code == 2, err
+    assert f"--out: expected a folder outside a model registry, got {registry / 'versions' / 'v1'}, inside the " \
+           f"registry {registry}" in err

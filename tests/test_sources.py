@@ -180,14 +180,14 @@ def test_nullable_integer_ids_above_2_53_are_read_exactly_from_parquet_and_sql(t
 
     exact = ["1234567890123456789", "1234567890123456790", None, "987654321098765432"]
     path = tmp_path / "deals.parquet"
-    pq.write_table(pa.table({"client_id": pa.array(BIG_IDS, type=pa.int64()), "amount": [1.5, None, 3.0, 1e300],
+    pq.write_table(pa.table({"client_id": pa.array(BIG_IDS, type=pa.int64()), "amount": [1.5, None, 3.0, 1e12],
                              "small": pa.array([1, None, 3, 4], type=pa.int64())}), path)
     database = tmp_path / "crm.db"
     engine = sa.create_engine(f"sqlite:///{database}")
     with engine.begin() as connection:
         connection.execute(sa.text("CREATE TABLE deals (client_id INTEGER, amount REAL, small INTEGER)"))
         connection.execute(sa.text("INSERT INTO deals VALUES (:c, :a, :s)"),
-                           [{"c": c, "a": a, "s": s} for c, a, s in zip(BIG_IDS, [1.5, None, 3.0, 1e300],
+                           [{"c": c, "a": a, "s": s} for c, a, s in zip(BIG_IDS, [1.5, None, 3.0, 1e12],
                                                                         [1, None, 3, 4], strict=True)])
     engine.dispose()
     for source in (str(path), f"sqlite:///{database}::deals"):

@@ -118,7 +118,17 @@ def _read_csv(path: Path, table: str, csv: CsvFormat) -> pd.DataFrame:
         raise _unreadable(table, f"'{path}', whose header is one column holding {shown}: {first[0][:80]!r}",
                           f"a CSV file separated by {csv.separator!r} (or the mapping file's csv: {{separator: "
                           f"{separator!r}}} for this table)")
-    rows = read(None)
+    try:
+        rows = read(None)
+    except pd.errors.ParserError as error:
+        long_row = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
+        if long_row is None:
+            raise
+        width, line, fields = long_row.groups()
+        # It was refused as "expected a CSV or Parquet file ... cannot be read: Error tokenizing data" of a CSV.
+        raise _unreadable(table, f"'{path}' line {line} with {fields} fields, the header {width}",
+                          "a CSV file whose every row has as many fields as its header (a row with more holds an "
+                          f"unquoted {csv.separator!r} in a value: quote such values)") from None
     if rows.shape[0] > 1 and rows.iloc[1:, -1].isna().any():  # a short row has a gap in the last column at least
         _refuse_short_rows(path, table, csv, rows.shape[1])
     header = [f"Unnamed: {i}" if isinstance(v, float) else v for i, v in enumerate(rows.iloc[0].tolist())]

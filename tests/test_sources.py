@@ -226,6 +226,19 @@ def test_a_csv_row_with_fewer_fields_than_the_header_is_refused(tmp_path: Path) 
     assert problem.got == f"'{path}' line 8 with 2 of the header's 4 fields (and 1 more row)"
 
 
+def test_a_csv_row_with_more_fields_than_the_header_is_named(tmp_path: Path) -> None:
+    """Refused as "expected a CSV (.csv, .csv.gz) or Parquet file ... cannot be read: Error tokenizing data", of
+    a CSV file (a CLI review)."""
+    path = tmp_path / "deals.csv"
+    path.write_text("deal_id,created_at,status,amount\nD1,2024-01-05,won,10\nD2,2024-01-06,lost,1,200,x\n")
+    with pytest.raises(ContractViolation) as error:
+        read_table(str(path), "deals")
+    [problem] = error.value.problems
+    assert problem.got == f"'{path}' line 3 with 6 fields, the header 4"
+    assert problem.expected == ("a CSV file whose every row has as many fields as its header (a row with more holds "
+                                "an unquoted ',' in a value: quote such values)")
+
+
 def test_a_utf8_file_with_a_byte_order_mark_read_as_another_encoding_is_refused_saying_so(tmp_path: Path) -> None:
     """Read as cp1252, the mark became part of the first column's name: "no such column (columns: ï»¿deal_id"."""
     path = tmp_path / "deals.csv"

@@ -252,7 +252,11 @@ def _changed(directory: Path, name: str) -> ArtifactError:
 
 def _verify_metadata_checksum(directory: Path, meta: Mapping[str, Any]) -> None:
     if METADATA_CHECKSUM not in meta:
-        return  # written before metadata.json covered itself; registries still hold such versions
+        if meta.get("format") in (MONTHLESS_FORMAT, SPREAD_FORMAT):
+            # Formats 4 and 5 came after the metadata's own checksum: one without it had the key deleted, which
+            # switched the check off for any edit of metadata.json (a CLI review).
+            raise _changed(directory, METADATA_FILE)
+        return  # format 3, written before metadata.json covered itself; registries still hold such versions
     try:
         expected = metadata_checksum(meta)
     except ValueError:  # a number too large for a float (1e400 reads as infinity): never written so

@@ -18,6 +18,8 @@ from model.artifact import (
     ARTIFACT_FORMAT,
     METADATA_CHECKSUM,
     MODEL_FILE,
+    MONTHLESS_FORMAT,
+    SPREAD_FORMAT,
     load_artifact,
     metadata_checksum,
     save_artifact,
@@ -191,14 +193,29 @@ def test_metadata_json_reformatted_but_unchanged_still_loads(artifact: Path) -> 
 
 
 def test_an_artifact_written_before_the_metadata_checksum_still_loads(artifact: Path) -> None:
-    # Older dealscore wrote no metadata checksum and a one-class holdout's AUC as the bare token NaN.
+    # Older dealscore wrote no metadata checksum and a one-class holdout's AUC as the bare token NaN; it wrote
+    # format 3 alone then.
     meta_path = artifact / "metadata.json"
     meta = json.loads(meta_path.read_text())
     del meta[METADATA_CHECKSUM]
     meta["metrics"]["model"]["auc"] = float("nan")
+    meta["format"] = ARTIFACT_FORMAT
     meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
     _, loaded = load_artifact(artifact)
     assert METADATA_CHECKSUM not in loaded and loaded["metrics"]["model"]["auc"] is None
+
+
+@pytest.mark.parametrize("written", [MONTHLESS_FORMAT, SPREAD_FORMAT])
+def test_a_later_format_without_its_metadata_checksum_is_refused(artifact: Path, written: int) -> None:
+    """Formats 4 and 5 were always written with the metadata's checksum: deleting it switched the check off for
+    any edit of metadata.json, and the edited artifact loaded (a CLI review)."""
+    meta_path = artifact / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    del meta[METADATA_CHECKSUM]
+    meta["format"] = written
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="file metadata.json does not match its checksum"):
+        load_artifact(artifact)
 
 
 def test_nan_metrics_are_written_as_null_in_strict_json(tmp_path: Path, trained: TrainingResult) -> None:

@@ -20,7 +20,7 @@ from dealscore.outputs import write_csv_atomically
 from model.artifact import load_artifact
 from model.contract import SENT_HISTORY_COLUMNS
 from model.dataset import load_dataset
-from model.errors import ContractViolation, Problem, counted
+from model.errors import ContractViolation, Problem, ProblemList, counted
 from model.features import (
     CLIENT_ATTRIBUTES,
     CLIENT_EXTRA_PREFIX,
@@ -76,8 +76,15 @@ def _sent_history(deals: pd.DataFrame) -> dict[str, Any]:
     present = [name for name in SENT_HISTORY_COLUMNS if name in deals.columns]
     if not present:
         return {}
-    typed = validate_client_history(deals[present].reset_index(drop=True))
+    # Every problem at once: the values' own first stopped the run before the parts were checked together.
+    unreadable_values = ProblemList()
+    raw = deals[present].reset_index(drop=True)
+    typed = validate_client_history(raw, collect=unreadable_values)
     n = len(deals)
+    # (rows with a value that did not read are not checked together: their gap is that value, already said)
+    unreadable = np.zeros(n, dtype=bool)
+    for name in present:
+        unreadable |= (raw[name].notna() & typed[name].isna()).to_numpy()
     values = {name: typed[name].to_numpy(dtype=object) if name in typed else np.full(n, None, dtype=object)
               for name in SENT_HISTORY_COLUMNS}
     created = (pd.to_datetime(deals["created_at"]) if "created_at" in deals.columns
@@ -87,18 +94,18 @@ def _sent_history(deals: pd.DataFrame) -> dict[str, Any]:
     for i, day in enumerate(created):
         row = [None if pd.isna(v) else (v.date() if isinstance(v, pd.Timestamp) else v)
                for v in (values[column][i] for column in SENT_HISTORY_COLUMNS)]
-        if all(v is None for v in row):
+        if all(v is None for v in row) or unreadable[i]:
             continue
         dated = not pd.isna(day)
         won, amount, first, last = row
         for name, expected, got in history_problems(won, amount, first, last, day.date() if dated else today, dated):
             # One line per field and kind of problem, however many rows: the kind without its row's figures.
             found.setdefault((name, re.sub(r"[\d.,-]+", "#", expected)), []).append((i + 1, expected, got))
-    if found:
-        raise ContractViolation("client history in the deals file is not usable", [
+    if found or unreadable_values.items:
+        raise ContractViolation("client history in the deals file is not usable", [*unreadable_values.items, *[
             Problem(name, cases[0][1] + (" (as in the first row listed)" if len(cases) > 1 else ""), cases[0][2],
                     table="deals", rows=tuple(r for r, _, _ in cases[:5]), count=len(cases))
-            for (name, _), cases in found.items()])
+            for (name, _), cases in found.items()]])
     out: dict[str, Any] = {name: np.asarray(typed[name], dtype=np.float64) if name in typed else np.full(n, np.nan)
                            for name in ("won_deals", "won_amount")}
     for name in ("first_won_at", "last_won_at"):

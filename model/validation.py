@@ -142,13 +142,19 @@ def merged_spellings_of(holdings: pd.DataFrame | None) -> str | None:
     return merged_spellings_note(holdings.attrs.get(MERGED_SPELLINGS_ATTR, {})) if holdings is not None else None
 
 
-def validate_client_history(raw: pd.DataFrame, *, table: str = "deals", today: date | None = None) -> pd.DataFrame:
+def validate_client_history(raw: pd.DataFrame, *, table: str = "deals", today: date | None = None,
+                            collect: ProblemList | None = None) -> pd.DataFrame:
     """A file's client history columns (won_deals, won_amount, first_won_at, last_won_at; those present),
     typed as the service's schema types them (numbers >= 0, ISO dates in range), or ContractViolation naming
-    each bad value as `table`.column with its rows. How the parts fit together is model.records'."""
+    each bad value as `table`.column with its rows; with `collect`, the problems are added there instead and a
+    bad value is missing in the frame returned. How the parts fit together is model.records'."""
     check = _TableCheck(dataclasses.replace(CLIENT_HISTORY, name=table), raw, for_training=False, date_format=None,
                         today=today)
     typed = check.typed()
+    if collect is not None:
+        for problem in check.problems.items:
+            collect.add(problem)
+        return typed
     check.problems.raise_if_any("client history breaks the data contract")
     return typed
 

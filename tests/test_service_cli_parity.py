@@ -71,6 +71,26 @@ def test_a_deal_scores_the_same_alone_and_in_a_batch(service_crm: SyntheticCRM, 
     assert alone == batch
 
 
+def test_every_problem_of_a_deals_files_client_history_is_listed_in_one_run(
+        service_crm: SyntheticCRM, service_artifact: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A value that did not read (a date after today) hid the rows whose parts disagree until it was fixed and
+    the command run again (a CLI review)."""
+    deals = service_crm.deals[service_crm.deals["status"] == "open"].tail(2).copy()
+    deals["won_deals"] = [1, 0]
+    deals["won_amount"] = [500.0, 900.0]
+    deals["first_won_at"] = ["2023-01-05", None]
+    deals["last_won_at"] = ["2999-01-01", None]
+    deals_csv = tmp_path / "deals.csv"
+    deals.to_csv(deals_csv, index=False)
+    assert dealscore(["score", "--model", str(service_artifact), "--deals", str(deals_csv),
+                      "--out", str(tmp_path / "scores.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "deals.last_won_at: expected a date from 1900-01-01 to today" in err and "(row 1)" in err
+    assert "deals.won_deals: expected at least 1, as won_amount" in err and "(row 2)" in err
+    assert err.count("\n  - ") == 2, err  # row 1's unread date is said once, not again as a missing part
+
+
 def test_client_history_in_a_deals_file_is_taken_whole_as_the_service_takes_it(
         service_crm: SyntheticCRM, service_artifact: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:

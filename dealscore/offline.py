@@ -301,6 +301,9 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
     profiles = (model.profiles if model is not None
                 else _profiles_as_of(paid, dataset.clients, None if dataset.holdings_derived else dataset.holdings,
                                      day, warn))
+    if model is not None and profiles is None:  # said, as without --model: the columns stay empty otherwise
+        warn(f"no segment or potential income: the model at {model_dir} has no ideal client profiles (trained "
+             "without holdings or client ids); leave out --model to fit them on these files")
     if lost_window_days is None and model is not None:
         lost_window_days = model.spec.config.lost_window_days
     held = None

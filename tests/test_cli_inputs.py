@@ -265,6 +265,22 @@ def test_clients_says_when_money_is_unknown_or_the_day_is_before_every_win(tmp_p
     assert code == 0 and "every client is a prospect" in err
 
 
+def test_clients_with_a_model_without_profiles_says_why_segments_are_empty(
+        crm_files: Path, service_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its segment and income columns came out empty with no word; without --model the command says why (a CLI
+    review)."""
+    from model.artifact import load_artifact, save_artifact
+
+    model, metadata = load_artifact(service_artifact)
+    model.profiles = None
+    bare = save_artifact(model, tmp_path / "bare-model", metadata)
+    code, err = run(["clients", "--deals", str(crm_files / "deals.csv"), "--model", str(bare), "--out",
+                     str(tmp_path / "c.csv")], capsys)
+    assert code == 0, err
+    assert f"note: no segment or potential income: the model at {bare} has no ideal client profiles" in err
+    assert pd.read_csv(tmp_path / "c.csv")["potential_income"].isna().all()
+
+
 # -- --out ----------------------------------------------------------------------------------------------------
 
 

@@ -328,6 +328,13 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
     spellings_note = None if dataset.holdings_derived else merged_spellings_of(dataset.holdings)
     if spellings_note:
         warn(spellings_note)
+    if dataset.clients is None and not dataset.holdings_derived and dataset.holdings is not None:
+        # The clients listed are the clients table's and the deals'; a holder with neither was dropped unsaid.
+        dealt = set(dataset.deals["client_id"].dropna().astype(str)) if "client_id" in dataset.deals else set()
+        unlisted = set(dataset.holdings["client_id"].dropna().astype(str)) - dealt
+        if unlisted:
+            warn(f"{counted(len(unlisted), 'client')} of the holdings with no deal not listed (the clients listed "
+                 "are the deals' and the clients table's): give --clients to list every client")
     table = client_analytics(dataset.deals, dataset.clients, as_of=as_of, windows=status_windows(lost_window_days),
                              profiles=profiles, holdings=held, shares=abc_shares or DEFAULT_SHARES,
                              xyz_active_shares=xyz_shares or DEFAULT_XYZ_ACTIVE_SHARES)

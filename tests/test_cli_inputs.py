@@ -281,6 +281,22 @@ def test_clients_with_a_model_without_profiles_says_why_segments_are_empty(
     assert pd.read_csv(tmp_path / "c.csv")["potential_income"].isna().all()
 
 
+def test_clients_says_which_holders_it_cannot_list_without_a_clients_table(
+        crm_files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With --holdings and no --clients, clients holding products but without a deal were left out unsaid (a
+    CLI review)."""
+    deals = pd.read_csv(crm_files / "deals.csv", dtype=str)
+    holdings = pd.read_csv(crm_files / "holdings.csv", dtype=str)
+    unlisted = set(holdings["client_id"]) - set(deals["client_id"].dropna())
+    assert unlisted  # the session's CRM has such clients
+    code, err = run(["clients", "--deals", str(crm_files / "deals.csv"), "--holdings", str(crm_files / "holdings.csv"),
+                     "--out", str(tmp_path / "c.csv")], capsys)
+    assert code == 0, err
+    assert f"note: {len(unlisted):,} client{'s' if len(unlisted) > 1 else ''} of the holdings with no deal not " \
+           "listed" in err
+    assert not unlisted & set(pd.read_csv(tmp_path / "c.csv", dtype=str)["client_id"])
+
+
 # -- --out ----------------------------------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from dealscore.outputs import write_csv_atomically
 from model.artifact import load_artifact
-from model.contract import SENT_HISTORY_COLUMNS
+from model.contract import NULL_MARKERS, SENT_HISTORY_COLUMNS
 from model.dataset import load_dataset
 from model.errors import ContractViolation, Problem, ProblemList, counted
 from model.features import (
@@ -81,10 +81,12 @@ def _sent_history(deals: pd.DataFrame) -> dict[str, Any]:
     raw = deals[present].reset_index(drop=True)
     typed = validate_client_history(raw, collect=unreadable_values)
     n = len(deals)
-    # (rows with a value that did not read are not checked together: their gap is that value, already said)
+    # (rows with a value that did not read are not checked together: their gap is that value, already said; a
+    # null marker, "null" or "n/a", is no value, and a history it leaves partial is refused below)
     unreadable = np.zeros(n, dtype=bool)
     for name in present:
-        unreadable |= (raw[name].notna() & typed[name].isna()).to_numpy()
+        sent = raw[name].map(lambda v: not (isinstance(v, str) and v.strip().casefold() in {"", *NULL_MARKERS}))
+        unreadable |= (raw[name].notna() & sent & typed[name].isna()).to_numpy()
     values = {name: typed[name].to_numpy(dtype=object) if name in typed else np.full(n, None, dtype=object)
               for name in SENT_HISTORY_COLUMNS}
     created = (pd.to_datetime(deals["created_at"]) if "created_at" in deals.columns

@@ -146,8 +146,9 @@ def validate_client_history(raw: pd.DataFrame, *, table: str = "deals", today: d
                             collect: ProblemList | None = None) -> pd.DataFrame:
     """A file's client history columns (won_deals, won_amount, first_won_at, last_won_at; those present),
     typed as the service's schema types them (numbers >= 0, ISO dates in range), or ContractViolation naming
-    each bad value as `table`.column with its rows; with `collect`, the problems are added there instead and a
-    bad value is missing in the frame returned. How the parts fit together is model.records'."""
+    each bad value as `table`.column with its rows; with `collect`, the problems are added there instead (a value
+    that does not read is missing in the frame returned, one out of range stays as it came). How the parts fit
+    together is model.records'."""
     check = _TableCheck(dataclasses.replace(CLIENT_HISTORY, name=table), raw, for_training=False, date_format=None,
                         today=today)
     typed = check.typed()

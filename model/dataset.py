@@ -19,7 +19,15 @@ import pandas as pd
 
 from model.contract import CLIENTS, DEALS, HOLDINGS, TABLES
 from model.errors import ContractViolation, Problem, counted
-from model.mapping import EXCLUDED_ATTR, WILDCARD, WILDCARD_ATTR, Mapping, apply_mapping, load_mapping
+from model.mapping import (
+    EXCLUDED_ATTR,
+    NEAR_MISS_ATTR,
+    WILDCARD,
+    WILDCARD_ATTR,
+    Mapping,
+    apply_mapping,
+    load_mapping,
+)
 from model.sources import NOT_CSV, CsvFormat, check_source, is_csv, read_table
 from model.validation import extra_column_kinds, id_set, validate_clients, validate_deals, validate_holdings
 
@@ -44,6 +52,19 @@ class Dataset:
     # The export's status values the mapping's "*" decided, with their row counts, and the status it gave them.
     wildcard_statuses: dict[str, int] = dataclasses.field(default_factory=dict)
     wildcard_status: str | None = None
+    # Columns named as a contract column but for case or spaces, read as extras: "table.column" -> contract name.
+    near_miss_columns: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def near_miss_note(self) -> str | None:
+        """Columns that may be the contract's under another spelling ("Amount"): extra features, as the contract
+        says, but a model trained so has no amount (or no client history), which nothing else would say."""
+        if not self.near_miss_columns:
+            return None
+        shown = ", ".join(f"{source!r} ({canonical}?)" for source, canonical in self.near_miss_columns.items())
+        example_source, example_name = next(iter(self.near_miss_columns.items()))
+        return (f"columns named as contract columns but for case or spaces, trained as extra features: {shown}; "
+                f"if they are, rename them or map them (columns: {{{example_name}: "
+                f"'{example_source.split('.', 1)[1]}'}})")
 
     def wildcard_note(self) -> str | None:
         """Which export statuses the mapping's "*" read, and as what: a "Closed Won - Migrated" it made open was
@@ -278,6 +299,8 @@ def dataset_from_frames(
         excluded_columns=tuple(dict.fromkeys(excluded)), holdings_derived=holdings_derived,
         undated_open_deals=undated_open, clients_table_empty=clients_table_empty,
         wildcard_statuses=dict(Counter(str(v) for v in mapped["deals"].attrs.get(WILDCARD_ATTR, {}).values())),
+        near_miss_columns={f"{name}.{source}": canonical for name, frame in mapped.items()
+                           for source, canonical in frame.attrs.get(NEAR_MISS_ATTR, {}).items()},
         wildcard_status=next((status for status, listed in mapping.table("deals").status_values.items()
                               if WILDCARD in listed), None),
     )

@@ -34,6 +34,8 @@ MAPPED_ATTR = "mapped_columns"
 # when such a deal contradicts its status (an open deal with a close date), since the message would
 # otherwise not say where "open" came from.
 WILDCARD_ATTR = "wildcard_statuses"
+# ... and the columns named as a contract column but for case or spaces, with that name (source -> canonical).
+NEAR_MISS_ATTR = "near_miss_columns"
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *common`: merged by the base class; a key beside
+                continue                                     # it overrides the merged one, as YAML means
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, str | int | float | bool) and key in seen:
                 raise yaml.constructor.ConstructorError(
@@ -243,10 +247,6 @@ def apply_mapping(table_name: str, raw: pd.DataFrame, mapping: Mapping, *,
     excluded = [c for c in section.exclude if c in raw.columns]
     kept = [c for c in raw.columns if c not in excluded]
     renames = {source: canonical for canonical, source in section.columns.items() if source in kept}
-    near_misses = _contract_names_spelt_otherwise(table_name, kept, renames)
-    if near_misses:
-        raise ContractViolation(f"{table_name} table: columns named as the contract's but for case or spaces",
-                                near_misses)
     clashes = [c for c in kept if c not in renames and section.columns.get(c) in renames]
     if clashes:
         # The export has both the canonical column and the one mapped onto it: which one is meant is a guess.
@@ -262,6 +262,7 @@ def apply_mapping(table_name: str, raw: pd.DataFrame, mapping: Mapping, *,
     if section.status_values and list(frame.columns).count("status") == 1:  # a repeated one is refused later
         frame["status"] = _translate_statuses(frame["status"], section.status_values, caught)
     frame.attrs[EXCLUDED_ATTR] = tuple(excluded)
+    frame.attrs[NEAR_MISS_ATTR] = _contract_names_spelt_otherwise(table_name, kept, renames)
     frame.attrs[MAPPED_ATTR] = dict(section.columns)
     frame.attrs[WILDCARD_ATTR] = caught
     return frame
@@ -271,21 +272,21 @@ def _folded_name(name: str) -> str:
     return "_".join(name.casefold().replace("-", " ").replace("_", " ").split())
 
 
-def _contract_names_spelt_otherwise(table_name: str, kept: list[Any], renames: dict[str, str]) -> list[Problem]:
+def _contract_names_spelt_otherwise(table_name: str, kept: list[Any], renames: dict[str, str]) -> dict[str, str]:
     """Columns the file has under a contract name written otherwise ("Amount", " amount ", "Client ID") while
-    the contract's own is neither there nor mapped. Read as they were, they trained as anonymous extra features
-    (a CRM export with capitalised headers: no amount, no client history, AUC 0.829 -> 0.750, exit 0)."""
+    the contract's own is neither there nor mapped, with that name. As the contract says, they are extra
+    features; training says so (a CRM export with capitalised headers had trained with no amount and no client
+    history, AUC 0.829 -> 0.750, without a word), and they stay extras: refused, a model trained with one could
+    not score its own export."""
     have = {str(c) for c in kept if c not in renames} | set(renames.values())
-    problems = []
+    found: dict[str, str] = {}
     for column in TABLES[table_name].columns:
         if column.name in have:
             continue
         for source in (str(c) for c in kept if c not in renames and str(c) != column.name):
             if _folded_name(source) == column.name:
-                problems.append(Problem(source, f"the contract's name '{column.name}' (rename the column, or map "
-                                        f"it in the mapping file: columns: {{{column.name}: '{source}'}})",
-                                        f"'{source}'", table=table_name))
-    return problems
+                found[source] = column.name
+    return found
 
 
 def _likely_typos(table_name: str, section: TableMapping, present: list[str]) -> list[Problem]:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from model.dataset import load_dataset
+from model.dataset import dataset_from_frames, load_dataset
 from model.errors import ContractViolation
-from model.mapping import EXCLUDED_ATTR, Mapping, TableMapping, apply_mapping, load_mapping
+from model.mapping import EXCLUDED_ATTR, NEAR_MISS_ATTR, Mapping, TableMapping, apply_mapping, load_mapping
 
 TODAY = date(2025, 6, 30)
 
@@ -199,23 +199,34 @@ def test_a_key_given_twice_is_refused_not_overridden(tmp_path: Path, text: str) 
 
 
 @pytest.mark.parametrize("header", ["Amount", " amount ", "AMOUNT"])
-def test_a_contract_column_spelt_otherwise_is_refused_not_trained_as_an_extra(header: str) -> None:
+def test_a_contract_column_spelt_otherwise_is_said_when_training(header: str) -> None:
     """A CRM export with capitalised headers trained with no amount, no client history and an AUC of 0.750 for
-    0.829, exit 0 (a CLI review): "Amount" was an anonymous extra feature."""
-    raw = pd.DataFrame({"deal_id": ["1", "2"], header: ["10", "20"], "Client ID": ["C1", "C2"]})
-    with pytest.raises(ContractViolation, match="columns named as the contract's but for case or spaces") as error:
-        apply_mapping("deals", raw, Mapping())
-    assert [(p.field, p.expected, p.got) for p in error.value.problems] == [
-        ("Client ID", "the contract's name 'client_id' (rename the column, or map it in the mapping file: "
-                      "columns: {client_id: 'Client ID'})", "'Client ID'"),
-        (header, f"the contract's name 'amount' (rename the column, or map it in the mapping file: columns: "
-                 f"{{amount: '{header}'}})", f"'{header}'")]
+    0.829, exit 0, without a word (a CLI review). Such columns stay extra features, as the contract says (a model
+    trained with one must score its own export), and training says what they may be."""
+    raw = pd.DataFrame({"deal_id": ["1", "2"], header: ["10", "20"], "Client ID": ["C1", "C2"],
+                        "created_at": ["2024-01-01", "2024-01-02"], "status": ["won", "lost"]})
+    assert apply_mapping("deals", raw, Mapping()).attrs[NEAR_MISS_ATTR] == {header: "amount", "Client ID": "client_id"}
+    dataset = dataset_from_frames(raw, None, None, for_training=True, today=date(2025, 1, 1))
+    assert dataset.near_miss_columns == {f"deals.{header}": "amount", "deals.Client ID": "client_id"}
+    assert dataset.near_miss_note() == (
+        f"columns named as contract columns but for case or spaces, trained as extra features: 'deals.Client ID' "
+        f"(client_id?), 'deals.{header}' (amount?); if they are, rename them or map them (columns: "
+        "{client_id: 'Client ID'})")
     # Mapped, or with the contract's own column beside it, it is a column like any other.
     mapped = apply_mapping("deals", raw, Mapping({"deals": TableMapping(columns={"amount": header,
                                                                                  "client_id": "Client ID"})}))
-    assert {"amount", "client_id"} <= set(mapped.columns)
+    assert {"amount", "client_id"} <= set(mapped.columns) and mapped.attrs[NEAR_MISS_ATTR] == {}
     beside = apply_mapping("deals", raw.assign(amount="5", client_id="C9"), Mapping())
-    assert header in beside.columns
+    assert header in beside.columns and beside.attrs[NEAR_MISS_ATTR] == {}
+
+
+def test_yaml_merge_keys_still_read(tmp_path: Path) -> None:
+    """The loader that refuses a key given twice read `<<: *common` as a key of its own and refused the file."""
+    text = ("deals: &common\n  columns: {deal_id: Id}\n  csv: {separator: ';'}\n"
+            "clients:\n  <<: *common\n  columns: {client_id: Id}\n")
+    mapping = load_mapping(write(tmp_path / "mapping.yaml", text))
+    assert mapping.table("clients").columns == {"client_id": "Id"}  # beside the merge, its own key wins
+    assert mapping.table("clients").csv.separator == ";"  # merged
 
 
 def test_every_mistake_in_a_mapping_file_is_reported(tmp_path: Path) -> None:

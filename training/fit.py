@@ -422,7 +422,7 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
 
     # What the data set says of itself (a Dataset built by hand may not say it all).
     notes = [getattr(dataset, name)() for name in ("unlinked_clients_note", "client_id_spellings_note",
-                                                    "wildcard_note") if hasattr(dataset, name)]
+                                                    "wildcard_note", "near_miss_note") if hasattr(dataset, name)]
     if getattr(dataset, "clients_table_empty", False):
         notes.append("the clients table has no rows: training goes on without client attributes (a feedback view "
                      "nothing has filled yet, or an export that lost its rows?)")

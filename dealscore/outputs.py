@@ -9,6 +9,7 @@ replace the device itself).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import stat
@@ -74,14 +75,27 @@ def check_artifact_place(path: str | Path, option: str = OUT_OPTION) -> Path | N
     Inside a model registry it is refused: versions there are added by `dealscore models add` or `retrain`,
     and one written over in place swapped the live model's files.
     """
-    from model.registry import MANIFEST_FILE, VERSIONS_DIR  # (the registry module loads the scorer: only here)
-
     target = Path(path).resolve()
     for folder in (target, *target.parents):
-        if (folder / MANIFEST_FILE).is_file() and (folder / VERSIONS_DIR).is_dir():
+        if _is_registry(folder):
             raise DealscoreError(f"{option}: expected a folder outside a model registry, got {path}, inside the "
                                  f"registry {folder}: add a trained model to it with `dealscore models add`")
     return _folders_to_create(target.parent, option, path, "a folder in a folder")
+
+
+def _is_registry(folder: Path) -> bool:
+    """A dealscore model registry: a manifest.json of the registry's format beside its versions folder (a
+    browser extension's manifest.json beside a migrations' versions/ is none)."""
+    from model.registry import MANIFEST_FILE, REGISTRY_FORMAT, VERSIONS_DIR  # (it loads the scorer: only here)
+
+    manifest = folder / MANIFEST_FILE
+    if not (manifest.is_file() and (folder / VERSIONS_DIR).is_dir()):
+        return False
+    try:
+        data = json.loads(manifest.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == REGISTRY_FORMAT and isinstance(data.get("versions"), list)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -79,13 +79,21 @@ def test_train_out_under_a_file_is_refused_before_reading_data(tmp_path: Path,
            "file" in err
 
 
-def test_train_out_inside_a_registry_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_out_inside_a_registry_is_refused(service_artifact: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     """`train --out REG/versions/LIVE` replaced the live model's files in place."""
-    registry = tmp_path / "reg"
-    (registry / "versions" / "v1").mkdir(parents=True)
-    (registry / "manifest.json").write_text(json.dumps({"live": "v1"}))
-    code, err = run(["train", "--deals", str(tmp_path / "missing.csv"), "--out", str(registry / "versions" / "v1")],
-                    capsys)
+    from model.registry import Registry
+
+    registry = Registry(tmp_path / "reg")
+    registry.add_artifact(service_artifact)
+    version_folder = next(p for p in (registry.root / "versions").iterdir() if not p.name.startswith("."))
+    code, err = run(["train", "--deals", str(tmp_path / "missing.csv"), "--out", str(version_folder)], capsys)
     assert code == 2, err
-    assert f"--out: expected a folder outside a model registry, got {registry / 'versions' / 'v1'}, inside the " \
-           f"registry {registry}" in err
+    assert f"--out: expected a folder outside a model registry, got {version_folder}, inside the registry " \
+           f"{registry.root}" in err
+    # Another program's manifest.json beside a versions/ folder (a browser extension, migrations) is no registry.
+    other = tmp_path / "project"
+    (other / "versions").mkdir(parents=True)
+    (other / "manifest.json").write_text(json.dumps({"name": "an extension", "version": "1.0"}))
+    code, err = run(["train", "--deals", str(tmp_path / "missing.csv"), "--out", str(other / "model")], capsys)
+    assert code == 2 and "outside a model registry" not in err and "missing.csv" in err, err

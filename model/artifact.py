@@ -301,4 +301,8 @@ def load_artifact(artifact_dir: str | Path) -> tuple[ScoringModel, dict[str, Any
         raise ArtifactError(f"model artifact at {artifact_dir} could not be loaded: {exc}") from exc
     if not isinstance(model, ScoringModel):
         raise ArtifactError(f"model artifact at {artifact_dir} does not hold a scoring model")
+    if METADATA_CHECKSUM not in meta and artifact_format(model) != ARTIFACT_FORMAT:
+        # A model only formats 4 and 5 read was written after the metadata's checksum existed: without it, the key
+        # was deleted and `format` relabelled 3 to pass _verify_metadata_checksum (a review).
+        raise _changed(Path(artifact_dir), METADATA_FILE)
     return model, meta

@@ -185,6 +185,23 @@ def test_an_edited_metadata_json_is_refused(artifact: Path, key: str, value: obj
         load_artifact(artifact)
 
 
+def test_a_later_model_relabelled_format_3_without_its_checksum_is_refused(tmp_path: Path,
+                                                                          trained: TrainingResult) -> None:
+    """Relabelled format 3, a model only format 5 reads passed the check meant for artifacts older than the key."""
+    model = dataclasses.replace(trained.model)
+    assert model.value_model is not None
+    model.value_model = dataclasses.replace(model.value_model, spread=1.25)
+    artifact = save_artifact(model, tmp_path / "model", trained.metadata)
+    meta_path = artifact / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["format"] == SPREAD_FORMAT
+    del meta[METADATA_CHECKSUM]
+    meta["format"] = ARTIFACT_FORMAT
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="file metadata.json does not match its checksum"):
+        load_artifact(artifact)
+
+
 def test_metadata_json_reformatted_but_unchanged_still_loads(artifact: Path) -> None:
     # The checksum covers the content, not the bytes: the same metadata written otherwise is still it.
     meta_path = artifact / "metadata.json"
@@ -192,9 +209,13 @@ def test_metadata_json_reformatted_but_unchanged_still_loads(artifact: Path) -> 
     load_artifact(artifact)
 
 
-def test_an_artifact_written_before_the_metadata_checksum_still_loads(artifact: Path) -> None:
+def test_an_artifact_written_before_the_metadata_checksum_still_loads(tmp_path: Path, trained: TrainingResult) -> None:
     # Older dealscore wrote no metadata checksum and a one-class holdout's AUC as the bare token NaN; it wrote
-    # format 3 alone then.
+    # format 3 alone then, of models format 3 reads (no value-model spread, the month feature on).
+    model = dataclasses.replace(trained.model)
+    if model.value_model is not None:
+        model.value_model = dataclasses.replace(model.value_model, spread=1.0)
+    artifact = save_artifact(model, tmp_path / "model", trained.metadata)
     meta_path = artifact / "metadata.json"
     meta = json.loads(meta_path.read_text())
     del meta[METADATA_CHECKSUM]

@@ -121,43 +121,47 @@ def _read_csv(path: Path, table: str, csv: CsvFormat) -> pd.DataFrame:
     try:
         rows = read(None)
     except pd.errors.ParserError as error:
-        long_row = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
-        if long_row is None:
+        # A row longer than the header. It was refused as "expected a CSV or Parquet file ... cannot be read:
+        # Error tokenizing data" of a CSV; pandas' own line number counts records, not the file's lines.
+        if re.search(r"Expected \d+ fields in line \d+, saw \d+", str(error)) is None:
             raise
-        width, line, fields = long_row.groups()
-        # It was refused as "expected a CSV or Parquet file ... cannot be read: Error tokenizing data" of a CSV.
-        raise _unreadable(table, f"'{path}' line {line} with {fields} fields, the header {width}",
-                          "a CSV file whose every row has as many fields as its header (a row with more holds an "
-                          f"unquoted {csv.separator!r} in a value: quote such values)") from None
+        _refuse_ragged_rows(path, table, csv, len(first))
+        raise
     if rows.shape[0] > 1 and rows.iloc[1:, -1].isna().any():  # a short row has a gap in the last column at least
-        _refuse_short_rows(path, table, csv, rows.shape[1])
+        _refuse_ragged_rows(path, table, csv, rows.shape[1])
     header = [f"Unnamed: {i}" if isinstance(v, float) else v for i, v in enumerate(rows.iloc[0].tolist())]
     frame = rows.iloc[1:].reset_index(drop=True)
     frame.columns = pd.Index(header, dtype=object)
     return frame
 
 
-def _refuse_short_rows(path: Path, table: str, csv: CsvFormat, width: int) -> None:
+def _refuse_ragged_rows(path: Path, table: str, csv: CsvFormat, width: int) -> None:
     """pandas pads a row with fewer fields than the header with gaps (a longer one it refuses): an export cut
     off mid-line, or a row that lost its last fields, was read without a word, its missing cells empty. One
-    pass of the csv module counts each row's fields (blank and whitespace-only lines skipped, as pandas does);
-    the caller runs it only when the last column has gaps (about half a CSV read's time on 900k rows)."""
+    pass of the csv module counts each row's fields (blank and whitespace-only lines skipped, as pandas does)
+    and names the first row whose count differs by the file's own line; the caller runs it only when the last
+    column has gaps, or pandas refused a long row (about half a CSV read's time on 900k rows)."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    short: list[tuple[int, int]] = []
+    ragged: list[tuple[int, int]] = []
     # pandas reads cells of any length (validation then refuses absurd text by name); the csv module's default
     # limit, 128 KiB, would fail the file here instead.
     _csv.field_size_limit(2**31 - 1)
     with opener(path, "rt", encoding=csv.encoding, newline="") as text:
         reader = _csv.reader(text, delimiter=csv.separator)
         for row in reader:
-            if len(row) < width and any(cell.strip() for cell in row):
-                short.append((reader.line_num, len(row)))
-    if short:
-        line, fields = short[0]
-        more = f" (and {counted(len(short) - 1, 'more row')})" if len(short) > 1 else ""
+            if len(row) != width and any(cell.strip() for cell in row):
+                ragged.append((reader.line_num, len(row)))
+    if not ragged:
+        return
+    line, fields = ragged[0]
+    more = f" (and {counted(len(ragged) - 1, 'more row')})" if len(ragged) > 1 else ""
+    if fields < width:
         raise _unreadable(table, f"'{path}' line {line} with {fields} of the header's {width} fields{more}",
                           "a CSV file whose every row has as many fields as its header (a row cut short, as in an "
                           "export that stopped mid-line, would be read with its last cells empty)")
+    raise _unreadable(table, f"'{path}' line {line} with {fields} fields, the header's {width}{more}",
+                      "a CSV file whose every row has as many fields as its header (a row with more holds an "
+                      f"unquoted {csv.separator!r} in a value: quote such values)")
 
 
 def _read_sql(url: str, what: str, table: str) -> pd.DataFrame:

@@ -230,11 +230,13 @@ def test_a_csv_row_with_more_fields_than_the_header_is_named(tmp_path: Path) -> 
     """Refused as "expected a CSV (.csv, .csv.gz) or Parquet file ... cannot be read: Error tokenizing data", of
     a CSV file (a CLI review)."""
     path = tmp_path / "deals.csv"
-    path.write_text("deal_id,created_at,status,amount\nD1,2024-01-05,won,10\nD2,2024-01-06,lost,1,200,x\n")
+    # The file's own line, after a quoted value spanning two lines (pandas counts records: it said "line 3").
+    path.write_text('deal_id,created_at,status,amount\nD1,"2024-01-05",won,"1\n0"\n\nD2,2024-01-06,lost,1,200,x\n'
+                    "D3,2024-01-06,lost,1,5\n")
     with pytest.raises(ContractViolation) as error:
         read_table(str(path), "deals")
     [problem] = error.value.problems
-    assert problem.got == f"'{path}' line 3 with 6 fields, the header 4"
+    assert problem.got == f"'{path}' line 5 with 6 fields, the header's 4 (and 1 more row)"
     assert problem.expected == ("a CSV file whose every row has as many fields as its header (a row with more holds "
                                 "an unquoted ',' in a value: quote such values)")
 

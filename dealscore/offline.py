@@ -335,8 +335,8 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
         dealt = set(dataset.deals["client_id"].dropna().astype(str)) if "client_id" in dataset.deals else set()
         unlisted = set(dataset.holdings["client_id"].dropna().astype(str)) - dealt
         if unlisted:
-            warn(f"{counted(len(unlisted), 'client')} of the holdings with no deal not listed (the clients listed "
-                 "are the deals' and the clients table's): give --clients to list every client")
+            warn(f"{counted(len(unlisted), 'client')} of the holdings with no deal not listed (without --clients, "
+                 "the clients listed are the deals'): give --clients to list every client")
     table = client_analytics(dataset.deals, dataset.clients, as_of=as_of, windows=status_windows(lost_window_days),
                              profiles=profiles, holdings=held, shares=abc_shares or DEFAULT_SHARES,
                              xyz_active_shares=xyz_shares or DEFAULT_XYZ_ACTIVE_SHARES)

@@ -45,15 +45,19 @@ DATE_SLACK = timedelta(days=1)
 MAX_MONEY = 1e15
 
 
+def number_text(value: float) -> str:
+    """A number as a message quotes it: a whole one as the integer it is (a JSON 0 arrives as the float 0.0 in a
+    number field, and read "0.0" in an error), one of 1e16 or more, or a fraction, as Python writes it."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else repr(value)
+
+
 def number_range(minimum: float | None, maximum: float | None) -> str:
     """How a number's accepted range reads in a message (whole bounds written out, as the API writes them)."""
-    def shown(bound: float) -> str:
-        return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
-
     if minimum is None:
         assert maximum is not None, "a range needs a bound"
-        return f"a number <= {shown(maximum)}"
-    return f"a number >= {shown(minimum)}" if maximum is None else f"a number from {shown(minimum)} to {shown(maximum)}"
+        return f"a number <= {number_text(maximum)}"
+    return (f"a number >= {number_text(minimum)}" if maximum is None
+            else f"a number from {number_text(minimum)} to {number_text(maximum)}")
 
 
 def latest_date_text(today: date) -> str:

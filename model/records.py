@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from model.contract import CLIENT_HISTORY, DEALS, Kind
+from model.contract import CLIENT_HISTORY, DEALS, Kind, number_text
 from model.errors import ContractViolation, Problem, counted
 from model.features import CLIENT_ATTRIBUTES, HISTORY_OVERRIDE_COLUMNS
 
@@ -235,13 +235,16 @@ HISTORY_WHOLE = "sent history replaces the model's history of the client as a wh
 
 def history_problems(won_deals: object, won_amount: object, first_won: object, last_won: object,
                      created: date | None, created_sent: bool,
-                     show: Callable[[object], str] = repr,
+                     show: Callable[[object], str] | None = None,
                      reference: str = "the deal's created_at") -> list[tuple[str, str, str]]:
     """(field, expected, got) for each way a client history sent with a deal is wrong, for the service and
     `dealscore score` alike. It must describe the client as of the deal's creation (`created`; today when
     the deal has none): the features are as of that day, as in training, and a win dated later would read as
     a negative "days since the last win". Its parts must agree with each other, and it must be whole
     (`missing_history`). `show` renders a number as the caller's errors quote values."""
+    if show is None:  # a file's values, typed: a count of 1 quoted "1", not "1.0"
+        def show(value: object) -> str:
+            return number_text(value) if isinstance(value, float) else repr(value)
     problems: list[tuple[str, str, str]] = []
     for name in missing_history(won_deals, won_amount, first_won, last_won):
         problems.append((name, "the number of won deals whenever won_amount, first_won_at or last_won_at is sent "

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from model.contract import MAX_TEXT_LENGTH, NO_NUL_PATTERN
+from model.contract import MAX_TEXT_LENGTH, NO_NUL_PATTERN, number_text
 from model.errors import ContractViolation, DealscoreError, Problem, counted
 
 __all__ = [
@@ -166,10 +166,8 @@ def shown(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        # A JSON 0 reaches the checks as the float 0.0 when its field is a number: quoted as it was sent, not
-        # as "0.0" (an API review; the raw-JSON path already quoted "0"). Huge whole floats keep their exponent.
-        whole = isinstance(value, float) and value.is_integer() and abs(value) < 1e16
-        text = str(int(value)) if whole else repr(value)
+        # (a sent 0 quoted "0", not "0.0": model.contract.number_text; a 400-digit integer as Python writes it)
+        text = number_text(value) if isinstance(value, float) else repr(value)
         return text if len(text) <= GOT_CHARS else text[:GOT_CHARS] + "..."
     if isinstance(value, str):
         quoted = value if len(value) <= GOT_CHARS else value[:GOT_CHARS] + "..."

@@ -48,7 +48,9 @@ def check_output_file(path: str | Path, option: str = OUT_OPTION,
         if source is not None and Path(source).is_dir() and _inside(target, Path(source)):
             raise DealscoreError(f"{option}: expected a file outside the command's inputs, got {path}, inside "
                                  f"{input_option} {source}: writing it there would change that input")
-    return _folders_to_create(target.parent, option, path, "a file in a folder")
+    # A link is written through (write_csv_atomically resolves it): the folder that matters is its target's.
+    written = target.resolve() if target.is_symlink() else target
+    return _folders_to_create(written.parent, option, path, "a file in a folder")
 
 
 def _kind(path: Path) -> str:

@@ -97,3 +97,17 @@ def test_train_out_inside_a_registry_is_refused(service_artifact: Path, tmp_path
     (other / "manifest.json").write_text(json.dumps({"name": "an extension", "version": "1.0"}))
     code, err = run(["train", "--deals", str(tmp_path / "missing.csv"), "--out", str(other / "model")], capsys)
     assert code == 2 and "outside a model registry" not in err and "missing.csv" in err, err
+
+
+def test_a_link_to_nowhere_writable_is_refused_before_any_work(
+        crm_files: Path, service_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The checks looked at the link's own folder while the output is written where the link points: a link into
+    a place that takes no file failed only after the scoring (a review)."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "afile").write_text("x")
+    link = tmp_path / "scores.csv"
+    link.symlink_to(locked / "afile" / "scores.csv")
+    code, err = run(offline_command("score", crm_files, service_artifact, link), capsys)
+    assert code == 2, err
+    assert f"but {locked / 'afile'} is a file" in err

@@ -73,10 +73,8 @@ def scored(model: ScoringModel, deals: pd.DataFrame, clients: pd.DataFrame | Non
 def every_outcome(model: ScoringModel, dataset: Dataset) -> ScoringModel:
     """The model with the history of every closed deal of the data set: a deal's as-of features then count each
     outcome known before its day (as train() builds its holdout's features), not only those of the model's
-    training. An amount of 0 reads as no quote, as train() reads it."""
-    deals = attach_clients(dataset.deals, dataset.clients)
-    if "amount" in deals:
-        deals = deals.assign(amount=deals["amount"].mask(deals["amount"] == 0))
+    training, its amounts read as train() reads them."""
+    deals = fit.zero_amount_unquoted(attach_clients(dataset.deals, dataset.clients))
     return dataclasses.replace(model, history=DealHistory(model.spec, frame_columns(deals)))
 
 

@@ -233,6 +233,11 @@ def deal_columns(deals: Sequence[object], *, kinds: Mapping[str, str] | None = N
 HISTORY_WHOLE = "sent history replaces the model's history of the client as a whole"
 
 
+def _typed_value_text(value: object) -> str:
+    """A file's typed value as history_problems quotes it: a count of 1 as "1", not "1.0"."""
+    return number_text(value) if isinstance(value, float) else repr(value)
+
+
 def history_problems(won_deals: object, won_amount: object, first_won: object, last_won: object,
                      created: date | None, created_sent: bool,
                      show: Callable[[object], str] | None = None,
@@ -242,9 +247,7 @@ def history_problems(won_deals: object, won_amount: object, first_won: object, l
     the deal has none): the features are as of that day, as in training, and a win dated later would read as
     a negative "days since the last win". Its parts must agree with each other, and it must be whole
     (`missing_history`). `show` renders a number as the caller's errors quote values."""
-    if show is None:  # a file's values, typed: a count of 1 quoted "1", not "1.0"
-        def show(value: object) -> str:
-            return number_text(value) if isinstance(value, float) else repr(value)
+    show = show or _typed_value_text
     problems: list[tuple[str, str, str]] = []
     for name in missing_history(won_deals, won_amount, first_won, last_won):
         problems.append((name, "the number of won deals whenever won_amount, first_won_at or last_won_at is sent "

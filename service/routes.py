@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from model.errors import NotReady, Problem
+from model.errors import Problem
 from model.metrics import probability_caution
 from model.registry import RefusedVersion
 from service import examples
@@ -219,10 +219,7 @@ async def live(rid: RequestId) -> Response:
             summary="A model is loaded and warmed (503 until then)",
             responses={**_ok(examples.READY), **_error_responses(500, 503)})
 async def ready(request: Request, rid: RequestId) -> Response:
-    snapshot = get_holder(request).peek()
-    if snapshot is None:
-        get_holder(request).current()  # raises NotReady with the reason
-        raise NotReady("no model is loaded yet", [Problem("model", "a loaded, warmed model", "none yet")])
+    snapshot = get_holder(request).current()  # NotReady, with the reason, until a model is live
     request.state.model_version = snapshot.version
     return _json(_dumps({"status": "ready", "request_id": rid, "model_version": snapshot.version}))
 

@@ -111,3 +111,14 @@ def test_a_link_to_nowhere_writable_is_refused_before_any_work(
     code, err = run(offline_command("score", crm_files, service_artifact, link), capsys)
     assert code == 2, err
     assert f"but {locked / 'afile'} is a file" in err
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc on this system")
+def test_train_out_where_no_folder_can_be_made_is_refused_before_reading_data(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """access() says yes to root everywhere, /proc included: the artifact's staging folder failed only after the
+    whole fit. Making a folder there is the test."""
+    code, err = run(["train", "--deals", str(tmp_path / "missing.csv"), "--out", "/proc/dealscore-model"], capsys)
+    assert code == 2, err
+    assert "--out: expected a folder in a folder you may write to, got /proc/dealscore-model, but /proc takes no new " \
+           "file or folder" in err

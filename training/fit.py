@@ -155,6 +155,13 @@ class TrainingResult:
     holdout: pd.DataFrame | None = None
 
 
+def zero_amount_unquoted(deals: pd.DataFrame) -> pd.DataFrame:
+    """The deals as the features read them: an amount of 0 is no quote, as the scorer reads it (model/scorer.py).
+    Kept as 0, lost deals quoted 0 taught the trees "0 means lost", the holdout was judged on it (AUC 0.935 on a
+    review's data) and the served model, which never sees a 0, ranked those deals at AUC 0.812."""
+    return deals.assign(amount=deals["amount"].mask(deals["amount"] == 0)) if "amount" in deals else deals
+
+
 def _quiet(_: str) -> None:
     return None
 
@@ -445,10 +452,7 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     for text_numbers in numbers_read_as_text(deals, text_extras):
         progress(text_numbers.note())
     progress("checking columns for outcome leaks")
-    # The features read an amount of 0 as no quote, as the scorer does (model/scorer.py): kept as 0, lost deals
-    # quoted 0 taught the trees "0 means lost", the holdout was judged on it (AUC 0.935 on a review's data) and
-    # the served model, which never sees a 0, ranked those deals at AUC 0.812.
-    featured = deals.assign(amount=deals["amount"].mask(deals["amount"] == 0)) if "amount" in deals else deals
+    featured = zero_amount_unquoted(deals)
     spec = fit_feature_spec(featured, config.features, dataset.extra_columns)
     empty = empty_columns(featured, spec.numeric + spec.categorical)
     if empty:

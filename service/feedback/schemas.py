@@ -14,8 +14,6 @@ from service.schemas import RequiredId
 
 MAX_OUTCOMES = 10_000
 MAX_NOTE = 2_000
-# As a deal's amount (model.contract.MAX_MONEY): a win reported without its amount realises the deal's.
-MAX_AMOUNT = MAX_MONEY
 
 
 def _date(value: str) -> date:
@@ -54,7 +52,7 @@ class OutcomeIn(_Strict):
     # Case and surrounding spaces aside, as a mapping file's status values are compared ("Won" from a CRM).
     status: Annotated[Literal["won", "lost"], BeforeValidator(_status_text)] = Field(
         description="won or lost (any case)")
-    amount: Annotated[float, Field(strict=True, ge=0, le=MAX_AMOUNT)] | None = Field(
+    amount: Annotated[float, Field(strict=True, ge=0, le=MAX_MONEY)] | None = Field(
         default=None, description="money realised if won (omitted: the deal's amount as last scored); lost deals "
                                   "may carry 0 or omit it")
     closed_at: DateText | None = Field(default=None, description="when it was won or lost; default: the day "

@@ -60,6 +60,8 @@ class RecallResult:
     # Per case, in case order: was the target in the top 3? For paired comparisons of two methods on the
     # same cases (bench.gaps_bench's sign test); not part of the report.
     hits_at_3: tuple[bool, ...] = field(default=(), repr=False)
+    # Per case, in case order: the target's revenue (NaN when unknown), for a paired test of income recall.
+    weights: tuple[float, ...] = field(default=(), repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"data_set": self.data_set, "method": self.method, "recall_at_1": round(self.recall_at_1, 4),
@@ -111,6 +113,7 @@ def score_rankings(data_set: str, ranked: Mapping[str, list[list[str]]], targets
             recall_at_3=float(((position >= 1) & (position <= 3)).sum() / n),
             mrr=float(np.where(position > 0, 1.0 / np.maximum(position, 1), 0.0).sum() / n),
             clients=len(targets), income_recall_at_3=income, hits_at_3=tuple(top3.tolist()),
+            weights=tuple(weight.tolist()),
         ))
     return results
 

@@ -88,6 +88,7 @@ def grade_shares(values: Sequence[float] | None) -> tuple[float, float, float]:
     return DEFAULT_SHARES if values is None else (values[0], values[1], values[2])
 
 
-EXCLUDE_HELP = "columns never used as features; month turns off the calendar-month feature"
+EXCLUDE_HELP = ("columns never used as features; month turns off the calendar-month feature, client_id the "
+                "client-history features")
 
 __all__ = ["EXCLUDE_HELP", "TRAINING_OPTIONS", "as_of_day", "at_least_one", "at_least_zero", "refused_options"]

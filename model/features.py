@@ -361,7 +361,12 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
     for column in categorical:
         levels = sorted(set(_levels(deals[column].to_numpy(dtype=object))))
         level_keys[column] = {level: key for key, level in enumerate(levels)}
-    has_client = "client_id" in deals.columns and bool(deals["client_id"].notna().any())
+    # Excluding client_id trains as data without one: no client history features (the client's attributes,
+    # joined by it before this, stay). Excluding client_since drops the tenure the same way.
+    has_client = ("client_id" not in config.exclude and "client_id" in deals.columns
+                  and bool(deals["client_id"].notna().any()))
+    has_since = ("client_since" not in config.exclude and "client_since" in deals.columns
+                 and bool(deals["client_since"].notna().any()))
     client_keys: dict[str, int] = {}
     if has_client:
         client_keys = {c: i for i, c in enumerate(sorted(set(_levels(deals["client_id"].to_numpy(dtype=object)))))}
@@ -371,7 +376,7 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
         values = pd.to_numeric(deals[column], errors="coerce").to_numpy(dtype=np.float64)[closed]
         if values.size and not np.isnan(values).any():
             numeric_fill[column] = float(np.median(values))
-    if "client_since" in deals.columns and "created_at" in deals.columns:
+    if has_since and "created_at" in deals.columns:
         tenure = (day_numbers(deals["created_at"]) - day_numbers(deals["client_since"]))[closed]
         if tenure.size and not np.isnan(tenure).any():
             numeric_fill[TENURE] = float(np.median(tenure))
@@ -381,7 +386,7 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
         config=config, categorical=categorical, numeric=numeric, level_keys=level_keys, vocab=vocab, unsteady=unsteady,
         always_sent=always_sent,
         client_keys=client_keys, product_keys=product_keys, has_client_history=has_client, numeric_fill=numeric_fill,
-        has_client_since="client_since" in deals.columns and bool(deals["client_since"].notna().any()),
+        has_client_since=has_since,
         client_extras=[c for c in (*numeric, *categorical) if c in client_kinds],
         pairs=[("product", column) for column in config.product_pairs
                if "product" in categorical and column in categorical and column != "product"],

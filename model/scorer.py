@@ -223,6 +223,8 @@ class ScoringModel:
         return {name: value for name, value in self.__dict__.items() if name != "_groups"}
 
     def _history_source(self, columns: Mapping[str, npt.NDArray[Any]], n: int) -> list[str]:
+        if not self.spec.has_client_history:  # trained without client ids (or excluding them): none is read, sent
+            return ["none"] * n               # or the model's, as client_standing says too
         # Sent history counts where it replaced the model's: where won_deals came (model/features.py).
         sent = (~np.isnan(np.asarray(columns["won_deals"], dtype=np.float64)) if "won_deals" in columns
                 else np.zeros(n, dtype=bool))

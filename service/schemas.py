@@ -280,7 +280,7 @@ class ScoreOut(BaseModel):
     history_source: Literal["request", "outcomes", "model", "none"] = Field(
         description="client history used: sent with the deal, the model's plus outcomes reported since training "
                     "(POST /v1/outcomes), the model's as of training, or none (no client_id, or one the "
-                    "model does not know: a prospect)")
+                    "model does not know: a prospect; or a model trained without client history)")
     not_sent: list[str] = Field(
         description="inputs (nearly) every deal the model was trained on had that this deal did not send: text fields "
                     "missing in under 1% of them, numbers every one had (the amount only when no value model "

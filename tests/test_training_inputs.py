@@ -268,6 +268,40 @@ def test_excluding_month_turns_the_calendar_feature_off(small_crm: SyntheticCRM)
                                            *names[names.index("recent_win_rate") + 1:]]
 
 
+def test_excluding_the_client_id_trains_without_client_history_and_says_so(small_crm: SyntheticCRM) -> None:
+    """`--exclude client_id` was accepted and changed nothing: the client history features stayed. It now
+    trains as data without a client id (attributes joined by it stay), and such a model's scores say no
+    client history was read, even when a deal sends one (they said "request", for history they ignored)."""
+    result, said = _train(small_crm.deals, small_crm.clients, config=TrainConfig(
+        threads=1, features=FeatureConfig(exclude=("client_id", "client_since"))))
+    spec = result.model.spec
+    assert not spec.has_client_history and not spec.has_client_since and not spec.client_keys
+    assert not [name for name in spec.names if name.startswith("client_")]
+    assert {"industry", "size", "region"} <= set(spec.categorical)  # joined by the client id before training
+    assert any(line.startswith("--exclude client_id: trained without client history") for line in said)
+    assert any(line.startswith("--exclude client_since: trained without the client's tenure") for line in said)
+    deal = small_crm.deals.iloc[-1]
+    sent = {"deal_id": "x", "client_id": deal["client_id"], "created_at": "2025-06-01", "product": deal["product"],
+            "amount": 1000.0}
+    history = {"client_id": deal["client_id"], "won_deals": 3, "won_amount": 5000.0,
+               "first_won_at": "2022-01-01", "last_won_at": "2025-01-01"}
+    with make_client(create_app(Settings(score_log_enabled=False), model=result.model,
+                                metadata=result.metadata)) as client:
+        plain = client.post("/v1/score", json={"deals": [sent]}).json()["scores"][0]
+        with_history = client.post("/v1/score", json={"deals": [{**sent, "client": history}]}).json()["scores"][0]
+    assert plain["history_source"] == with_history["history_source"] == "none"
+    assert plain["p_win"] == with_history["p_win"]
+
+
+def test_excluding_a_deal_column_that_is_never_a_feature_says_nothing_is_excluded(small_crm: SyntheticCRM) -> None:
+    result, said = _train(small_crm.deals, small_crm.clients, config=TrainConfig(
+        threads=1, features=FeatureConfig(exclude=("deal_id", "created_at"))))
+    note = next(line for line in said if line.startswith("--exclude deal_id, created_at: never a feature"))
+    assert "--exclude month drops the calendar month" in note
+    plain, _ = _train(small_crm.deals, small_crm.clients)
+    assert result.model.spec.names == plain.model.spec.names
+
+
 def test_the_train_command_refuses_an_unknown_excluded_column(small_crm: SyntheticCRM, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     deals = _csv(small_crm.deals, tmp_path / "deals.csv")

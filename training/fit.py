@@ -58,7 +58,7 @@ from model.win_models import LinearWinModel, PlattCalibration, TreeWinModel, Win
 from training.calibration import fit_calibration
 from training.fit_pool import FitPool, check_stop, default_workers, watching
 from training.gap_evaluation import profile_report, unlisted_products_note, won_not_held_note
-from training.inputs import check_named_columns, empty_columns, numbers_read_as_text
+from training.inputs import check_named_columns, empty_columns, exclusion_notes, numbers_read_as_text
 from training.leak_guard import find_leaks
 from training.profiles_fit import ProfileConfig, fit_profiles
 from training.seed_average import averaged_booster
@@ -413,6 +413,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     deals = deals.sort_values(["created_at", "deal_id"], kind="stable").reset_index(drop=True)
     check_named_columns(deals, config.features.exclude, config.keep_columns,
                         getattr(dataset, "excluded_columns", ()))
+    for exclusion in exclusion_notes(config.features.exclude):
+        progress(exclusion)
     closed_mask = deals["status"].isin(["won", "lost"]).to_numpy()
     won = np.asarray(deals["status"] == "won", dtype=np.float64)
     check_enough_data(won[closed_mask], config.min_per_class)

@@ -26,9 +26,9 @@ def check_named_columns(deals: pd.DataFrame, exclude: Iterable[str], keep: Itera
                         dropped_by_mapping: Iterable[str] = ()) -> None:
     """Refuse names in `exclude` or `keep_columns` that are no column of the (joined) deals.
 
-    Any column may be named (excluding deal_id is harmless, and so is one the mapping file already
-    dropped); the message lists the ones that can be features, and the closest name when one looks like
-    a typo."""
+    Any column may be named (deal_id changes nothing and training says so, `exclusion_notes`; one the
+    mapping file already dropped changes nothing either); the message lists the ones that can be features,
+    and the closest name when one looks like a typo."""
     present = [str(c) for c in deals.columns]
     known = {*present, *dropped_by_mapping}
     problems = [_unknown(option, name, present)
@@ -38,6 +38,33 @@ def check_named_columns(deals: pd.DataFrame, exclude: Iterable[str], keep: Itera
     if problems:
         unknown = ", ".join(p.got for p in problems)
         raise ContractViolation(f"training options name columns the data does not have: {unknown}", problems)
+
+
+# Deal columns that are never features, and why: excluding one changes nothing, which training says (it was
+# silent, so `--exclude client_id` looked like it dropped the client history it did not drop; now it does).
+NEVER_FEATURES = {
+    "deal_id": "the deal's key",
+    "status": "the outcome the model learns",
+    "closed_at": "known only once a deal has closed",
+    "created_at": "the day every as-of feature is counted to; --exclude month drops the calendar month",
+}
+EXCLUDED_WITH_A_MEANING = {
+    "client_id": "trained without client history features, as data without a client id (the client's "
+                 "attributes still join by it)",
+    "client_since": "trained without the client's tenure",
+}
+
+
+def exclusion_notes(exclude: Iterable[str]) -> list[str]:
+    """What excluding a column that is no plain feature does: nothing (a deal's key, date or outcome), or what
+    it turns off (the client id: its history features; client_since: the tenure)."""
+    named = list(dict.fromkeys(exclude))
+    notes = [f"--exclude {name}: {EXCLUDED_WITH_A_MEANING[name]}" for name in named if name in EXCLUDED_WITH_A_MEANING]
+    never = [name for name in named if name in NEVER_FEATURES]
+    if never:
+        notes.append(f"--exclude {', '.join(never)}: never a feature, nothing excluded ("
+                     + "; ".join(f"{name}: {NEVER_FEATURES[name]}" for name in never) + ")")
+    return notes
 
 
 def _unknown(option: str, name: str, present: Sequence[str]) -> Problem:

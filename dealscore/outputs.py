@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import stat
 import tempfile
@@ -34,6 +35,12 @@ def check_output_file(path: str | Path, option: str = OUT_OPTION,
     still reports what changes in between.
     """
     target = Path(path)
+    if _names_a_descriptor(path):
+        # /dev/stdout resolves to wherever the shell sent the output: with `>> cron.log`, to that log, which the
+        # rename below then replaced whole (its earlier lines lost), where the user meant to append to it.
+        raise DealscoreError(f"{option}: expected a file to write, got {path}, one of the command's open streams "
+                             "(what it resolves to is replaced whole, not appended to: a log the shell appends "
+                             "to would lose its earlier lines); name the file itself")
     if target.is_dir():
         raise DealscoreError(f"{option}: expected a file to write, got the folder {path}")
     if str(path).endswith(("/", os.sep)):  # "out/new/" names a folder to be; it was written as a file "out/new"
@@ -51,6 +58,22 @@ def check_output_file(path: str | Path, option: str = OUT_OPTION,
     # A link is written through (write_csv_atomically resolves it): the folder that matters is its target's.
     written = target.resolve() if target.is_symlink() else target
     return _folders_to_create(written.parent, option, path, "a file in a folder")
+
+
+_DESCRIPTOR = re.compile(r"^/dev/(?:stdin|stdout|stderr|fd/\d+)$|^/proc/[^/]+/fd/\d+$")
+
+
+def _names_a_descriptor(path: str | Path) -> bool:
+    """Whether `path`, or a link on its way, names a process's open file descriptor (/dev/stdout, /dev/fd/1,
+    /proc/self/fd/1): it stands for whatever that descriptor has open, not for a file of its own."""
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on links followed
+        if _DESCRIPTOR.match(current):
+            return True
+        if not os.path.islink(current):
+            return False
+        current = os.path.abspath(os.path.join(os.path.dirname(current), os.readlink(current)))
+    return False
 
 
 def _kind(path: Path) -> str:

@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,25 @@ def test_a_pipe_named_as_out_is_refused_not_replaced(command: str, crm_files: Pa
     assert f"--out: expected a regular file (written whole beside it, then renamed into place), got {pipe}, a pipe" \
         in err
     assert stat.S_ISFIFO(pipe.stat().st_mode)
+
+
+@pytest.mark.parametrize("out", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", "link"])
+def test_out_naming_the_commands_own_output_is_refused_and_the_log_it_appends_to_kept(
+        out: str, crm_files: Path, service_artifact: Path, tmp_path: Path) -> None:
+    """An ops review: `score --out /dev/stdout >> cron.log` resolved to cron.log and replaced it with the scores,
+    its earlier lines lost (refused only when stdout was a pipe or a terminal)."""
+    log = tmp_path / "cron.log"
+    log.write_text("an earlier line\n")
+    if out == "link":
+        (tmp_path / "link").symlink_to("/dev/stdout")
+        out = str(tmp_path / "link")
+    with log.open("ab") as appended:
+        done = subprocess.run([sys.executable, "-m", "dealscore",
+                               *offline_command("score", crm_files, service_artifact, Path(out))],
+                              stdout=appended, stderr=subprocess.PIPE, text=True, check=False)
+    assert done.returncode == 2, done.stderr
+    assert f"--out: expected a file to write, got {out}, one of the command's open streams" in done.stderr
+    assert log.read_text() == "an earlier line\n"
 
 
 def test_out_naming_a_folder_to_be_is_refused(crm_files: Path, service_artifact: Path, tmp_path: Path,

@@ -167,8 +167,9 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
              "their history features are as of today")
     if warn is not None and "created_at" in dataset.deals:
         created = day_numbers(dataset.deals["created_at"])
-        created[np.isnan(created)] = day_number(date.today())  # scored as of today, as said below
-        for note in _out_of_history_notes(model, metadata, created):
+        undated_rows = np.isnan(created)
+        created[undated_rows] = day_number(date.today())  # scored as of today, as said above
+        for note in _out_of_history_notes(model, metadata, created, undated_rows):
             warn(note)
     unvalued = int(scores["value"].isna().sum())
     if unvalued and model.value_model is None and warn is not None:
@@ -179,16 +180,23 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
     return len(scores)
 
 
-def _out_of_history_notes(model: Any, metadata: dict[str, Any], created: Any) -> list[str]:
+def _out_of_history_notes(model: Any, metadata: dict[str, Any], created: Any, undated: Any = None) -> list[str]:
     """Deals dated where the model's history cannot speak for them: a lost window or more after it ends (a
     known client without a win since reads "lost": the scale audit measured mean p_win 0.234 against a
     realised 0.484 a year on), or before it begins (no history at all: every client a prospect)."""
     notes = []
     end, window = int(model.history.last_day), model.spec.config.lost_window_days
-    late = int((created > end + window).sum())
+    is_late = created > end + window
+    late = int(is_late.sum())
     if late:
-        notes.append(f"{counted(late, 'deal')} created more than {window} days after the model's history ends "
-                     f"({np.datetime64(end, 'D')}): their clients' wins are as of then, so a client without one "
+        # Undated deals are scored as of today: named as such, not as deals "created" then (an ops review).
+        late_undated = int((is_late & undated).sum()) if undated is not None else 0
+        which = (f"{counted(late, 'deal')} created more than {window} days after the model's history ends "
+                 f"({np.datetime64(end, 'D')})" if not late_undated else
+                 f"{counted(late, 'deal')} scored as of a day more than {window} days after the model's history ends "
+                 f"({np.datetime64(end, 'D')}; {late_undated:,} of them {'has' if late_undated == 1 else 'have'} no "
+                 f"created_at and {'is' if late_undated == 1 else 'are'} scored as of today)")
+        notes.append(f"{which}: their clients' wins are as of then, so a client without one "
                      "since reads lost and scores low; send the clients' history with the deals (won_deals, "
                      "won_amount, first_won_at, last_won_at) or retrain on a recent export")
     first = (metadata.get("data") or {}).get("first_deal")

@@ -266,8 +266,18 @@ def _verify_metadata_checksum(directory: Path, meta: Mapping[str, Any]) -> None:
 
 
 def verify_artifact(artifact_dir: str | Path) -> dict[str, Any]:
-    """Check checksums and library versions; return the metadata. Raises ArtifactError on any mismatch."""
-    directory = Path(artifact_dir)
+    """Check checksums and library versions; return the metadata. Raises ArtifactError on any mismatch: on
+    whatever load_artifact would refuse, so that a version the registry commands call verified also serves."""
+    meta = _verified_metadata(Path(artifact_dir))
+    if METADATA_CHECKSUM not in meta:
+        # A format-3 metadata.json without its own checksum (written before there was one) says nothing of the
+        # model's real format: the model itself does, at the cost of loading it (only for such old versions).
+        # An edited 4 or 5 relabelled 3 passed here, was published as "verified", and then never served.
+        _load_model(Path(artifact_dir), meta)
+    return meta
+
+
+def _verified_metadata(directory: Path) -> dict[str, Any]:
     meta = read_metadata(directory)
     _verify_metadata_checksum(directory, meta)  # first: the file checksums below are only as good as it
     checksums = meta.get("checksums")
@@ -294,7 +304,11 @@ def verify_artifact(artifact_dir: str | Path) -> dict[str, Any]:
 
 
 def load_artifact(artifact_dir: str | Path) -> tuple[ScoringModel, dict[str, Any]]:
-    meta = verify_artifact(artifact_dir)
+    meta = _verified_metadata(Path(artifact_dir))
+    return _load_model(Path(artifact_dir), meta), meta
+
+
+def _load_model(artifact_dir: Path, meta: Mapping[str, Any]) -> ScoringModel:
     try:
         model = joblib.load(Path(artifact_dir) / MODEL_FILE)
     except Exception as exc:  # unpickling errors come in many types; all mean the same to the caller
@@ -304,5 +318,5 @@ def load_artifact(artifact_dir: str | Path) -> tuple[ScoringModel, dict[str, Any
     if METADATA_CHECKSUM not in meta and artifact_format(model) != ARTIFACT_FORMAT:
         # A model only formats 4 and 5 read was written after the metadata's checksum existed: without it, the key
         # was deleted and `format` relabelled 3 to pass _verify_metadata_checksum (a review).
-        raise _changed(Path(artifact_dir), METADATA_FILE)
-    return model, meta
+        raise _changed(artifact_dir, METADATA_FILE)
+    return model

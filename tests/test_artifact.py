@@ -23,9 +23,11 @@ from model.artifact import (
     load_artifact,
     metadata_checksum,
     save_artifact,
+    verify_artifact,
 )
 from model.errors import ArtifactError
 from model.features import attach_clients, frame_columns
+from model.registry import Registry
 from training.fit import TrainingResult
 from training.synthetic_crm import SyntheticCRM
 
@@ -200,6 +202,12 @@ def test_a_later_model_relabelled_format_3_without_its_checksum_is_refused(tmp_p
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match="file metadata.json does not match its checksum"):
         load_artifact(artifact)
+    # The registry commands verify with verify_artifact: it said "verified", `models rollback` made such a
+    # version live, and the service then refused to load it (an ops review). Now every check refuses alike.
+    with pytest.raises(ArtifactError, match="file metadata.json does not match its checksum"):
+        verify_artifact(artifact)
+    with pytest.raises(ArtifactError, match="file metadata.json does not match its checksum"):
+        Registry(tmp_path / "registry").add_artifact(artifact)
 
 
 def test_metadata_json_reformatted_but_unchanged_still_loads(artifact: Path) -> None:
@@ -224,6 +232,7 @@ def test_an_artifact_written_before_the_metadata_checksum_still_loads(tmp_path: 
     meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
     _, loaded = load_artifact(artifact)
     assert METADATA_CHECKSUM not in loaded and loaded["metrics"]["model"]["auc"] is None
+    assert verify_artifact(artifact) == loaded
 
 
 @pytest.mark.parametrize("written", [MONTHLESS_FORMAT, SPREAD_FORMAT])

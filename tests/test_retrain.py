@@ -25,8 +25,10 @@ from model.artifact import MODEL_FILE
 from model.registry import Registry
 from training.retrain import (
     RetrainConfig,
+    auc_upper_bound,
     choose_window,
     gate_checks,
+    outcomes_against_live,
     population_stability_index,
 )
 from training.synthetic_crm import CSV_OPTIONS, SyntheticCRM, export_as_of, generate, write
@@ -248,6 +250,42 @@ def test_an_export_without_an_input_of_the_live_model_is_refused(gate_run: GateR
     assert "source" in event.reason and "campaign_code" in event.reason and "NOT PUBLISHED" in out
     assert sorted(comparison(root, event.version or "")["comparison"]["live_inputs_missing"]) == [
         "campaign_code", "source"]
+
+
+def test_outcomes_that_turn_the_live_model_upside_down_are_not_published(gate_run: GateRun, tmp_path: Path) -> None:
+    """An ops review: won and lost swapped in the export's latest months only. The gate model is fitted on the
+    live model's own training deals, so both were judged on the swapped outcomes alike, and the candidate, fitted
+    on them, was published as "not worse" with exit 0."""
+    root = tmp_path / "registry"
+    code, _, err = run_cli(retrain_args(root, gate_run.data, str(gate_run.data / "last_year.csv")))
+    assert code == 0, err
+    live = Registry(root).live_version()
+    deals = pd.read_csv(gate_run.data / "full" / "deals.csv", dtype=str, keep_default_na=False)
+    recent = deals["created_at"] >= "2025-01-01"
+    deals.loc[recent, "status"] = deals.loc[recent, "status"].map({"won": "lost", "lost": "won"}).fillna(
+        deals.loc[recent, "status"])
+    deals.to_csv(tmp_path / "swapped.csv", **CSV_OPTIONS)
+    code, out, err = run_cli(retrain_args(root, gate_run.data, str(tmp_path / "swapped.csv")))
+    assert code == EXIT_REFUSED, err
+    registry = Registry(root)
+    event = registry.history()[-1]
+    assert event.action == "refused" and registry.live_version() == live
+    assert "the compared deals' outcomes run against the live model" in event.reason, event.reason
+    assert "worse than chance" in event.reason and "NOT PUBLISHED" in out
+    window = comparison(root, event.version or "")["comparison"]
+    assert window["mode"] == "after_live_training" and window["outcomes_against_live"]
+    # The same months with their true outcomes pass (the gate_run's "better" step is that export).
+    assert gate_run.better.code == 0
+
+
+def test_a_live_model_below_chance_stops_the_publish_only_when_it_once_ranked() -> None:
+    config = RetrainConfig()
+    assert outcomes_against_live(0.143, 80, 140, 0.79, config)
+    assert not outcomes_against_live(0.143, 80, 140, 0.55, config)  # a weak model's inversion says little
+    assert not outcomes_against_live(0.47, 40, 60, 0.79, config)  # within chance of 0.5 on 100 deals
+    assert not outcomes_against_live(0.57, 3000, 6000, 0.72, config)  # drift: towards chance, not beyond
+    assert not outcomes_against_live(0.143, 80, 140, None, config)  # a live model without holdout figures
+    assert auc_upper_bound(0.5, 500, 500) == pytest.approx(0.5 + 1.96 * 0.0183, abs=0.001)
 
 
 def test_a_clients_table_without_an_attribute_of_the_live_model_is_refused(gate_run: GateRun,

@@ -84,6 +84,9 @@ class RetrainConfig:
     keep_last: int = 12  # versions kept in the registry (the live and the previous live are always kept)
     psi_bins: int = 10  # quantile bins of the drift check
     ece_noise_draws: int = 200  # simulations of a perfectly calibrated model, for the ECE noise floor
+    # A live model that ranked its own holdout at least this well and ranks the compared deals' outcomes worse
+    # than chance (its AUC's 95% upper bound below 0.5) stops the publish: see `outcomes_against_live`.
+    ranked_holdout_auc: float = 0.6
 
     def __post_init__(self) -> None:
         # A NaN or negative tolerance would make every comparison false (nothing ever published) or loosen
@@ -96,6 +99,9 @@ class RetrainConfig:
         if not (is_plain_number(self.ece_limit) and 0 < self.ece_limit <= 1):
             raise ValueError(f"ece_limit must be a number above 0 and at most 1 (the calibration error a "
                              f"candidate may always have), got {self.ece_limit!r}")
+        if not (is_plain_number(self.ranked_holdout_auc) and 0.5 <= self.ranked_holdout_auc <= 1):
+            raise ValueError(f"ranked_holdout_auc must be a number from 0.5 to 1 (the holdout AUC from which a live "
+                             f"model counts as ranking), got {self.ranked_holdout_auc!r}")
         for name in ("min_comparison_deals", "keep_last", "psi_bins", "ece_noise_draws"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -147,6 +153,38 @@ def gate_checks(candidate: Mapping[str, float], live: Mapping[str, float], confi
         Check("ece", candidate["ece"], live["ece"], ece_threshold, bool(candidate["ece"] <= ece_threshold),
               f"ECE <= max({config.ece_limit:.3f}, chance {chance:.3f}, live + {config.ece_margin:.3f})"),
     ]
+
+
+def auc_upper_bound(auc: float, wins: int, losses: int, z: float = 1.96) -> float:
+    """The upper end of an AUC's confidence interval, by Hanley and McNeil's standard error (Radiology, 1982)."""
+    if auc != auc or wins < 1 or losses < 1:
+        return float("nan")
+    q1, q2 = auc / (2.0 - auc), 2.0 * auc * auc / (1.0 + auc)
+    variance = (auc * (1.0 - auc) + (wins - 1) * (q1 - auc * auc) + (losses - 1) * (q2 - auc * auc)) / (wins * losses)
+    return float(auc + z * np.sqrt(max(variance, 0.0)))
+
+
+def outcomes_against_live(live_auc: float, wins: int, losses: int, holdout_auc: object,
+                          config: RetrainConfig) -> str:
+    """Why the compared deals' outcomes, not the models, are in question ("" when they are not).
+
+    The gate model is the candidate's recipe fitted on the deals before the window, which in a monthly export
+    that only grows are the live model's own training deals: the two models nearly agree, and both are judged
+    on the window's outcomes. Outcomes that are wrong (won and lost swapped by a changed status mapping) make
+    both look equally bad, and the candidate, fitted on them, was published as "not worse" (an ops review: live
+    AUC 0.143 on deals relabelled in the export's last months, against 0.79 on its own holdout; the published
+    model's error against the true probabilities doubled). Drift lowers a model's AUC, towards chance (bank
+    marketing a year and a half on: 0.72 -> 0.57); it does not turn a working model upside down.
+    """
+    upper = auc_upper_bound(live_auc, wins, losses)
+    if not (isinstance(holdout_auc, (int, float)) and holdout_auc >= config.ranked_holdout_auc and upper < 0.5):
+        return ""
+    return (f"the compared deals' outcomes run against the live model: it ranked its own holdout at AUC "
+            f"{holdout_auc:.3f} and ranks these {wins + losses:,} deals at {live_auc:.3f} (95% interval up to "
+            f"{upper:.3f}), worse than chance. Models that drift lose ranking towards chance; outcomes that turn "
+            "a working model upside down point to the export: statuses swapped or remapped (a status_values "
+            "change, a renamed stage), or outcomes joined to the wrong deals. Check the recent deals' statuses; "
+            "publish with --force if they are right")
 
 
 def population_stability_index(reference: npt.ArrayLike, current: npt.ArrayLike, bins: int = 10,
@@ -436,6 +474,10 @@ def _compare_with_live(report: dict[str, Any], dataset: Any, train_config: Train
     report["ece_noise_floor"] = noise
     checks = gate_checks(gate_metrics, live_metrics, config, noise["p95"])
     failed = [c for c in checks if not c.passed]
+    wins = int(won_compared.sum())
+    against = outcomes_against_live(live_metrics["auc"], wins, int(compared.size) - wins,
+                                    ((report["live"] or {}).get("training_holdout_metrics") or {}).get("auc"), config)
+    report["comparison"]["outcomes_against_live"] = against
     fitted_share = report["comparison"].get("live_fitted_share")
     where = (f"on {compared.size:,} closed deals created from {window.start}"
              + (f" (candidate's holdout; the live model was fitted on {fitted_share:.0%} of them)"
@@ -448,7 +490,9 @@ def _compare_with_live(report: dict[str, Any], dataset: Any, train_config: Train
     # Judged largely in-sample only where the live model was fitted on most of the compared deals: deals still
     # open when it was trained are fair to both, however early they were created.
     largely_in_sample = window.live_in_sample and (fitted_share is None or fitted_share >= 0.5)
-    if failed and largely_in_sample:
+    if against:
+        reason = f"not published: {against} [{summary}]"
+    elif failed and largely_in_sample:
         # Too few deals neither model saw: the live model is judged on deals it was fitted on, which favours it
         # by construction. Not evidence that the candidate is worse; said so, for whoever reads the cron log.
         later = "" if window.stale else ": next month usually can"
@@ -470,7 +514,7 @@ def _compare_with_live(report: dict[str, Any], dataset: Any, train_config: Train
                                                          candidate.model.score(open_columns, n_reasons=0).grade)
     report["score_shift_psi"] = population_stability_index(live_scores.p_win, candidate_scores.p_win,
                                                             config.psi_bins)
-    return not failed, reason, checks
+    return not failed and not against, reason, checks
 
 
 def _drift(candidate: TrainingResult, columns: Mapping[str, npt.NDArray[Any]], closed: npt.NDArray[np.bool_],

@@ -250,7 +250,10 @@ def cmd_models_list(args: argparse.Namespace) -> int:
             continue
         data = meta.get("data", {})
         metrics = _metrics_of(meta)
-        rows.append([entry.version, version_status(registry, entry.version), str(meta.get("trained_at", ""))[:16],
+        # A folder holding another version (renamed or swapped by hand) listed that one's figures under this name.
+        status = (version_status(registry, entry.version) if meta.get("version") == entry.version
+                  else f"holds {meta.get('version')!s:.40}")
+        rows.append([entry.version, status, str(meta.get("trained_at", ""))[:16],
                      f"{data.get('first_deal', '?')}..{data.get('last_deal', '?')}",
                      f"{data.get('closed_deals', 0):,}", meta.get("engine", ""), metrics.get("auc"),
                      metrics.get("ece"), entry.added_at[:16]])
@@ -258,8 +261,16 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         _out(f"no versions in {registry.root} yet")
         return 0
     _out(format_table(["version", "status", "trained", "data", "closed", "engine", "auc", "ece", "added"], rows))
-    _out(f"\nauc, ece: the training report's time-ordered holdout. live: {registry.live_version() or 'none'}; "
-         f"rollback would return to: {registry.previous_version() or 'nothing'}")
+    stored = {entry.version for entry in registry.entries()}
+    live, previous = registry.live_version(), registry.previous_version()
+    # Said as they are: a rollback to a pruned version is refused, and a live version the registry does not hold
+    # (a manifest edited by hand) serves nothing.
+    live_said = "none" if live is None else live if live in stored else f"{live} (NOT STORED: the manifest names a " \
+        "version the registry does not hold; the service cannot load it)"
+    rollback_said = ("nothing" if previous is None else previous if previous in stored
+                     else f"nothing: {previous}, live before, is no longer stored (publish a stored version instead)")
+    _out(f"\nauc, ece: the training report's time-ordered holdout. live: {live_said}; "
+         f"rollback would return to: {rollback_said}")
     return 0
 
 

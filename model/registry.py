@@ -575,8 +575,9 @@ class Registry:
                                         else f"{manifest.live} is the first version that went live"))
             target = stack[-2]
             if target not in manifest.names():
-                raise NotFound(f"cannot roll back to {target}: it was pruned from {self.root}; "
-                               "publish one of the stored versions instead (`dealscore models list`)")
+                raise NotFound(f"cannot roll back to {target}: it is not among the stored versions of {self.root} "
+                               "(pruned, or taken out of its manifest); publish one of the stored versions instead "
+                               "(`dealscore models list`)")
             self.verify(target)
             event = self._event("rollback", target, manifest.live, reason)
             manifest.history.append(event)

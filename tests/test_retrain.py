@@ -206,6 +206,34 @@ def test_models_commands_show_the_registry(gate_run: GateRun) -> None:
     assert code == 2 and "nope is not in the model registry" in err
 
 
+def test_models_list_says_what_a_hand_edited_registry_holds(gate_run: GateRun, tmp_path: Path) -> None:
+    """An ops review: the list named a pruned version as the rollback target, showed a live version the registry
+    does not hold without a word, and listed swapped folders each with the other's figures."""
+    first, worse = (s.manifest["history"][-1]["version"] for s in (gate_run.first, gate_run.worse))
+    root = shutil.copytree(gate_run.root, tmp_path / "registry")
+    manifest_path = root / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["versions"] = [v for v in manifest["versions"] if v["version"] != first]  # the previous one gone
+    manifest_path.write_text(json.dumps(manifest))
+    code, out, _ = run_cli(["models", "list", "--registry", str(root)])
+    assert code == 0 and f"rollback would return to: nothing: {first}, live before, is no longer stored" in out
+    code, _, err = run_cli(["models", "rollback", "--registry", str(root)])
+    assert code != 0 and f"cannot roll back to {first}: it is not among the stored versions" in err
+    versions = root / "versions"
+    better = Registry(root).live_version() or ""
+    (versions / better).rename(versions / "swap")
+    (versions / worse).rename(versions / better)
+    (versions / "swap").rename(versions / worse)
+    code, out, _ = run_cli(["models", "list", "--registry", str(root)])
+    rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines()[2:4]}
+    assert rows == {better: ["holds", worse], worse: ["holds", better]}, out
+    manifest = json.loads(manifest_path.read_text())
+    manifest["live"] = "20990101T000000-deadbeef"
+    manifest_path.write_text(json.dumps(manifest))
+    code, out, _ = run_cli(["models", "list", "--registry", str(root)])
+    assert "live: 20990101T000000-deadbeef (NOT STORED" in out
+
+
 def test_rollback_returns_to_the_previous_live_model(gate_run: GateRun, tmp_path: Path) -> None:
     root = shutil.copytree(gate_run.root, tmp_path / "registry")
     first = gate_run.first.manifest["live"]

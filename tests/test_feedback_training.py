@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import uuid
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
@@ -13,10 +14,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from test_feedback_helpers import batch, count, database_url_fixture, running  # noqa: F401 (fixtures)
+from test_feedback_helpers import (  # noqa: F401 (fixtures)
+    POSTGRES_URL,
+    batch,
+    count,
+    database_url_fixture,
+    postgres_unreachable,
+    running,
+    with_search_path,
+)
 
 from dealscore.feedback_commands import add_feedback_commands
 from model.dataset import load_dataset
+from model.errors import DealscoreError
 from service.feedback.outcomes import Outcome
 from service.feedback.training import extra_fields, training_source
 from training.fit import TrainConfig, train
@@ -119,6 +129,18 @@ def test_the_quality_and_db_commands(database_url: str, tmp_path: Path, capsys: 
     assert "model version v1" in table and "2 deals scored by this version" in table
     assert _cli("db", "training-source", "--database-url", database_url) == 0
     assert capsys.readouterr().out.strip() == f"{database_url}::SELECT * FROM training_deals"
+
+
+def test_a_search_path_naming_no_schema_is_told_to_create_it() -> None:
+    """An ops review: PostgreSQL's own "no schema has been selected to create in" named neither the schema
+    nor the fix."""
+    reason = postgres_unreachable()
+    if reason is not None:
+        pytest.skip(reason)
+    url = with_search_path(POSTGRES_URL, f"dealscore_absent_{uuid.uuid4().hex[:8]}")
+    with pytest.raises(DealscoreError, match=r"no schema has been selected to create in \(the schemas the URL's "
+                                             r"search_path names do not exist: create the schema first"):
+        _cli("db", "upgrade", "--database-url", url)
 
 
 def test_reports_never_migrate_and_the_schema_goes_down_by_its_own_command(

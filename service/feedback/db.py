@@ -251,7 +251,14 @@ def describe_error(error: BaseException) -> str:
         error = error.orig
     lines = str(error).strip().splitlines()
     line = lines[0] if lines else type(error).__name__
+    if getattr(error, "sqlstate", None) == INVALID_SCHEMA_NAME:
+        # PostgreSQL's own words ("no schema has been selected to create in") name neither the schema nor the fix.
+        return (f"{line[:200]} (the schemas the URL's search_path names do not exist: create the schema first, "
+                "CREATE SCHEMA name, as docs/feedback.md says)")
     return line[:300]
+
+
+INVALID_SCHEMA_NAME = "3F000"  # PostgreSQL's SQLSTATE for a search_path that names no existing schema
 
 
 class SchemaNotReady(RuntimeError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import select
@@ -42,6 +43,7 @@ if TYPE_CHECKING:  # imported lazily at run time, so `dealscore --help` stays fa
 EXIT_INPUT = 2  # the input or the artifact is wrong; the message says what to fix
 EXIT_RETRY = 4  # nothing is wrong with the input: a lock was held or a database away; run it again later
 EXIT_FAILURE = 1  # an unexpected failure
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})  # no space left; a quota used up
 # A command a signal ended: 128 + the signal's number, the status shells report for it (130 Ctrl-C, 143 SIGTERM).
 EXIT_SIGNAL_BASE = 128
 EXIT_STDOUT_CLOSED = EXIT_SIGNAL_BASE + signal.SIGPIPE  # 141, what a shell reports for `yes | head -1`'s yes
@@ -503,11 +505,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_RETRY if exc.transient else EXIT_INPUT
         except KeyboardInterrupt as exc:
             return _interrupted(args.command, exc)
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                return _unexpected(args.command, exc, code)
+            # A full disk is the machine's state, not the input's nor a bug: said with the file, and retried later
+            # like a database that is away. Every write goes aside first, then is renamed: nothing half-written.
+            where = f" writing {exc.filename}" if exc.filename else ""
+            _say(f"dealscore {args.command}: the disk is full{where} ({exc.strerror}); nothing half-written is left "
+                 "(outputs, artifacts and registry changes are written aside, then renamed into place): free space "
+                 "and run it again")
+            return EXIT_RETRY
         except Exception as exc:  # the last line of defence: one line, no traceback, unless debugging
-            if isinstance(exc, BrokenPipeError) and _stdout_closed():
-                return _end_quietly_on_closed_stdout(code)
-            if os.environ.get("DEALSCORE_DEBUG"):
-                raise
-            _say(f"dealscore {args.command}: unexpected failure: {type(exc).__name__}: {exc} "
-                 "(set DEALSCORE_DEBUG=1 for the traceback)")
-            return EXIT_FAILURE
+            return _unexpected(args.command, exc, code)
+
+
+def _unexpected(command: str, exc: Exception, code: int | None) -> int:
+    if isinstance(exc, BrokenPipeError) and _stdout_closed():
+        return _end_quietly_on_closed_stdout(code)
+    if os.environ.get("DEALSCORE_DEBUG"):
+        raise exc
+    _say(f"dealscore {command}: unexpected failure: {type(exc).__name__}: {exc} "
+         "(set DEALSCORE_DEBUG=1 for the traceback)")
+    return EXIT_FAILURE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -87,6 +88,23 @@ def test_out_inside_the_model_is_refused(command: str, crm_files: Path, service_
     assert code == 2, err
     assert f"expected a file outside the command's inputs, got {model / 'model.joblib'}, inside --model" in err
     assert file_checksums(model) == before
+
+
+def test_a_full_disk_is_said_with_the_file_and_retried_later_not_an_unexpected_failure(
+        crm_files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ops review: train and retrain on a full disk ended "unexpected failure: OSError: [Errno 28]", exit 1,
+    which pages someone for a bug; the earlier artifact was intact all the same."""
+    import joblib
+
+    def full(_value: object, filename: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(filename))
+
+    monkeypatch.setattr(joblib, "dump", full)
+    out = tmp_path / "model"
+    code, err = run(["train", "--deals", str(crm_files / "deals.csv"), "--threads", "1", "--out", str(out)], capsys)
+    assert code == 4, err
+    assert "dealscore train: the disk is full writing " in err and "model.joblib (No space left on device)" in err
+    assert "unexpected failure" not in err and not out.exists()
 
 
 def test_train_out_under_a_file_is_refused_before_reading_data(tmp_path: Path,

@@ -9,6 +9,7 @@ replace the device itself).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -198,5 +199,9 @@ def _new_file_beside(target: Path) -> tuple[int, Path]:
 def _unwritable(option: str, path: str | Path, exc: OSError) -> DealscoreError:
     if isinstance(exc, IsADirectoryError) and Path(path).is_dir():
         return DealscoreError(f"{option}: expected a file to write, got the folder {path}")
-    return DealscoreError(f"{option}: expected a file that can be written, got {path} "
-                          f"({exc.strerror or type(exc).__name__})")
+    error = DealscoreError(f"{option}: expected a file that can be written, got {path} "
+                           f"({exc.strerror or type(exc).__name__})")
+    # A full disk is no fault of the option: exit 4, run it again once there is space, as the CLI says of any
+    # other write that fills the disk (dealscore.cli.DISK_FULL).
+    error.transient = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return error

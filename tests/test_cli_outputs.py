@@ -105,6 +105,16 @@ def test_a_full_disk_is_said_with_the_file_and_retried_later_not_an_unexpected_f
     assert code == 4, err
     assert "dealscore train: the disk is full writing " in err and "model.joblib (No space left on device)" in err
     assert "unexpected failure" not in err and not out.exists()
+    # An output file that fills the disk as it is written: exit 4 as well (it was 2, "bad input").
+    import pandas as pd
+
+    def full_csv(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_csv)
+    scores = tmp_path / "clients.csv"
+    code, err = run(offline_command("clients", crm_files, tmp_path, scores), capsys)
+    assert code == 4 and "(No space left on device)" in err and not scores.exists(), err
 
 
 def test_train_out_under_a_file_is_refused_before_reading_data(tmp_path: Path,

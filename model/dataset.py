@@ -22,6 +22,8 @@ from model.errors import ContractViolation, Problem, counted
 from model.mapping import (
     EXCLUDED_ATTR,
     NEAR_MISS_ATTR,
+    STATUSES_SEEN_ATTR,
+    UNMATCHED_STATUS_ATTR,
     WILDCARD,
     WILDCARD_ATTR,
     Mapping,
@@ -52,6 +54,8 @@ class Dataset:
     # The export's status values the mapping's "*" decided, with their row counts, and the status it gave them.
     wildcard_statuses: dict[str, int] = dataclasses.field(default_factory=dict)
     wildcard_status: str | None = None
+    unmatched_status_values: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    statuses_seen: dict[str, int] = dataclasses.field(default_factory=dict)  # the export's, most common first
     # Columns named as a contract column but for case or spaces, read as extras: "table.column" -> contract name.
     near_miss_columns: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -65,6 +69,17 @@ class Dataset:
         return (f"columns named as contract columns but for case or spaces, trained as extra features: {shown}; "
                 f"if they are, rename them or map them (columns: {{{example_name}: "
                 f"'{example_source.split('.', 1)[1]}'}})")
+
+    def unmatched_status_note(self) -> str | None:
+        """The values status_values lists that no deal of the export has: a typo there ("Closed Wn") left every
+        win to the "*" or refused, with nothing pointing at the mapping (an ops review)."""
+        if not self.unmatched_status_values:
+            return None
+        listed = "; ".join(f"{status}: {', '.join(repr(v) for v in values)}"
+                           for status, values in self.unmatched_status_values.items())
+        seen = ", ".join(f"{value!r} ({n:,})" for value, n in list(self.statuses_seen.items())[:8])
+        return (f"the mapping's status_values list values no deal has ({listed}); the export's statuses are "
+                f"{seen or 'none'}: a typo, or a value this export does not hold")
 
     def wildcard_note(self) -> str | None:
         """Which export statuses the mapping's "*" read, and as what: a "Closed Won - Migrated" it made open was
@@ -303,6 +318,8 @@ def dataset_from_frames(
                            for source, canonical in frame.attrs.get(NEAR_MISS_ATTR, {}).items()},
         wildcard_status=next((status for status, listed in mapping.table("deals").status_values.items()
                               if WILDCARD in listed), None),
+        unmatched_status_values=dict(mapped["deals"].attrs.get(UNMATCHED_STATUS_ATTR, {})),
+        statuses_seen=dict(mapped["deals"].attrs.get(STATUSES_SEEN_ATTR, {})),
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import codecs
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -34,6 +34,8 @@ MAPPED_ATTR = "mapped_columns"
 # when such a deal contradicts its status (an open deal with a close date), since the message would
 # otherwise not say where "open" came from.
 WILDCARD_ATTR = "wildcard_statuses"
+UNMATCHED_STATUS_ATTR = "unmatched_status_values"  # status: the values status_values lists that no row has
+STATUSES_SEEN_ATTR = "statuses_seen"  # the export's own status values and their counts, most common first
 # ... and the columns named as a contract column but for case or spaces, with that name (source -> canonical).
 NEAR_MISS_ATTR = "near_miss_columns"
 
@@ -260,6 +262,13 @@ def apply_mapping(table_name: str, raw: pd.DataFrame, mapping: Mapping, *,
     frame = raw.loc[:, ~raw.columns.isin(excluded)].rename(columns=renames)
     caught: dict[int, str] = {}
     if section.status_values and list(frame.columns).count("status") == 1:  # a repeated one is refused later
+        seen: dict[str, int] = {}
+        for value, n in frame["status"].dropna().value_counts().items():  # distinct values only: cheap at 1M rows
+            text = status_text(value).strip()
+            seen[text] = seen.get(text, 0) + int(n)
+        ranked = sorted(seen.items(), key=lambda item: -item[1])
+        frame.attrs[STATUSES_SEEN_ATTR] = dict(ranked[:20])
+        frame.attrs[UNMATCHED_STATUS_ATTR] = _unmatched_statuses(section.status_values, seen)
         frame["status"] = _translate_statuses(frame["status"], section.status_values, caught)
     frame.attrs[EXCLUDED_ATTR] = tuple(excluded)
     frame.attrs[NEAR_MISS_ATTR] = _contract_names_spelt_otherwise(table_name, kept, renames)
@@ -315,7 +324,10 @@ def _likely_typos(table_name: str, section: TableMapping, present: list[str]) ->
 def _typo_of(source: str, present: list[str], section: TableMapping, canonical: set[str]) -> str | None:
     """The present column `source` is a likely typo of, if any. Not a canonical name or another mapped source:
     the file already has that column under the contract's name, or it is mapped in its own right."""
-    close = difflib.get_close_matches(source, present, n=1, cutoff=TYPO_SIMILARITY)
+    # Case and spacing first ("deal cost" for "Deal Cost"): difflib compares characters as they are, and
+    # a name differing only in case fell below its similarity cutoff (an ops review).
+    folded = [name for name in present if _folded_name(name) == _folded_name(source)]
+    close = folded[:1] or difflib.get_close_matches(source, present, n=1, cutoff=TYPO_SIMILARITY)
     return close[0] if close and close[0] not in canonical and close[0] not in section.columns.values() else None
 
 
@@ -378,6 +390,18 @@ def _translate_statuses(values: pd.Series, status_values: dict[str, tuple[str, .
 
     translated = [translate(row, v) for row, v in enumerate(values.astype(object).tolist())]
     return pd.Series(translated, index=values.index, dtype=object)
+
+
+def _unmatched_statuses(status_values: dict[str, tuple[str, ...]], seen: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Per status, the values `status_values` lists that no row of the export has ("Closed Wn" for "Closed
+    Won", made lost by "*": 0 wins, and training refused with no pointer to the mapping; or "Wn" beside the
+    canonical "Won", accepted anyway, the typo unseen)."""
+    keys = {_status_key(value) for value in seen}
+    # A YAML boolean (won: [Yes]) is listed as each word YAML reads so; one of them is enough.
+    booleans = {word for words in _BOOLEAN_WORDS.values() for word in words}
+    out = {status: tuple(v for v in listed if v != WILDCARD and _status_key(v) not in keys | booleans)
+           for status, listed in status_values.items()}
+    return {status: values for status, values in out.items() if values}
 
 
 def _status_key(value: str) -> str:

@@ -285,6 +285,11 @@ def test_a_mapped_or_excluded_column_misspelt_is_refused_with_the_likely_name() 
         ("deals.columns.product", "a column of the deals file (did you mean 'Solution Type'?)", "'Solution Typ'"),
         ("deals.exclude", "a column of the deals file (did you mean 'VP Name'?)", "'VP Nmae'"),
     ]  # Stage and Region Code are simply absent (a scoring export has no status): no close name, no problem
+    # Differing only in case or spacing, which difflib's character ratio missed (an ops review: "deal cost").
+    lower = Mapping({"deals": TableMapping(columns={"deal_id": "Opportunity ID", "amount": "deal cost"})})
+    with pytest.raises(ContractViolation) as error:
+        apply_mapping("deals", pd.DataFrame({"Opportunity ID": ["1"], "Deal Cost": ["5"]}), lower)
+    assert [p.expected for p in error.value.problems] == ["a column of the deals file (did you mean 'Deal Cost'?)"]
 
 
 def test_training_refuses_a_mapped_column_the_file_lacks_and_scoring_reads_on(tmp_path: Path) -> None:
@@ -380,3 +385,24 @@ deals:
     assert problem.expected == ("no closed_at for an open deal (the mapping's \"*\" made the status "
                                 "'Closed Won (pending)' open: list it under won or lost if it means closed)")
     assert problem.rows == (3,)
+
+
+def test_status_values_no_deal_has_are_named_before_training_refuses(tmp_path: Path) -> None:
+    """An ops review: `won: ["Closed Wn"]` (a typo) made every win open through "*": training refused for 0 wins
+    with no pointer to the mapping; and `won: ["Wn"]` beside an export's "Won" trained, the typo unseen."""
+    from model.errors import InsufficientData
+    from training.fit import TrainConfig, train
+
+    export = write(tmp_path / "export.csv", CRM_EXPORT)
+    typo = write(tmp_path / "typo.yaml", CRM_MAPPING.replace('won: ["Won", "Closed Won"]', 'won: ["Closed Wn"]'))
+    dataset = load_dataset(export, mapping=typo, for_training=True, today=TODAY)
+    assert dataset.unmatched_status_values == {"won": ("Closed Wn",), "lost": ("Lost",)}
+    note = dataset.unmatched_status_note()
+    assert note is not None and "won: 'Closed Wn'; lost: 'Lost'" in note
+    assert "the export's statuses are 'Won' (1), 'Closed Lost' (1), 'in progress' (1), 'closed won' (1)" in note
+    said: list[str] = []
+    with pytest.raises(InsufficientData):
+        train(dataset, TrainConfig(threads=1), progress=said.append)
+    assert said and said[0] == note  # said before the refusal it explains
+    whole = write(tmp_path / "whole.yaml", CRM_MAPPING.replace('lost: ["Lost", "Closed Lost"]', 'lost: ["Closed Lost"]'))
+    assert load_dataset(export, mapping=whole, for_training=True, today=TODAY).unmatched_status_note() is None

@@ -415,6 +415,10 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                         getattr(dataset, "excluded_columns", ()))
     for exclusion in exclusion_notes(config.features.exclude):
         progress(exclusion)
+    # (before the data checks: a status_values typo is why there may be too few wins to train)
+    mapping_note = dataset.unmatched_status_note() if hasattr(dataset, "unmatched_status_note") else None
+    if mapping_note:
+        progress(mapping_note)
     closed_mask = deals["status"].isin(["won", "lost"]).to_numpy()
     won = np.asarray(deals["status"] == "won", dtype=np.float64)
     check_enough_data(won[closed_mask], config.min_per_class)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import json
 import os
 import select
@@ -33,7 +32,7 @@ from dealscore.arguments import (
     refused_options,
 )
 from dealscore.feedback_commands import add_feedback_commands
-from dealscore.outputs import check_artifact_place, check_output_file
+from dealscore.outputs import check_artifact_place, check_output_file, disk_full
 from dealscore.registry_commands import PARALLEL_FITS_HELP, add_registry_commands, grade_summary
 from model.errors import ArtifactError, DealscoreError, counted
 
@@ -43,7 +42,6 @@ if TYPE_CHECKING:  # imported lazily at run time, so `dealscore --help` stays fa
 EXIT_INPUT = 2  # the input or the artifact is wrong; the message says what to fix
 EXIT_RETRY = 4  # nothing is wrong with the input: a lock was held or a database away; run it again later
 EXIT_FAILURE = 1  # an unexpected failure
-DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})  # no space left; a quota used up
 # A command a signal ended: 128 + the signal's number, the status shells report for it (130 Ctrl-C, 143 SIGTERM).
 EXIT_SIGNAL_BASE = 128
 EXIT_STDOUT_CLOSED = EXIT_SIGNAL_BASE + signal.SIGPIPE  # 141, what a shell reports for `yes | head -1`'s yes
@@ -506,14 +504,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt as exc:
             return _interrupted(args.command, exc)
         except OSError as exc:
-            if exc.errno not in DISK_FULL:
+            if not disk_full(exc):
                 return _unexpected(args.command, exc, code)
-            # A full disk is the machine's state, not the input's nor a bug: said with the file, and retried later
-            # like a database that is away. Every write goes aside first, then is renamed: nothing half-written.
+            # A full disk is the machine's state, not the input's nor a bug: retried later like a database that
+            # is away. Every write goes aside first, then is renamed: nothing half-written. (ENOSPC may also be a
+            # system limit, such as inotify's: the wording leaves room for it.)
             where = f" writing {exc.filename}" if exc.filename else ""
-            _say(f"dealscore {args.command}: the disk is full{where} ({exc.strerror}); nothing half-written is left "
-                 "(outputs, artifacts and registry changes are written aside, then renamed into place): free space "
-                 "and run it again")
+            _say(f"dealscore {args.command}: no space left{where} ({exc.strerror}: the disk full, or a system "
+                 "limit reached); nothing half-written is left (outputs, artifacts and registry changes are "
+                 "written aside, then renamed into place): free space and run it again")
             return EXIT_RETRY
         except Exception as exc:  # the last line of defence: one line, no traceback, unless debugging
             return _unexpected(args.command, exc, code)

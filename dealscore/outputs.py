@@ -36,12 +36,13 @@ def check_output_file(path: str | Path, option: str = OUT_OPTION,
     still reports what changes in between.
     """
     target = Path(path)
-    if _names_a_descriptor(path):
+    stream = _standard_stream(path)
+    if stream is not None:
         # /dev/stdout resolves to wherever the shell sent the output: with `>> cron.log`, to that log, which the
         # rename below then replaced whole (its earlier lines lost), where the user meant to append to it.
-        raise DealscoreError(f"{option}: expected a file to write, got {path}, one of the command's open streams "
-                             "(what it resolves to is replaced whole, not appended to: a log the shell appends "
-                             "to would lose its earlier lines); name the file itself")
+        raise DealscoreError(f"{option}: expected a file to write, got {path}, {stream} (written whole beside it "
+                             "and renamed over it, not appended to: a log the shell writes there would lose its "
+                             "earlier lines); name another file")
     if target.is_dir():
         raise DealscoreError(f"{option}: expected a file to write, got the folder {path}")
     if str(path).endswith(("/", os.sep)):  # "out/new/" names a folder to be; it was written as a file "out/new"
@@ -61,20 +62,33 @@ def check_output_file(path: str | Path, option: str = OUT_OPTION,
     return _folders_to_create(written.parent, option, path, "a file in a folder")
 
 
-_DESCRIPTOR = re.compile(r"^/dev/(?:stdin|stdout|stderr|fd/\d+)$|^/proc/[^/]+/fd/\d+$")
+# A process's file descriptors by name: /dev/stdout, /dev/fd/1, /proc/self/fd/1, /proc/self/task/7/fd/1.
+_DESCRIPTOR = re.compile(r"^/dev/(?:stdin|stdout|stderr|fd/\d+)$|^/proc/[^/]+/(?:task/[^/]+/)?fd/\d+$")
+_STREAMS = ((0, "the command's standard input"), (1, "the command's standard output"),
+            (2, "the command's standard error"))
 
 
-def _names_a_descriptor(path: str | Path) -> bool:
-    """Whether `path`, or a link on its way, names a process's open file descriptor (/dev/stdout, /dev/fd/1,
-    /proc/self/fd/1): it stands for whatever that descriptor has open, not for a file of its own."""
-    current = os.path.abspath(path)
-    for _ in range(40):  # the kernel's own limit on links followed
-        if _DESCRIPTOR.match(current):
-            return True
-        if not os.path.islink(current):
-            return False
-        current = os.path.abspath(os.path.join(os.path.dirname(current), os.readlink(current)))
-    return False
+def _standard_stream(path: str | Path) -> str | None:
+    """What `path` is, when it is no file of its own to replace: one of this command's standard streams (by any
+    name: /dev/stdout, a link to /dev/fd, or the very file the shell appends the output to), or a name of a
+    process's file descriptor (/dev/fd/7, /proc/<pid>/fd/1). None otherwise."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        found = None
+    if found is not None:
+        for fd, name in _STREAMS:
+            try:
+                if os.path.samestat(found, os.fstat(fd)):
+                    return name
+            except OSError:  # a stream the command was started without
+                continue
+    # By name, each folder on the way resolved (a link to /dev/fd is /proc/self/fd), "//" read as "/".
+    folder, name = os.path.split(os.path.abspath(path))
+    where = os.path.join(os.path.realpath(folder), name)
+    if _DESCRIPTOR.match(where) or (os.path.islink(where) and _DESCRIPTOR.match(os.path.realpath(where))):
+        return "a name of a process's file descriptor"
+    return None
 
 
 def _kind(path: Path) -> str:
@@ -157,9 +171,24 @@ def _folders_to_create(folder: Path, option: str, path: str | Path, expected: st
     try:  # access() says yes to root everywhere, /proc included: making a folder there is the real test
         os.rmdir(tempfile.mkdtemp(prefix=".dealscore-probe-", dir=folder))
     except OSError as exc:
+        if disk_full(exc):
+            raise _full(option, path, exc) from None
         raise DealscoreError(f"{option}: expected {expected} you may write to, got {path}, but {folder} takes "
                              f"no new file or folder ({exc.strerror or type(exc).__name__})") from None
     return first_missing
+
+
+def disk_full(exc: OSError) -> bool:
+    """No space left (ENOSPC) or a disk quota used up (EDQUOT): the machine's state, not the input's."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _full(option: str, path: str | Path, exc: OSError) -> DealscoreError:
+    """The disk `path` goes to is full: no fault of the option, so exit 4 (run it again once there is space)."""
+    error = DealscoreError(f"{option}: no space left where {path} is written ({exc.strerror}); nothing "
+                           "half-written is left: free space and run it again")
+    error.transient = True
+    return error
 
 
 def write_csv_atomically(frame: pd.DataFrame, path: str | Path, option: str = OUT_OPTION) -> Path:
@@ -199,9 +228,7 @@ def _new_file_beside(target: Path) -> tuple[int, Path]:
 def _unwritable(option: str, path: str | Path, exc: OSError) -> DealscoreError:
     if isinstance(exc, IsADirectoryError) and Path(path).is_dir():
         return DealscoreError(f"{option}: expected a file to write, got the folder {path}")
-    error = DealscoreError(f"{option}: expected a file that can be written, got {path} "
-                           f"({exc.strerror or type(exc).__name__})")
-    # A full disk is no fault of the option: exit 4, run it again once there is space, as the CLI says of any
-    # other write that fills the disk (dealscore.cli.DISK_FULL).
-    error.transient = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    return error
+    if disk_full(exc):  # as any other write that fills the disk (dealscore.cli): exit 4, run it again
+        return _full(option, path, exc)
+    return DealscoreError(f"{option}: expected a file that can be written, got {path} "
+                          f"({exc.strerror or type(exc).__name__})")

@@ -21,6 +21,7 @@ from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
 )
 from test_cli_inputs import offline_command, run
 
+from model.errors import DealscoreError
 from training.synthetic_crm import SyntheticCRM, write
 
 
@@ -49,22 +50,29 @@ def test_a_pipe_named_as_out_is_refused_not_replaced(command: str, crm_files: Pa
     assert stat.S_ISFIFO(pipe.stat().st_mode)
 
 
-@pytest.mark.parametrize("out", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", "link"])
+@pytest.mark.parametrize("out", ["/dev/stdout", "/dev/fd/1", "//dev/fd/1", "/proc/self/fd/1", "link", "folder link",
+                                 "the log itself"])
 def test_out_naming_the_commands_own_output_is_refused_and_the_log_it_appends_to_kept(
         out: str, crm_files: Path, service_artifact: Path, tmp_path: Path) -> None:
     """An ops review: `score --out /dev/stdout >> cron.log` resolved to cron.log and replaced it with the scores,
-    its earlier lines lost (refused only when stdout was a pipe or a terminal)."""
+    its earlier lines lost (refused only when stdout was a pipe or a terminal). The diff review: a link to the
+    /dev/fd folder, a leading //, or the log's own name got past a check of the name alone."""
     log = tmp_path / "cron.log"
     log.write_text("an earlier line\n")
     if out == "link":
         (tmp_path / "link").symlink_to("/dev/stdout")
         out = str(tmp_path / "link")
+    elif out == "folder link":
+        (tmp_path / "fds").symlink_to("/dev/fd")
+        out = str(tmp_path / "fds" / "1")
+    elif out == "the log itself":
+        out = str(log)
     with log.open("ab") as appended:
         done = subprocess.run([sys.executable, "-m", "dealscore",
                                *offline_command("score", crm_files, service_artifact, Path(out))],
                               stdout=appended, stderr=subprocess.PIPE, text=True, check=False)
     assert done.returncode == 2, done.stderr
-    assert f"--out: expected a file to write, got {out}, one of the command's open streams" in done.stderr
+    assert f"--out: expected a file to write, got {out}, the command's standard output" in done.stderr
     assert log.read_text() == "an earlier line\n"
 
 
@@ -103,7 +111,7 @@ def test_a_full_disk_is_said_with_the_file_and_retried_later_not_an_unexpected_f
     out = tmp_path / "model"
     code, err = run(["train", "--deals", str(crm_files / "deals.csv"), "--threads", "1", "--out", str(out)], capsys)
     assert code == 4, err
-    assert "dealscore train: the disk is full writing " in err and "model.joblib (No space left on device)" in err
+    assert "dealscore train: no space left writing " in err and "model.joblib (No space left on device" in err
     assert "unexpected failure" not in err and not out.exists()
     # An output file that fills the disk as it is written: exit 4 as well (it was 2, "bad input").
     import pandas as pd
@@ -114,7 +122,41 @@ def test_a_full_disk_is_said_with_the_file_and_retried_later_not_an_unexpected_f
     monkeypatch.setattr(pd.DataFrame, "to_csv", full_csv)
     scores = tmp_path / "clients.csv"
     code, err = run(offline_command("clients", crm_files, tmp_path, scores), capsys)
-    assert code == 4 and "(No space left on device)" in err and not scores.exists(), err
+    assert code == 4 and f"--out: no space left where {scores} is written" in err and not scores.exists(), err
+    # A disk already full when the place is checked, before any work (the diff review: that said exit 2).
+    import tempfile
+
+    def no_folder(*_args: object, **_kwargs: object) -> str:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", no_folder)
+    code, err = run(offline_command("clients", crm_files, tmp_path, scores), capsys)
+    assert code == 4 and f"--out: no space left where {scores} is written" in err, err
+
+
+def test_a_database_on_a_full_disk_is_run_again_later_not_bad_input() -> None:
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    from dealscore.feedback_commands import _at
+
+    class Database:
+        shown_url = "sqlite:///x.db"
+        engine = None
+
+    def full(_engine: object) -> None:
+        raise sa.exc.OperationalError("UPDATE", {}, sqlite3.OperationalError("database or disk is full"))
+
+    def missing(_engine: object) -> None:
+        raise sa.exc.OperationalError("SELECT", {}, sqlite3.OperationalError("no such table: outcomes"))
+
+    with pytest.raises(DealscoreError) as raised:
+        _at(Database(), full)
+    assert raised.value.transient and "database or disk is full" in raised.value.message
+    with pytest.raises(DealscoreError) as raised:
+        _at(Database(), missing)
+    assert not raised.value.transient
 
 
 def test_train_out_under_a_file_is_refused_before_reading_data(tmp_path: Path,

@@ -187,6 +187,10 @@ def retrain_summary(report: Mapping[str, Any], version: str, live: str | None) -
             rows.append([label, metrics["live"].get(name), metrics["candidate"].get(name),
                          f"{check['rule']} ({check['threshold']:.3f})" if check else "",
                          ("yes" if check["passed"] else "NO") if check else ""])
+        outcomes = checks.get("outcomes")
+        if outcomes:  # the live model's ranking of the compared outcomes (training.retrain.outcomes_against_live)
+            rows.append(["outcomes", outcomes["live"], None, f"{outcomes['rule']} ({outcomes['threshold']:.3f})",
+                         "yes" if outcomes["passed"] else "NO"])
         gate = comparison.get("gate_model", {})
         lines += ["", format_table(["metric", "live", "candidate", "rule", "passed"], rows),
                   f"(candidate: the candidate's recipe fitted on the {gate.get('deals', 0):,} deals created before "

@@ -28,6 +28,7 @@ from training.retrain import (
     auc_upper_bound,
     choose_window,
     gate_checks,
+    inverted_auc_limit,
     outcomes_against_live,
     population_stability_index,
 )
@@ -300,8 +301,17 @@ def test_outcomes_that_turn_the_live_model_upside_down_are_not_published(gate_ru
     assert event.action == "refused" and registry.live_version() == live
     assert "the compared deals' outcomes run against the live model" in event.reason, event.reason
     assert "worse than chance" in event.reason and "NOT PUBLISHED" in out
-    window = comparison(root, event.version or "")["comparison"]
-    assert window["mode"] == "after_live_training" and window["outcomes_against_live"]
+    assert re.search(r"^outcomes\s+0\.\d+\s+live AUC above .*\bNO$", out, re.MULTILINE), out  # in the table
+    report = comparison(root, event.version or "")
+    assert report["comparison"]["mode"] == "after_live_training" and report["comparison"]["outcomes_against_live"]
+    assert [c["name"] for c in report["decision"]["checks"]] == ["auc", "ece", "outcomes"]
+    # Forced, the record says what was forced over, and nothing that contradicts the publish (the diff review).
+    code, out, err = run_cli(retrain_args(root, gate_run.data, str(tmp_path / "swapped.csv"), "--force",
+                                          "--note", "checked"))
+    assert code == 0, err
+    forced = Registry(root).history()[-1]
+    assert forced.forced and forced.reason.startswith("forced despite the gate: the compared deals' outcomes run")
+    assert "not published" not in forced.reason
     # The same months with their true outcomes pass (the gate_run's "better" step is that export).
     assert gate_run.better.code == 0
 
@@ -312,6 +322,11 @@ def test_a_live_model_below_chance_stops_the_publish_only_when_it_once_ranked() 
     assert not outcomes_against_live(0.143, 80, 140, 0.55, config)  # a weak model's inversion says little
     assert not outcomes_against_live(0.47, 40, 60, 0.79, config)  # within chance of 0.5 on 100 deals
     assert not outcomes_against_live(0.57, 3000, 6000, 0.72, config)  # drift: towards chance, not beyond
+    # Just below chance on a large window is still drift, not an inversion (the diff review: significance alone
+    # refused holdout 0.62 -> 0.47 on 3,000 deals); halfway to the mirror image is the line.
+    assert not outcomes_against_live(0.47, 900, 2100, 0.62, config)
+    assert inverted_auc_limit(0.79) == pytest.approx(0.355) and inverted_auc_limit(0.62) == pytest.approx(0.44)
+    assert outcomes_against_live(0.42, 900, 2100, 0.62, config)
     assert not outcomes_against_live(0.143, 80, 140, None, config)  # a live model without holdout figures
     assert auc_upper_bound(0.5, 500, 500) == pytest.approx(0.5 + 1.96 * 0.0183, abs=0.001)
 

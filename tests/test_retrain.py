@@ -146,8 +146,9 @@ def test_a_worse_candidate_is_refused_and_the_live_model_stays(gate_run: GateRun
     assert f"not published, {live} stays live" in step.err
     report = comparison(gate_run.root, event["version"])  # kept in the refused version's folder
     assert report["decision"]["published"] is False
-    auc, _ = report["decision"]["checks"]
+    auc, _, outcomes = report["decision"]["checks"]  # the outcomes rule applies: the live model ranked its holdout
     assert auc["name"] == "auc" and not auc["passed"]
+    assert outcomes["name"] == "outcomes" and outcomes["passed"]  # a worse candidate, not outcomes run against
     assert report["metrics"]["candidate"]["auc"] < 0.6 < 0.7 < report["metrics"]["live"]["auc"]
     assert "NOT PUBLISHED" in (gate_run.root / "versions" / event["version"] / "comparison.md").read_text()
     assert "NO" in step.out and "NOT PUBLISHED" in step.out

@@ -397,11 +397,20 @@ def _unmatched_statuses(status_values: dict[str, tuple[str, ...]], seen: Iterabl
     Won", made lost by "*": 0 wins, and training refused with no pointer to the mapping; or "Wn" beside the
     canonical "Won", accepted anyway, the typo unseen)."""
     keys = {_status_key(value) for value in seen}
-    # A YAML boolean (won: [Yes]) is listed as each word YAML reads so; one of them is enough.
-    booleans = {word for words in _BOOLEAN_WORDS.values() for word in words}
-    out = {status: tuple(v for v in listed if v != WILDCARD and _status_key(v) not in keys | booleans)
-           for status, listed in status_values.items()}
-    return {status: values for status, values in out.items() if values}
+    # A YAML boolean (won: [Yes]) is listed as each word YAML reads so: matched when the export has any of them,
+    # named once (by its first word) when it has none.
+    group_of = {word: words for words in _BOOLEAN_WORDS.values() for word in words}
+    out: dict[str, tuple[str, ...]] = {}
+    for status, listed in status_values.items():
+        missing: list[str] = []
+        for value in listed:
+            group = group_of.get(_status_key(value), (_status_key(value),))
+            shown = value if len(group) == 1 else "/".join(group)  # YAML's Yes is any of true/yes/on
+            if value != WILDCARD and not keys & set(group) and shown not in missing:
+                missing.append(shown)
+        if missing:
+            out[status] = tuple(missing)
+    return out
 
 
 def _status_key(value: str) -> str:

@@ -404,5 +404,16 @@ def test_status_values_no_deal_has_are_named_before_training_refuses(tmp_path: P
     with pytest.raises(InsufficientData):
         train(dataset, TrainConfig(threads=1), progress=said.append)
     assert said and said[0] == note  # said before the refusal it explains
-    whole = write(tmp_path / "whole.yaml", CRM_MAPPING.replace('lost: ["Lost", "Closed Lost"]', 'lost: ["Closed Lost"]'))
+    whole = write(tmp_path / "whole.yaml",
+                  CRM_MAPPING.replace('lost: ["Lost", "Closed Lost"]', 'lost: ["Closed Lost"]'))
     assert load_dataset(export, mapping=whole, for_training=True, today=TODAY).unmatched_status_note() is None
+
+
+def test_a_yes_or_no_status_value_no_deal_has_is_named_once(tmp_path: Path) -> None:
+    """The diff review: YAML booleans were never checked, so `won: [Yes]` against an export saying "Si" sent every
+    win to "*" with no note."""
+    export = write(tmp_path / "export.csv", "deal_id,created_at,status\n1,2024-01-01,Si\n2,2024-01-02,No\n"
+                                             "3,2024-01-03,open\n")
+    mapping = write(tmp_path / "mapping.yaml", "deals:\n  status_values: {won: [Yes], lost: [No], open: ['*']}\n")
+    dataset = load_dataset(export, mapping=mapping, for_training=False, today=TODAY)
+    assert dataset.unmatched_status_values == {"won": ("true/yes/on",)}  # the export has "No": lost matched

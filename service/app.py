@@ -113,7 +113,11 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
             snapshot = holder.peek()
             return snapshot.version if snapshot is not None else None
 
-        app.include_router(feedback_router(feedback, live_version))
+        def reads_client_history() -> bool:
+            snapshot = holder.peek()
+            return snapshot is None or bool(snapshot.model.spec.has_client_history)
+
+        app.include_router(feedback_router(feedback, live_version, reads_client_history=reads_client_history))
     _install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=service_metrics)
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]

@@ -10,12 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from service_fixtures import make_client
+from test_feedback_helpers import make_config
 
 from model.artifact import load_artifact, save_artifact
 from model.dataset import dataset_from_frames
 from model.errors import ContractViolation, InsufficientData
 from model.features import FeatureConfig, attach_clients, frame_columns
 from service.app import create_app
+from service.feedback import Feedback
 from service.settings import Settings
 from training.fit import TrainConfig, TrainingResult, train
 from training.profiles_fit import ProfileConfig
@@ -268,7 +270,8 @@ def test_excluding_month_turns_the_calendar_feature_off(small_crm: SyntheticCRM)
                                            *names[names.index("recent_win_rate") + 1:]]
 
 
-def test_excluding_the_client_id_trains_without_client_history_and_says_so(small_crm: SyntheticCRM) -> None:
+def test_excluding_the_client_id_trains_without_client_history_and_says_so(small_crm: SyntheticCRM,
+                                                                          tmp_path: Path) -> None:
     """`--exclude client_id` was accepted and changed nothing: the client history features stayed. It now
     trains as data without a client id (attributes joined by it stay), and such a model's scores say no
     client history was read, even when a deal sends one (they said "request", for history they ignored)."""
@@ -285,12 +288,18 @@ def test_excluding_the_client_id_trains_without_client_history_and_says_so(small
             "amount": 1000.0}
     history = {"client_id": deal["client_id"], "won_deals": 3, "won_amount": 5000.0,
                "first_won_at": "2022-01-01", "last_won_at": "2025-01-01"}
-    with make_client(create_app(Settings(score_log_enabled=False), model=result.model,
-                                metadata=result.metadata)) as client:
+    feedback = Feedback(make_config(f"sqlite:///{tmp_path / 'feedback.db'}", tmp_path / "spool"))
+    with make_client(create_app(Settings(), model=result.model, metadata=result.metadata,
+                                feedback=feedback)) as client:
         plain = client.post("/v1/score", json={"deals": [sent]}).json()["scores"][0]
         with_history = client.post("/v1/score", json={"deals": [{**sent, "client": history}]}).json()["scores"][0]
+        # An outcome is stored, but enters no client's history: the model reads none (the diff review: it said
+        # client_history true).
+        reported = client.post("/v1/outcomes", json={"outcomes": [
+            {"deal_id": "x", "status": "won", "client_id": deal["client_id"]}]}).json()
     assert plain["history_source"] == with_history["history_source"] == "none"
     assert plain["p_win"] == with_history["p_win"]
+    assert reported["results"][0]["client_history"] is False and reported["created"] == 1
 
 
 def test_excluding_a_deal_column_that_is_never_a_feature_says_nothing_is_excluded(small_crm: SyntheticCRM) -> None:

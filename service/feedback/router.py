@@ -103,11 +103,14 @@ def _request_id(request: Request) -> str:
 
 
 def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: Callable[[], str | None] = lambda: None,
-                    error_responses: dict[int | str, dict[str, Any]] | None = None) -> APIRouter:
+                    error_responses: dict[int | str, dict[str, Any]] | None = None,
+                    reads_client_history: Callable[[], bool] = lambda: True) -> APIRouter:
     """The routes, bound to a Feedback store (or a function returning it, for stores built at start-up).
 
     `live_version` names the model serving now (the default of /v1/quality); `error_responses` replace
-    this router's OpenAPI error declarations (ErrorResponse per status, with feedback examples) by status.
+    this router's OpenAPI error declarations (ErrorResponse per status, with feedback examples) by status;
+    `reads_client_history` says whether the model serving now reads clients' histories (one trained without
+    client ids does not: an outcome then enters none, whatever its client).
     """
     router = APIRouter(route_class=_FeedbackRoute, tags=["feedback"])
     store: Callable[[], Feedback] = feedback if callable(feedback) else (lambda: feedback)
@@ -132,10 +135,11 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
                          client_id=str(o.client_id) if o.client_id is not None else None) for o in body.outcomes]
         results = store().record_outcomes(items, rid)
         counts = {kind: sum(r.result == kind for r in results) for kind in ("created", "updated", "unchanged")}
+        history = reads_client_history()
         return OutcomesResponse(
             request_id=rid, received=len(results), **counts,
             results=[OutcomeResultOut(deal_id=r.deal_id, result=r.result, revision=r.revision,
-                                      client_history=r.client_id is not None) for r in results])
+                                      client_history=history and r.client_id is not None) for r in results])
 
     @router.post("/v1/judgements", response_model=JudgementResponse,
                  summary="Record a manager's judgement that one deal should rank above another",

@@ -105,7 +105,8 @@ class OutcomeResultOut(BaseModel):
     deal_id: str
     result: Literal["created", "updated", "unchanged"]
     revision: int = Field(description="1 for the first word on the deal, +1 for each change")
-    client_history: bool = Field(description="whether the deal's client is known, so a win enters its history")
+    client_history: bool = Field(description="whether the outcome enters a client's history for later scores: the "
+                                             "deal's client is known and the model serving reads client history")
 
 
 class OutcomesResponse(BaseModel):

@@ -138,8 +138,8 @@ def test_a_search_path_naming_no_schema_is_told_to_create_it() -> None:
     if reason is not None:
         pytest.skip(reason)
     url = with_search_path(POSTGRES_URL, f"dealscore_absent_{uuid.uuid4().hex[:8]}")
-    with pytest.raises(DealscoreError, match=r"no schema has been selected to create in \(the schemas the URL's "
-                                             r"search_path names do not exist: create the schema first"):
+    with pytest.raises(DealscoreError, match=r"no schema has been selected to create in \(no schema the "
+                                             r"connection's search_path names exists.*create it first"):
         _cli("db", "upgrade", "--database-url", url)
 
 

@@ -253,8 +253,9 @@ def describe_error(error: BaseException) -> str:
     line = lines[0] if lines else type(error).__name__
     if getattr(error, "sqlstate", None) == INVALID_SCHEMA_NAME:
         # PostgreSQL's own words ("no schema has been selected to create in") name neither the schema nor the fix.
-        return (f"{line[:200]} (the schemas the URL's search_path names do not exist: create the schema first, "
-                "CREATE SCHEMA name, as docs/feedback.md says)")
+        return (f"{line[:200]} (no schema the connection's search_path names exists: the one the URL's "
+                "options=-csearch_path names, or public when it names none; create it first, CREATE SCHEMA name, "
+                "as docs/feedback.md says)")
     return line[:300]
 
 

@@ -58,6 +58,7 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _warn_of_open_routes(settings)
         if app.state.scoring_stopped:  # started again after a shutdown (tests, an embedding server)
             _start_scoring_threads(app, plane, settings)
         loading = None
@@ -119,9 +120,26 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
 
         app.include_router(feedback_router(feedback, live_version, reads_client_history=reads_client_history))
     _install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, metrics=service_metrics)
+    tokens = tuple(t.get_secret_value().strip().encode() for t in (settings.api_token, settings.admin_token)
+                   if t is not None) if settings.api_token is not None else ()
+    app.add_middleware(RequestContextMiddleware, metrics=service_metrics, api_tokens=tokens)
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     return app
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _warn_of_open_routes(settings: Settings) -> None:
+    """Said once at start, where the service listens beyond this machine without a token (the image listens on
+    0.0.0.0): a security review found nothing told the operator that anyone reaching the port may post outcomes."""
+    if settings.host in LOOPBACK_HOSTS:
+        return
+    unset = [name for name, token in (("DEALSCORE_API_TOKEN", settings.api_token),
+                                      ("DEALSCORE_ADMIN_TOKEN", settings.admin_token)) if token is None]
+    if unset:
+        log.warning("listening on %s with %s not set: anyone who reaches the port may use the routes they guard "
+                    "(docs/settings.md)", settings.host, " and ".join(unset))
 
 
 def create_app_from_env() -> FastAPI:
@@ -236,6 +254,33 @@ def _api_routes(routes: Iterable[Any]) -> Iterator[APIRoute]:
             yield from _api_routes(included.routes)
 
 
+def _declare_api_token(document: dict[str, Any], required: bool) -> None:
+    """The /v1 routes but the admin ones take DEALSCORE_API_TOKEN (checked by RequestContextMiddleware, not by a
+    route dependency, so FastAPI cannot see it): its bearer scheme and 401 declared on each, optional while unset."""
+    schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["ApiToken"] = {"type": "http", "scheme": "bearer",
+                           "description": "DEALSCORE_API_TOKEN (or the admin token); needed only when the service "
+                                          "sets one"}
+    document["components"]["securitySchemes"] = dict(sorted(schemes.items()))
+    unauthorized = {
+        "description": "A /v1 route without `Authorization: Bearer <DEALSCORE_API_TOKEN>` (when the token is set).",
+        "content": {JSON: {"schema": {"$ref": "#/components/schemas/ErrorResponse"}, "example": {
+            "error": {"code": "unauthorized",
+                      "message": "the /v1 routes need the header `Authorization: Bearer <token>` with the service's "
+                                 "API token (DEALSCORE_API_TOKEN)",
+                      "details": [{"field": "Authorization", "expected": "Bearer and the service's API token",
+                                   "got": "no bearer token"}]},
+            "request_id": "5f0c6a1e2b7d4c1f9a8e3d2c1b0a9f8e"}}}}
+    for path, operations in document.get("paths", {}).items():
+        if not path.startswith("/v1/") or path.startswith("/v1/admin/"):
+            continue
+        for operation in operations.values():
+            operation["security"] = [{"ApiToken": []}] if required else [{"ApiToken": []}, {}]
+            responses = operation.setdefault("responses", {})
+            responses["401"] = unauthorized
+            operation["responses"] = dict(sorted(responses.items()))
+
+
 def _exact_id_bounds(node: Any) -> None:
     """Integer ids' bounds as the service checks them. FastAPI's document model keeps `maximum` as a float, so
     the feedback routes' ids read 1e+18, one past the bound: a schema-valid 10**18 was refused (an API review)."""
@@ -272,5 +317,6 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
         for operation in (op for path in document.get("paths", {}).values() for op in path.values()):
             if operation.get("security") == [{"AdminToken": []}]:
                 operation["security"] = [{"AdminToken": []}, {}]
+    _declare_api_token(document, required=settings.api_token is not None)
     app.openapi_schema = document
     return document

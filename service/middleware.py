@@ -9,6 +9,7 @@ in the worker's /metrics (service.metrics).
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import time
@@ -18,7 +19,8 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import internal_error_body
+from model.errors import Problem
+from service.errors import Unauthorized, error_body, internal_error_body
 from service.logs import LOGGER_NAME
 from service.metrics import UNMATCHED_ROUTE, ServiceMetrics
 
@@ -39,9 +41,14 @@ def new_request_id() -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics | None = None) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics | None = None,
+                 api_tokens: tuple[bytes, ...] = ()) -> None:
         self.app = app
         self.metrics = metrics
+        # DEALSCORE_API_TOKEN (and the admin token beside it): when set, the /v1 routes but the admin ones need one
+        # as a bearer token. Checked here, once for every router, rather than as a dependency of each route:
+        # FastAPI's dependency solving costs more than the rest of what the service adds to a single-deal score.
+        self.api_tokens = api_tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,6 +85,14 @@ class RequestContextMiddleware:
             log.log(level, message, extra=fields, exc_info=failure or None)
             self._count(scope, str(fields["method"]), answered, fields["duration_ms"])
 
+        if self.api_tokens and _needs_api_token(scope) and not _bearer_matches(scope, self.api_tokens):
+            body = error_body(_unauthorized(scope), request_id)
+            await send_with_id({"type": "http.response.start", "status": 401, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b"Bearer")]})
+            await send_with_id({"type": "http.response.body", "body": body})
+            done(401, "request")
+            return
         try:
             await self.app(scope, receive, send_with_id)
         except ClientDisconnect:
@@ -103,6 +118,28 @@ class RequestContextMiddleware:
         # of its own for every value.
         route = getattr(scope.get("route"), "path", None) or _documentation_route(str(scope.get("path", "")))
         self.metrics.observe_request(route, method, status, duration_ms / 1000.0)
+
+
+def _needs_api_token(scope: Scope) -> bool:
+    path = str(scope.get("path", ""))
+    return path.startswith("/v1/") and not path.startswith("/v1/admin/")
+
+
+def _bearer_matches(scope: Scope, tokens: tuple[bytes, ...]) -> bool:
+    given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
+    scheme, _, token = given.partition(b" ")
+    # Every token compared, each in constant time: which one matched, and any prefix of either, stay unsaid.
+    matched = [hmac.compare_digest(token.strip(), expected) for expected in tokens]
+    return scheme.lower() == b"bearer" and any(matched)
+
+
+def _unauthorized(scope: Scope) -> Unauthorized:
+    sent = any(name == b"authorization" for name, _ in scope["headers"])
+    # What came is described, never quoted: a wrong token may be another secret of the caller's.
+    return Unauthorized("the /v1 routes need the header `Authorization: Bearer <token>` with the service's API "
+                        "token (DEALSCORE_API_TOKEN)",
+                        [Problem("Authorization", "Bearer and the service's API token",
+                                 "another token" if sent else "no bearer token")])
 
 
 def _documentation_route(path: str) -> str:

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     """When set, admin routes (`POST /v1/admin/reload`) need the header `Authorization: Bearer <token>`
     (401 otherwise). Unset: they are open to anyone who reaches the port; set it unless only operators can."""
 
+    api_token: SecretStr | None = None
+    """When set, every other `/v1/` route (scoring, gaps, the model, outcomes, judgements, quality) needs the
+    header `Authorization: Bearer <token>` with this token (or the admin token); 401 otherwise. Health, metrics
+    and the docs stay open. Unset: anyone who reaches the port may score, read clients' gap lists and record
+    outcomes, which enter clients' histories and the next retrain; set it unless only trusted systems can."""
+
     max_batch: int = Field(default=1000, ge=1, le=100_000)
     """Most deals (in /v1/score and /v1/rank) or clients (in /v1/gaps) in one request; more is answered
     413 with this limit in the message."""
@@ -121,7 +127,8 @@ class Settings(BaseSettings):
     outcomes_refresh_seconds: float = Field(default=30.0, ge=0, le=86_400)
     """How often a service process reads outcomes other processes recorded into its client history (0: never)."""
 
-    @field_validator("model_dir", "registry_dir", "database_url", "spool_dir", "admin_token", mode="before")
+    @field_validator("model_dir", "registry_dir", "database_url", "spool_dir", "admin_token", "api_token",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # DEALSCORE_MODEL_DIR= (empty) in a container means "not set", not the working directory.

@@ -1,0 +1,90 @@
+"""DEALSCORE_API_TOKEN: with it set, the /v1 routes (but the admin ones, which take the admin token) need it as a
+bearer token; health, metrics and the docs stay open. A security review: without any, whoever reached the port
+could post outcomes that moved a client's deal from grade B to A and entered the next retrain."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
+    TODAY,
+    TestClient,
+    fixture_service_crm,
+    fixture_service_dataset,
+    fixture_service_training,
+    make_client,
+    make_deal,
+)
+from test_feedback_helpers import make_config
+
+from service import Settings, create_app
+from service.feedback import Feedback
+from training.fit import TrainingResult
+
+
+@pytest.fixture(name="guarded")
+def guarded_fixture(service_training: TrainingResult, tmp_path: Path) -> Iterator[TestClient]:
+    feedback = Feedback(make_config(f"sqlite:///{tmp_path / 'feedback.db'}", tmp_path / "spool"))
+    app = create_app(Settings(api_token="api-s3cret", admin_token="admin-s3cret"), model=service_training.model,
+                     metadata=service_training.metadata, clock=lambda: TODAY, feedback=feedback)
+    with make_client(app) as client:
+        yield client
+
+
+CALLS = [("post", "/v1/score", {"deals": [make_deal()]}), ("post", "/v1/rank", {"deals": [make_deal()]}),
+         ("post", "/v1/gaps", {"clients": [{"client_id": "C00010"}]}), ("get", "/v1/model", None),
+         ("post", "/v1/outcomes", {"outcomes": [{"deal_id": "D-1", "status": "won"}]}),
+         ("get", "/v1/quality", None)]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), CALLS)
+def test_every_data_route_needs_the_api_token_when_one_is_set(guarded: TestClient, method: str, path: str,
+                                                              body: object) -> None:
+    for headers, got in (({}, "no bearer token"), ({"Authorization": "Bearer wrong"}, "another token"),
+                         ({"Authorization": "Basic YXBpLXMzY3JldA=="}, "another token")):
+        refused = guarded.request(method, path, json=body, headers={**headers, "X-Request-ID": "r-1"})
+        assert refused.status_code == 401, (path, headers, refused.text)
+        assert refused.headers["www-authenticate"] == "Bearer" and refused.headers["x-request-id"] == "r-1"
+        answer = refused.json()
+        assert answer["error"]["code"] == "unauthorized" and answer["request_id"] == "r-1"
+        assert answer["error"]["details"] == [
+            {"field": "Authorization", "expected": "Bearer and the service's API token", "got": got}]
+        assert "s3cret" not in refused.text and "wrong" not in refused.text
+    for token in ("api-s3cret", "admin-s3cret"):  # the admin token opens them too
+        allowed = guarded.request(method, path, json=body, headers={"Authorization": f"Bearer {token}"})
+        assert allowed.status_code != 401, (path, allowed.text)
+
+
+def test_health_metrics_and_docs_stay_open_and_admin_routes_keep_their_own_token(guarded: TestClient) -> None:
+    for path in ("/health/live", "/health/ready", "/metrics", "/docs", "/openapi.json"):
+        assert guarded.get(path).status_code == 200, path
+    assert guarded.post("/v1/admin/reload", headers={"Authorization": "Bearer api-s3cret"}).status_code == 401
+
+
+def test_unset_the_routes_stay_open_and_the_document_says_the_token_is_optional(
+        service_training: TrainingResult) -> None:
+    app = create_app(Settings(), model=service_training.model, metadata=service_training.metadata,
+                     clock=lambda: TODAY)
+    with make_client(app) as client:
+        assert client.post("/v1/score", json={"deals": [make_deal()]}).status_code == 200
+        document = client.get("/openapi.json").json()
+    assert document["paths"]["/v1/score"]["post"]["security"] == [{"ApiToken": []}, {}]
+    assert document["paths"]["/v1/score"]["post"]["responses"]["401"]["content"]["application/json"]["example"][
+        "error"]["code"] == "unauthorized"
+    assert "security" not in document["paths"]["/health/ready"]["get"]
+    guarded = create_app(Settings(api_token="t")).openapi()
+    assert guarded["paths"]["/v1/gaps"]["post"]["security"] == [{"ApiToken": []}]
+    assert guarded["paths"]["/v1/admin/reload"]["post"]["security"] != [{"ApiToken": []}]
+
+
+def test_listening_beyond_this_machine_without_tokens_is_said_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="dealscore"):
+        with make_client(create_app(Settings(host="0.0.0.0", admin_token="a"))):
+            pass
+        with make_client(create_app(Settings())):  # 127.0.0.1: nothing to say
+            pass
+    said = [r.getMessage() for r in caplog.records if "listening on" in r.getMessage()]
+    assert said == ["listening on 0.0.0.0 with DEALSCORE_API_TOKEN not set: anyone who reaches the port may use "
+                    "the routes they guard (docs/settings.md)"]

@@ -4,9 +4,13 @@ Writing is atomic (a temporary sibling directory renamed into place), so a crash
 half-written artifact. It replaces only an earlier artifact or an empty directory: anything else at the
 target (a user's folder, a file) is refused untouched, since replacing it would delete it.
 
-Loading verifies every checksum and the library versions before unpickling: joblib runs code on load, so
-only artifacts written by dealscore into a directory it owns are loaded. metadata.json carries a checksum
-of its own content (`metadata_sha256`), which in turn covers the checksums of the other files.
+Loading verifies every checksum and the library versions before unpickling. metadata.json carries a checksum
+of its own content (`metadata_sha256`), which in turn covers the checksums of the other files. They catch a
+damaged disk, a half copy or a hand edit; they are not signatures: whoever may write an artifact's folder may
+recompute them, and joblib runs code on load. So an artifact is as trusted as whoever may write its folder
+(the registry's file permissions: docs/operations.md). A format-3 metadata.json without its own checksum (from
+before there was one) is loaded to learn the model's real format, so the check runs the pickle too: inspect
+an artifact of unknown origin only where its code may run.
 """
 
 from __future__ import annotations

@@ -164,12 +164,23 @@ def _refuse_ragged_rows(path: Path, table: str, csv: CsvFormat, width: int) -> N
                       f"unquoted {csv.separator!r} in a value: quote such values)")
 
 
+# Query parameters libpq (and drivers on its lines) read as secrets: `?password=...` is as secret as `user:pw@`.
+SECRET_URL_PARAMETERS = frozenset({"password", "sslpassword", "passfile"})
+
+
+def masked_url(url: sa.URL) -> str:
+    """The URL for logs and messages: its password hidden, in the user part and in the query alike."""
+    secret = {key: "***" for key in url.query if key.lower() in SECRET_URL_PARAMETERS}
+    shown = url.update_query_dict(secret).render_as_string(hide_password=True)
+    return shown.replace("%2A%2A%2A", "***")  # the query's stars, escaped on the way
+
+
 def _read_sql(url: str, what: str, table: str) -> pd.DataFrame:
     try:
         parsed = sa.make_url(url)
     except (sa.exc.ArgumentError, ValueError) as error:
         raise _unreadable(table, f"a malformed URL: {_first_line(error)}") from None
-    shown = parsed.render_as_string(hide_password=True)  # the message may reach a log or a client
+    shown = masked_url(parsed)  # the message may reach a log or a client
     database = parsed.database or ""
     if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") and not database.startswith(
         "file:"

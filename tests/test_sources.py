@@ -429,3 +429,22 @@ def test_a_csv_format_applies_to_csv_sources_only(tmp_path: Path) -> None:
     mapping.write_text("deals:\n  csv: {separator: ';', decimal: ','}\n")
     deals = load_dataset(str(tmp_path / "deals.parquet"), mapping=str(mapping), for_training=False, today=TODAY).deals
     assert deals["amount"].tolist() == [15998.69, 20.5]
+
+
+def test_a_password_given_as_a_query_parameter_is_never_shown() -> None:
+    """A security review: `?password=` (which libpq reads) was printed whole in warnings and CLI errors, where the
+    `user:password@` form was masked."""
+    from test_feedback_helpers import down_url
+
+    from model.dataset import load_dataset
+    from model.errors import DealscoreError
+    from model.sources import masked_url
+    from service.feedback.db import shown_url
+
+    url = down_url().replace("/test", "/test?password=QuerySecretPW&sslmode=disable")
+    assert shown_url(url).endswith("/test?password=***&sslmode=disable")
+    assert "QuerySecretPW" not in masked_url(sa.make_url(url + "&sslpassword=Other")) and "Other" not in shown_url(
+        url + "&sslpassword=Other")
+    with pytest.raises(DealscoreError) as refused:
+        load_dataset(f"{url}::deals", for_training=True)
+    assert "QuerySecretPW" not in refused.value.report() and "password=***" in refused.value.report()

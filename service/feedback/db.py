@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import sqlalchemy as sa
 
+from model.sources import masked_url
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -90,7 +92,7 @@ def _write_ahead_log(cursor: Any, wait_seconds: float = 30.0) -> None:
 def shown_url(url: str) -> str:
     """The URL with its password hidden: for logs and messages."""
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
+        return masked_url(sa.make_url(url))
     except sa.exc.ArgumentError:
         return "<malformed database URL>"
 

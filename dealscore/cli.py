@@ -30,6 +30,7 @@ from dealscore.arguments import (
     at_least_zero,
     grade_shares,
     refused_options,
+    terminal_text,
 )
 from dealscore.feedback_commands import add_feedback_commands
 from dealscore.outputs import check_artifact_place, check_output_file, disk_full
@@ -48,7 +49,7 @@ EXIT_STDOUT_CLOSED = EXIT_SIGNAL_BASE + signal.SIGPIPE  # 141, what a shell repo
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)  # noqa: T201 (the CLI's progress goes to stderr)
+    print(terminal_text(message), file=sys.stderr, flush=True)  # noqa: T201 (the CLI's progress goes to stderr)
 
 
 def _tell(message: str) -> None:

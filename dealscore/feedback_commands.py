@@ -11,16 +11,16 @@ import json
 import sys
 from typing import Any
 
-from dealscore.arguments import at_least_zero
+from dealscore.arguments import at_least_zero, terminal_text
 from model.errors import DealscoreError, NotFound
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)  # noqa: T201 (progress goes to stderr)
+    print(terminal_text(message), file=sys.stderr, flush=True)  # noqa: T201 (progress goes to stderr)
 
 
 def _out(text: str) -> None:
-    print(text)  # noqa: T201 (the command's output)
+    print(terminal_text(text))  # noqa: T201 (the command's output; managers' names and notes in it)
 
 
 def _database_url(args: argparse.Namespace) -> str:

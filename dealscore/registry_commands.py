@@ -17,7 +17,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dealscore.arguments import EXCLUDE_HELP, GRADE_SHARES_HELP, at_least_one, grade_shares, refused_options
+from dealscore.arguments import (
+    EXCLUDE_HELP,
+    GRADE_SHARES_HELP,
+    at_least_one,
+    grade_shares,
+    refused_options,
+    terminal_text,
+)
 from model.errors import ArtifactError, DealscoreError, NotFound
 
 if TYPE_CHECKING:  # imported lazily at run time, so `dealscore --help` stays fast
@@ -48,11 +55,11 @@ def grade_summary(meta: Mapping[str, Any]) -> str:
 
 
 def _out(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(terminal_text(text) + "\n")  # reasons and notes others wrote: shown, never acted on
 
 
 def _say(text: str) -> None:
-    sys.stderr.write(text + "\n")
+    sys.stderr.write(terminal_text(text) + "\n")
     sys.stderr.flush()
 
 

@@ -143,6 +143,25 @@ def test_a_search_path_naming_no_schema_is_told_to_create_it() -> None:
         _cli("db", "upgrade", "--database-url", url)
 
 
+def test_quality_shows_what_managers_wrote_without_a_terminal_acting_on_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A security review: a manager's name sent to /v1/judgements as escape codes cleared the operator's screen
+    and printed a forged row through `dealscore quality`."""
+    from service.feedback.judgements import Judgement
+
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    with running(url, tmp_path / "spool") as feedback:
+        feedback.record_scores("r1", "v1", [{"deal_id": "D1"}, {"deal_id": "D2"}],
+                               batch([0.9, 0.3], [900.0, 30.0], ["A", "C"]))
+        feedback.flush_score_log()
+        feedback.record_judgement(Judgement("\x1b[2J\x1b[31mEVIL\u202e", "D1", "D2"))
+    capsys.readouterr()
+    assert _cli("quality", "--database-url", url, "--version", "v1") == 0
+    shown = capsys.readouterr().out
+    assert "\x1b" not in shown and "\u202e" not in shown
+    assert "\\x1b[2J\\x1b[31mEVIL\\u202e" in shown, shown
+
+
 def test_reports_never_migrate_and_the_schema_goes_down_by_its_own_command(
         database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """`dealscore quality` moved a database still served by the earlier release to the new schema, silently;

@@ -6,10 +6,12 @@ promise holds everywhere: a body larger than the limit is a 413 before a byte of
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import Request
 
 from model.errors import PayloadTooLarge, Problem
-from service.errors import require_json_media
+from service.errors import RequestTimeout, require_json_media
 
 
 async def read_json_body(request: Request) -> bytes:
@@ -21,11 +23,18 @@ async def read_json_body(request: Request) -> bytes:
         raise _too_large(limit, int(declared))
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit, None)
-        chunks.append(chunk)
+    deadline: float = request.app.state.settings.body_timeout_seconds
+    try:
+        async with asyncio.timeout(deadline):  # a stalled body must not hold its connection and bytes for good
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit, None)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"request body not received within {deadline:g} s (DEALSCORE_BODY_TIMEOUT_SECONDS); "
+                             "send it whole at once", [Problem("body", f"the whole body within {deadline:g} s",
+                                                               f"{size:,} bytes by then")]) from None
     body = b"".join(chunks)
     # A UTF-8 byte order mark, which some Windows tools write: RFC 8259 (8.1) lets a parser ignore it, and the
     # JSON parsers here called it a syntax error at line 1 column 1.

@@ -8,7 +8,8 @@ DealscoreError (model.errors; 400 "bad_request")
 ├── MalformedJSON (400, "malformed_json"): the body is not JSON
 ├── UnsupportedMediaType (415, "unsupported_media_type"): the body is not sent as application/json
 ├── MethodNotAllowed (405, "method_not_allowed")
-├── Unauthorized (401, "unauthorized"): an admin route without the admin token
+├── Unauthorized (401, "unauthorized"): an admin route without the admin token, a /v1 one without the API token
+├── RequestTimeout (408, "request_timeout"): the body did not arrive within body_timeout_seconds
 ├── NoRegistry (409, "no_registry"): a reload asked of a service that serves a model directory
 ├── ContractViolation (422, "invalid_input"), NotFound (404), PayloadTooLarge (413), NotReady (503)
 └── ... (see model.errors)
@@ -27,7 +28,7 @@ from model.contract import MAX_TEXT_LENGTH, NO_NUL_PATTERN, number_text
 from model.errors import ContractViolation, DealscoreError, Problem, counted
 
 __all__ = [
-    "MAX_LISTED_PROBLEMS", "MalformedJSON", "MethodNotAllowed", "NoRegistry", "Unauthorized",
+    "MAX_LISTED_PROBLEMS", "MalformedJSON", "MethodNotAllowed", "NoRegistry", "RequestTimeout", "Unauthorized",
     "UnsupportedMediaType", "envelope", "error_body", "problems_from_pydantic", "pydantic_problems",
     "pydantic_violation", "request_violation", "shown",
 ]
@@ -107,6 +108,11 @@ class Unauthorized(DealscoreError):
     code = "unauthorized"
     # HTTP requires a 401 to name the scheme it wants (RFC 9110, 11.6.1); sent with the envelope.
     headers: ClassVar[Mapping[str, str]] = MappingProxyType({"WWW-Authenticate": "Bearer"})
+
+
+class RequestTimeout(DealscoreError):
+    status = 408
+    code = "request_timeout"
 
 
 class NoRegistry(DealscoreError):

@@ -66,7 +66,7 @@ def _body(schema: str, example: dict[str, Any], description: str) -> dict[str, A
         "schema": {"$ref": f"#/components/schemas/{schema}"}, "example": example}}}}
 
 
-BODY_ERRORS = (400, 413, 415, 422, 500, 503)
+BODY_ERRORS = (400, 408, 413, 415, 422, 500, 503)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     """Largest request body in bytes; a larger one is refused with 413 before it is parsed."""
 
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """Time a request's whole body may take to arrive once its headers have; a slower one is answered 408. A
+    stalled body otherwise held its connection and the bytes sent so far (up to `max_body_bytes`) for good:
+    a security review kept 2,000 such connections open, and 150 of them held 570 MB."""
+
     max_extra_fields: int = Field(default=50, ge=0, le=1000)
     """Most unknown (extra-feature) fields one deal may carry; each is text of at most the contract's
     length, a finite number, true/false or null."""

@@ -122,7 +122,7 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
         return {**ok, **{s: errors[s] for s in statuses if s in errors}}
 
     @router.post("/v1/outcomes", response_model=OutcomesResponse, summary="Record realised outcomes of scored deals",
-                 responses=declared(OUTCOMES_RESPONSE_EXAMPLE, 400, 413, 415, 422, 500, 503),
+                 responses=declared(OUTCOMES_RESPONSE_EXAMPLE, 400, 408, 413, 415, 422, 500, 503),
                  openapi_extra=_body_example(OUTCOMES_EXAMPLE))
     def post_outcomes(body: OutcomesRequest, request: Request) -> OutcomesResponse:
         """Idempotent by deal_id: the same outcome again changes nothing; a changed one is updated (revision + 1)
@@ -143,7 +143,7 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
 
     @router.post("/v1/judgements", response_model=JudgementResponse,
                  summary="Record a manager's judgement that one deal should rank above another",
-                 responses=declared(JUDGEMENT_RESPONSE_EXAMPLE, 400, 413, 415, 422, 500, 503),
+                 responses=declared(JUDGEMENT_RESPONSE_EXAMPLE, 400, 408, 413, 415, 422, 500, 503),
                  openapi_extra=_body_example(JUDGEMENT_EXAMPLE))
     def post_judgement(body: JudgementIn, request: Request) -> JudgementResponse:
         """Both deals must have been scored, and differ. One standing view per manager and pair: sending it
@@ -210,6 +210,9 @@ def _error_declarations() -> dict[int | str, dict[str, Any]]:
     return {
         400: declared("The body is not JSON.", "malformed_json", "the request body is not valid JSON",
                       [{"field": "body", "expected": "a JSON object", "got": "EOF while parsing an object"}]),
+        408: declared("The body did not arrive in time (DEALSCORE_BODY_TIMEOUT_SECONDS).", "request_timeout",
+                      "request body not received within 30 s (DEALSCORE_BODY_TIMEOUT_SECONDS); send it whole at once",
+                      [{"field": "body", "expected": "the whole body within 30 s", "got": "65,536 bytes by then"}]),
         413: declared("The body is larger than max_body_bytes, or holds more than 10,000 outcomes.",
                       "payload_too_large",
                       "request body too large: at most 4,194,304 bytes are accepted; split the batch",

@@ -26,6 +26,7 @@ import orjson
 
 from model.contract import MAX_TEXT_LENGTH, NO_NUL_PATTERN, number_text
 from model.errors import ContractViolation, DealscoreError, Problem, counted
+from service.schemas import MAX_FIELD_NAME
 
 __all__ = [
     "MAX_LISTED_PROBLEMS", "MalformedJSON", "MethodNotAllowed", "NoRegistry", "RequestTimeout", "Unauthorized",
@@ -186,6 +187,8 @@ def shown(value: object) -> str:
     return f"a value of type {type(value).__name__}"
 
 
+
+
 def json_path(location: Sequence[int | str], prefix: str = "") -> str:
     """('deals', 0, 'amount') -> 'deals[0].amount'."""
     path = prefix
@@ -193,7 +196,10 @@ def json_path(location: Sequence[int | str], prefix: str = "") -> str:
         if isinstance(part, int):
             path += f"[{part}]"
         else:
-            path += f".{part}" if path else str(part)
+            # A client's own field name is cut as the batch checks cut it (a security review had a 4 MB one echoed
+            # whole in the 422).
+            name = str(part) if len(str(part)) <= MAX_FIELD_NAME else f"{str(part)[:MAX_FIELD_NAME]}..."
+            path += f".{name}" if path else name
     return path or "body"
 
 

@@ -129,3 +129,15 @@ def test_a_body_that_stalls_is_answered_408_in_the_envelope(service_training: Tr
     assert body["error"]["code"] == "request_timeout"
     assert body["error"]["details"] == [{"field": "body", "expected": "the whole body within 0.2 s",
                                          "got": "11 bytes by then"}]
+
+
+def test_a_huge_field_name_is_cut_in_the_422(service_training: TrainingResult) -> None:
+    """A security review: a 4 MB field name (a JSON object as its value, so the schema fails on it) came back
+    whole in the answer."""
+    app = create_app(Settings(), model=service_training.model, metadata=service_training.metadata,
+                     clock=lambda: TODAY)
+    name = "y" * 100_000
+    with make_client(app) as client:
+        answer = client.post("/v1/score", json={"deals": [{**make_deal(), name: {"a": 1}}]})
+    assert answer.status_code == 422, answer.text
+    assert len(answer.content) < 5_000 and f"deals[0].{'y' * 64}..." in answer.text

@@ -245,3 +245,35 @@ def test_quality_with_no_live_model_and_an_empty_log_says_what_it_lacks(tmp_path
     assert answer.json()["error"]["details"] == [{
         "field": "query.version", "expected": "a model version the score log has ('live': the live model's)",
         "got": "'live', and no model is live and no score is logged"}]
+
+
+def test_quality_reports_are_made_one_at_a_time(api: tuple[TestClient, Feedback],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A security review: a dozen reports at once, each reading the whole score log in a thread of its own, held
+    the GIL against scoring (single-deal p50 6 ms -> 140-280 ms). They now wait their turn."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, feedback = api
+    feedback.record_scores("r1", "v1", [{"deal_id": "D1"}], batch([0.5], [100.0], ["B"]))
+    feedback.flush_score_log()
+    running, most = [0], [0]
+    lock = threading.Lock()
+    real = feedback.quality
+
+    def slow(version: str, top: int = 10) -> dict[str, object]:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        try:
+            return real(version, top=top)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(feedback, "quality", slow)
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: client.get("/v1/quality").status_code, range(6)))
+    assert answers == [200] * 6 and most[0] == 1

@@ -7,7 +7,6 @@ what it expects and what it got.
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -92,17 +91,4 @@ def grade_shares(values: Sequence[float] | None) -> tuple[float, float, float]:
 EXCLUDE_HELP = ("columns never used as features; month turns off the calendar-month feature, client_id the "
                 "client-history features")
 
-# Characters a terminal acts on rather than shows: C0 and C1 controls but the newline and tab, and the bidi
-# overrides and isolates that reorder what follows them.
-_TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def terminal_text(text: str) -> str:
-    """`text` as a terminal shows it, each control character written as its escape (\\x1b, \\u202e). Commands print
-    what others wrote (a manager's name and note sent to /v1/judgements, a registry's reasons): a security
-    review cleared an operator's screen and printed a forged table row through `dealscore quality`."""
-    return _TERMINAL_CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
-
-
-__all__ = ["EXCLUDE_HELP", "TRAINING_OPTIONS", "as_of_day", "at_least_one", "at_least_zero", "refused_options",
-           "terminal_text"]
+__all__ = ["EXCLUDE_HELP", "TRAINING_OPTIONS", "as_of_day", "at_least_one", "at_least_zero", "refused_options"]

@@ -30,12 +30,12 @@ from dealscore.arguments import (
     at_least_zero,
     grade_shares,
     refused_options,
-    terminal_text,
 )
 from dealscore.feedback_commands import add_feedback_commands
 from dealscore.outputs import check_artifact_place, check_output_file, disk_full
 from dealscore.registry_commands import PARALLEL_FITS_HELP, add_registry_commands, grade_summary
 from model.errors import ArtifactError, DealscoreError, counted
+from model.terminal import terminal_text
 
 if TYPE_CHECKING:  # imported lazily at run time, so `dealscore --help` stays fast
     from service.settings import Settings
@@ -185,7 +185,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_artifact_place(args.out)
     artifact = train_artifact(args.deals, args.clients, args.holdings, args.mapping, args.out,
                               _training_config(args))
-    print(_summary_table(artifact))  # noqa: T201 (the summary is the command's output)
+    print(terminal_text(_summary_table(artifact)))  # noqa: T201 (the summary is the command's output)
     return 0
 
 
@@ -288,7 +288,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _tell(f"dealscore serve: the model registry at {registry} does not exist (yet): the service stays not "
               "ready until a version is published there; check the path or the mount")
     else:
-        _tell(try_it_line(settings.host, settings.port))
+        _tell(try_it_line(settings.host, settings.port, settings.api_token is not None))
     serve(settings)
     return 0
 
@@ -336,12 +336,14 @@ def check_named_model(model: str | None) -> None:
                              f"{exc.message}") from None
 
 
-def try_it_line(host: str, port: int) -> str:
-    """A ready-to-paste request for the demo model (a known demo client, a product of its catalogue)."""
+def try_it_line(host: str, port: int, token: bool = False) -> str:
+    """A ready-to-paste request for the demo model (a known demo client, a product of its catalogue); with
+    `token`, the header DEALSCORE_API_TOKEN asks for, read from the environment (never printed)."""
     deal = ('{"deals": [{"deal_id": "D1", "client_id": "C00042", "created_at": "2025-12-01", "amount": 12000, '
             '"product": "credit_line", "effort_hours": 6, "source": "referral"}]}')
+    bearer = ' -H "Authorization: Bearer $DEALSCORE_API_TOKEN"' if token else ""
     return (f"dealscore is starting on http://{host}:{port} (API docs at /docs). Once it is up, score a deal:\n"
-            f"  curl -s http://{host}:{port}/v1/score -H 'content-type: application/json' -d '{deal}'")
+            f"  curl -s http://{host}:{port}/v1/score -H 'content-type: application/json'{bearer} -d '{deal}'")
 
 
 OUT_HELP = "CSV file to write (replaced if it exists; missing folders on the way are created)"

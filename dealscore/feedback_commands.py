@@ -11,8 +11,9 @@ import json
 import sys
 from typing import Any
 
-from dealscore.arguments import at_least_zero, terminal_text
+from dealscore.arguments import at_least_zero
 from model.errors import DealscoreError, NotFound
+from model.terminal import terminal_text
 
 
 def _say(message: str) -> None:

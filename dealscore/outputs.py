@@ -64,8 +64,9 @@ def check_output_file(path: str | Path, option: str = OUT_OPTION,
 
 # A process's file descriptors by name: /dev/stdout, /dev/fd/1, /proc/self/fd/1, /proc/self/task/7/fd/1.
 _DESCRIPTOR = re.compile(r"^/dev/(?:stdin|stdout|stderr|fd/\d+)$|^/proc/[^/]+/(?:task/[^/]+/)?fd/\d+$")
-_STREAMS = ((0, "the command's standard input"), (1, "the command's standard output"),
-            (2, "the command's standard error"))
+# Where the command writes: the output replaced there is what a shell appends to (standard input it only reads,
+# and `--out f.csv < f.csv` writes nothing it reads from: the inputs' own check names that).
+_STREAMS = ((1, "the command's standard output"), (2, "the command's standard error"))
 
 
 def _standard_stream(path: str | Path) -> str | None:

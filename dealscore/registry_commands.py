@@ -23,9 +23,9 @@ from dealscore.arguments import (
     at_least_one,
     grade_shares,
     refused_options,
-    terminal_text,
 )
 from model.errors import ArtifactError, DealscoreError, NotFound
+from model.terminal import terminal_cell, terminal_text
 
 if TYPE_CHECKING:  # imported lazily at run time, so `dealscore --help` stays fast
     from model.registry import Event, Registry
@@ -98,7 +98,7 @@ def _cell(value: object) -> str:
         return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3f}"
     if isinstance(value, int):
         return f"{value:,}"
-    return str(value)
+    return terminal_cell(str(value))  # a reason, a note, a version: one line each, never acted on
 
 
 def _is_number(text: str) -> bool:

@@ -33,8 +33,9 @@ async def read_json_body(request: Request) -> bytes:
                 chunks.append(chunk)
     except TimeoutError:
         raise RequestTimeout(f"request body not received within {deadline:g} s (DEALSCORE_BODY_TIMEOUT_SECONDS); "
-                             "send it whole at once", [Problem("body", f"the whole body within {deadline:g} s",
-                                                               f"{size:,} bytes by then")]) from None
+                             "send it faster, in smaller batches, or ask for a longer limit",
+                             [Problem("body", f"the whole body within {deadline:g} s",
+                                      f"{size:,} bytes by then")]) from None
     body = b"".join(chunks)
     # A UTF-8 byte order mark, which some Windows tools write: RFC 8259 (8.1) lets a parser ignore it, and the
     # JSON parsers here called it a syntax error at line 1 column 1.

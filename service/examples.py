@@ -105,8 +105,9 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
                        "it to change the model, or serve a registry (DEALSCORE_REGISTRY_DIR)", [
             {"field": "DEALSCORE_REGISTRY_DIR", "expected": "a registry to reload from", "got": "a model directory"}])),
     408: ("The body did not arrive in time (DEALSCORE_BODY_TIMEOUT_SECONDS).", error(
-        "request_timeout", "request body not received within 30 s (DEALSCORE_BODY_TIMEOUT_SECONDS); send it whole "
-        "at once", [{"field": "body", "expected": "the whole body within 30 s", "got": "65,536 bytes by then"}])),
+        "request_timeout", "request body not received within 30 s (DEALSCORE_BODY_TIMEOUT_SECONDS); send it faster, "
+        "in smaller batches, or ask for a longer limit",
+        [{"field": "body", "expected": "the whole body within 30 s", "got": "65,536 bytes by then"}])),
     413: ("The body or the batch is too large.", error(
         "payload_too_large", "too many deals in one request: at most 1,000 are accepted, got 1500; split the batch",
         [{"field": "deals", "expected": "at most 1000 items", "got": "1500 items"}])),

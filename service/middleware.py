@@ -120,9 +120,21 @@ class RequestContextMiddleware:
         self.metrics.observe_request(route, method, status, duration_ms / 1000.0)
 
 
+# What stays open with an API token set: the probes, the metrics and the docs. The admin routes check their own
+# token (service.routes.require_admin).
+OPEN_PATHS = frozenset({"/health/live", "/health/ready", "/metrics", *DOCUMENTATION_PATHS})
+
+
 def _needs_api_token(scope: Scope) -> bool:
+    """Every path but the open ones: asked of the path within the app, as Starlette routes it (uvicorn's
+    --root-path, or a mount, puts a prefix in front of it: the review of the first version, which asked whether
+    the path began with /v1/, reached every route without a token behind one). Denied by default: a path this
+    does not know is no way round it."""
     path = str(scope.get("path", ""))
-    return path.startswith("/v1/") and not path.startswith("/v1/admin/")
+    root = str(scope.get("root_path", ""))
+    if root and path.startswith(root):
+        path = path[len(root):]
+    return not (path in OPEN_PATHS or path.startswith((DOCS_ASSETS + "/", "/v1/admin/")))
 
 
 def _bearer_matches(scope: Scope, tokens: tuple[bytes, ...]) -> bool:

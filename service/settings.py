@@ -47,10 +47,11 @@ class Settings(BaseSettings):
     (401 otherwise). Unset: they are open to anyone who reaches the port; set it unless only operators can."""
 
     api_token: SecretStr | None = None
-    """When set, every other `/v1/` route (scoring, gaps, the model, outcomes, judgements, quality) needs the
-    header `Authorization: Bearer <token>` with this token (or the admin token); 401 otherwise. Health, metrics
-    and the docs stay open. Unset: anyone who reaches the port may score, read clients' gap lists and record
-    outcomes, which enter clients' histories and the next retrain; set it unless only trusted systems can."""
+    """When set, every route but the probes, `/metrics` and the docs (scoring, gaps, the model, outcomes,
+    judgements, quality) needs the header `Authorization: Bearer <token>` with this token (or the admin token);
+    401 otherwise. The admin routes take the admin token. Unset: anyone who reaches the port may score, read
+    clients' gap lists and record outcomes, which enter clients' histories and the next retrain; set it unless
+    only trusted systems can."""
 
     max_batch: int = Field(default=1000, ge=1, le=100_000)
     """Most deals (in /v1/score and /v1/rank) or clients (in /v1/gaps) in one request; more is answered

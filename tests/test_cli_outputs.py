@@ -76,6 +76,20 @@ def test_out_naming_the_commands_own_output_is_refused_and_the_log_it_appends_to
     assert log.read_text() == "an earlier line\n"
 
 
+def test_out_over_the_file_read_as_standard_input_is_not_taken_for_a_stream(
+        crm_files: Path, service_artifact: Path, tmp_path: Path) -> None:
+    """The review of the first version: `--out f.csv < f.csv` was refused as "the command's standard input", a
+    stream the command never writes."""
+    out = tmp_path / "scores.csv"
+    out.write_text("old scores\n")
+    with out.open("rb") as given:
+        done = subprocess.run([sys.executable, "-m", "dealscore",
+                               *offline_command("score", crm_files, service_artifact, out)],
+                              stdin=given, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().startswith("deal_id,")
+
+
 def test_out_naming_a_folder_to_be_is_refused(crm_files: Path, service_artifact: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     """`--out out/new/` wrote a file named out/new."""

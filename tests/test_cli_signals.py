@@ -233,6 +233,17 @@ def test_serve_says_where_it_listens_on_stdout_and_leaves_stderr_to_the_log(
     assert cli.main(["serve", "--registry", str(tmp_path / "registry"), "--port", "8123"]) == 0
     out, err = capsys.readouterr()
     assert out == cli.try_it_line("127.0.0.1", 8123) + "\n" and err == ""
+    assert "Authorization" not in out
+
+
+def test_serve_with_an_api_token_prints_a_curl_that_sends_it_without_printing_it(
+        served: list[object], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "registry").mkdir()
+    monkeypatch.setenv("DEALSCORE_API_TOKEN", "s3cret")
+    assert cli.main(["serve", "--registry", str(tmp_path / "registry"), "--port", "8123"]) == 0
+    out, _ = capsys.readouterr()
+    assert '-H "Authorization: Bearer $DEALSCORE_API_TOKEN"' in out and "s3cret" not in out
 
 
 def test_serve_says_at_start_that_its_registry_does_not_exist(served: list[object], tmp_path: Path,

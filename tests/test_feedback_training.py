@@ -155,11 +155,15 @@ def test_quality_shows_what_managers_wrote_without_a_terminal_acting_on_it(
                                batch([0.9, 0.3], [900.0, 30.0], ["A", "C"]))
         feedback.flush_score_log()
         feedback.record_judgement(Judgement("\x1b[2J\x1b[31mEVIL\u202e", "D1", "D2"))
+        # (the review of the first version: a newline in a name still printed a row of its own)
+        feedback.record_judgement(Judgement("nl\n  forged  99  99.0  1.000", "D2", "D1", note="a\nb"))
     capsys.readouterr()
     assert _cli("quality", "--database-url", url, "--version", "v1") == 0
     shown = capsys.readouterr().out
     assert "\x1b" not in shown and "\u202e" not in shown
-    assert "\\x1b[2J\\x1b[31mEVIL\\u202e" in shown, shown
+    assert "\\x1b[2J\\x1b[31mEVIL\\u202" in shown, shown  # escaped, then cut to the column's 24 characters
+    assert not any(line.lstrip().startswith("forged") for line in shown.splitlines()), shown
+    assert "nl\\n  forged" in shown
 
 
 def test_reports_never_migrate_and_the_schema_goes_down_by_its_own_command(

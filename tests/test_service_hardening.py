@@ -141,3 +141,17 @@ def test_a_huge_field_name_is_cut_in_the_422(service_training: TrainingResult) -
         answer = client.post("/v1/score", json={"deals": [{**make_deal(), name: {"a": 1}}]})
     assert answer.status_code == 422, answer.text
     assert len(answer.content) < 5_000 and f"deals[0].{'y' * 64}..." in answer.text
+
+
+def test_the_token_holds_behind_a_root_path_and_for_paths_it_does_not_know(service_training: TrainingResult) -> None:
+    """The review of the first version: behind uvicorn's --root-path the path starts with the prefix, and a check
+    of its start reached every route without a token. The path within the app is checked, and unknown paths are
+    guarded too."""
+    app = create_app(Settings(api_token="api-s3cret"), model=service_training.model,
+                     metadata=service_training.metadata, clock=lambda: TODAY)
+    with TestClient(app, root_path="/api", raise_server_exceptions=False) as client:
+        assert client.post("/api/v1/score", json={"deals": [make_deal()]}).status_code == 401
+        assert client.post("/api/v1/score", json={"deals": [make_deal()]},
+                           headers={"Authorization": "Bearer api-s3cret"}).status_code == 200
+        assert client.get("/api/health/ready").status_code == 200
+        assert client.get("/api/nothing/here").status_code == 401

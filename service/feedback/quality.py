@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from model.terminal import terminal_cell
 from service.feedback.outcomes import latest_logged_deals, realised_amount
 from service.feedback.tables import judgements, outcomes, score_log
 
@@ -195,9 +196,11 @@ def _number(value: Any, digits: int = 3) -> str:
 
 
 def render_table(report: dict[str, Any]) -> str:
-    """The report as a terminal table (`dealscore quality`)."""
+    """The report as a terminal table (`dealscore quality`). Managers' names, notes and deal ids came from the
+    API: each is one line of escaped text (a newline in a name printed a forged row; model/terminal.py)."""
     o, j = report["outcomes"], report["judgements"]
-    lines = [f"model version {report['version']}", "",
+    cell = terminal_cell
+    lines = [f"model version {cell(report['version'])}", "",
              f"outcomes: {o['deals']:,} deals scored by this version before they closed "
              f"(of {o['outcomes_total']:,} outcomes)"]
     if o["deals"]:
@@ -213,14 +216,15 @@ def render_table(report: dict[str, Any]) -> str:
     if j["pairs"]:
         lines.append(f"  {'manager':<24}{'pairs':>7}{'agreed':>9}{'share':>8}")
         for m in j["managers"]:
-            lines.append(f"  {m['manager'][:24]:<24}{m['pairs']:>7,}{m['agreed']:>9.1f}{m['agreement']:>8.3f}")
+            lines.append(f"  {cell(m['manager'])[:24]:<24}{m['pairs']:>7,}{m['agreed']:>9.1f}"
+                         f"{m['agreement']:>8.3f}")
         lines.append(f"  {'all':<24}{j['pairs']:>7,}{j['agreed']:>9.1f}{j['agreement']:>8.3f}")
     if j["disagreements"]:
         lines += ["", "strongest disagreements (manager says above, the model ranks below):"]
         lines.append(f"  {'manager':<18}{'above':<14}{'below':<14}{'by':<16}{'above':>12}{'below':>12}  note")
         for d in j["disagreements"]:
             key = "expected_value" if d["compared_by"] == "expected_value" else "p_win"
-            lines.append(f"  {d['manager'][:18]:<18}{d['above_deal_id'][:14]:<14}{d['below_deal_id'][:14]:<14}"
-                         f"{d['compared_by']:<16}{d['above'][key]:>12,.3f}{d['below'][key]:>12,.3f}"
-                         f"  {(d['note'] or '')[:40]}")
+            lines.append(f"  {cell(d['manager'])[:18]:<18}{cell(d['above_deal_id'])[:14]:<14}"
+                         f"{cell(d['below_deal_id'])[:14]:<14}{d['compared_by']:<16}{d['above'][key]:>12,.3f}"
+                         f"{d['below'][key]:>12,.3f}  {cell(d['note'] or '')[:40]}")
     return "\n".join(lines)

@@ -217,7 +217,8 @@ def _error_declarations() -> dict[int | str, dict[str, Any]]:
         400: declared("The body is not JSON.", "malformed_json", "the request body is not valid JSON",
                       [{"field": "body", "expected": "a JSON object", "got": "EOF while parsing an object"}]),
         408: declared("The body did not arrive in time (DEALSCORE_BODY_TIMEOUT_SECONDS).", "request_timeout",
-                      "request body not received within 30 s (DEALSCORE_BODY_TIMEOUT_SECONDS); send it whole at once",
+                      "request body not received within 30 s (DEALSCORE_BODY_TIMEOUT_SECONDS); send it faster, in "
+                      "smaller batches, or ask for a longer limit",
                       [{"field": "body", "expected": "the whole body within 30 s", "got": "65,536 bytes by then"}]),
         413: declared("The body is larger than max_body_bytes, or holds more than 10,000 outcomes.",
                       "payload_too_large",

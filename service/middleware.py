@@ -45,9 +45,10 @@ class RequestContextMiddleware:
                  api_tokens: tuple[bytes, ...] = ()) -> None:
         self.app = app
         self.metrics = metrics
-        # DEALSCORE_API_TOKEN (and the admin token beside it): when set, the /v1 routes but the admin ones need one
-        # as a bearer token. Checked here, once for every router, rather than as a dependency of each route:
-        # FastAPI's dependency solving costs more than the rest of what the service adds to a single-deal score.
+        # DEALSCORE_API_TOKEN (and the admin token beside it): when set, every path but OPEN_PATHS and the admin
+        # routes (which check their own) needs one as a bearer token. Checked here, once for every router, rather
+        # than as a dependency of each route: FastAPI's dependency solving costs more than the rest of what the
+        # service adds to a single-deal score.
         self.api_tokens = api_tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -168,11 +168,11 @@ def _at(database: Any, step: Any) -> Any:
         said = DealscoreError(f"database {database.shown_url}: {describe_error(error)}")
         # A full disk (SQLite: "database or disk is full", "disk I/O error"; PostgreSQL: disk_full) is the
         # machine's state: exit 4, run it again once there is space, as any other command on a full disk.
-        said.transient = _disk_full(error)
+        said.transient = _database_disk_full(error)
         raise said from None
 
 
-def _disk_full(error: BaseException) -> bool:
+def _database_disk_full(error: BaseException) -> bool:
     orig = getattr(error, "orig", None)
     text = str(orig or error).lower()
     return (getattr(orig, "sqlstate", None) == "53100"

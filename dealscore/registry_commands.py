@@ -276,8 +276,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     live, previous = registry.live_version(), registry.previous_version()
     # Said as they are: a rollback to a pruned version is refused, and a live version the registry does not hold
     # (a manifest edited by hand) serves nothing.
-    live_said = "none" if live is None else live if live in stored else f"{live} (NOT STORED: the manifest names a " \
-        "version the registry does not hold; the service cannot load it)"
+    live_said = ("none" if live is None else live if live in stored
+                 else f"{live} (NOT STORED: the manifest names a version the registry does not hold; the service "
+                      "cannot load it)")
     rollback_said = ("nothing" if previous is None else previous if previous in stored
                      else f"nothing: {previous}, live before, is no longer stored (publish a stored version instead)")
     _out(f"\nauc, ece: the training report's time-ordered holdout. live: {live_said}; "

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from datetime import date
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -33,7 +34,7 @@ from service.feedback import Feedback, FeedbackConfig, feedback_router
 from service.holder import ModelHolder
 from service.logs import LOGGER_NAME, configure_logging
 from service.metrics import ServiceMetrics
-from service.middleware import DOCS_ASSETS, RequestContextMiddleware
+from service.middleware import DOCS_ASSETS, RequestContextMiddleware, api_token_refusal
 from service.reload import Reloader
 from service.routes import JSON, router
 from service.schemas import FIELD_NAMES, ID_INTEGER_SCHEMA, request_models
@@ -262,15 +263,10 @@ def _declare_api_token(document: dict[str, Any], required: bool) -> None:
                            "description": "DEALSCORE_API_TOKEN (or the admin token); needed only when the service "
                                           "sets one"}
     document["components"]["securitySchemes"] = dict(sorted(schemes.items()))
+    example = orjson.loads(error_body(api_token_refusal(sent=False), "5f0c6a1e2b7d4c1f9a8e3d2c1b0a9f8e"))
     unauthorized = {
         "description": "A /v1 route without `Authorization: Bearer <DEALSCORE_API_TOKEN>` (when the token is set).",
-        "content": {JSON: {"schema": {"$ref": "#/components/schemas/ErrorResponse"}, "example": {
-            "error": {"code": "unauthorized",
-                      "message": "the /v1 routes need the header `Authorization: Bearer <token>` with the service's "
-                                 "API token (DEALSCORE_API_TOKEN)",
-                      "details": [{"field": "Authorization", "expected": "Bearer and the service's API token",
-                                   "got": "no bearer token"}]},
-            "request_id": "5f0c6a1e2b7d4c1f9a8e3d2c1b0a9f8e"}}}}
+        "content": {JSON: {"schema": {"$ref": "#/components/schemas/ErrorResponse"}, "example": example}}}
     for path, operations in document.get("paths", {}).items():
         if not path.startswith("/v1/") or path.startswith("/v1/admin/"):
             continue

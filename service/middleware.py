@@ -147,7 +147,11 @@ def _bearer_matches(scope: Scope, tokens: tuple[bytes, ...]) -> bool:
 
 
 def _unauthorized(scope: Scope) -> Unauthorized:
-    sent = any(name == b"authorization" for name, _ in scope["headers"])
+    return api_token_refusal(sent=any(name == b"authorization" for name, _ in scope["headers"]))
+
+
+def api_token_refusal(sent: bool) -> Unauthorized:
+    """The 401 of a path that needs the API token (also the OpenAPI document's example of it)."""
     # What came is described, never quoted: a wrong token may be another secret of the caller's.
     return Unauthorized("the /v1 routes need the header `Authorization: Bearer <token>` with the service's API "
                         "token (DEALSCORE_API_TOKEN)",

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -176,7 +176,7 @@ def outcomes_against_live(live_auc: float, wins: int, losses: int, holdout_auc: 
     model's error against the true probabilities doubled). Drift lowers a model's AUC, towards chance (bank
     marketing a year and a half on: 0.72 -> 0.57); it does not turn a working model upside down.
     """
-    if not (isinstance(holdout_auc, (int, float)) and holdout_auc >= config.ranked_holdout_auc):
+    if not ranked_its_holdout(holdout_auc, config):
         return ""  # a live model that never ranked well (or says nothing of its holdout): its inversion says little
     upper = auc_upper_bound(live_auc, wins, losses)
     limit = inverted_auc_limit(float(holdout_auc))
@@ -188,6 +188,12 @@ def outcomes_against_live(live_auc: float, wins: int, losses: int, holdout_auc: 
             "Models that drift lose ranking towards chance; outcomes that turn a working model upside down point "
             "to the export: statuses swapped or remapped (a status_values change, a renamed stage), or outcomes "
             "joined to the wrong deals. Check the recent deals' statuses; publish with --force if they are right")
+
+
+def ranked_its_holdout(holdout_auc: object, config: RetrainConfig) -> TypeGuard[float]:
+    """Whether a live model's holdout AUC (from its metadata; any value) says it ranked well enough for the
+    outcomes rule to judge it."""
+    return isinstance(holdout_auc, (int, float)) and holdout_auc >= config.ranked_holdout_auc
 
 
 def inverted_auc_limit(holdout_auc: float) -> float:
@@ -489,7 +495,7 @@ def _compare_with_live(report: dict[str, Any], dataset: Any, train_config: Train
     holdout_auc = ((report["live"] or {}).get("training_holdout_metrics") or {}).get("auc")
     against = outcomes_against_live(live_metrics["auc"], wins, int(compared.size) - wins, holdout_auc, config)
     report["comparison"]["outcomes_against_live"] = against
-    if isinstance(holdout_auc, (int, float)) and holdout_auc >= config.ranked_holdout_auc:
+    if ranked_its_holdout(holdout_auc, config):
         # In the checks (and the tables that show them) where it applies, so a refusal is read off the table.
         checks.append(Check("outcomes", float("nan"), live_metrics["auc"], inverted_auc_limit(float(holdout_auc)),
                             not against, "live AUC above its holdout's halfway-inverted value, or within chance"))

@@ -65,8 +65,11 @@ class PathCredits:
         return rows
 
     def margin(self, leaves: npt.NDArray[Any]) -> FloatArray:
-        """The raw margin (sum of the deals' leaf outputs) from `predict(pred_leaf=True)`'s leaf indices."""
-        margin: FloatArray = self.leaf_values[self._rows(leaves)].sum(axis=1)
+        """The raw margin (sum of the deals' leaf outputs) from `predict(pred_leaf=True)`'s leaf indices, equal to
+        `predict(raw_score=True)` to the last bit: summed tree after tree, as LightGBM does (a cumulative sum is
+        sequential). numpy's `sum` adds pairwise and differed in the last digits, so a deal's value changed with
+        the number of deals scored beside it (up to 8 summed here, more by `predict`)."""
+        margin: FloatArray = np.cumsum(self.leaf_values[self._rows(leaves)], axis=1)[:, -1]
         return margin
 
     def contributions(self, leaves: npt.NDArray[Any]) -> FloatArray:

@@ -102,7 +102,7 @@ class TreeEnsemble:
 
     def raw(self, features: FloatArray, unsent: Unsent = None) -> FloatArray:
         """The booster's raw output: a classifier's margin, a regression's prediction. For a few deals, the sum
-        of their leaves' outputs (equal to `predict`'s within ~1e-14, tests/test_tree_paths.py): `predict`
+        of their leaves' outputs (equal to `predict`'s to the last bit, tests/test_tree_paths.py): `predict`
         sets up a predictor on every call, about 0.1 ms, most of a single deal's cost."""
         if self._few(features):
             out = self.paths.margin(self._single_row(features))
@@ -125,8 +125,8 @@ class TreeWinModel(TreeEnsemble):
         return self.margin_and_contributions(features, unsent)[1]
 
     def margin_and_contributions(self, features: FloatArray, unsent: Unsent = None) -> tuple[FloatArray, FloatArray]:
-        # One engine call: the margin summed from the same leaves equals the raw score within ~1e-14
-        # (tests/test_tree_paths.py), far below any digit a probability is shown with.
+        # One engine call: the margin summed from the same leaves equals the raw score to the last bit
+        # (tests/test_tree_paths.py).
         leaves = self._leaves(features)
         margin, contributions = self.paths.margin(leaves), self.paths.contributions(leaves)
         self._average_out(features, unsent, margin, contributions)

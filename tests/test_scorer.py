@@ -29,6 +29,19 @@ def test_a_batch_mixing_quoted_and_unquoted_deals_says_where_each_value_comes_fr
     assert batch.value[0] == 1000.0 and batch.value[1] > 0
 
 
+def test_a_deal_scores_the_same_to_the_last_bit_alone_and_in_a_batch(
+        trained: TrainingResult, small_dataset: Dataset) -> None:
+    # A few deals are summed from their leaves, a batch of more by LightGBM's predict; the service scores
+    # requests that wait together, so two requests for one deal must not differ in the last digits.
+    deals = _open_deals(small_dataset, 20)
+    deals["amount"] = np.nan  # the value model's value, the regression read both ways
+    batch = _scored(trained, small_dataset, deals)
+    for i in (0, 7, 19):
+        alone = _scored(trained, small_dataset, deals.iloc[[i]])
+        assert (alone.p_win[0], alone.value[0], alone.expected_value[0]) == (
+            batch.p_win[i], batch.value[i], batch.expected_value[i])
+
+
 def test_deals_not_worth_their_hours_are_d_and_zero_hours_have_no_value_per_hour(
         trained: TrainingResult, small_dataset: Dataset) -> None:
     floor = trained.model.cutoffs.d_floor_per_hour

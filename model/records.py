@@ -253,8 +253,7 @@ def history_problems(won_deals: object, won_amount: object, first_won: object, l
         problems.append((name, "the number of won deals whenever won_amount, first_won_at or last_won_at is sent "
                                "(sent history replaces the model's history of the client)" if name == "won_deals"
                          else f"a value: won_deals is {show(won_deals)}, and {HISTORY_WHOLE}", "nothing"))
-    won = float(won_deals) if isinstance(won_deals, int | float) and not isinstance(won_deals, bool) else None
-    won = won if won is not None and math.isfinite(won) else None
+    won = _finite(won_deals)
     first, last = date_or_none(first_won), date_or_none(last_won)
     if won is not None and won != int(won):
         problems.append(("won_deals", "a whole number of won deals", show(won_deals)))
@@ -279,6 +278,19 @@ def history_problems(won_deals: object, won_amount: object, first_won: object, l
         problems.append(("last_won_at", f"the day of first_won_at ({first.isoformat()}): won_deals is 1",
                          f"'{last.isoformat()}'"))
     return problems
+
+
+def _finite(value: object) -> float | None:
+    """A sent number as a float; None for anything else, NaN, infinities and integers too large for a float (a
+    310-digit count made float() raise, and the service answer 500: the schema refuses such a number, and the
+    batch checks still read it)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def date_or_none(value: object) -> date | None:

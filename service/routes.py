@@ -40,6 +40,7 @@ from service.schemas import (
     RankResponse,
     ReloadResponse,
     ScoreResponse,
+    TopGaps,
 )
 from service.score_queue import ScoreQueue
 from service.settings import Settings
@@ -162,7 +163,7 @@ async def rank(request: Request,
     openapi_extra=_body("GapsRequest", examples.GAPS_REQUEST, "1 to max_batch clients (default 1,000)"),
 )
 async def gaps(request: Request,
-               top: Annotated[int, Query(ge=1, le=50, description="gap items per client")] = 5) -> Response:
+               top: Annotated[TopGaps, Query(description="gap items per client")] = 5) -> Response:
     """Each client's gap list, rank 1 = offer first, in input order. Without `products` the client's
     holdings known at training are used. Empty lists when the model has no ideal profiles."""
     snapshot, body = await _prepare(request)

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -43,9 +44,9 @@ from model.records import parse_date, text_value
 from service.holder import SourceKind
 
 __all__ = [
-    "ClientGapsOut", "ErrorResponse", "GapOut", "GapsResponse", "Health", "ModelInfo", "ModelSourceOut", "RankBy",
-    "RankResponse", "ReasonOut", "RefusedOut", "ReloadResponse", "RequestModels", "ScoreOut", "ScoreResponse",
-    "request_models",
+    "ClientGapsOut", "ErrorResponse", "GapOut", "GapsResponse", "Health", "ModelInfo", "ModelSourceOut",
+    "RankBy", "RankResponse", "ReasonOut", "RefusedOut", "ReloadResponse", "RequestModels", "ScoreOut",
+    "ScoreResponse", "TopDisagreements", "TopGaps", "request_models",
 ]
 
 MAX_ID = 10**18 - 1  # an integer id beyond this is a bug upstream, and str() of a huge int is slow or fails
@@ -93,6 +94,29 @@ def _id_integer(value: int) -> int:
     return value
 
 
+def _whole_id(value: float) -> int:
+    # An integer id sent as 2007.0 (a float64 column of a CRM's or pandas' export): JSON Schema counts it an
+    # integer, and the columns read it as "2007", as they read 2007. Refused with 2007.5, or beyond MAX_ID.
+    if not value.is_integer():
+        raise PydanticCustomError("id_integer", "text, or a whole number (an integer id)")
+    return _id_integer(int(value))
+
+
+# An integer id as JSON may send it: 2007 or 2007.0.
+IdInteger = Annotated[StrictInt, AfterValidator(_id_integer)] | Annotated[
+    float, Field(strict=True, allow_inf_nan=False), AfterValidator(_whole_id)]
+
+def _digits(value: object) -> object:
+    # pydantic reads query text loosely as an integer ("1_0" as 10, "5.0" as 5); a count in a URL is digits.
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise PydanticCustomError("query_count", "a whole number written in digits (like 5)")
+    return value
+
+
+# Counts given in a query string (`?top=5`): gap items per client, and /v1/quality's disagreements listed.
+TopGaps = Annotated[int, Field(ge=1, le=50), BeforeValidator(_digits)]
+TopDisagreements = Annotated[int, Field(ge=0, le=100), BeforeValidator(_digits)]
+
 # Text of a request: at most MAX_TEXT_LENGTH characters, no NUL (the pattern runs in pydantic's core).
 PlainText = Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH, pattern=NO_NUL_PATTERN)]
 TEXT_SCHEMA: dict[str, Any] = {"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": NO_NUL_PATTERN}
@@ -102,7 +126,7 @@ ID_INTEGER_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": -MAX_ID, "max
                                      "description": "at most 18 digits; send a longer id as text"}
 
 Text = Annotated[
-    PlainText | Annotated[StrictInt, AfterValidator(_id_integer)],
+    PlainText | IdInteger,
     WithJsonSchema({"anyOf": [TEXT_SCHEMA, ID_INTEGER_SCHEMA]}),
 ]
 
@@ -122,7 +146,7 @@ def _not_blank_product(value: str) -> str:
 
 # A required id (a deal's deal_id, a client's client_id): Text that is not blank.
 RequiredId = Annotated[
-    Annotated[PlainText, AfterValidator(_not_blank)] | Annotated[StrictInt, AfterValidator(_id_integer)],
+    Annotated[PlainText, AfterValidator(_not_blank)] | IdInteger,
     WithJsonSchema({"anyOf": [{**TEXT_SCHEMA, "minLength": 1}, ID_INTEGER_SCHEMA]}),
 ]
 

@@ -262,8 +262,13 @@ def test_an_unknown_rank_order_is_422_naming_the_query_parameter(service_client:
     assert "expected_value" in error["details"][0]["expected"]
 
 
-@pytest.mark.parametrize(("top", "expected"), [("abc", "an integer"), ("2.5", "an integer"),
-                                               ("0", "a number >= 1"), ("51", "a number <= 50")])
+DIGITS = "a whole number written in digits (like 5)"
+
+
+# pydantic alone read "1_0" as 10 and "5.0" as 5.
+@pytest.mark.parametrize(("top", "expected"), [
+    ("abc", DIGITS), ("2.5", DIGITS), ("1_0", DIGITS), ("5.0", DIGITS), ("+5", DIGITS), (" 5", DIGITS), ("٥", DIGITS),
+    ("0", "a number >= 1"), ("51", "a number <= 50")])
 def test_a_bad_gap_count_is_422_in_our_words(service_client: TestClient, top: str, expected: str) -> None:
     response = service_client.post("/v1/gaps", params={"top": top}, json={"clients": [{"client_id": "a"}]})
     error = error_envelope(response, 422, "invalid_input")
@@ -498,3 +503,29 @@ def test_a_whole_number_is_quoted_as_sent(service_client: TestClient) -> None:
     error = error_envelope(_post(service_client, deals), 422, "invalid_input")
     got = {d["field"]: d["got"] for d in error["details"]}
     assert got == {"deals[0].client.won_deals": "0", "deals[1].won_deals": "5"}
+
+
+def test_a_history_count_too_large_for_a_float_is_a_422_not_a_500(service_client: TestClient) -> None:
+    # 10**309 is valid JSON, an integer float() cannot hold; the batch checks of client history read it too.
+    huge = "1" + "0" * 309
+    client = '{"client_id": "C1", "won_deals": ' + huge + "}"
+    body = '{"deals": [{"deal_id": "x", "client_id": "C1", "client": ' + client + "}]}"
+    response = service_client.post("/v1/score", content=body, headers={"content-type": "application/json"})
+    error = error_envelope(response, 422, "invalid_input")
+    assert "deals[0].client.won_deals" in _fields(error)
+    gaps = service_client.post("/v1/gaps", content='{"clients": [' + client + "]}",
+                               headers={"content-type": "application/json"})
+    assert "clients[0].won_deals" in _fields(error_envelope(gaps, 422, "invalid_input"))
+
+
+def test_an_integer_id_sent_with_a_decimal_point_is_the_same_id(service_client: TestClient) -> None:
+    # A CRM's float64 column sends 2007.0; JSON Schema counts it an integer, and it is the deal 2007.
+    as_float = service_client.post("/v1/score", json={"deals": [make_deal(deal_id=2007.0, client_id=10.0)]})
+    as_int = service_client.post("/v1/score", json={"deals": [make_deal(deal_id=2007, client_id=10)]})
+    assert as_float.status_code == 200, as_float.text
+    assert as_float.json()["scores"][0]["deal_id"] == "2007"
+    assert as_float.json()["scores"][0]["p_win"] == as_int.json()["scores"][0]["p_win"]
+    error = error_envelope(_post(service_client, [make_deal(deal_id=2007.5)]), 422, "invalid_input")
+    assert error["details"] == [{"field": "deals[0].deal_id", "expected": "text, or a whole number (an integer id)",
+                                 "got": "2007.5"}]
+

@@ -44,6 +44,7 @@ from service.feedback.schemas import (
     VersionsResponse,
 )
 from service.feedback.store import Feedback
+from service.schemas import TopDisagreements
 
 __all__ = ["feedback_router"]
 
@@ -165,7 +166,7 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
         request: Request,
         version: Annotated[str, Query(max_length=100, description="a model version, or 'live' for the one serving"
                                       )] = LIVE,
-        top: Annotated[int, Query(ge=0, le=100, description="strongest disagreements listed")] = 10,
+        top: Annotated[TopDisagreements, Query(description="strongest disagreements listed")] = 10,
     ) -> QualityResponse:
         """On deals with outcomes: AUC, Brier score, calibration error and win rate per grade of what the version
         said before each deal closed. On judgements: the share of pairs ordered as the managers did, per

@@ -123,7 +123,8 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
     _install_error_handlers(app)
     tokens = tuple(t.get_secret_value().strip().encode() for t in (settings.api_token, settings.admin_token)
                    if t is not None) if settings.api_token is not None else ()
-    app.add_middleware(RequestContextMiddleware, metrics=service_metrics, api_tokens=tokens)
+    app.add_middleware(RequestContextMiddleware, metrics=service_metrics, api_tokens=tokens,
+                       route_paths=frozenset(route.path for route in _api_routes(app.routes)))
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     return app
 

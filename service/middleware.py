@@ -42,9 +42,12 @@ def new_request_id() -> str:
 
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics | None = None,
-                 api_tokens: tuple[bytes, ...] = ()) -> None:
+                 api_tokens: tuple[bytes, ...] = (), route_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.metrics = metrics
+        # The app's route paths (none has a parameter): a request refused here, before routing, is counted under
+        # its route when it asked for one, not as "unmatched" (what a scanner's random paths are counted as).
+        self.route_paths = route_paths
         # DEALSCORE_API_TOKEN (and the admin token beside it): when set, every path but OPEN_PATHS and the admin
         # routes (which check their own) needs one as a bearer token. Checked here, once for every router, rather
         # than as a dependency of each route: FastAPI's dependency solving costs more than the rest of what the
@@ -92,6 +95,9 @@ class RequestContextMiddleware:
                 (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                 (b"www-authenticate", b"Bearer")]})
             await send_with_id({"type": "http.response.body", "body": body})
+            path = _path_within_app(scope)
+            if path in self.route_paths:
+                state["route"] = path
             done(401, "request")
             return
         try:
@@ -117,7 +123,8 @@ class RequestContextMiddleware:
             return
         # The route's template, not the path: a path no route serves (a scanner's, say) would make a series
         # of its own for every value.
-        route = getattr(scope.get("route"), "path", None) or _documentation_route(str(scope.get("path", "")))
+        route = (getattr(scope.get("route"), "path", None) or scope["state"].get("route")
+                 or _documentation_route(str(scope.get("path", ""))))
         self.metrics.observe_request(route, method, status, duration_ms / 1000.0)
 
 
@@ -131,11 +138,14 @@ def _needs_api_token(scope: Scope) -> bool:
     --root-path, or a mount, puts a prefix in front of it: the review of the first version, which asked whether
     the path began with /v1/, reached every route without a token behind one). Denied by default: a path this
     does not know is no way round it."""
+    path = _path_within_app(scope)
+    return not (path in OPEN_PATHS or path.startswith((DOCS_ASSETS + "/", "/v1/admin/")))
+
+
+def _path_within_app(scope: Scope) -> str:
     path = str(scope.get("path", ""))
     root = str(scope.get("root_path", ""))
-    if root and path.startswith(root):
-        path = path[len(root):]
-    return not (path in OPEN_PATHS or path.startswith((DOCS_ASSETS + "/", "/v1/admin/")))
+    return path[len(root):] if root and path.startswith(root) else path
 
 
 def _bearer_matches(scope: Scope, tokens: tuple[bytes, ...]) -> bool:

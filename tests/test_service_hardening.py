@@ -58,6 +58,15 @@ def test_every_data_route_needs_the_api_token_when_one_is_set(guarded: TestClien
         assert allowed.status_code != 401, (path, allowed.text)
 
 
+def test_a_refused_request_is_counted_under_the_route_it_asked_for(guarded: TestClient) -> None:
+    # Refused before routing: it was counted as "unmatched", with the scanners' random paths.
+    guarded.post("/v1/score", json={"deals": [make_deal()]})
+    guarded.get("/no/such/path")
+    metrics = guarded.get("/metrics").text
+    assert 'dealscore_http_requests_total{route="/v1/score",method="POST",status="401"} 1' in metrics
+    assert 'dealscore_http_requests_total{route="unmatched",method="GET",status="401"} 1' in metrics
+
+
 def test_health_metrics_and_docs_stay_open_and_admin_routes_keep_their_own_token(guarded: TestClient) -> None:
     for path in ("/health/live", "/health/ready", "/metrics", "/docs", "/openapi.json"):
         assert guarded.get(path).status_code == 200, path

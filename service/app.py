@@ -124,7 +124,8 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
     tokens = tuple(t.get_secret_value().strip().encode() for t in (settings.api_token, settings.admin_token)
                    if t is not None) if settings.api_token is not None else ()
     app.add_middleware(RequestContextMiddleware, metrics=service_metrics, api_tokens=tokens,
-                       route_paths=frozenset(route.path for route in _api_routes(app.routes)))
+                       route_paths=frozenset(route.path for route in _api_routes(app.routes)),
+                       admin_token_set=settings.admin_token is not None)
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     return app
 
@@ -256,9 +257,10 @@ def _api_routes(routes: Iterable[Any]) -> Iterator[APIRoute]:
             yield from _api_routes(included.routes)
 
 
-def _declare_api_token(document: dict[str, Any], required: bool) -> None:
-    """The /v1 routes but the admin ones take DEALSCORE_API_TOKEN (checked by RequestContextMiddleware, not by a
-    route dependency, so FastAPI cannot see it): its bearer scheme and 401 declared on each, optional while unset."""
+def _declare_api_token(document: dict[str, Any], required: bool, admin_token_set: bool = True) -> None:
+    """The /v1 routes take DEALSCORE_API_TOKEN, the admin ones only while no admin token is set (checked by
+    RequestContextMiddleware, not by a route dependency, so FastAPI cannot see it): its bearer scheme and 401
+    declared on each, optional while unset."""
     schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
     schemes["ApiToken"] = {"type": "http", "scheme": "bearer",
                            "description": "DEALSCORE_API_TOKEN (or the admin token); needed only when the service "
@@ -269,7 +271,7 @@ def _declare_api_token(document: dict[str, Any], required: bool) -> None:
         "description": "A /v1 route without `Authorization: Bearer <DEALSCORE_API_TOKEN>` (when the token is set).",
         "content": {JSON: {"schema": {"$ref": "#/components/schemas/ErrorResponse"}, "example": example}}}
     for path, operations in document.get("paths", {}).items():
-        if not path.startswith("/v1/") or path.startswith("/v1/admin/"):
+        if not path.startswith("/v1/") or (path.startswith("/v1/admin/") and (admin_token_set or not required)):
             continue
         for operation in operations.values():
             operation["security"] = [{"ApiToken": []}] if required else [{"ApiToken": []}, {}]
@@ -314,6 +316,7 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
         for operation in (op for path in document.get("paths", {}).values() for op in path.values()):
             if operation.get("security") == [{"AdminToken": []}]:
                 operation["security"] = [{"AdminToken": []}, {}]
-    _declare_api_token(document, required=settings.api_token is not None)
+    _declare_api_token(document, required=settings.api_token is not None,
+                       admin_token_set=settings.admin_token is not None)
     app.openapi_schema = document
     return document

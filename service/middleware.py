@@ -42,7 +42,8 @@ def new_request_id() -> str:
 
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics | None = None,
-                 api_tokens: tuple[bytes, ...] = (), route_paths: frozenset[str] = frozenset()) -> None:
+                 api_tokens: tuple[bytes, ...] = (), route_paths: frozenset[str] = frozenset(),
+                 admin_token_set: bool = False) -> None:
         self.app = app
         self.metrics = metrics
         # The app's route paths (none has a parameter): a request refused here, before routing, is counted under
@@ -53,6 +54,9 @@ class RequestContextMiddleware:
         # than as a dependency of each route: FastAPI's dependency solving costs more than the rest of what the
         # service adds to a single-deal score.
         self.api_tokens = api_tokens
+        # The admin routes check their own token when there is one; without it they need the API token like the
+        # rest (an operator who set only the API token took the admin route for closed: a new-user review).
+        self.exempt_prefixes = (DOCS_ASSETS + "/", *(("/v1/admin/",) if admin_token_set else ()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,7 +93,8 @@ class RequestContextMiddleware:
             log.log(level, message, extra=fields, exc_info=failure or None)
             self._count(scope, str(fields["method"]), answered, fields["duration_ms"])
 
-        if self.api_tokens and _needs_api_token(scope) and not _bearer_matches(scope, self.api_tokens):
+        if self.api_tokens and _needs_api_token(scope, self.exempt_prefixes) and not _bearer_matches(
+                scope, self.api_tokens):
             body = error_body(_unauthorized(scope), request_id)
             await send_with_id({"type": "http.response.start", "status": 401, "headers": [
                 (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -129,17 +134,17 @@ class RequestContextMiddleware:
 
 
 # What stays open with an API token set: the probes, the metrics and the docs. The admin routes check their own
-# token (service.routes.require_admin).
+# token when one is set (service.routes.require_admin).
 OPEN_PATHS = frozenset({"/health/live", "/health/ready", "/metrics", *DOCUMENTATION_PATHS})
 
 
-def _needs_api_token(scope: Scope) -> bool:
+def _needs_api_token(scope: Scope, exempt_prefixes: tuple[str, ...]) -> bool:
     """Every path but the open ones: asked of the path within the app, as Starlette routes it (uvicorn's
     --root-path, or a mount, puts a prefix in front of it: the review of the first version, which asked whether
     the path began with /v1/, reached every route without a token behind one). Denied by default: a path this
     does not know is no way round it."""
     path = _path_within_app(scope)
-    return not (path in OPEN_PATHS or path.startswith((DOCS_ASSETS + "/", "/v1/admin/")))
+    return not (path in OPEN_PATHS or path.startswith(exempt_prefixes))
 
 
 def _path_within_app(scope: Scope) -> str:

@@ -44,14 +44,15 @@ class Settings(BaseSettings):
 
     admin_token: SecretStr | None = None
     """When set, admin routes (`POST /v1/admin/reload`) need the header `Authorization: Bearer <token>`
-    (401 otherwise). Unset: they are open to anyone who reaches the port; set it unless only operators can."""
+    (401 otherwise). Unset: they take the API token when `api_token` is set, else they are open to anyone who
+    reaches the port; set it unless only operators can."""
 
     api_token: SecretStr | None = None
     """When set, every route but the probes, `/metrics` and the docs (scoring, gaps, the model, outcomes,
     judgements, quality) needs the header `Authorization: Bearer <token>` with this token (or the admin token);
-    401 otherwise. The admin routes take the admin token. Unset: anyone who reaches the port may score, read
-    clients' gap lists and record outcomes, which enter clients' histories and the next retrain; set it unless
-    only trusted systems can."""
+    401 otherwise. The admin routes take the admin token, or this one while the admin token is unset. Unset:
+    anyone who reaches the port may score, read clients' gap lists and record outcomes, which enter clients'
+    histories and the next retrain; set it unless only trusted systems can."""
 
     max_batch: int = Field(default=1000, ge=1, le=100_000)
     """Most deals (in /v1/score and /v1/rank) or clients (in /v1/gaps) in one request; more is answered

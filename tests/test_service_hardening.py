@@ -1,7 +1,7 @@
 """What a security review asked of the service. DEALSCORE_API_TOKEN: with it set, the /v1 routes (but the admin
-ones, which take the admin token) need it as a bearer token; health, metrics and the docs stay open (without
-any, whoever reached the port could post outcomes that moved a client's deal from grade B to A and entered the
-next retrain). A body that stalls is answered 408 (DEALSCORE_BODY_TIMEOUT_SECONDS)."""
+ones, which take the admin token when one is set) need it as a bearer token; health, metrics and the docs stay
+open (without any, whoever reached the port could post outcomes that moved a client's deal from grade B to A and
+entered the next retrain). A body that stalls is answered 408 (DEALSCORE_BODY_TIMEOUT_SECONDS)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,19 @@ def test_unset_the_routes_stay_open_and_the_document_says_the_token_is_optional(
     assert "security" not in document["paths"]["/health/ready"]["get"]
     guarded = create_app(Settings(api_token="t")).openapi()
     assert guarded["paths"]["/v1/gaps"]["post"]["security"] == [{"ApiToken": []}]
-    assert guarded["paths"]["/v1/admin/reload"]["post"]["security"] != [{"ApiToken": []}]
+    assert guarded["paths"]["/v1/admin/reload"]["post"]["security"] == [{"ApiToken": []}]  # no admin token of its own
+    both = create_app(Settings(api_token="t", admin_token="a")).openapi()
+    assert both["paths"]["/v1/admin/reload"]["post"]["security"] != [{"ApiToken": []}]
+
+
+def test_without_an_admin_token_the_admin_routes_need_the_api_token(service_training: TrainingResult) -> None:
+    # They were open: an operator who set only DEALSCORE_API_TOKEN took every route but the probes for closed.
+    app = create_app(Settings(api_token="api-s3cret"), model=service_training.model,
+                     metadata=service_training.metadata, clock=lambda: TODAY)
+    with make_client(app) as client:
+        assert client.post("/v1/admin/reload").status_code == 401
+        allowed = client.post("/v1/admin/reload", headers={"Authorization": "Bearer api-s3cret"})
+        assert allowed.status_code == 409, allowed.text  # past the token: no registry to reload from
 
 
 def test_listening_beyond_this_machine_without_tokens_is_said_at_start(caplog: pytest.LogCaptureFixture) -> None:

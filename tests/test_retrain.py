@@ -282,6 +282,26 @@ def test_an_export_without_an_input_of_the_live_model_is_refused(gate_run: GateR
         "campaign_code", "source"]
 
 
+def test_a_retrain_without_the_holdings_the_live_profiles_were_fitted_on_is_refused(gate_run: GateRun,
+                                                                                    tmp_path: Path) -> None:
+    """Left out, the candidate's profiles were read off won deals and published, exit 0 and no word of it: its
+    gap lists rested on a third of the holdings (the new-user review)."""
+    root = shutil.copytree(gate_run.root, tmp_path / "registry")
+    live = Registry(root).live_version()
+    args = retrain_args(root, gate_run.data, str(gate_run.data / "full" / "deals.csv"))
+    at = args.index("--holdings")
+    code, out, err = run_cli(args[:at] + args[at + 2:])
+    assert code == 3, err
+    event = Registry(root).history()[-1]
+    assert event.action == "refused" and Registry(root).live_version() == live
+    assert event.reason.startswith(f"the live model {live}'s ideal profiles (gap lists, potential income) were "
+                                   "fitted on a holdings table, and this retrain was given none (--holdings): the "
+                                   "candidate's are read off won deals (")
+    assert comparison(root, event.version or "")["comparison"]["live_holdings_missing"] is True
+    profiles = json.loads((root / "versions" / (event.version or "") / "metadata.json").read_text())["profiles"]
+    assert (profiles["holdings_source"], profiles["income_source"]) == ("won deals", "won deal amounts")
+
+
 def test_outcomes_that_turn_the_live_model_upside_down_are_not_published(gate_run: GateRun, tmp_path: Path) -> None:
     """An ops review: won and lost swapped in the export's latest months only. The gate model is fitted on the
     live model's own training deals, so both were judged on the swapped outcomes alike, and the candidate, fitted

@@ -316,7 +316,9 @@ def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holding
 
     revenue = frame["revenue"].to_numpy(dtype=np.float64)
     has_revenue = bool(np.isfinite(revenue).any() and np.nansum(revenue) > 0)
-    income_source = "holdings revenue" if "revenue" in holdings and holdings["revenue"].notna().any() else (
+    # Holdings read off won deals (model.dataset.holdings_from_deals) carry the wins' amounts as their revenue.
+    table_revenue = holdings_table and "revenue" in holdings and holdings["revenue"].notna().any()
+    income_source = "holdings revenue" if table_revenue else (
         "won deal amounts" if has_revenue else "number of products held")
     if has_revenue:  # a holding with unknown revenue earns what the product typically does
         medians = pd.Series(revenue).groupby(holding_product).median()

@@ -379,6 +379,7 @@ def retrain(registry: Registry, dataset: Any, train_config: TrainConfig | None =
     }
     checks: list[Check] = []
     live_model: ScoringModel | None = None
+    live_meta: dict[str, Any] = {}
     window: ComparisonWindow
     if live_version is None:
         window = ComparisonWindow(holdout_from, "candidate_holdout", False, "no live model yet: nothing to compare")
@@ -418,13 +419,20 @@ def retrain(registry: Registry, dataset: Any, train_config: TrainConfig | None =
         # clients table at all, published a model without the industry, size and region features).
         vanished = missing_feature_columns(live_model, dataset.deals, dataset.clients, filled_by_model=False)
         report["comparison"]["live_inputs_missing"] = vanished
+        # The same for the ideal profiles (the gap lists and potential incomes): fitted on a holdings table, then a
+        # retrain given none read them off won deals, and published gap lists on a third of the holdings.
+        holdings_gone = _holdings_left_out(live_meta, candidate.metadata, live_version)
+        report["comparison"]["live_holdings_missing"] = holdings_gone is not None
         if vanished:
             passed = False
             reason = (f"the new data lack {len(vanished)} input column(s) the live model {live_version} uses: "
                       f"{', '.join(vanished)}; the candidate is fitted without them, and the live model, where it "
                       "cannot fill them from its own records, is judged on degraded data. Restore them in the "
                       "export, or publish with --force if they are gone for good [" + reason + "]")
-        elif not passed and window.stale:
+        if holdings_gone is not None:
+            passed = False
+            reason = f"{holdings_gone} [{reason}]"
+        if not (vanished or holdings_gone) and not passed and window.stale:
             reason += f" {window.stale}"
         shrunk = _shrunk_export(int(closed.sum()), report["live"])
         report["comparison"]["shrunk_export"] = shrunk
@@ -456,6 +464,23 @@ def retrain(registry: Registry, dataset: Any, train_config: TrainConfig | None =
                           report_path=registry.path_of(version) / "comparison.md", forced=forced,
                           live_before=live_version, live_after=version if published else live_version,
                           checks=checks, report=report)
+
+
+def _holdings_left_out(live_meta: Mapping[str, Any], candidate_meta: Mapping[str, Any], live_version: str
+                       ) -> str | None:
+    """Why the candidate must not replace the live model's ideal profiles, fitted on a holdings table, with ones
+    fitted without it; None when nothing was lost."""
+    live = live_meta.get("profiles") or {}
+    if live.get("holdings_source") != "table":
+        return None
+    candidate = candidate_meta.get("profiles") or {}
+    if candidate.get("holdings_source") == "table":
+        return None
+    fitted = (f"read off won deals ({candidate.get('holdings', 0):,} holdings against the live model's "
+              f"{live.get('holdings', 0):,})" if candidate else "none")
+    return (f"the live model {live_version}'s ideal profiles (gap lists, potential income) were fitted on a holdings "
+            f"table, and this retrain was given none (--holdings): the candidate's are {fitted}. Give it the "
+            "holdings export, or publish with --force if the holdings are gone for good")
 
 
 def _compare_with_live(report: dict[str, Any], dataset: Any, train_config: TrainConfig, config: RetrainConfig,

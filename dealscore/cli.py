@@ -74,7 +74,11 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     _refuse_to_replace_an_export(Path(args.out))
     crm = generate(seed=args.seed, n_deals=args.deals)
     if args.until is not None:
+        first = crm.deals["created_at"].min()
         crm = export_as_of(crm, args.until)
+        if crm.deals.empty:  # nothing to train on: said before anything is replaced
+            raise DealscoreError(f"--until: expected a day on or after the demo CRM's first deal ({first:%Y-%m-%d}), "
+                                 f"got {args.until:%Y-%m-%d}: the export would hold no deals")
     paths = write(crm, args.out)
     _say(f"wrote {len(crm.deals):,} deals, {len(crm.clients):,} clients and {len(crm.holdings):,} holdings "
          f"to {args.out} ({len(paths)} files, ground truth in {Path(args.out) / 'truth'})"
@@ -85,8 +89,16 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 def _refuse_to_replace_an_export(folder: Path) -> None:
     """demo-data replaces deals.csv, clients.csv and holdings.csv: only an earlier demo data set's, known by
     its ground truth beside them. `--out /srv/crm-export` once replaced a real export without a word."""
+    from model.artifact import METADATA_FILE
+    from model.registry import MANIFEST_FILE
     from training.synthetic_crm import is_demo_data
 
+    # A model artifact's or a registry's folder: the tables written beside it were copied into the registry with
+    # the model, and blocked the next `train --out` there (the new-user review).
+    for marker, what in ((METADATA_FILE, "a model artifact"), (MANIFEST_FILE, "a model registry")):
+        if (folder / marker).exists():
+            raise DealscoreError(f"--out: expected a new folder or an earlier demo data set, got {folder}, which "
+                                 f"holds {what} ({marker}). Choose another folder")
     tables = [name for name in ("deals.csv", "clients.csv", "holdings.csv") if (folder / name).exists()]
     if tables and not is_demo_data(folder):
         raise DealscoreError(f"--out: expected a new folder or an earlier demo data set, got {folder}, which "

@@ -147,7 +147,7 @@ def _why_not_an_artifact(directory: Path) -> str | None:
     names = sorted(p.name for p in directory.iterdir())
     if not names:
         return None
-    owned = _artifact_file_names(directory)
+    owned = artifact_file_names(directory)
     if owned is None:
         return (f"holds {_listing(directory, names)} and no model artifact (no {METADATA_FILE} with the "
                 "version, format and checksums dealscore writes)")
@@ -157,7 +157,7 @@ def _why_not_an_artifact(directory: Path) -> str | None:
     return None
 
 
-def _artifact_file_names(directory: Path) -> set[str] | None:
+def artifact_file_names(directory: Path) -> set[str] | None:
     """The files of the artifact in `directory` (metadata.json and those its checksums list); None when its
     metadata.json is not one dealscore wrote (so the directory is not an artifact)."""
     path = directory / METADATA_FILE
@@ -206,7 +206,7 @@ def _replace_directory(staging: Path, target: Path) -> None:
 def _remove_old_artifact(old: Path) -> None:
     """Delete the replaced artifact's own files only: should anything else have appeared in it since the
     check, the folder stays (under its hidden name) rather than taking someone's file with it."""
-    owned = _artifact_file_names(old) or set()
+    owned = artifact_file_names(old) or set()
     for path in old.iterdir():
         if path.name in owned and _plain_file(path):
             path.unlink()

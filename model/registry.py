@@ -39,6 +39,7 @@ import numpy as np
 
 from model.artifact import (
     METADATA_FILE,
+    artifact_file_names,
     load_artifact,
     read_metadata,
     readable_by_all,
@@ -476,9 +477,12 @@ class Registry:
 
     def add_artifact(self, artifact_dir: str | Path, *, action: AddAction = "added", reason: str = "",
                      forced: bool = False) -> str:
-        """Copy an artifact directory (from `dealscore train --out`) in as a new version, verified first."""
+        """Copy an artifact directory (from `dealscore train --out`) in as a new version, verified first: its own
+        files only (metadata.json and the files its checksums cover). Anything else in the folder stays out: the
+        version would hold files no checksum vouches for (a demo CRM written into a model's folder came along)."""
         source = Path(artifact_dir)
         meta = verify_artifact(source)
+        own = {Path(name).parts[0] for name in artifact_file_names(source) or ()}
         version = str(meta.get("version", ""))
         _check_name(version)
         with self.locked():
@@ -487,7 +491,9 @@ class Registry:
             staging = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=self.versions_dir))
             with self._pending(version):
                 try:
-                    shutil.copytree(source, staging, dirs_exist_ok=True)
+                    shutil.copytree(source, staging, dirs_exist_ok=True,
+                                    ignore=lambda folder, names: [n for n in names if Path(folder) == source
+                                                                  and n not in own])
                     readable_by_all(staging)
                     verify_artifact(staging)  # what arrived is what was verified
                     os.replace(staging, self.versions_dir / version)

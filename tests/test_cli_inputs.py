@@ -368,6 +368,23 @@ def test_demo_data_replaces_an_earlier_demo_data_set_but_never_an_export(
     assert (demo / "deals.csv").read_text() != first  # an earlier demo data set is replaced, as before
 
 
+def test_demo_data_refuses_a_models_folder_and_an_empty_export(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Written into a model's folder, the demo CRM blocked the next `train --out` there and was copied into the
+    registry with the model; `--until` before the first deal wrote an empty CRM, exit 0 (the new-user review)."""
+    for folder, marker, what in (("model", "metadata.json", "a model artifact"),
+                                 ("registry", "manifest.json", "a model registry")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / marker).write_text("{}")
+        code, err = run(["demo-data", "--out", str(tmp_path / folder), "--deals", "300"], capsys)
+        assert (code, err) == (2, f"dealscore demo-data: --out: expected a new folder or an earlier demo data set, "
+                                  f"got {tmp_path / folder}, which holds {what} ({marker}). Choose another folder\n")
+        assert [p.name for p in (tmp_path / folder).iterdir()] == [marker]
+    code, err = run(["demo-data", "--out", str(tmp_path / "early"), "--deals", "300", "--until", "2020-06-30"], capsys)
+    assert code == 2 and "--until: expected a day on or after the demo CRM's first deal (2021-" in err
+    assert "got 2020-06-30: the export would hold no deals" in err and not (tmp_path / "early").exists()
+
+
 def test_missing_folders_of_out_are_created_and_said(crm_files: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "exports" / "june" / "clients.csv"

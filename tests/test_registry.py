@@ -363,9 +363,13 @@ def test_version_names_cannot_escape_the_registry(registry: Registry, tiny: Trai
 def test_an_artifact_directory_is_verified_and_copied_in(registry: Registry, tiny: TrainingResult,
                                                          tmp_path: Path) -> None:
     artifact = save_artifact(as_version(tiny, "v7"), tmp_path / "trained", tiny.metadata, {"report.json": b"{}"})
+    (artifact / "deals.csv").write_text("deal_id\nD1\n")  # beside the artifact, no checksum of the model's: left out
+    (artifact / "truth").mkdir()
     assert registry.add_artifact(artifact, reason="trained by hand") == "v7"
     assert registry.versions()[-1] == "v7" and registry.live_version() == "v1"
     assert registry.verify("v7")["version"] == "v7"
+    assert sorted(p.name for p in registry.path_of("v7").iterdir()) == [
+        "metadata.json", "model.joblib", "report.json"]
     other = save_artifact(as_version(tiny, "v8"), tmp_path / "other", tiny.metadata)
     tamper(other / MODEL_FILE)
     with pytest.raises(ArtifactError, match="does not match its checksum"):

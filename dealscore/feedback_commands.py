@@ -106,6 +106,12 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
     database = _database(args)
     try:
         before = _at(database, current_revision)
+        if before is None:
+            # Nothing of dealscore's to take back: likely another application's database by a wrong URL, where
+            # alembic answered in its own words, or, to base, wrote its version table in (the new-user review).
+            raise DealscoreError(f"--database-url: expected a feedback database of dealscore's, got "
+                                 f"{database.shown_url}, which holds no dealscore schema revision: nothing to "
+                                 "downgrade, and nothing was changed")
         if not args.yes:
             # A downgrade drops what later revisions added, data with it; to base, every table. It had run at
             # once: 772 score-log rows and 770 outcomes gone on one typo'd command (the ops audit).

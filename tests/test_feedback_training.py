@@ -222,6 +222,23 @@ def test_the_quality_command_says_what_is_missing(tmp_path: Path) -> None:
         _cli("quality", "--database-url", url, "--version", "v9")
 
 
+def test_a_downgrade_of_a_database_without_dealscores_schema_changes_nothing(tmp_path: Path) -> None:
+    """Another application's database by a wrong URL: alembic answered in its own words, or, to base, wrote its
+    version table into it, exit 0 (the new-user review)."""
+    import sqlite3
+
+    from model.errors import DealscoreError
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as other:
+        other.execute("create table orders (id integer)")
+    for revision in ("0002_training_close_day", "base"):
+        with pytest.raises(DealscoreError, match="holds no dealscore schema revision: nothing to downgrade"):
+            _cli("db", "downgrade", "--database-url", f"sqlite:///{path}", "--revision", revision, "--yes")
+    with sqlite3.connect(path) as other:
+        assert [r[0] for r in other.execute("select name from sqlite_master")] == ["orders"]
+
+
 def test_the_quality_command_reads_a_sqlite_uri_and_names_a_missing_file_in_full(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from model.errors import NotFound

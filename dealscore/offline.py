@@ -247,7 +247,8 @@ def gaps_file(model_dir: str, clients: str, holdings: str | None, mapping: str |
     if model.profiles is None:
         from model.errors import ArtifactError
 
-        raise ArtifactError(f"model at {model_dir} has no ideal client profiles (trained without holdings)")
+        raise ArtifactError(f"model at {model_dir} has no ideal client profiles (trained with neither a "
+                            "holdings table nor client ids to read holdings off won deals)")
     client_frame, holding_frame = load_tables(clients, holdings, mapping, kinds=profile_kinds(model))
     table = gap_table(model.profiles, client_frame, holding_frame, top_k=top_k, as_of=as_of)
     write_csv_atomically(table, out)

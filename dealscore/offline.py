@@ -148,7 +148,8 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
         if warn is not None:
             warn("the deals file has no rows: nothing to score (the output holds the header alone)")
         return 0
-    for note in (dataset.unlinked_clients_note(), dataset.client_id_spellings_note()):
+    for note in (dataset.unlinked_clients_note(), dataset.client_id_spellings_note(),
+                 _prospects_note(model, dataset.deals, dataset.clients)):
         if note and warn is not None:
             warn(note)
     absent = missing_feature_columns(model, dataset.deals, dataset.clients)
@@ -238,6 +239,40 @@ def _profiles_as_of(paid: pd.DataFrame, clients: pd.DataFrame | None, holdings: 
     return profiles
 
 
+def _prospects_note(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -> str | None:
+    """The deals whose client_id neither the model nor the clients table knows: scored as prospects (no history, no
+    client attributes). Legal, but an export whose ids changed form ("312" for "00312") scored every deal so, with
+    half the grades changed, and said nothing (an input review); training says the same of its data."""
+    if "client_id" not in deals:
+        return None
+    ids = deals["client_id"].dropna().astype(str)
+    known = set(model.clients) | set(model.spec.client_keys)
+    if clients is not None:
+        known |= set(clients["client_id"].dropna().astype(str))
+    unknown = ~ids.isin(known)
+    if not unknown.any():
+        return None
+    example = next(iter(sorted(model.clients) or sorted(model.spec.client_keys)), None)
+    return (f"{int(unknown.sum()):,} of {len(deals):,} deals name a client_id neither the model nor the clients "
+            f"table knows ({ids[unknown].iloc[0]!r}, ...): scored as prospects, without client history or "
+            "attributes (if most should be known, do the ids match the training export's? '00196' and '196' are "
+            f"different ids{f'; the model knows ids like {example!r}' if example is not None else ''})")
+
+
+def _unknown_clients_note(profiles: Any, clients: pd.DataFrame) -> str | None:
+    """Without a holdings file each client holds what the model knew at training: a client the model does not know
+    holds nothing, and is offered what it has (an export whose ids changed form got its held products as top gaps,
+    without a word: an input review)."""
+    ids = clients["client_id"].dropna().astype(str)
+    unknown = ~ids.isin(set(profiles.known_attributes) | set(profiles.known_products))
+    if not unknown.any():
+        return None
+    return (f"{int(unknown.sum()):,} of {len(ids):,} clients are unknown to the model ({ids[unknown].iloc[0]!r}, ...) "
+            "and no --holdings was given: they count as holding nothing, so their gap lists may offer what they "
+            "have; give the holdings file, or check that the ids match the training export's ('00196' and '196' "
+            "are different ids)")
+
+
 def gaps_file(model_dir: str, clients: str, holdings: str | None, mapping: str | None, out: str, top_k: int = 5,
               as_of: date | None = None, warn: Callable[[str], None] | None = None) -> int:
     from model.client_analytics import gap_table
@@ -252,9 +287,11 @@ def gaps_file(model_dir: str, clients: str, holdings: str | None, mapping: str |
     client_frame, holding_frame = load_tables(clients, holdings, mapping, kinds=profile_kinds(model))
     table = gap_table(model.profiles, client_frame, holding_frame, top_k=top_k, as_of=as_of)
     write_csv_atomically(table, out)
-    spellings_note = merged_spellings_of(holding_frame)
-    if spellings_note and warn is not None:
-        warn(spellings_note)
+    notes = [merged_spellings_of(holding_frame),
+             _unknown_clients_note(model.profiles, client_frame) if holding_frame is None else None]
+    for note in notes:
+        if note and warn is not None:
+            warn(note)
     if holding_frame is not None and warn is not None:
         products = holding_frame["product"].dropna().astype(str)
         unknown = sorted(model.profiles.unknown_products(products.unique()))

@@ -227,3 +227,32 @@ def test_train_out_where_no_folder_can_be_made_is_refused_before_reading_data(
     assert code == 2, err
     assert "--out: expected a folder in a folder you may write to, got /proc/dealscore-model, but /proc takes no new " \
            "file or folder" in err
+
+
+def test_ids_the_model_does_not_know_are_said_by_score_and_gaps(crm_files: Path, service_artifact: Path,
+                                                               tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                               ) -> None:
+    """An export whose client ids changed form ("10" for "C00010") scored every deal as a prospect, and gave each
+    client its held products as gaps, both exit 0 and without a word (an input review)."""
+    import pandas as pd
+
+    deals = pd.read_csv(crm_files / "deals.csv", dtype=str, keep_default_na=False).head(40)
+    clients = pd.read_csv(crm_files / "clients.csv", dtype=str, keep_default_na=False).head(10)
+    for table in (deals, clients):
+        table["client_id"] = table["client_id"].str.lstrip("C0")
+    deals.to_csv(tmp_path / "deals.csv", index=False)
+    clients.to_csv(tmp_path / "clients.csv", index=False)
+    code, err = run(["score", "--model", str(service_artifact), "--deals", str(tmp_path / "deals.csv"),
+                     "--out", str(tmp_path / "scores.csv")], capsys)
+    assert code == 0 and "40 of 40 deals name a client_id neither the model nor the clients table knows (" in err
+    assert "scored as prospects, without client history or attributes" in err
+    assert "the model knows ids like 'C0" in err
+    code, err = run(["gaps", "--model", str(service_artifact), "--clients", str(tmp_path / "clients.csv"),
+                     "--out", str(tmp_path / "gaps.csv")], capsys)
+    assert code == 0 and "10 of 10 clients are unknown to the model (" in err
+    assert "and no --holdings was given: they count as holding nothing" in err
+    code, err = run(offline_command("score", crm_files, service_artifact, tmp_path / "known.csv"), capsys)
+    assert code == 0 and "neither the model nor the clients table knows" not in err
+    code, err = run(["gaps", "--model", str(service_artifact), "--clients", str(crm_files / "clients.csv"),
+                     "--out", str(tmp_path / "known_gaps.csv")], capsys)
+    assert code == 0 and "unknown to the model" not in err

@@ -853,15 +853,23 @@ def _client_features(spec: FeatureSpec, history: DealHistory, columns: Columns, 
     return out
 
 
-def client_statuses(spec: FeatureSpec, history: DealHistory, columns: Columns) -> list[str] | None:
+def client_statuses(spec: FeatureSpec, history: DealHistory, columns: Columns,
+                    end_of_day_before: bool = False) -> list[str] | None:
     """Each row's client status (prospect, new, regular, lost) as of its `created_day`, read exactly as a deal's
     `client_status` feature reads it (sent history first, then the model's); None when the model keeps no
-    client history (trained without client ids)."""
+    client history (trained without client ids). `end_of_day_before`: the status at the end of the day before
+    `created_day` (its wins counted, as a deal's history counts the days before it; the days since the last win
+    counted to it, not to `created_day`: a win exactly the lost window before it still counts)."""
     if not spec.has_client_history:
         return None
     day = np.asarray(columns["created_day"], dtype=np.float64).astype(np.int64)
     # The prior only enters the client's win rate, not its status.
-    status = _client_features(spec, history, columns, day, np.zeros(day.size))[_STATUS_AT]
+    features = _client_features(spec, history, columns, day, np.zeros(day.size))
+    status = features[_STATUS_AT]
+    if end_of_day_before:
+        won, days_since_last = features[0], features[2] - 1
+        regular_or_new = np.where(won == 1, 1.0, 2.0)
+        status = np.where((status == 3.0) & (days_since_last <= spec.config.lost_window_days), regular_or_new, status)
     return [client_status_name(code) for code in status.tolist()]
 
 

@@ -203,11 +203,13 @@ class ScoringModel:
             history_source=self._history_source(columns, n), not_sent=not_sent_inputs(self.spec, unsent, n, stand_ins),
         )
 
-    def client_standing(self, columns: Mapping[str, npt.NDArray[Any]]) -> tuple[list[str | None], list[str]]:
+    def client_standing(self, columns: Mapping[str, npt.NDArray[Any]], end_of_day_before: bool = False
+                        ) -> tuple[list[str | None], list[str]]:
         """Each row's client status as of its `created_day` (None for all when the model keeps no client
-        history) and the history it was read from, as a score states them (`history_source`)."""
+        history) and the history it was read from, as a score states them (`history_source`);
+        `end_of_day_before` as model.features.client_statuses."""
         n = len(columns["client_id"])
-        statuses = client_statuses(self.spec, self.history, columns)
+        statuses = client_statuses(self.spec, self.history, columns, end_of_day_before)
         if statuses is None:  # a model trained without client ids reads no history, sent or its own
             return [None] * n, ["none"] * n
         return list(statuses), self._history_source(columns, n)

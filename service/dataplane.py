@@ -190,12 +190,13 @@ class DataPlane:
                          today: date) -> tuple[list[str | None], list[str]]:
         """Each client's status at the end of today and the history it was read from: the history sent with it,
         else the model's plus outcomes reported since training, read as by a deal of it created tomorrow (a
-        deal's history holds what closed before its day; a client's today holds today's wins too)."""
+        deal's history holds what closed before its day; a client's today holds today's wins too), its days since
+        the last win counted to today (to tomorrow, a win exactly the lost window ago read lost a day early)."""
         # No deal id: a deal's own outcome never counts in its history, and "3" would be some CRM's real deal.
         columns = deal_columns([{"client": c} for c in clients], kinds=snapshot.kinds, today=today + timedelta(days=1))
         for transform in self.column_transforms:
             columns = transform(snapshot, columns)
-        return snapshot.model.client_standing(columns)
+        return snapshot.model.client_standing(columns, end_of_day_before=True)
 
     def _read_deals(self, body: bytes, snapshot: LoadedModel) -> tuple[Columns, list[Any], list[int]]:
         """The request's scorer columns, the facts of the clients whose gap lists are wanted, and which of

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -165,7 +166,7 @@ def test_each_gap_list_says_where_its_client_stands_today(client: TestClient, se
         if client_id not in wins.index:
             return "prospect"
         count, last = wins.loc[client_id]
-        if (pd.Timestamp(TODAY) + pd.Timedelta(days=1) - last).days > window:  # as of the end of TODAY
+        if (pd.Timestamp(TODAY) - last).days > window:  # as of the end of TODAY: its wins count, recency to it
             return "lost"
         return "new" if count == 1 else "regular"
 
@@ -189,9 +190,16 @@ def test_history_sent_with_a_client_decides_its_status(client: TestClient,
 
     cases = {"prospect": sent(0, ""), "new": sent(1, "2026-01-10"), "regular": sent(3, "2025-11-30"),
              "lost": sent(3, "2024-06-30")}  # 564 days before TODAY: beyond the 360-day window
+    window = service_profiled_model.spec.config.lost_window_days
     for status, body in cases.items():
         answer = client.post("/v1/gaps", json={"clients": [body]}).json()["clients"][0]
         assert (answer["client_status"], answer["history_source"]) == (status, "request"), status
+    # At the window's edge, as `dealscore clients` and a deal's feature read it: a win exactly the window ago
+    # still counts (it was read lost a day early), one a day older does not.
+    for days, status in ((window, "regular"), (window + 1, "lost")):
+        last = (TODAY - timedelta(days=days)).isoformat()
+        answer = client.post("/v1/gaps", json={"clients": [sent(3, last)]}).json()["clients"][0]
+        assert answer["client_status"] == status, days
 
 
 def test_a_model_without_client_history_reads_none_sent_or_its_own(service_profiled_model: ScoringModel) -> None:

@@ -197,6 +197,30 @@ def test_an_as_of_day_sets_the_analytics_day(crm_files: Path, tmp_path: Path,
     assert (written.loc[written["status"] == "prospect", "recency_days"] == "").all()
 
 
+def test_clients_who_join_after_the_as_of_day_change_nothing_of_its_table(crm_files: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --model the day's ideal profiles counted clients to come towards a segment's size: 97 of 285 clients
+    got another segment or potential income (the domain review)."""
+    day = pd.Timestamp("2024-06-30")
+    tables = {name: pd.read_csv(crm_files / f"{name}.csv", dtype=str, keep_default_na=False)
+              for name in ("deals", "clients", "holdings")}
+    later = set(tables["clients"].loc[pd.to_datetime(tables["clients"]["since"]) > day, "client_id"])
+    assert later
+    (tmp_path / "then").mkdir()
+    for name, table in tables.items():
+        table[~table["client_id"].isin(later)].to_csv(tmp_path / "then" / f"{name}.csv", index=False)
+    outputs = []
+    for folder in (crm_files, tmp_path / "then"):
+        out = tmp_path / f"{folder.name}-clients.csv"
+        code, err = run(["clients", "--deals", str(folder / "deals.csv"), "--clients", str(folder / "clients.csv"),
+                         "--holdings", str(folder / "holdings.csv"), "--as-of", "2024-06-30", "--out", str(out)],
+                        capsys)
+        assert code == 0, err
+        outputs.append(pd.read_csv(out, dtype=str, keep_default_na=False).set_index("client_id"))
+    whole, then = outputs
+    pd.testing.assert_frame_equal(whole.loc[then.index], then)
+
+
 def test_gaps_as_of_a_day_offers_what_was_not_yet_held_then(
         crm_files: Path, service_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     clients = pd.read_csv(crm_files / "clients.csv").iloc[:1]

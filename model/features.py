@@ -907,3 +907,14 @@ def missing_feature_columns(model: Any, deals: pd.DataFrame, clients: pd.DataFra
     if spec.has_client_since and "client_since" not in present and not (filled_by_model and model.clients):
         missing.append("since")
     return missing
+
+
+def empty_feature_columns(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -> list[str]:
+    """The model's input columns that the deals (with their clients' attributes joined) have but leave empty in
+    every deal: as good as missing to a model fitted on them. Client ids that changed form between the files
+    ("00312" in the deals, 312 in the clients table) leave every client attribute so, the columns all there."""
+    spec = model.spec
+    joined = attach_clients(deals, clients, spec.client_extras or ())
+    names = [*spec.numeric, *spec.categorical, *(["client_since"] if spec.has_client_since else [])]
+    return [("since" if name == "client_since" else name) for name in names
+            if name in joined and not joined[name].notna().any()]

@@ -282,6 +282,27 @@ def test_an_export_without_an_input_of_the_live_model_is_refused(gate_run: GateR
         "campaign_code", "source"]
 
 
+def test_a_clients_table_that_links_no_deal_is_refused_as_its_columns_gone(gate_run: GateRun, tmp_path: Path) -> None:
+    """Client ids that changed form between the files ("C00312" in the deals, "312" in the clients table) left every
+    client attribute empty; the live model, judged without them, lost to a candidate fitted without them, and the
+    candidate was published, exit 0 (an input review)."""
+    root = shutil.copytree(gate_run.root, tmp_path / "registry")
+    live = Registry(root).live_version()
+    for name in ("clients", "holdings"):
+        table = pd.read_csv(gate_run.data / "full" / f"{name}.csv", dtype=str, keep_default_na=False)
+        table["client_id"] = table["client_id"].str.lstrip("C0")
+        table.to_csv(tmp_path / f"{name}.csv", **CSV_OPTIONS)
+    code, out, err = run_cli(["retrain", "--registry", str(root), "--deals", str(gate_run.data / "full" / "deals.csv"),
+                              "--clients", str(tmp_path / "clients.csv"), "--holdings", str(tmp_path / "holdings.csv"),
+                              *THREADS])
+    assert code == 3, err
+    event = Registry(root).history()[-1]
+    assert event.action == "refused" and Registry(root).live_version() == live
+    missing = comparison(root, event.version or "")["comparison"]["live_inputs_missing"]
+    assert {"industry (empty in every deal)", "size (empty in every deal)"} <= set(missing)
+    assert "do the client ids match between the deals and the clients table?" in event.reason
+
+
 def test_a_retrain_without_the_holdings_the_live_profiles_were_fitted_on_is_refused(gate_run: GateRun,
                                                                                     tmp_path: Path) -> None:
     """Left out, the candidate's profiles were read off won deals and published, exit 0 and no word of it: its

@@ -30,8 +30,10 @@ import pandas as pd
 from model.artifact import strict_json
 from model.errors import DealscoreError, InsufficientData
 from model.features import (
+    CLIENT_ATTRIBUTES,
     attach_clients,
     build_features,
+    empty_feature_columns,
     frame_columns,
     missing_feature_columns,
     unsent_features,
@@ -418,6 +420,10 @@ def retrain(registry: Registry, dataset: Any, train_config: TrainConfig | None =
         # candidate, fitted on this data, would go without it (a clients table that lost `industry`, or no
         # clients table at all, published a model without the industry, size and region features).
         vanished = missing_feature_columns(live_model, dataset.deals, dataset.clients, filled_by_model=False)
+        # Present but empty in every deal is as good as gone (client ids that changed form between the files left
+        # every client attribute so; the degraded live model lost to a candidate fitted without them, published).
+        emptied = empty_feature_columns(live_model, dataset.deals, dataset.clients) if len(dataset.deals) else []
+        vanished += [f"{name} (empty in every deal)" for name in emptied if name not in vanished]
         report["comparison"]["live_inputs_missing"] = vanished
         # The same for the ideal profiles (the gap lists and potential incomes): fitted on a holdings table, then a
         # retrain given none read them off won deals, and published gap lists on a third of the holdings.
@@ -428,7 +434,10 @@ def retrain(registry: Registry, dataset: Any, train_config: TrainConfig | None =
             reason = (f"the new data lack {len(vanished)} input column(s) the live model {live_version} uses: "
                       f"{', '.join(vanished)}; the candidate is fitted without them, and the live model, where it "
                       "cannot fill them from its own records, is judged on degraded data. Restore them in the "
-                      "export, or publish with --force if they are gone for good [" + reason + "]")
+                      "export" + (" (client attributes empty in every deal: do the client ids match between the "
+                                  "deals and the clients table? '00312' and '312' are different ids)"
+                                  if set(emptied) & {*CLIENT_ATTRIBUTES, "since"} else "")
+                      + ", or publish with --force if they are gone for good [" + reason + "]")
         if holdings_gone is not None:
             passed = False
             reason = f"{holdings_gone} [{reason}]"

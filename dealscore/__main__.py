@@ -1,3 +1,3 @@
-from dealscore.cli import main
+from dealscore.console import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -285,3 +285,43 @@ def test_other_commands_handle_sigterm_while_they_run(own_sigterm_handler: list[
     monkeypatch.setattr(cli, "cmd_demo_data", look)
     assert cli.main(["demo-data", "--out", "unused"]) == 0
     assert len(seen) == 1 and seen[0] not in (before, signal.SIG_DFL, signal.SIG_IGN)
+
+
+def _console(script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          check=False, timeout=300)
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """In the first half second (pandas and the rest loading) Ctrl-C printed a Python traceback (an input review).
+    The interrupt is raised where pandas is imported, as a Ctrl-C then would."""
+    done = _console(
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def importing(name, *args, **kwargs):\n"
+        "    if name == 'pandas':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = importing\n"
+        "from dealscore.console import run\n"
+        "sys.argv = ['dealscore', 'demo-data', '--out', 'crm']\n"
+        "sys.exit(run())\n", tmp_path)
+    said = "dealscore: interrupted by SIGINT while starting; nothing was done\n"
+    assert (done.returncode, done.stderr) == (130, said)
+    assert not (tmp_path / "crm").exists()
+
+
+def test_a_signal_after_the_command_finished_leaves_its_exit_status(tmp_path: Path) -> None:
+    """Ctrl-C in the interpreter's teardown, after `train` had written its artifact or `retrain` published, ended
+    the process by the signal: a wrapper read the committed work as failed (an input review)."""
+    done = _console(
+        "import os, signal, sys\n"
+        "from dealscore.console import run\n"
+        "sys.argv = ['dealscore', 'demo-data', '--out', 'crm', '--deals', '300']\n"
+        "code = run()\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "print('after the signals')\n"
+        "sys.exit(code)\n", tmp_path)
+    assert (done.returncode, done.stdout.strip()) == (0, "after the signals"), done.stderr
+    assert (tmp_path / "crm" / "deals.csv").is_file()

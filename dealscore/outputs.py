@@ -18,6 +18,7 @@ import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
@@ -36,6 +37,7 @@ def check_output_file(path: str | Path, option: str = OUT_OPTION,
     still reports what changes in between.
     """
     target = Path(path)
+    csv_compression(path, option)  # a name of another format is refused before any work
     stream = _standard_stream(path)
     if stream is not None:
         # /dev/stdout resolves to wherever the shell sent the output: with `>> cron.log`, to that log, which the
@@ -192,7 +194,28 @@ def _full(option: str, path: str | Path, exc: OSError) -> DealscoreError:
     return error
 
 
+# Output names that promise another format: written as CSV text under them, the next reader failed on the file.
+OTHER_FORMATS = (".parquet", ".pq", ".feather", ".arrow", ".xlsx", ".xls", ".json", ".jsonl", ".zip")
+# Compressed CSV, as the inputs read it: a name ending in one of these is written compressed so.
+Compression = Literal["gzip", "bz2", "xz"]
+COMPRESSIONS: dict[str, Compression] = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
+
+
+def csv_compression(path: str | Path, option: str = OUT_OPTION) -> Compression | None:
+    """How an output named `path` is compressed (None: plain CSV); refused when the name promises another format
+    (`--out scores.parquet` was CSV text, exit 0: an input review)."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    last = suffixes[-1] if suffixes else ""
+    compression = COMPRESSIONS.get(last)
+    form = suffixes[-2] if compression is not None and len(suffixes) > 1 else last
+    if form in OTHER_FORMATS:
+        raise DealscoreError(f"{option}: expected a CSV file's name (.csv, or .csv.gz, .csv.bz2, .csv.xz to "
+                             f"compress it), got {path}, which names a {form} file: the output is CSV")
+    return compression
+
+
 def write_csv_atomically(frame: pd.DataFrame, path: str | Path, option: str = OUT_OPTION) -> Path:
+    compression = csv_compression(path, option)
     target = Path(path).resolve()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -200,8 +223,12 @@ def write_csv_atomically(frame: pd.DataFrame, path: str | Path, option: str = OU
     except OSError as exc:
         raise _unwritable(option, path, exc) from None
     try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            frame.to_csv(stream, index=False)
+        if compression is None:
+            with os.fdopen(handle, "w", newline="") as stream:
+                frame.to_csv(stream, index=False)
+        else:
+            with os.fdopen(handle, "wb") as binary:
+                frame.to_csv(binary, index=False, compression=compression)
         os.replace(temporary, target)
     except BaseException as exc:
         temporary.unlink(missing_ok=True)

@@ -256,3 +256,27 @@ def test_ids_the_model_does_not_know_are_said_by_score_and_gaps(crm_files: Path,
     code, err = run(["gaps", "--model", str(service_artifact), "--clients", str(crm_files / "clients.csv"),
                      "--out", str(tmp_path / "known_gaps.csv")], capsys)
     assert code == 0 and "unknown to the model" not in err
+
+
+@pytest.mark.parametrize("command", ["score", "gaps", "clients"])
+def test_an_output_named_as_another_format_is_refused_and_a_compressed_one_compressed(
+        command: str, crm_files: Path, service_artifact: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--out scores.parquet` was written as CSV text, exit 0, and the next Parquet reader failed (an input
+    review); `--out scores.csv.gz`, which the inputs read as gzip, was plain text too."""
+    import gzip
+
+    import pandas as pd
+
+    for name in ("scores.parquet", "scores.XLSX", "scores.json.gz"):
+        code, err = run(offline_command(command, crm_files, service_artifact, tmp_path / name), capsys)
+        assert code == 2 and f"--out: expected a CSV file's name (.csv, or .csv.gz, .csv.bz2, .csv.xz to compress " \
+            f"it), got {tmp_path / name}, which names a " in err
+        assert not (tmp_path / name).exists()
+    code, err = run(offline_command(command, crm_files, service_artifact, tmp_path / "plain.csv"), capsys)
+    assert code == 0, err
+    code, err = run(offline_command(command, crm_files, service_artifact, tmp_path / "packed.csv.gz"), capsys)
+    assert code == 0, err
+    with gzip.open(tmp_path / "packed.csv.gz", "rt", newline="") as packed:
+        assert packed.read() == (tmp_path / "plain.csv").read_text()
+    assert len(pd.read_csv(tmp_path / "packed.csv.gz")) == len(pd.read_csv(tmp_path / "plain.csv"))

@@ -291,7 +291,12 @@ def _verified_metadata(directory: Path) -> dict[str, Any]:
         path = directory / name
         if not path.is_file():
             raise ArtifactError(f"model artifact at {directory}: file {name} is missing")
-        if _sha256(path) != expected:
+        try:
+            digest = _sha256(path)
+        except OSError as exc:  # unreadable by this user: an input to fix, not an unexpected failure (exit 1)
+            raise ArtifactError(f"model artifact at {directory}: file {name} cannot be read "
+                                f"({exc.strerror or type(exc).__name__})") from None
+        if digest != expected:
             raise _changed(directory, name)
     if meta.get("format") not in READABLE_FORMATS:
         raise ArtifactError(f"model artifact at {directory} has format {meta.get('format')!r}, this dealscore "

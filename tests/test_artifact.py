@@ -83,6 +83,24 @@ def test_a_tampered_file_is_refused(artifact: Path) -> None:
         load_artifact(artifact)
 
 
+def test_a_file_this_user_cannot_read_is_refused_as_such(artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model.joblib without read permission was an "unexpected failure" (exit 1, the status that pages someone),
+    not a refusal naming the file (an input review). Raised as the open would raise it: the tests run as root,
+    whom file modes do not stop."""
+    import model.artifact
+
+    real = model.artifact._sha256
+
+    def unreadable(path: Path) -> str:
+        if path.name == MODEL_FILE:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(model.artifact, "_sha256", unreadable)
+    with pytest.raises(ArtifactError, match=f"file {MODEL_FILE} cannot be read \\(Permission denied\\)"):
+        load_artifact(artifact)
+
+
 def test_a_missing_file_is_refused(artifact: Path) -> None:
     (artifact / "report.json").unlink()
     with pytest.raises(ArtifactError, match="report.json is missing"):

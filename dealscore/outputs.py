@@ -75,6 +75,8 @@ def _standard_stream(path: str | Path) -> str | None:
     """What `path` is, when it is no file of its own to replace: one of this command's standard streams (by any
     name: /dev/stdout, a link to /dev/fd, or the very file the shell appends the output to), or a name of a
     process's file descriptor (/dev/fd/7, /proc/<pid>/fd/1). None otherwise."""
+    if str(path) == "-":  # Unix tools' name for standard output: it was written as a file named "-"
+        return "which Unix tools read as the standard output"
     try:
         found = os.stat(path)
     except OSError:

@@ -280,3 +280,12 @@ def test_an_output_named_as_another_format_is_refused_and_a_compressed_one_compr
     with gzip.open(tmp_path / "packed.csv.gz", "rt", newline="") as packed:
         assert packed.read() == (tmp_path / "plain.csv").read_text()
     assert len(pd.read_csv(tmp_path / "packed.csv.gz")) == len(pd.read_csv(tmp_path / "plain.csv"))
+
+
+def test_out_dash_is_refused_not_written_as_a_file_named_dash(crm_files: Path, service_artifact: Path,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # `-` was written as a file of that name in the working folder (a new-user review)
+    code, err = run(offline_command("score", crm_files, service_artifact, Path("-")), capsys)
+    assert code == 2 and "--out: expected a file to write, got -, which Unix tools read as the standard output" in err
+    assert not (tmp_path / "-").exists()

@@ -32,7 +32,7 @@ from dealscore.arguments import (
     refused_options,
 )
 from dealscore.feedback_commands import add_feedback_commands
-from dealscore.outputs import check_artifact_place, check_output_file, disk_full
+from dealscore.outputs import check_artifact_place, check_output_file, disk_full, refuse_dash
 from dealscore.registry_commands import PARALLEL_FITS_HELP, add_registry_commands, grade_summary
 from model.errors import ArtifactError, DealscoreError, counted
 from model.terminal import terminal_text
@@ -193,6 +193,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from model.artifact import check_target
 
     # Before the fit: a refused --out must not cost a whole training first.
+    refuse_dash(args.out, "--out", "a folder")
     check_target(args.out)
     check_artifact_place(args.out)
     artifact = train_artifact(args.deals, args.clients, args.holdings, args.mapping, args.out,

@@ -100,12 +100,15 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_db_downgrade(args: argparse.Namespace) -> int:
-    from service.feedback.db import current_revision, downgrade
+    from service.feedback.db import current_revision, downgrade, has_version_table
 
     _require_existing_sqlite(_database_url(args))
     database = _database(args)
     try:
         before = _at(database, current_revision)
+        if before is None and _at(database, has_version_table):  # dealscore's, taken to base already: nothing to do
+            _say(f"database {database.shown_url}: schema already at base, nothing to downgrade")
+            return 0
         if before is None:
             # Nothing of dealscore's to take back: likely another application's database by a wrong URL, where
             # alembic answered in its own words, or, to base, wrote its version table in (the new-user review).

@@ -247,7 +247,10 @@ def _prospects_note(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | Non
     """The deals whose client_id neither the model nor the clients table knows: scored as prospects (no history, no
     client attributes). Legal, but an export whose ids changed form ("312" for "00312") scored every deal so, with
     half the grades changed, and said nothing (an input review); training says the same of its data."""
-    if "client_id" not in deals:
+    spec = model.spec
+    reads_clients = spec.has_client_history or spec.has_client_since or spec.client_extras or any(
+        name in (*spec.categorical, *spec.numeric) for name in CLIENT_ATTRIBUTES)
+    if "client_id" not in deals or not reads_clients:  # a model that reads nothing of a client: nothing changes
         return None
     ids = deals["client_id"].dropna().astype(str)
     known = set(model.clients) | set(model.spec.client_keys)
@@ -286,8 +289,8 @@ def gaps_file(model_dir: str, clients: str, holdings: str | None, mapping: str |
     if model.profiles is None:
         from model.errors import ArtifactError
 
-        raise ArtifactError(f"model at {model_dir} has no ideal client profiles (trained with neither a "
-                            "holdings table nor client ids to read holdings off won deals)")
+        raise ArtifactError(f"model at {model_dir} has no ideal client profiles (its training had no "
+                            "holdings: no holdings table with rows, and no client ids to read them off won deals)")
     client_frame, holding_frame = load_tables(clients, holdings, mapping, kinds=profile_kinds(model))
     table = gap_table(model.profiles, client_frame, holding_frame, top_k=top_k, as_of=as_of)
     write_csv_atomically(table, out)

@@ -36,6 +36,7 @@ def check_output_file(path: str | Path, option: str = OUT_OPTION,
     Checked up front so that an hour of scoring does not end in a failed rename; write_csv_atomically
     still reports what changes in between.
     """
+    refuse_dash(path, option, "a file")
     target = Path(path)
     csv_compression(path, option)  # a name of another format is refused before any work
     stream = _standard_stream(path)
@@ -75,8 +76,6 @@ def _standard_stream(path: str | Path) -> str | None:
     """What `path` is, when it is no file of its own to replace: one of this command's standard streams (by any
     name: /dev/stdout, a link to /dev/fd, or the very file the shell appends the output to), or a name of a
     process's file descriptor (/dev/fd/7, /proc/<pid>/fd/1). None otherwise."""
-    if str(path) == "-":  # Unix tools' name for standard output: it was written as a file named "-"
-        return "which Unix tools read as the standard output"
     try:
         found = os.stat(path)
     except OSError:
@@ -94,6 +93,14 @@ def _standard_stream(path: str | Path) -> str | None:
     if _DESCRIPTOR.match(where) or (os.path.islink(where) and _DESCRIPTOR.match(os.path.realpath(where))):
         return "a name of a process's file descriptor"
     return None
+
+
+def refuse_dash(path: str | Path, option: str, what: str) -> None:
+    """`-`, Unix tools' name for the standard output, refused: every output here is a file or a folder of its own
+    (it was written as one named "-")."""
+    if str(path) == "-":
+        raise DealscoreError(f"{option}: expected {what} to write, got -, which Unix tools read as the standard "
+                             f"output: this command writes {what} of its own; name it")
 
 
 def _kind(path: Path) -> str:
@@ -153,6 +160,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def check_output_folder(path: str | Path, option: str = OUT_OPTION) -> Path | None:
     """As check_output_file, for a command that writes several files into a folder (demo-data)."""
+    refuse_dash(path, option, "a folder")
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise DealscoreError(f"{option}: expected a folder to write into, got the file {path}")
@@ -196,24 +204,23 @@ def _full(option: str, path: str | Path, exc: OSError) -> DealscoreError:
     return error
 
 
-# Output names that promise another format: written as CSV text under them, the next reader failed on the file.
-OTHER_FORMATS = (".parquet", ".pq", ".feather", ".arrow", ".xlsx", ".xls", ".json", ".jsonl", ".zip")
-# Compressed CSV, as the inputs read it: a name ending in one of these is written compressed so.
-Compression = Literal["gzip", "bz2", "xz"]
-COMPRESSIONS: dict[str, Compression] = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
+# Output names that promise another format or another packing: written as CSV text under them, the next reader
+# failed on the file. A CSV is compressed as the inputs read one: .csv.gz.
+OTHER_FORMATS = (".parquet", ".pq", ".feather", ".arrow", ".xlsx", ".xls", ".json", ".jsonl", ".gz", ".bz2", ".xz",
+                 ".zst", ".zip", ".tar", ".tgz", ".7z", ".lz4", ".br")
 
 
-def csv_compression(path: str | Path, option: str = OUT_OPTION) -> Compression | None:
+def csv_compression(path: str | Path, option: str = OUT_OPTION) -> Literal["gzip"] | None:
     """How an output named `path` is compressed (None: plain CSV); refused when the name promises another format
     (`--out scores.parquet` was CSV text, exit 0: an input review)."""
     suffixes = [s.lower() for s in Path(path).suffixes]
-    last = suffixes[-1] if suffixes else ""
-    compression = COMPRESSIONS.get(last)
-    form = suffixes[-2] if compression is not None and len(suffixes) > 1 else last
-    if form in OTHER_FORMATS:
-        raise DealscoreError(f"{option}: expected a CSV file's name (.csv, or .csv.gz, .csv.bz2, .csv.xz to "
-                             f"compress it), got {path}, which names a {form} file: the output is CSV")
-    return compression
+    if suffixes[-2:] == [".csv", ".gz"]:
+        return "gzip"
+    named = next((s for s in reversed(suffixes) if s in OTHER_FORMATS), None)
+    if named is not None:
+        raise DealscoreError(f"{option}: expected a CSV file's name (.csv, or .csv.gz to compress it, as the inputs "
+                             f"read one), got {path}, which names a {named} file: the output is CSV")
+    return None
 
 
 def write_csv_atomically(frame: pd.DataFrame, path: str | Path, option: str = OUT_OPTION) -> Path:

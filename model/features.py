@@ -910,10 +910,13 @@ def missing_feature_columns(model: Any, deals: pd.DataFrame, clients: pd.DataFra
 
 
 def empty_feature_columns(model: Any, deals: pd.DataFrame, clients: pd.DataFrame | None) -> list[str]:
-    """The model's input columns that the deals (with their clients' attributes joined) have but leave empty in
-    every deal: as good as missing to a model fitted on them. Client ids that changed form between the files
-    ("00312" in the deals, 312 in the clients table) leave every client attribute so, the columns all there."""
+    """The model's input columns that the closed deals (with their clients' attributes joined) have but leave
+    empty in every one: as good as missing to a model fitted on them (training drops a column no closed deal
+    fills, whatever the open deals hold). Client ids that changed form between the files ("00312" in the deals,
+    312 in the clients table) leave every client attribute so, the columns all there."""
     spec = model.spec
+    if "status" in deals:
+        deals = deals[deals["status"].isin(["won", "lost"])]
     joined = attach_clients(deals, clients, spec.client_extras or ())
     names = [*spec.numeric, *spec.categorical, *(["client_since"] if spec.has_client_since else [])]
     return [("since" if name == "client_since" else name) for name in names

@@ -94,12 +94,20 @@ def _id_integer(value: int) -> int:
     return value
 
 
+# From 2**53 a float cannot hold every integer: 123456789012345678.0 arrives parsed as ...680, and .5 is lost.
+FLOAT_ID_EXACT_BELOW = 2**53
+
+
 def _whole_id(value: float) -> int:
     # An integer id sent as 2007.0 (a float64 column of a CRM's or pandas' export): JSON Schema counts it an
-    # integer, and the columns read it as "2007", as they read 2007. Refused with 2007.5, or beyond MAX_ID.
+    # integer, and the columns read it as "2007", as they read 2007. Refused with 2007.5, and from 2**53, where
+    # the number parsed may not be the one sent (answered, logged and matched as another id).
+    if abs(value) >= FLOAT_ID_EXACT_BELOW:
+        raise PydanticCustomError("id_integer", "an id of 16 digits or more as an integer or text, not with a "
+                                                "decimal point (a float cannot hold it exactly)")
     if not value.is_integer():
         raise PydanticCustomError("id_integer", "text, or a whole number (an integer id)")
-    return _id_integer(int(value))
+    return int(value)
 
 
 # An integer id as JSON may send it: 2007 or 2007.0.

@@ -268,10 +268,10 @@ def test_an_output_named_as_another_format_is_refused_and_a_compressed_one_compr
 
     import pandas as pd
 
-    for name in ("scores.parquet", "scores.XLSX", "scores.json.gz"):
+    for name in ("scores.parquet", "scores.XLSX", "scores.json.gz", "scores.csv.bz2", "scores.gz", "scores.csv.zst"):
         code, err = run(offline_command(command, crm_files, service_artifact, tmp_path / name), capsys)
-        assert code == 2 and f"--out: expected a CSV file's name (.csv, or .csv.gz, .csv.bz2, .csv.xz to compress " \
-            f"it), got {tmp_path / name}, which names a " in err
+        assert code == 2 and f"--out: expected a CSV file's name (.csv, or .csv.gz to compress it, as the inputs " \
+            f"read one), got {tmp_path / name}, which names a " in err
         assert not (tmp_path / name).exists()
     code, err = run(offline_command(command, crm_files, service_artifact, tmp_path / "plain.csv"), capsys)
     assert code == 0, err
@@ -287,5 +287,30 @@ def test_out_dash_is_refused_not_written_as_a_file_named_dash(crm_files: Path, s
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)  # `-` was written as a file of that name in the working folder (a new-user review)
     code, err = run(offline_command("score", crm_files, service_artifact, Path("-")), capsys)
-    assert code == 2 and "--out: expected a file to write, got -, which Unix tools read as the standard output" in err
+    assert code == 2 and "--out: expected a file to write, got -, which Unix tools read as the standard output: " \
+        "this command writes a file of its own; name it" in err
+    # ... and as a folder by the commands that write one (the diff review)
+    for command in (["demo-data", "--out", "-", "--deals", "300"],
+                    ["train", "--deals", str(crm_files / "deals.csv"), "--out", "-"]):
+        code, err = run(command, capsys)
+        assert code == 2 and "--out: expected a folder to write, got -, which Unix tools read as the standard " \
+            "output" in err, command
     assert not (tmp_path / "-").exists()
+
+
+def test_unknown_client_ids_are_not_said_for_a_model_that_reads_nothing_of_clients() -> None:
+    """A model trained without client ids or a clients table scores alike whatever the ids: the note sent its user
+    after an id mismatch that changed nothing (the diff review)."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from dealscore.offline import _prospects_note
+
+    spec = SimpleNamespace(has_client_history=False, has_client_since=False, client_extras=(),
+                           categorical=["product", "source"], numeric=["amount"], client_keys={})
+    deals = pd.DataFrame({"deal_id": ["D1", "D2"], "client_id": ["X1", "X2"]})
+    assert _prospects_note(SimpleNamespace(spec=spec, clients={}), deals, None) is None
+    reading = SimpleNamespace(spec=SimpleNamespace(**{**vars(spec), "categorical": ["product", "industry"]}),
+                              clients={"C1": {"industry": "retail"}})
+    assert (_prospects_note(reading, deals, None) or "").startswith("2 of 2 deals name a client_id neither the model")

@@ -237,6 +237,11 @@ def test_a_downgrade_of_a_database_without_dealscores_schema_changes_nothing(tmp
             _cli("db", "downgrade", "--database-url", f"sqlite:///{path}", "--revision", revision, "--yes")
     with sqlite3.connect(path) as other:
         assert [r[0] for r in other.execute("select name from sqlite_master")] == ["orders"]
+    # dealscore's own, taken to base: a second run does nothing, exit 0 (it was refused as not dealscore's)
+    ours = f"sqlite:///{tmp_path / 'feedback.db'}"
+    assert _cli("db", "upgrade", "--database-url", ours) == 0
+    for _ in range(2):
+        assert _cli("db", "downgrade", "--database-url", ours, "--revision", "base", "--yes") == 0
 
 
 def test_the_quality_command_reads_a_sqlite_uri_and_names_a_missing_file_in_full(

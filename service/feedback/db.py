@@ -140,6 +140,12 @@ def _revision_on(connection: sa.Connection) -> str | None:
     return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
+def has_version_table(engine: sa.Engine) -> bool:
+    """Whether dealscore's migrations have run on this database (even if taken back to base since)."""
+    with engine.connect() as connection:
+        return sa.inspect(connection).has_table(VERSION_TABLE)
+
+
 def upgrade(engine: sa.Engine, revision: str = "head") -> str | None:
     """Bring the schema to `revision`; returns the revision the database is at afterwards. All or nothing."""
     from alembic import command

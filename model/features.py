@@ -830,8 +830,7 @@ def _client_features(spec: FeatureSpec, history: DealHistory, columns: Columns, 
         first_win = sent_or("first_won_day", np.nan, first_win)
         last_win = sent_or("last_won_day", np.nan, last_win)
     days_since_last = day - last_win
-    status = np.where(won_deals <= 0, 0.0, np.where(won_deals == 1, 1.0, 2.0))
-    status = np.where((won_deals > 0) & (days_since_last > spec.config.lost_window_days), 3.0, status)
+    status = _status_codes(won_deals, days_since_last, spec.config.lost_window_days)
     smoothing = spec.config.smoothing
     out = [won_deals, won_amount, days_since_last, day - first_win, closed_deals,
            (won_deals + smoothing * prior) / (closed_deals + smoothing), status]
@@ -853,6 +852,12 @@ def _client_features(spec: FeatureSpec, history: DealHistory, columns: Columns, 
     return out
 
 
+def _status_codes(won_deals: FloatArray, days_since_last: FloatArray, lost_window_days: int) -> FloatArray:
+    """CLIENT_STATUSES' codes: 0 no win yet, 1 new (one win), 2 regular, 3 lost (no win within the window)."""
+    status = np.where(won_deals <= 0, 0.0, np.where(won_deals == 1, 1.0, 2.0))
+    return np.where((won_deals > 0) & (days_since_last > lost_window_days), 3.0, status)
+
+
 def client_statuses(spec: FeatureSpec, history: DealHistory, columns: Columns,
                     end_of_day_before: bool = False) -> list[str] | None:
     """Each row's client status (prospect, new, regular, lost) as of its `created_day`, read exactly as a deal's
@@ -866,10 +871,8 @@ def client_statuses(spec: FeatureSpec, history: DealHistory, columns: Columns,
     # The prior only enters the client's win rate, not its status.
     features = _client_features(spec, history, columns, day, np.zeros(day.size))
     status = features[_STATUS_AT]
-    if end_of_day_before:
-        won, days_since_last = features[0], features[2] - 1
-        regular_or_new = np.where(won == 1, 1.0, 2.0)
-        status = np.where((status == 3.0) & (days_since_last <= spec.config.lost_window_days), regular_or_new, status)
+    if end_of_day_before:  # the same wins (features[0]), the days since the last (features[2]) one fewer
+        status = _status_codes(features[0], features[2] - 1, spec.config.lost_window_days)
     return [client_status_name(code) for code in status.tolist()]
 
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from itertools import chain
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -284,7 +284,7 @@ def _finite(value: object) -> float | None:
     """A sent number as a float; None for anything else, NaN, infinities and integers too large for a float (a
     310-digit count made float() raise, and the service answer 500: the schema refuses such a number, and the
     batch checks still read it)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    if not is_plain_number(value):
         return None
     try:
         number = float(value)
@@ -324,7 +324,7 @@ def missing_history(won_deals: object, won_amount: object, first_won: object, la
     return []
 
 
-def is_plain_number(value: object) -> bool:
+def is_plain_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

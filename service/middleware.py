@@ -49,10 +49,10 @@ class RequestContextMiddleware:
         # The app's route paths (none has a parameter): a request refused here, before routing, is counted under
         # its route when it asked for one, not as "unmatched" (what a scanner's random paths are counted as).
         self.route_paths = route_paths
-        # DEALSCORE_API_TOKEN (and the admin token beside it): when set, every path but OPEN_PATHS and the admin
-        # routes (which check their own) needs one as a bearer token. Checked here, once for every router, rather
-        # than as a dependency of each route: FastAPI's dependency solving costs more than the rest of what the
-        # service adds to a single-deal score.
+        # DEALSCORE_API_TOKEN (and the admin token beside it): when set, every path but OPEN_PATHS (and the admin
+        # routes, while an admin token of their own is set) needs one as a bearer token. Checked here, once for
+        # every router, rather than as a dependency of each route: FastAPI's dependency solving costs more than
+        # the rest of what the service adds to a single-deal score.
         self.api_tokens = api_tokens
         # The admin routes check their own token when there is one; without it they need the API token like the
         # rest (an operator who set only the API token took the admin route for closed: a new-user review).

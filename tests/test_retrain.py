@@ -301,8 +301,9 @@ def test_closed_deals_that_link_no_client_are_refused_as_their_columns_gone(gate
     assert code == 3, err
     event = Registry(root).history()[-1]
     assert event.action == "refused" and Registry(root).live_version() == live
-    missing = comparison(root, event.version or "")["comparison"]["live_inputs_missing"]
-    assert {"industry (empty in every deal)", "size (empty in every deal)"} <= set(missing)
+    compared = comparison(root, event.version or "")["comparison"]
+    assert {"industry", "size", "region"} <= set(compared["live_inputs_empty"])
+    assert compared["live_inputs_missing"] == [] and "industry (empty in every closed deal)" in event.reason
     assert "do the client ids match between the deals and the clients table?" in event.reason
 
 

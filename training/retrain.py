@@ -420,19 +420,21 @@ def retrain(registry: Registry, dataset: Any, train_config: TrainConfig | None =
         # candidate, fitted on this data, would go without it (a clients table that lost `industry`, or no
         # clients table at all, published a model without the industry, size and region features).
         vanished = missing_feature_columns(live_model, dataset.deals, dataset.clients, filled_by_model=False)
-        # Present but empty in every deal is as good as gone (client ids that changed form between the files left
-        # every client attribute so; the degraded live model lost to a candidate fitted without them, published).
-        emptied = empty_feature_columns(live_model, dataset.deals, dataset.clients) if len(dataset.deals) else []
-        vanished += [f"{name} (empty in every deal)" for name in emptied if name not in vanished]
+        # Present but empty in every closed deal is as good as gone (client ids that changed form between the files
+        # left every client attribute so; the degraded live model lost to a candidate fitted without them).
+        emptied = [name for name in empty_feature_columns(live_model, dataset.deals, dataset.clients)
+                   if name not in vanished]
         report["comparison"]["live_inputs_missing"] = vanished
+        report["comparison"]["live_inputs_empty"] = emptied
         # The same for the ideal profiles (the gap lists and potential incomes): fitted on a holdings table, then a
         # retrain given none read them off won deals, and published gap lists on a third of the holdings.
         holdings_gone = _holdings_left_out(live_meta, candidate.metadata, live_version)
         report["comparison"]["live_holdings_missing"] = holdings_gone is not None
-        if vanished:
+        if vanished or emptied:
             passed = False
-            reason = (f"the new data lack {len(vanished)} input column(s) the live model {live_version} uses: "
-                      f"{', '.join(vanished)}; the candidate is fitted without them, and the live model, where it "
+            lacked = [*vanished, *(f"{name} (empty in every closed deal)" for name in emptied)]
+            reason = (f"the new data lack {len(lacked)} input column(s) the live model {live_version} uses: "
+                      f"{', '.join(lacked)}; the candidate is fitted without them, and the live model, where it "
                       "cannot fill them from its own records, is judged on degraded data. Restore them in the "
                       "export" + (" (client attributes empty in every deal: do the client ids match between the "
                                   "deals and the clients table? '00312' and '312' are different ids)"
@@ -441,7 +443,7 @@ def retrain(registry: Registry, dataset: Any, train_config: TrainConfig | None =
         if holdings_gone is not None:
             passed = False
             reason = f"{holdings_gone} [{reason}]"
-        if not (vanished or holdings_gone) and not passed and window.stale:
+        if not (vanished or emptied or holdings_gone) and not passed and window.stale:
             reason += f" {window.stale}"
         shrunk = _shrunk_export(int(closed.sum()), report["live"])
         report["comparison"]["shrunk_export"] = shrunk

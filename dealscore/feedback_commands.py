@@ -1,4 +1,5 @@
-"""`dealscore quality`, `dealscore db upgrade` and `dealscore db training-source`: the feedback loop in a terminal.
+"""`dealscore quality` and `dealscore db` (upgrade, downgrade, training-source, prune-score-log): the feedback loop
+in a terminal.
 
 The database is DEALSCORE_DATABASE_URL (or --database-url), a SQLite file under DEALSCORE_HOME by
 default, as for the service.
@@ -11,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from dealscore.arguments import at_least_zero
+from dealscore.arguments import as_of_day, at_least_zero
 from model.errors import DealscoreError, NotFound
 from model.terminal import terminal_text
 
@@ -143,6 +144,31 @@ def cmd_db_training_source(args: argparse.Namespace) -> int:
         database.dispose()
 
 
+def cmd_db_prune_score_log(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from service.feedback.prune import prune_score_log, vacuum
+
+    _require_existing_sqlite(_database_url(args))
+    database = _database(args)
+    try:
+        _ensure(database)
+        before = datetime.combine(args.before, datetime.min.time(), tzinfo=UTC)
+        result = _at(database, lambda engine: prune_score_log(engine, before, dry_run=args.dry_run))
+        verb = "would delete" if result.dry_run else "deleted"
+        _say(f"score log at {database.shown_url}: {result.candidates} rows scored before {args.before:%Y-%m-%d} "
+             f"(UTC); {verb} {result.deleted}, kept {result.kept} that quality, the training views or "
+             "outcomes can still read")
+        if args.vacuum and not result.dry_run:
+            if _at(database, vacuum):
+                _say("vacuumed: the freed space is back with the file system")
+            else:
+                _say("not vacuumed: this database reuses the freed space by itself (PostgreSQL's autovacuum)")
+        return 0
+    finally:
+        database.dispose()
+
+
 def _require_existing_sqlite(url: str) -> None:
     """A report reads the service's database: a SQLite file that is not there is a wrong place (run from
     another folder, a variable not set), not one to create and migrate, empty, where the command ran."""
@@ -222,3 +248,14 @@ def add_feedback_commands(commands: Any) -> None:
     source.add_argument("--core-only", action="store_true",
                         help="the training_deals view (contract columns only), without the extra features")
     source.set_defaults(run=cmd_db_training_source)
+    prune = db_commands.add_parser(
+        "prune-score-log", help="delete the score log's superseded scorings from before a date (those no quality "
+                                "report, training view or outcome can read any more)")
+    database_option(prune)
+    prune.add_argument("--before", type=as_of_day, required=True,
+                       help="ISO date; only scorings before its start (UTC) are considered")
+    prune.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
+    prune.add_argument("--vacuum", action="store_true",
+                       help="SQLite: give the freed space back to the file system afterwards (needs free disk "
+                            "about the size of the database)")
+    prune.set_defaults(run=cmd_db_prune_score_log)

@@ -6,6 +6,11 @@
 #   docker run -p 8000:8000 -v /srv/dealscore/registry:/registry:ro \
 #              -e DEALSCORE_REGISTRY_DIR=/registry dealscore   # serves the registry's live version
 #
+# The feedback database (SQLite by default: score log, outcomes, judgements) and its spool live in
+# DEALSCORE_HOME, /var/lib/dealscore here: mount a volume there (-v dealscore-data:/var/lib/dealscore) or set
+# DEALSCORE_DATABASE_URL to a PostgreSQL database and DEALSCORE_SPOOL_DIR to a mounted folder;
+# without either they are lost with the container.
+#
 # Settings are DEALSCORE_* variables (docs/settings.md). Artifacts must come from the same lightgbm and
 # numpy major.minor as the image has: loading refuses anything else.
 ARG PYTHON_VERSION=3.11
@@ -27,7 +32,8 @@ RUN /opt/venv/bin/dealscore demo-data --out /tmp/demo --deals "${DEMO_DEALS}" \
 
 FROM python:${PYTHON_VERSION}-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin dealscore
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin dealscore \
+ && mkdir -p /var/lib/dealscore && chown 10001 /var/lib/dealscore
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/dealscore/demo-model /opt/dealscore/demo-model
 ENV PATH=/opt/venv/bin:$PATH \
@@ -36,7 +42,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     OMP_NUM_THREADS=1 \
     DEALSCORE_HOST=0.0.0.0 \
     DEALSCORE_PORT=8000 \
-    DEALSCORE_MODEL_DIR=/opt/dealscore/demo-model
+    DEALSCORE_MODEL_DIR=/opt/dealscore/demo-model \
+    DEALSCORE_HOME=/var/lib/dealscore
 USER 10001
 WORKDIR /tmp
 EXPOSE 8000

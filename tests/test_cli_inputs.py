@@ -815,8 +815,10 @@ def test_gaps_reads_clients_and_holdings_in_the_mappings_csv_format(
 def test_score_says_when_deals_lie_outside_the_models_history(service_training: TrainingResult,
                                                               service_crm: SyntheticCRM, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    """An aged model scored silently: a lost window after its history ends, every known client without a win
-    since reads lost (the scale audit: mean p_win 0.234 against a realised 0.484 a year on)."""
+    """An aged model scored silently: a month after its history ends its known clients' wins since are missing
+    (a calibration audit: mean p_win 0.041 under the realised rate in the second month), a lost window after,
+    every known client without a win since reads lost (the scale audit: 0.234 against 0.484 a year on). Deals
+    that send their client's history are not among them."""
     from model.artifact import save_artifact
 
     model = service_training.model
@@ -824,16 +826,22 @@ def test_score_says_when_deals_lie_outside_the_models_history(service_training: 
     aged = save_artifact(dataclasses.replace(model, spec=spec), tmp_path / "model", service_training.metadata)
     ends = (date(1970, 1, 1) + timedelta(days=int(model.history.last_day))).isoformat()
     begins = service_training.metadata["data"]["first_deal"]
-    deals = service_crm.deals[service_crm.deals["status"] == "open"].head(6).copy()
-    deals["created_at"] = [ends] * 2 + [(date.fromisoformat(ends) + timedelta(days=91)).isoformat()] * 2 + [
-        None, "2018-01-01"]  # the undated deal is scored as of today, long after
+    deals = service_crm.deals[service_crm.deals["status"] == "open"].head(7).copy()
+    later = (date.fromisoformat(ends) + timedelta(days=31)).isoformat()
+    deals["created_at"] = [ends] * 2 + [later] * 3 + [None, "2018-01-01"]  # the undated one: as of today, long after
+    # The fifth deal sends its client's history: read from it, not from the model's, so not said to be stale.
+    deals["won_deals"] = [None] * 4 + [2, None, None]
+    deals["won_amount"] = [None] * 4 + [5000.0, None, None]
+    deals["first_won_at"] = [None] * 4 + ["2020-01-01", None, None]
+    deals["last_won_at"] = [None] * 4 + [later, None, None]
     deals.to_csv(tmp_path / "deals.csv", index=False)
     code, err = run(["score", "--model", str(aged), "--deals", str(tmp_path / "deals.csv"),
                      "--out", str(tmp_path / "scores.csv")], capsys)
     assert code == 0, err
     # (the undated one named as such: the ops review read "500 deals created more than 360 days after" for a
     # stage export's 500 deals without created_at)
-    assert (f"note: 3 deals scored as of a day more than 90 days after the model's history ends ({ends}; 1 of them "
-            "has no created_at and is scored as of today)") in err
+    assert (f"note: 3 deals scored as of a day more than 30 days after the model's history ends ({ends}; 1 of them "
+            "has no created_at and is scored as of today), without their client's history") in err
+    assert "lost, 90 days after its last known win" in err
     assert f"note: 1 deal created before the model's history begins ({begins})" in err
-    assert len(pd.read_csv(tmp_path / "scores.csv")) == 6  # said, and scored all the same
+    assert len(pd.read_csv(tmp_path / "scores.csv")) == 7  # said, and scored all the same

@@ -536,4 +536,10 @@ def test_an_integer_id_sent_with_a_decimal_point_is_the_same_id(service_client: 
             "an id of 16 digits or more as an integer or text"), sent
     edge = service_client.post("/v1/score", json={"deals": [make_deal(deal_id=9007199254740991.0)]})
     assert edge.json()["scores"][0]["deal_id"] == "9007199254740991"
+    # A 19-digit integer is the integer rule's alone: the float's "not with a decimal point" had been joined to it.
+    body = '{"deals": [{"deal_id": 1234567890123456789}]}'
+    response = service_client.post("/v1/score", content=body, headers={"content-type": "application/json"})
+    assert error_envelope(response, 422, "invalid_input")["details"] == [
+        {"field": "deals[0].deal_id", "expected": "text, or an integer of at most 18 digits",
+         "got": "1234567890123456789"}]
 

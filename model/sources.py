@@ -188,7 +188,7 @@ def _read_sql(url: str, what: str, table: str) -> pd.DataFrame:
         # SQLite would silently create an empty database file for a mistyped path.
         if not Path(database).is_file():
             raise _unreadable(table, f"no SQLite file at '{database}' ({shown})")
-    query = what if _QUERY_START.match(what) else _select_all(what)
+    query = what if _QUERY_START.match(what) else _select_all(what, table)
     engine: sa.Engine | None = None
     try:
         engine = sa.create_engine(parsed)
@@ -265,10 +265,45 @@ def _query_with_exact_integers(connection: sa.Connection, query: str | sa.Select
     return frame
 
 
-def _select_all(name: str) -> sa.Select[tuple[object, ...]]:
+def _select_all(name: str, table: str) -> sa.Select[tuple[object, ...]]:
     """SELECT * from a table name, optionally "schema.table"; quoted by SQLAlchemy, never pasted in."""
-    schema, _, table_name = name.rpartition(".")
-    return sa.select(sa.text("*")).select_from(sa.table(table_name, schema=schema or None))
+    schema, table_name = _name_parts(name, table)
+    return sa.select(sa.text("*")).select_from(sa.table(table_name, schema=schema))
+
+
+_QUOTED_PART = re.compile(r'"((?:[^"]|"")+)"')
+TABLE_NAME_EXPECTED = ('a table name or schema.table, each part as it is (case kept) or in double quotes '
+                       '("Sales Data"."Deals"), or a SELECT query')
+
+
+def _name_parts(name: str, table: str) -> tuple[str | None, str]:
+    """(schema, table) of a name as written after `::`. Unquoted, each part is the name exactly as written (case
+    kept: `Deals Export` is that table); written as SQL quotes them (`"Sales Data"."Deals"`, `crm."a.b"`), each
+    quoted part is taken from inside its quotes, so a name may hold a dot. Quoted names had been taken with their
+    quotes, as a table named `"Deals"` (a database-inputs review)."""
+    if '"' not in name:
+        schema, _, table_name = name.rpartition(".")
+        return schema or None, table_name
+    parts: list[str] = []
+    at = 0
+    while True:
+        quoted = _QUOTED_PART.match(name, at)
+        if quoted is not None:
+            parts.append(quoted.group(1).replace('""', '"'))
+            at = quoted.end()
+        else:
+            end = name.find(".", at)
+            part = name[at:] if end < 0 else name[at:end]
+            if not part or '"' in part:
+                raise _unreadable(table, f"the table name {name!r}", TABLE_NAME_EXPECTED)
+            parts.append(part)
+            at += len(part)
+        if at == len(name):
+            break
+        if name[at] != "." or len(parts) == 2:
+            raise _unreadable(table, f"the table name {name!r}", TABLE_NAME_EXPECTED)
+        at += 1
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
 
 
 def _unreadable(table: str, got: str, expected: str = EXPECTED_SOURCE) -> ContractViolation:

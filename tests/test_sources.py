@@ -112,6 +112,23 @@ def test_sqlite_table_and_query(tmp_path: Path, deals_text: pd.DataFrame, expect
     same_deals(read_table(query, "deals"), expected[expected["status"] != "open"].reset_index(drop=True))
 
 
+def test_a_table_name_in_sql_quotes_is_the_name_inside_them(tmp_path: Path, deals_text: pd.DataFrame,
+                                                             expected: pd.DataFrame) -> None:
+    # As a database's own tools write them: "Deals Export" was looked up as a table named with its quotes.
+    database = tmp_path / "crm.db"
+    engine = sa.create_engine(f"sqlite:///{database}")
+    deals_text.to_sql("Deals Export", engine, index=False)
+    deals_text.to_sql("deals.2025", engine, index=False)
+    engine.dispose()
+    for name in ('"Deals Export"', "Deals Export", 'main."Deals Export"', '"main"."Deals Export"', '"deals.2025"'):
+        same_deals(read_table(f"sqlite:///{database}::{name}", "deals"), expected)
+    for bad in ('"Deals Export', '"Deals Export"x', 'a."b".c'):
+        with pytest.raises(ContractViolation) as error:
+            read_table(f"sqlite:///{database}::{bad}", "deals")
+        assert error.value.problems[0].got == f"the table name {bad!r}"
+        assert error.value.problems[0].expected.startswith("a table name or schema.table, each part as it is")
+
+
 @pytest.fixture
 def postgres() -> Iterator[sa.Engine]:
     """The local test server; the role is whichever of root (the URL's default) and postgres exists."""
@@ -151,6 +168,7 @@ def test_postgresql_table_and_query(
                 [{str(k): v for k, v in row.items()} for row in rows],
             )
         same_deals(read_table(f"{url}::{table}", "deals"), expected)
+        same_deals(read_table(f'{url}::public."{table}"', "deals"), expected)  # as psql writes a quoted name
         by_query = read_table(f"{url}::SELECT * FROM {table} WHERE amount::numeric > 100", "deals")
         assert by_query["deal_id"].tolist() == ["D1"]
         # A "%" reaches the database as written (psycopg had read it as a placeholder and refused the query).

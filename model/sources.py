@@ -11,6 +11,7 @@ import gzip
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -208,21 +209,24 @@ def _read_sql(url: str, what: str, table: str) -> pd.DataFrame:
 
 
 def _inexact_integer_columns(frame: pd.DataFrame) -> list[int]:
-    """Positions of float columns with gaps holding magnitudes from 2**53 on: an integer column with gaps (a
-    nullable BIGINT, a Parquet int64 with nulls) reads as float64, and there a float cannot hold every integer:
-    19-digit client ids (as some CRMs make them) were rounded, merging hundreds of clients into a few and linking
-    deals to the wrong one."""
+    """Positions of float columns holding magnitudes from 2**53 on: an integer column with gaps (a nullable
+    BIGINT, a Parquet int64 with nulls) reads as float64, and so does a NUMERIC(20,0) or DECIMAL(19,0) one, gaps or
+    not (pandas turns its Decimals into floats); there a float cannot hold every integer: 19-digit client ids (as
+    some CRMs make them) were rounded, merging hundreds of clients into a few and linking deals to the wrong one."""
     return [i for i in range(frame.shape[1]) if frame.dtypes.iloc[i] == np.float64
-            and bool(frame.iloc[:, i].isna().any()) and bool((frame.iloc[:, i].abs() >= FLOAT_EXACT_UP_TO).any())]
+            and bool((frame.iloc[:, i].abs() >= FLOAT_EXACT_UP_TO).any())]
 
 
 def _exact_integers(values: Sequence[object]) -> npt.NDArray[np.object_] | None:
-    """The values as Python ints (None for a gap), when every value present is an integer; else None."""
+    """The values as Python ints (None for a gap), when every value present is an integer (a whole Decimal
+    counts); else None."""
     exact: list[int | None] = []
     for value in values:
         if value is None or value is pd.NA:
             exact.append(None)
         elif isinstance(value, int | np.integer) and not isinstance(value, bool):
+            exact.append(int(value))
+        elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
             exact.append(int(value))
         else:
             return None

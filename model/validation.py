@@ -278,6 +278,7 @@ class _TableCheck:
             self.report(name, unknown, f"one of {', '.join(STATUS_VALUES)} (map the export's own values to "
                         "them in the mapping file's status_values; \"*\" catches the rest)", _quoted(values[unknown]))
         else:
+            self._refuse_nested(name, values)
             typed = self._text(name, values)
             if column.kind is Kind.ID or name == "product":
                 # "NULL" from a SQL dump is no client and no product (all such deals would share one pseudo-client,
@@ -285,6 +286,19 @@ class _TableCheck:
                 typed = _without_null_markers(typed)
             missing = typed.isna()
         return typed, missing
+
+    def _refuse_nested(self, name: str, values: pd.Series) -> None:
+        """A contract column holds one value per row: a list (a Parquet list column, a PostgreSQL array), an object
+        or bytes had been read as its Python text, so a holdings table with a list of products per client trained
+        profiles on "products" named "['acquiring' 'payroll']" (a database-inputs review)."""
+        if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) not in ("mixed", "bytes"):
+            return  # text, numbers or dates alone: one C pass, no Python call per value
+        nested = values.map(lambda v: isinstance(v, NESTED_TYPES)).astype(bool)
+        if nested.any():
+            first = values[nested].iloc[0]
+            self.report(name, nested, "one value per row (a list, array, object or bytes value is none: give one row "
+                        "per value, e.g. per client and product, or unnest it in the query)",
+                        f"{type(first).__name__} values such as {_shown_nested(first)}")
 
     def _extra(self, name: str, values: pd.Series) -> pd.Series:
         """Typed as `kinds` says (a model's feature kinds), else a number column if every value present
@@ -355,6 +369,16 @@ def _folded(values: pd.Series) -> pd.Series:
     """Each text value's folded form (model/spellings.py), computed once per distinct value."""
     forms = {v: folded_form(v) for v in values.dropna().unique() if isinstance(v, str)}
     return values.map(forms)  # (text values or gaps here: a gap, in no dict, stays a gap)
+
+
+NESTED_TYPES = (list, tuple, dict, set, frozenset, np.ndarray, bytes, bytearray, memoryview)
+
+
+def _shown_nested(value: object) -> str:
+    items = list(value.tolist() if isinstance(value, np.ndarray) else value) if isinstance(
+        value, list | tuple | set | frozenset | np.ndarray) else None
+    text = repr(items) if items is not None else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _as_text(value: object) -> object:

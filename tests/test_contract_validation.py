@@ -225,6 +225,20 @@ def test_empty_ids() -> None:
     assert the_problem(error, "clients", "client_id").rows == (2,)
 
 
+def test_a_list_in_a_contract_column_is_refused_not_read_as_its_python_text() -> None:
+    """A Parquet list column or a PostgreSQL array: a client's products in one row had been one product named
+    "['acquiring' 'payroll']", trained into the profiles and offered as a gap (a database-inputs review)."""
+    holdings = pd.DataFrame({"client_id": ["C1", "C2", "C3"],
+                             "product": [np.array(["acquiring", "payroll"]), "deposit", ["leasing"]]})
+    with pytest.raises(ContractViolation) as error:
+        validate_holdings(holdings, known_clients=None, today=TODAY)
+    problem = the_problem(error, "holdings", "product")
+    assert problem.expected.startswith("one value per row (a list, array, object or bytes value is none")
+    assert (problem.got, problem.rows) == ("ndarray values such as ['acquiring', 'payroll']", (1, 3))
+    problem = the_problem(bad_deals(make_deals(client_id=["C1", {"id": "C2"}, b"C3"])), "deals", "client_id")
+    assert (problem.got, problem.rows) == ("dict values such as {'id': 'C2'}", (2, 3))
+
+
 def test_deals_without_client_id_are_fine() -> None:
     deals = validate_deals(make_deals(client_id=[None, "", "C1"]), for_training=True, today=TODAY)
     assert deals["client_id"].isna().sum() == 2

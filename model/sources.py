@@ -30,7 +30,14 @@ EXPECTED_QUERY = "a reachable database and a table or SELECT query it can answer
 # URL, then "::", then a table or query. The first "::" outside [...] splits, so an IPv6 host
 # ("postgresql://[::1]/db") and a PostgreSQL cast in the query ("amount::text") both survive.
 _SQL_SOURCE = re.compile(r"^(?P<url>[A-Za-z][\w+.-]*://(?:\[[^\]]*\]|[^\[])*?)::(?P<what>.+)$", re.DOTALL)
-_QUERY_START = re.compile(r"^\s*(select|with)\b", re.IGNORECASE)
+# A query, not a table name: SELECT or WITH, after any comments and opening parentheses (saved warehouse queries
+# start with a "-- nightly export" line or a parenthesised UNION). Not PostgreSQL's TABLE x: "Table 2025" may be
+# a table's name.
+_QUERY_START = re.compile(r"^(\s+|--[^\n]*(\n|$)|/\*.*?\*/|\()*(select|with)\b",
+                          re.IGNORECASE | re.DOTALL)
+# libpq's words for a connection refused for good (its errors carry no SQLSTATE at connect).
+_REFUSED_FOR_GOOD = re.compile(r'FATAL:\s+(database "[^"]*" does not exist|role "[^"]*" does not exist|'
+                               r"password authentication failed)")
 FLOAT_EXACT_UP_TO = 2**53  # every integer up to this magnitude has an exact float64
 
 
@@ -196,8 +203,13 @@ def _read_sql(url: str, what: str, table: str) -> pd.DataFrame:
         try:
             connection = engine.connect()
         except sa.exc.OperationalError as error:  # not reached: nothing wrong with the query, try again later
-            raise SourceUnavailable(f"{table} source cannot be reached: {shown}: "
-                                    f"{_first_line(_database_reason(error))}") from None
+            reason = _first_line(_database_reason(error))
+            if _REFUSED_FOR_GOOD.search(reason):
+                # A database or role that does not exist, a wrong password: the URL is wrong, and trying again
+                # later (exit 4) would have a scheduler retry a typo forever (a database-inputs review).
+                raise _unreadable(table, f"the connection refused by {shown}: {reason}",
+                                  "a database and role that exist, with their password") from None
+            raise SourceUnavailable(f"{table} source cannot be reached: {shown}: {reason}") from None
         with connection:
             return _query_with_exact_integers(connection, query)
     except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError, ImportError, ValueError) as error:

@@ -110,6 +110,12 @@ def test_sqlite_table_and_query(tmp_path: Path, deals_text: pd.DataFrame, expect
     same_deals(read_table(f"sqlite:///{database}::deals", "deals"), expected)
     query = f"sqlite:///{database}::SELECT * FROM deals WHERE status IN ('won', 'lost')"
     same_deals(read_table(query, "deals"), expected[expected["status"] != "open"].reset_index(drop=True))
+    # As saved warehouse queries start: a comment line, a block comment (they had been looked up as tables named
+    # "-- nightly\nSELECT ..."; a parenthesised UNION, which SQLite does not run, in the PostgreSQL test).
+    closed = expected[expected["status"] != "open"].reset_index(drop=True)
+    for saved in ("-- nightly export\nSELECT * FROM deals WHERE status IN ('won', 'lost')",
+                  "/* closed deals */ SELECT * FROM deals WHERE status IN ('won', 'lost')"):
+        same_deals(read_table(f"sqlite:///{database}::{saved}", "deals"), closed)
 
 
 def test_a_table_name_in_sql_quotes_is_the_name_inside_them(tmp_path: Path, deals_text: pd.DataFrame,
@@ -171,6 +177,9 @@ def test_postgresql_table_and_query(
         same_deals(read_table(f'{url}::public."{table}"', "deals"), expected)  # as psql writes a quoted name
         by_query = read_table(f"{url}::SELECT * FROM {table} WHERE amount::numeric > 100", "deals")
         assert by_query["deal_id"].tolist() == ["D1"]
+        by_union = read_table(f"{url}::(SELECT * FROM {table} WHERE amount::numeric > 100) UNION ALL "
+                              f"(SELECT * FROM {table} WHERE amount IS NULL)", "deals")
+        assert "D1" in by_union["deal_id"].tolist()
         # A "%" reaches the database as written (psycopg had read it as a placeholder and refused the query).
         by_pattern = read_table(f"{url}::SELECT * FROM {table} WHERE deal_id LIKE 'D%'", "deals")
         assert by_pattern["deal_id"].tolist() == expected["deal_id"].tolist()
@@ -377,6 +386,22 @@ def test_a_database_that_cannot_be_reached_is_a_transient_failure(tmp_path: Path
         read_table(source, "deals")
     assert error.value.transient and "secret" not in error.value.message
     assert cli.main(["train", "--deals", source, "--out", str(tmp_path / "model")]) == cli.EXIT_RETRY == 4
+
+
+@pytest.mark.postgres
+def test_a_database_or_role_that_does_not_exist_is_bad_input_not_a_retry(postgres: sa.Engine, tmp_path: Path) -> None:
+    """A typo in the URL had exit 4, "try again later": a scheduler retrying on 4 retried it forever."""
+    from dealscore import cli
+
+    server = postgres.url
+    for url, words in ((server.set(database="dealscore_no_such_db"), 'database "dealscore_no_such_db" does not exist'),
+                       (server.set(username="dealscore_no_such_role"), 'role "dealscore_no_such_role" does not exist')):
+        source = f"{url.render_as_string(hide_password=False)}::deals"
+        with pytest.raises(ContractViolation) as error:
+            read_table(source, "deals")
+        (problem,) = error.value.problems
+        assert words in problem.got and problem.expected == "a database and role that exist, with their password"
+        assert cli.main(["train", "--deals", source, "--out", str(tmp_path / "model")]) == 2
 
 
 @pytest.mark.skipif(not IT_DEALS.is_file(), reason=f"public data set not present at {IT_DEALS}")

@@ -251,15 +251,24 @@ def _parquet_with_exact_integers(path: Path) -> pd.DataFrame:
     """The Parquet file, its integer columns exact (see _inexact_integer_columns): where a float column with gaps
     holds such magnitudes, the file is read again with pandas' nullable integers (a file's row order is its
     own, the same in both reads)."""
-    frame = pd.read_parquet(path)
+    frame = _with_index_as_columns(pd.read_parquet(path))
     suspects = _inexact_integer_columns(frame)
     if suspects:
-        nullable = pd.read_parquet(path, dtype_backend="numpy_nullable")
+        nullable = _with_index_as_columns(pd.read_parquet(path, dtype_backend="numpy_nullable"))
         for i in suspects:
             exact = _exact_integers(nullable.iloc[:, i].tolist())
             if exact is not None:
                 frame.isetitem(i, exact)
     return frame
+
+
+def _with_index_as_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """A file pandas wrote from a frame indexed by its ids (`deals.set_index("deal_id").to_parquet(...)`) keeps the
+    index as columns, and pandas reads them back as the index: "no deal_id column" for a file that has one (a
+    database-inputs review). A named index is a column again; pandas' unnamed default index is no data."""
+    if all(name is None for name in frame.index.names):
+        return frame
+    return frame.reset_index()
 
 
 def _query_with_exact_integers(connection: sa.Connection, query: str | sa.Select[tuple[object, ...]]) -> pd.DataFrame:

@@ -102,6 +102,16 @@ def test_parquet_as_text_or_typed(
     same_deals(read_table(str(tmp_path / f"typed-{name}"), "deals"), expected)
 
 
+def test_a_parquet_file_written_from_a_frame_indexed_by_its_ids_keeps_them(tmp_path: Path,
+                                                                            deals_text: pd.DataFrame,
+                                                                            expected: pd.DataFrame) -> None:
+    path = tmp_path / "deals.parquet"
+    deals_text.set_index("deal_id").to_parquet(path)  # pandas reads it back with deal_id as the index
+    same_deals(read_table(str(path), "deals"), expected)
+    deals_text.set_index(["deal_id", "client_id"]).to_parquet(path)
+    same_deals(read_table(str(path), "deals"), expected)
+
+
 def test_sqlite_table_and_query(tmp_path: Path, deals_text: pd.DataFrame, expected: pd.DataFrame) -> None:
     database = tmp_path / "crm.db"
     engine = sa.create_engine(f"sqlite:///{database}")

@@ -229,6 +229,25 @@ def test_train_out_where_no_folder_can_be_made_is_refused_before_reading_data(
            "file or folder" in err
 
 
+def test_score_names_products_the_model_never_saw(crm_files: Path, service_artifact: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A product renamed in the CRM ("Acquiring Services" for "acquiring") changed the deals' scores without a word
+    (a database-inputs review); a spelling that differs in case and spaces alone is the product seen."""
+    import pandas as pd
+
+    deals = pd.read_csv(crm_files / "deals.csv", dtype=str, keep_default_na=False).head(30)
+    deals["product"] = ["Acquiring Services"] * 5 + ["  LEASING "] * 5 + deals["product"].tolist()[10:]
+    deals.to_csv(tmp_path / "deals.csv", index=False)
+    code, err = run(["score", "--model", str(service_artifact), "--deals", str(tmp_path / "deals.csv"),
+                     "--out", str(tmp_path / "scores.csv")], capsys)
+    assert code == 0, err
+    assert ("note: 5 of 30 deals name a product the model never saw ('Acquiring Services'): scored without its "
+            "history, as a new product") in err
+    assert "the model knows 'acquiring', " in err
+    code, err = run(offline_command("score", crm_files, service_artifact, tmp_path / "known.csv"), capsys)
+    assert code == 0 and "a product the model never saw" not in err
+
+
 def test_ids_the_model_does_not_know_are_said_by_score_and_gaps(crm_files: Path, service_artifact: Path,
                                                                tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                                                ) -> None:

@@ -16,6 +16,7 @@ from model.features import (
     FeatureSpec,
     attach_clients,
     build_features,
+    client_statuses,
     fit_feature_spec,
     frame_columns,
 )
@@ -107,6 +108,8 @@ def test_client_rfm_features_match_a_hand_count() -> None:
     # Product x before day 100: a won, b lost, e won (other client): 2 of 3, smoothed towards 3 of 4 overall.
     prior = 3 / 4
     assert value["product_win_rate"] == pytest.approx((2 + 20 * prior) / (3 + 20))
+    # The client's own win rate leans towards the team's rate too (not towards 0.5): 2 of 3, 20 pseudo-deals.
+    assert value["client_win_rate"] == pytest.approx((2 + 20 * prior) / (3 + 20))
 
 
 def test_sent_history_replaces_the_models_as_a_whole() -> None:
@@ -263,6 +266,39 @@ def test_client_status_at_the_edges_of_the_lost_window() -> None:
     assert _features_on(spec, history, 10)["client_status"] == 0
 
 
+def test_the_default_lost_window_is_360_days() -> None:
+    """docs/domain.md: a client with no win within 360 days (by default) is lost."""
+    spec, history = _one_client([("a", 0, 5, "won", 100.0), ("b", 0, 10, "won", 50.0)])
+    assert spec.config.lost_window_days == 360
+    assert _features_on(spec, history, 370)["client_status"] == 2  # last win exactly 360 days before
+    assert _features_on(spec, history, 371)["client_status"] == 3
+
+
+def test_the_default_recent_window_is_365_days() -> None:
+    """docs/domain.md: the recent win rate is the last 365 days' (by default): a loss 280 days before the deal is
+    in it, a win 80 days before too; the loss 20 days past the window's start would be out of a half-year one."""
+    spec, history = _one_client([("l", 0, 100, "lost", 1.0), ("w", 0, 300, "won", 1.0)])
+    assert spec.config.recent_window_days == 365
+    smoothing = spec.config.smoothing
+    assert _features_on(spec, history, 380)["recent_win_rate"] == pytest.approx((1 + smoothing * 0.5) / (2 + smoothing))
+
+
+def test_a_status_read_at_the_end_of_the_day_before_counts_the_days_to_it() -> None:
+    """/v1/gaps reads a client's status today at the end of yesterday: a win exactly the lost window before
+    yesterday still counts, one day more does not (client_statuses(..., end_of_day_before=True))."""
+    spec, history = _one_client([("a", 0, 5, "won", 100.0), ("b", 0, 10, "won", 50.0)], lost_window_days=150)
+
+    def status(day: int) -> str:
+        asked = pd.DataFrame({"deal_id": ["asked"], "client_id": ["k"],
+                              "created_at": [pd.Timestamp("2024-01-01") + pd.Timedelta(days=day)]})
+        statuses = client_statuses(spec, history, frame_columns(asked), end_of_day_before=True)
+        assert statuses is not None
+        return statuses[0]
+
+    assert status(161) == "regular"  # the end of day 160: the last win (day 10) exactly 150 days before
+    assert status(162) == "lost"
+
+
 def test_the_recent_window_of_a_deal_after_the_history_ends_is_the_historys_last_one() -> None:
     """A model serves for months after its data ends: a deal scored then reads the win rate of the history's
     last window, not of the part of its own window the history reaches (which shrinks to its last few days)."""
@@ -297,6 +333,22 @@ def test_a_client_without_since_has_the_median_tenure() -> None:
                           "client_since": [pd.NaT]})
     row = build_features(spec, DealHistory(spec, frame_columns(deals)), frame_columns(asked))[0]
     assert dict(zip(spec.names, row.tolist(), strict=True))[TENURE] == 200.0  # median of 100 and 300 days
+    # A client that sends its since: days from it to the deal.
+    sent = asked.assign(client_since=[day - pd.Timedelta(days=100)])
+    row = build_features(spec, DealHistory(spec, frame_columns(deals)), frame_columns(sent))[0]
+    assert dict(zip(spec.names, row.tolist(), strict=True))[TENURE] == 120.0
+
+
+def test_a_level_gets_a_code_of_its_own_from_min_level_count_closed_deals() -> None:
+    """docs/domain.md: a level gets a model code once it has 20 closed deals (by default); rarer ones share one."""
+    day = pd.Timestamp("2024-01-01")
+    products = ["x"] * 20 + ["y"] * 19 + ["z"] * 21
+    deals = pd.DataFrame({"deal_id": [f"d{i}" for i in range(60)], "product": products,
+                          "created_at": [day + pd.Timedelta(days=i) for i in range(60)],
+                          "status": ["won" if i % 3 else "lost" for i in range(60)]})
+    spec = fit_feature_spec(deals, FeatureConfig(steady_levels_only=False), {})
+    assert spec.config.min_level_count == 20
+    assert sorted(spec.vocab["product"]) == ["x", "z"]
 
 
 def test_smoothing_must_be_above_zero() -> None:

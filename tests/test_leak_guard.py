@@ -44,3 +44,37 @@ def test_a_level_the_earlier_half_never_saw_gets_the_earlier_win_rate() -> None:
     won = np.array([1.0, 1.0, 0.0, 1.0, 0.0, 1.0])
     # Earlier half: a won twice, b lost once. Later: b (rate 0), a (1.0), c (unseen: the earlier rate, 2/3).
     assert _encoded_on_earlier_half(values, won).tolist() == [0.0, 1.0, pytest.approx(2 / 3)]
+
+
+def _low_won_high_or_blank_lost(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """A "days overdue" column: low for won deals, high for lost ones, and blank for half the lost ones."""
+    rng = np.random.default_rng(seed)
+    status = np.where(rng.random(n) < 0.4, "won", "lost")
+    value = np.where(status == "won", rng.random(n), 10 + rng.random(n))
+    value = np.where((status == "lost") & (rng.random(n) < 0.5), np.nan, value)
+    return pd.DataFrame({"status": status, "days_overdue": value})
+
+
+def test_a_blank_value_on_the_losing_side_still_gives_the_outcome_away() -> None:
+    """A missing value counts as below every value and, separately, above: counted only below, this column's
+    blanks sat among the won deals' low values and hid a perfect leak."""
+    (finding,) = find_leaks(_low_won_high_or_blank_lost(), ["days_overdue"])
+    assert finding.reason.startswith("predicts the outcome almost perfectly on its own (AUC 1.000")
+    assert not finding.kept and not finding.review_only
+
+
+def test_a_leak_the_user_keeps_is_reported_as_kept() -> None:
+    (finding,) = find_leaks(_low_won_high_or_blank_lost(), ["days_overdue"], keep=["days_overdue"])
+    assert finding.kept and finding.reason.startswith("predicts the outcome almost perfectly")
+
+
+def test_a_few_open_deals_say_nothing_about_what_is_filled_only_after_the_outcome() -> None:
+    """Under 10 open deals, a column they leave empty is no sign of a leak (5 of 5 empty proves little)."""
+    rng = np.random.default_rng(1)
+    closed = pd.DataFrame({"status": np.where(rng.random(60) < 0.5, "won", "lost"),
+                           "note_length": np.where(rng.random(60) < 0.8, rng.random(60), np.nan)})
+    few_open = pd.DataFrame({"status": ["open"] * 5, "note_length": [np.nan] * 5})
+    assert find_leaks(pd.concat([closed, few_open], ignore_index=True), ["note_length"]) == []
+    many_open = pd.DataFrame({"status": ["open"] * 10, "note_length": [np.nan] * 10})
+    (finding,) = find_leaks(pd.concat([closed, many_open], ignore_index=True), ["note_length"])
+    assert finding.reason.endswith("known only after the outcome")

@@ -118,6 +118,36 @@ def test_small_segments_fall_back_to_a_coarser_one_and_the_answer_names_it() -> 
     assert strict.gaps_for([ClientFacts("c0")])[0].segment == ALL_CLIENTS
 
 
+def test_by_default_a_segment_needs_20_clients() -> None:
+    """docs/domain.md: a segment falls back to a coarser one when it has fewer than 20 clients (or 5 best)."""
+    clients = pd.DataFrame({"client_id": [f"c{i}" for i in range(40)],
+                            "industry": ["retail"] * 25 + ["farming"] * 15,
+                            "size": ["small"] * 15 + ["large"] * 10 + ["small"] * 15}).astype(object)
+    holdings = pd.DataFrame({"client_id": [f"c{i}" for i in range(40)], "product": ["A", "B"] * 20,
+                             "revenue": [100.0] * 40}).astype({"client_id": object, "product": object})
+    profiles = fit_profiles(None, clients, holdings)
+    assert ProfileConfig().min_segment_clients == 20
+    # retail|small has 15 clients: its clients get the retail segment (25); farming (15) falls to all clients.
+    assert [a.segment for a in profiles.gaps_for([ClientFacts("c0"), ClientFacts("c30")])] == [
+        "industry=retail", ALL_CLIENTS]
+
+
+def test_other_products_are_offered_from_a_two_percent_chance(crm_profiles: ClientProfiles) -> None:
+    """docs/domain.md: after the profile's gaps, the other products the client may take (p_accept >= 0.02)."""
+    assert ProfileConfig().min_p_accept == 0.02
+    facts = [ClientFacts(str(c)) for c in list(crm_profiles.known_products)[:40]]
+    resolved = crm_profiles.resolve(facts)
+    p = crm_profiles.p_accept(resolved)
+    checked = 0
+    for i, answer in enumerate(crm_profiles.gaps_for(facts, top_k=50)):
+        profile = {g.product for g in answer.gaps if g.in_profile}
+        expected = {name for j, name in enumerate(crm_profiles.products)
+                    if j not in resolved[i].held and name not in profile and p[i, j] >= 0.02}
+        assert {g.product for g in answer.gaps if not g.in_profile} == expected, answer.client_id
+        checked += bool(expected)
+    assert checked > 5
+
+
 def test_fallback_chain_is_configurable_and_validated() -> None:
     clients, holdings = tiny_portfolio()
     clients["region"] = ["north", "north", "south", "south", "south"]
@@ -231,6 +261,22 @@ def test_profile_gaps_come_first_by_expected_income_then_others_by_chance(crm_pr
         calibrated = crm_profiles.take_up is not None
         assert ("chance to take it within" in gap.reason) is calibrated
         assert ("of clients like this one" in gap.reason) is not calibrated
+
+
+def test_profile_gaps_come_first_when_ranked_by_chance_too(small_crm: SyntheticCRM) -> None:
+    """Ranked by p_accept (ProfileConfig's other order), the profile's gaps still come before the others: by
+    expected income the incomes alone had kept them ahead, so nothing checked the order's first key."""
+    profiles = fit_profiles(small_crm.deals, small_crm.clients, small_crm.holdings,
+                            ProfileConfig(rank_by="p_accept"))
+    answers = profiles.gaps_for([ClientFacts(str(c)) for c in small_crm.clients["client_id"].iloc[:150]], top_k=20)
+    mixed = 0
+    for answer in answers:
+        inside = [g for g in answer.gaps if g.in_profile]
+        outside = [g for g in answer.gaps if not g.in_profile]
+        assert answer.gaps == inside + outside, answer.client_id
+        assert [g.p_accept for g in inside] == sorted((g.p_accept for g in inside), reverse=True)
+        mixed += bool(inside and outside and max(g.p_accept for g in outside) > min(g.p_accept for g in inside))
+    assert mixed > 10  # lists where an outside product is likelier than a profile one: the order is the rule's
 
 
 def test_a_batch_of_clients_gets_the_gap_lists_each_would_get_alone(small_crm: SyntheticCRM,

@@ -27,6 +27,7 @@ from training.retrain import (
     RetrainConfig,
     auc_upper_bound,
     choose_window,
+    drift_level,
     gate_checks,
     inverted_auc_limit,
     outcomes_against_live,
@@ -496,6 +497,27 @@ def test_gate_checks() -> None:
     # ... and on few deals, ECE within what chance alone gives a calibrated model passes.
     assert gate_checks({"auc": 0.8, "ece": 0.05}, live, config, ece_chance=0.06)[1].passed
     assert not gate_checks({"auc": 0.8, "ece": 0.07}, live, config, ece_chance=0.06)[1].passed
+    # The margin over a drifted live model's ECE: a hair worse calibrated passes, more than the margin does not.
+    assert gate_checks({"auc": 0.8, "ece": 0.103}, {"auc": 0.8, "ece": 0.10}, config)[1].passed
+    assert not gate_checks({"auc": 0.8, "ece": 0.106}, {"auc": 0.8, "ece": 0.10}, config)[1].passed
+    # AUC exactly the tolerance below the live model's passes (binary fractions: no rounding at the edge).
+    assert gate_checks({"auc": 0.5, "ece": 0.0}, {"auc": 0.75, "ece": 0.0},
+                       RetrainConfig(auc_tolerance=0.25))[0].passed
+
+
+def test_the_gates_documented_defaults() -> None:
+    """docs/operations.md: AUC within 0.01 of the live model's, ECE within 0.005 of it or under 0.03."""
+    config = RetrainConfig()
+    assert (config.auc_tolerance, config.ece_margin) == (0.01, 0.005)
+    live = {"auc": 0.80, "ece": 0.10}
+    assert [c.passed for c in gate_checks({"auc": 0.7905, "ece": 0.1049}, live, config)] == [True, True]
+    assert [c.passed for c in gate_checks({"auc": 0.7895, "ece": 0.1051}, live, config)] == [False, False]
+
+
+def test_drift_levels() -> None:
+    """docs/operations.md: a population stability index under 0.1 is stable, from 0.25 a major shift."""
+    assert [drift_level(v) for v in (0.05, 0.1, 0.2, 0.25, 0.3, float("nan"))] == [
+        "stable", "moderate", "moderate", "major", "major", "n/a"]
 
 
 def test_population_stability_index() -> None:

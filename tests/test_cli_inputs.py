@@ -151,7 +151,9 @@ def test_the_clients_command_takes_abc_and_xyz_shares(crm_files: Path, tmp_path:
     assert (changed["abc"] == "A").sum() < (default["abc"] == "A").sum()
     assert (changed["xyz"] == "Z").sum() < (default["xyz"] == "Z").sum()
     for option, values, said in (("--abc-shares", ["0.5", "0.3", "0.3"], "abc_shares must be three shares"),
-                                 ("--xyz-shares", ["0.2", "0.5"], "xyz_shares must be two shares")):
+                                 ("--xyz-shares", ["0.2", "0.5"], "xyz_shares must be two shares"),
+                                 # Y at 0: any month with a purchase made a client Y, so golden = every A client.
+                                 ("--xyz-shares", ["0.5", "0"], "xyz_shares must be two shares")):
         code, err = run([*base, option, *values, "--out", str(tmp_path / "bad.csv")], capsys)
         assert code == 2 and err.startswith(f"dealscore clients: {option}: {said}"), err
         assert not (tmp_path / "bad.csv").exists()

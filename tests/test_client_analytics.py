@@ -378,6 +378,26 @@ def test_gap_table_rows(small_crm: SyntheticCRM, crm_profiles: ClientProfiles) -
     assert newcomers and newcomers <= set(table["client_id"])
 
 
+def test_a_client_whose_first_contract_is_on_the_as_of_day_is_a_client_that_day(small_crm: SyntheticCRM,
+                                                                                  crm_profiles: ClientProfiles) -> None:
+    """`since` on the as-of day: a client from that day on, so `clients` gives it a segment and income and `gaps`
+    lists it; a day later it is not one yet on the day (both commands leave it out)."""
+    newest = small_crm.clients.sort_values("since").iloc[-1]
+    day = pd.Timestamp(newest["since"]).date()
+    table = client_analytics(small_crm.deals, small_crm.clients, as_of=day, profiles=crm_profiles,
+                             holdings=small_crm.holdings).set_index("client_id")
+    assert isinstance(table.loc[newest["client_id"], "segment"], str)
+    assert not np.isnan(table.loc[newest["client_id"], "potential_income"])
+    assert newest["client_id"] in set(gap_table(crm_profiles, small_crm.clients, small_crm.holdings, as_of=day)[
+        "client_id"])
+    before = day - timedelta(days=1)
+    table = client_analytics(small_crm.deals, small_crm.clients, as_of=before, profiles=crm_profiles,
+                             holdings=small_crm.holdings).set_index("client_id")
+    assert pd.isna(table.loc[newest["client_id"], "segment"])
+    assert newest["client_id"] not in set(gap_table(crm_profiles, small_crm.clients, small_crm.holdings,
+                                                     as_of=before)["client_id"])
+
+
 def test_the_gaps_command_without_holdings_uses_what_the_model_knew(small_crm: SyntheticCRM,
                                                                      crm_profiles: ClientProfiles,
                                                                      tmp_path: Path) -> None:

@@ -38,6 +38,13 @@ def test_without_any_positive_value_there_are_no_cut_offs() -> None:
     assert pareto_cutoffs(np.array([100.0, 0.0, 0.0])) == (100.0, 100.0)
 
 
+def test_without_cut_offs_every_deal_is_c_whatever_its_value() -> None:
+    """A model whose reference deals had no value (trained without amounts) has cut-offs (0, 0): a deal sent with
+    an amount is C, not A (a 1-dollar deal had been A beside a 50,000 one)."""
+    cutoffs = GradeCutoffs(*pareto_cutoffs(np.array([0.0, 0.0])))
+    assert letter_classes(np.array([1.0, 50_000.0, np.nan]), cutoffs).tolist() == ["C", "C", "C"]
+
+
 def test_a_c_share_of_zero_is_allowed_but_not_an_a_or_b_share_of_zero() -> None:
     check_pareto_shares("grade_shares", (0.85, 0.15, 0.0))
     for shares in ((0.0, 0.95, 0.05), (0.95, 0.0, 0.05)):

@@ -86,6 +86,8 @@ DEAL_DATES = "a date from 1970-01-01 to today in the sender's time zone (at most
      "a date like 2024-03-31 (ISO 8601)"),
     (make_deal(client={"client_id": "C00010", "products": "payroll"}), "deals[0].client.products", "a list"),
     (make_deal(client="C00010"), "deals[0].client", "an object"),
+    (make_deal(client={"client_id": "C00010", "products": [f"p{i}" for i in range(501)]}), "deals[0].client.products",
+     "at most 500 items"),
     (make_deal(source={"nested": 1}), "deals[0].source", "text of at most 200 characters, a finite number"),
     (make_deal(source=[1, 2]), "deals[0].source", "text of at most 200 characters, a finite number"),
     (make_deal(source="s" * 201), "deals[0].source", "text of at most 200 characters, a finite number"),
@@ -518,6 +520,12 @@ def test_a_history_count_too_large_for_a_float_is_a_422_not_a_500(service_client
     assert "clients[0].won_deals" in _fields(error_envelope(gaps, 422, "invalid_input"))
 
 
+def test_a_value_is_quoted_as_json_wrote_it(service_client: TestClient) -> None:
+    """What came is said in the caller's terms: JSON's true, not Python's True."""
+    error = error_envelope(_post(service_client, [make_deal(amount=True)]), 422, "invalid_input")
+    assert error["details"] == [{"field": "deals[0].amount", "expected": "a number", "got": "true"}]
+
+
 def test_an_integer_id_sent_with_a_decimal_point_is_the_same_id(service_client: TestClient) -> None:
     # A CRM's float64 column sends 2007.0; JSON Schema counts it an integer, and it is the deal 2007.
     as_float = service_client.post("/v1/score", json={"deals": [make_deal(deal_id=2007.0, client_id=10.0)]})
@@ -536,6 +544,9 @@ def test_an_integer_id_sent_with_a_decimal_point_is_the_same_id(service_client: 
             "an id of 16 digits or more as an integer or text"), sent
     edge = service_client.post("/v1/score", json={"deals": [make_deal(deal_id=9007199254740991.0)]})
     assert edge.json()["scores"][0]["deal_id"] == "9007199254740991"
+    # 18 digits are the most an integer id may have, 19 too many.
+    eighteen = service_client.post("/v1/score", json={"deals": [make_deal(deal_id=999_999_999_999_999_999)]})
+    assert eighteen.status_code == 200 and eighteen.json()["scores"][0]["deal_id"] == "999999999999999999"
     # A 19-digit integer is the integer rule's alone: the float's "not with a decimal point" had been joined to it.
     body = '{"deals": [{"deal_id": 1234567890123456789}]}'
     response = service_client.post("/v1/score", content=body, headers={"content-type": "application/json"})

@@ -95,8 +95,12 @@ def check_source(source: str, table: str) -> Path | None:
     if not path.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
         suffix = "".join(path.suffixes) or "no extension"
         raise _unreadable(table, f"'{source}' ({suffix})")
+    if path.is_dir() and path.name.lower().endswith(PARQUET_SUFFIXES):
+        return path  # a Parquet dataset as Spark and pyarrow write one: a folder of part files, read whole
     if not path.is_file():
-        raise _unreadable(table, f"no file at '{source}'")
+        raise _unreadable(table, f"no file at '{source}'" if not path.is_dir() else
+                          f"a folder at '{source}' (a folder is read as one table only when it is a Parquet dataset "
+                          "named .parquet or .pq)")
     return path
 
 

@@ -112,6 +112,25 @@ def test_a_parquet_file_written_from_a_frame_indexed_by_its_ids_keeps_them(tmp_p
     same_deals(read_table(str(path), "deals"), expected)
 
 
+def test_a_partitioned_parquet_dataset_folder_is_read_as_one_table(tmp_path: Path, deals_text: pd.DataFrame,
+                                                                     expected: pd.DataFrame) -> None:
+    """Spark and pyarrow write a table as a folder of part files (one per partition): it had been "no file at"."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "deals.parquet"
+    pq.write_to_dataset(pa.Table.from_pandas(deals_text.assign(part=["a", "b"] * (len(deals_text) // 2) + [
+        "a"] * (len(deals_text) % 2)), preserve_index=False), folder, partition_cols=["part"])
+    assert folder.is_dir()
+    read = read_table(str(folder), "deals").sort_values("deal_id").reset_index(drop=True)
+    same_deals(read.drop(columns=["part"]), expected)
+    plain = tmp_path / "deals.csv"
+    plain.mkdir()
+    with pytest.raises(ContractViolation) as error:
+        read_table(str(plain), "deals")
+    assert error.value.problems[0].got.startswith(f"a folder at '{plain}'")
+
+
 def test_sqlite_table_and_query(tmp_path: Path, deals_text: pd.DataFrame, expected: pd.DataFrame) -> None:
     database = tmp_path / "crm.db"
     engine = sa.create_engine(f"sqlite:///{database}")

@@ -146,7 +146,7 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
     if dataset.deals.empty:  # a nightly export of no new deals: an empty file, and no advice on its columns
         write_csv_atomically(score_frame(model, dataset.deals, dataset.clients), out)
         if warn is not None:
-            warn("the deals file has no rows: nothing to score (the output holds the header alone)")
+            warn("the deals table has no rows: nothing to score (the output holds the header alone)")
         return 0
     for note in (dataset.unlinked_clients_note(), dataset.client_id_spellings_note(),
                  _prospects_note(model, dataset.deals, dataset.clients), _unseen_products_note(model, dataset.deals)):
@@ -156,7 +156,7 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
     if absent and warn is not None:
         # Legal (every input is optional when scoring), but a renamed export column changes every score
         # silently: the model reads it as missing in every deal.
-        warn(f"the deals file has no column for {len(absent)} of the model's inputs: {', '.join(absent)}; "
+        warn(f"the deals table has no column for {len(absent)} of the model's inputs: {', '.join(absent)}; "
              "every deal is scored with them missing (if the export names them differently, map them in the "
              "mapping file's columns)")
     scores = score_frame(model, dataset.deals, dataset.clients)
@@ -432,7 +432,7 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
             table[column] = pd.Series(np.nan, index=table.index, dtype=object if column == "segment" else float)
     write_csv_atomically(table, out)
     if dataset.deals.empty:
-        warn("the deals file has no rows: no client has a won deal")
+        warn("the deals table has no rows: no client has a won deal")
     elif not table.attrs.get("money_known", True):
         fix = ("the amount column has no amount above 0 for any won deal" if "amount" in dataset.deals
                else "map an amount column to get them")

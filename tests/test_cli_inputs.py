@@ -126,12 +126,12 @@ def test_a_deals_file_of_a_header_alone_is_said_without_advice_on_its_columns(
     notes = [line for line in err.splitlines() if line.startswith("note: ")]
     said = ("nothing to score (the output holds the header alone)" if command == "score"
             else "no client has a won deal")
-    assert f"note: the deals file has no rows: {said}" in notes
+    assert f"note: the deals table has no rows: {said}" in notes
     assert not [note for note in notes if "map " in note or "carries" in note], notes  # no advice on columns
     assert len(pd.read_csv(out)) == (0 if command == "score" else len(pd.read_csv(crm_files / "clients.csv")))
     if command == "clients":  # and without a clients table: no client at all, not "every client is a prospect"
         code, err = run(["clients", "--deals", str(copy / "deals.csv"), "--out", str(out)], capsys)
-        assert code == 0 and "note: the deals file has no rows: no client has a won deal" in err.splitlines()
+        assert code == 0 and "note: the deals table has no rows: no client has a won deal" in err.splitlines()
         assert "prospect" not in err, err
 
 
@@ -782,7 +782,7 @@ def test_scoring_a_file_without_some_of_the_models_input_columns_says_which(
     code, err = run(["score", "--model", str(service_artifact), "--deals", str(tmp_path / "deals.csv"),
                      "--out", str(out)], capsys)
     assert code == 0 and out.exists()
-    assert ("note: the deals file has no column for 1 of the model's inputs: source; every deal is scored with "
+    assert ("note: the deals table has no column for 1 of the model's inputs: source; every deal is scored with "
             "them missing") in err
     code, err = run(offline_command("score", crm_files, service_artifact, tmp_path / "all.csv"), capsys)
     assert code == 0 and "no column for" not in err

@@ -148,6 +148,25 @@ def test_other_products_are_offered_from_a_two_percent_chance(crm_profiles: Clie
     assert checked > 5
 
 
+def test_a_products_typical_income_in_a_segment_needs_three_holders_there() -> None:
+    """One holder is no typical income: a segment where a single client holds P (at 1,000) takes P's typical
+    income from the coarser segment (all clients: 500), as its potential income does."""
+    n = 50
+    clients = pd.DataFrame({"client_id": [f"c{i}" for i in range(n)],
+                            "industry": ["retail"] * 25 + ["farming"] * 25, "size": ["small"] * n}).astype(object)
+    rows = [(f"c{i}", "A", 100.0 + i) for i in range(n)] + [("c0", "P", 1_000.0)] + [
+        (f"c{i}", "P", 500.0) for i in range(25, 30)]
+    holdings = pd.DataFrame(rows, columns=["client_id", "product", "revenue"]).astype(
+        {"client_id": object, "product": object})
+    profiles = fit_profiles(None, clients, holdings)
+    assert ProfileConfig().min_income_holders == 3
+    p = list(profiles.products).index("P")
+    typical = {name: profiles.typical_income[row][p] for row, name in enumerate(profiles.segment_names)}
+    assert typical["industry=retail|size=small"] == 500.0  # one holder: the coarser segments' median
+    assert typical["industry=farming|size=small"] == 500.0  # five holders of its own
+    assert typical[ALL_CLIENTS] == 500.0
+
+
 def test_fallback_chain_is_configurable_and_validated() -> None:
     clients, holdings = tiny_portfolio()
     clients["region"] = ["north", "north", "south", "south", "south"]

@@ -94,6 +94,8 @@ DEAL_DATES = "a date from 1970-01-01 to today in the sender's time zone (at most
     (make_deal(won_deals=3), "deals[0].won_deals", "no field of this name on a deal"),
     (make_deal(created_day=20000), "deals[0].created_day", "no field of this name on a deal"),
     (make_deal(**{"f" * 65: 1}), "deals[0]." + "f" * 64 + "...", "a field name of at most 64 characters"),
+    # A name of exactly 64 characters is a name: quoted whole where its value is bad.
+    (make_deal(**{"g" * 64: {"nested": 1}}), "deals[0]." + "g" * 64, "text of at most 200 characters, a finite number"),
     # NUL: PostgreSQL cannot store it; one in a deal id stalled the whole score log (found by a walkthrough).
     (make_deal(deal_id="D\x00"), "deals[0].deal_id", "text without NUL characters"),
     (make_deal(product="pay\x00roll"), "deals[0].product", "text without NUL characters"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv as _csv
 import gzip
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -72,7 +73,7 @@ def read_table(source: str, table: str, csv: CsvFormat | None = None) -> pd.Data
     try:
         if name.endswith(CSV_SUFFIXES):
             return _read_csv(path, table, csv or CsvFormat())
-        return _parquet_with_exact_integers(path)
+        return _parquet_with_exact_integers(path, table)
     except ContractViolation:
         raise
     except UnicodeDecodeError:
@@ -251,10 +252,25 @@ def _exact_integers(values: Sequence[object]) -> npt.NDArray[np.object_] | None:
     return out if any(v is not None for v in exact) else None
 
 
-def _parquet_with_exact_integers(path: Path) -> pd.DataFrame:
+def _refuse_repeated_parquet_columns(path: Path, table: str) -> None:
+    """A Parquet file may hold two columns of one name, which pyarrow reads as "Multiple matches for
+    FieldRef.Name(amount)": said as validation says a CSV's repeated header (a database-inputs review)."""
+    if not path.is_file():
+        return  # a dataset folder: its part files' schemas are pyarrow's to merge
+    import pyarrow.parquet as pq
+
+    repeated = {name: times for name, times in Counter(pq.read_schema(path).names).items() if times > 1}
+    if repeated:
+        raise ContractViolation(f"{table} table breaks the data contract", [
+            Problem(name, "one column of this name", f"{times} columns", table=table)
+            for name, times in repeated.items()])
+
+
+def _parquet_with_exact_integers(path: Path, table: str) -> pd.DataFrame:
     """The Parquet file, its integer columns exact (see _inexact_integer_columns): where a float column with gaps
     holds such magnitudes, the file is read again with pandas' nullable integers (a file's row order is its
     own, the same in both reads)."""
+    _refuse_repeated_parquet_columns(path, table)
     frame = _with_index_as_columns(pd.read_parquet(path))
     suspects = _inexact_integer_columns(frame)
     if suspects:

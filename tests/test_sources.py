@@ -131,6 +131,19 @@ def test_a_partitioned_parquet_dataset_folder_is_read_as_one_table(tmp_path: Pat
     assert error.value.problems[0].got.startswith(f"a folder at '{plain}'")
 
 
+def test_a_parquet_file_with_a_repeated_column_is_refused_as_a_csv_header_is(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "deals.parquet"
+    pq.write_table(pa.table([pa.array(["D1"]), pa.array([1.0]), pa.array([2.0])],
+                            names=["deal_id", "amount", "amount"]), path)
+    with pytest.raises(ContractViolation) as error:
+        read_table(str(path), "deals")
+    assert [(p.table, p.field, p.expected, p.got) for p in error.value.problems] == [
+        ("deals", "amount", "one column of this name", "2 columns")]
+
+
 def test_sqlite_table_and_query(tmp_path: Path, deals_text: pd.DataFrame, expected: pd.DataFrame) -> None:
     database = tmp_path / "crm.db"
     engine = sa.create_engine(f"sqlite:///{database}")

@@ -101,7 +101,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_db_downgrade(args: argparse.Namespace) -> int:
-    from service.feedback.db import current_revision, downgrade, has_version_table
+    from service.feedback.db import current_revision, downgrade, has_version_table, revisions_undone
 
     _require_existing_sqlite(_database_url(args))
     database = _database(args)
@@ -118,9 +118,13 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
                                  "downgrade, and nothing was changed")
         if not args.yes:
             # A downgrade drops what later revisions added, data with it; to base, every table. It had run at
-            # once: 772 score-log rows and 770 outcomes gone on one typo'd command (the ops audit).
-            what = "every table of the feedback database, with its rows" if args.revision == "base" else \
-                "what the revisions after it added, if any, with its data"
+            # once: 772 score-log rows and 770 outcomes gone on one typo'd command (the ops audit). Named revision
+            # by revision, with what each did (a docs audit: the generic words told ops nothing to check).
+            undone = revisions_undone(before, args.revision) if before is not None else []
+            what = "every table of the feedback database, with its rows" if args.revision == "base" else (
+                "what the revisions after it added, with its data: " + "; ".join(
+                    f"{revision} ({doc.rstrip('.')})" for revision, doc in undone) if undone else
+                "what the revisions after it added, if any, with its data")
             raise DealscoreError(f"database {database.shown_url} is at {before or 'no revision'}: downgrading to "
                                  f"{args.revision} drops {what}; back it up, then run the command again with --yes")
         after = _migration(database, lambda engine: downgrade(engine, args.revision))

@@ -188,8 +188,15 @@ def test_reports_never_migrate_and_the_schema_goes_down_by_its_own_command(
             _cli("db", "upgrade", "--database-url", database_url, "--revision", "0002_training_close_day")
         # A downgrade drops data: it says so and changes nothing without --yes (the ops audit: to base it dropped
         # every table, rows and all, at once); a revision the migrations lack is named, with the ones they have.
-        with pytest.raises(DealscoreError, match="drops what the revisions after it added.*again with --yes"):
+        with pytest.raises(DealscoreError, match="drops what the revisions after it added.*again with --yes") as said:
             _cli("db", "downgrade", "--database-url", database_url, "--revision", "0002_training_close_day")
+        # ... naming each revision it would take back, with what it did.
+        assert ("with its data: 0003_score_log_each_scoring (score_log keeps each scoring of a deal, even when a "
+                "caller reuses its request id); back it up") in str(said.value)
+        with pytest.raises(DealscoreError) as said:
+            _cli("db", "downgrade", "--database-url", database_url, "--revision", "0001_feedback")
+        assert "0003_score_log_each_scoring (score_log keeps" in str(said.value)
+        assert "; 0002_training_close_day (training_deals: a deal's close day" in str(said.value)
         with pytest.raises(DealscoreError, match="drops every table of the feedback database"):
             _cli("db", "downgrade", "--database-url", database_url, "--revision", "base")
         assert current_revision(engine) == head_revision()

@@ -129,6 +129,20 @@ def known_revisions() -> list[str]:
     return [r.revision for r in reversed(list(ScriptDirectory.from_config(alembic_config()).walk_revisions()))]
 
 
+def revisions_undone(current: str, target: str) -> list[tuple[str, str]]:
+    """The revisions a downgrade from `current` to `target` takes back, latest first, each with what it did (its
+    docstring's first line); [] when `target` is not below `current`."""
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    try:
+        return [(s.revision, s.doc) for s in scripts.iterate_revisions(current, target)
+                if s.revision != target]
+    except CommandError:
+        return []
+
+
 def current_revision(engine: sa.Engine) -> str | None:
     with engine.connect() as connection:
         return _revision_on(connection)

@@ -267,9 +267,9 @@ def _refuse_repeated_parquet_columns(path: Path, table: str) -> None:
 
 
 def _parquet_with_exact_integers(path: Path, table: str) -> pd.DataFrame:
-    """The Parquet file, its integer columns exact (see _inexact_integer_columns): where a float column with gaps
-    holds such magnitudes, the file is read again with pandas' nullable integers (a file's row order is its
-    own, the same in both reads)."""
+    """The Parquet file (or dataset folder), its integer columns exact (see _inexact_integer_columns): where a float
+    column holds such magnitudes, the file is read again with pandas' nullable integers (a file's row order is its
+    own, the same in both reads), and the column takes that read's values if they are all integers."""
     _refuse_repeated_parquet_columns(path, table)
     frame = _with_index_as_columns(pd.read_parquet(path))
     suspects = _inexact_integer_columns(frame)

@@ -34,8 +34,9 @@ _SQL_SOURCE = re.compile(r"^(?P<url>[A-Za-z][\w+.-]*://(?:\[[^\]]*\]|[^\[])*?)::
 # A query, not a table name: SELECT or WITH, after any comments and opening parentheses (saved warehouse queries
 # start with a "-- nightly export" line or a parenthesised UNION). Not PostgreSQL's TABLE x: "Table 2025" may be
 # a table's name.
-_QUERY_START = re.compile(r"^(\s+|--[^\n]*(\n|$)|/\*.*?\*/|\()*(select|with)\b",
-                          re.IGNORECASE | re.DOTALL)
+# Possessive (*+) and with one way to match each character: a prefix that is no query had backtracked exponentially
+# (a "-- nightly" header, 5 blank lines and a typo'd "SELEC" took 46 s, 6 never ended: a diff review).
+_QUERY_START = re.compile(r"^(?:\s|--[^\n]*|/\*(?:(?!\*/).)*\*/|\()*+(select|with)\b", re.IGNORECASE | re.DOTALL)
 # libpq's words for a connection refused for good (its errors carry no SQLSTATE at connect).
 _REFUSED_FOR_GOOD = re.compile(r'FATAL:\s+(database "[^"]*" does not exist|role "[^"]*" does not exist|'
                                r"password authentication failed)")
@@ -285,10 +286,13 @@ def _parquet_with_exact_integers(path: Path, table: str) -> pd.DataFrame:
 def _with_index_as_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """A file pandas wrote from a frame indexed by its ids (`deals.set_index("deal_id").to_parquet(...)`) keeps the
     index as columns, and pandas reads them back as the index: "no deal_id column" for a file that has one (a
-    database-inputs review). A named index is a column again; pandas' unnamed default index is no data."""
-    if all(name is None for name in frame.index.names):
-        return frame
-    return frame.reset_index()
+    database-inputs review). A named index is a column again, unless a column has its name already (written with
+    `drop=False`: the same values twice); pandas' unnamed default index is no data."""
+    names = [name for name in frame.index.names if name is not None and name not in frame.columns]
+    if not names:
+        return frame.reset_index(drop=True) if any(n is not None for n in frame.index.names) else frame
+    frame = frame.reset_index(level=names)
+    return frame.reset_index(drop=True) if frame.index.nlevels > 1 or frame.index.name is not None else frame
 
 
 def _query_with_exact_integers(connection: sa.Connection, query: str | sa.Select[tuple[object, ...]]) -> pd.DataFrame:
@@ -327,7 +331,9 @@ def _name_parts(name: str, table: str) -> tuple[str | None, str]:
     quoted part is taken from inside its quotes, so a name may hold a dot. Quoted names had been taken with their
     quotes, as a table named `"Deals"` (a database-inputs review)."""
     if '"' not in name:
-        schema, _, table_name = name.rpartition(".")
+        schema, dot, table_name = name.rpartition(".")
+        if not table_name or (dot and not schema):  # "crm." or ".deals": a part left out
+            raise _unreadable(table, f"the table name {name!r}", TABLE_NAME_EXPECTED)
         return schema or None, table_name
     parts: list[str] = []
     at = 0

@@ -291,7 +291,7 @@ class _TableCheck:
         """A contract column holds one value per row: a list (a Parquet list column, a PostgreSQL array), an object
         or bytes had been read as its Python text, so a holdings table with a list of products per client trained
         profiles on "products" named "['acquiring' 'payroll']" (a database-inputs review)."""
-        if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) not in ("mixed", "bytes"):
+        if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) in PLAIN_KINDS:
             return  # text, numbers or dates alone: one C pass, no Python call per value
         nested = values.map(lambda v: isinstance(v, NESTED_TYPES)).astype(bool)
         if nested.any():
@@ -372,6 +372,10 @@ def _folded(values: pd.Series) -> pd.Series:
 
 
 NESTED_TYPES = (list, tuple, dict, set, frozenset, np.ndarray, bytes, bytearray, memoryview)
+# pandas' infer_dtype kinds that hold no list, object or bytes; any other ("mixed", "mixed-integer" for ints beside a
+# list, "bytes", "unknown-array") is looked at value by value.
+PLAIN_KINDS = frozenset({"string", "empty", "integer", "floating", "mixed-integer-float", "decimal", "boolean",
+                         "datetime64", "datetime", "date", "timedelta64", "timedelta", "time", "period"})
 
 
 def _shown_nested(value: object) -> str:

@@ -237,6 +237,9 @@ def test_a_list_in_a_contract_column_is_refused_not_read_as_its_python_text() ->
     assert (problem.got, problem.rows) == ("ndarray values such as ['acquiring', 'payroll']", (1, 3))
     problem = the_problem(bad_deals(make_deals(client_id=["C1", {"id": "C2"}, b"C3"])), "deals", "client_id")
     assert (problem.got, problem.rows) == ("dict values such as {'id': 'C2'}", (2, 3))
+    # Beside integers (pandas calls that column "mixed-integer", not "mixed": a diff review).
+    problem = the_problem(bad_deals(make_deals(product=[7, ["acquiring", "payroll"], "x"])), "deals", "product")
+    assert (problem.got, problem.rows) == ("list values such as ['acquiring', 'payroll']", (2,))
 
 
 def test_deals_without_client_id_are_fine() -> None:

@@ -18,7 +18,7 @@ from service.feedback.outcomes import latest_logged_deals
 from service.feedback.prune import needed, prune_score_log
 from service.feedback.quality import model_versions, quality_report
 from service.feedback.tables import judgements, outcomes, score_log
-from service.feedback.training import training_query
+from service.feedback.training import extra_fields, training_query
 
 START = datetime(2025, 3, 1, 20, 0, tzinfo=UTC)
 
@@ -39,7 +39,9 @@ def _nightly_log(engine: sa.Engine, seed: int = 3) -> None:
                 at = START + timedelta(days=night, hours=repeat * 3, minutes=d)
                 p = rng.random()
                 deal: dict[str, Any] = {"deal_id": deal_id, "client_id": client, "amount": 100.0 * (d + 1),
-                                        "product": "loan", "source": rng.choice(("web", "referral"))}
+                                        "product": "loan", "source": rng.choice(("web", "referral")),
+                                        # an extra field sent as text at first, as a number later
+                                        "channel_score": "n/a" if night < 5 else night % 7}
                 if d % 3 == 0 and night < 30:  # later scorings without it: the view keeps the last with it
                     deal["client"] = {"client_id": client, "industry": rng.choice(("retail", "it")), "size": "small"}
                 rows.append({"request_id": f"r{night}-{repeat}-{d}", "deal_id": deal_id, "model_version": version,
@@ -70,6 +72,7 @@ def _what_readers_see(engine: sa.Engine) -> dict[str, Any]:
         clients = connection.execute(sa.text("SELECT * FROM training_clients")).mappings().all()
         logged = latest_logged_deals(connection, deal_ids)
     return {
+        "extra_fields": extra_fields(engine),
         "quality": {v: quality_report(engine, v, top=50) for v in ("v1", "v2")},
         "training_deals": sorted((dict(r) for r in training), key=lambda r: r["deal_id"]),
         "training_clients": sorted((dict(r) for r in clients), key=lambda r: r["client_id"]),
@@ -90,6 +93,7 @@ def test_every_reader_sees_the_same_after_a_prune_of_the_whole_log(engine: sa.En
     _nightly_log(engine)
     before, rows = _what_readers_see(engine), count(engine, "score_log")
     assert before["quality"]["v1"]["outcomes"]["deals"] > 5 and before["quality"]["v2"]["judgements"]["pairs"] > 5
+    assert before["extra_fields"]["channel_score"] == "number"  # as training reads it: the deals' latest scorings
 
     result = prune_score_log(engine, START + timedelta(days=60))
     left = count(engine, "score_log")

@@ -110,6 +110,8 @@ def test_a_parquet_file_written_from_a_frame_indexed_by_its_ids_keeps_them(tmp_p
     same_deals(read_table(str(path), "deals"), expected)
     deals_text.set_index(["deal_id", "client_id"]).to_parquet(path)
     same_deals(read_table(str(path), "deals"), expected)
+    deals_text.set_index("deal_id", drop=False).to_parquet(path)  # the ids twice: as the index and a column
+    same_deals(read_table(str(path), "deals"), expected)
 
 
 def test_a_partitioned_parquet_dataset_folder_is_read_as_one_table(tmp_path: Path, deals_text: pd.DataFrame,
@@ -170,11 +172,29 @@ def test_a_table_name_in_sql_quotes_is_the_name_inside_them(tmp_path: Path, deal
     engine.dispose()
     for name in ('"Deals Export"', "Deals Export", 'main."Deals Export"', '"main"."Deals Export"', '"deals.2025"'):
         same_deals(read_table(f"sqlite:///{database}::{name}", "deals"), expected)
-    for bad in ('"Deals Export', '"Deals Export"x', 'a."b".c'):
+    for bad in ('"Deals Export', '"Deals Export"x', 'a."b".c', "main.", ".deals"):
         with pytest.raises(ContractViolation) as error:
             read_table(f"sqlite:///{database}::{bad}", "deals")
         assert error.value.problems[0].got == f"the table name {bad!r}"
         assert error.value.problems[0].expected.startswith("a table name or schema.table, each part as it is")
+
+
+def test_a_commented_name_that_is_no_query_is_told_at_once(tmp_path: Path) -> None:
+    """Comment lines and blank lines before a typo ("SELEC") had made the query pattern backtrack exponentially: 5
+    blank lines took 46 s, 6 never ended (a diff review). Run apart, so that a regression fails instead of hanging."""
+    import subprocess
+    import sys
+
+    database = tmp_path / "crm.db"
+    sa.create_engine(f"sqlite:///{database}").dispose()
+    database.touch()
+    source = f"sqlite:///{database}::-- nightly export\n" + "   \n" * 40 + "SELEC * FROM deals"
+    script = ("import sys\nfrom model.errors import ContractViolation\nfrom model.sources import read_table\n"
+              "try:\n    read_table(sys.argv[1], 'deals')\nexcept ContractViolation as error:\n"
+              "    print(error.problems[0].got)\n")
+    done = subprocess.run([sys.executable, "-c", script, source], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert "query failed on sqlite:///" in done.stdout, done.stderr
 
 
 @pytest.fixture

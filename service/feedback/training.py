@@ -22,13 +22,21 @@ _NUMERIC = {"postgresql": {"number"}, "sqlite": {"integer", "real"}}
 _NULL = {"null"}
 
 
+# Each deal's latest logged scoring: the row the training views and training_query read.
+_LATEST = ("SELECT s.deal_id, s.deal, ROW_NUMBER() OVER (PARTITION BY s.deal_id ORDER BY s.scored_at DESC, "
+           "s.id DESC) AS latest FROM score_log s")
+
+
 def extra_fields(engine: sa.Engine) -> dict[str, str]:
-    """Extra fields of the logged deals: name -> "number" (every value a number) or "text"."""
+    """Extra fields of the logged deals as training reads them (each deal's latest scoring): name -> "number"
+    (every value a number) or "text". (Typed from every scoring, a field once sent as "n/a" stayed text, and a
+    prune of old scorings changed its type: a diff review.)"""
     if engine.dialect.name == "postgresql":
-        query = ("SELECT e.key, jsonb_typeof(e.value), count(*) FROM score_log s, jsonb_each(s.deal) e "
-                 "GROUP BY 1, 2")
+        query = (f"SELECT e.key, jsonb_typeof(e.value), count(*) FROM ({_LATEST}) l, jsonb_each(l.deal) e "
+                 "WHERE l.latest = 1 GROUP BY 1, 2")
     else:
-        query = "SELECT j.key, j.type, count(*) FROM score_log s, json_each(s.deal) j GROUP BY 1, 2"
+        query = (f"SELECT j.key, j.type, count(*) FROM ({_LATEST}) l, json_each(l.deal) j WHERE l.latest = 1 "
+                 "GROUP BY 1, 2")
     kinds: dict[str, set[str]] = defaultdict(set)
     with engine.connect() as connection:
         for key, kind, _count in connection.execute(sa.text(query)):
@@ -62,10 +70,8 @@ def training_query(engine: sa.Engine) -> str:
                            f"ELSE json_extract(l.deal, {path}) END AS {quote(name)}")
     if not columns:
         return f"SELECT * FROM {TRAINING_DEALS_VIEW}"
-    latest = ("SELECT s.deal_id, s.deal, ROW_NUMBER() OVER (PARTITION BY s.deal_id ORDER BY s.scored_at DESC, "
-              "s.id DESC) AS latest FROM score_log s")
     return (f"SELECT t.*, {', '.join(columns)} FROM {TRAINING_DEALS_VIEW} t "
-            f"JOIN ({latest}) l ON l.deal_id = t.deal_id AND l.latest = 1")
+            f"JOIN ({_LATEST}) l ON l.deal_id = t.deal_id AND l.latest = 1")
 
 
 def training_source(engine: sa.Engine, url: str, *, flatten_extras: bool = True) -> str:

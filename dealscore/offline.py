@@ -28,10 +28,11 @@ from model.features import (
     day_numbers,
     frame_columns,
     missing_feature_columns,
+    unseen_levels,
 )
 from model.profiles import TENURE
 from model.records import day_number, history_problems
-from model.spellings import folded_form, nearest_spelling
+from model.spellings import nearest_spelling
 from model.validation import merged_spellings_of, validate_client_history
 
 # Deals scored in one model pass offline. A deal's score never depends on the others scored with it; a whole
@@ -287,12 +288,11 @@ def _unseen_products_note(model: Any, deals: pd.DataFrame) -> str | None:
     if "product" not in deals or "product" not in model.spec.categorical:
         return None
     seen = model.spec.level_keys.get("product", {})
-    fitted = model.spec.fitted_levels("product")
-    products = deals["product"].dropna().astype(str)
-    unseen = ~products.map(lambda p: p in seen or folded_form(p) in fitted).astype(bool)
+    products = deals["product"]
+    unseen = unseen_levels(model.spec, "product", products.to_numpy(dtype=object))
     if not unseen.any():
         return None
-    names = list(dict.fromkeys(products[unseen]))
+    names = list(dict.fromkeys(products[unseen].astype(str)))
     shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
     known = ", ".join(repr(n) for n in sorted(seen)[:5]) + (", ..." if len(seen) > 5 else "")
     return (f"{int(unseen.sum()):,} of {len(deals):,} deals name a product the model never saw ({shown}): scored "

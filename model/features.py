@@ -560,6 +560,13 @@ def _keys(values: npt.NDArray[Any], mapping: Mapping[str, int], fitted: Mapping[
     return _lookup(values, (mapping, NO_KEY, NO_KEY), spellings=spellings)[0].astype(np.int64)
 
 
+def unseen_levels(spec: FeatureSpec, column: str, values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """Which present values of a categorical column the model's history never saw, read as scoring reads them
+    (a level spelt otherwise than at training, in case or spaces, is the level seen)."""
+    keys = _keys(np.asarray(values, dtype=object), spec.level_keys.get(column, {}), spec.fitted_levels(column))
+    return ~pd.isna(values) & (keys < 0)
+
+
 def _pair_keys(a: IntArray, b: IntArray, n_b: int | IntArray, offset: int | IntArray) -> IntArray:
     """Keys of level pairs in the stacked index (NO_KEY where either level is unseen or missing). Takes one
     pair's keys, or every pair's at once as (pairs, deals) arrays with (pairs, 1) sizes and offsets."""

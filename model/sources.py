@@ -288,11 +288,12 @@ def _with_index_as_columns(frame: pd.DataFrame) -> pd.DataFrame:
     index as columns, and pandas reads them back as the index: "no deal_id column" for a file that has one (a
     database-inputs review). A named index is a column again, unless a column has its name already (written with
     `drop=False`: the same values twice); pandas' unnamed default index is no data."""
-    names = [name for name in frame.index.names if name is not None and name not in frame.columns]
-    if not names:
-        return frame.reset_index(drop=True) if any(n is not None for n in frame.index.names) else frame
-    frame = frame.reset_index(level=names)
-    return frame.reset_index(drop=True) if frame.index.nlevels > 1 or frame.index.name is not None else frame
+    restored = [name for name in frame.index.names if name is not None and name not in frame.columns]
+    if restored:
+        frame = frame.reset_index(level=restored)
+    if any(name is not None for name in frame.index.names):  # what is left repeats a column
+        frame = frame.reset_index(drop=True)
+    return frame
 
 
 def _query_with_exact_integers(connection: sa.Connection, query: str | sa.Select[tuple[object, ...]]) -> pd.DataFrame:

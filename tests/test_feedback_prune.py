@@ -15,7 +15,7 @@ from test_feedback_helpers import count, database_url_fixture  # noqa: F401 (fix
 from dealscore.feedback_commands import add_feedback_commands
 from service.feedback.db import make_engine, upgrade
 from service.feedback.outcomes import latest_logged_deals
-from service.feedback.prune import needed, prune_score_log
+from service.feedback.prune import LoggedScoring, needed, prune_score_log
 from service.feedback.quality import model_versions, quality_report
 from service.feedback.tables import judgements, outcomes, score_log
 from service.feedback.training import extra_fields, training_query
@@ -123,7 +123,7 @@ def test_only_scorings_before_the_cut_off_are_deleted_and_a_dry_run_deletes_none
 
 def test_the_scorings_a_reader_picks_for_one_deal() -> None:
     at = [datetime(2025, 1, day, 9, tzinfo=UTC) for day in (1, 3, 5, 7, 9)]
-    scorings = [(when, i) for i, when in enumerate(at)]
+    scorings = [LoggedScoring(when, i) for i, when in enumerate(at)]
     assert needed(scorings, None, ()) == {4}  # only the latest
     assert needed(scorings, date(2025, 1, 5), ()) == {2, 4}  # and the latest on the close day
     assert needed(scorings, date(2024, 12, 31), ()) == {4}  # closed before any scoring: none said at the time

@@ -8,8 +8,8 @@ of them. A scoring from before the cut-off is kept when it is
 - the latest of its deal by its model version (what quality reads of a deal that closes later, and, across
   versions, the training view's and the outcomes' "deal as last logged");
 - the latest of its version on or before its deal's close day, for a deal with an outcome (what
-  `quality.outcome_quality` takes as "said at the time");
-- the one `quality._closest` picks for a judgement of its deal, per version (what the manager was shown);
+  `quality.said_at_close` takes as "said at the time");
+- the one `quality.closest` picks for a judgement of its deal, per version (what the manager was shown);
 - the latest carrying its client's attributes (the training_clients view).
 
 Everything else scored before the cut-off is deleted. What cannot be known ahead: an outcome reported later
@@ -20,15 +20,16 @@ before the cut-off are touched, so the recent past stays whole for audits.
 
 from __future__ import annotations
 
-import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from itertools import groupby
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
+from service.feedback.quality import closest, said_at_close
 from service.feedback.tables import judgements, outcomes, score_log
 
 DELETE_CHUNK = 500  # ids per DELETE: well under SQLite's bound-parameter limit, short transactions
@@ -69,22 +70,23 @@ def _read_times(connection: sa.Connection) -> tuple[dict[str, date], dict[str, l
     return closes, judged
 
 
-def needed(scorings: list[tuple[datetime, int]], closed_at: date | None, judged_at: Iterable[datetime]) -> set[int]:
-    """The row ids, of one deal's scorings by one version in time order ((scored_at, id) pairs), that some reader
-    picks: the latest; the latest on or before the close day; the closest to each judgement."""
-    keep = {scorings[-1][1]}
+class LoggedScoring(NamedTuple):
+    scored_at: datetime
+    row_id: int
+
+
+def needed(scorings: list[LoggedScoring], closed_at: date | None, judged_at: Iterable[datetime]) -> set[int]:
+    """The row ids, of one deal's scorings by one version in time order, that some reader picks: the latest; the
+    one quality reads as said at the close (quality.said_at_close); the one each judgement is compared on
+    (quality.closest)."""
+    picked: list[LoggedScoring | None] = [scorings[-1]]
     if closed_at is not None:
-        at_the_time = [row_id for at, row_id in scorings if at.date() <= closed_at]  # instants are UTC
-        if at_the_time:
-            keep.add(at_the_time[-1])
-    times = [at for at, _ in scorings]
-    for when in judged_at:
-        position = bisect.bisect_right(times, when)  # as quality._closest: the latest at or before, else the first
-        keep.add(scorings[position - 1][1] if position > 0 else scorings[0][1])
-    return keep
+        picked.append(said_at_close(scorings, closed_at))
+    picked += [closest(scorings, when) for when in judged_at]
+    return {s.row_id for s in picked if s is not None}
 
 
-def _groups(connection: sa.Connection, before: datetime) -> Iterator[tuple[str, list[tuple[datetime, int]]]]:
+def _groups(connection: sa.Connection, before: datetime) -> Iterator[tuple[str, list[LoggedScoring]]]:
     """Each (deal, version) with a scoring before the cut-off: its deal id and all its scorings, in time order."""
     early = sa.select(score_log.c.deal_id).where(score_log.c.scored_at < before).distinct().subquery()
     rows = connection.execution_options(yield_per=10_000).execute(
@@ -92,7 +94,7 @@ def _groups(connection: sa.Connection, before: datetime) -> Iterator[tuple[str, 
         .where(score_log.c.deal_id.in_(sa.select(early.c.deal_id)))
         .order_by(score_log.c.deal_id, score_log.c.model_version, score_log.c.scored_at, score_log.c.id))
     for (deal_id, _version), group in groupby(rows, key=lambda row: (row[0], row[1])):
-        yield deal_id, [(scored_at, int(row_id)) for _, _, scored_at, row_id in group]
+        yield deal_id, [LoggedScoring(scored_at, int(row_id)) for _, _, scored_at, row_id in group]
 
 
 def prune_score_log(engine: sa.Engine, before: datetime, *, dry_run: bool = False) -> PruneResult:

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
@@ -87,10 +87,9 @@ def outcome_quality(rows: Sequence[Any], said: dict[str, list[_Said]]) -> dict[s
     grades: list[str] = []
     realised: list[float] = []
     for deal_id, status, amount, closed_at in rows:
-        at_the_time = [s for s in said.get(deal_id, ()) if _day(s.scored_at) <= closed_at]
-        if not at_the_time:
+        latest = said_at_close(said.get(deal_id, []), closed_at)
+        if latest is None:
             continue
-        latest = at_the_time[-1]
         won.append(1.0 if status == "won" else 0.0)
         p.append(latest.p_win)
         grades.append(latest.grade)
@@ -118,12 +117,26 @@ def outcome_quality(rows: Sequence[Any], said: dict[str, list[_Said]]) -> dict[s
     }
 
 
-def _day(instant: datetime) -> date:
-    return instant.date()  # instants are UTC (tables.UtcDateTime)
+class Scoring(Protocol):
+    """One logged score of a deal by one version; lists of them are in time order (scored_at, row id)."""
+
+    @property
+    def scored_at(self) -> datetime: ...
 
 
-def _closest(entries: list[_Said], when: datetime) -> _Said | None:
-    """The latest score at or before `when`, else the first one after it."""
+S = TypeVar("S", bound=Scoring)
+
+
+def said_at_close(entries: Sequence[S], closed_at: date) -> S | None:
+    """What the version said at the time of an outcome: its latest score on or before the close day (instants
+    are UTC, tables.UtcDateTime); None when it scored the deal only later. (The score-log prune keeps it.)"""
+    at_the_time = [s for s in entries if s.scored_at.date() <= closed_at]
+    return at_the_time[-1] if at_the_time else None
+
+
+def closest(entries: Sequence[S], when: datetime) -> S | None:
+    """The score a judgement is compared on: the latest at or before `when`, else the first one after it. (The
+    score-log prune keeps it.)"""
     if not entries:
         return None
     position = bisect.bisect_right([s.scored_at for s in entries], when)
@@ -142,8 +155,8 @@ def judgement_quality(rows: Sequence[Any], said: dict[str, list[_Said]], *, top:
     disagreements: list[tuple[float, dict[str, Any]]] = []
     not_scored = 0
     for row in rows:
-        above = _closest(said.get(row["above_deal_id"], []), row["updated_at"])
-        below = _closest(said.get(row["below_deal_id"], []), row["updated_at"])
+        above = closest(said.get(row["above_deal_id"], []), row["updated_at"])
+        below = closest(said.get(row["below_deal_id"], []), row["updated_at"])
         if above is None or below is None:
             not_scored += 1
             continue

@@ -217,6 +217,17 @@ def _read_sql(url: str, what: str, table: str) -> pd.DataFrame:
                                   "a database and role that exist, with their password") from None
             raise SourceUnavailable(f"{table} source cannot be reached: {shown}: {reason}") from None
         with connection:
+            try:
+                return _query_with_exact_integers(connection, query)
+            except sa.exc.DataError as error:
+                if not _date_beyond_python(error):
+                    raise
+        # PostgreSQL's 'infinity' and '-infinity' (and years past 9999 or before 1) are dates Python has no value
+        # for: psycopg failed the whole read, naming no column. Read again, such dates as the database's text, for
+        # validation to refuse by table, column and row (the first read's rows are dropped, never paired with
+        # these). Only after a failure: the lenient loaders are Python, 3x slower on every date than psycopg's.
+        with engine.connect() as connection:
+            _dates_beyond_python_as_text(connection)
             return _query_with_exact_integers(connection, query)
     except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError, ImportError, ValueError) as error:
         reason = _first_line(_database_reason(error))
@@ -224,6 +235,31 @@ def _read_sql(url: str, what: str, table: str) -> pd.DataFrame:
     finally:
         if engine is not None:
             engine.dispose()
+
+
+def _date_beyond_python(error: sa.exc.DataError) -> bool:
+    """psycopg's own refusal of a value it cannot load (the database's refusals carry an SQLSTATE, its own none)."""
+    import psycopg
+
+    return isinstance(error.orig, psycopg.DataError) and error.orig.sqlstate is None
+
+
+def _dates_beyond_python_as_text(connection: sa.Connection) -> None:
+    """Have psycopg give a date, timestamp or timestamptz Python cannot hold as the database's text ('infinity')."""
+    import psycopg
+    from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
+
+    adapters = connection.connection.driver_connection.adapters  # type: ignore[union-attr]
+    for type_name, loader in (("date", DateLoader), ("timestamp", TimestampLoader), ("timestamptz", TimestamptzLoader)):
+
+        class TextBeyondPython(loader):  # type: ignore[valid-type,misc]
+            def load(self, data: bytes | memoryview) -> object:
+                try:
+                    return super().load(data)
+                except psycopg.DataError:
+                    return bytes(data).decode()
+
+        adapters.register_loader(type_name, TextBeyondPython)
 
 
 def _inexact_integer_columns(frame: pd.DataFrame) -> list[int]:

@@ -47,6 +47,7 @@ VALUES_SHOWN = 3  # distinct bad values quoted per problem
 VALUE_CHARS = 40  # a quoted value is cut here: enough to recognise it, never a data dump
 # holdings.attrs key: {spelling: the one it was read as} for products the holdings table spells several ways
 MERGED_SPELLINGS_ATTR = "merged_product_spellings"
+INFINITE_DATES = frozenset({"infinity", "-infinity", "+infinity"})  # as PostgreSQL writes its unbounded dates
 
 
 def validate_deals(
@@ -345,7 +346,11 @@ class _TableCheck:
         name = column.name
         stamps, missing = _timestamps(values, self.date_format)
         unparsed = ~missing & stamps.isna()
-        self.report(name, unparsed, _date_expected(self.date_format), _quoted(values[unparsed]))
+        expected = _date_expected(self.date_format)
+        if any(isinstance(v, str) and v.strip().casefold() in INFINITE_DATES for v in values[unparsed]):
+            # PostgreSQL's stand-in for "no end" (model.sources reads it as its text): say what stands for none.
+            expected += ", and NULL where there is none, not infinity (isfinite() in the query tells them apart)"
+        self.report(name, unparsed, expected, _quoted(values[unparsed]))
         # Compared as calendar days in datetime64[us], which holds any year a CRM may write ("9999-12-31").
         days = stamps.dt.floor("D")
         earliest = pd.Timestamp(column.earliest)

@@ -11,11 +11,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from model.dataset import dataset_from_frames
+from dealscore import cli
+from model.artifact import save_artifact
+from model.dataset import dataset_from_frames, load_dataset
 from model.errors import ContractViolation
 from model.mapping import load_mapping
 from model.sources import CsvFormat, read_table
 from model.validation import validate_deals
+from training.fit import TrainingResult
 
 TODAY = date(2025, 6, 30)
 POSTGRES_URL = "postgresql+psycopg://127.0.0.1:5432/test"
@@ -267,6 +270,46 @@ def test_numeric_ids_above_2_53_are_read_exactly_from_postgresql(postgres: sa.En
         assert [int(c) for c in frame["client_id"]] == ids
         assert [None if g is None else int(g) for g in frame["with_gap"]] == [None, *ids[1:]]
         assert frame["amount"].dtype == "float64" and frame["amount"].tolist() == [1000.25 + i for i in range(5)]
+    finally:
+        with postgres.begin() as connection:
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+
+
+@pytest.mark.postgres
+def test_infinite_postgresql_dates_are_refused_by_table_column_and_row(
+    postgres: sa.Engine, tmp_path: Path, trained: TrainingResult, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PostgreSQL's 'infinity' and '-infinity' (and a year past 9999) are dates Python cannot hold: psycopg failed
+    the whole read ("query failed on ...: date too large (after year 10K): 'infinity'"), naming no column. They are
+    refused as any bad date is, by table, column and row, and both commands exit 2."""
+    table = f"dates_{uuid.uuid4().hex[:12]}"
+    url = postgres.url.render_as_string(hide_password=False)
+    try:
+        with postgres.begin() as connection:
+            connection.execute(sa.text(f"CREATE TABLE {table} (deal_id text, created_at date, closed_at timestamptz, "
+                                       "status text, amount numeric(12, 2))"))
+            connection.execute(sa.text(f"INSERT INTO {table} VALUES ('D1', '2024-01-05', 'infinity', 'won', 10), "
+                                       "('D2', '-infinity', '2024-02-10', 'lost', 20), "
+                                       "('D3', '12000-01-01', NULL, 'open', 30), "
+                                       "('D4', '2024-03-01', NULL, 'open', 5)"))
+        source = f"{url}::{table}"
+        with pytest.raises(ContractViolation) as refused:
+            load_dataset(source, for_training=True, today=TODAY)
+        problems = {p.field: p for p in refused.value.problems}
+        assert set(problems) == {"created_at", "closed_at"}
+        assert (problems["closed_at"].table, problems["closed_at"].got, problems["closed_at"].rows) == (
+            "deals", "'infinity'", (1,))
+        assert (problems["created_at"].got, problems["created_at"].rows) == ("'-infinity', '12000-01-01'", (2, 3))
+        assert problems["closed_at"].expected.startswith("a date like 2024-03-31")
+        assert "NULL where there is none, not infinity" in problems["closed_at"].expected
+
+        model = save_artifact(trained.model, tmp_path / "model", trained.metadata)
+        for argv in (["train", "--deals", source, "--out", str(tmp_path / "trained")],
+                     ["score", "--model", str(model), "--deals", source, "--out", str(tmp_path / "scores.csv")]):
+            assert cli.main(argv) == 2
+            said = capsys.readouterr().err
+            assert "deals.closed_at: expected a date like 2024-03-31" in said and "got 'infinity' (row 1)" in said
+            assert "query failed" not in said
     finally:
         with postgres.begin() as connection:
             connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))

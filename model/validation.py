@@ -37,7 +37,7 @@ from model.contract import (
     number_range,
 )
 from model.errors import Problem, ProblemList
-from model.mapping import MAPPED_ATTR, WILDCARD_ATTR
+from model.mapping import MAPPED_ATTR, STATUSES_SEEN_ATTR, WILDCARD_ATTR
 from model.sources import NOT_CSV
 from model.spellings import folded_form, merged_spellings, merged_spellings_note
 
@@ -190,6 +190,7 @@ class _TableCheck:
         self.kinds = kinds or {}
         self.problems = ProblemList()
         self.mapped: dict[str, str] = dict(raw.attrs.get(MAPPED_ATTR, {}))
+        self.status_mapped = STATUSES_SEEN_ATTR in raw.attrs  # the mapping's status_values were applied
         for name, times in Counter(raw.columns).items():
             if times > 1:
                 self.problems.add(Problem(str(name), "one column of this name", f"{times} columns",
@@ -239,8 +240,17 @@ class _TableCheck:
                                 "and client analytics)",
                                 "empty")
                 else:
-                    self.report(name, empty, f"a non-empty {name}{_why_required(column)}", "empty")
+                    self.report(name, empty, f"a non-empty {name}{_why_required(column)}{self._unmappable(name)}",
+                                "empty")
         return pd.DataFrame(columns, index=pd.RangeIndex(len(raw)))
+
+    def _unmappable(self, name: str) -> str:
+        """Why the mapping left a status empty: a nullable true/false status (null for a deal still open) is mapped
+        by its values, and "*" or 'null' under open looked as if they took its gaps too."""
+        if name != "status" or not self.status_mapped:
+            return ""
+        return (", which the mapping file's status_values cannot give: they map values (\"*\" too), never an empty "
+                "cell; fill it in the export (COALESCE in a query)")
 
     def unique(self, *key: str, folded: Sequence[str] = ()) -> None:
         """Report rows whose key (one column or several) repeats; rows missing part of the key are skipped.

@@ -128,6 +128,32 @@ def test_a_status_stored_as_numbers_or_booleans_maps_by_its_text(tmp_path: Path,
     assert statuses[2] == "open" if stage[2] is not None else pd.isna(statuses[2])
 
 
+@pytest.mark.parametrize("listed", ["{won: [true], lost: [false], open: ['*']}",
+                                    "{won: [true], lost: [false], open: ['null']}"])
+def test_a_true_false_status_with_gaps_says_status_values_cannot_fill_them(tmp_path: Path, listed: str) -> None:
+    """A nullable boolean status (true won, false lost, null still open) maps its values, and its gaps stay gaps,
+    as the mapping's missing values always do: training refused them as "expected a non-empty status, got empty"
+    although the mapping listed "*" (or 'null') under open, with no word on why that did not take them."""
+    deals = pd.DataFrame({"deal_id": ["D1", "D2", "D3", "D4"], "created_at": ["2024-01-05"] * 4,
+                          "status": pd.array([True, False, None, True], dtype="boolean")})
+    with pytest.raises(ContractViolation) as unmapped:
+        dataset_from_frames(deals, for_training=True, today=TODAY)
+    unknown = next(p for p in unmapped.value.problems if p.got != "empty")
+    assert (unknown.field, unknown.got, unknown.rows) == ("status", "'True', 'False'", (1, 2, 4))
+    assert "in the mapping file's status_values" in unknown.expected
+
+    mapping = load_mapping(write(tmp_path / "m.yaml", f"deals:\n  status_values: {listed}\n"))
+    with pytest.raises(ContractViolation) as mapped:
+        dataset_from_frames(deals, mapping=mapping, for_training=True, today=TODAY)
+    (empty,) = mapped.value.problems
+    assert (empty.field, empty.got, empty.rows) == ("status", "empty", (3,))
+    assert empty.expected == ("a non-empty status (required for training and client analytics), which the mapping "
+                              "file's status_values cannot give: they map values (\"*\" too), never an empty cell; "
+                              "fill it in the export (COALESCE in a query)")
+    scored = dataset_from_frames(deals, mapping=mapping, for_training=False, today=TODAY).deals["status"]
+    assert scored.tolist()[:2] == ["won", "lost"] and pd.isna(scored[2])  # scoring needs no status
+
+
 def test_mapping_a_column_that_also_came_under_its_canonical_name_is_refused() -> None:
     mapping = Mapping({"deals": TableMapping(columns={"deal_id": "Opportunity ID"})})
     raw = pd.DataFrame({"deal_id": ["1"], "Opportunity ID": ["OPP-1"]})

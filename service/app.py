@@ -29,12 +29,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from model.errors import DealscoreError, NotFound, Problem
 from model.scorer import ScoringModel
 from service.dataplane import DataPlane, utc_today
-from service.errors import MethodNotAllowed, error_body, pydantic_violation, shown
+from service.errors import MethodNotAllowed, error_body, overload_refusal, pydantic_violation, shown
 from service.feedback import Feedback, FeedbackConfig, feedback_router
 from service.holder import ModelHolder
 from service.logs import LOGGER_NAME, configure_logging
 from service.metrics import ServiceMetrics
-from service.middleware import DOCS_ASSETS, RequestContextMiddleware, api_token_refusal
+from service.middleware import ALWAYS_ANSWERED, DOCS_ASSETS, RequestContextMiddleware, api_token_refusal
 from service.reload import Reloader
 from service.routes import JSON, router
 from service.schemas import FIELD_NAMES, ID_INTEGER_SCHEMA, request_models
@@ -125,7 +125,8 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
                    if t is not None) if settings.api_token is not None else ()
     app.add_middleware(RequestContextMiddleware, metrics=service_metrics, api_tokens=tokens,
                        route_paths=frozenset(route.path for route in _api_routes(app.routes)),
-                       admin_token_set=settings.admin_token is not None)
+                       admin_token_set=settings.admin_token is not None,
+                       max_in_flight=settings.max_concurrent_requests)
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     return app
 
@@ -280,6 +281,27 @@ def _declare_api_token(document: dict[str, Any], required: bool, admin_token_set
             operation["responses"] = dict(sorted(responses.items()))
 
 
+def _declare_overload(document: dict[str, Any], limit: int) -> None:
+    """The 503 RequestContextMiddleware answers beyond max_concurrent_requests (FastAPI cannot see it), on every
+    route it may refuse: said beside a route's own 503, declared where the route has none."""
+    if limit == 0:
+        return
+    note = ("Or this worker is working on DEALSCORE_MAX_CONCURRENT_REQUESTS requests already: code `overloaded`, "
+            "with a Retry-After header.")
+    example = orjson.loads(error_body(overload_refusal(limit), "5f0c6a1e2b7d4c1f9a8e3d2c1b0a9f8e"))
+    for path, operations in document.get("paths", {}).items():
+        if path.startswith(ALWAYS_ANSWERED):
+            continue
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if "503" in responses:
+                responses["503"]["description"] += " " + note
+            else:
+                responses["503"] = {"description": note, "content": {JSON: {
+                    "schema": {"$ref": "#/components/schemas/ErrorResponse"}, "example": example}}}
+                operation["responses"] = dict(sorted(responses.items()))
+
+
 def _exact_id_bounds(node: Any) -> None:
     """Integer ids' bounds as the service checks them. FastAPI's document model keeps `maximum` as a float, so
     the feedback routes' ids read 1e+18, one past the bound: a schema-valid 10**18 was refused (an API review)."""
@@ -318,5 +340,6 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
                 operation["security"] = [{"AdminToken": []}, {}]
     _declare_api_token(document, required=settings.api_token is not None,
                        admin_token_set=settings.admin_token is not None)
+    _declare_overload(document, settings.max_concurrent_requests)
     app.openapi_schema = document
     return document

@@ -11,6 +11,7 @@ DealscoreError (model.errors; 400 "bad_request")
 ├── Unauthorized (401, "unauthorized"): an admin route without the admin token, a /v1 one without the API token
 ├── RequestTimeout (408, "request_timeout"): the body did not arrive within body_timeout_seconds
 ├── NoRegistry (409, "no_registry"): a reload asked of a service that serves a model directory
+├── Overloaded (503, "overloaded"): the worker already works on max_concurrent_requests requests
 ├── ContractViolation (422, "invalid_input"), NotFound (404), PayloadTooLarge (413), NotReady (503)
 └── ... (see model.errors)
 InternalError (500, "internal_error"): anything else; logged with the request id, never echoing input.
@@ -29,9 +30,9 @@ from model.errors import ContractViolation, DealscoreError, Problem, counted
 from service.schemas import MAX_FIELD_NAME
 
 __all__ = [
-    "MAX_LISTED_PROBLEMS", "MalformedJSON", "MethodNotAllowed", "NoRegistry", "RequestTimeout", "Unauthorized",
-    "UnsupportedMediaType", "envelope", "error_body", "problems_from_pydantic", "pydantic_problems",
-    "pydantic_violation", "request_violation", "shown",
+    "MAX_LISTED_PROBLEMS", "MalformedJSON", "MethodNotAllowed", "NoRegistry", "Overloaded", "RequestTimeout",
+    "Unauthorized", "UnsupportedMediaType", "envelope", "error_body", "overload_refusal", "problems_from_pydantic",
+    "pydantic_problems", "pydantic_violation", "request_violation", "shown",
 ]
 
 GOT_CHARS = 40  # a quoted input value is cut here: enough to recognise it, never a data dump
@@ -119,6 +120,21 @@ class RequestTimeout(DealscoreError):
 class NoRegistry(DealscoreError):
     status = 409
     code = "no_registry"
+
+
+class Overloaded(DealscoreError):
+    status = 503
+    code = "overloaded"
+    # When to ask again (RFC 9110, 10.2.3): the header's smallest step; a single deal scores in about 1 ms.
+    headers: ClassVar[Mapping[str, str]] = MappingProxyType({"Retry-After": "1"})
+
+
+def overload_refusal(limit: int) -> Overloaded:
+    """The 503 of a request beyond DEALSCORE_MAX_CONCURRENT_REQUESTS (also the OpenAPI document's example)."""
+    return Overloaded(f"this worker is working on {counted(limit, 'request')} already, its limit "
+                      "(DEALSCORE_MAX_CONCURRENT_REQUESTS): try again after Retry-After seconds",
+                      [Problem("requests in progress", f"fewer than {limit:,} in this worker",
+                               f"{limit:,} and this one")])
 
 
 def envelope(code: str, message: str, details: Iterable[Mapping[str, str]], request_id: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The outermost layer of every request: its id, its log line, and the last line of defence (500).
+"""The outermost layer of every request: its id, its log line, the bound on requests in progress (503), and the
+last line of defence (500).
 
 A pure ASGI middleware (Starlette's BaseHTTPMiddleware costs a task and a copy per request). It takes
 the caller's X-Request-ID when it is a sane token, makes one otherwise, puts it in `scope["state"]`
@@ -19,8 +20,8 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.errors import Problem
-from service.errors import Unauthorized, error_body, internal_error_body
+from model.errors import DealscoreError, Problem
+from service.errors import Unauthorized, error_body, internal_error_body, overload_refusal
 from service.logs import LOGGER_NAME
 from service.metrics import UNMATCHED_ROUTE, ServiceMetrics
 
@@ -43,7 +44,7 @@ def new_request_id() -> str:
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics | None = None,
                  api_tokens: tuple[bytes, ...] = (), route_paths: frozenset[str] = frozenset(),
-                 admin_token_set: bool = False) -> None:
+                 admin_token_set: bool = False, max_in_flight: int = 0) -> None:
         self.app = app
         self.metrics = metrics
         # The app's route paths (none has a parameter): a request refused here, before routing, is counted under
@@ -57,6 +58,11 @@ class RequestContextMiddleware:
         # The admin routes check their own token when there is one; without it they need the API token like the
         # rest (an operator who set only the API token took the admin route for closed: a new-user review).
         self.exempt_prefixes = (DOCS_ASSETS + "/", *(("/v1/admin/",) if admin_token_set else ()))
+        # DEALSCORE_MAX_CONCURRENT_REQUESTS (0: none). Counted here, on the worker's one event loop, so no lock; here
+        # rather than by uvicorn's limit_concurrency, whose 503 is plain text, and which refuses the probes too and
+        # counts idle keep-alive connections.
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,18 +99,28 @@ class RequestContextMiddleware:
             log.log(level, message, extra=fields, exc_info=failure or None)
             self._count(scope, str(fields["method"]), answered, fields["duration_ms"])
 
-        if self.api_tokens and _needs_api_token(scope, self.exempt_prefixes) and not _bearer_matches(
-                scope, self.api_tokens):
-            body = error_body(_unauthorized(scope), request_id)
-            await send_with_id({"type": "http.response.start", "status": 401, "headers": [
+        async def refuse(error: DealscoreError) -> None:
+            """Answered here, before routing: counted under the route it asked for, when it names one."""
+            body = error_body(error, request_id)
+            extra = getattr(error, "headers", {})
+            await send_with_id({"type": "http.response.start", "status": error.status, "headers": [
                 (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b"Bearer")]})
+                *((name.lower().encode(), value.encode()) for name, value in extra.items())]})
             await send_with_id({"type": "http.response.body", "body": body})
             path = _path_within_app(scope)
             if path in self.route_paths:
                 state["route"] = path
-            done(401, "request")
+            done(error.status, "request")
+
+        if self.api_tokens and _needs_api_token(scope, self.exempt_prefixes) and not _bearer_matches(
+                scope, self.api_tokens):
+            await refuse(_unauthorized(scope))
             return
+        limited = self.max_in_flight > 0 and not _path_within_app(scope).startswith(ALWAYS_ANSWERED)
+        if limited and self.in_flight >= self.max_in_flight:
+            await refuse(overload_refusal(self.max_in_flight))
+            return
+        self.in_flight += limited
         try:
             await self.app(scope, receive, send_with_id)
         except ClientDisconnect:
@@ -121,6 +137,8 @@ class RequestContextMiddleware:
                     (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), header]})
                 await send({"type": "http.response.body", "body": body})
             return
+        finally:
+            self.in_flight -= limited
         done(status, "request")
 
     def _count(self, scope: Scope, method: str, status: int, duration_ms: float) -> None:
@@ -136,6 +154,10 @@ class RequestContextMiddleware:
 # What stays open with an API token set: the probes, the metrics and the docs. The admin routes check their own
 # token when one is set (service.routes.require_admin).
 OPEN_PATHS = frozenset({"/health/live", "/health/ready", "/metrics", *DOCUMENTATION_PATHS})
+# What max_concurrent_requests never refuses (path prefixes): the probes (an orchestrator that found a busy worker
+# not alive would restart it, and its queue with it), the metrics that show the overload, and the admin routes an
+# operator may need during one (a rollback).
+ALWAYS_ANSWERED = ("/health/live", "/health/ready", "/metrics", "/v1/admin/")
 
 
 def _needs_api_token(scope: Scope, exempt_prefixes: tuple[str, ...]) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
@@ -176,3 +177,81 @@ def test_the_token_holds_behind_a_root_path_and_for_paths_it_does_not_know(servi
                            headers={"Authorization": "Bearer api-s3cret"}).status_code == 200
         assert client.get("/api/health/ready").status_code == 200
         assert client.get("/api/nothing/here").status_code == 401
+
+
+def test_requests_beyond_the_limit_are_answered_503_in_the_envelope(service_training: TrainingResult) -> None:
+    """Nothing bounded the requests a worker works on at once: a flood queued without end, each holding its body (up
+    to max_body_bytes). uvicorn's own limit_concurrency answers plain text ("Service Unavailable"), outside the
+    envelope and the log, and refuses the probes too. Beyond max_concurrent_requests a request is now answered 503
+    `overloaded` in the envelope, at once; the probes and metrics still answer, and each answer frees its slot."""
+    import asyncio
+
+    import orjson
+
+    body = orjson.dumps({"deals": [make_deal()]})
+    Answer = tuple[int, dict[bytes, bytes], bytes]
+
+    async def call(app: Any, method: str, path: str, request_id: str,
+                   held: tuple[asyncio.Event, list[str], asyncio.Event] | None = None) -> Answer:
+        """One request straight to the ASGI app; `held`: its body waits for the first event (the second is set once
+        every held request is waiting)."""
+        messages: list[dict[str, Any]] = []
+        sent = False
+
+        async def receive() -> dict[str, object]:
+            nonlocal sent
+            if sent:
+                await asyncio.sleep(3600)
+            if held is not None:
+                release, waiting, all_waiting = held
+                waiting.append(request_id)
+                if len(waiting) == 2:
+                    all_waiting.set()
+                await release.wait()
+            sent = True
+            return {"type": "http.request", "body": body if method == "POST" else b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            messages.append(message)
+
+        scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "headers": [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode())],
+                 "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 1)}
+        await app(scope, receive, send)
+        start = next(m for m in messages if m["type"] == "http.response.start")
+        content = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+        return start["status"], dict(start["headers"]), content
+
+    async def flood(app: Any) -> tuple[list[Answer], Answer, list[Answer], Answer]:
+        """Two requests in progress (their bodies not there yet), a third beside them, the probes, then one more once
+        the two are answered."""
+        release, all_waiting, waiting = asyncio.Event(), asyncio.Event(), []
+        held = [asyncio.create_task(call(app, "POST", "/v1/score", f"held-{i}", (release, waiting, all_waiting)))
+                for i in range(2)]
+        await asyncio.wait_for(all_waiting.wait(), 10)
+        third = await call(app, "POST", "/v1/score", "third")
+        probes = [await call(app, "GET", path, "probe") for path in ("/health/live", "/health/ready", "/metrics")]
+        release.set()
+        answered = list(await asyncio.gather(*held))
+        return answered, third, probes, await call(app, "POST", "/v1/score", "after")
+
+    limited = create_app(Settings(max_concurrent_requests=2), model=service_training.model,
+                         metadata=service_training.metadata, clock=lambda: TODAY)
+    with make_client(limited):  # the lifespan: the model installed and warmed
+        answered, third, probes, after = asyncio.run(asyncio.wait_for(flood(limited), 30))
+    status, headers, content = third
+    assert status == 503 and headers[b"content-type"] == b"application/json" and headers[b"retry-after"] == b"1"
+    assert headers[b"x-request-id"] == b"third"
+    assert orjson.loads(content) == {"error": {
+        "code": "overloaded", "message": "this worker is working on 2 requests already, its limit "
+                                         "(DEALSCORE_MAX_CONCURRENT_REQUESTS): try again after Retry-After seconds",
+        "details": [{"field": "requests in progress", "expected": "fewer than 2 in this worker",
+                     "got": "2 and this one"}]}, "request_id": "third"}
+    assert [status for status, _, _ in probes] == [200, 200, 200]
+    assert 'dealscore_http_requests_total{route="/v1/score",method="POST",status="503"} 1' in probes[2][2].decode()
+    assert [status for status, _, _ in answered] == [200, 200] and after[0] == 200  # each answer freed its slot
+
+    unlimited = create_app(Settings(max_concurrent_requests=0), model=service_training.model,
+                           metadata=service_training.metadata, clock=lambda: TODAY)
+    with make_client(unlimited):
+        assert asyncio.run(asyncio.wait_for(flood(unlimited), 30))[1][0] == 200  # 0: no limit

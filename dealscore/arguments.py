@@ -56,6 +56,7 @@ def as_of_day(text: str) -> date:
 # The options of `train` and `retrain` by the setting they fill, to name the option in a refusal.
 TRAINING_OPTIONS = {
     "holdout_share": "--holdout-share", "lost_window_days": "--lost-window-days",
+    "history_lag_days": "--history-lag-days",
     "d_floor_per_hour": "--d-floor-per-hour", "grade_shares": "--grade-shares", "exclude": "--exclude",
     "keep_columns": "--keep",
     "threads": "--threads", "parallel_fits": "--parallel-fits", "auc_tolerance": "--auc-tolerance",
@@ -88,6 +89,8 @@ def grade_shares(values: Sequence[float] | None) -> tuple[float, float, float]:
     return DEFAULT_SHARES if values is None else (values[0], values[1], values[2])
 
 
+HISTORY_LAG_HELP = ("train on client histories up to N days old, as the service reads its own for a deal sent "
+                    "without its client's history (0: off)")
 EXCLUDE_HELP = ("columns never used as features; month turns off the calendar-month feature, client_id the "
                 "client-history features")
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from dealscore.arguments import (
     EXCLUDE_HELP,
     GRADE_SHARES_HELP,
+    HISTORY_LAG_HELP,
     as_of_day,
     at_least_one,
     at_least_zero,
@@ -112,7 +113,7 @@ def _training_config(args: argparse.Namespace) -> object:
 
     with refused_options():
         features = FeatureConfig(include_manager=args.include_manager, exclude=tuple(args.exclude or ()),
-                                 lost_window_days=args.lost_window_days)
+                                 lost_window_days=args.lost_window_days, history_lag_days=args.history_lag_days)
         return TrainConfig(holdout_share=args.holdout_share, features=features, keep_columns=tuple(args.keep or ()),
                            d_floor_per_hour=args.d_floor_per_hour, threads=args.threads,
                            parallel_fits=args.parallel_fits, grade_shares=grade_shares(args.grade_shares))
@@ -389,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--exclude", nargs="*", help=EXCLUDE_HELP)
     train.add_argument("--keep", nargs="*", help="columns the leak guard flags that you keep anyway")
     train.add_argument("--lost-window-days", type=int, default=360)
+    train.add_argument("--history-lag-days", type=int, default=365, help=HISTORY_LAG_HELP)
     train.add_argument("--d-floor-per-hour", type=float, default=None)
     train.add_argument("--grade-shares", type=float, nargs=3, metavar=("A", "B", "C"), help=GRADE_SHARES_HELP)
     train.add_argument("--threads", type=at_least_one, default=1,

@@ -187,7 +187,9 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
 # from stale history: a calibration audit (2026-12-06, generated CRM, 100k deals, trained on what was known at one
 # date and scoring the next year's deals through the scorer) found mean p_win beyond noise below the realised rate
 # from the second month on (-0.041 on 2,260 deals, z -4.8; -0.004 in the first), and -0.18 for regular clients
-# within a year: their wins since are unknown, so they read new, or lost past the lost window.
+# within a year: their wins since are unknown, so they read new, or lost past the lost window. A model trained on
+# the age of the history it reads (FeatureConfig.history_lag_days) allows for those wins, on average, as far as it
+# was trained to: said only beyond.
 STALE_HISTORY_DAYS = 30
 
 
@@ -198,7 +200,8 @@ def _out_of_history_notes(model: Any, metadata: dict[str, Any], created: Any, un
     (no history at all: every client a prospect)."""
     notes = []
     end, window = int(model.history.last_day), model.spec.config.lost_window_days
-    after = min(STALE_HISTORY_DAYS, window)
+    aged = bool(getattr(model.spec, "has_history_age", False))
+    after = model.spec.config.history_lag_days if aged else min(STALE_HISTORY_DAYS, window)
     is_late = created > end + after
     if history_sent is not None:
         is_late &= ~np.asarray(history_sent, dtype=bool)  # their own history stands in for the model's
@@ -211,8 +214,10 @@ def _out_of_history_notes(model: Any, metadata: dict[str, Any], created: Any, un
                  f"{counted(late, 'deal')} scored as of a day more than {after} days after the model's history ends "
                  f"({np.datetime64(end, 'D')}; {late_undated:,} of them {'has' if late_undated == 1 else 'have'} no "
                  f"created_at and {'is' if late_undated == 1 else 'are'} scored as of today)")
-        notes.append(f"{which}, without their client's history: the model knows no win since, so a client that "
-                     f"won since reads newer than it is (lost, {window} days after its last known win) and its "
+        trained = (f", further than the history's age the model was trained to allow for ({after} days)" if aged
+                   else "")
+        notes.append(f"{which}, without their client's history{trained}: the model knows no win since, so a client "
+                     f"that won since reads newer than it is (lost, {window} days after its last known win) and its "
                      "p_win low; send the clients' history with the deals (won_deals, won_amount, first_won_at, "
                      "last_won_at) or retrain on a recent export")
     first = (metadata.get("data") or {}).get("first_deal")

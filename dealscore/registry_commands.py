@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from dealscore.arguments import (
     EXCLUDE_HELP,
     GRADE_SHARES_HELP,
+    HISTORY_LAG_HELP,
     at_least_one,
     grade_shares,
     refused_options,
@@ -139,7 +140,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     # registry untouched.
     with refused_options():
         features = FeatureConfig(include_manager=args.include_manager, exclude=tuple(args.exclude or ()),
-                                 lost_window_days=args.lost_window_days)
+                                 lost_window_days=args.lost_window_days, history_lag_days=args.history_lag_days)
         train_config = TrainConfig(holdout_share=args.holdout_share, features=features,
                                    keep_columns=tuple(args.keep or ()), d_floor_per_hour=args.d_floor_per_hour,
                                    grade_shares=grade_shares(args.grade_shares))
@@ -494,6 +495,7 @@ def add_registry_commands(commands: Any) -> None:
     training.add_argument("--exclude", nargs="*", help=EXCLUDE_HELP)
     training.add_argument("--keep", nargs="*", help="columns the leak guard flags that you keep anyway")
     training.add_argument("--lost-window-days", type=int, default=360)
+    training.add_argument("--history-lag-days", type=int, default=365, help=HISTORY_LAG_HELP)
     training.add_argument("--d-floor-per-hour", type=float, default=None)
     training.add_argument("--grade-shares", type=float, nargs=3, metavar=("A", "B", "C"), help=GRADE_SHARES_HELP)
     training.add_argument("--threads", type=at_least_one, default=None,

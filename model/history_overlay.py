@@ -27,6 +27,7 @@ import pandas as pd
 
 from model.asof import NO_KEY
 from model.features import (
+    HISTORY_END_DAY,
     HISTORY_OVERRIDE_COLUMNS,
     OUTCOME_HISTORY_FLAG,
     OUTCOME_LOST_DEALS,
@@ -113,6 +114,9 @@ class OutcomeBook:
         self._by_deal: dict[str, OutcomeEvent] = {}
         self._deals_of_client: dict[str, dict[str, OutcomeEvent]] = {}
         self._by_client: dict[str, _ClientOutcomes] = {}
+        # The latest close day of any outcome recorded: how far the client histories reach when a CRM reports
+        # its outcomes (HISTORY_END_DAY). None before the first.
+        self.last_closed_day: int | None = None
         self.record_all(events)
 
     def __len__(self) -> int:
@@ -141,6 +145,8 @@ class OutcomeBook:
                     continue
                 self._store(event)
                 changed += 1
+                if self.last_closed_day is None or event.closed_day > self.last_closed_day:
+                    self.last_closed_day = event.closed_day
                 touched.update(c for c in (event.client_id, previous.client_id if previous else None) if c)
             for client_id in touched:
                 self._reindex(client_id)
@@ -261,8 +267,13 @@ def with_outcome_history(
     book: OutcomeBook,
     trained_deal_ids: Collection[str] | None = None,
 ) -> dict[str, npt.NDArray[Any]]:
-    """`columns` with the outcome overlay merged into the history override columns (a new dict)."""
+    """`columns` with the outcome overlay merged into the history override columns (a new dict), and, for a model
+    that reads the age of a client's history, where the histories end: the latest outcome reported (a CRM that
+    reports outcomes reports them all, so a client without one since training has won nothing since)."""
     out = dict(columns)
+    if spec.has_history_age and book.last_closed_day is not None and "created_day" in columns:
+        end = max(history.last_day, book.last_closed_day) + 1
+        out[HISTORY_END_DAY] = np.full(len(np.asarray(columns["created_day"])), float(end))
     overrides = history_overrides(history, spec, book, columns, trained_deal_ids)
     if overrides is None:
         return out

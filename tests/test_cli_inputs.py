@@ -817,20 +817,24 @@ def test_gaps_reads_clients_and_holdings_in_the_mappings_csv_format(
 def test_score_says_when_deals_lie_outside_the_models_history(service_training: TrainingResult,
                                                               service_crm: SyntheticCRM, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    """An aged model scored silently: a month after its history ends its known clients' wins since are missing
-    (a calibration audit: mean p_win 0.041 under the realised rate in the second month), a lost window after,
-    every known client without a win since reads lost (the scale audit: 0.234 against 0.484 a year on). Deals
-    that send their client's history are not among them."""
+    """An aged model scored silently: its known clients' wins since are missing, and a lost window after the
+    history ends every known client without a win since reads lost (the scale audit: 0.234 against 0.484 a year
+    on). A model trained on the history's age allows for that, on average, as far as it was trained to (365 days
+    by default): said beyond. Deals that send their client's history are not among them."""
     from model.artifact import save_artifact
 
     model = service_training.model
-    spec = dataclasses.replace(model.spec, config=dataclasses.replace(model.spec.config, lost_window_days=90))
+    # (trained to allow for histories up to 20 days old, so that deals a month on are past it and not in the future)
+    spec = dataclasses.replace(model.spec, config=dataclasses.replace(model.spec.config, lost_window_days=90,
+                                                                      history_lag_days=20))
     aged = save_artifact(dataclasses.replace(model, spec=spec), tmp_path / "model", service_training.metadata)
     ends = (date(1970, 1, 1) + timedelta(days=int(model.history.last_day))).isoformat()
     begins = service_training.metadata["data"]["first_deal"]
     deals = service_crm.deals[service_crm.deals["status"] == "open"].head(7).copy()
+    within = (date.fromisoformat(ends) + timedelta(days=20)).isoformat()
     later = (date.fromisoformat(ends) + timedelta(days=31)).isoformat()
-    deals["created_at"] = [ends] * 2 + [later] * 3 + [None, "2018-01-01"]  # the undated one: as of today, long after
+    # (the undated one: as of today, long after)
+    deals["created_at"] = [ends, within] + [later] * 3 + [None, "2018-01-01"]
     # The fifth deal sends its client's history: read from it, not from the model's, so not said to be stale.
     deals["won_deals"] = [None] * 4 + [2, None, None]
     deals["won_amount"] = [None] * 4 + [5000.0, None, None]
@@ -842,8 +846,9 @@ def test_score_says_when_deals_lie_outside_the_models_history(service_training: 
     assert code == 0, err
     # (the undated one named as such: the ops review read "500 deals created more than 360 days after" for a
     # stage export's 500 deals without created_at)
-    assert (f"note: 3 deals scored as of a day more than 30 days after the model's history ends ({ends}; 1 of them "
-            "has no created_at and is scored as of today), without their client's history") in err
+    assert (f"note: 3 deals scored as of a day more than 20 days after the model's history ends ({ends}; 1 of "
+            "them has no created_at and is scored as of today), without their client's history, further than the "
+            "history's age the model was trained to allow for (20 days)") in err
     assert "lost, 90 days after its last known win" in err
     assert f"note: 1 deal created before the model's history begins ({begins})" in err
     assert len(pd.read_csv(tmp_path / "scores.csv")) == 7  # said, and scored all the same

@@ -36,6 +36,7 @@ from model.features import (
     level_code_columns,
     level_codes,
     recoded,
+    training_history_lags,
     unsent_features,
     unused_client_columns,
     with_vocabularies_of,
@@ -476,7 +477,13 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     progress(f"building as-of features for {len(deals):,} deals")
     columns = frame_columns(featured)
     history = DealHistory(spec, columns)
-    features = build_features(spec, history, columns)
+    lags = None
+    if spec.has_history_age:
+        # The holdout is read as the report says, with every earlier outcome; open deals are not trained on.
+        lags = training_history_lags(deals["deal_id"].to_numpy(), spec.config.history_lag_days)
+        lags[holdout_rows] = 0
+        lags[~closed_mask] = 0
+    features = build_features(spec, history, columns, lags)
     # The evaluation model's level codes are counted on the fitting part alone, so nothing of the holdout (nor
     # of deals added after it) reaches the figures it is judged by; the published model's, on every closed deal.
     eval_spec = with_vocabularies_of(spec, deals, train_rows)

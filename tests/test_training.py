@@ -106,6 +106,18 @@ def test_the_data_fingerprint_covers_the_clients_and_holdings_too(small_dataset:
     assert fingerprint(deals, clients, holdings.copy()) == fingerprint(deals, clients, holdings)
 
 
+def test_the_data_fingerprint_ignores_the_order_of_rows_and_columns(small_dataset: Dataset) -> None:
+    """Training sorts the deals and reads columns by name: the same export in another order is the same data."""
+    deals, clients = small_dataset.deals, small_dataset.clients
+    shuffled = deals.sample(frac=1.0, random_state=3)[list(reversed(deals.columns))]
+    assert fingerprint(shuffled, clients, None) == fingerprint(deals, clients, None)
+    changed = deals.copy()
+    changed.loc[changed.index[0], "amount"] = changed["amount"].iloc[0] + 1
+    assert fingerprint(changed, clients, None) != fingerprint(deals, clients, None)
+    # A repeated row is more data, not the same.
+    assert fingerprint(pd.concat([deals, deals.head(1)]), clients, None) != fingerprint(deals, clients, None)
+
+
 def test_reasons_name_features_with_values_strongest_first(small_crm: SyntheticCRM,
                                                            trained: TrainingResult) -> None:
     deals = attach_clients(small_crm.deals.head(20), small_crm.clients)

@@ -169,14 +169,18 @@ def _quiet(_: str) -> None:
 
 def fingerprint(*tables: pd.DataFrame | None) -> str:
     """One hash of every training table given, rows and column names (None: a table not given). Two models
-    trained on the same deals with other holdings were once fingerprinted alike."""
+    trained on the same deals with other holdings were once fingerprinted alike. The order of the rows and of
+    the columns does not count, as training does not read it (it sorts the deals): an export of the same data
+    in another order had another fingerprint, and so another model version."""
     digest = hashlib.sha256()
     for table in tables:
         if table is None:
             digest.update(b"<none>")
             continue
-        digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
-        digest.update(",".join(map(str, table.columns)).encode() + b"|")
+        columns = sorted(table.columns, key=str)
+        rows = np.sort(pd.util.hash_pandas_object(table[columns], index=False).to_numpy())
+        digest.update(rows.tobytes())
+        digest.update(",".join(map(str, columns)).encode() + b"|")
     return digest.hexdigest()
 
 

@@ -203,6 +203,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sign(args: argparse.Namespace) -> int:
+    from model.artifact import sign_artifact
+
+    signed = sign_artifact(args.model)
+    print(terminal_text(f"{args.model}: {'signed' if signed else 'already signed with this key'}"))  # noqa: T201 (the result)
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from dealscore.offline import score_file
 
@@ -403,6 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_options(score)
     score.add_argument("--out", required=True, help=OUT_HELP)
     score.set_defaults(run=cmd_score)
+
+    sign = commands.add_parser("sign", help="sign a model artifact with DEALSCORE_ARTIFACT_KEY (for one you trust)")
+    sign.add_argument("--model", required=True)
+    sign.set_defaults(run=cmd_sign)
 
     gaps = commands.add_parser("gaps", help="every client's cross-sell gap list")
     gaps.add_argument("--model", required=True)

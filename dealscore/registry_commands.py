@@ -453,6 +453,23 @@ def cmd_models_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_sign(args: argparse.Namespace) -> int:
+    """Sign stored versions with DEALSCORE_ARTIFACT_KEY (all of them, or those named): what an operator runs once
+    when turning signing on for a registry whose versions it trusts."""
+    from model.artifact import sign_artifact
+
+    registry = _registry(args)
+    with registry.locked():  # not while a prune removes one
+        stored = registry.versions()
+        unknown = [v for v in args.versions if v not in stored]
+        if unknown:
+            raise NotFound(f"no version {', '.join(unknown)} in the model registry at {registry.root}")
+        for version in args.versions or stored:
+            signed = sign_artifact(registry.path_of(version))
+            _out(f"{version}: {'signed' if signed else 'already signed with this key'}")
+    return 0
+
+
 def cmd_models_prune(args: argparse.Namespace) -> int:
     registry = _registry(args)
     removed = registry.prune(args.keep_last)
@@ -532,5 +549,8 @@ def add_registry_commands(commands: Any) -> None:
     prune = actions.add_parser("prune", help="drop old versions (never the live or the previous one)")
     prune.add_argument("--keep-last", type=at_least_one, required=True)
     prune.set_defaults(run=cmd_models_prune)
-    for sub in (listing, show, diff, publish, rollback, history, add, prune):
+    sign = actions.add_parser("sign", help="sign stored versions with DEALSCORE_ARTIFACT_KEY (default: all)")
+    sign.add_argument("versions", nargs="*", metavar="VERSION")
+    sign.set_defaults(run=cmd_models_sign)
+    for sub in (listing, show, diff, publish, rollback, history, add, prune, sign):
         _registry_option(sub)

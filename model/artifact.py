@@ -8,15 +8,20 @@ Loading verifies every checksum and the library versions before unpickling. meta
 of its own content (`metadata_sha256`), which in turn covers the checksums of the other files. They catch a
 damaged disk, a half copy or a hand edit; they are not signatures: whoever may write an artifact's folder may
 recompute them, and joblib runs code on load. So an artifact is as trusted as whoever may write its folder
-(the registry's file permissions: docs/operations.md). A format-3 metadata.json without its own checksum (from
-before there was one) is loaded to learn the model's real format, so the check runs the pickle too: inspect
-an artifact of unknown origin only where its code may run.
+(the registry's file permissions: docs/operations.md), unless DEALSCORE_ARTIFACT_KEY is set: every dealscore
+process then signs what it writes (an HMAC-SHA256 of the metadata's checksum under that key, `signature`) and
+loads only what carries a signature of the same key, checked before anything is unpickled. Whoever may write a
+registry but not read the key (shared storage, a backup restored) can then no longer make the service run code.
+A format-3 metadata.json without its own checksum (from before there was one) is loaded to learn the model's real
+format, so the check runs the pickle too (unless a key is set: unsigned, it is refused first): inspect an
+artifact of unknown origin only where its code may run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import platform
@@ -37,6 +42,12 @@ METADATA_FILE = "metadata.json"
 # The sha256 of metadata.json's canonical content without this field. Artifacts written before it was
 # added lack it and still load (registries hold such versions); see metadata_checksum.
 METADATA_CHECKSUM = "metadata_sha256"
+# HMAC-SHA256 of METADATA_CHECKSUM's value under DEALSCORE_ARTIFACT_KEY (which it covers: every file's checksum);
+# outside what METADATA_CHECKSUM covers, so that signing an artifact changes no checksum.
+SIGNATURE = "signature"
+ARTIFACT_KEY_ENV = "DEALSCORE_ARTIFACT_KEY"
+# A key an attacker cannot guess: 32 characters, e.g. `openssl rand -hex 32` (64).
+MIN_KEY_LENGTH = 32
 MODEL_FILE = "model.joblib"
 # The layout of the pickled model. 2: one stacked as-of index for all categorical levels (was one per column);
 # 3: product x client attribute level pairs in that index (FeatureSpec.pairs), and PlattCalibration's drift
@@ -93,6 +104,7 @@ def save_artifact(model: ScoringModel, out_dir: str | Path, metadata: Mapping[st
     """
     target = Path(out_dir).resolve()
     check_target(target)
+    key = signing_key()  # a malformed key fails here, before anything is written
     target.parent.mkdir(parents=True, exist_ok=True)
     # Private (mkdtemp) until readable_by_all opens it up, once written whole.
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
@@ -104,6 +116,8 @@ def save_artifact(model: ScoringModel, out_dir: str | Path, metadata: Mapping[st
         full = strict_json({**metadata, "version": model.version, "format": artifact_format(model),
                             "libraries": library_versions(), "checksums": checksums})
         full[METADATA_CHECKSUM] = metadata_checksum(full)
+        if key is not None:
+            full[SIGNATURE] = _signature(key, full)
         (staging / METADATA_FILE).write_text(json.dumps(full, indent=2, sort_keys=True, allow_nan=False))
         readable_by_all(staging)
         _replace_directory(staging, target)
@@ -230,9 +244,68 @@ def metadata_checksum(metadata: Mapping[str, Any]) -> str:
 
     Canonical rather than of the file's bytes, so the checksum can live inside the file it covers.
     """
-    content = {key: value for key, value in metadata.items() if key != METADATA_CHECKSUM}
+    content = {key: value for key, value in metadata.items() if key not in (METADATA_CHECKSUM, SIGNATURE)}
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def signing_key() -> bytes | None:
+    """DEALSCORE_ARTIFACT_KEY from the environment (None when unset or empty); a key too short to be secret is
+    refused (ArtifactError) rather than used."""
+    text = os.environ.get(ARTIFACT_KEY_ENV, "")
+    if not text.strip():  # as the service's settings read it: blank is unset
+        return None
+    if len(text) < MIN_KEY_LENGTH:
+        raise ArtifactError(f"{ARTIFACT_KEY_ENV}: expected a secret of at least {MIN_KEY_LENGTH} characters (e.g. "
+                            f"the output of `openssl rand -hex 32`), got one of {len(text)}")
+    return text.encode()
+
+
+def _signature(key: bytes, metadata: Mapping[str, Any]) -> str:
+    return hmac.new(key, str(metadata[METADATA_CHECKSUM]).encode(), hashlib.sha256).hexdigest()
+
+
+def _verify_signature(directory: Path, meta: Mapping[str, Any]) -> None:
+    """With DEALSCORE_ARTIFACT_KEY set, the artifact must carry a signature of that key (after its metadata
+    checksum is verified, which the signature covers; before anything is unpickled)."""
+    key = signing_key()
+    if key is None:
+        return
+    signature = meta.get(SIGNATURE)
+    if not isinstance(signature, str) or METADATA_CHECKSUM not in meta:
+        raise ArtifactError(f"model artifact at {directory} is not signed, and {ARTIFACT_KEY_ENV} is set: only "
+                            "artifacts signed with that key are loaded (one you trust can be signed with "
+                            "`dealscore sign`)")
+    if not hmac.compare_digest(signature, _signature(key, meta)):
+        raise ArtifactError(f"model artifact at {directory}: its signature does not match {ARTIFACT_KEY_ENV} (signed "
+                            "with another key, or changed since it was signed); refusing to load it")
+
+
+def sign_artifact(artifact_dir: str | Path) -> bool:
+    """Sign an artifact with DEALSCORE_ARTIFACT_KEY after verifying its checksums (not any signature it has: the
+    caller vouches for it); metadata.json is replaced atomically. False when it already carried this signature."""
+    directory = Path(artifact_dir)
+    key = signing_key()
+    if key is None:
+        raise ArtifactError(f"{ARTIFACT_KEY_ENV} is not set: there is no key to sign with")
+    meta = _verified_metadata(directory, signed=False)
+    if METADATA_CHECKSUM not in meta:
+        raise ArtifactError(f"model artifact at {directory} was written before metadata.json carried its own "
+                            "checksum, which the signature covers: retrain it with this version")
+    signature = _signature(key, meta)
+    if meta.get(SIGNATURE) == signature:
+        return False
+    text = json.dumps({**meta, SIGNATURE: signature}, indent=2, sort_keys=True, allow_nan=False)
+    handle, temporary = tempfile.mkstemp(prefix=f".{METADATA_FILE}.", dir=directory)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, directory / METADATA_FILE)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return True
 
 
 def read_metadata(artifact_dir: str | Path) -> dict[str, Any]:
@@ -281,9 +354,11 @@ def verify_artifact(artifact_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
-def _verified_metadata(directory: Path) -> dict[str, Any]:
+def _verified_metadata(directory: Path, signed: bool = True) -> dict[str, Any]:
     meta = read_metadata(directory)
     _verify_metadata_checksum(directory, meta)  # first: the file checksums below are only as good as it
+    if signed:
+        _verify_signature(directory, meta)
     checksums = meta.get("checksums")
     if not isinstance(checksums, dict) or MODEL_FILE not in checksums:
         raise ArtifactError(f"model artifact at {directory}: metadata lists no checksums")

@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     anyone who reaches the port may score, read clients' gap lists and record outcomes, which enter clients'
     histories and the next retrain; set it unless only trusted systems can."""
 
+    artifact_key: SecretStr | None = Field(default=None, min_length=32)
+    """When set (at least 32 characters, e.g. the output of `openssl rand -hex 32`), only model artifacts signed
+    with this key are loaded, checked before anything in them is unpickled (a pickle runs code when loaded); an
+    unsigned or otherwise signed version is refused (not ready, or the serving model stays). Every dealscore
+    command reads the same variable: with it set, `train`, `retrain` and `serve`'s demo model sign what they
+    write, and `dealscore models sign` / `dealscore sign` sign versions written before (docs/operations.md).
+    Unset: an artifact is as trusted as whoever may write its folder."""
+
     max_batch: int = Field(default=1000, ge=1, le=100_000)
     """Most deals (in /v1/score and /v1/rank) or clients (in /v1/gaps) in one request; more is answered
     413 with this limit in the message."""
@@ -143,7 +151,7 @@ class Settings(BaseSettings):
     """How often a service process reads outcomes other processes recorded into its client history (0: never)."""
 
     @field_validator("model_dir", "registry_dir", "database_url", "spool_dir", "admin_token", "api_token",
-                     mode="before")
+                     "artifact_key", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # DEALSCORE_MODEL_DIR= (empty) in a container means "not set", not the working directory.

@@ -16,13 +16,16 @@ import pytest
 
 from model.artifact import (
     ARTIFACT_FORMAT,
+    ARTIFACT_KEY_ENV,
     METADATA_CHECKSUM,
     MODEL_FILE,
     MONTHLESS_FORMAT,
+    SIGNATURE,
     SPREAD_FORMAT,
     load_artifact,
     metadata_checksum,
     save_artifact,
+    sign_artifact,
     verify_artifact,
 )
 from model.errors import ArtifactError
@@ -345,3 +348,94 @@ def test_a_leftover_of_a_crashed_replacement_does_not_block_the_next(artifact: P
     save_artifact(trained.model, artifact, trained.metadata)
     load_artifact(artifact)
     assert (leftover / MODEL_FILE).read_bytes() == b"the crashed run's old model"  # not ours to delete
+
+
+# -- signatures (DEALSCORE_ARTIFACT_KEY) --------------------------------------------------------------------------
+
+KEY = "k" * 40
+
+
+def _reseal(artifact: Path) -> None:
+    """What someone who may write the folder but lacks the key can do: replace the model and recompute every
+    checksum, metadata.json's own included."""
+    import hashlib
+
+    (artifact / MODEL_FILE).write_bytes((artifact / MODEL_FILE).read_bytes() + b"\0")
+
+    def new_checksum(meta: dict[str, Any]) -> None:
+        meta["checksums"][MODEL_FILE] = hashlib.sha256((artifact / MODEL_FILE).read_bytes()).hexdigest()
+    rewrite_metadata(artifact, new_checksum)
+
+
+def _never_unpickled(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("the pickle was read before the signature was checked")
+    monkeypatch.setattr("model.artifact.joblib.load", refuse)
+
+
+def test_with_a_key_artifacts_are_signed_and_a_resealed_one_is_refused_unread(
+        tmp_path: Path, trained: TrainingResult, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ARTIFACT_KEY_ENV, KEY)
+    signed = save_artifact(trained.model, tmp_path / "model", trained.metadata)
+    meta = json.loads((signed / "metadata.json").read_text())
+    assert re.fullmatch(r"[0-9a-f]{64}", meta[SIGNATURE])
+    load_artifact(signed)
+    _reseal(signed)
+    # Without the key the checksums pass: the reseal is what they cannot catch.
+    monkeypatch.delenv(ARTIFACT_KEY_ENV)
+    verify_artifact(signed)
+    monkeypatch.setenv(ARTIFACT_KEY_ENV, KEY)
+    _never_unpickled(monkeypatch)
+    with pytest.raises(ArtifactError, match="signature does not match DEALSCORE_ARTIFACT_KEY"):
+        load_artifact(signed)
+    with pytest.raises(ArtifactError, match="signature does not match"):
+        verify_artifact(signed)
+
+
+def test_with_a_key_an_unsigned_artifact_is_refused_unread_until_signed(
+        artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ARTIFACT_KEY_ENV, KEY)
+    with monkeypatch.context() as patched:
+        _never_unpickled(patched)
+        with pytest.raises(ArtifactError, match="is not signed, and DEALSCORE_ARTIFACT_KEY is set"):
+            load_artifact(artifact)
+    checksum = json.loads((artifact / "metadata.json").read_text())[METADATA_CHECKSUM]
+    assert sign_artifact(artifact) is True
+    assert sign_artifact(artifact) is False  # already signed with this key
+    meta = json.loads((artifact / "metadata.json").read_text())
+    assert meta[METADATA_CHECKSUM] == checksum  # signing changes no checksum
+    load_artifact(artifact)
+    monkeypatch.setenv(ARTIFACT_KEY_ENV, KEY + "another")
+    with pytest.raises(ArtifactError, match="signature does not match"):
+        load_artifact(artifact)
+    monkeypatch.delenv(ARTIFACT_KEY_ENV)
+    load_artifact(artifact)  # without a key, a signature is not asked for
+    with pytest.raises(ArtifactError, match="is not set: there is no key to sign with"):
+        sign_artifact(artifact)
+
+
+def test_a_key_too_short_to_be_secret_is_refused_before_anything_is_written(
+        tmp_path: Path, trained: TrainingResult, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ARTIFACT_KEY_ENV, "k" * 31)
+    with pytest.raises(ArtifactError, match="at least 32 characters"):
+        save_artifact(trained.model, tmp_path / "model", trained.metadata)
+    assert not (tmp_path / "model").exists()
+    monkeypatch.setenv(ARTIFACT_KEY_ENV, "   ")  # blank: unset, as the service's settings read it
+    load_artifact(save_artifact(trained.model, tmp_path / "model", trained.metadata))
+
+
+def test_a_signed_registry_refuses_an_unsigned_version_and_signs_those_it_is_told_to_trust(
+        tmp_path: Path, trained: TrainingResult, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from dealscore.cli import main
+
+    registry = Registry(tmp_path / "registry")
+    version = registry.add(trained.model, trained.metadata, action="publish")
+    monkeypatch.setenv(ARTIFACT_KEY_ENV, KEY)
+    with pytest.raises(ArtifactError, match="is not signed"):
+        load_artifact(registry.path_of(version))
+    assert main(["models", "sign", "--registry", str(registry.root)]) == 0
+    assert f"{version}: signed" in capsys.readouterr().out
+    load_artifact(registry.path_of(version))
+    assert main(["models", "sign", "--registry", str(registry.root), "nope"]) == 2
+    assert "no version nope" in capsys.readouterr().err

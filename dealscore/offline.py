@@ -202,7 +202,8 @@ def _out_of_history_notes(model: Any, metadata: dict[str, Any], created: Any, un
     end, window = int(model.history.last_day), model.spec.config.lost_window_days
     aged = bool(getattr(model.spec, "has_history_age", False))
     after = model.spec.config.history_lag_days if aged else min(STALE_HISTORY_DAYS, window)
-    is_late = created > end + after
+    # A model of the history's age read a deal `after` days past its history's last day + 1 in training.
+    is_late = created > end + after + (1 if aged else 0)
     if history_sent is not None:
         is_late &= ~np.asarray(history_sent, dtype=bool)  # their own history stands in for the model's
     late = int(is_late.sum()) if model.spec.has_client_history else 0

@@ -63,11 +63,16 @@ MONTHLESS_FORMAT = 4
 # spread's arrival until this format read the spread and refuse format 5 all the same: a refusal to load is
 # loud, a value cut by half is not.) A model with a spread of 1, or none, keeps format 3 or 4.
 SPREAD_FORMAT = 5
-READABLE_FORMATS = (ARTIFACT_FORMAT, MONTHLESS_FORMAT, SPREAD_FORMAT)
+# 6: a model reading the age of the client history (FeatureSpec.has_history_age). dealscore before it loads such a
+# model and fails on its first deal ("spec.names and the features built disagree"): refused by name instead.
+HISTORY_AGE_FORMAT = 6
+READABLE_FORMATS = (ARTIFACT_FORMAT, MONTHLESS_FORMAT, SPREAD_FORMAT, HISTORY_AGE_FORMAT)
 
 
 def artifact_format(model: ScoringModel) -> int:
     """The oldest format that reads `model` faithfully (a reader of a format reads every older one)."""
+    if getattr(model.spec, "has_history_age", False):
+        return HISTORY_AGE_FORMAT
     if model.value_model is not None and getattr(model.value_model, "spread", 1.0) != 1.0:
         return SPREAD_FORMAT
     return ARTIFACT_FORMAT if getattr(model.spec, "has_month", True) else MONTHLESS_FORMAT
@@ -329,8 +334,8 @@ def _changed(directory: Path, name: str) -> ArtifactError:
 
 def _verify_metadata_checksum(directory: Path, meta: Mapping[str, Any]) -> None:
     if METADATA_CHECKSUM not in meta:
-        if meta.get("format") in (MONTHLESS_FORMAT, SPREAD_FORMAT):
-            # Formats 4 and 5 came after the metadata's own checksum: one without it had the key deleted, which
+        if meta.get("format") in (MONTHLESS_FORMAT, SPREAD_FORMAT, HISTORY_AGE_FORMAT):
+            # Formats 4 to 6 came after the metadata's own checksum: one without it had the key deleted, which
             # switched the check off for any edit of metadata.json (a CLI review).
             raise _changed(directory, METADATA_FILE)
         return  # format 3, written before metadata.json covered itself; registries still hold such versions

@@ -173,8 +173,9 @@ TENURE = "client_tenure_days"  # the feature: days from the client's `since` to 
 # The feature: days between the end of the client history a deal is read with and the deal's day (0 when the
 # history came with the deal, or is current: FeatureConfig.history_lag_days).
 HISTORY_AGE = "client_history_age_days"
-# A scoring column: the day the client histories the scorer reads end (the model's, or later outcomes'), where
-# it is not the model's own last day + 1. A request cannot send it (request fields starting with "__" are dropped).
+# A scoring column: the day the client history a deal is read with ends, where outcomes reported since training
+# took it past the model's own last day + 1 (NaN elsewhere). A request cannot send it (request fields starting with
+# "__" are dropped), nor a deals file (frame_columns leaves such columns out).
 HISTORY_END_DAY = "__history_end_day"
 # Names a clients column may not take as client_X (attach_clients).
 RESERVED_CLIENT_NAMES: frozenset[str] = frozenset(
@@ -480,9 +481,13 @@ _DAY_COLUMNS = {"created_at": "created_day", "closed_at": "closed_day", "client_
 
 
 def frame_columns(deals: pd.DataFrame) -> dict[str, npt.NDArray[Any]]:
-    """A (joined) deals frame as the plain arrays the feature builder takes."""
+    """A (joined) deals frame as the plain arrays the feature builder takes. Columns named with a leading "__"
+    are left out: such names are the scorer's own (HISTORY_END_DAY, OUTCOME_HISTORY_FLAG...), which a deals file
+    must not set (a file's `__history_end_day` had moved p_win by up to 0.25; requests drop them too)."""
     columns: dict[str, npt.NDArray[Any]] = {}
     for name in deals.columns:
+        if str(name).startswith("__"):
+            continue
         if name in _DAY_COLUMNS:
             columns[_DAY_COLUMNS[name]] = day_numbers(deals[name])
         elif pd.api.types.is_numeric_dtype(deals[name]):
@@ -900,7 +905,8 @@ def _history_age(history: DealHistory, columns: Columns, day: IntArray, replaced
     day. A history the outcome overlay filled in is as old as the outcomes are: it replaced the model's, but
     knows no more than they do."""
     end = columns.get(HISTORY_END_DAY)
-    ends = np.asarray(end, dtype=np.float64) if end is not None else float(history.last_day + 1)
+    ends = (np.fmax(np.asarray(end, dtype=np.float64), history.last_day + 1) if end is not None  # NaN: the model's
+            else float(history.last_day + 1))
     from_outcomes = columns.get(OUTCOME_HISTORY_FLAG)
     sent = replaced & ~np.asarray(from_outcomes, dtype=bool) if from_outcomes is not None else replaced
     return np.where(sent, 0.0, np.maximum(day - ends, 0.0))
@@ -908,9 +914,9 @@ def _history_age(history: DealHistory, columns: Columns, day: IntArray, replaced
 
 def training_history_lags(deal_ids: npt.NDArray[Any], most_days: int) -> IntArray:
     """Each training deal's history lag (FeatureConfig.history_lag_days): 0 for about half the deals, else 1 to
-    `most_days` days, evenly. Drawn from a hash of the deal id, not a random stream, so a deal's features never
-    depend on which other deals are in the data (the as-of property: adding later deals changes no earlier
-    deal's features) and a retrain on the same deals builds the same features."""
+    `most_days` days, evenly. Drawn from a hash of the deal id, not a random stream: a deal's lag does not depend
+    on which other deals are in the data, and a retrain on the same deals builds the same features. (Training reads
+    its holdout at lag 0, and which deals that is depends on the others.)"""
     hashed = pd.util.hash_array(np.asarray([str(d) for d in deal_ids], dtype=object)).astype(np.uint64)
     share = (hashed >> np.uint64(11)).astype(np.float64) / float(1 << 53)  # uniform on [0, 1)
     lagged = share >= 0.5

@@ -114,9 +114,6 @@ class OutcomeBook:
         self._by_deal: dict[str, OutcomeEvent] = {}
         self._deals_of_client: dict[str, dict[str, OutcomeEvent]] = {}
         self._by_client: dict[str, _ClientOutcomes] = {}
-        # The latest close day of any outcome recorded: how far the client histories reach when a CRM reports
-        # its outcomes (HISTORY_END_DAY). None before the first.
-        self.last_closed_day: int | None = None
         self.record_all(events)
 
     def __len__(self) -> int:
@@ -145,8 +142,6 @@ class OutcomeBook:
                     continue
                 self._store(event)
                 changed += 1
-                if self.last_closed_day is None or event.closed_day > self.last_closed_day:
-                    self.last_closed_day = event.closed_day
                 touched.update(c for c in (event.client_id, previous.client_id if previous else None) if c)
             for client_id in touched:
                 self._reindex(client_id)
@@ -224,8 +219,8 @@ def history_overrides(
     deal_ids = (np.asarray(columns["deal_id"], dtype=object) if "deal_id" in columns
                 else np.full(n, None, dtype=object))
     rows: list[int] = []
-    # From outcomes: wins, money won, first and last win day (NaN without a win), losses.
-    added: list[tuple[int, float, float, float, int]] = []
+    # From outcomes: wins, money won, first and last win day (NaN without a win), losses, the latest close day.
+    added: list[tuple[int, float, float, float, int, int]] = []
     for row in range(n):
         client_id = client_ids[row]
         if sent[row] or _missing(client_id) or math.isnan(created[row]):
@@ -241,7 +236,7 @@ def history_overrides(
         money = float(sum(0.0 if math.isnan(e.amount) else e.amount for e in wins))
         first, last = (float(wins[0].closed_day), float(wins[-1].closed_day)) if wins else (math.nan, math.nan)
         rows.append(row)
-        added.append((len(wins), money, first, last, len(before) - len(wins)))
+        added.append((len(wins), money, first, last, len(before) - len(wins), before[-1].closed_day))
     if not rows:
         return None
 
@@ -257,6 +252,11 @@ def history_overrides(
     out["last_won_day"][index] = np.fmax(base.last_win_day, extra[:, 3])
     out[OUTCOME_LOST_DEALS] = np.full(n, np.nan)
     out[OUTCOME_LOST_DEALS][index] = extra[:, 4]
+    # How far such a history reaches (a model reading its age, HISTORY_AGE): the day after the client's latest
+    # outcome counted, or the model's own end if later. Not the latest outcome of any client: one reported outcome,
+    # or one the overlay does not count (a trained deal's), made every client's history look current.
+    out[HISTORY_END_DAY] = np.full(n, np.nan)
+    out[HISTORY_END_DAY][index] = np.maximum(extra[:, 5] + 1, history.last_day + 1)
     return out
 
 
@@ -267,13 +267,8 @@ def with_outcome_history(
     book: OutcomeBook,
     trained_deal_ids: Collection[str] | None = None,
 ) -> dict[str, npt.NDArray[Any]]:
-    """`columns` with the outcome overlay merged into the history override columns (a new dict), and, for a model
-    that reads the age of a client's history, where the histories end: the latest outcome reported (a CRM that
-    reports outcomes reports them all, so a client without one since training has won nothing since)."""
+    """`columns` with the outcome overlay merged into the history override columns (a new dict)."""
     out = dict(columns)
-    if spec.has_history_age and book.last_closed_day is not None and "created_day" in columns:
-        end = max(history.last_day, book.last_closed_day) + 1
-        out[HISTORY_END_DAY] = np.full(len(np.asarray(columns["created_day"])), float(end))
     overrides = history_overrides(history, spec, book, columns, trained_deal_ids)
     if overrides is None:
         return out

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from model.features import (
     CLIENT_ATTRIBUTES,
     FILLED_FROM,
+    HISTORY_AGE,
     OUTCOME_HISTORY_FLAG,
     DealHistory,
     FeatureSpec,
@@ -309,6 +310,11 @@ class ReasonGroups:
         for column in spec.categorical:
             for name in (f"{column}_win_rate", *(f"{a}_by_{b}_win_rate" for a, b in spec.pairs if a == column)):
                 reason_of[position[name]] = position[column]
+        if HISTORY_AGE in position:
+            # The history's age corrects what the client's history says (a stale "lost" may have bought since):
+            # one reason, the status with the two pushes netted. Apart, the age was among the five reasons of 72%
+            # of the deals scored after a model's history ends, the strongest of 24%: a manager cannot act on it.
+            reason_of[position[HISTORY_AGE]] = position["client_status"]
         shown = np.array(sorted(set(reason_of)), dtype=np.int64)
         members = np.zeros((len(spec.names), shown.size))
         members[np.arange(len(spec.names)), np.searchsorted(shown, reason_of)] = 1.0

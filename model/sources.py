@@ -238,7 +238,11 @@ def _read_sql(url: str, what: str, table: str) -> pd.DataFrame:
 
 
 def _date_beyond_python(error: sa.exc.DataError) -> bool:
-    """psycopg's own refusal of a value it cannot load (the database's refusals carry an SQLSTATE, its own none)."""
+    """psycopg's own refusal of a value it cannot load (the database's refusals carry an SQLSTATE, its own none).
+    Another driver's DataError is not one: psycopg is then not looked for (it may not be installed, and its
+    import error would have stood in for the driver's own message)."""
+    if type(error.orig).__module__.split(".")[0] != "psycopg":
+        return False
     import psycopg
 
     return isinstance(error.orig, psycopg.DataError) and error.orig.sqlstate is None

@@ -290,8 +290,9 @@ class ReasonOut(BaseModel):
                     "field not sent that still pushes (the amount, valued by the model; a text field missing "
                     "often in training; a number's stand-in is not shown), or no win yet for "
                     "client_days_since_last_win and _first_win. A field averaged out (not_sent) pushes nothing "
-                    "and is no reason. client_history_age_days is how old the client history read is (0 when "
-                    "the deal sends it): its push allows for wins since that the model's history cannot show")
+                    "and is no reason. client_status's push includes that of the client history's age (how old "
+                    "the history read is: 0 when the deal sends it), which allows for wins since that the model's "
+                    "history cannot show")
     effect: float = Field(description="push on the calibrated log-odds of winning; > 0 raises p_win")
 
 

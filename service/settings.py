@@ -74,13 +74,18 @@ class Settings(BaseSettings):
     stalled body otherwise held its connection and the bytes sent so far (up to `max_body_bytes`) for good:
     a security review kept 2,000 such connections open, and 150 of them held 570 MB."""
 
-    max_concurrent_requests: int = Field(default=64, ge=0, le=100_000)
+    max_concurrent_requests: int = Field(default=0, ge=0, le=100_000)
     """Most requests one worker works on at once, from their headers to their answer (bodies arriving, waiting
     for a scoring thread, scoring); one more is answered at once with 503 `overloaded` in the error envelope and
     `Retry-After: 1`, before its body is read. The probes, `/metrics` and the admin routes are always answered.
-    Bounds the bodies a worker holds (at most this many times `max_body_bytes`: 256 MiB at the defaults) and how
-    long a request may queue. 0: no limit. (uvicorn's own `--limit-concurrency` is not used: it answers plain
-    text outside the envelope, refuses the probes too, and counts idle keep-alive connections as requests.)"""
+    Bounds the bodies a worker holds (at most this many times `max_body_bytes`) and how long a request may
+    queue. 0 (the default): no limit. Off by default because a request counts while its body arrives: as many
+    connections that send their headers and stall their bodies hold every place for up to
+    `body_timeout_seconds`, and every other caller is answered 503 meanwhile (a review, 64 stalled connections);
+    without the limit they hold memory only. Set it behind a proxy that buffers request bodies (nginx does by
+    default), or with `api_token` set, where only token holders can stall. (uvicorn's own `--limit-concurrency`
+    is not used: it answers plain text outside the envelope, refuses the probes too, and counts idle keep-alive
+    connections as requests.)"""
 
     max_extra_fields: int = Field(default=50, ge=0, le=1000)
     """Most unknown (extra-feature) fields one deal may carry; each is text of at most the contract's

@@ -29,6 +29,16 @@ def trained(small_dataset: Dataset) -> TrainingResult:
     return train(small_dataset)
 
 
+@pytest.fixture(scope="session")
+def trained_without_age(small_dataset: Dataset) -> TrainingResult:
+    """As `trained`, without the client history's age (FeatureConfig.history_lag_days=0): models as written before
+    it (artifact formats 3 to 5)."""
+    from model.features import FeatureConfig
+    from training.fit import TrainConfig
+
+    return train(small_dataset, TrainConfig(features=FeatureConfig(history_lag_days=0)))
+
+
 @pytest.fixture()
 def shared_data() -> Iterator[Path]:
     if not SHARED_DATA.is_dir():

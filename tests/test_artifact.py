@@ -17,6 +17,7 @@ import pytest
 from model.artifact import (
     ARTIFACT_FORMAT,
     ARTIFACT_KEY_ENV,
+    HISTORY_AGE_FORMAT,
     METADATA_CHECKSUM,
     MODEL_FILE,
     MONTHLESS_FORMAT,
@@ -134,7 +135,7 @@ def test_a_failed_write_leaves_the_old_artifact_whole(artifact: Path, trained: T
 def test_an_artifact_of_another_format_is_refused(artifact: Path) -> None:
     # Format 2 pickled feature specs without level pairs; this code reads their win rates too.
     rewrite_metadata(artifact, lambda meta: meta.update(format=2))
-    with pytest.raises(ArtifactError, match="has format 2, this dealscore reads formats 3 to 5; retrain"):
+    with pytest.raises(ArtifactError, match="has format 2, this dealscore reads formats 3 to 6; retrain"):
         load_artifact(artifact)
 
 
@@ -150,7 +151,7 @@ def test_a_model_without_the_month_feature_is_written_as_format_4_and_read_back(
     from training.fit import TrainConfig, train
 
     result = train(dataset_from_frames(small_crm.deals, small_crm.clients, None, for_training=True),
-                   TrainConfig(threads=1, features=FeatureConfig(exclude=("month",))))
+                   TrainConfig(threads=1, features=FeatureConfig(exclude=("month",), history_lag_days=0)))
     assert result.model.value_model is not None and result.model.value_model.spread != 1.0
     folder = save_artifact(result.model, tmp_path / "with_spread", result.metadata)
     assert json.loads((folder / "metadata.json").read_text())["format"] == 5
@@ -164,9 +165,10 @@ def test_a_model_without_the_month_feature_is_written_as_format_4_and_read_back(
 
 
 def test_a_model_whose_value_model_has_a_spread_is_written_as_format_5_and_read_back(
-        trained: TrainingResult, tmp_path: Path, small_crm: SyntheticCRM) -> None:
+        trained_without_age: TrainingResult, tmp_path: Path, small_crm: SyntheticCRM) -> None:
     """Versions reading formats 3 and 4 would ignore the spread and value deals sent without an amount at their
     typical amount: they must refuse such a model. Read back, it values those deals as before saving."""
+    trained = trained_without_age
     assert trained.model.value_model is not None and trained.model.value_model.spread != 1.0
     folder = save_artifact(trained.model, tmp_path / "model", trained.metadata)
     assert json.loads((folder / "metadata.json").read_text())["format"] == 5
@@ -176,8 +178,10 @@ def test_a_model_whose_value_model_has_a_spread_is_written_as_format_5_and_read_
                                   trained.model.score(frame_columns(deals)).value)
 
 
-def test_a_model_with_the_month_feature_and_no_spread_stays_format_3(trained: TrainingResult, tmp_path: Path) -> None:
+def test_a_model_with_the_month_feature_and_no_spread_stays_format_3(trained_without_age: TrainingResult,
+                                                                    tmp_path: Path) -> None:
     """Every version since format 3 reads it."""
+    trained = trained_without_age
     import copy
     import dataclasses
 
@@ -189,6 +193,19 @@ def test_a_model_with_the_month_feature_and_no_spread_stays_format_3(trained: Tr
     model.value_model = None
     folder = save_artifact(model, tmp_path / "no_value_model", trained.metadata)
     assert json.loads((folder / "metadata.json").read_text())["format"] == 3
+
+
+def test_a_model_reading_the_historys_age_is_written_as_format_6_and_read_back(
+        trained: TrainingResult, tmp_path: Path, small_crm: SyntheticCRM) -> None:
+    """Versions reading formats 3 to 5 loaded it and failed on its first deal (the features they build lack the
+    age): they refuse format 6 by name. Read back, it scores as before saving."""
+    assert trained.model.spec.has_history_age
+    folder = save_artifact(trained.model, tmp_path / "model", trained.metadata)
+    assert json.loads((folder / "metadata.json").read_text())["format"] == HISTORY_AGE_FORMAT == 6
+    model, _ = load_artifact(folder)
+    deals = attach_clients(small_crm.deals.tail(50), small_crm.clients)
+    np.testing.assert_array_equal(model.score(frame_columns(deals)).p_win,
+                                  trained.model.score(frame_columns(deals)).p_win)
 
 
 # -- metadata.json is covered by a checksum of its own, and is strict JSON ----------------------------
@@ -209,8 +226,9 @@ def test_an_edited_metadata_json_is_refused(artifact: Path, key: str, value: obj
 
 
 def test_a_later_model_relabelled_format_3_without_its_checksum_is_refused(tmp_path: Path,
-                                                                          trained: TrainingResult) -> None:
+                                                                          trained_without_age: TrainingResult) -> None:
     """Relabelled format 3, a model only format 5 reads passed the check meant for artifacts older than the key."""
+    trained = trained_without_age
     model = dataclasses.replace(trained.model)
     assert model.value_model is not None
     model.value_model = dataclasses.replace(model.value_model, spread=1.25)
@@ -238,7 +256,9 @@ def test_metadata_json_reformatted_but_unchanged_still_loads(artifact: Path) -> 
     load_artifact(artifact)
 
 
-def test_an_artifact_written_before_the_metadata_checksum_still_loads(tmp_path: Path, trained: TrainingResult) -> None:
+def test_an_artifact_written_before_the_metadata_checksum_still_loads(tmp_path: Path,
+                                                                      trained_without_age: TrainingResult) -> None:
+    trained = trained_without_age
     # Older dealscore wrote no metadata checksum and a one-class holdout's AUC as the bare token NaN; it wrote
     # format 3 alone then, of models format 3 reads (no value-model spread, the month feature on).
     model = dataclasses.replace(trained.model)
@@ -256,7 +276,7 @@ def test_an_artifact_written_before_the_metadata_checksum_still_loads(tmp_path: 
     assert verify_artifact(artifact) == loaded
 
 
-@pytest.mark.parametrize("written", [MONTHLESS_FORMAT, SPREAD_FORMAT])
+@pytest.mark.parametrize("written", [MONTHLESS_FORMAT, SPREAD_FORMAT, HISTORY_AGE_FORMAT])
 def test_a_later_format_without_its_metadata_checksum_is_refused(artifact: Path, written: int) -> None:
     """Formats 4 and 5 were always written with the metadata's checksum: deleting it switched the check off for
     any edit of metadata.json, and the edited artifact loaded (a CLI review)."""

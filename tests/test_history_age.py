@@ -27,8 +27,8 @@ from model.features import (
     training_history_lags,
 )
 from model.history_overlay import OutcomeBook, OutcomeEvent, with_outcome_history
-from training.fit import TrainConfig, train, zero_amount_unquoted
-from training.synthetic_crm import generate
+from training.fit import TrainConfig, TrainingResult, train, zero_amount_unquoted
+from training.synthetic_crm import SyntheticCRM, generate
 
 DAY = pd.Timestamp("2024-01-01")
 
@@ -113,17 +113,52 @@ def test_the_option_off_trains_and_scores_as_before() -> None:
         FeatureConfig(history_lag_days=-1)
 
 
-def test_reported_outcomes_move_where_the_histories_end() -> None:
+def test_reported_outcomes_move_where_their_clients_history_ends_and_no_one_elses() -> None:
+    """A client's outcomes reported since training make its history reach their latest close day. Not any other
+    client's: one outcome of one client (or of a deal the model was trained on) had made every client's history
+    look current, and the stale-history bias came back in full (a review: -0.049 -> -0.173 on a year's deals)."""
     deals = _portfolio()
-    columns = frame_columns(deals.iloc[[3]].assign(created_at=DAY + pd.Timedelta(days=200)))
-    book = OutcomeBook([OutcomeEvent("z", "other", True, 10.0, _day(120))])
-    for lag_days, expected in ((365, float(_day(121))), (0, None)):
-        spec = fit_feature_spec(deals, FeatureConfig(history_lag_days=lag_days), {})
-        history = DealHistory(spec, frame_columns(deals))
-        out = with_outcome_history(columns, history, spec, book)
-        # A CRM that reports outcomes reports them all: client k, with none since, has won nothing since.
-        assert (out[HISTORY_END_DAY][0] if HISTORY_END_DAY in out else None) == expected
-    assert HISTORY_END_DAY not in with_outcome_history(columns, history, spec, OutcomeBook())
+    spec = fit_feature_spec(deals, FeatureConfig(history_lag_days=365), {})
+    history = DealHistory(spec, frame_columns(deals))
+    day_200 = DAY + pd.Timedelta(days=200)
+    asked = pd.DataFrame({"deal_id": ["s1", "s2"], "client_id": ["k", "other"], "created_at": [day_200, day_200],
+                          "product": ["x", "x"]})
+    columns = frame_columns(asked)
+    book = OutcomeBook([OutcomeEvent("z", "other", True, 10.0, _day(120)),
+                        OutcomeEvent("a", "k", True, 100.0, _day(190))])  # a: trained on, not counted again
+    out = with_outcome_history(columns, history, spec, book, trained_deal_ids={"a", "b", "c", "e"})
+    age = build_features(spec, history, out)[:, spec.names.index(HISTORY_AGE)]
+    assert age.tolist() == [200 - 31, 200 - 121]  # k: the model's end (day 30); other: its outcome of day 120
+    # Without the overlay, both read the model's history, which ends on day 30.
+    assert build_features(spec, history, columns)[:, spec.names.index(HISTORY_AGE)].tolist() == [169, 169]
+
+
+def test_a_deals_file_cannot_set_the_scorers_own_columns() -> None:
+    frame = _portfolio().assign(**{HISTORY_END_DAY: 99999.0, "__history_from_outcomes": True})
+    columns = frame_columns(frame)
+    assert HISTORY_END_DAY not in columns and "__history_from_outcomes" not in columns
+
+
+def test_the_historys_age_is_no_reason_of_its_own_but_part_of_the_status(trained: TrainingResult,
+                                                                         small_crm: SyntheticCRM) -> None:
+    """A manager cannot act on "the model's history is 200 days old": its push is netted into the client status's
+    reason, which it corrects."""
+    model = trained.model
+    assert model.spec.has_history_age
+    deals = attach_clients(small_crm.deals.head(300), small_crm.clients)
+    deals["created_at"] = pd.Timestamp(np.datetime64(model.history.last_day + 200, "D"))
+    columns = frame_columns(deals)
+    batch = model.score(dict(columns), n_reasons=len(model.spec.names))
+    named = {reason.feature for reasons in batch.reasons for reason in reasons}
+    assert HISTORY_AGE not in named and "client_status" in named
+    features = build_features(model.spec, model.history, columns)
+    _, contributions = model.win_model.margin_and_contributions(features, None)
+    at = [model.spec.names.index(name) for name in ("client_status", HISTORY_AGE)]
+    for row in range(20):
+        status = [r for r in batch.reasons[row] if r.feature == "client_status"]
+        if status:
+            expected = contributions[row, at].sum() * model.calibration.slope  # as pushes on the calibrated log-odds
+            assert status[0].effect == pytest.approx(expected, abs=1e-3)
 
 
 def test_a_model_scoring_a_year_past_its_history_reads_it_as_well_as_a_current_one() -> None:

@@ -12,6 +12,7 @@ import pytest
 from test_feedback_helpers import feedback_training_fixture  # noqa: F401 (fixture)
 
 from model.features import (
+    HISTORY_AGE,
     OUTCOME_LOST_DEALS,
     DealHistory,
     FeatureConfig,
@@ -135,8 +136,10 @@ def test_reported_outcomes_give_the_client_features_a_history_holding_those_deal
     columns = frame_columns(scored)
     overlaid = with_outcome_history(columns, history, spec, book, trained_deal_ids={"T1", "T2", "T3", "T4"})
     # The win rate leans towards the overall rate, which the overlay leaves as trained: compared by its parts.
+    # (The history's age is not among them: outcomes tell how far each client's own history reaches, not that the
+    # others' reach as far; tests/test_history_age.py.)
     client = [i for i, name in enumerate(spec.names) if name.startswith("client_")
-              and not name.startswith("client_product") and name != "client_win_rate"]
+              and not name.startswith("client_product") and name not in ("client_win_rate", HISTORY_AGE)]
     assert "client_closed_deals" in [spec.names[i] for i in client]
     ours, theirs = build_features(spec, history, overlaid), build_features(spec, holding_them, columns)
     np.testing.assert_array_equal(ours[:, client], theirs[:, client])

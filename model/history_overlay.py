@@ -114,6 +114,9 @@ class OutcomeBook:
         self._by_deal: dict[str, OutcomeEvent] = {}
         self._deals_of_client: dict[str, dict[str, OutcomeEvent]] = {}
         self._by_client: dict[str, _ClientOutcomes] = {}
+        # The latest close day among the outcomes held (None: none): how far every client's history reaches when
+        # the CRM reports every outcome (with_outcome_history's `complete`).
+        self.latest_closed_day: int | None = None
         self.record_all(events)
 
     def __len__(self) -> int:
@@ -142,6 +145,11 @@ class OutcomeBook:
                     continue
                 self._store(event)
                 changed += 1
+                if self.latest_closed_day is None or event.closed_day > self.latest_closed_day:
+                    self.latest_closed_day = event.closed_day
+                elif previous is not None and previous.closed_day == self.latest_closed_day:
+                    # A corrected close day of the latest outcome: the latest may be earlier now (rare: a full pass).
+                    self.latest_closed_day = max(e.closed_day for e in self._by_deal.values())
                 touched.update(c for c in (event.client_id, previous.client_id if previous else None) if c)
             for client_id in touched:
                 self._reindex(client_id)
@@ -266,15 +274,22 @@ def with_outcome_history(
     spec: FeatureSpec,
     book: OutcomeBook,
     trained_deal_ids: Collection[str] | None = None,
+    complete: bool = False,
 ) -> dict[str, npt.NDArray[Any]]:
-    """`columns` with the outcome overlay merged into the history override columns (a new dict)."""
+    """`columns` with the outcome overlay merged into the history override columns (a new dict). `complete`: the
+    CRM reports every outcome, so a client without one since has closed nothing since, and every client's history
+    reaches the latest outcome reported (for a model reading the history's age; else each client's history
+    reaches its own latest outcome, and a client without one has the model's)."""
     out = dict(columns)
+    if complete and spec.has_history_age and book.latest_closed_day is not None and "created_day" in columns:
+        out[HISTORY_END_DAY] = np.full(len(np.asarray(columns["created_day"])), float(book.latest_closed_day + 1))
     overrides = history_overrides(history, spec, book, columns, trained_deal_ids)
     if overrides is None:
         return out
     n = len(np.asarray(columns["created_day"]))
     for name, values in overrides.items():
         given = np.asarray(out[name], dtype=np.float64) if name in out else np.full(n, np.nan)
-        out[name] = np.where(np.isnan(values), given, values)
+        # (where the histories end: the later of a client's own latest outcome and a complete book's latest)
+        out[name] = np.fmax(given, values) if name == HISTORY_END_DAY else np.where(np.isnan(values), given, values)
     out[OUTCOME_HISTORY_FLAG] = ~np.isnan(overrides["won_deals"])  # for the answer's history_source
     return out

@@ -8,6 +8,7 @@ its day and says how many (HISTORY_AGE); the scorer gives each deal the age of t
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -182,3 +183,48 @@ def test_a_model_scoring_a_year_past_its_history_reads_it_as_well_as_a_current_o
         staleness[lag_days] = frozen - float(np.mean(current.score(dict(sent), n_reasons=0).p_win))
     assert abs(staleness[365]) < 0.03, staleness
     assert staleness[0] < -0.06, staleness  # what the age corrects
+
+
+def test_a_crm_reporting_every_outcome_makes_every_clients_history_reach_the_latest() -> None:
+    deals = _portfolio()
+    spec = fit_feature_spec(deals, FeatureConfig(history_lag_days=365), {})
+    history = DealHistory(spec, frame_columns(deals))
+    day_200 = DAY + pd.Timedelta(days=200)
+    asked = pd.DataFrame({"deal_id": ["s1", "s2"], "client_id": ["k", "other"], "created_at": [day_200, day_200],
+                          "product": ["x", "x"]})
+    columns = frame_columns(asked)
+    book = OutcomeBook([OutcomeEvent("z", "other", True, 10.0, _day(120)), OutcomeEvent("y", "new", False, 0.0,
+                                                                                         _day(180))])
+    out = with_outcome_history(columns, history, spec, book, complete=True)
+    age = build_features(spec, history, out)[:, spec.names.index(HISTORY_AGE)]
+    assert age.tolist() == [200 - 181, 200 - 181]  # k too: with none reported since, it closed nothing since
+    # A corrected close day of the latest outcome moves the latest back (workers that saw the first agree).
+    book.record(OutcomeEvent("y", "new", False, 0.0, _day(150)))
+    assert book.latest_closed_day == _day(150)
+    out = with_outcome_history(columns, history, spec, book, complete=True)
+    assert build_features(spec, history, out)[:, spec.names.index(HISTORY_AGE)].tolist() == [49, 49]
+
+
+def test_the_service_setting_reaches_the_feedback_store() -> None:
+    from service.feedback.config import FeedbackConfig
+    from service.settings import Settings
+
+    assert FeedbackConfig.from_settings(Settings(outcomes_complete=True)).outcomes_complete
+    assert not FeedbackConfig.from_settings(Settings()).outcomes_complete
+
+
+def test_the_feedback_store_reads_its_book_as_complete_only_when_told(tmp_path: Path, trained: TrainingResult,
+                                                                      small_crm: SyntheticCRM) -> None:
+    from service.feedback.config import FeedbackConfig
+    from service.feedback.store import Feedback
+
+    model = trained.model
+    deal = attach_clients(small_crm.deals.head(1), small_crm.clients)
+    deal["created_at"] = pd.Timestamp(np.datetime64(model.history.last_day + 100, "D"))
+    columns = frame_columns(deal)
+    for complete in (True, False):
+        feedback = Feedback(FeedbackConfig(database_url=f"sqlite:///{tmp_path / f'{complete}.db'}",
+                                           spool_dir=tmp_path / f"spool{complete}", outcomes_complete=complete))
+        feedback.book.record(OutcomeEvent("x", "someone else", True, 1.0, model.history.last_day + 90))
+        age = build_features(model.spec, model.history, feedback.with_history(model, columns))
+        assert age[0, model.spec.names.index(HISTORY_AGE)] == (9 if complete else 99)

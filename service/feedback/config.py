@@ -68,6 +68,7 @@ class FeedbackConfig:
     retry_seconds: float = 2.0  # first wait before trying a failed database again (doubles up to 60 s)
     migrate_on_start: bool = True
     outcomes_refresh_seconds: float = 30.0  # re-read outcomes other processes recorded (0: never)
+    outcomes_complete: bool = False  # every outcome is reported: histories reach the latest one (Settings)
     connect_timeout_seconds: int = 5
     # How long an outcome or a judgement naming a deal the log lacks waits for other processes' score logs
     # (their writers gather up to flush_seconds): with several workers the deal was often scored by another
@@ -97,6 +98,7 @@ class FeedbackConfig:
             retry_seconds=float(pick("retry_seconds", "database_retry_seconds")),
             migrate_on_start=bool(pick("migrate_on_start", "database_migrate_on_start")),
             outcomes_refresh_seconds=float(pick("outcomes_refresh_seconds", "outcomes_refresh_seconds")),
+            outcomes_complete=bool(pick("outcomes_complete", "outcomes_complete")),
             connect_timeout_seconds=int(pick("connect_timeout_seconds", "database_connect_timeout_seconds")),
             peer_log_wait_seconds=(float(pick("flush_seconds", "score_log_flush_seconds")) + 0.5
                                    if int(getattr(settings, "workers", 1) or 1) > 1 else 0.0),

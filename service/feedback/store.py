@@ -146,7 +146,7 @@ class Feedback:
     def with_history(self, model: Any, columns: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
         """Columns for `model.score` with outcomes recorded after the model's training in the client history."""
         return with_outcome_history(columns, model.history, model.spec, self.book,
-                                    getattr(model, "trained_deal_ids", None))
+                                    getattr(model, "trained_deal_ids", None), self.config.outcomes_complete)
 
     def transform_columns(self, snapshot: Any, columns: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
         """A data-plane column transform (service.dataplane.DataPlane.column_transforms): `with_history`

@@ -450,3 +450,10 @@ def test_a_null_marker_id_is_reported_once_as_missing_not_also_as_repeated() -> 
     error = bad_deals(make_deals(deal_id=["NULL", "NULL", "D3"]))
     fields = [(p.field, p.expected) for p in error.value.problems]
     assert fields == [("deal_id", "a non-empty deal_id (required)")]
+
+
+def test_text_of_exactly_the_longest_length_is_taken() -> None:
+    longest = "x" * MAX_TEXT_LENGTH
+    deals = validate_deals(make_deals(product=["Cloud", longest, "Cloud"], Note=["a", "b", longest]),
+                           for_training=True, today=TODAY)
+    assert deals["product"].tolist()[1] == longest and deals["Note"].tolist()[2] == longest

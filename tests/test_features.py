@@ -456,3 +456,20 @@ def test_an_uncoded_column_reads_every_level_alike_and_missing_apart() -> None:
     assert codes[0] == codes[1] == 0 and np.isnan(codes[2])
     rates = rows[:, spec.names.index("campaign_win_rate")]
     assert rates[0] != rates[1]  # the levels' own (smoothed) win rates still tell them apart
+
+
+def test_the_calendar_month_runs_from_1_for_january_to_12_for_december() -> None:
+    spec, history = _one_client([("a", 0, 5, "won", 100.0)])
+    assert _features_on(spec, history, 0)["month"] == 1  # 2024-01-01
+    assert _features_on(spec, history, 365)["month"] == 12  # 2024-12-31 (a leap year)
+    assert _features_on(spec, history, 366)["month"] == 1  # 2025-01-01
+
+
+def test_a_deal_before_any_closed_deal_reads_even_odds() -> None:
+    """No deal has closed yet by its day: the overall and recent win rates are 0.5, not 0 (nor NaN)."""
+    spec, history = _one_client([("a", 0, 30, "won", 100.0), ("b", 0, 40, "won", 100.0)])
+    early = _features_on(spec, history, 30)  # the first close (day 30) is not yet known on its own day
+    assert early["overall_win_rate"] == 0.5
+    assert early["recent_win_rate"] == 0.5
+    assert early["product_win_rate"] == 0.5  # a level's rate leans to the prior too
+    assert _features_on(spec, history, 31)["overall_win_rate"] == 1.0  # one win known the day after

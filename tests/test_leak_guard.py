@@ -78,3 +78,66 @@ def test_a_few_open_deals_say_nothing_about_what_is_filled_only_after_the_outcom
     many_open = pd.DataFrame({"status": ["open"] * 10, "note_length": [np.nan] * 10})
     (finding,) = find_leaks(pd.concat([closed, many_open], ignore_index=True), ["note_length"])
     assert finding.reason.endswith("known only after the outcome")
+
+
+def _later_half_ranking(discordant: int) -> pd.DataFrame:
+    """40 closed deals whose later half (the one the AUC is read on) has 10 won and 10 lost: the lost ones
+    score 0..9, the won ones above them but for `discordant` (won, lost) pairs in the wrong order, so the
+    column's AUC alone is 1 - discordant / 100. The earlier half repeats the later one."""
+    left = discordant
+    won_scores = []
+    for _ in range(10):
+        below = min(10, left)  # this won deal scores under the `below` highest lost ones
+        won_scores.append(9.5 - below)
+        left -= below
+    later = pd.DataFrame({"status": ["won"] * 10 + ["lost"] * 10, "score": won_scores + list(range(10))})
+    return pd.concat([later, later], ignore_index=True)
+
+
+@pytest.mark.parametrize(("discordant", "suspect", "review"), [
+    (5, True, False),  # AUC 0.95: the suspect threshold itself
+    (6, False, True),  # AUC 0.94: strong, reported for review only
+    (25, False, True),  # AUC 0.75: the review threshold itself
+    (26, False, False),  # AUC 0.74: an ordinary column
+])
+def test_how_well_a_column_must_rank_outcomes_alone_to_be_suspect_or_reviewed(
+        discordant: int, suspect: bool, review: bool) -> None:
+    found = find_leaks(_later_half_ranking(discordant), ["score"])
+    assert [f.column for f in found if not f.review_only] == (["score"] if suspect else [])
+    assert [f.column for f in found if f.review_only] == (["score"] if review else [])
+
+
+@pytest.mark.parametrize(("closed", "flagged"), [(39, False), (40, True)])
+def test_the_ranking_is_read_from_20_later_closed_deals_on(closed: int, flagged: bool) -> None:
+    """A column that gives every outcome away is not judged on fewer than 20 deals in the later half."""
+    status = np.where(np.arange(closed) % 2 == 0, "won", "lost")
+    deals = pd.DataFrame({"status": status, "won_flag": (status == "won").astype(float)})
+    assert [f.column for f in find_leaks(deals, ["won_flag"])] == (["won_flag"] if flagged else [])
+
+
+def _filled_shares(closed_filled: int, open_filled: int, open_deals: int = 100) -> pd.DataFrame:
+    """200 closed deals (won and lost in turn), the first `closed_filled` of them with a note; `open_deals`
+    open ones, the first `open_filled` with a note. The later half of the closed deals has no note at all,
+    so the ranking test sees nothing and only the filled shares can flag the column."""
+    closed = pd.DataFrame({"status": np.where(np.arange(200) % 2 == 0, "won", "lost"),
+                           "note": np.where(np.arange(200) < closed_filled, 1.0, np.nan)})
+    opened = pd.DataFrame({"status": "open", "note": np.where(np.arange(open_deals) < open_filled, 1.0, np.nan)})
+    return pd.concat([closed, opened], ignore_index=True)
+
+
+@pytest.mark.parametrize(("closed_filled", "open_filled", "flagged"), [
+    (100, 0, True),  # filled for 50% of closed deals: the threshold itself
+    (99, 0, False),  # 49.5%
+    (100, 5, True),  # 5% of open deals filled: still a sign
+    (100, 6, False),  # 6%: the column is known before the outcome often enough
+])
+def test_the_shares_filled_for_closed_and_open_deals_that_flag_a_column(
+        closed_filled: int, open_filled: int, flagged: bool) -> None:
+    found = find_leaks(_filled_shares(closed_filled, open_filled), ["note"])
+    assert [f.reason.endswith("known only after the outcome") for f in found] == ([True] if flagged else [])
+
+
+@pytest.mark.parametrize(("open_deals", "flagged"), [(9, False), (10, True)])
+def test_the_filled_shares_are_compared_from_10_open_deals_on(open_deals: int, flagged: bool) -> None:
+    found = find_leaks(_filled_shares(200, 0, open_deals=open_deals), ["note"])
+    assert [f.column for f in found] == (["note"] if flagged else [])

@@ -13,7 +13,8 @@ import shutil
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -697,3 +698,122 @@ def test_a_refusal_on_a_partial_export_says_the_export_shrank() -> None:
         900, {"closed_deals": 4000})
     assert _shrunk_export(2000, {"closed_deals": 4000}) == ""  # half or more: a normal month to month change
     assert _shrunk_export(900, {"closed_deals": None}) == "" and _shrunk_export(900, None) == ""
+
+
+def test_the_outcomes_rule_at_its_edges() -> None:
+    """docs/operations.md rule 5, each bound just either side: a holdout AUC of 0.6 or better, an AUC at or below
+    halfway to the holdout's mirror image, and the upper end of its 95% interval below 0.5."""
+    config = RetrainConfig()
+    assert outcomes_against_live(0.143, 80, 140, 0.6, config)  # a holdout AUC of exactly 0.6 ranked
+    assert not outcomes_against_live(0.143, 80, 140, 0.5999, config)
+    assert inverted_auc_limit(0.75) == 0.375  # binary fractions: no rounding at the edge
+    assert outcomes_against_live(0.375, 900, 2100, 0.75, config)  # exactly halfway to the mirror image
+    assert not outcomes_against_live(0.376, 900, 2100, 0.75, config)
+    # Far below the limit (0.355) but on too few deals to tell from chance: 13 won and 13 lost reach 0.504,
+    # 14 and 14 0.496.
+    assert auc_upper_bound(0.3, 13, 13) > 0.5 > auc_upper_bound(0.3, 14, 14)
+    assert not outcomes_against_live(0.3, 13, 13, 0.79, config)
+    assert outcomes_against_live(0.3, 14, 14, 0.79, config)
+
+
+def test_the_live_models_fitted_share_at_its_edges() -> None:
+    """By date, a deal created on the live model's last training day counts as fitted on, the day after does not;
+    an artifact that kept no ids is read by date; a live model that says neither gives no share."""
+    from model.history_overlay import DealIdSet
+    from training.retrain import _live_fitted_share
+
+    deals = pd.DataFrame({"deal_id": ["D1", "D2"], "created_at": pd.to_datetime(["2025-06-30", "2025-07-01"])})
+    both = np.array([0, 1], dtype=np.int64)
+    live = {"last_deal": "2025-06-30"}
+    no_ids: Any = SimpleNamespace(trained_deal_ids=None)
+    kept_none: Any = SimpleNamespace(trained_deal_ids=DealIdSet([]))
+    assert _live_fitted_share(deals, both[:1], no_ids, live) == 1.0
+    assert _live_fitted_share(deals, both[1:], no_ids, live) == 0.0
+    assert _live_fitted_share(deals, both, kept_none, live) == 0.5
+    assert _live_fitted_share(deals, both, no_ids, {"last_deal": None}) is None
+    assert _live_fitted_share(deals, both, no_ids, None) is None
+
+
+@dataclass(frozen=True)
+class _Deals:
+    deals: pd.DataFrame  # all the gate model's fitting reads of a dataset (dataclasses.replace-d)
+
+
+class _ScoredBy:
+    """Stands in for a model in the gate: each deal's p_win read off one of its columns, every letter C."""
+
+    def __init__(self, column: str) -> None:
+        self.column, self.version = column, column
+
+    def score(self, columns: dict[str, np.ndarray], n_reasons: int = 0) -> Any:
+        return SimpleNamespace(p_win=columns[self.column], grade=["C"] * len(columns[self.column]))
+
+
+def _judged(monkeypatch: pytest.MonkeyPatch, live_p: np.ndarray, gate_p: np.ndarray, *, holdout_auc: float | None,
+            live_in_sample: bool, fitted_share: float | None, stale: str = "") -> tuple[bool, str, list[Any]]:
+    """The gate's verdict (passed, reason, checks) on 100 closed deals, the first 50 won, as scored by the live
+    model and the gate model (`live_p`, `gate_p`), no model fitted: the gate's wording, cheaply."""
+    import training.retrain
+    from training.retrain import ComparisonWindow, _compare_with_live
+
+    gate = SimpleNamespace(model=_ScoredBy("gate"))
+    monkeypatch.setattr(training.retrain, "train", lambda *args, **kwargs: gate)
+    report: dict[str, Any] = {
+        "live": {"training_holdout_metrics": {"auc": holdout_auc} if holdout_auc is not None else None},
+        "comparison": {"live_fitted_share": fitted_share}}
+    window = ComparisonWindow(date(2025, 3, 1), "candidate_holdout" if live_in_sample else "after_live_training",
+                              live_in_sample, "", stale)
+    dataset = _Deals(pd.DataFrame({"created_at": pd.to_datetime(["2025-04-01"] * 100)}))
+    status = np.array(["won"] * 50 + ["lost"] * 50, dtype=object)
+    return _compare_with_live(report, dataset, cast(Any, None), RetrainConfig(ece_noise_draws=20), cast(Any, gate),
+                              cast(Any, _ScoredBy("live")), "LIVE", window, {"live": live_p, "gate": gate_p}, status,
+                              (status == "won").astype(np.float64), np.arange(100, dtype=np.int64), lambda _: None)
+
+
+# The live model ranks every won deal above every lost one (AUC 1); the gate model ranks none (a flat 0.5: AUC 0.5,
+# the AUC check fails, calibration passes).
+RANKING = np.repeat([0.8, 0.2], 50)
+FLAT = np.full(100, 0.5)
+
+
+@pytest.mark.parametrize(("live_in_sample", "fitted_share", "stale", "verdict", "where"), [
+    (True, 0.5, "", "judged largely in-sample (too few closed deals since its data to compare fairly: next month "
+     "usually can): AUC ", " (candidate's holdout; the live model was fitted on 50% of them)]"),
+    (True, 0.49, "", "candidate is worse than the live model LIVE: AUC ",
+     " (candidate's holdout; the live model was fitted on 49% of them)]"),
+    (True, None, "", "judged largely in-sample (too few closed deals since its data to compare fairly: next month "
+     "usually can): AUC ", " (candidate's holdout; live in-sample)]"),
+    (True, 1.0, "is the export stale?", "judged largely in-sample (too few closed deals since its data to compare "
+     "fairly): AUC ", " (candidate's holdout; the live model was fitted on 100% of them)]"),
+    # A fair window is never put down to in-sample judging, whatever share is passed along with it.
+    (False, 1.0, "", "candidate is worse than the live model LIVE: AUC ", "]"),
+], ids=["half-fitted", "under-half-fitted", "share-unknown", "stale-export", "not-in-sample"])
+def test_a_refusal_is_put_down_to_in_sample_judging_only_where_the_live_model_was_fitted_on_half_or_more(
+        monkeypatch: pytest.MonkeyPatch, live_in_sample: bool, fitted_share: float | None, stale: str, verdict: str,
+        where: str) -> None:
+    passed, reason, checks = _judged(monkeypatch, RANKING, FLAT, holdout_auc=None, live_in_sample=live_in_sample,
+                                     fitted_share=fitted_share, stale=stale)
+    assert not passed and [c.name for c in checks if not c.passed] == ["auc"]
+    if "largely" in verdict:
+        assert reason.startswith("candidate not shown as good as the live model LIVE, which was " + verdict), reason
+    else:
+        assert reason.startswith(verdict), reason
+    assert reason.endswith(f"on 100 closed deals created from 2025-03-01{where}"), reason
+
+
+def test_outcomes_against_the_live_model_refuse_a_candidate_that_passes_every_check(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The live model ranks every lost deal above every won one (AUC 0) after a holdout AUC of 0.79; the gate model,
+    # flat, is not worse. Judged on deals the live model was fitted on, the outcomes still come first.
+    passed, reason, checks = _judged(monkeypatch, RANKING[::-1].copy(), FLAT, holdout_auc=0.79,
+                                     live_in_sample=True, fitted_share=1.0)
+    assert not passed
+    assert [(c.name, c.passed) for c in checks] == [("auc", True), ("ece", True), ("outcomes", False)]
+    assert checks[2].threshold == pytest.approx(0.355)
+    assert reason.startswith("the compared deals' outcomes run against the live model: it ranked its own holdout "
+                             "at AUC 0.790 and ranks these 100 deals at 0.000"), reason
+    # The gate model worse too, and the live model judged in-sample: the outcomes are still the reason given.
+    passed, reason, checks = _judged(monkeypatch, RANKING[::-1].copy(), np.repeat([0.1, 0.9], 50),
+                                     holdout_auc=0.79, live_in_sample=True, fitted_share=1.0)
+    assert [c.name for c in checks if not c.passed] == ["ece", "outcomes"]
+    assert not passed and reason.startswith("the compared deals' outcomes run against the live model"), reason

@@ -20,6 +20,7 @@ from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
     make_deal,
 )
 
+from model.contract import MAX_TEXT_LENGTH
 from model.scorer import ScoringModel
 from service import Settings, create_app
 
@@ -557,3 +558,29 @@ def test_an_integer_id_sent_with_a_decimal_point_is_the_same_id(service_client: 
         {"field": "deals[0].deal_id", "expected": "text, or an integer of at most 18 digits",
          "got": "1234567890123456789"}]
 
+
+
+def _with_text(field: str, text: str) -> dict[str, Any]:
+    """make_deal with `text` in one text field: a deal's own, an extra one, or one of its client's."""
+    if field == "client.industry":
+        return make_deal(client={"client_id": "C00010", "industry": text})
+    if field == "client.products[0]":
+        return make_deal(client={"client_id": "C00010", "products": [text]})
+    return make_deal(**{field: text})
+
+
+@pytest.mark.parametrize(("field", "expected"), [
+    ("deal_id", "text of at most 200 characters"),
+    ("product", "text of at most 200 characters"),
+    ("source", "text of at most 200 characters, a finite number"),  # an extra field
+    ("client.industry", "text of at most 200 characters"),
+    ("client.products[0]", "text of at most 200 characters"),
+])
+def test_text_of_exactly_the_longest_length_is_taken_and_one_character_more_is_not(
+        service_client: TestClient, field: str, expected: str) -> None:
+    longest = _post(service_client, [_with_text(field, "x" * MAX_TEXT_LENGTH)])
+    assert longest.status_code == 200, longest.text
+    error = error_envelope(_post(service_client, [_with_text(field, "x" * (MAX_TEXT_LENGTH + 1))]), 422,
+                           "invalid_input")
+    assert _fields(error) == [f"deals[0].{field}"]
+    assert error["details"][0]["expected"].startswith(expected)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from portfolios import hand_count_portfolio
 
 from model.errors import ContractViolation
 from model.features import (
@@ -81,18 +82,7 @@ def test_a_deal_closed_on_the_query_day_is_not_yet_known(small_crm: SyntheticCRM
 
 
 def test_client_rfm_features_match_a_hand_count() -> None:
-    day = pd.Timestamp("2024-01-01")
-    deals = pd.DataFrame({
-        "deal_id": ["a", "b", "c", "d", "e"],
-        "client_id": ["k", "k", "k", "k", "other"],
-        "created_at": [day, day + pd.Timedelta(days=10), day + pd.Timedelta(days=20), day + pd.Timedelta(days=100),
-                       day],
-        "closed_at": [day + pd.Timedelta(days=5), day + pd.Timedelta(days=15), day + pd.Timedelta(days=30), pd.NaT,
-                      day + pd.Timedelta(days=1)],
-        "status": ["won", "lost", "won", "open", "won"],
-        "amount": [100.0, 50.0, 300.0, 80.0, 7.0],
-        "product": ["x", "x", "y", "x", "x"],
-    })
+    deals = hand_count_portfolio(pd.Timestamp("2024-01-01"))
     spec = fit_feature_spec(deals, FeatureConfig(lost_window_days=60), {})
     history = DealHistory(spec, frame_columns(deals))
     row = build_features(spec, history, frame_columns(deals.iloc[[3]]))[0]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from portfolios import hand_count_portfolio
 
 from bench.monthly_replay import known_on
 from model.dataset import dataset_from_frames
@@ -21,6 +22,7 @@ from model.features import (
     HISTORY_END_DAY,
     DealHistory,
     FeatureConfig,
+    FeatureSpec,
     attach_clients,
     build_features,
     fit_feature_spec,
@@ -36,17 +38,18 @@ DAY = pd.Timestamp("2024-01-01")
 
 def _portfolio() -> pd.DataFrame:
     """Client k: won a (closed day 5), lost b (day 15), won c (day 30); d is open, created on day 100."""
-    return pd.DataFrame({
-        "deal_id": ["a", "b", "c", "d", "e"],
-        "client_id": ["k", "k", "k", "k", "other"],
-        "created_at": [DAY, DAY + pd.Timedelta(days=10), DAY + pd.Timedelta(days=20), DAY + pd.Timedelta(days=100),
-                       DAY],
-        "closed_at": [DAY + pd.Timedelta(days=5), DAY + pd.Timedelta(days=15), DAY + pd.Timedelta(days=30), pd.NaT,
-                      DAY + pd.Timedelta(days=1)],
-        "status": ["won", "lost", "won", "open", "won"],
-        "amount": [100.0, 50.0, 300.0, 80.0, 7.0],
-        "product": ["x", "x", "y", "x", "x"],
-    })
+    return hand_count_portfolio(DAY)
+
+
+def _two_clients_on_day_200() -> tuple[FeatureSpec, DealHistory, dict[str, np.ndarray]]:
+    """The portfolio's model (its history ends on day 30) and a deal of each client created on day 200."""
+    deals = _portfolio()
+    spec = fit_feature_spec(deals, FeatureConfig(history_lag_days=365), {})
+    history = DealHistory(spec, frame_columns(deals))
+    day_200 = DAY + pd.Timedelta(days=200)
+    asked = pd.DataFrame({"deal_id": ["s1", "s2"], "client_id": ["k", "other"], "created_at": [day_200, day_200],
+                          "product": ["x", "x"]})
+    return spec, history, frame_columns(asked)
 
 
 def _values(deals: pd.DataFrame, asked: pd.DataFrame, lag: int | None = None,
@@ -118,13 +121,7 @@ def test_reported_outcomes_move_where_their_clients_history_ends_and_no_one_else
     """A client's outcomes reported since training make its history reach their latest close day. Not any other
     client's: one outcome of one client (or of a deal the model was trained on) had made every client's history
     look current, and the stale-history bias came back in full (a review: -0.049 -> -0.173 on a year's deals)."""
-    deals = _portfolio()
-    spec = fit_feature_spec(deals, FeatureConfig(history_lag_days=365), {})
-    history = DealHistory(spec, frame_columns(deals))
-    day_200 = DAY + pd.Timedelta(days=200)
-    asked = pd.DataFrame({"deal_id": ["s1", "s2"], "client_id": ["k", "other"], "created_at": [day_200, day_200],
-                          "product": ["x", "x"]})
-    columns = frame_columns(asked)
+    spec, history, columns = _two_clients_on_day_200()
     book = OutcomeBook([OutcomeEvent("z", "other", True, 10.0, _day(120)),
                         OutcomeEvent("a", "k", True, 100.0, _day(190))])  # a: trained on, not counted again
     out = with_outcome_history(columns, history, spec, book, trained_deal_ids={"a", "b", "c", "e"})
@@ -186,13 +183,7 @@ def test_a_model_scoring_a_year_past_its_history_reads_it_as_well_as_a_current_o
 
 
 def test_a_crm_reporting_every_outcome_makes_every_clients_history_reach_the_latest() -> None:
-    deals = _portfolio()
-    spec = fit_feature_spec(deals, FeatureConfig(history_lag_days=365), {})
-    history = DealHistory(spec, frame_columns(deals))
-    day_200 = DAY + pd.Timedelta(days=200)
-    asked = pd.DataFrame({"deal_id": ["s1", "s2"], "client_id": ["k", "other"], "created_at": [day_200, day_200],
-                          "product": ["x", "x"]})
-    columns = frame_columns(asked)
+    spec, history, columns = _two_clients_on_day_200()
     book = OutcomeBook([OutcomeEvent("z", "other", True, 10.0, _day(120)), OutcomeEvent("y", "new", False, 0.0,
                                                                                          _day(180))])
     out = with_outcome_history(columns, history, spec, book, complete=True)

@@ -68,7 +68,7 @@ class FeatureConfig:
     # gives each deal the age of the history it reads. 0: off, as in artifacts written before it. A year: a
     # model trained on the generated CRM (100k deals, seed 3) scoring the next year's deals without their history
     # read 0.102 below the realised win rate without it, 0.058 below with 90 days and 0.010 below with 365
-    # (AUC 0.800, 0.803, 0.810), at 0.002 less AUC when the history is sent (docs/operations.md).
+    # (AUC 0.800, 0.803, 0.810), at 0.002 less AUC when the history is sent (docs/domain.md).
     history_lag_days: int = 365
 
     def __post_init__(self) -> None:

@@ -123,7 +123,7 @@ def save_artifact(model: ScoringModel, out_dir: str | Path, metadata: Mapping[st
         full[METADATA_CHECKSUM] = metadata_checksum(full)
         if key is not None:
             full[SIGNATURE] = _signature(key, full)
-        (staging / METADATA_FILE).write_text(json.dumps(full, indent=2, sort_keys=True, allow_nan=False))
+        (staging / METADATA_FILE).write_text(_metadata_text(full))
         readable_by_all(staging)
         _replace_directory(staging, target)
     except BaseException:
@@ -300,17 +300,29 @@ def sign_artifact(artifact_dir: str | Path) -> bool:
     signature = _signature(key, meta)
     if meta.get(SIGNATURE) == signature:
         return False
-    text = json.dumps({**meta, SIGNATURE: signature}, indent=2, sort_keys=True, allow_nan=False)
-    handle, temporary = tempfile.mkstemp(prefix=f".{METADATA_FILE}.", dir=directory)
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, directory / METADATA_FILE)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    replace_file(directory / METADATA_FILE, _metadata_text({**meta, SIGNATURE: signature}).encode())
     return True
+
+
+def _metadata_text(metadata: Mapping[str, Any]) -> str:
+    return json.dumps(metadata, indent=2, sort_keys=True, allow_nan=False)
+
+
+def replace_file(path: Path, payload: bytes, temporary_prefix: str | None = None) -> None:
+    """Write `payload` aside in the same folder, fsync it, make it readable by all (the service may run as another
+    user) and rename it over `path`: a reader sees the old file or the new one, whole, never a part."""
+    handle, temporary = tempfile.mkstemp(prefix=temporary_prefix or f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(payload)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it private
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def read_metadata(artifact_dir: str | Path) -> dict[str, Any]:

@@ -263,8 +263,9 @@ def history_overrides(
     # How far such a history reaches (a model reading its age, HISTORY_AGE): the day after the client's latest
     # outcome counted, or the model's own end if later. Not the latest outcome of any client: one reported outcome,
     # or one the overlay does not count (a trained deal's), made every client's history look current.
-    out[HISTORY_END_DAY] = np.full(n, np.nan)
-    out[HISTORY_END_DAY][index] = np.maximum(extra[:, 5] + 1, history.last_day + 1)
+    if spec.has_history_age:
+        out[HISTORY_END_DAY] = np.full(n, np.nan)
+        out[HISTORY_END_DAY][index] = np.maximum(extra[:, 5] + 1, history.last_day + 1)
     return out
 
 

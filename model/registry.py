@@ -43,6 +43,7 @@ from model.artifact import (
     load_artifact,
     read_metadata,
     readable_by_all,
+    replace_file,
     save_artifact,
     verify_artifact,
 )
@@ -438,18 +439,7 @@ class Registry:
         manifest.generation += 1
         manifest.updated_at = _now()
         payload = json.dumps(manifest.to_json(), indent=2).encode() + b"\n"
-        fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(temp, 0o644)  # mkstemp makes it private; the service may run as another user
-            os.replace(temp, self.manifest_path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
+        replace_file(self.manifest_path, payload, _TEMP_PREFIX)
         _fsync_path(self.root, directory=True)
 
     def _event(self, action: str, version: str | None, previous: str | None, reason: str,

@@ -60,7 +60,7 @@ def create_bare_app() -> FastAPI:
         p_win = batch.p_win.tolist()
         scores = [{"deal_id": d["deal_id"], "p_win": p_win[i], "value": value[i], "expected_value": expected[i],
                    "grade": batch.grade[i],
-                   "reasons": [{"feature": r.feature, "value": r.value, "effect": r.effect} for r in batch.reasons[i]],
+                   "reasons": [r.answer() for r in batch.reasons[i]],
                    "gaps": gaps[i], "value_source": batch.value_source[i], "value_per_hour": per_hour[i],
                    "history_source": batch.history_source[i], "model_version": version}
                   for i, d in enumerate(deals)]

@@ -64,7 +64,7 @@ def _scores(model: Any, columns: dict[str, Any], deal_ids: Any) -> pd.DataFrame:
         "value_source": batch.value_source,
         "history_source": batch.history_source,
         "model_version": model.version,
-        "reasons": [json.dumps([{"feature": r.feature, "value": r.value, "effect": r.effect} for r in reasons])
+        "reasons": [json.dumps([r.answer() for r in reasons])
                     for reasons in batch.reasons],
         "not_sent": [json.dumps(inputs) for inputs in batch.not_sent],  # averaged out (ScoreBatch.not_sent)
     })

@@ -27,6 +27,7 @@ from model.features import (
     unsent_features,
 )
 from model.grades import GradeCutoffs, letter_classes
+from model.reason_text import reason_text
 from model.win_models import PlattCalibration, TreeEnsemble, Unsent, WinModel
 
 FloatArray = npt.NDArray[np.float64]
@@ -36,6 +37,15 @@ class Reason(NamedTuple):  # a tuple, not a frozen dataclass: a batch of 1,000 d
     feature: str
     value: str | float | None
     effect: float  # push on the calibrated log-odds of winning; > 0 raises p_win
+
+    @property
+    def text(self) -> str:
+        """The reason in a manager's words (model.reason_text)."""
+        return reason_text(self.feature, self.value, self.effect > 0)
+
+    def answer(self) -> dict[str, Any]:
+        """The reason as the service answers it and `dealscore score` writes it."""
+        return {"feature": self.feature, "value": self.value, "effect": self.effect, "text": self.text}
 
 
 @dataclass

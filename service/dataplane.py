@@ -572,7 +572,7 @@ def _encoded(items: list[dict[str, Any]]) -> Encoded:
 
 
 def _reasons(reasons: Sequence[Any]) -> Encoded:
-    return _encoded([{"feature": r.feature, "value": r.value, "effect": r.effect} for r in reasons])
+    return _encoded([r.answer() for r in reasons])
 
 
 def _score_items(deal_ids: Iterable[Any], batch: ScoreBatch, gaps: list[Encoded],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from model.reason_text import reason_text
+
 REQUEST_ID = "5f0c6a1e2b7d4c1f9a8e3d2c1b0a9f8e"
 VERSION = "20250101T120000-1a2b3c4d"
 
@@ -23,11 +25,14 @@ PROSPECT_DEAL = {"deal_id": "D-1043", "created_at": "2025-03-14", "product": "ac
 
 SCORE_REQUEST = {"deals": [DEAL, PROSPECT_DEAL]}
 
-REASONS = [
-    {"feature": "client_status", "value": "regular", "effect": 0.412},
-    {"feature": "source", "value": "referral", "effect": 0.305},
-    {"feature": "amount", "value": 18000.0, "effect": -0.121},
-]
+
+
+def _reason(feature: str, value: str | float, effect: float) -> dict[str, Any]:
+    return {"feature": feature, "value": value, "effect": effect, "text": reason_text(feature, value, effect > 0)}
+
+
+REASONS = [_reason("client_status", "regular", 0.412), _reason("source", "referral", 0.305),
+           _reason("amount", 18000.0, -0.121)]
 GAPS = [{"product": "business_insurance", "adoption": 0.86, "p_accept": 0.41, "potential_income": 1435.0,
          "reason": "held by 86% of the best agriculture/medium clients"}]
 
@@ -38,7 +43,7 @@ SCORE = {
 }
 PROSPECT_SCORE = {
     "deal_id": "D-1043", "p_win": 0.22, "value": 2000.0, "expected_value": 440.0, "grade": "C",
-    "reasons": [{"feature": "client_status", "value": "prospect", "effect": -0.52}], "gaps": [],
+    "reasons": [_reason("client_status", "prospect", -0.52)], "gaps": [],
     "value_source": "amount", "value_per_hour": None, "history_source": "none", "not_sent": ["source"],
     "model_version": VERSION,
 }

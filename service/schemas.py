@@ -294,6 +294,8 @@ class ReasonOut(BaseModel):
                     "the history read is: 0 when the deal sends it), which allows for wins since that the model's "
                     "history cannot show")
     effect: float = Field(description="push on the calibrated log-odds of winning; > 0 raises p_win")
+    text: str = Field(description="the reason in a manager's words, e.g. \"client's last win 6 days ago: raises the "
+                                  "chance\" (the feature's value in words, then which way it moves p_win)")
 
 
 class GapOut(BaseModel):

@@ -25,6 +25,7 @@ from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
     make_deal,
 )
 
+from model.reason_text import reason_text
 from model.scorer import ScoringModel
 from service import Settings, create_app
 from service.holder import ModelHolder
@@ -58,6 +59,9 @@ def test_score_answers_every_field_of_the_contract_in_input_order(service_client
         assert len(score["reasons"]) == 5
         effects = [abs(r["effect"]) for r in score["reasons"]]
         assert effects == sorted(effects, reverse=True)
+        # Each reason in a manager's words as well (model.reason_text), the way it pushes.
+        assert [r["text"] for r in score["reasons"]] == [
+            reason_text(r["feature"], r["value"], r["effect"] > 0) for r in score["reasons"]]
         assert all(set(g) == GAP_FIELDS for g in score["gaps"])
 
 

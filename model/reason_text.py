@@ -1,0 +1,78 @@
+"""A reason as a manager reads it: one line, e.g. "client's last win 6 days ago: raises the chance".
+
+The reasons' feature names are the model's (`client_days_since_last_win`); a CRM shows its managers the reasons,
+and a manager should not need the data dictionary to read them. Every name a reason can show has its wording
+here; any other (a text or number column of the CRM's own) reads as "column is value".
+"""
+
+from __future__ import annotations
+
+import calendar
+import functools
+from collections.abc import Callable
+
+from model.features import CLIENT_EXTRA_PREFIX
+
+RAISES, LOWERS = "raises the chance", "lowers the chance"
+
+
+def _days(days: float) -> str:
+    whole = round(days)
+    return "today" if whole == 0 else "1 day ago" if whole == 1 else f"{whole:,} days ago"
+
+
+def _count(value: float, one: str, many: str) -> str:
+    whole = round(value)
+    return f"{whole:,} {one if whole == 1 else many}"
+
+
+def _share(value: float) -> str:
+    return f"{value:.0%}"
+
+
+# What a number says, per feature; None (no value) has the wording of NO_VALUE.
+NUMBER_WORDING: dict[str, Callable[[float], str]] = {
+    "amount": lambda v: f"amount {v:,.0f}",
+    "effort_hours": lambda v: f"{v:,.4g} hours of work",
+    "client_won_deals": lambda v: f"client won {_count(v, 'deal', 'deals')} before",
+    "client_won_amount": lambda v: f"client paid {v:,.0f} on earlier wins",
+    "client_days_since_last_win": lambda v: f"client's last win {_days(v)}",
+    "client_days_since_first_win": lambda v: f"client's first win {_days(v)}",
+    "client_closed_deals": lambda v: f"client closed {_count(v, 'deal', 'deals')} before",
+    "client_win_rate": lambda v: f"client won {_share(v)} of its earlier deals",
+    "client_product_deals": lambda v: f"{_count(v, 'earlier deal', 'earlier deals')} of this product with the client",
+    "client_product_wins": lambda v: f"client won this product {_count(v, 'time', 'times')} before",
+    "client_tenure_days": lambda v: f"client since {_count(v, 'day', 'days')}",
+    "overall_win_rate": lambda v: f"team's win rate so far {_share(v)}",
+    "recent_win_rate": lambda v: f"team's win rate over the last year {_share(v)}",
+    "month": lambda v: f"created in {calendar.month_name[int(v)]}" if 1 <= v <= 12 else f"month {v:g}",
+}
+NO_VALUE: dict[str, str] = {
+    "amount": "no amount sent (valued by the model)",
+    "client_days_since_last_win": "client has no win yet",
+    "client_days_since_first_win": "client has no win yet",
+    "effort_hours": "no effort hours sent",
+    "client_tenure_days": "client's start date not sent",
+}
+
+
+@functools.lru_cache(maxsize=8192)  # levels and counts repeat across deals: a batch's 5,000 reasons share most lines
+def reason_text(feature: str, value: str | float | None, raises: bool) -> str:
+    """One line a manager reads: what the deal has, and which way it moves the chance of winning."""
+    return f"{_what(feature, value)}: {RAISES if raises else LOWERS}"
+
+
+def _what(feature: str, value: str | float | None) -> str:
+    if feature == "client_status":
+        return f"client status is {value}" if value is not None else "client status unknown"
+    wording = NUMBER_WORDING.get(feature)
+    if wording is not None:
+        if value is None:
+            return NO_VALUE.get(feature, f"{feature.replace('_', ' ')} not known")
+        return wording(value) if not isinstance(value, str) else f"{feature.replace('_', ' ')} is {value}"
+    # A column of the CRM's own: a deal's, or a clients table's (client_X, its column X).
+    shown = ("client's " + feature.removeprefix(CLIENT_EXTRA_PREFIX) if feature.startswith(CLIENT_EXTRA_PREFIX)
+             else feature)
+    if value is None:
+        return f"{shown} not sent"
+    return f"{shown} is {value}" if isinstance(value, str) else f"{shown} is {value:,.4g}"

@@ -1,0 +1,55 @@
+"""Reasons in a manager's words: every reason a model shows reads without the data dictionary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.dataset import Dataset
+from model.features import attach_clients, frame_columns
+from model.reason_text import LOWERS, RAISES, reason_text
+from training.fit import TrainingResult
+
+
+def test_every_reason_a_model_shows_reads_without_its_feature_name(
+        trained: TrainingResult, small_dataset: Dataset) -> None:
+    spec = trained.model.spec
+    deals = small_dataset.deals[small_dataset.deals["status"] == "open"].head(300).copy()
+    # Values not sent read too: an amount valued by the model, a competitor not named.
+    deals.loc[deals.index[:30], ["amount", "competitor"]] = np.nan
+    batch = trained.model.score(frame_columns(attach_clients(deals, small_dataset.clients)),
+                                n_reasons=len(spec.names))
+    shown = [r for reasons in batch.reasons for r in reasons]
+    features = {r.feature for r in shown}
+    # The trees push these deals through client history, win rates and time, not only through the CRM's columns.
+    assert {"client_status", "client_won_deals", "recent_win_rate", "amount"} <= features
+    for reason in shown:
+        text = reason.text
+        assert text.endswith(": " + (RAISES if reason.effect > 0 else LOWERS)), text
+        if reason.feature in spec.categorical:  # a column of the CRM's: its name and the level sent
+            level = "not sent" if reason.value is None else f"is {reason.value}"
+            assert text.startswith(f"{reason.feature} {level}:"), text
+        else:  # one of the model's own features (or amount, effort_hours, month): in words, never its name
+            assert "_" not in text, text
+    assert any(r.text.startswith("no amount sent (valued by the model): ") for r in shown if r.feature == "amount")
+
+
+@pytest.mark.parametrize(("feature", "value", "expected"), [
+    ("client_days_since_last_win", 0.0, "client's last win today"),
+    ("client_days_since_last_win", 1.0, "client's last win 1 day ago"),
+    ("client_days_since_last_win", 1234.0, "client's last win 1,234 days ago"),
+    ("client_days_since_last_win", None, "client has no win yet"),
+    ("client_won_deals", 1.0, "client won 1 deal before"),
+    ("client_won_deals", 8.0, "client won 8 deals before"),
+    ("client_win_rate", 0.25, "client won 25% of its earlier deals"),
+    ("month", 3.0, "created in March"),
+    ("amount", 12000.0, "amount 12,000"),
+    ("client_status", "lost", "client status is lost"),
+    ("source", "referral", "source is referral"),
+    ("source", None, "source not sent"),
+    ("client_tier", "gold", "client's tier is gold"),  # a clients table's extra column X is client_X
+    ("Deal Score", 3.25, "Deal Score is 3.25"),
+])
+def test_a_reason_says_what_the_deal_has(feature: str, value: str | float | None, expected: str) -> None:
+    assert reason_text(feature, value, True) == f"{expected}: raises the chance"
+    assert reason_text(feature, value, False) == f"{expected}: lowers the chance"

@@ -162,3 +162,16 @@ def test_every_integer_id_of_the_document_holds_the_exact_bound(document: dict[s
     for integer in found:
         assert (integer["minimum"], integer["maximum"]) == (-(10**18 - 1), 10**18 - 1)
         assert isinstance(integer["maximum"], int)
+
+
+def test_the_judgement_example_names_deals_the_score_example_scores(document: dict[str, Any]) -> None:
+    """/docs' "Try it out" sends the examples as they stand: a judgement needs both deals scored (422 "never
+    scored" otherwise), and the example had named D7 and D3, which no example scores."""
+    def example(path: str) -> dict[str, Any]:
+        example: dict[str, Any] = document["paths"][path]["post"]["requestBody"]["content"]["application/json"][
+            "example"]
+        return example
+
+    scored = {deal["deal_id"] for deal in example("/v1/score")["deals"]}
+    judgement = example("/v1/judgements")
+    assert {judgement["above_deal_id"], judgement["below_deal_id"]} <= scored

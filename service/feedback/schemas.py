@@ -68,7 +68,7 @@ OUTCOMES_RESPONSE_EXAMPLE: dict[str, Any] = {
     "request_id": EXAMPLE_REQUEST_ID, "received": 2, "created": 1, "updated": 1, "unchanged": 0,
     "results": [{"deal_id": "D1", "result": "created", "revision": 1, "client_history": True},
                 {"deal_id": "D2", "result": "updated", "revision": 2, "client_history": True}]}
-JUDGEMENT_EXAMPLE: dict[str, Any] = {"manager": "Elena Sokolova", "above_deal_id": "D7", "below_deal_id": "D3",
+JUDGEMENT_EXAMPLE: dict[str, Any] = {"manager": "Elena Sokolova", "above_deal_id": "D-1043", "below_deal_id": "D-1042",
                                      "note": "the client signed a letter of intent yesterday"}
 JUDGEMENT_RESPONSE_EXAMPLE: dict[str, Any] = {"request_id": EXAMPLE_REQUEST_ID, "judgement_id": 17,
                                               "result": "created", "revision": 1}

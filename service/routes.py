@@ -148,9 +148,9 @@ async def rank(request: Request,
                by: Annotated[RankBy, Query(description="what to sort by; deals without it come last")]
                = RankBy.expected_value) -> Response:
     """Sorted by expected value (default) or expected value per manager hour, largest first; deals
-    without the value sort last; equal values keep their input order. `by=grade` sorts as a manager reads
-    a worklist: the letter class first (A, B, C, then D, the deals not worth a manager's hour, however
-    large), expected value within a class."""
+    without the value sort last; equal values (and deals without it) by expected value, then p_win; still
+    equal, in input order. `by=grade` sorts as a manager reads a worklist: the letter class first (A, B, C,
+    then D, the deals not worth a manager's hour, however large), expected value within a class."""
     snapshot, body = await _prepare(request)
     queue: ScoreQueue = request.app.state.score_queue
     return _json(await queue.answer(ScoreCall(body, snapshot, request.state.request_id, by)))

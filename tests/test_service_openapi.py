@@ -175,3 +175,14 @@ def test_the_judgement_example_names_deals_the_score_example_scores(document: di
     scored = {deal["deal_id"] for deal in example("/v1/score")["deals"]}
     judgement = example("/v1/judgements")
     assert {judgement["above_deal_id"], judgement["below_deal_id"]} <= scored
+
+
+def test_the_rank_operation_states_the_tie_order_its_answers_follow(document: dict[str, Any]) -> None:
+    """Equal values (deals without the value too) go by expected value, then p_win, then input order, as
+    RankResponse.scores and the README say: the operation's own description had said input order, where two
+    deals without effort_hours ranked by value_per_hour come larger expected value first."""
+    description = document["paths"]["/v1/rank"]["post"]["description"]
+    scores = document["components"]["schemas"]["RankResponse"]["properties"]["scores"]["description"]
+    for text in (description, scores):
+        assert "expected value, then p_win" in text, text
+    assert "equal values keep their input order" not in description

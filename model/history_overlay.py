@@ -117,6 +117,9 @@ class OutcomeBook:
         # The latest close day among the outcomes held (None: none): how far every client's history reaches when
         # the CRM reports every outcome (with_outcome_history's `complete`).
         self.latest_closed_day: int | None = None
+        # Bumped with every change; latest_closed_day_besides keeps its last answer for one version.
+        self._version = 0
+        self._latest_besides: tuple[object, int, int | None] | None = None
         self.record_all(events)
 
     def __len__(self) -> int:
@@ -145,6 +148,7 @@ class OutcomeBook:
                     continue
                 self._store(event)
                 changed += 1
+                self._version += 1
                 if self.latest_closed_day is None or event.closed_day > self.latest_closed_day:
                     self.latest_closed_day = event.closed_day
                 elif previous is not None and previous.closed_day == self.latest_closed_day:
@@ -154,6 +158,22 @@ class OutcomeBook:
             for client_id in touched:
                 self._reindex(client_id)
         return changed
+
+    def latest_closed_day_besides(self, deal_ids: Collection[str]) -> int | None:
+        """The latest close day among the outcomes of deals not in `deal_ids` (a model's trained deals, whose
+        outcomes the overlay does not count); None: none. Scoring asks on every request: the answer is kept for
+        the same `deal_ids` until the book changes."""
+        kept = self._latest_besides
+        if kept is not None and kept[0] is deal_ids and kept[1] == self._version:
+            return kept[2]
+        with self._lock:
+            events = list(self._by_deal.values())
+            # A DealIdSet answers all at once (one by one, its first answers cost 1 s for 50,000 outcomes).
+            holds = deal_ids.holds if isinstance(deal_ids, DealIdSet) else None
+            known = holds([e.deal_id for e in events]) if holds is not None else [e.deal_id in deal_ids for e in events]
+            latest = max((e.closed_day for e, k in zip(events, known, strict=True) if not k), default=None)
+            self._latest_besides = (deal_ids, self._version, latest)
+        return latest
 
     def wins_of(self, client_id: str) -> tuple[OutcomeEvent, ...]:
         found = self._by_client.get(client_id)
@@ -283,7 +303,13 @@ def with_outcome_history(
     reaches its own latest outcome, and a client without one has the model's)."""
     out = dict(columns)
     if complete and spec.has_history_age and book.latest_closed_day is not None and "created_day" in columns:
-        out[HISTORY_END_DAY] = np.full(len(np.asarray(columns["created_day"])), float(book.latest_closed_day + 1))
+        # Only as far as the outcomes counted reach: a late report of a trained deal's result, dated today by
+        # default, adds nothing, and had made every client's history reach today. (Without trained ids, an
+        # outcome closed by the model's last day reaches no further than the model's history anyway.)
+        latest = (book.latest_closed_day if trained_deal_ids is None
+                  else book.latest_closed_day_besides(trained_deal_ids))
+        if latest is not None:
+            out[HISTORY_END_DAY] = np.full(len(np.asarray(columns["created_day"])), float(latest + 1))
     overrides = history_overrides(history, spec, book, columns, trained_deal_ids)
     if overrides is None:
         return out

@@ -29,7 +29,7 @@ from model.features import (
     frame_columns,
     training_history_lags,
 )
-from model.history_overlay import OutcomeBook, OutcomeEvent, with_outcome_history
+from model.history_overlay import DealIdSet, OutcomeBook, OutcomeEvent, with_outcome_history
 from training.fit import TrainConfig, TrainingResult, train, zero_amount_unquoted
 from training.synthetic_crm import SyntheticCRM, generate
 
@@ -213,6 +213,29 @@ def test_a_crm_reporting_every_outcome_makes_every_clients_history_reach_the_lat
     book.record(OutcomeEvent("y", "new", False, 0.0, _day(150)))
     assert book.latest_closed_day == _day(150)
     out = with_outcome_history(columns, history, spec, book, complete=True)
+    assert build_features(spec, history, out)[:, spec.names.index(HISTORY_AGE)].tolist() == [49, 49]
+
+
+def test_a_complete_book_reaches_no_further_than_the_outcomes_it_counts() -> None:
+    """A late report of a trained deal's result (dated today by default) adds nothing (docs/feedback.md); with
+    DEALSCORE_OUTCOMES_COMPLETE it had made every client's history reach today: on the demo model, one such
+    report of a 2021 deal moved 300 other clients' deals of 2026-06-01 from a mean p_win of 0.447 to 0.373."""
+    spec, history, columns = _two_clients_on_day_200()
+    book = OutcomeBook([OutcomeEvent("z", "other", True, 10.0, _day(120)),
+                        OutcomeEvent("a", "k", True, 100.0, _day(190))])  # a: trained on, not counted again
+    trained = {"a", "b", "c", "e"}
+    out = with_outcome_history(columns, history, spec, book, trained_deal_ids=trained, complete=True)
+    assert build_features(spec, history, out)[:, spec.names.index(HISTORY_AGE)].tolist() == [200 - 121, 200 - 121]
+    # As an artifact keeps them (hashed, asked all at once).
+    out = with_outcome_history(columns, history, spec, book, trained_deal_ids=DealIdSet(trained), complete=True)
+    assert build_features(spec, history, out)[:, spec.names.index(HISTORY_AGE)].tolist() == [200 - 121, 200 - 121]
+    # Only trained deals' outcomes: the model's own end stands.
+    only_trained = OutcomeBook([OutcomeEvent("a", "k", True, 100.0, _day(190))])
+    out = with_outcome_history(columns, history, spec, only_trained, trained_deal_ids=trained, complete=True)
+    assert build_features(spec, history, out)[:, spec.names.index(HISTORY_AGE)].tolist() == [169, 169]
+    # A counted outcome recorded since moves the reach (the book's answer is not kept past a change).
+    book.record(OutcomeEvent("y", "new", False, 0.0, _day(150)))
+    out = with_outcome_history(columns, history, spec, book, trained_deal_ids=trained, complete=True)
     assert build_features(spec, history, out)[:, spec.names.index(HISTORY_AGE)].tolist() == [49, 49]
 
 

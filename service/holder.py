@@ -65,7 +65,7 @@ class ModelHolder:
         if snapshot is None:
             reason = f": {self.last_error}" if self.last_error else ""
             raise NotReady(f"no model is loaded yet{reason}", [Problem(
-                "model", "a loaded, warmed model", "a load that failed (see the message)" if self.last_error
+                "model", "a loaded, warmed model", "no model (the message says why)" if self.last_error
                 else "none yet (loading, or no model directory or registry is set)")])
         return snapshot
 

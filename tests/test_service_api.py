@@ -277,7 +277,7 @@ def test_a_broken_artifact_leaves_the_service_up_and_not_ready(tmp_path: Path) -
         assert response.status_code == 503
         assert "metadata.json" in response.json()["error"]["message"]
         assert response.json()["error"]["details"] == [{
-            "field": "model", "expected": "a loaded, warmed model", "got": "a load that failed (see the message)"}]
+            "field": "model", "expected": "a loaded, warmed model", "got": "no model (the message says why)"}]
 
 
 def _wait(app: Any) -> None:

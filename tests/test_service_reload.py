@@ -193,6 +193,8 @@ def test_an_empty_registry_is_not_ready_until_a_version_is_published(tmp_path: P
         client.post("/v1/admin/reload")
         ready = client.get("/health/ready")
         assert ready.status_code == 503 and "has no live version yet" in ready.json()["error"]["message"]
+        # Nothing failed: the detail says there is no model and leaves the why to the message.
+        assert ready.json()["error"]["details"][0]["got"] == "no model (the message says why)"
         add(registry, service_training, "v1", action="publish", reason="first model")
         wait_until(lambda: client.get("/health/ready").status_code == 200)
 

@@ -33,6 +33,7 @@ from training.retrain import (
     inverted_auc_limit,
     outcomes_against_live,
     population_stability_index,
+    render_markdown,
 )
 from training.synthetic_crm import CSV_OPTIONS, SyntheticCRM, export_as_of, generate, write
 
@@ -817,3 +818,22 @@ def test_outcomes_against_the_live_model_refuse_a_candidate_that_passes_every_ch
                                      holdout_auc=0.79, live_in_sample=True, fitted_share=1.0)
     assert [c.name for c in checks if not c.passed] == ["ece", "outcomes"]
     assert not passed and reason.startswith("the compared deals' outcomes run against the live model"), reason
+
+
+def test_comparison_markdown_counts_the_gate_models_deals_as_the_gate_models() -> None:
+    """comparison.md put the gate model's deal count after "the published candidate ... fitted on all
+    deals", so an export of 20,000 deals read as a candidate fitted on the 18,025 before the window."""
+    report: dict[str, Any] = {
+        "candidate": {"version": "C"}, "live": {"version": "L"},
+        "decision": {"published": True, "forced": False, "reason": "not worse", "checks": []},
+        "comparison": {"closed_deals": 1065, "won": 465, "from": "2025-09-01", "to": "2025-11-16",
+                       "note": "neither model was fitted on them",
+                       "gate_model": {"version": "G", "deals": 18025,
+                                      "description": "the candidate's recipe and settings fitted on the deals "
+                                                     "created before 2025-09-01 only; the published candidate "
+                                                     "is the same recipe fitted on all deals"}},
+        "drift": {"reference": "r", "current": "c", "p_win": {"psi": 0.1, "level": "moderate"}, "features": []},
+    }
+    markdown = render_markdown(report)
+    assert "fitted on all deals (18,025 deals)" not in markdown
+    assert "gate model (18,025 deals)" in markdown

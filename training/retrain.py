@@ -629,8 +629,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
               f"{comparison['from']} to {comparison['to']}: {comparison['note']}.", ""]
     gate = comparison.get("gate_model")
     if gate:
-        lines += [f"Candidate figures come from the gate model: {gate['description']} "
-                  f"({gate['deals']:,} deals).", ""]
+        lines += [f"Candidate figures come from the gate model ({gate['deals']:,} deals): {gate['description']}.",
+                  ""]
     metrics = report.get("metrics")
     if metrics and live:
         checks = {c["name"]: c for c in decision["checks"]}

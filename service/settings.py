@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model.artifact import MIN_KEY_LENGTH
 from model.errors import DealscoreError
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -54,7 +55,7 @@ class Settings(BaseSettings):
     anyone who reaches the port may score, read clients' gap lists and record outcomes, which enter clients'
     histories and the next retrain; set it unless only trusted systems can."""
 
-    artifact_key: SecretStr | None = Field(default=None, min_length=32)
+    artifact_key: SecretStr | None = Field(default=None, min_length=MIN_KEY_LENGTH)
     """When set (at least 32 characters, e.g. the output of `openssl rand -hex 32`), only model artifacts signed
     with this key are loaded, checked before anything in them is unpickled (a pickle runs code when loaded); an
     unsigned or otherwise signed version is refused (not ready, or the serving model stays). Every dealscore
@@ -243,6 +244,7 @@ class Settings(BaseSettings):
 
 # pydantic's bound checks say "Input should be greater than 0"; "expected a number greater than 0" reads better.
 _BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+_SECRET_SETTINGS = {"admin_token", "api_token", "artifact_key"}
 
 
 def settings_from(overrides: Mapping[str, Any] | None = None, option_names: Mapping[str, str] | None = None
@@ -265,6 +267,11 @@ def _setting_problem(error: Any, overrides: Mapping[str, Any], option_names: Map
     expected = str(error["msg"]).removeprefix("Input should be ")
     if error["type"] in _BOUND_ERRORS:
         expected = f"a number {expected}"
+    if name in _SECRET_SETTINGS:  # never echoed: a key one character short is nearly the real one
+        if error["type"] in ("too_short", "string_too_short"):
+            expected = f"a secret of at least {MIN_KEY_LENGTH} characters (e.g. the output of `openssl rand -hex 32`)"
+        shown = error["input"]
+        return f"{source}: expected {expected}, got one of {len(shown) if isinstance(shown, str) else '?'}"
     from service.feedback.config import shown_url
 
     got = shown_url(error["input"]) if name == "database_url" else repr(error["input"])

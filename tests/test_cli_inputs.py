@@ -541,6 +541,20 @@ def test_a_setting_from_the_environment_is_named_by_its_variable(served: list[Se
     assert err == "dealscore serve: DEALSCORE_WORKERS: expected a number greater than or equal to 1, got '0'\n"
 
 
+def test_a_signing_key_too_short_is_not_echoed(served: list[Settings], service_artifact: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A key one character short was printed whole (to the journal, the container log) inside pydantic's
+    "expected Value should have at least 32 items after validation"; `train` says it without the key."""
+    key = "0123456789abcdef0123456789abcde"
+    monkeypatch.setenv("DEALSCORE_ARTIFACT_KEY", key)
+    code, err = run(["serve", "--model", str(service_artifact)], capsys)
+    assert code == 2 and not served
+    assert key not in err
+    assert err == ("dealscore serve: DEALSCORE_ARTIFACT_KEY: expected a secret of at least 32 characters (e.g. the "
+                   "output of `openssl rand -hex 32`), got one of 31\n")
+
+
 @pytest.mark.parametrize(("variable", "value", "expected"), [
     ("DEALSCORE_DATABASE_URL", "foo://bar", "DEALSCORE_DATABASE_URL: expected a SQLAlchemy database URL whose driver "
      "is installed, like sqlite:////var/lib/dealscore/feedback.db or postgresql+psycopg://user@host/dealscore "

@@ -191,9 +191,10 @@ def _metric(value: float | None, width: int, places: int) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from model.artifact import check_target
+    from model.artifact import check_target, signing_key
 
-    # Before the fit: a refused --out must not cost a whole training first.
+    # Before the fit: a refused --out, or a signing key too short to use, must not cost a whole training first.
+    signing_key()
     refuse_dash(args.out, "--out", "a folder")
     check_target(args.out)
     check_artifact_place(args.out)

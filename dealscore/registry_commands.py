@@ -130,11 +130,13 @@ def _registry(args: argparse.Namespace, must_exist: bool = True) -> Registry:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
+    from model.artifact import signing_key
     from model.dataset import load_dataset
     from model.features import FeatureConfig
     from training.fit import TrainConfig
     from training.retrain import RetrainConfig, retrain
 
+    signing_key()  # a key too short to sign with ended the run only when its candidate was stored
     registry = _registry(args, must_exist=False)
     # Validation comes first: bad options, then bad data, end here (exit 2) before any training, with the
     # registry untouched.

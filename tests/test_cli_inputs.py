@@ -867,3 +867,21 @@ def test_score_says_when_deals_lie_outside_the_models_history(service_training: 
     assert "lost, 90 days after its last known win" in err
     assert f"note: 1 deal created before the model's history begins ({begins})" in err
     assert len(pd.read_csv(tmp_path / "scores.csv")) == 7  # said, and scored all the same
+
+
+def test_a_signing_key_too_short_stops_train_and_retrain_before_the_data_are_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The key is needed only to sign what is written: checked there alone, it ended a whole training (and a
+    monthly retrain, after its gate) with exit 2 and nothing stored."""
+    monkeypatch.setenv("DEALSCORE_ARTIFACT_KEY", "k" * 31)
+    work: list[str] = []
+    monkeypatch.setattr(cli, "train_artifact", lambda *args, **kwargs: work.append("train"))
+    monkeypatch.setattr("model.dataset.load_dataset", lambda *args, **kwargs: work.append("retrain"))
+    code, err = run(["train", "--deals", str(tmp_path / "deals.csv"), "--out", str(tmp_path / "model")], capsys)
+    assert (code, work) == (2, [])
+    assert "DEALSCORE_ARTIFACT_KEY: expected a secret of at least 32 characters" in err
+    code, err = run(["retrain", "--registry", str(tmp_path / "registry"), "--deals", str(tmp_path / "deals.csv")],
+                    capsys)
+    assert (code, work) == (2, [])
+    assert "DEALSCORE_ARTIFACT_KEY: expected a secret of at least 32 characters" in err
+    assert not (tmp_path / "model").exists() and not (tmp_path / "registry").exists()

@@ -328,7 +328,13 @@ def replace_file(path: Path, payload: bytes, temporary_prefix: str | None = None
 def read_metadata(artifact_dir: str | Path) -> dict[str, Any]:
     path = Path(artifact_dir) / METADATA_FILE
     if not path.is_file():
-        raise ArtifactError(f"no model artifact at {artifact_dir}: {METADATA_FILE} is missing")
+        hint = ""
+        if (Path(artifact_dir) / "manifest.json").is_file() and (Path(artifact_dir) / "versions").is_dir():
+            # model/registry.py's layout (it imports this module): the folder ops know is the registry's
+            hint = (f": it is a model registry; a model is one of its versions, {Path(artifact_dir) / 'versions'}"
+                    f"/<version> (`dealscore models show live --registry {artifact_dir}` names the live one's "
+                    "folder), and the service follows it with --registry")
+        raise ArtifactError(f"no model artifact at {artifact_dir}: {METADATA_FILE} is missing{hint}")
     try:
         # Artifacts written before metrics were made strict JSON hold bare NaN tokens: read as null, like new ones.
         data = json.loads(path.read_text(), parse_constant=_null)

@@ -459,3 +459,13 @@ def test_a_signed_registry_refuses_an_unsigned_version_and_signs_those_it_is_tol
     load_artifact(registry.path_of(version))
     assert main(["models", "sign", "--registry", str(registry.root), "nope"]) == 2
     assert "no version nope" in capsys.readouterr().err
+
+
+def test_a_registry_given_as_a_model_says_where_its_models_are(tmp_path: Path, trained: TrainingResult) -> None:
+    """`dealscore score --model /srv/dealscore/registry` (the folder ops know) said only that metadata.json is
+    missing: scoring, gaps and a service with --model take one of its versions' folders."""
+    registry = Registry(tmp_path / "registry")
+    registry.add(trained.model, trained.metadata, action="publish")
+    with pytest.raises(ArtifactError, match=r"metadata.json is missing: it is a model registry") as raised:
+        load_artifact(registry.root)
+    assert "versions/<version>" in str(raised.value) and "models show live" in str(raised.value)

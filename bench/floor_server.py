@@ -38,6 +38,7 @@ class CannedScores:
             expected_value=np.repeat(c.expected_value, n), value_per_hour=np.repeat(c.value_per_hour, n),
             grade=c.grade * n, reasons=c.reasons * n, history_source=c.history_source * n,
             not_sent=[[]] * n,  # as the bench's deals, which send every input (the canned one sends none)
+            unseen=[[]] * n,
         )
 
 

@@ -67,6 +67,7 @@ def _scores(model: Any, columns: dict[str, Any], deal_ids: Any) -> pd.DataFrame:
         "reasons": [json.dumps([r.answer() for r in reasons])
                     for reasons in batch.reasons],
         "not_sent": [json.dumps(inputs) for inputs in batch.not_sent],  # averaged out (ScoreBatch.not_sent)
+        "unseen": [json.dumps(inputs) for inputs in batch.unseen],  # levels the model never saw
     })
 
 

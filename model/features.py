@@ -822,6 +822,31 @@ def averaged_numbers(spec: FeatureSpec, stand_ins: Collection[str] = ("amount",)
     return [name for name in (spec.numeric_fill or {}) if name not in stand_ins and name not in KEPT_STAND_INS]
 
 
+def unseen_inputs(spec: FeatureSpec, columns: Columns, n: int) -> list[list[str]]:
+    """Per deal, its text inputs whose level the model never saw (as `unseen_levels` reads them: "Credit_Line" is
+    credit_line). Such a level has no history and shares the rare levels' code: a product renamed or misspelt in
+    the CRM ("deposti") is scored as a new product, its value and grade with it, and only this says so."""
+    out: list[list[str]] = [[] for _ in range(n)]
+    for column in spec.categorical:
+        raw = columns.get(column)
+        if raw is None:
+            continue
+        values = np.asarray(raw, dtype=object)
+        spellings = (spec.level_keys.get(column, {}), spec.fitted_levels(column))
+        if n <= _LOOP_MAX:  # the single-deal path: dict lookups, no numpy call per column
+            for i, v in enumerate(values.tolist()):
+                if not _is_missing(v) and _as_fitted(str(v), spellings) not in spellings[0]:
+                    out[i].append(column)
+            continue
+        # A batch: each distinct level looked up once (a batch's levels repeat; 1,000 deals cost ~0.1 ms a column).
+        codes, levels = pd.factorize(values, use_na_sentinel=True)
+        unseen = [k for k, level in enumerate(levels.tolist()) if _as_fitted(str(level), spellings) not in spellings[0]]
+        if unseen:
+            for i in np.flatnonzero(np.isin(codes, unseen)).tolist():
+                out[i].append(column)
+    return out
+
+
 def not_sent_inputs(spec: FeatureSpec, unsent: npt.NDArray[np.bool_] | None, n: int,
                     stand_ins: Collection[str] = ("amount",)) -> list[list[str]]:
     """Per deal, the inputs `unsent_features` (with the same `stand_ins`) averaged out, by the model's names."""

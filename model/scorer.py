@@ -24,6 +24,7 @@ from model.features import (
     client_status_name,
     client_statuses,
     not_sent_inputs,
+    unseen_inputs,
     unsent_features,
 )
 from model.grades import GradeCutoffs, letter_classes
@@ -105,6 +106,8 @@ class ScoreBatch:
     # Per deal, the inputs (nearly) every training deal had that it did not send, averaged out of the trees
     # (model/unsent_paths.py); empty when it sent them all.
     not_sent: list[list[str]]
+    # Per deal, the text inputs whose level the model never saw (a product renamed or misspelt in the CRM).
+    unseen: list[list[str]]
 
     def rows(self, start: int, stop: int) -> ScoreBatch:
         """The scores of deals start..stop-1 (several requests scored in one pass get theirs back)."""
@@ -113,7 +116,7 @@ class ScoreBatch:
             p_win=self.p_win[part], value=self.value[part], value_source=self.value_source[part],
             expected_value=self.expected_value[part], value_per_hour=self.value_per_hour[part],
             grade=self.grade[part], reasons=self.reasons[part], history_source=self.history_source[part],
-            not_sent=self.not_sent[part],
+            not_sent=self.not_sent[part], unseen=self.unseen[part],
         )
 
 
@@ -212,6 +215,7 @@ class ScoringModel:
             p_win=p_win, value=value, value_source=source, expected_value=expected_value,
             value_per_hour=per_hour, grade=grade.tolist(), reasons=reasons,
             history_source=self._history_source(columns, n), not_sent=not_sent_inputs(self.spec, unsent, n, stand_ins),
+            unseen=unseen_inputs(self.spec, columns, n),
         )
 
     def client_standing(self, columns: Mapping[str, npt.NDArray[Any]], end_of_day_before: bool = False

@@ -102,7 +102,8 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
     app.state.feedback = feedback
     app.state.service_metrics = service_metrics = ServiceMetrics()
     plane.observers.append(lambda scored: service_metrics.observe_grades(scored.batch.grade))
-    plane.observers.append(lambda scored: service_metrics.observe_not_sent(scored.batch.not_sent))
+    plane.observers.append(lambda scored: service_metrics.observe_inputs("not_sent", scored.batch.not_sent))
+    plane.observers.append(lambda scored: service_metrics.observe_inputs("unseen", scored.batch.unseen))
     if feedback is not None:
         plane.column_transforms.append(feedback.transform_columns)  # outcomes in the client history
         plane.fact_transforms.append(feedback.transform_facts)  # products won since training are held

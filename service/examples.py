@@ -39,12 +39,12 @@ GAPS = [{"product": "business_insurance", "adoption": 0.86, "p_accept": 0.41, "p
 SCORE = {
     "deal_id": "D-1042", "p_win": 0.63, "value": 18000.0, "expected_value": 11340.0, "grade": "A",
     "reasons": REASONS, "gaps": GAPS, "value_source": "amount", "value_per_hour": 945.0,
-    "history_source": "request", "not_sent": [], "model_version": VERSION,
+    "history_source": "request", "not_sent": [], "unseen": [], "model_version": VERSION,
 }
 PROSPECT_SCORE = {
     "deal_id": "D-1043", "p_win": 0.22, "value": 2000.0, "expected_value": 440.0, "grade": "C",
     "reasons": [_reason("client_status", "prospect", -0.52)], "gaps": [],
-    "value_source": "amount", "value_per_hour": None, "history_source": "none", "not_sent": ["source"],
+    "value_source": "amount", "value_per_hour": None, "history_source": "none", "not_sent": ["source"], "unseen": [],
     "model_version": VERSION,
 }
 SCORE_RESPONSE = {"model_version": VERSION, "request_id": REQUEST_ID, "scores": [SCORE, PROSPECT_SCORE],

@@ -36,6 +36,8 @@ _HELP = {
     "dealscore_scored_deals_total": "deals scored (by /v1/score and /v1/rank), by letter class",
     "dealscore_inputs_not_sent_total": "scored deals that lacked an input (nearly) every training deal had, by "
                                        "input: averaged out of the model (a score's not_sent)",
+    "dealscore_inputs_unseen_total": "scored deals whose text input held a level the model never saw, by input (a "
+                                     "score's unseen): a level renamed or misspelt in the CRM, or a new one",
     "dealscore_feedback_outcomes_known": "outcomes in the client-history overlay",
     "dealscore_feedback_database_schema_ready": "1 when the feedback database is at the code's schema",
     "dealscore_score_log_pending": "scored deals not yet in the database (queued plus spooled)",
@@ -63,7 +65,9 @@ class ServiceMetrics:
         self._buckets: dict[str, list[int]] = {}  # per route: count per bucket (not cumulative), then +Inf
         self._seconds: dict[str, float] = {}
         self._grades: Counter[str] = Counter()
-        self._not_sent: Counter[str] = Counter()
+        # Per deal input counter (dealscore_inputs_<series>_total): the inputs a deal did not send, or sent with a
+        # level the model never saw. The model's input names, so a bounded set of labels.
+        self._inputs: dict[str, Counter[str]] = {"not_sent": Counter(), "unseen": Counter()}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         slot = bisect.bisect_left(LATENCY_BUCKETS, seconds)  # le is inclusive: a value on a bound counts in it
@@ -80,17 +84,19 @@ class ServiceMetrics:
         with self._lock:
             self._grades.update(counted)
 
-    def observe_not_sent(self, not_sent: Iterable[Iterable[str]]) -> None:
-        """Per scored deal, the inputs it lacked (ScoreBatch.not_sent): the model's input names, so a bounded set
-        of labels. An integration that stops sending a field shows as one of these climbing."""
-        counted = Counter(name for inputs in not_sent for name in inputs)
+    def observe_inputs(self, series: str, per_deal: Iterable[Iterable[str]]) -> None:
+        """Per scored deal, the inputs it lacked (series "not_sent", ScoreBatch.not_sent) or sent with a level the
+        model never saw ("unseen"). An integration that stops sending a field, or a CRM that renames a product,
+        shows as one of these climbing."""
+        counted = Counter(name for inputs in per_deal for name in inputs)
         if counted:
             with self._lock:
-                self._not_sent.update(counted)
+                self._inputs[series].update(counted)
 
     def lines(self) -> list[str]:
         with self._lock:
-            requests, grades, not_sent = dict(self._requests), dict(self._grades), dict(self._not_sent)
+            requests, grades = dict(self._requests), dict(self._grades)
+            inputs = {series: dict(counts) for series, counts in self._inputs.items()}
             buckets = {route: list(counts) for route, counts in self._buckets.items()}
             seconds = dict(self._seconds)
         out = _head("dealscore_http_requests_total", "counter")
@@ -109,9 +115,10 @@ class ServiceMetrics:
         out += _head("dealscore_scored_deals_total", "counter")
         out += [f'dealscore_scored_deals_total{{grade="{_label(grade)}"}} {count}'
                 for grade, count in sorted(grades.items())]
-        out += _head("dealscore_inputs_not_sent_total", "counter")
-        out += [f'dealscore_inputs_not_sent_total{{input="{_label(name)}"}} {count}'
-                for name, count in sorted(not_sent.items())]
+        for series, by_input in inputs.items():
+            name = f"dealscore_inputs_{series}_total"
+            out += _head(name, "counter")
+            out += [f'{name}{{input="{_label(input_name)}"}} {count}' for input_name, count in sorted(by_input.items())]
         return out
 
 

@@ -336,6 +336,11 @@ class ScoreOut(BaseModel):
                     "training median). Values the model fills in for a client it knows are not listed, nor the "
                     "client's since (a prospect has none; the training median stands in). Empty when it sent "
                     "them all; send them for a sharper score")
+    unseen: list[str] = Field(
+        description="text inputs whose value the model never saw in training (up to case and surrounding spaces): "
+                    "a product, source or other level renamed or misspelt in the CRM, or a new one. It has no history "
+                    "of its own and is scored as the rare levels are, its value and grade with it; check the spelling, "
+                    "or expect the next model to know it. Empty when every level sent is known")
     model_version: str
 
 

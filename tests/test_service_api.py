@@ -419,6 +419,26 @@ def test_metrics_count_answers_by_route_template_and_scored_deals_by_grade(servi
         'dealscore_inputs_not_sent_total{input="effort_hours"}': 1}
 
 
+def test_a_level_the_model_never_saw_is_named_per_deal_and_counted(service_training: Any) -> None:
+    """A product misspelt or renamed in the CRM is scored as a new one (no history of it, the rare levels' code),
+    value and grade with it: an operations review saw "MG Specail" move a deal from C to A with nothing in the
+    answer. A level spelt otherwise only in case or spaces is the level seen."""
+    app = create_app(Settings(), model=service_training.model, metadata=service_training.metadata,
+                     clock=lambda: TODAY)
+    campaign = min(service_training.model.spec.level_keys["campaign_code"])  # make_deal's CMP-101 is none of them
+    with make_client(app) as client:
+        scores = _score(client, [make_deal(deal_id="seen", campaign_code=campaign),
+                                 make_deal(deal_id="spelt", product=" Payroll", campaign_code=campaign),
+                                 make_deal(deal_id="typo", product="payrol", source="carrier pigeon",
+                                           campaign_code=campaign),
+                                 make_deal(deal_id="none", product=None, campaign_code=campaign)]).json()["scores"]
+        assert [s["unseen"] for s in scores] == [[], [], ["product", "source"], []]
+        assert scores[0]["p_win"] == scores[1]["p_win"] and scores[0]["p_win"] != scores[2]["p_win"]
+        samples = _samples(client.get("/metrics").text)
+    assert {key: value for key, value in samples.items() if key.startswith("dealscore_inputs_unseen_total")} == {
+        'dealscore_inputs_unseen_total{input="product"}': 1, 'dealscore_inputs_unseen_total{input="source"}': 1}
+
+
 def test_a_latency_on_a_bucket_bound_counts_in_that_bucket() -> None:
     from service.metrics import LATENCY_BUCKETS, ServiceMetrics
 

@@ -31,6 +31,7 @@ def test_service_scores_equal_the_command_line(service_crm: SyntheticCRM, servic
         monkeypatch.setattr("dealscore.offline.SCORE_CHUNK", chunk)
     deals = service_crm.deals.tail(300).copy()  # the open deals and the latest closed ones
     deals.loc[deals.index[:5], "source"] = None  # averaged out of the trees alike (model/unsent_paths.py)
+    deals.loc[deals.index[5:8], "product"] = ["deposti", " Deposit ", "leasing 2"]  # a typo, a spelling, a new one
     deals_csv, clients_csv, out_csv = tmp_path / "deals.csv", tmp_path / "clients.csv", tmp_path / "scores.csv"
     deals.to_csv(deals_csv, index=False)
     service_crm.clients.to_csv(clients_csv, index=False)
@@ -54,6 +55,8 @@ def test_service_scores_equal_the_command_line(service_crm: SyntheticCRM, servic
     assert list(online["history_source"]) == list(offline["history_source"])
     assert list(online["not_sent"]) == [json.loads(v) for v in offline["not_sent"]]
     assert list(online["not_sent"])[:6] == [["source"]] * 5 + [[]]
+    assert list(online["unseen"]) == [json.loads(v) for v in offline["unseen"]]
+    assert list(online["unseen"])[4:9] == [[], ["product"], [], ["product"], []]
     assert (online["model_version"] == offline["model_version"]).all()
     assert all(online["p_win"].between(0, 1))
     assert online["p_win"].nunique() > 100  # real scores, not a constant

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import calendar
 import functools
+import math
 from collections.abc import Callable
+
+import numpy as np
 
 from model.features import CLIENT_EXTRA_PREFIX
 
@@ -30,21 +33,35 @@ def _share(value: float) -> str:
     return f"{value:.0%}"
 
 
+def _number(value: float) -> str:
+    """A number as a manager reads it, never in e-notation (",.4g" showed a balance of 12,980 as "1.298e+04"): whole
+    from 1,000 up, thousands separated from 10,000 up (a year stays 2003, not "2,003"), else 4 significant digits."""
+    if not math.isfinite(value):
+        return str(value)
+    if abs(value) >= 1000:
+        whole = round(value)
+        return f"{whole:,}" if abs(whole) >= 10_000 else str(whole)
+    return str(np.format_float_positional(value, precision=4, unique=False, fractional=False, trim="-"))
+
+
 # What a number says, per feature; None (no value) has the wording of NO_VALUE.
 NUMBER_WORDING: dict[str, Callable[[float], str]] = {
     "amount": lambda v: f"amount {v:,.0f}",
-    "effort_hours": lambda v: f"{v:,.4g} hours of work",
+    "effort_hours": lambda v: f"{_number(v)} {'hour' if v == 1 else 'hours'} of work",
     "client_won_deals": lambda v: f"client won {_count(v, 'deal', 'deals')} before",
     "client_won_amount": lambda v: f"client paid {v:,.0f} on earlier wins",
     "client_days_since_last_win": lambda v: f"client's last win {_days(v)}",
     "client_days_since_first_win": lambda v: f"client's first win {_days(v)}",
     "client_closed_deals": lambda v: f"client closed {_count(v, 'deal', 'deals')} before",
-    "client_win_rate": lambda v: f"client won {_share(v)} of its earlier deals",
+    # Smoothed towards the team's rate (FeatureConfig.smoothing): not the share of its deals the client won (one
+    # lost deal reads about 33%, none at all the team's rate).
+    "client_win_rate": lambda v: f"client's win rate {_share(v)}, its earlier deals weighed with the team's",
     "client_product_deals": lambda v: f"{_count(v, 'earlier deal', 'earlier deals')} of this product with the client",
     "client_product_wins": lambda v: f"client won this product {_count(v, 'time', 'times')} before",
     "client_tenure_days": lambda v: f"client since {_count(v, 'day', 'days')}",
     "overall_win_rate": lambda v: f"team's win rate so far {_share(v)}",
-    "recent_win_rate": lambda v: f"team's win rate over the last year {_share(v)}",
+    # Over FeatureConfig.recent_window_days (a year by default), ending where the model's history does.
+    "recent_win_rate": lambda v: f"team's recent win rate {_share(v)}",
     "month": lambda v: f"created in {calendar.month_name[int(v)]}" if 1 <= v <= 12 else f"month {v:g}",
 }
 NO_VALUE: dict[str, str] = {
@@ -75,4 +92,4 @@ def _what(feature: str, value: str | float | None) -> str:
              else feature)
     if value is None:
         return f"{shown} not sent"
-    return f"{shown} is {value}" if isinstance(value, str) else f"{shown} is {value:,.4g}"
+    return f"{shown} is {value}" if isinstance(value, str) else f"{shown} is {_number(value)}"

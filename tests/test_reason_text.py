@@ -41,7 +41,12 @@ def test_every_reason_a_model_shows_reads_without_its_feature_name(
     ("client_days_since_last_win", None, "client has no win yet"),
     ("client_won_deals", 1.0, "client won 1 deal before"),
     ("client_won_deals", 8.0, "client won 8 deals before"),
-    ("client_win_rate", 0.25, "client won 25% of its earlier deals"),
+    # The client's rate is smoothed towards the team's (a client that lost its only deal reads about 33%): no
+    # "client won 33% of its earlier deals", which read as a count.
+    ("client_win_rate", 0.25, "client's win rate 25%, its earlier deals weighed with the team's"),
+    ("recent_win_rate", 0.4, "team's recent win rate 40%"),
+    ("effort_hours", 1.0, "1 hour of work"),
+    ("effort_hours", 12345.0, "12,345 hours of work"),
     ("month", 3.0, "created in March"),
     ("amount", 12000.0, "amount 12,000"),
     ("client_status", "lost", "client status is lost"),
@@ -49,7 +54,15 @@ def test_every_reason_a_model_shows_reads_without_its_feature_name(
     ("source", None, "source not sent"),
     ("client_tier", "gold", "client's tier is gold"),  # a clients table's extra column X is client_X
     ("Deal Score", 3.25, "Deal Score is 3.25"),
+    # A CRM's own numbers as they read: never in e-notation, a year without a thousands separator.
+    ("balance", 12980.0, "balance is 12,980"),
+    ("client_revenue", 11700.25, "client's revenue is 11,700"),
+    ("client_year_established", 2003.0, "client's year_established is 2003"),
+    ("balance", -120000.0, "balance is -120,000"),
+    ("share", 0.00001234, "share is 0.00001234"),
+    ("share", 692.25, "share is 692.2"),
 ])
 def test_a_reason_says_what_the_deal_has(feature: str, value: str | float | None, expected: str) -> None:
     assert reason_text(feature, value, True) == f"{expected}: raises the chance"
     assert reason_text(feature, value, False) == f"{expected}: lowers the chance"
+

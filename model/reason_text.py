@@ -74,9 +74,14 @@ NO_VALUE: dict[str, str] = {
 
 
 @functools.lru_cache(maxsize=8192)  # levels and counts repeat across deals: a batch's 5,000 reasons share most lines
-def reason_text(feature: str, value: str | float | None, raises: bool) -> str:
-    """One line a manager reads: what the deal has, and which way it moves the chance of winning."""
-    return f"{_what(feature, value)}: {RAISES if raises else LOWERS}"
+def reason_text(feature: str, value: str | float | None, raises: bool, history_age: float | None = None) -> str:
+    """One line a manager reads: what the deal has, and which way it moves the chance of winning. `history_age`:
+    client_status's, the days from the end of the client history read to the deal's day (the status's push
+    includes the trees' allowance for wins since: without it, "client status is lost: raises the chance")."""
+    what = _what(feature, value)
+    if history_age is not None and round(history_age) >= 1:
+        what += f" as of {_days(history_age)}"
+    return f"{what}: {RAISES if raises else LOWERS}"
 
 
 def _what(feature: str, value: str | float | None) -> str:

@@ -38,11 +38,13 @@ class Reason(NamedTuple):  # a tuple, not a frozen dataclass: a batch of 1,000 d
     feature: str
     value: str | float | None
     effect: float  # push on the calibrated log-odds of winning; > 0 raises p_win
+    # client_status's: the age of the client history read (HISTORY_AGE), whose push its effect includes; else None.
+    history_age: float | None = None
 
     @property
     def text(self) -> str:
         """The reason in a manager's words (model.reason_text)."""
-        return reason_text(self.feature, self.value, self.effect > 0)
+        return reason_text(self.feature, self.value, self.effect > 0, self.history_age)
 
     def answer(self) -> dict[str, Any]:
         """The reason as the service answers it and `dealscore score` writes it."""
@@ -284,6 +286,7 @@ class ScoringModel:
         names, categorical = self.spec.names, set(self.spec.categorical)
         levels = {name: columns[name].tolist() if name in columns else [None] * n for name in categorical}
         filled = set(self.spec.numeric_fill or ())  # shown as sent: null when not sent (a stand-in was used)
+        ages = features[:, names.index(HISTORY_AGE)].tolist() if self.spec.has_history_age else None
         out: list[list[Reason]] = []
         for row, features_of_row in enumerate(top.tolist()):
             row_reasons = []
@@ -292,17 +295,19 @@ class ScoringModel:
                     continue
                 name = names[j]
                 value: str | float | None
+                age: float | None = None
                 if name in categorical:
                     level = levels[name][row]
                     value = None if level is None or level != level else str(level)
                 elif name == "client_status":
                     value = client_status_name(numbers[row][k])
+                    age = ages[row] if ages is not None else None
                 elif name in filled and _not_sent(columns.get(FILLED_FROM.get(name, name)), row):
                     value = None
                 else:
                     number = numbers[row][k]
                     value = None if number != number else number
-                row_reasons.append(Reason(feature=name, value=value, effect=effects[row][k]))
+                row_reasons.append(Reason(feature=name, value=value, effect=effects[row][k], history_age=age))
             out.append(row_reasons)
         return out
 

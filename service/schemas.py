@@ -295,7 +295,9 @@ class ReasonOut(BaseModel):
                     "history cannot show")
     effect: float = Field(description="push on the calibrated log-odds of winning; > 0 raises p_win")
     text: str = Field(description="the reason in a manager's words, e.g. \"client's last win 6 days ago: raises the "
-                                  "chance\" (the feature's value in words, then which way it moves p_win)")
+                                  "chance\" (the feature's value in words, then which way it moves p_win); "
+                                  "client_status's says how old the client history read is (\"client status is lost "
+                                  "as of 200 days ago\"), as its push allows for wins since")
 
 
 class GapOut(BaseModel):

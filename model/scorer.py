@@ -159,6 +159,9 @@ class ScoringModel:
         return out
 
     def score(self, columns: Mapping[str, npt.NDArray[Any]], n_reasons: int = 5) -> ScoreBatch:
+        # `unseen` names the levels the deals sent, not those the model fills in from its own record of a client
+        # (a clients table's level that no training deal had), as `not_sent` leaves filled values out.
+        sent = columns
         columns = self.with_known_clients(columns)
         if "amount" in columns:
             # An amount of 0 is no quote yet (CRMs default the field to 0; training's features read it so too),
@@ -217,7 +220,7 @@ class ScoringModel:
             p_win=p_win, value=value, value_source=source, expected_value=expected_value,
             value_per_hour=per_hour, grade=grade.tolist(), reasons=reasons,
             history_source=self._history_source(columns, n), not_sent=not_sent_inputs(self.spec, unsent, n, stand_ins),
-            unseen=unseen_inputs(self.spec, columns, n),
+            unseen=unseen_inputs(self.spec, sent, n),
         )
 
     def client_standing(self, columns: Mapping[str, npt.NDArray[Any]], end_of_day_before: bool = False

@@ -342,7 +342,8 @@ class ScoreOut(BaseModel):
         description="text inputs whose value the model never saw in training (up to case and surrounding spaces): "
                     "a product, source or other level renamed or misspelt in the CRM, or a new one. It has no history "
                     "of its own and is scored as the rare levels are, its value and grade with it; check the spelling, "
-                    "or expect the next model to know it. Empty when every level sent is known")
+                    "or expect the next model to know it. A level the model fills in for a client it knows is not "
+                    "listed. Empty when every level sent is known")
     model_version: str
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -115,3 +117,19 @@ def test_the_expected_amount_is_the_typical_one_plus_one_times_the_spread_less_o
         typical, expected = ValueModel(booster, [0], spread=1.9).typical_and_expected(np.zeros((deals, 1)))
         np.testing.assert_allclose(typical, 1000.0)
         np.testing.assert_allclose(expected, 1001.0 * 1.9 - 1.0)
+
+
+def test_a_level_the_model_fills_in_for_a_client_it_knows_is_not_named_unseen(
+        trained: TrainingResult, small_dataset: Dataset) -> None:
+    """A client of the training clients table that no training deal had keeps its attributes in the model's
+    record, levels no deal had among them ("mining"). A deal sending only its client_id had `unseen` name
+    industry, which it never sent: the CRM was told to check the spelling of the model's own record. A deal that
+    sends the level is still told."""
+    known = next(iter(trained.model.clients.values()))
+    model = dataclasses.replace(trained.model, clients={**trained.model.clients,
+                                                        "ZZ-NEW": {**known, "industry": "mining"}})
+    assert "mining" not in model.spec.level_keys["industry"]
+    deal = _open_deals(small_dataset, 1).assign(client_id="ZZ-NEW").drop(columns=["industry", "size", "region"],
+                                                                            errors="ignore")
+    assert model.score(frame_columns(deal)).unseen == [[]]
+    assert model.score(frame_columns(deal.assign(industry="mining"))).unseen == [["industry"]]

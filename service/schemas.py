@@ -339,11 +339,11 @@ class ScoreOut(BaseModel):
                     "client's since (a prospect has none; the training median stands in). Empty when it sent "
                     "them all; send them for a sharper score")
     unseen: list[str] = Field(
-        description="text inputs whose value the model never saw in training (up to case and surrounding spaces): "
-                    "a product, source or other level renamed or misspelt in the CRM, or a new one. It has no history "
-                    "of its own and is scored as the rare levels are, its value and grade with it; check the spelling, "
-                    "or expect the next model to know it. A level the model fills in for a client it knows is not "
-                    "listed. Empty when every level sent is known")
+        description="text inputs whose value the model never saw in training (up to case, spaces, '_' and '-': "
+                    "'GTX Pro' is GTXPro): a product, source or other level renamed or misspelt in the CRM, or a new "
+                    "one. It has no history of its own and is scored as the rare levels are, its value and grade with "
+                    "it; check the spelling, or expect the next model to know it. A level the model fills in for a "
+                    "client it knows is not listed. Empty when every level sent is known")
     model_version: str
 
 

@@ -44,12 +44,17 @@ def _number(value: float) -> str:
     return str(np.format_float_positional(value, precision=4, unique=False, fractional=False, trim="-"))
 
 
+def _money(value: float) -> str:
+    """Whole, thousands separated ("12,000"); under 1 as it is (an amount of 0.4 is not "0")."""
+    return f"{value:,.0f}" if abs(value) >= 1 else _number(value)
+
+
 # What a number says, per feature; None (no value) has the wording of NO_VALUE.
 NUMBER_WORDING: dict[str, Callable[[float], str]] = {
-    "amount": lambda v: f"amount {v:,.0f}",
+    "amount": lambda v: f"amount {_money(v)}",
     "effort_hours": lambda v: f"{_number(v)} {'hour' if v == 1 else 'hours'} of work",
     "client_won_deals": lambda v: f"client won {_count(v, 'deal', 'deals')} before",
-    "client_won_amount": lambda v: f"client paid {v:,.0f} on earlier wins",
+    "client_won_amount": lambda v: f"client paid {_money(v)} on earlier wins",
     "client_days_since_last_win": lambda v: f"client's last win {_days(v)}",
     "client_days_since_first_win": lambda v: f"client's first win {_days(v)}",
     "client_closed_deals": lambda v: f"client closed {_count(v, 'deal', 'deals')} before",
@@ -58,7 +63,7 @@ NUMBER_WORDING: dict[str, Callable[[float], str]] = {
     "client_win_rate": lambda v: f"client's win rate {_share(v)}, its earlier deals weighed with the team's",
     "client_product_deals": lambda v: f"{_count(v, 'earlier deal', 'earlier deals')} of this product with the client",
     "client_product_wins": lambda v: f"client won this product {_count(v, 'time', 'times')} before",
-    "client_tenure_days": lambda v: f"client since {_count(v, 'day', 'days')}",
+    "client_tenure_days": lambda v: f"client for {_count(v, 'day', 'days')}",
     "overall_win_rate": lambda v: f"team's win rate so far {_share(v)}",
     # Over FeatureConfig.recent_window_days (a year by default), ending where the model's history does.
     "recent_win_rate": lambda v: f"team's recent win rate {_share(v)}",

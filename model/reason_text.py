@@ -74,7 +74,7 @@ NO_VALUE: dict[str, str] = {
     "client_days_since_last_win": "client has no win yet",
     "client_days_since_first_win": "client has no win yet",
     "effort_hours": "no effort hours sent",
-    "client_tenure_days": "client's start date not sent",
+    "client_tenure_days": "client's start date not given",
 }
 
 
@@ -101,5 +101,7 @@ def _what(feature: str, value: str | float | None) -> str:
     shown = ("client's " + feature.removeprefix(CLIENT_EXTRA_PREFIX) if feature.startswith(CLIENT_EXTRA_PREFIX)
              else feature)
     if value is None:
-        return f"{shown} not sent"
+        # "not given", not "not sent": a known client's blank attribute (maven's "subsidiary of", blank for a
+        # company that is none) is filled from the training clients table and reads no value either.
+        return f"{shown} not given"
     return f"{shown} is {value}" if isinstance(value, str) else f"{shown} is {_number(value)}"

@@ -28,7 +28,7 @@ def test_every_reason_a_model_shows_reads_without_its_feature_name(
         text = reason.text
         assert text.endswith(": " + (RAISES if reason.effect > 0 else LOWERS)), text
         if reason.feature in spec.categorical:  # a column of the CRM's: its name and the level sent
-            level = "not sent" if reason.value is None else f"is {reason.value}"
+            level = "not given" if reason.value is None else f"is {reason.value}"
             assert text.startswith(f"{reason.feature} {level}:"), text
         else:  # one of the model's own features (or amount, effort_hours, month): in words, never its name
             assert "_" not in text, text
@@ -55,7 +55,8 @@ def test_every_reason_a_model_shows_reads_without_its_feature_name(
     ("client_tenure_days", 1258.0, "client for 1,258 days"),  # not "client since 1,258 days"
     ("client_status", "lost", "client status is lost"),
     ("source", "referral", "source is referral"),
-    ("source", None, "source not sent"),
+    ("source", None, "source not given"),
+    ("client_subsidiary_of", None, "client's subsidiary_of not given"),  # blank in the clients table: not "not sent"
     ("client_tier", "gold", "client's tier is gold"),  # a clients table's extra column X is client_X
     ("Deal Score", 3.25, "Deal Score is 3.25"),
     # A CRM's own numbers as they read: never in e-notation, a year without a thousands separator.

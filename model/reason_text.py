@@ -63,7 +63,10 @@ NUMBER_WORDING: dict[str, Callable[[float], str]] = {
     "client_win_rate": lambda v: f"client's win rate {_share(v)}, its earlier deals weighed with the team's",
     "client_product_deals": lambda v: f"{_count(v, 'earlier deal', 'earlier deals')} of this product with the client",
     "client_product_wins": lambda v: f"client won this product {_count(v, 'time', 'times')} before",
-    "client_tenure_days": lambda v: f"client for {_count(v, 'day', 'days')}",
+    # Negative for a deal dated before the client's start date (a first deal before the contract; an API audit's
+    # "client for -234 days").
+    "client_tenure_days": lambda v: (f"client for {_count(v, 'day', 'days')}" if round(v) >= 0
+                                     else f"client's start date {_count(-v, 'day', 'days')} after this deal"),
     "overall_win_rate": lambda v: f"team's win rate so far {_share(v)}",
     # Over FeatureConfig.recent_window_days (a year by default), ending where the model's history does.
     "recent_win_rate": lambda v: f"team's recent win rate {_share(v)}",

@@ -53,6 +53,7 @@ def test_every_reason_a_model_shows_reads_without_its_feature_name(
     ("amount", 0.4, "amount 0.4"),  # not "amount 0" (a review)
     ("client_won_amount", 1234.5, "client paid 1,234 on earlier wins"),
     ("client_tenure_days", 1258.0, "client for 1,258 days"),  # not "client since 1,258 days"
+    ("client_tenure_days", -234.0, "client's start date 234 days after this deal"),  # not "client for -234 days"
     ("client_status", "lost", "client status is lost"),
     ("source", "referral", "source is referral"),
     ("source", None, "source not given"),

@@ -469,3 +469,16 @@ def test_a_registry_given_as_a_model_says_where_its_models_are(tmp_path: Path, t
     with pytest.raises(ArtifactError, match=r"metadata.json is missing: it is a model registry") as raised:
         load_artifact(registry.root)
     assert "versions/<version>" in str(raised.value) and "models show live" in str(raised.value)
+
+
+@pytest.mark.parametrize("holds", [["manifest.json"], ["versions/"]])
+def test_a_folder_with_only_part_of_a_registrys_layout_is_not_called_one(tmp_path: Path, holds: list[str]) -> None:
+    """The hint needs both a registry's manifest.json and its versions folder (a mutation audit: either alone
+    survived every test): a model folder half copied, or any folder with a versions/, is no registry."""
+    for name in holds:
+        if name.endswith("/"):
+            (tmp_path / name).mkdir()
+        else:
+            (tmp_path / name).write_text("{}")
+    with pytest.raises(ArtifactError, match=r"metadata.json is missing$"):
+        load_artifact(tmp_path)

@@ -262,3 +262,19 @@ def test_the_feedback_store_reads_its_book_as_complete_only_when_told(tmp_path: 
         feedback.book.record(OutcomeEvent("x", "someone else", True, 1.0, model.history.last_day + 90))
         age = build_features(model.spec, model.history, feedback.with_history(model, columns))
         assert age[0, model.spec.names.index(HISTORY_AGE)] == (9 if complete else 99)
+
+
+def test_the_latest_close_day_besides_trained_deals_follows_the_book_and_the_ids_asked() -> None:
+    """Scoring asks on every request with the live model's own trained ids (one object): an outcome recorded since
+    must move the answer, and a reloaded model's ids must get their own (a mutation audit: the answer kept past
+    either survived every test)."""
+    book = OutcomeBook([OutcomeEvent("z", "other", True, 10.0, _day(120)),
+                        OutcomeEvent("a", "k", True, 100.0, _day(190))])
+    trained = DealIdSet({"a", "b"})
+    assert book.latest_closed_day_besides(trained) == _day(120)
+    assert book.latest_closed_day_besides(trained) == _day(120)  # asked again: the kept answer
+    book.record(OutcomeEvent("y", "new", False, 0.0, _day(150)))
+    assert book.latest_closed_day_besides(trained) == _day(150)  # same ids, a book changed since
+    reloaded = DealIdSet({"z", "y"})  # another model's trained deals, the book unchanged
+    assert book.latest_closed_day_besides(reloaded) == _day(190)
+    assert book.latest_closed_day_besides({"a", "b", "y", "z"}) is None

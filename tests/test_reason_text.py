@@ -67,6 +67,20 @@ def test_every_reason_a_model_shows_reads_without_its_feature_name(
     ("balance", -120000.0, "balance is -120,000"),
     ("share", 0.00001234, "share is 0.00001234"),
     ("share", 692.25, "share is 692.2"),
+    # Every wording of the model's own features, and its boundaries (a mutation audit: each survived a change).
+    ("client_won_deals", 0.0, "client won 0 deals before"),  # not "0 deal"
+    ("client_closed_deals", 3.0, "client closed 3 deals before"),
+    ("client_product_deals", 1.0, "1 earlier deal of this product with the client"),
+    ("client_product_wins", 2.0, "client won this product 2 times before"),
+    ("client_days_since_first_win", 400.0, "client's first win 400 days ago"),
+    ("client_days_since_first_win", None, "client has no win yet"),
+    ("client_tenure_days", 0.0, "client for 0 days"),  # the client's start date itself
+    ("client_tenure_days", None, "client's start date not given"),
+    ("overall_win_rate", 0.3, "team's win rate so far 30%"),
+    ("month", 12.0, "created in December"),
+    ("client_won_deals", None, "client won deals not known"),  # no wording for no value: the name in words
+    ("balance", 10000.0, "balance is 10,000"),
+    ("balance", float("inf"), "balance is inf"),  # a CRM column's inf is shown (the scorer keeps it), not a 500
 ])
 def test_a_reason_says_what_the_deal_has(feature: str, value: str | float | None, expected: str) -> None:
     assert reason_text(feature, value, True) == f"{expected}: raises the chance"
@@ -84,6 +98,10 @@ def test_a_client_status_read_from_an_old_history_says_how_old(trained: Training
     shown = [r for reasons in model.score(columns, n_reasons=len(model.spec.names)).reasons for r in reasons
              if r.feature == "client_status"]
     assert any(r.value == "lost" and r.effect > 0 for r in shown)  # the case a manager could not read
+    # Only client_status's push includes the history's age: no other reason says "as of".
+    others = [r for reasons in model.score(columns, n_reasons=len(model.spec.names)).reasons for r in reasons
+              if r.feature != "client_status"]
+    assert others and not any(" as of " in r.text for r in others)
     for reason in shown:
         if reason.value == "prospect":
             continue
@@ -94,3 +112,15 @@ def test_a_client_status_read_from_an_old_history_says_how_old(trained: Training
         if reason.text.startswith(f"client status is {reason.value}:"):
             continue
         assert " as of " in reason.text  # only deals dated after the model's history
+
+
+@pytest.mark.parametrize(("history_age", "expected"), [
+    (None, "client status is lost"),
+    (0.0, "client status is lost"),  # a current history: nothing to say
+    (0.4, "client status is lost"),
+    (1.0, "client status is lost as of 1 day ago"),
+    (200.0, "client status is lost as of 200 days ago"),
+    (1234.0, "client status is lost as of 1,234 days ago"),
+])
+def test_a_client_status_says_the_age_of_its_history_exactly(history_age: float | None, expected: str) -> None:
+    assert reason_text("client_status", "lost", True, history_age) == f"{expected}: raises the chance"

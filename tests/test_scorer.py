@@ -133,3 +133,28 @@ def test_a_level_the_model_fills_in_for_a_client_it_knows_is_not_named_unseen(
                                                                             errors="ignore")
     assert model.score(frame_columns(deal)).unseen == [[]]
     assert model.score(frame_columns(deal.assign(industry="mining"))).unseen == [["industry"]]
+
+
+def test_unseen_names_every_deal_with_a_level_never_seen_alone_or_in_a_batch(
+        trained: TrainingResult, small_dataset: Dataset) -> None:
+    """A batch (over 64 deals) and a few deals take different paths through unseen_inputs; both name each deal
+    that sent an unknown level, however many do, and read on past a text input not sent at all (a mutation
+    audit: stopping at the first deal, or at the first input not sent, survived every test)."""
+    spec = trained.model.spec
+    deals = attach_clients(_open_deals(small_dataset, 70), small_dataset.clients).drop(columns="product")
+    assert spec.categorical[0] == "product"  # not sent: the inputs after it are still read
+    deals["campaign_code"] = min(spec.level_keys["campaign_code"])
+    deals["source"] = deals["source"].astype(object)
+    rows = deals.index
+    deals.loc[rows[[3, 40]], "source"] = "referal"
+    deals.loc[rows[[10, 11]], "source"] = [None, np.nan]
+    deals.loc[rows[[3, 5, 66]], "competitor"] = "Atlas Finanse"
+    expected: list[list[str]] = [[] for _ in range(70)]
+    for i in (3, 40):
+        expected[i].append("source")
+    for i in (3, 5, 66):
+        expected[i].append("competitor")
+    assert trained.model.score(frame_columns(deals)).unseen == expected
+    in_sevens = [inputs for start in range(0, 70, 7)
+                 for inputs in trained.model.score(frame_columns(deals.iloc[start:start + 7])).unseen]
+    assert in_sevens == expected

@@ -434,7 +434,10 @@ def test_a_level_the_model_never_saw_is_named_per_deal_and_counted(service_train
                                  make_deal(deal_id="none", product=None, campaign_code=campaign)]).json()["scores"]
         assert [s["unseen"] for s in scores] == [[], [], ["product", "source"], []]
         assert scores[0]["p_win"] == scores[1]["p_win"] and scores[0]["p_win"] != scores[2]["p_win"]
-        samples = _samples(client.get("/metrics").text)
+        metrics = client.get("/metrics").text
+        samples = _samples(metrics)
+    assert "# HELP dealscore_inputs_unseen_total scored deals whose text input held a level the model never saw" in (
+        metrics)
     assert {key: value for key, value in samples.items() if key.startswith("dealscore_inputs_unseen_total")} == {
         'dealscore_inputs_unseen_total{input="product"}': 1, 'dealscore_inputs_unseen_total{input="source"}': 1}
 

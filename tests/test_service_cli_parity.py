@@ -57,6 +57,10 @@ def test_service_scores_equal_the_command_line(service_crm: SyntheticCRM, servic
     assert list(online["not_sent"])[:6] == [["source"]] * 5 + [[]]
     assert list(online["unseen"]) == [json.loads(v) for v in offline["unseen"]]
     assert list(online["unseen"])[4:9] == [[], ["product"], [], ["product"], []]
+    # The reasons as the service answers them, each in a manager's words too.
+    texts = [[r["text"] for r in reasons] for reasons in online["reasons"]]
+    assert texts == [[r.get("text") for r in json.loads(v)] for v in offline["reasons"]]
+    assert all(texts)
     assert (online["model_version"] == offline["model_version"]).all()
     assert all(online["p_win"].between(0, 1))
     assert online["p_win"].nunique() > 100  # real scores, not a constant

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import threading
 from bisect import bisect_left
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,7 +159,7 @@ class OutcomeBook:
                 self._reindex(client_id)
         return changed
 
-    def latest_closed_day_besides(self, deal_ids: Collection[str]) -> int | None:
+    def latest_closed_day_besides(self, deal_ids: Container[str]) -> int | None:
         """The latest close day among the outcomes of deals not in `deal_ids` (a model's trained deals, whose
         outcomes the overlay does not count); None: none. Scoring asks on every request: the answer is kept for
         the same `deal_ids` until the book changes."""
@@ -220,7 +220,7 @@ def history_overrides(
     spec: FeatureSpec,
     book: OutcomeBook,
     columns: Mapping[str, npt.NDArray[Any]],
-    trained_deal_ids: Collection[str] | None = None,
+    trained_deal_ids: Container[str] | None = None,  # a DealIdSet: asked, never iterated
 ) -> dict[str, FloatArray] | None:
     """The override columns (NaN where the artifact's own history stands), or None when nothing applies.
 
@@ -294,7 +294,7 @@ def with_outcome_history(
     history: DealHistory,
     spec: FeatureSpec,
     book: OutcomeBook,
-    trained_deal_ids: Collection[str] | None = None,
+    trained_deal_ids: Container[str] | None = None,  # a DealIdSet: asked, never iterated
     complete: bool = False,
 ) -> dict[str, npt.NDArray[Any]]:
     """`columns` with the outcome overlay merged into the history override columns (a new dict). `complete`: the

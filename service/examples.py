@@ -26,7 +26,6 @@ PROSPECT_DEAL = {"deal_id": "D-1043", "created_at": "2025-03-14", "product": "ac
 SCORE_REQUEST = {"deals": [DEAL, PROSPECT_DEAL]}
 
 
-
 def _reason(feature: str, value: str | float, effect: float) -> dict[str, Any]:
     return {"feature": feature, "value": value, "effect": effect, "text": reason_text(feature, value, effect > 0)}
 

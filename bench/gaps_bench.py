@@ -81,15 +81,18 @@ def pooled(data_set: str, runs: list[list[RecallResult]]) -> list[RecallResult]:
             recall_at_3=mean([r.recall_at_3 for r in method_runs], sizes),
             mrr=mean([r.mrr for r in method_runs], sizes),
             income_recall_at_3=None if None in incomes else mean([v for v in incomes if v is not None], sizes),
+            hits_at_1=tuple(hit for r in method_runs for hit in r.hits_at_1),
             hits_at_3=tuple(hit for r in method_runs for hit in r.hits_at_3),
             weights=tuple(w for r in method_runs for w in r.weights)))
     return out
 
 
-def sign_test(method: RecallResult, baseline: RecallResult) -> tuple[int, int, float]:
-    """Cases only `method` has in its top 3, cases only `baseline` has, and the two-sided exact p-value."""
-    ahead = sum(m and not b for m, b in zip(method.hits_at_3, baseline.hits_at_3, strict=True))
-    behind = sum(b and not m for m, b in zip(method.hits_at_3, baseline.hits_at_3, strict=True))
+def sign_test(method: RecallResult, baseline: RecallResult, top: int = 3) -> tuple[int, int, float]:
+    """Cases only `method` has in its top `top` (1 or 3), cases only `baseline` has, and the two-sided exact
+    p-value."""
+    hits_m, hits_b = (method.hits_at_1, baseline.hits_at_1) if top == 1 else (method.hits_at_3, baseline.hits_at_3)
+    ahead = sum(m and not b for m, b in zip(hits_m, hits_b, strict=True))
+    behind = sum(b and not m for m, b in zip(hits_m, hits_b, strict=True))
     p = binomtest(ahead, ahead + behind, 0.5).pvalue if ahead + behind else 1.0
     return ahead, behind, float(p)
 
@@ -139,11 +142,16 @@ def goals(results: list[RecallResult]) -> list[str]:
         b = by[(data_set, BASELINE)]
         for method in (SERVED, SERVED_BY_P):
             s = by[(data_set, method)]
+            pooled_draws = ", a lower bound: draws pooled" if " x" in data_set else ""
+            # Both cut-offs tested: with three products (bank marketing) a top 3 holds every one a client lacks,
+            # and only the first place tells the methods apart.
+            ahead1, behind1, p1 = sign_test(s, b, top=1)
             ahead, behind, p = sign_test(s, b)
-            lines.append(f"{data_set}: {method} - popularity: recall@1 {s.recall_at_1 - b.recall_at_1:+.3f}, "
-                         f"recall@3 {s.recall_at_3 - b.recall_at_3:+.3f} (top 3 ahead on {ahead:,} cases, "
-                         f"behind on {behind:,}, sign test p={p:.2g}"
-                         f"{', a lower bound: draws pooled' if ' x' in data_set else ''}), MRR {s.mrr - b.mrr:+.3f}")
+            lines.append(f"{data_set}: {method} - popularity: recall@1 {s.recall_at_1 - b.recall_at_1:+.3f} "
+                         f"(first on {ahead1:,} cases popularity misses, behind on {behind1:,}, sign test "
+                         f"p={p1:.2g}{pooled_draws}), recall@3 {s.recall_at_3 - b.recall_at_3:+.3f} (top 3 ahead on "
+                         f"{ahead:,} cases, behind on {behind:,}, sign test p={p:.2g}{pooled_draws}), "
+                         f"MRR {s.mrr - b.mrr:+.3f}")
             if s.income_recall_at_3 is not None and b.income_recall_at_3 is not None:
                 # What ranking by expected income maximises: the hidden holdings' revenue found in the top 3.
                 gain, p_income = income_test(s, b)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from bench.gaps_bench import income_test, pooled
+from bench.gaps_bench import income_test, pooled, sign_test
 from training.gap_evaluation import RecallResult, score_rankings
 
 
@@ -57,3 +57,20 @@ def test_pooled_draws_keep_each_case_with_its_own_revenue() -> None:
     assert served.hits_at_3 == (True, False, True, False)
     gain, _ = income_test(served, popularity)
     assert math.isclose(gain, 0.0)
+
+
+def test_the_first_place_is_tested_apart_from_the_top_3() -> None:
+    # Three products, as bank marketing has: both lists hold every target in their top 3, so only the first place
+    # tells them apart. The served list puts the target first in cases 0 and 1, popularity only in case 2.
+    targets = ["a", "b", "c"]
+    lists = {"served": [["a", "b", "c"], ["b", "a", "c"], ["a", "b", "c"]],
+             "popularity": [["c", "a", "b"], ["a", "c", "b"], ["c", "b", "a"]]}
+    results = _results(lists, targets, [1.0, 1.0, 1.0])
+    served, popularity = results["served"], results["popularity"]
+    assert served.hits_at_1 == (True, True, False)
+    assert sign_test(served, popularity) == (0, 0, 1.0)
+    ahead, behind, p = sign_test(served, popularity, top=1)
+    assert (ahead, behind) == (2, 1)
+    assert math.isclose(p, 1.0)  # 2 against 1 is no evidence
+    draws = pooled("toy x2", [score_rankings("toy", lists, targets), score_rankings("toy", lists, targets)])
+    assert draws[0].hits_at_1 == (True, True, False, True, True, False)

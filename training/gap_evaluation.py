@@ -57,8 +57,9 @@ class RecallResult:
     mrr: float  # mean reciprocal rank of the target (0 when it is not listed)
     clients: int
     income_recall_at_3: float | None = None  # revenue-weighted recall@3, when revenues are known
-    # Per case, in case order: was the target in the top 3? For paired comparisons of two methods on the
-    # same cases (bench.gaps_bench's sign test); not part of the report.
+    # Per case, in case order: was the target first / in the top 3? For paired comparisons of two methods on the
+    # same cases (bench.gaps_bench's sign tests); not part of the report.
+    hits_at_1: tuple[bool, ...] = field(default=(), repr=False)
     hits_at_3: tuple[bool, ...] = field(default=(), repr=False)
     # Per case, in case order: the target's revenue (NaN when unknown), for a paired test of income recall.
     weights: tuple[float, ...] = field(default=(), repr=False)
@@ -112,7 +113,8 @@ def score_rankings(data_set: str, ranked: Mapping[str, list[list[str]]], targets
             recall_at_1=float(((position >= 1) & (position <= 1)).sum() / n),
             recall_at_3=float(((position >= 1) & (position <= 3)).sum() / n),
             mrr=float(np.where(position > 0, 1.0 / np.maximum(position, 1), 0.0).sum() / n),
-            clients=len(targets), income_recall_at_3=income, hits_at_3=tuple(top3.tolist()),
+            clients=len(targets), income_recall_at_3=income, hits_at_1=tuple((position == 1).tolist()),
+            hits_at_3=tuple(top3.tolist()),
             weights=tuple(weight.tolist()),
         ))
     return results

@@ -434,6 +434,41 @@ def test_with_a_key_an_unsigned_artifact_is_refused_unread_until_signed(
         sign_artifact(artifact)
 
 
+class _RunsOnLoad:
+    """A pickle whose loading touches `marker`: the code an unsigned model.joblib could run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_model_swapped_after_its_checksum_was_verified_is_never_unpickled(
+        tmp_path: Path, trained: TrainingResult, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever may write the folder but lacks the key swaps model.joblib between the check and the load (a loop of
+    renames does it in a few loads out of 30): what is unpickled must be what was checked."""
+    import joblib
+
+    import model.artifact as artifact_module
+
+    monkeypatch.setenv(ARTIFACT_KEY_ENV, KEY)
+    signed = save_artifact(trained.model, tmp_path / "model", trained.metadata)
+    marker = tmp_path / "ran"
+    checked = artifact_module._verified_metadata
+
+    def checked_then_swapped(directory: Path, signed: bool = True) -> dict[str, Any]:
+        meta = checked(directory, signed)
+        joblib.dump(_RunsOnLoad(marker), directory / MODEL_FILE)
+        return meta
+
+    monkeypatch.setattr(artifact_module, "_verified_metadata", checked_then_swapped)
+    with pytest.raises(ArtifactError) as refused:
+        load_artifact(signed)
+    assert not marker.exists()  # the swapped-in pickle's code never ran
+    assert "file model.joblib does not match its checksum" in refused.value.message
+
+
 def test_a_key_too_short_to_be_secret_is_refused_before_anything_is_written(
         tmp_path: Path, trained: TrainingResult, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ARTIFACT_KEY_ENV, "k" * 31)

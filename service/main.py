@@ -26,9 +26,12 @@ def serve(settings: Settings) -> None:
         plain = value.get_secret_value() if isinstance(value, SecretStr) else value
         os.environ[f"DEALSCORE_{name.upper()}"] = str(plain)
     configure_logging(settings.log_level)
+    from service.http_protocol import BoundedHeadProtocol
+
+    # BoundedHeadProtocol: uvicorn's httptools protocol, which read a request's head with no bound on its size.
     uvicorn.run("service.app:create_app_from_env", factory=True, host=settings.host, port=settings.port,
                 workers=settings.workers, log_level=settings.log_level.lower(), access_log=False,
-                log_config=None, server_header=False)
+                log_config=None, server_header=False, http=BoundedHeadProtocol)
 
 
 def check_listening_address(host: str, port: int) -> None:

@@ -148,9 +148,11 @@ def error_envelope(response: Any, status: int = 422, code: str = "invalid_input"
 
 
 @contextmanager
-def uvicorn_server(app: Any, wait_s: float = 30.0) -> Iterator[int]:
-    """`app` served by uvicorn on 127.0.0.1 in a thread; yields the port (port 0: the OS picks a free one)."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+def uvicorn_server(app: Any, wait_s: float = 30.0, **options: Any) -> Iterator[int]:
+    """`app` served by uvicorn on 127.0.0.1 in a thread; yields the port (port 0: the OS picks a free one).
+    `options`: more of uvicorn's Config (the HTTP protocol the server runs, say)."""
+    server = uvicorn.Server(uvicorn.Config(app, **{"host": "127.0.0.1", "port": 0, "log_level": "warning",
+                                                   "lifespan": "on", **options}))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

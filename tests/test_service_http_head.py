@@ -1,0 +1,80 @@
+"""The request head as the server reads it (service.http_protocol): bounded in size, before the app runs. uvicorn's
+httptools protocol read one header of 100 MB, or 30 MB of small ones (the worker grew by 554 MB), and answered 200."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import Any
+
+import pytest
+from service_fixtures import uvicorn_server
+
+from service.settings import Settings
+
+
+def _server_options(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The uvicorn options `serve()` (dealscore serve, the image's python -m service.main) runs the server with."""
+    import uvicorn
+
+    from service import main
+
+    captured: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda _app, **options: captured.update(options))
+    monkeypatch.setattr(main, "configure_logging", lambda _level: None)
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # serve() hands its settings to the workers through it
+    main.serve(Settings())
+    # Where and how many: the test's own; the rest is the server's.
+    return {name: value for name, value in captured.items()
+            if name not in ("factory", "host", "port", "workers", "log_config", "log_level")}
+
+
+async def _echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers 200 with the size of the body it read."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    size, more = 0, True
+    while more:
+        message = await receive()
+        size, more = size + len(message.get("body", b"")), message.get("more_body", False)
+    body = json.dumps({"body_bytes": size}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _exchange(port: int, *requests: bytes) -> bytes:
+    """Send `requests` on one connection (their bytes in one go) and read until the server closes it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(b"".join(requests))
+        received = b""
+        while chunk := connection.recv(1 << 16):
+            received += chunk
+    return received
+
+
+def _get(headers: bytes = b"", close: bool = False) -> bytes:
+    return (b"GET /x HTTP/1.1\r\nHost: t\r\n" + headers + (b"Connection: close\r\n" if close else b"") + b"\r\n")
+
+
+@pytest.mark.parametrize("headers", [b"X-Big: " + b"a" * (1 << 20) + b"\r\n", b"X: y\r\n" * 200_000],
+                         ids=["one header of 1 MB", "200,000 small headers"])
+def test_a_request_head_beyond_the_limit_is_refused_431_in_the_envelope(
+        monkeypatch: pytest.MonkeyPatch, headers: bytes) -> None:
+    with uvicorn_server(_echo, **_server_options(monkeypatch)) as port:
+        answer = _exchange(port, _get(headers))
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 431 "), head[:100]
+        refusal = json.loads(body)
+        assert refusal["error"]["code"] == "headers_too_large"
+        assert f"x-request-id: {refusal['request_id']}".encode() in head.lower()
+        # Heads under the limit are served as before, a large body beside a small head too, on one connection.
+        served = _exchange(port, _get(b"X-Ok: " + b"a" * 30_000 + b"\r\n"),
+                           b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n" + b"b" * 1_000_000,
+                           _get(close=True))
+        assert served.count(b"HTTP/1.1 200 OK") == 3, served[:300]
+        assert b'{"body_bytes": 1000000}' in served

@@ -1,25 +1,32 @@
-"""The HTTP protocol the server runs: uvicorn's httptools one, with a bound on the size of a request's head.
+"""The HTTP protocol the server runs: uvicorn's httptools one, with a bound on the size of a request's head and on
+the time it may take to arrive.
 
 uvicorn reads a request's head (its request line and headers) before the app sees anything, and with httptools it
 set no bound on it: a security review sent one header of 100 MB (answered 200 after 21 s, 13.6 s of the worker's
 CPU, its event loop blocked meanwhile) and 30 MB of 6-byte headers (the worker grew from 508 MB to 1,062 MB), on an
 open route, with no token, whatever the settings. Beyond MAX_HEAD_BYTES the head is refused here with 431 in the
 error envelope and the connection closed, before the app, the token check or the body limits come into play.
+
+Nor did uvicorn time a head out: a connection that sent part of one, or nothing, was kept for good (a review held
+2,000 for minutes with a byte every 5 s, each an open file of the worker, whose limit then stops it accepting any
+connection). A head not complete HEAD_TIMEOUT_SECONDS after the connection opened, or after its first byte on a
+kept-alive connection, is answered 408 and the connection closed.
 """
 
 from __future__ import annotations
 
 import logging
+from asyncio import TimerHandle
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from model.errors import DealscoreError, Problem
-from service.errors import error_body
+from service.errors import RequestTimeout, error_body
 from service.logs import LOGGER_NAME
 from service.middleware import new_request_id
 
-__all__ = ["BoundedHeadProtocol", "HeadersTooLarge", "MAX_HEAD_BYTES"]
+__all__ = ["BoundedHeadProtocol", "HEAD_TIMEOUT_SECONDS", "HeadersTooLarge", "MAX_HEAD_BYTES"]
 
 # A head (request line and every header) larger than this is refused. Browsers' and CRMs' heads are a few KB;
 # proxies refuse far less (nginx: 4 x 8 KB by default). Counted per read, so a head that arrives whole in one read
@@ -28,6 +35,9 @@ MAX_HEAD_BYTES = 64 * 1024
 # After a refusal the rest of what the client sends is read and dropped for at most this long, then the connection
 # is closed: closed at once, with unread bytes, the kernel resets it and the client loses the answer.
 LINGER_SECONDS = 2.0
+# A client sends its head in one go; a slow link takes a second or two. (Idle kept-alive connections are uvicorn's to
+# close, after its keep-alive timeout of 5 s; a request body has DEALSCORE_BODY_TIMEOUT_SECONDS.)
+HEAD_TIMEOUT_SECONDS = 10.0
 log = logging.getLogger(LOGGER_NAME)
 
 
@@ -37,36 +47,75 @@ class HeadersTooLarge(DealscoreError):
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol refusing a request whose head grows beyond MAX_HEAD_BYTES before it is complete."""
+    """HttpToolsProtocol refusing a request whose head grows beyond MAX_HEAD_BYTES, or is not complete
+    HEAD_TIMEOUT_SECONDS after it began."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.head_bytes = 0  # bytes read since the current request's head began
         self.reading_head = True  # until the current head is complete (again after each request's end)
-        self.refused = False  # answered 431: what still comes is dropped unread
+        self.refused = False  # answered 431 or 408: what still comes is dropped unread
+        self.head_deadline: TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
             return
         if self.reading_head:
             self.head_bytes += len(data)
+            if self.head_deadline is None:  # the next request's head on a kept-alive connection
+                self._arm_head_deadline()
         super().data_received(data)
         if self.reading_head and self.head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
             self._refuse_head()
 
     def on_headers_complete(self) -> None:
         self.reading_head = False
+        self._disarm_head_deadline()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self.reading_head, self.head_bytes = True, 0  # the next request's head, if the connection is kept
 
+    def _arm_head_deadline(self) -> None:
+        self._disarm_head_deadline()
+        self.head_deadline = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_too_slow)
+
+    def _disarm_head_deadline(self) -> None:
+        if self.head_deadline is not None:
+            self.head_deadline.cancel()
+            self.head_deadline = None
+
+    def _head_too_slow(self) -> None:
+        self.head_deadline = None
+        if self.transport.is_closing() or not self.reading_head or self.refused:
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._arm_head_deadline()  # the app still answers the request before it: nothing to refuse yet
+            return
+        self._refuse(RequestTimeout(
+            f"request head not received within {HEAD_TIMEOUT_SECONDS:g} s", [Problem(
+                "headers", f"the whole request line and headers within {HEAD_TIMEOUT_SECONDS:g} s",
+                f"{self.head_bytes:,} bytes by then")]), "request head too slow")
+
     def _refuse_head(self) -> None:
+        self._refuse(HeadersTooLarge(f"request head too large: at most {MAX_HEAD_BYTES:,} bytes of request line and "
+                                     "headers are read", [Problem("headers", f"at most {MAX_HEAD_BYTES} bytes",
+                                                                  f"more than {MAX_HEAD_BYTES:,} bytes")]),
+                     "request head too large")
+
+    def _refuse(self, error: DealscoreError, reason: str) -> None:
+        """Answer `error` in the envelope, then drop what else comes and close the connection."""
+        self._disarm_head_deadline()
         request_id = new_request_id()
-        error = HeadersTooLarge(f"request head too large: at most {MAX_HEAD_BYTES:,} bytes of request line and "
-                                "headers are read", [Problem("headers", f"at most {MAX_HEAD_BYTES} bytes",
-                                                             f"more than {MAX_HEAD_BYTES:,} bytes")])
         body = error_body(error, request_id)
         self.transport.write(b"".join([
             STATUS_LINE[error.status], b"content-type: application/json\r\n",
@@ -77,4 +126,4 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self.transport.write_eof()  # the answer, then the end: the client's own end then closes the transport
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
         log.warning("request refused", extra={"request_id": request_id, "status": error.status,
-                                              "reason": "request head too large", "head_bytes": self.head_bytes})
+                                              "reason": reason, "head_bytes": self.head_bytes})

@@ -78,3 +78,33 @@ def test_a_request_head_beyond_the_limit_is_refused_431_in_the_envelope(
                            _get(close=True))
         assert served.count(b"HTTP/1.1 200 OK") == 3, served[:300]
         assert b'{"body_bytes": 1000000}' in served
+
+
+async def _slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """_echo, answering only after 1 s: longer than the head timeout the test sets."""
+    import asyncio
+
+    if scope["type"] == "http":
+        await asyncio.sleep(1.0)
+    await _echo(scope, receive, send)
+
+
+def test_a_request_head_that_does_not_arrive_in_time_is_answered_408_and_closed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from service import http_protocol
+
+    options = _server_options(monkeypatch)
+    monkeypatch.setattr(http_protocol, "HEAD_TIMEOUT_SECONDS", 0.5, raising=False)
+    with uvicorn_server(_slow, **options) as port:
+        for sent in (b"POST /v1/score HTTP/1.1\r\nHost: t\r\n", b""):  # part of a head; nothing at all
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+                connection.sendall(sent)
+                answer = b""
+                while chunk := connection.recv(1 << 16):  # until the server closes it (10 s: the test fails)
+                    answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 408 "), (sent, answer[:200])
+            assert json.loads(body)["error"]["code"] == "request_timeout"
+        # A request the app takes longer than the head timeout to answer is not cut, nor the one after it.
+        served = _exchange(port, _get(), _get(close=True))
+        assert served.count(b"HTTP/1.1 200 OK") == 2, served[:300]

@@ -122,7 +122,7 @@ def create_app(settings: Settings, *, model: ScoringModel | None = None, metadat
 
         app.include_router(feedback_router(feedback, live_version, reads_client_history=reads_client_history))
     _install_error_handlers(app)
-    tokens = tuple(t.get_secret_value().strip().encode() for t in (settings.api_token, settings.admin_token)
+    tokens = tuple(t.get_secret_value().encode() for t in (settings.api_token, settings.admin_token)
                    if t is not None) if settings.api_token is not None else ()
     app.add_middleware(RequestContextMiddleware, metrics=service_metrics, api_tokens=tokens,
                        route_paths=frozenset(route.path for route in _api_routes(app.routes)),

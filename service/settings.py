@@ -175,6 +175,13 @@ class Settings(BaseSettings):
         # DEALSCORE_MODEL_DIR= (empty) in a container means "not set", not the working directory.
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("admin_token", "api_token", mode="before")
+    @classmethod
+    def _token_as_written(cls, value: object) -> object:
+        # An env file's trailing space or CR ("DEALSCORE_ADMIN_TOKEN=s3cret \r") is not part of the token: no header
+        # can carry it, so the admin route had refused its own token for good (a security review).
+        return value.strip() if isinstance(value, str) else value
+
     @field_validator("workers")
     @classmethod
     def _workers_can_follow(cls, workers: int, info: ValidationInfo) -> int:

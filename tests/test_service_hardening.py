@@ -102,6 +102,17 @@ def test_without_an_admin_token_the_admin_routes_need_the_api_token(service_trai
         assert allowed.status_code == 409, allowed.text  # past the token: no registry to reload from
 
 
+def test_tokens_set_with_surrounding_whitespace_open_their_routes(service_training: TrainingResult) -> None:
+    # An env file's trailing space or CR: the API routes took the token stripped, the admin route never took it.
+    app = create_app(Settings(api_token=" api-s3cret\r\n", admin_token="admin-s3cret \r"),
+                     model=service_training.model, metadata=service_training.metadata, clock=lambda: TODAY)
+    with make_client(app) as client:
+        admin = client.post("/v1/admin/reload", headers={"Authorization": "Bearer admin-s3cret"})
+        assert admin.status_code == 409, admin.text  # past the token: no registry to reload from
+        scored = client.post("/v1/score", json={"deals": [make_deal()]}, headers={"Authorization": "Bearer api-s3cret"})
+        assert scored.status_code == 200, scored.text
+
+
 def test_listening_beyond_this_machine_without_tokens_is_said_at_start(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING", logger="dealscore"):
         with make_client(create_app(Settings(host="0.0.0.0", admin_token="a"))):

@@ -48,6 +48,11 @@ SERVERS = {
     "bare": "bench.bare_server:create_bare_app",
     "service": "service.app:create_app_from_env",
 }
+# uvicorn as `dealscore serve` runs it (service/main.py), on one worker: its command line cannot name the HTTP
+# protocol class the service runs on.
+DEPLOYED_SERVER = ("import sys, uvicorn; from service.http_protocol import BoundedHeadProtocol; "
+                   "uvicorn.run(sys.argv[1], factory=True, host='127.0.0.1', port=int(sys.argv[2]), workers=1, "
+                   "access_log=False, log_level='warning', server_header=False, http=BoundedHeadProtocol)")
 BATCH = 1000
 GOALS = ("single-deal p50 <= 1.5x floor and <= 1.2x bare; requests/s at concurrency 8 >= 0.5x floor; "
          "batch deals/s >= 0.5x in-process (score + gap lists, the same work as the answer)")
@@ -122,6 +127,8 @@ def running(name: str, model_dir: Path | None, home: Path,
         env["DEALSCORE_MODEL_DIR"] = str(model_dir)
     command = [sys.executable, "-m", "uvicorn", SERVERS[name], "--factory", "--host", "127.0.0.1",
                "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
+    if name != "bare":  # the service's app runs on the HTTP protocol `dealscore serve` runs it on (its head limits)
+        command = [sys.executable, "-c", DEPLOYED_SERVER, SERVERS[name], str(port)]
     # Logs go to /dev/null: the service still formats and writes its line per request, as in production.
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -23,6 +23,12 @@ PREFIX = "dealscore_"
 # buckets are finer than Prometheus' default ones at the low end.
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNMATCHED_ROUTE = "unmatched"  # any path no route serves: one label, so random paths add no series
+# The method label takes these as sent, any other as "other": the method is the client's word, and uvicorn's
+# h11 parser passes any token through (a soak audit sent M00000 to M00499: 500 new series, one per method, kept
+# for the life of the worker; httptools, the default, knows some 35 WebDAV and other methods, each a series per
+# route it was sent to).
+COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
+OTHER_METHOD = "other"
 
 _HELP = {
     "dealscore_model_loaded": "1 when a model is loaded and warmed (the worker is ready)",
@@ -31,7 +37,8 @@ _HELP = {
                                                      "00:00 UTC): client statuses and win rates are as of then",
     "dealscore_model_refused": "1 while the registry's live version is refused by this worker (it serves an older "
                                "one); the refused version is a label",
-    "dealscore_http_requests_total": "answered requests by route template, method and status",
+    "dealscore_http_requests_total": "answered requests by route template, method (a nonstandard one as other) and "
+                                     "status",
     "dealscore_http_request_duration_seconds": "time from the request's arrival to its answer, by route template",
     "dealscore_scored_deals_total": "deals scored (by /v1/score and /v1/rank), by letter class",
     "dealscore_inputs_not_sent_total": "scored deals that lacked an input (nearly) every training deal had, by "
@@ -71,6 +78,7 @@ class ServiceMetrics:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         slot = bisect.bisect_left(LATENCY_BUCKETS, seconds)  # le is inclusive: a value on a bound counts in it
+        method = method if method in COUNTED_METHODS else OTHER_METHOD
         with self._lock:
             self._requests[(route, method, status)] += 1
             buckets = self._buckets.get(route)

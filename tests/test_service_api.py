@@ -455,6 +455,23 @@ def test_a_latency_on_a_bucket_bound_counts_in_that_bucket() -> None:
     assert samples[bucket("+Inf")] == 2
 
 
+def test_methods_a_client_invents_share_one_series() -> None:
+    """The method label is the client's word: with uvicorn's h11 parser any token gets through, and a soak audit's
+    500 invented methods (M00000...) made 500 series, kept for the life of the worker."""
+    from service.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics()
+    for i in range(500):
+        metrics.observe_request("unmatched", f"M{i:05d}", 405, 0.001)
+    metrics.observe_request("unmatched", "PROPFIND", 404, 0.001)
+    metrics.observe_request("/v1/score", "POST", 200, 0.001)
+    samples = _samples("\n".join(metrics.lines()))
+    assert {key: value for key, value in samples.items() if key.startswith("dealscore_http_requests_total")} == {
+        'dealscore_http_requests_total{route="unmatched",method="other",status="405"}': 500,
+        'dealscore_http_requests_total{route="unmatched",method="other",status="404"}': 1,
+        'dealscore_http_requests_total{route="/v1/score",method="POST",status="200"}': 1}
+
+
 def test_a_caller_that_hangs_up_mid_body_is_not_a_server_error(service_training: Any,
                                                                caplog: pytest.LogCaptureFixture) -> None:
     """A client that closed its connection before sending the whole body was logged as an ERROR with a

@@ -1,12 +1,16 @@
-"""The live quality report's figures from a version's past scores, by hand (no database needed)."""
+"""The live quality report's figures from a version's past scores, by hand, and what it reads of a database."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import pytest
+from test_feedback_helpers import database_url_fixture  # noqa: F401 (fixture)
 
-from service.feedback.quality import _Said, judgement_quality, outcome_quality
+from service.feedback import quality as quality_module
+from service.feedback.db import make_engine, upgrade
+from service.feedback.quality import _Said, judgement_quality, outcome_quality, quality_report
+from service.feedback.tables import judgements, outcomes, score_log
 
 
 def test_an_outcome_is_judged_by_the_versions_latest_score_before_it_closed() -> None:
@@ -31,3 +35,42 @@ def test_judgements_count_a_tie_as_half_and_list_the_strongest_disagreements_fir
     assert (quality["agreed"], quality["agreement"]) == (0.5, pytest.approx(0.5 / 3))
     assert [(d["above_deal_id"], d["below_deal_id"], d["margin"]) for d in quality["disagreements"]] == [
         ("c", "d", 490.0), ("c", "e", 10.0)]
+
+
+def test_a_versions_report_reads_only_the_outcomes_and_judgements_of_deals_it_scored(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every stored outcome had been read at every call, whatever the version: a report's cost grew with all the
+    outcomes ever reported (a soak audit: 50 us each). The totals still count them all."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    at, closed = datetime(2025, 3, 1, 12, tzinfo=UTC), date(2025, 3, 10)
+    old_deals, new_deals = [f"O{i}" for i in range(40)], [f"N{i}" for i in range(4)]
+    with engine.begin() as connection:
+        connection.execute(score_log.insert(), [
+            {"request_id": f"r-{deal}", "deal_id": deal, "model_version": "v1" if deal[0] == "O" else "v2",
+             "p_win": 0.2 + 0.1 * (i % 4), "value": 100.0, "expected_value": 10.0, "grade": "B", "scored_at": at,
+             "deal": {"deal_id": deal}} for i, deal in enumerate(old_deals + new_deals)])
+        connection.execute(outcomes.insert(), [
+            {"deal_id": deal, "status": "won" if i % 2 else "lost", "amount": 100.0, "closed_at": closed,
+             "client_id": None, "revision": 1, "recorded_at": at, "updated_at": at}
+            for i, deal in enumerate(old_deals + new_deals)])
+        connection.execute(judgements.insert(), [
+            {"manager": "m", "deal_low": min(a, b), "deal_high": max(a, b), "above_deal_id": a, "below_deal_id": b,
+             "note": None, "revision": 1, "created_at": at, "updated_at": at}
+            for a, b in (("N0", "N1"), ("N2", "O1"), ("O2", "O3"))])
+    read: list[str] = []
+    realised = quality_module.realised_amount
+
+    def counted(status: str, amount: float | None, quote: float | None) -> float | None:
+        read.append(status)  # once per stored outcome the report reads
+        return realised(status, amount, quote)
+
+    monkeypatch.setattr(quality_module, "realised_amount", counted)
+    report = quality_report(engine, "v2")
+    assert len(read) == len(new_deals)
+    assert (report["outcomes"]["outcomes_total"], report["outcomes"]["deals"]) == (44, 4)
+    # N1 and N3 won at p 0.3 and 0.5, N0 and N2 lost at 0.2 and 0.4: 3 of the 4 won-lost pairs in order.
+    assert report["outcomes"]["auc"] == 0.75
+    judged = report["judgements"]
+    assert (judged["judgements_total"], judged["pairs"], judged["not_scored_by_version"]) == (3, 1, 2)
+    engine.dispose()

@@ -122,7 +122,7 @@ def _json(content: bytes, status: int = 200) -> Response:
 
 
 @router.post(
-    "/v1/score", tags=["scoring"], response_model=ScoreResponse,
+    "/v1/score", tags=["scoring"], response_model=ScoreResponse, operation_id="score_deals",
     summary="Score deals: win probability, value, expected value, grade, reasons and gaps",
     responses={**_ok(examples.SCORE_RESPONSE), **_error_responses(*BODY_ERRORS)},
     openapi_extra=_body("ScoreRequest", examples.SCORE_REQUEST, "1 to max_batch deals (default 1,000)"),
@@ -139,7 +139,7 @@ async def score(request: Request) -> Response:
 
 
 @router.post(
-    "/v1/rank", tags=["scoring"], response_model=RankResponse,
+    "/v1/rank", tags=["scoring"], response_model=RankResponse, operation_id="rank_deals",
     summary="Score deals and sort them, best first, each with its rank",
     responses={**_ok(examples.RANK_RESPONSE), **_error_responses(*BODY_ERRORS)},
     openapi_extra=_body("ScoreRequest", examples.SCORE_REQUEST, "1 to max_batch deals (default 1,000)"),
@@ -157,7 +157,7 @@ async def rank(request: Request,
 
 
 @router.post(
-    "/v1/gaps", tags=["clients"], response_model=GapsResponse,
+    "/v1/gaps", tags=["clients"], response_model=GapsResponse, operation_id="client_gaps",
     summary="Cross-sell gap lists: what each client lacks against its segment's ideal profile",
     responses={**_ok(examples.GAPS_RESPONSE), **_error_responses(*BODY_ERRORS)},
     openapi_extra=_body("GapsRequest", examples.GAPS_REQUEST, "1 to max_batch clients (default 1,000)"),
@@ -181,7 +181,7 @@ async def _prepare(request: Request) -> tuple[LoadedModel, bytes]:
 # Model and health
 
 
-@router.get("/v1/model", tags=["model"], response_model=ModelInfo, summary="The live model",
+@router.get("/v1/model", tags=["model"], response_model=ModelInfo, operation_id="get_model", summary="The live model",
             responses={**_ok(examples.MODEL_INFO), **_error_responses(500, 503)})
 async def model_info(request: Request, snapshot: Snapshot, rid: RequestId) -> Response:
     """Version, training date, data summary, metrics, grade cut-offs and features of the model serving now;
@@ -210,13 +210,14 @@ def _take_up_days(model: Any) -> int | None:
     return None if take_up is None else int(take_up.days)
 
 
-@router.get("/health/live", tags=["health"], response_model=Health, summary="The process is up",
+@router.get("/health/live", tags=["health"], response_model=Health, operation_id="health_live",
+            summary="The process is up",
             responses={**_ok(examples.LIVE), **_error_responses(500)})
 async def live(rid: RequestId) -> Response:
     return _json(_dumps({"status": "live", "request_id": rid}))
 
 
-@router.get("/health/ready", tags=["health"], response_model=Health,
+@router.get("/health/ready", tags=["health"], response_model=Health, operation_id="health_ready",
             summary="A model is loaded and warmed (503 until then)",
             responses={**_ok(examples.READY), **_error_responses(500, 503)})
 async def ready(request: Request, rid: RequestId) -> Response:
@@ -261,7 +262,7 @@ async def require_admin(request: Request,
                            [Problem("Authorization", "Bearer and the service's admin token", got)])
 
 
-@router.post("/v1/admin/reload", tags=["admin"], response_model=ReloadResponse,
+@router.post("/v1/admin/reload", tags=["admin"], response_model=ReloadResponse, operation_id="reload_model",
              summary="Load the registry's live version now, if it is not the one serving",
              dependencies=[Depends(require_admin)],
              responses={**_ok(examples.RELOAD_RESPONSE), **_error_responses(401, 409, 500)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,19 @@ def test_the_rank_operation_states_the_tie_order_its_answers_follow(document: di
     for text in (description, scores):
         assert "expected value, then p_win" in text, text
     assert "equal values keep their input order" not in description
+
+
+def test_every_operation_has_a_chosen_unique_operation_id(document: dict[str, Any]) -> None:
+    """A generated client names its functions by operationId: FastAPI's own ids (score_v1_score_post) became
+    score_v1_score_post.sync() in Python and operations["score_v1_score_post"] in TypeScript (a client
+    generation audit)."""
+    ids = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            operation_id = operation.get("operationId")
+            assert operation_id, (path, method)
+            # FastAPI's form: the function's name, then the path and the method ("_v1_score_post").
+            path_words = re.sub(r"\W", "_", path)
+            assert not operation_id.endswith(f"{path_words}_{method}"), operation_id
+            ids.append(operation_id)
+    assert len(ids) == len(set(ids)) >= 11

@@ -127,7 +127,8 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
                                                      "content": {JSON: {"example": example}}}}
         return {**ok, **{s: errors[s] for s in statuses if s in errors}}
 
-    @router.post("/v1/outcomes", response_model=OutcomesResponse, summary="Record realised outcomes of scored deals",
+    @router.post("/v1/outcomes", response_model=OutcomesResponse, operation_id="record_outcomes",
+                 summary="Record realised outcomes of scored deals",
                  responses=declared(OUTCOMES_RESPONSE_EXAMPLE, 400, 408, 413, 415, 422, 500, 503),
                  openapi_extra=_body_example(OUTCOMES_EXAMPLE))
     def post_outcomes(body: OutcomesRequest, request: Request) -> OutcomesResponse:
@@ -147,7 +148,7 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
             results=[OutcomeResultOut(deal_id=r.deal_id, result=r.result, revision=r.revision,
                                       client_history=history and r.client_id is not None) for r in results])
 
-    @router.post("/v1/judgements", response_model=JudgementResponse,
+    @router.post("/v1/judgements", response_model=JudgementResponse, operation_id="record_judgement",
                  summary="Record a manager's judgement that one deal should rank above another",
                  responses=declared(JUDGEMENT_RESPONSE_EXAMPLE, 400, 408, 413, 415, 422, 500, 503),
                  openapi_extra=_body_example(JUDGEMENT_EXAMPLE))
@@ -159,7 +160,7 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
         return JudgementResponse(request_id=_request_id(request), judgement_id=recorded.judgement_id,
                                  result=recorded.result, revision=recorded.revision)
 
-    @router.get("/v1/quality", response_model=QualityResponse,
+    @router.get("/v1/quality", response_model=QualityResponse, operation_id="get_quality",
                 summary="Live quality of a model version against outcomes and managers' judgements",
                 responses=declared(QUALITY_EXAMPLE, 404, 422, 500, 503))
     def get_quality(
@@ -184,7 +185,7 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
             report = feedback.quality(wanted, top=top)
         return QualityResponse.model_validate({"request_id": _request_id(request), **report})
 
-    @router.get("/v1/quality/versions", response_model=VersionsResponse,
+    @router.get("/v1/quality/versions", response_model=VersionsResponse, operation_id="list_quality_versions",
                 summary="Model versions the score log has scores of, the most recently scoring first",
                 responses=declared(VERSIONS_EXAMPLE, 500, 503))
     def get_versions(request: Request) -> VersionsResponse:

@@ -316,6 +316,16 @@ def _exact_id_bounds(node: Any) -> None:
             _exact_id_bounds(value)
 
 
+def _without_null_defaults(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema without its properties' `"default": null`, as FastAPI renders the rest of the document. An
+    optional field's default read as a value always there: openapi-typescript (by default) typed every optional
+    Deal and Client field as required, so a deal of a deal_id alone did not compile (a client generation audit)."""
+    for field in schema.get("properties", {}).values():
+        if "default" in field and field["default"] is None:
+            del field["default"]
+    return schema
+
+
 def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     """FastAPI's document plus the request bodies the data plane parses itself."""
     if app.openapi_schema is not None:
@@ -327,8 +337,8 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     for schema in (models.score, models.gaps):
         body = schema.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, definition in body.pop("$defs", {}).items():
-            components.setdefault(name, definition)
-        components[schema.__name__] = body
+            components.setdefault(name, _without_null_defaults(definition))
+        components[schema.__name__] = _without_null_defaults(body)
     # FastAPI's own 422 schemas are never sent: every error is an ErrorResponse.
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)

@@ -276,13 +276,20 @@ def request_models(max_batch: int) -> RequestModels:
 # Responses (documentation of what the routes write).
 
 
+class _Answer(BaseModel):
+    # Every field is in every answer, those with a default too: declared required, so a generated client types
+    # it as always there (openapi-python-client had typed ignored_fields and ClientGapsOut's client_status as
+    # `... | Unset`, TypeScript as optional). Health is no _Answer: /health/live sends no model_version.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
 class RankBy(StrEnum):
     expected_value = "expected_value"
     value_per_hour = "value_per_hour"
     grade = "grade"  # the letter class first (A, B, C, then D), expected value within it: as a manager reads them
 
 
-class ReasonOut(BaseModel):
+class ReasonOut(_Answer):
     feature: str
     value: str | float | None = Field(
         description="the input's value for this deal (a level or a number; a client's or a level's win rate is "
@@ -300,7 +307,7 @@ class ReasonOut(BaseModel):
                                   "as of 200 days ago\"), as its push allows for wins since")
 
 
-class GapOut(BaseModel):
+class GapOut(_Answer):
     product: str
     adoption: float = Field(description="share of the segment's best clients that hold it")
     p_accept: float = Field(description="estimated chance this client takes it: of taking it up within the model's "
@@ -312,7 +319,7 @@ class GapOut(BaseModel):
     reason: str
 
 
-class ScoreOut(BaseModel):
+class ScoreOut(_Answer):
     deal_id: str
     p_win: float = Field(ge=0, le=1, description="calibrated win probability")
     value: float | None = Field(description="expected amount if won; null when unknown")
@@ -357,14 +364,14 @@ def _ignored_fields() -> Any:
                                                    "shows here), sorted")
 
 
-class ScoreResponse(BaseModel):
+class ScoreResponse(_Answer):
     model_version: str
     request_id: str
     scores: list[ScoreOut] = Field(description="in input order")
     ignored_fields: list[str] = _ignored_fields()
 
 
-class RankResponse(BaseModel):
+class RankResponse(_Answer):
     model_version: str
     request_id: str
     by: RankBy
@@ -373,7 +380,7 @@ class RankResponse(BaseModel):
     ignored_fields: list[str] = _ignored_fields()
 
 
-class ClientGapsOut(BaseModel):
+class ClientGapsOut(_Answer):
     client_id: str
     segment: str | None = Field(description="the segment whose ideal profile was used (null: no profiles)")
     gaps: list[GapOut]
@@ -392,26 +399,26 @@ class ClientGapsOut(BaseModel):
         default="none", description="the client history the status was read from, as in a score's history_source")
 
 
-class GapsResponse(BaseModel):
+class GapsResponse(_Answer):
     model_version: str
     request_id: str
     clients: list[ClientGapsOut] = Field(description="in input order")
 
 
-class RefusedOut(BaseModel):
+class RefusedOut(_Answer):
     version: str | None = Field(description="the live version the service refused to load; null when the "
                                             "registry's manifest itself could not be read")
     reason: str = Field(description="why: checksum mismatch, library versions, failed test prediction, ...")
     at: str = Field(description="when it was refused (UTC, ISO 8601)")
 
 
-class ModelSourceOut(BaseModel):
+class ModelSourceOut(_Answer):
     kind: SourceKind = Field(description="'registry' (the registry's live version, followed by hot reload), "
                                          "'model_dir' (one artifact directory) or 'memory' (handed over in-process)")
     path: str | None = Field(description="the artifact directory the model was loaded from")
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(_Answer):
     model_config = ConfigDict(extra="allow")
     model_version: str
     request_id: str
@@ -440,7 +447,7 @@ class ModelInfo(BaseModel):
                                                    "(this model keeps serving); null otherwise")
 
 
-class ReloadResponse(BaseModel):
+class ReloadResponse(_Answer):
     status: Literal["loaded", "unchanged", "refused"] = Field(
         description="'loaded': the live version was loaded, verified, warmed and swapped in; 'unchanged': it "
                     "already serves (or nothing is live); 'refused': it failed a check, the old model serves")
@@ -456,19 +463,19 @@ class Health(BaseModel):
     model_version: str | None = None
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(_Answer):
     field: str = Field(description="JSON path of the bad value, e.g. deals[3].amount")
     expected: str
     got: str
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(_Answer):
     code: str = Field(description="stable machine-readable code, e.g. invalid_input, payload_too_large")
     message: str
     details: list[ErrorDetail]
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(_Answer):
     error: ErrorBody
     request_id: str
 

@@ -7,6 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
+    TestClient,
+    fixture_service_client,
+    fixture_service_crm,
+    fixture_service_dataset,
+    fixture_service_training,
+    make_deal,
+)
 
 from model.contract import CLIENT_HISTORY, CLIENTS, DEALS, MAX_TEXT_LENGTH, NO_NUL_PATTERN
 from service import create_app, settings_doc
@@ -214,3 +222,47 @@ def test_no_optional_field_declares_a_null_default(document: dict[str, Any]) -> 
         for field, declared in schema.get("properties", {}).items():
             assert not ("default" in declared and declared["default"] is None), (name, field)
     assert "client_id" not in schemas["Deal"].get("required", []) and "industry" in schemas["Client"]["properties"]
+
+
+def _sent_fields_are_required(document: dict[str, Any], schema: dict[str, Any], answer: Any, where: str) -> int:
+    """Walks an answer beside its schema: each object's keys must be its schema's required list. Returns how
+    many objects were compared."""
+    if "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    if isinstance(answer, list):
+        return sum(_sent_fields_are_required(document, schema.get("items", {}), item, f"{where}[{i}]")
+                   for i, item in enumerate(answer))
+    if isinstance(answer, dict):
+        if "anyOf" in schema:
+            [schema] = [s for s in schema["anyOf"] if "$ref" in s or s.get("type") == "object"]
+            return _sent_fields_are_required(document, schema, answer, where)
+        if "properties" not in schema:  # a free-form object (a model's metrics)
+            return 0
+        assert set(schema.get("required", [])) == set(answer), (where, set(answer) ^ set(schema.get("required", [])))
+        return 1 + sum(_sent_fields_are_required(document, schema["properties"].get(key, {}), value, f"{where}.{key}")
+                       for key, value in answer.items())
+    return 0
+
+
+def test_every_field_the_service_always_sends_is_required(document: dict[str, Any],
+                                                          service_client: TestClient) -> None:
+    """A field every answer carries is declared required, so a generated client types it as always there:
+    ignored_fields, a gap list's client_status and unknown_products, the model's caution were optional, and
+    openapi-python-client typed them `... | Unset` (a client generation audit). Not Health: its model_version is
+    in /health/ready's answers, not /health/live's."""
+    deals = {"deals": [make_deal(), make_deal(deal_id="D-2", client_id=None, misspelt_field="x")]}
+    answers = {
+        ("/v1/score", "post"): service_client.post("/v1/score", json=deals),
+        ("/v1/rank", "post"): service_client.post("/v1/rank?by=grade", json=deals),
+        ("/v1/gaps", "post"): service_client.post("/v1/gaps", json={"clients": [
+            {"client_id": "C00010"}, {"client_id": "NEW-1", "products": ["not_a_product"]}]}),
+        ("/v1/model", "get"): service_client.get("/v1/model"),
+        ("/v1/score", "post", 422): service_client.post("/v1/score", json={"deals": [make_deal(amount=-5)]}),
+    }
+    compared = 0
+    for (path, method, *status), response in answers.items():
+        code = str(status[0]) if status else "200"
+        assert str(response.status_code) == code, (path, response.text)
+        declared = document["paths"][path][method]["responses"][code]["content"]["application/json"]["schema"]
+        compared += _sent_fields_are_required(document, declared, response.json(), path)
+    assert compared >= 20

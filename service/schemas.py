@@ -27,6 +27,7 @@ from pydantic import (
     create_model,
 )
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypeAliasType
 
 from model.contract import (
     CLIENT_HISTORY,
@@ -44,15 +45,29 @@ from model.records import parse_date, text_value
 from service.holder import SourceKind
 
 __all__ = [
-    "ClientGapsOut", "ErrorResponse", "GapOut", "GapsResponse", "Health", "ModelInfo", "ModelSourceOut",
-    "RankBy", "RankResponse", "ReasonOut", "RefusedOut", "ReloadResponse", "RequestModels", "ScoreOut",
-    "ScoreResponse", "TopDisagreements", "TopGaps", "request_models",
+    "ClientGapsOut", "ClientStatus", "DealStatus", "ErrorResponse", "GapOut", "GapsResponse", "Grade", "Health",
+    "HistorySource", "ModelInfo", "ModelSourceOut", "RankBy", "RankResponse", "ReasonOut", "RefusedOut",
+    "ReloadResponse", "RequestModels", "ScoreOut", "ScoreResponse", "TopDisagreements", "TopGaps", "ValueSource",
+    "request_models",
 ]
 
 MAX_ID = 10**18 - 1  # an integer id beyond this is a bug upstream, and str() of a huge int is slow or fails
 MAX_DATE_CHARS = 40
 MAX_PRODUCTS = 500  # products one client may list as held
 MAX_FIELD_NAME = 64
+
+# Each set of values is a schema of its own, named, in the OpenAPI document: inline, a generated client made a
+# type per field (openapi-python-client: ScoreOutGrade beside RankedScoreOutGrade, ScoreOutValueSourceType0, three
+# history sources), so a grade from /v1/rank was not the type of one from /v1/score (a client generation audit).
+Grade = TypeAliasType("Grade", Literal["A", "B", "C", "D"])
+HistorySource = TypeAliasType("HistorySource", Literal["request", "outcomes", "model", "none"])
+ValueSource = TypeAliasType("ValueSource", Literal["amount", "model"])
+ClientStatus = TypeAliasType("ClientStatus", Literal["prospect", "new", "regular", "lost"])
+# The contract's statuses, read at run time (mypy takes only literal values in Literal[...]).
+DealStatus = TypeAliasType("DealStatus", Literal[STATUS_VALUES])  # type: ignore[valid-type]
+ReloadStatus = TypeAliasType("ReloadStatus", Literal["loaded", "unchanged", "refused"])
+HealthStatus = TypeAliasType("HealthStatus", Literal["live", "ready"])
+ModelSourceKind = TypeAliasType("ModelSourceKind", SourceKind)
 
 
 # The first accepted date of each column is the contract's (`Column.earliest`); the last is the server's UTC
@@ -199,7 +214,7 @@ def _annotation(column: Column) -> Any:
     if column.kind is Kind.DATE:
         return _date_text(column.earliest)
     if column.kind is Kind.STATUS:
-        return Literal[STATUS_VALUES]
+        return DealStatus
     return Text
 
 
@@ -324,16 +339,16 @@ class ScoreOut(_Answer):
     p_win: float = Field(ge=0, le=1, description="calibrated win probability")
     value: float | None = Field(description="expected amount if won; null when unknown")
     expected_value: float | None = Field(description="p_win x value")
-    grade: Literal["A", "B", "C", "D"]
+    grade: Grade
     reasons: list[ReasonOut]
     gaps: list[GapOut] = Field(description="the deal client's top cross-sell gaps, rank 1 first, without the "
                                            "deal's own product (it is being sold already)")
-    value_source: Literal["amount", "model"] | None = Field(
+    value_source: ValueSource | None = Field(
         description="'amount' (sent, above 0), 'model' (predicted from similar won deals; also for an amount of 0, "
                     "taken as no quote yet) or null (unknown)")
     value_per_hour: float | None = Field(description="expected_value / effort_hours; null without effort_hours "
                                                      "above 0")
-    history_source: Literal["request", "outcomes", "model", "none"] = Field(
+    history_source: HistorySource = Field(
         description="client history used: sent with the deal, the model's plus outcomes reported since training "
                     "(POST /v1/outcomes), the model's as of training, or none (no client_id, or one the "
                     "model does not know: a prospect; or a model trained without client history)")
@@ -390,12 +405,12 @@ class ClientGapsOut(_Answer):
         default_factory=list, description="products sent with the client that the model does not know (matched "
                                           "up to case and surrounding spaces): not counted as held, so the gap "
                                           "list may offer a product the client holds under that name")
-    client_status: Literal["prospect", "new", "regular", "lost"] | None = Field(
+    client_status: ClientStatus | None = Field(
         default=None, description="where the client stands today, its wins up to today included: prospect (no "
                                   "won deal), new (one), regular (two or more), lost (no win within the model's "
                                   "lost window); cross-sell suits settled clients with stable income. null when "
                                   "the model was trained without client ids")
-    history_source: Literal["request", "outcomes", "model", "none"] = Field(
+    history_source: HistorySource = Field(
         default="none", description="the client history the status was read from, as in a score's history_source")
 
 
@@ -413,7 +428,7 @@ class RefusedOut(_Answer):
 
 
 class ModelSourceOut(_Answer):
-    kind: SourceKind = Field(description="'registry' (the registry's live version, followed by hot reload), "
+    kind: ModelSourceKind = Field(description="'registry' (the registry's live version, followed by hot reload), "
                                          "'model_dir' (one artifact directory) or 'memory' (handed over in-process)")
     path: str | None = Field(description="the artifact directory the model was loaded from")
 
@@ -448,7 +463,7 @@ class ModelInfo(_Answer):
 
 
 class ReloadResponse(_Answer):
-    status: Literal["loaded", "unchanged", "refused"] = Field(
+    status: ReloadStatus = Field(
         description="'loaded': the live version was loaded, verified, warmed and swapped in; 'unchanged': it "
                     "already serves (or nothing is live); 'refused': it failed a check, the old model serves")
     live_version: str | None = Field(description="the version the registry names as live")
@@ -458,7 +473,7 @@ class ReloadResponse(_Answer):
 
 
 class Health(BaseModel):
-    status: Literal["live", "ready"]
+    status: HealthStatus
     request_id: str
     model_version: str | None = None
 

@@ -266,3 +266,29 @@ def test_every_field_the_service_always_sends_is_required(document: dict[str, An
         declared = document["paths"][path][method]["responses"][code]["content"]["application/json"]["schema"]
         compared += _sent_fields_are_required(document, declared, response.json(), path)
     assert compared >= 20
+
+
+def test_every_set_of_values_is_a_named_schema(document: dict[str, Any]) -> None:
+    """An enum written inline became a type per field in generated clients: openapi-python-client 0.29.1 made
+    ScoreOutGrade and RankedScoreOutGrade, ScoreOutValueSourceType0, and three history sources (a client generation
+    audit). Each set of values is a component of its own, referred to."""
+    inline: list[str] = []
+
+    def visit(node: Any, where: str, top: bool) -> None:
+        if isinstance(node, dict):
+            if "enum" in node and not top:
+                inline.append(where)
+            for key, value in node.items():
+                visit(value, f"{where}.{key}", False)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                visit(value, f"{where}[{i}]", False)
+
+    for name, schema in document["components"]["schemas"].items():
+        visit(schema, name, True)
+    visit(document["paths"], "paths", False)
+    assert inline == []
+    schemas = document["components"]["schemas"]
+    grade = {"$ref": "#/components/schemas/Grade"}
+    assert schemas["ScoreOut"]["properties"]["grade"] == schemas["RankedScoreOut"]["properties"]["grade"] == grade
+    assert schemas["Grade"]["enum"] == ["A", "B", "C", "D"]

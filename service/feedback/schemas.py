@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, WithJsonSchema
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypeAliasType
 
 from model.contract import EARLIEST_DEAL_DATE, MAX_MONEY, MAX_TEXT_LENGTH, NO_NUL_PATTERN
 from model.records import parse_date, text_value
@@ -14,6 +15,11 @@ from service.schemas import RequiredId
 
 MAX_OUTCOMES = 10_000
 MAX_NOTE = 2_000
+
+# Named schemas in the OpenAPI document, as service.schemas' (a generated client's one type per set of values).
+OutcomeStatus = TypeAliasType("OutcomeStatus", Literal["won", "lost"])
+FeedbackResult = TypeAliasType("FeedbackResult", Literal["created", "updated", "unchanged"])
+ComparedBy = TypeAliasType("ComparedBy", Literal["expected_value", "p_win"])
 
 
 def _date(value: str) -> date:
@@ -50,7 +56,7 @@ class OutcomeIn(_Strict):
 
     deal_id: Id = Field(description="the deal, as sent to /v1/score")
     # Case and surrounding spaces aside, as a mapping file's status values are compared ("Won" from a CRM).
-    status: Annotated[Literal["won", "lost"], BeforeValidator(_status_text)] = Field(
+    status: Annotated[OutcomeStatus, BeforeValidator(_status_text)] = Field(
         description="won or lost (any case)")
     amount: Annotated[float, Field(strict=True, ge=0, le=MAX_MONEY)] | None = Field(
         default=None, description="money realised if won (omitted: the deal's amount as last scored); lost deals "
@@ -103,7 +109,7 @@ class OutcomesRequest(_Strict):
 
 class OutcomeResultOut(BaseModel):
     deal_id: str
-    result: Literal["created", "updated", "unchanged"]
+    result: FeedbackResult
     revision: int = Field(description="1 for the first word on the deal, +1 for each change")
     client_history: bool = Field(description="whether the outcome enters a client's history for later scores: the "
                                              "deal's client is known and the model serving reads client history")
@@ -136,7 +142,7 @@ class JudgementResponse(BaseModel):
 
     request_id: str
     judgement_id: int
-    result: Literal["created", "updated", "unchanged"] = Field(
+    result: FeedbackResult = Field(
         description="updated: this manager had judged the pair before (the latest view counts)")
     revision: int
 
@@ -182,7 +188,7 @@ class Disagreement(BaseModel):
     above_deal_id: str
     below_deal_id: str
     note: str | None
-    compared_by: Literal["expected_value", "p_win"]
+    compared_by: ComparedBy
     margin: float = Field(description="how far the model ranks the manager's 'above' deal below the other")
     judged_at: str
     above: SaidOut

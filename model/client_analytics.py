@@ -90,10 +90,11 @@ def client_analytics(deals: pd.DataFrame, clients: pd.DataFrame | None, as_of: d
     grouped = won.groupby("client_id", sort=False)
     frequency: FloatArray = np.asarray(grouped.size().reindex(ids).fillna(0), dtype=np.float64)
     monetary: FloatArray = np.asarray(grouped["amount"].sum().reindex(ids).fillna(0.0), dtype=np.float64)
-    # Without any won amount in the data, money is unknown, not 0: no M score, no ABC class and so no golden
-    # client, rather than every client C (the table's attrs say so, and `dealscore clients` tells the user).
-    money_known = ("amount" in deals and "status" in deals
-                   and bool((deals.loc[deals["status"] == "won", "amount"] > 0).any()))
+    # Without any won amount paid by the as-of date, money is unknown, not 0: no M score, no ABC class and so no
+    # golden client, rather than every client C (the table's attrs say so, and `dealscore clients` tells the
+    # user). Wins paid later do not count: a priced win the day after the date had turned an as-of table's empty
+    # money columns into 0 and class C (a property test).
+    money_known = "amount" in deals and bool((won["amount"] > 0).any())
     first_day: FloatArray = np.asarray(grouped["day"].min().reindex(ids), dtype=np.float64)
     last_day: FloatArray = np.asarray(grouped["day"].max().reindex(ids), dtype=np.float64)
     recency: FloatArray = as_of_day - last_day

@@ -76,6 +76,13 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if self.reading_head and self.head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
             self._refuse_head()
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        # Also here: a head may begin in the read that ends the request before it (the rest of a body the app
+        # answered without reading), and nothing armed the deadline for it until a next read, maybe never.
+        if self.head_deadline is None:
+            self._arm_head_deadline()
+
     def on_headers_complete(self) -> None:
         self.reading_head = False
         self._disarm_head_deadline()

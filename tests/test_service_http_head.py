@@ -108,3 +108,35 @@ def test_a_request_head_that_does_not_arrive_in_time_is_answered_408_and_closed(
         # A request the app takes longer than the head timeout to answer is not cut, nor the one after it.
         served = _exchange(port, _get(), _get(close=True))
         assert served.count(b"HTTP/1.1 200 OK") == 2, served[:300]
+
+
+async def _early(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """_echo, but /early answers at once without reading the body (as the token check's 401 does)."""
+    if scope["type"] == "http" and scope["path"] == "/early":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+        return
+    await _echo(scope, receive, send)
+
+
+def test_a_head_begun_in_the_read_that_ends_the_body_before_it_is_timed_too(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app answered before the body came (a 401); the body's rest and part of a next head came in one read,
+    then nothing: no deadline was armed for that head, and the connection was kept for good (held 12 s and more
+    with a head timeout of 0.5 s)."""
+    from service import http_protocol
+
+    options = _server_options(monkeypatch)
+    monkeypatch.setattr(http_protocol, "HEAD_TIMEOUT_SECONDS", 0.5, raising=False)
+    with uvicorn_server(_early, **options) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(b"POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: 20\r\n\r\n0123456789")
+            answer = b""
+            while b"{}" not in answer:
+                answer += connection.recv(1 << 16)
+            connection.sendall(b"0123456789" + b"GET /x HTTP/1.1\r\nHost: t\r\n")
+            rest = b""
+            while chunk := connection.recv(1 << 16):  # until the server closes it (10 s: the test fails)
+                rest += chunk
+        assert rest.startswith(b"HTTP/1.1 408 "), rest[:200]
+

@@ -55,6 +55,9 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self.head_bytes = 0  # bytes read since the current request's head began
         self.reading_head = True  # until the current head is complete (again after each request's end)
         self.refused = False  # answered 431 or 408: what still comes is dropped unread
+        # A head too large behind a request the app still answers (pipelined): refused in its turn, after that answer
+        # (written at once, it was read as the answer to the request before, whose own answer then failed).
+        self.refusal_owed = False
         self.head_deadline: TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
@@ -66,7 +69,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.refused:
+        if self.refused or self.refusal_owed:
             return
         if self.reading_head:
             self.head_bytes += len(data)
@@ -74,7 +77,11 @@ class BoundedHeadProtocol(HttpToolsProtocol):
                 self._arm_head_deadline()
         super().data_received(data)
         if self.reading_head and self.head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
-            self._refuse_head()
+            if self._answer_owed():
+                self.refusal_owed = True
+                self.flow.pause_reading()
+            else:
+                self._refuse_head()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -82,6 +89,11 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         # answered without reading), and nothing armed the deadline for it until a next read, maybe never.
         if self.head_deadline is None:
             self._arm_head_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.refusal_owed and not self._answer_owed() and not self.transport.is_closing():
+            self._refuse_head()
 
     def on_headers_complete(self) -> None:
         self.reading_head = False
@@ -105,13 +117,17 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self.head_deadline = None
         if self.transport.is_closing() or not self.reading_head or self.refused:
             return
-        if self.cycle is not None and not self.cycle.response_complete:
+        if self._answer_owed():
             self._arm_head_deadline()  # the app still answers the request before it: nothing to refuse yet
             return
         self._refuse(RequestTimeout(
             f"request head not received within {HEAD_TIMEOUT_SECONDS:g} s", [Problem(
                 "headers", f"the whole request line and headers within {HEAD_TIMEOUT_SECONDS:g} s",
                 f"{self.head_bytes:,} bytes by then")]), "request head too slow")
+
+    def _answer_owed(self) -> bool:
+        """The app still answers a request of this connection (the last one parsed: answers go out in order)."""
+        return self.cycle is not None and not self.cycle.response_complete
 
     def _refuse_head(self) -> None:
         self._refuse(HeadersTooLarge(f"request head too large: at most {MAX_HEAD_BYTES:,} bytes of request line and "

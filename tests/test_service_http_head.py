@@ -140,3 +140,14 @@ def test_a_head_begun_in_the_read_that_ends_the_body_before_it_is_timed_too(
                 rest += chunk
         assert rest.startswith(b"HTTP/1.1 408 "), rest[:200]
 
+
+def test_a_head_too_large_behind_a_request_still_answered_is_refused_after_that_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pipelined behind a request the app takes 1 s to answer, a head of 1 MB was answered 431 at once: the client
+    read it as the first request's answer, and that request's own answer then failed in the app (write after
+    write_eof, an error in the log)."""
+    with uvicorn_server(_slow, **_server_options(monkeypatch)) as port:
+        answer = _exchange(port, _get(), _get(b"X-Big: " + b"a" * (1 << 20) + b"\r\n"))
+    first, _, rest = answer.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200 "), answer[:300]
+    assert rest.startswith(b'{"body_bytes": 0}HTTP/1.1 431 '), rest[:300]

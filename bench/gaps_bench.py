@@ -90,6 +90,8 @@ def pooled(data_set: str, runs: list[list[RecallResult]]) -> list[RecallResult]:
 def sign_test(method: RecallResult, baseline: RecallResult, top: int = 3) -> tuple[int, int, float]:
     """Cases only `method` has in its top `top` (1 or 3), cases only `baseline` has, and the two-sided exact
     p-value."""
+    if top not in (1, 3):
+        raise ValueError(f"top: 1 or 3 (the places RecallResult keeps hits for), got {top}")
     hits_m, hits_b = (method.hits_at_1, baseline.hits_at_1) if top == 1 else (method.hits_at_3, baseline.hits_at_3)
     ahead = sum(m and not b for m, b in zip(hits_m, hits_b, strict=True))
     behind = sum(b and not m for m, b in zip(hits_m, hits_b, strict=True))

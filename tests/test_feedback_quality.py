@@ -74,3 +74,16 @@ def test_a_versions_report_reads_only_the_outcomes_and_judgements_of_deals_it_sc
     judged = report["judgements"]
     assert (judged["judgements_total"], judged["pairs"], judged["not_scored_by_version"]) == (3, 1, 2)
     engine.dispose()
+
+
+def test_totals_counted_before_rows_stored_since_never_fall_below_those_rows() -> None:
+    # The totals are counted in statements of their own: a judgement or outcome stored between the count and the
+    # rows' read had made not_scored_by_version -1 (a review).
+    at = datetime(2025, 1, 1)
+    said = {deal: [_Said(at, i, 0.5, value, "B")] for i, (deal, value) in enumerate({"a": 2.0, "b": 1.0}.items())}
+    rows = [{"above_deal_id": "a", "below_deal_id": "b", "manager": m, "note": None,
+             "updated_at": datetime(2025, 1, 2)} for m in ("m1", "m2")]
+    judged = judgement_quality(rows, said, total=1)
+    assert (judged["judgements_total"], judged["pairs"], judged["not_scored_by_version"]) == (2, 2, 0)
+    outcome_rows = [("a", "won", 2.0, date(2025, 2, 1)), ("b", "lost", None, date(2025, 2, 1))]
+    assert outcome_quality(outcome_rows, said, total=1)["outcomes_total"] == 2

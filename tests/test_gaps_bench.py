@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from bench.gaps_bench import income_test, pooled, sign_test
 from training.gap_evaluation import RecallResult, score_rankings
 
@@ -74,3 +76,9 @@ def test_the_first_place_is_tested_apart_from_the_top_3() -> None:
     assert math.isclose(p, 1.0)  # 2 against 1 is no evidence
     draws = pooled("toy x2", [score_rankings("toy", lists, targets), score_rankings("toy", lists, targets)])
     assert draws[0].hits_at_1 == (True, True, False, True, True, False)
+
+
+def test_the_sign_test_takes_only_the_places_it_has_hits_for() -> None:
+    results = _results({"served": [["a"]], "popularity": [["a"]]}, ["a"], [1.0])
+    with pytest.raises(ValueError, match="1 or 3"):
+        sign_test(results["served"], results["popularity"], top=2)

@@ -109,7 +109,8 @@ def outcome_quality(rows: Sequence[Any], said: dict[str, list[_Said]], *, total:
     # service worker starts (and answers uvicorn's health check) as fast as it did without the feedback loop.
     from model.metrics import calibration_curve, grade_table, probability_metrics
 
-    summary: dict[str, Any] = {"outcomes_total": len(rows) if total is None else total, "deals": len(won)}
+    # max: the total is counted in a statement of its own, and an outcome stored in between is in `rows` only.
+    summary: dict[str, Any] = {"outcomes_total": max(total or 0, len(rows)), "deals": len(won)}
     if not won:
         return {**summary, "auc": None, "brier": None, "calibration_error": None, "log_loss": None,
                 "mean_p_win": None, "win_rate": None, "grades": [], "calibration": []}
@@ -167,7 +168,7 @@ def judgement_quality(rows: Sequence[Any], said: dict[str, list[_Said]], *, top:
     others count as not scored by it)."""
     per_manager: dict[str, list[float]] = defaultdict(list)
     disagreements: list[tuple[float, dict[str, Any]]] = []
-    total = len(rows) if total is None else total
+    total = max(total or 0, len(rows))  # counted in a statement of its own: a judgement stored in between
     not_scored = total - len(rows)
     for row in rows:
         above = closest(said.get(row["above_deal_id"], []), row["updated_at"])

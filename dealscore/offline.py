@@ -441,7 +441,7 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
     if dataset.deals.empty:
         warn("the deals table has no rows: no client has a won deal")
     elif not table.attrs.get("money_known", True):
-        fix = ("the amount column has no amount above 0 for any won deal of a client paid by the as-of date"
+        fix = ("the amount column has no amount above 0 for any client's won deal closed by the as-of date"
                if "amount" in dataset.deals else "map an amount column to get them")
         warn(f"no won deal carries an amount: monetary, m_score and abc are left empty and no client is golden "
              f"({fix})")

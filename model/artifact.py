@@ -417,7 +417,7 @@ def load_artifact(artifact_dir: str | Path) -> tuple[ScoringModel, dict[str, Any
 
 
 def _load_model(artifact_dir: Path, meta: Mapping[str, Any]) -> ScoringModel:
-    # The bytes unpickled are the bytes checked, read once: opening the file again after _verified_metadata hashed
+    # The bytes unpickled are the bytes checked, from one read: opening the file again after _verified_metadata hashed
     # it let whoever may write the folder swap in another pickle between the two (a security review ran an
     # unsigned pickle's code in 5 of 30 loads of a signed artifact, its model.joblib swapped in a loop).
     payload = _model_payload(Path(artifact_dir), meta)

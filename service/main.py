@@ -28,7 +28,7 @@ def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
     from service.http_protocol import BoundedHeadProtocol
 
-    # BoundedHeadProtocol: uvicorn's httptools protocol, which read a request's head with no bound on its size.
+    # BoundedHeadProtocol: uvicorn's httptools protocol, which read a request's head with no bound on its size or time.
     uvicorn.run("service.app:create_app_from_env", factory=True, host=settings.host, port=settings.port,
                 workers=settings.workers, log_level=settings.log_level.lower(), access_log=False,
                 log_config=None, server_header=False, http=BoundedHeadProtocol)

@@ -9,15 +9,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from overlay_history import trained_deals, trained_history
 from test_feedback_helpers import feedback_training_fixture  # noqa: F401 (fixture)
 
 from model.features import (
     HISTORY_AGE,
     OUTCOME_LOST_DEALS,
     DealHistory,
-    FeatureConfig,
     build_features,
-    fit_feature_spec,
     frame_columns,
 )
 from model.history_overlay import OutcomeBook, OutcomeEvent, history_overrides, with_outcome_history
@@ -31,17 +30,7 @@ def _day(text: str) -> int:
 @pytest.fixture(scope="module")
 def artifact() -> tuple[Any, DealHistory]:
     """The history a model trained on: C1 won 100 on 2025-01-10 and 200 on 2025-02-10, and lost once."""
-    deals = pd.DataFrame({
-        "deal_id": ["T1", "T2", "T3", "T4"],
-        "client_id": ["C1", "C1", "C1", "C2"],
-        "created_at": pd.to_datetime(["2025-01-01", "2025-02-01", "2025-02-15", "2025-01-05"]),
-        "closed_at": pd.to_datetime(["2025-01-10", "2025-02-10", "2025-03-01", "2025-01-20"]),
-        "status": ["won", "won", "lost", "lost"],
-        "amount": [100.0, 200.0, 50.0, 70.0],
-        "product": ["p", "p", "p", "q"],
-    })
-    spec = fit_feature_spec(deals, FeatureConfig(min_level_count=1), {})
-    history = DealHistory(spec, frame_columns(deals))
+    spec, history = trained_history()
     assert history.last_day == _day("2025-03-01")
     return spec, history
 
@@ -123,13 +112,7 @@ def test_reported_outcomes_give_the_client_features_a_history_holding_those_deal
     })
     book = OutcomeBook(OutcomeEvent(r.deal_id, r.client_id, r.status == "won", r.amount, _day(str(r.closed_at.date())))
                        for r in later.itertuples())
-    trained = pd.DataFrame({
-        "deal_id": ["T1", "T2", "T3", "T4"], "client_id": ["C1", "C1", "C1", "C2"],
-        "created_at": pd.to_datetime(["2025-01-01", "2025-02-01", "2025-02-15", "2025-01-05"]),
-        "closed_at": pd.to_datetime(["2025-01-10", "2025-02-10", "2025-03-01", "2025-01-20"]),
-        "status": ["won", "won", "lost", "lost"], "amount": [100.0, 200.0, 50.0, 70.0], "product": ["p", "p", "p", "q"],
-    })
-    holding_them = DealHistory(spec, frame_columns(pd.concat([trained, later], ignore_index=True)))
+    holding_them = DealHistory(spec, frame_columns(pd.concat([trained_deals(), later], ignore_index=True)))
     scored = pd.DataFrame({"deal_id": ["S1", "S2", "S3"], "client_id": ["C1", "C1", "C2"],
                            "created_at": pd.to_datetime(["2025-04-15", "2025-06-01", "2025-06-01"]),
                            "status": ["open"] * 3, "product": ["p"] * 3})

@@ -11,36 +11,25 @@ import math
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from overlay_history import TRAINED_IDS, trained_history
 
-from model.features import DealHistory, FeatureConfig, FeatureSpec, fit_feature_spec, frame_columns
+from model.features import DealHistory, FeatureSpec
 from model.history_overlay import OutcomeBook, OutcomeEvent, history_overrides, with_outcome_history
 
 FAST = settings(max_examples=120, deadline=None, derandomize=True)
 
 DAY0 = int((np.datetime64("2025-01-01", "D") - np.datetime64("1970-01-01", "D")).astype(int))
 CLIENTS = ["C1", "C2", "C3"]
-TRAINED_IDS = ("T1", "T2", "T3", "T4")
 DEAL_IDS = [*TRAINED_IDS, *(f"D{i}" for i in range(8))]
 
 
 @pytest.fixture(scope="module")
 def artifact() -> tuple[FeatureSpec, DealHistory]:
     """A model's history: C1 won twice and lost once, C2 lost once (C3 is unknown to it)."""
-    deals = pd.DataFrame({
-        "deal_id": list(TRAINED_IDS),
-        "client_id": ["C1", "C1", "C1", "C2"],
-        "created_at": pd.to_datetime(["2025-01-01", "2025-02-01", "2025-02-15", "2025-01-05"]),
-        "closed_at": pd.to_datetime(["2025-01-10", "2025-02-10", "2025-03-01", "2025-01-20"]),
-        "status": ["won", "won", "lost", "lost"],
-        "amount": [100.0, 200.0, 50.0, 70.0],
-        "product": ["p", "p", "p", "q"],
-    })
-    spec = fit_feature_spec(deals, FeatureConfig(min_level_count=1), {})
-    return spec, DealHistory(spec, frame_columns(deals))
+    return trained_history()
 
 
 def _event(deal_id: str) -> st.SearchStrategy[OutcomeEvent]:

@@ -105,12 +105,16 @@ def _frame_scores(trained: TrainingResult, clients: pd.DataFrame, deals: pd.Data
     return _per_deal(trained.model.score(frame_columns(attach_clients(deals, clients))))
 
 
+def _drawn_batch(data: st.DataObject, open_deals: pd.DataFrame) -> pd.DataFrame:
+    rows, changes = data.draw(deal_batches(len(open_deals)))
+    return _batch(open_deals, rows, changes)
+
+
 @given(data=st.data())
 @FAST
 def test_a_deals_score_is_the_same_alone_in_any_batch_and_in_any_order(
         trained: TrainingResult, small_dataset: Dataset, open_deals: pd.DataFrame, data: st.DataObject) -> None:
-    rows, changes = data.draw(deal_batches(len(open_deals)))
-    deals = _batch(open_deals, rows, changes)
+    deals = _drawn_batch(data, open_deals)
     clients = small_dataset.clients
     assert clients is not None
     together = _frame_scores(trained, clients, deals)
@@ -125,8 +129,7 @@ def test_a_deals_score_is_the_same_alone_in_any_batch_and_in_any_order(
 @FAST
 def test_the_records_path_scores_as_the_frame_path(
         trained: TrainingResult, small_dataset: Dataset, open_deals: pd.DataFrame, data: st.DataObject) -> None:
-    rows, changes = data.draw(deal_batches(len(open_deals)))
-    deals = _batch(open_deals, rows, changes)
+    deals = _drawn_batch(data, open_deals)
     model = trained.model
     # The command line's path: the frame validated as a deals file is, then scored.
     dataset = dataset_from_frames(deals, small_dataset.clients, for_training=False, kinds=feature_kinds(model),

@@ -54,7 +54,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.head_bytes = 0  # bytes read since the current request's head began
         self.reading_head = True  # until the current head is complete (again after each request's end)
-        self.refused = False  # answered 431 or 408: what still comes is dropped unread
+        self.refused = False  # answered 431 or 408, or early (see on_response_complete): what still comes is dropped
         # A head too large behind a request the app still answers (pipelined): refused in its turn, after that answer
         # (written at once, it was read as the answer to the request before, whose own answer then failed).
         self.refusal_owed = False
@@ -92,8 +92,16 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.refusal_owed and not self._answer_owed() and not self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if self.refusal_owed and not self._answer_owed():
             self._refuse_head()
+        elif not self.reading_head and self.cycle is not None and self.cycle.response_complete:
+            # Answered before its body was all read (the token check's 401, a 413 on the Content-Length, a 503 while
+            # overloaded): uvicorn went on reading the body with no deadline, and its first byte had cancelled the
+            # keep-alive timer, so a body sent a byte every few seconds, or never finished, held the connection for
+            # good (a review). The rest is dropped and the connection ended, as nginx ends one after such an answer.
+            self._end_connection()
 
     def on_headers_complete(self) -> None:
         self.reading_head = False
@@ -125,6 +133,14 @@ class BoundedHeadProtocol(HttpToolsProtocol):
                 "headers", f"the whole request line and headers within {HEAD_TIMEOUT_SECONDS:g} s",
                 f"{self.head_bytes:,} bytes by then")]), "request head too slow")
 
+    def _end_connection(self) -> None:
+        """After the last answer: drop what else comes, say the end, close once the client had time to read it."""
+        self._disarm_head_deadline()
+        self.refused = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()  # the answer, then the end: the client's own end then closes the transport
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
     def _answer_owed(self) -> bool:
         """The app still answers a request of this connection (the last one parsed: answers go out in order)."""
         return self.cycle is not None and not self.cycle.response_complete
@@ -144,9 +160,6 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             STATUS_LINE[error.status], b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body), b"x-request-id: " + request_id.encode() + b"\r\n",
             b"connection: close\r\n\r\n", body]))
-        self.refused = True
-        if self.transport.can_write_eof():
-            self.transport.write_eof()  # the answer, then the end: the client's own end then closes the transport
-        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        self._end_connection()
         log.warning("request refused", extra={"request_id": request_id, "status": error.status,
                                               "reason": reason, "head_bytes": self.head_bytes})

@@ -378,7 +378,10 @@ def verify_artifact(artifact_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
-def _verified_metadata(directory: Path, signed: bool = True) -> dict[str, Any]:
+def _verified_metadata(directory: Path, signed: bool = True, model_checked_on_load: bool = False) -> dict[str, Any]:
+    """The metadata, once its checksum, signature (`signed`), every file's checksum, format and library versions
+    are as written. `model_checked_on_load`: model.joblib is left to _load_model, which checks the bytes it
+    unpickles (read here too, it would be read twice)."""
     meta = read_metadata(directory)
     _verify_metadata_checksum(directory, meta)  # first: the file checksums below are only as good as it
     if signed:
@@ -387,16 +390,10 @@ def _verified_metadata(directory: Path, signed: bool = True) -> dict[str, Any]:
     if not isinstance(checksums, dict) or MODEL_FILE not in checksums:
         raise ArtifactError(f"model artifact at {directory}: metadata lists no checksums")
     for name, expected in checksums.items():
-        path = directory / name
-        if not path.is_file():
+        if not (directory / name).is_file():
             raise ArtifactError(f"model artifact at {directory}: file {name} is missing")
-        try:
-            digest = _sha256(path)
-        except OSError as exc:  # unreadable by this user: an input to fix, not an unexpected failure (exit 1)
-            raise ArtifactError(f"model artifact at {directory}: file {name} cannot be read "
-                                f"({exc.strerror or type(exc).__name__})") from None
-        if digest != expected:
-            raise _changed(directory, name)
+        if name != MODEL_FILE or not model_checked_on_load:
+            _checked_bytes(directory, name, expected)
     if meta.get("format") not in READABLE_FORMATS:
         raise ArtifactError(f"model artifact at {directory} has format {meta.get('format')!r}, this dealscore "
                             f"reads formats {min(READABLE_FORMATS)} to {max(READABLE_FORMATS)}; retrain the model with "
@@ -412,15 +409,15 @@ def _verified_metadata(directory: Path, signed: bool = True) -> dict[str, Any]:
 
 
 def load_artifact(artifact_dir: str | Path) -> tuple[ScoringModel, dict[str, Any]]:
-    meta = _verified_metadata(Path(artifact_dir))
+    meta = _verified_metadata(Path(artifact_dir), model_checked_on_load=True)
     return _load_model(Path(artifact_dir), meta), meta
 
 
 def _load_model(artifact_dir: Path, meta: Mapping[str, Any]) -> ScoringModel:
-    # The bytes unpickled are the bytes checked, from one read: opening the file again after _verified_metadata hashed
-    # it let whoever may write the folder swap in another pickle between the two (a security review ran an
-    # unsigned pickle's code in 5 of 30 loads of a signed artifact, its model.joblib swapped in a loop).
-    payload = _model_payload(Path(artifact_dir), meta)
+    # The bytes unpickled are the bytes checked, from one read: hashing the file and then opening it again let
+    # whoever may write the folder swap in another pickle between the two (a security review ran an unsigned
+    # pickle's code in 5 of 30 loads of a signed artifact, its model.joblib swapped in a loop).
+    payload = _checked_bytes(artifact_dir, MODEL_FILE, (meta.get("checksums") or {}).get(MODEL_FILE))
     try:
         model = joblib.load(io.BytesIO(payload))
     except Exception as exc:  # unpickling errors come in many types; all mean the same to the caller
@@ -434,15 +431,13 @@ def _load_model(artifact_dir: Path, meta: Mapping[str, Any]) -> ScoringModel:
     return model
 
 
-def _model_payload(artifact_dir: Path, meta: Mapping[str, Any]) -> bytes:
-    """model.joblib's bytes, once they match the checksum the (verified, and with a key signed) metadata lists."""
-    path = artifact_dir / MODEL_FILE
+def _checked_bytes(directory: Path, name: str, expected: object) -> bytes:
+    """A file's bytes, once they match the checksum the (verified, and with a key signed) metadata lists for it."""
     try:
-        payload = path.read_bytes()
-    except OSError as exc:
-        raise ArtifactError(f"model artifact at {artifact_dir}: file {MODEL_FILE} cannot be read "
+        payload = (directory / name).read_bytes()
+    except OSError as exc:  # unreadable by this user: an input to fix, not an unexpected failure (exit 1)
+        raise ArtifactError(f"model artifact at {directory}: file {name} cannot be read "
                             f"({exc.strerror or type(exc).__name__})") from None
-    expected = (meta.get("checksums") or {}).get(MODEL_FILE)
     if not isinstance(expected, str) or not hmac.compare_digest(hashlib.sha256(payload).hexdigest(), expected):
-        raise _changed(artifact_dir, MODEL_FILE)
+        raise _changed(directory, name)
     return payload

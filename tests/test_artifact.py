@@ -91,16 +91,14 @@ def test_a_file_this_user_cannot_read_is_refused_as_such(artifact: Path, monkeyp
     """A model.joblib without read permission was an "unexpected failure" (exit 1, the status that pages someone),
     not a refusal naming the file (an input review). Raised as the open would raise it: the tests run as root,
     whom file modes do not stop."""
-    import model.artifact
+    real = Path.read_bytes
 
-    real = model.artifact._sha256
-
-    def unreadable(path: Path) -> str:
+    def unreadable(path: Path) -> bytes:
         if path.name == MODEL_FILE:
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(model.artifact, "_sha256", unreadable)
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
     with pytest.raises(ArtifactError, match=f"file {MODEL_FILE} cannot be read \\(Permission denied\\)"):
         load_artifact(artifact)
 
@@ -457,8 +455,8 @@ def test_a_model_swapped_after_its_checksum_was_verified_is_never_unpickled(
     marker = tmp_path / "ran"
     checked = artifact_module._verified_metadata
 
-    def checked_then_swapped(directory: Path, signed: bool = True) -> dict[str, Any]:
-        meta = checked(directory, signed)
+    def checked_then_swapped(directory: Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        meta = checked(directory, *args, **kwargs)
         joblib.dump(_RunsOnLoad(marker), directory / MODEL_FILE)
         return meta
 

@@ -58,6 +58,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         # A head too large behind a request the app still answers (pipelined): refused in its turn, after that answer
         # (written at once, it was read as the answer to the request before, whose own answer then failed).
         self.refusal_owed = False
+        self.head_begun = False  # a head's first byte is parsed and its end is not: what the deadline times
         self.head_deadline: TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
@@ -73,22 +74,24 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             return
         if self.reading_head:
             self.head_bytes += len(data)
-            if self.head_deadline is None:  # the next request's head on a kept-alive connection
-                self._arm_head_deadline()
         super().data_received(data)
-        if self.reading_head and self.head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if self.reading_head and self.head_bytes > MAX_HEAD_BYTES:
             if self._answer_owed():
                 self.refusal_owed = True
                 self.flow.pause_reading()
             else:
                 self._refuse_head()
+        elif self.head_begun and self.head_deadline is None:
+            # A head left incomplete by this read, also one begun in the read that ended the request before it (a
+            # review: no deadline was armed for such a head, maybe never). Timed only then: a head that arrives
+            # whole, as nearly all do, costs no timer.
+            self._arm_head_deadline()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        # Also here: a head may begin in the read that ends the request before it (the rest of a body the app
-        # answered without reading), and nothing armed the deadline for it until a next read, maybe never.
-        if self.head_deadline is None:
-            self._arm_head_deadline()
+        self.head_begun = True
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -104,7 +107,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._end_connection()
 
     def on_headers_complete(self) -> None:
-        self.reading_head = False
+        self.reading_head, self.head_begun = False, False
         self._disarm_head_deadline()
         super().on_headers_complete()
 

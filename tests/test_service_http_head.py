@@ -168,3 +168,24 @@ def test_a_head_too_large_behind_a_request_still_answered_is_refused_after_that_
     first, _, rest = answer.partition(b"\r\n\r\n")
     assert first.startswith(b"HTTP/1.1 200 "), answer[:300]
     assert rest.startswith(b'{"body_bytes": 0}HTTP/1.1 431 '), rest[:300]
+
+
+def test_a_next_head_left_incomplete_on_a_kept_alive_connection_is_answered_408(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadline is armed when a read leaves a head incomplete: here the second request's, after the first was
+    answered on the same connection (uvicorn's keep-alive timer had been cancelled by that head's first bytes)."""
+    from service import http_protocol
+
+    options = _server_options(monkeypatch)
+    monkeypatch.setattr(http_protocol, "HEAD_TIMEOUT_SECONDS", 0.5, raising=False)
+    with uvicorn_server(_echo, **options) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(_get())
+            answer = b""
+            while b"body_bytes" not in answer:
+                answer += connection.recv(1 << 16)
+            connection.sendall(b"GET /x HTTP/1.1\r\nHo")
+            rest = b""
+            while chunk := connection.recv(1 << 16):  # until the server closes it (10 s: the test fails)
+                rest += chunk
+    assert rest.startswith(b"HTTP/1.1 408 "), rest[:200]

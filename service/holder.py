@@ -59,14 +59,22 @@ class ModelHolder:
         self._swap_lock = threading.Lock()
         self.last_error: str | None = None  # why the last load failed, for /health/ready
 
-    def current(self) -> LoadedModel:
-        """The snapshot a request works on from start to end; NotReady before a model is live."""
+    def current(self, *, say_why: bool = True) -> LoadedModel:
+        """The snapshot a request works on from start to end; NotReady before a model is live.
+
+        `say_why=False`: a failed load is named but not quoted. Its message carries paths, library versions
+        and the registry's layout, which a caller without the API token has no business reading."""
         snapshot = self._current
         if snapshot is None:
-            reason = f": {self.last_error}" if self.last_error else ""
-            raise NotReady(f"no model is loaded yet{reason}", [Problem(
-                "model", "a loaded, warmed model", "no model (the message says why)" if self.last_error
-                else "none yet (loading, or no model directory or registry is set)")])
+            if not self.last_error:
+                raise NotReady("no model is loaded yet", [Problem(
+                    "model", "a loaded, warmed model", "none yet (loading, or no model directory or registry is set)")])
+            if say_why:
+                raise NotReady(f"no model is loaded yet: {self.last_error}", [Problem(
+                    "model", "a loaded, warmed model", "no model (the message says why)")])
+            raise NotReady("no model is loaded yet: the last load failed; the service's log, or GET /v1/model with "
+                           "the API token, says why", [Problem("model", "a loaded, warmed model",
+                                                               "no model (the last load failed)")])
         return snapshot
 
     def peek(self) -> LoadedModel | None:

@@ -221,7 +221,10 @@ async def live(rid: RequestId) -> Response:
             summary="A model is loaded and warmed (503 until then)",
             responses={**_ok(examples.READY), **_error_responses(500, 503)})
 async def ready(request: Request, rid: RequestId) -> Response:
-    snapshot = get_holder(request).current()  # NotReady, with the reason, until a model is live
+    # NotReady until a model is live; why a load failed only where every route is open anyway (/health/ready
+    # stays open with an API token, for the probes).
+    settings: Settings = request.app.state.settings
+    snapshot = get_holder(request).current(say_why=settings.api_token is None)
     request.state.model_version = snapshot.version
     return _json(_dumps({"status": "ready", "request_id": rid, "model_version": snapshot.version}))
 

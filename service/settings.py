@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     judgements, quality) needs the header `Authorization: Bearer <token>` with this token (or the admin token);
     401 otherwise. The admin routes take the admin token, or this one while the admin token is unset. Unset:
     anyone who reaches the port may score, read clients' gap lists and record outcomes, which enter clients'
-    histories and the next retrain; set it unless only trusted systems can."""
+    histories and the next retrain; set it unless only trusted systems can. When set, `/health/ready` says that
+    a load failed but not why (the log and `/v1/model` do)."""
 
     artifact_key: SecretStr | None = Field(default=None, min_length=MIN_KEY_LENGTH)
     """When set (at least 32 characters, e.g. the output of `openssl rand -hex 32`), only model artifacts signed

@@ -280,6 +280,23 @@ def test_a_broken_artifact_leaves_the_service_up_and_not_ready(tmp_path: Path) -
             "field": "model", "expected": "a loaded, warmed model", "got": "no model (the message says why)"}]
 
 
+def test_with_an_api_token_the_open_readiness_probe_does_not_quote_a_failed_load(tmp_path: Path) -> None:
+    # The probe stays open with a token; it quoted the failure word for word, the artifact's path included.
+    missing = tmp_path / "models-volume" / "missing"
+    app = create_app(Settings(model_dir=missing, api_token="api-s3cret"))
+    with make_client(app) as client:
+        _wait(app)
+        probe = client.get("/health/ready")
+        assert probe.status_code == 503 and probe.json()["error"]["code"] == "not_ready"
+        assert "models-volume" not in probe.text and "metadata.json" not in probe.text
+        assert "the last load failed" in probe.json()["error"]["message"]
+        assert probe.json()["error"]["details"] == [{
+            "field": "model", "expected": "a loaded, warmed model", "got": "no model (the last load failed)"}]
+        # The API token's holder is still told why.
+        told = client.get("/v1/model", headers={"Authorization": "Bearer api-s3cret"})
+        assert told.status_code == 503 and "models-volume" in told.text and "metadata.json" in told.text
+
+
 def _wait(app: Any) -> None:
     import time
 

@@ -676,6 +676,21 @@ def _warm_up_deals(model: ScoringModel, client_id: str | None) -> dict[str, Any]
     return columns
 
 
+# A version folder's entries as stat sees them: (path, inode, size, mtime, ctime), or None for a missing folder.
+VersionFiles = tuple[tuple[str, int, int, int, int], ...] | None
+
+
+def version_files(folder: Path) -> VersionFiles:
+    """What would make loading `folder` again give another answer: any entry added, removed, rewritten,
+    replaced or given other permissions (ctime) changes this."""
+    try:
+        entries = [folder, *sorted(folder.rglob("*"))]
+        stats = [(str(p.relative_to(folder)), p.lstat()) for p in entries]
+    except OSError:  # missing, or unreadable as a whole: the load says which
+        return None
+    return tuple((name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for name, st in stats)
+
+
 @dataclass(frozen=True)
 class LoadedVersion:
     version: str
@@ -718,6 +733,10 @@ class LiveModelWatcher:
         self._live: str | None = None  # the live version the manifest named at the last read
         self._lock = threading.Lock()
         self.last_refused: RefusedVersion | None = None
+        # The refused version's files as they were when it was refused: a forced check does not load them again
+        # while they are unchanged (the same bytes, the same code, the same answer). Each retry of a 1M-deal
+        # model's load held the worker's GIL for some 10 s, and the admin route may be open to anyone.
+        self._refused_files: VersionFiles | None = None
 
     def check(self, current_version: str | None, *, force: bool = False) -> ReloadResult:
         with self._lock:
@@ -740,19 +759,26 @@ class LiveModelWatcher:
                 if live is not None:
                     self.last_refused = None  # e.g. a rollback back to the model being served
                 return ReloadResult("unchanged", live)
+            # Before loading, so that a change made while it loads is seen next time. (A name that is no version
+            # name reads as no folder: the load refuses it.)
+            files = version_files(self.registry.versions_dir / live) if _VERSION_NAME.match(live) else None
+            refused = self.last_refused
+            if refused is not None and refused.version == live and files == self._refused_files:
+                return ReloadResult("refused", live, refused=refused)
             try:
                 model, meta = self.registry.load(live)
                 self.warm(model)
             except DealscoreError as exc:
-                return self._refuse(live, exc.message)
+                return self._refuse(live, exc.message, files)
             except Exception as exc:  # a model that fails in any way must not replace a working one
                 return self._refuse(live, f"version {live} could not be loaded or failed its warm-up: "
-                                          f"{type(exc).__name__}: {exc}")
+                                          f"{type(exc).__name__}: {exc}", files)
             self.last_refused = None
             return ReloadResult("loaded", live, loaded=LoadedVersion(live, model, meta, self.registry.path_of(live)))
 
-    def _refuse(self, version: str | None, reason: str) -> ReloadResult:
+    def _refuse(self, version: str | None, reason: str, files: VersionFiles | None = None) -> ReloadResult:
         self.last_refused = RefusedVersion(version=version, reason=reason, at=_now())
+        self._refused_files = files
         return ReloadResult("refused", version, refused=self.last_refused)
 
     def _refused_for(self, current_version: str | None) -> RefusedVersion | None:

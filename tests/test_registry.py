@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -512,3 +513,58 @@ def test_a_model_written_under_a_private_umask_is_readable_by_the_service_user(t
         assert folder.stat().st_mode & 0o777 == 0o755, folder
         modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
         assert set(modes.values()) == {0o644}, modes
+
+
+def test_a_forced_check_does_not_load_a_refused_version_again_until_its_files_change(registry: Registry) -> None:
+    """The admin route re-loaded and re-warmed a refused version on every call: a 1M-deal model's load holds the
+    worker for some 10 s, and without tokens anyone may call it."""
+    warmed: list[str] = []
+
+    def broken(model: ScoringModel) -> None:
+        warmed.append(model.version)
+        raise RuntimeError("engine crashed")
+
+    registry.publish("v2", "monthly")
+    watcher = LiveModelWatcher(registry, warm=broken)
+    first = watcher.check("v1", force=True)
+    assert first.status == "refused" and first.refused is not None and warmed == ["v2"]
+    for _ in range(3):
+        again = watcher.check("v1", force=True)
+        assert again.status == "refused" and again.refused == first.refused
+    assert warmed == ["v2"]
+    # Its files rewritten (a fixed copy, or the same bytes put back): tried again.
+    report = registry.path_of("v2") / "report.json"
+    time.sleep(0.02)  # past the file system's clock tick (timestamps may be as coarse as 10 ms)
+    report.write_bytes(report.read_bytes())
+    assert watcher.check("v1", force=True).status == "refused" and warmed == ["v2", "v2"]
+    # A file's permissions changed (ctime): tried again too.
+    time.sleep(0.02)
+    os.chmod(report, 0o644)
+    watcher.check("v1", force=True)
+    assert warmed == ["v2", "v2", "v2"]
+    # Once the files load, the version does.
+    fixed = LiveModelWatcher(registry)
+    assert fixed.check("v1", force=True).status == "loaded"
+
+
+def test_a_tampered_version_is_not_read_again_until_its_files_change(registry: Registry,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    registry.publish("v2", "monthly")
+    model_file = registry.path_of("v2") / MODEL_FILE
+    good = model_file.read_bytes()
+    tamper(model_file)
+    loads: list[str] = []
+    load = registry.load
+
+    def counted_load(version: str) -> tuple[ScoringModel, dict[str, Any]]:
+        loads.append(version)
+        return load(version)
+
+    monkeypatch.setattr(registry, "load", counted_load)
+    watcher = LiveModelWatcher(registry)
+    refused = watcher.check("v1", force=True)
+    assert refused.status == "refused" and refused.refused is not None and MODEL_FILE in refused.refused.reason
+    assert watcher.check("v1", force=True).refused == refused.refused and loads == ["v2"]
+    time.sleep(0.02)
+    model_file.write_bytes(good)  # the good bytes put back: loaded on the next forced check
+    assert watcher.check("v1", force=True).status == "loaded" and loads == ["v2", "v2"]

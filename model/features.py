@@ -183,6 +183,9 @@ RESERVED_CLIENT_NAMES: frozenset[str] = frozenset(
      *CLIENT_PRODUCT_FEATURES})
 # A filled feature's own input, where it is not a column of that name: what decides that it was not sent.
 FILLED_FROM = {TENURE: "client_since_day"}
+# The team's win rates as of a deal's day: all its closed deals, and those of the recent window. Before any deal
+# has closed both read 0.5, a stand-in.
+TEAM_RATES = ("overall_win_rate", "recent_win_rate")
 
 
 def client_extra_columns(clients: pd.DataFrame, deal_columns: Iterable[object] = ()) -> list[str]:
@@ -433,7 +436,7 @@ def _feature_names(spec: FeatureSpec) -> tuple[list[str], list[str]]:
     names = list(spec.numeric) + list(spec.categorical)
     names += [f"{c}_win_rate" for c in spec.categorical]
     names += [f"{a}_by_{b}_win_rate" for a, b in spec.pairs]
-    names += ["overall_win_rate", "recent_win_rate"]
+    names += list(TEAM_RATES)
     categorical_names = list(spec.categorical)
     if spec.has_month:
         names.append(CALENDAR_MONTH)

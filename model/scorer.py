@@ -18,6 +18,7 @@ from model.features import (
     FILLED_FROM,
     HISTORY_AGE,
     OUTCOME_HISTORY_FLAG,
+    TEAM_RATES,
     DealHistory,
     FeatureSpec,
     build_features,
@@ -290,6 +291,7 @@ class ScoringModel:
         levels = {name: columns[name].tolist() if name in columns else [None] * n for name in categorical}
         filled = set(self.spec.numeric_fill or ())  # shown as sent: null when not sent (a stand-in was used)
         ages = features[:, names.index(HISTORY_AGE)].tolist() if self.spec.has_history_age else None
+        team_history: list[bool] | None = None  # per deal, whether any deal of the team had closed before it
         out: list[list[Reason]] = []
         for row, features_of_row in enumerate(top.tolist()):
             row_reasons = []
@@ -307,12 +309,21 @@ class ScoringModel:
                     age = ages[row] if ages is not None else None
                 elif name in filled and _not_sent(columns.get(FILLED_FROM.get(name, name)), row):
                     value = None
+                elif name in TEAM_RATES and not (team_history := team_history or self._team_history(columns))[row]:
+                    value = None  # the rates' 50% stand-in before any deal closed, not a rate the team had
                 else:
                     number = numbers[row][k]
                     value = None if number != number else number
                 row_reasons.append(Reason(feature=name, value=value, effect=effects[row][k], history_age=age))
             out.append(row_reasons)
         return out
+
+    def _team_history(self, columns: Mapping[str, npt.NDArray[Any]]) -> list[bool]:
+        """Per deal, whether the model's history holds a deal closed before its day (as build_features reads it)."""
+        day = np.asarray(columns["created_day"], dtype=np.float64).astype(np.int64)
+        events, _ = self.history.overall.counts(np.zeros(day.size, dtype=np.int64), day)
+        before: list[bool] = (events > 0).tolist()
+        return before
 
 
 @dataclass(frozen=True)

@@ -124,3 +124,24 @@ def test_a_client_status_read_from_an_old_history_says_how_old(trained: Training
 ])
 def test_a_client_status_says_the_age_of_its_history_exactly(history_age: float | None, expected: str) -> None:
     assert reason_text("client_status", "lost", True, history_age) == f"{expected}: raises the chance"
+
+
+def test_a_deal_dated_before_any_closed_deal_shows_no_team_win_rate(
+        trained: TrainingResult, small_dataset: Dataset) -> None:
+    """Before the first closed deal both team rates read 0.5, a stand-in: a backfilled deal's reasons said
+    "team's recent win rate 50%" though the team had closed nothing yet."""
+    model = trained.model
+    deals = small_dataset.deals[small_dataset.deals["status"] == "open"].head(200).copy()
+    first = pd.Timestamp(small_dataset.deals["created_at"].min()) - pd.Timedelta(days=30)
+    n_reasons = len(model.spec.names)
+    early = model.score(frame_columns(attach_clients(deals.assign(created_at=first), small_dataset.clients)),
+                        n_reasons=n_reasons)
+    team = [r for reasons in early.reasons for r in reasons if r.feature in ("overall_win_rate", "recent_win_rate")]
+    assert team, "the trees push these deals through the team's rates"
+    for reason in team:
+        assert reason.value is None
+        assert reason.text.startswith("no deal of the team had closed before this one: "), reason.text
+    # Dated within the history, the same deals show the rates the team had.
+    later = model.score(frame_columns(attach_clients(deals, small_dataset.clients)), n_reasons=n_reasons)
+    rates = [r for reasons in later.reasons for r in reasons if r.feature in ("overall_win_rate", "recent_win_rate")]
+    assert rates and all(isinstance(r.value, float) and 0 < r.value < 1 and "%" in r.text for r in rates)

@@ -93,5 +93,43 @@ HISTORY_LAG_HELP = ("train on client histories up to N days old, as the service 
                     "without its client's history (0: off)")
 EXCLUDE_HELP = ("columns never used as features; month turns off the calendar-month feature, client_id the "
                 "client-history features")
+PARALLEL_FITS_HELP = ("independent fits run at once, each on its own thread with --threads native threads (default: "
+                      "the CPUs this process may use divided by --threads, at most 4; 1 runs them one after the "
+                      "other)")
+SOURCE = "CSV, Parquet, or URL::table-or-query"
+MODEL_HELP = "model artifact folder (what `dealscore train --out` wrote)"
+MAPPING_HELP = "YAML mapping of the CRM's own column names and values"
 
-__all__ = ["EXCLUDE_HELP", "TRAINING_OPTIONS", "as_of_day", "at_least_one", "at_least_zero", "refused_options"]
+
+def add_data_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, deals_required: bool = True) -> None:
+    """--deals, --clients, --holdings and --mapping, as every command that reads a CRM export names them."""
+    parser.add_argument("--deals", required=deals_required, help=f"the deals table: {SOURCE}")
+    parser.add_argument("--clients", help=f"the clients table (client_id, industry, size, region, since, ...): "
+                                          f"{SOURCE}")
+    parser.add_argument("--holdings", help=f"the products clients hold (client_id, product, since, revenue): {SOURCE}")
+    parser.add_argument("--mapping", help=MAPPING_HELP)
+
+
+def add_training_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, threads_default: int | None,
+                         threads_help: str) -> None:
+    """The options of a fit, shared by `train` and `retrain` (TRAINING_OPTIONS names them in refusals)."""
+    parser.add_argument("--holdout-share", type=float, default=0.2,
+                        help="share of the latest closed deals (by created_at) kept out of fitting to evaluate the "
+                             "model on (default 0.2)")
+    parser.add_argument("--include-manager", action="store_true", help="use the deal owner as a feature")
+    parser.add_argument("--exclude", nargs="*", help=EXCLUDE_HELP)
+    parser.add_argument("--keep", nargs="*", help="columns the leak guard flags that you keep anyway")
+    parser.add_argument("--lost-window-days", type=int, default=360,
+                        help="days without a win after which a client counts as lost (default 360; 90 and 180 "
+                             "suit faster trades)")
+    parser.add_argument("--history-lag-days", type=int, default=365, help=HISTORY_LAG_HELP)
+    parser.add_argument("--d-floor-per-hour", type=float, default=None,
+                        help="expected value per hour of effort below which a deal is class D (default: derived "
+                             "from what the team's top managers realised per hour)")
+    parser.add_argument("--grade-shares", type=float, nargs=3, metavar=("A", "B", "C"), help=GRADE_SHARES_HELP)
+    parser.add_argument("--threads", type=at_least_one, default=threads_default, help=threads_help)
+    parser.add_argument("--parallel-fits", type=at_least_one, default=None, help=PARALLEL_FITS_HELP)
+
+
+__all__ = ["EXCLUDE_HELP", "MAPPING_HELP", "MODEL_HELP", "TRAINING_OPTIONS", "add_data_options",
+           "add_training_options", "as_of_day", "at_least_one", "at_least_zero", "refused_options"]

@@ -23,9 +23,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from dealscore.arguments import (
-    EXCLUDE_HELP,
-    GRADE_SHARES_HELP,
-    HISTORY_LAG_HELP,
+    MAPPING_HELP,
+    MODEL_HELP,
+    add_data_options,
+    add_training_options,
     as_of_day,
     at_least_one,
     at_least_zero,
@@ -34,7 +35,7 @@ from dealscore.arguments import (
 )
 from dealscore.feedback_commands import add_feedback_commands
 from dealscore.outputs import check_artifact_place, check_output_file, disk_full, refuse_dash
-from dealscore.registry_commands import PARALLEL_FITS_HELP, add_registry_commands, grade_summary
+from dealscore.registry_commands import add_registry_commands, grade_summary
 from model.errors import ArtifactError, DealscoreError, counted
 from model.terminal import terminal_text
 
@@ -385,44 +386,30 @@ def build_parser() -> argparse.ArgumentParser:
                            "open (exports of successive months try the monthly retrain)")
     demo.set_defaults(run=cmd_demo_data)
 
-    def data_options(p: argparse.ArgumentParser, deals_required: bool = True) -> None:
-        p.add_argument("--deals", required=deals_required, help="CSV, Parquet, or URL::table-or-query")
-        p.add_argument("--clients")
-        p.add_argument("--holdings")
-        p.add_argument("--mapping", help="YAML mapping of the CRM's own column names and values")
-
     train = commands.add_parser("train", help="fit and evaluate a model, write an artifact directory")
-    data_options(train)
-    train.add_argument("--out", required=True)
-    train.add_argument("--holdout-share", type=float, default=0.2)
-    train.add_argument("--include-manager", action="store_true", help="use the deal owner as a feature")
-    train.add_argument("--exclude", nargs="*", help=EXCLUDE_HELP)
-    train.add_argument("--keep", nargs="*", help="columns the leak guard flags that you keep anyway")
-    train.add_argument("--lost-window-days", type=int, default=360)
-    train.add_argument("--history-lag-days", type=int, default=365, help=HISTORY_LAG_HELP)
-    train.add_argument("--d-floor-per-hour", type=float, default=None)
-    train.add_argument("--grade-shares", type=float, nargs=3, metavar=("A", "B", "C"), help=GRADE_SHARES_HELP)
-    train.add_argument("--threads", type=at_least_one, default=1,
-                       help="native threads for fitting (more than 1 helps only on an idle machine)")
-    train.add_argument("--parallel-fits", type=at_least_one, default=None, help=PARALLEL_FITS_HELP)
+    add_data_options(train)
+    train.add_argument("--out", required=True, help="artifact folder to write (written beside it, then renamed into "
+                                                    "place: never half-written)")
+    add_training_options(train, threads_default=1,
+                         threads_help="native threads for fitting (more than 1 helps only on an idle machine)")
     train.set_defaults(run=cmd_train)
 
     score = commands.add_parser("score", help="score a file of deals offline")
-    score.add_argument("--model", required=True)
-    data_options(score)
+    score.add_argument("--model", required=True, help=MODEL_HELP)
+    add_data_options(score)
     score.add_argument("--out", required=True, help=OUT_HELP)
     score.set_defaults(run=cmd_score)
 
     sign = commands.add_parser("sign", help="sign a model artifact with DEALSCORE_ARTIFACT_KEY (for one you trust)")
-    sign.add_argument("--model", required=True)
+    sign.add_argument("--model", required=True, help=MODEL_HELP)
     sign.set_defaults(run=cmd_sign)
 
     gaps = commands.add_parser("gaps", help="every client's cross-sell gap list")
-    gaps.add_argument("--model", required=True)
-    gaps.add_argument("--clients", required=True)
+    gaps.add_argument("--model", required=True, help=MODEL_HELP)
+    gaps.add_argument("--clients", required=True, help="the clients table: CSV, Parquet, or URL::table-or-query")
     gaps.add_argument("--holdings", help="what each client holds now; default: what the model knew at training "
                                          "(a client it does not know then holds nothing)")
-    gaps.add_argument("--mapping")
+    gaps.add_argument("--mapping", help=MAPPING_HELP)
     gaps.add_argument("--top", type=at_least_one, default=5, help="gaps listed per client")
     gaps.add_argument("--as-of", type=as_of_day, default=None,
                       help="ISO date, at most today (tomorrow, a time zone ahead): tenure on that day, holdings held "
@@ -431,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     gaps.set_defaults(run=cmd_gaps)
 
     clients = commands.add_parser("clients", help="client analytics: status, RFM, ABC, XYZ, golden clients")
-    data_options(clients)
+    add_data_options(clients)
     clients.add_argument("--as-of", type=as_of_day, default=None,
                          help="ISO date, at most today (tomorrow, a time zone ahead); default: the latest deal date")
     clients.add_argument("--model", default=None,
@@ -450,8 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service (trains the demo model when none is given)")
     serve.add_argument("--model", help="artifact folder to serve (checked before the service starts)")
     serve.add_argument("--registry", help="registry folder; the service serves its live version once there is one")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", help="address to listen on (default: DEALSCORE_HOST, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: DEALSCORE_PORT, else 8000)")
     serve.set_defaults(run=cmd_serve)
     add_registry_commands(commands)
     add_feedback_commands(commands)

@@ -237,7 +237,7 @@ def add_feedback_commands(commands: Any) -> None:
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="bring the schema up to date (the service also does on start)")
     database_option(upgrade)
-    upgrade.add_argument("--revision", default="head")
+    upgrade.add_argument("--revision", default="head", help="the revision to reach (default: head, the latest)")
     upgrade.set_defaults(run=cmd_db_upgrade)
     down = db_commands.add_parser("downgrade", help="take the schema back to an earlier revision (before running "
                                                     "an earlier release on it)")

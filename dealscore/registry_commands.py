@@ -17,14 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dealscore.arguments import (
-    EXCLUDE_HELP,
-    GRADE_SHARES_HELP,
-    HISTORY_LAG_HELP,
-    at_least_one,
-    grade_shares,
-    refused_options,
-)
+from dealscore.arguments import add_data_options, add_training_options, at_least_one, grade_shares, refused_options
 from model.errors import ArtifactError, DealscoreError, NotFound
 from model.terminal import terminal_cell, terminal_text
 
@@ -33,11 +26,6 @@ if TYPE_CHECKING:  # imported lazily at run time, so `dealscore --help` stays fa
 
 EXIT_REFUSED = 3  # the retrain gate kept the live model; distinct from errors so a scheduler can tell them apart
 REGISTRY_ENV = "DEALSCORE_REGISTRY_DIR"  # the same variable the service reads
-
-
-PARALLEL_FITS_HELP = ("independent fits run at once, each on its own thread with --threads native threads (default: "
-                      "the CPUs this process may use divided by --threads, at most 4; 1 runs them one after the "
-                      "other)")
 
 
 def grade_summary(meta: Mapping[str, Any]) -> str:
@@ -495,10 +483,7 @@ def add_registry_commands(commands: Any) -> None:
                                               "again later (registry lock held, database source away), "
                                               "2 bad input.")
     _registry_option(retrain)
-    retrain.add_argument("--deals", required=True, help="CSV, Parquet, or URL::table-or-query")
-    retrain.add_argument("--clients")
-    retrain.add_argument("--holdings")
-    retrain.add_argument("--mapping", help="YAML mapping of the CRM's own column names and values")
+    add_data_options(retrain)
     retrain.add_argument("--force", action="store_true", help="publish even if the gate refuses (recorded)")
     retrain.add_argument("--note", help="recorded with the decision, e.g. why --force was used")
     gate = retrain.add_argument_group("publish gate")
@@ -509,18 +494,9 @@ def add_registry_commands(commands: Any) -> None:
                       help="closed deals after the live model's data needed to compare on them")
     gate.add_argument("--keep-last", type=at_least_one, default=12, help="versions kept (live and previous always)")
     training = retrain.add_argument_group("training (as for `dealscore train`)")
-    training.add_argument("--holdout-share", type=float, default=0.2)
-    training.add_argument("--include-manager", action="store_true", help="use the deal owner as a feature")
-    training.add_argument("--exclude", nargs="*", help=EXCLUDE_HELP)
-    training.add_argument("--keep", nargs="*", help="columns the leak guard flags that you keep anyway")
-    training.add_argument("--lost-window-days", type=int, default=360)
-    training.add_argument("--history-lag-days", type=int, default=365, help=HISTORY_LAG_HELP)
-    training.add_argument("--d-floor-per-hour", type=float, default=None)
-    training.add_argument("--grade-shares", type=float, nargs=3, metavar=("A", "B", "C"), help=GRADE_SHARES_HELP)
-    training.add_argument("--threads", type=at_least_one, default=None,
-                          help="LightGBM threads (1 on a busy or small machine: OpenMP threads that share "
-                               "cores slow fitting down many times over)")
-    training.add_argument("--parallel-fits", type=at_least_one, default=None, help=PARALLEL_FITS_HELP)
+    add_training_options(training, threads_default=None,
+                         threads_help="LightGBM threads (1 on a busy or small machine: OpenMP threads that share "
+                                      "cores slow fitting down many times over)")
     retrain.set_defaults(run=cmd_retrain)
 
     models = commands.add_parser("models", help="list, show, diff, publish and roll back registry versions")
@@ -536,20 +512,21 @@ def add_registry_commands(commands: Any) -> None:
     diff.set_defaults(run=cmd_models_diff)
     publish = actions.add_parser("publish", help="make a stored version live (bypasses the gate; recorded)")
     publish.add_argument("version")
-    publish.add_argument("--reason")
+    publish.add_argument("--reason", help="why, recorded in the registry's history (`dealscore models history`)")
     publish.set_defaults(run=cmd_models_publish)
     rollback = actions.add_parser("rollback", help="return to the previous live version")
-    rollback.add_argument("--reason")
+    rollback.add_argument("--reason", help="why, recorded in the registry's history (`dealscore models history`)")
     rollback.set_defaults(run=cmd_models_rollback)
     history = actions.add_parser("history", help="publishes, rollbacks, refusals and prunes")
     history.add_argument("--last", type=at_least_one, default=None, help="only the last N events (default: all)")
     history.set_defaults(run=cmd_models_history)
     add = actions.add_parser("add", help="store an artifact directory from `dealscore train --out` (not live)")
     add.add_argument("artifact")
-    add.add_argument("--reason")
+    add.add_argument("--reason", help="why, recorded in the registry's history (`dealscore models history`)")
     add.set_defaults(run=cmd_models_add)
     prune = actions.add_parser("prune", help="drop old versions (never the live or the previous one)")
-    prune.add_argument("--keep-last", type=at_least_one, required=True)
+    prune.add_argument("--keep-last", type=at_least_one, required=True,
+                       help="the N latest versions added are kept, and the live and previous live ones always")
     prune.set_defaults(run=cmd_models_prune)
     sign = actions.add_parser("sign", help="sign stored versions with DEALSCORE_ARTIFACT_KEY (default: all)")
     sign.add_argument("versions", nargs="*", metavar="VERSION")

@@ -53,16 +53,19 @@ def create_bare_app() -> FastAPI:
         if model.profiles is not None:
             from model.profiles import ClientFacts
 
-            found = model.profiles.gaps_for([ClientFacts(client_id=str(d["client_id"])) for d in deals], top_k=3)
+            # One more than shown: a deal's list leaves out the product it offers, as the service's does.
+            found = model.profiles.gaps_for([ClientFacts(client_id=str(d["client_id"])) for d in deals], top_k=4)
             gaps = [[{"product": g.product, "adoption": g.adoption, "p_accept": g.p_accept,
-                      "potential_income": g.potential_income, "reason": g.reason} for g in f.gaps] for f in found]
+                      "potential_income": g.potential_income, "reason": g.reason}
+                     for g in f.gaps if g.product != d.get("product")][:3] for f, d in zip(found, deals, strict=True)]
         value, expected, per_hour = batch.value.tolist(), batch.expected_value.tolist(), batch.value_per_hour.tolist()
         p_win = batch.p_win.tolist()
         scores = [{"deal_id": d["deal_id"], "p_win": p_win[i], "value": value[i], "expected_value": expected[i],
                    "grade": batch.grade[i],
                    "reasons": [r.answer() for r in batch.reasons[i]],
                    "gaps": gaps[i], "value_source": batch.value_source[i], "value_per_hour": per_hour[i],
-                   "history_source": batch.history_source[i], "model_version": version}
+                   "history_source": batch.history_source[i], "not_sent": batch.not_sent[i],
+                   "unseen": batch.unseen[i], "model_version": version}
                   for i, d in enumerate(deals)]
         return Response(orjson.dumps({"model_version": version, "scores": scores}), media_type="application/json")
 

@@ -1,0 +1,56 @@
+"""The serving benchmark's bare reference answers what the service answers: a reference that did less work
+(no not_sent or unseen lists, gap lists still holding the deal's own product) would flatter it in the ratios."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
+    fixture_service_crm,
+    fixture_service_dataset,
+    fixture_service_profiled_model,
+    fixture_service_training,
+    make_client,
+)
+
+from bench.serving_bench import _plain
+from model.artifact import load_artifact, save_artifact
+from model.scorer import ScoringModel
+from service import Settings, create_app
+from training.fit import TrainingResult
+from training.synthetic_crm import SyntheticCRM
+
+
+def _deals(crm: SyntheticCRM, n: int) -> list[dict[str, Any]]:
+    """Open deals as the bench sends them: the deal's fields and its client's attributes, no history."""
+    clients = {r["client_id"]: r for r in crm.clients.to_dict("records")}
+    out = []
+    for record in crm.deals[crm.deals["status"] == "open"].drop(columns=["status", "closed_at"]).tail(n).to_dict(
+            "records"):
+        deal = {k: _plain(v) for k, v in record.items() if _plain(v) is not None}
+        client = clients.get(deal.get("client_id"))
+        if client is not None:
+            deal["client"] = {k: _plain(v) for k, v in client.items() if _plain(v) is not None}
+        out.append(deal)
+    return out
+
+
+def test_the_bare_reference_answers_the_service_scores(
+        service_profiled_model: ScoringModel, service_training: TrainingResult, service_crm: SyntheticCRM,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.bare_server import create_bare_app
+
+    directory = save_artifact(service_profiled_model, tmp_path / "model", service_training.metadata)
+    monkeypatch.setenv("DEALSCORE_MODEL_DIR", str(directory))
+    model, metadata = load_artifact(directory)
+    deals = _deals(service_crm, 60)
+    with make_client(create_bare_app()) as bare, make_client(create_app(Settings(), model=model,
+                                                                        metadata=metadata)) as service:
+        for body in ({"deals": deals[:1]}, {"deals": deals}):
+            expected = service.post("/v1/score", json=body).json()["scores"]
+            answered = bare.post("/v1/score", json=body).json()["scores"]
+            assert answered == expected
+    # Gap lists with content (the 60 deals offer products their clients lack too): the case compared.
+    assert any(score["gaps"] for score in expected)

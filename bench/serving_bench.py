@@ -79,11 +79,12 @@ def demo_model(out: Path, n_deals: int = 20_000) -> Path:
     return save_artifact(result.model, out, result.metadata)
 
 
-def bench_deals(n: int) -> list[dict[Any, Any]]:
-    """Recent deals of the demo CRM as a CRM sends them: the deal and its client (attributes, no history)."""
+def bench_deals(n: int, crm: Any = None) -> list[dict[Any, Any]]:
+    """The latest `n` deals of the demo CRM (or of `crm`, a SyntheticCRM) as a CRM sends them: the deal and its
+    client (attributes, no history)."""
     from training.synthetic_crm import generate
 
-    crm = generate(seed=7, n_deals=20_000)
+    crm = crm if crm is not None else generate(seed=7, n_deals=20_000)
     clients = {r["client_id"]: r for r in crm.clients.to_dict("records")}
     deals = crm.deals.drop(columns=["status", "closed_at"]).tail(n)
     out = []

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
@@ -15,26 +14,12 @@ from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
     make_client,
 )
 
-from bench.serving_bench import _plain
+from bench.serving_bench import bench_deals
 from model.artifact import load_artifact, save_artifact
 from model.scorer import ScoringModel
 from service import Settings, create_app
 from training.fit import TrainingResult
 from training.synthetic_crm import SyntheticCRM
-
-
-def _deals(crm: SyntheticCRM, n: int) -> list[dict[str, Any]]:
-    """Open deals as the bench sends them: the deal's fields and its client's attributes, no history."""
-    clients = {r["client_id"]: r for r in crm.clients.to_dict("records")}
-    out = []
-    for record in crm.deals[crm.deals["status"] == "open"].drop(columns=["status", "closed_at"]).tail(n).to_dict(
-            "records"):
-        deal = {k: _plain(v) for k, v in record.items() if _plain(v) is not None}
-        client = clients.get(deal.get("client_id"))
-        if client is not None:
-            deal["client"] = {k: _plain(v) for k, v in client.items() if _plain(v) is not None}
-        out.append(deal)
-    return out
 
 
 def test_the_bare_reference_answers_the_service_scores(
@@ -45,7 +30,7 @@ def test_the_bare_reference_answers_the_service_scores(
     directory = save_artifact(service_profiled_model, tmp_path / "model", service_training.metadata)
     monkeypatch.setenv("DEALSCORE_MODEL_DIR", str(directory))
     model, metadata = load_artifact(directory)
-    deals = _deals(service_crm, 60)
+    deals = bench_deals(60, service_crm)
     with make_client(create_bare_app()) as bare, make_client(create_app(Settings(), model=model,
                                                                         metadata=metadata)) as service:
         for body in ({"deals": deals[:1]}, {"deals": deals}):

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
-from test_feedback_helpers import database_url_fixture  # noqa: F401 (fixture)
+from test_feedback_helpers import (
+    batch,
+    database_url_fixture,  # noqa: F401 (fixture)
+    deal,
+    make_config,
+)
 
+from service.feedback import Feedback
 from service.feedback import quality as quality_module
 from service.feedback.db import make_engine, upgrade
+from service.feedback.outcomes import Outcome
 from service.feedback.quality import _Said, judgement_quality, outcome_quality, quality_report
 from service.feedback.tables import judgements, outcomes, score_log
 
@@ -87,3 +95,27 @@ def test_totals_counted_before_rows_stored_since_never_fall_below_those_rows() -
     assert (judged["judgements_total"], judged["pairs"], judged["not_scored_by_version"]) == (2, 2, 0)
     outcome_rows = [("a", "won", 2.0, date(2025, 2, 1)), ("b", "lost", None, date(2025, 2, 1))]
     assert outcome_quality(outcome_rows, said, total=1)["outcomes_total"] == 2
+
+
+def test_a_report_asked_for_right_after_scoring_reads_this_process_s_latest_scores(
+        database_url: str, tmp_path: Path) -> None:
+    """The report read only what the log writer had written: asked within DEALSCORE_SCORE_LOG_FLUSH_SECONDS of a
+    scoring it judged a deal by its previous score (an audit: AUC 0.7941 against 0.7913 a second later), and a
+    version that had just scored for the first time was 404 "no scores". Outcomes and judgements wait for the
+    writer; the report, the version list and the latest version now do too."""
+    feedback = Feedback(make_config(database_url, tmp_path / "spool", flush_seconds=1.0))
+    feedback.start()
+    try:
+        today = datetime.now(UTC).date()
+        feedback.record_scores("r1", "v1", [deal("D1", created_at="2025-01-01"), deal("D2", created_at="2025-01-01")],
+                               batch([0.9, 0.1], [9.0, 1.0], ["A", "C"]))
+        feedback.record_outcomes([Outcome("D1", "lost", None, today), Outcome("D2", "won", 5.0, today)])
+        feedback.record_scores("r2", "v1", [deal("D1", created_at="2025-01-01")], batch([0.05], [0.5], ["C"]))
+        feedback.record_scores("r3", "v2", [deal("D1", created_at="2025-01-01")], batch([0.5], [5.0], ["B"]))
+        assert "v2" in [v["version"] for v in feedback.versions()]
+        assert feedback.latest_version() == "v2"
+        o = feedback.quality("v1")["outcomes"]
+        assert o["mean_p_win"] == pytest.approx((0.05 + 0.1) / 2)  # D1's latest score (r2), not r1's 0.9
+        assert o["auc"] == 1.0  # the lost D1 at 0.05 now below the won D2 at 0.1 (at 0.9 before: 0.0)
+    finally:
+        feedback.stop()

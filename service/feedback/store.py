@@ -219,16 +219,22 @@ class Feedback:
             return self.judgements.record(item)
 
     def quality(self, version: str, top: int = 10) -> dict[str, Any]:
+        # This process's scores still queued for the log are written first, as for outcomes and judgements: a
+        # report asked for right after a scoring judged the deal by its previous score (an audit: AUC 0.7941
+        # against 0.7913 a second later), and a version that had just scored for the first time was "unknown".
+        self.flush_score_log()
         with self._database_errors():
             self.database.ensure_schema()
             return quality_report(self.database.engine, version, top=top)
 
     def versions(self) -> list[dict[str, Any]]:
+        self.flush_score_log()  # as quality()
         with self._database_errors():
             self.database.ensure_schema()
             return model_versions(self.database.engine)
 
     def latest_version(self) -> str | None:
+        self.flush_score_log()  # as quality()
         with self._database_errors():
             self.database.ensure_schema()
             return latest_version(self.database.engine)

@@ -319,6 +319,41 @@ def test_an_outcome_takes_its_client_from_the_score_log(database_url: str, tmp_p
         assert [e.deal_id for e in feedback.book.wins_of("C7")] == ["D1"]
 
 
+def test_an_outcome_stored_before_its_deal_was_scored_gets_its_client_at_the_next_refresh(
+        database_url: str, tmp_path: Path) -> None:
+    """A CRM reporting a close before it scores the deal's last change: the win was stored without a client and
+    reached the client's history only when a process started (the feedback audit: a later deal of the client
+    scored p_win 0.156 before a restart, 0.516 after)."""
+    with running(database_url, tmp_path / "spool") as feedback:
+        [result] = feedback.record_outcomes([Outcome("D1", "won", 100.0, date(2025, 2, 1))])
+        feedback.outcomes.refresh()  # a refresh between the two (every 30 s by default) had read it, client-less
+        assert result.client_id is None and not feedback.book.wins_of("C7")
+        feedback.record_scores("r1", "v1", [deal("D1", client_id="C7", created_at="2025-01-02")],
+                               batch([0.4], [40.0], ["B"]))
+        feedback.flush_score_log()
+        feedback.outcomes.refresh()
+        assert [e.deal_id for e in feedback.book.wins_of("C7")] == ["D1"]
+        # As a process loading the table at start reads it: the same history.
+        feedback.outcomes.book = OutcomeBook()
+        feedback.outcomes.load()
+        assert [e.deal_id for e in feedback.outcomes.book.wins_of("C7")] == ["D1"]
+
+
+def test_a_clientless_outcome_is_looked_up_for_a_day(database_url: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.feedback import outcomes as outcomes_module
+
+    with running(database_url, tmp_path / "spool") as feedback:
+        feedback.record_outcomes([Outcome("D1", "won", 100.0, date(2025, 2, 1))])
+        feedback.outcomes.refresh()
+        monkeypatch.setattr(outcomes_module, "CLIENTLESS_LOOKUP", timedelta(0))  # a day has passed
+        feedback.record_scores("r1", "v1", [deal("D1", client_id="C7", created_at="2025-01-02")],
+                               batch([0.4], [40.0], ["B"]))
+        feedback.flush_score_log()
+        feedback.outcomes.refresh()
+        assert not feedback.book.wins_of("C7")  # no longer looked up (a restart reads it)
+
+
 def test_a_win_reported_without_an_amount_realised_its_quote_everywhere(database_url: str, tmp_path: Path) -> None:
     """It counted 0 money in the client history and in /v1/quality, and the quote in training_deals."""
     with running(database_url, tmp_path / "spool") as feedback:

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,11 @@ logger = logging.getLogger("dealscore.service.feedback")
 
 _EPOCH = date(1970, 1, 1)
 REFRESH_OVERLAP = timedelta(minutes=5)  # re-read this much before the last read began: late commits
+# An outcome stored without a client (no client_id sent, its deal never scored) is looked up in the score log again
+# at each refresh for this long after it was stored, at most this many of them (the latest): its deal may be
+# scored a moment later (a CRM that reports the close before it scores the deal's last change).
+CLIENTLESS_LOOKUP = timedelta(days=1)
+CLIENTLESS_LOOKUP_MOST = 10_000
 Result = Literal["created", "updated", "unchanged"]
 
 
@@ -156,6 +162,11 @@ class OutcomeStore:
         # applied before (deal -> stamp) are read again but not applied again.
         self._read_from: datetime | None = None
         self._applied: dict[str, datetime] = {}
+        # Outcomes this process holds without a client, by deal, with their stamp (CLIENTLESS_LOOKUP). Without
+        # the lookup, such a win reached the client's history only when a process started (loading reads the
+        # log): the process that recorded it and the one restarted since scored the client differently.
+        self._clientless: dict[str, datetime] = {}
+        self._clientless_lock = threading.Lock()  # recorded by request threads, looked up by the refresh's
         self.loaded = False
 
     def record(self, items: Sequence[Outcome], request_id: str | None = None, *,
@@ -198,6 +209,7 @@ class OutcomeStore:
             for item in items:
                 client_id = item.client_id or _logged_client(logged.get(item.deal_id))
                 results.append(self._upsert(connection, item, client_id, request_id, now))
+        self._note_clients(((r.deal_id, r.client_id) for r in results), now)
         self.book.record_all(event_of(item.deal_id, item.status,
                                       realised_amount(item.status, item.amount, logged.get(item.deal_id)), item.day,
                                       result.client_id, logged.get(item.deal_id))
@@ -272,14 +284,20 @@ class OutcomeStore:
             started = database_now(connection)  # the stamps' clock
             read = connection.execute(query).all()
             rows = [row for row in read if self._applied.get(row.deal_id) != row.updated_at]
+            # Outcomes held without a client whose deal the log may know by now (not changed since: not read above).
+            fresh = {row.deal_id for row in rows}
+            rows += self._clientless_now_logged(connection, started, skip=fresh)
             # The logged deal tells a client the outcome did not name, a won deal's quote when no amount came,
             # and a won deal's product (held from then on: no longer a gap).
             wanted = [r.deal_id for r in rows if r.client_id is None or r.status == "won"]
             logged = latest_logged_deals(connection, wanted) if wanted else {}
+        clients = {row.deal_id: row.client_id or _logged_client(logged.get(row.deal_id)) for row in rows}
         changed = self.book.record_all(
             event_of(row.deal_id, row.status, realised_amount(row.status, row.amount, logged.get(row.deal_id)),
-                     row.closed_at, row.client_id or _logged_client(logged.get(row.deal_id)), logged.get(row.deal_id))
+                     row.closed_at, clients[row.deal_id], logged.get(row.deal_id))
             for row in rows)
+        self._note_clients(((row.deal_id, clients[row.deal_id]) for row in rows),
+                           {row.deal_id: row.updated_at for row in rows})
         # Every outcome stamped an overlap before this read began was committed, so read, by then (the overlap
         # covers commit delays; stamps and `started` are the database's clock). The bound once followed the
         # newest stamp instead: after a bulk import and nothing since, each refresh re-read and re-applied the
@@ -288,6 +306,37 @@ class OutcomeStore:
         self._read_from = started - REFRESH_OVERLAP
         self._applied = {row.deal_id: row.updated_at for row in read if row.updated_at >= self._read_from}
         return changed
+
+    def _note_clients(self, clients: Iterable[tuple[str, str | None]],
+                      stamps: datetime | Mapping[str, datetime]) -> None:
+        """Keep track of the outcomes held without a client (`stamps`: when each was stored, or one for all)."""
+        with self._clientless_lock:
+            for deal_id, client_id in clients:
+                if client_id is not None:
+                    self._clientless.pop(deal_id, None)
+                else:
+                    self._clientless[deal_id] = stamps if isinstance(stamps, datetime) else stamps[deal_id]
+
+    def _clientless_now_logged(self, connection: sa.Connection, now: datetime, skip: Collection[str]) -> list[Any]:
+        """The stored rows of the outcomes held without a client whose deal the score log now knows, among those
+        stored within CLIENTLESS_LOOKUP of `now` (the latest CLIENTLESS_LOOKUP_MOST); the older ones are dropped."""
+        with self._clientless_lock:
+            recent = sorted(((stamp, deal_id) for deal_id, stamp in self._clientless.items()
+                             if now - stamp < CLIENTLESS_LOOKUP), reverse=True)[:CLIENTLESS_LOOKUP_MOST]
+            kept = {deal_id for _, deal_id in recent}
+            for deal_id in [d for d in self._clientless if d not in kept]:
+                del self._clientless[deal_id]
+            pending = [deal_id for deal_id in kept if deal_id not in skip]
+        if not pending:
+            return []
+        logged = [deal_id for deal_id, deal in latest_logged_deals(connection, pending).items() if _logged_client(deal)]
+        rows: list[Any] = []
+        for start in range(0, len(logged), 500):
+            rows += connection.execute(
+                sa.select(outcomes.c.deal_id, outcomes.c.status, outcomes.c.amount, outcomes.c.closed_at,
+                          outcomes.c.client_id, outcomes.c.updated_at)
+                .where(outcomes.c.deal_id.in_(logged[start:start + 500]))).all()
+        return rows
 
     def revisions(self, deal_id: str) -> list[dict[str, Any]]:
         with self.database.engine.connect() as connection:

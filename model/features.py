@@ -404,7 +404,7 @@ def fit_feature_spec(deals: pd.DataFrame, config: FeatureConfig, extra_columns: 
         if values.size and not np.isnan(values).any():
             numeric_fill[column] = float(np.median(values))
     if has_since and "created_at" in deals.columns:
-        tenure = (day_numbers(deals["created_at"]) - day_numbers(deals["client_since"]))[closed]
+        tenure = as_of_tenure(day_numbers(deals["created_at"]), day_numbers(deals["client_since"]))[closed]
         if tenure.size and not np.isnan(tenure).any():
             numeric_fill[TENURE] = float(np.median(tenure))
     vocab, unsteady = _vocabularies(deals, categorical, config, np.flatnonzero(closed))
@@ -770,13 +770,25 @@ def build_features(spec: FeatureSpec, history: DealHistory, columns: Columns,
             at += 1
     if spec.has_client_since:
         since = columns.get("client_since_day")
-        out[:, at] = created - np.asarray(since, dtype=np.float64) if since is not None else np.nan
+        out[:, at] = as_of_tenure(created, np.asarray(since, dtype=np.float64)) if since is not None else np.nan
         fill = fills.get(TENURE)
         if fill is not None:
             np.copyto(out[:, at], fill, where=np.isnan(out[:, at]))
         at += 1
     assert at == out.shape[1], "spec.names and the features built disagree"
     return out
+
+
+def as_of_tenure(created_day: FloatArray, since_day: FloatArray) -> FloatArray:
+    """Days from the client's start to each deal's day; NaN where it started after the deal (as if not sent).
+
+    A clients table is a snapshot: its `since` is known today, not on the day of an earlier deal. Many CRMs set
+    it to the first payment, so a deal dated before it is one the client had not won yet, and a negative tenure
+    read the outcome (a dates audit: holdout AUC 0.806 -> 0.855 on the demo CRM with `since` set to each client's
+    first win, 0.807 with this rule). As of that day the client had no start date."""
+    tenure = created_day - since_day
+    tenure[tenure < 0] = np.nan
+    return tenure
 
 
 # Numbers whose stand-in is kept when a deal does not send them. The client's tenure: averaged out it moved a

@@ -19,6 +19,7 @@ from model.features import (
     HISTORY_AGE,
     OUTCOME_HISTORY_FLAG,
     TEAM_RATES,
+    TENURE,
     DealHistory,
     FeatureSpec,
     build_features,
@@ -307,6 +308,8 @@ class ScoringModel:
                 elif name == "client_status":
                     value = client_status_name(numbers[row][k])
                     age = ages[row] if ages is not None else None
+                elif name == TENURE:  # as sent, also when it is after the deal's day (then read as not sent)
+                    value = _sent_tenure(columns, row)
                 elif name in filled and _not_sent(columns.get(FILLED_FROM.get(name, name)), row):
                     value = None
                 elif name in TEAM_RATES and not (team_history := team_history or self._team_history(columns))[row]:
@@ -352,6 +355,14 @@ class ReasonGroups:
         members = np.zeros((len(spec.names), shown.size))
         members[np.arange(len(spec.names)), np.searchsorted(shown, reason_of)] = 1.0
         return cls(members, shown)
+
+
+def _sent_tenure(columns: Mapping[str, npt.NDArray[Any]], row: int) -> float | None:
+    """Days from the client's start date the deal came with to the deal's day (negative: it starts later)."""
+    since = columns.get("client_since_day")
+    if since is None or _not_sent(since, row):
+        return None
+    return float(columns["created_day"][row]) - float(since[row])
 
 
 def _not_sent(column: npt.NDArray[Any] | None, row: int) -> bool:

@@ -145,3 +145,22 @@ def test_a_deal_dated_before_any_closed_deal_shows_no_team_win_rate(
     later = model.score(frame_columns(attach_clients(deals, small_dataset.clients)), n_reasons=n_reasons)
     rates = [r for reasons in later.reasons for r in reasons if r.feature in ("overall_win_rate", "recent_win_rate")]
     assert rates and all(isinstance(r.value, float) and 0 < r.value < 1 and "%" in r.text for r in rates)
+
+
+def test_a_start_date_after_the_deal_is_shown_as_sent(trained: TrainingResult, small_dataset: Dataset) -> None:
+    """The tenure of a client whose start date comes after the deal is read as not sent (model/features.py
+    as_of_tenure); its reason still shows the date the deal came with, not the stand-in's days."""
+    model = trained.model
+    deals = small_dataset.deals[small_dataset.deals["status"] == "open"].head(100)
+    columns = frame_columns(attach_clients(deals, small_dataset.clients))
+    created = np.asarray(columns["created_day"], dtype=np.float64)
+    strangers = {**columns, "client_id": np.array([f"new-{i}" for i in range(len(deals))], dtype=object)}
+    batch = model.score({**strangers, "client_since_day": created + 30}, n_reasons=len(model.spec.names))
+    shown = [r for reasons in batch.reasons for r in reasons if r.feature == "client_tenure_days"]
+    assert shown, "the trees push these deals through the tenure"
+    for reason in shown:
+        assert reason.value == -30.0
+        assert reason.text.startswith("client's start date 30 days after this deal: "), reason.text
+    # Scored as the same deals without a start date.
+    unsent = model.score({**strangers, "client_since_day": np.full(len(deals), np.nan)}, n_reasons=0)
+    np.testing.assert_array_equal(batch.p_win, unsent.p_win)

@@ -495,8 +495,20 @@ def _why_required(column: Column) -> str:
 
 def _quoted(values: pd.Series, shown: int = VALUES_SHOWN) -> str:
     """The first few distinct values, quoted and cut short."""
-    distinct = list(dict.fromkeys(str(v) for v in values.head(100)))[:shown]
+    distinct = list(dict.fromkeys(_shown_value(v) for v in values.head(100)))[:shown]
     return ", ".join(f"'{v[:VALUE_CHARS]}...'" if len(v) > VALUE_CHARS else f"'{v}'" for v in distinct)
+
+
+def _shown_value(value: object) -> str:
+    """A value as text. A timestamp with a named zone whose local time is outside years 1-9999 (a "9999-12-31
+    23:59:59Z" placeholder read in a zone ahead of UTC) cannot be written by pandas, which looks its offset up by a
+    Python date: it is shown as its wall-clock time and zone (str() raised, and `dealscore` failed with exit 1)."""
+    try:
+        return str(value)
+    except NotImplementedError:
+        if isinstance(value, pd.Timestamp) and value.tz is not None:
+            return f"{value.tz_localize(None)} {value.tz}"
+        raise
 
 
 def _listing(names: Iterable[object], shown: int = 10) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -185,6 +185,21 @@ def test_dates_outside_the_accepted_range() -> None:
     problem = the_problem(error, "deals", "created_at")
     assert problem.expected == "a date from 1970-01-01 to today (at most 2025-07-01, for a sender a time zone ahead)"
     assert (problem.got, problem.rows) == ("'1500-01-01', '9999-12-31'", (2, 3))
+
+
+def test_zoned_timestamps_beyond_the_calendar_are_refused_by_row_not_a_crash() -> None:
+    """A Parquet timestamp with a named zone whose local time falls outside years 1-9999 (a "9999-12-31 23:59:59Z"
+    placeholder stored in Moscow's zone is 10000-01-01 there) made quoting it raise NotImplementedError: `dealscore`
+    ended with exit 1, "unexpected failure", instead of naming the column and row (a dates audit)."""
+    instants = pd.DatetimeIndex([datetime(2024, 1, 5, 10, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+                                 datetime(1, 1, 1, 2, tzinfo=UTC)]).as_unit("us")
+    for zone, got in (("Europe/Moscow", "'10000-01-01 02:59:59 Europe/Moscow', '0001-01-01 04:30:17+02:30:17'"),
+                      ("America/New_York", "'9999-12-31 18:59:59-05:00', '0000-12-31 21:03:58 America/New_York'")):
+        raw = make_deals()
+        raw["created_at"] = instants.tz_convert(zone)
+        problem = the_problem(bad_deals(raw, for_training=False), "deals", "created_at")
+        assert problem.expected.startswith("a date from 1970-01-01 to today")
+        assert (problem.got, problem.rows) == (got, (2, 3))
 
 
 def test_unknown_status_values() -> None:

@@ -33,7 +33,7 @@ from model.features import (
 from model.profiles import TENURE
 from model.records import day_number, history_problems
 from model.spellings import nearest_spelling
-from model.validation import merged_spellings_of, validate_client_history
+from model.validation import DATE_FORMAT_ATTR, merged_spellings_of, validate_client_history
 
 # Deals scored in one model pass offline. A deal's score never depends on the others scored with it; a whole
 # file in one pass held every deal's tree paths at once (the scale audit: 13.5 GB for 1M deals on a 1M-deal model).
@@ -81,7 +81,8 @@ def _sent_history(deals: pd.DataFrame) -> dict[str, Any]:
     # Every problem at once: the values' own first stopped the run before the parts were checked together.
     unreadable_values = ProblemList()
     raw = deals[present].reset_index(drop=True)
-    typed = validate_client_history(raw, collect=unreadable_values)
+    # Dated as the rest of the deals table: in the mapping file's date_format when it gives one.
+    typed = validate_client_history(raw, collect=unreadable_values, date_format=deals.attrs.get(DATE_FORMAT_ATTR))
     n = len(deals)
     # (rows with a value that did not read are not checked together: their gap is that value, already said; a
     # null marker, "null" or "n/a", is no value, and a history it leaves partial is refused below)

@@ -47,6 +47,8 @@ VALUES_SHOWN = 3  # distinct bad values quoted per problem
 VALUE_CHARS = 40  # a quoted value is cut here: enough to recognise it, never a data dump
 # holdings.attrs key: {spelling: the one it was read as} for products the holdings table spells several ways
 MERGED_SPELLINGS_ATTR = "merged_product_spellings"
+# deals.attrs key: the table's date_format (None: ISO 8601), which the deals' sent client history is read in too
+DATE_FORMAT_ATTR = "date_format"
 INFINITE_DATES = frozenset({"infinity", "-infinity", "+infinity"})  # as PostgreSQL writes its unbounded dates
 
 
@@ -86,6 +88,7 @@ def validate_deals(
                          "means closed)")
         check.report("closed_at", open_closed, expected, _quoted(dates[open_closed]))
     check.problems.raise_if_any("deals table breaks the data contract")
+    deals.attrs[DATE_FORMAT_ATTR] = date_format
     return deals
 
 
@@ -144,14 +147,14 @@ def merged_spellings_of(holdings: pd.DataFrame | None) -> str | None:
 
 
 def validate_client_history(raw: pd.DataFrame, *, table: str = "deals", today: date | None = None,
-                            collect: ProblemList | None = None) -> pd.DataFrame:
+                            collect: ProblemList | None = None, date_format: str | None = None) -> pd.DataFrame:
     """A file's client history columns (won_deals, won_amount, first_won_at, last_won_at; those present),
-    typed as the service's schema types them (numbers >= 0, ISO dates in range), or ContractViolation naming
-    each bad value as `table`.column with its rows; with `collect`, the problems are added there instead (a value
-    that does not read is missing in the frame returned, one out of range stays as it came). How the parts fit
-    together is model.records'."""
-    check = _TableCheck(dataclasses.replace(CLIENT_HISTORY, name=table), raw, for_training=False, date_format=None,
-                        today=today)
+    typed as the service's schema types them (numbers >= 0, dates in range: ISO 8601, or the table's
+    `date_format` as the mapping file gives it), or ContractViolation naming each bad value as `table`.column with
+    its rows; with `collect`, the problems are added there instead (a value that does not read is missing in the
+    frame returned, one out of range stays as it came). How the parts fit together is model.records'."""
+    check = _TableCheck(dataclasses.replace(CLIENT_HISTORY, name=table), raw, for_training=False,
+                        date_format=date_format, today=today)
     typed = check.typed()
     if collect is not None:
         for problem in check.problems.items:

@@ -148,3 +148,33 @@ def test_client_history_in_a_deals_file_is_taken_whole_as_the_service_takes_it(
     assert list(online["history_source"]) == list(offline.loc[online.index, "history_source"]) == ["request"] * 3
     pd.testing.assert_series_equal(online["p_win"].astype(float), offline.loc[online.index, "p_win"].astype(float),
                                    check_names=False, rtol=1e-12, atol=0)
+
+
+def test_a_deals_files_client_history_dates_are_read_in_the_mappings_date_format(
+        service_crm: SyntheticCRM, service_artifact: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The mapping file's date_format is the deals table's, but first_won_at and last_won_at were read as ISO 8601
+    alone: an export writing every date as 31/12/2024 had its created_at read and its history refused (a dates
+    audit). Read in the format, the history scores as the same days written in ISO do."""
+    deals = service_crm.deals[service_crm.deals["status"] == "open"].tail(3).drop(columns=["closed_at", "status"])
+    history = {"won_deals": 4, "won_amount": 9000.0, "first_won_at": "2023-01-05", "last_won_at": "2025-06-01"}
+    iso_csv, local_csv, mapping = tmp_path / "iso.csv", tmp_path / "local.csv", tmp_path / "mapping.yaml"
+    deals.assign(**history).to_csv(iso_csv, index=False, date_format="%Y-%m-%d")
+    deals.assign(**{**history, "first_won_at": "05/01/2023", "last_won_at": "01/06/2025"}).to_csv(
+        local_csv, index=False, date_format="%d/%m/%Y")
+    mapping.write_text('deals:\n  date_format: "%d/%m/%Y"\n')
+    scores = {}
+    for name, source, options in (("iso", iso_csv, []), ("local", local_csv, ["--mapping", str(mapping)])):
+        out = tmp_path / f"{name}_scores.csv"
+        assert dealscore(["score", "--model", str(service_artifact), "--deals", str(source), *options,
+                          "--out", str(out)]) == 0, capsys.readouterr().err
+        scores[name] = pd.read_csv(out, dtype={"deal_id": str}).set_index("deal_id")
+    assert list(scores["local"]["history_source"]) == ["request"] * 3
+    compared = ["p_win", "expected_value"]
+    pd.testing.assert_frame_equal(scores["local"][compared], scores["iso"][compared])
+    # A history date in ISO under the dd/mm/yyyy format is refused, as created_at would be.
+    deals.assign(**history).to_csv(local_csv, index=False, date_format="%d/%m/%Y")
+    assert dealscore(["score", "--model", str(service_artifact), "--deals", str(local_csv), "--mapping", str(mapping),
+                      "--out", str(tmp_path / "refused.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "deals.first_won_at: expected a date like 31/03/2024 (format '%d/%m/%Y'), got '2023-01-05'" in err, err

@@ -178,3 +178,49 @@ def test_a_deals_files_client_history_dates_are_read_in_the_mappings_date_format
                       "--out", str(tmp_path / "refused.csv")]) == 2
     err = capsys.readouterr().err
     assert "deals.first_won_at: expected a date like 31/03/2024 (format '%d/%m/%Y'), got '2023-01-05'" in err, err
+
+
+DATE_SPELLINGS = ["{d}", "{d}T23:30:00", "{d}T23:30:00-11:00", "{d}T00:30:00+14:00", "{d}T23:59:59.999Z", "{c}",
+                  " {d} ", "{d}t08:00"]
+
+
+def test_a_deals_own_day_written_with_a_time_or_a_zone_scores_the_same_over_http_and_offline(
+        service_crm: SyntheticCRM, service_artifact: Path, tmp_path: Path) -> None:
+    """A deal created at 23:30 at UTC-11 is already the next day in UTC: both paths date it by its own wall-clock day,
+    so every spelling of a day (a time, an offset, Z, the compact form, spaces) scores as the plain date does, over
+    HTTP and in `dealscore score` alike (a dates audit). A Parquet timestamp in the deal's own zone reads the same."""
+    deals = service_crm.deals[service_crm.deals["status"] == "open"].tail(12).drop(columns=["closed_at", "status"])
+    days = [d.date().isoformat() for d in deals["created_at"]]
+    clients = service_crm.clients.assign(since=[d.date().isoformat() + "T23:30:00-11:00"
+                                                for d in service_crm.clients["since"]])
+    clients_csv = tmp_path / "clients.csv"
+    clients.to_csv(clients_csv, index=False)
+    model, metadata = load_artifact(service_artifact)
+    app = create_app(Settings(), model=model, metadata=metadata, clock=lambda: TODAY)
+
+    def offline(source: Path) -> pd.Series:
+        out = tmp_path / "scores.csv"
+        assert dealscore(["score", "--model", str(service_artifact), "--deals", str(source), "--clients",
+                          str(clients_csv), "--out", str(out)]) == 0
+        return pd.read_csv(out, dtype={"deal_id": str}).set_index("deal_id")["p_win"]
+
+    scores: dict[str, tuple[pd.Series, pd.Series]] = {}
+    with make_client(app) as client:
+        for spelling in DATE_SPELLINGS:
+            written = deals.assign(created_at=[spelling.format(d=d, c=d.replace("-", "")) for d in days])
+            source = tmp_path / "deals.csv"
+            written.to_csv(source, index=False)
+            response = client.post("/v1/score", json={"deals": deal_payloads(written, clients)})
+            assert response.status_code == 200, (spelling, response.text)
+            online = pd.DataFrame(response.json()["scores"]).set_index("deal_id")["p_win"]
+            scores[spelling] = (offline(source), online)
+    plain = scores["{d}"][0]
+    assert plain.nunique() > 3  # real scores, and dates that matter: the deals' days differ
+    for spelling, (file_scores, http_scores) in scores.items():
+        pd.testing.assert_series_equal(file_scores, plain, check_names=False, rtol=0, atol=0, obj=spelling)
+        pd.testing.assert_series_equal(http_scores, plain, check_names=False, rtol=0, atol=0, obj=spelling)
+
+    local = pd.DatetimeIndex([f"{d}T23:30:00-11:00" for d in days]).as_unit("us")
+    parquet = tmp_path / "deals.parquet"
+    deals.assign(created_at=local).to_parquet(parquet, index=False)
+    pd.testing.assert_series_equal(offline(parquet), plain, check_names=False, rtol=0, atol=0)

@@ -106,6 +106,35 @@ def test_a_file_reads_every_date_form_the_api_reads_as_the_api_does() -> None:
     assert [d.date() for d in deals["created_at"]] == [parse_date(form) for form in forms]
 
 
+def test_local_times_across_a_dst_change_are_read_per_offset_by_their_own_days(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CRM's local times carry two offsets a year (+01:00 in winter, +02:00 in summer), and a column of mixed
+    offsets was parsed value by value: 11.5 s for 200,000 dates against 0.5 s with one offset (a dates audit). Each
+    offset's values are now parsed together, every value still dated by its own wall-clock day."""
+    def value_by_value(value: object, date_format: str | None = None) -> object:
+        raise AssertionError(f"parsed value by value: {value!r}")
+
+    forms = ["2024-01-10T23:30:00+01:00", "2024-07-01T00:30:00+02:00", "2024-03-31T01:59:59+01:00",
+             "2024-03-31T03:00:00+02:00", "2024-10-27T02:30:00+02:00", "2024-10-27T02:30:00+01:00",
+             "2025-04-01", "2025-04-02T12:00:00", "2025-05-01T23:30:00-11:00", "2025-05-02T00:30:00Z", None]
+    raw = make_deals(created_at=forms, deal_id=[f"D{i}" for i in range(len(forms))],
+                     client_id=[None] * len(forms), closed_at=[None] * len(forms), status=["open"] * len(forms),
+                     amount=[None] * len(forms), product=[None] * len(forms), effort_hours=[None] * len(forms))
+    monkeypatch.setattr("model.validation._one_timestamp", value_by_value)
+    deals = validate_deals(raw, for_training=False, today=TODAY)
+    assert [None if pd.isna(d) else d.date() for d in deals["created_at"]] == [
+        None if form is None else parse_date(form) for form in forms]
+
+
+def test_a_far_placeholder_beside_nanoseconds_and_two_offsets_is_refused_by_row() -> None:
+    """Nanoseconds in one value made pandas parse the mixed-offset column in datetime64[ns], where a "9999-12-31"
+    beside them overflowed: OutOfBoundsDatetime, and `dealscore` ended with exit 1 (a dates audit)."""
+    raw = make_deals(closed_at=["2024-01-20T10:00:00.123456789+01:00", "9999-12-31", "2024-07-01T10:00:00+02:00"],
+                     created_at=["2024-01-05", "2024-02-01", "2024-03-01"], status=["won", "lost", "won"])
+    problem = the_problem(bad_deals(raw), "deals", "closed_at")
+    assert (problem.got, problem.rows) == ("'9999-12-31'", (2,))
+
+
 def test_statuses_are_matched_ignoring_case_and_spaces() -> None:
     deals = validate_deals(make_deals(status=[" Won", "LOST ", "Open"]), for_training=True, today=TODAY)
     assert deals["status"].tolist() == ["won", "lost", "open"]

@@ -457,6 +457,11 @@ def _timestamps(values: pd.Series, date_format: str | None) -> tuple[pd.Series, 
         # RFC 3339 allows a lower-case "t" between date and time, and the API (Python's parser) reads it; pandas
         # does not: a value the service took was refused in a file (an API review).
         text = text.str.replace(r"^(\s*\d{4}-?\d{2}-?\d{2})t", r"\1T", regex=True)
+        # A fraction of a second as the API reads it: after a comma too (ISO 8601 allows both marks; pandas reads
+        # only the point), and to microseconds, the unit dates are kept in (a nanosecond value made pandas parse the
+        # column in datetime64[ns], where a "9999-12-31" beside it was refused as no ISO date, not as out of range).
+        text = text.str.replace(r"^(\s*\d{4}-?\d{2}-?\d{2}[T ]\d{2}:?\d{2}:?\d{2})[.,](\d{1,6})\d*", r"\1.\2",
+                                regex=True)
     try:
         stamps = pd.to_datetime(text, format=date_format or "ISO8601", errors="coerce")
         if stamps.dt.tz is not None:

@@ -135,6 +135,22 @@ def test_a_far_placeholder_beside_nanoseconds_and_two_offsets_is_refused_by_row(
     assert (problem.got, problem.rows) == ("'9999-12-31'", (2,))
 
 
+def test_fractions_of_a_second_are_read_as_the_api_reads_them() -> None:
+    """ISO 8601 writes a fraction with a comma too ("10:00:00,5"), which the API read and a file refused; and
+    nanoseconds in one value made pandas parse the column in datetime64[ns], where a "9999-12-31" beside them did
+    not fit and was refused as no ISO date at all rather than as out of range (a dates audit)."""
+    forms = ["2024-12-01T10:00:00,5", "2024-12-01 10:00:00,5", "2024-12-01T23:30:00,123456789+05:00",
+             "20241201T100000,25Z", "2024-12-01T10:00:00.1234567"]
+    raw = pd.DataFrame({"deal_id": [f"D{i}" for i in range(len(forms))], "created_at": forms,
+                        "status": ["won"] * len(forms)})
+    deals = validate_deals(raw, for_training=True, today=TODAY)
+    assert [d.date() for d in deals["created_at"]] == [parse_date(form) for form in forms]
+    problem = the_problem(bad_deals(make_deals(created_at=["2024-01-05T10:00:00.123456789", "9999-12-31",
+                                                           "2024-03-01"])), "deals", "created_at")
+    assert (problem.expected, problem.got, problem.rows) == (
+        "a date from 1970-01-01 to today (at most 2025-07-01, for a sender a time zone ahead)", "'9999-12-31'", (2,))
+
+
 def test_statuses_are_matched_ignoring_case_and_spaces() -> None:
     deals = validate_deals(make_deals(status=[" Won", "LOST ", "Open"]), for_training=True, today=TODAY)
     assert deals["status"].tolist() == ["won", "lost", "open"]

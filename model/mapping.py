@@ -9,7 +9,7 @@ import codecs
 import difflib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -439,9 +439,10 @@ def _is_date_format(value: object) -> bool:
     """True when the format writes and reads back a whole date (so it holds day, month and year)."""
     if not isinstance(value, str) or "%" not in value:
         return False
-    sample = date(2024, 3, 31)
+    # With a zone, so that a format holding %z (or %Z) writes one it can read back: a naive date writes it empty.
+    sample = datetime(2024, 3, 31, tzinfo=UTC)
     try:
-        return datetime.strptime(sample.strftime(value), value).date() == sample
+        return datetime.strptime(sample.strftime(value), value).date() == sample.date()
     except ValueError:
         return False
 

@@ -80,6 +80,17 @@ holdings:
     assert dataset.holdings["since"].tolist() == [pd.Timestamp("2021-02-03")]
 
 
+def test_a_date_format_with_a_utc_offset_is_taken_and_keeps_each_values_own_day(tmp_path: Path) -> None:
+    """'%d/%m/%Y %H:%M %z' names a day, a month and a year, but the mapping check wrote and read back a date without a
+    zone, whose %z is empty, and refused it: an export of '01/03/2025 23:30 -1100' could not be read at all (a dates
+    audit). Each value keeps its own wall-clock day, as an ISO value with an offset does."""
+    deals_csv = write(tmp_path / "deals.csv", "deal_id,created_at,status\nD1,01/03/2024 23:30 -1100,won\n"
+                                              "D2,02/03/2024 00:30 +1400,lost\nD3,03/03/2024 12:00 +0000,won\n")
+    mapping = write(tmp_path / "mapping.yaml", 'deals:\n  date_format: "%d/%m/%Y %H:%M %z"\n')
+    dataset = load_dataset(deals_csv, None, None, mapping, for_training=True, today=TODAY)
+    assert [d.date() for d in dataset.deals["created_at"]] == [date(2024, 3, 1), date(2024, 3, 2), date(2024, 3, 3)]
+
+
 def test_status_values_without_wildcard_leave_unknown_values_for_validation(tmp_path: Path) -> None:
     mapping = Mapping({"deals": TableMapping(
         columns={"status": "Stage"}, status_values={"won": ("Won",), "lost": ("Lost",)}, exclude=("Owner",),

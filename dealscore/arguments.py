@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 
-from model.contract import DATE_SLACK, EARLIEST_DEAL_DATE, latest_date_text
+from model.contract import DATE_SLACK, EARLIEST_DEAL_DATE, latest_date_text, utc_today
 from model.errors import DealscoreError
 
 
@@ -46,7 +46,7 @@ def as_of_day(text: str) -> date:
         day = date.fromisoformat(text.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an ISO date like 2024-03-31, got {text!r}") from None
-    today = date.today()  # the clock the data validation uses for "a date up to today"
+    today = utc_today()  # the clock the data validation uses for "a date up to today"
     if not EARLIEST_DEAL_DATE <= day <= today + DATE_SLACK:
         raise argparse.ArgumentTypeError(f"expected a date from {EARLIEST_DEAL_DATE:%Y-%m-%d} to "
                                          f"{latest_date_text(today)}, got {day:%Y-%m-%d}")

@@ -18,7 +18,7 @@ import pandas as pd
 
 from dealscore.outputs import write_csv_atomically
 from model.artifact import load_artifact
-from model.contract import NULL_MARKERS, SENT_HISTORY_COLUMNS
+from model.contract import NULL_MARKERS, SENT_HISTORY_COLUMNS, utc_today
 from model.dataset import load_dataset
 from model.errors import ContractViolation, Problem, ProblemList, counted
 from model.features import (
@@ -94,7 +94,7 @@ def _sent_history(deals: pd.DataFrame) -> dict[str, Any]:
               for name in SENT_HISTORY_COLUMNS}
     created = (pd.to_datetime(deals["created_at"]) if "created_at" in deals.columns
                else pd.Series(pd.NaT, index=deals.index))
-    today = date.today()
+    today = utc_today()
     found: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
     for i, day in enumerate(created):
         row = [None if pd.isna(v) else (v.date() if isinstance(v, pd.Timestamp) else v)
@@ -167,12 +167,12 @@ def score_file(model_dir: str, deals: str, clients: str | None, holdings: str | 
     undated = int(dataset.deals["created_at"].isna().sum()) if "created_at" in dataset.deals else len(scores)
     if undated and warn is not None:
         # As the service does; a stage export without dates would otherwise be scored years after its data.
-        warn(f"{counted(undated, 'deal')} without created_at scored as of today ({date.today():%Y-%m-%d}): "
+        warn(f"{counted(undated, 'deal')} without created_at scored as of today ({utc_today():%Y-%m-%d}, UTC): "
              "their history features are as of today")
     if warn is not None and "created_at" in dataset.deals:
         created = day_numbers(dataset.deals["created_at"])
         undated_rows = np.isnan(created)
-        created[undated_rows] = day_number(date.today())  # scored as of today, as said above
+        created[undated_rows] = day_number(utc_today())  # scored as of today, as said above
         sent = (scores["history_source"] == "request").to_numpy()
         for note in _out_of_history_notes(model, metadata, created, undated_rows, history_sent=sent):
             warn(note)

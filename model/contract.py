@@ -6,7 +6,7 @@ Readers, validation, feature building, the API schemas and the docs all derive f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -38,6 +38,12 @@ NO_NUL_PATTERN = "^[^\\x00]*$"
 # there is dated up to one day ahead. The API, the outcome store and file validation all allow it, so a deal
 # the service logged is never refused when the feedback database becomes training data.
 DATE_SLACK = timedelta(days=1)
+
+
+def utc_today() -> date:
+    """Today as every part of dealscore reads it: the UTC date (a deal sent without created_at is scored as of it
+    by the service and by `dealscore score` alike; the machine's local date made them a day apart near midnight)."""
+    return datetime.now(UTC).date()
 
 # The most money one value may hold: a quadrillion, in any currency far beyond a deal or a year's income.
 # Amounts are summed (a client's won money, the realised value per grade); two near the float limit made

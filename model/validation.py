@@ -36,6 +36,7 @@ from model.contract import (
     Table,
     latest_date_text,
     number_range,
+    utc_today,
 )
 from model.errors import Problem, ProblemList
 from model.mapping import MAPPED_ATTR, STATUSES_SEEN_ATTR, WILDCARD_ATTR
@@ -190,7 +191,7 @@ class _TableCheck:
         self.decimal = decimal  # the CSV's decimal mark (model.sources.CsvFormat): number columns read it
         self.for_training = for_training
         self.date_format = date_format
-        self.today = pd.Timestamp(today or date.today())
+        self.today = pd.Timestamp(today or utc_today())
         self.kinds = kinds or {}
         self.problems = ProblemList()
         self.mapped: dict[str, str] = dict(raw.attrs.get(MAPPED_ATTR, {}))

@@ -26,9 +26,10 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from model.contract import utc_today
 from model.errors import DealscoreError, NotFound, Problem
 from model.scorer import ScoringModel
-from service.dataplane import DataPlane, utc_today
+from service.dataplane import DataPlane
 from service.errors import MethodNotAllowed, error_body, overload_refusal, pydantic_violation, shown
 from service.feedback import Feedback, FeedbackConfig, feedback_router
 from service.holder import ModelHolder

@@ -12,14 +12,14 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any, cast, get_args
 
 import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from model.contract import DATE_SLACK
+from model.contract import DATE_SLACK, utc_today
 from model.errors import ContractViolation, PayloadTooLarge, Problem
 from model.records import (
     RESERVED_NAMES,
@@ -36,7 +36,7 @@ from service.holder import LoadedModel
 from service.schemas import FIELD_NAMES, MAX_FIELD_NAME, Deal, RankBy, request_models
 from service.settings import Settings
 
-__all__ = ["Columns", "DataPlane", "ScoreCall", "ScoredRequest", "utc_today"]
+__all__ = ["Columns", "DataPlane", "ScoreCall", "ScoredRequest"]
 
 Columns = dict[str, np.ndarray[Any, Any]]
 Encoded = orjson.Fragment  # JSON already encoded, embedded as is by orjson.dumps
@@ -44,10 +44,6 @@ NO_ITEMS = orjson.Fragment(b"[]")
 # Above this many pydantic failures a request's problems are sampled (DataPlane._sampled_violation), not all
 # converted: a few MB of bad fields made 1.26 million, whose conversion alone took 6 s and 2 GB.
 CONVERTED_ERRORS_AT_MOST = 5_000
-
-
-def utc_today() -> date:
-    return datetime.now(UTC).date()
 
 
 class DataPlane:

@@ -158,3 +158,28 @@ def test_unseen_names_every_deal_with_a_level_never_seen_alone_or_in_a_batch(
     in_sevens = [inputs for start in range(0, 70, 7)
                  for inputs in trained.model.score(frame_columns(deals.iloc[start:start + 7])).unseen]
     assert in_sevens == expected
+
+
+def test_a_deal_without_created_at_is_scored_as_of_the_utc_date_in_any_time_zone(
+        trained: TrainingResult, small_dataset: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service dates such a deal by the UTC date; the scorer (and so `dealscore score`) took the machine's
+    local one (numpy's "today"), a day apart from the service's for part of every day west or east of UTC (the
+    dates audit: TZ=Pacific/Honolulu scored as of 2026-12-06 while the service used 2026-12-07)."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    utc = datetime.now(UTC)
+    # A zone whose date differs from UTC's right now: 14 hours ahead or 11 behind, one of them always does.
+    zone = "Pacific/Kiritimati" if (utc + timedelta(hours=14)).date() != utc.date() else "Pacific/Pago_Pago"
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        deals = small_dataset.deals[small_dataset.deals["status"] == "open"].head(20)
+        columns = frame_columns(attach_clients(deals, small_dataset.clients))
+        undated = {**columns, "created_day": np.full(len(deals), np.nan)}
+        dated = {**columns, "created_day": np.full(len(deals), float(np.datetime64(datetime.now(UTC).date(), "D")
+                                                                  .astype(np.int64)))}
+        np.testing.assert_array_equal(trained.model.score(undated).p_win, trained.model.score(dated).p_win)
+    finally:
+        monkeypatch.undo()  # the zone this process had, read again
+        time.tzset()

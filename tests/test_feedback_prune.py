@@ -48,10 +48,11 @@ def _nightly_log(engine: sa.Engine, seed: int = 3) -> None:
                              "p_win": p, "value": 100.0 * (d + 1), "expected_value": p * 100.0 * (d + 1),
                              "grade": rng.choice("ABC"), "scored_at": at, "deal": deal})
         if d % 2 == 0:
-            closed = (START + timedelta(days=rng.randrange(5, 38))).date()
+            close = START + timedelta(days=rng.randrange(5, 38))
+            reported = close + timedelta(days=1)  # the CRM reports it the next day
             outcome_rows.append({"deal_id": deal_id, "status": rng.choice(("won", "lost")),
-                                 "amount": None, "closed_at": closed, "client_id": client, "revision": 1,
-                                 "recorded_at": START, "updated_at": START})
+                                 "amount": None, "closed_at": close.date(), "client_id": client, "revision": 1,
+                                 "recorded_at": reported, "updated_at": reported})
     for j in range(25):
         above, below = rng.sample(range(30), 2)
         low, high = sorted((f"D{above:02d}", f"D{below:02d}"))
@@ -127,6 +128,8 @@ def test_the_scorings_a_reader_picks_for_one_deal() -> None:
     assert needed(scorings, None, ()) == {4}  # only the latest
     assert needed(scorings, date(2025, 1, 5), ()) == {2, 4}  # and the latest on the close day
     assert needed(scorings, date(2024, 12, 31), ()) == {4}  # closed before any scoring: none said at the time
+    # The outcome came in on the 4th (closed on the 5th): what the version said is the scoring before it.
+    assert needed(scorings, date(2025, 1, 5), (), datetime(2025, 1, 4, tzinfo=UTC)) == {1, 4}
     # A judgement: the latest scoring at or before it, else the first after it.
     assert needed(scorings, None, [datetime(2025, 1, 4, tzinfo=UTC), datetime(2024, 6, 1, tzinfo=UTC)]) == {1, 0, 4}
 

@@ -59,9 +59,9 @@ def _client_rows(engine: sa.Engine) -> sa.TextClause:
                    f"WHERE {client} IS NOT NULL AND {is_object}) c WHERE c.latest = 1")
 
 
-def _read_times(connection: sa.Connection) -> tuple[dict[str, date], dict[str, list[datetime]]]:
-    closes: dict[str, date] = {deal_id: closed_at for deal_id, closed_at in  # noqa: C416 (rows, not pairs)
-                               connection.execute(sa.select(outcomes.c.deal_id, outcomes.c.closed_at))}
+def _read_times(connection: sa.Connection) -> tuple[dict[str, tuple[date, datetime]], dict[str, list[datetime]]]:
+    closes = {deal_id: (closed_at, recorded_at) for deal_id, closed_at, recorded_at in connection.execute(
+        sa.select(outcomes.c.deal_id, outcomes.c.closed_at, outcomes.c.recorded_at))}
     judged: dict[str, list[datetime]] = defaultdict(list)
     for above, below, at in connection.execute(
             sa.select(judgements.c.above_deal_id, judgements.c.below_deal_id, judgements.c.updated_at)):
@@ -75,13 +75,14 @@ class LoggedScoring(NamedTuple):
     row_id: int
 
 
-def needed(scorings: list[LoggedScoring], closed_at: date | None, judged_at: Iterable[datetime]) -> set[int]:
+def needed(scorings: list[LoggedScoring], closed_at: date | None, judged_at: Iterable[datetime],
+           recorded_at: datetime | None = None) -> set[int]:
     """The row ids, of one deal's scorings by one version in time order, that some reader picks: the latest; the
     one quality reads as said at the close (quality.said_at_close); the one each judgement is compared on
     (quality.closest)."""
     picked: list[LoggedScoring | None] = [scorings[-1]]
     if closed_at is not None:
-        picked.append(said_at_close(scorings, closed_at))
+        picked.append(said_at_close(scorings, closed_at, recorded_at))
     picked += [closest(scorings, when) for when in judged_at]
     return {s.row_id for s in picked if s is not None}
 
@@ -105,7 +106,8 @@ def prune_score_log(engine: sa.Engine, before: datetime, *, dry_run: bool = Fals
         closes, judged = _read_times(connection)
         by_client = {int(row_id) for (row_id,) in connection.execute(_client_rows(engine))}
         for deal_id, scorings in _groups(connection, before):
-            keep = needed(scorings, closes.get(deal_id), judged.get(deal_id, ()))
+            closed_at, recorded_at = closes.get(deal_id, (None, None))
+            keep = needed(scorings, closed_at, judged.get(deal_id, ()), recorded_at)
             for scored_at, row_id in scorings:
                 if scored_at < before:
                     candidates += 1

@@ -165,7 +165,8 @@ class CalibrationBin(BaseModel):
 
 class OutcomeQuality(BaseModel):
     outcomes_total: int = Field(description="outcomes recorded, whichever version scored them")
-    deals: int = Field(description="deals with an outcome this version scored on or before their close date")
+    deals: int = Field(description="deals with an outcome this version scored on or before their close date, "
+                                   "before the outcome was reported")
     auc: float | None = Field(description="ranking quality of p_win, 0.5 = chance (null with one class only)")
     brier: float | None = Field(description="mean squared error of p_win, lower is better")
     calibration_error: float | None = Field(description="expected calibration error over 10 bins of p_win")

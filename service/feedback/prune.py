@@ -7,7 +7,7 @@ of them. A scoring from before the cut-off is kept when it is
 
 - the latest of its deal by its model version (what quality reads of a deal that closes later, and, across
   versions, the training view's and the outcomes' "deal as last logged");
-- the latest of its version on or before its deal's close day, for a deal with an outcome (what
+- the latest of its version on or before its deal's close day and before the outcome was reported (what
   `quality.said_at_close` takes as "said at the time");
 - the one `quality.closest` picks for a judgement of its deal, per version (what the manager was shown);
 - the latest carrying its client's attributes (the training_clients view).

@@ -1,8 +1,8 @@
 """Live quality of a model version: against what happened (outcomes) and against what managers think.
 
 Outcomes: for each deal with an outcome, what the version said *at the time* (its latest score of the
-deal on or before the close date), then AUC, Brier score, calibration error and the win rate per
-letter grade (model/metrics.py, the same formulas as the training report).
+deal on or before the close date, before the outcome was reported), then AUC, Brier score, calibration
+error and the win rate per letter grade (model/metrics.py, the same formulas as the training report).
 
 Judgements: for each manager's standing judgement "X above Y", the version's scores of X and Y closest
 to the judgement (the latest at or before it, else the first after it). The version agrees when it

@@ -561,3 +561,32 @@ def test_the_logistic_baseline_keeps_the_levels_the_model_goes_without(small_crm
         config, features=dataclasses.replace(config.features, steady_levels_only=False)))
     assert checked.report["unsteady_columns"]["evaluation"] and not unchecked.report["unsteady_columns"]["evaluation"]
     assert checked.report["metrics"]["logistic_regression"] == unchecked.report["metrics"]["logistic_regression"]
+
+
+def test_extra_columns_named_with_brackets_colons_or_quotes_train_and_give_reasons(small_crm: SyntheticCRM) -> None:
+    """LightGBM refuses feature names holding JSON's special characters (`"`, `,`, `:`, `[`, `]`, `{`, `}`): an
+    export's "Revenue [EUR]" or a header-less column pandas names "Unnamed: 12" ended training with an unexpected
+    failure (exit 1) deep inside fitting. The engine gets names it accepts; the model keeps the export's own."""
+    names = ["Revenue [EUR]", "Stage: Q1", 'say "hi", {x}']
+    deals = small_crm.deals.copy()
+    won = (deals["status"] == "won").to_numpy()
+    noise = np.random.default_rng(0).normal(0.0, 1.0, len(deals))
+    deals[names[0]] = np.where(won, 1.0, 0.0) + noise  # a signal the trees split on
+    deals[names[1]] = deals["product"]
+    deals[names[2]] = np.where(np.arange(len(deals)) % 2 == 0, "a", "b")
+    result = train(dataset_from_frames(deals, small_crm.clients, None, for_training=True),
+                   TrainConfig(threads=1, parallel_fits=1, keep_columns=(names[0],)))
+    assert not result.metadata["small_data"]  # the tree engine, where the names reach LightGBM
+    assert set(names) <= set(result.metadata["features"])
+    scored = result.model.score(frame_columns(attach_clients(deals.head(200), small_crm.clients)))
+    assert np.isfinite(scored.p_win).all()
+    assert names[0] in {reason.feature for reasons in scored.reasons for reason in reasons}
+
+
+def test_engine_feature_names_stay_distinct_when_replacing_characters_makes_two_alike() -> None:
+    from training.fit import engine_feature_names
+
+    assert engine_feature_names(["amount", "Revenue [EUR]"]) == ["amount", "Revenue _EUR_"]
+    # "a:b" and "a_b" would both become "a_b", which LightGBM refuses as a repeated name.
+    names = engine_feature_names(["a:b", "a_b", "amount"])
+    assert len(set(names)) == 3 and not any(c in "".join(names) for c in '",:[]{}')

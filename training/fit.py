@@ -212,6 +212,19 @@ def check_holdout(won: FloatArray, share: float) -> None:
 
 WinFit = tuple[WinModel, PlattCalibration, dict[str, Any]]
 
+# LightGBM refuses a feature name holding one of these (it writes the names into its JSON model dump).
+_ENGINE_UNSAFE = str.maketrans(dict.fromkeys('",:[]{}', "_"))
+
+
+def engine_feature_names(names: list[str]) -> list[str]:
+    """Feature names as LightGBM takes them: an export's "Revenue [EUR]", or the "Unnamed: 12" pandas gives a
+    header-less column, stopped training with an unexpected failure. Nothing reads the booster's own names
+    (reasons and paths go by column position; the model keeps `spec.names`), so the unsafe characters become
+    `_`, and all names become positional when that makes two of them equal."""
+    safe = [name.translate(_ENGINE_UNSAFE) for name in names]
+    return safe if len(set(safe)) == len(safe) else [f"feature_{i}" for i in range(len(names))]
+
+
 
 def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.int64], spec: FeatureSpec,
                   config: TrainConfig, small_data: bool, shape: tuple[int, int, float] = (31, 40, 0.05),
@@ -232,7 +245,7 @@ def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.in
         # binned data set (binning 1M deals takes seconds). Each grows its kept rounds plus early stopping's 50,
         # and is added only while the kept rounds add up to under 50: a weak signal costs at most 5 x 100 rounds.
         categorical = [spec.names.index(c) for c in spec.categorical_names]
-        train_set = lgb.Dataset(features[fit_rows], won[fit_rows], feature_name=spec.names,
+        train_set = lgb.Dataset(features[fit_rows], won[fit_rows], feature_name=engine_feature_names(spec.names),
                                 categorical_feature=categorical, free_raw_data=False)
         valid_set = lgb.Dataset(features[calibration_rows], won[calibration_rows], reference=train_set)
         members: list[tuple[lgb.Booster, SliceLogLoss]] = []

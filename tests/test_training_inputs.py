@@ -604,3 +604,20 @@ def test_scoring_joins_only_the_clients_columns_the_model_was_trained_on(small_c
     without = score_frame(result.model, open_deals.drop(columns=["client_turnover"]), clients)
     empty = score_frame(result.model, open_deals.assign(client_turnover=np.nan), clients)
     np.testing.assert_array_equal(without["p_win"], empty["p_win"])
+
+
+def test_an_extra_text_column_with_a_value_per_deal_is_said_to_be_like_an_id(small_crm: SyntheticCRM) -> None:
+    """A per-deal reference column trained without a word, and every deal scored later listed it as unseen."""
+    deals = small_crm.deals.assign(ref=[f"REF-{i:06d}" for i in range(len(small_crm.deals))])
+    closed = int(deals["status"].isin(["won", "lost"]).sum())
+    _, said = _train(deals, small_crm.clients)
+    notes = [line for line in said if line.startswith("extra column ref")]
+    assert notes == [f"extra column ref has {closed:,} different values in its {closed:,} closed deals (the commonest "
+                     "in 1 deal; a value needs 20 to be learnt), like an id or a free-text note: no value "
+                     "recurs, so it carries nothing to a later deal, and every deal scored with a new value shows "
+                     "ref among its unseen inputs; exclude it (--exclude ref, or the mapping file's exclude) unless "
+                     "its values are meant to recur"]
+    # Excluded, it is not said again; text columns whose values recur (source, campaign_code) are never said.
+    excluded = TrainConfig(threads=1, features=FeatureConfig(exclude=("ref",)))
+    _, said = _train(deals, small_crm.clients, config=excluded)
+    assert not any(line.startswith("extra column") for line in said)

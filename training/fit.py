@@ -59,7 +59,13 @@ from model.win_models import LinearWinModel, PlattCalibration, TreeWinModel, Win
 from training.calibration import fit_calibration
 from training.fit_pool import FitPool, check_stop, default_workers, watching
 from training.gap_evaluation import profile_report, unlisted_products_note, won_not_held_note
-from training.inputs import check_named_columns, empty_columns, exclusion_notes, numbers_read_as_text
+from training.inputs import (
+    check_named_columns,
+    empty_columns,
+    exclusion_notes,
+    id_like_columns,
+    numbers_read_as_text,
+)
 from training.leak_guard import find_leaks
 from training.profiles_fit import ProfileConfig, fit_profiles
 from training.seed_average import averaged_booster
@@ -473,8 +479,12 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         progress("clients columns not trained on (a clients column X joins the deals as client_X): "
                  + ", ".join(unused))
     text_extras = [name for name, kind in dataset.extra_columns.items() if kind == "text" and "." not in name]
-    for text_numbers in numbers_read_as_text(deals, text_extras):
+    text_numbers_found = numbers_read_as_text(deals, text_extras)
+    for text_numbers in text_numbers_found:
         progress(text_numbers.note())
+    said = {found.column for found in text_numbers_found} | set(config.features.exclude)
+    for id_like in id_like_columns(deals, [c for c in text_extras if c not in said], config.features.min_level_count):
+        progress(id_like.note(config.features.min_level_count))
     progress("checking columns for outcome leaks")
     featured = zero_amount_unquoted(deals)
     spec = fit_feature_spec(featured, config.features, dataset.extra_columns)

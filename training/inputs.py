@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from model.contract import NON_FEATURE_DEAL_COLUMNS
-from model.errors import ContractViolation, Problem
+from model.errors import ContractViolation, Problem, counted
 from model.features import CALENDAR_MONTH, CLIENT_ATTRIBUTES
 
 CLOSED = ("won", "lost")
@@ -147,4 +147,44 @@ def numbers_read_as_text(deals: pd.DataFrame, text_columns: Iterable[str], share
             found.append(TextNumbers(str(column), len(values), int(formatted.sum()), len(odd),
                                      str(first.iloc[0]) if len(first) else None,
                                      str(odd.iloc[0]) if len(odd) else None))
+    return found
+
+
+@dataclass(frozen=True)
+class IdLike:
+    """A text column with a value of its own in nearly every closed deal: an id, a free-text note, a timestamp."""
+
+    column: str
+    present: int  # closed deals with a value
+    distinct: int  # distinct values among them
+    most: int  # closed deals of its most frequent value
+
+    def note(self, min_level_count: int) -> str:
+        commonest = counted(self.most, "deal")
+        return (f"extra column {self.column} has {self.distinct:,} different values in its {self.present:,} closed "
+                f"deals (the commonest in {commonest}; a value needs {min_level_count:,} to be learnt), like an id "
+                "or a free-text note: no value recurs, so it carries nothing to a later deal, and every deal "
+                f"scored with a new value shows {self.column} among its unseen inputs; exclude it (--exclude "
+                f"{self.column}, or the mapping file's exclude) unless its values are meant to recur")
+
+
+def id_like_columns(deals: pd.DataFrame, text_columns: Iterable[str], min_level_count: int,
+                    share: float = 0.9, fewest: int = 20) -> list[IdLike]:
+    """Text columns whose closed deals (at least `fewest` with a value) hold a different value in at least
+    `share` of them, none of which recurs in `min_level_count` deals (enough for a code of its own).
+
+    Such a column was trained on without a word: no value gets a code of its own, its as-of win rate is the
+    prior of an unknown level, and every newly scored deal lists it as unseen (an audit's per-deal reference
+    column: "unseen": ["ref"] on all 86 open deals). Legal, so it is said, not refused."""
+    closed = deals[deals["status"].isin(CLOSED)] if "status" in deals.columns else deals
+    found = []
+    for column in text_columns:
+        if column not in closed.columns:
+            continue
+        values = closed[column].dropna().astype(str)
+        if len(values) < fewest:
+            continue
+        counts = values.value_counts()
+        if len(counts) >= share * len(values) and int(counts.iloc[0]) < min_level_count:
+            found.append(IdLike(str(column), len(values), len(counts), int(counts.iloc[0])))
     return found

@@ -156,6 +156,9 @@ def _summary_table(artifact: Path) -> str:
         "value_model"))) if report.is_file() else None)
     if value_line:
         lines.append(value_line)
+    no_value_model = _no_value_model_summary(meta)
+    if no_value_model:
+        lines.append(no_value_model)
     if meta.get("empty_columns"):
         lines.append(f"empty columns (no value in any won or lost deal), trained without: "
                      f"{', '.join(meta['empty_columns'])}")
@@ -175,7 +178,7 @@ def _value_summary(value: Mapping[str, Any] | None, has_value_model: bool) -> st
         return None
     if not value.get("evaluated"):
         if not has_value_model:
-            return None  # the grade line says why there are no values
+            return None  # no value model: _no_value_model_summary says what that means
         return ("value model (deals without an amount): not measured, its values not corrected for spread: "
                 f"{value['why']}")
     errors = value["errors"]
@@ -184,6 +187,17 @@ def _value_summary(value: Mapping[str, Any] | None, has_value_model: bool) -> st
     return (f"value model (deals without an amount): mean |log error| {errors['model']['mean_abs_log_error']:.3f} on "
             f"{value['holdout_won_deals_with_amount']:,} holdout wins ({baselines}); expected amount = typical "
             f"amount x {value['spread']:.2f}")
+
+
+def _no_value_model_summary(meta: Mapping[str, Any]) -> str | None:
+    """Why deals scored without an amount get no value, when the grade line has cut-offs and so does not say it:
+    lost deals quoted an amount while too few won deals carried one (a CRM that clears the amount on a win)."""
+    value = meta.get("value") or {}
+    if not value or value.get("value_model") or not meta.get("grade_cutoffs", {}).get("a_min_expected_value", 0) > 0:
+        return None
+    return (f"no value model: {value['won_deals_with_amount']:,} won deals with an amount above 0, it needs "
+            f"{value['value_model_needs_won_deals']}; a deal scored without an amount gets no value and grade C, and "
+            "the cut-offs were set on the amounts of the other deals")
 
 
 def _metric(value: float | None, width: int, places: int) -> str:

@@ -34,6 +34,10 @@ def grade_summary(meta: Mapping[str, Any]) -> str:
     floor = cut.get("d_floor_value_per_hour")
     below = f", D at or below {floor:,.0f} per hour" if floor is not None else ""
     if cut.get("a_min_expected_value", 0) > 0:
+        if floor is None and "effort_hours" in meta.get("features", ()):
+            # The deals carry hours, yet no class D: said, not left to a reader to notice that no deal is ever D.
+            below = (", no class D (no closed deal with effort_hours above 0 and a won amount to set its floor "
+                     "from; --d-floor-per-hour sets one)")
         return f"grade A from EV {cut['a_min_expected_value']:,.0f}, B from {cut['b_min_expected_value']:,.0f}{below}"
     value = meta.get("value", {})  # recorded since 2026-12 (older models lack it)
     facts = (f" ({value['closed_deals_with_amount']:,} closed deals with an amount above 0, "

@@ -590,3 +590,26 @@ def test_engine_feature_names_stay_distinct_when_replacing_characters_makes_two_
     # "a:b" and "a_b" would both become "a_b", which LightGBM refuses as a repeated name.
     names = engine_feature_names(["a:b", "a_b", "amount"])
     assert len(set(names)) == 3 and not any(c in "".join(names) for c in '",:[]{}')
+
+
+def test_the_train_summary_says_why_there_is_no_class_d_and_no_value_model(small_crm: SyntheticCRM, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A CRM that clears the amount on a win and fills effort_hours with 0: the summary printed cut-offs and said
+    nothing else, though no deal could ever be D and a deal scored without an amount got no value."""
+    from dealscore.cli import main as dealscore
+
+    deals = small_crm.deals.assign(effort_hours=0.0)
+    deals["amount"] = deals["amount"].where(deals["status"] != "won")
+    deals.to_csv(tmp_path / "deals.csv", index=False)
+    assert dealscore(["train", "--deals", str(tmp_path / "deals.csv"), "--out", str(tmp_path / "model")]) == 0
+    summary = capsys.readouterr().out
+    assert "grade A from EV" in summary
+    assert ("no class D (no closed deal with effort_hours above 0 and a won amount to set its floor from; "
+            "--d-floor-per-hour sets one)") in summary
+    assert ("no value model: 0 won deals with an amount above 0, it needs 30; a deal scored without an amount gets "
+            "no value and grade C") in summary
+    # With hours and won amounts, neither is said.
+    small_crm.deals.to_csv(tmp_path / "deals.csv", index=False)
+    assert dealscore(["train", "--deals", str(tmp_path / "deals.csv"), "--out", str(tmp_path / "model")]) == 0
+    summary = capsys.readouterr().out
+    assert "D at or below" in summary and "no class D" not in summary and "no value model" not in summary

@@ -621,3 +621,18 @@ def test_an_extra_text_column_with_a_value_per_deal_is_said_to_be_like_an_id(sma
     excluded = TrainConfig(threads=1, features=FeatureConfig(exclude=("ref",)))
     _, said = _train(deals, small_crm.clients, config=excluded)
     assert not any(line.startswith("extra column") for line in said)
+
+
+def test_a_holdout_mostly_of_the_fitted_deals_day_is_said_not_to_be_later(small_crm: SyntheticCRM) -> None:
+    """An export whose deals all carry one created_at (a CRM migration stamps its import day) trained with a
+    "time-ordered" holdout split by deal_id within that day, and without a word: its figures are no test on
+    later deals."""
+    deals = small_crm.deals.assign(created_at=pd.Timestamp("2025-06-02"))
+    deals["closed_at"] = deals["closed_at"].where(deals["closed_at"].isna(), pd.Timestamp("2025-06-20"))
+    result, said = _train(deals, small_crm.clients)
+    holdout = result.metadata["metrics"]["model"]["deals"]
+    assert (f"{holdout:,} of the holdout's {holdout:,} deals were created on or before 2025-06-02, the day of the "
+            "latest deal the model is fitted on") in "\n".join(said)
+    # Spread over time as deals are, the holdout's first day may share a few deals with the fit: not said.
+    _, said = _train(small_crm.deals, small_crm.clients)
+    assert not any("of the holdout's" in line for line in said)

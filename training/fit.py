@@ -216,6 +216,22 @@ def check_holdout(won: FloatArray, share: float) -> None:
             "add closed deals")
 
 
+def holdout_not_later_note(created_at: pd.Series, train_rows: npt.NDArray[np.int64],
+                           holdout_rows: npt.NDArray[np.int64]) -> str | None:
+    """Said when most of the holdout was created on or before the day of the latest deal fitted on (deals of a
+    day are split by deal_id): an export whose deals all carry one import date trained with a "time-ordered"
+    holdout that was no later than the fit, without a word. A few deals of the boundary day are not said."""
+    days = created_at.to_numpy()
+    last_fitted = days[int(train_rows[-1])]
+    tied = int((days[holdout_rows] <= last_fitted).sum())
+    if tied * 2 <= holdout_rows.size:
+        return None
+    return (f"{tied:,} of the holdout's {holdout_rows.size:,} deals were created on or before "
+            f"{pd.Timestamp(last_fitted):%Y-%m-%d}, the day of the latest deal the model is fitted on (deals of one "
+            "day are split by deal_id): the holdout is not later than the fit, so its figures are no test on later "
+            "deals; do the deals carry the days they were created (not an import's date)?")
+
+
 WinFit = tuple[WinModel, PlattCalibration, dict[str, Any]]
 
 # LightGBM refuses a feature name holding one of these (it writes the names into its JSON model dump).
@@ -456,6 +472,9 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     check_enough_data(won[train_rows], config.min_per_class // 2,
                       f"before the holdout (the latest {config.holdout_share:.0%} of closed deals, kept for testing)")
     check_holdout(won[holdout_rows], config.holdout_share)
+    said_later = holdout_not_later_note(deals["created_at"], train_rows, holdout_rows)
+    if said_later:
+        progress(said_later)
 
     # What the data set says of itself (a Dataset built by hand may not say it all).
     notes = [getattr(dataset, name)() for name in ("unlinked_clients_note", "client_id_spellings_note",

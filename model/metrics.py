@@ -91,15 +91,16 @@ BASELINE_AUC_MARGIN = 0.05  # behind the logistic baseline by more than this: a 
 
 
 def reversed_ranking_caution(calibration: Mapping[str, Any] | None, calibration_deals: int | None) -> str | None:
-    """A caution when the published model's Platt slope is negative: its trees rank its own latest deals (the
-    calibration slice) backwards, so what they learnt from earlier deals reversed later, and the holdout figures,
+    """A caution when the published model's Platt slope is negative: it ranks its own latest deals (the
+    calibration slice) backwards, so what it learnt from earlier deals reversed later, and the holdout figures,
     measured on the evaluation model, do not describe it. (Bank marketing with a clients table published such a
-    model, slope -2.24, while its evaluation model's was positive.)"""
+    model, slope -2.24, while its evaluation model's was positive.) The words fit either engine: a small-data
+    model (a regularised logistic regression, 20 won and 20 lost deals: slope -2.86) was said to have trees."""
     slope = (calibration or {}).get("slope")
     if slope is None or not slope < 0:
         return None
     return (f"caution: the published model ranks its latest {calibration_deals or 0:,} closed deals backwards "
-            f"(calibration slope {slope:.2f}): what its trees learnt from earlier deals reversed later, and the "
+            f"(calibration slope {slope:.2f}): what it learnt from earlier deals reversed later, and the "
             "holdout figures describe the evaluation model, not this one; retrain on more deals, or exclude "
             "columns, before working deals by p_win")
 

@@ -11,6 +11,7 @@ from model.metrics import (
     grade_table,
     probability_caution,
     probability_metrics,
+    reversed_ranking_caution,
     top_decile_lift,
 )
 
@@ -74,3 +75,10 @@ def test_a_model_ranking_well_behind_the_logistic_baseline_gets_a_caution() -> N
     assert "0.502 against 0.703" in caution
     close = {"model": {"brier": 0.20, "auc": 0.69}, "prior_rate": {"brier": 0.23}, "logistic_regression": {"auc": 0.72}}
     assert probability_caution(close) is None  # within 0.05 of the baseline: no alarm
+
+
+def test_the_reversed_ranking_caution_fits_a_small_data_model_too() -> None:
+    """Said of a regularised logistic regression (small-data mode) as of trees: it spoke of "its trees"."""
+    caution = reversed_ranking_caution({"slope": -2.86}, 8)
+    assert caution is not None and "ranks its latest 8 closed deals backwards (calibration slope -2.86)" in caution
+    assert "trees" not in caution

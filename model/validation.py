@@ -528,8 +528,16 @@ def _why_required(column: Column) -> str:
 
 
 def _quoted(values: pd.Series, shown: int = VALUES_SHOWN) -> str:
-    """The first few distinct values, quoted and cut short."""
+    """The first few distinct values, quoted and cut short. Past the first hundred rows too when those hold fewer:
+    an export whose first hundred bad statuses were one value hid its other bad values until that one was fixed."""
     distinct = list(dict.fromkeys(_shown_value(v) for v in values.head(100)))[:shown]
+    if len(distinct) < shown and len(values) > 100:
+        rest = values.iloc[100:]
+        try:
+            later = rest.drop_duplicates()  # in order of appearance, of the column's own type (shown as above)
+        except TypeError:  # unhashable values (a Parquet list column): as text
+            later = rest.map(_shown_value).drop_duplicates()
+        distinct = list(dict.fromkeys([*distinct, *(_shown_value(v) for v in later)]))[:shown]
     return ", ".join(f"'{v[:VALUE_CHARS]}...'" if len(v) > VALUE_CHARS else f"'{v}'" for v in distinct)
 
 

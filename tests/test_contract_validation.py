@@ -254,6 +254,18 @@ def test_unknown_status_values() -> None:
     assert (problem.got, problem.rows, problem.count) == ("'pending', 'Negotiation'", (2, 3), 2)
 
 
+def test_bad_values_are_quoted_from_every_bad_row_not_only_the_first_hundred() -> None:
+    """An export whose first hundred bad statuses were all 'Closed Lost' quoted that one alone: its 'in progress'
+    deals, further down, were said only once the first value was fixed and training refused again."""
+    statuses = ["Closed Lost"] * 150 + ["won"] * 20 + ["in progress"] * 30
+    n = len(statuses)
+    raw = make_deals(**{"deal_id": [f"D{i}" for i in range(n)], "client_id": [None] * n,
+                        "created_at": ["2024-01-05"] * n, "closed_at": [None] * n, "status": statuses,
+                        "amount": ["1"] * n, "product": ["Cloud"] * n, "effort_hours": ["1"] * n})
+    problem = the_problem(bad_deals(raw), "deals", "status")
+    assert (problem.got, problem.count) == ("'Closed Lost', 'in progress'", 180)
+
+
 def test_empty_status_is_a_problem_for_training_only() -> None:
     raw = make_deals(status=["won", " ", "open"])
     problem = the_problem(bad_deals(raw), "deals", "status")

@@ -439,7 +439,11 @@ def clients_file(deals: str, clients: str | None, holdings: str | None, mapping:
         if column not in table:  # no profiles to say them: the same columns, empty, for a CRM import
             table[column] = pd.Series(np.nan, index=table.index, dtype=object if column == "segment" else float)
     write_csv_atomically(table, out)
-    if dataset.deals.empty:
+    if dataset.deals.empty and dataset.undated_open_deals:
+        # Set aside by load_dataset: the file had rows, only none that can be placed in time.
+        warn(f"the deals table holds only {counted(dataset.undated_open_deals, 'open deal')} without created_at, "
+             "set aside (no day to place them on): no client has a won deal")
+    elif dataset.deals.empty:
         warn("the deals table has no rows: no client has a won deal")
     elif not table.attrs.get("money_known", True):
         fix = ("the amount column has no amount above 0 for any client's won deal closed by the as-of date"

@@ -135,6 +135,21 @@ def test_a_deals_file_of_a_header_alone_is_said_without_advice_on_its_columns(
         assert "prospect" not in err, err
 
 
+def test_a_deals_file_of_undated_open_deals_alone_is_not_said_to_have_no_rows(
+        crm_files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Open deals without created_at are set aside (no day to place them on); a file of nothing else was said to
+    have no rows (an audit's file had 1,500 of them)."""
+    deals = pd.read_csv(crm_files / "deals.csv").head(40).assign(status="open", closed_at="", created_at="")
+    deals.to_csv(tmp_path / "deals.csv", index=False)
+    out = tmp_path / "out.csv"
+    code, err = run(["clients", "--deals", str(tmp_path / "deals.csv"), "--clients", str(crm_files / "clients.csv"),
+                     "--out", str(out)], capsys)
+    assert code == 0, err
+    assert ("note: the deals table holds only 40 open deals without created_at, set aside (no day to place them "
+            "on): no client has a won deal") in err.splitlines()
+    assert "has no rows" not in err
+
+
 def test_the_clients_command_takes_abc_and_xyz_shares(crm_files: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """DOMAIN.md: the Pareto shares are configurable; ABC and XYZ were fixed in `dealscore clients` (XYZ's

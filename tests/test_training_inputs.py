@@ -455,6 +455,27 @@ def test_gaps_from_profiles_that_know_no_income_say_their_zeros_mean_unknown(
     assert (pd.read_csv(tmp_path / "g.csv")["potential_income"] == 0).all()
 
 
+def test_gaps_from_holdings_revenue_of_0_in_every_row_do_not_say_the_deals_had_no_amounts(
+        small_crm: SyntheticCRM, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A holdings export whose revenue column is 0 in every row (a field the CRM never fills): income is read as 0,
+    and the note blamed "no revenue and no won deal amounts" though the won deals had amounts; blank cells would
+    have let those amounts stand in."""
+    from dealscore.cli import main as dealscore
+
+    holdings = small_crm.holdings.assign(revenue=0.0)
+    result, _ = _train(small_crm.deals, small_crm.clients, holdings)
+    assert result.model.profiles is not None and not result.model.profiles.has_income
+    model_dir = save_artifact(result.model, tmp_path / "model", result.metadata)
+    capsys.readouterr()
+    assert dealscore(["gaps", "--model", str(model_dir), "--clients", _csv(small_crm.clients, tmp_path / "c.csv"),
+                      "--holdings", _csv(holdings, tmp_path / "h.csv"), "--out", str(tmp_path / "g.csv")]) == 0
+    err = capsys.readouterr().err
+    assert ("the model's profiles know no income (its holdings table's revenue is 0 in every row, read as no "
+            "income; leave unknown revenue empty and won deal amounts stand in): potential_income is 0 in every "
+            "row") in err
+    assert "no won deal amounts" not in err
+
+
 def test_a_clients_tables_extra_columns_are_features_named_client_x_scored_alike_everywhere(
         small_crm: SyntheticCRM, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The contract: any other column is an extra feature. A clients table's revenue and tier were listed as

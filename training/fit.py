@@ -247,7 +247,6 @@ def engine_feature_names(names: list[str]) -> list[str]:
     return safe if len(set(safe)) == len(safe) else [f"feature_{i}" for i in range(len(names))]
 
 
-
 def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.int64], spec: FeatureSpec,
                   config: TrainConfig, small_data: bool, shape: tuple[int, int, float] = (31, 40, 0.05),
                   stop: threading.Event | None = None) -> WinFit:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from model.artifact import save_artifact
 from model.dataset import Dataset, dataset_from_frames
 from model.errors import InsufficientData
 from model.features import (
@@ -243,6 +245,11 @@ def test_the_train_command_says_when_deals_carry_no_amounts(small_crm: Synthetic
         assert (f"data: {len(small_crm.deals):,} deals created {small_crm.deals['created_at'].min():%Y-%m-%d} "
                 f"to {small_crm.deals['created_at'].max():%Y-%m-%d}: {counts['won']:,} won and {counts['lost']:,} "
                 f"lost (trained on), {counts['open']:,} open (not)") in summary
+        closed = counts["won"] + counts["lost"]
+        tested = json.loads((out / "metadata.json").read_text())["metrics"]["model"]
+        assert tested["deals"] == round(closed * 0.2)
+        assert (f"tested on the latest {tested['deals']:,} closed deals (win rate {tested['win_rate']:.0%})\n"
+                in summary)
         assert ("grade A from EV" in summary) is with_amounts
         # and how well the value model guesses an amount, where there is one
         assert ("value model (deals without an amount): mean |log error|" in summary) is with_amounts
@@ -267,6 +274,20 @@ def test_the_train_command_says_when_deals_carry_no_amounts(small_crm: Synthetic
     summary = capsys.readouterr().out
     assert "(20 closed deals with an amount above 0, 20 of them won; a value model needs 30)" in summary
     assert "D at or below 10 per hour" in summary
+
+
+def test_the_summary_calls_figures_on_few_held_out_deals_rough(trained: TrainingResult, tmp_path: Path) -> None:
+    """A holdout of 8 deals printed an AUC of 1.000 as any other (the degenerate-data audit)."""
+    from dealscore.cli import SOLID_HOLDOUT, _summary_table
+
+    artifact = save_artifact(trained.model, tmp_path / "model", trained.metadata)
+    meta = json.loads((artifact / "metadata.json").read_text())
+    assert meta["metrics"]["model"]["deals"] >= SOLID_HOLDOUT
+    assert "rough" not in _summary_table(artifact)
+    meta["metrics"]["model"]["deals"] = 8
+    (artifact / "metadata.json").write_text(json.dumps(meta))
+    assert "tested on the latest 8 closed deals (win rate " in _summary_table(artifact)
+    assert "; few: read the figures as rough" in _summary_table(artifact)
 
 
 def test_a_deal_without_an_amount_is_scored_as_a_typical_deal_not_as_one_of_amount_zero(

@@ -644,6 +644,22 @@ def test_an_extra_text_column_with_a_value_per_deal_is_said_to_be_like_an_id(sma
     assert not any(line.startswith("extra column") for line in said)
 
 
+def test_a_column_without_a_name_in_the_header_is_said(small_crm: SyntheticCRM, tmp_path: Path) -> None:
+    """pandas names a blank header cell "Unnamed: N", and to_csv writes the row numbers first by default: such a
+    column trained as the feature "Unnamed: 0" without a word (the degenerate-data audit)."""
+    from model.sources import read_table
+
+    small_crm.deals.to_csv(tmp_path / "deals.csv")  # with its row numbers, under no name
+    deals = read_table(str(tmp_path / "deals.csv"), "deals")
+    assert "Unnamed: 0" in deals.columns
+    _, said = _train(deals, small_crm.clients)
+    assert ("1 column without a name in the file's header, trained on as features: Unnamed: 0 (a file written with "
+            "its row numbers has one first); name it in the file, or --exclude 'Unnamed: 0'") in said
+    excluded = TrainConfig(threads=1, features=FeatureConfig(exclude=("Unnamed: 0",)))
+    _, said = _train(deals, small_crm.clients, config=excluded)
+    assert not any("without a name" in line for line in said)
+
+
 def test_a_holdout_mostly_of_the_fitted_deals_day_is_said_not_to_be_later(small_crm: SyntheticCRM) -> None:
     """An export whose deals all carry one created_at (a CRM migration stamps its import day) trained with a
     "time-ordered" holdout split by deal_id within that day, and without a word: its figures are no test on

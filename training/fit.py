@@ -65,6 +65,7 @@ from training.inputs import (
     exclusion_notes,
     id_like_columns,
     numbers_read_as_text,
+    unnamed_columns_note,
 )
 from training.leak_guard import find_leaks
 from training.profiles_fit import ProfileConfig, fit_profiles
@@ -503,6 +504,9 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     said = {found.column for found in text_numbers_found} | set(config.features.exclude)
     for id_like in id_like_columns(deals, [c for c in text_extras if c not in said], config.features.min_level_count):
         progress(id_like.note(config.features.min_level_count))
+    unnamed = unnamed_columns_note(c for c in dataset.extra_columns if c not in config.features.exclude)
+    if unnamed:
+        progress(unnamed)
     progress("checking columns for outcome leaks")
     featured = zero_amount_unquoted(deals)
     spec = fit_feature_spec(featured, config.features, dataset.extra_columns)

@@ -188,3 +188,18 @@ def id_like_columns(deals: pd.DataFrame, text_columns: Iterable[str], min_level_
         if len(counts) >= share * len(values) and int(counts.iloc[0]) < min_level_count:
             found.append(IdLike(str(column), len(values), len(counts), int(counts.iloc[0])))
     return found
+
+
+# The name pandas gives a CSV column whose header cell is blank ("Unnamed: 0" is a file written with its row numbers).
+_UNNAMED = re.compile(r"^Unnamed: \d+$")
+
+
+def unnamed_columns_note(columns: Iterable[str]) -> str | None:
+    """Said when extra columns have no name in the file's header: they are trained on like any other, and a row
+    number column (what pandas' to_csv writes first by default) reads the deals' order in the file as a feature."""
+    unnamed = [str(c) for c in columns if _UNNAMED.match(str(c))]
+    if not unnamed:
+        return None
+    return (f"{counted(len(unnamed), 'column')} without a name in the file's header, trained on as features: "
+            f"{', '.join(unnamed)} (a file written with its row numbers has one first); name "
+            f"{'it' if len(unnamed) == 1 else 'them'} in the file, or --exclude {' '.join(repr(c) for c in unnamed)}")

@@ -276,6 +276,26 @@ def test_the_train_command_says_when_deals_carry_no_amounts(small_crm: Synthetic
     assert "D at or below 10 per hour" in summary
 
 
+def test_score_says_that_deals_quoted_0_are_valued_by_the_value_model(
+        small_crm: SyntheticCRM, trained: TrainingResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An amount of 0 is no quote yet, so the value model values the deal and its grade follows: 32 of 86 such
+    deals were A in the degenerate-data audit, with nothing in the output to say why."""
+    from dealscore.cli import main as dealscore
+
+    artifact = save_artifact(trained.model, tmp_path / "model", trained.metadata)
+    deals = small_crm.deals[small_crm.deals["status"] == "open"].head(40).copy()
+    deals.loc[deals.index[:7], "amount"] = 0.0
+    deals.to_csv(tmp_path / "deals.csv", index=False)
+    small_crm.clients.to_csv(tmp_path / "clients.csv", index=False)
+    capsys.readouterr()
+    assert dealscore(["score", "--model", str(artifact), "--deals", str(tmp_path / "deals.csv"), "--clients",
+                      str(tmp_path / "clients.csv"), "--out", str(tmp_path / "scores.csv")]) == 0
+    assert ("7 deals with an amount of 0, read as no quote yet: valued by the value model (value_source 'model') "
+            "and graded by that value") in capsys.readouterr().err
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert (scores["value_source"].head(7) == "model").all() and (scores["value"].head(7) > 0).all()
+
+
 def test_the_summary_calls_figures_on_few_held_out_deals_rough(trained: TrainingResult, tmp_path: Path) -> None:
     """A holdout of 8 deals printed an AUC of 1.000 as any other (the degenerate-data audit)."""
     from dealscore.cli import SOLID_HOLDOUT, _summary_table

@@ -363,14 +363,10 @@ def gaps_file(model_dir: str, clients: str, holdings: str | None, mapping: str |
             warn(f"{later:,} of {len(client_frame):,} clients became clients after {as_of:%Y-%m-%d} (their since): "
                  "no gap rows for them")
     if not model.profiles.has_income and len(table) and warn is not None:
-        # 0 reads as "worth nothing"; it means "unknown" here (the column stays a number for CRM imports).
-        # Revenue known for some holdings yet no income: every known revenue was 0 (won amounts are read only
-        # when no holding's revenue is known, training/profiles_fit.py).
-        why = ("its holdings table's revenue is 0 in every row, read as no income; leave unknown revenue empty and "
-               "won deal amounts stand in" if model.profiles.summary.get("income_source") == "holdings revenue"
-               else "its holdings had no revenue and no won deal amounts")
-        warn(f"the model's profiles know no income ({why}): potential_income is 0 in every row and gaps are ranked "
-             "by p_accept alone")
+        # 0 reads as "worth nothing"; it means "unknown" here (the column stays a number for CRM imports). (A
+        # holdings revenue of 0 in every row is read as not given: won deal amounts measure income then.)
+        warn("the model's profiles know no income (its holdings had no revenue and no won deal amounts): "
+             "potential_income is 0 in every row and gaps are ranked by p_accept alone")
     return len(table)
 
 

@@ -455,25 +455,32 @@ def test_gaps_from_profiles_that_know_no_income_say_their_zeros_mean_unknown(
     assert (pd.read_csv(tmp_path / "g.csv")["potential_income"] == 0).all()
 
 
-def test_gaps_from_holdings_revenue_of_0_in_every_row_do_not_say_the_deals_had_no_amounts(
+def test_a_holdings_revenue_of_0_in_every_row_is_read_as_not_given(
         small_crm: SyntheticCRM, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A holdings export whose revenue column is 0 in every row (a field the CRM never fills): income is read as 0,
-    and the note blamed "no revenue and no won deal amounts" though the won deals had amounts; blank cells would
-    have let those amounts stand in."""
+    """A holdings export whose revenue column is 0 in every row (a field the CRM never fills) was read as income 0:
+    every client's income and potential income was 0, gaps were ranked by p_accept alone, and the note blamed
+    "no revenue and no won deal amounts" though the won deals had amounts (the degenerate-data audit). As an
+    amount of 0 is no quote, it is read as not given: the won deals' amounts measure income, as without it."""
     from dealscore.cli import main as dealscore
 
     holdings = small_crm.holdings.assign(revenue=0.0)
-    result, _ = _train(small_crm.deals, small_crm.clients, holdings)
-    assert result.model.profiles is not None and not result.model.profiles.has_income
+    result, said = _train(small_crm.deals, small_crm.clients, holdings)
+    blank, _ = _train(small_crm.deals, small_crm.clients, small_crm.holdings.assign(revenue=np.nan))
+    profiles = result.model.profiles
+    assert profiles is not None and profiles.has_income and profiles.summary["income_source"] == "won deal amounts"
+    assert ("the holdings table's revenue is 0 in every row: read as not given (as an amount of 0 is no quote), so "
+            "clients' income is measured by won deal amounts") in said
+    assert blank.model.profiles is not None and not blank.model.profiles.summary["holdings_revenue_all_zero"]
     model_dir = save_artifact(result.model, tmp_path / "model", result.metadata)
+    blank_dir = save_artifact(blank.model, tmp_path / "blank", blank.metadata)
     capsys.readouterr()
-    assert dealscore(["gaps", "--model", str(model_dir), "--clients", _csv(small_crm.clients, tmp_path / "c.csv"),
-                      "--holdings", _csv(holdings, tmp_path / "h.csv"), "--out", str(tmp_path / "g.csv")]) == 0
-    err = capsys.readouterr().err
-    assert ("the model's profiles know no income (its holdings table's revenue is 0 in every row, read as no "
-            "income; leave unknown revenue empty and won deal amounts stand in): potential_income is 0 in every "
-            "row") in err
-    assert "no won deal amounts" not in err
+    for model, out in ((model_dir, "g.csv"), (blank_dir, "b.csv")):
+        assert dealscore(["gaps", "--model", str(model), "--clients", _csv(small_crm.clients, tmp_path / "c.csv"),
+                          "--holdings", _csv(holdings, tmp_path / "h.csv"), "--out", str(tmp_path / out)]) == 0
+    assert "know no income" not in capsys.readouterr().err
+    gaps = pd.read_csv(tmp_path / "g.csv")
+    assert (gaps["potential_income"] > 0).any()
+    pd.testing.assert_frame_equal(gaps, pd.read_csv(tmp_path / "b.csv"))
 
 
 def test_a_clients_tables_extra_columns_are_features_named_client_x_scored_alike_everywhere(

@@ -58,7 +58,7 @@ from model.validation import merged_spellings_of
 from model.win_models import LinearWinModel, PlattCalibration, TreeWinModel, WinModel
 from training.calibration import fit_calibration
 from training.fit_pool import FitPool, check_stop, default_workers, watching
-from training.gap_evaluation import profile_report, unlisted_products_note, won_not_held_note
+from training.gap_evaluation import profile_report, unfilled_revenue_note, unlisted_products_note, won_not_held_note
 from training.inputs import (
     check_named_columns,
     empty_columns,
@@ -595,8 +595,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         if not alongside.done():
             progress("waiting for the ideal client profiles and the baselines")
         baselines, profiles = alongside.result()
-    for note in ((won_not_held_note(profiles[1]["summary"]), unlisted_products_note(profiles[1]["summary"]))
-                 if profiles is not None else ()):
+    for note in ((won_not_held_note(profiles[1]["summary"]), unlisted_products_note(profiles[1]["summary"]),
+                  unfilled_revenue_note(profiles[1]["summary"])) if profiles is not None else ()):
         if note:
             progress(note)
     if profiles is not None and not profiles[1]["evaluation"].get("evaluated"):

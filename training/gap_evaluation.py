@@ -262,6 +262,7 @@ def ideal_profile_recovery(profiles: ClientProfiles, truth: pd.DataFrame) -> dic
 
 SUMMARY_KEYS = ("clients", "holdings", "holdings_added_from_won_deals", "won_products_not_in_holdings",
                 "won_products_not_in_holdings_count", "holdings_source", "products", "income_source",
+                "holdings_revenue_all_zero",
                 "segment_levels", "segments", "clients_by_segment_level", "acceptance_regularisation", "take_up")
 SEGMENT_KEYS = ("segment", "clients", "best_clients", "ideal_income", "ideal_products")
 
@@ -284,6 +285,13 @@ def won_not_held_note(summary: Mapping[str, Any]) -> str | None:
     return (f"{added:,} products that clients won in the last {WON_NOT_YET_IN_HOLDINGS_DAYS} days were missing "
             "from the holdings table: counted as held (not offered back as gaps unless a client's products are "
             "sent), earning what the product typically does")
+
+
+def unfilled_revenue_note(summary: Mapping[str, Any]) -> str | None:
+    if not summary.get("holdings_revenue_all_zero"):
+        return None
+    return (f"the holdings table's revenue is 0 in every row: read as not given (as an amount of 0 is no quote), "
+            f"so clients' income is measured by {summary.get('income_source', 'won deal amounts')}")
 
 
 def unlisted_products_note(summary: Mapping[str, Any]) -> str | None:

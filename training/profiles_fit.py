@@ -145,6 +145,7 @@ class _Portfolio:
     # UNLISTED_KEPT are kept (a product column of order lines made 300k of them at 1M deals); then how many.
     won_products_not_listed: dict[str, int] | None = None
     won_products_not_listed_count: int = 0
+    holdings_revenue_all_zero: bool = False  # the holdings table's revenue was 0 in every row: read as not given
 
 
 UNLISTED_KEPT = 20
@@ -215,6 +216,7 @@ def fit_profiles(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holdi
         "won_products_not_in_holdings_count": portfolio.won_products_not_listed_count,
         "products": list(portfolio.products),
         "income_source": portfolio.income_source,
+        "holdings_revenue_all_zero": portfolio.holdings_revenue_all_zero,
         "segment_levels": ["×".join(level) or ALL_CLIENTS for level in levels_chain],
         "segments": {"×".join(level) or ALL_CLIENTS: sum(1 for lv in segments.level if lv == i)
                      for i, level in enumerate(levels_chain)},
@@ -286,10 +288,17 @@ def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holding
         raise InsufficientData("no holdings to fit client profiles: give a holdings table or won deals with "
                                "client_id and product")
     holdings = holdings[holdings["client_id"].notna() & holdings["product"].notna()]
+    table_revenue = holdings["revenue"].astype(np.float64) if "revenue" in holdings else None
+    # A revenue column that is 0 in every row is a field the CRM never fills, as an amount of 0 is no quote: read
+    # as not given, so won deal amounts measure income. Read as income 0, every client's income and potential was
+    # 0 and gaps were ranked by p_accept alone (a degenerate-data audit).
+    unfilled_revenue = bool(table_revenue is not None and table_revenue.notna().any()
+                            and (table_revenue.dropna() == 0).all())
+    if unfilled_revenue:
+        table_revenue = None
     frame = pd.DataFrame({"client_id": holdings["client_id"].astype(str),
                           "product": holdings["product"].astype(str),
-                          "revenue": (holdings["revenue"].astype(np.float64) if "revenue" in holdings
-                                      else np.nan)})
+                          "revenue": table_revenue if table_revenue is not None else np.nan})
     frame, added = _with_won_products(frame, deals, holdings) if add_won_products else (frame, 0)
     if deals is not None and frame["revenue"].isna().all() and {"amount", "status", "client_id", "product"} <= set(
             deals.columns):
@@ -317,8 +326,8 @@ def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holding
     revenue = frame["revenue"].to_numpy(dtype=np.float64)
     has_revenue = bool(np.isfinite(revenue).any() and np.nansum(revenue) > 0)
     # Holdings read off won deals (model.dataset.holdings_from_deals) carry the wins' amounts as their revenue.
-    table_revenue = holdings_table and "revenue" in holdings and holdings["revenue"].notna().any()
-    income_source = "holdings revenue" if table_revenue else (
+    from_table = holdings_table and table_revenue is not None and bool(table_revenue.notna().any())
+    income_source = "holdings revenue" if from_table else (
         "won deal amounts" if has_revenue else "number of products held")
     if has_revenue:  # a holding with unknown revenue earns what the product typically does
         medians = pd.Series(revenue).groupby(holding_product).median()
@@ -345,7 +354,7 @@ def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holding
         holding_product=holding_product, holding_revenue=revenue, holding_income=revenue_filled, income=income,
         has_income=has_income,
         income_source=income_source, reference_day=_reference_day(deals, clients, holdings),
-        won_not_in_holdings=added,
+        won_not_in_holdings=added, holdings_revenue_all_zero=unfilled_revenue,
         **(_won_products_not_listed(deals, frame["product"]) if check_listing else {}),
     )
 

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from model.contract import utc_today
 from model.features import day_numbers
 from model.grades import DEFAULT_SHARES, pareto_classes
 from model.profiles import ClientFacts, ClientGaps, ClientProfiles
@@ -193,7 +194,7 @@ def analytics_day(deals: pd.DataFrame, as_of: date | None) -> float:
     days = [day_numbers(deals[c]) for c in ("created_at", "closed_at")
             if c in deals and deals[c].notna().any()]
     if not days:
-        return float(np.datetime64("today", "D").astype(np.int64))
+        return float(np.datetime64(utc_today(), "D").astype(np.int64))
     return float(max(np.nanmax(d) for d in days))
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from model.contract import utc_today
 from model.spellings import fitted_spellings, folded_form, folded_spellings
 
 FloatArray = npt.NDArray[np.float64]
@@ -616,7 +617,8 @@ def _rounded(value: float) -> float | None:
 
 
 def _today() -> float:
-    return float(np.datetime64("today", "D").astype(np.int64))
+    """Today as a day number: the UTC date, as deals are scored (numpy's "today" is the machine's local date)."""
+    return float(np.datetime64(utc_today(), "D").astype(np.int64))
 
 
 __all__ = [

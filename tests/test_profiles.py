@@ -654,3 +654,31 @@ def test_a_product_won_but_missing_from_the_holdings_table_is_held_not_a_gap() -
     assert fit_profiles(deals, clients, later, TINY).summary["holdings_added_from_won_deals"] == 0
     assert fit_profiles(deals, clients, holdings, TINY, add_won_products=False).summary[
         "holdings_added_from_won_deals"] == 0
+
+
+def test_a_client_s_tenure_band_is_as_of_the_utc_date_in_any_time_zone(
+        crm_profiles: ClientProfiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gap lists (HTTP and `dealscore gaps` without --as-of) band a client's tenure as of today: the UTC date, as
+    the deals are scored (model.contract.utc_today). The machine's local date put a client whose start lies at a
+    band's edge in another band for part of every day east or west of UTC."""
+    from datetime import UTC, datetime, timedelta
+
+    from model.profiles import DAY_SECONDS_PER_YEAR, TENURE
+
+    utc = datetime.now(UTC)
+    today = float(np.datetime64(utc.date(), "D").astype(np.int64))
+    # A zone whose date differs from UTC's right now: 14 hours ahead or 11 behind, one of them always does.
+    ahead = (utc + timedelta(hours=14)).date() != utc.date()
+    edge = crm_profiles.encoder.bands[TENURE][0] * DAY_SECONDS_PER_YEAR
+    # Half a day on the side of the edge the local date's day moves it across.
+    since = today - edge + (0.5 if ahead else -0.5)
+    facts = [ClientFacts("a-stranger", since_day=since)]
+    expected = crm_profiles.resolve(facts, as_of_day=today)[0]
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati" if ahead else "Pacific/Pago_Pago")
+    time.tzset()
+    try:
+        resolved = crm_profiles.resolve(facts)[0]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert resolved == expected

@@ -627,10 +627,28 @@ def test_extra_columns_named_with_brackets_colons_or_quotes_train_and_give_reaso
 def test_engine_feature_names_stay_distinct_when_replacing_characters_makes_two_alike() -> None:
     from training.fit import engine_feature_names
 
-    assert engine_feature_names(["amount", "Revenue [EUR]"]) == ["amount", "Revenue _EUR_"]
+    assert engine_feature_names(["amount", "Revenue [EUR]"]) == ["amount", "Revenue__EUR_"]  # as LightGBM keeps it
     # "a:b" and "a_b" would both become "a_b", which LightGBM refuses as a repeated name.
     names = engine_feature_names(["a:b", "a_b", "amount"])
     assert len(set(names)) == 3 and not any(c in "".join(names) for c in '",:[]{}')
+
+
+@pytest.mark.parametrize("names", [["deal type", "deal_type"], ["Stage: Q1", "Stage__Q1"], ["a b", "a:b"]])
+def test_engine_feature_names_are_taken_by_lightgbm_which_reads_a_space_as_an_underscore(names: list[str]) -> None:
+    """LightGBM writes a space in a feature name as `_` before it checks that no name repeats: extra columns
+    "deal type" and "deal_type" (or "Stage: Q1" beside "Stage__Q1") reached it as one name twice, and training
+    ended with an unexpected failure ("Feature (deal_type) appears more than one time")."""
+    import lightgbm as lgb
+
+    from training.fit import engine_feature_names
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(60, len(names)))
+    won = (features[:, 0] > 0).astype(np.float64)
+    engine_names = engine_feature_names(names)
+    booster = lgb.train({"verbose": -1, "num_threads": 1, "min_data_in_leaf": 5},
+                        lgb.Dataset(features, won, feature_name=engine_names), num_boost_round=2)
+    assert len(set(booster.feature_name())) == len(names)
 
 
 def test_the_train_summary_says_why_there_is_no_class_d_and_no_value_model(small_crm: SyntheticCRM, tmp_path: Path,

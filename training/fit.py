@@ -235,8 +235,9 @@ def holdout_not_later_note(created_at: pd.Series, train_rows: npt.NDArray[np.int
 
 WinFit = tuple[WinModel, PlattCalibration, dict[str, Any]]
 
-# LightGBM refuses a feature name holding one of these (it writes the names into its JSON model dump).
-_ENGINE_UNSAFE = str.maketrans(dict.fromkeys('",:[]{}', "_"))
+# LightGBM refuses a feature name holding one of these (it writes the names into its JSON model dump), and writes
+# a space as `_` itself before it checks that no name repeats: done here, so that the check below sees its names.
+_ENGINE_UNSAFE = str.maketrans(dict.fromkeys('",:[]{} ', "_"))
 
 
 def engine_feature_names(names: list[str]) -> list[str]:

@@ -126,6 +126,20 @@ def test_local_times_across_a_dst_change_are_read_per_offset_by_their_own_days(
         None if form is None else parse_date(form) for form in forms]
 
 
+def test_a_long_junk_value_beside_two_offsets_is_refused_in_linear_time() -> None:
+    """Finding each value's UTC offset scanned from every space or "t" to the end of the value: one pasted note
+    of 40,000 characters in a column of local times across a DST change took some 16 s to refuse (quadratic in
+    its length; 100,000 characters, minutes)."""
+    import time
+
+    junk = "2024-01-05 " + "t " * 20_000
+    raw = make_deals(created_at=["2024-01-05T10:00:00+01:00", "2024-07-01T10:00:00+02:00", junk])
+    started = time.perf_counter()
+    problem = the_problem(bad_deals(raw), "deals", "created_at")
+    assert time.perf_counter() - started < 2.0
+    assert problem.rows == (3,) and problem.got.startswith("'2024-01-05 t t t")
+
+
 def test_a_far_placeholder_beside_nanoseconds_and_two_offsets_is_refused_by_row() -> None:
     """Nanoseconds in one value made pandas parse the mixed-offset column in datetime64[ns], where a "9999-12-31"
     beside them overflowed: OutOfBoundsDatetime, and `dealscore` ended with exit 1 (a dates audit)."""

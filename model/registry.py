@@ -676,6 +676,9 @@ def _warm_up_deals(model: ScoringModel, client_id: str | None) -> dict[str, Any]
     return columns
 
 
+# How long a forced check answers a refused version's standing refusal while neither the manifest nor its files
+# changed, before it tries the version again.
+RETRY_REFUSED_SECONDS = 60.0
 # A version folder's entries as stat sees them: (path, inode, size, mtime, ctime), or None for a missing folder.
 VersionFiles = tuple[tuple[str, int, int, int, int], ...] | None
 
@@ -733,10 +736,13 @@ class LiveModelWatcher:
         self._live: str | None = None  # the live version the manifest named at the last read
         self._lock = threading.Lock()
         self.last_refused: RefusedVersion | None = None
-        # The refused version's files as they were when it was refused: a forced check does not load them again
-        # while they are unchanged (the same bytes, the same code, the same answer). Each retry of a 1M-deal
-        # model's load held the worker's GIL for some 10 s, and the admin route may be open to anyone.
-        self._refused_files: VersionFiles | None = None
+        # The manifest and the refused version's files as they were when it was refused, and when that was: a
+        # forced check does not load them again while both are unchanged, for RETRY_REFUSED_SECONDS. Each retry of
+        # a 1M-deal model's load held the worker's GIL for some 10 s, and the admin route may be open to anyone;
+        # after a while it is tried again, since a refusal may have been passing (a file read failing once, too
+        # many open files, memory short during the warm-up: a review).
+        self._refused_key: tuple[ManifestStamp | None, VersionFiles] | None = None
+        self._refused_since = 0.0
 
     def check(self, current_version: str | None, *, force: bool = False) -> ReloadResult:
         with self._lock:
@@ -763,22 +769,24 @@ class LiveModelWatcher:
             # name reads as no folder: the load refuses it.)
             files = version_files(self.registry.versions_dir / live) if _VERSION_NAME.match(live) else None
             refused = self.last_refused
-            if refused is not None and refused.version == live and files == self._refused_files:
+            if (refused is not None and refused.version == live and (stamp, files) == self._refused_key
+                    and time.monotonic() - self._refused_since < RETRY_REFUSED_SECONDS):
                 return ReloadResult("refused", live, refused=refused)
             try:
                 model, meta = self.registry.load(live)
                 self.warm(model)
             except DealscoreError as exc:
-                return self._refuse(live, exc.message, files)
+                return self._refuse(live, exc.message, (stamp, files))
             except Exception as exc:  # a model that fails in any way must not replace a working one
                 return self._refuse(live, f"version {live} could not be loaded or failed its warm-up: "
-                                          f"{type(exc).__name__}: {exc}", files)
+                                          f"{type(exc).__name__}: {exc}", (stamp, files))
             self.last_refused = None
             return ReloadResult("loaded", live, loaded=LoadedVersion(live, model, meta, self.registry.path_of(live)))
 
-    def _refuse(self, version: str | None, reason: str, files: VersionFiles | None = None) -> ReloadResult:
+    def _refuse(self, version: str | None, reason: str,
+                key: tuple[ManifestStamp | None, VersionFiles] | None = None) -> ReloadResult:
         self.last_refused = RefusedVersion(version=version, reason=reason, at=_now())
-        self._refused_files = files
+        self._refused_key, self._refused_since = key, time.monotonic()
         return ReloadResult("refused", version, refused=self.last_refused)
 
     def _refused_for(self, current_version: str | None) -> RefusedVersion | None:

@@ -274,7 +274,7 @@ async def reload(request: Request, rid: RequestId) -> Response:
     A new live version is loaded, its checksums and library versions verified, and it is warmed with a test
     prediction before it is swapped in; requests in flight finish on the model they started with. A version
     that fails is refused: the old model keeps serving, and `refused` (here and in GET /v1/model) says why. A
-    refused version is loaded again only once its files change, or after a restart."""
+    refused version is tried again once the manifest or its files change, or a minute after the last try."""
     reloader = get_reloader(request)
     if reloader is None:
         source = get_holder(request).peek()

@@ -515,7 +515,8 @@ def test_a_model_written_under_a_private_umask_is_readable_by_the_service_user(t
         assert set(modes.values()) == {0o644}, modes
 
 
-def test_a_forced_check_does_not_load_a_refused_version_again_until_its_files_change(registry: Registry) -> None:
+def test_a_forced_check_does_not_load_a_refused_version_again_until_its_files_change(
+        registry: Registry, tiny: TrainingResult, monkeypatch: pytest.MonkeyPatch) -> None:
     """The admin route re-loaded and re-warmed a refused version on every call: a 1M-deal model's load holds the
     worker for some 10 s, and without tokens anyone may call it."""
     warmed: list[str] = []
@@ -542,6 +543,16 @@ def test_a_forced_check_does_not_load_a_refused_version_again_until_its_files_ch
     os.chmod(report, 0o644)
     watcher.check("v1", force=True)
     assert warmed == ["v2", "v2", "v2"]
+    # The manifest rewritten, v2 still live (another version stored): tried again, as a change of the files is
+    # (the refusal may have been the manifest's: a version it did not list).
+    add(registry, tiny, "v3")
+    assert watcher.check("v1").status == "refused" and warmed == ["v2"] * 4
+    # Neither changed, but a while has passed: tried again (a refusal may have been passing: a read failing once).
+    import model.registry as registry_module
+
+    monkeypatch.setattr(registry_module, "RETRY_REFUSED_SECONDS", 0.0)
+    watcher.check("v1", force=True)
+    assert warmed == ["v2"] * 5
     # Once the files load, the version does.
     fixed = LiveModelWatcher(registry)
     assert fixed.check("v1", force=True).status == "loaded"

@@ -339,14 +339,14 @@ def test_an_outcome_stored_before_its_deal_was_scored_gets_its_client_at_the_nex
         assert [e.deal_id for e in feedback.outcomes.book.wins_of("C7")] == ["D1"]
 
 
-def test_a_clientless_outcome_is_looked_up_for_a_day(database_url: str, tmp_path: Path,
+def test_a_clientless_outcome_is_looked_up_for_an_hour(database_url: str, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from service.feedback import outcomes as outcomes_module
 
     with running(database_url, tmp_path / "spool") as feedback:
         feedback.record_outcomes([Outcome("D1", "won", 100.0, date(2025, 2, 1))])
         feedback.outcomes.refresh()
-        monkeypatch.setattr(outcomes_module, "CLIENTLESS_LOOKUP", timedelta(0))  # a day has passed
+        monkeypatch.setattr(outcomes_module, "CLIENTLESS_LOOKUP", timedelta(0))  # an hour has passed
         feedback.record_scores("r1", "v1", [deal("D1", client_id="C7", created_at="2025-01-02")],
                                batch([0.4], [40.0], ["B"]))
         feedback.flush_score_log()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -11,6 +12,8 @@ from service.logs import configure_logging
 from service.settings import Settings
 
 __all__ = ["serve"]
+
+APP = "service.app:create_app_from_env"  # each worker builds its app from the environment
 
 
 def serve(settings: Settings) -> None:
@@ -29,9 +32,22 @@ def serve(settings: Settings) -> None:
     from service.http_protocol import BoundedHeadProtocol
 
     # BoundedHeadProtocol: uvicorn's httptools protocol, which read a request's head with no bound on its size or time.
-    uvicorn.run("service.app:create_app_from_env", factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers, log_level=settings.log_level.lower(), access_log=False,
-                log_config=None, server_header=False, http=BoundedHeadProtocol)
+    options: dict[str, Any] = {"factory": True, "host": settings.host, "port": settings.port,
+                               "workers": settings.workers, "log_level": settings.log_level.lower(),
+                               "access_log": False, "log_config": None, "server_header": False,
+                               "http": BoundedHeadProtocol}
+    if settings.workers == 1:
+        uvicorn.run(APP, **options)
+        return
+    # uvicorn.run's own path for several workers, with a parent that stops listening before it stops them
+    # (service/supervisor.py): uvicorn's kept accepting connections into the backlog, and reset them, meanwhile.
+    from service.supervisor import WorkerSupervisor
+
+    config = uvicorn.Config(APP, **options)
+    try:
+        WorkerSupervisor(config, sockets=[config.bind_socket()]).run()
+    except KeyboardInterrupt:  # as uvicorn.run: a Ctrl-C that reaches the parent is a stop, not a failure
+        pass
 
 
 def check_listening_address(host: str, port: int) -> None:

@@ -6,6 +6,7 @@ are retried in the background, and scoring goes on meanwhile (its log entries wa
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import threading
@@ -77,12 +78,16 @@ class Feedback:
             self._refresher = threading.Thread(target=self._refresh_loop, name="dealscore-feedback-refresh",
                                                daemon=True)
             self._refresher.start()
+            # A process that ends without stop() (uvicorn's forced quit, a second Ctrl-C, skips the lifespan
+            # shutdown) would lose the score log its daemon writer holds in memory: scores already answered.
+            atexit.register(self.stop)
 
     def stop(self) -> None:
         """Write what the log holds (to the database, else the spool) and stop; idempotent."""
         with self._lifecycle:
             if self._refresher is None:
                 return
+            atexit.unregister(self.stop)
             self._stop.set()
             self._refresher.join(5.0)
             self._refresher = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -942,3 +943,49 @@ def test_a_deal_scored_without_created_at_takes_an_outcome_closed_before_its_lat
         recorded = feedback.record_outcomes([Outcome("U1", "won", 50.0, date(2025, 6, 9)),
                                              Outcome("U2", "lost", None, date(2025, 4, 1))])
     assert [r.result for r in recorded] == ["created", "created"] and recorded[0].client_id == "C1"
+
+
+def _score_log_down_for_a_while(monkeypatch: pytest.MonkeyPatch, feedback: Feedback) -> list[bool]:
+    """The score log's database fails while `down[0]` is True (the store's own connections are untouched): its
+    writer spools what it is given and backs off for the configured retry_seconds."""
+    import service.feedback.score_log as score_log_module
+
+    down = [True]
+    insert = score_log_module.insert_rows
+
+    def failing(engine: sa.Engine, rows: Any) -> None:
+        if down[0]:
+            raise sa.exc.OperationalError("INSERT INTO score_log", {}, Exception("connection refused"))
+        insert(engine, rows)
+
+    monkeypatch.setattr(score_log_module, "insert_rows", failing)
+    feedback.record_scores("r1", "v1", [deal("D1"), deal("D2")], batch([0.3, 0.6], [30.0, 60.0], ["B", "A"]))
+    assert feedback.score_log is not None
+    wait_until(lambda: feedback.score_log is not None and feedback.score_log.stats().spooled == 2, message="spooled")
+    return down
+
+
+def test_deals_scored_while_the_log_was_down_can_be_judged_once_the_database_answers(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An outage audit: after the database came back, the writer's back-off (here 30 s; up to 60 s) held the spool,
+    and a judgement of two deals scored during the outage was refused 422 "never scored"."""
+    with running(database_url, tmp_path / "spool", retry_seconds=30.0) as feedback:
+        down = _score_log_down_for_a_while(monkeypatch, feedback)
+        down[0] = False  # the database is back; the writer would try it again in 30 s
+        started = time.monotonic()
+        recorded = feedback.record_judgement(Judgement("Elena", "D1", "D2"))
+        assert (recorded.result, recorded.revision) == ("created", 1)
+        assert time.monotonic() - started < 5
+        assert feedback.score_log is not None and feedback.score_log.stats().spooled == 0
+
+
+def test_a_judgement_of_a_deal_still_in_the_spool_is_a_503_not_a_422(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.feedback import FeedbackUnavailable
+
+    with running(database_url, tmp_path / "spool", retry_seconds=30.0) as feedback:
+        _score_log_down_for_a_while(monkeypatch, feedback)  # and it stays down
+        with pytest.raises(FeedbackUnavailable) as refused:
+            feedback.record_judgement(Judgement("Elena", "D1", "D2"))
+        assert refused.value.status == 503
+        assert [(p.field, p.got) for p in refused.value.problems] == [("score log", "2 scores still in the spool")]

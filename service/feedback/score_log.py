@@ -517,6 +517,15 @@ class ScoreLog:
                 self._done.wait(remaining)
         return True
 
+    def wait_for_spool(self, timeout: float) -> bool:
+        """Wait until the spool is replayed (nothing left in it); False when `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        while self.spool.rows:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(GATHER_POLL_SECONDS)
+        return True
+
     def retry_now(self) -> None:
         """Forget the back-off: the next writer turn tries the database (a test, or an operator, knows it is back)."""
         self._next_attempt = 0.0

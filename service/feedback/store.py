@@ -16,17 +16,18 @@ from typing import Any
 import numpy.typing as npt
 import sqlalchemy as sa
 
-from model.errors import NotReady, Problem
+from model.errors import ContractViolation, NotReady, Problem
 from model.history_overlay import OutcomeBook, with_outcome_history
 from service.feedback.config import FeedbackConfig
 from service.feedback.db import Database, SchemaNotReady, describe_error
-from service.feedback.judgements import Judgement, JudgementStore, RecordedJudgement
+from service.feedback.judgements import SCORED, Judgement, JudgementStore, RecordedJudgement
 from service.feedback.outage import Outage
 from service.feedback.outcomes import Outcome, OutcomeStore, RecordedOutcome
 from service.feedback.quality import latest_version, model_versions, quality_report
 from service.feedback.score_log import ScoreLog, ScoreLogStats
 
 logger = logging.getLogger("dealscore.service.feedback")
+SPOOL_REPLAY_WAIT_SECONDS = 2.0  # how long an outcome or a judgement waits for the spool to be replayed
 
 
 class FeedbackUnavailable(NotReady):
@@ -45,9 +46,9 @@ class Feedback:
             self.database, self.config.spool_dir, queue_size=self.config.queue_size,
             batch_rows=self.config.batch_rows, flush_seconds=self.config.flush_seconds,
             retry_seconds=self.config.retry_seconds) if self.config.score_log_enabled else None
-        self.outcomes = OutcomeStore(self.database, self.book, self.flush_score_log,
+        self.outcomes = OutcomeStore(self.database, self.book, self._flush_score_log_reached,
                                      peer_log_wait_seconds=self.config.peer_log_wait_seconds)
-        self.judgements = JudgementStore(self.database, self.flush_score_log,
+        self.judgements = JudgementStore(self.database, self._flush_score_log_reached,
                                          peer_log_wait_seconds=self.config.peer_log_wait_seconds)
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
@@ -191,6 +192,17 @@ class Feedback:
     def flush_score_log(self, timeout: float = 5.0) -> bool:
         return self.score_log.flush(timeout) if self.score_log is not None else True
 
+    def _flush_score_log_reached(self) -> bool:
+        """flush_score_log for a caller that has just reached the database (outcomes, judgements): entries the log
+        spooled while its database was away are replayed now, not after the writer's back-off (up to 60 s), in
+        which a deal scored during an outage read as never scored (a judgement of it refused 422, an outcome
+        stored without its client)."""
+        flushed = self.flush_score_log()
+        if self.score_log is not None and self.score_log.stats().spooled:
+            self.score_log.retry_now()
+            flushed = self.score_log.wait_for_spool(SPOOL_REPLAY_WAIT_SECONDS) and flushed
+        return flushed
+
     def score_log_stats(self) -> ScoreLogStats | None:
         return self.score_log.stats() if self.score_log is not None else None
 
@@ -221,7 +233,18 @@ class Feedback:
 
     def record_judgement(self, item: Judgement) -> RecordedJudgement:
         with self._database_errors():
-            return self.judgements.record(item)
+            try:
+                return self.judgements.record(item)
+            except ContractViolation as refused:
+                spooled = self.score_log.stats().spooled if self.score_log is not None else 0
+                if spooled and any(problem.expected == SCORED for problem in refused.problems):
+                    # The deal may be among the scores still in the spool: not the caller's mistake, nor final.
+                    raise FeedbackUnavailable(
+                        "the score log is still writing scores given while its database was away; a deal of this "
+                        "judgement is not in it yet: retry later",
+                        [Problem("score log", "every score given in the database",
+                                 f"{spooled:,} scores still in the spool")]) from refused
+                raise
 
     def quality(self, version: str, top: int = 10) -> dict[str, Any]:
         # This process's scores still queued for the log are written first, as for outcomes and judgements: a

@@ -152,6 +152,10 @@ def create_app_from_env() -> FastAPI:
     """The server's factory (uvicorn --factory): settings from DEALSCORE_* variables, JSON logs."""
     settings = Settings()
     configure_logging(settings.log_level)
+    if settings.workers > 1:  # a worker of service.main's supervisor: it stops when its parent goes
+        from service.supervisor import end_with_parent
+
+        end_with_parent()
     return create_app(settings, feedback=Feedback(FeedbackConfig.from_settings(settings)))
 
 

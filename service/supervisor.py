@@ -13,9 +13,16 @@ gone, and a new connection is refused at once, as with one worker.
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
+
 from uvicorn.supervisors import Multiprocess
 
-__all__ = ["WorkerSupervisor"]
+__all__ = ["WorkerSupervisor", "end_with_parent"]
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class WorkerSupervisor(Multiprocess):
@@ -24,3 +31,21 @@ class WorkerSupervisor(Multiprocess):
         for sock in self.sockets:
             sock.close()
         super().terminate_all()
+
+
+def end_with_parent() -> None:
+    """In a worker: be sent SIGTERM, and so shut down gracefully (its answers finished, its score log written),
+    when the parent dies. A parent killed with SIGKILL had left its workers serving the old code and model and
+    holding the port, so that the next `dealscore serve` was refused (a stop audit). Linux only (prctl's
+    PR_SET_PDEATHSIG); elsewhere, or where the call fails, nothing changes."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            return
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took hold: no signal will come
+        os.kill(os.getpid(), signal.SIGTERM)

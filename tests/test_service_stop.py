@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 HELD_SECONDS = 0.05
 
@@ -73,3 +75,52 @@ def test_sigterm_to_the_parent_of_two_workers_resets_no_connection(tmp_path: Pat
     # one worker too (no request read, nothing scored); uvicorn's parent held them until it exited (0.13 s here).
     assert held == [], (held, fates, stderr.decode()[-2000:])
     assert fates.get("refused", 0) > 0, fates  # new connections were refused while the workers shut down
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has exited; only its parent's wait is missing
+
+
+def test_the_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """A parent killed with SIGKILL left its two workers serving the old code and model, holding the port: the
+    next `dealscore serve` was refused (a stop audit). Each worker now asks the kernel for SIGTERM when its parent
+    dies (service/supervisor.py end_with_parent), and stops gracefully."""
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("needs Linux's /proc to find the workers")
+    port = _free_port()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("DEALSCORE_")}
+    env.update(DEALSCORE_HOME=str(tmp_path), DEALSCORE_PORT=str(port), DEALSCORE_WORKERS="2",
+               DEALSCORE_LOG_LEVEL="WARNING", PYTHONPATH=str(REPO))
+    server = subprocess.Popen([sys.executable, "-c", "from service.main import main; main()"], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while _ask(port) != "answered" or len(workers) < 2:
+            assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+            workers = [child for child in _children(server.pid) if _alive(child)]
+            time.sleep(0.1)
+        time.sleep(1.0)  # both workers serving
+        server.kill()
+        server.wait(30)
+        deadline = time.monotonic() + 30
+        while any(_alive(worker) for worker in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [worker for worker in workers if _alive(worker)]
+        assert not left, f"workers still running after their parent was killed: {left}"
+        assert _ask(port) == "refused"
+    finally:
+        for worker in workers:
+            if _alive(worker):
+                os.kill(worker, signal.SIGKILL)

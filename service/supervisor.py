@@ -14,6 +14,7 @@ gone, and a new connection is refused at once, as with one worker.
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import signal
 import sys
@@ -40,7 +41,11 @@ def end_with_parent() -> None:
     PR_SET_PDEATHSIG); elsewhere, or where the call fails, nothing changes."""
     if not sys.platform.startswith("linux"):
         return
-    parent = os.getppid()
+    # The process that started this one (uvicorn spawns its workers with multiprocessing): os.getppid() read
+    # here was already init's (or a subreaper's) when the parent died during the seconds a worker spends
+    # importing before its app is built, and the worker then served on, orphaned.
+    spawner = multiprocessing.parent_process()
+    parent = spawner.pid if spawner is not None and spawner.pid is not None else os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:

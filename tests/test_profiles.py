@@ -682,3 +682,24 @@ def test_a_client_s_tenure_band_is_as_of_the_utc_date_in_any_time_zone(
         monkeypatch.undo()
         time.tzset()
     assert resolved == expected
+
+
+@pytest.mark.parametrize("holdings_table", [True, False])
+def test_won_deals_quoted_0_are_not_said_to_be_a_holdings_table_s_revenue(holdings_table: bool) -> None:
+    """Without a holdings table, holdings are read off won deals and carry their amounts: amounts of 0 in every
+    win made training say "the holdings table's revenue is 0 in every row", of a table nobody gave. A table's
+    own zeros are still said."""
+    from training.gap_evaluation import unfilled_revenue_note
+
+    days = pd.to_datetime([f"2024-01-{i + 1:02d}" for i in range(8)])
+    deals = pd.DataFrame({"deal_id": [f"d{i}" for i in range(8)], "client_id": list("aabbccdd"),
+                          "product": list("xyxzyzxy"), "status": ["won"] * 6 + ["lost"] * 2, "amount": 0.0,
+                          "created_at": days, "closed_at": days + pd.Timedelta(days=30)})
+    clients = pd.DataFrame({"client_id": list("abcd"), "industry": list("rrss")})
+    derived = fit_profiles(deals, clients, None, TINY, with_acceptance=False, holdings_table=holdings_table)
+    assert derived.summary["income_source"] == "number of products held"
+    assert not derived.summary["holdings_revenue_all_zero"] and unfilled_revenue_note(derived.summary) is None
+    table = pd.DataFrame({"client_id": list("abcd"), "product": list("xyzx"), "revenue": [0.0, 0.0, np.nan, 0.0]})
+    given = fit_profiles(deals, clients, table, TINY, with_acceptance=False)
+    assert given.summary["holdings_revenue_all_zero"]
+    assert "the holdings table's revenue is 0 in every row" in str(unfilled_revenue_note(given.summary))

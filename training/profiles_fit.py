@@ -283,6 +283,9 @@ def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holding
     # An export's holdings table, checked for products its won deals name otherwise (not when holdings are read
     # off won deals, here or by model.dataset, nor when the table is taken at its word: `dealscore clients`).
     check_listing = holdings_table and add_won_products and holdings is not None and not holdings.empty
+    # Only a holdings table's revenue is said to be 0 in every row: holdings read off won deals carry the wins'
+    # amounts, and a CRM whose amounts are all 0 has no holdings table to blame.
+    given_table = holdings_table and holdings is not None and not holdings.empty
     if holdings is None or holdings.empty:
         holdings = holdings_from_deals(deals) if deals is not None else None
     if holdings is None or holdings.empty:
@@ -355,7 +358,7 @@ def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holding
         holding_product=holding_product, holding_revenue=revenue, holding_income=revenue_filled, income=income,
         has_income=has_income,
         income_source=income_source, reference_day=_reference_day(deals, clients, holdings),
-        won_not_in_holdings=added, holdings_revenue_all_zero=unfilled_revenue,
+        won_not_in_holdings=added, holdings_revenue_all_zero=unfilled_revenue and given_table,
         **(_won_products_not_listed(deals, frame["product"]) if check_listing else {}),
     )
 

@@ -651,6 +651,26 @@ def test_engine_feature_names_are_taken_by_lightgbm_which_reads_a_space_as_an_un
     assert len(set(booster.feature_name())) == len(names)
 
 
+@pytest.mark.parametrize("name", ["note\nline", "note\r\nline", "note\rline"])
+def test_a_feature_name_across_lines_gives_a_model_that_loads(name: str) -> None:
+    """LightGBM writes the feature names on one line of its model text: a quoted CSV header cell holding a line
+    break ("note\nline") gave a booster whose text no longer loaded ("Wrong size of feature_names"), and
+    `dealscore train` ended with an unexpected failure."""
+    import lightgbm as lgb
+
+    from training.fit import engine_feature_names
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(60, 2))
+    won = (features[:, 0] > 0).astype(np.float64)
+    booster = lgb.train({"verbose": -1, "num_threads": 1, "min_data_in_leaf": 5},
+                        lgb.Dataset(features, won, feature_name=engine_feature_names([name, "amount"])),
+                        num_boost_round=2)
+    loaded = lgb.Booster(model_str=booster.model_to_string())
+    np.testing.assert_allclose(loaded.predict(features), booster.predict(features))
+
+
+
 def test_the_train_summary_says_why_there_is_no_class_d_and_no_value_model(small_crm: SyntheticCRM, tmp_path: Path,
                                                                            capsys: pytest.CaptureFixture[str]) -> None:
     """A CRM that clears the amount on a win and fills effort_hours with 0: the summary printed cut-offs and said

@@ -237,7 +237,8 @@ WinFit = tuple[WinModel, PlattCalibration, dict[str, Any]]
 
 # LightGBM refuses a feature name holding one of these (it writes the names into its JSON model dump), and writes
 # a space as `_` itself before it checks that no name repeats: done here, so that the check below sees its names.
-_ENGINE_UNSAFE = str.maketrans(dict.fromkeys('",:[]{} ', "_"))
+# A line break it takes, but its model text then holds the names across two lines and no longer loads.
+_ENGINE_UNSAFE = str.maketrans(dict.fromkeys('",:[]{} \r\n', "_"))
 
 
 def engine_feature_names(names: list[str]) -> list[str]:

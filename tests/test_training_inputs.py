@@ -667,6 +667,20 @@ def test_a_column_without_a_name_in_the_header_is_said(small_crm: SyntheticCRM, 
     assert not any("without a name" in line for line in said)
 
 
+def test_an_empty_column_without_a_name_is_not_said_to_be_trained_on(small_crm: SyntheticCRM, tmp_path: Path) -> None:
+    """A trailing comma on every line of an export gives a header-less column with no value: training said it was
+    "trained on as features" (name it, or --exclude it) beside "no value in any won or lost deal, trained on as if
+    absent"."""
+    from model.sources import read_table
+
+    small_crm.deals.assign(**{"": np.nan}).to_csv(tmp_path / "deals.csv", index=False)
+    deals = read_table(str(tmp_path / "deals.csv"), "deals")
+    [blank] = [column for column in deals.columns if str(column).startswith("Unnamed: ")]
+    _, said = _train(deals, small_crm.clients)
+    assert not any("without a name" in line for line in said)
+    assert any("no value in any won or lost deal" in line and blank in line for line in said)
+
+
 def test_a_holdout_mostly_of_the_fitted_deals_day_is_said_not_to_be_later(small_crm: SyntheticCRM) -> None:
     """An export whose deals all carry one created_at (a CRM migration stamps its import day) trained with a
     "time-ordered" holdout split by deal_id within that day, and without a word: its figures are no test on

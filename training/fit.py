@@ -506,7 +506,10 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     said = {found.column for found in text_numbers_found} | set(config.features.exclude)
     for id_like in id_like_columns(deals, [c for c in text_extras if c not in said], config.features.min_level_count):
         progress(id_like.note(config.features.min_level_count))
-    unnamed = unnamed_columns_note(c for c in dataset.extra_columns if c not in config.features.exclude)
+    # A column with no value is said as such below (a trailing comma on every line of an export gives one).
+    unfilled = set(empty_columns(deals, dataset.extra_columns))
+    unnamed = unnamed_columns_note(c for c in dataset.extra_columns
+                                   if c not in config.features.exclude and c not in unfilled)
     if unnamed:
         progress(unnamed)
     progress("checking columns for outcome leaks")

@@ -363,10 +363,14 @@ def gaps_file(model_dir: str, clients: str, holdings: str | None, mapping: str |
             warn(f"{later:,} of {len(client_frame):,} clients became clients after {as_of:%Y-%m-%d} (their since): "
                  "no gap rows for them")
     if not model.profiles.has_income and len(table) and warn is not None:
-        # 0 reads as "worth nothing"; it means "unknown" here (the column stays a number for CRM imports). (A
-        # holdings revenue of 0 in every row is read as not given: won deal amounts measure income then.)
-        warn("the model's profiles know no income (its holdings had no revenue and no won deal amounts): "
-             "potential_income is 0 in every row and gaps are ranked by p_accept alone")
+        # 0 reads as "worth nothing"; it means "unknown" here (the column stays a number for CRM imports). A
+        # holdings revenue of 0 in every row is read as not given, won deal amounts measuring income, by models
+        # trained since that rule; one trained before it read it as income 0.
+        why = ("its holdings table's revenue was 0 in every row at training, read then as income 0; retrain, and "
+               "won deal amounts measure income" if model.profiles.summary.get("income_source") == "holdings revenue"
+               else "its holdings had no revenue and no won deal amounts")
+        warn(f"the model's profiles know no income ({why}): potential_income is 0 in every row and gaps are ranked "
+             "by p_accept alone")
     return len(table)
 
 

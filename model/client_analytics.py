@@ -18,7 +18,7 @@ import pandas as pd
 from model.contract import utc_today
 from model.features import day_numbers
 from model.grades import DEFAULT_SHARES, pareto_classes
-from model.profiles import ClientFacts, ClientGaps, ClientProfiles
+from model.profiles import ClientFacts, ClientGaps, ClientProfiles, revenue_unfilled
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -180,6 +180,8 @@ def _income_as_of(profiles: ClientProfiles, ids: list[str], monetary: FloatArray
         return np.asarray(counts.reindex(ids).fillna(0.0), dtype=np.float64)
     # One holding per client and product, its revenue summed (unknown only when no row knows it), as fitting.
     money = pd.to_numeric(rows["revenue"], errors="coerce") if "revenue" in rows else pd.Series(np.nan, rows.index)
+    if revenue_unfilled(money):  # 0 in every row: not given, as fitting reads it (each holding earns the typical)
+        money = pd.Series(np.nan, rows.index)
     pairs = money.groupby([keys, products]).sum(min_count=1)
     earned = profiles.holding_income(pairs.index.get_level_values(1).tolist(),
                                      np.asarray(pairs.to_numpy(), dtype=np.float64))

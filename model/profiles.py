@@ -33,6 +33,15 @@ RawValue = str | float | None
 Level = str | None  # an attribute's level as the profiles see it: text, a band label, or unknown
 
 
+
+def revenue_unfilled(revenue: npt.ArrayLike) -> bool:
+    """True for a holdings revenue column that is 0 in every row it fills: a field the CRM never fills, read as
+    not given (as a deal amount of 0 is no quote), in fitting and wherever income is measured as fitting did.
+    Read as income 0, every client's income and potential was 0 (a degenerate-data audit)."""
+    values = np.asarray(revenue, dtype=np.float64)
+    known = values[~np.isnan(values)]
+    return bool(known.size) and not known.any()
+
 @dataclass(frozen=True)
 class Gap:
     """One cross-sell trigger: a product the client lacks, why, and what it would bring."""
@@ -623,5 +632,6 @@ def _today() -> float:
 
 __all__ = [
     "ALL_CLIENTS", "HOLDING_INCOME", "PRIOR_CLIENTS", "AcceptanceModel", "ClientFacts", "ClientGaps", "ClientProfiles",
-    "Gap", "ProfileEncoder", "ResolvedClient", "TakeUpCalibration", "band_label", "segment_name", "share_logit",
+    "Gap", "ProfileEncoder", "ResolvedClient", "TakeUpCalibration", "band_label", "revenue_unfilled", "segment_name",
+    "share_logit",
 ]

@@ -502,3 +502,20 @@ def test_the_clients_command_measures_the_ideal_client_and_each_client_by_the_sa
     table = pd.read_csv(tmp_path / "out.csv").set_index("client_id")
     assert set(table["ideal_income"]) == {450.0}  # the median income of the best clients, 600 and 300
     assert (table.loc["c3", "income"], table.loc["c3", "potential_income"]) == (60.0, 390.0)
+
+
+def test_a_holdings_file_with_revenue_0_in_every_row_reads_as_revenue_not_given(small_crm: SyntheticCRM,
+                                                                                 crm_profiles: ClientProfiles) -> None:
+    """Fitting reads such a column as not given (a field the CRM never fills); `dealscore clients` measuring
+    income as of a day read it as income 0 for every client, against profiles fitted on real revenue (a review)."""
+    assert crm_profiles.summary["income_source"] == "holdings revenue"
+    as_of = pd.Timestamp(small_crm.deals["created_at"].max()).date()
+
+    def incomes(holdings: pd.DataFrame) -> pd.Series:
+        table = client_analytics(small_crm.deals, small_crm.clients, as_of=as_of, profiles=crm_profiles,
+                                 holdings=holdings)
+        return table.set_index("client_id")["income"]
+
+    zeros = incomes(small_crm.holdings.assign(revenue=0.0))
+    assert (zeros > 0).any()
+    pd.testing.assert_series_equal(zeros, incomes(small_crm.holdings.assign(revenue=np.nan)))

@@ -451,8 +451,18 @@ def test_gaps_from_profiles_that_know_no_income_say_their_zeros_mean_unknown(
     capsys.readouterr()
     assert dealscore(["gaps", "--model", str(model_dir), "--clients", _csv(small_crm.clients, tmp_path / "c.csv"),
                       "--holdings", _csv(holdings, tmp_path / "h.csv"), "--out", str(tmp_path / "g.csv")]) == 0
-    assert "potential_income is 0 in every row" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert ("the model's profiles know no income (its holdings had no revenue and no won deal amounts): "
+            "potential_income is 0 in every row") in err
     assert (pd.read_csv(tmp_path / "g.csv")["potential_income"] == 0).all()
+    # A model trained before a revenue of 0 in every row was read as not given had read it as income 0: its note
+    # says so, not that there were no amounts.
+    result.model.profiles.summary["income_source"] = "holdings revenue"
+    older = save_artifact(result.model, tmp_path / "older", result.metadata)
+    assert dealscore(["gaps", "--model", str(older), "--clients", _csv(small_crm.clients, tmp_path / "c.csv"),
+                      "--holdings", _csv(holdings, tmp_path / "h.csv"), "--out", str(tmp_path / "g.csv")]) == 0
+    assert ("(its holdings table's revenue was 0 in every row at training, read then as income 0; retrain, and won "
+            "deal amounts measure income)") in capsys.readouterr().err
 
 
 def test_a_holdings_revenue_of_0_in_every_row_is_read_as_not_given(

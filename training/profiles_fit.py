@@ -38,6 +38,7 @@ from model.profiles import (
     ProfileEncoder,
     RawValue,
     TakeUpCalibration,
+    revenue_unfilled,
     segment_name,
     share_logit,
 )
@@ -296,8 +297,7 @@ def _portfolio(deals: pd.DataFrame | None, clients: pd.DataFrame | None, holding
     # A revenue column that is 0 in every row is a field the CRM never fills, as an amount of 0 is no quote: read
     # as not given, so won deal amounts measure income. Read as income 0, every client's income and potential was
     # 0 and gaps were ranked by p_accept alone (a degenerate-data audit).
-    unfilled_revenue = bool(table_revenue is not None and table_revenue.notna().any()
-                            and (table_revenue.dropna() == 0).all())
+    unfilled_revenue = table_revenue is not None and revenue_unfilled(table_revenue)
     if unfilled_revenue:
         table_revenue = None
     frame = pd.DataFrame({"client_id": holdings["client_id"].astype(str),

@@ -39,17 +39,22 @@ def _ask(port: int) -> str:
         connection.close()
 
 
+def _two_workers(home: Path, port: int, stderr: int) -> subprocess.Popen[bytes]:
+    """`dealscore serve` with 2 workers and no model: they start at once and stay not ready; /health/live answers
+    all the same."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("DEALSCORE_")}
+    env.update(DEALSCORE_HOME=str(home), DEALSCORE_PORT=str(port), DEALSCORE_WORKERS="2",
+               DEALSCORE_LOG_LEVEL="WARNING", PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "-c", "from service.main import main; main()"], env=env, cwd=home,
+                            stdout=subprocess.DEVNULL, stderr=stderr)
+
+
 def test_sigterm_to_the_parent_of_two_workers_resets_no_connection(tmp_path: Path) -> None:
     """A connection made while the workers shut down was completed by the kernel into the parent's socket, never
     accepted, and reset when the parent exited: a request sent and then reset, where it should be refused (a stop
     audit: all 8 connections of a load in that window)."""
     port = _free_port()
-    env = {name: value for name, value in os.environ.items() if not name.startswith("DEALSCORE_")}
-    # No model: the workers start at once and stay not ready; /health/live answers all the same.
-    env.update(DEALSCORE_HOME=str(tmp_path), DEALSCORE_PORT=str(port), DEALSCORE_WORKERS="2",
-               DEALSCORE_LOG_LEVEL="WARNING", PYTHONPATH=str(REPO))
-    server = subprocess.Popen([sys.executable, "-c", "from service.main import main; main()"], env=env, cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = _two_workers(tmp_path, port, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
         while _ask(port) != "answered":
@@ -77,10 +82,17 @@ def test_sigterm_to_the_parent_of_two_workers_resets_no_connection(tmp_path: Pat
     assert fates.get("refused", 0) > 0, fates  # new connections were refused while the workers shut down
 
 
-def _children(pid: int) -> list[int]:
+def _workers(pid: int) -> list[int]:
+    """The worker processes among `pid`'s children (multiprocessing's spawned ones; not its resource tracker)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
+        for child in (task / "children").read_text().split():
+            try:
+                command = Path(f"/proc/{child}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"spawn_main" in command:
+                found.append(int(child))
     return found
 
 
@@ -99,17 +111,13 @@ def test_the_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
     if not Path("/proc/self/task").is_dir():
         pytest.skip("needs Linux's /proc to find the workers")
     port = _free_port()
-    env = {name: value for name, value in os.environ.items() if not name.startswith("DEALSCORE_")}
-    env.update(DEALSCORE_HOME=str(tmp_path), DEALSCORE_PORT=str(port), DEALSCORE_WORKERS="2",
-               DEALSCORE_LOG_LEVEL="WARNING", PYTHONPATH=str(REPO))
-    server = subprocess.Popen([sys.executable, "-c", "from service.main import main; main()"], env=env, cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = _two_workers(tmp_path, port, stderr=subprocess.DEVNULL)
     workers: list[int] = []
     try:
         deadline = time.monotonic() + 120
         while _ask(port) != "answered" or len(workers) < 2:
             assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
-            workers = [child for child in _children(server.pid) if _alive(child)]
+            workers = [worker for worker in _workers(server.pid) if _alive(worker)]
             time.sleep(0.1)
         time.sleep(1.0)  # both workers serving
         server.kill()

@@ -287,11 +287,13 @@ class OutcomeStore:
             rows = [row for row in read if self._applied.get(row.deal_id) != row.updated_at]
             # Outcomes held without a client whose deal the log may know by now (not changed since: not read above).
             fresh = {row.deal_id for row in rows}
-            rows += self._clientless_now_logged(connection, started, skip=fresh)
+            now_logged, logged = self._clientless_now_logged(connection, started, skip=fresh)
+            rows += now_logged
             # The logged deal tells a client the outcome did not name, a won deal's quote when no amount came,
             # and a won deal's product (held from then on: no longer a gap).
-            wanted = [r.deal_id for r in rows if r.client_id is None or r.status == "won"]
-            logged = latest_logged_deals(connection, wanted) if wanted else {}
+            wanted = [r.deal_id for r in rows if (r.client_id is None or r.status == "won") and r.deal_id not in logged]
+            if wanted:
+                logged.update(latest_logged_deals(connection, wanted))
         clients = {row.deal_id: row.client_id or _logged_client(logged.get(row.deal_id)) for row in rows}
         changed = self.book.record_all(
             event_of(row.deal_id, row.status, realised_amount(row.status, row.amount, logged.get(row.deal_id)),
@@ -318,9 +320,11 @@ class OutcomeStore:
                 else:
                     self._clientless[deal_id] = stamps if isinstance(stamps, datetime) else stamps[deal_id]
 
-    def _clientless_now_logged(self, connection: sa.Connection, now: datetime, skip: Collection[str]) -> list[Any]:
+    def _clientless_now_logged(self, connection: sa.Connection, now: datetime,
+                               skip: Collection[str]) -> tuple[list[Any], dict[str, dict[str, Any]]]:
         """The stored rows of the outcomes held without a client whose deal the score log now knows, among those
-        stored within CLIENTLESS_LOOKUP of `now` (the latest CLIENTLESS_LOOKUP_MOST); the older ones are dropped."""
+        stored within CLIENTLESS_LOOKUP of `now` (the latest CLIENTLESS_LOOKUP_MOST; the older ones are dropped),
+        and those deals as last logged."""
         with self._clientless_lock:
             recent = sorted(((stamp, deal_id) for deal_id, stamp in self._clientless.items()
                              if now - stamp < CLIENTLESS_LOOKUP), reverse=True)[:CLIENTLESS_LOOKUP_MOST]
@@ -329,15 +333,17 @@ class OutcomeStore:
                 del self._clientless[deal_id]
             pending = [deal_id for deal_id in kept if deal_id not in skip]
         if not pending:
-            return []
-        logged = [deal_id for deal_id, deal in latest_logged_deals(connection, pending).items() if _logged_client(deal)]
+            return [], {}
+        logged = {deal_id: deal for deal_id, deal in latest_logged_deals(connection, pending).items()
+                  if _logged_client(deal)}
+        found = list(logged)
         rows: list[Any] = []
-        for start in range(0, len(logged), 500):
+        for start in range(0, len(found), 500):
             rows += connection.execute(
                 sa.select(outcomes.c.deal_id, outcomes.c.status, outcomes.c.amount, outcomes.c.closed_at,
                           outcomes.c.client_id, outcomes.c.updated_at)
-                .where(outcomes.c.deal_id.in_(logged[start:start + 500]))).all()
-        return rows
+                .where(outcomes.c.deal_id.in_(found[start:start + 500]))).all()
+        return rows, logged
 
     def revisions(self, deal_id: str) -> list[dict[str, Any]]:
         with self.database.engine.connect() as connection:

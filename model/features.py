@@ -181,8 +181,6 @@ HISTORY_END_DAY = "__history_end_day"
 RESERVED_CLIENT_NAMES: frozenset[str] = frozenset(
     {"client_id", "client_since", "client_since_day", TENURE, HISTORY_AGE, *CLIENT_HISTORY_FEATURES,
      *CLIENT_PRODUCT_FEATURES})
-# A filled feature's own input, where it is not a column of that name: what decides that it was not sent.
-FILLED_FROM = {TENURE: "client_since_day"}
 # The team's win rates as of a deal's day: all its closed deals, and those of the recent window. Before any deal
 # has closed both read 0.5, a stand-in.
 TEAM_RATES = ("overall_win_rate", "recent_win_rate")

@@ -16,7 +16,6 @@ import numpy.typing as npt
 from model.contract import utc_today
 from model.features import (
     CLIENT_ATTRIBUTES,
-    FILLED_FROM,
     HISTORY_AGE,
     OUTCOME_HISTORY_FLAG,
     TEAM_RATES,
@@ -311,7 +310,7 @@ class ScoringModel:
                     age = ages[row] if ages is not None else None
                 elif name == TENURE:  # as sent, also when it is after the deal's day (then read as not sent)
                     value = _sent_tenure(columns, row)
-                elif name in filled and _not_sent(columns.get(FILLED_FROM.get(name, name)), row):
+                elif name in filled and _not_sent(columns.get(name), row):
                     value = None
                 elif name in TEAM_RATES and not (team_history := team_history or self._team_history(columns))[row]:
                     value = None  # the rates' 50% stand-in before any deal closed, not a rate the team had

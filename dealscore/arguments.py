@@ -131,5 +131,5 @@ def add_training_options(parser: argparse.ArgumentParser | argparse._ArgumentGro
     parser.add_argument("--parallel-fits", type=at_least_one, default=None, help=PARALLEL_FITS_HELP)
 
 
-__all__ = ["EXCLUDE_HELP", "MAPPING_HELP", "MODEL_HELP", "TRAINING_OPTIONS", "add_data_options",
+__all__ = ["EXCLUDE_HELP", "MAPPING_HELP", "MODEL_HELP", "SOURCE", "TRAINING_OPTIONS", "add_data_options",
            "add_training_options", "as_of_day", "at_least_one", "at_least_zero", "refused_options"]

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from dealscore.arguments import (
     MAPPING_HELP,
     MODEL_HELP,
+    SOURCE,
     add_data_options,
     add_training_options,
     as_of_day,
@@ -431,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gaps = commands.add_parser("gaps", help="every client's cross-sell gap list")
     gaps.add_argument("--model", required=True, help=MODEL_HELP)
-    gaps.add_argument("--clients", required=True, help="the clients table: CSV, Parquet, or URL::table-or-query")
+    gaps.add_argument("--clients", required=True, help=f"the clients table: {SOURCE}")
     gaps.add_argument("--holdings", help="what each client holds now; default: what the model knew at training "
                                          "(a client it does not know then holds nothing)")
     gaps.add_argument("--mapping", help=MAPPING_HELP)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # imported lazily at run time, so `dealscore --help` stays fa
 
 EXIT_REFUSED = 3  # the retrain gate kept the live model; distinct from errors so a scheduler can tell them apart
 REGISTRY_ENV = "DEALSCORE_REGISTRY_DIR"  # the same variable the service reads
+REASON_HELP = "why, recorded in the registry's history (`dealscore models history`)"
 
 
 def grade_summary(meta: Mapping[str, Any]) -> str:
@@ -516,17 +517,17 @@ def add_registry_commands(commands: Any) -> None:
     diff.set_defaults(run=cmd_models_diff)
     publish = actions.add_parser("publish", help="make a stored version live (bypasses the gate; recorded)")
     publish.add_argument("version")
-    publish.add_argument("--reason", help="why, recorded in the registry's history (`dealscore models history`)")
+    publish.add_argument("--reason", help=REASON_HELP)
     publish.set_defaults(run=cmd_models_publish)
     rollback = actions.add_parser("rollback", help="return to the previous live version")
-    rollback.add_argument("--reason", help="why, recorded in the registry's history (`dealscore models history`)")
+    rollback.add_argument("--reason", help=REASON_HELP)
     rollback.set_defaults(run=cmd_models_rollback)
     history = actions.add_parser("history", help="publishes, rollbacks, refusals and prunes")
     history.add_argument("--last", type=at_least_one, default=None, help="only the last N events (default: all)")
     history.set_defaults(run=cmd_models_history)
     add = actions.add_parser("add", help="store an artifact directory from `dealscore train --out` (not live)")
     add.add_argument("artifact")
-    add.add_argument("--reason", help="why, recorded in the registry's history (`dealscore models history`)")
+    add.add_argument("--reason", help=REASON_HELP)
     add.set_defaults(run=cmd_models_add)
     prune = actions.add_parser("prune", help="drop old versions (never the live or the previous one)")
     prune.add_argument("--keep-last", type=at_least_one, required=True,

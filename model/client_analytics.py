@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from model.contract import utc_today
+from model.contract import utc_today_number
 from model.features import day_numbers
 from model.grades import DEFAULT_SHARES, pareto_classes
 from model.profiles import ClientFacts, ClientGaps, ClientProfiles, revenue_unfilled
@@ -196,7 +196,7 @@ def analytics_day(deals: pd.DataFrame, as_of: date | None) -> float:
     days = [day_numbers(deals[c]) for c in ("created_at", "closed_at")
             if c in deals and deals[c].notna().any()]
     if not days:
-        return float(np.datetime64(utc_today(), "D").astype(np.int64))
+        return utc_today_number()
     return float(max(np.nanmax(d) for d in days))
 
 

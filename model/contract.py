@@ -45,6 +45,12 @@ def utc_today() -> date:
     by the service and by `dealscore score` alike; the machine's local date made them a day apart near midnight)."""
     return datetime.now(UTC).date()
 
+
+def utc_today_number() -> float:
+    """utc_today as a day number (days since 1970-01-01), as dates are held in columns (numpy's "today" is the
+    machine's local date)."""
+    return float((utc_today() - date(1970, 1, 1)).days)
+
 # The most money one value may hold: a quadrillion, in any currency far beyond a deal or a year's income.
 # Amounts are summed (a client's won money, the realised value per grade); two near the float limit made
 # such a sum infinite, which the service showed as an unknown client_won_amount that still pushed p_win.

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from model.contract import utc_today
+from model.contract import utc_today_number
 from model.spellings import fitted_spellings, folded_form, folded_spellings
 
 FloatArray = npt.NDArray[np.float64]
@@ -351,7 +351,7 @@ class ClientProfiles:
 
     def resolve(self, clients: Sequence[ClientFacts], as_of_day: float | None = None) -> list[ResolvedClient]:
         """Each client's levels, segment (after fallback), held products and income."""
-        day = _today() if as_of_day is None else as_of_day
+        day = utc_today_number() if as_of_day is None else as_of_day
         out: list[ResolvedClient] = []
         for facts in clients:
             known = self.known_attributes.get(facts.client_id)
@@ -623,11 +623,6 @@ def _percent(share: float) -> str:
 
 def _rounded(value: float) -> float | None:
     return None if value != value else round(float(value), 2)
-
-
-def _today() -> float:
-    """Today as a day number: the UTC date, as deals are scored (numpy's "today" is the machine's local date)."""
-    return float(np.datetime64(utc_today(), "D").astype(np.int64))
 
 
 __all__ = [

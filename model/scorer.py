@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 import numpy.typing as npt
 
-from model.contract import utc_today
+from model.contract import utc_today_number
 from model.features import (
     CLIENT_ATTRIBUTES,
     HISTORY_AGE,
@@ -173,7 +173,7 @@ class ScoringModel:
         created = np.asarray(columns["created_day"], dtype=np.float64) if "created_day" in columns else None
         if created is None or np.isnan(created).any():
             # An open deal without a creation date is scored as of today.
-            today = float(np.datetime64(utc_today(), "D").astype(np.int64))
+            today = utc_today_number()
             n_rows = len(next(iter(columns.values())))
             columns["created_day"] = (np.full(n_rows, today) if created is None
                                       else np.where(np.isnan(created), today, created))

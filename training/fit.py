@@ -506,18 +506,16 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     said = {found.column for found in text_numbers_found} | set(config.features.exclude)
     for id_like in id_like_columns(deals, [c for c in text_extras if c not in said], config.features.min_level_count):
         progress(id_like.note(config.features.min_level_count))
-    # A column with no value is said as such below (a trailing comma on every line of an export gives one).
-    unfilled = set(empty_columns(deals, dataset.extra_columns))
-    unnamed = unnamed_columns_note(c for c in dataset.extra_columns
-                                   if c not in config.features.exclude and c not in unfilled)
-    if unnamed:
-        progress(unnamed)
     progress("checking columns for outcome leaks")
     featured = zero_amount_unquoted(deals)
     spec = fit_feature_spec(featured, config.features, dataset.extra_columns)
     empty = empty_columns(featured, spec.numeric + spec.categorical)
     if empty:
         progress(f"columns with no value in any won or lost deal, trained on as if absent: {', '.join(empty)}")
+    # (An empty one is said just above: a trailing comma on every line of an export gives one without a name.)
+    unnamed = unnamed_columns_note(c for c in spec.numeric + spec.categorical if c not in empty)
+    if unnamed:
+        progress(unnamed)
     leaks = find_leaks(featured, [c for c in spec.numeric + spec.categorical if c not in empty],
                        keep=config.keep_columns)
     dropped = tuple(f.column for f in leaks if not f.kept)

@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import sparse, special
 from threadpoolctl import threadpool_limits
 
-from model.contract import utc_today
+from model.contract import utc_today_number
 from model.dataset import holdings_from_deals
 from model.errors import InsufficientData
 from model.features import day_numbers
@@ -414,7 +414,7 @@ def _reference_day(deals: pd.DataFrame | None, clients: pd.DataFrame | None, hol
         for column in columns:
             if frame is not None and column in frame and frame[column].notna().any():
                 days.append(float(np.nanmax(day_numbers(frame[column]))))
-    return max(days) if days else float(np.datetime64(utc_today(), "D").astype(np.int64))
+    return max(days) if days else utc_today_number()
 
 
 # ---------------------------------------------------------------------------------------------------

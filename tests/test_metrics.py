@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from model.metrics import (
     calibration_curve,
     expected_calibration_error,
     grade_table,
+    paired_auc_lead,
     probability_caution,
     probability_metrics,
     reversed_ranking_caution,
@@ -74,7 +76,62 @@ def test_a_model_ranking_well_behind_the_logistic_baseline_gets_a_caution() -> N
     assert caution is not None and "worse than a plain logistic regression" in caution
     assert "0.502 against 0.703" in caution
     close = {"model": {"brier": 0.20, "auc": 0.69}, "prior_rate": {"brier": 0.23}, "logistic_regression": {"auc": 0.72}}
-    assert probability_caution(close) is None  # within 0.05 of the baseline: no alarm
+    assert probability_caution(close) is None  # within 0.05 of the baseline, and untested: no alarm
+
+
+def test_a_smaller_lead_of_the_logistic_baseline_gets_a_caution_when_chance_does_not_explain_it() -> None:
+    """AUC 0.555 against the regression's 0.601 had raised nothing: the fixed margin was 0.05."""
+    def metrics(p_value: float, baseline_auc: float = 0.601) -> dict[str, dict[str, float]]:
+        return {"model": {"brier": 0.230, "auc": 0.555}, "prior_rate": {"brier": 0.235},
+                "logistic_regression": {"auc": baseline_auc, "auc_lead_p_value": p_value}}
+
+    caution = probability_caution(metrics(0.003))
+    assert caution is not None and "0.555 against 0.601; by more than chance explains, p = 0.003" in caution
+    assert probability_caution(metrics(0.2)) is None  # the same lead on too few deals to tell
+    assert probability_caution(metrics(1e-6, baseline_auc=0.560)) is None  # plain, but under 0.01 of AUC
+    assert probability_caution(metrics(float("nan"))) is None
+
+
+def _two_rankers(rng: np.random.Generator, deals: int, model_noise: float,
+                 other_noise: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    signal = rng.normal(size=deals)
+    won = (rng.random(deals) < 1.0 / (1.0 + np.exp(-signal))).astype(np.float64)
+    return (won, signal + model_noise * rng.normal(size=deals), signal + other_noise * rng.normal(size=deals))
+
+
+def test_the_paired_auc_lead_is_the_difference_of_the_two_aucs_with_ties_counted_half() -> None:
+    won = np.array([1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
+    model = np.array([0.9, 0.2, 0.2, 0.1, 0.5, 0.6])  # the tie between a won and a lost deal counts half
+    other = np.array([0.8, 0.7, 0.3, 0.1, 0.6, 0.2])
+    lead = paired_auc_lead(won, model, other)
+    assert lead["auc_lead"] == pytest.approx(roc_auc_score(won, other) - roc_auc_score(won, model))
+    assert lead["auc_lead"] == pytest.approx(1.0 - 6.5 / 9)
+
+
+def test_the_paired_auc_tests_standard_error_agrees_with_a_paired_bootstrap() -> None:
+    won, model, other = _two_rankers(np.random.default_rng(3), 600, 1.5, 0.5)
+    lead = paired_auc_lead(won, model, other)
+    resample = np.random.default_rng(4)
+    leads = []
+    for _ in range(800):
+        rows = resample.integers(0, won.size, won.size)
+        leads.append(roc_auc_score(won[rows], other[rows]) - roc_auc_score(won[rows], model[rows]))
+    assert lead["standard_error"] == pytest.approx(np.std(leads), rel=0.12)
+    assert lead["auc_lead"] > 0 and lead["p_value"] < 0.05  # the second ranker is the better one
+
+
+def test_the_paired_auc_test_rejects_equally_good_rankers_about_as_often_as_its_level_says() -> None:
+    """Two rankers of the same quality on 200 deals, 600 times: the one-sided test at 5% should say "leads" about
+    5% of the time (binomial sd 0.9%), and half the p-values fall under 0.5."""
+    rng = np.random.default_rng(11)
+    p_values = np.array([paired_auc_lead(*_two_rankers(rng, 200, 1.0, 1.0))["p_value"] for _ in range(600)])
+    assert 0.025 <= float(np.mean(p_values < 0.05)) <= 0.08
+    assert 0.44 <= float(np.mean(p_values < 0.5)) <= 0.56
+
+
+def test_the_paired_auc_test_says_nothing_on_deals_all_won() -> None:
+    lead = paired_auc_lead(np.ones(4), np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.4, 0.3, 0.2, 0.1]))
+    assert all(v != v for v in lead.values())
 
 
 def test_the_reversed_ranking_caution_fits_a_small_data_model_too() -> None:

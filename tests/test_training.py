@@ -60,6 +60,19 @@ def test_model_beats_the_baselines_on_the_holdout(trained: TrainingResult) -> No
     assert metrics["model"]["brier"] < metrics["prior_rate"]["brier"]
 
 
+def test_the_report_tests_the_models_ranking_against_the_logistic_baseline_on_the_same_deals(
+        trained: TrainingResult) -> None:
+    from training.report import render_html
+
+    metrics = trained.report["metrics"]
+    logistic = metrics["logistic_regression"]
+    assert logistic["auc_lead_over_model"] == pytest.approx(logistic["auc"] - metrics["model"]["auc"])
+    assert logistic["auc_lead_p_value"] > 0.5  # the model leads, so the regression's lead is no finding
+    assert trained.report["caution"] is None
+    page = render_html(trained.report)
+    assert f"on the same {metrics['model']['deals']:,} deals (DeLong's paired test): the model ranks better" in page
+
+
 def test_probabilities_are_calibrated_on_later_deals(small_crm: SyntheticCRM, trained: TrainingResult) -> None:
     later, p = _holdout(small_crm, trained)
     won = (later["status"] == "won").to_numpy(dtype=float)
@@ -529,7 +542,7 @@ def test_the_logistic_baseline_learns_nothing_from_the_holdout(small_crm: Synthe
     def baseline(deals: pd.DataFrame) -> dict[str, float]:
         columns = frame_columns(deals)
         codes = build_features(spec, DealHistory(spec, columns), columns)[:, level_code_columns(spec)]
-        return _baselines(deals, spec, codes, won, train_rows, holdout_rows)["logistic_regression"]
+        return _baselines(deals, spec, codes, won, train_rows, holdout_rows)[0]["logistic_regression"]
 
     plain = baseline(deals)
     deals.loc[holdout_rows[::2], "campaign"] = "rare-0"  # half the holdout now carries a level rare in training
@@ -601,7 +614,10 @@ def test_the_logistic_baseline_keeps_the_levels_the_model_goes_without(small_crm
     unchecked = train(dataset, dataclasses.replace(
         config, features=dataclasses.replace(config.features, steady_levels_only=False)))
     assert checked.report["unsteady_columns"]["evaluation"] and not unchecked.report["unsteady_columns"]["evaluation"]
-    assert checked.report["metrics"]["logistic_regression"] == unchecked.report["metrics"]["logistic_regression"]
+    # Its own figures (the lead over the model moves with the model, as it should).
+    own = [k for k in checked.report["metrics"]["logistic_regression"] if not k.startswith("auc_lead")]
+    assert ({k: checked.report["metrics"]["logistic_regression"][k] for k in own}
+            == {k: unchecked.report["metrics"]["logistic_regression"][k] for k in own})
 
 
 def test_extra_columns_named_with_brackets_colons_or_quotes_train_and_give_reasons(small_crm: SyntheticCRM) -> None:

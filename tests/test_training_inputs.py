@@ -74,7 +74,9 @@ def test_deals_with_only_the_required_columns_train_and_score(small_crm: Synthet
     # the same deals give AUC 0.513 and Brier 0.251, no caution (tests/test_seed_average.py).
     result, _ = _train(deals, None, config=TrainConfig(threads=1, seed_members=1))
     metrics = result.metadata["metrics"]
-    assert metrics["logistic_regression"] == metrics["prior_rate"]  # no column: its intercept, the win rate
+    # No column: its intercept, the win rate (and ranks every deal alike: AUC 0.5, the model's lead its own).
+    assert {k: metrics["logistic_regression"][k] for k in metrics["prior_rate"]} == metrics["prior_rate"]
+    assert metrics["logistic_regression"]["auc_lead_over_model"] == pytest.approx(0.5 - metrics["model"]["auc"])
     # The caution is kept where the model is read, not only said in a terminal.
     caution = result.metadata["caution"]
     assert caution and caution.startswith("caution: on the holdout the model ranks deals no better than chance")

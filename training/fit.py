@@ -47,6 +47,7 @@ from model.metrics import (
     calibration_curve,
     grade_table,
     joined_cautions,
+    paired_auc_lead,
     probability_caution,
     probability_metrics,
     reversed_ranking_caution,
@@ -379,17 +380,18 @@ def _fit_published(features: FloatArray, won: FloatArray, amount: FloatArray, ro
     return win_model, calibration, info, fit_value_model(features, amount, won, rows, spec, config, stop)
 
 
-Alongside = tuple[dict[str, dict[str, float]], tuple[ClientProfiles, dict[str, Any]] | None]
+# The baselines' holdout metrics, the logistic regression's holdout probabilities, and the client profiles.
+Alongside = tuple[dict[str, dict[str, float]], FloatArray, tuple[ClientProfiles, dict[str, Any]] | None]
 
 
 def _fit_alongside(dataset: Any, deals: pd.DataFrame, spec: FeatureSpec, level_codes: FloatArray, won: FloatArray,
                    train_rows: npt.NDArray[np.int64], holdout_rows: npt.NDArray[np.int64],
                    config: TrainConfig, stop: threading.Event) -> Alongside:
     """What the published model does not need: the baselines, the client profiles and their report."""
-    baselines = _baselines(deals, spec, level_codes, won, train_rows, holdout_rows)
+    baselines, logistic_p = _baselines(deals, spec, level_codes, won, train_rows, holdout_rows)
     holdings = getattr(dataset, "holdings", None)
     if holdings is None or holdings.empty:
-        return baselines, None
+        return baselines, logistic_p, None
     check_stop(stop)
     profiles = fit_profiles(dataset.deals, dataset.clients, holdings, config.profiles,
                             holdings_table=not getattr(dataset, "holdings_derived", False))
@@ -397,7 +399,8 @@ def _fit_alongside(dataset: Any, deals: pd.DataFrame, spec: FeatureSpec, level_c
     # same way as of any day; from a holdings table, won deals would measure income in other money.
     profiles.summary["holdings_source"] = "won deals" if getattr(dataset, "holdings_derived", False) else "table"
     check_stop(stop)
-    return baselines, (profiles, profile_report(profiles, dataset.deals, dataset.clients, holdings, config.profiles))
+    report = profile_report(profiles, dataset.deals, dataset.clients, holdings, config.profiles)
+    return baselines, logistic_p, (profiles, report)
 
 
 def _fit_linear(features: FloatArray, won: FloatArray, spec: FeatureSpec) -> LinearWinModel:
@@ -597,7 +600,7 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         reference = model.score({k: v[reference_rows] for k, v in columns.items()}, n_reasons=0)
         if not alongside.done():
             progress("waiting for the ideal client profiles and the baselines")
-        baselines, profiles = alongside.result()
+        baselines, logistic_p, profiles = alongside.result()
     for note in ((won_not_held_note(profiles[1]["summary"]), unlisted_products_note(profiles[1]["summary"]),
                   unfilled_revenue_note(profiles[1]["summary"])) if profiles is not None else ()):
         if note:
@@ -620,6 +623,9 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     fp = fingerprint(dataset.deals, dataset.clients, given_holdings)
     model.version = f"{started:%Y%m%dT%H%M%S}-{fp[:8]}"
     metrics = {"model": probability_metrics(won[holdout_rows], holdout_p), **baselines}
+    lead = paired_auc_lead(won[holdout_rows], holdout_p, logistic_p)
+    metrics["logistic_regression"] = {**metrics["logistic_regression"], "auc_lead_over_model": lead["auc_lead"],
+                                      "auc_lead_p_value": lead["p_value"]}
     split_day = deals["created_at"].iloc[int(holdout_rows[0])]
     report = {
         "version": model.version,
@@ -730,8 +736,10 @@ def _client_directory(clients: pd.DataFrame | None, spec: FeatureSpec) -> dict[s
 
 
 def _baselines(deals: pd.DataFrame, spec: FeatureSpec, level_codes: FloatArray, won: FloatArray,
-               train_rows: npt.NDArray[np.int64], holdout_rows: npt.NDArray[np.int64]) -> dict[str, dict[str, float]]:
-    """Prior win rate and a logistic regression on the raw columns, fitted on the same split.
+               train_rows: npt.NDArray[np.int64], holdout_rows: npt.NDArray[np.int64],
+               ) -> tuple[dict[str, dict[str, float]], FloatArray]:
+    """Prior win rate and a logistic regression on the raw columns, fitted on the same split; with the
+    regression's holdout probabilities, to test the model's ranking against it on the same deals.
 
     Everything the regression is given is learnt from the fitting part: the numbers' fill and scale, and the
     levels with a column of their own (`spec`'s vocabularies, counted there; `level_codes`: the features' code
@@ -760,8 +768,8 @@ def _baselines(deals: pd.DataFrame, spec: FeatureSpec, level_codes: FloatArray, 
     if not fit_columns:
         # Deals with the required columns only: a logistic regression on no columns is its intercept, the
         # training win rate.
-        return {"prior_rate": prior_metrics, "logistic_regression": dict(prior_metrics)}
+        return {"prior_rate": prior_metrics, "logistic_regression": dict(prior_metrics)}, prior
     logistic = LogisticRegression(C=1.0, max_iter=2000).fit(np.column_stack(fit_columns), won[train_rows])
+    logistic_p = logistic.predict_proba(np.column_stack(test_columns))[:, 1]
     return {"prior_rate": prior_metrics,
-            "logistic_regression": probability_metrics(won[holdout_rows],
-                                                       logistic.predict_proba(np.column_stack(test_columns))[:, 1])}
+            "logistic_regression": probability_metrics(won[holdout_rows], logistic_p)}, logistic_p

@@ -80,7 +80,28 @@ def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:
             f"<td>{m.get(c, float('nan')):.4g}</td>" if c != "deals" else f"<td>{int(m.get(c, 0))}</td>"
             for c in columns) + "</tr>"
         for name, m in metrics.items())
-    return f"<table><tr><th>model</th>{head}</tr>{rows}</table>"
+    return f"<table><tr><th>model</th>{head}</tr>{rows}</table>{_ranking_test_note(metrics)}"
+
+
+def _ranking_test_note(metrics: dict[str, dict[str, float]]) -> str:
+    """The paired test of the model's ranking against the logistic regression's on the same holdout deals: a
+    difference of AUCs in the table means little until chance is ruled out (models before it have none)."""
+    logistic = metrics.get("logistic_regression") or {}
+    lead, p_value = logistic.get("auc_lead_over_model"), logistic.get("auc_lead_p_value")
+    if lead is None or p_value is None or lead != lead or p_value != p_value:
+        return ""
+    deals = int((metrics.get("model") or {}).get("deals", 0))
+    if lead == 0:
+        said = "they rank alike (equal AUC)"
+    else:
+        # The leader's own one-sided p: the normal test's two tails are mirror images.
+        leader, p_leader = ("the logistic regression", p_value) if lead > 0 else ("the model", 1.0 - p_value)
+        verdict = "more than chance explains" if p_leader < 0.05 else "within what chance explains"
+        said = (f"{leader} ranks better, by {abs(lead):.3f} of AUC: {verdict} (one-sided p = {p_leader:.2g}, the "
+                "chance of a lead this large between equally good rankers)")
+    return (f"<p>The model against the logistic regression on the same {deals:,} deals (DeLong's paired test): "
+            f"{said}. The test takes deals as independent; deals of one client or month are not, so read it as "
+            "a guide.</p>")
 
 
 def _calibration_note(split: dict[str, Any], published: dict[str, Any] | None = None) -> str:

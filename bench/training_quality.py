@@ -38,7 +38,7 @@ from bench.public_data import DATA_DIR, PUBLIC_SETS, PublicSet, load
 from bench.tables import format_table
 from model.dataset import Dataset, dataset_from_frames
 from model.features import FeatureSpec, attach_clients, unsent_features
-from model.metrics import expected_calibration_error, paired_auc_lead, probability_metrics
+from model.metrics import expected_calibration_error, p_value_text, paired_auc_lead, probability_metrics
 from model.win_models import PlattCalibration, WinModel
 from training.fit import TrainConfig, TrainingResult
 from training.synthetic_crm import generate
@@ -220,8 +220,8 @@ def public_rows(public: PublicSet, seeds: int) -> tuple[list[tuple[object, ...]]
     ours_ahead_p = 1.0 - lead["p_value"]
     lines = [
         f"{public.name}: AUC {ours['auc']:.4f} vs best baseline {best['auc']:.4f} ({best_name}): "
-        f"{verdict(auc_met)} (paired test on the same deals: p = {ours_ahead_p:.2g} that chance alone puts us this "
-        f"far ahead); ECE {ours['ece']:.4f} <= {ECE_GOAL}: {verdict(ours['ece'] <= ECE_GOAL)}; "
+        f"{verdict(auc_met)} (paired test on the same deals: {p_value_text(ours_ahead_p)} that chance alone puts us "
+        f"this far ahead); ECE {ours['ece']:.4f} <= {ECE_GOAL}: {verdict(ours['ece'] <= ECE_GOAL)}; "
         f"leak guard: {leaks or 'nothing flagged'}; "
         f"{time.perf_counter() - started:.0f} s",
         value_note(result.report),

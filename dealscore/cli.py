@@ -142,7 +142,7 @@ SOLID_HOLDOUT = 200
 
 
 def _summary_table(artifact: Path) -> str:
-    from model.metrics import probability_caution
+    from model.metrics import holdout_noise_text, probability_caution
 
     meta = json.loads((artifact / "metadata.json").read_text())
     data = meta["data"]
@@ -155,6 +155,9 @@ def _summary_table(artifact: Path) -> str:
         rough = "; few: read the figures as rough" if tested["deals"] < SOLID_HOLDOUT else ""
         lines.append(f"tested on the latest {tested['deals']:,} closed deals (win rate {tested['win_rate']:.0%})"
                      f"{rough}")
+        interval = holdout_noise_text(tested)
+        if interval:
+            lines.append(interval)
     lines.append(f"{'':<22}{'AUC':>8}{'Brier':>8}{'ECE':>8}{'lift@10%':>10}")
     for name, m in meta["metrics"].items():
         lines.append(f"{name:<22}{_metric(m['auc'], 8, 3)}{_metric(m['brier'], 8, 3)}{_metric(m['ece'], 8, 3)}"

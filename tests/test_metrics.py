@@ -7,7 +7,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from model.metrics import (
+    auc_interval,
     calibration_curve,
+    ece_by_chance,
     expected_calibration_error,
     grade_table,
     paired_auc_lead,
@@ -87,6 +89,7 @@ def test_a_smaller_lead_of_the_logistic_baseline_gets_a_caution_when_chance_does
 
     caution = probability_caution(metrics(0.003))
     assert caution is not None and "0.555 against 0.601; by more than chance explains, p = 0.003" in caution
+    assert "p < 0.0001 on the same deals" in (probability_caution(metrics(3e-9)) or "")
     assert probability_caution(metrics(0.2)) is None  # the same lead on too few deals to tell
     assert probability_caution(metrics(1e-6, baseline_auc=0.560)) is None  # plain, but under 0.01 of AUC
     assert probability_caution(metrics(float("nan"))) is None
@@ -139,3 +142,26 @@ def test_the_reversed_ranking_caution_fits_a_small_data_model_too() -> None:
     caution = reversed_ranking_caution({"slope": -2.86}, 8)
     assert caution is not None and "ranks its latest 8 closed deals backwards (calibration slope -2.86)" in caution
     assert "trees" not in caution
+
+
+def test_the_auc_interval_is_as_wide_as_a_bootstrap_says() -> None:
+    won, model, _ = _two_rankers(np.random.default_rng(5), 500, 1.0, 1.0)
+    low, high = auc_interval(won, model)
+    resample = np.random.default_rng(6)
+    aucs = [roc_auc_score(won[rows], model[rows]) for rows in (resample.integers(0, won.size, won.size)
+                                                                for _ in range(800))]
+    assert low < roc_auc_score(won, model) < high
+    assert (high - low) / 2 == pytest.approx(1.96 * np.std(aucs), rel=0.12)
+    assert all(end != end for end in auc_interval(np.ones(3), np.array([0.1, 0.2, 0.3])))  # NaN: all won
+
+
+def test_the_ece_by_chance_is_the_ece_of_outcomes_drawn_from_the_probabilities_themselves() -> None:
+    """What a perfectly calibrated model shows on these deals: each draw's outcomes are won with their own p."""
+    p = np.random.default_rng(8).beta(2.0, 3.0, 300)
+    draws = np.random.default_rng(0)
+    by_hand = [expected_calibration_error((draws.random(p.size) < p).astype(np.float64), p) for _ in range(40)]
+    chance = ece_by_chance(p, 40)
+    assert chance["mean"] == pytest.approx(np.mean(by_hand), rel=1e-9)
+    assert chance["p95"] == pytest.approx(np.quantile(by_hand, 0.95), rel=1e-9)
+    # and it shrinks as deals are added: about 1 / sqrt(deals)
+    assert ece_by_chance(np.tile(p, 16), 40)["mean"] < 0.4 * chance["mean"]

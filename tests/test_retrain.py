@@ -632,11 +632,10 @@ def test_a_live_model_changed_during_the_retrain_refuses_the_gates_decision(gate
 
 
 def test_the_ece_a_calibrated_model_shows_by_chance_is_exceeded_by_one_draw_in_twenty() -> None:
-    from model.metrics import expected_calibration_error
-    from training.retrain import _ece_noise
+    from model.metrics import ece_by_chance, expected_calibration_error
 
     p = np.random.default_rng(1).uniform(0.05, 0.6, 300)
-    allowed = _ece_noise(p, 200)["p95"]
+    allowed = ece_by_chance(p, 200)["p95"]
     rng = np.random.default_rng(7)  # other draws than the gate's own
     draws = [expected_calibration_error((rng.random(p.size) < p).astype(np.float64), p) for _ in range(2000)]
     assert 0.02 <= float(np.mean(np.array(draws) > allowed)) <= 0.09

@@ -71,6 +71,7 @@ def test_the_report_tests_the_models_ranking_against_the_logistic_baseline_on_th
     assert trained.report["caution"] is None
     page = render_html(trained.report)
     assert f"on the same {metrics['model']['deals']:,} deals (DeLong's paired test): the model ranks better" in page
+    assert "more than chance explains (one-sided p < 0.0001," in page  # not "p = 0"
 
 
 def test_probabilities_are_calibrated_on_later_deals(small_crm: SyntheticCRM, trained: TrainingResult) -> None:
@@ -263,6 +264,12 @@ def test_the_train_command_says_when_deals_carry_no_amounts(small_crm: Synthetic
         assert tested["deals"] == round(closed * 0.2)
         assert (f"tested on the latest {tested['deals']:,} closed deals (win rate {tested['win_rate']:.0%})\n"
                 in summary)
+        # and what that many deals leave of the figures
+        assert tested["auc_low_95"] < tested["auc"] < tested["auc_high_95"]
+        assert 0 < tested["ece_by_chance"] < tested["ece_by_chance_p95"]
+        assert (f"on these deals: AUC {tested['auc']:.3f} within {tested['auc_low_95']:.3f}-"
+                f"{tested['auc_high_95']:.3f} (95%); a perfectly calibrated model would show ECE "
+                f"{tested['ece_by_chance']:.3f} by chance alone" in summary)
         assert ("grade A from EV" in summary) is with_amounts
         # and how well the value model guesses an amount, where there is one
         assert ("value model (deals without an amount): mean |log error|" in summary) is with_amounts

@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from model.artifact import strict_json
+from model.metrics import holdout_noise_text, p_value_text
 from training.calibration import MIN_DRIFT_SLICE
 from training.gap_evaluation import render_profiles_html
 
@@ -80,7 +81,9 @@ def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:
             f"<td>{m.get(c, float('nan')):.4g}</td>" if c != "deals" else f"<td>{int(m.get(c, 0))}</td>"
             for c in columns) + "</tr>"
         for name, m in metrics.items())
-    return f"<table><tr><th>model</th>{head}</tr>{rows}</table>{_ranking_test_note(metrics)}"
+    noise = holdout_noise_text(metrics.get("model") or {})
+    noise_note = f"<p>{html.escape(noise[0].upper() + noise[1:])}.</p>" if noise else ""
+    return f"<table><tr><th>model</th>{head}</tr>{rows}</table>{noise_note}{_ranking_test_note(metrics)}"
 
 
 def _ranking_test_note(metrics: dict[str, dict[str, float]]) -> str:
@@ -97,8 +100,8 @@ def _ranking_test_note(metrics: dict[str, dict[str, float]]) -> str:
         # The leader's own one-sided p: the normal test's two tails are mirror images.
         leader, p_leader = ("the logistic regression", p_value) if lead > 0 else ("the model", 1.0 - p_value)
         verdict = "more than chance explains" if p_leader < 0.05 else "within what chance explains"
-        said = (f"{leader} ranks better, by {abs(lead):.3f} of AUC: {verdict} (one-sided p = {p_leader:.2g}, the "
-                "chance of a lead this large between equally good rankers)")
+        said = (f"{leader} ranks better, by {abs(lead):.3f} of AUC: {verdict} (one-sided {p_value_text(p_leader)}, "
+                "the chance of a lead this large between equally good rankers)")
     return (f"<p>The model against the logistic regression on the same {deals:,} deals (DeLong's paired test): "
             f"{said}. The test takes deals as independent; deals of one client or month are not, so read it as "
             "a guide.</p>")

@@ -38,7 +38,7 @@ from model.features import (
     missing_feature_columns,
     unsent_features,
 )
-from model.metrics import expected_calibration_error, probability_metrics
+from model.metrics import ece_by_chance, probability_metrics
 from model.records import is_plain_number
 from model.registry import Registry
 from model.scorer import ScoringModel
@@ -330,15 +330,6 @@ def _grade_matrix(before: Sequence[str], after: Sequence[str]) -> dict[str, Any]
             "deals": len(before), "changed": changed}
 
 
-def _ece_noise(p: FloatArray, draws: int) -> dict[str, float]:
-    """ECE a perfectly calibrated model would show on these deals by chance alone (mean and 95th percentile)."""
-    if p.size == 0 or draws <= 0:
-        return {"mean": float("nan"), "p95": float("nan")}
-    rng = np.random.default_rng(0)
-    values = [expected_calibration_error((rng.random(p.size) < p).astype(np.float64), p) for _ in range(draws)]
-    return {"mean": float(np.mean(values)), "p95": float(np.quantile(values, 0.95))}
-
-
 def _model_summary(version: str, meta: Mapping[str, Any]) -> dict[str, Any]:
     data = meta.get("data", {}) if isinstance(meta.get("data"), Mapping) else {}
     return {"version": version, "trained_at": meta.get("trained_at"), "engine": meta.get("engine"),
@@ -523,7 +514,7 @@ def _compare_with_live(report: dict[str, Any], dataset: Any, train_config: Train
     live_metrics = probability_metrics(won_compared, live_scores.p_win)
     gate_metrics = probability_metrics(won_compared, gate_p)
     report["metrics"] = {"live": live_metrics, "candidate": gate_metrics}
-    noise = _ece_noise(gate_p, config.ece_noise_draws)
+    noise = ece_by_chance(gate_p, config.ece_noise_draws)
     report["ece_noise_floor"] = noise
     checks = gate_checks(gate_metrics, live_metrics, config, noise["p95"])
     failed = [c for c in checks if not c.passed]

@@ -34,6 +34,7 @@ from service.feedback import Feedback
 from service.feedback.db import VERSION_TABLE, current_revision, head_revision, make_engine, upgrade
 from service.feedback.judgements import Judgement
 from service.feedback.outcomes import Outcome
+from service.feedback.quality import render_table
 from service.feedback.tables import judgements, metadata
 from service.feedback.tables import outcomes as outcome_table
 
@@ -459,6 +460,12 @@ def test_quality_on_a_hand_computed_example(database_url: str, tmp_path: Path) -
     assert o["auc"] == pytest.approx(0.75)
     assert o["brier"] == pytest.approx((0.2**2 + 0.6**2 + 0.6**2 + 0.2**2) / 4)  # 0.2
     assert o["calibration_error"] == pytest.approx((0.2 + 0.6 + 0.6 + 0.2) / 4)  # one deal per bin: 0.4
+    # DeLong's placements: wins 1 and 1/2 of the losses below them, losses 1/2 and 0: variance 0.125/2 + 0.125/2.
+    assert (o["auc_low_95"], o["auc_high_95"]) == (pytest.approx(0.75 - 1.96 * 0.125 ** 0.5), 1.0)
+    # A perfectly calibrated model's deal misses by 2p(1 - p) on average, one deal per bin: 0.4 over these four.
+    assert o["calibration_error_by_chance"] == pytest.approx(0.4, abs=0.03)
+    assert (f"on 4 deals: AUC within 0.057-1.000 (95%); a perfectly calibrated model would show ECE "
+            f"{o['calibration_error_by_chance']:.3f} by chance alone") in render_table(report)  # `dealscore quality`
     assert o["win_rate"] == pytest.approx(0.5)
     assert {g["grade"]: (g["deals"], g["win_rate"]) for g in o["grades"]} == {
         "A": (2, 0.5), "B": (1, 1.0), "C": (1, 0.0)}

@@ -109,20 +109,26 @@ def outcome_quality(rows: Sequence[Any], said: dict[str, list[_Said]], *, total:
         realised.append(amount if amount is not None else math.nan)
     # model.metrics pulls in scikit-learn (seconds to import): only when a report is asked for, so a
     # service worker starts (and answers uvicorn's health check) as fast as it did without the feedback loop.
-    from model.metrics import calibration_curve, grade_table, probability_metrics
+    from model.metrics import auc_interval, calibration_curve, ece_by_chance, grade_table, probability_metrics
 
     # max: the total is counted in a statement of its own, and an outcome stored in between is in `rows` only.
     summary: dict[str, Any] = {"outcomes_total": max(total or 0, len(rows)), "deals": len(won)}
     if not won:
-        return {**summary, "auc": None, "brier": None, "calibration_error": None, "log_loss": None,
+        return {**summary, "auc": None, "brier": None, "calibration_error": None, "auc_low_95": None,
+                "auc_high_95": None, "calibration_error_by_chance": None, "log_loss": None,
                 "mean_p_win": None, "win_rate": None, "grades": [], "calibration": []}
     won_array, p_array = np.asarray(won), np.asarray(p)
     metrics = probability_metrics(won_array, p_array)
+    # How much these few outcomes can say: live figures rest on hundreds of deals, not a holdout's thousands.
+    auc_low, auc_high = auc_interval(won_array, p_array)
     return {
         **summary,
         "auc": _finite(metrics["auc"]),
         "brier": _finite(metrics["brier"]),
         "calibration_error": _finite(metrics["ece"]),
+        "auc_low_95": _finite(auc_low),
+        "auc_high_95": _finite(auc_high),
+        "calibration_error_by_chance": _finite(ece_by_chance(p_array)["mean"]),
         "log_loss": _finite(metrics["log_loss"]),
         "mean_p_win": _finite(metrics["mean_p"]),
         "win_rate": _finite(metrics["win_rate"]),
@@ -242,6 +248,11 @@ def render_table(report: dict[str, Any]) -> str:
         lines.append(f"  {'AUC':>8}{'Brier':>8}{'ECE':>8}{'mean p':>8}{'win rate':>10}")
         lines.append(f"  {_number(o['auc']):>8}{_number(o['brier']):>8}{_number(o['calibration_error']):>8}"
                      f"{_number(o['mean_p_win']):>8}{_number(o['win_rate']):>10}")
+        if o.get("calibration_error_by_chance") is not None:  # older services' answers lack it
+            interval = (f"AUC within {_number(o['auc_low_95'])}-{_number(o['auc_high_95'])} (95%); "
+                        if o.get("auc_low_95") is not None else "")
+            lines.append(f"  on {o['deals']:,} deals: {interval}a perfectly calibrated model would show ECE "
+                         f"{_number(o['calibration_error_by_chance'])} by chance alone")
         lines.append(f"  {'grade':<6}{'deals':>7}{'win rate':>10}{'share of won value':>20}")
         for g in o["grades"]:
             lines.append(f"  {g['grade']:<6}{g['deals']:>7,}{g['win_rate']:>10.3f}"

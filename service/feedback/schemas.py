@@ -81,7 +81,8 @@ JUDGEMENT_RESPONSE_EXAMPLE: dict[str, Any] = {"request_id": EXAMPLE_REQUEST_ID, 
 QUALITY_EXAMPLE: dict[str, Any] = {
     "request_id": EXAMPLE_REQUEST_ID, "version": "20251201T020000-1a2b3c4d",
     "outcomes": {"outcomes_total": 412, "deals": 398, "auc": 0.781, "brier": 0.171,
-                 "calibration_error": 0.024, "log_loss": 0.512, "mean_p_win": 0.41, "win_rate": 0.43,
+                 "calibration_error": 0.024, "auc_low_95": 0.735, "auc_high_95": 0.827,
+                 "calibration_error_by_chance": 0.051, "log_loss": 0.512, "mean_p_win": 0.41, "win_rate": 0.43,
                  "grades": [{"grade": "A", "deals": 81, "share_of_deals": 0.2, "win_rate": 0.62,
                              "share_of_realised_value": 0.79}],
                  "calibration": [{"bin_low": 0.3, "bin_high": 0.4, "mean_p": 0.35, "win_rate": 0.37, "deals": 64}]},
@@ -170,6 +171,13 @@ class OutcomeQuality(BaseModel):
     auc: float | None = Field(description="ranking quality of p_win, 0.5 = chance (null with one class only)")
     brier: float | None = Field(description="mean squared error of p_win, lower is better")
     calibration_error: float | None = Field(description="expected calibration error over 10 bins of p_win")
+    auc_low_95: float | None = Field(description="lower end of the AUC's 95% interval on these deals (DeLong; "
+                                                 "it takes deals as independent)")
+    auc_high_95: float | None = Field(description="upper end of the AUC's 95% interval on these deals")
+    calibration_error_by_chance: float | None = Field(
+        description="the calibration error a perfectly calibrated model would show on these deals by chance "
+                    "alone (mean of 200 draws of outcomes from the scores themselves): on a few hundred "
+                    "outcomes it is several hundredths, and a calibration_error near it is no finding")
     log_loss: float | None
     mean_p_win: float | None
     win_rate: float | None

@@ -206,9 +206,23 @@ def _at(database: Any, step: Any) -> Any:
     except (sa.exc.SQLAlchemyError, SchemaNotReady) as error:
         said = DealscoreError(f"database {database.shown_url}: {describe_error(error)}")
         # A full disk (SQLite: "database or disk is full", "disk I/O error"; PostgreSQL: disk_full) is the
-        # machine's state: exit 4, run it again once there is space, as any other command on a full disk.
-        said.transient = _database_disk_full(error)
+        # machine's state: exit 4, run it again once there is space, as any other command on a full disk. So is a
+        # server that does not answer, as for a retrain's database source (the monthly prune's cron read exit 2).
+        said.transient = _database_disk_full(error) or _database_away(database.url, error)
         raise said from None
+
+
+def _database_away(url: str, error: BaseException) -> bool:
+    """A database server that could not be reached or gave up the connection (down, restarting, the network).
+    Not SQLite, whose OperationalError also means a missing table; not a database or role that does not exist,
+    or a wrong password: those are the URL's fault (exit 2), and a scheduler would retry them forever."""
+    import sqlalchemy as sa
+
+    from model.sources import refused_for_good
+
+    if not isinstance(error, sa.exc.OperationalError) or sa.make_url(url).get_backend_name() == "sqlite":
+        return False
+    return not refused_for_good(str(error.orig or error))
 
 
 def _database_disk_full(error: BaseException) -> bool:

@@ -40,6 +40,12 @@ _QUERY_START = re.compile(r"^(?:\s|--[^\n]*|/\*(?:(?!\*/).)*\*/|\()*+(select|wit
 # libpq's words for a connection refused for good (its errors carry no SQLSTATE at connect).
 _REFUSED_FOR_GOOD = re.compile(r'FATAL:\s+(database "[^"]*" does not exist|role "[^"]*" does not exist|'
                                r"password authentication failed)")
+
+
+def refused_for_good(reason: str) -> bool:
+    """A connection the server refused because the URL is wrong (no such database or role, a wrong password),
+    not because it is away: trying again later cannot help."""
+    return _REFUSED_FOR_GOOD.search(reason) is not None
 FLOAT_EXACT_UP_TO = 2**53  # every integer up to this magnitude has an exact float64
 
 
@@ -210,7 +216,7 @@ def _read_sql(url: str, what: str, table: str) -> pd.DataFrame:
             connection = engine.connect()
         except sa.exc.OperationalError as error:  # not reached: nothing wrong with the query, try again later
             reason = _first_line(_database_reason(error))
-            if _REFUSED_FOR_GOOD.search(reason):
+            if refused_for_good(reason):
                 # A database or role that does not exist, a wrong password: the URL is wrong, and trying again
                 # later (exit 4) would have a scheduler retry a typo forever (a database-inputs review).
                 raise _unreadable(table, f"the connection refused by {shown}: {reason}",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import uuid
 from collections.abc import Mapping
 from datetime import date
@@ -289,3 +290,45 @@ def test_the_feedback_commands_refuse_a_database_url_as_the_service_does(
     assert code == 2
     assert err == f"dealscore {command[0]}: {said}\n"
     assert "s3cret" not in err and not list(tmp_path.iterdir())
+
+
+def _port_nothing_listens_on() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+_FEEDBACK_COMMANDS = [("quality",), ("db", "upgrade"), ("db", "downgrade", "--revision", "base"),
+                      ("db", "training-source"), ("db", "prune-score-log", "--before", "2026-01-01")]
+
+
+@pytest.mark.parametrize("command", _FEEDBACK_COMMANDS)
+def test_the_feedback_commands_ask_to_run_again_while_the_database_server_is_away(
+        command: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    """A server that does not answer (down, restarting, the network) is "try again later", exit 4, as for a
+    retrain whose database source is away: the monthly prune in docs/operations.md's cron exited 2, bad input,
+    while PostgreSQL restarted, and the same command an hour later worked."""
+    from dealscore.cli import main
+
+    url = f"postgresql+psycopg://ops@127.0.0.1:{_port_nothing_listens_on()}/dealscore"
+    code = main([*command, "--database-url", url])
+    err = capsys.readouterr().err
+    assert code == 4, err
+    assert err.startswith(f"dealscore {command[0]}: database ") and "connection failed" in err
+
+
+@pytest.mark.parametrize("command", _FEEDBACK_COMMANDS)
+def test_a_feedback_database_that_does_not_exist_is_bad_input_not_a_retry(
+        command: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    """The server answers and refuses the URL for good (no such database): retrying it later would have a
+    scheduler retry a typo forever, so it stays exit 2, as for a database source."""
+    from dealscore.cli import main
+
+    reason = postgres_unreachable()
+    if reason:
+        pytest.skip(reason)
+    url = sa.make_url(POSTGRES_URL).set(database=f"no_such_database_{uuid.uuid4().hex[:8]}")
+    code = main([*command, "--database-url", url.render_as_string(hide_password=False)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "does not exist" in err

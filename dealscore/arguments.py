@@ -90,7 +90,7 @@ def grade_shares(values: Sequence[float] | None) -> tuple[float, float, float]:
 
 
 HISTORY_LAG_HELP = ("train on client histories up to N days old, as the service reads its own for a deal sent "
-                    "without its client's history (0: off)")
+                    "without its client's history (default 365; 0: off)")
 EXCLUDE_HELP = ("columns never used as features; month turns off the calendar-month feature, client_id the "
                 "client-history features")
 PARALLEL_FITS_HELP = ("independent fits run at once, each on its own thread with --threads native threads (default: "

@@ -420,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="artifact folder to write (written beside it, then renamed into "
                                                     "place: never half-written)")
     add_training_options(train, threads_default=1,
-                         threads_help="native threads for fitting (more than 1 helps only on an idle machine)")
+                         threads_help="native threads for fitting (default 1; more than 1 helps only on an idle "
+                                      "machine)")
     train.set_defaults(run=cmd_train)
 
     score = commands.add_parser("score", help="score a file of deals offline")
@@ -439,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     gaps.add_argument("--holdings", help="what each client holds now; default: what the model knew at training "
                                          "(a client it does not know then holds nothing)")
     gaps.add_argument("--mapping", help=MAPPING_HELP)
-    gaps.add_argument("--top", type=at_least_one, default=5, help="gaps listed per client")
+    gaps.add_argument("--top", type=at_least_one, default=5, help="gaps listed per client (default 5)")
     gaps.add_argument("--as-of", type=as_of_day, default=None,
                       help="ISO date, at most today (tomorrow, a time zone ahead): tenure on that day, holdings held "
                            "by then; default: today")

@@ -243,7 +243,8 @@ def add_feedback_commands(commands: Any) -> None:
     database_option(quality)
     quality.add_argument("--version", default="live",
                          help="model version; 'live' (default): the version that scored most recently")
-    quality.add_argument("--top", type=at_least_zero, default=10, help="strongest disagreements listed (0: none)")
+    quality.add_argument("--top", type=at_least_zero, default=10,
+                         help="strongest disagreements listed (default 10; 0: none)")
     quality.add_argument("--json", action="store_true", help="the report as JSON instead of a table")
     quality.set_defaults(run=cmd_quality)
 

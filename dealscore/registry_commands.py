@@ -492,12 +492,15 @@ def add_registry_commands(commands: Any) -> None:
     retrain.add_argument("--force", action="store_true", help="publish even if the gate refuses (recorded)")
     retrain.add_argument("--note", help="recorded with the decision, e.g. why --force was used")
     gate = retrain.add_argument_group("publish gate")
-    gate.add_argument("--auc-tolerance", type=float, default=0.01, help="candidate AUC >= live AUC - this")
-    gate.add_argument("--ece-limit", type=float, default=0.03, help="candidate calibration error ceiling")
-    gate.add_argument("--ece-margin", type=float, default=0.005, help="... or at most live ECE + this")
+    gate.add_argument("--auc-tolerance", type=float, default=0.01,
+                      help="candidate AUC >= live AUC - this (default 0.01)")
+    gate.add_argument("--ece-limit", type=float, default=0.03,
+                      help="candidate calibration error ceiling (default 0.03)")
+    gate.add_argument("--ece-margin", type=float, default=0.005, help="... or at most live ECE + this (default 0.005)")
     gate.add_argument("--min-comparison-deals", type=at_least_one, default=200,
-                      help="closed deals after the live model's data needed to compare on them")
-    gate.add_argument("--keep-last", type=at_least_one, default=12, help="versions kept (live and previous always)")
+                      help="closed deals after the live model's data needed to compare on them (default 200)")
+    gate.add_argument("--keep-last", type=at_least_one, default=12,
+                      help="versions kept (default 12; live and previous always)")
     training = retrain.add_argument_group("training (as for `dealscore train`)")
     add_training_options(training, threads_default=None,
                          threads_help="LightGBM threads (1 on a busy or small machine: OpenMP threads that share "

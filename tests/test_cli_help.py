@@ -37,3 +37,13 @@ def test_train_and_retrain_take_the_same_data_and_training_options() -> None:
     assert {"--deals", "--clients", "--holdings", "--mapping", "--holdout-share", "--lost-window-days",
             "--d-floor-per-hour", "--grade-shares", "--exclude", "--keep", "--parallel-fits"} <= shared
     assert all(train[o] == retrain[o] for o in shared), [o for o in shared if train[o] != retrain[o]]
+
+
+def test_every_option_with_a_default_says_it() -> None:
+    # gaps --top, the retrain gate's limits, --history-lag-days and quality --top did not: an operator read
+    # docs/operations.md to learn that --keep-last keeps 12, or that training lags histories by 365 days.
+    silent = [f"{command} {'/'.join(action.option_strings)} (default {action.default!r})"
+              for command, parser in _commands(build_parser()) for action in parser._actions
+              if action.option_strings and not action.required
+              and action.default not in (None, False, argparse.SUPPRESS) and "default" not in (action.help or "")]
+    assert not silent, silent

@@ -248,7 +248,7 @@ def add_feedback_commands(commands: Any) -> None:
     quality.add_argument("--json", action="store_true", help="the report as JSON instead of a table")
     quality.set_defaults(run=cmd_quality)
 
-    db = commands.add_parser("db", help="the feedback database: schema migrations, training source")
+    db = commands.add_parser("db", help="the feedback database: schema migrations, training source, score-log pruning")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="bring the schema up to date (the service also does on start)")
     database_option(upgrade)

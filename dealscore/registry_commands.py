@@ -485,8 +485,9 @@ def add_registry_commands(commands: Any) -> None:
     """Add `retrain` and `models` to the CLI's subparsers (the object add_subparsers returned)."""
     retrain = commands.add_parser("retrain", help="train a candidate, gate it against the live model, publish it",
                                   description="Exit 0 published, 3 refused by the gate (live model kept), 4 try "
-                                              "again later (registry lock held, database source away), "
-                                              "2 bad input.")
+                                              "again later (registry lock held, live version changed meanwhile, "
+                                              "database source away, disk full), 2 bad input "
+                                              "(docs/operations.md, Exit status).")
     _registry_option(retrain)
     add_data_options(retrain)
     retrain.add_argument("--force", action="store_true", help="publish even if the gate refuses (recorded)")
@@ -507,7 +508,8 @@ def add_registry_commands(commands: Any) -> None:
                                       "cores slow fitting down many times over)")
     retrain.set_defaults(run=cmd_retrain)
 
-    models = commands.add_parser("models", help="list, show, diff, publish and roll back registry versions")
+    models = commands.add_parser("models", help="list, show, diff, publish, roll back, add, prune and sign "
+                                                  "registry versions")
     actions = models.add_subparsers(dest="models_command", required=True)
     listing = actions.add_parser("list", help="every stored version, newest first")
     listing.set_defaults(run=cmd_models_list)
@@ -537,7 +539,7 @@ def add_registry_commands(commands: Any) -> None:
                        help="the N latest versions added are kept, and the live and previous live ones always")
     prune.set_defaults(run=cmd_models_prune)
     sign = actions.add_parser("sign", help="sign stored versions with DEALSCORE_ARTIFACT_KEY (default: all)")
-    sign.add_argument("versions", nargs="*", metavar="VERSION")
+    sign.add_argument("versions", nargs="*", metavar="VERSION", help="versions to sign (default: every stored one)")
     sign.set_defaults(run=cmd_models_sign)
     for sub in (listing, show, diff, publish, rollback, history, add, prune, sign):
         _registry_option(sub)

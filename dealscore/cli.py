@@ -1,4 +1,4 @@
-"""The `dealscore` command line: demo data, training, offline scoring, client analytics, serving.
+"""The `dealscore` command line: demo data, training, scoring, client analytics, serving, retraining, feedback.
 
 Each command prints one clear line on stderr and exits non-zero on failure; input problems are
 listed in full (every bad column and row), never as a traceback. Ctrl-C and SIGTERM end a command with one

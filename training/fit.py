@@ -694,6 +694,8 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
                   "value_model_rounds": value_model.booster.num_trees() if value_model is not None else None},
         "training": {**final_info, "config": _config_dict(config)},
     }
+    # The page says what the letter classes on the holdout rest on: why every deal is C, why there is no D.
+    report["grade_cutoffs"] = metadata["grade_cutoffs"]
     if profiles is not None:
         model.profiles, section = profiles
         report["profiles"] = section

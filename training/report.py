@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from model.artifact import strict_json
+from model.grades import LETTERS
 from model.metrics import holdout_noise_text, p_value_text
 from training.calibration import MIN_DRIFT_SLICE
 from training.gap_evaluation import render_profiles_html
@@ -55,22 +56,71 @@ def _calibration_svg(curve: list[dict[str, Any]]) -> str:
             f'text-anchor="middle">observed win rate</text></svg>')
 
 
-def _grade_svg(grades: list[dict[str, Any]]) -> str:
+def _every_grade(grades: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A, B, C and D in order, a class no holdout deal fell in with 0 deals: a class left out of the table read as
+    forgotten (a model without effort hours showed A, B and C; one without amounts, C alone)."""
+    found = {g["grade"]: g for g in grades}
+    return [found.get(str(letter), {"grade": str(letter), "deals": 0, "share_of_deals": 0.0, "win_rate": None,
+                                    "share_of_realised_value": 0.0}) for letter in LETTERS]
+
+
+def _realised_value_known(grades: list[dict[str, Any]]) -> bool:
+    """Whether any won holdout deal had an amount: model.metrics.grade_table gives every class a share of 0 when
+    none had, which the page printed as 0.0% of the realised value, as if the classes had realised nothing."""
+    return any(g["share_of_realised_value"] > 0 for g in grades)
+
+
+def _grade_svg(grades: list[dict[str, Any]], realised_known: bool = True) -> str:
     bar_width, gap = 50, 30
+    series = (("share_of_deals", "#8b949e"),) + ((("share_of_realised_value", "#2da44e"),) if realised_known else ())
     bars = []
     for i, row in enumerate(grades):
-        for j, (key, colour) in enumerate((("share_of_deals", "#8b949e"), ("share_of_realised_value", "#2da44e"))):
+        for j, (key, colour) in enumerate(series):
             height = row[key] * (_HEIGHT - 2 * _PAD)
             left = _PAD + i * (2 * bar_width + gap) + j * bar_width
             bars.append(f'<rect x="{left}" y="{_HEIGHT - _PAD - height:.1f}" width="{bar_width - 4}" '
                         f'height="{height:.1f}" fill="{colour}"><title>{row["grade"]}: {key} '
                         f'{row[key]:.1%}</title></rect>')
+            # The share on the bar itself: the page is read printed or as a picture, where no tooltip shows.
+            bars.append(f'<text x="{left + (bar_width - 4) / 2}" y="{_HEIGHT - _PAD - height - 4:.1f}" '
+                        f'font-size="10" text-anchor="middle">{row[key]:.0%}</text>')
         bars.append(f'<text x="{_PAD + i * (2 * bar_width + gap) + bar_width}" y="{_HEIGHT - _PAD + 15}" '
                     f'font-size="12" text-anchor="middle">{row["grade"]}</text>')
-    width = _PAD * 2 + len(grades) * (2 * bar_width + gap)
-    return (f'<svg width="{width}" height="{_HEIGHT}" role="img" aria-label="grades">{"".join(bars)}'
-            f'<text x="{_PAD}" y="20" font-size="11" fill="#8b949e">share of deals</text>'
-            f'<text x="{_PAD + 110}" y="20" font-size="11" fill="#2da44e">share of realised value</text></svg>')
+    legend = (f'<text x="{_PAD}" y="20" font-size="11" fill="#8b949e">share of deals</text>'
+              + (f'<text x="{_PAD + 110}" y="20" font-size="11" fill="#2da44e">share of realised value</text>'
+                 if realised_known else ""))
+    # Wide enough for the legend too: with one class the page cut "share of realised value" to "share of re".
+    width = max(_PAD * 2 + len(grades) * (2 * bar_width + gap), _PAD * 2 + 260)
+    return f'<svg width="{width}" height="{_HEIGHT}" role="img" aria-label="grades">{"".join(bars)}{legend}</svg>'
+
+
+def _grades_note(cutoffs: dict[str, Any] | None, realised_known: bool) -> str:
+    """What the letter classes rest on, in the words of a sales lead: the cut-offs, and why a class is empty."""
+    said = []
+    if cutoffs:
+        a_min, floor = cutoffs.get("a_min_expected_value") or 0.0, cutoffs.get("d_floor_value_per_hour")
+        if a_min > 0:
+            said.append(f"A deal is A from an expected value (p_win times the deal's value) of {a_min:,.0f}, B from "
+                        f"{cutoffs['b_min_expected_value']:,.0f}, C below.")
+        else:
+            said.append("Every deal is C: no deal had an expected value above 0 to rank by (no amounts, or too few "
+                        "won deals with one to fit a value model), so there are no cut-offs between A, B and C; map "
+                        "an amount column to grade deals by value.")
+        if floor is not None:
+            said.append(f"A deal is D, whatever its value, when its expected value per hour of effort is at or below "
+                        f"{floor:,.0f}.")
+        elif a_min > 0:
+            said.append("No deal is D: D marks deals whose expected value per hour of effort is at or below a floor, "
+                        "and this model has none (no closed deal with effort_hours above 0 and a won amount to set "
+                        "it from; --d-floor-per-hour sets one).")
+    if not realised_known:
+        said.append("No won deal of the holdout has an amount: the value each class realised is unknown, not 0.")
+    return f"<p>{' '.join(said)}</p>" if said else ""
+
+
+def _share(value: float | None) -> str:
+    """A share as a percentage, a dash where there is none to give (an empty class, amounts not known)."""
+    return "–" if value is None else f"{value:.1%}"
 
 
 def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:
@@ -187,9 +237,12 @@ def render_html(report: dict[str, Any]) -> str:
     leaks = "".join(f"<li><b>{html.escape(f['column'])}</b>: {html.escape(f['reason'])}"
                     f"{notes['review' if f.get('review_only') else 'kept' if f['kept'] else 'excluded']}</li>"
                     for f in report["leaks"])
+    every_grade = _every_grade(report["grades"])
+    realised_known = _realised_value_known(every_grade)
     grades = "".join(
-        f"<tr><th>{g['grade']}</th><td>{g['deals']}</td><td>{g['share_of_deals']:.1%}</td>"
-        f"<td>{g['win_rate']:.1%}</td><td>{g['share_of_realised_value']:.1%}</td></tr>" for g in report["grades"])
+        f"<tr><th>{g['grade']}</th><td>{g['deals']:,}</td><td>{g['share_of_deals']:.1%}</td>"
+        f"<td>{_share(g['win_rate'] if g['deals'] else None)}</td>"
+        f"<td>{_share(g['share_of_realised_value'] if realised_known else None)}</td></tr>" for g in every_grade)
     title = f"dealscore model {html.escape(report['version'])}"
     grade_head = ("<tr><th>grade</th><th>deals</th><th>share of deals</th><th>win rate</th>"
                   "<th>share of realised value</th></tr>")
@@ -207,7 +260,8 @@ model fitted on the {split['train_deals']} earlier ones.</p>
 {_calibration_svg(report['calibration_curve'])}
 <h2>Letter classes on the holdout</h2>
 <table>{grade_head}{grades}</table>
-{_grade_svg(report['grades'])}
+{_grades_note(report.get('grade_cutoffs'), realised_known)}
+{_grade_svg(every_grade, realised_known)}
 {_value_section(report.get("value"))}
 <h2>Leak guard</h2>{f'<ul>{leaks}</ul>' if leaks else '<p>No column looked like a leak of the outcome.</p>'}
 {_empty_columns_note(report.get("empty_columns") or [])}

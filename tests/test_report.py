@@ -1,0 +1,90 @@
+"""The training report (report.html) as its readers see it after each monthly retrain: a sales lead reading the
+letter classes and an ops engineer reading the holdout figures. Each test trains or renders as a run does."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from model.dataset import dataset_from_frames
+from training.fit import TrainingResult, train
+from training.report import render_html
+from training.synthetic_crm import SyntheticCRM
+
+# Half the session's synthetic CRM: enough closed deals for a gradient-boosting model and its cut-offs.
+DEALS = 3_000
+
+
+def _trained_without(small_crm: SyntheticCRM, column: str) -> TrainingResult:
+    deals = small_crm.deals.drop(columns=[column]).iloc[:DEALS]
+    return train(dataset_from_frames(deals, small_crm.clients, None, for_training=True))
+
+
+@pytest.fixture(scope="module")
+def without_amounts(small_crm: SyntheticCRM) -> TrainingResult:
+    return _trained_without(small_crm, "amount")
+
+
+@pytest.fixture(scope="module")
+def without_hours(small_crm: SyntheticCRM) -> TrainingResult:
+    return _trained_without(small_crm, "effort_hours")
+
+
+def _grade_rows(page: str) -> dict[str, list[str]]:
+    """The letter-class table's cells by class, as the page prints them."""
+    table = page.split("<h2>Letter classes on the holdout</h2>")[1].split("</table>")[0]
+    return {m[0]: re.findall(r"<td>(.*?)</td>", m[1]) for m in re.findall(r"<tr><th>([ABCD])</th>(.*?)</tr>", table)}
+
+
+def _grade_svg(page: str) -> str:
+    return re.search(r'<svg[^>]*aria-label="grades".*?</svg>', page, re.S).group(0)  # type: ignore[union-attr]
+
+
+def test_without_amounts_the_page_says_why_every_deal_is_c_and_not_that_classes_realised_nothing(
+        without_amounts: TrainingResult) -> None:
+    report = without_amounts.report
+    assert [g["grade"] for g in report["grades"]] == ["C"]
+    page = render_html(report)
+    rows = _grade_rows(page)
+    # No won deal has an amount: the realised value is unknown, where the page had printed 0.0% for every class.
+    won = report["metrics"]["model"]["win_rate"]
+    assert rows["C"] == [f"{report['split']['holdout_deals']:,}", "100.0%", f"{won:.1%}", "\u2013"]
+    assert "the value each class realised is unknown" in page
+    assert "Every deal is C: no deal had an expected value above 0" in page
+    assert "share of realised value</text>" not in _grade_svg(page)
+
+
+def test_a_class_no_holdout_deal_fell_in_is_listed_and_an_absent_d_explained(without_hours: TrainingResult) -> None:
+    report = without_hours.report
+    assert report["grade_cutoffs"]["d_floor_value_per_hour"] is None
+    assert "D" not in {g["grade"] for g in report["grades"]}
+    page = render_html(report)
+    rows = _grade_rows(page)
+    assert list(rows) == ["A", "B", "C", "D"]
+    assert rows["D"][:3] == ["0", "0.0%", "\u2013"]
+    assert "No deal is D: D marks deals whose expected value per hour of effort is at or below a floor" in page
+    cut = report["grade_cutoffs"]
+    assert (f"A deal is A from an expected value (p_win times the deal's value) of {cut['a_min_expected_value']:,.0f}, "
+            f"B from {cut['b_min_expected_value']:,.0f}, C below.") in page
+
+
+def test_the_page_gives_the_floor_below_which_a_deal_is_d(trained: TrainingResult) -> None:
+    floor = trained.report["grade_cutoffs"]["d_floor_value_per_hour"]
+    assert floor is not None
+    page = render_html(trained.report)
+    assert f"expected value per hour of effort is at or below {floor:,.0f}." in page
+    assert "No deal is D" not in page and "unknown" not in page
+
+
+def test_the_grade_chart_is_wide_enough_for_its_legend_with_one_class(without_amounts: TrainingResult) -> None:
+    import copy
+
+    report = copy.deepcopy(without_amounts.report)
+    report["grades"][0]["share_of_realised_value"] = 1.0  # one class holding every realised amount
+    svg = _grade_svg(render_html(report))
+    width = float(re.search(r'width="([\d.]+)"', svg).group(1))  # type: ignore[union-attr]
+    legend = re.search(r'<text x="([\d.]+)"[^>]*>share of realised value</text>', svg)
+    assert legend is not None
+    # 0.6 em a character: a generous width for an 11 px sans-serif label (it was cut to "share of re" at 210 px).
+    assert float(legend.group(1)) + 0.6 * 11 * len("share of realised value") <= width

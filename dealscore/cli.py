@@ -38,6 +38,7 @@ from dealscore.feedback_commands import add_feedback_commands
 from dealscore.outputs import check_artifact_place, check_output_file, disk_full, refuse_dash
 from dealscore.registry_commands import add_registry_commands, grade_summary
 from model.errors import ArtifactError, DealscoreError, counted
+from model.metrics import SOLID_HOLDOUT
 from model.terminal import terminal_text
 
 if TYPE_CHECKING:  # imported lazily at run time, so `dealscore --help` stays fast
@@ -134,11 +135,6 @@ def train_artifact(deals: str, clients: str | None, holdings: str | None, mappin
     dataset = load_dataset(deals, clients, holdings, mapping, for_training=True)
     result = train(dataset, config if isinstance(config, TrainConfig) else None, progress=say)
     return save_artifact(result.model, out, result.metadata, report_files(result))
-
-
-# Held-out deals below which a summary calls its figures rough: on 200, a perfectly calibrated model's ECE is about
-# 0.07 by chance alone (0.14 on 50, 0.024 on 1,738: probabilities drawn from Beta(2, 3), 300 draws each).
-SOLID_HOLDOUT = 200
 
 
 def _summary_table(artifact: Path) -> str:

@@ -88,3 +88,27 @@ def test_the_grade_chart_is_wide_enough_for_its_legend_with_one_class(without_am
     assert legend is not None
     # 0.6 em a character: a generous width for an 11 px sans-serif label (it was cut to "share of re" at 210 px).
     assert float(legend.group(1)) + 0.6 * 11 * len("share of realised value") <= width
+
+
+@pytest.fixture(scope="module")
+def few_deals(small_crm: SyntheticCRM) -> TrainingResult:
+    """About 100 closed deals, as a team's first export: a holdout of some 20."""
+    return train(dataset_from_frames(small_crm.deals.iloc[:110], small_crm.clients, None, for_training=True))
+
+
+def test_a_small_holdout_is_called_rough_on_the_page(few_deals: TrainingResult, trained: TrainingResult) -> None:
+    from model.metrics import SOLID_HOLDOUT
+
+    held = few_deals.report["split"]["holdout_deals"]
+    assert held < SOLID_HOLDOUT <= trained.report["split"]["holdout_deals"]
+    assert f"Few deals: the holdout has only {held:,} closed deals" in render_html(few_deals.report)
+    assert "Few deals" not in render_html(trained.report)
+
+
+def test_each_calibration_point_shows_how_many_deals_it_stands_on(few_deals: TrainingResult) -> None:
+    curve = few_deals.report["calibration_curve"]
+    svg = re.search(r'<svg[^>]*aria-label="calibration curve".*?</svg>', render_html(few_deals.report), re.S)
+    assert svg is not None
+    # The counts printed on the plot (a tooltip's <title> is not on the page), one per point, in the curve's order.
+    printed = [int(n) for n in re.findall(r'<text[^>]*fill="#57606a">([\d,]+)</text>', svg.group(0))]
+    assert printed == [b["deals"] for b in curve] and sum(printed) == few_deals.report["split"]["holdout_deals"]

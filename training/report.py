@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from model.artifact import strict_json
 from model.grades import LETTERS
-from model.metrics import holdout_noise_text, p_value_text
+from model.metrics import SOLID_HOLDOUT, holdout_noise_text, p_value_text
 from training.calibration import MIN_DRIFT_SLICE
 from training.gap_evaluation import render_profiles_html
 
@@ -42,6 +42,10 @@ def _calibration_svg(curve: list[dict[str, Any]]) -> str:
     dots = "".join(
         f'<circle cx="{x(b["mean_p"]):.1f}" cy="{y(b["win_rate"]):.1f}" r="{2 + min(b["deals"], 2000) ** 0.5 / 8:.1f}"'
         f' fill="#1f6feb"><title>p {b["mean_p"]:.2f}: won {b["win_rate"]:.2f} of {b["deals"]} deals</title></circle>'
+        # How many deals each point stands on, on the page itself: a point on 1 deal at a win rate of 1.0 looked as
+        # sure as one on 300 (the dot grows by the square root, 2.1 against 4.2 px), and a tooltip never prints.
+        f'<text x="{x(b["mean_p"]) + 6:.1f}" y="{y(b["win_rate"]) + (12 if b["win_rate"] > 0.9 else -6):.1f}" '
+        f'font-size="9" fill="#57606a">{b["deals"]:,}</text>'
         for b in curve)
     ticks = "".join(
         f'<text x="{x(t):.0f}" y="{_HEIGHT - _PAD + 15}" font-size="10" text-anchor="middle">{t:.1f}</text>'
@@ -53,7 +57,10 @@ def _calibration_svg(curve: list[dict[str, Any]]) -> str:
             f'<polyline points="{points}" fill="none" stroke="#1f6feb"/>{dots}{ticks}'
             f'<text x="{_WIDTH / 2}" y="{_HEIGHT - 5}" font-size="11" text-anchor="middle">predicted p_win</text>'
             f'<text x="12" y="{_HEIGHT / 2}" font-size="11" transform="rotate(-90 12 {_HEIGHT / 2})" '
-            f'text-anchor="middle">observed win rate</text></svg>')
+            f'text-anchor="middle">observed win rate</text></svg>'
+            "<p>Each point: the holdout deals scored within one tenth of the scale (0-0.1, 0.1-0.2, ...), their mean "
+            "p_win against the share of them won, with the number of deals beside it; on the dashed line, deals scored "
+            "p are won a share p of the time. A point on a few deals can lie far from the line by chance alone.</p>")
 
 
 def _every_grade(grades: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -186,6 +193,18 @@ def _platt(fitted: dict[str, Any], slice_deals: int) -> str:
     return f"slope {fitted['slope']:.3f}, intercept {fitted['intercept']:.3f}{drift}"
 
 
+def _few_deals_note(holdout_deals: int) -> str:
+    """Said at the top when the holdout is too small for its figures to mean much: `dealscore train` said "few: read
+    the figures as rough" for a 12-deal holdout, and the page printed its AUC of 0.778 and ECE of 0.248 like any
+    other (ECE is about 0.26 on 12 deals by chance alone, for a perfectly calibrated model)."""
+    if holdout_deals >= SOLID_HOLDOUT:
+        return ""
+    return (f'<p style="border-left:4px solid #bf8700;padding-left:8px"><b>Few deals: the holdout has only '
+            f"{holdout_deals:,} closed deals, and on fewer than {SOLID_HOLDOUT} chance alone moves every figure "
+            "below a long way (the AUC's interval and the ECE by chance under the table say how far): read them as "
+            "rough, and judge the model again when more deals have closed.</b></p>")
+
+
 def _caution_note(caution: str | None) -> str:
     if not caution:
         return ""
@@ -252,8 +271,8 @@ td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}th:first-child{{t
 <h1>dealscore model {html.escape(report['version'])}</h1>
 <p>Engine: <b>{html.escape(report['engine'])}</b>{' (small-data mode)' if report['small_data'] else ''}.
 {_seeds_note(split, report.get('published'))}
-Time-ordered holdout: the latest {split['holdout_deals']} closed deals (created from {split['holdout_from']}),
-model fitted on the {split['train_deals']} earlier ones.</p>
+Time-ordered holdout: the latest {split['holdout_deals']:,} closed deals (created from {split['holdout_from']}),
+model fitted on the {split['train_deals']:,} earlier ones.</p>{_few_deals_note(split['holdout_deals'])}
 <h2>Quality on the holdout, beside baselines fitted on the same split</h2>{_metrics_table(report['metrics'])}
 {_caution_note(report.get("caution"))}
 <h2>Calibration (of deals scored p, a share p should be won)</h2>{_calibration_note(split, report.get('published'))}

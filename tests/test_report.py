@@ -112,3 +112,32 @@ def test_each_calibration_point_shows_how_many_deals_it_stands_on(few_deals: Tra
     # The counts printed on the plot (a tooltip's <title> is not on the page), one per point, in the curve's order.
     printed = [int(n) for n in re.findall(r'<text[^>]*fill="#57606a">([\d,]+)</text>', svg.group(0))]
     assert printed == [b["deals"] for b in curve] and sum(printed) == few_deals.report["split"]["holdout_deals"]
+
+
+def _quality_rows(page: str) -> dict[str, list[str]]:
+    table = page.split("<h2>Quality on the holdout")[1].split("</table>")[0]
+    return {m[0]: re.findall(r"<td>(.*?)</td>", m[1]) for m in re.findall(r"<tr><th>([^<]+)</th>(<td>.*?)</tr>", table)}
+
+
+def test_the_quality_table_prints_each_figure_to_fixed_decimals_and_says_which_way_is_better(
+        trained: TrainingResult) -> None:
+    import copy
+
+    report = copy.deepcopy(trained.report)
+    report["metrics"]["model"]["auc"] = float("nan")  # a holdout of one outcome has no AUC
+    page = render_html(report)
+    rows = _quality_rows(page)
+    assert set(rows) == {"this model", "prior rate (baseline)", "logistic regression (baseline)"}
+    prior = rows["prior rate (baseline)"]
+    # The prior rate ranks no deal above another: AUC 0.5 and lift 1, printed as 0.500 and 1.00 beside the others
+    # (%.4g had printed "0.5" and "1" beside 0.7027 and 2.339).
+    assert prior[0] == "0.500" and prior[4] == "1.00"
+    for name, cells in rows.items():
+        m = report["metrics"][{"this model": "model", "prior rate (baseline)": "prior_rate",
+                               "logistic regression (baseline)": "logistic_regression"}[name]]
+        assert cells[-1] == f"{m['deals']:,}"
+        assert all(re.fullmatch(r"\d+\.\d{3}", c) for i, c in enumerate(cells[:-1]) if i != 4 and c != "\u2013")
+        assert re.fullmatch(r"\d+\.\d{2}", cells[4])
+    table = page.split("<h2>Quality on the holdout")[1].split("</table>")[0]
+    assert rows["this model"][0] == "\u2013" and "nan" not in table
+    assert "higher is better" in page and "lower is better" in page

@@ -130,17 +130,38 @@ def _share(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
+# The holdout figures as a reader sees them: a name, the decimals a difference shows in, and which way is better.
+_METRIC_COLUMNS = (("auc", "ROC AUC", 3), ("brier", "Brier", 3), ("log_loss", "log loss", 3), ("ece", "ECE", 3),
+                   ("top_decile_lift", "lift of the top 10%", 2), ("mean_p", "mean p_win", 3),
+                   ("win_rate", "win rate", 3))
+_MODEL_NAMES = {"model": "this model", "prior_rate": "prior rate (baseline)",
+                "logistic_regression": "logistic regression (baseline)"}
+
+
+def _figure(value: float | None, decimals: int) -> str:
+    # A figure that could not be computed (AUC on a holdout of one outcome) is a dash, not "nan".
+    return "\u2013" if value is None or value != value else f"{value:.{decimals}f}"
+
+
 def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:
-    columns = ("auc", "brier", "log_loss", "ece", "top_decile_lift", "mean_p", "win_rate", "deals")
-    head = "".join(f"<th>{c}</th>" for c in columns)
+    """The model beside its baselines, each figure to fixed decimals (%.4g printed AUC 0.5 beside 0.7027 and a
+    lift of 1 beside 2.339), and a key to what the figures mean for whoever does not read AUC every day."""
+    head = "".join(f"<th>{label}</th>" for _, label, _ in _METRIC_COLUMNS)
     rows = "".join(
-        f"<tr><th>{html.escape(name)}</th>" + "".join(
-            f"<td>{m.get(c, float('nan')):.4g}</td>" if c != "deals" else f"<td>{int(m.get(c, 0))}</td>"
-            for c in columns) + "</tr>"
+        f"<tr><th>{html.escape(_MODEL_NAMES.get(name, name))}</th>"
+        + "".join(f"<td>{_figure(m.get(key), decimals)}</td>" for key, _, decimals in _METRIC_COLUMNS)
+        + f"<td>{int(m.get('deals', 0)):,}</td></tr>"
         for name, m in metrics.items())
     noise = holdout_noise_text(metrics.get("model") or {})
     noise_note = f"<p>{html.escape(noise[0].upper() + noise[1:])}.</p>" if noise else ""
-    return f"<table><tr><th>model</th>{head}</tr>{rows}</table>{noise_note}{_ranking_test_note(metrics)}"
+    key = ("<p>ROC AUC: how often a won deal is scored above a lost one (0.5 is chance, 1 always; higher is better). "
+           "Brier and log loss: how far the probabilities are from the outcomes (lower is better). ECE: the mean gap "
+           "between p_win and the share won, over ten bins of p_win (lower is better). Lift of the top 10%: the win "
+           "rate of the tenth of deals scored highest, as a multiple of the overall win rate (higher is better; 1 is "
+           "no better than picking at random). The prior rate scores every deal the win rate of the deals before "
+           "the holdout; the logistic regression is a plain model fitted on the same deals as this one.</p>")
+    return (f"<table><tr><th>model</th>{head}<th>deals</th></tr>{rows}</table>{key}{noise_note}"
+            f"{_ranking_test_note(metrics)}")
 
 
 def _ranking_test_note(metrics: dict[str, dict[str, float]]) -> str:

@@ -141,3 +141,28 @@ def test_the_quality_table_prints_each_figure_to_fixed_decimals_and_says_which_w
     table = page.split("<h2>Quality on the holdout")[1].split("</table>")[0]
     assert rows["this model"][0] == "\u2013" and "nan" not in table
     assert "higher is better" in page and "lower is better" in page
+
+
+def test_a_lone_bar_sits_under_its_class_letter(without_amounts: TrainingResult) -> None:
+    svg = _grade_svg(render_html(without_amounts.report))
+    bar = re.search(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="[\d.]+" fill="[^"]+"><title>C:', svg)
+    letter = re.search(r'<text x="([\d.]+)"[^>]*>C</text>', svg)
+    assert bar is not None and letter is not None
+    # (the two bars of a pair leave a 4 px gap between them, so the pair's middle is 2 px off the letter too)
+    assert abs(float(bar.group(1)) + float(bar.group(2)) / 2 - float(letter.group(1))) <= 3
+
+
+def test_a_calibration_point_has_its_count_on_the_side_away_from_the_diagonal(trained: TrainingResult) -> None:
+    import copy
+
+    report = copy.deepcopy(trained.report)
+    report["calibration_curve"] = [
+        {"bin_low": 0.2, "bin_high": 0.3, "mean_p": 0.25, "win_rate": 0.55, "deals": 40},  # above the line
+        {"bin_low": 0.6, "bin_high": 0.7, "mean_p": 0.65, "win_rate": 0.35, "deals": 30},  # below it
+    ]
+    svg = re.search(r'<svg[^>]*aria-label="calibration curve".*?</svg>', render_html(report), re.S)
+    assert svg is not None
+    dots = [float(y) for y in re.findall(r'<circle cx="[\d.]+" cy="([\d.]+)"', svg.group(0))]
+    counts = [float(y) for y in re.findall(r'<text x="[\d.]+" y="([\d.]+)"[^>]*fill="#57606a">', svg.group(0))]
+    # SVG's y grows downwards: above the point is a smaller y.
+    assert counts[0] < dots[0] and counts[1] > dots[1]

@@ -31,6 +31,15 @@ def report_files(result: TrainingResult) -> dict[str, bytes]:
 _WIDTH, _HEIGHT, _PAD = 360, 300, 40
 
 
+def _count_offset(point: dict[str, Any]) -> int:
+    """Where a point's deal count goes, in pixels down from it: on the side away from the dashed line and the curve
+    that mostly hugs it (above, counts were struck through by the line), within the plot."""
+    below = point["win_rate"] < point["mean_p"]
+    if point["win_rate"] < 0.05 or point["win_rate"] > 0.95:
+        below = point["win_rate"] > 0.95
+    return 12 if below else -6
+
+
 def _calibration_svg(curve: list[dict[str, Any]]) -> str:
     def x(v: float) -> float:
         return _PAD + v * (_WIDTH - 2 * _PAD)
@@ -44,7 +53,7 @@ def _calibration_svg(curve: list[dict[str, Any]]) -> str:
         f' fill="#1f6feb"><title>p {b["mean_p"]:.2f}: won {b["win_rate"]:.2f} of {b["deals"]} deals</title></circle>'
         # How many deals each point stands on, on the page itself: a point on 1 deal at a win rate of 1.0 looked as
         # sure as one on 300 (the dot grows by the square root, 2.1 against 4.2 px), and a tooltip never prints.
-        f'<text x="{x(b["mean_p"]) + 6:.1f}" y="{y(b["win_rate"]) + (12 if b["win_rate"] > 0.9 else -6):.1f}" '
+        f'<text x="{x(b["mean_p"]) + 6:.1f}" y="{y(b["win_rate"]) + _count_offset(b):.1f}" '
         f'font-size="9" fill="#57606a">{b["deals"]:,}</text>'
         for b in curve)
     ticks = "".join(
@@ -84,7 +93,8 @@ def _grade_svg(grades: list[dict[str, Any]], realised_known: bool = True) -> str
     for i, row in enumerate(grades):
         for j, (key, colour) in enumerate(series):
             height = row[key] * (_HEIGHT - 2 * _PAD)
-            left = _PAD + i * (2 * bar_width + gap) + j * bar_width
+            # A lone series (no realised value to show) sits under its class's letter, not left of it.
+            left = _PAD + i * (2 * bar_width + gap) + (j if len(series) > 1 else 0.5) * bar_width
             bars.append(f'<rect x="{left}" y="{_HEIGHT - _PAD - height:.1f}" width="{bar_width - 4}" '
                         f'height="{height:.1f}" fill="{colour}"><title>{row["grade"]}: {key} '
                         f'{row[key]:.1%}</title></rect>')

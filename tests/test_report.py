@@ -166,3 +166,26 @@ def test_a_calibration_point_has_its_count_on_the_side_away_from_the_diagonal(tr
     counts = [float(y) for y in re.findall(r'<text x="[\d.]+" y="([\d.]+)"[^>]*fill="#57606a">', svg.group(0))]
     # SVG's y grows downwards: above the point is a smaller y.
     assert counts[0] < dots[0] and counts[1] > dots[1]
+
+
+def test_the_page_says_on_how_many_won_deals_the_realised_value_rests(small_crm: SyntheticCRM) -> None:
+    import numpy as np
+
+    deals = small_crm.deals.iloc[:DEALS].copy()
+    blank = np.random.default_rng(5).random(len(deals)) < 0.4  # a CRM that leaves 40% of amounts blank
+    deals.loc[blank, "amount"] = np.nan
+    result = train(dataset_from_frames(deals, small_crm.clients, None, for_training=True))
+    holdout = result.holdout
+    assert holdout is not None
+    won = holdout["status"] == "won"
+    with_amount = int((won & (holdout["amount"] > 0)).sum())
+    assert 0 < with_amount < int(won.sum())
+    assert (f"The realised value is the amounts of the {with_amount:,} won holdout deals that have one, of "
+            f"{int(won.sum()):,} won") in render_html(result.report)
+
+
+def test_with_every_won_deal_quoted_the_page_does_not_qualify_the_realised_value(trained: TrainingResult) -> None:
+    holdout = trained.holdout
+    assert holdout is not None
+    assert (holdout.loc[holdout["status"] == "won", "amount"] > 0).all()
+    assert "a won deal without an amount counts 0" not in render_html(trained.report)

@@ -644,6 +644,9 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         "metrics": metrics,
         "holdout_p_win": holdout_p.tolist() if n_holdout <= 5000 else None,
         "grades": grade_table(won[holdout_rows], [str(g) for g in holdout_grades], amount[holdout_rows]),
+        # The realised value the grade table shares out is the won deals' quoted amounts: how many it rests on.
+        "realised_value_deals": {"won": int(won[holdout_rows].sum()),
+                                 "won_with_amount": int(np.sum((won[holdout_rows] > 0) & (amount[holdout_rows] > 0)))},
         "leaks": [{"column": f.column, "reason": f.reason, "kept": f.kept, "review_only": f.review_only}
                   for f in leaks],
         "value_model": value_model is not None,

@@ -111,7 +111,8 @@ def _grade_svg(grades: list[dict[str, Any]], realised_known: bool = True) -> str
     return f'<svg width="{width}" height="{_HEIGHT}" role="img" aria-label="grades">{"".join(bars)}{legend}</svg>'
 
 
-def _grades_note(cutoffs: dict[str, Any] | None, realised_known: bool) -> str:
+def _grades_note(cutoffs: dict[str, Any] | None, realised_known: bool,
+                 realised: dict[str, int] | None = None) -> str:
     """What the letter classes rest on, in the words of a sales lead: the cut-offs, and why a class is empty."""
     said = []
     if cutoffs:
@@ -132,6 +133,10 @@ def _grades_note(cutoffs: dict[str, Any] | None, realised_known: bool) -> str:
                         "it from; --d-floor-per-hour sets one).")
     if not realised_known:
         said.append("No won deal of the holdout has an amount: the value each class realised is unknown, not 0.")
+    elif realised and realised["won_with_amount"] < realised["won"]:
+        # A CRM that leaves amounts blank on some wins (often the small or the late ones) shares out only the rest.
+        said.append(f"The realised value is the amounts of the {realised['won_with_amount']:,} won holdout deals "
+                    f"that have one, of {realised['won']:,} won: a won deal without an amount counts 0.")
     return f"<p>{' '.join(said)}</p>" if said else ""
 
 
@@ -310,7 +315,7 @@ model fitted on the {split['train_deals']:,} earlier ones.</p>{_few_deals_note(s
 {_calibration_svg(report['calibration_curve'])}
 <h2>Letter classes on the holdout</h2>
 <table>{grade_head}{grades}</table>
-{_grades_note(report.get('grade_cutoffs'), realised_known)}
+{_grades_note(report.get('grade_cutoffs'), realised_known, report.get('realised_value_deals'))}
 {_grade_svg(every_grade, realised_known)}
 {_value_section(report.get("value"))}
 <h2>Leak guard</h2>{f'<ul>{leaks}</ul>' if leaks else '<p>No column looked like a leak of the outcome.</p>'}

@@ -189,3 +189,24 @@ def test_with_every_won_deal_quoted_the_page_does_not_qualify_the_realised_value
     assert holdout is not None
     assert (holdout.loc[holdout["status"] == "won", "amount"] > 0).all()
     assert "a won deal without an amount counts 0" not in render_html(trained.report)
+
+
+def test_the_page_says_when_and_on_which_deals_the_model_was_trained(trained: TrainingResult) -> None:
+    data, page = trained.metadata["data"], render_html(trained.report)
+    assert (f"Trained {trained.metadata['trained_at'][:10]} on {data['deals']:,} deals created {data['first_deal']} "
+            f"to {data['last_deal']}: {data['won']:,} won and {data['lost']:,} lost (trained on), "
+            f"{data['open_deals']:,} open") in page
+
+
+def test_the_page_names_the_columns_without_level_codes(trained: TrainingResult) -> None:
+    import copy
+    import html
+
+    unsteady = trained.metadata["unsteady_columns"]
+    assert unsteady  # the synthetic CRM's campaign codes and competitors do not carry over
+    assert f"their win rates stay): {', '.join(unsteady)}." in render_html(trained.report)
+    # A CRM's own column name is the page's text, never its markup.
+    odd, name = copy.deepcopy(trained.report), '<i>comp</i> & "z"'
+    odd["unsteady_columns"]["published"] = [name]
+    page = render_html(odd)
+    assert f"their win rates stay): {html.escape(name)}." in page and name not in page

@@ -664,16 +664,15 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     # Where whoever reads the model finds it: the report, GET /v1/model, not only the training terminal.
     report["caution"] = joined_cautions(probability_caution(metrics), reversed_ranking_caution(
         final_info.get("calibration"), final_info.get("calibration_deals")))
+    data_summary: dict[str, Any] = {
+        "fingerprint": fp, "deals": len(deals), "closed_deals": int(closed_rows.size), "won": wins, "lost": losses,
+        "open_deals": int((deals["status"] == "open").sum()), "undated_open_deals": undated_open,
+        "clients": 0 if dataset.clients is None else len(dataset.clients), "deals_of_unknown_clients": unlinked,
+        "first_deal": str(deals["created_at"].min().date()), "last_deal": str(deals["created_at"].max().date()),
+        "extra_columns": dict(dataset.extra_columns)}
     metadata = {
         "trained_at": started.isoformat(timespec="seconds"),
-        "data": {"fingerprint": fp, "deals": len(deals), "closed_deals": int(closed_rows.size), "won": wins,
-                 "lost": losses, "open_deals": int((deals["status"] == "open").sum()),
-                 "undated_open_deals": undated_open,
-                 "clients": 0 if dataset.clients is None else len(dataset.clients),
-                 "deals_of_unknown_clients": unlinked,
-                 "first_deal": str(deals["created_at"].min().date()),
-                 "last_deal": str(deals["created_at"].max().date()),
-                 "extra_columns": dict(dataset.extra_columns)},
+        "data": data_summary,
         "engine": win_model.kind,
         "small_data": small_data,
         "features": spec.names,
@@ -699,6 +698,9 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
     }
     # The page says what the letter classes on the holdout rest on: why every deal is C, why there is no D.
     report["grade_cutoffs"] = metadata["grade_cutoffs"]
+    # And what the model was trained on, when: a report read after each monthly retrain gave neither.
+    report["data"] = {"trained_at": started.isoformat(timespec="seconds"), **{key: data_summary[key] for key in (
+        "deals", "first_deal", "last_deal", "won", "lost", "open_deals")}}
     if profiles is not None:
         model.profiles, section = profiles
         report["profiles"] = section

@@ -255,6 +255,23 @@ def _empty_columns_note(empty: list[str]) -> str:
             f"{html.escape(', '.join(empty))}.</p>")
 
 
+def _unsteady_columns_note(unsteady: list[str]) -> str:
+    """Columns the published model reads by their win rates alone, as `dealscore train` says: on the page too."""
+    if not unsteady:
+        return ""
+    return ("<p>No level codes (the win rates and won amounts of their levels did not carry over from one half of the "
+            f"deals to the other; their win rates stay): {html.escape(', '.join(unsteady))}.</p>")
+
+
+def _data_note(data: dict[str, Any] | None) -> str:
+    """When the model was trained, and on which deals: what a reader compares first between two monthly reports."""
+    if not data:
+        return ""
+    return (f"<p>Trained {html.escape(str(data['trained_at'])[:10])} on {data['deals']:,} deals created "
+            f"{html.escape(str(data['first_deal']))} to {html.escape(str(data['last_deal']))}: {data['won']:,} won and "
+            f"{data['lost']:,} lost (trained on), {data['open_deals']:,} open (scored, not trained on).</p>")
+
+
 def _value_section(value: dict[str, Any] | None) -> str:
     """The value model on the holdout's won deals, beside the baselines, and the spread factor it was given."""
     if not value:
@@ -305,6 +322,7 @@ def render_html(report: dict[str, Any]) -> str:
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}th:first-child{{text-align:left}}</style></head><body>
 <h1>dealscore model {html.escape(report['version'])}</h1>
+{_data_note(report.get('data'))}
 <p>Engine: <b>{html.escape(report['engine'])}</b>{' (small-data mode)' if report['small_data'] else ''}.
 {_seeds_note(split, report.get('published'))}
 Time-ordered holdout: the latest {split['holdout_deals']:,} closed deals (created from {split['holdout_from']}),
@@ -320,6 +338,7 @@ model fitted on the {split['train_deals']:,} earlier ones.</p>{_few_deals_note(s
 {_value_section(report.get("value"))}
 <h2>Leak guard</h2>{f'<ul>{leaks}</ul>' if leaks else '<p>No column looked like a leak of the outcome.</p>'}
 {_empty_columns_note(report.get("empty_columns") or [])}
+{_unsteady_columns_note((report.get("unsteady_columns") or {}).get("published") or [])}
 {render_profiles_html(report.get("profiles"))}
 </body></html>
 """

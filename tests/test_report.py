@@ -210,3 +210,12 @@ def test_the_page_names_the_columns_without_level_codes(trained: TrainingResult)
     odd["unsteady_columns"]["published"] = [name]
     page = render_html(odd)
     assert f"their win rates stay): {html.escape(name)}." in page and name not in page
+
+
+def test_the_gap_evaluation_protocol_reads_as_a_sentence(trained: TrainingResult) -> None:
+    import html
+
+    protocol = trained.report["profiles"]["evaluation"]["protocol"]
+    assert protocol.startswith("hide one held product")  # report.json keeps it as written
+    page = render_html(trained.report)
+    assert f"<p>{html.escape('H' + protocol[1:])}.</p>" in page and f"<p>{html.escape(protocol)}" not in page

@@ -347,7 +347,9 @@ def render_profiles_html(section: Mapping[str, Any] | None) -> str:
             f"<td>{r['clients']}</td></tr>" for m, r in evaluation["methods"].items())
         head = ("<tr><th>method</th><th>recall@1</th><th>recall@3</th><th>MRR</th><th>income recall@3</th>"
                 "<th>clients</th></tr>")
-        parts.append(f"<p>{html.escape(evaluation['protocol'])}.</p><table>{head}{rows}</table>")
+        # A sentence on the page ("hide one held product per client ..." had opened a paragraph in lower case).
+        protocol = str(evaluation["protocol"])
+        parts.append(f"<p>{html.escape(protocol[:1].upper() + protocol[1:])}.</p><table>{head}{rows}</table>")
     segments = "".join(
         f"<tr><th>{html.escape(s['segment'])}</th><td>{s['clients']}</td><td>{s['best_clients']}</td>"
         f"<td>{_shown(s['ideal_income'], ',.0f')}</td>"

@@ -70,8 +70,9 @@ def test_the_report_tests_the_models_ranking_against_the_logistic_baseline_on_th
     assert logistic["auc_lead_p_value"] > 0.5  # the model leads, so the regression's lead is no finding
     assert trained.report["caution"] is None
     page = render_html(trained.report)
-    assert f"on the same {metrics['model']['deals']:,} deals (DeLong's paired test): the model ranks better" in page
-    assert "more than chance explains (one-sided p < 0.0001," in page  # not "p = 0"
+    assert (f"on the same {metrics['model']['deals']:,} deals (DeLong&#x27;s paired test): the model ranks better"
+            in page)
+    assert "more than chance explains (one-sided p &lt; 0.0001," in page  # not "p = 0", and the "<" escaped
 
 
 def test_probabilities_are_calibrated_on_later_deals(small_crm: SyntheticCRM, trained: TrainingResult) -> None:

@@ -195,9 +195,9 @@ def _ranking_test_note(metrics: dict[str, dict[str, float]]) -> str:
         verdict = "more than chance explains" if p_leader < 0.05 else "within what chance explains"
         said = (f"{leader} ranks better, by {abs(lead):.3f} of AUC: {verdict} (one-sided {p_value_text(p_leader)}, "
                 "the chance of a lead this large between equally good rankers)")
-    return (f"<p>The model against the logistic regression on the same {deals:,} deals (DeLong's paired test): "
-            f"{said}. The test takes deals as independent; deals of one client or month are not, so read it as "
-            "a guide.</p>")
+    return "<p>" + html.escape(
+        f"The model against the logistic regression on the same {deals:,} deals (DeLong's paired test): {said}. The "
+        "test takes deals as independent; deals of one client or month are not, so read it as a guide.") + "</p>"
 
 
 def _calibration_note(split: dict[str, Any], published: dict[str, Any] | None = None) -> str:

@@ -209,14 +209,18 @@ def joined_cautions(*cautions: str | None) -> str | None:
 
 def probability_caution(metrics: Mapping[str, Any]) -> str | None:
     """A caution when the model's holdout probabilities are worse than the plain win rate's (Brier), or its
-    ranking no better than chance (AUC at most 0.5): it happens with little data, where a calibration slice of a
-    few dozen deals over- or under-stretches. Kept in the artifact (metadata, report) and shown by `dealscore
-    train` and GET /v1/model."""
+    ranking no better than chance (AUC at most 0.5, or an AUC whose 95% interval reaches 0.5): it happens with
+    little data, where a calibration slice of a few dozen deals over- or under-stretches. Kept in the artifact
+    (metadata, report) and shown by `dealscore train` and GET /v1/model."""
     model, prior = metrics.get("model") or {}, metrics.get("prior_rate") or {}
     brier, base, auc = model.get("brier"), prior.get("brier"), model.get("auc")
     worse = (brier is not None and base is not None and brier == brier and base == base
              and brier > base + BRIER_MARGIN)
     chance = auc is not None and auc == auc and auc <= 0.5
+    # Above 0.5, but not by more than the holdout's size explains: maven's 0.542 on 1,342 deals is told from
+    # chance (interval 0.510-0.573); 0.60 on 40 deals is not (about 0.42-0.78).
+    low = model.get("auc_low_95")
+    untold = not chance and auc is not None and low is not None and low == low and low <= 0.5
     logistic = metrics.get("logistic_regression") or {}
     baseline_auc, lead_p = logistic.get("auc"), logistic.get("auc_lead_p_value")
     # The regression's lead over the model (NaN when either AUC is unknown: no comparison holds).
@@ -234,12 +238,14 @@ def probability_caution(metrics: Mapping[str, Any]) -> str | None:
         return (f"caution: on the holdout the model ranks deals worse than a plain logistic regression fitted on "
                 f"the same split (AUC {auc:.3f} against {baseline_auc:.3f}{tested_note}): compare the report's "
                 "baselines and try excluding columns before working deals by p_win")
-    if not (worse or chance):
+    if not (worse or chance or untold):
         return None
     brier_part = (f"the model's probabilities are worse than the plain win rate's (Brier {brier:.3f} against "
                   f"{base:.3f})") if worse else ""
-    if chance:
-        ranking = f"the model ranks deals no better than chance (AUC {auc:.3f})"
+    if chance or untold:
+        ranking = (f"the model ranks deals no better than chance (AUC {auc:.3f})" if chance else
+                   f"the model's ranking cannot be told from chance on {int(model.get('deals') or 0):,} deals (AUC "
+                   f"{auc:.3f}, 95% interval {low:.3f}-{model.get('auc_high_95', float('nan')):.3f})")
         return (f"caution: on the holdout {ranking}{' and ' + brier_part if worse else ''}: do not work deals by "
                 "p_win until more deals have closed and the model is retrained")
     return (f"caution: on the holdout {brier_part}; with this little data, read p_win as a ranking, not as a "

@@ -165,3 +165,17 @@ def test_the_ece_by_chance_is_the_ece_of_outcomes_drawn_from_the_probabilities_t
     assert chance["p95"] == pytest.approx(np.quantile(by_hand, 0.95), rel=1e-9)
     # and it shrinks as deals are added: about 1 / sqrt(deals)
     assert ece_by_chance(np.tile(p, 16), 40)["mean"] < 0.4 * chance["mean"]
+
+
+def test_a_ranking_the_holdout_cannot_tell_from_chance_gets_a_caution() -> None:
+    """AUC 0.60 on 40 held-out deals: its 95% interval reaches 0.5, and the page showed it as any other figure."""
+    def metrics(low: float | None) -> dict[str, dict[str, float | None]]:
+        return {"model": {"brier": 0.24, "auc": 0.60, "auc_low_95": low, "auc_high_95": 0.78, "deals": 40},
+                "prior_rate": {"brier": 0.245}}
+
+    caution = probability_caution(metrics(0.42))
+    assert caution == ("caution: on the holdout the model's ranking cannot be told from chance on 40 deals (AUC "
+                       "0.600, 95% interval 0.420-0.780): do not work deals by p_win until more deals have closed "
+                       "and the model is retrained")
+    assert probability_caution(metrics(0.51)) is None  # told from chance, however narrowly
+    assert probability_caution(metrics(None)) is None  # an older artifact: no interval kept

@@ -140,3 +140,25 @@ def test_a_score_given_once_the_outcome_was_in_is_not_what_the_model_said(databa
         assert o["deals"] == 2 and o["mean_p_win"] == pytest.approx(0.4) and o["auc"] == 1.0
     finally:
         feedback.stop()
+
+
+def test_a_score_given_before_the_outcome_counts_whatever_the_database_host_s_clock_says(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scores are stamped by this host's clock; the outcome's arrival was stamped by the database's (PostgreSQL's
+    now()), so a database host 3 s behind had a deal scored, then reported 0.5 s later, read as scored only once its
+    outcome was in: left out of the report. Both sides now come from this host's clock."""
+    from datetime import timedelta
+
+    from service.feedback import outcomes as outcomes_module
+
+    behind = outcomes_module.database_now  # the database host's clock, 3 s behind this host's
+    monkeypatch.setattr(outcomes_module, "database_now", lambda connection: behind(connection) - timedelta(seconds=3))
+    with Feedback(make_config(database_url, tmp_path / "spool")) as feedback:
+        today = datetime.now(UTC).date()
+        feedback.record_scores("r1", "v1", [deal("D1", created_at="2025-01-01"), deal("D2", created_at="2025-01-01")],
+                               batch([0.2, 0.6], [2.0, 6.0], ["C", "A"]))
+        assert feedback.flush_score_log()
+        feedback.record_outcomes([Outcome("D1", "lost", None, today), Outcome("D2", "won", 5.0, today)])
+        o = feedback.quality("v1")["outcomes"]
+    assert (o["outcomes_total"], o["deals"]) == (2, 2)
+    assert o["mean_p_win"] == pytest.approx(0.4) and o["auc"] == 1.0

@@ -244,9 +244,10 @@ def reachable(engine: sa.Engine) -> bool:
 
 
 def database_now(connection: sa.Connection) -> datetime:
-    """The clock outcome stamps and the outcomes refresh's read bound both come from, so writers and readers on
+    """The clock outcomes' updated_at and the outcomes refresh's read bound both come from, so writers and readers on
     several hosts need no agreeing clocks: PostgreSQL's (now(): its transaction's start); a SQLite file's
-    processes share a machine, so this machine's."""
+    processes share a machine, so this machine's. (Not recorded_at: quality compares it with the scores' times,
+    which this host's clock gives, the database being away at times.)"""
     if connection.dialect.name == "postgresql":
         instant = connection.execute(sa.text("SELECT now()")).scalar_one()
         return instant.astimezone(UTC) if isinstance(instant, datetime) else datetime.now(UTC)

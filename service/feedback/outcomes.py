@@ -207,9 +207,13 @@ class OutcomeStore:
         results: list[RecordedOutcome] = []
         with engine.begin() as connection:  # writes first: SQLite takes its write lock at once
             now = database_now(connection)  # (no statement on SQLite)
+            # When the service had the outcome, which quality compares with the scores' times: on the clock the
+            # score log stamps them with (this host's), not the database's. PostgreSQL's clock 3 s behind this
+            # host's had a deal scored, then reported 0.5 s later, read as scored only after its outcome was in.
+            received = datetime.now(UTC)
             for item in items:
                 client_id = item.client_id or _logged_client(logged.get(item.deal_id))
-                results.append(self._upsert(connection, item, client_id, request_id, now))
+                results.append(self._upsert(connection, item, client_id, request_id, now, received))
         self._note_clients(((r.deal_id, r.client_id) for r in results), now)
         self.book.record_all(event_of(item.deal_id, item.status,
                                       realised_amount(item.status, item.amount, logged.get(item.deal_id)), item.day,
@@ -253,17 +257,19 @@ class OutcomeStore:
             raise ContractViolation(f"{counted(len(problems), 'problem')} in the outcomes", problems)
 
     def _upsert(self, connection: sa.Connection, item: Outcome, client_id: str | None, request_id: str | None,
-                now: datetime) -> RecordedOutcome:
+                now: datetime, received: datetime) -> RecordedOutcome:
+        """`now`: the database's clock, for updated_at (the refreshes' read bound); `received`: this host's, for
+        recorded_at (compared with the scores' times)."""
         upsert, audit, current = _statements(connection.dialect.name)
         values = {"deal_id": item.deal_id, "status": item.status, "amount": item.amount, "closed_at": item.day,
                   "client_id": client_id}
-        stored = connection.execute(upsert, {**values, "recorded_at": now, "updated_at": now}).first()
+        stored = connection.execute(upsert, {**values, "recorded_at": received, "updated_at": now}).first()
         if stored is None:  # the same outcome again: nothing changed
             revision, stored_client = connection.execute(current, {"deal_id": item.deal_id}).one()
             return RecordedOutcome(item.deal_id, "unchanged", int(revision), stored_client)
         revision, stored_client = int(stored[0]), stored[1]
         connection.execute(audit, {**values, "client_id": stored_client, "revision": revision,
-                                   "request_id": request_id, "recorded_at": now})
+                                   "request_id": request_id, "recorded_at": received})
         return RecordedOutcome(item.deal_id, "created" if revision == 1 else "updated", revision, stored_client)
 
     # -- the overlay's source ----------------------------------------------------------------------

@@ -149,7 +149,8 @@ S = TypeVar("S", bound=Scoring)
 
 def said_at_close(entries: Sequence[S], closed_at: date, recorded_at: datetime | None = None) -> S | None:
     """What the version said at the time of an outcome: its latest score on or before the close day, and before the
-    service had the outcome (`recorded_at`, its first recording; instants are UTC, tables.UtcDateTime); None when it
+    service had the outcome (`recorded_at`, its first recording, on the serving host's clock as the scores' times are;
+    instants are UTC, tables.UtcDateTime); None when it
     scored the deal only later. A CRM that re-scores a deal as it closes sends the closing fields (a final amount,
     an amount zeroed for a lost deal): such a score, given once the outcome was in, was counted as said before it
     (a feedback audit: 12 of 300 deals, AUC 0.7913 reported against 0.7941). (The score-log prune keeps it.)"""

@@ -995,4 +995,58 @@ def test_a_judgement_of_a_deal_still_in_the_spool_is_a_503_not_a_422(
         with pytest.raises(FeedbackUnavailable) as refused:
             feedback.record_judgement(Judgement("Elena", "D1", "D2"))
         assert refused.value.status == 503
-        assert [(p.field, p.got) for p in refused.value.problems] == [("score log", "2 scores still in the spool")]
+        assert [(p.field, p.got) for p in refused.value.problems] == [
+            ("score log", "2 scores still in the spool, 2 deals of this judgement among them")]
+
+
+def _counted_log_tries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times the score log's writer tried its database (any insert, a spool replay's included)."""
+    import service.feedback.score_log as score_log_module
+
+    tries = [0]
+    insert = score_log_module.insert_rows
+
+    def counting(engine: sa.Engine, rows: Any) -> None:
+        tries[0] += 1
+        insert(engine, rows)
+
+    monkeypatch.setattr(score_log_module, "insert_rows", counting)
+    return tries
+
+
+def test_a_judgement_of_deals_never_scored_is_a_422_while_the_spool_holds_other_deals(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any row in the spool had a judgement naming deals never scored refused 503 "retry later" (a retry got the
+    same), and each such call made the writer try its database at once, its back-off forgotten."""
+    with running(database_url, tmp_path / "spool", retry_seconds=30.0) as feedback:
+        _score_log_down_for_a_while(monkeypatch, feedback)  # D1 and D2 wait in the spool; the database stays down
+        tries = _counted_log_tries(monkeypatch)
+        for _ in range(3):
+            with pytest.raises(ContractViolation) as refused:
+                feedback.record_judgement(Judgement("Elena", "N1", "N2"))
+            assert refused.value.status == 422
+            assert [(p.field, p.got) for p in refused.value.problems] == [
+                ("above_deal_id", "'N1' (never scored)"), ("below_deal_id", "'N2' (never scored)")]
+        assert tries[0] == 0  # the spool holds neither deal: nothing to replay for them
+        with pytest.raises(ContractViolation) as refused:  # final for N1; D1 is not said to be never scored
+            feedback.record_judgement(Judgement("Elena", "N1", "D1"))
+        assert [(p.field, p.got) for p in refused.value.problems] == [("above_deal_id", "'N1' (never scored)")]
+        assert feedback.score_log is not None and feedback.score_log.stats().spooled == 2
+
+
+def test_a_stream_of_judgements_of_spooled_deals_tries_the_database_once_per_retry_wait(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each judgement of a deal in the spool forgot the writer's back-off and waited 2 s for a replay: five calls
+    against a database refusing the log's writes made five tries. Callers now bring a try forward once per
+    retry_seconds, and a call whose deal cannot be replayed in time is answered 503 at once."""
+    from service.feedback import FeedbackUnavailable
+
+    with running(database_url, tmp_path / "spool", retry_seconds=30.0) as feedback:
+        _score_log_down_for_a_while(monkeypatch, feedback)  # and it stays down
+        tries = _counted_log_tries(monkeypatch)
+        started = time.monotonic()
+        for _ in range(5):
+            with pytest.raises(FeedbackUnavailable):
+                feedback.record_judgement(Judgement("Elena", "D1", "D2"))
+        assert tries[0] == 1  # the first call's, brought forward; the others wait for the writer's back-off
+        assert time.monotonic() - started < 3  # not 2 s each

@@ -7,7 +7,7 @@ manager who reverses their view updates it: the quality report counts each manag
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -43,7 +43,7 @@ def _quoted(value: str) -> str:
 
 
 class JudgementStore:
-    def __init__(self, database: Database, flush_score_log: Callable[[], object] | None = None, *,
+    def __init__(self, database: Database, flush_score_log: Callable[[Collection[str]], object] | None = None, *,
                  peer_log_wait_seconds: float = 0.0) -> None:
         self.database = database
         self._peer_log_wait_seconds = peer_log_wait_seconds  # see FeedbackConfig
@@ -63,7 +63,7 @@ class JudgementStore:
         else:
             missing = self._unscored({item.above_deal_id, item.below_deal_id})
             if missing and self._flush_score_log is not None:
-                self._flush_score_log()
+                self._flush_score_log(missing)
                 missing = self._unscored(missing)
             if missing and self._peer_log_wait_seconds > 0:  # scored a moment ago by another worker?
                 waited_for = missing

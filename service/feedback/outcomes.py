@@ -151,7 +151,8 @@ def _statements(dialect: str) -> tuple[Any, Any, Any]:
 
 class OutcomeStore:
     def __init__(self, database: Database, book: OutcomeBook,
-                 flush_score_log: Callable[[], object] | None = None, *, peer_log_wait_seconds: float = 0.0) -> None:
+                 flush_score_log: Callable[[Collection[str]], object] | None = None, *,
+                 peer_log_wait_seconds: float = 0.0) -> None:
         self.database = database
         self.book = book
         # Scores reach the log a moment after they are given: an outcome reported right after scoring waits
@@ -189,7 +190,7 @@ class OutcomeStore:
         # read as last scored. (Another process's queue is not reached: its next write, then a refresh, is.)
         unlogged = len(logged) < len({o.deal_id for o in items})
         if (unlogged or any(o.status == "won" for o in items)) and self._flush_score_log is not None:
-            self._flush_score_log()
+            self._flush_score_log({o.deal_id for o in items})
             logged = self._logged(o.deal_id for o in items)
         wanted = {o.deal_id for o in items}
         if len(logged) < len(wanted) and self._peer_log_wait_seconds > 0:

@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -260,6 +260,14 @@ def insert_rows(engine: sa.Engine, rows: Sequence[Row]) -> None:
         connection.exec_driver_sql(_INSERT_SQL[dialect], parameters)
 
 
+def _spooled_deal_id(line: bytes) -> list[str]:
+    """The deal id of a spool line ([] for a line torn by a crash: replaying skips it too)."""
+    try:
+        return [str(orjson.loads(line)["deal_id"])]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return []
+
+
 class Spool:
     """Append-only JSON-lines files of rows the database did not take yet (one file per process)."""
 
@@ -269,6 +277,9 @@ class Spool:
         self._own: IO[bytes] | None = None
         self._lock = threading.Lock()
         self.rows = 0  # rows waiting in the files this process owns or has adopted
+        # The deals of those rows: a judgement naming a deal the database lacks waits for the spool (503 "retry
+        # later") only when the spool may hold it; any spooled row at all had a never-scored deal refused 503.
+        self._deal_ids: set[str] = set()
         self.corrupt_lines_total = 0
 
     def _new_own_path(self) -> Path:
@@ -290,6 +301,7 @@ class Spool:
             handle.flush()
             os.fsync(handle.fileno())
             self.rows += len(rows)
+            self._deal_ids.update(str(row["deal_id"]) for row in rows)
 
     def _open_own(self) -> IO[bytes]:
         if self._own is None:
@@ -302,12 +314,22 @@ class Spool:
     def adopt_orphans(self) -> int:
         """Count rows in spool files whose owner is gone (lockable by us); they are replayed with ours."""
         found = 0
+        deal_ids: set[str] = set()
         for _path, handle in self._orphans():
             with handle:
-                found += sum(1 for line in handle if line.strip())
+                for line in handle:
+                    if line.strip():
+                        found += 1
+                        deal_ids.update(_spooled_deal_id(line))
         with self._lock:
             self.rows = self._own_rows() + found
+            self._deal_ids |= deal_ids
         return found
+
+    def holding(self, deal_ids: Collection[str]) -> set[str]:
+        """Those of `deal_ids` whose scores may wait here (rows of them were spooled and not yet replayed)."""
+        # No lock: a replay holds it until the database has taken every row, and a membership test is atomic.
+        return {deal_id for deal_id in deal_ids if deal_id in self._deal_ids} if self.rows else set()
 
     def _own_rows(self) -> int:
         if self._own is None or not self._own_path.exists():
@@ -353,6 +375,7 @@ class Spool:
                 self._own.truncate(0)
                 self._own.seek(0)
             self.rows = 0
+            self._deal_ids.clear()
         return replayed
 
     def _replay_file(self, handle: IO[bytes], write: Callable[[list[Row]], object], chunk_rows: int) -> int:
@@ -420,6 +443,7 @@ class ScoreLog:
         self._retry_seconds = retry_seconds
         self._outage = Outage(retry_seconds)
         self._next_attempt = 0.0  # monotonic time before which the database is not tried again
+        self._callers_try_after = -math.inf  # monotonic time from which a caller may bring a try forward again
         self._lock = threading.Lock()
         self._done = threading.Condition(self._lock)
         self._seq = 0
@@ -517,11 +541,25 @@ class ScoreLog:
                 self._done.wait(remaining)
         return True
 
-    def wait_for_spool(self, timeout: float) -> bool:
-        """Wait until the spool is replayed (nothing left in it); False when `timeout` passed first."""
+    def spooled(self, deal_ids: Collection[str]) -> set[str]:
+        """Those of `deal_ids` with scores waiting in this process's spool."""
+        return self.spool.holding(deal_ids)
+
+    def replay_soon(self, deal_ids: Collection[str], timeout: float) -> bool:
+        """A caller that has just reached the database needs scores of `deal_ids` from the spool: the writer tries
+        the database now rather than after its back-off (up to a minute). Callers bring a try forward at most once per
+        first retry wait (DEALSCORE_DATABASE_RETRY_SECONDS), however many they are: each call forgot the back-off, and
+        ten judgements made ten replays against a database refusing the log's writes. The back-off itself goes on
+        doubling. Waits until the spool holds none of `deal_ids`; False when `timeout` passed first, or the writer's
+        next try comes after it."""
+        with self._lock:
+            now = time.monotonic()
+            if now >= self._callers_try_after:
+                self._callers_try_after = now + self._retry_seconds
+                self._next_attempt = min(self._next_attempt, now)
         deadline = time.monotonic() + timeout
-        while self.spool.rows:
-            if time.monotonic() >= deadline:
+        while self.spool.holding(deal_ids):
+            if time.monotonic() >= deadline or self._next_attempt > deadline:
                 return False
             time.sleep(GATHER_POLL_SECONDS)
         return True
@@ -702,7 +740,7 @@ class ScoreLog:
         reason = describe_error(error)
         with self._lock:
             news = self._outage.failed(reason)
+            self._next_attempt = time.monotonic() + self._outage.wait
         if news:
             logger.warning("score log: database %s unavailable (%s); spooling to %s, retrying in %.1f s",
                            self.database.shown_url, reason, self.spool.directory, self._outage.wait)
-        self._next_attempt = time.monotonic() + self._outage.wait

@@ -10,13 +10,13 @@ import atexit
 import dataclasses
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy.typing as npt
 import sqlalchemy as sa
 
-from model.errors import ContractViolation, NotReady, Problem
+from model.errors import ContractViolation, NotReady, Problem, counted
 from model.history_overlay import OutcomeBook, with_outcome_history
 from service.feedback.config import FeedbackConfig
 from service.feedback.db import Database, SchemaNotReady, describe_error
@@ -28,6 +28,9 @@ from service.feedback.score_log import ScoreLog, ScoreLogStats
 
 logger = logging.getLogger("dealscore.service.feedback")
 SPOOL_REPLAY_WAIT_SECONDS = 2.0  # how long an outcome or a judgement waits for the spool to be replayed
+
+
+_JUDGED_FIELDS = ("above_deal_id", "below_deal_id")
 
 
 class FeedbackUnavailable(NotReady):
@@ -192,15 +195,15 @@ class Feedback:
     def flush_score_log(self, timeout: float = 5.0) -> bool:
         return self.score_log.flush(timeout) if self.score_log is not None else True
 
-    def _flush_score_log_reached(self) -> bool:
-        """flush_score_log for a caller that has just reached the database (outcomes, judgements): entries the log
-        spooled while its database was away are replayed now, not after the writer's back-off (up to 60 s), in
-        which a deal scored during an outage read as never scored (a judgement of it refused 422, an outcome
-        stored without its client)."""
+    def _flush_score_log_reached(self, deal_ids: Collection[str]) -> bool:
+        """flush_score_log for a caller that has just reached the database about `deal_ids` (outcomes, judgements):
+        when the log spooled scores of them while its database was away, the spool is replayed now, not after the
+        writer's back-off (up to 60 s), in which a deal scored during an outage read as never scored (a judgement
+        of it refused 422, an outcome stored without its client). A spool holding only other deals is left to the
+        writer's back-off (ScoreLog.replay_soon)."""
         flushed = self.flush_score_log()
-        if self.score_log is not None and self.score_log.stats().spooled:
-            self.score_log.retry_now()
-            flushed = self.score_log.wait_for_spool(SPOOL_REPLAY_WAIT_SECONDS) and flushed
+        if self.score_log is not None and self.score_log.spooled(deal_ids):
+            flushed = self.score_log.replay_soon(deal_ids, SPOOL_REPLAY_WAIT_SECONDS) and flushed
         return flushed
 
     def score_log_stats(self) -> ScoreLogStats | None:
@@ -236,14 +239,24 @@ class Feedback:
             try:
                 return self.judgements.record(item)
             except ContractViolation as refused:
-                spooled = self.score_log.stats().spooled if self.score_log is not None else 0
-                if spooled and any(problem.expected == SCORED for problem in refused.problems):
-                    # The deal may be among the scores still in the spool: not the caller's mistake, nor final.
+                unscored = {getattr(item, p.field) for p in refused.problems
+                            if p.expected == SCORED and p.field in _JUDGED_FIELDS}
+                spooled = self.score_log.spooled(unscored) if self.score_log is not None and unscored else set()
+                if spooled and spooled == unscored and len(refused.problems) == len(unscored):
+                    # Scores of the deal wait in the spool, which the database did not take yet: not the caller's
+                    # mistake, nor final. Any spooled row at all had a deal never scored refused so, not 422.
+                    stats = self.score_log.stats() if self.score_log is not None else None
                     raise FeedbackUnavailable(
                         "the score log is still writing scores given while its database was away; a deal of this "
                         "judgement is not in it yet: retry later",
                         [Problem("score log", "every score given in the database",
-                                 f"{spooled:,} scores still in the spool")]) from refused
+                                 f"{stats.spooled if stats else 0:,} scores still in the spool, "
+                                 f"{counted(len(spooled), 'deal')} of this judgement among them")]) from refused
+                if spooled:  # refused for its other deal: the spooled one is not said to be never scored
+                    kept = [p for p in refused.problems
+                            if not (p.expected == SCORED and p.field in _JUDGED_FIELDS
+                                    and getattr(item, p.field) in spooled)]
+                    raise ContractViolation(f"judgement refused: {counted(len(kept), 'problem')}", kept) from None
                 raise
 
     def quality(self, version: str, top: int = 10) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from model.errors import ContractViolation, Problem, counted
 from model.features import CLIENT_ATTRIBUTES, HISTORY_OVERRIDE_COLUMNS
 
 __all__ = ["RESERVED_NAMES", "date_or_none", "day_number", "deal_columns", "history_problems", "is_plain_number",
-           "missing_history", "parse_date", "text_value", "unused_extra_fields"]
+           "iso_text", "missing_history", "parse_date", "text_value", "unused_extra_fields"]
 
 Columns = dict[str, npt.NDArray[Any]]
 
@@ -56,9 +56,11 @@ def unused_extra_fields(columns: Mapping[str, object], inputs: Collection[str]) 
 
 
 def parse_date(value: object) -> date:
-    """An ISO 8601 date ("2024-03-31") or date-time (its own wall-clock date, zone dropped).
+    """An ISO 8601 date ("2024-03-31") or date-time (its own wall-clock date, zone dropped); a date written year
+    first with another mark or without leading zeros, and a few such date-times, too (`iso_text`).
 
-    Raises ValueError for anything else; the offline path parses the same forms through pandas.
+    Raises ValueError for anything else. Files' dates are read through it too (model.validation), so a file and the
+    API answer the same text alike.
     """
     if isinstance(value, datetime):
         return value.date()
@@ -67,9 +69,19 @@ def parse_date(value: object) -> date:
     if not isinstance(value, str):
         raise ValueError("not a date")
     text = value.strip()
+    try:
+        return _iso_date(text)
+    except ValueError:
+        written = iso_text(text)  # only when ISO 8601 fails: its rewrites cost a date-time 8 us (timeit)
+        if written == text:
+            raise
+        return _iso_date(written)
+
+
+def _iso_date(text: str) -> date:
     if not _CALENDAR_DATE.match(text):
-        # Python also reads week dates (2025-W48-1) and ordinal dates (2025-328), which the offline path
-        # (pandas' ISO 8601 parser) refuses: a file and the API would disagree on the same value.
+        # Python also reads week dates (2025-W48-1) and ordinal dates (2025-328), which pandas' ISO 8601 parser
+        # refuses, as files did: no calendar date is read from them.
         raise ValueError("not a calendar date")
     if len(text) <= 10:
         return date.fromisoformat(text)
@@ -77,6 +89,40 @@ def parse_date(value: object) -> date:
 
 
 _CALENDAR_DATE = re.compile(r"\d{4}-?\d{2}-?\d{2}(?:$|[Tt ])")
+# Forms pandas' ISO 8601 parser reads and Python's refuses. Files were read by pandas, the API by Python: the same deal
+# trained and scored in a file with "2025/03/01" or "2025-3-1" and was a 422 over HTTP. Both now read dates through
+# parse_date, which first writes these as ISO 8601 (iso_text): a calendar date year first with one mark throughout
+# other than the hyphen, or without leading zeros ("2025/03/01", "2025.3.1", "2025-3-1"; day first, "01/03/2025",
+# stays refused on both, its order unknown); and in a date-time, a time without leading zeros ("T9:05"), a fraction
+# before a zone set off by a space ("10:00:00,5 +02:00") and a one-digit UTC offset ("+2").
+_YEAR_FIRST_DATE = re.compile(r"^(\d{4})([-/. \\])(\d{1,2})\2(\d{1,2})(?=$|[Tt ])")
+_TIMED = re.compile(r"^(\d{4}-?\d{2}-?\d{2}[Tt ])(\d{1,2})(?::(\d{1,2})(?::(\d{1,2}))?)?([.,]\d+)?\s*"
+                    r"([Zz]|[+-]\d{1,2}(?::?\d{2}){0,2})?$")
+_COMPACT_SHORT_OFFSET = re.compile(r"^(\d{4}-?\d{2}-?\d{2}[Tt ]\d{3,6}(?:[.,]\d+)?)\s*([+-])(\d)$")
+
+
+def iso_text(text: str) -> str:
+    """`text` (trimmed) with the forms above written as ISO 8601; anything else unchanged."""
+    found = _YEAR_FIRST_DATE.match(text)
+    if found is not None:
+        text = _iso_calendar_date(found) + text[found.end():]
+    if len(text) <= 10:
+        return text
+    timed = _TIMED.match(text)
+    if timed is None:  # a compact time ("T104154+2") is only given its offset's two digits
+        return _COMPACT_SHORT_OFFSET.sub(r"\1\g<2>0\3", text)
+    day, hour, minute, second, fraction, zone = timed.groups()
+    written = day + "".join(f"{part}{int(value):02d}" for part, value in (("", hour), (":", minute), (":", second))
+                            if value is not None)
+    if zone is not None and zone[0] in "+-" and (len(zone) == 2 or not zone[2].isdigit()):
+        zone = f"{zone[0]}0{zone[1:]}"  # "+2", "+2:00" as "+02", "+02:00"
+    return written + (fraction or "") + (zone or "")
+
+
+def _iso_calendar_date(found: re.Match[str]) -> str:
+    """A _YEAR_FIRST_DATE match as 2025-03-01."""
+    year, _mark, month, day = found.groups()
+    return f"{year}-{int(month):02d}-{int(day):02d}"
 
 
 def day_number(value: object) -> float:

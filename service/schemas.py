@@ -99,7 +99,9 @@ def _date_text(earliest: date) -> Any:
         AfterValidator(_date_parser(earliest)),
         WithJsonSchema({"type": "string", "format": "date", "maxLength": MAX_DATE_CHARS,
                         "description": "ISO 8601 date (2024-03-31) or date-time (its own calendar date is "
-                                       f"used), from {earliest.isoformat()} to today"}),
+                                       f"used), from {earliest.isoformat()} to today; a date year first with "
+                                       "another mark or without leading zeros (2024/03/31, 2024-3-31) is read as "
+                                       "files read it"}),
     ]
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import pandas as pd
 import pytest
 from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
     TODAY,
@@ -24,6 +25,7 @@ from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
 
 from model.contract import CLIENTS, DEALS
 from model.dataset import dataset_from_frames
+from model.errors import ContractViolation
 from model.records import deal_columns
 from model.scorer import ScoringModel
 from service import Settings, create_app
@@ -187,3 +189,28 @@ def test_text_that_is_not_a_finite_number_is_refused_where_size_is_a_number(nume
     # Where the value came from: the client object (it was named deals[0].size, a field never sent).
     assert detail["field"] == "deals[0].client.size"
     assert (detail["expected"], detail["got"]) == ("a finite number", f"'{size}'")
+
+
+def test_a_date_year_first_with_another_mark_is_read_as_a_file_reads_it(service_client: TestClient) -> None:
+    """A file (`dealscore score`/`train`) read "2025/03/01" and "2025-3-1" as 2025-03-01, and the API refused both
+    (422 "a date like 2024-03-31"): the same deal scored offline and not over HTTP. Both read them now, alike; a date
+    day first is refused by both, naming the field."""
+    from model.validation import validate_deals
+
+    day = (TODAY - timedelta(days=30)).isoformat()
+    y, m, d = day.split("-")
+    forms = [day, f"{y}/{m}/{d}", f"{y}-{int(m)}-{int(d)}", f"{y}.{int(m)}.{d}", f"{y}/{m}/{d}T9:05"]
+    p_wins = _p_wins(service_client, [make_deal(deal_id=f"d{i}", created_at=form) for i, form in enumerate(forms)])
+    assert len(set(p_wins)) == 1  # every form is the same day
+    frame = pd.DataFrame({"deal_id": [f"d{i}" for i in range(len(forms))], "created_at": forms})
+    read = validate_deals(frame, for_training=False, today=TODAY)["created_at"]
+    assert [stamp.date().isoformat() for stamp in read] == [day] * len(forms)
+
+    day_first = f"{d}/{m}/{y}"
+    error = error_envelope(service_client.post("/v1/score", json={"deals": [make_deal(created_at=day_first)]}))
+    assert error["details"] == [{"field": "deals[0].created_at", "expected": "a date like 2024-03-31 (ISO 8601)",
+                                 "got": f"'{day_first}'"}]
+    with pytest.raises(ContractViolation) as refused:
+        validate_deals(pd.DataFrame({"deal_id": ["d0"], "created_at": [day_first]}), for_training=False, today=TODAY)
+    assert [(p.field, p.expected, p.got) for p in refused.value.problems] == [
+        ("created_at", "a date like 2024-03-31 (ISO 8601)", f"'{day_first}'")]

@@ -129,6 +129,21 @@ class Overloaded(DealscoreError):
     headers: ClassVar[Mapping[str, str]] = MappingProxyType({"Retry-After": "1"})
 
 
+class Stopping(DealscoreError):
+    status = 503
+    code = "stopping"
+    # A client retries on another instance at once; this one answers again once restarted, which takes seconds
+    # (`dealscore serve` with the demo model: ready 2.7 s after its start, a stop audit).
+    headers: ClassVar[Mapping[str, str]] = MappingProxyType({"Retry-After": "5"})
+
+
+def stop_refusal() -> Stopping:
+    """The 503 of a request the server cut off as it stopped (service.middleware)."""
+    return Stopping("the service stopped before this request was answered (a forced quit, or the graceful stop's "
+                    "time ran out); it may or may not have taken effect: retry it after Retry-After seconds, here or "
+                    "on another instance", [Problem("service", "running until the request is answered", "stopped")])
+
+
 def overload_refusal(limit: int) -> Overloaded:
     """The 503 of a request beyond DEALSCORE_MAX_CONCURRENT_REQUESTS (also the OpenAPI document's example)."""
     return Overloaded(f"this worker is working on {counted(limit, 'request')} already, its limit "

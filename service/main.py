@@ -18,8 +18,6 @@ APP = "service.app:create_app_from_env"  # each worker builds its app from the e
 
 def serve(settings: Settings) -> None:
     """Run uvicorn with `settings.workers` processes, each building its app from the environment."""
-    import uvicorn
-
     # One native thread per worker: on a 2-core machine two OpenMP threads per predict made scoring
     # ~4x slower, and workers must not fight each other for cores. Set before any worker imports LightGBM.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -36,17 +34,31 @@ def serve(settings: Settings) -> None:
                                "workers": settings.workers, "log_level": settings.log_level.lower(),
                                "access_log": False, "log_config": None, "server_header": False,
                                "http": BoundedHeadProtocol}
-    if settings.workers == 1:
-        uvicorn.run(APP, **options)
-        return
-    # uvicorn.run's own path for several workers, with a parent that stops listening before it stops them
-    # (service/supervisor.py): uvicorn's kept accepting connections into the backlog, and reset them, meanwhile.
-    from service.supervisor import WorkerSupervisor
+    run_uvicorn(options)
+
+
+def run_uvicorn(options: dict[str, Any]) -> None:
+    """uvicorn.run's own paths, with uvicorn's server answering the requests a forced quit cuts off, and for several
+    workers a parent that stops listening before it stops them (service/supervisor.py): uvicorn's kept accepting
+    connections into the backlog, and reset them, meanwhile."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+
+    from service.supervisor import ServiceServer, WorkerSupervisor
 
     config = uvicorn.Config(APP, **options)
+    if config.workers == 1:
+        server = ServiceServer(config)
+        try:
+            server.run()
+        except KeyboardInterrupt:  # as uvicorn.run: a Ctrl-C that reaches the process is a stop, not a failure
+            pass
+        if not server.started:
+            sys.exit(STARTUP_FAILURE)  # as uvicorn.run: the app did not start (its lifespan failed)
+        return
     try:
         WorkerSupervisor(config, sockets=[config.bind_socket()]).run()
-    except KeyboardInterrupt:  # as uvicorn.run: a Ctrl-C that reaches the parent is a stop, not a failure
+    except KeyboardInterrupt:
         pass
 
 

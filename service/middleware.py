@@ -10,6 +10,7 @@ in the worker's /metrics (service.metrics).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -21,7 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.errors import DealscoreError, Problem
-from service.errors import Unauthorized, error_body, internal_error_body, overload_refusal
+from service.errors import Unauthorized, error_body, internal_error_body, overload_refusal, stop_refusal
 from service.logs import LOGGER_NAME
 from service.metrics import UNMATCHED_ROUTE, ServiceMetrics
 
@@ -33,6 +34,7 @@ DOCS_ASSETS = "/docs-assets"  # where /docs and /redoc load their scripts and st
 # as "unmatched" (what a path no route serves is counted as).
 DOCUMENTATION_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 CLIENT_CLOSED = 499  # the status logged and counted for a request whose caller hung up mid-body
+CUT_OFF = 500  # logged and counted for a request the server's stop cut off after its answer began
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 log = logging.getLogger(LOGGER_NAME)
 
@@ -99,8 +101,9 @@ class RequestContextMiddleware:
             log.log(level, message, extra=fields, exc_info=failure or None)
             self._count(scope, str(fields["method"]), answered, fields["duration_ms"])
 
-        async def refuse(error: DealscoreError) -> None:
-            """Answered here, before routing: counted under the route it asked for, when it names one."""
+        async def refuse(error: DealscoreError, message: str = "request", level: int = logging.INFO) -> None:
+            """Answered here, before routing (or after it, cut off): counted under the route it asked for, when it
+            names one."""
             body = error_body(error, request_id)
             extra = getattr(error, "headers", {})
             await send_with_id({"type": "http.response.start", "status": error.status, "headers": [
@@ -110,7 +113,7 @@ class RequestContextMiddleware:
             path = _path_within_app(scope)
             if path in self.route_paths:
                 state["route"] = path
-            done(error.status, "request")
+            done(error.status, message, level)
 
         if self.api_tokens and _needs_api_token(scope, self.exempt_prefixes) and not _bearer_matches(
                 scope, self.api_tokens):
@@ -123,6 +126,17 @@ class RequestContextMiddleware:
         self.in_flight += limited
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # The server cut the request off: a forced quit (a second Ctrl-C, or SIGINT during a graceful stop)
+            # cancels every request still running, and uvicorn answered each with a plain-text 500 (no envelope, no
+            # request id, no log line of ours), read by CRMs as a failure of the request rather than a retry. Not
+            # re-raised once answered: the task ends here either way, and uvicorn would log an error with a traceback
+            # for each request an operator's forced quit cut off.
+            if response_started:
+                done(CUT_OFF, "request cut off by the server's stop after its answer began", logging.WARNING)
+                raise  # uvicorn closes the connection: the caller sees a truncated answer, not a whole one
+            await refuse(stop_refusal(), "request cut off by the server's stop", logging.WARNING)
+            return
         except ClientDisconnect:
             # The caller hung up before its body was read: nobody to answer, and not the service's failure (it
             # was logged and counted as a 500, which set off error alerts). 499 as nginx logs it.

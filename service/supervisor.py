@@ -9,24 +9,69 @@ that from a request that was scored and lost its answer. (A stop audit: SIGTERM 
 8 connections of load reset all 8 requests sent in that window; one worker, which closes its own socket, refused
 them.) Closing the parent's copy first leaves the socket to the workers: once the last one stops accepting it is
 gone, and a new connection is refused at once, as with one worker.
+
+Every worker (and the one process of `DEALSCORE_WORKERS=1`) runs ServiceServer: uvicorn's server, which on a forced
+quit (a second Ctrl-C, or SIGINT during the graceful stop) left the requests still running to be cancelled once its
+serve() had returned, each answered with a plain-text 500, or, when the stop had begun with a SIGTERM that uvicorn
+then raised again, not answered at all: the process died first. It cancels them itself before it returns, and the
+service's middleware answers each with the error envelope (503 `stopping`, Retry-After).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 
-from uvicorn.supervisors import Multiprocess
+import uvicorn
+from uvicorn.supervisors import Multiprocess, multiprocess
 
-__all__ = ["WorkerSupervisor", "end_with_parent"]
+__all__ = ["ServiceServer", "WorkerSupervisor", "end_with_parent"]
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# How long the requests a forced quit cuts off have to send their 503 (one write each; the rest is not waited for).
+CUT_OFF_ANSWER_SECONDS = 1.0
+
+
+class ServiceServer(uvicorn.Server):
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        if self.force_exit:
+            await cut_off(self.server_state.tasks)
+
+
+async def cut_off(tasks: set[asyncio.Task[None]]) -> None:
+    """Cancel the requests still running and give them CUT_OFF_ANSWER_SECONDS to answer (a cancelled request is
+    answered 503 by service.middleware): before the server's serve() returns and uvicorn raises the stop's signals
+    again, which ends the process at once when one was a SIGTERM."""
+    running = [task for task in tasks if not task.done()]
+    for task in running:
+        task.cancel()
+    if running:
+        await asyncio.wait(running, timeout=CUT_OFF_ANSWER_SECONDS)
+
+
+class WorkerProcess(multiprocess.Process):
+    """uvicorn's worker process, serving with ServiceServer."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = ServiceServer(config=self.config)
+        return self._server
 
 
 class WorkerSupervisor(Multiprocess):
+    def run(self) -> None:
+        # Multiprocess makes its workers (at start, on restarts, on SIGTTIN) from its module's Process, with no other
+        # hook: this parent process makes ours.
+        multiprocess.Process = WorkerProcess  # type: ignore[misc]
+        super().run()
+
     def terminate_all(self) -> None:
         """Close the parent's copy of the listening socket, then ask every worker to shut down gracefully."""
         for sock in self.sockets:

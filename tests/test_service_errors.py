@@ -584,3 +584,54 @@ def test_text_of_exactly_the_longest_length_is_taken_and_one_character_more_is_n
                            "invalid_input")
     assert _fields(error) == [f"deals[0].{field}"]
     assert error["details"][0]["expected"].startswith(expected)
+
+
+def test_a_request_the_server_cancels_is_answered_503_in_the_envelope_and_counted() -> None:
+    """A forced quit cancels the requests still running (service.supervisor.cut_off): uvicorn answered each with a
+    plain-text 500, no envelope, no request id, and the service logged and counted nothing of it."""
+    import asyncio
+
+    from service.metrics import ServiceMetrics
+    from service.middleware import RequestContextMiddleware
+
+    async def never_answers(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(3600)
+
+    async def answers_half(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(3600)
+
+    async def cut_off(app: Any) -> tuple[list[dict[str, Any]], BaseException | None]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/score", "root_path": "",
+                 "headers": [(b"x-request-id", b"cut-1")]}
+        request = asyncio.create_task(app(scope, receive, send))
+        await asyncio.sleep(0.01)
+        request.cancel()
+        try:
+            await request
+        except BaseException as raised:  # noqa: BLE001 (what the server would see)
+            return sent, raised
+        return sent, None
+
+    metrics = ServiceMetrics()
+    sent, raised = asyncio.run(cut_off(RequestContextMiddleware(never_answers, metrics)))
+    assert raised is None  # answered, and uvicorn has nothing left to answer
+    start, body = sent
+    headers = dict(start["headers"])
+    assert (start["status"], headers[b"retry-after"], headers[b"x-request-id"]) == (503, b"5", b"cut-1")
+    assert headers[b"content-type"] == b"application/json"
+    error = json.loads(body["body"])
+    assert (error["error"]["code"], error["request_id"]) == ("stopping", "cut-1")
+    assert any('status="503"' in line for line in metrics.lines())
+
+    sent, raised = asyncio.run(cut_off(RequestContextMiddleware(answers_half)))
+    assert isinstance(raised, asyncio.CancelledError)  # an answer begun cannot be replaced: uvicorn ends the connection
+    assert [m["status"] for m in sent] == [200]

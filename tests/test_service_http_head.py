@@ -17,12 +17,10 @@ from service.settings import Settings
 
 def _server_options(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The uvicorn options `serve()` (dealscore serve, the image's python -m service.main) runs the server with."""
-    import uvicorn
-
     from service import main
 
     captured: dict[str, Any] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda _app, **options: captured.update(options))
+    monkeypatch.setattr(main, "run_uvicorn", captured.update)
     monkeypatch.setattr(main, "configure_logging", lambda _level: None)
     monkeypatch.setattr(os, "environ", dict(os.environ))  # serve() hands its settings to the workers through it
     main.serve(Settings())

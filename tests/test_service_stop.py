@@ -3,6 +3,8 @@ accepts, to be reset when the last process exits (service/supervisor.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -132,3 +134,68 @@ def test_the_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
         for worker in workers:
             if _alive(worker):
                 os.kill(worker, signal.SIGKILL)
+
+
+def _one_worker(home: Path, port: int) -> subprocess.Popen[bytes]:
+    """`dealscore serve` with one worker and no model: it starts at once, and /v1/outcomes reads a body all the same."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("DEALSCORE_")}
+    env.update(DEALSCORE_HOME=str(home), DEALSCORE_PORT=str(port), DEALSCORE_LOG_LEVEL="WARNING",
+               PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "-c", "from service.main import main; main()"], env=env, cwd=home,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _answer(connection: socket.socket) -> tuple[str, dict[str, str], bytes]:
+    """The status line, headers and body of what came back before the connection ended."""
+    received = b""
+    connection.settimeout(20)
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := connection.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n") if head else [""]
+    return status, {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}, body
+
+
+@pytest.mark.parametrize("signals", [(signal.SIGINT, signal.SIGINT), (signal.SIGTERM, signal.SIGINT)],
+                         ids=["ctrl-c twice", "sigterm then ctrl-c"])
+def test_requests_a_forced_quit_cuts_off_are_answered_503_in_the_envelope(
+        signals: tuple[signal.Signals, signal.Signals], tmp_path: Path) -> None:
+    """A second Ctrl-C (uvicorn's forced quit) answered the requests still running with uvicorn's plain-text 500, no
+    envelope and no request id; after a SIGTERM, with no answer at all (uvicorn raised the SIGTERM again, and it ended
+    the process first). A CRM reads a 503 with Retry-After as "retry", a 500 as the request's failure."""
+    port = _free_port()
+    server = _one_worker(tmp_path, port)
+    held: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 120
+        while _ask(port) != "answered":
+            assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+        body = b'{"outcomes": [{"deal_id": "D1", "status": "won"}]}'
+        for _ in range(2):  # in flight: the head and half the body sent, the rest never
+            connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+            connection.sendall(b"POST /v1/outcomes HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                               b"x-request-id: cut-%d\r\ncontent-length: %d\r\n\r\n" % (len(held), len(body))
+                               + body[:20])
+            held.append(connection)
+        time.sleep(0.5)
+        for signum in signals:
+            server.send_signal(signum)
+            time.sleep(0.3)
+        answers = [_answer(connection) for connection in held]
+        server.wait(30)
+    finally:
+        for connection in held:
+            connection.close()
+        if server.poll() is None:
+            server.kill()
+        _, stderr = server.communicate(timeout=30)
+    for i, (status, headers, answer) in enumerate(answers):
+        assert status == "HTTP/1.1 503 Service Unavailable", (status, answer, stderr.decode()[-2000:])
+        assert (headers["content-type"], headers["retry-after"], headers["x-request-id"]) == (
+            "application/json", "5", f"cut-{i}")
+        error = json.loads(answer)
+        assert (error["error"]["code"], error["request_id"]) == ("stopping", f"cut-{i}")
+        assert error["error"]["details"] == [{"field": "service", "expected": "running until the request is answered",
+                                              "got": "stopped"}]

@@ -156,7 +156,7 @@ def test_a_database_on_a_full_disk_is_run_again_later_not_bad_input() -> None:
     from dealscore.feedback_commands import _at
 
     class Database:
-        shown_url = "sqlite:///x.db"
+        url = shown_url = "sqlite:///x.db"
         engine = None
 
     def full(_engine: object) -> None:

@@ -356,6 +356,21 @@ def test_a_start_date_after_the_deal_reads_as_none_in_training_and_in_scoring() 
     assert row[fitted.names.index(TENURE)] == 200.0
 
 
+def test_a_deal_on_its_client_s_start_day_reads_a_tenure_of_0_days() -> None:
+    """as_of_tenure: only a start date after the deal's day is unknown as of that day; a deal created on the day
+    the client started reads the client as 0 days old, not as a client whose start is unknown (the median)."""
+    day = pd.Timestamp("2024-01-01")
+    deals = pd.DataFrame({"deal_id": ["a", "b"], "client_id": ["k", "m"], "status": ["won", "lost"],
+                          "created_at": [day, day + pd.Timedelta(days=10)], "amount": [1.0, 2.0],
+                          "client_since": [day - pd.Timedelta(days=100), day - pd.Timedelta(days=290)]})
+    spec = fit_feature_spec(deals, FeatureConfig(), {})
+    history = DealHistory(spec, frame_columns(deals))
+    asked = pd.DataFrame({"deal_id": ["c"], "client_id": ["n"], "created_at": [day + pd.Timedelta(days=20)],
+                          "client_since": [day + pd.Timedelta(days=20)]})
+    row = build_features(spec, history, frame_columns(asked))[0]
+    assert row[spec.names.index(TENURE)] == 0.0
+
+
 def test_a_level_gets_a_code_of_its_own_from_min_level_count_closed_deals() -> None:
     """docs/domain.md: a level gets a model code once it has 20 closed deals (by default); rarer ones share one."""
     day = pd.Timestamp("2024-01-01")

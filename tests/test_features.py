@@ -478,6 +478,14 @@ def test_a_column_whose_level_win_rates_do_not_carry_over_gets_no_codes(seed: in
     assert kept.unsteady == () and len(kept.vocab["campaign"]) == 30
 
 
+def test_a_column_is_not_judged_unsteady_on_deals_of_one_outcome() -> None:
+    """level_rates_gain: with one outcome only there is nothing to judge a column's levels by, so (without amounts
+    to judge them by either) they keep their codes; read as no gain, every column of such deals lost its codes."""
+    deals = _campaigns(0, effect=0.0).assign(status="won")
+    spec = fit_feature_spec(deals, FeatureConfig(), {"campaign": "text"})
+    assert spec.unsteady == () and len(spec.vocab["campaign"]) == 30
+
+
 def test_an_uncoded_column_reads_every_level_alike_and_missing_apart() -> None:
     deals = _campaigns(0, effect=0.0)
     spec = fit_feature_spec(deals, FeatureConfig(), {"campaign": "text"})

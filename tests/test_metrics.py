@@ -179,3 +179,35 @@ def test_a_ranking_the_holdout_cannot_tell_from_chance_gets_a_caution() -> None:
                        "and the model is retrained")
     assert probability_caution(metrics(0.51)) is None  # told from chance, however narrowly
     assert probability_caution(metrics(None)) is None  # an older artifact: no interval kept
+
+
+def test_a_ranking_at_chance_exactly_gets_the_chance_caution() -> None:
+    """probability_caution: a ranking no better than chance is an AUC of at most 0.5, 0.5 itself included."""
+    at_chance = {"model": {"brier": 0.19, "auc": 0.5}, "prior_rate": {"brier": 0.20}}
+    caution = probability_caution(at_chance)
+    assert caution is not None and "no better than chance (AUC 0.500)" in caution
+    assert probability_caution({"model": {"brier": 0.19, "auc": 0.501}, "prior_rate": {"brier": 0.20}}) is None
+
+
+def test_a_chance_ranking_with_worse_probabilities_says_both() -> None:
+    both = {"model": {"brier": 0.25, "auc": 0.45}, "prior_rate": {"brier": 0.20}}
+    caution = probability_caution(both)
+    assert caution is not None and "no better than chance (AUC 0.450)" in caution
+    assert "worse than the plain win rate's (Brier 0.250 against 0.200)" in caution
+
+
+def test_chance_and_worse_probabilities_outrank_being_behind_the_baseline() -> None:
+    """Behind the logistic baseline is said only of a model that ranks above chance with probabilities no worse
+    than the win rate's: a chance ranking, or worse probabilities, get their own (stronger) caution."""
+    baseline = {"logistic_regression": {"auc": 0.75}}
+    chance = probability_caution({"model": {"brier": 0.19, "auc": 0.45}, "prior_rate": {"brier": 0.20}, **baseline})
+    assert chance is not None and "no better than chance" in chance and "logistic regression" not in chance
+    worse = probability_caution({"model": {"brier": 0.25, "auc": 0.6}, "prior_rate": {"brier": 0.20}, **baseline})
+    assert worse is not None and "worse than the plain win rate's (Brier 0.250" in worse
+    assert "logistic regression" not in worse
+
+
+def test_a_flat_calibration_slope_is_no_reversed_ranking() -> None:
+    """reversed_ranking_caution: backwards is a negative slope; 0 ranks nothing, which is not reversed."""
+    assert reversed_ranking_caution({"slope": 0.0}, 50) is None
+    assert reversed_ranking_caution({"slope": -0.01}, 50) is not None

@@ -635,3 +635,13 @@ def test_a_request_the_server_cancels_is_answered_503_in_the_envelope_and_counte
     sent, raised = asyncio.run(cut_off(RequestContextMiddleware(answers_half)))
     assert isinstance(raised, asyncio.CancelledError)  # an answer begun cannot be replaced: uvicorn ends the connection
     assert [m["status"] for m in sent] == [200]
+
+
+@pytest.mark.parametrize(("amount", "got"), [(1e300, "1e+300"), (2e15, "2000000000000000")])
+def test_an_amount_out_of_range_is_quoted_as_python_writes_it(service_client: TestClient, amount: float,
+                                                             got: str) -> None:
+    """model.contract.number_text: a whole number below 1e16 reads as its digits, a larger one as Python writes it
+    (1e300 written out is 301 digits, cut short in the error: no reader could tell it from any other)."""
+    response = service_client.post("/v1/score", json={"deals": [make_deal(amount=amount)]})
+    error = error_envelope(response, 422, "invalid_input")
+    assert [(d["field"], d["got"]) for d in error["details"]] == [("deals[0].amount", got)]

@@ -356,6 +356,26 @@ def test_a_clientless_outcome_is_looked_up_for_an_hour(database_url: str, tmp_pa
         assert not feedback.book.wins_of("C7")  # no longer looked up (a restart reads it)
 
 
+def test_past_the_clientless_lookup_bound_the_latest_outcomes_are_looked_up(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLIENTLESS_LOOKUP_MOST bounds the outcomes held without a client that a refresh looks up: the latest of
+    them, whose deal is the likeliest to be scored a moment later, not the oldest."""
+    from service.feedback import outcomes as outcomes_module
+
+    monkeypatch.setattr(outcomes_module, "CLIENTLESS_LOOKUP_MOST", 1)
+    with running(database_url, tmp_path / "spool") as feedback:
+        feedback.record_outcomes([Outcome("D1", "won", 100.0, date(2025, 2, 1))])
+        feedback.record_outcomes([Outcome("D2", "won", 200.0, date(2025, 2, 1))])  # stored later
+        feedback.outcomes.refresh()  # both read: from now on only the lookup can give them a client
+        feedback.record_scores("r1", "v1", [deal("D1", client_id="C7", created_at="2025-01-02"),
+                                            deal("D2", client_id="C8", created_at="2025-01-02")],
+                               batch([0.4, 0.5], [40.0, 50.0], ["B", "B"]))
+        feedback.flush_score_log()
+        feedback.outcomes.refresh()
+        assert [e.deal_id for e in feedback.book.wins_of("C8")] == ["D2"]
+        assert not feedback.book.wins_of("C7")  # past the bound: a restart reads it
+
+
 def test_a_win_reported_without_an_amount_realised_its_quote_everywhere(database_url: str, tmp_path: Path) -> None:
     """It counted 0 money in the client history and in /v1/quality, and the quote in training_deals."""
     with running(database_url, tmp_path / "spool") as feedback:

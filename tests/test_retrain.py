@@ -714,6 +714,9 @@ def test_the_outcomes_rule_at_its_edges() -> None:
     assert auc_upper_bound(0.3, 13, 13) > 0.5 > auc_upper_bound(0.3, 14, 14)
     assert not outcomes_against_live(0.3, 13, 13, 0.79, config)
     assert outcomes_against_live(0.3, 14, 14, 0.79, config)
+    # Deals of one outcome give no interval (nor an AUC): the rule says nothing of them, it does not fail.
+    assert np.isnan(auc_upper_bound(0.3, 30, 0)) and np.isnan(auc_upper_bound(0.3, 0, 30))
+    assert not outcomes_against_live(0.3, 30, 0, 0.79, config)
 
 
 def test_the_live_models_fitted_share_at_its_edges() -> None:

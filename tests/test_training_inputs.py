@@ -663,6 +663,21 @@ def test_an_extra_text_column_with_a_value_per_deal_is_said_to_be_like_an_id(sma
     assert not any(line.startswith("extra column") for line in said)
 
 
+def test_a_mostly_distinct_column_with_one_value_learnt_is_not_said_to_be_like_an_id() -> None:
+    """id_like_columns: like an id is a column none of whose values recurs in min_level_count deals; one that
+    does gets a code of its own, so the column carries something to a later deal (a reference column that is
+    "none" for a tenth of the deals), however many other values it has."""
+    from training.inputs import id_like_columns
+
+    def found(repeated: int) -> list[str]:
+        refs = [f"REF-{i}" for i in range(400 - repeated)] + ["none"] * repeated
+        deals = pd.DataFrame({"status": ["won", "lost"] * 200, "ref": refs})
+        return [like.column for like in id_like_columns(deals, ["ref"], min_level_count=20)]
+
+    assert found(19) == ["ref"]  # 382 values in 400 deals, none in 20
+    assert found(20) == []  # 381 values in 400 deals, one in 20: learnt
+
+
 def test_a_column_without_a_name_in_the_header_is_said(small_crm: SyntheticCRM, tmp_path: Path) -> None:
     """pandas names a blank header cell "Unnamed: N", and to_csv writes the row numbers first by default: such a
     column trained as the feature "Unnamed: 0" without a word (the degenerate-data audit)."""

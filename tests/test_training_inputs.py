@@ -678,6 +678,20 @@ def test_a_mostly_distinct_column_with_one_value_learnt_is_not_said_to_be_like_a
     assert found(20) == []  # 381 values in 400 deals, one in 20: learnt
 
 
+def test_a_column_of_few_values_is_not_judged_like_an_id() -> None:
+    """id_like_columns judges a column by at least `fewest` closed deals with a value: 19 distinct values are too
+    few to tell an id from a column whose values have not recurred yet."""
+    from training.inputs import id_like_columns
+
+    def found(present: int) -> list[str]:
+        deals = pd.DataFrame({"status": ["won", "lost"] * 20, "ref": [f"REF-{i}" for i in range(present)]
+                              + [None] * (40 - present)})
+        return [like.column for like in id_like_columns(deals, ["ref"], min_level_count=20, fewest=20)]
+
+    assert found(19) == []
+    assert found(20) == ["ref"]
+
+
 def test_a_column_without_a_name_in_the_header_is_said(small_crm: SyntheticCRM, tmp_path: Path) -> None:
     """pandas names a blank header cell "Unnamed: N", and to_csv writes the row numbers first by default: such a
     column trained as the feature "Unnamed: 0" without a word (the degenerate-data audit)."""

@@ -678,6 +678,14 @@ def test_a_mostly_distinct_column_with_one_value_learnt_is_not_said_to_be_like_a
     assert found(20) == []  # 381 values in 400 deals, one in 20: learnt
 
 
+def test_a_column_excluded_twice_is_said_once() -> None:
+    """`--exclude deal_id client_id deal_id client_id`: each column is named once in training's notes."""
+    from training.inputs import exclusion_notes
+
+    notes = exclusion_notes(["deal_id", "client_id", "deal_id", "client_id"])
+    assert [note.split(":")[0] for note in notes] == ["--exclude client_id", "--exclude deal_id"]
+
+
 def test_a_column_of_few_values_is_not_judged_like_an_id() -> None:
     """id_like_columns judges a column by at least `fewest` closed deals with a value: 19 distinct values are too
     few to tell an id from a column whose values have not recurred yet."""

@@ -358,6 +358,14 @@ def test_the_statuses_the_wildcard_read_are_named_with_their_counts(tmp_path: Pa
     dataset = load_dataset(write(tmp_path / "export.csv", export), mapping=write(tmp_path / "mapping.yaml", listed),
                            for_training=True, today=TODAY)
     assert dataset.wildcard_note() is None
+    # Past six statuses the rest are counted, not listed: the note stays a line, and none goes unmentioned.
+    many = export + "".join(f"OPP-{6 + i},02-Aug-11,Stage {i},100.00,Solution 7,Gopa Trilochana,Ekta Zutshi,\n"
+                            for i in range(6))
+    dataset = load_dataset(write(tmp_path / "export.csv", many), mapping=write(tmp_path / "mapping.yaml",
+                           CRM_MAPPING), for_training=True, today=TODAY)
+    note = dataset.wildcard_note()
+    assert note is not None and note.startswith("the mapping's \"*\" read 8 deals as open: ")
+    assert note.count("(1)") == 6 and " and 2 more; list a value" in note
 
 
 def test_training_refuses_an_excluded_column_the_file_lacks(tmp_path: Path) -> None:

@@ -219,8 +219,6 @@ def _levels(values: ObjectArray) -> list[str]:
     return [str(v) for v in values if not _is_missing(v)]
 
 
-
-
 def _vocabularies(deals: pd.DataFrame, categorical: Sequence[str], config: FeatureConfig,
                   rows: npt.NDArray[np.int64]) -> tuple[dict[str, dict[str, int]], tuple[str, ...]]:
     """Each categorical column's frequent levels (their own model codes), counted on `rows` of `deals` only, and

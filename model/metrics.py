@@ -119,17 +119,23 @@ def _auc_placements(won: FloatArray, p: FloatArray) -> tuple[FloatArray, FloatAr
 
 
 def _placement_variance(won_place: FloatArray, lost_place: FloatArray) -> float:
-    return float((np.var(won_place, ddof=1) / won_place.size if won_place.size > 1 else 0.0)
-                 + (np.var(lost_place, ddof=1) / lost_place.size if lost_place.size > 1 else 0.0))
+    """The AUC's variance by DeLong's method; NaN with one deal on a side, whose placements have no spread to measure
+    (taken as 0, one won deal ranked top read "AUC 1.000 within 1.000-1.000")."""
+    if won_place.size < 2 or lost_place.size < 2:
+        return float("nan")
+    return float(np.var(won_place, ddof=1) / won_place.size + np.var(lost_place, ddof=1) / lost_place.size)
 
 
 def auc_interval(won: FloatArray, p: FloatArray, z: float = 1.96) -> tuple[float, float]:
     """The AUC's 95% interval (z = 1.96) by DeLong's standard error, clipped to [0, 1]; NaN when the deals are all
-    won or all lost. It takes deals as independent, which deals of one client or month are not."""
+    won or all lost, or one alone is won or lost. It takes deals as independent, which deals of one client or month
+    are not."""
     if not 0 < int((won > 0).sum()) < won.size:
         return float("nan"), float("nan")
     won_place, lost_place = _auc_placements(won, p)
     auc, error = float(won_place.mean()), float(np.sqrt(_placement_variance(won_place, lost_place)))
+    if error != error or auc != auc:  # (max and min would make NaN ends 0 and 1)
+        return float("nan"), float("nan")
     return max(0.0, auc - z * error), min(1.0, auc + z * error)
 
 
@@ -138,7 +144,8 @@ def paired_auc_lead(won: FloatArray, p_model: FloatArray, p_other: FloatArray) -
     and Clarke-Pearson's paired test (Biometrics, 1988). Paired, because both rank the same deals: two separate
     intervals overlap long after the difference is plain. `p_value` is one-sided (the other model ranks better).
     It assumes independent deals, which deals of one client or month are not: read it as a guide.
-    NaN throughout when the deals are all won or all lost."""
+    NaN throughout when the deals are all won or all lost; the error and p-value NaN when one alone is won or
+    lost."""
     if not 0 < int((won > 0).sum()) < won.size:
         return {"auc_lead": float("nan"), "standard_error": float("nan"), "p_value": float("nan")}
     model_won, model_lost = _auc_placements(won, p_model)
@@ -147,8 +154,10 @@ def paired_auc_lead(won: FloatArray, p_model: FloatArray, p_other: FloatArray) -
     error = float(np.sqrt(_placement_variance(other_won - model_won, other_lost - model_lost)))
     if error > 0:
         p_value = float(ndtr(-lead / error))
-    else:  # the two rank every pair alike (or there is one deal a side): no evidence either way unless they differ
+    elif error == 0:  # the two rank every pair alike: no evidence either way unless they differ
         p_value = 0.0 if lead > 0 else 1.0
+    else:  # unknown (one deal on a side, a NaN score): no p-value, where 1.0 had read as evidence of no lead
+        p_value = float("nan")
     return {"auc_lead": lead, "standard_error": error, "p_value": p_value}
 
 

@@ -211,3 +211,30 @@ def test_a_flat_calibration_slope_is_no_reversed_ranking() -> None:
     """reversed_ranking_caution: backwards is a negative slope; 0 ranks nothing, which is not reversed."""
     assert reversed_ranking_caution({"slope": 0.0}, 50) is None
     assert reversed_ranking_caution({"slope": -0.01}, 50) is not None
+
+
+def test_one_deal_on_a_side_leaves_the_aucs_error_unknown_not_zero() -> None:
+    """DeLong's variance needs the spread of each side's placements: one won deal has none to measure. It was taken
+    as 0, and a holdout of one won deal among four, ranked top by one model and bottom by the other, read "AUC 1.000
+    within 1.000-1.000" and a lead "p < 0.0001"."""
+    won = np.array([1.0, 0.0, 0.0, 0.0, 0.0])
+    bottom = np.array([0.1, 0.5, 0.4, 0.3, 0.2])
+    top = np.array([0.9, 0.5, 0.4, 0.3, 0.2])
+    assert all(end != end for end in auc_interval(won, top))
+    lead = paired_auc_lead(won, bottom, top)
+    assert lead["auc_lead"] == pytest.approx(1.0)  # the lead itself is known
+    assert lead["standard_error"] != lead["standard_error"] and lead["p_value"] != lead["p_value"]
+    # Two deals a side measure a spread: an interval, and no certainty.
+    won = np.array([1.0, 1.0, 0.0, 0.0])
+    low, high = auc_interval(won, np.array([0.9, 0.3, 0.5, 0.1]))
+    assert 0.0 <= low < 0.75 < high <= 1.0
+
+
+def test_a_score_that_is_not_a_number_gives_no_interval_and_no_p_value() -> None:
+    """A NaN p_win ranks nowhere: its AUC is unknown, and an unknown error is no evidence either way (it read as an
+    interval of 0-1 and a p-value of 1)."""
+    won = np.array([1.0, 0.0, 1.0, 0.0])
+    p = np.array([0.9, float("nan"), 0.6, 0.2])
+    assert all(end != end for end in auc_interval(won, p))
+    assert paired_auc_lead(won, p, np.array([0.9, 0.1, 0.6, 0.2]))["p_value"] != paired_auc_lead(
+        won, p, np.array([0.9, 0.1, 0.6, 0.2]))["p_value"]

@@ -12,6 +12,7 @@ from model.metrics import (
     ece_by_chance,
     expected_calibration_error,
     grade_table,
+    holdout_noise_text,
     paired_auc_lead,
     probability_caution,
     probability_metrics,
@@ -238,3 +239,24 @@ def test_a_score_that_is_not_a_number_gives_no_interval_and_no_p_value() -> None
     assert all(end != end for end in auc_interval(won, p))
     assert paired_auc_lead(won, p, np.array([0.9, 0.1, 0.6, 0.2]))["p_value"] != paired_auc_lead(
         won, p, np.array([0.9, 0.1, 0.6, 0.2]))["p_value"]
+
+
+def test_a_holdout_without_an_auc_is_told_its_ece_by_chance_and_no_interval() -> None:
+    """A holdout of one outcome has no AUC and no interval (NaN in training's report until it is written as JSON):
+    report.html printed "AUC nan within nan-nan (95%)"."""
+    p = np.random.default_rng(2).beta(2.0, 3.0, 40)
+    won = np.ones(40)
+    low, high = auc_interval(won, p)
+    chance = ece_by_chance(p)
+    tested = {"auc": probability_metrics(won, p)["auc"], "auc_low_95": low, "auc_high_95": high,
+              "ece_by_chance": chance["mean"], "ece_by_chance_p95": chance["p95"]}
+    said = holdout_noise_text(tested)
+    assert said is not None and "nan" not in said and "AUC" not in said
+    assert f"a perfectly calibrated model would show ECE {chance['mean']:.3f} by chance alone" in said
+    assert holdout_noise_text({**tested, "auc": 0.6, "auc_low_95": 0.42, "auc_high_95": 0.78}) == (
+        f"on these deals: AUC 0.600 within 0.420-0.780 (95%); a perfectly calibrated model would show ECE "
+        f"{chance['mean']:.3f} by chance alone (up to {chance['p95']:.3f} in 95 of 100 draws)")
+    # As `dealscore train` reads it back from metadata.json, where NaN is null.
+    written = holdout_noise_text({**tested, "auc": None, "auc_low_95": None, "auc_high_95": None})
+    assert written == said
+    assert holdout_noise_text({"auc": 0.6, "auc_low_95": 0.42, "auc_high_95": 0.78}) is None  # an older artifact

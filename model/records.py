@@ -95,10 +95,11 @@ _CALENDAR_DATE = re.compile(r"\d{4}-?\d{2}-?\d{2}(?:$|[Tt ])")
 # other than the hyphen, or without leading zeros ("2025/03/01", "2025.3.1", "2025-3-1"; day first, "01/03/2025",
 # stays refused on both, its order unknown); and in a date-time, a time without leading zeros ("T9:05"), a fraction
 # before a zone set off by a space ("10:00:00,5 +02:00") and a one-digit UTC offset ("+2").
-_YEAR_FIRST_DATE = re.compile(r"^(\d{4})([-/. \\])(\d{1,2})\2(\d{1,2})(?=$|[Tt ])")
+# ASCII digits only: a Unicode digit ("\u0663", an Arabic-Indic 3) matches \d, and int() of it is 3.
+_YEAR_FIRST_DATE = re.compile(r"^(\d{4})([-/. \\])(\d{1,2})\2(\d{1,2})(?=$|[Tt ])", re.ASCII)
 _TIMED = re.compile(r"^(\d{4}-?\d{2}-?\d{2}[Tt ])(\d{1,2})(?::(\d{1,2})(?::(\d{1,2}))?)?([.,]\d+)?\s*"
-                    r"([Zz]|[+-]\d{1,2}(?::?\d{2}){0,2})?$")
-_COMPACT_SHORT_OFFSET = re.compile(r"^(\d{4}-?\d{2}-?\d{2}[Tt ]\d{3,6}(?:[.,]\d+)?)\s*([+-])(\d)$")
+                    r"([Zz]|[+-]\d{1,2}(?::?\d{2}){0,2})?$", re.ASCII)
+_COMPACT_SHORT_OFFSET = re.compile(r"^(\d{4}-?\d{2}-?\d{2}[Tt ]\d{3,6}(?:[.,]\d+)?)\s*([+-])(\d)$", re.ASCII)
 
 
 def iso_text(text: str) -> str:

@@ -569,3 +569,17 @@ def test_text_of_exactly_the_longest_length_is_taken() -> None:
     deals = validate_deals(make_deals(product=["Cloud", longest, "Cloud"], Note=["a", "b", longest]),
                            for_training=True, today=TODAY)
     assert deals["product"].tolist()[1] == longest and deals["Note"].tolist()[2] == longest
+
+
+@pytest.mark.parametrize("form", ["2025/\u0663/\u0661", "2025-\u0660\u0663-01", "2025-03-01T\u0661\u0660:00",
+                                  "2025/03/01 \u0661\u0660:00"])
+def test_a_date_with_digits_of_another_script_is_refused_by_the_api_and_in_a_file(form: str) -> None:
+    """ISO 8601 dates are ASCII digits, and so were all the forms either path read: the year-first rewrite
+    (model.records.iso_text) matched any Unicode digit after the year and wrote int() of it, so "2025/\u0663/\u0661"
+    (Arabic-Indic 3 and 1) was read as 2025-03-01 while "\u0662\u0660\u0662\u0665-03-01" was refused."""
+    with pytest.raises(ValueError):
+        parse_date(form)
+    raw = pd.DataFrame({"deal_id": ["D1"], "created_at": [form]})
+    with pytest.raises(ContractViolation) as refused:
+        validate_deals(raw, for_training=False, today=TODAY)
+    assert [p.field for p in refused.value.problems] == ["created_at"]

@@ -163,8 +163,13 @@ def paired_auc_lead(won: FloatArray, p_model: FloatArray, p_other: FloatArray) -
 
 def p_value_text(p_value: float) -> str:
     """A p-value as a reader takes it: "p = 0.03", or "p < 0.0001" where printing it would read 0 (a complement
-    1 - p rounds to 0 in floating point)."""
-    return "p < 0.0001" if p_value < 1e-4 else f"p = {p_value:.2g}"
+    1 - p rounds to 0 in floating point), or "p < 0.05" where two digits would round it up to the test's level."""
+    if p_value < 1e-4:
+        return "p < 0.0001"
+    text = f"{p_value:.2g}"
+    if p_value < BASELINE_LEAD_P <= float(text):  # 0.0496 read "p = 0.05" beside "more than chance explains"
+        return f"p < {BASELINE_LEAD_P:g}"
+    return f"p = {text}"
 
 
 def ece_by_chance(p: FloatArray, draws: int = 200) -> dict[str, float]:

@@ -13,6 +13,7 @@ from model.metrics import (
     expected_calibration_error,
     grade_table,
     holdout_noise_text,
+    p_value_text,
     paired_auc_lead,
     probability_caution,
     probability_metrics,
@@ -260,3 +261,14 @@ def test_a_holdout_without_an_auc_is_told_its_ece_by_chance_and_no_interval() ->
     written = holdout_noise_text({**tested, "auc": None, "auc_low_95": None, "auc_high_95": None})
     assert written == said
     assert holdout_noise_text({"auc": 0.6, "auc_low_95": 0.42, "auc_high_95": 0.78}) is None  # an older artifact
+
+
+def test_a_p_value_under_the_tests_level_is_never_printed_at_it() -> None:
+    """Two significant digits made 0.0496 "p = 0.05" in a caution that says the lead is more than chance explains
+    (p below 0.05): a reader sees the verdict contradicted by its own figure."""
+    assert p_value_text(0.0496) == "p < 0.05"
+    caution = probability_caution({"model": {"brier": 0.230, "auc": 0.555}, "prior_rate": {"brier": 0.235},
+                                   "logistic_regression": {"auc": 0.601, "auc_lead_p_value": 0.0496}})
+    assert caution is not None and "by more than chance explains, p < 0.05 on the same deals" in caution
+    assert (p_value_text(0.05), p_value_text(0.0504), p_value_text(0.049)) == ("p = 0.05", "p = 0.05", "p = 0.049")
+    assert (p_value_text(0.003), p_value_text(3e-9)) == ("p = 0.003", "p < 0.0001")

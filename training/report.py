@@ -319,7 +319,8 @@ def render_html(report: dict[str, Any]) -> str:
     grade_head = ("<tr><th>grade</th><th>deals</th><th>share of deals</th><th>win rate</th>"
                   "<th>share of realised value</th></tr>")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse;margin:1em 0;display:block;max-width:100%;overflow-x:auto}}
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}
+table{{border-collapse:collapse;margin:1em 0;display:block;max-width:100%;overflow-x:auto}}
 td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}th:first-child{{text-align:left}}</style></head><body>
 <h1>dealscore model {html.escape(report['version'])}</h1>
 {_data_note(report.get('data'))}

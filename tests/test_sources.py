@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from dealscore import cli
 from model.artifact import save_artifact
 from model.dataset import dataset_from_frames, load_dataset
-from model.errors import ContractViolation
+from model.errors import ContractViolation, SourceUnavailable
 from model.mapping import load_mapping
-from model.sources import CsvFormat, read_table
+from model.sources import REFUSED_FOR_GOOD_EXPECTED, CsvFormat, read_table
 from model.validation import validate_deals
 from training.fit import TrainingResult
 
@@ -505,8 +505,24 @@ def test_a_database_or_role_that_does_not_exist_is_bad_input_not_a_retry(postgre
         with pytest.raises(ContractViolation) as error:
             read_table(source, "deals")
         (problem,) = error.value.problems
-        assert words in problem.got and problem.expected == "a database and role that exist, with their password"
+        assert words in problem.got and problem.expected == REFUSED_FOR_GOOD_EXPECTED
         assert cli.main(["train", "--deals", source, "--out", str(tmp_path / "model")]) == 2
+
+
+@pytest.mark.postgres
+def test_a_host_that_does_not_exist_or_ssl_the_server_lacks_is_bad_input_not_a_retry(postgres: sa.Engine) -> None:
+    """Exit 4 (try again later) had been given for every other refusal at connect: a mistyped host name, or
+    sslmode=require against a server without SSL, would have been retried by a scheduler forever (a review)."""
+    server = postgres.url
+    for url, words in ((server.set(host="dealscore-no-such-host.invalid"), "Name or service not known"),
+                       (server.update_query_dict({"sslmode": "require"}), "server does not support SSL")):
+        with pytest.raises(ContractViolation) as error:
+            read_table(f"{url.render_as_string(hide_password=False)}::deals", "deals")
+        (problem,) = error.value.problems
+        assert words in problem.got and problem.expected == REFUSED_FOR_GOOD_EXPECTED
+    # The server away is still a retry.
+    with pytest.raises(SourceUnavailable):
+        read_table(f"{server.set(port=5999).render_as_string(hide_password=False)}::deals", "deals")
 
 
 @pytest.mark.skipif(not IT_DEALS.is_file(), reason=f"public data set not present at {IT_DEALS}")

@@ -564,10 +564,6 @@ class ScoreLog:
             time.sleep(GATHER_POLL_SECONDS)
         return True
 
-    def retry_now(self) -> None:
-        """Forget the back-off: the next writer turn tries the database (a test, or an operator, knows it is back)."""
-        self._next_attempt = 0.0
-
     def stats(self) -> ScoreLogStats:
         with self._lock:
             return ScoreLogStats(

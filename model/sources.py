@@ -38,18 +38,19 @@ _SQL_SOURCE = re.compile(r"^(?P<url>[A-Za-z][\w+.-]*://(?:\[[^\]]*\]|[^\[])*?)::
 # (a "-- nightly" header, 5 blank lines and a typo'd "SELEC" took 46 s, 6 never ended: a diff review).
 _QUERY_START = re.compile(r"^(?:\s|--[^\n]*|/\*(?:(?!\*/).)*\*/|\()*+(select|with)\b", re.IGNORECASE | re.DOTALL)
 # libpq's words for a connection refused for good (its errors carry no SQLSTATE at connect): the URL or the server's
-# settings are wrong, and a scheduler retrying on exit 4 would retry them forever. A host name that does not exist is
-# "Name or service not known" (EAI_NONAME); a resolver that is down says "Temporary failure in name resolution".
+# settings are wrong, and a scheduler retrying on exit 4 would retry them forever. Not a host name that does not
+# resolve ("Name or service not known"): a compose service's or a StatefulSet pod's name resolves only while its
+# container runs, so a database being restarted says it too, and a retry finds it back (a diff review).
 _REFUSED_FOR_GOOD = re.compile(r'FATAL:\s+(database "[^"]*" does not exist|role "[^"]*" does not exist|'
                                r"password authentication failed|no pg_hba\.conf entry|pg_hba\.conf rejects|"
                                r'role "[^"]*" is not permitted to log in|permission denied for database)'
-                               r"|server does not support SSL, but SSL was required|Name or service not known")
-REFUSED_FOR_GOOD_EXPECTED = ("a host, database and role that exist, with their password, and a connection the "
-                             "server's SSL and pg_hba.conf settings allow")
+                               r"|server does not support SSL, but SSL was required")
+REFUSED_FOR_GOOD_EXPECTED = ("a database and role that exist, with their password, and a connection the server's "
+                             "SSL and pg_hba.conf settings allow")
 
 
 def refused_for_good(reason: str) -> bool:
-    """A connection refused because the URL is wrong (no such host, database or role, a wrong password) or the
+    """A connection refused because the URL is wrong (no such database or role, a wrong password) or the
     server's settings refuse it (pg_hba.conf, SSL), not because the server is away: trying again later cannot
     help."""
     return _REFUSED_FOR_GOOD.search(reason) is not None

@@ -510,19 +510,41 @@ def test_a_database_or_role_that_does_not_exist_is_bad_input_not_a_retry(postgre
 
 
 @pytest.mark.postgres
-def test_a_host_that_does_not_exist_or_ssl_the_server_lacks_is_bad_input_not_a_retry(postgres: sa.Engine) -> None:
-    """Exit 4 (try again later) had been given for every other refusal at connect: a mistyped host name, or
-    sslmode=require against a server without SSL, would have been retried by a scheduler forever (a review)."""
+def test_ssl_the_server_lacks_is_bad_input_not_a_retry(postgres: sa.Engine) -> None:
+    """Exit 4 (try again later) had been given for every other refusal at connect: sslmode=require against a server
+    without SSL would have been retried by a scheduler forever (a review)."""
     server = postgres.url
-    for url, words in ((server.set(host="dealscore-no-such-host.invalid"), "Name or service not known"),
-                       (server.update_query_dict({"sslmode": "require"}), "server does not support SSL")):
-        with pytest.raises(ContractViolation) as error:
-            read_table(f"{url.render_as_string(hide_password=False)}::deals", "deals")
-        (problem,) = error.value.problems
-        assert words in problem.got and problem.expected == REFUSED_FOR_GOOD_EXPECTED
+    url = server.update_query_dict({"sslmode": "require"})
+    with pytest.raises(ContractViolation) as error:
+        read_table(f"{url.render_as_string(hide_password=False)}::deals", "deals")
+    (problem,) = error.value.problems
+    assert "server does not support SSL" in problem.got and problem.expected == REFUSED_FOR_GOOD_EXPECTED
     # The server away is still a retry.
     with pytest.raises(SourceUnavailable):
         read_table(f"{server.set(port=5999).render_as_string(hide_password=False)}::deals", "deals")
+
+
+def test_a_host_name_that_does_not_resolve_is_a_retry_not_bad_input(tmp_path: Path) -> None:
+    """"Name or service not known" (EAI_NONAME) is what the database being away can give too: a compose service's or
+    a StatefulSet pod's name resolves only while its container runs, so a nightly retrain or prune started while
+    the database restarts read exit 2, bad input, and a scheduler retrying on exit 4 never ran it again. A typo'd
+    host is retried (the message names the host and the resolver's words); a running database is not lost."""
+    import sqlalchemy as sa
+
+    from dealscore.feedback_commands import _database_away
+    from model.sources import refused_for_good
+
+    source = "postgresql+psycopg://user:secret@dealscore-no-such-host.invalid:5432/db::deals"
+    with pytest.raises(SourceUnavailable, match="deals source cannot be reached") as error:
+        read_table(source, "deals")
+    assert error.value.transient and "dealscore-no-such-host.invalid" in error.value.message
+    assert cli.main(["train", "--deals", source, "--out", str(tmp_path / "model")]) == cli.EXIT_RETRY
+    # The words of libpq (psycopg2) and of psycopg 3's own lookup, whichever the resolver gives here.
+    for words in ('could not translate host name "db" to address: Name or service not known',
+                  "failed to resolve host 'db': [Errno -2] Name or service not known"):
+        assert not refused_for_good(words)
+        away = sa.exc.OperationalError("connect", {}, Exception(words))
+        assert _database_away("postgresql+psycopg://db/dealscore", away)
 
 
 @pytest.mark.skipif(not IT_DEALS.is_file(), reason=f"public data set not present at {IT_DEALS}")

@@ -128,13 +128,16 @@ def _placement_variance(won_place: FloatArray, lost_place: FloatArray) -> float:
 
 def auc_interval(won: FloatArray, p: FloatArray, z: float = 1.96) -> tuple[float, float]:
     """The AUC's 95% interval (z = 1.96) by DeLong's standard error, clipped to [0, 1]; NaN when the deals are all
-    won or all lost, or one alone is won or lost. It takes deals as independent, which deals of one client or month
-    are not."""
+    won or all lost, or one alone is won or lost, or the error comes out 0. It takes deals as independent, which
+    deals of one client or month are not."""
     if not 0 < int((won > 0).sum()) < won.size:
         return float("nan"), float("nan")
     won_place, lost_place = _auc_placements(won, p)
     auc, error = float(won_place.mean()), float(np.sqrt(_placement_variance(won_place, lost_place)))
-    if error != error or auc != auc:  # (max and min would make NaN ends 0 and 1)
+    # An error of 0 is no certainty: three won deals all above three lost ones have every placement 1 (and 0), and
+    # read "AUC 1.000 within 1.000-1.000" (a review); DeLong's estimate says nothing there. (max and min would also
+    # have made a NaN's ends 0 and 1.)
+    if not error > 0 or auc != auc:
         return float("nan"), float("nan")
     return max(0.0, auc - z * error), min(1.0, auc + z * error)
 

@@ -272,3 +272,12 @@ def test_a_p_value_under_the_tests_level_is_never_printed_at_it() -> None:
     assert caution is not None and "by more than chance explains, p < 0.05 on the same deals" in caution
     assert (p_value_text(0.05), p_value_text(0.0504), p_value_text(0.049)) == ("p = 0.05", "p = 0.05", "p = 0.049")
     assert (p_value_text(0.003), p_value_text(3e-9)) == ("p = 0.003", "p < 0.0001")
+
+
+def test_a_holdout_ranked_perfectly_gives_no_interval_rather_than_a_certain_one() -> None:
+    """Three won deals all above three lost ones: every placement is 1 (and 0), DeLong's error 0, and the summary
+    read "AUC 1.000 within 1.000-1.000" on six deals."""
+    won = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    assert all(end != end for end in auc_interval(won, np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1])))
+    low, high = auc_interval(won, np.array([0.9, 0.8, 0.2, 0.3, 0.7, 0.1]))  # one pair the wrong way: an interval
+    assert 0.0 <= low < 7 / 9 < high <= 1.0

@@ -167,6 +167,8 @@ def paired_auc_lead(won: FloatArray, p_model: FloatArray, p_other: FloatArray) -
 def p_value_text(p_value: float) -> str:
     """A p-value as a reader takes it: "p = 0.03", or "p < 0.0001" where printing it would read 0 (a complement
     1 - p rounds to 0 in floating point), or "p < 0.05" where two digits would round it up to the test's level."""
+    if p_value != p_value:  # one deal on a side of the holdout: no test (the bench printed "p = nan")
+        return "p unknown"
     if p_value < 1e-4:
         return "p < 0.0001"
     text = f"{p_value:.2g}"

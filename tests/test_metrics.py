@@ -281,3 +281,8 @@ def test_a_holdout_ranked_perfectly_gives_no_interval_rather_than_a_certain_one(
     assert all(end != end for end in auc_interval(won, np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1])))
     low, high = auc_interval(won, np.array([0.9, 0.8, 0.2, 0.3, 0.7, 0.1]))  # one pair the wrong way: an interval
     assert 0.0 <= low < 7 / 9 < high <= 1.0
+
+
+def test_no_p_value_is_printed_as_unknown_not_nan() -> None:
+    """One deal on a side of a holdout leaves no test: the training-quality bench printed "p = nan"."""
+    assert p_value_text(float("nan")) == "p unknown"

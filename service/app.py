@@ -30,7 +30,7 @@ from model.contract import utc_today
 from model.errors import DealscoreError, NotFound, Problem
 from model.scorer import ScoringModel
 from service.dataplane import DataPlane
-from service.errors import MethodNotAllowed, error_body, overload_refusal, pydantic_violation, shown
+from service.errors import MethodNotAllowed, error_body, overload_refusal, pydantic_violation, shown, stop_refusal
 from service.feedback import Feedback, FeedbackConfig, feedback_router
 from service.holder import ModelHolder
 from service.logs import LOGGER_NAME, configure_logging
@@ -289,14 +289,29 @@ def _declare_api_token(document: dict[str, Any], required: bool, admin_token_set
 
 def _declare_overload(document: dict[str, Any], limit: int) -> None:
     """The 503 RequestContextMiddleware answers beyond max_concurrent_requests (FastAPI cannot see it), on every
-    route it may refuse: said beside a route's own 503, declared where the route has none."""
+    route it may refuse."""
     if limit == 0:
         return
     note = ("Or this worker is working on DEALSCORE_MAX_CONCURRENT_REQUESTS requests already: code `overloaded`, "
             "with a Retry-After header.")
-    example = orjson.loads(error_body(overload_refusal(limit), "5f0c6a1e2b7d4c1f9a8e3d2c1b0a9f8e"))
+    _declare_503(document, note, overload_refusal(limit), skipped=ALWAYS_ANSWERED)
+
+
+def _declare_stopping(document: dict[str, Any]) -> None:
+    """The 503 RequestContextMiddleware answers for a request a forced quit cuts off (service.supervisor), on
+    every route: any request may be running when an operator stops the service twice (/health/live and
+    /v1/admin/reload had declared no 503)."""
+    note = ("Or the service stopped before answering (a forced quit): code `stopping`, with a Retry-After header; "
+            "the request may or may not have taken effect.")
+    _declare_503(document, note, stop_refusal())
+
+
+def _declare_503(document: dict[str, Any], note: str, error: DealscoreError, skipped: tuple[str, ...] = ()) -> None:
+    """A 503 the middleware answers (FastAPI cannot see it): said beside a route's own 503, declared with `error`'s
+    envelope as its example where the route has none."""
+    example = orjson.loads(error_body(error, "5f0c6a1e2b7d4c1f9a8e3d2c1b0a9f8e"))
     for path, operations in document.get("paths", {}).items():
-        if path.startswith(ALWAYS_ANSWERED):
+        if skipped and path.startswith(skipped):
             continue
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
@@ -357,5 +372,6 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     _declare_api_token(document, required=settings.api_token is not None,
                        admin_token_set=settings.admin_token is not None)
     _declare_overload(document, settings.max_concurrent_requests)
+    _declare_stopping(document)
     app.openapi_schema = document
     return document

@@ -292,3 +292,17 @@ def test_every_set_of_values_is_a_named_schema(document: dict[str, Any]) -> None
     grade = {"$ref": "#/components/schemas/Grade"}
     assert schemas["ScoreOut"]["properties"]["grade"] == schemas["RankedScoreOut"]["properties"]["grade"] == grade
     assert schemas["Grade"]["enum"] == ["A", "B", "C", "D"]
+
+
+def test_every_operation_declares_the_503_a_forced_quit_answers(document: dict[str, Any]) -> None:
+    """service.middleware answers a request a forced quit cuts off 503 `stopping` (57a880a) on any route: the
+    document had no 503 on /health/live or /v1/admin/reload, and said nothing of it on the others."""
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            declared = operation["responses"].get("503")
+            assert declared is not None, f"{method} {path}"
+            assert "code `stopping`, with a Retry-After header" in declared["description"], f"{method} {path}"
+            content = declared["content"]["application/json"]
+            assert content["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}, f"{method} {path}"
+    live = document["paths"]["/health/live"]["get"]["responses"]["503"]["content"]["application/json"]
+    assert live["example"]["error"]["code"] == "stopping"

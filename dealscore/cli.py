@@ -163,8 +163,17 @@ def _summary_table(artifact: Path) -> str:
         lines.append(caution)
     lines.append(grade_summary(meta))
     report = artifact / "report.json"
-    value_line = (_value_summary(json.loads(report.read_text()).get("value"), bool(meta.get("value", {}).get(
-        "value_model"))) if report.is_file() else None)
+    reported = json.loads(report.read_text()) if report.is_file() else {}
+    published = reported.get("published") or {}
+    if published.get("calibration_slice_auc") is not None:
+        # The served model's own figure (the holdout's are the evaluation model's): a bank export's published
+        # model had a Platt slope of 0.25 against the evaluation model's 3.0, and nothing said how it ranked.
+        lines.append(f"published model (refitted on all closed deals): ranks its own latest "
+                     f"{published.get('calibration_deals') or 0:,} deals at AUC "
+                     f"{published['calibration_slice_auc']:.3f}, fitted on the deals before them (its rounds "
+                     "chosen on them: reads a little high)")
+    value_line = (_value_summary(reported.get("value"), bool(meta.get("value", {}).get("value_model")))
+                  if reported else None)
     if value_line:
         lines.append(value_line)
     no_value_model = _no_value_model_summary(meta)

@@ -73,6 +73,10 @@ def test_the_report_tests_the_models_ranking_against_the_logistic_baseline_on_th
     assert (f"on the same {metrics['model']['deals']:,} deals (DeLong&#x27;s paired test): the model ranks better"
             in page)
     assert "more than chance explains (one-sided p &lt; 0.0001," in page  # not "p = 0", and the "<" escaped
+    # The published model's own figure: how it ranks the latest deals it was calibrated on.
+    published = trained.report["published"]
+    assert (f"it ranks those latest {published['calibration_deals']:,} at AUC "
+            f"{published['calibration_slice_auc']:.3f}") in page
 
 
 def test_probabilities_are_calibrated_on_later_deals(small_crm: SyntheticCRM, trained: TrainingResult) -> None:
@@ -268,6 +272,11 @@ def test_the_train_command_says_when_deals_carry_no_amounts(small_crm: Synthetic
         # and what that many deals leave of the figures
         assert tested["auc_low_95"] < tested["auc"] < tested["auc_high_95"]
         assert 0 < tested["ece_by_chance"] < tested["ece_by_chance_p95"]
+        published = json.loads((out / "report.json").read_text())["published"]
+        assert 0.5 < published["calibration_slice_auc"] < 1.0
+        assert (f"published model (refitted on all closed deals): ranks its own latest "
+                f"{published['calibration_deals']:,} deals at AUC {published['calibration_slice_auc']:.3f}"
+                in summary)
         assert (f"on these deals: AUC {tested['auc']:.3f} within {tested['auc_low_95']:.3f}-"
                 f"{tested['auc_high_95']:.3f} (95%); a perfectly calibrated model would show ECE "
                 f"{tested['ece_by_chance']:.3f} by chance alone" in summary)

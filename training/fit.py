@@ -296,7 +296,21 @@ def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.in
     calibration = fit_calibration(margin, won[calibration_rows], recent, drift_column)
     info["calibration"] = {"slope": calibration.slope, "intercept": calibration.intercept,
                            "drift": calibration.drift}
+    # How the model ranks its latest deals, fitted on the ones before them: for the published model (refitted on
+    # every closed deal) the only figure of its own; the holdout's are the evaluation model's. Its p_win as
+    # served, drift term included (on bank marketing the trees' margin alone ranked them at 0.58 where the
+    # recent win rate's push lifts it, as created_at alone ranks the holdout at 0.73). Its rounds and Platt
+    # were chosen on these deals, so it reads a little high.
+    info["calibration_slice_auc"] = _slice_auc(won[calibration_rows],
+                                               calibration.probability(margin, features[calibration_rows]))
     return model, calibration, info
+
+
+def _slice_auc(won: FloatArray, p: FloatArray) -> float | None:
+    """ROC AUC of `p` on `won`; None with one outcome only (JSON has no NaN)."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(won, p)) if 0 < won.sum() < won.size else None
 
 
 def _grow_trees(train_set: lgb.Dataset, valid_set: lgb.Dataset, slice_won: FloatArray, config: TrainConfig,
@@ -658,6 +672,7 @@ def train(dataset: Any, config: TrainConfig | None = None, progress: Progress = 
         # holdout figures are the evaluation model's, so the report states both calibrations.
         "published": {"calibration": final_info.get("calibration"),
                       "calibration_deals": final_info.get("calibration_deals"),
+                      "calibration_slice_auc": final_info.get("calibration_slice_auc"),
                       "rounds_per_seed": final_info.get("rounds_per_seed")},
     }
     report["calibration_curve"] = calibration_curve(won[holdout_rows], holdout_p)

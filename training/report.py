@@ -215,6 +215,10 @@ def _calibration_note(split: dict[str, Any], published: dict[str, Any] | None = 
         note += (f" The published model, refitted on all closed deals, was calibrated on its own latest "
                  f"{served_deals:,} deals: {_platt(served, served_deals)}. The holdout cannot test that second "
                  "fit; the next retrain's comparison does.")
+        ranked = (published or {}).get("calibration_slice_auc")
+        if ranked is not None:
+            note += (f" Fitted on the deals before them, it ranks those latest {served_deals:,} at AUC {ranked:.3f} "
+                     "(its rounds were chosen on them, so this reads a little high).")
     return note + "</p>"
 
 

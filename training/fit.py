@@ -300,9 +300,11 @@ def fit_win_model(features: FloatArray, won: FloatArray, rows: npt.NDArray[np.in
     # every closed deal) the only figure of its own; the holdout's are the evaluation model's. Its p_win as
     # served, drift term included (on bank marketing the trees' margin alone ranked them at 0.58 where the
     # recent win rate's push lifts it, as created_at alone ranks the holdout at 0.73). Its rounds and Platt
-    # were chosen on these deals, so it reads a little high.
-    info["calibration_slice_auc"] = _slice_auc(won[calibration_rows],
-                                               calibration.probability(margin, features[calibration_rows]))
+    # were chosen on these deals, so it reads a little high. Not with a slope of 0 or below: Platt, fitted on these
+    # same deals, turned the model's order round there or dropped it (a small-data model ranking them at 0.15 read
+    # 0.85 beside the caution that it ranks them backwards); the model's own order, its margin, is the figure then.
+    served = calibration.probability(margin, features[calibration_rows]) if calibration.slope > 0 else margin
+    info["calibration_slice_auc"] = _slice_auc(won[calibration_rows], served)
     return model, calibration, info
 
 

@@ -138,7 +138,7 @@ def train_artifact(deals: str, clients: str | None, holdings: str | None, mappin
 
 
 def _summary_table(artifact: Path) -> str:
-    from model.metrics import holdout_noise_text, probability_caution
+    from model.metrics import holdout_noise_text, probability_caution, slice_auc_caveat
 
     meta = json.loads((artifact / "metadata.json").read_text())
     data = meta["data"]
@@ -168,10 +168,11 @@ def _summary_table(artifact: Path) -> str:
     if published.get("calibration_slice_auc") is not None:
         # The served model's own figure (the holdout's are the evaluation model's): a bank export's published
         # model had a Platt slope of 0.25 against the evaluation model's 3.0, and nothing said how it ranked.
+        caveat = slice_auc_caveat(meta.get("engine"), published.get("calibration"))
         lines.append(f"published model (refitted on all closed deals): ranks its own latest "
                      f"{published.get('calibration_deals') or 0:,} deals at AUC "
-                     f"{published['calibration_slice_auc']:.3f}, fitted on the deals before them (its rounds "
-                     "chosen on them: reads a little high)")
+                     f"{published['calibration_slice_auc']:.3f}, fitted on the deals before them"
+                     f"{f' ({caveat})' if caveat else ''}")
     value_line = (_value_summary(reported.get("value"), bool(meta.get("value", {}).get("value_model")))
                   if reported else None)
     if value_line:

@@ -222,6 +222,20 @@ def reversed_ranking_caution(calibration: Mapping[str, Any] | None, calibration_
             "columns, before working deals by p_win")
 
 
+def slice_auc_caveat(engine: str | None, calibration: Mapping[str, Any] | None) -> str | None:
+    """Why the published model's AUC on its own calibration slice (calibration_slice_auc) reads a little high: what
+    orders its deals and was chosen on those same deals (the trees' rounds, by early stopping there; the drift term
+    of a Platt with a positive slope). None where nothing was: a small-data model's line is fitted on the deals
+    before, and a plain Platt keeps its order, so the figure is as out of sample as the holdout's."""
+    chosen = [] if engine == "regularised_logistic" else ["rounds"]
+    if (calibration or {}).get("drift") and ((calibration or {}).get("slope") or 0.0) > 0:
+        chosen.append("drift term")
+    if not chosen:
+        return None
+    verb = "was" if chosen == ["drift term"] else "were"
+    return f"its {' and '.join(chosen)} {verb} chosen on them, so this reads a little high"
+
+
 def joined_cautions(*cautions: str | None) -> str | None:
     """Several cautions as one text (None when there is none)."""
     said = [c for c in cautions if c]

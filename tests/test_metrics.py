@@ -18,6 +18,7 @@ from model.metrics import (
     probability_caution,
     probability_metrics,
     reversed_ranking_caution,
+    slice_auc_caveat,
     top_decile_lift,
 )
 
@@ -286,3 +287,16 @@ def test_a_holdout_ranked_perfectly_gives_no_interval_rather_than_a_certain_one(
 def test_no_p_value_is_printed_as_unknown_not_nan() -> None:
     """One deal on a side of a holdout leaves no test: the training-quality bench printed "p = nan"."""
     assert p_value_text(float("nan")) == "p unknown"
+
+
+def test_the_published_slice_auc_is_called_high_for_what_was_chosen_on_that_slice() -> None:
+    """Trees' rounds are chosen on the slice; a drift term is fitted there and moves the order only beside a positive
+    slope (at 0 or below the figure is the margin's); a small-data line with a plain Platt has nothing there."""
+    plain, drifting = {"slope": 0.9, "drift": 0.0}, {"slope": 0.9, "drift": 0.4}
+    assert slice_auc_caveat("gradient_boosting", plain) == "its rounds were chosen on them, so this reads a little high"
+    assert slice_auc_caveat("gradient_boosting", drifting) == (
+        "its rounds and drift term were chosen on them, so this reads a little high")
+    assert slice_auc_caveat("regularised_logistic", drifting) == (
+        "its drift term was chosen on them, so this reads a little high")
+    assert slice_auc_caveat("regularised_logistic", plain) is None
+    assert slice_auc_caveat("regularised_logistic", {"slope": -1.0, "drift": 0.4}) is None

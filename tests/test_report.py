@@ -105,6 +105,19 @@ def test_a_small_holdout_is_called_rough_on_the_page(few_deals: TrainingResult, 
     assert "Few deals" not in render_html(trained.report)
 
 
+def test_the_published_models_own_ranking_is_called_high_only_where_something_was_chosen_on_those_deals(
+        few_deals: TrainingResult, trained: TrainingResult) -> None:
+    """The published model's AUC on its calibration slice: the trees' rounds are chosen there, so it reads high; a
+    small-data model's line is fitted on the deals before and a plain Platt keeps its order, and its page said "its
+    rounds were chosen on them" of a model without rounds."""
+    small, trees = few_deals.report["published"], trained.report["published"]
+    assert few_deals.report["engine"] == "regularised_logistic" and not small["calibration"]["drift"]
+    assert (f"it ranks those latest {small['calibration_deals']:,} at AUC {small['calibration_slice_auc']:.3f}."
+            in render_html(few_deals.report))
+    assert (f"it ranks those latest {trees['calibration_deals']:,} at AUC {trees['calibration_slice_auc']:.3f} "
+            "(its rounds" in render_html(trained.report))
+
+
 def test_each_calibration_point_shows_how_many_deals_it_stands_on(few_deals: TrainingResult) -> None:
     curve = few_deals.report["calibration_curve"]
     svg = re.search(r'<svg[^>]*aria-label="calibration curve".*?</svg>', render_html(few_deals.report), re.S)

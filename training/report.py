@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from model.artifact import strict_json
 from model.grades import LETTERS
-from model.metrics import SOLID_HOLDOUT, holdout_noise_text, p_value_text
+from model.metrics import SOLID_HOLDOUT, holdout_noise_text, p_value_text, slice_auc_caveat
 from training.calibration import MIN_DRIFT_SLICE
 from training.gap_evaluation import render_profiles_html
 
@@ -200,7 +200,8 @@ def _ranking_test_note(metrics: dict[str, dict[str, float]]) -> str:
         "test takes deals as independent; deals of one client or month are not, so read it as a guide.") + "</p>"
 
 
-def _calibration_note(split: dict[str, Any], published: dict[str, Any] | None = None) -> str:
+def _calibration_note(split: dict[str, Any], published: dict[str, Any] | None = None,
+                      engine: str | None = None) -> str:
     """How the probabilities were calibrated (Platt, and whether a drift term was kept): the evaluation model's,
     which the holdout figures measure, and the published model's, refitted on all closed deals."""
     fitted = split.get("calibration")
@@ -217,8 +218,9 @@ def _calibration_note(split: dict[str, Any], published: dict[str, Any] | None = 
                  "fit; the next retrain's comparison does.")
         ranked = (published or {}).get("calibration_slice_auc")
         if ranked is not None:
-            note += (f" Fitted on the deals before them, it ranks those latest {served_deals:,} at AUC {ranked:.3f} "
-                     "(its rounds were chosen on them, so this reads a little high).")
+            caveat = slice_auc_caveat(engine, served)
+            note += (f" Fitted on the deals before them, it ranks those latest {served_deals:,} at AUC {ranked:.3f}"
+                     f"{f' ({caveat})' if caveat else ''}.")
     return note + "</p>"
 
 
@@ -320,6 +322,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"<td>{_share(g['win_rate'] if g['deals'] else None)}</td>"
         f"<td>{_share(g['share_of_realised_value'] if realised_known else None)}</td></tr>" for g in every_grade)
     title = f"dealscore model {html.escape(report['version'])}"
+    calibration_note = _calibration_note(split, report.get("published"), report.get("engine"))
     grade_head = ("<tr><th>grade</th><th>deals</th><th>share of deals</th><th>win rate</th>"
                   "<th>share of realised value</th></tr>")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
@@ -334,7 +337,7 @@ Time-ordered holdout: the latest {split['holdout_deals']:,} closed deals (create
 model fitted on the {split['train_deals']:,} earlier ones.</p>{_few_deals_note(split['holdout_deals'])}
 <h2>Quality on the holdout, beside baselines fitted on the same split</h2>{_metrics_table(report['metrics'])}
 {_caution_note(report.get("caution"))}
-<h2>Calibration (of deals scored p, a share p should be won)</h2>{_calibration_note(split, report.get('published'))}
+<h2>Calibration (of deals scored p, a share p should be won)</h2>{calibration_note}
 {_calibration_svg(report['calibration_curve'])}
 <h2>Letter classes on the holdout</h2>
 <table>{grade_head}{grades}</table>

@@ -318,7 +318,9 @@ def _declare_503(document: dict[str, Any], note: str, error: DealscoreError, ski
             if "503" in responses:
                 responses["503"]["description"] += " " + note
             else:
-                responses["503"] = {"description": note, "content": {JSON: {
+                # Nothing said before it: /health/live's 503 read "Or the service stopped ...", an "or" of nothing.
+                alone = note.removeprefix("Or ")
+                responses["503"] = {"description": alone[:1].upper() + alone[1:], "content": {JSON: {
                     "schema": {"$ref": "#/components/schemas/ErrorResponse"}, "example": example}}}
                 operation["responses"] = dict(sorted(responses.items()))
 

@@ -306,3 +306,17 @@ def test_every_operation_declares_the_503_a_forced_quit_answers(document: dict[s
             assert content["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}, f"{method} {path}"
     live = document["paths"]["/health/live"]["get"]["responses"]["503"]["content"]["application/json"]
     assert live["example"]["error"]["code"] == "stopping"
+
+
+@pytest.mark.parametrize("limit", [0, 8])
+def test_a_503_the_route_does_not_answer_itself_reads_as_a_sentence_of_its_own(limit: int) -> None:
+    """Where a route has no 503 of its own, the middleware's is the first thing said: it read "Or the service stopped
+    before answering" on /health/live and /v1/admin/reload (which max_concurrent_requests never refuses)."""
+    document = create_app(Settings.model_construct(max_concurrent_requests=limit)).openapi()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            said = operation["responses"]["503"]["description"]
+            assert not said.startswith("Or ") and said[:1].isupper(), f"{method} {path}: {said}"
+    for path, method in (("/health/live", "get"), ("/v1/admin/reload", "post")):
+        said = document["paths"][path][method]["responses"]["503"]["description"]
+        assert said.startswith("The service stopped before answering (a forced quit): code `stopping`"), said

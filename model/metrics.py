@@ -11,6 +11,8 @@ from scipy.special import ndtr
 from scipy.stats import rankdata
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
+from model.win_models import LinearWinModel
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -227,7 +229,7 @@ def slice_auc_caveat(engine: str | None, calibration: Mapping[str, Any] | None) 
     orders its deals and was chosen on those same deals (the trees' rounds, by early stopping there; the drift term
     of a Platt with a positive slope). None where nothing was: a small-data model's line is fitted on the deals
     before, and a plain Platt keeps its order, so the figure is as out of sample as the holdout's."""
-    chosen = [] if engine == "regularised_logistic" else ["rounds"]
+    chosen = [] if engine == LinearWinModel.kind else ["rounds"]
     if (calibration or {}).get("drift") and ((calibration or {}).get("slope") or 0.0) > 0:
         chosen.append("drift term")
     if not chosen:

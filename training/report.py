@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from model.artifact import strict_json
 from model.grades import LETTERS
-from model.metrics import SOLID_HOLDOUT, holdout_noise_text, p_value_text, slice_auc_caveat
+from model.metrics import BASELINE_LEAD_P, SOLID_HOLDOUT, holdout_noise_text, p_value_text, slice_auc_caveat
 from training.calibration import MIN_DRIFT_SLICE
 from training.gap_evaluation import render_profiles_html
 
@@ -140,9 +140,12 @@ def _grades_note(cutoffs: dict[str, Any] | None, realised_known: bool,
     return f"<p>{' '.join(said)}</p>" if said else ""
 
 
+_DASH = "\u2013"  # a figure there is none of: an empty class, amounts not known, an AUC of one outcome
+
+
 def _share(value: float | None) -> str:
     """A share as a percentage, a dash where there is none to give (an empty class, amounts not known)."""
-    return "–" if value is None else f"{value:.1%}"
+    return _DASH if value is None else f"{value:.1%}"
 
 
 # The holdout figures as a reader sees them: a name, the decimals a difference shows in, and which way is better.
@@ -155,7 +158,7 @@ _MODEL_NAMES = {"model": "this model", "prior_rate": "prior rate (baseline)",
 
 def _figure(value: float | None, decimals: int) -> str:
     # A figure that could not be computed (AUC on a holdout of one outcome) is a dash, not "nan".
-    return "\u2013" if value is None or value != value else f"{value:.{decimals}f}"
+    return _DASH if value is None or value != value else f"{value:.{decimals}f}"
 
 
 def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:
@@ -192,7 +195,7 @@ def _ranking_test_note(metrics: dict[str, dict[str, float]]) -> str:
     else:
         # The leader's own one-sided p: the normal test's two tails are mirror images.
         leader, p_leader = ("the logistic regression", p_value) if lead > 0 else ("the model", 1.0 - p_value)
-        verdict = "more than chance explains" if p_leader < 0.05 else "within what chance explains"
+        verdict = "more than chance explains" if p_leader < BASELINE_LEAD_P else "within what chance explains"
         said = (f"{leader} ranks better, by {abs(lead):.3f} of AUC: {verdict} (one-sided {p_value_text(p_leader)}, "
                 "the chance of a lead this large between equally good rankers)")
     return "<p>" + html.escape(

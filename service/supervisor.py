@@ -14,7 +14,8 @@ Every worker (and the one process of `DEALSCORE_WORKERS=1`) runs ServiceServer: 
 quit (a second Ctrl-C, or SIGINT during the graceful stop) left the requests still running to be cancelled once its
 serve() had returned, each answered with a plain-text 500, or, when the stop had begun with a SIGTERM that uvicorn
 then raised again, not answered at all: the process died first. It cancels them itself before it returns, and the
-service's middleware answers each with the error envelope (503 `stopping`, Retry-After).
+service's middleware answers each with the error envelope (503 `stopping`, Retry-After). It then makes the writes
+the skipped lifespan shutdown would have made (service/last_writes.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import sys
 import uvicorn
 from uvicorn.supervisors import Multiprocess, multiprocess
 
+from service.last_writes import write_now
+
 __all__ = ["ServiceServer", "WorkerSupervisor", "end_with_parent"]
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -42,6 +45,9 @@ class ServiceServer(uvicorn.Server):
         await super().shutdown(sockets)
         if self.force_exit:
             await cut_off(self.server_state.tasks)
+            # The lifespan shutdown was skipped: the score log still in memory is written here, not left to atexit,
+            # which a SIGTERM raised again would skip (service/last_writes.py).
+            await asyncio.to_thread(write_now)
 
 
 async def cut_off(tasks: set[asyncio.Task[None]]) -> None:

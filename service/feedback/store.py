@@ -6,7 +6,6 @@ are retried in the background, and scoring goes on meanwhile (its log entries wa
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import logging
 import threading
@@ -25,6 +24,7 @@ from service.feedback.outage import Outage
 from service.feedback.outcomes import Outcome, OutcomeStore, RecordedOutcome
 from service.feedback.quality import latest_version, model_versions, quality_report
 from service.feedback.score_log import ScoreLog, ScoreLogStats
+from service.last_writes import owe, paid
 
 logger = logging.getLogger("dealscore.service.feedback")
 SPOOL_REPLAY_WAIT_SECONDS = 2.0  # how long an outcome or a judgement waits for the spool to be replayed
@@ -84,14 +84,14 @@ class Feedback:
             self._refresher.start()
             # A process that ends without stop() (uvicorn's forced quit, a second Ctrl-C, skips the lifespan
             # shutdown) would lose the score log its daemon writer holds in memory: scores already answered.
-            atexit.register(self.stop)
+            owe(self.stop)
 
     def stop(self) -> None:
         """Write what the log holds (to the database, else the spool) and stop; idempotent."""
         with self._lifecycle:
             if self._refresher is None:
                 return
-            atexit.unregister(self.stop)
+            paid(self.stop)
             self._stop.set()
             self._refresher.join(5.0)
             self._refresher = None

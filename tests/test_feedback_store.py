@@ -1070,3 +1070,23 @@ def test_a_stream_of_judgements_of_spooled_deals_tries_the_database_once_per_ret
                 feedback.record_judgement(Judgement("Elena", "D1", "D2"))
         assert tries[0] == 1  # the first call's, brought forward; the others wait for the writer's back-off
         assert time.monotonic() - started < 3  # not 2 s each
+
+
+def test_a_judgement_of_a_deal_in_another_workers_spool_is_a_503_not_a_422(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers share the spool directory, each writing its own file. A judgement reaching a worker other than the
+    one that scored its deals during an outage was refused 422 "never scored" (final to a CRM: the judgement lost)
+    while the scores waited in the other worker's spool for its back-off (up to a minute)."""
+    from service.feedback import FeedbackUnavailable
+
+    with running(database_url, tmp_path / "spool", retry_seconds=30.0) as scorer:
+        _score_log_down_for_a_while(monkeypatch, scorer)  # D1 and D2 wait in the scoring worker's spool
+        with running(database_url, tmp_path / "spool", retry_seconds=30.0) as other:
+            with pytest.raises(FeedbackUnavailable) as refused:
+                other.record_judgement(Judgement("Elena", "D1", "D2"))
+            assert refused.value.status == 503
+            assert [(p.field, p.got) for p in refused.value.problems] == [
+                ("score log", "2 deals of this judgement in another worker's spool")]
+            with pytest.raises(ContractViolation) as final:  # a deal no spool holds is still never scored
+                other.record_judgement(Judgement("Elena", "N1", "D1"))
+            assert [(p.field, p.got) for p in final.value.problems] == [("above_deal_id", "'N1' (never scored)")]

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import logging
 import math
+import mmap
 import os
 import queue
 import socket
@@ -331,6 +332,27 @@ class Spool:
         # No lock: a replay holds it until the database has taken every row, and a membership test is atomic.
         return {deal_id for deal_id in deal_ids if deal_id in self._deal_ids} if self.rows else set()
 
+    def held_elsewhere(self, deal_ids: Collection[str]) -> set[str]:
+        """Those of `deal_ids` with rows in another spool file of the directory: another worker's (it replays them
+        after its own back-off, up to a minute) or one whose owner is gone and that no process adopted yet. Read
+        without a lock, on the rare path of a deal the database lacks: a file replayed meanwhile may still count."""
+        if not deal_ids or not self.directory.is_dir():
+            return set()
+        # A row as written: orjson's compact `"deal_id":"..."`; a quote inside a string value is escaped, so the
+        # text appears only as a row's (or its deal document's) own deal id.
+        needles = {orjson.dumps({"deal_id": deal_id})[1:-1]: deal_id for deal_id in deal_ids}
+        found: set[str] = set()
+        for path in self.directory.glob(SPOOL_PATTERN):
+            if path == self._own_path:
+                continue
+            try:
+                with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as text:
+                    found.update(deal_id for needle, deal_id in needles.items()
+                                 if deal_id not in found and text.find(needle) >= 0)
+            except (FileNotFoundError, ValueError):  # replayed and removed just now; or empty (nothing to map)
+                continue
+        return found
+
     def _own_rows(self) -> int:
         if self._own is None or not self._own_path.exists():
             return 0
@@ -544,6 +566,10 @@ class ScoreLog:
     def spooled(self, deal_ids: Collection[str]) -> set[str]:
         """Those of `deal_ids` with scores waiting in this process's spool."""
         return self.spool.holding(deal_ids)
+
+    def spooled_elsewhere(self, deal_ids: Collection[str]) -> set[str]:
+        """Those of `deal_ids` with scores waiting in another process's spool file (another worker's)."""
+        return self.spool.held_elsewhere(deal_ids)
 
     def replay_soon(self, deal_ids: Collection[str], timeout: float) -> bool:
         """A caller that has just reached the database needs scores of `deal_ids` from the spool: the writer tries

@@ -242,16 +242,23 @@ class Feedback:
                 unscored = {getattr(item, p.field) for p in refused.problems
                             if p.expected == SCORED and p.field in _JUDGED_FIELDS}
                 spooled = self.score_log.spooled(unscored) if self.score_log is not None and unscored else set()
-                if spooled and spooled == unscored and len(refused.problems) == len(unscored):
+                # Another worker's spool too: a deal it scored during an outage waits there until its writer's
+                # back-off ends (up to a minute), and a 422 "never scored" is final to a CRM (the judgement lost).
+                elsewhere = (self.score_log.spooled_elsewhere(unscored - spooled)
+                             if self.score_log is not None and unscored - spooled else set())
+                if unscored and spooled | elsewhere == unscored and len(refused.problems) == len(unscored):
                     # Scores of the deal wait in the spool, which the database did not take yet: not the caller's
                     # mistake, nor final. Any spooled row at all had a deal never scored refused so, not 422.
                     stats = self.score_log.stats() if self.score_log is not None else None
+                    held = [f"{stats.spooled if stats else 0:,} scores still in the spool, "
+                            f"{counted(len(spooled), 'deal')} of this judgement among them"] if spooled else []
+                    if elsewhere:
+                        held.append(f"{counted(len(elsewhere), 'deal')} of this judgement in another worker's spool")
                     raise FeedbackUnavailable(
                         "the score log is still writing scores given while its database was away; a deal of this "
                         "judgement is not in it yet: retry later",
-                        [Problem("score log", "every score given in the database",
-                                 f"{stats.spooled if stats else 0:,} scores still in the spool, "
-                                 f"{counted(len(spooled), 'deal')} of this judgement among them")]) from refused
+                        [Problem("score log", "every score given in the database", "; ".join(held))]) from refused
+                spooled |= elsewhere
                 if spooled:  # refused for its other deal: the spooled one is not said to be never scored
                     kept = [p for p in refused.problems
                             if not (p.expected == SCORED and p.field in _JUDGED_FIELDS

@@ -57,6 +57,22 @@ def test_invalid_bodies_list_every_problem_in_the_envelope(api: tuple[TestClient
     assert empty[0] == {"field": "outcomes", "expected": "at least 1 item", "got": "a list of 0 items"}
 
 
+def test_a_bad_field_and_a_repeated_deal_are_listed_in_one_answer(api: tuple[TestClient, Feedback]) -> None:
+    """The batch's checks (a deal sent twice, a closed_at in the future) ran only once the schema had passed: a CRM
+    fixing the one bad status it was told of got a second 422 for the repeated deal. As /v1/score, one answer."""
+    client, _ = api
+    answer = client.post("/v1/outcomes", json={"outcomes": [
+        {"deal_id": "D1", "status": "open"}, {"deal_id": "D2", "status": "won", "closed_at": "2999-01-01"},
+        {"deal_id": " D1 ", "status": "lost"}, {"deal_id": 7, "status": "won"}, {"deal_id": "7", "status": "x"}]})
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert [(d["field"], d["got"]) for d in error["details"]] == [
+        ("outcomes[0].status", "'open'"), ("outcomes[4].status", "'x'"),
+        ("outcomes[1].closed_at", "'2999-01-01'"), ("outcomes[2].deal_id", "'D1', also at outcomes[0]"),
+        ("outcomes[4].deal_id", "'7', also at outcomes[3]")]
+    assert error["message"] == "5 problems in the request"
+
+
 def test_a_lone_surrogate_is_explained_as_the_scoring_routes_explain_it(api: tuple[TestClient, Feedback]) -> None:
     """Once a 500 (the 422 quoted it and a lone surrogate is not UTF-8), then a 422; the scoring routes answer it as
     the JSON defect it is, and so do these now."""

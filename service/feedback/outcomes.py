@@ -238,23 +238,16 @@ class OutcomeStore:
 
     def _check(self, items: Sequence[Outcome], logged: dict[str, dict[str, Any]], today: date,
                kept_days: Collection[str] = ()) -> None:
-        problems: list[Problem] = []
-        first_index: dict[str, int] = {}
+        problems = batch_problems([(item.deal_id, item.day) for item in items], today)
         for i, item in enumerate(items):
             where = f"outcomes[{i}]"
-            seen = first_index.setdefault(item.deal_id, i)
-            if seen != i:
-                problems.append(Problem(f"{where}.deal_id", "a deal_id not used by another outcome of the batch",
-                                        f"'{item.deal_id}', also at outcomes[{seen}]"))
-            if item.day > today + DATE_SLACK:
-                problems.append(Problem(f"{where}.closed_at", f"a date up to {latest_date_text(today)}",
-                                        f"'{item.day.isoformat()}'"))
             created = (logged.get(item.deal_id) or {}).get("created_at")
             if isinstance(created, str) and created[:10] > item.day.isoformat() and item.deal_id not in kept_days:
                 problems.append(Problem(f"{where}.closed_at",
                                         f"a date on or after the deal's created_at ({created[:10]})",
                                         f"'{item.day.isoformat()}'"))
         if problems:
+            problems.sort(key=lambda p: _outcome_index(p.field))  # outcome by outcome, as they were sent
             raise ContractViolation(f"{counted(len(problems), 'problem')} in the outcomes", problems)
 
     def _upsert(self, connection: sa.Connection, item: Outcome, client_id: str | None, request_id: str | None,
@@ -357,6 +350,28 @@ class OutcomeStore:
             rows = connection.execute(sa.select(outcome_revisions).where(outcome_revisions.c.deal_id == deal_id)
                                       .order_by(outcome_revisions.c.revision)).mappings().all()
         return [dict(r) for r in rows]
+
+
+def batch_problems(outcomes: Sequence[tuple[str | None, date | None]], today: date) -> list[Problem]:
+    """The problems of a batch of outcomes that need no database: a deal_id sent twice, a closed_at in the future.
+    `outcomes`: each one's deal_id text and closed_at day (None where it has none, or none that reads). Also run on
+    a body that failed its schema, so that one 422 lists every problem (the router)."""
+    problems: list[Problem] = []
+    first_index: dict[str, int] = {}
+    for i, (deal_id, day) in enumerate(outcomes):
+        where = f"outcomes[{i}]"
+        seen = first_index.setdefault(deal_id, i) if deal_id is not None else i
+        if seen != i:
+            problems.append(Problem(f"{where}.deal_id", "a deal_id not used by another outcome of the batch",
+                                    f"'{deal_id}', also at outcomes[{seen}]"))
+        if day is not None and day > today + DATE_SLACK:
+            problems.append(Problem(f"{where}.closed_at", f"a date up to {latest_date_text(today)}",
+                                    f"'{day.isoformat()}'"))
+    return problems
+
+
+def _outcome_index(field: str) -> int:
+    return int(field[len("outcomes["):field.index("]")])
 
 
 def wait_for_peers(read: Callable[[], Any], complete: Callable[[Any], bool], seconds: float) -> Any:

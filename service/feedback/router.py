@@ -10,8 +10,10 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Coroutine
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
+import orjson
 import pydantic_core
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,11 +22,11 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from model.errors import NotFound, PayloadTooLarge, Problem
-from model.records import parse_date
+from model.records import parse_date, text_value
 from service.bodies import read_json_body
-from service.errors import MalformedJSON, pydantic_violation
+from service.errors import MAX_LISTED_PROBLEMS, MalformedJSON, pydantic_problems, request_violation
 from service.feedback.judgements import Judgement
-from service.feedback.outcomes import Outcome
+from service.feedback.outcomes import Outcome, batch_problems
 from service.feedback.schemas import (
     EXAMPLE_REQUEST_ID,
     FEEDBACK_FIELD_NAMES,
@@ -49,6 +51,7 @@ from service.schemas import TopDisagreements
 __all__ = ["feedback_router"]
 
 LIVE = "live"
+OUTCOMES_PATH = "/v1/outcomes"
 
 
 class _FeedbackRoute(APIRoute):
@@ -94,9 +97,42 @@ class _FeedbackRoute(APIRoute):
                     raise PayloadTooLarge(f"too many {items} in one request: at most {limit:,} are accepted, got "
                                           f"{sent}; split the batch",
                                           [Problem(items, f"at most {limit} items", f"{sent} items")]) from None
-                raise pydantic_violation(errors, FEEDBACK_FIELD_NAMES) from None
+                problems, paths = pydantic_problems(errors, FEEDBACK_FIELD_NAMES, limit=MAX_LISTED_PROBLEMS)
+                if self.path == OUTCOMES_PATH:  # and the batch's own checks, so one 422 lists every problem
+                    more = [p for p in _raw_outcome_problems(request._body) if p.field not in paths]
+                    problems, paths = problems + more, paths | {p.field for p in more}
+                raise request_violation(problems, len(paths)) from None
 
         return checked
+
+
+def _raw_outcome_problems(body: bytes) -> list[Problem]:
+    """batch_problems of a body that failed its schema, read from its JSON: a deal_id sent twice is said with the
+    outcome's bad status, not only once that is fixed (the checks ran after the schema had passed)."""
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError:  # NaN and the like, already refused by the schema: nothing more to add
+        return []
+    listed = raw.get("outcomes") if isinstance(raw, dict) else None
+    if not isinstance(listed, list):
+        return []
+    return batch_problems([(_raw_id(o.get("deal_id")), _raw_day(o.get("closed_at"))) if isinstance(o, dict)
+                           else (None, None) for o in listed], datetime.now(UTC).date())
+
+
+def _raw_id(value: object) -> str | None:
+    """An id's text as the schema stores it (text or an integer), None for anything it refuses."""
+    return text_value(value) if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)) \
+        else None
+
+
+def _raw_day(value: object) -> date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_date(value)
+    except ValueError:
+        return None
 
 
 def _request_id(request: Request) -> str:
@@ -127,7 +163,7 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
                                                      "content": {JSON: {"example": example}}}}
         return {**ok, **{s: errors[s] for s in statuses if s in errors}}
 
-    @router.post("/v1/outcomes", response_model=OutcomesResponse, operation_id="record_outcomes",
+    @router.post(OUTCOMES_PATH, response_model=OutcomesResponse, operation_id="record_outcomes",
                  summary="Record realised outcomes of scored deals",
                  responses=declared(OUTCOMES_RESPONSE_EXAMPLE, 400, 408, 413, 415, 422, 500, 503),
                  openapi_extra=_body_example(OUTCOMES_EXAMPLE))

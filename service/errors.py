@@ -19,6 +19,7 @@ InternalError (500, "internal_error"): anything else; logged with the request id
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -142,6 +143,13 @@ def stop_refusal() -> Stopping:
     return Stopping("the service stopped before this request was answered (a forced quit, or the graceful stop's "
                     "time ran out); it may or may not have taken effect: retry it after Retry-After seconds, here or "
                     "on another instance", [Problem("service", "running until the request is answered", "stopped")])
+
+
+def drain_refusal(seconds_left: float) -> Stopping:
+    """/health/ready's 503 while the service drains before its stop (DEALSCORE_DRAIN_SECONDS, service/draining.py)."""
+    return Stopping(f"the service is stopping: it still answers requests for about {math.ceil(seconds_left):,} s, "
+                    "then stops; send new ones to another instance",
+                    [Problem("service", "ready", f"draining, stopping in {math.ceil(seconds_left):,} s")])
 
 
 def overload_refusal(limit: int) -> Overloaded:

@@ -23,10 +23,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from model.errors import Problem
 from model.metrics import probability_caution
 from model.registry import RefusedVersion
-from service import examples
+from service import draining, examples
 from service.bodies import read_json_body
 from service.dataplane import DataPlane, ScoreCall
-from service.errors import NoRegistry, Unauthorized
+from service.errors import NoRegistry, Unauthorized, drain_refusal
 from service.holder import LoadedModel, ModelHolder
 from service.metrics import MEDIA_TYPE as METRICS_MEDIA_TYPE
 from service.metrics import prometheus_text
@@ -218,14 +218,19 @@ async def live(rid: RequestId) -> Response:
 
 
 @router.get("/health/ready", tags=["health"], response_model=Health, operation_id="health_ready",
-            summary="A model is loaded and warmed (503 until then)",
+            summary="A model is loaded and warmed (503 until then, and while draining before a stop)",
             responses={**_ok(examples.READY), **_error_responses(500, 503)})
 async def ready(request: Request, rid: RequestId) -> Response:
+    """200 once a model is live. 503 `not_ready` before that; 503 `stopping` during the drain after a SIGTERM
+    (DEALSCORE_DRAIN_SECONDS), while the service still answers every other route, so that a load balancer takes
+    it out of rotation before it stops listening."""
     # NotReady until a model is live; why a load failed only where every route is open anyway (/health/ready
     # stays open with an API token, for the probes).
     settings: Settings = request.app.state.settings
     snapshot = get_holder(request).current(say_why=settings.api_token is None)
     request.state.model_version = snapshot.version
+    if (left := draining.seconds_left()) is not None:  # still serving, but about to stop: out of rotation
+        raise drain_refusal(left)
     return _json(_dumps({"status": "ready", "request_id": rid, "model_version": snapshot.version}))
 
 

@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     own: `POST /v1/admin/reload` reloads the worker that answers it, the others within one
     `reload_interval_seconds` (which must then be above 0 when they follow a registry)."""
 
+    drain_seconds: float = Field(default=0.0, ge=0, le=600)
+    """After a SIGTERM, go on serving for this long while `/health/ready` answers 503 `stopping`, so that a load
+    balancer polling it takes the instance out before it stops listening; then stop gracefully. 0: stop at once.
+    Set it above the balancer's check interval times its unhealthy threshold, and keep it plus the longest request
+    under the orchestrator's grace period (`docker stop -t`, Kubernetes' terminationGracePeriodSeconds). A Ctrl-C
+    or a second SIGTERM ends the drain early."""
+
     database_url: str | None = None
     """SQLAlchemy URL of the feedback database (score log, outcomes, managers' judgements), e.g.
     `postgresql+psycopg://user:password@host/dealscore`. Default: a SQLite file `feedback.db` under

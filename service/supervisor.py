@@ -22,25 +22,60 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import logging
 import multiprocessing
 import os
 import signal
 import socket
 import sys
+from types import FrameType
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess, multiprocess
 
+from service import draining
 from service.last_writes import write_now
+from service.logs import LOGGER_NAME
 
 __all__ = ["ServiceServer", "WorkerSupervisor", "end_with_parent"]
 
+logger = logging.getLogger(LOGGER_NAME)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # How long the requests a forced quit cuts off have to send their 503 (one write each; the rest is not waited for).
 CUT_OFF_ANSWER_SECONDS = 1.0
 
 
 class ServiceServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, drain_seconds: float | None = None) -> None:
+        super().__init__(config)
+        if drain_seconds is None:  # a worker of several: its settings come from the environment, as its app's
+            from service.settings import Settings
+
+            drain_seconds = Settings().drain_seconds
+        self.drain_seconds = drain_seconds
+        self._drain_told = False
+        draining.end()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """A first SIGTERM with DEALSCORE_DRAIN_SECONDS set begins the drain (service/draining.py) instead of the
+        stop; anything else (a Ctrl-C, a second SIGTERM) stops as uvicorn does, a drain under way included."""
+        if sig == signal.SIGTERM and self.drain_seconds > 0 and not self.should_exit \
+                and draining.seconds_left() is None:
+            draining.begin(self.drain_seconds)
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        left = draining.seconds_left()
+        if left is not None and not self._drain_told:  # told here, not in the signal handler (a logging lock)
+            self._drain_told = True
+            logger.info("SIGTERM: draining for %g s (DEALSCORE_DRAIN_SECONDS), /health/ready answers 503 meanwhile; "
+                        "Ctrl-C or another SIGTERM stops at once", self.drain_seconds)
+        if left == 0.0 and not self.should_exit:
+            logger.info("drained for %g s (DEALSCORE_DRAIN_SECONDS): stopping", self.drain_seconds)
+            super().handle_exit(signal.SIGTERM, None)  # the signal that began the drain, raised again at the end
+        return await super().on_tick(counter)
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await super().shutdown(sockets)
         if self.force_exit:

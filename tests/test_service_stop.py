@@ -4,6 +4,7 @@ accepts, to be reset when the last process exits (service/supervisor.py)."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -12,8 +13,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from model.artifact import save_artifact
+from training.fit import TrainingResult
 
 REPO = Path(__file__).resolve().parents[1]
 HELD_SECONDS = 0.05
@@ -199,3 +204,75 @@ def test_requests_a_forced_quit_cuts_off_are_answered_503_in_the_envelope(
         assert (error["error"]["code"], error["request_id"]) == ("stopping", f"cut-{i}")
         assert error["error"]["details"] == [{"field": "service", "expected": "running until the request is answered",
                                               "got": "stopped"}]
+
+
+def _served(tmp_path: Path, model_dir: Path, drain_seconds: float) -> tuple[subprocess.Popen[bytes], int]:
+    """`dealscore serve` (one worker) on `model_dir` with DEALSCORE_DRAIN_SECONDS, once it answers ready."""
+    port = _free_port()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("DEALSCORE_")}
+    env.update(DEALSCORE_HOME=str(tmp_path / "home"), DEALSCORE_PORT=str(port), DEALSCORE_MODEL_DIR=str(model_dir),
+               DEALSCORE_DRAIN_SECONDS=str(drain_seconds), DEALSCORE_LOG_LEVEL="INFO", PYTHONPATH=str(REPO))
+    server = subprocess.Popen([sys.executable, "-c", "from service.main import main; main()"], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _request(port, "GET", "/health/ready")[0] != 200:
+        assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.2)
+    return server, port
+
+
+def _request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
+    """Status and JSON answer; (0, {}) when nothing answers."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, body, {"content-type": "application/json"} if body else {})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    except OSError:
+        return 0, {}
+    finally:
+        connection.close()
+
+
+def test_a_sigterm_with_a_drain_keeps_serving_while_readiness_says_stopping(trained: TrainingResult,
+                                                                             tmp_path: Path) -> None:
+    """Readiness answered 200 until the listener closed, about 40 ms after the signal: a load balancer that had not
+    polled since sent requests that were refused. With DEALSCORE_DRAIN_SECONDS the service goes on answering while
+    /health/ready says 503 `stopping`, then stops gracefully, ending as the SIGTERM asked."""
+    server, port = _served(tmp_path, save_artifact(trained.model, tmp_path / "model", trained.metadata), 4)
+    try:
+        server.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        time.sleep(1.0)
+        status, answer = _request(port, "GET", "/health/ready")
+        assert (status, answer["error"]["code"]) == (503, "stopping"), answer
+        assert answer["error"]["details"][0]["got"].startswith("draining, stopping in ")
+        scored = _request(port, "POST", "/v1/score", b'{"deals": [{"deal_id": "D1", "created_at": "2025-06-01"}]}')
+        assert scored[0] == 200 and len(scored[1]["scores"]) == 1
+        assert _request(port, "GET", "/health/live")[0] == 200
+        assert time.monotonic() - signalled < 4, "the checks above ran after the drain: rerun on a quieter machine"
+        server.wait(60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+        _, stderr = server.communicate(timeout=30)
+    assert time.monotonic() - signalled >= 4  # it stopped only once the drain was over
+    assert server.returncode == -signal.SIGTERM, stderr.decode()[-2000:]
+    assert b"draining for 4 s" in stderr and b"drained for 4 s" in stderr
+
+
+def test_a_ctrl_c_ends_the_drain_at_once(trained: TrainingResult, tmp_path: Path) -> None:
+    server, port = _served(tmp_path, save_artifact(trained.model, tmp_path / "model", trained.metadata), 300)
+    try:
+        server.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while _request(port, "GET", "/health/ready")[0] != 503:
+            assert time.monotonic() < deadline, "the drain did not begin"
+            time.sleep(0.1)
+        server.send_signal(signal.SIGINT)
+        server.wait(60)  # not the 300 s of the drain
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.communicate(timeout=30)
+    assert _request(port, "GET", "/health/live")[0] == 0  # stopped: nothing listens

@@ -59,7 +59,8 @@ class ServiceServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """A first SIGTERM with DEALSCORE_DRAIN_SECONDS set begins the drain (service/draining.py) instead of the
         stop; anything else (a Ctrl-C, a second SIGTERM) stops as uvicorn does, a drain under way included."""
-        if sig == signal.SIGTERM and self.drain_seconds > 0 and not self.should_exit \
+        # (Not before the server has started: no balancer sends to it yet, and the stop should not wait.)
+        if sig == signal.SIGTERM and self.drain_seconds > 0 and self.started and not self.should_exit \
                 and draining.seconds_left() is None:
             draining.begin(self.drain_seconds)
             return

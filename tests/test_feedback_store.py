@@ -4,6 +4,9 @@ score log's spool and replay, two processes on one database, and persistence acr
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -1090,3 +1093,53 @@ def test_a_judgement_of_a_deal_in_another_workers_spool_is_a_503_not_a_422(
             with pytest.raises(ContractViolation) as final:  # a deal no spool holds is still never scored
                 other.record_judgement(Judgement("Elena", "N1", "D1"))
             assert [(p.field, p.got) for p in final.value.problems] == [("above_deal_id", "'N1' (never scored)")]
+
+
+_SPOOL_OWNER = """
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from service.feedback.score_log import Spool
+owner = Spool(Path(sys.argv[1]))
+row = {"request_id": "r", "deal_id": "D1", "model_version": "v", "p_win": 0.5, "value": None, "expected_value": None,
+       "grade": "A", "scored_at": datetime.now(UTC), "deal": {"deal_id": "D1", "notes": "n" * 200}}
+for _ in range(3):
+    owner.append([row] * 50_000)  # an outage: 17 MB spooled
+    owner.replay(lambda rows: None, 10_000)  # the database is back: replayed, then the file truncated to 0
+"""
+
+_SPOOL_SEARCHER = """
+import subprocess, sys
+from pathlib import Path
+from service.feedback.score_log import Spool
+owner = subprocess.Popen([sys.executable, "-c", sys.argv[2], sys.argv[1]])
+searcher = Spool(Path(sys.argv[1]))
+while owner.poll() is None:
+    searcher.held_elsewhere({"N1"})  # a deal no spool holds: every file is read to its end
+assert owner.returncode == 0
+"""
+
+
+def test_searching_another_workers_spool_survives_its_replay_truncating_the_file(tmp_path: Path) -> None:
+    """A judgement of a deal the database lacks searches the other workers' spool files, mapped into memory; the
+    owner's replay truncated its file meanwhile, and reading the mapping past the file's new end killed the searching
+    worker with SIGBUS (its requests and the scores it held in memory with it): every run, the first replay."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    searcher = subprocess.run([sys.executable, "-c", _SPOOL_SEARCHER, str(spool), _SPOOL_OWNER], env=env,
+                              capture_output=True, timeout=120)
+    assert searcher.returncode == 0, (searcher.returncode, searcher.stderr.decode()[-2000:])
+
+
+def test_a_deal_id_across_two_reads_of_another_workers_spool_is_found(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.feedback import score_log as score_log_module
+
+    monkeypatch.setattr(score_log_module, "SPOOL_SEARCH_CHUNK_BYTES", 7)  # every needle spans two reads or more
+    (tmp_path / "score-log-other-1-a.jsonl").write_bytes(b'{"request_id":"r","deal_id":"D-17","grade":"A"}\n'
+                                                         b'{"request_id":"r","deal_id":"D-2","grade":"B"}\n')
+    (tmp_path / "score-log-other-2-b.jsonl").write_bytes(b"")  # a worker that spooled nothing yet
+    searcher = score_log_module.Spool(tmp_path)
+    assert searcher.held_elsewhere({"D-17", "D-2", "D-1", "D"}) == {"D-17", "D-2"}
+    assert score_log_module.Spool(tmp_path / "missing").held_elsewhere({"D-17"}) == set()

@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import logging
 import math
-import mmap
 import os
 import queue
 import socket
@@ -41,6 +40,7 @@ from service.feedback.tables import score_log
 logger = logging.getLogger("dealscore.service.feedback")
 
 SPOOL_PATTERN = "score-log-*.jsonl"
+SPOOL_SEARCH_CHUNK_BYTES = 1 << 20  # another worker's spool file is searched this much at a time
 GATHER_POLL_SECONDS = 0.05  # how often the writer looks for more items while it gathers a batch
 Row = dict[str, Any]
 
@@ -261,6 +261,28 @@ def insert_rows(engine: sa.Engine, rows: Sequence[Row]) -> None:
         connection.exec_driver_sql(_INSERT_SQL[dialect], parameters)
 
 
+def _file_holds(path: Path, needles: Collection[bytes]) -> set[bytes]:
+    """Those of `needles` the file holds, read in chunks (each overlapping the last by a needle's length).
+
+    Read, not mapped into memory: its owner truncates the file once it has replayed it, and reading a mapping past
+    the file's new end is a SIGBUS, which ended the searching process (every run of the test, at the first replay).
+    A read of a file truncated meanwhile ends early instead."""
+    found: set[bytes] = set()
+    if not needles:
+        return found
+    overlap = max(len(needle) for needle in needles) - 1
+    tail = b""
+    with path.open("rb") as handle:
+        while len(found) < len(needles):
+            chunk = handle.read(SPOOL_SEARCH_CHUNK_BYTES)
+            if not chunk:
+                break
+            text = tail + chunk
+            found.update(needle for needle in needles if needle not in found and needle in text)
+            tail = text[-overlap:] if overlap else b""
+    return found
+
+
 def _spooled_deal_id(line: bytes) -> list[str]:
     """The deal id of a spool line ([] for a line torn by a crash: replaying skips it too)."""
     try:
@@ -345,11 +367,12 @@ class Spool:
         for path in self.directory.glob(SPOOL_PATTERN):
             if path == self._own_path:
                 continue
+            wanted = [needle for needle, deal_id in needles.items() if deal_id not in found]
+            if not wanted:
+                break
             try:
-                with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as text:
-                    found.update(deal_id for needle, deal_id in needles.items()
-                                 if deal_id not in found and text.find(needle) >= 0)
-            except (FileNotFoundError, ValueError):  # replayed and removed just now; or empty (nothing to map)
+                found.update(needles[needle] for needle in _file_holds(path, wanted))
+            except OSError:  # replayed and removed just now, or not ours to read: nothing known to wait there
                 continue
         return found
 

@@ -73,6 +73,34 @@ def test_a_bad_field_and_a_repeated_deal_are_listed_in_one_answer(api: tuple[Tes
     assert error["message"] == "5 problems in the request"
 
 
+@pytest.mark.parametrize("sent", [
+    # The schema reads 7.0 as the id "7" (an integer id from a float64 export), so the store refused the pair.
+    b'{"outcomes":[{"deal_id":7.0,"status":"x"},{"deal_id":"7","status":"won"}]}',
+    # NaN and a number beyond a float's range: JSON pydantic reads (and the schema refuses), orjson does not.
+    b'{"outcomes":[{"deal_id":"D1","status":"won","amount":NaN},{"deal_id":"D1","status":"won"}]}',
+    b'{"outcomes":[{"deal_id":"D1","status":"won"},{"deal_id":"D1","status":"won","amount":1e999}]}',
+    b'{"outcomes":[{"deal_id":"D1","status":"won"},{"deal_id":"D1","status":"won","client_id":100000000000000000000}]}',
+])
+def test_a_repeated_deal_is_listed_with_the_schema_problems_however_its_body_is_written(
+        api: tuple[TestClient, Feedback], sent: bytes) -> None:
+    """The raw body's checks read the deal ids and the JSON as the schema does: a CRM fixing the one field it was
+    told of got a second 422 for the repeated deal."""
+    client, _ = api
+    answer = client.post("/v1/outcomes", content=sent, headers={"content-type": "application/json"})
+    assert answer.status_code == 422
+    assert [d["field"] for d in answer.json()["error"]["details"]][-1] == "outcomes[1].deal_id", answer.text
+
+
+def test_an_id_or_a_date_the_schema_refuses_is_no_repeat_nor_a_future_date(api: tuple[TestClient, Feedback]) -> None:
+    """An id the schema refuses (beyond 18 digits as a number) is not said to repeat another."""
+    client, _ = api
+    answer = client.post("/v1/outcomes", json={"outcomes": [
+        {"deal_id": 10**19, "status": "won"}, {"deal_id": "10000000000000000000", "status": "won"},
+        {"deal_id": "D3", "status": "won", "closed_at": "2999-01-01" + " " * 40}]})
+    assert answer.status_code == 422
+    assert [d["field"] for d in answer.json()["error"]["details"]] == ["outcomes[0].deal_id", "outcomes[2].closed_at"]
+
+
 def test_a_lone_surrogate_is_explained_as_the_scoring_routes_explain_it(api: tuple[TestClient, Feedback]) -> None:
     """Once a 500 (the 422 quoted it and a lone surrogate is not UTF-8), then a 422; the scoring routes answer it as
     the JSON defect it is, and so do these now."""

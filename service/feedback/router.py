@@ -13,16 +13,16 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-import orjson
 import pydantic_core
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from model.errors import NotFound, PayloadTooLarge, Problem
-from model.records import parse_date, text_value
+from model.records import parse_date
 from service.bodies import read_json_body
 from service.errors import MAX_LISTED_PROBLEMS, MalformedJSON, pydantic_problems, request_violation
 from service.feedback.judgements import Judgement
@@ -36,6 +36,8 @@ from service.feedback.schemas import (
     OUTCOMES_RESPONSE_EXAMPLE,
     QUALITY_EXAMPLE,
     VERSIONS_EXAMPLE,
+    DateText,
+    Id,
     JudgementIn,
     JudgementResponse,
     OutcomeResultOut,
@@ -108,10 +110,14 @@ class _FeedbackRoute(APIRoute):
 
 def _raw_outcome_problems(body: bytes) -> list[Problem]:
     """batch_problems of a body that failed its schema, read from its JSON: a deal_id sent twice is said with the
-    outcome's bad status, not only once that is fixed (the checks ran after the schema had passed)."""
+    outcome's bad status, not only once that is fixed (the checks ran after the schema had passed).
+
+    Read by pydantic's parser, as the schema read it (orjson refuses NaN and 1e999, which the schema reads to refuse
+    an amount, and the batch's problems went unsaid), and each id and date by the schema's own types (7.0 is the id
+    "7" to the schema, as to the store that then refused the pair)."""
     try:
-        raw = orjson.loads(body)
-    except orjson.JSONDecodeError:  # NaN and the like, already refused by the schema: nothing more to add
+        raw = pydantic_core.from_json(body)
+    except ValueError:  # not JSON at all: answered 400 before the schema ran
         return []
     listed = raw.get("outcomes") if isinstance(raw, dict) else None
     if not isinstance(listed, list):
@@ -120,19 +126,26 @@ def _raw_outcome_problems(body: bytes) -> list[Problem]:
                            else (None, None) for o in listed], datetime.now(UTC).date())
 
 
+# The annotated types validate to their AfterValidator's result (the id's text, the day), not to what they annotate.
+_ID: TypeAdapter[Any] = TypeAdapter(Id)
+_DAY: TypeAdapter[Any] = TypeAdapter(DateText)
+
+
 def _raw_id(value: object) -> str | None:
-    """An id's text as the schema stores it (text or an integer), None for anything it refuses."""
-    return text_value(value) if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)) \
-        else None
+    """An id's text as the schema stores it, None for anything it refuses."""
+    try:
+        return str(_ID.validate_python(value))
+    except ValidationError:
+        return None
 
 
 def _raw_day(value: object) -> date | None:
-    if not isinstance(value, str):
-        return None
+    """A closed_at's day as the schema reads it, None for anything it refuses."""
     try:
-        return parse_date(value)
-    except ValueError:
+        day = _DAY.validate_python(value)
+    except ValidationError:
         return None
+    return day if isinstance(day, date) else None
 
 
 def _request_id(request: Request) -> str:

@@ -56,6 +56,16 @@ def test_every_bad_field_is_listed_in_one_answer(service_client: TestClient) -> 
     assert by_field["deals[3].deal_id"]["got"] == "nothing"
 
 
+def test_an_id_sent_as_an_integral_float_repeats_its_text_in_the_same_answer(service_client: TestClient) -> None:
+    """7.0 is the deal id "7" to the schema, but the batch's own checks on a body that failed its schema skipped it:
+    the bad amount was answered, then, once fixed, a second 422 for the repeated deal (a review)."""
+    error = error_envelope(_post(service_client, [make_deal(deal_id=7.0, amount=-5), make_deal(deal_id="7"),
+                                                  make_deal(deal_id=7.5), make_deal(deal_id="7.5")]),
+                           422, "invalid_input")
+    assert [(d["field"], d["got"]) for d in error["details"]] == [
+        ("deals[0].amount", "-5"), ("deals[2].deal_id", "7.5"), ("deals[1].deal_id", "'7', also at deals[0]")]
+
+
 DEAL_DATES = "a date from 1970-01-01 to today in the sender's time zone (at most 2026-01-16)"
 
 @pytest.mark.parametrize(("deal", "field", "expected"), [

@@ -92,9 +92,17 @@ def _date_parser(earliest: date) -> Callable[[str, ValidationInfo], date]:
     return parse
 
 
+def date_as_text(value: object) -> object:
+    """A date sent as anything but text (20240331, a JSON number) is refused as a date, not as "text"."""
+    if value is not None and not isinstance(value, str):
+        raise PydanticCustomError("date_format", "a date like 2024-03-31 (ISO 8601), as text")
+    return value
+
+
 def _date_text(earliest: date) -> Any:
     return Annotated[
         StrictStr,
+        BeforeValidator(date_as_text),
         Field(max_length=MAX_DATE_CHARS),
         AfterValidator(_date_parser(earliest)),
         WithJsonSchema({"type": "string", "format": "date", "maxLength": MAX_DATE_CHARS,

@@ -47,6 +47,10 @@ def test_invalid_bodies_list_every_problem_in_the_envelope(api: tuple[TestClient
     assert fields["outcomes[0].amount"] == "a number >= 0"
     assert fields["outcomes[1].deal_id"] == "a value (required)"
     assert fields["outcomes[1].closed_at"] == "a date like 2024-03-31 (ISO 8601)"
+    as_number = client.post("/v1/outcomes", json={"outcomes": [{"deal_id": "D1", "status": "won",
+                                                                "closed_at": 20250331}]}).json()["error"]
+    assert as_number["details"] == [{"field": "outcomes[0].closed_at", "got": "20250331",
+                                     "expected": "a date like 2024-03-31 (ISO 8601), as text"}]
     assert fields["outcomes[1].x"] == "no such field (see the schema)"
     early = client.post("/v1/outcomes", json={"outcomes": [{"deal_id": "D1", "status": "won",
                                                             "closed_at": "1969-12-31"}]}).json()["error"]

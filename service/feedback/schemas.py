@@ -11,7 +11,7 @@ from typing_extensions import TypeAliasType
 
 from model.contract import EARLIEST_DEAL_DATE, MAX_MONEY, MAX_TEXT_LENGTH, NO_NUL_PATTERN
 from model.records import parse_date, text_value
-from service.schemas import RequiredId
+from service.schemas import RequiredId, date_as_text
 
 MAX_OUTCOMES = 10_000
 MAX_NOTE = 2_000
@@ -39,7 +39,7 @@ def _id_text(value: str | int) -> str:
 
 # Ids exactly as the scoring API takes them (text that is not blank, or an integer), stored as their text.
 Id = Annotated[RequiredId, AfterValidator(_id_text)]
-DateText = Annotated[StrictStr, Field(max_length=40), AfterValidator(_date),
+DateText = Annotated[StrictStr, BeforeValidator(date_as_text), Field(max_length=40), AfterValidator(_date),
                      WithJsonSchema({"type": "string", "format": "date", "maxLength": 40})]
 
 

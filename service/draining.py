@@ -6,16 +6,19 @@ Without it, readiness answered 200 until the listener closed, about 40 ms after 
 balancer that had not yet noticed sent requests that were refused, and the only remedy was outside the service (a
 pre-stop hook, or a sleep before the signal), which plain Docker and many balancers do not offer.
 
-One drain per process (a server runs one per process), read from any thread.
+One drain per process (a server runs one per process), read from any thread. Only once readiness has answered 200:
+before that no balancer sends to the process (the model still loading after the server has started, say), and a
+SIGTERM stops it at once.
 """
 
 from __future__ import annotations
 
 import time
 
-__all__ = ["begin", "end", "seconds_left"]
+__all__ = ["answered_ready", "begin", "end", "has_answered_ready", "reset", "seconds_left"]
 
 _until: float | None = None
+_ready_answered = False
 
 
 def begin(seconds: float) -> None:
@@ -28,6 +31,23 @@ def end() -> None:
     """Not draining (again): the drain is over, or was never begun (tests start several servers in one process)."""
     global _until
     _until = None
+
+
+def answered_ready() -> None:
+    """GET /health/ready answered 200: a balancer may now send requests here, and a SIGTERM drains first."""
+    global _ready_answered
+    _ready_answered = True
+
+
+def has_answered_ready() -> bool:
+    return _ready_answered
+
+
+def reset() -> None:
+    """A new server in this process (tests start several): not draining, readiness not yet answered."""
+    global _ready_answered
+    end()
+    _ready_answered = False
 
 
 def seconds_left() -> float | None:

@@ -231,6 +231,7 @@ async def ready(request: Request, rid: RequestId) -> Response:
     request.state.model_version = snapshot.version
     if (left := draining.seconds_left()) is not None:  # still serving, but about to stop: out of rotation
         raise drain_refusal(left)
+    draining.answered_ready()
     return _json(_dumps({"status": "ready", "request_id": rid, "model_version": snapshot.version}))
 
 

@@ -54,14 +54,15 @@ class ServiceServer(uvicorn.Server):
             drain_seconds = Settings().drain_seconds
         self.drain_seconds = drain_seconds
         self._drain_told = False
-        draining.end()
+        draining.reset()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """A first SIGTERM with DEALSCORE_DRAIN_SECONDS set begins the drain (service/draining.py) instead of the
         stop; anything else (a Ctrl-C, a second SIGTERM) stops as uvicorn does, a drain under way included."""
-        # (Not before the server has started: no balancer sends to it yet, and the stop should not wait.)
-        if sig == signal.SIGTERM and self.drain_seconds > 0 and self.started and not self.should_exit \
-                and draining.seconds_left() is None:
+        # (Not before readiness has answered 200: no balancer sends to it yet, and the stop should not wait. The
+        # server starts, and answers 503 `not_ready`, while the model is still loading.)
+        if sig == signal.SIGTERM and self.drain_seconds > 0 and self.started and draining.has_answered_ready() \
+                and not self.should_exit and draining.seconds_left() is None:
             draining.begin(self.drain_seconds)
             return
         super().handle_exit(sig, frame)

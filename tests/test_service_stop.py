@@ -276,3 +276,34 @@ def test_a_ctrl_c_ends_the_drain_at_once(trained: TrainingResult, tmp_path: Path
             server.kill()
         server.communicate(timeout=30)
     assert _request(port, "GET", "/health/live")[0] == 0  # stopped: nothing listens
+
+
+def test_a_sigterm_while_the_model_still_loads_stops_at_once_drain_or_not(trained: TrainingResult,
+                                                                           tmp_path: Path) -> None:
+    """The server starts, and answers /health/ready 503 `not_ready`, while the model still loads: a SIGTERM then
+    waited the whole drain (30 s of 30), though no balancer had ever been told the instance was ready (a review)."""
+    model_dir = save_artifact(trained.model, tmp_path / "model", trained.metadata)
+    port = _free_port()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("DEALSCORE_")}
+    env.update(DEALSCORE_HOME=str(tmp_path / "home"), DEALSCORE_PORT=str(port), DEALSCORE_MODEL_DIR=str(model_dir),
+               DEALSCORE_DRAIN_SECONDS="300", PYTHONPATH=str(REPO))
+    slow_load = ("import time\nfrom service.holder import ModelHolder\nload = ModelHolder.load\n"
+                 "ModelHolder.load = lambda self, directory: (time.sleep(60), load(self, directory))[1]\n"
+                 "from service.main import main\nmain()\n")
+    server = subprocess.Popen([sys.executable, "-c", slow_load], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while _request(port, "GET", "/health/live")[0] != 200:
+            assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+        assert _request(port, "GET", "/health/ready")[1]["error"]["code"] == "not_ready"
+        server.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(20)  # not the 300 s of the drain, nor the 60 s of the load
+    finally:
+        if server.poll() is None:
+            server.kill()
+        _, stderr = server.communicate(timeout=30)
+    assert server.returncode == -signal.SIGTERM, stderr.decode()[-2000:]
+    assert b"draining" not in stderr

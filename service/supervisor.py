@@ -21,6 +21,7 @@ the skipped lifespan shutdown would have made (service/last_writes.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -28,6 +29,8 @@ import os
 import signal
 import socket
 import sys
+import threading
+from collections.abc import Generator
 from types import FrameType
 
 import uvicorn
@@ -43,16 +46,20 @@ logger = logging.getLogger(LOGGER_NAME)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # How long the requests a forced quit cuts off have to send their 503 (one write each; the rest is not waited for).
 CUT_OFF_ANSWER_SECONDS = 1.0
+# What the parent of several workers sends a worker to stop at once, gracefully, drain or not: the parent stopped by a
+# Ctrl-C, signalled again during the drain, or retiring one worker while the others serve (a SIGHUP's restart).
+STOP_NOW_SIGNAL = signal.SIGUSR2
 
 
 class ServiceServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, drain_seconds: float | None = None) -> None:
+    def __init__(self, config: uvicorn.Config, drain_seconds: float | None = None, supervised: bool = False) -> None:
         super().__init__(config)
         if drain_seconds is None:  # a worker of several: its settings come from the environment, as its app's
             from service.settings import Settings
 
             drain_seconds = Settings().drain_seconds
         self.drain_seconds = drain_seconds
+        self.supervised = supervised  # a worker of WorkerSupervisor's
         self._drain_told = False
         draining.reset()
 
@@ -62,10 +69,35 @@ class ServiceServer(uvicorn.Server):
         # (Not before readiness has answered 200: no balancer sends to it yet, and the stop should not wait. The
         # server starts, and answers 503 `not_ready`, while the model is still loading.)
         if sig == signal.SIGTERM and self.drain_seconds > 0 and self.started and draining.has_answered_ready() \
-                and not self.should_exit and draining.seconds_left() is None:
-            draining.begin(self.drain_seconds)
-            return
+                and not self.should_exit:
+            if draining.seconds_left() is None:
+                draining.begin(self.drain_seconds)
+                return
+            if self.supervised:
+                # A worker of several gets a SIGTERM twice when the whole group is signalled (systemd's default
+                # KillMode, kill -- -PGID): its own, then its parent's, which had ended the drain within 0.3 s.
+                # Its parent, signalled again, ends it with STOP_NOW_SIGNAL.
+                return
         super().handle_exit(sig, frame)
+
+    def stop_now(self, sig: int, frame: FrameType | None) -> None:
+        """STOP_NOW_SIGNAL (from the parent of several workers): stop gracefully, without a drain or ending it; as
+        a SIGTERM, raised again at the end."""
+        if not self.should_exit:
+            super().handle_exit(signal.SIGTERM, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if not self.supervised or threading.current_thread() is not threading.main_thread():
+            with super().capture_signals():
+                yield
+            return
+        previous = signal.signal(STOP_NOW_SIGNAL, self.stop_now)
+        try:
+            with super().capture_signals():
+                yield
+        finally:
+            signal.signal(STOP_NOW_SIGNAL, previous)
 
     async def on_tick(self, counter: int) -> bool:
         left = draining.seconds_left()
@@ -104,22 +136,59 @@ class WorkerProcess(multiprocess.Process):
     @property
     def server(self) -> uvicorn.Server:
         if self._server is None:
-            self._server = ServiceServer(config=self.config)
+            self._server = ServiceServer(config=self.config, supervised=True)
         return self._server
+
+    def terminate(self, sig: int = STOP_NOW_SIGNAL) -> None:
+        """Ask the worker to stop with `sig`: by default at once, without a drain (uvicorn retires one worker so,
+        on a SIGHUP's restart or a SIGTTOU, while the others serve on: its drain answered /health/ready 503 on the
+        shared port, one poll in two or three, and held the parent's loop for the whole drain)."""
+        if os.name == "nt" or self.process.exitcode is not None or self.process.pid is None:
+            super().terminate()
+            return
+        os.kill(self.process.pid, sig)
+        logging.getLogger("uvicorn.error").info(f"Terminated child process [{self.process.pid}]")
+        self.parent_conn.close()
+        self.child_conn.close()
 
 
 class WorkerSupervisor(Multiprocess):
+    drain = True  # the stop began with a SIGTERM: each worker drains (DEALSCORE_DRAIN_SECONDS) first
+
     def run(self) -> None:
         # Multiprocess makes its workers (at start, on restarts, on SIGTTIN) from its module's Process, with no other
         # hook: this parent process makes ours.
         multiprocess.Process = WorkerProcess  # type: ignore[misc]
         super().run()
 
+    def handle_int(self) -> None:
+        self.drain = False  # a Ctrl-C to the parent alone stops the workers at once (it had begun their drain)
+        super().handle_int()
+
     def terminate_all(self) -> None:
-        """Close the parent's copy of the listening socket, then ask every worker to shut down gracefully."""
+        """Close the parent's copy of the listening socket, then ask every worker to shut down gracefully: with a
+        SIGTERM (a drain first, when set), or at once after a Ctrl-C."""
         for sock in self.sockets:
             sock.close()
-        super().terminate_all()
+        for process in self.processes:
+            if isinstance(process, WorkerProcess):
+                process.terminate(signal.SIGTERM if self.drain else STOP_NOW_SIGNAL)
+            else:
+                process.terminate()
+
+    def join_all(self) -> None:
+        """Wait for the workers to stop. A SIGTERM or a Ctrl-C to the parent meanwhile ends their drain: it was
+        queued and never read, the workers draining on."""
+        for process in self.processes:
+            while process.process.is_alive():
+                process.process.join(0.2)
+                if any(sig in (signal.SIGINT, signal.SIGTERM) for sig in self.signal_queue):
+                    self.signal_queue.clear()
+                    for other in self.processes:
+                        if other.process.exitcode is None and other.pid is not None:
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(other.pid, STOP_NOW_SIGNAL)
+        super().join_all()
 
 
 def end_with_parent() -> None:

@@ -206,18 +206,23 @@ def test_requests_a_forced_quit_cuts_off_are_answered_503_in_the_envelope(
                                               "got": "stopped"}]
 
 
-def _served(tmp_path: Path, model_dir: Path, drain_seconds: float) -> tuple[subprocess.Popen[bytes], int]:
-    """`dealscore serve` (one worker) on `model_dir` with DEALSCORE_DRAIN_SECONDS, once it answers ready."""
+def _served(tmp_path: Path, model_dir: Path, drain_seconds: float,
+            workers: int = 1) -> tuple[subprocess.Popen[bytes], int]:
+    """`dealscore serve` on `model_dir` with DEALSCORE_DRAIN_SECONDS, in a process group of its own, once it answers
+    ready (with several workers, once each has: the kernel hands connections out in turn)."""
     port = _free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith("DEALSCORE_")}
     env.update(DEALSCORE_HOME=str(tmp_path / "home"), DEALSCORE_PORT=str(port), DEALSCORE_MODEL_DIR=str(model_dir),
-               DEALSCORE_DRAIN_SECONDS=str(drain_seconds), DEALSCORE_LOG_LEVEL="INFO", PYTHONPATH=str(REPO))
+               DEALSCORE_DRAIN_SECONDS=str(drain_seconds), DEALSCORE_LOG_LEVEL="INFO", DEALSCORE_WORKERS=str(workers),
+               PYTHONPATH=str(REPO))
     server = subprocess.Popen([sys.executable, "-c", "from service.main import main; main()"], env=env, cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 120
-    while _request(port, "GET", "/health/ready")[0] != 200:
+    ready = 0
+    while ready < 4 * workers:
         assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.2)
+        ready = ready + 1 if _request(port, "GET", "/health/ready")[0] == 200 else 0
+        time.sleep(0.05 if ready else 0.2)
     return server, port
 
 
@@ -307,3 +312,70 @@ def test_a_sigterm_while_the_model_still_loads_stops_at_once_drain_or_not(traine
         _, stderr = server.communicate(timeout=30)
     assert server.returncode == -signal.SIGTERM, stderr.decode()[-2000:]
     assert b"draining" not in stderr
+
+
+def _stop(server: subprocess.Popen[bytes]) -> bytes:
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGKILL)
+    return server.communicate(timeout=30)[1]
+
+
+def test_a_sigterm_to_the_whole_group_of_two_workers_drains_once(trained: TrainingResult, tmp_path: Path) -> None:
+    """systemd's default KillMode (and kill -- -PGID) sends the SIGTERM to every process: each worker got its own,
+    then its parent's, a second SIGTERM, which ended the drain (4 s) within 0.3 s (a review)."""
+    server, port = _served(tmp_path, save_artifact(trained.model, tmp_path / "model", trained.metadata), 4, workers=2)
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+        signalled = time.monotonic()
+        time.sleep(1.5)
+        answers = [_request(port, "GET", "/health/ready") for _ in range(4)]
+        assert [(status, answer.get("error", {}).get("code")) for status, answer in answers] == [(503, "stopping")] * 4
+        assert _request(port, "POST", "/v1/score", b'{"deals": [{"deal_id": "D1"}]}')[0] == 200
+        assert time.monotonic() - signalled < 4, "the checks above ran after the drain: rerun on a quieter machine"
+        server.wait(60)
+    finally:
+        stderr = _stop(server)
+    assert time.monotonic() - signalled >= 4, stderr.decode()[-2000:]
+
+
+@pytest.mark.parametrize("signals", [(signal.SIGTERM, signal.SIGTERM), (signal.SIGTERM, signal.SIGINT),
+                                     (signal.SIGINT,)], ids=["term-term", "term-int", "int"])
+def test_the_parent_of_two_workers_ends_their_drain_as_one_worker_would(
+        trained: TrainingResult, tmp_path: Path, signals: tuple[int, ...]) -> None:
+    """A second SIGTERM or a Ctrl-C to the parent during the drain was queued and never read: the workers drained
+    on (300 s); and a Ctrl-C to the parent alone began the drain it ends with one worker (a review)."""
+    server, port = _served(tmp_path, save_artifact(trained.model, tmp_path / "model", trained.metadata), 300,
+                           workers=2)
+    try:
+        for sig in signals:
+            server.send_signal(sig)
+            time.sleep(1.5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(20)
+    finally:
+        stderr = _stop(server)
+    assert server.returncode == 0, stderr.decode()[-2000:]
+    assert _request(port, "GET", "/health/live")[0] == 0
+
+
+def test_a_worker_restarted_on_sighup_does_not_drain(trained: TrainingResult, tmp_path: Path) -> None:
+    """uvicorn's restart on SIGHUP retires each old worker while the others serve: with a drain, the old one answered
+    /health/ready 503 `stopping` on the shared port (one poll in two or three) and held the restart for the drain."""
+    server, port = _served(tmp_path, save_artifact(trained.model, tmp_path / "model", trained.metadata), 300,
+                           workers=2)
+    try:
+        before = set(_workers(server.pid))
+        server.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        codes = set()
+        while before & set(_workers(server.pid)):
+            assert time.monotonic() < deadline, "the old workers did not stop"
+            status, answer = _request(port, "GET", "/health/ready")
+            codes.add(answer.get("error", {}).get("code", status))
+            time.sleep(0.05)
+        assert "stopping" not in codes
+    finally:
+        server.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(30)
+        _stop(server)

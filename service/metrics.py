@@ -32,6 +32,8 @@ OTHER_METHOD = "other"
 
 _HELP = {
     "dealscore_model_loaded": "1 when a model is loaded and warmed (the worker is ready)",
+    "dealscore_draining": "1 while the worker drains before its stop (DEALSCORE_DRAIN_SECONDS): /health/ready "
+                          "answers 503, every other route still serves",
     "dealscore_model_info": "the model version this worker serves, as a label",
     "dealscore_model_history_end_timestamp_seconds": "the last day of the served model's deal history (Unix time, "
                                                      "00:00 UTC): client statuses and win rates are as of then",
@@ -132,10 +134,11 @@ class ServiceMetrics:
 
 def prometheus_text(model_version: str | None, feedback: Mapping[str, float],
                     service: ServiceMetrics | None = None, refused: bool = False,
-                    refused_version: str | None = None, history_end_day: int | None = None) -> str:
+                    refused_version: str | None = None, history_end_day: int | None = None,
+                    draining: bool = False) -> str:
     """The exposition text: the model, the answers and scores counted so far, then the feedback store's figures
     (named by `Feedback.metrics()` without the prefix, which is added here). `history_end_day`: the model's last
-    history day, in days since 1970-01-01."""
+    history day, in days since 1970-01-01; `draining`: the worker drains before its stop (service/draining.py)."""
     lines: list[str] = []
 
     def add(name: str, value: float, labels: str = "") -> None:
@@ -153,6 +156,7 @@ def prometheus_text(model_version: str | None, feedback: Mapping[str, float],
     # whose version is unknown: label ""): alert on it.
     add("dealscore_model_refused", 1.0 if refused else 0.0,
         f'{{version="{_label(refused_version or "")}"}}' if refused else "")
+    add("dealscore_draining", 1.0 if draining else 0.0)
     if service is not None:
         lines += service.lines()
     for name, value in feedback.items():

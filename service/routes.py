@@ -247,7 +247,8 @@ async def metrics(request: Request) -> Response:
     return Response(prometheus_text(snapshot.version if snapshot is not None else None, figures,
                                     request.app.state.service_metrics, refused is not None,
                                     refused.version if refused is not None else None,
-                                    int(snapshot.model.history.last_day) if snapshot is not None else None),
+                                    int(snapshot.model.history.last_day) if snapshot is not None else None,
+                                    draining.seconds_left() is not None),
                     media_type=METRICS_MEDIA_TYPE)
 
 

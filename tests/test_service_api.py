@@ -27,7 +27,7 @@ from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
 
 from model.reason_text import reason_text
 from model.scorer import ScoringModel
-from service import Settings, create_app
+from service import Settings, create_app, draining
 from service.holder import ModelHolder
 from service.schemas import ScoreOut
 
@@ -388,6 +388,22 @@ def test_a_live_model_is_kept_out_of_the_garbage_collectors_walks(service_model:
 def _samples(text: str) -> dict[str, float]:
     return {name: float(value) for name, value in (line.rsplit(" ", 1) for line in text.splitlines()
                                                      if line and not line.startswith("#"))}
+
+
+def test_while_draining_readiness_is_503_and_metrics_say_so(service_client: TestClient) -> None:
+    """The drain before a stop (DEALSCORE_DRAIN_SECONDS; its signals are tested on real servers in
+    tests/test_service_stop.py): readiness 503 `stopping`, every other route served, /metrics' gauge at 1."""
+    assert "\ndealscore_draining 0\n" in service_client.get("/metrics").text
+    draining.begin(30)
+    try:
+        ready = service_client.get("/health/ready")
+        assert ready.status_code == 503 and ready.json()["error"]["code"] == "stopping"
+        assert ready.json()["error"]["details"][0]["got"] in {f"draining, stopping in {n} s" for n in (29, 30)}
+        assert service_client.post("/v1/score", json={"deals": [make_deal()]}).status_code == 200
+        assert "\ndealscore_draining 1\n" in service_client.get("/metrics").text
+    finally:
+        draining.end()
+    assert service_client.get("/health/ready").status_code == 200
 
 
 def test_metrics_count_answers_by_route_template_and_scored_deals_by_grade(service_training: Any) -> None:

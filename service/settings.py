@@ -126,7 +126,8 @@ class Settings(BaseSettings):
     balancer polling it takes the instance out before it stops listening; then stop gracefully. 0: stop at once.
     Set it above the balancer's check interval times its unhealthy threshold, and keep it plus the longest request
     under the orchestrator's grace period (`docker stop -t`, Kubernetes' terminationGracePeriodSeconds). A Ctrl-C
-    or a second SIGTERM ends the drain early."""
+    or a second SIGTERM (to the parent, with several workers) ends the drain early. A process whose
+    `/health/ready` has never answered 200 (no balancer polls it, or its model is still loading) stops at once."""
 
     database_url: str | None = None
     """SQLAlchemy URL of the feedback database (score log, outcomes, managers' judgements), e.g.

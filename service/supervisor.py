@@ -60,6 +60,8 @@ class ServiceServer(uvicorn.Server):
             drain_seconds = Settings().drain_seconds
         self.drain_seconds = drain_seconds
         self.supervised = supervised  # a worker of WorkerSupervisor's
+        spawner = multiprocessing.parent_process() if supervised else None
+        self._parent_pid = spawner.pid if spawner is not None else None  # the parent that relays a second signal
         self._drain_told = False
         draining.reset()
 
@@ -73,10 +75,11 @@ class ServiceServer(uvicorn.Server):
             if draining.seconds_left() is None:
                 draining.begin(self.drain_seconds)
                 return
-            if self.supervised:
+            if self.supervised and os.getppid() == self._parent_pid:
                 # A worker of several gets a SIGTERM twice when the whole group is signalled (systemd's default
                 # KillMode, kill -- -PGID): its own, then its parent's, which had ended the drain within 0.3 s.
-                # Its parent, signalled again, ends it with STOP_NOW_SIGNAL.
+                # Its parent, signalled again, ends it with STOP_NOW_SIGNAL. An orphan has no parent to do so: a
+                # parent killed during the drain sends each worker a SIGTERM (end_with_parent), which ends it.
                 return
         super().handle_exit(sig, frame)
 

@@ -379,3 +379,35 @@ def test_a_worker_restarted_on_sighup_does_not_drain(trained: TrainingResult, tm
         with contextlib.suppress(subprocess.TimeoutExpired):
             server.wait(30)
         _stop(server)
+
+
+def test_workers_whose_parent_is_killed_during_the_drain_stop_at_once(trained: TrainingResult,
+                                                                      tmp_path: Path) -> None:
+    """A parent killed with SIGKILL during the drain: each worker's end_with_parent SIGTERM, its second, ended the
+    drain; once a worker of several ignored a repeated SIGTERM (its parent's relay of a group SIGTERM), the orphans
+    drained on (300 s), holding the port, and ignored any further SIGTERM (a review)."""
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("needs Linux's /proc to find the workers")
+    server, port = _served(tmp_path, save_artifact(trained.model, tmp_path / "model", trained.metadata), 300,
+                           workers=2)
+    workers = [worker for worker in _workers(server.pid) if _alive(worker)]
+    try:
+        assert len(workers) == 2
+        server.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while _request(port, "GET", "/health/ready")[0] != 503:
+            assert time.monotonic() < deadline, "the drain did not begin"
+            time.sleep(0.1)
+        server.kill()
+        server.wait(30)
+        deadline = time.monotonic() + 30
+        while any(_alive(worker) for worker in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [worker for worker in workers if _alive(worker)]
+        assert not left, f"workers still draining after their parent was killed: {left}"
+        assert _request(port, "GET", "/health/live")[0] == 0
+    finally:
+        for worker in workers:
+            if _alive(worker):
+                os.kill(worker, signal.SIGKILL)
+        _stop(server)

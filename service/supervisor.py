@@ -168,6 +168,13 @@ class WorkerSupervisor(Multiprocess):
         self.drain = False  # a Ctrl-C to the parent alone stops the workers at once (it had begun their drain)
         super().handle_int()
 
+    def handle_term(self) -> None:
+        # The parent reads its signals every 0.5 s, all at once: a SIGTERM read with the one that began the stop is
+        # the second SIGTERM that join_all relays when it comes later, and ends the drain too.
+        if self.should_exit.is_set():
+            self.drain = False
+        super().handle_term()
+
     def terminate_all(self) -> None:
         """Close the parent's copy of the listening socket, then ask every worker to shut down gracefully: with a
         SIGTERM (a drain first, when set), or at once after a Ctrl-C."""

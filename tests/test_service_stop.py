@@ -411,3 +411,22 @@ def test_workers_whose_parent_is_killed_during_the_drain_stop_at_once(trained: T
             if _alive(worker):
                 os.kill(worker, signal.SIGKILL)
         _stop(server)
+
+
+def test_two_sigterms_to_the_parent_in_quick_succession_end_the_drain(trained: TrainingResult,
+                                                                       tmp_path: Path) -> None:
+    """uvicorn's parent reads its signals every 0.5 s, all at once: a second SIGTERM that came before it had read the
+    first was one more `handle_term`, and the workers drained the whole drain (300 s), where one worker stops at once
+    (a review)."""
+    server, port = _served(tmp_path, save_artifact(trained.model, tmp_path / "model", trained.metadata), 300,
+                           workers=2)
+    try:
+        for _ in range(2):
+            server.send_signal(signal.SIGTERM)
+            time.sleep(0.02)  # apart, or the kernel merges them into one
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(20)
+    finally:
+        stderr = _stop(server)
+    assert server.returncode == 0, stderr.decode()[-2000:]
+    assert _request(port, "GET", "/health/live")[0] == 0

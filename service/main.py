@@ -16,6 +16,13 @@ __all__ = ["serve"]
 APP = "service.app:create_app_from_env"  # each worker builds its app from the environment
 
 
+# How long uvicorn's parent waits for a worker it starts on SIGHUP's restart to be up, and for a worker to answer its
+# liveness ping. uvicorn's 5 s was too short for ours (imports, the app, the feedback database's migrations check):
+# with the two cores busy a new worker took 4.7 s to start, the restart was aborted ("not ready in time; keeping
+# worker") and the old workers served on.
+WORKER_START_SECONDS = 30
+
+
 def serve(settings: Settings) -> None:
     """Run uvicorn with `settings.workers` processes, each building its app from the environment."""
     # One native thread per worker: on a 2-core machine two OpenMP threads per predict made scoring
@@ -33,7 +40,7 @@ def serve(settings: Settings) -> None:
     options: dict[str, Any] = {"factory": True, "host": settings.host, "port": settings.port,
                                "workers": settings.workers, "log_level": settings.log_level.lower(),
                                "access_log": False, "log_config": None, "server_header": False,
-                               "http": BoundedHeadProtocol}
+                               "http": BoundedHeadProtocol, "timeout_worker_healthcheck": WORKER_START_SECONDS}
     run_uvicorn(options)
 
 

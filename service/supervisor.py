@@ -133,14 +133,21 @@ async def cut_off(tasks: set[asyncio.Task[None]]) -> None:
         await asyncio.wait(running, timeout=CUT_OFF_ANSWER_SECONDS)
 
 
+_SERVER_MADE = threading.Lock()  # a module's, not the process object's: that is pickled into the worker
+
+
 class WorkerProcess(multiprocess.Process):
     """uvicorn's worker process, serving with ServiceServer."""
 
     @property
     def server(self) -> uvicorn.Server:
-        if self._server is None:
-            self._server = ServiceServer(config=self.config, supervised=True)
-        return self._server
+        # Under a lock: uvicorn's ping thread asks for it too, from the worker's first moment when the parent pinged it
+        # while it started (a SIGHUP's restart does). Both made one; the ping thread's, never run, could be the one
+        # kept, its `started` False for good, and the restart was aborted ("not ready in time") a run in a few.
+        with _SERVER_MADE:
+            if self._server is None:
+                self._server = ServiceServer(config=self.config, supervised=True)
+            return self._server
 
     def terminate(self, sig: int = STOP_NOW_SIGNAL) -> None:
         """Ask the worker to stop with `sig`: by default at once, without a drain (uvicorn retires one worker so,

@@ -206,17 +206,23 @@ def test_requests_a_forced_quit_cuts_off_are_answered_503_in_the_envelope(
                                               "got": "stopped"}]
 
 
-def _served(tmp_path: Path, model_dir: Path, drain_seconds: float,
-            workers: int = 1) -> tuple[subprocess.Popen[bytes], int]:
+SERVER_LOG = "server.log"
+
+
+def _served(tmp_path: Path, model_dir: Path, drain_seconds: float, workers: int = 1,
+            python_path: str = str(REPO)) -> tuple[subprocess.Popen[bytes], int]:
     """`dealscore serve` on `model_dir` with DEALSCORE_DRAIN_SECONDS, in a process group of its own, once it answers
     ready (with several workers, once each has: the kernel hands connections out in turn)."""
     port = _free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith("DEALSCORE_")}
     env.update(DEALSCORE_HOME=str(tmp_path / "home"), DEALSCORE_PORT=str(port), DEALSCORE_MODEL_DIR=str(model_dir),
                DEALSCORE_DRAIN_SECONDS=str(drain_seconds), DEALSCORE_LOG_LEVEL="INFO", DEALSCORE_WORKERS=str(workers),
-               PYTHONPATH=str(REPO))
-    server = subprocess.Popen([sys.executable, "-c", "from service.main import main; main()"], env=env, cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+               PYTHONPATH=python_path)
+    # The log goes to a file: a pipe nobody reads until the end filled up (about 260 request lines) and blocked the
+    # server's writes of its log, so a test that polls for long stalled the server it watched.
+    with (tmp_path / SERVER_LOG).open("wb") as log:
+        server = subprocess.Popen([sys.executable, "-c", "from service.main import main; main()"], env=env,
+                                  cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     deadline = time.monotonic() + 120
     ready = 0
     while ready < 4 * workers:
@@ -244,7 +250,8 @@ def test_a_sigterm_with_a_drain_keeps_serving_while_readiness_says_stopping(trai
     """Readiness answered 200 until the listener closed, about 40 ms after the signal: a load balancer that had not
     polled since sent requests that were refused. With DEALSCORE_DRAIN_SECONDS the service goes on answering while
     /health/ready says 503 `stopping`, then stops gracefully, ending as the SIGTERM asked."""
-    server, port = _served(tmp_path, save_artifact(trained.model, tmp_path / "model", trained.metadata), 4)
+    DRAIN = 6  # seconds: the checks below take well under 1 s after the first, on a loaded machine too
+    server, port = _served(tmp_path, save_artifact(trained.model, tmp_path / "model", trained.metadata), DRAIN)
     try:
         server.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
@@ -255,15 +262,16 @@ def test_a_sigterm_with_a_drain_keeps_serving_while_readiness_says_stopping(trai
         scored = _request(port, "POST", "/v1/score", b'{"deals": [{"deal_id": "D1", "created_at": "2025-06-01"}]}')
         assert scored[0] == 200 and len(scored[1]["scores"]) == 1
         assert _request(port, "GET", "/health/live")[0] == 200
-        assert time.monotonic() - signalled < 4, "the checks above ran after the drain: rerun on a quieter machine"
+        assert time.monotonic() - signalled < DRAIN, "the checks above ran after the drain: rerun on a quieter machine"
         server.wait(60)
     finally:
         if server.poll() is None:
             server.kill()
-        _, stderr = server.communicate(timeout=30)
-    assert time.monotonic() - signalled >= 4  # it stopped only once the drain was over
+        server.communicate(timeout=30)
+    stderr = (tmp_path / SERVER_LOG).read_bytes()
+    assert time.monotonic() - signalled >= DRAIN  # it stopped only once the drain was over
     assert server.returncode == -signal.SIGTERM, stderr.decode()[-2000:]
-    assert b"draining for 4 s" in stderr and b"drained for 4 s" in stderr
+    assert b"draining for %d s" % DRAIN in stderr and b"drained for %d s" % DRAIN in stderr
 
 
 def test_a_ctrl_c_ends_the_drain_at_once(trained: TrainingResult, tmp_path: Path) -> None:
@@ -314,10 +322,12 @@ def test_a_sigterm_while_the_model_still_loads_stops_at_once_drain_or_not(traine
     assert b"draining" not in stderr
 
 
-def _stop(server: subprocess.Popen[bytes]) -> bytes:
+def _stop(server: subprocess.Popen[bytes], tmp_path: Path) -> bytes:
+    """Kill what is left of a `_served` server; its log."""
     if server.poll() is None:
         os.killpg(server.pid, signal.SIGKILL)
-    return server.communicate(timeout=30)[1]
+    server.communicate(timeout=30)
+    return (tmp_path / SERVER_LOG).read_bytes()
 
 
 def test_a_sigterm_to_the_whole_group_of_two_workers_drains_once(trained: TrainingResult, tmp_path: Path) -> None:
@@ -334,7 +344,7 @@ def test_a_sigterm_to_the_whole_group_of_two_workers_drains_once(trained: Traini
         assert time.monotonic() - signalled < 4, "the checks above ran after the drain: rerun on a quieter machine"
         server.wait(60)
     finally:
-        stderr = _stop(server)
+        stderr = _stop(server, tmp_path)
     assert time.monotonic() - signalled >= 4, stderr.decode()[-2000:]
 
 
@@ -353,18 +363,26 @@ def test_the_parent_of_two_workers_ends_their_drain_as_one_worker_would(
         with contextlib.suppress(subprocess.TimeoutExpired):
             server.wait(20)
     finally:
-        stderr = _stop(server)
+        stderr = _stop(server, tmp_path)
     assert server.returncode == 0, stderr.decode()[-2000:]
     assert _request(port, "GET", "/health/live")[0] == 0
 
 
 def test_a_worker_restarted_on_sighup_does_not_drain(trained: TrainingResult, tmp_path: Path) -> None:
     """uvicorn's restart on SIGHUP retires each old worker while the others serve: with a drain, the old one answered
-    /health/ready 503 `stopping` on the shared port (one poll in two or three) and held the restart for the drain."""
+    /health/ready 503 `stopping` on the shared port (one poll in two or three) and held the restart for the drain.
+    The new workers here take 6 s to start, as on a busy machine: uvicorn's 5 s wait aborted the restart ("not ready
+    in time; keeping worker"), the old workers serving on (service.main.WORKER_START_SECONDS)."""
+    slow = tmp_path / "slow-start"
+    slow.mkdir()
+    flag = tmp_path / "start-slowly"
+    # Every Python process started while the flag exists (the restart's new workers) takes 6 s more to start.
+    (slow / "sitecustomize.py").write_text(f"import os, time\nif os.path.exists({str(flag)!r}):\n    time.sleep(6)\n")
     server, port = _served(tmp_path, save_artifact(trained.model, tmp_path / "model", trained.metadata), 300,
-                           workers=2)
+                           workers=2, python_path=f"{slow}{os.pathsep}{REPO}")
     try:
         before = set(_workers(server.pid))
+        flag.touch()
         server.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 60
         codes = set()
@@ -378,7 +396,7 @@ def test_a_worker_restarted_on_sighup_does_not_drain(trained: TrainingResult, tm
         server.send_signal(signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired):
             server.wait(30)
-        _stop(server)
+        _stop(server, tmp_path)
 
 
 def test_workers_whose_parent_is_killed_during_the_drain_stop_at_once(trained: TrainingResult,
@@ -410,7 +428,7 @@ def test_workers_whose_parent_is_killed_during_the_drain_stop_at_once(trained: T
         for worker in workers:
             if _alive(worker):
                 os.kill(worker, signal.SIGKILL)
-        _stop(server)
+        _stop(server, tmp_path)
 
 
 def test_two_sigterms_to_the_parent_in_quick_succession_end_the_drain(trained: TrainingResult,
@@ -427,6 +445,38 @@ def test_two_sigterms_to_the_parent_in_quick_succession_end_the_drain(trained: T
         with contextlib.suppress(subprocess.TimeoutExpired):
             server.wait(20)
     finally:
-        stderr = _stop(server)
+        stderr = _stop(server, tmp_path)
     assert server.returncode == 0, stderr.decode()[-2000:]
     assert _request(port, "GET", "/health/live")[0] == 0
+
+
+def test_a_workers_server_is_made_once_when_the_ping_thread_asks_for_it_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvicorn's ping thread and the worker's main thread both ask for the worker's server at its start (when the
+    parent pinged it while it started, as a SIGHUP's restart does). Each made one, and when the ping thread's was
+    kept, the worker answered "not started" for good: the restart was aborted (a run in a few of the SIGHUP test).
+    Making a ServiceServer reads the settings, which is what widened the window; here it takes 50 ms."""
+    import threading
+
+    import uvicorn
+
+    import service.supervisor as supervisor
+
+    made: list[object] = []
+    real_init = supervisor.ServiceServer.__init__
+
+    def slow_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        time.sleep(0.05)
+        made.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(supervisor.ServiceServer, "__init__", slow_init)
+    worker = supervisor.WorkerProcess.__new__(supervisor.WorkerProcess)  # no process: only its server is asked for
+    worker.config = uvicorn.Config("service.app:create_app_from_env", factory=True)
+    worker._server = None
+    seen: list[object] = []
+    threads = [threading.Thread(target=lambda: seen.append(worker.server)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 1 and seen[0] is seen[1]

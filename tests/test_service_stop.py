@@ -103,6 +103,16 @@ def _workers(pid: int) -> list[int]:
     return found
 
 
+def _kill_parent(server: subprocess.Popen[bytes], workers: list[int], seconds: float = 30) -> list[int]:
+    """SIGKILL the parent; the workers still alive `seconds` later."""
+    server.kill()
+    server.wait(30)
+    deadline = time.monotonic() + seconds
+    while any(_alive(worker) for worker in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [worker for worker in workers if _alive(worker)]
+
+
 def _alive(pid: int) -> bool:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -127,12 +137,7 @@ def test_the_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
             workers = [worker for worker in _workers(server.pid) if _alive(worker)]
             time.sleep(0.1)
         time.sleep(1.0)  # both workers serving
-        server.kill()
-        server.wait(30)
-        deadline = time.monotonic() + 30
-        while any(_alive(worker) for worker in workers) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        left = [worker for worker in workers if _alive(worker)]
+        left = _kill_parent(server, workers)
         assert not left, f"workers still running after their parent was killed: {left}"
         assert _ask(port) == "refused"
     finally:
@@ -354,12 +359,17 @@ def test_the_parent_of_two_workers_ends_their_drain_as_one_worker_would(
         trained: TrainingResult, tmp_path: Path, signals: tuple[int, ...]) -> None:
     """A second SIGTERM or a Ctrl-C to the parent during the drain was queued and never read: the workers drained
     on (300 s); and a Ctrl-C to the parent alone began the drain it ends with one worker (a review)."""
+    _stopped_at_once(trained, tmp_path, signals, 1.5)
+
+
+def _stopped_at_once(trained: TrainingResult, tmp_path: Path, signals: tuple[int, ...], gap: float) -> None:
+    """Two workers draining for 300 s: `signals` sent to the parent `gap` seconds apart stop it within 20 s, exit 0."""
     server, port = _served(tmp_path, save_artifact(trained.model, tmp_path / "model", trained.metadata), 300,
                            workers=2)
     try:
         for sig in signals:
             server.send_signal(sig)
-            time.sleep(1.5)
+            time.sleep(gap)
         with contextlib.suppress(subprocess.TimeoutExpired):
             server.wait(20)
     finally:
@@ -416,12 +426,7 @@ def test_workers_whose_parent_is_killed_during_the_drain_stop_at_once(trained: T
         while _request(port, "GET", "/health/ready")[0] != 503:
             assert time.monotonic() < deadline, "the drain did not begin"
             time.sleep(0.1)
-        server.kill()
-        server.wait(30)
-        deadline = time.monotonic() + 30
-        while any(_alive(worker) for worker in workers) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        left = [worker for worker in workers if _alive(worker)]
+        left = _kill_parent(server, workers)
         assert not left, f"workers still draining after their parent was killed: {left}"
         assert _request(port, "GET", "/health/live")[0] == 0
     finally:
@@ -436,18 +441,7 @@ def test_two_sigterms_to_the_parent_in_quick_succession_end_the_drain(trained: T
     """uvicorn's parent reads its signals every 0.5 s, all at once: a second SIGTERM that came before it had read the
     first was one more `handle_term`, and the workers drained the whole drain (300 s), where one worker stops at once
     (a review)."""
-    server, port = _served(tmp_path, save_artifact(trained.model, tmp_path / "model", trained.metadata), 300,
-                           workers=2)
-    try:
-        for _ in range(2):
-            server.send_signal(signal.SIGTERM)
-            time.sleep(0.02)  # apart, or the kernel merges them into one
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.wait(20)
-    finally:
-        stderr = _stop(server, tmp_path)
-    assert server.returncode == 0, stderr.decode()[-2000:]
-    assert _request(port, "GET", "/health/live")[0] == 0
+    _stopped_at_once(trained, tmp_path, (signal.SIGTERM, signal.SIGTERM), 0.02)  # apart, or the kernel merges them
 
 
 def test_a_workers_server_is_made_once_when_the_ping_thread_asks_for_it_too(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,7 @@ from typing import Any, cast, get_args
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from model.contract import DATE_SLACK, utc_today
 from model.errors import ContractViolation, PayloadTooLarge, Problem
@@ -33,7 +33,7 @@ from model.records import (
 from model.scorer import ScoreBatch
 from service.errors import MAX_LISTED_PROBLEMS, MalformedJSON, pydantic_problems, request_violation, shown
 from service.holder import LoadedModel
-from service.schemas import FIELD_NAMES, MAX_FIELD_NAME, Deal, RankBy, RequiredId, request_models
+from service.schemas import FIELD_NAMES, MAX_FIELD_NAME, Deal, RankBy, id_as_sent, request_models
 from service.settings import Settings
 
 __all__ = ["Columns", "DataPlane", "ScoreCall", "ScoredRequest"]
@@ -475,14 +475,8 @@ def _text_or_none(value: object) -> str | None:
     if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
         return text_value(value)
     if isinstance(value, float):  # raw JSON: 7.0 is the id "7" to the schema, and so one deal with "7" (a review)
-        try:
-            return text_value(_REQUIRED_ID.validate_python(value))
-        except ValidationError:
-            return None
+        return id_as_sent(value)
     return None
-
-
-_REQUIRED_ID: TypeAdapter[Any] = TypeAdapter(RequiredId)
 
 
 def _check_unique(ids: Sequence[str | None], items: str, name: str, problems: list[Problem]) -> None:

@@ -22,6 +22,8 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
+    TypeAdapter,
+    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     create_model,
@@ -511,3 +513,15 @@ def contract_field_names() -> dict[str, tuple[str, ...]]:
         "Deal": (*DEALS.names, "client"),
         "Client": (*CLIENTS.names, "products", *CLIENT_HISTORY.names),
     }
+
+
+_REQUIRED_ID: TypeAdapter[Any] = TypeAdapter(RequiredId)
+
+
+def id_as_sent(value: object) -> str | None:
+    """A raw JSON id's text as a required id's schema reads it (7.0 is "7", text is trimmed), None where the schema
+    refuses it: for the checks that run on a body whose schema failed, so they read ids as it does."""
+    try:
+        return text_value(_REQUIRED_ID.validate_python(value))
+    except ValidationError:
+        return None

@@ -37,7 +37,6 @@ from service.feedback.schemas import (
     QUALITY_EXAMPLE,
     VERSIONS_EXAMPLE,
     DateText,
-    Id,
     JudgementIn,
     JudgementResponse,
     OutcomeResultOut,
@@ -48,7 +47,7 @@ from service.feedback.schemas import (
     VersionsResponse,
 )
 from service.feedback.store import Feedback
-from service.schemas import TopDisagreements
+from service.schemas import TopDisagreements, id_as_sent
 
 __all__ = ["feedback_router"]
 
@@ -122,21 +121,12 @@ def _raw_outcome_problems(body: bytes) -> list[Problem]:
     listed = raw.get("outcomes") if isinstance(raw, dict) else None
     if not isinstance(listed, list):
         return []
-    return batch_problems([(_raw_id(o.get("deal_id")), _raw_day(o.get("closed_at"))) if isinstance(o, dict)
+    return batch_problems([(id_as_sent(o.get("deal_id")), _raw_day(o.get("closed_at"))) if isinstance(o, dict)
                            else (None, None) for o in listed], datetime.now(UTC).date())
 
 
-# The annotated types validate to their AfterValidator's result (the id's text, the day), not to what they annotate.
-_ID: TypeAdapter[Any] = TypeAdapter(Id)
+# The annotated type validates to its AfterValidator's result (the day), not to what it annotates.
 _DAY: TypeAdapter[Any] = TypeAdapter(DateText)
-
-
-def _raw_id(value: object) -> str | None:
-    """An id's text as the schema stores it, None for anything it refuses."""
-    try:
-        return str(_ID.validate_python(value))
-    except ValidationError:
-        return None
 
 
 def _raw_day(value: object) -> date | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+HOME = "/var/lib/dealscore"  # the image's DEALSCORE_HOME
 
 
 def _docker_unavailable() -> str | None:
@@ -38,6 +39,12 @@ needs_docker = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"Docker image
 def test_dockerfile_is_slim_non_root_and_health_checked() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert "-slim" in text and "USER 10001" in text and "/health/ready" in text and "HEALTHCHECK" in text
+
+
+def test_the_image_runs_its_command_under_an_init_that_passes_signals_on() -> None:
+    # The command as PID 1 ignored a SIGTERM until it had set a handler: `docker stop` in its first seconds waited
+    # for SIGKILL (the docker test below measures it).
+    assert 'ENTRYPOINT ["tini", "--"]' in (ROOT / "Dockerfile").read_text()
 
 
 def test_the_image_context_leaves_out_what_the_service_does_not_need() -> None:
@@ -88,5 +95,35 @@ def test_the_container_becomes_healthy_and_scores(image: str) -> None:
                                         capture_output=True, text=True, check=True).stdout.strip()) != "healthy":
             assert status == "starting" and time.monotonic() < deadline, f"container health: {status}"
             time.sleep(1)
+        # State only in DEALSCORE_HOME, the folder the Dockerfile says to mount.
+        changed = subprocess.run(["docker", "diff", name], capture_output=True, text=True, check=True).stdout
+        paths = [line.split(" ", 1)[1] for line in changed.splitlines() if line.strip()]
+        assert [path for path in paths if path not in ("/var", "/var/lib") and path != HOME
+                and not path.startswith(HOME + "/")] == []
+        _stop_promptly_and_gracefully(name)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
+
+
+def _stop_promptly_and_gracefully(name: str) -> None:
+    """`docker stop` (SIGTERM, SIGKILL after 20 s): done within 5 s, by the service's own stop, not by SIGKILL."""
+    started = time.monotonic()
+    subprocess.run(["docker", "stop", "-t", "20", name], check=True, capture_output=True, timeout=60)
+    took = time.monotonic() - started
+    code = subprocess.run(["docker", "inspect", "--format", "{{.State.ExitCode}}", name], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert took < 5 and code != "137", f"docker stop took {took:.1f} s, exit status {code}"
+
+
+@pytest.mark.slow
+@needs_docker
+def test_docker_stop_ends_the_container_at_once_also_while_it_starts(image: str) -> None:
+    """A stop in the service's first second, while it imports: as PID 1 it ignored the SIGTERM and was SIGKILLed
+    after the grace period (10.1 s, exit 137)."""
+    name = f"dealscore-stop-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["docker", "run", "-d", "--name", name, image], check=True, capture_output=True, timeout=60)
+    try:
+        time.sleep(1)
+        _stop_promptly_and_gracefully(name)
     finally:
         subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)

@@ -874,6 +874,34 @@ def test_an_entry_postgresql_refuses_is_dropped_and_the_rest_of_the_log_goes_on(
     assert count(postgres_url, "score_log") == 3
 
 
+def test_an_entry_postgresql_refuses_on_the_spool_replay_is_counted_dropped_not_written(
+        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry spooled while the database was down and refused when the spool is replayed: the replay counted it
+    written (every row it handed to the database) as well as dropped."""
+    import service.feedback.score_log as score_log_module
+
+    insert = score_log_module.insert_rows
+    down = [True]
+
+    def failing(engine: sa.Engine, rows: Any) -> None:
+        if down[0]:
+            raise sa.exc.OperationalError("INSERT INTO score_log", {}, Exception("connection refused"))
+        insert(engine, rows)
+
+    monkeypatch.setattr(score_log_module, "insert_rows", failing)
+    with running(postgres_url, tmp_path / "spool", retry_seconds=0.1) as feedback:
+        feedback.record_scores("r1", "v1", [deal("D1"), deal("BAD\x00ID"), deal("D2")],
+                               batch([0.1, 0.2, 0.3], [1.0, 2.0, 3.0], ["C", "C", "C"]))
+        assert feedback.score_log is not None
+        wait_until(lambda: feedback.score_log is not None and feedback.score_log.stats().spooled == 3,
+                   message="spooled")
+        down[0] = False
+        wait_until(lambda: feedback.score_log_pending() == 0, message="the spool to be replayed")
+        stats = feedback.score_log.stats()
+        assert (stats.written_total, stats.dropped_total, stats.spooled_total) == (2, 1, 3)
+    assert count(postgres_url, "score_log") == 2
+
+
 def test_an_outcome_sent_right_after_its_score_is_checked_against_it(database_url: str, tmp_path: Path) -> None:
     # A long linger: the score is still in the writer's queue when the outcome comes.
     with running(database_url, tmp_path / "spool", flush_seconds=2.0) as feedback:

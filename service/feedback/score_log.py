@@ -791,16 +791,25 @@ class ScoreLog:
             self._spooled_total += len(rows)
 
     def _replay(self) -> None:
+        written = 0
+
+        def insert(rows: list[Row]) -> int:
+            # What the database took: a row it refuses is dropped (and counted so) by _insert, not written.
+            nonlocal written
+            taken = self._insert(rows)
+            written += taken
+            return taken
+
         try:
-            replayed = self.spool.replay(self._insert, self._batch_rows)
+            replayed = self.spool.replay(insert, self._batch_rows)
         except (sa.exc.SQLAlchemyError, SchemaNotReady) as error:
             self._mark_down(error)
             return
         with self._lock:
-            self._written_total += replayed
+            self._written_total += written
         self._mark_up()
-        logger.info("score log: the database %s is back; %d spooled entries written", self.database.shown_url,
-                    replayed)
+        logger.info("score log: the database %s is back; %d spooled entries written (%d refused)",
+                    self.database.shown_url, written, replayed - written)
 
     def _finish(self, items: Sequence[_Item]) -> None:
         if not items:

@@ -47,9 +47,10 @@ GATHER_POLL_SECONDS = 0.05  # how often the writer looks for more items while it
 # scoring threads waited out in full (CPython hands it over after 5 ms). Measured with wrk on one connection, as
 # bench.serving_bench does (2026-12-07), single-deal p99: the floor server's 6.1-6.6 ms, 1.5 ms without the
 # log, 2.5-4.1 ms in pieces of 32 rows (pieces of 64: 3.7-5.1); the service's 6.0-6.5, 2.9-4.1 without the log,
-# 4.8-5.5 in pieces (pieces of 8 did no better: what is left is the writer's share of two busy cores). The cost:
-# about 30 us more writer CPU per request (1.5% of the service's). One transaction per batch is kept: one per
-# piece did as well for p99 but doubled the writer's CPU (SQLite: 86 against 40 us per request).
+# 4.8-5.5 in pieces (pieces of 8 did no better: what is left is most likely the writer's share of two busy cores,
+# with the load driver on the same machine). The cost: about 30 us more writer CPU per request (1.5% of the
+# service's). One transaction per batch is kept: one per piece did as well for p99 but doubled the writer's CPU
+# (SQLite: 86 against 40 us per request).
 WRITE_PIECE_ROWS = 32
 Row = dict[str, Any]
 
@@ -282,7 +283,8 @@ def _let_scoring_run() -> None:
 
 
 def _pieces(items: Sequence[_Item], rows: int) -> Iterator[Sequence[_Item]]:
-    """Consecutive runs of `items` of about `rows` rows each (an item is never split)."""
+    """Consecutive runs of `items`, each of at least `rows` rows but the last (an item is never split: a 1,000-deal
+    request is a piece of its own)."""
     start = size = 0
     for end, item in enumerate(items, start=1):
         size += item.size

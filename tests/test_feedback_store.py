@@ -1067,6 +1067,40 @@ def _score_log_down_for_a_while(monkeypatch: pytest.MonkeyPatch, feedback: Feedb
     return down
 
 
+def test_chunks_written_before_the_database_failed_are_not_spooled_again(database_url: str, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write of more rows than batch_rows goes in chunks, each its own transaction. When a later chunk failed,
+    every row was spooled, the chunks already in the database too: the replay wrote them again as no-ops and
+    counted them written twice (/metrics' written total above the rows in the table)."""
+    import service.feedback.score_log as score_log_module
+
+    insert = score_log_module.insert_rows
+    calls: list[int] = []
+
+    def second_chunk_fails(engine: sa.Engine, rows: Any) -> None:
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise sa.exc.OperationalError("INSERT INTO score_log", {}, Exception("server closed the connection"))
+        insert(engine, rows)
+
+    monkeypatch.setattr(score_log_module, "insert_rows", second_chunk_fails)
+    feedback = Feedback(make_config(database_url, tmp_path / "spool", batch_rows=2, retry_seconds=60.0))
+    log = feedback.score_log
+    assert log is not None
+    feedback.record_scores("r1", "v1", [deal(f"D{i}") for i in range(5)], batch([0.5] * 5, [5.0] * 5, ["B"] * 5))
+    feedback.start()
+    try:
+        wait_until(lambda: log.stats().spooled > 0, message="the failed chunks to be spooled")
+        assert calls == [2, 2] and count(database_url, "score_log") == 2
+        assert log.stats().spooled == 3  # the second and third chunks, not the first
+        assert log.replay_soon({"D4"}, timeout=10)
+        wait_until(lambda: feedback.score_log_pending() == 0, message="the spool to be replayed")
+        assert log.stats().written_total == 5
+    finally:
+        feedback.stop()
+    assert count(database_url, "score_log") == 5
+
+
 def test_deals_scored_while_the_log_was_down_can_be_judged_once_the_database_answers(
         database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An outage audit: after the database came back, the writer's back-off (here 30 s; up to 60 s) held the spool,

@@ -737,21 +737,24 @@ class ScoreLog:
                     logger.exception("score log: request %s cannot be logged", item.request_id)
                     with self._lock:
                         self._dropped_total += item.size
+        committed = 0  # rows[:committed] are in the database: chunks written before a failure are not spooled
         try:
             if self.spool.rows or time.monotonic() < self._next_attempt:
                 self._to_spool(rows)  # the database is known to be down: keep the order of events simple
             else:
                 for start in range(0, len(rows), self._batch_rows):
                     written = self._insert(rows[start:start + self._batch_rows])
+                    committed = min(start + self._batch_rows, len(rows))
                     with self._lock:
                         self._written_total += written
                 self._mark_up()
         except (sa.exc.SQLAlchemyError, OSError, SchemaNotReady) as error:
             self._mark_down(error)
-            self._spool_or_complain(rows)  # rows inserted before the failure are re-inserted as no-ops later
+            # (Spooled, they were written again as no-ops by the replay and counted written twice.)
+            self._spool_or_complain(rows[committed:])
         except Exception:
-            logger.exception("score log: unexpected failure writing %d entries; spooling them", len(rows))
-            self._spool_or_complain(rows)
+            logger.exception("score log: unexpected failure writing %d entries; spooling them", len(rows) - committed)
+            self._spool_or_complain(rows[committed:])
         finally:
             self._finish(items)
 

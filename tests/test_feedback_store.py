@@ -878,17 +878,8 @@ def test_an_entry_postgresql_refuses_on_the_spool_replay_is_counted_dropped_not_
         postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An entry spooled while the database was down and refused when the spool is replayed: the replay counted it
     written (every row it handed to the database) as well as dropped."""
-    import service.feedback.score_log as score_log_module
-
-    insert = score_log_module.insert_rows
     down = [True]
-
-    def failing(engine: sa.Engine, rows: Any) -> None:
-        if down[0]:
-            raise sa.exc.OperationalError("INSERT INTO score_log", {}, Exception("connection refused"))
-        insert(engine, rows)
-
-    monkeypatch.setattr(score_log_module, "insert_rows", failing)
+    _log_inserts_failing(monkeypatch, lambda _: down[0])
     with running(postgres_url, tmp_path / "spool", retry_seconds=0.1) as feedback:
         feedback.record_scores("r1", "v1", [deal("D1"), deal("BAD\x00ID"), deal("D2")],
                                batch([0.1, 0.2, 0.3], [1.0, 2.0, 3.0], ["C", "C", "C"]))
@@ -1047,20 +1038,29 @@ def test_a_deal_scored_without_created_at_takes_an_outcome_closed_before_its_lat
     assert [r.result for r in recorded] == ["created", "created"] and recorded[0].client_id == "C1"
 
 
-def _score_log_down_for_a_while(monkeypatch: pytest.MonkeyPatch, feedback: Feedback) -> list[bool]:
-    """The score log's database fails while `down[0]` is True (the store's own connections are untouched): its
-    writer spools what it is given and backs off for the configured retry_seconds."""
+def _log_inserts_failing(monkeypatch: pytest.MonkeyPatch, fails: Callable[[int], bool]) -> list[int]:
+    """The score log's inserts (not the store's own connections) raise a connection error on the calls `fails`
+    picks (1 for the first); returns the rows handed to each call."""
     import service.feedback.score_log as score_log_module
 
-    down = [True]
     insert = score_log_module.insert_rows
+    calls: list[int] = []
 
     def failing(engine: sa.Engine, rows: Any) -> None:
-        if down[0]:
+        calls.append(len(rows))
+        if fails(len(calls)):
             raise sa.exc.OperationalError("INSERT INTO score_log", {}, Exception("connection refused"))
         insert(engine, rows)
 
     monkeypatch.setattr(score_log_module, "insert_rows", failing)
+    return calls
+
+
+def _score_log_down_for_a_while(monkeypatch: pytest.MonkeyPatch, feedback: Feedback) -> list[bool]:
+    """The score log's database fails while `down[0]` is True (the store's own connections are untouched): its
+    writer spools what it is given and backs off for the configured retry_seconds."""
+    down = [True]
+    _log_inserts_failing(monkeypatch, lambda _: down[0])
     feedback.record_scores("r1", "v1", [deal("D1"), deal("D2")], batch([0.3, 0.6], [30.0, 60.0], ["B", "A"]))
     assert feedback.score_log is not None
     wait_until(lambda: feedback.score_log is not None and feedback.score_log.stats().spooled == 2, message="spooled")
@@ -1072,18 +1072,7 @@ def test_chunks_written_before_the_database_failed_are_not_spooled_again(databas
     """A write of more rows than batch_rows goes in chunks, each its own transaction. When a later chunk failed,
     every row was spooled, the chunks already in the database too: the replay wrote them again as no-ops and
     counted them written twice (/metrics' written total above the rows in the table)."""
-    import service.feedback.score_log as score_log_module
-
-    insert = score_log_module.insert_rows
-    calls: list[int] = []
-
-    def second_chunk_fails(engine: sa.Engine, rows: Any) -> None:
-        calls.append(len(rows))
-        if len(calls) == 2:
-            raise sa.exc.OperationalError("INSERT INTO score_log", {}, Exception("server closed the connection"))
-        insert(engine, rows)
-
-    monkeypatch.setattr(score_log_module, "insert_rows", second_chunk_fails)
+    calls = _log_inserts_failing(monkeypatch, lambda call: call == 2)
     feedback = Feedback(make_config(database_url, tmp_path / "spool", batch_rows=2, retry_seconds=60.0))
     log = feedback.score_log
     assert log is not None

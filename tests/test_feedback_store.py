@@ -893,6 +893,62 @@ def test_an_entry_postgresql_refuses_on_the_spool_replay_is_counted_dropped_not_
     assert count(postgres_url, "score_log") == 2
 
 
+def test_a_replay_cut_off_after_a_refused_entry_counts_it_dropped_once(
+        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spool keeps no progress within a file: a replay cut off by the database after its first chunk (which
+    held an entry PostgreSQL refuses) leaves the file whole, and the next replay meets the refusal again. It was
+    counted dropped at each meeting: (5 written, 2 dropped) for 6 entries, 5 in the table."""
+    # Call 1: the first write's first chunk (the database down: all six spooled). Replay: call 2 the first chunk,
+    # refused for its NUL, so calls 3-5 its rows one by one; call 6 the second chunk, cut off. The next replay: 7-11.
+    calls = _log_inserts_failing(monkeypatch, lambda call: call in (1, 6))
+    with running(postgres_url, tmp_path / "spool", batch_rows=3, retry_seconds=0.1) as feedback:
+        log = feedback.score_log
+        assert log is not None
+        feedback.record_scores("r1", "v1", [deal(d) for d in ("D1", "BAD\x00ID", "D2", "D3", "D4", "D5")],
+                               batch([0.5] * 6, [5.0] * 6, ["B"] * 6))
+        wait_until(lambda: feedback.score_log_pending() == 0 and len(calls) >= 11,
+                   message="the spool to be replayed after its first replay was cut off")
+        assert calls == [3, 3, 1, 1, 1, 3, 3, 1, 1, 1, 3]
+        stats = log.stats()
+        assert (stats.written_total, stats.dropped_total, stats.spooled_total) == (5, 1, 6)
+    assert count(postgres_url, "score_log") == 5
+
+
+def test_a_replay_cut_off_in_its_own_file_counts_the_orphan_file_it_finished(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replay takes a stopped process's spool file first, then its own. Cut off in its own, it had forgotten the
+    rows of the other file, written and the file dropped: /metrics' written total stayed below the table's rows."""
+    spool = tmp_path / "spool"
+    gone = Feedback(make_config(down_url(), spool))
+    gone.start()
+    gone.record_scores("r0", "v1", [deal("D1"), deal("D2")], batch([0.5, 0.5], [5.0, 5.0], ["B", "B"]))
+    gone.flush_score_log()
+    gone.stop()  # its file is an orphan now, replayed by the next process's log
+
+    import service.feedback.score_log as score_log_module
+
+    insert = score_log_module.insert_rows
+    down, cut_at_e1 = [True], [True]
+
+    def failing(engine: sa.Engine, rows: Any) -> None:
+        if down[0] or (cut_at_e1[0] and any(row["deal_id"] == "E1" for row in rows)):
+            cut_at_e1[0] = cut_at_e1[0] and down[0]  # cut off once, after the database came back
+            raise sa.exc.OperationalError("INSERT INTO score_log", {}, Exception("connection refused"))
+        insert(engine, rows)
+
+    monkeypatch.setattr(score_log_module, "insert_rows", failing)
+    with running(database_url, spool, retry_seconds=0.1) as feedback:
+        log = feedback.score_log
+        assert log is not None
+        feedback.record_scores("r1", "v1", [deal("E1")], batch([0.5], [5.0], ["B"]))
+        wait_until(lambda: log.spool.rows == 3, message="the orphan's two rows and E1 to be spooled")
+        down[0] = False
+        wait_until(lambda: feedback.score_log_pending() == 0, message="the spool to be replayed")
+        assert not cut_at_e1[0]  # the replay was cut off at E1 once
+        assert log.stats().written_total == 3
+    assert count(database_url, "score_log") == 3
+
+
 def test_an_outcome_sent_right_after_its_score_is_checked_against_it(database_url: str, tmp_path: Path) -> None:
     # A long linger: the score is still in the writer's queue when the outcome comes.
     with running(database_url, tmp_path / "spool", flush_seconds=2.0) as feedback:

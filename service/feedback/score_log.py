@@ -435,11 +435,13 @@ class Spool:
             out.append((path, handle))
         return out
 
-    def replay(self, write: Callable[[list[Row]], object], chunk_rows: int) -> int:
-        """Write every spooled row (own file and orphans) through `write`; drop each file once it is in.
+    def replay(self, write: Callable[[list[Row]], object], chunk_rows: int,
+               file_done: Callable[[], object] = lambda: None) -> int:
+        """Write every spooled row (own file and orphans) through `write`; drop each file once it is in, then call
+        `file_done` (what was written of that file will not be replayed again).
 
-        If `write` raises, the files stay as they are (replaying them again later is harmless) and the
-        error propagates.
+        If `write` raises, the file being replayed stays as it is (replaying it again later is harmless), as do
+        those not reached, and the error propagates.
         """
         replayed = 0
         with self._lock:
@@ -448,11 +450,13 @@ class Spool:
                     replayed += self._replay_file(handle, write, chunk_rows)
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
+                file_done()
             if self._own is not None:
                 with self._own_path.open("rb") as handle:
                     replayed += self._replay_file(handle, write, chunk_rows)
                 self._own.truncate(0)
                 self._own.seek(0)
+                file_done()
             self.rows = 0
             self._deal_ids.clear()
         return replayed
@@ -796,22 +800,32 @@ class ScoreLog:
             self._spooled_total += len(rows)
 
     def _replay(self) -> None:
-        written = 0
+        # Counts of the file being replayed are settled once it is dropped: a replay cut off inside a file leaves
+        # it whole (the spool keeps no progress within one), and the next replay meets its rows again. Its refused
+        # rows, counted dropped here and again then, were dropped twice.
+        file_written = file_refused = written = 0
 
         def insert(rows: list[Row]) -> int:
             # What the database took: a row it refuses is dropped (and counted so) by _insert, not written.
-            nonlocal written
+            nonlocal file_written, file_refused
             taken = self._insert(rows)
-            written += taken
+            file_written += taken
+            file_refused += len(rows) - taken
             return taken
 
+        def file_done() -> None:
+            nonlocal file_written, file_refused, written
+            with self._lock:
+                self._written_total += file_written
+            written, file_written, file_refused = written + file_written, 0, 0
+
         try:
-            replayed = self.spool.replay(insert, self._batch_rows)
+            replayed = self.spool.replay(insert, self._batch_rows, file_done)
         except (sa.exc.SQLAlchemyError, SchemaNotReady) as error:
+            with self._lock:
+                self._dropped_total -= file_refused
             self._mark_down(error)
             return
-        with self._lock:
-            self._written_total += written
         self._mark_up()
         logger.info("score log: the database %s is back; %d spooled entries written (%d refused)",
                     self.database.shown_url, written, replayed - written)

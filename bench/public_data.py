@@ -73,13 +73,25 @@ def read_bank_marketing(data_dir: Path) -> Frames:
     return Frames(deals)
 
 
+def read_cdnow(data_dir: Path) -> Frames:
+    deals = read_table(str(data_dir / "cdnow" / "cdnow_transactions.csv"), "deals")
+    # Purchases only: no id (rows repeat exactly, see PROVENANCE.md) and no status, so each row gets both.
+    deals.insert(0, "purchase_id", [f"CD{i:05d}" for i in range(1, len(deals) + 1)])
+    deals["purchase"] = "bought"
+    return Frames(deals)
+
+
 PUBLIC_SETS: tuple[PublicSet, ...] = (
     PublicSet("it_deals", ("it_deals/it_deals.csv",), read_it_deals, leak=None),
     PublicSet("maven_crm", ("maven_crm/sales_pipeline.csv", "maven_crm/accounts.csv"), read_maven_crm,
               leak="close_value"),
     PublicSet("bank_marketing", ("bank_marketing/bank_full.csv",), read_bank_marketing, leak="duration"),
 )
-BY_NAME = {s.name: s for s in PUBLIC_SETS}
+# Purchases without lost deals: client analytics' data (bench/client_analytics_bench.py), not training's.
+TRANSACTION_SETS: tuple[PublicSet, ...] = (
+    PublicSet("cdnow", ("cdnow/cdnow_transactions.csv",), read_cdnow, leak=None),
+)
+BY_NAME = {s.name: s for s in (*PUBLIC_SETS, *TRANSACTION_SETS)}
 
 
 def load(name: str, data_dir: Path = DATA_DIR, *, keep_excluded: bool = False,

@@ -99,7 +99,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             return
         if self.refusal_owed and not self._answer_owed():
             self._refuse_head()
-        elif not self.reading_head and self.cycle is not None and self.cycle.response_complete:
+        elif self.cycle is not None and self.cycle.response_complete and (
+                not self.reading_head or getattr(self.cycle, "close_announced", False)):
             # Answered before its body was all read (the token check's 401, a 413 on the Content-Length, a 503 while
             # overloaded): uvicorn went on reading the body with no deadline, and its first byte had cancelled the
             # keep-alive timer, so a body sent a byte every few seconds, or never finished, held the connection for
@@ -110,6 +111,28 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self.reading_head, self.head_begun = False, False
         self._disarm_head_deadline()
         super().on_headers_complete()
+        self._announce_close_of_early_answers(self.cycle)
+
+    def _announce_close_of_early_answers(self, cycle: Any) -> None:
+        """An answer that starts before its request's body has all come says `connection: close`: the connection
+        ends after it (on_response_complete), and a client that is not told so keeps it in its pool and sends its next
+        request into a closed connection (a CRM client's next POST after a 413 on the Content-Length failed with
+        'server disconnected' in 3 of 10 tries)."""
+        send = cycle.send
+
+        async def send_saying_close(message: Any) -> None:
+            if message["type"] != "http.response.start" or not cycle.more_body:
+                await send(message)
+                return
+            kept = cycle.keep_alive
+            await send({**message, "headers": [*message.get("headers", []), (b"connection", b"close")]})
+            # uvicorn takes the header as its own cue and would close at the answer's end, unread body bytes and all
+            # (the kernel then resets the connection and the client may lose the answer): the close stays
+            # _end_connection's, after the linger. A close uvicorn had decided itself (a stop) stays uvicorn's.
+            cycle.keep_alive = kept
+            cycle.close_announced = True
+
+        cycle.send = send_saying_close
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -127,3 +127,13 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
         {"field": "model", "expected": "a loaded, warmed model",
          "got": "none yet (loading, or no model directory or registry is set)"}])),
 }
+
+# /v1/gaps takes clients, not deals: its own 413 and 422 (the shared ones above speak of deals).
+GAPS_ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
+    413: (ERRORS[413][0], error(
+        "payload_too_large", "too many clients in one request: at most 1,000 are accepted, got 1500; split the batch",
+        [{"field": "clients", "expected": "at most 1000 items", "got": "1500 items"}])),
+    422: (ERRORS[422][0], error("invalid_input", "2 problems in the request", [
+        {"field": "clients[0].since", "expected": "a date like 2024-03-31 (ISO 8601)", "got": "'31/03/2024'"},
+        {"field": "clients[1].client_id", "expected": "a value (required)", "got": "nothing"}])),
+}

@@ -52,9 +52,12 @@ T = TypeVar("T")
 router = APIRouter()
 
 
-def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorResponse, "description": examples.ERRORS[status][0],
-                     "content": {JSON: {"example": examples.ERRORS[status][1]}}} for status in statuses}
+def _error_responses(*statuses: int, own: dict[int, tuple[str, dict[str, Any]]] | None = None
+                     ) -> dict[int | str, dict[str, Any]]:
+    """The error envelope per status, with the shared examples or the route's `own` ones."""
+    said = {**examples.ERRORS, **(own or {})}
+    return {status: {"model": ErrorResponse, "description": said[status][0],
+                     "content": {JSON: {"example": said[status][1]}}} for status in statuses}
 
 
 def _ok(example: dict[str, Any], description: str = "Successful Response") -> dict[int | str, dict[str, Any]]:
@@ -159,7 +162,7 @@ async def rank(request: Request,
 @router.post(
     "/v1/gaps", tags=["clients"], response_model=GapsResponse, operation_id="client_gaps",
     summary="Cross-sell gap lists: what each client lacks against its segment's ideal profile",
-    responses={**_ok(examples.GAPS_RESPONSE), **_error_responses(*BODY_ERRORS)},
+    responses={**_ok(examples.GAPS_RESPONSE), **_error_responses(*BODY_ERRORS, own=examples.GAPS_ERRORS)},
     openapi_extra=_body("GapsRequest", examples.GAPS_REQUEST, "1 to max_batch clients (default 1,000)"),
 )
 async def gaps(request: Request,

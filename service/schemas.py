@@ -285,11 +285,15 @@ class RequestModels:
     def __init__(self, max_batch: int) -> None:
         self.max_batch = max_batch
         self.score = create_model(
-            "ScoreRequest", __base__=_Strict, __doc__="Deals to score, 1 to max_batch of them.",
+            "ScoreRequest", __base__=_Strict,
+            __doc__="Deals to score, 1 to max_batch of them, each deal_id once (a batch that repeats one is refused, "
+                    "422).",
             deals=(list[Deal], Field(min_length=1, max_length=max_batch)),  # type: ignore[valid-type]
         )
         self.gaps = create_model(
-            "GapsRequest", __base__=_Strict, __doc__="Clients whose gap lists are wanted, 1 to max_batch of them.",
+            "GapsRequest", __base__=_Strict,
+            __doc__="Clients whose gap lists are wanted, 1 to max_batch of them, each client_id once (a batch that "
+                    "repeats one is refused, 422).",
             clients=(list[Client], Field(min_length=1, max_length=max_batch)),  # type: ignore[valid-type]
         )
 

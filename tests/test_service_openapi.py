@@ -79,6 +79,45 @@ def test_every_error_is_the_one_envelope(document: dict[str, Any]) -> None:
     assert "HTTPValidationError" not in str(document)
 
 
+def _fields_an_operation_takes(document: dict[str, Any], operation: dict[str, Any]) -> set[str]:
+    """The first segment of every field path a refusal of this operation may name: its body's own fields, its
+    query parameters as query.<name>, and the body and its content type as a whole."""
+    taken = {"body", "content-type"} | {f"query.{p['name']}" for p in operation.get("parameters", [])}
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+    if "$ref" in body:
+        taken |= set(document["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]["properties"])
+    return taken
+
+
+def test_every_refusal_example_names_fields_of_its_own_operation(document: dict[str, Any]) -> None:
+    """A CRM developer reads a route's 413 and 422 examples as what that route answers: /v1/gaps's spoke of
+    deals[0].amount and /v1/outcomes' and /v1/quality's of a judgement's below_deal_id (an outside review)."""
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            taken = _fields_an_operation_takes(document, operation)
+            for status in ("413", "422"):
+                if status not in operation["responses"]:
+                    continue
+                example = operation["responses"][status]["content"]["application/json"]["example"]
+                named = {re.split(r"[.\[]", d["field"])[0] if not d["field"].startswith("query.") else d["field"]
+                         for d in example["error"]["details"]}
+                assert named and named <= taken, (path, method, status, named, taken)
+
+
+def test_a_batch_that_repeats_an_id_is_refused_as_its_schema_says(document: dict[str, Any],
+                                                                     service_client: TestClient) -> None:
+    """The service refuses a batch naming one deal (or client) twice; the published schema did not say so, and a
+    CRM that scores two variants of one deal learned it from a 422 (an outside review)."""
+    schemas = document["components"]["schemas"]
+    for schema, items, key, path in (("ScoreRequest", "deals", "deal_id", "/v1/score"),
+                                     ("GapsRequest", "clients", "client_id", "/v1/gaps")):
+        assert f"each {key} once" in schemas[schema]["description"], schemas[schema]["description"]
+        item = make_deal() if items == "deals" else {"client_id": "C00010"}
+        answer = service_client.post(path, json={items: [item, dict(item)]})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"]["details"][0]["field"] == f"{items}[1].{key}"
+
+
 def test_the_contract_endpoints_are_all_there(document: dict[str, Any]) -> None:
     assert set(document["paths"]) >= {"/v1/score", "/v1/rank", "/v1/gaps", "/v1/model", "/health/live",
                                       "/health/ready"}

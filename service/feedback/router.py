@@ -159,16 +159,19 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
     # time, the others wait their turn.
     one_report_at_a_time = threading.Lock()
     store: Callable[[], Feedback] = feedback if callable(feedback) else (lambda: feedback)
-    errors = {**_error_declarations(), **(error_responses or {})}
+    errors = _error_declarations()
 
-    def declared(example: dict[str, Any], *statuses: int) -> dict[int | str, dict[str, Any]]:
+    def declared(example: dict[str, Any], *statuses: int, own: dict[int | str, dict[str, Any]] | None = None
+                 ) -> dict[int | str, dict[str, Any]]:
         ok: dict[int | str, dict[str, Any]] = {200: {"description": "Successful Response",
                                                      "content": {JSON: {"example": example}}}}
-        return {**ok, **{s: errors[s] for s in statuses if s in errors}}
+        said = {**errors, **(own or {}), **(error_responses or {})}  # the caller's replacements last
+        return {**ok, **{s: said[s] for s in statuses if s in said}}
 
     @router.post(OUTCOMES_PATH, response_model=OutcomesResponse, operation_id="record_outcomes",
                  summary="Record realised outcomes of scored deals",
-                 responses=declared(OUTCOMES_RESPONSE_EXAMPLE, 400, 408, 413, 415, 422, 500, 503),
+                 responses=declared(OUTCOMES_RESPONSE_EXAMPLE, 400, 408, 413, 415, 422, 500, 503,
+                                    own=_outcome_errors()),
                  openapi_extra=_body_example(OUTCOMES_EXAMPLE))
     def post_outcomes(body: OutcomesRequest, request: Request) -> OutcomesResponse:
         """Idempotent by deal_id: the same outcome again changes nothing; a changed one is updated (revision + 1)
@@ -201,7 +204,7 @@ def feedback_router(feedback: Feedback | Callable[[], Feedback], live_version: C
 
     @router.get("/v1/quality", response_model=QualityResponse, operation_id="get_quality",
                 summary="Live quality of a model version against outcomes and managers' judgements",
-                responses=declared(QUALITY_EXAMPLE, 404, 422, 500, 503))
+                responses=declared(QUALITY_EXAMPLE, 404, 422, 500, 503, own=_quality_errors()))
     def get_quality(
         request: Request,
         version: Annotated[str, Query(max_length=100, description="a model version, or 'live' for the one serving"
@@ -243,43 +246,67 @@ def _body_example(example: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"content": {JSON: {"example": example}}}}
 
 
-def _error_declarations() -> dict[int | str, dict[str, Any]]:
-    """The error envelope per status in the OpenAPI document, with this router's own examples."""
+def _declared(description: str, code: str, message: str, details: list[dict[str, str]] | None = None
+              ) -> dict[str, Any]:
+    """One status's error envelope in the OpenAPI document, with its example."""
     from service.schemas import ErrorResponse
 
-    def declared(description: str, code: str, message: str, details: list[dict[str, str]] | None = None
-                 ) -> dict[str, Any]:
-        example = {"error": {"code": code, "message": message, "details": details or []},
-                   "request_id": EXAMPLE_REQUEST_ID}
-        return {"model": ErrorResponse, "description": description,
-                "content": {JSON: {"example": example}}}
+    example = {"error": {"code": code, "message": message, "details": details or []},
+               "request_id": EXAMPLE_REQUEST_ID}
+    return {"model": ErrorResponse, "description": description, "content": {JSON: {"example": example}}}
 
+
+def _outcome_errors() -> dict[int | str, dict[str, Any]]:
+    """/v1/outcomes' own 413 and 422 (the shared 422 was a judgement's refusal, on every feedback route)."""
     return {
-        400: declared("The body is not JSON.", "malformed_json", "the request body is not valid JSON",
-                      [{"field": "body", "expected": "a JSON object", "got": "EOF while parsing an object"}]),
-        408: declared("The body did not arrive in time (DEALSCORE_BODY_TIMEOUT_SECONDS).", "request_timeout",
-                      "request body not received within 30 s (DEALSCORE_BODY_TIMEOUT_SECONDS); send it faster, in "
-                      "smaller batches, or ask for a longer limit",
-                      [{"field": "body", "expected": "the whole body within 30 s", "got": "65,536 bytes by then"}]),
-        413: declared("The body is larger than max_body_bytes, or holds more than 10,000 outcomes.",
-                      "payload_too_large",
-                      "request body too large: at most 4,194,304 bytes are accepted; split the batch",
-                      [{"field": "body", "expected": "at most 4194304 bytes", "got": "4,620,112 bytes"}]),
-        415: declared("The body is not declared as JSON (Content-Type).", "unsupported_media_type",
-                      "send the body as application/json",
-                      [{"field": "content-type", "expected": "application/json", "got": "'text/plain'"}]),
-        404: declared("The score log has no scores of that model version (or none at all).", "not_found",
-                      "the score log has no scores of model version 'v0'; GET /v1/quality/versions lists the "
-                      "versions it has"),
-        422: declared("Invalid input: every bad field is listed.", "invalid_input", "judgement refused: 1 problem",
-                      [{"field": "below_deal_id", "expected": "the id of a deal the service has scored",
-                        "got": "'D9' (never scored)"}]),
-        500: declared("Unexpected failure; the request id finds it in the service log.", "internal_error",
-                      "internal error; the request id identifies it in the service log"),
-        503: declared("The feedback database is unavailable; scoring is not affected.", "feedback_unavailable",
-                      "the feedback database is unavailable; scoring is not affected, retry later",
-                      [{"field": "feedback database", "expected": "reachable and at the service's schema",
-                        "got": "not reachable now"}]),
+        413: _declared("The body is larger than max_body_bytes, or holds more than 10,000 outcomes.",
+                       "payload_too_large",
+                       "too many outcomes in one request: at most 10,000 are accepted, got 12000; split the batch",
+                       [{"field": "outcomes", "expected": "at most 10000 items", "got": "12000 items"}]),
+        422: _declared("Invalid input: every bad field is listed.", "invalid_input", "2 problems in the request",
+                       [{"field": "outcomes[1].status", "expected": "one of 'won' or 'lost'", "got": "'open'"},
+                        {"field": "outcomes[1].deal_id",
+                         "expected": "a deal_id not used by another outcome of the batch",
+                         "got": "'D1', also at outcomes[0]"}]),
+    }
+
+
+def _quality_errors() -> dict[int | str, dict[str, Any]]:
+    """/v1/quality's own 422: it takes no body, only its query."""
+    return {422: _declared("Invalid query: every bad parameter is listed.", "invalid_input",
+                           "1 problem in the request",
+                           [{"field": "query.top", "expected": "a number <= 100", "got": "'101'"}])}
+
+
+def _error_declarations() -> dict[int | str, dict[str, Any]]:
+    """The error envelope per status in the OpenAPI document, shared by this router's routes (the 422: a
+    judgement's refusal)."""
+    return {
+        400: _declared("The body is not JSON.", "malformed_json", "the request body is not valid JSON",
+                       [{"field": "body", "expected": "a JSON object", "got": "EOF while parsing an object"}]),
+        408: _declared("The body did not arrive in time (DEALSCORE_BODY_TIMEOUT_SECONDS).", "request_timeout",
+                       "request body not received within 30 s (DEALSCORE_BODY_TIMEOUT_SECONDS); send it faster, in "
+                       "smaller batches, or ask for a longer limit",
+                       [{"field": "body", "expected": "the whole body within 30 s", "got": "65,536 bytes by then"}]),
+        413: _declared("The body is larger than max_body_bytes.",
+                       "payload_too_large",
+                       "request body too large: at most 4,194,304 bytes are accepted; split the batch",
+                       [{"field": "body", "expected": "at most 4194304 bytes", "got": "4,620,112 bytes"}]),
+        415: _declared("The body is not declared as JSON (Content-Type).", "unsupported_media_type",
+                       "send the body as application/json",
+                       [{"field": "content-type", "expected": "application/json", "got": "'text/plain'"}]),
+        404: _declared("The score log has no scores of that model version (or none at all).", "not_found",
+                       "the score log has no scores of model version 'v0'; GET /v1/quality/versions lists the "
+                       "versions it has"),
+        422: _declared("Invalid input: every bad field is listed.", "invalid_input", "judgement refused: 1 problem",
+                       [{"field": "below_deal_id", "expected": "the id of a deal the service has scored",
+                         "got": "'D9' (never scored)"}]),
+        500: _declared("Unexpected failure; the request id finds it in the service log.", "internal_error",
+                       "internal error; the request id identifies it in the service log"),
+        503: _declared("The feedback database is unavailable; scoring is not affected.", "feedback_unavailable",
+                       "the feedback database is unavailable; scoring is not affected, retry later",
+                       [{"field": "feedback database", "expected": "reachable and at the service's schema",
+                         "got": "not reachable now"}]),
     }
 
 

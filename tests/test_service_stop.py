@@ -36,6 +36,8 @@ def _ask(port: int) -> str:
         connection = socket.create_connection(("127.0.0.1", port), timeout=10)
     except ConnectionRefusedError:
         return "refused"
+    except ConnectionResetError:  # the listening socket closed during the handshake: a reset at once, nothing read
+        return "reset"
     try:
         connection.sendall(b"GET /health/live HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         head = connection.recv(64)

@@ -365,6 +365,29 @@ def test_outcomes_that_turn_the_live_model_upside_down_are_not_published(gate_ru
     assert gate_run.better.code == 0
 
 
+def test_an_export_whose_outcomes_no_model_can_rank_is_not_published(gate_run: GateRun, tmp_path: Path) -> None:
+    """An ops review: every closed deal's won/lost shuffled. Both models ranked the compared deals at chance, so the
+    candidate was "not worse" (on the demo CRM AUC 0.494 against 0.487) and was published with exit 0 over a model
+    whose holdout AUC was 0.816; the service then served a model whose own report said its ranking cannot be told
+    from chance. This shuffle was published so too (AUC 0.477 against the live model's 0.478)."""
+    root = tmp_path / "registry"
+    code, _, err = run_cli(retrain_args(root, gate_run.data, str(gate_run.data / "last_year.csv")))
+    assert code == 0, err
+    live = Registry(root).live_version()
+    deals = pd.read_csv(gate_run.data / "full" / "deals.csv", dtype=str, keep_default_na=False)
+    closed = deals["status"] != "open"
+    deals.loc[closed, "status"] = np.random.default_rng(3).permutation(deals.loc[closed, "status"].to_numpy())
+    deals.to_csv(tmp_path / "shuffled_all.csv", **CSV_OPTIONS)
+    code, out, err = run_cli(retrain_args(root, gate_run.data, str(tmp_path / "shuffled_all.csv")))
+    assert code == EXIT_REFUSED, out + err
+    registry = Registry(root)
+    event = registry.history()[-1]
+    assert event.action == "refused" and registry.live_version() == live
+    assert event.reason.startswith("the candidate ranks its own holdout no better than chance"), event.reason
+    assert "NOT PUBLISHED: the candidate ranks its own holdout" in out
+    assert comparison(root, event.version or "")["comparison"]["candidate_at_chance"]
+
+
 def test_a_live_model_below_chance_stops_the_publish_only_when_it_once_ranked() -> None:
     config = RetrainConfig()
     assert outcomes_against_live(0.143, 80, 140, 0.79, config)
@@ -753,9 +776,11 @@ class _ScoredBy:
 
 
 def _judged(monkeypatch: pytest.MonkeyPatch, live_p: np.ndarray, gate_p: np.ndarray, *, holdout_auc: float | None,
-            live_in_sample: bool, fitted_share: float | None, stale: str = "") -> tuple[bool, str, list[Any]]:
+            live_in_sample: bool, fitted_share: float | None, stale: str = "",
+            candidate_holdout: dict[str, float] | None = None) -> tuple[bool, str, list[Any]]:
     """The gate's verdict (passed, reason, checks) on 100 closed deals, the first 50 won, as scored by the live
-    model and the gate model (`live_p`, `gate_p`), no model fitted: the gate's wording, cheaply."""
+    model and the gate model (`live_p`, `gate_p`), no model fitted: the gate's wording, cheaply. The candidate's
+    own holdout figures are `candidate_holdout` (none: not known)."""
     import training.retrain
     from training.retrain import ComparisonWindow, _compare_with_live
 
@@ -763,6 +788,7 @@ def _judged(monkeypatch: pytest.MonkeyPatch, live_p: np.ndarray, gate_p: np.ndar
     monkeypatch.setattr(training.retrain, "train", lambda *args, **kwargs: gate)
     report: dict[str, Any] = {
         "live": {"training_holdout_metrics": {"auc": holdout_auc} if holdout_auc is not None else None},
+        "candidate": {"training_holdout_metrics": candidate_holdout},
         "comparison": {"live_fitted_share": fitted_share}}
     window = ComparisonWindow(date(2025, 3, 1), "candidate_holdout" if live_in_sample else "after_live_training",
                               live_in_sample, "", stale)
@@ -820,6 +846,32 @@ def test_outcomes_against_the_live_model_refuse_a_candidate_that_passes_every_ch
                                      holdout_auc=0.79, live_in_sample=True, fitted_share=1.0)
     assert [c.name for c in checks if not c.passed] == ["ece", "outcomes"]
     assert not passed and reason.startswith("the compared deals' outcomes run against the live model"), reason
+
+
+def test_a_candidate_at_chance_on_its_own_holdout_is_refused_where_the_live_model_ranked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Outcomes no model can rank (every won and lost shuffled): the live model and the gate model both flat on the
+    # compared deals, neither worse; the candidate's own holdout at chance (the ops review's figures).
+    shuffled = {"auc": 0.503, "auc_low_95": 0.484, "deals": 3818}
+    passed, reason, checks = _judged(monkeypatch, FLAT, FLAT, holdout_auc=0.816, live_in_sample=False,
+                                     fitted_share=0.0, candidate_holdout=shuffled)
+    assert not passed and all(c.passed for c in checks)
+    assert reason.startswith("the candidate ranks its own holdout no better than chance (AUC 0.503 on 3,818 deals, "
+                             "95% interval from 0.484), where the live model ranked its own at AUC 0.816"), reason
+    assert "statuses" in reason and reason.endswith("on 100 closed deals created from 2025-03-01]"), reason
+    # Drift: both models near chance on the few compared deals, the candidate ranking its own holdout: published
+    # (bank marketing's monthly retrains); and where the live model never ranked (or says nothing), as before.
+    drifted = {"auc": 0.71, "auc_low_95": 0.69, "deals": 9000}
+    assert _judged(monkeypatch, FLAT, FLAT, holdout_auc=0.72, live_in_sample=False, fitted_share=0.0,
+                   candidate_holdout=drifted)[0]
+    for weak in (0.55, None):
+        assert _judged(monkeypatch, FLAT, FLAT, holdout_auc=weak, live_in_sample=False, fitted_share=0.0,
+                       candidate_holdout=shuffled)[0]
+    # At the edge: an interval reaching 0.5 exactly is chance; a holdout without an interval says nothing.
+    assert not _judged(monkeypatch, FLAT, FLAT, holdout_auc=0.6, live_in_sample=False, fitted_share=0.0,
+                       candidate_holdout={"auc": 0.55, "auc_low_95": 0.5, "deals": 400})[0]
+    assert _judged(monkeypatch, FLAT, FLAT, holdout_auc=0.6, live_in_sample=False, fitted_share=0.0,
+                   candidate_holdout={"auc": 0.55, "auc_low_95": float("nan")})[0]
 
 
 def test_comparison_markdown_counts_the_gate_models_deals_as_the_gate_models() -> None:

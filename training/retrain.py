@@ -192,6 +192,33 @@ def outcomes_against_live(live_auc: float, wins: int, losses: int, holdout_auc: 
             "joined to the wrong deals. Check the recent deals' statuses; publish with --force if they are right")
 
 
+def candidate_at_chance(candidate_holdout: Mapping[str, Any] | None, live_holdout_auc: object,
+                        config: RetrainConfig) -> str:
+    """Why the candidate must not replace a live model that ranked ("" when nothing says so): its own time-ordered
+    holdout ranks no better than chance (its AUC's 95% interval reaches 0.5: the caution its report and GET
+    /v1/model carry), where the live model ranked its own holdout at `ranked_holdout_auc` or better.
+
+    Outcomes no model can rank (every won and lost shuffled, outcomes joined to the wrong deals) put the live
+    model at chance on the compared deals too, and the candidate fitted on them passed as "not worse" (an ops
+    review: AUC 0.494 against 0.487, published over a model whose holdout AUC was 0.816). Judged on the
+    candidate's own holdout, not on the compared deals: drift takes the live model's ranking of the latest few
+    hundred deals near chance for months (bank marketing: 0.53-0.56 on 220-880 deals), and a candidate fitted on
+    the drifted data still ranks its holdout; refusing on the compared deals would have stopped those retrains.
+    """
+    if not ranked_its_holdout(live_holdout_auc, config):
+        return ""  # a live model that never ranked well: a candidate at chance replaces nothing better
+    holdout = candidate_holdout or {}
+    auc, low, deals = holdout.get("auc"), holdout.get("auc_low_95"), holdout.get("deals")
+    if not (is_plain_number(auc) and is_plain_number(low) and low <= 0.5):
+        return ""
+    on = f" on {int(deals):,} deals" if is_plain_number(deals) else ""
+    return (f"the candidate ranks its own holdout no better than chance (AUC {auc:.3f}{on}, 95% interval from "
+            f"{low:.3f}), where the live model ranked its own at AUC {live_holdout_auc:.3f}: the export's outcomes "
+            "carry no ranking the model could learn. That points to the export: won and lost shuffled or remapped "
+            "(a status_values change, a renamed stage), or outcomes joined to the wrong deals. Check the deals' "
+            "statuses; publish with --force if they are right")
+
+
 def ranked_its_holdout(holdout_auc: object, config: RetrainConfig) -> TypeGuard[float]:
     """Whether a live model's holdout AUC (from its metadata; any value) says it ranked well enough for the
     outcomes rule to judge it."""
@@ -522,6 +549,9 @@ def _compare_with_live(report: dict[str, Any], dataset: Any, train_config: Train
     holdout_auc = ((report["live"] or {}).get("training_holdout_metrics") or {}).get("auc")
     against = outcomes_against_live(live_metrics["auc"], wins, int(compared.size) - wins, holdout_auc, config)
     report["comparison"]["outcomes_against_live"] = against
+    at_chance = candidate_at_chance((report.get("candidate") or {}).get("training_holdout_metrics"), holdout_auc,
+                                    config)
+    report["comparison"]["candidate_at_chance"] = at_chance
     if ranked_its_holdout(holdout_auc, config):
         # In the checks (and the tables that show them) where it applies, so a refusal is read off the table.
         checks.append(Check("outcomes", float("nan"), live_metrics["auc"], inverted_auc_limit(float(holdout_auc)),
@@ -549,6 +579,8 @@ def _compare_with_live(report: dict[str, Any], dataset: Any, train_config: Train
                   f"{failures} [{summary}]")
     elif failed:
         reason = f"candidate is worse than the live model {live_version}: {failures} [{summary}]"
+    elif at_chance:  # after the checks: a candidate plainly worse than the live model is said to be so
+        reason = f"{at_chance} [{summary}]"
     else:
         reason = f"candidate is not worse than the live model {live_version}: {summary}"
 
@@ -562,7 +594,7 @@ def _compare_with_live(report: dict[str, Any], dataset: Any, train_config: Train
                                                          candidate.model.score(open_columns, n_reasons=0).grade)
     report["score_shift_psi"] = population_stability_index(live_scores.p_win, candidate_scores.p_win,
                                                             config.psi_bins)
-    return not failed and not against, reason, checks
+    return not failed and not against and not at_chance, reason, checks
 
 
 def _drift(candidate: TrainingResult, columns: Mapping[str, npt.NDArray[Any]], closed: npt.NDArray[np.bool_],

@@ -293,9 +293,15 @@ async def reload(request: Request, rid: RequestId) -> Response:
                          "model, or serve a registry (DEALSCORE_REGISTRY_DIR)",
                          [Problem("DEALSCORE_REGISTRY_DIR", "a registry to reload from",
                                   "a model directory" if source is not None and source.source else "none set")])
+    before = get_holder(request).peek()
     result = await reloader.check_in_thread(force=True)
     serving = get_holder(request).peek()
-    return _json(_dumps({"status": result.status, "live_version": result.live_version,
+    status = result.status
+    if status == "unchanged" and serving is not None and (before is None or before.version != serving.version):
+        # The worker's own poll was loading the live version when this call came, and this call waited for it: the
+        # version this call asked for was swapped in during it ("unchanged" read as a reload that did nothing).
+        status = "loaded"
+    return _json(_dumps({"status": status, "live_version": result.live_version,
                          "serving_version": serving.version if serving is not None else None,
                          "refused": _refused(reloader.refused), "request_id": rid}))
 

@@ -100,6 +100,33 @@ def test_admin_reload_swaps_at_once_and_names_both_versions(registry: Registry) 
         assert serving_version(client) == "v1"
 
 
+def test_admin_reload_that_waited_for_the_polls_load_says_loaded(registry: Registry) -> None:
+    """An ops walkthrough: `models publish`, then POST /v1/admin/reload while the worker's own poll was loading the
+    version. The route waited for that load and answered "unchanged" (582 ms), though the worker had just swapped
+    versions: a runbook checking for "loaded" after a publish took it for a reload that did nothing."""
+    from model.registry import warm_up
+
+    with following(registry) as client:
+        reloader = client.app.state.reloader  # type: ignore[attr-defined]
+        warming, release = threading.Event(), threading.Event()
+
+        def slow_warm(model: Any) -> None:
+            warming.set()
+            release.wait(WAIT_S)
+            warm_up(model)
+
+        reloader.watcher.warm = slow_warm
+        registry.publish("v2", "monthly")
+        poll = threading.Thread(target=reloader.check)  # the worker's poll, as `follow` runs it
+        poll.start()
+        assert warming.wait(WAIT_S)
+        threading.Timer(0.3, release.set).start()  # the admin call arrives while the poll warms v2
+        answer = client.post("/v1/admin/reload").json()
+        poll.join(WAIT_S)
+        assert (answer["status"], answer["live_version"], answer["serving_version"]) == ("loaded", "v2", "v2")
+        assert client.post("/v1/admin/reload").json()["status"] == "unchanged"  # nothing new the second time
+
+
 def test_a_request_in_flight_finishes_on_the_model_it_started_with(registry: Registry) -> None:
     entered, release = threading.Event(), threading.Event()
 

@@ -248,6 +248,14 @@ class Settings(BaseSettings):
                                       {"at": str(existing), "what": what})
         return value
 
+    @field_validator("model_dir", "registry_dir", "spool_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        # Shown by /v1/model and the logs: a relative path ("reg") told an operator nothing of where it was. Made
+        # absolute against the directory the service starts in, as it was read; links are kept (a registry reached
+        # through a link that is later switched follows the link).
+        return value.absolute() if value is not None else None
+
     @field_validator("registry_dir")
     @classmethod
     def _registry_is_no_file(cls, value: Path | None) -> Path | None:

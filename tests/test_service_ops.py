@@ -196,6 +196,18 @@ def test_several_workers_without_polling_are_fine_without_a_registry(tmp_path: P
     assert Settings(model_dir=tmp_path, workers=2, reload_interval_seconds=0).workers == 2
 
 
+def test_relative_model_registry_and_spool_paths_are_read_against_the_start_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/v1/model and the logs show where the model comes from: a service started with `--registry reg` showed
+    "reg" (an ops review). Links are kept, so a registry reached through a switched link follows it."""
+    (tmp_path / "registries" / "one").mkdir(parents=True)
+    (tmp_path / "reg").symlink_to(tmp_path / "registries" / "one")
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(registry_dir="reg", model_dir="models/m1", spool_dir="spool")
+    assert (settings.registry_dir, settings.model_dir, settings.spool_dir) == (
+        tmp_path / "reg", tmp_path / "models" / "m1", tmp_path / "spool")
+
+
 def test_the_environment_is_refused_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEALSCORE_REGISTRY_DIR", str(tmp_path))
     monkeypatch.setenv("DEALSCORE_WORKERS", "2")

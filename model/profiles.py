@@ -613,12 +613,16 @@ def segment_name(keys: Sequence[str], values: Sequence[Level]) -> str:
 
 
 def _percent(share: float) -> str:
-    """A share as a manager reads it: a 99.75% chance is not a certainty, so not "100%" (nor 0.3% "0%")."""
-    if 0.995 <= share < 1.0:
+    """A share as a manager reads it: a 99.75% chance is not a certainty, so not "100%" (nor 0.3% "0%").
+
+    Read off the share as a gap's fields carry it (rounded to 4 places), so the reason and the field agree: a
+    chance of 0.17496 read "17%" beside a p_accept of 0.175 (91 of 16,984 demo gaps, a manager-view audit)."""
+    carried = round(share, 4)
+    if carried >= 0.995 and share < 1.0:
         return ">99%"
-    if 0.0 < share < 0.005:
+    if carried < 0.005 and share > 0.0:
         return "<1%"
-    return f"{share:.0%}"
+    return f"{carried:.0%}"
 
 
 def _rounded(value: float) -> float | None:

@@ -376,6 +376,18 @@ def test_a_near_certain_chance_is_not_shown_as_a_certainty(crm_profiles: ClientP
         assert faint and all(said.format("<1%") in g.reason for g in faint)
 
 
+def test_a_reason_quotes_the_chance_its_gap_carries(crm_profiles: ClientProfiles) -> None:
+    """The reason's percentage is the p_accept field's, as a CRM shows both side by side: a chance of 0.17496
+    read "17%" in the reason beside a p_accept of 0.175 (18%), on 91 of 16,984 demo gaps (a manager-view audit)."""
+    profiles = copy.deepcopy(crm_profiles)
+    # A flat take-up map: every gap's chance is 0.17496, which rounds to the field's 0.175.
+    profiles.take_up = TakeUpCalibration(intercept=float(np.log(0.17496 / (1 - 0.17496))), slope=0.0, days=365)
+    gaps = profiles.gaps_for([ClientFacts("new-6", industry="retail", size="small", products=())], top_k=20,
+                             as_of_day=20_000.0)[0].gaps
+    assert gaps and all(g.p_accept == 0.175 for g in gaps)
+    assert all("; 18% chance to take it within 12 months" in g.reason for g in gaps), [g.reason for g in gaps]
+
+
 def test_new_clients_and_new_segments_still_get_sensible_gaps(crm_profiles: ClientProfiles) -> None:
     newcomer, stranger = crm_profiles.gaps_for([
         ClientFacts("new-1", industry="retail", size="small", products=()),

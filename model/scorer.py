@@ -34,6 +34,7 @@ from model.reason_text import reason_text
 from model.win_models import PlattCalibration, TreeEnsemble, Unsent, WinModel
 
 FloatArray = npt.NDArray[np.float64]
+CLIENT_RATE, CLIENT_CLOSED = "client_win_rate", "client_closed_deals"  # the rate is smoothed over the closed deals
 
 
 class Reason(NamedTuple):  # a tuple, not a frozen dataclass: a batch of 1,000 deals builds 5,000 of them
@@ -314,6 +315,11 @@ class ScoringModel:
                     value = None
                 elif name in TEAM_RATES and not (team_history := team_history or self._team_history(columns))[row]:
                     value = None  # the rates' 50% stand-in before any deal closed, not a rate the team had
+                elif name == CLIENT_RATE and features[row, names.index(CLIENT_CLOSED)] == 0:
+                    # The team's rate standing in for a client that closed no deal, not a rate the client had: a
+                    # manager-view audit saw "client's win rate 63%, its earlier deals weighed with the team's" on
+                    # 2,258 of maven's 8,800 deals whose client had closed none (or that named no client).
+                    value = None
                 else:
                     number = numbers[row][k]
                     value = None if number != number else number

@@ -114,6 +114,26 @@ def test_a_client_status_read_from_an_old_history_says_how_old(trained: Training
         assert " as of " in reason.text  # only deals dated after the model's history
 
 
+def test_a_client_that_closed_no_deal_shows_no_win_rate_of_its_own(
+        trained: TrainingResult, small_dataset: Dataset) -> None:
+    """A client that closed no deal before (a prospect, or a deal naming no client) has the team's rate as its
+    win rate, a stand-in: maven's deals read "client's win rate 63%, its earlier deals weighed with the team's"
+    on 2,258 of 8,800 deals whose client had closed none (a manager-view audit)."""
+    model = trained.model
+    spec = model.spec
+    deals = small_dataset.deals[small_dataset.deals["status"] == "open"].head(200).copy()
+    newcomers = deals.assign(client_id=[f"never-seen-{i}" for i in range(len(deals))])
+    batch = model.score(frame_columns(attach_clients(newcomers, small_dataset.clients)), n_reasons=len(spec.names))
+    rates = [r for reasons in batch.reasons for r in reasons if r.feature == "client_win_rate"]
+    assert rates, "the trees push these deals through the client's win rate"
+    for reason in rates:
+        assert reason.value is None and reason.text.startswith("client has closed no deal yet: "), reason
+    # A client with closed deals keeps its own (smoothed) rate, as a share.
+    known = model.score(frame_columns(attach_clients(deals, small_dataset.clients)), n_reasons=len(spec.names))
+    own = [r for reasons in known.reasons for r in reasons if r.feature == "client_win_rate" and r.value is not None]
+    assert own and all(r.text.startswith("client's win rate ") for r in own)
+
+
 @pytest.mark.parametrize(("history_age", "expected"), [
     (None, "client status is lost"),
     (0.0, "client status is lost"),  # a current history: nothing to say

@@ -78,6 +78,7 @@ NO_VALUE: dict[str, str] = {
     "client_days_since_first_win": "client has no win yet",
     "effort_hours": "no effort hours sent",
     "client_tenure_days": "client's start date not given",
+    "month": "no creation date sent (scored as of today)",  # today's month pushes (ScoringModel.score)
     # The client closed no deal before this one: its rate is the team's, a stand-in (ScoringModel.reasons).
     "client_win_rate": "client has closed no deal yet",
     # A deal dated before the first closed deal of the model's history (a backfill of old deals).

@@ -172,10 +172,12 @@ class ScoringModel:
             amount = np.asarray(columns["amount"], dtype=np.float64)
             columns["amount"] = np.where(amount == 0.0, np.nan, amount)
         created = np.asarray(columns["created_day"], dtype=np.float64) if "created_day" in columns else None
+        undated: npt.NDArray[np.bool_] | None = None  # the deals without a creation date (None: none)
         if created is None or np.isnan(created).any():
             # An open deal without a creation date is scored as of today.
             today = utc_today_number()
             n_rows = len(next(iter(columns.values())))
+            undated = np.ones(n_rows, dtype=bool) if created is None else np.isnan(created)
             columns["created_day"] = (np.full(n_rows, today) if created is None
                                       else np.where(np.isnan(created), today, created))
         features = build_features(self.spec, self.history, columns)
@@ -217,8 +219,8 @@ class ScoringModel:
         # ranking by value per hour, as infinity would, and stays a number in JSON.
         per_hour = np.minimum(per_hour, np.finfo(np.float64).max)
         grade = letter_classes(expected_value, self.cutoffs, per_hour)
-        reasons = (self.reasons(features, contributions, columns, n_reasons, drift_push) if contributions is not None
-                   else [[] for _ in range(n)])
+        reasons = (self.reasons(features, contributions, columns, n_reasons, drift_push, undated)
+                   if contributions is not None else [[] for _ in range(n)])
         return ScoreBatch(
             p_win=p_win, value=value, value_source=source, expected_value=expected_value,
             value_per_hour=per_hour, grade=grade.tolist(), reasons=reasons,
@@ -261,12 +263,14 @@ class ScoringModel:
                 for s, k, o in zip(sent, known, from_outcomes, strict=True)]
 
     def reasons(self, features: FloatArray, contributions: FloatArray, columns: Mapping[str, npt.NDArray[Any]],
-                n_reasons: int, drift_push: FloatArray | None = None) -> list[list[Reason]]:
+                n_reasons: int, drift_push: FloatArray | None = None,
+                undated: npt.NDArray[np.bool_] | None = None) -> list[list[Reason]]:
         """The inputs pushing each deal's probability most, strongest first, with their values: a feature's
         push, or a text column's through all its features together (ReasonGroups).
 
         `contributions`: the engine's (deals, features + 1) pushes on the margin (the last is the base);
-        `drift_push`: the calibration's drift term for these features, when the caller has it already.
+        `drift_push`: the calibration's drift term for these features, when the caller has it already;
+        `undated`: the deals sent without a creation date (scored as of today), when any.
         """
         contributions = contributions[:, :-1] * self.calibration.slope
         if self.calibration.drift_column >= 0:  # the calibration's drift term is the recent win rate's push too
@@ -319,6 +323,10 @@ class ScoringModel:
                     # The team's rate standing in for a client that closed no deal, not a rate the client had: a
                     # manager-view audit saw "client's win rate 63%, its earlier deals weighed with the team's" on
                     # 2,258 of maven's 8,800 deals whose client had closed none (or that named no client).
+                    value = None
+                elif name == "month" and undated is not None and undated[row]:
+                    # Today's month, not one the deal was created in: maven's undated deals, scored in December,
+                    # read "created in December" (37 of 66 in a manager-view audit).
                     value = None
                 else:
                     number = numbers[row][k]

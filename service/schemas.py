@@ -327,8 +327,9 @@ class ReasonOut(_Answer):
                     "smoothed towards the overall one, 20 deals' weight by default); null when it has none: a "
                     "field not sent that still pushes (the amount, valued by the model; a text field missing "
                     "often in training; a number's stand-in is not shown), no win yet for "
-                    "client_days_since_last_win and _first_win, or no closed deal yet for client_win_rate (the "
-                    "team's rate stands in). A field averaged out (not_sent) pushes nothing "
+                    "client_days_since_last_win and _first_win, no closed deal yet for client_win_rate (the "
+                    "team's rate stands in), or no created_at for month (today's pushes: the deal is scored as of "
+                    "today). A field averaged out (not_sent) pushes nothing "
                     "and is no reason. client_status's push includes that of the client history's age (how old "
                     "the history read is: 0 when the deal sends it), which allows for wins since that the model's "
                     "history cannot show")

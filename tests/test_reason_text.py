@@ -134,6 +134,28 @@ def test_a_client_that_closed_no_deal_shows_no_win_rate_of_its_own(
     assert own and all(r.text.startswith("client's win rate ") for r in own)
 
 
+def test_a_deal_without_a_creation_date_is_not_said_to_be_created_this_month(
+        trained: TrainingResult, small_dataset: Dataset) -> None:
+    """A deal sent without created_at is scored as of today, so the month that pushes is today's: maven's undated
+    deals, scored in December, read "created in December" (37 of 66 in a manager-view audit)."""
+    model = trained.model
+    deals = small_dataset.deals[small_dataset.deals["status"] == "open"].head(200).copy()
+    undated = deals.assign(created_at=pd.NaT)
+    dated = set(deals["deal_id"].iloc[::2])
+    undated.loc[undated["deal_id"].isin(dated), "created_at"] = deals["created_at"]  # half keep their date
+    batch = model.score(frame_columns(attach_clients(undated, small_dataset.clients)), n_reasons=len(model.spec.names))
+    months = {deal: [r for r in reasons if r.feature == "month"]
+              for deal, reasons in zip(undated["deal_id"], batch.reasons, strict=True)}
+    assert any(months[d] for d in months if d not in dated), "the trees push these deals through the month"
+    for deal, shown in months.items():
+        for reason in shown:
+            if deal in dated:
+                assert reason.value is not None and reason.text.startswith("created in "), reason
+            else:
+                assert reason.value is None, reason
+                assert reason.text.startswith("no creation date sent (scored as of today): "), reason
+
+
 @pytest.mark.parametrize(("history_age", "expected"), [
     (None, "client status is lost"),
     (0.0, "client status is lost"),  # a current history: nothing to say

@@ -31,6 +31,7 @@ from model.features import (
 )
 from model.grades import GradeCutoffs, letter_classes
 from model.reason_text import reason_text
+from model.records import CREATED_AT_SENT
 from model.win_models import PlattCalibration, TreeEnsemble, Unsent, WinModel
 
 FloatArray = npt.NDArray[np.float64]
@@ -172,12 +173,15 @@ class ScoringModel:
             amount = np.asarray(columns["amount"], dtype=np.float64)
             columns["amount"] = np.where(amount == 0.0, np.nan, amount)
         created = np.asarray(columns["created_day"], dtype=np.float64) if "created_day" in columns else None
-        undated: npt.NDArray[np.bool_] | None = None  # the deals without a creation date (None: none)
+        # The deals without a creation date (None: none), also those the service dated today before scoring.
+        dates_sent = columns.get(CREATED_AT_SENT)
+        undated = ~np.asarray(dates_sent, dtype=bool) if dates_sent is not None else None
         if created is None or np.isnan(created).any():
             # An open deal without a creation date is scored as of today.
             today = utc_today_number()
             n_rows = len(next(iter(columns.values())))
-            undated = np.ones(n_rows, dtype=bool) if created is None else np.isnan(created)
+            missing = np.ones(n_rows, dtype=bool) if created is None else np.isnan(created)
+            undated = missing if undated is None else undated | missing
             columns["created_day"] = (np.full(n_rows, today) if created is None
                                       else np.where(np.isnan(created), today, created))
         features = build_features(self.spec, self.history, columns)

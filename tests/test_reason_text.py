@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from model.dataset import Dataset
 from model.features import attach_clients, frame_columns
 from model.reason_text import LOWERS, RAISES, reason_text
+from model.records import deal_columns
 from training.fit import TrainingResult
 
 
@@ -134,16 +137,25 @@ def test_a_client_that_closed_no_deal_shows_no_win_rate_of_its_own(
     assert own and all(r.text.startswith("client's win rate ") for r in own)
 
 
+@pytest.mark.parametrize("path", ["file", "request"])
 def test_a_deal_without_a_creation_date_is_not_said_to_be_created_this_month(
-        trained: TrainingResult, small_dataset: Dataset) -> None:
+        trained: TrainingResult, small_dataset: Dataset, path: str) -> None:
     """A deal sent without created_at is scored as of today, so the month that pushes is today's: maven's undated
-    deals, scored in December, read "created in December" (37 of 66 in a manager-view audit)."""
+    deals, scored in December, read "created in December" (37 of 66 in a manager-view audit). Alike from a file
+    (`dealscore score`: the scorer dates it) and from a request (the service dates it before scoring)."""
     model = trained.model
     deals = small_dataset.deals[small_dataset.deals["status"] == "open"].head(200).copy()
     undated = deals.assign(created_at=pd.NaT)
     dated = set(deals["deal_id"].iloc[::2])
     undated.loc[undated["deal_id"].isin(dated), "created_at"] = deals["created_at"]  # half keep their date
-    batch = model.score(frame_columns(attach_clients(undated, small_dataset.clients)), n_reasons=len(model.spec.names))
+    if path == "file":
+        columns = frame_columns(attach_clients(undated, small_dataset.clients))
+    else:
+        sent = undated.drop(columns=["status", "closed_at"])
+        records = [{k: (v.strftime("%Y-%m-%d") if isinstance(v, pd.Timestamp) else v) for k, v in r.items()
+                    if v is not None and v == v} for r in sent.to_dict("records")]
+        columns = deal_columns(records, today=date(2026, 12, 7))
+    batch = model.score(columns, n_reasons=len(model.spec.names))
     months = {deal: [r for r in reasons if r.feature == "month"]
               for deal, reasons in zip(undated["deal_id"], batch.reasons, strict=True)}
     assert any(months[d] for d in months if d not in dated), "the trees push these deals through the month"

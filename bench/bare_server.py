@@ -61,7 +61,7 @@ def create_bare_app() -> FastAPI:
         value, expected, per_hour = batch.value.tolist(), batch.expected_value.tolist(), batch.value_per_hour.tolist()
         p_win = batch.p_win.tolist()
         scores = [{"deal_id": d["deal_id"], "p_win": p_win[i], "value": value[i], "expected_value": expected[i],
-                   "grade": batch.grade[i],
+                   "grade": batch.grade[i], "grade_reason": batch.grade_reason[i],
                    "reasons": [r.answer() for r in batch.reasons[i]],
                    "gaps": gaps[i], "value_source": batch.value_source[i], "value_per_hour": per_hour[i],
                    "history_source": batch.history_source[i], "not_sent": batch.not_sent[i],

@@ -36,7 +36,8 @@ class CannedScores:
         return ScoreBatch(
             p_win=np.repeat(c.p_win, n), value=np.repeat(c.value, n), value_source=c.value_source * n,
             expected_value=np.repeat(c.expected_value, n), value_per_hour=np.repeat(c.value_per_hour, n),
-            grade=c.grade * n, reasons=c.reasons * n, history_source=c.history_source * n,
+            grade=c.grade * n, grade_reason=c.grade_reason * n, reasons=c.reasons * n,
+            history_source=c.history_source * n,
             not_sent=[[]] * n,  # as the bench's deals, which send every input (the canned one sends none)
             unseen=[[]] * n,
         )

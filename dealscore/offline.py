@@ -60,6 +60,7 @@ def _scores(model: Any, columns: dict[str, Any], deal_ids: Any) -> pd.DataFrame:
         "value": batch.value,
         "expected_value": batch.expected_value,
         "grade": batch.grade,
+        "grade_reason": batch.grade_reason,
         "value_per_hour": batch.value_per_hour,
         "value_source": batch.value_source,
         "history_source": batch.history_source,

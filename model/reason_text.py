@@ -44,17 +44,17 @@ def _number(value: float) -> str:
     return str(np.format_float_positional(value, precision=4, unique=False, fractional=False, trim="-"))
 
 
-def _money(value: float) -> str:
+def money_text(value: float) -> str:
     """Whole, thousands separated ("12,000"); under 1 as it is (an amount of 0.4 is not "0")."""
     return f"{value:,.0f}" if abs(value) >= 1 else _number(value)
 
 
 # What a number says, per feature; None (no value) has the wording of NO_VALUE.
 NUMBER_WORDING: dict[str, Callable[[float], str]] = {
-    "amount": lambda v: f"amount {_money(v)}",
+    "amount": lambda v: f"amount {money_text(v)}",
     "effort_hours": lambda v: f"{_number(v)} {'hour' if v == 1 else 'hours'} of work",
     "client_won_deals": lambda v: f"client won {_count(v, 'deal', 'deals')} before",
-    "client_won_amount": lambda v: f"client paid {_money(v)} on earlier wins",
+    "client_won_amount": lambda v: f"client paid {money_text(v)} on earlier wins",
     "client_days_since_last_win": lambda v: f"client's last win {_days(v)}",
     "client_days_since_first_win": lambda v: f"client's first win {_days(v)}",
     "client_closed_deals": lambda v: f"client closed {_count(v, 'deal', 'deals')} before",

@@ -29,6 +29,7 @@ from model.features import (
     unseen_inputs,
     unsent_features,
 )
+from model.grade_text import grade_texts
 from model.grades import GradeCutoffs, letter_classes
 from model.reason_text import reason_text
 from model.records import CREATED_AT_SENT
@@ -105,6 +106,7 @@ class ScoreBatch:
     expected_value: FloatArray
     value_per_hour: FloatArray
     grade: list[str]
+    grade_reason: list[str]  # why each deal has its letter (model/grade_text.py)
     reasons: list[list[Reason]]
     # "request" (sent with the deal), "outcomes" (the model's history plus outcomes reported since
     # training), "model" (as of training) or "none" (a prospect with no history)
@@ -121,7 +123,8 @@ class ScoreBatch:
         return ScoreBatch(
             p_win=self.p_win[part], value=self.value[part], value_source=self.value_source[part],
             expected_value=self.expected_value[part], value_per_hour=self.value_per_hour[part],
-            grade=self.grade[part], reasons=self.reasons[part], history_source=self.history_source[part],
+            grade=self.grade[part], grade_reason=self.grade_reason[part], reasons=self.reasons[part],
+            history_source=self.history_source[part],
             not_sent=self.not_sent[part], unseen=self.unseen[part],
         )
 
@@ -222,12 +225,13 @@ class ScoringModel:
         # A tiny effort (2e-311 hours) overflows the division: the largest float keeps such a deal first when
         # ranking by value per hour, as infinity would, and stays a number in JSON.
         per_hour = np.minimum(per_hour, np.finfo(np.float64).max)
-        grade = letter_classes(expected_value, self.cutoffs, per_hour)
+        grades = letter_classes(expected_value, self.cutoffs, per_hour).tolist()
         reasons = (self.reasons(features, contributions, columns, n_reasons, drift_push, undated)
                    if contributions is not None else [[] for _ in range(n)])
         return ScoreBatch(
             p_win=p_win, value=value, value_source=source, expected_value=expected_value,
-            value_per_hour=per_hour, grade=grade.tolist(), reasons=reasons,
+            value_per_hour=per_hour, grade=grades,
+            grade_reason=grade_texts(grades, expected_value, per_hour, self.cutoffs), reasons=reasons,
             history_source=self._history_source(columns, n), not_sent=not_sent_inputs(self.spec, unsent, n, stand_ins),
             unseen=unseen_inputs(self.spec, sent, n),
         )

@@ -580,7 +580,7 @@ def _score_items(deal_ids: Iterable[Any], batch: ScoreBatch, gaps: list[Encoded]
     return [
         {
             "deal_id": deal_id, "p_win": p_win[i], "value": value[i], "expected_value": expected[i],
-            "grade": batch.grade[i], "reasons": _reasons(batch.reasons[i]),
+            "grade": batch.grade[i], "grade_reason": batch.grade_reason[i], "reasons": _reasons(batch.reasons[i]),
             "gaps": gaps[i], "value_source": batch.value_source[i], "value_per_hour": per_hour[i],
             "history_source": batch.history_source[i], "not_sent": batch.not_sent[i],
             "unseen": batch.unseen[i], "model_version": version,

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from model.grade_text import grade_texts
+from model.grades import GradeCutoffs
 from model.reason_text import reason_text
 
 REQUEST_ID = "5f0c6a1e2b7d4c1f9a8e3d2c1b0a9f8e"
@@ -35,13 +39,23 @@ REASONS = [_reason("client_status", "regular", 0.412), _reason("source", "referr
 GAPS = [{"product": "business_insurance", "adoption": 0.86, "p_accept": 0.41, "potential_income": 1435.0,
          "reason": "held by 86% of the best agriculture/medium clients"}]
 
+CUTOFFS = GradeCutoffs(a_min=3467.0, b_min=977.5, d_floor_per_hour=119.2)  # as MODEL_INFO's grade_cutoffs
+
+
+def _grade_reason(grade: str, expected_value: float, value_per_hour: float | None) -> str:
+    per_hour = np.nan if value_per_hour is None else value_per_hour
+    return grade_texts([grade], np.array([expected_value]), np.array([per_hour]), CUTOFFS)[0]
+
+
 SCORE = {
     "deal_id": "D-1042", "p_win": 0.63, "value": 18000.0, "expected_value": 11340.0, "grade": "A",
+    "grade_reason": _grade_reason("A", 11340.0, 945.0),
     "reasons": REASONS, "gaps": GAPS, "value_source": "amount", "value_per_hour": 945.0,
     "history_source": "request", "not_sent": [], "unseen": [], "model_version": VERSION,
 }
 PROSPECT_SCORE = {
     "deal_id": "D-1043", "p_win": 0.22, "value": 2000.0, "expected_value": 440.0, "grade": "C",
+    "grade_reason": _grade_reason("C", 440.0, None),
     "reasons": [_reason("client_status", "prospect", -0.52)], "gaps": [],
     "value_source": "amount", "value_per_hour": None, "history_source": "none", "not_sent": ["source"], "unseen": [],
     "model_version": VERSION,
@@ -65,8 +79,8 @@ MODEL_INFO = {
     "data": {"deals": 20000, "closed_deals": 19400, "won": 8100, "lost": 11300, "first_deal": "2021-01-02",
              "last_deal": "2024-12-31"},
     "metrics": {"model": {"auc": 0.81, "brier": 0.17, "ece": 0.02, "top_decile_lift": 2.1}},
-    "grade_cutoffs": {"a_min_expected_value": 3467.0, "b_min_expected_value": 977.5, "shares": [0.8, 0.15, 0.05],
-                      "d_floor_value_per_hour": 119.2},
+    "grade_cutoffs": {"a_min_expected_value": CUTOFFS.a_min, "b_min_expected_value": CUTOFFS.b_min,
+                      "shares": list(CUTOFFS.shares), "d_floor_value_per_hour": CUTOFFS.d_floor_per_hour},
     "caution": None,
     "features": ["amount", "effort_hours", "product", "client_status"],
     "has_profiles": True, "gap_take_up_days": 365, "small_data": False,

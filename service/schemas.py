@@ -358,6 +358,11 @@ class ScoreOut(_Answer):
     value: float | None = Field(description="expected amount if won; null when unknown")
     expected_value: float | None = Field(description="p_win x value")
     grade: Grade
+    grade_reason: str = Field(
+        description="why the deal has its letter, in a manager's words: its expected value against the cut-offs fixed "
+                    "at training (GET /v1/model's grade_cutoffs), or for D its value per hour against the floor and "
+                    "the letter its value alone would give, e.g. 'D: 42 of expected value per hour of work, at or "
+                    "below the floor of 127 an hour; by value alone B'. The reasons explain p_win, not the letter")
     reasons: list[ReasonOut]
     gaps: list[GapOut] = Field(description="the deal client's top cross-sell gaps, rank 1 first, without the "
                                            "deal's own product (it is being sold already)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from model.grade_text import grade_texts
 from model.grades import GradeCutoffs, check_pareto_shares, letter_classes, pareto_classes, pareto_cutoffs
 
 
@@ -50,3 +51,25 @@ def test_a_c_share_of_zero_is_allowed_but_not_an_a_or_b_share_of_zero() -> None:
     for shares in ((0.0, 0.95, 0.05), (0.95, 0.0, 0.05)):
         with pytest.raises(ValueError, match="A and B above 0"):
             check_pareto_shares("grade_shares", shares)
+
+
+def test_each_letter_says_which_cut_off_put_it_there() -> None:
+    """A manager-view audit: 174 of 500 demo deals were D and nothing in their answers said why (their reasons
+    explain p_win, and most raised it)."""
+    cutoffs = GradeCutoffs(a_min=10_000.0, b_min=2_000.0, d_floor_per_hour=127.0)
+    expected = np.array([12_000.0, 10_000.0, 5_000.0, 500.0, 5_000.0, np.nan, 20_000.0])
+    per_hour = np.array([np.nan, 800.0, 400.0, np.nan, 42.0, np.nan, 127.0])
+    grades = letter_classes(expected, cutoffs, per_hour).tolist()
+    assert grades == ["A", "A", "B", "C", "D", "C", "D"]
+    assert grade_texts(grades, expected, per_hour, cutoffs) == [
+        "A: expected value 12,000, at or above A's 10,000",
+        "A: expected value 10,000, at or above A's 10,000",
+        "B: expected value 5,000, at or above B's 2,000, below A's 10,000",
+        "C: expected value 500, below B's 2,000",
+        "D: 42 of expected value per hour of work, at or below the floor of 127 an hour; by value alone B",
+        "C: no expected value (no amount sent, and no value model to estimate one)",
+        "D: 127 of expected value per hour of work, at or below the floor of 127 an hour; by value alone A",
+    ]
+    no_values = GradeCutoffs(a_min=0.0, b_min=0.0)
+    assert grade_texts(["C"], np.array([5_000.0]), np.array([np.nan]), no_values) == [
+        "C: the model had no deal values to cut classes on when it was trained, so every deal is C"]

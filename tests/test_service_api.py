@@ -15,6 +15,7 @@ import pytest
 from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
     TODAY,
     TestClient,
+    deal_payloads,
     fixture_service_artifact,
     fixture_service_client,
     fixture_service_crm,
@@ -25,11 +26,13 @@ from service_fixtures import (  # noqa: F401 (fixtures, registered by name)
     make_deal,
 )
 
+from model.artifact import load_artifact
 from model.reason_text import reason_text
 from model.scorer import ScoringModel
 from service import Settings, create_app, draining
 from service.holder import ModelHolder
 from service.schemas import ScoreOut
+from training.synthetic_crm import SyntheticCRM
 
 SCORE_FIELDS = set(ScoreOut.model_fields)
 GAP_FIELDS = {"product", "adoption", "p_accept", "potential_income", "reason"}
@@ -536,3 +539,33 @@ def test_a_caller_that_hangs_up_mid_body_is_not_a_server_error(service_training:
     assert record.status == 499 and record.exc_info is None
     assert 'dealscore_http_requests_total{route="/v1/score",method="POST",status="499"} 1' in metrics
     assert 'status="500"' not in metrics
+
+
+def test_each_score_says_why_it_has_its_letter_by_the_models_cut_offs(service_crm: SyntheticCRM,
+                                                                      service_artifact: Path) -> None:
+    """grade_reason (a manager-view audit: D deals whose reasons all raised the chance said nothing of why they
+    were D): each letter with the cut-off GET /v1/model gives, and for D the value per hour against the floor."""
+    from model.reason_text import money_text
+
+    model, metadata = load_artifact(service_artifact)
+    app = create_app(Settings(), model=model, metadata=metadata, clock=lambda: TODAY)
+    with make_client(app) as client:
+        scores = client.post("/v1/score", json={"deals": deal_payloads(service_crm.deals.tail(400),
+                                                                      service_crm.clients)}).json()["scores"]
+        cutoffs = client.get("/v1/model").json()["grade_cutoffs"]
+    floor, a_min, b_min = (cutoffs["d_floor_value_per_hour"], cutoffs["a_min_expected_value"],
+                           cutoffs["b_min_expected_value"])
+    by_grade: dict[str, list[dict[str, Any]]] = {}
+    for score in scores:
+        by_grade.setdefault(score["grade"], []).append(score)
+    assert set(by_grade) == {"A", "B", "C", "D"}, {g: len(s) for g, s in by_grade.items()}
+    for score in by_grade["D"]:
+        assert score["value_per_hour"] <= floor
+        assert score["grade_reason"].startswith(
+            f"D: {money_text(score['value_per_hour'])} of expected value per hour of work, at or below the floor "
+            f"of {money_text(floor)} an hour; by value alone "), score
+    for grade, cut in (("A", f"at or above A's {money_text(a_min)}"), ("B", f"below A's {money_text(a_min)}"),
+                       ("C", f"below B's {money_text(b_min)}")):
+        for score in by_grade[grade]:
+            assert score["grade_reason"].startswith(f"{grade}: expected value {money_text(score['expected_value'])}, ")
+            assert cut in score["grade_reason"], score

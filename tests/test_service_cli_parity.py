@@ -52,6 +52,7 @@ def test_service_scores_equal_the_command_line(service_crm: SyntheticCRM, servic
         pd.testing.assert_series_equal(online[column].astype(float), offline[column].astype(float),
                                        check_names=False, rtol=1e-12, atol=0)
     assert list(online["grade"]) == list(offline["grade"])
+    assert list(online["grade_reason"]) == list(offline["grade_reason"])
     assert list(online["history_source"]) == list(offline["history_source"])
     assert list(online["not_sent"]) == [json.loads(v) for v in offline["not_sent"]]
     assert list(online["not_sent"])[:6] == [["source"]] * 5 + [[]]

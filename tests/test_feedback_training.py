@@ -332,3 +332,25 @@ def test_a_feedback_database_that_does_not_exist_is_bad_input_not_a_retry(
     err = capsys.readouterr().err
     assert code == 2, err
     assert "does not exist" in err
+
+
+def test_a_field_name_ending_in_a_newline_neither_becomes_a_column_nor_breaks_training(
+        database_url: str, tmp_path: Path) -> None:
+    """A security review: any caller of /v1/score could send a field named "status\\n". The plain-name check
+    (`^...$` with re.match, where `$` also matches before a final newline) let it through, SQLAlchemy's quoting
+    (fooled the same way) left it unquoted, and the SELECT got a second `status` column: `db training-source`,
+    and so the retrain from the feedback database, was refused (2 columns named status) for as long as that
+    scoring stayed in the log, which a prune never removes (the latest scoring of its deal)."""
+    with running(database_url, tmp_path / "spool") as feedback:
+        feedback.record_scores("r1", "v1", [{"deal_id": "G1", "created_at": "2025-11-01", "source": "web"},
+                                            {"deal_id": "X1", "created_at": "2025-11-02", "status\n": "lost",
+                                             "amount\n": 1.0, "colour\n": "red"}],
+                               batch([0.4, 0.5], [10.0, 20.0], ["C", "C"]))
+        feedback.flush_score_log()
+        feedback.record_outcomes([Outcome("G1", "won", 7000.0, date(2025, 11, 20)),
+                                  Outcome("X1", "lost", 0.0, date(2025, 11, 20))])
+        engine = feedback.database.engine
+        assert extra_fields(engine) == {"source": "text"}
+        deals = load_dataset(training_source(engine, database_url), for_training=True, today=date(2026, 1, 15)).deals
+    assert list(deals.columns).count("status") == 1
+    assert deals.set_index("deal_id")["status"].to_dict() == {"G1": "won", "X1": "lost"}

@@ -15,8 +15,10 @@ import sqlalchemy as sa
 from model.contract import DEALS
 from service.feedback.tables import TRAINING_DEALS_VIEW
 
-# Only plain names become columns: they go into SQL as quoted identifiers and JSON paths.
-_PLAIN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+# Only plain names become columns: they go into SQL as identifiers and JSON paths. Matched whole (fullmatch):
+# with `$`, a name sent as "status\n" passed, SQLAlchemy's quoting (fooled alike) left it bare, and the SELECT
+# had a second `status` column, which training refuses.
+_PLAIN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 _NOT_EXTRA = frozenset({*DEALS.names, "client"})
 _NUMERIC = {"postgresql": {"number"}, "sqlite": {"integer", "real"}}
 _NULL = {"null"}
@@ -40,7 +42,7 @@ def extra_fields(engine: sa.Engine) -> dict[str, str]:
     kinds: dict[str, set[str]] = defaultdict(set)
     with engine.connect() as connection:
         for key, kind, _count in connection.execute(sa.text(query)):
-            if key not in _NOT_EXTRA and _PLAIN_NAME.match(key):
+            if key not in _NOT_EXTRA and _PLAIN_NAME.fullmatch(key):
                 kinds[key].add(kind)
     numeric = _NUMERIC.get(engine.dialect.name, set())
     out: dict[str, str] = {}

@@ -71,7 +71,7 @@ MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
 VERSIONS_DIR = "versions"
 REGISTRY_FORMAT = 1
-_VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # matched whole: `$` passed a final newline
 _TEMP_PREFIX = ".manifest.json.tmp-"
 _PENDING_PREFIX = ".pending-"  # + a version: its folder is being written and not yet committed
 
@@ -628,7 +628,7 @@ def _holds_version(entry: Path) -> bool:
 
 
 def _check_name(version: str) -> None:
-    if not _VERSION_NAME.match(version):
+    if not _VERSION_NAME.fullmatch(version):
         raise DealscoreError(f"version names are letters, digits, '.', '_' and '-' (at most 128, not starting "
                              f"with '.' or '-'), got {version!r}")
 
@@ -767,7 +767,7 @@ class LiveModelWatcher:
                 return ReloadResult("unchanged", live)
             # Before loading, so that a change made while it loads is seen next time. (A name that is no version
             # name reads as no folder: the load refuses it.)
-            files = version_files(self.registry.versions_dir / live) if _VERSION_NAME.match(live) else None
+            files = version_files(self.registry.versions_dir / live) if _VERSION_NAME.fullmatch(live) else None
             refused = self.last_refused
             if (refused is not None and refused.version == live and (stamp, files) == self._refused_key
                     and time.monotonic() - self._refused_since < RETRY_REFUSED_SECONDS):

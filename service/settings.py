@@ -144,7 +144,10 @@ class Settings(BaseSettings):
 
     score_log_queue_size: int = Field(default=10_000, ge=1, le=1_000_000)
     """Requests waiting in memory for the score-log writer; beyond it a request writes its entries to the
-    spool itself (slower, never lost)."""
+    spool itself (slower, never lost). Counted in requests, each holding its deals until written: while the
+    database stalls without failing (a table lock, a connection that hangs), the queue grew by about 0.7 MB per
+    1,000-deal request (a security review: 250 such requests, 176 MB), so the default allows gigabytes to wait
+    where callers send large batches; lower it there."""
 
     score_log_batch_rows: int = Field(default=1_000, ge=1, le=100_000)
     """Score-log entries per database write."""

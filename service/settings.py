@@ -144,10 +144,14 @@ class Settings(BaseSettings):
 
     score_log_queue_size: int = Field(default=10_000, ge=1, le=1_000_000)
     """Requests waiting in memory for the score-log writer; beyond it a request writes its entries to the
-    spool itself (slower, never lost). Counted in requests, each holding its deals until written: while the
-    database stalls without failing (a table lock, a connection that hangs), the queue grew by about 0.7 MB per
-    1,000-deal request (a security review: 250 such requests, 176 MB), so the default allows gigabytes to wait
-    where callers send large batches; lower it there."""
+    spool itself (slower, never lost). DEALSCORE_SCORE_LOG_QUEUE_DEALS bounds the deals they hold."""
+
+    score_log_queue_deals: int = Field(default=100_000, ge=1, le=10_000_000)
+    """Deals the waiting requests may hold in memory (about 0.7 KB each); a request that would take the queue
+    beyond it writes its entries to the spool itself, as beyond DEALSCORE_SCORE_LOG_QUEUE_SIZE (a request finding
+    the queue empty always waits there). While the database stalls without failing (a table lock, a connection
+    that hangs), the queue only grows: a security review held 176 MB in 250 requests of 1,000 deals, and the
+    request bound alone let 10,000 such requests wait (about 7 GB)."""
 
     score_log_batch_rows: int = Field(default=1_000, ge=1, le=100_000)
     """Score-log entries per database write."""

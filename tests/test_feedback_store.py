@@ -814,6 +814,27 @@ def test_a_full_queue_sends_requests_to_the_spool_and_nothing_is_lost(database_u
     assert count(database_url, "score_log") == 3
 
 
+def test_the_queue_is_bounded_by_the_deals_it_holds_too(database_url: str, tmp_path: Path) -> None:
+    """DEALSCORE_SCORE_LOG_QUEUE_SIZE counts requests: with the database stalled, 10,000 requests of 1,000 deals
+    could wait in memory (about 7 GB; a security review held 176 MB in 250). Deals beyond queue_deals go to the
+    spool; a request finding the queue empty waits there whatever its size."""
+    feedback = Feedback(make_config(database_url, tmp_path / "spool", queue_size=100, queue_deals=5))
+    log = feedback.score_log
+    assert log is not None
+    sizes = (6, 1, 3, 2, 4)  # the writer is not running yet: 6 into the empty queue, the rest beyond 5 deals
+    for r, n in enumerate(sizes):
+        feedback.record_scores(f"r{r}", "v1", [deal(f"D{r}-{i}") for i in range(n)],
+                               batch([0.5] * n, [5.0] * n, ["B"] * n))
+    stats = log.stats()
+    assert (stats.overflow_total, stats.spooled, stats.queued) == (4, 10, 6)
+    feedback.start()
+    try:
+        wait_until(lambda: feedback.score_log_pending() == 0, message="queue and spool to drain")
+    finally:
+        feedback.stop()
+    assert count(database_url, "score_log") == sum(sizes)
+
+
 def test_the_writer_lets_scoring_run_between_pieces_of_one_transaction(database_url: str, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A flush of a few hundred single-deal requests, converted and inserted in one go, held the GIL for stretches

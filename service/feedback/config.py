@@ -63,6 +63,7 @@ class FeedbackConfig:
                                                          or dealscore_home() / "spool"))
     score_log_enabled: bool = True
     queue_size: int = 10_000  # requests waiting for the writer; beyond it they go straight to the spool
+    queue_deals: int = 100_000  # deals those requests may hold; beyond it they go straight to the spool too
     batch_rows: int = 1_000  # rows per database write
     flush_seconds: float = 0.25  # the writer waits at most this long to gather a batch
     retry_seconds: float = 2.0  # first wait before trying a failed database again (doubles up to 60 s)
@@ -93,6 +94,7 @@ class FeedbackConfig:
             spool_dir=Path(spool),
             score_log_enabled=bool(pick("score_log_enabled", "score_log_enabled")),
             queue_size=int(pick("queue_size", "score_log_queue_size")),
+            queue_deals=int(pick("queue_deals", "score_log_queue_deals")),
             batch_rows=int(pick("batch_rows", "score_log_batch_rows")),
             flush_seconds=float(pick("flush_seconds", "score_log_flush_seconds")),
             retry_seconds=float(pick("retry_seconds", "database_retry_seconds")),

@@ -516,11 +516,12 @@ class ScoreLogStats:
 class ScoreLog:
     """The background writer. `record` is the only call on the request path."""
 
-    def __init__(self, database: Database, spool_dir: Path, *, queue_size: int = 10_000, batch_rows: int = 1_000,
-                 flush_seconds: float = 0.25, retry_seconds: float = 2.0) -> None:
+    def __init__(self, database: Database, spool_dir: Path, *, queue_size: int = 10_000, queue_deals: int = 100_000,
+                 batch_rows: int = 1_000, flush_seconds: float = 0.25, retry_seconds: float = 2.0) -> None:
         self.database = database
         self.spool = Spool(spool_dir)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
+        self._queue_deals = max(1, queue_deals)
         self._batch_rows = max(1, batch_rows)
         self._flush_seconds = flush_seconds
         self._retry_seconds = retry_seconds
@@ -557,6 +558,10 @@ class ScoreLog:
         if n == 0:
             return
         with self._lock:
+            # Bounded by deals too, not only by requests: while the database stalls without failing, 10,000 waiting
+            # requests of 1,000 deals held about 7 GB (a security review). A request finding the queue empty waits
+            # there whatever its size.
+            full = self._queued > 0 and self._queued + n > self._queue_deals
             self._seq += 1
             self._queued += n
             seq = self._seq
@@ -564,6 +569,9 @@ class ScoreLog:
         item = _Item(request_id=request_id, model_version=model_version, deals=deals, size=n, p_win=batch.p_win,
                      value=getattr(batch, "value", None), expected_value=getattr(batch, "expected_value", None),
                      grade=batch.grade, scored_at=time.time(), seq=seq)
+        if full:
+            self._overflow(item)
+            return
         try:
             self._queue.put_nowait(item)
         except queue.Full:

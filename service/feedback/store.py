@@ -47,7 +47,8 @@ class Feedback:
         self.book = OutcomeBook()
         self.score_log = ScoreLog(
             self.database, self.config.spool_dir, queue_size=self.config.queue_size,
-            batch_rows=self.config.batch_rows, flush_seconds=self.config.flush_seconds,
+            queue_deals=self.config.queue_deals, batch_rows=self.config.batch_rows,
+            flush_seconds=self.config.flush_seconds,
             retry_seconds=self.config.retry_seconds) if self.config.score_log_enabled else None
         self.outcomes = OutcomeStore(self.database, self.book, self._flush_score_log_reached,
                                      peer_log_wait_seconds=self.config.peer_log_wait_seconds)

@@ -778,18 +778,19 @@ class ScoreLog:
             with self._lock:
                 self._dropped_total += len(rows)
 
-    def _insert(self, rows: list[Row]) -> int:
-        """Insert `rows`; the number the database took (a row it refuses is dropped, and counted as such)."""
+    def _insert(self, rows: list[Row], refused: Callable[[], object] = lambda: None) -> int:
+        """Insert `rows`; the number the database took (a row it refuses is dropped, counted as such, and
+        `refused` is called for it: at once, as a failure later in the same rows loses the count)."""
         self.database.ensure_schema()
         try:
             insert_rows(self.database.engine, rows)
         except sa.exc.DataError:
             # The database refused a value, not the connection: spooling the batch would replay the same
             # refusal forever and hold every later entry back. Write the rows one by one; drop the refused.
-            return self._insert_each(rows)
+            return self._insert_each(rows, refused)
         return len(rows)
 
-    def _insert_each(self, rows: list[Row]) -> int:
+    def _insert_each(self, rows: list[Row], refused: Callable[[], object]) -> int:
         written = 0
         for row in rows:
             try:
@@ -800,6 +801,7 @@ class ScoreLog:
                              row["request_id"], str(row["deal_id"])[:40], describe_error(error))
                 with self._lock:
                     self._dropped_total += 1
+                refused()
         return written
 
     def _to_spool(self, rows: list[Row]) -> None:
@@ -813,12 +815,17 @@ class ScoreLog:
         # rows, counted dropped here and again then, were dropped twice.
         file_written = file_refused = written = 0
 
+        def one_refused() -> None:
+            nonlocal file_refused
+            file_refused += 1
+
         def insert(rows: list[Row]) -> int:
-            # What the database took: a row it refuses is dropped (and counted so) by _insert, not written.
-            nonlocal file_written, file_refused
-            taken = self._insert(rows)
+            # What the database took: a row it refuses is dropped (and counted so) by _insert, not written. Its
+            # refusals are counted as they come: cut off later in the same rows (one by one after a refusal), the
+            # rows' own count never comes back.
+            nonlocal file_written
+            taken = self._insert(rows, one_refused)
             file_written += taken
-            file_refused += len(rows) - taken
             return taken
 
         def file_done() -> None:

@@ -872,6 +872,13 @@ def test_a_candidate_at_chance_on_its_own_holdout_is_refused_where_the_live_mode
                        candidate_holdout={"auc": 0.55, "auc_low_95": 0.5, "deals": 400})[0]
     assert _judged(monkeypatch, FLAT, FLAT, holdout_auc=0.6, live_in_sample=False, fitted_share=0.0,
                    candidate_holdout={"auc": 0.55, "auc_low_95": float("nan")})[0]
+    # A small holdout: a candidate as good as the live model has an interval reaching 0.5 by chance alone. The
+    # live model's AUC inside that interval tells them not apart: published (a review: refused, the export blamed).
+    small = {"auc": 0.60, "auc_low_95": 0.50, "auc_high_95": 0.71, "deals": 120}
+    assert _judged(monkeypatch, FLAT, FLAT, holdout_auc=0.62, live_in_sample=False, fitted_share=0.0,
+                   candidate_holdout=small)[0]
+    assert not _judged(monkeypatch, FLAT, FLAT, holdout_auc=0.816, live_in_sample=False, fitted_share=0.0,
+                       candidate_holdout={**shuffled, "auc_high_95": 0.522})[0]
 
 
 def test_comparison_markdown_counts_the_gate_models_deals_as_the_gate_models() -> None:

@@ -8,6 +8,7 @@ chance read as a contradiction (a manager-view audit: 174 of 500 demo deals D, n
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,15 +24,22 @@ def grade_texts(grades: Sequence[str], expected_value: FloatArray, value_per_hou
                 cutoffs: GradeCutoffs) -> list[str]:
     """One line per deal: its letter and the cut-off that put it there."""
     by_value = letter_classes(expected_value, cutoffs).tolist() if "D" in grades else grades
-    lines = _CutoffLines(cutoffs)  # the cut-offs' words once per batch, not once per deal
+    lines = _cutoff_lines(cutoffs)
     return [lines.text(grade, expected, per_hour, value_letter)
             for grade, expected, per_hour, value_letter in zip(grades, np.asarray(expected_value).tolist(),
                                                                np.asarray(value_per_hour).tolist(), by_value,
                                                                strict=True)]
 
 
+@functools.lru_cache(maxsize=8)
+def _cutoff_lines(cutoffs: GradeCutoffs) -> _CutoffLines:
+    """The cut-offs' words, once per model (a model keeps its cut-offs), not once per request."""
+    return _CutoffLines(cutoffs)
+
+
 class _CutoffLines:
     def __init__(self, cutoffs: GradeCutoffs) -> None:
+        self.cutoffs = cutoffs
         self.priced = cutoffs.a_min > 0
         self.a_min, self.b_min = money_text(cutoffs.a_min), money_text(cutoffs.b_min)
         self.floor = money_text(cutoffs.d_floor_per_hour or 0.0)
@@ -47,5 +55,14 @@ class _CutoffLines:
         if grade == "A":
             return f"A: expected value {money_text(expected)}, at or above A's {self.a_min}"
         if grade == "B":
-            return f"B: expected value {money_text(expected)}, at or above B's {self.b_min}, below A's {self.a_min}"
-        return f"C: expected value {money_text(expected)}, below B's {self.b_min}"
+            shown, a_min = _apart(expected, self.cutoffs.a_min, self.a_min)
+            return f"B: expected value {shown}, at or above B's {self.b_min}, below A's {a_min}"
+        shown, b_min = _apart(expected, self.cutoffs.b_min, self.b_min)
+        return f"C: expected value {shown}, below B's {b_min}"
+
+
+def _apart(value: float, cut: float, cut_text: str) -> tuple[str, str]:
+    """A value and the cut-off it is below, in words that tell them apart: whole numbers, or with cents where
+    rounding made them one ("C: expected value 976, below B's 976" for 976.45 against 976.5)."""
+    shown = money_text(value)
+    return (shown, cut_text) if shown != cut_text else (f"{value:,.2f}", f"{cut:,.2f}")

@@ -73,3 +73,15 @@ def test_each_letter_says_which_cut_off_put_it_there() -> None:
     no_values = GradeCutoffs(a_min=0.0, b_min=0.0)
     assert grade_texts(["C"], np.array([5_000.0]), np.array([np.nan]), no_values) == [
         "C: the model had no deal values to cut classes on when it was trained, so every deal is C"]
+
+
+def test_a_value_rounding_to_its_cut_off_is_shown_with_cents() -> None:
+    """A review: 976.45 against B's 976.5 read "C: expected value 976, below B's 976"."""
+    cutoffs = GradeCutoffs(a_min=3_000.0, b_min=976.5)
+    expected = np.array([976.45, 3_000.2, 2_999.9])
+    grades = letter_classes(expected, cutoffs).tolist()
+    assert grade_texts(grades, expected, np.full(3, np.nan), cutoffs) == [
+        "C: expected value 976.45, below B's 976.50",
+        "A: expected value 3,000, at or above A's 3,000",
+        "B: expected value 2,999.90, at or above B's 976, below A's 3,000.00",
+    ]

@@ -914,43 +914,34 @@ def test_an_entry_postgresql_refuses_on_the_spool_replay_is_counted_dropped_not_
     assert count(postgres_url, "score_log") == 2
 
 
+# Six entries, the second refused by PostgreSQL (a NUL), in chunks of 3. Call 1 is the first write's first chunk:
+# the database down, all six spooled. Then the replay, cut off at the second call number given:
+# - after the refused chunk: call 2 the first chunk, refused, so calls 3-5 its rows one by one; call 6 the second
+#   chunk, cut off. The next replay: 7-11 alike.
+# - inside it (a review): calls 3-4 its first two rows (the second refused), call 5 its third, cut off. The next
+#   replay: 6 the chunk, 7-9 one by one, 10 the second chunk.
+REPLAYS_CUT_OFF = {
+    "after-the-refused-chunk": ((1, 6), [3, 3, 1, 1, 1, 3, 3, 1, 1, 1, 3]),
+    "between-one-by-one-inserts": ((1, 5), [3, 3, 1, 1, 1, 3, 1, 1, 1, 3]),
+}
+
+
+@pytest.mark.parametrize("cut_off", REPLAYS_CUT_OFF)
 def test_a_replay_cut_off_after_a_refused_entry_counts_it_dropped_once(
-        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The spool keeps no progress within a file: a replay cut off by the database after its first chunk (which
-    held an entry PostgreSQL refuses) leaves the file whole, and the next replay meets the refusal again. It was
-    counted dropped at each meeting: (5 written, 2 dropped) for 6 entries, 5 in the table."""
-    # Call 1: the first write's first chunk (the database down: all six spooled). Replay: call 2 the first chunk,
-    # refused for its NUL, so calls 3-5 its rows one by one; call 6 the second chunk, cut off. The next replay: 7-11.
-    calls = _log_inserts_failing(monkeypatch, lambda call: call in (1, 6))
+        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut_off: str) -> None:
+    """The spool keeps no progress within a file: a replay cut off by the database after it met an entry
+    PostgreSQL refuses leaves the file whole, and the next replay meets the refusal again. It was counted dropped
+    at each meeting: (5 written, 2 dropped) for 6 entries, 5 in the table."""
+    failing, expected_calls = REPLAYS_CUT_OFF[cut_off]
+    calls = _log_inserts_failing(monkeypatch, lambda call: call in failing)
     with running(postgres_url, tmp_path / "spool", batch_rows=3, retry_seconds=0.1) as feedback:
         log = feedback.score_log
         assert log is not None
         feedback.record_scores("r1", "v1", [deal(d) for d in ("D1", "BAD\x00ID", "D2", "D3", "D4", "D5")],
                                batch([0.5] * 6, [5.0] * 6, ["B"] * 6))
-        wait_until(lambda: feedback.score_log_pending() == 0 and len(calls) >= 11,
+        wait_until(lambda: feedback.score_log_pending() == 0 and len(calls) >= len(expected_calls),
                    message="the spool to be replayed after its first replay was cut off")
-        assert calls == [3, 3, 1, 1, 1, 3, 3, 1, 1, 1, 3]
-        stats = log.stats()
-        assert (stats.written_total, stats.dropped_total, stats.spooled_total) == (5, 1, 6)
-    assert count(postgres_url, "score_log") == 5
-
-
-def test_a_replay_cut_off_between_one_by_one_inserts_counts_the_refused_entry_dropped_once(
-        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """As above, cut off inside the refused chunk instead: after its rows were tried one by one past the refused
-    entry (a review). Its refusal was counted in the global total only, and the replay's correction left it there:
-    (5 written, 2 dropped) for 6 entries, 5 in the table."""
-    # Call 1 spools all six; replay: call 2 the first chunk, refused, calls 3-4 its first two rows one by one (the
-    # second refused), call 5 its third, cut off. The next replay: 6 the chunk, 7-9 one by one, 10 the second chunk.
-    calls = _log_inserts_failing(monkeypatch, lambda call: call in (1, 5))
-    with running(postgres_url, tmp_path / "spool", batch_rows=3, retry_seconds=0.1) as feedback:
-        log = feedback.score_log
-        assert log is not None
-        feedback.record_scores("r1", "v1", [deal(d) for d in ("D1", "BAD\x00ID", "D2", "D3", "D4", "D5")],
-                               batch([0.5] * 6, [5.0] * 6, ["B"] * 6))
-        wait_until(lambda: feedback.score_log_pending() == 0 and len(calls) >= 10,
-                   message="the spool to be replayed after its first replay was cut off")
-        assert calls == [3, 3, 1, 1, 1, 3, 1, 1, 1, 3]
+        assert calls == expected_calls
         stats = log.stats()
         assert (stats.written_total, stats.dropped_total, stats.spooled_total) == (5, 1, 6)
     assert count(postgres_url, "score_log") == 5

@@ -125,7 +125,10 @@ class BoundedHeadProtocol(HttpToolsProtocol):
                 await send(message)
                 return
             kept = cycle.keep_alive
-            await send({**message, "headers": [*message.get("headers", []), (b"connection", b"close")]})
+            headers = list(message.get("headers", []))
+            if not any(name.lower() == b"connection" and value.lower() == b"close" for name, value in headers):
+                headers.append((b"connection", b"close"))  # said once (uvicorn's own 500 says it already)
+            await send({**message, "headers": headers})
             # uvicorn takes the header as its own cue and would close at the answer's end, unread body bytes and all
             # (the kernel then resets the connection and the client may lose the answer): the close stays
             # _end_connection's, after the linger. A close uvicorn had decided itself (a stop) stays uvicorn's.

@@ -111,8 +111,9 @@ def test_a_request_head_that_does_not_arrive_in_time_is_answered_408_and_closed(
 
 async def _early(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """_echo, but /early answers at once without reading the body (as the token check's 401 does)."""
-    if scope["type"] == "http" and scope["path"] == "/early":
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    if scope["type"] == "http" and scope["path"] in ("/early", "/early-saying-close"):
+        says = [(b"connection", b"close")] if scope["path"] == "/early-saying-close" else []
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2"), *says]})
         await send({"type": "http.response.body", "body": b"{}"})
         return
     await _echo(scope, receive, send)
@@ -157,6 +158,18 @@ def test_a_request_answered_before_its_body_came_ends_its_connection(
                 pass
         assert rest == b"", rest[:200]  # no answer to a head that came after it
         assert time.monotonic() - started < 5, "the connection was kept"
+
+
+def test_an_early_answer_that_says_close_already_says_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The protocol adds `connection: close` to an answer given before its body came; one that said so already
+    (uvicorn's own 500) carried the header twice (a review)."""
+    from service import http_protocol
+
+    monkeypatch.setattr(http_protocol, "LINGER_SECONDS", 0.2, raising=False)
+    with uvicorn_server(_early, **_server_options(monkeypatch)) as port:
+        received = _exchange(port, b"POST /early-saying-close HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234")
+    head = received.split(b"\r\n\r\n")[0].lower()
+    assert received.startswith(b"HTTP/1.1 200 ") and head.count(b"\r\nconnection: close") == 1, head
 
 
 def test_a_head_too_large_behind_a_request_still_answered_is_refused_after_that_answer(

@@ -51,7 +51,7 @@ class _CutoffLines:
         if not self.priced:
             return "C: the model had no deal values to cut classes on when it was trained, so every deal is C"
         if expected != expected:
-            return "C: no expected value (no amount sent, and no value model to estimate one)"
+            return "C: no expected value (no amount sent, or 0, and no value model to estimate one)"
         if grade == "A":
             return f"A: expected value {money_text(expected)}, at or above A's {self.a_min}"
         if grade == "B":

@@ -73,7 +73,7 @@ NUMBER_WORDING: dict[str, Callable[[float], str]] = {
     "month": lambda v: f"created in {calendar.month_name[int(v)]}" if 1 <= v <= 12 else f"month {v:g}",
 }
 NO_VALUE: dict[str, str] = {
-    "amount": "no amount sent (valued by the model)",
+    "amount": "no amount sent, or 0 (read as no quote yet; valued by the model)",  # 0: the score reads so
     "client_days_since_last_win": "client has no win yet",
     "client_days_since_first_win": "client has no win yet",
     "effort_hours": "no effort hours sent",

@@ -325,8 +325,8 @@ class ReasonOut(_Answer):
     value: str | float | None = Field(
         description="the input's value for this deal (a level or a number; a client's or a level's win rate is "
                     "smoothed towards the overall one, 20 deals' weight by default); null when it has none: a "
-                    "field not sent that still pushes (the amount, valued by the model; a text field missing "
-                    "often in training; a number's stand-in is not shown), no win yet for "
+                    "field not sent that still pushes (the amount, or an amount of 0, valued by the model; a text "
+                    "field missing often in training; a number's stand-in is not shown), no win yet for "
                     "client_days_since_last_win and _first_win, no closed deal yet for client_win_rate (the "
                     "team's rate stands in), or no created_at for month (today's pushes: the deal is scored as of "
                     "today). A field averaged out (not_sent) pushes nothing "

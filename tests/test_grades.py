@@ -67,7 +67,7 @@ def test_each_letter_says_which_cut_off_put_it_there() -> None:
         "B: expected value 5,000, at or above B's 2,000, below A's 10,000",
         "C: expected value 500, below B's 2,000",
         "D: 42 of expected value per hour of work, at or below the floor of 127 an hour; by value alone B",
-        "C: no expected value (no amount sent, and no value model to estimate one)",
+        "C: no expected value (no amount sent, or 0, and no value model to estimate one)",
         "D: 127 of expected value per hour of work, at or below the floor of 127 an hour; by value alone A",
     ]
     no_values = GradeCutoffs(a_min=0.0, b_min=0.0)

@@ -35,7 +35,8 @@ def test_every_reason_a_model_shows_reads_without_its_feature_name(
             assert text.startswith(f"{reason.feature} {level}:"), text
         else:  # one of the model's own features (or amount, effort_hours, month): in words, never its name
             assert "_" not in text, text
-    assert any(r.text.startswith("no amount sent (valued by the model): ") for r in shown if r.feature == "amount")
+    assert any(r.text.startswith("no amount sent, or 0 (read as no quote yet; valued by the model): ")
+               for r in shown if r.feature == "amount")
 
 
 @pytest.mark.parametrize(("feature", "value", "expected"), [

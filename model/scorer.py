@@ -305,6 +305,7 @@ class ScoringModel:
         levels = {name: columns[name].tolist() if name in columns else [None] * n for name in categorical}
         filled = set(self.spec.numeric_fill or ())  # shown as sent: null when not sent (a stand-in was used)
         ages = features[:, names.index(HISTORY_AGE)].tolist() if self.spec.has_history_age else None
+        closed_at = names.index(CLIENT_CLOSED) if CLIENT_CLOSED in names else -1  # with CLIENT_RATE, when history
         team_history: list[bool] | None = None  # per deal, whether any deal of the team had closed before it
         out: list[list[Reason]] = []
         for row, features_of_row in enumerate(top.tolist()):
@@ -327,7 +328,7 @@ class ScoringModel:
                     value = None
                 elif name in TEAM_RATES and not (team_history := team_history or self._team_history(columns))[row]:
                     value = None  # the rates' 50% stand-in before any deal closed, not a rate the team had
-                elif name == CLIENT_RATE and features[row, names.index(CLIENT_CLOSED)] == 0:
+                elif name == CLIENT_RATE and features[row, closed_at] == 0:
                     # The team's rate standing in for a client that closed no deal, not a rate the client had: a
                     # manager-view audit saw "client's win rate 63%, its earlier deals weighed with the team's" on
                     # 2,258 of maven's 8,800 deals whose client had closed none (or that named no client).
